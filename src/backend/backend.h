@@ -58,6 +58,8 @@ class Backend {
                     int head_dim) = 0;
   // out = silu(gate_up[:, :I]) * gate_up[:, I:]. gate_up: [T, 2I]; out: [T, I].
   virtual void silu_and_mul(const Tensor& gate_up, Tensor out) = 0;
+  // dst = src (same shape, same device).
+  virtual void copy_rows(const Tensor& src, Tensor dst) = 0;
   // x += y, elementwise.
   virtual void add(Tensor x, const Tensor& y) = 0;
   // out[i] = x[rows[i]]. rows: i32 [R].

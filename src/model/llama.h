@@ -46,15 +46,15 @@ class LlamaModel {
  private:
   struct Layer {
     Tensor input_norm, post_norm;
-    Tensor qkv, qkv_bias;  // fused [ (Hq + 2 Hk) * D, H ]
-    Tensor q_norm, k_norm;
+    Tensor q, k, v, q_bias, k_bias, v_bias;  // biases undefined unless attention_bias
+    Tensor q_norm, k_norm;                   // undefined unless qk_norm
     Tensor o_proj;
     Tensor gate_up;  // fused [2 I, H]
     Tensor down;
   };
   struct Workspace {
     int64_t capacity = 0;
-    Tensor ids, positions, hidden, residual, qkv, attn_out, gate_up, act, rows, last_hidden, logits;
+    Tensor ids, positions, rows, hidden, residual, q, k, v, attn_out, gate_up, act, last_hidden, logits;
   };
 
   void validate_input(const ForwardInput& in, const KVCache& kv) const;

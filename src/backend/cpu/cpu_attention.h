@@ -1,0 +1,27 @@
+// Paged attention on the CPU, float32: the reference every other attention is checked against.
+//
+// Log-sum-exp convention (as FlashInfer): lse = log2(sum_j exp(s_j)) where s_j = q.k_j * sm_scale,
+// i.e. base 2. An entry with no keys has lse = -inf and output 0; merging with it is exact.
+#pragma once
+#include "core/tensor.h"
+#include "kv/paged_kv.h"
+
+namespace nc {
+
+struct AttentionShape;
+
+// Writes k/v rows [T, Hk*D] into the slots named by `batch` (the last q_len slots of each entry).
+void cpu_append_kv(const PagedKVBatch& batch, const KVCacheShape& kv, const float* k, const float* v,
+                   float* pages);
+
+// out[T, Hq*D] = attention of q over the pages of `batch` (causal or not, as the batch says);
+// lse (optional, [T, Hq]) receives the base-2 log-sum-exp of each row and head.
+void cpu_paged_attention(const PagedKVBatch& batch, const AttentionShape& shape, const float* q,
+                         const float* pages, float* out, float* lse);
+
+// Merges state (o_b, lse_b) into (o_a, lse_a) in place, for `rows` rows of `heads` heads of
+// head_dim values: the result is the attention over the union of both key sets.
+void merge_attention_states(float* o_a, float* lse_a, const float* o_b, const float* lse_b,
+                            int64_t rows, int heads, int head_dim);
+
+}  // namespace nc

@@ -1,0 +1,230 @@
+// The CPU backend: float32 everywhere, GEMM through OpenBLAS, paged attention in plain C++.
+// It is the reference the CUDA backend is checked against, and it runs the whole engine in CI.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_attention.h"
+#include "core/thread_pool.h"
+
+namespace nc {
+
+namespace {
+
+// GEMMs run on blocks of exactly kRowBlock rows (the last one zero-padded), so every call has the
+// same shape whatever the batch: OpenBLAS picks its kernels, tiling and threading from the shape,
+// and a fixed shape gives each row the same reduction order. This keeps greedy outputs
+// independent of which other requests share the step.
+constexpr int64_t kRowBlock = 16;
+
+class CpuAttentionPlan : public AttentionPlan {
+ public:
+  AttentionStep step;
+  AttentionShape shape;
+};
+
+float* f32(const Tensor& t, const char* what) {
+  t.expect_dtype(DType::F32, what);
+  t.expect_device(Device::CPU, what);
+  t.expect_contiguous(what);
+  return t.ptr<float>();
+}
+
+void rmsnorm_row(const float* x, const float* w, float eps, int64_t n, float* out) {
+  float ss = 0.0f;
+  for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
+  const float inv = 1.0f / std::sqrt(ss / float(n) + eps);
+  for (int64_t i = 0; i < n; ++i) out[i] = w[i] * (x[i] * inv);
+}
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+  Device device() const override { return Device::CPU; }
+  DType dtype() const override { return DType::F32; }
+
+  Tensor alloc(const Shape& shape, DType dtype) override { return Tensor::empty_host(shape, dtype); }
+
+  Tensor upload(const HostTensor& t) override {
+    Tensor out = Tensor::empty_host(t.shape, DType::F32);
+    NC_CHECK(int64_t(t.data.size()) == out.numel(), "upload: {} values for shape {}", t.data.size(),
+             shape_str(t.shape));
+    std::copy(t.data.begin(), t.data.end(), out.ptr<float>());
+    return out;
+  }
+
+  void copy_from_host(Tensor dst, const void* src) override {
+    dst.expect_contiguous("copy_from_host");
+    std::memcpy(dst.data(), src, dst.nbytes());
+  }
+
+  std::vector<float> to_host_f32(const Tensor& t) override {
+    const float* p = f32(t, "to_host_f32");
+    return std::vector<float>(p, p + t.numel());
+  }
+
+  void embedding(const Tensor& table, const Tensor& ids, Tensor out) override {
+    const int64_t V = table.dim(0), H = table.dim(1), T = ids.numel();
+    out.expect_shape({T, H}, "embedding");
+    const float* tab = f32(table, "embedding");
+    const int32_t* id = ids.ptr<int32_t>();
+    float* o = f32(out, "embedding");
+    for (int64_t t = 0; t < T; ++t) {
+      NC_CHECK(id[t] >= 0 && id[t] < V, "embedding: token id {} outside [0, {})", id[t], V);
+      std::copy_n(tab + int64_t(id[t]) * H, H, o + t * H);
+    }
+  }
+
+  void rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor out) override {
+    const int64_t H = x.dim(-1), N = x.numel() / H;
+    weight.expect_shape({H}, "rmsnorm weight");
+    const float *px = f32(x, "rmsnorm"), *pw = f32(weight, "rmsnorm");
+    float* po = f32(out, "rmsnorm");
+    for (int64_t r = 0; r < N; ++r) rmsnorm_row(px + r * H, pw, eps, H, po + r * H);
+  }
+
+  void add_rmsnorm(Tensor x, Tensor residual, const Tensor& weight, float eps) override {
+    const int64_t H = x.dim(-1), N = x.numel() / H;
+    residual.expect_shape(x.shape(), "add_rmsnorm residual");
+    float *px = f32(x, "add_rmsnorm"), *pr = f32(residual, "add_rmsnorm");
+    const float* pw = f32(weight, "add_rmsnorm");
+    for (int64_t i = 0; i < N * H; ++i) pr[i] += px[i];
+    for (int64_t r = 0; r < N; ++r) rmsnorm_row(pr + r * H, pw, eps, H, px + r * H);
+  }
+
+  void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor out) override {
+    const int64_t N = x.dim(0), K = x.dim(1), M = w.dim(0);
+    NC_CHECK(w.dim(1) == K, "linear: input has {} features, weight {} expects {}", K,
+             shape_str(w.shape()), w.dim(1));
+    out.expect_shape({N, M}, "linear output");
+    const float *px = f32(x, "linear"), *pw = f32(w, "linear");
+    float* po = f32(out, "linear");
+    std::vector<float> a_pad, c_pad;
+    for (int64_t r0 = 0; r0 < N; r0 += kRowBlock) {
+      const int64_t rows = std::min(kRowBlock, N - r0);
+      const float* a = px + r0 * K;
+      float* c = po + r0 * M;
+      if (rows < kRowBlock) {
+        a_pad.assign(kRowBlock * K, 0.0f);
+        std::copy_n(a, rows * K, a_pad.data());
+        c_pad.resize(kRowBlock * M);
+        a = a_pad.data();
+        c = c_pad.data();
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(kRowBlock), int(M), int(K), 1.0f, a,
+                  int(K), pw, int(K), 0.0f, c, int(M));
+      if (rows < kRowBlock) std::copy_n(c_pad.data(), rows * M, po + r0 * M);
+    }
+    if (bias.defined()) {
+      bias.expect_shape({M}, "linear bias");
+      const float* pb = f32(bias, "linear bias");
+      for (int64_t r = 0; r < N; ++r)
+        for (int64_t j = 0; j < M; ++j) po[r * M + j] += pb[j];
+    }
+  }
+
+  void rope(Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin, int head_dim) override {
+    const int64_t T = positions.numel(), max_pos = cos_sin.dim(0);
+    NC_CHECK(cos_sin.dim(1) == head_dim, "rope: cos/sin table has {} columns for head_dim {}",
+             cos_sin.dim(1), head_dim);
+    const int32_t* pos = positions.ptr<int32_t>();
+    const float* cs = f32(cos_sin, "rope table");
+    for (Tensor* t : {&q, &k}) {
+      const int64_t heads = t->dim(-1) / head_dim;
+      NC_CHECK(t->dim(0) == T, "rope: {} rows for {} positions", t->dim(0), T);
+      float* p = f32(*t, "rope");
+      const int half = head_dim / 2;
+      for (int64_t i = 0; i < T; ++i) {
+        NC_CHECK(pos[i] >= 0 && pos[i] < max_pos, "rope: position {} outside [0, {})", pos[i], max_pos);
+        const float* c = cs + int64_t(pos[i]) * head_dim;
+        const float* s = c + half;
+        for (int64_t h = 0; h < heads; ++h) {
+          float* v = p + (i * heads + h) * head_dim;
+          for (int d = 0; d < half; ++d) {
+            const float x1 = v[d], x2 = v[d + half];
+            v[d] = x1 * c[d] - x2 * s[d];
+            v[d + half] = x2 * c[d] + x1 * s[d];
+          }
+        }
+      }
+    }
+  }
+
+  void silu_and_mul(const Tensor& gate_up, Tensor out) override {
+    const int64_t T = gate_up.dim(0), I = gate_up.dim(1) / 2;
+    out.expect_shape({T, I}, "silu_and_mul output");
+    const float* g = f32(gate_up, "silu_and_mul");
+    float* o = f32(out, "silu_and_mul");
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < I; ++i) {
+        const float a = g[t * 2 * I + i], b = g[t * 2 * I + I + i];
+        o[t * I + i] = a / (1.0f + std::exp(-a)) * b;
+      }
+  }
+
+  void copy_rows(const Tensor& src, Tensor dst) override {
+    dst.expect_shape(src.shape(), "copy_rows");
+    std::copy_n(f32(src, "copy_rows"), src.numel(), f32(dst, "copy_rows"));
+  }
+
+  void add(Tensor x, const Tensor& y) override {
+    y.expect_shape(x.shape(), "add");
+    float* px = f32(x, "add");
+    const float* py = f32(y, "add");
+    for (int64_t i = 0; i < x.numel(); ++i) px[i] += py[i];
+  }
+
+  void gather_rows(const Tensor& x, const Tensor& rows, Tensor out) override {
+    const int64_t R = rows.numel(), H = x.dim(1);
+    out.expect_shape({R, H}, "gather_rows");
+    const int32_t* r = rows.ptr<int32_t>();
+    const float* px = f32(x, "gather_rows");
+    float* po = f32(out, "gather_rows");
+    for (int64_t i = 0; i < R; ++i) {
+      NC_CHECK(r[i] >= 0 && r[i] < x.dim(0), "gather_rows: row {} outside [0, {})", r[i], x.dim(0));
+      std::copy_n(px + int64_t(r[i]) * H, H, po + i * H);
+    }
+  }
+
+  std::unique_ptr<AttentionPlan> plan_attention(const AttentionStep& step,
+                                                const AttentionShape& shape) override {
+    NC_CHECK(!step.levels.empty(), "attention plan: no levels");
+    for (const PagedKVBatch& level : step.levels)
+      level.validate(step.num_tokens, shape.kv.page_size, shape.kv.num_pages);
+    auto plan = std::make_unique<CpuAttentionPlan>();
+    plan->step = step;
+    plan->shape = shape;
+    return plan;
+  }
+
+  void attention(const AttentionPlan& plan_base, const Tensor& q, const Tensor& k, const Tensor& v,
+                 Tensor kv_pages, Tensor out) override {
+    const auto& plan = static_cast<const CpuAttentionPlan&>(plan_base);
+    const AttentionShape& s = plan.shape;
+    const int64_t T = plan.step.num_tokens, Hq = s.num_qo_heads;
+    out.expect_shape({T, Hq * s.head_dim}, "attention output");
+    float* pages = f32(kv_pages, "attention kv pages");
+    cpu_append_kv(plan.step.levels.back(), s.kv, f32(k, "attention k"), f32(v, "attention v"), pages);
+    float* o = f32(out, "attention output");
+    const float* pq = f32(q, "attention q");
+    if (plan.step.levels.size() == 1) {
+      cpu_paged_attention(plan.step.levels[0], s, pq, pages, o, nullptr);
+      return;
+    }
+    std::vector<float> lse(T * Hq), o_level(T * Hq * s.head_dim), lse_level(T * Hq);
+    cpu_paged_attention(plan.step.levels[0], s, pq, pages, o, lse.data());
+    for (size_t l = 1; l < plan.step.levels.size(); ++l) {
+      cpu_paged_attention(plan.step.levels[l], s, pq, pages, o_level.data(), lse_level.data());
+      merge_attention_states(o, lse.data(), o_level.data(), lse_level.data(), T, int(Hq), s.head_dim);
+    }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace nc

@@ -1,0 +1,157 @@
+// The decoder on the CPU backend against Hugging Face transformers (tools/make_golden.py):
+// logits of every prompt position, whether the prompt is prefilled in one step, in chunks or
+// token by token, over page sizes 1, 16 and 64; then greedy continuations.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "golden.h"
+#include "model/model_loader.h"
+#include "seq_runner.h"
+
+namespace nc {
+namespace {
+
+using testing::GoldenPrompt;
+using testing::SeqRunner;
+
+enum class Mode { OneChunk, Chunks, TokenByToken };
+
+struct TinyCase {
+  std::string model;
+  int page_size;
+  Mode mode;
+};
+
+std::string case_name(const ::testing::TestParamInfo<TinyCase>& info) {
+  std::string m = info.param.model;
+  for (char& c : m)
+    if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+  const char* mode[] = {"OneChunk", "Chunks", "TokenByToken"};
+  return m + "_page" + std::to_string(info.param.page_size) + "_" + mode[int(info.param.mode)];
+}
+
+class TinyGolden : public ::testing::TestWithParam<TinyCase> {};
+
+// Splits a prompt into the chunks a mode feeds it in.
+std::vector<std::vector<int32_t>> chunks_of(const std::vector<int32_t>& ids, Mode mode) {
+  const size_t size = mode == Mode::OneChunk ? ids.size() : mode == Mode::Chunks ? 6 : 1;
+  std::vector<std::vector<int32_t>> out;
+  for (size_t i = 0; i < ids.size(); i += size)
+    out.emplace_back(ids.begin() + i, ids.begin() + std::min(ids.size(), i + size));
+  return out;
+}
+
+TEST_P(TinyGolden, LogitsMatchTransformers) {
+  const TinyCase& tc = GetParam();
+  const std::string dir = testing::fixtures_dir() + "/" + tc.model;
+  std::vector<GoldenPrompt> golden = testing::read_golden(dir);
+  ASSERT_FALSE(golden.empty()) << "no golden data in " << dir;
+  LoadedModel lm = load_model(dir);
+  auto backend = make_cpu_backend();
+  LlamaModel model(lm.config, lm.weights, *backend);
+  SeqRunner runner(model, tc.page_size, 4096);
+  const int64_t V = lm.config.vocab_size;
+
+  // All prompts advance together: each step feeds every prompt its next chunk, so prefills of
+  // different lengths and decodes share steps.
+  std::vector<std::vector<std::vector<int32_t>>> chunks;
+  std::vector<int> ids;
+  std::vector<std::vector<float>> logits(golden.size());
+  for (const GoldenPrompt& g : golden) {
+    chunks.push_back(chunks_of(g.ids, tc.mode));
+    ids.push_back(runner.add_sequence());
+  }
+  for (size_t step = 0;; ++step) {
+    std::vector<int> who;
+    std::vector<std::vector<int32_t>> toks;
+    for (size_t p = 0; p < golden.size(); ++p)
+      if (step < chunks[p].size()) {
+        who.push_back(ids[p]);
+        toks.push_back(chunks[p][step]);
+      }
+    if (who.empty()) break;
+    auto out = runner.step(who, toks);
+    for (size_t i = 0; i < who.size(); ++i) logits[who[i]].insert(logits[who[i]].end(), out[i].begin(), out[i].end());
+  }
+  for (size_t p = 0; p < golden.size(); ++p) {
+    ASSERT_EQ(int64_t(logits[p].size()), golden[p].rows * V);
+    for (int64_t r = 0; r < golden[p].rows; ++r) {
+      const double err = testing::rel_err(logits[p].data() + r * V, golden[p].logits.data() + r * V, V);
+      ASSERT_LE(err, 1e-4) << "prompt " << p << " position " << r;
+    }
+  }
+}
+
+TEST_P(TinyGolden, GreedyMatchesTransformers) {
+  const TinyCase& tc = GetParam();
+  if (tc.mode != Mode::OneChunk) GTEST_SKIP() << "greedy decoding is checked once per page size";
+  const std::string dir = testing::fixtures_dir() + "/" + tc.model;
+  std::vector<GoldenPrompt> golden = testing::read_golden(dir);
+  LoadedModel lm = load_model(dir);
+  auto backend = make_cpu_backend();
+  LlamaModel model(lm.config, lm.weights, *backend);
+  SeqRunner runner(model, tc.page_size, 4096);
+  const int64_t V = lm.config.vocab_size;
+  std::vector<int> ids;
+  std::vector<std::vector<int32_t>> next;
+  for (const GoldenPrompt& g : golden) {
+    ids.push_back(runner.add_sequence());
+    next.push_back(g.ids);
+  }
+  std::vector<std::vector<int32_t>> generated(golden.size());
+  for (size_t step = 0; step < golden[0].greedy.size(); ++step) {
+    auto out = runner.step(ids, next);
+    for (size_t p = 0; p < golden.size(); ++p) {
+      const int32_t tok = testing::argmax(out[p].data() + out[p].size() - V, V);
+      generated[p].push_back(tok);
+      next[p] = {tok};
+    }
+  }
+  for (size_t p = 0; p < golden.size(); ++p) EXPECT_EQ(generated[p], golden[p].greedy) << "prompt " << p;
+}
+
+std::vector<TinyCase> tiny_cases() {
+  std::vector<TinyCase> out;
+  for (const char* m : {"tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-qwen3-bf16", "tiny-llama-sharded"})
+    for (int ps : {1, 16, 64})
+      for (Mode mode : {Mode::OneChunk, Mode::Chunks, Mode::TokenByToken}) out.push_back({m, ps, mode});
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, TinyGolden, ::testing::ValuesIn(tiny_cases()), case_name);
+
+// SmolLM2-135M-Instruct (GGUF Q4_1) against transformers loading the same file.
+TEST(SmolLM2GoldenSlow, LastTokenLogitsAndGreedyMatchTransformers) {
+  const std::string path = std::string(NC_DEFAULT_MODEL_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "default model not downloaded: run tools/setup.sh";
+  std::vector<GoldenPrompt> golden = testing::read_golden(testing::fixtures_dir() + "/smollm2");
+  ASSERT_GE(golden.size(), 3u);
+  LoadedModel lm = load_model(path);
+  auto backend = make_cpu_backend();
+  LlamaModel model(lm.config, lm.weights, *backend);
+  SeqRunner runner(model, 16, 1024);
+  const int64_t V = lm.config.vocab_size;
+  std::vector<int> ids;
+  std::vector<std::vector<int32_t>> next;
+  for (const GoldenPrompt& g : golden) {
+    ids.push_back(runner.add_sequence());
+    next.push_back(g.ids);
+  }
+  std::vector<std::vector<int32_t>> generated(golden.size());
+  for (size_t step = 0; step < golden[0].greedy.size(); ++step) {
+    auto out = runner.step(ids, next);
+    for (size_t p = 0; p < golden.size(); ++p) {
+      const float* last = out[p].data() + out[p].size() - V;
+      if (step == 0) {
+        EXPECT_LE(testing::rel_err(last, golden[p].logits.data(), V), 1e-4) << "prompt " << p;
+      }
+      generated[p].push_back(testing::argmax(last, V));
+      next[p] = {generated[p].back()};
+    }
+  }
+  for (size_t p = 0; p < golden.size(); ++p) EXPECT_EQ(generated[p], golden[p].greedy) << "prompt " << p;
+}
+
+}  // namespace
+}  // namespace nc
