@@ -225,7 +225,8 @@ void Tokenizer::encode_segment(std::string_view text, bool first_segment,
     return;
   }
   if (spec_.add_prefix_space && text[0] != ' ') {
-    const std::string spaced = " " + std::string(text);
+    std::string spaced(1, ' ');
+    spaced.append(text);
     for (std::string_view word : pre_->split(spaced)) bpe_word(word, out);
     return;
   }
