@@ -282,6 +282,14 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_json(const std::string& path) {
       add_bos = cfg.at("add_bos_token").get<bool>();
     spec.add_bos = add_bos && spec.bos_id >= 0;
     spec.chat_template = chat_template_of(cfg);
+    // Newer transformers save the template beside the config instead of inside it.
+    const fs::path jinja = file.parent_path() / "chat_template.jinja";
+    if (spec.chat_template.empty() && fs::exists(jinja)) {
+      std::ifstream f(jinja, std::ios::binary);
+      std::stringstream ss;
+      ss << f.rdbuf();
+      spec.chat_template = ss.str();
+    }
   } catch (const json::exception& e) {
     fail("malformed tokenizer.json {}: {}", file.string(), e.what());
   }
