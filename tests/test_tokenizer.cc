@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "model/gguf.h"
+#include "tokenizer/unicode.h"
 
 namespace nc {
 namespace {
@@ -225,6 +226,34 @@ TEST(Tokenizer, IncrementalDecoderFlushesIncompleteBytes) {
   EXPECT_EQ(utf8_complete_prefix("ab\xF0\x9F\xA6"), 2u);
   EXPECT_EQ(utf8_complete_prefix("ab\xF0\x9F\xA6\x99"), 6u);
   EXPECT_EQ(utf8_complete_prefix("ab\x80"), 3u);  // a stray continuation byte is not held
+}
+
+// Any bytes, valid UTF-8 or not, encode to tokens that decode back to them.
+TEST(Tokenizer, ArbitraryBytesRoundTrip) {
+  uint32_t state = 12345;
+  auto next = [&] {
+    state = state * 1664525u + 1013904223u;
+    return static_cast<char>(state >> 24);
+  };
+  for (const std::string name : {"gpt-2", "llama-bpe", "qwen2", "starcoder", "llama-spm"}) {
+    const Tokenizer& t = vocab(name);
+    for (int round = 0; round < 20; ++round) {
+      std::string text;
+      for (int i = 0; i < 64; ++i) text += next();
+      text += "\xF0\x9F";  // ends inside a character
+      for (bool special : {false, true}) {
+        // StarCoder's vocabulary has no tokens for bytes that never occur in UTF-8; they drop.
+        std::string want;
+        for (char c : text) {
+          const bool has = t.kind() == TokenizerKind::kSentencePieceBpe ||
+                           t.token_id(unicode::byte_to_utf8(static_cast<uint8_t>(c))) >= 0;
+          if (has) want += c;
+        }
+        const std::vector<int32_t> ids = t.encode(text, false, special);
+        EXPECT_EQ(t.decode(ids), want) << name;
+      }
+    }
+  }
 }
 
 // transformers' tokenization of SmolLM2, loaded from the same GGUF.

@@ -250,14 +250,22 @@ void Tokenizer::bpe_word(std::string_view word, std::vector<int32_t>& out) const
   struct Sym {
     int32_t id, prev, next;
   };
-  const int32_t n = static_cast<int32_t>(word.size());
-  std::vector<Sym> syms(n);
-  for (int32_t i = 0; i < n; ++i) {
-    const uint8_t b = static_cast<uint8_t>(word[i]);
-    NC_CHECK(byte_token_[b] >= 0, "the {} vocabulary has no token for byte 0x{:02X}", spec_.name,
-             b);
-    syms[i] = {byte_token_[b], i - 1, i + 1 < n ? i + 1 : -1};
+  // Some vocabularies lack the bytes that valid UTF-8 never holds (0xC0, 0xC1, 0xF5..0xFF):
+  // such a byte becomes the unknown token when the vocabulary has a real one, else it is
+  // dropped (no text the tokenizer's authors could have seen contains it).
+  const bool real_unk = spec_.unk_id >= 0 && spec_.types[spec_.unk_id] == TokenType::kUnknown;
+  std::vector<Sym> syms;
+  syms.reserve(word.size());
+  for (char c : word) {
+    int32_t id = byte_token_[static_cast<uint8_t>(c)];
+    if (id < 0 && real_unk) id = spec_.unk_id;
+    if (id < 0) continue;
+    const int32_t i = static_cast<int32_t>(syms.size());
+    syms.push_back({id, i - 1, i + 1});
   }
+  if (syms.empty()) return;
+  syms.back().next = -1;
+  const int32_t n = static_cast<int32_t>(syms.size());
   struct Cand {
     int32_t rank, left, right, left_id, right_id;
   };
@@ -309,11 +317,11 @@ void Tokenizer::spm_segment(std::string_view text, bool add_prefix,
   };
   std::vector<Sym> syms;
   for (size_t i = 0; i < norm.size();) {
-    const size_t len =
-        std::min<size_t>(unicode::utf8_len(static_cast<unsigned char>(norm[i])), norm.size() - i);
+    const size_t start = i;
+    unicode::utf8_next(norm, i);  // one character, or one byte of invalid UTF-8
     const int32_t idx = static_cast<int32_t>(syms.size());
-    syms.push_back({static_cast<int32_t>(i), static_cast<int32_t>(len), idx - 1, idx + 1});
-    i += len;
+    syms.push_back(
+        {static_cast<int32_t>(start), static_cast<int32_t>(i - start), idx - 1, idx + 1});
   }
   syms.back().next = -1;
   struct Cand {
