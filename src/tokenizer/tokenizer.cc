@@ -59,7 +59,7 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
   for (int32_t id : spec_.extra_eos_ids)
     NC_CHECK(id >= 0 && id < static_cast<int64_t>(n),
              "end-of-turn token id {} is out of range (vocabulary of {})", id, n);
-  NC_CHECK(!spec_.add_bos || spec_.bos_id >= 0, "tokenizer adds BOS but has no BOS token id");
+  if (spec_.bos_id < 0) spec_.add_bos = false;  // nothing to add
 
   token_to_id_.reserve(n);
   for (size_t i = 0; i < n; ++i) {
