@@ -182,6 +182,226 @@ TEST(GgufDequantBlocks, GeometryAndErrors) {
   EXPECT_THROW(ggml_block(GgmlType(5)), Error);
 }
 
+// ---- malformed input: hand-built byte buffers ----
+
+// Little-endian GGUF writer for hand-made (often broken) files.
+struct Bytes {
+  std::vector<uint8_t> b;
+  Bytes& raw(const void* p, size_t n) {
+    const auto* c = static_cast<const uint8_t*>(p);
+    b.insert(b.end(), c, c + n);
+    return *this;
+  }
+  Bytes& u8(uint8_t v) { return raw(&v, 1); }
+  Bytes& u32(uint32_t v) { return raw(&v, 4); }
+  Bytes& u64(uint64_t v) { return raw(&v, 8); }
+  Bytes& f32(float v) { return raw(&v, 4); }
+  Bytes& str(const std::string& s) { return u64(s.size()).raw(s.data(), s.size()); }
+  Bytes& header(uint32_t version, uint64_t n_tensors, uint64_t n_kv) {
+    return raw("GGUF", 4).u32(version).u64(n_tensors).u64(n_kv);
+  }
+  // A tensor info: name, dims (ne order), type, offset.
+  Bytes& tensor(const std::string& name, std::vector<uint64_t> ne, uint32_t type, uint64_t off) {
+    str(name).u32(uint32_t(ne.size()));
+    for (uint64_t d : ne) u64(d);
+    return u32(type).u64(off);
+  }
+  Bytes& pad(size_t align) {
+    while (b.size() % align) b.push_back(0);
+    return *this;
+  }
+};
+
+// A small valid v3 file: a string key, an int32 array, an F32 [4] and a Q8_0 [32] tensor whose
+// data ends exactly at the end of the file.
+Bytes small_valid() {
+  Bytes x;
+  x.header(3, 2, 2);
+  x.str("general.architecture").u32(8).str("llama");
+  x.str("a.list").u32(9).u32(5).u64(3).u32(1).u32(2).u32(3);
+  x.tensor("w.f32", {4}, 0, 0).tensor("w.q8", {32}, 8, 32).pad(32);
+  for (float v : {1.0f, -2.0f, 0.5f, 4.0f}) x.f32(v);
+  x.pad(32);
+  x.raw("\x00\x3c", 2);  // d = 1.0 as f16
+  for (int i = 0; i < 32; ++i) x.u8(uint8_t(int8_t(i - 16)));
+  return x;
+}
+
+GgufFile parse(const Bytes& x) {
+  return GgufFile::parse(x.b.data(), x.b.size());
+}
+
+// Expects parsing to throw nc::Error whose message contains `what`.
+void expect_error(const Bytes& x, const std::string& what) {
+  try {
+    parse(x);
+    ADD_FAILURE() << "no error; expected one mentioning '" << what << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+  }
+}
+
+TEST(GgufMalformed, SmallValidFileParses) {
+  Bytes x = small_valid();
+  GgufFile f = parse(x);
+  EXPECT_EQ(f.get_string("general.architecture"), "llama");
+  EXPECT_EQ(f.get_int_array("a.list"), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(f.load_f32(*f.find_tensor("w.f32")).data, (std::vector<float>{1, -2, 0.5f, 4}));
+  HostTensor q = f.load_f32(*f.find_tensor("w.q8"));
+  ASSERT_EQ(q.data.size(), 32u);
+  EXPECT_EQ(q.data[0], -16.0f);
+  EXPECT_EQ(q.data[31], 15.0f);
+}
+
+TEST(GgufMalformed, Version2Accepted) {
+  Bytes x = small_valid();
+  x.b[4] = 2;
+  EXPECT_EQ(parse(x).version(), 2u);
+}
+
+TEST(GgufMalformed, EveryTruncatedPrefixIsAnError) {
+  Bytes x = small_valid();
+  for (size_t n = 0; n < x.b.size(); ++n) {
+    std::vector<uint8_t> prefix(x.b.begin(), x.b.begin() + ptrdiff_t(n));
+    EXPECT_THROW(GgufFile::parse(prefix.data(), prefix.size()), Error) << "prefix " << n;
+  }
+  EXPECT_THROW(GgufFile::parse(nullptr, 0), Error);
+}
+
+TEST(GgufMalformed, BadMagic) {
+  Bytes x = small_valid();
+  x.b[0] = 'X';
+  expect_error(x, "bad magic");
+}
+
+TEST(GgufMalformed, UnsupportedVersions) {
+  Bytes x = small_valid();
+  x.b[4] = 1;
+  expect_error(x, "version 1");
+  x.b[4] = 99;
+  expect_error(x, "version 99");
+  x.b[4] = 0;
+  x.b[7] = 3;  // 3 stored big-endian
+  expect_error(x, "big-endian");
+}
+
+TEST(GgufMalformed, UnknownValueType) {
+  Bytes x;
+  x.header(3, 0, 1).str("k").u32(13).u32(0);
+  expect_error(x, "unknown value type 13");
+  Bytes y;
+  y.header(3, 0, 1).str("k").u32(9).u32(77).u64(1).u32(0);
+  expect_error(y, "unknown array element type 77");
+}
+
+TEST(GgufMalformed, BadBool) {
+  Bytes x;
+  x.header(3, 0, 1).str("flag").u32(7).u8(2);
+  expect_error(x, "flag");
+}
+
+TEST(GgufMalformed, HugeStringLength) {
+  Bytes x;
+  x.header(3, 0, 1).u64(uint64_t(1) << 62).raw("abcdefghijklmnopqrstuvwxyz", 26);
+  expect_error(x, "metadata key has length");
+  Bytes y;
+  y.header(3, 0, 1).str("k").u32(8).u64(~uint64_t(0));
+  expect_error(y, "string value has length");
+}
+
+TEST(GgufMalformed, HugeArrayCount) {
+  Bytes x;
+  x.header(3, 0, 1).str("k").u32(9).u32(4).u64(uint64_t(1) << 61).u32(0);
+  expect_error(x, "cannot fit");
+  Bytes y;  // array of strings: each needs at least its 8-byte length
+  y.header(3, 0, 1).str("k").u32(9).u32(8).u64(10).u64(0);
+  expect_error(y, "cannot fit");
+}
+
+TEST(GgufMalformed, DeeplyNestedArrays) {
+  Bytes x;
+  x.header(3, 0, 1).str("k").u32(9);
+  for (int i = 0; i < 10000; ++i) x.u32(9).u64(1);
+  expect_error(x, "nested");
+}
+
+TEST(GgufMalformed, HugeCounts) {
+  Bytes x;
+  x.header(3, uint64_t(1) << 60, 0);
+  expect_error(x, "tensor count");
+  Bytes y;
+  y.header(3, 0, ~uint64_t(0));
+  expect_error(y, "metadata count");
+}
+
+TEST(GgufMalformed, DuplicateKeyAndTensorName) {
+  Bytes x;
+  x.header(3, 0, 2).str("k").u32(4).u32(1).str("k").u32(4).u32(2);
+  expect_error(x, "duplicate metadata key 'k'");
+  Bytes y;
+  y.header(3, 2, 0).tensor("t", {4}, 0, 0).tensor("t", {4}, 0, 32).pad(32);
+  y.b.resize(y.b.size() + 64);
+  expect_error(y, "duplicate tensor name 't'");
+}
+
+TEST(GgufMalformed, BadAlignment) {
+  for (uint32_t a : {0u, 3u, 48u}) {
+    Bytes x;
+    x.header(3, 0, 1).str("general.alignment").u32(4).u32(a);
+    expect_error(x, "general.alignment");
+  }
+  Bytes y;  // a signed alignment is a type error
+  y.header(3, 0, 1).str("general.alignment").u32(5).u32(32);
+  expect_error(y, "general.alignment");
+}
+
+// A file with one tensor described by (ne, type, offset), followed by `data_bytes` of data.
+Bytes one_tensor(std::vector<uint64_t> ne, uint32_t type, uint64_t offset, size_t data_bytes) {
+  Bytes x;
+  x.header(3, 1, 0).tensor("t", std::move(ne), type, offset).pad(32);
+  x.b.resize(x.b.size() + data_bytes);
+  return x;
+}
+
+TEST(GgufMalformed, UnknownTensorType) {
+  for (uint32_t type : {4u, 5u, 9u, 16u, 29u, 31u, 99u, 0xffffffffu})
+    expect_error(one_tensor({32}, type, 0, 1024), "unknown or unsupported ggml type");
+  parse(one_tensor({32}, 30, 0, 64));  // BF16 is fine
+}
+
+TEST(GgufMalformed, TensorOutsideTheFile) {
+  expect_error(one_tensor({16}, 0, 0, 63), "outside the data section");
+  expect_error(one_tensor({16}, 0, 64, 64), "outside the data section");
+  expect_error(one_tensor({16}, 0, ~uint64_t(31), 64), "outside the data section");
+  parse(one_tensor({16}, 0, 0, 64));
+}
+
+TEST(GgufMalformed, MisalignedOffset) {
+  expect_error(one_tensor({4}, 0, 4, 64), "not a multiple of the alignment");
+}
+
+TEST(GgufMalformed, BadDims) {
+  expect_error(one_tensor({1, 1, 1, 1, 1}, 0, 0, 64), "n_dims 5");
+  expect_error(one_tensor({}, 0, 0, 64), "n_dims 0");
+  expect_error(one_tensor({4, 0}, 0, 0, 64), "dimension 1 has invalid size 0");
+  expect_error(one_tensor({~uint64_t(0)}, 0, 0, 64), "invalid size");
+  expect_error(one_tensor({uint64_t(1) << 32, uint64_t(1) << 32}, 0, 0, 64), "overflows");
+  // Fits in int64 elements but not in bytes.
+  expect_error(one_tensor({uint64_t(1) << 31, uint64_t(1) << 31}, 0, 0, 64), "overflows");
+  expect_error(one_tensor({16, 2}, 2, 0, 64), "not a multiple of the Q4_0 block size 32");
+}
+
+TEST(GgufMalformed, HandMadeTensorInfoCannotEscape) {
+  Bytes x = small_valid();
+  GgufFile f = parse(x);
+  GgufTensorInfo t = *f.find_tensor("w.f32");
+  t.offset = 1 << 20;
+  EXPECT_THROW(f.tensor_data(t), Error);
+  t = *f.find_tensor("w.f32");
+  t.ne = {8};  // more elements than its bytes
+  EXPECT_THROW(f.load_f32(t), Error);
+}
+
 // ---- the real model ----
 
 class GgufModel : public ::testing::Test {
