@@ -219,7 +219,7 @@ def check_consistency(model, ids: list[int], gen: list[int], device: str, label:
     scale = max(1.0, float(full.abs().max()))
 
     # Prefill the prompt in two chunks, then decode the continuation one token at a time.
-    cache = transformers.DynamicCache(config=model.config)
+    cache = None  # the first call creates it (works across transformers versions)
     split = max(1, len(ids) // 2)
     parts = [ids[:split], ids[split:]] + [[t] for t in gen[:-1]]
     rows = []
@@ -314,7 +314,7 @@ def tiny_goldens(spec: TinySpec, folder: Path, device: str, verify: Compare | No
                 raise RuntimeError(f"{spec.name}: no prompt {i} with greedy margins >= "
                                    f"{TINY_MIN_MARGIN} and {TINY_MIN_DISTINCT} distinct tokens")
         label = f"{spec.name} prompt {i}"
-        check_consistency(model, ids, gen, device, label)
+        worst = check_consistency(model, ids, gen, device, label)
         logits = forward_logits(model, ids, device)
         entry = {"ids": ids, "logits_file": f"logits_{i}.bin", "logits_shape": list(logits.shape),
                  "greedy": gen, "greedy_margins": [round(m, 6) for m in margins]}
@@ -329,7 +329,7 @@ def tiny_goldens(spec: TinySpec, folder: Path, device: str, verify: Compare | No
             if not attempt == 0:
                 entry["prompt_redraws"] = attempt
         distinct = len(set(gen))
-        print(f"  {label}: T={len(ids)} greedy={gen} distinct={distinct} "
+        print(f"  {label}: T={len(ids)} consistency={worst:.2g} greedy={gen} distinct={distinct} "
               f"min_margin={min(margins):.4f} logits_std={float(logits.std()):.3f}")
         prompts.append(entry)
     return {"prompts": prompts, "meta": meta({
