@@ -5,8 +5,8 @@
 
 #include <cmath>
 #include <filesystem>
-#include <numbers>
 #include <nlohmann/json.hpp>
+#include <numbers>
 #include <string>
 #include <vector>
 
@@ -209,6 +209,21 @@ TEST(ModelConfigHf, Errors) {
   expect_error([&] { config_from_hf_json(with([](json& j) { j["tie_word_embeddings"] = 1; })); },
                {"tie_word_embeddings"});
   expect_error([&] { config_from_hf_json(json::array()); }, {"object"});
+  // Absurd sizes are refused before anything multiplies them.
+  expect_error(
+      [&] {
+        config_from_hf_json(with([](json& j) {
+          j["num_attention_heads"] = int64_t(1) << 40;
+          j["num_key_value_heads"] = int64_t(1) << 40;
+          j["head_dim"] = int64_t(1) << 40;
+        }));
+      },
+      {"implausibly large"});
+  expect_error(
+      [&] {
+        config_from_hf_json(with([](json& j) { j["max_position_embeddings"] = int64_t(1) << 62; }));
+      },
+      {"max_position"});
 }
 
 TEST(ModelConfigValidate, NamesTheBadField) {
