@@ -8,6 +8,7 @@
 #include "engine/sampling.h"
 #include "engine/step_model.h"
 #include "fake_model.h"
+#include "golden.h"
 #include "nanocascade/engine.h"
 
 namespace nc {
@@ -329,10 +330,11 @@ namespace nc {
 namespace {
 
 std::string tiny_dir(const std::string& name) {
-  return std::string(NC_FIXTURES_DIR) + "/loader/" + name;
+  return std::string(NC_FIXTURES_DIR) + "/" + name;
 }
 
-// An engine over a tiny HF checkpoint (token ids only: the fixtures have no tokenizer), with a
+// An engine over a tiny HF checkpoint of the golden fixtures (vocabulary 512, context 256; token
+// ids only: the fixtures have no tokenizer), with a
 // KV cache of `pages` pages.
 std::unique_ptr<Engine> tiny_engine(const std::string& name, int page_size, int budget, int pages) {
   auto model = make_llama_step_model(tiny_dir(name), "cpu");
@@ -359,7 +361,7 @@ class EngineTiny : public ::testing::TestWithParam<std::string> {};
 TEST_P(EngineTiny, BatchInvariantGreedy) {
   // 32 prompts of 1..40 tokens, 20 greedy tokens each (context 64): one at a time, then all
   // together under several budgets and page sizes. Identical tokens, bit for bit.
-  const auto prompts = tiny_prompts(32, 40, 40, 21);
+  const auto prompts = tiny_prompts(32, 40, 512, 21);
   SamplingParams p = greedy(20);
   p.ignore_eos = true;
   std::vector<std::vector<int32_t>> alone;
@@ -379,7 +381,7 @@ TEST_P(EngineTiny, BatchInvariantGreedy) {
 }
 
 TEST_P(EngineTiny, PreemptionMatchesAnUnconstrainedRun) {
-  const auto prompts = tiny_prompts(16, 30, 40, 22);
+  const auto prompts = tiny_prompts(16, 30, 512, 22);
   SamplingParams p = greedy(30);
   p.ignore_eos = true;
   const auto free_run = tiny_engine(GetParam(), 4, 64, 512)->generate(prompts, p);
@@ -392,8 +394,26 @@ TEST_P(EngineTiny, PreemptionMatchesAnUnconstrainedRun) {
   EXPECT_EQ(tight->stats().free_pages, tight->stats().total_pages);
 }
 
+TEST_P(EngineTiny, GreedyMatchesTransformers) {
+  // HF transformers' greedy continuations (tools/make_golden.py), through the engine with a small
+  // budget (chunked prefills mixed with decodes) and a pool that forces preemption.
+  const auto golden = ::nc::testing::read_golden(tiny_dir(GetParam()));
+  ASSERT_FALSE(golden.empty());
+  std::vector<std::vector<int32_t>> prompts;
+  for (const auto& g : golden) prompts.push_back(g.ids);
+  SamplingParams p = greedy(int(golden[0].greedy.size()));
+  p.ignore_eos = true;
+  for (auto [page, budget, pages] : {std::tuple{16, 512, 64}, std::tuple{4, 8, 16}}) {
+    SCOPED_TRACE(::testing::Message() << "page " << page << " budget " << budget);
+    auto e = tiny_engine(GetParam(), page, budget, pages);
+    const auto outs = e->generate(prompts, p);
+    for (size_t i = 0; i < golden.size(); ++i) EXPECT_EQ(outs[i].token_ids, golden[i].greedy) << i;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, EngineTiny,
-                         ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3"),
+                         ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3",
+                                           "tiny-qwen3-bf16"),
                          [](const auto& param_info) {
                            std::string s = param_info.param;
                            std::replace(s.begin(), s.end(), '-', '_');
@@ -444,6 +464,23 @@ TEST_F(EngineSmolLM2Slow, ChatGreedyIsBatchInvariantAndStopsOnStrings) {
   EXPECT_EQ(stopped.finish_reason, FinishReason::Stop);
   EXPECT_EQ(stopped.text, full.substr(0, at));
   EXPECT_EQ(e.stats().used_pages, 0);
+}
+
+TEST_F(EngineSmolLM2Slow, GreedyMatchesTransformers) {
+  // The golden prompts' text encodes to transformers' ids, and 32 greedy tokens (ignore_eos)
+  // match transformers' continuation of the same GGUF, all prompts batched together.
+  Engine& e = *engine_;
+  const auto golden = ::nc::testing::read_golden(std::string(NC_FIXTURES_DIR) + "/smollm2");
+  ASSERT_GE(golden.size(), 3u);
+  std::vector<std::vector<int32_t>> prompts;
+  for (const auto& g : golden) {
+    EXPECT_EQ(e.encode(g.text, true), g.ids) << g.text;
+    prompts.push_back(g.ids);
+  }
+  SamplingParams p = greedy(int(golden[0].greedy.size()));
+  p.ignore_eos = true;
+  const auto outs = e.generate(prompts, p);
+  for (size_t i = 0; i < golden.size(); ++i) EXPECT_EQ(outs[i].token_ids, golden[i].greedy) << i;
 }
 
 TEST_F(EngineSmolLM2Slow, BadInputIsRejectedWhileOthersContinue) {

@@ -70,7 +70,10 @@ void run_generate(const GenerateArgs& a) {
         fmt::print("{}", o.text_delta);
         std::fflush(stdout);
         out_tokens += int64_t(o.new_token_ids.size());
-        if (o.finished) fmt::print("\n");
+        if (o.finished) {
+          fmt::print("\n");
+          std::fflush(stdout);
+        }
       }
     }
   } else {
