@@ -84,6 +84,7 @@ void run_generate(const GenerateArgs& a) {
     }
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fflush(stdout);
   if (!a.quiet) print_summary(engine, texts.size(), prompt_tokens, out_tokens, secs);
 }
 
