@@ -1,0 +1,158 @@
+// nanocascade's public C++ API: an Engine that serves many requests at once with continuous
+// batching over a paged KV cache.
+//
+//   nc::Engine engine(nc::EngineConfig{});            // the embedded SmolLM2 on the CPU
+//   nc::SamplingParams sp; sp.temperature = 0; sp.max_tokens = 64;
+//   auto outs = engine.generate({"Hello!"}, sp);       // runs to completion
+//
+// or step by step: add_request(...) then step() until !has_unfinished(), streaming each
+// RequestOutput's text_delta. Bad input (empty prompt, bad sampling parameters, a prompt longer
+// than the context) throws nc::Error from add_request; the engine keeps serving the others.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace nc {
+
+class StepModel;
+class TextCodec;
+
+using RequestId = int64_t;
+
+struct SamplingParams {
+  float temperature = 1.0f;         // 0 = greedy (argmax, ties to the lowest id)
+  int top_k = -1;                   // -1 = off; else >= 1
+  float top_p = 1.0f;               // (0, 1]
+  float min_p = 0.0f;               // [0, 1]
+  float repetition_penalty = 1.0f;  // > 0; 1 = off; on prompt and output tokens
+  float presence_penalty = 0.0f;    // [-2, 2]; on output tokens
+  float frequency_penalty = 0.0f;   // [-2, 2]; on output tokens
+  std::optional<uint64_t> seed;     // per-request RNG: same seed, same tokens, whatever the batch
+  std::vector<int32_t> stop_token_ids;
+  std::vector<std::string> stop;  // stop strings: matched on the text, not emitted
+  int max_tokens = 16;            // >= 1
+  int min_tokens = 0;             // EOS and stop tokens are masked until this many
+  bool ignore_eos = false;
+  bool skip_special_tokens = true;
+
+  // Throws nc::Error naming the bad parameter.
+  void validate() const;
+};
+
+struct ChatMessage {
+  std::string role;  // "system" | "user" | "assistant"
+  std::string content;
+};
+
+enum class FinishReason : uint8_t { None, Stop, Length, Abort };
+const char* finish_reason_name(FinishReason r);  // "", "stop", "length", "abort"
+
+struct EngineConfig {
+  // A .gguf file or a Hugging Face folder; empty = the embedded SmolLM2-135M-Instruct (Q4_1).
+  std::string model;
+  std::string backend = "cpu";    // "cpu" | "cuda"
+  int page_size = 16;             // tokens per KV page, 1..256
+  std::string kv_layout = "NHD";  // "NHD" | "HND"
+  // Bytes ("2GiB", "512MB", "1000000") or a fraction of free device memory ("0.9"; physical
+  // memory on CPU). Empty = "0.9" on CUDA, min(2 GiB, 25% of RAM) on CPU.
+  std::string kv_cache_memory;
+  int max_num_batched_tokens = 2048;  // token budget of one step (prefill chunks + decodes)
+  int max_num_seqs = 256;             // running requests at most
+  int max_model_len = 0;              // 0 = the model's max position
+  uint64_t seed = 0;                  // seeds requests that give no seed of their own
+
+  static std::string default_model_path();
+};
+
+struct RequestOutput {
+  RequestId id = 0;
+  std::vector<int32_t> new_token_ids;  // generated this step
+  std::string text_delta;              // new text (never half a UTF-8 character)
+  bool finished = false;
+  FinishReason finish_reason = FinishReason::None;
+  int num_prompt_tokens = 0;
+  int num_completion_tokens = 0;
+  double time_to_first_token_s = 0;    // from add_request to the first token (0 until then)
+  double time_per_output_token_s = 0;  // mean gap between output tokens after the first
+};
+
+// What generate() returns per prompt, in the prompts' order.
+struct CompletionOutput {
+  RequestId id = 0;
+  std::vector<int32_t> prompt_token_ids;
+  std::vector<int32_t> token_ids;
+  std::string text;
+  FinishReason finish_reason = FinishReason::None;
+  double time_to_first_token_s = 0;
+  double time_per_output_token_s = 0;
+};
+
+struct EngineStats {
+  int page_size = 0;
+  int total_pages = 0;
+  int free_pages = 0;
+  int used_pages = 0;
+  int cached_pages = 0;
+  int64_t kv_cache_bytes = 0;
+  int max_model_len = 0;
+  int num_running = 0;
+  int num_waiting = 0;
+  int64_t num_preemptions = 0;
+  int64_t num_steps = 0;
+  int64_t num_prompt_tokens_computed = 0;  // prefill tokens run through the model (recomputes too)
+  int64_t num_generated_tokens = 0;
+  // Wall-clock seconds spent, summed over steps.
+  double schedule_s = 0;  // scheduling + building the step plan (engine CPU time)
+  double model_s = 0;     // model forward
+  double sample_s = 0;    // sampling, stop checks, detokenization
+};
+
+class Engine {
+ public:
+  // Loads the model and tokenizer named by the config and sizes the KV cache.
+  explicit Engine(const EngineConfig& config);
+  // Serves a given model and text codec (used by tests with fake models).
+  Engine(const EngineConfig& config, std::unique_ptr<StepModel> model,
+         std::unique_ptr<TextCodec> codec);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queue a request; throws nc::Error for bad input (and queues nothing).
+  RequestId add_request(const std::string& prompt, const SamplingParams& params);
+  RequestId add_request(const std::vector<int32_t>& prompt_token_ids, const SamplingParams& params);
+  RequestId add_chat_request(const std::vector<ChatMessage>& messages,
+                             const SamplingParams& params);
+
+  // Runs one step: outputs for every request that produced tokens or finished in it.
+  std::vector<RequestOutput> step();
+  // Finishes a request (reason abort); its output comes with the next step(). Unknown or
+  // finished ids are ignored.
+  void abort(RequestId id);
+  bool has_unfinished() const;
+
+  // Runs the given prompts to completion (with any already queued requests).
+  std::vector<CompletionOutput> generate(const std::vector<std::string>& prompts,
+                                         const SamplingParams& params);
+  std::vector<CompletionOutput> generate(const std::vector<std::vector<int32_t>>& prompts,
+                                         const SamplingParams& params);
+
+  // Text helpers with the engine's tokenizer.
+  std::vector<int32_t> encode(const std::string& text, bool add_special_tokens = true) const;
+  std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens = true) const;
+  std::string apply_chat_template(const std::vector<ChatMessage>& messages,
+                                  bool add_generation_prompt = true) const;
+
+  EngineStats stats() const;
+  const EngineConfig& config() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nc

@@ -1,0 +1,395 @@
+#include "nanocascade/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <random>
+#include <set>
+
+#include "core/error.h"
+#include "engine/detokenizer.h"
+#include "engine/sampling.h"
+#include "engine/scheduler.h"
+#include "engine/step_model.h"
+#include "engine/step_plan.h"
+#include "kv/page_pool.h"
+
+namespace nc {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::Stop:
+      return "stop";
+    case FinishReason::Length:
+      return "length";
+    case FinishReason::Abort:
+      return "abort";
+    default:
+      return "";
+  }
+}
+
+std::string EngineConfig::default_model_path() {
+  return std::string(NC_DEFAULT_MODEL_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+KVLayout parse_layout(const std::string& s) {
+  if (s == "NHD" || s == "nhd") return KVLayout::NHD;
+  if (s == "HND" || s == "hnd") return KVLayout::HND;
+  fail("kv layout '{}': expected NHD or HND", s);
+}
+
+struct Request {
+  Sequence seq;
+  SamplingParams params;
+  std::mt19937_64 rng;
+  std::unique_ptr<IncrementalDetokenizer> detok;
+  std::unique_ptr<StopStringMatcher> stop;
+  std::vector<int32_t> masked_before_min;  // EOS and stop ids, masked until min_tokens
+  Clock::time_point arrival, first_token, last_token;
+  bool finished = false;
+  FinishReason reason = FinishReason::None;
+  // What the next RequestOutput carries.
+  bool touched = false;
+  std::vector<int32_t> new_ids;
+  std::string delta;
+};
+
+}  // namespace
+
+struct Engine::Impl {
+  EngineConfig cfg;
+  std::unique_ptr<StepModel> model;
+  std::unique_ptr<TextCodec> codec;
+  std::unique_ptr<PagePool> pool;
+  std::unique_ptr<Scheduler> sched;
+  int max_model_len = 0;
+  int vocab = 0;
+  int64_t kv_bytes = 0;
+  std::vector<int32_t> eos;
+  std::mt19937_64 seed_rng;
+  std::map<RequestId, std::unique_ptr<Request>> requests;
+  RequestId next_id = 0;
+  EngineStats st;
+
+  Impl(const EngineConfig& c, std::unique_ptr<StepModel> m, std::unique_ptr<TextCodec> t);
+  RequestId add(std::vector<int32_t> prompt, const SamplingParams& p);
+  std::vector<RequestOutput> step();
+  void on_token(Request& r, int32_t tok, Clock::time_point now);
+  void finish(Request& r, FinishReason reason);
+  RequestOutput take_output(Request& r);
+};
+
+Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
+                   std::unique_ptr<TextCodec> t)
+    : cfg(c), model(std::move(m)), codec(std::move(t)), seed_rng(c.seed) {
+  NC_CHECK(model && codec, "engine: a model and a tokenizer are required");
+  NC_CHECK(cfg.page_size >= 1 && cfg.page_size <= 256, "engine: page_size {} outside 1..256",
+           cfg.page_size);
+  NC_CHECK(cfg.max_num_batched_tokens >= 1, "engine: max_num_batched_tokens must be >= 1, got {}",
+           cfg.max_num_batched_tokens);
+  NC_CHECK(cfg.max_num_seqs >= 1, "engine: max_num_seqs must be >= 1, got {}", cfg.max_num_seqs);
+  NC_CHECK(cfg.max_model_len >= 0, "engine: max_model_len must be >= 0, got {}", cfg.max_model_len);
+  const KVLayout layout = parse_layout(cfg.kv_layout);
+  vocab = model->vocab_size();
+  max_model_len = model->max_position();
+  if (cfg.max_model_len > 0) {
+    NC_CHECK(cfg.max_model_len <= max_model_len,
+             "engine: max_model_len {} exceeds the model's maximum of {} positions",
+             cfg.max_model_len, max_model_len);
+    max_model_len = cfg.max_model_len;
+  }
+
+  // KV cache sizing: budget bytes / bytes per page.
+  const bool cuda = model->on_cuda();
+  int64_t budget = 0;
+  if (cfg.kv_cache_memory.empty()) {
+    budget = cuda ? MemoryBudget{true, 0.9, 0}.resolve(free_device_memory_bytes(true))
+                  : std::min<int64_t>(int64_t(2) << 30, physical_memory_bytes() / 4);
+  } else {
+    budget = parse_memory_budget(cfg.kv_cache_memory).resolve(free_device_memory_bytes(cuda));
+  }
+  const int64_t per_page = model->kv_bytes_per_page(cfg.page_size);
+  int64_t pages = pages_for_budget(budget, per_page);
+  // More pages than every running request at full length could use would be wasted memory.
+  const int64_t useful =
+      int64_t(cfg.max_num_seqs) * ((max_model_len + cfg.page_size - 1) / cfg.page_size);
+  pages = std::min(pages, std::max<int64_t>(useful, 1));
+  kv_bytes = pages * per_page;
+  model->allocate_kv(int(pages), cfg.page_size, layout);
+  pool = std::make_unique<PagePool>(int(pages));
+  sched = std::make_unique<Scheduler>(
+      SchedulerConfig{cfg.page_size, cfg.max_num_batched_tokens, cfg.max_num_seqs}, *pool);
+  eos = codec->eos_token_ids();
+}
+
+RequestId Engine::Impl::add(std::vector<int32_t> prompt, const SamplingParams& p) {
+  p.validate();
+  NC_CHECK(!prompt.empty(), "request: empty prompt");
+  for (int32_t id : prompt) {
+    NC_CHECK(id >= 0 && id < vocab, "request: prompt token id {} outside the vocabulary [0, {})",
+             id, vocab);
+  }
+  const int n = int(prompt.size());
+  NC_CHECK(n < max_model_len, "request: prompt has {} tokens, the context is {} tokens", n,
+           max_model_len);
+  NC_CHECK(int64_t(n) + p.max_tokens <= max_model_len,
+           "request: prompt ({} tokens) + max_tokens ({}) exceeds the context of {} tokens", n,
+           p.max_tokens, max_model_len);
+
+  auto r = std::make_unique<Request>();
+  r->seq.id = next_id;
+  r->seq.num_prompt = n;
+  r->seq.max_kv_tokens = n + p.max_tokens - 1;
+  r->seq.tokens = std::move(prompt);
+  r->params = p;
+  r->rng.seed(p.seed ? *p.seed : seed_rng());
+  r->detok = std::make_unique<IncrementalDetokenizer>(*codec, r->seq.tokens, p.skip_special_tokens);
+  r->stop = std::make_unique<StopStringMatcher>(p.stop);
+  r->masked_before_min = p.stop_token_ids;
+  if (!p.ignore_eos)
+    r->masked_before_min.insert(r->masked_before_min.end(), eos.begin(), eos.end());
+  r->arrival = Clock::now();
+  sched->add(&r->seq);  // throws when it could never fit in the KV cache
+  requests.emplace(next_id, std::move(r));
+  return next_id++;
+}
+
+void Engine::Impl::finish(Request& r, FinishReason reason) {
+  if (r.finished) return;
+  if (reason != FinishReason::Abort && !r.stop->stopped()) {
+    r.delta += r.stop->append(r.detok->flush());
+    r.delta += r.stop->flush();
+  }
+  r.finished = true;
+  r.reason = reason;
+  r.touched = true;
+  sched->finish(&r.seq);  // pages go back at once
+}
+
+void Engine::Impl::on_token(Request& r, int32_t tok, Clock::time_point now) {
+  const SamplingParams& p = r.params;
+  r.seq.tokens.push_back(tok);
+  r.new_ids.push_back(tok);
+  r.touched = true;
+  if (r.seq.num_output() == 1) r.first_token = now;
+  r.last_token = now;
+  ++st.num_generated_tokens;
+  const bool is_eos = !p.ignore_eos && std::find(eos.begin(), eos.end(), tok) != eos.end();
+  const bool is_stop_id =
+      std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), tok) != p.stop_token_ids.end();
+  if (is_eos || is_stop_id) {  // their text is not part of the output
+    finish(r, FinishReason::Stop);
+    return;
+  }
+  const std::string text = r.detok->push(tok);
+  // Stop strings count only once min_tokens are out.
+  r.delta += r.stop->append(text, r.seq.num_output() >= p.min_tokens);
+  if (r.stop->stopped()) {
+    finish(r, FinishReason::Stop);
+  } else if (r.seq.num_output() >= p.max_tokens || r.seq.num_tokens() >= max_model_len) {
+    finish(r, FinishReason::Length);
+  }
+}
+
+RequestOutput Engine::Impl::take_output(Request& r) {
+  RequestOutput o;
+  o.id = r.seq.id;
+  o.new_token_ids = std::move(r.new_ids);
+  o.text_delta = std::move(r.delta);
+  o.finished = r.finished;
+  o.finish_reason = r.reason;
+  o.num_prompt_tokens = r.seq.num_prompt;
+  o.num_completion_tokens = r.seq.num_output();
+  const int n = r.seq.num_output();
+  if (n >= 1) o.time_to_first_token_s = seconds(r.first_token - r.arrival);
+  if (n >= 2) o.time_per_output_token_s = seconds(r.last_token - r.first_token) / (n - 1);
+  r.new_ids.clear();
+  r.delta.clear();
+  r.touched = false;
+  return o;
+}
+
+std::vector<RequestOutput> Engine::Impl::step() {
+  const auto t0 = Clock::now();
+  const ScheduleResult sr = sched->schedule();
+  StepPlan plan = build_step_plan(sr, cfg.page_size);
+  const auto t1 = Clock::now();
+  st.schedule_s += seconds(t1 - t0);
+  if (!plan.entries.empty()) {
+    std::vector<float> logits = model->forward(plan.input);
+    const auto t2 = Clock::now();
+    st.model_s += seconds(t2 - t1);
+    NC_CHECK(logits.size() == plan.sample_entries.size() * size_t(vocab),
+             "engine: model returned {} logits for {} rows of {}", logits.size(),
+             plan.sample_entries.size(), vocab);
+    sched->commit(sr);
+    ++st.num_steps;
+    st.num_prompt_tokens_computed += plan.num_prefill_tokens;
+    for (size_t k = 0; k < plan.sample_entries.size(); ++k) {
+      Request& r = *requests.at(plan.entries[plan.sample_entries[k]].seq->id);
+      std::span<float> row(logits.data() + k * vocab, size_t(vocab));
+      const std::span<const int32_t> all(r.seq.tokens);
+      const std::span<const int32_t> masked = r.seq.num_output() < r.params.min_tokens
+                                                  ? std::span<const int32_t>(r.masked_before_min)
+                                                  : std::span<const int32_t>();
+      const int32_t tok = sample_token(row, r.params, all.first(r.seq.num_prompt),
+                                       all.subspan(r.seq.num_prompt), masked, r.rng);
+      on_token(r, tok, Clock::now());
+    }
+    st.sample_s += seconds(Clock::now() - t2);
+  }
+#ifndef NDEBUG
+  sched->check_invariants();
+#endif
+  std::vector<RequestOutput> outs;
+  for (auto it = requests.begin(); it != requests.end();) {
+    Request& r = *it->second;
+    if (r.touched) outs.push_back(take_output(r));
+    it = r.finished ? requests.erase(it) : std::next(it);
+  }
+  return outs;
+}
+
+// ---- Engine ----
+
+Engine::Engine(const EngineConfig& config, std::unique_ptr<StepModel> model,
+               std::unique_ptr<TextCodec> codec)
+    : impl_(std::make_unique<Impl>(config, std::move(model), std::move(codec))) {}
+
+Engine::~Engine() = default;
+
+RequestId Engine::add_request(const std::string& prompt, const SamplingParams& params) {
+  NC_CHECK(!prompt.empty(), "request: empty prompt");
+  return impl_->add(impl_->codec->encode(prompt, true), params);
+}
+
+RequestId Engine::add_request(const std::vector<int32_t>& prompt_token_ids,
+                              const SamplingParams& params) {
+  return impl_->add(prompt_token_ids, params);
+}
+
+RequestId Engine::add_chat_request(const std::vector<ChatMessage>& messages,
+                                   const SamplingParams& params) {
+  NC_CHECK(!messages.empty(), "chat request: no messages");
+  static const std::set<std::string> kRoles = {"system", "user", "assistant", "tool"};
+  for (const ChatMessage& m : messages) {
+    NC_CHECK(kRoles.count(m.role),
+             "chat request: unknown role '{}' (system, user, assistant, tool)", m.role);
+  }
+  const std::string text = impl_->codec->apply_chat_template(messages, true);
+  // The template writes the special tokens itself.
+  return impl_->add(impl_->codec->encode(text, false), params);
+}
+
+std::vector<RequestOutput> Engine::step() {
+  return impl_->step();
+}
+
+void Engine::abort(RequestId id) {
+  auto it = impl_->requests.find(id);
+  if (it == impl_->requests.end() || it->second->finished) return;
+  impl_->finish(*it->second, FinishReason::Abort);
+}
+
+bool Engine::has_unfinished() const {
+  for (const auto& [id, r] : impl_->requests) {
+    if (!r->finished || r->touched) return true;
+  }
+  return false;
+}
+
+namespace {
+
+template <typename Prompt>
+std::vector<CompletionOutput> run_to_completion(Engine& engine, const std::vector<Prompt>& prompts,
+                                                const SamplingParams& params) {
+  std::map<RequestId, size_t> index;
+  std::vector<CompletionOutput> results(prompts.size());
+  try {
+    for (size_t i = 0; i < prompts.size(); ++i) index[engine.add_request(prompts[i], params)] = i;
+  } catch (...) {
+    for (const auto& [id, i] : index) engine.abort(id);
+    while (engine.has_unfinished()) engine.step();
+    throw;
+  }
+  size_t done = 0;
+  while (done < prompts.size()) {
+    NC_CHECK(engine.has_unfinished(), "generate: the engine stopped with requests unfinished");
+    for (RequestOutput& o : engine.step()) {
+      auto it = index.find(o.id);
+      if (it == index.end()) continue;
+      CompletionOutput& c = results[it->second];
+      c.id = o.id;
+      c.token_ids.insert(c.token_ids.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+      c.text += o.text_delta;
+      if (o.finished) {
+        c.finish_reason = o.finish_reason;
+        c.time_to_first_token_s = o.time_to_first_token_s;
+        c.time_per_output_token_s = o.time_per_output_token_s;
+        ++done;
+      }
+    }
+  }
+  return results;
+}
+
+}  // namespace
+
+std::vector<CompletionOutput> Engine::generate(const std::vector<std::string>& prompts,
+                                               const SamplingParams& params) {
+  std::vector<std::vector<int32_t>> ids;
+  for (const std::string& p : prompts) {
+    NC_CHECK(!p.empty(), "generate: empty prompt");
+    ids.push_back(encode(p, true));
+  }
+  return generate(ids, params);
+}
+
+std::vector<CompletionOutput> Engine::generate(const std::vector<std::vector<int32_t>>& prompts,
+                                               const SamplingParams& params) {
+  std::vector<CompletionOutput> out = run_to_completion(*this, prompts, params);
+  for (size_t i = 0; i < prompts.size(); ++i) out[i].prompt_token_ids = prompts[i];
+  return out;
+}
+
+std::vector<int32_t> Engine::encode(const std::string& text, bool add_special_tokens) const {
+  return impl_->codec->encode(text, add_special_tokens);
+}
+
+std::string Engine::decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
+  return impl_->codec->decode(ids.data(), ids.size(), skip_special_tokens);
+}
+
+std::string Engine::apply_chat_template(const std::vector<ChatMessage>& messages,
+                                        bool add_generation_prompt) const {
+  return impl_->codec->apply_chat_template(messages, add_generation_prompt);
+}
+
+EngineStats Engine::stats() const {
+  EngineStats s = impl_->st;
+  s.page_size = impl_->cfg.page_size;
+  s.total_pages = impl_->pool->num_pages();
+  s.free_pages = impl_->pool->num_free();
+  s.used_pages = impl_->pool->num_used();
+  s.cached_pages = impl_->pool->num_cached();
+  s.kv_cache_bytes = impl_->kv_bytes;
+  s.max_model_len = impl_->max_model_len;
+  s.num_running = impl_->sched->num_running();
+  s.num_waiting = impl_->sched->num_waiting();
+  s.num_preemptions = impl_->sched->num_preemptions();
+  return s;
+}
+
+const EngineConfig& Engine::config() const {
+  return impl_->cfg;
+}
+
+}  // namespace nc

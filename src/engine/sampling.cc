@@ -1,0 +1,171 @@
+#include "engine/sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <unordered_map>
+
+#include "core/error.h"
+
+namespace nc {
+
+void SamplingParams::validate() const {
+  NC_CHECK(std::isfinite(temperature) && temperature >= 0,
+           "sampling: temperature must be >= 0, got {}", temperature);
+  NC_CHECK(top_k == -1 || top_k >= 1, "sampling: top_k must be -1 (off) or >= 1, got {}", top_k);
+  NC_CHECK(top_p > 0 && top_p <= 1, "sampling: top_p must be in (0, 1], got {}", top_p);
+  NC_CHECK(min_p >= 0 && min_p <= 1, "sampling: min_p must be in [0, 1], got {}", min_p);
+  NC_CHECK(std::isfinite(repetition_penalty) && repetition_penalty > 0,
+           "sampling: repetition_penalty must be > 0, got {}", repetition_penalty);
+  NC_CHECK(presence_penalty >= -2 && presence_penalty <= 2,
+           "sampling: presence_penalty must be in [-2, 2], got {}", presence_penalty);
+  NC_CHECK(frequency_penalty >= -2 && frequency_penalty <= 2,
+           "sampling: frequency_penalty must be in [-2, 2], got {}", frequency_penalty);
+  NC_CHECK(max_tokens >= 1, "sampling: max_tokens must be >= 1, got {}", max_tokens);
+  NC_CHECK(min_tokens >= 0 && min_tokens <= max_tokens,
+           "sampling: min_tokens must be in [0, max_tokens={}], got {}", max_tokens, min_tokens);
+  for (int32_t id : stop_token_ids) {
+    NC_CHECK(id >= 0, "sampling: stop token id {} is negative", id);
+  }
+  for (const std::string& s : stop) NC_CHECK(!s.empty(), "sampling: empty stop string");
+}
+
+void apply_penalties(std::span<float> logits, const SamplingParams& p,
+                     std::span<const int32_t> prompt, std::span<const int32_t> output) {
+  const int64_t v = int64_t(logits.size());
+  auto in_vocab = [v](int32_t id) { return id >= 0 && id < v; };
+  if (p.repetition_penalty != 1.0f) {
+    std::vector<uint8_t> seen(v, 0);
+    for (auto ids : {prompt, output}) {
+      for (int32_t id : ids) {
+        if (in_vocab(id)) seen[id] = 1;
+      }
+    }
+    for (int64_t i = 0; i < v; ++i) {
+      if (!seen[i]) continue;
+      logits[i] =
+          logits[i] > 0 ? logits[i] / p.repetition_penalty : logits[i] * p.repetition_penalty;
+    }
+  }
+  if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+    std::unordered_map<int32_t, int> counts;
+    for (int32_t id : output) {
+      if (in_vocab(id)) ++counts[id];
+    }
+    for (const auto& [id, n] : counts) {
+      logits[id] -= p.presence_penalty + p.frequency_penalty * float(n);
+    }
+  }
+}
+
+int32_t argmax(std::span<const float> logits) {
+  NC_CHECK(!logits.empty(), "sampling: empty logits");
+  int32_t best = 0;
+  for (size_t i = 1; i < logits.size(); ++i) {
+    if (logits[i] > logits[best]) best = int32_t(i);  // strict: ties keep the lower id
+  }
+  return best;
+}
+
+double uniform01(std::mt19937_64& rng) {
+  return double(rng() >> 11) * 0x1.0p-53;
+}
+
+namespace {
+
+// Ids of the finite logits, sorted by decreasing logit (ties: lower id first); only the first
+// `keep` need to be in order.
+std::vector<int32_t> sorted_ids(std::span<const float> logits, size_t keep) {
+  std::vector<int32_t> ids;
+  ids.reserve(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (logits[i] > -std::numeric_limits<float>::infinity()) ids.push_back(int32_t(i));
+  }
+  auto before = [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  keep = std::min(keep, ids.size());
+  std::partial_sort(ids.begin(), ids.begin() + keep, ids.end(), before);
+  ids.resize(keep);
+  return ids;
+}
+
+}  // namespace
+
+Candidates filter_candidates(std::span<const float> logits, const SamplingParams& p) {
+  NC_CHECK(p.temperature > 0, "sampling: filter_candidates needs temperature > 0");
+  const size_t k = p.top_k > 0 ? size_t(p.top_k) : logits.size();
+  Candidates c;
+  c.ids = sorted_ids(logits, k);
+  NC_CHECK(!c.ids.empty(), "sampling: every logit is -inf or NaN");
+  // Softmax of logit / temperature over the kept ids, in double for stable sums.
+  const double inv_t = 1.0 / double(p.temperature);
+  const double top = double(logits[c.ids[0]]) * inv_t;
+  c.probs.resize(c.ids.size());
+  double sum = 0;
+  for (size_t i = 0; i < c.ids.size(); ++i) {
+    c.probs[i] = std::exp(double(logits[c.ids[i]]) * inv_t - top);
+    sum += c.probs[i];
+  }
+  for (double& q : c.probs) q /= sum;
+  size_t n = c.ids.size();
+  if (p.top_p < 1.0f) {
+    double cum = 0;
+    size_t i = 0;
+    while (i < n) {
+      cum += c.probs[i++];
+      if (cum >= double(p.top_p)) break;
+    }
+    n = i;
+  }
+  if (p.min_p > 0.0f) {
+    const double floor = double(p.min_p) * c.probs[0];
+    size_t i = 1;
+    while (i < n && c.probs[i] >= floor) ++i;
+    n = i;
+  }
+  c.ids.resize(n);
+  c.probs.resize(n);
+  sum = std::accumulate(c.probs.begin(), c.probs.end(), 0.0);
+  for (double& q : c.probs) q /= sum;
+  return c;
+}
+
+int32_t sample_token(std::span<float> logits, const SamplingParams& p,
+                     std::span<const int32_t> prompt, std::span<const int32_t> output,
+                     std::span<const int32_t> masked, std::mt19937_64& rng) {
+  for (int32_t id : masked) {
+    if (id >= 0 && size_t(id) < logits.size()) logits[id] = -std::numeric_limits<float>::infinity();
+  }
+  apply_penalties(logits, p, prompt, output);
+  if (p.temperature == 0.0f) return argmax(logits);
+  const bool filtered = p.top_k > 0 || p.top_p < 1.0f || p.min_p > 0.0f;
+  const double u = uniform01(rng);
+  if (filtered) {
+    const Candidates c = filter_candidates(logits, p);
+    double cum = 0;
+    for (size_t i = 0; i < c.ids.size(); ++i) {
+      cum += c.probs[i];
+      if (u < cum) return c.ids[i];
+    }
+    return c.ids.back();
+  }
+  // Plain temperature sampling: no sort, one pass over the vocabulary.
+  const double inv_t = 1.0 / double(p.temperature);
+  const double top = double(logits[argmax(logits)]) * inv_t;
+  double sum = 0;
+  for (float l : logits) sum += std::exp(double(l) * inv_t - top);
+  const double target = u * sum;
+  double cum = 0;
+  int32_t last = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (!(logits[i] > -std::numeric_limits<float>::infinity())) continue;
+    cum += std::exp(double(logits[i]) * inv_t - top);
+    last = int32_t(i);
+    if (target < cum) return last;
+  }
+  return last;
+}
+
+}  // namespace nc

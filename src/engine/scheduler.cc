@@ -1,0 +1,177 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "core/error.h"
+
+namespace nc {
+
+Scheduler::Scheduler(const SchedulerConfig& config, PagePool& pool) : cfg_(config), pool_(pool) {
+  NC_CHECK(cfg_.page_size >= 1 && cfg_.page_size <= 256, "page size {} outside 1..256",
+           cfg_.page_size);
+  NC_CHECK(cfg_.max_num_batched_tokens >= 1, "max_num_batched_tokens must be >= 1, got {}",
+           cfg_.max_num_batched_tokens);
+  NC_CHECK(cfg_.max_num_seqs >= 1, "max_num_seqs must be >= 1, got {}", cfg_.max_num_seqs);
+}
+
+void Scheduler::add(Sequence* seq) {
+  NC_CHECK(seq->num_tokens() >= 1, "request {}: empty prompt", seq->id);
+  const int need = pages_for(std::max(seq->max_kv_tokens, seq->num_tokens()));
+  NC_CHECK(need <= pool_.num_pages(),
+           "request {}: needs {} KV pages ({} tokens at page size {}) but the whole KV cache has "
+           "{} pages; lower max_tokens or raise --kv-cache-memory",
+           seq->id, need, seq->max_kv_tokens, cfg_.page_size, pool_.num_pages());
+  seq->status = SeqStatus::Waiting;
+  seq->num_scheduled = 0;
+  waiting_.push_back(seq);
+}
+
+bool Scheduler::grow(Sequence* s, int num_new) {
+  const int need = pages_for(s->num_computed + num_new) - int(s->pages.size());
+  return need <= 0 || pool_.allocate(need, s->pages);
+}
+
+int Scheduler::max_new_tokens_fitting(const Sequence* s) const {
+  const int64_t slots = int64_t(s->pages.size() + pool_.num_available()) * cfg_.page_size;
+  return int(std::min<int64_t>(slots - s->num_computed, s->remaining()));
+}
+
+void Scheduler::schedule_tokens(Sequence* s, int n, int& budget) {
+  NC_CHECK(grow(s, n), "scheduler: page allocation failed after the fit check (request {})", s->id);
+  s->num_scheduled += n;
+  budget -= n;
+}
+
+Sequence* Scheduler::preempt_last(int& budget, ScheduleResult& result) {
+  Sequence* v = running_.back();
+  running_.pop_back();
+  budget += v->num_scheduled;  // undo what it got earlier in this step
+  v->num_scheduled = 0;
+  pool_.dec_ref_all(v->pages);
+  v->pages.clear();
+  v->num_computed = 0;  // recomputed from prompt + generated tokens when readmitted
+  v->status = SeqStatus::Waiting;
+  ++v->num_preemptions;
+  ++num_preemptions_;
+  waiting_.push_front(v);
+  result.preempted.push_back(v);
+  return v;
+}
+
+bool Scheduler::schedule_running(Sequence* s, int want, int& budget, ScheduleResult& result) {
+  for (;;) {
+    const int fit = max_new_tokens_fitting(s);
+    if (fit >= 1) {
+      schedule_tokens(s, std::min(want, fit), budget);
+      return true;
+    }
+    if (preempt_last(budget, result) == s) return false;
+  }
+}
+
+void Scheduler::admit_waiting(int& budget) {
+  while (!waiting_.empty() && budget > 0 && int(running_.size()) < cfg_.max_num_seqs) {
+    Sequence* s = waiting_.front();
+    // A prefix cache would attach its matched pages here (prefix_cache_->match) before the
+    // fit check; none is plugged in yet.
+    const int fit = max_new_tokens_fitting(s);
+    if (fit < 1) break;  // FCFS: nobody overtakes the head of the queue
+    waiting_.pop_front();
+    s->status = SeqStatus::Running;
+    s->admit_order = next_admit_++;
+    running_.push_back(s);
+    schedule_tokens(s, std::min({s->remaining(), budget, fit}), budget);
+  }
+}
+
+ScheduleResult Scheduler::schedule() {
+  ScheduleResult result;
+  for (Sequence* s : running_) s->num_scheduled = 0;
+  int budget = cfg_.max_num_batched_tokens;
+  // Decodes first: one token each, in admission order.
+  for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+    Sequence* s = running_[i];
+    if (s->remaining() == 1 && s->num_scheduled == 0) schedule_running(s, 1, budget, result);
+  }
+  // Then running requests whose (chunked) prefill is unfinished.
+  for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+    Sequence* s = running_[i];
+    if (s->remaining() > 1 && s->num_scheduled == 0) {
+      schedule_running(s, std::min(s->remaining(), budget), budget, result);
+    }
+  }
+  // Then new (or preempted) requests, first come first served.
+  admit_waiting(budget);
+
+  for (int pass = 0; pass < 2; ++pass) {
+    for (Sequence* s : running_) {
+      if (s->num_scheduled == 0) continue;
+      const bool decode = s->remaining() == 1;
+      if (decode == (pass == 0)) {
+        result.scheduled.push_back({s, s->num_scheduled});
+        result.num_tokens += s->num_scheduled;
+      }
+    }
+  }
+  return result;
+}
+
+void Scheduler::commit(const ScheduleResult& result) {
+  for (const ScheduledSeq& e : result.scheduled) {
+    NC_CHECK(e.seq->status == SeqStatus::Running && e.seq->num_scheduled == e.num_new,
+             "scheduler: commit of request {} that is no longer scheduled", e.seq->id);
+    e.seq->num_computed += e.num_new;
+    e.seq->num_scheduled = 0;
+  }
+}
+
+void Scheduler::finish(Sequence* seq) {
+  if (seq->status == SeqStatus::Finished) return;
+  auto it = std::find(running_.begin(), running_.end(), seq);
+  if (it != running_.end()) {
+    running_.erase(it);
+  } else {
+    auto wt = std::find(waiting_.begin(), waiting_.end(), seq);
+    if (wt != waiting_.end()) waiting_.erase(wt);
+  }
+  if (prefix_cache_) prefix_cache_->insert(*seq);
+  pool_.dec_ref_all(seq->pages);
+  seq->pages.clear();
+  seq->num_scheduled = 0;
+  seq->status = SeqStatus::Finished;
+}
+
+void Scheduler::check_invariants() const {
+  pool_.check_invariants();
+  std::unordered_map<int32_t, int> refs;
+  auto count = [&](const Sequence* s) {
+    for (int32_t p : s->pages) ++refs[p];
+  };
+  for (const Sequence* s : running_) {
+    NC_CHECK(s->status == SeqStatus::Running, "scheduler: request {} in running has status {}",
+             s->id, int(s->status));
+    NC_CHECK(int(s->pages.size()) == pages_for(s->num_computed + s->num_scheduled),
+             "scheduler: request {} holds {} pages for {} tokens", s->id, s->pages.size(),
+             s->num_computed + s->num_scheduled);
+    count(s);
+  }
+  for (const Sequence* s : waiting_) {
+    NC_CHECK(s->status == SeqStatus::Waiting, "scheduler: request {} in waiting has status {}",
+             s->id, int(s->status));
+    count(s);
+  }
+  for (const auto& [page, n] : refs) {
+    // Without a prefix cache every reference belongs to a live request.
+    NC_CHECK(pool_.refcount(page) == n || (prefix_cache_ && pool_.refcount(page) >= n),
+             "scheduler: page {} has refcount {} but {} live holders", page, pool_.refcount(page),
+             n);
+  }
+  if (!prefix_cache_) {
+    NC_CHECK(int(refs.size()) == pool_.num_used(),
+             "scheduler: live requests hold {} pages, the pool counts {} used", refs.size(),
+             pool_.num_used());
+  }
+}
+
+}  // namespace nc

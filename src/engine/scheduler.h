@@ -1,0 +1,97 @@
+// Continuous batching with chunked prefill under a token budget, FCFS, with preemption by
+// recompute when the page pool runs short.
+//
+// Each step: running requests that decode get 1 token each (admission order); then running
+// requests with an unfinished (chunked) prefill get chunks; then waiting requests are admitted
+// in arrival order while budget, max_num_seqs and free pages allow. A request that needs a page
+// the pool cannot give preempts the most recently admitted running request (possibly itself):
+// its pages are freed and it goes back to the FRONT of the waiting queue, to be recomputed from
+// its prompt and generated tokens. The earliest admitted request always progresses, and
+// admission refuses requests that could not fit alone, so nothing deadlocks or is dropped.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+#include "engine/sequence.h"
+#include "kv/page_pool.h"
+
+namespace nc {
+
+struct SchedulerConfig {
+  int page_size = 16;
+  int max_num_batched_tokens = 2048;
+  int max_num_seqs = 256;
+};
+
+// Hook for the prefix cache (not built yet): at admission it may attach cached pages holding a
+// prefix of the request's tokens (taking references) and return how many tokens they hold; at
+// finish it may take over the request's full pages.
+class PrefixCache {
+ public:
+  virtual ~PrefixCache() = default;
+  virtual int match(Sequence& seq) = 0;
+  virtual void insert(const Sequence& seq) = 0;
+};
+
+struct ScheduledSeq {
+  Sequence* seq = nullptr;
+  int num_new = 0;  // tokens computed this step: seq->tokens[num_computed, num_computed+num_new)
+};
+
+struct ScheduleResult {
+  std::vector<ScheduledSeq> scheduled;  // decodes first, then prefill chunks
+  std::vector<Sequence*> preempted;     // preempted during this schedule() call
+  int num_tokens = 0;
+  bool empty() const { return scheduled.empty(); }
+};
+
+class Scheduler {
+ public:
+  Scheduler(const SchedulerConfig& config, PagePool& pool);
+
+  const SchedulerConfig& config() const { return cfg_; }
+  // Pages needed to hold n tokens.
+  int pages_for(int n) const { return (n + cfg_.page_size - 1) / cfg_.page_size; }
+
+  // Queues a request (status Waiting). Throws nc::Error when it could not fit in the whole pool
+  // even alone (max_kv_tokens needs more pages than the pool has).
+  void add(Sequence* seq);
+  // Plans the next step and allocates its pages.
+  ScheduleResult schedule();
+  // After the model ran the step: the scheduled tokens are now in the KV cache.
+  void commit(const ScheduleResult& result);
+  // Removes a request (finished or aborted) wherever it is and frees its pages.
+  void finish(Sequence* seq);
+
+  bool has_work() const { return !running_.empty() || !waiting_.empty(); }
+  int num_running() const { return int(running_.size()); }
+  int num_waiting() const { return int(waiting_.size()); }
+  int64_t num_preemptions() const { return num_preemptions_; }
+  void set_prefix_cache(PrefixCache* cache) { prefix_cache_ = cache; }
+
+  // Pool invariants plus: the pages of live requests are exactly the used pages, each
+  // referenced once per holder; a request holds just the pages its computed tokens need.
+  void check_invariants() const;
+
+ private:
+  bool grow(Sequence* s, int num_new);  // pages for num_computed + num_new tokens
+  int max_new_tokens_fitting(const Sequence* s) const;
+  void schedule_tokens(Sequence* s, int n, int& budget);
+  // Preempts the most recently admitted running request; returns it.
+  Sequence* preempt_last(int& budget, ScheduleResult& result);
+  // Gives `s` up to `want` tokens, preempting later requests when no page is left; returns
+  // false when `s` itself was preempted.
+  bool schedule_running(Sequence* s, int want, int& budget, ScheduleResult& result);
+  void admit_waiting(int& budget);
+
+  SchedulerConfig cfg_;
+  PagePool& pool_;
+  std::deque<Sequence*> waiting_;
+  std::vector<Sequence*> running_;  // in admission order
+  int64_t next_admit_ = 0;
+  int64_t num_preemptions_ = 0;
+  PrefixCache* prefix_cache_ = nullptr;
+};
+
+}  // namespace nc

@@ -1,0 +1,31 @@
+// A request as the scheduler sees it: its tokens (prompt, then output), how many of them are in
+// the KV cache, and its pages.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace nc {
+
+enum class SeqStatus : uint8_t { Waiting, Running, Finished };
+
+struct Sequence {
+  int64_t id = 0;
+  std::vector<int32_t> tokens;  // prompt, then the generated tokens
+  int num_prompt = 0;
+  int num_computed = 0;  // tokens whose K/V is in `pages`
+  // The most tokens it will ever hold in the KV cache: prompt + max_tokens - 1 (the last
+  // sampled token is never fed back).
+  int max_kv_tokens = 0;
+  std::vector<int32_t> pages;
+  SeqStatus status = SeqStatus::Waiting;
+  int64_t admit_order = -1;  // increases with each admission (a re-admission gets a new one)
+  int num_preemptions = 0;
+  int num_scheduled = 0;  // tokens scheduled in the step being planned
+
+  int num_tokens() const { return int(tokens.size()); }
+  int num_output() const { return num_tokens() - num_prompt; }
+  int remaining() const { return num_tokens() - num_computed; }  // tokens still to compute
+  bool is_decode() const { return remaining() == 1 && num_computed > 0; }
+};
+
+}  // namespace nc

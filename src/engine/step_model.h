@@ -1,0 +1,49 @@
+// What the engine needs from a model and a tokenizer, as two small interfaces. The real ones
+// (LlamaModel on a backend; the BPE tokenizer) are adapted in llama_runner.cc; tests plug in
+// fakes that check the paged KV bookkeeping token by token.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kv/paged_kv.h"
+#include "model/llama.h"
+#include "nanocascade/engine.h"
+
+namespace nc {
+
+class StepModel {
+ public:
+  virtual ~StepModel() = default;
+  virtual int vocab_size() const = 0;
+  virtual int max_position() const = 0;  // the longest sequence the model supports
+  virtual bool on_cuda() const = 0;
+  // Bytes of one KV page (all layers, K and V).
+  virtual int64_t kv_bytes_per_page(int page_size) const = 0;
+  // Allocates the KV cache; called once before the first forward.
+  virtual void allocate_kv(int num_pages, int page_size, KVLayout layout) = 0;
+  // One step: host float32 logits, [in.logit_rows.size(), vocab_size()].
+  virtual std::vector<float> forward(const ForwardInput& in) = 0;
+};
+
+class TextCodec {
+ public:
+  virtual ~TextCodec() = default;
+  virtual std::vector<int32_t> encode(const std::string& text, bool add_special_tokens) const = 0;
+  // Bytes of the ids' text; may end in the middle of a UTF-8 character.
+  virtual std::string decode(const int32_t* ids, size_t n, bool skip_special_tokens) const = 0;
+  virtual std::vector<int32_t> eos_token_ids() const = 0;
+  // The prompt text for chat messages, with the model's chat template. Throws nc::Error when
+  // the model has no template or a role is unknown.
+  virtual std::string apply_chat_template(const std::vector<ChatMessage>& messages,
+                                          bool add_generation_prompt) const = 0;
+};
+
+// The real model and tokenizer for a path (.gguf or an HF folder) on a backend ("cpu" |
+// "cuda"). Defined in llama_runner.cc.
+std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
+                                                 const std::string& backend);
+std::unique_ptr<TextCodec> make_text_codec(const std::string& path);
+
+}  // namespace nc

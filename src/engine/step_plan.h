@@ -1,0 +1,31 @@
+// The plan of one step, as plain host data: which requests, their new tokens and positions, and
+// the model's ForwardInput (token ids, positions, the attention's page tables, logit rows).
+#pragma once
+#include <vector>
+
+#include "engine/scheduler.h"
+#include "model/llama.h"
+
+namespace nc {
+
+struct StepEntry {
+  Sequence* seq = nullptr;
+  int start = 0;        // first new token's position (= tokens already in the KV cache)
+  int num_new = 0;      // new tokens this step
+  bool sample = false;  // all its tokens are computed after this step: sample the next one
+};
+
+struct StepPlan {
+  std::vector<StepEntry> entries;   // in the scheduler's order (decodes first)
+  std::vector<int> sample_entries;  // entry index of each logit row, in logit order
+  int num_prefill_tokens = 0;
+  int num_decode_tokens = 0;
+  ForwardInput input;
+};
+
+// Builds the plan from a schedule (pages already allocated). Attention has one level: a causal
+// paged batch over each request's full page list with kv_len = computed + new tokens. (Cascade
+// levels over shared prefixes would be added in front of it.)
+StepPlan build_step_plan(const ScheduleResult& schedule, int page_size);
+
+}  // namespace nc

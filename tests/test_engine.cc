@@ -1,0 +1,323 @@
+// The engine end to end over the fake token-level model and byte codec (fast, exact references),
+// then over the real decoder once a model is loadable (EngineModel* tests).
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "core/error.h"
+#include "engine/sampling.h"
+#include "fake_model.h"
+#include "nanocascade/engine.h"
+
+namespace nc {
+namespace {
+
+constexpr int kVocab = 300;
+
+std::unique_ptr<Engine> fake_engine(int page_size = 16, int budget = 2048, int pages = 4096,
+                                    int max_seqs = 256, int max_pos = 4096) {
+  EngineConfig cfg;
+  cfg.page_size = page_size;
+  cfg.max_num_batched_tokens = budget;
+  cfg.max_num_seqs = max_seqs;
+  cfg.kv_cache_memory = std::to_string(int64_t(pages) * page_size * 8);  // 8 bytes per slot
+  return std::make_unique<Engine>(cfg, std::make_unique<fake::FakeModel>(kVocab, max_pos),
+                                  std::make_unique<fake::FakeCodec>());
+}
+
+std::vector<std::vector<int32_t>> random_prompts(int n, int max_len, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<std::vector<int32_t>> out;
+  for (int i = 0; i < n; ++i) {
+    std::vector<int32_t> p(1 + rng() % max_len);
+    for (int32_t& t : p) t = int32_t(rng() % 256);  // bytes: never EOS
+    out.push_back(p);
+  }
+  return out;
+}
+
+// Greedy reference with the engine's stop rules for EOS.
+std::vector<int32_t> reference_greedy(std::vector<int32_t> seq, int max_tokens, bool ignore_eos) {
+  std::vector<int32_t> out;
+  while (int(out.size()) < max_tokens) {
+    const int32_t t = argmax(fake::reference_logits(seq, kVocab));
+    out.push_back(t);
+    seq.push_back(t);
+    if (!ignore_eos && t == fake::FakeCodec::kEos) break;
+  }
+  return out;
+}
+
+SamplingParams greedy(int max_tokens) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.max_tokens = max_tokens;
+  return p;
+}
+
+}  // namespace
+
+TEST(Engine, GreedyMatchesReferenceForAnyBatchingAndPageSize) {
+  const auto prompts = random_prompts(32, 60, 11);
+  SamplingParams p = greedy(24);
+  p.ignore_eos = true;
+  std::vector<std::vector<int32_t>> expected;
+  for (const auto& pr : prompts) expected.push_back(reference_greedy(pr, 24, true));
+  for (int page : {1, 16, 64}) {
+    for (int budget : {16, 64, 512}) {
+      SCOPED_TRACE(::testing::Message() << "page " << page << " budget " << budget);
+      auto e = fake_engine(page, budget);
+      const auto outs = e->generate(prompts, p);
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        EXPECT_EQ(outs[i].token_ids, expected[i]) << i;
+        EXPECT_EQ(outs[i].finish_reason, FinishReason::Length);
+      }
+      const EngineStats st = e->stats();
+      EXPECT_EQ(st.used_pages, 0);
+      EXPECT_EQ(st.free_pages, st.total_pages);
+    }
+  }
+}
+
+TEST(Engine, PreemptionGivesTheSameOutputAsAnUnconstrainedRun) {
+  const auto prompts = random_prompts(24, 50, 12);
+  SamplingParams p = greedy(30);
+  p.ignore_eos = true;
+  auto big = fake_engine(4, 128, 4096);
+  auto small = fake_engine(4, 128, 24);  // 24 pages = 96 tokens; each request needs <= 79
+  const auto a = big->generate(prompts, p);
+  const auto b = small->generate(prompts, p);
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(a[i].token_ids, b[i].token_ids) << i;
+  EXPECT_EQ(big->stats().num_preemptions, 0);
+  EXPECT_GT(small->stats().num_preemptions, 0);
+  EXPECT_EQ(small->stats().free_pages, 24);
+}
+
+TEST(Engine, SeededSamplingDoesNotDependOnTheBatch) {
+  const auto prompts = random_prompts(12, 30, 13);
+  SamplingParams p;
+  p.temperature = 0.9f;
+  p.top_p = 0.95f;
+  p.max_tokens = 20;
+  p.seed = 1234;
+  auto together = fake_engine(16, 64);
+  const auto all = together->generate(prompts, p);
+  for (size_t i = 0; i < prompts.size(); i += 5) {
+    auto alone = fake_engine(8, 2048);
+    EXPECT_EQ(alone->generate({prompts[i]}, p)[0].token_ids, all[i].token_ids) << i;
+  }
+  // Without a seed, the engine's seed decides, in order of arrival.
+  p.seed.reset();
+  auto e1 = fake_engine(), e2 = fake_engine(4, 32);
+  const auto r1 = e1->generate(prompts, p), r2 = e2->generate(prompts, p);
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(r1[i].token_ids, r2[i].token_ids);
+}
+
+TEST(Engine, EosStopsUnlessIgnored) {
+  // Find prompts whose greedy chain reaches EOS within 200 tokens.
+  const auto prompts = random_prompts(200, 10, 14);
+  int found = 0;
+  for (const auto& pr : prompts) {
+    const auto ref = reference_greedy(pr, 200, false);
+    if (ref.back() != fake::FakeCodec::kEos) continue;
+    ++found;
+    auto e = fake_engine();
+    const auto out = e->generate({pr}, greedy(200))[0];
+    EXPECT_EQ(out.token_ids, ref);
+    EXPECT_EQ(out.finish_reason, FinishReason::Stop);
+    EXPECT_EQ(out.text, e->decode(std::vector<int32_t>(ref.begin(), ref.end() - 1)));
+    // min_tokens past the EOS masks it.
+    SamplingParams m = greedy(200);
+    m.min_tokens = int(ref.size()) + 1;
+    const auto masked = e->generate({pr}, m)[0];
+    ASSERT_GE(masked.token_ids.size(), size_t(m.min_tokens));
+    for (int i = 0; i < m.min_tokens; ++i) EXPECT_NE(masked.token_ids[i], fake::FakeCodec::kEos);
+    if (found == 3) break;
+  }
+  EXPECT_GT(found, 0);
+}
+
+TEST(Engine, StopStringsStopAndAreNotEmitted) {
+  const auto prompts = random_prompts(40, 20, 15);
+  SamplingParams p = greedy(40);
+  p.ignore_eos = true;
+  int checked = 0;
+  for (const auto& pr : prompts) {
+    const auto ref = reference_greedy(pr, 40, true);
+    auto e = fake_engine();
+    const std::string full = e->decode(ref);
+    // A stop string taken from the middle of the text (bytes 10..12), if it is valid there.
+    if (full.size() < 20) continue;
+    const std::string stop = full.substr(10, 3);
+    const size_t first = full.find(stop);
+    SamplingParams q = p;
+    q.stop = {stop};
+    std::string streamed;
+    const RequestId id = e->add_request(pr, q);
+    bool finished = false;
+    FinishReason reason = FinishReason::None;
+    while (e->has_unfinished()) {
+      for (const auto& o : e->step()) {
+        ASSERT_EQ(o.id, id);
+        streamed += o.text_delta;
+        finished = o.finished;
+        reason = o.finish_reason;
+      }
+    }
+    EXPECT_TRUE(finished);
+    EXPECT_EQ(reason, FinishReason::Stop);
+    EXPECT_EQ(streamed, full.substr(0, first));
+    ++checked;
+  }
+  EXPECT_GT(checked, 5);
+}
+
+TEST(Engine, MaxTokensAndMinTokensHold) {
+  const auto prompts = random_prompts(8, 20, 16);
+  auto e = fake_engine();
+  for (int n : {1, 5, 17}) {
+    SamplingParams p = greedy(n);
+    p.ignore_eos = true;
+    for (const auto& o : e->generate(prompts, p)) {
+      EXPECT_EQ(int(o.token_ids.size()), n);
+      EXPECT_EQ(o.finish_reason, FinishReason::Length);
+    }
+  }
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.max_tokens = 10;
+  p.min_tokens = 10;
+  p.stop_token_ids = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  for (const auto& o : e->generate(prompts, p)) {
+    EXPECT_EQ(o.token_ids.size(), 10u);
+    for (int32_t t : o.token_ids) EXPECT_GT(t, 10);
+  }
+}
+
+TEST(Engine, StreamedTextEqualsDecodedTokens) {
+  const auto prompts = random_prompts(10, 20, 17);
+  SamplingParams p = greedy(50);
+  p.ignore_eos = true;
+  auto e = fake_engine(8, 64);
+  std::map<RequestId, std::string> text;
+  std::map<RequestId, std::vector<int32_t>> ids;
+  for (const auto& pr : prompts) e->add_request(pr, p);
+  while (e->has_unfinished()) {
+    for (const auto& o : e->step()) {
+      text[o.id] += o.text_delta;
+      ids[o.id].insert(ids[o.id].end(), o.new_token_ids.begin(), o.new_token_ids.end());
+      if (o.finished) {
+        EXPECT_EQ(o.num_completion_tokens, 50);
+        EXPECT_EQ(o.num_prompt_tokens, int(prompts[o.id].size()));
+        EXPECT_GE(o.time_to_first_token_s, 0.0);
+      }
+    }
+  }
+  for (auto& [id, t] : text) EXPECT_EQ(t, e->decode(ids[id])) << id;
+}
+
+TEST(Engine, BadInputIsRejectedWhileOthersContinue) {
+  auto e = fake_engine(16, 2048, 64, 256, 256);  // 64 pages of 16 tokens, context 256
+  SamplingParams ok = greedy(10);
+  ok.ignore_eos = true;
+  const RequestId good = e->add_request(std::vector<int32_t>{1, 2, 3}, ok);
+  std::vector<int32_t> got = e->step().at(0).new_token_ids;
+  auto rejects = [&](auto fn, const char* what) {
+    try {
+      fn();
+      ADD_FAILURE() << what << " accepted";
+    } catch (const Error& err) {
+      EXPECT_NE(std::string(err.what()).find(what), std::string::npos) << err.what();
+    }
+  };
+  rejects([&] { e->add_request(std::vector<int32_t>{}, ok); }, "empty prompt");
+  rejects([&] { e->add_request(std::string(), ok); }, "empty prompt");
+  rejects([&] { e->add_request(std::vector<int32_t>(300, 1), ok); }, "context");
+  rejects([&] { e->add_request(std::vector<int32_t>(250, 1), greedy(10)); }, "max_tokens");
+  rejects([&] { e->add_request(std::vector<int32_t>{1, 5000}, ok); }, "vocabulary");
+  SamplingParams bad = ok;
+  bad.top_p = 0;
+  rejects([&] { e->add_request(std::vector<int32_t>{1}, bad); }, "top_p");
+  rejects([&] { e->add_chat_request({{"wizard", "hi"}}, ok); }, "role");
+  while (e->has_unfinished()) {
+    for (const auto& o : e->step()) {
+      EXPECT_EQ(o.id, good);
+      got.insert(got.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+    }
+  }
+  EXPECT_EQ(got, reference_greedy({1, 2, 3}, 10, true));
+  // A request too large for the whole KV cache (64 pages) is refused at admission.
+  auto tiny = fake_engine(16, 2048, 4, 256, 256);
+  rejects([&] { tiny->add_request(std::vector<int32_t>(60, 1), greedy(10)); }, "KV pages");
+  EXPECT_FALSE(tiny->has_unfinished());
+}
+
+TEST(Engine, AbortFinishesAndFreesPages) {
+  auto e = fake_engine(4, 64, 256);
+  SamplingParams p = greedy(100);
+  p.ignore_eos = true;
+  const RequestId a = e->add_request(std::vector<int32_t>(30, 7), p);
+  const RequestId b = e->add_request(std::vector<int32_t>(20, 9), p);
+  e->step();
+  e->step();
+  EXPECT_GT(e->stats().used_pages, 0);
+  e->abort(a);
+  e->abort(12345);  // unknown: ignored
+  bool a_reported = false;
+  for (const auto& o : e->step()) {
+    if (o.id == a) {
+      a_reported = true;
+      EXPECT_TRUE(o.finished);
+      EXPECT_EQ(o.finish_reason, FinishReason::Abort);
+    }
+  }
+  EXPECT_TRUE(a_reported);
+  e->abort(b);
+  while (e->has_unfinished()) e->step();
+  EXPECT_EQ(e->stats().used_pages, 0);
+  EXPECT_EQ(e->stats().num_running, 0);
+}
+
+TEST(Engine, ChatRequestUsesTheTemplate) {
+  auto e = fake_engine();
+  SamplingParams p = greedy(5);
+  p.ignore_eos = true;
+  const std::vector<ChatMessage> msgs = {{"system", "be brief"}, {"user", "hi"}};
+  const std::string prompt = e->apply_chat_template(msgs);
+  EXPECT_EQ(prompt, "<system>be brief\n<user>hi\n<assistant>");
+  const RequestId id = e->add_chat_request(msgs, p);
+  std::vector<int32_t> got;
+  while (e->has_unfinished()) {
+    for (const auto& o : e->step()) {
+      EXPECT_EQ(o.id, id);
+      got.insert(got.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+    }
+  }
+  EXPECT_EQ(got, reference_greedy(e->encode(prompt, false), 5, true));
+}
+
+TEST(Engine, ConfigErrors) {
+  auto make = [](EngineConfig cfg) {
+    return Engine(cfg, std::make_unique<fake::FakeModel>(kVocab, 1024),
+                  std::make_unique<fake::FakeCodec>());
+  };
+  EngineConfig c;
+  c.kv_cache_memory = "1MiB";
+  c.page_size = 0;
+  EXPECT_THROW(make(c), Error);
+  c.page_size = 257;
+  EXPECT_THROW(make(c), Error);
+  c.page_size = 16;
+  c.kv_layout = "XYZ";
+  EXPECT_THROW(make(c), Error);
+  c.kv_layout = "HND";
+  c.max_model_len = 5000;  // past the model's 1024
+  EXPECT_THROW(make(c), Error);
+  c.max_model_len = 0;
+  c.kv_cache_memory = "64";  // less than a page
+  EXPECT_THROW(make(c), Error);
+  c.kv_cache_memory = "lots";
+  EXPECT_THROW(make(c), Error);
+}
+
+}  // namespace nc
