@@ -279,6 +279,7 @@ std::vector<RequestOutput> Engine::Impl::step() {
   }
 #ifndef NDEBUG
   sched->check_invariants();
+  if (tree) tree->check_invariants();
 #endif
   std::vector<RequestOutput> outs;
   for (auto it = requests.begin(); it != requests.end();) {

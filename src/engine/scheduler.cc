@@ -169,17 +169,15 @@ void Scheduler::check_invariants() const {
              s->id, int(s->status));
     count(s);
   }
+  // Every reference belongs to a live request (the prefix cache holds its pages through the
+  // pool's cache flag, not a reference).
   for (const auto& [page, n] : refs) {
-    // Without a prefix cache every reference belongs to a live request.
-    NC_CHECK(pool_.refcount(page) == n || (prefix_cache_ && pool_.refcount(page) >= n),
-             "scheduler: page {} has refcount {} but {} live holders", page, pool_.refcount(page),
-             n);
+    NC_CHECK(pool_.refcount(page) == n, "scheduler: page {} has refcount {} but {} live holders",
+             page, pool_.refcount(page), n);
   }
-  if (!prefix_cache_) {
-    NC_CHECK(int(refs.size()) == pool_.num_used(),
-             "scheduler: live requests hold {} pages, the pool counts {} used", refs.size(),
-             pool_.num_used());
-  }
+  NC_CHECK(int(refs.size()) == pool_.num_used(),
+           "scheduler: live requests hold {} pages, the pool counts {} used", refs.size(),
+           pool_.num_used());
 }
 
 }  // namespace nc
