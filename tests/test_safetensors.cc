@@ -122,6 +122,9 @@ TEST(Safetensors, HandBuiltValidFile) {
   // Header padded with spaces, as the Rust writer does for alignment; data then unaligned.
   const SafetensorsFile g = parse(make_file(kValidHeader + "   ", kValidData));
   EXPECT_EQ(g.load_f32("a").data, (std::vector<float>{0.25f, -8.0f}));
+  // No tensors at all, and a null __metadata__, are valid.
+  EXPECT_TRUE(parse(make_file("{}", "")).tensors().empty());
+  EXPECT_TRUE(parse(make_file(R"({"__metadata__":null})", "")).metadata().empty());
 }
 
 TEST(Safetensors, TensorsListedOutOfDataOrder) {
