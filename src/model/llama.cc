@@ -103,7 +103,11 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightMap& w, Backend& b
     L.down = lw("mlp.down_proj.weight", {H, I});
     layers_.push_back(std::move(L));
   }
-  cos_sin_ = backend_.upload(rope_cos_sin_table(cfg_, cfg_.max_position));
+  // float32 on every backend (upload() would convert to the backend's dtype, and bf16 cos/sin
+  // visibly shifts long-range attention).
+  const HostTensor table = rope_cos_sin_table(cfg_, cfg_.max_position);
+  cos_sin_ = backend_.alloc(table.shape, DType::F32);
+  backend_.copy_from_host(cos_sin_, table.data.data());
 }
 
 KVCache LlamaModel::make_kv_cache(int num_pages, int page_size, KVLayout layout) {
@@ -142,7 +146,7 @@ void LlamaModel::ensure_workspace(int64_t T, int64_t R) {
   ws_.gate_up = backend_.alloc({cap, 2 * cfg_.intermediate_size}, dt);
   ws_.act = backend_.alloc({cap, cfg_.intermediate_size}, dt);
   ws_.last_hidden = backend_.alloc({cap, H}, dt);
-  ws_.logits = backend_.alloc({cap, cfg_.vocab_size}, dt);
+  ws_.logits = backend_.alloc({cap, cfg_.vocab_size}, DType::F32);  // no bf16 rounding of logits
   ws_.capacity = cap;
 }
 

@@ -73,6 +73,29 @@ TEST_F(CudaOps, Linear) {
   }
 }
 
+TEST_F(CudaOps, LinearFloat32Output) {
+  // bf16 operands, float32 output and bias (logits keep their precision).
+  for (bool with_bias : {false, true}) {
+    auto [xc, xg] = both_random({19, 576});
+    auto [wc, wg] = both_random({4000, 576}, 0.05f);
+    Tensor bc, bg;
+    if (with_bias) {
+      std::vector<float> b = random_vec(rng, 4000);
+      bc = cpu->alloc({4000}, DType::F32);
+      bg = gpu->alloc({4000}, DType::F32);
+      cpu->copy_from_host(bc, b.data());
+      gpu->copy_from_host(bg, b.data());
+    }
+    std::vector<float> nan(19 * 4000, std::nanf(""));
+    Tensor oc = cpu->alloc({19, 4000}, DType::F32), og = gpu->alloc({19, 4000}, DType::F32);
+    gpu->copy_from_host(og, nan.data());
+    cpu->linear(xc, wc, bc, oc);
+    gpu->linear(xg, wg, bg, og);
+    // Only the accumulation order differs from the CPU: far below bf16 rounding.
+    EXPECT_LE(err(*gpu, og, oc), 1e-4) << "bias " << with_bias;
+  }
+}
+
 TEST_F(CudaOps, LinearOnRowSlices) {
   // Views that start mid-buffer (as the model's workspace slices do).
   auto [xc, xg] = both_random({40, 576});

@@ -186,6 +186,7 @@ int64_t row_stride(const Tensor& t) {
 struct GemmKey {
   int64_t n, m, k;
   bool bias;
+  bool f32_out;
   int align;
   auto operator<=>(const GemmKey&) const = default;
 };
@@ -349,24 +350,27 @@ class CudaBackend final : public Backend {
     });
   }
 
+  // out may be bf16 or float32 (e.g. logits, so that near-ties are not rounded away); a bias
+  // has out's dtype.
   void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor out) override {
     const int64_t N = x.dim(0), K = x.dim(1), M = w.dim(0);
     NC_CHECK(w.dim(1) == K, "linear: input has {} features, weight {} expects {}", K,
              shape_str(w.shape()), w.dim(1));
+    NC_CHECK(K > 0, "linear: no input features");
     out.expect_shape({N, M}, "linear output");
     bf16(x, "linear input");
     bf16(w, "linear weight");
-    bf16(out, "linear output");
+    dev(out, "linear output");
+    NC_CHECK(out.dtype() == DType::BF16 || out.dtype() == DType::F32,
+             "linear: output dtype {} not supported (bf16, f32)", dtype_name(out.dtype()));
+    for (const Tensor* t : {&x, &w, static_cast<const Tensor*>(&out)})
+      t->expect_contiguous("linear");
     if (bias.defined()) {
       bias.expect_shape({M}, "linear bias");
-      bf16(bias, "linear bias");
+      dev(bias, "linear bias");
+      bias.expect_dtype(out.dtype(), "linear bias");
     }
     if (N == 0 || M == 0) return;
-    if (K == 0) {
-      cuda_check(cudaMemsetAsync(out.data(), 0, out.nbytes(), ctx_->stream), "linear");
-      if (bias.defined()) k_call([&] { cuda::add_bias_bf16(out.data(), bias.data(), N, M, s()); });
-      return;
-    }
     gemm(x, w, bias, out, N, M, K);
   }
 
@@ -720,7 +724,7 @@ class CudaBackend final : public Backend {
   void gemm(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& out, int64_t N, int64_t M,
             int64_t K) {
     const int align = pointer_alignment({x.data(), w.data(), out.data(), bias.data()});
-    const GemmKey key{N, M, K, bias.defined(), align};
+    const GemmKey key{N, M, K, bias.defined(), out.dtype() == DType::F32, align};
     auto it = gemms_.find(key);
     if (it == gemms_.end()) it = gemms_.emplace(key, make_gemm(key)).first;
     GemmPlan& g = it->second;
@@ -753,14 +757,16 @@ class CudaBackend final : public Backend {
       cublas_check(
           cublasLtMatmulDescSetAttribute(g.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)),
           "epilogue");
-      const cudaDataType_t bt = CUDA_R_16BF;
+      const cudaDataType_t bt = key.f32_out ? CUDA_R_32F : CUDA_R_16BF;
       cublas_check(cublasLtMatmulDescSetAttribute(g.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
                                                   sizeof(bt)),
                    "bias type");
     }
     cublas_check(cublasLtMatrixLayoutCreate(&g.a, CUDA_R_16BF, key.k, key.m, key.k), "layout a");
     cublas_check(cublasLtMatrixLayoutCreate(&g.b, CUDA_R_16BF, key.k, key.n, key.k), "layout b");
-    cublas_check(cublasLtMatrixLayoutCreate(&g.c, CUDA_R_16BF, key.m, key.n, key.m), "layout c");
+    cublas_check(cublasLtMatrixLayoutCreate(&g.c, key.f32_out ? CUDA_R_32F : CUDA_R_16BF, key.m,
+                                            key.n, key.m),
+                 "layout c");
     cublasLtMatmulPreference_t pref;
     cublas_check(cublasLtMatmulPreferenceCreate(&pref), "preference");
     const uint64_t ws = ctx_->lt_workspace_bytes;

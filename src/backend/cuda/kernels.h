@@ -36,8 +36,6 @@ void gather_rows(const void* x, const int32_t* rows, void* out, int64_t num_out,
 void bf16_to_f32(const void* in, float* out, int64_t n, cudaStream_t stream);
 void f16_to_f32(const void* in, float* out, int64_t n, cudaStream_t stream);
 void f32_to_bf16(const float* in, void* out, int64_t n, cudaStream_t stream);
-// out[i] += bias[i % m], bf16, for [n, m] row-major out.
-void add_bias_bf16(void* out, const void* bias, int64_t n, int64_t m, cudaStream_t stream);
 
 // ---- Attention (attn_*.cu) ----
 // One FlashInfer batch over the layer's page tensor, with its CSR arrays on the device.

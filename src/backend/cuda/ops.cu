@@ -65,14 +65,6 @@ __global__ void add_f32_kernel(float* __restrict__ x, const float* __restrict__ 
   }
 }
 
-__global__ void add_bias_kernel(bf16* __restrict__ out, const bf16* __restrict__ bias, int64_t n,
-                                int64_t m) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * m;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    out[i] = __float2bfloat16(__bfloat162float(out[i]) + __bfloat162float(bias[i % m]));
-  }
-}
-
 template <typename In>
 __global__ void to_f32_kernel(const In* __restrict__ in, float* __restrict__ out, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -193,13 +185,6 @@ void add_f32(float* x, const float* y, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
   add_f32_kernel<<<grid_for(n, 256), 256, 0, stream>>>(x, y, n);
   check_launch("add");
-}
-
-void add_bias_bf16(void* out, const void* bias, int64_t n, int64_t m, cudaStream_t stream) {
-  if (n * m == 0) return;
-  add_bias_kernel<<<grid_for(n * m, 256), 256, 0, stream>>>(static_cast<bf16*>(out),
-                                                            static_cast<const bf16*>(bias), n, m);
-  check_launch("bias");
 }
 
 void bf16_to_f32(const void* in, float* out, int64_t n, cudaStream_t stream) {
