@@ -43,11 +43,14 @@ class ModelErrors : public ::testing::Test {
 };
 
 TEST_F(ModelErrors, TokenIdsPositionsAndRowsOutOfRange) {
-  EXPECT_NE(error_of([&] { model_->forward(one_token(512, 0), kv_); }).find("token id 512"), std::string::npos);
-  EXPECT_NE(error_of([&] { model_->forward(one_token(-1, 0), kv_); }).find("token id -1"), std::string::npos);
+  EXPECT_NE(error_of([&] { model_->forward(one_token(512, 0), kv_); }).find("token id 512"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { model_->forward(one_token(-1, 0), kv_); }).find("token id -1"),
+            std::string::npos);
   ForwardInput far = one_token(1, 0);
   far.positions = {100000};
-  EXPECT_NE(error_of([&] { model_->forward(far, kv_); }).find("position 100000"), std::string::npos);
+  EXPECT_NE(error_of([&] { model_->forward(far, kv_); }).find("position 100000"),
+            std::string::npos);
   ForwardInput rows = one_token(1, 0);
   rows.logit_rows = {3};
   EXPECT_NE(error_of([&] { model_->forward(rows, kv_); }).find("logit row 3"), std::string::npos);
@@ -72,7 +75,9 @@ TEST_F(ModelErrors, BadPageTables) {
 TEST_F(ModelErrors, MissingAndMisshapenWeightsNameTheTensor) {
   WeightMap w = lm_.weights;
   w.erase("model.layers.1.mlp.down_proj.weight");
-  EXPECT_NE(error_of([&] { LlamaModel m(lm_.config, w, *backend_); }).find("model.layers.1.mlp.down_proj.weight"),
+  EXPECT_NE(error_of([&] {
+              LlamaModel m(lm_.config, w, *backend_);
+            }).find("model.layers.1.mlp.down_proj.weight"),
             std::string::npos);
   w = lm_.weights;
   w["model.norm.weight"].shape = {63};
@@ -82,7 +87,8 @@ TEST_F(ModelErrors, MissingAndMisshapenWeightsNameTheTensor) {
   EXPECT_NE(msg.find("[63]"), std::string::npos) << msg;
   ModelConfig bad = lm_.config;
   bad.rope_scaling.type = "yarn";
-  EXPECT_NE(error_of([&] { LlamaModel m(bad, lm_.weights, *backend_); }).find("yarn"), std::string::npos);
+  EXPECT_NE(error_of([&] { LlamaModel m(bad, lm_.weights, *backend_); }).find("yarn"),
+            std::string::npos);
 }
 
 }  // namespace
