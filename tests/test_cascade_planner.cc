@@ -208,9 +208,12 @@ TEST_P(CascadeRandom, MatchesPlainPagedAttention) {
 
     for (CascadeMode mode : {CascadeMode::Always, CascadeMode::Auto}) {
       CascadeCostModel cost;
-      cost.level_overhead_us = 0.0;  // Auto then keeps every level that saves any byte
+      // Auto then keeps every level that saves any byte.
+      cost.level_overhead_us = 0.0;
       cost.kv_bytes_per_token = 2.0 * kHk * kD * 4;
       cost.extra_bytes_per_row = 0.0;
+      cost.l2_resident_bytes = 0.0;
+      cost.reread_bandwidth_bytes_per_us = cost.bandwidth_bytes_per_us;
       CascadePlan plan = CascadePlanner(ps, mode, cost).plan(sc.reqs);
       SCOPED_TRACE(testing::Message() << "trial " << trial << " mode " << to_string(mode)
                                       << " levels " << plan.stats.num_levels);
@@ -308,9 +311,9 @@ TEST(CascadePlanner, MaxSharedPagesLimitsSharing) {
   EXPECT_EQ(plan.step.levels[0].kv_indices, (std::vector<int32_t>{0}));
 }
 
-// Default cost model (an 8-kv-head, 128-dim bf16 layer; the H100 bandwidth and launch
-// constants): a level pays when (sharers - 1) * shared tokens * kv bytes per token / bandwidth
-// exceeds the level's fixed overhead plus its per-row extra traffic.
+// Default cost model (an 8-kv-head, 32-query-head, 128-dim bf16 layer; the constants measured on
+// the H100): a level pays when the time its nodes save exceeds its fixed overhead plus its
+// per-row cost.
 TEST(CascadeCostModel, SwitchesWhereTheFormulaSays) {
   const int ps = 16;
   const CascadeCostModel cost;
@@ -322,18 +325,21 @@ TEST(CascadeCostModel, SwitchesWhereTheFormulaSays) {
     for (int i = 0; i < sharers; ++i) reqs.push_back(req(prefix, 5, q_len, ps, next));
     return CascadePlanner(ps, CascadeMode::Auto, cost).plan(reqs).stats.num_levels - 1;
   };
-  EXPECT_EQ(shared_levels(2, 1, 1), 0);     // 2 sharers of 1 page: off
-  EXPECT_EQ(shared_levels(64, 64, 1), 1);   // 64 sharers of 64 pages: on
-  EXPECT_EQ(shared_levels(64, 64, 64), 1);  // also under prefill chunks
-  // Monotone in the number of sharers and in the shared length; and the switch sits where the
-  // formula crosses zero.
-  for (int pages : {1, 4, 16, 64}) {
+  EXPECT_EQ(shared_levels(2, 1, 1), 0);      // 2 sharers of 1 page: off
+  EXPECT_EQ(shared_levels(64, 64, 1), 0);    // 4 MiB per layer: stays in L2, off
+  EXPECT_EQ(shared_levels(64, 512, 1), 1);   // 32 MiB per layer, 64 decodes: on
+  EXPECT_EQ(shared_levels(3, 512, 1), 0);    // 3 sharers re-read it at the L2-aided rate: off
+  EXPECT_EQ(shared_levels(64, 512, 4), 1);   // short prefill chunks: still on
+  EXPECT_EQ(shared_levels(64, 512, 64), 0);  // long chunks: compute-bound either way, off
+  // Monotone in the number of sharers; and the switch sits where the formula crosses zero.
+  for (int pages : {1, 16, 256, 1024}) {
     bool on = false;
     for (int sharers = 2; sharers <= 64; sharers *= 2) {
       const bool now_on = shared_levels(sharers, pages, 1) == 1;
       EXPECT_TRUE(now_on || !on) << pages << " pages, " << sharers << " sharers";
       on = now_on;
-      const double net = cost.saved_us(sharers, int64_t(pages) * ps) - cost.level_cost_us(sharers);
+      const double net =
+          cost.saved_us(sharers, sharers, int64_t(pages) * ps) - cost.level_cost_us(sharers);
       if (std::abs(net) > 1e-9) {
         EXPECT_EQ(now_on, net > 0) << pages << " pages, " << sharers;
       }
@@ -341,7 +347,7 @@ TEST(CascadeCostModel, SwitchesWhereTheFormulaSays) {
   }
   // A deep level that does not pay is folded while the top one stays.
   int32_t next = 1 << 20;
-  std::vector<int32_t> big(64);
+  std::vector<int32_t> big(512);
   std::iota(big.begin(), big.end(), 0);
   std::vector<CascadeRequest> reqs;
   for (int i = 0; i < 32; ++i) {
@@ -355,6 +361,31 @@ TEST(CascadeCostModel, SwitchesWhereTheFormulaSays) {
   EXPECT_EQ(plan.stats.num_levels, 2);
   // Off never builds levels.
   EXPECT_EQ(CascadePlanner(ps, CascadeMode::Off, cost).plan(reqs).stats.num_levels, 1);
+}
+
+// The cost model against the decode case measured on the H100 (32 query and kv heads, head_dim
+// 128, page 16, decode steps with 128-token suffixes; docs/benchmarks.md): cascade lost at
+// shared prefixes of 256 tokens and less and won from 1k tokens at batch 64 and more.
+TEST(CascadeCostModel, MeasuredH100DecodeSwitch) {
+  const int ps = 16;
+  CascadeCostModel cost;
+  cost.kv_bytes_per_token = 2 * 32 * 128 * 2;
+  cost.flops_per_row_token = 4 * 32 * 128;
+  auto on = [&](int prefix, int batch) {
+    int32_t next = 1 << 20;
+    std::vector<int32_t> pages(size_t(prefix / ps));
+    std::iota(pages.begin(), pages.end(), 0);
+    std::vector<CascadeRequest> reqs;
+    for (int i = 0; i < batch; ++i) reqs.push_back(req(pages, 128, 1, ps, next));
+    return CascadePlanner(ps, CascadeMode::Auto, cost).plan(reqs).stats.num_levels > 1;
+  };
+  for (int batch : {16, 64, 128, 256})
+    for (int prefix : {16, 64, 128, 256, 512}) EXPECT_FALSE(on(prefix, batch)) << prefix;
+  for (int batch : {64, 128, 256})
+    for (int prefix : {1024, 4096, 32768}) EXPECT_TRUE(on(prefix, batch)) << prefix;
+  EXPECT_FALSE(on(1024, 16));
+  EXPECT_TRUE(on(4096, 16));
+  EXPECT_TRUE(on(32768, 16));
 }
 
 TEST(CascadeCostModel, MaxSharedLevelsCapsTheDepth) {

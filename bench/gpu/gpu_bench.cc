@@ -2,20 +2,26 @@
 //   decode  paged decode attention (one query row per request) over long contexts: achieved
 //           bandwidth = bytes of K/V read / time
 //   gemm    bf16 linear (cuBLASLt) throughput
+//   cascade one decode step over a shared prefix + unique suffixes: plain 1-level paged attention
+//           vs the 2-level cascade (shared level + own level), on one stream and overlapped on
+//           two; against the floor (shared prefix bytes once + suffix bytes) / copy bandwidth, and
+//           with the cost model's decision (CascadePlanner, Auto) for each case
 // Times are host wall-clock over many back-to-back calls, bracketed by synchronize(), after a
 // warm-up; each configuration is measured `reps` times and the median is reported.
 //
-// Usage: nc_gpu_bench [decode|gemm|all]
+// Usage: nc_gpu_bench [decode|gemm|cascade|all]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "backend/cuda/cuda_backend.h"
+#include "kv/cascade_planner.h"
 
 namespace nc {
 namespace {
@@ -130,6 +136,193 @@ void bench_gemm(double peak_tflops) {
   }
 }
 
+// Times f() (a few calls per repetition, ~8 ms each), median of 5, in microseconds.
+template <typename F>
+double time_us(Backend& b, F&& f) {
+  f();
+  b.synchronize();
+  const auto t0 = Clock::now();
+  f();
+  b.synchronize();
+  const double one = std::chrono::duration<double>(Clock::now() - t0).count();
+  const int iters = std::clamp(int(8e-3 / std::max(one, 1e-7)), 3, 200);
+  return median_seconds(b, iters, 5, f) * 1e6;
+}
+
+// Device-to-device copy bandwidth (bytes read + written), TB/s: the floor's yardstick.
+double copy_tbs(Backend& be) {
+  const int64_t n = int64_t(1) << 29;  // 1 GiB of bf16 each way
+  Tensor a = be.alloc({n}, DType::BF16), b = be.alloc({n}, DType::BF16);
+  const double s = median_seconds(be, 20, 5, [&] { be.copy_rows(a, b); });
+  return 2.0 * double(n) * 2.0 / s / 1e12;
+}
+
+struct CascadeCase {
+  int prefix, batch, suffix;  // tokens; suffix = each request's own tokens, the new one included
+};
+
+// All cases of one head configuration over one page pool: the shared prefix is pages
+// [0, prefix / page), each request's own pages are drawn from the rest, shuffled.
+void bench_cascade_heads(int Hq, int Hk, const std::vector<CascadeCase>& cases, double copy,
+                         std::FILE* csv) {
+  const int D = 128, ps = 16;
+  int num_pages = 0;
+  for (const CascadeCase& c : cases)
+    num_pages = std::max(num_pages, c.prefix / ps + c.batch * ((c.suffix + ps - 1) / ps));
+  const double kv_token = 2.0 * Hk * D * 2;  // K+V bytes of one token
+  CascadeCostModel cost;
+  cost.kv_bytes_per_token = kv_token;
+  cost.flops_per_row_token = 4.0 * Hq * D;
+  std::printf(
+      "\n## Cascade decode: %d q heads / %d kv heads, head_dim %d, page %d, NHD, bf16 "
+      "(pool %.2f GB)\n",
+      Hq, Hk, D, ps, num_pages * ps * kv_token / 1e9);
+  std::printf(
+      "| prefix | batch | suffix | plain (us) | cascade 1 stream (us) | cascade 2 streams (us) | "
+      "cascade speedup | planner | planner's speedup | floor (us) | fraction of floor | shared "
+      "level alone (us, TFLOP/s) | own level alone (us) |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  struct Cell {
+    int prefix, batch;
+    bool on;
+    double speedup;  // plain / cascade (the backend's default, 2 streams)
+  };
+  std::vector<Cell> pivot;  // suffix 128
+
+  CudaBackendOptions o1, o2;
+  o1.overlap_cascade_levels = false;
+  o2.overlap_cascade_levels = true;
+  auto one = make_cuda_backend(0, o1), two = make_cuda_backend(0, o2);
+  std::mt19937 rng(23);
+  const int64_t page_elems = int64_t(2) * ps * Hk * D;
+  Tensor pool = one->alloc({num_pages, page_elems}, DType::BF16);
+  {
+    const int64_t chunk = 64;
+    Tensor src = one->upload(random_host({chunk, page_elems}, rng));
+    for (int64_t p = 0; p < num_pages; p += chunk) {
+      const int64_t n = std::min<int64_t>(chunk, num_pages - p);
+      one->copy_rows(src.slice(0, n), pool.slice(p, p + n));
+    }
+  }
+  int max_batch = 0;
+  for (const CascadeCase& c : cases) max_batch = std::max(max_batch, c.batch);
+  Tensor q = one->upload(random_host({max_batch, Hq * D}, rng));
+  Tensor k = one->upload(random_host({max_batch, Hk * D}, rng));
+  Tensor v = one->upload(random_host({max_batch, Hk * D}, rng));
+  Tensor out = one->alloc({max_batch, Hq * D}, DType::BF16);
+  one->synchronize();
+  AttentionShape shape{Hq, Hk, D, 1.0f / std::sqrt(float(D)),
+                       KVCacheShape{1, num_pages, ps, Hk, D, KVLayout::NHD}};
+
+  for (const CascadeCase& c : cases) {
+    const int prefix_pages = c.prefix / ps, own_pages = (c.suffix + ps - 1) / ps;
+    std::vector<int32_t> rest(size_t(num_pages - prefix_pages));
+    for (size_t i = 0; i < rest.size(); ++i) rest[i] = int32_t(prefix_pages + i);
+    std::shuffle(rest.begin(), rest.end(), rng);
+    std::vector<CascadeRequest> reqs;
+    for (int b = 0; b < c.batch; ++b) {
+      CascadeRequest r;
+      r.q_len = 1;
+      r.kv_len = c.prefix + c.suffix;
+      for (int p = 0; p < prefix_pages; ++p) r.pages.push_back(p);
+      r.pages.insert(r.pages.end(), rest.begin() + b * own_pages,
+                     rest.begin() + (b + 1) * own_pages);
+      reqs.push_back(std::move(r));
+    }
+    const AttentionStep plain = CascadePlanner(ps, CascadeMode::Off).plan(reqs).step;
+    const AttentionStep casc = CascadePlanner(ps, CascadeMode::Always).plan(reqs).step;
+    const bool planner_on =
+        CascadePlanner(ps, CascadeMode::Auto, cost).plan(reqs).stats.num_levels > 1;
+    const Tensor qb = q.slice(0, c.batch), kb = k.slice(0, c.batch), vb = v.slice(0, c.batch);
+    const Tensor ob = out.slice(0, c.batch);
+    auto run = [&](Backend& be, const AttentionStep& st) {
+      auto plan = be.plan_attention(st, shape);
+      const double us = time_us(be, [&] { be.attention(*plan, qb, kb, vb, pool, ob); });
+      be.synchronize();
+      return us;
+    };
+    const double t_plain = run(*one, plain);
+    const double t_one = casc.levels.size() > 1 ? run(*one, casc) : t_plain;
+    const double t_two = casc.levels.size() > 1 ? run(*two, casc) : t_plain;
+    // The shared level alone (its rows appended into the prefix's last slots: harmless here)
+    // and the own level alone, for the larger prefixes.
+    double t_shared = 0, t_own = 0, tflops = 0;
+    if (casc.levels.size() > 1 && c.prefix >= 4096) {
+      AttentionStep shared_only{c.batch, {casc.levels[0]}};
+      AttentionStep own_only{c.batch, {casc.levels[1]}};
+      t_shared = run(*one, shared_only);
+      t_own = run(*one, own_only);
+      tflops = 4.0 * c.batch * Hq * double(c.prefix) * D / (t_shared * 1e-6) / 1e12;
+    }
+    const double floor_us =
+        (double(c.prefix) + double(c.batch) * c.suffix) * kv_token / (copy * 1e12) * 1e6;
+    std::printf("| %d | %d | %d | %.1f | %.1f | %.1f | %.2fx | %s | %.2fx | %.1f | %.2f | ",
+                c.prefix, c.batch, c.suffix, t_plain, t_one, t_two, t_plain / t_two,
+                planner_on ? "cascade" : "plain", planner_on ? t_plain / t_two : 1.0, floor_us,
+                floor_us / t_two);
+    if (c.suffix == 128) pivot.push_back({c.prefix, c.batch, planner_on, t_plain / t_two});
+    if (t_shared > 0)
+      std::printf("%.1f (%.0f) | %.1f |\n", t_shared, tflops, t_own);
+    else
+      std::printf("- | - |\n");
+    std::fflush(stdout);
+    if (csv)
+      std::fprintf(csv, "%d,%d,%d,%d,%d,%d,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f\n", Hq, Hk, c.prefix,
+                   c.batch, c.suffix, int(planner_on), t_plain, t_one, t_two, floor_us, t_shared,
+                   t_own);
+  }
+  one->synchronize();
+  two->synchronize();
+  // Where the planner switches: its decision and the measured cascade speedup, suffix 128.
+  std::vector<int> prefixes, batches;
+  for (const Cell& c : pivot) {
+    if (std::find(prefixes.begin(), prefixes.end(), c.prefix) == prefixes.end())
+      prefixes.push_back(c.prefix);
+    if (std::find(batches.begin(), batches.end(), c.batch) == batches.end())
+      batches.push_back(c.batch);
+  }
+  std::printf(
+      "\nPlanner decision (cost model defaults) and measured cascade speedup, suffix 128:\n");
+  std::printf("| prefix \\ batch |");
+  for (int b : batches) std::printf(" %d |", b);
+  std::printf("\n|---|");
+  for (size_t i = 0; i < batches.size(); ++i) std::printf("---|");
+  std::printf("\n");
+  for (int p : prefixes) {
+    std::printf("| %d |", p);
+    for (int b : batches) {
+      for (const Cell& c : pivot)
+        if (c.prefix == p && c.batch == b)
+          std::printf(" %s (%.2fx) |", c.on ? "**cascade**" : "plain", c.speedup);
+    }
+    std::printf("\n");
+  }
+}
+
+void bench_cascade() {
+  auto be = make_cuda_backend(0);
+  const double copy = copy_tbs(*be);
+  be.reset();
+  std::printf("\n## Device-to-device copy: %.3f TB/s (bytes read + written, 1 GiB)\n", copy);
+  const char* dir = std::getenv("OUT");
+  std::FILE* csv = dir ? std::fopen((std::string(dir) + "/cascade.csv").c_str(), "w") : nullptr;
+  if (csv)
+    std::fprintf(csv,
+                 "hq,hk,prefix,batch,suffix,planner,plain_us,cascade1_us,cascade2_us,floor_us,"
+                 "shared_us,own_us\n");
+  std::vector<CascadeCase> mha;
+  for (int prefix : {16, 64, 128, 256, 512, 1024, 4096, 32768})
+    for (int batch : {16, 64, 128, 256})
+      for (int suffix : {128, 256, 1024})
+        if (suffix != 256 || batch == 128) mha.push_back({prefix, batch, suffix});
+  bench_cascade_heads(32, 32, mha, copy, csv);
+  std::vector<CascadeCase> gqa;
+  for (int prefix : {128, 1024, 32768})
+    for (int suffix : {128, 1024}) gqa.push_back({prefix, 128, suffix});
+  bench_cascade_heads(32, 8, gqa, copy, csv);
+  if (csv) std::fclose(csv);
+}
+
 }  // namespace
 }  // namespace nc
 
@@ -141,6 +334,7 @@ int main(int argc, char** argv) {
     be.reset();
     if (what == "decode" || what == "all") nc::bench_decode(3.0);
     if (what == "gemm" || what == "all") nc::bench_gemm(790.0);
+    if (what == "cascade" || what == "all") nc::bench_cascade();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nc_gpu_bench: %s\n", e.what());
     return 1;

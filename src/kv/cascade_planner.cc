@@ -8,8 +8,14 @@
 
 namespace nc {
 
-double CascadeCostModel::saved_us(int sharers, int64_t tokens) const {
-  return double(sharers - 1) * double(tokens) * kv_bytes_per_token / bandwidth_bytes_per_us;
+double CascadeCostModel::saved_us(int sharers, int rows, int64_t tokens) const {
+  const double bytes = double(tokens) * kv_bytes_per_token;
+  const double read_once = bytes / bandwidth_bytes_per_us;
+  const double plain_reads = bytes <= l2_resident_bytes
+                                 ? read_once
+                                 : double(sharers) * bytes / reread_bandwidth_bytes_per_us;
+  const double compute = double(rows) * double(tokens) * flops_per_row_token / flops_per_us;
+  return std::max(plain_reads, compute) - std::max(read_once, compute);
 }
 
 double CascadeCostModel::level_cost_us(int num_step_rows) const {
@@ -130,15 +136,18 @@ int assign_levels(std::vector<TrieNode>& nodes) {
 
 // Folds levels that do not pay for themselves (worst net gain first), and the deepest ones
 // beyond max_shared_levels.
-void choose_levels(std::vector<TrieNode>& nodes, const CascadeCostModel& cost, int ps,
-                   int num_rows) {
+void choose_levels(std::vector<TrieNode>& nodes, const std::vector<CascadeRequest>& reqs,
+                   const CascadeCostModel& cost, int ps, int num_rows) {
   for (TrieNode& n : nodes) n.kept = true;
   for (;;) {
     const int num_levels = assign_levels(nodes);
     if (num_levels == 0) return;
     std::vector<double> net(num_levels, -cost.level_cost_us(num_rows));
     for (const TrieNode& n : nodes) {
-      if (n.kept) net[n.level] += cost.saved_us(int(n.members.size()), int64_t(n.num_pages) * ps);
+      if (!n.kept) continue;
+      int rows = 0;
+      for (int m : n.members) rows += reqs[m].q_len;
+      net[n.level] += cost.saved_us(int(n.members.size()), rows, int64_t(n.num_pages) * ps);
     }
     const int worst = int(std::min_element(net.begin(), net.end()) - net.begin());
     if (net[worst] >= 0 && num_levels <= cost.max_shared_levels) return;
@@ -152,7 +161,9 @@ void choose_levels(std::vector<TrieNode>& nodes, const CascadeCostModel& cost, i
 CascadePlanner::CascadePlanner(int page_size, CascadeMode mode, CascadeCostModel cost)
     : page_size_(page_size), mode_(mode), cost_(cost) {
   NC_CHECK(page_size >= 1, "cascade planner: page size {} < 1", page_size);
-  NC_CHECK(cost.bandwidth_bytes_per_us > 0 && cost.kv_bytes_per_token >= 0 &&
+  NC_CHECK(cost.bandwidth_bytes_per_us > 0 && cost.reread_bandwidth_bytes_per_us > 0 &&
+               cost.l2_resident_bytes >= 0 && cost.flops_per_us > 0 &&
+               cost.flops_per_row_token >= 0 && cost.kv_bytes_per_token >= 0 &&
                cost.extra_bytes_per_row >= 0 && cost.level_overhead_us >= 0 &&
                cost.max_shared_levels >= 0 && cost.num_layers >= 1,
            "cascade planner: invalid cost model");
@@ -182,7 +193,7 @@ CascadePlan CascadePlanner::plan(const std::vector<CascadeRequest>& reqs) const 
   if (mode_ == CascadeMode::Always) {
     for (TrieNode& t : nodes) t.kept = true;
   } else if (mode_ == CascadeMode::Auto) {
-    choose_levels(nodes, cost_, ps, num_rows);
+    choose_levels(nodes, reqs, cost_, ps, num_rows);
   }
   const int num_shared_levels = assign_levels(nodes);
 

@@ -24,8 +24,8 @@
 // depth-first and otherwise keep their input order, so an input that already lists sharers
 // contiguously (e.g. sorted by tree path) comes back with the identity permutation.
 //
-// Cost model (per layer, in microseconds; see docs/cascade.md):
-//   saved(node)  = (sharers - 1) * node_tokens * kv_bytes_per_token / bandwidth
+// Cost model (per layer, in microseconds; see docs/cascade.md and CascadeCostModel):
+//   saved(node)  = max(plain reads, compute) - max(one read, compute)
 //   cost(level)  = level_overhead_us + num_step_rows * extra_bytes_per_row / bandwidth
 // A level is kept when the sum of saved() over its nodes exceeds cost(level); the level with
 // the worst net gain is folded first and the levels are recomputed until every level pays
@@ -45,22 +45,41 @@ enum class CascadeMode : uint8_t {
   Always,  // every shared node with two or more sharers gets its level (tests, benchmarks)
 };
 
+// Per-layer time model of a cascade level on the GPU (CUDA backend, FlashInfer kernels). The
+// defaults are measured on an H100 80GB HBM3 (2026-11-26, nc_gpu_bench cascade; see
+// docs/cascade.md and docs/benchmarks.md, "Cascade attention").
 struct CascadeCostModel {
   // K+V bytes of one token in one layer (2 * num_kv_heads * head_dim * dtype bytes).
   double kv_bytes_per_token = 2 * 8 * 128 * 2;
-  // Extra bytes a level moves per query row of the step in one layer: q read again, the
-  // level's partial output and LSE written, then read by the merge, and the merged state
-  // rewritten: about 4 * num_qo_heads * head_dim * dtype bytes + 3 * num_qo_heads * 4.
-  double extra_bytes_per_row = 4 * 32 * 128 * 2 + 3 * 32 * 4;
-  // Effective device memory bandwidth, bytes per microsecond (2.0e6 = 2 TB/s).
-  double bandwidth_bytes_per_us = 2.0e6;
-  // Fixed cost of one more level per layer: one more attention kernel plus one merge kernel.
-  double level_overhead_us = 6.0;
+  // Attention FLOPs of one query row against one key token in one layer: q.k and p.v over all
+  // query heads, 2 FLOPs per multiply-add: 4 * num_qo_heads * head_dim.
+  double flops_per_row_token = 4 * 32 * 128;
+  // Device memory bandwidth for a first read, bytes per microsecond (measured copy: 3.0 TB/s).
+  double bandwidth_bytes_per_us = 3.0e6;
+  // Rate at which plain paged attention re-reads a page other requests of the step also read:
+  // part of the re-reads hit L2. Measured: 3.0x the copy bandwidth (shared prefixes of 4k-32k
+  // tokens, batch 16-256).
+  double reread_bandwidth_bytes_per_us = 9.0e6;
+  // A shared node of at most this many bytes per layer stays in L2 while its sharers re-read
+  // it, so plain attention pays about one read for it and a level saves nothing.
+  double l2_resident_bytes = 8 << 20;
+  // Effective rate of the kernel that runs a shared level (FlashInfer's FA2 prefill over all
+  // sharers' rows), FLOPs per microsecond: measured 290-320 TFLOP/s at 128-256 rows.
+  double flops_per_us = 2.9e8;
+  // Extra time a level costs per query row of the step (the merge kernel reading and writing
+  // the partial states), expressed in bytes at bandwidth_bytes_per_us: measured ~0.04 us/row.
+  double extra_bytes_per_row = 1.2e5;
+  // Fixed cost of one more level per layer: the shared level's kernel (its launch and tail) and
+  // the merge: measured 20-30 us on one stream.
+  double level_overhead_us = 25.0;
   // Levels kept at most (the deepest sharing gets folded first beyond this).
   int max_shared_levels = 8;
   int num_layers = 1;  // only scales the reported byte counts
 
-  double saved_us(int sharers, int64_t tokens) const;
+  // Time a shared node saves: plain attention reads its bytes once per sharer (from L2 when they
+  // fit there), the shared level once; either takes at least its FLOPs' time (rows: the sharers'
+  // query rows). May be negative.
+  double saved_us(int sharers, int rows, int64_t tokens) const;
   double level_cost_us(int num_step_rows) const;
 };
 

@@ -2,6 +2,8 @@
 // chunks and decodes, page sizes 1/16/64, both layouts, one level and several cascade levels,
 // and each decode kernel. Also checks the appended K/V slots and plan/workspace reuse.
 #include <algorithm>
+#include <cmath>
+#include <numeric>
 
 #include "gpu_test_util.h"
 
@@ -101,6 +103,7 @@ struct AttnCase {
   int levels;
   bool decode_only;
   DecodeKernel kernel;
+  bool overlap = false;  // CudaBackendOptions::overlap_cascade_levels
 };
 
 class CudaAttention : public GpuVsCpu {
@@ -110,6 +113,7 @@ class CudaAttention : public GpuVsCpu {
     SCOPED_TRACE(label);
     CudaBackendOptions opt;
     opt.decode_kernel = c.kernel;
+    opt.overlap_cascade_levels = c.overlap;
     std::unique_ptr<Backend> g = make_cuda_backend(0, opt);
     Problem pr =
         make_problem(rng, c.Hq, c.Hk, c.D, c.page_size, c.layout, batch, c.levels, c.decode_only);
@@ -186,18 +190,74 @@ TEST_F(CudaAttention, LargeDecodeBatchSplitsKv) {
 }
 
 TEST_F(CudaAttention, CascadeLevels) {
-  for (int levels : {2, 3})
-    for (int page_size : {1, 16, 64})
-      for (KVLayout layout : {KVLayout::NHD, KVLayout::HND})
-        for (bool decode_only : {false, true}) {
-          const std::string label =
-              std::to_string(levels) + " levels page " + std::to_string(page_size) +
-              (layout == KVLayout::NHD ? " NHD" : " HND") + (decode_only ? " decode" : " mixed");
-          check({16, 8, 128, page_size, layout, levels, decode_only, DecodeKernel::Auto}, 9,
-                label.c_str());
-          check({9, 3, 64, page_size, layout, levels, decode_only, DecodeKernel::Auto}, 6,
-                label.c_str());
-        }
+  // Shared levels in sequence on one stream, and overlapped on a second stream (merged there
+  // first when there are two) while the own level runs.
+  for (bool overlap : {false, true})
+    for (int levels : {2, 3})
+      for (int page_size : {1, 16, 64})
+        for (KVLayout layout : {KVLayout::NHD, KVLayout::HND})
+          for (bool decode_only : {false, true}) {
+            const std::string label =
+                std::to_string(levels) + " levels page " + std::to_string(page_size) +
+                (layout == KVLayout::NHD ? " NHD" : " HND") + (decode_only ? " decode" : " mixed") +
+                (overlap ? " overlap" : " one stream");
+            check({16, 8, 128, page_size, layout, levels, decode_only, DecodeKernel::Auto, overlap},
+                  9, label.c_str());
+            check({9, 3, 64, page_size, layout, levels, decode_only, DecodeKernel::Auto, overlap},
+                  6, label.c_str());
+          }
+}
+
+TEST_F(CudaAttention, OverlappedCascadeOverLongSharedPrefix) {
+  // Many decode rows over a long shared prefix (the shared level splits its KV and uses the side
+  // stream's scratch while the own level's split-kv uses the main one's), then the same backend
+  // and plan again: the second run must give the same output.
+  for (auto [Hq, Hk] : {std::pair{32, 32}, std::pair{32, 8}}) {
+    SCOPED_TRACE(::testing::Message() << Hq << "/" << Hk);
+    const int D = 128, ps = 16, batch = 24, prefix_pages = 96, own_tokens = 40;
+    const int own_pages = (own_tokens + ps - 1) / ps;
+    const int num_pages = prefix_pages + batch * own_pages;
+    AttentionShape shape{Hq, Hk, D, 1.0f / std::sqrt(float(D)),
+                         KVCacheShape{1, num_pages, ps, Hk, D, KVLayout::NHD}};
+    std::vector<int32_t> prefix(prefix_pages);
+    std::iota(prefix.begin(), prefix.end(), 0);
+    AttentionStep plain, casc;
+    plain.num_tokens = casc.num_tokens = batch;
+    PagedKVBatch all, shared, own;
+    shared.causal = false;
+    shared.add(batch, prefix, prefix_pages * ps, ps);
+    for (int b = 0; b < batch; ++b) {
+      std::vector<int32_t> mine(own_pages);
+      std::iota(mine.begin(), mine.end(), prefix_pages + b * own_pages);
+      std::vector<int32_t> both = prefix;
+      both.insert(both.end(), mine.begin(), mine.end());
+      all.add(1, both, prefix_pages * ps + own_tokens, ps);
+      own.add(1, mine, own_tokens, ps);
+    }
+    plain.levels = {all};
+    casc.levels = {shared, own};
+    HostTensor pages{{num_pages, 2, ps, Hk, D},
+                     random_vec(rng, size_t(num_pages) * shape.kv.elems_per_page())};
+    HostTensor q{{batch, Hq * D}, random_vec(rng, size_t(batch) * Hq * D)};
+    HostTensor k{{batch, Hk * D}, random_vec(rng, size_t(batch) * Hk * D)};
+    HostTensor v{{batch, Hk * D}, random_vec(rng, size_t(batch) * Hk * D)};
+    Tensor pc = cpu->upload(pages);
+    Tensor oc = cpu->alloc({batch, Hq * D}, DType::F32);
+    cpu->attention(*cpu->plan_attention(plain, shape), cpu->upload(q), cpu->upload(k),
+                   cpu->upload(v), pc, oc);
+    const std::vector<float> ref = cpu->to_host_f32(oc);
+    CudaBackendOptions opt;
+    opt.overlap_cascade_levels = true;
+    std::unique_ptr<Backend> g = make_cuda_backend(0, opt);
+    Tensor pg = g->upload(pages), og = g->alloc({batch, Hq * D}, DType::BF16);
+    Tensor qg = g->upload(q), kg = g->upload(k), vg = g->upload(v);
+    auto plan = g->plan_attention(casc, shape);
+    g->attention(*plan, qg, kg, vg, pg, og);
+    const std::vector<float> first = g->to_host_f32(og);
+    EXPECT_LE(rel_error(first, ref), kBf16Tol);
+    g->attention(*plan, qg, kg, vg, pg, og);
+    EXPECT_EQ(g->to_host_f32(og), first);
+  }
 }
 
 TEST_F(CudaAttention, PlansOutliveEachOtherAndReuseStaging) {

@@ -61,14 +61,25 @@ struct Context {
   size_t lt_workspace_bytes = size_t(32) << 20;
   void* attn_float_ws = nullptr;  // FlashInfer's split-kv scratch, shared (runs are stream-ordered)
   size_t attn_float_bytes = 0;
+  // Cascade levels overlapped with the own level: a second stream, its own split-kv scratch
+  // (both streams' kernels run at once), and the events that fork and join it.
+  cudaStream_t side = nullptr;
+  void* side_float_ws = nullptr;
+  size_t side_float_bytes = 0;
+  cudaEvent_t fork = nullptr, join = nullptr;
   std::vector<Staging> free_staging;
   std::mutex mu;  // guards free_staging (plans may be destroyed on other threads)
 
   ~Context() {
     cudaSetDevice(device);
     cudaStreamSynchronize(stream);
+    if (side) cudaStreamSynchronize(side);
     for (Staging& s : free_staging) release(s);
     if (attn_float_ws) cudaFree(attn_float_ws);
+    if (side_float_ws) cudaFree(side_float_ws);
+    if (fork) cudaEventDestroy(fork);
+    if (join) cudaEventDestroy(join);
+    if (side) cudaStreamDestroy(side);
     if (lt_workspace) cudaFree(lt_workspace);
     if (lt) cublasLtDestroy(lt);
     if (stream) cudaStreamDestroy(stream);
@@ -118,13 +129,20 @@ struct Context {
     }
   }
 
-  void ensure_float_ws(size_t bytes) {
-    if (bytes <= attn_float_bytes) return;
+  static void ensure_float_ws(void** ws, size_t* have, size_t bytes) {
+    if (bytes <= *have) return;
     // cudaFree waits for the device, so no queued kernel still uses the old buffer.
-    if (attn_float_ws) cuda_check(cudaFree(attn_float_ws), "cudaFree");
-    attn_float_ws = nullptr;
-    attn_float_bytes = std::max(align_up(bytes, size_t(1) << 20), size_t(32) << 20);
-    cuda_check(cudaMalloc(&attn_float_ws, attn_float_bytes), "cudaMalloc (attention workspace)");
+    if (*ws) cuda_check(cudaFree(*ws), "cudaFree");
+    *ws = nullptr;
+    *have = std::max(align_up(bytes, size_t(1) << 20), size_t(32) << 20);
+    cuda_check(cudaMalloc(ws, *have), "cudaMalloc (attention workspace)");
+  }
+
+  void ensure_side_stream() {
+    if (side) return;
+    cuda_check(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking), "cudaStreamCreate");
+    cuda_check(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming), "cudaEventCreate");
+    cuda_check(cudaEventCreateWithFlags(&join, cudaEventDisableTiming), "cudaEventCreate");
   }
 };
 
@@ -134,6 +152,7 @@ struct LevelPlan {
   int batch_size = 0;
   bool causal = true;
   bool decode = false;  // FlashInfer's CUDA-core decode kernel; else batch prefill
+  bool side = false;    // runs on the side stream (with its split-kv scratch)
   cuda::PlanInfo info;
   size_t qo_indptr = 0, kv_indptr = 0, kv_indices = 0, last_page_len = 0;  // offsets in staging
   size_t int_ws = 0, int_ws_bytes = 0;
@@ -153,10 +172,14 @@ class CudaAttentionPlan final : public AttentionPlan {
   std::vector<LevelPlan> levels;
   size_t batch_indices = 0, positions = 0;
   Staging staging_;
-  // Per-step scratch for cascade merges: a level's output and two LSE arrays.
+  // Per-step scratch for cascade merges: a level's output and two LSE arrays; with overlap and
+  // two or more shared levels, a second shared state (the side stream merges its levels first).
+  bool overlap = false;
   void* level_out = nullptr;
   float* lse_main = nullptr;
   float* lse_level = nullptr;
+  void* level_out2 = nullptr;
+  float* lse_level2 = nullptr;
   std::vector<void*> scratch_;
 
   int32_t* dev_i32(size_t off) const {
@@ -496,7 +519,12 @@ class CudaBackend final : public Backend {
     plan->positions = lay.add(size_t(T) * 4);
     const size_t metadata_bytes = lay.size;
 
-    size_t float_need = 0;
+    int num_shared = 0;  // shared levels with entries
+    for (size_t l = 0; l + 1 < step.levels.size(); ++l)
+      num_shared += step.levels[l].batch_size() > 0;
+    plan->overlap = options_.overlap_cascade_levels && num_shared > 0 && T > 0;
+    if (plan->overlap) ctx_->ensure_side_stream();
+    size_t float_need = 0, side_float_need = 0;
     std::vector<cuda::PlanQuery> queries(step.levels.size());
     for (size_t l = 0; l < step.levels.size(); ++l) {
       const PagedKVBatch& in = step.levels[l];
@@ -515,9 +543,13 @@ class CudaBackend final : public Backend {
       });
       lp.int_ws_bytes = align_up(ib, 16) + 16;
       lp.int_ws = lay.add(lp.int_ws_bytes);
-      float_need = std::max(float_need, fb);
+      lp.side = plan->overlap && l + 1 < step.levels.size();
+      size_t& need = lp.side ? side_float_need : float_need;
+      need = std::max(need, fb);
     }
-    ctx_->ensure_float_ws(float_need);
+    ctx_->ensure_float_ws(&ctx_->attn_float_ws, &ctx_->attn_float_bytes, float_need);
+    if (plan->overlap)
+      ctx_->ensure_float_ws(&ctx_->side_float_ws, &ctx_->side_float_bytes, side_float_need);
 
     plan->staging_ = ctx_->acquire_staging(lay.size);
     fill_metadata(*plan, step);
@@ -541,6 +573,10 @@ class CudaBackend final : public Backend {
       plan->level_out = scratch(*plan, rows * shape.head_dim * 2);
       plan->lse_main = static_cast<float*>(scratch(*plan, rows * 4));
       plan->lse_level = static_cast<float*>(scratch(*plan, rows * 4));
+      if (plan->overlap && num_shared > 1) {
+        plan->level_out2 = scratch(*plan, rows * shape.head_dim * 2);
+        plan->lse_level2 = static_cast<float*>(scratch(*plan, rows * 4));
+      }
     }
     return plan;
   }
@@ -572,17 +608,32 @@ class CudaBackend final : public Backend {
     cudaStream_t st = ctx_->stream;
     const size_t nl = plan->levels.size();
     const LevelPlan& last = plan->levels.back();
+    if (plan->overlap) {
+      run_shared_levels_on_side(*plan, kv_pages, q);
+      k_call([&] {
+        cuda::append_paged_kv(paged(*plan, last, kv_pages), k.data(), v.data(),
+                              plan->dev_i32(plan->batch_indices), plan->dev_i32(plan->positions),
+                              int(T), row_stride(k), row_stride(v), st);
+      });
+      run_level(*plan, last, kv_pages, q, out.data(), plan->lse_main, st);
+      cuda_check(cudaStreamWaitEvent(st, ctx_->join), "cudaStreamWaitEvent");
+      k_call([&] {
+        cuda::merge_state_inplace(out.data(), plan->lse_main, plan->level_out, plan->lse_level,
+                                  int(T), int(Hq), int(D), st);
+      });
+      return;
+    }
     k_call([&] {
       cuda::append_paged_kv(paged(*plan, last, kv_pages), k.data(), v.data(),
                             plan->dev_i32(plan->batch_indices), plan->dev_i32(plan->positions),
                             int(T), row_stride(k), row_stride(v), st);
     });
     // The last level writes `out` directly; shared levels are merged into it.
-    run_level(*plan, last, kv_pages, q, out.data(), nl > 1 ? plan->lse_main : nullptr);
+    run_level(*plan, last, kv_pages, q, out.data(), nl > 1 ? plan->lse_main : nullptr, st);
     for (size_t l = 0; l + 1 < nl; ++l) {
       const LevelPlan& lp = plan->levels[l];
       if (lp.batch_size == 0) continue;
-      run_level(*plan, lp, kv_pages, q, plan->level_out, plan->lse_level);
+      run_level(*plan, lp, kv_pages, q, plan->level_out, plan->lse_level, st);
       k_call([&] {
         cuda::merge_state_inplace(out.data(), plan->lse_main, plan->level_out, plan->lse_level,
                                   int(T), int(Hq), int(D), st);
@@ -659,8 +710,8 @@ class CudaBackend final : public Backend {
 
   cuda::PlanWorkspace workspace(const CudaAttentionPlan& plan, const LevelPlan& lp) const {
     cuda::PlanWorkspace ws;
-    ws.float_ws = ctx_->attn_float_ws;
-    ws.float_bytes = ctx_->attn_float_bytes;
+    ws.float_ws = lp.side ? ctx_->side_float_ws : ctx_->attn_float_ws;
+    ws.float_bytes = lp.side ? ctx_->side_float_bytes : ctx_->attn_float_bytes;
     ws.int_ws = static_cast<char*>(plan.staging_.dev) + lp.int_ws;
     ws.int_pinned = static_cast<char*>(plan.staging_.host) + lp.int_ws;
     ws.int_bytes = lp.int_ws_bytes;
@@ -689,8 +740,34 @@ class CudaBackend final : public Backend {
     return kv;
   }
 
+  // The shared levels of an overlapped plan, on the side stream after everything queued so far on
+  // the main one (q, the plan's metadata copy): the first into (level_out, lse_level), each
+  // further one into the second state and merged into the first. Records ctx_->join at the end.
+  void run_shared_levels_on_side(const CudaAttentionPlan& plan, const Tensor& pages,
+                                 const Tensor& q) {
+    cudaStream_t side = ctx_->side;
+    cuda_check(cudaEventRecord(ctx_->fork, ctx_->stream), "cudaEventRecord");
+    cuda_check(cudaStreamWaitEvent(side, ctx_->fork), "cudaStreamWaitEvent");
+    bool first = true;
+    for (size_t l = 0; l + 1 < plan.levels.size(); ++l) {
+      const LevelPlan& lp = plan.levels[l];
+      if (lp.batch_size == 0) continue;
+      run_level(plan, lp, pages, q, first ? plan.level_out : plan.level_out2,
+                first ? plan.lse_level : plan.lse_level2, side);
+      if (!first) {
+        k_call([&] {
+          cuda::merge_state_inplace(plan.level_out, plan.lse_level, plan.level_out2,
+                                    plan.lse_level2, plan.num_tokens, plan.shape.num_qo_heads,
+                                    plan.shape.head_dim, side);
+        });
+      }
+      first = false;
+    }
+    cuda_check(cudaEventRecord(ctx_->join, side), "cudaEventRecord");
+  }
+
   void run_level(const CudaAttentionPlan& plan, const LevelPlan& lp, const Tensor& pages,
-                 const Tensor& q, void* out, float* lse) {
+                 const Tensor& q, void* out, float* lse, cudaStream_t stream) {
     cuda::AttnIO io;
     io.q = q.data();
     io.o = out;
@@ -701,9 +778,9 @@ class CudaBackend final : public Backend {
     const cuda::PagedKV kv = paged(plan, lp, pages);
     k_call([&] {
       if (lp.decode)
-        cuda::decode_run(lp.info, ws, kv, io, ctx_->stream);
+        cuda::decode_run(lp.info, ws, kv, io, stream);
       else
-        cuda::prefill_run(lp.info, ws, kv, plan.dev_i32(lp.qo_indptr), io, lp.causal, ctx_->stream);
+        cuda::prefill_run(lp.info, ws, kv, plan.dev_i32(lp.qo_indptr), io, lp.causal, stream);
     });
   }
 

@@ -15,6 +15,10 @@ enum class DecodeKernel {
 
 struct CudaBackendOptions {
   DecodeKernel decode_kernel = DecodeKernel::Auto;
+  // Cascade steps: run the shared levels on a second stream while the last (own) level runs on
+  // the main one, and merge once both are done. The shared levels are compute-heavy (a prefill
+  // over all sharers' rows) and the own level is bandwidth-bound, so they overlap well.
+  bool overlap_cascade_levels = true;
 };
 
 std::unique_ptr<Backend> make_cuda_backend(int device_index, const CudaBackendOptions& options);
