@@ -151,6 +151,8 @@ void Engine::Impl::setup_cache(int64_t kv_bytes_per_page, bool cuda) {
   CascadeCostModel cost;
   cost.num_layers = std::max(1, model->num_layers());
   cost.kv_bytes_per_token = double(kv_bytes_per_page) / cfg.page_size / cost.num_layers;
+  if (model->attention_flops_per_row_token() > 0)
+    cost.flops_per_row_token = model->attention_flops_per_row_token();
   // The cost model describes a GPU (one read of a shared page serves all its sharers). The CPU
   // attention reads the keys once per query row anyway, so there a level never pays: cascade
   // stays off on the CPU unless forced.

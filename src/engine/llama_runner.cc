@@ -23,6 +23,10 @@ class LlamaStepModel : public StepModel {
   int64_t kv_bytes_per_page(int page_size) const override {
     return model_->kv_bytes_per_page(page_size);
   }
+  int num_layers() const override { return int(model_->config().num_layers); }
+  double attention_flops_per_row_token() const override {
+    return 4.0 * double(model_->config().num_heads) * double(model_->config().head_dim);
+  }
   void allocate_kv(int num_pages, int page_size, KVLayout layout) override {
     kv_ = model_->make_kv_cache(num_pages, page_size, layout);
   }

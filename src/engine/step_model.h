@@ -24,6 +24,9 @@ class StepModel {
   // Decoder layers (each runs one attention per step); the cascade cost model weighs the bytes
   // of one layer against the fixed cost of one more level per layer.
   virtual int num_layers() const { return 1; }
+  // Attention FLOPs of one query row against one key in one layer (4 * q_heads * head_dim);
+  // 0 keeps the cost model's default. Weighs the compute of a shared level.
+  virtual double attention_flops_per_row_token() const { return 0; }
   // Allocates the KV cache; called once before the first forward.
   virtual void allocate_kv(int num_pages, int page_size, KVLayout layout) = 0;
   // One step: host float32 logits, [in.logit_rows.size(), vocab_size()].
