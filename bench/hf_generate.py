@@ -8,7 +8,9 @@ nano-vLLM's bench.py: Python's random seeded with 0 draws, per request, an input
 [100, max_input] and that many token ids in [0, 10000], then an output length in
 [100, max_output] per request. generate() has no per-request max_new_tokens, so each batch runs
 max(output lengths of the batch) steps for every row (left-padded inputs, EOS suppressed with
-min_new_tokens, temperature 0.6, no top-k/top-p). Reported: useful output tokens/s (each request's
+min_new_tokens, temperature 0.6, no top-k/top-p); batches of --batch-size requests in workload
+order (128 by default: all 256 at once ran out of memory on an 80 GB H100 in the dynamic cache's
+growth, 2026-11-26). Reported: useful output tokens/s (each request's
 own output length, what `nanocascade bench` counts) and raw generated tokens/s (every row, every
 step). `--max-time` bounds each batch through generate()'s own max_time; the JSON says how many
 steps ran.
@@ -36,7 +38,7 @@ def main():
     ap.add_argument("--num-requests", type=int, default=256)
     ap.add_argument("--max-input", type=int, default=1024)
     ap.add_argument("--max-output", type=int, default=1024)
-    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--max-batches", type=int, default=0, help="0 = all")
     ap.add_argument("--max-time", type=float, default=0, help="seconds per batch, 0 = none")
     ap.add_argument("--json", default="")
@@ -46,7 +48,7 @@ def main():
     config = AutoConfig.from_pretrained(a.config)
     torch.manual_seed(0)
     with torch.device("cuda"):
-        model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.bfloat16,
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16,
                                                  attn_implementation="sdpa")
     model.eval()
     pad = 0

@@ -9,6 +9,8 @@
 #                               Qwen3-0.6B's shape with random weights, CUDA graphs on and off;
 #                               transformers' generate on the same shape (bench/hf_generate.py);
 #                               the roofline report (bench/e2e_report.py)
+#   tools/gpu_e2e.sh c BUNDLE   a shorter phase a: the CudaEngine tests, the bench with graphs and
+#                               transformers' generate (batches of 128) in one call
 #   tools/gpu_e2e.sh b GGUF     with the bundle of phase a still in /tmp/nc and SmolLM2 at GGUF:
 #                               the SmolLM2 GPU tests, `nanocascade generate --backend cuda`,
 #                               and the bench on Llama-3-8B's shape with random weights
@@ -54,6 +56,26 @@ case "$phase" in
         "$out/bench_graphs.json" "$out/bench_eager.json"
     } 2>&1 | tee "$out/a.log"
     ;;
+  c)
+    # A shorter rerun of phase a on a fresh bundle: the CudaEngine tests, the bench with graphs,
+    # and transformers in the same call.
+    rm -rf "$nc" && tar -C /tmp -xJf "$arg" || exit 1
+    cd "$nc"
+    {
+      echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+      nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+      python3 bench/gpu_ceilings.py "$out/ceilings.json"
+      timeout 120 bin/nc_gpu_tests --gtest_filter='CudaEngine.*:-*SmolLM2*' 2>&1 |
+        grep -E "^\[ *(OK|FAILED|PASSED) *\]|Failure|Expected|Which|graph|greedy|sampl|^  " | tail -40
+      timeout 120 bin/nanocascade bench "${BENCH_FLAGS[@]}" --model configs/qwen3-0.6b.json \
+        --json "$out/bench_graphs.json" 2>&1
+      PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 300 python3 bench/hf_generate.py \
+        --config configs/qwen3-0.6b.json --batch-size 128 --max-batches 1 --max-time 100 --json "$out/hf.json" \
+        2>&1 | grep -v Warning | tail -20
+      python3 bench/e2e_report.py configs/qwen3-0.6b.json "$out/ceilings.json" \
+        "$out/bench_graphs.json"
+    } 2>&1 | tee "$out/c.log"
+    ;;
   b)
     cd "$nc" || exit 1
     export NC_MODEL_PATH="$arg"
@@ -74,7 +96,7 @@ case "$phase" in
     } 2>&1 | tee "$out/b.log"
     ;;
   *)
-    echo "usage: tools/gpu_e2e.sh a BUNDLE | b GGUF" >&2
+    echo "usage: tools/gpu_e2e.sh a BUNDLE | c BUNDLE | b GGUF" >&2
     exit 2
     ;;
 esac

@@ -87,7 +87,8 @@ __global__ void fill_uniform_kernel(void* __restrict__ out, int64_t n, uint64_t 
                                     float span) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const float x = low + span * uniform_hash01(seed, uint64_t(i));
+    // No fused multiply-add: the host computes low + span * u with two roundings.
+    const float x = __fadd_rn(low, __fmul_rn(span, uniform_hash01(seed, uint64_t(i))));
     if constexpr (BF16)
       static_cast<bf16*>(out)[i] = __float2bfloat16(x);
     else
@@ -269,8 +270,8 @@ void fill_uniform(void* out, bool bf16, int64_t n, uint64_t seed, float low, flo
 void sample_rows(const float* logits, int rows, int vocab, const float* inv_temperature,
                  const uint64_t* seeds, int32_t* out, cudaStream_t stream) {
   if (rows == 0) return;
-  sample_rows_kernel<<<unsigned(rows), kSampleThreads, 0, stream>>>(logits, vocab,
-                                                                     inv_temperature, seeds, out);
+  sample_rows_kernel<<<unsigned(rows), kSampleThreads, 0, stream>>>(logits, vocab, inv_temperature,
+                                                                    seeds, out);
   check_launch("sample_rows");
 }
 
