@@ -166,7 +166,7 @@ TEST(RandomInit, EngineWithDummyWeightsIsDeterministic) {
     EXPECT_EQ(runs[0][i].prompt_token_ids.size(), i == 0 ? 5u : 2u);
     // The text is the ids written out.
     std::string want;
-    for (int32_t t : runs[0][i].token_ids) want += " " + std::to_string(t);
+    for (int32_t t : runs[0][i].token_ids) want.append(" ").append(std::to_string(t));
     EXPECT_EQ(runs[0][i].text, want);
   }
   // No tokenizer: a prompt that is not token ids is refused with a message.

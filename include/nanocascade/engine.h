@@ -58,8 +58,9 @@ struct EngineConfig {
   std::string backend = "cpu";    // "cpu" | "cuda"
   int page_size = 16;             // tokens per KV page, 1..256
   std::string kv_layout = "NHD";  // "NHD" | "HND"
-  // Bytes ("2GiB", "512MB", "1000000") or a fraction of free device memory ("0.9"; physical
-  // memory on CPU). Empty = "0.9" on CUDA, min(2 GiB, 25% of RAM) on CPU.
+  // Bytes ("2GiB", "512MB", "1000000") or a fraction of the device memory free once the
+  // weights and the activation workspace are allocated ("0.9"; physical memory on CPU).
+  // Empty = "0.9" on CUDA, min(2 GiB, 25% of RAM) on CPU.
   std::string kv_cache_memory;
   int max_num_batched_tokens = 2048;  // token budget of one step (prefill chunks + decodes)
   int max_num_seqs = 256;             // running requests at most
