@@ -2,7 +2,8 @@
 # The CUDA backend's GPU check, in two halves (see docs/gpu.md):
 #
 #   tools/gpu_check.sh pack [BUNDLE]   on a machine with nvcc (no GPU needed): builds nc_gpu_tests
-#                                      and nc_gpu_bench for sm_90a (NC_CUDA=ON) and packs them with
+#                                      and nc_gpu_bench (and the nanocascade CLI) for sm_90a
+#                                      (NC_CUDA=ON) and packs them with
 #                                      the shared libraries they need that a bare CUDA image lacks
 #                                      (fmt, OpenBLAS, ...) into BUNDLE (default
 #                                      build-cuda/gpu_bundle.tar.xz).
@@ -24,11 +25,12 @@ case "$mode" in
     start=$(date +%s)
     cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNC_CUDA=ON \
       -DCMAKE_CUDA_ARCHITECTURES="${CMAKE_CUDA_ARCHITECTURES:-90a}" >/dev/null
-    cmake --build "$build" -j "${NC_JOBS:-2}" --target nc_gpu_tests nc_gpu_bench
+    cmake --build "$build" -j "${NC_JOBS:-2}" --target nc_gpu_tests nc_gpu_bench nanocascade
     echo "gpu_check: build took $(( $(date +%s) - start )) s"
     stage=$(mktemp -d)
     mkdir -p "$stage/nc/bin" "$stage/nc/lib"
-    cp "$build/tests/gpu/nc_gpu_tests" "$build/bench/gpu/nc_gpu_bench" "$stage/nc/bin/"
+    cp "$build/tests/gpu/nc_gpu_tests" "$build/bench/gpu/nc_gpu_bench" "$build/nanocascade" \
+      "$stage/nc/bin/"
     strip "$stage/nc/bin/"*
     # Shared libraries outside glibc and the CUDA toolkit (the GPU machine has both).
     for bin in "$stage/nc/bin/"*; do
@@ -40,6 +42,10 @@ case "$mode" in
       done
     done
     if [ -d tests/fixtures ]; then cp -r tests/fixtures "$stage/nc/fixtures"; fi
+    # The end-to-end run (tools/gpu_e2e.sh) needs the model configs and the Python scripts.
+    cp -r configs "$stage/nc/configs"
+    mkdir -p "$stage/nc/bench"
+    cp bench/*.py "$stage/nc/bench/"
     mkdir -p "$(dirname "$bundle")"
     tar -C "$stage" -cJf "$bundle" nc
     rm -rf "$stage"

@@ -50,11 +50,17 @@ const char* finish_reason_name(FinishReason r);  // "", "stop", "length", "abort
 struct EngineConfig {
   // A .gguf file or a Hugging Face folder; empty = the embedded SmolLM2-135M-Instruct (Q4_1).
   std::string model;
+  // "auto": weights from the checkpoint. "dummy": seeded random weights from the config alone
+  // (`model` is then a config.json file, a folder with one, or a .gguf); for benchmarks at real
+  // shapes. Such a model has no tokenizer: text is token ids written as numbers ("1 2 3").
+  std::string load_format = "auto";
+  uint64_t dummy_seed = 0;
   std::string backend = "cpu";    // "cpu" | "cuda"
   int page_size = 16;             // tokens per KV page, 1..256
   std::string kv_layout = "NHD";  // "NHD" | "HND"
-  // Bytes ("2GiB", "512MB", "1000000") or a fraction of free device memory ("0.9"; physical
-  // memory on CPU). Empty = "0.9" on CUDA, min(2 GiB, 25% of RAM) on CPU.
+  // Bytes ("2GiB", "512MB", "1000000") or a fraction of the device memory free once the
+  // weights and the activation workspace are allocated ("0.9"; physical memory on CPU).
+  // Empty = "0.9" on CUDA, min(2 GiB, 25% of RAM) on CPU.
   std::string kv_cache_memory;
   int max_num_batched_tokens = 2048;  // token budget of one step (prefill chunks + decodes)
   int max_num_seqs = 256;             // running requests at most
@@ -64,6 +70,15 @@ struct EngineConfig {
   bool enable_prefix_cache = true;  // reuse the KV pages of cached prompt prefixes
   bool enable_cascade = true;       // shared prefixes read once per step where the cost model says
   bool cascade_force = false;       // every shared prefix gets its level (tests, benchmarks)
+  // CUDA graphs for decode-only steps (CUDA backend): batches up to graph_max_batch are padded
+  // to a bucket (1, 2, 4, 8, 16, 32, 48, ...) whose graph is captured once and replayed.
+  bool enable_cuda_graphs = true;
+  int graph_max_batch = 256;
+  // Sample on the device (CUDA) when every request of a step uses plain temperature or greedy
+  // sampling (no top-k/top-p/min-p, penalties or min_tokens masking): only token ids come back
+  // to the host. Greedy picks the same tokens as the host sampler; seeded temperature sampling
+  // is reproducible but draws other values than the host sampler would.
+  bool device_sampling = true;
 
   static std::string default_model_path();
 };
@@ -123,6 +138,11 @@ struct EngineStats {
   int used_pages = 0;
   int cached_pages = 0;
   int64_t kv_cache_bytes = 0;
+  // Device memory the model took besides the KV cache: weights (with the rope table) and the
+  // activation workspace (allocated up front for max_num_batched_tokens).
+  int64_t weight_bytes = 0;
+  int64_t workspace_bytes = 0;
+  int64_t free_memory_bytes = 0;  // free device memory when the KV cache was sized
   int max_model_len = 0;
   int num_running = 0;
   int num_waiting = 0;
@@ -134,6 +154,23 @@ struct EngineStats {
   double schedule_s = 0;  // scheduling + building the step plan (engine CPU time)
   double model_s = 0;     // model forward
   double sample_s = 0;    // sampling, stop checks, detokenization
+  // Device time of the forward passes (first kernel to logits), where the backend measures it
+  // (CUDA); wall time minus this is time the GPU sat idle.
+  double device_s = 0;
+  int64_t num_graph_steps = 0;  // steps that ran as a CUDA graph
+  // Steps by kind, decode-only vs. with prefill tokens: how many, their tokens, the KV tokens
+  // their attention read (sum of the entries' context lengths), the causal (query, key) pairs,
+  // device time (where measured) and wall time (schedule to sampled tokens).
+  struct StepKind {
+    int64_t steps = 0;
+    int64_t tokens = 0;
+    int64_t kv_tokens = 0;
+    int64_t attn_pairs = 0;  // (query, key) pairs attention computed, causal
+    double device_s = 0;
+    double wall_s = 0;
+  };
+  StepKind decode_steps, prefill_steps;
+  int64_t num_device_sampled = 0;  // tokens sampled on the device
   CacheStats cache;
 };
 

@@ -72,6 +72,45 @@ class Backend {
                                                         const AttentionShape& shape) = 0;
   virtual void attention(const AttentionPlan& plan, const Tensor& q, const Tensor& k,
                          const Tensor& v, Tensor kv_pages, Tensor out) = 0;
+
+  // Seeded random weights (model_loader.h, load format "dummy"): element i of t gets
+  // low + (high - low) * uniform_hash01(seed, i) (random_init.h), rounded to t's dtype; the same
+  // values on every backend. The default makes them on the host, one tensor at a time.
+  virtual void fill_uniform(Tensor t, uint64_t seed, float low, float high);
+
+  // CUDA graphs (backends that support them; the decoder uses them for decode-only steps).
+  // plan_attention_graph() plans into device buffers owned by `slot` that never move, so a graph
+  // captured with one plan of a slot replays correctly after a later plan of the same slot with
+  // the same batch size; it returns null when the step cannot be planned that way. No entry may
+  // have more than max_pages pages.
+  // begin_capture()/end_capture(key) record the work enqueued between them as graph `key` (it
+  // does not run); replay(key) runs it.
+  virtual bool supports_graphs() const { return false; }
+  virtual std::unique_ptr<AttentionPlan> plan_attention_graph(const AttentionStep& step,
+                                                              const AttentionShape& shape, int slot,
+                                                              int max_pages) {
+    return nullptr;
+  }
+  virtual void begin_capture();
+  virtual void end_capture(int key);  // key < 0: discard what was recorded
+  virtual bool has_graph(int key) const { return false; }
+  virtual void replay(int key);
+  virtual void clear_graphs() {}
+
+  // One token per row of float32 logits [R, V] without copying the logits to the host:
+  // argmax (ties to the lowest id) where inv_temperature[r] is 0, else a draw from
+  // softmax(logits[r] * inv_temperature[r]) by the Gumbel-max trick with the noise of
+  // uniform_hash01(seeds[r], i) (random_init.h). The default runs on the host.
+  virtual std::vector<int32_t> sample_tokens(const Tensor& logits,
+                                             const std::vector<float>& inv_temperature,
+                                             const std::vector<uint64_t>& seeds);
+
+  // Device time of forward passes, where the backend can measure it: the model marks the start
+  // and end of each pass; device_busy_seconds() is the summed device time between the marks of
+  // the passes that have completed (0 when not measured).
+  virtual void mark_pass_begin() {}
+  virtual void mark_pass_end() {}
+  virtual double device_busy_seconds() { return 0; }
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

@@ -30,6 +30,33 @@ void EngineFlags::add_to(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--max-model-len", cfg.max_model_len, "context length (0: the model's)")
       ->capture_default_str();
+  app.add_option("--load-format", cfg.load_format,
+                 "auto (weights from --model) or dummy (seeded random weights from the config "
+                 "alone: --model is a config.json, e.g. configs/qwen3-0.6b.json; prompts are "
+                 "token ids)")
+      ->check(CLI::IsMember({"auto", "dummy"}))
+      ->capture_default_str();
+  app.add_option("--dummy-seed", cfg.dummy_seed, "seed of the dummy weights")
+      ->capture_default_str();
+  app.add_flag("!--no-cuda-graphs", cfg.enable_cuda_graphs,
+               "run decode steps eagerly instead of replaying CUDA graphs");
+  app.add_option("--graph-max-batch", cfg.graph_max_batch,
+                 "largest decode batch run as a CUDA graph")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_flag("!--no-device-sampling", cfg.device_sampling,
+               "always copy logits to the host and sample there");
+}
+
+std::string memory_summary(const EngineStats& s) {
+  const double mib = 1048576.0;
+  return fmt::format(
+      "memory: weights {:.1f} MiB, workspace {:.1f} MiB, kv cache {:.1f} MiB ({} pages of {} "
+      "tokens){}",
+      s.weight_bytes / mib, s.workspace_bytes / mib, s.kv_cache_bytes / mib, s.total_pages,
+      s.page_size,
+      s.free_memory_bytes ? fmt::format(", free when sized {:.1f} MiB", s.free_memory_bytes / mib)
+                          : std::string());
 }
 
 SamplingFlags::SamplingFlags() {

@@ -35,6 +35,9 @@ SamplingParams fit_to_context(const Engine& engine, SamplingParams p, size_t pro
 
 bool stderr_is_tty();
 
+// "memory: weights .. MiB, workspace .., kv cache .. (pages)".
+std::string memory_summary(const EngineStats& s);
+
 void add_generate_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
 void add_bench_command(CLI::App& app);

@@ -48,6 +48,7 @@ void print_summary(const Engine& e, size_t requests, int64_t prompt_tokens, int6
              "({} steps, {} preemptions)\n",
              requests, prompt_tokens, out_tokens, secs, secs > 0 ? out_tokens / secs : 0.0,
              s.num_steps, s.num_preemptions);
+  fmt::print(stderr, "{}\n", memory_summary(s));
 }
 
 void run_generate(const GenerateArgs& a) {

@@ -79,6 +79,7 @@ struct Engine::Impl {
   int max_model_len = 0;
   int vocab = 0;
   int64_t kv_bytes = 0;
+  double device_s_seen = 0;  // model->device_seconds() after the last step
   std::vector<int32_t> eos;
   std::mt19937_64 seed_rng;
   std::map<RequestId, std::unique_ptr<Request>> requests;
@@ -93,6 +94,7 @@ struct Engine::Impl {
   RequestOutput take_output(Request& r);
   void setup_cache(int64_t kv_bytes_per_page, bool cuda);
   void record_cascade(const CascadeStats& cs);
+  bool device_sampling_applies(const StepPlan& plan) const;
 };
 
 Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
@@ -115,14 +117,20 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
     max_model_len = cfg.max_model_len;
   }
 
-  // KV cache sizing: budget bytes / bytes per page.
+  // KV cache sizing: budget bytes / bytes per page, after the weights and the activation
+  // workspace are in place (a fraction is of the memory free then).
   const bool cuda = model->on_cuda();
+  model->reserve(cfg.max_num_batched_tokens, cfg.max_num_seqs);
   int64_t budget = 0;
   if (cfg.kv_cache_memory.empty()) {
-    budget = cuda ? MemoryBudget{true, 0.9, 0}.resolve(free_device_memory_bytes(true))
+    st.free_memory_bytes = cuda ? free_device_memory_bytes(true) : physical_memory_bytes();
+    budget = cuda ? MemoryBudget{true, 0.9, 0}.resolve(st.free_memory_bytes)
                   : std::min<int64_t>(int64_t(2) << 30, physical_memory_bytes() / 4);
   } else {
-    budget = parse_memory_budget(cfg.kv_cache_memory).resolve(free_device_memory_bytes(cuda));
+    const MemoryBudget mb = parse_memory_budget(cfg.kv_cache_memory);
+    // Free memory is only asked for when needed (a fraction).
+    if (mb.is_fraction) st.free_memory_bytes = free_device_memory_bytes(cuda);
+    budget = mb.resolve(st.free_memory_bytes);
   }
   const int64_t per_page = model->kv_bytes_per_page(cfg.page_size);
   int64_t pages = pages_for_budget(budget, per_page);
@@ -256,7 +264,34 @@ std::vector<RequestOutput> Engine::Impl::step() {
   if (planner && !plan.entries.empty()) record_cascade(apply_cascade(plan, *planner));
   const auto t1 = Clock::now();
   st.schedule_s += seconds(t1 - t0);
-  if (!plan.entries.empty()) {
+  if (!plan.entries.empty() && device_sampling_applies(plan)) {
+    // Only token ids come back: the host never sees the logits.
+    std::vector<float> inv_t;
+    std::vector<uint64_t> seeds;
+    for (int e : plan.sample_entries) {
+      Request& r = *requests.at(plan.entries[e].seq->id);
+      const float t = r.params.temperature;
+      inv_t.push_back(t == 0 ? 0.0f : 1.0f / t);
+      seeds.push_back(t == 0 ? 0 : r.rng());  // greedy draws nothing, as on the host
+    }
+    const std::vector<int32_t> toks = model->forward_sample(plan.input, inv_t, seeds);
+    const auto t2 = Clock::now();
+    st.model_s += seconds(t2 - t1);
+    NC_CHECK(toks.size() == plan.sample_entries.size(),
+             "engine: model sampled {} tokens for {} rows", toks.size(),
+             plan.sample_entries.size());
+    sched->commit(sr);
+    ++st.num_steps;
+    st.num_prompt_tokens_computed += plan.num_prefill_tokens;
+    st.num_device_sampled += int64_t(toks.size());
+    for (size_t k = 0; k < toks.size(); ++k) {
+      Request& r = *requests.at(plan.entries[plan.sample_entries[k]].seq->id);
+      NC_CHECK(toks[k] >= 0 && toks[k] < vocab, "engine: sampled token {} outside the vocabulary",
+               toks[k]);
+      on_token(r, toks[k], Clock::now());
+    }
+    st.sample_s += seconds(Clock::now() - t2);
+  } else if (!plan.entries.empty()) {
     std::vector<float> logits = model->forward(plan.input);
     const auto t2 = Clock::now();
     st.model_s += seconds(t2 - t1);
@@ -279,6 +314,20 @@ std::vector<RequestOutput> Engine::Impl::step() {
     }
     st.sample_s += seconds(Clock::now() - t2);
   }
+  if (!plan.entries.empty()) {
+    EngineStats::StepKind& k = plan.num_prefill_tokens ? st.prefill_steps : st.decode_steps;
+    ++k.steps;
+    k.tokens += plan.num_prefill_tokens + plan.num_decode_tokens;
+    for (const StepEntry& e : plan.entries) {
+      const int64_t n = e.num_new;
+      k.kv_tokens += e.start + n;
+      k.attn_pairs += n * e.start + n * (n + 1) / 2;
+    }
+    const double dev = model->device_seconds();
+    k.device_s += dev - device_s_seen;
+    device_s_seen = dev;
+    k.wall_s += seconds(Clock::now() - t0);
+  }
 #ifndef NDEBUG
   sched->check_invariants();
   if (tree) tree->check_invariants();
@@ -290,6 +339,21 @@ std::vector<RequestOutput> Engine::Impl::step() {
     it = r.finished ? requests.erase(it) : std::next(it);
   }
   return outs;
+}
+
+bool Engine::Impl::device_sampling_applies(const StepPlan& plan) const {
+  if (!cfg.device_sampling || !model->can_sample_on_device() || plan.sample_entries.empty())
+    return false;
+  for (int e : plan.sample_entries) {
+    const Request& r = *requests.at(plan.entries[e].seq->id);
+    const SamplingParams& p = r.params;
+    if (p.top_k != -1 || p.top_p != 1.0f || p.min_p != 0.0f || p.repetition_penalty != 1.0f ||
+        p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)
+      return false;
+    // EOS / stop ids masked until min_tokens: the host sampler does that.
+    if (r.seq.num_output() < p.min_tokens && !r.masked_before_min.empty()) return false;
+  }
+  return true;
 }
 
 void Engine::Impl::record_cascade(const CascadeStats& cs) {
@@ -426,6 +490,10 @@ EngineStats Engine::stats() const {
   s.used_pages = impl_->pool->num_used();
   s.cached_pages = impl_->pool->num_cached();
   s.kv_cache_bytes = impl_->kv_bytes;
+  s.weight_bytes = impl_->model->weight_bytes();
+  s.workspace_bytes = impl_->model->workspace_bytes();
+  s.device_s = impl_->model->device_seconds();
+  s.num_graph_steps = impl_->model->num_graph_steps();
   s.max_model_len = impl_->max_model_len;
   s.num_running = impl_->sched->num_running();
   s.num_waiting = impl_->sched->num_waiting();

@@ -1,5 +1,6 @@
-// The engine's real model: LlamaModel on a backend, loaded with load_model; and Engine's
-// constructor from a config (model path -> model + tokenizer).
+// The engine's real model: LlamaModel on a backend, loaded with load_model (or made from the
+// config with seeded random weights); and Engine's constructor from a config (model path ->
+// model + tokenizer).
 #include <filesystem>
 
 #include "backend/backend.h"
@@ -13,13 +14,21 @@ namespace {
 
 class LlamaStepModel : public StepModel {
  public:
+  // Weights from a checkpoint.
   LlamaStepModel(const LoadedModel& lm, std::unique_ptr<Backend> backend)
       : backend_(std::move(backend)),
         model_(std::make_unique<LlamaModel>(lm.config, lm.weights, *backend_)) {}
+  // Seeded random weights.
+  LlamaStepModel(const ModelConfig& cfg, uint64_t seed, std::unique_ptr<Backend> backend)
+      : backend_(std::move(backend)),
+        model_(std::make_unique<LlamaModel>(cfg, RandomWeights{seed}, *backend_)) {}
+
+  LlamaModel& model() { return *model_; }
 
   int vocab_size() const override { return int(model_->config().vocab_size); }
   int max_position() const override { return int(model_->config().max_position); }
   bool on_cuda() const override { return backend_->device() == Device::CUDA; }
+  int num_layers() const override { return int(model_->config().num_layers); }
   int64_t kv_bytes_per_page(int page_size) const override {
     return model_->kv_bytes_per_page(page_size);
   }
@@ -28,9 +37,24 @@ class LlamaStepModel : public StepModel {
     return 4.0 * double(model_->config().num_heads) * double(model_->config().head_dim);
   }
   void allocate_kv(int num_pages, int page_size, KVLayout layout) override {
+    kv_ = KVCache{};  // free the old pages first
     kv_ = model_->make_kv_cache(num_pages, page_size, layout);
   }
   std::vector<float> forward(const ForwardInput& in) override { return model_->forward(in, kv_); }
+  void reserve(int max_tokens, int max_rows) override {
+    model_->reserve_workspace(max_tokens, max_rows);
+  }
+  int64_t weight_bytes() const override { return model_->weight_bytes(); }
+  int64_t workspace_bytes() const override { return model_->workspace_bytes(); }
+  double device_seconds() override { return backend_->device_busy_seconds(); }
+  int64_t num_graph_steps() const override { return model_->num_graph_steps(); }
+  // On the CPU the host sampler is as fast and draws from the request's own RNG stream.
+  bool can_sample_on_device() const override { return on_cuda(); }
+  std::vector<int32_t> forward_sample(const ForwardInput& in,
+                                      const std::vector<float>& inv_temperature,
+                                      const std::vector<uint64_t>& seeds) override {
+    return model_->forward_sample(in, kv_, inv_temperature, seeds);
+  }
 
  private:
   std::unique_ptr<Backend> backend_;
@@ -45,18 +69,57 @@ std::string model_path(const EngineConfig& cfg) {
   return path;
 }
 
+StepModelOptions step_model_options(const EngineConfig& cfg) {
+  StepModelOptions o;
+  o.backend = cfg.backend;
+  o.dummy_weights = parse_load_format(cfg.load_format) == LoadFormat::Dummy;
+  o.dummy_seed = cfg.dummy_seed;
+  o.cuda_graphs = cfg.enable_cuda_graphs;
+  o.graph_max_batch = std::min(cfg.graph_max_batch, cfg.max_num_seqs);
+  return o;
+}
+
+std::unique_ptr<TextCodec> codec_for(const EngineConfig& cfg) {
+  const std::string path = model_path(cfg);
+  if (parse_load_format(cfg.load_format) == LoadFormat::Dummy)
+    return make_number_codec(int(load_model_config(path).vocab_size));
+  return make_text_codec(path);
+}
+
 }  // namespace
+
+std::vector<int32_t> StepModel::forward_sample(const ForwardInput&, const std::vector<float>&,
+                                               const std::vector<uint64_t>&) {
+  fail("this model cannot sample on the device");
+}
+
+std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
+                                                 const StepModelOptions& o) {
+  NC_CHECK(o.backend == "cpu" || o.backend == "cuda", "backend '{}': expected cpu or cuda",
+           o.backend);
+  std::unique_ptr<Backend> b = o.backend == "cuda" ? make_cuda_backend(0) : make_cpu_backend();
+  std::unique_ptr<LlamaStepModel> m;
+  if (o.dummy_weights) {
+    m = std::make_unique<LlamaStepModel>(load_model_config(path), o.dummy_seed, std::move(b));
+  } else {
+    const LoadedModel lm = load_model(path);  // freed once the weights are uploaded
+    m = std::make_unique<LlamaStepModel>(lm, std::move(b));
+  }
+  NC_CHECK(o.graph_max_batch >= 1 || !o.cuda_graphs, "graph_max_batch must be >= 1, got {}",
+           o.graph_max_batch);
+  m->model().set_graph_options(GraphOptions{o.cuda_graphs, std::max(o.graph_max_batch, 1)});
+  return m;
+}
 
 std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
                                                  const std::string& backend) {
-  NC_CHECK(backend == "cpu" || backend == "cuda", "backend '{}': expected cpu or cuda", backend);
-  std::unique_ptr<Backend> b = backend == "cuda" ? make_cuda_backend(0) : make_cpu_backend();
-  const LoadedModel lm = load_model(path);  // freed once the weights are uploaded
-  return std::make_unique<LlamaStepModel>(lm, std::move(b));
+  StepModelOptions o;
+  o.backend = backend;
+  return make_llama_step_model(path, o);
 }
 
 Engine::Engine(const EngineConfig& config)
-    : Engine(config, make_llama_step_model(model_path(config), config.backend),
-             make_text_codec(model_path(config))) {}
+    : Engine(config, make_llama_step_model(model_path(config), step_model_options(config)),
+             codec_for(config)) {}
 
 }  // namespace nc

@@ -31,6 +31,29 @@ class StepModel {
   virtual void allocate_kv(int num_pages, int page_size, KVLayout layout) = 0;
   // One step: host float32 logits, [in.logit_rows.size(), vocab_size()].
   virtual std::vector<float> forward(const ForwardInput& in) = 0;
+
+  // Allocates what steps of up to max_tokens tokens and max_rows logit rows need, before the KV
+  // cache is sized from the memory left.
+  virtual void reserve(int max_tokens, int max_rows) {}
+  virtual int64_t weight_bytes() const { return 0; }
+  virtual int64_t workspace_bytes() const { return 0; }
+  // Device seconds of the forward passes so far (0 when not measured).
+  virtual double device_seconds() { return 0; }
+  virtual int64_t num_graph_steps() const { return 0; }
+  // Device-side sampling (LlamaModel::forward_sample): one token per logit row, argmax where
+  // inv_temperature is 0, else a Gumbel-max draw with the row's seed. Only where supported.
+  virtual bool can_sample_on_device() const { return false; }
+  virtual std::vector<int32_t> forward_sample(const ForwardInput& in,
+                                              const std::vector<float>& inv_temperature,
+                                              const std::vector<uint64_t>& seeds);
+};
+
+struct StepModelOptions {
+  std::string backend = "cpu";  // "cpu" | "cuda"
+  bool dummy_weights = false;   // seeded random weights from the config alone
+  uint64_t dummy_seed = 0;
+  bool cuda_graphs = false;
+  int graph_max_batch = 256;
 };
 
 class TextCodec {
@@ -50,6 +73,11 @@ class TextCodec {
 // "cuda"). Defined in llama_runner.cc.
 std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
                                                  const std::string& backend);
+std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
+                                                 const StepModelOptions& options);
 std::unique_ptr<TextCodec> make_text_codec(const std::string& path);
+// For models without a tokenizer (dummy weights): text is token ids written as decimal numbers
+// separated by spaces; decoding writes " <id>" per token. No EOS.
+std::unique_ptr<TextCodec> make_number_codec(int vocab_size);
 
 }  // namespace nc

@@ -1,5 +1,6 @@
 // TextCodec over the project's tokenizer (tokenizer/tokenizer.h): from a .gguf file, a
 // tokenizer.json, or a Hugging Face folder.
+#include <charconv>
 #include <filesystem>
 
 #include "core/error.h"
@@ -35,7 +36,53 @@ class TokenizerCodec : public TextCodec {
   std::unique_ptr<Tokenizer> tok_;
 };
 
+// Token ids as decimal numbers, for models without a tokenizer.
+class NumberCodec : public TextCodec {
+ public:
+  explicit NumberCodec(int vocab) : vocab_(vocab) {}
+
+  std::vector<int32_t> encode(const std::string& text, bool) const override {
+    std::vector<int32_t> ids;
+    const char* p = text.data();
+    const char* end = p + text.size();
+    while (p < end) {
+      if (*p == ' ' || *p == '\n' || *p == '\t' || *p == ',') {
+        ++p;
+        continue;
+      }
+      int32_t id = 0;
+      const auto [next, ec] = std::from_chars(p, end, id);
+      NC_CHECK(ec == std::errc() && id >= 0 && id < vocab_,
+               "this model has no tokenizer: the prompt must be token ids in [0, {}) separated "
+               "by spaces, got '{}'",
+               vocab_, text);
+      ids.push_back(id);
+      p = next;
+    }
+    return ids;
+  }
+  std::string decode(const int32_t* ids, size_t n, bool) const override {
+    std::string s;
+    for (size_t i = 0; i < n; ++i) {
+      s += ' ';
+      s += std::to_string(ids[i]);
+    }
+    return s;
+  }
+  std::vector<int32_t> eos_token_ids() const override { return {}; }
+  std::string apply_chat_template(const std::vector<ChatMessage>&, bool) const override {
+    fail("this model has no tokenizer, hence no chat template");
+  }
+
+ private:
+  int vocab_;
+};
+
 }  // namespace
+
+std::unique_ptr<TextCodec> make_number_codec(int vocab_size) {
+  return std::make_unique<NumberCodec>(vocab_size);
+}
 
 std::unique_ptr<TextCodec> make_text_codec(const std::string& path) {
   NC_CHECK(std::filesystem::exists(path), "tokenizer: '{}' not found", path);

@@ -1,9 +1,11 @@
 #include "model/llama.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
 #include "core/error.h"
+#include "model/random_init.h"
 
 namespace nc {
 
@@ -71,19 +73,58 @@ HostTensor rope_cos_sin_table(const ModelConfig& cfg, int64_t max_pos) {
 LlamaModel::LlamaModel(const ModelConfig& config, const WeightMap& w, Backend& backend)
     : cfg_(config), backend_(backend) {
   cfg_.validate();
+  const std::string fused_suffix = ".mlp.gate_up_proj.weight";
+  load(
+      [&](const std::string& name, const Shape& shape) {
+        if (!name.ends_with(fused_suffix)) return backend_.upload(require(w, name, shape));
+        // gate and up in one [2 I, H] weight: one GEMM instead of two.
+        const std::string prefix = name.substr(0, name.size() - fused_suffix.size());
+        const Shape half{shape[0] / 2, shape[1]};
+        HostTensor gate_up{shape, require(w, prefix + ".mlp.gate_proj.weight", half).data};
+        const auto& upw = require(w, prefix + ".mlp.up_proj.weight", half).data;
+        gate_up.data.insert(gate_up.data.end(), upw.begin(), upw.end());
+        return backend_.upload(gate_up);
+      },
+      w.count("lm_head.weight") || !cfg_.tie_embeddings);
+}
+
+LlamaModel::LlamaModel(const ModelConfig& config, const RandomWeights& random, Backend& backend)
+    : cfg_(config), backend_(backend) {
+  cfg_.validate();
+  const double H = double(cfg_.hidden_size);
+  load(
+      [&](const std::string& name, const Shape& shape) {
+        Tensor t = backend_.alloc(shape, backend_.dtype());
+        const uint64_t seed = tensor_seed(random.seed, name);
+        float a = 0;  // uniform in [-a, a]: standard deviation a / sqrt(3)
+        if (name.ends_with("norm.weight")) {
+          backend_.fill_uniform(t, seed, 1.0f, 1.0f);
+          return t;
+        } else if (name.ends_with(".bias")) {
+          a = 0.02f;
+        } else if (name == "model.embed_tokens.weight" || name == "lm_head.weight") {
+          a = float(std::sqrt(3.0 / H));
+        } else {  // a Linear [out, in]
+          a = float(std::sqrt(3.0 / double(shape[1])));
+        }
+        backend_.fill_uniform(t, seed, -a, a);
+        return t;
+      },
+      !cfg_.tie_embeddings);
+}
+
+void LlamaModel::load(const WeightFn& weight, bool has_lm_head) {
   const int64_t H = cfg_.hidden_size, D = cfg_.head_dim, Hq = cfg_.num_heads,
                 Hk = cfg_.num_kv_heads;
   const int64_t I = cfg_.intermediate_size, V = cfg_.vocab_size;
   auto up = [&](const std::string& name, const Shape& shape) {
-    return backend_.upload(require(w, name, shape));
+    Tensor t = weight(name, shape);
+    weight_bytes_ += int64_t(t.nbytes());
+    return t;
   };
   embed_ = up("model.embed_tokens.weight", {V, H});
   final_norm_ = up("model.norm.weight", {H});
-  if (w.count("lm_head.weight") || !cfg_.tie_embeddings) {
-    lm_head_ = up("lm_head.weight", {V, H});
-  } else {
-    lm_head_ = embed_;
-  }
+  lm_head_ = has_lm_head ? up("lm_head.weight", {V, H}) : embed_;
   for (int64_t i = 0; i < cfg_.num_layers; ++i) {
     Layer L;
     auto lw = [&](const char* rest, const Shape& shape) { return up(layer_name(i, rest), shape); };
@@ -103,11 +144,7 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightMap& w, Backend& b
     }
     L.o_proj = lw("self_attn.o_proj.weight", {H, Hq * D});
     if (cfg_.o_proj_bias) L.o_bias = lw("self_attn.o_proj.bias", {H});
-    HostTensor gate_up{{2 * I, H}, {}};
-    gate_up.data = require(w, layer_name(i, "mlp.gate_proj.weight"), {I, H}).data;
-    const auto& upw = require(w, layer_name(i, "mlp.up_proj.weight"), {I, H}).data;
-    gate_up.data.insert(gate_up.data.end(), upw.begin(), upw.end());
-    L.gate_up = backend_.upload(gate_up);
+    L.gate_up = lw("mlp.gate_up_proj.weight", {2 * I, H});
     L.down = lw("mlp.down_proj.weight", {H, I});
     layers_.push_back(std::move(L));
   }
@@ -116,19 +153,26 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightMap& w, Backend& b
   const HostTensor table = rope_cos_sin_table(cfg_, cfg_.max_position);
   cos_sin_ = backend_.alloc(table.shape, DType::F32);
   backend_.copy_from_host(cos_sin_, table.data.data());
+  weight_bytes_ += int64_t(cos_sin_.nbytes());
 }
 
 KVCache LlamaModel::make_kv_cache(int num_pages, int page_size, KVLayout layout) {
   NC_CHECK(page_size >= 1 && page_size <= 256, "kv cache: page size {} outside 1..256", page_size);
   NC_CHECK(num_pages >= 1, "kv cache: needs at least one page, got {}", num_pages);
+  // With graphs, one more page takes the padding rows' K/V (never one of the caller's pages).
+  const bool scratch = graph_opts_.enabled && backend_.supports_graphs();
+  scratch_page_ = scratch ? num_pages : -1;
+  const int total = num_pages + (scratch ? 1 : 0);
   KVCache kv;
-  kv.shape = KVCacheShape{int(cfg_.num_layers),   num_pages,          page_size,
-                          int(cfg_.num_kv_heads), int(cfg_.head_dim), layout};
+  kv.shape = KVCacheShape{int(cfg_.num_layers), total, page_size, int(cfg_.num_kv_heads),
+                          int(cfg_.head_dim),   layout};
   const Shape shape = layout == KVLayout::NHD
-                          ? Shape{num_pages, 2, page_size, cfg_.num_kv_heads, cfg_.head_dim}
-                          : Shape{num_pages, 2, cfg_.num_kv_heads, page_size, cfg_.head_dim};
+                          ? Shape{total, 2, page_size, cfg_.num_kv_heads, cfg_.head_dim}
+                          : Shape{total, 2, cfg_.num_kv_heads, page_size, cfg_.head_dim};
   for (int64_t l = 0; l < cfg_.num_layers; ++l)
     kv.layers.push_back(backend_.alloc(shape, backend_.dtype()));
+  // New page tensors: graphs captured over the old ones would write into freed memory.
+  if (!buckets_.empty()) backend_.clear_graphs();
   return kv;
 }
 
@@ -137,15 +181,25 @@ int64_t LlamaModel::kv_bytes_per_page(int page_size) const {
          int64_t(dtype_size(backend_.dtype()));
 }
 
+void LlamaModel::reserve_workspace(int64_t max_tokens, int64_t max_rows) {
+  ensure_workspace(std::max<int64_t>(max_tokens, 1), std::max<int64_t>(max_rows, 1));
+}
+
 void LlamaModel::ensure_workspace(int64_t T, int64_t R) {
-  const int64_t need = std::max(T, R);
-  if (need <= ws_.capacity) return;
-  const int64_t cap = std::max<int64_t>(need, 2 * ws_.capacity);
+  // Graph buckets run max_batch rows through the whole decoder.
+  if (graph_opts_.enabled && backend_.supports_graphs() && T <= graph_opts_.max_batch)
+    T = std::max<int64_t>(T, graph_opts_.max_batch),
+    R = std::max<int64_t>(R, graph_opts_.max_batch);
+  if (T <= ws_.capacity && R <= ws_.row_capacity) return;
+  const int64_t cap = std::max(ws_.capacity, T), rcap = std::max(ws_.row_capacity, R);
   const int64_t H = cfg_.hidden_size, D = cfg_.head_dim;
   const DType dt = backend_.dtype();
+  // Graphs hold the old buffers' addresses.
+  if (!buckets_.empty()) backend_.clear_graphs();
+  ws_ = Workspace{};  // free the old buffers first
   ws_.ids = backend_.alloc({cap}, DType::I32);
   ws_.positions = backend_.alloc({cap}, DType::I32);
-  ws_.rows = backend_.alloc({cap}, DType::I32);
+  ws_.rows = backend_.alloc({rcap}, DType::I32);
   ws_.hidden = backend_.alloc({cap, H}, dt);
   ws_.residual = backend_.alloc({cap, H}, dt);
   ws_.q = backend_.alloc({cap, cfg_.num_heads * D}, dt);
@@ -154,9 +208,14 @@ void LlamaModel::ensure_workspace(int64_t T, int64_t R) {
   ws_.attn_out = backend_.alloc({cap, cfg_.num_heads * D}, dt);
   ws_.gate_up = backend_.alloc({cap, 2 * cfg_.intermediate_size}, dt);
   ws_.act = backend_.alloc({cap, cfg_.intermediate_size}, dt);
-  ws_.last_hidden = backend_.alloc({cap, H}, dt);
-  ws_.logits = backend_.alloc({cap, cfg_.vocab_size}, DType::F32);  // no bf16 rounding of logits
+  ws_.last_hidden = backend_.alloc({rcap, H}, dt);
+  ws_.logits = backend_.alloc({rcap, cfg_.vocab_size}, DType::F32);  // no bf16 rounding of logits
   ws_.capacity = cap;
+  ws_.row_capacity = rcap;
+  for (const Tensor* t :
+       {&ws_.ids, &ws_.positions, &ws_.rows, &ws_.hidden, &ws_.residual, &ws_.q, &ws_.k, &ws_.v,
+        &ws_.attn_out, &ws_.gate_up, &ws_.act, &ws_.last_hidden, &ws_.logits})
+    ws_.bytes += int64_t(t->nbytes());
 }
 
 void LlamaModel::validate_input(const ForwardInput& in, const KVCache& kv) const {
@@ -204,16 +263,12 @@ void LlamaModel::mlp_block(const Layer& L, int64_t T) {
   backend_.linear(act, L.down, Tensor(), x);
 }
 
-std::vector<float> LlamaModel::forward(const ForwardInput& in, KVCache& kv) {
-  validate_input(in, kv);
-  const int64_t T = int64_t(in.token_ids.size()), R = int64_t(in.logit_rows.size());
-  ensure_workspace(T, R);
-  AttentionShape shape{int(cfg_.num_heads), int(cfg_.num_kv_heads), int(cfg_.head_dim),
-                       float(1.0 / std::sqrt(double(cfg_.head_dim))), kv.shape};
-  std::unique_ptr<AttentionPlan> plan = backend_.plan_attention(in.attention, shape);
+AttentionShape LlamaModel::attention_shape(const KVCache& kv) const {
+  return AttentionShape{int(cfg_.num_heads), int(cfg_.num_kv_heads), int(cfg_.head_dim),
+                        float(1.0 / std::sqrt(double(cfg_.head_dim))), kv.shape};
+}
 
-  backend_.copy_from_host(ws_.ids.slice(0, T), in.token_ids.data());
-  backend_.copy_from_host(ws_.positions.slice(0, T), in.positions.data());
+void LlamaModel::run_decoder(const AttentionPlan& plan, KVCache& kv, int64_t T) {
   Tensor hidden = ws_.hidden.slice(0, T), residual = ws_.residual.slice(0, T);
   backend_.embedding(embed_, ws_.ids.slice(0, T), hidden);
   for (size_t l = 0; l < layers_.size(); ++l) {
@@ -224,17 +279,136 @@ std::vector<float> LlamaModel::forward(const ForwardInput& in, KVCache& kv) {
     } else {
       backend_.add_rmsnorm(hidden, residual, L.input_norm, float(cfg_.rms_eps));
     }
-    attention_block(L, *plan, kv.layers[l], T);
+    attention_block(L, plan, kv.layers[l], T);
     backend_.add_rmsnorm(hidden, residual, L.post_norm, float(cfg_.rms_eps));
     mlp_block(L, T);
   }
   backend_.add_rmsnorm(hidden, residual, final_norm_, float(cfg_.rms_eps));
-  if (R == 0) return {};
-  backend_.copy_from_host(ws_.rows.slice(0, R), in.logit_rows.data());
-  Tensor last = ws_.last_hidden.slice(0, R), logits = ws_.logits.slice(0, R);
-  backend_.gather_rows(hidden, ws_.rows.slice(0, R), last);
-  backend_.linear(last, lm_head_, Tensor(), logits);
+}
+
+std::vector<float> LlamaModel::forward(const ForwardInput& in, KVCache& kv) {
+  const Tensor logits = forward_device(in, kv);
+  if (!logits.defined()) return {};
   return backend_.to_host_f32(logits);
+}
+
+std::vector<int32_t> LlamaModel::forward_sample(const ForwardInput& in, KVCache& kv,
+                                                const std::vector<float>& inv_temperature,
+                                                const std::vector<uint64_t>& seeds) {
+  NC_CHECK(inv_temperature.size() == in.logit_rows.size() && seeds.size() == in.logit_rows.size(),
+           "forward_sample: {} temperatures and {} seeds for {} logit rows", inv_temperature.size(),
+           seeds.size(), in.logit_rows.size());
+  const Tensor logits = forward_device(in, kv);
+  if (!logits.defined()) return {};
+  return backend_.sample_tokens(logits, inv_temperature, seeds);
+}
+
+Tensor LlamaModel::forward_device(const ForwardInput& in, KVCache& kv) {
+  validate_input(in, kv);
+  if (graph_eligible(in, kv)) {
+    if (auto logits = forward_graph(in, kv)) return *logits;
+  }
+  const int64_t T = int64_t(in.token_ids.size()), R = int64_t(in.logit_rows.size());
+  ensure_workspace(T, R);
+  std::unique_ptr<AttentionPlan> plan = backend_.plan_attention(in.attention, attention_shape(kv));
+  backend_.copy_from_host(ws_.ids.slice(0, T), in.token_ids.data());
+  backend_.copy_from_host(ws_.positions.slice(0, T), in.positions.data());
+  if (R > 0) backend_.copy_from_host(ws_.rows.slice(0, R), in.logit_rows.data());
+  backend_.mark_pass_begin();
+  run_decoder(*plan, kv, T);
+  if (R == 0) {
+    backend_.mark_pass_end();
+    return Tensor();
+  }
+  Tensor last = ws_.last_hidden.slice(0, R), logits = ws_.logits.slice(0, R);
+  backend_.gather_rows(ws_.hidden.slice(0, T), ws_.rows.slice(0, R), last);
+  backend_.linear(last, lm_head_, Tensor(), logits);
+  backend_.mark_pass_end();
+  return logits;
+}
+
+// ---- CUDA graphs ----
+
+std::vector<int> graph_buckets(int max_batch) {
+  std::vector<int> b;
+  for (int s : {1, 2, 4, 8})
+    if (s < max_batch) b.push_back(s);
+  for (int s = 16; s < max_batch; s += 16) b.push_back(s);
+  if (max_batch >= 1) b.push_back(max_batch);
+  return b;
+}
+
+void LlamaModel::set_graph_options(const GraphOptions& options) {
+  NC_CHECK(!options.enabled || options.max_batch >= 1, "graphs: max_batch must be >= 1, got {}",
+           options.max_batch);
+  if (!buckets_.empty()) backend_.clear_graphs();
+  graph_opts_ = options;
+  buckets_ = options.enabled ? graph_buckets(options.max_batch) : std::vector<int>{};
+}
+
+int LlamaModel::num_graphs() const {
+  int n = 0;
+  for (size_t i = 0; i < buckets_.size(); ++i) n += backend_.has_graph(int(i));
+  return n;
+}
+
+bool LlamaModel::graph_eligible(const ForwardInput& in, const KVCache& kv) const {
+  if (!graph_opts_.enabled || scratch_page_ < 0 || !backend_.supports_graphs()) return false;
+  if (scratch_page_ >= kv.shape.num_pages || in.attention.levels.size() != 1) return false;
+  const PagedKVBatch& b = in.attention.levels[0];
+  const int T = int(in.token_ids.size());
+  if (T > graph_opts_.max_batch || b.batch_size() != T || int(in.logit_rows.size()) != T)
+    return false;
+  for (int i = 0; i < T; ++i) {
+    // One new token per request, its logits in request order.
+    if (b.qo_indptr[i + 1] != i + 1 || in.logit_rows[i] != i) return false;
+  }
+  return true;
+}
+
+std::optional<Tensor> LlamaModel::forward_graph(const ForwardInput& in, KVCache& kv) {
+  const int T = int(in.token_ids.size());
+  const size_t bi =
+      size_t(std::lower_bound(buckets_.begin(), buckets_.end(), T) - buckets_.begin());
+  const int B = buckets_[bi];
+  // Pad to the bucket: each padding row is a request of one token at position 0 over the scratch
+  // page (its K/V lands there; its logits are dropped).
+  AttentionStep step = in.attention;
+  step.num_tokens = B;
+  for (int i = T; i < B; ++i) step.levels[0].add(1, {scratch_page_}, 1, kv.shape.page_size);
+  const int max_pages = int((cfg_.max_position + kv.shape.page_size - 1) / kv.shape.page_size);
+  std::unique_ptr<AttentionPlan> plan =
+      backend_.plan_attention_graph(step, attention_shape(kv), int(bi), max_pages);
+  if (!plan) return std::nullopt;
+  ensure_workspace(B, B);
+  std::vector<int32_t> ids = in.token_ids, pos = in.positions;
+  ids.resize(size_t(B), 0);
+  pos.resize(size_t(B), 0);
+  backend_.copy_from_host(ws_.ids.slice(0, B), ids.data());
+  backend_.copy_from_host(ws_.positions.slice(0, B), pos.data());
+  Tensor logits = ws_.logits.slice(0, B);
+  auto body = [&] {
+    run_decoder(*plan, kv, B);
+    backend_.linear(ws_.hidden.slice(0, B), lm_head_, Tensor(), logits);
+  };
+  backend_.mark_pass_begin();
+  if (backend_.has_graph(int(bi))) {
+    backend_.replay(int(bi));
+  } else {
+    // First use of the bucket: run it eagerly (this step's result), then record it.
+    body();
+    backend_.begin_capture();
+    try {
+      body();
+    } catch (...) {
+      backend_.end_capture(-1);  // discard
+      throw;
+    }
+    backend_.end_capture(int(bi));
+  }
+  backend_.mark_pass_end();
+  ++graph_steps_;
+  return logits.slice(0, T);
 }
 
 }  // namespace nc

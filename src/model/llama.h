@@ -3,6 +3,9 @@
 // the KV cache is the caller's (the engine owns the page pool).
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "backend/backend.h"
@@ -26,22 +29,59 @@ struct ForwardInput {
   std::vector<int32_t> logit_rows;  // rows of [0, T) whose logits are returned, in this order
 };
 
+// Seeded random weights made on the backend's device from the config alone ("dummy" load
+// format), scaled so activations stay O(1): norms 1, a Linear [out, in] uniform with standard
+// deviation 1/sqrt(in), embeddings (and lm_head) 1/sqrt(hidden), biases +-0.02. Same seed, same
+// weights (up to the backend's dtype rounding).
+struct RandomWeights {
+  uint64_t seed = 0;
+};
+
+// CUDA graphs for decode-only steps (backends that support them): the step is padded to the
+// smallest bucket (1, 2, 4, 8, 16, then multiples of 16 up to max_batch) that holds it; each
+// bucket's graph is captured on first use and replayed after. Padding rows attend over one
+// scratch page past the engine's pages.
+struct GraphOptions {
+  bool enabled = false;
+  int max_batch = 256;
+};
+
 class LlamaModel {
  public:
   // Uploads the weights (checked with check_weights) to the backend.
   LlamaModel(const ModelConfig& config, const WeightMap& weights, Backend& backend);
+  LlamaModel(const ModelConfig& config, const RandomWeights& random, Backend& backend);
 
   const ModelConfig& config() const { return cfg_; }
   Backend& backend() { return backend_; }
 
+  // num_pages pages for the caller (plus one scratch page when graphs are on: call
+  // set_graph_options first).
   KVCache make_kv_cache(int num_pages, int page_size, KVLayout layout = KVLayout::NHD);
   // Bytes of one page across all layers (K and V) in the backend's dtype.
   int64_t kv_bytes_per_page(int page_size) const;
+
+  // Allocates the activation workspace for steps of up to max_tokens tokens and max_rows logit
+  // rows now (it grows on demand otherwise), so memory left for the KV cache can be measured.
+  void reserve_workspace(int64_t max_tokens, int64_t max_rows);
+  int64_t weight_bytes() const { return weight_bytes_; }
+  int64_t workspace_bytes() const { return ws_.bytes; }
+
+  void set_graph_options(const GraphOptions& options);
+  const GraphOptions& graph_options() const { return graph_opts_; }
+  int64_t num_graph_steps() const { return graph_steps_; }  // steps that ran as a graph
+  int num_graphs() const;                                   // buckets captured so far
 
   // Runs one step: appends the new tokens' K/V to their pages and returns float32 logits on the
   // host, row-major [logit_rows.size(), vocab_size]. Throws nc::Error on inconsistent input
   // (token ids outside the vocabulary, positions past max_position, bad page tables).
   std::vector<float> forward(const ForwardInput& in, KVCache& kv);
+  // The same step, but one token per logit row is drawn on the device (Backend::sample_tokens:
+  // argmax where inv_temperature is 0, else Gumbel-max with the row's seed); only the ids come
+  // back to the host.
+  std::vector<int32_t> forward_sample(const ForwardInput& in, KVCache& kv,
+                                      const std::vector<float>& inv_temperature,
+                                      const std::vector<uint64_t>& seeds);
 
  private:
   struct Layer {
@@ -53,22 +93,44 @@ class LlamaModel {
     Tensor down;
   };
   struct Workspace {
-    int64_t capacity = 0;
+    int64_t capacity = 0;      // tokens
+    int64_t row_capacity = 0;  // logit rows
+    int64_t bytes = 0;
     Tensor ids, positions, rows, hidden, residual, q, k, v, attn_out, gate_up, act, last_hidden,
         logits;
   };
+  // Gives a weight of the given name and shape on the device.
+  using WeightFn = std::function<Tensor(const std::string& name, const Shape& shape)>;
 
+  void load(const WeightFn& weight, bool has_lm_head);
   void validate_input(const ForwardInput& in, const KVCache& kv) const;
   void ensure_workspace(int64_t num_tokens, int64_t num_rows);
+  AttentionShape attention_shape(const KVCache& kv) const;
+  // Embedding, every layer and the final norm over ws_.hidden[0, T) (ids already uploaded).
+  void run_decoder(const AttentionPlan& plan, KVCache& kv, int64_t T);
   void attention_block(const Layer& layer, const AttentionPlan& plan, Tensor kv_pages, int64_t T);
   void mlp_block(const Layer& layer, int64_t T);
+  // The step's logits on the device, [logit_rows, vocab] (undefined when there are none).
+  Tensor forward_device(const ForwardInput& in, KVCache& kv);
+  // Decode-only steps as CUDA graphs; empty optional when the backend cannot plan the step so.
+  bool graph_eligible(const ForwardInput& in, const KVCache& kv) const;
+  std::optional<Tensor> forward_graph(const ForwardInput& in, KVCache& kv);
 
   ModelConfig cfg_;
   Backend& backend_;
   Tensor embed_, final_norm_, lm_head_, cos_sin_;
   std::vector<Layer> layers_;
   Workspace ws_;
+  int64_t weight_bytes_ = 0;
+  GraphOptions graph_opts_;
+  std::vector<int> buckets_;  // graph key i is bucket i
+  int scratch_page_ = -1;     // page index of the padding rows' K/V; -1 = none
+  int64_t graph_steps_ = 0;
 };
+
+// The graph bucket sizes up to max_batch: 1, 2, 4, 8, 16, 32, 48, ... (multiples of 16), with
+// max_batch itself last.
+std::vector<int> graph_buckets(int max_batch);
 
 // cos/sin table [max_pos, head_dim] (cos in the first half, sin in the second), float32, computed
 // as Hugging Face does (inverse frequencies in float32, Llama-3 scaling applied to them).

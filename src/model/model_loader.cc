@@ -70,10 +70,7 @@ LoadedModel load_gguf(const std::string& path) {
   return m;
 }
 
-LoadedModel load_hf_folder(const fs::path& dir) {
-  const fs::path cfg_path = dir / "config.json";
-  NC_CHECK(fs::is_regular_file(cfg_path),
-           "{} has no config.json: not a Hugging Face checkpoint folder", dir.string());
+ModelConfig read_config_json(const fs::path& cfg_path) {
   std::ifstream in(cfg_path, std::ios::binary);
   NC_CHECK(in.good(), "cannot read {}", cfg_path.string());
   std::stringstream ss;
@@ -84,8 +81,15 @@ LoadedModel load_hf_folder(const fs::path& dir) {
   } catch (const nlohmann::json::exception& e) {
     fail("{} is not valid JSON: {}", cfg_path.string(), e.what());
   }
+  return config_from_hf_json(j);
+}
+
+LoadedModel load_hf_folder(const fs::path& dir) {
+  const fs::path cfg_path = dir / "config.json";
+  NC_CHECK(fs::is_regular_file(cfg_path),
+           "{} has no config.json: not a Hugging Face checkpoint folder", dir.string());
   LoadedModel m;
-  m.config = config_from_hf_json(j);
+  m.config = read_config_json(cfg_path);
   m.weights = load_safetensors_dir(dir.string());
   // With tied embeddings the decoder reads the embedding; a stored copy would only cost memory.
   if (m.config.tie_embeddings) m.weights.erase("lm_head.weight");
@@ -204,6 +208,26 @@ LoadedModel load_model(const std::string& path) {
            "with config.json and safetensors weights)",
            path);
   return load_gguf(path);
+}
+
+LoadFormat parse_load_format(const std::string& name) {
+  if (name == "auto" || name.empty()) return LoadFormat::Auto;
+  if (name == "dummy") return LoadFormat::Dummy;
+  fail("load format '{}': expected auto or dummy", name);
+}
+
+ModelConfig load_model_config(const std::string& path) {
+  const fs::path p(path);
+  std::error_code ec;
+  const fs::file_status st = fs::status(p, ec);
+  NC_CHECK(!ec && fs::exists(st), "model config {} does not exist", path);
+  if (fs::is_directory(st)) {
+    NC_CHECK(fs::is_regular_file(p / "config.json"), "{} has no config.json", path);
+    return read_config_json(p / "config.json");
+  }
+  NC_CHECK(fs::is_regular_file(st), "model config {} is not a file", path);
+  if (has_gguf_magic(p)) return config_from_gguf(GgufFile::open(path));
+  return read_config_json(p);
 }
 
 }  // namespace nc

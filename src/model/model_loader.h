@@ -16,6 +16,18 @@ struct LoadedModel {
   // With tied embeddings there is no lm_head.weight: the decoder uses model.embed_tokens.weight.
 };
 
+// How weights are obtained: from the checkpoint (Auto), or seeded random values made from the
+// config alone (Dummy, as vLLM's "dummy" load format: for benchmarks at real shapes without the
+// weights; see RandomWeights in model/llama.h).
+enum class LoadFormat { Auto, Dummy };
+// "auto" | "dummy"; throws nc::Error for anything else.
+LoadFormat parse_load_format(const std::string& name);
+
+// The config alone: a config.json file (any name ending in .json, e.g. configs/qwen3-0.6b.json),
+// a Hugging Face folder holding config.json, or a .gguf file (its metadata). Validated; throws
+// nc::Error naming the file and the problem.
+ModelConfig load_model_config(const std::string& path);
+
 // `path` is a .gguf file or a folder. Throws nc::Error for unknown formats, unknown
 // architectures, missing tensors and shape mismatches, naming what is wrong.
 LoadedModel load_model(const std::string& path);

@@ -44,13 +44,13 @@ void decode_plan_impl(const PlanQuery& q, const PlanWorkspace* ws, PlanInfo* out
         return flashinfer::DecodePlanWorkspaceSize<HEAD_DIM, flashinfer::PosEncodingMode::kNone,
                                                    Variant, DecodeParams>(
             *fbytes, *ibytes, indptr, q.batch_size, q.num_qo_heads, q.page_size,
-            /*enable_cuda_graph=*/false, stream, estimate);
+            q.cuda_graph, stream, estimate);
       }
       return flashinfer::DecodePlan<HEAD_DIM, flashinfer::PosEncodingMode::kNone, Variant,
                                     DecodeParams>(ws->float_ws, ws->float_bytes, ws->int_ws,
                                                   ws->int_pinned, ws->int_bytes, plan, indptr,
                                                   q.batch_size, q.num_qo_heads, q.page_size,
-                                                  /*enable_cuda_graph=*/false, stream, estimate);
+                                                  q.cuda_graph, stream, estimate);
     });
   });
   if (out != nullptr) *out = plan.ToVector();

@@ -14,6 +14,7 @@
 
 #include "backend/cuda/kernels.h"
 #include "core/error.h"
+#include "kv/page_pool.h"
 
 namespace nc {
 namespace {
@@ -52,6 +53,21 @@ struct Staging {
   cudaEvent_t copied = nullptr;
 };
 
+// A graph-safe plan's home: metadata at fixed offsets of one staging buffer (kv_indices last,
+// so a step copies only what it uses) and its own split-KV scratch. Graphs captured with a plan
+// of this slot read these addresses.
+struct GraphSlot {
+  int batch = 0;
+  int max_pages = 0;
+  int num_qo_heads = 0, num_kv_heads = 0, head_dim = 0, page_size = 0;
+  Staging staging;
+  size_t qo_indptr = 0, kv_indptr = 0, last_page_len = 0, batch_indices = 0, positions = 0;
+  size_t int_ws = 0, int_ws_bytes = 0, kv_indices = 0, size = 0;
+  void* float_ws = nullptr;
+  size_t float_bytes = 0;
+  cuda::PlanInfo info;  // of the first plan: later plans must match it
+};
+
 // State shared by the backend, its tensors' deleters and its plans (which may outlive it).
 struct Context {
   int device = 0;
@@ -68,12 +84,25 @@ struct Context {
   size_t side_float_bytes = 0;
   cudaEvent_t fork = nullptr, join = nullptr;
   std::vector<Staging> free_staging;
-  std::mutex mu;  // guards free_staging (plans may be destroyed on other threads)
+  std::mutex mu;                   // guards free_staging (plans may be destroyed on other threads)
+  std::map<int, GraphSlot> slots;  // fixed metadata buffers of graph-safe plans
+  std::map<int, cudaGraphExec_t> graphs;  // captured graphs by key
+  bool capturing = false;
+  // Forward-pass timing: (begin, end) event pairs not yet read, and spare events.
+  std::vector<std::pair<cudaEvent_t, cudaEvent_t>> pending_passes;
+  std::vector<cudaEvent_t> spare_events;
+  cudaEvent_t pass_begin = nullptr;
+  double busy_s = 0;
 
   ~Context() {
     cudaSetDevice(device);
     cudaStreamSynchronize(stream);
     if (side) cudaStreamSynchronize(side);
+    for (auto& [key, g] : graphs) cudaGraphExecDestroy(g);
+    for (auto& [key, slot] : slots) release_slot(slot);
+    for (auto& [a, b] : pending_passes) cudaEventDestroy(a), cudaEventDestroy(b);
+    for (cudaEvent_t e : spare_events) cudaEventDestroy(e);
+    if (pass_begin) cudaEventDestroy(pass_begin);
     for (Staging& s : free_staging) release(s);
     if (attn_float_ws) cudaFree(attn_float_ws);
     if (side_float_ws) cudaFree(side_float_ws);
@@ -83,6 +112,35 @@ struct Context {
     if (lt_workspace) cudaFree(lt_workspace);
     if (lt) cublasLtDestroy(lt);
     if (stream) cudaStreamDestroy(stream);
+  }
+
+  static void release_slot(GraphSlot& g) {
+    release(g.staging);
+    if (g.float_ws) cudaFree(g.float_ws);
+    g = GraphSlot{};
+  }
+
+  cudaEvent_t event() {
+    if (!spare_events.empty()) {
+      cudaEvent_t e = spare_events.back();
+      spare_events.pop_back();
+      return e;
+    }
+    cudaEvent_t e = nullptr;
+    cuda_check(cudaEventCreate(&e), "cudaEventCreate");
+    return e;
+  }
+
+  // Adds the device time of every finished pass to busy_s (waits for unfinished ones).
+  void collect_passes() {
+    for (auto& [a, b] : pending_passes) {
+      float ms = 0;
+      if (cudaEventSynchronize(b) == cudaSuccess && cudaEventElapsedTime(&ms, a, b) == cudaSuccess)
+        busy_s += double(ms) * 1e-3;
+      spare_events.push_back(a);
+      spare_events.push_back(b);
+    }
+    pending_passes.clear();
   }
 
   static void release(Staging& s) {
@@ -162,7 +220,7 @@ class CudaAttentionPlan final : public AttentionPlan {
  public:
   CudaAttentionPlan(std::shared_ptr<Context> ctx) : ctx_(std::move(ctx)) {}
   ~CudaAttentionPlan() override {
-    if (staging_.capacity) ctx_->return_staging(staging_);
+    if (staging_.capacity && !borrowed_) ctx_->return_staging(staging_);
     for (void* p : scratch_) cudaFreeAsync(p, ctx_->stream);
   }
 
@@ -172,6 +230,9 @@ class CudaAttentionPlan final : public AttentionPlan {
   std::vector<LevelPlan> levels;
   size_t batch_indices = 0, positions = 0;
   Staging staging_;
+  bool borrowed_ = false;     // staging_ belongs to a graph slot
+  void* float_ws_ = nullptr;  // the slot's split-KV scratch; null: the context's
+  size_t float_bytes_ = 0;
   // Per-step scratch for cascade merges: a level's output and two LSE arrays; with overlap and
   // two or more shared levels, a second shared state (the side stream merges its levels first).
   bool overlap = false;
@@ -253,6 +314,19 @@ class CudaBackend final : public Backend {
     cudaDeviceProp prop{};
     cuda_check(cudaGetDeviceProperties(&prop, device_index), "cudaGetDeviceProperties");
     name_ = fmt::format("cuda:{} ({})", device_index, prop.name);
+    // The engine sizes its KV cache from the memory free once the weights and workspace are in
+    // place. Blocks freed into the stream-ordered pool stay reserved by it (release threshold
+    // above), so they are handed back to the driver before asking.
+    register_cuda_free_memory_query([device_index]() -> int64_t {
+      cuda_check(cudaSetDevice(device_index), "cudaSetDevice");
+      cuda_check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+      cudaMemPool_t p;
+      cuda_check(cudaDeviceGetDefaultMemPool(&p, device_index), "cudaDeviceGetDefaultMemPool");
+      cuda_check(cudaMemPoolTrimTo(p, 0), "cudaMemPoolTrimTo");
+      size_t free_b = 0, total_b = 0;
+      cuda_check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+      return int64_t(free_b);
+    });
   }
 
   ~CudaBackend() override {
@@ -641,9 +715,242 @@ class CudaBackend final : public Backend {
     }
   }
 
+  // ---- Random weights, sampling ----
+
+  void fill_uniform(Tensor t, uint64_t seed, float low, float high) override {
+    dev(t, "fill_uniform");
+    t.expect_contiguous("fill_uniform");
+    NC_CHECK(t.dtype() == DType::BF16 || t.dtype() == DType::F32,
+             "fill_uniform: dtype {} not supported (bf16, f32)", dtype_name(t.dtype()));
+    k_call([&] {
+      cuda::fill_uniform(t.data(), t.dtype() == DType::BF16, t.numel(), seed, low, high, s());
+    });
+  }
+
+  std::vector<int32_t> sample_tokens(const Tensor& logits,
+                                     const std::vector<float>& inv_temperature,
+                                     const std::vector<uint64_t>& seeds) override {
+    const int64_t R = logits.ndim() == 2 ? logits.dim(0) : -1;
+    NC_CHECK(R >= 0 && int64_t(inv_temperature.size()) == R && int64_t(seeds.size()) == R,
+             "sample_tokens: logits {} with {} temperatures and {} seeds",
+             shape_str(logits.shape()), inv_temperature.size(), seeds.size());
+    dev(logits, "sample_tokens");
+    logits.expect_dtype(DType::F32, "sample_tokens");
+    logits.expect_contiguous("sample_tokens");
+    std::vector<int32_t> out(static_cast<size_t>(R));
+    if (R == 0) return out;
+    // One upload: seeds (8-byte aligned first), then temperatures as raw words.
+    Tensor params = alloc({R * 3}, DType::I32);
+    std::vector<uint32_t> host(size_t(R) * 3);
+    std::memcpy(host.data(), seeds.data(), size_t(R) * 8);
+    std::memcpy(host.data() + 2 * R, inv_temperature.data(), size_t(R) * 4);
+    copy_from_host(params, host.data());
+    Tensor ids = alloc({R}, DType::I32);
+    const auto* sd = reinterpret_cast<const uint64_t*>(params.data());
+    const auto* inv_t =
+        reinterpret_cast<const float*>(static_cast<uint32_t*>(params.data()) + 2 * R);
+    k_call([&] {
+      cuda::sample_rows(logits.ptr<float>(), int(R), int(logits.dim(1)), inv_t, sd,
+                        ids.ptr<int32_t>(), s());
+    });
+    cuda_check(cudaMemcpyAsync(out.data(), ids.data(), size_t(R) * 4, cudaMemcpyDeviceToHost, s()),
+               "sample_tokens");
+    synchronize();
+    return out;
+  }
+
+  // ---- CUDA graphs ----
+
+  bool supports_graphs() const override { return true; }
+
+  std::unique_ptr<AttentionPlan> plan_attention_graph(const AttentionStep& step,
+                                                      const AttentionShape& shape, int slot_id,
+                                                      int max_pages) override {
+    validate_shape(shape);
+    if (step.levels.size() != 1 || max_pages < 1) return nullptr;
+    const PagedKVBatch& in = step.levels[0];
+    const int B = in.batch_size(), page_size = shape.kv.page_size;
+    if (B == 0 || step.num_tokens != B) return nullptr;
+    in.validate(step.num_tokens, page_size, shape.kv.num_pages);
+    if (!cuda::decode_supported(shape.num_qo_heads, shape.num_kv_heads, shape.head_dim))
+      return nullptr;
+    for (int b = 0; b < B; ++b) {
+      if (in.q_len(b) != 1 || in.num_pages(b) < 1 || in.num_pages(b) > max_pages) return nullptr;
+    }
+    cuda::PlanQuery q{in.qo_indptr.data(),
+                      in.kv_indptr.data(),
+                      B,
+                      B,
+                      shape.num_qo_heads,
+                      shape.num_kv_heads,
+                      shape.head_dim,
+                      page_size,
+                      /*cuda_graph=*/true};
+    GraphSlot& slot = graph_slot(slot_id, q, max_pages);
+    // The host side of the slot is rewritten only once its last copy has run.
+    cuda_check(cudaEventSynchronize(slot.staging.copied), "waiting for a plan's metadata copy");
+    char* host = static_cast<char*>(slot.staging.host);
+    auto put = [&](size_t off, const int32_t* v, size_t n) {
+      if (n) std::memcpy(host + off, v, n * 4);
+    };
+    put(slot.qo_indptr, in.qo_indptr.data(), in.qo_indptr.size());
+    put(slot.kv_indptr, in.kv_indptr.data(), in.kv_indptr.size());
+    put(slot.last_page_len, in.kv_last_page_len.data(), in.kv_last_page_len.size());
+    put(slot.kv_indices, in.kv_indices.data(), in.kv_indices.size());
+    auto* bi = reinterpret_cast<int32_t*>(host + slot.batch_indices);
+    auto* pos = reinterpret_cast<int32_t*>(host + slot.positions);
+    for (int b = 0; b < B; ++b) bi[b] = b, pos[b] = in.kv_len(b, page_size) - 1;
+
+    auto plan = std::make_unique<CudaAttentionPlan>(ctx_);
+    plan->shape = shape;
+    plan->num_tokens = B;
+    plan->staging_ = slot.staging;
+    plan->borrowed_ = true;
+    plan->float_ws_ = slot.float_ws;
+    plan->float_bytes_ = slot.float_bytes;
+    plan->batch_indices = slot.batch_indices;
+    plan->positions = slot.positions;
+    LevelPlan lp;
+    lp.batch_size = B;
+    lp.causal = in.causal;
+    lp.decode = true;
+    lp.qo_indptr = slot.qo_indptr;
+    lp.kv_indptr = slot.kv_indptr;
+    lp.kv_indices = slot.kv_indices;
+    lp.last_page_len = slot.last_page_len;
+    lp.int_ws = slot.int_ws;
+    lp.int_ws_bytes = slot.int_ws_bytes;
+    const cuda::PlanWorkspace ws = workspace(*plan, lp);
+    k_call([&] { lp.info = cuda::decode_plan(q, ws, s()); });
+    if (slot.info.empty()) slot.info = lp.info;
+    const size_t used = slot.kv_indices + in.kv_indices.size() * 4;
+    cuda_check(
+        cudaMemcpyAsync(slot.staging.dev, slot.staging.host, used, cudaMemcpyHostToDevice, s()),
+        "graph plan metadata copy");
+    cuda_check(cudaEventRecord(slot.staging.copied, s()), "cudaEventRecord");
+    // A graph replays the launch shape it was captured with; a plan that differs (it should
+    // not: the batch size fixes it) runs eagerly instead.
+    if (lp.info != slot.info) return nullptr;
+    plan->levels.push_back(std::move(lp));
+    return plan;
+  }
+
+  void begin_capture() override {
+    NC_CHECK(!ctx_->capturing, "begin_capture: already capturing");
+    cuda_check(cudaStreamBeginCapture(s(), cudaStreamCaptureModeThreadLocal),
+               "cudaStreamBeginCapture");
+    ctx_->capturing = true;
+  }
+
+  void end_capture(int key) override {
+    NC_CHECK(ctx_->capturing, "end_capture: not capturing");
+    ctx_->capturing = false;
+    cudaGraph_t graph = nullptr;
+    const cudaError_t e = cudaStreamEndCapture(s(), &graph);
+    if (key < 0 || e != cudaSuccess) {
+      if (graph) cudaGraphDestroy(graph);
+      cudaGetLastError();  // a failed capture leaves a sticky-free error: clear it
+      cuda_check(e, "cudaStreamEndCapture");
+      return;
+    }
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t ie = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    cuda_check(ie, "cudaGraphInstantiate");
+    drop_graph(key);
+    ctx_->graphs[key] = exec;
+  }
+
+  bool has_graph(int key) const override { return ctx_->graphs.count(key) > 0; }
+
+  void replay(int key) override {
+    auto it = ctx_->graphs.find(key);
+    NC_CHECK(it != ctx_->graphs.end(), "replay: no graph {}", key);
+    cuda_check(cudaGraphLaunch(it->second, s()), "cudaGraphLaunch");
+  }
+
+  void clear_graphs() override {
+    for (auto& [key, g] : ctx_->graphs) cudaGraphExecDestroy(g);
+    ctx_->graphs.clear();
+  }
+
+  // ---- Timing ----
+
+  void mark_pass_begin() override {
+    if (ctx_->capturing) return;
+    if (!ctx_->pass_begin) ctx_->pass_begin = ctx_->event();
+    cuda_check(cudaEventRecord(ctx_->pass_begin, s()), "cudaEventRecord");
+  }
+
+  void mark_pass_end() override {
+    if (ctx_->capturing || !ctx_->pass_begin) return;
+    cudaEvent_t end = ctx_->event();
+    cuda_check(cudaEventRecord(end, s()), "cudaEventRecord");
+    ctx_->pending_passes.emplace_back(ctx_->pass_begin, end);
+    ctx_->pass_begin = nullptr;
+    if (ctx_->pending_passes.size() > 4096) ctx_->collect_passes();
+  }
+
+  double device_busy_seconds() override {
+    ctx_->collect_passes();
+    return ctx_->busy_s;
+  }
+
   const CudaBackendOptions& options() const { return options_; }
 
  private:
+  void drop_graph(int key) {
+    auto it = ctx_->graphs.find(key);
+    if (it == ctx_->graphs.end()) return;
+    cudaGraphExecDestroy(it->second);
+    ctx_->graphs.erase(it);
+  }
+
+  // The slot for a batch of q.batch_size decodes, (re)made when its shape changes; a remade
+  // slot's graph is dropped (it read the old buffers).
+  GraphSlot& graph_slot(int slot_id, const cuda::PlanQuery& q, int max_pages) {
+    GraphSlot& g = ctx_->slots[slot_id];
+    if (g.batch == q.batch_size && g.max_pages == max_pages && g.num_qo_heads == q.num_qo_heads &&
+        g.num_kv_heads == q.num_kv_heads && g.head_dim == q.head_dim && g.page_size == q.page_size)
+      return g;
+    if (g.batch != 0) {
+      synchronize();
+      Context::release_slot(g);
+      drop_graph(slot_id);
+    }
+    const size_t B = size_t(q.batch_size);
+    size_t fb = 0, ib = 0;
+    k_call([&] { cuda::decode_workspace_size(q, &fb, &ib); });
+    Layout lay;
+    g.qo_indptr = lay.add((B + 1) * 4);
+    g.kv_indptr = lay.add((B + 1) * 4);
+    g.last_page_len = lay.add(B * 4);
+    g.batch_indices = lay.add(B * 4);
+    g.positions = lay.add(B * 4);
+    g.int_ws_bytes = align_up(ib, 16) + 16;
+    g.int_ws = lay.add(g.int_ws_bytes);
+    g.kv_indices = lay.add(B * size_t(max_pages) * 4);
+    g.size = lay.size;
+    g.staging.capacity = align_up(g.size, 4096);
+    cuda_check(cudaHostAlloc(&g.staging.host, g.staging.capacity, cudaHostAllocDefault),
+               "cudaHostAlloc (graph plan)");
+    std::memset(g.staging.host, 0, g.staging.capacity);
+    cuda_check(cudaMalloc(&g.staging.dev, g.staging.capacity), "cudaMalloc (graph plan)");
+    cuda_check(cudaEventCreateWithFlags(&g.staging.copied, cudaEventDisableTiming),
+               "cudaEventCreate");
+    cuda_check(cudaEventRecord(g.staging.copied, s()), "cudaEventRecord");
+    g.float_bytes = std::max<size_t>(align_up(fb, 256), 256);
+    cuda_check(cudaMalloc(&g.float_ws, g.float_bytes), "cudaMalloc (graph split-kv scratch)");
+    g.batch = q.batch_size;
+    g.max_pages = max_pages;
+    g.num_qo_heads = q.num_qo_heads;
+    g.num_kv_heads = q.num_kv_heads;
+    g.head_dim = q.head_dim;
+    g.page_size = q.page_size;
+    g.info.clear();
+    return g;
+  }
+
   cudaStream_t s() const { return ctx_->stream; }
 
   static void dev(const Tensor& t, const char* what) { t.expect_device(Device::CUDA, what); }
@@ -710,8 +1017,15 @@ class CudaBackend final : public Backend {
 
   cuda::PlanWorkspace workspace(const CudaAttentionPlan& plan, const LevelPlan& lp) const {
     cuda::PlanWorkspace ws;
-    ws.float_ws = lp.side ? ctx_->side_float_ws : ctx_->attn_float_ws;
-    ws.float_bytes = lp.side ? ctx_->side_float_bytes : ctx_->attn_float_bytes;
+    // Levels on the side stream run concurrently with the main stream's: their own scratch.
+    // A graph slot's plan (decode only, never cascade) brings its own main scratch.
+    if (lp.side) {
+      ws.float_ws = ctx_->side_float_ws;
+      ws.float_bytes = ctx_->side_float_bytes;
+    } else {
+      ws.float_ws = plan.float_ws_ ? plan.float_ws_ : ctx_->attn_float_ws;
+      ws.float_bytes = plan.float_ws_ ? plan.float_bytes_ : ctx_->attn_float_bytes;
+    }
     ws.int_ws = static_cast<char*>(plan.staging_.dev) + lp.int_ws;
     ws.int_pinned = static_cast<char*>(plan.staging_.host) + lp.int_ws;
     ws.int_bytes = lp.int_ws_bytes;

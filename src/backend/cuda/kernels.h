@@ -36,6 +36,15 @@ void gather_rows(const void* x, const int32_t* rows, void* out, int64_t num_out,
 void bf16_to_f32(const void* in, float* out, int64_t n, cudaStream_t stream);
 void f16_to_f32(const void* in, float* out, int64_t n, cudaStream_t stream);
 void f32_to_bf16(const float* in, void* out, int64_t n, cudaStream_t stream);
+// out[i] = low + (high - low) * uniform_hash01(seed, i) (model/random_init.h), as float32
+// (bf16 = false) or rounded to bf16.
+void fill_uniform(void* out, bool bf16, int64_t n, uint64_t seed, float low, float high,
+                  cudaStream_t stream);
+// One token per row of float32 logits [rows, vocab]: argmax (ties to the lowest id) where
+// inv_temperature[r] is 0, else a draw from softmax(logits * inv_temperature[r]) by the
+// Gumbel-max trick with noise uniform_hash01(seeds[r], i).
+void sample_rows(const float* logits, int rows, int vocab, const float* inv_temperature,
+                 const uint64_t* seeds, int32_t* out, cudaStream_t stream);
 
 // ---- Attention (attn_*.cu) ----
 // One FlashInfer batch over the layer's page tensor, with its CSR arrays on the device.
@@ -80,6 +89,9 @@ struct PlanQuery {
   int num_kv_heads = 0;
   int head_dim = 0;
   int page_size = 0;
+  // Decode plans for CUDA graphs: FlashInfer's fixed-grid variant (the kernel's launch shape
+  // depends on the batch size only; the KV chunk size is read from device memory).
+  bool cuda_graph = false;
 };
 
 // Workspace bytes (float, int) that a plan needs.

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "backend/cuda/kernels.h"
+#include "model/random_init.h"
 
 namespace nc::cuda {
 namespace {
@@ -79,6 +80,57 @@ __global__ void f32_to_bf16_kernel(const float* __restrict__ in, bf16* __restric
        i += int64_t(gridDim.x) * blockDim.x) {
     out[i] = __float2bfloat16(in[i]);  // round to nearest even
   }
+}
+
+template <bool BF16>
+__global__ void fill_uniform_kernel(void* __restrict__ out, int64_t n, uint64_t seed, float low,
+                                    float span) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    // No fused multiply-add: the host computes low + span * u with two roundings.
+    const float x = __fadd_rn(low, __fmul_rn(span, uniform_hash01(seed, uint64_t(i))));
+    if constexpr (BF16)
+      static_cast<bf16*>(out)[i] = __float2bfloat16(x);
+    else
+      static_cast<float*>(out)[i] = x;
+  }
+}
+
+// One block per row: the best (score, id) pair, ties to the lower id.
+constexpr int kSampleThreads = 512;
+__global__ void sample_rows_kernel(const float* __restrict__ logits, int vocab,
+                                   const float* __restrict__ inv_temperature,
+                                   const uint64_t* __restrict__ seeds, int32_t* __restrict__ out) {
+  const int r = blockIdx.x;
+  const float* row = logits + int64_t(r) * vocab;
+  const float inv_t = inv_temperature[r];
+  const uint64_t seed = seeds[r];
+  float best = -INFINITY;
+  int best_id = vocab;
+  for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+    float s = row[i];
+    if (inv_t != 0.0f) {
+      // Gumbel noise -log(-log(u)), u in (0, 1).
+      const float u = uniform_hash01(seed, uint64_t(i)) + 0.5f / 16777216.0f;
+      s = s * inv_t - __logf(-__logf(u));
+    }
+    if (s > best) best = s, best_id = i;  // i increases: ties keep the lower id
+  }
+  __shared__ float sb[kSampleThreads];
+  __shared__ int si[kSampleThreads];
+  sb[threadIdx.x] = best;
+  si[threadIdx.x] = best_id;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    if (threadIdx.x < w) {
+      const float ob = sb[threadIdx.x + w];
+      const int oi = si[threadIdx.x + w];
+      if (ob > sb[threadIdx.x] || (ob == sb[threadIdx.x] && oi < si[threadIdx.x]))
+        sb[threadIdx.x] = ob, si[threadIdx.x] = oi;
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[r] = si[0] < vocab ? si[0] : 0;  // all NaN: token 0
 }
 
 __device__ __forceinline__ float silu(const float& x) {
@@ -203,6 +255,24 @@ void f32_to_bf16(const float* in, void* out, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
   f32_to_bf16_kernel<<<grid_for(n, 256), 256, 0, stream>>>(in, static_cast<bf16*>(out), n);
   check_launch("f32_to_bf16");
+}
+
+void fill_uniform(void* out, bool bf16, int64_t n, uint64_t seed, float low, float high,
+                  cudaStream_t stream) {
+  if (n == 0) return;
+  if (bf16)
+    fill_uniform_kernel<true><<<grid_for(n, 256), 256, 0, stream>>>(out, n, seed, low, high - low);
+  else
+    fill_uniform_kernel<false><<<grid_for(n, 256), 256, 0, stream>>>(out, n, seed, low, high - low);
+  check_launch("fill_uniform");
+}
+
+void sample_rows(const float* logits, int rows, int vocab, const float* inv_temperature,
+                 const uint64_t* seeds, int32_t* out, cudaStream_t stream) {
+  if (rows == 0) return;
+  sample_rows_kernel<<<unsigned(rows), kSampleThreads, 0, stream>>>(logits, vocab, inv_temperature,
+                                                                    seeds, out);
+  check_launch("sample_rows");
 }
 
 }  // namespace nc::cuda
