@@ -14,11 +14,13 @@
 namespace nc {
 
 // GGML tensor types, with their on-disk ids.
+// clang-format off
 enum class GgmlType : uint32_t {
   F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
   Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15, I8 = 24, I16 = 25,
   I32 = 26, I64 = 27, F64 = 28, BF16 = 30,
 };
+// clang-format on
 
 // One metadata value. Arrays hold their elements (nested arrays are allowed by the format).
 struct GgufValue;
@@ -46,6 +48,11 @@ class GgufFile {
   const std::map<std::string, GgufValue>& metadata() const { return kv_; }
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   bool has(const std::string& key) const { return kv_.count(key) > 0; }
+  // The raw value; throws nc::Error naming the key when it is missing.
+  const GgufValue& get(const std::string& key) const;
+  // Alignment of tensor data (general.alignment, default 32) and where the data section starts.
+  uint64_t alignment() const { return alignment_; }
+  uint64_t data_offset() const { return data_offset_; }
 
   // Typed getters: throw nc::Error naming the key when missing or of another type.
   // Integer getters accept any integer type that fits.
@@ -73,6 +80,8 @@ class GgufFile {
   std::vector<GgufTensorInfo> tensors_;
   const uint8_t* data_section_ = nullptr;
   uint64_t data_size_ = 0;
+  uint64_t alignment_ = 32;
+  uint64_t data_offset_ = 0;
   std::shared_ptr<void> mapping_;
 };
 

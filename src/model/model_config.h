@@ -10,7 +10,8 @@ namespace nc {
 
 class GgufFile;
 
-// Llama-3 style rope scaling ("rope_type": "llama3"); type "none" when absent.
+// Rope scaling: Llama-3 style ("rope_type": "llama3") or linear (positions divided by factor);
+// type "none" when absent.
 struct RopeScaling {
   std::string type = "none";  // "none" | "llama3" | "linear"
   double factor = 1.0;
@@ -34,12 +35,15 @@ struct ModelConfig {
   double rms_eps = 1e-6;
   bool tie_embeddings = false;
   bool qk_norm = false;         // Qwen3: RMSNorm over head_dim on q and k before rope
-  bool attention_bias = false;  // Qwen2: bias on q/k/v projections
+  bool attention_bias = false;  // bias on q/k/v projections (Qwen2 always; Llama/Qwen3 when set)
+  bool o_proj_bias = false;     // bias on o_proj too (Llama/Qwen3 "attention_bias"; never Qwen2)
 
   // Throws nc::Error naming the bad field (zero or negative sizes, heads not dividing, ...).
   void validate() const;
 };
 
+// Both throw nc::Error naming the missing or malformed key, or the unsupported architecture.
+// Both return a validated config.
 ModelConfig config_from_hf_json(const nlohmann::json& j);
 ModelConfig config_from_gguf(const GgufFile& f);
 

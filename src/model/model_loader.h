@@ -3,6 +3,7 @@
 // model.safetensors.index.json).
 #pragma once
 #include <string>
+#include <vector>
 
 #include "model/host_tensor.h"
 #include "model/model_config.h"
@@ -18,7 +19,25 @@ struct LoadedModel {
 // architectures, missing tensors and shape mismatches, naming what is wrong.
 LoadedModel load_model(const std::string& path);
 
-// Checks that every tensor the decoder needs is present with the right shape.
+// Checks that every tensor the decoder needs is present with the right shape (validating the
+// config first); the error names the tensor, the expected and the actual shape.
 void check_weights(const ModelConfig& cfg, const WeightMap& w);
+
+// The tensors the decoder needs, by HF name, with their shapes (lm_head only when not tied).
+struct WeightSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+std::vector<WeightSpec> expected_weights(const ModelConfig& cfg);
+
+// GGUF tensor name -> HF name ("blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj.weight");
+// empty when the tensor is not one the decoder uses (rope_freqs.weight, ...).
+std::string gguf_to_hf_name(const std::string& gguf_name);
+
+// llama.cpp's converter interleaves the two rotary halves of each head of a Llama q/k projection
+// (rows of a head go from [2, head_dim/2] to [head_dim/2, 2] order). This undoes it in place, for
+// a weight [n_head * head_dim, in] or a bias [n_head * head_dim]; n_head is the kv head count
+// for k. Qwen2/Qwen3 files are not permuted.
+void unpermute_gguf_qk(HostTensor& t, int64_t n_head, const std::string& name);
 
 }  // namespace nc

@@ -1,0 +1,209 @@
+#include "model/model_loader.h"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "model/gguf.h"
+#include "model/safetensors.h"
+
+namespace nc {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  return fmt::format("[{}]", fmt::join(s, ", "));
+}
+
+// "blk.<N>.<rest>": N as a plain decimal layer index, or -1 when the name has another form.
+int64_t gguf_block_index(const std::string& name, std::string* rest) {
+  constexpr std::string_view kPrefix = "blk.";
+  if (name.compare(0, kPrefix.size(), kPrefix) != 0) return -1;
+  size_t i = kPrefix.size();
+  int64_t n = 0;
+  const size_t digits_begin = i;
+  while (i < name.size() && name[i] >= '0' && name[i] <= '9' && i - digits_begin < 9) {
+    n = n * 10 + (name[i] - '0');
+    ++i;
+  }
+  if (i == digits_begin || i >= name.size() || name[i] != '.') return -1;
+  *rest = name.substr(i + 1);
+  return n;
+}
+
+const char* hf_layer_part(const std::string& gguf_part) {
+  static const std::pair<const char*, const char*> kParts[] = {
+      {"attn_q", "self_attn.q_proj"},      {"attn_k", "self_attn.k_proj"},
+      {"attn_v", "self_attn.v_proj"},      {"attn_output", "self_attn.o_proj"},
+      {"attn_q_norm", "self_attn.q_norm"}, {"attn_k_norm", "self_attn.k_norm"},
+      {"attn_norm", "input_layernorm"},    {"ffn_norm", "post_attention_layernorm"},
+      {"ffn_gate", "mlp.gate_proj"},       {"ffn_up", "mlp.up_proj"},
+      {"ffn_down", "mlp.down_proj"}};
+  for (const auto& [g, h] : kParts) {
+    if (gguf_part == g) return h;
+  }
+  return nullptr;
+}
+
+LoadedModel load_gguf(const std::string& path) {
+  const GgufFile f = GgufFile::open(path);
+  LoadedModel m;
+  m.config = config_from_gguf(f);
+  const bool permuted = m.config.architecture == "llama";
+  for (const GgufTensorInfo& t : f.tensors()) {
+    const std::string hf = gguf_to_hf_name(t.name);
+    if (hf.empty()) continue;  // not a decoder weight (rope_freqs.weight went into the config)
+    HostTensor x = f.load_f32(t);
+    if (permuted && hf.find(".self_attn.q_proj.") != std::string::npos) {
+      unpermute_gguf_qk(x, m.config.num_heads, t.name);
+    } else if (permuted && hf.find(".self_attn.k_proj.") != std::string::npos) {
+      unpermute_gguf_qk(x, m.config.num_kv_heads, t.name);
+    }
+    m.weights.emplace(hf, std::move(x));
+  }
+  check_weights(m.config, m.weights);
+  return m;
+}
+
+LoadedModel load_hf_folder(const fs::path& dir) {
+  const fs::path cfg_path = dir / "config.json";
+  NC_CHECK(fs::is_regular_file(cfg_path),
+           "{} has no config.json: not a Hugging Face checkpoint folder", dir.string());
+  std::ifstream in(cfg_path, std::ios::binary);
+  NC_CHECK(in.good(), "cannot read {}", cfg_path.string());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::exception& e) {
+    fail("{} is not valid JSON: {}", cfg_path.string(), e.what());
+  }
+  LoadedModel m;
+  m.config = config_from_hf_json(j);
+  m.weights = load_safetensors_dir(dir.string());
+  // With tied embeddings the decoder reads the embedding; a stored copy would only cost memory.
+  if (m.config.tie_embeddings) m.weights.erase("lm_head.weight");
+  check_weights(m.config, m.weights);
+  return m;
+}
+
+bool has_gguf_magic(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  char magic[4] = {};
+  in.read(magic, 4);
+  return in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0;
+}
+
+}  // namespace
+
+std::string gguf_to_hf_name(const std::string& name) {
+  if (name == "token_embd.weight") return "model.embed_tokens.weight";
+  if (name == "output_norm.weight") return "model.norm.weight";
+  if (name == "output.weight") return "lm_head.weight";
+  std::string rest;
+  const int64_t layer = gguf_block_index(name, &rest);
+  if (layer < 0) return "";
+  const size_t dot = rest.rfind('.');
+  if (dot == std::string::npos) return "";
+  const std::string kind = rest.substr(dot + 1);
+  if (kind != "weight" && kind != "bias") return "";
+  const char* part = hf_layer_part(rest.substr(0, dot));
+  if (!part) return "";
+  return fmt::format("model.layers.{}.{}.{}", layer, part, kind);
+}
+
+void unpermute_gguf_qk(HostTensor& t, int64_t n_head, const std::string& name) {
+  NC_CHECK(!t.shape.empty() && n_head > 0 && t.shape[0] % (2 * n_head) == 0,
+           "GGUF tensor '{}' with shape {} cannot hold {} heads of even size", name,
+           shape_str(t.shape), n_head);
+  const int64_t rows = t.shape[0];
+  const int64_t cols = rows > 0 ? t.numel() / rows : 0;
+  const int64_t head_dim = rows / n_head;
+  const int64_t half = head_dim / 2;
+  // The file holds row (h, j, i) of a [n_head, half, 2] grid where HF has (h, i, j) of
+  // [n_head, 2, half].
+  std::vector<float> out(t.data.size());
+  for (int64_t h = 0; h < n_head; ++h) {
+    for (int64_t i = 0; i < 2; ++i) {
+      for (int64_t j = 0; j < half; ++j) {
+        const int64_t hf_row = h * head_dim + i * half + j;
+        const int64_t file_row = h * head_dim + j * 2 + i;
+        std::copy_n(t.data.begin() + file_row * cols, cols, out.begin() + hf_row * cols);
+      }
+    }
+  }
+  t.data = std::move(out);
+}
+
+std::vector<WeightSpec> expected_weights(const ModelConfig& c) {
+  const int64_t q = c.num_heads * c.head_dim;
+  const int64_t kv = c.num_kv_heads * c.head_dim;
+  const int64_t h = c.hidden_size;
+  std::vector<WeightSpec> w;
+  w.push_back({"model.embed_tokens.weight", {c.vocab_size, h}});
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const std::string p = fmt::format("model.layers.{}.", l);
+    w.push_back({p + "input_layernorm.weight", {h}});
+    w.push_back({p + "self_attn.q_proj.weight", {q, h}});
+    w.push_back({p + "self_attn.k_proj.weight", {kv, h}});
+    w.push_back({p + "self_attn.v_proj.weight", {kv, h}});
+    w.push_back({p + "self_attn.o_proj.weight", {h, q}});
+    if (c.attention_bias) {
+      w.push_back({p + "self_attn.q_proj.bias", {q}});
+      w.push_back({p + "self_attn.k_proj.bias", {kv}});
+      w.push_back({p + "self_attn.v_proj.bias", {kv}});
+    }
+    if (c.o_proj_bias) w.push_back({p + "self_attn.o_proj.bias", {h}});
+    if (c.qk_norm) {
+      w.push_back({p + "self_attn.q_norm.weight", {c.head_dim}});
+      w.push_back({p + "self_attn.k_norm.weight", {c.head_dim}});
+    }
+    w.push_back({p + "post_attention_layernorm.weight", {h}});
+    w.push_back({p + "mlp.gate_proj.weight", {c.intermediate_size, h}});
+    w.push_back({p + "mlp.up_proj.weight", {c.intermediate_size, h}});
+    w.push_back({p + "mlp.down_proj.weight", {h, c.intermediate_size}});
+  }
+  w.push_back({"model.norm.weight", {h}});
+  if (!c.tie_embeddings) w.push_back({"lm_head.weight", {c.vocab_size, h}});
+  return w;
+}
+
+void check_weights(const ModelConfig& cfg, const WeightMap& w) {
+  cfg.validate();
+  for (const WeightSpec& s : expected_weights(cfg)) {
+    auto it = w.find(s.name);
+    if (it == w.end()) {
+      if (s.name == "lm_head.weight") {
+        fail("missing tensor lm_head.weight (expected shape {}; embeddings are not tied)",
+             shape_str(s.shape));
+      }
+      fail("missing tensor {} (expected shape {})", s.name, shape_str(s.shape));
+    }
+    const HostTensor& t = it->second;
+    NC_CHECK(t.shape == s.shape, "tensor {} has shape {}, expected {}", s.name, shape_str(t.shape),
+             shape_str(s.shape));
+    NC_CHECK(int64_t(t.data.size()) == t.numel(), "tensor {} holds {} values for shape {}", s.name,
+             t.data.size(), shape_str(t.shape));
+  }
+}
+
+LoadedModel load_model(const std::string& path) {
+  const fs::path p(path);
+  std::error_code ec;
+  const fs::file_status st = fs::status(p, ec);
+  NC_CHECK(!ec && fs::exists(st), "model path {} does not exist", path);
+  if (fs::is_directory(st)) return load_hf_folder(p);
+  NC_CHECK(fs::is_regular_file(st) && has_gguf_magic(p),
+           "unknown model format: {} (expected a .gguf file or a Hugging Face checkpoint folder "
+           "with config.json and safetensors weights)",
+           path);
+  return load_gguf(path);
+}
+
+}  // namespace nc

@@ -1,0 +1,186 @@
+#include "tokenizer/chat_template.h"
+
+#include "core/error.h"
+#include "tokenizer/unicode.h"
+
+namespace nc {
+
+namespace {
+
+bool contains(const std::string& s, const char* what) {
+  return s.find(what) != std::string::npos;
+}
+
+// Python's str.isspace() on one code point (Jinja's trim filter and str.strip() use it).
+bool py_isspace(uint32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
+         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+         cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+// Python's str.strip() / Jinja's |trim.
+std::string py_strip(const std::string& s) {
+  size_t begin = 0;
+  while (begin < s.size()) {
+    size_t next = begin;
+    if (!py_isspace(unicode::utf8_next(s, next))) break;
+    begin = next;
+  }
+  size_t end = begin;  // the end of the last non-space character
+  for (size_t i = begin; i < s.size();) {
+    if (!py_isspace(unicode::utf8_next(s, i))) end = i;
+  }
+  return s.substr(begin, end - begin);
+}
+
+// Undoes the escapes of a Jinja string literal (\n, \t, \', \", \\).
+std::string unescape_literal(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\\' || i + 1 == s.size()) {
+      out += s[i];
+      continue;
+    }
+    const char c = s[++i];
+    switch (c) {
+      case 'n':
+        out += '\n';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      default:
+        out += c;  // \' \" \\ and anything else: the character itself
+    }
+  }
+  return out;
+}
+
+void check_roles(const std::vector<ChatMessage>& messages) {
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const std::string& r = messages[i].role;
+    NC_CHECK(r == "system" || r == "user" || r == "assistant",
+             "chat message {} has role '{}': only system, user and assistant are supported", i, r);
+  }
+}
+
+std::string render_chatml(const std::string& tmpl, const std::vector<ChatMessage>& messages,
+                          bool add_generation_prompt) {
+  std::string out;
+  const std::string dflt = chatml_default_system(tmpl);
+  if (!dflt.empty() && !messages.empty() && messages[0].role != "system")
+    out += "<|im_start|>system\n" + dflt + "<|im_end|>\n";
+  for (const ChatMessage& m : messages)
+    out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+  if (add_generation_prompt) out += "<|im_start|>assistant\n";
+  return out;
+}
+
+std::string render_llama3(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                          const std::string& bos) {
+  std::string out;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (i == 0) out += bos;
+    out += "<|start_header_id|>" + messages[i].role + "<|end_header_id|>\n\n" +
+           py_strip(messages[i].content) + "<|eot_id|>";
+  }
+  if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  return out;
+}
+
+std::string render_llama2(const std::vector<ChatMessage>& messages, const std::string& bos,
+                          const std::string& eos) {
+  size_t first = 0;
+  std::string system;
+  bool has_system = false;
+  if (!messages.empty() && messages[0].role == "system") {
+    system = messages[0].content;
+    has_system = true;
+    first = 1;
+  }
+  std::string out;
+  for (size_t i = first; i < messages.size(); ++i) {
+    const size_t k = i - first;
+    const ChatMessage& m = messages[i];
+    NC_CHECK((m.role == "user") == (k % 2 == 0) && m.role != "system",
+             "Llama-2 chat template: roles must alternate user/assistant/user/... after an "
+             "optional first system message (message {} is '{}')",
+             i, m.role);
+    std::string content = m.content;
+    if (k == 0 && has_system) content = "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + content;
+    if (m.role == "user")
+      out += bos + "[INST] " + py_strip(content) + " [/INST]";
+    else
+      out.append(" ").append(py_strip(content)).append(" ").append(eos);
+  }
+  return out;
+}
+
+}  // namespace
+
+ChatTemplateFamily detect_chat_template(const std::string& t) {
+  if (contains(t, "<|im_start|>")) return ChatTemplateFamily::kChatML;
+  if (contains(t, "<|start_header_id|>")) {
+    NC_CHECK(!contains(t, "Cutting Knowledge Date"),
+             "unsupported chat template: a Llama-3.1+ template (date and tool headers); only "
+             "Llama-3-Instruct's template is supported for the <|start_header_id|> family");
+    return ChatTemplateFamily::kLlama3;
+  }
+  if (contains(t, "[INST]") && contains(t, "<<SYS>>")) return ChatTemplateFamily::kLlama2;
+  fail(
+      "unsupported chat template{}: supported families are ChatML (<|im_start|>, SmolLM2/Qwen2), "
+      "Llama-3 (<|start_header_id|>) and Llama-2 ([INST] with <<SYS>>); pass one of those "
+      "templates explicitly or use raw completion prompts",
+      t.empty() ? " (the model has none)" : "");
+}
+
+const char* chat_template_family_name(ChatTemplateFamily f) {
+  switch (f) {
+    case ChatTemplateFamily::kChatML:
+      return "chatml";
+    case ChatTemplateFamily::kLlama3:
+      return "llama3";
+    case ChatTemplateFamily::kLlama2:
+      return "llama2";
+  }
+  return "?";
+}
+
+std::string chatml_default_system(const std::string& t) {
+  // A constant string literal '<|im_start|>system\n...<|im_end|>' (the newline written as is
+  // or escaped) is the prompt the template inserts when the conversation has no system message.
+  for (const char* head : {"<|im_start|>system\n", "<|im_start|>system\\n"}) {
+    for (size_t pos = t.find(head); pos != std::string::npos; pos = t.find(head, pos + 1)) {
+      const size_t start = pos + std::string(head).size();
+      const size_t end = t.find("<|im_end|>", start);
+      if (end == std::string::npos) continue;
+      const std::string body = t.substr(start, end - start);
+      // Anything that leaves the literal (a quote, an expression) means it is not a constant.
+      if (body.empty() || body.find_first_of("'\"{}+") != std::string::npos) continue;
+      return unescape_literal(body);
+    }
+  }
+  return "";
+}
+
+std::string apply_chat_template(const std::string& template_str,
+                                const std::vector<ChatMessage>& messages,
+                                bool add_generation_prompt, const std::string& bos_token,
+                                const std::string& eos_token) {
+  const ChatTemplateFamily family = detect_chat_template(template_str);
+  check_roles(messages);
+  switch (family) {
+    case ChatTemplateFamily::kChatML:
+      return render_chatml(template_str, messages, add_generation_prompt);
+    case ChatTemplateFamily::kLlama3:
+      return render_llama3(messages, add_generation_prompt, bos_token);
+    case ChatTemplateFamily::kLlama2:
+      return render_llama2(messages, bos_token, eos_token);
+  }
+  return "";
+}
+
+}  // namespace nc

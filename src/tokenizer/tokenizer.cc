@@ -1,0 +1,446 @@
+#include "tokenizer/tokenizer.h"
+
+#include <algorithm>
+#include <queue>
+
+#include "core/error.h"
+#include "tokenizer/pretokenizer.h"
+#include "tokenizer/unicode.h"
+
+namespace nc {
+
+namespace {
+
+constexpr std::string_view kSpmSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's space
+
+uint64_t pair_key(int32_t a, int32_t b) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+}
+
+bool is_special_type(TokenType t) {
+  return t == TokenType::kControl || t == TokenType::kUserDefined || t == TokenType::kUnknown;
+}
+
+// Parses "<0xNN>"; -1 when s has another form.
+int parse_byte_token(std::string_view s) {
+  if (s.size() != 6 || s.substr(0, 3) != "<0x" || s[5] != '>') return -1;
+  int v = 0;
+  for (char c : s.substr(3, 2)) {
+    v *= 16;
+    if (c >= '0' && c <= '9')
+      v += c - '0';
+    else if (c >= 'A' && c <= 'F')
+      v += c - 'A' + 10;
+    else if (c >= 'a' && c <= 'f')
+      v += c - 'a' + 10;
+    else
+      return -1;
+  }
+  return v;
+}
+
+}  // namespace
+
+Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
+  const size_t n = spec_.tokens.size();
+  NC_CHECK(n > 0, "tokenizer has an empty vocabulary");
+  NC_CHECK(n < (1u << 31), "tokenizer vocabulary too large: {} tokens", n);
+  if (spec_.types.empty()) spec_.types.assign(n, TokenType::kNormal);
+  NC_CHECK(spec_.types.size() == n, "tokenizer has {} token types for {} tokens",
+           spec_.types.size(), n);
+  if (spec_.scores.empty()) spec_.scores.assign(n, 0.0f);
+  NC_CHECK(spec_.scores.size() == n, "tokenizer has {} scores for {} tokens", spec_.scores.size(),
+           n);
+  for (int32_t* id : {&spec_.bos_id, &spec_.eos_id, &spec_.unk_id}) {
+    NC_CHECK(*id < static_cast<int64_t>(n),
+             "special token id {} is out of range (vocabulary of {})", *id, n);
+    if (*id < 0) *id = -1;
+  }
+  for (int32_t id : spec_.extra_eos_ids)
+    NC_CHECK(id >= 0 && id < static_cast<int64_t>(n),
+             "end-of-turn token id {} is out of range (vocabulary of {})", id, n);
+  if (spec_.bos_id < 0) spec_.add_bos = false;  // nothing to add
+
+  token_to_id_.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (!spec_.tokens[i].empty()) token_to_id_.emplace(spec_.tokens[i], static_cast<int32_t>(i));
+  }
+  std::fill(std::begin(byte_token_), std::end(byte_token_), -1);
+  if (spec_.kind == TokenizerKind::kByteLevelBpe) {
+    for (int b = 0; b < 256; ++b) byte_token_[b] = token_id(unicode::byte_to_utf8(b));
+    merges_.reserve(spec_.merges.size());
+    for (size_t r = 0; r < spec_.merges.size(); ++r) {
+      const auto& [a, b] = spec_.merges[r];
+      const int32_t ia = token_id(a), ib = token_id(b), iab = token_id(a + b);
+      // A merge whose parts or result are not tokens can never apply; skip it as HF does.
+      if (ia < 0 || ib < 0 || iab < 0) continue;
+      merges_.emplace(pair_key(ia, ib), MergeInfo{static_cast<int32_t>(r), iab});
+    }
+    pre_ = std::make_unique<PreTokenizer>(spec_.pre_regexes);
+  } else {
+    for (size_t i = 0; i < n; ++i) {
+      const int b = spec_.types[i] == TokenType::kByte ? parse_byte_token(spec_.tokens[i]) : -1;
+      if (b >= 0 && byte_token_[b] < 0) byte_token_[b] = static_cast<int32_t>(i);
+    }
+  }
+  build_pieces();
+  build_specials();
+  build_eos_ids();
+}
+
+Tokenizer::~Tokenizer() = default;
+
+void Tokenizer::build_pieces() {
+  pieces_.resize(spec_.tokens.size());
+  for (size_t i = 0; i < spec_.tokens.size(); ++i) {
+    const std::string& t = spec_.tokens[i];
+    std::string& p = pieces_[i];
+    const TokenType type = spec_.types[i];
+    if (type != TokenType::kNormal && type != TokenType::kByte && type != TokenType::kUndefined) {
+      p = t;  // control, user-defined, unknown, unused: their text
+    } else if (spec_.kind == TokenizerKind::kByteLevelBpe) {
+      for (size_t k = 0; k < t.size();) {
+        const size_t start = k;
+        const int b = unicode::cp_to_byte(unicode::utf8_next(t, k));
+        if (b >= 0)
+          p += static_cast<char>(b);
+        else
+          p.append(t, start, k - start);  // not from the byte map: keep as text
+      }
+    } else if (type == TokenType::kByte && parse_byte_token(t) >= 0) {
+      p = std::string(1, static_cast<char>(parse_byte_token(t)));
+    } else {
+      for (size_t k = 0; k < t.size();) {
+        if (std::string_view(t).substr(k, 3) == kSpmSpace) {
+          p += ' ';
+          k += 3;
+        } else {
+          p += t[k++];
+        }
+      }
+    }
+  }
+}
+
+void Tokenizer::build_specials() {
+  for (size_t i = 0; i < spec_.tokens.size(); ++i) {
+    const std::string& t = spec_.tokens[i];
+    if (t.empty() || !is_special_type(spec_.types[i])) continue;
+    if (!specials_.emplace(t, static_cast<int32_t>(i)).second) continue;
+    special_first_byte_[static_cast<uint8_t>(t[0])] = true;
+    if (std::find(special_lengths_.begin(), special_lengths_.end(), t.size()) ==
+        special_lengths_.end())
+      special_lengths_.push_back(t.size());
+  }
+  std::sort(special_lengths_.rbegin(), special_lengths_.rend());
+}
+
+void Tokenizer::build_eos_ids() {
+  auto add = [&](int32_t id) {
+    if (id >= 0 && std::find(eos_ids_.begin(), eos_ids_.end(), id) == eos_ids_.end())
+      eos_ids_.push_back(id);
+  };
+  add(spec_.eos_id);
+  for (int32_t id : spec_.extra_eos_ids) add(id);
+  // End-of-turn markers: a chat model stops at them when its template closes turns with them.
+  for (const char* name :
+       {"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>"}) {
+    const int32_t id = token_id(name);
+    if (id >= 0 && spec_.chat_template.find(name) != std::string::npos) add(id);
+  }
+}
+
+int32_t Tokenizer::token_id(std::string_view token_text) const {
+  auto it = token_to_id_.find(token_text);
+  return it == token_to_id_.end() ? -1 : it->second;
+}
+
+void Tokenizer::check_id(int32_t id) const {
+  NC_CHECK(id >= 0 && id < vocab_size(), "token id {} is out of range (vocabulary of {} tokens)",
+           id, vocab_size());
+}
+
+TokenType Tokenizer::token_type(int32_t id) const {
+  check_id(id);
+  return spec_.types[id];
+}
+
+const std::string& Tokenizer::token_piece(int32_t id) const {
+  check_id(id);
+  return pieces_[id];
+}
+
+bool Tokenizer::is_eos(int32_t id) const {
+  return std::find(eos_ids_.begin(), eos_ids_.end(), id) != eos_ids_.end();
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos,
+                                       bool parse_special) const {
+  std::vector<int32_t> out;
+  out.reserve(text.size() / 3 + 2);
+  if (add_bos) {
+    NC_CHECK(spec_.bos_id >= 0, "cannot add BOS: the {} tokenizer has no BOS token", spec_.name);
+    out.push_back(spec_.bos_id);
+  }
+  if (!parse_special || specials_.empty()) {
+    encode_segment(text, true, out);
+    return out;
+  }
+  // Leftmost-longest match of special token texts; the text between them is encoded normally.
+  size_t seg_start = 0;
+  bool first = true;
+  for (size_t i = 0; i < text.size();) {
+    int32_t hit = -1;
+    size_t hit_len = 0;
+    if (special_first_byte_[static_cast<uint8_t>(text[i])]) {
+      for (size_t len : special_lengths_) {
+        if (i + len > text.size()) continue;
+        auto it = specials_.find(text.substr(i, len));
+        if (it != specials_.end()) {
+          hit = it->second;
+          hit_len = len;
+          break;
+        }
+      }
+    }
+    if (hit < 0) {
+      ++i;
+      continue;
+    }
+    encode_segment(text.substr(seg_start, i - seg_start), first, out);
+    out.push_back(hit);
+    first = false;
+    i += hit_len;
+    seg_start = i;
+  }
+  encode_segment(text.substr(seg_start), first, out);
+  return out;
+}
+
+void Tokenizer::encode_segment(std::string_view text, bool first_segment,
+                               std::vector<int32_t>& out) const {
+  if (text.empty()) return;
+  if (spec_.kind == TokenizerKind::kSentencePieceBpe) {
+    spm_segment(text, spec_.add_prefix_space, out);
+    return;
+  }
+  if (spec_.add_prefix_space && text[0] != ' ') {
+    std::string spaced(1, ' ');
+    spaced.append(text);
+    for (std::string_view word : pre_->split(spaced)) bpe_word(word, out);
+    return;
+  }
+  for (std::string_view word : pre_->split(text)) bpe_word(word, out);
+}
+
+// Byte-level BPE of one pre-token: start from one symbol per byte and repeatedly apply the
+// lowest-ranked merge among adjacent pairs (leftmost first on ties), via a heap whose stale
+// entries are skipped when popped.
+void Tokenizer::bpe_word(std::string_view word, std::vector<int32_t>& out) const {
+  if (word.empty()) return;
+  if (spec_.ignore_merges) {
+    std::string mapped;
+    for (char c : word) mapped += unicode::byte_to_utf8(static_cast<uint8_t>(c));
+    const int32_t id = token_id(mapped);
+    if (id >= 0) {
+      out.push_back(id);
+      return;
+    }
+  }
+  struct Sym {
+    int32_t id, prev, next;
+  };
+  // Some vocabularies lack the bytes that valid UTF-8 never holds (0xC0, 0xC1, 0xF5..0xFF):
+  // such a byte becomes the unknown token when the vocabulary has a real one, else it is
+  // dropped (no text the tokenizer's authors could have seen contains it).
+  const bool real_unk = spec_.unk_id >= 0 && spec_.types[spec_.unk_id] == TokenType::kUnknown;
+  std::vector<Sym> syms;
+  syms.reserve(word.size());
+  for (char c : word) {
+    int32_t id = byte_token_[static_cast<uint8_t>(c)];
+    if (id < 0 && real_unk) id = spec_.unk_id;
+    if (id < 0) continue;
+    const int32_t i = static_cast<int32_t>(syms.size());
+    syms.push_back({id, i - 1, i + 1});
+  }
+  if (syms.empty()) return;
+  syms.back().next = -1;
+  const int32_t n = static_cast<int32_t>(syms.size());
+  struct Cand {
+    int32_t rank, left, right, left_id, right_id;
+  };
+  auto later = [](const Cand& a, const Cand& b) {
+    return a.rank != b.rank ? a.rank > b.rank : a.left > b.left;
+  };
+  std::priority_queue<Cand, std::vector<Cand>, decltype(later)> heap(later);
+  auto push_pair = [&](int32_t l) {
+    if (l < 0) return;
+    const int32_t r = syms[l].next;
+    if (r < 0) return;
+    auto it = merges_.find(pair_key(syms[l].id, syms[r].id));
+    if (it != merges_.end()) heap.push({it->second.rank, l, r, syms[l].id, syms[r].id});
+  };
+  for (int32_t i = 0; i + 1 < n; ++i) push_pair(i);
+  while (!heap.empty()) {
+    const Cand c = heap.top();
+    heap.pop();
+    Sym& l = syms[c.left];
+    if (l.id != c.left_id || l.next != c.right || syms[c.right].id != c.right_id) continue;
+    Sym& r = syms[c.right];
+    l.id = merges_.at(pair_key(c.left_id, c.right_id)).merged;
+    l.next = r.next;
+    if (r.next >= 0) syms[r.next].prev = c.left;
+    r.id = -1;
+    push_pair(l.prev);
+    push_pair(c.left);
+  }
+  for (int32_t i = 0; i >= 0; i = syms[i].next) out.push_back(syms[i].id);
+}
+
+// SentencePiece BPE of one text segment: spaces become U+2581 (plus a leading one), symbols
+// start as UTF-8 characters, and the adjacent pair whose concatenation is the highest-scored
+// normal token is merged first (leftmost on ties). Symbols left outside the vocabulary fall back
+// to <0xNN> byte tokens.
+void Tokenizer::spm_segment(std::string_view text, bool add_prefix,
+                            std::vector<int32_t>& out) const {
+  std::string norm;
+  norm.reserve(text.size() + 8);
+  if (add_prefix) norm += kSpmSpace;
+  for (char c : text) {
+    if (c == ' ')
+      norm += kSpmSpace;
+    else
+      norm += c;
+  }
+  struct Sym {
+    int32_t start, len, prev, next;
+  };
+  std::vector<Sym> syms;
+  for (size_t i = 0; i < norm.size();) {
+    const size_t start = i;
+    unicode::utf8_next(norm, i);  // one character, or one byte of invalid UTF-8
+    const int32_t idx = static_cast<int32_t>(syms.size());
+    syms.push_back(
+        {static_cast<int32_t>(start), static_cast<int32_t>(i - start), idx - 1, idx + 1});
+  }
+  syms.back().next = -1;
+  struct Cand {
+    float score;
+    int32_t left, right, len;
+  };
+  auto later = [](const Cand& a, const Cand& b) {
+    return a.score != b.score ? a.score < b.score : a.left > b.left;
+  };
+  std::priority_queue<Cand, std::vector<Cand>, decltype(later)> heap(later);
+  const std::string_view nv = norm;
+  auto push_pair = [&](int32_t l) {
+    if (l < 0 || syms[l].next < 0) return;
+    const Sym& a = syms[l];
+    const Sym& b = syms[a.next];
+    const int32_t id = token_id(nv.substr(a.start, a.len + b.len));
+    if (id < 0) return;
+    const TokenType t = spec_.types[id];
+    if (t != TokenType::kNormal && t != TokenType::kUndefined) return;
+    heap.push({spec_.scores[id], l, a.next, a.len + b.len});
+  };
+  for (int32_t i = 0; i + 1 < static_cast<int32_t>(syms.size()); ++i) push_pair(i);
+  while (!heap.empty()) {
+    const Cand c = heap.top();
+    heap.pop();
+    Sym& l = syms[c.left];
+    Sym& r = syms[c.right];
+    if (l.len == 0 || r.len == 0 || l.next != c.right || l.len + r.len != c.len) continue;
+    l.len += r.len;
+    l.next = r.next;
+    if (r.next >= 0) syms[r.next].prev = c.left;
+    r.len = 0;
+    push_pair(l.prev);
+    push_pair(c.left);
+  }
+  for (int32_t i = 0; i >= 0; i = syms[i].next)
+    spm_emit_symbol(nv.substr(syms[i].start, syms[i].len), out);
+}
+
+void Tokenizer::spm_emit_symbol(std::string_view sym, std::vector<int32_t>& out) const {
+  const int32_t id = token_id(sym);
+  if (id >= 0 &&
+      (spec_.types[id] == TokenType::kNormal || spec_.types[id] == TokenType::kUndefined)) {
+    out.push_back(id);
+    return;
+  }
+  for (char c : sym) {
+    const int32_t b = byte_token_[static_cast<uint8_t>(c)];
+    if (b >= 0) {
+      out.push_back(b);
+    } else {
+      NC_CHECK(spec_.unk_id >= 0, "the {} vocabulary can encode neither '{}' nor its bytes",
+               spec_.name, sym);
+      out.push_back(spec_.unk_id);
+      return;
+    }
+  }
+}
+
+void Tokenizer::append_piece(int32_t id, bool skip_special, bool& at_start,
+                             std::string& out) const {
+  check_id(id);
+  const TokenType type = spec_.types[id];
+  if (type == TokenType::kControl || type == TokenType::kUnknown) {
+    if (!skip_special) out += pieces_[id];
+    return;
+  }
+  const std::string& p = pieces_[id];
+  // SentencePiece added a space in front of the text; the first text token gives it back.
+  if (at_start && spec_.kind == TokenizerKind::kSentencePieceBpe && spec_.add_prefix_space &&
+      !p.empty() && p[0] == ' ') {
+    out.append(p, 1);
+  } else {
+    out += p;
+  }
+  at_start = false;
+}
+
+std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special) const {
+  std::string out;
+  bool at_start = true;
+  for (int32_t id : ids) append_piece(id, skip_special, at_start, out);
+  return out;
+}
+
+size_t utf8_complete_prefix(std::string_view s) {
+  // Find the lead byte of the last sequence (at most 3 continuation bytes back).
+  size_t k = s.size();
+  int cont = 0;
+  while (k > 0 && cont < 4 && (static_cast<uint8_t>(s[k - 1]) & 0xC0) == 0x80) {
+    --k;
+    ++cont;
+  }
+  if (k == 0) return s.size();
+  const auto lead = static_cast<uint8_t>(s[k - 1]);
+  if (lead < 0xC2 || lead > 0xF4) return s.size();  // ASCII or not a valid lead byte
+  const int need = unicode::utf8_len(lead);
+  return cont + 1 < need ? k - 1 : s.size();
+}
+
+std::string IncrementalDecoder::feed(int32_t id) {
+  std::string piece;
+  tok_.append_piece(id, skip_special_, at_start_, piece);  // throws before any state changes
+  std::string s = pending_ + piece;
+  const size_t n = utf8_complete_prefix(s);
+  pending_ = s.substr(n);
+  s.resize(n);
+  return s;
+}
+
+std::string IncrementalDecoder::flush() {
+  std::string s = std::move(pending_);
+  pending_.clear();
+  return s;
+}
+
+void IncrementalDecoder::reset() {
+  pending_.clear();
+  at_start_ = true;
+}
+
+}  // namespace nc

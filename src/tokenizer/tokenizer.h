@@ -1,0 +1,157 @@
+// Tokenizers: byte-level BPE (GPT-2, Llama-3, Qwen2/3, StarCoder/SmolLM2) and SentencePiece BPE
+// (Llama-2), built from GGUF metadata or a Hugging Face tokenizer.json.
+//
+// Encoding: special tokens are split out first (when asked), each remaining text segment is
+// pre-tokenized (byte-level: the family's regexes through PCRE2; SentencePiece: spaces become
+// U+2581 and a leading one is added), and each piece is merged by BPE.
+// Decoding returns raw bytes, which may end inside a UTF-8 character; IncrementalDecoder holds
+// such bytes back when streaming.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace nc {
+
+class GgufFile;
+class PreTokenizer;
+
+// GGUF's token types (tokenizer.ggml.token_type).
+enum class TokenType : int32_t {
+  kUndefined = 0,
+  kNormal = 1,
+  kUnknown = 2,
+  kControl = 3,
+  kUserDefined = 4,
+  kUnused = 5,
+  kByte = 6,
+};
+
+enum class TokenizerKind { kByteLevelBpe, kSentencePieceBpe };
+
+// Everything a Tokenizer is built from; the GGUF and tokenizer.json loaders fill it, tests may
+// build one by hand.
+struct TokenizerSpec {
+  TokenizerKind kind = TokenizerKind::kByteLevelBpe;
+  // Byte-level: regexes applied in sequence, each splitting the pieces of the previous one
+  // (matches and the gaps between them both become pieces).
+  std::vector<std::string> pre_regexes;
+  // Byte-level: prepend a space to the text unless it starts with one (HF ByteLevel
+  // add_prefix_space). SentencePiece: prepend U+2581 to each text segment (the dummy prefix).
+  bool add_prefix_space = false;
+  // Byte-level: a pre-token that is itself in the vocabulary is emitted whole (Llama-3).
+  bool ignore_merges = false;
+  std::vector<std::string> tokens;  // byte-level: in GPT-2's byte->unicode form
+  std::vector<TokenType> types;     // empty: all normal
+  std::vector<float> scores;        // SentencePiece: merge priority of each token
+  std::vector<std::pair<std::string, std::string>> merges;  // byte-level, by rank
+  int32_t bos_id = -1;
+  int32_t eos_id = -1;
+  int32_t unk_id = -1;
+  bool add_bos = false;
+  std::vector<int32_t> extra_eos_ids;  // end-of-turn ids named by the model file (eot, eom)
+  std::string chat_template;
+  std::string name;  // family, for messages ("gpt-2", "llama-bpe", "llama-spm", ...)
+};
+
+class Tokenizer {
+ public:
+  explicit Tokenizer(TokenizerSpec spec);
+  ~Tokenizer();
+  Tokenizer(const Tokenizer&) = delete;
+  Tokenizer& operator=(const Tokenizer&) = delete;
+
+  // From tokenizer.ggml.* keys. tokenizer.ggml.pre names the byte-level family; an unknown
+  // one is an nc::Error listing the known ones (a wrong regex would silently mis-tokenize).
+  static std::unique_ptr<Tokenizer> from_gguf(const GgufFile& gguf);
+  // From a directory holding tokenizer.json (and optionally tokenizer_config.json), or the
+  // path of a tokenizer.json (tokenizer_config.json is then looked for beside it).
+  // Supports model.type BPE with a ByteLevel / Split / Digits pre-tokenizer.
+  static std::unique_ptr<Tokenizer> from_hf_json(const std::string& path);
+  // Maps a tokenizer.ggml.pre name to its pre-tokenizer regexes; nc::Error when unknown.
+  static std::vector<std::string> pre_regexes_for(const std::string& pre_name);
+
+  std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const;
+  // Raw bytes of the tokens. Control tokens render as their text unless skip_special.
+  // SentencePiece: the space of the dummy prefix is dropped from the first non-control token.
+  std::string decode(const std::vector<int32_t>& ids, bool skip_special = false) const;
+  // Raw bytes of one token (control and user-defined tokens: their text).
+  const std::string& token_piece(int32_t id) const;
+  // The token as stored in the vocabulary (byte-level: the mapped form). -1 when absent.
+  int32_t token_id(std::string_view token_text) const;
+  TokenType token_type(int32_t id) const;
+
+  int32_t bos_id() const { return spec_.bos_id; }
+  int32_t eos_id() const { return spec_.eos_id; }
+  // eos plus the end-of-turn tokens (<|eot_id|>, <|im_end|>, ...) the vocabulary has and the
+  // chat template uses, or that the model file names.
+  const std::vector<int32_t>& eos_ids() const { return eos_ids_; }
+  bool is_eos(int32_t id) const;
+  bool add_bos_default() const { return spec_.add_bos; }
+  int vocab_size() const { return static_cast<int>(spec_.tokens.size()); }
+  TokenizerKind kind() const { return spec_.kind; }
+  const std::string& name() const { return spec_.name; }
+  const std::string& chat_template() const { return spec_.chat_template; }
+
+ private:
+  friend class IncrementalDecoder;
+  struct MergeInfo {
+    int32_t rank;
+    int32_t merged;
+  };
+  struct StrHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using StrMap = std::unordered_map<std::string, int32_t, StrHash, std::equal_to<>>;
+
+  void check_id(int32_t id) const;
+  void build_pieces();
+  void build_specials();
+  void build_eos_ids();
+  void encode_segment(std::string_view text, bool first_segment, std::vector<int32_t>& out) const;
+  void bpe_word(std::string_view word, std::vector<int32_t>& out) const;
+  void spm_segment(std::string_view text, bool add_prefix, std::vector<int32_t>& out) const;
+  void spm_emit_symbol(std::string_view sym, std::vector<int32_t>& out) const;
+  // Appends the bytes of one token to out; at_start tracks the SentencePiece leading space.
+  void append_piece(int32_t id, bool skip_special, bool& at_start, std::string& out) const;
+
+  TokenizerSpec spec_;
+  StrMap token_to_id_;
+  std::unordered_map<uint64_t, MergeInfo> merges_;  // (left id << 32 | right id) -> merge
+  int32_t byte_token_[256];          // byte-level: token of each byte; SentencePiece: <0xNN>
+  std::vector<std::string> pieces_;  // decoded bytes of each token
+  std::unique_ptr<PreTokenizer> pre_;
+  StrMap specials_;                      // special token text -> id
+  std::vector<size_t> special_lengths_;  // distinct lengths, longest first
+  bool special_first_byte_[256] = {};
+  std::vector<int32_t> eos_ids_;
+};
+
+// Streaming detokenizer: feed ids one at a time, get the text completed so far. It never
+// returns part of a UTF-8 character: incomplete trailing bytes wait for the next token, and
+// flush() returns whatever is left at the end. The concatenation of everything returned equals
+// Tokenizer::decode of all the ids fed.
+class IncrementalDecoder {
+ public:
+  explicit IncrementalDecoder(const Tokenizer& tok, bool skip_special = false)
+      : tok_(tok), skip_special_(skip_special) {}
+  std::string feed(int32_t id);
+  std::string flush();
+  void reset();
+
+ private:
+  const Tokenizer& tok_;
+  bool skip_special_;
+  bool at_start_ = true;
+  std::string pending_;  // bytes of an incomplete UTF-8 character (at most 3)
+};
+
+// Length of the longest prefix of s that does not end inside an incomplete (but so far valid)
+// UTF-8 sequence. Invalid bytes count as complete.
+size_t utf8_complete_prefix(std::string_view s);
+
+}  // namespace nc

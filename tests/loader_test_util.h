@@ -1,0 +1,54 @@
+// Helpers shared by the safetensors and model-loader tests.
+#pragma once
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace nc::loader_test {
+
+inline const std::string kDir = std::string(NC_FIXTURES_DIR) + "/loader/";
+
+inline nlohmann::json read_json(const std::string& path) {
+  std::ifstream f(path);
+  if (!f.good()) throw std::runtime_error("cannot open " + path);
+  return nlohmann::json::parse(f);
+}
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// A scratch folder (empty, or a copy of a fixture folder) that a test may break; removed at the
+// end of the scope.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& from = "") {
+    namespace fs = std::filesystem;
+    path_ = fs::temp_directory_path() /
+            ("nc_loader_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
+    fs::remove_all(path_);
+    if (from.empty()) {
+      fs::create_directories(path_);
+    } else {
+      fs::copy(from, path_, fs::copy_options::recursive);
+    }
+  }
+  ~ScratchDir() { std::filesystem::remove_all(path_); }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  std::string str() const { return path_.string(); }
+  void write(const std::string& name, const std::string& text) const {
+    std::ofstream(path_ / name, std::ios::binary) << text;
+  }
+
+ private:
+  static inline int counter_ = 0;
+  std::filesystem::path path_;
+};
+
+}  // namespace nc::loader_test
