@@ -230,13 +230,13 @@ TEST(Detokenizer, NeverEmitsHalfACharacter) {
   std::string out;
   for (unsigned char c : text) {
     const std::string delta = d.push(c);
-    EXPECT_EQ(utf8_complete_prefix(delta), delta.size());
+    EXPECT_EQ(utf8_complete_length(delta), delta.size());
     out += delta;
   }
   out += d.flush();
   EXPECT_EQ(out, text);
-  EXPECT_EQ(utf8_complete_prefix("a\xE2\x82"), 1u);
-  EXPECT_EQ(utf8_complete_prefix("a\xE2\x82\xAC"), 4u);
+  EXPECT_EQ(utf8_complete_length("a\xE2\x82"), 1u);
+  EXPECT_EQ(utf8_complete_length("a\xE2\x82\xAC"), 4u);
 }
 
 }  // namespace nc

@@ -4,7 +4,7 @@
 
 namespace nc {
 
-size_t utf8_complete_prefix(const std::string& s) {
+size_t utf8_complete_length(const std::string& s) {
   // Walk back over at most 3 continuation bytes to the last lead byte.
   size_t n = s.size();
   size_t i = n;
@@ -50,7 +50,7 @@ std::string IncrementalDetokenizer::push(int32_t id) {
   ids_.push_back(id);
   const std::string before = decode(prefix_, read_);
   const std::string now = decode(prefix_, ids_.size());
-  const size_t complete = utf8_complete_prefix(now);
+  const size_t complete = utf8_complete_length(now);
   // Wait while the newest bytes are an incomplete character, or decode replaced them with
   // U+FFFD (some decoders do), or nothing new appeared.
   const bool replacement = now.size() >= 3 && now.compare(now.size() - 3, 3, "\xEF\xBF\xBD") == 0;
@@ -110,7 +110,7 @@ std::string StopStringMatcher::append(const std::string& text, bool check) {
   }
   size_t upto = std::max(emitted_, text_.size() - hold);
   // Never split a UTF-8 character when holding back.
-  upto = std::max(emitted_, utf8_complete_prefix(text_.substr(0, upto)));
+  upto = std::max(emitted_, utf8_complete_length(text_.substr(0, upto)));
   std::string out = text_.substr(emitted_, upto - emitted_);
   emitted_ = upto;
   return out;

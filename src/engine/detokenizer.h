@@ -18,7 +18,7 @@ namespace nc {
 
 // Length of the longest prefix of s that ends on a UTF-8 character boundary (drops a trailing
 // incomplete multi-byte sequence).
-size_t utf8_complete_prefix(const std::string& s);
+size_t utf8_complete_length(const std::string& s);
 
 class IncrementalDetokenizer {
  public:

@@ -1,0 +1,130 @@
+#include "cli/cli_common.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+
+namespace nc::cli {
+
+void EngineFlags::add_to(CLI::App& app) {
+  app.add_option("--model,-m", cfg.model,
+                 "GGUF file or Hugging Face folder (default: the embedded SmolLM2-135M-Instruct)");
+  app.add_option("--backend", cfg.backend, "cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  app.add_option("--page-size", cfg.page_size, "tokens per KV page (1..256)")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--kv-layout", cfg.kv_layout, "NHD or HND")->capture_default_str();
+  app.add_option("--kv-cache-memory", cfg.kv_cache_memory,
+                 "KV cache size: bytes (2GiB, 512MB, 1000000) or a fraction of free memory (0.9)");
+  app.add_option("--max-num-batched-tokens", cfg.max_num_batched_tokens, "token budget of one step")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--max-num-seqs", cfg.max_num_seqs, "running requests at most")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--max-model-len", cfg.max_model_len, "context length (0: the model's)")
+      ->capture_default_str();
+}
+
+SamplingFlags::SamplingFlags() {
+  params.temperature = 0.7f;
+  params.max_tokens = 256;
+}
+
+void SamplingFlags::add_to(CLI::App& app) {
+  app.add_option("--temperature,-t", params.temperature, "0 = greedy")->capture_default_str();
+  app.add_option("--top-k", params.top_k, "-1 = off")->capture_default_str();
+  app.add_option("--top-p", params.top_p)->capture_default_str();
+  app.add_option("--min-p", params.min_p)->capture_default_str();
+  app.add_option("--repetition-penalty", params.repetition_penalty)->capture_default_str();
+  app.add_option("--presence-penalty", params.presence_penalty)->capture_default_str();
+  app.add_option("--frequency-penalty", params.frequency_penalty)->capture_default_str();
+  app.add_option("--seed", seed, "per-request seed (default: from the engine's seed 0)");
+  app.add_option("--max-tokens,-n", params.max_tokens, "tokens to generate at most")
+      ->capture_default_str();
+  app.add_option("--min-tokens", params.min_tokens)->capture_default_str();
+  app.add_option("--stop", params.stop, "stop string (repeatable)");
+  app.add_option("--stop-token-id", params.stop_token_ids, "stop token id (repeatable)");
+  app.add_flag("--ignore-eos", params.ignore_eos, "keep going past end-of-sequence tokens");
+  app.add_flag("!--no-skip-special", params.skip_special_tokens,
+               "print special tokens in the output");
+}
+
+SamplingParams SamplingFlags::get() const {
+  SamplingParams p = params;
+  p.seed = seed;
+  return p;
+}
+
+SamplingParams fit_to_context(const Engine& engine, SamplingParams p, size_t prompt_len) {
+  const int64_t left = int64_t(engine.stats().max_model_len) - int64_t(prompt_len);
+  if (left >= 1) p.max_tokens = int(std::min<int64_t>(p.max_tokens, left));
+  p.min_tokens = std::min(p.min_tokens, p.max_tokens);
+  return p;
+}
+
+bool stderr_is_tty() {
+  return isatty(fileno(stderr)) != 0;
+}
+
+namespace {
+
+void draw_progress(size_t done, size_t total, int64_t tokens, double secs) {
+  const int width = 30;
+  const int filled = total ? int(width * done / total) : width;
+  fmt::print(stderr, "\r[{}{}] {}/{} requests, {} tokens, {:.1f} tok/s ", std::string(filled, '#'),
+             std::string(width - filled, '.'), done, total, tokens,
+             secs > 0 ? double(tokens) / secs : 0.0);
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+std::vector<CompletionOutput> run_batch(Engine& engine,
+                                        const std::vector<std::vector<int32_t>>& prompts,
+                                        const std::vector<SamplingParams>& params, bool progress) {
+  using Clock = std::chrono::steady_clock;
+  std::map<RequestId, size_t> index;
+  std::vector<CompletionOutput> out(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    index[engine.add_request(prompts[i], params[i])] = i;
+    out[i].prompt_token_ids = prompts[i];
+  }
+  progress = progress && stderr_is_tty();
+  const auto t0 = Clock::now();
+  auto last_draw = t0;
+  size_t done = 0;
+  int64_t tokens = 0;
+  while (engine.has_unfinished()) {
+    for (RequestOutput& o : engine.step()) {
+      auto it = index.find(o.id);
+      if (it == index.end()) continue;
+      CompletionOutput& c = out[it->second];
+      c.id = o.id;
+      c.token_ids.insert(c.token_ids.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+      c.text += o.text_delta;
+      tokens += int64_t(o.new_token_ids.size());
+      if (o.finished) {
+        c.finish_reason = o.finish_reason;
+        c.time_to_first_token_s = o.time_to_first_token_s;
+        c.time_per_output_token_s = o.time_per_output_token_s;
+        ++done;
+      }
+    }
+    const auto now = Clock::now();
+    if (progress && (now - last_draw > std::chrono::milliseconds(200) || done == prompts.size())) {
+      draw_progress(done, prompts.size(), tokens, std::chrono::duration<double>(now - t0).count());
+      last_draw = now;
+    }
+  }
+  if (progress) fmt::print(stderr, "\n");
+  return out;
+}
+
+}  // namespace nc::cli

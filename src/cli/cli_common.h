@@ -1,0 +1,43 @@
+// Shared pieces of the `nanocascade` subcommands: engine and sampling flags, the batch runner
+// with its progress bar, and the summary line.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nanocascade/engine.h"
+
+namespace nc::cli {
+
+struct EngineFlags {
+  EngineConfig cfg;
+  void add_to(CLI::App& app);
+};
+
+struct SamplingFlags {
+  SamplingParams params;
+  std::optional<uint64_t> seed;
+  SamplingFlags();
+  void add_to(CLI::App& app);
+  SamplingParams get() const;
+};
+
+// Runs token-id prompts to completion, each with max_tokens capped to what the context leaves,
+// drawing a progress bar on stderr when it is a terminal.
+std::vector<CompletionOutput> run_batch(Engine& engine,
+                                        const std::vector<std::vector<int32_t>>& prompts,
+                                        const std::vector<SamplingParams>& params, bool progress);
+
+// max_tokens capped to the context left after the prompt.
+SamplingParams fit_to_context(const Engine& engine, SamplingParams p, size_t prompt_len);
+
+bool stderr_is_tty();
+
+void add_generate_command(CLI::App& app);
+void add_chat_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
+
+}  // namespace nc::cli
