@@ -14,11 +14,15 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <random>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+
 #include "core/error.h"
+#include "engine/step_model.h"
 #include "fake_model.h"
 #include "nanocascade/engine.h"
 #include "server/api_error.h"
@@ -374,6 +378,25 @@ TEST(ServerParser, RejectsWithParamNames) {
   }
 }
 
+// Inputs the fuzzer (fuzz/fuzz_request_parser.cc) found; each once escaped as another exception.
+TEST(ServerParser, FuzzerFindingsAreRejectedAs400) {
+  const std::vector<std::string> findings = {
+      // A number past a double: nlohmann throws out_of_range (406), not parse_error.
+      R"({"model":8888881e3088888888888888888888"m","messages:-1,"top_k":clude_usage":true}})",
+      R"({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":1e400})",
+  };
+  for (const std::string& body : findings) {
+    for (auto kind : {server::ApiKind::Chat, server::ApiKind::Completion}) {
+      try {
+        server::parse_request(kind, body);
+        ADD_FAILURE() << "accepted: " << body;
+      } catch (const server::ApiError& e) {
+        EXPECT_EQ(e.status(), 400) << body;
+      }
+    }
+  }
+}
+
 TEST(ServerParser, DeepNestingIsRejectedNotOverflowed) {
   const std::string deep =
       R"({"model":"m","x":)" + std::string(200000, '[') + std::string(200000, ']') + "}";
@@ -679,6 +702,7 @@ TEST(ServerErrors, BadRequestsGetOpenAIErrors) {
       {"max_tokens zero", chat, c(R"(,"max_tokens":0)"), 400},
       {"max_tokens fractional", chat, c(R"(,"max_tokens":2.5)"), 400},
       {"max_tokens 1e30", chat, c(R"(,"max_tokens":1e30)"), 400},
+      {"number past a double", chat, c(R"(,"temperature":1e400)"), 400},
       {"max_tokens past uint64", chat, c(R"(,"max_tokens":99999999999999999999999)"), 400},
       {"max_tokens past the context", chat, c(R"(,"max_tokens":1000000)"), 400},
       {"min_tokens over max_tokens", chat, c(R"(,"max_tokens":4,"min_tokens":9)"), 400},
@@ -944,6 +968,178 @@ TEST(ServerLoad, ConcurrentStreamsEqualAloneAndFreePages) {
       kClients, (long long)tokens, wall, double(tokens) / wall, kClients / wall,
       percentile(ttft, 50), percentile(ttft, 90), percentile(ttft, 99), percentile(e2e, 50),
       percentile(e2e, 90), percentile(e2e, 99));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real decoder: the tiny Llama fixture (token-id prompts; it has no tokenizer) and SmolLM2.
+
+namespace {
+
+// Token ids as letters, for a model without a tokenizer: id k <-> char('A' + k).
+class LetterCodec : public TextCodec {
+ public:
+  explicit LetterCodec(int32_t eos) : eos_(eos) {}
+  std::vector<int32_t> encode(const std::string& text, bool) const override {
+    std::vector<int32_t> ids;
+    for (char c : text) ids.push_back(int32_t(c - 'A'));
+    return ids;
+  }
+  std::string decode(const int32_t* ids, size_t n, bool) const override {
+    std::string s;
+    for (size_t i = 0; i < n; ++i) s += char('A' + ids[i]);
+    return s;
+  }
+  std::vector<int32_t> eos_token_ids() const override { return {eos_}; }
+  std::string apply_chat_template(const std::vector<ChatMessage>&, bool) const override {
+    fail("the tiny model has no chat template");
+  }
+
+ private:
+  int32_t eos_;
+};
+
+std::string tiny_llama_dir() {
+  for (const std::string d : {std::string(NC_FIXTURES_DIR) + "/tiny-llama",
+                              std::string(NC_FIXTURES_DIR) + "/loader/tiny-llama"}) {
+    if (std::filesystem::exists(d + "/config.json")) return d;
+  }
+  return "";
+}
+
+std::unique_ptr<Engine> tiny_engine(const std::string& dir, int max_num_seqs) {
+  EngineConfig cfg;
+  cfg.model = dir;
+  cfg.max_num_seqs = max_num_seqs;
+  cfg.page_size = 4;
+  cfg.kv_cache_memory = "8MiB";
+  return std::make_unique<Engine>(cfg, make_llama_step_model(dir, "cpu"),
+                                  std::make_unique<LetterCodec>(2));
+}
+
+}  // namespace
+
+TEST(ServerModel, TinyLlamaConcurrentStreamsEqualAlone) {
+  const std::string dir = tiny_llama_dir();
+  if (dir.empty()) GTEST_SKIP() << "no tiny-llama fixture";
+  constexpr int kClients = 64;
+  std::mt19937 rng(7);
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::string> refs;
+  std::vector<std::string> ref_reasons;
+  {
+    // Each request alone on a fresh engine.
+    for (int i = 0; i < kClients; ++i) {
+      std::vector<int32_t> p(2 + rng() % 20);
+      for (int32_t& t : p) t = int32_t(3 + rng() % 37);
+      prompts.push_back(p);
+      std::unique_ptr<Engine> e = tiny_engine(dir, 1);
+      const auto out = e->generate(std::vector<std::vector<int32_t>>{p}, greedy(24));
+      refs.push_back(out[0].text);
+      ref_reasons.push_back(finish_reason_name(out[0].finish_reason));
+    }
+  }
+  std::unique_ptr<Engine> engine = tiny_engine(dir, 32);
+  server::ServerOptions opts;
+  opts.port = 0;
+  opts.max_waiting = kClients;
+  server::Server srv(*engine, opts);
+  srv.start();
+  const std::string model = srv.model_name();
+  EXPECT_EQ(model, "tiny-llama");
+  std::vector<std::string> texts(kClients), reasons(kClients);
+  std::vector<int> status(kClients, 0);
+  std::vector<std::thread> threads;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      httplib::Client c("127.0.0.1", srv.port());
+      c.set_read_timeout(60, 0);
+      json body = {{"model", model},
+                   {"prompt", prompts[i]},
+                   {"max_tokens", 24},
+                   {"temperature", 0},
+                   {"stream", i % 2 == 0}};
+      auto r = c.Post("/v1/completions", body.dump(), "application/json");
+      if (!r) return;
+      status[i] = r->status;
+      if (i % 2 == 0) {
+        const Streamed s = collect(parse_sse(r->body), false);
+        texts[i] = s.text;
+        reasons[i] = s.finish_reason;
+      } else {
+        const json j = json::parse(r->body);
+        texts[i] = j["choices"][0]["text"];
+        reasons[i] = j["choices"][0]["finish_reason"];
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+  for (int i = 0; i < kClients; ++i) {
+    ASSERT_EQ(status[i], 200) << "client " << i;
+    EXPECT_EQ(texts[i], refs[i]) << "client " << i;
+    EXPECT_EQ(reasons[i], ref_reasons[i]) << "client " << i;
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (srv.loop().stats().used_pages != 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(srv.loop().stats().used_pages, 0);
+  std::printf("[tiny-llama] %d concurrent clients in %.3f s\n", kClients, wall);
+  srv.stop();
+}
+
+TEST(ServerModelSlow, SmolLM2ChatEqualsEngine) {
+  const std::string path = EngineConfig::default_model_path();
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "no " << path;
+  EngineConfig cfg;
+  cfg.model = path;
+  cfg.kv_cache_memory = "64MiB";
+  cfg.max_num_seqs = 8;
+  Engine engine(cfg);
+  const std::vector<ChatMessage> msgs = {{"user", "What is the capital of France?"}};
+  // The engine's own answer first (the server's thread owns the engine once it runs).
+  const RequestId id = engine.add_chat_request(msgs, greedy(16));
+  std::string ref_text, ref_reason;
+  int ref_prompt = 0, ref_completion = 0;
+  while (engine.has_unfinished()) {
+    for (const RequestOutput& o : engine.step()) {
+      if (o.id != id) continue;
+      ref_text += o.text_delta;
+      if (o.finished) {
+        ref_reason = finish_reason_name(o.finish_reason);
+        ref_prompt = o.num_prompt_tokens;
+        ref_completion = o.num_completion_tokens;
+      }
+    }
+  }
+  const int templated = int(engine.encode(engine.apply_chat_template(msgs, true), false).size());
+  EXPECT_EQ(ref_prompt, templated);
+  server::ServerOptions opts;
+  opts.port = 0;
+  server::Server srv(engine, opts);
+  srv.start();
+  EXPECT_EQ(srv.model_name(), "SmolLM2-135M-Instruct.Q4_1");
+  httplib::Client c("127.0.0.1", srv.port());
+  c.set_read_timeout(120, 0);
+  json body = {{"model", srv.model_name()},
+               {"messages", {{{"role", "user"}, {"content", msgs[0].content}}}},
+               {"max_tokens", 16},
+               {"temperature", 0}};
+  auto r = c.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json j = json::parse(r->body);
+  EXPECT_EQ(j["choices"][0]["message"]["content"], ref_text);
+  EXPECT_EQ(j["choices"][0]["finish_reason"], ref_reason);
+  EXPECT_EQ(j["usage"]["prompt_tokens"], templated);
+  EXPECT_EQ(j["usage"]["completion_tokens"], ref_completion);
+  body["stream"] = true;
+  r = c.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(collect(parse_sse(r->body), true).text, ref_text);
+  std::printf("[smollm2] %s\n", ref_text.c_str());
+  srv.stop();
 }
 
 TEST(ServerLifecycle, StopFailsInFlightStreamsCleanly) {

@@ -96,7 +96,8 @@ json parse_json(std::string_view body) {
   };
   try {
     return json::parse(body.begin(), body.end(), depth_guard, /*allow_exceptions=*/true);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for numbers beyond a double (1e400).
     throw invalid_param("", fmt::format("the body is not valid JSON: {}", e.what()),
                         "invalid_json");
   }

@@ -190,12 +190,11 @@ ApiError http_error(const Request& req, int status, size_t max_body) {
 }  // namespace
 
 std::string default_model_name(const std::string& model_path) {
-  if (model_path.empty()) return "SmolLM2-135M-Instruct";
-  std::filesystem::path p(model_path);
-  while (!p.empty() && p.filename().empty()) p = p.parent_path();  // "dir/" -> "dir"
+  std::filesystem::path p(model_path.empty() ? EngineConfig::default_model_path() : model_path);
+  if (p.filename().empty()) p = p.parent_path();  // "dir/" -> "dir"
   std::string name = p.filename().string();
   if (name.size() > 5 && name.ends_with(".gguf")) name.resize(name.size() - 5);
-  return name.empty() ? model_path : name;
+  return name.empty() ? p.string() : name;
 }
 
 struct Server::Impl {

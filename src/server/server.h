@@ -29,7 +29,7 @@ struct ServerOptions {
 };
 
 // The model id served when ServerOptions::model_name is empty: the model file's or folder's
-// name without ".gguf" (or "SmolLM2-135M-Instruct" for the embedded default).
+// name without ".gguf" ("SmolLM2-135M-Instruct.Q4_1" for the embedded default).
 std::string default_model_name(const std::string& model_path);
 
 class Server {
