@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <numbers>
 #include <string>
 #include <vector>
 
@@ -208,6 +209,21 @@ TEST(ModelConfigHf, Errors) {
   expect_error([&] { config_from_hf_json(with([](json& j) { j["tie_word_embeddings"] = 1; })); },
                {"tie_word_embeddings"});
   expect_error([&] { config_from_hf_json(json::array()); }, {"object"});
+  // Absurd sizes are refused before anything multiplies them.
+  expect_error(
+      [&] {
+        config_from_hf_json(with([](json& j) {
+          j["num_attention_heads"] = int64_t(1) << 40;
+          j["num_key_value_heads"] = int64_t(1) << 40;
+          j["head_dim"] = int64_t(1) << 40;
+        }));
+      },
+      {"implausibly large"});
+  expect_error(
+      [&] {
+        config_from_hf_json(with([](json& j) { j["max_position_embeddings"] = int64_t(1) << 62; }));
+      },
+      {"max_position"});
 }
 
 TEST(ModelConfigValidate, NamesTheBadField) {
@@ -378,6 +394,66 @@ TEST(ModelLoaderGgufSlow, LoadModelMatchesTransformers) {
     EXPECT_NEAR(sum, s["sum"].get<double>(), 1e-6 * asum / double(t.data.size()) + 1e-6);
     EXPECT_NEAR(wsum, s["weighted_sum"].get<double>(), 1e-6 * asum);
     expect_rows_match(ref, name, t);
+  }
+}
+
+// A GGUF written by gguf-py from tiny-llama's weights with llama.cpp's q/k permutation (4 heads,
+// 2 kv heads), which transformers reads back to the originals: our loader must too.
+TEST(ModelLoaderGgufTiny, SameWeightsAsTheSafetensorsFolder) {
+  const LoadedModel g = load_model(kDir + "tiny-llama.gguf");
+  const LoadedModel h = load_model(kDir + "tiny-llama");
+  EXPECT_EQ(g.config.architecture, "llama");
+  EXPECT_EQ(g.config.num_layers, h.config.num_layers);
+  EXPECT_EQ(g.config.hidden_size, h.config.hidden_size);
+  EXPECT_EQ(g.config.num_heads, h.config.num_heads);
+  EXPECT_EQ(g.config.num_kv_heads, h.config.num_kv_heads);
+  EXPECT_EQ(g.config.head_dim, h.config.head_dim);
+  EXPECT_EQ(g.config.intermediate_size, h.config.intermediate_size);
+  EXPECT_EQ(g.config.vocab_size, h.config.vocab_size);
+  EXPECT_EQ(g.config.max_position, h.config.max_position);
+  EXPECT_EQ(g.config.rope_theta, h.config.rope_theta);
+  EXPECT_FLOAT_EQ(float(g.config.rms_eps), float(h.config.rms_eps));
+  EXPECT_FALSE(g.config.tie_embeddings);
+  ASSERT_EQ(g.weights.size(), h.weights.size());
+  for (const auto& [name, t] : h.weights) {
+    SCOPED_TRACE(name);
+    auto it = g.weights.find(name);
+    ASSERT_NE(it, g.weights.end());
+    EXPECT_EQ(it->second.shape, t.shape);
+    EXPECT_EQ(it->second.data, t.data);
+  }
+}
+
+// Llama-3 rope scaling as llama.cpp stores it (rope_freqs.weight): the recovered parameters must
+// give transformers' inv_freq for the original config.
+TEST(ModelLoaderGgufTiny, Llama3RopeScalingFromRopeFreqs) {
+  const ModelConfig c = config_from_gguf(GgufFile::open(kDir + "llama3-rope.gguf"));
+  const json want = read_json(kDir + "llama3_rope_expected.json");
+  const RopeScaling& rs = c.rope_scaling;
+  ASSERT_EQ(rs.type, "llama3");
+  EXPECT_EQ(c.rope_theta, 500000.0);
+  EXPECT_EQ(c.vocab_size, 8);  // from llama.vocab_size: this file has no embedding
+  EXPECT_FLOAT_EQ(float(rs.factor), 8.0f);
+  EXPECT_NEAR(rs.low_freq_factor, 1.0, 1e-3);
+  EXPECT_NEAR(rs.high_freq_factor, 4.0, 1e-3);
+  EXPECT_EQ(rs.original_max_position, 8192);
+  // transformers' llama3 formula applied to what we recovered.
+  const auto inv_freq = want["inv_freq"].get<std::vector<double>>();
+  const int64_t d = c.head_dim;
+  ASSERT_EQ(int64_t(inv_freq.size()) * 2, d);
+  const double L = double(rs.original_max_position);
+  const double low_wl = L / rs.low_freq_factor, high_wl = L / rs.high_freq_factor;
+  for (int64_t i = 0; i < d / 2; ++i) {
+    const double f = 1.0 / std::pow(c.rope_theta, double(2 * i) / double(d));
+    const double wl = 2 * std::numbers::pi / f;
+    double got = f;
+    if (wl > low_wl) {
+      got = f / rs.factor;
+    } else if (wl >= high_wl) {
+      const double s = (L / wl - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
+      got = (1 - s) * f / rs.factor + s * f;
+    }
+    EXPECT_NEAR(got, inv_freq[size_t(i)], 1e-5 * inv_freq[size_t(i)]) << "frequency " << i;
   }
 }
 

@@ -113,21 +113,27 @@ TEST(Safetensors, ParseFromMemoryEqualsOpen) {
 }
 
 TEST(Safetensors, HandBuiltValidFile) {
-  const SafetensorsFile f = parse(make_file(kValidHeader, kValidData));
+  const std::string bytes = make_file(kValidHeader, kValidData);  // parse() keeps no copy
+  const SafetensorsFile f = parse(bytes);
   ASSERT_EQ(f.tensors().size(), 2u);
   EXPECT_EQ(f.tensors()[0].name, "a");  // in data order
   EXPECT_EQ(f.load_f32("a").data, (std::vector<float>{0.25f, -8.0f}));
   EXPECT_EQ(f.load_f32("b").data, (std::vector<float>{1.0f, -2.0f}));
   EXPECT_EQ(f.load_f32("b").shape, (std::vector<int64_t>{1, 2}));
   // Header padded with spaces, as the Rust writer does for alignment; data then unaligned.
-  const SafetensorsFile g = parse(make_file(kValidHeader + "   ", kValidData));
+  const std::string padded = make_file(kValidHeader + "   ", kValidData);
+  const SafetensorsFile g = parse(padded);
   EXPECT_EQ(g.load_f32("a").data, (std::vector<float>{0.25f, -8.0f}));
+  // No tensors at all, and a null __metadata__, are valid.
+  EXPECT_TRUE(parse(make_file("{}", "")).tensors().empty());
+  EXPECT_TRUE(parse(make_file(R"({"__metadata__":null})", "")).metadata().empty());
 }
 
 TEST(Safetensors, TensorsListedOutOfDataOrder) {
   const std::string h = R"({"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},)"
                         R"("a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
-  const SafetensorsFile f = parse(make_file(h, f32_bytes({1.0f, 2.0f})));
+  const std::string bytes = make_file(h, f32_bytes({1.0f, 2.0f}));
+  const SafetensorsFile f = parse(bytes);
   EXPECT_EQ(f.load_f32("a").data[0], 1.0f);
   EXPECT_EQ(f.load_f32("b").data[0], 2.0f);
 }

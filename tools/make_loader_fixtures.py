@@ -13,6 +13,12 @@ Outputs:
   tiny-qwen3/    single-file F16 Qwen3 checkpoint (qk-norm, tied embeddings)
   tiny_expected.json                   per-tensor shape, sum, index-weighted sum, first values
   configs/llama31_v5.json              Llama-3.1-8B config re-serialized by transformers 5
+  tiny-llama.gguf                      tiny-llama's weights as an F32 GGUF (gguf-py writer) with
+                                       llama.cpp's q/k row permutation applied; checked here by
+                                       loading it back with transformers' GGUF loader
+  llama3-rope.gguf, llama3_rope_expected.json
+                                       metadata + rope_freqs.weight as llama.cpp's converter
+                                       stores Llama-3 rope scaling, and transformers' inv_freq
   gguf_smollm2_rows.safetensors, gguf_smollm2_expected.json
                                        rows of SmolLM2's layer-0 weights and its config as
                                        transformers loads them from the Q4_1 GGUF (q/k unpermuted
@@ -155,11 +161,121 @@ def write_gguf_reference():
         json.dump(expected, f, indent=1)
 
 
+# llama.cpp's converter permutes q/k rows for its interleaved rope: per head, rows go from
+# [2, head_dim/2] to [head_dim/2, 2] order (HF row i * half + j -> file row 2 * j + i).
+def llamacpp_permute(w, n_head):
+    return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+            .swapaxes(1, 2).reshape(w.shape))
+
+
+GGUF_NAMES = {
+    "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output", "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}
+
+
+def gguf_name(hf):
+    if hf == "model.embed_tokens.weight":
+        return "token_embd.weight"
+    if hf == "model.norm.weight":
+        return "output_norm.weight"
+    if hf == "lm_head.weight":
+        return "output.weight"
+    parts = hf.split(".")  # model.layers.N.<part...>.weight
+    return f"blk.{parts[2]}.{GGUF_NAMES['.'.join(parts[3:-1])]}.{parts[-1]}"
+
+
+def write_llama_gguf_metadata(w, cfg, vocab_size):
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_vocab_size(vocab_size)
+    w.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
+
+
+def write_tiny_llama_gguf():
+    import gguf
+    from transformers import AutoModelForCausalLM
+    src = os.path.join(OUT, "tiny-llama")
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+    cfg = model.config
+    sd = {k: v.float().numpy() for k, v in model.state_dict().items()}
+    path = os.path.join(OUT, "tiny-llama.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    write_llama_gguf_metadata(w, cfg, cfg.vocab_size)
+    for name, t in sd.items():
+        if "q_proj" in name:
+            t = llamacpp_permute(t, cfg.num_attention_heads)
+        elif "k_proj" in name:
+            t = llamacpp_permute(t, cfg.num_key_value_heads)
+        w.add_tensor(gguf_name(name), np.ascontiguousarray(t, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    # The reference check: transformers' own GGUF reader must give back the original weights.
+    back = AutoModelForCausalLM.from_pretrained(OUT, gguf_file="tiny-llama.gguf",
+                                                dtype=torch.float32).state_dict()
+    for name, t in sd.items():
+        assert np.array_equal(back[name].numpy(), t), name
+
+
+def write_llama3_rope_gguf():
+    import gguf
+    from transformers import LlamaConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    rope = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+    cfg = LlamaConfig(hidden_size=64, num_attention_heads=1, num_key_value_heads=1,
+                      intermediate_size=8, num_hidden_layers=1, vocab_size=8,
+                      max_position_embeddings=131072, rope_parameters=rope)
+    inv_freq, _ = ROPE_INIT_FUNCTIONS["llama3"](cfg, "cpu")
+    head_dim = 64
+    base = 1.0 / (rope["rope_theta"] ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    # llama.cpp's rope_freqs: per-frequency divisors, as its converter computes them.
+    lo_wl = rope["original_max_position_embeddings"] / rope["low_freq_factor"]
+    hi_wl = rope["original_max_position_embeddings"] / rope["high_freq_factor"]
+    factors = []
+    for f in base.tolist():
+        wl = 2 * np.pi / f
+        if wl < hi_wl:
+            factors.append(1.0)
+        elif wl > lo_wl:
+            factors.append(rope["factor"])
+        else:
+            s = (rope["original_max_position_embeddings"] / wl - rope["low_freq_factor"]) / (
+                rope["high_freq_factor"] - rope["low_freq_factor"])
+            factors.append(1.0 / ((1 - s) / rope["factor"] + s))
+    factors = np.array(factors, dtype=np.float32)
+    # Cross-check against transformers: base / factors is its llama3 inv_freq.
+    assert np.allclose(base.numpy() / factors, inv_freq.numpy(), rtol=1e-6), "rope_freqs formula"
+    path = os.path.join(OUT, "llama3-rope.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    write_llama_gguf_metadata(w, cfg, 8)
+    w.add_tensor("rope_freqs.weight", factors)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with open(os.path.join(OUT, "llama3_rope_expected.json"), "w") as f:
+        json.dump({"rope_parameters": rope, "head_dim": head_dim,
+                   "inv_freq": inv_freq.double().tolist()}, f, indent=1)
+
+
 def main():
     os.makedirs(os.path.join(OUT, "configs"), exist_ok=True)
     write_dtypes()
     write_tiny_models()
     write_v5_config()
+    write_tiny_llama_gguf()
+    write_llama3_rope_gguf()
     write_gguf_reference()
     print("wrote", OUT)
 

@@ -94,6 +94,7 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightMap& w, Backend& b
       L.k_norm = lw("self_attn.k_norm.weight", {D});
     }
     L.o_proj = lw("self_attn.o_proj.weight", {H, Hq * D});
+    if (cfg_.o_proj_bias) L.o_bias = lw("self_attn.o_proj.bias", {H});
     HostTensor gate_up{{2 * I, H}, {}};
     gate_up.data = require(w, layer_name(i, "mlp.gate_proj.weight"), {I, H}).data;
     const auto& upw = require(w, layer_name(i, "mlp.up_proj.weight"), {I, H}).data;
@@ -175,7 +176,7 @@ void LlamaModel::attention_block(const Layer& L, const AttentionPlan& plan, Tens
   backend_.rope(q, k, ws_.positions.slice(0, T), cos_sin_, int(D));
   Tensor attn = ws_.attn_out.slice(0, T);
   backend_.attention(plan, q, k, v, kv_pages, attn);
-  backend_.linear(attn, L.o_proj, Tensor(), x);
+  backend_.linear(attn, L.o_proj, L.o_bias, x);
 }
 
 void LlamaModel::mlp_block(const Layer& L, int64_t T) {

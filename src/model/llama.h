@@ -48,7 +48,7 @@ class LlamaModel {
     Tensor input_norm, post_norm;
     Tensor q, k, v, q_bias, k_bias, v_bias;  // biases undefined unless attention_bias
     Tensor q_norm, k_norm;                   // undefined unless qk_norm
-    Tensor o_proj;
+    Tensor o_proj, o_bias;  // o_bias undefined unless o_proj_bias
     Tensor gate_up;  // fused [2 I, H]
     Tensor down;
   };

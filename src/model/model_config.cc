@@ -242,9 +242,16 @@ void ModelConfig::validate() const {
       {"num_heads", num_heads},   {"num_kv_heads", num_kv_heads},
       {"head_dim", head_dim},     {"intermediate_size", intermediate_size},
       {"vocab_size", vocab_size}, {"max_position", max_position}};
+  // Generous upper bounds (far beyond any real model) keep products such as vocab * hidden or
+  // heads * head_dim well inside int64 for every consumer of the config.
+  constexpr int64_t kMaxSize = int64_t(1) << 24;
   for (const auto& [name, v] : sizes) {
     NC_CHECK(v > 0, "model config: {} must be positive, got {}", name, v);
+    NC_CHECK(v <= kMaxSize, "model config: {} = {} is implausibly large (limit {})", name, v,
+             kMaxSize);
   }
+  NC_CHECK(max_position > 0 && max_position <= (int64_t(1) << 40),
+           "model config: max_position must be positive and plausible, got {}", max_position);
   NC_CHECK(num_heads % num_kv_heads == 0,
            "model config: num_heads {} is not a multiple of num_kv_heads {}", num_heads,
            num_kv_heads);

@@ -13,6 +13,7 @@ namespace nc {
 struct LoadedModel {
   ModelConfig config;
   WeightMap weights;  // HF names; q/k projections in HF row order (GGUF's permutation undone)
+  // With tied embeddings there is no lm_head.weight: the decoder uses model.embed_tokens.weight.
 };
 
 // `path` is a .gguf file or a folder. Throws nc::Error for unknown formats, unknown

@@ -151,6 +151,7 @@ SafetensorsFile SafetensorsFile::parse(const uint8_t* data, size_t size,
   f.data_size_ = size - 8 - n;
   for (const auto& [key, value] : header.items()) {
     if (key == "__metadata__") {
+      if (value.is_null()) continue;
       NC_CHECK(value.is_object(), "{}: __metadata__ must be an object", origin);
       for (const auto& [mk, mv] : value.items()) {
         NC_CHECK(mv.is_string(), "{}: __metadata__ value of '{}' must be a string", origin, mk);

@@ -1,0 +1,539 @@
+#!/usr/bin/env python3
+"""Golden reference data for nanocascade's model tests, computed with Hugging Face transformers.
+
+Writes, under --out (default tests/fixtures):
+  tiny-llama/, tiny-qwen2/, tiny-qwen3/   tiny random-weight float32 checkpoints + golden outputs
+  tiny-llama-sharded/                     tiny-llama's weights in several safetensors shards
+  tiny-qwen3-bf16/                        tiny-qwen3's weights rounded to bfloat16
+  smollm2/                                goldens of models/SmolLM2-135M-Instruct.Q4_1.gguf
+
+Each folder holds golden.json ({"prompts": [{"ids", "logits_file", "logits_shape", "greedy", ...}]})
+and logits_<i>.bin (raw little-endian float32, row-major [T, V]). docs/golden.md describes them.
+
+Weights are drawn with numpy's PCG64 (stable across numpy versions), not with transformers'
+initializers, so the checkpoints do not depend on the transformers version. Nothing is downloaded.
+
+  python tools/make_golden.py                  # write everything (CPU)
+  python tools/make_golden.py --verify         # recompute from the committed files, compare
+  python tools/make_golden.py --device cuda --only tiny --verify   # e.g. on the GPU machine
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import shutil
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from transformers import (AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaConfig,
+                          Qwen2Config, Qwen3Config)
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Tolerances of the self-consistency checks, relative to max(1, max |logit|).
+CONSISTENCY_TOL = 1e-4
+# A tiny model's prompt is redrawn while some greedy step's top-2 margin is below this, so that
+# float32 rounding differences (about 1e-5 here) in another engine cannot flip a greedy token.
+TINY_MIN_MARGIN = 1e-2
+# ... and while its greedy continuation has fewer distinct tokens than this (a loop on one token
+# would let a broken engine pass on luck).
+TINY_MIN_DISTINCT = 8
+TINY_PROMPT_LENGTHS = (7, 19, 40)
+TINY_GREEDY = 16
+SMOLLM2_GREEDY = 32
+
+
+# ----------------------------------------------------------------------------- tiny models
+
+
+@dataclass
+class TinySpec:
+    name: str
+    make_config: callable
+    seed: int
+    # "hub": rewrite config.json the way checkpoints on the Hub spell rope (top-level rope_theta,
+    # rope_scaling, torch_dtype), which transformers 5 still reads; "v5": keep what
+    # save_pretrained wrote (rope_parameters, dtype). The C++ reader must handle both.
+    config_style: str = "v5"
+    dtype: torch.dtype = torch.float32
+    max_shard_size: str | None = None
+    weights_from: str | None = None  # reuse another spec's weights (same seed, same shapes)
+    extras: dict = field(default_factory=dict)
+
+
+def llama_config() -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=None, eos_token_id=None,
+        pad_token_id=None,
+        rope_parameters={"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0,
+                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 64})
+
+
+def qwen2_config() -> Qwen2Config:
+    return Qwen2Config(
+        vocab_size=512, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        rms_norm_eps=1e-6, tie_word_embeddings=True, bos_token_id=None, eos_token_id=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+
+
+def qwen3_config() -> Qwen3Config:
+    return Qwen3Config(
+        vocab_size=512, hidden_size=64, head_dim=32, intermediate_size=192, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        rms_norm_eps=1e-6, tie_word_embeddings=False, bos_token_id=None, eos_token_id=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+
+
+TINY_SPECS = [
+    TinySpec("tiny-llama", llama_config, seed=1001, config_style="hub"),
+    TinySpec("tiny-qwen2", qwen2_config, seed=1002, config_style="hub"),
+    TinySpec("tiny-qwen3", qwen3_config, seed=1003, config_style="v5"),
+    TinySpec("tiny-llama-sharded", llama_config, seed=1001, config_style="hub",
+             max_shard_size="200KB", weights_from="tiny-llama"),
+    TinySpec("tiny-qwen3-bf16", qwen3_config, seed=1003, config_style="v5",
+             dtype=torch.bfloat16, weights_from="tiny-qwen3"),
+]
+
+
+def random_weights(model: torch.nn.Module, seed: int) -> dict[str, np.ndarray]:
+    """Seeded weights of a realistic shape of distribution but a scale that makes logits differ.
+
+    Linear weights ~ N(0, 0.15^2) (about 1/sqrt(hidden), so activations keep their scale),
+    embeddings and the head ~ N(0, 0.3^2) (logits with a std of about 2), norm weights
+    ~ 1 + N(0, 0.2^2) and biases ~ N(0, 0.3^2), so that a missing norm weight or bias shows.
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, p in sorted(model.named_parameters()):
+        shape = tuple(p.shape)
+        if name.endswith("norm.weight"):
+            w = 1.0 + 0.2 * rng.standard_normal(shape)
+        elif name.endswith(".bias"):
+            w = 0.3 * rng.standard_normal(shape)
+        elif "embed_tokens" in name or name.startswith("lm_head"):
+            w = 0.3 * rng.standard_normal(shape)
+        else:
+            w = 0.15 * rng.standard_normal(shape)
+        out[name] = w.astype(np.float32)
+    return out
+
+
+def save_kwargs() -> dict:
+    # transformers 4 needs safe_serialization=True for safetensors; 5 always writes them.
+    params = inspect.signature(transformers.PreTrainedModel.save_pretrained).parameters
+    return {"safe_serialization": True} if "safe_serialization" in params else {}
+
+
+def hubify_config(path: Path) -> None:
+    """Rewrites a transformers-5 config.json into the spelling of configs on the Hub."""
+    cfg = json.loads(path.read_text())
+    rope = dict(cfg.pop("rope_parameters"))
+    cfg["rope_theta"] = rope.pop("rope_theta")
+    cfg["rope_scaling"] = rope if rope.get("rope_type", "default") != "default" else None
+    if "dtype" in cfg:
+        cfg["torch_dtype"] = cfg.pop("dtype")
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
+def write_tiny_checkpoint(spec: TinySpec, folder: Path, weights: dict[str, np.ndarray]) -> None:
+    config = spec.make_config()
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32,
+                                             attn_implementation="eager")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(torch.from_numpy(weights[name]))
+    model.to(spec.dtype)
+    if folder.exists():
+        shutil.rmtree(folder)
+    kwargs = save_kwargs()
+    if spec.max_shard_size:
+        kwargs["max_shard_size"] = spec.max_shard_size
+    model.save_pretrained(folder, **kwargs)
+    if spec.config_style == "hub":
+        hubify_config(folder / "config.json")
+
+
+def tiny_prompt(spec: TinySpec, index: int, attempt: int, vocab: int) -> list[int]:
+    rng = np.random.default_rng([spec.seed, index, attempt])
+    return rng.integers(0, vocab, TINY_PROMPT_LENGTHS[index]).tolist()
+
+
+# ----------------------------------------------------------------------------- HF computations
+
+
+def load_hf(folder: Path, device: str, **kwargs) -> torch.nn.Module:
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
+                                                 attn_implementation="eager", **kwargs)
+    # generate() fills unset fields of the config it is given from these: clear eos there too.
+    model.generation_config.eos_token_id = None
+    model.config.eos_token_id = None
+    return model.to(device).eval()
+
+
+def greedy_config(n: int) -> GenerationConfig:
+    # eos_token_id=None: no stopping and no eos suppression (min_new_tokens would ban eos and so
+    # change the argmax); the continuation is the plain argmax chain an engine with ignore_eos gives.
+    return GenerationConfig(do_sample=False, max_new_tokens=n, eos_token_id=None,
+                            bos_token_id=None, pad_token_id=0, temperature=None, top_p=None,
+                            top_k=None)
+
+
+@torch.no_grad()
+def forward_logits(model, ids: list[int], device: str) -> torch.Tensor:
+    x = torch.tensor([ids], device=device)
+    return model(input_ids=x, use_cache=False).logits[0].float()
+
+
+@torch.no_grad()
+def greedy(model, ids: list[int], n: int, device: str) -> tuple[list[int], list[float]]:
+    x = torch.tensor([ids], device=device)
+    out = model.generate(input_ids=x, attention_mask=torch.ones_like(x),
+                         generation_config=greedy_config(n), output_logits=True,
+                         return_dict_in_generate=True)
+    tokens = out.sequences[0, len(ids):].tolist()
+    margins = []
+    for step_logits in out.logits:
+        top2 = torch.topk(step_logits[0].float(), 2).values
+        margins.append(float(top2[0] - top2[1]))
+    assert len(tokens) == n, f"generate gave {len(tokens)} tokens, wanted {n}"
+    return tokens, margins
+
+
+@torch.no_grad()
+def check_consistency(model, ids: list[int], gen: list[int], device: str, label: str) -> float:
+    """Prefill-all vs. chunked prefill and token-by-token decode with past_key_values, and
+    greedy tokens vs. the argmax of a full forward. Returns the worst relative difference."""
+    seq = ids + gen[:-1]
+    full = forward_logits(model, seq, device)
+    scale = max(1.0, float(full.abs().max()))
+
+    # Prefill the prompt in two chunks, then decode the continuation one token at a time.
+    cache = None  # the first call creates it (works across transformers versions)
+    split = max(1, len(ids) // 2)
+    parts = [ids[:split], ids[split:]] + [[t] for t in gen[:-1]]
+    rows = []
+    pos = 0
+    for part in parts:
+        if not part:
+            continue
+        x = torch.tensor([part], device=device)
+        out = model(input_ids=x, past_key_values=cache, use_cache=True,
+                    position_ids=torch.arange(pos, pos + len(part), device=device)[None])
+        cache = out.past_key_values
+        rows.append(out.logits[0].float())
+        pos += len(part)
+    incremental = torch.cat(rows)
+    worst = float((incremental - full).abs().max()) / scale
+
+    prompt_only = forward_logits(model, ids, device)
+    worst = max(worst, float((prompt_only - full[: len(ids)]).abs().max()) / scale)
+    assert worst < CONSISTENCY_TOL, f"{label}: cached vs. full logits differ by {worst:.3g} (rel)"
+
+    argmax = full[len(ids) - 1:].argmax(-1).tolist()
+    assert argmax == gen, f"{label}: greedy {gen} != argmax of full forward {argmax}"
+    return worst
+
+
+# ----------------------------------------------------------------------------- golden I/O
+
+
+def write_logits(path: Path, logits: torch.Tensor) -> list[int]:
+    arr = logits.detach().cpu().numpy().astype("<f4")
+    arr.tofile(path)
+    return list(arr.shape)
+
+
+def read_logits(path: Path, shape: list[int]) -> np.ndarray:
+    return np.fromfile(path, dtype="<f4").reshape(shape)
+
+
+def meta(extra: dict | None = None) -> dict:
+    m = {"generator": "tools/make_golden.py", "torch": torch.__version__,
+         "transformers": transformers.__version__, "numpy": np.__version__,
+         "attn_implementation": "eager", "dtype": "float32"}
+    try:
+        import gguf  # noqa: PLC0415
+        from importlib.metadata import version  # noqa: PLC0415
+        m["gguf"] = version("gguf")
+    except Exception:  # gguf is needed only for the SmolLM2 fixture
+        pass
+    m.update(extra or {})
+    return m
+
+
+@dataclass
+class Compare:
+    """Collects differences between recomputed and stored goldens in --verify mode."""
+    max_rel: float = 0.0
+    failures: list = field(default_factory=list)
+
+    def logits(self, label, got: np.ndarray, want: np.ndarray, tol: float) -> None:
+        if got.shape != want.shape:
+            self.failures.append(f"{label}: shape {got.shape} != {want.shape}")
+            return
+        rel = float(np.abs(got - want).max()) / max(1.0, float(np.abs(want).max()))
+        self.max_rel = max(self.max_rel, rel)
+        if rel > tol:
+            self.failures.append(f"{label}: logits differ by {rel:.3g} (rel) > {tol}")
+
+    def equal(self, label, got, want) -> None:
+        if got != want:
+            self.failures.append(f"{label}: {got} != {want}")
+
+
+# ----------------------------------------------------------------------------- tiny goldens
+
+
+def tiny_goldens(spec: TinySpec, folder: Path, device: str, verify: Compare | None) -> dict:
+    model = load_hf(folder, device)
+    vocab = model.config.vocab_size
+    stored = json.loads((folder / "golden.json").read_text()) if verify else None
+    prompts = []
+    for i in range(len(TINY_PROMPT_LENGTHS)):
+        if verify:  # recompute on the stored prompt, never redraw
+            ids = stored["prompts"][i]["ids"]
+            gen, margins = greedy(model, ids, TINY_GREEDY, device)
+        else:
+            for attempt in range(100):
+                ids = tiny_prompt(spec, i, attempt, vocab)
+                gen, margins = greedy(model, ids, TINY_GREEDY, device)
+                if min(margins) >= TINY_MIN_MARGIN and len(set(gen)) >= TINY_MIN_DISTINCT:
+                    break
+            else:
+                raise RuntimeError(f"{spec.name}: no prompt {i} with greedy margins >= "
+                                   f"{TINY_MIN_MARGIN} and {TINY_MIN_DISTINCT} distinct tokens")
+        label = f"{spec.name} prompt {i}"
+        worst = check_consistency(model, ids, gen, device, label)
+        logits = forward_logits(model, ids, device)
+        entry = {"ids": ids, "logits_file": f"logits_{i}.bin", "logits_shape": list(logits.shape),
+                 "greedy": gen, "greedy_margins": [round(m, 6) for m in margins]}
+        if verify:
+            want = stored["prompts"][i]
+            verify.equal(f"{label} greedy", gen, want["greedy"])
+            verify.logits(label, logits.cpu().numpy(),
+                          read_logits(folder / want["logits_file"], want["logits_shape"]),
+                          tol=1e-4)
+        else:
+            write_logits(folder / entry["logits_file"], logits)
+            if not attempt == 0:
+                entry["prompt_redraws"] = attempt
+        distinct = len(set(gen))
+        print(f"  {label}: T={len(ids)} consistency={worst:.2g} greedy={gen} distinct={distinct} "
+              f"min_margin={min(margins):.4f} logits_std={float(logits.std()):.3f}")
+        prompts.append(entry)
+    return {"prompts": prompts, "meta": meta({
+        "model": spec.name, "weights_dtype": str(spec.dtype).replace("torch.", ""),
+        "config_style": spec.config_style, "weight_seed": spec.seed,
+        "note": "logits of all prompt positions; greedy = argmax chain, no eos stopping"})}
+
+
+def make_tiny(out: Path, device: str, only: set[str], verify: Compare | None) -> None:
+    weights_by_name = {}
+    for spec in TINY_SPECS:
+        folder = out / spec.name
+        source = spec.weights_from or spec.name
+        if source not in weights_by_name:
+            skeleton = AutoModelForCausalLM.from_config(spec.make_config(), dtype=torch.float32)
+            weights_by_name[source] = random_weights(skeleton, spec.seed)
+        weights = weights_by_name[source]
+        if only and spec.name not in only and "tiny" not in only:
+            continue
+        print(f"{spec.name}:")
+        if verify:
+            check_stored_weights(spec, folder, weights, verify)
+        else:
+            write_tiny_checkpoint(spec, folder, weights)
+            check_stored_weights(spec, folder, weights, None)
+        golden = tiny_goldens(spec, folder, device, verify)
+        if not verify:
+            (folder / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
+        if spec.weights_from and spec.dtype == torch.float32 and not verify:
+            same_goldens(out / spec.weights_from, folder)
+        if spec.name == "tiny-llama":
+            check_rope_scaling_matters(folder, golden, device)
+
+
+def check_rope_scaling_matters(folder: Path, golden: dict, device: str) -> None:
+    """Plain rope instead of llama3's must change the logits clearly, or the fixture would not
+    catch an engine that ignores rope_scaling."""
+    config = transformers.AutoConfig.from_pretrained(folder)
+    config.rope_parameters = {"rope_type": "default",
+                              "rope_theta": config.rope_parameters["rope_theta"]}
+    plain = AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=torch.float32,
+                                                 attn_implementation="eager").to(device).eval()
+    p = golden["prompts"][-1]
+    got = forward_logits(plain, p["ids"], device).cpu().numpy()
+    want = read_logits(folder / p["logits_file"], p["logits_shape"])
+    diff = float(np.abs(got - want).max())
+    print(f"  tiny-llama: plain rope changes the last prompt's logits by up to {diff:.3f}")
+    assert diff > 0.1, "llama3 rope scaling barely matters for tiny-llama's prompts"
+
+
+def check_stored_weights(spec: TinySpec, folder: Path, weights: dict, verify: Compare | None):
+    """The checkpoint on disk, read back by HF as float32, holds exactly our weights (rounded to
+    the checkpoint's dtype). Catches a changed RNG, a bad shard index, a lost tied head."""
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    # The (possibly hub-spelled) config.json reads back as the config we meant.
+    want_cfg, got_cfg = spec.make_config(), model.config
+    for key in ("rope_parameters", "tie_word_embeddings", "head_dim", "num_key_value_heads",
+                "intermediate_size", "rms_norm_eps", "vocab_size"):
+        if getattr(got_cfg, key, None) != getattr(want_cfg, key, None):
+            msg = f"{spec.name}: config {key} reads back as {getattr(got_cfg, key, None)}"
+            if verify is None:
+                raise AssertionError(msg)
+            verify.failures.append(msg)
+    for name, p in model.named_parameters():
+        want = torch.from_numpy(weights[name]).to(spec.dtype).float()
+        if not torch.equal(p.detach(), want):
+            msg = f"{spec.name}: stored {name} differs from the seeded weights"
+            if verify is None:
+                raise AssertionError(msg)
+            verify.failures.append(msg)
+    if spec.max_shard_size:
+        index = json.loads((folder / "model.safetensors.index.json").read_text())
+        shards = set(index["weight_map"].values())
+        assert len(shards) >= 2, f"{spec.name}: only {len(shards)} shard(s)"
+
+
+def same_goldens(a: Path, b: Path) -> None:
+    ga, gb = (json.loads((p / "golden.json").read_text())["prompts"] for p in (a, b))
+    for pa, pb in zip(ga, gb):
+        assert pa["ids"] == pb["ids"] and pa["greedy"] == pb["greedy"], f"{b} != {a}"
+        la = read_logits(a / pa["logits_file"], pa["logits_shape"])
+        lb = read_logits(b / pb["logits_file"], pb["logits_shape"])
+        assert np.array_equal(la, lb), f"{b} logits != {a} logits"
+
+
+# ----------------------------------------------------------------------------- SmolLM2
+
+
+SMOLLM2_PROMPTS = [
+    {"text": "The capital of France is"},
+    {"text": "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"},
+    {"text": "Ünïcödé, emoji 🙂 and  double  spaces\tand tabs are split into bytes:"},
+    {"messages": [{"role": "user", "content": "What is the capital of France?"}]},
+    {"messages": [{"role": "system", "content": "You are a concise assistant."},
+                  {"role": "user", "content": "Write a haiku about the sea."}]},
+]
+
+
+def chat_ids(tok, messages) -> tuple[str, list[int]]:
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    via_template = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+    if not isinstance(via_template, list):  # a BatchEncoding in transformers 5
+        via_template = via_template["input_ids"]
+    assert via_template == ids, "apply_chat_template(tokenize=True) disagrees with tok(text)"
+    return text, ids
+
+
+def make_smollm2(out: Path, gguf_path: Path, device: str, verify: Compare | None) -> None:
+    folder = out / "smollm2"
+    print(f"smollm2 ({gguf_path}):")
+    kwargs = {"gguf_file": gguf_path.name}
+    tok = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
+    model = load_hf(gguf_path.parent, device, **kwargs)
+    stored = json.loads((folder / "golden.json").read_text()) if verify else None
+    if not verify:
+        folder.mkdir(parents=True, exist_ok=True)
+    prompts = []
+    for i, p in enumerate(SMOLLM2_PROMPTS):
+        entry = {}
+        if "messages" in p:
+            text, ids = chat_ids(tok, p["messages"])
+            entry.update(text=text, messages=p["messages"], chat_template=True,
+                         add_special_tokens=False)
+        else:
+            text = p["text"]
+            ids = tok(text)["input_ids"]  # HF's default, add_special_tokens=True
+            assert ids == tok(text, add_special_tokens=False)["input_ids"], \
+                "SmolLM2's tokenizer is expected to add no BOS"
+            entry.update(text=text, chat_template=False, add_special_tokens=True)
+        label = f"smollm2 prompt {i}"
+        gen, margins = greedy(model, ids, SMOLLM2_GREEDY, device)
+        worst = check_consistency(model, ids, gen, device, label)
+        last = forward_logits(model, ids, device)[-1:]
+        entry.update(ids=ids, logits_file=f"logits_{i}.bin", logits_shape=list(last.shape),
+                     logits_position=len(ids) - 1, greedy=gen,
+                     greedy_text=tok.decode(gen), greedy_margins=[round(m, 5) for m in margins])
+        if verify:
+            want = stored["prompts"][i]
+            verify.equal(f"{label} ids", ids, want["ids"])
+            verify.equal(f"{label} greedy", gen, want["greedy"])
+            verify.logits(label, last.cpu().numpy(),
+                          read_logits(folder / want["logits_file"], want["logits_shape"]),
+                          tol=1e-4)
+        else:
+            write_logits(folder / entry["logits_file"], last)
+        low = sorted(range(len(margins)), key=lambda k: margins[k])[:3]
+        print(f"  {label}: T={len(ids)} consistency={worst:.2g} greedy={tok.decode(gen)!r}\n"
+              f"    smallest margins: " + ", ".join(f"step {k}: {margins[k]:.4f}" for k in low))
+        prompts.append(entry)
+    golden = {"prompts": prompts, "meta": meta({
+        "model": gguf_path.name, "loader": "AutoModelForCausalLM.from_pretrained(gguf_file=...), "
+        "dequantized to float32 by transformers (q/k un-permuted)",
+        "tokenizer": "AutoTokenizer.from_pretrained(gguf_file=...)",
+        "note": "logits of the last prompt position only; greedy = argmax chain, no eos stopping"})}
+    if not verify:
+        (folder / "golden.json").write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n")
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=REPO / "tests" / "fixtures")
+    ap.add_argument("--gguf", type=Path,
+                    default=REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (float32 either way)")
+    ap.add_argument("--only", default="", help="comma list: tiny, smollm2, or fixture names")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    ap.add_argument("--verify", action="store_true",
+                    help="recompute from the stored checkpoints and compare; write nothing")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    # float32 must mean float32 on the GPU too (no TF32 GEMMs).
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    only = {s for s in args.only.split(",") if s}
+    verify = Compare() if args.verify else None
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"numpy {np.__version__}, device {args.device}")
+    if not only or (only - {"smollm2"}):
+        make_tiny(args.out, args.device, only - {"smollm2"}, verify)
+    if not only or "smollm2" in only:
+        if not args.gguf.exists():
+            print(f"smollm2: {args.gguf} not found, skipped", file=sys.stderr)
+            if only:
+                return 1
+        else:
+            make_smollm2(args.out, args.gguf, args.device, verify)
+    if verify:
+        print(f"verify: largest relative logit difference {verify.max_rel:.3g}")
+        for f in verify.failures:
+            print("FAIL:", f)
+        return 1 if verify.failures else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
