@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "tokenizer/chat_template.h"  // nc::ChatMessage {role, content}
+
 namespace nc {
 
 class StepModel;
@@ -40,11 +42,6 @@ struct SamplingParams {
 
   // Throws nc::Error naming the bad parameter.
   void validate() const;
-};
-
-struct ChatMessage {
-  std::string role;  // "system" | "user" | "assistant"
-  std::string content;
 };
 
 enum class FinishReason : uint8_t { None, Stop, Length, Abort };

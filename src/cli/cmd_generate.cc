@@ -70,7 +70,10 @@ void run_generate(const GenerateArgs& a) {
         fmt::print("{}", o.text_delta);
         std::fflush(stdout);
         out_tokens += int64_t(o.new_token_ids.size());
-        if (o.finished) fmt::print("\n");
+        if (o.finished) {
+          fmt::print("\n");
+          std::fflush(stdout);
+        }
       }
     }
   } else {
@@ -81,6 +84,7 @@ void run_generate(const GenerateArgs& a) {
     }
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fflush(stdout);
   if (!a.quiet) print_summary(engine, texts.size(), prompt_tokens, out_tokens, secs);
 }
 

@@ -1,0 +1,51 @@
+// TextCodec over the project's tokenizer (tokenizer/tokenizer.h): from a .gguf file, a
+// tokenizer.json, or a Hugging Face folder.
+#include <filesystem>
+
+#include "core/error.h"
+#include "engine/step_model.h"
+#include "model/gguf.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace nc {
+namespace {
+
+class TokenizerCodec : public TextCodec {
+ public:
+  explicit TokenizerCodec(std::unique_ptr<Tokenizer> tok) : tok_(std::move(tok)) {}
+
+  std::vector<int32_t> encode(const std::string& text, bool add_special_tokens) const override {
+    // Special tokens written in the text ("<|im_start|>") are parsed, as Hugging Face does.
+    return tok_->encode(text, add_special_tokens && tok_->add_bos_default(), true);
+  }
+  std::string decode(const int32_t* ids, size_t n, bool skip_special_tokens) const override {
+    return tok_->decode(std::vector<int32_t>(ids, ids + n), skip_special_tokens);
+  }
+  std::vector<int32_t> eos_token_ids() const override { return tok_->eos_ids(); }
+  std::string apply_chat_template(const std::vector<ChatMessage>& messages,
+                                  bool add_generation_prompt) const override {
+    NC_CHECK(!tok_->chat_template().empty(), "this model has no chat template");
+    auto piece = [&](int32_t id) { return id >= 0 ? tok_->token_piece(id) : std::string(); };
+    return nc::apply_chat_template(tok_->chat_template(), messages, add_generation_prompt,
+                                   piece(tok_->bos_id()), piece(tok_->eos_id()));
+  }
+
+ private:
+  std::unique_ptr<Tokenizer> tok_;
+};
+
+}  // namespace
+
+std::unique_ptr<TextCodec> make_text_codec(const std::string& path) {
+  NC_CHECK(std::filesystem::exists(path), "tokenizer: '{}' not found", path);
+  std::unique_ptr<Tokenizer> tok;
+  if (std::filesystem::is_directory(path) || path.ends_with(".json")) {
+    tok = Tokenizer::from_hf_json(path);
+  } else {
+    tok = Tokenizer::from_gguf(GgufFile::open(path));
+  }
+  return std::make_unique<TokenizerCodec>(std::move(tok));
+}
+
+}  // namespace nc
