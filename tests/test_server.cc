@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -975,18 +976,23 @@ TEST(ServerLoad, ConcurrentStreamsEqualAloneAndFreePages) {
 
 namespace {
 
-// Token ids as letters, for a model without a tokenizer: id k <-> char('A' + k).
-class LetterCodec : public TextCodec {
+// Token ids as text for a model without a tokenizer: id k <-> " k" (ASCII whatever the
+// vocabulary size, so outputs compare byte for byte through JSON).
+class IdCodec : public TextCodec {
  public:
-  explicit LetterCodec(int32_t eos) : eos_(eos) {}
+  explicit IdCodec(int32_t eos) : eos_(eos) {}
   std::vector<int32_t> encode(const std::string& text, bool) const override {
     std::vector<int32_t> ids;
-    for (char c : text) ids.push_back(int32_t(c - 'A'));
+    std::istringstream in(text);
+    for (int32_t id; in >> id;) ids.push_back(id);
     return ids;
   }
   std::string decode(const int32_t* ids, size_t n, bool) const override {
     std::string s;
-    for (size_t i = 0; i < n; ++i) s += char('A' + ids[i]);
+    for (size_t i = 0; i < n; ++i) {
+      s += ' ';
+      s += std::to_string(ids[i]);
+    }
     return s;
   }
   std::vector<int32_t> eos_token_ids() const override { return {eos_}; }
@@ -999,8 +1005,8 @@ class LetterCodec : public TextCodec {
 };
 
 std::string tiny_llama_dir() {
-  for (const std::string d : {std::string(NC_FIXTURES_DIR) + "/tiny-llama",
-                              std::string(NC_FIXTURES_DIR) + "/loader/tiny-llama"}) {
+  for (const std::string& d : {std::string(NC_FIXTURES_DIR) + "/tiny-llama",
+                               std::string(NC_FIXTURES_DIR) + "/loader/tiny-llama"}) {
     if (std::filesystem::exists(d + "/config.json")) return d;
   }
   return "";
@@ -1013,7 +1019,7 @@ std::unique_ptr<Engine> tiny_engine(const std::string& dir, int max_num_seqs) {
   cfg.page_size = 4;
   cfg.kv_cache_memory = "8MiB";
   return std::make_unique<Engine>(cfg, make_llama_step_model(dir, "cpu"),
-                                  std::make_unique<LetterCodec>(2));
+                                  std::make_unique<IdCodec>(2));
 }
 
 }  // namespace
