@@ -40,6 +40,13 @@ void run_serve(const ServeArgs& a) {
              "tokens){}\n",
              srv.model_name(), a.server.host, srv.port(), st.max_model_len, st.total_pages,
              st.page_size, a.server.api_key.empty() ? "" : ", API key required");
+  if (a.server.host != "127.0.0.1" && a.server.host != "localhost" && a.server.host != "::1" &&
+      a.server.api_key.empty()) {
+    fmt::print(stderr,
+               "nanocascade serve: warning: listening on {} without --api-key: anyone who can "
+               "reach this port can use the model\n",
+               a.server.host);
+  }
   int sig = 0;
   sigwait(&stop_signals, &sig);
   fmt::print(stderr, "nanocascade serve: {}, shutting down\n",
