@@ -2,8 +2,9 @@
 #include "cli/cmd_serve.h"
 
 #include <fmt/format.h>
-#include <pthread.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <memory>
 
@@ -20,15 +21,34 @@ struct ServeArgs {
   uint64_t seed = 0;
 };
 
-void run_serve(const ServeArgs& a) {
-  // Block the stop signals in every thread (the server's threads inherit the mask); this thread
-  // takes them with sigwait once the server is up.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+// SIGINT/SIGTERM write a byte to this pipe; the main thread waits on it. (Blocking the signals
+// and sigwait-ing is not enough: OpenBLAS starts threads before main, with the default mask.)
+int g_stop_pipe[2] = {-1, -1};
 
+void on_stop_signal(int sig) {
+  const char c = char(sig);
+  [[maybe_unused]] const ssize_t n = ::write(g_stop_pipe[1], &c, 1);
+}
+
+int wait_for_stop_signal() {
+  char c = 0;
+  while (::read(g_stop_pipe[0], &c, 1) < 0 && errno == EINTR) {
+  }
+  return c;
+}
+
+void install_stop_handlers() {
+  NC_CHECK(::pipe(g_stop_pipe) == 0, "serve: cannot create a pipe");
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
+void run_serve(const ServeArgs& a) {
+  install_stop_handlers();
   EngineConfig cfg = a.engine.cfg;
   cfg.seed = a.seed;
   Engine engine(cfg);
@@ -47,8 +67,7 @@ void run_serve(const ServeArgs& a) {
                "reach this port can use the model\n",
                a.server.host);
   }
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
+  const int sig = wait_for_stop_signal();
   fmt::print(stderr, "nanocascade serve: {}, shutting down\n",
              sig == SIGINT ? "SIGINT" : "SIGTERM");
   srv.stop();
