@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -291,6 +292,89 @@ httplib::Result post_stream(const TestServer& ts, const std::string& path, const
     return on_data(d, n);
   };
   return ts.client()->send(req);
+}
+
+// One streaming client of a load test: what it received and when.
+struct ClientRun {
+  int status = 0;
+  std::string text, finish_reason;
+  int completion_tokens = -1;
+  double ttft_s = 0, e2e_s = 0;
+};
+
+// Runs every body as a streaming completion from its own thread, all at once.
+std::vector<ClientRun> run_streaming_clients(int port, const std::vector<json>& bodies) {
+  std::vector<ClientRun> runs(bodies.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    threads.emplace_back([&, i] {
+      json body = bodies[i];
+      body["stream"] = true;
+      body["stream_options"] = {{"include_usage", true}};
+      httplib::Client c("127.0.0.1", port);
+      c.set_read_timeout(300, 0);
+      httplib::Request req;
+      req.method = "POST";
+      req.path = "/v1/completions";
+      req.body = body.dump();
+      req.set_header("Content-Type", "application/json");
+      std::string buf;
+      const auto start = Clock::now();
+      bool first = true;
+      req.content_receiver = [&](const char* d, size_t n, uint64_t, uint64_t) {
+        if (first) runs[i].ttft_s = std::chrono::duration<double>(Clock::now() - start).count();
+        first = false;
+        buf.append(d, n);
+        return true;
+      };
+      auto r = c.send(req);
+      runs[i].e2e_s = std::chrono::duration<double>(Clock::now() - start).count();
+      if (!r) return;
+      runs[i].status = r->status;
+      const SseBody sse = parse_sse(buf);
+      const Streamed st = collect(sse, false);
+      runs[i].text = st.text;
+      runs[i].finish_reason = st.finish_reason;
+      if (st.usage.is_object() && sse.done)
+        runs[i].completion_tokens = st.usage["completion_tokens"];
+    });
+  }
+  for (auto& t : threads) t.join();
+  return runs;
+}
+
+double percentile(std::vector<double> v, double p);
+
+void print_load(const char* tag, const std::vector<ClientRun>& runs, double wall_s) {
+  int64_t tokens = 0;
+  std::vector<double> ttft, e2e;
+  for (const ClientRun& r : runs) {
+    tokens += std::max(0, r.completion_tokens);
+    ttft.push_back(r.ttft_s * 1e3);
+    e2e.push_back(r.e2e_s * 1e3);
+  }
+  std::printf(
+      "[%s] %zu streaming clients, %lld tokens in %.3f s: %.1f tok/s, %.2f req/s\n"
+      "[%s] first byte ms p50 %.1f p90 %.1f p99 %.1f | end-to-end ms p50 %.1f p90 %.1f p99 "
+      "%.1f\n",
+      tag, runs.size(), (long long)tokens, wall_s, double(tokens) / wall_s,
+      double(runs.size()) / wall_s, tag, percentile(ttft, 50), percentile(ttft, 90),
+      percentile(ttft, 99), percentile(e2e, 50), percentile(e2e, 90), percentile(e2e, 99));
+}
+
+// A raw TCP connection to the server (for what httplib's client will not send), or -1.
+int connect_loopback(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(uint16_t(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -760,13 +844,8 @@ TEST(ServerErrors, BadRequestsGetOpenAIErrors) {
 
 TEST(ServerErrors, MalformedHttpGetsAnError) {
   TestServer ts;
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = connect_loopback(ts.srv->port());
   ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(uint16_t(ts.srv->port()));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   const std::string junk = "THIS IS NOT HTTP\r\n\r\n";
   ASSERT_EQ(::send(fd, junk.data(), junk.size(), 0), ssize_t(junk.size()));
   // Read the status line, the headers and Content-Length bytes of body.
@@ -880,12 +959,24 @@ TEST(ServerDisconnect, WaitingNonStreamingClientAborts) {
   TestServer ts({}, {}, /*delay_us=*/1000);
   json body = completion_body("a long one", 3000);
   body["ignore_eos"] = true;
-  auto client = ts.client();
-  client->set_read_timeout(0, 200000);  // gives up (closes) after 0.2 s
-  auto r = client->Post("/v1/completions", body.dump(), "application/json");
-  EXPECT_FALSE(r);
-  client.reset();
+  const std::string payload = body.dump();
+  const std::string req =
+      "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      "Content-Type: application/json\r\nContent-Length: " +
+      std::to_string(payload.size()) + "\r\n\r\n" + payload;
+  const int fd = connect_loopback(ts.srv->port());
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::send(fd, req.data(), req.size(), 0), ssize_t(req.size()));
+  // Hang up once the request is generating (a non-streaming response is still far off).
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (ts.stats().num_generated_tokens < 10 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_GE(ts.stats().num_generated_tokens, 10);
+  EXPECT_GT(ts.stats().used_pages, 0);
+  ::close(fd);
   EXPECT_TRUE(ts.wait_idle(10)) << "pages in use: " << ts.stats().used_pages;
+  EXPECT_LT(ts.stats().num_generated_tokens, 3000);
   const std::string metrics = ts.client()->Get("/metrics")->body;
   EXPECT_NE(metrics.find("nanocascade_requests_finished_total{finish_reason=\"abort\"} 1"),
             std::string::npos)
@@ -904,71 +995,25 @@ TEST(ServerLoad, ConcurrentStreamsEqualAloneAndFreePages) {
   opts.max_waiting = 64;
   TestServer ts(es, opts, /*delay_us=*/200);
 
-  std::vector<std::string> prompts;
+  std::vector<json> bodies;
   std::vector<Alone> refs;
   for (int i = 0; i < kClients; ++i) {
-    prompts.push_back("client " + std::to_string(i) + std::string(size_t(i % 7) * 5, '.'));
-    SamplingParams sp = greedy(kMaxTokens);
-    refs.push_back(complete_alone(prompts.back(), sp));
+    const std::string prompt = "client " + std::to_string(i) + std::string(size_t(i % 7) * 5, '.');
+    bodies.push_back(completion_body(prompt, kMaxTokens));
+    refs.push_back(complete_alone(prompt, greedy(kMaxTokens)));
   }
-  struct Result {
-    int status = 0;
-    std::string text, finish_reason;
-    int completion_tokens = -1;
-    double ttft = 0, e2e = 0;
-  };
-  std::vector<Result> results(kClients);
   const auto t0 = Clock::now();
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kClients; ++i) {
-    threads.emplace_back([&, i] {
-      json body = completion_body(prompts[i], kMaxTokens, true);
-      body["stream_options"] = {{"include_usage", true}};
-      const auto start = Clock::now();
-      std::string buf;
-      bool first = true;
-      auto r = post_stream(ts, "/v1/completions", body, [&](const char* d, size_t n) {
-        if (first) {
-          results[i].ttft = std::chrono::duration<double>(Clock::now() - start).count();
-          first = false;
-        }
-        buf.append(d, n);
-        return true;
-      });
-      results[i].e2e = std::chrono::duration<double>(Clock::now() - start).count();
-      if (!r) return;
-      results[i].status = r->status;
-      const SseBody sse = parse_sse(buf);
-      const Streamed s = collect(sse, false);
-      results[i].text = s.text;
-      results[i].finish_reason = s.finish_reason;
-      if (s.usage.is_object() && sse.done)
-        results[i].completion_tokens = s.usage["completion_tokens"];
-    });
-  }
-  for (auto& t : threads) t.join();
+  const std::vector<ClientRun> runs = run_streaming_clients(ts.srv->port(), bodies);
   const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
-
-  int64_t tokens = 0;
-  std::vector<double> ttft, e2e;
   for (int i = 0; i < kClients; ++i) {
-    ASSERT_EQ(results[i].status, 200) << "client " << i;
-    EXPECT_EQ(results[i].text, refs[i].text) << "client " << i;
-    EXPECT_EQ(results[i].finish_reason, refs[i].finish_reason) << "client " << i;
-    EXPECT_EQ(results[i].completion_tokens, refs[i].completion_tokens) << "client " << i;
-    tokens += refs[i].completion_tokens;
-    ttft.push_back(results[i].ttft * 1e3);
-    e2e.push_back(results[i].e2e * 1e3);
+    ASSERT_EQ(runs[i].status, 200) << "client " << i;
+    EXPECT_EQ(runs[i].text, refs[i].text) << "client " << i;
+    EXPECT_EQ(runs[i].finish_reason, refs[i].finish_reason) << "client " << i;
+    EXPECT_EQ(runs[i].completion_tokens, refs[i].completion_tokens) << "client " << i;
   }
   EXPECT_TRUE(ts.wait_idle());
   EXPECT_EQ(ts.stats().used_pages, 0);
-  std::printf(
-      "[load] %d streaming clients, %lld tokens in %.3f s: %.0f tok/s, %.1f req/s\n"
-      "[load] first byte ms p50 %.1f p90 %.1f p99 %.1f | end-to-end ms p50 %.1f p90 %.1f p99 "
-      "%.1f\n",
-      kClients, (long long)tokens, wall, double(tokens) / wall, kClients / wall,
-      percentile(ttft, 50), percentile(ttft, 90), percentile(ttft, 99), percentile(e2e, 50),
-      percentile(e2e, 90), percentile(e2e, 99));
+  print_load("load, fake model", runs, wall);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1145,6 +1190,50 @@ TEST(ServerModelSlow, SmolLM2ChatEqualsEngine) {
   ASSERT_TRUE(r);
   EXPECT_EQ(collect(parse_sse(r->body), true).text, ref_text);
   std::printf("[smollm2] %s\n", ref_text.c_str());
+  srv.stop();
+}
+
+TEST(ServerModelSlow, SmolLM2ConcurrentStreamsEqualAlone) {
+  const std::string path = EngineConfig::default_model_path();
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "no " << path;
+  // Small: the references run one at a time (about 4 steps/s on 2 CPU cores).
+  constexpr int kClients = 8;
+  constexpr int kMaxTokens = 16;
+  EngineConfig cfg;
+  cfg.model = path;
+  cfg.kv_cache_memory = "256MiB";
+  cfg.max_num_seqs = kClients;
+  Engine engine(cfg);
+  const char* topics[] = {"the sea", "a cat",  "winter", "the moon",
+                          "bread",   "rivers", "music",  "a city"};
+  std::vector<json> bodies;
+  std::vector<std::string> refs;
+  for (int i = 0; i < kClients; ++i) {
+    const std::string prompt =
+        fmt::format("Write {} about {}:", i % 2 ? "a haiku" : "one sentence", topics[i % 8]);
+    bodies.push_back(completion_body(prompt, kMaxTokens));
+    // The same request alone, on the same engine, before the server takes it over.
+    refs.push_back(engine.generate({prompt}, greedy(kMaxTokens))[0].text);
+  }
+  server::ServerOptions opts;
+  opts.port = 0;
+  opts.model_name = "smollm2";
+  server::Server srv(engine, opts);
+  srv.start();
+  for (json& b : bodies) b["model"] = "smollm2";
+  const auto t0 = Clock::now();
+  const std::vector<ClientRun> runs = run_streaming_clients(srv.port(), bodies);
+  const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+  for (int i = 0; i < kClients; ++i) {
+    ASSERT_EQ(runs[i].status, 200) << "client " << i;
+    EXPECT_EQ(runs[i].text, refs[i]) << "client " << i;
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (srv.loop().stats().used_pages != 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(srv.loop().stats().used_pages, 0);
+  print_load("load, SmolLM2 CPU", runs, wall);
   srv.stop();
 }
 

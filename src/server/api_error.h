@@ -1,23 +1,26 @@
 // Errors the HTTP API returns, in OpenAI's JSON shape:
 //   {"error": {"message": "...", "type": "...", "param": "..." | null, "code": "..." | null}}
 #pragma once
-#include <stdexcept>
+#include <exception>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 namespace nc::server {
 
-class ApiError : public std::runtime_error {
+// Holds its message in a std::string of its own (not std::runtime_error's shared, reference-
+// counted one), so that copies handed from the engine thread to a handler thread share nothing.
+class ApiError : public std::exception {
  public:
   ApiError(int status, std::string message, std::string type, std::string param = "",
            std::string code = "")
-      : std::runtime_error(message),
+      : message_(std::move(message)),
         status_(status),
         type_(std::move(type)),
         param_(std::move(param)),
         code_(std::move(code)) {}
 
+  const char* what() const noexcept override { return message_.c_str(); }
   int status() const { return status_; }
   const std::string& type() const { return type_; }
   const std::string& param() const { return param_; }  // empty = null
@@ -26,6 +29,7 @@ class ApiError : public std::runtime_error {
   nlohmann::json to_json() const;
 
  private:
+  std::string message_;
   int status_;
   std::string type_, param_, code_;
 };
