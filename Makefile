@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 PROMPT ?= Write a short poem about the sea.
 CMAKE_FLAGS ?=
 
-.PHONY: setup build run test test-asan asan-build bench clean format
+.PHONY: setup build run test asan-build cuda-compile-check bench clean format
 
 setup:
 	./tools/setup.sh
@@ -16,15 +16,24 @@ build: setup
 	cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	./$(BUILD)/nanocascade generate "$(PROMPT)"
+	./$(BUILD)/nanocascade generate --chat "$(PROMPT)"
 
 test: build asan-build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
-	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) -E Slow
+	./$(BUILD)/tests/nc_tests --gtest_brief=1
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ./$(ASAN_BUILD)/tests/nc_tests --gtest_brief=1 --gtest_filter='-*Slow*'
+	$(MAKE) cuda-compile-check
 
 asan-build: setup
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DNC_SANITIZE=ON $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS) --target nc_tests
+
+# The CUDA backend compiles (no GPU needed) wherever nvcc exists, so a break shows at once.
+cuda-compile-check:
+	@if command -v nvcc >/dev/null; then \
+	  cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DNC_CUDA=ON -DNC_TESTS=OFF $(CMAKE_FLAGS) && \
+	  cmake --build build-cuda -j $(JOBS); \
+	else echo "nvcc not found: CUDA compile check skipped"; fi
 
 bench: setup
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DNC_BENCH=ON $(CMAKE_FLAGS)

@@ -69,7 +69,8 @@ void fill_prefix(Case& c) {
     for (int t = 0; t < s.kv_len - s.q_len; ++t)
       for (int h = 0; h < kv.num_kv_heads; ++h)
         for (int kvi = 0; kvi < 2; ++kvi) {
-          const float* src = (kvi == 0 ? s.k : s.v).data() + (size_t(t) * kv.num_kv_heads + h) * kv.head_dim;
+          const float* src =
+              (kvi == 0 ? s.k : s.v).data() + (size_t(t) * kv.num_kv_heads + h) * kv.head_dim;
           float* dst = c.pages.data() + s.pages[t / kv.page_size] * kv.elems_per_page() +
                        kv.offset_in_page(kvi, t % kv.page_size, h);
           std::copy_n(src, kv.head_dim, dst);
@@ -100,7 +101,8 @@ void reference(const Case& c, std::vector<float>& out, std::vector<float>& lse) 
         for (double& x : sc) sum += (x = std::exp(x - mx));
         for (int t = 0; t < visible; ++t)
           for (int d = 0; d < D; ++d)
-            out[(size_t(row) * Hq + h) * D + d] += float(sc[t] / sum * s.v[(size_t(t) * Hk + kh) * D + d]);
+            out[(size_t(row) * Hq + h) * D + d] +=
+                float(sc[t] / sum * s.v[(size_t(t) * Hk + kh) * D + d]);
         lse[size_t(row) * Hq + h] = float((mx + std::log(sum)) / std::log(2.0));
       }
     }
@@ -174,7 +176,8 @@ TEST_P(PagedAttention, TwoLevelsMergeToOneLevel) {
     // Whole pages strictly before the first new token may go to the prefix level (maybe none).
     const int max_cut = (s.kv_len - s.q_len) / page_size;
     const int cut = max_cut == 0 ? 0 : cut_dist(rng) % (max_cut + 1);
-    std::vector<int32_t> head(s.pages.begin(), s.pages.begin() + cut), tail(s.pages.begin() + cut, s.pages.end());
+    std::vector<int32_t> head(s.pages.begin(), s.pages.begin() + cut),
+        tail(s.pages.begin() + cut, s.pages.end());
     prefix.add(s.q_len, head, cut * page_size, page_size);
     own.add(s.q_len, tail, s.kv_len - cut * page_size, page_size);
   }
@@ -221,7 +224,7 @@ TEST(PagedKVBatch, ValidateRejectsInconsistentTables) {
   causal.kv_indices = {0};
   causal.kv_last_page_len = {3};
   EXPECT_THROW(causal.validate(5, 16, 1), Error);  // 5 queries over 3 keys
-  EXPECT_THROW(b.add(1, {0}, 20, 16), Error);       // one page cannot hold 20 tokens
+  EXPECT_THROW(b.add(1, {0}, 20, 16), Error);      // one page cannot hold 20 tokens
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 
 #include "golden.h"
 #include "model/model_loader.h"
@@ -72,15 +73,41 @@ TEST_P(TinyGolden, LogitsMatchTransformers) {
       }
     if (who.empty()) break;
     auto out = runner.step(who, toks);
-    for (size_t i = 0; i < who.size(); ++i) logits[who[i]].insert(logits[who[i]].end(), out[i].begin(), out[i].end());
+    for (size_t i = 0; i < who.size(); ++i)
+      logits[who[i]].insert(logits[who[i]].end(), out[i].begin(), out[i].end());
   }
   for (size_t p = 0; p < golden.size(); ++p) {
     ASSERT_EQ(int64_t(logits[p].size()), golden[p].rows * V);
     for (int64_t r = 0; r < golden[p].rows; ++r) {
-      const double err = testing::rel_err(logits[p].data() + r * V, golden[p].logits.data() + r * V, V);
+      const double err =
+          testing::rel_err(logits[p].data() + r * V, golden[p].logits.data() + r * V, V);
       ASSERT_LE(err, 1e-4) << "prompt " << p << " position " << r;
     }
   }
+}
+
+// Feeds every golden prompt, then decodes greedily for as many tokens as the golden data has,
+// all prompts in the same steps. on_prompt_logits (optional) sees each prompt's last-token logits.
+std::vector<std::vector<int32_t>> greedy_decode(
+    SeqRunner& runner, const std::vector<GoldenPrompt>& golden, int64_t V,
+    const std::function<void(size_t, const float*)>& on_prompt_logits) {
+  std::vector<int> ids;
+  std::vector<std::vector<int32_t>> next;
+  for (const GoldenPrompt& g : golden) {
+    ids.push_back(runner.add_sequence());
+    next.push_back(g.ids);
+  }
+  std::vector<std::vector<int32_t>> generated(golden.size());
+  for (size_t step = 0; step < golden[0].greedy.size(); ++step) {
+    auto out = runner.step(ids, next);
+    for (size_t p = 0; p < golden.size(); ++p) {
+      const float* last = out[p].data() + out[p].size() - V;
+      if (step == 0 && on_prompt_logits) on_prompt_logits(p, last);
+      generated[p].push_back(testing::argmax(last, V));
+      next[p] = {generated[p].back()};
+    }
+  }
+  return generated;
 }
 
 class TinyGreedy : public ::testing::TestWithParam<TinyCase> {};
@@ -93,42 +120,31 @@ TEST_P(TinyGreedy, MatchesTransformers) {
   auto backend = make_cpu_backend();
   LlamaModel model(lm.config, lm.weights, *backend);
   SeqRunner runner(model, tc.page_size, 4096);
-  const int64_t V = lm.config.vocab_size;
-  std::vector<int> ids;
-  std::vector<std::vector<int32_t>> next;
-  for (const GoldenPrompt& g : golden) {
-    ids.push_back(runner.add_sequence());
-    next.push_back(g.ids);
-  }
-  std::vector<std::vector<int32_t>> generated(golden.size());
-  for (size_t step = 0; step < golden[0].greedy.size(); ++step) {
-    auto out = runner.step(ids, next);
-    for (size_t p = 0; p < golden.size(); ++p) {
-      const int32_t tok = testing::argmax(out[p].data() + out[p].size() - V, V);
-      generated[p].push_back(tok);
-      next[p] = {tok};
-    }
-  }
-  for (size_t p = 0; p < golden.size(); ++p) EXPECT_EQ(generated[p], golden[p].greedy) << "prompt " << p;
+  const auto generated = greedy_decode(runner, golden, lm.config.vocab_size, nullptr);
+  for (size_t p = 0; p < golden.size(); ++p)
+    EXPECT_EQ(generated[p], golden[p].greedy) << "prompt " << p;
 }
 
 std::vector<TinyCase> tiny_cases(std::vector<Mode> modes) {
   std::vector<TinyCase> out;
-  for (const char* m : {"tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-qwen3-bf16", "tiny-llama-sharded"})
+  for (const char* m :
+       {"tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-qwen3-bf16", "tiny-llama-sharded"})
     for (int ps : {1, 16, 64})
       for (Mode mode : modes) out.push_back({m, ps, mode});
   return out;
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, TinyGolden,
-                         ::testing::ValuesIn(tiny_cases({Mode::OneChunk, Mode::Chunks, Mode::TokenByToken})),
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, TinyGolden,
+    ::testing::ValuesIn(tiny_cases({Mode::OneChunk, Mode::Chunks, Mode::TokenByToken})), case_name);
+INSTANTIATE_TEST_SUITE_P(Fixtures, TinyGreedy, ::testing::ValuesIn(tiny_cases({Mode::OneChunk})),
                          case_name);
-INSTANTIATE_TEST_SUITE_P(Fixtures, TinyGreedy, ::testing::ValuesIn(tiny_cases({Mode::OneChunk})), case_name);
 
 // SmolLM2-135M-Instruct (GGUF Q4_1) against transformers loading the same file.
 TEST(SmolLM2GoldenSlow, LastTokenLogitsAndGreedyMatchTransformers) {
   const std::string path = std::string(NC_DEFAULT_MODEL_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << "default model not downloaded: run tools/setup.sh";
+  if (!std::filesystem::exists(path))
+    GTEST_SKIP() << "default model not downloaded: run tools/setup.sh";
   std::vector<GoldenPrompt> golden = testing::read_golden(testing::fixtures_dir() + "/smollm2");
   ASSERT_GE(golden.size(), 3u);
   LoadedModel lm = load_model(path);
@@ -136,25 +152,11 @@ TEST(SmolLM2GoldenSlow, LastTokenLogitsAndGreedyMatchTransformers) {
   LlamaModel model(lm.config, lm.weights, *backend);
   SeqRunner runner(model, 16, 1024);
   const int64_t V = lm.config.vocab_size;
-  std::vector<int> ids;
-  std::vector<std::vector<int32_t>> next;
-  for (const GoldenPrompt& g : golden) {
-    ids.push_back(runner.add_sequence());
-    next.push_back(g.ids);
-  }
-  std::vector<std::vector<int32_t>> generated(golden.size());
-  for (size_t step = 0; step < golden[0].greedy.size(); ++step) {
-    auto out = runner.step(ids, next);
-    for (size_t p = 0; p < golden.size(); ++p) {
-      const float* last = out[p].data() + out[p].size() - V;
-      if (step == 0) {
-        EXPECT_LE(testing::rel_err(last, golden[p].logits.data(), V), 1e-4) << "prompt " << p;
-      }
-      generated[p].push_back(testing::argmax(last, V));
-      next[p] = {generated[p].back()};
-    }
-  }
-  for (size_t p = 0; p < golden.size(); ++p) EXPECT_EQ(generated[p], golden[p].greedy) << "prompt " << p;
+  const auto generated = greedy_decode(runner, golden, V, [&](size_t p, const float* first_logits) {
+    EXPECT_LE(testing::rel_err(first_logits, golden[p].logits.data(), V), 1e-4) << "prompt " << p;
+  });
+  for (size_t p = 0; p < golden.size(); ++p)
+    EXPECT_EQ(generated[p], golden[p].greedy) << "prompt " << p;
 }
 
 }  // namespace

@@ -60,6 +60,10 @@ struct EngineConfig {
   int max_num_seqs = 256;             // running requests at most
   int max_model_len = 0;              // 0 = the model's max position
   uint64_t seed = 0;                  // seeds requests that give no seed of their own
+  // Prefix cache and cascade attention (docs/cascade.md).
+  bool enable_prefix_cache = true;  // reuse the KV pages of cached prompt prefixes
+  bool enable_cascade = true;       // shared prefixes read once per step where the cost model says
+  bool cascade_force = false;       // every shared prefix gets its level (tests, benchmarks)
 
   static std::string default_model_path();
 };
@@ -87,6 +91,31 @@ struct CompletionOutput {
   double time_per_output_token_s = 0;
 };
 
+// Prefix cache and cascade accounting (docs/cascade.md).
+struct CacheStats {
+  // Pages by state now: free, used by one request, used by several (shared prefixes), and
+  // cached only (no request uses them; evictable).
+  int free_pages = 0;
+  int private_pages = 0;
+  int shared_pages = 0;
+  int cached_only_pages = 0;
+  int tree_pages = 0;  // pages the prefix tree holds (shared, cached-only or in use by one)
+  // Prefix cache: tokens looked up at admission and tokens found (their K/V reused).
+  int64_t lookup_tokens = 0;
+  int64_t hit_tokens = 0;
+  double hit_rate = 0;  // hit_tokens / lookup_tokens
+  int64_t evicted_pages = 0;
+  // Cascade: the last step's levels (page entries per level, last = the requests' own) and
+  // the KV bytes attention reads, plain paged vs cascade; totals over all steps.
+  std::vector<int> last_step_pages_per_level;
+  double last_step_kv_bytes_plain = 0;
+  double last_step_kv_bytes_cascade = 0;
+  double kv_bytes_plain = 0;
+  double kv_bytes_cascade = 0;
+  int64_t cascade_steps = 0;  // steps that ran with more than one level
+  int max_levels = 0;         // most levels of any step
+};
+
 struct EngineStats {
   int page_size = 0;
   int total_pages = 0;
@@ -105,6 +134,7 @@ struct EngineStats {
   double schedule_s = 0;  // scheduling + building the step plan (engine CPU time)
   double model_s = 0;     // model forward
   double sample_s = 0;    // sampling, stop checks, detokenization
+  CacheStats cache;
 };
 
 class Engine {

@@ -39,9 +39,9 @@ class Backend {
 
   // Memory.
   virtual Tensor alloc(const Shape& shape, DType dtype) = 0;
-  virtual Tensor upload(const HostTensor& t) = 0;  // converted to dtype()
+  virtual Tensor upload(const HostTensor& t) = 0;                // converted to dtype()
   virtual void copy_from_host(Tensor dst, const void* src) = 0;  // dst.nbytes() bytes
-  virtual std::vector<float> to_host_f32(const Tensor& t) = 0;  // any float dtype, synchronises
+  virtual std::vector<float> to_host_f32(const Tensor& t) = 0;   // any float dtype, synchronises
   virtual void synchronize() {}
 
   // out[t] = table[ids[t]]. ids: i32 [T]; table: [V, H]; out: [T, H].

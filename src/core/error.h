@@ -20,7 +20,7 @@ template <typename... Args>
 }  // namespace nc
 
 // NC_CHECK(cond, "format {}", args...): throws nc::Error with the message when cond is false.
-#define NC_CHECK(cond, ...)        \
-  do {                             \
+#define NC_CHECK(cond, ...)               \
+  do {                                    \
     if (!(cond)) ::nc::fail(__VA_ARGS__); \
   } while (0)

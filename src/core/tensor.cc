@@ -7,7 +7,9 @@
 
 namespace nc {
 
-std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+std::string shape_str(const Shape& s) {
+  return fmt::format("[{}]", fmt::join(s, ", "));
+}
 
 static Shape contiguous_strides(const Shape& shape) {
   Shape st(shape.size());
@@ -20,7 +22,8 @@ static Shape contiguous_strides(const Shape& shape) {
 }
 
 static void check_dims(const Shape& shape) {
-  for (int64_t d : shape) NC_CHECK(d >= 0, "tensor: negative dimension in shape {}", shape_str(shape));
+  for (int64_t d : shape)
+    NC_CHECK(d >= 0, "tensor: negative dimension in shape {}", shape_str(shape));
 }
 
 Tensor::Tensor(void* data, Shape shape, DType dtype, Device device)
@@ -30,7 +33,11 @@ Tensor::Tensor(void* data, Shape shape, DType dtype, Device device)
 }
 
 Tensor::Tensor(void* data, Shape shape, Shape strides, DType dtype, Device device)
-    : data_(data), shape_(std::move(shape)), strides_(std::move(strides)), dtype_(dtype), device_(device) {
+    : data_(data),
+      shape_(std::move(shape)),
+      strides_(std::move(strides)),
+      dtype_(dtype),
+      device_(device) {
   check_dims(shape_);
   NC_CHECK(shape_.size() == strides_.size(), "tensor: shape {} and strides {} differ in rank",
            shape_str(shape_), shape_str(strides_));
@@ -66,7 +73,9 @@ int64_t Tensor::numel() const {
   return n;
 }
 
-bool Tensor::is_contiguous() const { return strides_ == contiguous_strides(shape_); }
+bool Tensor::is_contiguous() const {
+  return strides_ == contiguous_strides(shape_);
+}
 
 Tensor Tensor::view(Shape shape) const {
   expect_contiguous("view");
@@ -96,8 +105,8 @@ Tensor Tensor::view(Shape shape) const {
 
 Tensor Tensor::slice(int64_t begin, int64_t end) const {
   NC_CHECK(ndim() >= 1, "tensor: slice of a scalar");
-  NC_CHECK(0 <= begin && begin <= end && end <= shape_[0], "tensor: slice [{}, {}) out of range for {}",
-           begin, end, shape_str(shape_));
+  NC_CHECK(0 <= begin && begin <= end && end <= shape_[0],
+           "tensor: slice [{}, {}) out of range for {}", begin, end, shape_str(shape_));
   Tensor t = *this;
   t.data_ = static_cast<char*>(data_) + begin * strides_[0] * int64_t(dtype_size(dtype_));
   t.shape_[0] = end - begin;

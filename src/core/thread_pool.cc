@@ -6,7 +6,8 @@
 namespace nc {
 
 ThreadPool::ThreadPool(int num_threads) {
-  for (int i = 1; i < std::max(1, num_threads); ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  for (int i = 1; i < std::max(1, num_threads); ++i)
+    workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -18,7 +19,8 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-static void run_chunk(const std::function<void(int64_t, int64_t)>& fn, int64_t n, int index, int parts) {
+static void run_chunk(const std::function<void(int64_t, int64_t)>& fn, int64_t n, int index,
+                      int parts) {
   const int64_t begin = n * index / parts, end = n * (index + 1) / parts;
   if (begin < end) fn(begin, end);
 }

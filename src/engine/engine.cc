@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "engine/detokenizer.h"
+#include "engine/prefix_cache.h"
 #include "engine/sampling.h"
 #include "engine/scheduler.h"
 #include "engine/step_model.h"
@@ -70,6 +71,11 @@ struct Engine::Impl {
   std::unique_ptr<TextCodec> codec;
   std::unique_ptr<PagePool> pool;
   std::unique_ptr<Scheduler> sched;
+  // Prefix cache and cascade (null when disabled); the tree gives its pages back to the pool
+  // before the pool goes.
+  std::unique_ptr<PrefixTree> tree;
+  std::unique_ptr<TreePrefixCache> prefix_cache;
+  std::unique_ptr<CascadePlanner> planner;
   int max_model_len = 0;
   int vocab = 0;
   int64_t kv_bytes = 0;
@@ -85,6 +91,8 @@ struct Engine::Impl {
   void on_token(Request& r, int32_t tok, Clock::time_point now);
   void finish(Request& r, FinishReason reason);
   RequestOutput take_output(Request& r);
+  void setup_cache(int64_t kv_bytes_per_page, bool cuda);
+  void record_cascade(const CascadeStats& cs);
 };
 
 Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
@@ -128,6 +136,28 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
   sched = std::make_unique<Scheduler>(
       SchedulerConfig{cfg.page_size, cfg.max_num_batched_tokens, cfg.max_num_seqs}, *pool);
   eos = codec->eos_token_ids();
+  setup_cache(per_page, cuda);
+}
+
+void Engine::Impl::setup_cache(int64_t kv_bytes_per_page, bool cuda) {
+  if (cfg.enable_prefix_cache) {
+    PrefixTreeOptions o;
+    o.page_size = cfg.page_size;
+    tree = std::make_unique<PrefixTree>(*pool, o);
+    prefix_cache = std::make_unique<TreePrefixCache>(*tree);
+    sched->set_prefix_cache(prefix_cache.get());
+  }
+  if (!cfg.enable_cascade && !cfg.cascade_force) return;
+  CascadeCostModel cost;
+  cost.num_layers = std::max(1, model->num_layers());
+  cost.kv_bytes_per_token = double(kv_bytes_per_page) / cfg.page_size / cost.num_layers;
+  // The cost model describes a GPU (one read of a shared page serves all its sharers). The CPU
+  // attention reads the keys once per query row anyway, so there a level never pays: cascade
+  // stays off on the CPU unless forced.
+  const CascadeMode mode = cfg.cascade_force ? CascadeMode::Always
+                           : cuda            ? CascadeMode::Auto
+                                             : CascadeMode::Off;
+  planner = std::make_unique<CascadePlanner>(cfg.page_size, mode, cost);
 }
 
 RequestId Engine::Impl::add(std::vector<int32_t> prompt, const SamplingParams& p) {
@@ -221,6 +251,7 @@ std::vector<RequestOutput> Engine::Impl::step() {
   const auto t0 = Clock::now();
   const ScheduleResult sr = sched->schedule();
   StepPlan plan = build_step_plan(sr, cfg.page_size);
+  if (planner && !plan.entries.empty()) record_cascade(apply_cascade(plan, *planner));
   const auto t1 = Clock::now();
   st.schedule_s += seconds(t1 - t0);
   if (!plan.entries.empty()) {
@@ -248,6 +279,7 @@ std::vector<RequestOutput> Engine::Impl::step() {
   }
 #ifndef NDEBUG
   sched->check_invariants();
+  if (tree) tree->check_invariants();
 #endif
   std::vector<RequestOutput> outs;
   for (auto it = requests.begin(); it != requests.end();) {
@@ -256,6 +288,17 @@ std::vector<RequestOutput> Engine::Impl::step() {
     it = r.finished ? requests.erase(it) : std::next(it);
   }
   return outs;
+}
+
+void Engine::Impl::record_cascade(const CascadeStats& cs) {
+  CacheStats& c = st.cache;
+  c.last_step_pages_per_level = cs.pages_per_level;
+  c.last_step_kv_bytes_plain = cs.kv_bytes_plain;
+  c.last_step_kv_bytes_cascade = cs.kv_bytes_cascade;
+  c.kv_bytes_plain += cs.kv_bytes_plain;
+  c.kv_bytes_cascade += cs.kv_bytes_cascade;
+  c.cascade_steps += cs.num_levels > 1;
+  c.max_levels = std::max(c.max_levels, cs.num_levels);
 }
 
 // ---- Engine ----
@@ -385,6 +428,19 @@ EngineStats Engine::stats() const {
   s.num_running = impl_->sched->num_running();
   s.num_waiting = impl_->sched->num_waiting();
   s.num_preemptions = impl_->sched->num_preemptions();
+  const PageUsage u = page_usage(*impl_->pool);
+  s.cache.free_pages = u.free;
+  s.cache.private_pages = u.private_used;
+  s.cache.shared_pages = u.shared_used;
+  s.cache.cached_only_pages = u.cached_only;
+  if (impl_->tree) {
+    const PrefixTreeStats t = impl_->tree->stats();
+    s.cache.tree_pages = t.num_pages;
+    s.cache.lookup_tokens = t.queried_tokens;
+    s.cache.hit_tokens = t.hit_tokens;
+    s.cache.hit_rate = t.hit_rate();
+    s.cache.evicted_pages = t.evicted_pages;
+  }
   return s;
 }
 

@@ -48,6 +48,7 @@ Sequence* Scheduler::preempt_last(int& budget, ScheduleResult& result) {
   running_.pop_back();
   budget += v->num_scheduled;  // undo what it got earlier in this step
   v->num_scheduled = 0;
+  if (prefix_cache_) prefix_cache_->insert(*v);  // its computed pages stay cached for the retry
   pool_.dec_ref_all(v->pages);
   v->pages.clear();
   v->num_computed = 0;  // recomputed from prompt + generated tokens when readmitted
@@ -73,10 +74,17 @@ bool Scheduler::schedule_running(Sequence* s, int want, int& budget, ScheduleRes
 void Scheduler::admit_waiting(int& budget) {
   while (!waiting_.empty() && budget > 0 && int(running_.size()) < cfg_.max_num_seqs) {
     Sequence* s = waiting_.front();
-    // A prefix cache would attach its matched pages here (prefix_cache_->match) before the
-    // fit check; none is plugged in yet.
+    // The prefix cache attaches the pages of the longest cached prefix: only the rest is
+    // computed.
+    if (prefix_cache_) s->num_computed = prefix_cache_->match(*s);
     const int fit = max_new_tokens_fitting(s);
-    if (fit < 1) break;  // FCFS: nobody overtakes the head of the queue
+    if (fit < 1) {  // FCFS: nobody overtakes the head of the queue
+      // A waiting request holds no pages (they stay evictable for the running ones).
+      pool_.dec_ref_all(s->pages);
+      s->pages.clear();
+      s->num_computed = 0;
+      break;
+    }
     waiting_.pop_front();
     s->status = SeqStatus::Running;
     s->admit_order = next_admit_++;
@@ -161,17 +169,15 @@ void Scheduler::check_invariants() const {
              s->id, int(s->status));
     count(s);
   }
+  // Every reference belongs to a live request (the prefix cache holds its pages through the
+  // pool's cache flag, not a reference).
   for (const auto& [page, n] : refs) {
-    // Without a prefix cache every reference belongs to a live request.
-    NC_CHECK(pool_.refcount(page) == n || (prefix_cache_ && pool_.refcount(page) >= n),
-             "scheduler: page {} has refcount {} but {} live holders", page, pool_.refcount(page),
-             n);
+    NC_CHECK(pool_.refcount(page) == n, "scheduler: page {} has refcount {} but {} live holders",
+             page, pool_.refcount(page), n);
   }
-  if (!prefix_cache_) {
-    NC_CHECK(int(refs.size()) == pool_.num_used(),
-             "scheduler: live requests hold {} pages, the pool counts {} used", refs.size(),
-             pool_.num_used());
-  }
+  NC_CHECK(int(refs.size()) == pool_.num_used(),
+           "scheduler: live requests hold {} pages, the pool counts {} used", refs.size(),
+           pool_.num_used());
 }
 
 }  // namespace nc

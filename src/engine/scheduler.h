@@ -24,14 +24,16 @@ struct SchedulerConfig {
   int max_num_seqs = 256;
 };
 
-// Hook for the prefix cache (not built yet): at admission it may attach cached pages holding a
-// prefix of the request's tokens (taking references) and return how many tokens they hold; at
-// finish it may take over the request's full pages.
+// Hook for the prefix cache (engine/prefix_cache.h): at admission it may attach cached pages
+// holding a prefix of the request's tokens (taking references) and return how many tokens they
+// hold; at finish, abort and preemption it may cache the request's computed full pages (it may
+// swap a page for the cache's identical copy, keeping one reference per entry of seq.pages),
+// before the scheduler drops the request's references.
 class PrefixCache {
  public:
   virtual ~PrefixCache() = default;
   virtual int match(Sequence& seq) = 0;
-  virtual void insert(const Sequence& seq) = 0;
+  virtual void insert(Sequence& seq) = 0;
 };
 
 struct ScheduledSeq {

@@ -21,6 +21,9 @@ class StepModel {
   virtual bool on_cuda() const = 0;
   // Bytes of one KV page (all layers, K and V).
   virtual int64_t kv_bytes_per_page(int page_size) const = 0;
+  // Decoder layers (each runs one attention per step); the cascade cost model weighs the bytes
+  // of one layer against the fixed cost of one more level per layer.
+  virtual int num_layers() const { return 1; }
   // Allocates the KV cache; called once before the first forward.
   virtual void allocate_kv(int num_pages, int page_size, KVLayout layout) = 0;
   // One step: host float32 logits, [in.logit_rows.size(), vocab_size()].

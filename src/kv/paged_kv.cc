@@ -32,8 +32,8 @@ void PagedKVBatch::validate(int num_tokens, int page_size, int num_pages_total) 
     if (num_pages(i) == 0) {
       NC_CHECK(last == 0, "paged batch: empty entry {} has last_page_len {}", i, last);
     } else {
-      NC_CHECK(last >= 1 && last <= page_size, "paged batch: last_page_len {} of entry {} outside 1..{}",
-               last, i, page_size);
+      NC_CHECK(last >= 1 && last <= page_size,
+               "paged batch: last_page_len {} of entry {} outside 1..{}", last, i, page_size);
     }
     if (causal) {
       NC_CHECK(kv_len(i, page_size) >= q_len(i),
@@ -42,7 +42,8 @@ void PagedKVBatch::validate(int num_tokens, int page_size, int num_pages_total) 
     }
   }
   for (int32_t p : kv_indices) {
-    NC_CHECK(p >= 0 && p < num_pages_total, "paged batch: page id {} outside [0, {})", p, num_pages_total);
+    NC_CHECK(p >= 0 && p < num_pages_total, "paged batch: page id {} outside [0, {})", p,
+             num_pages_total);
   }
 }
 

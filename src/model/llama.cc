@@ -9,7 +9,9 @@ namespace nc {
 
 namespace {
 
-std::string layer_name(int64_t i, const char* rest) { return fmt::format("model.layers.{}.{}", i, rest); }
+std::string layer_name(int64_t i, const char* rest) {
+  return fmt::format("model.layers.{}.{}", i, rest);
+}
 
 // Takes a weight by name, checking its shape; the error names the tensor and both shapes.
 const HostTensor& require(const WeightMap& w, const std::string& name, const Shape& shape) {
@@ -31,18 +33,21 @@ std::vector<float> inverse_frequencies(const ModelConfig& cfg) {
     for (float& f : inv) f = f / float(rs.factor);
   } else if (rs.type == "llama3") {
     const double old_len = double(rs.original_max_position);
-    const double low_wavelen = old_len / rs.low_freq_factor, high_wavelen = old_len / rs.high_freq_factor;
+    const double low_wavelen = old_len / rs.low_freq_factor,
+                 high_wavelen = old_len / rs.high_freq_factor;
     for (float& f : inv) {
       const double wavelen = 2.0 * std::numbers::pi / f;
       if (wavelen > low_wavelen) {
         f = float(f / rs.factor);
       } else if (wavelen >= high_wavelen) {  // between the two: interpolate
-        const double smooth = (old_len / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
+        const double smooth =
+            (old_len / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
         f = float((1.0 - smooth) * f / rs.factor + smooth * f);
       }
     }
   } else {
-    NC_CHECK(rs.type == "none" || rs.type == "default", "model: unsupported rope scaling '{}'", rs.type);
+    NC_CHECK(rs.type == "none" || rs.type == "default", "model: unsupported rope scaling '{}'",
+             rs.type);
   }
   return inv;
 }
@@ -66,9 +71,12 @@ HostTensor rope_cos_sin_table(const ModelConfig& cfg, int64_t max_pos) {
 LlamaModel::LlamaModel(const ModelConfig& config, const WeightMap& w, Backend& backend)
     : cfg_(config), backend_(backend) {
   cfg_.validate();
-  const int64_t H = cfg_.hidden_size, D = cfg_.head_dim, Hq = cfg_.num_heads, Hk = cfg_.num_kv_heads;
+  const int64_t H = cfg_.hidden_size, D = cfg_.head_dim, Hq = cfg_.num_heads,
+                Hk = cfg_.num_kv_heads;
   const int64_t I = cfg_.intermediate_size, V = cfg_.vocab_size;
-  auto up = [&](const std::string& name, const Shape& shape) { return backend_.upload(require(w, name, shape)); };
+  auto up = [&](const std::string& name, const Shape& shape) {
+    return backend_.upload(require(w, name, shape));
+  };
   embed_ = up("model.embed_tokens.weight", {V, H});
   final_norm_ = up("model.norm.weight", {H});
   if (w.count("lm_head.weight") || !cfg_.tie_embeddings) {
@@ -103,19 +111,24 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightMap& w, Backend& b
     L.down = lw("mlp.down_proj.weight", {H, I});
     layers_.push_back(std::move(L));
   }
-  cos_sin_ = backend_.upload(rope_cos_sin_table(cfg_, cfg_.max_position));
+  // float32 on every backend (upload() would convert to the backend's dtype, and bf16 cos/sin
+  // visibly shifts long-range attention).
+  const HostTensor table = rope_cos_sin_table(cfg_, cfg_.max_position);
+  cos_sin_ = backend_.alloc(table.shape, DType::F32);
+  backend_.copy_from_host(cos_sin_, table.data.data());
 }
 
 KVCache LlamaModel::make_kv_cache(int num_pages, int page_size, KVLayout layout) {
   NC_CHECK(page_size >= 1 && page_size <= 256, "kv cache: page size {} outside 1..256", page_size);
   NC_CHECK(num_pages >= 1, "kv cache: needs at least one page, got {}", num_pages);
   KVCache kv;
-  kv.shape = KVCacheShape{int(cfg_.num_layers), num_pages, page_size, int(cfg_.num_kv_heads),
-                          int(cfg_.head_dim), layout};
+  kv.shape = KVCacheShape{int(cfg_.num_layers),   num_pages,          page_size,
+                          int(cfg_.num_kv_heads), int(cfg_.head_dim), layout};
   const Shape shape = layout == KVLayout::NHD
                           ? Shape{num_pages, 2, page_size, cfg_.num_kv_heads, cfg_.head_dim}
                           : Shape{num_pages, 2, cfg_.num_kv_heads, page_size, cfg_.head_dim};
-  for (int64_t l = 0; l < cfg_.num_layers; ++l) kv.layers.push_back(backend_.alloc(shape, backend_.dtype()));
+  for (int64_t l = 0; l < cfg_.num_layers; ++l)
+    kv.layers.push_back(backend_.alloc(shape, backend_.dtype()));
   return kv;
 }
 
@@ -142,29 +155,34 @@ void LlamaModel::ensure_workspace(int64_t T, int64_t R) {
   ws_.gate_up = backend_.alloc({cap, 2 * cfg_.intermediate_size}, dt);
   ws_.act = backend_.alloc({cap, cfg_.intermediate_size}, dt);
   ws_.last_hidden = backend_.alloc({cap, H}, dt);
-  ws_.logits = backend_.alloc({cap, cfg_.vocab_size}, dt);
+  ws_.logits = backend_.alloc({cap, cfg_.vocab_size}, DType::F32);  // no bf16 rounding of logits
   ws_.capacity = cap;
 }
 
 void LlamaModel::validate_input(const ForwardInput& in, const KVCache& kv) const {
   const int64_t T = int64_t(in.token_ids.size());
   NC_CHECK(T > 0, "forward: no tokens");
-  NC_CHECK(int64_t(in.positions.size()) == T, "forward: {} positions for {} tokens", in.positions.size(), T);
+  NC_CHECK(int64_t(in.positions.size()) == T, "forward: {} positions for {} tokens",
+           in.positions.size(), T);
   NC_CHECK(in.attention.num_tokens == T, "forward: attention plan covers {} tokens, input has {}",
            in.attention.num_tokens, T);
-  NC_CHECK(int64_t(kv.layers.size()) == cfg_.num_layers, "forward: kv cache has {} layers, model {}",
-           kv.layers.size(), cfg_.num_layers);
+  NC_CHECK(int64_t(kv.layers.size()) == cfg_.num_layers,
+           "forward: kv cache has {} layers, model {}", kv.layers.size(), cfg_.num_layers);
   for (int32_t id : in.token_ids)
-    NC_CHECK(id >= 0 && id < cfg_.vocab_size, "forward: token id {} outside the vocabulary [0, {})", id,
-             cfg_.vocab_size);
+    NC_CHECK(id >= 0 && id < cfg_.vocab_size, "forward: token id {} outside the vocabulary [0, {})",
+             id, cfg_.vocab_size);
   for (int32_t p : in.positions)
-    NC_CHECK(p >= 0 && p < cfg_.max_position, "forward: position {} outside [0, {})", p, cfg_.max_position);
-  for (int32_t r : in.logit_rows) NC_CHECK(r >= 0 && r < T, "forward: logit row {} outside [0, {})", r, T);
+    NC_CHECK(p >= 0 && p < cfg_.max_position, "forward: position {} outside [0, {})", p,
+             cfg_.max_position);
+  for (int32_t r : in.logit_rows)
+    NC_CHECK(r >= 0 && r < T, "forward: logit row {} outside [0, {})", r, T);
 }
 
-void LlamaModel::attention_block(const Layer& L, const AttentionPlan& plan, Tensor kv_pages, int64_t T) {
+void LlamaModel::attention_block(const Layer& L, const AttentionPlan& plan, Tensor kv_pages,
+                                 int64_t T) {
   const int64_t D = cfg_.head_dim;
-  Tensor x = ws_.hidden.slice(0, T), q = ws_.q.slice(0, T), k = ws_.k.slice(0, T), v = ws_.v.slice(0, T);
+  Tensor x = ws_.hidden.slice(0, T), q = ws_.q.slice(0, T), k = ws_.k.slice(0, T),
+         v = ws_.v.slice(0, T);
   backend_.linear(x, L.q, L.q_bias, q);
   backend_.linear(x, L.k, L.k_bias, k);
   backend_.linear(x, L.v, L.v_bias, v);

@@ -48,13 +48,14 @@ class LlamaModel {
     Tensor input_norm, post_norm;
     Tensor q, k, v, q_bias, k_bias, v_bias;  // biases undefined unless attention_bias
     Tensor q_norm, k_norm;                   // undefined unless qk_norm
-    Tensor o_proj, o_bias;  // o_bias undefined unless o_proj_bias
-    Tensor gate_up;  // fused [2 I, H]
+    Tensor o_proj, o_bias;                   // o_bias undefined unless o_proj_bias
+    Tensor gate_up;                          // fused [2 I, H]
     Tensor down;
   };
   struct Workspace {
     int64_t capacity = 0;
-    Tensor ids, positions, rows, hidden, residual, q, k, v, attn_out, gate_up, act, last_hidden, logits;
+    Tensor ids, positions, rows, hidden, residual, q, k, v, attn_out, gate_up, act, last_hidden,
+        logits;
   };
 
   void validate_input(const ForwardInput& in, const KVCache& kv) const;

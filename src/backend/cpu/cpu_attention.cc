@@ -23,7 +23,8 @@ int64_t slot_offset(const PagedKVBatch& batch, const KVCacheShape& kv, int b, in
 
 // One (row, head): softmax(q.K^T * scale) V over the first `visible` keys of entry b.
 void attend_row(const PagedKVBatch& batch, const AttentionShape& s, int b, int visible, int kv_head,
-                const float* q, const float* pages, float* out, float* lse, std::vector<float>& scores) {
+                const float* q, const float* pages, float* out, float* lse,
+                std::vector<float>& scores) {
   const int D = s.head_dim;
   std::fill(out, out + D, 0.0f);
   if (visible <= 0) {
@@ -54,8 +55,8 @@ void attend_row(const PagedKVBatch& batch, const AttentionShape& s, int b, int v
 
 }  // namespace
 
-void cpu_append_kv(const PagedKVBatch& batch, const KVCacheShape& kv, const float* k, const float* v,
-                   float* pages) {
+void cpu_append_kv(const PagedKVBatch& batch, const KVCacheShape& kv, const float* k,
+                   const float* v, float* pages) {
   const int Hk = kv.num_kv_heads, D = kv.head_dim;
   for (int b = 0; b < batch.batch_size(); ++b) {
     const int q_len = batch.q_len(b), first = batch.kv_len(b, kv.page_size) - q_len;
@@ -76,7 +77,8 @@ void cpu_paged_attention(const PagedKVBatch& batch, const AttentionShape& s, con
   const int64_t T = batch.qo_indptr.back();
   std::vector<int> entry_of_row(T);
   for (int b = 0; b < batch.batch_size(); ++b)
-    std::fill(entry_of_row.begin() + batch.qo_indptr[b], entry_of_row.begin() + batch.qo_indptr[b + 1], b);
+    std::fill(entry_of_row.begin() + batch.qo_indptr[b],
+              entry_of_row.begin() + batch.qo_indptr[b + 1], b);
   ThreadPool::global().parallel_for(T * Hq, [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
     for (int64_t item = begin; item < end; ++item) {

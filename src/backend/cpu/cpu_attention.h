@@ -11,8 +11,8 @@ namespace nc {
 struct AttentionShape;
 
 // Writes k/v rows [T, Hk*D] into the slots named by `batch` (the last q_len slots of each entry).
-void cpu_append_kv(const PagedKVBatch& batch, const KVCacheShape& kv, const float* k, const float* v,
-                   float* pages);
+void cpu_append_kv(const PagedKVBatch& batch, const KVCacheShape& kv, const float* k,
+                   const float* v, float* pages);
 
 // out[T, Hq*D] = attention of q over the pages of `batch` (causal or not, as the batch says);
 // lse (optional, [T, Hq]) receives the base-2 log-sum-exp of each row and head.

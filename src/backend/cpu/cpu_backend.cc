@@ -46,7 +46,9 @@ class CpuBackend final : public Backend {
   Device device() const override { return Device::CPU; }
   DType dtype() const override { return DType::F32; }
 
-  Tensor alloc(const Shape& shape, DType dtype) override { return Tensor::empty_host(shape, dtype); }
+  Tensor alloc(const Shape& shape, DType dtype) override {
+    return Tensor::empty_host(shape, dtype);
+  }
 
   Tensor upload(const HostTensor& t) override {
     Tensor out = Tensor::empty_host(t.shape, DType::F32);
@@ -126,7 +128,8 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void rope(Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin, int head_dim) override {
+  void rope(Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin,
+            int head_dim) override {
     const int64_t T = positions.numel(), max_pos = cos_sin.dim(0);
     NC_CHECK(cos_sin.dim(1) == head_dim, "rope: cos/sin table has {} columns for head_dim {}",
              cos_sin.dim(1), head_dim);
@@ -138,7 +141,8 @@ class CpuBackend final : public Backend {
       float* p = f32(*t, "rope");
       const int half = head_dim / 2;
       for (int64_t i = 0; i < T; ++i) {
-        NC_CHECK(pos[i] >= 0 && pos[i] < max_pos, "rope: position {} outside [0, {})", pos[i], max_pos);
+        NC_CHECK(pos[i] >= 0 && pos[i] < max_pos, "rope: position {} outside [0, {})", pos[i],
+                 max_pos);
         const float* c = cs + int64_t(pos[i]) * head_dim;
         const float* s = c + half;
         for (int64_t h = 0; h < heads; ++h) {
@@ -207,7 +211,8 @@ class CpuBackend final : public Backend {
     const int64_t T = plan.step.num_tokens, Hq = s.num_qo_heads;
     out.expect_shape({T, Hq * s.head_dim}, "attention output");
     float* pages = f32(kv_pages, "attention kv pages");
-    cpu_append_kv(plan.step.levels.back(), s.kv, f32(k, "attention k"), f32(v, "attention v"), pages);
+    cpu_append_kv(plan.step.levels.back(), s.kv, f32(k, "attention k"), f32(v, "attention v"),
+                  pages);
     float* o = f32(out, "attention output");
     const float* pq = f32(q, "attention q");
     if (plan.step.levels.size() == 1) {
@@ -218,13 +223,16 @@ class CpuBackend final : public Backend {
     cpu_paged_attention(plan.step.levels[0], s, pq, pages, o, lse.data());
     for (size_t l = 1; l < plan.step.levels.size(); ++l) {
       cpu_paged_attention(plan.step.levels[l], s, pq, pages, o_level.data(), lse_level.data());
-      merge_attention_states(o, lse.data(), o_level.data(), lse_level.data(), T, int(Hq), s.head_dim);
+      merge_attention_states(o, lse.data(), o_level.data(), lse_level.data(), T, int(Hq),
+                             s.head_dim);
     }
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> make_cpu_backend() {
+  return std::make_unique<CpuBackend>();
+}
 
 }  // namespace nc

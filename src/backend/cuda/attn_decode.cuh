@@ -1,0 +1,104 @@
+// FlashInfer's CUDA-core batch decode over paged KV (one query row per entry), one head dim per
+// instantiation (attn_decode_hd*.cu). Planning lives here too: its work estimation needs the
+// kernel's occupancy, hence the kernel's template.
+#pragma once
+#include <flashinfer/attention/decode.cuh>
+
+#include "backend/cuda/attn_common.cuh"
+
+namespace nc::cuda {
+
+// Calls f.template operator()<GROUP_SIZE>() for the GQA group sizes the decode kernel supports.
+template <typename F>
+cudaError_t dispatch_group_size(int group, F&& f) {
+  switch (group) {
+    case 1:
+      return f.template operator()<1>();
+    case 2:
+      return f.template operator()<2>();
+    case 3:
+      return f.template operator()<3>();
+    case 4:
+      return f.template operator()<4>();
+    case 6:
+      return f.template operator()<6>();
+    case 8:
+      return f.template operator()<8>();
+    case 16:
+      return f.template operator()<16>();
+    default:
+      throw std::runtime_error("decode: unsupported GQA group size " + std::to_string(group));
+  }
+}
+
+template <uint32_t HEAD_DIM>
+void decode_plan_impl(const PlanQuery& q, const PlanWorkspace* ws, PlanInfo* out, size_t* fbytes,
+                      size_t* ibytes, cudaStream_t stream) {
+  flashinfer::DecodePlanInfo plan;
+  fi_call("decode plan", [&] {
+    return dispatch_group_size(q.num_qo_heads / q.num_kv_heads, [&]<uint32_t GROUP>() {
+      auto estimate = flashinfer::BatchDecodeWithPagedKVCacheWorkEstimationDispatched<
+          GROUP, HEAD_DIM, flashinfer::PosEncodingMode::kNone, Variant, DecodeParams>;
+      int32_t* indptr = const_cast<int32_t*>(q.kv_indptr_h);
+      if (ws == nullptr) {
+        return flashinfer::DecodePlanWorkspaceSize<HEAD_DIM, flashinfer::PosEncodingMode::kNone,
+                                                   Variant, DecodeParams>(
+            *fbytes, *ibytes, indptr, q.batch_size, q.num_qo_heads, q.page_size,
+            /*enable_cuda_graph=*/false, stream, estimate);
+      }
+      return flashinfer::DecodePlan<HEAD_DIM, flashinfer::PosEncodingMode::kNone, Variant,
+                                    DecodeParams>(ws->float_ws, ws->float_bytes, ws->int_ws,
+                                                  ws->int_pinned, ws->int_bytes, plan, indptr,
+                                                  q.batch_size, q.num_qo_heads, q.page_size,
+                                                  /*enable_cuda_graph=*/false, stream, estimate);
+    });
+  });
+  if (out != nullptr) *out = plan.ToVector();
+}
+
+template <uint32_t HEAD_DIM>
+void decode_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const PagedKV& kv,
+                   const AttnIO& io, cudaStream_t stream) {
+  flashinfer::DecodePlanInfo plan;
+  plan.FromVector(plan_vec);
+  DecodeParams p;
+  p.q = static_cast<bf16*>(const_cast<void*>(io.q));
+  p.paged_kv = make_paged_kv(kv);
+  p.o = static_cast<bf16*>(io.o);
+  p.lse = io.lse;
+  p.num_qo_heads = io.num_qo_heads;
+  p.q_stride_n = io.num_qo_heads * kv.head_dim;
+  p.q_stride_h = kv.head_dim;
+  p.window_left = -1;
+  p.logits_soft_cap = 0.0f;
+  p.sm_scale = io.sm_scale;
+  p.rope_rcp_scale = 1.0f;
+  p.rope_rcp_theta = 1.0f / 1e4f;
+  p.request_indices = at_offset<int32_t>(ws.int_ws, plan.request_indices_offset);
+  p.kv_tile_indices = at_offset<int32_t>(ws.int_ws, plan.kv_tile_indices_offset);
+  p.o_indptr = at_offset<int32_t>(ws.int_ws, plan.o_indptr_offset);
+  p.kv_chunk_size_ptr = at_offset<int32_t>(ws.int_ws, plan.kv_chunk_size_ptr_offset);
+  bf16* tmp_v = nullptr;
+  float* tmp_s = nullptr;
+  if (plan.split_kv) {
+    tmp_v = at_offset<bf16>(ws.float_ws, plan.v_offset);
+    tmp_s = at_offset<float>(ws.float_ws, plan.s_offset);
+    if (plan.enable_cuda_graph) {
+      p.block_valid_mask = at_offset<bool>(ws.int_ws, plan.block_valid_mask_offset);
+    }
+  }
+  p.padded_batch_size = plan.padded_batch_size;
+  fi_call("batch decode", [&] {
+    return flashinfer::BatchDecodeWithPagedKVCacheDispatched<
+        HEAD_DIM, flashinfer::PosEncodingMode::kNone, Variant>(p, tmp_v, tmp_s,
+                                                               /*enable_pdl=*/false, stream);
+  });
+}
+
+#define NC_INSTANTIATE_DECODE(HD)                                                                \
+  template void decode_plan_impl<HD>(const PlanQuery&, const PlanWorkspace*, PlanInfo*, size_t*, \
+                                     size_t*, cudaStream_t);                                     \
+  template void decode_run_hd<HD>(const PlanInfo&, const PlanWorkspace&, const PagedKV&,         \
+                                  const AttnIO&, cudaStream_t);
+
+}  // namespace nc::cuda

@@ -1,0 +1,73 @@
+// Batch prefill over paged KV (FlashInfer's FA2 kernel), one head dim and mask per instantiation;
+// attn_prefill_*.cu instantiate it so the heavy kernels compile in parallel.
+#pragma once
+#include <flashinfer/attention/prefill.cuh>
+
+#include "backend/cuda/attn_common.cuh"
+
+namespace nc::cuda {
+
+template <uint32_t HEAD_DIM, flashinfer::MaskMode MASK>
+void prefill_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const PagedKV& kv,
+                    int32_t* qo_indptr, const AttnIO& io, cudaStream_t stream) {
+  flashinfer::PrefillPlanInfo plan;
+  plan.FromVector(plan_vec);
+  PrefillParams p;
+  p.q = static_cast<bf16*>(const_cast<void*>(io.q));
+  p.paged_kv = make_paged_kv(kv);
+  p.q_indptr = qo_indptr;
+  p.o = static_cast<bf16*>(io.o);
+  p.lse = io.lse;
+  p.group_size = flashinfer::uint_fastdiv(io.num_qo_heads / kv.num_kv_heads);
+  p.num_qo_heads = io.num_qo_heads;
+  p.q_stride_n = io.num_qo_heads * kv.head_dim;
+  p.q_stride_h = kv.head_dim;
+  p.window_left = -1;
+  p.logits_soft_cap = 0.0f;
+  p.sm_scale = io.sm_scale;
+  p.rope_rcp_scale = 1.0f;
+  p.rope_rcp_theta = 1.0f / 1e4f;
+  p.request_indices = at_offset<int32_t>(ws.int_ws, plan.request_indices_offset);
+  p.qo_tile_indices = at_offset<int32_t>(ws.int_ws, plan.qo_tile_indices_offset);
+  p.kv_tile_indices = at_offset<int32_t>(ws.int_ws, plan.kv_tile_indices_offset);
+  p.o_indptr = at_offset<int32_t>(ws.int_ws, plan.o_indptr_offset);
+  p.kv_chunk_size_ptr = at_offset<int32_t>(ws.int_ws, plan.kv_chunk_size_ptr_offset);
+  bf16* tmp_v = nullptr;
+  float* tmp_s = nullptr;
+  if (plan.split_kv) {
+    p.merge_indptr = at_offset<int32_t>(ws.int_ws, plan.merge_indptr_offset);
+    tmp_v = at_offset<bf16>(ws.float_ws, plan.v_offset);
+    tmp_s = at_offset<float>(ws.float_ws, plan.s_offset);
+  }
+  p.padded_batch_size = plan.padded_batch_size;
+  p.max_total_num_rows = plan.total_num_rows;
+  if (plan.enable_cuda_graph) {
+    p.block_valid_mask = at_offset<bool>(ws.int_ws, plan.block_valid_mask_offset);
+    p.total_num_rows = at_offset<uint32_t>(ws.int_ws, plan.total_num_rows_offset);
+  }
+  fi_call("batch prefill", [&] {
+    cudaError_t st = cudaErrorInvalidValue;
+    switch (plan.cta_tile_q) {
+#define NC_PREFILL_TILE(T)                                                                   \
+  case T:                                                                                    \
+    st = flashinfer::BatchPrefillWithPagedKVCacheDispatched<                                 \
+        /*SAME_KV_STRIDES=*/true, T, HEAD_DIM, HEAD_DIM, flashinfer::PosEncodingMode::kNone, \
+        /*USE_FP16_QK_REDUCTION=*/false, MASK, Variant, PrefillParams>(                      \
+        p, tmp_v, tmp_s, /*enable_pdl=*/false, stream);                                      \
+    break;
+      NC_PREFILL_TILE(16)
+      NC_PREFILL_TILE(64)
+      NC_PREFILL_TILE(128)
+#undef NC_PREFILL_TILE
+      default:
+        throw std::runtime_error("unexpected cta_tile_q " + std::to_string(plan.cta_tile_q));
+    }
+    return st;
+  });
+}
+
+#define NC_INSTANTIATE_PREFILL(HD, MASK)                                                        \
+  template void prefill_run_hd<HD, MASK>(const PlanInfo&, const PlanWorkspace&, const PagedKV&, \
+                                         int32_t*, const AttnIO&, cudaStream_t);
+
+}  // namespace nc::cuda

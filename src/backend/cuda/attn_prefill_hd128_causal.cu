@@ -1,0 +1,5 @@
+#include "backend/cuda/attn_prefill.cuh"
+
+namespace nc::cuda {
+NC_INSTANTIATE_PREFILL(128, flashinfer::MaskMode::kCausal)
+}  // namespace nc::cuda

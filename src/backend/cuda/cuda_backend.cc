@@ -1,0 +1,818 @@
+// The CUDA backend: bf16 weights and activations, one stream, FlashInfer kernels for attention,
+// norms, rope and activation, cuBLASLt for GEMM. Everything is enqueued asynchronously; only
+// to_host_f32() and synchronize() wait for the device.
+#include "backend/cuda/cuda_backend.h"
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "backend/cuda/kernels.h"
+#include "core/error.h"
+
+namespace nc {
+namespace {
+
+void cuda_check(cudaError_t e, const char* what) {
+  NC_CHECK(e == cudaSuccess, "cuda backend: {}: {}", what, cudaGetErrorString(e));
+}
+
+void cublas_check(cublasStatus_t s, const char* what) {
+  NC_CHECK(s == CUBLAS_STATUS_SUCCESS, "cuda backend: {}: cuBLAS status {}", what, int(s));
+}
+
+// Runs a kernels.h call, turning its std::runtime_error into nc::Error.
+template <typename F>
+void k_call(F&& f) {
+  try {
+    f();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail("cuda backend: {}", e.what());
+  }
+}
+
+size_t align_up(size_t n, size_t a) {
+  return (n + a - 1) / a * a;
+}
+
+// Page-locked staging plus a device buffer of the same size, for one plan's metadata. The event
+// marks the end of the last host-to-device copy out of the staging memory: the host must not
+// write the staging memory again before it has completed.
+struct Staging {
+  void* host = nullptr;
+  void* dev = nullptr;
+  size_t capacity = 0;
+  cudaEvent_t copied = nullptr;
+};
+
+// State shared by the backend, its tensors' deleters and its plans (which may outlive it).
+struct Context {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  void* lt_workspace = nullptr;
+  size_t lt_workspace_bytes = size_t(32) << 20;
+  void* attn_float_ws = nullptr;  // FlashInfer's split-kv scratch, shared (runs are stream-ordered)
+  size_t attn_float_bytes = 0;
+  std::vector<Staging> free_staging;
+  std::mutex mu;  // guards free_staging (plans may be destroyed on other threads)
+
+  ~Context() {
+    cudaSetDevice(device);
+    cudaStreamSynchronize(stream);
+    for (Staging& s : free_staging) release(s);
+    if (attn_float_ws) cudaFree(attn_float_ws);
+    if (lt_workspace) cudaFree(lt_workspace);
+    if (lt) cublasLtDestroy(lt);
+    if (stream) cudaStreamDestroy(stream);
+  }
+
+  static void release(Staging& s) {
+    if (s.copied) cudaEventSynchronize(s.copied), cudaEventDestroy(s.copied);
+    if (s.host) cudaFreeHost(s.host);
+    if (s.dev) cudaFree(s.dev);
+    s = Staging{};
+  }
+
+  // A staging buffer of at least `bytes`, whose last copy has completed.
+  Staging acquire_staging(size_t bytes) {
+    Staging s;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      auto best = free_staging.end();
+      for (auto it = free_staging.begin(); it != free_staging.end(); ++it) {
+        if (it->capacity >= bytes && (best == free_staging.end() || it->capacity < best->capacity))
+          best = it;
+      }
+      if (best != free_staging.end()) {
+        s = *best;
+        free_staging.erase(best);
+      }
+    }
+    if (s.capacity == 0) {
+      s.capacity = std::max(align_up(bytes, 4096), size_t(64) << 10);
+      cuda_check(cudaHostAlloc(&s.host, s.capacity, cudaHostAllocDefault), "cudaHostAlloc");
+      cuda_check(cudaMalloc(&s.dev, s.capacity), "cudaMalloc (plan metadata)");
+      cuda_check(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming), "cudaEventCreate");
+    } else {
+      // Never rewrite pinned memory whose asynchronous copy has not run yet.
+      cuda_check(cudaEventSynchronize(s.copied), "waiting for a plan's metadata copy");
+    }
+    return s;
+  }
+
+  void return_staging(Staging s) {
+    std::lock_guard<std::mutex> lock(mu);
+    free_staging.push_back(s);
+    // Keep the pool small: a few plans are alive at a time.
+    while (free_staging.size() > 8) {
+      release(free_staging.front());
+      free_staging.erase(free_staging.begin());
+    }
+  }
+
+  void ensure_float_ws(size_t bytes) {
+    if (bytes <= attn_float_bytes) return;
+    // cudaFree waits for the device, so no queued kernel still uses the old buffer.
+    if (attn_float_ws) cuda_check(cudaFree(attn_float_ws), "cudaFree");
+    attn_float_ws = nullptr;
+    attn_float_bytes = std::max(align_up(bytes, size_t(1) << 20), size_t(32) << 20);
+    cuda_check(cudaMalloc(&attn_float_ws, attn_float_bytes), "cudaMalloc (attention workspace)");
+  }
+};
+
+// ---- Attention plan ----
+
+struct LevelPlan {
+  int batch_size = 0;
+  bool causal = true;
+  bool decode = false;  // FlashInfer's CUDA-core decode kernel; else batch prefill
+  cuda::PlanInfo info;
+  size_t qo_indptr = 0, kv_indptr = 0, kv_indices = 0, last_page_len = 0;  // offsets in staging
+  size_t int_ws = 0, int_ws_bytes = 0;
+};
+
+class CudaAttentionPlan final : public AttentionPlan {
+ public:
+  CudaAttentionPlan(std::shared_ptr<Context> ctx) : ctx_(std::move(ctx)) {}
+  ~CudaAttentionPlan() override {
+    if (staging_.capacity) ctx_->return_staging(staging_);
+    for (void* p : scratch_) cudaFreeAsync(p, ctx_->stream);
+  }
+
+  std::shared_ptr<Context> ctx_;
+  AttentionShape shape;
+  int num_tokens = 0;
+  std::vector<LevelPlan> levels;
+  size_t batch_indices = 0, positions = 0;
+  Staging staging_;
+  // Per-step scratch for cascade merges: a level's output and two LSE arrays.
+  void* level_out = nullptr;
+  float* lse_main = nullptr;
+  float* lse_level = nullptr;
+  std::vector<void*> scratch_;
+
+  int32_t* dev_i32(size_t off) const {
+    return reinterpret_cast<int32_t*>(static_cast<char*>(staging_.dev) + off);
+  }
+  int32_t* host_i32(size_t off) const {
+    return reinterpret_cast<int32_t*>(static_cast<char*>(staging_.host) + off);
+  }
+};
+
+// Lays out int32 arrays, each 16-byte aligned.
+struct Layout {
+  size_t size = 0;
+  size_t add(size_t bytes) {
+    const size_t off = size;
+    size = align_up(size + bytes, 16);
+    return off;
+  }
+};
+
+int64_t row_stride(const Tensor& t) {
+  return t.ndim() >= 2 ? t.strides()[0] : t.numel();
+}
+
+// ---- GEMM (cuBLASLt) ----
+
+struct GemmKey {
+  int64_t n, m, k;
+  bool bias;
+  bool f32_out;
+  int align;
+  auto operator<=>(const GemmKey&) const = default;
+};
+
+struct GemmPlan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+};
+
+int pointer_alignment(std::initializer_list<const void*> ptrs) {
+  int a = 256;
+  for (const void* p : ptrs) {
+    if (!p) continue;
+    while (a > 1 && reinterpret_cast<uintptr_t>(p) % uintptr_t(a) != 0) a /= 2;
+  }
+  return a;
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(int device_index, const CudaBackendOptions& options) : options_(options) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    NC_CHECK(e == cudaSuccess && count > 0, "make_cuda_backend: no CUDA device ({})",
+             e == cudaSuccess ? "none found" : cudaGetErrorString(e));
+    NC_CHECK(device_index >= 0 && device_index < count,
+             "make_cuda_backend: device {} outside [0, {})", device_index, count);
+    ctx_ = std::make_shared<Context>();
+    ctx_->device = device_index;
+    cuda_check(cudaSetDevice(device_index), "cudaSetDevice");
+    cuda_check(cudaStreamCreateWithFlags(&ctx_->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    cublas_check(cublasLtCreate(&ctx_->lt), "cublasLtCreate");
+    cuda_check(cudaMalloc(&ctx_->lt_workspace, ctx_->lt_workspace_bytes), "cudaMalloc");
+    // Keep freed blocks in the stream-ordered pool instead of returning them to the driver.
+    cudaMemPool_t pool;
+    cuda_check(cudaDeviceGetDefaultMemPool(&pool, device_index), "cudaDeviceGetDefaultMemPool");
+    uint64_t threshold = UINT64_MAX;
+    cuda_check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold),
+               "cudaMemPoolSetAttribute");
+    cudaDeviceProp prop{};
+    cuda_check(cudaGetDeviceProperties(&prop, device_index), "cudaGetDeviceProperties");
+    name_ = fmt::format("cuda:{} ({})", device_index, prop.name);
+  }
+
+  ~CudaBackend() override {
+    for (auto& [key, g] : gemms_) {
+      cublasLtMatrixLayoutDestroy(g.a);
+      cublasLtMatrixLayoutDestroy(g.b);
+      cublasLtMatrixLayoutDestroy(g.c);
+      cublasLtMatmulDescDestroy(g.desc);
+    }
+  }
+
+  std::string name() const override { return name_; }
+  Device device() const override { return Device::CUDA; }
+  DType dtype() const override { return DType::BF16; }
+
+  // ---- Memory ----
+
+  Tensor alloc(const Shape& shape, DType dtype) override {
+    int64_t n = 1;
+    for (int64_t d : shape) {
+      NC_CHECK(d >= 0, "alloc: negative dimension in {}", shape_str(shape));
+      n *= d;
+    }
+    const size_t bytes = std::max<size_t>(size_t(n) * dtype_size(dtype), 16);
+    void* p = nullptr;
+    cudaError_t e = cudaMallocAsync(&p, bytes, ctx_->stream);
+    NC_CHECK(e == cudaSuccess, "alloc: cannot allocate {} bytes on the GPU for {}: {}", bytes,
+             shape_str(shape), cudaGetErrorString(e));
+    auto ctx = ctx_;
+    std::shared_ptr<void> storage(p, [ctx](void* q) { cudaFreeAsync(q, ctx->stream); });
+    return Tensor::adopt(std::move(storage), shape, dtype, Device::CUDA);
+  }
+
+  Tensor upload(const HostTensor& t) override {
+    Tensor out = alloc(t.shape, DType::BF16);
+    NC_CHECK(int64_t(t.data.size()) == out.numel(), "upload: {} values for shape {}", t.data.size(),
+             shape_str(t.shape));
+    std::vector<uint16_t> bf(t.data.size());
+    for (size_t i = 0; i < bf.size(); ++i) bf[i] = f32_to_bf16(t.data[i]);
+    // From pageable memory the call returns once `bf` has been staged, so it may go out of scope.
+    cuda_check(
+        cudaMemcpyAsync(out.data(), bf.data(), out.nbytes(), cudaMemcpyHostToDevice, ctx_->stream),
+        "upload");
+    return out;
+  }
+
+  void copy_from_host(Tensor dst, const void* src) override {
+    dev(dst, "copy_from_host");
+    dst.expect_contiguous("copy_from_host");
+    if (dst.nbytes() == 0) return;
+    cuda_check(cudaMemcpyAsync(dst.data(), src, dst.nbytes(), cudaMemcpyHostToDevice, ctx_->stream),
+               "copy_from_host");
+  }
+
+  std::vector<float> to_host_f32(const Tensor& t) override {
+    dev(t, "to_host_f32");
+    t.expect_contiguous("to_host_f32");
+    std::vector<float> out(size_t(t.numel()));
+    if (out.empty()) return out;
+    if (t.dtype() == DType::F32) {
+      cuda_check(
+          cudaMemcpyAsync(out.data(), t.data(), t.nbytes(), cudaMemcpyDeviceToHost, ctx_->stream),
+          "to_host_f32");
+    } else {
+      NC_CHECK(t.dtype() == DType::BF16 || t.dtype() == DType::F16,
+               "to_host_f32: dtype {} is not a float type", dtype_name(t.dtype()));
+      Tensor tmp = alloc(t.shape(), DType::F32);
+      k_call([&] {
+        if (t.dtype() == DType::BF16)
+          cuda::bf16_to_f32(t.data(), tmp.ptr<float>(), t.numel(), s());
+        else
+          cuda::f16_to_f32(t.data(), tmp.ptr<float>(), t.numel(), s());
+      });
+      cuda_check(cudaMemcpyAsync(out.data(), tmp.data(), tmp.nbytes(), cudaMemcpyDeviceToHost,
+                                 ctx_->stream),
+                 "to_host_f32");
+    }
+    synchronize();
+    return out;
+  }
+
+  void synchronize() override {
+    cuda_check(cudaStreamSynchronize(ctx_->stream), "synchronize (an earlier kernel failed)");
+  }
+
+  // ---- Ops ----
+
+  void embedding(const Tensor& table, const Tensor& ids, Tensor out) override {
+    const int64_t V = table.dim(0), H = table.dim(1), T = ids.numel();
+    bf16(table, "embedding table");
+    i32(ids, "embedding ids");
+    out.expect_shape({T, H}, "embedding output");
+    bf16(out, "embedding output");
+    k_call(
+        [&] { cuda::embedding_bf16(table.data(), ids.ptr<int32_t>(), out.data(), T, H, V, s()); });
+  }
+
+  void rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor out) override {
+    const int64_t H = x.dim(-1), N = x.numel() / std::max<int64_t>(H, 1);
+    weight.expect_shape({H}, "rmsnorm weight");
+    out.expect_shape(x.shape(), "rmsnorm output");
+    bf16(x, "rmsnorm input");
+    bf16(weight, "rmsnorm weight");
+    bf16(out, "rmsnorm output");
+    k_call(
+        [&] { cuda::rmsnorm_bf16(x.data(), weight.data(), out.data(), int(N), int(H), eps, s()); });
+  }
+
+  void add_rmsnorm(Tensor x, Tensor residual, const Tensor& weight, float eps) override {
+    const int64_t H = x.dim(-1), N = x.numel() / std::max<int64_t>(H, 1);
+    residual.expect_shape(x.shape(), "add_rmsnorm residual");
+    weight.expect_shape({H}, "add_rmsnorm weight");
+    bf16(x, "add_rmsnorm input");
+    bf16(residual, "add_rmsnorm residual");
+    bf16(weight, "add_rmsnorm weight");
+    k_call([&] {
+      cuda::add_rmsnorm_bf16(x.data(), residual.data(), weight.data(), int(N), int(H), eps, s());
+    });
+  }
+
+  // out may be bf16 or float32 (e.g. logits, so that near-ties are not rounded away); a bias
+  // has out's dtype.
+  void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor out) override {
+    const int64_t N = x.dim(0), K = x.dim(1), M = w.dim(0);
+    NC_CHECK(w.dim(1) == K, "linear: input has {} features, weight {} expects {}", K,
+             shape_str(w.shape()), w.dim(1));
+    NC_CHECK(K > 0, "linear: no input features");
+    out.expect_shape({N, M}, "linear output");
+    bf16(x, "linear input");
+    bf16(w, "linear weight");
+    dev(out, "linear output");
+    NC_CHECK(out.dtype() == DType::BF16 || out.dtype() == DType::F32,
+             "linear: output dtype {} not supported (bf16, f32)", dtype_name(out.dtype()));
+    for (const Tensor* t : {&x, &w, static_cast<const Tensor*>(&out)})
+      t->expect_contiguous("linear");
+    if (bias.defined()) {
+      bias.expect_shape({M}, "linear bias");
+      dev(bias, "linear bias");
+      bias.expect_dtype(out.dtype(), "linear bias");
+    }
+    if (N == 0 || M == 0) return;
+    gemm(x, w, bias, out, N, M, K);
+  }
+
+  void rope(Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin,
+            int head_dim) override {
+    const int64_t T = positions.numel();
+    i32(positions, "rope positions");
+    NC_CHECK(head_dim > 0 && head_dim % 2 == 0, "rope: bad head_dim {}", head_dim);
+    NC_CHECK(cos_sin.ndim() == 2 && cos_sin.dim(1) == head_dim,
+             "rope: cos/sin table {} does not have {} columns", shape_str(cos_sin.shape()),
+             head_dim);
+    dev(cos_sin, "rope table");
+    cos_sin.expect_contiguous("rope table");
+    NC_CHECK(cuda::head_dim_supported(head_dim), "rope: head_dim {} not supported (64, 128)",
+             head_dim);
+    for (const Tensor* t : {static_cast<const Tensor*>(&q), static_cast<const Tensor*>(&k)}) {
+      bf16(*t, "rope input");
+      NC_CHECK(t->dim(0) == T && t->dim(-1) % head_dim == 0,
+               "rope: input {} does not hold {} rows of heads of {}", shape_str(t->shape()), T,
+               head_dim);
+    }
+    const float* table = rope_table(cos_sin);
+    k_call([&] {
+      cuda::rope_bf16(q.data(), k.data(), table, positions.ptr<int32_t>(), int(T),
+                      int(q.dim(-1) / head_dim), int(k.dim(-1) / head_dim), head_dim, s());
+    });
+  }
+
+  void silu_and_mul(const Tensor& gate_up, Tensor out) override {
+    const int64_t T = gate_up.dim(0), I = gate_up.dim(1) / 2;
+    NC_CHECK(gate_up.dim(1) % 2 == 0, "silu_and_mul: odd width {}", gate_up.dim(1));
+    out.expect_shape({T, I}, "silu_and_mul output");
+    bf16(gate_up, "silu_and_mul input");
+    bf16(out, "silu_and_mul output");
+    k_call([&] { cuda::silu_and_mul_bf16(gate_up.data(), out.data(), int(T), int(I), s()); });
+  }
+
+  void copy_rows(const Tensor& src, Tensor dst) override {
+    dst.expect_shape(src.shape(), "copy_rows");
+    NC_CHECK(src.dtype() == dst.dtype(), "copy_rows: dtypes {} and {} differ",
+             dtype_name(src.dtype()), dtype_name(dst.dtype()));
+    dev(src, "copy_rows");
+    dev(dst, "copy_rows");
+    src.expect_contiguous("copy_rows");
+    dst.expect_contiguous("copy_rows");
+    if (src.nbytes() == 0) return;
+    cuda_check(cudaMemcpyAsync(dst.data(), src.data(), src.nbytes(), cudaMemcpyDeviceToDevice,
+                               ctx_->stream),
+               "copy_rows");
+  }
+
+  void add(Tensor x, const Tensor& y) override {
+    y.expect_shape(x.shape(), "add");
+    NC_CHECK(x.dtype() == y.dtype(), "add: dtypes {} and {} differ", dtype_name(x.dtype()),
+             dtype_name(y.dtype()));
+    dev(x, "add");
+    dev(y, "add");
+    x.expect_contiguous("add");
+    y.expect_contiguous("add");
+    k_call([&] {
+      if (x.dtype() == DType::BF16)
+        cuda::add_bf16(x.data(), y.data(), x.numel(), s());
+      else if (x.dtype() == DType::F32)
+        cuda::add_f32(x.ptr<float>(), y.ptr<float>(), x.numel(), s());
+      else
+        fail("add: dtype {} not supported", dtype_name(x.dtype()));
+    });
+  }
+
+  void gather_rows(const Tensor& x, const Tensor& rows, Tensor out) override {
+    const int64_t R = rows.numel();
+    NC_CHECK(x.ndim() == 2, "gather_rows: input {} is not 2-D", shape_str(x.shape()));
+    out.expect_shape({R, x.dim(1)}, "gather_rows");
+    NC_CHECK(x.dtype() == out.dtype(), "gather_rows: dtypes differ");
+    dev(x, "gather_rows");
+    dev(out, "gather_rows");
+    x.expect_contiguous("gather_rows");
+    out.expect_contiguous("gather_rows");
+    i32(rows, "gather_rows rows");
+    const int64_t row_bytes = x.dim(1) * int64_t(dtype_size(x.dtype()));
+    k_call([&] {
+      cuda::gather_rows(x.data(), rows.ptr<int32_t>(), out.data(), R, x.dim(0), row_bytes, s());
+    });
+  }
+
+  // ---- Attention ----
+
+  std::unique_ptr<AttentionPlan> plan_attention(const AttentionStep& step,
+                                                const AttentionShape& shape) override {
+    validate_shape(shape);
+    NC_CHECK(!step.levels.empty(), "attention plan: no levels");
+    NC_CHECK(step.num_tokens >= 0, "attention plan: negative token count");
+    const int page_size = shape.kv.page_size;
+    for (const PagedKVBatch& level : step.levels)
+      level.validate(step.num_tokens, page_size, shape.kv.num_pages);
+    const PagedKVBatch& last = step.levels.back();
+    for (int b = 0; b < last.batch_size(); ++b) {
+      NC_CHECK(last.kv_len(b, page_size) >= last.q_len(b),
+               "attention plan: last-level entry {} has {} new tokens but only {} slots", b,
+               last.q_len(b), last.kv_len(b, page_size));
+    }
+
+    auto plan = std::make_unique<CudaAttentionPlan>(ctx_);
+    plan->shape = shape;
+    plan->num_tokens = step.num_tokens;
+    const int T = step.num_tokens;
+    const int group = shape.num_qo_heads / shape.num_kv_heads;
+
+    // Layout of the staging buffer: our CSR arrays, the append indices, FlashInfer's regions.
+    Layout lay;
+    plan->levels.resize(step.levels.size());
+    for (size_t l = 0; l < step.levels.size(); ++l) {
+      const PagedKVBatch& in = step.levels[l];
+      LevelPlan& lp = plan->levels[l];
+      lp.batch_size = in.batch_size();
+      lp.causal = in.causal;
+      lp.qo_indptr = lay.add(in.qo_indptr.size() * 4);
+      lp.kv_indptr = lay.add(in.kv_indptr.size() * 4);
+      lp.kv_indices = lay.add(in.kv_indices.size() * 4);
+      lp.last_page_len = lay.add(in.kv_last_page_len.size() * 4);
+    }
+    plan->batch_indices = lay.add(size_t(T) * 4);
+    plan->positions = lay.add(size_t(T) * 4);
+    const size_t metadata_bytes = lay.size;
+
+    size_t float_need = 0;
+    std::vector<cuda::PlanQuery> queries(step.levels.size());
+    for (size_t l = 0; l < step.levels.size(); ++l) {
+      const PagedKVBatch& in = step.levels[l];
+      LevelPlan& lp = plan->levels[l];
+      if (lp.batch_size == 0 || T == 0) continue;
+      cuda::PlanQuery& q = queries[l];
+      q = {in.qo_indptr.data(), in.kv_indptr.data(), T,        lp.batch_size, shape.num_qo_heads,
+           shape.num_kv_heads,  shape.head_dim,      page_size};
+      lp.decode = use_decode_kernel(in, group, shape);
+      size_t fb = 0, ib = 0;
+      k_call([&] {
+        if (lp.decode)
+          cuda::decode_workspace_size(q, &fb, &ib);
+        else
+          cuda::prefill_workspace_size(q, &fb, &ib);
+      });
+      lp.int_ws_bytes = align_up(ib, 16) + 16;
+      lp.int_ws = lay.add(lp.int_ws_bytes);
+      float_need = std::max(float_need, fb);
+    }
+    ctx_->ensure_float_ws(float_need);
+
+    plan->staging_ = ctx_->acquire_staging(lay.size);
+    fill_metadata(*plan, step);
+    cudaStream_t st = ctx_->stream;
+    for (size_t l = 0; l < step.levels.size(); ++l) {
+      LevelPlan& lp = plan->levels[l];
+      if (lp.batch_size == 0 || T == 0) continue;
+      const cuda::PlanWorkspace ws = workspace(*plan, lp);
+      k_call([&] {
+        lp.info = lp.decode ? cuda::decode_plan(queries[l], ws, st)
+                            : cuda::prefill_plan(queries[l], ws, st);
+      });
+    }
+    cuda_check(cudaMemcpyAsync(plan->staging_.dev, plan->staging_.host, metadata_bytes,
+                               cudaMemcpyHostToDevice, st),
+               "attention plan metadata copy");
+    cuda_check(cudaEventRecord(plan->staging_.copied, st), "cudaEventRecord");
+
+    if (step.levels.size() > 1 && T > 0) {
+      const size_t rows = size_t(T) * shape.num_qo_heads;
+      plan->level_out = scratch(*plan, rows * shape.head_dim * 2);
+      plan->lse_main = static_cast<float*>(scratch(*plan, rows * 4));
+      plan->lse_level = static_cast<float*>(scratch(*plan, rows * 4));
+    }
+    return plan;
+  }
+
+  void attention(const AttentionPlan& plan_base, const Tensor& q, const Tensor& k, const Tensor& v,
+                 Tensor kv_pages, Tensor out) override {
+    const auto* plan = dynamic_cast<const CudaAttentionPlan*>(&plan_base);
+    NC_CHECK(plan != nullptr && plan->ctx_ == ctx_, "attention: plan was not made by this backend");
+    const AttentionShape& sh = plan->shape;
+    const int64_t T = plan->num_tokens, Hq = sh.num_qo_heads, Hk = sh.num_kv_heads, D = sh.head_dim;
+    q.expect_shape({T, Hq * D}, "attention q");
+    k.expect_shape({T, Hk * D}, "attention k");
+    v.expect_shape({T, Hk * D}, "attention v");
+    out.expect_shape({T, Hq * D}, "attention output");
+    for (const Tensor* t :
+         {&q, static_cast<const Tensor*>(&out), static_cast<const Tensor*>(&kv_pages)}) {
+      bf16(*t, "attention");
+      t->expect_contiguous("attention");
+    }
+    for (const Tensor* t : {&k, &v}) {
+      bf16(*t, "attention");
+      NC_CHECK(t->strides().back() == 1, "attention: k/v rows must be contiguous");
+    }
+    NC_CHECK(kv_pages.numel() == int64_t(sh.kv.num_pages) * sh.kv.elems_per_page(),
+             "attention: kv pages {} do not hold {} pages of {} elements",
+             shape_str(kv_pages.shape()), sh.kv.num_pages, sh.kv.elems_per_page());
+    if (T == 0) return;
+
+    cudaStream_t st = ctx_->stream;
+    const size_t nl = plan->levels.size();
+    const LevelPlan& last = plan->levels.back();
+    k_call([&] {
+      cuda::append_paged_kv(paged(*plan, last, kv_pages), k.data(), v.data(),
+                            plan->dev_i32(plan->batch_indices), plan->dev_i32(plan->positions),
+                            int(T), row_stride(k), row_stride(v), st);
+    });
+    // The last level writes `out` directly; shared levels are merged into it.
+    run_level(*plan, last, kv_pages, q, out.data(), nl > 1 ? plan->lse_main : nullptr);
+    for (size_t l = 0; l + 1 < nl; ++l) {
+      const LevelPlan& lp = plan->levels[l];
+      if (lp.batch_size == 0) continue;
+      run_level(*plan, lp, kv_pages, q, plan->level_out, plan->lse_level);
+      k_call([&] {
+        cuda::merge_state_inplace(out.data(), plan->lse_main, plan->level_out, plan->lse_level,
+                                  int(T), int(Hq), int(D), st);
+      });
+    }
+  }
+
+  const CudaBackendOptions& options() const { return options_; }
+
+ private:
+  cudaStream_t s() const { return ctx_->stream; }
+
+  static void dev(const Tensor& t, const char* what) { t.expect_device(Device::CUDA, what); }
+  static void bf16(const Tensor& t, const char* what) {
+    t.expect_device(Device::CUDA, what);
+    t.expect_dtype(DType::BF16, what);
+  }
+  static void i32(const Tensor& t, const char* what) {
+    t.expect_device(Device::CUDA, what);
+    t.expect_dtype(DType::I32, what);
+    t.expect_contiguous(what);
+  }
+
+  static void validate_shape(const AttentionShape& sh) {
+    NC_CHECK(sh.num_qo_heads > 0 && sh.num_kv_heads > 0 && sh.num_qo_heads % sh.num_kv_heads == 0,
+             "attention: {} query heads are not a multiple of {} kv heads", sh.num_qo_heads,
+             sh.num_kv_heads);
+    NC_CHECK(cuda::head_dim_supported(sh.head_dim),
+             "attention: head_dim {} not supported by the CUDA backend (64, 128)", sh.head_dim);
+    NC_CHECK(sh.kv.head_dim == sh.head_dim && sh.kv.num_kv_heads == sh.num_kv_heads,
+             "attention: kv cache shape (heads {}, dim {}) does not match attention ({}, {})",
+             sh.kv.num_kv_heads, sh.kv.head_dim, sh.num_kv_heads, sh.head_dim);
+    NC_CHECK(sh.kv.page_size >= 1 && sh.kv.page_size <= 256,
+             "attention: page size {} outside 1..256", sh.kv.page_size);
+    NC_CHECK(sh.num_qo_heads <= 64, "attention: more than 64 query heads ({}) not supported",
+             sh.num_qo_heads);
+  }
+
+  bool use_decode_kernel(const PagedKVBatch& in, int group, const AttentionShape& sh) const {
+    if (options_.decode_kernel == DecodeKernel::TensorCores) return false;
+    if (!cuda::decode_supported(sh.num_qo_heads, sh.num_kv_heads, sh.head_dim)) return false;
+    if (options_.decode_kernel == DecodeKernel::Auto && group >= 4) return false;
+    for (int b = 0; b < in.batch_size(); ++b) {
+      // The decode kernel takes one query row and at least one key per entry.
+      if (in.q_len(b) != 1 || in.num_pages(b) == 0) return false;
+    }
+    return true;
+  }
+
+  void fill_metadata(CudaAttentionPlan& plan, const AttentionStep& step) {
+    auto put = [&](size_t off, const std::vector<int32_t>& v) {
+      if (!v.empty()) std::memcpy(plan.host_i32(off), v.data(), v.size() * 4);
+    };
+    for (size_t l = 0; l < step.levels.size(); ++l) {
+      const PagedKVBatch& in = step.levels[l];
+      const LevelPlan& lp = plan.levels[l];
+      put(lp.qo_indptr, in.qo_indptr);
+      put(lp.kv_indptr, in.kv_indptr);
+      put(lp.kv_indices, in.kv_indices);
+      put(lp.last_page_len, in.kv_last_page_len);
+    }
+    // Row i of entry b is appended at position kv_len - q_len + i of that entry.
+    const PagedKVBatch& last = step.levels.back();
+    int32_t* bi = plan.host_i32(plan.batch_indices);
+    int32_t* pos = plan.host_i32(plan.positions);
+    for (int b = 0; b < last.batch_size(); ++b) {
+      const int kv_len = last.kv_len(b, plan.shape.kv.page_size), q_len = last.q_len(b);
+      for (int i = 0; i < q_len; ++i) {
+        bi[last.qo_indptr[b] + i] = b;
+        pos[last.qo_indptr[b] + i] = kv_len - q_len + i;
+      }
+    }
+  }
+
+  cuda::PlanWorkspace workspace(const CudaAttentionPlan& plan, const LevelPlan& lp) const {
+    cuda::PlanWorkspace ws;
+    ws.float_ws = ctx_->attn_float_ws;
+    ws.float_bytes = ctx_->attn_float_bytes;
+    ws.int_ws = static_cast<char*>(plan.staging_.dev) + lp.int_ws;
+    ws.int_pinned = static_cast<char*>(plan.staging_.host) + lp.int_ws;
+    ws.int_bytes = lp.int_ws_bytes;
+    return ws;
+  }
+
+  void* scratch(CudaAttentionPlan& plan, size_t bytes) {
+    void* p = nullptr;
+    cuda_check(cudaMallocAsync(&p, std::max<size_t>(bytes, 16), ctx_->stream), "attention scratch");
+    plan.scratch_.push_back(p);
+    return p;
+  }
+
+  cuda::PagedKV paged(const CudaAttentionPlan& plan, const LevelPlan& lp,
+                      const Tensor& pages) const {
+    cuda::PagedKV kv;
+    kv.pages = pages.data();
+    kv.num_kv_heads = plan.shape.num_kv_heads;
+    kv.page_size = plan.shape.kv.page_size;
+    kv.head_dim = plan.shape.head_dim;
+    kv.hnd = plan.shape.kv.layout == KVLayout::HND;
+    kv.batch_size = lp.batch_size;
+    kv.indptr = plan.dev_i32(lp.kv_indptr);
+    kv.indices = plan.dev_i32(lp.kv_indices);
+    kv.last_page_len = plan.dev_i32(lp.last_page_len);
+    return kv;
+  }
+
+  void run_level(const CudaAttentionPlan& plan, const LevelPlan& lp, const Tensor& pages,
+                 const Tensor& q, void* out, float* lse) {
+    cuda::AttnIO io;
+    io.q = q.data();
+    io.o = out;
+    io.lse = lse;
+    io.num_qo_heads = plan.shape.num_qo_heads;
+    io.sm_scale = plan.shape.sm_scale;
+    const cuda::PlanWorkspace ws = workspace(plan, lp);
+    const cuda::PagedKV kv = paged(plan, lp, pages);
+    k_call([&] {
+      if (lp.decode)
+        cuda::decode_run(lp.info, ws, kv, io, ctx_->stream);
+      else
+        cuda::prefill_run(lp.info, ws, kv, plan.dev_i32(lp.qo_indptr), io, lp.causal, ctx_->stream);
+    });
+  }
+
+  // cos/sin must be float32 for FlashInfer. A table uploaded as bf16 (upload() converts to the
+  // backend dtype) is widened on every call into a reused buffer (cheap next to attention; no
+  // cache keyed by address, which a freed and reallocated table could alias). It then carries
+  // bf16 rounding: prefer an f32 table (alloc F32 + copy_from_host).
+  const float* rope_table(const Tensor& cos_sin) {
+    if (cos_sin.dtype() == DType::F32) return cos_sin.ptr<float>();
+    NC_CHECK(cos_sin.dtype() == DType::BF16, "rope: cos/sin table dtype {} not supported",
+             dtype_name(cos_sin.dtype()));
+    if (rope_f32_.numel() < cos_sin.numel()) rope_f32_ = alloc({cos_sin.numel()}, DType::F32);
+    k_call(
+        [&] { cuda::bf16_to_f32(cos_sin.data(), rope_f32_.ptr<float>(), cos_sin.numel(), s()); });
+    return rope_f32_.ptr<float>();
+  }
+
+  void gemm(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& out, int64_t N, int64_t M,
+            int64_t K) {
+    const int align = pointer_alignment({x.data(), w.data(), out.data(), bias.data()});
+    const GemmKey key{N, M, K, bias.defined(), out.dtype() == DType::F32, align};
+    auto it = gemms_.find(key);
+    if (it == gemms_.end()) it = gemms_.emplace(key, make_gemm(key)).first;
+    GemmPlan& g = it->second;
+    if (bias.defined()) {
+      const void* bp = bias.data();
+      cublas_check(cublasLtMatmulDescSetAttribute(g.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp,
+                                                  sizeof(bp)),
+                   "bias pointer");
+    }
+    const float alpha = 1.0f, beta = 0.0f;
+    // Column-major view: out^T [M, N] = W [M, K] (stored as K x M, transposed) * x^T [K, N].
+    cublas_check(cublasLtMatmul(ctx_->lt, g.desc, &alpha, w.data(), g.a, x.data(), g.b, &beta,
+                                out.data(), g.c, out.data(), g.c, &g.algo, ctx_->lt_workspace,
+                                ctx_->lt_workspace_bytes, ctx_->stream),
+                 "cublasLtMatmul");
+  }
+
+  GemmPlan make_gemm(const GemmKey& key) {
+    GemmPlan g;
+    cublas_check(cublasLtMatmulDescCreate(&g.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublas_check(
+        cublasLtMatmulDescSetAttribute(g.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)),
+        "transa");
+    cublas_check(
+        cublasLtMatmulDescSetAttribute(g.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)),
+        "transb");
+    if (key.bias) {
+      const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+      cublas_check(
+          cublasLtMatmulDescSetAttribute(g.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)),
+          "epilogue");
+      const cudaDataType_t bt = key.f32_out ? CUDA_R_32F : CUDA_R_16BF;
+      cublas_check(cublasLtMatmulDescSetAttribute(g.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
+                                                  sizeof(bt)),
+                   "bias type");
+    }
+    cublas_check(cublasLtMatrixLayoutCreate(&g.a, CUDA_R_16BF, key.k, key.m, key.k), "layout a");
+    cublas_check(cublasLtMatrixLayoutCreate(&g.b, CUDA_R_16BF, key.k, key.n, key.k), "layout b");
+    cublas_check(cublasLtMatrixLayoutCreate(&g.c, key.f32_out ? CUDA_R_32F : CUDA_R_16BF, key.m,
+                                            key.n, key.m),
+                 "layout c");
+    cublasLtMatmulPreference_t pref;
+    cublas_check(cublasLtMatmulPreferenceCreate(&pref), "preference");
+    const uint64_t ws = ctx_->lt_workspace_bytes;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                         sizeof(ws));
+    const uint32_t al = uint32_t(key.align);
+    for (auto attr :
+         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+      cublasLtMatmulPreferenceSetAttribute(pref, attr, &al, sizeof(al));
+    }
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(ctx_->lt, g.desc, g.a, g.b, g.c, g.c,
+                                                             pref, 1, &result, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    NC_CHECK(st == CUBLAS_STATUS_SUCCESS && found > 0,
+             "linear: cuBLASLt has no bf16 algorithm for [{}, {}] x [{}, {}]^T (status {})", key.n,
+             key.k, key.m, key.k, int(st));
+    g.algo = result.algo;
+    return g;
+  }
+
+  CudaBackendOptions options_;
+  std::shared_ptr<Context> ctx_;
+  std::string name_;
+  std::map<GemmKey, GemmPlan> gemms_;
+  Tensor rope_f32_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(int device_index, const CudaBackendOptions& options) {
+  return std::make_unique<CudaBackend>(device_index, options);
+}
+
+std::unique_ptr<Backend> make_cuda_backend(int device_index) {
+  return make_cuda_backend(device_index, CudaBackendOptions{});
+}
+
+std::vector<bool> cuda_plan_uses_decode_kernel(const AttentionPlan& plan) {
+  const auto* p = dynamic_cast<const CudaAttentionPlan*>(&plan);
+  NC_CHECK(p != nullptr, "cuda_plan_uses_decode_kernel: not a CUDA plan");
+  std::vector<bool> out;
+  for (const LevelPlan& lp : p->levels) out.push_back(lp.decode);
+  return out;
+}
+
+}  // namespace nc

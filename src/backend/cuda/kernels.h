@@ -1,0 +1,114 @@
+// The device side of the CUDA backend, as plain host functions: the .cu files that implement
+// them include FlashInfer and CUDA headers only, so the host code (cuda_backend.cc) compiles with
+// the ordinary C++ compiler. bf16 data is passed as void*.
+//
+// Every function enqueues work on `stream` and throws std::runtime_error when a launch or a
+// FlashInfer check fails; the backend turns that into nc::Error.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace nc::cuda {
+
+// ---- Elementwise, norms, rope, activation (ops.cu) ----
+// out[t] = table[ids[t]]; rows whose id is outside [0, vocab) are written as zeros.
+void embedding_bf16(const void* table, const int32_t* ids, void* out, int64_t tokens,
+                    int64_t hidden, int64_t vocab, cudaStream_t stream);
+void rmsnorm_bf16(const void* x, const void* weight, void* out, int rows, int hidden, float eps,
+                  cudaStream_t stream);
+// residual += x; x = rmsnorm(residual) * weight.
+void add_rmsnorm_bf16(void* x, void* residual, const void* weight, int rows, int hidden, float eps,
+                      cudaStream_t stream);
+// In place, rotate-half; cos_sin: f32 [max_pos, head_dim] (cos | sin). Positions must lie in
+// [0, max_pos) (the model guarantees it; they are not checked on the device).
+void rope_bf16(void* q, void* k, const float* cos_sin, const int32_t* positions, int tokens,
+               int num_qo_heads, int num_kv_heads, int head_dim, cudaStream_t stream);
+void silu_and_mul_bf16(const void* gate_up, void* out, int tokens, int inter, cudaStream_t stream);
+void add_bf16(void* x, const void* y, int64_t n, cudaStream_t stream);
+void add_f32(float* x, const float* y, int64_t n, cudaStream_t stream);
+// out[i] = x[rows[i]] for rows of row_bytes bytes (any dtype); rows outside [0, num_rows) give
+// zeros.
+void gather_rows(const void* x, const int32_t* rows, void* out, int64_t num_out, int64_t num_rows,
+                 int64_t row_bytes, cudaStream_t stream);
+void bf16_to_f32(const void* in, float* out, int64_t n, cudaStream_t stream);
+void f16_to_f32(const void* in, float* out, int64_t n, cudaStream_t stream);
+void f32_to_bf16(const float* in, void* out, int64_t n, cudaStream_t stream);
+
+// ---- Attention (attn_*.cu) ----
+// One FlashInfer batch over the layer's page tensor, with its CSR arrays on the device.
+struct PagedKV {
+  void* pages =
+      nullptr;  // bf16 [num_pages, 2, page_size, Hk, D] (NHD) or [.., 2, Hk, page_size, D]
+  int num_kv_heads = 0;
+  int page_size = 0;
+  int head_dim = 0;
+  bool hnd = false;
+  int batch_size = 0;
+  int32_t* indptr = nullptr;
+  int32_t* indices = nullptr;
+  int32_t* last_page_len = nullptr;
+};
+
+struct AttnIO {
+  const void* q = nullptr;  // bf16 [T, Hq, D]
+  void* o = nullptr;        // bf16 [T, Hq, D]
+  float* lse = nullptr;     // f32 [T, Hq], base 2; may be null
+  int num_qo_heads = 0;
+  float sm_scale = 1.0f;
+};
+
+// FlashInfer's Prefill/DecodePlanInfo in its ToVector() form.
+using PlanInfo = std::vector<int64_t>;
+
+struct PlanWorkspace {
+  void* float_ws = nullptr;  // device, shared by all plans (runs are stream-ordered)
+  size_t float_bytes = 0;
+  void* int_ws = nullptr;      // device, this level's region
+  void* int_pinned = nullptr;  // page-locked host staging of the same size
+  size_t int_bytes = 0;
+};
+
+struct PlanQuery {
+  const int32_t* qo_indptr_h = nullptr;  // host, batch+1
+  const int32_t* kv_indptr_h = nullptr;  // host, batch+1 (page counts)
+  int total_rows = 0;
+  int batch_size = 0;
+  int num_qo_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int page_size = 0;
+};
+
+// Workspace bytes (float, int) that a plan needs.
+void prefill_workspace_size(const PlanQuery& q, size_t* float_bytes, size_t* int_bytes);
+// Plans a batch prefill over paged KV; copies its scheduling arrays from int_pinned to int_ws on
+// `stream` (the pinned region must not be rewritten before that copy has run).
+PlanInfo prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t stream);
+void prefill_run(const PlanInfo& plan, const PlanWorkspace& ws, const PagedKV& kv,
+                 int32_t* qo_indptr, const AttnIO& io, bool causal, cudaStream_t stream);
+
+// The CUDA-core batch decode (one query row per entry). Supported GQA group sizes: 1..4, 6, 8, 16.
+bool decode_supported(int num_qo_heads, int num_kv_heads, int head_dim);
+void decode_workspace_size(const PlanQuery& q, size_t* float_bytes, size_t* int_bytes);
+PlanInfo decode_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t stream);
+void decode_run(const PlanInfo& plan, const PlanWorkspace& ws, const PagedKV& kv, const AttnIO& io,
+                cudaStream_t stream);
+
+// Writes the step's k/v rows into their slots: row i goes to entry batch_indices[i] of `kv` at
+// token position positions[i]. k, v: bf16 [nnz, Hk, D] with row stride k_stride/v_stride.
+void append_paged_kv(const PagedKV& kv, const void* k, const void* v, int32_t* batch_indices,
+                     int32_t* positions, int nnz, int64_t k_stride, int64_t v_stride,
+                     cudaStream_t stream);
+// (v, s) <- merge((v, s), (v_other, s_other)), per row and head; bf16 v, base-2 LSE s.
+void merge_state_inplace(void* v, float* s, const void* v_other, const float* s_other, int rows,
+                         int num_heads, int head_dim, cudaStream_t stream);
+
+// Head dimensions the attention kernels are built for.
+inline bool head_dim_supported(int d) {
+  return d == 64 || d == 128;
+}
+
+}  // namespace nc::cuda

@@ -1,0 +1,208 @@
+// Non-attention ops of kernels.h: FlashInfer's norm, rope and activation kernels, plus a few small
+// elementwise kernels of our own.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <flashinfer/activation.cuh>
+#include <flashinfer/norm.cuh>
+#include <flashinfer/pos_enc.cuh>
+#include <stdexcept>
+#include <string>
+
+#include "backend/cuda/kernels.h"
+
+namespace nc::cuda {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+void check_launch(const char* what) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+template <typename F>
+void fi_call(const char* what, F&& f) {
+  cudaError_t e;
+  try {
+    e = f();
+  } catch (const std::exception& ex) {
+    throw std::runtime_error(std::string(what) + ": " + ex.what());
+  }
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+unsigned grid_for(int64_t n, int threads) {
+  return unsigned(std::min<int64_t>((n + threads - 1) / threads, int64_t(1) << 20));
+}
+
+// Row copy in 16-byte units when the row allows it, otherwise in bytes.
+template <typename V>
+__global__ void gather_rows_kernel(const V* __restrict__ x, const int32_t* __restrict__ rows,
+                                   V* __restrict__ out, int64_t num_out, int64_t num_rows,
+                                   int64_t row_elems) {
+  for (int64_t r = blockIdx.x; r < num_out; r += gridDim.x) {
+    const int32_t src = rows[r];
+    const bool ok = src >= 0 && src < num_rows;
+    for (int64_t i = threadIdx.x; i < row_elems; i += blockDim.x) {
+      out[r * row_elems + i] = ok ? x[int64_t(src) * row_elems + i] : V{};
+    }
+  }
+}
+
+__global__ void add_bf16_kernel(bf16* __restrict__ x, const bf16* __restrict__ y, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    x[i] = __float2bfloat16(__bfloat162float(x[i]) + __bfloat162float(y[i]));
+  }
+}
+
+__global__ void add_f32_kernel(float* __restrict__ x, const float* __restrict__ y, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    x[i] += y[i];
+  }
+}
+
+template <typename In>
+__global__ void to_f32_kernel(const In* __restrict__ in, float* __restrict__ out, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    out[i] = float(in[i]);
+  }
+}
+
+__global__ void f32_to_bf16_kernel(const float* __restrict__ in, bf16* __restrict__ out,
+                                   int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    out[i] = __float2bfloat16(in[i]);  // round to nearest even
+  }
+}
+
+__device__ __forceinline__ float silu(const float& x) {
+  return x / (1.0f + __expf(-x));
+}
+
+}  // namespace
+
+void embedding_bf16(const void* table, const int32_t* ids, void* out, int64_t tokens,
+                    int64_t hidden, int64_t vocab, cudaStream_t stream) {
+  gather_rows(table, ids, out, tokens, vocab, hidden * int64_t(sizeof(bf16)), stream);
+}
+
+void gather_rows(const void* x, const int32_t* rows, void* out, int64_t num_out, int64_t num_rows,
+                 int64_t row_bytes, cudaStream_t stream) {
+  if (num_out == 0) return;
+  const unsigned blocks = unsigned(std::min<int64_t>(num_out, 65535));
+  if (row_bytes % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+      reinterpret_cast<uintptr_t>(out) % 16 == 0) {
+    gather_rows_kernel<<<blocks, 128, 0, stream>>>(static_cast<const uint4*>(x), rows,
+                                                   static_cast<uint4*>(out), num_out, num_rows,
+                                                   row_bytes / 16);
+  } else {
+    gather_rows_kernel<<<blocks, 128, 0, stream>>>(static_cast<const uint8_t*>(x), rows,
+                                                   static_cast<uint8_t*>(out), num_out, num_rows,
+                                                   row_bytes);
+  }
+  check_launch("gather_rows");
+}
+
+void rmsnorm_bf16(const void* x, const void* weight, void* out, int rows, int hidden, float eps,
+                  cudaStream_t stream) {
+  if (rows == 0) return;
+  fi_call("rmsnorm", [&] {
+    return flashinfer::norm::RMSNorm<bf16>(
+        static_cast<bf16*>(const_cast<void*>(x)), static_cast<bf16*>(const_cast<void*>(weight)),
+        static_cast<bf16*>(out), uint32_t(rows), uint32_t(hidden), uint32_t(hidden),
+        uint32_t(hidden), eps, /*enable_pdl=*/false, stream);
+  });
+}
+
+void add_rmsnorm_bf16(void* x, void* residual, const void* weight, int rows, int hidden, float eps,
+                      cudaStream_t stream) {
+  if (rows == 0) return;
+  fi_call("add_rmsnorm", [&] {
+    return flashinfer::norm::FusedAddRMSNorm<bf16>(
+        static_cast<bf16*>(x), static_cast<bf16*>(residual),
+        static_cast<bf16*>(const_cast<void*>(weight)), uint32_t(rows), uint32_t(hidden),
+        uint32_t(hidden), uint32_t(hidden), eps, /*enable_pdl=*/false, stream);
+  });
+}
+
+void rope_bf16(void* q, void* k, const float* cos_sin, const int32_t* positions, int tokens,
+               int num_qo_heads, int num_kv_heads, int head_dim, cudaStream_t stream) {
+  if (tokens == 0) return;
+  bf16* qp = static_cast<bf16*>(q);
+  bf16* kp = static_cast<bf16*>(k);
+  const size_t qn = size_t(num_qo_heads) * head_dim, kn = size_t(num_kv_heads) * head_dim;
+  fi_call("rope", [&] {
+    // In place: the rotated outputs alias the inputs.
+    return flashinfer::BatchQKApplyRotaryPosIdsCosSinCache<bf16, int32_t>(
+        qp, kp, qp, kp, const_cast<float*>(cos_sin), const_cast<int32_t*>(positions),
+        uint32_t(tokens), uint32_t(num_qo_heads), uint32_t(num_kv_heads), uint32_t(head_dim),
+        uint32_t(head_dim), qn, size_t(head_dim), kn, size_t(head_dim), qn, size_t(head_dim), kn,
+        size_t(head_dim), /*interleave=*/false, stream);
+  });
+}
+
+void silu_and_mul_bf16(const void* gate_up, void* out, int tokens, int inter, cudaStream_t stream) {
+  if (tokens == 0) return;
+  // The largest power-of-two vector (up to 16 bytes) that divides the row.
+  uint32_t vec = 8;
+  while (vec > 1 && inter % vec != 0) vec /= 2;
+  const unsigned threads = unsigned(std::min<int>(256, std::max<int>(32, inter / int(vec))));
+  auto launch = [&](auto kernel) {
+    kernel<<<unsigned(tokens), threads, 0, stream>>>(static_cast<bf16*>(out),
+                                                     static_cast<const bf16*>(gate_up), inter);
+  };
+  switch (vec) {
+    case 8:
+      launch(flashinfer::activation::act_and_mul_kernel<bf16, silu, 8>);
+      break;
+    case 4:
+      launch(flashinfer::activation::act_and_mul_kernel<bf16, silu, 4>);
+      break;
+    case 2:
+      launch(flashinfer::activation::act_and_mul_kernel<bf16, silu, 2>);
+      break;
+    default:
+      launch(flashinfer::activation::act_and_mul_kernel<bf16, silu, 1>);
+      break;
+  }
+  check_launch("silu_and_mul");
+}
+
+void add_bf16(void* x, const void* y, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  add_bf16_kernel<<<grid_for(n, 256), 256, 0, stream>>>(static_cast<bf16*>(x),
+                                                        static_cast<const bf16*>(y), n);
+  check_launch("add");
+}
+
+void add_f32(float* x, const float* y, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  add_f32_kernel<<<grid_for(n, 256), 256, 0, stream>>>(x, y, n);
+  check_launch("add");
+}
+
+void bf16_to_f32(const void* in, float* out, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  to_f32_kernel<<<grid_for(n, 256), 256, 0, stream>>>(static_cast<const bf16*>(in), out, n);
+  check_launch("bf16_to_f32");
+}
+
+void f16_to_f32(const void* in, float* out, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  to_f32_kernel<<<grid_for(n, 256), 256, 0, stream>>>(static_cast<const __half*>(in), out, n);
+  check_launch("f16_to_f32");
+}
+
+void f32_to_bf16(const float* in, void* out, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  f32_to_bf16_kernel<<<grid_for(n, 256), 256, 0, stream>>>(in, static_cast<bf16*>(out), n);
+  check_launch("f32_to_bf16");
+}
+
+}  // namespace nc::cuda

@@ -1,0 +1,75 @@
+#include "engine/prefix_cache.h"
+
+#include "core/error.h"
+
+namespace nc {
+
+int TreePrefixCache::match(Sequence& seq) {
+  NC_CHECK(seq.pages.empty() && seq.num_computed == 0,
+           "prefix cache: request {} already holds {} pages", seq.id, seq.pages.size());
+  PrefixMatch m = tree_.match(seq.tokens);
+  seq.pages = std::move(m.pages);
+  return m.num_tokens;
+}
+
+void TreePrefixCache::insert(Sequence& seq) {
+  // Only computed tokens have K/V; the last sampled token never does.
+  const std::vector<int32_t> computed(seq.tokens.begin(), seq.tokens.begin() + seq.num_computed);
+  tree_.insert(computed, seq.pages);
+}
+
+CascadeStats apply_cascade(StepPlan& plan, const CascadePlanner& planner) {
+  const size_t n = plan.entries.size();
+  std::vector<CascadeRequest> reqs(n);
+  std::vector<int> first_row(n + 1, 0);
+  for (size_t i = 0; i < n; ++i) {
+    const StepEntry& e = plan.entries[i];
+    reqs[i] = CascadeRequest{e.num_new, e.start + e.num_new, e.seq->pages, -1};
+    first_row[i + 1] = first_row[i] + e.num_new;
+  }
+  CascadePlan cp = planner.plan(reqs);
+  ForwardInput& in = plan.input;
+  NC_CHECK(first_row[n] == int(in.token_ids.size()), "cascade: plan has {} rows, entries {}",
+           in.token_ids.size(), first_row[n]);
+  std::vector<StepEntry> entries;
+  std::vector<int32_t> ids, positions, logit_rows;
+  std::vector<int> sample_entries;
+  for (int old : cp.order) {
+    const StepEntry& e = plan.entries[old];
+    ids.insert(ids.end(), in.token_ids.begin() + first_row[old],
+               in.token_ids.begin() + first_row[old + 1]);
+    positions.insert(positions.end(), in.positions.begin() + first_row[old],
+                     in.positions.begin() + first_row[old + 1]);
+    if (e.sample) {
+      logit_rows.push_back(int32_t(ids.size()) - 1);
+      sample_entries.push_back(int(entries.size()));
+    }
+    entries.push_back(e);
+  }
+  plan.entries = std::move(entries);
+  plan.sample_entries = std::move(sample_entries);
+  in.token_ids = std::move(ids);
+  in.positions = std::move(positions);
+  in.logit_rows = std::move(logit_rows);
+  in.attention = std::move(cp.step);
+  return cp.stats;
+}
+
+PageUsage page_usage(const PagePool& pool) {
+  PageUsage u;
+  for (int p = 0; p < pool.num_pages(); ++p) {
+    const int rc = pool.refcount(p);
+    if (rc >= 2) {
+      ++u.shared_used;
+    } else if (rc == 1) {
+      ++u.private_used;
+    } else if (pool.held_by_cache(p)) {
+      ++u.cached_only;
+    } else {
+      ++u.free;
+    }
+  }
+  return u;
+}
+
+}  // namespace nc

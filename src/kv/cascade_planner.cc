@@ -1,0 +1,249 @@
+#include "kv/cascade_planner.h"
+
+#include <algorithm>
+#include <map>
+#include <unordered_map>
+
+#include "core/error.h"
+
+namespace nc {
+
+double CascadeCostModel::saved_us(int sharers, int64_t tokens) const {
+  return double(sharers - 1) * double(tokens) * kv_bytes_per_token / bandwidth_bytes_per_us;
+}
+
+double CascadeCostModel::level_cost_us(int num_step_rows) const {
+  return level_overhead_us + double(num_step_rows) * extra_bytes_per_row / bandwidth_bytes_per_us;
+}
+
+std::string to_string(CascadeMode mode) {
+  switch (mode) {
+    case CascadeMode::Off:
+      return "off";
+    case CascadeMode::Auto:
+      return "auto";
+    case CascadeMode::Always:
+      return "always";
+  }
+  return "?";
+}
+
+namespace {
+
+// A node of the step's sharing trie: pages [offset, offset + num_pages) of each member, which
+// all members hold under the same ids. Only nodes with two or more members exist.
+struct TrieNode {
+  int parent = -1;
+  int offset = 0;
+  int num_pages = 0;
+  std::vector<int> members;  // input indices
+  bool kept = false;
+  int level = -1;  // among kept nodes; -1 when folded
+};
+
+class TrieBuilder {
+ public:
+  TrieBuilder(const std::vector<CascadeRequest>& reqs, const std::vector<int>& shareable)
+      : reqs_(reqs), shareable_(shareable) {}
+
+  // Builds the nodes below a group of requests that agree on pages [0, offset), and appends the
+  // group's requests to `order` depth-first (items ordered by their smallest input index).
+  void build(const std::vector<int>& members, int offset, int parent) {
+    // Buckets by the page at `offset`, in order of first appearance (members are sorted).
+    std::vector<std::vector<int>> items;
+    std::unordered_map<int32_t, int> bucket_of;
+    for (int r : members) {
+      if (shareable_[r] > offset) {
+        auto [it, fresh] = bucket_of.try_emplace(reqs_[r].pages[offset], int(items.size()));
+        if (fresh) items.emplace_back();
+        items[it->second].push_back(r);
+      } else {
+        items.push_back({r});
+      }
+    }
+    std::sort(items.begin(), items.end(),
+              [](const std::vector<int>& a, const std::vector<int>& b) { return a[0] < b[0]; });
+    for (const std::vector<int>& item : items) {
+      if (item.size() == 1) {
+        order.push_back(item[0]);
+        continue;
+      }
+      int len = 1;
+      while (std::all_of(item.begin(), item.end(), [&](int r) {
+        return shareable_[r] > offset + len &&
+               reqs_[r].pages[offset + len] == reqs_[item[0]].pages[offset + len];
+      })) {
+        ++len;
+      }
+      const int id = int(nodes.size());
+      nodes.push_back({parent, offset, len, item});
+      build(item, offset + len, id);
+    }
+  }
+
+  std::vector<TrieNode> nodes;
+  std::vector<int> order;
+
+ private:
+  const std::vector<CascadeRequest>& reqs_;
+  const std::vector<int>& shareable_;
+};
+
+void validate(const std::vector<CascadeRequest>& reqs, int ps) {
+  // page -> (request, position) of its first holder
+  std::unordered_map<int32_t, std::pair<int, int>> seen;
+  for (int r = 0; r < int(reqs.size()); ++r) {
+    const CascadeRequest& q = reqs[r];
+    NC_CHECK(q.q_len >= 1 && q.kv_len >= q.q_len,
+             "cascade planner: request {} has q_len {} and kv_len {}", r, q.q_len, q.kv_len);
+    NC_CHECK(int64_t(q.pages.size()) == (int64_t(q.kv_len) + ps - 1) / ps,
+             "cascade planner: request {} has {} pages for {} tokens at page size {}", r,
+             q.pages.size(), q.kv_len, ps);
+    const int first_written = (q.kv_len - q.q_len) / ps;  // first page holding a new token
+    for (int i = 0; i < int(q.pages.size()); ++i) {
+      auto [it, fresh] = seen.try_emplace(q.pages[i], r, i);
+      if (fresh) continue;
+      const auto [r0, i0] = it->second;
+      NC_CHECK(r0 != r, "cascade planner: request {} holds page {} twice", r, q.pages[i]);
+      const int first_written0 = (reqs[r0].kv_len - reqs[r0].q_len) / ps;
+      NC_CHECK(i == i0 && i < first_written && i0 < first_written0,
+               "cascade planner: page {} is shared by requests {} (position {}) and {} (position "
+               "{}) but is not a common read-only prefix page",
+               q.pages[i], r0, i0, r, i);
+    }
+  }
+}
+
+// Levels of kept nodes: a kept node's level is the number of its kept ancestors.
+int assign_levels(std::vector<TrieNode>& nodes) {
+  int num_levels = 0;
+  for (TrieNode& n : nodes) {  // parents come before children
+    n.level = -1;
+    if (!n.kept) continue;
+    int above = 0;
+    for (int p = n.parent; p >= 0; p = nodes[p].parent) above += nodes[p].kept;
+    n.level = above;
+    num_levels = std::max(num_levels, above + 1);
+  }
+  return num_levels;
+}
+
+// Folds levels that do not pay for themselves (worst net gain first), and the deepest ones
+// beyond max_shared_levels.
+void choose_levels(std::vector<TrieNode>& nodes, const CascadeCostModel& cost, int ps,
+                   int num_rows) {
+  for (TrieNode& n : nodes) n.kept = true;
+  for (;;) {
+    const int num_levels = assign_levels(nodes);
+    if (num_levels == 0) return;
+    std::vector<double> net(num_levels, -cost.level_cost_us(num_rows));
+    for (const TrieNode& n : nodes) {
+      if (n.kept) net[n.level] += cost.saved_us(int(n.members.size()), int64_t(n.num_pages) * ps);
+    }
+    const int worst = int(std::min_element(net.begin(), net.end()) - net.begin());
+    if (net[worst] >= 0 && num_levels <= cost.max_shared_levels) return;
+    for (TrieNode& n : nodes)
+      if (n.kept && n.level == worst) n.kept = false;
+  }
+}
+
+}  // namespace
+
+CascadePlanner::CascadePlanner(int page_size, CascadeMode mode, CascadeCostModel cost)
+    : page_size_(page_size), mode_(mode), cost_(cost) {
+  NC_CHECK(page_size >= 1, "cascade planner: page size {} < 1", page_size);
+  NC_CHECK(cost.bandwidth_bytes_per_us > 0 && cost.kv_bytes_per_token >= 0 &&
+               cost.extra_bytes_per_row >= 0 && cost.level_overhead_us >= 0 &&
+               cost.max_shared_levels >= 0 && cost.num_layers >= 1,
+           "cascade planner: invalid cost model");
+}
+
+CascadePlan CascadePlanner::plan(const std::vector<CascadeRequest>& reqs) const {
+  const int ps = page_size_, n = int(reqs.size());
+  validate(reqs, ps);
+  std::vector<int> shareable(n);
+  int num_rows = 0;
+  for (int r = 0; r < n; ++r) {
+    const CascadeRequest& q = reqs[r];
+    shareable[r] = (q.kv_len - q.q_len) / ps;
+    if (q.max_shared_pages >= 0) shareable[r] = std::min(shareable[r], q.max_shared_pages);
+    num_rows += q.q_len;
+  }
+
+  std::vector<int> all(n);
+  for (int r = 0; r < n; ++r) all[r] = r;
+  TrieBuilder trie(reqs, shareable);
+  std::vector<TrieNode>& nodes = trie.nodes;
+  if (mode_ == CascadeMode::Off) {
+    trie.order = all;
+  } else {
+    trie.build(all, 0, -1);
+  }
+  if (mode_ == CascadeMode::Always) {
+    for (TrieNode& t : nodes) t.kept = true;
+  } else if (mode_ == CascadeMode::Auto) {
+    choose_levels(nodes, cost_, ps, num_rows);
+  }
+  const int num_shared_levels = assign_levels(nodes);
+
+  // For each request: its kept node at each level, and which of its pages those cover.
+  std::vector<std::vector<int>> node_at(n, std::vector<int>(num_shared_levels, -1));
+  std::vector<std::vector<uint8_t>> in_shared(n);
+  for (int r = 0; r < n; ++r) in_shared[r].assign(reqs[r].pages.size(), 0);
+  for (int i = 0; i < int(nodes.size()); ++i) {
+    const TrieNode& t = nodes[i];
+    if (!t.kept) continue;
+    for (int r : t.members) {
+      node_at[r][t.level] = i;
+      std::fill_n(in_shared[r].begin() + t.offset, t.num_pages, 1);
+    }
+  }
+
+  CascadePlan out;
+  out.order = trie.order;
+  out.step.num_tokens = num_rows;
+  const double bytes_per_token = cost_.kv_bytes_per_token * cost_.num_layers;
+  for (int l = 0; l < num_shared_levels; ++l) {
+    PagedKVBatch level;
+    level.causal = false;
+    for (int i = 0; i < n;) {
+      const int r = out.order[i];
+      const int id = node_at[r][l];
+      if (id < 0) {
+        level.add(reqs[r].q_len, {}, 0, ps);
+        ++i;
+        continue;
+      }
+      const TrieNode& t = nodes[id];
+      int q = 0;
+      for (int m : t.members) q += reqs[m].q_len;
+      const auto first = reqs[r].pages.begin() + t.offset;
+      level.add(q, std::vector<int32_t>(first, first + t.num_pages), t.num_pages * ps, ps);
+      i += int(t.members.size());  // members are contiguous in the order
+    }
+    out.stats.pages_per_level.push_back(int(level.kv_indices.size()));
+    out.step.levels.push_back(std::move(level));
+  }
+  PagedKVBatch own;
+  own.causal = true;
+  for (int r : out.order) {
+    std::vector<int32_t> pages;
+    for (size_t p = 0; p < reqs[r].pages.size(); ++p)
+      if (!in_shared[r][p]) pages.push_back(reqs[r].pages[p]);
+    const int skipped = int(reqs[r].pages.size() - pages.size());
+    own.add(reqs[r].q_len, pages, reqs[r].kv_len - skipped * ps, ps);
+    out.stats.kv_bytes_plain += double(reqs[r].kv_len) * bytes_per_token;
+  }
+  out.stats.pages_per_level.push_back(int(own.kv_indices.size()));
+  out.step.levels.push_back(std::move(own));
+
+  for (const PagedKVBatch& level : out.step.levels)
+    for (int b = 0; b < level.batch_size(); ++b)
+      out.stats.kv_bytes_cascade += double(level.kv_len(b, ps)) * bytes_per_token;
+  out.stats.num_levels = int(out.step.levels.size());
+  out.stats.num_shared_nodes = int(nodes.size());
+  for (const TrieNode& t : nodes) out.stats.num_kept_nodes += t.kept;
+  return out;
+}
+
+}  // namespace nc

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The CUDA backend's GPU check, in two halves (see docs/gpu.md):
+#
+#   tools/gpu_check.sh pack [BUNDLE]   on a machine with nvcc (no GPU needed): builds nc_gpu_tests
+#                                      and nc_gpu_bench for sm_90a (NC_CUDA=ON) and packs them with
+#                                      the shared libraries they need that a bare CUDA image lacks
+#                                      (fmt, OpenBLAS, ...) into BUNDLE (default
+#                                      build-cuda/gpu_bundle.tar.xz).
+#   tools/gpu_check.sh run [BUNDLE]    on the GPU machine: unpacks BUNDLE, runs the GPU tests and
+#                                      the benchmarks, and writes logs to $OUT (or ./gpu_out).
+#
+# Why not build on the GPU machine: its image has nvcc and cmake but not the project's host
+# dependencies (fmt, GoogleTest, OpenBLAS, PCRE2), and it cannot fetch them; building here costs
+# no device time. Environment: NC_BUILD_DIR (build-cuda), NC_JOBS (2), NC_GTEST_FILTER (*),
+# NC_BENCH (all | decode | gemm | none), CMAKE_CUDA_ARCHITECTURES (90a).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-}
+build=${NC_BUILD_DIR:-build-cuda}
+
+case "$mode" in
+  pack)
+    bundle=${2:-$build/gpu_bundle.tar.xz}
+    start=$(date +%s)
+    cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNC_CUDA=ON \
+      -DCMAKE_CUDA_ARCHITECTURES="${CMAKE_CUDA_ARCHITECTURES:-90a}" >/dev/null
+    cmake --build "$build" -j "${NC_JOBS:-2}" --target nc_gpu_tests nc_gpu_bench
+    echo "gpu_check: build took $(( $(date +%s) - start )) s"
+    stage=$(mktemp -d)
+    mkdir -p "$stage/nc/bin" "$stage/nc/lib"
+    cp "$build/tests/gpu/nc_gpu_tests" "$build/bench/gpu/nc_gpu_bench" "$stage/nc/bin/"
+    strip "$stage/nc/bin/"*
+    # Shared libraries outside glibc and the CUDA toolkit (the GPU machine has both).
+    for bin in "$stage/nc/bin/"*; do
+      ldd "$bin" | awk '/=>/ {print $3}' | while read -r lib; do
+        case "$(basename "$lib")" in
+          libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libcuda*|libcublas*) ;;
+          *) [ -n "$lib" ] && cp -L "$lib" "$stage/nc/lib/" ;;
+        esac
+      done
+    done
+    if [ -d tests/fixtures ]; then cp -r tests/fixtures "$stage/nc/fixtures"; fi
+    mkdir -p "$(dirname "$bundle")"
+    tar -C "$stage" -cJf "$bundle" nc
+    rm -rf "$stage"
+    echo "gpu_check: packed $bundle ($(du -h "$bundle" | cut -f1))"
+    ;;
+  run)
+    bundle=${2:-$build/gpu_bundle.tar.xz}
+    out=${OUT:-gpu_out}
+    mkdir -p "$out"
+    dest=$(mktemp -d)
+    tar -C "$dest" -xJf "$bundle"
+    export LD_LIBRARY_PATH="$dest/nc/lib:${LD_LIBRARY_PATH:-}"
+    {
+      echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+      nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv || true
+    } | tee "$out/device.txt"
+    status=0
+    # Fixtures travel in the bundle; the binary looks for them where it was built, so point it
+    # at the unpacked copy.
+    export NC_FIXTURES_DIR_OVERRIDE="$dest/nc/fixtures"
+    "$dest/nc/bin/nc_gpu_tests" --gtest_filter="${NC_GTEST_FILTER:-*}" \
+      --gtest_output="xml:$out/gpu_tests.xml" 2>&1 | tee "$out/gpu_tests.log" | grep -E "^\[ *(OK|FAILED|PASSED|RUN) *\]|Failure|error|rel|Expected|Which|^  " | tail -200 \
+      || true
+    grep -q "^\[  PASSED  \]" "$out/gpu_tests.log" && ! grep -q "^\[  FAILED  \]" "$out/gpu_tests.log" || status=1
+    if [ "${NC_BENCH:-all}" != none ]; then
+      "$dest/nc/bin/nc_gpu_bench" "${NC_BENCH:-all}" 2>&1 | tee "$out/gpu_bench.md" || status=1
+    fi
+    tail -3 "$out/gpu_tests.log"
+    echo "gpu_check: status $status"
+    exit $status
+    ;;
+  *)
+    echo "usage: tools/gpu_check.sh pack [BUNDLE] | run [BUNDLE]" >&2
+    exit 2
+    ;;
+esac
