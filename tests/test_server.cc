@@ -726,6 +726,34 @@ TEST(ServerEndpoints, MissingMaxTokensFillsTheContext) {
   EXPECT_EQ(json::parse(bad->body)["error"]["code"], "context_length_exceeded");
 }
 
+TEST(ServerEndpoints, SharedPrefixHitsTheCacheAndKeepsOutputs) {
+  TestServer ts;
+  const std::string system(100, 's');  // several full pages of a shared prefix
+  const std::vector<ChatMessage> msgs = {{"system", system}, {"user", "question"}};
+  const Alone ref = chat_alone(msgs, greedy(12));
+  json body = {
+      {"model", kModel},
+      {"messages",
+       {{{"role", "system"}, {"content", system}}, {{"role", "user"}, {"content", "question"}}}},
+      {"max_tokens", 12},
+      {"temperature", 0}};
+  for (int i = 0; i < 3; ++i) {
+    auto r = ts.post("/v1/chat/completions", body);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(json::parse(r->body)["choices"][0]["message"]["content"], ref.text) << i;
+  }
+  EXPECT_TRUE(ts.wait_idle());
+  EXPECT_GT(ts.stats().cache.hit_tokens, 0);
+  const std::string m = ts.client()->Get("/metrics")->body;
+  EXPECT_NE(m.find(fmt::format("nanocascade_prefix_cache_hit_tokens_total {}",
+                               ts.stats().cache.hit_tokens)),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("nanocascade_prefix_cache_hit_rate"), std::string::npos);
+  EXPECT_NE(m.find("nanocascade_cascade_max_levels"), std::string::npos);
+}
+
 TEST(ServerEndpoints, SessionHeaderAndUserAreAccepted) {
   TestServer ts;
   json body = chat_body("hello", 4);

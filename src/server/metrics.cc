@@ -130,14 +130,34 @@ std::string ServerMetrics::render(const EngineStats& s, int num_in_flight) const
 }
 
 void render_prefix_cache_metrics(const EngineStats& s, std::string& out) {
-  // The place for the prefix cache and cascade metrics. EngineStats does not carry them yet;
-  // when it does, render them here, e.g.:
-  //   counter(out, "nanocascade_prefix_cache_queries_total", "...", s.prefix_cache_queries);
-  //   counter(out, "nanocascade_prefix_cache_hits_total", "...", s.prefix_cache_hits);
-  //   gauge(out, "nanocascade_prefix_cache_hit_rate", "...", s.prefix_cache_hit_rate);
-  //   gauge(out, "nanocascade_cascade_levels", "...", s.cascade_levels);
-  (void)s;
-  (void)out;
+  const CacheStats& c = s.cache;
+  out +=
+      "# HELP nanocascade_kv_pages_sharing KV pages by how many requests use them.\n"
+      "# TYPE nanocascade_kv_pages_sharing gauge\n";
+  out += fmt::format("nanocascade_kv_pages_sharing{{state=\"private\"}} {}\n", c.private_pages);
+  out += fmt::format("nanocascade_kv_pages_sharing{{state=\"shared\"}} {}\n", c.shared_pages);
+  out += fmt::format("nanocascade_kv_pages_sharing{{state=\"cached_only\"}} {}\n",
+                     c.cached_only_pages);
+  gauge(out, "nanocascade_prefix_tree_pages", "KV pages the prefix tree holds.", c.tree_pages);
+  counter(out, "nanocascade_prefix_cache_lookup_tokens_total",
+          "Prompt tokens looked up in the prefix cache.", double(c.lookup_tokens));
+  counter(out, "nanocascade_prefix_cache_hit_tokens_total",
+          "Prompt tokens found in the prefix cache (K/V reused).", double(c.hit_tokens));
+  gauge(out, "nanocascade_prefix_cache_hit_rate", "Hit tokens over looked-up tokens.", c.hit_rate);
+  counter(out, "nanocascade_prefix_cache_evicted_pages_total", "Cached pages evicted.",
+          double(c.evicted_pages));
+  counter(out, "nanocascade_cascade_steps_total", "Steps that ran with more than one level.",
+          double(c.cascade_steps));
+  gauge(out, "nanocascade_cascade_last_step_levels", "Attention levels of the last step.",
+        double(c.last_step_pages_per_level.size()));
+  gauge(out, "nanocascade_cascade_max_levels", "Most attention levels of any step.", c.max_levels);
+  out +=
+      "# HELP nanocascade_attention_kv_bytes_total KV bytes attention read, plain paged vs "
+      "cascade.\n# TYPE nanocascade_attention_kv_bytes_total counter\n";
+  out +=
+      fmt::format("nanocascade_attention_kv_bytes_total{{mode=\"plain\"}} {}\n", c.kv_bytes_plain);
+  out += fmt::format("nanocascade_attention_kv_bytes_total{{mode=\"cascade\"}} {}\n",
+                     c.kv_bytes_cascade);
 }
 
 }  // namespace nc::server

@@ -48,8 +48,7 @@ class ServerMetrics {
   Histogram ttft_, tpot_, e2e_;
 };
 
-// Engine statistics a teammate adds to EngineStats later (prefix-cache hit rate, cascade
-// levels) are rendered here; see metrics.cc.
+// The prefix cache and cascade part (EngineStats::cache).
 void render_prefix_cache_metrics(const EngineStats& stats, std::string& out);
 
 }  // namespace nc::server
