@@ -33,7 +33,7 @@ def ensure_openai():
     except ImportError:
         pass
     py = os.path.join(VENV, "bin", "python")
-    if os.path.realpath(sys.executable) == os.path.realpath(py):
+    if os.path.realpath(sys.prefix) == os.path.realpath(VENV):  # already re-run in the venv
         sys.exit("openai is not importable even in " + VENV)
     if not os.path.exists(py):
         subprocess.check_call([sys.executable, "-m", "venv", VENV])
