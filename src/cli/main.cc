@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/cli_common.h"
+#include "cli/cmd_serve.h"
 #include "core/error.h"
 
 int main(int argc, char** argv) {
@@ -12,6 +13,7 @@ int main(int argc, char** argv) {
   nc::cli::add_chat_command(app);
   nc::cli::add_bench_command(app);
   nc::cli::add_tokenize_command(app);
+  nc::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

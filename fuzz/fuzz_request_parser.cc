@@ -1,0 +1,28 @@
+// libFuzzer target for the HTTP server's request parser: any bytes as the body of
+// POST /v1/chat/completions and POST /v1/completions. The parser must either return a request
+// that passes the engine's own validation or throw ApiError (400) — never crash, hang or throw
+// anything else. Error bodies must serialize whatever the input bytes were.
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+#include "server/api_error.h"
+#include "server/request_parser.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string_view body(reinterpret_cast<const char*>(data), size);
+  for (auto kind : {nc::server::ApiKind::Chat, nc::server::ApiKind::Completion}) {
+    try {
+      const nc::server::ParsedRequest r = nc::server::parse_request(kind, body);
+      r.sampling.validate();  // what the parser accepts, the engine accepts
+      if (kind == nc::server::ApiKind::Chat && r.messages.empty()) std::abort();
+      if (kind == nc::server::ApiKind::Completion && r.prompt.empty() && r.prompt_ids.empty()) {
+        std::abort();
+      }
+    } catch (const nc::server::ApiError& e) {
+      if (e.status() != 400) std::abort();
+      (void)nc::server::error_body(e);
+    }
+  }
+  return 0;
+}

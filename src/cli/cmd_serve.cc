@@ -1,0 +1,119 @@
+// nanocascade serve: loads the engine, serves HTTP until SIGINT or SIGTERM.
+#include "cli/cmd_serve.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <memory>
+
+#include "cli/cli_common.h"
+#include "core/error.h"
+#include "server/server.h"
+
+namespace nc::cli {
+namespace {
+
+struct ServeArgs {
+  EngineFlags engine;
+  server::ServerOptions server;
+  uint64_t seed = 0;
+};
+
+// SIGINT/SIGTERM write a byte to this pipe; the main thread waits on it. (Blocking the signals
+// and sigwait-ing is not enough: OpenBLAS starts threads before main, with the default mask.)
+int g_stop_pipe[2] = {-1, -1};
+
+void on_stop_signal(int sig) {
+  const char c = char(sig);
+  [[maybe_unused]] const ssize_t n = ::write(g_stop_pipe[1], &c, 1);
+}
+
+int wait_for_stop_signal() {
+  char c = 0;
+  while (::read(g_stop_pipe[0], &c, 1) < 0 && errno == EINTR) {
+  }
+  return c;
+}
+
+void install_stop_handlers() {
+  NC_CHECK(::pipe(g_stop_pipe) == 0, "serve: cannot create a pipe");
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
+void run_serve(const ServeArgs& a) {
+  install_stop_handlers();
+  EngineConfig cfg = a.engine.cfg;
+  cfg.seed = a.seed;
+  Engine engine(cfg);
+  server::Server srv(engine, a.server);
+  srv.start();
+  const EngineStats st = engine.stats();
+  fmt::print(stderr,
+             "nanocascade serve: model '{}' on http://{}:{} (context {} tokens, {} KV pages of {} "
+             "tokens){}\n",
+             srv.model_name(), a.server.host, srv.port(), st.max_model_len, st.total_pages,
+             st.page_size, a.server.api_key.empty() ? "" : ", API key required");
+  if (a.server.host != "127.0.0.1" && a.server.host != "localhost" && a.server.host != "::1" &&
+      a.server.api_key.empty()) {
+    fmt::print(stderr,
+               "nanocascade serve: warning: listening on {} without --api-key: anyone who can "
+               "reach this port can use the model\n",
+               a.server.host);
+  }
+  const int sig = wait_for_stop_signal();
+  fmt::print(stderr, "nanocascade serve: {}, shutting down\n",
+             sig == SIGINT ? "SIGINT" : "SIGTERM");
+  srv.stop();
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app) {
+  auto args = std::make_shared<ServeArgs>();
+  CLI::App* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server (docs/server.md)");
+  args->engine.add_to(*cmd);
+  server::ServerOptions& o = args->server;
+  cmd->add_option("--host", o.host, "address to listen on (0.0.0.0 exposes the server)")
+      ->capture_default_str();
+  cmd->add_option("--port", o.port, "TCP port (0: any free port)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  cmd->add_option("--api-key", o.api_key,
+                  "require 'Authorization: Bearer KEY' on /v1/* (default: $NANOCASCADE_API_KEY)")
+      ->envname("NANOCASCADE_API_KEY");
+  cmd->add_option("--served-model-name", o.model_name,
+                  "the model id clients send (default: the model file's name)");
+  cmd->add_option("--max-body-bytes", o.max_body_bytes, "larger request bodies get 413")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--max-waiting", o.max_waiting,
+                  "requests that may wait beyond --max-num-seqs; more get 429")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--default-max-tokens", o.default_max_tokens,
+                  "max_tokens when a request gives none (0: the rest of the context)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--http-threads", o.http_threads,
+                  "HTTP worker threads (0: max-num-seqs + max-waiting + 16)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--read-timeout", o.read_timeout_s, "seconds a client may stall sending")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--write-timeout", o.write_timeout_s, "seconds a client may stall reading")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--seed", args->seed, "engine seed for requests that give none")
+      ->capture_default_str();
+  cmd->callback([args] { run_serve(*args); });
+}
+
+}  // namespace nc::cli

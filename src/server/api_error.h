@@ -1,0 +1,47 @@
+// Errors the HTTP API returns, in OpenAI's JSON shape:
+//   {"error": {"message": "...", "type": "...", "param": "..." | null, "code": "..." | null}}
+#pragma once
+#include <exception>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace nc::server {
+
+// Holds its message in a std::string of its own (not std::runtime_error's shared, reference-
+// counted one), so that copies handed from the engine thread to a handler thread share nothing.
+class ApiError : public std::exception {
+ public:
+  ApiError(int status, std::string message, std::string type, std::string param = "",
+           std::string code = "")
+      : message_(std::move(message)),
+        status_(status),
+        type_(std::move(type)),
+        param_(std::move(param)),
+        code_(std::move(code)) {}
+
+  const char* what() const noexcept override { return message_.c_str(); }
+  int status() const { return status_; }
+  const std::string& type() const { return type_; }
+  const std::string& param() const { return param_; }  // empty = null
+  const std::string& code() const { return code_; }    // empty = null
+
+  nlohmann::json to_json() const;
+
+ private:
+  std::string message_;
+  int status_;
+  std::string type_, param_, code_;
+};
+
+// 400 invalid_request_error naming the parameter at fault.
+ApiError invalid_param(const std::string& param, const std::string& message,
+                       const std::string& code = "");
+
+// The body of an error response (serialized, invalid UTF-8 replaced).
+std::string error_body(const ApiError& e);
+
+// Serializes for the wire: never throws on invalid UTF-8 (replaces it with U+FFFD).
+std::string dump_json(const nlohmann::json& j);
+
+}  // namespace nc::server

@@ -1,0 +1,285 @@
+#include "server/engine_loop.h"
+
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace nc::server {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+ApiError shutting_down() {
+  return ApiError(503, "the server is shutting down", "server_error", "", "shutting_down");
+}
+
+}  // namespace
+
+// ---- RequestHandle ----
+
+RequestHandle::RequestHandle(EngineLoop& loop, ParsedRequest req, std::string session_id)
+    : loop_(loop),
+      req_(std::move(req)),
+      session_id_(std::move(session_id)),
+      arrival_(Clock::now()) {}
+
+bool RequestHandle::next(StreamEvent& ev, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!cv_.wait_for(lock, timeout, [&] { return !events_.empty(); })) return false;
+  ev = std::move(events_.front());
+  events_.pop_front();
+  return true;
+}
+
+void RequestHandle::cancel() {
+  if (cancelled_.exchange(true)) return;
+  loop_.wake();
+}
+
+void RequestHandle::push(StreamEvent ev) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(std::move(ev));
+  }
+  cv_.notify_one();
+}
+
+// ---- EngineLoop ----
+
+EngineLoop::EngineLoop(Engine& engine, EngineLoopOptions opts, ServerMetrics& metrics)
+    : engine_(engine), opts_(opts), metrics_(metrics) {
+  NC_CHECK(opts_.max_waiting >= 0, "server: --max-waiting must be >= 0, got {}", opts_.max_waiting);
+  max_in_flight_ = engine_.config().max_num_seqs + opts_.max_waiting;
+  stats_ = engine_.stats();
+  max_model_len_ = stats_.max_model_len;
+}
+
+EngineLoop::~EngineLoop() {
+  stop();
+}
+
+void EngineLoop::start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (running_) return;
+  running_ = true;
+  stop_ = false;
+  thread_ = std::thread([this] { run(); });
+}
+
+void EngineLoop::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!running_) return;
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  running_ = false;
+}
+
+void EngineLoop::wake() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    wake_ = true;
+  }
+  cv_.notify_all();
+}
+
+std::shared_ptr<RequestHandle> EngineLoop::submit(ParsedRequest req, std::string session_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stop_ || !running_) throw shutting_down();
+  const int n = in_flight_.load();
+  if (n >= max_in_flight_) {
+    throw ApiError(429,
+                   fmt::format("the server is busy ({} requests in flight, at most {}); retry "
+                               "later",
+                               n, max_in_flight_),
+                   "rate_limit_error", "", "server_busy");
+  }
+  in_flight_.fetch_add(1);  // only submit() increments, under mu_
+  auto h = std::make_shared<RequestHandle>(*this, std::move(req), std::move(session_id));
+  pending_.push_back(h);
+  cv_.notify_all();
+  return h;
+}
+
+EngineStats EngineLoop::stats() const {
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  return stats_;
+}
+
+void EngineLoop::publish_stats() {
+  EngineStats s = engine_.stats();
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  stats_ = s;
+}
+
+void EngineLoop::release(RequestHandle& h) {
+  (void)h;
+  in_flight_.fetch_sub(1);
+}
+
+std::vector<int32_t> EngineLoop::tokenize(const ParsedRequest& r) const {
+  if (r.kind == ApiKind::Chat) {
+    // As Engine::add_chat_request: the template writes the special tokens itself.
+    return engine_.encode(engine_.apply_chat_template(r.messages, true), false);
+  }
+  if (r.prompt_is_ids) return r.prompt_ids;
+  return engine_.encode(r.prompt, true);
+}
+
+void EngineLoop::admit(const std::shared_ptr<RequestHandle>& h) {
+  if (h->cancelled()) {
+    release(*h);
+    return;
+  }
+  StreamEvent ev;
+  try {
+    const ParsedRequest& r = h->req_;
+    const std::vector<int32_t> ids = tokenize(r);
+    const int n = int(ids.size());
+    const int ctx = max_model_len_;
+    const char* prompt_param = r.kind == ApiKind::Chat ? "messages" : "prompt";
+    if (n >= ctx) {
+      throw ApiError(
+          400, fmt::format("the prompt has {} tokens; this model's context is {} tokens", n, ctx),
+          "invalid_request_error", prompt_param, "context_length_exceeded");
+    }
+    SamplingParams sp = r.sampling;
+    if (!r.max_tokens_given) {
+      sp.max_tokens = ctx - n;
+      if (opts_.default_max_tokens > 0)
+        sp.max_tokens = std::min(sp.max_tokens, opts_.default_max_tokens);
+    } else if (int64_t(n) + sp.max_tokens > ctx) {
+      throw ApiError(400,
+                     fmt::format("this model's context is {} tokens, but {} were requested ({} in "
+                                 "the prompt, {} for the completion)",
+                                 ctx, int64_t(n) + sp.max_tokens, n, sp.max_tokens),
+                     "invalid_request_error", "max_tokens", "context_length_exceeded");
+    }
+    // TODO(prefix cache): pass h->session_id_ once the engine's request API has a place for a
+    // session hint (eviction priority for a conversation's pages).
+    const RequestId id = engine_.add_request(ids, sp);
+    h->id_ = id;
+    active_.emplace(id, h);
+    metrics_.on_prompt_tokens(n);
+    ev.kind = StreamEvent::Kind::Accepted;
+    ev.num_prompt_tokens = n;
+  } catch (const ApiError& e) {
+    ev.kind = StreamEvent::Kind::Error;
+    ev.error = e;
+  } catch (const Error& e) {
+    // The engine rejects bad input (token ids outside the vocabulary, a request that can never
+    // fit the KV cache, a chat template that refuses the roles) with nc::Error.
+    ev.kind = StreamEvent::Kind::Error;
+    ev.error = ApiError(400, e.what(), "invalid_request_error");
+  } catch (const std::exception& e) {
+    ev.kind = StreamEvent::Kind::Error;
+    ev.error = ApiError(500, fmt::format("internal error: {}", e.what()), "server_error");
+  }
+  if (ev.kind == StreamEvent::Kind::Error) release(*h);
+  h->push(std::move(ev));
+}
+
+void EngineLoop::fail_all(const ApiError& e) {
+  for (auto& [id, h] : active_) {
+    engine_.abort(id);
+    release(*h);
+    StreamEvent ev;
+    ev.kind = StreamEvent::Kind::Error;
+    ev.error = e;
+    h->push(std::move(ev));
+  }
+  active_.clear();
+}
+
+void EngineLoop::step_once() {
+  std::vector<RequestOutput> outs;
+  try {
+    outs = engine_.step();
+    healthy_ = true;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "nanocascade server: engine step failed: %s\n", e.what());
+    healthy_ = false;
+    fail_all(ApiError(500, fmt::format("the engine failed: {}", e.what()), "server_error"));
+    publish_stats();
+    return;
+  }
+  publish_stats();  // before routing: a handler that sees its last output sees its pages freed
+  for (RequestOutput& o : outs) {
+    auto it = active_.find(o.id);
+    if (it == active_.end()) continue;
+    std::shared_ptr<RequestHandle> h = it->second;
+    if (o.finished) {
+      active_.erase(it);
+      metrics_.on_request_finished(o.num_prompt_tokens, o.num_completion_tokens,
+                                   o.time_to_first_token_s, o.time_per_output_token_s,
+                                   seconds_since(h->arrival_), o.finish_reason);
+      release(*h);
+    }
+    if (h->cancelled()) continue;
+    StreamEvent ev;
+    ev.kind = StreamEvent::Kind::Output;
+    ev.output = std::move(o);
+    h->push(std::move(ev));
+  }
+}
+
+void EngineLoop::run() {
+  for (;;) {
+    std::deque<std::shared_ptr<RequestHandle>> batch;
+    const bool busy = engine_.has_unfinished();
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || wake_ || busy || !pending_.empty(); });
+      if (stop_) break;
+      wake_ = false;
+      batch.swap(pending_);
+    }
+    for (const auto& h : batch) admit(h);
+    for (auto& [id, h] : active_) {
+      if (h->cancelled() && !h->abort_sent_) {
+        engine_.abort(id);  // its pages return now; the finished output comes with the step
+        h->abort_sent_ = true;
+      }
+    }
+    if (engine_.has_unfinished()) {
+      step_once();
+    } else {
+      publish_stats();
+    }
+  }
+  // Shutdown: fail what is running and what waits, and give the pages back.
+  fail_all(shutting_down());
+  std::deque<std::shared_ptr<RequestHandle>> rest;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rest.swap(pending_);
+  }
+  for (const auto& h : rest) {
+    release(*h);
+    StreamEvent ev;
+    ev.kind = StreamEvent::Kind::Error;
+    ev.error = shutting_down();
+    h->push(std::move(ev));
+  }
+  for (int i = 0; i < 4 && engine_.has_unfinished(); ++i) {
+    try {
+      engine_.step();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "nanocascade server: engine step failed at shutdown: %s\n", e.what());
+      break;
+    }
+  }
+  publish_stats();
+}
+
+}  // namespace nc::server

@@ -1,0 +1,54 @@
+// Prometheus metrics of the server (text exposition format 0.0.4), rendered by GET /metrics.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "nanocascade/engine.h"
+
+namespace nc::server {
+
+// A cumulative histogram with fixed upper bounds (seconds). Thread-safe.
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void observe(double v);
+  // Appends the _bucket/_sum/_count lines (HELP and TYPE too).
+  void render(const std::string& name, const std::string& help, std::string& out) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<double> bounds_;
+  std::vector<uint64_t> counts_;  // per bucket, not cumulative; the last one is +Inf
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+// Counters and histograms the HTTP layer and the engine loop update.
+class ServerMetrics {
+ public:
+  ServerMetrics();
+
+  void on_request_finished(int prompt_tokens, int completion_tokens, double ttft_s, double tpot_s,
+                           double e2e_s, FinishReason reason);
+  void on_http_response(int status);
+  void on_prompt_tokens(int n);
+
+  // The whole exposition: server counters plus the engine's latest stats.
+  std::string render(const EngineStats& stats, int num_in_flight) const;
+
+ private:
+  mutable std::mutex mu_;
+  int64_t prompt_tokens_ = 0;      // of accepted requests
+  int64_t completion_tokens_ = 0;  // of finished requests
+  std::map<std::string, int64_t> finished_by_reason_;
+  std::map<int, int64_t> http_by_status_;
+  Histogram ttft_, tpot_, e2e_;
+};
+
+// The prefix cache and cascade part (EngineStats::cache).
+void render_prefix_cache_metrics(const EngineStats& stats, std::string& out);
+
+}  // namespace nc::server

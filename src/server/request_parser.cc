@@ -1,0 +1,343 @@
+#include "server/request_parser.h"
+
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "server/api_error.h"
+
+namespace nc::server {
+
+namespace {
+
+using json = nlohmann::json;
+
+const char* type_name(const json& v) {
+  return v.type_name();
+}
+
+// The field's value, or nullptr when it is absent or null (OpenAI treats null as "not given").
+const json* field(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+ApiError wrong_type(const std::string& param, const char* expected, const json& v) {
+  return invalid_param(param,
+                       fmt::format("'{}' must be {}, got {}", param, expected, type_name(v)));
+}
+
+// A number in [lo, hi] (lo excluded when lo_open).
+std::optional<double> get_number(const json& obj, const char* key, double lo, double hi,
+                                 bool lo_open = false) {
+  const json* v = field(obj, key);
+  if (!v) return std::nullopt;
+  if (!v->is_number()) throw wrong_type(key, "a number", *v);
+  const double x = v->get<double>();
+  const bool ok = std::isfinite(x) && (lo_open ? x > lo : x >= lo) && x <= hi;
+  if (!ok) {
+    throw invalid_param(key, fmt::format("'{}' must be in {}{}, {}], got {}", key,
+                                         lo_open ? "(" : "[", lo, hi, v->dump()));
+  }
+  return x;
+}
+
+// An integer in [lo, hi]. Non-integral numbers (2.5, 1e30) are rejected.
+std::optional<int64_t> get_int(const json& obj, const char* key, int64_t lo, int64_t hi) {
+  const json* v = field(obj, key);
+  if (!v) return std::nullopt;
+  if (!v->is_number_integer()) throw wrong_type(key, "an integer", *v);
+  bool ok = false;
+  int64_t x = 0;
+  if (v->is_number_unsigned()) {
+    const uint64_t u = v->get<uint64_t>();
+    ok = u <= uint64_t(std::numeric_limits<int64_t>::max());
+    x = ok ? int64_t(u) : 0;
+  } else {
+    x = v->get<int64_t>();
+    ok = true;
+  }
+  if (!ok || x < lo || x > hi) {
+    throw invalid_param(
+        key, fmt::format("'{}' must be an integer in [{}, {}], got {}", key, lo, hi, v->dump()));
+  }
+  return x;
+}
+
+std::optional<bool> get_bool(const json& obj, const char* key) {
+  const json* v = field(obj, key);
+  if (!v) return std::nullopt;
+  if (!v->is_boolean()) throw wrong_type(key, "a boolean", *v);
+  return v->get<bool>();
+}
+
+std::optional<std::string> get_string(const json& obj, const char* key) {
+  const json* v = field(obj, key);
+  if (!v) return std::nullopt;
+  if (!v->is_string()) throw wrong_type(key, "a string", *v);
+  return v->get<std::string>();
+}
+
+ApiError unsupported(const std::string& param, const std::string& what) {
+  return invalid_param(param, what + " is not supported by this server", "unsupported_parameter");
+}
+
+json parse_json(std::string_view body) {
+  // The callback bounds the nesting depth before the parser builds anything deep.
+  const json::parser_callback_t depth_guard = [](int depth, json::parse_event_t, json&) {
+    if (depth > kMaxJsonDepth) {
+      throw invalid_param("", fmt::format("JSON nested deeper than {} levels", kMaxJsonDepth));
+    }
+    return true;
+  };
+  try {
+    return json::parse(body.begin(), body.end(), depth_guard, /*allow_exceptions=*/true);
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for numbers beyond a double (1e400).
+    throw invalid_param("", fmt::format("the body is not valid JSON: {}", e.what()),
+                        "invalid_json");
+  }
+}
+
+std::string message_content(const json& msg, const std::string& role, size_t i) {
+  const std::string param = fmt::format("messages[{}].content", i);
+  const json* c = field(msg, "content");
+  if (!c) {
+    // An assistant turn that only made tool calls has no content.
+    if (role == "assistant") return "";
+    throw invalid_param(param, fmt::format("'{}' is required for role '{}'", param, role));
+  }
+  if (c->is_string()) return c->get<std::string>();
+  if (!c->is_array()) throw wrong_type(param, "a string or an array of content parts", *c);
+  std::string text;
+  for (size_t k = 0; k < c->size(); ++k) {
+    const json& part = (*c)[k];
+    const std::string pp = fmt::format("{}[{}]", param, k);
+    if (!part.is_object()) throw wrong_type(pp, "an object", part);
+    const std::string type = get_string(part, "type").value_or("");
+    if (type != "text") {
+      throw unsupported(pp + ".type", fmt::format("content part type '{}'", type));
+    }
+    const json* t = field(part, "text");
+    if (!t || !t->is_string())
+      throw invalid_param(pp + ".text", "a text part needs a string 'text'");
+    if (!text.empty()) text += '\n';
+    text += t->get<std::string>();
+  }
+  return text;
+}
+
+std::vector<ChatMessage> parse_messages(const json& body) {
+  const json* m = field(body, "messages");
+  if (!m) throw invalid_param("messages", "'messages' is required");
+  if (!m->is_array()) throw wrong_type("messages", "an array", *m);
+  if (m->empty()) throw invalid_param("messages", "'messages' must not be empty");
+  std::vector<ChatMessage> out;
+  for (size_t i = 0; i < m->size(); ++i) {
+    const json& msg = (*m)[i];
+    const std::string param = fmt::format("messages[{}]", i);
+    if (!msg.is_object()) throw wrong_type(param, "an object", msg);
+    const json* r = field(msg, "role");
+    if (!r) throw invalid_param(param + ".role", fmt::format("'{}.role' is required", param));
+    if (!r->is_string()) throw wrong_type(param + ".role", "a string", *r);
+    std::string role = r->get<std::string>();
+    if (role == "developer") role = "system";  // OpenAI's newer name for the system turn
+    if (role != "system" && role != "user" && role != "assistant" && role != "tool") {
+      throw invalid_param(param + ".role",
+                          fmt::format("unknown role '{}' (expected system, developer, user, "
+                                      "assistant or tool)",
+                                      role));
+    }
+    out.push_back({role, message_content(msg, role, i)});
+  }
+  return out;
+}
+
+std::vector<int32_t> token_ids(const json& arr, const std::string& param) {
+  std::vector<int32_t> ids;
+  ids.reserve(arr.size());
+  for (size_t i = 0; i < arr.size(); ++i) {
+    const json& v = arr[i];
+    const bool ok = v.is_number_integer() &&
+                    !(v.is_number_unsigned() && v.get<uint64_t>() > INT32_MAX) &&
+                    v.get<int64_t>() >= 0 && v.get<int64_t>() <= INT32_MAX;
+    if (!ok) {
+      throw invalid_param(
+          param,
+          fmt::format("'{}[{}]' must be a token id (an integer >= 0), got {}", param, i, v.dump()));
+    }
+    ids.push_back(int32_t(v.get<int64_t>()));
+  }
+  return ids;
+}
+
+// prompt: a string, a list of token ids, or a batch of one of either.
+void parse_prompt(const json& body, ParsedRequest& r) {
+  const json* p = field(body, "prompt");
+  if (!p) throw invalid_param("prompt", "'prompt' is required");
+  if (p->is_array() && p->size() == 1 && ((*p)[0].is_string() || (*p)[0].is_array())) {
+    p = &(*p)[0];  // a batch of one
+  } else if (p->is_array() && !p->empty() && ((*p)[0].is_string() || (*p)[0].is_array())) {
+    throw unsupported("prompt", "a batch of several prompts");
+  }
+  if (p->is_string()) {
+    r.prompt = p->get<std::string>();
+    if (r.prompt.empty()) throw invalid_param("prompt", "'prompt' must not be empty");
+  } else if (p->is_array()) {
+    r.prompt_ids = token_ids(*p, "prompt");
+    r.prompt_is_ids = true;
+    if (r.prompt_ids.empty()) throw invalid_param("prompt", "'prompt' must not be empty");
+  } else {
+    throw wrong_type("prompt", "a string or an array of token ids", *p);
+  }
+}
+
+void parse_stop(const json& body, SamplingParams& sp) {
+  const json* s = field(body, "stop");
+  if (!s) return;
+  std::vector<std::string> stops;
+  if (s->is_string()) {
+    stops.push_back(s->get<std::string>());
+  } else if (s->is_array()) {
+    if (s->size() > size_t(kMaxStopStrings)) {
+      throw invalid_param("stop", fmt::format("at most {} stop strings", kMaxStopStrings));
+    }
+    for (const json& v : *s) {
+      if (!v.is_string()) throw wrong_type("stop", "a string or an array of strings", v);
+      stops.push_back(v.get<std::string>());
+    }
+  } else {
+    throw wrong_type("stop", "a string or an array of strings", *s);
+  }
+  for (const std::string& x : stops) {
+    if (x.empty()) throw invalid_param("stop", "stop strings must not be empty");
+    if (x.size() > size_t(kMaxStopStringBytes)) {
+      throw invalid_param("stop",
+                          fmt::format("stop strings are limited to {} bytes", kMaxStopStringBytes));
+    }
+  }
+  sp.stop = std::move(stops);
+}
+
+// Fields OpenAI defines that this server cannot honour: rejected, not silently ignored.
+void reject_unsupported(const json& body, ApiKind kind) {
+  if (get_int(body, "n", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max())
+          .value_or(1) != 1) {
+    throw unsupported("n", "'n' other than 1");
+  }
+  if (kind == ApiKind::Chat) {
+    if (get_bool(body, "logprobs").value_or(false)) throw unsupported("logprobs", "'logprobs'");
+    if (field(body, "top_logprobs")) throw unsupported("top_logprobs", "'top_logprobs'");
+  } else {
+    if (field(body, "logprobs")) throw unsupported("logprobs", "'logprobs'");
+    if (get_bool(body, "echo").value_or(false)) throw unsupported("echo", "'echo'");
+    if (!get_string(body, "suffix").value_or("").empty()) throw unsupported("suffix", "'suffix'");
+    if (get_int(body, "best_of", std::numeric_limits<int64_t>::min(),
+                std::numeric_limits<int64_t>::max())
+            .value_or(1) != 1) {
+      throw unsupported("best_of", "'best_of' other than 1");
+    }
+  }
+  if (const json* lb = field(body, "logit_bias")) {
+    if (!lb->is_object()) throw wrong_type("logit_bias", "an object", *lb);
+    if (!lb->empty()) throw unsupported("logit_bias", "'logit_bias'");
+  }
+  for (const char* key : {"tools", "functions"}) {
+    if (const json* t = field(body, key)) {
+      if (!t->is_array()) throw wrong_type(key, "an array", *t);
+      if (!t->empty()) throw unsupported(key, fmt::format("'{}' (tool calling)", key));
+    }
+  }
+  if (const json* rf = field(body, "response_format")) {
+    if (!rf->is_object()) throw wrong_type("response_format", "an object", *rf);
+    const std::string type = get_string(*rf, "type").value_or("text");
+    if (type != "text")
+      throw unsupported("response_format", fmt::format("response_format '{}'", type));
+  }
+}
+
+void parse_sampling(const json& body, ApiKind kind, ParsedRequest& r) {
+  SamplingParams& sp = r.sampling;
+  if (auto x = get_number(body, "temperature", 0, 2)) sp.temperature = float(*x);
+  if (auto x = get_number(body, "top_p", 0, 1, /*lo_open=*/true)) sp.top_p = float(*x);
+  if (auto x = get_int(body, "top_k", -1, std::numeric_limits<int32_t>::max())) {
+    sp.top_k = *x <= 0 ? -1 : int(*x);  // -1 and 0 both mean off (as vLLM)
+  }
+  if (auto x = get_number(body, "min_p", 0, 1)) sp.min_p = float(*x);
+  if (auto x = get_number(body, "presence_penalty", -2, 2)) sp.presence_penalty = float(*x);
+  if (auto x = get_number(body, "frequency_penalty", -2, 2)) sp.frequency_penalty = float(*x);
+  if (auto x = get_number(body, "repetition_penalty", 0, 100, /*lo_open=*/true)) {
+    sp.repetition_penalty = float(*x);
+  }
+  if (const json* s = field(body, "seed")) {
+    if (!s->is_number_integer()) throw wrong_type("seed", "an integer", *s);
+    sp.seed = s->is_number_unsigned() ? s->get<uint64_t>() : uint64_t(s->get<int64_t>());
+  }
+  // max_completion_tokens is the newer name in chat; it wins when both are given.
+  std::optional<int64_t> max_tokens = get_int(body, "max_tokens", 1, kMaxTokensLimit);
+  if (kind == ApiKind::Chat) {
+    if (auto x = get_int(body, "max_completion_tokens", 1, kMaxTokensLimit)) max_tokens = x;
+  }
+  if (max_tokens) {
+    sp.max_tokens = int(*max_tokens);
+    r.max_tokens_given = true;
+  }
+  if (auto x = get_int(body, "min_tokens", 0, kMaxTokensLimit)) sp.min_tokens = int(*x);
+  if (auto x = get_bool(body, "ignore_eos")) sp.ignore_eos = *x;
+  if (auto x = get_bool(body, "skip_special_tokens")) sp.skip_special_tokens = *x;
+  if (const json* ids = field(body, "stop_token_ids")) {
+    if (!ids->is_array()) throw wrong_type("stop_token_ids", "an array of token ids", *ids);
+    if (ids->size() > size_t(kMaxStopTokenIds)) {
+      throw invalid_param("stop_token_ids",
+                          fmt::format("at most {} stop token ids", kMaxStopTokenIds));
+    }
+    sp.stop_token_ids = token_ids(*ids, "stop_token_ids");
+  }
+  parse_stop(body, sp);
+}
+
+}  // namespace
+
+ParsedRequest parse_request(ApiKind kind, std::string_view body_text) {
+  const json body = parse_json(body_text);
+  if (!body.is_object()) throw invalid_param("", "the body must be a JSON object");
+  ParsedRequest r;
+  r.kind = kind;
+  const json* model = field(body, "model");
+  if (!model) throw invalid_param("model", "'model' is required");
+  if (!model->is_string()) throw wrong_type("model", "a string", *model);
+  r.model = model->get<std::string>();
+
+  if (kind == ApiKind::Chat) {
+    r.messages = parse_messages(body);
+  } else {
+    parse_prompt(body, r);
+  }
+  reject_unsupported(body, kind);
+  parse_sampling(body, kind, r);
+  r.stream = get_bool(body, "stream").value_or(false);
+  if (const json* so = field(body, "stream_options")) {
+    if (!so->is_object()) throw wrong_type("stream_options", "an object", *so);
+    if (!r.stream) {
+      throw invalid_param("stream_options",
+                          "'stream_options' is only allowed when 'stream' is true");
+    }
+    r.include_usage = get_bool(*so, "include_usage").value_or(false);
+  }
+  r.user = get_string(body, "user").value_or("");
+  // What is left (min_tokens against max_tokens, ...) with the engine's own rules.
+  if (!r.max_tokens_given)
+    r.sampling.max_tokens = std::max(r.sampling.max_tokens, r.sampling.min_tokens);
+  try {
+    r.sampling.validate();
+  } catch (const Error& e) {
+    throw invalid_param("", e.what());
+  }
+  return r;
+}
+
+}  // namespace nc::server

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""End-to-end check of `nanocascade serve` with the official `openai` Python client.
+
+Optional (the C++ suite does not need it). Run from the repository root after a build:
+
+    python3 tests/server/test_openai_client.py            # uses build/nanocascade
+    NANOCASCADE_BIN=path/to/nanocascade python3 tests/server/test_openai_client.py
+
+Without the `openai` package it creates a venv under build/pyenv, installs `openai` there (needs
+network access once) and re-runs itself with it. It starts the server on a free loopback port
+with the default model (models/SmolLM2-135M-Instruct.Q4_1.gguf; skipped when absent), and
+compares the server's greedy outputs with `nanocascade generate` for the same prompt.
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VENV = os.path.join(ROOT, "build", "pyenv")
+BIN = os.environ.get("NANOCASCADE_BIN", os.path.join(ROOT, "build", "nanocascade"))
+MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+MODEL_ID = "SmolLM2-135M-Instruct.Q4_1"
+API_KEY = "sk-nanocascade-test"
+
+
+def ensure_openai():
+    try:
+        import openai  # noqa: F401
+        return
+    except ImportError:
+        pass
+    py = os.path.join(VENV, "bin", "python")
+    if os.path.realpath(sys.prefix) == os.path.realpath(VENV):  # already re-run in the venv
+        sys.exit("openai is not importable even in " + VENV)
+    if not os.path.exists(py):
+        subprocess.check_call([sys.executable, "-m", "venv", VENV])
+    subprocess.check_call([py, "-m", "pip", "install", "--quiet", "openai"])
+    os.execv(py, [py] + sys.argv)
+
+
+class Server:
+    """`nanocascade serve` on a free port; the port comes from its startup line."""
+
+    def __init__(self, *extra):
+        self.proc = subprocess.Popen(
+            [BIN, "serve", "--model", MODEL, "--port", "0", "--max-num-seqs", "8", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        self.port = None
+        while time.time() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            m = re.search(r"on http://[^:]+:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+        if self.port is None:
+            self.stop()
+            raise RuntimeError("the server did not start")
+
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: a clean shutdown
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def generate_cli(prompt, max_tokens, chat):
+    args = [BIN, "generate", "--model", MODEL, "-t", "0", "-n", str(max_tokens), "--quiet", prompt]
+    if chat:
+        args.append("--chat")
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return out[:-1] if out.endswith("\n") else out
+
+
+class OpenAIClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        import openai
+        cls.openai = openai
+        cls.server = Server("--api-key", API_KEY)
+        cls.client = openai.OpenAI(base_url=cls.server.url(), api_key=API_KEY, max_retries=0)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        # A clean exit on SIGTERM.
+        assert cls.server.proc.returncode == 0, cls.server.proc.returncode
+
+    def test_models(self):
+        ids = [m.id for m in self.client.models.list()]
+        self.assertEqual(ids, [MODEL_ID])
+
+    def test_chat_matches_cli_and_stream(self):
+        prompt = "What is the capital of France?"
+        r = self.client.chat.completions.create(
+            model=MODEL_ID, messages=[{"role": "user", "content": prompt}],
+            max_tokens=24, temperature=0)
+        text = r.choices[0].message.content
+        self.assertEqual(text, generate_cli(prompt, 24, chat=True))
+        self.assertEqual(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens)
+        self.assertGreater(r.usage.prompt_tokens, 5)
+        self.assertIn(r.choices[0].finish_reason, ("stop", "length"))
+
+        stream = self.client.chat.completions.create(
+            model=MODEL_ID, messages=[{"role": "user", "content": prompt}],
+            max_tokens=24, temperature=0, stream=True, stream_options={"include_usage": True})
+        parts, usage, reasons = [], None, []
+        for chunk in stream:
+            if chunk.usage:
+                usage = chunk.usage
+            for c in chunk.choices:
+                if c.delta.content:
+                    parts.append(c.delta.content)
+                if c.finish_reason:
+                    reasons.append(c.finish_reason)
+        self.assertEqual("".join(parts), text)
+        self.assertEqual(reasons, [r.choices[0].finish_reason])
+        self.assertEqual(usage.completion_tokens, r.usage.completion_tokens)
+        self.assertEqual(usage.prompt_tokens, r.usage.prompt_tokens)
+
+    def test_completion_matches_cli_and_stops(self):
+        prompt = "Once upon a time"
+        r = self.client.completions.create(model=MODEL_ID, prompt=prompt, max_tokens=20,
+                                           temperature=0)
+        text = r.choices[0].text
+        self.assertEqual(text, generate_cli(prompt, 20, chat=False))
+        words = text.split()
+        if len(words) >= 3:
+            stop = " " + words[2]
+            r2 = self.client.completions.create(model=MODEL_ID, prompt=prompt, max_tokens=20,
+                                                temperature=0, stop=[stop])
+            self.assertEqual(r2.choices[0].text, text[:text.find(stop)])
+            self.assertEqual(r2.choices[0].finish_reason, "stop")
+
+    def test_seeded_sampling_is_reproducible(self):
+        kw = dict(model=MODEL_ID, messages=[{"role": "user", "content": "Tell me a joke."}],
+                  max_tokens=16, temperature=0.8, top_p=0.95, seed=7)
+        a = self.client.chat.completions.create(**kw).choices[0].message.content
+        b = self.client.chat.completions.create(**kw).choices[0].message.content
+        self.assertEqual(a, b)
+
+    def test_errors(self):
+        o = self.openai
+        with self.assertRaises(o.NotFoundError):
+            self.client.chat.completions.create(
+                model="gpt-4", messages=[{"role": "user", "content": "x"}])
+        with self.assertRaises(o.BadRequestError) as e:
+            self.client.chat.completions.create(
+                model=MODEL_ID, messages=[{"role": "user", "content": "x"}], n=2)
+        self.assertEqual(e.exception.param, "n")
+        with self.assertRaises(o.BadRequestError):
+            self.client.chat.completions.create(model=MODEL_ID, messages=[])
+        with self.assertRaises(o.BadRequestError):
+            self.client.completions.create(model=MODEL_ID, prompt="x", max_tokens=10 ** 7)
+        bad = o.OpenAI(base_url=self.server.url(), api_key="wrong", max_retries=0)
+        with self.assertRaises(o.AuthenticationError):
+            bad.models.list()
+
+
+if __name__ == "__main__":
+    if not os.path.exists(MODEL) or not os.path.exists(BIN):
+        print(f"SKIP: needs {MODEL} and {BIN}")
+        sys.exit(0)
+    ensure_openai()
+    unittest.main(verbosity=2)
