@@ -32,7 +32,6 @@ class LlamaStepModel : public StepModel {
   int64_t kv_bytes_per_page(int page_size) const override {
     return model_->kv_bytes_per_page(page_size);
   }
-  int num_layers() const override { return int(model_->config().num_layers); }
   double attention_flops_per_row_token() const override {
     return 4.0 * double(model_->config().num_heads) * double(model_->config().head_dim);
   }
