@@ -1015,12 +1015,12 @@ TEST(ServerDisconnect, WaitingNonStreamingClientAborts) {
 // Many concurrent streaming clients; each gets what it would get alone.
 
 TEST(ServerLoad, ConcurrentStreamsEqualAloneAndFreePages) {
-  constexpr int kClients = 96;
+  constexpr int kClients = 256;
   constexpr int kMaxTokens = 32;
   EngineSetup es;
-  es.max_num_seqs = 64;  // some wait in the queue
+  es.max_num_seqs = 128;  // the other half waits in the queue
   server::ServerOptions opts;
-  opts.max_waiting = 64;
+  opts.max_waiting = 128;
   TestServer ts(es, opts, /*delay_us=*/200);
 
   std::vector<json> bodies;
