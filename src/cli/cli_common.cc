@@ -38,6 +38,12 @@ void EngineFlags::add_to(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--dummy-seed", cfg.dummy_seed, "seed of the dummy weights")
       ->capture_default_str();
+  app.add_flag("!--no-prefix-cache", cfg.enable_prefix_cache,
+               "compute every prompt in full instead of reusing cached prefix pages");
+  app.add_flag("!--no-cascade", cfg.enable_cascade,
+               "read shared prefixes per request instead of once per step (cascade levels)");
+  app.add_flag("--cascade-force", cfg.cascade_force,
+               "give every shared prefix its own level, whatever the cost model says");
   app.add_flag("!--no-cuda-graphs", cfg.enable_cuda_graphs,
                "run decode steps eagerly instead of replaying CUDA graphs");
   app.add_option("--graph-max-batch", cfg.graph_max_batch,
