@@ -513,3 +513,46 @@ TEST_F(EngineSmolLM2Slow, BadInputIsRejectedWhileOthersContinue) {
 
 }  // namespace
 }  // namespace nc
+
+namespace nc {
+namespace {
+
+// A conversation marked with set_session keeps its cached pages under eviction pressure that
+// takes the pages of an unpinned request instead, although the conversation's are older.
+TEST(EngineSessions, PinnedConversationSurvivesEviction) {
+  auto run = [](bool pin) {
+    auto e = fake_engine(/*page_size=*/4, /*budget=*/256, /*pages=*/24);
+    SamplingParams p = greedy(1);
+    auto finish = [&](const std::vector<int32_t>& prompt, const std::string& session) {
+      const RequestId id = e->add_request(prompt, p);
+      if (!session.empty()) e->set_session(id, session);
+      while (e->has_unfinished()) e->step();
+    };
+    std::vector<int32_t> alice(32), bob(32), carol(44);
+    for (int i = 0; i < 32; ++i) alice[i] = 1 + i, bob[i] = 100 + i;
+    for (int i = 0; i < 44; ++i) carol[i] = 200 + i;
+    finish(alice, pin ? "alice" : "");  // 8 cached pages, the oldest
+    finish(bob, "");                    // 8 cached pages
+    finish(carol, "");                  // needs 11: 3 must be evicted
+    const int64_t hits_before = e->stats().cache.hit_tokens;
+    std::vector<int32_t> follow_up = alice;
+    follow_up.push_back(7);
+    finish(follow_up, pin ? "alice" : "");
+    EXPECT_GT(e->stats().cache.evicted_pages, 0);
+    EXPECT_EQ(e->stats().used_pages, 0);
+    return e->stats().cache.hit_tokens - hits_before;
+  };
+  EXPECT_EQ(run(/*pin=*/true), 32);   // alice's whole prompt is still cached
+  EXPECT_LT(run(/*pin=*/false), 32);  // LRU took alice's oldest pages
+}
+
+TEST(EngineSessions, SetSessionErrors) {
+  auto e = fake_engine();
+  EXPECT_THROW(e->set_session(12345, "x"), Error);
+  const RequestId id = e->add_request(std::vector<int32_t>{1, 2, 3}, greedy(2));
+  e->step();
+  EXPECT_THROW(e->set_session(id, "late"), Error);  // already running
+}
+
+}  // namespace
+}  // namespace nc

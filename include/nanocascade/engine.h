@@ -70,6 +70,9 @@ struct EngineConfig {
   bool enable_prefix_cache = true;  // reuse the KV pages of cached prompt prefixes
   bool enable_cascade = true;       // shared prefixes read once per step where the cost model says
   bool cascade_force = false;       // every shared prefix gets its level (tests, benchmarks)
+  // A session's cached pages (set_session) are evicted after all others for this long after
+  // its last request.
+  double session_pin_seconds = 600;
   // CUDA graphs for decode-only steps (CUDA backend): batches up to graph_max_batch are padded
   // to a bucket (1, 2, 4, 8, 16, 32, 48, ...) whose graph is captured once and replayed.
   bool enable_cuda_graphs = true;
@@ -196,6 +199,10 @@ class Engine {
   // Finishes a request (reason abort); its output comes with the next step(). Unknown or
   // finished ids are ignored.
   void abort(RequestId id);
+  // Marks a waiting request as part of a conversation (an HTTP X-Session-Id): the pages its
+  // prompt matches and the pages it leaves in the prefix cache are evicted after all pages of
+  // unpinned requests, for session_pin_seconds. No effect without the prefix cache.
+  void set_session(RequestId id, const std::string& session);
   bool has_unfinished() const;
 
   // Runs the given prompts to completion (with any already queued requests).

@@ -83,6 +83,7 @@ struct Engine::Impl {
   std::vector<int32_t> eos;
   std::mt19937_64 seed_rng;
   std::map<RequestId, std::unique_ptr<Request>> requests;
+  std::map<std::string, int64_t> sessions;  // session name -> the tree's session id
   RequestId next_id = 0;
   EngineStats st;
 
@@ -151,6 +152,7 @@ void Engine::Impl::setup_cache(int64_t kv_bytes_per_page, bool cuda) {
   if (cfg.enable_prefix_cache) {
     PrefixTreeOptions o;
     o.page_size = cfg.page_size;
+    o.policy = std::make_shared<PinnedSessionPolicy>();  // LRU, pinned sessions last
     tree = std::make_unique<PrefixTree>(*pool, o);
     prefix_cache = std::make_unique<TreePrefixCache>(*tree);
     sched->set_prefix_cache(prefix_cache.get());
@@ -400,6 +402,18 @@ RequestId Engine::add_chat_request(const std::vector<ChatMessage>& messages,
 
 std::vector<RequestOutput> Engine::step() {
   return impl_->step();
+}
+
+void Engine::set_session(RequestId id, const std::string& session) {
+  auto it = impl_->requests.find(id);
+  NC_CHECK(it != impl_->requests.end(), "set_session: unknown request {}", id);
+  Sequence& seq = it->second->seq;
+  NC_CHECK(seq.status == SeqStatus::Waiting && seq.pages.empty(),
+           "set_session: request {} is already running", id);
+  if (!impl_->tree || session.empty()) return;
+  const auto [entry, added] = impl_->sessions.try_emplace(session, int64_t(impl_->sessions.size()));
+  seq.session = entry->second;
+  impl_->tree->pin_session(seq.session, impl_->tree->now() + impl_->cfg.session_pin_seconds);
 }
 
 void Engine::abort(RequestId id) {

@@ -7,7 +7,7 @@ namespace nc {
 int TreePrefixCache::match(Sequence& seq) {
   NC_CHECK(seq.pages.empty() && seq.num_computed == 0,
            "prefix cache: request {} already holds {} pages", seq.id, seq.pages.size());
-  PrefixMatch m = tree_.match(seq.tokens);
+  PrefixMatch m = tree_.match(seq.tokens, seq.session);
   seq.pages = std::move(m.pages);
   return m.num_tokens;
 }
@@ -15,7 +15,7 @@ int TreePrefixCache::match(Sequence& seq) {
 void TreePrefixCache::insert(Sequence& seq) {
   // Only computed tokens have K/V; the last sampled token never does.
   const std::vector<int32_t> computed(seq.tokens.begin(), seq.tokens.begin() + seq.num_computed);
-  tree_.insert(computed, seq.pages);
+  tree_.insert(computed, seq.pages, seq.session);
 }
 
 CascadeStats apply_cascade(StepPlan& plan, const CascadePlanner& planner) {

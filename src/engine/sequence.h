@@ -21,6 +21,7 @@ struct Sequence {
   int64_t admit_order = -1;  // increases with each admission (a re-admission gets a new one)
   int num_preemptions = 0;
   int num_scheduled = 0;  // tokens scheduled in the step being planned
+  int64_t session = -1;   // conversation whose cached pages get eviction priority; -1: none
 
   int num_tokens() const { return int(tokens.size()); }
   int num_output() const { return num_tokens() - num_prompt; }

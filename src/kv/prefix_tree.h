@@ -129,6 +129,8 @@ class PrefixTree {
   // holds are evicted only after all unpinned ones. `expires_at` is on options.clock.
   void pin_session(int64_t session, double expires_at);
   void unpin_session(int64_t session);
+  // The time on options.clock (seconds), for pin expiries.
+  double now() const;
 
   PrefixTreeStats stats() const;
   // Tokens the tree could serve for `tokens` right now (no references, no LRU update).
@@ -161,7 +163,6 @@ class PrefixTree {
   PrefixNodeView view(const Node& n, double now) const;
   void remove_leaf(Node* n);
   void release_all(Node* n);
-  double now() const;
 
   PagePool& pool_;
   PrefixTreeOptions opt_;

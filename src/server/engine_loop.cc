@@ -165,9 +165,8 @@ void EngineLoop::admit(const std::shared_ptr<RequestHandle>& h) {
                                  ctx, int64_t(n) + sp.max_tokens, n, sp.max_tokens),
                      "invalid_request_error", "max_tokens", "context_length_exceeded");
     }
-    // TODO(prefix cache): pass h->session_id_ once the engine's request API has a place for a
-    // session hint (eviction priority for a conversation's pages).
     const RequestId id = engine_.add_request(ids, sp);
+    engine_.set_session(id, h->session_id_);
     h->id_ = id;
     active_.emplace(id, h);
     metrics_.on_prompt_tokens(n);
