@@ -546,6 +546,29 @@ TEST(EngineSessions, PinnedConversationSurvivesEviction) {
   EXPECT_LT(run(/*pin=*/false), 32);  // LRU took alice's oldest pages
 }
 
+// Requests sent together with one system prompt: the first one's prompt pages enter the prefix
+// cache when its prefill is done, so requests admitted after it reuse them while it still runs.
+TEST(EnginePrefixCache, PromptPagesAreSharedBeforeTheFirstRequestFinishes) {
+  auto e = fake_engine(/*page_size=*/4, /*budget=*/40, /*pages=*/4096);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int r = 0; r < 8; ++r) {
+    std::vector<int32_t> p;
+    for (int i = 0; i < 32; ++i) p.push_back(1 + i);  // the shared system prompt
+    for (int i = 0; i < 5; ++i) p.push_back(100 + 10 * r + i);
+    prompts.push_back(p);
+  }
+  SamplingParams p = greedy(20);
+  p.ignore_eos = true;
+  auto alone = fake_engine(4, 40, 4096)->generate({prompts[3]}, p);
+  const auto outs = e->generate(prompts, p);
+  const EngineStats st = e->stats();
+  // Step 1 runs request 0's 37 tokens and the first 3 of request 1 (budget 40): the 6 requests
+  // admitted after it find the 32-token prefix, while request 0 is still decoding.
+  EXPECT_EQ(st.cache.hit_tokens, 6 * 32);
+  EXPECT_EQ(outs[3].token_ids, alone[0].token_ids);
+  EXPECT_EQ(st.used_pages, 0);
+}
+
 TEST(EngineSessions, SetSessionErrors) {
   auto e = fake_engine();
   EXPECT_THROW(e->set_session(12345, "x"), Error);

@@ -129,8 +129,13 @@ void Scheduler::commit(const ScheduleResult& result) {
   for (const ScheduledSeq& e : result.scheduled) {
     NC_CHECK(e.seq->status == SeqStatus::Running && e.seq->num_scheduled == e.num_new,
              "scheduler: commit of request {} that is no longer scheduled", e.seq->id);
+    const bool prefilling = e.seq->num_computed < e.seq->num_prompt;
     e.seq->num_computed += e.num_new;
     e.seq->num_scheduled = 0;
+    // Cache a prompt's full pages as soon as they are computed, not only when the request
+    // finishes: requests admitted meanwhile with the same prefix (a shared system prompt) then
+    // reuse them instead of computing and holding copies of their own.
+    if (prefix_cache_ && prefilling) prefix_cache_->insert(*e.seq);
   }
 }
 
