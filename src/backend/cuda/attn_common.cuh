@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "backend/cuda/cuda_check.cuh"
 #include "backend/cuda/kernels.h"
 
 namespace nc::cuda {
@@ -19,10 +20,6 @@ using bf16 = __nv_bfloat16;
 using Variant = flashinfer::DefaultAttention<false, false, false, false>;
 using PrefillParams = flashinfer::BatchPrefillPagedParams<bf16, bf16, bf16, int32_t>;
 using DecodeParams = flashinfer::BatchDecodeParams<bf16, bf16, bf16, int32_t>;
-
-inline void check_cuda(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
 
 // Our page tensor holds K and V of a page next to each other ([P, 2, ...]), so the page stride
 // is twice the K (or V) block and V starts one block after K.
@@ -43,16 +40,32 @@ T* at_offset(void* base, int64_t offset) {
   return reinterpret_cast<T*>(static_cast<char*>(base) + offset);
 }
 
-// Runs a FlashInfer call, turning its exceptions and error codes into std::runtime_error.
-template <typename F>
-void fi_call(const char* what, F&& f) {
-  cudaError_t e;
-  try {
-    e = f();
-  } catch (const std::exception& ex) {
-    throw std::runtime_error(std::string(what) + ": " + ex.what());
-  }
-  check_cuda(e, what);
+// The fields FlashInfer's decode and prefill parameter structs share: inputs and outputs, and
+// plain attention (no rope inside the kernel, no sliding window, no soft cap).
+template <typename Params>
+void set_common_params(Params& p, const PagedKV& kv, const AttnIO& io) {
+  p.q = static_cast<bf16*>(const_cast<void*>(io.q));
+  p.paged_kv = make_paged_kv(kv);
+  p.o = static_cast<bf16*>(io.o);
+  p.lse = io.lse;
+  p.num_qo_heads = io.num_qo_heads;
+  p.q_stride_n = io.num_qo_heads * kv.head_dim;
+  p.q_stride_h = kv.head_dim;
+  p.window_left = -1;
+  p.logits_soft_cap = 0.0f;
+  p.sm_scale = io.sm_scale;
+  p.rope_rcp_scale = 1.0f;
+  p.rope_rcp_theta = 1.0f / 1e4f;
+}
+
+// The work-partition arrays both plans lay out in the int workspace.
+template <typename Params, typename Plan>
+void set_work_indices(Params& p, const Plan& plan, const PlanWorkspace& ws) {
+  p.request_indices = at_offset<int32_t>(ws.int_ws, plan.request_indices_offset);
+  p.kv_tile_indices = at_offset<int32_t>(ws.int_ws, plan.kv_tile_indices_offset);
+  p.o_indptr = at_offset<int32_t>(ws.int_ws, plan.o_indptr_offset);
+  p.kv_chunk_size_ptr = at_offset<int32_t>(ws.int_ws, plan.kv_chunk_size_ptr_offset);
+  p.padded_batch_size = plan.padded_batch_size;
 }
 
 }  // namespace nc::cuda

@@ -62,22 +62,8 @@ void decode_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Page
   flashinfer::DecodePlanInfo plan;
   plan.FromVector(plan_vec);
   DecodeParams p;
-  p.q = static_cast<bf16*>(const_cast<void*>(io.q));
-  p.paged_kv = make_paged_kv(kv);
-  p.o = static_cast<bf16*>(io.o);
-  p.lse = io.lse;
-  p.num_qo_heads = io.num_qo_heads;
-  p.q_stride_n = io.num_qo_heads * kv.head_dim;
-  p.q_stride_h = kv.head_dim;
-  p.window_left = -1;
-  p.logits_soft_cap = 0.0f;
-  p.sm_scale = io.sm_scale;
-  p.rope_rcp_scale = 1.0f;
-  p.rope_rcp_theta = 1.0f / 1e4f;
-  p.request_indices = at_offset<int32_t>(ws.int_ws, plan.request_indices_offset);
-  p.kv_tile_indices = at_offset<int32_t>(ws.int_ws, plan.kv_tile_indices_offset);
-  p.o_indptr = at_offset<int32_t>(ws.int_ws, plan.o_indptr_offset);
-  p.kv_chunk_size_ptr = at_offset<int32_t>(ws.int_ws, plan.kv_chunk_size_ptr_offset);
+  set_common_params(p, kv, io);
+  set_work_indices(p, plan, ws);
   bf16* tmp_v = nullptr;
   float* tmp_s = nullptr;
   if (plan.split_kv) {
@@ -87,7 +73,6 @@ void decode_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Page
       p.block_valid_mask = at_offset<bool>(ws.int_ws, plan.block_valid_mask_offset);
     }
   }
-  p.padded_batch_size = plan.padded_batch_size;
   fi_call("batch decode", [&] {
     return flashinfer::BatchDecodeWithPagedKVCacheDispatched<
         HEAD_DIM, flashinfer::PosEncodingMode::kNone, Variant>(p, tmp_v, tmp_s,

@@ -13,25 +13,11 @@ void prefill_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Pag
   flashinfer::PrefillPlanInfo plan;
   plan.FromVector(plan_vec);
   PrefillParams p;
-  p.q = static_cast<bf16*>(const_cast<void*>(io.q));
-  p.paged_kv = make_paged_kv(kv);
+  set_common_params(p, kv, io);
+  set_work_indices(p, plan, ws);
   p.q_indptr = qo_indptr;
-  p.o = static_cast<bf16*>(io.o);
-  p.lse = io.lse;
   p.group_size = flashinfer::uint_fastdiv(io.num_qo_heads / kv.num_kv_heads);
-  p.num_qo_heads = io.num_qo_heads;
-  p.q_stride_n = io.num_qo_heads * kv.head_dim;
-  p.q_stride_h = kv.head_dim;
-  p.window_left = -1;
-  p.logits_soft_cap = 0.0f;
-  p.sm_scale = io.sm_scale;
-  p.rope_rcp_scale = 1.0f;
-  p.rope_rcp_theta = 1.0f / 1e4f;
-  p.request_indices = at_offset<int32_t>(ws.int_ws, plan.request_indices_offset);
   p.qo_tile_indices = at_offset<int32_t>(ws.int_ws, plan.qo_tile_indices_offset);
-  p.kv_tile_indices = at_offset<int32_t>(ws.int_ws, plan.kv_tile_indices_offset);
-  p.o_indptr = at_offset<int32_t>(ws.int_ws, plan.o_indptr_offset);
-  p.kv_chunk_size_ptr = at_offset<int32_t>(ws.int_ws, plan.kv_chunk_size_ptr_offset);
   bf16* tmp_v = nullptr;
   float* tmp_s = nullptr;
   if (plan.split_kv) {
@@ -39,7 +25,6 @@ void prefill_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Pag
     tmp_v = at_offset<bf16>(ws.float_ws, plan.v_offset);
     tmp_s = at_offset<float>(ws.float_ws, plan.s_offset);
   }
-  p.padded_batch_size = plan.padded_batch_size;
   p.max_total_num_rows = plan.total_num_rows;
   if (plan.enable_cuda_graph) {
     p.block_valid_mask = at_offset<bool>(ws.int_ws, plan.block_valid_mask_offset);

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "backend/cuda/cuda_check.cuh"
 #include "backend/cuda/kernels.h"
 #include "model/random_init.h"
 
@@ -17,22 +18,6 @@ namespace nc::cuda {
 namespace {
 
 using bf16 = __nv_bfloat16;
-
-void check_launch(const char* what) {
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
-
-template <typename F>
-void fi_call(const char* what, F&& f) {
-  cudaError_t e;
-  try {
-    e = f();
-  } catch (const std::exception& ex) {
-    throw std::runtime_error(std::string(what) + ": " + ex.what());
-  }
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
 
 unsigned grid_for(int64_t n, int threads) {
   return unsigned(std::min<int64_t>((n + threads - 1) / threads, int64_t(1) << 20));
