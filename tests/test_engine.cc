@@ -562,9 +562,10 @@ TEST(EnginePrefixCache, PromptPagesAreSharedBeforeTheFirstRequestFinishes) {
   auto alone = fake_engine(4, 40, 4096)->generate({prompts[3]}, p);
   const auto outs = e->generate(prompts, p);
   const EngineStats st = e->stats();
-  // Step 1 runs request 0's 37 tokens and the first 3 of request 1 (budget 40): the 6 requests
-  // admitted after it find the 32-token prefix, while request 0 is still decoding.
-  EXPECT_EQ(st.cache.hit_tokens, 6 * 32);
+  // Step 1 runs request 0's 37 tokens; the 7 others share its 32-token prefix and wait for its
+  // prefill (not admitted in step 1 although the budget has room for 3 more tokens), then find
+  // the prefix in the cache while request 0 is still decoding.
+  EXPECT_EQ(st.cache.hit_tokens, 7 * 32);
   EXPECT_EQ(outs[3].token_ids, alone[0].token_ids);
   EXPECT_EQ(st.used_pages, 0);
 }

@@ -249,10 +249,14 @@ TEST(EngineCascade, MultiTurnConversationsHitSystemPromptAndHistory) {
       for (int v = 0; v < 2; ++v) {
         prompts.push_back(cat(history[c], random_tokens(rng, 3 + int(rng() % 6))));
         looked_up += int64_t(prompts.back().size());
-        // All of a turn is admitted in one step (the budget holds it), so a request finds
-        // what earlier turns left: its conversation's previous prompt + answer, whose last
-        // token never had K/V computed; whole pages only, and never its own last token.
-        if (t > 0) {
+        // In the first turn the first request computes the system prompt and the others wait
+        // for its prefill (the scheduler's in-batch prefix caching), then find it. Later the
+        // whole turn is admitted in one step (the budget holds it), so a request finds what
+        // earlier turns left: its conversation's previous prompt + answer, whose last token
+        // never had K/V computed; whole pages only, and never its own last token.
+        if (t == 0 && prompts.size() > 1) {
+          expected_hits += int64_t(sys.size()) / ps * ps;
+        } else if (t > 0) {
           const int64_t usable = std::min<int64_t>(prev_computed[c], prompts.back().size() - 1);
           expected_hits += usable / ps * ps;
         }
@@ -306,6 +310,28 @@ TEST(EngineCascade, PageAccountingByState) {
   EXPECT_EQ(st.cache.last_step_kv_bytes_plain, 2 * 41 * 8);
   EXPECT_EQ(st.cache.last_step_kv_bytes_cascade, (40 + 2) * 8);
   while (e->has_unfinished()) e->step();
+}
+
+// Requests sent together with one system prompt: the first computes it, the others wait for
+// its prefill and find it in the cache (without waiting they would all be admitted in the
+// first step and each compute its own copy).
+TEST(EngineCascade, RequestsSentTogetherComputeASharedPromptOnce) {
+  std::mt19937 rng(3);
+  const std::vector<int32_t> sys = random_tokens(rng, 64);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 8; ++i) prompts.push_back(cat(sys, random_tokens(rng, 5)));
+  std::vector<int32_t> other = random_tokens(rng, 30);  // shares nothing: admitted at once
+  prompts.push_back(other);
+  for (bool cascade : {false, true}) {
+    auto e = make_engine(setup(true, cascade, 4, 4096));
+    const auto out = e->generate(prompts, greedy(6));
+    for (size_t i = 0; i < prompts.size(); ++i)
+      EXPECT_EQ(out[i].token_ids, reference_greedy(prompts[i], 6)) << i;
+    const EngineStats st = e->stats();
+    EXPECT_EQ(st.cache.hit_tokens, 7 * 64);  // the system prompt's 16 pages, for 7 requests
+    EXPECT_EQ(st.num_prompt_tokens_computed, 64 + 8 * 5 + 30);
+    EXPECT_EQ(st.used_pages, 0);
+  }
 }
 
 // ---- The real decoder on the CPU backend, tiny fixture models ----

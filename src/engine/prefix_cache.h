@@ -20,6 +20,7 @@ class TreePrefixCache : public PrefixCache {
  public:
   explicit TreePrefixCache(PrefixTree& tree) : tree_(tree) {}
   int match(Sequence& seq) override;
+  int peek(const Sequence& seq) const override { return tree_.peek(seq.tokens); }
   void insert(Sequence& seq) override;
   PrefixTree& tree() { return tree_; }
 

@@ -71,25 +71,64 @@ bool Scheduler::schedule_running(Sequence* s, int want, int& budget, ScheduleRes
   }
 }
 
+namespace {
+
+// Tokens at the start of a's and b's token lists that agree.
+int common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b, int limit) {
+  const int n = std::min({int(a.size()), int(b.size()), limit});
+  return int(std::mismatch(a.begin(), a.begin() + n, b.begin()).first - a.begin());
+}
+
+}  // namespace
+
+bool Scheduler::waits_for_shared_prefill(const Sequence* s,
+                                         const std::vector<const Sequence*>& prefilling) const {
+  const int ps = cfg_.page_size, need = cfg_.wait_for_shared_prefix_tokens;
+  if (!prefix_cache_ || need <= 0 || prefilling.empty()) return false;
+  // What the cache could give s at most: whole pages, the last token always computed.
+  const int limit = (s->num_tokens() - 1) / ps * ps;
+  int best = 0;
+  for (const Sequence* p : prefilling) {
+    // Only p's prompt enters the cache at commit (Scheduler::commit).
+    const int shared = common_prefix(s->tokens, p->tokens, std::min(limit, p->num_prompt));
+    best = std::max(best, shared / ps * ps);
+  }
+  return best >= need && best - prefix_cache_->peek(*s) >= need;
+}
+
 void Scheduler::admit_waiting(int& budget) {
-  while (!waiting_.empty() && budget > 0 && int(running_.size()) < cfg_.max_num_seqs) {
-    Sequence* s = waiting_.front();
+  // Running requests whose prompt is not computed yet (their prefill runs this step or later).
+  std::vector<const Sequence*> prefilling;
+  for (const Sequence* s : running_)
+    if (s->num_computed < s->num_prompt) prefilling.push_back(s);
+  // Requests that wait for a sharer's prefill keep their place; a bounded number are skipped
+  // per step so that a long queue costs little.
+  size_t i = 0;
+  const size_t max_skipped = size_t(4) * cfg_.max_num_seqs;
+  while (i < waiting_.size() && i <= max_skipped && budget > 0 &&
+         int(running_.size()) < cfg_.max_num_seqs) {
+    Sequence* s = waiting_[i];
+    if (waits_for_shared_prefill(s, prefilling)) {
+      ++i;
+      continue;
+    }
     // The prefix cache attaches the pages of the longest cached prefix: only the rest is
     // computed.
     if (prefix_cache_) s->num_computed = prefix_cache_->match(*s);
     const int fit = max_new_tokens_fitting(s);
-    if (fit < 1) {  // FCFS: nobody overtakes the head of the queue
+    if (fit < 1) {  // FCFS: nobody overtakes a request that does not fit
       // A waiting request holds no pages (they stay evictable for the running ones).
       pool_.dec_ref_all(s->pages);
       s->pages.clear();
       s->num_computed = 0;
       break;
     }
-    waiting_.pop_front();
+    waiting_.erase(waiting_.begin() + std::ptrdiff_t(i));
     s->status = SeqStatus::Running;
     s->admit_order = next_admit_++;
     running_.push_back(s);
     schedule_tokens(s, std::min({s->remaining(), budget, fit}), budget);
+    if (s->num_computed < s->num_prompt) prefilling.push_back(s);
   }
 }
 

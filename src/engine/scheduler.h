@@ -8,6 +8,12 @@
 // its pages are freed and it goes back to the FRONT of the waiting queue, to be recomputed from
 // its prompt and generated tokens. The earliest admitted request always progresses, and
 // admission refuses requests that could not fit alone, so nothing deadlocks or is dropped.
+//
+// With a prefix cache, a waiting request whose prompt shares more full pages with the prompt of
+// a running request still in prefill than the cache holds now waits for that prefill (its pages
+// enter the cache at commit) instead of computing and holding a copy of its own; the requests
+// behind it may be admitted meanwhile. Requests sent together with one system prompt then
+// compute it once (SGLang calls this in-batch prefix caching).
 #pragma once
 #include <cstdint>
 #include <deque>
@@ -22,6 +28,9 @@ struct SchedulerConfig {
   int page_size = 16;
   int max_num_batched_tokens = 2048;
   int max_num_seqs = 256;
+  // A waiting request waits for a running prefill that will put at least this many more of
+  // its prompt tokens (whole pages) in the prefix cache; 0: never wait.
+  int wait_for_shared_prefix_tokens = 32;
 };
 
 // Hook for the prefix cache (engine/prefix_cache.h): at admission it may attach cached pages
@@ -33,6 +42,8 @@ class PrefixCache {
  public:
   virtual ~PrefixCache() = default;
   virtual int match(Sequence& seq) = 0;
+  // Tokens match() would attach now, without taking references or counting a lookup.
+  virtual int peek(const Sequence& seq) const = 0;
   virtual void insert(Sequence& seq) = 0;
 };
 
@@ -86,6 +97,9 @@ class Scheduler {
   // false when `s` itself was preempted.
   bool schedule_running(Sequence* s, int want, int& budget, ScheduleResult& result);
   void admit_waiting(int& budget);
+  // Whether waiting request `s` should wait for one of `prefilling` (see the top comment).
+  bool waits_for_shared_prefill(const Sequence* s,
+                                const std::vector<const Sequence*>& prefilling) const;
 
   SchedulerConfig cfg_;
   PagePool& pool_;
