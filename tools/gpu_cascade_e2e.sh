@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The cascade end-to-end benchmark on a GPU machine (docs/benchmarks.md "Cascade end to end"),
 # from a bundle made by `tools/gpu_check.sh pack`: `nanocascade bench` on Qwen3-0.6B's shape with
-# random weights, the shared-prefix workload three ways (cascade + prefix cache, prefix cache
-# only, both off) and the multi-turn workload two ways (cascade + cache, both off).
+# random weights, the shared-prefix and the multi-turn workloads four ways each: cascade (cost
+# model) + prefix cache, every shared level forced (--cascade-force) + prefix cache, prefix cache
+# only, both off.
 #
 #   tools/gpu_cascade_e2e.sh BUNDLE
 #
@@ -23,19 +24,23 @@ FLAGS=(--backend cuda --load-format dummy --model configs/qwen3-0.6b.json --max-
 SP=(--workload shared-prefix --system-len 2048 --question-len 128 --output-len 256 ${NC_SP:---groups 64 --prompts-per-group 16})
 MT=(--workload multi-turn --system-len 2048 --question-len 128 --output-len 256 ${NC_MT:---groups 8 --prompts-per-group 4})
 t=${NC_TIMEOUT:-150}
+# run NAME WORKLOAD-ARRAY-NAME FLAGS...: one bench run, its JSON as $out/NAME.json.
+run() {
+  local name=$1 wl=$2
+  shift 2
+  local -n w=$wl
+  echo "== $name: $*"
+  timeout "$t" bin/nanocascade bench "${FLAGS[@]}" "${w[@]}" "$@" --json "$out/$name.json"
+}
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  echo "== shared-prefix, cascade + prefix cache"
-  timeout "$t" bin/nanocascade bench "${FLAGS[@]}" "${SP[@]}" --json "$out/sp_cascade.json"
-  echo "== shared-prefix, prefix cache only (--no-cascade)"
-  timeout "$t" bin/nanocascade bench "${FLAGS[@]}" "${SP[@]}" --no-cascade --json "$out/sp_cache.json"
-  echo "== shared-prefix, both off (--no-cascade --no-prefix-cache)"
-  timeout "$t" bin/nanocascade bench "${FLAGS[@]}" "${SP[@]}" --no-cascade --no-prefix-cache \
-    --json "$out/sp_off.json"
-  echo "== multi-turn, cascade + prefix cache"
-  timeout "$t" bin/nanocascade bench "${FLAGS[@]}" "${MT[@]}" --json "$out/mt_cascade.json"
-  echo "== multi-turn, both off"
-  timeout "$t" bin/nanocascade bench "${FLAGS[@]}" "${MT[@]}" --no-cascade --no-prefix-cache \
-    --json "$out/mt_off.json"
+  run sp_cascade SP
+  run sp_force SP --cascade-force
+  run sp_cache SP --no-cascade
+  run sp_off SP --no-cascade --no-prefix-cache
+  run mt_cascade MT
+  run mt_force MT --cascade-force
+  run mt_cache MT --no-cascade
+  run mt_off MT --no-cascade --no-prefix-cache
 } 2>&1 | tee "$out/cascade_e2e.log"

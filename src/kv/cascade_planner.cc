@@ -96,8 +96,7 @@ class TrieBuilder {
 };
 
 void validate(const std::vector<CascadeRequest>& reqs, int ps) {
-  // page -> (request, position) of its first holder
-  std::unordered_map<int32_t, std::pair<int, int>> seen;
+  int32_t max_page = -1;
   for (int r = 0; r < int(reqs.size()); ++r) {
     const CascadeRequest& q = reqs[r];
     NC_CHECK(q.q_len >= 1 && q.kv_len >= q.q_len,
@@ -105,11 +104,36 @@ void validate(const std::vector<CascadeRequest>& reqs, int ps) {
     NC_CHECK(int64_t(q.pages.size()) == (int64_t(q.kv_len) + ps - 1) / ps,
              "cascade planner: request {} has {} pages for {} tokens at page size {}", r,
              q.pages.size(), q.kv_len, ps);
+    for (int32_t p : q.pages) {
+      NC_CHECK(p >= 0, "cascade planner: request {} holds page {}", r, p);
+      max_page = std::max(max_page, p);
+    }
+  }
+  // Page ids are dense (a pool's indices), so a flat table of first holders is far cheaper than
+  // a hash map: this runs every step over every page of the batch.
+  struct Holder {
+    int32_t request = -1, position = -1;
+  };
+  // Kept between calls (per thread) so a step does not fault in a fresh table; reset below.
+  thread_local std::vector<Holder> first;
+  if (first.size() < size_t(max_page) + 1) first.resize(size_t(max_page) + 1);
+  struct Reset {
+    const std::vector<CascadeRequest>& reqs;
+    ~Reset() {
+      for (const CascadeRequest& q : reqs)
+        for (int32_t p : q.pages) first[size_t(p)] = Holder{};
+    }
+  } reset{reqs};
+  for (int r = 0; r < int(reqs.size()); ++r) {
+    const CascadeRequest& q = reqs[r];
     const int first_written = (q.kv_len - q.q_len) / ps;  // first page holding a new token
     for (int i = 0; i < int(q.pages.size()); ++i) {
-      auto [it, fresh] = seen.try_emplace(q.pages[i], r, i);
-      if (fresh) continue;
-      const auto [r0, i0] = it->second;
+      Holder& h = first[size_t(q.pages[i])];
+      if (h.request < 0) {
+        h = {r, i};
+        continue;
+      }
+      const auto [r0, i0] = h;
       NC_CHECK(r0 != r, "cascade planner: request {} holds page {} twice", r, q.pages[i]);
       const int first_written0 = (reqs[r0].kv_len - reqs[r0].q_len) / ps;
       NC_CHECK(i == i0 && i < first_written && i0 < first_written0,
@@ -156,6 +180,34 @@ void choose_levels(std::vector<TrieNode>& nodes, const std::vector<CascadeReques
   }
 }
 
+// The last level: per request (in `order`), every page no shared level reads (in_shared
+// empty: none is shared), causal.
+PagedKVBatch own_level(const std::vector<CascadeRequest>& reqs, const std::vector<int>& order,
+                       const std::vector<uint8_t>& in_shared, const std::vector<size_t>& page_base,
+                       int ps) {
+  PagedKVBatch own;
+  own.causal = true;
+  const size_t n = reqs.size();
+  own.qo_indptr.reserve(n + 1);
+  own.kv_indptr.reserve(n + 1);
+  own.kv_last_page_len.reserve(n);
+  own.kv_indices.reserve(page_base[n]);
+  std::vector<int32_t> pages;
+  for (int r : order) {
+    const CascadeRequest& q = reqs[r];
+    if (in_shared.empty()) {
+      own.add(q.q_len, std::span<const int32_t>(q.pages), q.kv_len, ps);
+      continue;
+    }
+    pages.clear();
+    for (size_t p = 0; p < q.pages.size(); ++p)
+      if (!in_shared[page_base[r] + p]) pages.push_back(q.pages[p]);
+    const int skipped = int(q.pages.size() - pages.size());
+    own.add(q.q_len, std::span<const int32_t>(pages), q.kv_len - skipped * ps, ps);
+  }
+  return own;
+}
+
 }  // namespace
 
 CascadePlanner::CascadePlanner(int page_size, CascadeMode mode, CascadeCostModel cost)
@@ -198,20 +250,21 @@ CascadePlan CascadePlanner::plan(const std::vector<CascadeRequest>& reqs) const 
   const int num_shared_levels = assign_levels(nodes);
 
   // For each request: its kept node at each level, and which of its pages those cover.
-  std::vector<std::vector<int>> node_at(n, std::vector<int>(num_shared_levels, -1));
-  std::vector<std::vector<uint8_t>> in_shared(n);
-  for (int r = 0; r < n; ++r) in_shared[r].assign(reqs[r].pages.size(), 0);
+  std::vector<int> node_at(size_t(n) * num_shared_levels, -1);
+  std::vector<size_t> page_base(n + 1, 0);  // request r's pages in `in_shared` start here
+  for (int r = 0; r < n; ++r) page_base[r + 1] = page_base[r] + reqs[r].pages.size();
+  std::vector<uint8_t> in_shared(num_shared_levels ? page_base[n] : 0, 0);
   for (int i = 0; i < int(nodes.size()); ++i) {
     const TrieNode& t = nodes[i];
     if (!t.kept) continue;
     for (int r : t.members) {
-      node_at[r][t.level] = i;
-      std::fill_n(in_shared[r].begin() + t.offset, t.num_pages, 1);
+      node_at[size_t(r) * num_shared_levels + t.level] = i;
+      std::fill_n(in_shared.begin() + std::ptrdiff_t(page_base[r] + t.offset), t.num_pages, 1);
     }
   }
 
   CascadePlan out;
-  out.order = trie.order;
+  out.order = std::move(trie.order);
   out.step.num_tokens = num_rows;
   const double bytes_per_token = cost_.kv_bytes_per_token * cost_.num_layers;
   for (int l = 0; l < num_shared_levels; ++l) {
@@ -219,34 +272,25 @@ CascadePlan CascadePlanner::plan(const std::vector<CascadeRequest>& reqs) const 
     level.causal = false;
     for (int i = 0; i < n;) {
       const int r = out.order[i];
-      const int id = node_at[r][l];
+      const int id = node_at[size_t(r) * num_shared_levels + l];
       if (id < 0) {
-        level.add(reqs[r].q_len, {}, 0, ps);
+        level.add(reqs[r].q_len, std::span<const int32_t>(), 0, ps);
         ++i;
         continue;
       }
       const TrieNode& t = nodes[id];
       int q = 0;
       for (int m : t.members) q += reqs[m].q_len;
-      const auto first = reqs[r].pages.begin() + t.offset;
-      level.add(q, std::vector<int32_t>(first, first + t.num_pages), t.num_pages * ps, ps);
+      const std::span<const int32_t> pages(reqs[r].pages.data() + t.offset, size_t(t.num_pages));
+      level.add(q, pages, t.num_pages * ps, ps);
       i += int(t.members.size());  // members are contiguous in the order
     }
     out.stats.pages_per_level.push_back(int(level.kv_indices.size()));
     out.step.levels.push_back(std::move(level));
   }
-  PagedKVBatch own;
-  own.causal = true;
-  for (int r : out.order) {
-    std::vector<int32_t> pages;
-    for (size_t p = 0; p < reqs[r].pages.size(); ++p)
-      if (!in_shared[r][p]) pages.push_back(reqs[r].pages[p]);
-    const int skipped = int(reqs[r].pages.size() - pages.size());
-    own.add(reqs[r].q_len, pages, reqs[r].kv_len - skipped * ps, ps);
-    out.stats.kv_bytes_plain += double(reqs[r].kv_len) * bytes_per_token;
-  }
-  out.stats.pages_per_level.push_back(int(own.kv_indices.size()));
-  out.step.levels.push_back(std::move(own));
+  out.step.levels.push_back(own_level(reqs, out.order, in_shared, page_base, ps));
+  out.stats.pages_per_level.push_back(int(out.step.levels.back().kv_indices.size()));
+  for (const CascadeRequest& q : reqs) out.stats.kv_bytes_plain += double(q.kv_len) * bytes_per_token;
 
   for (const PagedKVBatch& level : out.step.levels)
     for (int b = 0; b < level.batch_size(); ++b)
