@@ -196,14 +196,14 @@ PagedKVBatch own_level(const std::vector<CascadeRequest>& reqs, const std::vecto
   for (int r : order) {
     const CascadeRequest& q = reqs[r];
     if (in_shared.empty()) {
-      own.add(q.q_len, std::span<const int32_t>(q.pages), q.kv_len, ps);
+      own.add(q.q_len, q.pages, q.kv_len, ps);
       continue;
     }
     pages.clear();
     for (size_t p = 0; p < q.pages.size(); ++p)
       if (!in_shared[page_base[r] + p]) pages.push_back(q.pages[p]);
     const int skipped = int(q.pages.size() - pages.size());
-    own.add(q.q_len, std::span<const int32_t>(pages), q.kv_len - skipped * ps, ps);
+    own.add(q.q_len, pages, q.kv_len - skipped * ps, ps);
   }
   return own;
 }
@@ -274,7 +274,7 @@ CascadePlan CascadePlanner::plan(const std::vector<CascadeRequest>& reqs) const 
       const int r = out.order[i];
       const int id = node_at[size_t(r) * num_shared_levels + l];
       if (id < 0) {
-        level.add(reqs[r].q_len, std::span<const int32_t>(), 0, ps);
+        level.add_pages(reqs[r].q_len, {}, 0, ps);
         ++i;
         continue;
       }
@@ -282,7 +282,7 @@ CascadePlan CascadePlanner::plan(const std::vector<CascadeRequest>& reqs) const 
       int q = 0;
       for (int m : t.members) q += reqs[m].q_len;
       const std::span<const int32_t> pages(reqs[r].pages.data() + t.offset, size_t(t.num_pages));
-      level.add(q, pages, t.num_pages * ps, ps);
+      level.add_pages(q, pages, t.num_pages * ps, ps);
       i += int(t.members.size());  // members are contiguous in the order
     }
     out.stats.pages_per_level.push_back(int(level.kv_indices.size()));

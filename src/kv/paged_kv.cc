@@ -4,7 +4,7 @@
 
 namespace nc {
 
-void PagedKVBatch::add(int q_len, std::span<const int32_t> pages, int kv_len, int page_size) {
+void PagedKVBatch::add_pages(int q_len, std::span<const int32_t> pages, int kv_len, int page_size) {
   NC_CHECK(q_len >= 0 && kv_len >= 0, "paged batch: negative length");
   NC_CHECK(int64_t(pages.size()) == (int64_t(kv_len) + page_size - 1) / page_size,
            "paged batch: {} pages cannot hold exactly {} tokens at page size {}", pages.size(),

@@ -53,10 +53,10 @@ struct PagedKVBatch {
   int q_len(int b) const { return qo_indptr[b + 1] - qo_indptr[b]; }
 
   // Adds an entry of q_len query rows over `pages` holding kv_len tokens.
-  void add(int q_len, std::span<const int32_t> pages, int kv_len, int page_size);
   void add(int q_len, const std::vector<int32_t>& pages, int kv_len, int page_size) {
-    add(q_len, std::span<const int32_t>(pages), kv_len, page_size);
+    add_pages(q_len, pages, kv_len, page_size);
   }
+  void add_pages(int q_len, std::span<const int32_t> pages, int kv_len, int page_size);
   // Throws nc::Error when the arrays are inconsistent (sizes, monotonicity, page ids out of
   // [0, num_pages), last_page_len outside 1..page_size, a causal entry with kv_len < q_len).
   void validate(int num_tokens, int page_size, int num_pages) const;
