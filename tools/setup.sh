@@ -51,4 +51,15 @@ if [ "${NC_WITH_FLASHINFER:-auto}" != "0" ] && [ ! -d third_party/flashinfer/inc
     rm -rf third_party/fi_wheel
   fi
 fi
+# CUTLASS/CuTe headers (FlashInfer's Hopper prefill needs them), from the same wheel; a separate
+# step so that an existing third_party/flashinfer gets them too.
+if [ -d third_party/flashinfer/include ] && [ ! -f third_party/flashinfer/cutlass/include/cute/tensor.hpp ]; then
+  echo "setup: fetching CUTLASS headers ($FLASHINFER_PKG)"
+  fetch_wheel "$FLASHINFER_PKG" third_party/fi_wheel
+  mkdir -p third_party/flashinfer/cutlass/tools/util
+  mv third_party/fi_wheel/flashinfer/data/cutlass/include third_party/flashinfer/cutlass/include
+  mv third_party/fi_wheel/flashinfer/data/cutlass/tools/util/include \
+     third_party/flashinfer/cutlass/tools/util/include
+  rm -rf third_party/fi_wheel
+fi
 echo "setup: done"

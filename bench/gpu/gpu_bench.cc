@@ -6,10 +6,13 @@
 //           vs the 2-level cascade (shared level + own level), on one stream and overlapped on
 //           two; against the floor (shared prefix bytes once + suffix bytes) / copy bandwidth, and
 //           with the cost model's decision (CascadePlanner, Auto) for each case
+//   cascade-ab  the shared level on FlashInfer's FA2 prefill vs its Hopper (sm90) prefill, at the
+//           long-prefix cases (prefix 32k, batch 128, suffix 128/256): cascade time, speedup over
+//           plain attention, fraction of the floor, and the shared level alone (TFLOP/s)
 // Times are host wall-clock over many back-to-back calls, bracketed by synchronize(), after a
 // warm-up; each configuration is measured `reps` times and the median is reported.
 //
-// Usage: nc_gpu_bench [decode|gemm|cascade|all]
+// Usage: nc_gpu_bench [decode|gemm|cascade|cascade-ab|all]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -323,6 +326,91 @@ void bench_cascade() {
   if (csv) std::fclose(csv);
 }
 
+// One cascade decode step over a shared prefix, the shared level on each kernel. Pages: the
+// prefix first, each request's own pages shuffled over the rest of the pool.
+void bench_cascade_ab_case(int Hq, int Hk, const CascadeCase& c, double copy) {
+  const int D = 128, ps = 16;
+  const int prefix_pages = c.prefix / ps, own_pages = (c.suffix + ps - 1) / ps;
+  const int num_pages = prefix_pages + c.batch * own_pages;
+  const double kv_token = 2.0 * Hk * D * 2;
+  std::mt19937 rng(31);
+  std::vector<int32_t> rest(size_t(num_pages - prefix_pages));
+  for (size_t i = 0; i < rest.size(); ++i) rest[i] = int32_t(prefix_pages + i);
+  std::shuffle(rest.begin(), rest.end(), rng);
+  std::vector<CascadeRequest> reqs;
+  for (int b = 0; b < c.batch; ++b) {
+    CascadeRequest r;
+    r.q_len = 1;
+    r.kv_len = c.prefix + c.suffix;
+    for (int p = 0; p < prefix_pages; ++p) r.pages.push_back(p);
+    r.pages.insert(r.pages.end(), rest.begin() + b * own_pages, rest.begin() + (b + 1) * own_pages);
+    reqs.push_back(std::move(r));
+  }
+  const AttentionStep plain = CascadePlanner(ps, CascadeMode::Off).plan(reqs).step;
+  const AttentionStep casc = CascadePlanner(ps, CascadeMode::Always).plan(reqs).step;
+  if (casc.levels.size() < 2) return;
+  const AttentionStep shared_only{c.batch, {casc.levels[0]}};
+  AttentionShape shape{Hq, Hk, D, 1.0f / std::sqrt(float(D)),
+                       KVCacheShape{1, num_pages, ps, Hk, D, KVLayout::NHD}};
+  CudaBackendOptions fa2_opt, sm90_opt;
+  fa2_opt.shared_level_kernel = SharedLevelKernel::FA2;
+  sm90_opt.shared_level_kernel = SharedLevelKernel::SM90;
+  auto fa2 = make_cuda_backend(0, fa2_opt), sm90 = make_cuda_backend(0, sm90_opt);
+  const int64_t page_elems = int64_t(2) * ps * Hk * D;
+  Tensor pool = fa2->alloc({num_pages, page_elems}, DType::BF16);
+  {
+    const int64_t chunk = 64;
+    Tensor src = fa2->upload(random_host({chunk, page_elems}, rng));
+    for (int64_t p = 0; p < num_pages; p += chunk) {
+      const int64_t n = std::min<int64_t>(chunk, num_pages - p);
+      fa2->copy_rows(src.slice(0, n), pool.slice(p, p + n));
+    }
+  }
+  Tensor q = fa2->upload(random_host({c.batch, Hq * D}, rng));
+  Tensor k = fa2->upload(random_host({c.batch, Hk * D}, rng));
+  Tensor v = fa2->upload(random_host({c.batch, Hk * D}, rng));
+  Tensor out = fa2->alloc({c.batch, Hq * D}, DType::BF16);
+  fa2->synchronize();
+  auto run = [&](Backend& be, const AttentionStep& st, bool* used_sm90) {
+    auto plan = be.plan_attention(st, shape);
+    if (used_sm90) *used_sm90 = cuda_plan_uses_sm90_prefill(*plan)[0];
+    const double us = time_us(be, [&] { be.attention(*plan, q, k, v, pool, out); });
+    be.synchronize();
+    return us;
+  };
+  bool on_sm90 = false;
+  const double t_plain = run(*fa2, plain, nullptr);
+  const double t_fa2 = run(*fa2, casc, nullptr), t_sm90 = run(*sm90, casc, &on_sm90);
+  const double s_fa2 = run(*fa2, shared_only, nullptr), s_sm90 = run(*sm90, shared_only, nullptr);
+  const double flop = 4.0 * c.batch * Hq * double(c.prefix) * D;
+  const double floor_us =
+      (double(c.prefix) + double(c.batch) * c.suffix) * kv_token / (copy * 1e12) * 1e6;
+  std::printf(
+      "| %d/%d | %d | %d | %d | %.1f | %.1f (%.2fx, %.2f) | %.1f (%.2fx, %.2f)%s | %.1f | %.1f "
+      "(%.0f) | %.1f (%.0f) |\n",
+      Hq, Hk, c.prefix, c.batch, c.suffix, t_plain, t_fa2, t_plain / t_fa2, floor_us / t_fa2,
+      t_sm90, t_plain / t_sm90, floor_us / t_sm90, on_sm90 ? "" : " (sm90 unavailable: FA2)",
+      floor_us, s_fa2, flop / (s_fa2 * 1e-6) / 1e12, s_sm90, flop / (s_sm90 * 1e-6) / 1e12);
+  std::fflush(stdout);
+}
+
+void bench_cascade_ab() {
+  auto be = make_cuda_backend(0);
+  const double copy = copy_tbs(*be);
+  be.reset();
+  std::printf("\n## Cascade shared level: FA2 vs sm90 prefill (copy %.3f TB/s; 2 streams)\n", copy);
+  std::printf(
+      "| heads | prefix | batch | suffix | plain (us) | cascade FA2 (us, speedup, fraction of "
+      "floor) | cascade sm90 (us, speedup, fraction of floor) | floor (us) | shared level FA2 "
+      "(us, TFLOP/s) | shared level sm90 (us, TFLOP/s) |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+  for (auto [hq, hk] : {std::pair{32, 32}, std::pair{32, 8}})
+    for (CascadeCase c :
+         {CascadeCase{32768, 128, 128}, CascadeCase{32768, 128, 256}, CascadeCase{32768, 64, 128},
+          CascadeCase{4096, 128, 128}, CascadeCase{32768, 256, 128}})
+      bench_cascade_ab_case(hq, hk, c, copy);
+}
+
 }  // namespace
 }  // namespace nc
 
@@ -335,6 +423,7 @@ int main(int argc, char** argv) {
     if (what == "decode" || what == "all") nc::bench_decode(3.0);
     if (what == "gemm" || what == "all") nc::bench_gemm(790.0);
     if (what == "cascade" || what == "all") nc::bench_cascade();
+    if (what == "cascade-ab" || what == "all") nc::bench_cascade_ab();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nc_gpu_bench: %s\n", e.what());
     return 1;

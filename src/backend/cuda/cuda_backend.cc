@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -210,6 +211,7 @@ struct LevelPlan {
   int batch_size = 0;
   bool causal = true;
   bool decode = false;  // FlashInfer's CUDA-core decode kernel; else batch prefill
+  bool sm90 = false;    // FlashInfer's Hopper batch prefill (non-causal levels); else FA2
   bool side = false;    // runs on the side stream (with its split-kv scratch)
   cuda::PlanInfo info;
   size_t qo_indptr = 0, kv_indptr = 0, kv_indices = 0, last_page_len = 0;  // offsets in staging
@@ -607,11 +609,15 @@ class CudaBackend final : public Backend {
       cuda::PlanQuery& q = queries[l];
       q = {in.qo_indptr.data(), in.kv_indptr.data(), T,        lp.batch_size, shape.num_qo_heads,
            shape.num_kv_heads,  shape.head_dim,      page_size};
+      q.kv_last_page_len_h = in.kv_last_page_len.data();
       lp.decode = use_decode_kernel(in, group, shape);
+      lp.sm90 = !lp.decode && !in.causal && use_sm90_kernel(shape);
       size_t fb = 0, ib = 0;
       k_call([&] {
         if (lp.decode)
           cuda::decode_workspace_size(q, &fb, &ib);
+        else if (lp.sm90)
+          cuda::sm90_prefill_workspace_size(q, &fb, &ib);
         else
           cuda::prefill_workspace_size(q, &fb, &ib);
       });
@@ -634,6 +640,7 @@ class CudaBackend final : public Backend {
       const cuda::PlanWorkspace ws = workspace(*plan, lp);
       k_call([&] {
         lp.info = lp.decode ? cuda::decode_plan(queries[l], ws, st)
+                  : lp.sm90 ? cuda::sm90_prefill_plan(queries[l], ws, st)
                             : cuda::prefill_plan(queries[l], ws, st);
       });
     }
@@ -990,6 +997,17 @@ class CudaBackend final : public Backend {
     return true;
   }
 
+  // Non-causal levels on FlashInfer's Hopper prefill: by option, NC_SHARED_LEVEL_KERNEL=fa2
+  // (Auto only) and what the GPU and head_dim allow.
+  bool use_sm90_kernel(const AttentionShape& sh) const {
+    if (options_.shared_level_kernel == SharedLevelKernel::FA2) return false;
+    if (options_.shared_level_kernel == SharedLevelKernel::Auto) {
+      const char* env = std::getenv("NC_SHARED_LEVEL_KERNEL");
+      if (env != nullptr && std::string(env) == "fa2") return false;
+    }
+    return cuda::sm90_prefill_available(sh.num_qo_heads, sh.num_kv_heads, sh.head_dim);
+  }
+
   void fill_metadata(CudaAttentionPlan& plan, const AttentionStep& step) {
     auto put = [&](size_t off, const std::vector<int32_t>& v) {
       if (!v.empty()) std::memcpy(plan.host_i32(off), v.data(), v.size() * 4);
@@ -1093,6 +1111,8 @@ class CudaBackend final : public Backend {
     k_call([&] {
       if (lp.decode)
         cuda::decode_run(lp.info, ws, kv, io, stream);
+      else if (lp.sm90)
+        cuda::sm90_prefill_run(lp.info, ws, kv, io, stream);
       else
         cuda::prefill_run(lp.info, ws, kv, plan.dev_i32(lp.qo_indptr), io, lp.causal, stream);
     });
@@ -1203,6 +1223,14 @@ std::vector<bool> cuda_plan_uses_decode_kernel(const AttentionPlan& plan) {
   NC_CHECK(p != nullptr, "cuda_plan_uses_decode_kernel: not a CUDA plan");
   std::vector<bool> out;
   for (const LevelPlan& lp : p->levels) out.push_back(lp.decode);
+  return out;
+}
+
+std::vector<bool> cuda_plan_uses_sm90_prefill(const AttentionPlan& plan) {
+  const auto* p = dynamic_cast<const CudaAttentionPlan*>(&plan);
+  NC_CHECK(p != nullptr, "cuda_plan_uses_sm90_prefill: not a CUDA plan");
+  std::vector<bool> out;
+  for (const LevelPlan& lp : p->levels) out.push_back(lp.sm90);
   return out;
 }
 

@@ -13,12 +13,22 @@ enum class DecodeKernel {
   TensorCores,  // FlashInfer's batch prefill kernel with q_len 1
 };
 
+// Which kernel runs a non-causal level (a cascade step's shared levels): FlashInfer's FA2 batch
+// prefill or its Hopper (sm90, wgmma) one.
+enum class SharedLevelKernel {
+  Auto,  // sm90 where available (compute capability 9.0, head_dim 64/128), else FA2; the
+         // environment variable NC_SHARED_LEVEL_KERNEL=fa2 forces FA2 (A/B benchmarking)
+  FA2,
+  SM90,  // where available, else FA2
+};
+
 struct CudaBackendOptions {
   DecodeKernel decode_kernel = DecodeKernel::Auto;
   // Cascade steps: run the shared levels on a second stream while the last (own) level runs on
   // the main one, and merge once both are done. The shared levels are compute-heavy (a prefill
   // over all sharers' rows) and the own level is bandwidth-bound, so they overlap well.
   bool overlap_cascade_levels = true;
+  SharedLevelKernel shared_level_kernel = SharedLevelKernel::Auto;
 };
 
 std::unique_ptr<Backend> make_cuda_backend(int device_index, const CudaBackendOptions& options);
@@ -26,5 +36,7 @@ std::unique_ptr<Backend> make_cuda_backend(int device_index, const CudaBackendOp
 // What the last plan_attention() chose per level (for tests and benchmarks): true where a level
 // ran FlashInfer's CUDA-core decode kernel.
 std::vector<bool> cuda_plan_uses_decode_kernel(const AttentionPlan& plan);
+// Per level: true where it runs FlashInfer's Hopper (sm90) batch prefill.
+std::vector<bool> cuda_plan_uses_sm90_prefill(const AttentionPlan& plan);
 
 }  // namespace nc

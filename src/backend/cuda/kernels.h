@@ -92,6 +92,8 @@ struct PlanQuery {
   // Decode plans for CUDA graphs: FlashInfer's fixed-grid variant (the kernel's launch shape
   // depends on the batch size only; the KV chunk size is read from device memory).
   bool cuda_graph = false;
+  // host, batch: tokens in each entry's last page (0 for an empty entry); the sm90 plan needs it.
+  const int32_t* kv_last_page_len_h = nullptr;
 };
 
 // Workspace bytes (float, int) that a plan needs.
@@ -101,6 +103,16 @@ void prefill_workspace_size(const PlanQuery& q, size_t* float_bytes, size_t* int
 PlanInfo prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t stream);
 void prefill_run(const PlanInfo& plan, const PlanWorkspace& ws, const PagedKV& kv,
                  int32_t* qo_indptr, const AttnIO& io, bool causal, cudaStream_t stream);
+
+// FlashInfer's Hopper (sm90, wgmma) batch prefill, non-causal only (cascade shared levels);
+// attn_prefill_sm90.cu. Available on compute capability 9.0 for head_dim 64 and 128. The plan
+// splits long KV into chunks when the level alone would not fill the GPU (then it also needs a
+// float workspace); the output LSE is base 2, like the FA2 kernels'.
+bool sm90_prefill_available(int num_qo_heads, int num_kv_heads, int head_dim);
+void sm90_prefill_workspace_size(const PlanQuery& q, size_t* float_bytes, size_t* int_bytes);
+PlanInfo sm90_prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t stream);
+void sm90_prefill_run(const PlanInfo& plan, const PlanWorkspace& ws, const PagedKV& kv,
+                      const AttnIO& io, cudaStream_t stream);
 
 // The CUDA-core batch decode (one query row per entry). Supported GQA group sizes: 1..4, 6, 8, 16.
 bool decode_supported(int num_qo_heads, int num_kv_heads, int head_dim);
