@@ -755,7 +755,8 @@ class CudaBackend final : public Backend {
       const bool f = p.filtered();
       std::memcpy(&host[2 * r], &p.seed, 8);
       put_f32(2, r, p.inv_temperature);
-      put_f32(3, r, p.inv_temperature == 0 ? 0.0f : 1.0f / p.inv_temperature);
+      // Greedy rows ignore their probabilities; temperature 1 keeps -inf logits out of NaN.
+      put_f32(3, r, p.inv_temperature == 0 ? 1.0f : 1.0f / p.inv_temperature);
       host[4 * n + r] = uint32_t(f && p.top_k > 0 && p.top_k < V ? p.top_k : V);
       put_f32(5, r, f ? p.top_p : 1.0f);
       put_f32(6, r, f ? p.min_p : -1.0f);
