@@ -77,10 +77,10 @@ struct EngineConfig {
   // to a bucket (1, 2, 4, 8, 16, 32, 48, ...) whose graph is captured once and replayed.
   bool enable_cuda_graphs = true;
   int graph_max_batch = 256;
-  // Sample on the device (CUDA) when every request of a step uses plain temperature or greedy
-  // sampling (no top-k/top-p/min-p, penalties or min_tokens masking): only token ids come back
-  // to the host. Greedy picks the same tokens as the host sampler; seeded temperature sampling
-  // is reproducible but draws other values than the host sampler would.
+  // Sample on the device (CUDA) when no request of a step uses penalties or min_tokens masking
+  // (temperature, top-k, top-p and min-p are drawn there): only token ids come back to the
+  // host. Greedy picks the same tokens as the host sampler; seeded sampling is reproducible but
+  // draws other values than the host sampler would (same distribution).
   bool device_sampling = true;
 
   static std::string default_model_path();

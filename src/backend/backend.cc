@@ -1,10 +1,14 @@
 // Backend's optional operations: host fallbacks and "not supported" errors.
 #include "backend/backend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <span>
 
 #include "core/error.h"
+// The host sampler's filter is the reference for filtered rows (a .cc-only dependency).
+#include "engine/sampling.h"
 #include "model/random_init.h"
 
 namespace nc {
@@ -35,29 +39,64 @@ void Backend::fill_uniform(Tensor t, uint64_t seed, float low, float high) {
   }
 }
 
+void RowSampling::validate() const {
+  NC_CHECK(std::isfinite(inv_temperature) && inv_temperature >= 0,
+           "sample_tokens: inverse temperature must be finite and >= 0, got {}", inv_temperature);
+  NC_CHECK(top_p > 0 && top_p <= 1, "sample_tokens: top_p must be in (0, 1], got {}", top_p);
+  NC_CHECK(min_p >= 0 && min_p <= 1, "sample_tokens: min_p must be in [0, 1], got {}", min_p);
+}
+
+namespace {
+
+// The Gumbel-max score of id i: logit * inv_t plus Gumbel noise -log(-log(u)), u in (0, 1).
+float gumbel_score(float logit, float inv_t, uint64_t seed, int64_t i) {
+  const float u = uniform_hash01(seed, uint64_t(i)) + 0.5f / 16777216.0f;
+  return logit * inv_t - std::log(-std::log(u));
+}
+
+// The token of one row (Backend::sample_tokens); 0 when every logit is -inf or NaN.
+int32_t sample_row(std::span<const float> row, const RowSampling& p) {
+  const int64_t V = int64_t(row.size());
+  float best = -INFINITY;
+  int32_t tok = 0;
+  auto consider = [&](int64_t i) {
+    const float s = p.inv_temperature == 0.0f
+                        ? row[size_t(i)]
+                        : gumbel_score(row[size_t(i)], p.inv_temperature, p.seed, i);
+    if (s > best) best = s, tok = int32_t(i);  // ids in increasing order: ties keep the lower id
+  };
+  if (!p.filtered()) {
+    for (int64_t i = 0; i < V; ++i) consider(i);
+    return tok;
+  }
+  if (std::none_of(row.begin(), row.end(), [](float x) { return x > -INFINITY; })) return 0;
+  // The candidates of the host sampler; Gumbel-max over a subset draws from the subset's
+  // renormalised probabilities.
+  SamplingParams sp;
+  sp.temperature = 1.0f / p.inv_temperature;
+  sp.top_k = p.top_k > 0 ? p.top_k : -1;
+  sp.top_p = p.top_p;
+  sp.min_p = p.min_p;
+  std::vector<int32_t> ids = filter_candidates(row, sp).ids;
+  std::sort(ids.begin(), ids.end());
+  for (int32_t i : ids) consider(i);
+  return tok;
+}
+
+}  // namespace
+
 std::vector<int32_t> Backend::sample_tokens(const Tensor& logits,
-                                            const std::vector<float>& inv_temperature,
-                                            const std::vector<uint64_t>& seeds) {
-  NC_CHECK(logits.ndim() == 2 && int64_t(inv_temperature.size()) == logits.dim(0) &&
-               inv_temperature.size() == seeds.size(),
-           "sample_tokens: logits {} with {} temperatures and {} seeds", shape_str(logits.shape()),
-           inv_temperature.size(), seeds.size());
+                                            const std::vector<RowSampling>& rows) {
+  NC_CHECK(logits.ndim() == 2 && int64_t(rows.size()) == logits.dim(0),
+           "sample_tokens: logits {} with {} rows of sampling parameters",
+           shape_str(logits.shape()), rows.size());
+  for (const RowSampling& p : rows) p.validate();
   const std::vector<float> x = to_host_f32(logits);
   const int64_t R = logits.dim(0), V = logits.dim(1);
   std::vector<int32_t> out(size_t(R), 0);
-  for (int64_t r = 0; r < R; ++r) {
-    const float* row = x.data() + r * V;
-    const float inv_t = inv_temperature[size_t(r)];
-    float best = -INFINITY;
-    for (int64_t i = 0; i < V; ++i) {
-      float s = row[i];
-      if (inv_t != 0.0f) {
-        const float u = uniform_hash01(seeds[size_t(r)], uint64_t(i)) + 0.5f / 16777216.0f;
-        s = s * inv_t - std::log(-std::log(u));
-      }
-      if (s > best) best = s, out[size_t(r)] = int32_t(i);
-    }
-  }
+  for (int64_t r = 0; r < R; ++r)
+    out[size_t(r)] =
+        sample_row(std::span<const float>(x.data() + r * V, size_t(V)), rows[size_t(r)]);
   return out;
 }
 

@@ -5,6 +5,7 @@
 // weights come from upload() in Hugging Face layout (Linear: [out, in]); ids and positions are
 // int32 tensors on the device.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,18 @@ struct AttentionShape {
 class AttentionPlan {
  public:
   virtual ~AttentionPlan() = default;
+};
+
+// How Backend::sample_tokens draws the token of one logit row.
+struct RowSampling {
+  float inv_temperature = 0;  // 0: argmax
+  uint64_t seed = 0;
+  int32_t top_k = -1;  // <= 0: off
+  float top_p = 1;     // in (0, 1]; 1: off
+  float min_p = 0;     // in [0, 1]; 0: off
+  // Whether a filter applies (greedy rows ignore the filters: the argmax passes all of them).
+  bool filtered() const { return inv_temperature != 0 && (top_k > 0 || top_p < 1 || min_p > 0); }
+  void validate() const;  // nc::Error naming the bad value
 };
 
 class Backend {
@@ -97,13 +110,15 @@ class Backend {
   virtual void replay(int key);
   virtual void clear_graphs() {}
 
-  // One token per row of float32 logits [R, V] without copying the logits to the host:
-  // argmax (ties to the lowest id) where inv_temperature[r] is 0, else a draw from
-  // softmax(logits[r] * inv_temperature[r]) by the Gumbel-max trick with the noise of
-  // uniform_hash01(seeds[r], i) (random_init.h). The default runs on the host.
+  // One token per row of float32 logits [R, V] without copying the logits to the host (rows[r]
+  // says how to draw row r): argmax (ties to the lowest id) where inv_temperature is 0, else the
+  // Gumbel-max draw argmax_i(logits[r][i] * inv_temperature - log(-log(u_i))) with
+  // u_i = uniform_hash01(seed, i) (random_init.h), taken over the candidates that temperature,
+  // top-k, top-p and min-p leave (engine/sampling.h, filter_candidates), or over all ids when no
+  // filter is on. A row's token depends on its logits and its RowSampling only. The default runs
+  // on the host and is the reference for the other backends.
   virtual std::vector<int32_t> sample_tokens(const Tensor& logits,
-                                             const std::vector<float>& inv_temperature,
-                                             const std::vector<uint64_t>& seeds);
+                                             const std::vector<RowSampling>& rows);
 
   // Device time of forward passes, where the backend can measure it: the model marks the start
   // and end of each pass; device_busy_seconds() is the summed device time between the marks of

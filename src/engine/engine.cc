@@ -268,15 +268,16 @@ std::vector<RequestOutput> Engine::Impl::step() {
   st.schedule_s += seconds(t1 - t0);
   if (!plan.entries.empty() && device_sampling_applies(plan)) {
     // Only token ids come back: the host never sees the logits.
-    std::vector<float> inv_t;
-    std::vector<uint64_t> seeds;
+    std::vector<RowSampling> rows;
     for (int e : plan.sample_entries) {
       Request& r = *requests.at(plan.entries[e].seq->id);
-      const float t = r.params.temperature;
-      inv_t.push_back(t == 0 ? 0.0f : 1.0f / t);
-      seeds.push_back(t == 0 ? 0 : r.rng());  // greedy draws nothing, as on the host
+      const SamplingParams& p = r.params;
+      const bool greedy = p.temperature == 0;
+      // Greedy draws nothing, as on the host.
+      rows.push_back(
+          {greedy ? 0.0f : 1.0f / p.temperature, greedy ? 0 : r.rng(), p.top_k, p.top_p, p.min_p});
     }
-    const std::vector<int32_t> toks = model->forward_sample(plan.input, inv_t, seeds);
+    const std::vector<int32_t> toks = model->forward_sample(plan.input, rows);
     const auto t2 = Clock::now();
     st.model_s += seconds(t2 - t1);
     NC_CHECK(toks.size() == plan.sample_entries.size(),
@@ -349,8 +350,8 @@ bool Engine::Impl::device_sampling_applies(const StepPlan& plan) const {
   for (int e : plan.sample_entries) {
     const Request& r = *requests.at(plan.entries[e].seq->id);
     const SamplingParams& p = r.params;
-    if (p.top_k != -1 || p.top_p != 1.0f || p.min_p != 0.0f || p.repetition_penalty != 1.0f ||
-        p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)
+    // Top-k / top-p / min-p are drawn on the device too; penalties need the host.
+    if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)
       return false;
     // EOS / stop ids masked until min_tokens: the host sampler does that.
     if (r.seq.num_output() < p.min_tokens && !r.masked_before_min.empty()) return false;

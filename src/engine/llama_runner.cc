@@ -50,9 +50,8 @@ class LlamaStepModel : public StepModel {
   // On the CPU the host sampler is as fast and draws from the request's own RNG stream.
   bool can_sample_on_device() const override { return on_cuda(); }
   std::vector<int32_t> forward_sample(const ForwardInput& in,
-                                      const std::vector<float>& inv_temperature,
-                                      const std::vector<uint64_t>& seeds) override {
-    return model_->forward_sample(in, kv_, inv_temperature, seeds);
+                                      const std::vector<RowSampling>& rows) override {
+    return model_->forward_sample(in, kv_, rows);
   }
 
  private:
@@ -87,8 +86,8 @@ std::unique_ptr<TextCodec> codec_for(const EngineConfig& cfg) {
 
 }  // namespace
 
-std::vector<int32_t> StepModel::forward_sample(const ForwardInput&, const std::vector<float>&,
-                                               const std::vector<uint64_t>&) {
+std::vector<int32_t> StepModel::forward_sample(const ForwardInput&,
+                                               const std::vector<RowSampling>&) {
   fail("this model cannot sample on the device");
 }
 

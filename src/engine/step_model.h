@@ -40,12 +40,12 @@ class StepModel {
   // Device seconds of the forward passes so far (0 when not measured).
   virtual double device_seconds() { return 0; }
   virtual int64_t num_graph_steps() const { return 0; }
-  // Device-side sampling (LlamaModel::forward_sample): one token per logit row, argmax where
-  // inv_temperature is 0, else a Gumbel-max draw with the row's seed. Only where supported.
+  // Device-side sampling (LlamaModel::forward_sample): one token per logit row, drawn as
+  // Backend::sample_tokens says (argmax where inv_temperature is 0, else a Gumbel-max draw with
+  // the row's seed among what top-k / top-p / min-p leave). Only where supported.
   virtual bool can_sample_on_device() const { return false; }
   virtual std::vector<int32_t> forward_sample(const ForwardInput& in,
-                                              const std::vector<float>& inv_temperature,
-                                              const std::vector<uint64_t>& seeds);
+                                              const std::vector<RowSampling>& rows);
 };
 
 struct StepModelOptions {

@@ -293,14 +293,13 @@ std::vector<float> LlamaModel::forward(const ForwardInput& in, KVCache& kv) {
 }
 
 std::vector<int32_t> LlamaModel::forward_sample(const ForwardInput& in, KVCache& kv,
-                                                const std::vector<float>& inv_temperature,
-                                                const std::vector<uint64_t>& seeds) {
-  NC_CHECK(inv_temperature.size() == in.logit_rows.size() && seeds.size() == in.logit_rows.size(),
-           "forward_sample: {} temperatures and {} seeds for {} logit rows", inv_temperature.size(),
-           seeds.size(), in.logit_rows.size());
+                                                const std::vector<RowSampling>& rows) {
+  NC_CHECK(rows.size() == in.logit_rows.size(),
+           "forward_sample: {} rows of sampling parameters for {} logit rows", rows.size(),
+           in.logit_rows.size());
   const Tensor logits = forward_device(in, kv);
   if (!logits.defined()) return {};
-  return backend_.sample_tokens(logits, inv_temperature, seeds);
+  return backend_.sample_tokens(logits, rows);
 }
 
 Tensor LlamaModel::forward_device(const ForwardInput& in, KVCache& kv) {

@@ -76,12 +76,10 @@ class LlamaModel {
   // host, row-major [logit_rows.size(), vocab_size]. Throws nc::Error on inconsistent input
   // (token ids outside the vocabulary, positions past max_position, bad page tables).
   std::vector<float> forward(const ForwardInput& in, KVCache& kv);
-  // The same step, but one token per logit row is drawn on the device (Backend::sample_tokens:
-  // argmax where inv_temperature is 0, else Gumbel-max with the row's seed); only the ids come
-  // back to the host.
+  // The same step, but one token per logit row is drawn on the device (Backend::sample_tokens
+  // with rows[r] for logit row r); only the ids come back to the host.
   std::vector<int32_t> forward_sample(const ForwardInput& in, KVCache& kv,
-                                      const std::vector<float>& inv_temperature,
-                                      const std::vector<uint64_t>& seeds);
+                                      const std::vector<RowSampling>& rows);
 
  private:
   struct Layer {

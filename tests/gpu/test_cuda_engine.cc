@@ -75,8 +75,10 @@ TEST_F(CudaEngine, SampleTokensMatchesHostReference) {
     inv_t[r] = r % 2 ? 1.0f / (0.3f + 0.1f * float(r % 7)) : 0.0f;
     seeds[r] = mix64(uint64_t(r) * 977);
   }
-  const std::vector<int32_t> want = cpu->sample_tokens(cl, inv_t, seeds);
-  const std::vector<int32_t> got = gpu->sample_tokens(gl, inv_t, seeds);
+  std::vector<RowSampling> rows(R);
+  for (int r = 0; r < R; ++r) rows[r].inv_temperature = inv_t[r], rows[r].seed = seeds[r];
+  const std::vector<int32_t> want = cpu->sample_tokens(cl, rows);
+  const std::vector<int32_t> got = gpu->sample_tokens(gl, rows);
   ASSERT_EQ(got.size(), size_t(R));
   EXPECT_EQ(got[2], 17);  // row 2 is greedy
   int same = 0;
@@ -96,7 +98,9 @@ TEST_F(CudaEngine, SampleTokensMatchesHostReference) {
   gpu->copy_from_host(sl, rep.data());
   std::vector<uint64_t> s2(N);
   for (int i = 0; i < N; ++i) s2[i] = mix64(uint64_t(i) + 99);
-  const std::vector<int32_t> draws = gpu->sample_tokens(sl, std::vector<float>(N, 1.0f), s2);
+  std::vector<RowSampling> rows2(N);
+  for (int i = 0; i < N; ++i) rows2[i].inv_temperature = 1.0f, rows2[i].seed = s2[i];
+  const std::vector<int32_t> draws = gpu->sample_tokens(sl, rows2);
   std::vector<int> count(V2);
   for (int32_t t : draws) ++count[t];
   double z = 0;

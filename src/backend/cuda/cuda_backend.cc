@@ -735,35 +735,89 @@ class CudaBackend final : public Backend {
   }
 
   std::vector<int32_t> sample_tokens(const Tensor& logits,
-                                     const std::vector<float>& inv_temperature,
-                                     const std::vector<uint64_t>& seeds) override {
+                                     const std::vector<RowSampling>& rows) override {
     const int64_t R = logits.ndim() == 2 ? logits.dim(0) : -1;
-    NC_CHECK(R >= 0 && int64_t(inv_temperature.size()) == R && int64_t(seeds.size()) == R,
-             "sample_tokens: logits {} with {} temperatures and {} seeds",
-             shape_str(logits.shape()), inv_temperature.size(), seeds.size());
+    NC_CHECK(R >= 0 && int64_t(rows.size()) == R,
+             "sample_tokens: logits {} with {} rows of sampling parameters",
+             shape_str(logits.shape()), rows.size());
     dev(logits, "sample_tokens");
     logits.expect_dtype(DType::F32, "sample_tokens");
     logits.expect_contiguous("sample_tokens");
+    for (const RowSampling& p : rows) p.validate();
     std::vector<int32_t> out(static_cast<size_t>(R));
     if (R == 0) return out;
-    // One upload: seeds (8-byte aligned first), then temperatures as raw words.
-    Tensor params = alloc({R * 3}, DType::I32);
-    std::vector<uint32_t> host(size_t(R) * 3);
-    std::memcpy(host.data(), seeds.data(), size_t(R) * 8);
-    std::memcpy(host.data() + 2 * R, inv_temperature.data(), size_t(R) * 4);
+    const int V = int(logits.dim(1));
+    const bool filtered =
+        std::any_of(rows.begin(), rows.end(), [](const RowSampling& p) { return p.filtered(); });
+    NC_CHECK(!filtered || reinterpret_cast<uintptr_t>(logits.data()) % 16 == 0,
+             "sample_tokens: top-k/top-p/min-p need 16-byte aligned logits");
+    // One upload of 4-byte words: seeds (8-byte aligned first), then per row the inverse
+    // temperature, the temperature, top-k, top-p and min-p as FlashInfer and sample_rows take
+    // them (unfiltered rows: top-k = vocab, top-p = 1, min-p = -1, i.e. no filter).
+    const size_t n = size_t(R);
+    std::vector<uint32_t> host(n * 7);
+    auto put_f32 = [&](size_t col, size_t r, float v) { std::memcpy(&host[col * n + r], &v, 4); };
+    for (size_t r = 0; r < n; ++r) {
+      const RowSampling& p = rows[r];
+      const bool f = p.filtered();
+      std::memcpy(&host[2 * r], &p.seed, 8);
+      put_f32(2, r, p.inv_temperature);
+      // Greedy rows ignore their probabilities; temperature 1 keeps -inf logits out of NaN.
+      put_f32(3, r, p.inv_temperature == 0 ? 1.0f : 1.0f / p.inv_temperature);
+      host[4 * n + r] = uint32_t(f && p.top_k > 0 && p.top_k < V ? p.top_k : V);
+      put_f32(5, r, f ? p.top_p : 1.0f);
+      put_f32(6, r, f ? p.min_p : -1.0f);
+    }
+    Tensor params = alloc({int64_t(n * 7)}, DType::I32);
     copy_from_host(params, host.data());
+    auto* words = static_cast<uint32_t*>(params.data());
+    const auto* seeds = reinterpret_cast<const uint64_t*>(words);
+    const auto* inv_t = reinterpret_cast<const float*>(words + 2 * n);
+    const auto* temp = reinterpret_cast<const float*>(words + 3 * n);
+    const auto* top_k = reinterpret_cast<const int32_t*>(words + 4 * n);
+    const auto* top_p = reinterpret_cast<const float*>(words + 5 * n);
+    const auto* min_p = reinterpret_cast<const float*>(words + 6 * n);
     Tensor ids = alloc({R}, DType::I32);
-    const auto* sd = reinterpret_cast<const uint64_t*>(params.data());
-    const auto* inv_t =
-        reinterpret_cast<const float*>(static_cast<uint32_t*>(params.data()) + 2 * R);
-    k_call([&] {
-      cuda::sample_rows(logits.ptr<float>(), int(R), int(logits.dim(1)), inv_t, sd,
-                        ids.ptr<int32_t>(), s());
-    });
+    const float* x = logits.ptr<float>();
+    if (!filtered) {
+      k_call([&] {
+        cuda::sample_rows(x, int(R), V, inv_t, seeds, nullptr, nullptr, ids.ptr<int32_t>(), s());
+      });
+    } else {
+      sample_filtered(rows, x, V, seeds, inv_t, temp, top_k, top_p, min_p, ids.ptr<int32_t>());
+    }
     cuda_check(cudaMemcpyAsync(out.data(), ids.data(), size_t(R) * 4, cudaMemcpyDeviceToHost, s()),
                "sample_tokens");
     synchronize();
     return out;
+  }
+
+  // The rows in chunks of up to kFilterMaxRows (the workspace grows with rows * vocab): FlashInfer
+  // filters each chunk's probabilities (top-k / top-p only where a row of the chunk asks), then
+  // sample_rows draws among what is left.
+  void sample_filtered(const std::vector<RowSampling>& rows, const float* x, int V,
+                       const uint64_t* seeds, const float* inv_t, const float* temp,
+                       const int32_t* top_k, const float* top_p, const float* min_p, int32_t* ids) {
+    const int R = int(rows.size());
+    const int chunk = std::min(R, cuda::kFilterMaxRows);
+    size_t ws_bytes = 0;
+    k_call([&] { ws_bytes = cuda::filter_workspace_bytes(chunk, V); });
+    Tensor ws = alloc({int64_t((ws_bytes + 3) / 4)}, DType::I32);
+    for (int r0 = 0; r0 < R; r0 += chunk) {
+      const int m = std::min(chunk, R - r0);
+      bool any_k = false, any_p = false;
+      for (int r = r0; r < r0 + m; ++r) {
+        const RowSampling& p = rows[size_t(r)];
+        any_k |= p.filtered() && p.top_k > 0 && p.top_k < V;
+        any_p |= p.filtered() && p.top_p < 1;
+      }
+      const float* xr = x + int64_t(r0) * V;
+      k_call([&] {
+        const float* probs = cuda::filter_probs(xr, m, V, temp + r0, any_k ? top_k + r0 : nullptr,
+                                                any_p ? top_p + r0 : nullptr, ws.data(), s());
+        cuda::sample_rows(xr, m, V, inv_t + r0, seeds + r0, probs, min_p + r0, ids + r0, s());
+      });
+    }
   }
 
   // ---- CUDA graphs ----

@@ -42,9 +42,27 @@ void fill_uniform(void* out, bool bf16, int64_t n, uint64_t seed, float low, flo
                   cudaStream_t stream);
 // One token per row of float32 logits [rows, vocab]: argmax (ties to the lowest id) where
 // inv_temperature[r] is 0, else a draw from softmax(logits * inv_temperature[r]) by the
-// Gumbel-max trick with noise uniform_hash01(seeds[r], i).
+// Gumbel-max trick with noise uniform_hash01(seeds[r], i). Where `probs` is not null, a sampled
+// row r with min_p[r] >= 0 draws only among the ids i with probs[r][i] > 0 and
+// probs[r][i] >= min_p[r] * max_j probs[r][j] (probs: what filter_probs left); rows with
+// min_p[r] < 0 ignore probs.
 void sample_rows(const float* logits, int rows, int vocab, const float* inv_temperature,
-                 const uint64_t* seeds, int32_t* out, cudaStream_t stream);
+                 const uint64_t* seeds, const float* probs, const float* min_p, int32_t* out,
+                 cudaStream_t stream);
+
+// ---- Top-k / top-p filtering with FlashInfer's sampling kernels (sampling.cu) ----
+// Rows per filter_probs call: its workspace grows with rows * vocab.
+constexpr int kFilterMaxRows = 64;
+// Device bytes of the workspace filter_probs needs for up to `rows` rows.
+size_t filter_workspace_bytes(int rows, int vocab);
+// probs = softmax(logits[r] / temperature[r]) (temperature 0: uniform), then, where top_k is not
+// null, the top-k renormalisation (rows with top_k[r] >= vocab unchanged), then, where top_p is
+// not null, the top-p one (rows with top_p[r] >= 1 unchanged); filtered-out ids get probability
+// 0. Returns the result's address inside `workspace` (256-byte aligned, filter_workspace_bytes
+// big). logits must be 16-byte aligned. A row's result does not depend on the other rows.
+const float* filter_probs(const float* logits, int rows, int vocab, const float* temperature,
+                          const int32_t* top_k, const float* top_p, void* workspace,
+                          cudaStream_t stream);
 
 // ---- Attention (attn_*.cu) ----
 // One FlashInfer batch over the layer's page tensor, with its CSR arrays on the device.

@@ -81,18 +81,45 @@ __global__ void fill_uniform_kernel(void* __restrict__ out, int64_t n, uint64_t 
   }
 }
 
-// One block per row: the best (score, id) pair, ties to the lower id.
+// One block per row: the best (score, id) pair, ties to the lower id. MASKED: rows with
+// min_p[r] >= 0 consider only the ids that probs (filter_probs) keeps and min-p passes.
 constexpr int kSampleThreads = 512;
+template <bool MASKED>
 __global__ void sample_rows_kernel(const float* __restrict__ logits, int vocab,
                                    const float* __restrict__ inv_temperature,
-                                   const uint64_t* __restrict__ seeds, int32_t* __restrict__ out) {
+                                   const uint64_t* __restrict__ seeds,
+                                   const float* __restrict__ probs, const float* __restrict__ min_p,
+                                   int32_t* __restrict__ out) {
+  __shared__ float sb[kSampleThreads];
+  __shared__ int si[kSampleThreads];
   const int r = blockIdx.x;
   const float* row = logits + int64_t(r) * vocab;
   const float inv_t = inv_temperature[r];
   const uint64_t seed = seeds[r];
+  const float* prow = nullptr;
+  float cutoff = 0.0f;
+  if constexpr (MASKED) {
+    if (inv_t != 0.0f && min_p[r] >= 0.0f) {
+      prow = probs + int64_t(r) * vocab;
+      float m = 0.0f;
+      for (int i = threadIdx.x; i < vocab; i += blockDim.x) m = fmaxf(m, prow[i]);
+      sb[threadIdx.x] = m;
+      __syncthreads();
+      for (int w = blockDim.x / 2; w > 0; w /= 2) {
+        if (threadIdx.x < w) sb[threadIdx.x] = fmaxf(sb[threadIdx.x], sb[threadIdx.x + w]);
+        __syncthreads();
+      }
+      cutoff = min_p[r] * sb[0];
+      __syncthreads();  // sb is reused below
+    }
+  }
   float best = -INFINITY;
   int best_id = vocab;
   for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+    if (MASKED && prow) {
+      const float p = prow[i];
+      if (!(p > 0.0f && p >= cutoff)) continue;
+    }
     float s = row[i];
     if (inv_t != 0.0f) {
       // Gumbel noise -log(-log(u)), u in (0, 1).
@@ -101,8 +128,6 @@ __global__ void sample_rows_kernel(const float* __restrict__ logits, int vocab,
     }
     if (s > best) best = s, best_id = i;  // i increases: ties keep the lower id
   }
-  __shared__ float sb[kSampleThreads];
-  __shared__ int si[kSampleThreads];
   sb[threadIdx.x] = best;
   si[threadIdx.x] = best_id;
   __syncthreads();
@@ -253,10 +278,15 @@ void fill_uniform(void* out, bool bf16, int64_t n, uint64_t seed, float low, flo
 }
 
 void sample_rows(const float* logits, int rows, int vocab, const float* inv_temperature,
-                 const uint64_t* seeds, int32_t* out, cudaStream_t stream) {
+                 const uint64_t* seeds, const float* probs, const float* min_p, int32_t* out,
+                 cudaStream_t stream) {
   if (rows == 0) return;
-  sample_rows_kernel<<<unsigned(rows), kSampleThreads, 0, stream>>>(logits, vocab, inv_temperature,
-                                                                    seeds, out);
+  if (probs)
+    sample_rows_kernel<true><<<unsigned(rows), kSampleThreads, 0, stream>>>(
+        logits, vocab, inv_temperature, seeds, probs, min_p, out);
+  else
+    sample_rows_kernel<false><<<unsigned(rows), kSampleThreads, 0, stream>>>(
+        logits, vocab, inv_temperature, seeds, nullptr, nullptr, out);
   check_launch("sample_rows");
 }
 

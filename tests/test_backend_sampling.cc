@@ -1,0 +1,115 @@
+// Backend::sample_tokens' host default (the reference for the CUDA backend): greedy rows are the
+// argmax, filtered rows draw among the host sampler's candidates (filter_candidates) with their
+// probabilities, the same seed gives the same token, and a row's token ignores the other rows.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "model/random_init.h"
+#include "sampling_check.h"
+
+namespace nc {
+namespace {
+
+using testing::contains;
+using testing::host_candidates;
+using testing::mixed_rows;
+using testing::sampling_row;
+
+class BackendSampling : public ::testing::Test {
+ protected:
+  Tensor logits_tensor(const std::vector<float>& x, int64_t rows) {
+    Tensor t = cpu->alloc({rows, int64_t(x.size()) / rows}, DType::F32);
+    cpu->copy_from_host(t, x.data());
+    return t;
+  }
+  std::vector<float> random_logits(size_t n, float scale) {
+    std::normal_distribution<float> normal(0.0f, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = normal(rng);
+    return v;
+  }
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  std::mt19937 rng{4242};
+};
+
+TEST_F(BackendSampling, TopKOneIsArgmax) {
+  const int R = 16, V = 3001;
+  const std::vector<float> x = random_logits(size_t(R) * V, 3.0f);
+  std::vector<RowSampling> rows;
+  for (int r = 0; r < R; ++r) rows.push_back(sampling_row(0.3f + 0.2f * float(r), mix64(r), 1));
+  const std::vector<int32_t> got = cpu->sample_tokens(logits_tensor(x, R), rows);
+  for (int r = 0; r < R; ++r)
+    EXPECT_EQ(got[r], argmax(std::span<const float>(x.data() + size_t(r) * V, V))) << r;
+}
+
+TEST_F(BackendSampling, DrawsAreHostCandidatesAndRowsAreIndependent) {
+  const int R = 45, V = 2048;
+  const std::vector<float> x = random_logits(size_t(R) * V, 2.0f);
+  for (uint64_t salt : {1u, 2u, 3u}) {
+    const std::vector<RowSampling> rows = mixed_rows(R, salt);
+    const std::vector<int32_t> got = cpu->sample_tokens(logits_tensor(x, R), rows);
+    for (int r = 0; r < R; ++r) {
+      const std::span<const float> lr(x.data() + size_t(r) * V, V);
+      if (rows[r].inv_temperature == 0) {
+        EXPECT_EQ(got[r], argmax(lr)) << r;
+        continue;
+      }
+      EXPECT_TRUE(contains(host_candidates(lr, rows[r]).ids, got[r])) << "row " << r;
+      // Alone, or after other rows, the row draws the same token.
+      EXPECT_EQ(cpu->sample_tokens(logits_tensor({lr.begin(), lr.end()}, 1), {rows[r]})[0], got[r]);
+    }
+    EXPECT_EQ(cpu->sample_tokens(logits_tensor(x, R), rows), got) << "same seeds, same tokens";
+  }
+}
+
+// A filter that keeps every id changes nothing: the draw is the unfiltered one.
+TEST_F(BackendSampling, NoOpFilterKeepsUnfilteredDraw) {
+  const int R = 8, V = 500;
+  const std::vector<float> x = random_logits(size_t(R) * V, 1.0f);
+  std::vector<RowSampling> plain, noop;
+  for (int r = 0; r < R; ++r) {
+    plain.push_back(sampling_row(0.9f, mix64(r + 7)));
+    noop.push_back(sampling_row(0.9f, mix64(r + 7), V));
+  }
+  const Tensor t = logits_tensor(x, R);
+  EXPECT_EQ(cpu->sample_tokens(t, plain), cpu->sample_tokens(t, noop));
+}
+
+// Over 4000 seeds, one row's draws follow the candidates' renormalised probabilities.
+TEST_F(BackendSampling, DrawFrequenciesMatchHostProbabilities) {
+  const int N = 4000, V = 64;
+  std::vector<float> one(V, -8.0f);
+  const float top[] = {2.0f, 1.7f, 1.5f, 1.2f, 1.0f, 0.5f, 0.0f, -0.5f};
+  for (int i = 0; i < 8; ++i) one[size_t(i) * 7 + 3] = top[i];
+  std::vector<float> x;
+  for (int i = 0; i < N; ++i) x.insert(x.end(), one.begin(), one.end());
+  const Tensor t = logits_tensor(x, N);
+  for (RowSampling p :
+       {sampling_row(1.3f, 0, 5), sampling_row(0.8f, 0, -1, 0.9f),
+        sampling_row(1.0f, 0, -1, 1, 0.2f), sampling_row(1.5f, 0, 6, 0.95f, 0.1f)}) {
+    std::vector<RowSampling> rows(N, p);
+    for (int i = 0; i < N; ++i) rows[i].seed = mix64(uint64_t(i) + 1000);
+    const Candidates c = host_candidates(one, p);
+    ASSERT_GE(c.ids.size(), 3u);
+    const testing::DrawFit f = testing::fit_draws(cpu->sample_tokens(t, rows), c);
+    EXPECT_EQ(f.outside, 0);
+    EXPECT_LT(f.tv, 0.04);
+    EXPECT_LT(f.chi2, testing::chi2_crit_999(f.df)) << "df " << f.df;
+  }
+}
+
+TEST_F(BackendSampling, RejectsBadParameters) {
+  const Tensor t = logits_tensor(std::vector<float>(10, 0.0f), 1);
+  EXPECT_THROW(cpu->sample_tokens(t, {sampling_row(1, 0, -1, 0.0f)}), Error);
+  EXPECT_THROW(cpu->sample_tokens(t, {sampling_row(1, 0, -1, 1.5f)}), Error);
+  EXPECT_THROW(cpu->sample_tokens(t, {sampling_row(1, 0, -1, 1, -0.1f)}), Error);
+  EXPECT_THROW(cpu->sample_tokens(t, {RowSampling{-1.0f, 0}}), Error);
+  EXPECT_THROW(cpu->sample_tokens(t, {sampling_row(1, 0), sampling_row(1, 1)}),
+               Error);  // 2 rows for 1
+}
+
+}  // namespace
+}  // namespace nc
