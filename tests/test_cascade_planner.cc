@@ -331,6 +331,23 @@ TEST(CascadeCostModel, SwitchesWhereTheFormulaSays) {
   EXPECT_EQ(shared_levels(3, 512, 1), 0);    // 3 sharers re-read it at the L2-aided rate: off
   EXPECT_EQ(shared_levels(64, 512, 4), 1);   // short prefill chunks: still on
   EXPECT_EQ(shared_levels(64, 512, 64), 0);  // long chunks: compute-bound either way, off
+  // Many groups whose prefixes fit in L2 one by one but not together (the shared-prefix serving
+  // workload: 2k-token system prompts at 4 KiB per token, 16 decodes each): plain attention
+  // re-reads them from memory, so each group's level pays; one such group alone stays off.
+  auto groups_levels = [&](int groups, int sharers, int shared_pages) {
+    int32_t next = 1 << 20;
+    std::vector<CascadeRequest> reqs;
+    for (int g = 0; g < groups; ++g) {
+      std::vector<int32_t> prefix(shared_pages);
+      std::iota(prefix.begin(), prefix.end(), g * shared_pages);
+      for (int i = 0; i < sharers; ++i) reqs.push_back(req(prefix, 9, 1, ps, next));
+    }
+    return CascadePlanner(ps, CascadeMode::Auto, cost).plan(reqs).stats;
+  };
+  EXPECT_EQ(groups_levels(1, 16, 128).num_levels, 1);
+  const CascadeStats many = groups_levels(32, 16, 128);
+  EXPECT_EQ(many.num_levels, 2);
+  EXPECT_EQ(many.num_kept_nodes, 32);
   // Monotone in the number of sharers; and the switch sits where the formula crosses zero.
   for (int pages : {1, 16, 256, 1024}) {
     bool on = false;
@@ -338,8 +355,9 @@ TEST(CascadeCostModel, SwitchesWhereTheFormulaSays) {
       const bool now_on = shared_levels(sharers, pages, 1) == 1;
       EXPECT_TRUE(now_on || !on) << pages << " pages, " << sharers << " sharers";
       on = now_on;
-      const double net =
-          cost.saved_us(sharers, sharers, int64_t(pages) * ps) - cost.level_cost_us(sharers);
+      const int64_t tokens = int64_t(pages) * ps;
+      const double net = cost.saved_us(sharers, sharers, tokens, cost.fits_l2(tokens)) -
+                         cost.level_cost_us(sharers);
       if (std::abs(net) > 1e-9) {
         EXPECT_EQ(now_on, net > 0) << pages << " pages, " << sharers;
       }

@@ -8,14 +8,17 @@
 
 namespace nc {
 
-double CascadeCostModel::saved_us(int sharers, int rows, int64_t tokens) const {
+double CascadeCostModel::saved_us(int sharers, int rows, int64_t tokens, bool in_l2) const {
   const double bytes = double(tokens) * kv_bytes_per_token;
   const double read_once = bytes / bandwidth_bytes_per_us;
-  const double plain_reads = bytes <= l2_resident_bytes
-                                 ? read_once
-                                 : double(sharers) * bytes / reread_bandwidth_bytes_per_us;
+  const double plain_reads =
+      in_l2 ? read_once : double(sharers) * bytes / reread_bandwidth_bytes_per_us;
   const double compute = double(rows) * double(tokens) * flops_per_row_token / flops_per_us;
   return std::max(plain_reads, compute) - std::max(read_once, compute);
+}
+
+bool CascadeCostModel::fits_l2(int64_t shared_tokens) const {
+  return double(shared_tokens) * kv_bytes_per_token <= l2_resident_bytes;
 }
 
 double CascadeCostModel::level_cost_us(int num_step_rows) const {
@@ -163,6 +166,11 @@ int assign_levels(std::vector<TrieNode>& nodes) {
 void choose_levels(std::vector<TrieNode>& nodes, const std::vector<CascadeRequest>& reqs,
                    const CascadeCostModel& cost, int ps, int num_rows) {
   for (TrieNode& n : nodes) n.kept = true;
+  // Plain attention re-reads a shared page from L2 only while the step's shared prefixes fit
+  // there together: sharers of one node run at about the same time, but so do other groups.
+  int64_t shared_tokens = 0;
+  for (const TrieNode& n : nodes) shared_tokens += int64_t(n.num_pages) * ps;
+  const bool in_l2 = cost.fits_l2(shared_tokens);
   for (;;) {
     const int num_levels = assign_levels(nodes);
     if (num_levels == 0) return;
@@ -171,7 +179,8 @@ void choose_levels(std::vector<TrieNode>& nodes, const std::vector<CascadeReques
       if (!n.kept) continue;
       int rows = 0;
       for (int m : n.members) rows += reqs[m].q_len;
-      net[n.level] += cost.saved_us(int(n.members.size()), rows, int64_t(n.num_pages) * ps);
+      net[n.level] +=
+          cost.saved_us(int(n.members.size()), rows, int64_t(n.num_pages) * ps, in_l2);
     }
     const int worst = int(std::min_element(net.begin(), net.end()) - net.begin());
     if (net[worst] >= 0 && num_levels <= cost.max_shared_levels) return;

@@ -25,7 +25,8 @@
 // contiguously (e.g. sorted by tree path) comes back with the identity permutation.
 //
 // Cost model (per layer, in microseconds; see docs/cascade.md and CascadeCostModel):
-//   saved(node)  = max(plain reads, compute) - max(one read, compute)
+//   saved(node)  = max(plain reads, compute) - max(one read, compute), plain reads being one
+//                  read when all the step's shared nodes fit in L2, else one per sharer
 //   cost(level)  = level_overhead_us + num_step_rows * extra_bytes_per_row / bandwidth
 // A level is kept when the sum of saved() over its nodes exceeds cost(level); the level with
 // the worst net gain is folded first and the levels are recomputed until every level pays
@@ -60,8 +61,10 @@ struct CascadeCostModel {
   // part of the re-reads hit L2. Measured: 3.0x the copy bandwidth (shared prefixes of 4k-32k
   // tokens, batch 16-256).
   double reread_bandwidth_bytes_per_us = 9.0e6;
-  // A shared node of at most this many bytes per layer stays in L2 while its sharers re-read
-  // it, so plain attention pays about one read for it and a level saves nothing.
+  // When the step's shared nodes together hold at most this many bytes per layer they stay in
+  // L2 while their sharers re-read them, so plain attention pays about one read per node and a
+  // level saves nothing. Beyond it (e.g. 32 groups of a 2k-token system prompt: 256 MiB per
+  // layer on Qwen3-0.6B) re-reads go at reread_bandwidth_bytes_per_us.
   double l2_resident_bytes = 8 << 20;
   // Effective rate of the kernel that runs a shared level (FlashInfer's FA2 prefill over all
   // sharers' rows), FLOPs per microsecond: measured 290-320 TFLOP/s at 128-256 rows.
@@ -76,10 +79,12 @@ struct CascadeCostModel {
   int max_shared_levels = 8;
   int num_layers = 1;  // only scales the reported byte counts
 
-  // Time a shared node saves: plain attention reads its bytes once per sharer (from L2 when they
-  // fit there), the shared level once; either takes at least its FLOPs' time (rows: the sharers'
-  // query rows). May be negative.
-  double saved_us(int sharers, int rows, int64_t tokens) const;
+  // Time a shared node saves: plain attention reads its bytes once per sharer (about once in
+  // all when the step's shared nodes fit in L2: in_l2), the shared level once; either takes at
+  // least its FLOPs' time (rows: the sharers' query rows). May be negative.
+  double saved_us(int sharers, int rows, int64_t tokens, bool in_l2) const;
+  // Whether shared nodes holding this many tokens in all stay in L2 (l2_resident_bytes).
+  bool fits_l2(int64_t shared_tokens) const;
   double level_cost_us(int num_step_rows) const;
 };
 

@@ -611,7 +611,7 @@ class CudaBackend final : public Backend {
            shape.num_kv_heads,  shape.head_dim,      page_size};
       q.kv_last_page_len_h = in.kv_last_page_len.data();
       lp.decode = use_decode_kernel(in, group, shape);
-      lp.sm90 = !lp.decode && !in.causal && use_sm90_kernel(shape);
+      lp.sm90 = !lp.decode && !in.causal && use_sm90_kernel(shape, in);
       size_t fb = 0, ib = 0;
       k_call([&] {
         if (lp.decode)
@@ -1052,12 +1052,17 @@ class CudaBackend final : public Backend {
   }
 
   // Non-causal levels on FlashInfer's Hopper prefill: by option, NC_SHARED_LEVEL_KERNEL=fa2
-  // (Auto only) and what the GPU and head_dim allow.
-  bool use_sm90_kernel(const AttentionShape& sh) const {
+  // (Auto only) and what the GPU and head_dim allow. Auto takes it only for entries of 128 rows
+  // or more: on the H100 (nc_gpu_bench cascade-ab, 2026-11-27) it beat FA2 at 128 and 256
+  // rows (e.g. 205 vs 232 us at prefix 32k) but lost at 64 (245 vs 236 us; 167 vs 131 us GQA).
+  bool use_sm90_kernel(const AttentionShape& sh, const PagedKVBatch& level) const {
     if (options_.shared_level_kernel == SharedLevelKernel::FA2) return false;
     if (options_.shared_level_kernel == SharedLevelKernel::Auto) {
       const char* env = std::getenv("NC_SHARED_LEVEL_KERNEL");
       if (env != nullptr && std::string(env) == "fa2") return false;
+      int most_rows = 0;
+      for (int b = 0; b < level.batch_size(); ++b) most_rows = std::max(most_rows, level.q_len(b));
+      if (most_rows < 128) return false;
     }
     return cuda::sm90_prefill_available(sh.num_qo_heads, sh.num_kv_heads, sh.head_dim);
   }
