@@ -8,7 +8,7 @@
 #   tools/gpu_cascade_e2e.sh BUNDLE
 #
 # Environment: NC_SP ("--groups 64 --prompts-per-group 16"), NC_MT ("--groups 8
-# --prompts-per-group 4"), NC_TIMEOUT (per run, 150 s). Output under $OUT (or ./gpu_out):
+# --prompts-per-group 4"), NC_TIMEOUT (per run, 150 s), NC_E2E_MODES (all | short: no forced runs). Output under $OUT (or ./gpu_out):
 # cascade_e2e.log and one JSON per run.
 set -uo pipefail
 bundle=${1:?usage: tools/gpu_cascade_e2e.sh BUNDLE}
@@ -36,11 +36,11 @@ run() {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   run sp_cascade SP
-  run sp_force SP --cascade-force
+  [ "${NC_E2E_MODES:-all}" = short ] || run sp_force SP --cascade-force
   run sp_cache SP --no-cascade
   run sp_off SP --no-cascade --no-prefix-cache
   run mt_cascade MT
-  run mt_force MT --cascade-force
+  [ "${NC_E2E_MODES:-all}" = short ] || run mt_force MT --cascade-force
   run mt_cache MT --no-cascade
   run mt_off MT --no-cascade --no-prefix-cache
 } 2>&1 | tee "$out/cascade_e2e.log"

@@ -47,6 +47,7 @@ void BM_PlanDecode(benchmark::State& state, CascadeMode mode) {
 
 BENCHMARK_CAPTURE(BM_PlanDecode, off, CascadeMode::Off)->Args({512, 32})->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_PlanDecode, auto, CascadeMode::Auto)
+    ->Args({8, 1})
     ->Args({64, 4})
     ->Args({256, 16})
     ->Args({512, 32})

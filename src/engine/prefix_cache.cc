@@ -28,6 +28,8 @@ CascadeStats apply_cascade(StepPlan& plan, const CascadePlanner& planner) {
     first_row[i + 1] = first_row[i] + e.num_new;
   }
   CascadePlan cp = planner.plan(reqs);
+  // No shared level: the step's plain attention, in its own order, is already that plan.
+  if (cp.stats.num_levels == 1) return cp.stats;
   ForwardInput& in = plan.input;
   NC_CHECK(first_row[n] == int(in.token_ids.size()), "cascade: plan has {} rows, entries {}",
            in.token_ids.size(), first_row[n]);

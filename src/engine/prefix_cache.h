@@ -30,7 +30,8 @@ class TreePrefixCache : public PrefixCache {
 
 // Rebuilds `plan` for cascade attention: its entries, token rows, positions and logit rows are
 // put in the planner's depth-first order and its attention becomes the planner's levels.
-// Returns the planner's statistics.
+// When the planner makes no shared level, `plan` stays as it is (its plain paged attention is
+// that plan). Returns the planner's statistics.
 CascadeStats apply_cascade(StepPlan& plan, const CascadePlanner& planner);
 
 // Pages by state: free, used by one request (private), used by two or more (shared), and
