@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One call of the GPU tool that checks and times the engine as it is (docs/gpu.md): from a bundle
 # made here by `tools/gpu_check.sh pack`, on the GPU machine,
-#   1. the GPU tests (NC_GTEST_FILTER, default all but SmolLM2's: the model is not carried),
+#   1. the GPU tests (NC_GTEST_FILTER, default all but SmolLM2's: the model is not carried) and
+#      the microbenchmarks named by NC_BENCH (default none; see bench/gpu/gpu_bench.cc),
 #   2. the nano-vLLM workload (Qwen3-0.6B shape, random weights, CUDA graphs) and the fixed
 #      512-in / 512-out batches that llama.cpp's llama-batched-bench runs (tools/gpu_peer_llamacpp.sh),
 #   3. the cascade end-to-end workloads (tools/gpu_cascade_e2e.sh; NC_E2E_MODES=short runs
@@ -17,9 +18,10 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 work=$(mktemp -d)
 mkdir -p "$work/tests" "$work/e2e"
-OUT=$work/tests NC_BENCH=none NC_GTEST_FILTER="${NC_GTEST_FILTER:--*SmolLM2*}" timeout 300 \
+OUT=$work/tests NC_BENCH="${NC_BENCH:-none}" NC_GTEST_FILTER="${NC_GTEST_FILTER:--*SmolLM2*}" timeout 300 \
   bash "$repo/tools/gpu_check.sh" run "$bundle" > "$work/tests_console.log" 2>&1
 grep -E "^\[  (FAILED|PASSED) |^\[==" "$work/tests/gpu_tests.log" | tail -20
+[ -f "$work/tests/gpu_bench.md" ] && cat "$work/tests/gpu_bench.md"
 nc=/tmp/nc
 export LD_LIBRARY_PATH="$nc/lib:${LD_LIBRARY_PATH:-}"
 rm -rf "$nc" && tar -C /tmp -xJf "$bundle"

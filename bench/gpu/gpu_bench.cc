@@ -12,7 +12,9 @@
 // Times are host wall-clock over many back-to-back calls, bracketed by synchronize(), after a
 // warm-up; each configuration is measured `reps` times and the median is reported.
 //
-// Usage: nc_gpu_bench [decode|gemm|cascade|cascade-ab|all]
+//   decode-grid  paged decode over batch 1-256 x context 512-32k against the copy bandwidth
+//           measured in the same run
+// Usage: nc_gpu_bench [decode|decode-grid|gemm|cascade|cascade-ab|all]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -113,6 +115,72 @@ void bench_decode(double peak_tbs) {
           "| %d | %s | %.1f | %.3f | %.3f | %.3f |\n", ctx,
           kernel == DecodeKernel::CudaCores ? "cuda-core decode" : "tensor-core (prefill) decode",
           s * 1e6, bytes / 1e9, tbs, tbs / peak_tbs);
+    }
+  }
+}
+
+double copy_tbs(Backend& be);
+
+// One decode step over `batch` requests of `ctx` tokens each (16/8 heads, head_dim 128, page 16,
+// NHD, pages shuffled), with the backend's default kernel choice: seconds per call.
+double decode_step_seconds(int batch, int ctx, std::mt19937& rng) {
+  const int Hq = 16, Hk = 8, D = 128, page_size = 16;
+  const int pages_per_seq = (ctx + page_size - 1) / page_size;
+  const int num_pages = batch * pages_per_seq;
+  AttentionShape shape{Hq, Hk, D, 1.0f / std::sqrt(float(D)),
+                       KVCacheShape{1, num_pages, page_size, Hk, D, KVLayout::NHD}};
+  std::vector<int32_t> perm(num_pages);
+  for (int i = 0; i < num_pages; ++i) perm[i] = i;
+  std::shuffle(perm.begin(), perm.end(), rng);
+  AttentionStep step;
+  step.num_tokens = batch;
+  PagedKVBatch b;
+  for (int r = 0; r < batch; ++r) {
+    std::vector<int32_t> pages(perm.begin() + int64_t(r) * pages_per_seq,
+                               perm.begin() + int64_t(r + 1) * pages_per_seq);
+    b.add(1, pages, ctx, page_size);
+  }
+  step.levels = {b};
+  auto be = make_cuda_backend(0);
+  Tensor kv = be->alloc({num_pages, 2, page_size, Hk, D}, DType::BF16);
+  const int64_t chunk = 4096, row = 2 * page_size * Hk * D;
+  HostTensor h = random_host({chunk, row}, rng);
+  Tensor src = be->upload(h);
+  for (int64_t p = 0; p < num_pages; p += chunk) {
+    const int64_t n = std::min<int64_t>(chunk, num_pages - p);
+    be->copy_rows(src.slice(0, n), kv.view({num_pages, row}).slice(p, p + n));
+  }
+  Tensor q = be->upload(random_host({batch, Hq * D}, rng));
+  Tensor k = be->upload(random_host({batch, Hk * D}, rng));
+  Tensor v = be->upload(random_host({batch, Hk * D}, rng));
+  Tensor out = be->alloc({batch, Hq * D}, DType::BF16);
+  auto plan = be->plan_attention(step, shape);
+  const int calls = std::clamp(int(2e9 / (double(batch) * ctx * row / page_size * 2)), 5, 200);
+  return median_seconds(*be, calls, 5, [&] { be->attention(*plan, q, k, v, kv, out); });
+}
+
+// The decode grid: batch 1-256 x context 512-32k, bandwidth against the copy measured in
+// the same run (K/V pools over 20 GB are skipped).
+void bench_decode_grid() {
+  auto be = make_cuda_backend(0);
+  const double copy = copy_tbs(*be);
+  be.reset();
+  std::printf(
+      "\n## Paged decode grid: 16 q / 8 kv heads, head_dim 128, page 16, NHD, bf16, default "
+      "kernel; copy %.3f TB/s (bytes read + written)\n",
+      copy);
+  std::printf("| batch | context | time (us) | K/V read (GB) | TB/s | fraction of copy |\n");
+  std::printf("|---|---|---|---|---|---|\n");
+  std::mt19937 rng(5);
+  for (int batch : {1, 16, 64, 128, 256}) {
+    for (int ctx : {512, 2048, 8192, 32768}) {
+      const double bytes = double(batch) * ctx * 2.0 * 8 * 128 * 2.0;
+      if (bytes > 20e9) continue;
+      const double s = decode_step_seconds(batch, ctx, rng);
+      const double tbs = bytes / s / 1e12;
+      std::printf("| %d | %d | %.1f | %.3f | %.3f | %.3f |\n", batch, ctx, s * 1e6, bytes / 1e9,
+                  tbs, tbs / copy);
+      std::fflush(stdout);
     }
   }
 }
@@ -421,6 +489,7 @@ int main(int argc, char** argv) {
     std::printf("# nc_gpu_bench on %s\n", be->name().c_str());
     be.reset();
     if (what == "decode" || what == "all") nc::bench_decode(3.0);
+    if (what == "decode-grid" || what == "all") nc::bench_decode_grid();
     if (what == "gemm" || what == "all") nc::bench_gemm(790.0);
     if (what == "cascade" || what == "all") nc::bench_cascade();
     if (what == "cascade-ab" || what == "all") nc::bench_cascade_ab();
