@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 // The host sampler's filter is the reference for filtered rows (a .cc-only dependency).
-#include "engine/sampling.h"
+#include "backend/sampling_filter.h"
 #include "model/random_init.h"
 
 namespace nc {
@@ -72,12 +72,8 @@ int32_t sample_row(std::span<const float> row, const RowSampling& p) {
   if (std::none_of(row.begin(), row.end(), [](float x) { return x > -INFINITY; })) return 0;
   // The candidates of the host sampler; Gumbel-max over a subset draws from the subset's
   // renormalised probabilities.
-  SamplingParams sp;
-  sp.temperature = 1.0f / p.inv_temperature;
-  sp.top_k = p.top_k > 0 ? p.top_k : -1;
-  sp.top_p = p.top_p;
-  sp.min_p = p.min_p;
-  std::vector<int32_t> ids = filter_candidates(row, sp).ids;
+  const CandidateFilter f{1.0f / p.inv_temperature, p.top_k, p.top_p, p.min_p};
+  std::vector<int32_t> ids = filter_candidates(row, f).ids;
   std::sort(ids.begin(), ids.end());
   for (int32_t i : ids) consider(i);
   return tok;

@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "backend/sampling_filter.h"
 #include "nanocascade/engine.h"
 
 namespace nc {
@@ -16,14 +17,7 @@ namespace nc {
 void apply_penalties(std::span<float> logits, const SamplingParams& p,
                      std::span<const int32_t> prompt, std::span<const int32_t> output);
 
-// The candidates left after temperature, top-k, top-p and min-p, by decreasing probability
-// (ties: lower id first), with their renormalised probabilities. top-k keeps the k most likely;
-// top-p keeps the shortest such prefix whose probability reaches top_p (at least one token);
-// min-p then drops tokens below min_p times the most likely one's probability.
-struct Candidates {
-  std::vector<int32_t> ids;
-  std::vector<double> probs;
-};
+// backend/sampling_filter.h's candidates for a request's parameters.
 Candidates filter_candidates(std::span<const float> logits, const SamplingParams& p);
 
 // argmax with ties going to the lowest id.
