@@ -305,7 +305,7 @@ AttentionStep random_cascade_decode(std::mt19937& rng, int B, int levels, int pa
   std::shuffle(own_pages.begin(), own_pages.end(), rng);
   std::uniform_int_distribution<int32_t> shared_page(3 * B, num_pages - 1);
   auto take = [&](int n) {
-    std::vector<int32_t> p(size_t(n));
+    std::vector<int32_t> p(static_cast<size_t>(n));
     for (int32_t& x : p) x = shared_page(rng);
     return p;
   };

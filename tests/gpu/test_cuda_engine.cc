@@ -255,7 +255,7 @@ TEST_F(CudaEngine, CascadeGraphDecodeMatchesEager) {
   SharedPrefixRunner run({&mg, &me, &mc}, ps, 256);
   std::uniform_int_distribution<int32_t> tok(0, int32_t(cfg.vocab_size) - 1);
   auto tokens = [&](int n) {
-    std::vector<int32_t> t(size_t(n));
+    std::vector<int32_t> t(static_cast<size_t>(n));
     for (auto& x : t) x = tok(rng);
     return t;
   };
