@@ -340,6 +340,8 @@ std::vector<int> graph_buckets(int max_batch) {
 void LlamaModel::set_graph_options(const GraphOptions& options) {
   NC_CHECK(!options.enabled || options.max_batch >= 1, "graphs: max_batch must be >= 1, got {}",
            options.max_batch);
+  NC_CHECK(!options.enabled || options.max_levels >= 1, "graphs: max_levels must be >= 1, got {}",
+           options.max_levels);
   if (!buckets_.empty()) backend_.clear_graphs();
   graph_opts_ = options;
   buckets_ = options.enabled ? graph_buckets(options.max_batch) : std::vector<int>{};
@@ -347,14 +349,20 @@ void LlamaModel::set_graph_options(const GraphOptions& options) {
 
 int LlamaModel::num_graphs() const {
   int n = 0;
-  for (size_t i = 0; i < buckets_.size(); ++i) n += backend_.has_graph(int(i));
+  for (int l = 1; l <= graph_opts_.max_levels; ++l)
+    for (size_t i = 0; i < buckets_.size(); ++i) n += backend_.has_graph(graph_key(i, size_t(l)));
   return n;
 }
 
 bool LlamaModel::graph_eligible(const ForwardInput& in, const KVCache& kv) const {
   if (!graph_opts_.enabled || scratch_page_ < 0 || !backend_.supports_graphs()) return false;
-  if (scratch_page_ >= kv.shape.num_pages || in.attention.levels.size() != 1) return false;
-  const PagedKVBatch& b = in.attention.levels[0];
+  const size_t nl = in.attention.levels.size();
+  if (scratch_page_ >= kv.shape.num_pages || nl < 1 || nl > size_t(graph_opts_.max_levels))
+    return false;
+  // Cascade: shared levels read without mask; the backend decides whether it can plan them.
+  for (size_t l = 0; l + 1 < nl; ++l)
+    if (in.attention.levels[l].causal) return false;
+  const PagedKVBatch& b = in.attention.levels.back();
   const int T = int(in.token_ids.size());
   if (T > graph_opts_.max_batch || b.batch_size() != T || int(in.logit_rows.size()) != T)
     return false;
@@ -370,14 +378,19 @@ std::optional<Tensor> LlamaModel::forward_graph(const ForwardInput& in, KVCache&
   const size_t bi =
       size_t(std::lower_bound(buckets_.begin(), buckets_.end(), T) - buckets_.begin());
   const int B = buckets_[bi];
+  const int key = graph_key(bi, in.attention.levels.size());
   // Pad to the bucket: each padding row is a request of one token at position 0 over the scratch
-  // page (its K/V lands there; its logits are dropped).
+  // page (its K/V lands there; its logits are dropped), with an empty entry in each shared level.
   AttentionStep step = in.attention;
   step.num_tokens = B;
-  for (int i = T; i < B; ++i) step.levels[0].add(1, {scratch_page_}, 1, kv.shape.page_size);
-  const int max_pages = int((cfg_.max_position + kv.shape.page_size - 1) / kv.shape.page_size);
+  const int ps = kv.shape.page_size;
+  for (int i = T; i < B; ++i) {
+    for (size_t l = 0; l + 1 < step.levels.size(); ++l) step.levels[l].add(1, {}, 0, ps);
+    step.levels.back().add(1, {scratch_page_}, 1, ps);
+  }
+  const int max_pages = int((cfg_.max_position + ps - 1) / ps);
   std::unique_ptr<AttentionPlan> plan =
-      backend_.plan_attention_graph(step, attention_shape(kv), int(bi), max_pages);
+      backend_.plan_attention_graph(step, attention_shape(kv), key, max_pages);
   if (!plan) return std::nullopt;
   ensure_workspace(B, B);
   std::vector<int32_t> ids = in.token_ids, pos = in.positions;
@@ -391,8 +404,8 @@ std::optional<Tensor> LlamaModel::forward_graph(const ForwardInput& in, KVCache&
     backend_.linear(ws_.hidden.slice(0, B), lm_head_, Tensor(), logits);
   };
   backend_.mark_pass_begin();
-  if (backend_.has_graph(int(bi))) {
-    backend_.replay(int(bi));
+  if (backend_.has_graph(key)) {
+    backend_.replay(key);
   } else {
     // First use of the bucket: run it eagerly (this step's result), then record it.
     body();
@@ -403,7 +416,7 @@ std::optional<Tensor> LlamaModel::forward_graph(const ForwardInput& in, KVCache&
       backend_.end_capture(-1);  // discard
       throw;
     }
-    backend_.end_capture(int(bi));
+    backend_.end_capture(key);
   }
   backend_.mark_pass_end();
   ++graph_steps_;

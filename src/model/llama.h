@@ -39,11 +39,14 @@ struct RandomWeights {
 
 // CUDA graphs for decode-only steps (backends that support them): the step is padded to the
 // smallest bucket (1, 2, 4, 8, 16, then multiples of 16 up to max_batch) that holds it; each
-// bucket's graph is captured on first use and replayed after. Padding rows attend over one
-// scratch page past the engine's pages.
+// (bucket, number of attention levels) pair's graph is captured on first use and replayed
+// after. Cascade steps (shared levels before the own level) take graphs up to max_levels
+// levels; deeper ones run eagerly. Padding rows attend over one scratch page past the engine's
+// pages (and have empty entries in the shared levels).
 struct GraphOptions {
   bool enabled = false;
   int max_batch = 256;
+  int max_levels = 3;
 };
 
 class LlamaModel {
@@ -70,7 +73,7 @@ class LlamaModel {
   void set_graph_options(const GraphOptions& options);
   const GraphOptions& graph_options() const { return graph_opts_; }
   int64_t num_graph_steps() const { return graph_steps_; }  // steps that ran as a graph
-  int num_graphs() const;                                   // buckets captured so far
+  int num_graphs() const;  // (bucket, levels) graphs captured so far
 
   // Runs one step: appends the new tokens' K/V to their pages and returns float32 logits on the
   // host, row-major [logit_rows.size(), vocab_size]. Throws nc::Error on inconsistent input
@@ -121,8 +124,12 @@ class LlamaModel {
   Workspace ws_;
   int64_t weight_bytes_ = 0;
   GraphOptions graph_opts_;
-  std::vector<int> buckets_;  // graph key i is bucket i
-  int scratch_page_ = -1;     // page index of the padding rows' K/V; -1 = none
+  // Graph key (and backend plan slot) of bucket i at l levels: i + buckets_.size() * (l - 1).
+  int graph_key(size_t bucket, size_t levels) const {
+    return int(bucket + buckets_.size() * (levels - 1));
+  }
+  std::vector<int> buckets_;
+  int scratch_page_ = -1;  // page index of the padding rows' K/V; -1 = none
   int64_t graph_steps_ = 0;
 };
 

@@ -1,6 +1,7 @@
 // Paged attention on the CUDA backend against the CPU backend: random CSR batches mixing prefill
 // chunks and decodes, page sizes 1/16/64, both layouts, one level and several cascade levels,
-// and each decode kernel. Also checks the appended K/V slots and plan/workspace reuse.
+// and each decode kernel. Also checks the appended K/V slots and plan/workspace reuse, and cascade
+// decode steps through CUDA graphs (plan_attention_graph) against the eager plans.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -289,6 +290,150 @@ TEST_F(CudaAttention, PlansOutliveEachOtherAndReuseStaging) {
           << i << "/" << layer;
     }
   }
+}
+
+// A decode step of B rows over a cascade of `levels` levels: each shared level splits the rows
+// into runs that either share a prefix (one entry spanning the run's rows; its last page may be
+// partial) or have nothing at that level (an empty entry per row); then each row's own pages.
+// shape 0: random runs; 1: one run spanning all rows over a long prefix; 2: all rows empty but
+// the last two. Own pages are distinct pages of [0, 3 B) (the step's K/V is appended there);
+// shared pages are any of [3 B, num_pages) (only read).
+AttentionStep random_cascade_decode(std::mt19937& rng, int B, int levels, int page_size,
+                                    int num_pages, int max_prefix_pages, int shape) {
+  std::vector<int32_t> own_pages(size_t(3 * B));
+  std::iota(own_pages.begin(), own_pages.end(), 0);
+  std::shuffle(own_pages.begin(), own_pages.end(), rng);
+  std::uniform_int_distribution<int32_t> shared_page(3 * B, num_pages - 1);
+  auto take = [&](int n) {
+    std::vector<int32_t> p(static_cast<size_t>(n));
+    for (int32_t& x : p) x = shared_page(rng);
+    return p;
+  };
+  std::uniform_int_distribution<int> run_len(1, std::max(1, B / 2)), coin(0, 2),
+      prefix(1, max_prefix_pages), last(1, page_size), own_len(1, 3 * page_size);
+  auto add_prefix = [&](PagedKVBatch& lv, int rows, int pages) {
+    lv.add(rows, take(pages), (pages - 1) * page_size + last(rng), page_size);
+  };
+  AttentionStep step;
+  step.num_tokens = B;
+  for (int l = 0; l + 1 < levels; ++l) {
+    PagedKVBatch lv;
+    lv.causal = false;
+    if (shape == 1) {
+      add_prefix(lv, B, max_prefix_pages);
+    } else {
+      for (int r = 0; r < B;) {
+        const int n = shape == 2 ? (r + 2 >= B ? B - r : 1) : std::min(B - r, run_len(rng));
+        const bool empty = shape == 2 ? r + 2 < B : coin(rng) == 0;
+        if (empty) {
+          for (int i = 0; i < n; ++i) lv.add(1, {}, 0, page_size);
+        } else {
+          add_prefix(lv, n, prefix(rng));
+        }
+        r += n;
+      }
+    }
+    step.levels.push_back(lv);
+  }
+  PagedKVBatch own;
+  for (int b = 0; b < B; ++b) {
+    const int len = own_len(rng);
+    const auto first = own_pages.begin() + std::ptrdiff_t(3 * b);
+    own.add(1, std::vector<int32_t>(first, first + (len + page_size - 1) / page_size), len,
+            page_size);
+  }
+  step.levels.push_back(own);
+  return step;
+}
+
+void upload_bf16(Backend& b, Tensor t, const std::vector<float>& v) {
+  std::vector<uint16_t> h(v.size());
+  for (size_t i = 0; i < v.size(); ++i) h[i] = f32_to_bf16(v[i]);
+  b.copy_from_host(t, h.data());
+}
+
+// Cascade decode steps (2 and 3 levels) planned into graph slots, captured once per slot, then
+// replayed after re-planning the slot with other structures (other run lengths and prefix
+// lengths, empty entries, a single entry over all rows): each replay equals the eager
+// plan_attention + attention of the same step (and the CPU backend), and appends the same K/V.
+TEST_F(CudaAttention, CascadeGraphReplansMatchEager) {
+  const int B = 16, max_pages = 64;
+  for (bool overlap : {false, true})
+    for (auto [Hq, Hk, D] : {std::tuple{16, 8, 128}, std::tuple{9, 3, 64}})
+      for (auto [ps, layout, max_prefix] :
+           {std::tuple{16, KVLayout::NHD, 40}, std::tuple{1, KVLayout::HND, 60}}) {
+        SCOPED_TRACE(::testing::Message() << "overlap " << overlap << " " << Hq << "/" << Hk << "/"
+                                          << D << " page " << ps);
+        CudaBackendOptions opt;
+        opt.overlap_cascade_levels = overlap;
+        std::unique_ptr<Backend> g = make_cuda_backend(0, opt);
+        const int num_pages = 3 * B + 160;
+        const AttentionShape shape{Hq, Hk, D, 1.0f / std::sqrt(float(D)),
+                                   KVCacheShape{1, num_pages, ps, Hk, D, layout}};
+        const Shape page_shape = layout == KVLayout::NHD ? Shape{num_pages, 2, ps, Hk, D}
+                                                         : Shape{num_pages, 2, Hk, ps, D};
+        HostTensor pages{page_shape,
+                         random_vec(rng, size_t(num_pages) * shape.kv.elems_per_page())};
+        Tensor pool_graph = g->upload(pages), pool_eager = g->upload(pages);
+        Tensor pc = cpu->upload(pages);
+        Tensor qg = g->alloc({B, Hq * D}, DType::BF16), kg = g->alloc({B, Hk * D}, DType::BF16),
+               vg = g->alloc({B, Hk * D}, DType::BF16), og = g->alloc({B, Hq * D}, DType::BF16),
+               oe = g->alloc({B, Hq * D}, DType::BF16);
+        const std::vector<float> nan(size_t(B) * Hq * D, std::nanf(""));
+        for (int levels : {2, 3}) {
+          const int slot = levels;  // one slot, and one graph, per level count
+          for (int round = 0; round < 5; ++round) {
+            SCOPED_TRACE(::testing::Message() << levels << " levels, round " << round);
+            const AttentionStep step =
+                random_cascade_decode(rng, B, levels, ps, num_pages, max_prefix, round % 3);
+            const std::vector<float> q = random_vec(rng, size_t(B) * Hq * D),
+                                     k = random_vec(rng, size_t(B) * Hk * D),
+                                     v = random_vec(rng, size_t(B) * Hk * D);
+            upload_bf16(*g, qg, q);
+            upload_bf16(*g, kg, k);
+            upload_bf16(*g, vg, v);
+            upload_bf16(*g, og, nan);
+            upload_bf16(*g, oe, nan);
+            std::unique_ptr<AttentionPlan> plan =
+                g->plan_attention_graph(step, shape, slot, max_pages);
+            ASSERT_NE(plan, nullptr);
+            if (round == 0) {
+              // As the decoder does: the step eagerly, then recorded (capture does not run it).
+              g->attention(*plan, qg, kg, vg, pool_graph, og);
+              upload_bf16(*g, og, nan);
+              g->begin_capture();
+              g->attention(*plan, qg, kg, vg, pool_graph, og);
+              g->end_capture(slot);
+            }
+            ASSERT_TRUE(g->has_graph(slot));
+            g->replay(slot);
+            g->attention(*g->plan_attention(step, shape), qg, kg, vg, pool_eager, oe);
+            Tensor oc = cpu->alloc({B, Hq * D}, DType::F32);
+            cpu->attention(*cpu->plan_attention(step, shape), cpu->upload({{B, Hq * D}, q}),
+                           cpu->upload({{B, Hk * D}, k}), cpu->upload({{B, Hk * D}, v}), pc, oc);
+            const std::vector<float> out = g->to_host_f32(og);
+            EXPECT_LE(rel_error(out, g->to_host_f32(oe)), kBf16Tol);
+            EXPECT_LE(rel_error(out, cpu->to_host_f32(oc)), kBf16Tol);
+            EXPECT_EQ(g->to_host_f32(pool_graph), g->to_host_f32(pool_eager));
+          }
+        }
+      }
+}
+
+// Steps the graph path declines (they run eagerly): a causal shared level, a shared level with
+// more entries than the step has rows.
+TEST_F(CudaAttention, CascadeGraphDeclinesUnplannableSteps) {
+  const int B = 4, ps = 16;
+  const AttentionShape shape{16, 8, 128, 1.0f / std::sqrt(128.0f),
+                             KVCacheShape{1, 64, ps, 8, 128, KVLayout::NHD}};
+  const AttentionStep good = random_cascade_decode(rng, B, 2, ps, 64, 4, 2);
+  EXPECT_NE(gpu->plan_attention_graph(good, shape, 0, 16), nullptr);
+  AttentionStep causal = good;
+  causal.levels[0].causal = true;
+  EXPECT_EQ(gpu->plan_attention_graph(causal, shape, 0, 16), nullptr);
+  AttentionStep wide = good;  // 3 entries + 2 of no rows
+  for (int i = 0; i < 2; ++i) wide.levels[0].add(0, {}, 0, ps);
+  EXPECT_EQ(gpu->plan_attention_graph(wide, shape, 0, 16), nullptr);
 }
 
 TEST_F(CudaAttention, RejectsBadPlans) {

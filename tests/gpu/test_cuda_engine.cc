@@ -6,9 +6,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <numeric>
+#include <set>
 
 #include "golden.h"
 #include "gpu_test_util.h"
+#include "kv/cascade_planner.h"
 #include "model/model_loader.h"
 #include "model/random_init.h"
 #include "nanocascade/engine.h"
@@ -158,6 +161,173 @@ TEST_F(CudaEngine, GraphDecodeMatchesEager) {
   EXPECT_EQ(mg.num_graphs(), 4);
   EXPECT_EQ(me.num_graph_steps(), 0);
   std::printf("graph vs eager: worst logits rel error %.2e; vs CPU %.2e\n", worst_eager, worst_cpu);
+  EXPECT_LE(worst_eager, 1e-2);
+  EXPECT_LE(worst_cpu, 2e-2);
+}
+
+// Sequences over one page table that every model's cache follows: a sequence may begin with
+// another's full pages (a shared prefix, as the prefix tree hands them out). Decode steps are
+// planned by the cascade planner (every shared node its own level), so they run as 2- or
+// 3-level cascade steps.
+class SharedPrefixRunner {
+ public:
+  SharedPrefixRunner(std::vector<LlamaModel*> models, int page_size, int num_pages)
+      : models_(std::move(models)), ps_(page_size) {
+    for (LlamaModel* m : models_) caches_.push_back(m->make_kv_cache(num_pages, page_size));
+  }
+
+  int add_sequence() {
+    seqs_.push_back({});
+    return int(seqs_.size()) - 1;
+  }
+  // A new sequence holding the first `tokens` (a multiple of the page size) of `parent`.
+  int fork(int parent, int tokens) {
+    Seq s;
+    s.len = tokens;
+    s.pages.assign(seqs_[parent].pages.begin(), seqs_[parent].pages.begin() + tokens / ps_);
+    seqs_.push_back(s);
+    return int(seqs_.size()) - 1;
+  }
+
+  // One step (seq ids[i] gets tokens[i]); cascade: planned by the cascade planner. Returns, per
+  // model, the logits of each request's last token (in the step's request order) and sets
+  // `levels` to the step's number of attention levels.
+  std::vector<std::vector<float>> step(const std::vector<int>& ids,
+                                       const std::vector<std::vector<int32_t>>& tokens,
+                                       bool cascade, int* levels = nullptr) {
+    std::vector<CascadeRequest> reqs;
+    std::vector<int> first;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      Seq& s = seqs_[ids[i]];
+      first.push_back(s.len);
+      s.len += int(tokens[i].size());
+      while (int(s.pages.size()) * ps_ < s.len) s.pages.push_back(next_page_++);
+      reqs.push_back({int(tokens[i].size()), s.len, s.pages, -1});
+    }
+    ForwardInput in;
+    std::vector<int> order(ids.size());
+    std::iota(order.begin(), order.end(), 0);
+    if (cascade) {
+      CascadePlan cp = CascadePlanner(ps_, CascadeMode::Always).plan(reqs);
+      order = cp.order;
+      in.attention = std::move(cp.step);
+    } else {
+      PagedKVBatch batch;
+      for (const CascadeRequest& r : reqs) batch.add(r.q_len, r.pages, r.kv_len, ps_);
+      in.attention.levels = {batch};
+    }
+    for (int i : order) {
+      for (size_t t = 0; t < tokens[i].size(); ++t) {
+        in.token_ids.push_back(tokens[i][t]);
+        in.positions.push_back(first[i] + int(t));
+      }
+      in.logit_rows.push_back(int32_t(in.token_ids.size()) - 1);
+    }
+    in.attention.num_tokens = int(in.token_ids.size());
+    if (levels) *levels = int(in.attention.levels.size());
+    std::vector<std::vector<float>> out;
+    for (size_t m = 0; m < models_.size(); ++m) out.push_back(models_[m]->forward(in, caches_[m]));
+    return out;
+  }
+
+ private:
+  struct Seq {
+    int len = 0;
+    std::vector<int32_t> pages;
+  };
+  std::vector<LlamaModel*> models_;
+  std::vector<KVCache> caches_;
+  int ps_;
+  std::vector<Seq> seqs_;
+  int next_page_ = 0;
+};
+
+// Cascade decode steps (a system prompt shared by all, a prefix per group, each request's own
+// pages) through CUDA graphs, over changing groups, bucket sizes and level counts, against the
+// same steps run eagerly and on the CPU backend.
+TEST_F(CudaEngine, CascadeGraphDecodeMatchesEager) {
+  const ModelConfig cfg = small_qwen3();
+  auto gpu2 = make_cuda_backend(0);
+  LlamaModel mg(cfg, RandomWeights{7}, *gpu), me(cfg, RandomWeights{7}, *gpu2),
+      mc(cfg, RandomWeights{7}, *cpu);
+  mg.set_graph_options(GraphOptions{true, 16});
+  const int ps = 16;
+  SharedPrefixRunner run({&mg, &me, &mc}, ps, 256);
+  std::uniform_int_distribution<int32_t> tok(0, int32_t(cfg.vocab_size) - 1);
+  auto tokens = [&](int n) {
+    std::vector<int32_t> t(static_cast<size_t>(n));
+    for (auto& x : t) x = tok(rng);
+    return t;
+  };
+  double worst_eager = 0, worst_cpu = 0;
+  auto compare = [&](const std::vector<std::vector<float>>& out) {
+    const size_t V = size_t(cfg.vocab_size), rows = out[0].size() / V;
+    for (size_t r = 0; r < rows; ++r) {
+      auto row = [&](int m) {
+        return std::vector<float>(out[m].begin() + std::ptrdiff_t(r * V),
+                                  out[m].begin() + std::ptrdiff_t((r + 1) * V));
+      };
+      worst_eager = std::max(worst_eager, rel_error(row(0), row(1)));
+      worst_cpu = std::max(worst_cpu, rel_error(row(0), row(2)));
+    }
+  };
+  // A system prompt of 3 pages, 3 group prompts of 2 more pages, 12 requests in groups of 5, 3
+  // and 4, and 2 requests with only the system prompt; each request with 1-20 own tokens.
+  const int sys = run.add_sequence();
+  compare(run.step({sys}, {tokens(3 * ps)}, false));
+  std::vector<int> groups;
+  for (int g = 0; g < 3; ++g) groups.push_back(run.fork(sys, 3 * ps));
+  compare(run.step(groups, {tokens(2 * ps), tokens(2 * ps), tokens(2 * ps)}, false));
+  std::vector<std::vector<int>> members(4);
+  const int sizes[3] = {5, 3, 4};
+  std::vector<int> reqs;
+  std::vector<std::vector<int32_t>> own;
+  std::uniform_int_distribution<int> own_len(1, 20);
+  for (int g = 0; g < 4; ++g) {
+    for (int i = 0; i < (g < 3 ? sizes[g] : 2); ++i) {
+      members[g].push_back(g < 3 ? run.fork(groups[g], 5 * ps) : run.fork(sys, 3 * ps));
+      reqs.push_back(members[g].back());
+      own.push_back(tokens(own_len(rng)));
+    }
+  }
+  compare(run.step(reqs, own, false));
+
+  auto cat = [](std::initializer_list<std::vector<int>> parts) {
+    std::vector<int> v;
+    for (const auto& p : parts) v.insert(v.end(), p.begin(), p.end());
+    return v;
+  };
+  const std::vector<int> g0 = members[0], g1 = members[1], g2 = members[2], lone = members[3];
+  const std::vector<std::pair<std::vector<int>, int>> decodes = {
+      {reqs, 3},                                          // 14 rows: bucket 16, 3 levels
+      {reqs, 3},                                          // replay
+      {g0, 2},                                            // one group: 2 levels, bucket 8
+      {cat({{g0[0], g0[1], g0[2]}, {g1[0], g1[1]}}), 3},  // bucket 8, 3 levels
+      {cat({g1, g2, {lone[0]}}), 3},                      // replay, other groups, an empty entry
+      {cat({g2, lone}), 3},                               // replay, two empty entries
+      {lone, 2},                                          // bucket 2, 2 levels
+      {cat({g1, g2}), 3},                                 // bucket 8 again
+      {{g2[1]}, 1},                                       // one request: one level, bucket 1
+      {cat({lone, g0, g1}), 3},                           // bucket 16: other structure
+      {reqs, 3},
+  };
+  const std::vector<int> buckets = graph_buckets(16);
+  std::set<std::pair<int, int>> keys;
+  int64_t decode_steps = 0;
+  for (const auto& [ids, want_levels] : decodes) {
+    std::vector<std::vector<int32_t>> t;
+    for (size_t i = 0; i < ids.size(); ++i) t.push_back(tokens(1));
+    int levels = 0;
+    compare(run.step(ids, t, true, &levels));
+    EXPECT_EQ(levels, want_levels) << ids.size() << " requests";
+    keys.insert({*std::lower_bound(buckets.begin(), buckets.end(), int(ids.size())), levels});
+    ++decode_steps;
+  }
+  EXPECT_EQ(mg.num_graph_steps(), decode_steps);
+  EXPECT_EQ(mg.num_graphs(), int(keys.size()));
+  EXPECT_EQ(me.num_graph_steps(), 0);
+  std::printf("cascade graph vs eager: worst logits rel error %.2e; vs CPU %.2e\n", worst_eager,
+              worst_cpu);
   EXPECT_LE(worst_eager, 1e-2);
   EXPECT_LE(worst_cpu, 2e-2);
 }

@@ -44,8 +44,8 @@ void prefill_workspace_size(const PlanQuery& q, size_t* float_bytes, size_t* int
         q, [&](int32_t* qo, int32_t* kv, uint32_t rows, uint32_t b, uint32_t hq, uint32_t hk,
                uint32_t dqk, uint32_t dvo, uint32_t ps) {
           return flashinfer::PrefillPlanWorkspaceSize<int32_t>(
-              *float_bytes, *int_bytes, qo, kv, rows, b, hq, hk, dqk, dvo, ps,
-              /*enable_cuda_graph=*/false, /*sizeof_dtype_o=*/2, /*window_left=*/-1,
+              *float_bytes, *int_bytes, qo, kv, rows, b, hq, hk, dqk, dvo, ps, q.cuda_graph,
+              /*sizeof_dtype_o=*/2, /*window_left=*/-1,
               /*fixed_split_size=*/-1, /*disable_split_kv=*/false, /*num_colocated_ctas=*/0,
               /*uniform_q_len=*/0, /*stream=*/nullptr);
         });
@@ -60,7 +60,7 @@ PlanInfo prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t 
                uint32_t dqk, uint32_t dvo, uint32_t ps) {
           return flashinfer::PrefillPlan<int32_t>(
               ws.float_ws, ws.float_bytes, ws.int_ws, ws.int_pinned, ws.int_bytes, plan, qo, kv,
-              rows, b, hq, hk, dqk, dvo, ps, /*enable_cuda_graph=*/false, /*sizeof_dtype_o=*/2,
+              rows, b, hq, hk, dqk, dvo, ps, q.cuda_graph, /*sizeof_dtype_o=*/2,
               /*window_left=*/-1, /*fixed_split_size=*/-1, /*disable_split_kv=*/false,
               /*num_colocated_ctas=*/0, /*uniform_q_len=*/0, stream);
         });

@@ -54,19 +54,29 @@ struct Staging {
   cudaEvent_t copied = nullptr;
 };
 
-// A graph-safe plan's home: metadata at fixed offsets of one staging buffer (kv_indices last,
-// so a step copies only what it uses) and its own split-KV scratch. Graphs captured with a plan
-// of this slot read these addresses.
+// One level of a graph-safe plan: its metadata's offsets in the slot's staging buffer.
+struct GraphLevel {
+  size_t qo_indptr = 0, kv_indptr = 0, last_page_len = 0, kv_indices = 0;
+  size_t int_ws = 0, int_ws_bytes = 0;
+  cuda::PlanInfo info;  // of the slot's first plan: later plans must match it
+};
+
+// A graph-safe plan's home: metadata at fixed offsets of one staging buffer (the levels'
+// kv_indices last, so a step copies only what it uses) and the own level's split-KV scratch.
+// Graphs captured with a plan of this slot read these addresses. levels.back() is the own
+// level (FlashInfer's decode); the others are cascade shared levels (FA2 prefill, non-causal,
+// padded to `batch` entries).
 struct GraphSlot {
   int batch = 0;
   int max_pages = 0;
   int num_qo_heads = 0, num_kv_heads = 0, head_dim = 0, page_size = 0;
   Staging staging;
-  size_t qo_indptr = 0, kv_indptr = 0, last_page_len = 0, batch_indices = 0, positions = 0;
-  size_t int_ws = 0, int_ws_bytes = 0, kv_indices = 0, size = 0;
+  std::vector<GraphLevel> levels;
+  size_t batch_indices = 0, positions = 0;
+  size_t head_bytes = 0;  // bytes before the first level's kv_indices
   void* float_ws = nullptr;
   size_t float_bytes = 0;
-  cuda::PlanInfo info;  // of the first plan: later plans must match it
+  size_t shared_float_bytes = 0;  // split-KV scratch of the shared levels (in graph_scratch)
 };
 
 // State shared by the backend, its tensors' deleters and its plans (which may outlive it).
@@ -88,6 +98,12 @@ struct Context {
   std::mutex mu;                   // guards free_staging (plans may be destroyed on other threads)
   std::map<int, GraphSlot> slots;  // fixed metadata buffers of graph-safe plans
   std::map<int, cudaGraphExec_t> graphs;  // captured graphs by key
+  // Scratch of multi-level graph plans (shared levels' split-KV partials, cascade merge states),
+  // shared by all slots (graphs replay one at a time on the main stream). It only grows; a
+  // replaced buffer stays allocated while graphs captured with it may replay (retired).
+  void* graph_scratch = nullptr;
+  size_t graph_scratch_bytes = 0;
+  std::vector<void*> retired_scratch;
   bool capturing = false;
   // Forward-pass timing: (begin, end) event pairs not yet read, and spare events.
   std::vector<std::pair<cudaEvent_t, cudaEvent_t>> pending_passes;
@@ -101,6 +117,8 @@ struct Context {
     if (side) cudaStreamSynchronize(side);
     for (auto& [key, g] : graphs) cudaGraphExecDestroy(g);
     for (auto& [key, slot] : slots) release_slot(slot);
+    free_retired_scratch();
+    if (graph_scratch) cudaFree(graph_scratch);
     for (auto& [a, b] : pending_passes) cudaEventDestroy(a), cudaEventDestroy(b);
     for (cudaEvent_t e : spare_events) cudaEventDestroy(e);
     if (pass_begin) cudaEventDestroy(pass_begin);
@@ -113,6 +131,11 @@ struct Context {
     if (lt_workspace) cudaFree(lt_workspace);
     if (lt) cublasLtDestroy(lt);
     if (stream) cudaStreamDestroy(stream);
+  }
+
+  void free_retired_scratch() {
+    for (void* p : retired_scratch) cudaFree(p);
+    retired_scratch.clear();
   }
 
   static void release_slot(GraphSlot& g) {
@@ -213,6 +236,9 @@ struct LevelPlan {
   bool decode = false;  // FlashInfer's CUDA-core decode kernel; else batch prefill
   bool sm90 = false;    // FlashInfer's Hopper batch prefill (non-causal levels); else FA2
   bool side = false;    // runs on the side stream (with its split-kv scratch)
+  // Split-KV scratch of a graph plan's level (fixed for the graph); null: the context's.
+  void* float_ws = nullptr;
+  size_t float_bytes = 0;
   cuda::PlanInfo info;
   size_t qo_indptr = 0, kv_indptr = 0, kv_indices = 0, last_page_len = 0;  // offsets in staging
   size_t int_ws = 0, int_ws_bytes = 0;
@@ -232,9 +258,7 @@ class CudaAttentionPlan final : public AttentionPlan {
   std::vector<LevelPlan> levels;
   size_t batch_indices = 0, positions = 0;
   Staging staging_;
-  bool borrowed_ = false;     // staging_ belongs to a graph slot
-  void* float_ws_ = nullptr;  // the slot's split-KV scratch; null: the context's
-  size_t float_bytes_ = 0;
+  bool borrowed_ = false;  // staging_ belongs to a graph slot
   // Per-step scratch for cascade merges: a level's output and two LSE arrays; with overlap and
   // two or more shared levels, a second shared state (the side stream merges its levels first).
   bool overlap = false;
@@ -824,75 +848,138 @@ class CudaBackend final : public Backend {
 
   bool supports_graphs() const override { return true; }
 
+  // Decode-only steps: the own (last) level on FlashInfer's decode kernel, shared levels (cascade)
+  // on the FA2 prefill kernel without mask, each planned in FlashInfer's CUDA-graph mode. A
+  // shared level is padded to `batch` entries with empty entries of no rows, so every plan of a
+  // slot has the same batch size and row count, hence the same grid and workspace layout; empty
+  // entries (rows without a prefix at that level) give an empty state that merges exactly.
   std::unique_ptr<AttentionPlan> plan_attention_graph(const AttentionStep& step,
                                                       const AttentionShape& shape, int slot_id,
                                                       int max_pages) override {
     validate_shape(shape);
-    if (step.levels.size() != 1 || max_pages < 1) return nullptr;
-    const PagedKVBatch& in = step.levels[0];
-    const int B = in.batch_size(), page_size = shape.kv.page_size;
+    const size_t nl = step.levels.size();
+    if (nl == 0 || max_pages < 1) return nullptr;
+    const PagedKVBatch& own = step.levels.back();
+    const int B = own.batch_size(), page_size = shape.kv.page_size;
     if (B == 0 || step.num_tokens != B) return nullptr;
-    in.validate(step.num_tokens, page_size, shape.kv.num_pages);
+    for (const PagedKVBatch& level : step.levels)
+      level.validate(step.num_tokens, page_size, shape.kv.num_pages);
     if (!cuda::decode_supported(shape.num_qo_heads, shape.num_kv_heads, shape.head_dim))
       return nullptr;
     for (int b = 0; b < B; ++b) {
-      if (in.q_len(b) != 1 || in.num_pages(b) < 1 || in.num_pages(b) > max_pages) return nullptr;
+      if (own.q_len(b) != 1 || own.num_pages(b) < 1 || own.num_pages(b) > max_pages) return nullptr;
     }
-    cuda::PlanQuery q{in.qo_indptr.data(),
-                      in.kv_indptr.data(),
-                      B,
-                      B,
-                      shape.num_qo_heads,
-                      shape.num_kv_heads,
-                      shape.head_dim,
-                      page_size,
-                      /*cuda_graph=*/true};
-    GraphSlot& slot = graph_slot(slot_id, q, max_pages);
+    std::vector<PagedKVBatch> shared(nl - 1);
+    for (size_t l = 0; l + 1 < nl; ++l) {
+      const PagedKVBatch& in = step.levels[l];
+      // The sm90 kernel (entries of >= 128 rows) has no graph mode here: such steps run eagerly.
+      if (in.causal || in.batch_size() > B ||
+          int64_t(in.kv_indices.size()) > int64_t(B) * max_pages || use_sm90_kernel(shape, in))
+        return nullptr;
+      shared[l] = in;
+      while (shared[l].batch_size() < B) shared[l].add_pages(0, {}, 0, page_size);
+    }
+    auto level_in = [&](size_t l) -> const PagedKVBatch& { return l + 1 < nl ? shared[l] : own; };
+    std::vector<cuda::PlanQuery> queries(nl);
+    for (size_t l = 0; l < nl; ++l) {
+      const PagedKVBatch& in = level_in(l);
+      queries[l] = cuda::PlanQuery{in.qo_indptr.data(),
+                                   in.kv_indptr.data(),
+                                   B,
+                                   B,
+                                   shape.num_qo_heads,
+                                   shape.num_kv_heads,
+                                   shape.head_dim,
+                                   page_size,
+                                   /*cuda_graph=*/true};
+    }
+    GraphSlot& slot = graph_slot(slot_id, queries, max_pages);
     // The host side of the slot is rewritten only once its last copy has run.
     cuda_check(cudaEventSynchronize(slot.staging.copied), "waiting for a plan's metadata copy");
     char* host = static_cast<char*>(slot.staging.host);
-    auto put = [&](size_t off, const int32_t* v, size_t n) {
-      if (n) std::memcpy(host + off, v, n * 4);
+    auto put = [&](size_t off, const std::vector<int32_t>& v) {
+      if (!v.empty()) std::memcpy(host + off, v.data(), v.size() * 4);
     };
-    put(slot.qo_indptr, in.qo_indptr.data(), in.qo_indptr.size());
-    put(slot.kv_indptr, in.kv_indptr.data(), in.kv_indptr.size());
-    put(slot.last_page_len, in.kv_last_page_len.data(), in.kv_last_page_len.size());
-    put(slot.kv_indices, in.kv_indices.data(), in.kv_indices.size());
+    for (size_t l = 0; l < nl; ++l) {
+      const PagedKVBatch& in = level_in(l);
+      const GraphLevel& gl = slot.levels[l];
+      put(gl.qo_indptr, in.qo_indptr);
+      put(gl.kv_indptr, in.kv_indptr);
+      put(gl.last_page_len, in.kv_last_page_len);
+      put(gl.kv_indices, in.kv_indices);
+    }
     auto* bi = reinterpret_cast<int32_t*>(host + slot.batch_indices);
     auto* pos = reinterpret_cast<int32_t*>(host + slot.positions);
-    for (int b = 0; b < B; ++b) bi[b] = b, pos[b] = in.kv_len(b, page_size) - 1;
+    for (int b = 0; b < B; ++b) bi[b] = b, pos[b] = own.kv_len(b, page_size) - 1;
 
     auto plan = std::make_unique<CudaAttentionPlan>(ctx_);
     plan->shape = shape;
     plan->num_tokens = B;
     plan->staging_ = slot.staging;
     plan->borrowed_ = true;
-    plan->float_ws_ = slot.float_ws;
-    plan->float_bytes_ = slot.float_bytes;
     plan->batch_indices = slot.batch_indices;
     plan->positions = slot.positions;
-    LevelPlan lp;
-    lp.batch_size = B;
-    lp.causal = in.causal;
-    lp.decode = true;
-    lp.qo_indptr = slot.qo_indptr;
-    lp.kv_indptr = slot.kv_indptr;
-    lp.kv_indices = slot.kv_indices;
-    lp.last_page_len = slot.last_page_len;
-    lp.int_ws = slot.int_ws;
-    lp.int_ws_bytes = slot.int_ws_bytes;
-    const cuda::PlanWorkspace ws = workspace(*plan, lp);
-    k_call([&] { lp.info = cuda::decode_plan(q, ws, s()); });
-    if (slot.info.empty()) slot.info = lp.info;
-    const size_t used = slot.kv_indices + in.kv_indices.size() * 4;
-    cuda_check(
-        cudaMemcpyAsync(slot.staging.dev, slot.staging.host, used, cudaMemcpyHostToDevice, s()),
-        "graph plan metadata copy");
-    cuda_check(cudaEventRecord(slot.staging.copied, s()), "cudaEventRecord");
+    void* shared_ws = nullptr;
+    if (nl > 1) {
+      // The shared levels run one after the other (on the side stream when overlapped, with
+      // fork and join events that stream capture records as graph dependencies).
+      plan->overlap = options_.overlap_cascade_levels;
+      if (plan->overlap) ctx_->ensure_side_stream();
+      const size_t rows = size_t(B) * shape.num_qo_heads;
+      const size_t out_bytes = align_up(rows * shape.head_dim * 2, 256),
+                   lse_bytes = align_up(rows * 4, 256);
+      const size_t ws_bytes = align_up(slot.shared_float_bytes, 256);
+      char* base = static_cast<char*>(graph_scratch(ws_bytes + 2 * out_bytes + 3 * lse_bytes));
+      shared_ws = base;
+      base += ws_bytes;
+      plan->level_out = base;
+      plan->level_out2 = base + out_bytes;
+      base += 2 * out_bytes;
+      plan->lse_main = reinterpret_cast<float*>(base);
+      plan->lse_level = reinterpret_cast<float*>(base + lse_bytes);
+      plan->lse_level2 = reinterpret_cast<float*>(base + 2 * lse_bytes);
+    }
+    cudaStream_t st = s();
+    bool same_launch = true;
+    for (size_t l = 0; l < nl; ++l) {
+      GraphLevel& gl = slot.levels[l];
+      const bool is_own = l + 1 == nl;
+      LevelPlan lp;
+      lp.batch_size = B;
+      lp.causal = level_in(l).causal;
+      lp.decode = is_own;
+      lp.side = plan->overlap && !is_own;
+      lp.qo_indptr = gl.qo_indptr;
+      lp.kv_indptr = gl.kv_indptr;
+      lp.kv_indices = gl.kv_indices;
+      lp.last_page_len = gl.last_page_len;
+      lp.int_ws = gl.int_ws;
+      lp.int_ws_bytes = gl.int_ws_bytes;
+      lp.float_ws = is_own ? slot.float_ws : shared_ws;
+      lp.float_bytes = is_own ? slot.float_bytes : slot.shared_float_bytes;
+      const cuda::PlanWorkspace ws = workspace(*plan, lp);
+      k_call([&] {
+        lp.info =
+            is_own ? cuda::decode_plan(queries[l], ws, st) : cuda::prefill_plan(queries[l], ws, st);
+      });
+      if (gl.info.empty()) gl.info = lp.info;
+      same_launch = same_launch && lp.info == gl.info;
+      plan->levels.push_back(std::move(lp));
+    }
+    cuda_check(cudaMemcpyAsync(slot.staging.dev, slot.staging.host, slot.head_bytes,
+                               cudaMemcpyHostToDevice, st),
+               "graph plan metadata copy");
+    for (size_t l = 0; l < nl; ++l) {
+      const size_t n = level_in(l).kv_indices.size() * 4, off = slot.levels[l].kv_indices;
+      if (n == 0) continue;
+      cuda_check(cudaMemcpyAsync(static_cast<char*>(slot.staging.dev) + off, host + off, n,
+                                 cudaMemcpyHostToDevice, st),
+                 "graph plan page table copy");
+    }
+    cuda_check(cudaEventRecord(slot.staging.copied, st), "cudaEventRecord");
     // A graph replays the launch shape it was captured with; a plan that differs (it should
     // not: the batch size fixes it) runs eagerly instead.
-    if (lp.info != slot.info) return nullptr;
-    plan->levels.push_back(std::move(lp));
+    if (!same_launch) return nullptr;
     return plan;
   }
 
@@ -933,6 +1020,10 @@ class CudaBackend final : public Backend {
   void clear_graphs() override {
     for (auto& [key, g] : ctx_->graphs) cudaGraphExecDestroy(g);
     ctx_->graphs.clear();
+    if (!ctx_->retired_scratch.empty()) {
+      synchronize();  // no replay still reads a retired buffer
+      ctx_->free_retired_scratch();
+    }
   }
 
   // ---- Timing ----
@@ -967,32 +1058,50 @@ class CudaBackend final : public Backend {
     ctx_->graphs.erase(it);
   }
 
-  // The slot for a batch of q.batch_size decodes, (re)made when its shape changes; a remade
-  // slot's graph is dropped (it read the old buffers).
-  GraphSlot& graph_slot(int slot_id, const cuda::PlanQuery& q, int max_pages) {
+  // The slot for a batch of queries.back().batch_size decodes over queries.size() levels,
+  // (re)made when its shape changes; a remade slot's graph is dropped (it read the old buffers).
+  GraphSlot& graph_slot(int slot_id, const std::vector<cuda::PlanQuery>& queries, int max_pages) {
+    const cuda::PlanQuery& q = queries.back();
     GraphSlot& g = ctx_->slots[slot_id];
-    if (g.batch == q.batch_size && g.max_pages == max_pages && g.num_qo_heads == q.num_qo_heads &&
-        g.num_kv_heads == q.num_kv_heads && g.head_dim == q.head_dim && g.page_size == q.page_size)
+    if (g.batch == q.batch_size && g.levels.size() == queries.size() && g.max_pages == max_pages &&
+        g.num_qo_heads == q.num_qo_heads && g.num_kv_heads == q.num_kv_heads &&
+        g.head_dim == q.head_dim && g.page_size == q.page_size)
       return g;
     if (g.batch != 0) {
       synchronize();
       Context::release_slot(g);
       drop_graph(slot_id);
     }
-    const size_t B = size_t(q.batch_size);
-    size_t fb = 0, ib = 0;
-    k_call([&] { cuda::decode_workspace_size(q, &fb, &ib); });
+    const size_t B = size_t(q.batch_size), nl = queries.size();
+    size_t own_fb = 0, shared_fb = 0;
+    std::vector<size_t> int_bytes(nl);
+    for (size_t l = 0; l < nl; ++l) {
+      size_t fb = 0;
+      k_call([&] {
+        if (l + 1 == nl)
+          cuda::decode_workspace_size(queries[l], &fb, &int_bytes[l]);
+        else
+          cuda::prefill_workspace_size(queries[l], &fb, &int_bytes[l]);
+      });
+      size_t& need = l + 1 == nl ? own_fb : shared_fb;
+      need = std::max(need, fb);
+    }
     Layout lay;
-    g.qo_indptr = lay.add((B + 1) * 4);
-    g.kv_indptr = lay.add((B + 1) * 4);
-    g.last_page_len = lay.add(B * 4);
+    g.levels.assign(nl, GraphLevel{});
+    for (size_t l = 0; l < nl; ++l) {
+      GraphLevel& gl = g.levels[l];
+      gl.qo_indptr = lay.add((B + 1) * 4);
+      gl.kv_indptr = lay.add((B + 1) * 4);
+      gl.last_page_len = lay.add(B * 4);
+      gl.int_ws_bytes = align_up(int_bytes[l], 16) + 16;
+      gl.int_ws = lay.add(gl.int_ws_bytes);
+    }
     g.batch_indices = lay.add(B * 4);
     g.positions = lay.add(B * 4);
-    g.int_ws_bytes = align_up(ib, 16) + 16;
-    g.int_ws = lay.add(g.int_ws_bytes);
-    g.kv_indices = lay.add(B * size_t(max_pages) * 4);
-    g.size = lay.size;
-    g.staging.capacity = align_up(g.size, 4096);
+    g.head_bytes = lay.size;
+    // A shared level holds at most one entry per row, each over a prefix of that row's pages.
+    for (GraphLevel& gl : g.levels) gl.kv_indices = lay.add(B * size_t(max_pages) * 4);
+    g.staging.capacity = align_up(lay.size, 4096);
     cuda_check(cudaHostAlloc(&g.staging.host, g.staging.capacity, cudaHostAllocDefault),
                "cudaHostAlloc (graph plan)");
     std::memset(g.staging.host, 0, g.staging.capacity);
@@ -1000,16 +1109,30 @@ class CudaBackend final : public Backend {
     cuda_check(cudaEventCreateWithFlags(&g.staging.copied, cudaEventDisableTiming),
                "cudaEventCreate");
     cuda_check(cudaEventRecord(g.staging.copied, s()), "cudaEventRecord");
-    g.float_bytes = std::max<size_t>(align_up(fb, 256), 256);
+    g.float_bytes = std::max<size_t>(align_up(own_fb, 256), 256);
     cuda_check(cudaMalloc(&g.float_ws, g.float_bytes), "cudaMalloc (graph split-kv scratch)");
+    g.shared_float_bytes = shared_fb;
     g.batch = q.batch_size;
     g.max_pages = max_pages;
     g.num_qo_heads = q.num_qo_heads;
     g.num_kv_heads = q.num_kv_heads;
     g.head_dim = q.head_dim;
     g.page_size = q.page_size;
-    g.info.clear();
     return g;
+  }
+
+  // The context's graph scratch, at least `bytes` big. A replaced buffer is retired, not freed:
+  // graphs captured with it keep reading it (each slot's use of it is fixed).
+  void* graph_scratch(size_t bytes) {
+    if (bytes > ctx_->graph_scratch_bytes) {
+      if (ctx_->graph_scratch) ctx_->retired_scratch.push_back(ctx_->graph_scratch);
+      ctx_->graph_scratch = nullptr;
+      ctx_->graph_scratch_bytes =
+          std::max(align_up(bytes, size_t(1) << 20), 2 * ctx_->graph_scratch_bytes);
+      cuda_check(cudaMalloc(&ctx_->graph_scratch, ctx_->graph_scratch_bytes),
+                 "cudaMalloc (graph cascade scratch)");
+    }
+    return ctx_->graph_scratch;
   }
 
   cudaStream_t s() const { return ctx_->stream; }
@@ -1095,13 +1218,16 @@ class CudaBackend final : public Backend {
   cuda::PlanWorkspace workspace(const CudaAttentionPlan& plan, const LevelPlan& lp) const {
     cuda::PlanWorkspace ws;
     // Levels on the side stream run concurrently with the main stream's: their own scratch.
-    // A graph slot's plan (decode only, never cascade) brings its own main scratch.
-    if (lp.side) {
+    // A graph plan's levels bring their own (fixed) scratch.
+    if (lp.float_ws) {
+      ws.float_ws = lp.float_ws;
+      ws.float_bytes = lp.float_bytes;
+    } else if (lp.side) {
       ws.float_ws = ctx_->side_float_ws;
       ws.float_bytes = ctx_->side_float_bytes;
     } else {
-      ws.float_ws = plan.float_ws_ ? plan.float_ws_ : ctx_->attn_float_ws;
-      ws.float_bytes = plan.float_ws_ ? plan.float_bytes_ : ctx_->attn_float_bytes;
+      ws.float_ws = ctx_->attn_float_ws;
+      ws.float_bytes = ctx_->attn_float_bytes;
     }
     ws.int_ws = static_cast<char*>(plan.staging_.dev) + lp.int_ws;
     ws.int_pinned = static_cast<char*>(plan.staging_.host) + lp.int_ws;

@@ -107,8 +107,10 @@ struct PlanQuery {
   int num_kv_heads = 0;
   int head_dim = 0;
   int page_size = 0;
-  // Decode plans for CUDA graphs: FlashInfer's fixed-grid variant (the kernel's launch shape
-  // depends on the batch size only; the KV chunk size is read from device memory).
+  // Plans for CUDA graphs: FlashInfer's fixed-grid variant. Decode: the launch shape depends on
+  // the batch size only; the KV chunk size is read from device memory. Prefill: it depends on
+  // the batch size and total_rows only (KV always split, padding CTAs masked, row count and
+  // chunk size read from device memory).
   bool cuda_graph = false;
   // host, batch: tokens in each entry's last page (0 for an empty entry); the sm90 plan needs it.
   const int32_t* kv_last_page_len_h = nullptr;
