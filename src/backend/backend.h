@@ -94,8 +94,9 @@ class Backend {
   // CUDA graphs (backends that support them; the decoder uses them for decode-only steps).
   // plan_attention_graph() plans into device buffers owned by `slot` that never move, so a graph
   // captured with one plan of a slot replays correctly after a later plan of the same slot with
-  // the same batch size; it returns null when the step cannot be planned that way. No entry may
-  // have more than max_pages pages.
+  // the same batch size and number of levels (cascade steps: non-causal shared levels of at
+  // most B entries each, then the own level of B one-row entries); it returns null when the
+  // step cannot be planned that way. No entry may have more than max_pages pages.
   // begin_capture()/end_capture(key) record the work enqueued between them as graph `key` (it
   // does not run); replay(key) runs it.
   virtual bool supports_graphs() const { return false; }
