@@ -69,6 +69,13 @@ class Backend {
   // cos_sin: f32 [max_pos, D] with cos in the first D/2 columns and sin in the last D/2.
   virtual void rope(Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin,
                     int head_dim) = 0;
+  // The attention block's prologue in one op: splits each row of the fused projection
+  // qkv [T, (Hq + 2 Hk) * D] into q [T, Hq*D], k [T, Hk*D] and v [T, Hk*D], RMS-normalises every
+  // q head with q_norm [D] and every k head with k_norm [D] (either may be undefined: no norm),
+  // then applies rope() to q and k. Hq and Hk come from q's and k's widths.
+  virtual void qkv_split_norm_rope(const Tensor& qkv, const Tensor& q_norm, const Tensor& k_norm,
+                                   float eps, const Tensor& positions, const Tensor& cos_sin,
+                                   int head_dim, Tensor q, Tensor k, Tensor v) = 0;
   // out = silu(gate_up[:, :I]) * gate_up[:, I:]. gate_up: [T, 2I]; out: [T, I].
   virtual void silu_and_mul(const Tensor& gate_up, Tensor out) = 0;
   // dst = src (same shape, same device).

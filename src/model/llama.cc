@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numbers>
 
 #include "core/error.h"
@@ -73,17 +74,45 @@ HostTensor rope_cos_sin_table(const ModelConfig& cfg, int64_t max_pos) {
 LlamaModel::LlamaModel(const ModelConfig& config, const WeightMap& w, Backend& backend)
     : cfg_(config), backend_(backend) {
   cfg_.validate();
-  const std::string fused_suffix = ".mlp.gate_up_proj.weight";
+  const int64_t D = cfg_.head_dim, I = cfg_.intermediate_size;
+  const int64_t q_rows = cfg_.num_heads * D, kv_rows = cfg_.num_kv_heads * D;
+  // Fused tensors (load() names them): one GEMM instead of two or three. Each is its parts'
+  // rows stacked in order; a part has the fused shape with its own row count.
+  struct Part {
+    const char* suffix;
+    int64_t rows;
+  };
+  struct Fused {
+    const char* suffix;
+    std::vector<Part> parts;
+  };
+  const std::vector<Fused> fused = {
+      {".mlp.gate_up_proj.weight", {{".mlp.gate_proj.weight", I}, {".mlp.up_proj.weight", I}}},
+      {".self_attn.qkv_proj.weight",
+       {{".self_attn.q_proj.weight", q_rows},
+        {".self_attn.k_proj.weight", kv_rows},
+        {".self_attn.v_proj.weight", kv_rows}}},
+      {".self_attn.qkv_proj.bias",
+       {{".self_attn.q_proj.bias", q_rows},
+        {".self_attn.k_proj.bias", kv_rows},
+        {".self_attn.v_proj.bias", kv_rows}}},
+  };
   load(
       [&](const std::string& name, const Shape& shape) {
-        if (!name.ends_with(fused_suffix)) return backend_.upload(require(w, name, shape));
-        // gate and up in one [2 I, H] weight: one GEMM instead of two.
-        const std::string prefix = name.substr(0, name.size() - fused_suffix.size());
-        const Shape half{shape[0] / 2, shape[1]};
-        HostTensor gate_up{shape, require(w, prefix + ".mlp.gate_proj.weight", half).data};
-        const auto& upw = require(w, prefix + ".mlp.up_proj.weight", half).data;
-        gate_up.data.insert(gate_up.data.end(), upw.begin(), upw.end());
-        return backend_.upload(gate_up);
+        for (const Fused& f : fused) {
+          if (!name.ends_with(f.suffix)) continue;
+          const std::string prefix = name.substr(0, name.size() - std::strlen(f.suffix));
+          HostTensor t{shape, {}};
+          t.data.reserve(size_t(t.numel()));
+          for (const Part& p : f.parts) {
+            Shape part_shape = shape;
+            part_shape[0] = p.rows;
+            const auto& d = require(w, prefix + p.suffix, part_shape).data;
+            t.data.insert(t.data.end(), d.begin(), d.end());
+          }
+          return backend_.upload(t);
+        }
+        return backend_.upload(require(w, name, shape));
       },
       w.count("lm_head.weight") || !cfg_.tie_embeddings);
 }
@@ -130,14 +159,9 @@ void LlamaModel::load(const WeightFn& weight, bool has_lm_head) {
     auto lw = [&](const char* rest, const Shape& shape) { return up(layer_name(i, rest), shape); };
     L.input_norm = lw("input_layernorm.weight", {H});
     L.post_norm = lw("post_attention_layernorm.weight", {H});
-    L.q = lw("self_attn.q_proj.weight", {Hq * D, H});
-    L.k = lw("self_attn.k_proj.weight", {Hk * D, H});
-    L.v = lw("self_attn.v_proj.weight", {Hk * D, H});
-    if (cfg_.attention_bias) {
-      L.q_bias = lw("self_attn.q_proj.bias", {Hq * D});
-      L.k_bias = lw("self_attn.k_proj.bias", {Hk * D});
-      L.v_bias = lw("self_attn.v_proj.bias", {Hk * D});
-    }
+    // q, k and v projections stacked (the random init draws it like any [out, H] Linear).
+    L.qkv = lw("self_attn.qkv_proj.weight", {(Hq + 2 * Hk) * D, H});
+    if (cfg_.attention_bias) L.qkv_bias = lw("self_attn.qkv_proj.bias", {(Hq + 2 * Hk) * D});
     if (cfg_.qk_norm) {
       L.q_norm = lw("self_attn.q_norm.weight", {D});
       L.k_norm = lw("self_attn.k_norm.weight", {D});
@@ -202,6 +226,7 @@ void LlamaModel::ensure_workspace(int64_t T, int64_t R) {
   ws_.rows = backend_.alloc({rcap}, DType::I32);
   ws_.hidden = backend_.alloc({cap, H}, dt);
   ws_.residual = backend_.alloc({cap, H}, dt);
+  ws_.qkv = backend_.alloc({cap, (cfg_.num_heads + 2 * cfg_.num_kv_heads) * D}, dt);
   ws_.q = backend_.alloc({cap, cfg_.num_heads * D}, dt);
   ws_.k = backend_.alloc({cap, cfg_.num_kv_heads * D}, dt);
   ws_.v = backend_.alloc({cap, cfg_.num_kv_heads * D}, dt);
@@ -213,8 +238,8 @@ void LlamaModel::ensure_workspace(int64_t T, int64_t R) {
   ws_.capacity = cap;
   ws_.row_capacity = rcap;
   for (const Tensor* t :
-       {&ws_.ids, &ws_.positions, &ws_.rows, &ws_.hidden, &ws_.residual, &ws_.q, &ws_.k, &ws_.v,
-        &ws_.attn_out, &ws_.gate_up, &ws_.act, &ws_.last_hidden, &ws_.logits})
+       {&ws_.ids, &ws_.positions, &ws_.rows, &ws_.hidden, &ws_.residual, &ws_.qkv, &ws_.q, &ws_.k,
+        &ws_.v, &ws_.attn_out, &ws_.gate_up, &ws_.act, &ws_.last_hidden, &ws_.logits})
     ws_.bytes += int64_t(t->nbytes());
 }
 
@@ -240,17 +265,12 @@ void LlamaModel::validate_input(const ForwardInput& in, const KVCache& kv) const
 void LlamaModel::attention_block(const Layer& L, const AttentionPlan& plan, Tensor kv_pages,
                                  int64_t T) {
   const int64_t D = cfg_.head_dim;
-  Tensor x = ws_.hidden.slice(0, T), q = ws_.q.slice(0, T), k = ws_.k.slice(0, T),
-         v = ws_.v.slice(0, T);
-  backend_.linear(x, L.q, L.q_bias, q);
-  backend_.linear(x, L.k, L.k_bias, k);
-  backend_.linear(x, L.v, L.v_bias, v);
-  if (cfg_.qk_norm) {
-    Tensor qh = q.view({T * cfg_.num_heads, D}), kh = k.view({T * cfg_.num_kv_heads, D});
-    backend_.rmsnorm(qh, L.q_norm, float(cfg_.rms_eps), qh);
-    backend_.rmsnorm(kh, L.k_norm, float(cfg_.rms_eps), kh);
-  }
-  backend_.rope(q, k, ws_.positions.slice(0, T), cos_sin_, int(D));
+  Tensor x = ws_.hidden.slice(0, T), qkv = ws_.qkv.slice(0, T), q = ws_.q.slice(0, T),
+         k = ws_.k.slice(0, T), v = ws_.v.slice(0, T);
+  backend_.linear(x, L.qkv, L.qkv_bias, qkv);
+  // Split, per-head q/k RMSNorm (Qwen3; undefined weights otherwise) and rope in one op.
+  backend_.qkv_split_norm_rope(qkv, L.q_norm, L.k_norm, float(cfg_.rms_eps),
+                               ws_.positions.slice(0, T), cos_sin_, int(D), q, k, v);
   Tensor attn = ws_.attn_out.slice(0, T);
   backend_.attention(plan, q, k, v, kv_pages, attn);
   backend_.linear(attn, L.o_proj, L.o_bias, x);

@@ -87,18 +87,18 @@ class LlamaModel {
  private:
   struct Layer {
     Tensor input_norm, post_norm;
-    Tensor q, k, v, q_bias, k_bias, v_bias;  // biases undefined unless attention_bias
-    Tensor q_norm, k_norm;                   // undefined unless qk_norm
-    Tensor o_proj, o_bias;                   // o_bias undefined unless o_proj_bias
-    Tensor gate_up;                          // fused [2 I, H]
+    Tensor qkv, qkv_bias;   // fused [(Hq + 2 Hk) D, H]; the bias undefined unless attention_bias
+    Tensor q_norm, k_norm;  // undefined unless qk_norm
+    Tensor o_proj, o_bias;  // o_bias undefined unless o_proj_bias
+    Tensor gate_up;         // fused [2 I, H]
     Tensor down;
   };
   struct Workspace {
     int64_t capacity = 0;      // tokens
     int64_t row_capacity = 0;  // logit rows
     int64_t bytes = 0;
-    Tensor ids, positions, rows, hidden, residual, q, k, v, attn_out, gate_up, act, last_hidden,
-        logits;
+    Tensor ids, positions, rows, hidden, residual, qkv, q, k, v, attn_out, gate_up, act,
+        last_hidden, logits;
   };
   // Gives a weight of the given name and shape on the device.
   using WeightFn = std::function<Tensor(const std::string& name, const Shape& shape)>;

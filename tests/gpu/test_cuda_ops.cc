@@ -139,6 +139,98 @@ TEST_F(CudaOps, RopeF32Table) {
   }
 }
 
+// The fused split + q/k RMSNorm + rope against the CPU op (itself checked against rmsnorm and
+// rope, tests/test_qkv_split_norm_rope.cc).
+TEST_F(CudaOps, QkvSplitNormRope) {
+  struct Dims {
+    int T, Hq, Hk, D;
+  };
+  const int max_pos = 4096;
+  for (Dims d : {Dims{1, 16, 8, 128}, Dims{37, 16, 8, 128}, Dims{5, 32, 8, 128},
+                 Dims{19, 32, 8, 64}, Dims{3, 16, 8, 64}, Dims{1, 9, 3, 64}})
+    for (bool norms : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "T=" << d.T << " Hq=" << d.Hq << " Hk=" << d.Hk
+                                        << " D=" << d.D << " norms " << norms);
+      const int64_t QW = int64_t(d.Hq) * d.D, KW = int64_t(d.Hk) * d.D;
+      std::vector<float> table = cos_sin_table(max_pos, d.D);
+      Tensor tc = cpu->alloc({max_pos, d.D}, DType::F32);
+      Tensor tg = gpu->alloc({max_pos, d.D}, DType::F32);
+      cpu->copy_from_host(tc, table.data());
+      gpu->copy_from_host(tg, table.data());
+      std::vector<int32_t> pos(size_t(d.T));
+      std::uniform_int_distribution<int32_t> pd(0, max_pos - 1);
+      for (auto& p : pos) p = pd(rng);
+      auto [pc, pg] = both_i32(pos);
+      auto [xc, xg] = both_random({d.T, QW + 2 * KW}, 3.0f);
+      Tensor qnc, qng, knc, kng;
+      if (norms) {
+        std::vector<float> qn = random_vec(rng, size_t(d.D), 0.2f),
+                           kn = random_vec(rng, size_t(d.D), 0.2f);
+        for (float& x : qn) x = round_bf16(x + 1.0f);
+        for (float& x : kn) x = round_bf16(x + 1.0f);
+        std::tie(qnc, qng) = both({d.D}, qn);
+        std::tie(knc, kng) = both({d.D}, kn);
+      }
+      auto [qc, qg] = outputs({d.T, QW});
+      auto [kc, kg] = outputs({d.T, KW});
+      auto [vc, vg] = outputs({d.T, KW});
+      cpu->qkv_split_norm_rope(xc, qnc, knc, 1e-6f, pc, tc, d.D, qc, kc, vc);
+      gpu->qkv_split_norm_rope(xg, qng, kng, 1e-6f, pg, tg, d.D, qg, kg, vg);
+      EXPECT_LE(err(*gpu, qg, qc), kBf16Tol);
+      EXPECT_LE(err(*gpu, kg, kc), kBf16Tol);
+      EXPECT_EQ(err(*gpu, vg, vc), 0.0);  // v is a copy
+    }
+  // Inside a CUDA graph: record once, change the positions, replay.
+  {
+    const int T = 4, Hq = 16, Hk = 8, D = 128;
+    std::vector<float> table = cos_sin_table(max_pos, D);
+    Tensor tc = cpu->alloc({max_pos, D}, DType::F32), tg = gpu->alloc({max_pos, D}, DType::F32);
+    cpu->copy_from_host(tc, table.data());
+    gpu->copy_from_host(tg, table.data());
+    auto [xc, xg] = both_random({T, (Hq + 2 * Hk) * D});
+    auto [wc, wg] = both_random({D});
+    std::vector<int32_t> pos{0, 1, 2, 3};
+    auto [pc, pg] = both_i32(pos);
+    auto [qc, qg] = outputs({T, Hq * D});
+    auto [kc, kg] = outputs({T, Hk * D});
+    auto [vc, vg] = outputs({T, Hk * D});
+    gpu->begin_capture();
+    gpu->qkv_split_norm_rope(xg, wg, wg, 1e-6f, pg, tg, D, qg, kg, vg);
+    gpu->end_capture(0);
+    pos = {100, 7, 4000, 9};
+    cpu->copy_from_host(pc, pos.data());
+    gpu->copy_from_host(pg, pos.data());
+    gpu->replay(0);
+    cpu->qkv_split_norm_rope(xc, wc, wc, 1e-6f, pc, tc, D, qc, kc, vc);
+    EXPECT_LE(err(*gpu, qg, qc), kBf16Tol);
+    EXPECT_LE(err(*gpu, kg, kc), kBf16Tol);
+    EXPECT_EQ(err(*gpu, vg, vc), 0.0);
+    gpu->clear_graphs();
+  }
+}
+
+TEST_F(CudaOps, QkvSplitNormRopeRejectsBadInput) {
+  const int D = 64;
+  Tensor tg = gpu->alloc({16, D}, DType::F32);
+  auto [pc, pg] = both_i32({1, 2});
+  auto [xc, xg] = both_random({2, 4 * D});
+  Tensor q = gpu->alloc({2, 2 * D}, DType::BF16), k = gpu->alloc({2, D}, DType::BF16),
+         v = gpu->alloc({2, D}, DType::BF16);
+  EXPECT_THROW(
+      gpu->qkv_split_norm_rope(xg.slice(0, 1), Tensor(), Tensor(), 1e-6f, pg, tg, D, q, k, v),
+      Error);  // rows != positions
+  Tensor f32q = gpu->alloc({2, 2 * D}, DType::F32);
+  EXPECT_THROW(gpu->qkv_split_norm_rope(xg, Tensor(), Tensor(), 1e-6f, pg, tg, D, f32q, k, v),
+               Error);  // dtype
+  Tensor t96 = gpu->alloc({16, 96}, DType::F32);
+  Tensor x96 = gpu->alloc({2, 4 * 96}, DType::BF16), q96 = gpu->alloc({2, 2 * 96}, DType::BF16),
+         k96 = gpu->alloc({2, 96}, DType::BF16), v96 = gpu->alloc({2, 96}, DType::BF16);
+  EXPECT_THROW(gpu->qkv_split_norm_rope(x96, Tensor(), Tensor(), 1e-6f, pg, t96, 96, q96, k96, v96),
+               Error);  // head_dim 96
+  EXPECT_THROW(gpu->qkv_split_norm_rope(xc, Tensor(), Tensor(), 1e-6f, pg, tg, D, q, k, v),
+               Error);  // CPU input
+}
+
 TEST_F(CudaOps, SiluAndMul) {
   for (int64_t I : {1536, 100, 7}) {
     const int64_t T = 17;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <tuple>
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_attention.h"
@@ -38,6 +39,15 @@ void rmsnorm_row(const float* x, const float* w, float eps, int64_t n, float* ou
   for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
   const float inv = 1.0f / std::sqrt(ss / float(n) + eps);
   for (int64_t i = 0; i < n; ++i) out[i] = w[i] * (x[i] * inv);
+}
+
+// Rotate-half rope of one head of 2 * half values in place; c, s: the position's cos and sin.
+void rope_head(float* v, const float* c, const float* s, int half) {
+  for (int d = 0; d < half; ++d) {
+    const float x1 = v[d], x2 = v[d + half];
+    v[d] = x1 * c[d] - x2 * s[d];
+    v[d + half] = x2 * c[d] + x1 * s[d];
+  }
 }
 
 class CpuBackend final : public Backend {
@@ -145,13 +155,52 @@ class CpuBackend final : public Backend {
                  max_pos);
         const float* c = cs + int64_t(pos[i]) * head_dim;
         const float* s = c + half;
-        for (int64_t h = 0; h < heads; ++h) {
-          float* v = p + (i * heads + h) * head_dim;
-          for (int d = 0; d < half; ++d) {
-            const float x1 = v[d], x2 = v[d + half];
-            v[d] = x1 * c[d] - x2 * s[d];
-            v[d + half] = x2 * c[d] + x1 * s[d];
-          }
+        for (int64_t h = 0; h < heads; ++h) rope_head(p + (i * heads + h) * head_dim, c, s, half);
+      }
+    }
+  }
+
+  // Copies, then normalises in place, then rotates: the same float operations in the same order
+  // as rmsnorm() over heads followed by rope(), so the results are bit-identical.
+  void qkv_split_norm_rope(const Tensor& qkv, const Tensor& q_norm, const Tensor& k_norm, float eps,
+                           const Tensor& positions, const Tensor& cos_sin, int head_dim, Tensor q,
+                           Tensor k, Tensor v) override {
+    const int64_t T = positions.numel(), D = head_dim, max_pos = cos_sin.dim(0);
+    NC_CHECK(D > 0 && D % 2 == 0, "qkv_split_norm_rope: bad head_dim {}", D);
+    NC_CHECK(cos_sin.ndim() == 2 && cos_sin.dim(1) == D,
+             "qkv_split_norm_rope: cos/sin table {} does not have {} columns",
+             shape_str(cos_sin.shape()), D);
+    const int64_t QW = q.dim(-1), KW = k.dim(-1);
+    NC_CHECK(QW % D == 0 && KW % D == 0, "qkv_split_norm_rope: q {} / k {} not heads of {}",
+             shape_str(q.shape()), shape_str(k.shape()), D);
+    q.expect_shape({T, QW}, "qkv_split_norm_rope q");
+    k.expect_shape({T, KW}, "qkv_split_norm_rope k");
+    v.expect_shape({T, KW}, "qkv_split_norm_rope v");
+    qkv.expect_shape({T, QW + 2 * KW}, "qkv_split_norm_rope qkv");
+    for (const Tensor* w : {&q_norm, &k_norm})
+      if (w->defined()) w->expect_shape({D}, "qkv_split_norm_rope norm weight");
+    const float* in = f32(qkv, "qkv_split_norm_rope");
+    const float* cs = f32(cos_sin, "qkv_split_norm_rope table");
+    const float* qn = q_norm.defined() ? f32(q_norm, "q_norm") : nullptr;
+    const float* kn = k_norm.defined() ? f32(k_norm, "k_norm") : nullptr;
+    positions.expect_dtype(DType::I32, "qkv_split_norm_rope positions");
+    const int32_t* pos = positions.ptr<int32_t>();
+    float *pq = f32(q, "qkv_split_norm_rope q"), *pk = f32(k, "qkv_split_norm_rope k"),
+          *pv = f32(v, "qkv_split_norm_rope v");
+    const int half = head_dim / 2;
+    for (int64_t i = 0; i < T; ++i) {
+      NC_CHECK(pos[i] >= 0 && pos[i] < max_pos, "qkv_split_norm_rope: position {} outside [0, {})",
+               pos[i], max_pos);
+      const float* row = in + i * (QW + 2 * KW);
+      const float* c = cs + int64_t(pos[i]) * D;
+      std::copy_n(row + QW + KW, KW, pv + i * KW);
+      for (auto [src, dst, width, norm] :
+           {std::tuple{row, pq + i * QW, QW, qn}, std::tuple{row + QW, pk + i * KW, KW, kn}}) {
+        std::copy_n(src, width, dst);
+        for (int64_t h = 0; h < width / D; ++h) {
+          float* x = dst + h * D;
+          if (norm) rmsnorm_row(x, norm, eps, D, x);
+          rope_head(x, c, c + half, half);
         }
       }
     }

@@ -522,6 +522,46 @@ class CudaBackend final : public Backend {
     });
   }
 
+  void qkv_split_norm_rope(const Tensor& qkv, const Tensor& q_norm, const Tensor& k_norm, float eps,
+                           const Tensor& positions, const Tensor& cos_sin, int head_dim, Tensor q,
+                           Tensor k, Tensor v) override {
+    const char* what = "qkv_split_norm_rope";
+    const int64_t T = positions.numel(), D = head_dim;
+    i32(positions, "qkv_split_norm_rope positions");
+    NC_CHECK(cuda::head_dim_supported(head_dim), "{}: head_dim {} not supported (64, 128)", what,
+             head_dim);
+    NC_CHECK(cos_sin.ndim() == 2 && cos_sin.dim(1) == D,
+             "{}: cos/sin table {} does not have {} columns", what, shape_str(cos_sin.shape()), D);
+    dev(cos_sin, "qkv_split_norm_rope table");
+    cos_sin.expect_contiguous("qkv_split_norm_rope table");
+    const int64_t QW = q.dim(-1), KW = k.dim(-1);
+    NC_CHECK(QW % D == 0 && KW % D == 0, "{}: q {} / k {} are not heads of {}", what,
+             shape_str(q.shape()), shape_str(k.shape()), D);
+    q.expect_shape({T, QW}, "qkv_split_norm_rope q");
+    k.expect_shape({T, KW}, "qkv_split_norm_rope k");
+    v.expect_shape({T, KW}, "qkv_split_norm_rope v");
+    qkv.expect_shape({T, QW + 2 * KW}, "qkv_split_norm_rope qkv");
+    std::vector<const void*> ptrs;
+    for (const Tensor* t : {&qkv, &q_norm, &k_norm, static_cast<const Tensor*>(&q),
+                            static_cast<const Tensor*>(&k), static_cast<const Tensor*>(&v)}) {
+      if (!t->defined()) continue;  // a norm weight may be absent
+      bf16(*t, what);
+      t->expect_contiguous(what);
+      ptrs.push_back(t->data());
+    }
+    for (const Tensor* w : {&q_norm, &k_norm})
+      if (w->defined()) w->expect_shape({D}, "qkv_split_norm_rope norm weight");
+    for (const void* p : ptrs)
+      NC_CHECK(reinterpret_cast<uintptr_t>(p) % 4 == 0, "{}: tensor not 4-byte aligned", what);
+    const float* table = rope_table(cos_sin);
+    k_call([&] {
+      cuda::qkv_split_norm_rope_bf16(qkv.data(), q_norm.defined() ? q_norm.data() : nullptr,
+                                     k_norm.defined() ? k_norm.data() : nullptr, eps,
+                                     positions.ptr<int32_t>(), table, int(T), int(QW / D),
+                                     int(KW / D), head_dim, q.data(), k.data(), v.data(), s());
+    });
+  }
+
   void silu_and_mul(const Tensor& gate_up, Tensor out) override {
     const int64_t T = gate_up.dim(0), I = gate_up.dim(1) / 2;
     NC_CHECK(gate_up.dim(1) % 2 == 0, "silu_and_mul: odd width {}", gate_up.dim(1));

@@ -27,6 +27,15 @@ void add_rmsnorm_bf16(void* x, void* residual, const void* weight, int rows, int
 void rope_bf16(void* q, void* k, const float* cos_sin, const int32_t* positions, int tokens,
                int num_qo_heads, int num_kv_heads, int head_dim, cudaStream_t stream);
 void silu_and_mul_bf16(const void* gate_up, void* out, int tokens, int inter, cudaStream_t stream);
+// Splits each row of qkv [tokens, (Hq + 2 Hk) * D] into q [tokens, Hq*D], k and v
+// [tokens, Hk*D] (all contiguous), RMS-normalises every q head with q_norm [D] and every k head
+// with k_norm [D] (null: no norm), then rotates q and k as rope_bf16 does; float32 math, one bf16
+// rounding. head_dim 64 or 128; 4-byte aligned bf16 pointers; positions as for rope_bf16
+// (qkv_norm_rope.cu).
+void qkv_split_norm_rope_bf16(const void* qkv, const void* q_norm, const void* k_norm, float eps,
+                              const int32_t* positions, const float* cos_sin, int tokens,
+                              int num_qo_heads, int num_kv_heads, int head_dim, void* q, void* k,
+                              void* v, cudaStream_t stream);
 void add_bf16(void* x, const void* y, int64_t n, cudaStream_t stream);
 void add_f32(float* x, const float* y, int64_t n, cudaStream_t stream);
 // out[i] = x[rows[i]] for rows of row_bytes bytes (any dtype); rows outside [0, num_rows) give
