@@ -76,7 +76,7 @@ struct EngineConfig {
   // CUDA graphs for decode-only steps (CUDA backend): batches up to graph_max_batch are padded
   // to a bucket (1, 2, 4, 8, 16, 32, 48, ...) whose graph is captured once and replayed.
   bool enable_cuda_graphs = true;
-  int graph_max_batch = 256;
+  int graph_max_batch = 512;  // nano-vLLM captures up to 512 too
   // Sample on the device (CUDA) when no request of a step uses penalties or min_tokens masking
   // (temperature, top-k, top-p and min-p are drawn there): only token ids come back to the
   // host. Greedy picks the same tokens as the host sampler; seeded sampling is reproducible but

@@ -902,6 +902,9 @@ class CudaBackend final : public Backend {
     const PagedKVBatch& own = step.levels.back();
     const int B = own.batch_size(), page_size = shape.kv.page_size;
     if (B == 0 || step.num_tokens != B) return nullptr;
+    // Shared levels are non-causal; anything else is not a cascade decode step.
+    for (size_t l = 0; l + 1 < nl; ++l)
+      if (step.levels[l].causal) return nullptr;
     for (const PagedKVBatch& level : step.levels)
       level.validate(step.num_tokens, page_size, shape.kv.num_pages);
     if (!cuda::decode_supported(shape.num_qo_heads, shape.num_kv_heads, shape.head_dim))
