@@ -59,71 +59,13 @@ HostTensor random_host(const Shape& shape, std::mt19937& rng, float scale = 1.0f
   return h;
 }
 
-void bench_decode(double peak_tbs) {
-  const int Hq = 16, Hk = 8, D = 128, page_size = 16, batch = 128;
-  std::printf(
-      "\n## Paged decode attention: batch %d, %d q heads / %d kv heads, head_dim %d, page %d, NHD, "
-      "bf16\n",
-      batch, Hq, Hk, D, page_size);
-  std::printf("| context | kernel | time (us) | K/V bytes (GB) | TB/s | fraction of %.2f TB/s |\n",
-              peak_tbs);
-  std::printf("|---|---|---|---|---|---|\n");
-  std::mt19937 rng(7);
-  for (int ctx : {2048, 4096}) {
-    const int pages_per_seq = (ctx + page_size - 1) / page_size;
-    const int num_pages = batch * pages_per_seq;
-    AttentionShape shape{Hq, Hk, D, 1.0f / std::sqrt(float(D)),
-                         KVCacheShape{1, num_pages, page_size, Hk, D, KVLayout::NHD}};
-    // Pages of different requests interleaved, as a running server's pool would be.
-    std::vector<int32_t> perm(num_pages);
-    for (int i = 0; i < num_pages; ++i) perm[i] = i;
-    std::shuffle(perm.begin(), perm.end(), rng);
-    AttentionStep step;
-    step.num_tokens = batch;
-    PagedKVBatch b;
-    for (int r = 0; r < batch; ++r) {
-      std::vector<int32_t> pages(perm.begin() + r * pages_per_seq,
-                                 perm.begin() + (r + 1) * pages_per_seq);
-      b.add(1, pages, ctx, page_size);
-    }
-    step.levels = {b};
-    for (DecodeKernel kernel : {DecodeKernel::CudaCores, DecodeKernel::TensorCores}) {
-      CudaBackendOptions opt;
-      opt.decode_kernel = kernel;
-      auto be = make_cuda_backend(0, opt);
-      Tensor kv = be->alloc({num_pages, 2, page_size, Hk, D}, DType::BF16);
-      {
-        // Fill the pool with random bf16 values in slices (no 2 GB host staging).
-        const int64_t chunk = 4096;
-        HostTensor h = random_host({chunk, 2 * page_size * Hk * D}, rng);
-        for (int64_t p = 0; p < num_pages; p += chunk) {
-          const int64_t n = std::min<int64_t>(chunk, num_pages - p);
-          Tensor src = be->upload(h);
-          be->copy_rows(src.slice(0, n),
-                        kv.view({num_pages, 2 * page_size * Hk * D}).slice(p, p + n));
-        }
-      }
-      Tensor q = be->upload(random_host({batch, Hq * D}, rng));
-      Tensor k = be->upload(random_host({batch, Hk * D}, rng));
-      Tensor v = be->upload(random_host({batch, Hk * D}, rng));
-      Tensor out = be->alloc({batch, Hq * D}, DType::BF16);
-      auto plan = be->plan_attention(step, shape);
-      const double s = median_seconds(*be, 50, 5, [&] { be->attention(*plan, q, k, v, kv, out); });
-      const double bytes = double(batch) * ctx * 2.0 * Hk * D * 2.0;
-      const double tbs = bytes / s / 1e12;
-      std::printf(
-          "| %d | %s | %.1f | %.3f | %.3f | %.3f |\n", ctx,
-          kernel == DecodeKernel::CudaCores ? "cuda-core decode" : "tensor-core (prefill) decode",
-          s * 1e6, bytes / 1e9, tbs, tbs / peak_tbs);
-    }
-  }
-}
-
 double copy_tbs(Backend& be);
 
 // One decode step over `batch` requests of `ctx` tokens each (16/8 heads, head_dim 128, page 16,
-// NHD, pages shuffled), with the backend's default kernel choice: seconds per call.
-double decode_step_seconds(int batch, int ctx, std::mt19937& rng) {
+// NHD, pages of different requests interleaved as a running server's pool would be), on a
+// backend with options `opt`: seconds per call.
+double decode_step_seconds(int batch, int ctx, std::mt19937& rng,
+                           const CudaBackendOptions& opt = {}) {
   const int Hq = 16, Hk = 8, D = 128, page_size = 16;
   const int pages_per_seq = (ctx + page_size - 1) / page_size;
   const int num_pages = batch * pages_per_seq;
@@ -141,8 +83,9 @@ double decode_step_seconds(int batch, int ctx, std::mt19937& rng) {
     b.add(1, pages, ctx, page_size);
   }
   step.levels = {b};
-  auto be = make_cuda_backend(0);
+  auto be = make_cuda_backend(0, opt);
   Tensor kv = be->alloc({num_pages, 2, page_size, Hk, D}, DType::BF16);
+  // Random bf16 values, filled in slices (no multi-GB host staging).
   const int64_t chunk = 4096, row = 2 * page_size * Hk * D;
   HostTensor h = random_host({chunk, row}, rng);
   Tensor src = be->upload(h);
@@ -157,6 +100,31 @@ double decode_step_seconds(int batch, int ctx, std::mt19937& rng) {
   auto plan = be->plan_attention(step, shape);
   const int calls = std::clamp(int(2e9 / (double(batch) * ctx * row / page_size * 2)), 5, 200);
   return median_seconds(*be, calls, 5, [&] { be->attention(*plan, q, k, v, kv, out); });
+}
+
+// Batch 128 at 2k and 4k context with each decode kernel, against a fixed peak.
+void bench_decode(double peak_tbs) {
+  std::printf(
+      "\n## Paged decode attention: batch 128, 16 q heads / 8 kv heads, head_dim 128, page 16, "
+      "NHD, bf16\n");
+  std::printf("| context | kernel | time (us) | K/V bytes (GB) | TB/s | fraction of %.2f TB/s |\n",
+              peak_tbs);
+  std::printf("|---|---|---|---|---|---|\n");
+  std::mt19937 rng(7);
+  const int batch = 128;
+  for (int ctx : {2048, 4096}) {
+    for (DecodeKernel kernel : {DecodeKernel::CudaCores, DecodeKernel::TensorCores}) {
+      CudaBackendOptions opt;
+      opt.decode_kernel = kernel;
+      const double s = decode_step_seconds(batch, ctx, rng, opt);
+      const double bytes = double(batch) * ctx * 2.0 * 8 * 128 * 2.0;
+      const double tbs = bytes / s / 1e12;
+      std::printf(
+          "| %d | %s | %.1f | %.3f | %.3f | %.3f |\n", ctx,
+          kernel == DecodeKernel::CudaCores ? "cuda-core decode" : "tensor-core (prefill) decode",
+          s * 1e6, bytes / 1e9, tbs, tbs / peak_tbs);
+    }
+  }
 }
 
 // The decode grid: batch 1-256 x context 512-32k, bandwidth against the copy measured in
