@@ -122,9 +122,9 @@ class Backend {
   // says how to draw row r): argmax (ties to the lowest id) where inv_temperature is 0, else the
   // Gumbel-max draw argmax_i(logits[r][i] * inv_temperature - log(-log(u_i))) with
   // u_i = uniform_hash01(seed, i) (random_init.h), taken over the candidates that temperature,
-  // top-k, top-p and min-p leave (backend/sampling_filter.h, filter_candidates), or over all ids when no
-  // filter is on. A row's token depends on its logits and its RowSampling only. The default runs
-  // on the host and is the reference for the other backends.
+  // top-k, top-p and min-p leave (backend/sampling_filter.h, filter_candidates), or over all ids
+  // when no filter is on. A row's token depends on its logits and its RowSampling only. The default
+  // runs on the host and is the reference for the other backends.
   virtual std::vector<int32_t> sample_tokens(const Tensor& logits,
                                              const std::vector<RowSampling>& rows);
 

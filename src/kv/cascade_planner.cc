@@ -179,8 +179,7 @@ void choose_levels(std::vector<TrieNode>& nodes, const std::vector<CascadeReques
       if (!n.kept) continue;
       int rows = 0;
       for (int m : n.members) rows += reqs[m].q_len;
-      net[n.level] +=
-          cost.saved_us(int(n.members.size()), rows, int64_t(n.num_pages) * ps, in_l2);
+      net[n.level] += cost.saved_us(int(n.members.size()), rows, int64_t(n.num_pages) * ps, in_l2);
     }
     const int worst = int(std::min_element(net.begin(), net.end()) - net.begin());
     if (net[worst] >= 0 && num_levels <= cost.max_shared_levels) return;
@@ -299,7 +298,8 @@ CascadePlan CascadePlanner::plan(const std::vector<CascadeRequest>& reqs) const 
   }
   out.step.levels.push_back(own_level(reqs, out.order, in_shared, page_base, ps));
   out.stats.pages_per_level.push_back(int(out.step.levels.back().kv_indices.size()));
-  for (const CascadeRequest& q : reqs) out.stats.kv_bytes_plain += double(q.kv_len) * bytes_per_token;
+  for (const CascadeRequest& q : reqs)
+    out.stats.kv_bytes_plain += double(q.kv_len) * bytes_per_token;
 
   for (const PagedKVBatch& level : out.step.levels)
     for (int b = 0; b < level.batch_size(); ++b)

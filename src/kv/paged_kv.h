@@ -9,8 +9,8 @@
 // and the queries of entry b are rows qo_indptr[b] .. qo_indptr[b+1] of the step's tokens.
 #pragma once
 #include <cstdint>
-#include <string>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "core/dtype.h"

@@ -926,15 +926,10 @@ class CudaBackend final : public Backend {
     std::vector<cuda::PlanQuery> queries(nl);
     for (size_t l = 0; l < nl; ++l) {
       const PagedKVBatch& in = level_in(l);
-      queries[l] = cuda::PlanQuery{in.qo_indptr.data(),
-                                   in.kv_indptr.data(),
-                                   B,
-                                   B,
-                                   shape.num_qo_heads,
-                                   shape.num_kv_heads,
-                                   shape.head_dim,
-                                   page_size,
-                                   /*cuda_graph=*/true};
+      queries[l] = cuda::PlanQuery{
+          in.qo_indptr.data(), in.kv_indptr.data(), B,         B, shape.num_qo_heads,
+          shape.num_kv_heads,  shape.head_dim,      page_size,
+          /*cuda_graph=*/true};
     }
     GraphSlot& slot = graph_slot(slot_id, queries, max_pages);
     // The host side of the slot is rewritten only once its last copy has run.
