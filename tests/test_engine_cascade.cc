@@ -322,8 +322,10 @@ TEST(EngineCascade, RequestsSentTogetherComputeASharedPromptOnce) {
   for (int i = 0; i < 8; ++i) prompts.push_back(cat(sys, random_tokens(rng, 5)));
   std::vector<int32_t> other = random_tokens(rng, 30);  // shares nothing: admitted at once
   prompts.push_back(other);
-  for (bool cascade : {false, true}) {
-    auto e = make_engine(setup(true, cascade, 4, 4096));
+  // Budget 16: the first prompt's prefill takes 5 steps, and the others wait through all of them.
+  for (auto [cascade, budget] : {std::pair{false, 4096}, {true, 4096}, {false, 16}, {true, 16}}) {
+    SCOPED_TRACE(::testing::Message() << "cascade " << cascade << " budget " << budget);
+    auto e = make_engine(setup(true, cascade, 4, budget));
     const auto out = e->generate(prompts, greedy(6));
     for (size_t i = 0; i < prompts.size(); ++i)
       EXPECT_EQ(out[i].token_ids, reference_greedy(prompts[i], 6)) << i;

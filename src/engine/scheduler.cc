@@ -81,19 +81,29 @@ int common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b, 
 
 }  // namespace
 
-bool Scheduler::waits_for_shared_prefill(const Sequence* s,
+bool Scheduler::waits_for_shared_prefill(Sequence* s,
                                          const std::vector<const Sequence*>& prefilling) const {
   const int ps = cfg_.page_size, need = cfg_.wait_for_shared_prefix_tokens;
   if (!prefix_cache_ || need <= 0 || prefilling.empty()) return false;
+  // Still waiting for the same prefill: it only puts more of the shared prefix in the cache, so
+  // s keeps waiting without comparing its tokens again (a long shared prompt prefilled in
+  // chunks would otherwise cost every waiting sharer a full comparison per step).
+  for (const Sequence* p : prefilling)
+    if (p->id == s->waits_for) return true;
+  s->waits_for = -1;
   // What the cache could give s at most: whole pages, the last token always computed.
   const int limit = (s->num_tokens() - 1) / ps * ps;
   int best = 0;
+  int64_t best_id = -1;
   for (const Sequence* p : prefilling) {
     // Only p's prompt enters the cache at commit (Scheduler::commit).
-    const int shared = common_prefix(s->tokens, p->tokens, std::min(limit, p->num_prompt));
-    best = std::max(best, shared / ps * ps);
+    const int shared =
+        common_prefix(s->tokens, p->tokens, std::min(limit, p->num_prompt)) / ps * ps;
+    if (shared > best) best = shared, best_id = p->id;
   }
-  return best >= need && best - prefix_cache_->peek(*s) >= need;
+  if (best < need || best - prefix_cache_->peek(*s) < need) return false;
+  s->waits_for = best_id;
+  return true;
 }
 
 void Scheduler::admit_waiting(int& budget) {

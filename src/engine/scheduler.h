@@ -98,8 +98,8 @@ class Scheduler {
   bool schedule_running(Sequence* s, int want, int& budget, ScheduleResult& result);
   void admit_waiting(int& budget);
   // Whether waiting request `s` should wait for one of `prefilling` (see the top comment).
-  bool waits_for_shared_prefill(const Sequence* s,
-                                const std::vector<const Sequence*>& prefilling) const;
+  // Records in s->waits_for the request it waits for.
+  bool waits_for_shared_prefill(Sequence* s, const std::vector<const Sequence*>& prefilling) const;
 
   SchedulerConfig cfg_;
   PagePool& pool_;

@@ -20,8 +20,9 @@ struct Sequence {
   SeqStatus status = SeqStatus::Waiting;
   int64_t admit_order = -1;  // increases with each admission (a re-admission gets a new one)
   int num_preemptions = 0;
-  int num_scheduled = 0;  // tokens scheduled in the step being planned
-  int64_t session = -1;   // conversation whose cached pages get eviction priority; -1: none
+  int num_scheduled = 0;   // tokens scheduled in the step being planned
+  int64_t session = -1;    // conversation whose cached pages get eviction priority; -1: none
+  int64_t waits_for = -1;  // while waiting: the running request whose prefill it waits for
 
   int num_tokens() const { return int(tokens.size()); }
   int num_output() const { return num_tokens() - num_prompt; }
