@@ -200,6 +200,27 @@ struct CascadeCase {
   int prefix, batch, suffix;  // tokens; suffix = each request's own tokens, the new one included
 };
 
+// One decode per request of case c: pages [0, prefix/ps) shared by all, then each request's own
+// suffix pages drawn shuffled from the rest of a pool of num_pages.
+std::vector<CascadeRequest> shared_prefix_decodes(const CascadeCase& c, int ps, int num_pages,
+                                                  std::mt19937& rng) {
+  const int prefix_pages = c.prefix / ps, own_pages = (c.suffix + ps - 1) / ps;
+  std::vector<int32_t> rest(size_t(num_pages - prefix_pages));
+  for (size_t i = 0; i < rest.size(); ++i) rest[i] = int32_t(prefix_pages + i);
+  std::shuffle(rest.begin(), rest.end(), rng);
+  std::vector<CascadeRequest> reqs;
+  for (int b = 0; b < c.batch; ++b) {
+    CascadeRequest r;
+    r.q_len = 1;
+    r.kv_len = c.prefix + c.suffix;
+    for (int p = 0; p < prefix_pages; ++p) r.pages.push_back(p);
+    r.pages.insert(r.pages.end(), rest.begin() + int64_t(b) * own_pages,
+                   rest.begin() + int64_t(b + 1) * own_pages);
+    reqs.push_back(std::move(r));
+  }
+  return reqs;
+}
+
 // All cases of one head configuration over one page pool: the shared prefix is pages
 // [0, prefix / page), each request's own pages are drawn from the rest, shuffled.
 void bench_cascade_heads(int Hq, int Hk, const std::vector<CascadeCase>& cases, double copy,
@@ -254,20 +275,7 @@ void bench_cascade_heads(int Hq, int Hk, const std::vector<CascadeCase>& cases, 
                        KVCacheShape{1, num_pages, ps, Hk, D, KVLayout::NHD}};
 
   for (const CascadeCase& c : cases) {
-    const int prefix_pages = c.prefix / ps, own_pages = (c.suffix + ps - 1) / ps;
-    std::vector<int32_t> rest(size_t(num_pages - prefix_pages));
-    for (size_t i = 0; i < rest.size(); ++i) rest[i] = int32_t(prefix_pages + i);
-    std::shuffle(rest.begin(), rest.end(), rng);
-    std::vector<CascadeRequest> reqs;
-    for (int b = 0; b < c.batch; ++b) {
-      CascadeRequest r;
-      r.q_len = 1;
-      r.kv_len = c.prefix + c.suffix;
-      for (int p = 0; p < prefix_pages; ++p) r.pages.push_back(p);
-      r.pages.insert(r.pages.end(), rest.begin() + b * own_pages,
-                     rest.begin() + (b + 1) * own_pages);
-      reqs.push_back(std::move(r));
-    }
+    const std::vector<CascadeRequest> reqs = shared_prefix_decodes(c, ps, num_pages, rng);
     const AttentionStep plain = CascadePlanner(ps, CascadeMode::Off).plan(reqs).step;
     const AttentionStep casc = CascadePlanner(ps, CascadeMode::Always).plan(reqs).step;
     const bool planner_on =
@@ -370,18 +378,7 @@ void bench_cascade_ab_case(int Hq, int Hk, const CascadeCase& c, double copy) {
   const int num_pages = prefix_pages + c.batch * own_pages;
   const double kv_token = 2.0 * Hk * D * 2;
   std::mt19937 rng(31);
-  std::vector<int32_t> rest(size_t(num_pages - prefix_pages));
-  for (size_t i = 0; i < rest.size(); ++i) rest[i] = int32_t(prefix_pages + i);
-  std::shuffle(rest.begin(), rest.end(), rng);
-  std::vector<CascadeRequest> reqs;
-  for (int b = 0; b < c.batch; ++b) {
-    CascadeRequest r;
-    r.q_len = 1;
-    r.kv_len = c.prefix + c.suffix;
-    for (int p = 0; p < prefix_pages; ++p) r.pages.push_back(p);
-    r.pages.insert(r.pages.end(), rest.begin() + b * own_pages, rest.begin() + (b + 1) * own_pages);
-    reqs.push_back(std::move(r));
-  }
+  const std::vector<CascadeRequest> reqs = shared_prefix_decodes(c, ps, num_pages, rng);
   const AttentionStep plain = CascadePlanner(ps, CascadeMode::Off).plan(reqs).step;
   const AttentionStep casc = CascadePlanner(ps, CascadeMode::Always).plan(reqs).step;
   if (casc.levels.size() < 2) return;
