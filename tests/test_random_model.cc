@@ -158,6 +158,11 @@ TEST(RandomInit, EngineWithDummyWeightsIsDeterministic) {
     const EngineStats s = e.stats();
     EXPECT_GT(s.weight_bytes, 0);
     EXPECT_GT(s.workspace_bytes, 0);
+    // The model's host preparation is timed per step and is part of the step's wall time.
+    for (const EngineStats::StepKind& k : {s.prefill_steps, s.decode_steps}) {
+      EXPECT_GT(k.model_prep_s, 0.0);
+      EXPECT_LT(k.model_prep_s, k.wall_s);
+    }
   }
   ASSERT_EQ(runs[0].size(), 2u);
   for (size_t i = 0; i < 2; ++i) {

@@ -80,6 +80,7 @@ struct Engine::Impl {
   int vocab = 0;
   int64_t kv_bytes = 0;
   double device_s_seen = 0;  // model->device_seconds() after the last step
+  double prep_s_seen = 0;    // model->host_prep_seconds() after the last step
   std::vector<int32_t> eos;
   std::mt19937_64 seed_rng;
   std::map<RequestId, std::unique_ptr<Request>> requests;
@@ -326,9 +327,11 @@ std::vector<RequestOutput> Engine::Impl::step() {
       k.kv_tokens += e.start + n;
       k.attn_pairs += n * e.start + n * (n + 1) / 2;
     }
-    const double dev = model->device_seconds();
+    const double dev = model->device_seconds(), prep = model->host_prep_seconds();
     k.device_s += dev - device_s_seen;
+    k.model_prep_s += prep - prep_s_seen;
     device_s_seen = dev;
+    prep_s_seen = prep;
     k.wall_s += seconds(Clock::now() - t0);
   }
 #ifndef NDEBUG

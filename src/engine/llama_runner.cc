@@ -46,6 +46,7 @@ class LlamaStepModel : public StepModel {
   int64_t weight_bytes() const override { return model_->weight_bytes(); }
   int64_t workspace_bytes() const override { return model_->workspace_bytes(); }
   double device_seconds() override { return backend_->device_busy_seconds(); }
+  double host_prep_seconds() const override { return model_->host_prep_seconds(); }
   int64_t num_graph_steps() const override { return model_->num_graph_steps(); }
   // On the CPU the host sampler is as fast and draws from the request's own RNG stream.
   bool can_sample_on_device() const override { return on_cuda(); }

@@ -39,6 +39,8 @@ class StepModel {
   virtual int64_t workspace_bytes() const { return 0; }
   // Device seconds of the forward passes so far (0 when not measured).
   virtual double device_seconds() { return 0; }
+  // Host seconds before each forward pass's device work starts (LlamaModel::host_prep_seconds).
+  virtual double host_prep_seconds() const { return 0; }
   virtual int64_t num_graph_steps() const { return 0; }
   // Device-side sampling (LlamaModel::forward_sample): one token per logit row, drawn as
   // Backend::sample_tokens says (argmax where inv_temperature is 0, else a Gumbel-max draw with

@@ -323,6 +323,7 @@ std::vector<int32_t> LlamaModel::forward_sample(const ForwardInput& in, KVCache&
 }
 
 Tensor LlamaModel::forward_device(const ForwardInput& in, KVCache& kv) {
+  pass_called_ = std::chrono::steady_clock::now();
   validate_input(in, kv);
   if (graph_eligible(in, kv)) {
     if (auto logits = forward_graph(in, kv)) return *logits;
@@ -333,6 +334,8 @@ Tensor LlamaModel::forward_device(const ForwardInput& in, KVCache& kv) {
   backend_.copy_from_host(ws_.ids.slice(0, T), in.token_ids.data());
   backend_.copy_from_host(ws_.positions.slice(0, T), in.positions.data());
   if (R > 0) backend_.copy_from_host(ws_.rows.slice(0, R), in.logit_rows.data());
+  host_prep_s_ +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_called_).count();
   backend_.mark_pass_begin();
   run_decoder(*plan, kv, T);
   if (R == 0) {
@@ -423,6 +426,8 @@ std::optional<Tensor> LlamaModel::forward_graph(const ForwardInput& in, KVCache&
     run_decoder(*plan, kv, B);
     backend_.linear(ws_.hidden.slice(0, B), lm_head_, Tensor(), logits);
   };
+  host_prep_s_ +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_called_).count();
   backend_.mark_pass_begin();
   if (backend_.has_graph(key)) {
     backend_.replay(key);

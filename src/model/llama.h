@@ -2,6 +2,7 @@
 // The model owns its weights on the backend's device and a grow-only activation workspace;
 // the KV cache is the caller's (the engine owns the page pool).
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -73,6 +74,9 @@ class LlamaModel {
   void set_graph_options(const GraphOptions& options);
   const GraphOptions& graph_options() const { return graph_opts_; }
   int64_t num_graph_steps() const { return graph_steps_; }  // steps that ran as a graph
+  // Host seconds from a forward pass's call to the start of its device work (validation, the
+  // attention plan, input copies): the part of a step's host time the GPU waits for.
+  double host_prep_seconds() const { return host_prep_s_; }
   int num_graphs() const;  // (bucket, levels) graphs captured so far
 
   // Runs one step: appends the new tokens' K/V to their pages and returns float32 logits on the
@@ -131,6 +135,8 @@ class LlamaModel {
   std::vector<int> buckets_;
   int scratch_page_ = -1;  // page index of the padding rows' K/V; -1 = none
   int64_t graph_steps_ = 0;
+  double host_prep_s_ = 0;
+  std::chrono::steady_clock::time_point pass_called_;  // forward_device's entry
 };
 
 // The graph bucket sizes up to max_batch: 1, 2, 4, 8, 16, 32, 48, ... (multiples of 16), with
