@@ -127,9 +127,12 @@ void validate(const std::vector<CascadeRequest>& reqs, int ps) {
         for (int32_t p : q.pages) first[size_t(p)] = Holder{};
     }
   } reset{reqs};
+  // Per request: its first page holding a new token (one division each, not one per page).
+  std::vector<int> first_written(reqs.size());
+  for (size_t r = 0; r < reqs.size(); ++r)
+    first_written[r] = (reqs[r].kv_len - reqs[r].q_len) / ps;
   for (int r = 0; r < int(reqs.size()); ++r) {
     const CascadeRequest& q = reqs[r];
-    const int first_written = (q.kv_len - q.q_len) / ps;  // first page holding a new token
     for (int i = 0; i < int(q.pages.size()); ++i) {
       Holder& h = first[size_t(q.pages[i])];
       if (h.request < 0) {
@@ -138,8 +141,7 @@ void validate(const std::vector<CascadeRequest>& reqs, int ps) {
       }
       const auto [r0, i0] = h;
       NC_CHECK(r0 != r, "cascade planner: request {} holds page {} twice", r, q.pages[i]);
-      const int first_written0 = (reqs[r0].kv_len - reqs[r0].q_len) / ps;
-      NC_CHECK(i == i0 && i < first_written && i0 < first_written0,
+      NC_CHECK(i == i0 && i < first_written[r] && i0 < first_written[r0],
                "cascade planner: page {} is shared by requests {} (position {}) and {} (position "
                "{}) but is not a common read-only prefix page",
                q.pages[i], r0, i0, r, i);
