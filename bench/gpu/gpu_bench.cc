@@ -59,6 +59,17 @@ HostTensor random_host(const Shape& shape, std::mt19937& rng, float scale = 1.0f
   return h;
 }
 
+// Fills `rows` ([N, W] on `be`) with random values, `chunk` rows of random host data repeated:
+// no multi-GB host staging for a large KV pool.
+void fill_random_rows(Backend& be, Tensor rows, int64_t chunk, std::mt19937& rng) {
+  const int64_t N = rows.dim(0);
+  Tensor src = be.upload(random_host({chunk, rows.dim(1)}, rng));
+  for (int64_t p = 0; p < N; p += chunk) {
+    const int64_t n = std::min<int64_t>(chunk, N - p);
+    be.copy_rows(src.slice(0, n), rows.slice(p, p + n));
+  }
+}
+
 double copy_tbs(Backend& be);
 
 // One decode step over `batch` requests of `ctx` tokens each (16/8 heads, head_dim 128, page 16,
@@ -85,14 +96,8 @@ double decode_step_seconds(int batch, int ctx, std::mt19937& rng,
   step.levels = {b};
   auto be = make_cuda_backend(0, opt);
   Tensor kv = be->alloc({num_pages, 2, page_size, Hk, D}, DType::BF16);
-  // Random bf16 values, filled in slices (no multi-GB host staging).
-  const int64_t chunk = 4096, row = 2 * page_size * Hk * D;
-  HostTensor h = random_host({chunk, row}, rng);
-  Tensor src = be->upload(h);
-  for (int64_t p = 0; p < num_pages; p += chunk) {
-    const int64_t n = std::min<int64_t>(chunk, num_pages - p);
-    be->copy_rows(src.slice(0, n), kv.view({num_pages, row}).slice(p, p + n));
-  }
+  const int64_t row = 2 * page_size * Hk * D;
+  fill_random_rows(*be, kv.view({num_pages, row}), 4096, rng);
   Tensor q = be->upload(random_host({batch, Hq * D}, rng));
   Tensor k = be->upload(random_host({batch, Hk * D}, rng));
   Tensor v = be->upload(random_host({batch, Hk * D}, rng));
@@ -256,14 +261,7 @@ void bench_cascade_heads(int Hq, int Hk, const std::vector<CascadeCase>& cases, 
   std::mt19937 rng(23);
   const int64_t page_elems = int64_t(2) * ps * Hk * D;
   Tensor pool = one->alloc({num_pages, page_elems}, DType::BF16);
-  {
-    const int64_t chunk = 64;
-    Tensor src = one->upload(random_host({chunk, page_elems}, rng));
-    for (int64_t p = 0; p < num_pages; p += chunk) {
-      const int64_t n = std::min<int64_t>(chunk, num_pages - p);
-      one->copy_rows(src.slice(0, n), pool.slice(p, p + n));
-    }
-  }
+  fill_random_rows(*one, pool, 64, rng);
   int max_batch = 0;
   for (const CascadeCase& c : cases) max_batch = std::max(max_batch, c.batch);
   Tensor q = one->upload(random_host({max_batch, Hq * D}, rng));
@@ -391,14 +389,7 @@ void bench_cascade_ab_case(int Hq, int Hk, const CascadeCase& c, double copy) {
   auto fa2 = make_cuda_backend(0, fa2_opt), sm90 = make_cuda_backend(0, sm90_opt);
   const int64_t page_elems = int64_t(2) * ps * Hk * D;
   Tensor pool = fa2->alloc({num_pages, page_elems}, DType::BF16);
-  {
-    const int64_t chunk = 64;
-    Tensor src = fa2->upload(random_host({chunk, page_elems}, rng));
-    for (int64_t p = 0; p < num_pages; p += chunk) {
-      const int64_t n = std::min<int64_t>(chunk, num_pages - p);
-      fa2->copy_rows(src.slice(0, n), pool.slice(p, p + n));
-    }
-  }
+  fill_random_rows(*fa2, pool, 64, rng);
   Tensor q = fa2->upload(random_host({c.batch, Hq * D}, rng));
   Tensor k = fa2->upload(random_host({c.batch, Hk * D}, rng));
   Tensor v = fa2->upload(random_host({c.batch, Hk * D}, rng));
