@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <random>
 #include <vector>
 
@@ -38,6 +39,47 @@ inline double rel_error(const std::vector<float>& out, const std::vector<float>&
 
 constexpr double kBf16Tol = 1e-2;
 
+// `batch` decodes over one shared prefix (pages [0, prefix_pages), whole pages) plus each
+// request's own `own_tokens`: the step as plain paged attention and as a 2-level cascade, with
+// random pages, q, k, v (drawn in that order). `spare_pages` more pages sit unused in the pool.
+struct SharedPrefixDecode {
+  AttentionShape shape;
+  AttentionStep plain, casc;
+  HostTensor pages, q, k, v;
+};
+
+inline SharedPrefixDecode shared_prefix_decode(std::mt19937& rng, int Hq, int Hk, int D, int ps,
+                                               int batch, int prefix_pages, int own_tokens,
+                                               int spare_pages = 0) {
+  const int own_pages = (own_tokens + ps - 1) / ps;
+  const int num_pages = prefix_pages + batch * own_pages + spare_pages;
+  SharedPrefixDecode d;
+  d.shape = AttentionShape{Hq, Hk, D, 1.0f / std::sqrt(float(D)),
+                           KVCacheShape{1, num_pages, ps, Hk, D, KVLayout::NHD}};
+  std::vector<int32_t> prefix(prefix_pages);
+  std::iota(prefix.begin(), prefix.end(), 0);
+  d.plain.num_tokens = d.casc.num_tokens = batch;
+  PagedKVBatch all, shared, own;
+  shared.causal = false;
+  shared.add(batch, prefix, prefix_pages * ps, ps);
+  for (int b = 0; b < batch; ++b) {
+    std::vector<int32_t> mine(own_pages);
+    std::iota(mine.begin(), mine.end(), prefix_pages + b * own_pages);
+    std::vector<int32_t> both = prefix;
+    both.insert(both.end(), mine.begin(), mine.end());
+    all.add(1, both, prefix_pages * ps + own_tokens, ps);
+    own.add(1, mine, own_tokens, ps);
+  }
+  d.plain.levels = {all};
+  d.casc.levels = {shared, own};
+  d.pages = HostTensor{{num_pages, 2, ps, Hk, D},
+                       random_vec(rng, size_t(num_pages) * d.shape.kv.elems_per_page())};
+  d.q = HostTensor{{batch, Hq * D}, random_vec(rng, size_t(batch) * Hq * D)};
+  d.k = HostTensor{{batch, Hk * D}, random_vec(rng, size_t(batch) * Hk * D)};
+  d.v = HostTensor{{batch, Hk * D}, random_vec(rng, size_t(batch) * Hk * D)};
+  return d;
+}
+
 class GpuVsCpu : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -67,6 +109,16 @@ class GpuVsCpu : public ::testing::Test {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
     return both(shape, std::vector<float>(size_t(n), std::nanf("")));
+  }
+
+  // d's plain step on the CPU backend (float32): the reference output [batch, Hq * D].
+  std::vector<float> cpu_plain_attention(const SharedPrefixDecode& d) {
+    const int64_t batch = d.q.shape[0];
+    Tensor pc = cpu->upload(d.pages);
+    Tensor oc = cpu->alloc({batch, d.q.shape[1]}, DType::F32);
+    cpu->attention(*cpu->plan_attention(d.plain, d.shape), cpu->upload(d.q), cpu->upload(d.k),
+                   cpu->upload(d.v), pc, oc);
+    return cpu->to_host_f32(oc);
   }
 
   double err(Backend& b_out, const Tensor& out, const Tensor& ref) {

@@ -216,43 +216,15 @@ TEST_F(CudaAttention, OverlappedCascadeOverLongSharedPrefix) {
   for (auto [Hq, Hk] : {std::pair{32, 32}, std::pair{32, 8}}) {
     SCOPED_TRACE(::testing::Message() << Hq << "/" << Hk);
     const int D = 128, ps = 16, batch = 24, prefix_pages = 96, own_tokens = 40;
-    const int own_pages = (own_tokens + ps - 1) / ps;
-    const int num_pages = prefix_pages + batch * own_pages;
-    AttentionShape shape{Hq, Hk, D, 1.0f / std::sqrt(float(D)),
-                         KVCacheShape{1, num_pages, ps, Hk, D, KVLayout::NHD}};
-    std::vector<int32_t> prefix(prefix_pages);
-    std::iota(prefix.begin(), prefix.end(), 0);
-    AttentionStep plain, casc;
-    plain.num_tokens = casc.num_tokens = batch;
-    PagedKVBatch all, shared, own;
-    shared.causal = false;
-    shared.add(batch, prefix, prefix_pages * ps, ps);
-    for (int b = 0; b < batch; ++b) {
-      std::vector<int32_t> mine(own_pages);
-      std::iota(mine.begin(), mine.end(), prefix_pages + b * own_pages);
-      std::vector<int32_t> both = prefix;
-      both.insert(both.end(), mine.begin(), mine.end());
-      all.add(1, both, prefix_pages * ps + own_tokens, ps);
-      own.add(1, mine, own_tokens, ps);
-    }
-    plain.levels = {all};
-    casc.levels = {shared, own};
-    HostTensor pages{{num_pages, 2, ps, Hk, D},
-                     random_vec(rng, size_t(num_pages) * shape.kv.elems_per_page())};
-    HostTensor q{{batch, Hq * D}, random_vec(rng, size_t(batch) * Hq * D)};
-    HostTensor k{{batch, Hk * D}, random_vec(rng, size_t(batch) * Hk * D)};
-    HostTensor v{{batch, Hk * D}, random_vec(rng, size_t(batch) * Hk * D)};
-    Tensor pc = cpu->upload(pages);
-    Tensor oc = cpu->alloc({batch, Hq * D}, DType::F32);
-    cpu->attention(*cpu->plan_attention(plain, shape), cpu->upload(q), cpu->upload(k),
-                   cpu->upload(v), pc, oc);
-    const std::vector<float> ref = cpu->to_host_f32(oc);
+    const SharedPrefixDecode d =
+        shared_prefix_decode(rng, Hq, Hk, D, ps, batch, prefix_pages, own_tokens);
+    const std::vector<float> ref = cpu_plain_attention(d);
     CudaBackendOptions opt;
     opt.overlap_cascade_levels = true;
     std::unique_ptr<Backend> g = make_cuda_backend(0, opt);
-    Tensor pg = g->upload(pages), og = g->alloc({batch, Hq * D}, DType::BF16);
-    Tensor qg = g->upload(q), kg = g->upload(k), vg = g->upload(v);
-    auto plan = g->plan_attention(casc, shape);
+    Tensor pg = g->upload(d.pages), og = g->alloc({batch, Hq * D}, DType::BF16);
+    Tensor qg = g->upload(d.q), kg = g->upload(d.k), vg = g->upload(d.v);
+    auto plan = g->plan_attention(d.casc, d.shape);
     g->attention(*plan, qg, kg, vg, pg, og);
     const std::vector<float> first = g->to_host_f32(og);
     EXPECT_LE(rel_error(first, ref), kBf16Tol);

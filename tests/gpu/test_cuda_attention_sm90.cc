@@ -279,43 +279,15 @@ TEST_F(CudaAttentionSm90, SharedPrefixShapes) {
 }
 
 TEST_F(CudaAttentionSm90, CascadeStepEqualsPlainAttention) {
-  // 128 decode rows over a shared prefix + own suffixes: the cascade step (shared level on the
+  // 96 decode rows over a shared prefix + own suffixes: the cascade step (shared level on the
   // sm90 kernel, split or not, one or two streams) against the CPU backend's plain attention,
   // and against the same step with the shared level on FA2.
-  const int Hq = 32, Hk = 8, D = 128, ps = 16, batch = 96, prefix_tokens = 2000, own_tokens = 37;
-  const int prefix_pages = (prefix_tokens + ps - 1) / ps, own_pages = (own_tokens + ps - 1) / ps;
-  const int num_pages = prefix_pages + batch * own_pages + 1;
-  AttentionShape shape{Hq, Hk, D, 1.0f / std::sqrt(float(D)),
-                       KVCacheShape{1, num_pages, ps, Hk, D, KVLayout::NHD}};
+  const int Hq = 32, Hk = 8, D = 128, ps = 16, batch = 96, own_tokens = 37;
   // The shared prefix holds whole pages only (cascade levels share full pages): 125 pages.
-  const int shared_tokens = prefix_pages * ps;
-  std::vector<int32_t> prefix(prefix_pages);
-  std::iota(prefix.begin(), prefix.end(), 0);
-  AttentionStep plain, casc;
-  plain.num_tokens = casc.num_tokens = batch;
-  PagedKVBatch all, shared, own;
-  shared.causal = false;
-  shared.add(batch, prefix, shared_tokens, ps);
-  for (int b = 0; b < batch; ++b) {
-    std::vector<int32_t> mine(own_pages);
-    std::iota(mine.begin(), mine.end(), prefix_pages + b * own_pages);
-    std::vector<int32_t> both = prefix;
-    both.insert(both.end(), mine.begin(), mine.end());
-    all.add(1, both, shared_tokens + own_tokens, ps);
-    own.add(1, mine, own_tokens, ps);
-  }
-  plain.levels = {all};
-  casc.levels = {shared, own};
-  HostTensor pages{{num_pages, 2, ps, Hk, D},
-                   random_vec(rng, size_t(num_pages) * shape.kv.elems_per_page())};
-  HostTensor q{{batch, Hq * D}, random_vec(rng, size_t(batch) * Hq * D)};
-  HostTensor k{{batch, Hk * D}, random_vec(rng, size_t(batch) * Hk * D)};
-  HostTensor v{{batch, Hk * D}, random_vec(rng, size_t(batch) * Hk * D)};
-  Tensor pc = cpu->upload(pages);
-  Tensor oc = cpu->alloc({batch, Hq * D}, DType::F32);
-  cpu->attention(*cpu->plan_attention(plain, shape), cpu->upload(q), cpu->upload(k), cpu->upload(v),
-                 pc, oc);
-  const std::vector<float> ref = cpu->to_host_f32(oc);
+  const int prefix_pages = 125;
+  const SharedPrefixDecode d =
+      shared_prefix_decode(rng, Hq, Hk, D, ps, batch, prefix_pages, own_tokens, 1);
+  const std::vector<float> ref = cpu_plain_attention(d);
   HostTensor poison{{batch, Hq * D}, std::vector<float>(size_t(batch) * Hq * D, std::nanf(""))};
   std::vector<float> fa2_out;
   for (SharedLevelKernel kernel : {SharedLevelKernel::FA2, SharedLevelKernel::SM90})
@@ -329,13 +301,13 @@ TEST_F(CudaAttentionSm90, CascadeStepEqualsPlainAttention) {
         opt.overlap_cascade_levels = overlap;
         opt.shared_level_kernel = kernel;
         std::unique_ptr<Backend> g = make_cuda_backend(0, opt);
-        Tensor pg = g->upload(pages), og = g->upload(poison);
-        auto plan = g->plan_attention(casc, shape);
+        Tensor pg = g->upload(d.pages), og = g->upload(poison);
+        auto plan = g->plan_attention(d.casc, d.shape);
         const std::vector<bool> uses = cuda_plan_uses_sm90_prefill(*plan);
         ASSERT_EQ(uses.size(), 2u);
         EXPECT_EQ(uses[0], kernel == SharedLevelKernel::SM90);
         EXPECT_FALSE(uses[1]);  // the own level is causal
-        g->attention(*plan, g->upload(q), g->upload(k), g->upload(v), pg, og);
+        g->attention(*plan, g->upload(d.q), g->upload(d.k), g->upload(d.v), pg, og);
         const std::vector<float> out = g->to_host_f32(og);
         EXPECT_LE(rel_error(out, ref), kBf16Tol);
         if (kernel == SharedLevelKernel::FA2 && !overlap) fa2_out = out;
