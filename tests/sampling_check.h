@@ -1,13 +1,15 @@
-// Checks of Backend::sample_tokens against the host sampler's filter (engine/sampling.h), shared
+// Checks of Backend::sample_tokens against the host sampler's filter (backend/sampling_filter.h),
 // by the CPU test (the host default) and the GPU test (the CUDA backend).
 #pragma once
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <span>
 #include <vector>
 
 #include "backend/backend.h"
-#include "engine/sampling.h"
+#include "backend/sampling_filter.h"
 #include "model/random_init.h"
 
 namespace nc::testing {
@@ -44,12 +46,8 @@ inline std::vector<RowSampling> mixed_rows(int n, uint64_t salt) {
 
 // The host sampler's candidates (ids and probabilities) for a row drawn with `p` (not greedy).
 inline Candidates host_candidates(std::span<const float> logits, const RowSampling& p) {
-  SamplingParams sp;
-  sp.temperature = 1.0f / p.inv_temperature;
-  sp.top_k = p.top_k > 0 ? p.top_k : -1;
-  sp.top_p = p.top_p;
-  sp.min_p = p.min_p;
-  return filter_candidates(logits, sp);
+  return filter_candidates(logits,
+                           CandidateFilter{1.0f / p.inv_temperature, p.top_k, p.top_p, p.min_p});
 }
 
 inline bool contains(const std::vector<int32_t>& ids, int32_t id) {
@@ -89,6 +87,25 @@ inline DrawFit fit_draws(const std::vector<int32_t>& draws, const Candidates& c)
 inline double chi2_crit_999(int df) {
   static const double q[] = {10.83, 13.82, 16.27, 18.47, 20.52, 22.46, 24.32, 26.12, 27.88, 29.59};
   return df >= 1 && df <= 10 ? q[df - 1] : 0;
+}
+
+// `t` holds N copies of the row `one`: under 4 filter settings, each row with its own seed, the
+// backend's draws stay inside the host candidates and follow their probabilities (total
+// variation < 0.04, Pearson's chi-square below its 0.999 quantile).
+inline void expect_draws_follow_candidates(Backend& b, const Tensor& t, std::span<const float> one,
+                                           int N) {
+  for (RowSampling p :
+       {sampling_row(1.3f, 0, 5), sampling_row(0.8f, 0, -1, 0.9f),
+        sampling_row(1.0f, 0, -1, 1, 0.2f), sampling_row(1.5f, 0, 6, 0.95f, 0.1f)}) {
+    std::vector<RowSampling> rows(size_t(N), p);
+    for (int i = 0; i < N; ++i) rows[size_t(i)].seed = mix64(uint64_t(i) + 1000);
+    const Candidates c = host_candidates(one, p);
+    ASSERT_GE(c.ids.size(), 3u);
+    const DrawFit f = fit_draws(b.sample_tokens(t, rows), c);
+    EXPECT_EQ(f.outside, 0);
+    EXPECT_LT(f.tv, 0.04);
+    EXPECT_LT(f.chi2, chi2_crit_999(f.df)) << "df " << f.df;
+  }
 }
 
 }  // namespace nc::testing

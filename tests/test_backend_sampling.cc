@@ -7,6 +7,7 @@
 
 #include "backend/backend.h"
 #include "core/error.h"
+#include "engine/sampling.h"
 #include "model/random_init.h"
 #include "sampling_check.h"
 
@@ -87,18 +88,7 @@ TEST_F(BackendSampling, DrawFrequenciesMatchHostProbabilities) {
   std::vector<float> x;
   for (int i = 0; i < N; ++i) x.insert(x.end(), one.begin(), one.end());
   const Tensor t = logits_tensor(x, N);
-  for (RowSampling p :
-       {sampling_row(1.3f, 0, 5), sampling_row(0.8f, 0, -1, 0.9f),
-        sampling_row(1.0f, 0, -1, 1, 0.2f), sampling_row(1.5f, 0, 6, 0.95f, 0.1f)}) {
-    std::vector<RowSampling> rows(N, p);
-    for (int i = 0; i < N; ++i) rows[i].seed = mix64(uint64_t(i) + 1000);
-    const Candidates c = host_candidates(one, p);
-    ASSERT_GE(c.ids.size(), 3u);
-    const testing::DrawFit f = testing::fit_draws(cpu->sample_tokens(t, rows), c);
-    EXPECT_EQ(f.outside, 0);
-    EXPECT_LT(f.tv, 0.04);
-    EXPECT_LT(f.chi2, testing::chi2_crit_999(f.df)) << "df " << f.df;
-  }
+  testing::expect_draws_follow_candidates(*cpu, t, one, N);
 }
 
 TEST_F(BackendSampling, RejectsBadParameters) {

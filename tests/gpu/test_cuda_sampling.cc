@@ -8,6 +8,7 @@
 #include <span>
 
 #include "core/error.h"
+#include "engine/sampling.h"
 #include "gpu_test_util.h"
 #include "model/random_init.h"
 #include "nanocascade/engine.h"
@@ -133,18 +134,7 @@ TEST_F(CudaSampling, DrawFrequenciesMatchHostProbabilities) {
   for (int i = 0; i < N; ++i) std::copy(one.begin(), one.end(), x.begin() + size_t(i) * V);
   Tensor t = gpu->alloc({N, V}, DType::F32);
   gpu->copy_from_host(t, x.data());
-  for (RowSampling p :
-       {sampling_row(1.3f, 0, 5), sampling_row(0.8f, 0, -1, 0.9f),
-        sampling_row(1.0f, 0, -1, 1, 0.2f), sampling_row(1.5f, 0, 6, 0.95f, 0.1f)}) {
-    std::vector<RowSampling> rows(N, p);
-    for (int i = 0; i < N; ++i) rows[i].seed = mix64(uint64_t(i) + 1000);
-    const Candidates c = host_candidates(one, p);
-    ASSERT_GE(c.ids.size(), 3u);
-    const DrawFit f = fit_draws(gpu->sample_tokens(t, rows), c);
-    EXPECT_EQ(f.outside, 0);
-    EXPECT_LT(f.tv, 0.04);
-    EXPECT_LT(f.chi2, chi2_crit_999(f.df)) << "df " << f.df;
-  }
+  expect_draws_follow_candidates(*gpu, t, one, N);
 }
 
 // Through the engine (random weights): requests with top-k / top-p / min-p are sampled on the
