@@ -5,6 +5,7 @@
 // reference_next() gives the logits a correct engine must see, computed without any paging.
 #pragma once
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -47,9 +48,13 @@ struct FakeStepStats {
   std::vector<int> q_lens;  // per entry, in batch order
 };
 
+// With device_sampling it also samples "on the device" (forward_sample, the backends' reference
+// draw) and resolves placeholder ids (-1 - r: row r of its previous sampled step) as a backend
+// does for asynchronous scheduling, counting them in placeholders_resolved.
 class FakeModel : public StepModel {
  public:
-  FakeModel(int vocab, int max_position) : vocab_(vocab), max_pos_(max_position) {}
+  FakeModel(int vocab, int max_position, bool device_sampling = false)
+      : vocab_(vocab), max_pos_(max_position), device_sampling_(device_sampling) {}
 
   int vocab_size() const override { return vocab_; }
   int max_position() const override { return max_pos_; }
@@ -62,7 +67,24 @@ class FakeModel : public StepModel {
     slots_.assign(size_t(num_pages) * page_size, Slot{});
   }
 
-  std::vector<float> forward(const ForwardInput& in) override {
+  bool can_sample_on_device() const override { return device_sampling_; }
+
+  std::vector<int32_t> forward_sample(const ForwardInput& in,
+                                      const std::vector<RowSampling>& rows) override {
+    NC_CHECK(device_sampling_, "fake model: device sampling is off");
+    NC_CHECK(rows.size() == in.logit_rows.size(), "fake model: {} sampling rows for {} logit rows",
+             rows.size(), in.logit_rows.size());
+    const std::vector<float> logits = forward(in);
+    std::vector<int32_t> ids;
+    for (size_t k = 0; k < rows.size(); ++k)
+      ids.push_back(
+          draw_token(std::span<const float>(logits.data() + k * vocab_, size_t(vocab_)), rows[k]));
+    last_sampled_ = ids;
+    return ids;
+  }
+
+  std::vector<float> forward(const ForwardInput& raw) override {
+    const ForwardInput in = resolve_placeholders(raw);
     const int T = int(in.token_ids.size());
     NC_CHECK(int(in.positions.size()) == T && in.attention.num_tokens == T,
              "fake model: inconsistent sizes");
@@ -106,8 +128,25 @@ class FakeModel : public StepModel {
   }
 
   std::vector<FakeStepStats> steps;
+  int64_t placeholders_resolved = 0;
 
  private:
+  // Placeholder ids name the previous forward_sample's rows; a plain forward ends that.
+  ForwardInput resolve_placeholders(const ForwardInput& raw) {
+    ForwardInput in = raw;
+    for (int32_t& id : in.token_ids) {
+      if (id >= 0) continue;
+      const int64_t row = -int64_t(id) - 1;
+      NC_CHECK(row < int64_t(last_sampled_.size()),
+               "fake model: placeholder for row {} of a step that sampled {}", row,
+               last_sampled_.size());
+      id = last_sampled_[size_t(row)];
+      ++placeholders_resolved;
+    }
+    last_sampled_.clear();
+    return in;
+  }
+
   struct Slot {
     int32_t token = -1;
     int32_t pos = -1;
@@ -118,6 +157,8 @@ class FakeModel : public StepModel {
   }
 
   int vocab_, max_pos_;
+  bool device_sampling_ = false;
+  std::vector<int32_t> last_sampled_;
   int page_size_ = 0, num_pages_ = 0;
   std::vector<Slot> slots_;
 };

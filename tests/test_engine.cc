@@ -16,16 +16,46 @@ namespace {
 
 constexpr int kVocab = 300;
 
+// How the engine samples: on the host from logits, with the model ("device") waiting for each
+// step's tokens, or with the model and asynchronous scheduling (the next step is queued before
+// the tokens are taken; its ids are placeholders the model resolves).
+enum class Sampling { Host, Device, DeviceAsync };
+
+std::string sampling_name(const ::testing::TestParamInfo<Sampling>& info) {
+  switch (info.param) {
+    case Sampling::Host:
+      return "host";
+    case Sampling::Device:
+      return "device";
+    default:
+      return "device_async";
+  }
+}
+
 std::unique_ptr<Engine> fake_engine(int page_size = 16, int budget = 2048, int pages = 4096,
-                                    int max_seqs = 256, int max_pos = 4096) {
+                                    int max_seqs = 256, int max_pos = 4096,
+                                    Sampling sampling = Sampling::Host) {
   EngineConfig cfg;
   cfg.page_size = page_size;
   cfg.max_num_batched_tokens = budget;
   cfg.max_num_seqs = max_seqs;
   cfg.kv_cache_memory = std::to_string(int64_t(pages) * page_size * 8);  // 8 bytes per slot
-  return std::make_unique<Engine>(cfg, std::make_unique<fake::FakeModel>(kVocab, max_pos),
-                                  std::make_unique<fake::FakeCodec>());
+  cfg.async_scheduling = sampling == Sampling::DeviceAsync;
+  return std::make_unique<Engine>(
+      cfg, std::make_unique<fake::FakeModel>(kVocab, max_pos, sampling != Sampling::Host),
+      std::make_unique<fake::FakeCodec>());
 }
+
+// The engine tests below run in each sampling mode: fake_engine() inside them makes an engine of
+// the test's mode.
+class EngineModes : public ::testing::TestWithParam<Sampling> {
+ protected:
+  std::unique_ptr<Engine> fake_engine(int page_size = 16, int budget = 2048, int pages = 4096,
+                                      int max_seqs = 256, int max_pos = 4096) {
+    return nc::fake_engine(page_size, budget, pages, max_seqs, max_pos, GetParam());
+  }
+  bool async() const { return GetParam() == Sampling::DeviceAsync; }
+};
 
 std::vector<std::vector<int32_t>> random_prompts(int n, int max_len, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -59,7 +89,7 @@ SamplingParams greedy(int max_tokens) {
 
 }  // namespace
 
-TEST(Engine, GreedyMatchesReferenceForAnyBatchingAndPageSize) {
+TEST_P(EngineModes, GreedyMatchesReferenceForAnyBatchingAndPageSize) {
   const auto prompts = random_prompts(32, 60, 11);
   SamplingParams p = greedy(24);
   p.ignore_eos = true;
@@ -77,11 +107,14 @@ TEST(Engine, GreedyMatchesReferenceForAnyBatchingAndPageSize) {
       const EngineStats st = e->stats();
       EXPECT_EQ(st.used_pages, 0);
       EXPECT_EQ(st.free_pages + st.cached_pages, st.total_pages);  // finished: free or cached
+      // Asynchronous scheduling queued steps behind running ones; the others never did.
+      EXPECT_EQ(st.num_overlapped_steps > 0, async());
+      EXPECT_EQ(st.num_device_sampled > 0, GetParam() != Sampling::Host);
     }
   }
 }
 
-TEST(Engine, PreemptionGivesTheSameOutputAsAnUnconstrainedRun) {
+TEST_P(EngineModes, PreemptionGivesTheSameOutputAsAnUnconstrainedRun) {
   const auto prompts = random_prompts(24, 50, 12);
   SamplingParams p = greedy(30);
   p.ignore_eos = true;
@@ -95,7 +128,7 @@ TEST(Engine, PreemptionGivesTheSameOutputAsAnUnconstrainedRun) {
   EXPECT_EQ(small->stats().free_pages + small->stats().cached_pages, 24);
 }
 
-TEST(Engine, SeededSamplingDoesNotDependOnTheBatch) {
+TEST_P(EngineModes, SeededSamplingDoesNotDependOnTheBatch) {
   const auto prompts = random_prompts(12, 30, 13);
   SamplingParams p;
   p.temperature = 0.9f;
@@ -115,7 +148,7 @@ TEST(Engine, SeededSamplingDoesNotDependOnTheBatch) {
   for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(r1[i].token_ids, r2[i].token_ids);
 }
 
-TEST(Engine, EosStopsUnlessIgnored) {
+TEST_P(EngineModes, EosStopsUnlessIgnored) {
   // Find prompts whose greedy chain reaches EOS within 200 tokens.
   const auto prompts = random_prompts(200, 10, 14);
   int found = 0;
@@ -139,7 +172,7 @@ TEST(Engine, EosStopsUnlessIgnored) {
   EXPECT_GT(found, 0);
 }
 
-TEST(Engine, StopStringsStopAndAreNotEmitted) {
+TEST_P(EngineModes, StopStringsStopAndAreNotEmitted) {
   const auto prompts = random_prompts(40, 20, 15);
   SamplingParams p = greedy(40);
   p.ignore_eos = true;
@@ -174,7 +207,7 @@ TEST(Engine, StopStringsStopAndAreNotEmitted) {
   EXPECT_GT(checked, 5);
 }
 
-TEST(Engine, MaxTokensAndMinTokensHold) {
+TEST_P(EngineModes, MaxTokensAndMinTokensHold) {
   const auto prompts = random_prompts(8, 20, 16);
   auto e = fake_engine();
   for (int n : {1, 5, 17}) {
@@ -196,7 +229,7 @@ TEST(Engine, MaxTokensAndMinTokensHold) {
   }
 }
 
-TEST(Engine, StreamedTextEqualsDecodedTokens) {
+TEST_P(EngineModes, StreamedTextEqualsDecodedTokens) {
   const auto prompts = random_prompts(10, 20, 17);
   SamplingParams p = greedy(50);
   p.ignore_eos = true;
@@ -218,12 +251,14 @@ TEST(Engine, StreamedTextEqualsDecodedTokens) {
   for (auto& [id, t] : text) EXPECT_EQ(t, e->decode(ids[id])) << id;
 }
 
-TEST(Engine, BadInputIsRejectedWhileOthersContinue) {
+TEST_P(EngineModes, BadInputIsRejectedWhileOthersContinue) {
   auto e = fake_engine(16, 2048, 64, 256, 256);  // 64 pages of 16 tokens, context 256
   SamplingParams ok = greedy(10);
   ok.ignore_eos = true;
   const RequestId good = e->add_request(std::vector<int32_t>{1, 2, 3}, ok);
-  std::vector<int32_t> got = e->step().at(0).new_token_ids;
+  std::vector<int32_t> got;
+  for (const auto& o : e->step())
+    got.insert(got.end(), o.new_token_ids.begin(), o.new_token_ids.end());
   auto rejects = [&](auto fn, const char* what) {
     try {
       fn();
@@ -254,7 +289,7 @@ TEST(Engine, BadInputIsRejectedWhileOthersContinue) {
   EXPECT_FALSE(tiny->has_unfinished());
 }
 
-TEST(Engine, AbortFinishesAndFreesPages) {
+TEST_P(EngineModes, AbortFinishesAndFreesPages) {
   auto e = fake_engine(4, 64, 256);
   SamplingParams p = greedy(100);
   p.ignore_eos = true;
@@ -280,7 +315,7 @@ TEST(Engine, AbortFinishesAndFreesPages) {
   EXPECT_EQ(e->stats().num_running, 0);
 }
 
-TEST(Engine, ChatRequestUsesTheTemplate) {
+TEST_P(EngineModes, ChatRequestUsesTheTemplate) {
   auto e = fake_engine();
   SamplingParams p = greedy(5);
   p.ignore_eos = true;
@@ -297,6 +332,10 @@ TEST(Engine, ChatRequestUsesTheTemplate) {
   }
   EXPECT_EQ(got, reference_greedy(e->encode(prompt, false), 5, true));
 }
+
+INSTANTIATE_TEST_SUITE_P(Sampling, EngineModes,
+                         ::testing::Values(Sampling::Host, Sampling::Device, Sampling::DeviceAsync),
+                         sampling_name);
 
 TEST(Engine, ConfigErrors) {
   auto make = [](EngineConfig cfg) {

@@ -77,11 +77,17 @@ struct EngineConfig {
   // to a bucket (1, 2, 4, 8, 16, 32, 48, ...) whose graph is captured once and replayed.
   bool enable_cuda_graphs = true;
   int graph_max_batch = 512;  // nano-vLLM captures up to 512 too
-  // Sample on the device (CUDA) when no request of a step uses penalties or min_tokens masking
-  // (temperature, top-k, top-p and min-p are drawn there): only token ids come back to the
-  // host. Greedy picks the same tokens as the host sampler; seeded sampling is reproducible but
-  // draws other values than the host sampler would (same distribution).
+  // Sample with the backend (on the GPU for CUDA; the CPU backend runs the same draw) when no
+  // request of a step uses penalties or min_tokens masking (temperature, top-k, top-p and min-p
+  // are drawn there): only token ids come back to the host. Greedy picks the same tokens as the
+  // host sampler; seeded sampling is reproducible but draws other values than the host sampler
+  // would (same distribution), the same on every backend.
   bool device_sampling = true;
+  // Asynchronous scheduling (with device sampling): step n + 1 is scheduled and queued while
+  // step n runs, its input ids taken on the device from step n's samples, so the GPU does not
+  // wait for the host between steps. A request's tokens then come out one step() later, and a
+  // request that stops on EOS or a stop string has computed one token more than it returns.
+  bool async_scheduling = true;
 
   static std::string default_model_path();
 };
@@ -175,6 +181,8 @@ struct EngineStats {
   };
   StepKind decode_steps, prefill_steps;
   int64_t num_device_sampled = 0;  // tokens sampled on the device
+  // Steps queued while the previous step's tokens were still on their way (async scheduling).
+  int64_t num_overlapped_steps = 0;
   CacheStats cache;
 };
 

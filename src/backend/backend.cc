@@ -54,8 +54,10 @@ float gumbel_score(float logit, float inv_t, uint64_t seed, int64_t i) {
   return logit * inv_t - std::log(-std::log(u));
 }
 
-// The token of one row (Backend::sample_tokens); 0 when every logit is -inf or NaN.
-int32_t sample_row(std::span<const float> row, const RowSampling& p) {
+}  // namespace
+
+// 0 when every logit is -inf or NaN.
+int32_t draw_token(std::span<const float> row, const RowSampling& p) {
   const int64_t V = int64_t(row.size());
   float best = -INFINITY;
   int32_t tok = 0;
@@ -79,8 +81,6 @@ int32_t sample_row(std::span<const float> row, const RowSampling& p) {
   return tok;
 }
 
-}  // namespace
-
 std::vector<int32_t> Backend::sample_tokens(const Tensor& logits,
                                             const std::vector<RowSampling>& rows) {
   NC_CHECK(logits.ndim() == 2 && int64_t(rows.size()) == logits.dim(0),
@@ -92,8 +92,35 @@ std::vector<int32_t> Backend::sample_tokens(const Tensor& logits,
   std::vector<int32_t> out(size_t(R), 0);
   for (int64_t r = 0; r < R; ++r)
     out[size_t(r)] =
-        sample_row(std::span<const float>(x.data() + r * V, size_t(V)), rows[size_t(r)]);
+        draw_token(std::span<const float>(x.data() + r * V, size_t(V)), rows[size_t(r)]);
   return out;
+}
+
+namespace {
+
+class ReadyTokens : public PendingTokens {
+ public:
+  explicit ReadyTokens(std::vector<int32_t> ids) : ids_(std::move(ids)) {}
+  std::vector<int32_t> wait() override { return std::move(ids_); }
+
+ private:
+  std::vector<int32_t> ids_;
+};
+
+}  // namespace
+
+std::unique_ptr<PendingTokens> ready_tokens(std::vector<int32_t> ids) {
+  return std::make_unique<ReadyTokens>(std::move(ids));
+}
+
+std::unique_ptr<PendingTokens> Backend::sample_tokens_async(const Tensor& logits,
+                                                            const std::vector<RowSampling>& rows,
+                                                            Tensor ids) {
+  std::vector<int32_t> out = sample_tokens(logits, rows);
+  NC_CHECK(ids.dtype() == DType::I32 && ids.numel() == int64_t(out.size()),
+           "sample_tokens_async: ids tensor {} for {} rows", shape_str(ids.shape()), out.size());
+  copy_from_host(ids, out.data());
+  return ready_tokens(std::move(out));
 }
 
 void Backend::begin_capture() {

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,18 @@ struct RowSampling {
   bool filtered() const { return inv_temperature != 0 && (top_k > 0 || top_p < 1 || min_p > 0); }
   void validate() const;  // nc::Error naming the bad value
 };
+
+// Token ids drawn by Backend::sample_tokens_async, on their way to the host.
+class PendingTokens {
+ public:
+  virtual ~PendingTokens() = default;
+  // Waits until the ids are on the host and returns them (call once).
+  virtual std::vector<int32_t> wait() = 0;
+};
+// Ids already on the host.
+std::unique_ptr<PendingTokens> ready_tokens(std::vector<int32_t> ids);
+// Backend::sample_tokens' draw for one row of float32 logits, on the host (the reference).
+int32_t draw_token(std::span<const float> logits, const RowSampling& p);
 
 class Backend {
  public:
@@ -84,6 +97,9 @@ class Backend {
   virtual void add(Tensor x, const Tensor& y) = 0;
   // out[i] = x[rows[i]]. rows: i32 [R].
   virtual void gather_rows(const Tensor& x, const Tensor& rows, Tensor out) = 0;
+  // dst[pairs[2i]] = src[pairs[2i + 1]] for every pair i. src, dst: i32; pairs: i32 [2P]. How a
+  // step takes token ids that the previous step sampled on the device (asynchronous scheduling).
+  virtual void scatter_ids(const Tensor& src, const Tensor& pairs, Tensor dst) = 0;
 
   // Attention over paged KV. plan_attention takes host metadata only (no device sync);
   // attention() appends the step's k/v into kv_pages (the layer's page tensor) at the slots the
@@ -127,10 +143,16 @@ class Backend {
   // runs on the host and is the reference for the other backends.
   virtual std::vector<int32_t> sample_tokens(const Tensor& logits,
                                              const std::vector<RowSampling>& rows);
+  // The same draw without waiting for it: the ids are written to `ids` (i32 [R] on the device,
+  // for later ops in stream order) and copied to the host, where the returned handle's wait()
+  // gives them. The default draws with sample_tokens at once.
+  virtual std::unique_ptr<PendingTokens> sample_tokens_async(const Tensor& logits,
+                                                             const std::vector<RowSampling>& rows,
+                                                             Tensor ids);
 
   // Device time of forward passes, where the backend can measure it: the model marks the start
   // and end of each pass; device_busy_seconds() is the summed device time between the marks of
-  // the passes that have completed (0 when not measured).
+  // the passes that have completed (0 when not measured). It never waits for a pass.
   virtual void mark_pass_begin() {}
   virtual void mark_pass_end() {}
   virtual double device_busy_seconds() { return 0; }

@@ -52,6 +52,8 @@ void EngineFlags::add_to(CLI::App& app) {
       ->capture_default_str();
   app.add_flag("!--no-device-sampling", cfg.device_sampling,
                "always copy logits to the host and sample there");
+  app.add_flag("!--no-async-scheduling", cfg.async_scheduling,
+               "wait for each step's tokens before scheduling the next");
 }
 
 std::string memory_summary(const EngineStats& s) {

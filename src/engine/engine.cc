@@ -55,12 +55,25 @@ struct Request {
   std::unique_ptr<StopStringMatcher> stop;
   std::vector<int32_t> masked_before_min;  // EOS and stop ids, masked until min_tokens
   Clock::time_point arrival, first_token, last_token;
+  int64_t last_step = -1;  // serial of the last step that computed tokens of it
   bool finished = false;
   FinishReason reason = FinishReason::None;
   // What the next RequestOutput carries.
   bool touched = false;
   std::vector<int32_t> new_ids;
   std::string delta;
+};
+
+// A step the model has been given: its plan and, until the engine takes them, its tokens.
+struct LaunchedStep {
+  int64_t serial = 0;
+  StepPlan plan;
+  std::unique_ptr<PendingTokens> ids;  // sampled by the model (device sampling)
+  std::vector<float> logits;           // else [sample rows, vocab] for the host sampler
+  // Per logit row: where its token goes in the request's tokens (a placeholder the scheduler
+  // already planned with), or -1: appended when it arrives.
+  std::vector<int> token_index;
+  EngineStats::StepKind* kind = nullptr;
 };
 
 }  // namespace
@@ -86,12 +99,20 @@ struct Engine::Impl {
   std::map<RequestId, std::unique_ptr<Request>> requests;
   std::map<std::string, int64_t> sessions;  // session name -> the tree's session id
   RequestId next_id = 0;
+  int64_t next_step = 0;
+  // The step whose tokens are still on their way (asynchronous scheduling).
+  std::unique_ptr<LaunchedStep> in_flight;
   EngineStats st;
 
   Impl(const EngineConfig& c, std::unique_ptr<StepModel> m, std::unique_ptr<TextCodec> t);
   RequestId add(std::vector<int32_t> prompt, const SamplingParams& p);
   std::vector<RequestOutput> step();
-  void on_token(Request& r, int32_t tok, Clock::time_point now);
+  // Schedules, plans and queues the next step on the model; null when nothing is scheduled.
+  std::unique_ptr<LaunchedStep> launch_step();
+  // Takes a launched step's tokens (waiting for them) and hands them to their requests.
+  void complete_step(LaunchedStep& s);
+  int32_t host_sample(LaunchedStep& s, size_t row, Request& r);
+  void on_token(Request& r, int index, Clock::time_point now);
   void finish(Request& r, FinishReason reason);
   RequestOutput take_output(Request& r);
   void setup_cache(int64_t kv_bytes_per_page, bool cuda);
@@ -211,18 +232,22 @@ void Engine::Impl::finish(Request& r, FinishReason reason) {
     r.delta += r.stop->append(r.detok->flush());
     r.delta += r.stop->flush();
   }
+  // A token still being sampled (asynchronous scheduling) is not part of the output.
+  while (!r.seq.tokens.empty() && r.seq.tokens.back() < 0) r.seq.tokens.pop_back();
   r.finished = true;
   r.reason = reason;
   r.touched = true;
   sched->finish(&r.seq);  // pages go back at once
 }
 
-void Engine::Impl::on_token(Request& r, int32_t tok, Clock::time_point now) {
+// The token at r.seq.tokens[index] has arrived (later placeholders may follow it).
+void Engine::Impl::on_token(Request& r, int index, Clock::time_point now) {
   const SamplingParams& p = r.params;
-  r.seq.tokens.push_back(tok);
+  const int32_t tok = r.seq.tokens[size_t(index)];
+  const int num_output = index + 1 - r.seq.num_prompt;
   r.new_ids.push_back(tok);
   r.touched = true;
-  if (r.seq.num_output() == 1) r.first_token = now;
+  if (num_output == 1) r.first_token = now;
   r.last_token = now;
   ++st.num_generated_tokens;
   const bool is_eos = !p.ignore_eos && std::find(eos.begin(), eos.end(), tok) != eos.end();
@@ -234,10 +259,10 @@ void Engine::Impl::on_token(Request& r, int32_t tok, Clock::time_point now) {
   }
   const std::string text = r.detok->push(tok);
   // Stop strings count only once min_tokens are out.
-  r.delta += r.stop->append(text, r.seq.num_output() >= p.min_tokens);
+  r.delta += r.stop->append(text, num_output >= p.min_tokens);
   if (r.stop->stopped()) {
     finish(r, FinishReason::Stop);
-  } else if (r.seq.num_output() >= p.max_tokens || r.seq.num_tokens() >= max_model_len) {
+  } else if (num_output >= p.max_tokens || index + 1 >= max_model_len) {
     finish(r, FinishReason::Length);
   }
 }
@@ -262,12 +287,59 @@ RequestOutput Engine::Impl::take_output(Request& r) {
 
 std::vector<RequestOutput> Engine::Impl::step() {
   const auto t0 = Clock::now();
+  // Step n + 1 is queued before step n's tokens are taken: with device sampling the GPU then
+  // runs it while the host does step n's bookkeeping and plans step n + 2.
+  std::unique_ptr<LaunchedStep> next = launch_step();
+  EngineStats::StepKind* kind = next ? next->kind : nullptr;
+  st.num_overlapped_steps += next && in_flight;
+  if (in_flight) {
+    const std::unique_ptr<LaunchedStep> done = std::move(in_flight);
+    complete_step(*done);
+    kind = done->kind;
+  }
+  if (next && next->ids && cfg.async_scheduling) {
+    in_flight = std::move(next);
+  } else if (next) {
+    complete_step(*next);
+  }
+  if (kind) {
+    // Device and host-prep time of the passes that have finished, to the kind of the step that
+    // finished; wall time of this call likewise (their sum is the engine's wall time).
+    const double dev = model->device_seconds(), prep = model->host_prep_seconds();
+    kind->device_s += dev - device_s_seen;
+    kind->model_prep_s += prep - prep_s_seen;
+    device_s_seen = dev;
+    prep_s_seen = prep;
+    kind->wall_s += seconds(Clock::now() - t0);
+  }
+#ifndef NDEBUG
+  sched->check_invariants();
+  if (tree) tree->check_invariants();
+#endif
+  std::vector<RequestOutput> outs;
+  for (auto it = requests.begin(); it != requests.end();) {
+    Request& r = *it->second;
+    if (r.touched) outs.push_back(take_output(r));
+    // A finished request stays while the step in flight still names it.
+    const bool referenced = in_flight && r.last_step == in_flight->serial;
+    it = r.finished && !referenced ? requests.erase(it) : std::next(it);
+  }
+  return outs;
+}
+
+std::unique_ptr<LaunchedStep> Engine::Impl::launch_step() {
+  const auto t0 = Clock::now();
   const ScheduleResult sr = sched->schedule();
-  StepPlan plan = build_step_plan(sr, cfg.page_size);
-  if (planner && !plan.entries.empty()) record_cascade(apply_cascade(plan, *planner));
+  if (sr.empty()) return nullptr;
+  auto s = std::make_unique<LaunchedStep>();
+  s->serial = next_step++;
+  StepPlan& plan = s->plan;
+  plan = build_step_plan(sr, cfg.page_size);
+  if (planner) record_cascade(apply_cascade(plan, *planner));
   const auto t1 = Clock::now();
   st.schedule_s += seconds(t1 - t0);
-  if (!plan.entries.empty() && device_sampling_applies(plan)) {
+  const size_t R = plan.sample_entries.size();
+  if (device_sampling_applies(plan)) {
     // Only token ids come back: the host never sees the logits.
     std::vector<RowSampling> rows;
     for (int e : plan.sample_entries) {
@@ -278,73 +350,78 @@ std::vector<RequestOutput> Engine::Impl::step() {
       rows.push_back(
           {greedy ? 0.0f : 1.0f / p.temperature, greedy ? 0 : r.rng(), p.top_k, p.top_p, p.min_p});
     }
-    const std::vector<int32_t> toks = model->forward_sample(plan.input, rows);
-    const auto t2 = Clock::now();
-    st.model_s += seconds(t2 - t1);
+    s->ids = model->forward_sample_async(plan.input, rows);
+  } else {
+    s->logits = model->forward(plan.input);
+    NC_CHECK(s->logits.size() == R * size_t(vocab),
+             "engine: model returned {} logits for {} rows of {}", s->logits.size(), R, vocab);
+  }
+  st.model_s += seconds(Clock::now() - t1);
+  sched->commit(sr);
+  ++st.num_steps;
+  st.num_prompt_tokens_computed += plan.num_prefill_tokens;
+  for (const StepEntry& e : plan.entries) requests.at(e.seq->id)->last_step = s->serial;
+  // Sampled tokens that the next schedule() must already see: placeholders -1 - row, which the
+  // model resolves on the device (ForwardInput::token_ids) and complete_step() on the host.
+  const bool deferred = s->ids && cfg.async_scheduling;
+  for (size_t k = 0; k < R; ++k) {
+    Sequence& seq = *plan.entries[size_t(plan.sample_entries[k])].seq;
+    s->token_index.push_back(deferred ? seq.num_tokens() : -1);
+    if (deferred) seq.tokens.push_back(-1 - int32_t(k));
+  }
+  EngineStats::StepKind& k = plan.num_prefill_tokens ? st.prefill_steps : st.decode_steps;
+  ++k.steps;
+  k.tokens += plan.num_prefill_tokens + plan.num_decode_tokens;
+  for (const StepEntry& e : plan.entries) {
+    const int64_t n = e.num_new;
+    k.kv_tokens += e.start + n;
+    k.attn_pairs += n * e.start + n * (n + 1) / 2;
+  }
+  s->kind = &k;
+  return s;
+}
+
+void Engine::Impl::complete_step(LaunchedStep& s) {
+  const auto t0 = Clock::now();
+  const StepPlan& plan = s.plan;
+  std::vector<int32_t> toks;
+  if (s.ids) {
+    toks = s.ids->wait();
     NC_CHECK(toks.size() == plan.sample_entries.size(),
              "engine: model sampled {} tokens for {} rows", toks.size(),
              plan.sample_entries.size());
-    sched->commit(sr);
-    ++st.num_steps;
-    st.num_prompt_tokens_computed += plan.num_prefill_tokens;
     st.num_device_sampled += int64_t(toks.size());
-    for (size_t k = 0; k < toks.size(); ++k) {
-      Request& r = *requests.at(plan.entries[plan.sample_entries[k]].seq->id);
-      NC_CHECK(toks[k] >= 0 && toks[k] < vocab, "engine: sampled token {} outside the vocabulary",
-               toks[k]);
-      on_token(r, toks[k], Clock::now());
-    }
-    st.sample_s += seconds(Clock::now() - t2);
-  } else if (!plan.entries.empty()) {
-    std::vector<float> logits = model->forward(plan.input);
-    const auto t2 = Clock::now();
-    st.model_s += seconds(t2 - t1);
-    NC_CHECK(logits.size() == plan.sample_entries.size() * size_t(vocab),
-             "engine: model returned {} logits for {} rows of {}", logits.size(),
-             plan.sample_entries.size(), vocab);
-    sched->commit(sr);
-    ++st.num_steps;
-    st.num_prompt_tokens_computed += plan.num_prefill_tokens;
-    for (size_t k = 0; k < plan.sample_entries.size(); ++k) {
-      Request& r = *requests.at(plan.entries[plan.sample_entries[k]].seq->id);
-      std::span<float> row(logits.data() + k * vocab, size_t(vocab));
-      const std::span<const int32_t> all(r.seq.tokens);
-      const std::span<const int32_t> masked = r.seq.num_output() < r.params.min_tokens
-                                                  ? std::span<const int32_t>(r.masked_before_min)
-                                                  : std::span<const int32_t>();
-      const int32_t tok = sample_token(row, r.params, all.first(r.seq.num_prompt),
-                                       all.subspan(r.seq.num_prompt), masked, r.rng);
-      on_token(r, tok, Clock::now());
-    }
-    st.sample_s += seconds(Clock::now() - t2);
   }
-  if (!plan.entries.empty()) {
-    EngineStats::StepKind& k = plan.num_prefill_tokens ? st.prefill_steps : st.decode_steps;
-    ++k.steps;
-    k.tokens += plan.num_prefill_tokens + plan.num_decode_tokens;
-    for (const StepEntry& e : plan.entries) {
-      const int64_t n = e.num_new;
-      k.kv_tokens += e.start + n;
-      k.attn_pairs += n * e.start + n * (n + 1) / 2;
+  const auto t1 = Clock::now();
+  st.model_s += seconds(t1 - t0);
+  for (size_t k = 0; k < plan.sample_entries.size(); ++k) {
+    Request& r = *requests.at(plan.entries[size_t(plan.sample_entries[k])].seq->id);
+    // Finished (a stop, an abort) while this step ran: its token is dropped.
+    if (r.finished) continue;
+    const int32_t tok = s.ids ? toks[k] : host_sample(s, k, r);
+    NC_CHECK(tok >= 0 && tok < vocab, "engine: sampled token {} outside the vocabulary", tok);
+    int index = s.token_index[k];
+    if (index < 0) {
+      index = r.seq.num_tokens();
+      r.seq.tokens.push_back(tok);
+    } else {
+      NC_CHECK(index < r.seq.num_tokens() && r.seq.tokens[size_t(index)] == -1 - int32_t(k),
+               "engine: request {} lost the placeholder of its token {}", r.seq.id, index);
+      r.seq.tokens[size_t(index)] = tok;
     }
-    const double dev = model->device_seconds(), prep = model->host_prep_seconds();
-    k.device_s += dev - device_s_seen;
-    k.model_prep_s += prep - prep_s_seen;
-    device_s_seen = dev;
-    prep_s_seen = prep;
-    k.wall_s += seconds(Clock::now() - t0);
+    on_token(r, index, Clock::now());
   }
-#ifndef NDEBUG
-  sched->check_invariants();
-  if (tree) tree->check_invariants();
-#endif
-  std::vector<RequestOutput> outs;
-  for (auto it = requests.begin(); it != requests.end();) {
-    Request& r = *it->second;
-    if (r.touched) outs.push_back(take_output(r));
-    it = r.finished ? requests.erase(it) : std::next(it);
-  }
-  return outs;
+  st.sample_s += seconds(Clock::now() - t1);
+}
+
+int32_t Engine::Impl::host_sample(LaunchedStep& s, size_t row, Request& r) {
+  std::span<float> logits(s.logits.data() + row * size_t(vocab), size_t(vocab));
+  const std::span<const int32_t> all(r.seq.tokens);
+  const std::span<const int32_t> masked = r.seq.num_output() < r.params.min_tokens
+                                              ? std::span<const int32_t>(r.masked_before_min)
+                                              : std::span<const int32_t>();
+  return sample_token(logits, r.params, all.first(size_t(r.seq.num_prompt)),
+                      all.subspan(size_t(r.seq.num_prompt)), masked, r.rng);
 }
 
 bool Engine::Impl::device_sampling_applies(const StepPlan& plan) const {
@@ -427,6 +504,7 @@ void Engine::abort(RequestId id) {
 }
 
 bool Engine::has_unfinished() const {
+  if (impl_->in_flight) return true;  // its tokens come with the next step()
   for (const auto& [id, r] : impl_->requests) {
     if (!r->finished || r->touched) return true;
   }

@@ -48,11 +48,15 @@ class LlamaStepModel : public StepModel {
   double device_seconds() override { return backend_->device_busy_seconds(); }
   double host_prep_seconds() const override { return model_->host_prep_seconds(); }
   int64_t num_graph_steps() const override { return model_->num_graph_steps(); }
-  // On the CPU the host sampler is as fast and draws from the request's own RNG stream.
-  bool can_sample_on_device() const override { return on_cuda(); }
+  // On the CPU, Backend::sample_tokens is the reference draw: CPU and CUDA draw alike.
+  bool can_sample_on_device() const override { return true; }
   std::vector<int32_t> forward_sample(const ForwardInput& in,
                                       const std::vector<RowSampling>& rows) override {
     return model_->forward_sample(in, kv_, rows);
+  }
+  std::unique_ptr<PendingTokens> forward_sample_async(
+      const ForwardInput& in, const std::vector<RowSampling>& rows) override {
+    return model_->forward_sample_async(in, kv_, rows);
   }
 
  private:

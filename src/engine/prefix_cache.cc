@@ -1,5 +1,7 @@
 #include "engine/prefix_cache.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace nc {
@@ -15,6 +17,9 @@ int TreePrefixCache::match(Sequence& seq) {
 void TreePrefixCache::insert(Sequence& seq) {
   // Only computed tokens have K/V; the last sampled token never does.
   const std::vector<int32_t> computed(seq.tokens.begin(), seq.tokens.begin() + seq.num_computed);
+  // A placeholder (a token still being sampled) is never computed, so never cached.
+  NC_CHECK(std::none_of(computed.begin(), computed.end(), [](int32_t t) { return t < 0; }),
+           "prefix cache: request {} would cache a token that is still being sampled", seq.id);
   tree_.insert(computed, seq.pages, seq.session);
 }
 

@@ -118,6 +118,9 @@ void Scheduler::admit_waiting(int& budget) {
   while (i < waiting_.size() && i <= max_skipped && budget > 0 &&
          int(running_.size()) < cfg_.max_num_seqs) {
     Sequence* s = waiting_[i];
+    // A preempted request whose last token is still being sampled (a placeholder, asynchronous
+    // scheduling) is recomputed once the token is known; FCFS keeps the others behind it.
+    if (s->tokens.back() < 0) break;
     if (waits_for_shared_prefill(s, prefilling)) {
       ++i;
       continue;
@@ -149,7 +152,10 @@ ScheduleResult Scheduler::schedule() {
   // Decodes first: one token each, in admission order.
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
     Sequence* s = running_[i];
-    if (s->remaining() == 1 && s->num_scheduled == 0) schedule_running(s, 1, budget, result);
+    // Never past max_kv_tokens: with asynchronous scheduling the last token may be known to be
+    // the last (max_tokens) before it is sampled.
+    if (s->remaining() == 1 && s->num_scheduled == 0 && s->num_computed < s->max_kv_tokens)
+      schedule_running(s, 1, budget, result);
   }
   // Then running requests whose (chunked) prefill is unfinished.
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {

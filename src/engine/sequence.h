@@ -10,7 +10,9 @@ enum class SeqStatus : uint8_t { Waiting, Running, Finished };
 
 struct Sequence {
   int64_t id = 0;
-  std::vector<int32_t> tokens;  // prompt, then the generated tokens
+  // Prompt, then the generated tokens. With asynchronous scheduling the last one or two may be
+  // placeholders -1 - r (row r of a step still running) until their step's tokens are taken.
+  std::vector<int32_t> tokens;
   int num_prompt = 0;
   int num_computed = 0;  // tokens whose K/V is in `pages`
   // The most tokens it will ever hold in the KV cache: prompt + max_tokens - 1 (the last

@@ -44,10 +44,17 @@ class StepModel {
   virtual int64_t num_graph_steps() const { return 0; }
   // Device-side sampling (LlamaModel::forward_sample): one token per logit row, drawn as
   // Backend::sample_tokens says (argmax where inv_temperature is 0, else a Gumbel-max draw with
-  // the row's seed among what top-k / top-p / min-p leave). Only where supported.
+  // the row's seed among what top-k / top-p / min-p leave). Only where supported. Its input may
+  // name the previous forward_sample's tokens by placeholder ids (ForwardInput::token_ids).
   virtual bool can_sample_on_device() const { return false; }
   virtual std::vector<int32_t> forward_sample(const ForwardInput& in,
                                               const std::vector<RowSampling>& rows);
+  // The same without waiting for the tokens (the default waits: a model on the host has
+  // nothing to overlap).
+  virtual std::unique_ptr<PendingTokens> forward_sample_async(
+      const ForwardInput& in, const std::vector<RowSampling>& rows) {
+    return ready_tokens(forward_sample(in, rows));
+  }
 };
 
 struct StepModelOptions {

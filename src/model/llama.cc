@@ -252,9 +252,13 @@ void LlamaModel::validate_input(const ForwardInput& in, const KVCache& kv) const
            in.attention.num_tokens, T);
   NC_CHECK(int64_t(kv.layers.size()) == cfg_.num_layers,
            "forward: kv cache has {} layers, model {}", kv.layers.size(), cfg_.num_layers);
-  for (int32_t id : in.token_ids)
-    NC_CHECK(id >= 0 && id < cfg_.vocab_size, "forward: token id {} outside the vocabulary [0, {})",
-             id, cfg_.vocab_size);
+  for (int32_t id : in.token_ids) {
+    NC_CHECK(id < cfg_.vocab_size, "forward: token id {} outside the vocabulary [0, {})", id,
+             cfg_.vocab_size);
+    NC_CHECK(id >= 0 || -int64_t(id) <= sampled_rows_,
+             "forward: token id {} names row {} of the previous step's samples, which had {}", id,
+             -int64_t(id) - 1, sampled_rows_);
+  }
   for (int32_t p : in.positions)
     NC_CHECK(p >= 0 && p < cfg_.max_position, "forward: position {} outside [0, {})", p,
              cfg_.max_position);
@@ -308,18 +312,48 @@ void LlamaModel::run_decoder(const AttentionPlan& plan, KVCache& kv, int64_t T) 
 
 std::vector<float> LlamaModel::forward(const ForwardInput& in, KVCache& kv) {
   const Tensor logits = forward_device(in, kv);
+  sampled_rows_ = 0;
   if (!logits.defined()) return {};
   return backend_.to_host_f32(logits);
 }
 
 std::vector<int32_t> LlamaModel::forward_sample(const ForwardInput& in, KVCache& kv,
                                                 const std::vector<RowSampling>& rows) {
+  return forward_sample_async(in, kv, rows)->wait();
+}
+
+std::unique_ptr<PendingTokens> LlamaModel::forward_sample_async(
+    const ForwardInput& in, KVCache& kv, const std::vector<RowSampling>& rows) {
   NC_CHECK(rows.size() == in.logit_rows.size(),
            "forward_sample: {} rows of sampling parameters for {} logit rows", rows.size(),
            in.logit_rows.size());
   const Tensor logits = forward_device(in, kv);
-  if (!logits.defined()) return {};
-  return backend_.sample_tokens(logits, rows);
+  const int64_t R = int64_t(rows.size());
+  sampled_rows_ = 0;
+  if (!logits.defined()) return ready_tokens({});
+  // Grown after this step's placeholders were read from the old buffer (stream order).
+  if (!sampled_.defined() || sampled_.numel() < R)
+    sampled_ = backend_.alloc({std::max(R, ws_.row_capacity)}, DType::I32);
+  std::unique_ptr<PendingTokens> ids =
+      backend_.sample_tokens_async(logits, rows, sampled_.slice(0, R));
+  sampled_rows_ = R;
+  return ids;
+}
+
+void LlamaModel::upload_token_ids(const ForwardInput& in, int64_t T) {
+  std::vector<int32_t> ids = in.token_ids, pairs;
+  ids.resize(size_t(T), 0);
+  for (size_t t = 0; t < in.token_ids.size(); ++t) {
+    if (ids[t] >= 0) continue;
+    pairs.push_back(int32_t(t));
+    pairs.push_back(-1 - ids[t]);
+    ids[t] = 0;
+  }
+  backend_.copy_from_host(ws_.ids.slice(0, T), ids.data());
+  if (pairs.empty()) return;
+  Tensor p = backend_.alloc({int64_t(pairs.size())}, DType::I32);
+  backend_.copy_from_host(p, pairs.data());
+  backend_.scatter_ids(sampled_.slice(0, sampled_rows_), p, ws_.ids.slice(0, T));
 }
 
 Tensor LlamaModel::forward_device(const ForwardInput& in, KVCache& kv) {
@@ -331,7 +365,7 @@ Tensor LlamaModel::forward_device(const ForwardInput& in, KVCache& kv) {
   const int64_t T = int64_t(in.token_ids.size()), R = int64_t(in.logit_rows.size());
   ensure_workspace(T, R);
   std::unique_ptr<AttentionPlan> plan = backend_.plan_attention(in.attention, attention_shape(kv));
-  backend_.copy_from_host(ws_.ids.slice(0, T), in.token_ids.data());
+  upload_token_ids(in, T);
   backend_.copy_from_host(ws_.positions.slice(0, T), in.positions.data());
   if (R > 0) backend_.copy_from_host(ws_.rows.slice(0, R), in.logit_rows.data());
   host_prep_s_ +=
@@ -416,10 +450,9 @@ std::optional<Tensor> LlamaModel::forward_graph(const ForwardInput& in, KVCache&
       backend_.plan_attention_graph(step, attention_shape(kv), key, max_pages);
   if (!plan) return std::nullopt;
   ensure_workspace(B, B);
-  std::vector<int32_t> ids = in.token_ids, pos = in.positions;
-  ids.resize(size_t(B), 0);
+  std::vector<int32_t> pos = in.positions;
   pos.resize(size_t(B), 0);
-  backend_.copy_from_host(ws_.ids.slice(0, B), ids.data());
+  upload_token_ids(in, B);
   backend_.copy_from_host(ws_.positions.slice(0, B), pos.data());
   Tensor logits = ws_.logits.slice(0, B);
   auto body = [&] {

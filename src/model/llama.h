@@ -24,7 +24,10 @@ struct KVCache {
 
 // One step's input: the new tokens of every scheduled request, concatenated.
 struct ForwardInput {
-  std::vector<int32_t> token_ids;   // [T]
+  // [T]. An id of -1 - r stands for the token the previous forward pass sampled for its logit row
+  // r on the device (LlamaModel::forward_sample_async), not yet known on the host: asynchronous
+  // scheduling plans step n + 1 while step n runs.
+  std::vector<int32_t> token_ids;
   std::vector<int32_t> positions;   // [T], absolute position of each token in its sequence
   AttentionStep attention;          // num_tokens == T; see kv/paged_kv.h
   std::vector<int32_t> logit_rows;  // rows of [0, T) whose logits are returned, in this order
@@ -87,6 +90,10 @@ class LlamaModel {
   // with rows[r] for logit row r); only the ids come back to the host.
   std::vector<int32_t> forward_sample(const ForwardInput& in, KVCache& kv,
                                       const std::vector<RowSampling>& rows);
+  // forward_sample without waiting for the ids: the step is queued on the device and the handle
+  // gives its ids. The next pass may name them as placeholder ids (ForwardInput::token_ids).
+  std::unique_ptr<PendingTokens> forward_sample_async(const ForwardInput& in, KVCache& kv,
+                                                      const std::vector<RowSampling>& rows);
 
  private:
   struct Layer {
@@ -109,6 +116,8 @@ class LlamaModel {
 
   void load(const WeightFn& weight, bool has_lm_head);
   void validate_input(const ForwardInput& in, const KVCache& kv) const;
+  // ws_.ids[0, T) = the step's ids (zero past in.token_ids), placeholders taken from sampled_.
+  void upload_token_ids(const ForwardInput& in, int64_t T);
   void ensure_workspace(int64_t num_tokens, int64_t num_rows);
   AttentionShape attention_shape(const KVCache& kv) const;
   // Embedding, every layer and the final norm over ws_.hidden[0, T) (ids already uploaded).
@@ -135,6 +144,10 @@ class LlamaModel {
   std::vector<int> buckets_;
   int scratch_page_ = -1;  // page index of the padding rows' K/V; -1 = none
   int64_t graph_steps_ = 0;
+  // The last forward_sample_async's ids on the device, and how many (0 after a pass that did
+  // not sample): what placeholder ids refer to.
+  Tensor sampled_;
+  int64_t sampled_rows_ = 0;
   double host_prep_s_ = 0;
   std::chrono::steady_clock::time_point pass_called_;  // forward_device's entry
 };

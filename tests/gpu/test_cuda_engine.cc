@@ -379,24 +379,33 @@ TEST_F(CudaEngine, EngineDeviceSamplingAndGraphs) {
   greedy.temperature = 0;
   greedy.max_tokens = 24;
   greedy.ignore_eos = true;
-  auto run = [&](bool graphs, bool device_sampling, const SamplingParams& p) {
+  auto run = [&](bool graphs, bool device_sampling, const SamplingParams& p, bool async = true) {
     EngineConfig cfg = small_engine_config(path);
     cfg.enable_cuda_graphs = graphs;
     cfg.device_sampling = device_sampling;
+    cfg.async_scheduling = async;
     Engine e(cfg);
     std::vector<std::vector<int32_t>> out;
     for (const auto& o : e.generate(prompts, p)) out.push_back(o.token_ids);
     const EngineStats s = e.stats();
-    std::printf("graphs %d device sampling %d: %lld steps, %lld graph steps, %lld device-sampled\n",
-                int(graphs), int(device_sampling), (long long)s.num_steps,
-                (long long)s.num_graph_steps, (long long)s.num_device_sampled);
+    std::printf(
+        "graphs %d device sampling %d async %d: %lld steps, %lld graph steps, %lld "
+        "device-sampled, %lld overlapped\n",
+        int(graphs), int(device_sampling), int(async), (long long)s.num_steps,
+        (long long)s.num_graph_steps, (long long)s.num_device_sampled,
+        (long long)s.num_overlapped_steps);
     EXPECT_EQ(s.num_graph_steps > 0, graphs);
     EXPECT_EQ(s.num_device_sampled > 0, device_sampling);
+    EXPECT_EQ(s.num_overlapped_steps > 0, device_sampling && async);
     EXPECT_GT(s.device_s, 0);
+    EXPECT_EQ(s.used_pages, 0);
     return out;
   };
   const auto dev = run(true, true, greedy), host = run(true, false, greedy);
   EXPECT_EQ(dev, host);
+  // Asynchronous scheduling (placeholder ids resolved on the device) changes no token.
+  EXPECT_EQ(run(true, true, greedy, false), dev);
+  EXPECT_EQ(run(false, true, greedy, false), run(false, true, greedy, true));
   const auto eager = run(false, true, greedy);
   int same = 0, total = 0;
   for (size_t i = 0; i < dev.size(); ++i)
@@ -407,6 +416,7 @@ TEST_F(CudaEngine, EngineDeviceSamplingAndGraphs) {
   temp.seed = 1234;
   const auto t1 = run(true, true, temp), t2 = run(true, true, temp);
   EXPECT_EQ(t1, t2);
+  EXPECT_EQ(run(true, true, temp, false), t1);
 }
 
 // The engine on the GPU serves SmolLM2 on the golden prompts (one batch, graphs and device

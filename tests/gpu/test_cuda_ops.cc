@@ -1,4 +1,6 @@
 // The CUDA backend's non-attention ops against the CPU backend on random inputs (bf16 tolerance).
+#include <cuda_runtime_api.h>
+
 #include <cmath>
 
 #include "gpu_test_util.h"
@@ -263,6 +265,32 @@ TEST_F(CudaOps, AddCopyRowsGatherRows) {
   for (size_t i = 0; i < rows.size(); ++i)
     for (int j = 0; j < 96; ++j) ASSERT_EQ(g[i * 96 + j], x[size_t(rows[i]) * 96 + j]);
   EXPECT_LE(err(*gpu, og, oc), kBf16Tol);
+}
+
+// scatter_ids (how asynchronous scheduling feeds sampled ids to the next step) as on the CPU;
+// pairs outside either array change nothing on the GPU and are refused on the CPU.
+TEST_F(CudaOps, ScatterIds) {
+  const std::vector<int32_t> src = {70, 71, 72, 73, 74}, pairs = {3, 4, 0, 0, 7, 2, 5, 1};
+  auto ids = [&](Backend& b, const std::vector<int32_t>& v) {
+    Tensor t = b.alloc({int64_t(v.size())}, DType::I32);
+    b.copy_from_host(t, v.data());
+    return t;
+  };
+  const std::vector<int32_t> before = {1, 2, 3, 4, 5, 6, 7, 8};
+  Tensor dc = ids(*cpu, before), dg = ids(*gpu, before);
+  cpu->scatter_ids(ids(*cpu, src), ids(*cpu, pairs), dc);
+  gpu->scatter_ids(ids(*gpu, src), ids(*gpu, pairs), dg);
+  std::vector<int32_t> got(before.size());
+  ASSERT_EQ(cudaMemcpy(got.data(), dg.data(), got.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+  const std::vector<int32_t> want = {70, 2, 3, 74, 5, 71, 7, 72};
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(std::vector<int32_t>(dc.ptr<int32_t>(), dc.ptr<int32_t>() + 8), want);
+  const std::vector<int32_t> bad = {0, 9};
+  std::vector<int32_t> keep = got;
+  gpu->scatter_ids(ids(*gpu, src), ids(*gpu, bad), dg);
+  ASSERT_EQ(cudaMemcpy(got.data(), dg.data(), got.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(got, keep);
+  EXPECT_THROW(cpu->scatter_ids(ids(*cpu, src), ids(*cpu, bad), dc), Error);
 }
 
 TEST_F(CudaOps, RejectsBadInput) {

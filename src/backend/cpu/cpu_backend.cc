@@ -242,6 +242,22 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void scatter_ids(const Tensor& src, const Tensor& pairs, Tensor dst) override {
+    src.expect_dtype(DType::I32, "scatter_ids");
+    pairs.expect_dtype(DType::I32, "scatter_ids");
+    dst.expect_dtype(DType::I32, "scatter_ids");
+    NC_CHECK(pairs.numel() % 2 == 0, "scatter_ids: {} pair entries", pairs.numel());
+    const int32_t* p = pairs.ptr<int32_t>();
+    const int32_t* s = src.ptr<int32_t>();
+    int32_t* d = dst.ptr<int32_t>();
+    for (int64_t i = 0; i + 1 < pairs.numel(); i += 2) {
+      NC_CHECK(p[i] >= 0 && p[i] < dst.numel() && p[i + 1] >= 0 && p[i + 1] < src.numel(),
+               "scatter_ids: pair ({}, {}) outside [0, {}) x [0, {})", p[i], p[i + 1],
+               dst.numel(), src.numel());
+      d[p[i]] = s[p[i + 1]];
+    }
+  }
+
   std::unique_ptr<AttentionPlan> plan_attention(const AttentionStep& step,
                                                 const AttentionShape& shape) override {
     NC_CHECK(!step.levels.empty(), "attention plan: no levels");

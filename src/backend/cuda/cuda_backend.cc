@@ -54,6 +54,13 @@ struct Staging {
   cudaEvent_t copied = nullptr;
 };
 
+// A pinned host buffer that sampled ids are copied into; `ready` marks the copy done.
+struct PinnedIds {
+  int32_t* host = nullptr;
+  int64_t capacity = 0;
+  cudaEvent_t ready = nullptr;
+};
+
 // One level of a graph-safe plan: its metadata's offsets in the slot's staging buffer.
 struct GraphLevel {
   size_t qo_indptr = 0, kv_indptr = 0, last_page_len = 0, kv_indices = 0;
@@ -105,6 +112,8 @@ struct Context {
   size_t graph_scratch_bytes = 0;
   std::vector<void*> retired_scratch;
   bool capturing = false;
+  // Pinned host buffers for sampled ids on their way to the host (CudaPendingTokens).
+  std::vector<PinnedIds> free_pinned_ids;
   // Forward-pass timing: (begin, end) event pairs not yet read, and spare events.
   std::vector<std::pair<cudaEvent_t, cudaEvent_t>> pending_passes;
   std::vector<cudaEvent_t> spare_events;
@@ -123,6 +132,7 @@ struct Context {
     for (cudaEvent_t e : spare_events) cudaEventDestroy(e);
     if (pass_begin) cudaEventDestroy(pass_begin);
     for (Staging& s : free_staging) release(s);
+    for (PinnedIds& p : free_pinned_ids) release(p);
     if (attn_float_ws) cudaFree(attn_float_ws);
     if (side_float_ws) cudaFree(side_float_ws);
     if (fork) cudaEventDestroy(fork);
@@ -155,16 +165,57 @@ struct Context {
     return e;
   }
 
-  // Adds the device time of every finished pass to busy_s (waits for unfinished ones).
-  void collect_passes() {
-    for (auto& [a, b] : pending_passes) {
+  // Adds the device time of the passes that have finished to busy_s, in order, without waiting
+  // (an asynchronous engine plans the next step while one runs). wait_all: also the others.
+  void collect_passes(bool wait_all = false) {
+    size_t done = 0;
+    for (; done < pending_passes.size(); ++done) {
+      auto [a, b] = pending_passes[done];
+      const cudaError_t q = wait_all ? cudaEventSynchronize(b) : cudaEventQuery(b);
+      if (q == cudaErrorNotReady) {
+        (void)cudaGetLastError();  // not an error: the pass is still running
+        break;
+      }
       float ms = 0;
-      if (cudaEventSynchronize(b) == cudaSuccess && cudaEventElapsedTime(&ms, a, b) == cudaSuccess)
+      if (q == cudaSuccess && cudaEventElapsedTime(&ms, a, b) == cudaSuccess)
         busy_s += double(ms) * 1e-3;
       spare_events.push_back(a);
       spare_events.push_back(b);
     }
-    pending_passes.clear();
+    pending_passes.erase(pending_passes.begin(), pending_passes.begin() + std::ptrdiff_t(done));
+  }
+
+  static void release(PinnedIds& p) {
+    if (p.ready) cudaEventSynchronize(p.ready), cudaEventDestroy(p.ready);
+    if (p.host) cudaFreeHost(p.host);
+    p = PinnedIds{};
+  }
+
+  PinnedIds acquire_pinned_ids(int64_t n) {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto it = free_pinned_ids.begin(); it != free_pinned_ids.end(); ++it) {
+      if (it->capacity >= n) {
+        PinnedIds p = *it;
+        free_pinned_ids.erase(it);
+        return p;
+      }
+    }
+    PinnedIds p;
+    p.capacity = std::max<int64_t>(n, 1024);
+    cuda_check(cudaHostAlloc(reinterpret_cast<void**>(&p.host), size_t(p.capacity) * 4,
+                             cudaHostAllocDefault),
+               "cudaHostAlloc (sampled ids)");
+    cuda_check(cudaEventCreateWithFlags(&p.ready, cudaEventDisableTiming), "cudaEventCreate");
+    return p;
+  }
+
+  void return_pinned_ids(PinnedIds p) {
+    std::lock_guard<std::mutex> lock(mu);
+    free_pinned_ids.push_back(p);
+    while (free_pinned_ids.size() > 4) {
+      release(free_pinned_ids.front());
+      free_pinned_ids.erase(free_pinned_ids.begin());
+    }
   }
 
   static void release(Staging& s) {
@@ -226,6 +277,39 @@ struct Context {
     cuda_check(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming), "cudaEventCreate");
     cuda_check(cudaEventCreateWithFlags(&join, cudaEventDisableTiming), "cudaEventCreate");
   }
+};
+
+// Sampled ids copied to a pinned buffer behind the step's kernels; wait() blocks on that copy
+// only, so the host can plan the next step meanwhile.
+class CudaPendingTokens : public PendingTokens {
+ public:
+  CudaPendingTokens(std::shared_ptr<Context> ctx, const Tensor& ids, int64_t n)
+      : ctx_(std::move(ctx)), n_(n), buf_(ctx_->acquire_pinned_ids(n)) {
+    cuda_check(
+        cudaMemcpyAsync(buf_.host, ids.data(), size_t(n) * 4, cudaMemcpyDeviceToHost, ctx_->stream),
+        "sampled ids to the host");
+    cuda_check(cudaEventRecord(buf_.ready, ctx_->stream), "cudaEventRecord");
+  }
+  ~CudaPendingTokens() override {
+    if (buf_.host) {
+      cudaEventSynchronize(buf_.ready);  // the copy must not land in a reused buffer
+      ctx_->return_pinned_ids(buf_);
+    }
+  }
+  std::vector<int32_t> wait() override {
+    NC_CHECK(buf_.host, "sampled ids: wait() called twice");
+    cuda_check(cudaEventSynchronize(buf_.ready),
+               "waiting for sampled ids (an earlier kernel failed)");
+    std::vector<int32_t> out(buf_.host, buf_.host + n_);
+    ctx_->return_pinned_ids(buf_);
+    buf_ = PinnedIds{};
+    return out;
+  }
+
+ private:
+  std::shared_ptr<Context> ctx_;
+  int64_t n_;
+  PinnedIds buf_;
 };
 
 // ---- Attention plan ----
@@ -619,6 +703,18 @@ class CudaBackend final : public Backend {
     });
   }
 
+  void scatter_ids(const Tensor& src, const Tensor& pairs, Tensor dst) override {
+    for (const Tensor* t : {&src, &pairs, static_cast<const Tensor*>(&dst)}) {
+      dev(*t, "scatter_ids");
+      i32(*t, "scatter_ids");
+    }
+    NC_CHECK(pairs.numel() % 2 == 0, "scatter_ids: {} pair entries", pairs.numel());
+    k_call([&] {
+      cuda::scatter_ids(src.ptr<int32_t>(), src.numel(), pairs.ptr<int32_t>(), pairs.numel() / 2,
+                        dst.ptr<int32_t>(), dst.numel(), s());
+    });
+  }
+
   // ---- Attention ----
 
   std::unique_ptr<AttentionPlan> plan_attention(const AttentionStep& step,
@@ -804,12 +900,26 @@ class CudaBackend final : public Backend {
     NC_CHECK(R >= 0 && int64_t(rows.size()) == R,
              "sample_tokens: logits {} with {} rows of sampling parameters",
              shape_str(logits.shape()), rows.size());
+    if (R == 0) return {};
+    return sample_tokens_async(logits, rows, alloc({R}, DType::I32))->wait();
+  }
+
+  std::unique_ptr<PendingTokens> sample_tokens_async(const Tensor& logits,
+                                                     const std::vector<RowSampling>& rows,
+                                                     Tensor ids) override {
+    const int64_t R = logits.ndim() == 2 ? logits.dim(0) : -1;
+    NC_CHECK(R >= 0 && int64_t(rows.size()) == R,
+             "sample_tokens: logits {} with {} rows of sampling parameters",
+             shape_str(logits.shape()), rows.size());
     dev(logits, "sample_tokens");
     logits.expect_dtype(DType::F32, "sample_tokens");
     logits.expect_contiguous("sample_tokens");
+    dev(ids, "sample_tokens ids");
+    i32(ids, "sample_tokens ids");
+    NC_CHECK(ids.numel() == R, "sample_tokens: ids tensor {} for {} rows", shape_str(ids.shape()),
+             R);
     for (const RowSampling& p : rows) p.validate();
-    std::vector<int32_t> out(static_cast<size_t>(R));
-    if (R == 0) return out;
+    if (R == 0) return ready_tokens({});
     const int V = int(logits.dim(1));
     const bool filtered =
         std::any_of(rows.begin(), rows.end(), [](const RowSampling& p) { return p.filtered(); });
@@ -832,6 +942,7 @@ class CudaBackend final : public Backend {
       put_f32(5, r, f ? p.top_p : 1.0f);
       put_f32(6, r, f ? p.min_p : -1.0f);
     }
+    // From pageable memory: the copy is staged before the call returns.
     Tensor params = alloc({int64_t(n * 7)}, DType::I32);
     copy_from_host(params, host.data());
     auto* words = static_cast<uint32_t*>(params.data());
@@ -841,7 +952,6 @@ class CudaBackend final : public Backend {
     const auto* top_k = reinterpret_cast<const int32_t*>(words + 4 * n);
     const auto* top_p = reinterpret_cast<const float*>(words + 5 * n);
     const auto* min_p = reinterpret_cast<const float*>(words + 6 * n);
-    Tensor ids = alloc({R}, DType::I32);
     const float* x = logits.ptr<float>();
     if (!filtered) {
       k_call([&] {
@@ -850,10 +960,7 @@ class CudaBackend final : public Backend {
     } else {
       sample_filtered(rows, x, V, seeds, inv_t, temp, top_k, top_p, min_p, ids.ptr<int32_t>());
     }
-    cuda_check(cudaMemcpyAsync(out.data(), ids.data(), size_t(R) * 4, cudaMemcpyDeviceToHost, s()),
-               "sample_tokens");
-    synchronize();
-    return out;
+    return std::make_unique<CudaPendingTokens>(ctx_, ids, R);
   }
 
   // The rows in chunks of up to kFilterMaxRows (the workspace grows with rows * vocab): FlashInfer
@@ -1078,7 +1185,7 @@ class CudaBackend final : public Backend {
     cuda_check(cudaEventRecord(end, s()), "cudaEventRecord");
     ctx_->pending_passes.emplace_back(ctx_->pass_begin, end);
     ctx_->pass_begin = nullptr;
-    if (ctx_->pending_passes.size() > 4096) ctx_->collect_passes();
+    if (ctx_->pending_passes.size() > 4096) ctx_->collect_passes(true);
   }
 
   double device_busy_seconds() override {

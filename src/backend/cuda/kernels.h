@@ -42,6 +42,9 @@ void add_f32(float* x, const float* y, int64_t n, cudaStream_t stream);
 // zeros.
 void gather_rows(const void* x, const int32_t* rows, void* out, int64_t num_out, int64_t num_rows,
                  int64_t row_bytes, cudaStream_t stream);
+// dst[pairs[2i]] = src[pairs[2i + 1]] for i < num_pairs (pairs outside the arrays are skipped).
+void scatter_ids(const int32_t* src, int64_t num_src, const int32_t* pairs, int64_t num_pairs,
+                 int32_t* dst, int64_t num_dst, cudaStream_t stream);
 void bf16_to_f32(const void* in, float* out, int64_t n, cudaStream_t stream);
 void f16_to_f32(const void* in, float* out, int64_t n, cudaStream_t stream);
 void f32_to_bf16(const float* in, void* out, int64_t n, cudaStream_t stream);

@@ -37,6 +37,16 @@ __global__ void gather_rows_kernel(const V* __restrict__ x, const int32_t* __res
   }
 }
 
+__global__ void scatter_ids_kernel(const int32_t* __restrict__ src, int64_t num_src,
+                                   const int32_t* __restrict__ pairs, int64_t num_pairs,
+                                   int32_t* __restrict__ dst, int64_t num_dst) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < num_pairs;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int32_t d = pairs[2 * i], s = pairs[2 * i + 1];
+    if (d >= 0 && d < num_dst && s >= 0 && s < num_src) dst[d] = src[s];
+  }
+}
+
 __global__ void add_bf16_kernel(bf16* __restrict__ x, const bf16* __restrict__ y, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
@@ -169,6 +179,14 @@ void gather_rows(const void* x, const int32_t* rows, void* out, int64_t num_out,
                                                    row_bytes);
   }
   check_launch("gather_rows");
+}
+
+void scatter_ids(const int32_t* src, int64_t num_src, const int32_t* pairs, int64_t num_pairs,
+                 int32_t* dst, int64_t num_dst, cudaStream_t stream) {
+  if (num_pairs == 0) return;
+  scatter_ids_kernel<<<grid_for(num_pairs, 256), 256, 0, stream>>>(src, num_src, pairs, num_pairs,
+                                                                   dst, num_dst);
+  check_launch("scatter_ids");
 }
 
 void rmsnorm_bf16(const void* x, const void* weight, void* out, int rows, int hidden, float eps,
