@@ -58,6 +58,27 @@ TEST_F(ModelErrors, TokenIdsPositionsAndRowsOutOfRange) {
   EXPECT_EQ(model_->forward(one_token(1, 0), kv_).size(), size_t(lm_.config.vocab_size));
 }
 
+// Asynchronous scheduling's placeholder ids: -1 - r is row r of the previous forward_sample's
+// tokens, resolved by the backend (scatter_ids) exactly as if the id had been given; a
+// placeholder for a row that step did not sample, or after a pass that sampled nothing, is an
+// error.
+TEST_F(ModelErrors, PlaceholderIdsNameThePreviousStepsSamples) {
+  const std::vector<RowSampling> greedy(1);
+  const int32_t first = model_->forward_sample_async(one_token(5, 0), kv_, greedy)->wait()[0];
+  const std::vector<float> via_placeholder = model_->forward(one_token(-1, 1), kv_);
+  KVCache fresh = model_->make_kv_cache(8, 16);
+  model_->forward(one_token(5, 0), fresh);
+  EXPECT_EQ(via_placeholder, model_->forward(one_token(first, 1), fresh));
+  // forward() sampled nothing: no placeholder refers to it.
+  EXPECT_NE(error_of([&] {
+              model_->forward(one_token(-1, 2), kv_);
+            }).find("previous step's samples, which had 0"),
+            std::string::npos);
+  model_->forward_sample(one_token(5, 0), kv_, greedy);
+  EXPECT_NE(error_of([&] { model_->forward(one_token(-2, 1), kv_); }).find("names row 1"),
+            std::string::npos);
+}
+
 TEST_F(ModelErrors, BadPageTables) {
   ForwardInput in = one_token(1, 0);
   in.attention.levels[0].kv_indices = {8};  // the cache has pages 0..7

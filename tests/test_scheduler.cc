@@ -247,4 +247,70 @@ TEST(Scheduler, StepPlanShapesTheForwardInput) {
   EXPECT_EQ(pool.num_free(), 16);
 }
 
+// Asynchronous scheduling: a request whose placeholder token (still being sampled) is its
+// last by max_tokens gets no further step; a preempted request whose last token is a
+// placeholder is not readmitted (and nobody overtakes it) until the token is known.
+TEST(Scheduler, PlaceholdersOfAsynchronousScheduling) {
+  PagePool pool(3);
+  Scheduler sched({4, 64, 8}, pool);
+  Sequence a, b;
+  a.id = 0;
+  a.tokens = {1, 2, 3};
+  a.num_prompt = 3;
+  a.max_kv_tokens = 3 + 2 - 1;  // max_tokens 2
+  b.id = 1;
+  b.tokens = {4, 5, 6, 7, 8};
+  b.num_prompt = 5;
+  b.max_kv_tokens = 5 + 6 - 1;
+  sched.add(&a);
+  sched.add(&b);
+  // One step: schedule, commit, then the sampled rows become placeholders -1 - row while the
+  // previous step's placeholders are resolved.
+  auto step = [&](std::vector<Sequence*> expect) {
+    ScheduleResult sr = sched.schedule();
+    std::vector<Sequence*> got;
+    for (const ScheduledSeq& x : sr.scheduled) got.push_back(x.seq);
+    EXPECT_EQ(got, expect);
+    const StepPlan plan = build_step_plan(sr, 4);
+    sched.commit(sr);
+    for (Sequence* x : {&a, &b})
+      for (int32_t& t : x->tokens)
+        if (t < 0) t = 100 + int32_t(x->id);
+    for (size_t k = 0; k < plan.sample_entries.size(); ++k)
+      plan.entries[size_t(plan.sample_entries[k])].seq->tokens.push_back(-1 - int32_t(k));
+    sched.check_invariants();
+    return plan;
+  };
+  step({&a, &b});  // prefills
+  const StepPlan p2 = step({&a, &b});
+  EXPECT_EQ(p2.input.token_ids, (std::vector<int32_t>{-1, -2}));  // decodes of the placeholders
+  // a's placeholder is its second output: its last (max_tokens), so a gets no step.
+  EXPECT_EQ(a.num_computed, a.max_kv_tokens);
+  step({&b});
+  step({&b});
+  // b needs a third page (position 8), the pool has none: b, the latest admission, is preempted
+  // with a placeholder as its last token, and neither it nor c behind it is admitted until the
+  // token is known.
+  Sequence c;
+  c.id = 2;
+  c.tokens = {9};
+  c.num_prompt = 1;
+  c.max_kv_tokens = 1;
+  sched.add(&c);
+  ScheduleResult sr = sched.schedule();
+  ASSERT_EQ(sr.preempted.size(), 1u);
+  EXPECT_EQ(sr.preempted[0], &b);
+  EXPECT_TRUE(sr.scheduled.empty());
+  EXPECT_EQ(sched.num_waiting(), 2);
+  ASSERT_LT(b.tokens.back(), 0);
+  b.tokens.back() = 53;
+  a.tokens.back() = 31;
+  sched.finish(&a);
+  sr = sched.schedule();
+  ASSERT_FALSE(sr.scheduled.empty());
+  EXPECT_EQ(sr.scheduled[0].seq, &b);  // readmitted: recomputes its 9 tokens
+  EXPECT_EQ(sr.scheduled[0].num_new, 9);
+  sched.check_invariants();
+}
+
 }  // namespace nc

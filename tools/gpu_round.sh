@@ -3,7 +3,8 @@
 # made here by `tools/gpu_check.sh pack`, on the GPU machine,
 #   1. the GPU tests (NC_GTEST_FILTER, default all but SmolLM2's: the model is not carried) and
 #      the microbenchmarks named by NC_BENCH (default none; see bench/gpu/gpu_bench.cc),
-#   2. the nano-vLLM workload (Qwen3-0.6B shape, random weights, CUDA graphs) and the fixed
+#   2. the nano-vLLM workload (Qwen3-0.6B shape, random weights, CUDA graphs; with and without
+#      asynchronous scheduling) and the fixed
 #      512-in / 512-out batches that llama.cpp's llama-batched-bench runs (tools/gpu_peer_llamacpp.sh),
 #   3. the cascade end-to-end workloads (tools/gpu_cascade_e2e.sh; NC_E2E_MODES=short runs
 #      cascade + cache, cache only and both off),
@@ -30,6 +31,9 @@ FLAGS=(--backend cuda --load-format dummy --model "$nc/configs/qwen3-0.6b.json" 
 {
   echo "== nano-vLLM workload (256 requests, U[100,1024] in/out), CUDA graphs"
   timeout 120 "$nc/bin/nanocascade" bench "${FLAGS[@]}" --json "$work/nanovllm.json"
+  echo "== nano-vLLM workload, synchronous scheduling (--no-async-scheduling), same run"
+  timeout 120 "$nc/bin/nanocascade" bench "${FLAGS[@]}" --no-async-scheduling \
+    --json "$work/nanovllm_sync.json"
   for b in 1 64 256; do
     echo "== fixed: $b requests x 512 prompt ids, 512 output tokens (llama-batched-bench's points)"
     timeout 120 "$nc/bin/nanocascade" bench "${FLAGS[@]}" --no-prefix-cache --no-cascade \

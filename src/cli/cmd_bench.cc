@@ -253,9 +253,13 @@ void run_bench(const BenchArgs& a) {
         name, k.steps, double(k.tokens) / k.steps, double(k.kv_tokens) / k.steps,
         1e3 * k.device_s / k.steps, 1e3 * k.wall_s / k.steps, 1e3 * k.model_prep_s / k.steps);
   }
-  fmt::print("cuda graph steps {}, tokens sampled on the device {}\n",
-             after.num_graph_steps - before.num_graph_steps,
-             after.num_device_sampled - before.num_device_sampled);
+  fmt::print(
+      "cuda graph steps {}, tokens sampled on the device {}, steps queued behind a running one "
+      "{} (async scheduling {})\n",
+      after.num_graph_steps - before.num_graph_steps,
+      after.num_device_sampled - before.num_device_sampled,
+      after.num_overlapped_steps - before.num_overlapped_steps,
+      a.engine.cfg.async_scheduling ? "on" : "off");
   if (!a.json.empty()) {
     std::FILE* f = std::fopen(a.json.c_str(), "w");
     NC_CHECK(f != nullptr, "bench: cannot write {}", a.json);
@@ -276,7 +280,7 @@ void run_bench(const BenchArgs& a) {
                "\"graph_steps\": {}, \"device_sampled\": {}, \"weight_bytes\": {}, "
                "\"workspace_bytes\": {}, \"kv_cache_bytes\": {}, \"kv_pages\": {}, "
                "\"page_size\": {}, \"free_memory_bytes\": {}, \"decode\": {}, \"prefill\": "
-               "{}, \"cuda_graphs\": {}}}\n",
+               "{}, \"cuda_graphs\": {}, \"async_scheduling\": {}, \"overlapped_steps\": {}}}\n",
                a.workload, ttft, lookup, hit, hit_rate, ca.max_levels, cascade_steps, kv_plain,
                kv_cascade, a.engine.cfg.enable_prefix_cache ? "true" : "false",
                a.engine.cfg.enable_cascade ? "true" : "false", run.num_requests, prompt_tokens,
@@ -286,7 +290,9 @@ void run_bench(const BenchArgs& a) {
                after.num_device_sampled - before.num_device_sampled, after.weight_bytes,
                after.workspace_bytes, after.kv_cache_bytes, after.total_pages, after.page_size,
                after.free_memory_bytes, k_json(dec), k_json(pre),
-               a.engine.cfg.enable_cuda_graphs ? "true" : "false");
+               a.engine.cfg.enable_cuda_graphs ? "true" : "false",
+               a.engine.cfg.async_scheduling ? "true" : "false",
+               after.num_overlapped_steps - before.num_overlapped_steps);
     std::fclose(f);
   }
 }
