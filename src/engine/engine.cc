@@ -118,6 +118,10 @@ struct Engine::Impl {
   void setup_cache(int64_t kv_bytes_per_page, bool cuda);
   void record_cascade(const CascadeStats& cs);
   bool device_sampling_applies(const StepPlan& plan) const;
+  // Whether r's next token is drawn as Backend::sample_tokens draws (device sampling on and no
+  // host-only parameter in effect), and with what parameters (draws from r's RNG).
+  bool draws_like_device(const Request& r) const;
+  RowSampling row_sampling(Request& r);
 };
 
 Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
@@ -342,14 +346,8 @@ std::unique_ptr<LaunchedStep> Engine::Impl::launch_step() {
   if (device_sampling_applies(plan)) {
     // Only token ids come back: the host never sees the logits.
     std::vector<RowSampling> rows;
-    for (int e : plan.sample_entries) {
-      Request& r = *requests.at(plan.entries[e].seq->id);
-      const SamplingParams& p = r.params;
-      const bool greedy = p.temperature == 0;
-      // Greedy draws nothing, as on the host.
-      rows.push_back(
-          {greedy ? 0.0f : 1.0f / p.temperature, greedy ? 0 : r.rng(), p.top_k, p.top_p, p.min_p});
-    }
+    for (int e : plan.sample_entries)
+      rows.push_back(row_sampling(*requests.at(plan.entries[e].seq->id)));
     s->ids = model->forward_sample_async(plan.input, rows);
   } else {
     s->logits = model->forward(plan.input);
@@ -416,6 +414,9 @@ void Engine::Impl::complete_step(LaunchedStep& s) {
 
 int32_t Engine::Impl::host_sample(LaunchedStep& s, size_t row, Request& r) {
   std::span<float> logits(s.logits.data() + row * size_t(vocab), size_t(vocab));
+  // A request that another row's penalty brought to the host draws as the device would: its
+  // tokens do not depend on its batch.
+  if (draws_like_device(r)) return draw_token(logits, row_sampling(r));
   const std::span<const int32_t> all(r.seq.tokens);
   const std::span<const int32_t> masked = r.seq.num_output() < r.params.min_tokens
                                               ? std::span<const int32_t>(r.masked_before_min)
@@ -425,18 +426,27 @@ int32_t Engine::Impl::host_sample(LaunchedStep& s, size_t row, Request& r) {
 }
 
 bool Engine::Impl::device_sampling_applies(const StepPlan& plan) const {
-  if (!cfg.device_sampling || !model->can_sample_on_device() || plan.sample_entries.empty())
-    return false;
-  for (int e : plan.sample_entries) {
-    const Request& r = *requests.at(plan.entries[e].seq->id);
-    const SamplingParams& p = r.params;
-    // Top-k / top-p / min-p are drawn on the device too; penalties need the host.
-    if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)
-      return false;
-    // EOS / stop ids masked until min_tokens: the host sampler does that.
-    if (r.seq.num_output() < p.min_tokens && !r.masked_before_min.empty()) return false;
-  }
+  if (plan.sample_entries.empty()) return false;
+  for (int e : plan.sample_entries)
+    if (!draws_like_device(*requests.at(plan.entries[e].seq->id))) return false;
   return true;
+}
+
+bool Engine::Impl::draws_like_device(const Request& r) const {
+  if (!cfg.device_sampling || !model->can_sample_on_device()) return false;
+  const SamplingParams& p = r.params;
+  // Top-k / top-p / min-p are drawn on the device too; penalties need the host.
+  if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)
+    return false;
+  // EOS / stop ids masked until min_tokens: the host sampler does that.
+  return r.seq.num_output() >= p.min_tokens || r.masked_before_min.empty();
+}
+
+RowSampling Engine::Impl::row_sampling(Request& r) {
+  const SamplingParams& p = r.params;
+  const bool greedy = p.temperature == 0;
+  // Greedy draws nothing, as on the host.
+  return {greedy ? 0.0f : 1.0f / p.temperature, greedy ? 0 : r.rng(), p.top_k, p.top_p, p.min_p};
 }
 
 void Engine::Impl::record_cascade(const CascadeStats& cs) {
