@@ -396,8 +396,9 @@ TEST_P(EngineModes, MixedWorkloadWithAbortsFinishesEverythingOnce) {
   for (int id = 0; id < 40; ++id) {
     if (aborted.count(id)) {
       // Aborted, unless it had already finished.
-      if (some.reason.at(id) != FinishReason::Abort)
+      if (some.reason.at(id) != FinishReason::Abort) {
         EXPECT_EQ(some.tokens.at(id), all.tokens.at(id)) << id;
+      }
       continue;
     }
     EXPECT_EQ(some.tokens.at(id), all.tokens.at(id)) << id;

@@ -9,8 +9,9 @@
 #                               Qwen3-0.6B's shape with random weights, CUDA graphs on and off;
 #                               transformers' generate on the same shape (bench/hf_generate.py);
 #                               the roofline report (bench/e2e_report.py)
-#   tools/gpu_e2e.sh c BUNDLE   a shorter phase a: the CudaEngine tests, the bench with graphs and
-#                               transformers' generate (batches of 128) in one call
+#   tools/gpu_e2e.sh c BUNDLE   a shorter phase a: the CudaEngine tests, the bench with graphs
+#                               (asynchronous scheduling on, then off) and transformers' generate
+#                               (batches of 128) in one call
 #   tools/gpu_e2e.sh b GGUF     with the bundle of phase a still in /tmp/nc and SmolLM2 at GGUF:
 #                               the SmolLM2 GPU tests, `nanocascade generate --backend cuda`,
 #                               and the bench on Llama-3-8B's shape with random weights
@@ -69,11 +70,14 @@ case "$phase" in
         grep -E "^\[ *(OK|FAILED|PASSED) *\]|Failure|Expected|Which|graph|greedy|sampl|^  " | tail -40
       timeout 120 bin/nanocascade bench "${BENCH_FLAGS[@]}" --model configs/qwen3-0.6b.json \
         --json "$out/bench_graphs.json" 2>&1
+      echo "== the same without asynchronous scheduling"
+      timeout 120 bin/nanocascade bench "${BENCH_FLAGS[@]}" --model configs/qwen3-0.6b.json \
+        --no-async-scheduling --json "$out/bench_graphs_sync.json" 2>&1
       PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True timeout 300 python3 bench/hf_generate.py \
         --config configs/qwen3-0.6b.json --batch-size 128 --max-batches 1 --max-time 100 --json "$out/hf.json" \
         2>&1 | grep -v Warning | tail -20
       python3 bench/e2e_report.py configs/qwen3-0.6b.json "$out/ceilings.json" \
-        "$out/bench_graphs.json"
+        "$out/bench_graphs.json" "$out/bench_graphs_sync.json"
     } 2>&1 | tee "$out/c.log"
     ;;
   b)
