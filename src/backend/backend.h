@@ -143,6 +143,9 @@ class Backend {
   // runs on the host and is the reference for the other backends.
   virtual std::vector<int32_t> sample_tokens(const Tensor& logits,
                                              const std::vector<RowSampling>& rows);
+  // Allocates sample_tokens' scratch for up to max_rows rows of `vocab` ids now (the engine sizes
+  // the KV cache from the memory left after it) and keeps it; returns its bytes (0: none needed).
+  virtual int64_t reserve_sampling(int max_rows, int vocab) { return 0; }
   // The same draw without waiting for it: the ids are written to `ids` (i32 [R] on the device,
   // for later ops in stream order) and copied to the host, where the returned handle's wait()
   // gives them. The default draws with sample_tokens at once.

@@ -207,6 +207,11 @@ int64_t LlamaModel::kv_bytes_per_page(int page_size) const {
 
 void LlamaModel::reserve_workspace(int64_t max_tokens, int64_t max_rows) {
   ensure_workspace(std::max<int64_t>(max_tokens, 1), std::max<int64_t>(max_rows, 1));
+  const int64_t R = ws_.row_capacity;
+  if (!sampled_.defined() || sampled_.numel() < R) sampled_ = backend_.alloc({R}, DType::I32);
+  sampling_bytes_ =
+      int64_t(sampled_.nbytes()) +
+      backend_.reserve_sampling(int(std::min<int64_t>(R, INT32_MAX)), int(cfg_.vocab_size));
 }
 
 void LlamaModel::ensure_workspace(int64_t T, int64_t R) {

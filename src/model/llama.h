@@ -69,10 +69,11 @@ class LlamaModel {
   int64_t kv_bytes_per_page(int page_size) const;
 
   // Allocates the activation workspace for steps of up to max_tokens tokens and max_rows logit
-  // rows now (it grows on demand otherwise), so memory left for the KV cache can be measured.
+  // rows now (it grows on demand otherwise), with the backend's sampling scratch and the
+  // sampled-ids buffer, so memory left for the KV cache can be measured.
   void reserve_workspace(int64_t max_tokens, int64_t max_rows);
   int64_t weight_bytes() const { return weight_bytes_; }
-  int64_t workspace_bytes() const { return ws_.bytes; }
+  int64_t workspace_bytes() const { return ws_.bytes + sampling_bytes_; }
 
   void set_graph_options(const GraphOptions& options);
   const GraphOptions& graph_options() const { return graph_opts_; }
@@ -148,6 +149,7 @@ class LlamaModel {
   // not sample): what placeholder ids refer to.
   Tensor sampled_;
   int64_t sampled_rows_ = 0;
+  int64_t sampling_bytes_ = 0;  // the backend's sampling scratch (reserve_workspace)
   double host_prep_s_ = 0;
   std::chrono::steady_clock::time_point pass_called_;  // forward_device's entry
 };

@@ -904,6 +904,17 @@ class CudaBackend final : public Backend {
     return sample_tokens_async(logits, rows, alloc({R}, DType::I32))->wait();
   }
 
+  int64_t reserve_sampling(int max_rows, int vocab) override {
+    NC_CHECK(max_rows >= 1 && vocab >= 1, "reserve_sampling: {} rows of {} ids", max_rows, vocab);
+    size_t bytes = 0;
+    k_call([&] {
+      bytes = cuda::filter_workspace_bytes(std::min(max_rows, cuda::kFilterMaxRows), vocab);
+    });
+    if (!filter_ws_.defined() || filter_ws_.nbytes() < bytes)
+      filter_ws_ = alloc({int64_t((bytes + 3) / 4)}, DType::I32);
+    return int64_t(filter_ws_.nbytes());
+  }
+
   std::unique_ptr<PendingTokens> sample_tokens_async(const Tensor& logits,
                                                      const std::vector<RowSampling>& rows,
                                                      Tensor ids) override {
@@ -973,7 +984,10 @@ class CudaBackend final : public Backend {
     const int chunk = std::min(R, cuda::kFilterMaxRows);
     size_t ws_bytes = 0;
     k_call([&] { ws_bytes = cuda::filter_workspace_bytes(chunk, V); });
-    Tensor ws = alloc({int64_t((ws_bytes + 3) / 4)}, DType::I32);
+    // The reserved scratch when it is large enough (one stream: no two draws use it at once).
+    Tensor ws = filter_ws_.defined() && filter_ws_.nbytes() >= ws_bytes
+                    ? filter_ws_
+                    : alloc({int64_t((ws_bytes + 3) / 4)}, DType::I32);
     for (int r0 = 0; r0 < R; r0 += chunk) {
       const int m = std::min(chunk, R - r0);
       bool any_k = false, any_p = false;
@@ -1536,6 +1550,7 @@ class CudaBackend final : public Backend {
   std::string name_;
   std::map<GemmKey, GemmPlan> gemms_;
   Tensor rope_f32_;
+  Tensor filter_ws_;  // sample_filtered's scratch, from reserve_sampling()
 };
 
 }  // namespace
