@@ -68,7 +68,10 @@ TEST_F(CudaEngine, FillUniformMatchesCpu) {
 TEST_F(CudaEngine, SampleTokensMatchesHostReference) {
   const int R = 64, V = 5003;
   std::vector<float> logits = random_vec(rng, size_t(R) * V, 2.0f);
-  logits[size_t(2) * V + 17] = logits[size_t(2) * V + 4000] = 50.0f;  // an exact tie: lower id
+  // An exact tie (the lower id wins), its ids scored by different blocks of the split draw.
+  logits[size_t(2) * V + 17] = logits[size_t(2) * V + 4000] = 50.0f;
+  // A row with no finite logit (a sampled row: odd) draws token 0, as the host does.
+  std::fill(logits.begin() + 5 * V, logits.begin() + 6 * V, -INFINITY);
   Tensor cl = cpu->alloc({R, V}, DType::F32), gl = gpu->alloc({R, V}, DType::F32);
   cpu->copy_from_host(cl, logits.data());
   gpu->copy_from_host(gl, logits.data());
@@ -92,6 +95,31 @@ TEST_F(CudaEngine, SampleTokensMatchesHostReference) {
     same += got[r] == want[r];
   }
   EXPECT_GE(same, R - 2);
+  EXPECT_EQ(got[5], 0);
+  EXPECT_EQ(want[5], 0);
+  // One row over a 152k vocabulary (spread over many blocks), greedy and sampled, batch 1 and 3.
+  const int BV = 151936;
+  std::vector<float> big = random_vec(rng, size_t(3) * BV, 3.0f);
+  Tensor cb = cpu->alloc({3, BV}, DType::F32), gb = gpu->alloc({3, BV}, DType::F32);
+  cpu->copy_from_host(cb, big.data());
+  gpu->copy_from_host(gb, big.data());
+  std::vector<RowSampling> brows(3);
+  brows[1].inv_temperature = 1.0f, brows[1].seed = 7;
+  brows[2].inv_temperature = 2.0f, brows[2].seed = 8;
+  const std::vector<int32_t> bg = gpu->sample_tokens(gb, brows), bc = cpu->sample_tokens(cb, brows);
+  EXPECT_EQ(bg[0], bc[0]);
+  for (int r = 1; r < 3; ++r) {
+    // Equal, or a near-tie of the Gumbel scores that fast-math logs may split.
+    auto score = [&](int32_t id) {
+      const double u = double(uniform_hash01(brows[r].seed, uint64_t(id))) + 0.5 / 16777216.0;
+      return double(big[size_t(r) * BV + size_t(id)]) * brows[r].inv_temperature -
+             std::log(-std::log(u));
+    };
+    if (bg[r] != bc[r]) {
+      EXPECT_NEAR(score(bg[r]), score(bc[r]), 1e-4) << "row " << r;
+    }
+  }
+  EXPECT_EQ(gpu->sample_tokens(gb.slice(0, 1), {brows[0]})[0], testing::argmax(big.data(), BV));
   // Draws follow softmax(logits / T): over many seeds a row's empirical frequencies match.
   const int V2 = 4, N = 4000;
   std::vector<float> small = {0.0f, 1.0f, 2.0f, -1.0f};

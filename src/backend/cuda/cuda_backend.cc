@@ -965,8 +965,10 @@ class CudaBackend final : public Backend {
     const auto* min_p = reinterpret_cast<const float*>(words + 6 * n);
     const float* x = logits.ptr<float>();
     if (!filtered) {
+      const Tensor best = alloc({2 * R}, DType::I32);  // the per-row running best (8 bytes each)
       k_call([&] {
-        cuda::sample_rows(x, int(R), V, inv_t, seeds, nullptr, nullptr, ids.ptr<int32_t>(), s());
+        cuda::sample_rows(x, int(R), V, inv_t, seeds, nullptr, nullptr, ids.ptr<int32_t>(),
+                          best.data(), s());
       });
     } else {
       sample_filtered(rows, x, V, seeds, inv_t, temp, top_k, top_p, min_p, ids.ptr<int32_t>());
@@ -1000,7 +1002,8 @@ class CudaBackend final : public Backend {
       k_call([&] {
         const float* probs = cuda::filter_probs(xr, m, V, temp + r0, any_k ? top_k + r0 : nullptr,
                                                 any_p ? top_p + r0 : nullptr, ws.data(), s());
-        cuda::sample_rows(xr, m, V, inv_t + r0, seeds + r0, probs, min_p + r0, ids + r0, s());
+        cuda::sample_rows(xr, m, V, inv_t + r0, seeds + r0, probs, min_p + r0, ids + r0, nullptr,
+                          s());
       });
     }
   }

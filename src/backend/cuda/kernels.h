@@ -57,10 +57,10 @@ void fill_uniform(void* out, bool bf16, int64_t n, uint64_t seed, float low, flo
 // Gumbel-max trick with noise uniform_hash01(seeds[r], i). Where `probs` is not null, a sampled
 // row r with min_p[r] >= 0 draws only among the ids i with probs[r][i] > 0 and
 // probs[r][i] >= min_p[r] * max_j probs[r][j] (probs: what filter_probs left); rows with
-// min_p[r] < 0 ignore probs.
+// min_p[r] < 0 ignore probs. Without probs, `scratch` holds 8 bytes per row (8-byte aligned).
 void sample_rows(const float* logits, int rows, int vocab, const float* inv_temperature,
                  const uint64_t* seeds, const float* probs, const float* min_p, int32_t* out,
-                 cudaStream_t stream);
+                 void* scratch, cudaStream_t stream);
 
 // ---- Top-k / top-p filtering with FlashInfer's sampling kernels (sampling.cu) ----
 // Rows per filter_probs call: its workspace grows with rows * vocab.

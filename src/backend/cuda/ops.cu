@@ -153,6 +153,53 @@ __global__ void sample_rows_kernel(const float* __restrict__ logits, int vocab,
   if (threadIdx.x == 0) out[r] = si[0] < vocab ? si[0] : 0;  // all NaN: token 0
 }
 
+// The unfiltered draw split over the vocabulary: block (c, r) scores ids [c * chunk, ...) of
+// row r and folds its best into best[r] with one atomicMax on a key that orders by score, then
+// by lower id (exactly sample_rows_kernel's choice, whatever the order the blocks run in).
+// One block per row left most SMs idle at small batches and latency-bound at large ones.
+__device__ __forceinline__ unsigned long long score_key(float s, int id) {
+  const unsigned u = __float_as_uint(s);
+  const unsigned ordered = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<unsigned long long>(ordered) << 32) | (0xFFFFFFFFu - unsigned(id));
+}
+
+constexpr int kPartialThreads = 256;
+__global__ void sample_rows_partial_kernel(const float* __restrict__ logits, int vocab, int chunk,
+                                           const float* __restrict__ inv_temperature,
+                                           const uint64_t* __restrict__ seeds,
+                                           unsigned long long* __restrict__ best) {
+  const int r = blockIdx.y;
+  const float* row = logits + int64_t(r) * vocab;
+  const float inv_t = inv_temperature[r];
+  const uint64_t seed = seeds[r];
+  const int begin = blockIdx.x * chunk, end = min(vocab, begin + chunk);
+  unsigned long long key = 0;  // 0: no candidate (every score -inf or NaN)
+  for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    float s = row[i];
+    if (inv_t != 0.0f) {
+      const float u = uniform_hash01(seed, uint64_t(i)) + 0.5f / 16777216.0f;
+      s = s * inv_t - __logf(-__logf(u));
+    }
+    if (s > -INFINITY) key = max(key, score_key(s, i));  // NaN fails the test too
+  }
+  for (int o = 16; o > 0; o /= 2) key = max(key, __shfl_xor_sync(0xFFFFFFFFu, key, o));
+  __shared__ unsigned long long warp_best[kPartialThreads / 32];
+  if (threadIdx.x % 32 == 0) warp_best[threadIdx.x / 32] = key;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kPartialThreads / 32; ++w) key = max(key, warp_best[w]);
+    if (key) atomicMax(best + r, key);
+  }
+}
+
+__global__ void sample_rows_finish_kernel(unsigned long long* __restrict__ best, int rows,
+                                          int32_t* __restrict__ out) {
+  const int r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  const unsigned long long key = best[r];
+  out[r] = key ? int32_t(0xFFFFFFFFu - unsigned(key & 0xFFFFFFFFu)) : 0;  // none: token 0
+}
+
 __device__ __forceinline__ float silu(const float& x) {
   return x / (1.0f + __expf(-x));
 }
@@ -297,14 +344,25 @@ void fill_uniform(void* out, bool bf16, int64_t n, uint64_t seed, float low, flo
 
 void sample_rows(const float* logits, int rows, int vocab, const float* inv_temperature,
                  const uint64_t* seeds, const float* probs, const float* min_p, int32_t* out,
-                 cudaStream_t stream) {
+                 void* scratch, cudaStream_t stream) {
   if (rows == 0) return;
-  if (probs)
+  if (rows > 65535) throw std::runtime_error("sample_rows: more than 65535 rows");
+  if (probs) {
     sample_rows_kernel<true><<<unsigned(rows), kSampleThreads, 0, stream>>>(
         logits, vocab, inv_temperature, seeds, probs, min_p, out);
-  else
-    sample_rows_kernel<false><<<unsigned(rows), kSampleThreads, 0, stream>>>(
-        logits, vocab, inv_temperature, seeds, nullptr, nullptr, out);
+    check_launch("sample_rows");
+    return;
+  }
+  // About 1024 blocks in all, each over at least 1024 ids.
+  const int max_chunks = (vocab + 1023) / 1024;
+  const int chunks = std::max(1, std::min(max_chunks, (1024 + rows - 1) / rows));
+  const int chunk = (vocab + chunks - 1) / chunks;
+  auto* best = static_cast<unsigned long long*>(scratch);
+  check_cuda(cudaMemsetAsync(best, 0, size_t(rows) * sizeof(*best), stream), "sample_rows");
+  sample_rows_partial_kernel<<<dim3(unsigned(chunks), unsigned(rows)), kPartialThreads, 0,
+                               stream>>>(logits, vocab, chunk, inv_temperature, seeds, best);
+  check_launch("sample_rows");
+  sample_rows_finish_kernel<<<unsigned((rows + 255) / 256), 256, 0, stream>>>(best, rows, out);
   check_launch("sample_rows");
 }
 
