@@ -76,6 +76,7 @@ gguf_pid=
 if [ ! -s "$gguf" ]; then
   # Written under another name first, so an interrupted call never leaves a truncated GGUF behind.
   (python3 tools/write_random_gguf.py "$gguf.part" --config configs/qwen3-0.6b.json \
+     --gguf-py "$src/gguf-py" \
      --dtype "$dtype" --seed 0 && mv "$gguf.part" "$gguf") > "$out/gguf.log" 2>&1 &
   gguf_pid=$!
 fi
