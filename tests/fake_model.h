@@ -5,6 +5,7 @@
 // reference_next() gives the logits a correct engine must see, computed without any paging.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -127,8 +128,21 @@ class FakeModel : public StepModel {
     return out;
   }
 
+  // Asynchronous sampling as a backend offers it; the fail_wait_at-th call (0-based) returns
+  // tokens whose wait() throws, as a device error surfacing at the copy back would.
+  std::unique_ptr<PendingTokens> forward_sample_async(
+      const ForwardInput& in, const std::vector<RowSampling>& rows) override {
+    std::vector<int32_t> ids = forward_sample(in, rows);
+    if (num_async_calls_++ != fail_wait_at) return ready_tokens(std::move(ids));
+    struct Failing : PendingTokens {
+      std::vector<int32_t> wait() override { fail("fake model: the device failed"); }
+    };
+    return std::make_unique<Failing>();
+  }
+
   std::vector<FakeStepStats> steps;
   int64_t placeholders_resolved = 0;
+  int fail_wait_at = -1;
 
  private:
   // Placeholder ids name the previous forward_sample's rows; a plain forward ends that.
@@ -158,6 +172,7 @@ class FakeModel : public StepModel {
 
   int vocab_, max_pos_;
   bool device_sampling_ = false;
+  int num_async_calls_ = 0;
   std::vector<int32_t> last_sampled_;
   int page_size_ = 0, num_pages_ = 0;
   std::vector<Slot> slots_;

@@ -414,6 +414,53 @@ TEST_P(EngineModes, MixedWorkloadWithAbortsFinishesEverythingOnce) {
   EXPECT_EQ(again.reason, all.reason);
 }
 
+// A step whose tokens never arrive (a device error at the copy back) while the next step is
+// already queued: step() throws; the failed step's requests finish as aborted, the others go on,
+// nothing leaks, and the engine serves new requests afterwards.
+TEST(EngineAsync, AFailedStepAbortsItsRequestsAndTheEngineGoesOn) {
+  EngineConfig cfg;
+  cfg.page_size = 4;
+  cfg.max_num_batched_tokens = 64;
+  cfg.kv_cache_memory = std::to_string(4096 * 4 * 8);
+  auto model = std::make_unique<fake::FakeModel>(kVocab, 4096, /*device_sampling=*/true);
+  model->fail_wait_at = 3;
+  Engine e(cfg, std::move(model), std::make_unique<fake::FakeCodec>());
+  SamplingParams p = greedy(12);
+  p.ignore_eos = true;
+  const auto prompts = random_prompts(6, 20, 31);
+  for (const auto& pr : prompts) e.add_request(pr, p);
+  std::map<RequestId, FinishReason> reason;
+  std::map<RequestId, std::vector<int32_t>> got;
+  int failures = 0;
+  while (e.has_unfinished()) {
+    try {
+      for (const RequestOutput& o : e.step()) {
+        EXPECT_FALSE(reason.count(o.id)) << o.id;
+        got[o.id].insert(got[o.id].end(), o.new_token_ids.begin(), o.new_token_ids.end());
+        if (o.finished) reason[o.id] = o.finish_reason;
+      }
+    } catch (const Error& err) {
+      ++failures;
+      EXPECT_NE(std::string(err.what()).find("the device failed"), std::string::npos);
+    }
+  }
+  EXPECT_EQ(failures, 1);
+  ASSERT_EQ(reason.size(), prompts.size());
+  int aborted = 0;
+  for (const auto& [id, r] : reason) {
+    if (r == FinishReason::Abort) {
+      ++aborted;
+      continue;
+    }
+    EXPECT_EQ(got[id], reference_greedy(prompts[size_t(id)], 12, true)) << id;
+  }
+  EXPECT_GT(aborted, 0);
+  EXPECT_EQ(e.stats().used_pages, 0);
+  const auto after = e.generate({prompts[0]}, p);
+  EXPECT_EQ(after[0].token_ids, reference_greedy(prompts[0], 12, true));
+  EXPECT_EQ(e.stats().used_pages, 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Sampling, EngineModes,
                          ::testing::Values(Sampling::Host, Sampling::Device, Sampling::DeviceAsync),
                          sampling_name);

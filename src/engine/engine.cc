@@ -111,6 +111,7 @@ struct Engine::Impl {
   std::unique_ptr<LaunchedStep> launch_step();
   // Takes a launched step's tokens (waiting for them) and hands them to their requests.
   void complete_step(LaunchedStep& s);
+  void abort_requests_of(const LaunchedStep& s);
   int32_t host_sample(LaunchedStep& s, size_t row, Request& r);
   void on_token(Request& r, int index, Clock::time_point now);
   void finish(Request& r, FinishReason reason);
@@ -236,8 +237,14 @@ void Engine::Impl::finish(Request& r, FinishReason reason) {
     r.delta += r.stop->append(r.detok->flush());
     r.delta += r.stop->flush();
   }
-  // A token still being sampled (asynchronous scheduling) is not part of the output.
-  while (!r.seq.tokens.empty() && r.seq.tokens.back() < 0) r.seq.tokens.pop_back();
+  // A token still being sampled (asynchronous scheduling) is not part of the output. Normally
+  // only the last one or two are; after a failed step one may be left further in, so the tokens
+  // are cut at the first, and the computed count with them (the prefix cache then keeps only
+  // known tokens' pages).
+  Sequence& q = r.seq;
+  q.tokens.erase(std::find_if(q.tokens.begin(), q.tokens.end(), [](int32_t t) { return t < 0; }),
+                 q.tokens.end());
+  q.num_computed = std::min(q.num_computed, q.num_tokens());
   r.finished = true;
   r.reason = reason;
   r.touched = true;
@@ -279,8 +286,13 @@ RequestOutput Engine::Impl::take_output(Request& r) {
   o.finished = r.finished;
   o.finish_reason = r.reason;
   o.num_prompt_tokens = r.seq.num_prompt;
-  o.num_completion_tokens = r.seq.num_output();
-  const int n = r.seq.num_output();
+  // Tokens out so far: not a placeholder still being sampled (asynchronous scheduling).
+  const auto& t = r.seq.tokens;
+  const int n =
+      int(std::find_if(t.begin() + r.seq.num_prompt, t.end(), [](int32_t x) { return x < 0; }) -
+          t.begin()) -
+      r.seq.num_prompt;
+  o.num_completion_tokens = n;
   if (n >= 1) o.time_to_first_token_s = seconds(r.first_token - r.arrival);
   if (n >= 2) o.time_per_output_token_s = seconds(r.last_token - r.first_token) / (n - 1);
   r.new_ids.clear();
@@ -290,32 +302,41 @@ RequestOutput Engine::Impl::take_output(Request& r) {
 }
 
 std::vector<RequestOutput> Engine::Impl::step() {
-  const auto t0 = Clock::now();
+  Clock::time_point t0 = Clock::now();
   // Step n + 1 is queued before step n's tokens are taken: with device sampling the GPU then
   // runs it while the host does step n's bookkeeping and plans step n + 2.
   std::unique_ptr<LaunchedStep> next = launch_step();
-  EngineStats::StepKind* kind = next ? next->kind : nullptr;
-  st.num_overlapped_steps += next && in_flight;
-  if (in_flight) {
-    const std::unique_ptr<LaunchedStep> done = std::move(in_flight);
-    complete_step(*done);
-    kind = done->kind;
-  }
-  if (next && next->ids && cfg.async_scheduling) {
-    in_flight = std::move(next);
-  } else if (next) {
-    complete_step(*next);
-  }
-  if (kind) {
-    // Device and host-prep time of the passes that have finished, to the kind of the step that
-    // finished; wall time of this call likewise (their sum is the engine's wall time).
+  std::unique_ptr<LaunchedStep> done = std::move(in_flight);
+  st.num_overlapped_steps += next && done;
+  if (next && next->ids && cfg.async_scheduling) in_flight = std::move(next);
+  // Device, host-prep and wall time so far, to the kind of the step that just completed (the
+  // walls of all calls add up to the engine's wall time).
+  auto account = [&](EngineStats::StepKind& kind) {
     const double dev = model->device_seconds(), prep = model->host_prep_seconds();
-    kind->device_s += dev - device_s_seen;
-    kind->model_prep_s += prep - prep_s_seen;
+    kind.device_s += dev - device_s_seen;
+    kind.model_prep_s += prep - prep_s_seen;
     device_s_seen = dev;
     prep_s_seen = prep;
-    kind->wall_s += seconds(Clock::now() - t0);
+    const Clock::time_point now = Clock::now();
+    kind.wall_s += seconds(now - t0);
+    t0 = now;
+  };
+  LaunchedStep* current = nullptr;
+  try {
+    for (LaunchedStep* s : {done.get(), next.get()}) {
+      if (!s) continue;
+      current = s;
+      complete_step(*s);
+      account(*s->kind);
+    }
+  } catch (...) {
+    // The failing step's tokens are lost, and those of a synchronous step queued behind it: their
+    // requests cannot go on. They finish as aborted (pages freed); the error propagates.
+    abort_requests_of(*current);
+    if (current == done.get() && next) abort_requests_of(*next);
+    throw;
   }
+  if (!done && !next && in_flight) account(*in_flight->kind);  // the first step of a run
 #ifndef NDEBUG
   sched->check_invariants();
   if (tree) tree->check_invariants();
@@ -410,6 +431,13 @@ void Engine::Impl::complete_step(LaunchedStep& s) {
     on_token(r, index, Clock::now());
   }
   st.sample_s += seconds(Clock::now() - t1);
+}
+
+void Engine::Impl::abort_requests_of(const LaunchedStep& s) {
+  for (const StepEntry& e : s.plan.entries) {
+    auto it = requests.find(e.seq->id);
+    if (it != requests.end()) finish(*it->second, FinishReason::Abort);
+  }
 }
 
 int32_t Engine::Impl::host_sample(LaunchedStep& s, size_t row, Request& r) {

@@ -180,7 +180,8 @@ __global__ void sample_rows_partial_kernel(const float* __restrict__ logits, int
       const float u = uniform_hash01(seed, uint64_t(i)) + 0.5f / 16777216.0f;
       s = s * inv_t - __logf(-__logf(u));
     }
-    if (s > -INFINITY) key = max(key, score_key(s, i));  // NaN fails the test too
+    // -0 and +0 tie (then the lower id wins, as in sample_rows_kernel); NaN fails the test.
+    if (s > -INFINITY) key = max(key, score_key(s == 0.0f ? 0.0f : s, i));
   }
   for (int o = 16; o > 0; o /= 2) key = max(key, __shfl_xor_sync(0xFFFFFFFFu, key, o));
   __shared__ unsigned long long warp_best[kPartialThreads / 32];
