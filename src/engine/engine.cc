@@ -242,8 +242,7 @@ void Engine::Impl::finish(Request& r, FinishReason reason) {
   // are cut at the first, and the computed count with them (the prefix cache then keeps only
   // known tokens' pages).
   Sequence& q = r.seq;
-  q.tokens.erase(std::find_if(q.tokens.begin(), q.tokens.end(), [](int32_t t) { return t < 0; }),
-                 q.tokens.end());
+  q.tokens.resize(size_t(q.num_known()));
   q.num_computed = std::min(q.num_computed, q.num_tokens());
   r.finished = true;
   r.reason = reason;
@@ -287,11 +286,7 @@ RequestOutput Engine::Impl::take_output(Request& r) {
   o.finish_reason = r.reason;
   o.num_prompt_tokens = r.seq.num_prompt;
   // Tokens out so far: not a placeholder still being sampled (asynchronous scheduling).
-  const auto& t = r.seq.tokens;
-  const int n =
-      int(std::find_if(t.begin() + r.seq.num_prompt, t.end(), [](int32_t x) { return x < 0; }) -
-          t.begin()) -
-      r.seq.num_prompt;
+  const int n = r.seq.num_known() - r.seq.num_prompt;
   o.num_completion_tokens = n;
   if (n >= 1) o.time_to_first_token_s = seconds(r.first_token - r.arrival);
   if (n >= 2) o.time_per_output_token_s = seconds(r.last_token - r.first_token) / (n - 1);

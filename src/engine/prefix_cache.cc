@@ -1,7 +1,5 @@
 #include "engine/prefix_cache.h"
 
-#include <algorithm>
-
 #include "core/error.h"
 
 namespace nc {
@@ -16,10 +14,10 @@ int TreePrefixCache::match(Sequence& seq) {
 
 void TreePrefixCache::insert(Sequence& seq) {
   // Only computed tokens have K/V; the last sampled token never does.
-  const std::vector<int32_t> computed(seq.tokens.begin(), seq.tokens.begin() + seq.num_computed);
   // A placeholder (a token still being sampled) is never computed, so never cached.
-  NC_CHECK(std::none_of(computed.begin(), computed.end(), [](int32_t t) { return t < 0; }),
+  NC_CHECK(seq.num_known() >= seq.num_computed,
            "prefix cache: request {} would cache a token that is still being sampled", seq.id);
+  const std::vector<int32_t> computed(seq.tokens.begin(), seq.tokens.begin() + seq.num_computed);
   tree_.insert(computed, seq.pages, seq.session);
 }
 

@@ -1,6 +1,7 @@
 // A request as the scheduler sees it: its tokens (prompt, then output), how many of them are in
 // the KV cache, and its pages.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -27,6 +28,11 @@ struct Sequence {
   int64_t waits_for = -1;  // while waiting: the running request whose prefill it waits for
 
   int num_tokens() const { return int(tokens.size()); }
+  // Tokens before the first placeholder: those known on the host.
+  int num_known() const {
+    return int(std::find_if(tokens.begin(), tokens.end(), [](int32_t t) { return t < 0; }) -
+               tokens.begin());
+  }
   int num_output() const { return num_tokens() - num_prompt; }
   int remaining() const { return num_tokens() - num_computed; }  // tokens still to compute
   bool is_decode() const { return remaining() == 1 && num_computed > 0; }
