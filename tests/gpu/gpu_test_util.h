@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -11,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
+#include "nanocascade/engine.h"
 
 namespace nc::testing {
 
@@ -128,5 +131,34 @@ class GpuVsCpu : public ::testing::Test {
   std::mt19937 rng{20251126};
   std::unique_ptr<Backend> cpu, gpu;
 };
+
+// A small Qwen3 config (hidden 256, 4/2 heads of 128) written to a temporary file `name`, for
+// engine tests with random weights.
+inline std::string small_qwen3_config_file(const std::string& name, int layers, int vocab) {
+  const auto path = std::filesystem::temp_directory_path() / name;
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  EXPECT_NE(f, nullptr) << path;
+  if (!f) return path.string();
+  std::fprintf(f,
+               R"({"architectures": ["Qwen3ForCausalLM"], "hidden_size": 256,
+      "num_hidden_layers": %d, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 128,
+      "intermediate_size": 512, "vocab_size": %d, "max_position_embeddings": 4096,
+      "rms_norm_eps": 1e-6, "rope_theta": 1000000, "tie_word_embeddings": true})",
+               layers, vocab);
+  std::fclose(f);
+  return path.string();
+}
+
+// An engine on the CUDA backend over that config with seeded random weights.
+inline EngineConfig small_engine_config(const std::string& config_path, uint64_t seed) {
+  EngineConfig cfg;
+  cfg.model = config_path;
+  cfg.load_format = "dummy";
+  cfg.dummy_seed = seed;
+  cfg.backend = "cuda";
+  cfg.kv_cache_memory = "256MiB";
+  cfg.max_num_batched_tokens = 512;
+  return cfg;
+}
 
 }  // namespace nc::testing

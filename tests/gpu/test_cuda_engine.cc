@@ -368,34 +368,11 @@ TEST_F(CudaEngine, CascadeGraphDecodeMatchesEager) {
   EXPECT_LE(worst_cpu, 2e-2);
 }
 
-EngineConfig small_engine_config(const std::string& path) {
-  EngineConfig cfg;
-  cfg.model = path;
-  cfg.load_format = "dummy";
-  cfg.dummy_seed = 11;
-  cfg.backend = "cuda";
-  cfg.kv_cache_memory = "256MiB";
-  cfg.max_num_batched_tokens = 512;
-  return cfg;
-}
-
-std::string small_config_file() {
-  const auto path = std::filesystem::temp_directory_path() / "nc_gpu_small_qwen3.json";
-  std::FILE* f = std::fopen(path.c_str(), "w");
-  std::fprintf(f, "%s",
-               R"({"architectures": ["Qwen3ForCausalLM"], "hidden_size": 256,
-      "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 128,
-      "intermediate_size": 512, "vocab_size": 1000, "max_position_embeddings": 4096,
-      "rms_norm_eps": 1e-6, "rope_theta": 1000000, "tie_word_embeddings": true})");
-  std::fclose(f);
-  return path.string();
-}
-
 // Through the engine: greedy tokens are the same whether sampled on the device or on the host
 // (same logits, same argmax), with graphs on; graphs on vs off and temperature sampling on the
 // device are reproducible run to run.
 TEST_F(CudaEngine, EngineDeviceSamplingAndGraphs) {
-  const std::string path = small_config_file();
+  const std::string path = small_qwen3_config_file("nc_gpu_small_qwen3.json", 3, 1000);
   std::vector<std::vector<int32_t>> prompts;
   std::uniform_int_distribution<int32_t> tok(0, 999);
   for (int i = 0; i < 13; ++i) {
@@ -408,7 +385,7 @@ TEST_F(CudaEngine, EngineDeviceSamplingAndGraphs) {
   greedy.max_tokens = 24;
   greedy.ignore_eos = true;
   auto run = [&](bool graphs, bool device_sampling, const SamplingParams& p, bool async = true) {
-    EngineConfig cfg = small_engine_config(path);
+    EngineConfig cfg = small_engine_config(path, 11);
     cfg.enable_cuda_graphs = graphs;
     cfg.device_sampling = device_sampling;
     cfg.async_scheduling = async;

@@ -140,15 +140,7 @@ TEST_F(CudaSampling, DrawFrequenciesMatchHostProbabilities) {
 // Through the engine (random weights): requests with top-k / top-p / min-p are sampled on the
 // device, and seeded ones give the same tokens run to run.
 TEST_F(CudaSampling, EngineSamplesFiltersOnDevice) {
-  const auto path = std::filesystem::temp_directory_path() / "nc_gpu_sampling_qwen3.json";
-  std::FILE* f = std::fopen(path.c_str(), "w");
-  ASSERT_NE(f, nullptr);
-  std::fprintf(f, "%s",
-               R"({"architectures": ["Qwen3ForCausalLM"], "hidden_size": 256,
-      "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 128,
-      "intermediate_size": 512, "vocab_size": 49152, "max_position_embeddings": 4096,
-      "rms_norm_eps": 1e-6, "rope_theta": 1000000, "tie_word_embeddings": true})");
-  std::fclose(f);
+  const std::string path = small_qwen3_config_file("nc_gpu_sampling_qwen3.json", 2, 49152);
   std::vector<std::vector<int32_t>> prompts;
   for (int i = 0; i < 9; ++i) {
     std::vector<int32_t> p(3 + 7 * i);
@@ -164,14 +156,7 @@ TEST_F(CudaSampling, EngineSamplesFiltersOnDevice) {
   sp.max_tokens = 12;
   sp.ignore_eos = true;
   auto run = [&] {
-    EngineConfig cfg;
-    cfg.model = path.string();
-    cfg.load_format = "dummy";
-    cfg.dummy_seed = 3;
-    cfg.backend = "cuda";
-    cfg.kv_cache_memory = "256MiB";
-    cfg.max_num_batched_tokens = 512;
-    Engine e(cfg);
+    Engine e(small_engine_config(path, 3));
     std::vector<std::vector<int32_t>> out;
     for (const auto& o : e.generate(prompts, sp)) out.push_back(o.token_ids);
     const EngineStats st = e.stats();

@@ -44,21 +44,15 @@ size_t align_up(size_t n, size_t a) {
   return (n + a - 1) / a * a;
 }
 
-// Page-locked staging plus a device buffer of the same size, for one plan's metadata. The event
-// marks the end of the last host-to-device copy out of the staging memory: the host must not
-// write the staging memory again before it has completed.
+// Page-locked staging plus a device buffer of the same size, for one plan's metadata (or, host
+// side only, sampled ids on their way back). The event marks the end of the last asynchronous
+// copy out of or into the staging memory: the host must not touch the staging memory again
+// before it has completed.
 struct Staging {
   void* host = nullptr;
   void* dev = nullptr;
   size_t capacity = 0;
   cudaEvent_t copied = nullptr;
-};
-
-// A pinned host buffer that sampled ids are copied into; `ready` marks the copy done.
-struct PinnedIds {
-  int32_t* host = nullptr;
-  int64_t capacity = 0;
-  cudaEvent_t ready = nullptr;
 };
 
 // One level of a graph-safe plan: its metadata's offsets in the slot's staging buffer.
@@ -112,8 +106,6 @@ struct Context {
   size_t graph_scratch_bytes = 0;
   std::vector<void*> retired_scratch;
   bool capturing = false;
-  // Pinned host buffers for sampled ids on their way to the host (CudaPendingTokens).
-  std::vector<PinnedIds> free_pinned_ids;
   // Forward-pass timing: (begin, end) event pairs not yet read, and spare events.
   std::vector<std::pair<cudaEvent_t, cudaEvent_t>> pending_passes;
   std::vector<cudaEvent_t> spare_events;
@@ -132,7 +124,6 @@ struct Context {
     for (cudaEvent_t e : spare_events) cudaEventDestroy(e);
     if (pass_begin) cudaEventDestroy(pass_begin);
     for (Staging& s : free_staging) release(s);
-    for (PinnedIds& p : free_pinned_ids) release(p);
     if (attn_float_ws) cudaFree(attn_float_ws);
     if (side_float_ws) cudaFree(side_float_ws);
     if (fork) cudaEventDestroy(fork);
@@ -185,39 +176,6 @@ struct Context {
     pending_passes.erase(pending_passes.begin(), pending_passes.begin() + std::ptrdiff_t(done));
   }
 
-  static void release(PinnedIds& p) {
-    if (p.ready) cudaEventSynchronize(p.ready), cudaEventDestroy(p.ready);
-    if (p.host) cudaFreeHost(p.host);
-    p = PinnedIds{};
-  }
-
-  PinnedIds acquire_pinned_ids(int64_t n) {
-    std::lock_guard<std::mutex> lock(mu);
-    for (auto it = free_pinned_ids.begin(); it != free_pinned_ids.end(); ++it) {
-      if (it->capacity >= n) {
-        PinnedIds p = *it;
-        free_pinned_ids.erase(it);
-        return p;
-      }
-    }
-    PinnedIds p;
-    p.capacity = std::max<int64_t>(n, 1024);
-    cuda_check(cudaHostAlloc(reinterpret_cast<void**>(&p.host), size_t(p.capacity) * 4,
-                             cudaHostAllocDefault),
-               "cudaHostAlloc (sampled ids)");
-    cuda_check(cudaEventCreateWithFlags(&p.ready, cudaEventDisableTiming), "cudaEventCreate");
-    return p;
-  }
-
-  void return_pinned_ids(PinnedIds p) {
-    std::lock_guard<std::mutex> lock(mu);
-    free_pinned_ids.push_back(p);
-    while (free_pinned_ids.size() > 4) {
-      release(free_pinned_ids.front());
-      free_pinned_ids.erase(free_pinned_ids.begin());
-    }
-  }
-
   static void release(Staging& s) {
     if (s.copied) cudaEventSynchronize(s.copied), cudaEventDestroy(s.copied);
     if (s.host) cudaFreeHost(s.host);
@@ -255,7 +213,7 @@ struct Context {
   void return_staging(Staging s) {
     std::lock_guard<std::mutex> lock(mu);
     free_staging.push_back(s);
-    // Keep the pool small: a few plans are alive at a time.
+    // Keep the pool small: a few plans and sampled-id copies are alive at a time.
     while (free_staging.size() > 8) {
       release(free_staging.front());
       free_staging.erase(free_staging.begin());
@@ -284,32 +242,31 @@ struct Context {
 class CudaPendingTokens : public PendingTokens {
  public:
   CudaPendingTokens(std::shared_ptr<Context> ctx, const Tensor& ids, int64_t n)
-      : ctx_(std::move(ctx)), n_(n), buf_(ctx_->acquire_pinned_ids(n)) {
+      : ctx_(std::move(ctx)), n_(n), buf_(ctx_->acquire_staging(size_t(n) * 4)) {
     cuda_check(
         cudaMemcpyAsync(buf_.host, ids.data(), size_t(n) * 4, cudaMemcpyDeviceToHost, ctx_->stream),
         "sampled ids to the host");
-    cuda_check(cudaEventRecord(buf_.ready, ctx_->stream), "cudaEventRecord");
+    cuda_check(cudaEventRecord(buf_.copied, ctx_->stream), "cudaEventRecord");
   }
+  // Unread: the pool's next user of the buffer waits for the copy first.
   ~CudaPendingTokens() override {
-    if (buf_.host) {
-      cudaEventSynchronize(buf_.ready);  // the copy must not land in a reused buffer
-      ctx_->return_pinned_ids(buf_);
-    }
+    if (buf_.host) ctx_->return_staging(buf_);
   }
   std::vector<int32_t> wait() override {
     NC_CHECK(buf_.host, "sampled ids: wait() called twice");
-    cuda_check(cudaEventSynchronize(buf_.ready),
+    cuda_check(cudaEventSynchronize(buf_.copied),
                "waiting for sampled ids (an earlier kernel failed)");
-    std::vector<int32_t> out(buf_.host, buf_.host + n_);
-    ctx_->return_pinned_ids(buf_);
-    buf_ = PinnedIds{};
+    const auto* ids = static_cast<const int32_t*>(buf_.host);
+    std::vector<int32_t> out(ids, ids + n_);
+    ctx_->return_staging(buf_);
+    buf_ = Staging{};
     return out;
   }
 
  private:
   std::shared_ptr<Context> ctx_;
   int64_t n_;
-  PinnedIds buf_;
+  Staging buf_;
 };
 
 // ---- Attention plan ----
