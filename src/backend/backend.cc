@@ -9,9 +9,12 @@
 #include "core/error.h"
 // The host sampler's filter is the reference for filtered rows (a .cc-only dependency).
 #include "backend/sampling_filter.h"
+#include "kv/page_pool.h"
 #include "model/random_init.h"
 
 namespace nc {
+
+int64_t Backend::free_memory_bytes() { return physical_memory_bytes(); }
 
 void Backend::fill_uniform(Tensor t, uint64_t seed, float low, float high) {
   t.expect_contiguous("fill_uniform");

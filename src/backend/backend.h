@@ -69,6 +69,10 @@ class Backend {
   virtual void copy_from_host(Tensor dst, const void* src) = 0;  // dst.nbytes() bytes
   virtual std::vector<float> to_host_f32(const Tensor& t) = 0;   // any float dtype, synchronises
   virtual void synchronize() {}
+  // Memory the device could still give (the engine sizes its KV cache from it): the machine's
+  // physical memory on the host; free device memory, after the backend has handed cached
+  // blocks back, on a GPU. May synchronise.
+  virtual int64_t free_memory_bytes();
 
   // out[t] = table[ids[t]]. ids: i32 [T]; table: [V, H]; out: [T, H].
   virtual void embedding(const Tensor& table, const Tensor& ids, Tensor out) = 0;

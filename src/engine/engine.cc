@@ -151,13 +151,13 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
   model->reserve(cfg.max_num_batched_tokens, cfg.max_num_seqs);
   int64_t budget = 0;
   if (cfg.kv_cache_memory.empty()) {
-    st.free_memory_bytes = cuda ? free_device_memory_bytes(true) : physical_memory_bytes();
+    st.free_memory_bytes = model->free_memory_bytes();
     budget = cuda ? MemoryBudget{true, 0.9, 0}.resolve(st.free_memory_bytes)
                   : std::min<int64_t>(int64_t(2) << 30, physical_memory_bytes() / 4);
   } else {
     const MemoryBudget mb = parse_memory_budget(cfg.kv_cache_memory);
     // Free memory is only asked for when needed (a fraction).
-    if (mb.is_fraction) st.free_memory_bytes = free_device_memory_bytes(cuda);
+    if (mb.is_fraction) st.free_memory_bytes = model->free_memory_bytes();
     budget = mb.resolve(st.free_memory_bytes);
   }
   const int64_t per_page = model->kv_bytes_per_page(cfg.page_size);

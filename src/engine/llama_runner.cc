@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "backend/backend.h"
+#include "kv/page_pool.h"
 #include "core/error.h"
 #include "engine/step_model.h"
 #include "model/llama.h"
@@ -44,6 +45,7 @@ class LlamaStepModel : public StepModel {
     model_->reserve_workspace(max_tokens, max_rows);
   }
   int64_t weight_bytes() const override { return model_->weight_bytes(); }
+  int64_t free_memory_bytes() const override { return backend_->free_memory_bytes(); }
   int64_t workspace_bytes() const override { return model_->workspace_bytes(); }
   double device_seconds() override { return backend_->device_busy_seconds(); }
   double host_prep_seconds() const override { return model_->host_prep_seconds(); }
@@ -90,6 +92,8 @@ std::unique_ptr<TextCodec> codec_for(const EngineConfig& cfg) {
 }
 
 }  // namespace
+
+int64_t StepModel::free_memory_bytes() const { return physical_memory_bytes(); }
 
 std::vector<int32_t> StepModel::forward_sample(const ForwardInput&,
                                                const std::vector<RowSampling>&) {

@@ -36,6 +36,8 @@ class StepModel {
   // cache is sized from the memory left.
   virtual void reserve(int max_tokens, int max_rows) {}
   virtual int64_t weight_bytes() const { return 0; }
+  // Memory the model's device could still give (Backend::free_memory_bytes).
+  virtual int64_t free_memory_bytes() const;
   virtual int64_t workspace_bytes() const { return 0; }
   // Device seconds of the forward passes so far (0 when not measured).
   virtual double device_seconds() { return 0; }

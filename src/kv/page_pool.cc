@@ -200,28 +200,6 @@ int64_t physical_memory_bytes() {
   return int64_t(pages) * page;
 }
 
-namespace {
-std::mutex g_query_mu;
-FreeMemoryQuery& cuda_query() {
-  static FreeMemoryQuery q;
-  return q;
-}
-}  // namespace
-
-void register_cuda_free_memory_query(FreeMemoryQuery query) {
-  std::lock_guard<std::mutex> lock(g_query_mu);
-  cuda_query() = std::move(query);
-}
-
-int64_t free_device_memory_bytes(bool cuda) {
-  if (!cuda) return physical_memory_bytes();
-  std::lock_guard<std::mutex> lock(g_query_mu);
-  NC_CHECK(bool(cuda_query()),
-           "free GPU memory is unknown (the CUDA backend registered no query): give "
-           "--kv-cache-memory in bytes");
-  return cuda_query()();
-}
-
 int pages_for_budget(int64_t budget_bytes, int64_t bytes_per_page) {
   NC_CHECK(bytes_per_page > 0, "kv cache: bytes per page must be positive");
   const int64_t n = budget_bytes / bytes_per_page;

@@ -94,13 +94,6 @@ MemoryBudget parse_memory_budget(const std::string& text);
 // Physical memory of this machine in bytes.
 int64_t physical_memory_bytes();
 
-// Device memory queries: CPU answers physical memory; a GPU backend registers its own query
-// (free device memory) so the engine can size the cache from a fraction.
-using FreeMemoryQuery = std::function<int64_t()>;
-void register_cuda_free_memory_query(FreeMemoryQuery query);
-// Free memory of the device (0 = CPU, 1 = CUDA); throws nc::Error when unknown.
-int64_t free_device_memory_bytes(bool cuda);
-
 // Pages that fit in the budget: budget_bytes / bytes_per_page. Throws when that is 0.
 int pages_for_budget(int64_t budget_bytes, int64_t bytes_per_page);
 

@@ -381,19 +381,20 @@ class CudaBackend final : public Backend {
     cudaDeviceProp prop{};
     cuda_check(cudaGetDeviceProperties(&prop, device_index), "cudaGetDeviceProperties");
     name_ = fmt::format("cuda:{} ({})", device_index, prop.name);
-    // The engine sizes its KV cache from the memory free once the weights and workspace are in
-    // place. Blocks freed into the stream-ordered pool stay reserved by it (release threshold
-    // above), so they are handed back to the driver before asking.
-    register_cuda_free_memory_query([device_index]() -> int64_t {
-      cuda_check(cudaSetDevice(device_index), "cudaSetDevice");
-      cuda_check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-      cudaMemPool_t p;
-      cuda_check(cudaDeviceGetDefaultMemPool(&p, device_index), "cudaDeviceGetDefaultMemPool");
-      cuda_check(cudaMemPoolTrimTo(p, 0), "cudaMemPoolTrimTo");
-      size_t free_b = 0, total_b = 0;
-      cuda_check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
-      return int64_t(free_b);
-    });
+  }
+
+  // The engine sizes its KV cache from the memory free once the weights and workspace are in
+  // place. Blocks freed into the stream-ordered pool stay reserved by it (release threshold
+  // above), so they are handed back to the driver before asking.
+  int64_t free_memory_bytes() override {
+    cuda_check(cudaSetDevice(ctx_->device), "cudaSetDevice");
+    cuda_check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    cudaMemPool_t p;
+    cuda_check(cudaDeviceGetDefaultMemPool(&p, ctx_->device), "cudaDeviceGetDefaultMemPool");
+    cuda_check(cudaMemPoolTrimTo(p, 0), "cudaMemPoolTrimTo");
+    size_t free_b = 0, total_b = 0;
+    cuda_check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+    return int64_t(free_b);
   }
 
   ~CudaBackend() override {
