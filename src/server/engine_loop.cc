@@ -55,7 +55,8 @@ void RequestHandle::push(StreamEvent ev) {
 
 EngineLoop::EngineLoop(Engine& engine, EngineLoopOptions opts, ServerMetrics& metrics)
     : engine_(engine), opts_(opts), metrics_(metrics) {
-  NC_CHECK(opts_.max_waiting >= 0, "server: --max-waiting must be >= 0, got {}", opts_.max_waiting);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, opts_.max_waiting >= 0,
+              "server: --max-waiting must be >= 0, got {}", opts_.max_waiting);
   max_in_flight_ = engine_.config().max_num_seqs + opts_.max_waiting;
   stats_ = engine_.stats();
   max_model_len_ = stats_.max_model_len;

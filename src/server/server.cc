@@ -481,8 +481,8 @@ Server::~Server() {
 void Server::start() {
   Impl& m = *impl_;
   NC_CHECK(!m.started, "server: already started");
-  NC_CHECK(m.opts.port >= 0 && m.opts.port <= 65535, "server: port {} outside 0..65535",
-           m.opts.port);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, m.opts.port >= 0 && m.opts.port <= 65535,
+              "server: port {} outside 0..65535", m.opts.port);
   // A client that disconnects must not kill the process with SIGPIPE on the next write.
   std::signal(SIGPIPE, SIG_IGN);
   const int threads = m.opts.http_threads > 0 ? m.opts.http_threads : m.loop.max_in_flight() + 16;
