@@ -72,6 +72,7 @@ TEST(ChatTemplate, ErrorsNameTheProblem) {
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("'tool'"), std::string::npos) << e.what();
+    EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument) << e.what();
   }
   try {
     apply_chat_template("{{ messages[0]['content'] }}<start_of_turn>", {{"user", "hi"}}, true);
@@ -79,6 +80,7 @@ TEST(ChatTemplate, ErrorsNameTheProblem) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("unsupported chat template"), std::string::npos)
         << e.what();
+    EXPECT_EQ(e.kind(), ErrorKind::Unsupported) << e.what();
   }
   EXPECT_THROW(apply_chat_template("", {{"user", "hi"}}, true), Error);
   EXPECT_THROW(apply_chat_template("<|start_header_id|> Cutting Knowledge Date: ...",
@@ -88,6 +90,12 @@ TEST(ChatTemplate, ErrorsNameTheProblem) {
   EXPECT_THROW(apply_chat_template(template_named("llama2"), {{"user", "a"}, {"user", "b"}}, false,
                                    "<s>", "</s>"),
                Error);
+  try {
+    apply_chat_template(template_named("llama2"), {{"user", "a"}, {"user", "b"}}, false, "<s>",
+                        "</s>");
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument) << e.what();
+  }
 }
 
 }  // namespace

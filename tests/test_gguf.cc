@@ -144,6 +144,7 @@ TEST(GgufMetadata, OpenMissingFileNamesIt) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/x.gguf"), std::string::npos);
+    EXPECT_EQ(e.kind(), ErrorKind::NotFound) << e.what();
   }
 }
 
@@ -231,13 +232,16 @@ GgufFile parse(const Bytes& x) {
   return GgufFile::parse(x.b.data(), x.b.size());
 }
 
-// Expects parsing to throw nc::Error whose message contains `what`.
-void expect_error(const Bytes& x, const std::string& what) {
+// Expects parsing to throw nc::Error whose message contains `what`, of kind `kind` (a malformed
+// file is InvalidArgument; a valid one this loader cannot read is Unsupported).
+void expect_error(const Bytes& x, const std::string& what,
+                  ErrorKind kind = ErrorKind::InvalidArgument) {
   try {
     parse(x);
     ADD_FAILURE() << "no error; expected one mentioning '" << what << "'";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    EXPECT_EQ(error_kind_name(e.kind()), std::string(error_kind_name(kind))) << e.what();
   }
 }
 
@@ -277,12 +281,12 @@ TEST(GgufMalformed, BadMagic) {
 TEST(GgufMalformed, UnsupportedVersions) {
   Bytes x = small_valid();
   x.b[4] = 1;
-  expect_error(x, "version 1");
+  expect_error(x, "version 1", ErrorKind::Unsupported);
   x.b[4] = 99;
-  expect_error(x, "version 99");
+  expect_error(x, "version 99", ErrorKind::Unsupported);
   x.b[4] = 0;
   x.b[7] = 3;  // 3 stored big-endian
-  expect_error(x, "big-endian");
+  expect_error(x, "big-endian", ErrorKind::Unsupported);
 }
 
 TEST(GgufMalformed, UnknownValueType) {
@@ -365,7 +369,8 @@ Bytes one_tensor(std::vector<uint64_t> ne, uint32_t type, uint64_t offset, size_
 
 TEST(GgufMalformed, UnknownTensorType) {
   for (uint32_t type : {4u, 5u, 9u, 16u, 29u, 31u, 99u, 0xffffffffu})
-    expect_error(one_tensor({32}, type, 0, 1024), "unknown or unsupported ggml type");
+    expect_error(one_tensor({32}, type, 0, 1024), "unknown or unsupported ggml type",
+                 ErrorKind::Unsupported);
   parse(one_tensor({32}, 30, 0, 64));  // BF16 is fine
 }
 

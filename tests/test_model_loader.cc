@@ -44,6 +44,21 @@ void expect_error(F&& f, std::initializer_list<std::string> needles) {
   }
 }
 
+// expect_error, and the error's kind (what the server answers it with) is `kind`.
+template <typename F>
+void expect_error(F&& f, std::initializer_list<std::string> needles, ErrorKind kind) {
+  try {
+    f();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(error_kind_name(e.kind()), std::string(error_kind_name(kind))) << e.what();
+    for (const std::string& n : needles) {
+      EXPECT_NE(std::string(e.what()).find(n), std::string::npos)
+          << "message '" << e.what() << "' lacks '" << n << "'";
+    }
+  }
+}
+
 // ---- config.json ----
 
 TEST(ModelConfigHf, Llama31WithLlama3RopeScaling) {
@@ -523,27 +538,31 @@ TEST(ModelLoaderCheckWeights, MissingAndMisshapenTensors) {
 }
 
 TEST(ModelLoaderHf, PathErrors) {
-  expect_error([] { load_model(kDir + "no_such_model"); }, {"no_such_model", "does not exist"});
-  expect_error([] { load_model(kDir + "dtypes.json"); }, {"unknown model format", "dtypes.json"});
-  expect_error([] { load_model(kDir + "dtypes.safetensors"); }, {"unknown model format"});
+  expect_error([] { load_model(kDir + "no_such_model"); }, {"no_such_model", "does not exist"},
+               ErrorKind::NotFound);
+  expect_error([] { load_model(kDir + "dtypes.json"); }, {"unknown model format", "dtypes.json"},
+               ErrorKind::Unsupported);
+  expect_error([] { load_model(kDir + "dtypes.safetensors"); }, {"unknown model format"},
+               ErrorKind::Unsupported);
   {
     ScratchDir d;
-    expect_error([&] { load_model(d.str()); }, {"no config.json"});
+    expect_error([&] { load_model(d.str()); }, {"no config.json"}, ErrorKind::NotFound);
   }
   {
     ScratchDir d(kDir + "tiny-qwen2");
     fs::remove(d.file("model.safetensors"));
-    expect_error([&] { load_model(d.str()); }, {"model.safetensors"});
+    expect_error([&] { load_model(d.str()); }, {"model.safetensors"}, ErrorKind::NotFound);
   }
   {
     ScratchDir d(kDir + "tiny-qwen2");
     d.write("config.json", "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\"}");
-    expect_error([&] { load_model(d.str()); }, {"GPT2LMHeadModel"});
+    expect_error([&] { load_model(d.str()); }, {"GPT2LMHeadModel"}, ErrorKind::Unsupported);
   }
   {
     ScratchDir d(kDir + "tiny-qwen2");
     d.write("config.json", "{ nope");
-    expect_error([&] { load_model(d.str()); }, {"config.json", "not valid JSON"});
+    expect_error([&] { load_model(d.str()); }, {"config.json", "not valid JSON"},
+                 ErrorKind::InvalidArgument);
   }
   {
     // Weights that disagree with the config: the error names tensor and shapes.
@@ -551,7 +570,8 @@ TEST(ModelLoaderHf, PathErrors) {
     json j = read_json(d.file("config.json"));
     j["intermediate_size"] = 32;
     d.write("config.json", j.dump());
-    expect_error([&] { load_model(d.str()); }, {"mlp", "[32, 16]", "[24, 16]"});
+    expect_error([&] { load_model(d.str()); }, {"mlp", "[32, 16]", "[24, 16]"},
+                 ErrorKind::InvalidArgument);
   }
 }
 

@@ -219,12 +219,14 @@ TEST(Safetensors, ShardedCheckpointMatchesTransformers) {
   }
 }
 
-void expect_dir_error(const std::string& dir, const std::string& needle) {
+// A missing file is NotFound; a malformed index or shard is InvalidArgument.
+void expect_dir_error(const std::string& dir, const std::string& needle, ErrorKind kind) {
   try {
     load_safetensors_dir(dir);
     ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    EXPECT_EQ(error_kind_name(e.kind()), std::string(error_kind_name(kind))) << e.what();
   }
 }
 
@@ -233,41 +235,41 @@ TEST(Safetensors, ShardedIndexErrors) {
   {
     ScratchDir d(kDir + "tiny-llama");
     fs::remove(d.file("model-00002-of-00004.safetensors"));
-    expect_dir_error(d.str(), "model-00002-of-00004.safetensors");
+    expect_dir_error(d.str(), "model-00002-of-00004.safetensors", ErrorKind::NotFound);
   }
   {
     ScratchDir d(kDir + "tiny-llama");
     json j = read_json(d.file(idx));
     j["weight_map"]["model.norm.weight"] = "../model-00001-of-00004.safetensors";
     d.write(idx, j.dump());
-    expect_dir_error(d.str(), "plain file name");
+    expect_dir_error(d.str(), "plain file name", ErrorKind::InvalidArgument);
   }
   {
     ScratchDir d(kDir + "tiny-llama");
     json j = read_json(d.file(idx));
     j["weight_map"]["model.extra.weight"] = "model-00001-of-00004.safetensors";
     d.write(idx, j.dump());
-    expect_dir_error(d.str(), "model.extra.weight");
+    expect_dir_error(d.str(), "model.extra.weight", ErrorKind::InvalidArgument);
   }
   {
     ScratchDir d(kDir + "tiny-llama");
     d.write(idx, "{\"weight_map\": ");
-    expect_dir_error(d.str(), "not valid JSON");
+    expect_dir_error(d.str(), "not valid JSON", ErrorKind::InvalidArgument);
   }
   {
     ScratchDir d(kDir + "tiny-llama");
     d.write(idx, "{\"metadata\": {}}");
-    expect_dir_error(d.str(), "weight_map");
+    expect_dir_error(d.str(), "weight_map", ErrorKind::InvalidArgument);
   }
   {
     ScratchDir d;
-    expect_dir_error(d.str(), "neither model.safetensors");
+    expect_dir_error(d.str(), "neither model.safetensors", ErrorKind::NotFound);
   }
   {
     ScratchDir d(kDir + "tiny-qwen2");
     const std::string bytes = read_file(d.file("model.safetensors"));
     d.write("model.safetensors", bytes.substr(0, bytes.size() - 1));
-    expect_dir_error(d.str(), "past the data section");
+    expect_dir_error(d.str(), "past the data section", ErrorKind::InvalidArgument);
   }
 }
 

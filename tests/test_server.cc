@@ -59,6 +59,19 @@ class AsciiCodec : public fake::FakeCodec {
   }
 };
 
+// AsciiCodec, but a prompt "raise:<kind>" makes encode() throw an nc::Error of that kind (as
+// the tokenizer or the engine would), to follow each kind from the engine thread to the client.
+class RaisingCodec : public AsciiCodec {
+ public:
+  std::vector<int32_t> encode(const std::string& text, bool add_special) const override {
+    for (ErrorKind k : {ErrorKind::Internal, ErrorKind::InvalidArgument, ErrorKind::ContextLength,
+                        ErrorKind::Unsupported, ErrorKind::NotFound, ErrorKind::Overloaded}) {
+      if (text == std::string("raise:") + error_kind_name(k)) fail_as(k, "raised {}", text);
+    }
+    return AsciiCodec::encode(text, add_special);
+  }
+};
+
 // Sleeps before each forward so that requests overlap (streams last, clients can leave).
 class SlowModel : public StepModel {
  public:
@@ -85,6 +98,7 @@ struct EngineSetup {
   int max_model_len = 0;
   int pages = 8192;
   int page_size = 16;
+  bool raising_codec = false;  // RaisingCodec instead of AsciiCodec
 };
 
 std::unique_ptr<Engine> make_engine(const EngineSetup& s,
@@ -98,7 +112,9 @@ std::unique_ptr<Engine> make_engine(const EngineSetup& s,
   cfg.kv_cache_memory = std::to_string(int64_t(s.pages) * s.page_size * 8);
   std::unique_ptr<StepModel> model = std::make_unique<fake::FakeModel>(kVocab, s.max_pos);
   if (delay_us) model = std::make_unique<SlowModel>(std::move(model), delay_us);
-  return std::make_unique<Engine>(cfg, std::move(model), std::make_unique<AsciiCodec>());
+  std::unique_ptr<TextCodec> codec =
+      s.raising_codec ? std::make_unique<RaisingCodec>() : std::make_unique<AsciiCodec>();
+  return std::make_unique<Engine>(cfg, std::move(model), std::move(codec));
 }
 
 // A server on a free loopback port over its own engine.
@@ -868,6 +884,122 @@ TEST(ServerErrors, BadRequestsGetOpenAIErrors) {
   EXPECT_TRUE(ts.wait_idle());
   auto m = ts.client()->Get("/metrics");
   EXPECT_EQ(m->body.find("code=\"500\""), std::string::npos) << "a client mistake gave a 500";
+}
+
+// Each ErrorKind has its status, type and code (the table in server/api_error.h).
+TEST(ServerErrorKinds, EachKindMapsToItsStatus) {
+  struct Want {
+    ErrorKind kind;
+    int status;
+    std::string type, code;
+  };
+  const std::vector<Want> wants = {
+      {ErrorKind::InvalidArgument, 400, "invalid_request_error", ""},
+      {ErrorKind::ContextLength, 400, "invalid_request_error", "context_length_exceeded"},
+      {ErrorKind::Unsupported, 400, "invalid_request_error", ""},
+      {ErrorKind::NotFound, 404, "invalid_request_error", ""},
+      {ErrorKind::Overloaded, 429, "rate_limit_error", "server_busy"},
+      {ErrorKind::Internal, 500, "server_error", ""},
+  };
+  for (const Want& w : wants) {
+    const char* name = error_kind_name(w.kind);
+    EXPECT_EQ(server::http_status(w.kind), w.status) << name;
+    const server::ApiError e = server::api_error_from(Error("boom", w.kind), "prompt");
+    EXPECT_EQ(e.status(), w.status) << name;
+    EXPECT_EQ(e.type(), w.type) << name;
+    EXPECT_EQ(e.code(), w.code) << name;
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("boom"), std::string::npos) << name;
+    // The param goes with client errors only; an internal error names no field.
+    EXPECT_EQ(e.param(), w.kind == ErrorKind::Internal ? "" : "prompt") << name;
+  }
+  EXPECT_EQ(std::string(server::api_error_from(Error("x")).what()), "internal error: x");
+}
+
+// The kind of the error f throws ("no error" when it throws none).
+template <typename F>
+std::string kind_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return error_kind_name(e.kind());
+  }
+  return "no error";
+}
+
+// The engine tags what a caller can get wrong, so that the server needs no checks of its own.
+TEST(ServerErrorKinds, EngineTagsRequestErrors) {
+  EngineSetup es;
+  es.max_model_len = 64;
+  auto engine = make_engine(es);
+  SamplingParams sp = greedy(4);
+  EXPECT_EQ(kind_of([&] { engine->add_request(std::vector<int32_t>{}, sp); }), "invalid_argument");
+  EXPECT_EQ(kind_of([&] { engine->add_request(std::string(), sp); }), "invalid_argument");
+  EXPECT_EQ(kind_of([&] {
+              engine->add_request(std::vector<int32_t>{1, kVocab}, sp);
+            }),
+            "invalid_argument");
+  EXPECT_EQ(kind_of([&] { engine->add_request(std::vector<int32_t>(64, 1), sp); }),
+            "context_length");
+  EXPECT_EQ(kind_of([&] { engine->add_request(std::vector<int32_t>(62, 1), sp); }),
+            "context_length");
+  EXPECT_EQ(kind_of([&] { engine->set_session(12345, "s"); }), "not_found");
+  SamplingParams hot = sp;
+  hot.temperature = -1;
+  EXPECT_EQ(kind_of([&] { hot.validate(); }), "invalid_argument");
+  EXPECT_EQ(kind_of([&] { engine->add_request(std::vector<int32_t>{1}, hot); }),
+            "invalid_argument");
+  EXPECT_EQ(kind_of([&] { engine->add_chat_request({{"wizard", "hi"}}, sp); }), "invalid_argument");
+  EXPECT_EQ(kind_of([&] { engine->add_chat_request({}, sp); }), "invalid_argument");
+  // A model without a tokenizer has no chat template: a valid request it cannot serve.
+  EngineConfig cfg;
+  cfg.kv_cache_memory = "1048576";
+  Engine bare(cfg, std::make_unique<fake::FakeModel>(kVocab, 256), make_number_codec(kVocab));
+  EXPECT_EQ(kind_of([&] { bare.add_chat_request({{"user", "hi"}}, sp); }), "unsupported");
+  EXPECT_EQ(kind_of([&] { bare.add_request(std::string("1 2 x"), sp); }), "invalid_argument");
+  EXPECT_FALSE(engine->has_unfinished());
+}
+
+// An nc::Error thrown on the engine thread while a request is admitted reaches the client with
+// the status of its kind, without the server checking the request itself.
+TEST(ServerErrorKinds, EngineErrorOfEachKindReachesTheClient) {
+  EngineSetup es;
+  es.raising_codec = true;
+  TestServer ts(es);
+  for (ErrorKind k : {ErrorKind::InvalidArgument, ErrorKind::ContextLength, ErrorKind::Unsupported,
+                      ErrorKind::NotFound, ErrorKind::Overloaded, ErrorKind::Internal}) {
+    const std::string name = error_kind_name(k);
+    const json body = {{"model", kModel}, {"prompt", "raise:" + name}, {"max_tokens", 2}};
+    auto r = ts.post("/v1/completions", body);
+    expect_openai_error(r, server::http_status(k), name);
+    const json e = json::parse(r->body)["error"];
+    EXPECT_NE(e["message"].get<std::string>().find("raised raise:" + name), std::string::npos)
+        << r->body;
+    EXPECT_EQ(e["type"], server::api_error_from(Error("", k)).type()) << name;
+  }
+  // The engine's own checks, tagged with their kinds.
+  auto vocab = ts.post("/v1/completions", json{{"model", kModel}, {"prompt", {1, kVocab}}});
+  expect_openai_error(vocab, 400, "token id outside the vocabulary");
+  EXPECT_TRUE(json::parse(vocab->body)["error"]["code"].is_null()) << vocab->body;
+  auto ctx =
+      ts.post("/v1/completions", json{{"model", kModel}, {"prompt", std::string(5000, 'a')}});
+  expect_openai_error(ctx, 400, "prompt over the context");
+  const json ce = json::parse(ctx->body)["error"];
+  EXPECT_EQ(ce["code"], "context_length_exceeded") << ctx->body;
+  EXPECT_EQ(ce["param"], "prompt") << ctx->body;
+  auto chat_ctx = ts.post("/v1/chat/completions", chat_body(std::string(5000, 'a'), 4));
+  expect_openai_error(chat_ctx, 400, "messages over the context");
+  EXPECT_EQ(json::parse(chat_ctx->body)["error"]["param"], "messages") << chat_ctx->body;
+  auto max_tok =
+      ts.post("/v1/completions", json{{"model", kModel}, {"prompt", "abc"}, {"max_tokens", 4095}});
+  expect_openai_error(max_tok, 400, "prompt + max_tokens over the context");
+  EXPECT_EQ(json::parse(max_tok->body)["error"]["param"], "max_tokens") << max_tok->body;
+  EXPECT_EQ(json::parse(max_tok->body)["error"]["code"], "context_length_exceeded");
+  // Still serving.
+  auto ok = ts.post("/v1/chat/completions", chat_body("still there?", 3));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+  EXPECT_TRUE(ts.wait_idle());
 }
 
 TEST(ServerErrors, MalformedHttpGetsAnError) {

@@ -146,6 +146,7 @@ TEST(Tokenizer, UnknownPreTokenizerIsAnError) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("no-such-family"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("llama-bpe"), std::string::npos) << e.what();
+    EXPECT_EQ(e.kind(), ErrorKind::Unsupported) << e.what();
   }
   EXPECT_EQ(Tokenizer::pre_regexes_for("smollm").size(), 2u);
 }
@@ -293,6 +294,17 @@ TEST(Tokenizer, HfJsonMatchesTokenizersLibrary) {
 TEST(Tokenizer, HfJsonErrors) {
   EXPECT_THROW(Tokenizer::from_hf_json(kFixtures + "no-such-dir"), Error);
   EXPECT_THROW(Tokenizer::from_hf_json(kFixtures + "smollm2_encodings.json"), Error);
+  // A missing file is NotFound; a JSON file that is not a tokenizer is InvalidArgument.
+  auto kind_of = [](const std::string& path) {
+    try {
+      Tokenizer::from_hf_json(path);
+    } catch (const Error& e) {
+      return std::string(error_kind_name(e.kind()));
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(kind_of(kFixtures + "no-such-dir"), "not_found");
+  EXPECT_EQ(kind_of(kFixtures + "smollm2_encodings.json"), "invalid_argument");
 }
 
 // The whole SmolLM2 tokenizer.json is ~3.5 MB, too big to commit: when

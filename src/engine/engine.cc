@@ -44,7 +44,7 @@ double seconds(Clock::duration d) {
 KVLayout parse_layout(const std::string& s) {
   if (s == "NHD" || s == "nhd") return KVLayout::NHD;
   if (s == "HND" || s == "hnd") return KVLayout::HND;
-  fail("kv layout '{}': expected NHD or HND", s);
+  fail_as(ErrorKind::InvalidArgument, "kv layout '{}': expected NHD or HND", s);
 }
 
 struct Request {
@@ -129,19 +129,21 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
                    std::unique_ptr<TextCodec> t)
     : cfg(c), model(std::move(m)), codec(std::move(t)), seed_rng(c.seed) {
   NC_CHECK(model && codec, "engine: a model and a tokenizer are required");
-  NC_CHECK(cfg.page_size >= 1 && cfg.page_size <= 256, "engine: page_size {} outside 1..256",
-           cfg.page_size);
-  NC_CHECK(cfg.max_num_batched_tokens >= 1, "engine: max_num_batched_tokens must be >= 1, got {}",
-           cfg.max_num_batched_tokens);
-  NC_CHECK(cfg.max_num_seqs >= 1, "engine: max_num_seqs must be >= 1, got {}", cfg.max_num_seqs);
-  NC_CHECK(cfg.max_model_len >= 0, "engine: max_model_len must be >= 0, got {}", cfg.max_model_len);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.page_size >= 1 && cfg.page_size <= 256,
+              "engine: page_size {} outside 1..256", cfg.page_size);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_num_batched_tokens >= 1,
+              "engine: max_num_batched_tokens must be >= 1, got {}", cfg.max_num_batched_tokens);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_num_seqs >= 1,
+              "engine: max_num_seqs must be >= 1, got {}", cfg.max_num_seqs);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_model_len >= 0,
+              "engine: max_model_len must be >= 0, got {}", cfg.max_model_len);
   const KVLayout layout = parse_layout(cfg.kv_layout);
   vocab = model->vocab_size();
   max_model_len = model->max_position();
   if (cfg.max_model_len > 0) {
-    NC_CHECK(cfg.max_model_len <= max_model_len,
-             "engine: max_model_len {} exceeds the model's maximum of {} positions",
-             cfg.max_model_len, max_model_len);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_model_len <= max_model_len,
+                "engine: max_model_len {} exceeds the model's maximum of {} positions",
+                cfg.max_model_len, max_model_len);
     max_model_len = cfg.max_model_len;
   }
 
@@ -201,17 +203,17 @@ void Engine::Impl::setup_cache(int64_t kv_bytes_per_page, bool cuda) {
 
 RequestId Engine::Impl::add(std::vector<int32_t> prompt, const SamplingParams& p) {
   p.validate();
-  NC_CHECK(!prompt.empty(), "request: empty prompt");
+  NC_CHECK_AS(ErrorKind::InvalidArgument, !prompt.empty(), "request: empty prompt");
   for (int32_t id : prompt) {
-    NC_CHECK(id >= 0 && id < vocab, "request: prompt token id {} outside the vocabulary [0, {})",
-             id, vocab);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, id >= 0 && id < vocab,
+                "request: prompt token id {} outside the vocabulary [0, {})", id, vocab);
   }
   const int n = int(prompt.size());
-  NC_CHECK(n < max_model_len, "request: prompt has {} tokens, the context is {} tokens", n,
-           max_model_len);
-  NC_CHECK(int64_t(n) + p.max_tokens <= max_model_len,
-           "request: prompt ({} tokens) + max_tokens ({}) exceeds the context of {} tokens", n,
-           p.max_tokens, max_model_len);
+  NC_CHECK_AS(ErrorKind::ContextLength, n < max_model_len,
+              "request: prompt has {} tokens, the context is {} tokens", n, max_model_len);
+  NC_CHECK_AS(ErrorKind::ContextLength, int64_t(n) + p.max_tokens <= max_model_len,
+              "request: prompt ({} tokens) + max_tokens ({}) exceeds the context of {} tokens", n,
+              p.max_tokens, max_model_len);
 
   auto r = std::make_unique<Request>();
   r->seq.id = next_id;
@@ -492,7 +494,7 @@ Engine::Engine(const EngineConfig& config, std::unique_ptr<StepModel> model,
 Engine::~Engine() = default;
 
 RequestId Engine::add_request(const std::string& prompt, const SamplingParams& params) {
-  NC_CHECK(!prompt.empty(), "request: empty prompt");
+  NC_CHECK_AS(ErrorKind::InvalidArgument, !prompt.empty(), "request: empty prompt");
   return impl_->add(impl_->codec->encode(prompt, true), params);
 }
 
@@ -503,11 +505,11 @@ RequestId Engine::add_request(const std::vector<int32_t>& prompt_token_ids,
 
 RequestId Engine::add_chat_request(const std::vector<ChatMessage>& messages,
                                    const SamplingParams& params) {
-  NC_CHECK(!messages.empty(), "chat request: no messages");
+  NC_CHECK_AS(ErrorKind::InvalidArgument, !messages.empty(), "chat request: no messages");
   static const std::set<std::string> kRoles = {"system", "user", "assistant", "tool"};
   for (const ChatMessage& m : messages) {
-    NC_CHECK(kRoles.count(m.role),
-             "chat request: unknown role '{}' (system, user, assistant, tool)", m.role);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, kRoles.count(m.role),
+                "chat request: unknown role '{}' (system, user, assistant, tool)", m.role);
   }
   const std::string text = impl_->codec->apply_chat_template(messages, true);
   // The template writes the special tokens itself.
@@ -520,7 +522,8 @@ std::vector<RequestOutput> Engine::step() {
 
 void Engine::set_session(RequestId id, const std::string& session) {
   auto it = impl_->requests.find(id);
-  NC_CHECK(it != impl_->requests.end(), "set_session: unknown request {}", id);
+  NC_CHECK_AS(ErrorKind::NotFound, it != impl_->requests.end(), "set_session: unknown request {}",
+              id);
   Sequence& seq = it->second->seq;
   NC_CHECK(seq.status == SeqStatus::Waiting && seq.pages.empty(),
            "set_session: request {} is already running", id);
@@ -585,7 +588,7 @@ std::vector<CompletionOutput> Engine::generate(const std::vector<std::string>& p
                                                const SamplingParams& params) {
   std::vector<std::vector<int32_t>> ids;
   for (const std::string& p : prompts) {
-    NC_CHECK(!p.empty(), "generate: empty prompt");
+    NC_CHECK_AS(ErrorKind::InvalidArgument, !p.empty(), "generate: empty prompt");
     ids.push_back(encode(p, true));
   }
   return generate(ids, params);

@@ -69,8 +69,8 @@ class LlamaStepModel : public StepModel {
 
 std::string model_path(const EngineConfig& cfg) {
   const std::string path = cfg.model.empty() ? EngineConfig::default_model_path() : cfg.model;
-  NC_CHECK(std::filesystem::exists(path), "model '{}' not found{}", path,
-           cfg.model.empty() ? " (run tools/setup.sh to fetch the default model)" : "");
+  NC_CHECK_AS(ErrorKind::NotFound, std::filesystem::exists(path), "model '{}' not found{}", path,
+              cfg.model.empty() ? " (run tools/setup.sh to fetch the default model)" : "");
   return path;
 }
 
@@ -102,8 +102,8 @@ std::vector<int32_t> StepModel::forward_sample(const ForwardInput&,
 
 std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
                                                  const StepModelOptions& o) {
-  NC_CHECK(o.backend == "cpu" || o.backend == "cuda", "backend '{}': expected cpu or cuda",
-           o.backend);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, o.backend == "cpu" || o.backend == "cuda",
+              "backend '{}': expected cpu or cuda", o.backend);
   std::unique_ptr<Backend> b = o.backend == "cuda" ? make_cuda_backend(0) : make_cpu_backend();
   std::unique_ptr<LlamaStepModel> m;
   if (o.dummy_weights) {
@@ -112,8 +112,8 @@ std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
     const LoadedModel lm = load_model(path);  // freed once the weights are uploaded
     m = std::make_unique<LlamaStepModel>(lm, std::move(b));
   }
-  NC_CHECK(o.graph_max_batch >= 1 || !o.cuda_graphs, "graph_max_batch must be >= 1, got {}",
-           o.graph_max_batch);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, o.graph_max_batch >= 1 || !o.cuda_graphs,
+              "graph_max_batch must be >= 1, got {}", o.graph_max_batch);
   m->model().set_graph_options(GraphOptions{o.cuda_graphs, std::max(o.graph_max_batch, 1)});
   return m;
 }

@@ -11,24 +11,30 @@
 namespace nc {
 
 void SamplingParams::validate() const {
-  NC_CHECK(std::isfinite(temperature) && temperature >= 0,
-           "sampling: temperature must be >= 0, got {}", temperature);
-  NC_CHECK(top_k == -1 || top_k >= 1, "sampling: top_k must be -1 (off) or >= 1, got {}", top_k);
-  NC_CHECK(top_p > 0 && top_p <= 1, "sampling: top_p must be in (0, 1], got {}", top_p);
-  NC_CHECK(min_p >= 0 && min_p <= 1, "sampling: min_p must be in [0, 1], got {}", min_p);
-  NC_CHECK(std::isfinite(repetition_penalty) && repetition_penalty > 0,
-           "sampling: repetition_penalty must be > 0, got {}", repetition_penalty);
-  NC_CHECK(presence_penalty >= -2 && presence_penalty <= 2,
-           "sampling: presence_penalty must be in [-2, 2], got {}", presence_penalty);
-  NC_CHECK(frequency_penalty >= -2 && frequency_penalty <= 2,
-           "sampling: frequency_penalty must be in [-2, 2], got {}", frequency_penalty);
-  NC_CHECK(max_tokens >= 1, "sampling: max_tokens must be >= 1, got {}", max_tokens);
-  NC_CHECK(min_tokens >= 0 && min_tokens <= max_tokens,
-           "sampling: min_tokens must be in [0, max_tokens={}], got {}", max_tokens, min_tokens);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, std::isfinite(temperature) && temperature >= 0,
+              "sampling: temperature must be >= 0, got {}", temperature);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, top_k == -1 || top_k >= 1,
+              "sampling: top_k must be -1 (off) or >= 1, got {}", top_k);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, top_p > 0 && top_p <= 1,
+              "sampling: top_p must be in (0, 1], got {}", top_p);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, min_p >= 0 && min_p <= 1,
+              "sampling: min_p must be in [0, 1], got {}", min_p);
+  NC_CHECK_AS(ErrorKind::InvalidArgument,
+              std::isfinite(repetition_penalty) && repetition_penalty > 0,
+              "sampling: repetition_penalty must be > 0, got {}", repetition_penalty);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, presence_penalty >= -2 && presence_penalty <= 2,
+              "sampling: presence_penalty must be in [-2, 2], got {}", presence_penalty);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, frequency_penalty >= -2 && frequency_penalty <= 2,
+              "sampling: frequency_penalty must be in [-2, 2], got {}", frequency_penalty);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, max_tokens >= 1,
+              "sampling: max_tokens must be >= 1, got {}", max_tokens);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, min_tokens >= 0 && min_tokens <= max_tokens,
+              "sampling: min_tokens must be in [0, max_tokens={}], got {}", max_tokens, min_tokens);
   for (int32_t id : stop_token_ids) {
-    NC_CHECK(id >= 0, "sampling: stop token id {} is negative", id);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, id >= 0, "sampling: stop token id {} is negative", id);
   }
-  for (const std::string& s : stop) NC_CHECK(!s.empty(), "sampling: empty stop string");
+  for (const std::string& s : stop)
+    NC_CHECK_AS(ErrorKind::InvalidArgument, !s.empty(), "sampling: empty stop string");
 }
 
 void apply_penalties(std::span<float> logits, const SamplingParams& p,

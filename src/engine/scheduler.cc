@@ -16,12 +16,14 @@ Scheduler::Scheduler(const SchedulerConfig& config, PagePool& pool) : cfg_(confi
 }
 
 void Scheduler::add(Sequence* seq) {
-  NC_CHECK(seq->num_tokens() >= 1, "request {}: empty prompt", seq->id);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, seq->num_tokens() >= 1, "request {}: empty prompt",
+              seq->id);
   const int need = pages_for(std::max(seq->max_kv_tokens, seq->num_tokens()));
-  NC_CHECK(need <= pool_.num_pages(),
-           "request {}: needs {} KV pages ({} tokens at page size {}) but the whole KV cache has "
-           "{} pages; lower max_tokens or raise --kv-cache-memory",
-           seq->id, need, seq->max_kv_tokens, cfg_.page_size, pool_.num_pages());
+  NC_CHECK_AS(
+      ErrorKind::InvalidArgument, need <= pool_.num_pages(),
+      "request {}: needs {} KV pages ({} tokens at page size {}) but the whole KV cache has "
+      "{} pages; lower max_tokens or raise --kv-cache-memory",
+      seq->id, need, seq->max_kv_tokens, cfg_.page_size, pool_.num_pages());
   seq->status = SeqStatus::Waiting;
   seq->num_scheduled = 0;
   waiting_.push_back(seq);

@@ -26,7 +26,8 @@ class TokenizerCodec : public TextCodec {
   std::vector<int32_t> eos_token_ids() const override { return tok_->eos_ids(); }
   std::string apply_chat_template(const std::vector<ChatMessage>& messages,
                                   bool add_generation_prompt) const override {
-    NC_CHECK(!tok_->chat_template().empty(), "this model has no chat template");
+    NC_CHECK_AS(ErrorKind::Unsupported, !tok_->chat_template().empty(),
+                "this model has no chat template");
     auto piece = [&](int32_t id) { return id >= 0 ? tok_->token_piece(id) : std::string(); };
     return nc::apply_chat_template(tok_->chat_template(), messages, add_generation_prompt,
                                    piece(tok_->bos_id()), piece(tok_->eos_id()));
@@ -52,10 +53,10 @@ class NumberCodec : public TextCodec {
       }
       int32_t id = 0;
       const auto [next, ec] = std::from_chars(p, end, id);
-      NC_CHECK(ec == std::errc() && id >= 0 && id < vocab_,
-               "this model has no tokenizer: the prompt must be token ids in [0, {}) separated "
-               "by spaces, got '{}'",
-               vocab_, text);
+      NC_CHECK_AS(ErrorKind::InvalidArgument, ec == std::errc() && id >= 0 && id < vocab_,
+                  "this model has no tokenizer: the prompt must be token ids in [0, {}) separated "
+                  "by spaces, got '{}'",
+                  vocab_, text);
       ids.push_back(id);
       p = next;
     }
@@ -71,7 +72,7 @@ class NumberCodec : public TextCodec {
   }
   std::vector<int32_t> eos_token_ids() const override { return {}; }
   std::string apply_chat_template(const std::vector<ChatMessage>&, bool) const override {
-    fail("this model has no tokenizer, hence no chat template");
+    fail_as(ErrorKind::Unsupported, "this model has no tokenizer, hence no chat template");
   }
 
  private:
@@ -85,7 +86,8 @@ std::unique_ptr<TextCodec> make_number_codec(int vocab_size) {
 }
 
 std::unique_ptr<TextCodec> make_text_codec(const std::string& path) {
-  NC_CHECK(std::filesystem::exists(path), "tokenizer: '{}' not found", path);
+  NC_CHECK_AS(ErrorKind::NotFound, std::filesystem::exists(path), "tokenizer: '{}' not found",
+              path);
   std::unique_ptr<Tokenizer> tok;
   if (std::filesystem::is_directory(path) || path.ends_with(".json")) {
     tok = Tokenizer::from_hf_json(path);

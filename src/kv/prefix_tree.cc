@@ -73,29 +73,64 @@ void PrefixTree::touch(Node* n, int64_t session) {
   }
 }
 
+template <typename NodeT, typename Visit>
+void PrefixTree::for_each_node(NodeT& root, Visit&& visit) {
+  struct Entry {
+    const std::vector<int32_t>* key;
+    NodeT* node;
+    NodeT* parent;
+  };
+  std::vector<Entry> stack{{nullptr, &root, nullptr}};
+  while (!stack.empty()) {
+    const Entry e = stack.back();
+    stack.pop_back();
+    if (e.node != &root) visit(*e.key, *e.node, *e.parent);
+    for (auto& [key, child] : e.node->children) stack.push_back({&key, child.get(), e.node});
+  }
+}
+
+int PrefixTree::matching_pages(const Node& n, const std::vector<int32_t>& tokens, int first,
+                               int limit) const {
+  int k = 1;  // the key is the first block
+  while (k < int(n.pages.size()) && first + k < limit && block_equal(n, k, tokens, first + k)) {
+    ++k;
+  }
+  return k;
+}
+
+template <typename NodeT, typename Visit>
+int PrefixTree::walk(NodeT& root, const std::vector<int32_t>& tokens, int max_pages, Visit&& visit,
+                     NodeT** last) const {
+  NodeT* node = &root;
+  int matched = 0;
+  while (matched < max_pages) {
+    auto it = node->children.find(block(tokens, matched));
+    if (it == node->children.end()) break;
+    NodeT* child = it->second.get();
+    const int k = matching_pages(*child, tokens, matched, max_pages);
+    visit(*child, matched, k);
+    matched += k;
+    if (k < int(child->pages.size())) break;  // ends inside a node the visit did not split
+    node = child;
+  }
+  if (last) *last = node;
+  return matched;
+}
+
 PrefixMatch PrefixTree::match(const std::vector<int32_t>& tokens, int64_t session) {
   PrefixMatch m;
   if (!opt_.enabled) return m;
   stats_.queried_tokens += int64_t(tokens.size());
   const int max_pages = tokens.empty() ? 0 : int((tokens.size() - 1) / opt_.page_size);
-  Node* node = &root_;
-  int matched = 0;
-  while (matched < max_pages) {
-    auto it = node->children.find(block(tokens, matched));
-    if (it == node->children.end()) break;
-    Node* child = it->second.get();
-    int k = 1;  // the key is the first block
-    while (k < int(child->pages.size()) && matched + k < max_pages &&
-           block_equal(*child, k, tokens, matched + k)) {
-      ++k;
-    }
-    if (k < int(child->pages.size())) split(child, k);
-    touch(child, session);
-    m.path.push_back({child->id, k});
-    m.pages.insert(m.pages.end(), child->pages.begin(), child->pages.end());
-    matched += k;
-    node = child;
-  }
+  const int matched = walk(
+      root_, tokens, max_pages,
+      [&](Node& child, int, int k) {
+        if (k < int(child.pages.size())) split(&child, k);
+        touch(&child, session);
+        m.path.push_back({child.id, k});
+        m.pages.insert(m.pages.end(), child.pages.begin(), child.pages.end());
+      },
+      static_cast<Node**>(nullptr));
   for (int32_t p : m.pages) pool_.inc_ref(p);
   m.num_tokens = matched * opt_.page_size;
   stats_.hit_tokens += m.num_tokens;
@@ -105,72 +140,57 @@ PrefixMatch PrefixTree::match(const std::vector<int32_t>& tokens, int64_t sessio
 int PrefixTree::peek(const std::vector<int32_t>& tokens) const {
   if (!opt_.enabled) return 0;
   const int max_pages = tokens.empty() ? 0 : int((tokens.size() - 1) / opt_.page_size);
-  const Node* node = &root_;
-  int matched = 0;
-  while (matched < max_pages) {
-    auto it = node->children.find(block(tokens, matched));
-    if (it == node->children.end()) break;
-    const Node* child = it->second.get();
-    int k = 1;
-    while (k < int(child->pages.size()) && matched + k < max_pages &&
-           block_equal(*child, k, tokens, matched + k)) {
-      ++k;
-    }
-    matched += k;
-    if (k < int(child->pages.size())) break;
-    node = child;
-  }
+  const int matched = walk(
+      root_, tokens, max_pages, [](const Node&, int, int) {}, static_cast<const Node**>(nullptr));
   return matched * opt_.page_size;
+}
+
+void PrefixTree::share_pages(const Node& child, int k, int32_t* pages) {
+  for (int j = 0; j < k; ++j) {
+    int32_t& own = pages[j];
+    if (own == child.pages[j]) continue;
+    pool_.inc_ref(child.pages[j]);
+    pool_.dec_ref(own);
+    own = child.pages[j];
+    ++stats_.deduplicated_pages;
+  }
+}
+
+void PrefixTree::add_leaf(Node* parent, const std::vector<int32_t>& tokens,
+                          const std::vector<int32_t>& pages, int first, int end, int64_t session) {
+  auto leaf = std::make_unique<Node>();
+  leaf->id = next_id_++;
+  leaf->parent = parent;
+  leaf->pages.assign(pages.begin() + first, pages.begin() + end);
+  leaf->tokens.assign(tokens.begin() + int64_t(first) * opt_.page_size,
+                      tokens.begin() + int64_t(end) * opt_.page_size);
+  for (int32_t p : leaf->pages) {
+    NC_CHECK(pool_.refcount(p) > 0, "prefix tree: insert of page {} that the request does not hold",
+             p);
+    NC_CHECK(!pool_.held_by_cache(p), "prefix tree: page {} is already cached in another node", p);
+    pool_.set_cached(p);
+  }
+  touch(leaf.get(), session);
+  std::vector<int32_t> key = block(leaf->tokens, 0);
+  parent->children.emplace(std::move(key), std::move(leaf));
 }
 
 int PrefixTree::insert(const std::vector<int32_t>& tokens, std::vector<int32_t>& pages,
                        int64_t session) {
   if (!opt_.enabled) return 0;
   const int n_full = int(std::min<size_t>(tokens.size() / opt_.page_size, pages.size()));
-  Node* node = &root_;
-  int done = 0, added = 0;
   // Shared part: walk the existing nodes, swapping duplicate pages for the tree's.
-  while (done < n_full) {
-    auto it = node->children.find(block(tokens, done));
-    if (it == node->children.end()) break;
-    Node* child = it->second.get();
-    int k = 1;
-    while (k < int(child->pages.size()) && done + k < n_full &&
-           block_equal(*child, k, tokens, done + k)) {
-      ++k;
-    }
-    if (k < int(child->pages.size())) split(child, k);
-    for (int j = 0; j < k; ++j) {
-      int32_t& own = pages[done + j];
-      if (own == child->pages[j]) continue;
-      pool_.inc_ref(child->pages[j]);
-      pool_.dec_ref(own);
-      own = child->pages[j];
-      ++stats_.deduplicated_pages;
-    }
-    touch(child, session);
-    done += k;
-    node = child;
-  }
-  if (done < n_full) {  // the rest becomes one new leaf
-    auto leaf = std::make_unique<Node>();
-    leaf->id = next_id_++;
-    leaf->parent = node;
-    leaf->pages.assign(pages.begin() + done, pages.begin() + n_full);
-    leaf->tokens.assign(tokens.begin() + int64_t(done) * opt_.page_size,
-                        tokens.begin() + int64_t(n_full) * opt_.page_size);
-    for (int32_t p : leaf->pages) {
-      NC_CHECK(pool_.refcount(p) > 0,
-               "prefix tree: insert of page {} that the request does not hold", p);
-      NC_CHECK(!pool_.held_by_cache(p), "prefix tree: page {} is already cached in another node",
-               p);
-      pool_.set_cached(p);
-    }
-    added = n_full - done;
-    touch(leaf.get(), session);
-    std::vector<int32_t> key = block(leaf->tokens, 0);
-    node->children.emplace(std::move(key), std::move(leaf));
-  }
+  Node* node = nullptr;
+  const int done = walk(
+      root_, tokens, n_full,
+      [&](Node& child, int first, int k) {
+        if (k < int(child.pages.size())) split(&child, k);
+        share_pages(child, k, pages.data() + first);
+        touch(&child, session);
+      },
+      &node);
+  const int added = n_full - done;
+  if (added > 0) add_leaf(node, tokens, pages, done, n_full, session);  // the rest: one new leaf
   stats_.inserted_pages += added;
   return added;
 }
@@ -203,14 +223,10 @@ int PrefixTree::evict(int num_pages) {
   using Item = std::pair<EvictionPolicy::Key, Node*>;
   auto later = [](const Item& a, const Item& b) { return a.first > b.first; };
   std::priority_queue<Item, std::vector<Item>, decltype(later)> heap(later);
-  // Collect the evictable leaves (iteratively: trees can be deep).
-  std::vector<Node*> stack{&root_};
-  while (!stack.empty()) {
-    Node* n = stack.back();
-    stack.pop_back();
-    if (evictable(*n)) heap.push({opt_.policy->key(view(*n, t)), n});
-    for (auto& [key, child] : n->children) stack.push_back(child.get());
-  }
+  // Collect the evictable leaves (the root never is one).
+  for_each_node(root_, [&](const std::vector<int32_t>&, Node& n, Node&) {
+    if (evictable(n)) heap.push({opt_.policy->key(view(n, t)), &n});
+  });
   int freed = 0;
   while (freed < num_pages && !heap.empty()) {
     Node* n = heap.top().second;
@@ -234,17 +250,11 @@ void PrefixTree::unpin_session(int64_t session) {
 
 PrefixTreeStats PrefixTree::stats() const {
   PrefixTreeStats s = stats_;
-  std::vector<const Node*> stack{&root_};
-  while (!stack.empty()) {
-    const Node* n = stack.back();
-    stack.pop_back();
-    if (n != &root_) {
-      ++s.num_nodes;
-      s.num_pages += int(n->pages.size());
-      for (int32_t p : n->pages) s.num_cached_only += pool_.refcount(p) == 0;
-    }
-    for (const auto& [key, child] : n->children) stack.push_back(child.get());
-  }
+  for_each_node(root_, [&](const std::vector<int32_t>&, const Node& n, const Node&) {
+    ++s.num_nodes;
+    s.num_pages += int(n.pages.size());
+    for (int32_t p : n.pages) s.num_cached_only += pool_.refcount(p) == 0;
+  });
   return s;
 }
 
@@ -252,30 +262,21 @@ void PrefixTree::check_invariants(const std::vector<std::vector<int32_t>>* live_
   pool_.check_invariants();
   const int ps = opt_.page_size;
   std::unordered_set<int32_t> tree_pages;
-  std::vector<const Node*> stack{&root_};
   NC_CHECK(root_.pages.empty() && root_.tokens.empty(), "prefix tree: the root holds pages");
-  while (!stack.empty()) {
-    const Node* n = stack.back();
-    stack.pop_back();
-    if (n != &root_) {
-      NC_CHECK(!n->pages.empty(), "prefix tree: node {} is empty", n->id);
-      NC_CHECK(n->tokens.size() == n->pages.size() * size_t(ps),
-               "prefix tree: node {} has {} tokens for {} pages of {}", n->id, n->tokens.size(),
-               n->pages.size(), ps);
-      for (int32_t p : n->pages) {
-        NC_CHECK(tree_pages.insert(p).second, "prefix tree: page {} is in two nodes", p);
-        NC_CHECK(pool_.held_by_cache(p), "prefix tree: page {} of node {} lacks the cache hold", p,
-                 n->id);
-      }
+  for_each_node(root_, [&](const std::vector<int32_t>& key, const Node& n, const Node& parent) {
+    NC_CHECK(n.parent == &parent, "prefix tree: node {} has a wrong parent", n.id);
+    NC_CHECK(key.size() == size_t(ps) && std::equal(key.begin(), key.end(), n.tokens.begin()),
+             "prefix tree: node {} is filed under a key that is not its first block", n.id);
+    NC_CHECK(!n.pages.empty(), "prefix tree: node {} is empty", n.id);
+    NC_CHECK(n.tokens.size() == n.pages.size() * size_t(ps),
+             "prefix tree: node {} has {} tokens for {} pages of {}", n.id, n.tokens.size(),
+             n.pages.size(), ps);
+    for (int32_t p : n.pages) {
+      NC_CHECK(tree_pages.insert(p).second, "prefix tree: page {} is in two nodes", p);
+      NC_CHECK(pool_.held_by_cache(p), "prefix tree: page {} of node {} lacks the cache hold", p,
+               n.id);
     }
-    for (const auto& [key, child] : n->children) {
-      NC_CHECK(child->parent == n, "prefix tree: node {} has a wrong parent", child->id);
-      NC_CHECK(
-          key.size() == size_t(ps) && std::equal(key.begin(), key.end(), child->tokens.begin()),
-          "prefix tree: node {} is filed under a key that is not its first block", child->id);
-      stack.push_back(child.get());
-    }
-  }
+  });
   int held = 0;
   for (int p = 0; p < pool_.num_pages(); ++p) held += pool_.held_by_cache(p);
   NC_CHECK(held == int(tree_pages.size()),

@@ -156,9 +156,29 @@ class PrefixTree {
   std::vector<int32_t> block(const std::vector<int32_t>& tokens, int page) const;
   bool block_equal(const Node& n, int node_page, const std::vector<int32_t>& tokens,
                    int page) const;
+  // How many leading pages of `n` match `tokens` from page `first` on (at least 1: the caller
+  // found n under that block), stopping before page `limit` of `tokens`.
+  int matching_pages(const Node& n, const std::vector<int32_t>& tokens, int first, int limit) const;
+  // The one walk of match, peek and insert: from the root, follows the child filed under the
+  // next block of `tokens`, for at most `max_pages` pages. visit(child, first, k) sees each node
+  // reached (`first`: its first page's index in `tokens`; k: its matching leading pages); a node
+  // still longer than k after the visit (not split by it) ends the walk. Returns the number of
+  // pages matched; `last` gets the deepest node whose pages all matched (the root when none).
+  template <typename NodeT, typename Visit>
+  int walk(NodeT& root, const std::vector<int32_t>& tokens, int max_pages, Visit&& visit,
+           NodeT** last) const;
+  // Visits every node below `root` (not the root), each as visit(key, node, parent) with `key` the
+  // block it is filed under in parent.children; iteratively (trees can be deep), depth first.
+  template <typename NodeT, typename Visit>
+  static void for_each_node(NodeT& root, Visit&& visit);
   // Leaves the first `k` pages in `n`, moving the rest (and n's children) into a new child.
   void split(Node* n, int k);
   void touch(Node* n, int64_t session);
+  // insert()'s two halves: the request takes the tree's copy of `child`'s first k pages (its own
+  // duplicates dropped), and pages [first, end) of the request become one new leaf of `parent`.
+  void share_pages(const Node& child, int k, int32_t* pages);
+  void add_leaf(Node* parent, const std::vector<int32_t>& tokens, const std::vector<int32_t>& pages,
+                int first, int end, int64_t session);
   bool evictable(const Node& n) const;
   PrefixNodeView view(const Node& n, double now) const;
   void remove_leaf(Node* n);

@@ -80,8 +80,9 @@ class Reader {
 
   void need(uint64_t n, const char* what) const {
     if (n > remaining())
-      fail("GGUF: truncated file: {} needs {} bytes at offset {}, only {} left", what, n, pos_,
-           remaining());
+      fail_as(ErrorKind::InvalidArgument,
+              "GGUF: truncated file: {} needs {} bytes at offset {}, only {} left", what, n, pos_,
+              remaining());
   }
 
   template <typename T>
@@ -96,8 +97,9 @@ class Reader {
   std::string read_string(const char* what) {
     uint64_t len = read<uint64_t>(what);
     if (len > remaining())
-      fail("GGUF: {} has length {} but only {} bytes are left in the file (offset {})", what, len,
-           remaining(), pos_);
+      fail_as(ErrorKind::InvalidArgument,
+              "GGUF: {} has length {} but only {} bytes are left in the file (offset {})", what,
+              len, remaining(), pos_);
     std::string s(reinterpret_cast<const char*>(data_ + pos_), size_t(len));
     pos_ += size_t(len);
     return s;
@@ -113,15 +115,18 @@ GgufValue read_value(Reader& r, uint32_t type, const std::string& key, int depth
 
 GgufArray read_array(Reader& r, const std::string& key, int depth) {
   if (depth >= kMaxArrayDepth)
-    fail("GGUF: metadata '{}': arrays nested deeper than {} levels", key, kMaxArrayDepth);
+    fail_as(ErrorKind::InvalidArgument, "GGUF: metadata '{}': arrays nested deeper than {} levels",
+            key, kMaxArrayDepth);
   uint32_t elem_type = r.read<uint32_t>("array element type");
   if (elem_type > uint32_t(ValueType::F64))
-    fail("GGUF: metadata '{}': unknown array element type {}", key, elem_type);
+    fail_as(ErrorKind::InvalidArgument, "GGUF: metadata '{}': unknown array element type {}", key,
+            elem_type);
   uint64_t count = r.read<uint64_t>("array length");
   uint64_t min_size = min_value_size(ValueType(elem_type));
   if (count > r.remaining() / min_size)
-    fail("GGUF: metadata '{}': array of {} {} elements cannot fit in the {} bytes left", key, count,
-         value_type_name(elem_type), r.remaining());
+    fail_as(ErrorKind::InvalidArgument,
+            "GGUF: metadata '{}': array of {} {} elements cannot fit in the {} bytes left", key,
+            count, value_type_name(elem_type), r.remaining());
   GgufArray arr;
   arr.reserve(size_t(count));
   for (uint64_t i = 0; i < count; ++i) arr.push_back(read_value(r, elem_type, key, depth + 1));
@@ -163,7 +168,9 @@ GgufValue read_value(Reader& r, uint32_t type, const std::string& key, int depth
       break;
     case ValueType::BOOL: {
       uint8_t b = r.read<uint8_t>("bool value");
-      if (b > 1) fail("GGUF: metadata '{}': bool value {} is neither 0 nor 1", key, b);
+      if (b > 1)
+        fail_as(ErrorKind::InvalidArgument, "GGUF: metadata '{}': bool value {} is neither 0 nor 1",
+                key, b);
       out.v = b == 1;
       break;
     }
@@ -174,7 +181,7 @@ GgufValue read_value(Reader& r, uint32_t type, const std::string& key, int depth
       out.v = read_array(r, key, depth);
       break;
     default:
-      fail("GGUF: metadata '{}': unknown value type {}", key, type);
+      fail_as(ErrorKind::InvalidArgument, "GGUF: metadata '{}': unknown value type {}", key, type);
   }
   return out;
 }
@@ -212,27 +219,31 @@ GgufTensorInfo read_tensor_info(Reader& r) {
   t.name = r.read_string("tensor name");
   uint32_t n_dims = r.read<uint32_t>("tensor n_dims");
   if (n_dims == 0 || n_dims > kMaxDims)
-    fail("GGUF: tensor '{}': n_dims {} is outside 1..{}", t.name, n_dims, kMaxDims);
+    fail_as(ErrorKind::InvalidArgument, "GGUF: tensor '{}': n_dims {} is outside 1..{}", t.name,
+            n_dims, kMaxDims);
   int64_t numel = 1;
   for (uint32_t i = 0; i < n_dims; ++i) {
     uint64_t d = r.read<uint64_t>("tensor dimension");
     if (d == 0 || d > uint64_t(std::numeric_limits<int64_t>::max()))
-      fail("GGUF: tensor '{}': dimension {} has invalid size {}", t.name, i, d);
+      fail_as(ErrorKind::InvalidArgument, "GGUF: tensor '{}': dimension {} has invalid size {}",
+              t.name, i, d);
     if (__builtin_mul_overflow(numel, int64_t(d), &numel))
-      fail("GGUF: tensor '{}': element count overflows", t.name);
+      fail_as(ErrorKind::InvalidArgument, "GGUF: tensor '{}': element count overflows", t.name);
     t.ne.push_back(int64_t(d));
   }
   uint32_t type = r.read<uint32_t>("tensor type");
   if (!known_type(type))
-    fail("GGUF: tensor '{}': unknown or unsupported ggml type {}", t.name, type);
+    fail_as(ErrorKind::Unsupported, "GGUF: tensor '{}': unknown or unsupported ggml type {}",
+            t.name, type);
   t.type = GgmlType(type);
   GgmlBlock blk = ggml_block(t.type);
   if (t.ne[0] % blk.elems != 0)
-    fail("GGUF: tensor '{}': first dimension {} is not a multiple of the {} block size {}", t.name,
-         t.ne[0], ggml_type_name(t.type), blk.elems);
+    fail_as(ErrorKind::InvalidArgument,
+            "GGUF: tensor '{}': first dimension {} is not a multiple of the {} block size {}",
+            t.name, t.ne[0], ggml_type_name(t.type), blk.elems);
   int64_t nbytes;
   if (__builtin_mul_overflow(numel / blk.elems, blk.bytes, &nbytes))
-    fail("GGUF: tensor '{}': byte size overflows", t.name);
+    fail_as(ErrorKind::InvalidArgument, "GGUF: tensor '{}': byte size overflows", t.name);
   t.nbytes = uint64_t(nbytes);
   t.offset = r.read<uint64_t>("tensor offset");
   return t;
@@ -244,36 +255,43 @@ GgufFile GgufFile::parse(const uint8_t* data, size_t size) {
   Reader r(data, size);
   GgufFile f;
   uint32_t magic = r.read<uint32_t>("magic");
-  if (magic != kMagic) fail("GGUF: bad magic 0x{:08x} (not a GGUF file)", magic);
+  if (magic != kMagic)
+    fail_as(ErrorKind::InvalidArgument, "GGUF: bad magic 0x{:08x} (not a GGUF file)", magic);
   f.version_ = r.read<uint32_t>("version");
-  if (f.version_ == 1) fail("GGUF: version 1 is not supported (only versions 2 and 3)");
+  if (f.version_ == 1)
+    fail_as(ErrorKind::Unsupported, "GGUF: version 1 is not supported (only versions 2 and 3)");
   if (f.version_ != 2 && f.version_ != 3) {
     if (f.version_ == 0x02000000 || f.version_ == 0x03000000)
-      fail("GGUF: big-endian files are not supported");
-    fail("GGUF: unsupported version {} (only versions 2 and 3)", f.version_);
+      fail_as(ErrorKind::Unsupported, "GGUF: big-endian files are not supported");
+    fail_as(ErrorKind::Unsupported, "GGUF: unsupported version {} (only versions 2 and 3)",
+            f.version_);
   }
   uint64_t n_tensors = r.read<uint64_t>("tensor count");
   uint64_t n_kv = r.read<uint64_t>("metadata count");
   // A key-value pair takes at least 13 bytes, a tensor info at least 32.
   if (n_kv > r.remaining() / 13)
-    fail("GGUF: metadata count {} cannot fit in the {} bytes left", n_kv, r.remaining());
+    fail_as(ErrorKind::InvalidArgument, "GGUF: metadata count {} cannot fit in the {} bytes left",
+            n_kv, r.remaining());
   if (n_tensors > r.remaining() / 32)
-    fail("GGUF: tensor count {} cannot fit in the {} bytes left", n_tensors, r.remaining());
+    fail_as(ErrorKind::InvalidArgument, "GGUF: tensor count {} cannot fit in the {} bytes left",
+            n_tensors, r.remaining());
 
   for (uint64_t i = 0; i < n_kv; ++i) {
     std::string key = r.read_string("metadata key");
     uint32_t type = r.read<uint32_t>("metadata value type");
     if (type > uint32_t(ValueType::F64))
-      fail("GGUF: metadata '{}': unknown value type {}", key, type);
+      fail_as(ErrorKind::InvalidArgument, "GGUF: metadata '{}': unknown value type {}", key, type);
     GgufValue v = read_value(r, type, key, 0);
-    if (!f.kv_.emplace(key, std::move(v)).second) fail("GGUF: duplicate metadata key '{}'", key);
+    if (!f.kv_.emplace(key, std::move(v)).second)
+      fail_as(ErrorKind::InvalidArgument, "GGUF: duplicate metadata key '{}'", key);
   }
 
   uint64_t alignment = kDefaultAlignment;
   if (auto it = f.kv_.find("general.alignment"); it != f.kv_.end()) {
     const auto* a = std::get_if<uint64_t>(&it->second.v);
     if (!a || *a == 0 || (*a & (*a - 1)) != 0 || *a > (1u << 30))
-      fail("GGUF: general.alignment must be an unsigned power of two");
+      fail_as(ErrorKind::InvalidArgument,
+              "GGUF: general.alignment must be an unsigned power of two");
     alignment = *a;
   }
 
@@ -281,10 +299,12 @@ GgufFile GgufFile::parse(const uint8_t* data, size_t size) {
   std::set<std::string> names;
   for (uint64_t i = 0; i < n_tensors; ++i) {
     GgufTensorInfo t = read_tensor_info(r);
-    if (!names.insert(t.name).second) fail("GGUF: duplicate tensor name '{}'", t.name);
+    if (!names.insert(t.name).second)
+      fail_as(ErrorKind::InvalidArgument, "GGUF: duplicate tensor name '{}'", t.name);
     if (t.offset % alignment != 0)
-      fail("GGUF: tensor '{}': offset {} is not a multiple of the alignment {}", t.name, t.offset,
-           alignment);
+      fail_as(ErrorKind::InvalidArgument,
+              "GGUF: tensor '{}': offset {} is not a multiple of the alignment {}", t.name,
+              t.offset, alignment);
     f.tensors_.push_back(std::move(t));
   }
 
@@ -292,8 +312,9 @@ GgufFile GgufFile::parse(const uint8_t* data, size_t size) {
   uint64_t data_start = (uint64_t(r.pos()) + alignment - 1) / alignment * alignment;
   if (data_start > size) {
     if (!f.tensors_.empty())
-      fail("GGUF: truncated file: data section starts at {} but the file has {} bytes", data_start,
-           size);
+      fail_as(ErrorKind::InvalidArgument,
+              "GGUF: truncated file: data section starts at {} but the file has {} bytes",
+              data_start, size);
     data_start = size;  // no tensors: a missing padding is harmless
   }
   f.alignment_ = alignment;
@@ -302,15 +323,17 @@ GgufFile GgufFile::parse(const uint8_t* data, size_t size) {
   f.data_size_ = size - data_start;
   for (const auto& t : f.tensors_) {
     if (t.offset > f.data_size_ || t.nbytes > f.data_size_ - t.offset)
-      fail("GGUF: tensor '{}': data [{}, {}) lies outside the data section of {} bytes", t.name,
-           t.offset, t.offset + t.nbytes, f.data_size_);
+      fail_as(ErrorKind::InvalidArgument,
+              "GGUF: tensor '{}': data [{}, {}) lies outside the data section of {} bytes", t.name,
+              t.offset, t.offset + t.nbytes, f.data_size_);
   }
   return f;
 }
 
 GgufFile GgufFile::open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("GGUF: cannot open '{}': {}", path, std::strerror(errno));
+  if (fd < 0)
+    fail_as(ErrorKind::NotFound, "GGUF: cannot open '{}': {}", path, std::strerror(errno));
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int e = errno;
@@ -320,7 +343,7 @@ GgufFile GgufFile::open(const std::string& path) {
   size_t size = size_t(st.st_size);
   if (size == 0) {
     ::close(fd);
-    fail("GGUF: '{}' is empty", path);
+    fail_as(ErrorKind::InvalidArgument, "GGUF: '{}' is empty", path);
   }
   void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   int e = errno;
@@ -332,7 +355,7 @@ GgufFile GgufFile::open(const std::string& path) {
     f.mapping_ = std::move(mapping);
     return f;
   } catch (const Error& err) {
-    fail("{} (in '{}')", err.what(), path);
+    fail_as(err.kind(), "{} (in '{}')", err.what(), path);
   }
 }
 
@@ -360,23 +383,28 @@ const char* held_type(const GgufValue& v) {
 int64_t as_int(const GgufValue& v, const std::string& key) {
   if (const auto* u = std::get_if<uint64_t>(&v.v)) {
     if (*u > uint64_t(std::numeric_limits<int64_t>::max()))
-      fail("GGUF: metadata '{}': value {} does not fit in int64", key, *u);
+      fail_as(ErrorKind::InvalidArgument, "GGUF: metadata '{}': value {} does not fit in int64",
+              key, *u);
     return int64_t(*u);
   }
   if (const auto* i = std::get_if<int64_t>(&v.v)) return *i;
-  fail("GGUF: metadata '{}' is a {}, expected an integer", key, held_type(v));
+  fail_as(ErrorKind::InvalidArgument, "GGUF: metadata '{}' is a {}, expected an integer", key,
+          held_type(v));
 }
 
 double as_float(const GgufValue& v, const std::string& key) {
   if (const auto* d = std::get_if<double>(&v.v)) return *d;
   if (const auto* u = std::get_if<uint64_t>(&v.v)) return double(*u);
   if (const auto* i = std::get_if<int64_t>(&v.v)) return double(*i);
-  fail("GGUF: metadata '{}' is a {}, expected a number", key, held_type(v));
+  fail_as(ErrorKind::InvalidArgument, "GGUF: metadata '{}' is a {}, expected a number", key,
+          held_type(v));
 }
 
 const GgufArray& as_array(const GgufValue& v, const std::string& key) {
   const auto* a = std::get_if<GgufArray>(&v.v);
-  if (!a) fail("GGUF: metadata '{}' is a {}, expected an array", key, held_type(v));
+  if (!a)
+    fail_as(ErrorKind::InvalidArgument, "GGUF: metadata '{}' is a {}, expected an array", key,
+            held_type(v));
   return *a;
 }
 
@@ -384,7 +412,8 @@ const GgufArray& as_array(const GgufValue& v, const std::string& key) {
 
 const GgufValue& GgufFile::get(const std::string& key) const {
   auto it = kv_.find(key);
-  if (it == kv_.end()) fail("GGUF: metadata key '{}' is missing", key);
+  if (it == kv_.end())
+    fail_as(ErrorKind::InvalidArgument, "GGUF: metadata key '{}' is missing", key);
   return it->second;
 }
 
@@ -399,14 +428,18 @@ double GgufFile::get_float(const std::string& key) const {
 bool GgufFile::get_bool(const std::string& key) const {
   const GgufValue& v = get(key);
   const auto* b = std::get_if<bool>(&v.v);
-  if (!b) fail("GGUF: metadata '{}' is a {}, expected a bool", key, held_type(v));
+  if (!b)
+    fail_as(ErrorKind::InvalidArgument, "GGUF: metadata '{}' is a {}, expected a bool", key,
+            held_type(v));
   return *b;
 }
 
 const std::string& GgufFile::get_string(const std::string& key) const {
   const GgufValue& v = get(key);
   const auto* s = std::get_if<std::string>(&v.v);
-  if (!s) fail("GGUF: metadata '{}' is a {}, expected a string", key, held_type(v));
+  if (!s)
+    fail_as(ErrorKind::InvalidArgument, "GGUF: metadata '{}' is a {}, expected a string", key,
+            held_type(v));
   return *s;
 }
 
@@ -414,7 +447,9 @@ std::vector<std::string> GgufFile::get_string_array(const std::string& key) cons
   std::vector<std::string> out;
   for (const GgufValue& e : as_array(get(key), key)) {
     const auto* s = std::get_if<std::string>(&e.v);
-    if (!s) fail("GGUF: metadata '{}' holds {} elements, expected strings", key, held_type(e));
+    if (!s)
+      fail_as(ErrorKind::InvalidArgument, "GGUF: metadata '{}' holds {} elements, expected strings",
+              key, held_type(e));
     out.push_back(*s);
   }
   return out;
@@ -455,8 +490,9 @@ const GgufTensorInfo* GgufFile::find_tensor(const std::string& name) const {
 
 const uint8_t* GgufFile::tensor_data(const GgufTensorInfo& t) const {
   // Re-checked so that a hand-made GgufTensorInfo cannot read outside the data section.
-  NC_CHECK(t.offset <= data_size_ && t.nbytes <= data_size_ - t.offset,
-           "GGUF: tensor '{}' lies outside the data section", t.name);
+  NC_CHECK_AS(ErrorKind::InvalidArgument,
+              t.offset <= data_size_ && t.nbytes <= data_size_ - t.offset,
+              "GGUF: tensor '{}' lies outside the data section", t.name);
   return data_section_ + t.offset;
 }
 
@@ -465,13 +501,14 @@ HostTensor GgufFile::load_f32(const GgufTensorInfo& t) const {
   HostTensor out;
   int64_t n = 1;
   for (auto it = t.ne.rbegin(); it != t.ne.rend(); ++it) {
-    NC_CHECK(*it > 0 && !__builtin_mul_overflow(n, *it, &n),
-             "GGUF: tensor '{}' has an invalid shape", t.name);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, *it > 0 && !__builtin_mul_overflow(n, *it, &n),
+                "GGUF: tensor '{}' has an invalid shape", t.name);
     out.shape.push_back(*it);
   }
   GgmlBlock blk = ggml_block(t.type);
-  NC_CHECK(n % blk.elems == 0 && uint64_t(n / blk.elems * blk.bytes) == t.nbytes,
-           "GGUF: tensor '{}': size {} does not match its shape and type", t.name, t.nbytes);
+  NC_CHECK_AS(ErrorKind::InvalidArgument,
+              n % blk.elems == 0 && uint64_t(n / blk.elems * blk.bytes) == t.nbytes,
+              "GGUF: tensor '{}': size {} does not match its shape and type", t.name, t.nbytes);
   out.data.resize(size_t(n));
   dequantize(t.type, src, out.data.data(), n);
   return out;

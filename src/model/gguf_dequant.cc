@@ -236,7 +236,7 @@ GgmlBlock ggml_block(GgmlType t) {
     case GgmlType::Q8_K:
       return {kQKK, 4 + kQKK + kQKK / 8};
   }
-  fail("GGUF: unknown ggml type {}", uint32_t(t));
+  fail_as(ErrorKind::Unsupported, "GGUF: unknown ggml type {}", uint32_t(t));
 }
 
 const char* ggml_type_name(GgmlType t) {
@@ -352,7 +352,7 @@ void dequantize(GgmlType t, const uint8_t* src, float* dst, int64_t n) {
     case GgmlType::Q8_1:
       break;
   }
-  fail("dequantize: type {} is not supported", ggml_type_name(t));
+  fail_as(ErrorKind::Unsupported, "dequantize: type {} is not supported", ggml_type_name(t));
 }
 
 }  // namespace nc

@@ -19,9 +19,10 @@ std::string layer_name(int64_t i, const char* rest) {
 // Takes a weight by name, checking its shape; the error names the tensor and both shapes.
 const HostTensor& require(const WeightMap& w, const std::string& name, const Shape& shape) {
   auto it = w.find(name);
-  NC_CHECK(it != w.end(), "model: missing tensor '{}'", name);
-  NC_CHECK(it->second.shape == shape, "model: tensor '{}' has shape {}, expected {}", name,
-           shape_str(it->second.shape), shape_str(shape));
+  NC_CHECK_AS(ErrorKind::InvalidArgument, it != w.end(), "model: missing tensor '{}'", name);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, it->second.shape == shape,
+              "model: tensor '{}' has shape {}, expected {}", name, shape_str(it->second.shape),
+              shape_str(shape));
   return it->second;
 }
 
@@ -49,8 +50,8 @@ std::vector<float> inverse_frequencies(const ModelConfig& cfg) {
       }
     }
   } else {
-    NC_CHECK(rs.type == "none" || rs.type == "default", "model: unsupported rope scaling '{}'",
-             rs.type);
+    NC_CHECK_AS(ErrorKind::Unsupported, rs.type == "none" || rs.type == "default",
+                "model: unsupported rope scaling '{}'", rs.type);
   }
   return inv;
 }

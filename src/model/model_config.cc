@@ -25,43 +25,48 @@ const json* find_key(const json& j, const char* key) {
 std::optional<int64_t> opt_int(const json& j, const char* key) {
   const json* v = find_key(j, key);
   if (!v) return std::nullopt;
-  NC_CHECK(v->is_number_integer(), "config.json: '{}' must be an integer, got {}", key, v->dump());
+  NC_CHECK_AS(ErrorKind::InvalidArgument, v->is_number_integer(),
+              "config.json: '{}' must be an integer, got {}", key, v->dump());
   if (v->is_number_unsigned()) {
-    NC_CHECK(v->get<uint64_t>() <= uint64_t(INT64_MAX), "config.json: '{}' is too large", key);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, v->get<uint64_t>() <= uint64_t(INT64_MAX),
+                "config.json: '{}' is too large", key);
   }
   return v->get<int64_t>();
 }
 
 int64_t req_int(const json& j, const char* key) {
   auto v = opt_int(j, key);
-  NC_CHECK(v.has_value(), "config.json: missing '{}'", key);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, v.has_value(), "config.json: missing '{}'", key);
   return *v;
 }
 
 std::optional<double> opt_float(const json& j, const char* key) {
   const json* v = find_key(j, key);
   if (!v) return std::nullopt;
-  NC_CHECK(v->is_number(), "config.json: '{}' must be a number, got {}", key, v->dump());
+  NC_CHECK_AS(ErrorKind::InvalidArgument, v->is_number(),
+              "config.json: '{}' must be a number, got {}", key, v->dump());
   return v->get<double>();
 }
 
 double req_float(const json& j, const char* key, const char* where) {
   auto v = opt_float(j, key);
-  NC_CHECK(v.has_value(), "config.json: {} needs '{}'", where, key);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, v.has_value(), "config.json: {} needs '{}'", where, key);
   return *v;
 }
 
 std::optional<bool> opt_bool(const json& j, const char* key) {
   const json* v = find_key(j, key);
   if (!v) return std::nullopt;
-  NC_CHECK(v->is_boolean(), "config.json: '{}' must be true or false, got {}", key, v->dump());
+  NC_CHECK_AS(ErrorKind::InvalidArgument, v->is_boolean(),
+              "config.json: '{}' must be true or false, got {}", key, v->dump());
   return v->get<bool>();
 }
 
 std::optional<std::string> opt_string(const json& j, const char* key) {
   const json* v = find_key(j, key);
   if (!v) return std::nullopt;
-  NC_CHECK(v->is_string(), "config.json: '{}' must be a string, got {}", key, v->dump());
+  NC_CHECK_AS(ErrorKind::InvalidArgument, v->is_string(),
+              "config.json: '{}' must be a string, got {}", key, v->dump());
   return v->get<std::string>();
 }
 
@@ -81,9 +86,11 @@ std::optional<std::string> arch_of_model_type(const std::string& t) {
 std::string hf_architecture(const json& j) {
   std::string seen;
   if (const json* a = find_key(j, "architectures")) {
-    NC_CHECK(a->is_array(), "config.json: 'architectures' must be a list");
+    NC_CHECK_AS(ErrorKind::InvalidArgument, a->is_array(),
+                "config.json: 'architectures' must be a list");
     for (const json& c : *a) {
-      NC_CHECK(c.is_string(), "config.json: 'architectures' entries must be strings");
+      NC_CHECK_AS(ErrorKind::InvalidArgument, c.is_string(),
+                  "config.json: 'architectures' entries must be strings");
       if (auto arch = arch_of_class(c.get<std::string>())) return *arch;
       seen += (seen.empty() ? "" : ", ") + c.get<std::string>();
     }
@@ -92,11 +99,12 @@ std::string hf_architecture(const json& j) {
     if (auto arch = arch_of_model_type(*mt)) return *arch;
     seen += (seen.empty() ? "model_type " : ", model_type ") + *mt;
   }
-  NC_CHECK(!seen.empty(), "config.json: neither 'architectures' nor 'model_type' is set");
-  fail(
-      "unsupported architecture '{}' (supported: LlamaForCausalLM, Qwen2ForCausalLM, "
-      "Qwen3ForCausalLM)",
-      seen);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, !seen.empty(),
+              "config.json: neither 'architectures' nor 'model_type' is set");
+  fail_as(ErrorKind::Unsupported,
+          "unsupported architecture '{}' (supported: LlamaForCausalLM, Qwen2ForCausalLM, "
+          "Qwen3ForCausalLM)",
+          seen);
 }
 
 // Rope scaling lives in "rope_scaling" (transformers < 5) or, merged with rope_theta, in
@@ -106,7 +114,8 @@ RopeScaling hf_rope_scaling(const json& j) {
   if (!rs) rs = find_key(j, "rope_parameters");
   RopeScaling out;
   if (!rs) return out;
-  NC_CHECK(rs->is_object(), "config.json: rope scaling must be an object, got {}", rs->dump());
+  NC_CHECK_AS(ErrorKind::InvalidArgument, rs->is_object(),
+              "config.json: rope scaling must be an object, got {}", rs->dump());
   auto type = opt_string(*rs, "rope_type");
   if (!type) type = opt_string(*rs, "type");
   if (!type || *type == "default") return out;
@@ -120,11 +129,13 @@ RopeScaling hf_rope_scaling(const json& j) {
     out.low_freq_factor = req_float(*rs, "low_freq_factor", where);
     out.high_freq_factor = req_float(*rs, "high_freq_factor", where);
     auto orig = opt_int(*rs, "original_max_position_embeddings");
-    NC_CHECK(orig.has_value(), "config.json: {} needs 'original_max_position_embeddings'", where);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, orig.has_value(),
+                "config.json: {} needs 'original_max_position_embeddings'", where);
     out.original_max_position = *orig;
   } else {
-    fail("config.json: unsupported rope scaling type '{}' (supported: default, linear, llama3)",
-         *type);
+    fail_as(ErrorKind::Unsupported,
+            "config.json: unsupported rope scaling type '{}' (supported: default, linear, llama3)",
+            *type);
   }
   return out;
 }
@@ -143,7 +154,7 @@ std::optional<int64_t> gguf_array_len(const GgufFile& f, const std::string& key)
   auto it = f.metadata().find(key);
   if (it == f.metadata().end()) return std::nullopt;
   const auto* arr = std::get_if<GgufArray>(&it->second.v);
-  NC_CHECK(arr != nullptr, "GGUF: '{}' must be an array", key);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, arr != nullptr, "GGUF: '{}' must be an array", key);
   return int64_t(arr->size());
 }
 
@@ -154,10 +165,10 @@ int64_t gguf_vocab_size(const GgufFile& f, const std::string& arch) {
   }
   if (f.has(arch + ".vocab_size")) return f.get_int(arch + ".vocab_size");
   auto n = gguf_array_len(f, "tokenizer.ggml.tokens");
-  NC_CHECK(n.has_value(),
-           "GGUF: cannot tell the vocabulary size (no token_embd.weight, no {}."
-           "vocab_size, no tokenizer.ggml.tokens)",
-           arch);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, n.has_value(),
+              "GGUF: cannot tell the vocabulary size (no token_embd.weight, no {}."
+              "vocab_size, no tokenizer.ggml.tokens)",
+              arch);
   return *n;
 }
 
@@ -169,9 +180,9 @@ int64_t gguf_vocab_size(const GgufFile& f, const std::string& arch) {
 // context length when known and to 8192 otherwise.
 RopeScaling llama3_from_rope_freqs(const std::vector<float>& r, double theta, int64_t head_dim,
                                    int64_t orig_ctx) {
-  NC_CHECK(int64_t(r.size()) * 2 == head_dim,
-           "GGUF: rope_freqs.weight has {} values, expected head_dim/2 = {}", r.size(),
-           head_dim / 2);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, int64_t(r.size()) * 2 == head_dim,
+              "GGUF: rope_freqs.weight has {} values, expected head_dim/2 = {}", r.size(),
+              head_dim / 2);
   double factor = 1.0;
   for (float v : r) factor = std::max(factor, double(v));
   RopeScaling out;
@@ -184,15 +195,16 @@ RopeScaling llama3_from_rope_freqs(const std::vector<float>& r, double theta, in
       band.emplace_back(freq, (1.0 / v - 1.0 / factor) / (1.0 - 1.0 / factor));
     }
   }
-  NC_CHECK(band.size() >= 2,
-           "GGUF: rope_freqs.weight does not look like Llama-3 rope scaling (fewer than two "
-           "values between 1 and {}); this model's rope scaling is not supported",
-           factor);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, band.size() >= 2,
+              "GGUF: rope_freqs.weight does not look like Llama-3 rope scaling (fewer than two "
+              "values between 1 and {}); this model's rope scaling is not supported",
+              factor);
   const auto [f0, s0] = band.front();
   const auto [f1, s1] = band.back();
   const double a = (s1 - s0) / (f1 - f0);  // s = a * freq + b
   const double b = s0 - a * f0;
-  NC_CHECK(a > 0, "GGUF: rope_freqs.weight is not Llama-3 rope scaling");
+  NC_CHECK_AS(ErrorKind::InvalidArgument, a > 0,
+              "GGUF: rope_freqs.weight is not Llama-3 rope scaling");
   // s = (L * freq / (2 pi) - low) / (high - low)  =>  a = L / (2 pi (high - low)), b = -low / (high
   // - low)
   const double L = orig_ctx > 0 ? double(orig_ctx) : 8192.0;
@@ -223,10 +235,10 @@ RopeScaling gguf_rope_scaling(const GgufFile& f, const std::string& arch, double
     }
     return out;
   }
-  NC_CHECK(type == "linear",
-           "GGUF: unsupported rope scaling type '{}' (supported: none, linear, "
-           "llama3 through rope_freqs.weight)",
-           type);
+  NC_CHECK_AS(ErrorKind::Unsupported, type == "linear",
+              "GGUF: unsupported rope scaling type '{}' (supported: none, linear, "
+              "llama3 through rope_freqs.weight)",
+              type);
   out.type = "linear";
   out.factor = f.get_float(p + "factor");
   return out;
@@ -235,8 +247,9 @@ RopeScaling gguf_rope_scaling(const GgufFile& f, const std::string& arch, double
 }  // namespace
 
 void ModelConfig::validate() const {
-  NC_CHECK(architecture == "llama" || architecture == "qwen2" || architecture == "qwen3",
-           "unsupported architecture '{}' (supported: llama, qwen2, qwen3)", architecture);
+  NC_CHECK_AS(ErrorKind::Unsupported,
+              architecture == "llama" || architecture == "qwen2" || architecture == "qwen3",
+              "unsupported architecture '{}' (supported: llama, qwen2, qwen3)", architecture);
   const std::pair<const char*, int64_t> sizes[] = {
       {"num_layers", num_layers}, {"hidden_size", hidden_size},
       {"num_heads", num_heads},   {"num_kv_heads", num_kv_heads},
@@ -246,53 +259,56 @@ void ModelConfig::validate() const {
   // heads * head_dim well inside int64 for every consumer of the config.
   constexpr int64_t kMaxSize = int64_t(1) << 24;
   for (const auto& [name, v] : sizes) {
-    NC_CHECK(v > 0, "model config: {} must be positive, got {}", name, v);
-    NC_CHECK(v <= kMaxSize, "model config: {} = {} is implausibly large (limit {})", name, v,
-             kMaxSize);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, v > 0, "model config: {} must be positive, got {}",
+                name, v);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, v <= kMaxSize,
+                "model config: {} = {} is implausibly large (limit {})", name, v, kMaxSize);
   }
-  NC_CHECK(max_position > 0 && max_position <= (int64_t(1) << 40),
-           "model config: max_position must be positive and plausible, got {}", max_position);
-  NC_CHECK(num_heads % num_kv_heads == 0,
-           "model config: num_heads {} is not a multiple of num_kv_heads {}", num_heads,
-           num_kv_heads);
-  NC_CHECK(head_dim % 2 == 0, "model config: head_dim {} must be even for rope", head_dim);
-  NC_CHECK(rms_eps > 0 && std::isfinite(rms_eps), "model config: rms_eps must be positive, got {}",
-           rms_eps);
-  NC_CHECK(rope_theta > 0 && std::isfinite(rope_theta),
-           "model config: rope_theta must be positive, got {}", rope_theta);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, max_position > 0 && max_position <= (int64_t(1) << 40),
+              "model config: max_position must be positive and plausible, got {}", max_position);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, num_heads % num_kv_heads == 0,
+              "model config: num_heads {} is not a multiple of num_kv_heads {}", num_heads,
+              num_kv_heads);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, head_dim % 2 == 0,
+              "model config: head_dim {} must be even for rope", head_dim);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, rms_eps > 0 && std::isfinite(rms_eps),
+              "model config: rms_eps must be positive, got {}", rms_eps);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, rope_theta > 0 && std::isfinite(rope_theta),
+              "model config: rope_theta must be positive, got {}", rope_theta);
   const RopeScaling& rs = rope_scaling;
-  NC_CHECK(rs.type == "none" || rs.type == "linear" || rs.type == "llama3",
-           "model config: unsupported rope scaling type '{}'", rs.type);
+  NC_CHECK_AS(ErrorKind::Unsupported,
+              rs.type == "none" || rs.type == "linear" || rs.type == "llama3",
+              "model config: unsupported rope scaling type '{}'", rs.type);
   if (rs.type != "none") {
-    NC_CHECK(rs.factor > 0 && std::isfinite(rs.factor),
-             "model config: rope scaling factor must be positive, got {}", rs.factor);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, rs.factor > 0 && std::isfinite(rs.factor),
+                "model config: rope scaling factor must be positive, got {}", rs.factor);
   }
   if (rs.type == "llama3") {
-    NC_CHECK(rs.low_freq_factor < rs.high_freq_factor,
-             "model config: llama3 rope scaling needs low_freq_factor {} < high_freq_factor {}",
-             rs.low_freq_factor, rs.high_freq_factor);
-    NC_CHECK(rs.original_max_position > 0,
-             "model config: llama3 rope scaling needs a positive original_max_position");
+    NC_CHECK_AS(ErrorKind::InvalidArgument, rs.low_freq_factor < rs.high_freq_factor,
+                "model config: llama3 rope scaling needs low_freq_factor {} < high_freq_factor {}",
+                rs.low_freq_factor, rs.high_freq_factor);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, rs.original_max_position > 0,
+                "model config: llama3 rope scaling needs a positive original_max_position");
   }
 }
 
 ModelConfig config_from_hf_json(const json& j) {
-  NC_CHECK(j.is_object(), "config.json must be a JSON object");
+  NC_CHECK_AS(ErrorKind::InvalidArgument, j.is_object(), "config.json must be a JSON object");
   ModelConfig c;
   c.architecture = hf_architecture(j);
   c.num_layers = req_int(j, "num_hidden_layers");
   c.hidden_size = req_int(j, "hidden_size");
   c.num_heads = req_int(j, "num_attention_heads");
-  NC_CHECK(c.num_heads > 0, "config.json: num_attention_heads must be positive, got {}",
-           c.num_heads);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, c.num_heads > 0,
+              "config.json: num_attention_heads must be positive, got {}", c.num_heads);
   c.num_kv_heads = opt_int(j, "num_key_value_heads").value_or(c.num_heads);
   if (auto hd = opt_int(j, "head_dim")) {
     c.head_dim = *hd;
   } else {
-    NC_CHECK(c.hidden_size % c.num_heads == 0,
-             "config.json: hidden_size {} is not a multiple of num_attention_heads {} (and no "
-             "head_dim is given)",
-             c.hidden_size, c.num_heads);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, c.hidden_size % c.num_heads == 0,
+                "config.json: hidden_size {} is not a multiple of num_attention_heads {} (and no "
+                "head_dim is given)",
+                c.hidden_size, c.num_heads);
     c.head_dim = c.hidden_size / c.num_heads;
   }
   c.intermediate_size = req_int(j, "intermediate_size");
@@ -308,8 +324,8 @@ ModelConfig config_from_hf_json(const json& j) {
     c.attention_bias = c.o_proj_bias = opt_bool(j, "attention_bias").value_or(false);
   }
   c.qk_norm = c.architecture == "qwen3";
-  NC_CHECK(!opt_bool(j, "mlp_bias").value_or(false),
-           "config.json: mlp_bias = true is not supported");
+  NC_CHECK_AS(ErrorKind::Unsupported, !opt_bool(j, "mlp_bias").value_or(false),
+              "config.json: mlp_bias = true is not supported");
   c.validate();
   return c;
 }
@@ -317,26 +333,27 @@ ModelConfig config_from_hf_json(const json& j) {
 ModelConfig config_from_gguf(const GgufFile& f) {
   ModelConfig c;
   const std::string arch = f.get_string("general.architecture");
-  NC_CHECK(arch == "llama" || arch == "qwen2" || arch == "qwen3",
-           "GGUF: unsupported architecture '{}' (supported: llama, qwen2, qwen3)", arch);
+  NC_CHECK_AS(ErrorKind::Unsupported, arch == "llama" || arch == "qwen2" || arch == "qwen3",
+              "GGUF: unsupported architecture '{}' (supported: llama, qwen2, qwen3)", arch);
   c.architecture = arch;
   const std::string p = arch + ".";
   c.num_layers = f.get_int(p + "block_count");
   c.hidden_size = f.get_int(p + "embedding_length");
   c.num_heads = f.get_int(p + "attention.head_count");
-  NC_CHECK(c.num_heads > 0, "GGUF: {}attention.head_count must be positive", p);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, c.num_heads > 0,
+              "GGUF: {}attention.head_count must be positive", p);
   c.num_kv_heads = f.get_int(p + "attention.head_count_kv", c.num_heads);
   if (f.has(p + "attention.key_length")) {
     c.head_dim = f.get_int(p + "attention.key_length");
   } else {
-    NC_CHECK(c.hidden_size % c.num_heads == 0,
-             "GGUF: {}embedding_length {} is not a multiple of the head count {}", p, c.hidden_size,
-             c.num_heads);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, c.hidden_size % c.num_heads == 0,
+                "GGUF: {}embedding_length {} is not a multiple of the head count {}", p,
+                c.hidden_size, c.num_heads);
     c.head_dim = c.hidden_size / c.num_heads;
   }
   const int64_t vlen = f.get_int(p + "attention.value_length", c.head_dim);
-  NC_CHECK(vlen == c.head_dim, "GGUF: value_length {} differs from key_length {}: not supported",
-           vlen, c.head_dim);
+  NC_CHECK_AS(ErrorKind::Unsupported, vlen == c.head_dim,
+              "GGUF: value_length {} differs from key_length {}: not supported", vlen, c.head_dim);
   c.intermediate_size = f.get_int(p + "feed_forward_length");
   c.vocab_size = gguf_vocab_size(f, arch);
   c.max_position = f.get_int(p + "context_length");

@@ -5,9 +5,9 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "core/error.h"
+#include "core/json_file.h"
 #include "model/gguf.h"
 #include "model/safetensors.h"
 
@@ -71,23 +71,13 @@ LoadedModel load_gguf(const std::string& path) {
 }
 
 ModelConfig read_config_json(const fs::path& cfg_path) {
-  std::ifstream in(cfg_path, std::ios::binary);
-  NC_CHECK(in.good(), "cannot read {}", cfg_path.string());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::exception& e) {
-    fail("{} is not valid JSON: {}", cfg_path.string(), e.what());
-  }
-  return config_from_hf_json(j);
+  return config_from_hf_json(read_json_file(cfg_path));
 }
 
 LoadedModel load_hf_folder(const fs::path& dir) {
   const fs::path cfg_path = dir / "config.json";
-  NC_CHECK(fs::is_regular_file(cfg_path),
-           "{} has no config.json: not a Hugging Face checkpoint folder", dir.string());
+  NC_CHECK_AS(ErrorKind::NotFound, fs::is_regular_file(cfg_path),
+              "{} has no config.json: not a Hugging Face checkpoint folder", dir.string());
   LoadedModel m;
   m.config = read_config_json(cfg_path);
   m.weights = load_safetensors_dir(dir.string());
@@ -123,9 +113,10 @@ std::string gguf_to_hf_name(const std::string& name) {
 }
 
 void unpermute_gguf_qk(HostTensor& t, int64_t n_head, const std::string& name) {
-  NC_CHECK(!t.shape.empty() && n_head > 0 && t.shape[0] % (2 * n_head) == 0,
-           "GGUF tensor '{}' with shape {} cannot hold {} heads of even size", name,
-           shape_str(t.shape), n_head);
+  NC_CHECK_AS(ErrorKind::InvalidArgument,
+              !t.shape.empty() && n_head > 0 && t.shape[0] % (2 * n_head) == 0,
+              "GGUF tensor '{}' with shape {} cannot hold {} heads of even size", name,
+              shape_str(t.shape), n_head);
   const int64_t rows = t.shape[0];
   const int64_t cols = rows > 0 ? t.numel() / rows : 0;
   const int64_t head_dim = rows / n_head;
@@ -184,48 +175,62 @@ void check_weights(const ModelConfig& cfg, const WeightMap& w) {
     auto it = w.find(s.name);
     if (it == w.end()) {
       if (s.name == "lm_head.weight") {
-        fail("missing tensor lm_head.weight (expected shape {}; embeddings are not tied)",
-             shape_str(s.shape));
+        fail_as(ErrorKind::InvalidArgument,
+                "missing tensor lm_head.weight (expected shape {}; embeddings are not tied)",
+                shape_str(s.shape));
       }
-      fail("missing tensor {} (expected shape {})", s.name, shape_str(s.shape));
+      fail_as(ErrorKind::InvalidArgument, "missing tensor {} (expected shape {})", s.name,
+              shape_str(s.shape));
     }
     const HostTensor& t = it->second;
-    NC_CHECK(t.shape == s.shape, "tensor {} has shape {}, expected {}", s.name, shape_str(t.shape),
-             shape_str(s.shape));
-    NC_CHECK(int64_t(t.data.size()) == t.numel(), "tensor {} holds {} values for shape {}", s.name,
-             t.data.size(), shape_str(t.shape));
+    NC_CHECK_AS(ErrorKind::InvalidArgument, t.shape == s.shape,
+                "tensor {} has shape {}, expected {}", s.name, shape_str(t.shape),
+                shape_str(s.shape));
+    NC_CHECK_AS(ErrorKind::InvalidArgument, int64_t(t.data.size()) == t.numel(),
+                "tensor {} holds {} values for shape {}", s.name, t.data.size(),
+                shape_str(t.shape));
   }
 }
 
+namespace {
+
+// The status of `path`, which must exist ("<what> <path> does not exist", NotFound, if not).
+fs::file_status existing_status(const std::string& path, const char* what) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  NC_CHECK_AS(ErrorKind::NotFound, !ec && fs::exists(st), "{} {} does not exist", what, path);
+  return st;
+}
+
+}  // namespace
+
 LoadedModel load_model(const std::string& path) {
   const fs::path p(path);
-  std::error_code ec;
-  const fs::file_status st = fs::status(p, ec);
-  NC_CHECK(!ec && fs::exists(st), "model path {} does not exist", path);
+  const fs::file_status st = existing_status(path, "model path");
   if (fs::is_directory(st)) return load_hf_folder(p);
-  NC_CHECK(fs::is_regular_file(st) && has_gguf_magic(p),
-           "unknown model format: {} (expected a .gguf file or a Hugging Face checkpoint folder "
-           "with config.json and safetensors weights)",
-           path);
+  NC_CHECK_AS(ErrorKind::Unsupported, fs::is_regular_file(st) && has_gguf_magic(p),
+              "unknown model format: {} (expected a .gguf file or a Hugging Face checkpoint folder "
+              "with config.json and safetensors weights)",
+              path);
   return load_gguf(path);
 }
 
 LoadFormat parse_load_format(const std::string& name) {
   if (name == "auto" || name.empty()) return LoadFormat::Auto;
   if (name == "dummy") return LoadFormat::Dummy;
-  fail("load format '{}': expected auto or dummy", name);
+  fail_as(ErrorKind::InvalidArgument, "load format '{}': expected auto or dummy", name);
 }
 
 ModelConfig load_model_config(const std::string& path) {
   const fs::path p(path);
-  std::error_code ec;
-  const fs::file_status st = fs::status(p, ec);
-  NC_CHECK(!ec && fs::exists(st), "model config {} does not exist", path);
+  const fs::file_status st = existing_status(path, "model config");
   if (fs::is_directory(st)) {
-    NC_CHECK(fs::is_regular_file(p / "config.json"), "{} has no config.json", path);
+    NC_CHECK_AS(ErrorKind::NotFound, fs::is_regular_file(p / "config.json"),
+                "{} has no config.json", path);
     return read_config_json(p / "config.json");
   }
-  NC_CHECK(fs::is_regular_file(st), "model config {} is not a file", path);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, fs::is_regular_file(st), "model config {} is not a file",
+              path);
   if (has_gguf_magic(p)) return config_from_gguf(GgufFile::open(path));
   return read_config_json(p);
 }

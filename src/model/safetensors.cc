@@ -9,14 +9,13 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace nc {
 namespace {
@@ -33,14 +32,15 @@ std::string shape_str(const std::vector<int64_t>& s) {
 
 json parse_header_json(const uint8_t* p, size_t n, const std::string& origin) {
   auto depth_guard = [&](int depth, json::parse_event_t, json&) {
-    NC_CHECK(depth <= kMaxJsonDepth, "{}: safetensors header nests deeper than {} levels", origin,
-             kMaxJsonDepth);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, depth <= kMaxJsonDepth,
+                "{}: safetensors header nests deeper than {} levels", origin, kMaxJsonDepth);
     return true;
   };
   try {
     return json::parse(p, p + n, depth_guard);
   } catch (const json::exception& e) {
-    fail("{}: safetensors header is not valid JSON: {}", origin, e.what());
+    fail_as(ErrorKind::InvalidArgument, "{}: safetensors header is not valid JSON: {}", origin,
+            e.what());
   }
 }
 
@@ -48,31 +48,35 @@ json parse_header_json(const uint8_t* p, size_t n, const std::string& origin) {
 int64_t non_negative_int(const json& v, const std::string& what, const std::string& origin) {
   if (v.is_number_unsigned()) {
     const uint64_t u = v.get<uint64_t>();
-    NC_CHECK(u <= uint64_t(std::numeric_limits<int64_t>::max()), "{}: {} is too large ({})", origin,
-             what, u);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, u <= uint64_t(std::numeric_limits<int64_t>::max()),
+                "{}: {} is too large ({})", origin, what, u);
     return int64_t(u);
   }
-  NC_CHECK(v.is_number_integer(), "{}: {} must be an integer, got {}", origin, what, v.dump());
+  NC_CHECK_AS(ErrorKind::InvalidArgument, v.is_number_integer(),
+              "{}: {} must be an integer, got {}", origin, what, v.dump());
   const int64_t i = v.get<int64_t>();
-  NC_CHECK(i >= 0, "{}: {} is negative ({})", origin, what, i);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, i >= 0, "{}: {} is negative ({})", origin, what, i);
   return i;
 }
 
 SafetensorsTensorInfo parse_tensor_entry(const std::string& name, const json& e,
                                          const std::string& origin) {
   const std::string where = fmt::format("tensor '{}'", name);
-  NC_CHECK(e.is_object(), "{}: {} entry must be a JSON object", origin, where);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, e.is_object(), "{}: {} entry must be a JSON object",
+              origin, where);
   SafetensorsTensorInfo t;
   t.name = name;
   auto dt = e.find("dtype");
-  NC_CHECK(dt != e.end() && dt->is_string(), "{}: {} has no string 'dtype'", origin, where);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, dt != e.end() && dt->is_string(),
+              "{}: {} has no string 'dtype'", origin, where);
   t.dtype = dt->get<std::string>();
   auto sh = e.find("shape");
-  NC_CHECK(sh != e.end() && sh->is_array(), "{}: {} has no 'shape' array", origin, where);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, sh != e.end() && sh->is_array(),
+              "{}: {} has no 'shape' array", origin, where);
   for (const json& d : *sh) t.shape.push_back(non_negative_int(d, where + " shape entry", origin));
   auto off = e.find("data_offsets");
-  NC_CHECK(off != e.end() && off->is_array() && off->size() == 2,
-           "{}: {} needs 'data_offsets' as [begin, end]", origin, where);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, off != e.end() && off->is_array() && off->size() == 2,
+              "{}: {} needs 'data_offsets' as [begin, end]", origin, where);
   t.begin = uint64_t(non_negative_int((*off)[0], where + " data_offsets begin", origin));
   t.end = uint64_t(non_negative_int((*off)[1], where + " data_offsets end", origin));
   return t;
@@ -85,29 +89,31 @@ void check_tensor_extent(const SafetensorsTensorInfo& t, uint64_t data_size,
   try {
     esize = safetensors_dtype_size(t.dtype);
   } catch (const Error& e) {
-    fail("{}: tensor '{}': {}", origin, t.name, e.what());
+    fail_as(e.kind(), "{}: tensor '{}': {}", origin, t.name, e.what());
   }
   uint64_t bytes = esize;
   for (int64_t d : t.shape) {
-    NC_CHECK(!__builtin_mul_overflow(bytes, uint64_t(d), &bytes),
-             "{}: tensor '{}' shape {} overflows", origin, t.name, shape_str(t.shape));
+    NC_CHECK_AS(ErrorKind::InvalidArgument, !__builtin_mul_overflow(bytes, uint64_t(d), &bytes),
+                "{}: tensor '{}' shape {} overflows", origin, t.name, shape_str(t.shape));
   }
-  NC_CHECK(t.begin <= t.end, "{}: tensor '{}' data_offsets [{}, {}] end before begin", origin,
-           t.name, t.begin, t.end);
-  NC_CHECK(t.end <= data_size,
-           "{}: tensor '{}' data_offsets [{}, {}] run past the data section ({} bytes)", origin,
-           t.name, t.begin, t.end, data_size);
-  NC_CHECK(t.end - t.begin == bytes,
-           "{}: tensor '{}' has {} bytes but dtype {} and shape {} need {}", origin, t.name,
-           t.end - t.begin, t.dtype, shape_str(t.shape), bytes);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, t.begin <= t.end,
+              "{}: tensor '{}' data_offsets [{}, {}] end before begin", origin, t.name, t.begin,
+              t.end);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, t.end <= data_size,
+              "{}: tensor '{}' data_offsets [{}, {}] run past the data section ({} bytes)", origin,
+              t.name, t.begin, t.end, data_size);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, t.end - t.begin == bytes,
+              "{}: tensor '{}' has {} bytes but dtype {} and shape {} need {}", origin, t.name,
+              t.end - t.begin, t.dtype, shape_str(t.shape), bytes);
 }
 
 void check_no_overlap(const std::vector<SafetensorsTensorInfo>& sorted, const std::string& origin) {
   for (size_t i = 1; i < sorted.size(); ++i) {
     const auto& a = sorted[i - 1];
     const auto& b = sorted[i];
-    NC_CHECK(a.end <= b.begin, "{}: tensors '{}' [{}, {}] and '{}' [{}, {}] overlap", origin,
-             a.name, a.begin, a.end, b.name, b.begin, b.end);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, a.end <= b.begin,
+                "{}: tensors '{}' [{}, {}] and '{}' [{}, {}] overlap", origin, a.name, a.begin,
+                a.end, b.name, b.begin, b.end);
   }
 }
 
@@ -124,26 +130,28 @@ size_t safetensors_dtype_size(const std::string& dtype) {
       {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
       {"U32", 4},  {"F32", 4}, {"F64", 8}, {"I64", 8},     {"U64", 8}};
   auto it = kSizes.find(dtype);
-  NC_CHECK(it != kSizes.end(), "unknown safetensors dtype '{}'", dtype);
+  NC_CHECK_AS(ErrorKind::Unsupported, it != kSizes.end(), "unknown safetensors dtype '{}'", dtype);
   return it->second;
 }
 
 SafetensorsFile SafetensorsFile::parse(const uint8_t* data, size_t size,
                                        const std::string& origin) {
-  NC_CHECK(size >= 8,
-           "{}: {} bytes is too small for a safetensors file (need an 8-byte header "
-           "length)",
-           origin, size);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, size >= 8,
+              "{}: {} bytes is too small for a safetensors file (need an 8-byte header "
+              "length)",
+              origin, size);
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | data[i];  // little-endian on every host
-  NC_CHECK(n <= kMaxHeaderBytes, "{}: safetensors header length {} exceeds the {}-byte limit",
-           origin, n, kMaxHeaderBytes);
-  NC_CHECK(n <= size - 8,
-           "{}: safetensors header length {} runs past the end of the file ({} "
-           "bytes): truncated or not a safetensors file",
-           origin, n, size);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, n <= kMaxHeaderBytes,
+              "{}: safetensors header length {} exceeds the {}-byte limit", origin, n,
+              kMaxHeaderBytes);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, n <= size - 8,
+              "{}: safetensors header length {} runs past the end of the file ({} "
+              "bytes): truncated or not a safetensors file",
+              origin, n, size);
   const json header = parse_header_json(data + 8, size_t(n), origin);
-  NC_CHECK(header.is_object(), "{}: safetensors header must be a JSON object", origin);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, header.is_object(),
+              "{}: safetensors header must be a JSON object", origin);
 
   SafetensorsFile f;
   f.origin_ = origin;
@@ -152,9 +160,11 @@ SafetensorsFile SafetensorsFile::parse(const uint8_t* data, size_t size,
   for (const auto& [key, value] : header.items()) {
     if (key == "__metadata__") {
       if (value.is_null()) continue;
-      NC_CHECK(value.is_object(), "{}: __metadata__ must be an object", origin);
+      NC_CHECK_AS(ErrorKind::InvalidArgument, value.is_object(),
+                  "{}: __metadata__ must be an object", origin);
       for (const auto& [mk, mv] : value.items()) {
-        NC_CHECK(mv.is_string(), "{}: __metadata__ value of '{}' must be a string", origin, mk);
+        NC_CHECK_AS(ErrorKind::InvalidArgument, mv.is_string(),
+                    "{}: __metadata__ value of '{}' must be a string", origin, mk);
         f.metadata_[mk] = mv.get<std::string>();
       }
       continue;
@@ -173,16 +183,18 @@ SafetensorsFile SafetensorsFile::parse(const uint8_t* data, size_t size,
 
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  NC_CHECK(fd >= 0, "cannot open safetensors file {}: {}", path, std::strerror(errno));
+  NC_CHECK_AS(ErrorKind::NotFound, fd >= 0, "cannot open safetensors file {}: {}", path,
+              std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    fail("{} is not a regular file", path);
+    fail_as(ErrorKind::InvalidArgument, "{} is not a regular file", path);
   }
   const size_t size = size_t(st.st_size);
   if (size < 8) {
     ::close(fd);
-    fail("{}: {} bytes is too small for a safetensors file", path, size);
+    fail_as(ErrorKind::InvalidArgument, "{}: {} bytes is too small for a safetensors file", path,
+            size);
   }
   void* addr = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   const int map_errno = errno;
@@ -201,7 +213,7 @@ const SafetensorsTensorInfo* SafetensorsFile::find(const std::string& name) cons
 
 HostTensor SafetensorsFile::load_f32(const std::string& name) const {
   const SafetensorsTensorInfo* t = find(name);
-  NC_CHECK(t != nullptr, "{}: no tensor named '{}'", origin_, name);
+  NC_CHECK_AS(ErrorKind::NotFound, t != nullptr, "{}: no tensor named '{}'", origin_, name);
   return load_f32(*t);
 }
 
@@ -227,54 +239,47 @@ HostTensor SafetensorsFile::load_f32(const SafetensorsTensorInfo& t) const {
       return bf16_to_f32(b);
     });
   } else {
-    fail("{}: tensor '{}' has dtype {}; only F32, F16 and BF16 can be loaded as weights", origin_,
-         t.name, t.dtype);
+    fail_as(ErrorKind::Unsupported,
+            "{}: tensor '{}' has dtype {}; only F32, F16 and BF16 can be loaded as weights",
+            origin_, t.name, t.dtype);
   }
   return out;
 }
 
 namespace {
 
-json read_json_file(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  NC_CHECK(in.good(), "cannot read {}", p.string());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::exception& e) {
-    fail("{} is not valid JSON: {}", p.string(), e.what());
-  }
-}
-
 // Shard names come from a file we do not trust: keep them inside the checkpoint folder.
 void check_shard_name(const std::string& shard, const std::string& index) {
-  NC_CHECK(!shard.empty() && shard.find('/') == std::string::npos &&
-               shard.find('\\') == std::string::npos && shard != "." && shard != "..",
-           "{}: shard file name '{}' must be a plain file name in the checkpoint folder", index,
-           shard);
+  NC_CHECK_AS(ErrorKind::InvalidArgument,
+              !shard.empty() && shard.find('/') == std::string::npos &&
+                  shard.find('\\') == std::string::npos && shard != "." && shard != "..",
+              "{}: shard file name '{}' must be a plain file name in the checkpoint folder", index,
+              shard);
 }
 
 WeightMap load_sharded(const std::filesystem::path& dir, const std::filesystem::path& index) {
   const json j = read_json_file(index);
   auto wm = j.find("weight_map");
-  NC_CHECK(j.is_object() && wm != j.end() && wm->is_object(), "{}: missing the 'weight_map' object",
-           index.string());
+  NC_CHECK_AS(ErrorKind::InvalidArgument, j.is_object() && wm != j.end() && wm->is_object(),
+              "{}: missing the 'weight_map' object", index.string());
   std::map<std::string, std::vector<std::string>> by_shard;
   for (const auto& [name, shard] : wm->items()) {
-    NC_CHECK(shard.is_string(), "{}: shard of tensor '{}' must be a string", index.string(), name);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, shard.is_string(),
+                "{}: shard of tensor '{}' must be a string", index.string(), name);
     const std::string s = shard.get<std::string>();
     check_shard_name(s, index.string());
     by_shard[s].push_back(name);
   }
-  NC_CHECK(!by_shard.empty(), "{}: weight_map is empty", index.string());
+  NC_CHECK_AS(ErrorKind::InvalidArgument, !by_shard.empty(), "{}: weight_map is empty",
+              index.string());
   WeightMap w;
   for (const auto& [shard, names] : by_shard) {
     const SafetensorsFile f = SafetensorsFile::open((dir / shard).string());
     for (const std::string& name : names) {
       const SafetensorsTensorInfo* t = f.find(name);
-      NC_CHECK(t != nullptr, "{}: tensor '{}' is listed in {} but absent from the shard",
-               (dir / shard).string(), name, index.filename().string());
+      NC_CHECK_AS(ErrorKind::InvalidArgument, t != nullptr,
+                  "{}: tensor '{}' is listed in {} but absent from the shard",
+                  (dir / shard).string(), name, index.filename().string());
       w[name] = f.load_f32(*t);
     }
   }
@@ -288,10 +293,10 @@ WeightMap load_safetensors_dir(const std::string& dir_str) {
   const auto index = dir / "model.safetensors.index.json";
   const auto single = dir / "model.safetensors";
   if (std::filesystem::exists(index)) return load_sharded(dir, index);
-  NC_CHECK(std::filesystem::exists(single),
-           "{} has neither model.safetensors nor "
-           "model.safetensors.index.json",
-           dir_str);
+  NC_CHECK_AS(ErrorKind::NotFound, std::filesystem::exists(single),
+              "{} has neither model.safetensors nor "
+              "model.safetensors.index.json",
+              dir_str);
   const SafetensorsFile f = SafetensorsFile::open(single.string());
   WeightMap w;
   for (const auto& t : f.tensors()) w[t.name] = f.load_f32(t);

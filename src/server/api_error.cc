@@ -1,5 +1,7 @@
 #include "server/api_error.h"
 
+#include <fmt/format.h>
+
 namespace nc::server {
 
 nlohmann::json ApiError::to_json() const {
@@ -13,6 +15,36 @@ nlohmann::json ApiError::to_json() const {
 ApiError invalid_param(const std::string& param, const std::string& message,
                        const std::string& code) {
   return ApiError(400, message, "invalid_request_error", param, code);
+}
+
+int http_status(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::InvalidArgument:
+    case ErrorKind::ContextLength:
+    case ErrorKind::Unsupported:
+      return 400;
+    case ErrorKind::NotFound:
+      return 404;
+    case ErrorKind::Overloaded:
+      return 429;
+    case ErrorKind::Internal:
+      return 500;
+  }
+  return 500;
+}
+
+ApiError api_error_from(const Error& e, const std::string& param) {
+  const int status = http_status(e.kind());
+  switch (e.kind()) {
+    case ErrorKind::ContextLength:
+      return ApiError(status, e.what(), "invalid_request_error", param, "context_length_exceeded");
+    case ErrorKind::Overloaded:
+      return ApiError(status, e.what(), "rate_limit_error", param, "server_busy");
+    case ErrorKind::Internal:
+      return ApiError(status, fmt::format("internal error: {}", e.what()), "server_error");
+    default:
+      return ApiError(status, e.what(), "invalid_request_error", param);
+  }
 }
 
 std::string error_body(const ApiError& e) {

@@ -1,10 +1,24 @@
 // Errors the HTTP API returns, in OpenAI's JSON shape:
 //   {"error": {"message": "...", "type": "...", "param": "..." | null, "code": "..." | null}}
+//
+// An nc::Error from the engine, the tokenizer or a loader becomes an ApiError by its kind alone
+// (api_error_from): the server does not re-validate what the engine checked, it only says which
+// HTTP status each kind of failure is.
+//
+//   ErrorKind        status  type                   code
+//   InvalidArgument  400     invalid_request_error  null
+//   ContextLength    400     invalid_request_error  context_length_exceeded
+//   Unsupported      400     invalid_request_error  null
+//   NotFound         404     invalid_request_error  null
+//   Overloaded       429     rate_limit_error       server_busy  (as the server's full queue)
+//   Internal         500     server_error           null         (message "internal error: ...")
 #pragma once
 #include <exception>
 #include <string>
 
 #include <nlohmann/json.hpp>
+
+#include "core/error.h"
 
 namespace nc::server {
 
@@ -37,6 +51,13 @@ class ApiError : public std::exception {
 // 400 invalid_request_error naming the parameter at fault.
 ApiError invalid_param(const std::string& param, const std::string& message,
                        const std::string& code = "");
+
+// The HTTP status of an nc::Error of this kind (the table above).
+int http_status(ErrorKind kind);
+
+// The ApiError for an nc::Error, by its kind (the table above); `param` names the request field
+// at fault where the caller knows it (the engine does not know JSON names).
+ApiError api_error_from(const Error& e, const std::string& param = "");
 
 // The body of an error response (serialized, invalid UTF-8 replaced).
 std::string error_body(const ApiError& e);

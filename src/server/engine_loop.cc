@@ -55,7 +55,8 @@ void RequestHandle::push(StreamEvent ev) {
 
 EngineLoop::EngineLoop(Engine& engine, EngineLoopOptions opts, ServerMetrics& metrics)
     : engine_(engine), opts_(opts), metrics_(metrics) {
-  NC_CHECK(opts_.max_waiting >= 0, "server: --max-waiting must be >= 0, got {}", opts_.max_waiting);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, opts_.max_waiting >= 0,
+              "server: --max-waiting must be >= 0, got {}", opts_.max_waiting);
   max_in_flight_ = engine_.config().max_num_seqs + opts_.max_waiting;
   stats_ = engine_.stats();
   max_model_len_ = stats_.max_model_len;
@@ -136,50 +137,45 @@ std::vector<int32_t> EngineLoop::tokenize(const ParsedRequest& r) const {
   return engine_.encode(r.prompt, true);
 }
 
+SamplingParams EngineLoop::engine_sampling(const ParsedRequest& r, int num_prompt) const {
+  SamplingParams sp = r.sampling;
+  if (r.max_tokens_given) return sp;
+  // At least 1: a prompt over the context then meets the engine's own check (ContextLength).
+  sp.max_tokens = std::max(1, max_model_len_ - num_prompt);
+  if (opts_.default_max_tokens > 0)
+    sp.max_tokens = std::min(sp.max_tokens, opts_.default_max_tokens);
+  return sp;
+}
+
+std::string EngineLoop::context_param(const ParsedRequest& r, int num_prompt) const {
+  if (num_prompt >= max_model_len_) return r.kind == ApiKind::Chat ? "messages" : "prompt";
+  return "max_tokens";
+}
+
 void EngineLoop::admit(const std::shared_ptr<RequestHandle>& h) {
   if (h->cancelled()) {
     release(*h);
     return;
   }
   StreamEvent ev;
+  const ParsedRequest& r = h->req_;
+  int n = 0;
   try {
-    const ParsedRequest& r = h->req_;
     const std::vector<int32_t> ids = tokenize(r);
-    const int n = int(ids.size());
-    const int ctx = max_model_len_;
-    const char* prompt_param = r.kind == ApiKind::Chat ? "messages" : "prompt";
-    if (n >= ctx) {
-      throw ApiError(
-          400, fmt::format("the prompt has {} tokens; this model's context is {} tokens", n, ctx),
-          "invalid_request_error", prompt_param, "context_length_exceeded");
-    }
-    SamplingParams sp = r.sampling;
-    if (!r.max_tokens_given) {
-      sp.max_tokens = ctx - n;
-      if (opts_.default_max_tokens > 0)
-        sp.max_tokens = std::min(sp.max_tokens, opts_.default_max_tokens);
-    } else if (int64_t(n) + sp.max_tokens > ctx) {
-      throw ApiError(400,
-                     fmt::format("this model's context is {} tokens, but {} were requested ({} in "
-                                 "the prompt, {} for the completion)",
-                                 ctx, int64_t(n) + sp.max_tokens, n, sp.max_tokens),
-                     "invalid_request_error", "max_tokens", "context_length_exceeded");
-    }
-    const RequestId id = engine_.add_request(ids, sp);
+    n = int(ids.size());
+    // The engine validates the request (token ids, context length, the KV cache, the chat
+    // template); its error's kind says which HTTP answer it gets.
+    const RequestId id = engine_.add_request(ids, engine_sampling(r, n));
     engine_.set_session(id, h->session_id_);
     h->id_ = id;
     active_.emplace(id, h);
     metrics_.on_prompt_tokens(n);
     ev.kind = StreamEvent::Kind::Accepted;
     ev.num_prompt_tokens = n;
-  } catch (const ApiError& e) {
-    ev.kind = StreamEvent::Kind::Error;
-    ev.error = e;
   } catch (const Error& e) {
-    // The engine rejects bad input (token ids outside the vocabulary, a request that can never
-    // fit the KV cache, a chat template that refuses the roles) with nc::Error.
     ev.kind = StreamEvent::Kind::Error;
-    ev.error = ApiError(400, e.what(), "invalid_request_error");
+    const bool context = e.kind() == ErrorKind::ContextLength;
+    ev.error = api_error_from(e, context ? context_param(r, n) : "");
   } catch (const std::exception& e) {
     ev.kind = StreamEvent::Kind::Error;
     ev.error = ApiError(500, fmt::format("internal error: {}", e.what()), "server_error");

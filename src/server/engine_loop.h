@@ -100,6 +100,12 @@ class EngineLoop {
   void run();
   void admit(const std::shared_ptr<RequestHandle>& h);
   std::vector<int32_t> tokenize(const ParsedRequest& req) const;
+  // The request's sampling parameters for the engine: without max_tokens, the rest of the
+  // context, capped by default_max_tokens.
+  SamplingParams engine_sampling(const ParsedRequest& req, int num_prompt) const;
+  // The request field a ContextLength error of the engine names: the prompt (or messages) when
+  // the prompt alone fills the context, else max_tokens. (The engine knows no JSON names.)
+  std::string context_param(const ParsedRequest& req, int num_prompt) const;
   void step_once();
   void fail_all(const ApiError& e);
   void release(RequestHandle& h);  // one request fewer in flight

@@ -335,7 +335,7 @@ ParsedRequest parse_request(ApiKind kind, std::string_view body_text) {
   try {
     r.sampling.validate();
   } catch (const Error& e) {
-    throw invalid_param("", e.what());
+    throw api_error_from(e);  // validate() throws InvalidArgument: a 400 naming no field
   }
   return r;
 }

@@ -1,15 +1,10 @@
 #include "server/server.h"
 
-#include <arpa/inet.h>
-#include <dirent.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <csignal>
-#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <thread>
@@ -19,6 +14,7 @@
 
 #include "core/error.h"
 #include "server/api_error.h"
+#include "server/client_connection.h"
 #include "server/engine_loop.h"
 #include "server/metrics.h"
 #include "server/openai_format.h"
@@ -40,87 +36,6 @@ class HttpServer : public httplib::Server {
     const auto sock = svr_sock_.load();
     if (sock != INVALID_SOCKET) ::listen(sock, n);  // Linux updates the backlog of a listener
   }
-};
-
-// ---- the client connection behind a request ----
-//
-// httplib 0.11 does not tell a handler whether its client is still connected. A handler that
-// waits for tokens needs to know, so that a client that went away aborts its request and its KV
-// pages return at once. The connection's socket is found by its addresses (the only socket of
-// this process whose local port is the server's and whose peer is the request's remote
-// address); it stays ours while the handler runs, since httplib closes it only afterwards.
-class ClientConnection {
- public:
-  explicit ClientConnection(const Request& req)
-      : remote_addr_(req.remote_addr), remote_port_(req.remote_port), local_port_(req.local_port) {}
-
-  // True when the peer closed or reset the connection. A client that half-closes its side
-  // after sending the request counts as gone (HTTP clients do not do that). Looks at the socket
-  // at most once per `every` (a few syscalls; tokens may arrive far more often).
-  bool closed_every(std::chrono::milliseconds every) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_check_ < every) return false;
-    last_check_ = now;
-    return closed();
-  }
-
-  bool closed() {
-    if (fd_ == -2) fd_ = find_socket();
-    if (fd_ < 0) return false;  // not found: assume it is there
-    char c;
-    const ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0) return false;  // a pipelined request is waiting: still connected
-    if (n == 0) return true;  // orderly shutdown by the peer
-    return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
-  }
-
- private:
-  static bool port_and_addr(int fd, bool peer, int& port, std::string& addr) {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof(ss);
-    const int rc = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len)
-                        : ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-    if (rc != 0) return false;
-    char buf[INET6_ADDRSTRLEN] = {0};
-    if (ss.ss_family == AF_INET) {
-      const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-      port = ntohs(a->sin_port);
-      ::inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf));
-    } else if (ss.ss_family == AF_INET6) {
-      const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-      port = ntohs(a->sin6_port);
-      ::inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
-    } else {
-      return false;
-    }
-    addr = buf;
-    return true;
-  }
-
-  int find_socket() const {
-    DIR* dir = ::opendir("/proc/self/fd");
-    if (!dir) return -1;
-    int found = -1;
-    while (dirent* e = ::readdir(dir)) {
-      char* end = nullptr;
-      const long fd = std::strtol(e->d_name, &end, 10);
-      if (end == e->d_name || *end != '\0' || fd == ::dirfd(dir)) continue;
-      int port = 0;
-      std::string addr;
-      if (!port_and_addr(int(fd), false, port, addr) || port != local_port_) continue;
-      if (!port_and_addr(int(fd), true, port, addr) || port != remote_port_) continue;
-      if (addr != remote_addr_) continue;
-      found = int(fd);
-      break;
-    }
-    ::closedir(dir);
-    return found;
-  }
-
-  std::string remote_addr_;
-  int remote_port_ = -1, local_port_ = -1;
-  int fd_ = -2;  // -2: not looked up yet; -1: not found
-  std::chrono::steady_clock::time_point last_check_ = std::chrono::steady_clock::now();
 };
 
 // Cancels the request when the handler leaves without having seen it finish.
@@ -481,8 +396,8 @@ Server::~Server() {
 void Server::start() {
   Impl& m = *impl_;
   NC_CHECK(!m.started, "server: already started");
-  NC_CHECK(m.opts.port >= 0 && m.opts.port <= 65535, "server: port {} outside 0..65535",
-           m.opts.port);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, m.opts.port >= 0 && m.opts.port <= 65535,
+              "server: port {} outside 0..65535", m.opts.port);
   // A client that disconnects must not kill the process with SIGPIPE on the next write.
   std::signal(SIGPIPE, SIG_IGN);
   const int threads = m.opts.http_threads > 0 ? m.opts.http_threads : m.loop.max_in_flight() + 16;

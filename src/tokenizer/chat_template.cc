@@ -62,8 +62,9 @@ std::string unescape_literal(const std::string& s) {
 void check_roles(const std::vector<ChatMessage>& messages) {
   for (size_t i = 0; i < messages.size(); ++i) {
     const std::string& r = messages[i].role;
-    NC_CHECK(r == "system" || r == "user" || r == "assistant",
-             "chat message {} has role '{}': only system, user and assistant are supported", i, r);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, r == "system" || r == "user" || r == "assistant",
+                "chat message {} has role '{}': only system, user and assistant are supported", i,
+                r);
   }
 }
 
@@ -105,10 +106,11 @@ std::string render_llama2(const std::vector<ChatMessage>& messages, const std::s
   for (size_t i = first; i < messages.size(); ++i) {
     const size_t k = i - first;
     const ChatMessage& m = messages[i];
-    NC_CHECK((m.role == "user") == (k % 2 == 0) && m.role != "system",
-             "Llama-2 chat template: roles must alternate user/assistant/user/... after an "
-             "optional first system message (message {} is '{}')",
-             i, m.role);
+    NC_CHECK_AS(ErrorKind::InvalidArgument,
+                (m.role == "user") == (k % 2 == 0) && m.role != "system",
+                "Llama-2 chat template: roles must alternate user/assistant/user/... after an "
+                "optional first system message (message {} is '{}')",
+                i, m.role);
     std::string content = m.content;
     if (k == 0 && has_system) content = "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + content;
     if (m.role == "user")
@@ -124,13 +126,14 @@ std::string render_llama2(const std::vector<ChatMessage>& messages, const std::s
 ChatTemplateFamily detect_chat_template(const std::string& t) {
   if (contains(t, "<|im_start|>")) return ChatTemplateFamily::kChatML;
   if (contains(t, "<|start_header_id|>")) {
-    NC_CHECK(!contains(t, "Cutting Knowledge Date"),
-             "unsupported chat template: a Llama-3.1+ template (date and tool headers); only "
-             "Llama-3-Instruct's template is supported for the <|start_header_id|> family");
+    NC_CHECK_AS(ErrorKind::Unsupported, !contains(t, "Cutting Knowledge Date"),
+                "unsupported chat template: a Llama-3.1+ template (date and tool headers); only "
+                "Llama-3-Instruct's template is supported for the <|start_header_id|> family");
     return ChatTemplateFamily::kLlama3;
   }
   if (contains(t, "[INST]") && contains(t, "<<SYS>>")) return ChatTemplateFamily::kLlama2;
-  fail(
+  fail_as(
+      ErrorKind::Unsupported,
       "unsupported chat template{}: supported families are ChatML (<|im_start|>, SmolLM2/Qwen2), "
       "Llama-3 (<|start_header_id|>) and Llama-2 ([INST] with <<SYS>>); pass one of those "
       "templates explicitly or use raw completion prompts",

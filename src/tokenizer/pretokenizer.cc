@@ -32,8 +32,9 @@ PreTokenizer::PreTokenizer(const std::vector<std::string>& patterns) {
     if (!re->code) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(err, msg, sizeof(msg));
-      fail("pre-tokenizer regex does not compile at offset {}: {} (pattern: {})", err_off,
-           reinterpret_cast<const char*>(msg), p);
+      fail_as(ErrorKind::InvalidArgument,
+              "pre-tokenizer regex does not compile at offset {}: {} (pattern: {})", err_off,
+              reinterpret_cast<const char*>(msg), p);
     }
     pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if absent
     regexes_.push_back(std::move(re));

@@ -43,22 +43,23 @@ int parse_byte_token(std::string_view s) {
 
 Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
   const size_t n = spec_.tokens.size();
-  NC_CHECK(n > 0, "tokenizer has an empty vocabulary");
-  NC_CHECK(n < (1u << 31), "tokenizer vocabulary too large: {} tokens", n);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, n > 0, "tokenizer has an empty vocabulary");
+  NC_CHECK_AS(ErrorKind::InvalidArgument, n < (1u << 31),
+              "tokenizer vocabulary too large: {} tokens", n);
   if (spec_.types.empty()) spec_.types.assign(n, TokenType::kNormal);
-  NC_CHECK(spec_.types.size() == n, "tokenizer has {} token types for {} tokens",
-           spec_.types.size(), n);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, spec_.types.size() == n,
+              "tokenizer has {} token types for {} tokens", spec_.types.size(), n);
   if (spec_.scores.empty()) spec_.scores.assign(n, 0.0f);
-  NC_CHECK(spec_.scores.size() == n, "tokenizer has {} scores for {} tokens", spec_.scores.size(),
-           n);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, spec_.scores.size() == n,
+              "tokenizer has {} scores for {} tokens", spec_.scores.size(), n);
   for (int32_t* id : {&spec_.bos_id, &spec_.eos_id, &spec_.unk_id}) {
-    NC_CHECK(*id < static_cast<int64_t>(n),
-             "special token id {} is out of range (vocabulary of {})", *id, n);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, *id < static_cast<int64_t>(n),
+                "special token id {} is out of range (vocabulary of {})", *id, n);
     if (*id < 0) *id = -1;
   }
   for (int32_t id : spec_.extra_eos_ids)
-    NC_CHECK(id >= 0 && id < static_cast<int64_t>(n),
-             "end-of-turn token id {} is out of range (vocabulary of {})", id, n);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, id >= 0 && id < static_cast<int64_t>(n),
+                "end-of-turn token id {} is out of range (vocabulary of {})", id, n);
   if (spec_.bos_id < 0) spec_.add_bos = false;  // nothing to add
 
   token_to_id_.reserve(n);
@@ -156,8 +157,8 @@ int32_t Tokenizer::token_id(std::string_view token_text) const {
 }
 
 void Tokenizer::check_id(int32_t id) const {
-  NC_CHECK(id >= 0 && id < vocab_size(), "token id {} is out of range (vocabulary of {} tokens)",
-           id, vocab_size());
+  NC_CHECK_AS(ErrorKind::InvalidArgument, id >= 0 && id < vocab_size(),
+              "token id {} is out of range (vocabulary of {} tokens)", id, vocab_size());
 }
 
 TokenType Tokenizer::token_type(int32_t id) const {
@@ -373,8 +374,8 @@ void Tokenizer::spm_emit_symbol(std::string_view sym, std::vector<int32_t>& out)
     if (b >= 0) {
       out.push_back(b);
     } else {
-      NC_CHECK(spec_.unk_id >= 0, "the {} vocabulary can encode neither '{}' nor its bytes",
-               spec_.name, sym);
+      NC_CHECK_AS(ErrorKind::InvalidArgument, spec_.unk_id >= 0,
+                  "the {} vocabulary can encode neither '{}' nor its bytes", spec_.name, sym);
       out.push_back(spec_.unk_id);
       return;
     }

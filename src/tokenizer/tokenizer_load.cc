@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json_file.h"
 #include "model/gguf.h"
 #include "tokenizer/tokenizer.h"
 
@@ -44,7 +45,8 @@ Family family_of(const std::string& pre) {
     if (pre == f.name) return f.family;
   std::string known;
   for (const auto& f : kFamilies) known += std::string(known.empty() ? "" : ", ") + f.name;
-  fail("unsupported tokenizer pre-tokenizer '{}' (tokenizer.ggml.pre); known: {}", pre, known);
+  fail_as(ErrorKind::Unsupported,
+          "unsupported tokenizer pre-tokenizer '{}' (tokenizer.ggml.pre); known: {}", pre, known);
 }
 
 std::vector<std::string> regexes_of(Family f) {
@@ -65,8 +67,8 @@ std::pair<std::string, std::string> split_merge(const std::string& m) {
   // The two parts never hold a raw space (byte-level maps it to U+0120); search from 1 so a
   // part made of a lone space in a hand-written file still splits sensibly.
   const size_t sp = m.find(' ', 1);
-  NC_CHECK(sp != std::string::npos, "tokenizer merge '{}' is not two tokens separated by a space",
-           m);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, sp != std::string::npos,
+              "tokenizer merge '{}' is not two tokens separated by a space", m);
   return {m.substr(0, sp), m.substr(sp + 1)};
 }
 
@@ -89,12 +91,12 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& gguf) {
   const size_t n = spec.tokens.size();
   if (gguf.has("tokenizer.ggml.token_type")) {
     const std::vector<int64_t> types = gguf.get_int_array("tokenizer.ggml.token_type");
-    NC_CHECK(types.size() == n, "tokenizer.ggml.token_type has {} entries for {} tokens",
-             types.size(), n);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, types.size() == n,
+                "tokenizer.ggml.token_type has {} entries for {} tokens", types.size(), n);
     spec.types.reserve(n);
     for (size_t i = 0; i < n; ++i) {
-      NC_CHECK(types[i] >= 0 && types[i] <= 6, "tokenizer.ggml.token_type[{}] = {} is not a type",
-               i, types[i]);
+      NC_CHECK_AS(ErrorKind::InvalidArgument, types[i] >= 0 && types[i] <= 6,
+                  "tokenizer.ggml.token_type[{}] = {} is not a type", i, types[i]);
       spec.types.push_back(static_cast<TokenType>(types[i]));
     }
   }
@@ -115,15 +117,15 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& gguf) {
     add_bos_default = true;
     if (gguf.has("tokenizer.ggml.scores")) {
       const std::vector<double> scores = gguf.get_float_array("tokenizer.ggml.scores");
-      NC_CHECK(scores.size() == n, "tokenizer.ggml.scores has {} entries for {} tokens",
-               scores.size(), n);
+      NC_CHECK_AS(ErrorKind::InvalidArgument, scores.size() == n,
+                  "tokenizer.ggml.scores has {} entries for {} tokens", scores.size(), n);
       spec.scores.assign(scores.begin(), scores.end());
     }
   } else {
-    fail(
-        "unsupported tokenizer.ggml.model '{}' (supported: gpt2 = byte-level BPE, llama = "
-        "SentencePiece BPE)",
-        model);
+    fail_as(ErrorKind::Unsupported,
+            "unsupported tokenizer.ggml.model '{}' (supported: gpt2 = byte-level BPE, llama = "
+            "SentencePiece BPE)",
+            model);
   }
   spec.bos_id = static_cast<int32_t>(gguf.get_int("tokenizer.ggml.bos_token_id", -1));
   spec.eos_id = static_cast<int32_t>(gguf.get_int("tokenizer.ggml.eos_token_id", -1));
@@ -140,18 +142,6 @@ namespace {
 
 using nlohmann::json;
 
-json read_json(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  NC_CHECK(f.good(), "cannot open {}", p.string());
-  std::stringstream ss;
-  ss << f.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::exception& e) {
-    fail("{} is not valid JSON: {}", p.string(), e.what());
-  }
-}
-
 // A pre_tokenizer node of tokenizer.json as regexes (appended to out).
 void parse_pre_tokenizer(const json& node, TokenizerSpec& spec, bool& byte_level) {
   if (node.is_null()) return;
@@ -163,21 +153,23 @@ void parse_pre_tokenizer(const json& node, TokenizerSpec& spec, bool& byte_level
     if (node.value("use_regex", true)) spec.pre_regexes.push_back(kGpt2Regex);
     spec.add_prefix_space = node.value("add_prefix_space", false);
   } else if (type == "Split") {
-    NC_CHECK(node.value("behavior", "") == "Isolated" && !node.value("invert", false),
-             "unsupported Split pre-tokenizer (behavior '{}', invert {}): only Isolated",
-             node.value("behavior", ""), node.value("invert", false));
+    NC_CHECK_AS(ErrorKind::Unsupported,
+                node.value("behavior", "") == "Isolated" && !node.value("invert", false),
+                "unsupported Split pre-tokenizer (behavior '{}', invert {}): only Isolated",
+                node.value("behavior", ""), node.value("invert", false));
     const json& pat = node.at("pattern");
     if (pat.contains("Regex")) {
       spec.pre_regexes.push_back(pat.at("Regex").get<std::string>());
     } else {
       std::string lit = pat.at("String").get<std::string>();
-      NC_CHECK(lit.find("\\E") == std::string::npos, "unsupported Split literal '{}'", lit);
+      NC_CHECK_AS(ErrorKind::Unsupported, lit.find("\\E") == std::string::npos,
+                  "unsupported Split literal '{}'", lit);
       spec.pre_regexes.push_back("\\Q" + lit + "\\E");
     }
   } else if (type == "Digits") {
     spec.pre_regexes.push_back(node.value("individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)");
   } else {
-    fail("unsupported pre_tokenizer type '{}' in tokenizer.json", type);
+    fail_as(ErrorKind::Unsupported, "unsupported pre_tokenizer type '{}' in tokenizer.json", type);
   }
 }
 
@@ -207,29 +199,32 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_json(const std::string& path) {
   namespace fs = std::filesystem;
   fs::path file = path;
   if (fs::is_directory(file)) file /= "tokenizer.json";
-  NC_CHECK(fs::exists(file), "tokenizer file {} does not exist", file.string());
-  const json j = read_json(file);
+  NC_CHECK_AS(ErrorKind::NotFound, fs::exists(file), "tokenizer file {} does not exist",
+              file.string());
+  const json j = read_json_file(file);
   json cfg = json::object();
   const fs::path cfg_path = file.parent_path() / "tokenizer_config.json";
-  if (fs::exists(cfg_path)) cfg = read_json(cfg_path);
+  if (fs::exists(cfg_path)) cfg = read_json_file(cfg_path);
 
   TokenizerSpec spec;
   spec.name = "hf-json";
   try {
     const json& model = j.at("model");
-    NC_CHECK(model.value("type", "BPE") == "BPE",
-             "unsupported tokenizer.json model type '{}' (only BPE)", model.value("type", ""));
-    NC_CHECK(!model.value("byte_fallback", false),
-             "SentencePiece-style tokenizer.json (byte_fallback) is not supported; load the GGUF");
+    NC_CHECK_AS(ErrorKind::Unsupported, model.value("type", "BPE") == "BPE",
+                "unsupported tokenizer.json model type '{}' (only BPE)", model.value("type", ""));
+    NC_CHECK_AS(
+        ErrorKind::Unsupported, !model.value("byte_fallback", false),
+        "SentencePiece-style tokenizer.json (byte_fallback) is not supported; load the GGUF");
     const json& normalizer = j.value("normalizer", json());
     // NFC is accepted but not applied: text is assumed to be NFC already (as llama.cpp does).
-    NC_CHECK(normalizer.is_null() || normalizer.value("type", "") == "NFC",
-             "unsupported tokenizer.json normalizer '{}'", normalizer.value("type", ""));
+    NC_CHECK_AS(ErrorKind::Unsupported,
+                normalizer.is_null() || normalizer.value("type", "") == "NFC",
+                "unsupported tokenizer.json normalizer '{}'", normalizer.value("type", ""));
     bool byte_level = false;
     parse_pre_tokenizer(j.value("pre_tokenizer", json()), spec, byte_level);
-    NC_CHECK(byte_level,
-             "tokenizer.json has no ByteLevel pre-tokenizer: only byte-level BPE is "
-             "supported from tokenizer.json");
+    NC_CHECK_AS(ErrorKind::Unsupported, byte_level,
+                "tokenizer.json has no ByteLevel pre-tokenizer: only byte-level BPE is "
+                "supported from tokenizer.json");
     spec.ignore_merges = model.value("ignore_merges", false);
 
     // Ids may leave gaps (between the vocabulary and added tokens): those become unused.
@@ -238,18 +233,21 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_json(const std::string& path) {
       n = std::max<int64_t>(n, id.get<int64_t>() + 1);
     const json added = j.value("added_tokens", json::array());
     for (const json& a : added) n = std::max<int64_t>(n, a.at("id").get<int64_t>() + 1);
-    NC_CHECK(n > 0 && n < (int64_t{1} << 31), "tokenizer.json vocabulary size {} is invalid", n);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, n > 0 && n < (int64_t{1} << 31),
+                "tokenizer.json vocabulary size {} is invalid", n);
     spec.tokens.assign(n, "");
     spec.types.assign(n, TokenType::kUnused);
     for (const auto& [tok, id] : model.at("vocab").items()) {
       const int64_t i = id.get<int64_t>();
-      NC_CHECK(i >= 0, "tokenizer.json token '{}' has a negative id", tok);
+      NC_CHECK_AS(ErrorKind::InvalidArgument, i >= 0, "tokenizer.json token '{}' has a negative id",
+                  tok);
       spec.tokens[i] = tok;
       spec.types[i] = TokenType::kNormal;
     }
     for (const json& a : added) {
       const int64_t i = a.at("id").get<int64_t>();
-      NC_CHECK(i >= 0, "tokenizer.json added token has a negative id");
+      NC_CHECK_AS(ErrorKind::InvalidArgument, i >= 0,
+                  "tokenizer.json added token has a negative id");
       spec.tokens[i] = a.at("content").get<std::string>();
       spec.types[i] = a.value("special", false) ? TokenType::kControl : TokenType::kUserDefined;
     }
@@ -291,7 +289,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_json(const std::string& path) {
       spec.chat_template = ss.str();
     }
   } catch (const json::exception& e) {
-    fail("malformed tokenizer.json {}: {}", file.string(), e.what());
+    fail_as(ErrorKind::InvalidArgument, "malformed tokenizer.json {}: {}", file.string(), e.what());
   }
   return std::make_unique<Tokenizer>(std::move(spec));
 }

@@ -1,0 +1,78 @@
+#include "server/client_connection.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+
+namespace nc::server {
+
+namespace {
+
+// The port and address of a socket's local end (peer = false) or its peer's.
+bool port_and_addr(int fd, bool peer, int& port, std::string& addr) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  const int rc = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len)
+                      : ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  if (rc != 0) return false;
+  char buf[INET6_ADDRSTRLEN] = {0};
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    port = ntohs(a->sin_port);
+    ::inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf));
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    port = ntohs(a->sin6_port);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
+  } else {
+    return false;
+  }
+  addr = buf;
+  return true;
+}
+
+}  // namespace
+
+bool ClientConnection::closed_every(std::chrono::milliseconds every) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_check_ < every) return false;
+  last_check_ = now;
+  return closed();
+}
+
+bool ClientConnection::closed() {
+  if (fd_ == -2) fd_ = find_socket();
+  if (fd_ < 0) return false;  // not found: assume it is there
+  char c;
+  const ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) return false;  // a pipelined request is waiting: still connected
+  if (n == 0) return true;  // orderly shutdown by the peer
+  return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+int ClientConnection::find_socket() const {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (!dir) return -1;
+  int found = -1;
+  while (dirent* e = ::readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || fd == ::dirfd(dir)) continue;
+    int port = 0;
+    std::string addr;
+    if (!port_and_addr(int(fd), false, port, addr) || port != local_port_) continue;
+    if (!port_and_addr(int(fd), true, port, addr) || port != remote_port_) continue;
+    if (addr != remote_addr_) continue;
+    found = int(fd);
+    break;
+  }
+  ::closedir(dir);
+  return found;
+}
+
+}  // namespace nc::server
