@@ -7,8 +7,9 @@
 // comes from that one list: the difference of two snapshots (stats_delta: what a measured run
 // did), the JSON form (to_json: `bench --json`) and the server's /metrics exposition.
 //
-// Adding a field: declare it in its struct, then add its line to the struct's visitor below.
-// tests/test_engine_stats.cc fails while a declared field has no line.
+// Adding a field: declare it in its struct, then add its line to the struct's visitor below (a
+// ratio also gets its formula in compute_stat_ratios). tests/test_engine_stats.cc fails while a
+// declared field has no line.
 #pragma once
 #include <nlohmann/json_fwd.hpp>
 
@@ -121,8 +122,9 @@ struct StatGroup {
   }
 };
 
-// visit(field, s.x...) for each field x of EngineStats::StepKind, in group `group`; the
-// structs `s...` (none, one or several, const or not) are walked side by side.
+// visit(field, k.x...) for each field x of EngineStats::StepKind, in JSON group `group`. The
+// structs `k...` (none, one or several, const or not) are walked side by side, as in the
+// visitors below: stats_delta walks (out, before, after), to_json one struct.
 template <class Visit, class... Kind>
 void for_each_step_kind_stat(const char* group, Visit&& visit, Kind&... k) {
   const StatGroup g{group};

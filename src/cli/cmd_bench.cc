@@ -277,6 +277,27 @@ void run_bench(const BenchArgs& a) {
   if (!a.json.empty()) write_json(a, run, delta);
 }
 
+// The integer flags, in --help's order.
+struct IntFlag {
+  const char* name;
+  int BenchArgs::*member;
+  const char* help;
+};
+constexpr IntFlag kIntFlags[] = {
+    {"--num-requests", &BenchArgs::num_requests, "nano-vllm workload: requests"},
+    {"--max-input", &BenchArgs::max_input, "input lengths from [100, max-input]"},
+    {"--max-output", &BenchArgs::max_output, "output lengths from [100, max-output]"},
+    {"--groups", &BenchArgs::groups,
+     "shared-prefix: groups (one system prompt each); multi-turn: conversations"},
+    {"--prompts-per-group", &BenchArgs::prompts_per_group,
+     "shared-prefix: prompts per group; multi-turn: turns per conversation"},
+    {"--system-len", &BenchArgs::system_len, "system prompt length (token ids)"},
+    {"--question-len", &BenchArgs::question_len,
+     "question (shared-prefix) or user message (multi-turn) length"},
+    {"--output-len", &BenchArgs::output_len,
+     "output tokens per request (shared-prefix, multi-turn)"},
+};
+
 }  // namespace
 
 void add_bench_command(CLI::App& app) {
@@ -287,27 +308,9 @@ void add_bench_command(CLI::App& app) {
                   "nano-vllm (random lengths), shared-prefix (SGLang's generated-shared-prefix) "
                   "or multi-turn")
       ->capture_default_str();
-  cmd->add_option("--num-requests", args->num_requests, "nano-vllm workload: requests")
-      ->capture_default_str();
-  cmd->add_option("--max-input", args->max_input, "input lengths from [100, max-input]")
-      ->capture_default_str();
-  cmd->add_option("--max-output", args->max_output, "output lengths from [100, max-output]")
-      ->capture_default_str();
-  cmd->add_option("--groups", args->groups,
-                  "shared-prefix: groups (one system prompt each); multi-turn: conversations")
-      ->capture_default_str();
-  cmd->add_option("--prompts-per-group", args->prompts_per_group,
-                  "shared-prefix: prompts per group; multi-turn: turns per conversation")
-      ->capture_default_str();
-  cmd->add_option("--system-len", args->system_len, "system prompt length (token ids)")
-      ->capture_default_str();
-  cmd->add_option("--question-len", args->question_len,
-                  "question (shared-prefix) or user message (multi-turn) length")
-      ->capture_default_str();
-  cmd->add_option("--output-len", args->output_len,
-                  "output tokens per request (shared-prefix, "
-                  "multi-turn)")
-      ->capture_default_str();
+  for (const IntFlag& f : kIntFlags) {
+    cmd->add_option(f.name, (*args).*f.member, f.help)->capture_default_str();
+  }
   cmd->add_option("--workload-seed", args->seed, "Python random seed of the workload")
       ->capture_default_str();
   cmd->add_option("--json", args->json, "also write the results to this JSON file");
