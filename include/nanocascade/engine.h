@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "nanocascade/stats.h"        // nc::EngineStats
 #include "tokenizer/chat_template.h"  // nc::ChatMessage {role, content}
 
 namespace nc {
@@ -113,77 +114,6 @@ struct CompletionOutput {
   FinishReason finish_reason = FinishReason::None;
   double time_to_first_token_s = 0;
   double time_per_output_token_s = 0;
-};
-
-// Prefix cache and cascade accounting (docs/cascade.md).
-struct CacheStats {
-  // Pages by state now: free, used by one request, used by several (shared prefixes), and
-  // cached only (no request uses them; evictable).
-  int free_pages = 0;
-  int private_pages = 0;
-  int shared_pages = 0;
-  int cached_only_pages = 0;
-  int tree_pages = 0;  // pages the prefix tree holds (shared, cached-only or in use by one)
-  // Prefix cache: tokens looked up at admission and tokens found (their K/V reused).
-  int64_t lookup_tokens = 0;
-  int64_t hit_tokens = 0;
-  double hit_rate = 0;  // hit_tokens / lookup_tokens
-  int64_t evicted_pages = 0;
-  // Cascade: the last step's levels (page entries per level, last = the requests' own) and
-  // the KV bytes attention reads, plain paged vs cascade; totals over all steps.
-  std::vector<int> last_step_pages_per_level;
-  double last_step_kv_bytes_plain = 0;
-  double last_step_kv_bytes_cascade = 0;
-  double kv_bytes_plain = 0;
-  double kv_bytes_cascade = 0;
-  int64_t cascade_steps = 0;  // steps that ran with more than one level
-  int max_levels = 0;         // most levels of any step
-};
-
-struct EngineStats {
-  int page_size = 0;
-  int total_pages = 0;
-  int free_pages = 0;
-  int used_pages = 0;
-  int cached_pages = 0;
-  int64_t kv_cache_bytes = 0;
-  // Device memory the model took besides the KV cache: weights (with the rope table) and the
-  // activation workspace (allocated up front for max_num_batched_tokens).
-  int64_t weight_bytes = 0;
-  int64_t workspace_bytes = 0;
-  int64_t free_memory_bytes = 0;  // free device memory when the KV cache was sized
-  int max_model_len = 0;
-  int num_running = 0;
-  int num_waiting = 0;
-  int64_t num_preemptions = 0;
-  int64_t num_steps = 0;
-  int64_t num_prompt_tokens_computed = 0;  // prefill tokens run through the model (recomputes too)
-  int64_t num_generated_tokens = 0;
-  // Wall-clock seconds spent, summed over steps.
-  double schedule_s = 0;  // scheduling + building the step plan (engine CPU time)
-  double model_s = 0;     // model forward
-  double sample_s = 0;    // sampling, stop checks, detokenization
-  // Device time of the forward passes (first kernel to logits), where the backend measures it
-  // (CUDA); wall time minus this is time the GPU sat idle.
-  double device_s = 0;
-  int64_t num_graph_steps = 0;  // steps that ran as a CUDA graph
-  // Steps by kind, decode-only vs. with prefill tokens: how many, their tokens, the KV tokens
-  // their attention read (sum of the entries' context lengths), the causal (query, key) pairs,
-  // device time (where measured) and wall time (schedule to sampled tokens).
-  struct StepKind {
-    int64_t steps = 0;
-    int64_t tokens = 0;
-    int64_t kv_tokens = 0;
-    int64_t attn_pairs = 0;  // (query, key) pairs attention computed, causal
-    double device_s = 0;
-    double wall_s = 0;
-    double model_prep_s = 0;  // host time in the model before its device work (plan, copies)
-  };
-  StepKind decode_steps, prefill_steps;
-  int64_t num_device_sampled = 0;  // tokens sampled on the device
-  // Steps queued while the previous step's tokens were still on their way (async scheduling).
-  int64_t num_overlapped_steps = 0;
-  CacheStats cache;
 };
 
 class Engine {

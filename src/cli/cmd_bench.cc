@@ -8,10 +8,11 @@
 // (conversations whose every turn re-sends the whole history). Both print the mean time to first
 // token and the engine's cache stats besides the throughput.
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
+#include <fstream>
 #include <map>
 #include <memory>
 
@@ -161,6 +162,86 @@ RunResult run_multi_turn(Engine& engine, const BenchArgs& a) {
   return r;
 }
 
+double mean_ttft_s(const RunResult& run) {
+  return run.num_requests ? run.ttft_sum_s / run.num_requests : 0.0;
+}
+
+// Per step, in milliseconds (0 without steps).
+double ms_per(double secs, int64_t steps) {
+  return steps ? 1e3 * secs / double(steps) : 0.0;
+}
+
+// The workload, throughput, host time per step and time to first token.
+void print_run(const BenchArgs& a, const RunResult& run, const EngineStats& d) {
+  fmt::print("workload {}: requests {}, prompt tokens {}, output tokens {}, time {:.2f} s\n",
+             a.workload, run.num_requests, run.prompt_tokens, run.out_tokens, run.secs);
+  fmt::print("throughput: {:.2f} output tok/s, {:.2f} total tok/s\n", run.out_tokens / run.secs,
+             (run.prompt_tokens + run.out_tokens) / run.secs);
+  fmt::print(
+      "steps {}: per step {:.3f} ms scheduling + plan building, {:.3f} ms model, {:.3f} ms "
+      "sampling + detokenization; preemptions {}\n",
+      d.num_steps, ms_per(d.schedule_s, d.num_steps), ms_per(d.model_s, d.num_steps),
+      ms_per(d.sample_s, d.num_steps), d.num_preemptions);
+  fmt::print("mean time to first token: {:.2f} ms\n", 1e3 * mean_ttft_s(run));
+}
+
+void print_cache_stats(const CacheStats& c) {
+  const double gib = double(1 << 30);
+  fmt::print(
+      "cache: prefix hit rate {:.1f}% ({} of {} prompt tokens), max levels {}, cascade steps {}, "
+      "evicted pages {}; attention KV read {:.2f} GiB with cascade vs {:.2f} GiB without "
+      "({:.2f}x)\n",
+      100.0 * c.hit_rate, c.hit_tokens, c.lookup_tokens, c.max_levels, c.cascade_steps,
+      c.evicted_pages, c.kv_bytes_cascade / gib, c.kv_bytes_plain / gib,
+      c.kv_bytes_cascade > 0 ? c.kv_bytes_plain / c.kv_bytes_cascade : 0.0);
+}
+
+// Cache, memory, device time and steps by kind over the run (`d`: stats_delta of the run).
+void print_engine_stats(const BenchArgs& a, const RunResult& run, const EngineStats& d) {
+  print_cache_stats(d.cache);
+  fmt::print("{}\n", memory_summary(d));
+  const double idle = run.secs - d.device_s;
+  if (d.device_s > 0) {
+    fmt::print(
+        "device: {:.2f} s busy in forward passes, {:.2f} s idle ({:.1f}% of the wall time; "
+        "{:.3f} ms per step)\n",
+        d.device_s, idle, 100.0 * idle / run.secs, ms_per(idle, d.num_steps));
+  }
+  for (const auto& [name, k] :
+       {std::pair{"decode-only", d.decode_steps}, std::pair{"with prefill", d.prefill_steps}}) {
+    if (k.steps == 0) continue;
+    fmt::print(
+        "{} steps: {}, {:.1f} tokens and {:.0f} kv tokens per step, {:.3f} ms device, {:.3f} ms "
+        "wall per step ({:.3f} ms of it in the model's host preparation)\n",
+        name, k.steps, double(k.tokens) / k.steps, double(k.kv_tokens) / k.steps,
+        ms_per(k.device_s, k.steps), ms_per(k.wall_s, k.steps), ms_per(k.model_prep_s, k.steps));
+  }
+  fmt::print(
+      "cuda graph steps {}, tokens sampled on the device {}, steps queued behind a running one "
+      "{} (async scheduling {})\n",
+      d.num_graph_steps, d.num_device_sampled, d.num_overlapped_steps,
+      a.engine.cfg.async_scheduling ? "on" : "off");
+}
+
+// The run's numbers and the engine's stats over it (to_json: the same keys as ever), one line.
+void write_json(const BenchArgs& a, const RunResult& run, const EngineStats& d) {
+  const EngineConfig& cfg = a.engine.cfg;
+  nlohmann::ordered_json j = {{"workload", a.workload},
+                              {"mean_ttft_s", mean_ttft_s(run)},
+                              {"requests", run.num_requests},
+                              {"prompt_tokens", run.prompt_tokens},
+                              {"output_tokens", run.out_tokens},
+                              {"time_s", run.secs},
+                              {"prefix_cache", cfg.enable_prefix_cache},
+                              {"cascade", cfg.enable_cascade},
+                              {"cuda_graphs", cfg.enable_cuda_graphs},
+                              {"async_scheduling", cfg.async_scheduling}};
+  j.update(nlohmann::ordered_json(d));
+  std::ofstream f(a.json);
+  f << j.dump() << "\n";
+  NC_CHECK(f.good(), "bench: cannot write {}", a.json);
+}
+
 void run_bench(const BenchArgs& a) {
   NC_CHECK(a.num_requests >= 1, "bench: --num-requests must be >= 1");
   NC_CHECK(a.workload == "nano-vllm" || a.workload == "shared-prefix" || a.workload == "multi-turn",
@@ -190,112 +271,32 @@ void run_bench(const BenchArgs& a) {
   const RunResult run = a.workload == "shared-prefix" ? run_shared_prefix(engine, a)
                         : a.workload == "multi-turn"  ? run_multi_turn(engine, a)
                                                       : run_nano_vllm(engine, a);
-  const double secs = run.secs;
-  const int64_t prompt_tokens = run.prompt_tokens;
-  const int64_t out_tokens = run.out_tokens;
-  const EngineStats after = engine.stats();
-  const int64_t steps = after.num_steps - before.num_steps;
-  const double sched = after.schedule_s - before.schedule_s;
-  const double model = after.model_s - before.model_s;
-  const double sample = after.sample_s - before.sample_s;
-  const double ttft = run.num_requests ? run.ttft_sum_s / run.num_requests : 0.0;
-  fmt::print("workload {}: requests {}, prompt tokens {}, output tokens {}, time {:.2f} s\n",
-             a.workload, run.num_requests, prompt_tokens, out_tokens, secs);
-  fmt::print("throughput: {:.2f} output tok/s, {:.2f} total tok/s\n", out_tokens / secs,
-             (prompt_tokens + out_tokens) / secs);
-  fmt::print(
-      "steps {}: per step {:.3f} ms scheduling + plan building, {:.3f} ms model, {:.3f} ms "
-      "sampling + detokenization; preemptions {}\n",
-      steps, steps ? 1e3 * sched / steps : 0.0, steps ? 1e3 * model / steps : 0.0,
-      steps ? 1e3 * sample / steps : 0.0, after.num_preemptions - before.num_preemptions);
-  fmt::print("mean time to first token: {:.2f} ms\n", 1e3 * ttft);
-  const CacheStats& cb = before.cache;
-  const CacheStats& ca = after.cache;
-  const int64_t lookup = ca.lookup_tokens - cb.lookup_tokens;
-  const int64_t hit = ca.hit_tokens - cb.hit_tokens;
-  const double hit_rate = lookup ? double(hit) / double(lookup) : 0.0;
-  const double kv_plain = ca.kv_bytes_plain - cb.kv_bytes_plain;
-  const double kv_cascade = ca.kv_bytes_cascade - cb.kv_bytes_cascade;
-  const int64_t cascade_steps = ca.cascade_steps - cb.cascade_steps;
-  fmt::print(
-      "cache: prefix hit rate {:.1f}% ({} of {} prompt tokens), max levels {}, cascade steps {}, "
-      "evicted pages {}; attention KV read {:.2f} GiB with cascade vs {:.2f} GiB without "
-      "({:.2f}x)\n",
-      100.0 * hit_rate, hit, lookup, ca.max_levels, cascade_steps,
-      ca.evicted_pages - cb.evicted_pages, kv_cascade / double(1 << 30), kv_plain / double(1 << 30),
-      kv_cascade > 0 ? kv_plain / kv_cascade : 0.0);
-  fmt::print("{}\n", memory_summary(after));
-  const double dev = after.device_s - before.device_s;
-  const auto kind = [](const EngineStats::StepKind& x, const EngineStats::StepKind& y) {
-    EngineStats::StepKind d;
-    d.steps = x.steps - y.steps;
-    d.tokens = x.tokens - y.tokens;
-    d.kv_tokens = x.kv_tokens - y.kv_tokens;
-    d.attn_pairs = x.attn_pairs - y.attn_pairs;
-    d.device_s = x.device_s - y.device_s;
-    d.wall_s = x.wall_s - y.wall_s;
-    d.model_prep_s = x.model_prep_s - y.model_prep_s;
-    return d;
-  };
-  const EngineStats::StepKind dec = kind(after.decode_steps, before.decode_steps);
-  const EngineStats::StepKind pre = kind(after.prefill_steps, before.prefill_steps);
-  if (dev > 0) {
-    fmt::print(
-        "device: {:.2f} s busy in forward passes, {:.2f} s idle ({:.1f}% of the wall time; "
-        "{:.3f} ms per step)\n",
-        dev, secs - dev, 100.0 * (secs - dev) / secs, steps ? 1e3 * (secs - dev) / steps : 0.0);
-  }
-  for (const auto& [name, k] : {std::pair{"decode-only", dec}, std::pair{"with prefill", pre}}) {
-    if (k.steps == 0) continue;
-    fmt::print(
-        "{} steps: {}, {:.1f} tokens and {:.0f} kv tokens per step, {:.3f} ms device, {:.3f} ms "
-        "wall per step ({:.3f} ms of it in the model's host preparation)\n",
-        name, k.steps, double(k.tokens) / k.steps, double(k.kv_tokens) / k.steps,
-        1e3 * k.device_s / k.steps, 1e3 * k.wall_s / k.steps, 1e3 * k.model_prep_s / k.steps);
-  }
-  fmt::print(
-      "cuda graph steps {}, tokens sampled on the device {}, steps queued behind a running one "
-      "{} (async scheduling {})\n",
-      after.num_graph_steps - before.num_graph_steps,
-      after.num_device_sampled - before.num_device_sampled,
-      after.num_overlapped_steps - before.num_overlapped_steps,
-      a.engine.cfg.async_scheduling ? "on" : "off");
-  if (!a.json.empty()) {
-    std::FILE* f = std::fopen(a.json.c_str(), "w");
-    NC_CHECK(f != nullptr, "bench: cannot write {}", a.json);
-    auto k_json = [](const EngineStats::StepKind& k) {
-      return fmt::format(
-          "{{\"steps\": {}, \"tokens\": {}, \"kv_tokens\": {}, \"attn_pairs\": {}, "
-          "\"device_s\": {:.6f}, \"wall_s\": {:.6f}, \"model_prep_s\": {:.6f}}}",
-          k.steps, k.tokens, k.kv_tokens, k.attn_pairs, k.device_s, k.wall_s, k.model_prep_s);
-    };
-    fmt::print(f,
-               "{{\"workload\": \"{}\", \"mean_ttft_s\": {:.6f}, \"cache\": {{\"lookup_tokens\": "
-               "{}, \"hit_tokens\": {}, \"hit_rate\": {:.6f}, \"max_levels\": {}, "
-               "\"cascade_steps\": {}, \"kv_bytes_plain\": {:.0f}, \"kv_bytes_cascade\": "
-               "{:.0f}}}, \"prefix_cache\": {}, \"cascade\": {}, \"requests\": {}, "
-               "\"prompt_tokens\": {}, \"output_tokens\": {}, \"time_s\": "
-               "{:.6f}, \"steps\": {}, \"schedule_s\": {:.6f}, \"model_s\": {:.6f}, "
-               "\"sample_s\": {:.6f}, \"device_s\": {:.6f}, \"preemptions\": {}, "
-               "\"graph_steps\": {}, \"device_sampled\": {}, \"weight_bytes\": {}, "
-               "\"workspace_bytes\": {}, \"kv_cache_bytes\": {}, \"kv_pages\": {}, "
-               "\"page_size\": {}, \"free_memory_bytes\": {}, \"decode\": {}, \"prefill\": "
-               "{}, \"cuda_graphs\": {}, \"async_scheduling\": {}, \"overlapped_steps\": {}}}\n",
-               a.workload, ttft, lookup, hit, hit_rate, ca.max_levels, cascade_steps, kv_plain,
-               kv_cascade, a.engine.cfg.enable_prefix_cache ? "true" : "false",
-               a.engine.cfg.enable_cascade ? "true" : "false", run.num_requests, prompt_tokens,
-               out_tokens, secs, steps, sched, model, sample, dev,
-               after.num_preemptions - before.num_preemptions,
-               after.num_graph_steps - before.num_graph_steps,
-               after.num_device_sampled - before.num_device_sampled, after.weight_bytes,
-               after.workspace_bytes, after.kv_cache_bytes, after.total_pages, after.page_size,
-               after.free_memory_bytes, k_json(dec), k_json(pre),
-               a.engine.cfg.enable_cuda_graphs ? "true" : "false",
-               a.engine.cfg.async_scheduling ? "true" : "false",
-               after.num_overlapped_steps - before.num_overlapped_steps);
-    std::fclose(f);
-  }
+  const EngineStats delta = stats_delta(before, engine.stats());
+  print_run(a, run, delta);
+  print_engine_stats(a, run, delta);
+  if (!a.json.empty()) write_json(a, run, delta);
 }
+
+// The integer flags, in --help's order.
+struct IntFlag {
+  const char* name;
+  int BenchArgs::*member;
+  const char* help;
+};
+constexpr IntFlag kIntFlags[] = {
+    {"--num-requests", &BenchArgs::num_requests, "nano-vllm workload: requests"},
+    {"--max-input", &BenchArgs::max_input, "input lengths from [100, max-input]"},
+    {"--max-output", &BenchArgs::max_output, "output lengths from [100, max-output]"},
+    {"--groups", &BenchArgs::groups,
+     "shared-prefix: groups (one system prompt each); multi-turn: conversations"},
+    {"--prompts-per-group", &BenchArgs::prompts_per_group,
+     "shared-prefix: prompts per group; multi-turn: turns per conversation"},
+    {"--system-len", &BenchArgs::system_len, "system prompt length (token ids)"},
+    {"--question-len", &BenchArgs::question_len,
+     "question (shared-prefix) or user message (multi-turn) length"},
+    {"--output-len", &BenchArgs::output_len,
+     "output tokens per request (shared-prefix, multi-turn)"},
+};
 
 }  // namespace
 
@@ -307,27 +308,9 @@ void add_bench_command(CLI::App& app) {
                   "nano-vllm (random lengths), shared-prefix (SGLang's generated-shared-prefix) "
                   "or multi-turn")
       ->capture_default_str();
-  cmd->add_option("--num-requests", args->num_requests, "nano-vllm workload: requests")
-      ->capture_default_str();
-  cmd->add_option("--max-input", args->max_input, "input lengths from [100, max-input]")
-      ->capture_default_str();
-  cmd->add_option("--max-output", args->max_output, "output lengths from [100, max-output]")
-      ->capture_default_str();
-  cmd->add_option("--groups", args->groups,
-                  "shared-prefix: groups (one system prompt each); multi-turn: conversations")
-      ->capture_default_str();
-  cmd->add_option("--prompts-per-group", args->prompts_per_group,
-                  "shared-prefix: prompts per group; multi-turn: turns per conversation")
-      ->capture_default_str();
-  cmd->add_option("--system-len", args->system_len, "system prompt length (token ids)")
-      ->capture_default_str();
-  cmd->add_option("--question-len", args->question_len,
-                  "question (shared-prefix) or user message (multi-turn) length")
-      ->capture_default_str();
-  cmd->add_option("--output-len", args->output_len,
-                  "output tokens per request (shared-prefix, "
-                  "multi-turn)")
-      ->capture_default_str();
+  for (const IntFlag& f : kIntFlags) {
+    cmd->add_option(f.name, (*args).*f.member, f.help)->capture_default_str();
+  }
   cmd->add_option("--workload-seed", args->seed, "Python random seed of the workload")
       ->capture_default_str();
   cmd->add_option("--json", args->json, "also write the results to this JSON file");

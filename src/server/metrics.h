@@ -1,4 +1,6 @@
-// Prometheus metrics of the server (text exposition format 0.0.4), rendered by GET /metrics.
+// Prometheus metrics of the server (text exposition format 0.0.4), rendered by GET /metrics: the
+// server's own counters and latency histograms, then the engine's stats (the fields that
+// nanocascade/stats.h gives a metric name, so a new one is added there, not here).
 #pragma once
 #include <cstdint>
 #include <map>
@@ -48,7 +50,8 @@ class ServerMetrics {
   Histogram ttft_, tpot_, e2e_;
 };
 
-// The prefix cache and cascade part (EngineStats::cache).
-void render_prefix_cache_metrics(const EngineStats& stats, std::string& out);
+// The engine's part: every EngineStats field for_each_stat names a metric for (nanocascade/
+// stats.h), then the values computed from several fields (KV usage ratio, last step's levels).
+void render_engine_metrics(const EngineStats& stats, std::string& out);
 
 }  // namespace nc::server

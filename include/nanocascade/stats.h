@@ -1,0 +1,245 @@
+// The engine's statistics (Engine::stats()) and one description of their fields.
+//
+// EngineStats is a snapshot: counters that only grow from the engine's start (steps, tokens,
+// seconds spent) and gauges that give a level now (pages by state, memory sizes). for_each_stat
+// below names every field once: its JSON key, whether it is a counter, a gauge or a ratio, and,
+// where the server exports it, its Prometheus name, help and label. What works on all fields
+// comes from that one list: the difference of two snapshots (stats_delta: what a measured run
+// did), the JSON form (to_json: `bench --json`) and the server's /metrics exposition.
+//
+// Adding a field: declare it in its struct, then add its line to the struct's visitor below (a
+// ratio also gets its formula in compute_stat_ratios). tests/test_engine_stats.cc fails while a
+// declared field has no line.
+#pragma once
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <vector>
+
+namespace nc {
+
+// Prefix cache and cascade accounting (docs/cascade.md).
+struct CacheStats {
+  // Pages by state now: free, used by one request, used by several (shared prefixes), and
+  // cached only (no request uses them; evictable).
+  int free_pages = 0;
+  int private_pages = 0;
+  int shared_pages = 0;
+  int cached_only_pages = 0;
+  int tree_pages = 0;  // pages the prefix tree holds (shared, cached-only or in use by one)
+  // Prefix cache: tokens looked up at admission and tokens found (their K/V reused).
+  int64_t lookup_tokens = 0;
+  int64_t hit_tokens = 0;
+  double hit_rate = 0;  // hit_tokens / lookup_tokens
+  int64_t evicted_pages = 0;
+  // Cascade: the last step's levels (page entries per level, last = the requests' own) and
+  // the KV bytes attention reads, plain paged vs cascade; totals over all steps.
+  std::vector<int> last_step_pages_per_level;
+  double last_step_kv_bytes_plain = 0;
+  double last_step_kv_bytes_cascade = 0;
+  double kv_bytes_plain = 0;
+  double kv_bytes_cascade = 0;
+  int64_t cascade_steps = 0;  // steps that ran with more than one level
+  int max_levels = 0;         // most levels of any step
+};
+
+struct EngineStats {
+  int page_size = 0;
+  int total_pages = 0;
+  int free_pages = 0;
+  int used_pages = 0;
+  int cached_pages = 0;
+  int64_t kv_cache_bytes = 0;
+  // Device memory the model took besides the KV cache: weights (with the rope table) and the
+  // activation workspace (allocated up front for max_num_batched_tokens).
+  int64_t weight_bytes = 0;
+  int64_t workspace_bytes = 0;
+  int64_t free_memory_bytes = 0;  // free device memory when the KV cache was sized
+  int max_model_len = 0;
+  int num_running = 0;
+  int num_waiting = 0;
+  int64_t num_preemptions = 0;
+  int64_t num_steps = 0;
+  int64_t num_prompt_tokens_computed = 0;  // prefill tokens run through the model (recomputes too)
+  int64_t num_generated_tokens = 0;
+  // Wall-clock seconds spent, summed over steps.
+  double schedule_s = 0;  // scheduling + building the step plan (engine CPU time)
+  double model_s = 0;     // model forward
+  double sample_s = 0;    // sampling, stop checks, detokenization
+  // Device time of the forward passes (first kernel to logits), where the backend measures it
+  // (CUDA); wall time minus this is time the GPU sat idle.
+  double device_s = 0;
+  int64_t num_graph_steps = 0;  // steps that ran as a CUDA graph
+  // Steps by kind, decode-only vs. with prefill tokens: how many, their tokens, the KV tokens
+  // their attention read (sum of the entries' context lengths), the causal (query, key) pairs,
+  // device time (where measured) and wall time (schedule to sampled tokens).
+  struct StepKind {
+    int64_t steps = 0;
+    int64_t tokens = 0;
+    int64_t kv_tokens = 0;
+    int64_t attn_pairs = 0;  // (query, key) pairs attention computed, causal
+    double device_s = 0;
+    double wall_s = 0;
+    double model_prep_s = 0;  // host time in the model before its device work (plan, copies)
+  };
+  StepKind decode_steps, prefill_steps;
+  int64_t num_device_sampled = 0;  // tokens sampled on the device
+  // Steps queued while the previous step's tokens were still on their way (async scheduling).
+  int64_t num_overlapped_steps = 0;
+  CacheStats cache;
+};
+
+// Counter: only grows; a difference is after - before. Gauge: a level now; a difference keeps
+// `after`. Ratio: computed from counters (cache.hit_rate); a difference computes it again from
+// the counters' differences.
+enum class StatKind : uint8_t { Counter, Gauge, Ratio };
+
+// One field's description. A Prometheus family of several labelled samples (kv_pages by state)
+// is consecutive fields of one metric name, the first of them with the help.
+struct StatField {
+  const char* group = nullptr;  // the JSON object it sits in ("cache", "decode"); null: top
+  const char* key = nullptr;    // its JSON key in that object
+  StatKind kind = StatKind::Gauge;
+  const char* metric = nullptr;  // Prometheus name; null: not exported
+  const char* help = nullptr;    // Prometheus help (first sample of a family)
+  const char* label = nullptr;   // Prometheus label of this sample, e.g. state="free"; or null
+};
+
+// Makes the StatFields of one JSON group.
+struct StatGroup {
+  const char* name = nullptr;
+  constexpr StatField counter(const char* key, const char* metric = nullptr,
+                              const char* help = nullptr, const char* label = nullptr) const {
+    return {name, key, StatKind::Counter, metric, help, label};
+  }
+  constexpr StatField gauge(const char* key, const char* metric = nullptr,
+                            const char* help = nullptr, const char* label = nullptr) const {
+    return {name, key, StatKind::Gauge, metric, help, label};
+  }
+  constexpr StatField ratio(const char* key, const char* metric = nullptr,
+                            const char* help = nullptr) const {
+    return {name, key, StatKind::Ratio, metric, help, nullptr};
+  }
+};
+
+// visit(field, k.x...) for each field x of EngineStats::StepKind, in JSON group `group`. The
+// structs `k...` (none, one or several, const or not) are walked side by side, as in the
+// visitors below: stats_delta walks (out, before, after), to_json one struct.
+template <class Visit, class... Kind>
+void for_each_step_kind_stat(const char* group, Visit&& visit, Kind&... k) {
+  const StatGroup g{group};
+  visit(g.counter("steps"), k.steps...);
+  visit(g.counter("tokens"), k.tokens...);
+  visit(g.counter("kv_tokens"), k.kv_tokens...);
+  visit(g.counter("attn_pairs"), k.attn_pairs...);
+  visit(g.counter("device_s"), k.device_s...);
+  visit(g.counter("wall_s"), k.wall_s...);
+  visit(g.counter("model_prep_s"), k.model_prep_s...);
+}
+
+// visit(field, c.x...) for each field x of CacheStats (JSON group "cache").
+template <class Visit, class... Cache>
+void for_each_cache_stat(Visit&& visit, Cache&... c) {
+  const StatGroup g{"cache"};
+  visit(g.gauge("free_pages"), c.free_pages...);
+  visit(g.gauge("private_pages", "nanocascade_kv_pages_sharing",
+                "KV pages by how many requests use them.", R"(state="private")"),
+        c.private_pages...);
+  visit(g.gauge("shared_pages", "nanocascade_kv_pages_sharing", nullptr, R"(state="shared")"),
+        c.shared_pages...);
+  visit(g.gauge("cached_only_pages", "nanocascade_kv_pages_sharing", nullptr,
+                R"(state="cached_only")"),
+        c.cached_only_pages...);
+  visit(g.gauge("tree_pages", "nanocascade_prefix_tree_pages", "KV pages the prefix tree holds."),
+        c.tree_pages...);
+  visit(g.counter("lookup_tokens", "nanocascade_prefix_cache_lookup_tokens_total",
+                  "Prompt tokens looked up in the prefix cache."),
+        c.lookup_tokens...);
+  visit(g.counter("hit_tokens", "nanocascade_prefix_cache_hit_tokens_total",
+                  "Prompt tokens found in the prefix cache (K/V reused)."),
+        c.hit_tokens...);
+  visit(
+      g.ratio("hit_rate", "nanocascade_prefix_cache_hit_rate", "Hit tokens over looked-up tokens."),
+      c.hit_rate...);
+  visit(g.counter("evicted_pages", "nanocascade_prefix_cache_evicted_pages_total",
+                  "Cached pages evicted."),
+        c.evicted_pages...);
+  visit(g.gauge("last_step_pages_per_level"), c.last_step_pages_per_level...);
+  visit(g.gauge("last_step_kv_bytes_plain"), c.last_step_kv_bytes_plain...);
+  visit(g.gauge("last_step_kv_bytes_cascade"), c.last_step_kv_bytes_cascade...);
+  visit(g.counter("kv_bytes_plain", "nanocascade_attention_kv_bytes_total",
+                  "KV bytes attention read, plain paged vs cascade.", R"(mode="plain")"),
+        c.kv_bytes_plain...);
+  visit(g.counter("kv_bytes_cascade", "nanocascade_attention_kv_bytes_total", nullptr,
+                  R"(mode="cascade")"),
+        c.kv_bytes_cascade...);
+  visit(g.counter("cascade_steps", "nanocascade_cascade_steps_total",
+                  "Steps that ran with more than one level."),
+        c.cascade_steps...);
+  visit(
+      g.gauge("max_levels", "nanocascade_cascade_max_levels", "Most attention levels of any step."),
+      c.max_levels...);
+}
+
+// visit(field, s.x...) for each field x of EngineStats, nested structs included (their fields
+// in their JSON groups). The JSON keys are those `bench --json` has always written (bench/ and
+// tools/ read them): "steps" for num_steps, "kv_pages" for total_pages, and so on.
+template <class Visit, class... Stats>
+void for_each_stat(Visit&& visit, Stats&... s) {
+  const StatGroup g{};
+  visit(g.gauge("page_size", "nanocascade_kv_page_size_tokens", "Tokens per KV page."),
+        s.page_size...);
+  visit(g.gauge("kv_pages", "nanocascade_kv_pages_total", "KV cache pages in all."),
+        s.total_pages...);
+  visit(
+      g.gauge("free_pages", "nanocascade_kv_pages", "KV cache pages by state.", R"(state="free")"),
+      s.free_pages...);
+  visit(g.gauge("used_pages", "nanocascade_kv_pages", nullptr, R"(state="used")"), s.used_pages...);
+  visit(g.gauge("cached_pages", "nanocascade_kv_pages", nullptr, R"(state="cached")"),
+        s.cached_pages...);
+  visit(g.gauge("kv_cache_bytes", "nanocascade_kv_cache_bytes", "Bytes of the KV cache."),
+        s.kv_cache_bytes...);
+  visit(g.gauge("weight_bytes"), s.weight_bytes...);
+  visit(g.gauge("workspace_bytes"), s.workspace_bytes...);
+  visit(g.gauge("free_memory_bytes"), s.free_memory_bytes...);
+  visit(g.gauge("max_model_len"), s.max_model_len...);
+  visit(g.gauge("running", "nanocascade_requests_running", "Requests the engine is running."),
+        s.num_running...);
+  visit(g.gauge("waiting"), s.num_waiting...);
+  visit(g.counter("preemptions", "nanocascade_preemptions_total",
+                  "Requests preempted for lack of KV pages."),
+        s.num_preemptions...);
+  visit(g.counter("steps", "nanocascade_engine_steps_total", "Engine steps run."), s.num_steps...);
+  visit(g.counter("prompt_tokens_computed", "nanocascade_prompt_tokens_computed_total",
+                  "Prompt tokens run through the model (prefill, recomputation included)."),
+        s.num_prompt_tokens_computed...);
+  visit(g.counter("generated_tokens", "nanocascade_generation_tokens_total",
+                  "Tokens generated by the engine."),
+        s.num_generated_tokens...);
+  visit(g.counter("schedule_s"), s.schedule_s...);
+  visit(g.counter("model_s"), s.model_s...);
+  visit(g.counter("sample_s"), s.sample_s...);
+  visit(g.counter("device_s"), s.device_s...);
+  visit(g.counter("graph_steps"), s.num_graph_steps...);
+  for_each_step_kind_stat("decode", visit, s.decode_steps...);
+  for_each_step_kind_stat("prefill", visit, s.prefill_steps...);
+  visit(g.counter("device_sampled"), s.num_device_sampled...);
+  visit(g.counter("overlapped_steps"), s.num_overlapped_steps...);
+  for_each_cache_stat(visit, s.cache...);
+}
+
+// What happened between two snapshots of one engine: counters after - before, gauges as
+// after, ratios from the counters' differences (hit_rate = hit_tokens / lookup_tokens).
+EngineStats stats_delta(const EngineStats& before, const EngineStats& after);
+
+// Sets the ratio fields from the counters they divide (0 where the divisor is 0).
+void compute_stat_ratios(EngineStats& s);
+
+// nlohmann's serializer hook (`nlohmann::json j = stats;`): an object with every field under its
+// key, nested groups as objects ({"steps": .., "decode": {"steps": ..}, "cache": {..}}). JSON
+// objects, not strings, so that callers add their own keys (bench adds the run's); the ordered
+// flavour keeps the fields' order. Only json_fwd.hpp comes with this header.
+void to_json(nlohmann::json& j, const EngineStats& s);
+void to_json(nlohmann::ordered_json& j, const EngineStats& s);
+
+}  // namespace nc
