@@ -70,8 +70,9 @@ class FakeModel : public StepModel {
 
   bool can_sample_on_device() const override { return device_sampling_; }
 
+  // The tokens forward_sample_async hands back: the reference draw over this step's logits.
   std::vector<int32_t> forward_sample(const ForwardInput& in,
-                                      const std::vector<RowSampling>& rows) override {
+                                      const std::vector<RowSampling>& rows) {
     NC_CHECK(device_sampling_, "fake model: device sampling is off");
     NC_CHECK(rows.size() == in.logit_rows.size(), "fake model: {} sampling rows for {} logit rows",
              rows.size(), in.logit_rows.size());

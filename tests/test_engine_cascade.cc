@@ -348,7 +348,7 @@ class TinyLlamaStepModel : public StepModel {
   int vocab_size() const override { return int(lm_.config.vocab_size); }
   int max_position() const override { return int(lm_.config.max_position); }
   bool on_cuda() const override { return false; }
-  int num_layers() const override { return int(lm_.config.num_layers); }
+  AttentionCost attention_cost() const override { return {int(lm_.config.num_layers), 0}; }
   int64_t kv_bytes_per_page(int ps) const override {
     return lm_.config.num_layers * 2 * ps * lm_.config.num_kv_heads * lm_.config.head_dim * 4;
   }

@@ -133,8 +133,18 @@ class Engine {
   RequestId add_chat_request(const std::vector<ChatMessage>& messages,
                              const SamplingParams& params);
 
-  // Runs one step: outputs for every request that produced tokens or finished in it.
+  // Runs one step: outputs for every request that produced tokens or finished in it. The step
+  // recipe (schedule, launch, complete the step in flight, outputs) is in engine.cc.
   std::vector<RequestOutput> step();
+  // Runs the work that would otherwise land in the first measured steps: one short request (a
+  // prefill step, then decode steps), then, where the model uses CUDA graphs, one decode step at
+  // each graph batch size (1, 2, 4, 8, 16, 32, 48, ... up to min(graph_max_batch,
+  // max_num_seqs)), so that every graph is captured. Call it on an idle engine (it throws
+  // nc::Error while requests are queued or running). It leaves no request and no page behind:
+  // its requests run to completion (nothing stays in flight) and bypass the prefix cache, so
+  // every page is free again and the cache is as before. Its steps and tokens do count in
+  // stats(); request ids continue after those it used.
+  void warmup();
   // Finishes a request (reason abort); its output comes with the next step(). Unknown or
   // finished ids are ignored.
   void abort(RequestId id);

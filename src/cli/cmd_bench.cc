@@ -19,7 +19,6 @@
 #include "cli/cli_common.h"
 #include "cli/py_random.h"
 #include "core/error.h"
-#include "model/llama.h"
 
 namespace nc::cli {
 namespace {
@@ -251,21 +250,8 @@ void run_bench(const BenchArgs& a) {
            "bench: --groups, --prompts-per-group, --question-len and --output-len must be >= 1 "
            "and --system-len >= 0");
   Engine engine(a.engine.cfg);
-  // Warm-up (as nano-vLLM does), outside the measurement; with CUDA graphs, one decode step at
-  // each bucket size so that every graph is captured before the clock starts (nano-vLLM captures
-  // its graphs at start-up too).
-  SamplingParams warm;
-  warm.max_tokens = 4;
-  engine.generate(std::vector<std::vector<int32_t>>{{1, 2, 3, 4}}, warm);
-  if (a.engine.cfg.enable_cuda_graphs && a.engine.cfg.backend == "cuda") {
-    warm.max_tokens = 2;  // one prefill step, then one decode step of the whole batch
-    const int max_batch = std::min(a.engine.cfg.graph_max_batch, a.engine.cfg.max_num_seqs);
-    for (int b : graph_buckets(max_batch)) {
-      std::vector<std::vector<int32_t>> ps;
-      for (int i = 0; i < b; ++i) ps.push_back({i + 1, 2, 3, 4});  // distinct: no shared prefix
-      engine.generate(ps, warm);
-    }
-  }
+  // Warm-up outside the measurement (as nano-vLLM does); every CUDA graph is captured in it.
+  engine.warmup();
   const EngineStats before = engine.stats();
 
   const RunResult run = a.workload == "shared-prefix" ? run_shared_prefix(engine, a)

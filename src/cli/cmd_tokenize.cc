@@ -7,7 +7,7 @@
 
 #include "cli/cli_common.h"
 #include "core/error.h"
-#include "engine/step_model.h"
+#include "engine/text_codec.h"
 
 namespace nc::cli {
 namespace {

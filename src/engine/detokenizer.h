@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/step_model.h"
+#include "engine/text_codec.h"
 
 namespace nc {
 

@@ -4,9 +4,9 @@
 #include <filesystem>
 
 #include "backend/backend.h"
-#include "kv/page_pool.h"
 #include "core/error.h"
 #include "engine/step_model.h"
+#include "kv/page_pool.h"
 #include "model/llama.h"
 #include "model/model_loader.h"
 
@@ -29,36 +29,39 @@ class LlamaStepModel : public StepModel {
   int vocab_size() const override { return int(model_->config().vocab_size); }
   int max_position() const override { return int(model_->config().max_position); }
   bool on_cuda() const override { return backend_->device() == Device::CUDA; }
-  int num_layers() const override { return int(model_->config().num_layers); }
   int64_t kv_bytes_per_page(int page_size) const override {
     return model_->kv_bytes_per_page(page_size);
   }
-  double attention_flops_per_row_token() const override {
-    return 4.0 * double(model_->config().num_heads) * double(model_->config().head_dim);
+  AttentionCost attention_cost() const override {
+    const ModelConfig& c = model_->config();
+    return {int(c.num_layers), 4.0 * double(c.num_heads) * double(c.head_dim)};
   }
+  void reserve(int max_tokens, int max_rows) override {
+    model_->reserve_workspace(max_tokens, max_rows);
+  }
+  int64_t free_memory_bytes() const override { return backend_->free_memory_bytes(); }
   void allocate_kv(int num_pages, int page_size, KVLayout layout) override {
     kv_ = KVCache{};  // free the old pages first
     kv_ = model_->make_kv_cache(num_pages, page_size, layout);
   }
-  std::vector<float> forward(const ForwardInput& in) override { return model_->forward(in, kv_); }
-  void reserve(int max_tokens, int max_rows) override {
-    model_->reserve_workspace(max_tokens, max_rows);
+  ModelMemory memory() const override {
+    return {model_->weight_bytes(), model_->workspace_bytes()};
   }
-  int64_t weight_bytes() const override { return model_->weight_bytes(); }
-  int64_t free_memory_bytes() const override { return backend_->free_memory_bytes(); }
-  int64_t workspace_bytes() const override { return model_->workspace_bytes(); }
-  double device_seconds() override { return backend_->device_busy_seconds(); }
-  double host_prep_seconds() const override { return model_->host_prep_seconds(); }
-  int64_t num_graph_steps() const override { return model_->num_graph_steps(); }
+  std::vector<float> forward(const ForwardInput& in) override { return model_->forward(in, kv_); }
   // On the CPU, Backend::sample_tokens is the reference draw: CPU and CUDA draw alike.
   bool can_sample_on_device() const override { return true; }
-  std::vector<int32_t> forward_sample(const ForwardInput& in,
-                                      const std::vector<RowSampling>& rows) override {
-    return model_->forward_sample(in, kv_, rows);
-  }
   std::unique_ptr<PendingTokens> forward_sample_async(
       const ForwardInput& in, const std::vector<RowSampling>& rows) override {
     return model_->forward_sample_async(in, kv_, rows);
+  }
+  // The decoder captures graphs only on CUDA.
+  std::vector<int> graph_batch_sizes() const override {
+    const GraphOptions& g = model_->graph_options();
+    return g.enabled && on_cuda() ? graph_buckets(g.max_batch) : std::vector<int>{};
+  }
+  ModelTimings timings() override {
+    return {backend_->device_busy_seconds(), model_->host_prep_seconds(),
+            model_->num_graph_steps()};
   }
 
  private:
@@ -93,10 +96,12 @@ std::unique_ptr<TextCodec> codec_for(const EngineConfig& cfg) {
 
 }  // namespace
 
-int64_t StepModel::free_memory_bytes() const { return physical_memory_bytes(); }
+int64_t StepModel::free_memory_bytes() const {
+  return physical_memory_bytes();
+}
 
-std::vector<int32_t> StepModel::forward_sample(const ForwardInput&,
-                                               const std::vector<RowSampling>&) {
+std::unique_ptr<PendingTokens> StepModel::forward_sample_async(const ForwardInput&,
+                                                               const std::vector<RowSampling>&) {
   fail("this model cannot sample on the device");
 }
 

@@ -1,62 +1,87 @@
-// What the engine needs from a model and a tokenizer, as two small interfaces. The real ones
-// (LlamaModel on a backend; the BPE tokenizer) are adapted in llama_runner.cc; tests plug in
-// fakes that check the paged KV bookkeeping token by token.
+// StepModel: what the engine needs from a model, and no more. The real one (LlamaModel on a
+// backend) is adapted in llama_runner.cc; tests plug in fakes that check the paged KV
+// bookkeeping token by token (tests/fake_model.h).
+//
+// The engine calls, in this order: the shape queries and reserve() once, free_memory_bytes()
+// when it sizes the KV cache from free memory, allocate_kv() once, then per step forward() (host
+// logits) or forward_sample_async() (tokens drawn by the model; only where
+// can_sample_on_device()), and memory() / timings() for its statistics. graph_batch_sizes() tells
+// Engine::warmup() which decode batch sizes to run so that every CUDA graph is captured.
+// Only vocab_size, max_position, on_cuda, kv_bytes_per_page, allocate_kv and forward are
+// required; every other member has a default that describes a plain host model.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "engine/text_codec.h"
 #include "kv/paged_kv.h"
 #include "model/llama.h"
 #include "nanocascade/engine.h"
 
 namespace nc {
 
+// Memory the model holds besides the KV cache.
+struct ModelMemory {
+  int64_t weight_bytes = 0;     // weights (with the rope table)
+  int64_t workspace_bytes = 0;  // the activation workspace reserve() allocated
+};
+
+// Running totals over the forward passes so far (zeros where the model does not measure them).
+struct ModelTimings {
+  double device_s = 0;      // device seconds of the forward passes (first kernel to logits)
+  double host_prep_s = 0;   // host seconds before each pass's device work starts
+  int64_t graph_steps = 0;  // steps that ran as a CUDA graph
+};
+
+// What the cascade cost model weighs: the bytes of one layer against the fixed cost of one more
+// attention level per layer, and the compute of a shared level.
+struct AttentionCost {
+  int num_layers = 1;  // decoder layers (each runs one attention per step)
+  // Attention FLOPs of one query row against one key in one layer (4 * q_heads * head_dim);
+  // 0 keeps the cost model's default.
+  double flops_per_row_token = 0;
+};
+
 class StepModel {
  public:
   virtual ~StepModel() = default;
+
+  // ---- Shape ----
   virtual int vocab_size() const = 0;
   virtual int max_position() const = 0;  // the longest sequence the model supports
   virtual bool on_cuda() const = 0;
   // Bytes of one KV page (all layers, K and V).
   virtual int64_t kv_bytes_per_page(int page_size) const = 0;
-  // Decoder layers (each runs one attention per step); the cascade cost model weighs the bytes
-  // of one layer against the fixed cost of one more level per layer.
-  virtual int num_layers() const { return 1; }
-  // Attention FLOPs of one query row against one key in one layer (4 * q_heads * head_dim);
-  // 0 keeps the cost model's default. Weighs the compute of a shared level.
-  virtual double attention_flops_per_row_token() const { return 0; }
-  // Allocates the KV cache; called once before the first forward.
-  virtual void allocate_kv(int num_pages, int page_size, KVLayout layout) = 0;
-  // One step: host float32 logits, [in.logit_rows.size(), vocab_size()].
-  virtual std::vector<float> forward(const ForwardInput& in) = 0;
+  virtual AttentionCost attention_cost() const { return {}; }
 
+  // ---- Memory, in set-up order ----
   // Allocates what steps of up to max_tokens tokens and max_rows logit rows need, before the KV
   // cache is sized from the memory left.
-  virtual void reserve(int max_tokens, int max_rows) {}
-  virtual int64_t weight_bytes() const { return 0; }
-  // Memory the model's device could still give (Backend::free_memory_bytes).
+  virtual void reserve(int /*max_tokens*/, int /*max_rows*/) {}
+  // Memory the model's device could still give (Backend::free_memory_bytes; physical memory for
+  // a host model).
   virtual int64_t free_memory_bytes() const;
-  virtual int64_t workspace_bytes() const { return 0; }
-  // Device seconds of the forward passes so far (0 when not measured).
-  virtual double device_seconds() { return 0; }
-  // Host seconds before each forward pass's device work starts (LlamaModel::host_prep_seconds).
-  virtual double host_prep_seconds() const { return 0; }
-  virtual int64_t num_graph_steps() const { return 0; }
-  // Device-side sampling (LlamaModel::forward_sample): one token per logit row, drawn as
+  // Allocates the KV cache; called once before the first forward.
+  virtual void allocate_kv(int num_pages, int page_size, KVLayout layout) = 0;
+  virtual ModelMemory memory() const { return {}; }
+
+  // ---- Steps ----
+  // One step: host float32 logits, [in.logit_rows.size(), vocab_size()].
+  virtual std::vector<float> forward(const ForwardInput& in) = 0;
+  // Device-side sampling (LlamaModel::forward_sample_async): one token per logit row, drawn as
   // Backend::sample_tokens says (argmax where inv_temperature is 0, else a Gumbel-max draw with
-  // the row's seed among what top-k / top-p / min-p leave). Only where supported. Its input may
-  // name the previous forward_sample's tokens by placeholder ids (ForwardInput::token_ids).
+  // the row's seed among what top-k / top-p / min-p leave), queued without waiting for the
+  // tokens. Its input may name the previous call's tokens by placeholder ids
+  // (ForwardInput::token_ids). Only where can_sample_on_device(); the default throws.
   virtual bool can_sample_on_device() const { return false; }
-  virtual std::vector<int32_t> forward_sample(const ForwardInput& in,
-                                              const std::vector<RowSampling>& rows);
-  // The same without waiting for the tokens (the default waits: a model on the host has
-  // nothing to overlap).
-  virtual std::unique_ptr<PendingTokens> forward_sample_async(
-      const ForwardInput& in, const std::vector<RowSampling>& rows) {
-    return ready_tokens(forward_sample(in, rows));
-  }
+  virtual std::unique_ptr<PendingTokens> forward_sample_async(const ForwardInput& in,
+                                                              const std::vector<RowSampling>& rows);
+  // Decode batch sizes that run as a captured CUDA graph (each captured by its first step);
+  // empty when the model uses no graphs.
+  virtual std::vector<int> graph_batch_sizes() const { return {}; }
+  virtual ModelTimings timings() { return {}; }
 };
 
 struct StepModelOptions {
@@ -67,28 +92,11 @@ struct StepModelOptions {
   int graph_max_batch = 256;
 };
 
-class TextCodec {
- public:
-  virtual ~TextCodec() = default;
-  virtual std::vector<int32_t> encode(const std::string& text, bool add_special_tokens) const = 0;
-  // Bytes of the ids' text; may end in the middle of a UTF-8 character.
-  virtual std::string decode(const int32_t* ids, size_t n, bool skip_special_tokens) const = 0;
-  virtual std::vector<int32_t> eos_token_ids() const = 0;
-  // The prompt text for chat messages, with the model's chat template. Throws nc::Error when
-  // the model has no template or a role is unknown.
-  virtual std::string apply_chat_template(const std::vector<ChatMessage>& messages,
-                                          bool add_generation_prompt) const = 0;
-};
-
-// The real model and tokenizer for a path (.gguf or an HF folder) on a backend ("cpu" |
-// "cuda"). Defined in llama_runner.cc.
+// The real model for a path (.gguf or an HF folder) on a backend ("cpu" | "cuda"). Defined in
+// llama_runner.cc.
 std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
                                                  const std::string& backend);
 std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
                                                  const StepModelOptions& options);
-std::unique_ptr<TextCodec> make_text_codec(const std::string& path);
-// For models without a tokenizer (dummy weights): text is token ids written as decimal numbers
-// separated by spaces; decoding writes " <id>" per token. No EOS.
-std::unique_ptr<TextCodec> make_number_codec(int vocab_size);
 
 }  // namespace nc

@@ -4,7 +4,7 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "engine/step_model.h"
+#include "engine/text_codec.h"
 #include "model/gguf.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"

@@ -1,0 +1,188 @@
+// The request lifecycle (engine/request.h): add, token arrival, finish, outputs; and how a
+// request's next token is drawn.
+#include <algorithm>
+
+#include "core/error.h"
+#include "engine/request.h"
+#include "engine/sampling.h"
+
+namespace nc {
+namespace {
+
+double seconds(EngineClock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+bool contains(const std::vector<int32_t>& ids, int32_t id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+}  // namespace
+
+RequestTable::RequestTable(const TextCodec& codec, Scheduler& sched, int vocab, int max_model_len,
+                           uint64_t seed)
+    : codec_(codec),
+      sched_(sched),
+      vocab_(vocab),
+      max_model_len_(max_model_len),
+      eos_(codec.eos_token_ids()),
+      seed_rng_(seed) {}
+
+void RequestTable::validate_prompt(const std::vector<int32_t>& prompt,
+                                   const SamplingParams& p) const {
+  p.validate();
+  NC_CHECK(!prompt.empty(), "request: empty prompt");
+  for (int32_t id : prompt) {
+    NC_CHECK(id >= 0 && id < vocab_, "request: prompt token id {} outside the vocabulary [0, {})",
+             id, vocab_);
+  }
+  const int n = int(prompt.size());
+  NC_CHECK(n < max_model_len_, "request: prompt has {} tokens, the context is {} tokens", n,
+           max_model_len_);
+  NC_CHECK(int64_t(n) + p.max_tokens <= max_model_len_,
+           "request: prompt ({} tokens) + max_tokens ({}) exceeds the context of {} tokens", n,
+           p.max_tokens, max_model_len_);
+}
+
+RequestId RequestTable::add(std::vector<int32_t> prompt, const SamplingParams& p) {
+  validate_prompt(prompt, p);
+  const int n = int(prompt.size());
+  auto r = std::make_unique<Request>();
+  r->seq.id = next_id_;
+  r->seq.num_prompt = n;
+  r->seq.max_kv_tokens = n + p.max_tokens - 1;
+  r->seq.tokens = std::move(prompt);
+  r->params = p;
+  r->rng.seed(p.seed ? *p.seed : seed_rng_());
+  r->detok = std::make_unique<IncrementalDetokenizer>(codec_, r->seq.tokens, p.skip_special_tokens);
+  r->stop = std::make_unique<StopStringMatcher>(p.stop);
+  r->masked_before_min = p.stop_token_ids;
+  if (!p.ignore_eos)
+    r->masked_before_min.insert(r->masked_before_min.end(), eos_.begin(), eos_.end());
+  r->arrival = EngineClock::now();
+  sched_.add(&r->seq);  // throws when it could never fit in the KV cache
+  requests_.emplace(next_id_, std::move(r));
+  return next_id_++;
+}
+
+Request* RequestTable::find(RequestId id) {
+  auto it = requests_.find(id);
+  return it == requests_.end() ? nullptr : it->second.get();
+}
+
+Request& RequestTable::at(RequestId id) {
+  return *requests_.at(id);
+}
+
+void RequestTable::finish(Request& r, FinishReason reason) {
+  if (r.finished) return;
+  if (reason != FinishReason::Abort && !r.stop->stopped()) {
+    r.delta += r.stop->append(r.detok->flush());
+    r.delta += r.stop->flush();
+  }
+  // A token still being sampled (asynchronous scheduling) is not part of the output. Normally
+  // only the last one or two are; after a failed step one may be left further in, so the tokens
+  // are cut at the first, and the computed count with them (the prefix cache then keeps only
+  // known tokens' pages).
+  Sequence& q = r.seq;
+  q.tokens.resize(size_t(q.num_known()));
+  q.num_computed = std::min(q.num_computed, q.num_tokens());
+  r.finished = true;
+  r.reason = reason;
+  r.touched = true;
+  sched_.finish(&r.seq);  // pages go back at once
+}
+
+void RequestTable::on_token(Request& r, int index, EngineClock::time_point now) {
+  const SamplingParams& p = r.params;
+  const int32_t tok = r.seq.tokens[size_t(index)];
+  const int num_output = index + 1 - r.seq.num_prompt;
+  r.new_ids.push_back(tok);
+  r.touched = true;
+  if (num_output == 1) r.first_token = now;
+  r.last_token = now;
+  const bool is_eos = !p.ignore_eos && contains(eos_, tok);
+  if (is_eos || contains(p.stop_token_ids, tok)) {  // their text is not part of the output
+    finish(r, FinishReason::Stop);
+    return;
+  }
+  const std::string text = r.detok->push(tok);
+  // Stop strings count only once min_tokens are out.
+  r.delta += r.stop->append(text, num_output >= p.min_tokens);
+  if (r.stop->stopped()) {
+    finish(r, FinishReason::Stop);
+  } else if (num_output >= p.max_tokens || index + 1 >= max_model_len_) {
+    finish(r, FinishReason::Length);
+  }
+}
+
+RequestOutput RequestTable::take_output(Request& r) {
+  RequestOutput o;
+  o.id = r.seq.id;
+  o.new_token_ids = std::move(r.new_ids);
+  o.text_delta = std::move(r.delta);
+  o.finished = r.finished;
+  o.finish_reason = r.reason;
+  o.num_prompt_tokens = r.seq.num_prompt;
+  // Tokens out so far: not a placeholder still being sampled (asynchronous scheduling).
+  const int n = r.seq.num_known() - r.seq.num_prompt;
+  o.num_completion_tokens = n;
+  if (n >= 1) o.time_to_first_token_s = seconds(r.first_token - r.arrival);
+  if (n >= 2) o.time_per_output_token_s = seconds(r.last_token - r.first_token) / (n - 1);
+  r.new_ids.clear();
+  r.delta.clear();
+  r.touched = false;
+  return o;
+}
+
+std::vector<RequestOutput> RequestTable::take_outputs(std::optional<int64_t> in_flight_serial) {
+  std::vector<RequestOutput> outs;
+  for (auto it = requests_.begin(); it != requests_.end();) {
+    Request& r = *it->second;
+    if (r.touched) outs.push_back(take_output(r));
+    // A finished request stays while the step in flight still names it.
+    const bool referenced = in_flight_serial && r.last_step == *in_flight_serial;
+    it = r.finished && !referenced ? requests_.erase(it) : std::next(it);
+  }
+  return outs;
+}
+
+bool RequestTable::has_unfinished() const {
+  for (const auto& [id, r] : requests_) {
+    if (!r->finished || r->touched) return true;
+  }
+  return false;
+}
+
+// ---- How a request's next token is drawn ----
+
+bool draws_like_device(const Request& r, bool device_sampling) {
+  if (!device_sampling) return false;
+  const SamplingParams& p = r.params;
+  // Top-k / top-p / min-p are drawn on the device too; penalties need the host.
+  if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)
+    return false;
+  // EOS / stop ids masked until min_tokens: the host sampler does that.
+  return r.seq.num_output() >= p.min_tokens || r.masked_before_min.empty();
+}
+
+RowSampling row_sampling(Request& r) {
+  const SamplingParams& p = r.params;
+  const bool greedy = p.temperature == 0;
+  // Greedy draws nothing, as on the host.
+  return {greedy ? 0.0f : 1.0f / p.temperature, greedy ? 0 : r.rng(), p.top_k, p.top_p, p.min_p};
+}
+
+int32_t host_sample(std::span<float> logits, Request& r, bool device_sampling) {
+  // A request that another row's penalty brought to the host draws as the device would: its
+  // tokens do not depend on its batch.
+  if (draws_like_device(r, device_sampling)) return draw_token(logits, row_sampling(r));
+  const std::span<const int32_t> all(r.seq.tokens);
+  const std::span<const int32_t> masked = r.seq.num_output() < r.params.min_tokens
+                                              ? std::span<const int32_t>(r.masked_before_min)
+                                              : std::span<const int32_t>();
+  return sample_token(logits, r.params, all.first(size_t(r.seq.num_prompt)),
+                      all.subspan(size_t(r.seq.num_prompt)), masked, r.rng);
+}
+
+}  // namespace nc

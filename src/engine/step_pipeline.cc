@@ -1,0 +1,172 @@
+// StepPipeline (engine/step_pipeline.h): launching steps on the model, the step in flight, and
+// completing steps into their requests' tokens.
+#include "engine/step_pipeline.h"
+
+#include <chrono>
+
+#include "core/error.h"
+#include "engine/prefix_cache.h"
+
+namespace nc {
+namespace {
+
+double seconds_since(EngineClock::time_point t0) {
+  return std::chrono::duration<double>(EngineClock::now() - t0).count();
+}
+
+}  // namespace
+
+std::span<float> StepPipeline::row_logits(LaunchedStep& s, size_t row) const {
+  return {s.logits.data() + row * size_t(vocab_), size_t(vocab_)};
+}
+
+StepPipeline::StepPipeline(const StepPipelineParts& parts)
+    : cfg_(parts.cfg),
+      model_(parts.model),
+      sched_(parts.sched),
+      planner_(parts.planner),
+      requests_(parts.requests),
+      acct_(parts.accounting),
+      vocab_(parts.model.vocab_size()) {}
+
+std::optional<int64_t> StepPipeline::in_flight_serial() const {
+  if (!in_flight_) return std::nullopt;
+  return in_flight_->serial;
+}
+
+StepsToComplete StepPipeline::launch_next() {
+  StepsToComplete steps;
+  steps.next = launch();
+  steps.done = std::move(in_flight_);
+  if (steps.next && steps.done) acct_.count_overlapped_step();
+  if (steps.next && steps.next->ids && cfg_.async_scheduling) in_flight_ = std::move(steps.next);
+  return steps;
+}
+
+void StepPipeline::complete(StepsToComplete& steps) {
+  LaunchedStep* current = nullptr;
+  try {
+    for (LaunchedStep* s : {steps.done.get(), steps.next.get()}) {
+      if (!s) continue;
+      current = s;
+      complete_step(*s);
+      acct_.charge(*s->kind);
+    }
+  } catch (...) {
+    // The failing step's tokens are lost, and those of a synchronous step queued behind it: their
+    // requests cannot go on. They finish as aborted (pages freed); the error propagates.
+    abort_requests_of(*current);
+    if (current == steps.done.get() && steps.next) abort_requests_of(*steps.next);
+    throw;
+  }
+  // The first step of a run completed nothing: the time so far goes to the step in flight.
+  if (!steps.done && !steps.next && in_flight_) acct_.charge(*in_flight_->kind);
+}
+
+std::unique_ptr<LaunchedStep> StepPipeline::launch() {
+  const auto t0 = EngineClock::now();
+  const ScheduleResult sr = sched_.schedule();
+  if (sr.empty()) return nullptr;
+  auto s = std::make_unique<LaunchedStep>();
+  s->serial = next_serial_++;
+  s->plan = build_step_plan(sr, cfg_.page_size);
+  if (planner_) acct_.record_cascade(apply_cascade(s->plan, *planner_));
+  acct_.add_schedule_time(seconds_since(t0));
+  const auto t1 = EngineClock::now();
+  queue_on_model(*s);
+  acct_.add_model_time(seconds_since(t1));
+  sched_.commit(sr);
+  s->kind = &acct_.count_launched(s->plan);
+  for (const StepEntry& e : s->plan.entries) requests_.at(e.seq->id).last_step = s->serial;
+  place_tokens(*s);
+  return s;
+}
+
+void StepPipeline::queue_on_model(LaunchedStep& s) {
+  const StepPlan& plan = s.plan;
+  const size_t num_rows = plan.sample_entries.size();
+  if (device_sampling_applies(plan)) {
+    // Only token ids come back: the host never sees the logits.
+    std::vector<RowSampling> rows;
+    for (size_t k = 0; k < num_rows; ++k) rows.push_back(row_sampling(request_of_row(plan, k)));
+    s.ids = model_.forward_sample_async(plan.input, rows);
+    return;
+  }
+  s.logits = model_.forward(plan.input);
+  NC_CHECK(s.logits.size() == num_rows * size_t(vocab_),
+           "engine: model returned {} logits for {} rows of {}", s.logits.size(), num_rows, vocab_);
+}
+
+void StepPipeline::place_tokens(LaunchedStep& s) {
+  // Sampled tokens that the next schedule() must already see: placeholders -1 - row, which the
+  // model resolves on the device (ForwardInput::token_ids) and complete_step() on the host.
+  const bool deferred = s.ids && cfg_.async_scheduling;
+  const StepPlan& plan = s.plan;
+  for (size_t k = 0; k < plan.sample_entries.size(); ++k) {
+    Sequence& seq = *plan.entries[size_t(plan.sample_entries[k])].seq;
+    s.token_index.push_back(deferred ? seq.num_tokens() : -1);
+    if (deferred) seq.tokens.push_back(-1 - int32_t(k));
+  }
+}
+
+std::vector<int32_t> StepPipeline::take_device_tokens(LaunchedStep& s) {
+  std::vector<int32_t> toks = s.ids->wait();
+  NC_CHECK(toks.size() == s.plan.sample_entries.size(),
+           "engine: model sampled {} tokens for {} rows", toks.size(),
+           s.plan.sample_entries.size());
+  acct_.count_device_sampled(int64_t(toks.size()));
+  return toks;
+}
+
+void StepPipeline::complete_step(LaunchedStep& s) {
+  const auto t0 = EngineClock::now();
+  const StepPlan& plan = s.plan;
+  const std::vector<int32_t> toks = s.ids ? take_device_tokens(s) : std::vector<int32_t>{};
+  const auto t1 = EngineClock::now();
+  acct_.add_model_time(std::chrono::duration<double>(t1 - t0).count());
+  const bool device_sampling = device_sampling_on();
+  for (size_t k = 0; k < plan.sample_entries.size(); ++k) {
+    Request& r = request_of_row(plan, k);
+    // Finished (a stop, an abort) while this step ran: its token is dropped.
+    if (r.finished) continue;
+    const int32_t tok = s.ids ? toks[k] : host_sample(row_logits(s, k), r, device_sampling);
+    NC_CHECK(tok >= 0 && tok < vocab_, "engine: sampled token {} outside the vocabulary", tok);
+    int index = s.token_index[k];
+    if (index < 0) {
+      index = r.seq.num_tokens();
+      r.seq.tokens.push_back(tok);
+    } else {
+      NC_CHECK(index < r.seq.num_tokens() && r.seq.tokens[size_t(index)] == -1 - int32_t(k),
+               "engine: request {} lost the placeholder of its token {}", r.seq.id, index);
+      r.seq.tokens[size_t(index)] = tok;
+    }
+    acct_.count_generated_token();
+    requests_.on_token(r, index, EngineClock::now());
+  }
+  acct_.add_sample_time(seconds_since(t1));
+}
+
+void StepPipeline::abort_requests_of(const LaunchedStep& s) {
+  for (const StepEntry& e : s.plan.entries) {
+    if (Request* r = requests_.find(e.seq->id)) requests_.finish(*r, FinishReason::Abort);
+  }
+}
+
+bool StepPipeline::device_sampling_on() const {
+  return cfg_.device_sampling && model_.can_sample_on_device();
+}
+
+bool StepPipeline::device_sampling_applies(const StepPlan& plan) const {
+  if (plan.sample_entries.empty()) return false;
+  const bool device_sampling = device_sampling_on();
+  for (int e : plan.sample_entries)
+    if (!draws_like_device(requests_.at(plan.entries[size_t(e)].seq->id), device_sampling))
+      return false;
+  return true;
+}
+
+Request& StepPipeline::request_of_row(const StepPlan& plan, size_t row) {
+  return requests_.at(plan.entries[size_t(plan.sample_entries[row])].seq->id);
+}
+
+}  // namespace nc

@@ -1,0 +1,108 @@
+// StepPipeline: launches the engine's steps on the model and completes them, with at most one
+// step in flight between Engine::step() calls (asynchronous scheduling, docs/gpu.md).
+//
+// One Engine::step() call is launch_next() then complete():
+//   - launch_next() schedules, plans and queues step n + 1 on the model BEFORE step n's tokens
+//     are taken (with device sampling the device then runs it while the host does step n's
+//     bookkeeping and plans step n + 2), and takes step n out of flight.
+//   - complete() takes step n's tokens (waiting for them) and then those of step n + 1 unless
+//     step n + 1 went into flight: it does when its tokens are sampled by the model and
+//     asynchronous scheduling is on. A step that needs the host sampler completes in the call
+//     that launched it.
+//
+// Placeholder rules (asynchronous scheduling): a step that goes into flight appends a
+// placeholder -1 - row to each sampled request's tokens at launch, so the next schedule() plans
+// with it; the model resolves it on the device (ForwardInput::token_ids) and complete() writes
+// the token over it. A request that finished while its step ran drops the step's token.
+//
+// Error recovery across two steps: when taking a step's tokens fails, those tokens are lost and
+// so are those of a synchronous step queued behind it; the requests of both finish as aborted
+// (pages freed, placeholders cut) and the error propagates. A step already in flight stays
+// there; its tokens find the aborted requests finished and are dropped.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "engine/request.h"
+#include "engine/scheduler.h"
+#include "engine/step_accounting.h"
+#include "engine/step_model.h"
+#include "engine/step_plan.h"
+#include "kv/cascade_planner.h"
+#include "nanocascade/engine.h"
+
+namespace nc {
+
+// A step the model has been given: its plan and, until the pipeline takes them, its tokens.
+struct LaunchedStep {
+  int64_t serial = 0;
+  StepPlan plan;
+  std::unique_ptr<PendingTokens> ids;  // sampled by the model (device sampling)
+  std::vector<float> logits;           // else [sample rows, vocab] for the host sampler
+  // Per logit row: where its token goes in the request's tokens (a placeholder the scheduler
+  // already planned with), or -1: appended when it arrives.
+  std::vector<int> token_index;
+  EngineStats::StepKind* kind = nullptr;  // the accounting's kind of the step
+};
+
+// The steps one Engine::step() call completes: the one that was in flight (step n) and the one
+// it launched (step n + 1, unless that went into flight). Either may be null.
+struct StepsToComplete {
+  std::unique_ptr<LaunchedStep> done;
+  std::unique_ptr<LaunchedStep> next;
+};
+
+// What the pipeline works with; all must outlive it.
+struct StepPipelineParts {
+  const EngineConfig& cfg;
+  StepModel& model;
+  Scheduler& sched;
+  const CascadePlanner* planner;  // null: no cascade
+  RequestTable& requests;
+  StepAccounting& accounting;
+};
+
+class StepPipeline {
+ public:
+  explicit StepPipeline(const StepPipelineParts& parts);
+
+  // Launches the next step (none when nothing is scheduled) and takes the step in flight out of
+  // flight; the launched step goes into flight when asynchronous (see the top comment).
+  StepsToComplete launch_next();
+  // Completes the steps (in launch order), charging each to its kind; on an error aborts the
+  // requests of the failed step and of a step behind it, and rethrows.
+  void complete(StepsToComplete& steps);
+
+  bool has_in_flight() const { return in_flight_ != nullptr; }
+  // The step in flight's serial (requests it names must stay); nullopt when none.
+  std::optional<int64_t> in_flight_serial() const;
+
+ private:
+  std::unique_ptr<LaunchedStep> launch();
+  void queue_on_model(LaunchedStep& s);
+  // Appends the placeholders of a step going into flight, or marks its rows "append".
+  void place_tokens(LaunchedStep& s);
+  void complete_step(LaunchedStep& s);
+  std::vector<int32_t> take_device_tokens(LaunchedStep& s);
+  void abort_requests_of(const LaunchedStep& s);
+  bool device_sampling_on() const;
+  bool device_sampling_applies(const StepPlan& plan) const;
+  Request& request_of_row(const StepPlan& plan, size_t row);
+  std::span<float> row_logits(LaunchedStep& s, size_t row) const;  // host logits of a row
+
+  const EngineConfig& cfg_;
+  StepModel& model_;
+  Scheduler& sched_;
+  const CascadePlanner* planner_;
+  RequestTable& requests_;
+  StepAccounting& acct_;
+  int vocab_ = 0;
+  int64_t next_serial_ = 0;
+  // The step whose tokens are still on their way (asynchronous scheduling).
+  std::unique_ptr<LaunchedStep> in_flight_;
+};
+
+}  // namespace nc

@@ -1,0 +1,34 @@
+// TextCodec: what the engine needs from a tokenizer (encode, decode, EOS ids, the chat template),
+// and the two codecs the project has: the model's own (GGUF or Hugging Face tokenizer) and a
+// number codec for models without a tokenizer. Tests plug in their own (tests/fake_model.h).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tokenizer/chat_template.h"
+
+namespace nc {
+
+class TextCodec {
+ public:
+  virtual ~TextCodec() = default;
+  virtual std::vector<int32_t> encode(const std::string& text, bool add_special_tokens) const = 0;
+  // Bytes of the ids' text; may end in the middle of a UTF-8 character.
+  virtual std::string decode(const int32_t* ids, size_t n, bool skip_special_tokens) const = 0;
+  virtual std::vector<int32_t> eos_token_ids() const = 0;
+  // The prompt text for chat messages, with the model's chat template. Throws nc::Error when
+  // the model has no template or a role is unknown.
+  virtual std::string apply_chat_template(const std::vector<ChatMessage>& messages,
+                                          bool add_generation_prompt) const = 0;
+};
+
+// The tokenizer of a model path (.gguf, tokenizer.json or a Hugging Face folder). Defined in
+// text_codec.cc.
+std::unique_ptr<TextCodec> make_text_codec(const std::string& path);
+// For models without a tokenizer (dummy weights): text is token ids written as decimal numbers
+// separated by spaces; decoding writes " <id>" per token. No EOS.
+std::unique_ptr<TextCodec> make_number_codec(int vocab_size);
+
+}  // namespace nc
