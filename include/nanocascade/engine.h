@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "tokenizer/chat_template.h"  // nc::ChatMessage {role, content}
+#include "nanocascade/chat_message.h"  // nc::ChatMessage {role, content}
 
 namespace nc {
 

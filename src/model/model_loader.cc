@@ -8,8 +8,8 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "model/gguf.h"
-#include "model/safetensors.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
 
 namespace nc {
 namespace {
