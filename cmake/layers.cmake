@@ -108,7 +108,8 @@ endfunction()
 # the only project include path.
 function(nc_check_public_headers)
   get_property(claimed GLOBAL PROPERTY NC_CLAIMED_PUBLIC_HEADERS)
-  file(GLOB public RELATIVE "${NC_PUBLIC_HEADER_DIR}" CONFIGURE_DEPENDS "${NC_PUBLIC_HEADER_DIR}/*.h")
+  file(GLOB public RELATIVE "${NC_PUBLIC_HEADER_DIR}" CONFIGURE_DEPENDS
+       "${NC_PUBLIC_HEADER_DIR}/*.h")
   set(check_sources)
   foreach(header ${public})
     list(FIND claimed ${header} at)
