@@ -20,6 +20,7 @@ run: build
 
 test: build asan-build
 	./$(BUILD)/tests/nc_tests --gtest_brief=1
+	ctest --test-dir $(BUILD) -L layering --output-on-failure
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ./$(ASAN_BUILD)/tests/nc_tests --gtest_brief=1 --gtest_filter='-*Slow*'
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_openai_client.py

@@ -1,9 +1,10 @@
-# The CUDA backend (FlashInfer + cuBLASLt), included by the top-level CMakeLists when NC_CUDA=ON.
+# The CUDA backend (FlashInfer + cuBLASLt) as the layer backend_cuda, included by the top-level
+# CMakeLists when NC_CUDA=ON (without it, backend_cuda is src/backend/cuda_stub).
 #
 # Layout: the device code (src/backend/cuda/*.cu) builds into the static library nc_cuda_kernels,
-# which only includes FlashInfer and CUDA headers; the host side (src/backend/cuda/*.cc: the
-# Backend class, memory, cuBLASLt, plans) is compiled into nanocascade_core itself, so core's
-# users get make_cuda_backend() without a circular static-library dependency.
+# which includes FlashInfer and CUDA headers and, of ours, only the include views of core and
+# backend_cuda; the host side (src/backend/cuda/*.cc: the Backend class, memory, cuBLASLt, plans)
+# is the layer nc_backend_cuda (on top of backend), which links the kernels.
 if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
   # sm_90a: FlashInfer's Hopper paths (wgmma) need the arch-specific target.
   set(CMAKE_CUDA_ARCHITECTURES 90a)
@@ -47,7 +48,9 @@ set_source_files_properties(${CMAKE_SOURCE_DIR}/src/backend/cuda/attn_prefill_sm
   # CUTLASS's own headers: deprecated implicit `this` capture (sm100 collectives it includes) and
   # a deprecated cute::copy_if overload that FlashInfer's epilogue calls.
   COMPILE_OPTIONS "-diag-suppress=2908,1444")
-target_include_directories(nc_cuda_kernels PRIVATE ${CMAKE_SOURCE_DIR}/src)
+nc_layer_view(core NC_CORE_VIEW)
+nc_layer_view(backend_cuda NC_BACKEND_CUDA_VIEW)
+target_include_directories(nc_cuda_kernels PRIVATE ${NC_CORE_VIEW} ${NC_BACKEND_CUDA_VIEW})
 target_compile_options(nc_cuda_kernels PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr --expt-extended-lambda
                             -Xcompiler=-Wno-unused-parameter>)
@@ -57,17 +60,6 @@ set_target_properties(nc_cuda_kernels PROPERTIES POSITION_INDEPENDENT_CODE ON
                                                  CUDA_SEPARABLE_COMPILATION OFF)
 target_link_libraries(nc_cuda_kernels PUBLIC CUDA::cudart)
 
-file(GLOB NC_CUDA_HOST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/backend/cuda/*.cc)
-target_sources(nanocascade_core PRIVATE ${NC_CUDA_HOST_SOURCES})
-target_compile_definitions(nanocascade_core PUBLIC NC_HAVE_CUDA)
-target_link_libraries(nanocascade_core PUBLIC nc_cuda_kernels CUDA::cudart CUDA::cublasLt
-                                              CUDA::cublas)
-
-# GPU tests (a separate binary: CI machines have no GPU) and GPU microbenchmarks.
-if(NC_TESTS)
-  add_subdirectory(${CMAKE_SOURCE_DIR}/tests/gpu ${CMAKE_BINARY_DIR}/tests/gpu)
-endif()
-option(NC_GPU_BENCH "Build the GPU microbenchmarks (bench/gpu)" ON)
-if(NC_GPU_BENCH)
-  add_subdirectory(${CMAKE_SOURCE_DIR}/bench/gpu ${CMAKE_BINARY_DIR}/bench/gpu)
-endif()
+nc_layer(NAME backend_cuda DIR backend/cuda DEPS backend
+         LIBS nc_cuda_kernels CUDA::cudart CUDA::cublasLt CUDA::cublas)
+target_compile_definitions(nc_backend_cuda PUBLIC NC_HAVE_CUDA)

@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "core/error.h"
-#include "model/gguf.h"
+#include "formats/gguf.h"
 
 namespace {
 

@@ -10,7 +10,7 @@
 
 #include "backend/backend.h"
 #include "backend/sampling_filter.h"
-#include "model/random_init.h"
+#include "core/random_init.h"
 
 namespace nc::testing {
 

@@ -7,8 +7,8 @@
 
 #include "backend/backend.h"
 #include "core/error.h"
+#include "core/random_init.h"
 #include "engine/sampling.h"
-#include "model/random_init.h"
 #include "sampling_check.h"
 
 namespace nc {

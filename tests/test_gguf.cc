@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "model/gguf.h"
+#include "formats/gguf.h"
 
 namespace nc {
 namespace {

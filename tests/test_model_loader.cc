@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "core/error.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
 #include "loader_test_util.h"
-#include "model/gguf.h"
 #include "model/model_loader.h"
-#include "model/safetensors.h"
 
 namespace nc {
 namespace {

@@ -10,9 +10,9 @@
 
 #include "backend/backend.h"
 #include "core/error.h"
+#include "core/random_init.h"
 #include "model/llama.h"
 #include "model/model_loader.h"
-#include "model/random_init.h"
 #include "nanocascade/engine.h"
 
 namespace nc {

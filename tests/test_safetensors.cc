@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "core/error.h"
+#include "formats/safetensors.h"
 #include "loader_test_util.h"
-#include "model/safetensors.h"
 
 namespace nc {
 namespace {

@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "nanocascade/stats.h"        // nc::EngineStats
-#include "tokenizer/chat_template.h"  // nc::ChatMessage {role, content}
+#include "nanocascade/chat_message.h"  // nc::ChatMessage {role, content}
+#include "nanocascade/stats.h"         // nc::EngineStats
 
 namespace nc {
 

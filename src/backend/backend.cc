@@ -9,8 +9,8 @@
 #include "core/error.h"
 // The host sampler's filter is the reference for filtered rows (a .cc-only dependency).
 #include "backend/sampling_filter.h"
+#include "core/random_init.h"
 #include "kv/page_pool.h"
-#include "model/random_init.h"
 
 namespace nc {
 

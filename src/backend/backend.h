@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "core/host_tensor.h"
 #include "core/tensor.h"
 #include "kv/paged_kv.h"
-#include "model/host_tensor.h"
 
 namespace nc {
 

@@ -5,7 +5,7 @@
 
 #include "core/error.h"
 #include "engine/text_codec.h"
-#include "model/gguf.h"
+#include "formats/gguf.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 

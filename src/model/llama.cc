@@ -6,7 +6,7 @@
 #include <numbers>
 
 #include "core/error.h"
-#include "model/random_init.h"
+#include "core/random_init.h"
 
 namespace nc {
 

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/host_tensor.h"
 #include "kv/paged_kv.h"
-#include "model/host_tensor.h"
 #include "model/model_config.h"
 
 namespace nc {

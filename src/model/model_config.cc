@@ -7,7 +7,7 @@
 #include <optional>
 
 #include "core/error.h"
-#include "model/gguf.h"
+#include "formats/gguf.h"
 
 namespace nc {
 namespace {

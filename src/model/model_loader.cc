@@ -8,8 +8,8 @@
 
 #include "core/error.h"
 #include "core/json_file.h"
-#include "model/gguf.h"
-#include "model/safetensors.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
 
 namespace nc {
 namespace {

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "model/host_tensor.h"
+#include "core/host_tensor.h"
 #include "model/model_config.h"
 
 namespace nc {

@@ -10,12 +10,9 @@
 #include <string>
 #include <vector>
 
-namespace nc {
+#include "nanocascade/chat_message.h"  // nc::ChatMessage {role, content}
 
-struct ChatMessage {
-  std::string role;  // "system", "user" or "assistant"
-  std::string content;
-};
+namespace nc {
 
 enum class ChatTemplateFamily { kChatML, kLlama3, kLlama2 };
 

@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "core/json_file.h"
-#include "model/gguf.h"
+#include "formats/gguf.h"
 #include "tokenizer/tokenizer.h"
 
 namespace nc {

@@ -9,11 +9,11 @@
 #include <numeric>
 #include <set>
 
+#include "core/random_init.h"
 #include "golden.h"
 #include "gpu_test_util.h"
 #include "kv/cascade_planner.h"
 #include "model/model_loader.h"
-#include "model/random_init.h"
 #include "nanocascade/engine.h"
 #include "seq_runner.h"
 

@@ -8,9 +8,9 @@
 #include <span>
 
 #include "core/error.h"
+#include "core/random_init.h"
 #include "engine/sampling.h"
 #include "gpu_test_util.h"
-#include "model/random_init.h"
 #include "nanocascade/engine.h"
 #include "sampling_check.h"
 

@@ -48,7 +48,7 @@ void scatter_ids(const int32_t* src, int64_t num_src, const int32_t* pairs, int6
 void bf16_to_f32(const void* in, float* out, int64_t n, cudaStream_t stream);
 void f16_to_f32(const void* in, float* out, int64_t n, cudaStream_t stream);
 void f32_to_bf16(const float* in, void* out, int64_t n, cudaStream_t stream);
-// out[i] = low + (high - low) * uniform_hash01(seed, i) (model/random_init.h), as float32
+// out[i] = low + (high - low) * uniform_hash01(seed, i) (core/random_init.h), as float32
 // (bf16 = false) or rounded to bf16.
 void fill_uniform(void* out, bool bf16, int64_t n, uint64_t seed, float low, float high,
                   cudaStream_t stream);

@@ -12,7 +12,7 @@
 
 #include "backend/cuda/cuda_check.cuh"
 #include "backend/cuda/kernels.h"
-#include "model/random_init.h"
+#include "core/random_init.h"
 
 namespace nc::cuda {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "model/host_tensor.h"
+#include "core/host_tensor.h"
 
 namespace nc {
 

@@ -1,6 +1,6 @@
 // GGUF parsing: header, metadata, tensor infos. Every read is bounds-checked against the buffer,
 // and every count is checked against the bytes left before anything is allocated for it.
-#include "model/gguf.h"
+#include "formats/gguf.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

@@ -9,7 +9,7 @@
 #include <variant>
 #include <vector>
 
-#include "model/host_tensor.h"
+#include "core/host_tensor.h"
 
 namespace nc {
 
