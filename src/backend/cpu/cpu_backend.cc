@@ -9,6 +9,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_attention.h"
+#include "backend/cpu/cpu_ops.h"
 #include "core/thread_pool.h"
 
 namespace nc {
@@ -49,6 +50,31 @@ void rope_head(float* v, const float* c, const float* s, int half) {
     v[d + half] = x2 * c[d] + x1 * s[d];
   }
 }
+
+}  // namespace
+
+void cpu_rope(Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin, int head_dim) {
+  const int64_t T = positions.numel(), max_pos = cos_sin.dim(0);
+  NC_CHECK(cos_sin.dim(1) == head_dim, "rope: cos/sin table has {} columns for head_dim {}",
+           cos_sin.dim(1), head_dim);
+  const int32_t* pos = positions.ptr<int32_t>();
+  const float* cs = f32(cos_sin, "rope table");
+  for (Tensor* t : {&q, &k}) {
+    const int64_t heads = t->dim(-1) / head_dim;
+    NC_CHECK(t->dim(0) == T, "rope: {} rows for {} positions", t->dim(0), T);
+    float* p = f32(*t, "rope");
+    const int half = head_dim / 2;
+    for (int64_t i = 0; i < T; ++i) {
+      NC_CHECK(pos[i] >= 0 && pos[i] < max_pos, "rope: position {} outside [0, {})", pos[i],
+               max_pos);
+      const float* c = cs + int64_t(pos[i]) * head_dim;
+      const float* s = c + half;
+      for (int64_t h = 0; h < heads; ++h) rope_head(p + (i * heads + h) * head_dim, c, s, half);
+    }
+  }
+}
+
+namespace {
 
 class CpuBackend final : public Backend {
  public:
@@ -135,28 +161,6 @@ class CpuBackend final : public Backend {
       const float* pb = f32(bias, "linear bias");
       for (int64_t r = 0; r < N; ++r)
         for (int64_t j = 0; j < M; ++j) po[r * M + j] += pb[j];
-    }
-  }
-
-  void rope(Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin,
-            int head_dim) override {
-    const int64_t T = positions.numel(), max_pos = cos_sin.dim(0);
-    NC_CHECK(cos_sin.dim(1) == head_dim, "rope: cos/sin table has {} columns for head_dim {}",
-             cos_sin.dim(1), head_dim);
-    const int32_t* pos = positions.ptr<int32_t>();
-    const float* cs = f32(cos_sin, "rope table");
-    for (Tensor* t : {&q, &k}) {
-      const int64_t heads = t->dim(-1) / head_dim;
-      NC_CHECK(t->dim(0) == T, "rope: {} rows for {} positions", t->dim(0), T);
-      float* p = f32(*t, "rope");
-      const int half = head_dim / 2;
-      for (int64_t i = 0; i < T; ++i) {
-        NC_CHECK(pos[i] >= 0 && pos[i] < max_pos, "rope: position {} outside [0, {})", pos[i],
-                 max_pos);
-        const float* c = cs + int64_t(pos[i]) * head_dim;
-        const float* s = c + half;
-        for (int64_t h = 0; h < heads; ++h) rope_head(p + (i * heads + h) * head_dim, c, s, half);
-      }
     }
   }
 
