@@ -56,8 +56,7 @@ std::unique_ptr<AttentionPlan> CudaAttention::plan(const AttentionStep& step,
   lay_out_levels(*plan, step, lay);
   const size_t metadata_bytes = lay.size();
   int num_shared = 0;  // shared levels with entries
-  for (size_t l = 0; l + 1 < step.levels.size(); ++l)
-    num_shared += step.levels[l].batch_size() > 0;
+  for (size_t l = 0; l + 1 < step.levels.size(); ++l) num_shared += step.levels[l].batch_size() > 0;
   plan->overlap = options_.overlap_cascade_levels && num_shared > 0 && step.num_tokens > 0;
   if (plan->overlap) ctx_->ensure_side_stream();
   const std::vector<cuda::PlanQuery> queries = choose_kernels(*plan, step, lay);
@@ -200,8 +199,7 @@ bool CudaAttention::use_sm90_kernel(const AttentionShape& sh, const PagedKVBatch
 
 std::vector<LevelKernel> plan_level_kernels(const AttentionPlan& plan, const char* what) {
   std::vector<LevelKernel> out;
-  for (const LevelPlan& lp : cuda_plan(plan, what).levels)
-    out.push_back(lp.kernel);
+  for (const LevelPlan& lp : cuda_plan(plan, what).levels) out.push_back(lp.kernel);
   return out;
 }
 

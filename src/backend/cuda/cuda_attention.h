@@ -42,8 +42,7 @@ class CudaAttention {
   // Graph planning (cuda_graph_plan.cc).
   bool pad_graph_levels(const AttentionStep& step, const AttentionShape& shape, int max_pages,
                         std::vector<PagedKVBatch>& padded) const;
-  void carve_graph_cascade_state(CudaAttentionPlan& plan, const GraphSlot& slot,
-                                 void** shared_ws);
+  void carve_graph_cascade_state(CudaAttentionPlan& plan, const GraphSlot& slot, void** shared_ws);
   void upload_graph_metadata(const GraphSlot& slot, const std::vector<PagedKVBatch>& shared,
                              const PagedKVBatch& own);
   // Kernel choice.

@@ -57,8 +57,8 @@ void run_level(const CudaAttentionPlan& plan, const LevelPlan& lp, const Tensor&
         cuda::sm90_prefill_run(lp.info, ws, kv, io, stream);
         break;
       case LevelKernel::Prefill:
-        cuda::prefill_run(lp.info, ws, kv, plan.staging.dev_ptr(lp.arrays.qo_indptr), io,
-                          lp.causal, stream);
+        cuda::prefill_run(lp.info, ws, kv, plan.staging.dev_ptr(lp.arrays.qo_indptr), io, lp.causal,
+                          stream);
         break;
     }
   });
@@ -132,8 +132,8 @@ void validate_attention_shape(const AttentionShape& sh) {
   NC_CHECK(sh.kv.head_dim == sh.head_dim && sh.kv.num_kv_heads == sh.num_kv_heads,
            "attention: kv cache shape (heads {}, dim {}) does not match attention ({}, {})",
            sh.kv.num_kv_heads, sh.kv.head_dim, sh.num_kv_heads, sh.head_dim);
-  NC_CHECK(sh.kv.page_size >= 1 && sh.kv.page_size <= 256,
-           "attention: page size {} outside 1..256", sh.kv.page_size);
+  NC_CHECK(sh.kv.page_size >= 1 && sh.kv.page_size <= 256, "attention: page size {} outside 1..256",
+           sh.kv.page_size);
   NC_CHECK(sh.num_qo_heads <= 64, "attention: more than 64 query heads ({}) not supported",
            sh.num_qo_heads);
 }

@@ -102,11 +102,9 @@ struct CascadeState {
 };
 
 // Device buffers from the stream-ordered pool, freed in stream order when this goes away.
-class StreamBuffers {
+class StreamBuffers : NonCopyable {
  public:
   explicit StreamBuffers(std::shared_ptr<Context> ctx) : ctx_(std::move(ctx)) {}
-  StreamBuffers(const StreamBuffers&) = delete;
-  StreamBuffers& operator=(const StreamBuffers&) = delete;
   ~StreamBuffers();
   void* get(size_t bytes);  // at least 16 bytes
 
@@ -117,13 +115,12 @@ class StreamBuffers {
 
 class CudaAttentionPlan final : public AttentionPlan {
  public:
-  explicit CudaAttentionPlan(std::shared_ptr<Context> c)
-      : ctx(std::move(c)), owned_buffers(ctx) {}
+  explicit CudaAttentionPlan(std::shared_ptr<Context> c) : ctx(std::move(c)), owned_buffers(ctx) {}
 
   std::shared_ptr<Context> ctx;
   AttentionShape shape;
   int num_tokens = 0;
-  std::vector<LevelPlan> levels;  // levels.back(): the own level
+  std::vector<LevelPlan> levels;                  // levels.back(): the own level
   StagedArray<int32_t> batch_indices, positions;  // append slots of the step's rows
   StagingView staging;
   bool overlap = false;  // shared levels on the side stream

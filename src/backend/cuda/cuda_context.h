@@ -56,6 +56,14 @@ inline void expect_i32(const Tensor& t, const char* what) {
   t.expect_contiguous(what);
 }
 
+// A base for the parts that own device resources: they are neither copied nor moved.
+class NonCopyable {
+ public:
+  NonCopyable() = default;
+  NonCopyable(const NonCopyable&) = delete;
+  NonCopyable& operator=(const NonCopyable&) = delete;
+};
+
 // Page-locked staging plus a device buffer of the same size, for one plan's metadata (or, host
 // side only, sampled ids on their way back). The event marks the end of the last asynchronous
 // copy out of or into the staging memory: the host must not touch the staging memory again

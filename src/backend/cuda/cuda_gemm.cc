@@ -44,8 +44,7 @@ void CublasLtGemm::linear(const Tensor& x, const Tensor& w, const Tensor& bias, 
   expect_cuda(out, "linear output");
   NC_CHECK(out.dtype() == DType::BF16 || out.dtype() == DType::F32,
            "linear: output dtype {} not supported (bf16, f32)", dtype_name(out.dtype()));
-  for (const Tensor* t : {&x, &w, static_cast<const Tensor*>(&out)})
-    t->expect_contiguous("linear");
+  for (const Tensor* t : {&x, &w, static_cast<const Tensor*>(&out)}) t->expect_contiguous("linear");
   if (bias.defined()) {
     bias.expect_shape({M}, "linear bias");
     expect_cuda(bias, "linear bias");
@@ -55,14 +54,15 @@ void CublasLtGemm::linear(const Tensor& x, const Tensor& w, const Tensor& bias, 
   run(x, w, bias, out, N, M, K);
 }
 
-void CublasLtGemm::run(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& out,
-                       int64_t N, int64_t M, int64_t K) {
+void CublasLtGemm::run(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& out, int64_t N,
+                       int64_t M, int64_t K) {
   const int align = pointer_alignment({x.data(), w.data(), out.data(), bias.data()});
   const Key key{N, M, K, bias.defined(), out.dtype() == DType::F32, align};
   auto it = plans_.find(key);
   if (it == plans_.end()) it = plans_.emplace(key, make_plan(key)).first;
   Plan& g = it->second;
-  if (bias.defined()) set_desc(g.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias.data(), "bias pointer");
+  if (bias.defined())
+    set_desc(g.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias.data(), "bias pointer");
   const float alpha = 1.0f, beta = 0.0f;
   // Column-major view: out^T [M, N] = W [M, K] (stored as K x M, transposed) * x^T [K, N].
   cublas_check(cublasLtMatmul(ctx_->lt, g.desc, &alpha, w.data(), g.a, x.data(), g.b, &beta,
@@ -83,9 +83,9 @@ CublasLtGemm::Plan CublasLtGemm::make_plan(const Key& key) const {
   }
   cublas_check(cublasLtMatrixLayoutCreate(&g.a, CUDA_R_16BF, key.k, key.m, key.k), "layout a");
   cublas_check(cublasLtMatrixLayoutCreate(&g.b, CUDA_R_16BF, key.k, key.n, key.k), "layout b");
-  cublas_check(cublasLtMatrixLayoutCreate(&g.c, key.f32_out ? CUDA_R_32F : CUDA_R_16BF, key.m,
-                                          key.n, key.m),
-               "layout c");
+  cublas_check(
+      cublasLtMatrixLayoutCreate(&g.c, key.f32_out ? CUDA_R_32F : CUDA_R_16BF, key.m, key.n, key.m),
+      "layout c");
   pick_algorithm(key, g);
   return g;
 }

@@ -13,12 +13,10 @@
 
 namespace nc::cuda_host {
 
-class CublasLtGemm {
+class CublasLtGemm : NonCopyable {
  public:
   explicit CublasLtGemm(std::shared_ptr<Context> ctx) : ctx_(std::move(ctx)) {}
   ~CublasLtGemm();
-  CublasLtGemm(const CublasLtGemm&) = delete;
-  CublasLtGemm& operator=(const CublasLtGemm&) = delete;
 
   // out = x @ w^T (+ bias). x: [N, K]; w: [M, K]; bias: [M] or undefined; out: [N, M].
   void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor out);

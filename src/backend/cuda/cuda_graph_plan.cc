@@ -38,8 +38,7 @@ bool CudaAttention::pad_graph_levels(const AttentionStep& step, const AttentionS
     if (step.levels[l].causal) return false;
   for (const PagedKVBatch& level : step.levels)
     level.validate(step.num_tokens, page_size, shape.kv.num_pages);
-  if (!cuda::decode_supported(shape.num_qo_heads, shape.num_kv_heads, shape.head_dim))
-    return false;
+  if (!cuda::decode_supported(shape.num_qo_heads, shape.num_kv_heads, shape.head_dim)) return false;
   for (int b = 0; b < B; ++b) {
     if (own.q_len(b) != 1 || own.num_pages(b) < 1 || own.num_pages(b) > max_pages) return false;
   }
@@ -69,10 +68,10 @@ std::unique_ptr<AttentionPlan> CudaAttention::plan_for_graph(const AttentionStep
   std::vector<cuda::PlanQuery> queries(nl);
   for (size_t l = 0; l < nl; ++l) {
     const PagedKVBatch& in = *g.levels[l];
-    queries[l] = cuda::PlanQuery{
-        in.qo_indptr.data(), in.kv_indptr.data(), B,         B, shape.num_qo_heads,
-        shape.num_kv_heads,  shape.head_dim,      page_size,
-        /*cuda_graph=*/true};
+    queries[l] =
+        cuda::PlanQuery{in.qo_indptr.data(), in.kv_indptr.data(), B,         B, shape.num_qo_heads,
+                        shape.num_kv_heads,  shape.head_dim,      page_size,
+                        /*cuda_graph=*/true};
   }
   GraphSlot& slot = slots_.get(slot_id, queries, max_pages);
   // The host side of the slot is rewritten only once its last copy has run.

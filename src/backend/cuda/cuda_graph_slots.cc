@@ -5,11 +5,10 @@
 
 namespace nc::cuda_host {
 
-bool GraphSlot::fits(const std::vector<cuda::PlanQuery>& queries, int pages) const {
+SlotShape SlotShape::of(const std::vector<cuda::PlanQuery>& queries, int max_pages) {
   const cuda::PlanQuery& q = queries.back();
-  return batch == q.batch_size && levels.size() == queries.size() && max_pages == pages &&
-         num_qo_heads == q.num_qo_heads && num_kv_heads == q.num_kv_heads &&
-         head_dim == q.head_dim && page_size == q.page_size;
+  return {int(queries.size()), q.batch_size, max_pages,  q.num_qo_heads,
+          q.num_kv_heads,      q.head_dim,   q.page_size};
 }
 
 bool GraphSlot::same_launch(const std::vector<LevelPlan>& planned) {
@@ -32,8 +31,8 @@ GraphSlots::~GraphSlots() {
 GraphSlot& GraphSlots::get(int slot_id, const std::vector<cuda::PlanQuery>& queries,
                            int max_pages) {
   GraphSlot& g = slots_[slot_id];
-  if (g.fits(queries, max_pages)) return g;
-  if (g.batch != 0) {
+  if (g.shape == SlotShape::of(queries, max_pages)) return g;
+  if (g.shape.batch != 0) {
     ctx_->synchronize();
     release(g);
     graphs_.drop(slot_id);
@@ -72,12 +71,7 @@ void GraphSlots::make(GraphSlot& g, const std::vector<cuda::PlanQuery>& queries,
   for (LevelArrays& a : g.levels) a.kv_indices = lay.add<int32_t>(B * size_t(max_pages));
   allocate_region(g, lay.size(), own_fb);
   g.shared_ws_bytes = shared_fb;
-  g.batch = q.batch_size;
-  g.max_pages = max_pages;
-  g.num_qo_heads = q.num_qo_heads;
-  g.num_kv_heads = q.num_kv_heads;
-  g.head_dim = q.head_dim;
-  g.page_size = q.page_size;
+  g.shape = SlotShape::of(queries, max_pages);
 }
 
 // The slot's staging region (zeroed, its copy event recorded) and its own split-KV scratch.

@@ -22,34 +22,37 @@
 
 namespace nc::cuda_host {
 
-struct GraphSlot {
-  // The shape the slot was made for (batch 0: not made yet).
-  int batch = 0;
-  int max_pages = 0;
+// What a slot is made for: queries.size() levels of the last query's batch size and head shape,
+// up to max_pages pages per entry (batch 0: not made yet).
+struct SlotShape {
+  int levels = 0, batch = 0, max_pages = 0;
   int num_qo_heads = 0, num_kv_heads = 0, head_dim = 0, page_size = 0;
+  static SlotShape of(const std::vector<cuda::PlanQuery>& queries, int max_pages);
+  bool operator==(const SlotShape&) const = default;
+};
+
+struct GraphSlot {
+  SlotShape shape;
   Staging staging;
   std::vector<LevelArrays> levels;  // levels.back(): the own level
   StagedArray<int32_t> batch_indices, positions;
-  size_t head_bytes = 0;  // bytes before the first level's page list
+  size_t head_bytes = 0;   // bytes before the first level's page list
   void* own_ws = nullptr;  // the own level's split-KV scratch
   size_t own_ws_bytes = 0;
   size_t shared_ws_bytes = 0;  // split-KV scratch of the shared levels (in the graph scratch)
   // Per level, the launch shape (FlashInfer's plan info) of the slot's first plan.
   std::vector<cuda::PlanInfo> first_launch;
 
-  bool fits(const std::vector<cuda::PlanQuery>& queries, int pages) const;
   // Whether `levels` launch as the slot's first plan did (a graph replays the launch shape it was
   // captured with); the first call records them.
   bool same_launch(const std::vector<LevelPlan>& planned);
 };
 
-class GraphSlots {
+class GraphSlots : NonCopyable {
  public:
   GraphSlots(std::shared_ptr<Context> ctx, GraphRunner& graphs)
       : ctx_(std::move(ctx)), graphs_(graphs) {}
   ~GraphSlots();
-  GraphSlots(const GraphSlots&) = delete;
-  GraphSlots& operator=(const GraphSlots&) = delete;
 
   // The slot for queries.size() levels of queries.back().batch_size entries, (re)made when its
   // shape changes.

@@ -15,12 +15,10 @@
 
 namespace nc::cuda_host {
 
-class GraphRunner {
+class GraphRunner : NonCopyable {
  public:
   explicit GraphRunner(std::shared_ptr<Context> ctx) : ctx_(std::move(ctx)) {}
   ~GraphRunner();
-  GraphRunner(const GraphRunner&) = delete;
-  GraphRunner& operator=(const GraphRunner&) = delete;
 
   void begin_capture();
   void end_capture(int key);  // key < 0: discard what was recorded
@@ -36,13 +34,11 @@ class GraphRunner {
   bool capturing_ = false;
 };
 
-class PassTimer {
+class PassTimer : NonCopyable {
  public:
   PassTimer(std::shared_ptr<Context> ctx, const GraphRunner& graphs)
       : ctx_(std::move(ctx)), graphs_(graphs) {}
   ~PassTimer();
-  PassTimer(const PassTimer&) = delete;
-  PassTimer& operator=(const PassTimer&) = delete;
 
   void mark_pass_begin();
   void mark_pass_end();

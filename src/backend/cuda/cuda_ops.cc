@@ -68,7 +68,8 @@ void CudaOps::rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor o
   expect_bf16(x, "rmsnorm input");
   expect_bf16(weight, "rmsnorm weight");
   expect_bf16(out, "rmsnorm output");
-  k_call([&] { cuda::rmsnorm_bf16(x.data(), weight.data(), out.data(), int(N), int(H), eps, s()); });
+  k_call(
+      [&] { cuda::rmsnorm_bf16(x.data(), weight.data(), out.data(), int(N), int(H), eps, s()); });
 }
 
 void CudaOps::add_rmsnorm(Tensor x, Tensor residual, const Tensor& weight, float eps) {
@@ -89,8 +90,7 @@ void CudaOps::rope(Tensor q, Tensor k, const Tensor& positions, const Tensor& co
   expect_i32(positions, "rope positions");
   NC_CHECK(head_dim > 0 && head_dim % 2 == 0, "rope: bad head_dim {}", head_dim);
   NC_CHECK(cos_sin.ndim() == 2 && cos_sin.dim(1) == head_dim,
-           "rope: cos/sin table {} does not have {} columns", shape_str(cos_sin.shape()),
-           head_dim);
+           "rope: cos/sin table {} does not have {} columns", shape_str(cos_sin.shape()), head_dim);
   expect_cuda(cos_sin, "rope table");
   cos_sin.expect_contiguous("rope table");
   NC_CHECK(cuda::head_dim_supported(head_dim), "rope: head_dim {} not supported (64, 128)",
@@ -108,46 +108,31 @@ void CudaOps::rope(Tensor q, Tensor k, const Tensor& positions, const Tensor& co
   });
 }
 
-std::pair<int64_t, int64_t> CudaOps::check_qkv_split(const Tensor& qkv, const Tensor& q_norm,
-                                                     const Tensor& k_norm, const Tensor& positions,
-                                                     const Tensor& cos_sin, int head_dim,
-                                                     const Tensor& q, const Tensor& k,
-                                                     const Tensor& v) const {
+QkvWidths CudaOps::check_qkv_split(const Tensor& qkv, const Tensor& q_norm, const Tensor& k_norm,
+                                   const Tensor& positions, const Tensor& cos_sin, int head_dim,
+                                   const Tensor& q, const Tensor& k, const Tensor& v) const {
   const char* what = "qkv_split_norm_rope";
-  const int64_t T = positions.numel(), D = head_dim;
   expect_i32(positions, "qkv_split_norm_rope positions");
   NC_CHECK(cuda::head_dim_supported(head_dim), "{}: head_dim {} not supported (64, 128)", what,
            head_dim);
-  NC_CHECK(cos_sin.ndim() == 2 && cos_sin.dim(1) == D,
-           "{}: cos/sin table {} does not have {} columns", what, shape_str(cos_sin.shape()), D);
+  const QkvWidths widths =
+      check_qkv_split_shapes(qkv, q_norm, k_norm, positions, cos_sin, head_dim, q, k, v);
   expect_cuda(cos_sin, "qkv_split_norm_rope table");
   cos_sin.expect_contiguous("qkv_split_norm_rope table");
-  const int64_t QW = q.dim(-1), KW = k.dim(-1);
-  NC_CHECK(QW % D == 0 && KW % D == 0, "{}: q {} / k {} are not heads of {}", what,
-           shape_str(q.shape()), shape_str(k.shape()), D);
-  q.expect_shape({T, QW}, "qkv_split_norm_rope q");
-  k.expect_shape({T, KW}, "qkv_split_norm_rope k");
-  v.expect_shape({T, KW}, "qkv_split_norm_rope v");
-  qkv.expect_shape({T, QW + 2 * KW}, "qkv_split_norm_rope qkv");
-  std::vector<const void*> ptrs;
   for (const Tensor* t : {&qkv, &q_norm, &k_norm, &q, &k, &v}) {
     if (!t->defined()) continue;  // a norm weight may be absent
     expect_bf16(*t, what);
     t->expect_contiguous(what);
-    ptrs.push_back(t->data());
+    NC_CHECK(reinterpret_cast<uintptr_t>(t->data()) % 4 == 0, "{}: tensor not 4-byte aligned",
+             what);
   }
-  for (const Tensor* w : {&q_norm, &k_norm})
-    if (w->defined()) w->expect_shape({D}, "qkv_split_norm_rope norm weight");
-  for (const void* p : ptrs)
-    NC_CHECK(reinterpret_cast<uintptr_t>(p) % 4 == 0, "{}: tensor not 4-byte aligned", what);
-  return {QW, KW};
+  return widths;
 }
 
 void CudaOps::qkv_split_norm_rope(const Tensor& qkv, const Tensor& q_norm, const Tensor& k_norm,
                                   float eps, const Tensor& positions, const Tensor& cos_sin,
                                   int head_dim, Tensor q, Tensor k, Tensor v) {
-  const auto [QW, KW] =
-      check_qkv_split(qkv, q_norm, k_norm, positions, cos_sin, head_dim, q, k, v);
+  const auto [QW, KW] = check_qkv_split(qkv, q_norm, k_norm, positions, cos_sin, head_dim, q, k, v);
   const int64_t T = positions.numel(), D = head_dim;
   const float* table = rope_table(cos_sin);
   k_call([&] {
@@ -176,9 +161,8 @@ void CudaOps::copy_rows(const Tensor& src, Tensor dst) {
   src.expect_contiguous("copy_rows");
   dst.expect_contiguous("copy_rows");
   if (src.nbytes() == 0) return;
-  cuda_check(
-      cudaMemcpyAsync(dst.data(), src.data(), src.nbytes(), cudaMemcpyDeviceToDevice, s()),
-      "copy_rows");
+  cuda_check(cudaMemcpyAsync(dst.data(), src.data(), src.nbytes(), cudaMemcpyDeviceToDevice, s()),
+             "copy_rows");
 }
 
 void CudaOps::add(Tensor x, const Tensor& y) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_context.h"
+#include "backend/op_checks.h"
 #include "model/host_tensor.h"
 
 namespace nc::cuda_host {
@@ -36,11 +37,10 @@ class CudaOps {
   void fill_uniform(Tensor t, uint64_t seed, float low, float high);
 
  private:
-  // The qkv prologue's shape checks; returns the widths of q and k rows.
-  std::pair<int64_t, int64_t> check_qkv_split(const Tensor& qkv, const Tensor& q_norm,
-                                              const Tensor& k_norm, const Tensor& positions,
-                                              const Tensor& cos_sin, int head_dim, const Tensor& q,
-                                              const Tensor& k, const Tensor& v) const;
+  // The qkv prologue's argument checks; returns the widths of q and k rows.
+  QkvWidths check_qkv_split(const Tensor& qkv, const Tensor& q_norm, const Tensor& k_norm,
+                            const Tensor& positions, const Tensor& cos_sin, int head_dim,
+                            const Tensor& q, const Tensor& k, const Tensor& v) const;
   const float* rope_table(const Tensor& cos_sin);
   cudaStream_t s() const { return ctx_->stream; }
 

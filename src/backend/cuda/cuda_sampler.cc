@@ -15,9 +15,9 @@ class CudaPendingTokens : public PendingTokens {
   CudaPendingTokens(std::shared_ptr<Context> ctx, const Tensor& ids, int64_t n)
       : n_(n), buf_(ctx, size_t(n) * 4) {
     const Staging& b = buf_.get();
-    cuda_check(cudaMemcpyAsync(b.host, ids.data(), size_t(n) * 4, cudaMemcpyDeviceToHost,
-                               ctx->stream),
-               "sampled ids to the host");
+    cuda_check(
+        cudaMemcpyAsync(b.host, ids.data(), size_t(n) * 4, cudaMemcpyDeviceToHost, ctx->stream),
+        "sampled ids to the host");
     cuda_check(cudaEventRecord(b.copied, ctx->stream), "cudaEventRecord");
   }
   // Unread: the pool's next user of the buffer waits for the copy first.
@@ -47,7 +47,12 @@ int64_t CudaSampler::reserve(int max_rows, int vocab) {
   });
   if (!filter_ws_.defined() || filter_ws_.nbytes() < bytes)
     filter_ws_ = device_alloc(ctx_, {int64_t((bytes + 3) / 4)}, DType::I32);
-  return int64_t(filter_ws_.nbytes());
+  if (max_rows > reserved_rows_) {
+    params_ = device_alloc(ctx_, {int64_t(max_rows) * kParamWords}, DType::I32);
+    best_ = device_alloc(ctx_, {2 * int64_t(max_rows)}, DType::I32);
+    reserved_rows_ = max_rows;
+  }
+  return int64_t(filter_ws_.nbytes() + params_.nbytes() + best_.nbytes());
 }
 
 void CudaSampler::check_arguments(const Tensor& logits, const std::vector<RowSampling>& rows,
@@ -61,8 +66,7 @@ void CudaSampler::check_arguments(const Tensor& logits, const std::vector<RowSam
   logits.expect_contiguous("sample_tokens");
   expect_cuda(ids, "sample_tokens ids");
   expect_i32(ids, "sample_tokens ids");
-  NC_CHECK(ids.numel() == R, "sample_tokens: ids tensor {} for {} rows", shape_str(ids.shape()),
-           R);
+  NC_CHECK(ids.numel() == R, "sample_tokens: ids tensor {} for {} rows", shape_str(ids.shape()), R);
   for (const RowSampling& p : rows) p.validate();
 }
 
@@ -80,15 +84,18 @@ std::unique_ptr<PendingTokens> CudaSampler::sample_async(const Tensor& logits,
   std::vector<SamplerRow> typed(rows.size());
   for (size_t r = 0; r < rows.size(); ++r) typed[r] = SamplerRow::from(rows[r], V);
   const SamplerParamBlock block(typed);
-  // From pageable memory: the copy is staged before the call returns.
-  Tensor params = device_alloc(ctx_, {int64_t(block.bytes() / 4)}, DType::I32);
-  cuda_check(cudaMemcpyAsync(params.data(), block.data(), block.bytes(), cudaMemcpyHostToDevice,
-                             s()),
-             "copy_from_host");
+  // From pageable memory: the copy is staged before the call returns (and it runs after the
+  // previous draw's kernels, which read the reserved buffer: one stream).
+  const bool reserved = R <= reserved_rows_;
+  Tensor params = reserved ? params_ : device_alloc(ctx_, {R * kParamWords}, DType::I32);
+  cuda_check(
+      cudaMemcpyAsync(params.data(), block.data(), block.bytes(), cudaMemcpyHostToDevice, s()),
+      "copy_from_host");
   const SamplerColumns col = block.columns(params.data());
   const float* x = logits.ptr<float>();
   if (!filtered) {
-    const Tensor best = device_alloc(ctx_, {2 * R}, DType::I32);  // per-row running best
+    // The per-row running best (8 bytes each; sample_rows zeroes it first).
+    const Tensor best = reserved ? best_ : device_alloc(ctx_, {2 * R}, DType::I32);
     k_call([&] {
       cuda::sample_rows(x, int(R), V, col.inv_temperature, col.seed, nullptr, nullptr,
                         ids.ptr<int32_t>(), best.data(), s());

@@ -3,8 +3,9 @@
 // One draw per logit row without copying the logits to the host: the rows' parameters go up as
 // one SamplerParamBlock (sampler_params.h) in a single copy; rows without top-k / top-p / min-p
 // are drawn by sample_rows directly, filtered steps go through FlashInfer's filters in chunks of
-// at most kFilterMaxRows rows, using the filter workspace reserve() sized once (a step that
-// needs more than was reserved allocates its own). The ids are written to the caller's device
+// at most kFilterMaxRows rows. reserve() sizes the sampler's scratch once (the filter
+// workspace, the parameter block, sample_rows' running best); a step that needs more than was
+// reserved allocates its own. The ids are written to the caller's device
 // tensor and copied back into a pooled pinned buffer behind the step's kernels; the returned
 // handle waits for that copy only.
 #pragma once
@@ -31,8 +32,16 @@ class CudaSampler {
                        const SamplerColumns& col, int32_t* ids);
   cudaStream_t s() const { return ctx_->stream; }
 
+  // 4-byte words of a SamplerParamBlock row.
+  static constexpr int64_t kParamWords = int64_t(SamplerParamBlock::kRowBytes / 4);
+
   std::shared_ptr<Context> ctx_;
-  Tensor filter_ws_;  // sample_filtered's scratch, from reserve()
+  // Scratch from reserve(): sample_filtered's workspace, and for up to reserved_rows_ rows the
+  // parameter block and sample_rows' running best (larger draws allocate their own).
+  Tensor filter_ws_;
+  Tensor params_;
+  Tensor best_;
+  int64_t reserved_rows_ = 0;
 };
 
 }  // namespace nc::cuda_host

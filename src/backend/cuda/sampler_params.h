@@ -67,9 +67,10 @@ class SamplerParamBlock {
       put(column(5), r, p.min_p);
     }
   }
-  size_t rows() const { return n_; }
   // 8 bytes of seed and five 4-byte parameters per row.
-  size_t bytes() const { return n_ * 28; }
+  static constexpr size_t kRowBytes = sizeof(uint64_t) + 5 * sizeof(float);
+  size_t rows() const { return n_; }
+  size_t bytes() const { return n_ * kRowBytes; }
   const void* data() const { return words_.data(); }
 
   SamplerColumns columns(const void* base) const {
