@@ -1,6 +1,7 @@
 // The CUDA backend: bf16 weights and activations, one stream, FlashInfer kernels for attention,
 // norms, rope and activation, cuBLASLt for GEMM. Everything is enqueued asynchronously; only
-// to_host_f32(), free_memory_bytes() and waiting for sampled ids wait for the device.
+// to_host_f32(), free_memory_bytes(), cuda_synchronize() and PendingTokens::wait() wait for the
+// device (and remaking a graph slot or dropping retired graph scratch, which must).
 //
 // CudaBackend is a thin composition of the parts, each in its own file:
 //   cuda_context    device context, stream(s), staging pool, allocation
