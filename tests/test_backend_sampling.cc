@@ -1,11 +1,13 @@
 // Backend::sample_tokens' host default (the reference for the CUDA backend): greedy rows are the
 // argmax, filtered rows draw among the host sampler's candidates (filter_candidates) with their
 // probabilities, the same seed gives the same token, and a row's token ignores the other rows.
+// Also the CUDA sampler's host-side row parameters (sampler_params.h).
 #include <gtest/gtest.h>
 
 #include <random>
 
 #include "backend/backend.h"
+#include "backend/cuda/sampler_params.h"
 #include "core/error.h"
 #include "core/random_init.h"
 #include "engine/sampling.h"
@@ -99,6 +101,61 @@ TEST_F(BackendSampling, RejectsBadParameters) {
   EXPECT_THROW(cpu->sample_tokens(t, {RowSampling{-1.0f, 0}}), Error);
   EXPECT_THROW(cpu->sample_tokens(t, {sampling_row(1, 0), sampling_row(1, 1)}),
                Error);  // 2 rows for 1
+}
+
+// The CUDA sampler's per-row parameters (backend/cuda/sampler_params.h, host-only code): what a
+// RowSampling becomes, and the block of columns that is uploaded in one copy.
+TEST(SamplerParams, RowTurnsOffTheFiltersARowDoesNotUse) {
+  using cuda_host::SamplerRow;
+  const int V = 100;
+  const SamplerRow greedy = SamplerRow::from(RowSampling{0.0f, 7, 5, 0.5f, 0.1f}, V);
+  EXPECT_EQ(greedy.seed, 7u);
+  EXPECT_EQ(greedy.inv_temperature, 0.0f);
+  EXPECT_EQ(greedy.temperature, 1.0f) << "greedy rows keep -inf logits out of NaN";
+  EXPECT_EQ(greedy.top_k, V);
+  EXPECT_EQ(greedy.top_p, 1.0f);
+  EXPECT_EQ(greedy.min_p, -1.0f);
+  const SamplerRow plain = SamplerRow::from(RowSampling{0.5f, 3}, V);
+  EXPECT_EQ(plain.temperature, 2.0f);
+  EXPECT_EQ(plain.top_k, V);
+  EXPECT_EQ(plain.top_p, 1.0f);
+  EXPECT_EQ(plain.min_p, -1.0f);
+  const SamplerRow filtered = SamplerRow::from(RowSampling{2.0f, 9, 10, 0.9f, 0.05f}, V);
+  EXPECT_EQ(filtered.seed, 9u);
+  EXPECT_EQ(filtered.inv_temperature, 2.0f);
+  EXPECT_EQ(filtered.temperature, 0.5f);
+  EXPECT_EQ(filtered.top_k, 10);
+  EXPECT_EQ(filtered.top_p, 0.9f);
+  EXPECT_EQ(filtered.min_p, 0.05f);
+  // A top-k outside (0, vocab) is off, also in a row that filters otherwise.
+  EXPECT_EQ(SamplerRow::from(RowSampling{1.0f, 0, V, 0.9f, 0.0f}, V).top_k, V);
+  EXPECT_EQ(SamplerRow::from(RowSampling{1.0f, 0, -1, 0.9f, 0.0f}, V).top_k, V);
+}
+
+TEST(SamplerParams, BlockHoldsOneColumnPerParameter) {
+  using cuda_host::SamplerParamBlock;
+  using cuda_host::SamplerRow;
+  std::vector<SamplerRow> rows(3);
+  for (int r = 0; r < 3; ++r)
+    rows[size_t(r)] = {uint64_t(1000 + r),   0.5f + r,        2.0f + r, 10 + r,
+                       0.25f * float(r + 1), 0.01f * float(r)};
+  const SamplerParamBlock block(rows);
+  EXPECT_EQ(block.rows(), 3u);
+  EXPECT_EQ(block.bytes(), 3u * 28u) << "8 bytes of seed and five 4-byte parameters a row";
+  const auto* base = static_cast<const std::byte*>(block.data());
+  const cuda_host::SamplerColumns c = block.columns(base);
+  // Seeds first, then the 4-byte columns back to back (FlashInfer reads each as an array).
+  EXPECT_EQ(static_cast<const void*>(c.seed), static_cast<const void*>(base));
+  EXPECT_EQ(static_cast<const void*>(c.inv_temperature), static_cast<const void*>(base + 24));
+  EXPECT_EQ(static_cast<const void*>(c.min_p), static_cast<const void*>(base + 24 + 4 * 12));
+  for (size_t r = 0; r < 3; ++r) {
+    EXPECT_EQ(c.seed[r], rows[r].seed);
+    EXPECT_EQ(c.inv_temperature[r], rows[r].inv_temperature);
+    EXPECT_EQ(c.temperature[r], rows[r].temperature);
+    EXPECT_EQ(c.top_k[r], rows[r].top_k);
+    EXPECT_EQ(c.top_p[r], rows[r].top_p);
+    EXPECT_EQ(c.min_p[r], rows[r].min_p);
+  }
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_ops.h"
 #include "core/error.h"
 
 namespace nc {
@@ -77,7 +78,7 @@ TEST_F(QkvSplitNormRope, MatchesSplitThenRmsNormThenRope) {
         Tensor eq = upload({d.T, QW}, rq), ek = upload({d.T, KW}, rk);
         if (q_norm) cpu->rmsnorm(eq.view({d.T * d.Hq, d.D}), qn, eps, eq.view({d.T * d.Hq, d.D}));
         if (k_norm) cpu->rmsnorm(ek.view({d.T * d.Hk, d.D}), kn, eps, ek.view({d.T * d.Hk, d.D}));
-        cpu->rope(eq, ek, pt, cs, int(d.D));
+        cpu_rope(eq, ek, pt, cs, int(d.D));
 
         const std::vector<float> nan_q(size_t(d.T * QW), std::nanf("")),
             nan_kv(size_t(d.T * KW), std::nanf(""));

@@ -9,7 +9,7 @@
 //   cascade-ab  the shared level on FlashInfer's FA2 prefill vs its Hopper (sm90) prefill, at the
 //           long-prefix cases (prefix 32k, batch 128, suffix 128/256): cascade time, speedup over
 //           plain attention, fraction of the floor, and the shared level alone (TFLOP/s)
-// Times are host wall-clock over many back-to-back calls, bracketed by synchronize(), after a
+// Times are host wall-clock over many back-to-back calls, bracketed by cuda_synchronize(), after a
 // warm-up; each configuration is measured `reps` times and the median is reported.
 //
 //   decode-grid  paged decode over batch 1-256 x context 512-32k against the copy bandwidth
@@ -36,12 +36,12 @@ using Clock = std::chrono::steady_clock;
 template <typename F>
 double median_seconds(Backend& b, int iters, int reps, F&& f) {
   for (int i = 0; i < 3; ++i) f();  // warm-up: module load, plan caches, cuBLASLt heuristics
-  b.synchronize();
+  cuda_synchronize(b);
   std::vector<double> t;
   for (int r = 0; r < reps; ++r) {
     const auto t0 = Clock::now();
     for (int i = 0; i < iters; ++i) f();
-    b.synchronize();
+    cuda_synchronize(b);
     t.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / iters);
   }
   std::sort(t.begin(), t.end());
@@ -184,10 +184,10 @@ void bench_gemm(double peak_tflops) {
 template <typename F>
 double time_us(Backend& b, F&& f) {
   f();
-  b.synchronize();
+  cuda_synchronize(b);
   const auto t0 = Clock::now();
   f();
-  b.synchronize();
+  cuda_synchronize(b);
   const double one = std::chrono::duration<double>(Clock::now() - t0).count();
   const int iters = std::clamp(int(8e-3 / std::max(one, 1e-7)), 3, 200);
   return median_seconds(b, iters, 5, f) * 1e6;
@@ -268,7 +268,7 @@ void bench_cascade_heads(int Hq, int Hk, const std::vector<CascadeCase>& cases, 
   Tensor k = one->upload(random_host({max_batch, Hk * D}, rng));
   Tensor v = one->upload(random_host({max_batch, Hk * D}, rng));
   Tensor out = one->alloc({max_batch, Hq * D}, DType::BF16);
-  one->synchronize();
+  cuda_synchronize(*one);
   AttentionShape shape{Hq, Hk, D, 1.0f / std::sqrt(float(D)),
                        KVCacheShape{1, num_pages, ps, Hk, D, KVLayout::NHD}};
 
@@ -283,7 +283,7 @@ void bench_cascade_heads(int Hq, int Hk, const std::vector<CascadeCase>& cases, 
     auto run = [&](Backend& be, const AttentionStep& st) {
       auto plan = be.plan_attention(st, shape);
       const double us = time_us(be, [&] { be.attention(*plan, qb, kb, vb, pool, ob); });
-      be.synchronize();
+      cuda_synchronize(be);
       return us;
     };
     const double t_plain = run(*one, plain);
@@ -316,8 +316,8 @@ void bench_cascade_heads(int Hq, int Hk, const std::vector<CascadeCase>& cases, 
                    c.batch, c.suffix, int(planner_on), t_plain, t_one, t_two, floor_us, t_shared,
                    t_own);
   }
-  one->synchronize();
-  two->synchronize();
+  cuda_synchronize(*one);
+  cuda_synchronize(*two);
   // Where the planner switches: its decision and the measured cascade speedup, suffix 128.
   std::vector<int> prefixes, batches;
   for (const Cell& c : pivot) {
@@ -394,12 +394,12 @@ void bench_cascade_ab_case(int Hq, int Hk, const CascadeCase& c, double copy) {
   Tensor k = fa2->upload(random_host({c.batch, Hk * D}, rng));
   Tensor v = fa2->upload(random_host({c.batch, Hk * D}, rng));
   Tensor out = fa2->alloc({c.batch, Hq * D}, DType::BF16);
-  fa2->synchronize();
+  cuda_synchronize(*fa2);
   auto run = [&](Backend& be, const AttentionStep& st, bool* used_sm90) {
     auto plan = be.plan_attention(st, shape);
     if (used_sm90) *used_sm90 = cuda_plan_uses_sm90_prefill(*plan)[0];
     const double us = time_us(be, [&] { be.attention(*plan, q, k, v, pool, out); });
-    be.synchronize();
+    cuda_synchronize(be);
     return us;
   };
   bool on_sm90 = false;

@@ -84,11 +84,27 @@ int32_t draw_token(std::span<const float> row, const RowSampling& p) {
   return tok;
 }
 
-std::vector<int32_t> Backend::sample_tokens(const Tensor& logits,
-                                            const std::vector<RowSampling>& rows) {
+namespace {
+
+void check_sampling_rows(const Tensor& logits, const std::vector<RowSampling>& rows) {
   NC_CHECK(logits.ndim() == 2 && int64_t(rows.size()) == logits.dim(0),
            "sample_tokens: logits {} with {} rows of sampling parameters",
            shape_str(logits.shape()), rows.size());
+}
+
+}  // namespace
+
+std::vector<int32_t> Backend::sample_tokens(const Tensor& logits,
+                                            const std::vector<RowSampling>& rows) {
+  check_sampling_rows(logits, rows);
+  const int64_t R = logits.dim(0);
+  if (R == 0) return {};
+  return sample_tokens_async(logits, rows, alloc({R}, DType::I32))->wait();
+}
+
+std::vector<int32_t> Backend::sample_on_host(const Tensor& logits,
+                                             const std::vector<RowSampling>& rows) {
+  check_sampling_rows(logits, rows);
   for (const RowSampling& p : rows) p.validate();
   const std::vector<float> x = to_host_f32(logits);
   const int64_t R = logits.dim(0), V = logits.dim(1);
@@ -119,7 +135,7 @@ std::unique_ptr<PendingTokens> ready_tokens(std::vector<int32_t> ids) {
 std::unique_ptr<PendingTokens> Backend::sample_tokens_async(const Tensor& logits,
                                                             const std::vector<RowSampling>& rows,
                                                             Tensor ids) {
-  std::vector<int32_t> out = sample_tokens(logits, rows);
+  std::vector<int32_t> out = sample_on_host(logits, rows);
   NC_CHECK(ids.dtype() == DType::I32 && ids.numel() == int64_t(out.size()),
            "sample_tokens_async: ids tensor {} for {} rows", shape_str(ids.shape()), out.size());
   copy_from_host(ids, out.data());

@@ -68,7 +68,6 @@ class Backend {
   virtual Tensor upload(const HostTensor& t) = 0;                // converted to dtype()
   virtual void copy_from_host(Tensor dst, const void* src) = 0;  // dst.nbytes() bytes
   virtual std::vector<float> to_host_f32(const Tensor& t) = 0;   // any float dtype, synchronises
-  virtual void synchronize() {}
   // Memory the device could still give (the engine sizes its KV cache from it): the machine's
   // physical memory on the host; free device memory, after the backend has handed cached
   // blocks back, on a GPU. May synchronise.
@@ -82,14 +81,13 @@ class Backend {
   virtual void add_rmsnorm(Tensor x, Tensor residual, const Tensor& weight, float eps) = 0;
   // out = x @ w^T (+ bias). x: [N, K]; w: [M, K]; bias: [M] or undefined; out: [N, M].
   virtual void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor out) = 0;
-  // In place, rotate-half (NeoX/HF) style. q: [T, Hq*D]; k: [T, Hk*D]; positions: i32 [T];
-  // cos_sin: f32 [max_pos, D] with cos in the first D/2 columns and sin in the last D/2.
-  virtual void rope(Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin,
-                    int head_dim) = 0;
   // The attention block's prologue in one op: splits each row of the fused projection
   // qkv [T, (Hq + 2 Hk) * D] into q [T, Hq*D], k [T, Hk*D] and v [T, Hk*D], RMS-normalises every
   // q head with q_norm [D] and every k head with k_norm [D] (either may be undefined: no norm),
-  // then applies rope() to q and k. Hq and Hk come from q's and k's widths.
+  // then rotates every q and k head in place, rotate-half (NeoX/HF) style, by its row's position
+  // (positions: i32 [T]) with cos_sin: f32 [max_pos, D], cos in the first D/2 columns and sin in
+  // the last D/2. Hq and Hk come from q's and k's widths. (The standalone rope of the backends,
+  // for tests: cpu_rope in backend/cpu/cpu_ops.h, cuda_rope in backend/cuda/cuda_backend.h.)
   virtual void qkv_split_norm_rope(const Tensor& qkv, const Tensor& q_norm, const Tensor& k_norm,
                                    float eps, const Tensor& positions, const Tensor& cos_sin,
                                    int head_dim, Tensor q, Tensor k, Tensor v) = 0;
@@ -143,16 +141,15 @@ class Backend {
   // Gumbel-max draw argmax_i(logits[r][i] * inv_temperature - log(-log(u_i))) with
   // u_i = uniform_hash01(seed, i) (random_init.h), taken over the candidates that temperature,
   // top-k, top-p and min-p leave (backend/sampling_filter.h, filter_candidates), or over all ids
-  // when no filter is on. A row's token depends on its logits and its RowSampling only. The default
-  // runs on the host and is the reference for the other backends.
-  virtual std::vector<int32_t> sample_tokens(const Tensor& logits,
-                                             const std::vector<RowSampling>& rows);
+  // when no filter is on. A row's token depends on its logits and its RowSampling only. It draws
+  // with sample_tokens_async and waits (not virtual: backends implement the asynchronous draw).
+  std::vector<int32_t> sample_tokens(const Tensor& logits, const std::vector<RowSampling>& rows);
   // Allocates sample_tokens' scratch for up to max_rows rows of `vocab` ids now (the engine sizes
   // the KV cache from the memory left after it) and keeps it; returns its bytes (0: none needed).
   virtual int64_t reserve_sampling(int max_rows, int vocab) { return 0; }
   // The same draw without waiting for it: the ids are written to `ids` (i32 [R] on the device,
   // for later ops in stream order) and copied to the host, where the returned handle's wait()
-  // gives them. The default draws with sample_tokens at once.
+  // gives them. The default draws on the host at once (sample_on_host).
   virtual std::unique_ptr<PendingTokens> sample_tokens_async(const Tensor& logits,
                                                              const std::vector<RowSampling>& rows,
                                                              Tensor ids);
@@ -163,6 +160,11 @@ class Backend {
   virtual void mark_pass_begin() {}
   virtual void mark_pass_end() {}
   virtual double device_busy_seconds() { return 0; }
+
+ protected:
+  // sample_tokens' draw on the host, from to_host_f32(logits): the reference for the other
+  // backends' draws.
+  std::vector<int32_t> sample_on_host(const Tensor& logits, const std::vector<RowSampling>& rows);
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

@@ -9,6 +9,8 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_attention.h"
+#include "backend/cpu/cpu_ops.h"
+#include "backend/op_checks.h"
 #include "core/thread_pool.h"
 
 namespace nc {
@@ -49,6 +51,31 @@ void rope_head(float* v, const float* c, const float* s, int half) {
     v[d + half] = x2 * c[d] + x1 * s[d];
   }
 }
+
+}  // namespace
+
+void cpu_rope(Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin, int head_dim) {
+  const int64_t T = positions.numel(), max_pos = cos_sin.dim(0);
+  NC_CHECK(cos_sin.dim(1) == head_dim, "rope: cos/sin table has {} columns for head_dim {}",
+           cos_sin.dim(1), head_dim);
+  const int32_t* pos = positions.ptr<int32_t>();
+  const float* cs = f32(cos_sin, "rope table");
+  for (Tensor* t : {&q, &k}) {
+    const int64_t heads = t->dim(-1) / head_dim;
+    NC_CHECK(t->dim(0) == T, "rope: {} rows for {} positions", t->dim(0), T);
+    float* p = f32(*t, "rope");
+    const int half = head_dim / 2;
+    for (int64_t i = 0; i < T; ++i) {
+      NC_CHECK(pos[i] >= 0 && pos[i] < max_pos, "rope: position {} outside [0, {})", pos[i],
+               max_pos);
+      const float* c = cs + int64_t(pos[i]) * head_dim;
+      const float* s = c + half;
+      for (int64_t h = 0; h < heads; ++h) rope_head(p + (i * heads + h) * head_dim, c, s, half);
+    }
+  }
+}
+
+namespace {
 
 class CpuBackend final : public Backend {
  public:
@@ -138,28 +165,6 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void rope(Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin,
-            int head_dim) override {
-    const int64_t T = positions.numel(), max_pos = cos_sin.dim(0);
-    NC_CHECK(cos_sin.dim(1) == head_dim, "rope: cos/sin table has {} columns for head_dim {}",
-             cos_sin.dim(1), head_dim);
-    const int32_t* pos = positions.ptr<int32_t>();
-    const float* cs = f32(cos_sin, "rope table");
-    for (Tensor* t : {&q, &k}) {
-      const int64_t heads = t->dim(-1) / head_dim;
-      NC_CHECK(t->dim(0) == T, "rope: {} rows for {} positions", t->dim(0), T);
-      float* p = f32(*t, "rope");
-      const int half = head_dim / 2;
-      for (int64_t i = 0; i < T; ++i) {
-        NC_CHECK(pos[i] >= 0 && pos[i] < max_pos, "rope: position {} outside [0, {})", pos[i],
-                 max_pos);
-        const float* c = cs + int64_t(pos[i]) * head_dim;
-        const float* s = c + half;
-        for (int64_t h = 0; h < heads; ++h) rope_head(p + (i * heads + h) * head_dim, c, s, half);
-      }
-    }
-  }
-
   // Copies, then normalises in place, then rotates: the same float operations in the same order
   // as rmsnorm() over heads followed by rope(), so the results are bit-identical.
   void qkv_split_norm_rope(const Tensor& qkv, const Tensor& q_norm, const Tensor& k_norm, float eps,
@@ -167,18 +172,8 @@ class CpuBackend final : public Backend {
                            Tensor k, Tensor v) override {
     const int64_t T = positions.numel(), D = head_dim, max_pos = cos_sin.dim(0);
     NC_CHECK(D > 0 && D % 2 == 0, "qkv_split_norm_rope: bad head_dim {}", D);
-    NC_CHECK(cos_sin.ndim() == 2 && cos_sin.dim(1) == D,
-             "qkv_split_norm_rope: cos/sin table {} does not have {} columns",
-             shape_str(cos_sin.shape()), D);
-    const int64_t QW = q.dim(-1), KW = k.dim(-1);
-    NC_CHECK(QW % D == 0 && KW % D == 0, "qkv_split_norm_rope: q {} / k {} not heads of {}",
-             shape_str(q.shape()), shape_str(k.shape()), D);
-    q.expect_shape({T, QW}, "qkv_split_norm_rope q");
-    k.expect_shape({T, KW}, "qkv_split_norm_rope k");
-    v.expect_shape({T, KW}, "qkv_split_norm_rope v");
-    qkv.expect_shape({T, QW + 2 * KW}, "qkv_split_norm_rope qkv");
-    for (const Tensor* w : {&q_norm, &k_norm})
-      if (w->defined()) w->expect_shape({D}, "qkv_split_norm_rope norm weight");
+    const auto [QW, KW] =
+        check_qkv_split_shapes(qkv, q_norm, k_norm, positions, cos_sin, head_dim, q, k, v);
     const float* in = f32(qkv, "qkv_split_norm_rope");
     const float* cs = f32(cos_sin, "qkv_split_norm_rope table");
     const float* qn = q_norm.defined() ? f32(q_norm, "q_norm") : nullptr;
@@ -252,8 +247,8 @@ class CpuBackend final : public Backend {
     int32_t* d = dst.ptr<int32_t>();
     for (int64_t i = 0; i + 1 < pairs.numel(); i += 2) {
       NC_CHECK(p[i] >= 0 && p[i] < dst.numel() && p[i + 1] >= 0 && p[i + 1] < src.numel(),
-               "scatter_ids: pair ({}, {}) outside [0, {}) x [0, {})", p[i], p[i + 1],
-               dst.numel(), src.numel());
+               "scatter_ids: pair ({}, {}) outside [0, {}) x [0, {})", p[i], p[i + 1], dst.numel(),
+               src.numel());
       d[p[i]] = s[p[i + 1]];
     }
   }

@@ -1,4 +1,6 @@
-// The CUDA backend's own options (make_cuda_backend() in backend.h uses the defaults).
+// The CUDA backend's own options (make_cuda_backend() in backend.h uses the defaults), and the
+// entry points that only tests and benchmarks need (they are not part of the Backend interface;
+// each throws nc::Error when given a backend or plan that is not the CUDA backend's).
 #pragma once
 #include <memory>
 
@@ -32,6 +34,13 @@ struct CudaBackendOptions {
 };
 
 std::unique_ptr<Backend> make_cuda_backend(int device_index, const CudaBackendOptions& options);
+
+// Waits until everything enqueued on the backend's stream has run (benchmarks' timing brackets).
+void cuda_synchronize(Backend& cuda);
+// The standalone rope kernel (Backend's rope contract: in place, rotate-half; q: [T, Hq*D],
+// k: [T, Hk*D], positions: i32 [T], cos_sin: [max_pos, D]); the model uses qkv_split_norm_rope.
+void cuda_rope(Backend& cuda, Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin,
+               int head_dim);
 
 // What the last plan_attention() chose per level (for tests and benchmarks): true where a level
 // ran FlashInfer's CUDA-core decode kernel.

@@ -1,0 +1,206 @@
+// Eager attention plans, the run of any plan, and the kernel choice (cuda_attention.h).
+#include "backend/cuda/cuda_attention.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+
+namespace nc::cuda_host {
+namespace {
+
+void validate_step(const AttentionStep& step, const AttentionShape& shape) {
+  validate_attention_shape(shape);
+  NC_CHECK(!step.levels.empty(), "attention plan: no levels");
+  NC_CHECK(step.num_tokens >= 0, "attention plan: negative token count");
+  const int page_size = shape.kv.page_size;
+  for (const PagedKVBatch& level : step.levels)
+    level.validate(step.num_tokens, page_size, shape.kv.num_pages);
+  const PagedKVBatch& last = step.levels.back();
+  for (int b = 0; b < last.batch_size(); ++b) {
+    NC_CHECK(last.kv_len(b, page_size) >= last.q_len(b),
+             "attention plan: last-level entry {} has {} new tokens but only {} slots", b,
+             last.q_len(b), last.kv_len(b, page_size));
+  }
+}
+
+// The append slots: row i of entry b goes to position kv_len - q_len + i of that entry.
+void stage_append_slots(const CudaAttentionPlan& plan, const PagedKVBatch& last) {
+  int32_t* bi = plan.staging.host_ptr(plan.batch_indices);
+  int32_t* pos = plan.staging.host_ptr(plan.positions);
+  for (int b = 0; b < last.batch_size(); ++b) {
+    const int kv_len = last.kv_len(b, plan.shape.kv.page_size), q_len = last.q_len(b);
+    for (int i = 0; i < q_len; ++i) {
+      bi[last.qo_indptr[b] + i] = b;
+      pos[last.qo_indptr[b] + i] = kv_len - q_len + i;
+    }
+  }
+}
+
+const CudaAttentionPlan& cuda_plan(const AttentionPlan& plan, const char* what) {
+  const auto* p = dynamic_cast<const CudaAttentionPlan*>(&plan);
+  NC_CHECK(p != nullptr, "{}: not a CUDA plan", what);
+  return *p;
+}
+
+}  // namespace
+
+std::unique_ptr<AttentionPlan> CudaAttention::plan(const AttentionStep& step,
+                                                   const AttentionShape& shape) {
+  validate_step(step, shape);
+  auto plan = std::make_unique<CudaAttentionPlan>(ctx_);
+  plan->shape = shape;
+  plan->num_tokens = step.num_tokens;
+  // The staging region: our CSR arrays and the append slots (copied in one go), then
+  // FlashInfer's int workspaces (each level's plan copies its own).
+  StagingLayout lay;
+  lay_out_levels(*plan, step, lay);
+  const size_t metadata_bytes = lay.size();
+  int num_shared = 0;  // shared levels with entries
+  for (size_t l = 0; l + 1 < step.levels.size(); ++l) num_shared += step.levels[l].batch_size() > 0;
+  plan->overlap = options_.overlap_cascade_levels && num_shared > 0 && step.num_tokens > 0;
+  if (plan->overlap) ctx_->ensure_side_stream();
+  const std::vector<cuda::PlanQuery> queries = choose_kernels(*plan, step, lay);
+
+  plan->owned_staging = PooledStaging(ctx_, lay.size());
+  plan->staging = StagingView(plan->owned_staging.get());
+  for (size_t l = 0; l < step.levels.size(); ++l)
+    stage_level(plan->staging, plan->levels[l].arrays, step.levels[l]);
+  stage_append_slots(*plan, step.levels.back());
+  plan_levels(*plan, queries);
+  const Staging& staging = plan->owned_staging.get();
+  cuda_check(cudaMemcpyAsync(staging.dev, staging.host, metadata_bytes, cudaMemcpyHostToDevice,
+                             ctx_->stream),
+             "attention plan metadata copy");
+  cuda_check(cudaEventRecord(staging.copied, ctx_->stream), "cudaEventRecord");
+  if (step.levels.size() > 1 && step.num_tokens > 0) allocate_cascade_state(*plan, num_shared);
+  return plan;
+}
+
+void CudaAttention::lay_out_levels(CudaAttentionPlan& plan, const AttentionStep& step,
+                                   StagingLayout& lay) {
+  plan.levels.resize(step.levels.size());
+  for (size_t l = 0; l < step.levels.size(); ++l) {
+    const PagedKVBatch& in = step.levels[l];
+    LevelPlan& lp = plan.levels[l];
+    lp.batch_size = in.batch_size();
+    lp.causal = in.causal;
+    lp.arrays.qo_indptr = lay.add<int32_t>(in.qo_indptr.size());
+    lp.arrays.kv_indptr = lay.add<int32_t>(in.kv_indptr.size());
+    lp.arrays.kv_indices = lay.add<int32_t>(in.kv_indices.size());
+    lp.arrays.last_page_len = lay.add<int32_t>(in.kv_last_page_len.size());
+  }
+  plan.batch_indices = lay.add<int32_t>(size_t(step.num_tokens));
+  plan.positions = lay.add<int32_t>(size_t(step.num_tokens));
+}
+
+// Per active level: its kernel, its int workspace region (after the metadata) and whether it
+// runs on the side stream; grows the streams' split-KV workspaces to what the levels need.
+std::vector<cuda::PlanQuery> CudaAttention::choose_kernels(CudaAttentionPlan& plan,
+                                                           const AttentionStep& step,
+                                                           StagingLayout& lay) {
+  const AttentionShape& shape = plan.shape;
+  size_t float_need = 0, side_float_need = 0;
+  std::vector<cuda::PlanQuery> queries(step.levels.size());
+  for (size_t l = 0; l < step.levels.size(); ++l) {
+    const PagedKVBatch& in = step.levels[l];
+    LevelPlan& lp = plan.levels[l];
+    if (!plan.active(lp)) continue;
+    cuda::PlanQuery& q = queries[l];
+    q = {in.qo_indptr.data(), in.kv_indptr.data(), plan.num_tokens, lp.batch_size,
+         shape.num_qo_heads,  shape.num_kv_heads,  shape.head_dim,  shape.kv.page_size};
+    q.kv_last_page_len_h = in.kv_last_page_len.data();
+    lp.kernel = level_kernel(in, shape);
+    size_t fb = 0, ib = 0;
+    level_workspace_size(lp.kernel, q, &fb, &ib);
+    lp.arrays.int_ws = lay.add<std::byte>(int_region_bytes(ib));
+    lp.side = plan.overlap && l + 1 < step.levels.size();
+    size_t& need = lp.side ? side_float_need : float_need;
+    need = std::max(need, fb);
+  }
+  ctx_->attn_ws.ensure(float_need);
+  if (plan.overlap) ctx_->side_ws.ensure(side_float_need);
+  return queries;
+}
+
+// Per-step merge buffers: a level's output and two LSE arrays; with overlap and two or more
+// shared levels, a second shared state.
+void CudaAttention::allocate_cascade_state(CudaAttentionPlan& plan, int num_shared) {
+  const size_t rows = size_t(plan.num_tokens) * plan.shape.num_qo_heads;
+  const size_t out_bytes = rows * plan.shape.head_dim * 2;
+  CascadeState& c = plan.cascade;
+  StreamBuffers& buf = plan.owned_buffers;
+  c.level_out = buf.get(out_bytes);
+  c.lse_main = static_cast<float*>(buf.get(rows * 4));
+  c.lse_level = static_cast<float*>(buf.get(rows * 4));
+  if (plan.overlap && num_shared > 1) {
+    c.level_out2 = buf.get(out_bytes);
+    c.lse_level2 = static_cast<float*>(buf.get(rows * 4));
+  }
+}
+
+void CudaAttention::run(const AttentionPlan& plan_base, const Tensor& q, const Tensor& k,
+                        const Tensor& v, Tensor kv_pages, Tensor out) {
+  const auto* plan = dynamic_cast<const CudaAttentionPlan*>(&plan_base);
+  NC_CHECK(plan != nullptr && plan->ctx == ctx_, "attention: plan was not made by this backend");
+  const AttentionShape& sh = plan->shape;
+  const int64_t T = plan->num_tokens, Hq = sh.num_qo_heads, Hk = sh.num_kv_heads, D = sh.head_dim;
+  q.expect_shape({T, Hq * D}, "attention q");
+  k.expect_shape({T, Hk * D}, "attention k");
+  v.expect_shape({T, Hk * D}, "attention v");
+  out.expect_shape({T, Hq * D}, "attention output");
+  for (const Tensor* t :
+       {&q, static_cast<const Tensor*>(&out), static_cast<const Tensor*>(&kv_pages)}) {
+    expect_bf16(*t, "attention");
+    t->expect_contiguous("attention");
+  }
+  for (const Tensor* t : {&k, &v}) {
+    expect_bf16(*t, "attention");
+    NC_CHECK(t->strides().back() == 1, "attention: k/v rows must be contiguous");
+  }
+  NC_CHECK(kv_pages.numel() == int64_t(sh.kv.num_pages) * sh.kv.elems_per_page(),
+           "attention: kv pages {} do not hold {} pages of {} elements",
+           shape_str(kv_pages.shape()), sh.kv.num_pages, sh.kv.elems_per_page());
+  if (T == 0) return;
+  run_levels(*plan, q, k, v, kv_pages, out);
+}
+
+LevelKernel CudaAttention::level_kernel(const PagedKVBatch& in, const AttentionShape& sh) const {
+  auto decode = [&] {
+    if (options_.decode_kernel == DecodeKernel::TensorCores) return false;
+    if (!cuda::decode_supported(sh.num_qo_heads, sh.num_kv_heads, sh.head_dim)) return false;
+    const int group = sh.num_qo_heads / sh.num_kv_heads;
+    if (options_.decode_kernel == DecodeKernel::Auto && group >= 4) return false;
+    for (int b = 0; b < in.batch_size(); ++b) {
+      // The decode kernel takes one query row and at least one key per entry.
+      if (in.q_len(b) != 1 || in.num_pages(b) == 0) return false;
+    }
+    return true;
+  };
+  if (decode()) return LevelKernel::Decode;
+  if (!in.causal && use_sm90_kernel(sh, in)) return LevelKernel::SM90Prefill;
+  return LevelKernel::Prefill;
+}
+
+// Non-causal levels on FlashInfer's Hopper prefill: by option, NC_SHARED_LEVEL_KERNEL=fa2
+// (Auto only) and what the GPU and head_dim allow. Auto takes it only for entries of 128 rows
+// or more: on the H100 (nc_gpu_bench cascade-ab, 2026-11-27) it beat FA2 at 128 and 256
+// rows (e.g. 205 vs 232 us at prefix 32k) but lost at 64 (245 vs 236 us; 167 vs 131 us GQA).
+bool CudaAttention::use_sm90_kernel(const AttentionShape& sh, const PagedKVBatch& level) const {
+  if (options_.shared_level_kernel == SharedLevelKernel::FA2) return false;
+  if (options_.shared_level_kernel == SharedLevelKernel::Auto) {
+    const char* env = std::getenv("NC_SHARED_LEVEL_KERNEL");
+    if (env != nullptr && std::string(env) == "fa2") return false;
+    int most_rows = 0;
+    for (int b = 0; b < level.batch_size(); ++b) most_rows = std::max(most_rows, level.q_len(b));
+    if (most_rows < 128) return false;
+  }
+  return cuda::sm90_prefill_available(sh.num_qo_heads, sh.num_kv_heads, sh.head_dim);
+}
+
+std::vector<LevelKernel> plan_level_kernels(const AttentionPlan& plan, const char* what) {
+  std::vector<LevelKernel> out;
+  for (const LevelPlan& lp : cuda_plan(plan, what).levels) out.push_back(lp.kernel);
+  return out;
+}
+
+}  // namespace nc::cuda_host

@@ -1,0 +1,61 @@
+// The CUDA backend's attention: eager plans, graph-safe plans, and their run (Backend's
+// plan_attention, plan_attention_graph and attention).
+//
+// Both planners make a CudaAttentionPlan (cuda_attention_plan.h) and plan its levels with the
+// same level planner; they differ in where the metadata lives and which kernels may run:
+// - an eager plan lays out exactly the step's arrays in a pooled staging region, picks per level
+//   the decode, FA2 prefill or Hopper prefill kernel (CudaBackendOptions), uploads its metadata
+//   in one copy and allocates its merge buffers in stream order;
+// - a graph plan (decode-only steps) plans into a graph slot's fixed region (cuda_graph_slots.h)
+//   in FlashInfer's CUDA-graph mode, the own level on the decode kernel and the shared levels on
+//   FA2, and returns null when the step cannot be planned that way.
+// Cascade levels overlap on the side stream when the options ask for it.
+#pragma once
+#include <memory>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_graph_slots.h"
+
+namespace nc::cuda_host {
+
+class CudaAttention {
+ public:
+  CudaAttention(std::shared_ptr<Context> ctx, const CudaBackendOptions& options,
+                GraphRunner& graphs)
+      : ctx_(std::move(ctx)), options_(options), slots_(ctx_, graphs) {}
+
+  std::unique_ptr<AttentionPlan> plan(const AttentionStep& step, const AttentionShape& shape);
+  std::unique_ptr<AttentionPlan> plan_for_graph(const AttentionStep& step,
+                                                const AttentionShape& shape, int slot_id,
+                                                int max_pages);
+  void run(const AttentionPlan& plan, const Tensor& q, const Tensor& k, const Tensor& v,
+           Tensor kv_pages, Tensor out);
+  // After the graphs were dropped: frees graph scratch no graph can read any more.
+  void free_retired_scratch() { slots_.free_retired_scratch(); }
+
+ private:
+  // Eager planning (cuda_attention.cc).
+  void lay_out_levels(CudaAttentionPlan& plan, const AttentionStep& step, StagingLayout& lay);
+  std::vector<cuda::PlanQuery> choose_kernels(CudaAttentionPlan& plan, const AttentionStep& step,
+                                              StagingLayout& lay);
+  void allocate_cascade_state(CudaAttentionPlan& plan, int num_shared);
+  // Graph planning (cuda_graph_plan.cc).
+  bool pad_graph_levels(const AttentionStep& step, const AttentionShape& shape, int max_pages,
+                        std::vector<PagedKVBatch>& padded) const;
+  void carve_graph_cascade_state(CudaAttentionPlan& plan, const GraphSlot& slot, void** shared_ws);
+  void upload_graph_metadata(const GraphSlot& slot, const std::vector<PagedKVBatch>& shared,
+                             const PagedKVBatch& own);
+  // Kernel choice.
+  LevelKernel level_kernel(const PagedKVBatch& in, const AttentionShape& sh) const;
+  bool use_sm90_kernel(const AttentionShape& sh, const PagedKVBatch& level) const;
+
+  std::shared_ptr<Context> ctx_;
+  CudaBackendOptions options_;
+  GraphSlots slots_;
+};
+
+// The plan's levels' kernels (tests and benchmarks, via cuda_backend.h); nc::Error naming
+// `what` when the plan is not a CUDA plan.
+std::vector<LevelKernel> plan_level_kernels(const AttentionPlan& plan, const char* what);
+
+}  // namespace nc::cuda_host
