@@ -10,7 +10,7 @@
 
 #include "backend/cuda/cuda_context.h"
 #include "backend/op_checks.h"
-#include "model/host_tensor.h"
+#include "core/host_tensor.h"
 
 namespace nc::cuda_host {
 
