@@ -7,7 +7,7 @@
 #include <random>
 
 #include "backend/backend.h"
-#include "backend/cuda/sampler_params.h"
+#include "backend/sampler_params.h"
 #include "core/error.h"
 #include "core/random_init.h"
 #include "engine/sampling.h"

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_context.h"
-#include "backend/cuda/sampler_params.h"
+#include "backend/sampler_params.h"
 
 namespace nc::cuda_host {
 
