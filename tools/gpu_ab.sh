@@ -8,9 +8,10 @@
 #   tools/gpu_ab.sh OLD_BUNDLE NEW_BUNDLE
 #
 # Environment: NC_AB_TESTS (1: run the new bundle's GPU tests first; 0: skip), NC_AB_PASSES (2),
-# NC_GTEST_FILTER (all but SmolLM2's). Output under $OUT (or ./gpu_out): ab.log, one JSON per run
-# (NAME_{old,new}_PASS.json), the tests' log, and ab.md (a table: output tok/s and decode-step
-# wall ms per workload, old against new).
+# NC_GTEST_FILTER (all but SmolLM2's). Output under $OUT (or ./gpu_out), few files because the
+# GPU tool brings back at most eight: ab.log, the tests' log, runs.tar.xz (one JSON per run,
+# NAME_{old,new}_PASS.json) and ab.md (a table: output tok/s and decode-step wall and device ms
+# per workload, old against new), both rewritten after each pass so a cut-off call keeps them.
 set -uo pipefail
 old=$(realpath "${1:?usage: tools/gpu_ab.sh OLD_BUNDLE NEW_BUNDLE}")
 new=$(realpath "${2:?usage: tools/gpu_ab.sh OLD_BUNDLE NEW_BUNDLE}")
@@ -52,7 +53,7 @@ bench() {
   echo "== $name ($side, pass $pass)"
   LD_LIBRARY_PATH="$nc/lib:${LD_LIBRARY_PATH:-}" timeout 150 "$nc/bin/nanocascade" bench \
     --model "$nc/configs/qwen3-0.6b.json" "${FLAGS[@]}" "$@" \
-    --json "$out/${name}_${side}_${pass}.json" 2>&1 | grep -E "throughput|decode-only"
+    --json "$runs/${name}_${side}_${pass}.json" 2>&1 | grep -E "throughput|decode-only"
 }
 # workloads SIDE: every workload once on SIDE.
 workloads() {
@@ -60,8 +61,11 @@ workloads() {
   for b in 1 64 256; do bench "$1" "fixed$b" "${FIXED[@]}" --groups "$b"; done
   bench "$1" sp_cascade "${SP[@]}"
 }
+runs=$(mktemp -d)
 for pass in $(seq 1 "${NC_AB_PASSES:-2}"); do
   if [ $((pass % 2)) = 1 ]; then order="old new"; else order="new old"; fi
   for side in $order; do workloads "$side"; done
+  tar -C "$runs" -cJf "$out/runs.tar.xz" .
+  python3 "$repo/bench/ab_report.py" "$runs" > "$out/ab.md"
 done 2>&1 | tee -a "$out/ab.log"
-python3 "$repo/bench/ab_report.py" "$out" | tee "$out/ab.md"
+cat "$out/ab.md"

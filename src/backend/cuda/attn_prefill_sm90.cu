@@ -9,6 +9,9 @@
 // shortens the estimated makespan. The kernel addresses Q and O through the same row offset, so a
 // split entry's query rows are replicated once per chunk (a row gather), each chunk writes its own
 // partial output and base-2 LSE, and a small kernel here merges the partial states per row.
+// (Longer than ~450 lines because the schedule, the launch and the merge share one set of
+// FlashInfer template instantiations that take minutes to compile: splitting them would compile
+// the CUTLASS headers twice.)
 //
 // This translation unit includes only the hopper headers: FlashInfer's FA2 parameter structs and
 // variants (attn_common.cuh) share names with the hopper ones.
