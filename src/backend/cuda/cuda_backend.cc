@@ -34,6 +34,14 @@ class CudaBackend final : public Backend {
         attention_(ctx_, options, graphs_),
         sampler_(ctx_),
         timer_(ctx_, graphs_) {}
+  // As before the split: on the backend's device, once both streams are idle, the graphs go
+  // before the slot and scratch buffers they read (the parts' destructors then free those).
+  ~CudaBackend() override {
+    cudaSetDevice(ctx_->device);
+    cudaStreamSynchronize(ctx_->stream);
+    if (ctx_->side) cudaStreamSynchronize(ctx_->side);
+    graphs_.clear();
+  }
 
   std::string name() const override { return ctx_->name; }
   Device device() const override { return Device::CUDA; }
