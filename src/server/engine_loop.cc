@@ -145,8 +145,7 @@ SamplingParams EngineLoop::engine_sampling(const ParsedRequest& r, int num_promp
   return sp;
 }
 
-std::string EngineLoop::error_param(const ParsedRequest& r, const Error& e,
-                                    int num_prompt) const {
+std::string EngineLoop::error_param(const ParsedRequest& r, const Error& e, int num_prompt) const {
   if (e.kind() == ErrorKind::ContextLength) return context_param(r, num_prompt);
   // The engine's check of stop_token_ids against the vocabulary names the field first.
   if (std::string_view(e.what()).starts_with("stop_token_ids")) return "stop_token_ids";

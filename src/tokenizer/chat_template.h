@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "nanocascade/chat_message.h"  // nc::ChatMessage {role, content}
-#include "tokenizer/tokenizer.h"      // nc::TextSpan
+#include "tokenizer/tokenizer.h"       // nc::TextSpan
 
 namespace nc {
 
