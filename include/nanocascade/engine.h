@@ -127,7 +127,10 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Queue a request; throws nc::Error for bad input (and queues nothing).
+  // Queue a request; throws nc::Error for bad input (and queues nothing). A text prompt is
+  // ordinary text: special-token texts in it ("<|im_start|>") stay text (encode it with
+  // parse_special and pass the ids to read them as control tokens). Chat messages' contents are
+  // always text; only the template's own markers become control tokens.
   RequestId add_request(const std::string& prompt, const SamplingParams& params);
   RequestId add_request(const std::vector<int32_t>& prompt_token_ids, const SamplingParams& params);
   RequestId add_chat_request(const std::vector<ChatMessage>& messages,
@@ -160,8 +163,13 @@ class Engine {
   std::vector<CompletionOutput> generate(const std::vector<std::vector<int32_t>>& prompts,
                                          const SamplingParams& params);
 
-  // Text helpers with the engine's tokenizer.
-  std::vector<int32_t> encode(const std::string& text, bool add_special_tokens = true) const;
+  // Text helpers with the engine's tokenizer. encode parses special-token texts in text as
+  // Hugging Face's tokenizer(text) does unless parse_special is false (then all is text).
+  std::vector<int32_t> encode(const std::string& text, bool add_special_tokens = true,
+                              bool parse_special = true) const;
+  // The chat prompt's ids as add_chat_request makes them (contents are text, markers tokens).
+  std::vector<int32_t> encode_chat(const std::vector<ChatMessage>& messages,
+                                   bool add_generation_prompt = true) const;
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens = true) const;
   std::string apply_chat_template(const std::vector<ChatMessage>& messages,
                                   bool add_generation_prompt = true) const;

@@ -40,8 +40,7 @@ void run_chat(const ChatArgs& a) {
     }
     if (line.empty()) continue;
     history.push_back({"user", line});
-    const std::vector<int32_t> ids =
-        engine.encode(engine.apply_chat_template(history, true), false);
+    const std::vector<int32_t> ids = engine.encode_chat(history, true);
     SamplingParams p = fit_to_context(engine, a.sampling.get(), ids.size());
     std::string reply;
     try {

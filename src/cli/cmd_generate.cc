@@ -18,6 +18,7 @@ struct GenerateArgs {
   std::vector<std::string> prompts;
   std::string file;
   bool chat = false;
+  bool parse_special = false;
   bool quiet = false;
 };
 
@@ -35,9 +36,10 @@ std::vector<std::string> read_prompts(const GenerateArgs& a) {
   return prompts;
 }
 
-std::vector<int32_t> prompt_ids(const Engine& e, const std::string& text, bool chat) {
-  if (chat) return e.encode(e.apply_chat_template({{"user", text}}, true), false);
-  return e.encode(text, true);
+// The prompt is ordinary text unless --parse-special; with --chat it is a user message's content.
+std::vector<int32_t> prompt_ids(const Engine& e, const std::string& text, const GenerateArgs& a) {
+  if (a.chat) return e.encode_chat({{"user", text}}, true);
+  return e.encode(text, true, a.parse_special);
 }
 
 void print_summary(const Engine& e, size_t requests, int64_t prompt_tokens, int64_t out_tokens,
@@ -59,7 +61,7 @@ void run_generate(const GenerateArgs& a) {
   std::vector<SamplingParams> params;
   int64_t prompt_tokens = 0;
   for (const std::string& t : texts) {
-    ids.push_back(prompt_ids(engine, t, a.chat));
+    ids.push_back(prompt_ids(engine, t, a));
     params.push_back(fit_to_context(engine, a.sampling.get(), ids.back().size()));
     prompt_tokens += int64_t(ids.back().size());
   }
@@ -97,6 +99,8 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("prompts", args->prompts, "prompt texts");
   cmd->add_option("--file,-f", args->file, "file with one prompt per line");
   cmd->add_flag("--chat", args->chat, "wrap each prompt as a user message in the chat template");
+  cmd->add_flag("--parse-special", args->parse_special,
+                "read special-token texts in prompts (<|im_start|>, ...) as control tokens");
   cmd->add_flag("--quiet,-q", args->quiet, "no summary line on stderr");
   args->engine.add_to(*cmd);
   args->sampling.add_to(*cmd);

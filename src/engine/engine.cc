@@ -142,7 +142,7 @@ Engine::~Engine() = default;
 
 RequestId Engine::add_request(const std::string& prompt, const SamplingParams& params) {
   NC_CHECK_AS(ErrorKind::InvalidArgument, !prompt.empty(), "request: empty prompt");
-  return impl_->requests->add(impl_->codec->encode(prompt, true), params);
+  return impl_->requests->add(impl_->codec->encode_plain(prompt, true), params);
 }
 
 RequestId Engine::add_request(const std::vector<int32_t>& prompt_token_ids,
@@ -158,9 +158,7 @@ RequestId Engine::add_chat_request(const std::vector<ChatMessage>& messages,
     NC_CHECK_AS(ErrorKind::InvalidArgument, kRoles.count(m.role),
              "chat request: unknown role '{}' (system, user, assistant, tool)", m.role);
   }
-  const std::string text = impl_->codec->apply_chat_template(messages, true);
-  // The template writes the special tokens itself.
-  return impl_->requests->add(impl_->codec->encode(text, false), params);
+  return impl_->requests->add(encode_chat(messages, true), params);
 }
 
 std::vector<RequestOutput> Engine::step() {
@@ -258,7 +256,7 @@ std::vector<CompletionOutput> Engine::generate(const std::vector<std::string>& p
   std::vector<std::vector<int32_t>> ids;
   for (const std::string& p : prompts) {
     NC_CHECK_AS(ErrorKind::InvalidArgument, !p.empty(), "generate: empty prompt");
-    ids.push_back(encode(p, true));
+    ids.push_back(encode(p, true, /*parse_special=*/false));  // as add_request's text
   }
   return generate(ids, params);
 }
@@ -290,8 +288,15 @@ void Engine::warmup() {
   while (has_unfinished()) step();
 }
 
-std::vector<int32_t> Engine::encode(const std::string& text, bool add_special_tokens) const {
+std::vector<int32_t> Engine::encode(const std::string& text, bool add_special_tokens,
+                                   bool parse_special) const {
+  if (!parse_special) return impl_->codec->encode_plain(text, add_special_tokens);
   return impl_->codec->encode(text, add_special_tokens);
+}
+
+std::vector<int32_t> Engine::encode_chat(const std::vector<ChatMessage>& messages,
+                                         bool add_generation_prompt) const {
+  return impl_->codec->encode_chat(messages, add_generation_prompt);
 }
 
 std::string Engine::decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {

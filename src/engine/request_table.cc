@@ -36,6 +36,10 @@ void RequestTable::validate_prompt(const std::vector<int32_t>& prompt,
     NC_CHECK_AS(ErrorKind::InvalidArgument, id >= 0 && id < vocab_, "request: prompt token id {} outside the vocabulary [0, {})",
              id, vocab_);
   }
+  for (int32_t id : p.stop_token_ids) {
+    NC_CHECK_AS(ErrorKind::InvalidArgument, id >= 0 && id < vocab_,
+                "stop_token_ids: token id {} is outside the vocabulary [0, {})", id, vocab_);
+  }
   const int n = int(prompt.size());
   NC_CHECK_AS(ErrorKind::ContextLength, n < max_model_len_, "request: prompt has {} tokens, the context is {} tokens", n,
            max_model_len_);

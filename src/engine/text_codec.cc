@@ -17,8 +17,17 @@ class TokenizerCodec : public TextCodec {
   explicit TokenizerCodec(std::unique_ptr<Tokenizer> tok) : tok_(std::move(tok)) {}
 
   std::vector<int32_t> encode(const std::string& text, bool add_special_tokens) const override {
-    // Special tokens written in the text ("<|im_start|>") are parsed, as Hugging Face does.
     return tok_->encode(text, add_special_tokens && tok_->add_bos_default(), true);
+  }
+  std::vector<int32_t> encode_plain(const std::string& text,
+                                    bool add_special_tokens) const override {
+    return tok_->encode(text, add_special_tokens && tok_->add_bos_default(), false);
+  }
+  std::vector<int32_t> encode_chat(const std::vector<ChatMessage>& messages,
+                                   bool add_generation_prompt) const override {
+    // The template writes BOS itself where it wants one.
+    const RenderedChat chat = render(messages, add_generation_prompt);
+    return tok_->encode_marked(chat.text, chat.markers, false);
   }
   std::string decode(const int32_t* ids, size_t n, bool skip_special_tokens) const override {
     return tok_->decode(std::vector<int32_t>(ids, ids + n), skip_special_tokens);
@@ -26,14 +35,18 @@ class TokenizerCodec : public TextCodec {
   std::vector<int32_t> eos_token_ids() const override { return tok_->eos_ids(); }
   std::string apply_chat_template(const std::vector<ChatMessage>& messages,
                                   bool add_generation_prompt) const override {
-    NC_CHECK_AS(ErrorKind::Unsupported, !tok_->chat_template().empty(),
-                "this model has no chat template");
-    auto piece = [&](int32_t id) { return id >= 0 ? tok_->token_piece(id) : std::string(); };
-    return nc::apply_chat_template(tok_->chat_template(), messages, add_generation_prompt,
-                                   piece(tok_->bos_id()), piece(tok_->eos_id()));
+    return render(messages, add_generation_prompt).text;
   }
 
  private:
+  RenderedChat render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+    NC_CHECK_AS(ErrorKind::Unsupported, !tok_->chat_template().empty(),
+                "this model has no chat template");
+    auto piece = [&](int32_t id) { return id >= 0 ? tok_->token_piece(id) : std::string(); };
+    return render_chat_template(tok_->chat_template(), messages, add_generation_prompt,
+                                piece(tok_->bos_id()), piece(tok_->eos_id()));
+  }
+
   std::unique_ptr<Tokenizer> tok_;
 };
 

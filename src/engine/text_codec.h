@@ -14,7 +14,22 @@ namespace nc {
 class TextCodec {
  public:
   virtual ~TextCodec() = default;
+  // Special tokens written in the text ("<|im_start|>") are parsed, as Hugging Face's
+  // tokenizer(text) does: for trusted text only (tests, the tokenize tool, parse_special).
   virtual std::vector<int32_t> encode(const std::string& text, bool add_special_tokens) const = 0;
+  // The text as ordinary text: no part of it becomes a control token (prompts from users).
+  // Codecs without special-token texts need not override it.
+  virtual std::vector<int32_t> encode_plain(const std::string& text,
+                                            bool add_special_tokens) const {
+    return encode(text, add_special_tokens);
+  }
+  // The ids of the chat prompt: the template's markers are control tokens, the messages'
+  // contents are ordinary text whatever they contain. The default encodes the template's text,
+  // for codecs whose template markers cannot occur in contents.
+  virtual std::vector<int32_t> encode_chat(const std::vector<ChatMessage>& messages,
+                                           bool add_generation_prompt) const {
+    return encode(apply_chat_template(messages, add_generation_prompt), false);
+  }
   // Bytes of the ids' text; may end in the middle of a UTF-8 character.
   virtual std::string decode(const int32_t* ids, size_t n, bool skip_special_tokens) const = 0;
   virtual std::vector<int32_t> eos_token_ids() const = 0;

@@ -129,12 +129,10 @@ void EngineLoop::release(RequestHandle& h) {
 }
 
 std::vector<int32_t> EngineLoop::tokenize(const ParsedRequest& r) const {
-  if (r.kind == ApiKind::Chat) {
-    // As Engine::add_chat_request: the template writes the special tokens itself.
-    return engine_.encode(engine_.apply_chat_template(r.messages, true), false);
-  }
+  // As Engine::add_chat_request: the template's markers are control tokens, contents are text.
+  if (r.kind == ApiKind::Chat) return engine_.encode_chat(r.messages, true);
   if (r.prompt_is_ids) return r.prompt_ids;
-  return engine_.encode(r.prompt, true);
+  return engine_.encode(r.prompt, true, r.parse_special);
 }
 
 SamplingParams EngineLoop::engine_sampling(const ParsedRequest& r, int num_prompt) const {
@@ -145,6 +143,13 @@ SamplingParams EngineLoop::engine_sampling(const ParsedRequest& r, int num_promp
   if (opts_.default_max_tokens > 0)
     sp.max_tokens = std::min(sp.max_tokens, opts_.default_max_tokens);
   return sp;
+}
+
+std::string EngineLoop::error_param(const ParsedRequest& r, const Error& e, int num_prompt) const {
+  if (e.kind() == ErrorKind::ContextLength) return context_param(r, num_prompt);
+  // The engine's check of stop_token_ids against the vocabulary names the field first.
+  if (std::string_view(e.what()).starts_with("stop_token_ids")) return "stop_token_ids";
+  return "";
 }
 
 std::string EngineLoop::context_param(const ParsedRequest& r, int num_prompt) const {
@@ -174,8 +179,7 @@ void EngineLoop::admit(const std::shared_ptr<RequestHandle>& h) {
     ev.num_prompt_tokens = n;
   } catch (const Error& e) {
     ev.kind = StreamEvent::Kind::Error;
-    const bool context = e.kind() == ErrorKind::ContextLength;
-    ev.error = api_error_from(e, context ? context_param(r, n) : "");
+    ev.error = api_error_from(e, error_param(r, e, n));
   } catch (const std::exception& e) {
     ev.kind = StreamEvent::Kind::Error;
     ev.error = ApiError(500, fmt::format("internal error: {}", e.what()), "server_error");

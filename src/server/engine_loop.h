@@ -106,6 +106,8 @@ class EngineLoop {
   // The request field a ContextLength error of the engine names: the prompt (or messages) when
   // the prompt alone fills the context, else max_tokens. (The engine knows no JSON names.)
   std::string context_param(const ParsedRequest& req, int num_prompt) const;
+  // The request field an engine error names (context_param, or stop_token_ids), "" for none.
+  std::string error_param(const ParsedRequest& req, const Error& e, int num_prompt) const;
   void step_once();
   void fail_all(const ApiError& e);
   void release(RequestHandle& h);  // one request fewer in flight

@@ -231,7 +231,9 @@ void reject_unsupported(const json& body, ApiKind kind) {
   }
   if (kind == ApiKind::Chat) {
     if (get_bool(body, "logprobs").value_or(false)) throw unsupported("logprobs", "'logprobs'");
-    if (field(body, "top_logprobs")) throw unsupported("top_logprobs", "'top_logprobs'");
+    // top_logprobs 0 asks for nothing (OpenAI accepts it without logprobs); more is unsupported.
+    if (get_int(body, "top_logprobs", 0, 20).value_or(0) != 0)
+      throw unsupported("top_logprobs", "'top_logprobs' other than 0");
   } else {
     if (field(body, "logprobs")) throw unsupported("logprobs", "'logprobs'");
     if (get_bool(body, "echo").value_or(false)) throw unsupported("echo", "'echo'");
@@ -300,6 +302,18 @@ void parse_sampling(const json& body, ApiKind kind, ParsedRequest& r) {
   parse_stop(body, sp);
 }
 
+// parse_special (completions only): special-token texts in the prompt become control tokens.
+// Chat contents are always text, so a chat request asking for it is refused.
+void parse_special_flag(const json& body, ApiKind kind, ParsedRequest& r) {
+  const bool on = get_bool(body, "parse_special").value_or(false);
+  if (on && kind == ApiKind::Chat) {
+    throw invalid_param("parse_special",
+                        "'parse_special' applies to /v1/completions prompts only; chat message "
+                        "contents are always tokenized as text");
+  }
+  r.parse_special = on;
+}
+
 }  // namespace
 
 ParsedRequest parse_request(ApiKind kind, std::string_view body_text) {
@@ -319,6 +333,7 @@ ParsedRequest parse_request(ApiKind kind, std::string_view body_text) {
   }
   reject_unsupported(body, kind);
   parse_sampling(body, kind, r);
+  parse_special_flag(body, kind, r);
   r.stream = get_bool(body, "stream").value_or(false);
   if (const json* so = field(body, "stream_options")) {
     if (!so->is_object()) throw wrong_type("stream_options", "an object", *so);

@@ -4,8 +4,9 @@
 // be checked without the tokenizer is checked here; the prompt length against the context is
 // checked by the engine loop after tokenization. Every failure is an ApiError (400), never a
 // crash; unknown fields are ignored, as OpenAI does. Known OpenAI fields that this server cannot
-// honour (n > 1, logprobs, tools, logit_bias, echo, suffix, best_of > 1, response_format other
-// than text) are rejected with a message naming them rather than silently ignored.
+// honour (n > 1, logprobs, top_logprobs > 0, tools, logit_bias, echo, suffix, best_of > 1,
+// response_format other than text) are rejected with a message naming them rather than silently
+// ignored. stop_token_ids are checked against the vocabulary by the engine.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -26,6 +27,9 @@ struct ParsedRequest {
   std::string prompt;
   std::vector<int32_t> prompt_ids;
   bool prompt_is_ids = false;
+  // Completion: read special-token texts in the prompt as control tokens (the `parse_special`
+  // field, as llama.cpp's tokenizer flag). Off: the prompt is ordinary text.
+  bool parse_special = false;
 
   SamplingParams sampling;
   bool max_tokens_given = false;  // else the engine loop fills the rest of the context

@@ -68,32 +68,61 @@ void check_roles(const std::vector<ChatMessage>& messages) {
   }
 }
 
-std::string render_chatml(const std::string& tmpl, const std::vector<ChatMessage>& messages,
-                          bool add_generation_prompt) {
-  std::string out;
-  const std::string dflt = chatml_default_system(tmpl);
-  if (!dflt.empty() && !messages.empty() && messages[0].role != "system")
-    out += "<|im_start|>system\n" + dflt + "<|im_end|>\n";
-  for (const ChatMessage& m : messages)
-    out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
-  if (add_generation_prompt) out += "<|im_start|>assistant\n";
-  return out;
-}
-
-std::string render_llama3(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
-                          const std::string& bos) {
-  std::string out;
-  for (size_t i = 0; i < messages.size(); ++i) {
-    if (i == 0) out += bos;
-    out += "<|start_header_id|>" + messages[i].role + "<|end_header_id|>\n\n" +
-           py_strip(messages[i].content) + "<|eot_id|>";
+// Appends a rendered chat: markers (the template's own special-token texts) and text.
+class ChatWriter {
+ public:
+  void marker(const std::string& s) {
+    if (s.empty()) return;
+    out_.markers.push_back({out_.text.size(), s.size()});
+    out_.text += s;
   }
-  if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-  return out;
+  void text(const std::string& s) { out_.text += s; }
+  RenderedChat take() { return std::move(out_); }
+
+ private:
+  RenderedChat out_;
+};
+
+RenderedChat render_chatml(const std::string& tmpl, const std::vector<ChatMessage>& messages,
+                           bool add_generation_prompt) {
+  ChatWriter w;
+  auto turn = [&](const std::string& role, const std::string& content) {
+    w.marker("<|im_start|>");
+    w.text(role + "\n" + content);
+    w.marker("<|im_end|>");
+    w.text("\n");
+  };
+  const std::string dflt = chatml_default_system(tmpl);
+  if (!dflt.empty() && !messages.empty() && messages[0].role != "system") turn("system", dflt);
+  for (const ChatMessage& m : messages) turn(m.role, m.content);
+  if (add_generation_prompt) {
+    w.marker("<|im_start|>");
+    w.text("assistant\n");
+  }
+  return w.take();
 }
 
-std::string render_llama2(const std::vector<ChatMessage>& messages, const std::string& bos,
-                          const std::string& eos) {
+RenderedChat render_llama3(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                           const std::string& bos) {
+  ChatWriter w;
+  auto header = [&](const std::string& role) {
+    w.marker("<|start_header_id|>");
+    w.text(role);
+    w.marker("<|end_header_id|>");
+    w.text("\n\n");
+  };
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (i == 0) w.marker(bos);
+    header(messages[i].role);
+    w.text(py_strip(messages[i].content));
+    w.marker("<|eot_id|>");
+  }
+  if (add_generation_prompt) header("assistant");
+  return w.take();
+}
+
+RenderedChat render_llama2(const std::vector<ChatMessage>& messages, const std::string& bos,
+                           const std::string& eos) {
   size_t first = 0;
   std::string system;
   bool has_system = false;
@@ -102,7 +131,7 @@ std::string render_llama2(const std::vector<ChatMessage>& messages, const std::s
     has_system = true;
     first = 1;
   }
-  std::string out;
+  ChatWriter w;
   for (size_t i = first; i < messages.size(); ++i) {
     const size_t k = i - first;
     const ChatMessage& m = messages[i];
@@ -113,12 +142,17 @@ std::string render_llama2(const std::vector<ChatMessage>& messages, const std::s
                 i, m.role);
     std::string content = m.content;
     if (k == 0 && has_system) content = "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + content;
-    if (m.role == "user")
-      out += bos + "[INST] " + py_strip(content) + " [/INST]";
-    else
-      out.append(" ").append(py_strip(content)).append(" ").append(eos);
+    if (m.role == "user") {
+      w.marker(bos);
+      w.text("[INST] " + py_strip(content) + " [/INST]");
+    } else {
+      w.text(" ");
+      w.text(py_strip(content));
+      w.text(" ");
+      w.marker(eos);
+    }
   }
-  return out;
+  return w.take();
 }
 
 }  // namespace
@@ -169,10 +203,10 @@ std::string chatml_default_system(const std::string& t) {
   return "";
 }
 
-std::string apply_chat_template(const std::string& template_str,
-                                const std::vector<ChatMessage>& messages,
-                                bool add_generation_prompt, const std::string& bos_token,
-                                const std::string& eos_token) {
+RenderedChat render_chat_template(const std::string& template_str,
+                                  const std::vector<ChatMessage>& messages,
+                                  bool add_generation_prompt, const std::string& bos_token,
+                                  const std::string& eos_token) {
   const ChatTemplateFamily family = detect_chat_template(template_str);
   check_roles(messages);
   switch (family) {
@@ -183,7 +217,15 @@ std::string apply_chat_template(const std::string& template_str,
     case ChatTemplateFamily::kLlama2:
       return render_llama2(messages, bos_token, eos_token);
   }
-  return "";
+  return {};
+}
+
+std::string apply_chat_template(const std::string& template_str,
+                                const std::vector<ChatMessage>& messages,
+                                bool add_generation_prompt, const std::string& bos_token,
+                                const std::string& eos_token) {
+  return render_chat_template(template_str, messages, add_generation_prompt, bos_token, eos_token)
+      .text;
 }
 
 }  // namespace nc

@@ -6,11 +6,16 @@
 //   Llama-3  ("<|start_header_id|>", Llama-3-Instruct's template: contents trimmed, BOS first);
 //   Llama-2  ("[INST]" with "<<SYS>>": roles must alternate user/assistant after the system).
 // Anything else (Llama-3.1+ date/tool headers, Mistral, Gemma, ...) is an nc::Error.
+//
+// render_chat_template also says where the template's own markers (<|im_start|>, BOS, ...) are
+// in the text, so that only those become control tokens (Tokenizer::encode_marked) and the
+// messages' contents are always ordinary text, whatever they contain.
 #pragma once
 #include <string>
 #include <vector>
 
 #include "nanocascade/chat_message.h"  // nc::ChatMessage {role, content}
+#include "tokenizer/tokenizer.h"       // nc::TextSpan
 
 namespace nc {
 
@@ -29,6 +34,19 @@ std::string chatml_default_system(const std::string& template_str);
 // add_generation_prompt appends the header of the assistant's turn (Llama-2 has none).
 // Errors: a role other than system/user/assistant (naming it), an unsupported template, and for
 // Llama-2 roles that do not alternate.
+// The rendered prompt and the byte ranges of the markers the template itself wrote (sorted).
+struct RenderedChat {
+  std::string text;
+  std::vector<TextSpan> markers;
+};
+
+// As apply_chat_template, with the template's markers.
+RenderedChat render_chat_template(const std::string& template_str,
+                                  const std::vector<ChatMessage>& messages,
+                                  bool add_generation_prompt, const std::string& bos_token = "",
+                                  const std::string& eos_token = "");
+
+// The text of render_chat_template.
 std::string apply_chat_template(const std::string& template_str,
                                 const std::vector<ChatMessage>& messages,
                                 bool add_generation_prompt, const std::string& bos_token = "",

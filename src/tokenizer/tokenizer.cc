@@ -17,10 +17,6 @@ uint64_t pair_key(int32_t a, int32_t b) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
 }
 
-bool is_special_type(TokenType t) {
-  return t == TokenType::kControl || t == TokenType::kUserDefined || t == TokenType::kUnknown;
-}
-
 // Parses "<0xNN>"; -1 when s has another form.
 int parse_byte_token(std::string_view s) {
   if (s.size() != 6 || s.substr(0, 3) != "<0x" || s[5] != '>') return -1;
@@ -123,19 +119,6 @@ void Tokenizer::build_pieces() {
   }
 }
 
-void Tokenizer::build_specials() {
-  for (size_t i = 0; i < spec_.tokens.size(); ++i) {
-    const std::string& t = spec_.tokens[i];
-    if (t.empty() || !is_special_type(spec_.types[i])) continue;
-    if (!specials_.emplace(t, static_cast<int32_t>(i)).second) continue;
-    special_first_byte_[static_cast<uint8_t>(t[0])] = true;
-    if (std::find(special_lengths_.begin(), special_lengths_.end(), t.size()) ==
-        special_lengths_.end())
-      special_lengths_.push_back(t.size());
-  }
-  std::sort(special_lengths_.rbegin(), special_lengths_.rend());
-}
-
 void Tokenizer::build_eos_ids() {
   auto add = [&](int32_t id) {
     if (id >= 0 && std::find(eos_ids_.begin(), eos_ids_.end(), id) == eos_ids_.end())
@@ -173,49 +156,6 @@ const std::string& Tokenizer::token_piece(int32_t id) const {
 
 bool Tokenizer::is_eos(int32_t id) const {
   return std::find(eos_ids_.begin(), eos_ids_.end(), id) != eos_ids_.end();
-}
-
-std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos,
-                                       bool parse_special) const {
-  std::vector<int32_t> out;
-  out.reserve(text.size() / 3 + 2);
-  if (add_bos) {
-    NC_CHECK(spec_.bos_id >= 0, "cannot add BOS: the {} tokenizer has no BOS token", spec_.name);
-    out.push_back(spec_.bos_id);
-  }
-  if (!parse_special || specials_.empty()) {
-    encode_segment(text, true, out);
-    return out;
-  }
-  // Leftmost-longest match of special token texts; the text between them is encoded normally.
-  size_t seg_start = 0;
-  bool first = true;
-  for (size_t i = 0; i < text.size();) {
-    int32_t hit = -1;
-    size_t hit_len = 0;
-    if (special_first_byte_[static_cast<uint8_t>(text[i])]) {
-      for (size_t len : special_lengths_) {
-        if (i + len > text.size()) continue;
-        auto it = specials_.find(text.substr(i, len));
-        if (it != specials_.end()) {
-          hit = it->second;
-          hit_len = len;
-          break;
-        }
-      }
-    }
-    if (hit < 0) {
-      ++i;
-      continue;
-    }
-    encode_segment(text.substr(seg_start, i - seg_start), first, out);
-    out.push_back(hit);
-    first = false;
-    i += hit_len;
-    seg_start = i;
-  }
-  encode_segment(text.substr(seg_start), first, out);
-  return out;
 }
 
 void Tokenizer::encode_segment(std::string_view text, bool first_segment,

@@ -1,7 +1,9 @@
 // Tokenizers: byte-level BPE (GPT-2, Llama-3, Qwen2/3, StarCoder/SmolLM2) and SentencePiece BPE
 // (Llama-2), built from GGUF metadata or a Hugging Face tokenizer.json.
 //
-// Encoding: special tokens are split out first (when asked), each remaining text segment is
+// Encoding: special tokens are split out first (when asked, or only at the spans a chat
+// template marked as its own markers: text from users is never read as control tokens), each
+// remaining text segment is
 // pre-tokenized (byte-level: the family's regexes through PCRE2; SentencePiece: spaces become
 // U+2581 and a leading one is added), and each piece is merged by BPE.
 // Decoding returns raw bytes, which may end inside a UTF-8 character; IncrementalDecoder holds
@@ -31,6 +33,12 @@ enum class TokenType : int32_t {
 };
 
 enum class TokenizerKind { kByteLevelBpe, kSentencePieceBpe };
+
+// A byte range [offset, offset + length) of a text.
+struct TextSpan {
+  size_t offset = 0;
+  size_t length = 0;
+};
 
 // Everything a Tokenizer is built from; the GGUF and tokenizer.json loaders fill it, tests may
 // build one by hand.
@@ -74,7 +82,18 @@ class Tokenizer {
   // Maps a tokenizer.ggml.pre name to its pre-tokenizer regexes; nc::Error when unknown.
   static std::vector<std::string> pre_regexes_for(const std::string& pre_name);
 
+  // parse_special: a special token's text anywhere in text becomes that token (Hugging Face's
+  // default); otherwise all of text is ordinary text.
   std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const;
+  // Only the marked spans (byte ranges of text, sorted, not overlapping) may become special
+  // tokens: a span whose text is a special token of the vocabulary is that token, any other span
+  // and everything outside the spans is ordinary text. The text between two special tokens is
+  // encoded as one segment, so that when the specials found are those that encode(text, ...,
+  // true) would find, the ids are the same. nc::Error for spans out of order or out of range.
+  std::vector<int32_t> encode_marked(std::string_view text, const std::vector<TextSpan>& marked,
+                                     bool add_bos) const;
+  // Whether text is the text of a special (control, user-defined or unknown) token.
+  bool is_special_text(std::string_view text) const;
   // Raw bytes of the tokens. Control tokens render as their text unless skip_special.
   // SentencePiece: the space of the dummy prefix is dropped from the first non-control token.
   std::string decode(const std::vector<int32_t>& ids, bool skip_special = false) const;
@@ -112,6 +131,14 @@ class Tokenizer {
   void build_pieces();
   void build_specials();
   void build_eos_ids();
+  // A special token found in a text: its byte range and id.
+  struct SpecialHit {
+    size_t offset, length;
+    int32_t id;
+  };
+  std::vector<SpecialHit> find_all_specials(std::string_view text) const;
+  std::vector<int32_t> encode_with_hits(std::string_view text, const std::vector<SpecialHit>& hits,
+                                        bool add_bos) const;
   void encode_segment(std::string_view text, bool first_segment, std::vector<int32_t>& out) const;
   void bpe_word(std::string_view word, std::vector<int32_t>& out) const;
   void spm_segment(std::string_view text, bool add_prefix, std::vector<int32_t>& out) const;
