@@ -46,7 +46,9 @@ namespace {
 
 volatile sig_atomic_t g_interrupted = 0;
 
-void on_sigint(int) { g_interrupted = 1; }
+void on_sigint(int) {
+  g_interrupted = 1;
+}
 
 }  // namespace
 
@@ -63,6 +65,8 @@ ReplyInterrupt::~ReplyInterrupt() {
   sigaction(SIGINT, &previous_, nullptr);
 }
 
-bool ReplyInterrupt::requested() const { return g_interrupted != 0; }
+bool ReplyInterrupt::requested() const {
+  return g_interrupted != 0;
+}
 
 }  // namespace nc::cli

@@ -26,7 +26,9 @@ void EngineFlags::add_to(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--kv-layout", cfg.kv_layout, "NHD or HND")->capture_default_str();
   app.add_option("--kv-cache-memory", cfg.kv_cache_memory,
-                 "KV cache size: bytes (2GiB, 512MB, 1000000) or a fraction of free memory (0.9)");
+                 "KV cache size: bytes (2GiB, 512MB, 1000000) or a fraction of free memory (0.9). "
+                 "Default: 0.9 of the free GPU memory on cuda, min(2GiB, 25% of RAM) on cpu; "
+                 "never more pages than --max-num-seqs requests at --max-model-len use");
   app.add_option("--max-num-batched-tokens", cfg.max_num_batched_tokens, "token budget of one step")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

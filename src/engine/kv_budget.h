@@ -12,7 +12,7 @@ namespace nc {
 
 struct KvBudgetInputs {
   bool cuda = false;
-  std::string kv_cache_memory;   // EngineConfig::kv_cache_memory ("" = the default)
+  std::string kv_cache_memory;    // EngineConfig::kv_cache_memory ("" = the default)
   int64_t free_memory_bytes = 0;  // device memory free after weights and workspace
   int64_t physical_memory_bytes = 0;
   int64_t bytes_per_page = 0;
