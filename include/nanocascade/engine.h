@@ -61,7 +61,9 @@ struct EngineConfig {
   std::string kv_layout = "NHD";  // "NHD" | "HND"
   // Bytes ("2GiB", "512MB", "1000000") or a fraction of the device memory free once the
   // weights and the activation workspace are allocated ("0.9"; physical memory on CPU).
-  // Empty = "0.9" on CUDA, min(2 GiB, 25% of RAM) on CPU.
+  // Empty = "0.9" on CUDA, min(2 GiB, 25% of RAM) on CPU. Either way the pool holds at most the
+  // pages max_num_seqs requests at max_model_len tokens use (src/engine/kv_budget.h); on CPU its
+  // memory becomes resident only as pages are written.
   std::string kv_cache_memory;
   int max_num_batched_tokens = 2048;  // token budget of one step (prefill chunks + decodes)
   int max_num_seqs = 256;             // running requests at most

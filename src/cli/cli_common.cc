@@ -10,6 +10,11 @@
 
 namespace nc::cli {
 
+CLI::Option* repeatable(CLI::Option* opt) {
+  return opt->expected(1)->allow_extra_args(false)->multi_option_policy(
+      CLI::MultiOptionPolicy::TakeAll);
+}
+
 void EngineFlags::add_to(CLI::App& app) {
   app.add_option("--model,-m", cfg.model,
                  "GGUF file or Hugging Face folder (default: the embedded SmolLM2-135M-Instruct)");
@@ -21,7 +26,9 @@ void EngineFlags::add_to(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--kv-layout", cfg.kv_layout, "NHD or HND")->capture_default_str();
   app.add_option("--kv-cache-memory", cfg.kv_cache_memory,
-                 "KV cache size: bytes (2GiB, 512MB, 1000000) or a fraction of free memory (0.9)");
+                 "KV cache size: bytes (2GiB, 512MB, 1000000) or a fraction of free memory (0.9). "
+                 "Default: 0.9 of the free GPU memory on cuda, min(2GiB, 25% of RAM) on cpu; "
+                 "never more pages than --max-num-seqs requests at --max-model-len use");
   app.add_option("--max-num-batched-tokens", cfg.max_num_batched_tokens, "token budget of one step")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -84,8 +91,10 @@ void SamplingFlags::add_to(CLI::App& app) {
   app.add_option("--max-tokens,-n", params.max_tokens, "tokens to generate at most")
       ->capture_default_str();
   app.add_option("--min-tokens", params.min_tokens)->capture_default_str();
-  app.add_option("--stop", params.stop, "stop string (repeatable)");
-  app.add_option("--stop-token-id", params.stop_token_ids, "stop token id (repeatable)");
+  // One value per occurrence, so that a positional prompt after `--stop .` stays a prompt.
+  repeatable(app.add_option("--stop", params.stop, "stop string (repeat the flag for more)"));
+  repeatable(app.add_option("--stop-token-id,--stop-token-ids", params.stop_token_ids,
+                            "stop token id (repeat the flag for more)"));
   app.add_flag("--ignore-eos", params.ignore_eos, "keep going past end-of-sequence tokens");
   app.add_flag("!--no-skip-special", params.skip_special_tokens,
                "print special tokens in the output");

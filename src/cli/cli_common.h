@@ -11,6 +11,10 @@
 
 namespace nc::cli {
 
+// A vector option that takes exactly one value per occurrence (`--stop . --stop ,`), so that
+// it never swallows the positional arguments after it.
+CLI::Option* repeatable(CLI::Option* opt);
+
 struct EngineFlags {
   EngineConfig cfg;
   void add_to(CLI::App& app);

@@ -195,7 +195,19 @@ void print_cache_stats(const CacheStats& c) {
       c.kv_bytes_cascade > 0 ? c.kv_bytes_plain / c.kv_bytes_cascade : 0.0);
 }
 
-// Cache, memory, device time and steps by kind over the run (`d`: stats_delta of the run).
+// Graph steps, device-sampled tokens and overlapped steps: device counts, printed only for the
+// CUDA backend (the CPU backend has no graphs, and its "device" draw is the host's).
+void print_device_counts(const BenchArgs& a, const EngineStats& d) {
+  if (a.engine.cfg.backend != "cuda") return;
+  fmt::print(
+      "cuda graph steps {}, tokens sampled on the device {}, steps queued behind a running one "
+      "{} (async scheduling {})\n",
+      d.num_graph_steps, d.num_device_sampled, d.num_overlapped_steps,
+      a.engine.cfg.async_scheduling ? "on" : "off");
+}
+
+// Cache, memory, device time and steps by kind over the run (`d`: stats_delta of the run); device
+// times only where the backend measured them (d.device_s > 0).
 void print_engine_stats(const BenchArgs& a, const RunResult& run, const EngineStats& d) {
   print_cache_stats(d.cache);
   fmt::print("{}\n", memory_summary(d));
@@ -210,16 +222,13 @@ void print_engine_stats(const BenchArgs& a, const RunResult& run, const EngineSt
        {std::pair{"decode-only", d.decode_steps}, std::pair{"with prefill", d.prefill_steps}}) {
     if (k.steps == 0) continue;
     fmt::print(
-        "{} steps: {}, {:.1f} tokens and {:.0f} kv tokens per step, {:.3f} ms device, {:.3f} ms "
-        "wall per step ({:.3f} ms of it in the model's host preparation)\n",
+        "{} steps: {}, {:.1f} tokens and {:.0f} kv tokens per step, {}{:.3f} ms wall per step "
+        "({:.3f} ms of it in the model's host preparation)\n",
         name, k.steps, double(k.tokens) / k.steps, double(k.kv_tokens) / k.steps,
-        ms_per(k.device_s, k.steps), ms_per(k.wall_s, k.steps), ms_per(k.model_prep_s, k.steps));
+        d.device_s > 0 ? fmt::format("{:.3f} ms device, ", ms_per(k.device_s, k.steps)) : "",
+        ms_per(k.wall_s, k.steps), ms_per(k.model_prep_s, k.steps));
   }
-  fmt::print(
-      "cuda graph steps {}, tokens sampled on the device {}, steps queued behind a running one "
-      "{} (async scheduling {})\n",
-      d.num_graph_steps, d.num_device_sampled, d.num_overlapped_steps,
-      a.engine.cfg.async_scheduling ? "on" : "off");
+  print_device_counts(a, d);
 }
 
 // The run's numbers and the engine's stats over it (to_json: the same keys as ever), one line.

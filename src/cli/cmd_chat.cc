@@ -1,12 +1,13 @@
 // nanocascade chat: an interactive conversation in the terminal with the model's chat template,
-// streaming the reply as it is generated. /exit quits, /reset forgets the conversation.
+// streaming the reply as it is generated. /exit quits, /reset forgets the conversation. Ctrl-C
+// during a reply stops it (the part shown stays in the conversation); Ctrl-C at the prompt or
+// Ctrl-D quits. Lines are edited with libedit where the build has it (chat_input.h).
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <cstdio>
-#include <iostream>
 #include <memory>
 
+#include "cli/chat_input.h"
 #include "cli/cli_common.h"
 #include "core/error.h"
 
@@ -19,46 +20,69 @@ struct ChatArgs {
   std::string system;
 };
 
+// Streams one reply to stdout. Ctrl-C aborts the request; the text shown so far is returned.
+std::string stream_reply(Engine& engine, RequestId id) {
+  ReplyInterrupt interrupt;
+  std::string reply;
+  bool stopped = false;
+  while (engine.has_unfinished()) {
+    if (interrupt.requested() && !stopped) {
+      engine.abort(id);
+      stopped = true;
+    }
+    for (const RequestOutput& o : engine.step()) {
+      if (o.id != id || stopped) continue;
+      fmt::print("{}", o.text_delta);
+      std::fflush(stdout);
+      reply += o.text_delta;
+    }
+  }
+  fmt::print("\n");
+  if (stopped) fmt::print(stderr, "(reply stopped)\n");
+  return reply;
+}
+
+// Runs one user turn: the reply joins the history, or an error leaves the history as it was.
+void run_turn(Engine& engine, const ChatArgs& a, std::vector<ChatMessage>& history,
+              const std::string& line) {
+  history.push_back({"user", line});
+  RequestId id = 0;
+  try {
+    // encode_chat: the user's text stays text (no control tokens from what they type).
+    const std::vector<int32_t> ids = engine.encode_chat(history, true);
+    id = engine.add_request(ids, fit_to_context(engine, a.sampling.get(), ids.size()));
+  } catch (const Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    history.pop_back();
+    return;
+  }
+  history.push_back({"assistant", stream_reply(engine, id)});
+}
+
 void run_chat(const ChatArgs& a) {
   Engine engine(a.engine.cfg);
-  const bool tty = isatty(fileno(stdin)) != 0;
+  LineReader input;
   std::vector<ChatMessage> history;
   if (!a.system.empty()) history.push_back({"system", a.system});
-  if (tty) fmt::print(stderr, "nanocascade chat: /exit to quit, /reset to start over\n");
+  if (input.interactive()) {
+    fmt::print(stderr,
+               "nanocascade chat: /exit or Ctrl-D to quit, /reset to start over, Ctrl-C stops a "
+               "reply\n");
+  }
   for (;;) {
-    if (tty) {
-      fmt::print("> ");
-      std::fflush(stdout);
+    const std::optional<std::string> line = input.read("> ");
+    if (!line) {
+      if (input.interactive()) fmt::print("\n");  // Ctrl-D leaves the cursor on the prompt
+      break;
     }
-    std::string line;
-    if (!std::getline(std::cin, line)) break;
-    if (line == "/exit" || line == "/quit") break;
-    if (line == "/reset") {
+    if (*line == "/exit" || *line == "/quit") break;
+    if (*line == "/reset") {
       history.resize(a.system.empty() ? 0 : 1);
       fmt::print(stderr, "(conversation reset)\n");
       continue;
     }
-    if (line.empty()) continue;
-    history.push_back({"user", line});
-    const std::vector<int32_t> ids = engine.encode_chat(history, true);
-    SamplingParams p = fit_to_context(engine, a.sampling.get(), ids.size());
-    std::string reply;
-    try {
-      engine.add_request(ids, p);
-    } catch (const Error& e) {
-      fmt::print(stderr, "error: {}\n", e.what());
-      history.pop_back();
-      continue;
-    }
-    while (engine.has_unfinished()) {
-      for (const RequestOutput& o : engine.step()) {
-        fmt::print("{}", o.text_delta);
-        std::fflush(stdout);
-        reply += o.text_delta;
-      }
-    }
-    fmt::print("\n");
-    history.push_back({"assistant", reply});
+    if (line->empty()) continue;
+    run_turn(engine, a, history, *line);
   }
 }
 
@@ -66,7 +90,8 @@ void run_chat(const ChatArgs& a) {
 
 void add_chat_command(CLI::App& app) {
   auto args = std::make_shared<ChatArgs>();
-  CLI::App* cmd = app.add_subcommand("chat", "interactive multi-turn chat (/exit, /reset)");
+  CLI::App* cmd = app.add_subcommand(
+      "chat", "interactive multi-turn chat (/exit, /reset; Ctrl-C stops a reply)");
   cmd->add_option("--system", args->system, "system prompt");
   args->engine.add_to(*cmd);
   args->sampling.add_to(*cmd);

@@ -1,13 +1,34 @@
-// nanocascade: generate | chat | bench | tokenize. See docs/cli.md.
+// nanocascade: generate | chat | bench | tokenize | serve. See docs/cli.md.
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
+
+#include <string>
 
 #include "cli/cli_common.h"
 #include "cli/cmd_serve.h"
 #include "core/error.h"
 
+#ifndef NC_VERSION
+#define NC_VERSION "unknown"
+#endif
+#ifndef NC_GIT_COMMIT
+#define NC_GIT_COMMIT ""
+#endif
+
+namespace {
+
+// "nanocascade 0.1.0 (commit 5ea7ee0)": the CMake project version and the commit configured from.
+std::string version_string() {
+  const std::string commit = NC_GIT_COMMIT;
+  return fmt::format("nanocascade {}{}", NC_VERSION,
+                     commit.empty() ? std::string() : fmt::format(" (commit {})", commit));
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"nanocascade: LLM inference with continuous batching over a paged KV cache"};
+  app.set_version_flag("--version,-V", version_string(), "print the version and exit");
   app.require_subcommand(1);
   nc::cli::add_generate_command(app);
   nc::cli::add_chat_command(app);

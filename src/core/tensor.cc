@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <sys/mman.h>
 
 namespace nc {
 
@@ -43,11 +44,24 @@ Tensor::Tensor(void* data, Shape shape, Shape strides, DType dtype, Device devic
            shape_str(shape_), shape_str(strides_));
 }
 
+namespace {
+// Host tensors this large are mapped instead of allocated and zero-filled.
+constexpr size_t kLazyZeroBytes = size_t(4) << 20;
+}  // namespace
+
 Tensor Tensor::empty_host(Shape shape, DType dtype) {
   check_dims(shape);
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   size_t bytes = (size_t(n) * dtype_size(dtype) + 63) / 64 * 64;
+  if (bytes >= kLazyZeroBytes) {
+    // Anonymous pages read as zeros and take memory only when first written, so a large KV
+    // pool costs resident memory only for the pages requests use.
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    NC_CHECK(p != MAP_FAILED, "tensor: out of host memory mapping {} bytes", bytes);
+    return adopt(std::shared_ptr<void>(p, [bytes](void* q) { munmap(q, bytes); }),
+                 std::move(shape), dtype, Device::CPU);
+  }
   void* p = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
   NC_CHECK(p != nullptr, "tensor: out of host memory allocating {} bytes", bytes);
   std::memset(p, 0, bytes == 0 ? 64 : bytes);

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "engine/engine_impl.h"
+#include "engine/kv_budget.h"
 
 namespace nc {
 
@@ -76,26 +77,24 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
       StepPipelineParts{cfg, *model, *sched, planner.get(), *requests, *accounting});
 }
 
-// KV cache sizing: budget bytes / bytes per page, after the weights and the activation workspace
-// are in place (a fraction is of the memory free then).
+// KV cache sizing (kv_budget.h): the budget's pages, capped at what max_num_seqs full-length
+// requests could use, after the weights and the activation workspace are in place (a fraction is
+// of the memory free then).
 int64_t Engine::Impl::allocate_kv_cache(int64_t bytes_per_page, KVLayout layout) {
-  const bool cuda = model->on_cuda();
-  int64_t budget = 0;
-  if (cfg.kv_cache_memory.empty()) {
+  KvBudgetInputs in;
+  in.cuda = model->on_cuda();
+  in.kv_cache_memory = cfg.kv_cache_memory;
+  // Free memory is only asked for when needed (the default or a fraction).
+  if (kv_budget_needs_free_memory(cfg.kv_cache_memory)) {
     st.free_memory_bytes = model->free_memory_bytes();
-    budget = cuda ? MemoryBudget{true, 0.9, 0}.resolve(st.free_memory_bytes)
-                  : std::min<int64_t>(int64_t(2) << 30, physical_memory_bytes() / 4);
-  } else {
-    const MemoryBudget mb = parse_memory_budget(cfg.kv_cache_memory);
-    // Free memory is only asked for when needed (a fraction).
-    if (mb.is_fraction) st.free_memory_bytes = model->free_memory_bytes();
-    budget = mb.resolve(st.free_memory_bytes);
   }
-  int64_t pages = pages_for_budget(budget, bytes_per_page);
-  // More pages than every running request at full length could use would be wasted memory.
-  const int64_t useful =
-      int64_t(cfg.max_num_seqs) * ((max_model_len + cfg.page_size - 1) / cfg.page_size);
-  pages = std::min(pages, std::max<int64_t>(useful, 1));
+  in.free_memory_bytes = st.free_memory_bytes;
+  if (!in.cuda && cfg.kv_cache_memory.empty()) in.physical_memory_bytes = physical_memory_bytes();
+  in.bytes_per_page = bytes_per_page;
+  in.page_size = cfg.page_size;
+  in.max_num_seqs = cfg.max_num_seqs;
+  in.max_model_len = max_model_len;
+  const int64_t pages = kv_cache_pages(in);
   kv_bytes = pages * bytes_per_page;
   model->allocate_kv(int(pages), cfg.page_size, layout);
   return pages;
