@@ -116,6 +116,10 @@ struct CompletionOutput {
   FinishReason finish_reason = FinishReason::None;
   double time_to_first_token_s = 0;
   double time_per_output_token_s = 0;
+
+  // Adds one step's output of this request (its new tokens and text; when it is the final one,
+  // the finish reason and timings). Returns whether the request finished.
+  bool append(const RequestOutput& o);
 };
 
 class Engine {

@@ -149,17 +149,8 @@ std::vector<CompletionOutput> run_batch(Engine& engine,
     for (RequestOutput& o : engine.step()) {
       auto it = index.find(o.id);
       if (it == index.end()) continue;
-      CompletionOutput& c = out[it->second];
-      c.id = o.id;
-      c.token_ids.insert(c.token_ids.end(), o.new_token_ids.begin(), o.new_token_ids.end());
-      c.text += o.text_delta;
       tokens += int64_t(o.new_token_ids.size());
-      if (o.finished) {
-        c.finish_reason = o.finish_reason;
-        c.time_to_first_token_s = o.time_to_first_token_s;
-        c.time_per_output_token_s = o.time_per_output_token_s;
-        ++done;
-      }
+      done += out[it->second].append(o);
     }
     const auto now = Clock::now();
     if (progress && (now - last_draw > std::chrono::milliseconds(200) || done == prompts.size())) {

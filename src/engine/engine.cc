@@ -197,6 +197,18 @@ bool Engine::has_unfinished() const {
   return impl_->pipeline->has_in_flight() || impl_->requests->has_unfinished();
 }
 
+bool CompletionOutput::append(const RequestOutput& o) {
+  id = o.id;
+  token_ids.insert(token_ids.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+  text += o.text_delta;
+  if (o.finished) {
+    finish_reason = o.finish_reason;
+    time_to_first_token_s = o.time_to_first_token_s;
+    time_per_output_token_s = o.time_per_output_token_s;
+  }
+  return o.finished;
+}
+
 namespace {
 
 template <typename Prompt>
@@ -217,16 +229,7 @@ std::vector<CompletionOutput> run_to_completion(Engine& engine, const std::vecto
     for (RequestOutput& o : engine.step()) {
       auto it = index.find(o.id);
       if (it == index.end()) continue;
-      CompletionOutput& c = results[it->second];
-      c.id = o.id;
-      c.token_ids.insert(c.token_ids.end(), o.new_token_ids.begin(), o.new_token_ids.end());
-      c.text += o.text_delta;
-      if (o.finished) {
-        c.finish_reason = o.finish_reason;
-        c.time_to_first_token_s = o.time_to_first_token_s;
-        c.time_per_output_token_s = o.time_per_output_token_s;
-        ++done;
-      }
+      done += results[it->second].append(o);
     }
   }
   return results;
