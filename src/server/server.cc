@@ -7,6 +7,7 @@
 #include <csignal>
 #include <ctime>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -16,6 +17,8 @@
 #include "server/api_error.h"
 #include "server/client_connection.h"
 #include "server/engine_loop.h"
+#include "server/http_checks.h"
+#include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/openai_format.h"
 #include "server/request_parser.h"
@@ -27,16 +30,6 @@ namespace {
 using json = nlohmann::json;
 using httplib::Request;
 using httplib::Response;
-
-// httplib::Server with a deeper listen backlog: the packaged library listens with a backlog of
-// 5, which drops connection attempts (1 s SYN retries) when many clients connect at once.
-class HttpServer : public httplib::Server {
- public:
-  void widen_backlog(int n) {
-    const auto sock = svr_sock_.load();
-    if (sock != INVALID_SOCKET) ::listen(sock, n);  // Linux updates the backlog of a listener
-  }
-};
 
 // Cancels the request when the handler leaves without having seen it finish.
 class CancelGuard {
@@ -102,6 +95,16 @@ ApiError http_error(const Request& req, int status, size_t max_body) {
   }
 }
 
+// The method a known route takes ("" for an unknown route).
+std::string allowed_method(const std::string& path) {
+  if (path == "/v1/chat/completions" || path == "/v1/completions") return "POST";
+  if (path == "/v1/models" || path.starts_with("/v1/models/") || path == "/health" ||
+      path == "/metrics") {
+    return "GET";
+  }
+  return "";
+}
+
 }  // namespace
 
 std::string default_model_name(const std::string& model_path) {
@@ -118,7 +121,8 @@ struct Server::Impl {
   std::string model_name;
   ServerMetrics metrics;
   EngineLoop loop;
-  HttpServer http;
+  std::unique_ptr<HttpServer> http;
+  CorsPolicy cors;
   std::thread listener;
   int port = -1;
   int64_t started_at = 0;
@@ -137,8 +141,13 @@ struct Server::Impl {
   }
 
   void setup_routes();
+  void setup_checks();
+  HttpLimits limits() const;
+  void handle_post(ApiKind kind, const Request& req, Response& res,
+                   const httplib::ContentReader& read);
   bool authorized(const Request& req) const;
-  void handle_generate(ApiKind kind, const Request& req, Response& res);
+  void handle_generate(ApiKind kind, const Request& req, const std::string& body,
+                       Response& res);
   void respond_whole(ApiKind kind, const std::shared_ptr<RequestHandle>& h, CancelGuard& guard,
                      ClientConnection& conn, int prompt_tokens, Response& res);
   void respond_stream(const ParsedRequest& pr, const std::shared_ptr<RequestHandle>& h,
@@ -172,14 +181,15 @@ json Server::Impl::model_card() const {
           {"max_model_len", loop.stats().max_model_len}};
 }
 
-void Server::Impl::handle_generate(ApiKind kind, const Request& req, Response& res) {
+void Server::Impl::handle_generate(ApiKind kind, const Request& req, const std::string& body,
+                                   Response& res) {
   try {
     const std::string ct = req.get_header_value("Content-Type");
     if (!ct.empty() && lower(trim(ct.substr(0, ct.find(';')))) != "application/json") {
       throw ApiError(415, fmt::format("Content-Type must be application/json, got '{}'", ct),
                      "invalid_request_error", "", "unsupported_media_type");
     }
-    ParsedRequest pr = parse_request(kind, req.body);
+    ParsedRequest pr = parse_request(kind, body);
     if (pr.model != model_name) {
       throw ApiError(404,
                      fmt::format("the model '{}' does not exist; this server serves '{}'", pr.model,
@@ -258,9 +268,7 @@ void Server::Impl::respond_stream(const ParsedRequest& pr, const std::shared_ptr
   const auto poll_interval = poll();
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [st, poll_interval](size_t, httplib::DataSink& sink) -> bool {
+  auto provider = [st, poll_interval](size_t, httplib::DataSink& sink) -> bool {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         const ResponseMeta& m = st->meta;
         if (m.kind == ApiKind::Chat &&
@@ -301,31 +309,114 @@ void Server::Impl::respond_stream(const ParsedRequest& pr, const std::shared_ptr
           sink.done();
           return true;
         }
-      },
-      [st](bool) {
-        if (!st->finished) st->h->cancel();  // the client left mid-stream
-      });
+      };
+  auto releaser = [st](bool) {
+    if (!st->finished) st->h->cancel();  // the client left mid-stream
+  };
+  if (req.version == "HTTP/1.0") {
+    // No chunked encoding for HTTP/1.0: the stream ends when the connection closes.
+    close_connection_after(res);
+    res.set_content_provider("text/event-stream", provider, releaser);
+  } else {
+    res.set_chunked_content_provider("text/event-stream", provider, releaser);
+  }
 }
 
-void Server::Impl::setup_routes() {
-  http.set_pre_routing_handler([this](const Request& req, Response& res) {
+// Before any body is read: the connection cap, CORS, the framing (a refused body is not read,
+// and its connection closes), then the API key.
+void Server::Impl::setup_checks() {
+  http->set_pre_routing_handler([this](const Request& req, Response& res) {
+    using HR = httplib::Server::HandlerResponse;
+    cors.add_headers(req, res);
+    if (connection_rejected()) {
+      close_connection_after(res);
+      send_error(res, ApiError(503,
+                               fmt::format("too many connections (the limit is {})",
+                                           opts.max_connections),
+                               "server_error", "", "too_many_connections"));
+      return HR::Handled;
+    }
+    if (cors.answer_preflight(req, res)) return HR::Handled;
+    if (std::optional<ApiError> e = body_framing_error(req, opts.max_body_bytes)) {
+      close_connection_after(res);
+      send_error(res, *e);
+      return HR::Handled;
+    }
+    const std::string allow = allowed_method(req.path);
+    if (has_body(req) && !(allow == "POST" && req.method == "POST")) {
+      close_connection_after(res);  // the body stays unread
+      if (req.method != "GET" && req.method != "HEAD" && req.method != allow) {
+        if (allow.empty()) {
+          send_error(res, http_error(req, 404, opts.max_body_bytes));
+        } else {
+          res.set_header("Allow", allow);
+          send_error(res, ApiError(405,
+                                   fmt::format("{} is not allowed on {} (use {})", req.method,
+                                               req.path, allow),
+                                   "invalid_request_error", "", "method_not_allowed"));
+        }
+        return HR::Handled;
+      }
+    }
     if ((req.path == "/v1" || req.path.starts_with("/v1/")) && !authorized(req)) {
       send_error(res, ApiError(401, "invalid or missing API key (Authorization: Bearer <key>)",
                                "invalid_request_error", "", "invalid_api_key"));
-      return httplib::Server::HandlerResponse::Handled;
+      return HR::Handled;
     }
-    return httplib::Server::HandlerResponse::Unhandled;
+    return HR::Unhandled;
   });
-  http.Post("/v1/chat/completions", [this](const Request& req, Response& res) {
-    handle_generate(ApiKind::Chat, req, res);
+  http->set_expect_100_continue_handler([this](const Request& req, Response& res) {
+    if (lower(trim(req.get_header_value("Expect"))) != "100-continue") return 417;
+    if (connection_rejected()) return 100;  // the pre-routing handler answers 503
+    if (std::optional<ApiError> e = body_framing_error(req, opts.max_body_bytes)) {
+      close_connection_after(res);
+      cors.add_headers(req, res);
+      send_error(res, *e);
+      return e->status();
+    }
+    return 100;
   });
-  http.Post("/v1/completions", [this](const Request& req, Response& res) {
-    handle_generate(ApiKind::Completion, req, res);
+}
+
+// Reads the body of a generation request within the cap (a chunked body has no announced
+// length: reading stops at the cap, the rest is not read).
+void Server::Impl::handle_post(ApiKind kind, const Request& req, Response& res,
+                               const httplib::ContentReader& read) {
+  std::string body;
+  bool over = false;
+  const bool ok = read([&](const char* data, size_t n) {
+    if (body.size() + n > opts.max_body_bytes) {
+      over = true;
+      return false;
+    }
+    body.append(data, n);
+    return true;
   });
-  http.Get("/v1/models", [this](const Request&, Response& res) {
+  if (over || !ok) {
+    close_connection_after(res);
+    send_error(res, over ? http_error(req, 413, opts.max_body_bytes)
+                         : ApiError(400, "the request body could not be read (malformed "
+                                         "chunked encoding, or the client stalled)",
+                                    "invalid_request_error", "", "malformed_request"));
+    return;
+  }
+  handle_generate(kind, req, body, res);
+}
+
+void Server::Impl::setup_routes() {
+  setup_checks();
+  http->Post("/v1/chat/completions",
+             [this](const Request& req, Response& res, const httplib::ContentReader& read) {
+               handle_post(ApiKind::Chat, req, res, read);
+             });
+  http->Post("/v1/completions",
+             [this](const Request& req, Response& res, const httplib::ContentReader& read) {
+               handle_post(ApiKind::Completion, req, res, read);
+             });
+  http->Get("/v1/models", [this](const Request&, Response& res) {
     send_json(res, 200, {{"object", "list"}, {"data", json::array({model_card()})}});
   });
-  http.Get(R"(/v1/models/(.+))", [this](const Request& req, Response& res) {
+  http->Get(R"(/v1/models/(.+))", [this](const Request& req, Response& res) {
     if (req.matches[1] == model_name) {
       send_json(res, 200, model_card());
     } else {
@@ -334,11 +425,11 @@ void Server::Impl::setup_routes() {
                           "invalid_request_error", "model", "model_not_found"));
     }
   });
-  http.Get("/health", [this](const Request&, Response& res) {
+  http->Get("/health", [this](const Request&, Response& res) {
     const bool ok = loop.healthy();
     send_json(res, ok ? 200 : 503, {{"status", ok ? "ok" : "unhealthy"}});
   });
-  http.Get("/metrics", [this](const Request&, Response& res) {
+  http->Get("/metrics", [this](const Request&, Response& res) {
     res.set_content(metrics.render(loop.stats(), loop.num_in_flight()),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
@@ -354,25 +445,25 @@ void Server::Impl::setup_routes() {
     };
   };
   for (const char* path : {"/v1/chat/completions", "/v1/completions"}) {
-    http.Get(path, not_allowed("POST"));
-    http.Put(path, not_allowed("POST"));
-    http.Patch(path, not_allowed("POST"));
-    http.Delete(path, not_allowed("POST"));
+    http->Get(path, not_allowed("POST"));
+    http->Put(path, not_allowed("POST"));
+    http->Patch(path, not_allowed("POST"));
+    http->Delete(path, not_allowed("POST"));
   }
   for (const char* path : {"/v1/models", "/health", "/metrics"}) {
-    http.Post(path, not_allowed("GET"));
-    http.Put(path, not_allowed("GET"));
-    http.Patch(path, not_allowed("GET"));
-    http.Delete(path, not_allowed("GET"));
+    http->Post(path, not_allowed("GET"));
+    http->Put(path, not_allowed("GET"));
+    http->Patch(path, not_allowed("GET"));
+    http->Delete(path, not_allowed("GET"));
   }
 
-  http.set_error_handler(
+  http->set_error_handler(
       httplib::Server::HandlerWithResponse([this](const Request& req, Response& res) {
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
         send_error(res, http_error(req, res.status, opts.max_body_bytes));
         return httplib::Server::HandlerResponse::Handled;
       }));
-  http.set_exception_handler([](const Request&, Response& res, std::exception_ptr ep) {
+  http->set_exception_handler([](const Request&, Response& res, std::exception_ptr ep) {
     std::string what = "unknown exception";
     try {
       std::rethrow_exception(ep);
@@ -382,7 +473,7 @@ void Server::Impl::setup_routes() {
     }
     send_error(res, ApiError(500, fmt::format("internal error: {}", what), "server_error"));
   });
-  http.set_logger(
+  http->set_logger(
       [this](const Request&, const Response& res) { metrics.on_http_response(res.status); });
 }
 
@@ -400,27 +491,45 @@ void Server::start() {
               "server: port {} outside 0..65535", m.opts.port);
   // A client that disconnects must not kill the process with SIGPIPE on the next write.
   std::signal(SIGPIPE, SIG_IGN);
-  const int threads = m.opts.http_threads > 0 ? m.opts.http_threads : m.loop.max_in_flight() + 16;
-  m.http.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
-  m.http.set_payload_max_length(m.opts.max_body_bytes);
-  m.http.set_read_timeout(std::max(1, m.opts.read_timeout_s), 0);
-  m.http.set_write_timeout(std::max(1, m.opts.write_timeout_s), 0);
-  m.http.set_keep_alive_timeout(std::max(1, m.opts.keep_alive_timeout_s));
-  m.http.set_tcp_nodelay(true);  // SSE chunks go out as they are written
+  m.http = std::make_unique<HttpServer>(m.limits());
+  m.http->set_payload_max_length(m.opts.max_body_bytes);
+  m.http->set_read_timeout(std::max(1, m.opts.read_timeout_s), 0);
+  m.http->set_write_timeout(std::max(1, m.opts.write_timeout_s), 0);
+  m.http->set_tcp_nodelay(true);  // SSE chunks go out as they are written
+  m.cors = CorsPolicy(m.opts.allowed_origins);
   m.setup_routes();
 
   if (m.opts.port == 0) {
-    m.port = m.http.bind_to_any_port(m.opts.host);
+    m.port = m.http->bind_to_any_port(m.opts.host);
   } else {
-    m.port = m.http.bind_to_port(m.opts.host, m.opts.port) ? m.opts.port : -1;
+    m.port = m.http->bind_to_port(m.opts.host, m.opts.port) ? m.opts.port : -1;
   }
   NC_CHECK(m.port > 0, "server: cannot listen on {}:{} (address in use or not available)",
            m.opts.host, m.opts.port);
-  m.http.widen_backlog(1024);
+  m.http->widen_backlog(1024);
   m.started_at = int64_t(std::time(nullptr));
   m.loop.start();
-  m.listener = std::thread([&m] { m.http.listen_after_bind(); });
+  m.listener = std::thread([&m] { m.http->listen_after_bind(); });
   m.started = true;
+}
+
+HttpLimits Server::Impl::limits() const {
+  using std::chrono::seconds;
+  HttpLimits l;
+  l.read_timeout = seconds(std::max(1, opts.read_timeout_s));
+  l.write_timeout = seconds(std::max(1, opts.write_timeout_s));
+  l.header_timeout = seconds(std::max(1, opts.header_timeout_s));
+  l.body_timeout = seconds(std::max(1, opts.body_timeout_s));
+  l.idle_timeout = seconds(std::max(1, opts.keep_alive_timeout_s));
+  l.max_connections = std::max(1, opts.max_connections);
+  l.max_threads = opts.http_threads > 0 ? opts.http_threads
+                                        : std::min(loop.max_in_flight() + 16, l.max_connections);
+  return l;
+}
+
+void Server::check_can_bind(const std::string& host, int port) {
+  if (port == 0) return;
+  NC_CHECK(can_bind(host, port), "server: cannot listen on {}:{} (address in use or not available)", host, port);
 }
 
 void Server::stop() {
@@ -428,7 +537,7 @@ void Server::stop() {
   if (!m.started || m.stopped) return;
   m.stopped = true;
   m.loop.stop();  // in-flight handlers get their 503 (or the stream its error) and return
-  m.http.stop();
+  if (m.http) m.http->stop();
   if (m.listener.joinable()) m.listener.join();
 }
 
