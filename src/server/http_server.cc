@@ -27,6 +27,7 @@ using std::chrono::milliseconds;
 struct ConnectionFlags {
   bool rejected = false;
   bool close_after = false;
+  bool timed_out = false;  // the current request's deadline passed while reading it
 };
 thread_local ConnectionFlags* t_flags = nullptr;
 thread_local bool t_rejecting = false;  // set by the pool of connections beyond the cap
@@ -34,13 +35,13 @@ thread_local bool t_rejecting = false;  // set by the pool of connections beyond
 // Waits for `events` on fd until `until`; true when they (or a hang-up / error) came.
 bool poll_until(int fd, short events, Clock::time_point until) {
   for (;;) {
-    const auto left = std::chrono::duration_cast<milliseconds>(until - Clock::now()).count();
-    if (left < 0) return false;
+    const auto now = Clock::now();
+    if (now >= until) return false;
+    const auto left = std::chrono::ceil<milliseconds>(until - now).count();  // not before `until`
     pollfd p{fd, events, 0};
     const int r = ::poll(&p, 1, int(std::min<int64_t>(left, 1 << 30)));
     if (r > 0) return true;
-    if (r == 0) return false;
-    if (errno != EINTR) return false;
+    if (r < 0 && errno != EINTR) return false;
   }
 }
 
@@ -74,15 +75,17 @@ class ConnectionStream final : public httplib::Stream {
     deadline_ = deadline;
     deadline_hit_ = false;
     got_bytes_ = false;
+    wrote_ = false;
     in_header_ = true;
+    if (t_flags) t_flags->timed_out = false;
   }
   void begin_body(Clock::time_point deadline) {
     deadline_ = deadline;
     in_header_ = false;
   }
   bool buffered() const { return pos_ < end_; }
-  // A request header started and was cut off by its deadline.
-  bool header_cut_off() const { return in_header_ && got_bytes_ && deadline_hit_; }
+  // A request header started, was cut off by its deadline, and nothing was answered.
+  bool header_cut_off() const { return in_header_ && got_bytes_ && deadline_hit_ && !wrote_; }
 
   bool is_readable() const override { return buffered() || wait_readable(); }
   bool is_writable() const override {
@@ -106,6 +109,7 @@ class ConnectionStream final : public httplib::Stream {
     return ssize_t(k);
   }
   ssize_t write(const char* ptr, size_t size) override {
+    wrote_ = true;
     size_t done = 0;
     while (done < size) {
       if (!is_writable()) return done > 0 ? ssize_t(done) : -1;
@@ -129,8 +133,11 @@ class ConnectionStream final : public httplib::Stream {
   bool wait_readable() const {
     const auto now = Clock::now();
     const auto until = std::min(now + limits_.read_timeout, deadline_);
-    if (poll_until(fd_, POLLIN, until)) return true;
-    if (Clock::now() >= deadline_) deadline_hit_ = true;
+    if (now < deadline_ && poll_until(fd_, POLLIN, until)) return true;
+    if (Clock::now() >= deadline_) {
+      deadline_hit_ = true;
+      if (t_flags) t_flags->timed_out = true;
+    }
     return false;
   }
 
@@ -138,7 +145,7 @@ class ConnectionStream final : public httplib::Stream {
   const HttpLimits& limits_;
   Clock::time_point deadline_ = Clock::time_point::max();
   mutable bool deadline_hit_ = false;
-  bool got_bytes_ = false, in_header_ = true;
+  bool got_bytes_ = false, wrote_ = false, in_header_ = true;
   char buf_[4096];
   size_t pos_ = 0, end_ = 0;
 };
@@ -274,6 +281,10 @@ bool can_bind(const std::string& host, int port) {
   }
   ::freeaddrinfo(found);
   return ok;
+}
+
+bool request_timed_out() {
+  return t_flags != nullptr && t_flags->timed_out;
 }
 
 bool connection_rejected() {

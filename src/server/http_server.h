@@ -40,6 +40,8 @@ struct HttpLimits {
 
 // True while the current thread serves a connection beyond the connection cap.
 bool connection_rejected();
+// True when the current request's header or body deadline passed while it was read.
+bool request_timed_out();
 // The connection of the current request closes after `res` is written ("Connection: close").
 void close_connection_after(httplib::Response& res);
 

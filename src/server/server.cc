@@ -87,6 +87,9 @@ ApiError http_error(const Request& req, int status, size_t max_body) {
                       "invalid_request_error", "", "request_too_large");
     case 400:
       return ApiError(400, "malformed HTTP request", "invalid_request_error");
+    case 408:
+      return ApiError(408, "the request was not received within its deadline",
+                      "invalid_request_error", "", "request_timeout");
     case 414:
       return ApiError(414, "the request URI is too long", "invalid_request_error");
     default:
@@ -384,7 +387,10 @@ void Server::Impl::handle_post(ApiKind kind, const Request& req, Response& res,
                                const httplib::ContentReader& read) {
   std::string body;
   bool over = false;
-  const bool ok = read([&](const char* data, size_t n) {
+  // Without a Content-Length or chunked encoding the body is empty (RFC 9112 6.3); httplib
+  // would read until the connection closes.
+  const bool framed = req.has_header("Content-Length") || req.has_header("Transfer-Encoding");
+  const bool ok = !framed || read([&](const char* data, size_t n) {
     if (body.size() + n > opts.max_body_bytes) {
       over = true;
       return false;
@@ -395,9 +401,8 @@ void Server::Impl::handle_post(ApiKind kind, const Request& req, Response& res,
   if (over || !ok) {
     close_connection_after(res);
     send_error(res, over ? http_error(req, 413, opts.max_body_bytes)
-                         : ApiError(400, "the request body could not be read (malformed "
-                                         "chunked encoding, or the client stalled)",
-                                    "invalid_request_error", "", "malformed_request"));
+                         : request_timed_out() ? http_error(req, 408, opts.max_body_bytes)
+                                               : http_error(req, 400, opts.max_body_bytes));
     return;
   }
   handle_generate(kind, req, body, res);
@@ -460,6 +465,10 @@ void Server::Impl::setup_routes() {
   http->set_error_handler(
       httplib::Server::HandlerWithResponse([this](const Request& req, Response& res) {
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        if (res.status == 400 && request_timed_out()) {
+          res.status = 408;
+          close_connection_after(res);
+        }
         send_error(res, http_error(req, res.status, opts.max_body_bytes));
         return httplib::Server::HandlerResponse::Handled;
       }));
