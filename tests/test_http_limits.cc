@@ -113,9 +113,10 @@ const std::string kCompletion =
     R"({"model":"fake-model","prompt":"hello","max_tokens":3,"temperature":0})";
 
 std::string post_head(const std::string& framing, const std::string& version = "HTTP/1.1") {
-  return fmt::format("POST /v1/completions {}\r\nHost: 127.0.0.1\r\n"
-                     "Content-Type: application/json\r\n{}\r\n",
-                     version, framing);
+  return fmt::format(
+      "POST /v1/completions {}\r\nHost: 127.0.0.1\r\n"
+      "Content-Type: application/json\r\n{}\r\n",
+      version, framing);
 }
 
 TEST(HttpLimits, AnnouncedLengthOverTheCapIsRefusedAtOnce) {
@@ -243,9 +244,10 @@ TEST(HttpLimits, StalledBodyIsCutOffByItsDeadline) {
 TEST(HttpLimits, PipelinedRequestsAreAnsweredInOrder) {
   LimitServer s(small_body_opts());
   Raw c(s.port());
-  ASSERT_TRUE(c.send("GET /health HTTP/1.1\r\nHost: a\r\n\r\n"
-                     "GET /v1/models HTTP/1.1\r\nHost: a\r\n\r\n"
-                     "GET /nowhere HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
+  ASSERT_TRUE(
+      c.send("GET /health HTTP/1.1\r\nHost: a\r\n\r\n"
+             "GET /v1/models HTTP/1.1\r\nHost: a\r\n\r\n"
+             "GET /nowhere HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
   const std::string r = c.read(10);
   const size_t a = r.find("HTTP/1.1 200"), b = r.find("\"object\":\"list\""),
                d = r.find("HTTP/1.1 404");
@@ -262,8 +264,8 @@ TEST(HttpLimits, Http10StreamHasNoChunkedEncoding) {
   Raw c(s.port());
   const std::string body =
       R"({"model":"fake-model","prompt":"hello","max_tokens":3,"stream":true})";
-  ASSERT_TRUE(c.send(post_head(fmt::format("Content-Length: {}\r\n", body.size()), "HTTP/1.0") +
-                     body));
+  ASSERT_TRUE(
+      c.send(post_head(fmt::format("Content-Length: {}\r\n", body.size()), "HTTP/1.0") + body));
   const std::string r = c.read(20);
   EXPECT_TRUE(c.closed());
   EXPECT_NE(r.find(" 200 "), std::string::npos) << r;
@@ -275,11 +277,12 @@ TEST(HttpLimits, Http10StreamHasNoChunkedEncoding) {
 }
 
 std::string preflight(const std::string& origin) {
-  return fmt::format("OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: a\r\nOrigin: {}\r\n"
-                     "Access-Control-Request-Method: POST\r\n"
-                     "Access-Control-Request-Headers: authorization, content-type\r\n"
-                     "Connection: close\r\n\r\n",
-                     origin);
+  return fmt::format(
+      "OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: a\r\nOrigin: {}\r\n"
+      "Access-Control-Request-Method: POST\r\n"
+      "Access-Control-Request-Headers: authorization, content-type\r\n"
+      "Connection: close\r\n\r\n",
+      origin);
 }
 
 TEST(HttpLimits, CorsIsOffByDefault) {
@@ -313,8 +316,9 @@ TEST(HttpLimits, AllowedOriginsAnswerPreflightsAndMarkResponses) {
     EXPECT_EQ(r.find("Access-Control-Allow-Origin"), std::string::npos) << r;
   }
   Raw c(s.port());
-  ASSERT_TRUE(c.send("GET /health HTTP/1.1\r\nHost: a\r\nOrigin: https://a.example\r\n"
-                     "Connection: close\r\n\r\n"));
+  ASSERT_TRUE(
+      c.send("GET /health HTTP/1.1\r\nHost: a\r\nOrigin: https://a.example\r\n"
+             "Connection: close\r\n\r\n"));
   const std::string r = c.read(10);
   EXPECT_NE(r.find("Access-Control-Allow-Origin: https://a.example"), std::string::npos) << r;
 
@@ -373,6 +377,18 @@ TEST(HttpLimits, HealthStaysResponsiveBesideIdleAndTricklingClients) {
   fmt::print("[http] /health beside 200 idle keep-alive + 20 trickling clients: worst {:.1f} ms\n",
              worst * 1e3);
   EXPECT_LT(worst, 1.0);
+}
+
+TEST(HttpLimits, WorkerThreadsStartOnDemand) {
+  LimitServer s(small_body_opts());  // up to 4 + 128 + 16 workers
+  EXPECT_EQ(s.srv->http_threads_started(), 0);
+  for (int i = 0; i < 3; ++i) {
+    Raw c(s.port());
+    ASSERT_TRUE(c.send("GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
+    EXPECT_TRUE(c.read(10).starts_with("HTTP/1.1 200"));
+  }
+  EXPECT_GE(s.srv->http_threads_started(), 1);
+  EXPECT_LE(s.srv->http_threads_started(), 3);
 }
 
 TEST(HttpLimits, BindIsCheckedBeforeTheModelLoads) {

@@ -115,8 +115,7 @@ void add_serve_command(CLI::App& app) {
                   "connections give their worker up when others wait)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->add_option("--read-timeout", o.read_timeout_s,
-                  "seconds one read of a request may stall")
+  cmd->add_option("--read-timeout", o.read_timeout_s, "seconds one read of a request may stall")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--header-timeout", o.header_timeout_s,

@@ -62,8 +62,8 @@ std::optional<ApiError> body_framing_error(const httplib::Request& req, size_t m
   }
   if (*len > max_body_bytes) {
     return ApiError(413,
-                    fmt::format("the request body of {} bytes exceeds the limit of {} bytes",
-                                *len, max_body_bytes),
+                    fmt::format("the request body of {} bytes exceeds the limit of {} bytes", *len,
+                                max_body_bytes),
                     "invalid_request_error", "", "request_too_large");
   }
   return std::nullopt;
@@ -113,11 +113,11 @@ bool CorsPolicy::answer_preflight(const httplib::Request& req, httplib::Response
   }
   if (allow_origin(req.get_header_value("Origin")).empty()) {
     res.status = 403;
-    res.set_content(error_body(ApiError(403,
-                                        fmt::format("origin '{}' is not allowed",
-                                                    req.get_header_value("Origin")),
-                                        "invalid_request_error", "", "origin_not_allowed")),
-                    "application/json");
+    res.set_content(
+        error_body(
+            ApiError(403, fmt::format("origin '{}' is not allowed", req.get_header_value("Origin")),
+                     "invalid_request_error", "", "origin_not_allowed")),
+        "application/json");
     return true;
   }
   res.status = 204;

@@ -28,14 +28,14 @@
 namespace nc::server {
 
 struct HttpLimits {
-  std::chrono::milliseconds read_timeout{30000};   // one stalled recv
-  std::chrono::milliseconds write_timeout{30000};  // one stalled send
+  std::chrono::milliseconds read_timeout{30000};    // one stalled recv
+  std::chrono::milliseconds write_timeout{30000};   // one stalled send
   std::chrono::milliseconds header_timeout{10000};  // the whole request line and header
   std::chrono::milliseconds body_timeout{60000};    // the whole body
   std::chrono::milliseconds idle_timeout{5000};     // between keep-alive requests
   size_t keep_alive_max_requests = 100;             // requests on one connection at most
-  int max_threads = 64;       // workers serving connections (grown on demand)
-  int max_connections = 512;  // open connections beyond get 503
+  int max_threads = 64;                             // workers serving connections (grown on demand)
+  int max_connections = 512;                        // open connections beyond get 503
 };
 
 // True while the current thread serves a connection beyond the connection cap.

@@ -25,11 +25,11 @@ struct ServerOptions {
   // Worker threads, started as connections come: 0 = max_num_seqs + max_waiting + 16 (one per
   // request the engine admits, and some for /health and the like), at most max_connections.
   int http_threads = 0;
-  int max_connections = 512;   // open connections at most; more get 503 and are closed
-  int read_timeout_s = 30;     // one stalled recv of a request
-  int write_timeout_s = 30;    // a client that stops reading its response
-  int header_timeout_s = 10;   // the whole request line and header (a trickled header is cut off)
-  int body_timeout_s = 60;     // the whole request body
+  int max_connections = 512;     // open connections at most; more get 503 and are closed
+  int read_timeout_s = 30;       // one stalled recv of a request
+  int write_timeout_s = 30;      // a client that stops reading its response
+  int header_timeout_s = 10;     // the whole request line and header (a trickled header is cut off)
+  int body_timeout_s = 60;       // the whole request body
   int keep_alive_timeout_s = 5;  // idle between requests on a connection
   std::string allowed_origins;   // CORS: comma list of origins or "*"; empty = off
   int poll_interval_ms = 50;  // how often a waiting handler checks that its client is still there
@@ -55,7 +55,8 @@ class Server {
   // Fails what is in flight (503), stops accepting and joins every thread. Idempotent.
   void stop();
 
-  int port() const;  // the bound port (after start)
+  int port() const;                  // the bound port (after start)
+  int http_threads_started() const;  // worker threads started so far (they start on demand)
   const std::string& model_name() const;
   EngineLoop& loop();
   ServerMetrics& metrics();
