@@ -10,6 +10,7 @@
 
 #include "cli/cli_common.h"
 #include "core/error.h"
+#include "server/http_checks.h"
 #include "server/server.h"
 
 namespace nc::cli {
@@ -49,7 +50,9 @@ void install_stop_handlers() {
 
 void run_serve(const ServeArgs& a) {
   install_stop_handlers();
-  server::Server::check_can_bind(a.server.host, a.server.port);  // before the model loads
+  // What can fail at once fails before the model loads: the bind, the CORS origins.
+  server::Server::check_can_bind(a.server.host, a.server.port);
+  (void)server::CorsPolicy(a.server.allowed_origins);
   EngineConfig cfg = a.engine.cfg;
   cfg.seed = a.seed;
   Engine engine(cfg);
