@@ -391,6 +391,17 @@ TEST(HttpLimits, WorkerThreadsStartOnDemand) {
   EXPECT_LE(s.srv->http_threads_started(), 3);
 }
 
+TEST(HttpLimits, StopDoesNotWaitForSilentClients) {
+  auto s = std::make_unique<LimitServer>(small_body_opts());  // header deadline 10 s
+  Raw silent(s->port());
+  Raw half(s->port());
+  ASSERT_TRUE(half.send("GET /health HTTP/1.1\r\n"));
+  std::this_thread::sleep_for(milliseconds(200));
+  const auto t0 = Clock::now();
+  s.reset();
+  EXPECT_LT(seconds_since(t0), 2.0);
+}
+
 TEST(HttpLimits, BindIsCheckedBeforeTheModelLoads) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};

@@ -68,7 +68,9 @@ void address_of(int fd, bool peer, std::string& ip, int& port) {
 // bytes of a pipelined request read ahead are kept), under the current request's deadline.
 class ConnectionStream final : public httplib::Stream {
  public:
-  ConnectionStream(socket_t fd, const HttpLimits& limits) : fd_(fd), limits_(limits) {}
+  // `listener` is the server's listening socket: INVALID_SOCKET once it stops, which ends a wait.
+  ConnectionStream(socket_t fd, const HttpLimits& limits, const std::atomic<socket_t>& listener)
+      : fd_(fd), limits_(limits), listener_(listener) {}
 
   // The reads of a request's header from now on end by `deadline`.
   void begin_request(Clock::time_point deadline) {
@@ -131,9 +133,11 @@ class ConnectionStream final : public httplib::Stream {
  private:
   // Readable within the per-recv timeout and the request's deadline.
   bool wait_readable() const {
-    const auto now = Clock::now();
-    const auto until = std::min(now + limits_.read_timeout, deadline_);
-    if (now < deadline_ && poll_until(fd_, POLLIN, until)) return true;
+    const auto until = std::min(Clock::now() + limits_.read_timeout, deadline_);
+    for (auto now = Clock::now(); now < until && listener_.load() != INVALID_SOCKET;
+         now = Clock::now()) {
+      if (poll_until(fd_, POLLIN, std::min(until, now + milliseconds(100)))) return true;
+    }
     if (Clock::now() >= deadline_) {
       deadline_hit_ = true;
       if (t_flags) t_flags->timed_out = true;
@@ -143,6 +147,7 @@ class ConnectionStream final : public httplib::Stream {
 
   socket_t fd_;
   const HttpLimits& limits_;
+  const std::atomic<socket_t>& listener_;
   Clock::time_point deadline_ = Clock::time_point::max();
   mutable bool deadline_hit_ = false;
   bool got_bytes_ = false, wrote_ = false, in_header_ = true;
@@ -309,6 +314,10 @@ void HttpServer::widen_backlog(int n) {
   if (sock != INVALID_SOCKET) ::listen(sock, n);
 }
 
+bool HttpServer::workers_starved() const {
+  return waiting_->load() > 0 && threads_->load() >= std::max(1, limits_.max_threads);
+}
+
 int HttpServer::worker_threads() const {
   return threads_->load();
 }
@@ -321,7 +330,7 @@ bool HttpServer::serve_connection(socket_t sock) {
   ConnectionFlags flags;
   flags.rejected = t_rejecting;
   t_flags = &flags;
-  ConnectionStream strm(sock, limits_);
+  ConnectionStream strm(sock, limits_, svr_sock_);
   bool ok = false;
   for (size_t served = 0; svr_sock_.load() != INVALID_SOCKET; ++served) {
     if (served > 0 && !strm.buffered()) {
@@ -329,7 +338,7 @@ bool HttpServer::serve_connection(socket_t sock) {
       const auto until = Clock::now() + limits_.idle_timeout;
       bool readable = false;
       while (!readable && Clock::now() < until && svr_sock_.load() != INVALID_SOCKET &&
-             waiting_->load() == 0) {
+             !workers_starved()) {
         readable = poll_until(sock, POLLIN, std::min(until, Clock::now() + milliseconds(50)));
       }
       if (!readable) break;

@@ -14,7 +14,9 @@
 //   - a worker pool that grows on demand up to max_threads, and a connection cap: connections
 //     beyond max_connections are served by a separate small pool whose requests see
 //     connection_rejected() (the routes answer 503 and close);
-//   - an idle keep-alive connection gives its worker up at once when connections wait for one.
+//   - an idle keep-alive connection gives its worker up at once when connections wait for one
+//     and no more workers may start;
+//   - every wait for a client ends within 100 ms once the server stops.
 // A connection is closed gracefully (write side shut, unread input drained for a moment), so
 // that a client still sending a refused body reads its response rather than a reset.
 #pragma once
@@ -63,6 +65,8 @@ class HttpServer : public httplib::Server {
   class Pool;
   bool process_and_close_socket(socket_t sock) override;
   bool serve_connection(socket_t sock);
+  // Connections wait for a worker and no more workers may start.
+  bool workers_starved() const;
 
   HttpLimits limits_;
   std::shared_ptr<std::atomic<int>> open_ = std::make_shared<std::atomic<int>>(0);
