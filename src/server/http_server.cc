@@ -27,7 +27,8 @@ using std::chrono::milliseconds;
 struct ConnectionFlags {
   bool rejected = false;
   bool close_after = false;
-  bool timed_out = false;  // the current request's deadline passed while reading it
+  bool timed_out = false;     // the current request's deadline passed while reading it
+  bool last_request = false;  // httplib writes "Connection: close" itself
 };
 thread_local ConnectionFlags* t_flags = nullptr;
 thread_local bool t_rejecting = false;  // set by the pool of connections beyond the cap
@@ -298,7 +299,8 @@ bool connection_rejected() {
 
 void close_connection_after(httplib::Response& res) {
   if (t_flags) t_flags->close_after = true;
-  if (!res.has_header("Connection")) res.set_header("Connection", "close");
+  const bool httplib_says_close = t_flags != nullptr && t_flags->last_request;
+  if (!httplib_says_close && !res.has_header("Connection")) res.set_header("Connection", "close");
 }
 
 HttpServer::HttpServer(HttpLimits limits) : limits_(limits) {
@@ -345,6 +347,7 @@ bool HttpServer::serve_connection(socket_t sock) {
     }
     strm.begin_request(Clock::now() + limits_.header_timeout);
     const bool last = flags.rejected || served + 1 >= keep_alive_max_count_;
+    flags.last_request = last;
     bool closed = false;
     ok = process_request(strm, last, closed, [&](httplib::Request&) {
       strm.begin_body(Clock::now() + limits_.body_timeout);
