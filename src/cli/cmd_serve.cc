@@ -10,6 +10,7 @@
 
 #include "cli/cli_common.h"
 #include "core/error.h"
+#include "server/http_checks.h"
 #include "server/server.h"
 
 namespace nc::cli {
@@ -49,6 +50,9 @@ void install_stop_handlers() {
 
 void run_serve(const ServeArgs& a) {
   install_stop_handlers();
+  // What can fail at once fails before the model loads: the bind, the CORS origins.
+  server::Server::check_can_bind(a.server.host, a.server.port);
+  (void)server::CorsPolicy(a.server.allowed_origins);
   EngineConfig cfg = a.engine.cfg;
   cfg.seed = a.seed;
   Engine engine(cfg);
@@ -90,7 +94,9 @@ void add_serve_command(CLI::App& app) {
       ->envname("NANOCASCADE_API_KEY");
   cmd->add_option("--served-model-name", o.model_name,
                   "the model id clients send (default: the model file's name)");
-  cmd->add_option("--max-body-bytes", o.max_body_bytes, "larger request bodies get 413")
+  cmd->add_option("--max-body-bytes", o.max_body_bytes,
+                  "larger request bodies get 413, whatever their framing (Content-Length, "
+                  "chunked)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--max-waiting", o.max_waiting,
@@ -102,15 +108,36 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--http-threads", o.http_threads,
-                  "HTTP worker threads (0: max-num-seqs + max-waiting + 16)")
+                  "most HTTP worker threads, started as connections come (0: max-num-seqs + "
+                  "max-waiting + 16, one per request the engine admits and 16 for /health and "
+                  "the like, at most --max-connections)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_option("--read-timeout", o.read_timeout_s, "seconds a client may stall sending")
+  cmd->add_option("--max-connections", o.max_connections,
+                  "open connections at most; more get 503 and are closed (idle keep-alive "
+                  "connections give their worker up when others wait)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--read-timeout", o.read_timeout_s, "seconds one read of a request may stall")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--header-timeout", o.header_timeout_s,
+                  "seconds for a whole request header, however it trickles in (then 408)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--body-timeout", o.body_timeout_s, "seconds for a whole request body")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--keep-alive-timeout", o.keep_alive_timeout_s,
+                  "seconds a connection may idle between requests")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--write-timeout", o.write_timeout_s, "seconds a client may stall reading")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_option("--allowed-origins", o.allowed_origins,
+                  "CORS: origins allowed to call the API from a browser, a comma list or '*' "
+                  "(default: none, CORS off)");
   cmd->add_option("--seed", args->seed, "engine seed for requests that give none")
       ->capture_default_str();
   cmd->callback([args] { run_serve(*args); });

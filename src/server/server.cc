@@ -7,60 +7,18 @@
 #include <csignal>
 #include <ctime>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
 #include <httplib.h>
 
 #include "core/error.h"
-#include "server/api_error.h"
-#include "server/client_connection.h"
-#include "server/engine_loop.h"
-#include "server/metrics.h"
-#include "server/openai_format.h"
-#include "server/request_parser.h"
+#include "server/server_impl.h"
 
 namespace nc::server {
 
 namespace {
-
-using json = nlohmann::json;
-using httplib::Request;
-using httplib::Response;
-
-// httplib::Server with a deeper listen backlog: the packaged library listens with a backlog of
-// 5, which drops connection attempts (1 s SYN retries) when many clients connect at once.
-class HttpServer : public httplib::Server {
- public:
-  void widen_backlog(int n) {
-    const auto sock = svr_sock_.load();
-    if (sock != INVALID_SOCKET) ::listen(sock, n);  // Linux updates the backlog of a listener
-  }
-};
-
-// Cancels the request when the handler leaves without having seen it finish.
-class CancelGuard {
- public:
-  explicit CancelGuard(std::shared_ptr<RequestHandle> h) : h_(std::move(h)) {}
-  ~CancelGuard() {
-    if (h_) h_->cancel();
-  }
-  void disarm() { h_.reset(); }
-
- private:
-  std::shared_ptr<RequestHandle> h_;
-};
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
-
-std::string trim(const std::string& s) {
-  const size_t b = s.find_first_not_of(" \t");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
-}
 
 // Comparison in time independent of where the strings differ (the key must not leak).
 bool same_secret(const std::string& a, const std::string& b) {
@@ -68,38 +26,6 @@ bool same_secret(const std::string& a, const std::string& b) {
   unsigned diff = 0;
   for (size_t i = 0; i < a.size(); ++i) diff |= unsigned(uint8_t(a[i]) ^ uint8_t(b[i]));
   return diff == 0;
-}
-
-void send_json(Response& res, int status, const json& j) {
-  res.status = status;
-  res.set_content(dump_json(j), "application/json");
-}
-
-void send_error(Response& res, const ApiError& e) {
-  res.status = e.status();
-  if (e.status() == 429) res.set_header("Retry-After", "1");
-  if (e.status() == 401) res.set_header("WWW-Authenticate", "Bearer");
-  res.set_content(error_body(e), "application/json");
-}
-
-// The error for statuses httplib produces itself (bad request line, oversized body, ...) and
-// for routes that do not exist.
-ApiError http_error(const Request& req, int status, size_t max_body) {
-  switch (status) {
-    case 404:
-      return ApiError(404, fmt::format("unknown route: {} {}", req.method, req.path),
-                      "invalid_request_error", "", "unknown_url");
-    case 413:
-      return ApiError(413, fmt::format("the request body exceeds the limit of {} bytes", max_body),
-                      "invalid_request_error", "", "request_too_large");
-    case 400:
-      return ApiError(400, "malformed HTTP request", "invalid_request_error");
-    case 414:
-      return ApiError(414, "the request URI is too long", "invalid_request_error");
-    default:
-      return ApiError(status, fmt::format("HTTP error {}", status),
-                      status >= 500 ? "server_error" : "invalid_request_error");
-  }
 }
 
 }  // namespace
@@ -111,41 +37,6 @@ std::string default_model_name(const std::string& model_path) {
   if (name.size() > 5 && name.ends_with(".gguf")) name.resize(name.size() - 5);
   return name.empty() ? p.string() : name;
 }
-
-struct Server::Impl {
-  Engine& engine;
-  ServerOptions opts;
-  std::string model_name;
-  ServerMetrics metrics;
-  EngineLoop loop;
-  HttpServer http;
-  std::thread listener;
-  int port = -1;
-  int64_t started_at = 0;
-  bool started = false;
-  bool stopped = false;
-
-  Impl(Engine& e, ServerOptions o)
-      : engine(e),
-        opts(std::move(o)),
-        model_name(opts.model_name.empty() ? default_model_name(e.config().model)
-                                           : opts.model_name),
-        loop(e, EngineLoopOptions{opts.max_waiting, opts.default_max_tokens}, metrics) {}
-
-  std::chrono::milliseconds poll() const {
-    return std::chrono::milliseconds(std::max(1, opts.poll_interval_ms));
-  }
-
-  void setup_routes();
-  bool authorized(const Request& req) const;
-  void handle_generate(ApiKind kind, const Request& req, Response& res);
-  void respond_whole(ApiKind kind, const std::shared_ptr<RequestHandle>& h, CancelGuard& guard,
-                     ClientConnection& conn, int prompt_tokens, Response& res);
-  void respond_stream(const ParsedRequest& pr, const std::shared_ptr<RequestHandle>& h,
-                      CancelGuard& guard, const Request& req, Response& res);
-  bool wait_event(RequestHandle& h, ClientConnection& conn, StreamEvent& ev) const;
-  json model_card() const;
-};
 
 bool Server::Impl::authorized(const Request& req) const {
   if (opts.api_key.empty()) return true;
@@ -172,14 +63,15 @@ json Server::Impl::model_card() const {
           {"max_model_len", loop.stats().max_model_len}};
 }
 
-void Server::Impl::handle_generate(ApiKind kind, const Request& req, Response& res) {
+void Server::Impl::handle_generate(ApiKind kind, const Request& req, const std::string& body,
+                                   Response& res) {
   try {
     const std::string ct = req.get_header_value("Content-Type");
     if (!ct.empty() && lower(trim(ct.substr(0, ct.find(';')))) != "application/json") {
       throw ApiError(415, fmt::format("Content-Type must be application/json, got '{}'", ct),
                      "invalid_request_error", "", "unsupported_media_type");
     }
-    ParsedRequest pr = parse_request(kind, req.body);
+    ParsedRequest pr = parse_request(kind, body);
     if (pr.model != model_name) {
       throw ApiError(404,
                      fmt::format("the model '{}' does not exist; this server serves '{}'", pr.model,
@@ -258,132 +150,58 @@ void Server::Impl::respond_stream(const ParsedRequest& pr, const std::shared_ptr
   const auto poll_interval = poll();
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [st, poll_interval](size_t, httplib::DataSink& sink) -> bool {
-        auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
-        const ResponseMeta& m = st->meta;
-        if (m.kind == ApiKind::Chat &&
-            !write(sse_event(stream_chunk(m, "", "", true, st->include_usage)))) {
-          return false;
-        }
-        for (;;) {
-          StreamEvent ev;
-          const bool got = st->h->next(ev, poll_interval);
-          if (st->conn.closed_every(poll_interval)) return false;
-          if (!got) continue;
-          if (ev.kind == StreamEvent::Kind::Error) {
-            // Headers are out: the error goes in the stream, as OpenAI does.
-            st->finished = true;
-            write(sse_event(ev.error->to_json()));
-            write(kSseDone);
-            sink.done();
-            return true;
-          }
-          const RequestOutput& o = ev.output;
-          if (!o.text_delta.empty() &&
-              !write(sse_event(stream_chunk(m, o.text_delta, "", false, st->include_usage)))) {
-            return false;
-          }
-          if (!o.finished) continue;
-          st->finished = true;
-          if (o.finish_reason == FinishReason::Abort) {
-            write(sse_event(
-                ApiError(503, "the request was aborted by the engine", "server_error").to_json()));
-          } else {
-            write(sse_event(stream_chunk(m, "", finish_reason_name(o.finish_reason), false,
-                                         st->include_usage)));
-            if (st->include_usage) {
-              write(sse_event(usage_chunk(m, o.num_prompt_tokens, o.num_completion_tokens)));
-            }
-          }
-          write(kSseDone);
-          sink.done();
-          return true;
-        }
-      },
-      [st](bool) {
-        if (!st->finished) st->h->cancel();  // the client left mid-stream
-      });
-}
-
-void Server::Impl::setup_routes() {
-  http.set_pre_routing_handler([this](const Request& req, Response& res) {
-    if ((req.path == "/v1" || req.path.starts_with("/v1/")) && !authorized(req)) {
-      send_error(res, ApiError(401, "invalid or missing API key (Authorization: Bearer <key>)",
-                               "invalid_request_error", "", "invalid_api_key"));
-      return httplib::Server::HandlerResponse::Handled;
+  auto provider = [st, poll_interval](size_t, httplib::DataSink& sink) -> bool {
+    auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
+    const ResponseMeta& m = st->meta;
+    if (m.kind == ApiKind::Chat &&
+        !write(sse_event(stream_chunk(m, "", "", true, st->include_usage)))) {
+      return false;
     }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  http.Post("/v1/chat/completions", [this](const Request& req, Response& res) {
-    handle_generate(ApiKind::Chat, req, res);
-  });
-  http.Post("/v1/completions", [this](const Request& req, Response& res) {
-    handle_generate(ApiKind::Completion, req, res);
-  });
-  http.Get("/v1/models", [this](const Request&, Response& res) {
-    send_json(res, 200, {{"object", "list"}, {"data", json::array({model_card()})}});
-  });
-  http.Get(R"(/v1/models/(.+))", [this](const Request& req, Response& res) {
-    if (req.matches[1] == model_name) {
-      send_json(res, 200, model_card());
-    } else {
-      send_error(res,
-                 ApiError(404, fmt::format("the model '{}' does not exist", req.matches[1].str()),
-                          "invalid_request_error", "model", "model_not_found"));
+    for (;;) {
+      StreamEvent ev;
+      const bool got = st->h->next(ev, poll_interval);
+      if (st->conn.closed_every(poll_interval)) return false;
+      if (!got) continue;
+      if (ev.kind == StreamEvent::Kind::Error) {
+        // Headers are out: the error goes in the stream, as OpenAI does.
+        st->finished = true;
+        write(sse_event(ev.error->to_json()));
+        write(kSseDone);
+        sink.done();
+        return true;
+      }
+      const RequestOutput& o = ev.output;
+      if (!o.text_delta.empty() &&
+          !write(sse_event(stream_chunk(m, o.text_delta, "", false, st->include_usage)))) {
+        return false;
+      }
+      if (!o.finished) continue;
+      st->finished = true;
+      if (o.finish_reason == FinishReason::Abort) {
+        write(sse_event(
+            ApiError(503, "the request was aborted by the engine", "server_error").to_json()));
+      } else {
+        write(sse_event(
+            stream_chunk(m, "", finish_reason_name(o.finish_reason), false, st->include_usage)));
+        if (st->include_usage) {
+          write(sse_event(usage_chunk(m, o.num_prompt_tokens, o.num_completion_tokens)));
+        }
+      }
+      write(kSseDone);
+      sink.done();
+      return true;
     }
-  });
-  http.Get("/health", [this](const Request&, Response& res) {
-    const bool ok = loop.healthy();
-    send_json(res, ok ? 200 : 503, {{"status", ok ? "ok" : "unhealthy"}});
-  });
-  http.Get("/metrics", [this](const Request&, Response& res) {
-    res.set_content(metrics.render(loop.stats(), loop.num_in_flight()),
-                    "text/plain; version=0.0.4; charset=utf-8");
-  });
-
-  // 405 for the known routes under the wrong method.
-  auto not_allowed = [](const char* allow) {
-    return [allow](const Request& req, Response& res) {
-      res.set_header("Allow", allow);
-      send_error(res, ApiError(405,
-                               fmt::format("{} is not allowed on {} (use {})", req.method, req.path,
-                                           allow),
-                               "invalid_request_error", "", "method_not_allowed"));
-    };
   };
-  for (const char* path : {"/v1/chat/completions", "/v1/completions"}) {
-    http.Get(path, not_allowed("POST"));
-    http.Put(path, not_allowed("POST"));
-    http.Patch(path, not_allowed("POST"));
-    http.Delete(path, not_allowed("POST"));
+  auto releaser = [st](bool) {
+    if (!st->finished) st->h->cancel();  // the client left mid-stream
+  };
+  if (req.version == "HTTP/1.0") {
+    // No chunked encoding for HTTP/1.0: the stream ends when the connection closes.
+    close_connection_after(res);
+    res.set_content_provider("text/event-stream", provider, releaser);
+  } else {
+    res.set_chunked_content_provider("text/event-stream", provider, releaser);
   }
-  for (const char* path : {"/v1/models", "/health", "/metrics"}) {
-    http.Post(path, not_allowed("GET"));
-    http.Put(path, not_allowed("GET"));
-    http.Patch(path, not_allowed("GET"));
-    http.Delete(path, not_allowed("GET"));
-  }
-
-  http.set_error_handler(
-      httplib::Server::HandlerWithResponse([this](const Request& req, Response& res) {
-        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-        send_error(res, http_error(req, res.status, opts.max_body_bytes));
-        return httplib::Server::HandlerResponse::Handled;
-      }));
-  http.set_exception_handler([](const Request&, Response& res, std::exception_ptr ep) {
-    std::string what = "unknown exception";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    send_error(res, ApiError(500, fmt::format("internal error: {}", what), "server_error"));
-  });
-  http.set_logger(
-      [this](const Request&, const Response& res) { metrics.on_http_response(res.status); });
 }
 
 Server::Server(Engine& engine, ServerOptions opts)
@@ -400,26 +218,25 @@ void Server::start() {
               "server: port {} outside 0..65535", m.opts.port);
   // A client that disconnects must not kill the process with SIGPIPE on the next write.
   std::signal(SIGPIPE, SIG_IGN);
-  const int threads = m.opts.http_threads > 0 ? m.opts.http_threads : m.loop.max_in_flight() + 16;
-  m.http.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
-  m.http.set_payload_max_length(m.opts.max_body_bytes);
-  m.http.set_read_timeout(std::max(1, m.opts.read_timeout_s), 0);
-  m.http.set_write_timeout(std::max(1, m.opts.write_timeout_s), 0);
-  m.http.set_keep_alive_timeout(std::max(1, m.opts.keep_alive_timeout_s));
-  m.http.set_tcp_nodelay(true);  // SSE chunks go out as they are written
+  m.http = std::make_unique<HttpServer>(m.limits());
+  m.http->set_payload_max_length(m.opts.max_body_bytes);
+  m.http->set_read_timeout(std::max(1, m.opts.read_timeout_s), 0);
+  m.http->set_write_timeout(std::max(1, m.opts.write_timeout_s), 0);
+  m.http->set_tcp_nodelay(true);  // SSE chunks go out as they are written
+  m.cors = CorsPolicy(m.opts.allowed_origins);
   m.setup_routes();
 
   if (m.opts.port == 0) {
-    m.port = m.http.bind_to_any_port(m.opts.host);
+    m.port = m.http->bind_to_any_port(m.opts.host);
   } else {
-    m.port = m.http.bind_to_port(m.opts.host, m.opts.port) ? m.opts.port : -1;
+    m.port = m.http->bind_to_port(m.opts.host, m.opts.port) ? m.opts.port : -1;
   }
   NC_CHECK(m.port > 0, "server: cannot listen on {}:{} (address in use or not available)",
            m.opts.host, m.opts.port);
-  m.http.widen_backlog(1024);
+  m.http->widen_backlog(1024);
   m.started_at = int64_t(std::time(nullptr));
   m.loop.start();
-  m.listener = std::thread([&m] { m.http.listen_after_bind(); });
+  m.listener = std::thread([&m] { m.http->listen_after_bind(); });
   m.started = true;
 }
 
@@ -428,12 +245,15 @@ void Server::stop() {
   if (!m.started || m.stopped) return;
   m.stopped = true;
   m.loop.stop();  // in-flight handlers get their 503 (or the stream its error) and return
-  m.http.stop();
+  if (m.http) m.http->stop();
   if (m.listener.joinable()) m.listener.join();
 }
 
 int Server::port() const {
   return impl_->port;
+}
+int Server::http_threads_started() const {
+  return impl_->http ? impl_->http->worker_threads() : 0;
 }
 const std::string& Server::model_name() const {
   return impl_->model_name;

@@ -1,5 +1,6 @@
 // nanocascade's OpenAI-compatible HTTP server (cpp-httplib): POST /v1/chat/completions,
 // POST /v1/completions (both with SSE streaming), GET /v1/models, GET /health, GET /metrics.
+// Connections, deadlines and limits are http_server.h's; framing checks and CORS http_checks.h's.
 // See docs/server.md.
 #pragma once
 #include <cstddef>
@@ -21,10 +22,16 @@ struct ServerOptions {
   size_t max_body_bytes = size_t(4) << 20;  // larger bodies get 413
   int max_waiting = 128;                    // see EngineLoopOptions
   int default_max_tokens = 0;               // 0 = the rest of the context
-  int http_threads = 0;                     // 0 = enough for every admitted request + 16
-  int read_timeout_s = 30;                  // a client that stalls sending its request
-  int write_timeout_s = 30;                 // a client that stops reading its response
-  int keep_alive_timeout_s = 5;
+  // Worker threads, started as connections come: 0 = max_num_seqs + max_waiting + 16 (one per
+  // request the engine admits, and some for /health and the like), at most max_connections.
+  int http_threads = 0;
+  int max_connections = 512;     // open connections at most; more get 503 and are closed
+  int read_timeout_s = 30;       // one stalled recv of a request
+  int write_timeout_s = 30;      // a client that stops reading its response
+  int header_timeout_s = 10;     // the whole request line and header (a trickled header is cut off)
+  int body_timeout_s = 60;       // the whole request body
+  int keep_alive_timeout_s = 5;  // idle between requests on a connection
+  std::string allowed_origins;   // CORS: comma list of origins or "*"; empty = off
   int poll_interval_ms = 50;  // how often a waiting handler checks that its client is still there
 };
 
@@ -42,10 +49,14 @@ class Server {
 
   // Binds and starts serving on background threads. Throws nc::Error when it cannot bind.
   void start();
+  // Throws nc::Error when host:port cannot be bound now (a port in use): `serve` asks before it
+  // loads the model. Port 0 always passes.
+  static void check_can_bind(const std::string& host, int port);
   // Fails what is in flight (503), stops accepting and joins every thread. Idempotent.
   void stop();
 
-  int port() const;  // the bound port (after start)
+  int port() const;                  // the bound port (after start)
+  int http_threads_started() const;  // worker threads started so far (they start on demand)
   const std::string& model_name() const;
   EngineLoop& loop();
   ServerMetrics& metrics();

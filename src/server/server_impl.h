@@ -1,0 +1,89 @@
+// Private to the server's files: Server::Impl and the helpers its routes share. server.cc
+// holds the generation handlers and Server's methods; server_routes.cc the routes, the checks
+// made before a body is read, and the HTTP limits.
+#pragma once
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "server/api_error.h"
+#include "server/client_connection.h"
+#include "server/engine_loop.h"
+#include "server/http_checks.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
+#include "server/openai_format.h"
+#include "server/request_parser.h"
+#include "server/server.h"
+
+namespace nc::server {
+
+using json = nlohmann::json;
+using httplib::Request;
+using httplib::Response;
+
+// Cancels the request when the handler leaves without having seen it finish.
+class CancelGuard {
+ public:
+  explicit CancelGuard(std::shared_ptr<RequestHandle> h) : h_(std::move(h)) {}
+  ~CancelGuard() {
+    if (h_) h_->cancel();
+  }
+  void disarm() { h_.reset(); }
+
+ private:
+  std::shared_ptr<RequestHandle> h_;
+};
+
+std::string lower(std::string s);
+std::string trim(const std::string& s);
+void send_json(Response& res, int status, const json& j);
+void send_error(Response& res, const ApiError& e);
+// The error for statuses httplib produces itself (bad request line, oversized body, ...) and
+// for routes that do not exist.
+ApiError http_error(const Request& req, int status, size_t max_body);
+
+struct Server::Impl {
+  Engine& engine;
+  ServerOptions opts;
+  std::string model_name;
+  ServerMetrics metrics;
+  EngineLoop loop;
+  std::unique_ptr<HttpServer> http;
+  CorsPolicy cors;
+  std::thread listener;
+  int port = -1;
+  int64_t started_at = 0;
+  bool started = false;
+  bool stopped = false;
+
+  Impl(Engine& e, ServerOptions o)
+      : engine(e),
+        opts(std::move(o)),
+        model_name(opts.model_name.empty() ? default_model_name(e.config().model)
+                                           : opts.model_name),
+        loop(e, EngineLoopOptions{opts.max_waiting, opts.default_max_tokens}, metrics) {}
+
+  std::chrono::milliseconds poll() const {
+    return std::chrono::milliseconds(std::max(1, opts.poll_interval_ms));
+  }
+
+  void setup_routes();
+  void setup_checks();
+  HttpLimits limits() const;
+  void handle_post(ApiKind kind, const Request& req, Response& res,
+                   const httplib::ContentReader& read);
+  bool authorized(const Request& req) const;
+  void handle_generate(ApiKind kind, const Request& req, const std::string& body, Response& res);
+  void respond_whole(ApiKind kind, const std::shared_ptr<RequestHandle>& h, CancelGuard& guard,
+                     ClientConnection& conn, int prompt_tokens, Response& res);
+  void respond_stream(const ParsedRequest& pr, const std::shared_ptr<RequestHandle>& h,
+                      CancelGuard& guard, const Request& req, Response& res);
+  bool wait_event(RequestHandle& h, ClientConnection& conn, StreamEvent& ev) const;
+  json model_card() const;
+};
+
+}  // namespace nc::server
