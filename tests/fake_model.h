@@ -42,6 +42,15 @@ inline std::vector<float> reference_logits(const std::vector<int32_t>& history, 
   return l;
 }
 
+// Greedy sampling for max_tokens tokens, EOS ignored (the fake model's tokens never stop early).
+inline SamplingParams greedy_ignoring_eos(int max_tokens) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.max_tokens = max_tokens;
+  p.ignore_eos = true;
+  return p;
+}
+
 struct FakeStepStats {
   int num_tokens = 0;
   int num_seqs = 0;

@@ -135,13 +135,7 @@ std::vector<int32_t> reference_greedy(std::vector<int32_t> seq, int max_tokens) 
   return out;
 }
 
-SamplingParams greedy(int max_tokens) {
-  SamplingParams p;
-  p.temperature = 0;
-  p.max_tokens = max_tokens;
-  p.ignore_eos = true;
-  return p;
-}
+SamplingParams greedy(int max_tokens) { return fake::greedy_ignoring_eos(max_tokens); }
 
 std::vector<int32_t> random_tokens(std::mt19937& rng, int n) {
   std::vector<int32_t> t(n);

@@ -47,13 +47,7 @@ struct Rig {
   StepPipeline pipe{StepPipelineParts{cfg, model, sched, nullptr, requests, acct}};
 };
 
-SamplingParams greedy(int max_tokens) {
-  SamplingParams p;
-  p.temperature = 0;
-  p.max_tokens = max_tokens;
-  p.ignore_eos = true;
-  return p;
-}
+SamplingParams greedy(int max_tokens) { return fake::greedy_ignoring_eos(max_tokens); }
 
 std::vector<int32_t> reference_greedy(std::vector<int32_t> seq, int n) {
   std::vector<int32_t> out;
