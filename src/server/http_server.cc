@@ -91,8 +91,14 @@ class ConnectionStream final : public httplib::Stream {
   bool header_cut_off() const { return in_header_ && got_bytes_ && deadline_hit_ && !wrote_; }
 
   bool is_readable() const override { return buffered() || wait_readable(); }
+  // Writable within the per-send timeout; a stalled reader is given up within 100 ms of stop.
   bool is_writable() const override {
-    return poll_until(fd_, POLLOUT, Clock::now() + limits_.write_timeout);
+    const auto until = Clock::now() + limits_.write_timeout;
+    for (auto now = Clock::now(); now < until && listener_.load() != INVALID_SOCKET;
+         now = Clock::now()) {
+      if (poll_until(fd_, POLLOUT, std::min(until, now + milliseconds(100)))) return true;
+    }
+    return false;
   }
   ssize_t read(char* ptr, size_t size) override {
     if (!buffered()) {
@@ -328,24 +334,32 @@ bool HttpServer::process_and_close_socket(socket_t sock) {
   return serve_connection(sock);
 }
 
+// Idle between keep-alive requests, or silent since the accept: waits for a request's first
+// byte (up to the idle timeout, or the header timeout for the first request), giving the worker
+// up (false: the connection closes) at once when connections wait for one and no more workers
+// may start, so that silent connections never hold workers from those that send.
+bool HttpServer::wait_for_request(socket_t sock, size_t served) const {
+  const auto until = Clock::now() + (served > 0 ? limits_.idle_timeout : limits_.header_timeout);
+  while (Clock::now() < until && svr_sock_.load() != INVALID_SOCKET) {
+    pollfd p{sock, POLLIN, 0};
+    if (::poll(&p, 1, 0) > 0) return true;  // already readable
+    if (workers_starved()) return false;
+    if (poll_until(sock, POLLIN, std::min(until, Clock::now() + milliseconds(50)))) return true;
+  }
+  return false;
+}
+
 bool HttpServer::serve_connection(socket_t sock) {
   ConnectionFlags flags;
   flags.rejected = t_rejecting;
   t_flags = &flags;
   ConnectionStream strm(sock, limits_, svr_sock_);
+  const auto accepted = Clock::now();
   bool ok = false;
   for (size_t served = 0; svr_sock_.load() != INVALID_SOCKET; ++served) {
-    if (served > 0 && !strm.buffered()) {
-      // Idle keep-alive: wait for the next request, giving the worker up when others wait.
-      const auto until = Clock::now() + limits_.idle_timeout;
-      bool readable = false;
-      while (!readable && Clock::now() < until && svr_sock_.load() != INVALID_SOCKET &&
-             !workers_starved()) {
-        readable = poll_until(sock, POLLIN, std::min(until, Clock::now() + milliseconds(50)));
-      }
-      if (!readable) break;
-    }
-    strm.begin_request(Clock::now() + limits_.header_timeout);
+    if (!strm.buffered() && !wait_for_request(sock, served)) break;
+    // The first request's header is due from the accept, the next ones' from their first byte.
+    strm.begin_request((served == 0 ? accepted : Clock::now()) + limits_.header_timeout);
     const bool last = flags.rejected || served + 1 >= keep_alive_max_count_;
     flags.last_request = last;
     bool closed = false;
