@@ -93,10 +93,11 @@ class ConnectionStream final : public httplib::Stream {
   bool is_readable() const override { return buffered() || wait_readable(); }
   // Writable within the per-send timeout; a stalled reader is given up within 100 ms of stop.
   bool is_writable() const override {
+    // The last words after stop (a stream's error event) are still written if they can be.
     const auto until = Clock::now() + limits_.write_timeout;
-    for (auto now = Clock::now(); now < until && listener_.load() != INVALID_SOCKET;
-         now = Clock::now()) {
+    for (auto now = Clock::now(); now < until; now = Clock::now()) {
       if (poll_until(fd_, POLLOUT, std::min(until, now + milliseconds(100)))) return true;
+      if (listener_.load() == INVALID_SOCKET) break;
     }
     return false;
   }
@@ -177,7 +178,9 @@ void close_gracefully(socket_t fd) {
   ::close(fd);
 }
 
-// Worker threads started on demand up to a maximum (never more than the jobs need).
+// Worker threads started on demand up to a maximum (never more than the jobs need). `waiting`
+// counts the jobs that no worker is free for: a worker just started for a job counts as free,
+// so a connection is not seen waiting in the moment before its new worker takes it.
 class Workers {
  public:
   Workers(int max_threads, std::shared_ptr<std::atomic<int>> waiting,
@@ -190,11 +193,12 @@ class Workers {
     {
       std::lock_guard<std::mutex> lk(mu_);
       jobs_.push_back(std::move(fn));
-      if (waiting_) ++*waiting_;
-      if (jobs_.size() > idle_ && threads_.size() < max_) {
+      if (jobs_.size() > free_ && threads_.size() < max_) {
         threads_.emplace_back([this] { run(); });
+        ++free_;
         if (started_) ++*started_;
       }
+      publish_waiting();
     }
     cv_.notify_one();
   }
@@ -209,20 +213,24 @@ class Workers {
 
  private:
   void run() {
+    std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
-      std::function<void()> fn;
-      {
-        std::unique_lock<std::mutex> lk(mu_);
-        ++idle_;
-        cv_.wait(lk, [&] { return !jobs_.empty() || stop_; });
-        --idle_;
-        if (jobs_.empty()) return;
-        fn = std::move(jobs_.front());
-        jobs_.pop_front();
-        if (waiting_) --*waiting_;
-      }
+      cv_.wait(lk, [&] { return !jobs_.empty() || stop_; });
+      if (jobs_.empty()) return;  // stopped, and every job was taken
+      std::function<void()> fn = std::move(jobs_.front());
+      jobs_.pop_front();
+      --free_;
+      publish_waiting();
+      lk.unlock();
       fn();
+      fn = nullptr;
+      lk.lock();
+      ++free_;
+      publish_waiting();
     }
+  }
+  void publish_waiting() {  // under mu_
+    if (waiting_) *waiting_ = jobs_.size() > free_ ? int(jobs_.size() - free_) : 0;
   }
 
   size_t max_;
@@ -231,7 +239,7 @@ class Workers {
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;
   std::vector<std::thread> threads_;
-  size_t idle_ = 0;
+  size_t free_ = 0;  // workers waiting for a job, or started for one and not yet taking it
   bool stop_ = false;
 };
 
