@@ -1,7 +1,8 @@
 // Issue #19's check, bounded, over raw loopback sockets: 1,000 idle connections plus 50 clients
 // trickling a header one byte a second do not delay /health or a short chat completion by more
 // than 100 ms; a streaming client that stops reading does not block others, nor the server's
-// stop. The fake model answers at once, so the times measured are the front end's.
+// stop; silent connections beyond the cap do not delay the 503 of others. The fake model answers
+// at once, so the times measured are the front end's.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
@@ -177,6 +178,24 @@ TEST(HttpLoad, IdleAndTricklingClientsDoNotDelayHealthOrChat) {
   EXPECT_LT(under_load.worst_chat_ms, before.worst_chat_ms + 100);
   for (int fd : idle) ::close(fd);
   for (int fd : trickling) ::close(fd);
+}
+
+TEST(HttpLoad, SilentConnectionsBeyondTheCapDoNotDelayThe503) {
+  server::ServerOptions o;
+  o.max_connections = 8;
+  LoadServer s(o);
+  const int port = s.srv->port();
+  std::vector<int> silent;
+  for (int i = 0; i < 300; ++i) silent.push_back(connect_to(port));  // 8 held, 292 beyond
+  std::this_thread::sleep_for(milliseconds(300));                    // the server takes them
+  const auto t0 = Clock::now();
+  const std::string r = round_trip(port, kHealth);
+  const double took = ms_since(t0);
+  fmt::print("[http] 503 beside 292 silent connections beyond the cap: {:.1f} ms\n", took);
+  EXPECT_TRUE(r.starts_with("HTTP/1.1 503")) << r;
+  EXPECT_NE(r.find("too_many_connections"), std::string::npos) << r;
+  EXPECT_LT(took, 500);
+  for (int fd : silent) ::close(fd);
 }
 
 TEST(HttpLoad, StreamingClientThatStopsReadingBlocksNeitherOthersNorStop) {

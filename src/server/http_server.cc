@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
+
 namespace nc::server {
 
 namespace {
@@ -357,7 +359,28 @@ bool HttpServer::wait_for_request(socket_t sock, size_t served) const {
   return false;
 }
 
+// A connection beyond the cap that has sent nothing yet is answered 503 and closed at once,
+// without waiting for its request: silent connections must not hold the two threads that answer
+// them (the routes answer those that did send, with the same body).
+bool HttpServer::refused_silently(socket_t sock) const {
+  pollfd p{sock, POLLIN, 0};
+  if (::poll(&p, 1, 0) > 0) return false;
+  const std::string body = fmt::format(
+      R"x({{"error":{{"message":"too many connections (the limit is {})","type":"server_error",)x"
+      R"x("param":null,"code":"too_many_connections"}}}})x",
+      limits_.max_connections);
+  const std::string response = fmt::format(
+      "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: application/json"
+      "\r\nContent-Length: {}\r\n\r\n{}",
+      body.size(), body);
+  ::send(sock, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  ::shutdown(sock, SHUT_RDWR);
+  ::close(sock);
+  return true;
+}
+
 bool HttpServer::serve_connection(socket_t sock) {
+  if (t_rejecting && refused_silently(sock)) return false;
   ConnectionFlags flags;
   flags.rejected = t_rejecting;
   t_flags = &flags;

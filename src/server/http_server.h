@@ -66,6 +66,7 @@ class HttpServer : public httplib::Server {
   bool process_and_close_socket(socket_t sock) override;
   bool serve_connection(socket_t sock);
   bool wait_for_request(socket_t sock, size_t served) const;
+  bool refused_silently(socket_t sock) const;
   // Connections wait for a worker and no more workers may start.
   bool workers_starved() const;
 
