@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
+
 namespace nc::server {
 
 namespace {
@@ -91,8 +93,15 @@ class ConnectionStream final : public httplib::Stream {
   bool header_cut_off() const { return in_header_ && got_bytes_ && deadline_hit_ && !wrote_; }
 
   bool is_readable() const override { return buffered() || wait_readable(); }
+  // Writable within the per-send timeout; a stalled reader is given up within 100 ms of stop.
   bool is_writable() const override {
-    return poll_until(fd_, POLLOUT, Clock::now() + limits_.write_timeout);
+    // The last words after stop (a stream's error event) are still written if they can be.
+    const auto until = Clock::now() + limits_.write_timeout;
+    for (auto now = Clock::now(); now < until; now = Clock::now()) {
+      if (poll_until(fd_, POLLOUT, std::min(until, now + milliseconds(100)))) return true;
+      if (listener_.load() == INVALID_SOCKET) break;
+    }
+    return false;
   }
   ssize_t read(char* ptr, size_t size) override {
     if (!buffered()) {
@@ -171,7 +180,9 @@ void close_gracefully(socket_t fd) {
   ::close(fd);
 }
 
-// Worker threads started on demand up to a maximum (never more than the jobs need).
+// Worker threads started on demand up to a maximum (never more than the jobs need). `waiting`
+// counts the jobs that no worker is free for: a worker just started for a job counts as free,
+// so a connection is not seen waiting in the moment before its new worker takes it.
 class Workers {
  public:
   Workers(int max_threads, std::shared_ptr<std::atomic<int>> waiting,
@@ -184,11 +195,12 @@ class Workers {
     {
       std::lock_guard<std::mutex> lk(mu_);
       jobs_.push_back(std::move(fn));
-      if (waiting_) ++*waiting_;
-      if (jobs_.size() > idle_ && threads_.size() < max_) {
+      if (jobs_.size() > free_ && threads_.size() < max_) {
         threads_.emplace_back([this] { run(); });
+        ++free_;
         if (started_) ++*started_;
       }
+      publish_waiting();
     }
     cv_.notify_one();
   }
@@ -203,20 +215,24 @@ class Workers {
 
  private:
   void run() {
+    std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
-      std::function<void()> fn;
-      {
-        std::unique_lock<std::mutex> lk(mu_);
-        ++idle_;
-        cv_.wait(lk, [&] { return !jobs_.empty() || stop_; });
-        --idle_;
-        if (jobs_.empty()) return;
-        fn = std::move(jobs_.front());
-        jobs_.pop_front();
-        if (waiting_) --*waiting_;
-      }
+      cv_.wait(lk, [&] { return !jobs_.empty() || stop_; });
+      if (jobs_.empty()) return;  // stopped, and every job was taken
+      std::function<void()> fn = std::move(jobs_.front());
+      jobs_.pop_front();
+      --free_;
+      publish_waiting();
+      lk.unlock();
       fn();
+      fn = nullptr;
+      lk.lock();
+      ++free_;
+      publish_waiting();
     }
+  }
+  void publish_waiting() {  // under mu_
+    if (waiting_) *waiting_ = jobs_.size() > free_ ? int(jobs_.size() - free_) : 0;
   }
 
   size_t max_;
@@ -225,7 +241,7 @@ class Workers {
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;
   std::vector<std::thread> threads_;
-  size_t idle_ = 0;
+  size_t free_ = 0;  // workers waiting for a job, or started for one and not yet taking it
   bool stop_ = false;
 };
 
@@ -328,24 +344,53 @@ bool HttpServer::process_and_close_socket(socket_t sock) {
   return serve_connection(sock);
 }
 
+// Idle between keep-alive requests, or silent since the accept: waits for a request's first
+// byte (up to the idle timeout, or the header timeout for the first request), giving the worker
+// up (false: the connection closes) at once when connections wait for one and no more workers
+// may start, so that silent connections never hold workers from those that send.
+bool HttpServer::wait_for_request(socket_t sock, size_t served) const {
+  const auto until = Clock::now() + (served > 0 ? limits_.idle_timeout : limits_.header_timeout);
+  while (Clock::now() < until && svr_sock_.load() != INVALID_SOCKET) {
+    pollfd p{sock, POLLIN, 0};
+    if (::poll(&p, 1, 0) > 0) return true;  // already readable
+    if (workers_starved()) return false;
+    if (poll_until(sock, POLLIN, std::min(until, Clock::now() + milliseconds(50)))) return true;
+  }
+  return false;
+}
+
+// A connection beyond the cap that has sent nothing yet is answered 503 and closed at once,
+// without waiting for its request: silent connections must not hold the two threads that answer
+// them (the routes answer those that did send, with the same body).
+bool HttpServer::refused_silently(socket_t sock) const {
+  pollfd p{sock, POLLIN, 0};
+  if (::poll(&p, 1, 0) > 0) return false;
+  const std::string body = fmt::format(
+      R"x({{"error":{{"message":"too many connections (the limit is {})","type":"server_error",)x"
+      R"x("param":null,"code":"too_many_connections"}}}})x",
+      limits_.max_connections);
+  const std::string response = fmt::format(
+      "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: application/json"
+      "\r\nContent-Length: {}\r\n\r\n{}",
+      body.size(), body);
+  ::send(sock, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  ::shutdown(sock, SHUT_RDWR);
+  ::close(sock);
+  return true;
+}
+
 bool HttpServer::serve_connection(socket_t sock) {
+  if (t_rejecting && refused_silently(sock)) return false;
   ConnectionFlags flags;
   flags.rejected = t_rejecting;
   t_flags = &flags;
   ConnectionStream strm(sock, limits_, svr_sock_);
+  const auto accepted = Clock::now();
   bool ok = false;
   for (size_t served = 0; svr_sock_.load() != INVALID_SOCKET; ++served) {
-    if (served > 0 && !strm.buffered()) {
-      // Idle keep-alive: wait for the next request, giving the worker up when others wait.
-      const auto until = Clock::now() + limits_.idle_timeout;
-      bool readable = false;
-      while (!readable && Clock::now() < until && svr_sock_.load() != INVALID_SOCKET &&
-             !workers_starved()) {
-        readable = poll_until(sock, POLLIN, std::min(until, Clock::now() + milliseconds(50)));
-      }
-      if (!readable) break;
-    }
-    strm.begin_request(Clock::now() + limits_.header_timeout);
+    if (!strm.buffered() && !wait_for_request(sock, served)) break;
+    // The first request's header is due from the accept, the next ones' from their first byte.
+    strm.begin_request((served == 0 ? accepted : Clock::now()) + limits_.header_timeout);
     const bool last = flags.rejected || served + 1 >= keep_alive_max_count_;
     flags.last_request = last;
     bool closed = false;

@@ -14,8 +14,8 @@
 //   - a worker pool that grows on demand up to max_threads, and a connection cap: connections
 //     beyond max_connections are served by a separate small pool whose requests see
 //     connection_rejected() (the routes answer 503 and close);
-//   - an idle keep-alive connection gives its worker up at once when connections wait for one
-//     and no more workers may start;
+//   - an idle keep-alive connection, or one silent since its accept, gives its worker up (is
+//     closed) at once when connections wait for one and no more workers may start;
 //   - every wait for a client ends within 100 ms once the server stops.
 // A connection is closed gracefully (write side shut, unread input drained for a moment), so
 // that a client still sending a refused body reads its response rather than a reset.
@@ -65,6 +65,8 @@ class HttpServer : public httplib::Server {
   class Pool;
   bool process_and_close_socket(socket_t sock) override;
   bool serve_connection(socket_t sock);
+  bool wait_for_request(socket_t sock, size_t served) const;
+  bool refused_silently(socket_t sock) const;
   // Connections wait for a worker and no more workers may start.
   bool workers_starved() const;
 
