@@ -19,7 +19,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
-#include "fake_model.h"
+#include "loopback.h"
 #include "nanocascade/engine.h"
 #include "server/http_checks.h"
 #include "server/server.h"
@@ -34,45 +34,18 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-struct LimitServer {
-  std::unique_ptr<Engine> engine;
-  std::unique_ptr<server::Server> srv;
-
-  explicit LimitServer(server::ServerOptions opts = {}) {
-    EngineConfig cfg;
-    cfg.model = "/models/fake-model.gguf";
-    cfg.page_size = 16;
-    cfg.max_num_seqs = 4;
-    cfg.max_num_batched_tokens = 512;
-    cfg.kv_cache_memory = std::to_string(int64_t(512) * 16 * 8);
-    engine = std::make_unique<Engine>(cfg, std::make_unique<fake::FakeModel>(300, 1024),
-                                      std::make_unique<fake::FakeCodec>());
-    opts.port = 0;
-    opts.poll_interval_ms = 10;
-    srv = std::make_unique<server::Server>(*engine, opts);
-    srv->start();
-  }
-  ~LimitServer() { srv->stop(); }
-  int port() const { return srv->port(); }
-};
+using LimitServer = test::FakeModelServer;
 
 // A raw client socket on the server's port.
 class Raw {
  public:
-  explicit Raw(int port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(uint16_t(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-  }
+  explicit Raw(int port) : fd_(test::connect_loopback(port)) {}
   ~Raw() {
     if (fd_ >= 0) ::close(fd_);
   }
   Raw(const Raw&) = delete;
   Raw& operator=(const Raw&) = delete;
-  bool ok() const { return ok_; }
+  bool ok() const { return fd_ >= 0; }
 
   bool send(const std::string& s) {
     return ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == ssize_t(s.size());
@@ -99,7 +72,7 @@ class Raw {
 
  private:
   int fd_ = -1;
-  bool ok_ = false, closed_ = false;
+  bool closed_ = false;
 };
 
 server::ServerOptions small_body_opts() {

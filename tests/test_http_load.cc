@@ -19,7 +19,7 @@
 
 #include <fmt/format.h>
 
-#include "fake_model.h"
+#include "loopback.h"
 #include "nanocascade/engine.h"
 #include "server/server.h"
 
@@ -33,43 +33,10 @@ double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
-struct LoadServer {
-  std::unique_ptr<Engine> engine;
-  std::unique_ptr<server::Server> srv;
-
-  explicit LoadServer(server::ServerOptions opts) {
-    EngineConfig cfg;
-    cfg.model = "/models/fake-model.gguf";
-    cfg.page_size = 16;
-    cfg.max_num_seqs = 4;
-    cfg.max_num_batched_tokens = 512;
-    cfg.kv_cache_memory = std::to_string(int64_t(512) * 16 * 8);
-    engine = std::make_unique<Engine>(cfg, std::make_unique<fake::FakeModel>(300, 1024),
-                                      std::make_unique<fake::FakeCodec>());
-    opts.port = 0;
-    opts.poll_interval_ms = 10;
-    if (opts.model_name.empty()) opts.model_name = "fake-model";
-    srv = std::make_unique<server::Server>(*engine, opts);
-    srv->start();
-  }
-  ~LoadServer() {
-    if (srv) srv->stop();
-  }
-};
-
-// A client socket on 127.0.0.1:port; `rcvbuf` > 0 shrinks its receive buffer before connecting.
-int connect_to(int port, int rcvbuf = 0) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(uint16_t(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
+// A server over the fake model that answers to its model name "fake-model".
+std::unique_ptr<test::FakeModelServer> load_server(server::ServerOptions opts) {
+  if (opts.model_name.empty()) opts.model_name = "fake-model";
+  return std::make_unique<test::FakeModelServer>(opts);
 }
 
 bool send_all(int fd, const std::string& s) {
@@ -79,7 +46,7 @@ bool send_all(int fd, const std::string& s) {
 // One request on a fresh connection ("Connection: close"); the whole response, read for up to
 // `timeout_s`.
 std::string round_trip(int port, const std::string& request, double timeout_s = 5) {
-  const int fd = connect_to(port);
+  const int fd = test::connect_loopback(port);
   if (fd < 0 || !send_all(fd, request)) return "";
   timeval tv{0, 50000};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -147,14 +114,14 @@ TEST(HttpLoad, IdleAndTricklingClientsDoNotDelayHealthOrChat) {
   }
   server::ServerOptions o;
   o.max_connections = 2 * (kIdle + kTrickling);  // the default (512) would answer them 503
-  LoadServer s(o);
-  const int port = s.srv->port();
+  auto s = load_server(o);
+  const int port = s->port();
   Probe before;
   before.run(port);
   std::vector<int> idle, trickling;
-  for (int i = 0; i < kIdle; ++i) idle.push_back(connect_to(port));
+  for (int i = 0; i < kIdle; ++i) idle.push_back(test::connect_loopback(port));
   for (int i = 0; i < kTrickling; ++i) {
-    trickling.push_back(connect_to(port));
+    trickling.push_back(test::connect_loopback(port));
     send_all(trickling.back(), "GET /health HTTP/1.1\r\nX-Slow: ");
   }
   Probe under_load;
@@ -173,7 +140,7 @@ TEST(HttpLoad, IdleAndTricklingClientsDoNotDelayHealthOrChat) {
       "[http] {} idle + {} trickling connections: /health worst {:.1f} ms (alone {:.1f}), chat "
       "worst {:.1f} ms (alone {:.1f}); {} idle connections still open, {} worker threads\n",
       kIdle, kTrickling, under_load.worst_health_ms, before.worst_health_ms,
-      under_load.worst_chat_ms, before.worst_chat_ms, idle_open, s.srv->http_threads_started());
+      under_load.worst_chat_ms, before.worst_chat_ms, idle_open, s->srv->http_threads_started());
   EXPECT_LT(under_load.worst_health_ms, before.worst_health_ms + 100);
   EXPECT_LT(under_load.worst_chat_ms, before.worst_chat_ms + 100);
   for (int fd : idle) ::close(fd);
@@ -183,10 +150,10 @@ TEST(HttpLoad, IdleAndTricklingClientsDoNotDelayHealthOrChat) {
 TEST(HttpLoad, SilentConnectionsBeyondTheCapDoNotDelayThe503) {
   server::ServerOptions o;
   o.max_connections = 8;
-  LoadServer s(o);
-  const int port = s.srv->port();
+  auto s = load_server(o);
+  const int port = s->port();
   std::vector<int> silent;
-  for (int i = 0; i < 300; ++i) silent.push_back(connect_to(port));  // 8 held, 292 beyond
+  for (int i = 0; i < 300; ++i) silent.push_back(test::connect_loopback(port));  // 8 held, 292 beyond
   std::this_thread::sleep_for(milliseconds(300));                    // the server takes them
   const auto t0 = Clock::now();
   const std::string r = round_trip(port, kHealth);
@@ -203,11 +170,11 @@ TEST(HttpLoad, StreamingClientThatStopsReadingBlocksNeitherOthersNorStop) {
   // buffers (4 MB at most by default), so the server's writes stall.
   server::ServerOptions o;
   o.model_name = std::string(8000, 'm');
-  auto s = std::make_unique<LoadServer>(o);
-  const int port = s->srv->port();
+  auto s = load_server(o);
+  const int port = s->port();
   Probe before{o.model_name};
   before.run(port);
-  const int stalled = connect_to(port, /*rcvbuf=*/1024);
+  const int stalled = test::connect_loopback(port, /*rcvbuf=*/1024);
   ASSERT_GE(stalled, 0);
   ASSERT_TRUE(send_all(stalled, chat_request(o.model_name, 900, true)));
   std::this_thread::sleep_for(milliseconds(1000));  // its socket buffers fill; it reads nothing

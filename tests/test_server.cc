@@ -26,6 +26,7 @@
 #include "core/error.h"
 #include "engine/step_model.h"
 #include "fake_model.h"
+#include "loopback.h"
 #include "nanocascade/engine.h"
 #include "server/api_error.h"
 #include "server/engine_loop.h"
@@ -378,20 +379,7 @@ void print_load(const char* tag, const std::vector<ClientRun>& runs, double wall
       percentile(ttft, 99), percentile(e2e, 50), percentile(e2e, 90), percentile(e2e, 99));
 }
 
-// A raw TCP connection to the server (for what httplib's client will not send), or -1.
-int connect_loopback(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(uint16_t(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
+using test::connect_loopback;
 
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
