@@ -40,12 +40,14 @@ KVLayout parse_layout(const std::string& s) {
 }
 
 void check_config(const EngineConfig& cfg) {
-  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.page_size >= 1 && cfg.page_size <= 256, "engine: page_size {} outside 1..256",
-           cfg.page_size);
-  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_num_batched_tokens >= 1, "engine: max_num_batched_tokens must be >= 1, got {}",
-           cfg.max_num_batched_tokens);
-  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_num_seqs >= 1, "engine: max_num_seqs must be >= 1, got {}", cfg.max_num_seqs);
-  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_model_len >= 0, "engine: max_model_len must be >= 0, got {}", cfg.max_model_len);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.page_size >= 1 && cfg.page_size <= 256,
+              "engine: page_size {} outside 1..256", cfg.page_size);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_num_batched_tokens >= 1,
+              "engine: max_num_batched_tokens must be >= 1, got {}", cfg.max_num_batched_tokens);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_num_seqs >= 1,
+              "engine: max_num_seqs must be >= 1, got {}", cfg.max_num_seqs);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_model_len >= 0,
+              "engine: max_model_len must be >= 0, got {}", cfg.max_model_len);
 }
 
 }  // namespace
@@ -60,8 +62,8 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
   max_model_len = model->max_position();
   if (cfg.max_model_len > 0) {
     NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_model_len <= max_model_len,
-             "engine: max_model_len {} exceeds the model's maximum of {} positions",
-             cfg.max_model_len, max_model_len);
+                "engine: max_model_len {} exceeds the model's maximum of {} positions",
+                cfg.max_model_len, max_model_len);
     max_model_len = cfg.max_model_len;
   }
   model->reserve(cfg.max_num_batched_tokens, cfg.max_num_seqs);
@@ -155,7 +157,7 @@ RequestId Engine::add_chat_request(const std::vector<ChatMessage>& messages,
   static const std::set<std::string> kRoles = {"system", "user", "assistant", "tool"};
   for (const ChatMessage& m : messages) {
     NC_CHECK_AS(ErrorKind::InvalidArgument, kRoles.count(m.role),
-             "chat request: unknown role '{}' (system, user, assistant, tool)", m.role);
+                "chat request: unknown role '{}' (system, user, assistant, tool)", m.role);
   }
   return impl_->requests->add(encode_chat(messages, true), params);
 }
@@ -291,7 +293,7 @@ void Engine::warmup() {
 }
 
 std::vector<int32_t> Engine::encode(const std::string& text, bool add_special_tokens,
-                                   bool parse_special) const {
+                                    bool parse_special) const {
   if (!parse_special) return impl_->codec->encode_plain(text, add_special_tokens);
   return impl_->codec->encode(text, add_special_tokens);
 }

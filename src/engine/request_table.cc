@@ -33,19 +33,19 @@ void RequestTable::validate_prompt(const std::vector<int32_t>& prompt,
   p.validate();
   NC_CHECK_AS(ErrorKind::InvalidArgument, !prompt.empty(), "request: empty prompt");
   for (int32_t id : prompt) {
-    NC_CHECK_AS(ErrorKind::InvalidArgument, id >= 0 && id < vocab_, "request: prompt token id {} outside the vocabulary [0, {})",
-             id, vocab_);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, id >= 0 && id < vocab_,
+                "request: prompt token id {} outside the vocabulary [0, {})", id, vocab_);
   }
   for (int32_t id : p.stop_token_ids) {
     NC_CHECK_AS(ErrorKind::InvalidArgument, id >= 0 && id < vocab_,
                 "stop_token_ids: token id {} is outside the vocabulary [0, {})", id, vocab_);
   }
   const int n = int(prompt.size());
-  NC_CHECK_AS(ErrorKind::ContextLength, n < max_model_len_, "request: prompt has {} tokens, the context is {} tokens", n,
-           max_model_len_);
+  NC_CHECK_AS(ErrorKind::ContextLength, n < max_model_len_,
+              "request: prompt has {} tokens, the context is {} tokens", n, max_model_len_);
   NC_CHECK_AS(ErrorKind::ContextLength, int64_t(n) + p.max_tokens <= max_model_len_,
-           "request: prompt ({} tokens) + max_tokens ({}) exceeds the context of {} tokens", n,
-           p.max_tokens, max_model_len_);
+              "request: prompt ({} tokens) + max_tokens ({}) exceeds the context of {} tokens", n,
+              p.max_tokens, max_model_len_);
 }
 
 RequestId RequestTable::add(std::vector<int32_t> prompt, const SamplingParams& p) {
