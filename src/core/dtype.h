@@ -7,10 +7,19 @@
 
 namespace nc {
 
-enum class DType : uint8_t { F32, F16, BF16, I32 };
+// Plain element types, then GGML's block formats (weights kept as a GGUF file stores them, on the
+// CPU backend: a block of dtype_block_elems() values takes dtype_block_bytes() bytes, and a
+// tensor of a block type has a last dimension that is a multiple of the block).
+enum class DType : uint8_t { F32, F16, BF16, I32, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K };
 
+// Bytes of one element; throws nc::Error for block types (they have no per-element size).
 size_t dtype_size(DType t);
 std::string_view dtype_name(DType t);
+bool dtype_is_block(DType t);
+int64_t dtype_block_elems(DType t);  // 1 for plain types
+size_t dtype_block_bytes(DType t);   // dtype_size() for plain types
+// Bytes of n values; throws nc::Error when n is not a whole number of blocks.
+size_t dtype_bytes(DType t, int64_t n);
 
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);

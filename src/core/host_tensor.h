@@ -1,21 +1,32 @@
-// A float32 tensor in host memory: what the model readers produce, in Hugging Face's layout
-// (a Linear weight is [out_features, in_features]). Backends convert it to their own format.
+// A tensor in host memory: what the model readers produce, in Hugging Face's layout (a Linear
+// weight is [out_features, in_features]). Backends convert it to their own format.
+//
+// Float32 values in `data`, or, for a GGUF weight kept as the file stores it (dtype a block type
+// of core/dtype.h), the raw blocks in `blocks` with `data` empty: each row of the last dimension
+// is dtype_bytes(dtype, shape.back()) bytes. formats/gguf.h's dequantized() turns either into
+// float32.
 #pragma once
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
+
 namespace nc {
 
 struct HostTensor {
   std::vector<int64_t> shape;
   std::vector<float> data;
+  DType dtype = DType::F32;      // F32, or a block type (then `blocks` holds the values)
+  std::vector<uint8_t> blocks;  // raw GGML blocks, row after row
+
   int64_t numel() const {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
     return n;
   }
+  bool is_blocks() const { return dtype_is_block(dtype); }
 };
 
 // Weights by their Hugging Face names ("model.layers.0.self_attn.q_proj.weight", ...).

@@ -53,7 +53,7 @@ Tensor Tensor::empty_host(Shape shape, DType dtype) {
   check_dims(shape);
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
-  size_t bytes = (size_t(n) * dtype_size(dtype) + 63) / 64 * 64;
+  size_t bytes = (dtype_bytes(dtype, n) + 63) / 64 * 64;
   if (bytes >= kLazyZeroBytes) {
     // Anonymous pages read as zeros and take memory only when first written, so a large KV
     // pool costs resident memory only for the pages requests use.

@@ -44,7 +44,7 @@ class Tensor {
   int ndim() const { return int(shape_.size()); }
   int64_t dim(int i) const;  // negative i counts from the end
   int64_t numel() const;
-  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype_); }
+  size_t nbytes() const { return dtype_bytes(dtype_, numel()); }
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
   bool is_contiguous() const;

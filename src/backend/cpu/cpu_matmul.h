@@ -1,0 +1,37 @@
+// Matrix products on the CPU over weights kept in their storage format: float32, f16, bf16, or a
+// GGML block format (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K) read block by block, never expanded.
+//
+// Contract:
+//   - out[n, m] = sum_k x[n, k] * W[m, k] for n < N, m < W.rows.
+//   - Batch invariance: each out[n, m] is computed by one dot product of W row m with x row n
+//     in a fixed order (the format's blocks in order, the activation row quantized per block
+//     where the format's dot product wants it, as llama.cpp does); its result depends on those
+//     two rows only, never on N, on the other rows, on the thread count or on the split.
+//   - The work is split across the pool's threads by output rows (W rows).
+//   - Vector code (AVX2; AVX-512 where present) is chosen at run time from what the CPU reports
+//     (cpu_isa.h); every path gives the same result as the portable one within float rounding,
+//     and a CPU without AVX2 never executes an AVX2 instruction.
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace nc {
+
+class ThreadPool;
+
+// A weight matrix [rows, cols] as stored: row r starts at data + r * row_bytes, where row_bytes
+// = dtype_bytes(dtype, cols).
+struct CpuWeightView {
+  DType dtype = DType::F32;
+  int64_t rows = 0, cols = 0;
+  const void* data = nullptr;
+};
+
+// out[N, W.rows] = x[N, W.cols] . W^T (see the contract above).
+void cpu_matmul(const float* x, int64_t N, const CpuWeightView& w, float* out, ThreadPool& pool);
+
+// Row r of W as float32 (cols values): embedding lookups from a block-format table.
+void cpu_weight_row(const CpuWeightView& w, int64_t r, float* out);
+
+}  // namespace nc
