@@ -18,16 +18,26 @@ struct DTypeInfo {
 // minimum; Q8_0 = f16 scale + 32 int8; the K formats are 256-value super-blocks.
 DTypeInfo info(DType t) {
   switch (t) {
-    case DType::F32: return {"f32", 1, 4};
-    case DType::I32: return {"i32", 1, 4};
-    case DType::F16: return {"f16", 1, 2};
-    case DType::BF16: return {"bf16", 1, 2};
-    case DType::Q4_0: return {"q4_0", 32, 18};
-    case DType::Q4_1: return {"q4_1", 32, 20};
-    case DType::Q8_0: return {"q8_0", 32, 34};
-    case DType::Q4_K: return {"q4_k", 256, 144};
-    case DType::Q5_K: return {"q5_k", 256, 176};
-    case DType::Q6_K: return {"q6_k", 256, 210};
+    case DType::F32:
+      return {"f32", 1, 4};
+    case DType::I32:
+      return {"i32", 1, 4};
+    case DType::F16:
+      return {"f16", 1, 2};
+    case DType::BF16:
+      return {"bf16", 1, 2};
+    case DType::Q4_0:
+      return {"q4_0", 32, 18};
+    case DType::Q4_1:
+      return {"q4_1", 32, 20};
+    case DType::Q8_0:
+      return {"q8_0", 32, 34};
+    case DType::Q4_K:
+      return {"q4_k", 256, 144};
+    case DType::Q5_K:
+      return {"q5_k", 256, 176};
+    case DType::Q6_K:
+      return {"q6_k", 256, 210};
   }
   return {"?", 1, 0};
 }
@@ -40,15 +50,23 @@ size_t dtype_size(DType t) {
   return info(t).block_bytes;
 }
 
-std::string_view dtype_name(DType t) { return info(t).name; }
-bool dtype_is_block(DType t) { return info(t).block_elems > 1; }
-int64_t dtype_block_elems(DType t) { return info(t).block_elems; }
-size_t dtype_block_bytes(DType t) { return info(t).block_bytes; }
+std::string_view dtype_name(DType t) {
+  return info(t).name;
+}
+bool dtype_is_block(DType t) {
+  return info(t).block_elems > 1;
+}
+int64_t dtype_block_elems(DType t) {
+  return info(t).block_elems;
+}
+size_t dtype_block_bytes(DType t) {
+  return info(t).block_bytes;
+}
 
 size_t dtype_bytes(DType t, int64_t n) {
   const DTypeInfo i = info(t);
-  NC_CHECK(n >= 0 && n % i.block_elems == 0, "{} values of {} are not a whole number of {}-value blocks",
-           n, i.name, i.block_elems);
+  NC_CHECK(n >= 0 && n % i.block_elems == 0,
+           "{} values of {} are not a whole number of {}-value blocks", n, i.name, i.block_elems);
   return size_t(n / i.block_elems) * i.block_bytes;
 }
 

@@ -1,10 +1,9 @@
 // A tensor in host memory: what the model readers produce, in Hugging Face's layout (a Linear
 // weight is [out_features, in_features]). Backends convert it to their own format.
 //
-// Float32 values in `data`, or, for a GGUF weight kept as the file stores it (dtype a block type
-// of core/dtype.h), the raw blocks in `blocks` with `data` empty: each row of the last dimension
-// is dtype_bytes(dtype, shape.back()) bytes. formats/gguf.h's dequantized() turns either into
-// float32.
+// Float32 values in `data`; or, for a weight kept as the file stores it (dtype f16, bf16 or a GGML
+// block type of core/dtype.h), its raw bytes in `raw` with `data` empty: each row of the last
+// dimension is dtype_bytes(dtype, shape.back()) bytes.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -18,15 +17,15 @@ namespace nc {
 struct HostTensor {
   std::vector<int64_t> shape;
   std::vector<float> data;
-  DType dtype = DType::F32;      // F32, or a block type (then `blocks` holds the values)
-  std::vector<uint8_t> blocks;  // raw GGML blocks, row after row
+  DType dtype = DType::F32;  // F32: `data` holds the values; anything else: `raw` does
+  std::vector<uint8_t> raw;  // the stored bytes, row after row
 
   int64_t numel() const {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
     return n;
   }
-  bool is_blocks() const { return dtype_is_block(dtype); }
+  bool is_raw() const { return dtype != DType::F32; }
 };
 
 // Weights by their Hugging Face names ("model.layers.0.self_attn.q_proj.weight", ...).

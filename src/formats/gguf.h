@@ -95,4 +95,9 @@ const char* ggml_type_name(GgmlType t);
 // Dequantizes n elements (n a multiple of the block size) of type t from src into dst.
 void dequantize(GgmlType t, const uint8_t* src, float* dst, int64_t n);
 
+// The DType a GGML type is kept as without conversion (F32, F16, BF16 and the block types of
+// core/dtype.h), or nullopt when it must be dequantized; and back.
+std::optional<DType> dtype_for_ggml(GgmlType t);
+GgmlType ggml_type_for(DType t);  // throws nc::Error for I32
+
 }  // namespace nc

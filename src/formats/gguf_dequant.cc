@@ -355,4 +355,55 @@ void dequantize(GgmlType t, const uint8_t* src, float* dst, int64_t n) {
   fail_as(ErrorKind::Unsupported, "dequantize: type {} is not supported", ggml_type_name(t));
 }
 
+std::optional<DType> dtype_for_ggml(GgmlType t) {
+  switch (t) {
+    case GgmlType::F32:
+      return DType::F32;
+    case GgmlType::F16:
+      return DType::F16;
+    case GgmlType::BF16:
+      return DType::BF16;
+    case GgmlType::Q4_0:
+      return DType::Q4_0;
+    case GgmlType::Q4_1:
+      return DType::Q4_1;
+    case GgmlType::Q8_0:
+      return DType::Q8_0;
+    case GgmlType::Q4_K:
+      return DType::Q4_K;
+    case GgmlType::Q5_K:
+      return DType::Q5_K;
+    case GgmlType::Q6_K:
+      return DType::Q6_K;
+    default:
+      return std::nullopt;
+  }
+}
+
+GgmlType ggml_type_for(DType t) {
+  switch (t) {
+    case DType::F32:
+      return GgmlType::F32;
+    case DType::F16:
+      return GgmlType::F16;
+    case DType::BF16:
+      return GgmlType::BF16;
+    case DType::Q4_0:
+      return GgmlType::Q4_0;
+    case DType::Q4_1:
+      return GgmlType::Q4_1;
+    case DType::Q8_0:
+      return GgmlType::Q8_0;
+    case DType::Q4_K:
+      return GgmlType::Q4_K;
+    case DType::Q5_K:
+      return GgmlType::Q5_K;
+    case DType::Q6_K:
+      return GgmlType::Q6_K;
+    case DType::I32:
+      break;
+  }
+  fail("dtype {} has no GGML type", dtype_name(t));
+}
+
 }  // namespace nc
