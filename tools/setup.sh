@@ -63,4 +63,28 @@ if [ -d third_party/flashinfer/include ] && [ ! -f third_party/flashinfer/cutlas
      third_party/flashinfer/cutlass/tools/util/include
   rm -rf third_party/fi_wheel
 fi
+# llama.cpp's Jinja engine (common/jinja, MIT) renders the models' own chat templates: taken as a
+# file source from llama-cpp-python's sdist (the pin of tools/fetch_llamacpp.sh), never committed.
+# Kept: common/jinja/*, the common_json wrapper over nlohmann (json.{h,cpp}) and the UTF-8 helpers
+# it calls (unicode.{h,cpp}), the LICENSE, and models/templates/*.jinja (the official templates the
+# chat-template tests render). LLAMA_JINJA_SDIST=FILE uses a local copy of the same sdist.
+LLAMA_JINJA_PKG="llama-cpp-python==0.3.36"
+if [ ! -f third_party/llama-jinja/NC_SOURCE ]; then
+  echo "setup: fetching llama.cpp's Jinja engine ($LLAMA_JINJA_PKG sdist)"
+  tmp=$(mktemp -d)
+  sdist=${LLAMA_JINJA_SDIST:-}
+  if [ -z "$sdist" ]; then
+    python3 -m pip download -q --no-binary :all: --no-deps -d "$tmp" "$LLAMA_JINJA_PKG"
+    sdist=$(ls "$tmp"/llama_cpp_python-*.tar.gz)
+  fi
+  top=$(basename "$sdist" .tar.gz)/vendor/llama.cpp
+  tar -xzf "$sdist" -C "$tmp" --wildcards "$top/common/jinja/*" "$top/common/json.*" \
+    "$top/common/unicode.*" "$top/LICENSE" "$top/models/templates/*.jinja"
+  rm -rf third_party/llama-jinja && mkdir -p third_party/llama-jinja
+  mv "$tmp/$top/common/jinja" "$tmp/$top/LICENSE" third_party/llama-jinja/
+  mv "$tmp/$top"/common/json.* "$tmp/$top"/common/unicode.* third_party/llama-jinja/
+  mv "$tmp/$top/models/templates" third_party/llama-jinja/templates
+  echo "$LLAMA_JINJA_PKG" > third_party/llama-jinja/NC_SOURCE
+  rm -rf "$tmp"
+fi
 echo "setup: done"

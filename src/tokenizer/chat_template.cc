@@ -1,6 +1,7 @@
 #include "tokenizer/chat_template.h"
 
 #include "core/error.h"
+#include "tokenizer/jinja_render.h"
 #include "tokenizer/unicode.h"
 
 namespace nc {
@@ -59,13 +60,72 @@ std::string unescape_literal(const std::string& s) {
   return out;
 }
 
-void check_roles(const std::vector<ChatMessage>& messages) {
+// The fallback renders only these roles, and only string contents.
+void check_fallback_messages(const std::vector<ChatMessage>& messages) {
   for (size_t i = 0; i < messages.size(); ++i) {
     const std::string& r = messages[i].role;
     NC_CHECK_AS(ErrorKind::InvalidArgument, r == "system" || r == "user" || r == "assistant",
-                "chat message {} has role '{}': only system, user and assistant are supported", i,
-                r);
+                "chat message {} has role '{}': the fallback renderer of this template supports "
+                "only system, user and assistant",
+                i, r);
   }
+}
+
+// Roles are template text (jinja_render.h), so only the known ones are let through.
+void check_messages(const nlohmann::ordered_json& messages) {
+  NC_CHECK_AS(ErrorKind::InvalidArgument, messages.is_array(),
+              "chat messages must be a JSON array, got {}", messages.type_name());
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const nlohmann::ordered_json& m = messages[i];
+    NC_CHECK_AS(ErrorKind::InvalidArgument, m.is_object() && m.contains("role"),
+                "chat message {} must be an object with a role, got {}", i, m.dump());
+    const nlohmann::ordered_json& role = m["role"];
+    const std::string r = role.is_string() ? role.get<std::string>() : role.dump();
+    NC_CHECK_AS(ErrorKind::InvalidArgument,
+                r == "system" || r == "developer" || r == "user" || r == "assistant" || r == "tool",
+                "chat message {} has role '{}': roles are system, developer, user, assistant "
+                "and tool",
+                i, r);
+  }
+}
+
+// As transformers' _alias_reasoning_fields: a message's reasoning (reasoning_content, thinking
+// or reasoning, the first not null) is also given as "thinking" (first) and "reasoning_content".
+nlohmann::ordered_json alias_reasoning(const nlohmann::ordered_json& messages) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const nlohmann::ordered_json& m : messages) {
+    const nlohmann::ordered_json* reasoning = nullptr;
+    for (const char* key : {"reasoning_content", "thinking", "reasoning"}) {
+      if (m.contains(key) && !m[key].is_null()) {
+        reasoning = &m[key];
+        break;
+      }
+    }
+    if (reasoning == nullptr) {
+      out.push_back(m);
+      continue;
+    }
+    nlohmann::ordered_json a = {{"thinking", *reasoning}};
+    for (const auto& [k, v] : m.items()) a[k] = v;
+    a["reasoning_content"] = *reasoning;
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+// {role, content} messages for the fallback: string contents only.
+std::vector<ChatMessage> plain_messages(const nlohmann::ordered_json& messages) {
+  std::vector<ChatMessage> out;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const nlohmann::ordered_json& m = messages[i];
+    const nlohmann::ordered_json content = m.value("content", nlohmann::ordered_json(""));
+    NC_CHECK_AS(ErrorKind::Unsupported, content.is_string() && m.size() <= 2,
+                "chat message {}: this template is rendered without Jinja (see the error before), "
+                "which takes only a role and a string content",
+                i);
+    out.push_back({m["role"].get<std::string>(), content.get<std::string>()});
+  }
+  return out;
 }
 
 // Appends a rendered chat: markers (the template's own special-token texts) and text.
@@ -203,12 +263,14 @@ std::string chatml_default_system(const std::string& t) {
   return "";
 }
 
-RenderedChat render_chat_template(const std::string& template_str,
-                                  const std::vector<ChatMessage>& messages,
-                                  bool add_generation_prompt, const std::string& bos_token,
-                                  const std::string& eos_token) {
+namespace {
+
+// The families rendered by hand, when the Jinja engine could not render the template.
+RenderedChat render_family(const std::string& template_str,
+                           const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                           const std::string& bos_token, const std::string& eos_token) {
   const ChatTemplateFamily family = detect_chat_template(template_str);
-  check_roles(messages);
+  check_fallback_messages(messages);
   switch (family) {
     case ChatTemplateFamily::kChatML:
       return render_chatml(template_str, messages, add_generation_prompt);
@@ -218,6 +280,73 @@ RenderedChat render_chat_template(const std::string& template_str,
       return render_llama2(messages, bos_token, eos_token);
   }
   return {};
+}
+
+}  // namespace
+
+RenderedChat render_chat_template_json(const std::string& template_str,
+                                       const nlohmann::ordered_json& messages,
+                                       const nlohmann::ordered_json& tools,
+                                       bool add_generation_prompt, const std::string& bos_token,
+                                       const std::string& eos_token, std::time_t now) {
+  NC_CHECK_AS(ErrorKind::Unsupported, !template_str.empty(),
+              "unsupported chat template (the model has none): use raw completion prompts or "
+              "give a template (--chat-template)");
+  check_messages(messages);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, tools.is_null() || tools.is_array(),
+              "chat template: tools must be a JSON array, got {}", tools.type_name());
+  JinjaChatInput in;
+  in.messages = alias_reasoning(messages);
+  in.tools = tools;
+  in.add_generation_prompt = add_generation_prompt;
+  in.bos_token = bos_token;
+  in.eos_token = eos_token;
+  in.now = now;
+  std::string engine_error;
+  try {
+    JinjaRendered r = render_jinja(template_str, in);
+    return {std::move(r.text), std::move(r.template_spans)};
+  } catch (const JinjaEngineError& e) {
+    engine_error = e.what();
+  }
+  // Fallback: the Jinja engine could not render this template (a syntax or filter it lacks);
+  // the families recognised in the template string are rendered by hand, without tools.
+  try {
+    NC_CHECK_AS(ErrorKind::Unsupported, tools.is_null() || tools.empty(),
+                "tools need the Jinja renderer");
+    return render_family(template_str, plain_messages(messages), add_generation_prompt, bos_token,
+                         eos_token);
+  } catch (const Error& e) {
+    fail_as(e.kind(),
+            "unsupported chat template: the Jinja engine could not render it ({}); "
+            "without it: {}",
+            engine_error, e.what());
+  }
+}
+
+RenderedChat render_chat_template(const std::string& template_str,
+                                  const std::vector<ChatMessage>& messages,
+                                  bool add_generation_prompt, const std::string& bos_token,
+                                  const std::string& eos_token) {
+  nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+  for (const ChatMessage& m : messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
+  return render_chat_template_json(template_str, msgs, nullptr, add_generation_prompt, bos_token,
+                                   eos_token);
+}
+
+std::string select_chat_template(const nlohmann::json& value, bool with_tools) {
+  if (value.is_string()) return value.get<std::string>();
+  if (!value.is_array()) return "";
+  std::string first, dflt, tool_use;
+  for (const nlohmann::json& e : value) {
+    if (!e.is_object() || !e.contains("template") || !e["template"].is_string()) continue;
+    const std::string name = e.value("name", "");
+    if (first.empty()) first = e["template"].get<std::string>();
+    if (name == "default") dflt = e["template"].get<std::string>();
+    if (name == "tool_use") tool_use = e["template"].get<std::string>();
+  }
+  if (with_tools && !tool_use.empty()) return tool_use;
+  return dflt.empty() ? first : dflt;
 }
 
 std::string apply_chat_template(const std::string& template_str,

@@ -71,8 +71,11 @@ std::vector<int32_t> Tokenizer::encode_marked(std::string_view text,
         "encode_marked: span [{}, {}) is out of order or outside the text of {} bytes", s.offset,
         s.offset + s.length, text.size());
     end_of_last = s.offset + s.length;
-    auto it = specials_.find(text.substr(s.offset, s.length));
-    if (s.length > 0 && it != specials_.end()) hits.push_back({s.offset, s.length, it->second});
+    // The special tokens wholly inside the span (a Jinja template's span may hold several).
+    for (SpecialHit h : find_all_specials(text.substr(s.offset, s.length))) {
+      h.offset += s.offset;
+      hits.push_back(h);
+    }
   }
   return encode_with_hits(text, hits, add_bos);
 }

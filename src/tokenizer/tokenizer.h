@@ -62,6 +62,7 @@ struct TokenizerSpec {
   bool add_bos = false;
   std::vector<int32_t> extra_eos_ids;  // end-of-turn ids named by the model file (eot, eom)
   std::string chat_template;
+  std::string chat_template_tool_use;  // the named "tool_use" template, for requests with tools
   std::string name;  // family, for messages ("gpt-2", "llama-bpe", "llama-spm", ...)
 };
 
@@ -85,11 +86,12 @@ class Tokenizer {
   // parse_special: a special token's text anywhere in text becomes that token (Hugging Face's
   // default); otherwise all of text is ordinary text.
   std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const;
-  // Only the marked spans (byte ranges of text, sorted, not overlapping) may become special
-  // tokens: a span whose text is a special token of the vocabulary is that token, any other span
-  // and everything outside the spans is ordinary text. The text between two special tokens is
-  // encoded as one segment, so that when the specials found are those that encode(text, ...,
-  // true) would find, the ids are the same. nc::Error for spans out of order or out of range.
+  // Only the marked spans (byte ranges of text, sorted, not overlapping) may hold special
+  // tokens: the special tokens wholly inside a span (leftmost-longest, as parse_special finds
+  // them) are those tokens; everything else, and all text outside the spans, is ordinary text. The
+  // text between two special tokens is encoded as one segment, so that when the specials found are
+  // those that encode(text, ..., true) would find, the ids are the same. nc::Error for spans out of
+  // order or out of range.
   std::vector<int32_t> encode_marked(std::string_view text, const std::vector<TextSpan>& marked,
                                      bool add_bos) const;
   // Whether text is the text of a special (control, user-defined or unknown) token.
@@ -114,6 +116,11 @@ class Tokenizer {
   TokenizerKind kind() const { return spec_.kind; }
   const std::string& name() const { return spec_.name; }
   const std::string& chat_template() const { return spec_.chat_template; }
+  // The template for a request with tools: the model's "tool_use" one, else the default.
+  const std::string& chat_template(bool with_tools) const {
+    return with_tools && !spec_.chat_template_tool_use.empty() ? spec_.chat_template_tool_use
+                                                               : spec_.chat_template;
+  }
 
  private:
   friend class IncrementalDecoder;

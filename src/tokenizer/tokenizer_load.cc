@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/json_file.h"
 #include "formats/gguf.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace nc {
@@ -135,6 +136,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& gguf) {
   }
   spec.add_bos = gguf.get_bool("tokenizer.ggml.add_bos_token", add_bos_default);
   spec.chat_template = gguf.get_string("tokenizer.chat_template", "");
+  // Named templates are stored as tokenizer.chat_template.<name>.
+  spec.chat_template_tool_use = gguf.get_string("tokenizer.chat_template.tool_use", "");
   return std::make_unique<Tokenizer>(std::move(spec));
 }
 
@@ -179,18 +182,6 @@ std::string token_name(const json& cfg, const char* key) {
   const json& v = cfg.at(key);
   if (v.is_string()) return v.get<std::string>();
   return v.value("content", "");
-}
-
-std::string chat_template_of(const json& cfg) {
-  if (!cfg.contains("chat_template")) return "";
-  const json& t = cfg.at("chat_template");
-  if (t.is_string()) return t.get<std::string>();
-  if (t.is_array()) {  // named templates: take "default", else the first
-    for (const json& e : t)
-      if (e.value("name", "") == "default") return e.value("template", "");
-    if (!t.empty()) return t[0].value("template", "");
-  }
-  return "";
 }
 
 }  // namespace
@@ -279,7 +270,10 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_json(const std::string& path) {
     if (cfg.contains("add_bos_token") && cfg.at("add_bos_token").is_boolean())
       add_bos = cfg.at("add_bos_token").get<bool>();
     spec.add_bos = add_bos && spec.bos_id >= 0;
-    spec.chat_template = chat_template_of(cfg);
+    const json tmpl = cfg.value("chat_template", json());
+    spec.chat_template = select_chat_template(tmpl, false);
+    const std::string tool_use = select_chat_template(tmpl, true);
+    if (tool_use != spec.chat_template) spec.chat_template_tool_use = tool_use;
     // Newer transformers save the template beside the config instead of inside it.
     const fs::path jinja = file.parent_path() / "chat_template.jinja";
     if (spec.chat_template.empty() && fs::exists(jinja)) {

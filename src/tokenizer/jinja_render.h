@@ -1,0 +1,52 @@
+// The Jinja glue: renders a chat template string with llama.cpp's Jinja engine (common/jinja,
+// built as nc_llama_jinja from third_party/llama-jinja, cmake/llama_jinja.cmake), the way
+// Hugging Face's apply_chat_template renders it with jinja2: trim_blocks and lstrip_blocks on,
+// the variables messages, tools (only when given), add_generation_prompt, bos_token, eos_token
+// and any extra ones, and the functions raise_exception and strftime_now.
+//
+// Provenance: every string of `messages` except the roles, and every string of `tools`, is
+// marked as input; the engine keeps the mark through filters and concatenation. The output says
+// which byte ranges the template wrote itself (template_spans): only those may hold control
+// tokens (Tokenizer::encode_marked). Known gap: the engine's tojson does not keep the mark, so a
+// special token's text inside a tool definition or tool-call arguments that the template
+// renders with tojson lands in a template span. Roles are left unmarked because templates build
+// markers from them ('<|' + role + '|>', Phi-3); chat_template.cc accepts only known roles.
+//
+// Errors: the template's raise_exception(msg) is an nc::Error (InvalidArgument) whose message
+// holds msg; anything else the engine cannot do (a syntax it does not parse, a missing filter)
+// is a JinjaEngineError, which callers may answer with a fallback.
+#pragma once
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "tokenizer/tokenizer.h"  // nc::TextSpan
+
+namespace nc {
+
+struct JinjaChatInput {
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+  nlohmann::ordered_json tools;  // null: the template sees no `tools` variable
+  bool add_generation_prompt = false;
+  std::string bos_token;
+  std::string eos_token;
+  // strftime_now's clock (local time, as Python's datetime.now()); 0 means the current time.
+  std::time_t now = 0;
+  // More variables (an object, e.g. {"enable_thinking": false}); null for none.
+  nlohmann::ordered_json extra;
+};
+
+struct JinjaRendered {
+  std::string text;
+  std::vector<TextSpan> template_spans;  // sorted, disjoint: what the template wrote itself
+};
+
+struct JinjaEngineError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+JinjaRendered render_jinja(const std::string& template_str, const JinjaChatInput& input);
+
+}  // namespace nc
