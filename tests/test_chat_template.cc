@@ -68,14 +68,15 @@ TEST(ChatTemplate, DetectsFamiliesAndDefaultSystemPrompts) {
 TEST(ChatTemplate, ErrorsNameTheProblem) {
   const std::string chatml = template_named("smollm2");
   try {
-    apply_chat_template(chatml, {{"user", "hi"}, {"tool", "42"}}, true);
+    apply_chat_template(chatml, {{"user", "hi"}, {"robot", "42"}}, true);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("'tool'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'robot'"), std::string::npos) << e.what();
     EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument) << e.what();
   }
+  // Neither the Jinja engine (an unknown tag) nor the fallback (no known family) renders it.
   try {
-    apply_chat_template("{{ messages[0]['content'] }}<start_of_turn>", {{"user", "hi"}}, true);
+    apply_chat_template("{% frobnicate %}<start_of_turn>", {{"user", "hi"}}, true);
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("unsupported chat template"), std::string::npos)
@@ -83,18 +84,15 @@ TEST(ChatTemplate, ErrorsNameTheProblem) {
     EXPECT_EQ(e.kind(), ErrorKind::Unsupported) << e.what();
   }
   EXPECT_THROW(apply_chat_template("", {{"user", "hi"}}, true), Error);
-  EXPECT_THROW(apply_chat_template("<|start_header_id|> Cutting Knowledge Date: ...",
-                                   {{"user", "hi"}}, true),
-               Error);
-  // Llama-2's template raises when roles do not alternate.
-  EXPECT_THROW(apply_chat_template(template_named("llama2"), {{"user", "a"}, {"user", "b"}}, false,
-                                   "<s>", "</s>"),
-               Error);
+  // Llama-2's template raises when roles do not alternate: its message, as InvalidArgument.
   try {
     apply_chat_template(template_named("llama2"), {{"user", "a"}, {"user", "b"}}, false, "<s>",
                         "</s>");
+    FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument) << e.what();
+    EXPECT_NE(std::string(e.what()).find("Conversation roles must alternate"), std::string::npos)
+        << e.what();
   }
 }
 

@@ -113,6 +113,32 @@ nlohmann::ordered_json alias_reasoning(const nlohmann::ordered_json& messages) {
   return out;
 }
 
+bool is_text_parts(const nlohmann::ordered_json& content) {
+  if (!content.is_array() || content.empty()) return false;
+  for (const nlohmann::ordered_json& p : content) {
+    if (!p.is_object() || p.value("type", "") != "text" || !p.contains("text") ||
+        !p["text"].is_string())
+      return false;
+  }
+  return true;
+}
+
+// For templates that take only string contents (the engine's probe), contents given as text
+// parts are joined with "\n" (as vLLM and llama.cpp do); HF would fail on them instead.
+void join_text_parts(const std::string& tmpl, nlohmann::ordered_json& messages) {
+  bool any = false;
+  for (const nlohmann::ordered_json& m : messages)
+    any = any || is_text_parts(m.value("content", nlohmann::ordered_json()));
+  if (!any || jinja_supports_typed_content(tmpl)) return;
+  for (nlohmann::ordered_json& m : messages) {
+    if (!m.contains("content") || !is_text_parts(m["content"])) continue;
+    std::string joined;
+    for (size_t i = 0; i < m["content"].size(); ++i)
+      joined += (i > 0 ? "\n" : "") + m["content"][i]["text"].get<std::string>();
+    m["content"] = joined;
+  }
+}
+
 // {role, content} messages for the fallback: string contents only.
 std::vector<ChatMessage> plain_messages(const nlohmann::ordered_json& messages) {
   std::vector<ChatMessage> out;
@@ -297,6 +323,7 @@ RenderedChat render_chat_template_json(const std::string& template_str,
               "chat template: tools must be a JSON array, got {}", tools.type_name());
   JinjaChatInput in;
   in.messages = alias_reasoning(messages);
+  join_text_parts(template_str, in.messages);
   in.tools = tools;
   in.add_generation_prompt = add_generation_prompt;
   in.bos_token = bos_token;

@@ -3,8 +3,9 @@
 // llama.cpp's Jinja engine, trim_blocks/lstrip_blocks, tojson as HF's, raise_exception,
 // strftime_now). Messages are OpenAI-style JSON objects: role system, developer, user, assistant
 // or tool; content a string, null or a list of parts ({"type": "text", "text": ...}), passed to
-// the template as they are; assistant tool_calls and any other field pass through too. `tools`
-// (a JSON list) is the template's `tools` variable. As HF does, a message's reasoning under
+// the template as they are, except that text parts are joined with "\n" for templates that only
+// take strings (where HF would fail); assistant tool_calls and any other field pass through.
+// `tools` (a JSON list) is the template's `tools` variable. As HF does, a message's reasoning under
 // reasoning_content, thinking or reasoning is given to the template under the first two names.
 //
 // Fallback: when the Jinja engine cannot render a template (a syntax or filter it lacks; not a

@@ -2,7 +2,14 @@
 // as input, roles not), run, and turn the engine's string parts into text and template spans.
 #include "tokenizer/jinja_render.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+
 #include "core/error.h"
+#include "jinja/caps.h"
 #include "jinja/lexer.h"
 #include "jinja/parser.h"
 #include "jinja/runtime.h"
@@ -65,21 +72,123 @@ void fill_context(jinja::context& ctx, const JinjaChatInput& in) {
   throw JinjaEngineError(what);
 }
 
+jinja::program parse_template(const std::string& template_str, std::string* source) {
+  try {
+    jinja::lexer lexer;
+    jinja::lexer_result lexed = lexer.tokenize(template_str);
+    if (source != nullptr) *source = lexed.source;
+    return jinja::parse_from_tokens(lexed);
+  } catch (const std::exception& e) {
+    throw JinjaEngineError(std::string("cannot parse the template: ") + e.what());
+  }
+}
+
+// A string as the engine's tojson writes it (quotes included).
+std::string json_quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+// Every string of j that the engine marks as input (all but the messages' roles).
+void collect_input_strings(const nlohmann::ordered_json& j, bool is_role,
+                           std::vector<std::string>& out) {
+  if (j.is_string()) {
+    if (!is_role && !j.get_ref<const std::string&>().empty()) out.push_back(j.get<std::string>());
+  } else if (j.is_array()) {
+    for (const auto& e : j) collect_input_strings(e, false, out);
+  } else if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) collect_input_strings(v, k == "role", out);
+  }
+}
+
+// The engine's tojson drops the input mark: where a template span holds a user string as tojson
+// writes it ("..." with JSON escapes), that range is taken out of the span (text, not markers).
+void unmark_json_copies(const JinjaChatInput& in, JinjaRendered& r) {
+  std::vector<std::string> strings;
+  for (const auto& m : in.messages) collect_input_strings(m, false, strings);
+  collect_input_strings(in.tools, false, strings);
+  std::vector<TextSpan> holes;
+  for (const std::string& s : strings) {
+    const std::string q = json_quoted(s);
+    for (size_t at = r.text.find(q); at != std::string::npos; at = r.text.find(q, at + 1))
+      holes.push_back({at, q.size()});
+  }
+  if (holes.empty()) return;
+  std::sort(holes.begin(), holes.end(),
+            [](const TextSpan& a, const TextSpan& b) { return a.offset < b.offset; });
+  std::vector<TextSpan> kept;
+  for (const TextSpan& span : r.template_spans) {
+    size_t begin = span.offset;
+    const size_t end = span.offset + span.length;
+    for (const TextSpan& h : holes) {
+      if (h.offset + h.length <= begin || h.offset >= end) continue;
+      if (h.offset > begin) kept.push_back({begin, h.offset - begin});
+      begin = std::max(begin, h.offset + h.length);
+    }
+    if (begin < end) kept.push_back({begin, end - begin});
+  }
+  r.template_spans = std::move(kept);
+}
+
 }  // namespace
+
+bool jinja_supports_typed_content(const std::string& template_str) {
+  static std::mutex mu;
+  static std::map<size_t, bool> cache;  // by the template's hash; a few templates per process
+  const size_t key = std::hash<std::string>{}(template_str);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = cache.find(key); it != cache.end()) return it->second;
+  }
+  bool typed = false;
+  try {
+    jinja::program prog = parse_template(template_str, nullptr);
+    const jinja::caps caps = jinja::caps_get(prog);
+    typed = caps.supports_typed_content;
+  } catch (const std::exception&) {
+    typed = false;  // the render itself will report what the engine cannot do
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  cache.emplace(key, typed);
+  return typed;
+}
 
 JinjaRendered render_jinja(const std::string& template_str, const JinjaChatInput& input) {
   NC_CHECK_AS(ErrorKind::InvalidArgument, input.messages.is_array(),
               "chat template: messages must be a JSON array, got {}", input.messages.type_name());
-  jinja::program prog;
   std::string source;
-  try {
-    jinja::lexer lexer;
-    jinja::lexer_result lexed = lexer.tokenize(template_str);
-    prog = jinja::parse_from_tokens(lexed);
-    source = lexed.source;
-  } catch (const std::exception& e) {
-    throw JinjaEngineError(std::string("cannot parse the template: ") + e.what());
-  }
+  const jinja::program prog = parse_template(template_str, &source);
   jinja::value_string parts;
   try {
     jinja::context ctx(source);
@@ -97,6 +206,7 @@ JinjaRendered render_jinja(const std::string& template_str, const JinjaChatInput
       out.template_spans.push_back({out.text.size(), p.val.size()});
     out.text += p.val;
   }
+  unmark_json_copies(input, out);
   return out;
 }
 

@@ -7,10 +7,11 @@
 // Provenance: every string of `messages` except the roles, and every string of `tools`, is
 // marked as input; the engine keeps the mark through filters and concatenation. The output says
 // which byte ranges the template wrote itself (template_spans): only those may hold control
-// tokens (Tokenizer::encode_marked). Known gap: the engine's tojson does not keep the mark, so a
-// special token's text inside a tool definition or tool-call arguments that the template
-// renders with tojson lands in a template span. Roles are left unmarked because templates build
-// markers from them ('<|' + role + '|>', Phi-3); chat_template.cc accepts only known roles.
+// tokens (Tokenizer::encode_marked). The engine's tojson does not keep the mark, so every place
+// where the text holds an input string as tojson writes it ("..." with JSON escapes) is taken
+// out of the template spans too (Llama 3.1 writes tool results with tojson). Roles are left
+// unmarked because templates build markers from them ('<|' + role + '|>', Phi-3);
+// chat_template.cc accepts only known roles.
 //
 // Errors: the template's raise_exception(msg) is an nc::Error (InvalidArgument) whose message
 // holds msg; anything else the engine cannot do (a syntax it does not parse, a missing filter)
@@ -48,5 +49,10 @@ struct JinjaEngineError : std::runtime_error {
 };
 
 JinjaRendered render_jinja(const std::string& template_str, const JinjaChatInput& input);
+
+// Whether the template reads a message's content as a list of typed parts (the engine's
+// capability probe; cached per template). Templates that only take strings get text parts
+// joined (chat_template.cc).
+bool jinja_supports_typed_content(const std::string& template_str);
 
 }  // namespace nc

@@ -1,0 +1,318 @@
+// Chat templates rendered by the Jinja engine against Hugging Face's apply_chat_template
+// (tests/data/chat_template_golden.json, made by tools/make_template_golden.py with transformers):
+// the official templates of Llama 3.1/3.2/3.3, Qwen 2.5/3, Mistral Nemo/Small 3.2, Gemma 2,
+// Phi-3.5, the DeepSeek-R1 distills (third_party/llama-jinja/templates, unpacked by
+// tools/setup.sh) and SmolLM2's (from its GGUF), over conversations with system prompts,
+// multi-turn histories, tools, tool calls and results, text parts and reasoning; byte for byte,
+// and the template's own errors (raise_exception) as nc::Error naming HF's message.
+#include <gtest/gtest.h>
+
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "formats/gguf.h"
+#include "tokenizer/chat_template.h"
+
+namespace nc {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+const std::string kGolden = NC_FIXTURES_DIR "/../data/chat_template_golden.json";
+const std::string kTemplates = NC_FIXTURES_DIR "/../../third_party/llama-jinja/templates/";
+const std::string kModels = NC_DEFAULT_MODEL_DIR "/";
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+const ojson& golden() {
+  static const ojson g = ojson::parse(read_file(kGolden));
+  return g;
+}
+
+// The golden file's clock ("now", local time) as the time_t strftime_now formats.
+std::time_t golden_now() {
+  std::tm tm{};
+  const std::string now = golden()["now"];  // YYYY-MM-DDTHH:MM:SS
+  EXPECT_EQ(sscanf(now.c_str(), "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                   &tm.tm_hour, &tm.tm_min, &tm.tm_sec),
+            6);
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  tm.tm_isdst = -1;
+  return std::mktime(&tm);
+}
+
+// The template's text, or "" when its source is not on this machine.
+std::string template_text(const ojson& t) {
+  const std::string source = t["source"];
+  if (source.starts_with("gguf:")) {
+    const std::string path = kModels + source.substr(5);
+    if (!std::filesystem::exists(path)) return "";
+    return GgufFile::open(path).get_string("tokenizer.chat_template", "");
+  }
+  return std::filesystem::exists(kTemplates + source) ? read_file(kTemplates + source) : "";
+}
+
+const ojson& template_named(const std::string& name) {
+  for (const ojson& t : golden()["templates"])
+    if (t["name"] == name) return t;
+  throw std::runtime_error("no template " + name);
+}
+
+const ojson& golden_render(const std::string& tmpl, const std::string& conv, bool agp) {
+  for (const ojson& r : golden()["renders"])
+    if (r["template"] == tmpl && r["conversation"] == conv && r["add_generation_prompt"] == agp)
+      return r;
+  throw std::runtime_error("no golden render " + tmpl + " / " + conv);
+}
+
+RenderedChat render(const ojson& t, const std::string& text, const ojson& conv, bool agp) {
+  return render_chat_template_json(text, conv["messages"], conv.value("tools", ojson()), agp,
+                                   t["bos"], t["eos"], golden_now());
+}
+
+TEST(ChatTemplateJinja, MatchesHuggingFaceByteForByte) {
+  if (!std::filesystem::exists(kTemplates)) {
+    GTEST_SKIP() << "no " << kTemplates << ": run tools/setup.sh (it unpacks the templates)";
+  }
+  int texts = 0, errors = 0, skipped = 0;
+  for (const ojson& r : golden()["renders"]) {
+    const ojson& t = template_named(r["template"]);
+    const std::string text = template_text(t);
+    if (text.empty()) {
+      ++skipped;
+      continue;
+    }
+    ASSERT_EQ(text.size(), t["length"].get<size_t>()) << t["source"] << " is not the golden's";
+    const ojson& conv = golden()["conversations"][r["conversation"].get<std::string>()];
+    const std::string what = r["template"].get<std::string>() + " / " +
+                             r["conversation"].get<std::string>() +
+                             (r["add_generation_prompt"] ? " / generation prompt" : "");
+    // Templates that take only strings fail on text parts with HF, or print their Python repr
+    // ([{'type': 'text', ...}]); they get the parts joined instead (chat_template.h).
+    const bool hf_garbled =
+        r.contains("text")
+            ? r["text"].get<std::string>().find("{'type': 'text'") != std::string::npos
+            : r["error_type"] != "TemplateError";
+    if (conv.contains("joined_as") && hf_garbled) {
+      const ojson& joined =
+          golden_render(r["template"], conv["joined_as"], r["add_generation_prompt"]);
+      EXPECT_EQ(render(t, text, conv, r["add_generation_prompt"]).text,
+                joined["text"].get<std::string>())
+          << what;
+      ++texts;
+      continue;
+    }
+    if (r.contains("text")) {
+      try {
+        EXPECT_EQ(render(t, text, conv, r["add_generation_prompt"]).text,
+                  r["text"].get<std::string>())
+            << what;
+      } catch (const Error& e) {
+        ADD_FAILURE() << what << ": " << e.what();
+      }
+      ++texts;
+      continue;
+    }
+    // HF raised: the template's raise_exception (TemplateError) is an error naming its message;
+    // a Python error inside the template is an error too.
+    try {
+      render(t, text, conv, r["add_generation_prompt"]);
+      ADD_FAILURE() << what << ": rendered, HF raised " << r["error"];
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument) << what << ": " << e.what();
+      if (r["error_type"] == "TemplateError") {
+        EXPECT_NE(std::string(e.what()).find(r["error"].get<std::string>()), std::string::npos)
+            << what << ": " << e.what();
+      }
+    }
+    ++errors;
+  }
+  EXPECT_GE(texts + errors + skipped, 200);
+  EXPECT_GT(texts, 150) << "renders compared (skipped: " << skipped << ")";
+  EXPECT_GT(errors, 0);
+}
+
+// The special-token texts of the templates above (what a vocabulary would hold).
+const std::vector<std::string> kSpecials = {"<|im_start|>",
+                                            "<|im_end|>",
+                                            "<|begin_of_text|>",
+                                            "<|start_header_id|>",
+                                            "<|end_header_id|>",
+                                            "<|eot_id|>",
+                                            "<|eom_id|>",
+                                            "<|python_tag|>",
+                                            "[INST]",
+                                            "[/INST]",
+                                            "[AVAILABLE_TOOLS]",
+                                            "[/AVAILABLE_TOOLS]",
+                                            "[TOOL_CALLS]",
+                                            "[TOOL_RESULTS]",
+                                            "[/TOOL_RESULTS]",
+                                            "[SYSTEM_PROMPT]",
+                                            "[/SYSTEM_PROMPT]",
+                                            "<s>",
+                                            "</s>",
+                                            "<bos>",
+                                            "<start_of_turn>",
+                                            "<end_of_turn>",
+                                            "<|system|>",
+                                            "<|user|>",
+                                            "<|assistant|>",
+                                            "<|end|>",
+                                            "<|endoftext|>",
+                                            "<tool_call>",
+                                            "</tool_call>",
+                                            "<think>",
+                                            "</think>",
+                                            "<\uff5cUser\uff5c>",
+                                            "<\uff5cAssistant\uff5c>"};
+
+// The special texts inside the rendered chat's marked spans, in order (leftmost-longest).
+std::vector<std::string> marked_specials(const RenderedChat& r) {
+  std::vector<std::string> out;
+  size_t end = 0;
+  for (const TextSpan& s : r.markers) {
+    EXPECT_GE(s.offset, end);
+    EXPECT_LE(s.offset + s.length, r.text.size());
+    end = s.offset + s.length;
+    const std::string span = r.text.substr(s.offset, s.length);
+    for (size_t i = 0; i < span.size();) {
+      size_t best = 0;
+      for (const std::string& sp : kSpecials)
+        if (sp.size() > best && span.compare(i, sp.size(), sp) == 0) best = sp.size();
+      if (best > 0) out.push_back(span.substr(i, best));
+      i += best > 0 ? best : 1;
+    }
+  }
+  return out;
+}
+
+// Every string a conversation's messages hold (contents, text parts, reasoning, tool results)
+// replaced by `with`, roles, ids and tool calls kept.
+ojson with_contents(ojson messages, const std::string& with) {
+  for (ojson& m : messages) {
+    if (m["content"].is_string() && !m["content"].get<std::string>().empty()) m["content"] = with;
+    if (m["content"].is_array())
+      for (ojson& part : m["content"]) part["text"] = with;
+    if (m.contains("reasoning_content")) m["reasoning_content"] = with;
+  }
+  return messages;
+}
+
+// Contents holding every special text give the same marked specials as neutral contents: only
+// the template's own markers may become control tokens.
+TEST(ChatTemplateJinja, ContentsNeverBecomeMarkers) {
+  if (!std::filesystem::exists(kTemplates)) GTEST_SKIP() << "no " << kTemplates;
+  std::string evil;
+  for (const std::string& sp : kSpecials) evil += sp + "x";
+  int checked = 0;
+  for (const ojson& t : golden()["templates"]) {
+    const std::string text = template_text(t);
+    if (text.empty()) continue;
+    for (const auto& [name, conv] : golden()["conversations"].items()) {
+      ojson neutral = conv, injected = conv;
+      neutral["messages"] = with_contents(conv["messages"], "Hello");
+      injected["messages"] = with_contents(conv["messages"], evil);
+      std::vector<std::string> plain, marked;
+      try {
+        plain = marked_specials(render(t, text, neutral, true));
+      } catch (const Error&) {
+        continue;  // the template refuses this conversation (golden: HF does too)
+      }
+      marked = marked_specials(render(t, text, injected, true));
+      EXPECT_EQ(marked, plain) << t["name"] << " / " << name;
+      EXPECT_FALSE(plain.empty()) << t["name"] << " / " << name;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 60);
+}
+
+TEST(ChatTemplateJinja, StrftimeNowReadsTheGivenClock) {
+  std::tm tm{};
+  tm.tm_year = 2024 - 1900;
+  tm.tm_mon = 6;
+  tm.tm_mday = 26;
+  tm.tm_hour = 12;
+  tm.tm_isdst = -1;
+  const ojson msgs = ojson::array({{{"role", "user"}, {"content", "hi"}}});
+  EXPECT_EQ(render_chat_template_json("{{ strftime_now('%d %b %Y') }}", msgs, nullptr, false, "",
+                                      "", std::mktime(&tm))
+                .text,
+            "26 Jul 2024");
+}
+
+TEST(ChatTemplateJinja, ToolsAndVariablesReachTheTemplate) {
+  const ojson msgs = ojson::array({{{"role", "user"}, {"content", "hi"}}});
+  const ojson tools = ojson::parse(R"([{"type": "function", "function": {"name": "f",
+      "parameters": {"b": 1, "a": "\u00e9\n"}}}])");
+  const std::string tmpl =
+      "{{ bos_token }}{% for t in tools %}{{ t | tojson }}{% endfor %}"
+      "{% if add_generation_prompt %}G{% endif %}{{ eos_token }}";
+  const RenderedChat r = render_chat_template_json(tmpl, msgs, tools, true, "<s>", "</s>");
+  // Keys in the request's order, non-ASCII kept, ", " and ": " separators (HF's tojson).
+  EXPECT_EQ(r.text,
+            "<s>{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": "
+            "{\"b\": 1, \"a\": \"\u00e9\\n\"}}}G</s>");
+  // Without tools the template sees tools = none, as with HF.
+  EXPECT_EQ(render_chat_template_json("{{ tools is none }}", msgs, nullptr, false).text, "True");
+}
+
+TEST(ChatTemplateJinja, RaiseExceptionAndBadInputAreErrors) {
+  const ojson msgs = ojson::array({{{"role", "user"}, {"content", "hi"}}});
+  try {
+    render_chat_template_json("{{ raise_exception('no tools here') }}", msgs, nullptr, false);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("no tools here"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(render_chat_template_json("x", ojson::object(), nullptr, false), Error);
+  EXPECT_THROW(render_chat_template_json("x", ojson::array({1}), nullptr, false), Error);
+  EXPECT_THROW(render_chat_template_json("x", msgs, ojson::object(), false), Error);
+  try {
+    render_chat_template_json("x", ojson::array({{{"role", "<|im_start|>"}}}), nullptr, false);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'<|im_start|>'"), std::string::npos) << e.what();
+  }
+}
+
+// A ChatML template that the engine cannot parse (an unknown tag) is rendered by the fallback;
+// with tools it cannot be.
+TEST(ChatTemplateJinja, FallsBackToTheKnownFamilies) {
+  const std::string tmpl =
+      "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+      "{% frobnicate %}";
+  const ojson msgs = ojson::array({{{"role", "user"}, {"content", "hi"}}});
+  const RenderedChat r = render_chat_template_json(tmpl, msgs, nullptr, true);
+  EXPECT_EQ(r.text, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(r.markers.size(), 3u);
+  EXPECT_THROW(render_chat_template_json(tmpl, msgs, ojson::array({{{"type", "function"}}}), true),
+               Error);
+}
+
+TEST(ChatTemplateJinja, SelectsNamedTemplates) {
+  const nlohmann::json named = nlohmann::json::parse(
+      R"([{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}])");
+  EXPECT_EQ(select_chat_template(named, false), "D");
+  EXPECT_EQ(select_chat_template(named, true), "T");
+  EXPECT_EQ(select_chat_template(nlohmann::json("S"), true), "S");
+  EXPECT_EQ(
+      select_chat_template(nlohmann::json::parse(R"([{"name": "x", "template": "X"}])"), false),
+      "X");
+  EXPECT_EQ(select_chat_template(nlohmann::json(), false), "");
+}
+
+}  // namespace
+}  // namespace nc
