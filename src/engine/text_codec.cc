@@ -29,6 +29,23 @@ class TokenizerCodec : public TextCodec {
     const RenderedChat chat = render(messages, add_generation_prompt);
     return tok_->encode_marked(chat.text, chat.markers, false);
   }
+  RenderedChat render_chat_json(const nlohmann::ordered_json& messages,
+                                const nlohmann::ordered_json& tools,
+                                bool add_generation_prompt) const override {
+    const bool with_tools = tools.is_array() && !tools.empty();
+    return render_chat_template_json(template_for(with_tools), messages, tools,
+                                     add_generation_prompt, piece(tok_->bos_id()),
+                                     piece(tok_->eos_id()));
+  }
+  std::vector<int32_t> encode_chat_json(const nlohmann::ordered_json& messages,
+                                        const nlohmann::ordered_json& tools,
+                                        bool add_generation_prompt) const override {
+    const RenderedChat chat = render_chat_json(messages, tools, add_generation_prompt);
+    return tok_->encode_marked(chat.text, chat.markers, false);
+  }
+  void set_chat_template_override(const std::string& template_str) override {
+    override_ = template_str;
+  }
   std::string decode(const int32_t* ids, size_t n, bool skip_special_tokens) const override {
     return tok_->decode(std::vector<int32_t>(ids, ids + n), skip_special_tokens);
   }
@@ -40,14 +57,20 @@ class TokenizerCodec : public TextCodec {
 
  private:
   RenderedChat render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
-    NC_CHECK_AS(ErrorKind::Unsupported, !tok_->chat_template().empty(),
-                "this model has no chat template");
-    auto piece = [&](int32_t id) { return id >= 0 ? tok_->token_piece(id) : std::string(); };
-    return render_chat_template(tok_->chat_template(), messages, add_generation_prompt,
+    return render_chat_template(template_for(false), messages, add_generation_prompt,
                                 piece(tok_->bos_id()), piece(tok_->eos_id()));
   }
+  const std::string& template_for(bool with_tools) const {
+    const std::string& t = override_.empty() ? tok_->chat_template(with_tools) : override_;
+    NC_CHECK_AS(ErrorKind::Unsupported, !t.empty(),
+                "this model has no chat template: give one (--chat-template FILE) or use "
+                "completion prompts");
+    return t;
+  }
+  std::string piece(int32_t id) const { return id >= 0 ? tok_->token_piece(id) : std::string(); }
 
   std::unique_ptr<Tokenizer> tok_;
+  std::string override_;  // set_chat_template_override
 };
 
 // Token ids as decimal numbers, for models without a tokenizer.
@@ -93,6 +116,21 @@ class NumberCodec : public TextCodec {
 };
 
 }  // namespace
+
+RenderedChat TextCodec::render_chat_json(const nlohmann::ordered_json&,
+                                         const nlohmann::ordered_json&, bool) const {
+  fail_as(ErrorKind::Unsupported, "this model's text codec has no chat template");
+}
+
+std::vector<int32_t> TextCodec::encode_chat_json(const nlohmann::ordered_json& messages,
+                                                 const nlohmann::ordered_json& tools,
+                                                 bool add_generation_prompt) const {
+  return encode(render_chat_json(messages, tools, add_generation_prompt).text, false);
+}
+
+void TextCodec::set_chat_template_override(const std::string&) {
+  fail_as(ErrorKind::Unsupported, "this model's text codec takes no chat template");
+}
 
 std::unique_ptr<TextCodec> make_number_codec(int vocab_size) {
   return std::make_unique<NumberCodec>(vocab_size);

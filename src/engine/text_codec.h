@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,23 @@ class TextCodec {
   // the model has no template or a role is unknown.
   virtual std::string apply_chat_template(const std::vector<ChatMessage>& messages,
                                           bool add_generation_prompt) const = 0;
+
+  // OpenAI-style chat (tokenizer/chat_template.h): messages a JSON array (roles system,
+  // developer, user, assistant, tool; content a string or text parts; tool_calls), tools a JSON
+  // array or null. The template is the model's "tool_use" one when tools are given and it has
+  // one, else its default (or the override). Keep the request's key order (ordered_json): the
+  // template's tojson writes keys in that order, as HF does. The defaults refuse (no template).
+  virtual RenderedChat render_chat_json(const nlohmann::ordered_json& messages,
+                                        const nlohmann::ordered_json& tools,
+                                        bool add_generation_prompt) const;
+  // The ids of render_chat_json's text: the template's markers are control tokens, every
+  // string of the messages and tools ordinary text.
+  virtual std::vector<int32_t> encode_chat_json(const nlohmann::ordered_json& messages,
+                                                const nlohmann::ordered_json& tools,
+                                                bool add_generation_prompt) const;
+  // Replaces the model's chat templates (a --chat-template file's text); "" restores them.
+  // Not synchronised with renders: call it before the codec is shared.
+  virtual void set_chat_template_override(const std::string& template_str);
 };
 
 // The tokenizer of a model path (.gguf, tokenizer.json or a Hugging Face folder). Defined in
