@@ -161,7 +161,7 @@ TEST(HttpLoad, IdleAndTricklingClientsDoNotDelayHealthOrChat) {
   EXPECT_LT(under_load.worst_chat_ms, before.worst_chat_ms + 100);
   EXPECT_EQ(idle_open, kIdle);
   EXPECT_GE(parked, kIdle + kTrickling);  // the idle and the trickling ones, no thread each
-  EXPECT_LT(threads, 64);
+  EXPECT_LE(threads, 8);  // the probes, one at a time: accepting and parking starts no worker
   EXPECT_EQ(answered, kIdle);
   for (int fd : idle) ::close(fd);
   for (int fd : trickling) ::close(fd);

@@ -32,6 +32,7 @@ using std::chrono::milliseconds;
 
 thread_local ConnectionFlags* t_flags = nullptr;
 thread_local bool t_rejecting = false;  // set by the pool of connections beyond the cap
+thread_local bool t_accepting = false;  // set on the listening thread, which parks what it accepts
 
 // Bytes of a request header the reactor gathers before a worker takes the connection anyway
 // (httplib refuses a header line over 8 KiB; a longer header is the parser's to refuse).
@@ -117,7 +118,11 @@ class HttpServer::Pool : public httplib::TaskQueue {
       return;
     }
     ++*server_.open_;  // counted down when the connection closes (~HttpConnection)
-    workers_.enqueue(std::move(fn));
+    // Run here, on the listening thread: it only parks the connection (a worker takes it once
+    // a request header is in), so a burst of silent connections starts no worker.
+    t_accepting = true;
+    fn();
+    t_accepting = false;
   }
   // The reactor first (its connections close; it hands no more to the workers), then the
   // workers finish what they serve (a connection they park now is closed).
@@ -217,6 +222,10 @@ bool HttpServer::process_and_close_socket(socket_t sock) {
   auto c =
       std::make_shared<HttpConnection>(sock, limits_, svr_sock_, t_rejecting ? nullptr : open_);
   c->flags.rejected = t_rejecting;
+  if (t_accepting) {
+    if (Pool* p = pool_.load()) p->reactor().park(std::move(c));
+    return true;
+  }
   serve(std::move(c));
   return true;
 }

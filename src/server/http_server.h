@@ -8,10 +8,11 @@
 // parses and routes every request:
 //   - one buffered stream per connection (http_connection.h), so pipelined requests are
 //     answered in order;
-//   - a worker serves a connection only while it has a request: one idle between keep-alive
-//     requests, silent since its accept, or whose header is still trickling in is parked in a
-//     reactor (connection_reactor.h: one thread, epoll) that holds it without a thread and hands
-//     it back to the workers, stream state included, once a whole request header is buffered;
+//   - a worker serves a connection only while it has a request: a connection is parked as it is
+//     accepted, and whenever it is idle between keep-alive requests or its header is still
+//     trickling in, in a reactor (connection_reactor.h: one thread, epoll) that holds it without
+//     a thread and hands it back to the workers, stream state included, once a whole request
+//     header is buffered;
 //   - deadlines per connection: the request header (from its first byte, or the accept), the
 //     body (from the end of the header), the idle wait between keep-alive requests, each on top
 //     of the per-recv read timeout; the reactor enforces them while a connection is parked; a
