@@ -111,7 +111,7 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--http-threads", o.http_threads,
-                  "most HTTP worker threads, started as connections come (0: max-num-seqs + "
+                  "most HTTP worker threads, started as requests come (0: max-num-seqs + "
                   "max-waiting + 16, one per request the engine admits and 16 for /health and "
                   "the like, at most --max-connections)")
       ->check(CLI::NonNegativeNumber)

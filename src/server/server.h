@@ -22,8 +22,9 @@ struct ServerOptions {
   size_t max_body_bytes = size_t(4) << 20;  // larger bodies get 413
   int max_waiting = 128;                    // see EngineLoopOptions
   int default_max_tokens = 0;               // 0 = the rest of the context
-  // Worker threads, started as connections come: 0 = max_num_seqs + max_waiting + 16 (one per
-  // request the engine admits, and some for /health and the like), at most max_connections.
+  // Worker threads, started as requests come (connections between requests hold none): 0 =
+  // max_num_seqs + max_waiting + 16 (one per request the engine admits, and some for /health and
+  // the like), at most max_connections.
   int http_threads = 0;
   // Open connections at most, idle ones included (they hold no thread); more get 503 and are
   // closed. 0 = default_max_connections(): 7/8 of the open-file limit, at most 16,384.
