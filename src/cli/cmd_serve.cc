@@ -11,6 +11,7 @@
 #include "cli/cli_common.h"
 #include "core/error.h"
 #include "server/http_checks.h"
+#include "server/http_server.h"
 #include "server/server.h"
 
 namespace nc::cli {
@@ -53,6 +54,8 @@ void run_serve(const ServeArgs& a) {
   // What can fail at once fails before the model loads: the bind, the CORS origins.
   server::Server::check_can_bind(a.server.host, a.server.port);
   (void)server::CorsPolicy(a.server.allowed_origins);
+  // Idle connections cost a descriptor each, no thread: the default cap follows the fd limit.
+  server::raise_open_file_limit();
   EngineConfig cfg = a.engine.cfg;
   cfg.seed = a.seed;
   Engine engine(cfg);
@@ -108,15 +111,16 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--http-threads", o.http_threads,
-                  "most HTTP worker threads, started as connections come (0: max-num-seqs + "
+                  "most HTTP worker threads, started as requests come (0: max-num-seqs + "
                   "max-waiting + 16, one per request the engine admits and 16 for /health and "
                   "the like, at most --max-connections)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--max-connections", o.max_connections,
-                  "open connections at most; more get 503 and are closed (idle keep-alive "
-                  "connections give their worker up when others wait)")
-      ->check(CLI::PositiveNumber)
+                  "open connections at most, idle ones included; more get 503 and are closed "
+                  "(0: 7/8 of the open-file limit, which serve raises to its hard limit, at most "
+                  "16384; an idle or slow connection holds no thread, only a descriptor)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--read-timeout", o.read_timeout_s, "seconds one read of a request may stall")
       ->check(CLI::PositiveNumber)

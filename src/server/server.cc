@@ -204,8 +204,10 @@ void Server::Impl::respond_stream(const ParsedRequest& pr, const std::shared_ptr
   }
 }
 
-Server::Server(Engine& engine, ServerOptions opts)
-    : impl_(std::make_unique<Impl>(engine, std::move(opts))) {}
+Server::Server(Engine& engine, ServerOptions opts) {
+  if (opts.max_connections <= 0) opts.max_connections = default_max_connections();
+  impl_ = std::make_unique<Impl>(engine, std::move(opts));
+}
 
 Server::~Server() {
   stop();
@@ -254,6 +256,9 @@ int Server::port() const {
 }
 int Server::http_threads_started() const {
   return impl_->http ? impl_->http->worker_threads() : 0;
+}
+int Server::parked_connections() const {
+  return impl_->http ? impl_->http->parked_connections() : 0;
 }
 const std::string& Server::model_name() const {
   return impl_->model_name;

@@ -22,10 +22,13 @@ struct ServerOptions {
   size_t max_body_bytes = size_t(4) << 20;  // larger bodies get 413
   int max_waiting = 128;                    // see EngineLoopOptions
   int default_max_tokens = 0;               // 0 = the rest of the context
-  // Worker threads, started as connections come: 0 = max_num_seqs + max_waiting + 16 (one per
-  // request the engine admits, and some for /health and the like), at most max_connections.
+  // Worker threads, started as requests come (connections between requests hold none): 0 =
+  // max_num_seqs + max_waiting + 16 (one per request the engine admits, and some for /health and
+  // the like), at most max_connections.
   int http_threads = 0;
-  int max_connections = 512;     // open connections at most; more get 503 and are closed
+  // Open connections at most, idle ones included (they hold no thread); more get 503 and are
+  // closed. 0 = default_max_connections(): 7/8 of the open-file limit, at most 16,384.
+  int max_connections = 0;
   int read_timeout_s = 30;       // one stalled recv of a request
   int write_timeout_s = 30;      // a client that stops reading its response
   int header_timeout_s = 10;     // the whole request line and header (a trickled header is cut off)
@@ -57,6 +60,7 @@ class Server {
 
   int port() const;                  // the bound port (after start)
   int http_threads_started() const;  // worker threads started so far (they start on demand)
+  int parked_connections() const;    // open connections held without a thread (idle, slow)
   const std::string& model_name() const;
   EngineLoop& loop();
   ServerMetrics& metrics();
