@@ -39,10 +39,11 @@ std::string cpu_floor_line(const EngineStats& run, double copy_bytes_per_s) {
   }
   if (copy_bytes_per_s <= 0) return line;
   const double floor_s = double(run.weight_bytes) / copy_bytes_per_s;
-  line += fmt::format("{}floor: {:.1f} MiB of weights per step at {:.2f} GB/s copy bandwidth = "
-                      "{:.2f} ms",
-                      line.empty() ? "" : "; ", double(run.weight_bytes) / double(1 << 20),
-                      copy_bytes_per_s / 1e9, 1e3 * floor_s);
+  line += fmt::format(
+      "{}floor: {:.1f} MiB of weights per step at {:.2f} GB/s copy bandwidth = "
+      "{:.2f} ms",
+      line.empty() ? "" : "; ", double(run.weight_bytes) / double(1 << 20), copy_bytes_per_s / 1e9,
+      1e3 * floor_s);
   if (dec.steps > 0 && dec.wall_s > 0)
     line += fmt::format(", {:.0f}% of the floor reached",
                         100.0 * floor_s / (dec.wall_s / double(dec.steps)));

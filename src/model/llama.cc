@@ -33,8 +33,8 @@ const HostTensor& require(const WeightMap& w, const std::string& name, const Sha
 // float32 (docs/benchmarks.md, "CPU").
 HostTensor stack_rows(const std::vector<const HostTensor*>& parts, const Shape& shape) {
   const DType dt = parts.front()->dtype;
-  const bool same = std::all_of(parts.begin(), parts.end(),
-                                [&](const HostTensor* p) { return p->dtype == dt; });
+  const bool same =
+      std::all_of(parts.begin(), parts.end(), [&](const HostTensor* p) { return p->dtype == dt; });
   HostTensor t{shape, {}};
   if (same && dt != DType::F32) {
     t.dtype = dt;
