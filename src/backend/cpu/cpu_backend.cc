@@ -19,8 +19,8 @@ namespace nc {
 
 namespace {
 
-// Row-wise ops over fewer values than this run on the caller's thread: waking the pool costs
-// more than it saves (measured: docs/benchmarks.md, "CPU").
+// Row-wise ops over fewer values than this run on the caller's thread: waking the pool would
+// cost more than it saves (an estimate; these ops are a few percent of a step).
 constexpr int64_t kParallelMinValues = 1 << 16;
 
 // fn(begin, end) over rows [0, n) of `width` values each, split across the pool's threads when
