@@ -9,6 +9,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_attention.h"
+#include "core/thread_pool.h"
 
 namespace nc {
 namespace {
@@ -27,9 +28,9 @@ struct Case {
   int T = 0;
 };
 
-Case make_case(std::mt19937& rng, int page_size, KVLayout layout, int batch) {
+Case make_case(std::mt19937& rng, int page_size, KVLayout layout, int batch, int D = 16) {
   Case c;
-  const int Hq = 4, Hk = 2, D = 16;
+  const int Hq = 4, Hk = 2;
   std::uniform_int_distribution<int> q_len_dist(1, 9), prefix_dist(0, 40), coin(0, 1);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   int total_pages = 0;
@@ -188,6 +189,38 @@ TEST_P(PagedAttention, TwoLevelsMergeToOneLevel) {
   merge_attention_states(o1.data(), l1.data(), o2.data(), l2.data(), c.T, 4, 16);
   for (float x : o1) ASSERT_FALSE(std::isnan(x));
   EXPECT_LT(max_rel_err(o1, expect), 1e-5);
+}
+
+// The (row, head) pairs split across 1, 2 or 5 threads give the same bits, and a row's result
+// does not depend on the other entries of its batch (the first entry alone, same bits). D = 40
+// is not a multiple of the dot product's 16 lanes: the tail counts too.
+TEST_P(PagedAttention, ThreadsAndBatchmatesDoNotChangeTheBits) {
+  const auto [page_size, layout] = GetParam();
+  std::mt19937 rng(7 + page_size);
+  const int D = 40;
+  Case c = make_case(rng, page_size, layout, 9, D);
+  fill_prefix(c);
+  std::vector<float> k, v;
+  new_kv_rows(c, k, v);
+  const PagedKVBatch batch = full_batch(c);
+  cpu_append_kv(batch, c.shape.kv, k.data(), v.data(), c.pages.data());
+  auto run = [&](const PagedKVBatch& b, int threads, int rows) {
+    ThreadPool pool(threads);
+    std::vector<float> out(size_t(rows) * 4 * D), lse(size_t(rows) * 4);
+    cpu_paged_attention(b, c.shape, c.q.data(), c.pages.data(), out.data(), lse.data(), &pool);
+    out.insert(out.end(), lse.begin(), lse.end());
+    return out;
+  };
+  const std::vector<float> one = run(batch, 1, c.T);
+  EXPECT_EQ(run(batch, 2, c.T), one);
+  EXPECT_EQ(run(batch, 5, c.T), one);
+  PagedKVBatch first;
+  first.add(c.seqs[0].q_len, c.seqs[0].pages, c.seqs[0].kv_len, page_size);
+  const int rows = c.seqs[0].q_len;
+  const std::vector<float> alone = run(first, 2, rows);
+  for (int i = 0; i < rows * 4 * D; ++i) ASSERT_EQ(alone[size_t(i)], one[size_t(i)]) << i;
+  for (int i = 0; i < rows * 4; ++i)
+    ASSERT_EQ(alone[size_t(rows * 4 * D + i)], one[size_t(c.T * 4 * D + i)]) << "lse " << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(PageSizesAndLayouts, PagedAttention,

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "formats/gguf.h"
 #include "golden.h"
 #include "model/model_loader.h"
 #include "seq_runner.h"
@@ -140,14 +141,18 @@ INSTANTIATE_TEST_SUITE_P(
 INSTANTIATE_TEST_SUITE_P(Fixtures, TinyGreedy, ::testing::ValuesIn(tiny_cases({Mode::OneChunk})),
                          case_name);
 
-// SmolLM2-135M-Instruct (GGUF Q4_1) against transformers loading the same file.
-TEST(SmolLM2GoldenSlow, LastTokenLogitsAndGreedyMatchTransformers) {
-  const std::string path = std::string(NC_DEFAULT_MODEL_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
-  if (!std::filesystem::exists(path))
+// SmolLM2-135M-Instruct (GGUF Q4_1) against transformers loading the same file, which
+// dequantizes it to float32. With the weights dequantized the same way, our decoder is exact:
+// logits within 1e-4 and the same greedy tokens.
+const std::string kSmolLM2 = std::string(NC_DEFAULT_MODEL_DIR) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+TEST(SmolLM2GoldenSlow, Float32WeightsMatchTransformers) {
+  if (!std::filesystem::exists(kSmolLM2))
     GTEST_SKIP() << "default model not downloaded: run tools/setup.sh";
   std::vector<GoldenPrompt> golden = testing::read_golden(testing::fixtures_dir() + "/smollm2");
   ASSERT_GE(golden.size(), 3u);
-  LoadedModel lm = load_model(path);
+  LoadedModel lm = load_model(kSmolLM2);
+  for (auto& [name, t] : lm.weights) t = dequantized(t);
   auto backend = make_cpu_backend();
   LlamaModel model(lm.config, lm.weights, *backend);
   SeqRunner runner(model, 16, 1024);
@@ -157,6 +162,53 @@ TEST(SmolLM2GoldenSlow, LastTokenLogitsAndGreedyMatchTransformers) {
   });
   for (size_t p = 0; p < golden.size(); ++p)
     EXPECT_EQ(generated[p], golden[p].greedy) << "prompt " << p;
+}
+
+// The weights as the file stores them (Q4_1, Q8_0), as the engine runs them: the dot products
+// quantize the activations to int8 per block (as llama.cpp does), which moves the logits by
+// 2-5% (relative L2 over the vocabulary, measured 2026-12-05: 0.023-0.050 on the five prompts).
+// (The same run: 4 of the 5 continuations part, at tokens 5, 3, 19 and 1, where the float32
+// model ranks the two candidates 0.22, 0.08, 0.16 and 0.03 logits apart.)
+// Greedy continuations then follow transformers' until a near-tie, where they may part: at the
+// first token that differs, the float32 model (exact, above) must rank the two candidates within
+// kNearTie logits of each other. Everything after a parting differs legitimately.
+TEST(SmolLM2GoldenSlow, QuantizedWeightsMatchTransformersUpToNearTies) {
+  if (!std::filesystem::exists(kSmolLM2))
+    GTEST_SKIP() << "default model not downloaded: run tools/setup.sh";
+  constexpr double kLogitTolerance = 0.08;
+  constexpr float kNearTie = 0.5f;
+  std::vector<GoldenPrompt> golden = testing::read_golden(testing::fixtures_dir() + "/smollm2");
+  ASSERT_GE(golden.size(), 3u);
+  LoadedModel lm = load_model(kSmolLM2);
+  auto backend = make_cpu_backend();
+  LlamaModel model(lm.config, lm.weights, *backend);
+  SeqRunner runner(model, 16, 1024);
+  const int64_t V = lm.config.vocab_size;
+  const auto generated = greedy_decode(runner, golden, V, [&](size_t p, const float* first_logits) {
+    const double err = testing::rel_err(first_logits, golden[p].logits.data(), V);
+    EXPECT_LE(err, kLogitTolerance) << "prompt " << p;
+    RecordProperty("rel_err_" + std::to_string(p), std::to_string(err));
+  });
+  for (auto& [name, t] : lm.weights) t = dequantized(t);
+  LlamaModel exact(lm.config, lm.weights, *backend);
+  SeqRunner exact_runner(exact, 16, 1024);
+  int parted = 0;
+  for (size_t p = 0; p < golden.size(); ++p) {
+    const auto& want = golden[p].greedy;
+    size_t i = 0;
+    while (i < want.size() && generated[p][i] == want[i]) ++i;
+    if (i == want.size()) continue;
+    ++parted;
+    std::vector<int32_t> prefix = golden[p].ids;  // the common prefix, then the float32 logits
+    prefix.insert(prefix.end(), want.begin(), want.begin() + int64_t(i));
+    const auto out = exact_runner.step({exact_runner.add_sequence()}, {prefix})[0];
+    const float* last = out.data() + out.size() - V;
+    const float gap = last[want[i]] - last[generated[p][i]];
+    RecordProperty("gap_" + std::to_string(p) + "_at_" + std::to_string(i), std::to_string(gap));
+    EXPECT_LE(gap, kNearTie) << "prompt " << p << " token " << i << ": transformers' " << want[i]
+                             << " beats our " << generated[p][i] << " by " << gap << " logits";
+  }
+  RecordProperty("parted", parted);
 }
 
 }  // namespace

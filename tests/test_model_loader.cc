@@ -398,7 +398,7 @@ TEST(ModelLoaderGgufSlow, LoadModelMatchesTransformers) {
     SCOPED_TRACE(name);
     auto it = m.weights.find(name);
     ASSERT_NE(it, m.weights.end());
-    const HostTensor& t = it->second;
+    const HostTensor t = dequantized(it->second);  // matrices are kept raw (Q4_1, Q8_0)
     EXPECT_EQ(t.shape, s["shape"].get<std::vector<int64_t>>());
     double sum = 0, wsum = 0, asum = 0;
     for (size_t i = 0; i < t.data.size(); ++i) {
@@ -435,7 +435,7 @@ TEST(ModelLoaderGgufTiny, SameWeightsAsTheSafetensorsFolder) {
     auto it = g.weights.find(name);
     ASSERT_NE(it, g.weights.end());
     EXPECT_EQ(it->second.shape, t.shape);
-    EXPECT_EQ(it->second.data, t.data);
+    EXPECT_EQ(dequantized(it->second).data, t.data);
   }
 }
 

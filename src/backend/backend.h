@@ -65,7 +65,12 @@ class Backend {
 
   // Memory.
   virtual Tensor alloc(const Shape& shape, DType dtype) = 0;
-  virtual Tensor upload(const HostTensor& t) = 0;                // converted to dtype()
+  // A float32 HostTensor is converted to dtype(); a raw one (HostTensor::raw: f16, bf16 or a
+  // GGML block format) only where keeps_weight_dtype(its dtype) says so, and is then kept as it
+  // is, a Tensor of that dtype that linear() (as w) and embedding() (as table) accept. Callers
+  // dequantize the others first (formats/gguf.h, dequantized).
+  virtual Tensor upload(const HostTensor& t) = 0;
+  virtual bool keeps_weight_dtype(DType t) const { return t == DType::F32; }
   virtual void copy_from_host(Tensor dst, const void* src) = 0;  // dst.nbytes() bytes
   virtual std::vector<float> to_host_f32(const Tensor& t) = 0;   // any float dtype, synchronises
   // Memory the device could still give (the engine sizes its KV cache from it): the machine's

@@ -17,6 +17,7 @@
 #include <memory>
 
 #include "cli/cli_common.h"
+#include "cli/cpu_floor.h"
 #include "cli/py_random.h"
 #include "core/error.h"
 
@@ -208,7 +209,8 @@ void print_device_counts(const BenchArgs& a, const EngineStats& d) {
 
 // Cache, memory, device time and steps by kind over the run (`d`: stats_delta of the run); device
 // times only where the backend measured them (d.device_s > 0).
-void print_engine_stats(const BenchArgs& a, const RunResult& run, const EngineStats& d) {
+void print_engine_stats(const BenchArgs& a, const RunResult& run, const EngineStats& d,
+                        double copy_bw) {
   print_cache_stats(d.cache);
   fmt::print("{}\n", memory_summary(d));
   const double idle = run.secs - d.device_s;
@@ -229,6 +231,7 @@ void print_engine_stats(const BenchArgs& a, const RunResult& run, const EngineSt
         ms_per(k.wall_s, k.steps), ms_per(k.model_prep_s, k.steps));
   }
   print_device_counts(a, d);
+  if (copy_bw > 0) fmt::print("cpu: {}\n", cpu_floor_line(d, copy_bw));
 }
 
 // The run's numbers and the engine's stats over it (to_json: the same keys as ever), one line.
@@ -258,6 +261,8 @@ void run_bench(const BenchArgs& a) {
                a.output_len >= 1,
            "bench: --groups, --prompts-per-group, --question-len and --output-len must be >= 1 "
            "and --system-len >= 0");
+  // The CPU's copy bandwidth, measured before the engine's threads exist (cpu_floor.h).
+  const double copy_bw = a.engine.cfg.backend == "cpu" ? measure_copy_bandwidth() : 0.0;
   Engine engine(a.engine.cfg);
   // Warm-up outside the measurement (as nano-vLLM does); every CUDA graph is captured in it.
   engine.warmup();
@@ -268,7 +273,7 @@ void run_bench(const BenchArgs& a) {
                                                       : run_nano_vllm(engine, a);
   const EngineStats delta = stats_delta(before, engine.stats());
   print_run(a, run, delta);
-  print_engine_stats(a, run, delta);
+  print_engine_stats(a, run, delta, copy_bw);
   if (!a.json.empty()) write_json(a, run, delta);
 }
 

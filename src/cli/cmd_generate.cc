@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "cli/cli_common.h"
+#include "cli/cpu_floor.h"
 #include "core/error.h"
 
 namespace nc::cli {
@@ -42,8 +43,9 @@ std::vector<int32_t> prompt_ids(const Engine& e, const std::string& text, const 
   return e.encode(text, true, a.parse_special);
 }
 
+// copy_bw: the machine's copy bandwidth (bytes/s) on the CPU backend, else 0.
 void print_summary(const Engine& e, size_t requests, int64_t prompt_tokens, int64_t out_tokens,
-                   double secs) {
+                   double secs, double copy_bw) {
   const EngineStats s = e.stats();
   fmt::print(stderr,
              "{} requests, {} prompt tokens, {} output tokens in {:.2f} s: {:.1f} output tok/s "
@@ -51,10 +53,13 @@ void print_summary(const Engine& e, size_t requests, int64_t prompt_tokens, int6
              requests, prompt_tokens, out_tokens, secs, secs > 0 ? out_tokens / secs : 0.0,
              s.num_steps, s.num_preemptions);
   fmt::print(stderr, "{}\n", memory_summary(s));
+  if (copy_bw > 0) fmt::print(stderr, "cpu: {}\n", cpu_floor_line(s, copy_bw));
 }
 
 void run_generate(const GenerateArgs& a) {
   const std::vector<std::string> texts = read_prompts(a);
+  // Measured before the engine exists, while nothing else runs (cpu_floor.h).
+  const double copy_bw = !a.quiet && a.engine.cfg.backend == "cpu" ? measure_copy_bandwidth() : 0.0;
   Engine engine(a.engine.cfg);
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<std::vector<int32_t>> ids;
@@ -88,7 +93,7 @@ void run_generate(const GenerateArgs& a) {
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fflush(stdout);
-  if (!a.quiet) print_summary(engine, texts.size(), prompt_tokens, out_tokens, secs);
+  if (!a.quiet) print_summary(engine, texts.size(), prompt_tokens, out_tokens, secs, copy_bw);
 }
 
 }  // namespace

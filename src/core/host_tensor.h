@@ -17,8 +17,8 @@ namespace nc {
 struct HostTensor {
   std::vector<int64_t> shape;
   std::vector<float> data;
-  DType dtype = DType::F32;  // F32: `data` holds the values; anything else: `raw` does
-  std::vector<uint8_t> raw;  // the stored bytes, row after row
+  DType dtype = DType::F32;       // F32: `data` holds the values; anything else: `raw` does
+  std::vector<uint8_t> raw = {};  // the stored bytes, row after row
 
   int64_t numel() const {
     int64_t n = 1;

@@ -375,21 +375,58 @@ const uint8_t* GgufFile::tensor_data(const GgufTensorInfo& t) const {
   return data_section_ + t.offset;
 }
 
-HostTensor GgufFile::load_f32(const GgufTensorInfo& t) const {
-  const uint8_t* src = tensor_data(t);
-  HostTensor out;
+namespace {
+
+// HF shape order (reversed ne) and the element count, checked against the stored byte size.
+std::vector<int64_t> checked_hf_shape(const GgufTensorInfo& t, int64_t* numel) {
+  std::vector<int64_t> shape;
   int64_t n = 1;
   for (auto it = t.ne.rbegin(); it != t.ne.rend(); ++it) {
     NC_CHECK_AS(ErrorKind::InvalidArgument, *it > 0 && !__builtin_mul_overflow(n, *it, &n),
                 "GGUF: tensor '{}' has an invalid shape", t.name);
-    out.shape.push_back(*it);
+    shape.push_back(*it);
   }
   GgmlBlock blk = ggml_block(t.type);
   NC_CHECK_AS(ErrorKind::InvalidArgument,
               n % blk.elems == 0 && uint64_t(n / blk.elems * blk.bytes) == t.nbytes,
               "GGUF: tensor '{}': size {} does not match its shape and type", t.name, t.nbytes);
+  *numel = n;
+  return shape;
+}
+
+}  // namespace
+
+HostTensor GgufFile::load_f32(const GgufTensorInfo& t) const {
+  const uint8_t* src = tensor_data(t);
+  HostTensor out;
+  int64_t n = 0;
+  out.shape = checked_hf_shape(t, &n);
   out.data.resize(size_t(n));
   dequantize(t.type, src, out.data.data(), n);
+  return out;
+}
+
+HostTensor GgufFile::load_raw(const GgufTensorInfo& t) const {
+  const std::optional<DType> dt = dtype_for_ggml(t.type);
+  if (!dt || *dt == DType::F32) return load_f32(t);
+  const uint8_t* src = tensor_data(t);
+  HostTensor out;
+  int64_t n = 0;
+  out.shape = checked_hf_shape(t, &n);
+  out.dtype = *dt;
+  out.raw.assign(src, src + t.nbytes);
+  return out;
+}
+
+HostTensor dequantized(const HostTensor& t) {
+  if (!t.is_raw()) return t;
+  const int64_t n = t.numel();
+  NC_CHECK(t.raw.size() == dtype_bytes(t.dtype, n), "dequantized: {} bytes of {} for {} values",
+           t.raw.size(), dtype_name(t.dtype), n);
+  HostTensor out;
+  out.shape = t.shape;
+  out.data.resize(size_t(n));
+  dequantize(ggml_type_for(t.dtype), t.raw.data(), out.data.data(), n);
   return out;
 }
 

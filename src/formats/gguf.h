@@ -73,6 +73,10 @@ class GgufFile {
   const uint8_t* tensor_data(const GgufTensorInfo& t) const;
   // Dequantized copy in HF shape order (reversed ne: [ne1, ne0] for a matrix).
   HostTensor load_f32(const GgufTensorInfo& t) const;
+  // The tensor as the file stores it where a DType holds that format (dtype_for_ggml: F16,
+  // BF16, the block types): its bytes copied into HostTensor::raw, rows in file order; F32 and
+  // every other type come as load_f32 gives them.
+  HostTensor load_raw(const GgufTensorInfo& t) const;
 
  private:
   uint32_t version_ = 0;
@@ -99,5 +103,8 @@ void dequantize(GgmlType t, const uint8_t* src, float* dst, int64_t n);
 // core/dtype.h), or nullopt when it must be dequantized; and back.
 std::optional<DType> dtype_for_ggml(GgmlType t);
 GgmlType ggml_type_for(DType t);  // throws nc::Error for I32
+
+// A float32 copy of t: its values when it is float32 already, else its raw rows dequantized.
+HostTensor dequantized(const HostTensor& t);
 
 }  // namespace nc

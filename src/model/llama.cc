@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/random_init.h"
+#include "formats/gguf.h"
 
 namespace nc {
 
@@ -24,6 +25,32 @@ const HostTensor& require(const WeightMap& w, const std::string& name, const Sha
               "model: tensor '{}' has shape {}, expected {}", name, shape_str(it->second.shape),
               shape_str(shape));
   return it->second;
+}
+
+// The parts' rows stacked in order, as one tensor of `shape`. Parts of one dtype are
+// concatenated as they are stored (raw rows stay raw); parts of different dtypes (a Q4_K_M file
+// mixes Q4_K and Q6_K rows) cannot share one block format, so they are all dequantized to
+// float32 (docs/benchmarks.md, "CPU").
+HostTensor stack_rows(const std::vector<const HostTensor*>& parts, const Shape& shape) {
+  const DType dt = parts.front()->dtype;
+  const bool same =
+      std::all_of(parts.begin(), parts.end(), [&](const HostTensor* p) { return p->dtype == dt; });
+  HostTensor t{shape, {}};
+  if (same && dt != DType::F32) {
+    t.dtype = dt;
+    for (const HostTensor* p : parts) t.raw.insert(t.raw.end(), p->raw.begin(), p->raw.end());
+    return t;
+  }
+  t.data.reserve(size_t(t.numel()));
+  for (const HostTensor* p : parts) {
+    if (!p->is_raw()) {
+      t.data.insert(t.data.end(), p->data.begin(), p->data.end());
+      continue;
+    }
+    const HostTensor f = dequantized(*p);
+    t.data.insert(t.data.end(), f.data.begin(), f.data.end());
+  }
+  return t;
 }
 
 // Inverse frequencies as Hugging Face computes them (float32), with rope scaling applied.
@@ -103,19 +130,22 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightMap& w, Backend& b
         for (const Fused& f : fused) {
           if (!name.ends_with(f.suffix)) continue;
           const std::string prefix = name.substr(0, name.size() - std::strlen(f.suffix));
-          HostTensor t{shape, {}};
-          t.data.reserve(size_t(t.numel()));
+          std::vector<const HostTensor*> parts;
           for (const Part& p : f.parts) {
             Shape part_shape = shape;
             part_shape[0] = p.rows;
-            const auto& d = require(w, prefix + p.suffix, part_shape).data;
-            t.data.insert(t.data.end(), d.begin(), d.end());
+            parts.push_back(&require(w, prefix + p.suffix, part_shape));
           }
-          return backend_.upload(t);
+          return upload_weight(stack_rows(parts, shape));
         }
-        return backend_.upload(require(w, name, shape));
+        return upload_weight(require(w, name, shape));
       },
       w.count("lm_head.weight") || !cfg_.tie_embeddings);
+}
+
+Tensor LlamaModel::upload_weight(const HostTensor& t) {
+  if (!t.is_raw() || backend_.keeps_weight_dtype(t.dtype)) return backend_.upload(t);
+  return backend_.upload(dequantized(t));
 }
 
 LlamaModel::LlamaModel(const ModelConfig& config, const RandomWeights& random, Backend& backend)

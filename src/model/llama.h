@@ -55,7 +55,8 @@ struct GraphOptions {
 
 class LlamaModel {
  public:
-  // Uploads the weights (checked with check_weights) to the backend.
+  // Uploads the weights (checked with check_weights) to the backend: raw ones (a GGUF's
+  // quantized matrices) stay raw where the backend keeps their dtype (Backend::upload).
   LlamaModel(const ModelConfig& config, const WeightMap& weights, Backend& backend);
   LlamaModel(const ModelConfig& config, const RandomWeights& random, Backend& backend);
 
@@ -72,7 +73,7 @@ class LlamaModel {
   // rows now (it grows on demand otherwise), with the backend's sampling scratch and the
   // sampled-ids buffer, so memory left for the KV cache can be measured.
   void reserve_workspace(int64_t max_tokens, int64_t max_rows);
-  int64_t weight_bytes() const { return weight_bytes_; }
+  int64_t weight_bytes() const { return weight_bytes_; }  // as stored on the device
   int64_t workspace_bytes() const { return ws_.bytes + sampling_bytes_; }
 
   void set_graph_options(const GraphOptions& options);
@@ -116,6 +117,8 @@ class LlamaModel {
   using WeightFn = std::function<Tensor(const std::string& name, const Shape& shape)>;
 
   void load(const WeightFn& weight, bool has_lm_head);
+  // Uploads t as it is where the backend keeps its dtype, else dequantized to float32 first.
+  Tensor upload_weight(const HostTensor& t);
   void validate_input(const ForwardInput& in, const KVCache& kv) const;
   // ws_.ids[0, T) = the step's ids (zero past in.token_ids), placeholders taken from sampled_.
   void upload_token_ids(const ForwardInput& in, int64_t T);

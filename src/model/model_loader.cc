@@ -58,7 +58,9 @@ LoadedModel load_gguf(const std::string& path) {
   for (const GgufTensorInfo& t : f.tensors()) {
     const std::string hf = gguf_to_hf_name(t.name);
     if (hf.empty()) continue;  // not a decoder weight (rope_freqs.weight went into the config)
-    HostTensor x = f.load_f32(t);
+    // Matrices stay in their stored format where a DType holds it (the CPU backend computes on
+    // it; others dequantize at upload); vectors (norms, biases) become float32.
+    HostTensor x = t.ne.size() == 2 ? f.load_raw(t) : f.load_f32(t);
     if (permuted && hf.find(".self_attn.q_proj.") != std::string::npos) {
       unpermute_gguf_qk(x, m.config.num_heads, t.name);
     } else if (permuted && hf.find(".self_attn.k_proj.") != std::string::npos) {
@@ -121,19 +123,26 @@ void unpermute_gguf_qk(HostTensor& t, int64_t n_head, const std::string& name) {
   const int64_t cols = rows > 0 ? t.numel() / rows : 0;
   const int64_t head_dim = rows / n_head;
   const int64_t half = head_dim / 2;
+  // A permutation of whole rows, so raw (quantized) rows move as they are: a row of a block
+  // format is its own blocks.
+  const size_t row_bytes = t.is_raw() ? dtype_bytes(t.dtype, cols) : size_t(cols) * sizeof(float);
+  uint8_t* src = t.is_raw() ? t.raw.data() : reinterpret_cast<uint8_t*>(t.data.data());
+  const size_t total = t.is_raw() ? t.raw.size() : t.data.size() * sizeof(float);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, total == size_t(rows) * row_bytes,
+              "GGUF tensor '{}' holds {} bytes for {} rows of {}", name, total, rows, row_bytes);
   // The file holds row (h, j, i) of a [n_head, half, 2] grid where HF has (h, i, j) of
   // [n_head, 2, half].
-  std::vector<float> out(t.data.size());
+  std::vector<uint8_t> out(total);
   for (int64_t h = 0; h < n_head; ++h) {
     for (int64_t i = 0; i < 2; ++i) {
       for (int64_t j = 0; j < half; ++j) {
         const int64_t hf_row = h * head_dim + i * half + j;
         const int64_t file_row = h * head_dim + j * 2 + i;
-        std::copy_n(t.data.begin() + file_row * cols, cols, out.begin() + hf_row * cols);
+        std::memcpy(out.data() + hf_row * row_bytes, src + file_row * row_bytes, row_bytes);
       }
     }
   }
-  t.data = std::move(out);
+  std::memcpy(src, out.data(), total);
 }
 
 std::vector<WeightSpec> expected_weights(const ModelConfig& c) {
@@ -186,9 +195,16 @@ void check_weights(const ModelConfig& cfg, const WeightMap& w) {
     NC_CHECK_AS(ErrorKind::InvalidArgument, t.shape == s.shape,
                 "tensor {} has shape {}, expected {}", s.name, shape_str(t.shape),
                 shape_str(s.shape));
-    NC_CHECK_AS(ErrorKind::InvalidArgument, int64_t(t.data.size()) == t.numel(),
-                "tensor {} holds {} values for shape {}", s.name, t.data.size(),
-                shape_str(t.shape));
+    if (t.is_raw()) {
+      NC_CHECK_AS(ErrorKind::InvalidArgument,
+                  t.shape.size() == 2 && t.raw.size() == dtype_bytes(t.dtype, t.numel()),
+                  "tensor {} holds {} bytes of {} for shape {}", s.name, t.raw.size(),
+                  dtype_name(t.dtype), shape_str(t.shape));
+    } else {
+      NC_CHECK_AS(ErrorKind::InvalidArgument, int64_t(t.data.size()) == t.numel(),
+                  "tensor {} holds {} values for shape {}", s.name, t.data.size(),
+                  shape_str(t.shape));
+    }
   }
 }
 

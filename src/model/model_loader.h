@@ -1,6 +1,6 @@
-// Loads a model (config + float32 weights with Hugging Face names) from a GGUF file or a
-// Hugging Face checkpoint folder (config.json + model.safetensors or sharded with
-// model.safetensors.index.json).
+// Loads a model (config + weights with Hugging Face names, float32 or as a GGUF file stores
+// them) from a GGUF file or a Hugging Face checkpoint folder (config.json + model.safetensors or
+// sharded with model.safetensors.index.json).
 #pragma once
 #include <string>
 #include <vector>
@@ -12,7 +12,10 @@ namespace nc {
 
 struct LoadedModel {
   ModelConfig config;
-  WeightMap weights;  // HF names; q/k projections in HF row order (GGUF's permutation undone)
+  // HF names; q/k projections in HF row order (GGUF's permutation undone). From a GGUF file,
+  // matrices of F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K are kept raw (HostTensor::raw,
+  // formats/gguf.h dequantized() gives their values); everything else is float32.
+  WeightMap weights;
   // With tied embeddings there is no lm_head.weight: the decoder uses model.embed_tokens.weight.
 };
 
@@ -49,8 +52,8 @@ std::string gguf_to_hf_name(const std::string& gguf_name);
 
 // llama.cpp's converter interleaves the two rotary halves of each head of a Llama q/k projection
 // (rows of a head go from [2, head_dim/2] to [head_dim/2, 2] order). This undoes it in place, for
-// a weight [n_head * head_dim, in] or a bias [n_head * head_dim]; n_head is the kv head count
-// for k. Qwen2/Qwen3 files are not permuted.
+// a weight [n_head * head_dim, in] or a bias [n_head * head_dim], float32 or raw (whole rows
+// move); n_head is the kv head count for k. Qwen2/Qwen3 files are not permuted.
 void unpermute_gguf_qk(HostTensor& t, int64_t n_head, const std::string& name);
 
 }  // namespace nc

@@ -21,6 +21,36 @@ int64_t slot_offset(const PagedKVBatch& batch, const KVCacheShape& kv, int b, in
   return int64_t(page) * kv.elems_per_page() + kv.offset_in_page(kv_idx, pos % kv.page_size, h);
 }
 
+// q . k over D values in a fixed order: 16 lane-wise partial sums (the compiler maps them onto
+// vector registers at -O2/-O3; the order is the same whether it does or not), summed pairwise,
+// then the tail. The result depends on the two rows only.
+float dot_fixed(const float* q, const float* k, int D) {
+  constexpr int L = 16;
+  float acc[L] = {};
+  int d = 0;
+  for (; d + L <= D; d += L)
+    for (int l = 0; l < L; ++l) acc[l] += q[d + l] * k[d + l];
+  for (int w = L / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  float dot = acc[0];
+  for (; d < D; ++d) dot += q[d] * k[d];
+  return dot;
+}
+
+// Calls fn(j, offset) for the first `visible` tokens of entry b, in order, with the element
+// offset of token j's K (kv_idx 0) or V (kv_idx 1) row of head h: one page lookup per page.
+template <typename Fn>
+void for_each_slot(const PagedKVBatch& batch, const KVCacheShape& kv, int b, int visible,
+                   int kv_idx, int h, Fn&& fn) {
+  const int ps = kv.page_size;
+  const int32_t* pages = batch.kv_indices.data() + batch.kv_indptr[b];
+  for (int j0 = 0, p = 0; j0 < visible; j0 += ps, ++p) {
+    const int64_t base = int64_t(pages[p]) * kv.elems_per_page();
+    const int n = std::min(ps, visible - j0);
+    for (int t = 0; t < n; ++t) fn(j0 + t, base + kv.offset_in_page(kv_idx, t, h));
+  }
+}
+
 // One (row, head): softmax(q.K^T * scale) V over the first `visible` keys of entry b.
 void attend_row(const PagedKVBatch& batch, const AttentionShape& s, int b, int visible, int kv_head,
                 const float* q, const float* pages, float* out, float* lse,
@@ -33,23 +63,22 @@ void attend_row(const PagedKVBatch& batch, const AttentionShape& s, int b, int v
   }
   scores.resize(visible);
   float max_s = -std::numeric_limits<float>::infinity();
-  for (int j = 0; j < visible; ++j) {
-    const float* k = pages + slot_offset(batch, s.kv, b, j, 0, kv_head);
-    float dot = 0.0f;
-    for (int d = 0; d < D; ++d) dot += q[d] * k[d];
-    scores[j] = dot * s.sm_scale;
+  for_each_slot(batch, s.kv, b, visible, 0, kv_head, [&](int j, int64_t off) {
+    scores[j] = dot_fixed(q, pages + off, D) * s.sm_scale;
     max_s = std::max(max_s, scores[j]);
-  }
+  });
   float sum = 0.0f;
   for (int j = 0; j < visible; ++j) {
     scores[j] = std::exp(scores[j] - max_s);
     sum += scores[j];
   }
-  for (int j = 0; j < visible; ++j) {
-    const float* v = pages + slot_offset(batch, s.kv, b, j, 1, kv_head);
-    const float p = scores[j] / sum;
+  const float inv_sum = 1.0f / sum;
+  // out[d] accumulates over keys in order: lane-wise, so it vectorises without reordering.
+  for_each_slot(batch, s.kv, b, visible, 1, kv_head, [&](int j, int64_t off) {
+    const float* v = pages + off;
+    const float p = scores[j] * inv_sum;
     for (int d = 0; d < D; ++d) out[d] += p * v[d];
-  }
+  });
   if (lse) *lse = max_s * kLog2e + std::log2(sum);
 }
 
@@ -71,7 +100,7 @@ void cpu_append_kv(const PagedKVBatch& batch, const KVCacheShape& kv, const floa
 }
 
 void cpu_paged_attention(const PagedKVBatch& batch, const AttentionShape& s, const float* q,
-                         const float* pages, float* out, float* lse) {
+                         const float* pages, float* out, float* lse, ThreadPool* pool) {
   const int Hq = s.num_qo_heads, group = s.num_qo_heads / s.num_kv_heads, D = s.head_dim;
   // Work items: (row, head) pairs; each row knows its entry through a row -> entry table.
   const int64_t T = batch.qo_indptr.back();
@@ -79,7 +108,7 @@ void cpu_paged_attention(const PagedKVBatch& batch, const AttentionShape& s, con
   for (int b = 0; b < batch.batch_size(); ++b)
     std::fill(entry_of_row.begin() + batch.qo_indptr[b],
               entry_of_row.begin() + batch.qo_indptr[b + 1], b);
-  ThreadPool::global().parallel_for(T * Hq, [&](int64_t begin, int64_t end) {
+  (pool ? *pool : ThreadPool::global()).parallel_for(T * Hq, [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t row = item / Hq;

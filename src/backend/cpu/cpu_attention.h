@@ -9,15 +9,19 @@
 namespace nc {
 
 struct AttentionShape;
+class ThreadPool;
 
 // Writes k/v rows [T, Hk*D] into the slots named by `batch` (the last q_len slots of each entry).
 void cpu_append_kv(const PagedKVBatch& batch, const KVCacheShape& kv, const float* k,
                    const float* v, float* pages);
 
 // out[T, Hq*D] = attention of q over the pages of `batch` (causal or not, as the batch says);
-// lse (optional, [T, Hq]) receives the base-2 log-sum-exp of each row and head.
+// lse (optional, [T, Hq]) receives the base-2 log-sum-exp of each row and head. The (row, head)
+// pairs are split across `pool`'s threads (null: ThreadPool::global()); each is computed in a
+// fixed order from its own row, so the result is the same bit for bit whatever the thread
+// count and whatever else is in the batch.
 void cpu_paged_attention(const PagedKVBatch& batch, const AttentionShape& shape, const float* q,
-                         const float* pages, float* out, float* lse);
+                         const float* pages, float* out, float* lse, ThreadPool* pool = nullptr);
 
 // Merges state (o_b, lse_b) into (o_a, lse_a) in place, for `rows` rows of `heads` heads of
 // head_dim values: the result is the attention over the union of both key sets.

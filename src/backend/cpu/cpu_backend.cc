@@ -1,14 +1,16 @@
-// The CPU backend: float32 everywhere, GEMM through OpenBLAS, paged attention in plain C++.
-// It is the reference the CUDA backend is checked against, and it runs the whole engine in CI.
-#include <cblas.h>
-
+// The CPU backend: float32 activations; weights float32 or kept as the checkpoint stores them
+// (f16, bf16, GGML blocks), multiplied by cpu_matmul (one fixed-order dot product per output
+// element: batch invariant); paged attention in plain C++, threaded by (row, head). It is the
+// reference the CUDA backend is checked against, and it runs the whole engine in CI.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <tuple>
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_attention.h"
+#include "backend/cpu/cpu_matmul.h"
 #include "backend/cpu/cpu_ops.h"
 #include "backend/op_checks.h"
 #include "core/thread_pool.h"
@@ -17,11 +19,19 @@ namespace nc {
 
 namespace {
 
-// GEMMs run on blocks of exactly kRowBlock rows (the last one zero-padded), so every call has the
-// same shape whatever the batch: OpenBLAS picks its kernels, tiling and threading from the shape,
-// and a fixed shape gives each row the same reduction order. This keeps greedy outputs
-// independent of which other requests share the step.
-constexpr int64_t kRowBlock = 16;
+// Row-wise ops over fewer values than this run on the caller's thread: waking the pool would
+// cost more than it saves (an estimate; these ops are a few percent of a step).
+constexpr int64_t kParallelMinValues = 1 << 16;
+
+// fn(begin, end) over rows [0, n) of `width` values each, split across the pool's threads when
+// the op is large enough. Rows are independent, so the split never changes a result.
+void for_rows(int64_t n, int64_t width, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n * width < kParallelMinValues || n < 2) {
+    fn(0, n);
+    return;
+  }
+  ThreadPool::global().parallel_for(n, fn);
+}
 
 class CpuAttentionPlan : public AttentionPlan {
  public:
@@ -34,6 +44,18 @@ float* f32(const Tensor& t, const char* what) {
   t.expect_device(Device::CPU, what);
   t.expect_contiguous(what);
   return t.ptr<float>();
+}
+
+// A 2-D weight of any kept dtype as cpu_matmul reads it.
+CpuWeightView weight_view(const Tensor& w, const char* what) {
+  w.expect_device(Device::CPU, what);
+  w.expect_contiguous(what);
+  NC_CHECK(w.ndim() == 2, "{}: weight of shape {} is not a matrix", what, shape_str(w.shape()));
+  return CpuWeightView{w.dtype(), w.dim(0), w.dim(1), w.data()};
+}
+
+bool kept_dtype(DType t) {
+  return t != DType::I32;
 }
 
 void rmsnorm_row(const float* x, const float* w, float eps, int64_t n, float* out) {
@@ -88,12 +110,21 @@ class CpuBackend final : public Backend {
   }
 
   Tensor upload(const HostTensor& t) override {
+    if (t.is_raw()) {
+      NC_CHECK(kept_dtype(t.dtype), "upload: dtype {} is not a weight format", dtype_name(t.dtype));
+      Tensor out = Tensor::empty_host(t.shape, t.dtype);
+      NC_CHECK(t.raw.size() == out.nbytes(), "upload: {} bytes of {} for shape {}", t.raw.size(),
+               dtype_name(t.dtype), shape_str(t.shape));
+      std::memcpy(out.data(), t.raw.data(), t.raw.size());
+      return out;
+    }
     Tensor out = Tensor::empty_host(t.shape, DType::F32);
     NC_CHECK(int64_t(t.data.size()) == out.numel(), "upload: {} values for shape {}", t.data.size(),
              shape_str(t.shape));
     std::copy(t.data.begin(), t.data.end(), out.ptr<float>());
     return out;
   }
+  bool keeps_weight_dtype(DType t) const override { return kept_dtype(t); }
 
   void copy_from_host(Tensor dst, const void* src) override {
     dst.expect_contiguous("copy_from_host");
@@ -108,12 +139,12 @@ class CpuBackend final : public Backend {
   void embedding(const Tensor& table, const Tensor& ids, Tensor out) override {
     const int64_t V = table.dim(0), H = table.dim(1), T = ids.numel();
     out.expect_shape({T, H}, "embedding");
-    const float* tab = f32(table, "embedding");
+    const CpuWeightView w = weight_view(table, "embedding");
     const int32_t* id = ids.ptr<int32_t>();
     float* o = f32(out, "embedding");
     for (int64_t t = 0; t < T; ++t) {
       NC_CHECK(id[t] >= 0 && id[t] < V, "embedding: token id {} outside [0, {})", id[t], V);
-      std::copy_n(tab + int64_t(id[t]) * H, H, o + t * H);
+      cpu_weight_row(w, id[t], o + t * H);
     }
   }
 
@@ -122,7 +153,9 @@ class CpuBackend final : public Backend {
     weight.expect_shape({H}, "rmsnorm weight");
     const float *px = f32(x, "rmsnorm"), *pw = f32(weight, "rmsnorm");
     float* po = f32(out, "rmsnorm");
-    for (int64_t r = 0; r < N; ++r) rmsnorm_row(px + r * H, pw, eps, H, po + r * H);
+    for_rows(N, H, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) rmsnorm_row(px + r * H, pw, eps, H, po + r * H);
+    });
   }
 
   void add_rmsnorm(Tensor x, Tensor residual, const Tensor& weight, float eps) override {
@@ -130,8 +163,10 @@ class CpuBackend final : public Backend {
     residual.expect_shape(x.shape(), "add_rmsnorm residual");
     float *px = f32(x, "add_rmsnorm"), *pr = f32(residual, "add_rmsnorm");
     const float* pw = f32(weight, "add_rmsnorm");
-    for (int64_t i = 0; i < N * H; ++i) pr[i] += px[i];
-    for (int64_t r = 0; r < N; ++r) rmsnorm_row(pr + r * H, pw, eps, H, px + r * H);
+    for_rows(N, H, [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0 * H; i < r1 * H; ++i) pr[i] += px[i];
+      for (int64_t r = r0; r < r1; ++r) rmsnorm_row(pr + r * H, pw, eps, H, px + r * H);
+    });
   }
 
   void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor out) override {
@@ -139,24 +174,9 @@ class CpuBackend final : public Backend {
     NC_CHECK(w.dim(1) == K, "linear: input has {} features, weight {} expects {}", K,
              shape_str(w.shape()), w.dim(1));
     out.expect_shape({N, M}, "linear output");
-    const float *px = f32(x, "linear"), *pw = f32(w, "linear");
+    const float* px = f32(x, "linear");
     float* po = f32(out, "linear");
-    std::vector<float> a_pad, c_pad;
-    for (int64_t r0 = 0; r0 < N; r0 += kRowBlock) {
-      const int64_t rows = std::min(kRowBlock, N - r0);
-      const float* a = px + r0 * K;
-      float* c = po + r0 * M;
-      if (rows < kRowBlock) {
-        a_pad.assign(kRowBlock * K, 0.0f);
-        std::copy_n(a, rows * K, a_pad.data());
-        c_pad.resize(kRowBlock * M);
-        a = a_pad.data();
-        c = c_pad.data();
-      }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(kRowBlock), int(M), int(K), 1.0f, a,
-                  int(K), pw, int(K), 0.0f, c, int(M));
-      if (rows < kRowBlock) std::copy_n(c_pad.data(), rows * M, po + r0 * M);
-    }
+    cpu_matmul(px, N, weight_view(w, "linear"), po, ThreadPool::global());
     if (bias.defined()) {
       bias.expect_shape({M}, "linear bias");
       const float* pb = f32(bias, "linear bias");
@@ -206,11 +226,13 @@ class CpuBackend final : public Backend {
     out.expect_shape({T, I}, "silu_and_mul output");
     const float* g = f32(gate_up, "silu_and_mul");
     float* o = f32(out, "silu_and_mul");
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t i = 0; i < I; ++i) {
-        const float a = g[t * 2 * I + i], b = g[t * 2 * I + I + i];
-        o[t * I + i] = a / (1.0f + std::exp(-a)) * b;
-      }
+    for_rows(T, I, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        for (int64_t i = 0; i < I; ++i) {
+          const float a = g[t * 2 * I + i], b = g[t * 2 * I + I + i];
+          o[t * I + i] = a / (1.0f + std::exp(-a)) * b;
+        }
+    });
   }
 
   void copy_rows(const Tensor& src, Tensor dst) override {

@@ -1,0 +1,143 @@
+// cpu_matmul: validates the weight view, quantizes the x rows once (where the format's dot product
+// wants quantized activations), then splits the W rows across the pool; each thread walks its rows
+// in tiles small enough to stay in cache while every x row passes over them.
+#include "backend/cpu/cpu_matmul.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "backend/cpu/cpu_isa.h"
+#include "backend/cpu/quant_dot.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "formats/gguf.h"
+
+namespace nc {
+namespace {
+
+enum class Act { Float, X32, X256 };
+
+struct Plan {
+  qk::DotFn dot;
+  Act act;
+};
+
+Plan plan_for(const qk::QuantKernels& k, DType t) {
+  switch (t) {
+    case DType::F32:
+      return {k.f32, Act::Float};
+    case DType::F16:
+      return {k.f16, Act::Float};
+    case DType::BF16:
+      return {k.bf16, Act::Float};
+    case DType::Q4_0:
+      return {k.q4_0, Act::X32};
+    case DType::Q4_1:
+      return {k.q4_1, Act::X32};
+    case DType::Q8_0:
+      return {k.q8_0, Act::X32};
+    case DType::Q4_K:
+      return {k.q4_k, Act::X256};
+    case DType::Q5_K:
+      return {k.q5_k, Act::X256};
+    case DType::Q6_K:
+      return {k.q6_k, Act::X256};
+    case DType::I32:
+      break;
+  }
+  fail_as(ErrorKind::Unsupported, "cpu_matmul: weights of dtype {} (id {}) are not supported",
+          dtype_name(t), int(t));
+}
+
+const qk::QuantKernels& kernels(CpuIsa isa) {
+  static const qk::QuantKernels avx2 = [] {
+    qk::QuantKernels k = qk::kPortableKernels;
+    qk::use_avx2_kernels(&k);
+    return k;
+  }();
+  return isa == CpuIsa::Avx2 ? avx2 : qk::kPortableKernels;
+}
+
+void check_view(const CpuWeightView& w, int64_t N) {
+  NC_CHECK(N >= 0 && w.rows >= 0 && w.cols > 0, "cpu_matmul: bad shape N={} W=[{}, {}]", N, w.rows,
+           w.cols);
+  const int64_t blk = dtype_block_elems(w.dtype);
+  NC_CHECK(w.cols % blk == 0,
+           "cpu_matmul: {} columns of {} weights are not a whole number of {}-value blocks", w.cols,
+           dtype_name(w.dtype), blk);
+  NC_CHECK(w.data != nullptr || w.rows == 0, "cpu_matmul: {} weights [{}, {}] have no data",
+           dtype_name(w.dtype), w.rows, w.cols);
+}
+
+// Quantized copies of the x rows; `x_stride` is the bytes between rows.
+const void* prepare_x(const float* x, int64_t N, int64_t K, Act act, const qk::QuantKernels& k,
+                      ThreadPool& pool, std::vector<uint8_t>& buf, int64_t* x_stride) {
+  if (act == Act::Float) {
+    *x_stride = K * int64_t(sizeof(float));
+    return x;
+  }
+  const bool x32 = act == Act::X32;
+  *x_stride = x32 ? K / qk::kQK * int64_t(sizeof(qk::XBlock32))
+                  : K / qk::kQKK * int64_t(sizeof(qk::XBlock256));
+  buf.resize(size_t(N * *x_stride));
+  const qk::QuantizeFn q = x32 ? k.quantize32 : k.quantize256;
+  uint8_t* dst = buf.data();
+  const int64_t stride = *x_stride;
+  auto run = [&](int64_t b, int64_t e) {
+    for (int64_t n = b; n < e; ++n) q(x + n * K, K, dst + n * stride);
+  };
+  if (N * K >= (int64_t(1) << 16))
+    pool.parallel_for(N, run);
+  else
+    run(0, N);
+  return dst;
+}
+
+constexpr int64_t kTileBytes = 16 * 1024;  // W rows per tile: about half of L1
+constexpr int kRowsPerCall = 4;            // x rows per kernel call
+
+}  // namespace
+
+void cpu_matmul(const float* x, int64_t N, const CpuWeightView& w, float* out, ThreadPool& pool) {
+  cpu_matmul(x, N, w, out, pool, cpu_isa_active());
+}
+
+void cpu_matmul(const float* x, int64_t N, const CpuWeightView& w, float* out, ThreadPool& pool,
+                CpuIsa isa) {
+  check_view(w, N);
+  NC_CHECK(cpu_isa_supported(isa), "cpu_matmul: this CPU does not support {}", cpu_isa_name(isa));
+  const qk::QuantKernels& k = kernels(isa);
+  const Plan plan = plan_for(k, w.dtype);
+  if (N == 0 || w.rows == 0) return;
+  thread_local std::vector<uint8_t> xbuf;
+  int64_t xs = 0;
+  const auto* xq =
+      static_cast<const uint8_t*>(prepare_x(x, N, w.cols, plan.act, k, pool, xbuf, &xs));
+  const int64_t M = w.rows, K = w.cols;
+  const int64_t row_bytes = int64_t(dtype_bytes(w.dtype, K));
+  const int64_t tile = std::max<int64_t>(1, kTileBytes / row_bytes);
+  const auto* wd = static_cast<const uint8_t*>(w.data);
+  pool.parallel_for(M, [&](int64_t begin, int64_t end) {
+    for (int64_t m0 = begin; m0 < end; m0 += tile) {
+      const int64_t m1 = std::min(end, m0 + tile);
+      for (int64_t n = 0; n < N; n += kRowsPerCall) {
+        const int nx = int(std::min<int64_t>(kRowsPerCall, N - n));
+        for (int64_t m = m0; m < m1; ++m)
+          plan.dot(wd + m * row_bytes, xq + n * xs, xs, nx, K, out + n * M + m, M);
+      }
+    }
+  });
+}
+
+void cpu_weight_row(const CpuWeightView& w, int64_t r, float* out) {
+  NC_CHECK(r >= 0 && r < w.rows, "cpu_weight_row: row {} of a [{}, {}] {} matrix", r, w.rows,
+           w.cols, dtype_name(w.dtype));
+  NC_CHECK(w.dtype != DType::I32, "cpu_weight_row: weights of dtype {} are not supported",
+           dtype_name(w.dtype));
+  check_view(w, 0);
+  const size_t row_bytes = dtype_bytes(w.dtype, w.cols);
+  dequantize(ggml_type_for(w.dtype), static_cast<const uint8_t*>(w.data) + size_t(r) * row_bytes,
+             out, w.cols);
+}
+
+}  // namespace nc

@@ -1,0 +1,188 @@
+// cpu_matmul over every stored weight format and every ISA path this CPU has: against float64
+// references (over the dequantized blocks and the quantized activations it sees: tight; over the
+// original float x: within the activation quantization bound), the paths against each other, batch
+// and thread invariance bit for bit, cpu_weight_row against dequantize(), and errors.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "backend/cpu/cpu_isa.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "cpu_quant_util.h"
+
+namespace nc {
+namespace {
+
+using test::kWeightDTypes;
+
+std::vector<CpuIsa> supported_isas() {
+  std::vector<CpuIsa> out;
+  for (CpuIsa isa : kAllCpuIsas)
+    if (cpu_isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+struct Problem {
+  DType t;
+  int64_t M, K, N;
+  std::vector<uint8_t> w;
+  std::vector<float> x;
+  CpuWeightView view() const { return {t, M, K, w.data()}; }
+};
+
+Problem make_problem(DType t, int64_t M, int64_t K, int64_t N, unsigned seed) {
+  std::mt19937 rng(seed);
+  Problem p{t, M, K, N, test::random_weights(t, M, K, rng), test::random_x(N * K, rng)};
+  return p;
+}
+
+std::vector<float> run(const Problem& p, ThreadPool& pool, CpuIsa isa) {
+  std::vector<float> out(size_t(p.N * p.M), -1.0f);
+  cpu_matmul(p.x.data(), p.N, p.view(), out.data(), pool, isa);
+  return out;
+}
+
+// The largest activation rounding error of a block: half its quantization step, with a margin for
+// the float rounding of x * (1 / d).
+double act_step_bound(DType t, const float* x, int64_t cols, const float* w) {
+  if (!dtype_is_block(t)) return 0.0;
+  const int64_t bs = dtype_block_elems(t) == 32 ? 32 : 256;
+  double bound = 0.0;
+  for (int64_t b = 0; b < cols; b += bs) {
+    double amax = 0.0, wsum = 0.0;
+    for (int64_t i = b; i < b + bs; ++i) {
+      amax = std::max(amax, double(std::fabs(x[i])));
+      wsum += std::fabs(double(w[i]));
+    }
+    bound += (amax / 127.0 / 2.0) * 1.001 * wsum;
+  }
+  return bound;
+}
+
+TEST(CpuQuant, MatchesFloat64ReferencesOnEveryPath) {
+  ThreadPool pool(2);
+  for (DType t : kWeightDTypes) {
+    for (int64_t K : {768, 576}) {
+      if (K % dtype_block_elems(t) != 0) continue;
+      const Problem p = make_problem(t, 7, K, 3, 11 + unsigned(t));
+      const std::vector<float> wf = test::dequantized(t, p.w, p.M * K);
+      for (CpuIsa isa : supported_isas()) {
+        const std::vector<float> out = run(p, pool, isa);
+        for (int64_t n = 0; n < p.N; ++n) {
+          const float* x = p.x.data() + n * K;
+          const std::vector<float> xs = test::activation_as_seen(t, x, K);
+          for (int64_t m = 0; m < p.M; ++m) {
+            const float* w = wf.data() + m * K;
+            double seen = 0, exact = 0, mag = 0;
+            for (int64_t k = 0; k < K; ++k) {
+              seen += double(w[k]) * xs[size_t(k)];
+              exact += double(w[k]) * x[k];
+              mag += std::fabs(double(w[k]) * xs[size_t(k)]);
+            }
+            const double got = out[size_t(n * p.M + m)];
+            SCOPED_TRACE(testing::Message() << dtype_name(t) << " K=" << K << " "
+                                            << cpu_isa_name(isa) << " n=" << n << " m=" << m);
+            EXPECT_NEAR(got, seen, 1e-5 * mag + 1e-30);
+            EXPECT_NEAR(got, exact, 1e-5 * mag + act_step_bound(t, x, K, w));
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuQuant, EveryPathAgreesWithPortable) {
+  ThreadPool pool(2);
+  for (DType t : kWeightDTypes) {
+    const Problem p = make_problem(t, 33, 1024, 5, 101 + unsigned(t));
+    const std::vector<float> ref = run(p, pool, CpuIsa::Portable);
+    const std::vector<float> wf = test::dequantized(t, p.w, p.M * p.K);
+    for (CpuIsa isa : supported_isas()) {
+      const std::vector<float> out = run(p, pool, isa);
+      for (int64_t n = 0; n < p.N; ++n)
+        for (int64_t m = 0; m < p.M; ++m) {
+          double mag = 0;
+          for (int64_t k = 0; k < p.K; ++k)
+            mag += std::fabs(double(wf[size_t(m * p.K + k)]) * p.x[size_t(n * p.K + k)]);
+          EXPECT_NEAR(out[size_t(n * p.M + m)], ref[size_t(n * p.M + m)], 2e-5 * mag)
+              << dtype_name(t) << " " << cpu_isa_name(isa) << " n=" << n << " m=" << m;
+        }
+    }
+  }
+}
+
+// A row's result is the same bits whether it runs alone on one thread or among 37 rows on two.
+TEST(CpuQuant, BatchAndThreadInvariant) {
+  ThreadPool one(1), two(2);
+  for (DType t : kWeightDTypes) {
+    const Problem p = make_problem(t, 67, 512, 37, 201 + unsigned(t));
+    for (CpuIsa isa : supported_isas()) {
+      const std::vector<float> all = run(p, two, isa);
+      for (int64_t n = 0; n < p.N; ++n) {
+        std::vector<float> single(static_cast<size_t>(p.M));
+        cpu_matmul(p.x.data() + n * p.K, 1, p.view(), single.data(), one, isa);
+        EXPECT_EQ(0, std::memcmp(single.data(), all.data() + n * p.M, single.size() * 4))
+            << dtype_name(t) << " " << cpu_isa_name(isa) << " row " << n;
+      }
+    }
+  }
+}
+
+TEST(CpuQuant, WeightRowIsDequantize) {
+  std::mt19937 rng(5);
+  for (DType t : kWeightDTypes) {
+    const int64_t M = 4, K = 512;
+    const std::vector<uint8_t> w = test::random_weights(t, M, K, rng);
+    const std::vector<float> all = test::dequantized(t, w, M * K);
+    std::vector<float> row(static_cast<size_t>(K));
+    for (int64_t r = 0; r < M; ++r) {
+      cpu_weight_row({t, M, K, w.data()}, r, row.data());
+      EXPECT_EQ(0, std::memcmp(row.data(), all.data() + r * K, size_t(K) * 4)) << dtype_name(t);
+    }
+  }
+}
+
+void expect_error(const std::function<void()>& f, const std::vector<std::string>& words) {
+  try {
+    f();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    for (const auto& w : words)
+      EXPECT_NE(std::string(e.what()).find(w), std::string::npos) << e.what();
+  }
+}
+
+TEST(CpuQuant, BadInputNamesTheValue) {
+  ThreadPool pool(1);
+  std::vector<uint8_t> w(4096);
+  std::vector<float> x(256), out(16);
+  expect_error(
+      [&] {
+        cpu_matmul(x.data(), 1, {DType::Q4_0, 2, 100, w.data()}, out.data(), pool);
+      },
+      {"100", "q4_0", "32"});
+  expect_error(
+      [&] {
+        cpu_matmul(x.data(), 1, {DType::Q6_K, 2, 160, w.data()}, out.data(), pool);
+      },
+      {"160", "q6_k", "256"});
+  expect_error(
+      [&] {
+        cpu_matmul(x.data(), 1, {DType::I32, 2, 64, w.data()}, out.data(), pool);
+      },
+      {"i32"});
+  expect_error(
+      [&] {
+        cpu_matmul(x.data(), 1, {DType(200), 2, 64, w.data()}, out.data(), pool);
+      },
+      {"200"});
+  expect_error([&] { cpu_weight_row({DType::Q8_0, 2, 64, w.data()}, 2, out.data()); }, {"row 2"});
+  expect_error([&] { cpu_isa_parse("sse9"); }, {"NC_CPU_ISA=sse9"});
+  EXPECT_EQ(cpu_isa_parse("portable"), CpuIsa::Portable);
+  EXPECT_EQ(cpu_isa_parse(""), cpu_isa_best());
+  if (!cpu_isa_supported(CpuIsa::Avx2)) expect_error([&] { cpu_isa_parse("avx2"); }, {"avx2"});
+}
+
+}  // namespace
+}  // namespace nc
