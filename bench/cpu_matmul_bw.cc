@@ -1,0 +1,101 @@
+// cpu_matmul's throughput in GB/s of weights read, on SmolLM2-135M's shapes (a 1536 x 576 MLP
+// projection and the 49152 x 576 tied lm_head) in the default model's formats (Q4_1, Q8_0), at
+// N = 1, 8 and 32 x rows, beside the bandwidth of a plain memcpy measured in the same run (bytes
+// read per second). Threads: NC_NUM_THREADS (or the hardware); path: NC_CPU_ISA (or the best).
+// A plain program (no Google Benchmark) so that a static build runs on any x86-64 machine:
+//   NC_NUM_THREADS=2 ./build/bench/nc_cpu_matmul_bw
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/cpu_matmul.h"
+#include "core/thread_pool.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// Seconds per call: the best wall time of `reps` batches of calls (each at least 50 ms), and the
+// process CPU time per call of that batch (with one thread: the cost of the work itself, whatever
+// else the machine runs; with more it includes the pool's spinning).
+struct Timing {
+  double wall = 1e30, cpu = 0;
+};
+template <typename F>
+Timing best_seconds(F call, int reps = 5) {
+  call();  // warm-up
+  Timing best;
+  for (int r = 0; r < reps; ++r) {
+    int calls = 0;
+    const auto t0 = Clock::now();
+    const double c0 = cpu_seconds();
+    double s = 0;
+    do {
+      call();
+      ++calls;
+      s = std::chrono::duration<double>(Clock::now() - t0).count();
+    } while (s < 0.05);
+    if (s / calls < best.wall) best = {s / calls, (cpu_seconds() - c0) / calls};
+  }
+  return best;
+}
+
+double memcpy_gbs() {
+  const size_t bytes = size_t(256) << 20;
+  std::vector<uint8_t> a(bytes, 1), b(bytes, 2);
+  const Timing t = best_seconds([&] {
+    std::memcpy(b.data(), a.data(), bytes);
+    asm volatile("" : : "r"(b.data()) : "memory");
+  });
+  return double(bytes) / t.wall / 1e9;
+}
+
+Timing matmul_time(nc::DType t, int64_t M, int64_t K, int64_t N, nc::ThreadPool& pool,
+                   double* bytes) {
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::vector<uint8_t> w(nc::dtype_bytes(t, K) * size_t(M));
+  for (auto& v : w) v = uint8_t(byte(rng));
+  // Sane f16 scales (0x2000 ~ 0.0078) first in every block (the Q4_1 and Q8_0 layouts).
+  for (size_t off = 0; off < w.size(); off += nc::dtype_block_bytes(t)) w[off] = 0, w[off + 1] = 0x20;
+  std::vector<float> x(size_t(N * K)), out(size_t(N * M));
+  std::normal_distribution<float> normal;
+  for (auto& v : x) v = normal(rng);
+  const nc::CpuWeightView view{t, M, K, w.data()};
+  *bytes = double(w.size());
+  return best_seconds([&] { nc::cpu_matmul(x.data(), N, view, out.data(), pool); });
+}
+
+}  // namespace
+
+int main() {
+  nc::ThreadPool& pool = nc::ThreadPool::global();
+  std::printf("threads %d, path %s\n", pool.size(), nc::cpu_isa_name(nc::cpu_isa_active()));
+  const double copy = memcpy_gbs();
+  std::printf("memcpy (256 MiB)          %7.2f GB/s read\n", copy);
+  for (nc::DType t : {nc::DType::Q4_1, nc::DType::Q8_0})
+    for (int64_t M : {1536, 49152})
+      for (int64_t N : {1, 8, 32}) {
+        double bytes = 0;
+        const Timing tm = matmul_time(t, M, 576, N, pool, &bytes);
+        const double g = bytes / tm.wall / 1e9;
+        std::printf(
+            "%-5s M=%-6lld K=576 N=%-3lld %8.1f us %7.2f GB/s of weights (%.2fx memcpy), "
+            "%.2f GB per CPU-second\n",
+            std::string(nc::dtype_name(t)).c_str(), (long long)M, (long long)N, tm.wall * 1e6, g,
+            g / copy, bytes / tm.cpu / 1e9);
+      }
+  return 0;
+}
