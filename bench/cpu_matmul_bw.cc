@@ -84,6 +84,8 @@ Timing matmul_time(nc::DType t, int64_t M, int64_t K, int64_t N, nc::ThreadPool&
 int main() {
   nc::ThreadPool& pool = nc::ThreadPool::global();
   std::printf("threads %d, path %s\n", pool.size(), nc::cpu_isa_name(nc::cpu_isa_active()));
+  const Timing pf = best_seconds([&] { pool.parallel_for(pool.size(), [](int64_t, int64_t) {}); });
+  std::printf("parallel_for round trip   %7.2f us (an empty job on every thread)\n", pf.wall * 1e6);
   const double copy = memcpy_gbs();
   std::printf("memcpy (256 MiB)          %7.2f GB/s read\n", copy);
   for (nc::DType t : {nc::DType::Q4_1, nc::DType::Q8_0})
