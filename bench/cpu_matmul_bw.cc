@@ -2,6 +2,7 @@
 // projection and the 49152 x 576 tied lm_head) in the default model's formats (Q4_1, Q8_0), at
 // N = 1, 8 and 32 x rows, beside the bandwidth of a plain memcpy measured in the same run (bytes
 // read per second). Threads: NC_NUM_THREADS (or the hardware); path: NC_CPU_ISA (or the best).
+// Then one decode step's matmuls of the whole model (see model_step).
 // A plain program (no Google Benchmark) so that a static build runs on any x86-64 machine:
 //   NC_NUM_THREADS=2 ./build/bench/nc_cpu_matmul_bw
 #include <time.h>
@@ -62,6 +63,17 @@ double memcpy_gbs() {
   return double(bytes) / t.wall / 1e9;
 }
 
+std::vector<uint8_t> random_blocks(nc::DType t, int64_t M, int64_t K, uint64_t seed) {
+  std::vector<uint8_t> w(nc::dtype_bytes(t, K) * size_t(M));
+  for (auto& v : w) {  // xorshift: fast enough for the ~100 MB of a whole model
+    seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+    v = uint8_t(seed);
+  }
+  for (size_t off = 0; off < w.size(); off += nc::dtype_block_bytes(t))
+    w[off] = 0, w[off + 1] = 0x20;
+  return w;
+}
+
 Timing matmul_time(nc::DType t, int64_t M, int64_t K, int64_t N, nc::ThreadPool& pool,
                    double* bytes) {
   std::mt19937 rng(1);
@@ -77,6 +89,44 @@ Timing matmul_time(nc::DType t, int64_t M, int64_t K, int64_t N, nc::ThreadPool&
   const nc::CpuWeightView view{t, M, K, w.data()};
   *bytes = double(w.size());
   return best_seconds([&] { nc::cpu_matmul(x.data(), N, view, out.data(), pool); });
+}
+
+// One decode step's matmuls of SmolLM2-135M as the default GGUF stores it (30 layers of Q4_1
+// q/k/v/o/gate/up/down, the Q8_0 tied lm_head), every matrix its own memory (about 95 MB, more
+// than the caches, as in the engine); tokens/s counts matmuls only.
+void model_step(nc::ThreadPool& pool, double copy_gbs) {
+  struct Mat {
+    int64_t M, K;
+    nc::DType t;
+  };
+  const Mat layer[] = {{576, 576, nc::DType::Q4_1},  {192, 576, nc::DType::Q4_1},
+                       {192, 576, nc::DType::Q4_1},  {576, 576, nc::DType::Q4_1},
+                       {1536, 576, nc::DType::Q4_1}, {1536, 576, nc::DType::Q4_1},
+                       {576, 1536, nc::DType::Q4_1}};
+  std::vector<Mat> mats;
+  for (int l = 0; l < 30; ++l) mats.insert(mats.end(), std::begin(layer), std::end(layer));
+  mats.push_back({49152, 576, nc::DType::Q8_0});
+  std::vector<std::vector<uint8_t>> ws;
+  double bytes = 0;
+  for (size_t i = 0; i < mats.size(); ++i) {
+    ws.push_back(random_blocks(mats[i].t, mats[i].M, mats[i].K, 88172645463325252ull + i));
+    bytes += double(ws.back().size());
+  }
+  for (int64_t N : {1, 8, 32}) {
+    std::vector<float> x(size_t(N * 1536), 0.5f), out(size_t(N * 49152));
+    const Timing tm = best_seconds(
+        [&] {
+          for (size_t i = 0; i < mats.size(); ++i)
+            nc::cpu_matmul(x.data(), N, {mats[i].t, mats[i].M, mats[i].K, ws[i].data()}, out.data(),
+                           pool);
+        },
+        3);
+    std::printf(
+        "SmolLM2-135M step N=%-3lld %8.2f ms (%.2f ms CPU) %7.1f tokens/s (matmuls only), "
+        "%.2f GB/s of weights = %.2fx memcpy\n",
+        (long long)N, tm.wall * 1e3, tm.cpu * 1e3, double(N) / tm.wall, bytes / tm.wall / 1e9,
+        bytes / tm.wall / 1e9 / copy_gbs);
+  }
 }
 
 }  // namespace
@@ -100,5 +150,6 @@ int main() {
             std::string(nc::dtype_name(t)).c_str(), (long long)M, (long long)N, tm.wall * 1e6, g,
             g / copy, bytes / tm.cpu / 1e9);
       }
+  model_step(pool, copy);
   return 0;
 }
