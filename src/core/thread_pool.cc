@@ -19,13 +19,18 @@ void cpu_relax() {
 #endif
 }
 
-// Polls `ready` for up to kSpin; true when it became true.
+// Polls `ready` for up to kSpin; true when it became true. After the first few hundred polls it
+// yields between polls: on a machine with more runnable threads than cores, the thread it waits
+// for may need this core.
 template <typename Ready>
 bool spin_until(Ready ready) {
   const auto deadline = std::chrono::steady_clock::now() + kSpin;
   for (int i = 0;; ++i) {
     if (ready()) return true;
-    cpu_relax();
+    if (i < 512)
+      cpu_relax();
+    else
+      std::this_thread::yield();
     if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) return false;
   }
 }

@@ -23,7 +23,9 @@ bool cpu_isa_supported(CpuIsa isa) {
       return true;
     case CpuIsa::Avx2:
 #if defined(__x86_64__) || defined(__i386__)
-      // libgcc's checks include the OS's XSAVE support for the YMM registers.
+      // libgcc's checks include the OS's XSAVE support for the YMM registers; the init makes
+      // them valid even when called before libgcc's own constructor has run.
+      __builtin_cpu_init();
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
              __builtin_cpu_supports("f16c");
 #else

@@ -16,6 +16,10 @@
 //     quantized to int8 per 32 values (with the block sum, for Q4_1's min), the K formats meet x
 //     quantized per 256 values with per-16 sums (quant_blocks.h). The x rows are quantized once
 //     per call.
+//     Accuracy: a quantized x value is off by at most half a step, max|x| of its block / 254,
+//     so |out - exact| <= sum over blocks of (max|x_b| / 254) * sum_b |w| (plus float rounding).
+//   - No bias (the caller adds it). The data is read in place: block rows as GGUF lays them out
+//     (2-byte aligned), f32 rows 4-byte aligned. Not to be called from inside a job of `pool`.
 //   - Errors (nc::Error naming the value): cols not a whole number of the format's blocks, a
 //     dtype that is not a weight format (I32), a view without data.
 #pragma once
