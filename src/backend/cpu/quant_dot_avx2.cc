@@ -131,64 +131,48 @@ const XBlock256* xrow256(const void* x, int64_t stride, int i) {
 
 // ---- 32-value formats ----
 
-// Per x row: a vector accumulator and a scalar one (Q4_1's min terms). Two sets, for even and odd
-// blocks, so that consecutive blocks do not wait on each other's adds (N = 1 is latency-bound).
-struct Acc32 {
-  __m256 v;
-  float s;
-};
-
-// Runs step(i, acc) over the nb blocks of a row, alternating the two accumulator sets, and
-// writes each row's total.
-template <int NX, typename Step>
-void blocks32(int64_t nb, Step step, float* out, int64_t os) {
-  Acc32 even[NX], odd[NX];
-  for (int r = 0; r < NX; ++r) even[r] = odd[r] = {_mm256_setzero_ps(), 0.0f};
-  int64_t i = 0;
-  for (; i + 1 < nb; i += 2) {
-    step(i, even);
-    step(i + 1, odd);
-  }
-  if (i < nb) step(i, even);
-  for (int r = 0; r < NX; ++r)
-    out[r * os] = hsum(_mm256_add_ps(even[r].v, odd[r].v)) + (even[r].s + odd[r].s);
-}
-
 template <int NX>
 void q4_1_rows(const void* w, const void* x, int64_t xs, int64_t cols, float* out, int64_t os) {
   const auto* b = static_cast<const BlockQ4_1*>(w);
-  auto step = [&](int64_t i, Acc32* acc) {
+  __m256 acc[NX];
+  float mins[NX];
+  for (int r = 0; r < NX; ++r) acc[r] = _mm256_setzero_ps(), mins[r] = 0.0f;
+  for (int64_t i = 0; i < cols / kQK; ++i) {
     const __m256i q = unpack_nibbles(b[i].qs);
     const float d = h2f(b[i].d), m = h2f(b[i].m);
     for (int r = 0; r < NX; ++r) {
       const XBlock32& y = xrow32(x, xs, r)[i];
       const __m256 s = _mm256_cvtepi32_ps(dot_quads(q, load256(y.q)));
-      acc[r].v = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[r].v);
-      acc[r].s += m * y.s;
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[r]);
+      mins[r] += m * y.s;
     }
-  };
-  blocks32<NX>(cols / kQK, step, out, os);
+  }
+  for (int r = 0; r < NX; ++r) out[r * os] = hsum(acc[r]) + mins[r];
 }
 
 template <int NX>
 void q4_0_rows(const void* w, const void* x, int64_t xs, int64_t cols, float* out, int64_t os) {
   const auto* b = static_cast<const BlockQ4_0*>(w);
-  auto step = [&](int64_t i, Acc32* acc) {
+  __m256 acc[NX];
+  for (int r = 0; r < NX; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < cols / kQK; ++i) {
     const __m256i q = _mm256_sub_epi8(unpack_nibbles(b[i].qs), _mm256_set1_epi8(8));
     const float d = h2f(b[i].d);
     for (int r = 0; r < NX; ++r) {
       const XBlock32& y = xrow32(x, xs, r)[i];
       const __m256 s = _mm256_cvtepi32_ps(dot_quads_signed(q, load256(y.q)));
-      acc[r].v = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[r].v);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[r]);
     }
-  };
-  blocks32<NX>(cols / kQK, step, out, os);
+  }
+  for (int r = 0; r < NX; ++r) out[r * os] = hsum(acc[r]);
 }
 
 template <int NX>
 void q8_0_rows(const void* w, const void* x, int64_t xs, int64_t cols, float* out, int64_t os) {
   const auto* b = static_cast<const BlockQ8_0*>(w);
-  auto step = [&](int64_t i, Acc32* acc) {
+  __m256 acc[NX];
+  for (int r = 0; r < NX; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < cols / kQK; ++i) {
     const __m256i q = load256(b[i].qs);
     const __m256i aq = _mm256_sign_epi8(q, q);
     const float d = h2f(b[i].d);
@@ -196,10 +180,10 @@ void q8_0_rows(const void* w, const void* x, int64_t xs, int64_t cols, float* ou
       const XBlock32& y = xrow32(x, xs, r)[i];
       const __m256i sq = _mm256_sign_epi8(load256(y.q), q);
       const __m256 s = _mm256_cvtepi32_ps(dot_quads(aq, sq));
-      acc[r].v = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[r].v);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[r]);
     }
-  };
-  blocks32<NX>(cols / kQK, step, out, os);
+  }
+  for (int r = 0; r < NX; ++r) out[r * os] = hsum(acc[r]);
 }
 
 // ---- float formats: two accumulators of 8 lanes per row, a scalar tail ----
