@@ -133,6 +133,8 @@ void StepPipeline::complete_step(LaunchedStep& s) {
   const auto t1 = EngineClock::now();
   acct_.add_model_time(std::chrono::duration<double>(t1 - t0).count());
   const bool device_sampling = device_sampling_on();
+  // Before the sampled tokens: a token may finish its request (max_tokens 1).
+  record_prompt_rows(s);
   for (size_t k = 0; k < plan.sample_entries.size(); ++k) {
     Request& r = request_of_row(plan, k);
     // Finished (a stop, an abort) while this step ran: its token is dropped.
@@ -156,7 +158,6 @@ void StepPipeline::complete_step(LaunchedStep& s) {
     acct_.count_generated_token();
     requests_.on_token(r, index, EngineClock::now());
   }
-  record_prompt_rows(s);
   acct_.add_sample_time(seconds_since(t1));
 }
 

@@ -239,6 +239,7 @@ void Server::start() {
   m.http->set_write_timeout(std::max(1, m.opts.write_timeout_s), 0);
   m.http->set_tcp_nodelay(true);  // SSE chunks go out as they are written
   m.cors = CorsPolicy(m.opts.allowed_origins);
+  m.metrics.set_model_name(m.model_name);
   m.setup_routes();
 
   if (m.opts.port == 0) {
