@@ -47,7 +47,9 @@ void expect_top(const RowLogprobs& lp, const std::vector<float>& ref, int k) {
   for (int i = 0; i < k; ++i) {
     EXPECT_EQ(lp.top_ids[i], ids[i]) << "entry " << i;
     EXPECT_NEAR(lp.top_logprobs[i], ref[lp.top_ids[i]], 1e-4);
-    if (i > 0) EXPECT_GE(lp.top_logprobs[i - 1], lp.top_logprobs[i]);
+    if (i > 0) {
+      EXPECT_GE(lp.top_logprobs[i - 1], lp.top_logprobs[i]);
+    }
   }
 }
 
@@ -165,9 +167,13 @@ TEST_P(EngineLogprobs, OutputTokensMatchLogSoftmaxOfTheModelLogits) {
       ASSERT_EQ(t.top.size(), 4u);
       for (size_t k = 0; k < t.top.size(); ++k) {
         EXPECT_NEAR(t.top[k].second, ref[t.top[k].first], 1e-4);
-        if (k > 0) EXPECT_GE(t.top[k - 1].second, t.top[k].second);
+        if (k > 0) {
+          EXPECT_GE(t.top[k - 1].second, t.top[k].second);
+        }
       }
-      if (p.temperature == 0) EXPECT_EQ(t.top[0].first, t.token);  // greedy: the top entry
+      if (p.temperature == 0) {
+        EXPECT_EQ(t.top[0].first, t.token);  // greedy: the top entry
+      }
       history.push_back(out.token_ids[i]);
     }
   }
@@ -220,8 +226,8 @@ TEST_P(EngineLogprobs, LogitBiasThroughTheEngine) {
   const std::vector<int32_t> prompt = prompt_of(10, 4);
   SamplingParams sp = fake::greedy_ignoring_eos(5);
   sp.logit_bias = {{42, 100.0f}};
-  for (int32_t t : e->generate(std::vector<std::vector<int32_t>>{prompt}, sp)[0].token_ids)
-    EXPECT_EQ(t, 42);
+  const CompletionOutput forced = e->generate(std::vector<std::vector<int32_t>>{prompt}, sp)[0];
+  EXPECT_EQ(forced.token_ids, std::vector<int32_t>(5, 42));
   const std::vector<int32_t> plain =
       e->generate(std::vector<std::vector<int32_t>>{prompt}, fake::greedy_ignoring_eos(1))[0]
           .token_ids;

@@ -119,7 +119,7 @@ struct RequestOutput {
   // Prompt tokens 1..P-1 (the first has no log-probability) when prompt_logprobs >= 0, in the
   // output with the first generated token (or the final one).
   std::vector<TokenLogprob> prompt_logprobs;
-  std::string text_delta;              // new text (never half a UTF-8 character)
+  std::string text_delta;  // new text (never half a UTF-8 character)
   bool finished = false;
   FinishReason finish_reason = FinishReason::None;
   int num_prompt_tokens = 0;

@@ -14,7 +14,9 @@
 
 namespace nc {
 
-int64_t Backend::free_memory_bytes() { return physical_memory_bytes(); }
+int64_t Backend::free_memory_bytes() {
+  return physical_memory_bytes();
+}
 
 void Backend::fill_uniform(Tensor t, uint64_t seed, float low, float high) {
   t.expect_contiguous("fill_uniform");
@@ -106,8 +108,8 @@ std::unique_ptr<PendingTokens> draw_on_host(std::span<const float> x, int64_t V,
            "draw_on_host: {} logits for {} rows of {}", x.size(), rows.size(), V);
   std::vector<int32_t> ids(rows.size(), 0);
   std::vector<RowLogprobs> lps;
-  const bool any = std::any_of(rows.begin(), rows.end(),
-                               [](const RowSampling& p) { return p.logprobs >= 0; });
+  const bool any =
+      std::any_of(rows.begin(), rows.end(), [](const RowSampling& p) { return p.logprobs >= 0; });
   if (any) lps.resize(rows.size());
   for (size_t r = 0; r < rows.size(); ++r) {
     const std::span<const float> row(x.data() + int64_t(r) * V, size_t(V));

@@ -155,12 +155,13 @@ class Backend {
   virtual void clear_graphs() {}
 
   // One token per row of float32 logits [R, V] without copying the logits to the host (rows[r]
-  // says how to draw row r; its bias is added to its logits first): argmax (ties to the lowest id) where inv_temperature is 0, else the
-  // Gumbel-max draw argmax_i(logits[r][i] * inv_temperature - log(-log(u_i))) with
-  // u_i = uniform_hash01(seed, i) (random_init.h), taken over the candidates that temperature,
-  // top-k, top-p and min-p leave (backend/sampling_filter.h, filter_candidates), or over all ids
-  // when no filter is on. A row's token depends on its logits and its RowSampling only. It draws
-  // with sample_tokens_async and waits (not virtual: backends implement the asynchronous draw).
+  // says how to draw row r; its bias is added to its logits first): argmax (ties to the lowest id)
+  // where inv_temperature is 0, else the Gumbel-max draw argmax_i(logits[r][i] * inv_temperature -
+  // log(-log(u_i))) with u_i = uniform_hash01(seed, i) (random_init.h), taken over the candidates
+  // that temperature, top-k, top-p and min-p leave (backend/sampling_filter.h, filter_candidates),
+  // or over all ids when no filter is on. A row's token depends on its logits and its RowSampling
+  // only. It draws with sample_tokens_async and waits (not virtual: backends implement the
+  // asynchronous draw).
   std::vector<int32_t> sample_tokens(const Tensor& logits, const std::vector<RowSampling>& rows);
   // Allocates sample_tokens' scratch for up to max_rows rows of `vocab` ids now (the engine sizes
   // the KV cache from the memory left after it) and keeps it; returns its bytes (0: none needed).

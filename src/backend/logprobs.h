@@ -16,9 +16,9 @@
 namespace nc {
 
 struct RowLogprobs {
-  int32_t token = -1;              // the token whose log-probability this is
-  float logprob = 0;               // of `token`
-  std::vector<int32_t> top_ids;    // the k most likely ids, most likely first
+  int32_t token = -1;               // the token whose log-probability this is
+  float logprob = 0;                // of `token`
+  std::vector<int32_t> top_ids;     // the k most likely ids, most likely first
   std::vector<float> top_logprobs;  // their log-probabilities
 };
 

@@ -225,8 +225,7 @@ bool CompletionOutput::append(const RequestOutput& o) {
   id = o.id;
   token_ids.insert(token_ids.end(), o.new_token_ids.begin(), o.new_token_ids.end());
   logprobs.insert(logprobs.end(), o.logprobs.begin(), o.logprobs.end());
-  prompt_logprobs.insert(prompt_logprobs.end(), o.prompt_logprobs.begin(),
-                         o.prompt_logprobs.end());
+  prompt_logprobs.insert(prompt_logprobs.end(), o.prompt_logprobs.begin(), o.prompt_logprobs.end());
   text += o.text_delta;
   if (o.finished) {
     finish_reason = o.finish_reason;

@@ -206,7 +206,8 @@ TokenLogprob to_token_logprob(const RowLogprobs& lp) {
   TokenLogprob t;
   t.token = lp.token;
   t.logprob = lp.logprob;
-  for (size_t i = 0; i < lp.top_ids.size(); ++i) t.top.emplace_back(lp.top_ids[i], lp.top_logprobs[i]);
+  for (size_t i = 0; i < lp.top_ids.size(); ++i)
+    t.top.emplace_back(lp.top_ids[i], lp.top_logprobs[i]);
   return t;
 }
 
@@ -214,7 +215,8 @@ void record_prompt_logprob(Request& r, int pos, std::span<const float> logits) {
   if (r.params.prompt_logprobs < 0 || r.prompt_lps_sent) return;
   if (pos < 0 || size_t(pos) >= r.prompt_lps.size()) return;
   const int32_t next = r.seq.tokens[size_t(pos) + 1];
-  r.prompt_lps[size_t(pos)] = to_token_logprob(row_logprobs(logits, next, r.params.prompt_logprobs));
+  r.prompt_lps[size_t(pos)] =
+      to_token_logprob(row_logprobs(logits, next, r.params.prompt_logprobs));
 }
 
 int32_t host_sample(std::span<float> logits, Request& r, bool device_sampling) {

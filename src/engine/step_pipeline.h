@@ -40,7 +40,7 @@ namespace nc {
 struct LaunchedStep {
   int64_t serial = 0;
   StepPlan plan;
-  std::unique_ptr<PendingTokens> ids;  // sampled by the model (device sampling)
+  std::unique_ptr<PendingTokens> ids;     // sampled by the model (device sampling)
   std::vector<RowLogprobs> row_logprobs;  // with ids: per row, for the rows that asked
   // Else [logit rows, vocab] for the host sampler: the sampled rows, then the prompt rows.
   std::vector<float> logits;

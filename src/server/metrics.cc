@@ -133,8 +133,8 @@ void ServerMetrics::render_vllm(const EngineStats& s, int num_waiting, std::stri
   sample("vllm:num_requests_waiting", "gauge", "Requests waiting to be admitted.", num_waiting);
   sample("vllm:gpu_cache_usage_perc", "gauge", "KV-cache usage (1 = full).", usage);
   sample("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage (1 = full).", usage);
-  sample("vllm:prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.",
-         double(s.cache.lookup_tokens));
+  sample("vllm:prefix_cache_queries_total", "counter",
+         "Prompt tokens looked up in the prefix cache.", double(s.cache.lookup_tokens));
   sample("vllm:prefix_cache_hits_total", "counter", "Prompt tokens found in the prefix cache.",
          double(s.cache.hit_tokens));
   sample("vllm:generation_tokens_total", "counter", "Generated tokens.",

@@ -66,9 +66,8 @@ nlohmann::json completion_response(const ResponseMeta& m, const std::string& tex
 // (delta.role = assistant). finish_reason empty = null. with_usage_null: "usage": null (when
 // include_usage is on). logprobs: the chunk's tokens' logprobs object, or null.
 nlohmann::json stream_chunk(const ResponseMeta& m, const std::string& text,
-                            const std::string& finish_reason, bool role_chunk,
-                            bool with_usage_null, int index = 0,
-                            const nlohmann::json& logprobs = nullptr);
+                            const std::string& finish_reason, bool role_chunk, bool with_usage_null,
+                            int index = 0, const nlohmann::json& logprobs = nullptr);
 
 // The last chunk when include_usage is on: no choices, the usage.
 nlohmann::json usage_chunk(const ResponseMeta& m, int prompt_tokens, int completion_tokens);

@@ -251,8 +251,7 @@ void parse_choices(const json& body, ApiKind kind, const ParseLimits& limits, Pa
   if (kind != ApiKind::Completion) return;
   if (auto b = get_int(body, "best_of", 1, max_n)) {
     if (*b < r.n) {
-      throw invalid_param("best_of",
-                          fmt::format("'best_of' ({}) must be >= 'n' ({})", *b, r.n));
+      throw invalid_param("best_of", fmt::format("'best_of' ({}) must be >= 'n' ({})", *b, r.n));
     }
     r.best_of = int(*b);
   }
@@ -290,21 +289,17 @@ void parse_logit_bias(const json& body, SamplingParams& sp) {
                         fmt::format("at most {} logit_bias entries", kMaxLogitBiasEntries));
   }
   for (const auto& [key, v] : lb->items()) {
-    int64_t id = -1;
     const bool digits = !key.empty() && key.size() <= 10 &&
                         key.find_first_not_of("0123456789") == std::string::npos;
-    if (digits) id = std::stoll(key);
-    if (!digits || id > INT32_MAX) {
+    const int64_t id = digits ? std::stoll(key) : -1;
+    if (id < 0 || id > INT32_MAX)
+      throw invalid_param("logit_bias", fmt::format("keys must be token ids, got '{}'", key));
+    const double b = v.is_number() ? v.get<double>() : NAN;
+    if (!(b >= -100 && b <= 100)) {
       throw invalid_param("logit_bias",
-                          fmt::format("logit_bias keys must be token ids, got '{}'", key));
+                          fmt::format("token {}: a bias in [-100, 100], got {}", key, v.dump()));
     }
-    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < -100 ||
-        v.get<double>() > 100) {
-      throw invalid_param("logit_bias", fmt::format("the bias of token {} must be a number in "
-                                                    "[-100, 100], got {}",
-                                                    key, v.dump()));
-    }
-    sp.logit_bias.emplace_back(int32_t(id), float(v.get<double>()));
+    sp.logit_bias.emplace_back(int32_t(id), float(b));
   }
 }
 
@@ -410,8 +405,7 @@ DetokenizeRequest parse_detokenize(std::string_view body_text) {
   return r;
 }
 
-ParsedRequest parse_request(ApiKind kind, std::string_view body_text,
-                            const ParseLimits& limits) {
+ParsedRequest parse_request(ApiKind kind, std::string_view body_text, const ParseLimits& limits) {
   const json body = parse_json(body_text);
   if (!body.is_object()) throw invalid_param("", "the body must be a JSON object");
   ParsedRequest r;

@@ -30,7 +30,7 @@ struct ParsedRequest {
   // field, as llama.cpp's tokenizer flag). Off: the prompt is ordinary text.
   bool parse_special = false;
 
-  SamplingParams sampling;  // with logprobs, prompt_logprobs (echo) and logit_bias
+  SamplingParams sampling;        // with logprobs, prompt_logprobs (echo) and logit_bias
   bool max_tokens_given = false;  // else the engine loop fills the rest of the context
   // Choices: n returned; best_of (completions, >= n) generated, the n with the highest summed
   // log-probability returned.
@@ -39,7 +39,7 @@ struct ParsedRequest {
   // The caller asked for log-probabilities (chat logprobs: true / completions logprobs: k);
   // sampling.logprobs may be on without it (best_of ranks by them).
   bool want_logprobs = false;
-  bool echo = false;         // completions: the prompt precedes each choice's text
+  bool echo = false;             // completions: the prompt precedes each choice's text
   bool max_tokens_zero = false;  // completions with echo and max_tokens 0: the prompt only
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
@@ -53,8 +53,8 @@ inline constexpr int kMaxStopStringBytes = 1024;
 inline constexpr int kMaxStopTokenIds = 1024;
 // max_tokens above this is rejected here; the engine rejects anything above the context.
 inline constexpr int64_t kMaxTokensLimit = int64_t(1) << 30;
-inline constexpr int kMaxTopLogprobs = 20;         // chat top_logprobs (OpenAI's limit)
-inline constexpr int kMaxCompletionLogprobs = 5;   // completions logprobs (OpenAI's limit)
+inline constexpr int kMaxTopLogprobs = 20;        // chat top_logprobs (OpenAI's limit)
+inline constexpr int kMaxCompletionLogprobs = 5;  // completions logprobs (OpenAI's limit)
 inline constexpr int kMaxLogitBiasEntries = 1024;
 
 struct ParseLimits {

@@ -114,8 +114,8 @@ std::string ResponseBuilder::stream(const StreamEvent& ev) {
   const bool u = shape_.include_usage;
   std::string out;
   if (!c.started && shape_.echo) {  // the prompt first, with its log-probabilities
-    out += sse_event(stream_chunk(meta_, prompt_text_, "", false, u, i,
-                                  chunk_logprobs(prompt_tokens(), 0)));
+    out += sse_event(
+        stream_chunk(meta_, prompt_text_, "", false, u, i, chunk_logprobs(prompt_tokens(), 0)));
   }
   c.started = true;
   if (!shape_.max_tokens_zero && (!o.text_delta.empty() || !ev.logprobs.empty())) {

@@ -102,8 +102,7 @@ void Server::Impl::check_model(const std::string& model) const {
   // Optional: a request that names no model gets the served one.
   if (model.empty() || model == model_name) return;
   throw ApiError(
-      404,
-      fmt::format("the model '{}' does not exist; this server serves '{}'", model, model_name),
+      404, fmt::format("the model '{}' does not exist; this server serves '{}'", model, model_name),
       "invalid_request_error", "model", "model_not_found");
 }
 
@@ -160,8 +159,10 @@ void Server::Impl::respond_stream(const std::shared_ptr<ResponseBuilder>& b,
       }
       if (!st->b->done()) continue;
       st->finished = true;
-      if (!st->b->aborted()) write(st->b->end());
-      else write(kSseDone);
+      if (!st->b->aborted())
+        write(st->b->end());
+      else
+        write(kSseDone);
       sink.done();
       return true;
     }

@@ -162,23 +162,20 @@ void Server::Impl::setup_routes() {
   setup_checks();
   for (ApiKind kind : {ApiKind::Chat, ApiKind::Completion}) {
     http->Post(kind == ApiKind::Chat ? "/v1/chat/completions" : "/v1/completions",
-               [this, kind](const Request& req, Response& res,
-                            const httplib::ContentReader& read) {
+               [this, kind](const Request& req, Response& res, const httplib::ContentReader& read) {
                  handle_post(req, res, read, [&](const std::string& body) {
                    handle_generate(kind, req, body, res);
                  });
                });
   }
-  http->Post("/tokenize",
-             [this](const Request& req, Response& res, const httplib::ContentReader& read) {
-               handle_post(req, res, read,
-                           [&](const std::string& body) { handle_tokenize(body, res); });
-             });
-  http->Post("/detokenize",
-             [this](const Request& req, Response& res, const httplib::ContentReader& read) {
-               handle_post(req, res, read,
-                           [&](const std::string& body) { handle_detokenize(body, res); });
-             });
+  http->Post(
+      "/tokenize", [this](const Request& req, Response& res, const httplib::ContentReader& read) {
+        handle_post(req, res, read, [&](const std::string& body) { handle_tokenize(body, res); });
+      });
+  http->Post(
+      "/detokenize", [this](const Request& req, Response& res, const httplib::ContentReader& read) {
+        handle_post(req, res, read, [&](const std::string& body) { handle_detokenize(body, res); });
+      });
   http->Get("/v1/models", [this](const Request&, Response& res) {
     send_json(res, 200, {{"object", "list"}, {"data", json::array({model_card()})}});
   });
