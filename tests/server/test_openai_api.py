@@ -136,7 +136,7 @@ class OpenAIApiTest(unittest.TestCase):
         # Streaming: chunks name their choice; each choice finishes once.
         texts, finished = {}, []
         for chunk in self.client.completions.create(model=MODEL_ID, prompt=prompt, n=3,
-                                                    max_tokens=5, temperature=1.0, seed=5,
+                                                    max_tokens=6, temperature=1.0, seed=5,
                                                     stream=True):
             for c in chunk.choices:
                 texts[c.index] = texts.get(c.index, "") + c.text
