@@ -86,10 +86,9 @@ class FakeModel : public StepModel {
     NC_CHECK(rows.size() == in.logit_rows.size(), "fake model: {} sampling rows for {} logit rows",
              rows.size(), in.logit_rows.size());
     const std::vector<float> logits = forward(in);
-    std::vector<int32_t> ids;
-    for (size_t k = 0; k < rows.size(); ++k)
-      ids.push_back(
-          draw_token(std::span<const float>(logits.data() + k * vocab_, size_t(vocab_)), rows[k]));
+    std::unique_ptr<PendingTokens> drawn = draw_on_host(logits, vocab_, rows);
+    std::vector<int32_t> ids = drawn->wait();
+    last_logprobs_ = drawn->logprobs();
     last_sampled_ = ids;
     return ids;
   }
@@ -143,7 +142,8 @@ class FakeModel : public StepModel {
   std::unique_ptr<PendingTokens> forward_sample_async(
       const ForwardInput& in, const std::vector<RowSampling>& rows) override {
     std::vector<int32_t> ids = forward_sample(in, rows);
-    if (num_async_calls_++ != fail_wait_at) return ready_tokens(std::move(ids));
+    if (num_async_calls_++ != fail_wait_at)
+      return ready_tokens(std::move(ids), std::move(last_logprobs_));
     struct Failing : PendingTokens {
       std::vector<int32_t> wait() override { fail("fake model: the device failed"); }
     };
@@ -184,6 +184,7 @@ class FakeModel : public StepModel {
   bool device_sampling_ = false;
   int num_async_calls_ = 0;
   std::vector<int32_t> last_sampled_;
+  std::vector<RowLogprobs> last_logprobs_;  // of the last forward_sample
   int page_size_ = 0, num_pages_ = 0;
   std::vector<Slot> slots_;
 };

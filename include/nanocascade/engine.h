@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nanocascade/chat_message.h"  // nc::ChatMessage {role, content}
@@ -40,6 +41,15 @@ struct SamplingParams {
   int min_tokens = 0;             // EOS and stop tokens are masked until this many
   bool ignore_eos = false;
   bool skip_special_tokens = true;
+  // Log-probabilities (docs/server.md), taken from the model's raw logits: before logit_bias,
+  // temperature, penalties and the top-k/top-p/min-p filters (as vLLM returns by default).
+  // -1 = off; k in [0, 20]: each output token's log-probability and the k most likely tokens.
+  int logprobs = -1;
+  // -1 = off; k in [0, 20]: the same for every prompt token after the first. Such a request
+  // computes its whole prompt (the prefix cache gives it nothing: cached tokens have no logits).
+  int prompt_logprobs = -1;
+  // (token id, bias in [-100, 100]) added to the logits before sampling (OpenAI's logit_bias).
+  std::vector<std::pair<int32_t, float>> logit_bias;
 
   // Throws nc::Error naming the bad parameter.
   void validate() const;
@@ -95,10 +105,21 @@ struct EngineConfig {
   static std::string default_model_path();
 };
 
+// A token's log-probability and the most likely tokens at its position (SamplingParams::logprobs).
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0;                           // -inf where the model gives the token none
+  std::vector<std::pair<int32_t, float>> top;  // (id, logprob), most likely first (ties: lower id)
+};
+
 struct RequestOutput {
   RequestId id = 0;
   std::vector<int32_t> new_token_ids;  // generated this step
-  std::string text_delta;              // new text (never half a UTF-8 character)
+  std::vector<TokenLogprob> logprobs;  // one per new token when SamplingParams::logprobs >= 0
+  // Prompt tokens 1..P-1 (the first has no log-probability) when prompt_logprobs >= 0, in the
+  // output with the first generated token (or the final one).
+  std::vector<TokenLogprob> prompt_logprobs;
+  std::string text_delta;  // new text (never half a UTF-8 character)
   bool finished = false;
   FinishReason finish_reason = FinishReason::None;
   int num_prompt_tokens = 0;
@@ -113,6 +134,8 @@ struct CompletionOutput {
   std::vector<int32_t> prompt_token_ids;
   std::vector<int32_t> token_ids;
   std::string text;
+  std::vector<TokenLogprob> logprobs;         // per token of token_ids, when asked
+  std::vector<TokenLogprob> prompt_logprobs;  // prompt tokens 1..P-1, when asked
   FinishReason finish_reason = FinishReason::None;
   double time_to_first_token_s = 0;
   double time_per_output_token_s = 0;
@@ -141,6 +164,12 @@ class Engine {
   RequestId add_request(const std::vector<int32_t>& prompt_token_ids, const SamplingParams& params);
   RequestId add_chat_request(const std::vector<ChatMessage>& messages,
                              const SamplingParams& params);
+  // n requests for one prompt (OpenAI's n / best_of): the first computes the prompt; the others
+  // wait for its prefill and take its pages from the prefix cache (all but the last partial
+  // page), so the prompt is computed once. Choice i > 0 draws with seed + i when a seed is given
+  // and has no prompt_logprobs (the first carries them). Throws as add_request, queuing nothing.
+  std::vector<RequestId> add_requests(const std::vector<int32_t>& prompt_token_ids,
+                                      const SamplingParams& params, int n);
 
   // Runs one step: outputs for every request that produced tokens or finished in it. The step
   // recipe (schedule, launch, complete the step in flight, outputs) is in engine.cc.
@@ -182,6 +211,7 @@ class Engine {
 
   EngineStats stats() const;
   const EngineConfig& config() const;
+  int vocab_size() const;  // token ids are in [0, vocab_size())
 
   struct Impl;
 

@@ -14,7 +14,9 @@
 
 namespace nc {
 
-int64_t Backend::free_memory_bytes() { return physical_memory_bytes(); }
+int64_t Backend::free_memory_bytes() {
+  return physical_memory_bytes();
+}
 
 void Backend::fill_uniform(Tensor t, uint64_t seed, float low, float high) {
   t.expect_contiguous("fill_uniform");
@@ -47,6 +49,10 @@ void RowSampling::validate() const {
            "sample_tokens: inverse temperature must be finite and >= 0, got {}", inv_temperature);
   NC_CHECK(top_p > 0 && top_p <= 1, "sample_tokens: top_p must be in (0, 1], got {}", top_p);
   NC_CHECK(min_p >= 0 && min_p <= 1, "sample_tokens: min_p must be in [0, 1], got {}", min_p);
+  NC_CHECK(logprobs >= -1 && logprobs <= kMaxLogprobs,
+           "sample_tokens: logprobs must be in [-1, {}], got {}", kMaxLogprobs, logprobs);
+  for (const auto& [id, v] : bias)
+    NC_CHECK(id >= 0 && std::isfinite(v), "sample_tokens: bad bias {} for token {}", v, id);
 }
 
 namespace {
@@ -59,8 +65,10 @@ float gumbel_score(float logit, float inv_t, uint64_t seed, int64_t i) {
 
 }  // namespace
 
+namespace {
+
 // 0 when every logit is -inf or NaN.
-int32_t draw_token(std::span<const float> row, const RowSampling& p) {
+int32_t draw_unbiased(std::span<const float> row, const RowSampling& p) {
   const int64_t V = int64_t(row.size());
   float best = -INFINITY;
   int32_t tok = 0;
@@ -84,6 +92,33 @@ int32_t draw_token(std::span<const float> row, const RowSampling& p) {
   return tok;
 }
 
+}  // namespace
+
+int32_t draw_token(std::span<const float> row, const RowSampling& p) {
+  if (p.bias.empty()) return draw_unbiased(row, p);
+  std::vector<float> biased(row.begin(), row.end());
+  for (const auto& [id, v] : p.bias)
+    if (id >= 0 && size_t(id) < biased.size()) biased[size_t(id)] += v;
+  return draw_unbiased(biased, p);
+}
+
+std::unique_ptr<PendingTokens> draw_on_host(std::span<const float> x, int64_t V,
+                                            const std::vector<RowSampling>& rows) {
+  NC_CHECK(int64_t(x.size()) == int64_t(rows.size()) * V,
+           "draw_on_host: {} logits for {} rows of {}", x.size(), rows.size(), V);
+  std::vector<int32_t> ids(rows.size(), 0);
+  std::vector<RowLogprobs> lps;
+  const bool any =
+      std::any_of(rows.begin(), rows.end(), [](const RowSampling& p) { return p.logprobs >= 0; });
+  if (any) lps.resize(rows.size());
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const std::span<const float> row(x.data() + int64_t(r) * V, size_t(V));
+    ids[r] = draw_token(row, rows[r]);
+    if (rows[r].logprobs >= 0) lps[r] = row_logprobs(row, ids[r], rows[r].logprobs);
+  }
+  return ready_tokens(std::move(ids), std::move(lps));
+}
+
 namespace {
 
 void check_sampling_rows(const Tensor& logits, const std::vector<RowSampling>& rows) {
@@ -102,44 +137,44 @@ std::vector<int32_t> Backend::sample_tokens(const Tensor& logits,
   return sample_tokens_async(logits, rows, alloc({R}, DType::I32))->wait();
 }
 
-std::vector<int32_t> Backend::sample_on_host(const Tensor& logits,
-                                             const std::vector<RowSampling>& rows) {
+std::unique_ptr<PendingTokens> Backend::sample_on_host(const Tensor& logits,
+                                                       const std::vector<RowSampling>& rows) {
   check_sampling_rows(logits, rows);
   for (const RowSampling& p : rows) p.validate();
   const std::vector<float> x = to_host_f32(logits);
-  const int64_t R = logits.dim(0), V = logits.dim(1);
-  std::vector<int32_t> out(size_t(R), 0);
-  for (int64_t r = 0; r < R; ++r)
-    out[size_t(r)] =
-        draw_token(std::span<const float>(x.data() + r * V, size_t(V)), rows[size_t(r)]);
-  return out;
+  return draw_on_host(x, logits.dim(1), rows);
 }
 
 namespace {
 
 class ReadyTokens : public PendingTokens {
  public:
-  explicit ReadyTokens(std::vector<int32_t> ids) : ids_(std::move(ids)) {}
+  ReadyTokens(std::vector<int32_t> ids, std::vector<RowLogprobs> lps)
+      : ids_(std::move(ids)), lps_(std::move(lps)) {}
   std::vector<int32_t> wait() override { return std::move(ids_); }
+  std::vector<RowLogprobs> logprobs() override { return std::move(lps_); }
 
  private:
   std::vector<int32_t> ids_;
+  std::vector<RowLogprobs> lps_;
 };
 
 }  // namespace
 
-std::unique_ptr<PendingTokens> ready_tokens(std::vector<int32_t> ids) {
-  return std::make_unique<ReadyTokens>(std::move(ids));
+std::unique_ptr<PendingTokens> ready_tokens(std::vector<int32_t> ids,
+                                            std::vector<RowLogprobs> logprobs) {
+  return std::make_unique<ReadyTokens>(std::move(ids), std::move(logprobs));
 }
 
 std::unique_ptr<PendingTokens> Backend::sample_tokens_async(const Tensor& logits,
                                                             const std::vector<RowSampling>& rows,
                                                             Tensor ids) {
-  std::vector<int32_t> out = sample_on_host(logits, rows);
+  std::unique_ptr<PendingTokens> drawn = sample_on_host(logits, rows);
+  std::vector<int32_t> out = drawn->wait();
   NC_CHECK(ids.dtype() == DType::I32 && ids.numel() == int64_t(out.size()),
            "sample_tokens_async: ids tensor {} for {} rows", shape_str(ids.shape()), out.size());
   copy_from_host(ids, out.data());
-  return ready_tokens(std::move(out));
+  return ready_tokens(std::move(out), drawn->logprobs());
 }
 
 void Backend::begin_capture() {

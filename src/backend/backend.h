@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/logprobs.h"
 #include "core/host_tensor.h"
 #include "core/tensor.h"
 #include "kv/paged_kv.h"
@@ -39,8 +40,16 @@ struct RowSampling {
   int32_t top_k = -1;  // <= 0: off
   float top_p = 1;     // in (0, 1]; 1: off
   float min_p = 0;     // in [0, 1]; 0: off
+  // >= 0: the draw also gives the sampled token's log-probability and this many top entries
+  // (backend/logprobs.h: from the logits as they come, before the bias and the temperature).
+  int32_t logprobs = -1;
+  // (id, value): value is added to logit id before the draw (OpenAI's logit_bias).
+  std::vector<std::pair<int32_t, float>> bias = {};
   // Whether a filter applies (greedy rows ignore the filters: the argmax passes all of them).
   bool filtered() const { return inv_temperature != 0 && (top_k > 0 || top_p < 1 || min_p > 0); }
+  // Whether the row asks for more than a token (log-probabilities or a bias): the CUDA sampler
+  // draws such rows with the host reference (sample_on_host).
+  bool has_extras() const { return logprobs >= 0 || !bias.empty(); }
   void validate() const;  // nc::Error naming the bad value
 };
 
@@ -50,11 +59,20 @@ class PendingTokens {
   virtual ~PendingTokens() = default;
   // Waits until the ids are on the host and returns them (call once).
   virtual std::vector<int32_t> wait() = 0;
+  // After wait(): one entry per row, filled for the rows whose RowSampling::logprobs >= 0
+  // (others: token -1); empty when no row asked. Call once.
+  virtual std::vector<RowLogprobs> logprobs() { return {}; }
 };
-// Ids already on the host.
-std::unique_ptr<PendingTokens> ready_tokens(std::vector<int32_t> ids);
-// Backend::sample_tokens' draw for one row of float32 logits, on the host (the reference).
+// Ids (and their log-probabilities) already on the host.
+std::unique_ptr<PendingTokens> ready_tokens(std::vector<int32_t> ids,
+                                            std::vector<RowLogprobs> logprobs = {});
+// Backend::sample_tokens' draw for one row of float32 logits, on the host (the reference): the
+// row's bias is added first.
 int32_t draw_token(std::span<const float> logits, const RowSampling& p);
+// The reference draw of R rows of float32 logits [R, V] (row-major), with the log-probabilities
+// the rows ask for: what Backend::sample_tokens_async returns by default.
+std::unique_ptr<PendingTokens> draw_on_host(std::span<const float> logits, int64_t vocab,
+                                            const std::vector<RowSampling>& rows);
 
 class Backend {
  public:
@@ -142,19 +160,21 @@ class Backend {
   virtual void clear_graphs() {}
 
   // One token per row of float32 logits [R, V] without copying the logits to the host (rows[r]
-  // says how to draw row r): argmax (ties to the lowest id) where inv_temperature is 0, else the
-  // Gumbel-max draw argmax_i(logits[r][i] * inv_temperature - log(-log(u_i))) with
-  // u_i = uniform_hash01(seed, i) (random_init.h), taken over the candidates that temperature,
-  // top-k, top-p and min-p leave (backend/sampling_filter.h, filter_candidates), or over all ids
-  // when no filter is on. A row's token depends on its logits and its RowSampling only. It draws
-  // with sample_tokens_async and waits (not virtual: backends implement the asynchronous draw).
+  // says how to draw row r; its bias is added to its logits first): argmax (ties to the lowest id)
+  // where inv_temperature is 0, else the Gumbel-max draw argmax_i(logits[r][i] * inv_temperature -
+  // log(-log(u_i))) with u_i = uniform_hash01(seed, i) (random_init.h), taken over the candidates
+  // that temperature, top-k, top-p and min-p leave (backend/sampling_filter.h, filter_candidates),
+  // or over all ids when no filter is on. A row's token depends on its logits and its RowSampling
+  // only. It draws with sample_tokens_async and waits (not virtual: backends implement the
+  // asynchronous draw).
   std::vector<int32_t> sample_tokens(const Tensor& logits, const std::vector<RowSampling>& rows);
   // Allocates sample_tokens' scratch for up to max_rows rows of `vocab` ids now (the engine sizes
   // the KV cache from the memory left after it) and keeps it; returns its bytes (0: none needed).
   virtual int64_t reserve_sampling(int max_rows, int vocab) { return 0; }
   // The same draw without waiting for it: the ids are written to `ids` (i32 [R] on the device,
   // for later ops in stream order) and copied to the host, where the returned handle's wait()
-  // gives them. The default draws on the host at once (sample_on_host).
+  // gives them, with the log-probabilities of rows that ask (PendingTokens::logprobs). The
+  // default draws on the host at once (sample_on_host).
   virtual std::unique_ptr<PendingTokens> sample_tokens_async(const Tensor& logits,
                                                              const std::vector<RowSampling>& rows,
                                                              Tensor ids);
@@ -168,8 +188,9 @@ class Backend {
 
  protected:
   // sample_tokens' draw on the host, from to_host_f32(logits): the reference for the other
-  // backends' draws.
-  std::vector<int32_t> sample_on_host(const Tensor& logits, const std::vector<RowSampling>& rows);
+  // backends' draws (ids ready, log-probabilities of the rows that ask).
+  std::unique_ptr<PendingTokens> sample_on_host(const Tensor& logits,
+                                                const std::vector<RowSampling>& rows);
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

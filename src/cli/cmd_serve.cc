@@ -106,6 +106,10 @@ void add_serve_command(CLI::App& app) {
                   "requests that may wait beyond --max-num-seqs; more get 429")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  cmd->add_option("--max-n", o.max_n,
+                  "the most choices one request may ask for (n, best_of); more get 400")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_option("--default-max-tokens", o.default_max_tokens,
                   "max_tokens when a request gives none (0: the rest of the context)")
       ->check(CLI::NonNegativeNumber)

@@ -151,6 +151,28 @@ RequestId Engine::add_request(const std::vector<int32_t>& prompt_token_ids,
   return impl_->requests->add(prompt_token_ids, params);
 }
 
+std::vector<RequestId> Engine::add_requests(const std::vector<int32_t>& prompt_token_ids,
+                                            const SamplingParams& params, int n) {
+  NC_CHECK_AS(ErrorKind::InvalidArgument, n >= 1, "request: n must be >= 1, got {}", n);
+  std::vector<RequestId> ids;
+  try {
+    ids.push_back(impl_->requests->add(prompt_token_ids, params));
+    for (int i = 1; i < n; ++i) {
+      SamplingParams p = params;
+      if (p.seed) p.seed = *p.seed + uint64_t(i);
+      p.prompt_logprobs = -1;
+      const RequestId id = impl_->requests->add(prompt_token_ids, p);
+      ids.push_back(id);
+      // It waits while the first one computes the prompt (Scheduler: in-batch prefix sharing).
+      impl_->requests->at(id).seq.waits_for = ids[0];
+    }
+  } catch (...) {
+    for (RequestId id : ids) abort(id);
+    throw;
+  }
+  return ids;
+}
+
 RequestId Engine::add_chat_request(const std::vector<ChatMessage>& messages,
                                    const SamplingParams& params) {
   NC_CHECK_AS(ErrorKind::InvalidArgument, !messages.empty(), "chat request: no messages");
@@ -202,6 +224,8 @@ bool Engine::has_unfinished() const {
 bool CompletionOutput::append(const RequestOutput& o) {
   id = o.id;
   token_ids.insert(token_ids.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+  logprobs.insert(logprobs.end(), o.logprobs.begin(), o.logprobs.end());
+  prompt_logprobs.insert(prompt_logprobs.end(), o.prompt_logprobs.begin(), o.prompt_logprobs.end());
   text += o.text_delta;
   if (o.finished) {
     finish_reason = o.finish_reason;
@@ -301,6 +325,10 @@ std::vector<int32_t> Engine::encode(const std::string& text, bool add_special_to
 std::vector<int32_t> Engine::encode_chat(const std::vector<ChatMessage>& messages,
                                          bool add_generation_prompt) const {
   return impl_->codec->encode_chat(messages, add_generation_prompt);
+}
+
+int Engine::vocab_size() const {
+  return impl_->vocab;
 }
 
 std::string Engine::decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {

@@ -45,11 +45,19 @@ struct Request {
   int64_t last_step = -1;  // serial of the last step that computed tokens of it
   bool finished = false;
   FinishReason reason = FinishReason::None;
+  // Prompt logprobs (params.prompt_logprobs >= 0): entry p is the prompt token at p + 1; sent
+  // once, with the first output token.
+  std::vector<TokenLogprob> prompt_lps;
+  bool prompt_lps_sent = false;
   // What the next RequestOutput carries.
   bool touched = false;
   std::vector<int32_t> new_ids;
+  std::vector<TokenLogprob> new_logprobs;  // aligned with new_ids when params.logprobs >= 0
   std::string delta;
 };
+
+// The public form of a row's log-probabilities.
+TokenLogprob to_token_logprob(const RowLogprobs& lp);
 
 class RequestTable {
  public:
@@ -94,9 +102,13 @@ class RequestTable {
 // stop ids masked until min_tokens).
 bool draws_like_device(const Request& r, bool device_sampling);
 // r's parameters for Backend::sample_tokens (draws the row's seed from r's RNG, except greedy).
+// With the request's logprobs and logit_bias.
 RowSampling row_sampling(Request& r);
-// r's next token from its row of host logits (modified: penalties, masks). A request that draws
-// like the device draws as the device would, so its tokens do not depend on its batch.
+// r's next token from its row of host logits (modified: logit_bias, penalties, masks). A request
+// that draws like the device draws as the device would, so its tokens do not depend on its batch.
 int32_t host_sample(std::span<float> logits, Request& r, bool device_sampling);
+// Prompt logprobs: the logit row of prompt position `pos` gives the log-probability of the
+// prompt token at pos + 1.
+void record_prompt_logprob(Request& r, int pos, std::span<const float> logits);
 
 }  // namespace nc

@@ -40,6 +40,10 @@ void RequestTable::validate_prompt(const std::vector<int32_t>& prompt,
     NC_CHECK_AS(ErrorKind::InvalidArgument, id >= 0 && id < vocab_,
                 "stop_token_ids: token id {} is outside the vocabulary [0, {})", id, vocab_);
   }
+  for (const auto& [id, bias] : p.logit_bias) {
+    NC_CHECK_AS(ErrorKind::InvalidArgument, id >= 0 && id < vocab_,
+                "logit_bias: token id {} is outside the vocabulary [0, {})", id, vocab_);
+  }
   const int n = int(prompt.size());
   NC_CHECK_AS(ErrorKind::ContextLength, n < max_model_len_,
               "request: prompt has {} tokens, the context is {} tokens", n, max_model_len_);
@@ -63,6 +67,10 @@ RequestId RequestTable::add(std::vector<int32_t> prompt, const SamplingParams& p
   r->masked_before_min = p.stop_token_ids;
   if (!p.ignore_eos)
     r->masked_before_min.insert(r->masked_before_min.end(), eos_.begin(), eos_.end());
+  if (p.prompt_logprobs >= 0) {
+    r->seq.prompt_logits = true;
+    r->prompt_lps.resize(size_t(n - 1));
+  }
   r->arrival = EngineClock::now();
   sched_.add(&r->seq);  // throws when it could never fit in the KV cache
   requests_.emplace(next_id_, std::move(r));
@@ -124,6 +132,14 @@ RequestOutput RequestTable::take_output(Request& r) {
   RequestOutput o;
   o.id = r.seq.id;
   o.new_token_ids = std::move(r.new_ids);
+  o.logprobs = std::move(r.new_logprobs);
+  // Prompt logprobs go out once the prompt is computed (with the first token) or at the end.
+  if (r.params.prompt_logprobs >= 0 && !r.prompt_lps_sent &&
+      (r.seq.num_known() > r.seq.num_prompt || r.finished)) {
+    o.prompt_logprobs = std::move(r.prompt_lps);
+    r.prompt_lps_sent = true;
+    r.seq.prompt_logits = false;  // a recompute after a preemption may use the prefix cache
+  }
   o.text_delta = std::move(r.delta);
   o.finished = r.finished;
   o.finish_reason = r.reason;
@@ -134,6 +150,7 @@ RequestOutput RequestTable::take_output(Request& r) {
   if (n >= 1) o.time_to_first_token_s = seconds(r.first_token - r.arrival);
   if (n >= 2) o.time_per_output_token_s = seconds(r.last_token - r.first_token) / (n - 1);
   r.new_ids.clear();
+  r.new_logprobs.clear();
   r.delta.clear();
   r.touched = false;
   return o;
@@ -174,13 +191,39 @@ RowSampling row_sampling(Request& r) {
   const SamplingParams& p = r.params;
   const bool greedy = p.temperature == 0;
   // Greedy draws nothing, as on the host.
-  return {greedy ? 0.0f : 1.0f / p.temperature, greedy ? 0 : r.rng(), p.top_k, p.top_p, p.min_p};
+  RowSampling row;
+  row.inv_temperature = greedy ? 0.0f : 1.0f / p.temperature;
+  row.seed = greedy ? 0 : r.rng();
+  row.top_k = p.top_k;
+  row.top_p = p.top_p;
+  row.min_p = p.min_p;
+  row.logprobs = p.logprobs;
+  row.bias = p.logit_bias;
+  return row;
+}
+
+TokenLogprob to_token_logprob(const RowLogprobs& lp) {
+  TokenLogprob t;
+  t.token = lp.token;
+  t.logprob = lp.logprob;
+  for (size_t i = 0; i < lp.top_ids.size(); ++i)
+    t.top.emplace_back(lp.top_ids[i], lp.top_logprobs[i]);
+  return t;
+}
+
+void record_prompt_logprob(Request& r, int pos, std::span<const float> logits) {
+  if (r.params.prompt_logprobs < 0 || r.prompt_lps_sent) return;
+  if (pos < 0 || size_t(pos) >= r.prompt_lps.size()) return;
+  const int32_t next = r.seq.tokens[size_t(pos) + 1];
+  r.prompt_lps[size_t(pos)] =
+      to_token_logprob(row_logprobs(logits, next, r.params.prompt_logprobs));
 }
 
 int32_t host_sample(std::span<float> logits, Request& r, bool device_sampling) {
   // A request that another row's penalty brought to the host draws as the device would: its
   // tokens do not depend on its batch.
   if (draws_like_device(r, device_sampling)) return draw_token(logits, row_sampling(r));
+  for (const auto& [id, bias] : r.params.logit_bias) logits[size_t(id)] += bias;  // ids checked
   const std::span<const int32_t> all(r.seq.tokens);
   const std::span<const int32_t> masked = r.seq.num_output() < r.params.min_tokens
                                               ? std::span<const int32_t>(r.masked_before_min)

@@ -6,6 +6,7 @@
 #include <numeric>
 #include <unordered_map>
 
+#include "backend/logprobs.h"
 #include "core/error.h"
 
 namespace nc {
@@ -35,6 +36,16 @@ void SamplingParams::validate() const {
   }
   for (const std::string& s : stop)
     NC_CHECK_AS(ErrorKind::InvalidArgument, !s.empty(), "sampling: empty stop string");
+  NC_CHECK_AS(ErrorKind::InvalidArgument, logprobs >= -1 && logprobs <= kMaxLogprobs,
+              "sampling: logprobs must be -1 (off) or in [0, {}], got {}", kMaxLogprobs, logprobs);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, prompt_logprobs >= -1 && prompt_logprobs <= kMaxLogprobs,
+              "sampling: prompt_logprobs must be -1 (off) or in [0, {}], got {}", kMaxLogprobs,
+              prompt_logprobs);
+  for (const auto& [id, bias] : logit_bias) {
+    NC_CHECK_AS(ErrorKind::InvalidArgument, id >= 0, "logit_bias: token id {} is negative", id);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, std::isfinite(bias) && bias >= -100 && bias <= 100,
+                "logit_bias: the bias of token {} must be in [-100, 100], got {}", id, bias);
+  }
 }
 
 void apply_penalties(std::span<float> logits, const SamplingParams& p,

@@ -86,7 +86,7 @@ int common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b, 
 bool Scheduler::waits_for_shared_prefill(Sequence* s,
                                          const std::vector<const Sequence*>& prefilling) const {
   const int ps = cfg_.page_size, need = cfg_.wait_for_shared_prefix_tokens;
-  if (!prefix_cache_ || need <= 0 || prefilling.empty()) return false;
+  if (!prefix_cache_ || need <= 0 || prefilling.empty() || s->prompt_logits) return false;
   // Still waiting for the same prefill: it only puts more of the shared prefix in the cache, so
   // s keeps waiting without comparing its tokens again (a long shared prompt prefilled in
   // chunks would otherwise cost every waiting sharer a full comparison per step).
@@ -129,7 +129,8 @@ void Scheduler::admit_waiting(int& budget) {
     }
     // The prefix cache attaches the pages of the longest cached prefix: only the rest is
     // computed.
-    if (prefix_cache_) s->num_computed = prefix_cache_->match(*s);
+    // (A request that wants its prompt's logits computes all of it.)
+    if (prefix_cache_ && !s->prompt_logits) s->num_computed = prefix_cache_->match(*s);
     const int fit = max_new_tokens_fitting(s);
     if (fit < 1) {  // FCFS: nobody overtakes a request that does not fit
       // A waiting request holds no pages (they stay evictable for the running ones).

@@ -26,6 +26,10 @@ struct Sequence {
   int num_scheduled = 0;   // tokens scheduled in the step being planned
   int64_t session = -1;    // conversation whose cached pages get eviction priority; -1: none
   int64_t waits_for = -1;  // while waiting: the running request whose prefill it waits for
+  // Its prompt's logits are wanted at every position (prompt logprobs): it computes the whole
+  // prompt (no prefix-cache match, no waiting for a sharer) and each step returns a logit row
+  // per prompt token it computes (StepPlan::prompt_rows).
+  bool prompt_logits = false;
 
   int num_tokens() const { return int(tokens.size()); }
   // Tokens before the first placeholder: those known on the host.

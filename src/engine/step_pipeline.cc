@@ -70,7 +70,9 @@ std::unique_ptr<LaunchedStep> StepPipeline::launch() {
   auto s = std::make_unique<LaunchedStep>();
   s->serial = next_serial_++;
   s->plan = build_step_plan(sr, cfg_.page_size);
-  if (planner_) acct_.record_cascade(apply_cascade(s->plan, *planner_));
+  // Prompt rows (prompt logprobs) keep the plain plan: cascade reorders only sampled rows.
+  if (planner_ && s->plan.prompt_rows.empty())
+    acct_.record_cascade(apply_cascade(s->plan, *planner_));
   acct_.add_schedule_time(seconds_since(t0));
   const auto t1 = EngineClock::now();
   queue_on_model(*s);
@@ -85,7 +87,7 @@ std::unique_ptr<LaunchedStep> StepPipeline::launch() {
 void StepPipeline::queue_on_model(LaunchedStep& s) {
   const StepPlan& plan = s.plan;
   const size_t num_rows = plan.sample_entries.size();
-  if (device_sampling_applies(plan)) {
+  if (plan.prompt_rows.empty() && device_sampling_applies(plan)) {
     // Only token ids come back: the host never sees the logits.
     std::vector<RowSampling> rows;
     for (size_t k = 0; k < num_rows; ++k) rows.push_back(row_sampling(request_of_row(plan, k)));
@@ -93,8 +95,10 @@ void StepPipeline::queue_on_model(LaunchedStep& s) {
     return;
   }
   s.logits = model_.forward(plan.input);
-  NC_CHECK(s.logits.size() == num_rows * size_t(vocab_),
-           "engine: model returned {} logits for {} rows of {}", s.logits.size(), num_rows, vocab_);
+  const size_t logit_rows = num_rows + plan.prompt_rows.size();
+  NC_CHECK(s.logits.size() == logit_rows * size_t(vocab_),
+           "engine: model returned {} logits for {} rows of {}", s.logits.size(), logit_rows,
+           vocab_);
 }
 
 void StepPipeline::place_tokens(LaunchedStep& s) {
@@ -115,6 +119,10 @@ std::vector<int32_t> StepPipeline::take_device_tokens(LaunchedStep& s) {
            "engine: model sampled {} tokens for {} rows", toks.size(),
            s.plan.sample_entries.size());
   acct_.count_device_sampled(int64_t(toks.size()));
+  s.row_logprobs = s.ids->logprobs();
+  NC_CHECK(s.row_logprobs.empty() || s.row_logprobs.size() == toks.size(),
+           "engine: model gave log-probabilities for {} of {} rows", s.row_logprobs.size(),
+           toks.size());
   return toks;
 }
 
@@ -125,12 +133,19 @@ void StepPipeline::complete_step(LaunchedStep& s) {
   const auto t1 = EngineClock::now();
   acct_.add_model_time(std::chrono::duration<double>(t1 - t0).count());
   const bool device_sampling = device_sampling_on();
+  // Before the sampled tokens: a token may finish its request (max_tokens 1).
+  record_prompt_rows(s);
   for (size_t k = 0; k < plan.sample_entries.size(); ++k) {
     Request& r = request_of_row(plan, k);
     // Finished (a stop, an abort) while this step ran: its token is dropped.
     if (r.finished) continue;
-    const int32_t tok = s.ids ? toks[k] : host_sample(row_logits(s, k), r, device_sampling);
+    const int32_t tok = s.ids ? toks[k] : host_token(s, k, r, device_sampling);
     NC_CHECK(tok >= 0 && tok < vocab_, "engine: sampled token {} outside the vocabulary", tok);
+    if (s.ids && r.params.logprobs >= 0) {
+      NC_CHECK(!s.row_logprobs.empty() && s.row_logprobs[k].token == tok,
+               "engine: the model gave no log-probabilities for request {}", r.seq.id);
+      r.new_logprobs.push_back(to_token_logprob(s.row_logprobs[k]));
+    }
     int index = s.token_index[k];
     if (index < 0) {
       index = r.seq.num_tokens();
@@ -144,6 +159,27 @@ void StepPipeline::complete_step(LaunchedStep& s) {
     requests_.on_token(r, index, EngineClock::now());
   }
   acct_.add_sample_time(seconds_since(t1));
+}
+
+int32_t StepPipeline::host_token(LaunchedStep& s, size_t k, Request& r, bool device_sampling) {
+  const std::span<float> row = row_logits(s, k);
+  if (r.params.logprobs < 0) return host_sample(row, r, device_sampling);
+  // Log-probabilities of the raw logits: host_sample changes the row (bias, penalties).
+  const std::vector<float> raw(row.begin(), row.end());
+  const int32_t tok = host_sample(row, r, device_sampling);
+  if (tok >= 0 && tok < vocab_)
+    r.new_logprobs.push_back(to_token_logprob(row_logprobs(raw, tok, r.params.logprobs)));
+  return tok;
+}
+
+void StepPipeline::record_prompt_rows(LaunchedStep& s) {
+  const StepPlan& plan = s.plan;
+  for (size_t i = 0; i < plan.prompt_rows.size(); ++i) {
+    const PromptRow& pr = plan.prompt_rows[i];
+    Request* r = requests_.find(plan.entries[size_t(pr.entry)].seq->id);
+    if (!r || r->finished) continue;
+    record_prompt_logprob(*r, pr.position, row_logits(s, plan.sample_entries.size() + i));
+  }
 }
 
 void StepPipeline::abort_requests_of(const LaunchedStep& s) {

@@ -40,8 +40,10 @@ namespace nc {
 struct LaunchedStep {
   int64_t serial = 0;
   StepPlan plan;
-  std::unique_ptr<PendingTokens> ids;  // sampled by the model (device sampling)
-  std::vector<float> logits;           // else [sample rows, vocab] for the host sampler
+  std::unique_ptr<PendingTokens> ids;     // sampled by the model (device sampling)
+  std::vector<RowLogprobs> row_logprobs;  // with ids: per row, for the rows that asked
+  // Else [logit rows, vocab] for the host sampler: the sampled rows, then the prompt rows.
+  std::vector<float> logits;
   // Per logit row: where its token goes in the request's tokens (a placeholder the scheduler
   // already planned with), or -1: appended when it arrives.
   std::vector<int> token_index;
@@ -86,6 +88,9 @@ class StepPipeline {
   // Appends the placeholders of a step going into flight, or marks its rows "append".
   void place_tokens(LaunchedStep& s);
   void complete_step(LaunchedStep& s);
+  // The host sampler's token for row k (with its log-probabilities when r asks).
+  int32_t host_token(LaunchedStep& s, size_t k, Request& r, bool device_sampling);
+  void record_prompt_rows(LaunchedStep& s);
   std::vector<int32_t> take_device_tokens(LaunchedStep& s);
   void abort_requests_of(const LaunchedStep& s);
   bool device_sampling_on() const;

@@ -11,6 +11,7 @@ StepPlan build_step_plan(const ScheduleResult& schedule, int page_size) {
   in.positions.reserve(schedule.num_tokens);
   PagedKVBatch batch;
   batch.causal = true;
+  std::vector<int32_t> prompt_token_rows;
   for (const ScheduledSeq& s : schedule.scheduled) {
     const Sequence& seq = *s.seq;
     StepEntry e;
@@ -22,8 +23,13 @@ StepPlan build_step_plan(const ScheduleResult& schedule, int page_size) {
              "step plan: request {} schedules tokens [{}, {}) of {}", seq.id, e.start,
              e.start + e.num_new, seq.num_tokens());
     for (int i = 0; i < e.num_new; ++i) {
-      in.token_ids.push_back(seq.tokens[e.start + i]);
-      in.positions.push_back(e.start + i);
+      const int pos = e.start + i;
+      if (seq.prompt_logits && pos + 1 < seq.num_prompt) {
+        plan.prompt_rows.push_back({int(plan.entries.size()), pos});
+        prompt_token_rows.push_back(int32_t(in.token_ids.size()));
+      }
+      in.token_ids.push_back(seq.tokens[pos]);
+      in.positions.push_back(pos);
     }
     batch.add(e.num_new, seq.pages, e.start + e.num_new, page_size);
     if (e.sample) {
@@ -34,6 +40,7 @@ StepPlan build_step_plan(const ScheduleResult& schedule, int page_size) {
                                                  : plan.num_prefill_tokens) += e.num_new;
     plan.entries.push_back(e);
   }
+  in.logit_rows.insert(in.logit_rows.end(), prompt_token_rows.begin(), prompt_token_rows.end());
   in.attention.num_tokens = int(in.token_ids.size());
   in.attention.levels.push_back(std::move(batch));
   return plan;

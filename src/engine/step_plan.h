@@ -15,9 +15,19 @@ struct StepEntry {
   bool sample = false;  // all its tokens are computed after this step: sample the next one
 };
 
+// A prompt position whose logits are returned (Sequence::prompt_logits): its row predicts the
+// prompt token at position + 1.
+struct PromptRow {
+  int entry = 0;
+  int position = 0;
+};
+
 struct StepPlan {
   std::vector<StepEntry> entries;   // in the scheduler's order (decodes first)
-  std::vector<int> sample_entries;  // entry index of each logit row, in logit order
+  std::vector<int> sample_entries;  // entry index of each sampled logit row, in logit order
+  // Logit rows after the sampled ones (logit row sample_entries.size() + i is prompt_rows[i]).
+  // A plan with prompt rows runs without cascade and with host logits.
+  std::vector<PromptRow> prompt_rows;
   int num_prefill_tokens = 0;
   int num_decode_tokens = 0;
   ForwardInput input;

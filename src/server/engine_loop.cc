@@ -147,14 +147,24 @@ SamplingParams EngineLoop::engine_sampling(const ParsedRequest& r, int num_promp
 
 std::string EngineLoop::error_param(const ParsedRequest& r, const Error& e, int num_prompt) const {
   if (e.kind() == ErrorKind::ContextLength) return context_param(r, num_prompt);
-  // The engine's check of stop_token_ids against the vocabulary names the field first.
-  if (std::string_view(e.what()).starts_with("stop_token_ids")) return "stop_token_ids";
+  // The engine's checks of ids against the vocabulary name the field first.
+  for (const char* field : {"stop_token_ids", "logit_bias"})
+    if (std::string_view(e.what()).starts_with(field)) return field;
   return "";
 }
 
 std::string EngineLoop::context_param(const ParsedRequest& r, int num_prompt) const {
   if (num_prompt >= max_model_len_) return r.kind == ApiKind::Chat ? "messages" : "prompt";
   return "max_tokens";
+}
+
+LogprobToken render_logprob(const Engine& engine, const TokenLogprob& t) {
+  LogprobToken out;
+  out.id = t.token;
+  out.text = engine.decode({t.token}, /*skip_special_tokens=*/false);
+  out.logprob = t.logprob;
+  for (const auto& [id, lp] : t.top) out.top.emplace_back(engine.decode({id}, false), lp);
+  return out;
 }
 
 void EngineLoop::admit(const std::shared_ptr<RequestHandle>& h) {
@@ -169,14 +179,24 @@ void EngineLoop::admit(const std::shared_ptr<RequestHandle>& h) {
     const std::vector<int32_t> ids = tokenize(r);
     n = int(ids.size());
     // The engine validates the request (token ids, context length, the KV cache, the chat
-    // template); its error's kind says which HTTP answer it gets.
-    const RequestId id = engine_.add_request(ids, engine_sampling(r, n));
-    engine_.set_session(id, h->session_id_);
-    h->id_ = id;
-    active_.emplace(id, h);
+    // template); its error's kind says which HTTP answer it gets. Choices after the first
+    // share the first one's prompt pages (Engine::add_requests).
+    h->ids_ = engine_.add_requests(ids, engine_sampling(r, n), r.best_of);
+    h->unfinished_ = int(h->ids_.size());
+    for (size_t i = 0; i < h->ids_.size(); ++i) {
+      engine_.set_session(h->ids_[i], h->session_id_);
+      active_.emplace(h->ids_[i], Active{h, int(i)});
+    }
     metrics_.on_prompt_tokens(n);
     ev.kind = StreamEvent::Kind::Accepted;
     ev.num_prompt_tokens = n;
+    if (r.kind == ApiKind::Completion)
+      ev.prompt_text = r.prompt_is_ids ? engine_.decode(ids, false) : r.prompt;
+    if (r.echo) {
+      // The first prompt token has no log-probability (nothing before it predicts it).
+      ev.prompt_first = render_logprob(engine_, TokenLogprob{ids.front(), 0, {}});
+      ev.prompt_first.logprob.reset();
+    }
   } catch (const Error& e) {
     ev.kind = StreamEvent::Kind::Error;
     ev.error = api_error_from(e, error_param(r, e, n));
@@ -189,13 +209,16 @@ void EngineLoop::admit(const std::shared_ptr<RequestHandle>& h) {
 }
 
 void EngineLoop::fail_all(const ApiError& e) {
-  for (auto& [id, h] : active_) {
-    engine_.abort(id);
-    release(*h);
+  for (auto& [id, a] : active_) engine_.abort(id);
+  for (auto& [id, a] : active_) {
+    RequestHandle& h = *a.handle;
+    if (h.unfinished_ <= 0) continue;  // its error went out with an earlier choice
+    h.unfinished_ = 0;
+    release(h);
     StreamEvent ev;
     ev.kind = StreamEvent::Kind::Error;
     ev.error = e;
-    h->push(std::move(ev));
+    h.push(std::move(ev));
   }
   active_.clear();
 }
@@ -213,23 +236,30 @@ void EngineLoop::step_once() {
     return;
   }
   publish_stats();  // before routing: a handler that sees its last output sees its pages freed
-  for (RequestOutput& o : outs) {
-    auto it = active_.find(o.id);
-    if (it == active_.end()) continue;
-    std::shared_ptr<RequestHandle> h = it->second;
-    if (o.finished) {
-      active_.erase(it);
-      metrics_.on_request_finished(o.num_prompt_tokens, o.num_completion_tokens,
-                                   o.time_to_first_token_s, o.time_per_output_token_s,
-                                   seconds_since(h->arrival_), o.finish_reason);
-      release(*h);
-    }
-    if (h->cancelled()) continue;
-    StreamEvent ev;
-    ev.kind = StreamEvent::Kind::Output;
-    ev.output = std::move(o);
-    h->push(std::move(ev));
+  for (RequestOutput& o : outs) route(o);
+}
+
+void EngineLoop::route(RequestOutput& o) {
+  auto it = active_.find(o.id);
+  if (it == active_.end()) return;
+  const std::shared_ptr<RequestHandle> h = it->second.handle;
+  const int choice = it->second.choice;
+  if (o.finished) {
+    active_.erase(it);
+    metrics_.on_request_finished(o.num_prompt_tokens, o.num_completion_tokens,
+                                 o.time_to_first_token_s, o.time_per_output_token_s,
+                                 seconds_since(h->arrival_), o.finish_reason);
+    if (--h->unfinished_ == 0) release(*h);
   }
+  if (h->cancelled()) return;
+  StreamEvent ev;
+  ev.kind = StreamEvent::Kind::Output;
+  ev.choice = choice;
+  for (const TokenLogprob& t : o.logprobs) ev.logprobs.push_back(render_logprob(engine_, t));
+  for (const TokenLogprob& t : o.prompt_logprobs)
+    ev.prompt_logprobs.push_back(render_logprob(engine_, t));
+  ev.output = std::move(o);
+  h->push(std::move(ev));
 }
 
 void EngineLoop::run() {
@@ -244,10 +274,12 @@ void EngineLoop::run() {
       batch.swap(pending_);
     }
     for (const auto& h : batch) admit(h);
-    for (auto& [id, h] : active_) {
-      if (h->cancelled() && !h->abort_sent_) {
-        engine_.abort(id);  // its pages return now; the finished output comes with the step
-        h->abort_sent_ = true;
+    for (auto& [id, a] : active_) {
+      RequestHandle& h = *a.handle;
+      if (h.cancelled() && !h.abort_sent_) {
+        // Its pages return now; the finished outputs come with the step.
+        for (RequestId rid : h.ids_) engine_.abort(rid);
+        h.abort_sent_ = true;
       }
     }
     if (engine_.has_unfinished()) {

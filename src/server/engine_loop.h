@@ -22,6 +22,7 @@
 #include "nanocascade/engine.h"
 #include "server/api_error.h"
 #include "server/metrics.h"
+#include "server/openai_format.h"
 #include "server/request_parser.h"
 
 namespace nc::server {
@@ -31,8 +32,15 @@ class EngineLoop;
 struct StreamEvent {
   enum class Kind : uint8_t { Accepted, Output, Error };
   Kind kind = Kind::Output;
-  int num_prompt_tokens = 0;      // Accepted
-  RequestOutput output;           // Output
+  int num_prompt_tokens = 0;  // Accepted
+  std::string prompt_text;    // Accepted, completions: the prompt as text (echo, text offsets)
+  LogprobToken prompt_first;  // Accepted, echo: the first prompt token (no log-probability)
+  int choice = 0;             // Output: the choice (0 .. best_of - 1) it belongs to
+  RequestOutput output;       // Output
+  // Output, decoded on the engine thread: the log-probabilities of output.new_token_ids (when
+  // asked), and of the prompt's tokens after the first (echo with logprobs).
+  std::vector<LogprobToken> logprobs;
+  std::vector<LogprobToken> prompt_logprobs;
   std::optional<ApiError> error;  // Error
 };
 
@@ -61,7 +69,8 @@ class RequestHandle {
   ParsedRequest req_;
   std::string session_id_;
   std::chrono::steady_clock::time_point arrival_;
-  RequestId id_ = -1;
+  std::vector<RequestId> ids_;  // one engine request per choice (best_of of them)
+  int unfinished_ = 0;          // choices not finished yet
   bool abort_sent_ = false;
 };
 
@@ -73,6 +82,9 @@ struct EngineLoopOptions {
   // positive value caps that default.
   int default_max_tokens = 0;
 };
+
+// The engine's log-probabilities as the API writes them: each token decoded on its own.
+LogprobToken render_logprob(const Engine& engine, const TokenLogprob& t);
 
 class EngineLoop {
  public:
@@ -112,6 +124,7 @@ class EngineLoop {
   void fail_all(const ApiError& e);
   void release(RequestHandle& h);  // one request fewer in flight
   void publish_stats();
+  void route(RequestOutput& o);
 
   Engine& engine_;
   EngineLoopOptions opts_;
@@ -130,7 +143,11 @@ class EngineLoop {
   std::thread thread_;
 
   // Engine thread only.
-  std::map<RequestId, std::shared_ptr<RequestHandle>> active_;
+  struct Active {
+    std::shared_ptr<RequestHandle> handle;
+    int choice = 0;
+  };
+  std::map<RequestId, Active> active_;
 
   mutable std::mutex stats_mu_;
   EngineStats stats_;

@@ -36,16 +36,19 @@ void Histogram::observe(double v) {
   ++count_;
 }
 
-void Histogram::render(const std::string& name, const std::string& help, std::string& out) const {
+void Histogram::render(const std::string& name, const std::string& help, std::string& out,
+                       const std::string& labels) const {
   std::lock_guard<std::mutex> lock(mu_);
   out += fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
+  const std::string pre = labels.empty() ? "" : labels + ",";
+  const std::string own = labels.empty() ? "" : "{" + labels + "}";
   uint64_t cum = 0;
   for (size_t i = 0; i < bounds_.size(); ++i) {
     cum += counts_[i];
-    out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, le(bounds_[i]), cum);
+    out += fmt::format("{}_bucket{{{}le=\"{}\"}} {}\n", name, pre, le(bounds_[i]), cum);
   }
-  out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n", name, count_);
-  out += fmt::format("{}_sum {}\n{}_count {}\n", name, sum_, name, count_);
+  out += fmt::format("{}_bucket{{{}le=\"+Inf\"}} {}\n", name, pre, count_);
+  out += fmt::format("{}_sum{} {}\n{}_count{} {}\n", name, own, sum_, name, own, count_);
 }
 
 ServerMetrics::ServerMetrics()
@@ -110,7 +113,48 @@ std::string ServerMetrics::render(const EngineStats& s, int num_in_flight) const
   e2e_.render("nanocascade_e2e_request_latency_seconds", "Time from arrival to the last token.",
               out);
   render_engine_metrics(s, out);
+  render_vllm(s, std::max(0, num_in_flight - s.num_running), out);
   return out;
+}
+
+// The names vLLM exports (its metrics page), from the same numbers: prefix-cache counts are
+// tokens; time per output token is each request's mean gap after its first token.
+void ServerMetrics::render_vllm(const EngineStats& s, int num_waiting, std::string& out) const {
+  std::string name = model_name_;
+  for (char& c : name)
+    if (c == '"' || c == '\\' || c == '\n') c = '_';
+  const std::string labels = fmt::format("model_name=\"{}\"", name);
+  auto sample = [&](const char* metric, const char* type, const char* help, double v) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{}{{{}}} {}\n", metric, help, metric, type,
+                       metric, labels, v);
+  };
+  const double usage = s.total_pages > 0 ? double(s.used_pages) / s.total_pages : 0.0;
+  sample("vllm:num_requests_running", "gauge", "Requests running on the engine.", s.num_running);
+  sample("vllm:num_requests_waiting", "gauge", "Requests waiting to be admitted.", num_waiting);
+  sample("vllm:gpu_cache_usage_perc", "gauge", "KV-cache usage (1 = full).", usage);
+  sample("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage (1 = full).", usage);
+  sample("vllm:prefix_cache_queries_total", "counter",
+         "Prompt tokens looked up in the prefix cache.", double(s.cache.lookup_tokens));
+  sample("vllm:prefix_cache_hits_total", "counter", "Prompt tokens found in the prefix cache.",
+         double(s.cache.hit_tokens));
+  sample("vllm:generation_tokens_total", "counter", "Generated tokens.",
+         double(s.num_generated_tokens));
+  sample("vllm:num_preemptions_total", "counter", "Preemptions.", double(s.num_preemptions));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sample("vllm:prompt_tokens_total", "counter", "Prompt tokens of accepted requests.",
+           double(prompt_tokens_));
+    out +=
+        "# HELP vllm:request_success_total Finished requests by finish reason.\n"
+        "# TYPE vllm:request_success_total counter\n";
+    for (const auto& [reason, n] : finished_by_reason_) {
+      out += fmt::format("vllm:request_success_total{{{},finished_reason=\"{}\"}} {}\n", labels,
+                         reason, n);
+    }
+  }
+  ttft_.render("vllm:time_to_first_token_seconds", "Time to first token.", out, labels);
+  tpot_.render("vllm:time_per_output_token_seconds", "Time per output token.", out, labels);
+  e2e_.render("vllm:e2e_request_latency_seconds", "End-to-end request latency.", out, labels);
 }
 
 void render_engine_metrics(const EngineStats& s, std::string& out) {

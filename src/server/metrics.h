@@ -1,6 +1,8 @@
 // Prometheus metrics of the server (text exposition format 0.0.4), rendered by GET /metrics: the
 // server's own counters and latency histograms, then the engine's stats (the fields that
-// nanocascade/stats.h gives a metric name, so a new one is added there, not here).
+// nanocascade/stats.h gives a metric name, so a new one is added there, not here), then the
+// same numbers under vLLM's names (vllm:num_requests_running, vllm:gpu_cache_usage_perc, ...,
+// labelled model_name="<served model>") so that dashboards and routers made for vLLM read them.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -17,8 +19,10 @@ class Histogram {
  public:
   explicit Histogram(std::vector<double> bounds);
   void observe(double v);
-  // Appends the _bucket/_sum/_count lines (HELP and TYPE too).
-  void render(const std::string& name, const std::string& help, std::string& out) const;
+  // Appends the _bucket/_sum/_count lines (HELP and TYPE too); `labels` (e.g. model_name="m")
+  // go on every sample.
+  void render(const std::string& name, const std::string& help, std::string& out,
+              const std::string& labels = "") const;
 
  private:
   mutable std::mutex mu_;
@@ -38,10 +42,16 @@ class ServerMetrics {
   void on_http_response(int status);
   void on_prompt_tokens(int n);
 
+  // The model_name label of the vLLM-named metrics.
+  void set_model_name(std::string name) { model_name_ = std::move(name); }
+
   // The whole exposition: server counters plus the engine's latest stats.
   std::string render(const EngineStats& stats, int num_in_flight) const;
 
  private:
+  void render_vllm(const EngineStats& s, int num_waiting, std::string& out) const;
+
+  std::string model_name_;
   mutable std::mutex mu_;
   int64_t prompt_tokens_ = 0;      // of accepted requests
   int64_t completion_tokens_ = 0;  // of finished requests

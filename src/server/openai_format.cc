@@ -37,27 +37,97 @@ json reason_json(const std::string& r) {
 
 }  // namespace
 
-json completion_response(const ResponseMeta& m, const std::string& text,
-                         const std::string& finish_reason, int prompt_tokens,
-                         int completion_tokens) {
-  json j = envelope(m, false);
-  json choice = {
-      {"index", 0}, {"logprobs", nullptr}, {"finish_reason", reason_json(finish_reason)}};
-  if (m.kind == ApiKind::Chat) {
-    choice["message"] = {{"role", "assistant"}, {"content", text}};
-  } else {
-    choice["text"] = text;
+namespace {
+
+double finite_logprob(float lp) {
+  return lp > -9999.0f ? double(lp) : -9999.0;  // -inf (and NaN) have no JSON form
+}
+
+json bytes_of(const std::string& s) {
+  json b = json::array();
+  for (unsigned char c : s) b.push_back(int(c));
+  return b;
+}
+
+}  // namespace
+
+json chat_logprobs_json(const std::vector<LogprobToken>& tokens) {
+  json content = json::array();
+  for (const LogprobToken& t : tokens) {
+    json top = json::array();
+    for (const auto& [text, lp] : t.top)
+      top.push_back({{"token", text}, {"logprob", finite_logprob(lp)}, {"bytes", bytes_of(text)}});
+    content.push_back({{"token", t.text},
+                       {"logprob", finite_logprob(t.logprob.value_or(0.0f))},
+                       {"bytes", bytes_of(t.text)},
+                       {"top_logprobs", std::move(top)}});
   }
-  j["choices"] = json::array({std::move(choice)});
+  return {{"content", std::move(content)}};
+}
+
+size_t tokens_text_size(const std::vector<LogprobToken>& tokens) {
+  size_t n = 0;
+  for (const LogprobToken& t : tokens) n += t.text.size();
+  return n;
+}
+
+json completion_logprobs_json(const std::vector<LogprobToken>& tokens, size_t offset) {
+  json toks = json::array(), lps = json::array(), tops = json::array(), offs = json::array();
+  for (const LogprobToken& t : tokens) {
+    toks.push_back(t.text);
+    offs.push_back(offset);
+    offset += t.text.size();
+    if (!t.logprob) {  // the first prompt token: nothing before it to predict it
+      lps.push_back(nullptr);
+      tops.push_back(nullptr);
+      continue;
+    }
+    lps.push_back(finite_logprob(*t.logprob));
+    // The top entries, and the token itself (OpenAI: up to logprobs + 1 entries).
+    json top = json::object();
+    for (const auto& [text, lp] : t.top)
+      if (!top.contains(text)) top[text] = finite_logprob(lp);
+    if (!top.contains(t.text)) top[t.text] = finite_logprob(*t.logprob);
+    tops.push_back(std::move(top));
+  }
+  return {{"tokens", std::move(toks)},
+          {"token_logprobs", std::move(lps)},
+          {"top_logprobs", std::move(tops)},
+          {"text_offset", std::move(offs)}};
+}
+
+json completion_response(const ResponseMeta& m, const std::vector<ChoiceResult>& choices,
+                         int prompt_tokens, int completion_tokens) {
+  json j = envelope(m, false);
+  json arr = json::array();
+  for (const ChoiceResult& c : choices) {
+    json choice = {{"index", c.index},
+                   {"logprobs", c.logprobs},
+                   {"finish_reason", reason_json(c.finish_reason)}};
+    if (m.kind == ApiKind::Chat) {
+      choice["message"] = {{"role", "assistant"}, {"content", c.text}};
+    } else {
+      choice["text"] = c.text;
+    }
+    arr.push_back(std::move(choice));
+  }
+  j["choices"] = std::move(arr);
   j["usage"] = usage_json(prompt_tokens, completion_tokens);
   return j;
 }
 
+json completion_response(const ResponseMeta& m, const std::string& text,
+                         const std::string& finish_reason, int prompt_tokens,
+                         int completion_tokens) {
+  return completion_response(m, {ChoiceResult{0, text, finish_reason, nullptr}}, prompt_tokens,
+                             completion_tokens);
+}
+
 json stream_chunk(const ResponseMeta& m, const std::string& text, const std::string& finish_reason,
-                  bool role_chunk, bool with_usage_null) {
+                  bool role_chunk, bool with_usage_null, int index, const json& logprobs) {
   json j = envelope(m, true);
   json choice = {
-      {"index", 0}, {"logprobs", nullptr}, {"finish_reason", reason_json(finish_reason)}};
+      {"index", index}, {"logprobs", logprobs}, {"finish_reason", reason_json(finish_reason)}};
   if (m.kind == ApiKind::Chat) {
     json delta = json::object();
     if (role_chunk) delta["role"] = "assistant";

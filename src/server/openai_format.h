@@ -1,8 +1,17 @@
 // The JSON objects of OpenAI's chat.completion / text_completion responses and their streaming
-// chunks.
+// chunks, with their choices and log-probabilities.
+//
+// Log-probabilities come as LogprobToken lists (token text already decoded by the engine thread)
+// and are shaped per API: chat's {"content": [{token, logprob, bytes, top_logprobs}]} and
+// completions' {tokens, token_logprobs, top_logprobs, text_offset} (token_logprobs null for
+// the first prompt token of an echo, as OpenAI). A -inf log-probability (a token the model gives
+// no chance) is written as -9999.0, as vLLM does, since JSON has no infinity.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -17,21 +26,48 @@ struct ResponseMeta {
   std::string model;
 };
 
+// One token with its log-probability (none: the first prompt token) and the top alternatives.
+struct LogprobToken {
+  int32_t id = 0;
+  std::string text;
+  std::optional<float> logprob;
+  std::vector<std::pair<std::string, float>> top;  // most likely first
+};
+
+// One choice of a whole response.
+struct ChoiceResult {
+  int index = 0;
+  std::string text;
+  std::string finish_reason;
+  nlohmann::json logprobs;  // null when not asked
+};
+
 // A fresh response id for the kind ("chatcmpl-" or "cmpl-" and 24 hex digits).
 std::string new_response_id(ApiKind kind);
 
 nlohmann::json usage_json(int prompt_tokens, int completion_tokens);
 
+// Chat's logprobs object for these tokens.
+nlohmann::json chat_logprobs_json(const std::vector<LogprobToken>& tokens);
+// Completions' logprobs object; text_offset counts from `offset` (the text before the first
+// token: the prompt's length when it is not echoed, else 0), summing the tokens' text lengths.
+nlohmann::json completion_logprobs_json(const std::vector<LogprobToken>& tokens, size_t offset);
+// The text the tokens' texts make (for completions' text offsets).
+size_t tokens_text_size(const std::vector<LogprobToken>& tokens);
+
 // The whole (non-streaming) response.
+nlohmann::json completion_response(const ResponseMeta& m, const std::vector<ChoiceResult>& choices,
+                                   int prompt_tokens, int completion_tokens);
 nlohmann::json completion_response(const ResponseMeta& m, const std::string& text,
                                    const std::string& finish_reason, int prompt_tokens,
                                    int completion_tokens);
 
-// One streaming chunk with one choice. role_chunk: chat's first chunk (delta.role = assistant).
-// finish_reason empty = null. with_usage_null: "usage": null (when include_usage is on).
+// One streaming chunk with one choice (its index). role_chunk: chat's first chunk of a choice
+// (delta.role = assistant). finish_reason empty = null. with_usage_null: "usage": null (when
+// include_usage is on). logprobs: the chunk's tokens' logprobs object, or null.
 nlohmann::json stream_chunk(const ResponseMeta& m, const std::string& text,
-                            const std::string& finish_reason, bool role_chunk,
-                            bool with_usage_null);
+                            const std::string& finish_reason, bool role_chunk, bool with_usage_null,
+                            int index = 0, const nlohmann::json& logprobs = nullptr);
 
 // The last chunk when include_usage is on: no choices, the usage.
 nlohmann::json usage_chunk(const ResponseMeta& m, int prompt_tokens, int completion_tokens);

@@ -1,5 +1,6 @@
 #include "server/request_parser.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -225,29 +226,8 @@ void parse_stop(const json& body, SamplingParams& sp) {
 
 // Fields OpenAI defines that this server cannot honour: rejected, not silently ignored.
 void reject_unsupported(const json& body, ApiKind kind) {
-  if (get_int(body, "n", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max())
-          .value_or(1) != 1) {
-    throw unsupported("n", "'n' other than 1");
-  }
-  if (kind == ApiKind::Chat) {
-    if (get_bool(body, "logprobs").value_or(false)) throw unsupported("logprobs", "'logprobs'");
-    // top_logprobs 0 asks for nothing (OpenAI accepts it without logprobs); more is unsupported.
-    if (get_int(body, "top_logprobs", 0, 20).value_or(0) != 0)
-      throw unsupported("top_logprobs", "'top_logprobs' other than 0");
-  } else {
-    if (field(body, "logprobs")) throw unsupported("logprobs", "'logprobs'");
-    if (get_bool(body, "echo").value_or(false)) throw unsupported("echo", "'echo'");
-    if (!get_string(body, "suffix").value_or("").empty()) throw unsupported("suffix", "'suffix'");
-    if (get_int(body, "best_of", std::numeric_limits<int64_t>::min(),
-                std::numeric_limits<int64_t>::max())
-            .value_or(1) != 1) {
-      throw unsupported("best_of", "'best_of' other than 1");
-    }
-  }
-  if (const json* lb = field(body, "logit_bias")) {
-    if (!lb->is_object()) throw wrong_type("logit_bias", "an object", *lb);
-    if (!lb->empty()) throw unsupported("logit_bias", "'logit_bias'");
-  }
+  if (kind == ApiKind::Completion && !get_string(body, "suffix").value_or("").empty())
+    throw unsupported("suffix", "'suffix'");
   for (const char* key : {"tools", "functions"}) {
     if (const json* t = field(body, key)) {
       if (!t->is_array()) throw wrong_type(key, "an array", *t);
@@ -259,6 +239,67 @@ void reject_unsupported(const json& body, ApiKind kind) {
     const std::string type = get_string(*rf, "type").value_or("text");
     if (type != "text")
       throw unsupported("response_format", fmt::format("response_format '{}'", type));
+  }
+}
+
+// n and best_of (completions): best_of >= n, both at most the server's --max-n; best_of > n
+// cannot stream (the best are known only at the end), as OpenAI.
+void parse_choices(const json& body, ApiKind kind, const ParseLimits& limits, ParsedRequest& r) {
+  const int64_t max_n = std::max(1, limits.max_n);
+  r.n = int(get_int(body, "n", 1, max_n).value_or(1));
+  r.best_of = r.n;
+  if (kind != ApiKind::Completion) return;
+  if (auto b = get_int(body, "best_of", 1, max_n)) {
+    if (*b < r.n) {
+      throw invalid_param("best_of", fmt::format("'best_of' ({}) must be >= 'n' ({})", *b, r.n));
+    }
+    r.best_of = int(*b);
+  }
+  if (r.best_of > r.n && get_bool(body, "stream").value_or(false))
+    throw invalid_param("best_of", "'best_of' greater than 'n' cannot be streamed");
+}
+
+// Chat: logprobs (bool) + top_logprobs (0..20). Completions: logprobs (0..5) and echo.
+void parse_logprobs(const json& body, ApiKind kind, ParsedRequest& r) {
+  SamplingParams& sp = r.sampling;
+  if (kind == ApiKind::Chat) {
+    const bool on = get_bool(body, "logprobs").value_or(false);
+    const int64_t top = get_int(body, "top_logprobs", 0, kMaxTopLogprobs).value_or(0);
+    if (top > 0 && !on) {
+      throw invalid_param("top_logprobs", "'top_logprobs' needs 'logprobs' set to true");
+    }
+    if (on) sp.logprobs = int(top);
+  } else {
+    if (auto k = get_int(body, "logprobs", 0, kMaxCompletionLogprobs)) sp.logprobs = int(*k);
+    r.echo = get_bool(body, "echo").value_or(false);
+    if (r.echo && sp.logprobs >= 0) sp.prompt_logprobs = sp.logprobs;
+  }
+  r.want_logprobs = sp.logprobs >= 0;
+  // best_of ranks the choices by their summed log-probabilities.
+  if (r.best_of > r.n) sp.logprobs = std::max(sp.logprobs, 0);
+}
+
+// logit_bias: {"<token id>": bias in [-100, 100]}.
+void parse_logit_bias(const json& body, SamplingParams& sp) {
+  const json* lb = field(body, "logit_bias");
+  if (!lb) return;
+  if (!lb->is_object()) throw wrong_type("logit_bias", "an object", *lb);
+  if (lb->size() > size_t(kMaxLogitBiasEntries)) {
+    throw invalid_param("logit_bias",
+                        fmt::format("at most {} logit_bias entries", kMaxLogitBiasEntries));
+  }
+  for (const auto& [key, v] : lb->items()) {
+    const bool digits = !key.empty() && key.size() <= 10 &&
+                        key.find_first_not_of("0123456789") == std::string::npos;
+    const int64_t id = digits ? std::stoll(key) : -1;
+    if (id < 0 || id > INT32_MAX)
+      throw invalid_param("logit_bias", fmt::format("keys must be token ids, got '{}'", key));
+    const double b = v.is_number() ? v.get<double>() : NAN;
+    if (!(b >= -100 && b <= 100)) {
+      throw invalid_param("logit_bias",
+                          fmt::format("token {}: a bias in [-100, 100], got {}", key, v.dump()));
+    }
+    sp.logit_bias.emplace_back(int32_t(id), float(b));
   }
 }
 
@@ -280,7 +321,14 @@ void parse_sampling(const json& body, ApiKind kind, ParsedRequest& r) {
     sp.seed = s->is_number_unsigned() ? s->get<uint64_t>() : uint64_t(s->get<int64_t>());
   }
   // max_completion_tokens is the newer name in chat; it wins when both are given.
-  std::optional<int64_t> max_tokens = get_int(body, "max_tokens", 1, kMaxTokensLimit);
+  // max_tokens 0 only with echo (completions): the prompt's log-probabilities, nothing
+  // generated (what evaluation harnesses send); the engine then computes one token, not returned.
+  std::optional<int64_t> max_tokens =
+      get_int(body, "max_tokens", kind == ApiKind::Completion && r.echo ? 0 : 1, kMaxTokensLimit);
+  if (max_tokens && *max_tokens == 0) {
+    r.max_tokens_zero = true;
+    max_tokens = 1;
+  }
   if (kind == ApiKind::Chat) {
     if (auto x = get_int(body, "max_completion_tokens", 1, kMaxTokensLimit)) max_tokens = x;
   }
@@ -300,6 +348,7 @@ void parse_sampling(const json& body, ApiKind kind, ParsedRequest& r) {
     sp.stop_token_ids = token_ids(*ids, "stop_token_ids");
   }
   parse_stop(body, sp);
+  parse_logit_bias(body, sp);
 }
 
 // parse_special (completions only): special-token texts in the prompt become control tokens.
@@ -316,15 +365,53 @@ void parse_special_flag(const json& body, ApiKind kind, ParsedRequest& r) {
 
 }  // namespace
 
-ParsedRequest parse_request(ApiKind kind, std::string_view body_text) {
+namespace {
+
+json object_body(std::string_view body_text) {
+  json body = parse_json(body_text);
+  if (!body.is_object()) throw invalid_param("", "the body must be a JSON object");
+  return body;
+}
+
+}  // namespace
+
+TokenizeRequest parse_tokenize(std::string_view body_text) {
+  const json body = object_body(body_text);
+  TokenizeRequest r;
+  r.model = get_string(body, "model").value_or("");
+  if (field(body, "messages")) {
+    r.chat = true;
+    r.messages = parse_messages(body);
+    r.add_generation_prompt = get_bool(body, "add_generation_prompt").value_or(true);
+    r.add_special_tokens = get_bool(body, "add_special_tokens").value_or(false);
+    return r;
+  }
+  const std::optional<std::string> p = get_string(body, "prompt");
+  if (!p) throw invalid_param("prompt", "'prompt' (or 'messages') is required");
+  r.prompt = *p;
+  r.add_special_tokens = get_bool(body, "add_special_tokens").value_or(true);
+  r.parse_special = get_bool(body, "parse_special").value_or(false);
+  return r;
+}
+
+DetokenizeRequest parse_detokenize(std::string_view body_text) {
+  const json body = object_body(body_text);
+  DetokenizeRequest r;
+  r.model = get_string(body, "model").value_or("");
+  const json* t = field(body, "tokens");
+  if (!t) throw invalid_param("tokens", "'tokens' is required");
+  if (!t->is_array()) throw wrong_type("tokens", "an array of token ids", *t);
+  r.tokens = token_ids(*t, "tokens");
+  return r;
+}
+
+ParsedRequest parse_request(ApiKind kind, std::string_view body_text, const ParseLimits& limits) {
   const json body = parse_json(body_text);
   if (!body.is_object()) throw invalid_param("", "the body must be a JSON object");
   ParsedRequest r;
   r.kind = kind;
-  const json* model = field(body, "model");
-  if (!model) throw invalid_param("model", "'model' is required");
-  if (!model->is_string()) throw wrong_type("model", "a string", *model);
-  r.model = model->get<std::string>();
+  // Optional: without it the served model answers (as vLLM and llama.cpp's server).
+  r.model = get_string(body, "model").value_or("");
 
   if (kind == ApiKind::Chat) {
     r.messages = parse_messages(body);
@@ -332,6 +419,8 @@ ParsedRequest parse_request(ApiKind kind, std::string_view body_text) {
     parse_prompt(body, r);
   }
   reject_unsupported(body, kind);
+  parse_choices(body, kind, limits, r);
+  parse_logprobs(body, kind, r);
   parse_sampling(body, kind, r);
   parse_special_flag(body, kind, r);
   r.stream = get_bool(body, "stream").value_or(false);

@@ -1,12 +1,11 @@
 // Parsing and validating the JSON bodies of POST /v1/chat/completions and POST /v1/completions.
 //
-// A pure function of the body (no engine, no I/O) so that it can be fuzzed. Everything that can
-// be checked without the tokenizer is checked here; the prompt length against the context is
-// checked by the engine loop after tokenization. Every failure is an ApiError (400), never a
-// crash; unknown fields are ignored, as OpenAI does. Known OpenAI fields that this server cannot
-// honour (n > 1, logprobs, top_logprobs > 0, tools, logit_bias, echo, suffix, best_of > 1,
-// response_format other than text) are rejected with a message naming them rather than silently
-// ignored. stop_token_ids are checked against the vocabulary by the engine.
+// A pure function of the body and the server's limits (no engine, no I/O) so that it can be
+// fuzzed. Everything that can be checked without the tokenizer is checked here; the prompt length
+// against the context and logit_bias / stop_token_ids ids against the vocabulary are checked by
+// the engine. Every failure is an ApiError (400), never a crash; unknown fields are ignored, as
+// OpenAI does. Known OpenAI fields that this server cannot honour (tools, suffix, response_format
+// other than text) are rejected with a message naming them rather than silently ignored.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -21,7 +20,7 @@ enum class ApiKind : uint8_t { Chat, Completion };
 
 struct ParsedRequest {
   ApiKind kind = ApiKind::Chat;
-  std::string model;
+  std::string model;                  // empty: not given (the served model)
   std::vector<ChatMessage> messages;  // Chat
   // Completion: a text prompt, or token ids when prompt_is_ids.
   std::string prompt;
@@ -31,8 +30,17 @@ struct ParsedRequest {
   // field, as llama.cpp's tokenizer flag). Off: the prompt is ordinary text.
   bool parse_special = false;
 
-  SamplingParams sampling;
+  SamplingParams sampling;        // with logprobs, prompt_logprobs (echo) and logit_bias
   bool max_tokens_given = false;  // else the engine loop fills the rest of the context
+  // Choices: n returned; best_of (completions, >= n) generated, the n with the highest summed
+  // log-probability returned.
+  int n = 1;
+  int best_of = 1;
+  // The caller asked for log-probabilities (chat logprobs: true / completions logprobs: k);
+  // sampling.logprobs may be on without it (best_of ranks by them).
+  bool want_logprobs = false;
+  bool echo = false;             // completions: the prompt precedes each choice's text
+  bool max_tokens_zero = false;  // completions with echo and max_tokens 0: the prompt only
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   std::string user;            // the `user` field (a session hint)
@@ -45,8 +53,35 @@ inline constexpr int kMaxStopStringBytes = 1024;
 inline constexpr int kMaxStopTokenIds = 1024;
 // max_tokens above this is rejected here; the engine rejects anything above the context.
 inline constexpr int64_t kMaxTokensLimit = int64_t(1) << 30;
+inline constexpr int kMaxTopLogprobs = 20;        // chat top_logprobs (OpenAI's limit)
+inline constexpr int kMaxCompletionLogprobs = 5;  // completions logprobs (OpenAI's limit)
+inline constexpr int kMaxLogitBiasEntries = 1024;
+
+struct ParseLimits {
+  int max_n = 16;  // n and best_of at most (--max-n)
+};
+
+// POST /tokenize (vLLM's shape): {"prompt": text, "add_special_tokens": true} or
+// {"messages": [...], "add_generation_prompt": true}; "model" optional; "parse_special" as in
+// completions (off: the prompt is ordinary text, as /v1/completions reads it).
+struct TokenizeRequest {
+  std::string model;
+  bool chat = false;
+  std::string prompt;
+  std::vector<ChatMessage> messages;
+  bool add_special_tokens = true;
+  bool add_generation_prompt = true;
+  bool parse_special = false;
+};
+TokenizeRequest parse_tokenize(std::string_view body);
+// POST /detokenize: {"tokens": [ids]} (ids >= 0; the vocabulary is checked by the caller).
+struct DetokenizeRequest {
+  std::string model;
+  std::vector<int32_t> tokens;
+};
+DetokenizeRequest parse_detokenize(std::string_view body);
 
 // Throws ApiError (400) naming the bad field.
-ParsedRequest parse_request(ApiKind kind, std::string_view body);
+ParsedRequest parse_request(ApiKind kind, std::string_view body, const ParseLimits& limits = {});
 
 }  // namespace nc::server

@@ -71,23 +71,12 @@ void Server::Impl::handle_generate(ApiKind kind, const Request& req, const std::
       throw ApiError(415, fmt::format("Content-Type must be application/json, got '{}'", ct),
                      "invalid_request_error", "", "unsupported_media_type");
     }
-    ParsedRequest pr = parse_request(kind, body);
-    if (pr.model != model_name) {
-      throw ApiError(404,
-                     fmt::format("the model '{}' does not exist; this server serves '{}'", pr.model,
-                                 model_name),
-                     "invalid_request_error", "model", "model_not_found");
-    }
+    ParsedRequest pr = parse_request(kind, body, ParseLimits{opts.max_n});
+    check_model(pr.model);
     std::string session = req.get_header_value("X-Session-Id");
     if (session.empty()) session = pr.user;
-    const ParsedRequest head = [&] {  // what the response needs (not the prompt)
-      ParsedRequest c;
-      c.kind = pr.kind;
-      c.model = pr.model;
-      c.stream = pr.stream;
-      c.include_usage = pr.include_usage;
-      return c;
-    }();
+    const ResponseShape shape = ResponseShape::of(pr);  // what the response needs
+    const bool stream = pr.stream;
     std::shared_ptr<RequestHandle> h = loop.submit(std::move(pr), std::move(session));
     CancelGuard guard(h);
     ClientConnection conn(req);
@@ -97,66 +86,59 @@ void Server::Impl::handle_generate(ApiKind kind, const Request& req, const std::
       guard.disarm();
       throw *ev.error;
     }
-    if (head.stream) {
-      respond_stream(head, h, guard, req, res);
+    const ResponseMeta meta{kind, new_response_id(kind), int64_t(std::time(nullptr)), model_name};
+    auto builder = std::make_shared<ResponseBuilder>(meta, shape, ev);
+    if (stream) {
+      respond_stream(builder, h, guard, req, res);
     } else {
-      respond_whole(kind, h, guard, conn, ev.num_prompt_tokens, res);
+      respond_whole(*builder, h, guard, conn, res);
     }
   } catch (const ApiError& e) {
     send_error(res, e);
   }
 }
 
-void Server::Impl::respond_whole(ApiKind kind, const std::shared_ptr<RequestHandle>& h,
-                                 CancelGuard& guard, ClientConnection& conn, int prompt_tokens,
-                                 Response& res) {
-  std::string text;
-  for (;;) {
+void Server::Impl::check_model(const std::string& model) const {
+  // Optional: a request that names no model gets the served one.
+  if (model.empty() || model == model_name) return;
+  throw ApiError(
+      404, fmt::format("the model '{}' does not exist; this server serves '{}'", model, model_name),
+      "invalid_request_error", "model", "model_not_found");
+}
+
+void Server::Impl::respond_whole(ResponseBuilder& b, const std::shared_ptr<RequestHandle>& h,
+                                 CancelGuard& guard, ClientConnection& conn, Response& res) {
+  while (!b.done()) {
     StreamEvent ev;
     if (!wait_event(*h, conn, ev)) return;  // the client left
     if (ev.kind == StreamEvent::Kind::Error) {
       guard.disarm();
       throw *ev.error;
     }
-    RequestOutput& o = ev.output;
-    text += o.text_delta;
-    if (!o.finished) continue;
-    guard.disarm();
-    if (o.finish_reason == FinishReason::Abort) {
-      throw ApiError(503, "the request was aborted by the engine", "server_error");
-    }
-    const ResponseMeta meta{kind, new_response_id(kind), int64_t(std::time(nullptr)), model_name};
-    send_json(res, 200,
-              completion_response(meta, text, finish_reason_name(o.finish_reason), prompt_tokens,
-                                  o.num_completion_tokens));
-    return;
+    b.add(ev);
   }
+  guard.disarm();
+  if (b.aborted()) throw ApiError(503, "the request was aborted by the engine", "server_error");
+  send_json(res, 200, b.response());
 }
 
-void Server::Impl::respond_stream(const ParsedRequest& pr, const std::shared_ptr<RequestHandle>& h,
-                                  CancelGuard& guard, const Request& req, Response& res) {
+void Server::Impl::respond_stream(const std::shared_ptr<ResponseBuilder>& b,
+                                  const std::shared_ptr<RequestHandle>& h, CancelGuard& guard,
+                                  const Request& req, Response& res) {
   struct State {
     std::shared_ptr<RequestHandle> h;
     ClientConnection conn;
-    ResponseMeta meta;
-    bool include_usage = false;
+    std::shared_ptr<ResponseBuilder> b;
     bool finished = false;
   };
-  auto st = std::make_shared<State>(State{
-      h, ClientConnection(req),
-      ResponseMeta{pr.kind, new_response_id(pr.kind), int64_t(std::time(nullptr)), model_name},
-      pr.include_usage, false});
+  auto st = std::make_shared<State>(State{h, ClientConnection(req), b, false});
   guard.disarm();  // from here the releaser below cancels an unfinished stream
   const auto poll_interval = poll();
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
   auto provider = [st, poll_interval](size_t, httplib::DataSink& sink) -> bool {
-    auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
-    const ResponseMeta& m = st->meta;
-    if (m.kind == ApiKind::Chat &&
-        !write(sse_event(stream_chunk(m, "", "", true, st->include_usage)))) {
-      return false;
-    }
+    auto write = [&](const std::string& s) { return s.empty() || sink.write(s.data(), s.size()); };
+    if (!write(st->b->start())) return false;
     for (;;) {
       StreamEvent ev;
       const bool got = st->h->next(ev, poll_interval);
@@ -170,24 +152,17 @@ void Server::Impl::respond_stream(const ParsedRequest& pr, const std::shared_ptr
         sink.done();
         return true;
       }
-      const RequestOutput& o = ev.output;
-      if (!o.text_delta.empty() &&
-          !write(sse_event(stream_chunk(m, o.text_delta, "", false, st->include_usage)))) {
-        return false;
-      }
-      if (!o.finished) continue;
-      st->finished = true;
-      if (o.finish_reason == FinishReason::Abort) {
+      if (!write(st->b->stream(ev))) return false;
+      if (ev.output.finished && ev.output.finish_reason == FinishReason::Abort) {
         write(sse_event(
             ApiError(503, "the request was aborted by the engine", "server_error").to_json()));
-      } else {
-        write(sse_event(
-            stream_chunk(m, "", finish_reason_name(o.finish_reason), false, st->include_usage)));
-        if (st->include_usage) {
-          write(sse_event(usage_chunk(m, o.num_prompt_tokens, o.num_completion_tokens)));
-        }
       }
-      write(kSseDone);
+      if (!st->b->done()) continue;
+      st->finished = true;
+      if (!st->b->aborted())
+        write(st->b->end());
+      else
+        write(kSseDone);
       sink.done();
       return true;
     }
@@ -201,6 +176,47 @@ void Server::Impl::respond_stream(const ParsedRequest& pr, const std::shared_ptr
     res.set_content_provider("text/event-stream", provider, releaser);
   } else {
     res.set_chunked_content_provider("text/event-stream", provider, releaser);
+  }
+}
+
+// The tokenizer is only read (const), so the handler threads use it directly, beside the engine
+// thread's steps.
+void Server::Impl::handle_tokenize(const std::string& body, Response& res) {
+  try {
+    const TokenizeRequest r = parse_tokenize(body);
+    check_model(r.model);
+    std::vector<int32_t> ids;
+    try {
+      ids = r.chat ? engine.encode_chat(r.messages, r.add_generation_prompt)
+                   : engine.encode(r.prompt, r.add_special_tokens, r.parse_special);
+    } catch (const Error& e) {
+      throw api_error_from(e, r.chat ? "messages" : "prompt");
+    }
+    send_json(res, 200,
+              {{"count", ids.size()},
+               {"max_model_len", loop.stats().max_model_len},
+               {"tokens", ids},
+               {"token_strs", nullptr}});
+  } catch (const ApiError& e) {
+    send_error(res, e);
+  }
+}
+
+void Server::Impl::handle_detokenize(const std::string& body, Response& res) {
+  try {
+    const DetokenizeRequest r = parse_detokenize(body);
+    check_model(r.model);
+    const int vocab = engine.vocab_size();
+    for (size_t i = 0; i < r.tokens.size(); ++i) {
+      if (r.tokens[i] >= vocab) {
+        throw invalid_param("tokens", fmt::format("tokens[{}] = {} is outside the vocabulary "
+                                                  "[0, {})",
+                                                  i, r.tokens[i], vocab));
+      }
+    }
+    send_json(res, 200, {{"prompt", engine.decode(r.tokens, /*skip_special_tokens=*/false)}});
+  } catch (const ApiError& e) {
+    send_error(res, e);
   }
 }
 
@@ -226,6 +242,7 @@ void Server::start() {
   m.http->set_write_timeout(std::max(1, m.opts.write_timeout_s), 0);
   m.http->set_tcp_nodelay(true);  // SSE chunks go out as they are written
   m.cors = CorsPolicy(m.opts.allowed_origins);
+  m.metrics.set_model_name(m.model_name);
   m.setup_routes();
 
   if (m.opts.port == 0) {

@@ -1,5 +1,6 @@
 // nanocascade's OpenAI-compatible HTTP server (cpp-httplib): POST /v1/chat/completions,
-// POST /v1/completions (both with SSE streaming), GET /v1/models, GET /health, GET /metrics.
+// POST /v1/completions (both with SSE streaming), GET /v1/models, GET /health, GET /metrics,
+// POST /tokenize and /detokenize (vLLM's).
 // Connections, deadlines and limits are http_server.h's; framing checks and CORS http_checks.h's.
 // See docs/server.md.
 #pragma once
@@ -22,6 +23,7 @@ struct ServerOptions {
   size_t max_body_bytes = size_t(4) << 20;  // larger bodies get 413
   int max_waiting = 128;                    // see EngineLoopOptions
   int default_max_tokens = 0;               // 0 = the rest of the context
+  int max_n = 16;                           // n and best_of at most (larger: 400)
   // Worker threads, started as requests come (connections between requests hold none): 0 =
   // max_num_seqs + max_waiting + 16 (one per request the engine admits, and some for /health and
   // the like), at most max_connections.

@@ -2,6 +2,7 @@
 // holds the generation handlers and Server's methods; server_routes.cc the routes, the checks
 // made before a body is read, and the HTTP limits.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -17,6 +18,7 @@
 #include "server/metrics.h"
 #include "server/openai_format.h"
 #include "server/request_parser.h"
+#include "server/response_builder.h"
 #include "server/server.h"
 
 namespace nc::server {
@@ -74,14 +76,22 @@ struct Server::Impl {
   void setup_routes();
   void setup_checks();
   HttpLimits limits() const;
-  void handle_post(ApiKind kind, const Request& req, Response& res,
-                   const httplib::ContentReader& read);
+  using BodyHandler = std::function<void(const std::string& body)>;
+  // Reads a POST body within the cap, then hands it on (413/408/400 otherwise).
+  void handle_post(const Request& req, Response& res, const httplib::ContentReader& read,
+                   const BodyHandler& handle);
   bool authorized(const Request& req) const;
   void handle_generate(ApiKind kind, const Request& req, const std::string& body, Response& res);
-  void respond_whole(ApiKind kind, const std::shared_ptr<RequestHandle>& h, CancelGuard& guard,
-                     ClientConnection& conn, int prompt_tokens, Response& res);
-  void respond_stream(const ParsedRequest& pr, const std::shared_ptr<RequestHandle>& h,
-                      CancelGuard& guard, const Request& req, Response& res);
+  // 404 unless the model is the served one (or not named).
+  void check_model(const std::string& model) const;
+  void respond_whole(ResponseBuilder& b, const std::shared_ptr<RequestHandle>& h,
+                     CancelGuard& guard, ClientConnection& conn, Response& res);
+  void respond_stream(const std::shared_ptr<ResponseBuilder>& b,
+                      const std::shared_ptr<RequestHandle>& h, CancelGuard& guard,
+                      const Request& req, Response& res);
+  // POST /tokenize and /detokenize (vLLM's shapes).
+  void handle_tokenize(const std::string& body, Response& res);
+  void handle_detokenize(const std::string& body, Response& res);
   bool wait_event(RequestHandle& h, ClientConnection& conn, StreamEvent& ev) const;
   json model_card() const;
 };

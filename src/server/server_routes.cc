@@ -16,7 +16,10 @@ namespace {
 
 // The method a known route takes ("" for an unknown route).
 std::string allowed_method(const std::string& path) {
-  if (path == "/v1/chat/completions" || path == "/v1/completions") return "POST";
+  if (path == "/v1/chat/completions" || path == "/v1/completions" || path == "/tokenize" ||
+      path == "/detokenize") {
+    return "POST";
+  }
   if (path == "/v1/models" || path.starts_with("/v1/models/") || path == "/health" ||
       path == "/metrics") {
     return "GET";
@@ -106,7 +109,9 @@ void Server::Impl::setup_checks() {
         return HR::Handled;
       }
     }
-    if ((req.path == "/v1" || req.path.starts_with("/v1/")) && !authorized(req)) {
+    const bool guarded = req.path == "/v1" || req.path.starts_with("/v1/") ||
+                         req.path == "/tokenize" || req.path == "/detokenize";
+    if (guarded && !authorized(req)) {
       send_error(res, ApiError(401, "invalid or missing API key (Authorization: Bearer <key>)",
                                "invalid_request_error", "", "invalid_api_key"));
       return HR::Handled;
@@ -128,8 +133,8 @@ void Server::Impl::setup_checks() {
 
 // Reads the body of a generation request within the cap (a chunked body has no announced
 // length: reading stops at the cap, the rest is not read).
-void Server::Impl::handle_post(ApiKind kind, const Request& req, Response& res,
-                               const httplib::ContentReader& read) {
+void Server::Impl::handle_post(const Request& req, Response& res,
+                               const httplib::ContentReader& read, const BodyHandler& handle) {
   std::string body;
   bool over = false;
   // Without a Content-Length or chunked encoding the body is empty (RFC 9112 6.3); httplib
@@ -150,19 +155,27 @@ void Server::Impl::handle_post(ApiKind kind, const Request& req, Response& res,
                                           : http_error(req, 400, opts.max_body_bytes));
     return;
   }
-  handle_generate(kind, req, body, res);
+  handle(body);
 }
 
 void Server::Impl::setup_routes() {
   setup_checks();
-  http->Post("/v1/chat/completions",
-             [this](const Request& req, Response& res, const httplib::ContentReader& read) {
-               handle_post(ApiKind::Chat, req, res, read);
-             });
-  http->Post("/v1/completions",
-             [this](const Request& req, Response& res, const httplib::ContentReader& read) {
-               handle_post(ApiKind::Completion, req, res, read);
-             });
+  for (ApiKind kind : {ApiKind::Chat, ApiKind::Completion}) {
+    http->Post(kind == ApiKind::Chat ? "/v1/chat/completions" : "/v1/completions",
+               [this, kind](const Request& req, Response& res, const httplib::ContentReader& read) {
+                 handle_post(req, res, read, [&](const std::string& body) {
+                   handle_generate(kind, req, body, res);
+                 });
+               });
+  }
+  http->Post(
+      "/tokenize", [this](const Request& req, Response& res, const httplib::ContentReader& read) {
+        handle_post(req, res, read, [&](const std::string& body) { handle_tokenize(body, res); });
+      });
+  http->Post(
+      "/detokenize", [this](const Request& req, Response& res, const httplib::ContentReader& read) {
+        handle_post(req, res, read, [&](const std::string& body) { handle_detokenize(body, res); });
+      });
   http->Get("/v1/models", [this](const Request&, Response& res) {
     send_json(res, 200, {{"object", "list"}, {"data", json::array({model_card()})}});
   });
@@ -194,7 +207,7 @@ void Server::Impl::setup_routes() {
                                "invalid_request_error", "", "method_not_allowed"));
     };
   };
-  for (const char* path : {"/v1/chat/completions", "/v1/completions"}) {
+  for (const char* path : {"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize"}) {
     http->Get(path, not_allowed("POST"));
     http->Put(path, not_allowed("POST"));
     http->Patch(path, not_allowed("POST"));

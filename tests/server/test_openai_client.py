@@ -155,9 +155,9 @@ class OpenAIClientTest(unittest.TestCase):
         with self.assertRaises(o.NotFoundError):
             self.client.chat.completions.create(
                 model="gpt-4", messages=[{"role": "user", "content": "x"}])
-        with self.assertRaises(o.BadRequestError) as e:
+        with self.assertRaises(o.BadRequestError) as e:  # above --max-n (16)
             self.client.chat.completions.create(
-                model=MODEL_ID, messages=[{"role": "user", "content": "x"}], n=2)
+                model=MODEL_ID, messages=[{"role": "user", "content": "x"}], n=17)
         self.assertEqual(e.exception.param, "n")
         with self.assertRaises(o.BadRequestError):
             self.client.chat.completions.create(model=MODEL_ID, messages=[])

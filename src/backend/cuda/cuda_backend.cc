@@ -13,6 +13,8 @@
 //   cuda_sampler    sample_tokens_async and its reserved scratch
 #include "backend/cuda/cuda_backend.h"
 
+#include <algorithm>
+
 #include "backend/cuda/cuda_attention.h"
 #include "backend/cuda/cuda_gemm.h"
 #include "backend/cuda/cuda_graphs.h"
@@ -119,6 +121,9 @@ class CudaBackend final : public Backend {
   std::unique_ptr<PendingTokens> sample_tokens_async(const Tensor& logits,
                                                      const std::vector<RowSampling>& rows,
                                                      Tensor ids) override {
+    // Log-probabilities and logit_bias: the host reference draws those rows (docs/server.md).
+    if (std::any_of(rows.begin(), rows.end(), [](const RowSampling& p) { return p.has_extras(); }))
+      return Backend::sample_tokens_async(logits, rows, ids);
     return sampler_.sample_async(logits, rows, ids);
   }
 

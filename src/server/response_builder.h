@@ -1,0 +1,76 @@
+// ResponseBuilder: one generation request's events (engine_loop.h) turned into its OpenAI
+// response, with n / best_of choices, echo and log-probabilities.
+//
+// Whole responses: add() every Output event until done(), then response(). With best_of > n the
+// n choices with the highest summed log-probability of their tokens are returned (index 0 the
+// best). Streams: start() (chat's role chunk per choice), then stream(ev) per Output event (the
+// chunks it gives, each naming its choice's index; completions with echo start each choice with
+// the prompt), then end() once done() (the usage chunk when asked, and [DONE]).
+//
+// Echo with max_tokens 0 (completions): the engine computed one token that is not returned; the
+// choice is the prompt alone, finish_reason "length", 0 completion tokens.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "server/engine_loop.h"
+#include "server/openai_format.h"
+#include "server/request_parser.h"
+
+namespace nc::server {
+
+// What of the request the response needs (not the prompt).
+struct ResponseShape {
+  ApiKind kind = ApiKind::Chat;
+  int n = 1;
+  int best_of = 1;
+  bool want_logprobs = false;
+  bool echo = false;
+  bool max_tokens_zero = false;
+  bool include_usage = false;
+
+  static ResponseShape of(const ParsedRequest& r);
+};
+
+class ResponseBuilder {
+ public:
+  ResponseBuilder(ResponseMeta meta, ResponseShape shape, const StreamEvent& accepted);
+
+  void add(const StreamEvent& ev);  // an Output event
+  bool done() const { return unfinished_ == 0; }
+  bool aborted() const { return aborted_; }
+  nlohmann::json response() const;
+
+  std::string start() const;
+  std::string stream(const StreamEvent& ev);
+  std::string end() const;
+
+ private:
+  struct Choice {
+    std::string text;
+    std::vector<LogprobToken> logprobs;
+    std::string finish_reason;
+    int tokens = 0;
+    double sum_logprob = 0;
+    bool started = false;  // stream: its first chunk went out
+    size_t offset = 0;     // stream, completions: text offset of its next token
+  };
+  void take_prompt_logprobs(const StreamEvent& ev);
+  std::vector<LogprobToken> prompt_tokens() const;
+  ChoiceResult result(const Choice& c, int index) const;
+  nlohmann::json chunk_logprobs(const std::vector<LogprobToken>& toks, size_t offset) const;
+
+  ResponseMeta meta_;
+  ResponseShape shape_;
+  int prompt_tokens_ = 0;
+  std::string prompt_text_;
+  LogprobToken prompt_first_;
+  std::vector<LogprobToken> prompt_rest_;  // the prompt tokens after the first
+  std::vector<Choice> choices_;
+  int unfinished_ = 0;
+  bool aborted_ = false;
+};
+
+}  // namespace nc::server
