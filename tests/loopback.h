@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -31,6 +32,15 @@ inline int connect_loopback(int port, int rcvbuf = 0) {
     return -1;
   }
   return fd;
+}
+
+// Sends all of s, or returns false (no SIGPIPE when the server has closed).
+inline bool send_all(int fd, const std::string& s) {
+  return ::send(fd, s.data(), s.size(), MSG_NOSIGNAL) == ssize_t(s.size());
+}
+
+inline double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
 // A started server on an ephemeral port over the fake model (300 ids, 1024 positions), with a

@@ -27,12 +27,10 @@
 namespace nc {
 namespace {
 
+using test::seconds_since;
+
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 using LimitServer = test::FakeModelServer;
 

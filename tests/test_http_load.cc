@@ -28,6 +28,8 @@
 namespace nc {
 namespace {
 
+using test::send_all;
+
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
@@ -39,10 +41,6 @@ double ms_since(Clock::time_point t) {
 std::unique_ptr<test::FakeModelServer> load_server(server::ServerOptions opts) {
   if (opts.model_name.empty()) opts.model_name = "fake-model";
   return std::make_unique<test::FakeModelServer>(opts);
-}
-
-bool send_all(int fd, const std::string& s) {
-  return ::send(fd, s.data(), s.size(), MSG_NOSIGNAL) == ssize_t(s.size());
 }
 
 // One request on a fresh connection ("Connection: close"); the whole response, read for up to

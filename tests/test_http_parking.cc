@@ -19,16 +19,11 @@
 namespace nc {
 namespace {
 
+using test::seconds_since;
+using test::send_all;
+
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-bool send_all(int fd, const std::string& s) {
-  return ::send(fd, s.data(), s.size(), MSG_NOSIGNAL) == ssize_t(s.size());
-}
 
 // Reads for up to `timeout_s`, until `want` occurrences of `stop` came or the peer closed
 // (`closed` then set).
