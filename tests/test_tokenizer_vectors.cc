@@ -139,6 +139,7 @@ TEST_P(TokenizerVectors, EncodesExactly) {
   for (const VocabCase& c : cases) {
     const std::vector<int32_t> ids = tok->encode(c.text, /*add_bos=*/false, false);
     EXPECT_EQ(ids_str(ids), ids_str(c.ids)) << name << " text: '" << c.text << "'";
+    EXPECT_EQ(tok->decode(ids), c.text) << name << ": round trip";
     passed += ids == c.ids;
   }
   EXPECT_EQ(passed, cases.size());
