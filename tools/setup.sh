@@ -87,4 +87,22 @@ if [ ! -f third_party/llama-jinja/NC_SOURCE ]; then
   echo "$LLAMA_JINJA_PKG" > third_party/llama-jinja/NC_SOURCE
   rm -rf "$tmp"
 fi
+# llama.cpp's vocabulary test vectors (models/ggml-vocab-*.gguf with their .inp/.out files: MIT,
+# vocabulary-only GGUFs and the ids Hugging Face tokenizers gives each input), from the same sdist,
+# never committed: tests/test_tokenizer_vectors.cc checks them. LLAMA_JINJA_SDIST=FILE applies here too.
+if [ ! -f third_party/llama-vocab/NC_SOURCE ]; then
+  echo "setup: fetching llama.cpp's vocabulary test vectors ($LLAMA_JINJA_PKG sdist)"
+  tmp=$(mktemp -d)
+  sdist=${LLAMA_JINJA_SDIST:-}
+  if [ -z "$sdist" ]; then
+    python3 -m pip download -q --no-binary :all: --no-deps -d "$tmp" "$LLAMA_JINJA_PKG"
+    sdist=$(ls "$tmp"/llama_cpp_python-*.tar.gz)
+  fi
+  top=$(basename "$sdist" .tar.gz)/vendor/llama.cpp
+  tar -xzf "$sdist" -C "$tmp" --wildcards "$top/models/ggml-vocab-*" "$top/LICENSE"
+  rm -rf third_party/llama-vocab && mkdir -p third_party/llama-vocab
+  mv "$tmp/$top"/models/ggml-vocab-* "$tmp/$top/LICENSE" third_party/llama-vocab/
+  echo "$LLAMA_JINJA_PKG" > third_party/llama-vocab/NC_SOURCE
+  rm -rf "$tmp"
+fi
 echo "setup: done"

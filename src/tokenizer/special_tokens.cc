@@ -22,6 +22,7 @@ void Tokenizer::build_specials() {
     if (t.empty() || !is_special_type(spec_.types[i])) continue;
     if (!specials_.emplace(t, static_cast<int32_t>(i)).second) continue;
     special_first_byte_[static_cast<uint8_t>(t[0])] = true;
+    has_always_ = has_always_ || is_always_special(static_cast<int32_t>(i));
     if (std::find(special_lengths_.begin(), special_lengths_.end(), t.size()) ==
         special_lengths_.end())
       special_lengths_.push_back(t.size());
@@ -29,20 +30,32 @@ void Tokenizer::build_specials() {
   std::sort(special_lengths_.rbegin(), special_lengths_.rend());
 }
 
+// Hugging Face and llama.cpp match user-defined (non-special added) tokens in all text. Text
+// from users must not become markers (issue #19), so here only those made of whitespace are
+// (GPT-NeoX/MPT's runs of spaces): they are plain text by any reading, and without them such
+// vocabularies would not tokenize as their models were trained.
+bool Tokenizer::is_always_special(int32_t id) const {
+  if (spec_.types[id] != TokenType::kUserDefined) return false;
+  const std::string& t = spec_.tokens[id];
+  return !t.empty() && t.find_first_not_of(" \t\n\r") == std::string::npos;
+}
+
 bool Tokenizer::is_special_text(std::string_view text) const {
   return specials_.find(text) != specials_.end();
 }
 
-// Leftmost-longest matches of special token texts.
-std::vector<Tokenizer::SpecialHit> Tokenizer::find_all_specials(std::string_view text) const {
+// Leftmost-longest matches of special token texts (only the always-matched ones when asked).
+std::vector<Tokenizer::SpecialHit> Tokenizer::find_all_specials(std::string_view text,
+                                                                bool always_only) const {
   std::vector<SpecialHit> hits;
+  if (always_only && !has_always_) return hits;
   for (size_t i = 0; i < text.size();) {
     size_t hit_len = 0;
     if (special_first_byte_[static_cast<uint8_t>(text[i])]) {
       for (size_t len : special_lengths_) {
         if (i + len > text.size()) continue;
         auto it = specials_.find(text.substr(i, len));
-        if (it != specials_.end()) {
+        if (it != specials_.end() && (!always_only || is_always_special(it->second))) {
           hits.push_back({i, len, it->second});
           hit_len = len;
           break;
@@ -54,10 +67,11 @@ std::vector<Tokenizer::SpecialHit> Tokenizer::find_all_specials(std::string_view
   return hits;
 }
 
+// Whitespace-only user-defined tokens are found in all text; other special tokens only where
+// asked for (see is_always_special).
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos,
                                        bool parse_special) const {
-  if (!parse_special || specials_.empty()) return encode_with_hits(text, {}, add_bos);
-  return encode_with_hits(text, find_all_specials(text), add_bos);
+  return encode_with_hits(text, find_all_specials(text, !parse_special), add_bos);
 }
 
 std::vector<int32_t> Tokenizer::encode_marked(std::string_view text,
@@ -65,18 +79,24 @@ std::vector<int32_t> Tokenizer::encode_marked(std::string_view text,
                                               bool add_bos) const {
   std::vector<SpecialHit> hits;
   size_t end_of_last = 0;
+  // The hits in text[from, from + len): all specials inside a marked span (a Jinja template's
+  // span may hold several), the always-matched ones elsewhere.
+  auto add_hits = [&](size_t from, size_t len, bool user_defined_only) {
+    for (SpecialHit h : find_all_specials(text.substr(from, len), user_defined_only)) {
+      h.offset += from;
+      hits.push_back(h);
+    }
+  };
   for (const TextSpan& s : marked) {
     NC_CHECK(
         s.offset >= end_of_last && s.offset <= text.size() && s.length <= text.size() - s.offset,
         "encode_marked: span [{}, {}) is out of order or outside the text of {} bytes", s.offset,
         s.offset + s.length, text.size());
+    add_hits(end_of_last, s.offset - end_of_last, true);
+    add_hits(s.offset, s.length, false);
     end_of_last = s.offset + s.length;
-    // The special tokens wholly inside the span (a Jinja template's span may hold several).
-    for (SpecialHit h : find_all_specials(text.substr(s.offset, s.length))) {
-      h.offset += s.offset;
-      hits.push_back(h);
-    }
   }
+  add_hits(end_of_last, text.size() - end_of_last, true);
   return encode_with_hits(text, hits, add_bos);
 }
 

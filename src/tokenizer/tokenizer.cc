@@ -1,21 +1,18 @@
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
-#include <queue>
 
 #include "core/error.h"
 #include "tokenizer/pretokenizer.h"
+#include "tokenizer/tokenizer_internal.h"
 #include "tokenizer/unicode.h"
 
 namespace nc {
 
 namespace {
 
-constexpr std::string_view kSpmSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's space
-
-uint64_t pair_key(int32_t a, int32_t b) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
-}
+using tok_detail::kSpmSpace;
+using tok_detail::pair_key;
 
 // Parses "<0xNN>"; -1 when s has another form.
 int parse_byte_token(std::string_view s) {
@@ -65,6 +62,13 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
   std::fill(std::begin(byte_token_), std::end(byte_token_), -1);
   if (spec_.kind == TokenizerKind::kByteLevelBpe) {
     for (int b = 0; b < 256; ++b) byte_token_[b] = token_id(unicode::byte_to_utf8(b));
+  } else {
+    for (size_t i = 0; i < n; ++i) {
+      const int b = spec_.types[i] == TokenType::kByte ? parse_byte_token(spec_.tokens[i]) : -1;
+      if (b >= 0 && byte_token_[b] < 0) byte_token_[b] = static_cast<int32_t>(i);
+    }
+  }
+  if (spec_.kind != TokenizerKind::kSentencePieceBpe) {
     merges_.reserve(spec_.merges.size());
     for (size_t r = 0; r < spec_.merges.size(); ++r) {
       const auto& [a, b] = spec_.merges[r];
@@ -73,12 +77,7 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
       if (ia < 0 || ib < 0 || iab < 0) continue;
       merges_.emplace(pair_key(ia, ib), MergeInfo{static_cast<int32_t>(r), iab});
     }
-    pre_ = std::make_unique<PreTokenizer>(spec_.pre_regexes);
-  } else {
-    for (size_t i = 0; i < n; ++i) {
-      const int b = spec_.types[i] == TokenType::kByte ? parse_byte_token(spec_.tokens[i]) : -1;
-      if (b >= 0 && byte_token_[b] < 0) byte_token_[b] = static_cast<int32_t>(i);
-    }
+    pre_ = std::make_unique<PreTokenizer>(spec_.pre_splits);
   }
   build_pieces();
   build_specials();
@@ -165,6 +164,19 @@ void Tokenizer::encode_segment(std::string_view text, bool first_segment,
     spm_segment(text, spec_.add_prefix_space, out);
     return;
   }
+  if (spec_.kind == TokenizerKind::kUtf8Bpe) {
+    std::string norm;  // spaces as U+2581, as SentencePiece writes them
+    norm.reserve(text.size() + 8);
+    if (spec_.add_prefix_space && (first_segment || !spec_.prefix_first_only)) norm += kSpmSpace;
+    for (char c : text) {
+      if (c == ' ' && spec_.escape_spaces)
+        norm += kSpmSpace;
+      else
+        norm += c;
+    }
+    for (std::string_view word : pre_->split(norm)) utf8_bpe_word(word, out);
+    return;
+  }
   if (spec_.add_prefix_space && text[0] != ' ') {
     std::string spaced(1, ' ');
     spaced.append(text);
@@ -172,154 +184,6 @@ void Tokenizer::encode_segment(std::string_view text, bool first_segment,
     return;
   }
   for (std::string_view word : pre_->split(text)) bpe_word(word, out);
-}
-
-// Byte-level BPE of one pre-token: start from one symbol per byte and repeatedly apply the
-// lowest-ranked merge among adjacent pairs (leftmost first on ties), via a heap whose stale
-// entries are skipped when popped.
-void Tokenizer::bpe_word(std::string_view word, std::vector<int32_t>& out) const {
-  if (word.empty()) return;
-  if (spec_.ignore_merges) {
-    std::string mapped;
-    for (char c : word) mapped += unicode::byte_to_utf8(static_cast<uint8_t>(c));
-    const int32_t id = token_id(mapped);
-    if (id >= 0) {
-      out.push_back(id);
-      return;
-    }
-  }
-  struct Sym {
-    int32_t id, prev, next;
-  };
-  // Some vocabularies lack the bytes that valid UTF-8 never holds (0xC0, 0xC1, 0xF5..0xFF):
-  // such a byte becomes the unknown token when the vocabulary has a real one, else it is
-  // dropped (no text the tokenizer's authors could have seen contains it).
-  const bool real_unk = spec_.unk_id >= 0 && spec_.types[spec_.unk_id] == TokenType::kUnknown;
-  std::vector<Sym> syms;
-  syms.reserve(word.size());
-  for (char c : word) {
-    int32_t id = byte_token_[static_cast<uint8_t>(c)];
-    if (id < 0 && real_unk) id = spec_.unk_id;
-    if (id < 0) continue;
-    const int32_t i = static_cast<int32_t>(syms.size());
-    syms.push_back({id, i - 1, i + 1});
-  }
-  if (syms.empty()) return;
-  syms.back().next = -1;
-  const int32_t n = static_cast<int32_t>(syms.size());
-  struct Cand {
-    int32_t rank, left, right, left_id, right_id;
-  };
-  auto later = [](const Cand& a, const Cand& b) {
-    return a.rank != b.rank ? a.rank > b.rank : a.left > b.left;
-  };
-  std::priority_queue<Cand, std::vector<Cand>, decltype(later)> heap(later);
-  auto push_pair = [&](int32_t l) {
-    if (l < 0) return;
-    const int32_t r = syms[l].next;
-    if (r < 0) return;
-    auto it = merges_.find(pair_key(syms[l].id, syms[r].id));
-    if (it != merges_.end()) heap.push({it->second.rank, l, r, syms[l].id, syms[r].id});
-  };
-  for (int32_t i = 0; i + 1 < n; ++i) push_pair(i);
-  while (!heap.empty()) {
-    const Cand c = heap.top();
-    heap.pop();
-    Sym& l = syms[c.left];
-    if (l.id != c.left_id || l.next != c.right || syms[c.right].id != c.right_id) continue;
-    Sym& r = syms[c.right];
-    l.id = merges_.at(pair_key(c.left_id, c.right_id)).merged;
-    l.next = r.next;
-    if (r.next >= 0) syms[r.next].prev = c.left;
-    r.id = -1;
-    push_pair(l.prev);
-    push_pair(c.left);
-  }
-  for (int32_t i = 0; i >= 0; i = syms[i].next) out.push_back(syms[i].id);
-}
-
-// SentencePiece BPE of one text segment: spaces become U+2581 (plus a leading one), symbols
-// start as UTF-8 characters, and the adjacent pair whose concatenation is the highest-scored
-// normal token is merged first (leftmost on ties). Symbols left outside the vocabulary fall back
-// to <0xNN> byte tokens.
-void Tokenizer::spm_segment(std::string_view text, bool add_prefix,
-                            std::vector<int32_t>& out) const {
-  std::string norm;
-  norm.reserve(text.size() + 8);
-  if (add_prefix) norm += kSpmSpace;
-  for (char c : text) {
-    if (c == ' ')
-      norm += kSpmSpace;
-    else
-      norm += c;
-  }
-  struct Sym {
-    int32_t start, len, prev, next;
-  };
-  std::vector<Sym> syms;
-  for (size_t i = 0; i < norm.size();) {
-    const size_t start = i;
-    unicode::utf8_next(norm, i);  // one character, or one byte of invalid UTF-8
-    const int32_t idx = static_cast<int32_t>(syms.size());
-    syms.push_back(
-        {static_cast<int32_t>(start), static_cast<int32_t>(i - start), idx - 1, idx + 1});
-  }
-  syms.back().next = -1;
-  struct Cand {
-    float score;
-    int32_t left, right, len;
-  };
-  auto later = [](const Cand& a, const Cand& b) {
-    return a.score != b.score ? a.score < b.score : a.left > b.left;
-  };
-  std::priority_queue<Cand, std::vector<Cand>, decltype(later)> heap(later);
-  const std::string_view nv = norm;
-  auto push_pair = [&](int32_t l) {
-    if (l < 0 || syms[l].next < 0) return;
-    const Sym& a = syms[l];
-    const Sym& b = syms[a.next];
-    const int32_t id = token_id(nv.substr(a.start, a.len + b.len));
-    if (id < 0) return;
-    const TokenType t = spec_.types[id];
-    if (t != TokenType::kNormal && t != TokenType::kUndefined) return;
-    heap.push({spec_.scores[id], l, a.next, a.len + b.len});
-  };
-  for (int32_t i = 0; i + 1 < static_cast<int32_t>(syms.size()); ++i) push_pair(i);
-  while (!heap.empty()) {
-    const Cand c = heap.top();
-    heap.pop();
-    Sym& l = syms[c.left];
-    Sym& r = syms[c.right];
-    if (l.len == 0 || r.len == 0 || l.next != c.right || l.len + r.len != c.len) continue;
-    l.len += r.len;
-    l.next = r.next;
-    if (r.next >= 0) syms[r.next].prev = c.left;
-    r.len = 0;
-    push_pair(l.prev);
-    push_pair(c.left);
-  }
-  for (int32_t i = 0; i >= 0; i = syms[i].next)
-    spm_emit_symbol(nv.substr(syms[i].start, syms[i].len), out);
-}
-
-void Tokenizer::spm_emit_symbol(std::string_view sym, std::vector<int32_t>& out) const {
-  const int32_t id = token_id(sym);
-  if (id >= 0 &&
-      (spec_.types[id] == TokenType::kNormal || spec_.types[id] == TokenType::kUndefined)) {
-    out.push_back(id);
-    return;
-  }
-  for (char c : sym) {
-    const int32_t b = byte_token_[static_cast<uint8_t>(c)];
-    if (b >= 0) {
-      out.push_back(b);
-    } else {
-      NC_CHECK_AS(ErrorKind::InvalidArgument, spec_.unk_id >= 0,
-                  "the {} vocabulary can encode neither '{}' nor its bytes", spec_.name, sym);
-      out.push_back(spec_.unk_id);
-      return;
-    }
-  }
 }
 
 void Tokenizer::append_piece(int32_t id, bool skip_special, bool& at_start,
@@ -332,7 +196,7 @@ void Tokenizer::append_piece(int32_t id, bool skip_special, bool& at_start,
   }
   const std::string& p = pieces_[id];
   // SentencePiece added a space in front of the text; the first text token gives it back.
-  if (at_start && spec_.kind == TokenizerKind::kSentencePieceBpe && spec_.add_prefix_space &&
+  if (at_start && spec_.kind != TokenizerKind::kByteLevelBpe && spec_.add_prefix_space &&
       !p.empty() && p[0] == ' ') {
     out.append(p, 1);
   } else {

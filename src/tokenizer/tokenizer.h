@@ -1,11 +1,14 @@
-// Tokenizers: byte-level BPE (GPT-2, Llama-3, Qwen2/3, StarCoder/SmolLM2) and SentencePiece BPE
-// (Llama-2), built from GGUF metadata or a Hugging Face tokenizer.json.
+// Tokenizers: byte-level BPE (GPT-2, Llama-3, Qwen2/3, StarCoder/SmolLM2 and every other
+// tokenizer.ggml.pre that llama.cpp knows, see pre_types.h), SentencePiece BPE by scores
+// (Llama-2, Gemma 1-3, Phi-3) and SentencePiece-style BPE by merge ranks (Gemma 4, and
+// tokenizer.json files with byte_fallback), built from GGUF metadata or a Hugging Face
+// tokenizer.json.
 //
 // Encoding: special tokens are split out first (when asked, or only at the spans a chat
 // template marked as its own markers: text from users is never read as control tokens), each
-// remaining text segment is
-// pre-tokenized (byte-level: the family's regexes through PCRE2; SentencePiece: spaces become
-// U+2581 and a leading one is added), and each piece is merged by BPE.
+// remaining text segment is pre-tokenized (byte-level: the family's split chain through PCRE2;
+// SentencePiece: spaces become U+2581 and a leading one may be added), and each piece is merged
+// by BPE.
 // Decoding returns raw bytes, which may end inside a UTF-8 character; IncrementalDecoder holds
 // such bytes back when streaming.
 #pragma once
@@ -15,6 +18,8 @@
 #include <string_view>
 #include <unordered_map>
 #include <vector>
+
+#include "tokenizer/pretokenizer.h"
 
 namespace nc {
 
@@ -32,7 +37,13 @@ enum class TokenType : int32_t {
   kByte = 6,
 };
 
-enum class TokenizerKind { kByteLevelBpe, kSentencePieceBpe };
+enum class TokenizerKind {
+  kByteLevelBpe,      // merges over GPT-2's byte-to-unicode symbols
+  kSentencePieceBpe,  // SentencePiece BPE: the highest-scored token is merged first
+  // Merges over raw UTF-8 characters, spaces written U+2581, characters outside the
+  // vocabulary as <0xNN> byte tokens (Gemma 4; tokenizer.json BPE with byte_fallback).
+  kUtf8Bpe,
+};
 
 // A byte range [offset, offset + length) of a text.
 struct TextSpan {
@@ -44,18 +55,25 @@ struct TextSpan {
 // build one by hand.
 struct TokenizerSpec {
   TokenizerKind kind = TokenizerKind::kByteLevelBpe;
-  // Byte-level: regexes applied in sequence, each splitting the pieces of the previous one
-  // (matches and the gaps between them both become pieces).
-  std::vector<std::string> pre_regexes;
+  // Byte-level and UTF-8 BPE: splits applied in sequence, each splitting the pieces of the
+  // previous one (pretokenizer.h).
+  std::vector<PreSplit> pre_splits;
   // Byte-level: prepend a space to the text unless it starts with one (HF ByteLevel
-  // add_prefix_space). SentencePiece: prepend U+2581 to each text segment (the dummy prefix).
+  // add_prefix_space). SentencePiece and UTF-8 BPE: prepend U+2581 to each text segment.
   bool add_prefix_space = false;
-  // Byte-level: a pre-token that is itself in the vocabulary is emitted whole (Llama-3).
+  // A pre-token that is itself in the vocabulary is emitted whole (Llama-3).
   bool ignore_merges = false;
+  // UTF-8 BPE: a pre-token made only of newlines that is a token is emitted whole (Gemma 4).
+  bool whole_newlines = false;
+  // UTF-8 BPE: spaces are written U+2581 before pre-tokenization (SentencePiece's spaces).
+  bool escape_spaces = true;
+  // The U+2581 of add_prefix_space goes only in front of the text's first segment (before
+  // any special token), as Metaspace's prepend_scheme "first" does.
+  bool prefix_first_only = false;
   std::vector<std::string> tokens;  // byte-level: in GPT-2's byte->unicode form
   std::vector<TokenType> types;     // empty: all normal
   std::vector<float> scores;        // SentencePiece: merge priority of each token
-  std::vector<std::pair<std::string, std::string>> merges;  // byte-level, by rank
+  std::vector<std::pair<std::string, std::string>> merges;  // BPE by merges: by rank
   int32_t bos_id = -1;
   int32_t eos_id = -1;
   int32_t unk_id = -1;
@@ -73,22 +91,28 @@ class Tokenizer {
   Tokenizer(const Tokenizer&) = delete;
   Tokenizer& operator=(const Tokenizer&) = delete;
 
-  // From tokenizer.ggml.* keys. tokenizer.ggml.pre names the byte-level family; an unknown
-  // one is an nc::Error listing the known ones (a wrong regex would silently mis-tokenize).
+  // From tokenizer.ggml.* keys: tokenizer.ggml.model gpt2 (byte-level BPE), llama
+  // (SentencePiece) or gemma4 (UTF-8 BPE); others are an nc::Error naming the model.
+  // tokenizer.ggml.pre names the pre-tokenizer (pre_types.h); an unknown one is an nc::Error
+  // listing the known ones (a wrong regex would silently mis-tokenize).
   static std::unique_ptr<Tokenizer> from_gguf(const GgufFile& gguf);
   // From a directory holding tokenizer.json (and optionally tokenizer_config.json), or the
   // path of a tokenizer.json (tokenizer_config.json is then looked for beside it).
-  // Supports model.type BPE with a ByteLevel / Split / Digits pre-tokenizer.
+  // Supports model.type BPE, byte-level (ByteLevel pre-tokenizer) or with byte_fallback
+  // (SentencePiece-style), with Sequence / Split / ByteLevel / Digits / Punctuation /
+  // Whitespace / WhitespaceSplit / Metaspace pre-tokenizers and NFC / Replace / Prepend
+  // normalizers; anything else is an nc::Error naming it.
   static std::unique_ptr<Tokenizer> from_hf_json(const std::string& path);
-  // Maps a tokenizer.ggml.pre name to its pre-tokenizer regexes; nc::Error when unknown.
+  // Maps a tokenizer.ggml.pre name to its split patterns; nc::Error when unknown.
   static std::vector<std::string> pre_regexes_for(const std::string& pre_name);
 
   // parse_special: a special token's text anywhere in text becomes that token (Hugging Face's
-  // default); otherwise all of text is ordinary text.
+  // default); otherwise all of text is ordinary text, except that user-defined tokens made only
+  // of whitespace (GPT-NeoX's space runs, which HF and llama.cpp always match) are matched.
   std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const;
   // Only the marked spans (byte ranges of text, sorted, not overlapping) may hold special
   // tokens: the special tokens wholly inside a span (leftmost-longest, as parse_special finds
-  // them) are those tokens; everything else, and all text outside the spans, is ordinary text. The
+  // them) are those tokens; outside the spans only whitespace-only user-defined tokens are. The
   // text between two special tokens is encoded as one segment, so that when the specials found are
   // those that encode(text, ..., true) would find, the ids are the same. nc::Error for spans out of
   // order or out of range.
@@ -143,11 +167,15 @@ class Tokenizer {
     size_t offset, length;
     int32_t id;
   };
-  std::vector<SpecialHit> find_all_specials(std::string_view text) const;
+  std::vector<SpecialHit> find_all_specials(std::string_view text, bool always_only) const;
+  bool is_always_special(int32_t id) const;
   std::vector<int32_t> encode_with_hits(std::string_view text, const std::vector<SpecialHit>& hits,
                                         bool add_bos) const;
   void encode_segment(std::string_view text, bool first_segment, std::vector<int32_t>& out) const;
   void bpe_word(std::string_view word, std::vector<int32_t>& out) const;
+  void utf8_bpe_word(std::string_view word, std::vector<int32_t>& out) const;
+  // Applies the ranked merges to a word's initial symbols (ids) and appends the result.
+  void bpe_merge(std::vector<int32_t> syms, std::vector<int32_t>& out) const;
   void spm_segment(std::string_view text, bool add_prefix, std::vector<int32_t>& out) const;
   void spm_emit_symbol(std::string_view sym, std::vector<int32_t>& out) const;
   // Appends the bytes of one token to out; at_start tracks the SentencePiece leading space.
@@ -162,6 +190,7 @@ class Tokenizer {
   StrMap specials_;                      // special token text -> id
   std::vector<size_t> special_lengths_;  // distinct lengths, longest first
   bool special_first_byte_[256] = {};
+  bool has_always_ = false;  // some is_always_special token exists
   std::vector<int32_t> eos_ids_;
 };
 

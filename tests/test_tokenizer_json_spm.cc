@@ -1,0 +1,77 @@
+// tokenizer.json files of SentencePiece-style BPE (byte_fallback, spaces as U+2581 through a
+// Replace/Prepend normalizer or a Metaspace pre-tokenizer, as Gemma's and Llama 2's files are):
+// a tiny hand-made vocabulary whose ids can be worked out by hand.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "tokenizer/tokenizer.h"
+
+namespace nc {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+const std::string kSp = "\xE2\x96\x81";  // U+2581
+
+// A tokenizer.json with the given normalizer and pre_tokenizer; returns its path.
+std::string write_json(const std::string& name, const json& normalizer, const json& pre) {
+  const json vocab = {{"<unk>", 0}, {kSp, 1},        {"h", 2},      {"i", 3},
+                      {"hi", 4},    {kSp + "hi", 5}, {"<0x21>", 6}, {"<0xC3>", 7}};
+  const json j = {{"model",
+                   {{"type", "BPE"},
+                    {"vocab", vocab},
+                    {"merges", json::array({"h i", kSp + " hi"})},
+                    {"byte_fallback", true},
+                    {"unk_token", "<unk>"}}},
+                  {"normalizer", normalizer},
+                  {"pre_tokenizer", pre},
+                  {"added_tokens", json::array()}};
+  const fs::path dir = fs::temp_directory_path() / ("nc_tok_spm_" + name);
+  fs::create_directories(dir);
+  std::ofstream(dir / "tokenizer.json") << j.dump();
+  return (dir / "tokenizer.json").string();
+}
+
+void expect_spm_like(const Tokenizer& t) {
+  EXPECT_EQ(t.kind(), TokenizerKind::kUtf8Bpe);
+  // "hi hi!" -> "▁hi▁hi!": h+i first, then ▁+hi; '!' is no token: its byte token.
+  EXPECT_EQ(t.encode("hi hi!", false, false), (std::vector<int32_t>{5, 5, 6}));
+  EXPECT_EQ(t.decode({5, 5, 6}), "hi hi!");  // the prepended space is given back
+}
+
+TEST(TokenizerJsonSpm, ReplaceAndPrependNormalizers) {
+  const json norm = {{"type", "Sequence"},
+                     {"normalizers",
+                      {{{"type", "Prepend"}, {"prepend", kSp}},
+                       {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", kSp}}}}};
+  expect_spm_like(*Tokenizer::from_hf_json(write_json("norm", norm, nullptr)));
+}
+
+TEST(TokenizerJsonSpm, MetaspacePreTokenizer) {
+  const json pre = {
+      {"type", "Metaspace"}, {"replacement", kSp}, {"prepend_scheme", "always"}, {"split", true}};
+  expect_spm_like(*Tokenizer::from_hf_json(write_json("meta", nullptr, pre)));
+}
+
+TEST(TokenizerJsonSpm, UnsupportedComponentsAreNamed) {
+  try {
+    Tokenizer::from_hf_json(write_json("lower", {{"type", "Lowercase"}}, nullptr));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("Lowercase"), std::string::npos) << e.what();
+  }
+  try {
+    Tokenizer::from_hf_json(write_json("bert", nullptr, {{"type", "BertPreTokenizer"}}));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("BertPreTokenizer"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace nc
