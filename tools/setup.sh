@@ -63,14 +63,18 @@ if [ -d third_party/flashinfer/include ] && [ ! -f third_party/flashinfer/cutlas
      third_party/flashinfer/cutlass/tools/util/include
   rm -rf third_party/fi_wheel
 fi
-# llama.cpp's Jinja engine (common/jinja, MIT) renders the models' own chat templates: taken as a
-# file source from llama-cpp-python's sdist (the pin of tools/fetch_llamacpp.sh), never committed.
-# Kept: common/jinja/*, the common_json wrapper over nlohmann (json.{h,cpp}) and the UTF-8 helpers
-# it calls (unicode.{h,cpp}), the LICENSE, and models/templates/*.jinja (the official templates the
-# chat-template tests render). LLAMA_JINJA_SDIST=FILE uses a local copy of the same sdist.
+# From llama-cpp-python's sdist (PyPI; the pin of tools/fetch_llamacpp.sh; MIT), taken as a file
+# source and never committed, two parts of llama.cpp's tree:
+#   third_party/llama-jinja: its Jinja engine (common/jinja/*, the common_json wrapper over nlohmann
+#     json.{h,cpp}, the UTF-8 helpers it calls unicode.{h,cpp}), which renders the models' own chat
+#     templates, and models/templates/*.jinja, the official templates the chat-template tests render;
+#   third_party/llama-vocab: its vocabulary test vectors (models/ggml-vocab-*.gguf with .inp/.out:
+#     vocabulary-only GGUFs and the ids Hugging Face tokenizers gives each input), which
+#     tests/test_tokenizer_vectors.cc checks.
+# The sdist (~75 MB) is downloaded once for both. LLAMA_JINJA_SDIST=FILE uses a local copy.
 LLAMA_JINJA_PKG="llama-cpp-python==0.3.36"
-if [ ! -f third_party/llama-jinja/NC_SOURCE ]; then
-  echo "setup: fetching llama.cpp's Jinja engine ($LLAMA_JINJA_PKG sdist)"
+if [ ! -f third_party/llama-jinja/NC_SOURCE ] || [ ! -f third_party/llama-vocab/NC_SOURCE ]; then
+  echo "setup: fetching llama.cpp's Jinja engine and vocabulary vectors ($LLAMA_JINJA_PKG sdist)"
   tmp=$(mktemp -d)
   sdist=${LLAMA_JINJA_SDIST:-}
   if [ -z "$sdist" ]; then
@@ -79,29 +83,16 @@ if [ ! -f third_party/llama-jinja/NC_SOURCE ]; then
   fi
   top=$(basename "$sdist" .tar.gz)/vendor/llama.cpp
   tar -xzf "$sdist" -C "$tmp" --wildcards "$top/common/jinja/*" "$top/common/json.*" \
-    "$top/common/unicode.*" "$top/LICENSE" "$top/models/templates/*.jinja"
-  rm -rf third_party/llama-jinja && mkdir -p third_party/llama-jinja
+    "$top/common/unicode.*" "$top/LICENSE" "$top/models/templates/*.jinja" \
+    "$top/models/ggml-vocab-*"
+  rm -rf third_party/llama-jinja third_party/llama-vocab
+  mkdir -p third_party/llama-jinja third_party/llama-vocab
+  cp "$tmp/$top/LICENSE" third_party/llama-vocab/
+  mv "$tmp/$top"/models/ggml-vocab-* third_party/llama-vocab/
   mv "$tmp/$top/common/jinja" "$tmp/$top/LICENSE" third_party/llama-jinja/
   mv "$tmp/$top"/common/json.* "$tmp/$top"/common/unicode.* third_party/llama-jinja/
   mv "$tmp/$top/models/templates" third_party/llama-jinja/templates
   echo "$LLAMA_JINJA_PKG" > third_party/llama-jinja/NC_SOURCE
-  rm -rf "$tmp"
-fi
-# llama.cpp's vocabulary test vectors (models/ggml-vocab-*.gguf with their .inp/.out files: MIT,
-# vocabulary-only GGUFs and the ids Hugging Face tokenizers gives each input), from the same sdist,
-# never committed: tests/test_tokenizer_vectors.cc checks them. LLAMA_JINJA_SDIST=FILE applies here too.
-if [ ! -f third_party/llama-vocab/NC_SOURCE ]; then
-  echo "setup: fetching llama.cpp's vocabulary test vectors ($LLAMA_JINJA_PKG sdist)"
-  tmp=$(mktemp -d)
-  sdist=${LLAMA_JINJA_SDIST:-}
-  if [ -z "$sdist" ]; then
-    python3 -m pip download -q --no-binary :all: --no-deps -d "$tmp" "$LLAMA_JINJA_PKG"
-    sdist=$(ls "$tmp"/llama_cpp_python-*.tar.gz)
-  fi
-  top=$(basename "$sdist" .tar.gz)/vendor/llama.cpp
-  tar -xzf "$sdist" -C "$tmp" --wildcards "$top/models/ggml-vocab-*" "$top/LICENSE"
-  rm -rf third_party/llama-vocab && mkdir -p third_party/llama-vocab
-  mv "$tmp/$top"/models/ggml-vocab-* "$tmp/$top/LICENSE" third_party/llama-vocab/
   echo "$LLAMA_JINJA_PKG" > third_party/llama-vocab/NC_SOURCE
   rm -rf "$tmp"
 fi
