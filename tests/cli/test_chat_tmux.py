@@ -15,6 +15,7 @@ Skipped, saying why, without tmux, the binary or the default model.
 """
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,12 @@ class Screen:
 
     def __init__(self, args):
         self.sock = f"nc-chat-test-{os.getpid()}-{time.monotonic_ns()}"
-        cmd = " ".join([BIN, *args])
+        # Through sh, which prints the program's exit status (128 + n for signal n) on the screen:
+        # tmux's own pane_dead_status is not always there when the pane is marked dead.
+        cmd = " ".join([shlex.quote(BIN), *map(shlex.quote, args)])
+        # `trap : INT` keeps sh alive through the Ctrl-Cs (a handler, not SIG_IGN: the program
+        # starts with SIGINT at its default).
+        cmd = "sh -c " + shlex.quote("trap : INT; " + cmd + '; echo "[exit status $?]"')
         self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "chat", "-x", "160", "-y", "50",
                   cmd)
         # Keep the pane after the program ends, to read its exit status.
@@ -83,13 +89,18 @@ class Screen:
                              and t[after:].strip() != "", "the prompt", timeout)
 
     def dead_status(self, timeout=30):
-        """The exit status once the program has ended."""
+        """The program's exit status once it has ended, as sh printed it (130: SIGINT); None
+        when the pane died without that line."""
         deadline = time.monotonic() + timeout
+        dead_since = None
         while time.monotonic() < deadline:
-            parts = self.tmux("display-message", "-p", "-t", "chat",
-                              "#{pane_dead} #{pane_dead_status}").split()
-            if parts and parts[0] == "1":
-                return int(parts[1]) if len(parts) > 1 else None  # None: ended by a signal
+            found = re.findall(r"\[exit status (\d+)\]", self.text())
+            if found:
+                return int(found[-1])
+            if self.tmux("display-message", "-p", "-t", "chat", "#{pane_dead}").strip() == "1":
+                dead_since = dead_since or time.monotonic()
+                if time.monotonic() - dead_since > 1.5:  # the line is printed before sh ends
+                    return None
             time.sleep(0.1)
         raise AssertionError(f"chat did not quit; the screen:\n{self.text()}")
 
@@ -149,7 +160,7 @@ class ChatInTmux(unittest.TestCase):
         time.sleep(0.3)
         s.keys("C-c")  # Ctrl-C at the prompt quits
         status = s.dead_status()
-        self.assertIn(status, (0, 130, None), s.text())
+        self.assertIn(status, (0, 130), s.text())
 
     def test_ctrl_d_quits(self):
         s = self.start()
