@@ -20,6 +20,7 @@ enum class Act { Float, X32, X256 };
 struct Plan {
   qk::DotFn dot;
   Act act;
+  qk::Dot4Fn dot4 = nullptr;  // four W rows at once for a lone x row, where the path has it
 };
 
 Plan plan_for(const qk::QuantKernels& k, DType t) {
@@ -31,11 +32,11 @@ Plan plan_for(const qk::QuantKernels& k, DType t) {
     case DType::BF16:
       return {k.bf16, Act::Float};
     case DType::Q4_0:
-      return {k.q4_0, Act::X32};
+      return {k.q4_0, Act::X32, k.q4_0_4w};
     case DType::Q4_1:
-      return {k.q4_1, Act::X32};
+      return {k.q4_1, Act::X32, k.q4_1_4w};
     case DType::Q8_0:
-      return {k.q8_0, Act::X32};
+      return {k.q8_0, Act::X32, k.q8_0_4w};
     case DType::Q4_K:
       return {k.q4_k, Act::X256};
     case DType::Q5_K:
@@ -115,14 +116,19 @@ void cpu_matmul(const float* x, int64_t N, const CpuWeightView& w, float* out, T
       static_cast<const uint8_t*>(prepare_x(x, N, w.cols, plan.act, k, pool, xbuf, &xs));
   const int64_t M = w.rows, K = w.cols;
   const int64_t row_bytes = int64_t(dtype_bytes(w.dtype, K));
-  const int64_t tile = std::max<int64_t>(1, kTileBytes / row_bytes);
+  // A multiple of 4 rows, so that the four-row kernel covers whole tiles.
+  const int64_t tile = std::max<int64_t>(4, kTileBytes / row_bytes / 4 * 4);
   const auto* wd = static_cast<const uint8_t*>(w.data);
   pool.parallel_for(M, [&](int64_t begin, int64_t end) {
     for (int64_t m0 = begin; m0 < end; m0 += tile) {
       const int64_t m1 = std::min(end, m0 + tile);
       for (int64_t n = 0; n < N; n += kRowsPerCall) {
         const int nx = int(std::min<int64_t>(kRowsPerCall, N - n));
-        for (int64_t m = m0; m < m1; ++m)
+        int64_t m = m0;
+        if (nx == 1 && plan.dot4)  // bit-identical to four single-row calls (quant_dot.h)
+          for (; m + 4 <= m1; m += 4)
+            plan.dot4(wd + m * row_bytes, row_bytes, xq + n * xs, K, out + n * M + m);
+        for (; m < m1; ++m)
           plan.dot(wd + m * row_bytes, xq + n * xs, xs, nx, K, out + n * M + m, M);
       }
     }

@@ -22,11 +22,15 @@ namespace nc::qk {
 
 using DotFn = void (*)(const void* w, const void* x, int64_t x_stride, int nx, int64_t cols,
                        float* out, int64_t out_stride);
+// Four weight rows (w_stride bytes apart) times one activation row: out[j] = the DotFn result of
+// row j with nx = 1, bit for bit (the same operations in the same order; only interleaved).
+using Dot4Fn = void (*)(const void* w, int64_t w_stride, const void* x, int64_t cols, float* out);
 using QuantizeFn = void (*)(const float* x, int64_t cols, void* out);
 
 struct QuantKernels {
   QuantizeFn quantize32, quantize256;
   DotFn f32, f16, bf16, q4_0, q4_1, q8_0, q4_k, q5_k, q6_k;
+  Dot4Fn q4_0_4w, q4_1_4w, q8_0_4w;  // null where a path has none: cpu_matmul calls DotFn 4 times
 };
 
 // The portable kernels (quant_dot.cc): plain C++, any CPU.

@@ -130,61 +130,102 @@ const XBlock256* xrow256(const void* x, int64_t stride, int i) {
 }
 
 // ---- 32-value formats ----
+//
+// Each kernel is a tile of MW weight rows (ws bytes apart) by NX x rows; out[j + r * os] gets
+// weight row j times x row r. Every (j, r) pair has its own accumulator chain that performs the
+// same operations in the same order whatever MW and NX are (so a tile of four weight rows is bit
+// for bit four calls of one row): MW > 1 only gives the core independent chains to overlap, which
+// matters at NX = 1, where one chain's fused-add latency would otherwise bound the kernel.
 
-template <int NX>
-void q4_1_rows(const void* w, const void* x, int64_t xs, int64_t cols, float* out, int64_t os) {
-  const auto* b = static_cast<const BlockQ4_1*>(w);
-  __m256 acc[NX];
-  float mins[NX];
-  for (int r = 0; r < NX; ++r) acc[r] = _mm256_setzero_ps(), mins[r] = 0.0f;
-  for (int64_t i = 0; i < cols / kQK; ++i) {
-    const __m256i q = unpack_nibbles(b[i].qs);
-    const float d = h2f(b[i].d), m = h2f(b[i].m);
-    for (int r = 0; r < NX; ++r) {
-      const XBlock32& y = xrow32(x, xs, r)[i];
-      const __m256 s = _mm256_cvtepi32_ps(dot_quads(q, load256(y.q)));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[r]);
-      mins[r] += m * y.s;
-    }
-  }
-  for (int r = 0; r < NX; ++r) out[r * os] = hsum(acc[r]) + mins[r];
+template <typename Block>
+const Block& wblock(const void* w, int64_t ws, int j, int64_t i) {
+  return reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + j * ws)[i];
 }
 
-template <int NX>
-void q4_0_rows(const void* w, const void* x, int64_t xs, int64_t cols, float* out, int64_t os) {
-  const auto* b = static_cast<const BlockQ4_0*>(w);
-  __m256 acc[NX];
-  for (int r = 0; r < NX; ++r) acc[r] = _mm256_setzero_ps();
+template <int MW, int NX>
+void q4_1_tile(const void* w, int64_t ws, const void* x, int64_t xs, int64_t cols, float* out,
+               int64_t os) {
+  __m256 acc[MW][NX];
+  float mins[MW][NX];
+  for (int j = 0; j < MW; ++j)
+    for (int r = 0; r < NX; ++r) acc[j][r] = _mm256_setzero_ps(), mins[j][r] = 0.0f;
   for (int64_t i = 0; i < cols / kQK; ++i) {
-    const __m256i q = _mm256_sub_epi8(unpack_nibbles(b[i].qs), _mm256_set1_epi8(8));
-    const float d = h2f(b[i].d);
-    for (int r = 0; r < NX; ++r) {
-      const XBlock32& y = xrow32(x, xs, r)[i];
-      const __m256 s = _mm256_cvtepi32_ps(dot_quads_signed(q, load256(y.q)));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[r]);
+    for (int j = 0; j < MW; ++j) {
+      const BlockQ4_1& b = wblock<BlockQ4_1>(w, ws, j, i);
+      const __m256i q = unpack_nibbles(b.qs);
+      const float d = h2f(b.d), m = h2f(b.m);
+      for (int r = 0; r < NX; ++r) {
+        const XBlock32& y = xrow32(x, xs, r)[i];
+        const __m256 s = _mm256_cvtepi32_ps(dot_quads(q, load256(y.q)));
+        acc[j][r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[j][r]);
+        mins[j][r] += m * y.s;
+      }
     }
   }
-  for (int r = 0; r < NX; ++r) out[r * os] = hsum(acc[r]);
+  for (int j = 0; j < MW; ++j)
+    for (int r = 0; r < NX; ++r) out[j + r * os] = hsum(acc[j][r]) + mins[j][r];
 }
 
-template <int NX>
-void q8_0_rows(const void* w, const void* x, int64_t xs, int64_t cols, float* out, int64_t os) {
-  const auto* b = static_cast<const BlockQ8_0*>(w);
-  __m256 acc[NX];
-  for (int r = 0; r < NX; ++r) acc[r] = _mm256_setzero_ps();
+template <int MW, int NX>
+void q4_0_tile(const void* w, int64_t ws, const void* x, int64_t xs, int64_t cols, float* out,
+               int64_t os) {
+  __m256 acc[MW][NX];
+  for (int j = 0; j < MW; ++j)
+    for (int r = 0; r < NX; ++r) acc[j][r] = _mm256_setzero_ps();
   for (int64_t i = 0; i < cols / kQK; ++i) {
-    const __m256i q = load256(b[i].qs);
-    const __m256i aq = _mm256_sign_epi8(q, q);
-    const float d = h2f(b[i].d);
-    for (int r = 0; r < NX; ++r) {
-      const XBlock32& y = xrow32(x, xs, r)[i];
-      const __m256i sq = _mm256_sign_epi8(load256(y.q), q);
-      const __m256 s = _mm256_cvtepi32_ps(dot_quads(aq, sq));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[r]);
+    for (int j = 0; j < MW; ++j) {
+      const BlockQ4_0& b = wblock<BlockQ4_0>(w, ws, j, i);
+      const __m256i q = _mm256_sub_epi8(unpack_nibbles(b.qs), _mm256_set1_epi8(8));
+      const float d = h2f(b.d);
+      for (int r = 0; r < NX; ++r) {
+        const XBlock32& y = xrow32(x, xs, r)[i];
+        const __m256 s = _mm256_cvtepi32_ps(dot_quads_signed(q, load256(y.q)));
+        acc[j][r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[j][r]);
+      }
     }
   }
-  for (int r = 0; r < NX; ++r) out[r * os] = hsum(acc[r]);
+  for (int j = 0; j < MW; ++j)
+    for (int r = 0; r < NX; ++r) out[j + r * os] = hsum(acc[j][r]);
 }
+
+template <int MW, int NX>
+void q8_0_tile(const void* w, int64_t ws, const void* x, int64_t xs, int64_t cols, float* out,
+               int64_t os) {
+  __m256 acc[MW][NX];
+  for (int j = 0; j < MW; ++j)
+    for (int r = 0; r < NX; ++r) acc[j][r] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < cols / kQK; ++i) {
+    for (int j = 0; j < MW; ++j) {
+      const BlockQ8_0& b = wblock<BlockQ8_0>(w, ws, j, i);
+      const __m256i q = load256(b.qs);
+      const __m256i aq = _mm256_sign_epi8(q, q);
+      const float d = h2f(b.d);
+      for (int r = 0; r < NX; ++r) {
+        const XBlock32& y = xrow32(x, xs, r)[i];
+        const __m256i sq = _mm256_sign_epi8(load256(y.q), q);
+        const __m256 s = _mm256_cvtepi32_ps(dot_quads(aq, sq));
+        acc[j][r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[j][r]);
+      }
+    }
+  }
+  for (int j = 0; j < MW; ++j)
+    for (int r = 0; r < NX; ++r) out[j + r * os] = hsum(acc[j][r]);
+}
+
+// One weight row by NX x rows (the DotFn shape), and four weight rows by one x row (Dot4Fn).
+#define NC_TILE_ENTRIES(name)                                                          \
+  template <int NX>                                                                    \
+  void name##_rows(const void* w, const void* x, int64_t xs, int64_t cols, float* out, \
+                   int64_t os) {                                                       \
+    name##_tile<1, NX>(w, 0, x, xs, cols, out, os);                                    \
+  }                                                                                    \
+  void name##_4w(const void* w, int64_t ws, const void* x, int64_t cols, float* out) { \
+    name##_tile<4, 1>(w, ws, x, 0, cols, out, 0);                                      \
+  }
+NC_TILE_ENTRIES(q4_1)
+NC_TILE_ENTRIES(q4_0)
+NC_TILE_ENTRIES(q8_0)
+#undef NC_TILE_ENTRIES
 
 // ---- float formats: two accumulators of 8 lanes per row, a scalar tail ----
 
@@ -359,6 +400,9 @@ void use_avx2_kernels(QuantKernels* k) {
   k->q4_k = NC_BY_ROWS(q45_k_rows, false, BlockQ4_K);
   k->q5_k = NC_BY_ROWS(q45_k_rows, true, BlockQ5_K);
   k->q6_k = NC_BY_ROWS(q6_k_rows);
+  k->q4_0_4w = q4_0_4w;
+  k->q4_1_4w = q4_1_4w;
+  k->q8_0_4w = q8_0_4w;
 }
 
 #undef NC_BY_ROWS
