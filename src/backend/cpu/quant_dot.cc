@@ -180,6 +180,8 @@ const QuantKernels kPortableKernels = {
     nullptr,
     nullptr,
     nullptr,
+    nullptr,
+    nullptr,
 };
 
 }  // namespace nc::qk

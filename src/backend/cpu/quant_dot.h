@@ -25,12 +25,18 @@ using DotFn = void (*)(const void* w, const void* x, int64_t x_stride, int nx, i
 // Four weight rows (w_stride bytes apart) times one activation row: out[j] = the DotFn result of
 // row j with nx = 1, bit for bit (the same operations in the same order; only interleaved).
 using Dot4Fn = void (*)(const void* w, int64_t w_stride, const void* x, int64_t cols, float* out);
+// One weight row times four activation rows interleaved as XBlock32x4s (cols / 32 of them):
+// out[r * out_stride] = the DotFn result of row r, bit for bit; only the scale and min products
+// of the four rows are done in one vector operation (each lane the same product as alone).
+using DotX4Fn = void (*)(const void* w, const void* x4, int64_t cols, float* out,
+                         int64_t out_stride);
 using QuantizeFn = void (*)(const float* x, int64_t cols, void* out);
 
 struct QuantKernels {
   QuantizeFn quantize32, quantize256;
   DotFn f32, f16, bf16, q4_0, q4_1, q8_0, q4_k, q5_k, q6_k;
   Dot4Fn q4_0_4w, q4_1_4w, q8_0_4w;  // null where a path has none: cpu_matmul calls DotFn 4 times
+  DotX4Fn q4_1_x4, q8_0_x4;          // null where a path has none: cpu_matmul uses DotFn
 };
 
 // The portable kernels (quant_dot.cc): plain C++, any CPU.

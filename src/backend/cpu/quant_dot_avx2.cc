@@ -227,6 +227,58 @@ NC_TILE_ENTRIES(q4_0)
 NC_TILE_ENTRIES(q8_0)
 #undef NC_TILE_ENTRIES
 
+// ---- 32-value formats, four x rows interleaved (XBlock32x4) ----
+
+// Lane r of a 4-float vector in all 8 lanes.
+__m256 lane(__m128 v, __m256i index) {
+  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), index);
+}
+
+void q4_1_x4(const void* w, const void* x4, int64_t cols, float* out, int64_t os) {
+  const auto* b = static_cast<const BlockQ4_1*>(w);
+  const auto* y = static_cast<const XBlock32x4*>(x4);
+  const __m256i idx[4] = {_mm256_set1_epi32(0), _mm256_set1_epi32(1), _mm256_set1_epi32(2),
+                          _mm256_set1_epi32(3)};
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+  __m128 mins = _mm_setzero_ps();
+  for (int64_t i = 0; i < cols / kQK; ++i) {
+    const __m256i q = unpack_nibbles(b[i].qs);
+    int32_t dm_bits;
+    std::memcpy(&dm_bits, &b[i].d, 4);  // d and m, adjacent halves
+    const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(dm_bits));
+    const __m128 ds = _mm_mul_ps(_mm_shuffle_ps(dm, dm, 0x00), _mm_loadu_ps(y[i].d));
+    mins = _mm_add_ps(mins, _mm_mul_ps(_mm_shuffle_ps(dm, dm, 0x55), _mm_loadu_ps(y[i].s)));
+    for (int r = 0; r < 4; ++r) {
+      const __m256 sr = _mm256_cvtepi32_ps(dot_quads(q, load256(y[i].q[r])));
+      acc[r] = _mm256_fmadd_ps(lane(ds, idx[r]), sr, acc[r]);
+    }
+  }
+  float m[4];
+  _mm_storeu_ps(m, mins);
+  for (int r = 0; r < 4; ++r) out[r * os] = hsum(acc[r]) + m[r];
+}
+
+void q8_0_x4(const void* w, const void* x4, int64_t cols, float* out, int64_t os) {
+  const auto* b = static_cast<const BlockQ8_0*>(w);
+  const auto* y = static_cast<const XBlock32x4*>(x4);
+  const __m256i idx[4] = {_mm256_set1_epi32(0), _mm256_set1_epi32(1), _mm256_set1_epi32(2),
+                          _mm256_set1_epi32(3)};
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+  for (int64_t i = 0; i < cols / kQK; ++i) {
+    const __m256i q = load256(b[i].qs);
+    const __m256i aq = _mm256_sign_epi8(q, q);
+    const __m128 ds = _mm_mul_ps(_mm_set1_ps(h2f(b[i].d)), _mm_loadu_ps(y[i].d));
+    for (int r = 0; r < 4; ++r) {
+      const __m256i sq = _mm256_sign_epi8(load256(y[i].q[r]), q);
+      const __m256 sr = _mm256_cvtepi32_ps(dot_quads(aq, sq));
+      acc[r] = _mm256_fmadd_ps(lane(ds, idx[r]), sr, acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; ++r) out[r * os] = hsum(acc[r]);
+}
+
 // ---- float formats: two accumulators of 8 lanes per row, a scalar tail ----
 
 __m256 load_f32(const void* w, int64_t k) {
@@ -403,6 +455,8 @@ void use_avx2_kernels(QuantKernels* k) {
   k->q4_0_4w = q4_0_4w;
   k->q4_1_4w = q4_1_4w;
   k->q8_0_4w = q8_0_4w;
+  k->q4_1_x4 = q4_1_x4;
+  k->q8_0_x4 = q8_0_x4;
 }
 
 #undef NC_BY_ROWS
