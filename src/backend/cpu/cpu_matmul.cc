@@ -115,6 +115,16 @@ const uint8_t* interleave_x4(const uint8_t* xq, int64_t xs, int64_t groups, int6
   return buf.data();
 }
 
+// At N = 1 the weights stream from memory once per step: ask for the four rows kPrefetchRows
+// ahead of the ones being multiplied (within this thread's range), so that the loads of the next
+// rows are in flight while these are computed.
+constexpr int64_t kPrefetchRows = 8;
+void prefetch_rows(const uint8_t* wd, int64_t row_bytes, int64_t m, int64_t end) {
+  if (m + 4 > end) return;
+  const uint8_t* p = wd + m * row_bytes;
+  for (int64_t off = 0; off < 4 * row_bytes; off += 64) __builtin_prefetch(p + off);
+}
+
 constexpr int64_t kTileBytes = 16 * 1024;  // W rows per tile: about half of L1
 constexpr int kRowsPerCall = 4;            // x rows per kernel call
 
@@ -153,10 +163,14 @@ void cpu_matmul(const float* x, int64_t N, const CpuWeightView& w, float* out, T
         if (nx == 4 && x4)  // bit-identical to the DotFn (quant_dot.h)
           for (; m < m1; ++m) plan.dotx4(wd + m * row_bytes, x4 + n * xs, K, out + n * M + m, M);
         if (nx == 1 && plan.dot4)  // bit-identical to four single-row calls (quant_dot.h)
-          for (; m + 4 <= m1; m += 4)
+          for (; m + 4 <= m1; m += 4) {
+            prefetch_rows(wd, row_bytes, m + kPrefetchRows, end);
             plan.dot4(wd + m * row_bytes, row_bytes, xq + n * xs, K, out + n * M + m);
-        for (; m < m1; ++m)
+          }
+        for (; m < m1; ++m) {
+          if (nx == 1 && m % 4 == 0) prefetch_rows(wd, row_bytes, m + kPrefetchRows, end);
           plan.dot(wd + m * row_bytes, xq + n * xs, xs, nx, K, out + n * M + m, M);
+        }
       }
     }
   });
