@@ -44,5 +44,7 @@ extern const QuantKernels kPortableKernels;
 // Replaces the entries of `k` that have AVX2 + FMA + F16C versions (quant_dot_avx2.cc); the
 // result may only be called where cpu_isa.h says the CPU has them.
 void use_avx2_kernels(QuantKernels* k);
+// Part of use_avx2_kernels: the four-row kernels (quant_dot_avx2_rows4.cc).
+void use_avx2_four_row_kernels(QuantKernels* k);
 
 }  // namespace nc::qk

@@ -12,56 +12,13 @@
 #include <cstdint>
 #include <cstring>
 
+#include "backend/cpu/quant_avx2_helpers.h"
 #include "backend/cpu/quant_dot.h"
 
 namespace nc::qk {
 namespace {
 
 constexpr int kMaxRows = 4;
-
-float h2f(uint16_t h) {
-  return _cvtsh_ss(h);
-}
-
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-int hsum_i32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm_cvtsi128_si32(s);
-}
-
-__m256i load256(const void* p) {
-  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
-}
-
-// 16 bytes of nibbles -> 32 bytes: the low nibbles, then the high ones (Q4_0/Q4_1 order).
-__m256i unpack_nibbles(const uint8_t* p) {
-  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m256i v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-  return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
-}
-
-// Sums of pairs of unsigned(u) * signed(s) bytes as 16 int16 (no saturation for our ranges).
-__m256i dot_pairs(__m256i u, __m256i s) {
-  return _mm256_maddubs_epi16(u, s);
-}
-
-// Eight int32 sums of four products each of unsigned u and signed s bytes.
-__m256i dot_quads(__m256i u, __m256i s) {
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
-
-// Signed x signed: |a| times b with a's sign (b never holds -128: activations are in +-127).
-__m256i dot_quads_signed(__m256i a, __m256i b) {
-  return dot_quads(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-}
 
 // ---- activation quantizers (bit-identical to the portable ones) ----
 
@@ -225,95 +182,9 @@ void q8_0_tile(const void* w, int64_t ws, const void* x, int64_t xs, int64_t col
   }
 NC_TILE_ENTRIES(q4_1)
 
-// Q4_1 at four weight rows by one x row, the scale work of the four rows in one vector: the
-// halves (d_j, m_j) of rows j = 0..3 as 8 floats times (y.d, y.s, ...) give every d_j * y.d and
-// m_j * y.s at once, and the min sums accumulate lane-wise: the same products and sums per row
-// as q4_1_tile, so the same bits.
-void q4_1_4w_packed(const void* w, int64_t ws, const void* x, int64_t cols, float* out) {
-  const auto* y = static_cast<const XBlock32*>(x);
-  const auto* w0 = static_cast<const uint8_t*>(w);
-  const __m256i idx[4] = {_mm256_set1_epi32(0), _mm256_set1_epi32(2), _mm256_set1_epi32(4),
-                          _mm256_set1_epi32(6)};
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                   _mm256_setzero_ps()};
-  __m256 mins = _mm256_setzero_ps();  // lanes 1, 3, 5, 7: the four rows' min sums
-  for (int64_t i = 0; i < cols / kQK; ++i) {
-    const BlockQ4_1* b[4];
-    int32_t dm[4];
-    for (int j = 0; j < 4; ++j) {
-      b[j] = reinterpret_cast<const BlockQ4_1*>(w0 + j * ws) + i;
-      std::memcpy(&dm[j], &b[j]->d, 4);
-    }
-    const __m256 dm8 = _mm256_cvtph_ps(_mm_setr_epi32(dm[0], dm[1], dm[2], dm[3]));
-    const __m256 yds =
-        _mm256_setr_ps(y[i].d, y[i].s, y[i].d, y[i].s, y[i].d, y[i].s, y[i].d, y[i].s);
-    const __m256 prod = _mm256_mul_ps(dm8, yds);
-    mins = _mm256_add_ps(mins, prod);
-    const __m256i yq = load256(y[i].q);
-    for (int j = 0; j < 4; ++j) {
-      const __m256 sj = _mm256_cvtepi32_ps(dot_quads(unpack_nibbles(b[j]->qs), yq));
-      acc[j] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(prod, idx[j]), sj, acc[j]);
-    }
-  }
-  float m[8];
-  _mm256_storeu_ps(m, mins);
-  for (int j = 0; j < 4; ++j) out[j] = hsum(acc[j]) + m[2 * j + 1];
-}
 NC_TILE_ENTRIES(q4_0)
 NC_TILE_ENTRIES(q8_0)
 #undef NC_TILE_ENTRIES
-
-// ---- 32-value formats, four x rows interleaved (XBlock32x4) ----
-
-// Lane r of a 4-float vector in all 8 lanes.
-__m256 lane(__m128 v, __m256i index) {
-  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), index);
-}
-
-void q4_1_x4(const void* w, const void* x4, int64_t cols, float* out, int64_t os) {
-  const auto* b = static_cast<const BlockQ4_1*>(w);
-  const auto* y = static_cast<const XBlock32x4*>(x4);
-  const __m256i idx[4] = {_mm256_set1_epi32(0), _mm256_set1_epi32(1), _mm256_set1_epi32(2),
-                          _mm256_set1_epi32(3)};
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                   _mm256_setzero_ps()};
-  __m128 mins = _mm_setzero_ps();
-  for (int64_t i = 0; i < cols / kQK; ++i) {
-    const __m256i q = unpack_nibbles(b[i].qs);
-    int32_t dm_bits;
-    std::memcpy(&dm_bits, &b[i].d, 4);  // d and m, adjacent halves
-    const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(dm_bits));
-    const __m128 ds = _mm_mul_ps(_mm_shuffle_ps(dm, dm, 0x00), _mm_loadu_ps(y[i].d));
-    mins = _mm_add_ps(mins, _mm_mul_ps(_mm_shuffle_ps(dm, dm, 0x55), _mm_loadu_ps(y[i].s)));
-    for (int r = 0; r < 4; ++r) {
-      const __m256 sr = _mm256_cvtepi32_ps(dot_quads(q, load256(y[i].q[r])));
-      acc[r] = _mm256_fmadd_ps(lane(ds, idx[r]), sr, acc[r]);
-    }
-  }
-  float m[4];
-  _mm_storeu_ps(m, mins);
-  for (int r = 0; r < 4; ++r) out[r * os] = hsum(acc[r]) + m[r];
-}
-
-void q8_0_x4(const void* w, const void* x4, int64_t cols, float* out, int64_t os) {
-  const auto* b = static_cast<const BlockQ8_0*>(w);
-  const auto* y = static_cast<const XBlock32x4*>(x4);
-  const __m256i idx[4] = {_mm256_set1_epi32(0), _mm256_set1_epi32(1), _mm256_set1_epi32(2),
-                          _mm256_set1_epi32(3)};
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                   _mm256_setzero_ps()};
-  for (int64_t i = 0; i < cols / kQK; ++i) {
-    const __m256i q = load256(b[i].qs);
-    const __m256i aq = _mm256_sign_epi8(q, q);
-    const __m128 ds = _mm_mul_ps(_mm_set1_ps(h2f(b[i].d)), _mm_loadu_ps(y[i].d));
-    for (int r = 0; r < 4; ++r) {
-      const __m256i sq = _mm256_sign_epi8(load256(y[i].q[r]), q);
-      const __m256 sr = _mm256_cvtepi32_ps(dot_quads(aq, sq));
-      acc[r] = _mm256_fmadd_ps(lane(ds, idx[r]), sr, acc[r]);
-    }
-  }
-  for (int r = 0; r < 4; ++r) out[r * os] = hsum(acc[r]);
-}
 
 // ---- float formats: two accumulators of 8 lanes per row, a scalar tail ----
 
@@ -489,10 +360,8 @@ void use_avx2_kernels(QuantKernels* k) {
   k->q5_k = NC_BY_ROWS(q45_k_rows, true, BlockQ5_K);
   k->q6_k = NC_BY_ROWS(q6_k_rows);
   k->q4_0_4w = q4_0_4w;
-  k->q4_1_4w = q4_1_4w_packed;
   k->q8_0_4w = q8_0_4w;
-  k->q4_1_x4 = q4_1_x4;
-  k->q8_0_x4 = q8_0_x4;
+  use_avx2_four_row_kernels(k);
 }
 
 #undef NC_BY_ROWS
