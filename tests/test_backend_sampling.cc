@@ -4,6 +4,8 @@
 // Also the CUDA sampler's host-side row parameters (sampler_params.h).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "backend/backend.h"
@@ -79,6 +81,26 @@ TEST_F(BackendSampling, NoOpFilterKeepsUnfilteredDraw) {
   }
   const Tensor t = logits_tensor(x, R);
   EXPECT_EQ(cpu->sample_tokens(t, plain), cpu->sample_tokens(t, noop));
+}
+
+// The unfiltered draw (which skips ids that cannot win) is the argmax, lowest id on ties, of the
+// full Gumbel scan as backend.h specifies it: wide logits (most ids skipped), ties, -inf.
+TEST_F(BackendSampling, UnfilteredDrawIsTheFullGumbelArgmax) {
+  for (int trial = 0; trial < 300; ++trial) {
+    std::vector<float> x = random_logits(2000, trial % 3 == 0 ? 0.5f : 8.0f);
+    if (trial % 5 == 1) x[17] = x[1500] = *std::max_element(x.begin(), x.end()) + 3.0f;
+    if (trial % 7 == 2) x[3] = -INFINITY;
+    const float t = trial % 2 ? 0.6f : 1.3f;
+    const RowSampling p = sampling_row(t, mix64(uint64_t(trial) + 99));
+    int32_t want = 0;
+    float best = -INFINITY;
+    for (int32_t i = 0; i < int32_t(x.size()); ++i) {
+      const float u = uniform_hash01(p.seed, uint64_t(i)) + 0.5f / 16777216.0f;
+      const float s = x[size_t(i)] * p.inv_temperature - std::log(-std::log(u));
+      if (s > best) best = s, want = i;
+    }
+    EXPECT_EQ(draw_token(x, p), want) << "trial " << trial;
+  }
 }
 
 // Over 4000 seeds, one row's draws follow the candidates' renormalised probabilities.

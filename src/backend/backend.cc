@@ -79,7 +79,23 @@ int32_t draw_unbiased(std::span<const float> row, const RowSampling& p) {
     if (s > best) best = s, tok = int32_t(i);  // ids in increasing order: ties keep the lower id
   };
   if (!p.filtered()) {
-    for (int64_t i = 0; i < V; ++i) consider(i);
+    if (p.inv_temperature == 0.0f) {
+      for (int64_t i = 0; i < V; ++i) consider(i);
+      return tok;
+    }
+    // Gumbel-max without two logarithms per id: the noise of a u below 1 is at most
+    // -log(-log(1 - 2^-24)) < 16.7, so an id whose scaled logit plus kNoiseBound is below a score
+    // already drawn can neither win nor tie, and is skipped unless its u rounds to 1 (noise +inf).
+    // The winner and its tie-breaking are exactly those of the full scan.
+    constexpr float kNoiseBound = 17.5f;
+    const int64_t top = std::max_element(row.begin(), row.end()) - row.begin();
+    const float floor = gumbel_score(row[size_t(top)], p.inv_temperature, p.seed, top);
+    for (int64_t i = 0; i < V; ++i) {
+      if (row[size_t(i)] * p.inv_temperature + kNoiseBound < floor &&
+          uniform_hash01(p.seed, uint64_t(i)) + 0.5f / 16777216.0f < 1.0f)
+        continue;
+      consider(i);
+    }
     return tok;
   }
   if (std::none_of(row.begin(), row.end(), [](float x) { return x > -INFINITY; })) return 0;
@@ -141,6 +157,9 @@ std::unique_ptr<PendingTokens> Backend::sample_on_host(const Tensor& logits,
                                                        const std::vector<RowSampling>& rows) {
   check_sampling_rows(logits, rows);
   for (const RowSampling& p : rows) p.validate();
+  if (logits.device() == Device::CPU && logits.dtype() == DType::F32 && logits.is_contiguous())
+    // Host logits are read where they are: no copy (and no fresh mapping of a large one per step).
+    return draw_on_host({logits.ptr<float>(), size_t(logits.numel())}, logits.dim(1), rows);
   const std::vector<float> x = to_host_f32(logits);
   return draw_on_host(x, logits.dim(1), rows);
 }

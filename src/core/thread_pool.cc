@@ -35,16 +35,17 @@ bool spin_until(Ready ready) {
   }
 }
 
-void run_chunk(const std::function<void(int64_t, int64_t)>& fn, int64_t n, int index, int parts) {
-  const int64_t begin = n * index / parts, end = n * (index + 1) / parts;
-  if (begin < end) fn(begin, end);
+constexpr uint64_t kIndexMask = 0xFFFFFFFFu;
+
+uint64_t generation_of(uint64_t ticket) {
+  return ticket >> 32;
 }
 
 }  // namespace
 
 ThreadPool::ThreadPool(int num_threads) {
   for (int i = 1; i < std::max(1, num_threads); ++i)
-    workers_.emplace_back([this, i] { worker_loop(i); });
+    workers_.emplace_back([this] { worker_loop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -56,6 +57,25 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
+void ThreadPool::run_chunks(uint64_t gen) {
+  uint64_t t = ticket_.load(std::memory_order_acquire);
+  for (;;) {
+    if (generation_of(t) != gen || int64_t(t & kIndexMask) >= size()) return;
+    // A failed exchange reloads t; a successful one owns chunk t's index of this generation.
+    if (!ticket_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel,
+                                       std::memory_order_acquire))
+      continue;
+    const int64_t index = int64_t(t & kIndexMask), n = job_n_;
+    const int64_t begin = n * index / size(), end = n * (index + 1) / size();
+    if (begin < end) (*job_)(begin, end);
+    if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mu_);  // pairs with the caller's check under the lock
+      done_.notify_one();
+    }
+    t = ticket_.load(std::memory_order_acquire);
+  }
+}
+
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   if (workers_.empty() || n == 1) {
@@ -64,16 +84,17 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   }
   job_ = &fn;
   job_n_ = n;
-  pending_.store(int(workers_.size()), std::memory_order_relaxed);
+  remaining_.store(size(), std::memory_order_relaxed);
+  const uint64_t gen = generation_of(ticket_.load(std::memory_order_relaxed)) + 1;
   {
-    // Under the lock, so that a worker that checked the generation and is about to sleep
-    // cannot miss the wake-up.
+    // Under the lock, so that a worker that checked the ticket and is about to sleep cannot miss
+    // the wake-up.
     std::lock_guard<std::mutex> lock(mu_);
-    generation_.fetch_add(1, std::memory_order_release);
+    ticket_.store(gen << 32, std::memory_order_release);
   }
   wake_.notify_all();
-  run_chunk(fn, n, 0, size());
-  auto all_done = [this] { return pending_.load(std::memory_order_acquire) == 0; };
+  run_chunks(gen);
+  auto all_done = [this] { return remaining_.load(std::memory_order_acquire) == 0; };
   if (!spin_until(all_done)) {
     std::unique_lock<std::mutex> lock(mu_);
     done_.wait(lock, all_done);
@@ -81,24 +102,20 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   job_ = nullptr;
 }
 
-void ThreadPool::worker_loop(int index) {
+void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
     auto has_work = [&] {
       return stop_.load(std::memory_order_relaxed) ||
-             generation_.load(std::memory_order_acquire) != seen;
+             generation_of(ticket_.load(std::memory_order_acquire)) != seen;
     };
     if (!spin_until(has_work)) {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait(lock, has_work);
     }
     if (stop_.load()) return;
-    seen = generation_.load(std::memory_order_acquire);
-    run_chunk(*job_, job_n_, index, size());
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard<std::mutex> lock(mu_);  // pairs with the caller's check under the lock
-      done_.notify_one();
-    }
+    seen = generation_of(ticket_.load(std::memory_order_acquire));
+    run_chunks(seen);
   }
 }
 

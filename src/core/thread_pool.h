@@ -1,10 +1,13 @@
-// A small persistent thread pool for the CPU backend: parallel_for over an index range, with a
-// static partition so that results never depend on timing.
+// A small persistent thread pool for the CPU backend: parallel_for over an index range, cut into a
+// fixed partition so that results never depend on timing.
 //
 // Dispatch latency matters (a decode step runs a few hundred parallel_for calls of tens of
-// microseconds each), so an idle worker first spins on the job counter for a short while
-// (kSpin) before it sleeps on a condition variable, and the caller spins likewise while it waits
-// for the last chunk. Which chunk a thread runs is fixed by its index, never by who comes first.
+// microseconds each), so an idle worker first spins on the job ticket for a short while (kSpin)
+// before it sleeps on a condition variable, and the caller spins likewise while it waits for the
+// last chunk. The chunks' bounds are fixed by n and the pool size; which thread runs a chunk is
+// not: each thread, the caller included, claims the next unclaimed chunk until none is left. On a
+// loaded machine a worker that is not running when a job starts then costs nothing (the caller
+// takes its chunks) instead of a scheduler time slice per call.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -32,17 +35,21 @@ class ThreadPool {
   static ThreadPool& global();
 
  private:
-  void worker_loop(int index);
+  void worker_loop();
+  // Claims and runs chunks of the job of generation `gen` until none is left (or a later job
+  // was published).
+  void run_chunks(uint64_t gen);
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable wake_, done_;
-  // Written by the caller before it publishes a new generation (release), read by workers after
-  // they see it (acquire).
+  // Written by the caller before it publishes a new ticket (release), read by a thread after its
+  // claim on that ticket succeeded (acquire): the job cannot change before every chunk is done.
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  // The job's generation (high 32 bits) and its next unclaimed chunk (low 32 bits).
+  std::atomic<uint64_t> ticket_{0};
+  std::atomic<int> remaining_{0};  // chunks of the current job not yet finished
   std::atomic<bool> stop_{false};
 };
 

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/attention_rows.h"
+#include "backend/cpu/cpu_isa.h"
 #include "core/thread_pool.h"
 
 namespace nc {
@@ -21,33 +23,23 @@ int64_t slot_offset(const PagedKVBatch& batch, const KVCacheShape& kv, int b, in
   return int64_t(page) * kv.elems_per_page() + kv.offset_in_page(kv_idx, pos % kv.page_size, h);
 }
 
-// q . k over D values in a fixed order: 16 lane-wise partial sums (the compiler maps them onto
-// vector registers at -O2/-O3; the order is the same whether it does or not), summed pairwise,
-// then the tail. The result depends on the two rows only.
-float dot_fixed(const float* q, const float* k, int D) {
-  constexpr int L = 16;
-  float acc[L] = {};
-  int d = 0;
-  for (; d + L <= D; d += L)
-    for (int l = 0; l < L; ++l) acc[l] += q[d + l] * k[d + l];
-  for (int w = L / 2; w >= 1; w /= 2)
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  float dot = acc[0];
-  for (; d < D; ++d) dot += q[d] * k[d];
-  return dot;
+const attn::RowKernels& row_kernels() {
+  static const attn::RowKernels k =
+      cpu_isa_active() == CpuIsa::Avx2 ? attn::avx2_rows() : attn::kPortableRows;
+  return k;
 }
 
-// Calls fn(j, offset) for the first `visible` tokens of entry b, in order, with the element
-// offset of token j's K (kv_idx 0) or V (kv_idx 1) row of head h: one page lookup per page.
+// Calls fn(j0, n, offset) for the first `visible` tokens of entry b, one page at a time, in
+// order: tokens j0 .. j0 + n - 1, whose K (kv_idx 0) or V (kv_idx 1) rows of head h start at
+// element `offset` and lie `stride` elements apart.
 template <typename Fn>
-void for_each_slot(const PagedKVBatch& batch, const KVCacheShape& kv, int b, int visible,
-                   int kv_idx, int h, Fn&& fn) {
+void for_each_run(const PagedKVBatch& batch, const KVCacheShape& kv, int b, int visible, int kv_idx,
+                  int h, Fn&& fn) {
   const int ps = kv.page_size;
   const int32_t* pages = batch.kv_indices.data() + batch.kv_indptr[b];
   for (int j0 = 0, p = 0; j0 < visible; j0 += ps, ++p) {
     const int64_t base = int64_t(pages[p]) * kv.elems_per_page();
-    const int n = std::min(ps, visible - j0);
-    for (int t = 0; t < n; ++t) fn(j0 + t, base + kv.offset_in_page(kv_idx, t, h));
+    fn(j0, std::min(ps, visible - j0), base + kv.offset_in_page(kv_idx, 0, h));
   }
 }
 
@@ -61,23 +53,24 @@ void attend_row(const PagedKVBatch& batch, const AttentionShape& s, int b, int v
     if (lse) *lse = -std::numeric_limits<float>::infinity();
     return;
   }
+  const attn::RowKernels& rk = row_kernels();
+  const int64_t stride = s.kv.offset_in_page(0, 1, 0) - s.kv.offset_in_page(0, 0, 0);
   scores.resize(visible);
-  float max_s = -std::numeric_limits<float>::infinity();
-  for_each_slot(batch, s.kv, b, visible, 0, kv_head, [&](int j, int64_t off) {
-    scores[j] = dot_fixed(q, pages + off, D) * s.sm_scale;
-    max_s = std::max(max_s, scores[j]);
+  for_each_run(batch, s.kv, b, visible, 0, kv_head, [&](int j0, int n, int64_t off) {
+    rk.scores(q, pages + off, stride, n, D, s.sm_scale, scores.data() + j0);
   });
+  float max_s = -std::numeric_limits<float>::infinity();
+  for (int j = 0; j < visible; ++j) max_s = std::max(max_s, scores[j]);
   float sum = 0.0f;
   for (int j = 0; j < visible; ++j) {
     scores[j] = std::exp(scores[j] - max_s);
     sum += scores[j];
   }
   const float inv_sum = 1.0f / sum;
-  // out[d] accumulates over keys in order: lane-wise, so it vectorises without reordering.
-  for_each_slot(batch, s.kv, b, visible, 1, kv_head, [&](int j, int64_t off) {
-    const float* v = pages + off;
-    const float p = scores[j] * inv_sum;
-    for (int d = 0; d < D; ++d) out[d] += p * v[d];
+  for (int j = 0; j < visible; ++j) scores[j] *= inv_sum;
+  // out[d] accumulates over keys in order.
+  for_each_run(batch, s.kv, b, visible, 1, kv_head, [&](int j0, int n, int64_t off) {
+    rk.accumulate(scores.data() + j0, pages + off, stride, n, D, out);
   });
   if (lse) *lse = max_s * kLog2e + std::log2(sum);
 }
@@ -109,7 +102,7 @@ void cpu_paged_attention(const PagedKVBatch& batch, const AttentionShape& s, con
     std::fill(entry_of_row.begin() + batch.qo_indptr[b],
               entry_of_row.begin() + batch.qo_indptr[b + 1], b);
   (pool ? *pool : ThreadPool::global()).parallel_for(T * Hq, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores;
+    thread_local std::vector<float> scores;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t row = item / Hq;
       const int h = int(item % Hq), b = entry_of_row[row];

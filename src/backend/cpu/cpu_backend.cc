@@ -1,6 +1,7 @@
 // The CPU backend: float32 activations; weights float32 or kept as the checkpoint stores them
 // (f16, bf16, GGML blocks), multiplied by cpu_matmul (one fixed-order dot product per output
-// element: batch invariant); paged attention in plain C++, threaded by (row, head). It is the
+// element: batch invariant); paged attention threaded by (row, head), its inner loops in AVX2
+// where the CPU has it (attention_rows.h: the portable loops' bits). It is the
 // reference the CUDA backend is checked against, and it runs the whole engine in CI.
 #include <algorithm>
 #include <cmath>

@@ -4,6 +4,7 @@
 #include "backend/cpu/cpu_matmul.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "backend/cpu/cpu_isa.h"
@@ -20,6 +21,8 @@ enum class Act { Float, X32, X256 };
 struct Plan {
   qk::DotFn dot;
   Act act;
+  qk::Dot4Fn dot4 = nullptr;    // four W rows at once for a lone x row, where the path has it
+  qk::DotX4Fn dotx4 = nullptr;  // four x rows interleaved (XBlock32x4), where the path has it
 };
 
 Plan plan_for(const qk::QuantKernels& k, DType t) {
@@ -31,11 +34,11 @@ Plan plan_for(const qk::QuantKernels& k, DType t) {
     case DType::BF16:
       return {k.bf16, Act::Float};
     case DType::Q4_0:
-      return {k.q4_0, Act::X32};
+      return {k.q4_0, Act::X32, k.q4_0_4w};
     case DType::Q4_1:
-      return {k.q4_1, Act::X32};
+      return {k.q4_1, Act::X32, k.q4_1_4w, k.q4_1_x4};
     case DType::Q8_0:
-      return {k.q8_0, Act::X32};
+      return {k.q8_0, Act::X32, k.q8_0_4w, k.q8_0_x4};
     case DType::Q4_K:
       return {k.q4_k, Act::X256};
     case DType::Q5_K:
@@ -93,6 +96,43 @@ const void* prepare_x(const float* x, int64_t N, int64_t K, Act act, const qk::Q
   return dst;
 }
 
+// The first `groups` * 4 quantized x rows (XBlock32s, xs bytes apart) as XBlock32x4 groups of
+// four rows, 4 * xs bytes apart: the same values, for the DotX4Fn kernels.
+const uint8_t* interleave_x4(const uint8_t* xq, int64_t xs, int64_t groups, int64_t blocks,
+                             std::vector<uint8_t>& buf) {
+  buf.resize(size_t(groups * 4 * xs));
+  for (int64_t g = 0; g < groups; ++g) {
+    auto* dst = reinterpret_cast<qk::XBlock32x4*>(buf.data() + g * 4 * xs);
+    for (int r = 0; r < 4; ++r) {
+      const auto* src = reinterpret_cast<const qk::XBlock32*>(xq + (4 * g + r) * xs);
+      for (int64_t i = 0; i < blocks; ++i) {
+        dst[i].d[r] = src[i].d;
+        dst[i].s[r] = src[i].s;
+        std::memcpy(dst[i].q[r], src[i].q, qk::kQK);
+      }
+    }
+  }
+  return buf.data();
+}
+
+// At N = 1 the weights stream from memory once per step: ask for the four rows kPrefetchRows
+// ahead of the ones being multiplied (within this thread's range), so that the loads of the next
+// rows are in flight while these are computed.
+constexpr int64_t kPrefetchRows = 8;
+void prefetch_line(const uint8_t* p) {
+#if defined(__x86_64__) || defined(__i386__)
+  // SSE, every x86-64 CPU. Spelled out: GCC dropped __builtin_prefetch from this loop.
+  asm volatile("prefetcht0 %0" : : "m"(*p));
+#else
+  __builtin_prefetch(p);
+#endif
+}
+void prefetch_rows(const uint8_t* wd, int64_t row_bytes, int64_t m, int64_t end) {
+  if (m + 4 > end) return;
+  const uint8_t* p = wd + m * row_bytes;
+  for (int64_t off = 0; off < 4 * row_bytes; off += 64) prefetch_line(p + off);
+}
+
 constexpr int64_t kTileBytes = 16 * 1024;  // W rows per tile: about half of L1
 constexpr int kRowsPerCall = 4;            // x rows per kernel call
 
@@ -114,16 +154,31 @@ void cpu_matmul(const float* x, int64_t N, const CpuWeightView& w, float* out, T
   const auto* xq =
       static_cast<const uint8_t*>(prepare_x(x, N, w.cols, plan.act, k, pool, xbuf, &xs));
   const int64_t M = w.rows, K = w.cols;
+  static_assert(sizeof(qk::XBlock32x4) == 4 * sizeof(qk::XBlock32));
+  thread_local std::vector<uint8_t> x4buf;
+  const uint8_t* x4 =
+      plan.dotx4 && N >= 4 ? interleave_x4(xq, xs, N / 4, K / qk::kQK, x4buf) : nullptr;
   const int64_t row_bytes = int64_t(dtype_bytes(w.dtype, K));
-  const int64_t tile = std::max<int64_t>(1, kTileBytes / row_bytes);
+  // A multiple of 4 rows, so that the four-row kernel covers whole tiles.
+  const int64_t tile = std::max<int64_t>(4, kTileBytes / row_bytes / 4 * 4);
   const auto* wd = static_cast<const uint8_t*>(w.data);
   pool.parallel_for(M, [&](int64_t begin, int64_t end) {
     for (int64_t m0 = begin; m0 < end; m0 += tile) {
       const int64_t m1 = std::min(end, m0 + tile);
       for (int64_t n = 0; n < N; n += kRowsPerCall) {
         const int nx = int(std::min<int64_t>(kRowsPerCall, N - n));
-        for (int64_t m = m0; m < m1; ++m)
+        int64_t m = m0;
+        if (nx == 4 && x4)  // bit-identical to the DotFn (quant_dot.h)
+          for (; m < m1; ++m) plan.dotx4(wd + m * row_bytes, x4 + n * xs, K, out + n * M + m, M);
+        if (nx == 1 && plan.dot4)  // bit-identical to four single-row calls (quant_dot.h)
+          for (; m + 4 <= m1; m += 4) {
+            prefetch_rows(wd, row_bytes, m + kPrefetchRows, end);
+            plan.dot4(wd + m * row_bytes, row_bytes, xq + n * xs, K, out + n * M + m);
+          }
+        for (; m < m1; ++m) {
+          if (nx == 1 && m % 4 == 0) prefetch_rows(wd, row_bytes, m + kPrefetchRows, end);
           plan.dot(wd + m * row_bytes, xq + n * xs, xs, nx, K, out + n * M + m, M);
+        }
       }
     }
   });

@@ -66,6 +66,12 @@ struct XBlock32 {
   float d, s;
   int8_t q[kQK];
 };
+// Block i of four XBlock32 rows side by side (rows r = 0..3): the same values, laid out so that a
+// kernel loads the four scales, the four sums and the four quant vectors without gathering.
+struct XBlock32x4 {
+  float d[4], s[4];
+  int8_t q[4][kQK];
+};
 struct XBlock256 {
   float d;
   int16_t bsums[kQKK / 16];

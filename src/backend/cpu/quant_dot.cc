@@ -177,6 +177,11 @@ const QuantKernels kPortableKernels = {
     rows<one_q45_k<false, BlockQ4_K>>,
     rows<one_q45_k<true, BlockQ5_K>>,
     rows<one_q6_k>,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
 };
 
 }  // namespace nc::qk

@@ -12,56 +12,13 @@
 #include <cstdint>
 #include <cstring>
 
+#include "backend/cpu/quant_avx2_helpers.h"
 #include "backend/cpu/quant_dot.h"
 
 namespace nc::qk {
 namespace {
 
 constexpr int kMaxRows = 4;
-
-float h2f(uint16_t h) {
-  return _cvtsh_ss(h);
-}
-
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-int hsum_i32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm_cvtsi128_si32(s);
-}
-
-__m256i load256(const void* p) {
-  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
-}
-
-// 16 bytes of nibbles -> 32 bytes: the low nibbles, then the high ones (Q4_0/Q4_1 order).
-__m256i unpack_nibbles(const uint8_t* p) {
-  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m256i v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-  return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
-}
-
-// Sums of pairs of unsigned(u) * signed(s) bytes as 16 int16 (no saturation for our ranges).
-__m256i dot_pairs(__m256i u, __m256i s) {
-  return _mm256_maddubs_epi16(u, s);
-}
-
-// Eight int32 sums of four products each of unsigned u and signed s bytes.
-__m256i dot_quads(__m256i u, __m256i s) {
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
-
-// Signed x signed: |a| times b with a's sign (b never holds -128: activations are in +-127).
-__m256i dot_quads_signed(__m256i a, __m256i b) {
-  return dot_quads(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-}
 
 // ---- activation quantizers (bit-identical to the portable ones) ----
 
@@ -130,61 +87,104 @@ const XBlock256* xrow256(const void* x, int64_t stride, int i) {
 }
 
 // ---- 32-value formats ----
+//
+// Each kernel is a tile of MW weight rows (ws bytes apart) by NX x rows; out[j + r * os] gets
+// weight row j times x row r. Every (j, r) pair has its own accumulator chain that performs the
+// same operations in the same order whatever MW and NX are (so a tile of four weight rows is bit
+// for bit four calls of one row): MW > 1 only gives the core independent chains to overlap, which
+// matters at NX = 1, where one chain's fused-add latency would otherwise bound the kernel.
 
-template <int NX>
-void q4_1_rows(const void* w, const void* x, int64_t xs, int64_t cols, float* out, int64_t os) {
-  const auto* b = static_cast<const BlockQ4_1*>(w);
-  __m256 acc[NX];
-  float mins[NX];
-  for (int r = 0; r < NX; ++r) acc[r] = _mm256_setzero_ps(), mins[r] = 0.0f;
-  for (int64_t i = 0; i < cols / kQK; ++i) {
-    const __m256i q = unpack_nibbles(b[i].qs);
-    const float d = h2f(b[i].d), m = h2f(b[i].m);
-    for (int r = 0; r < NX; ++r) {
-      const XBlock32& y = xrow32(x, xs, r)[i];
-      const __m256 s = _mm256_cvtepi32_ps(dot_quads(q, load256(y.q)));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[r]);
-      mins[r] += m * y.s;
-    }
-  }
-  for (int r = 0; r < NX; ++r) out[r * os] = hsum(acc[r]) + mins[r];
+template <typename Block>
+const Block& wblock(const void* w, int64_t ws, int j, int64_t i) {
+  return reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + j * ws)[i];
 }
 
-template <int NX>
-void q4_0_rows(const void* w, const void* x, int64_t xs, int64_t cols, float* out, int64_t os) {
-  const auto* b = static_cast<const BlockQ4_0*>(w);
-  __m256 acc[NX];
-  for (int r = 0; r < NX; ++r) acc[r] = _mm256_setzero_ps();
+template <int MW, int NX>
+void q4_1_tile(const void* w, int64_t ws, const void* x, int64_t xs, int64_t cols, float* out,
+               int64_t os) {
+  __m256 acc[MW][NX];
+  float mins[MW][NX];
+  for (int j = 0; j < MW; ++j)
+    for (int r = 0; r < NX; ++r) acc[j][r] = _mm256_setzero_ps(), mins[j][r] = 0.0f;
   for (int64_t i = 0; i < cols / kQK; ++i) {
-    const __m256i q = _mm256_sub_epi8(unpack_nibbles(b[i].qs), _mm256_set1_epi8(8));
-    const float d = h2f(b[i].d);
-    for (int r = 0; r < NX; ++r) {
-      const XBlock32& y = xrow32(x, xs, r)[i];
-      const __m256 s = _mm256_cvtepi32_ps(dot_quads_signed(q, load256(y.q)));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[r]);
+    for (int j = 0; j < MW; ++j) {
+      const BlockQ4_1& b = wblock<BlockQ4_1>(w, ws, j, i);
+      const __m256i q = unpack_nibbles(b.qs);
+      const float d = h2f(b.d), m = h2f(b.m);
+      for (int r = 0; r < NX; ++r) {
+        const XBlock32& y = xrow32(x, xs, r)[i];
+        const __m256 s = _mm256_cvtepi32_ps(dot_quads(q, load256(y.q)));
+        acc[j][r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[j][r]);
+        mins[j][r] += m * y.s;
+      }
     }
   }
-  for (int r = 0; r < NX; ++r) out[r * os] = hsum(acc[r]);
+  for (int j = 0; j < MW; ++j)
+    for (int r = 0; r < NX; ++r) out[j + r * os] = hsum(acc[j][r]) + mins[j][r];
 }
 
-template <int NX>
-void q8_0_rows(const void* w, const void* x, int64_t xs, int64_t cols, float* out, int64_t os) {
-  const auto* b = static_cast<const BlockQ8_0*>(w);
-  __m256 acc[NX];
-  for (int r = 0; r < NX; ++r) acc[r] = _mm256_setzero_ps();
+template <int MW, int NX>
+void q4_0_tile(const void* w, int64_t ws, const void* x, int64_t xs, int64_t cols, float* out,
+               int64_t os) {
+  __m256 acc[MW][NX];
+  for (int j = 0; j < MW; ++j)
+    for (int r = 0; r < NX; ++r) acc[j][r] = _mm256_setzero_ps();
   for (int64_t i = 0; i < cols / kQK; ++i) {
-    const __m256i q = load256(b[i].qs);
-    const __m256i aq = _mm256_sign_epi8(q, q);
-    const float d = h2f(b[i].d);
-    for (int r = 0; r < NX; ++r) {
-      const XBlock32& y = xrow32(x, xs, r)[i];
-      const __m256i sq = _mm256_sign_epi8(load256(y.q), q);
-      const __m256 s = _mm256_cvtepi32_ps(dot_quads(aq, sq));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[r]);
+    for (int j = 0; j < MW; ++j) {
+      const BlockQ4_0& b = wblock<BlockQ4_0>(w, ws, j, i);
+      const __m256i q = _mm256_sub_epi8(unpack_nibbles(b.qs), _mm256_set1_epi8(8));
+      const float d = h2f(b.d);
+      for (int r = 0; r < NX; ++r) {
+        const XBlock32& y = xrow32(x, xs, r)[i];
+        const __m256 s = _mm256_cvtepi32_ps(dot_quads_signed(q, load256(y.q)));
+        acc[j][r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[j][r]);
+      }
     }
   }
-  for (int r = 0; r < NX; ++r) out[r * os] = hsum(acc[r]);
+  for (int j = 0; j < MW; ++j)
+    for (int r = 0; r < NX; ++r) out[j + r * os] = hsum(acc[j][r]);
 }
+
+template <int MW, int NX>
+void q8_0_tile(const void* w, int64_t ws, const void* x, int64_t xs, int64_t cols, float* out,
+               int64_t os) {
+  __m256 acc[MW][NX];
+  for (int j = 0; j < MW; ++j)
+    for (int r = 0; r < NX; ++r) acc[j][r] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < cols / kQK; ++i) {
+    for (int j = 0; j < MW; ++j) {
+      const BlockQ8_0& b = wblock<BlockQ8_0>(w, ws, j, i);
+      const __m256i q = load256(b.qs);
+      const __m256i aq = _mm256_sign_epi8(q, q);
+      const float d = h2f(b.d);
+      for (int r = 0; r < NX; ++r) {
+        const XBlock32& y = xrow32(x, xs, r)[i];
+        const __m256i sq = _mm256_sign_epi8(load256(y.q), q);
+        const __m256 s = _mm256_cvtepi32_ps(dot_quads(aq, sq));
+        acc[j][r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), s, acc[j][r]);
+      }
+    }
+  }
+  for (int j = 0; j < MW; ++j)
+    for (int r = 0; r < NX; ++r) out[j + r * os] = hsum(acc[j][r]);
+}
+
+// One weight row by NX x rows (the DotFn shape), and four weight rows by one x row (Dot4Fn).
+#define NC_TILE_ENTRIES(name)                                                             \
+  template <int NX>                                                                       \
+  void name##_rows(const void* w, const void* x, int64_t xs, int64_t cols, float* out,    \
+                   int64_t os) {                                                          \
+    name##_tile<1, NX>(w, 0, x, xs, cols, out, os);                                       \
+  }                                                                                       \
+  [[maybe_unused]] void name##_4w(const void* w, int64_t ws, const void* x, int64_t cols, \
+                                  float* out) {                                           \
+    name##_tile<4, 1>(w, ws, x, 0, cols, out, 0);                                         \
+  }
+NC_TILE_ENTRIES(q4_1)
+
+NC_TILE_ENTRIES(q4_0)
+NC_TILE_ENTRIES(q8_0)
+#undef NC_TILE_ENTRIES
 
 // ---- float formats: two accumulators of 8 lanes per row, a scalar tail ----
 
@@ -359,6 +359,9 @@ void use_avx2_kernels(QuantKernels* k) {
   k->q4_k = NC_BY_ROWS(q45_k_rows, false, BlockQ4_K);
   k->q5_k = NC_BY_ROWS(q45_k_rows, true, BlockQ5_K);
   k->q6_k = NC_BY_ROWS(q6_k_rows);
+  k->q4_0_4w = q4_0_4w;
+  k->q8_0_4w = q8_0_4w;
+  use_avx2_four_row_kernels(k);
 }
 
 #undef NC_BY_ROWS
