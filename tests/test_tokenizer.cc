@@ -16,6 +16,8 @@
 #include "formats/gguf.h"
 #include "tokenizer/unicode.h"
 
+#include "vocab_cases.h"
+
 namespace nc {
 namespace {
 
@@ -23,39 +25,10 @@ const std::string kTestdata = NC_TESTDATA_DIR "/tokenizer/";
 const std::string kFixtures = NC_FIXTURES_DIR "/tokenizer/";
 const std::string kSmolLM2 = NC_DEFAULT_MODEL_DIR "/SmolLM2-135M-Instruct.Q4_1.gguf";
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  EXPECT_TRUE(f.good()) << path;
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using test::VocabCase;
 
-struct VocabCase {
-  std::string text;
-  std::vector<int32_t> ids;
-};
-
-// X.gguf.inp: cases each followed by "\n__ggml_vocab_test__\n"; X.gguf.out: one line of ids
-// per case.
 std::vector<VocabCase> load_cases(const std::string& vocab) {
-  const std::string inp = read_file(kTestdata + vocab + ".inp");
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  std::vector<VocabCase> cases;
-  for (size_t pos = 0; pos < inp.size();) {
-    const size_t e = inp.find(sep, pos);
-    if (e == std::string::npos) break;
-    cases.push_back({inp.substr(pos, e - pos), {}});
-    pos = e + sep.size();
-  }
-  std::istringstream out(read_file(kTestdata + vocab + ".out"));
-  std::string line;
-  for (VocabCase& c : cases) {
-    EXPECT_TRUE(std::getline(out, line)) << vocab << ": fewer .out lines than cases";
-    std::istringstream ls(line);
-    for (int32_t id; ls >> id;) c.ids.push_back(id);
-  }
-  return cases;
+  return test::load_vocab_cases(kTestdata + vocab);
 }
 
 // Tokenizers are loaded once per test binary: the big vocabularies take a while to build.
@@ -73,7 +46,7 @@ const Tokenizer& smollm2() {
 }
 
 nlohmann::json read_json(const std::string& path) {
-  return nlohmann::json::parse(read_file(path));
+  return nlohmann::json::parse(test::read_whole_file(path));
 }
 
 // True when s is valid UTF-8 made of whole characters.

@@ -16,6 +16,8 @@
 #include "formats/gguf.h"
 #include "tokenizer/tokenizer.h"
 
+#include "vocab_cases.h"
+
 namespace nc {
 namespace {
 
@@ -46,38 +48,10 @@ const std::map<std::string, std::string> kVocabs = {
     {"starcoder", ""},
 };
 
-std::string read_file(const fs::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using test::VocabCase;
 
-struct VocabCase {
-  std::string text;
-  std::vector<int32_t> ids;
-};
-
-// X.gguf.inp: cases each followed by "\n__ggml_vocab_test__\n"; X.gguf.out: one line of
-// space-separated ids per case.
 std::vector<VocabCase> load_cases(const fs::path& gguf) {
-  const std::string inp = read_file(gguf.string() + ".inp");
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  std::vector<VocabCase> cases;
-  for (size_t pos = 0; pos < inp.size();) {
-    const size_t e = inp.find(sep, pos);
-    if (e == std::string::npos) break;
-    cases.push_back({inp.substr(pos, e - pos), {}});
-    pos = e + sep.size();
-  }
-  std::istringstream out(read_file(gguf.string() + ".out"));
-  std::string line;
-  for (VocabCase& c : cases) {
-    EXPECT_TRUE(std::getline(out, line)) << gguf << ": fewer .out lines than cases";
-    std::istringstream ls(line);
-    for (int32_t id; ls >> id;) c.ids.push_back(id);
-  }
-  return cases;
+  return test::load_vocab_cases(gguf.string());
 }
 
 std::string name_of(const fs::path& gguf) {
