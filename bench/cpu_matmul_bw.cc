@@ -11,8 +11,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <string>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/cpu/cpu_matmul.h"
@@ -81,7 +81,8 @@ Timing matmul_time(nc::DType t, int64_t M, int64_t K, int64_t N, nc::ThreadPool&
   std::vector<uint8_t> w(nc::dtype_bytes(t, K) * size_t(M));
   for (auto& v : w) v = uint8_t(byte(rng));
   // Sane f16 scales (0x2000 ~ 0.0078) first in every block (the Q4_1 and Q8_0 layouts).
-  for (size_t off = 0; off < w.size(); off += nc::dtype_block_bytes(t)) w[off] = 0, w[off + 1] = 0x20;
+  for (size_t off = 0; off < w.size(); off += nc::dtype_block_bytes(t))
+    w[off] = 0, w[off + 1] = 0x20;
   std::vector<float> x(size_t(N * K)), out(size_t(N * M));
   std::normal_distribution<float> normal;
   for (auto& v : x) v = normal(rng);

@@ -21,7 +21,8 @@ TEST(PreTypes, EveryKnownNameCompilesAndSplitsLosslessly) {
   const std::vector<std::string> names = known_pre_tokenizers();
   EXPECT_GE(names.size(), 90u);
   const std::string text =
-      "Hello  world's 1234567 café ÜBER\n\n\tdef f(x): return x**2 # 日本語 한국어 🦙 <tag> "
+      "Hello  world's 1234567 café ÜBER\n\n\tdef f(x): return x**2 # 日本語 한국어 🦙 "
+      "<tag> "
       "...";
   for (const std::string& name : names) {
     const PreTokenizerConfig c = pre_tokenizer_config(name);

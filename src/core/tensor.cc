@@ -2,9 +2,9 @@
 
 #include <fmt/ranges.h>
 
+#include <sys/mman.h>
 #include <cstdlib>
 #include <cstring>
-#include <sys/mman.h>
 
 namespace nc {
 
@@ -59,8 +59,8 @@ Tensor Tensor::empty_host(Shape shape, DType dtype) {
     // pool costs resident memory only for the pages requests use.
     void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     NC_CHECK(p != MAP_FAILED, "tensor: out of host memory mapping {} bytes", bytes);
-    return adopt(std::shared_ptr<void>(p, [bytes](void* q) { munmap(q, bytes); }),
-                 std::move(shape), dtype, Device::CPU);
+    return adopt(std::shared_ptr<void>(p, [bytes](void* q) { munmap(q, bytes); }), std::move(shape),
+                 dtype, Device::CPU);
   }
   void* p = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
   NC_CHECK(p != nullptr, "tensor: out of host memory allocating {} bytes", bytes);
