@@ -205,6 +205,14 @@ class Engine {
   // The chat prompt's ids as add_chat_request makes them (contents are text, markers tokens).
   std::vector<int32_t> encode_chat(const std::vector<ChatMessage>& messages,
                                    bool add_generation_prompt = true) const;
+  // OpenAI-style chat (TextCodec::render_chat_json): messages and tools as JSON text (a JSON
+  // array each; tools "null" for none; key order kept), rendered by the model's Jinja template.
+  // The prompt's text (the server reads the output format from it) and its ids.
+  std::string render_chat_json(const std::string& messages_json, const std::string& tools_json,
+                               bool add_generation_prompt = true) const;
+  std::vector<int32_t> encode_chat_json(const std::string& messages_json,
+                                        const std::string& tools_json,
+                                        bool add_generation_prompt = true) const;
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens = true) const;
   std::string apply_chat_template(const std::vector<ChatMessage>& messages,
                                   bool add_generation_prompt = true) const;

@@ -327,6 +327,33 @@ std::vector<int32_t> Engine::encode_chat(const std::vector<ChatMessage>& message
   return impl_->codec->encode_chat(messages, add_generation_prompt);
 }
 
+namespace {
+nlohmann::ordered_json parse_chat_json(const std::string& text, const char* what) {
+  try {
+    return nlohmann::ordered_json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    fail_as(ErrorKind::InvalidArgument, "chat {}: not valid JSON: {}", what, e.what());
+  }
+}
+}  // namespace
+
+std::string Engine::render_chat_json(const std::string& messages_json,
+                                     const std::string& tools_json,
+                                     bool add_generation_prompt) const {
+  return impl_->codec
+      ->render_chat_json(parse_chat_json(messages_json, "messages"),
+                         parse_chat_json(tools_json, "tools"), add_generation_prompt)
+      .text;
+}
+
+std::vector<int32_t> Engine::encode_chat_json(const std::string& messages_json,
+                                              const std::string& tools_json,
+                                              bool add_generation_prompt) const {
+  return impl_->codec->encode_chat_json(parse_chat_json(messages_json, "messages"),
+                                        parse_chat_json(tools_json, "tools"),
+                                        add_generation_prompt);
+}
+
 int Engine::vocab_size() const {
   return impl_->vocab;
 }

@@ -128,9 +128,22 @@ void EngineLoop::release(RequestHandle& h) {
   in_flight_.fetch_sub(1);
 }
 
-std::vector<int32_t> EngineLoop::tokenize(const ParsedRequest& r) const {
+std::vector<int32_t> EngineLoop::tokenize(const ParsedRequest& r, OutputFormat& format) const {
   // As Engine::add_chat_request: the template's markers are control tokens, contents are text.
-  if (r.kind == ApiKind::Chat) return engine_.encode_chat(r.messages, true);
+  if (r.kind == ApiKind::Chat && r.tools.active) {
+    // Tools and tool turns go through the model's Jinja template.
+    const std::string messages = r.tools.messages.dump();
+    const std::string tools = r.tools.tools.dump();
+    format = detect_output_format(engine_.render_chat_json(messages, tools, true),
+                                  r.tools.parse_calls());
+    return engine_.encode_chat_json(messages, tools, true);
+  }
+  if (r.kind == ApiKind::Chat) {
+    std::vector<int32_t> ids = engine_.encode_chat(r.messages, true);
+    // Only the prompt's end matters (a generation prompt opening <think>).
+    format = detect_output_format(engine_.apply_chat_template(r.messages, true), false);
+    return ids;
+  }
   if (r.prompt_is_ids) return r.prompt_ids;
   return engine_.encode(r.prompt, true, r.parse_special);
 }
@@ -176,7 +189,7 @@ void EngineLoop::admit(const std::shared_ptr<RequestHandle>& h) {
   const ParsedRequest& r = h->req_;
   int n = 0;
   try {
-    const std::vector<int32_t> ids = tokenize(r);
+    const std::vector<int32_t> ids = tokenize(r, ev.format);
     n = int(ids.size());
     // The engine validates the request (token ids, context length, the KV cache, the chat
     // template); its error's kind says which HTTP answer it gets. Choices after the first

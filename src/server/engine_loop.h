@@ -24,6 +24,7 @@
 #include "server/metrics.h"
 #include "server/openai_format.h"
 #include "server/request_parser.h"
+#include "server/tool_calls.h"
 
 namespace nc::server {
 
@@ -35,6 +36,7 @@ struct StreamEvent {
   int num_prompt_tokens = 0;  // Accepted
   std::string prompt_text;    // Accepted, completions: the prompt as text (echo, text offsets)
   LogprobToken prompt_first;  // Accepted, echo: the first prompt token (no log-probability)
+  OutputFormat format;        // Accepted, chat: how to read the output (server/tool_calls.h)
   int choice = 0;             // Output: the choice (0 .. best_of - 1) it belongs to
   RequestOutput output;       // Output
   // Output, decoded on the engine thread: the log-probabilities of output.new_token_ids (when
@@ -111,7 +113,8 @@ class EngineLoop {
   void wake();
   void run();
   void admit(const std::shared_ptr<RequestHandle>& h);
-  std::vector<int32_t> tokenize(const ParsedRequest& req) const;
+  // The prompt's ids; for chat, format says how to read the output (from the rendered prompt).
+  std::vector<int32_t> tokenize(const ParsedRequest& req, OutputFormat& format) const;
   // The request's sampling parameters for the engine: without max_tokens, the rest of the
   // context, capped by default_max_tokens.
   SamplingParams engine_sampling(const ParsedRequest& req, int num_prompt) const;

@@ -105,7 +105,11 @@ json completion_response(const ResponseMeta& m, const std::vector<ChoiceResult>&
                    {"logprobs", c.logprobs},
                    {"finish_reason", reason_json(c.finish_reason)}};
     if (m.kind == ApiKind::Chat) {
-      choice["message"] = {{"role", "assistant"}, {"content", c.text}};
+      json msg = {{"role", "assistant"}, {"content", c.text}};
+      if (c.text.empty() && !c.calls.empty()) msg["content"] = nullptr;
+      if (!c.reasoning.empty()) msg["reasoning_content"] = c.reasoning;
+      if (!c.calls.empty()) msg["tool_calls"] = tool_calls_json(c.calls, false);
+      choice["message"] = std::move(msg);
     } else {
       choice["text"] = c.text;
     }
@@ -119,8 +123,8 @@ json completion_response(const ResponseMeta& m, const std::vector<ChoiceResult>&
 json completion_response(const ResponseMeta& m, const std::string& text,
                          const std::string& finish_reason, int prompt_tokens,
                          int completion_tokens) {
-  return completion_response(m, {ChoiceResult{0, text, finish_reason, nullptr}}, prompt_tokens,
-                             completion_tokens);
+  return completion_response(m, {ChoiceResult{0, text, finish_reason, nullptr, {}, {}}},
+                             prompt_tokens, completion_tokens);
 }
 
 json stream_chunk(const ResponseMeta& m, const std::string& text, const std::string& finish_reason,
@@ -136,6 +140,30 @@ json stream_chunk(const ResponseMeta& m, const std::string& text, const std::str
   } else {
     choice["text"] = text;
   }
+  j["choices"] = json::array({std::move(choice)});
+  if (with_usage_null) j["usage"] = nullptr;
+  return j;
+}
+
+json tool_calls_json(const std::vector<ToolCall>& calls, bool stream) {
+  json arr = json::array();
+  for (size_t k = 0; k < calls.size(); ++k) {
+    json call = {{"id", calls[k].id},
+                 {"type", "function"},
+                 {"function", {{"name", calls[k].name}, {"arguments", calls[k].arguments}}}};
+    if (stream) call["index"] = k;
+    arr.push_back(std::move(call));
+  }
+  return arr;
+}
+
+json delta_chunk(const ResponseMeta& m, json delta, bool with_usage_null, int index,
+                 const json& logprobs) {
+  json j = envelope(m, true);
+  json choice = {{"index", index},
+                 {"delta", std::move(delta)},
+                 {"logprobs", logprobs},
+                 {"finish_reason", nullptr}};
   j["choices"] = json::array({std::move(choice)});
   if (with_usage_null) j["usage"] = nullptr;
   return j;

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server/request_parser.h"
+#include "server/tool_calls.h"
 
 namespace nc::server {
 
@@ -40,7 +41,17 @@ struct ChoiceResult {
   std::string text;
   std::string finish_reason;
   nlohmann::json logprobs;  // null when not asked
+  // Chat: what parse_output read from the text (text is then the content; null when empty and
+  // there are calls).
+  std::string reasoning;
+  std::vector<ToolCall> calls;
 };
+
+// Chat: OpenAI's tool_calls array (delta form with "index" when stream).
+nlohmann::json tool_calls_json(const std::vector<ToolCall>& calls, bool stream);
+// A chat streaming chunk with this delta object.
+nlohmann::json delta_chunk(const ResponseMeta& m, nlohmann::json delta, bool with_usage_null,
+                           int index, const nlohmann::json& logprobs = nullptr);
 
 // A fresh response id for the kind ("chatcmpl-" or "cmpl-" and 24 hex digits).
 std::string new_response_id(ApiKind kind);

@@ -228,11 +228,11 @@ void parse_stop(const json& body, SamplingParams& sp) {
 void reject_unsupported(const json& body, ApiKind kind) {
   if (kind == ApiKind::Completion && !get_string(body, "suffix").value_or("").empty())
     throw unsupported("suffix", "'suffix'");
-  for (const char* key : {"tools", "functions"}) {
-    if (const json* t = field(body, key)) {
-      if (!t->is_array()) throw wrong_type(key, "an array", *t);
-      if (!t->empty()) throw unsupported(key, fmt::format("'{}' (tool calling)", key));
-    }
+  if (kind == ApiKind::Completion && (field(body, "tools") || field(body, "tool_choice")))
+    throw invalid_param("tools", "'tools' and 'tool_choice' are for /v1/chat/completions");
+  if (const json* t = field(body, "functions")) {
+    if (!t->is_array()) throw wrong_type("functions", "an array", *t);
+    if (!t->empty()) throw unsupported("functions", "'functions' (use 'tools')");
   }
   if (const json* rf = field(body, "response_format")) {
     if (!rf->is_object()) throw wrong_type("response_format", "an object", *rf);
@@ -415,6 +415,10 @@ ParsedRequest parse_request(ApiKind kind, std::string_view body_text, const Pars
 
   if (kind == ApiKind::Chat) {
     r.messages = parse_messages(body);
+    // Tools and tool turns reach the template: parsed again keeping the keys' order.
+    if (needs_tool_request(body))
+      r.tools =
+          parse_tool_request(nlohmann::ordered_json::parse(body_text.begin(), body_text.end()));
   } else {
     parse_prompt(body, r);
   }

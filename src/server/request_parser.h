@@ -4,8 +4,9 @@
 // fuzzed. Everything that can be checked without the tokenizer is checked here; the prompt length
 // against the context and logit_bias / stop_token_ids ids against the vocabulary are checked by
 // the engine. Every failure is an ApiError (400), never a crash; unknown fields are ignored, as
-// OpenAI does. Known OpenAI fields that this server cannot honour (tools, suffix, response_format
-// other than text) are rejected with a message naming them rather than silently ignored.
+// OpenAI does. Known OpenAI fields that this server cannot honour (functions, suffix,
+// response_format other than text) are rejected with a message naming them rather than silently
+// ignored.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "nanocascade/engine.h"
+#include "server/tool_request.h"
 
 namespace nc::server {
 
@@ -22,6 +24,7 @@ struct ParsedRequest {
   ApiKind kind = ApiKind::Chat;
   std::string model;                  // empty: not given (the served model)
   std::vector<ChatMessage> messages;  // Chat
+  ToolRequest tools;  // Chat: tools, tool_choice and tool turns (server/tool_request.h)
   // Completion: a text prompt, or token ids when prompt_is_ids.
   std::string prompt;
   std::vector<int32_t> prompt_ids;

@@ -23,6 +23,7 @@ ResponseBuilder::ResponseBuilder(ResponseMeta meta, ResponseShape shape,
                                  const StreamEvent& accepted)
     : meta_(std::move(meta)),
       shape_(shape),
+      format_(accepted.format),
       prompt_tokens_(accepted.num_prompt_tokens),
       prompt_text_(accepted.prompt_text),
       prompt_first_(accepted.prompt_first),
@@ -62,6 +63,13 @@ ChoiceResult ResponseBuilder::result(const Choice& c, int index) const {
   r.index = index;
   r.text = (shape_.echo ? prompt_text_ : std::string()) + (zero ? std::string() : c.text);
   r.finish_reason = zero ? "length" : c.finish_reason;
+  if (shape_.kind == ApiKind::Chat) {
+    ParsedOutput p = parse_output(c.text, format_);
+    r.text = std::move(p.content);
+    r.reasoning = std::move(p.reasoning);
+    r.calls = std::move(p.calls);
+    if (!r.calls.empty() && r.finish_reason != "abort") r.finish_reason = "tool_calls";
+  }
   if (!shape_.want_logprobs) return r;
   if (shape_.kind == ApiKind::Chat) {
     r.logprobs = chat_logprobs_json(c.logprobs);
@@ -106,10 +114,42 @@ json ResponseBuilder::chunk_logprobs(const std::vector<LogprobToken>& toks, size
                                      : completion_logprobs_json(toks, offset);
 }
 
+// Chat: the text delta through the choice's OutputStream; tool calls at the end.
+std::string ResponseBuilder::stream_chat(Choice& c, const StreamEvent& ev, int i) {
+  const RequestOutput& o = ev.output;
+  const bool u = shape_.include_usage;
+  if (!c.out) c.out.emplace(format_);
+  OutputStream::Delta d = c.out->add(o.text_delta);
+  const bool end = o.finished && o.finish_reason != FinishReason::Abort;
+  if (end) {
+    OutputStream::Delta rest = c.out->finish();
+    d.reasoning += rest.reasoning;
+    d.content += rest.content;
+    d.calls = std::move(rest.calls);
+  }
+  std::string out;
+  if (!d.reasoning.empty())
+    out += sse_event(delta_chunk(meta_, {{"reasoning_content", d.reasoning}}, u, i));
+  if (!d.content.empty() || !ev.logprobs.empty()) {
+    nlohmann::json delta = nlohmann::json::object();
+    if (!d.content.empty()) delta["content"] = d.content;
+    out += sse_event(delta_chunk(meta_, delta, u, i, chunk_logprobs(ev.logprobs, 0)));
+  }
+  if (!d.calls.empty())
+    out += sse_event(delta_chunk(meta_, {{"tool_calls", tool_calls_json(d.calls, true)}}, u, i));
+  if (end) {
+    const std::string reason =
+        c.out->has_calls() ? std::string("tool_calls") : finish_reason_name(o.finish_reason);
+    out += sse_event(stream_chunk(meta_, "", reason, false, u, i));
+  }
+  return out;
+}
+
 std::string ResponseBuilder::stream(const StreamEvent& ev) {
   add(ev);
   const int i = ev.choice;
   Choice& c = choices_.at(size_t(i));
+  if (meta_.kind == ApiKind::Chat) return stream_chat(c, ev, i);
   const RequestOutput& o = ev.output;
   const bool u = shape_.include_usage;
   std::string out;

@@ -7,9 +7,15 @@
 // chunks it gives, each naming its choice's index; completions with echo start each choice with
 // the prompt), then end() once done() (the usage chunk when asked, and [DONE]).
 //
+// Chat outputs are read with the Accepted event's OutputFormat: a <think> block becomes
+// reasoning_content, tool calls tool_calls with finish_reason "tool_calls". Streams send
+// reasoning_content and content deltas as they come and each tool call whole, in one delta
+// (index, id, type, function name and the complete arguments), when the choice finishes.
+//
 // Echo with max_tokens 0 (completions): the engine computed one token that is not returned; the
 // choice is the prompt alone, finish_reason "length", 0 completion tokens.
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,9 +60,11 @@ class ResponseBuilder {
     std::string finish_reason;
     int tokens = 0;
     double sum_logprob = 0;
-    bool started = false;  // stream: its first chunk went out
-    size_t offset = 0;     // stream, completions: text offset of its next token
+    bool started = false;             // stream: its first chunk went out
+    size_t offset = 0;                // stream, completions: text offset of its next token
+    std::optional<OutputStream> out;  // stream, chat: reasoning, content and tool calls
   };
+  std::string stream_chat(Choice& c, const StreamEvent& ev, int i);
   void take_prompt_logprobs(const StreamEvent& ev);
   std::vector<LogprobToken> prompt_tokens() const;
   ChoiceResult result(const Choice& c, int index) const;
@@ -64,6 +72,7 @@ class ResponseBuilder {
 
   ResponseMeta meta_;
   ResponseShape shape_;
+  OutputFormat format_;  // chat: how to read the output (server/tool_calls.h)
   int prompt_tokens_ = 0;
   std::string prompt_text_;
   LogprobToken prompt_first_;

@@ -1,0 +1,243 @@
+#include "server/tool_calls.h"
+
+#include <random>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace nc::server {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::string_view kThinkOpen = "<think>";
+constexpr std::string_view kThinkClose = "</think>";
+constexpr std::string_view kCallOpen = "<tool_call>";
+constexpr std::string_view kCallClose = "</tool_call>";
+
+std::string_view ltrim(std::string_view s) {
+  const size_t p = s.find_first_not_of(" \t\r\n");
+  return p == std::string_view::npos ? std::string_view() : s.substr(p);
+}
+
+std::string trim(std::string_view s) {
+  s = ltrim(s);
+  const size_t p = s.find_last_not_of(" \t\r\n");
+  return std::string(p == std::string_view::npos ? std::string_view() : s.substr(0, p + 1));
+}
+
+// The length of the longest proper prefix of tag that s ends with (text to hold back: it may
+// become the tag when the next delta comes).
+size_t partial_tag(std::string_view s, std::string_view tag) {
+  for (size_t k = std::min(s.size(), tag.size() - 1); k > 0; --k) {
+    if (s.substr(s.size() - k) == tag.substr(0, k)) return k;
+  }
+  return 0;
+}
+
+// {"name": ..., "arguments"|"parameters": {...} or a JSON string} as a call; false if not one.
+bool call_from_json(std::string_view text, ToolCall& out) {
+  const json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return false;
+  auto name = j.find("name");
+  if (name == j.end() || !name->is_string()) return false;
+  auto args = j.find("arguments");
+  if (args == j.end()) args = j.find("parameters");
+  out.id = new_tool_call_id();
+  out.name = name->get<std::string>();
+  if (args == j.end() || args->is_null()) {
+    out.arguments = "{}";
+  } else if (args->is_string()) {
+    out.arguments = args->get<std::string>();
+  } else {
+    out.arguments = args->dump();
+  }
+  return true;
+}
+
+// Hermes/Qwen: every <tool_call>...</tool_call> (the last may be cut off by the end) whose body
+// is a call; what is not a call stays in the content.
+void parse_hermes(std::string_view text, ParsedOutput& out) {
+  std::string content;
+  size_t pos = 0;
+  while (true) {
+    const size_t open = text.find(kCallOpen, pos);
+    if (open == std::string_view::npos) break;
+    content += text.substr(pos, open - pos);
+    const size_t body = open + kCallOpen.size();
+    size_t close = text.find(kCallClose, body);
+    const size_t body_end = close == std::string_view::npos ? text.size() : close;
+    ToolCall call;
+    if (call_from_json(trim(text.substr(body, body_end - body)), call)) {
+      out.calls.push_back(std::move(call));
+    } else {
+      content += text.substr(open, body_end - open);
+    }
+    pos = close == std::string_view::npos ? text.size() : close + kCallClose.size();
+  }
+  content += text.substr(pos);
+  out.content = trim(content);
+}
+
+// Llama 3: the whole output is one call's JSON, or several separated by ';'.
+void parse_llama3(std::string_view text, ParsedOutput& out) {
+  std::string_view t = ltrim(text);
+  if (t.starts_with("<|python_tag|>")) t = t.substr(14);
+  std::vector<ToolCall> calls;
+  size_t pos = 0;
+  bool ok = ltrim(t).starts_with("{");
+  while (ok && pos < t.size()) {
+    size_t semi = t.find(';', pos);
+    ToolCall call;
+    // A ';' inside a string argument: try the longer piece when the short one is no call.
+    while (semi != std::string_view::npos && !call_from_json(t.substr(pos, semi - pos), call))
+      semi = t.find(';', semi + 1);
+    if (semi == std::string_view::npos) {
+      ok = call_from_json(t.substr(pos), call);
+      if (ok) calls.push_back(std::move(call));
+      break;
+    }
+    calls.push_back(std::move(call));
+    pos = semi + 1;
+    if (trim(t.substr(pos)).empty()) break;
+  }
+  if (ok && !calls.empty()) {
+    out.calls = std::move(calls);
+  } else {
+    out.content = trim(text);
+  }
+}
+
+}  // namespace
+
+OutputFormat detect_output_format(const std::string& prompt_text, bool tools_on) {
+  OutputFormat f;
+  const std::string_view p = prompt_text;
+  const size_t tail = p.find_last_not_of(" \t\r\n");
+  f.starts_in_think = tail != std::string_view::npos && p.substr(0, tail + 1).ends_with(kThinkOpen);
+  if (!tools_on) return f;
+  if (p.find(kCallOpen) != std::string_view::npos) {
+    f.tools = ToolFormat::Hermes;
+  } else if (p.find("\"parameters\"") != std::string_view::npos &&
+             p.find("\"name\"") != std::string_view::npos) {
+    f.tools = ToolFormat::Llama3Json;
+  }
+  return f;
+}
+
+std::string new_tool_call_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("call_{:016x}{:08x}", rng(), uint32_t(rng()));
+}
+
+ParsedOutput parse_output(const std::string& text, const OutputFormat& f) {
+  ParsedOutput out;
+  std::string_view rest = text;
+  const bool think = f.starts_in_think || ltrim(rest).starts_with(kThinkOpen);
+  if (!think && f.tools == ToolFormat::None) {
+    out.content = text;  // nothing to read: the text as the model wrote it
+    return out;
+  }
+  if (think) {
+    if (!f.starts_in_think) rest = ltrim(rest).substr(kThinkOpen.size());
+    const size_t close = rest.find(kThinkClose);
+    out.reasoning = std::string(rest.substr(0, close));
+    rest = close == std::string_view::npos ? std::string_view() : rest.substr(close + 8);
+  }
+  switch (f.tools) {
+    case ToolFormat::Hermes:
+      parse_hermes(rest, out);
+      break;
+    case ToolFormat::Llama3Json:
+      parse_llama3(rest, out);
+      break;
+    case ToolFormat::None:
+      out.content = trim(rest);
+      break;
+  }
+  return out;
+}
+
+OutputStream::OutputStream(const OutputFormat& f)
+    : f_(f), state_(f.starts_in_think ? State::Think : State::Start) {}
+
+OutputStream::Delta OutputStream::add(const std::string& text_delta) {
+  Delta d;
+  if (state_ == State::Held) {
+    held_ += text_delta;
+  } else {
+    pending_ += text_delta;
+    route(d, false);
+  }
+  return d;
+}
+
+void OutputStream::route(Delta& d, bool at_end) {
+  if (state_ == State::Start) {
+    const std::string_view t = ltrim(pending_);
+    if (t.starts_with(kThinkOpen)) {
+      pending_ = std::string(t.substr(kThinkOpen.size()));
+      state_ = State::Think;
+    } else if (!at_end && (t.empty() || std::string_view(kThinkOpen).starts_with(t))) {
+      return;  // may still become <think>
+    } else {
+      state_ = State::Content;
+    }
+  }
+  if (state_ == State::Think) {
+    const size_t close = pending_.find(kThinkClose);
+    if (close == std::string::npos) {
+      const size_t keep = at_end ? 0 : partial_tag(pending_, kThinkClose);
+      d.reasoning += pending_.substr(0, pending_.size() - keep);
+      pending_.erase(0, pending_.size() - keep);
+      return;
+    }
+    d.reasoning += pending_.substr(0, close);
+    pending_ = std::string(ltrim(std::string_view(pending_).substr(close + kThinkClose.size())));
+    state_ = State::Content;
+  }
+  if (f_.tools == ToolFormat::Llama3Json) {
+    const std::string_view t = ltrim(pending_);
+    if (t.starts_with("{") || t.starts_with("<|python_tag|>")) {
+      held_ = std::move(pending_);
+      pending_.clear();
+      state_ = State::Held;
+      return;
+    }
+    if (t.empty() && !at_end) return;
+    f_.tools = ToolFormat::None;  // content, not a call
+  }
+  if (f_.tools == ToolFormat::Hermes) {
+    const size_t open = pending_.find(kCallOpen);
+    if (open != std::string::npos) {
+      d.content += pending_.substr(0, open);
+      held_ = pending_.substr(open);
+      pending_.clear();
+      state_ = State::Held;
+      return;
+    }
+    const size_t keep = at_end ? 0 : partial_tag(pending_, kCallOpen);
+    d.content += pending_.substr(0, pending_.size() - keep);
+    pending_.erase(0, pending_.size() - keep);
+    return;
+  }
+  d.content += pending_;
+  pending_.clear();
+}
+
+OutputStream::Delta OutputStream::finish() {
+  Delta d;
+  if (state_ != State::Held) route(d, true);
+  if (state_ != State::Held) return d;
+  OutputFormat f = f_;
+  f.starts_in_think = false;
+  ParsedOutput p = parse_output(held_, f);
+  held_.clear();
+  if (!p.content.empty()) d.content += p.content;
+  d.calls = std::move(p.calls);
+  saw_calls_ = !d.calls.empty();
+  return d;
+}
+
+}  // namespace nc::server

@@ -1,0 +1,164 @@
+#include "server/tool_request.h"
+
+#include <fmt/format.h>
+
+#include "server/api_error.h"
+
+namespace nc::server {
+
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+const ojson* field(const ojson& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+ApiError bad(const std::string& param, const std::string& msg) {
+  return invalid_param(param, fmt::format("'{}' {}", param, msg));
+}
+
+const std::string& required_string(const ojson& obj, const char* key, const std::string& param) {
+  const ojson* v = field(obj, key);
+  if (!v || !v->is_string() || v->get_ref<const std::string&>().empty())
+    throw bad(param + "." + key, "is required and must be a non-empty string");
+  return v->get_ref<const std::string&>();
+}
+
+ojson parse_tools(const ojson& t) {
+  if (!t.is_array()) throw bad("tools", fmt::format("must be an array, got {}", t.type_name()));
+  if (t.empty()) return nullptr;  // as no tools
+  for (size_t i = 0; i < t.size(); ++i) {
+    const std::string p = fmt::format("tools[{}]", i);
+    const ojson& tool = t[i];
+    if (!tool.is_object()) throw bad(p, "must be an object");
+    const ojson* type = field(tool, "type");
+    if (!type || *type != "function")
+      throw bad(p + ".type", "must be \"function\" (the only tool type)");
+    const ojson* f = field(tool, "function");
+    if (!f || !f->is_object()) throw bad(p + ".function", "is required and must be an object");
+    required_string(*f, "name", p + ".function");
+    if (const ojson* d = field(*f, "description"); d && !d->is_string())
+      throw bad(p + ".function.description", "must be a string");
+    if (const ojson* s = field(*f, "parameters"); s && !s->is_object())
+      throw bad(p + ".function.parameters", "must be an object (a JSON schema)");
+  }
+  return t;
+}
+
+void parse_choice(const ojson& body, ToolRequest& r) {
+  const ojson* c = field(body, "tool_choice");
+  if (!c) {
+    r.choice = r.tools.is_array() ? ToolChoiceKind::Auto : ToolChoiceKind::None;
+    return;
+  }
+  if (c->is_string()) {
+    const std::string& s = c->get_ref<const std::string&>();
+    if (s == "none")
+      r.choice = ToolChoiceKind::None;
+    else if (s == "auto")
+      r.choice = ToolChoiceKind::Auto;
+    else if (s == "required")
+      r.choice = ToolChoiceKind::Required;
+    else
+      throw bad("tool_choice", fmt::format("must be none, auto, required or an object, got "
+                                           "'{}'",
+                                           s));
+  } else if (c->is_object()) {
+    const ojson* f = field(*c, "function");
+    if (field(*c, "type") == nullptr || *field(*c, "type") != "function" || !f || !f->is_object())
+      throw bad("tool_choice",
+                "as an object must be {\"type\": \"function\", \"function\": "
+                "{\"name\": ...}}");
+    r.choice = ToolChoiceKind::Named;
+    r.choice_name = required_string(*f, "name", "tool_choice.function");
+  } else {
+    throw bad("tool_choice", fmt::format("must be a string or an object, got {}", c->type_name()));
+  }
+  if (r.choice != ToolChoiceKind::None && !r.tools.is_array())
+    throw bad("tool_choice", "needs 'tools'");
+  if (r.choice == ToolChoiceKind::Named) {
+    for (const ojson& t : r.tools)
+      if (t["function"]["name"] == r.choice_name) return;
+    throw bad("tool_choice",
+              fmt::format("names the function '{}', which is not in 'tools'", r.choice_name));
+  }
+}
+
+// An assistant turn's tool_calls: arguments parsed from their JSON string into an object.
+ojson parse_calls(const ojson& calls, const std::string& param) {
+  if (!calls.is_array()) throw bad(param, "must be an array");
+  ojson out = ojson::array();
+  for (size_t k = 0; k < calls.size(); ++k) {
+    const std::string p = fmt::format("{}[{}]", param, k);
+    ojson call = calls[k];
+    if (!call.is_object()) throw bad(p, "must be an object");
+    if (const ojson* type = field(call, "type"); type && *type != "function")
+      throw bad(p + ".type", "must be \"function\"");
+    ojson* f = call.contains("function") ? &call["function"] : nullptr;
+    if (!f || !f->is_object()) throw bad(p + ".function", "is required and must be an object");
+    required_string(*f, "name", p + ".function");
+    const ojson* a = field(*f, "arguments");
+    if (a && a->is_string()) {
+      const std::string& text = a->get_ref<const std::string&>();
+      ojson parsed = ojson::parse(text, nullptr, /*allow_exceptions=*/false);
+      if (!parsed.is_object())
+        throw bad(p + ".function.arguments", fmt::format("must be a JSON object's text, got "
+                                                         "'{}'",
+                                                         text.substr(0, 200)));
+      (*f)["arguments"] = std::move(parsed);
+    } else if (a && !a->is_object()) {
+      throw bad(p + ".function.arguments", "must be a JSON object's text");
+    } else if (!a) {
+      (*f)["arguments"] = ojson::object();
+    }
+    out.push_back(std::move(call));
+  }
+  return out;
+}
+
+ojson parse_message(const ojson& m, size_t i) {
+  const std::string p = fmt::format("messages[{}]", i);
+  ojson out = m;
+  if (out["role"] == "developer") out["role"] = "system";
+  if (out["role"] == "tool") {
+    const ojson* id = field(m, "tool_call_id");
+    if (!id || !id->is_string())
+      throw bad(p + ".tool_call_id", "is required (a string) for role 'tool'");
+  }
+  if (const ojson* calls = field(m, "tool_calls")) {
+    if (out["role"] != "assistant") throw bad(p + ".tool_calls", "is only for role 'assistant'");
+    out["tool_calls"] = parse_calls(*calls, p + ".tool_calls");
+    if (!field(m, "content")) out["content"] = "";  // templates concatenate it
+  }
+  return out;
+}
+
+}  // namespace
+
+bool needs_tool_request(const nlohmann::json& body) {
+  if (auto t = body.find("tools"); t != body.end() && !t->is_null()) return true;
+  if (auto c = body.find("tool_choice"); c != body.end() && !c->is_null()) return true;
+  auto m = body.find("messages");
+  if (m == body.end() || !m->is_array()) return false;
+  for (const auto& msg : *m) {
+    if (!msg.is_object()) continue;
+    if (msg.value("role", "") == "tool") return true;
+    if (auto c = msg.find("tool_calls"); c != msg.end() && !c->is_null()) return true;
+  }
+  return false;
+}
+
+ToolRequest parse_tool_request(const ojson& body) {
+  ToolRequest r;
+  r.active = true;
+  if (const ojson* t = field(body, "tools")) r.tools = parse_tools(*t);
+  parse_choice(body, r);
+  const ojson& msgs = body.at("messages");
+  for (size_t i = 0; i < msgs.size(); ++i) r.messages.push_back(parse_message(msgs[i], i));
+  return r;
+}
+
+}  // namespace nc::server

@@ -1,0 +1,40 @@
+// The tool-calling part of a chat request: `tools`, `tool_choice`, and the messages as the
+// model's Jinja template reads them (role `tool` turns with tool_call_id, assistant turns with
+// `tool_calls`). A pure function of the body (ordered_json: the template writes the tools' keys
+// in the request's order, as Hugging Face does); every failure is an ApiError (400) naming the
+// field.
+//
+// OpenAI sends a call's `arguments` as a JSON string; the templates (Qwen, Llama 3, Hermes)
+// expect an object, so the string is parsed here (not JSON, or not an object: 400).
+//
+// tool_choice: "none" renders the tools but never parses calls; "auto" parses them; "required"
+// and a named function are accepted and validated (the name must be one of the tools) but not
+// enforced yet (no constrained decoding): the output is parsed as with "auto".
+#pragma once
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace nc::server {
+
+enum class ToolChoiceKind { None, Auto, Required, Named };
+
+struct ToolRequest {
+  bool active = false;  // tools given, or tool turns in the messages: render through Jinja
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+  nlohmann::ordered_json tools;  // an array, or null when none
+  ToolChoiceKind choice = ToolChoiceKind::Auto;
+  std::string choice_name;  // Named
+  // Parse the output for calls: tools given and tool_choice not "none".
+  bool parse_calls() const { return tools.is_array() && choice != ToolChoiceKind::None; }
+};
+
+// Whether the body needs parse_tool_request: it has tools, or a message with role tool or
+// tool_calls (checked on the already parsed body, so the ordered parse happens only then).
+bool needs_tool_request(const nlohmann::json& body);
+
+// body: the chat request's body parsed with key order kept; the messages already validated by
+// the ordinary parser (roles, contents).
+ToolRequest parse_tool_request(const nlohmann::ordered_json& body);
+
+}  // namespace nc::server

@@ -1,0 +1,161 @@
+// The output parser (server/tool_calls.h) on fixed model outputs: Hermes/Qwen and Llama 3 tool
+// calls, <think> reasoning, and the streaming splitter fed the same texts in every chunking.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "server/tool_calls.h"
+
+namespace nc::server {
+namespace {
+
+using json = nlohmann::json;
+
+const OutputFormat kHermes{ToolFormat::Hermes, false};
+const OutputFormat kLlama{ToolFormat::Llama3Json, false};
+const OutputFormat kPlain{ToolFormat::None, false};
+
+TEST(ToolCalls, DetectsFormatFromPrompt) {
+  EXPECT_EQ(
+      detect_output_format("<tools>..</tools> within <tool_call></tool_call> tags", true).tools,
+      ToolFormat::Hermes);
+  EXPECT_EQ(detect_output_format("<tool_call>", false).tools, ToolFormat::None);
+  EXPECT_EQ(detect_output_format(R"(Respond as {"name": f, "parameters": d})", true).tools,
+            ToolFormat::Llama3Json);
+  EXPECT_EQ(detect_output_format("plain prompt", true).tools, ToolFormat::None);
+  EXPECT_TRUE(detect_output_format("<|Assistant|><think>\n", false).starts_in_think);
+  EXPECT_FALSE(detect_output_format("<think>x</think> done", false).starts_in_think);
+}
+
+TEST(ToolCalls, HermesSingleCallWithContent) {
+  const ParsedOutput p = parse_output(
+      "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+      "\"Paris\"}}\n</tool_call>",
+      kHermes);
+  EXPECT_EQ(p.content, "Let me check.");
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0].name, "get_weather");
+  EXPECT_EQ(json::parse(p.calls[0].arguments), json({{"city", "Paris"}}));
+  EXPECT_TRUE(p.calls[0].id.starts_with("call_"));
+  EXPECT_EQ(p.calls[0].id.size(), 5u + 24u);
+}
+
+TEST(ToolCalls, HermesParallelCallsHaveDistinctIds) {
+  const ParsedOutput p = parse_output(
+      "<tool_call>{\"name\": \"a\", \"arguments\": {\"x\": 1}}</tool_call>\n"
+      "<tool_call>{\"name\": \"b\", \"arguments\": \"{\\\"y\\\": [2]}\"}</tool_call>",
+      kHermes);
+  EXPECT_EQ(p.content, "");
+  ASSERT_EQ(p.calls.size(), 2u);
+  EXPECT_EQ(p.calls[0].name, "a");
+  EXPECT_EQ(p.calls[1].name, "b");
+  EXPECT_EQ(json::parse(p.calls[1].arguments), json::parse(R"({"y": [2]})"));
+  EXPECT_NE(p.calls[0].id, p.calls[1].id);
+}
+
+TEST(ToolCalls, HermesUnclosedAndMalformed) {
+  // Cut off by max_tokens after a complete object: still a call.
+  ParsedOutput p = parse_output("<tool_call>{\"name\": \"a\", \"arguments\": {}}", kHermes);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0].arguments, "{}");
+  // Not JSON, or no name: left as content.
+  p = parse_output("x <tool_call>{\"name\": </tool_call> y", kHermes);
+  EXPECT_TRUE(p.calls.empty());
+  EXPECT_EQ(p.content, "x <tool_call>{\"name\":  y");
+  p = parse_output("<tool_call>{\"arguments\": {}}</tool_call>", kHermes);
+  EXPECT_TRUE(p.calls.empty());
+}
+
+TEST(ToolCalls, PlainFormatNeverParsesCalls) {
+  const ParsedOutput p = parse_output("<tool_call>{\"name\": \"a\"}</tool_call>", kPlain);
+  EXPECT_TRUE(p.calls.empty());
+  EXPECT_EQ(p.content, "<tool_call>{\"name\": \"a\"}</tool_call>");
+}
+
+TEST(ToolCalls, Llama3Json) {
+  ParsedOutput p = parse_output(R"({"name": "f", "parameters": {"q": "a;b"}})", kLlama);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(json::parse(p.calls[0].arguments), json({{"q", "a;b"}}));
+  p = parse_output(
+      R"(<|python_tag|>{"name": "f", "parameters": {}}; {"name": "g", "parameters": {"k": 1}})",
+      kLlama);
+  ASSERT_EQ(p.calls.size(), 2u);
+  EXPECT_EQ(p.calls[1].name, "g");
+  p = parse_output("The answer is {not json}", kLlama);
+  EXPECT_TRUE(p.calls.empty());
+  EXPECT_EQ(p.content, "The answer is {not json}");
+}
+
+TEST(ToolCalls, ThinkBlockIsReasoning) {
+  ParsedOutput p = parse_output("<think>\nstep 1\n</think>\n\nThe answer.", kPlain);
+  EXPECT_EQ(p.reasoning, "\nstep 1\n");
+  EXPECT_EQ(p.content, "The answer.");
+  p = parse_output("still thinking", OutputFormat{ToolFormat::None, true});
+  EXPECT_EQ(p.reasoning, "still thinking");
+  EXPECT_EQ(p.content, "");
+  p = parse_output("r</think>ok<tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call>",
+                   OutputFormat{ToolFormat::Hermes, true});
+  EXPECT_EQ(p.reasoning, "r");
+  EXPECT_EQ(p.content, "ok");
+  ASSERT_EQ(p.calls.size(), 1u);
+  // A <think> not at the start is content.
+  p = parse_output("a <think>b</think>", kPlain);
+  EXPECT_EQ(p.reasoning, "");
+  EXPECT_EQ(p.content, "a <think>b</think>");
+}
+
+// Feeds text in chunks of `step` bytes; the concatenated deltas must equal parse_output's.
+void expect_stream_matches(const std::string& text, const OutputFormat& f) {
+  const ParsedOutput whole = parse_output(text, f);
+  for (size_t step = 1; step <= text.size(); ++step) {
+    OutputStream s(f);
+    std::string reasoning, content;
+    std::vector<ToolCall> calls;
+    for (size_t i = 0; i < text.size(); i += step) {
+      OutputStream::Delta d = s.add(text.substr(i, step));
+      EXPECT_TRUE(d.calls.empty());
+      reasoning += d.reasoning;
+      content += d.content;
+    }
+    OutputStream::Delta d = s.finish();
+    reasoning += d.reasoning;
+    content += d.content;
+    SCOPED_TRACE(testing::Message() << "step " << step << " text " << text);
+    EXPECT_EQ(reasoning, whole.reasoning);
+    // The stream does not trim what it already sent; the whole parse does.
+    const size_t b = content.find_first_not_of(" \n");
+    const size_t e = content.find_last_not_of(" \n");
+    EXPECT_EQ(b == std::string::npos ? std::string() : content.substr(b, e - b + 1), whole.content);
+    ASSERT_EQ(d.calls.size(), whole.calls.size());
+    EXPECT_EQ(s.has_calls(), !whole.calls.empty());
+    for (size_t k = 0; k < d.calls.size(); ++k) {
+      EXPECT_EQ(d.calls[k].name, whole.calls[k].name);
+      EXPECT_EQ(d.calls[k].arguments, whole.calls[k].arguments);
+    }
+  }
+}
+
+TEST(ToolCalls, StreamMatchesWholeParseInEveryChunking) {
+  expect_stream_matches(
+      "<think>plan</think>Sure.<tool_call>{\"name\": \"a\", \"arguments\": {\"x\": 1}}</tool_call>"
+      "<tool_call>{\"name\": \"b\", \"arguments\": {}}</tool_call>",
+      kHermes);
+  expect_stream_matches("Just <tool text <t and no call.", kHermes);
+  expect_stream_matches("<thin> is not a tag", kPlain);
+  expect_stream_matches("<think>a</thi</think>b", kPlain);
+  expect_stream_matches("{\"name\": \"f\", \"parameters\": {\"a\": 1}}", kLlama);
+  expect_stream_matches("no call here", kLlama);
+  expect_stream_matches("r1 </think> answer", OutputFormat{ToolFormat::None, true});
+}
+
+TEST(ToolCalls, StreamSendsContentBeforeTheCall) {
+  OutputStream s(kHermes);
+  EXPECT_EQ(s.add("Hello <tool").content, "Hello ");  // "<tool" held: it may be a tag
+  EXPECT_EQ(s.add("_call>{\"name\": \"a\"}").content, "");
+  const OutputStream::Delta d = s.finish();
+  ASSERT_EQ(d.calls.size(), 1u);
+  EXPECT_EQ(d.calls[0].arguments, "{}");
+}
+
+}  // namespace
+}  // namespace nc::server
