@@ -25,6 +25,7 @@ test: build asan-build
 	  ./$(ASAN_BUILD)/tests/nc_tests --gtest_brief=1 --gtest_filter='-*Slow*'
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_openai_client.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_openai_api.py
+	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_tool_calls.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/cli/test_cli.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/cli/test_chat_tmux.py
 	$(MAKE) cuda-compile-check
