@@ -15,16 +15,18 @@ const OutputFormat kHermes{ToolFormat::Hermes, false};
 const OutputFormat kLlama{ToolFormat::Llama3Json, false};
 const OutputFormat kPlain{ToolFormat::None, false};
 
-TEST(ToolCalls, DetectsFormatFromPrompt) {
-  EXPECT_EQ(
-      detect_output_format("<tools>..</tools> within <tool_call></tool_call> tags", true).tools,
-      ToolFormat::Hermes);
-  EXPECT_EQ(detect_output_format("<tool_call>", false).tools, ToolFormat::None);
-  EXPECT_EQ(detect_output_format(R"(Respond as {"name": f, "parameters": d})", true).tools,
-            ToolFormat::Llama3Json);
-  EXPECT_EQ(detect_output_format("plain prompt", true).tools, ToolFormat::None);
-  EXPECT_TRUE(detect_output_format("<|Assistant|><think>\n", false).starts_in_think);
-  EXPECT_FALSE(detect_output_format("<think>x</think> done", false).starts_in_think);
+TEST(ToolCalls, DetectsFormatFromTemplate) {
+  const std::string qwen = "{{- '<tools>' }}...within <tool_call></tool_call> XML tags";
+  const std::string llama = R"(Respond in the format {"name": function name, "parameters": ...})";
+  EXPECT_EQ(detect_output_format(qwen, "", true).tools, ToolFormat::Hermes);
+  EXPECT_EQ(detect_output_format(qwen, "", false).tools, ToolFormat::None);
+  EXPECT_EQ(detect_output_format(llama, "", true).tools, ToolFormat::Llama3Json);
+  EXPECT_EQ(detect_output_format("{{ '<|python_tag|>' }}", "", true).tools, ToolFormat::Llama3Json);
+  // A template that shows no format gets Hermes; what the messages say does not matter.
+  EXPECT_EQ(detect_output_format("{{ m.content }}", "user wrote \"parameters\"", true).tools,
+            ToolFormat::Hermes);
+  EXPECT_TRUE(detect_output_format("", "<|Assistant|><think>\n", false).starts_in_think);
+  EXPECT_FALSE(detect_output_format("", "<think>x</think> done", false).starts_in_think);
 }
 
 TEST(ToolCalls, HermesSingleCallWithContent) {

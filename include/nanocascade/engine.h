@@ -213,6 +213,8 @@ class Engine {
   std::vector<int32_t> encode_chat_json(const std::string& messages_json,
                                         const std::string& tools_json,
                                         bool add_generation_prompt = true) const;
+  // The Jinja chat template render_chat_json uses ("" when none; TextCodec::chat_template_text).
+  std::string chat_template_text(bool with_tools) const;
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens = true) const;
   std::string apply_chat_template(const std::vector<ChatMessage>& messages,
                                   bool add_generation_prompt = true) const;

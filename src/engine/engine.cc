@@ -354,6 +354,10 @@ std::vector<int32_t> Engine::encode_chat_json(const std::string& messages_json,
                                         add_generation_prompt);
 }
 
+std::string Engine::chat_template_text(bool with_tools) const {
+  return impl_->codec->chat_template_text(with_tools);
+}
+
 int Engine::vocab_size() const {
   return impl_->vocab;
 }

@@ -43,6 +43,9 @@ class TokenizerCodec : public TextCodec {
     const RenderedChat chat = render_chat_json(messages, tools, add_generation_prompt);
     return tok_->encode_marked(chat.text, chat.markers, false);
   }
+  std::string chat_template_text(bool with_tools) const override {
+    return override_.empty() ? tok_->chat_template(with_tools) : override_;
+  }
   void set_chat_template_override(const std::string& template_str) override {
     override_ = template_str;
   }

@@ -52,6 +52,10 @@ class TextCodec {
   virtual std::vector<int32_t> encode_chat_json(const nlohmann::ordered_json& messages,
                                                 const nlohmann::ordered_json& tools,
                                                 bool add_generation_prompt) const;
+  // The Jinja template render_chat_json uses (the override, else the model's tool_use one when
+  // with_tools and it has one, else its default); "" when there is none. The server reads the
+  // model's tool-call and reasoning formats from it.
+  virtual std::string chat_template_text(bool /*with_tools*/) const { return ""; }
   // Replaces the model's chat templates (a --chat-template file's text); "" restores them.
   // Not synchronised with renders: call it before the codec is shared.
   virtual void set_chat_template_override(const std::string& template_str);

@@ -134,14 +134,15 @@ std::vector<int32_t> EngineLoop::tokenize(const ParsedRequest& r, OutputFormat& 
     // Tools and tool turns go through the model's Jinja template.
     const std::string messages = r.tools.messages.dump();
     const std::string tools = r.tools.tools.dump();
-    format = detect_output_format(engine_.render_chat_json(messages, tools, true),
+    format = detect_output_format(engine_.chat_template_text(r.tools.tools.is_array()),
+                                  engine_.render_chat_json(messages, tools, true),
                                   r.tools.parse_calls());
     return engine_.encode_chat_json(messages, tools, true);
   }
   if (r.kind == ApiKind::Chat) {
     std::vector<int32_t> ids = engine_.encode_chat(r.messages, true);
     // Only the prompt's end matters (a generation prompt opening <think>).
-    format = detect_output_format(engine_.apply_chat_template(r.messages, true), false);
+    format = detect_output_format("", engine_.apply_chat_template(r.messages, true), false);
     return ids;
   }
   if (r.prompt_is_ids) return r.prompt_ids;

@@ -111,17 +111,21 @@ void parse_llama3(std::string_view text, ParsedOutput& out) {
 
 }  // namespace
 
-OutputFormat detect_output_format(const std::string& prompt_text, bool tools_on) {
+OutputFormat detect_output_format(const std::string& template_text, const std::string& prompt_text,
+                                  bool tools_on) {
   OutputFormat f;
   const std::string_view p = prompt_text;
   const size_t tail = p.find_last_not_of(" \t\r\n");
   f.starts_in_think = tail != std::string_view::npos && p.substr(0, tail + 1).ends_with(kThinkOpen);
   if (!tools_on) return f;
-  if (p.find(kCallOpen) != std::string_view::npos) {
+  const std::string_view t = template_text;
+  if (t.find(kCallOpen) != std::string_view::npos) {
     f.tools = ToolFormat::Hermes;
-  } else if (p.find("\"parameters\"") != std::string_view::npos &&
-             p.find("\"name\"") != std::string_view::npos) {
+  } else if (t.find("\"parameters\"") != std::string_view::npos ||
+             t.find("<|python_tag|>") != std::string_view::npos) {
     f.tools = ToolFormat::Llama3Json;
+  } else {
+    f.tools = ToolFormat::Hermes;  // a template that shows no format: the most common one
   }
   return f;
 }

@@ -1,10 +1,10 @@
 // What a chat model's output text means: a reasoning block, the answer's content, tool calls.
 //
-// The format is chosen per request from the rendered prompt (the only view of the model's chat
-// template the server has): Hermes/Qwen `<tool_call>{"name", "arguments"}</tool_call>` when the
-// prompt (a template with tools) mentions "<tool_call>", Llama 3's bare JSON
-// `{"name", "parameters"}` when it asks for that format, else no tool calls. Tool calls are only
-// looked for when the request has tools and tool_choice is not "none".
+// The format is chosen per request from the model's chat template text: Hermes/Qwen
+// `<tool_call>{"name", "arguments"}</tool_call>` when the template writes "<tool_call>", Llama 3's
+// bare JSON `{"name", "parameters"}` when it writes "\"parameters\"" or <|python_tag|>, and
+// Hermes for a template that shows neither (the most common format). Tool calls are only looked
+// for when the request has tools and tool_choice is not "none".
 //
 // Reasoning: an output that starts with `<think>` (Qwen3, DeepSeek-R1 distills) has the block's
 // text as reasoning_content, stripped from content; a prompt that ends inside `<think>` (R1
@@ -27,8 +27,10 @@ struct OutputFormat {
   bool starts_in_think = false;
 };
 
-// From the rendered prompt text; tools_on: the request has tools and tool_choice is not "none".
-OutputFormat detect_output_format(const std::string& prompt_text, bool tools_on);
+// From the template's text and the rendered prompt (does it end inside <think>?); tools_on: the
+// request has tools and tool_choice is not "none".
+OutputFormat detect_output_format(const std::string& template_text, const std::string& prompt_text,
+                                  bool tools_on);
 
 struct ToolCall {
   std::string id;  // "call_" and 24 random hex digits

@@ -4,8 +4,8 @@
 
 A 135M model does not call tools by itself, so the conversations are few-shot: earlier assistant
 turns whose content is the exact call text (or a <think> block), which SmolLM2 copies under
-greedy decoding. The Hermes/Qwen parser is chosen because the rendered prompt contains
-"<tool_call>" (server/tool_calls.h). The parser itself is tested on fixed outputs in
+greedy decoding. SmolLM2's template shows no tool format, so the server reads Hermes/Qwen
+`<tool_call>` calls (its fallback, server/tool_calls.h). The parser itself is tested on fixed outputs in
 tests/test_tool_calls.cc. Run as test_openai_client.py is:
 
     python3 tests/server/test_tool_calls.py
