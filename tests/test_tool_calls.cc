@@ -66,6 +66,13 @@ TEST(ToolCalls, HermesUnclosedAndMalformed) {
   EXPECT_EQ(p.content, "x <tool_call>{\"name\":  y");
   p = parse_output("<tool_call>{\"arguments\": {}}</tool_call>", kHermes);
   EXPECT_TRUE(p.calls.empty());
+  // Nesting past 64 levels is no call (bounded work on untrusted output); 60 is.
+  const auto nested = [](int d) {
+    return "<tool_call>{\"name\": \"a\", \"arguments\": {\"x\": " + std::string(d, '[') +
+           std::string(d, ']') + "}}</tool_call>";
+  };
+  EXPECT_EQ(parse_output(nested(60), kHermes).calls.size(), 1u);
+  EXPECT_TRUE(parse_output(nested(100000), kHermes).calls.empty());
 }
 
 TEST(ToolCalls, PlainFormatNeverParsesCalls) {

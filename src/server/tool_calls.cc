@@ -36,8 +36,34 @@ size_t partial_tag(std::string_view s, std::string_view tag) {
   return 0;
 }
 
+// Model output is untrusted: nesting deeper than this is not a call (bounds the recursion of
+// the parsed value's destructor and dump()).
+constexpr int kMaxCallDepth = 64;
+
+bool nesting_within(std::string_view text, int limit) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (in_string) {
+      if (ch == '\\')
+        ++i;
+      else if (ch == '"')
+        in_string = false;
+    } else if (ch == '"') {
+      in_string = true;
+    } else if (ch == '{' || ch == '[') {
+      if (++depth > limit) return false;
+    } else if (ch == '}' || ch == ']') {
+      --depth;
+    }
+  }
+  return true;
+}
+
 // {"name": ..., "arguments"|"parameters": {...} or a JSON string} as a call; false if not one.
 bool call_from_json(std::string_view text, ToolCall& out) {
+  if (!nesting_within(text, kMaxCallDepth)) return false;
   const json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return false;
   auto name = j.find("name");
