@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_openai_client import BIN, MODEL, MODEL_ID, Server, ensure_openai  # noqa: E402
+from test_openai_client import MODEL_ID, Server, run_suite  # noqa: E402
 
 
 def post(url, body):
@@ -222,8 +222,4 @@ class OpenAIApiTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    if not os.path.exists(MODEL) or not os.path.exists(BIN):
-        print(f"SKIP: needs {MODEL} and {BIN}")
-        sys.exit(0)
-    ensure_openai()
-    unittest.main(verbosity=2)
+    run_suite()

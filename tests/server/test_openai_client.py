@@ -168,9 +168,15 @@ class OpenAIClientTest(unittest.TestCase):
             bad.models.list()
 
 
-if __name__ == "__main__":
+def run_suite():
+    """Runs the calling module's tests against the default model (skips when it or the binary
+    is missing); the openai package is made importable first."""
     if not os.path.exists(MODEL) or not os.path.exists(BIN):
         print(f"SKIP: needs {MODEL} and {BIN}")
         sys.exit(0)
     ensure_openai()
-    unittest.main(verbosity=2)
+    unittest.main(module="__main__", verbosity=2)
+
+
+if __name__ == "__main__":
+    run_suite()

@@ -17,7 +17,7 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_openai_client import BIN, MODEL, MODEL_ID, Server, ensure_openai  # noqa: E402
+from test_openai_client import MODEL_ID, Server, run_suite  # noqa: E402
 
 TOOLS = [{"type": "function",
           "function": {"name": "get_weather", "description": "The weather in a city.",
@@ -169,8 +169,4 @@ class ToolCallTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    if not os.path.exists(MODEL) or not os.path.exists(BIN):
-        print(f"SKIP: needs {MODEL} and {BIN}")
-        sys.exit(0)
-    ensure_openai()
-    unittest.main(verbosity=2)
+    run_suite()
