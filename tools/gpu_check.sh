@@ -23,7 +23,7 @@ case "$mode" in
   pack)
     bundle=${2:-$build/gpu_bundle.tar.xz}
     start=$(date +%s)
-    cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNC_CUDA=ON \
+    cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNC_CUDA=ON -DNC_TESTS=ON \
       -DCMAKE_CUDA_ARCHITECTURES="${CMAKE_CUDA_ARCHITECTURES:-90a}" >/dev/null
     cmake --build "$build" -j "${NC_JOBS:-2}" --target nc_gpu_tests nc_gpu_bench nanocascade
     echo "gpu_check: build took $(( $(date +%s) - start )) s"
