@@ -209,3 +209,18 @@ void Backend::replay(int) {
 }
 
 }  // namespace nc
+
+namespace nc {
+
+// The ops only some models need: a backend without them says so by name.
+void Backend::gelu_tanh_and_mul(const Tensor&, Tensor) {
+  fail_as(ErrorKind::Unsupported, "backend {}: gelu_tanh_and_mul is not implemented", name());
+}
+void Backend::scale(Tensor, float) {
+  fail_as(ErrorKind::Unsupported, "backend {}: scale is not implemented", name());
+}
+void Backend::soft_cap(Tensor, float) {
+  fail_as(ErrorKind::Unsupported, "backend {}: soft_cap is not implemented", name());
+}
+
+}  // namespace nc

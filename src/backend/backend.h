@@ -18,12 +18,25 @@
 
 namespace nc {
 
+// The attention of one layer kind. The variant fields follow FlashInfer's DefaultAttention:
+//   sm_scale         scores are q.k * sm_scale (1/sqrt(head_dim) unless the model asks otherwise,
+//                    e.g. Gemma's query_pre_attn_scalar^-1/2);
+//   logits_soft_cap  > 0: each score s becomes cap * tanh(s / cap) before the softmax (Gemma 2),
+//                    in every level; 0: off;
+//   window_left      >= 0: a query row at position p sees keys at positions p - window_left .. p
+//                    (Hugging Face's sliding_window W is window_left W - 1); -1: off. It masks the
+//                    last (own, causal) level only, relative to each entry's end as FlashInfer
+//                    does (a row's position in an entry: kv_len - q_len + its index). Shared
+//                    levels are never masked: a windowed layer's step comes from window_view()
+//                    (kv/sliding_window.h), whose shared levels lie wholly inside every window.
 struct AttentionShape {
   int num_qo_heads = 0;
   int num_kv_heads = 0;
   int head_dim = 0;
   float sm_scale = 1.0f;
   KVCacheShape kv;
+  float logits_soft_cap = 0.0f;
+  int window_left = -1;
 };
 
 // What a backend builds once per step from the host-side AttentionStep (FlashInfer's "plan"),
@@ -116,6 +129,13 @@ class Backend {
                                    int head_dim, Tensor q, Tensor k, Tensor v) = 0;
   // out = silu(gate_up[:, :I]) * gate_up[:, I:]. gate_up: [T, 2I]; out: [T, I].
   virtual void silu_and_mul(const Tensor& gate_up, Tensor out) = 0;
+  // out = gelu_tanh(gate_up[:, :I]) * gate_up[:, I:] (GeGLU with the tanh approximation,
+  // PyTorch's gelu(approximate="tanh"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))).
+  virtual void gelu_tanh_and_mul(const Tensor& gate_up, Tensor out);
+  // x *= s, elementwise (Gemma's embedding scale sqrt(hidden)).
+  virtual void scale(Tensor x, float s);
+  // x = cap * tanh(x / cap), elementwise (Gemma 2's final-logit soft cap; x float32 logits).
+  virtual void soft_cap(Tensor x, float cap);
   // dst = src (same shape, same device).
   virtual void copy_rows(const Tensor& src, Tensor dst) = 0;
   // x += y, elementwise.
