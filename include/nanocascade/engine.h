@@ -145,6 +145,12 @@ struct CompletionOutput {
   bool append(const RequestOutput& o);
 };
 
+// A chat prompt: the text the template rendered and its token ids.
+struct ChatPrompt {
+  std::string text;
+  std::vector<int32_t> ids;
+};
+
 class Engine {
  public:
   // Loads the model and tokenizer named by the config and sizes the KV cache.
@@ -205,14 +211,15 @@ class Engine {
   // The chat prompt's ids as add_chat_request makes them (contents are text, markers tokens).
   std::vector<int32_t> encode_chat(const std::vector<ChatMessage>& messages,
                                    bool add_generation_prompt = true) const;
+  // The chat prompt rendered once: its text (the server reads the output format from it) and
+  // its ids, as encode_chat makes them.
+  ChatPrompt chat_prompt(const std::vector<ChatMessage>& messages,
+                         bool add_generation_prompt = true) const;
   // OpenAI-style chat (TextCodec::render_chat_json): messages and tools as JSON text (a JSON
-  // array each; tools "null" for none; key order kept), rendered by the model's Jinja template.
-  // The prompt's text (the server reads the output format from it) and its ids.
-  std::string render_chat_json(const std::string& messages_json, const std::string& tools_json,
-                               bool add_generation_prompt = true) const;
-  std::vector<int32_t> encode_chat_json(const std::string& messages_json,
-                                        const std::string& tools_json,
-                                        bool add_generation_prompt = true) const;
+  // array each; tools "null" for none; key order kept), rendered once by the model's Jinja
+  // template: the prompt's text and its ids.
+  ChatPrompt chat_prompt_json(const std::string& messages_json, const std::string& tools_json,
+                              bool add_generation_prompt = true) const;
   // The Jinja chat template render_chat_json uses ("" when none; TextCodec::chat_template_text).
   std::string chat_template_text(bool with_tools) const;
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens = true) const;

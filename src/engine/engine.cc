@@ -327,6 +327,13 @@ std::vector<int32_t> Engine::encode_chat(const std::vector<ChatMessage>& message
   return impl_->codec->encode_chat(messages, add_generation_prompt);
 }
 
+ChatPrompt Engine::chat_prompt(const std::vector<ChatMessage>& messages,
+                               bool add_generation_prompt) const {
+  RenderedChat chat = impl_->codec->render_chat(messages, add_generation_prompt);
+  std::vector<int32_t> ids = impl_->codec->encode_rendered(chat);
+  return ChatPrompt{std::move(chat.text), std::move(ids)};
+}
+
 namespace {
 nlohmann::ordered_json parse_chat_json(const std::string& text, const char* what) {
   try {
@@ -337,21 +344,13 @@ nlohmann::ordered_json parse_chat_json(const std::string& text, const char* what
 }
 }  // namespace
 
-std::string Engine::render_chat_json(const std::string& messages_json,
-                                     const std::string& tools_json,
-                                     bool add_generation_prompt) const {
-  return impl_->codec
-      ->render_chat_json(parse_chat_json(messages_json, "messages"),
-                         parse_chat_json(tools_json, "tools"), add_generation_prompt)
-      .text;
-}
-
-std::vector<int32_t> Engine::encode_chat_json(const std::string& messages_json,
-                                              const std::string& tools_json,
-                                              bool add_generation_prompt) const {
-  return impl_->codec->encode_chat_json(parse_chat_json(messages_json, "messages"),
-                                        parse_chat_json(tools_json, "tools"),
-                                        add_generation_prompt);
+ChatPrompt Engine::chat_prompt_json(const std::string& messages_json, const std::string& tools_json,
+                                    bool add_generation_prompt) const {
+  RenderedChat chat =
+      impl_->codec->render_chat_json(parse_chat_json(messages_json, "messages"),
+                                     parse_chat_json(tools_json, "tools"), add_generation_prompt);
+  std::vector<int32_t> ids = impl_->codec->encode_rendered(chat);
+  return ChatPrompt{std::move(chat.text), std::move(ids)};
 }
 
 std::string Engine::chat_template_text(bool with_tools) const {

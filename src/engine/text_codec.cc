@@ -23,10 +23,12 @@ class TokenizerCodec : public TextCodec {
                                     bool add_special_tokens) const override {
     return tok_->encode(text, add_special_tokens && tok_->add_bos_default(), false);
   }
-  std::vector<int32_t> encode_chat(const std::vector<ChatMessage>& messages,
-                                   bool add_generation_prompt) const override {
+  RenderedChat render_chat(const std::vector<ChatMessage>& messages,
+                           bool add_generation_prompt) const override {
+    return render(messages, add_generation_prompt);
+  }
+  std::vector<int32_t> encode_rendered(const RenderedChat& chat) const override {
     // The template writes BOS itself where it wants one.
-    const RenderedChat chat = render(messages, add_generation_prompt);
     return tok_->encode_marked(chat.text, chat.markers, false);
   }
   RenderedChat render_chat_json(const nlohmann::ordered_json& messages,
@@ -36,12 +38,6 @@ class TokenizerCodec : public TextCodec {
     return render_chat_template_json(template_for(with_tools), messages, tools,
                                      add_generation_prompt, piece(tok_->bos_id()),
                                      piece(tok_->eos_id()));
-  }
-  std::vector<int32_t> encode_chat_json(const nlohmann::ordered_json& messages,
-                                        const nlohmann::ordered_json& tools,
-                                        bool add_generation_prompt) const override {
-    const RenderedChat chat = render_chat_json(messages, tools, add_generation_prompt);
-    return tok_->encode_marked(chat.text, chat.markers, false);
   }
   std::string chat_template_text(bool with_tools) const override {
     return override_.empty() ? tok_->chat_template(with_tools) : override_;
@@ -123,12 +119,6 @@ class NumberCodec : public TextCodec {
 RenderedChat TextCodec::render_chat_json(const nlohmann::ordered_json&,
                                          const nlohmann::ordered_json&, bool) const {
   fail_as(ErrorKind::Unsupported, "this model's text codec has no chat template");
-}
-
-std::vector<int32_t> TextCodec::encode_chat_json(const nlohmann::ordered_json& messages,
-                                                 const nlohmann::ordered_json& tools,
-                                                 bool add_generation_prompt) const {
-  return encode(render_chat_json(messages, tools, add_generation_prompt).text, false);
 }
 
 void TextCodec::set_chat_template_override(const std::string&) {

@@ -27,9 +27,20 @@ class TextCodec {
   // The ids of the chat prompt: the template's markers are control tokens, the messages'
   // contents are ordinary text whatever they contain. The default encodes the template's text,
   // for codecs whose template markers cannot occur in contents.
-  virtual std::vector<int32_t> encode_chat(const std::vector<ChatMessage>& messages,
-                                           bool add_generation_prompt) const {
-    return encode(apply_chat_template(messages, add_generation_prompt), false);
+  std::vector<int32_t> encode_chat(const std::vector<ChatMessage>& messages,
+                                   bool add_generation_prompt) const {
+    return encode_rendered(render_chat(messages, add_generation_prompt));
+  }
+  // The template's output for the messages, with the spans of its markers. The default has no
+  // markers: codecs whose template markers cannot occur in contents.
+  virtual RenderedChat render_chat(const std::vector<ChatMessage>& messages,
+                                   bool add_generation_prompt) const {
+    return RenderedChat{apply_chat_template(messages, add_generation_prompt), {}};
+  }
+  // The ids of a rendered chat: its markers are control tokens, the rest ordinary text. The
+  // default encodes the text with special-token parsing.
+  virtual std::vector<int32_t> encode_rendered(const RenderedChat& chat) const {
+    return encode(chat.text, false);
   }
   // Bytes of the ids' text; may end in the middle of a UTF-8 character.
   virtual std::string decode(const int32_t* ids, size_t n, bool skip_special_tokens) const = 0;
@@ -49,9 +60,11 @@ class TextCodec {
                                         bool add_generation_prompt) const;
   // The ids of render_chat_json's text: the template's markers are control tokens, every
   // string of the messages and tools ordinary text.
-  virtual std::vector<int32_t> encode_chat_json(const nlohmann::ordered_json& messages,
-                                                const nlohmann::ordered_json& tools,
-                                                bool add_generation_prompt) const;
+  std::vector<int32_t> encode_chat_json(const nlohmann::ordered_json& messages,
+                                        const nlohmann::ordered_json& tools,
+                                        bool add_generation_prompt) const {
+    return encode_rendered(render_chat_json(messages, tools, add_generation_prompt));
+  }
   // The Jinja template render_chat_json uses (the override, else the model's tool_use one when
   // with_tools and it has one, else its default); "" when there is none. The server reads the
   // model's tool-call and reasoning formats from it.

@@ -132,18 +132,17 @@ std::vector<int32_t> EngineLoop::tokenize(const ParsedRequest& r, OutputFormat& 
   // As Engine::add_chat_request: the template's markers are control tokens, contents are text.
   if (r.kind == ApiKind::Chat && r.tools.active) {
     // Tools and tool turns go through the model's Jinja template.
-    const std::string messages = r.tools.messages.dump();
-    const std::string tools = r.tools.tools.dump();
-    format = detect_output_format(engine_.chat_template_text(r.tools.tools.is_array()),
-                                  engine_.render_chat_json(messages, tools, true),
+    ChatPrompt prompt =
+        engine_.chat_prompt_json(r.tools.messages.dump(), r.tools.tools.dump(), true);
+    format = detect_output_format(engine_.chat_template_text(r.tools.tools.is_array()), prompt.text,
                                   r.tools.parse_calls());
-    return engine_.encode_chat_json(messages, tools, true);
+    return std::move(prompt.ids);
   }
   if (r.kind == ApiKind::Chat) {
-    std::vector<int32_t> ids = engine_.encode_chat(r.messages, true);
+    ChatPrompt prompt = engine_.chat_prompt(r.messages, true);
     // Only the prompt's end matters (a generation prompt opening <think>).
-    format = detect_output_format("", engine_.apply_chat_template(r.messages, true), false);
-    return ids;
+    format = detect_output_format("", prompt.text, false);
+    return std::move(prompt.ids);
   }
   if (r.prompt_is_ids) return r.prompt_ids;
   return engine_.encode(r.prompt, true, r.parse_special);
