@@ -149,6 +149,13 @@ TEST(SlidingWindow, NegativeWindowReturnsTheStep) {
   expect_same(window_view(odd, -1, 4), odd);
 }
 
+TEST(SlidingWindow, StepWithoutRequestsStaysEmpty) {
+  const AttentionStep in = step_of({PagedKVBatch{}});
+  const AttentionStep out = window_view(in, 3, 4);
+  expect_same(out, in);
+  EXPECT_EQ(out.levels.back().batch_size(), 0);
+}
+
 TEST(SlidingWindow, SharedEntryPartlyOutsideOneSharerIsFoldedByAll) {
   // W = 12: A's window starts at 1, so the shared entry is cut for A; both fold it.
   const AttentionStep in = two_sharers();
