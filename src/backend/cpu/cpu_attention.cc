@@ -29,50 +29,69 @@ const attn::RowKernels& row_kernels() {
   return k;
 }
 
-// Calls fn(j0, n, offset) for the first `visible` tokens of entry b, one page at a time, in
-// order: tokens j0 .. j0 + n - 1, whose K (kv_idx 0) or V (kv_idx 1) rows of head h start at
-// element `offset` and lie `stride` elements apart.
+// Calls fn(i, n, offset) for tokens lo .. hi - 1 of entry b, one page (or the part of it in
+// range) at a time, in order: tokens lo + i .. lo + i + n - 1, whose K (kv_idx 0) or V (kv_idx 1)
+// rows of head h start at element `offset` and lie `stride` elements apart. Pages wholly before
+// lo are not touched.
 template <typename Fn>
-void for_each_run(const PagedKVBatch& batch, const KVCacheShape& kv, int b, int visible, int kv_idx,
-                  int h, Fn&& fn) {
+void for_each_run(const PagedKVBatch& batch, const KVCacheShape& kv, int b, int lo, int hi,
+                  int kv_idx, int h, Fn&& fn) {
   const int ps = kv.page_size;
   const int32_t* pages = batch.kv_indices.data() + batch.kv_indptr[b];
-  for (int j0 = 0, p = 0; j0 < visible; j0 += ps, ++p) {
-    const int64_t base = int64_t(pages[p]) * kv.elems_per_page();
-    fn(j0, std::min(ps, visible - j0), base + kv.offset_in_page(kv_idx, 0, h));
+  for (int j = lo; j < hi;) {
+    const int slot = j % ps, n = std::min(ps - slot, hi - j);
+    fn(j - lo, n,
+       int64_t(pages[j / ps]) * kv.elems_per_page() + kv.offset_in_page(kv_idx, slot, h));
+    j += n;
   }
 }
 
-// One (row, head): softmax(q.K^T * scale) V over the first `visible` keys of entry b.
-void attend_row(const PagedKVBatch& batch, const AttentionShape& s, int b, int visible, int kv_head,
-                const float* q, const float* pages, float* out, float* lse,
-                std::vector<float>& scores) {
-  const int D = s.head_dim;
+// The keys one (row, head) sees: tokens lo .. hi - 1 of its entry.
+struct KeyRange {
+  int lo, hi;
+};
+
+// One (row, head): softmax(capped(q.K^T * scale)) V over keys [r.lo, r.hi) of entry b.
+void attend_row(const PagedKVBatch& batch, const AttentionShape& s, const attn::RowKernels& rk,
+                int b, KeyRange r, int kv_head, const float* q, const float* pages, float* out,
+                float* lse, std::vector<float>& scores) {
+  const int D = s.head_dim, n_keys = r.hi - r.lo;
   std::fill(out, out + D, 0.0f);
-  if (visible <= 0) {
+  if (n_keys <= 0) {
     if (lse) *lse = -std::numeric_limits<float>::infinity();
     return;
   }
-  const attn::RowKernels& rk = row_kernels();
   const int64_t stride = s.kv.offset_in_page(0, 1, 0) - s.kv.offset_in_page(0, 0, 0);
-  scores.resize(visible);
-  for_each_run(batch, s.kv, b, visible, 0, kv_head, [&](int j0, int n, int64_t off) {
-    rk.scores(q, pages + off, stride, n, D, s.sm_scale, scores.data() + j0);
+  scores.resize(n_keys);
+  for_each_run(batch, s.kv, b, r.lo, r.hi, 0, kv_head, [&](int i, int n, int64_t off) {
+    rk.scores(q, pages + off, stride, n, D, s.sm_scale, scores.data() + i);
   });
+  // The soft cap acts on the scores themselves: the max, the sum and so the LSE are of the
+  // capped scores, which keeps the merge of levels exact.
+  if (const float cap = s.logits_soft_cap; cap > 0.0f)
+    for (float& x : scores) x = cap * std::tanh(x / cap);
   float max_s = -std::numeric_limits<float>::infinity();
-  for (int j = 0; j < visible; ++j) max_s = std::max(max_s, scores[j]);
+  for (int j = 0; j < n_keys; ++j) max_s = std::max(max_s, scores[j]);
   float sum = 0.0f;
-  for (int j = 0; j < visible; ++j) {
+  for (int j = 0; j < n_keys; ++j) {
     scores[j] = std::exp(scores[j] - max_s);
     sum += scores[j];
   }
   const float inv_sum = 1.0f / sum;
-  for (int j = 0; j < visible; ++j) scores[j] *= inv_sum;
+  for (int j = 0; j < n_keys; ++j) scores[j] *= inv_sum;
   // out[d] accumulates over keys in order.
-  for_each_run(batch, s.kv, b, visible, 1, kv_head, [&](int j0, int n, int64_t off) {
-    rk.accumulate(scores.data() + j0, pages + off, stride, n, D, out);
+  for_each_run(batch, s.kv, b, r.lo, r.hi, 1, kv_head, [&](int i, int n, int64_t off) {
+    rk.accumulate(scores.data() + i, pages + off, stride, n, D, out);
   });
   if (lse) *lse = max_s * kLog2e + std::log2(sum);
+}
+
+// The keys row j of entry b sees: all (non-causal) or up to its position kv_len - q_len + j
+// (causal), and with a window not before its position - window_left.
+KeyRange key_range(const PagedKVBatch& batch, const AttentionShape& s, int b, int j) {
+  const int kv_len = batch.kv_len(b, s.kv.page_size), pos = kv_len - batch.q_len(b) + j;
+  const int hi = batch.causal ? pos + 1 : kv_len;
+  return {s.window_left >= 0 ? std::max(0, pos - s.window_left) : 0, hi};
 }
 
 }  // namespace
@@ -93,8 +112,10 @@ void cpu_append_kv(const PagedKVBatch& batch, const KVCacheShape& kv, const floa
 }
 
 void cpu_paged_attention(const PagedKVBatch& batch, const AttentionShape& s, const float* q,
-                         const float* pages, float* out, float* lse, ThreadPool* pool) {
+                         const float* pages, float* out, float* lse, ThreadPool* pool,
+                         const attn::RowKernels* kernels) {
   const int Hq = s.num_qo_heads, group = s.num_qo_heads / s.num_kv_heads, D = s.head_dim;
+  const attn::RowKernels& rk = kernels ? *kernels : row_kernels();
   // Work items: (row, head) pairs; each row knows its entry through a row -> entry table.
   const int64_t T = batch.qo_indptr.back();
   std::vector<int> entry_of_row(T);
@@ -106,10 +127,8 @@ void cpu_paged_attention(const PagedKVBatch& batch, const AttentionShape& s, con
     for (int64_t item = begin; item < end; ++item) {
       const int64_t row = item / Hq;
       const int h = int(item % Hq), b = entry_of_row[row];
-      const int kv_len = batch.kv_len(b, s.kv.page_size);
-      const int j = int(row - batch.qo_indptr[b]);
-      const int visible = batch.causal ? kv_len - batch.q_len(b) + j + 1 : kv_len;
-      attend_row(batch, s, b, visible, h / group, q + (row * Hq + h) * D, pages,
+      const KeyRange keys = key_range(batch, s, b, int(row - batch.qo_indptr[b]));
+      attend_row(batch, s, rk, b, keys, h / group, q + (row * Hq + h) * D, pages,
                  out + (row * Hq + h) * D, lse ? lse + row * Hq + h : nullptr, scores);
     }
   });

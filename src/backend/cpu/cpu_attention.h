@@ -1,7 +1,13 @@
 // Paged attention on the CPU, float32: the reference every other attention is checked against.
 //
-// Log-sum-exp convention (as FlashInfer): lse = log2(sum_j exp(s_j)) where s_j = q.k_j * sm_scale,
-// i.e. base 2. An entry with no keys has lse = -inf and output 0; merging with it is exact.
+// Scores (AttentionShape's variants, backend.h): s_j = q.k_j * sm_scale, then, with
+// logits_soft_cap > 0, s_j = cap * tanh(s_j / cap). window_left >= 0 hides from row j of entry b
+// the keys before kv_len - q_len + j - window_left, and applies to whatever batch it is given:
+// the caller passes -1 for the shared levels of a cascade step (the CPU backend does).
+//
+// Log-sum-exp convention (as FlashInfer): lse = log2(sum_j exp(s_j)) over the (capped) scores of
+// the keys a row sees, i.e. base 2. A row with no keys has lse = -inf and output 0; merging with
+// it is exact.
 #pragma once
 #include "core/tensor.h"
 #include "kv/paged_kv.h"
@@ -10,6 +16,9 @@ namespace nc {
 
 struct AttentionShape;
 class ThreadPool;
+namespace attn {
+struct RowKernels;
+}
 
 // Writes k/v rows [T, Hk*D] into the slots named by `batch` (the last q_len slots of each entry).
 void cpu_append_kv(const PagedKVBatch& batch, const KVCacheShape& kv, const float* k,
@@ -19,9 +28,11 @@ void cpu_append_kv(const PagedKVBatch& batch, const KVCacheShape& kv, const floa
 // lse (optional, [T, Hq]) receives the base-2 log-sum-exp of each row and head. The (row, head)
 // pairs are split across `pool`'s threads (null: ThreadPool::global()); each is computed in a
 // fixed order from its own row, so the result is the same bit for bit whatever the thread
-// count and whatever else is in the batch.
+// count and whatever else is in the batch. Keys wholly outside a row's window are not read.
+// `kernels` (tests) forces a row-kernel path (attention_rows.h); null: the one cpu_isa.h picks.
 void cpu_paged_attention(const PagedKVBatch& batch, const AttentionShape& shape, const float* q,
-                         const float* pages, float* out, float* lse, ThreadPool* pool = nullptr);
+                         const float* pages, float* out, float* lse, ThreadPool* pool = nullptr,
+                         const attn::RowKernels* kernels = nullptr);
 
 // Merges state (o_b, lse_b) into (o_a, lse_a) in place, for `rows` rows of `heads` heads of
 // head_dim values: the result is the attention over the union of both key sets.

@@ -279,6 +279,13 @@ class CpuBackend final : public Backend {
   std::unique_ptr<AttentionPlan> plan_attention(const AttentionStep& step,
                                                 const AttentionShape& shape) override {
     NC_CHECK(!step.levels.empty(), "attention plan: no levels");
+    NC_CHECK(shape.logits_soft_cap >= 0.0f && std::isfinite(shape.logits_soft_cap),
+             "attention plan: logits_soft_cap {} (needs a finite value >= 0; 0: off)",
+             shape.logits_soft_cap);
+    NC_CHECK(shape.window_left >= -1, "attention plan: window_left {} (needs >= 0, or -1: off)",
+             shape.window_left);
+    NC_CHECK(std::isfinite(shape.sm_scale), "attention plan: sm_scale {} is not finite",
+             shape.sm_scale);
     for (const PagedKVBatch& level : step.levels)
       level.validate(step.num_tokens, shape.kv.page_size, shape.kv.num_pages);
     auto plan = std::make_unique<CpuAttentionPlan>();
@@ -302,10 +309,15 @@ class CpuBackend final : public Backend {
       cpu_paged_attention(plan.step.levels[0], s, pq, pages, o, nullptr);
       return;
     }
+    // The window masks the own (last) level only; shared levels are read whole (backend.h).
+    AttentionShape shared = s;
+    shared.window_left = -1;
+    const size_t last = plan.step.levels.size() - 1;
     std::vector<float> lse(T * Hq), o_level(T * Hq * s.head_dim), lse_level(T * Hq);
-    cpu_paged_attention(plan.step.levels[0], s, pq, pages, o, lse.data());
+    cpu_paged_attention(plan.step.levels[0], shared, pq, pages, o, lse.data());
     for (size_t l = 1; l < plan.step.levels.size(); ++l) {
-      cpu_paged_attention(plan.step.levels[l], s, pq, pages, o_level.data(), lse_level.data());
+      cpu_paged_attention(plan.step.levels[l], l == last ? s : shared, pq, pages, o_level.data(),
+                          lse_level.data());
       merge_attention_states(o, lse.data(), o_level.data(), lse_level.data(), T, int(Hq),
                              s.head_dim);
     }
