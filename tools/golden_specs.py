@@ -54,14 +54,23 @@ class TinySpec:
     # Rewrites config.json in "hub" style instead of make_golden.hubify_config (models whose Hub
     # configs spell rope differently, e.g. Gemma 3's rope_local_base_freq).
     hubify: callable | None = None
-    # Mean of the drawn norm weights: 1 (x * w), or 0 for Gemma, whose RMSNorm scales by (1 + w).
-    norm_center: float = 1.0
+    # Mean of the drawn norm weights, by parameter name: 1 (x * w), or about 0 for Gemma, whose
+    # RMSNorm scales by (1 + w).
+    norm_center: callable = lambda name: 1.0
     # Config attributes, beyond the common ones, that must read back from config.json as meant.
     check_keys: tuple = ()
     ablations: list = field(default_factory=list)
     # Smallest first chunk of the chunked-prefill self-check (longrope: longer than the original
     # context, so that HF picks the long factors in that forward too).
     min_first_chunk: int = 1
+
+
+def gemma_norm_center(name: str) -> float:
+    """Gemma scales by (1 + w): most norms get w ~ N(0, 0.2^2) (scale about 1). The post-attention
+    and post-feedforward norms get w ~ 2 + N(0, 0.2^2) (scale about 3): otherwise the embedding,
+    multiplied by sqrt(hidden) and tied to the head, dominates the residual stream and greedy
+    decoding just repeats the last token."""
+    return 2.0 if ".post_" in name else 0.0
 
 
 def _no_window(config) -> None:
@@ -225,7 +234,7 @@ NEW_SPECS = [
     TinySpec("tiny-mistral", mistral_config, seed=1004, config_style="v5",
              check_keys=_WINDOW_KEYS,
              ablations=[Ablation("no sliding window", _no_window)]),
-    TinySpec("tiny-gemma2", gemma2_config, seed=1005, config_style="hub", norm_center=0.0,
+    TinySpec("tiny-gemma2", gemma2_config, seed=1005, config_style="hub", norm_center=gemma_norm_center,
              check_keys=_GEMMA_KEYS,
              ablations=[Ablation("no sliding window", _no_window),
                         Ablation("no attention soft cap", _set("attn_logit_softcapping", None),
@@ -235,7 +244,7 @@ NEW_SPECS = [
                         Ablation("query_pre_attn_scalar = head_dim",
                                  _set("query_pre_attn_scalar", 256), prompts=(0, 1, 2))]),
     TinySpec("tiny-gemma3", gemma3_config, seed=1006, config_style="hub", hubify=hubify_gemma3,
-             norm_center=0.0, check_keys=_GEMMA_KEYS,
+             norm_center=gemma_norm_center, check_keys=_GEMMA_KEYS,
              ablations=[Ablation("no sliding window", _no_window),
                         Ablation("global rope without linear scaling", _gemma3_global_unscaled,
                                  prompts=(0, 1, 2)),

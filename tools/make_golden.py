@@ -94,20 +94,20 @@ TINY_SPECS = [
 
 
 def random_weights(model: torch.nn.Module, seed: int,
-                   norm_center: float = 1.0) -> dict[str, np.ndarray]:
+                   norm_center=lambda name: 1.0) -> dict[str, np.ndarray]:
     """Seeded weights of a realistic shape of distribution but a scale that makes logits differ.
 
     Linear weights ~ N(0, 0.15^2) (about 1/sqrt(hidden), so activations keep their scale),
     embeddings and the head ~ N(0, 0.3^2) (logits with a std of about 2), norm weights
     ~ 1 + N(0, 0.2^2) and biases ~ N(0, 0.3^2), so that a missing norm weight or bias shows.
-    Gemma's norms scale by (1 + w): there norm_center is 0, so the scale is again about 1.
+    norm_center(name) gives the mean of each norm weight (Gemma's norms scale by (1 + w)).
     """
     rng = np.random.default_rng(seed)
     out = {}
     for name, p in sorted(model.named_parameters()):
         shape = tuple(p.shape)
         if name.endswith("norm.weight"):
-            w = norm_center + 0.2 * rng.standard_normal(shape)
+            w = norm_center(name) + 0.2 * rng.standard_normal(shape)
         elif name.endswith(".bias"):
             w = 0.3 * rng.standard_normal(shape)
         elif "embed_tokens" in name or name.startswith("lm_head"):
