@@ -144,6 +144,7 @@ def hubify_gemma3(path: Path) -> None:
     cfg["rope_local_base_freq"] = local["rope_theta"]
     cfg["rope_scaling"] = full
     cfg["sliding_window_pattern"] = 6
+    cfg.pop("_sliding_window_pattern", None)  # a private attribute save_pretrained leaks
     cfg["torch_dtype"] = cfg.pop("dtype")
     path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
@@ -165,7 +166,7 @@ PHI3_ORIGINAL_MAX = 4  # longrope: every golden forward (>= 5 positions) is long
 def phi3_config() -> Phi3Config:
     # head_dim 96 = 192 / 2; one layer keeps the fixture under 1.5 MB with hidden 192.
     return Phi3Config(
-        vocab_size=512, hidden_size=192, intermediate_size=64, num_hidden_layers=1,
+        vocab_size=512, hidden_size=192, intermediate_size=48, num_hidden_layers=1,
         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=PHI3_MAX_POS,
         original_max_position_embeddings=PHI3_MAX_POS, rms_norm_eps=1e-5,
         tie_word_embeddings=False, sliding_window=None,
@@ -185,7 +186,7 @@ def longrope_factors() -> tuple[list[float], list[float]]:
 def phi3_longrope_config() -> Phi3Config:
     short, long = longrope_factors()
     return Phi3Config(
-        vocab_size=512, hidden_size=192, intermediate_size=64, num_hidden_layers=1,
+        vocab_size=512, hidden_size=192, intermediate_size=48, num_hidden_layers=1,
         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=PHI3_MAX_POS,
         original_max_position_embeddings=PHI3_ORIGINAL_MAX, rms_norm_eps=1e-5,
         tie_word_embeddings=False, sliding_window=None,
