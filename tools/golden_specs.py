@@ -87,7 +87,7 @@ def _set(attr, value):
 
 
 def mistral_config() -> MistralConfig:
-    # head_dim 32 with 4 heads: q is 128 wide, hidden 64 (as Mistral Nemo, head_dim != hidden/heads).
+    # head_dim 32 x 4 heads: q is 128 wide, hidden 64 (head_dim != hidden/heads, as Mistral Nemo).
     return MistralConfig(
         vocab_size=512, hidden_size=64, head_dim=32, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
@@ -235,8 +235,8 @@ NEW_SPECS = [
     TinySpec("tiny-mistral", mistral_config, seed=1004, config_style="v5",
              check_keys=_WINDOW_KEYS,
              ablations=[Ablation("no sliding window", _no_window)]),
-    TinySpec("tiny-gemma2", gemma2_config, seed=1005, config_style="hub", norm_center=gemma_norm_center,
-             check_keys=_GEMMA_KEYS,
+    TinySpec("tiny-gemma2", gemma2_config, seed=1005, config_style="hub",
+             norm_center=gemma_norm_center, check_keys=_GEMMA_KEYS,
              ablations=[Ablation("no sliding window", _no_window),
                         Ablation("no attention soft cap", _set("attn_logit_softcapping", None),
                                  prompts=(0, 1, 2), min_diff=1e-2),

@@ -17,7 +17,7 @@ A GGUF says less than config.json. Where llama.cpp's reading of the GGUF differs
 config changed to that reading, for the same prompt ids; elsewhere golden.json holds for the GGUF.
 
   python tools/make_gguf_goldens.py                 # write model.gguf (+ gguf goldens)
-  python tools/make_gguf_goldens.py --verify        # reconvert and recompute; compare, write nothing
+  python tools/make_gguf_goldens.py --verify        # reconvert, recompute, compare; write nothing
   python tools/make_gguf_goldens.py --llama-cpp DIR # a llama.cpp tree instead of the sdist's
 """
 from __future__ import annotations

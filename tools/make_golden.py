@@ -5,6 +5,8 @@ Writes, under --out (default tests/fixtures):
   tiny-llama/, tiny-qwen2/, tiny-qwen3/   tiny random-weight float32 checkpoints + golden outputs
   tiny-llama-sharded/                     tiny-llama's weights in several safetensors shards
   tiny-qwen3-bf16/                        tiny-qwen3's weights rounded to bfloat16
+  tiny-mistral/, tiny-gemma2/, tiny-gemma3/, tiny-phi3/, tiny-phi3-longrope/
+                                          attention variants (specs in golden_specs.py)
   smollm2/                                goldens of models/SmolLM2-135M-Instruct.Q4_1.gguf
 
 Each folder holds golden.json ({"prompts": [{"ids", "logits_file", "logits_shape", "greedy", ...}]})
