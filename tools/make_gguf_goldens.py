@@ -74,9 +74,14 @@ GGUF_READING = {
 }
 
 
-def tokenizer_model() -> bytes:
-    """A 512-piece SentencePiece BPE model (3 specials, 256 byte pieces, 253 merges/chars),
-    trained single-threaded on seeded text: the same bytes every run."""
+# llama.cpp's vocabulary loader looks these up by name in a model called "phi3" (and fails
+# without them), so the Phi-3 GGUFs' filler vocabulary has them as user-defined pieces.
+EXTRA_PIECES = {"tiny-phi3": ("<|endoftext|>",), "tiny-phi3-longrope": ("<|endoftext|>",)}
+
+
+def tokenizer_model(extra: tuple = ()) -> bytes:
+    """A 512-piece SentencePiece BPE model (3 specials, `extra`, 256 byte pieces, then merges and
+    characters), trained single-threaded on seeded text: the same bytes every run."""
     import sentencepiece as spm  # noqa: PLC0415
 
     rng = np.random.default_rng(7)
@@ -89,7 +94,7 @@ def tokenizer_model() -> bytes:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines), model_writer=buf, vocab_size=512, model_type="bpe",
         byte_fallback=True, num_threads=1, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2,
-        pad_id=-1, minloglevel=2)
+        pad_id=-1, user_defined_symbols=list(extra), minloglevel=2)
     sp = spm.SentencePieceProcessor(model_proto=buf.getvalue())
     assert sp.vocab_size() == 512, f"tokenizer has {sp.vocab_size()} pieces, want 512"
     return buf.getvalue()
@@ -176,14 +181,17 @@ def main() -> int:
 
     names = [n for n in FIXTURES if not args.only or n in args.only.split(",")]
     verify = mg.Compare() if args.verify else None
-    tok = tokenizer_model()
+    toks = {}
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         llama_cpp = llama_cpp_tree(args.llama_cpp, scratch)
         for name in names:
             folder = args.out / name
             target = scratch / f"{name}.gguf" if verify else folder / "model.gguf"
-            convert(llama_cpp, folder, tok, target, scratch)
+            extra = EXTRA_PIECES.get(name, ())
+            if extra not in toks:
+                toks[extra] = tokenizer_model(extra)
+            convert(llama_cpp, folder, toks[extra], target, scratch)
             digest = hashlib.sha256(target.read_bytes()).hexdigest()[:16]
             print(f"{name}: model.gguf {target.stat().st_size} bytes, sha256 {digest}...")
             if verify and target.read_bytes() != (folder / "model.gguf").read_bytes():
