@@ -162,6 +162,145 @@ def gguf_goldens(name: str, folder: Path, device: str, verify: mg.Compare | None
         (folder / "gguf_golden.json").write_text(json.dumps(golden, indent=1) + "\n")
 
 
+# ----------------------------------------------------------------------------- llama.cpp check
+
+# Evaluates token ids with llama.cpp from a GGUF and writes the logits of every position
+# (float32 [N, V]): <out>_full.bin from one batch, <out>_inc.bin from the first `split` tokens,
+# the rest of the prompt, then one token per call. float32 KV cache, no flash attention.
+CHECK_MAIN = r"""
+#include "llama.h"
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+static bool eval(llama_context * ctx, const std::vector<llama_token> & ids, int begin, int end,
+                 int n_vocab, std::vector<float> & out) {
+    llama_batch b = llama_batch_init(end - begin, 0, 1);
+    for (int i = begin; i < end; ++i) {
+        const int k = i - begin;
+        b.token[k] = ids[i]; b.pos[k] = i; b.n_seq_id[k] = 1; b.seq_id[k][0] = 0; b.logits[k] = 1;
+    }
+    b.n_tokens = end - begin;
+    const bool ok = llama_decode(ctx, b) == 0;
+    for (int k = 0; ok && k < end - begin; ++k) {
+        const float * l = llama_get_logits_ith(ctx, k);
+        out.insert(out.end(), l, l + n_vocab);
+    }
+    llama_batch_free(b);
+    return ok;
+}
+
+static void dump(const std::string & path, const std::vector<float> & v) {
+    FILE * f = fopen(path.c_str(), "wb");
+    fwrite(v.data(), sizeof(float), v.size(), f);
+    fclose(f);
+}
+
+int main(int argc, char ** argv) {  // model.gguf split T out id...
+    if (argc < 6) return 2;
+    const int split = atoi(argv[2]), T = atoi(argv[3]);
+    const std::string out = argv[4];
+    std::vector<llama_token> ids;
+    for (int i = 5; i < argc; ++i) ids.push_back(atoi(argv[i]));
+    const int N = (int) ids.size();
+    llama_backend_init();
+    llama_model * model = llama_model_load_from_file(argv[1], llama_model_default_params());
+    if (!model) return 3;
+    const int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = 128; cp.n_batch = 128; cp.n_ubatch = 128; cp.n_threads = 2; cp.n_threads_batch = 2;
+    cp.type_k = GGML_TYPE_F32; cp.type_v = GGML_TYPE_F32;
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    llama_context * ctx = llama_init_from_model(model, cp);
+    if (!ctx) return 4;
+    std::vector<float> full, inc;
+    if (!eval(ctx, ids, 0, N, n_vocab, full)) return 5;
+    llama_memory_clear(llama_get_memory(ctx), true);
+    if (!eval(ctx, ids, 0, split, n_vocab, inc)) return 6;
+    if (split < T && !eval(ctx, ids, split, T, n_vocab, inc)) return 7;
+    for (int i = T; i < N; ++i) if (!eval(ctx, ids, i, i + 1, n_vocab, inc)) return 8;
+    dump(out + "_full.bin", full);
+    dump(out + "_inc.bin", inc);
+    llama_free(ctx);
+    llama_model_free(model);
+    return 0;
+}
+"""
+
+CHECK_CMAKE = """cmake_minimum_required(VERSION 3.14)
+project(gguf_golden_check C CXX)
+foreach(opt COMMON TESTS EXAMPLES TOOLS SERVER APP)
+  set(LLAMA_BUILD_${opt} OFF CACHE BOOL "" FORCE)
+endforeach()
+set(LLAMA_CURL OFF CACHE BOOL "" FORCE)
+add_subdirectory(../llama.cpp llama.cpp)
+add_executable(check main.cpp)
+target_link_libraries(check PRIVATE llama)
+"""
+
+
+def build_check(work: Path, jobs: int) -> Path:
+    """llama.cpp (CPU) from the sdist with its f16 GELU table turned off (ggml's CPU GELU is
+    otherwise a float16 lookup, about 1e-3 off), plus the driver above."""
+    tree = work / "llama.cpp"
+    if not tree.exists():
+        with tarfile.open(SDIST) as tar:
+            members = [m for m in tar.getmembers() if m.name.startswith(SDIST_LLAMA_CPP + "/")]
+            tar.extractall(work, members=members, filter="data")
+        (work / SDIST_LLAMA_CPP).rename(tree)
+        vec = tree / "ggml" / "src" / "ggml-cpu" / "vec.h"
+        text = vec.read_text()
+        assert "#define GGML_GELU_FP16\n" in text, f"{vec}: GGML_GELU_FP16 not found"
+        vec.write_text(text.replace("#define GGML_GELU_FP16\n", "// GGML_GELU_FP16 off\n"))
+    driver = work / "driver"
+    driver.mkdir(exist_ok=True)
+    (driver / "main.cpp").write_text(CHECK_MAIN)
+    (driver / "CMakeLists.txt").write_text(CHECK_CMAKE)
+    build = work / "build"
+    for cmd in (["cmake", "-S", str(driver), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                 "-DGGML_CUDA=OFF"], ["cmake", "--build", str(build), "-j", str(jobs),
+                                      "--target", "check"]):
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{run.stdout[-3000:]}{run.stderr[-3000:]}")
+    return build / "check"
+
+
+def llama_cpp_check(names: list[str], out: Path, work: Path, jobs: int) -> list[str]:
+    """Runs llama.cpp on each model.gguf with the ids of gguf_golden.json (else golden.json):
+    prompt + greedy[:-1] in one batch, and chunked prefill + decode. Its prompt logits must match
+    within 1e-4 (relative to max |logit|) and its argmax chain must be the greedy tokens."""
+    exe = build_check(work, jobs)
+    failures = []
+    for name in names:
+        folder = out / name
+        gname = "gguf_golden.json" if (folder / "gguf_golden.json").exists() else "golden.json"
+        golden = json.loads((folder / gname).read_text())
+        for i, p in enumerate(golden["prompts"]):
+            T = len(p["ids"])
+            seq = p["ids"] + p["greedy"][:-1]
+            stem = work / f"{name}_{i}"
+            cmd = [str(exe), str(folder / "model.gguf"), str(min(T, max(5, T // 2))), str(T),
+                   str(stem)] + [str(t) for t in seq]
+            run = subprocess.run(cmd, capture_output=True, text=True)
+            if run.returncode != 0:
+                failures.append(f"{name} prompt {i}: llama.cpp exited {run.returncode}: "
+                                f"{run.stderr[-500:]}")
+                continue
+            want = mg.read_logits(folder / p["logits_file"], p["logits_shape"])
+            for mode in ("full", "inc"):
+                got = np.fromfile(f"{stem}_{mode}.bin", dtype="<f4").reshape(len(seq), -1)
+                rel = float(np.abs(got[:T] - want).max()) / max(1.0, float(np.abs(want).max()))
+                chain = got[T - 1:].argmax(-1).tolist()
+                print(f"  llama.cpp {name} vs {gname} prompt {i} ({mode}): logits rel {rel:.2g}, "
+                      f"greedy {'same' if chain == p['greedy'] else 'DIFFERENT'}")
+                if rel > 1e-4 or chain != p["greedy"]:
+                    failures.append(f"{name} prompt {i} ({mode}): llama.cpp differs "
+                                    f"(rel {rel:.3g}, greedy {chain})")
+    return failures
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=REPO / "tests" / "fixtures")
@@ -172,6 +311,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--verify", action="store_true",
                     help="reconvert and recompute; compare with the committed files")
+    ap.add_argument("--llama-cpp-check", type=Path, default=None, metavar="DIR",
+                    help="build llama.cpp (CPU) in DIR and run it on the committed GGUFs "
+                         "(~10 min on 2 cores the first time); write nothing else")
+    ap.add_argument("--jobs", type=int, default=2, help="build jobs for --llama-cpp-check")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
@@ -180,6 +323,12 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     names = [n for n in FIXTURES if not args.only or n in args.only.split(",")]
+    if args.llama_cpp_check:
+        args.llama_cpp_check.mkdir(parents=True, exist_ok=True)
+        failures = llama_cpp_check(names, args.out, args.llama_cpp_check.resolve(), args.jobs)
+        for f in failures:
+            print("FAIL:", f)
+        return 1 if failures else 0
     verify = mg.Compare() if args.verify else None
     toks = {}
     with tempfile.TemporaryDirectory() as tmp:
