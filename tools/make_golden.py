@@ -5,6 +5,8 @@ Writes, under --out (default tests/fixtures):
   tiny-llama/, tiny-qwen2/, tiny-qwen3/   tiny random-weight float32 checkpoints + golden outputs
   tiny-llama-sharded/                     tiny-llama's weights in several safetensors shards
   tiny-qwen3-bf16/                        tiny-qwen3's weights rounded to bfloat16
+  tiny-mistral/, tiny-gemma2/, tiny-gemma3/, tiny-phi3/, tiny-phi3-longrope/
+                                          attention variants (specs in golden_specs.py)
   smollm2/                                goldens of models/SmolLM2-135M-Instruct.Q4_1.gguf
 
 Each folder holds golden.json ({"prompts": [{"ids", "logits_file", "logits_shape", "greedy", ...}]})
@@ -35,6 +37,8 @@ import transformers
 from transformers import (AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaConfig,
                           Qwen2Config, Qwen3Config)
 
+from golden_specs import NEW_SPECS, TinySpec
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Tolerances of the self-consistency checks, relative to max(1, max |logit|).
@@ -51,21 +55,6 @@ SMOLLM2_GREEDY = 32
 
 
 # ----------------------------------------------------------------------------- tiny models
-
-
-@dataclass
-class TinySpec:
-    name: str
-    make_config: callable
-    seed: int
-    # "hub": rewrite config.json the way checkpoints on the Hub spell rope (top-level rope_theta,
-    # rope_scaling, torch_dtype), which transformers 5 still reads; "v5": keep what
-    # save_pretrained wrote (rope_parameters, dtype). The C++ reader must handle both.
-    config_style: str = "v5"
-    dtype: torch.dtype = torch.float32
-    max_shard_size: str | None = None
-    weights_from: str | None = None  # reuse another spec's weights (same seed, same shapes)
-    extras: dict = field(default_factory=dict)
 
 
 def llama_config() -> LlamaConfig:
@@ -103,22 +92,24 @@ TINY_SPECS = [
              max_shard_size="200KB", weights_from="tiny-llama"),
     TinySpec("tiny-qwen3-bf16", qwen3_config, seed=1003, config_style="v5",
              dtype=torch.bfloat16, weights_from="tiny-qwen3"),
-]
+] + NEW_SPECS
 
 
-def random_weights(model: torch.nn.Module, seed: int) -> dict[str, np.ndarray]:
+def random_weights(model: torch.nn.Module, seed: int,
+                   norm_center=lambda name: 1.0) -> dict[str, np.ndarray]:
     """Seeded weights of a realistic shape of distribution but a scale that makes logits differ.
 
     Linear weights ~ N(0, 0.15^2) (about 1/sqrt(hidden), so activations keep their scale),
     embeddings and the head ~ N(0, 0.3^2) (logits with a std of about 2), norm weights
     ~ 1 + N(0, 0.2^2) and biases ~ N(0, 0.3^2), so that a missing norm weight or bias shows.
+    norm_center(name) gives the mean of each norm weight (Gemma's norms scale by (1 + w)).
     """
     rng = np.random.default_rng(seed)
     out = {}
     for name, p in sorted(model.named_parameters()):
         shape = tuple(p.shape)
         if name.endswith("norm.weight"):
-            w = 1.0 + 0.2 * rng.standard_normal(shape)
+            w = norm_center(name) + 0.2 * rng.standard_normal(shape)
         elif name.endswith(".bias"):
             w = 0.3 * rng.standard_normal(shape)
         elif "embed_tokens" in name or name.startswith("lm_head"):
@@ -161,7 +152,7 @@ def write_tiny_checkpoint(spec: TinySpec, folder: Path, weights: dict[str, np.nd
         kwargs["max_shard_size"] = spec.max_shard_size
     model.save_pretrained(folder, **kwargs)
     if spec.config_style == "hub":
-        hubify_config(folder / "config.json")
+        (spec.hubify or hubify_config)(folder / "config.json")
 
 
 def tiny_prompt(spec: TinySpec, index: int, attempt: int, vocab: int) -> list[int]:
@@ -211,7 +202,8 @@ def greedy(model, ids: list[int], n: int, device: str) -> tuple[list[int], list[
 
 
 @torch.no_grad()
-def check_consistency(model, ids: list[int], gen: list[int], device: str, label: str) -> float:
+def check_consistency(model, ids: list[int], gen: list[int], device: str, label: str,
+                      min_first_chunk: int = 1) -> float:
     """Prefill-all vs. chunked prefill and token-by-token decode with past_key_values, and
     greedy tokens vs. the argmax of a full forward. Returns the worst relative difference."""
     seq = ids + gen[:-1]
@@ -220,7 +212,7 @@ def check_consistency(model, ids: list[int], gen: list[int], device: str, label:
 
     # Prefill the prompt in two chunks, then decode the continuation one token at a time.
     cache = None  # the first call creates it (works across transformers versions)
-    split = max(1, len(ids) // 2)
+    split = min(len(ids), max(min_first_chunk, len(ids) // 2))
     parts = [ids[:split], ids[split:]] + [[t] for t in gen[:-1]]
     rows = []
     pos = 0
@@ -314,7 +306,7 @@ def tiny_goldens(spec: TinySpec, folder: Path, device: str, verify: Compare | No
                 raise RuntimeError(f"{spec.name}: no prompt {i} with greedy margins >= "
                                    f"{TINY_MIN_MARGIN} and {TINY_MIN_DISTINCT} distinct tokens")
         label = f"{spec.name} prompt {i}"
-        worst = check_consistency(model, ids, gen, device, label)
+        worst = check_consistency(model, ids, gen, device, label, spec.min_first_chunk)
         logits = forward_logits(model, ids, device)
         entry = {"ids": ids, "logits_file": f"logits_{i}.bin", "logits_shape": list(logits.shape),
                  "greedy": gen, "greedy_margins": [round(m, 6) for m in margins]}
@@ -345,7 +337,7 @@ def make_tiny(out: Path, device: str, only: set[str], verify: Compare | None) ->
         source = spec.weights_from or spec.name
         if source not in weights_by_name:
             skeleton = AutoModelForCausalLM.from_config(spec.make_config(), dtype=torch.float32)
-            weights_by_name[source] = random_weights(skeleton, spec.seed)
+            weights_by_name[source] = random_weights(skeleton, spec.seed, spec.norm_center)
         weights = weights_by_name[source]
         if only and spec.name not in only and "tiny" not in only:
             continue
@@ -358,10 +350,36 @@ def make_tiny(out: Path, device: str, only: set[str], verify: Compare | None) ->
         golden = tiny_goldens(spec, folder, device, verify)
         if not verify:
             (folder / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
-        if spec.weights_from and spec.dtype == torch.float32 and not verify:
+        if spec.max_shard_size and not verify:  # the same model, only split into shards
             same_goldens(out / spec.weights_from, folder)
         if spec.name == "tiny-llama":
             check_rope_scaling_matters(folder, golden, device)
+        check_ablations(spec, folder, device, verify)
+
+
+def check_ablations(spec: TinySpec, folder: Path, device: str, verify: Compare | None) -> None:
+    """Each ablation (golden_specs.Ablation) changes the config as read from the folder, and the
+    logits of its prompts must move by more than min_diff ("differ") or stay within it ("same")."""
+    golden = json.loads((folder / "golden.json").read_text())
+    for ab in spec.ablations:
+        config = transformers.AutoConfig.from_pretrained(folder)
+        ab.mutate(config)
+        model = load_hf(folder, device, config=config)
+        diffs = []
+        for i in ab.prompts:
+            p = golden["prompts"][i]
+            got = forward_logits(model, p["ids"], device).cpu().numpy()
+            want = read_logits(folder / p["logits_file"], p["logits_shape"])
+            diffs.append(float(np.abs(got - want).max()))
+        ok = (min(diffs) > ab.min_diff) if ab.expect == "differ" else (max(diffs) <= ab.min_diff)
+        shown = ", ".join(f"{d:.3g}" for d in diffs)
+        print(f"  {spec.name}: {ab.what}: max |logit change| per prompt {ab.prompts} = {shown} "
+              f"(want {'>' if ab.expect == 'differ' else '<='} {ab.min_diff})")
+        if not ok:
+            msg = f"{spec.name}: ablation '{ab.what}' gave changes {shown}"
+            if verify is None:
+                raise AssertionError(msg)
+            verify.failures.append(msg)
 
 
 def check_rope_scaling_matters(folder: Path, golden: dict, device: str) -> None:
@@ -387,9 +405,12 @@ def check_stored_weights(spec: TinySpec, folder: Path, weights: dict, verify: Co
     # The (possibly hub-spelled) config.json reads back as the config we meant.
     want_cfg, got_cfg = spec.make_config(), model.config
     for key in ("rope_parameters", "tie_word_embeddings", "head_dim", "num_key_value_heads",
-                "intermediate_size", "rms_norm_eps", "vocab_size"):
-        if getattr(got_cfg, key, None) != getattr(want_cfg, key, None):
-            msg = f"{spec.name}: config {key} reads back as {getattr(got_cfg, key, None)}"
+                "intermediate_size", "rms_norm_eps", "vocab_size") + spec.check_keys:
+        got, want = getattr(got_cfg, key, None), getattr(want_cfg, key, None)
+        if key == "rope_parameters" and isinstance(got, dict) and got.get("type"):
+            got = {k: v for k, v in got.items() if k != "type"}  # Phi-3's alias of rope_type
+        if got != want:
+            msg = f"{spec.name}: config {key} reads back as {got}"
             if verify is None:
                 raise AssertionError(msg)
             verify.failures.append(msg)
