@@ -189,5 +189,52 @@ TEST(JitRegistry, WithoutNvccOrCacheNamesTheConfiguration) {
   EXPECT_EQ(reg.stats().compiles, 0);
 }
 
+// Real objects (nvcc, no GPU needed): a truncated entry (dlopen would die of SIGBUS on it), a
+// valid object of another key and a foreign key file are each detected and rebuilt in the same
+// process. Compiles three times (~15-25 s each), so it runs only with NC_JIT_COMPILE_TESTS=1.
+TEST(JitRegistry, DamagedObjectsAreRebuilt) {
+  if (std::getenv("NC_JIT_COMPILE_TESTS") == nullptr) GTEST_SKIP() << "NC_JIT_COMPILE_TESTS unset";
+  JitToolchain tc = test_toolchain();
+  tc.nvcc = "/usr/local/cuda/bin/nvcc";
+  if (const char* n = std::getenv("NC_NVCC")) tc.nvcc = n;
+  ASSERT_TRUE(fs::exists(tc.nvcc)) << tc.nvcc;
+  TempDir dir("nc_jit_damaged");
+  JitOptions opt;
+  opt.cache_dir = dir.str();
+  opt.toolchain = tc;
+  opt.use_aot = false;
+  const AttnKernelKey a{AttnKind::Decode, 64, true, false}, b{AttnKind::Decode, 64, false, true};
+  const std::string so_a = dir.str() + "/" + JitCache::file_stem(jit_cache_key(a, tc)) + ".so";
+  const std::string so_b = dir.str() + "/" + JitCache::file_stem(jit_cache_key(b, tc)) + ".so";
+  {
+    AttnRegistry reg(opt);
+    reg.get(a);
+    reg.get(b);
+    EXPECT_EQ(reg.stats().compiles, 2);
+  }
+  // Damage arrives as new files (as from another process): this process still maps the objects
+  // it loaded, and rewriting a mapped file in place would pull the pages from under it.
+  auto replace = [](const std::string& path, const std::string& bytes) {
+    std::ofstream(path + ".new", std::ios::binary) << bytes;
+    fs::rename(path + ".new", path);
+  };
+  const std::string whole = slurp(so_a);
+  replace(so_a, whole.substr(0, whole.size() / 3));
+  AttnRegistry r1(opt);
+  EXPECT_NE(r1.get(a).decode_run, nullptr);
+  EXPECT_EQ(r1.stats().compiles, 1);
+  // b's object under a's name: a valid ELF whose table names another key.
+  replace(so_a, slurp(so_b));
+  AttnRegistry r2(opt);
+  const cuda::AttnKernelTable& t = r2.get(a);
+  EXPECT_EQ(r2.stats().compiles, 1);
+  EXPECT_EQ(std::string(t.key), jit_cache_key(a, tc));
+  AttnRegistry r3(opt);
+  r3.get(a);
+  r3.get(b);
+  EXPECT_EQ(r3.stats().hits, 2);
+  EXPECT_EQ(r3.stats().compiles, 0);
+}
+
 }  // namespace
 }  // namespace nc::cuda_host

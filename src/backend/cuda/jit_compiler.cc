@@ -148,7 +148,9 @@ std::string nvcc_command(const JitToolchain& tc, const std::string& source, cons
   // before the toolkit's), a shared object on the shared CUDA runtime.
   // SASS for the arch only (no PTX): smaller objects, shorter compiles.
   const std::string virt = "compute_" + tc.arch.substr(tc.arch.find('_') + 1);
-  cmd += " -std=c++20 -O3 -DNDEBUG -shared -Xcompiler=-fPIC -cudart=shared";
+  // -fno-gnu-unique: the table (a static in a template) would otherwise make the object
+  // impossible to unload, and a rejected entry's stale copy would shadow its rebuild.
+  cmd += " -std=c++20 -O3 -DNDEBUG -shared -Xcompiler=-fPIC,-fno-gnu-unique -cudart=shared";
   cmd += " --generate-code=arch=" + virt + ",code=" + tc.arch;
   cmd += " --expt-relaxed-constexpr --expt-extended-lambda -Xcompiler=-Wno-unused-parameter";
   cmd += " -DFLASHINFER_ENABLE_BF16 -DFLASHINFER_ENABLE_F16";
