@@ -33,7 +33,8 @@ jit_keys() {
            prefill_none_hd128_w0_sc1 \
            prefill_causal_hd96_w0_sc0 prefill_causal_hd96_w1_sc1 \
            decode_hd256_w0_sc0 decode_hd256_w1_sc1 prefill_causal_hd256_w0_sc0 \
-           prefill_causal_hd256_w1_sc1; do
+           prefill_causal_hd256_w1_sc1 decode_hd256_w0_sc1 prefill_none_hd256_w0_sc1 \
+           prefill_none_hd96_w0_sc1; do
     echo "${k}_bf16"
   done
 }

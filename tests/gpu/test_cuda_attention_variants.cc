@@ -78,6 +78,7 @@ class CudaVariants : public GpuVsCpu {
     }
     return rel_error(g.to_host_f32(og), cpu->to_host_f32(oc));
   }
+  void check_graph_kinds(int D, bool cascade);
 };
 
 TEST_F(CudaVariants, DecodeAndPrefillLevels) {
@@ -172,14 +173,19 @@ TEST_F(CudaVariants, HeadDims96And256ThroughTheJit) {
 }
 
 // Two live plans of different kinds (a windowed layer's and a global one's, as Gemma alternates
-// them), each in its own graph slot: captured, then replayed in turn, each equals the CPU.
-TEST_F(CudaVariants, GraphReplaysOfTwoKinds) {
-  const int B = 8, ps = 16, max_pages = 40, Hq = 4, Hk = 2, D = 128;
+// them), each in its own graph slot: captured, then replayed in turn, each equals the CPU. One
+// level, or a 2-level cascade (the window then covers the prefix, as window_view guarantees).
+void CudaVariants::check_graph_kinds(int D, bool cascade) {
+  SCOPED_TRACE(::testing::Message() << "D=" << D << " cascade " << cascade);
+  const int ps = 16, max_pages = 40, Hq = 4, Hk = 2;
   std::unique_ptr<Backend> g = make_cuda_backend(0, {});
-  int num_pages = 0;
   std::mt19937 step_rng(7);
-  const AttentionStep step = one_level(step_rng, B, ps, true, &num_pages);
-  const AttentionShape win = make_shape(Hq, Hk, D, ps, num_pages, kVariants[2]);
+  SharedPrefixDecode d = shared_prefix_decode(step_rng, Hq, Hk, D, ps, 8, 6, 40);
+  int num_pages = d.shape.kv.num_pages;
+  if (!cascade) d.casc = d.plain = one_level(step_rng, 8, ps, true, &num_pages);
+  const int B = d.plain.num_tokens;
+  AttentionShape win = make_shape(Hq, Hk, D, ps, num_pages, kVariants[2]);
+  if (cascade) win.window_left = 6 * ps + 40;
   const AttentionShape glob = make_shape(Hq, Hk, D, ps, num_pages, kVariants[1]);
   HostTensor pages{{num_pages, 2, ps, Hk, D},
                    random_vec(rng, size_t(num_pages) * win.kv.elems_per_page())};
@@ -193,7 +199,7 @@ TEST_F(CudaVariants, GraphReplaysOfTwoKinds) {
   const AttentionShape* shapes[2] = {&win, &glob};
   std::unique_ptr<AttentionPlan> plans[2];
   for (int s = 0; s < 2; ++s) {
-    plans[s] = g->plan_attention_graph(step, *shapes[s], s, max_pages);
+    plans[s] = g->plan_attention_graph(d.casc, *shapes[s], s, max_pages);
     ASSERT_NE(plans[s], nullptr) << s;
   }
   for (int s = 0; s < 2; ++s) {
@@ -209,10 +215,28 @@ TEST_F(CudaVariants, GraphReplaysOfTwoKinds) {
   for (int s : {1, 0}) g->replay(s);
   for (int s = 0; s < 2; ++s) {
     Tensor pc = cpu->upload(pages), oc = cpu->alloc({B, Hq * D}, DType::F32);
-    cpu->attention(*cpu->plan_attention(step, *shapes[s]), cpu->upload({{B, Hq * D}, q}),
+    cpu->attention(*cpu->plan_attention(d.plain, *shapes[s]), cpu->upload({{B, Hq * D}, q}),
                    cpu->upload({{B, Hk * D}, k}), cpu->upload({{B, Hk * D}, v}), pc, oc);
     EXPECT_LE(rel_error(g->to_host_f32(outs[s]), cpu->to_host_f32(oc)), kBf16Tol) << s;
   }
+}
+
+TEST_F(CudaVariants, GraphReplaysOfTwoKinds) {
+  for (bool cascade : {false, true}) check_graph_kinds(128, cascade);
+}
+
+// head_dim 96 and 256 in cascade steps (soft cap and window; 96 merges its levels with our own
+// kernel, FlashInfer's merge does not take it) and, for 256, in graphs.
+TEST_F(CudaVariants, HeadDims96And256InCascadesAndGraphs) {
+  for (int D : {96, 256}) {
+    SCOPED_TRACE(::testing::Message() << "D=" << D);
+    std::unique_ptr<Backend> g = make_cuda_backend(0, {});
+    SharedPrefixDecode d = shared_prefix_decode(rng, 4, 2, D, 16, 6, 8, 40);
+    AttentionShape sh = make_shape(4, 2, D, 16, d.shape.kv.num_pages, kVariants[2]);
+    sh.window_left = 8 * 16 + 40;
+    EXPECT_LE(run_both(*g, d.casc, sh, 3.0f, &d.plain), kBf16Tol);
+  }
+  for (bool cascade : {false, true}) check_graph_kinds(256, cascade);
 }
 
 // The second load of a JIT key in a fresh registry reads the cached object: no compile.
