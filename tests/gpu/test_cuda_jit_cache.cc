@@ -62,12 +62,15 @@ JitCache::LoadFn fake_load(const std::string& key) {
   };
 }
 
+// Our headers: the bundle's copy on the GPU machine (NC_JIT_INCLUDE_DIR), else the source tree.
 JitToolchain test_toolchain() {
+  const char* bundle = std::getenv("NC_JIT_INCLUDE_DIR");
+  const std::string root = bundle != nullptr ? std::string(bundle) : std::string(NC_SOURCE_DIR);
   JitToolchain tc;
   tc.nvcc_version = "13.0.88";
   tc.arch = "sm_90a";
-  tc.src_dir = std::string(NC_SOURCE_DIR) + "/src";
-  tc.flashinfer_dir = std::string(NC_SOURCE_DIR) + "/third_party/flashinfer";
+  tc.src_dir = root + "/src";
+  tc.flashinfer_dir = root + (bundle != nullptr ? "/flashinfer" : "/third_party/flashinfer");
   tc.flashinfer_version = "flashinfer-python==0.7.2.post1";
   return tc;
 }
