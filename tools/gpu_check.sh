@@ -6,17 +6,38 @@
 #                                      (NC_CUDA=ON) and packs them with
 #                                      the shared libraries they need that a bare CUDA image lacks
 #                                      (fmt, OpenBLAS, ...) into BUNDLE (default
-#                                      build-cuda/gpu_bundle.tar.xz).
+#                                      build-cuda/gpu_bundle.tar.xz), with what the attention JIT
+#                                      needs: our attention headers, FlashInfer's and its CCCL's,
+#                                      and a JIT cache pre-built here (build-cuda/jit_cache, kept
+#                                      between packs) for the keys the GPU tests and benchmarks
+#                                      use (NC_JIT_KEYS), so the GPU run compiles nothing except
+#                                      where a benchmark measures the compile.
 #   tools/gpu_check.sh run [BUNDLE]    on the GPU machine: unpacks BUNDLE, runs the GPU tests and
 #                                      the benchmarks, and writes logs to $OUT (or ./gpu_out).
 #
 # Why not build on the GPU machine: its image has nvcc and cmake but not the project's host
 # dependencies (fmt, GoogleTest, OpenBLAS, PCRE2), and it cannot fetch them; building here costs
 # no device time. Environment: NC_BUILD_DIR (build-cuda), NC_JOBS (2), NC_GTEST_FILTER (*),
-# NC_BENCH (all | decode | gemm | none), CMAKE_CUDA_ARCHITECTURES (90a).
+# NC_BENCH (all | decode | gemm | variants | none), CMAKE_CUDA_ARCHITECTURES (90a), NC_JIT_KEYS
+# (the keys to pre-build; default: jit_keys below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
+
+# The JIT keys of tests/gpu/test_cuda_attention_variants.cc and bench/gpu/variant_bench.cc
+# (plain head_dim 64/128 is compiled in; the benchmark's compile-time key is left out on purpose).
+jit_keys() {
+  local k
+  for k in decode_hd128_w1_sc0 decode_hd128_w0_sc1 decode_hd128_w1_sc1 \
+           prefill_causal_hd128_w1_sc0 prefill_causal_hd128_w0_sc1 prefill_causal_hd128_w1_sc1 \
+           prefill_none_hd128_w0_sc1 \
+           prefill_causal_hd96_w0_sc0 prefill_causal_hd96_w1_sc1 \
+           decode_hd256_w0_sc0 decode_hd256_w1_sc1 prefill_causal_hd256_w0_sc0 \
+           prefill_causal_hd256_w1_sc1 decode_hd256_w0_sc1 prefill_none_hd256_w0_sc1 \
+           prefill_none_hd96_w0_sc1; do
+    echo "${k}_bf16"
+  done
+}
 build=${NC_BUILD_DIR:-build-cuda}
 
 case "$mode" in
@@ -25,8 +46,16 @@ case "$mode" in
     start=$(date +%s)
     cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNC_CUDA=ON -DNC_TESTS=ON \
       -DCMAKE_CUDA_ARCHITECTURES="${CMAKE_CUDA_ARCHITECTURES:-90a}" >/dev/null
-    cmake --build "$build" -j "${NC_JOBS:-2}" --target nc_gpu_tests nc_gpu_bench nanocascade
+    cmake --build "$build" -j "${NC_JOBS:-2}" --target nc_gpu_tests nc_gpu_bench nanocascade \
+      nc_jit_prebuild
     echo "gpu_check: build took $(( $(date +%s) - start )) s"
+    # The JIT objects for the GPU machine (sm_90a; the key names this machine's nvcc version,
+    # which must match the GPU machine's for the entries to hit), two compiles at a time.
+    start=$(date +%s)
+    keys=${NC_JIT_KEYS:-$(jit_keys)}
+    printf '%s\n' $keys | xargs -P "${NC_JOBS:-2}" -n 1 env NC_JIT_ARCH=sm_90a \
+      NC_JIT_CACHE="$build/jit_cache" "$build/bench/gpu/nc_jit_prebuild"
+    echo "gpu_check: JIT cache took $(( $(date +%s) - start )) s"
     stage=$(mktemp -d)
     mkdir -p "$stage/nc/bin" "$stage/nc/lib"
     cp "$build/tests/gpu/nc_gpu_tests" "$build/bench/gpu/nc_gpu_bench" "$build/nanocascade" \
@@ -41,6 +70,17 @@ case "$mode" in
         esac
       done
     done
+    # The JIT's headers (NC_JIT_INCLUDE_DIR layout, jit_compiler.h) and its pre-built cache.
+    jit="$stage/nc/jit"
+    mkdir -p "$jit/src/backend/cuda" "$jit/flashinfer/cccl/libcudacxx"
+    cp src/backend/cuda/attn_*.cuh src/backend/cuda/attn_kernels.h src/backend/cuda/kernels.h \
+      src/backend/cuda/cuda_check.cuh "$jit/src/backend/cuda/"
+    fi_dir=third_party/flashinfer
+    cp -rL "$fi_dir/include" "$jit/flashinfer/include"
+    cp -rL "$fi_dir/cccl/libcudacxx/include" "$jit/flashinfer/cccl/libcudacxx/include"
+    cp -rL "$fi_dir/cccl/cub" "$fi_dir/cccl/thrust" "$jit/flashinfer/cccl/"
+    mkdir -p "$stage/nc/jit_cache"
+    cp "$build"/jit_cache/*.so "$build"/jit_cache/*.key "$stage/nc/jit_cache/"
     if [ -d tests/fixtures ]; then cp -r tests/fixtures "$stage/nc/fixtures"; fi
     # The end-to-end run (tools/gpu_e2e.sh) needs the model configs and the Python scripts.
     cp -r configs "$stage/nc/configs"
@@ -66,6 +106,8 @@ case "$mode" in
     # Fixtures travel in the bundle; the binary looks for them where it was built, so point it
     # at the unpacked copy.
     export NC_FIXTURES_DIR_OVERRIDE="$dest/nc/fixtures"
+    # The attention JIT: the bundle's headers and pre-built objects (a missing key compiles).
+    export NC_JIT_INCLUDE_DIR="$dest/nc/jit" NC_JIT_CACHE="$dest/nc/jit_cache"
     "$dest/nc/bin/nc_gpu_tests" --gtest_filter="${NC_GTEST_FILTER:-*}" \
       --gtest_output="xml:$out/gpu_tests.xml" 2>&1 | tee "$out/gpu_tests.log" | grep -E "^\[ *(OK|FAILED|PASSED|RUN) *\]|Failure|error|rel|Expected|Which|^  " | tail -200 \
       || true

@@ -14,7 +14,8 @@
 //
 //   decode-grid  paged decode over batch 1-256 x context 512-32k against the copy bandwidth
 //           measured in the same run
-// Usage: nc_gpu_bench [decode|decode-grid|gemm|cascade|cascade-ab|all]
+//   variants  the attention variants and the JIT (variant_bench.cc)
+// Usage: nc_gpu_bench [decode|decode-grid|gemm|cascade|cascade-ab|variants|all]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -438,6 +439,10 @@ void bench_cascade_ab() {
 }  // namespace
 }  // namespace nc
 
+namespace nc {
+void bench_variants();  // variant_bench.cc
+}  // namespace nc
+
 int main(int argc, char** argv) {
   const std::string what = argc > 1 ? argv[1] : "all";
   try {
@@ -449,6 +454,7 @@ int main(int argc, char** argv) {
     if (what == "gemm" || what == "all") nc::bench_gemm(790.0);
     if (what == "cascade" || what == "all") nc::bench_cascade();
     if (what == "cascade-ab" || what == "all") nc::bench_cascade_ab();
+    if (what == "variants" || what == "all") nc::bench_variants();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nc_gpu_bench: %s\n", e.what());
     return 1;

@@ -11,6 +11,7 @@
 #include <numeric>
 #include <string>
 
+#include "backend/cuda/attn_kernels.h"
 #include "backend/cuda/kernels.h"
 #include "gpu_test_util.h"
 
@@ -140,7 +141,8 @@ Result run_level(const Level& l, bool sm90) {
   if (sm90)
     cuda::sm90_prefill_run(info, ws, kv, io, st);
   else
-    cuda::prefill_run(info, ws, kv, qo_indptr, io, /*causal=*/false, st);
+    cuda::aot_attn_table({cuda::AttnKind::PrefillNone, l.D, false, false})
+        ->prefill_run(info, ws, kv, qo_indptr, io, st);
   EXPECT_EQ(cudaStreamSynchronize(st), cudaSuccess);
   std::vector<uint16_t> ob(n_out);
   r.lse.resize(n_lse);

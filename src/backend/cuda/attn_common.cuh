@@ -10,14 +10,17 @@
 #include <stdexcept>
 #include <string>
 
+#include "backend/cuda/attn_kernels.h"
 #include "backend/cuda/cuda_check.cuh"
 #include "backend/cuda/kernels.h"
 
 namespace nc::cuda {
 
 using bf16 = __nv_bfloat16;
-// Plain softmax attention: no custom mask, no sliding window, no soft cap, no ALiBi.
-using Variant = flashinfer::DefaultAttention<false, false, false, false>;
+// FlashInfer's default softmax attention with the variant flags of an AttnKernelKey (no custom
+// mask, no ALiBi): the window and the soft cap read their values from the params at run time.
+template <bool WINDOW, bool SOFT_CAP>
+using Variant = flashinfer::DefaultAttention<false, WINDOW, SOFT_CAP, false>;
 using PrefillParams = flashinfer::BatchPrefillPagedParams<bf16, bf16, bf16, int32_t>;
 using DecodeParams = flashinfer::BatchDecodeParams<bf16, bf16, bf16, int32_t>;
 
@@ -41,7 +44,7 @@ T* at_offset(void* base, int64_t offset) {
 }
 
 // The fields FlashInfer's decode and prefill parameter structs share: inputs and outputs, and
-// plain attention (no rope inside the kernel, no sliding window, no soft cap).
+// the variant's values (no rope inside the kernel). A variant whose flag is off ignores its value.
 template <typename Params>
 void set_common_params(Params& p, const PagedKV& kv, const AttnIO& io) {
   p.q = static_cast<bf16*>(const_cast<void*>(io.q));
@@ -51,8 +54,8 @@ void set_common_params(Params& p, const PagedKV& kv, const AttnIO& io) {
   p.num_qo_heads = io.num_qo_heads;
   p.q_stride_n = io.num_qo_heads * kv.head_dim;
   p.q_stride_h = kv.head_dim;
-  p.window_left = -1;
-  p.logits_soft_cap = 0.0f;
+  p.window_left = io.window_left;
+  p.logits_soft_cap = io.logits_soft_cap;
   p.sm_scale = io.sm_scale;
   p.rope_rcp_scale = 1.0f;
   p.rope_rcp_theta = 1.0f / 1e4f;

@@ -1,6 +1,7 @@
-// FlashInfer's CUDA-core batch decode over paged KV (one query row per entry), one head dim per
-// instantiation (attn_decode_hd*.cu). Planning lives here too: its work estimation needs the
-// kernel's occupancy, hence the kernel's template.
+// FlashInfer's CUDA-core batch decode over paged KV (one query row per entry), one head dim and
+// variant per instantiation (attn_decode_hd*.cu ahead of time, attn_jit_entry.cuh at run time).
+// Planning lives here too: its work estimation needs the kernel's occupancy, hence the kernel's
+// template.
 #pragma once
 #include <flashinfer/attention/decode.cuh>
 
@@ -31,32 +32,31 @@ cudaError_t dispatch_group_size(int group, F&& f) {
   }
 }
 
-template <uint32_t HEAD_DIM>
+template <uint32_t HEAD_DIM, bool WINDOW, bool SOFT_CAP>
 void decode_plan_impl(const PlanQuery& q, const PlanWorkspace* ws, PlanInfo* out, size_t* fbytes,
                       size_t* ibytes, cudaStream_t stream) {
+  using V = Variant<WINDOW, SOFT_CAP>;
   flashinfer::DecodePlanInfo plan;
   fi_call("decode plan", [&] {
     return dispatch_group_size(q.num_qo_heads / q.num_kv_heads, [&]<uint32_t GROUP>() {
       auto estimate = flashinfer::BatchDecodeWithPagedKVCacheWorkEstimationDispatched<
-          GROUP, HEAD_DIM, flashinfer::PosEncodingMode::kNone, Variant, DecodeParams>;
+          GROUP, HEAD_DIM, flashinfer::PosEncodingMode::kNone, V, DecodeParams>;
       int32_t* indptr = const_cast<int32_t*>(q.kv_indptr_h);
       if (ws == nullptr) {
-        return flashinfer::DecodePlanWorkspaceSize<HEAD_DIM, flashinfer::PosEncodingMode::kNone,
-                                                   Variant, DecodeParams>(
-            *fbytes, *ibytes, indptr, q.batch_size, q.num_qo_heads, q.page_size,
-            q.cuda_graph, stream, estimate);
+        return flashinfer::DecodePlanWorkspaceSize<HEAD_DIM, flashinfer::PosEncodingMode::kNone, V,
+                                                   DecodeParams>(
+            *fbytes, *ibytes, indptr, q.batch_size, q.num_qo_heads, q.page_size, q.cuda_graph,
+            stream, estimate);
       }
-      return flashinfer::DecodePlan<HEAD_DIM, flashinfer::PosEncodingMode::kNone, Variant,
-                                    DecodeParams>(ws->float_ws, ws->float_bytes, ws->int_ws,
-                                                  ws->int_pinned, ws->int_bytes, plan, indptr,
-                                                  q.batch_size, q.num_qo_heads, q.page_size,
-                                                  q.cuda_graph, stream, estimate);
+      return flashinfer::DecodePlan<HEAD_DIM, flashinfer::PosEncodingMode::kNone, V, DecodeParams>(
+          ws->float_ws, ws->float_bytes, ws->int_ws, ws->int_pinned, ws->int_bytes, plan, indptr,
+          q.batch_size, q.num_qo_heads, q.page_size, q.cuda_graph, stream, estimate);
     });
   });
   if (out != nullptr) *out = plan.ToVector();
 }
 
-template <uint32_t HEAD_DIM>
+template <uint32_t HEAD_DIM, bool WINDOW, bool SOFT_CAP>
 void decode_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const PagedKV& kv,
                    const AttnIO& io, cudaStream_t stream) {
   flashinfer::DecodePlanInfo plan;
@@ -75,15 +75,23 @@ void decode_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Page
   }
   fi_call("batch decode", [&] {
     return flashinfer::BatchDecodeWithPagedKVCacheDispatched<
-        HEAD_DIM, flashinfer::PosEncodingMode::kNone, Variant>(p, tmp_v, tmp_s,
-                                                               /*enable_pdl=*/false, stream);
+        HEAD_DIM, flashinfer::PosEncodingMode::kNone, Variant<WINDOW, SOFT_CAP>>(
+        p, tmp_v, tmp_s,
+        /*enable_pdl=*/false, stream);
   });
 }
 
-#define NC_INSTANTIATE_DECODE(HD)                                                                \
-  template void decode_plan_impl<HD>(const PlanQuery&, const PlanWorkspace*, PlanInfo*, size_t*, \
-                                     size_t*, cudaStream_t);                                     \
-  template void decode_run_hd<HD>(const PlanInfo&, const PlanWorkspace&, const PagedKV&,         \
-                                  const AttnIO&, cudaStream_t);
+}  // namespace nc::cuda
+
+namespace nc::cuda {
+
+// The table of one decode configuration (attn_kernels.h); `key` must outlive it (a literal).
+template <uint32_t HEAD_DIM, bool WINDOW, bool SOFT_CAP>
+const AttnKernelTable* decode_table(const char* key) {
+  static const AttnKernelTable table{kAttnTableAbi, key,
+                                     &decode_plan_impl<HEAD_DIM, WINDOW, SOFT_CAP>,
+                                     &decode_run_hd<HEAD_DIM, WINDOW, SOFT_CAP>, nullptr};
+  return &table;
+}
 
 }  // namespace nc::cuda

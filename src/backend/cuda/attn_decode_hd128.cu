@@ -1,5 +1,8 @@
+// Ahead of time: plain bf16 decode, head_dim 128 (attn.cu's aot_attn_table).
 #include "backend/cuda/attn_decode.cuh"
 
 namespace nc::cuda {
-NC_INSTANTIATE_DECODE(128)
+const AttnKernelTable* aot_decode_hd128() {
+  return decode_table<128, false, false>("decode_hd128_w0_sc0_bf16");
+}
 }  // namespace nc::cuda

@@ -1,5 +1,6 @@
-// Batch prefill over paged KV (FlashInfer's FA2 kernel), one head dim and mask per instantiation;
-// attn_prefill_*.cu instantiate it so the heavy kernels compile in parallel.
+// Batch prefill over paged KV (FlashInfer's FA2 kernel), one head dim, mask and variant per
+// instantiation; attn_prefill_*.cu instantiate it ahead of time (one file each, so the heavy
+// kernels compile in parallel), attn_jit_entry.cuh at run time.
 #pragma once
 #include <flashinfer/attention/prefill.cuh>
 
@@ -7,7 +8,7 @@
 
 namespace nc::cuda {
 
-template <uint32_t HEAD_DIM, flashinfer::MaskMode MASK>
+template <uint32_t HEAD_DIM, flashinfer::MaskMode MASK, bool WINDOW, bool SOFT_CAP>
 void prefill_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const PagedKV& kv,
                     int32_t* qo_indptr, const AttnIO& io, cudaStream_t stream) {
   flashinfer::PrefillPlanInfo plan;
@@ -37,7 +38,7 @@ void prefill_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Pag
   case T:                                                                                    \
     st = flashinfer::BatchPrefillWithPagedKVCacheDispatched<                                 \
         /*SAME_KV_STRIDES=*/true, T, HEAD_DIM, HEAD_DIM, flashinfer::PosEncodingMode::kNone, \
-        /*USE_FP16_QK_REDUCTION=*/false, MASK, Variant, PrefillParams>(                      \
+        /*USE_FP16_QK_REDUCTION=*/false, MASK, Variant<WINDOW, SOFT_CAP>, PrefillParams>(    \
         p, tmp_v, tmp_s, /*enable_pdl=*/false, stream);                                      \
     break;
       NC_PREFILL_TILE(16)
@@ -51,8 +52,16 @@ void prefill_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Pag
   });
 }
 
-#define NC_INSTANTIATE_PREFILL(HD, MASK)                                                        \
-  template void prefill_run_hd<HD, MASK>(const PlanInfo&, const PlanWorkspace&, const PagedKV&, \
-                                         int32_t*, const AttnIO&, cudaStream_t);
+}  // namespace nc::cuda
+
+namespace nc::cuda {
+
+// The table of one prefill configuration (attn_kernels.h); `key` must outlive it (a literal).
+template <uint32_t HEAD_DIM, flashinfer::MaskMode MASK, bool WINDOW, bool SOFT_CAP>
+const AttnKernelTable* prefill_table(const char* key) {
+  static const AttnKernelTable table{kAttnTableAbi, key, nullptr, nullptr,
+                                     &prefill_run_hd<HEAD_DIM, MASK, WINDOW, SOFT_CAP>};
+  return &table;
+}
 
 }  // namespace nc::cuda

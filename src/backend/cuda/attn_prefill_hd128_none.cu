@@ -1,5 +1,9 @@
+// Ahead of time: plain bf16 prefill (none), head_dim 128 (attn.cu's aot_attn_table).
 #include "backend/cuda/attn_prefill.cuh"
 
 namespace nc::cuda {
-NC_INSTANTIATE_PREFILL(128, flashinfer::MaskMode::kNone)
+const AttnKernelTable* aot_prefill_hd128_none() {
+  return prefill_table<128, flashinfer::MaskMode::kNone, false, false>(
+      "prefill_none_hd128_w0_sc0_bf16");
+}
 }  // namespace nc::cuda

@@ -1,5 +1,9 @@
+// Ahead of time: plain bf16 prefill (causal), head_dim 64 (attn.cu's aot_attn_table).
 #include "backend/cuda/attn_prefill.cuh"
 
 namespace nc::cuda {
-NC_INSTANTIATE_PREFILL(64, flashinfer::MaskMode::kCausal)
+const AttnKernelTable* aot_prefill_hd64_causal() {
+  return prefill_table<64, flashinfer::MaskMode::kCausal, false, false>(
+      "prefill_causal_hd64_w0_sc0_bf16");
+}
 }  // namespace nc::cuda

@@ -110,6 +110,10 @@ std::vector<cuda::PlanQuery> CudaAttention::choose_kernels(CudaAttentionPlan& pl
          shape.num_qo_heads,  shape.num_kv_heads,  shape.head_dim,  shape.kv.page_size};
     q.kv_last_page_len_h = in.kv_last_page_len.data();
     lp.kernel = level_kernel(in, shape);
+    if (lp.kernel != LevelKernel::SM90Prefill) {
+      lp.table = kernel_table(lp.kernel, lp.causal, l + 1 == step.levels.size(), shape);
+      q.kernels = lp.table;
+    }
     size_t fb = 0, ib = 0;
     level_workspace_size(lp.kernel, q, &fb, &ib);
     lp.arrays.int_ws = lay.add<std::byte>(int_region_bytes(ib));
@@ -185,8 +189,10 @@ LevelKernel CudaAttention::level_kernel(const PagedKVBatch& in, const AttentionS
 // (Auto only) and what the GPU and head_dim allow. Auto takes it only for entries of 128 rows
 // or more: on the H100 (nc_gpu_bench cascade-ab, 2026-11-27) it beat FA2 at 128 and 256
 // rows (e.g. 205 vs 232 us at prefix 32k) but lost at 64 (245 vs 236 us; 167 vs 131 us GQA).
+// Soft-capped levels run on FA2: our Hopper path instantiates FlashInfer's plain variant only.
 bool CudaAttention::use_sm90_kernel(const AttentionShape& sh, const PagedKVBatch& level) const {
-  if (options_.shared_level_kernel == SharedLevelKernel::FA2) return false;
+  if (options_.shared_level_kernel == SharedLevelKernel::FA2 || sh.logits_soft_cap > 0)
+    return false;
   if (options_.shared_level_kernel == SharedLevelKernel::Auto) {
     const char* env = std::getenv("NC_SHARED_LEVEL_KERNEL");
     if (env != nullptr && std::string(env) == "fa2") return false;
@@ -195,6 +201,17 @@ bool CudaAttention::use_sm90_kernel(const AttentionShape& sh, const PagedKVBatch
     if (most_rows < 128) return false;
   }
   return cuda::sm90_prefill_available(sh.num_qo_heads, sh.num_kv_heads, sh.head_dim);
+}
+
+const cuda::AttnKernelTable* CudaAttention::kernel_table(LevelKernel kernel, bool causal, bool own,
+                                                         const AttentionShape& sh) const {
+  const cuda::AttnKernelKey key = level_key(kernel, causal, own, sh);
+  const cuda::AttnKernelTable* t = &registry_->get(key);
+  const bool has_run =
+      key.kind == cuda::AttnKind::Decode ? t->decode_run != nullptr : t->prefill_run != nullptr;
+  NC_CHECK(has_run, "attention: kernel table {} lacks its run function",
+           cuda::attn_key_string(key));
+  return t;
 }
 
 std::vector<LevelKernel> plan_level_kernels(const AttentionPlan& plan, const char* what) {

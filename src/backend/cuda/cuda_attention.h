@@ -9,10 +9,13 @@
 // - a graph plan (decode-only steps) plans into a graph slot's fixed region (cuda_graph_slots.h)
 //   in FlashInfer's CUDA-graph mode, the own level on the decode kernel and the shared levels on
 //   FA2, and returns null when the step cannot be planned that way.
-// Cascade levels overlap on the side stream when the options ask for it.
+// Cascade levels overlap on the side stream when the options ask for it. Every level's kernels
+// come from the attention registry (attn_registry.h) by configuration: the shape's soft cap on
+// every level, its window on the own level only; soft-capped shared levels run on FA2.
 #pragma once
 #include <memory>
 
+#include "backend/cuda/attn_registry.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_graph_slots.h"
 
@@ -21,8 +24,11 @@ namespace nc::cuda_host {
 class CudaAttention {
  public:
   CudaAttention(std::shared_ptr<Context> ctx, const CudaBackendOptions& options,
-                GraphRunner& graphs)
-      : ctx_(std::move(ctx)), options_(options), slots_(ctx_, graphs) {}
+                GraphRunner& graphs, std::shared_ptr<AttnRegistry> registry)
+      : ctx_(std::move(ctx)),
+        options_(options),
+        slots_(ctx_, graphs),
+        registry_(std::move(registry)) {}
 
   std::unique_ptr<AttentionPlan> plan(const AttentionStep& step, const AttentionShape& shape);
   std::unique_ptr<AttentionPlan> plan_for_graph(const AttentionStep& step,
@@ -48,10 +54,14 @@ class CudaAttention {
   // Kernel choice.
   LevelKernel level_kernel(const PagedKVBatch& in, const AttentionShape& sh) const;
   bool use_sm90_kernel(const AttentionShape& sh, const PagedKVBatch& level) const;
+  // The level's kernels from the registry (compiled ahead or at run time).
+  const cuda::AttnKernelTable* kernel_table(LevelKernel kernel, bool causal, bool own,
+                                            const AttentionShape& sh) const;
 
   std::shared_ptr<Context> ctx_;
   CudaBackendOptions options_;
   GraphSlots slots_;
+  std::shared_ptr<AttnRegistry> registry_;
 };
 
 // The plan's levels' kernels (tests and benchmarks, via cuda_backend.h); nc::Error naming

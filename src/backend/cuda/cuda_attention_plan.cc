@@ -2,6 +2,7 @@
 // run calls per level, the append of the step's k/v, and the cascade merges.
 #include "backend/cuda/cuda_attention_plan.h"
 
+#include <cmath>
 #include <cstring>
 
 namespace nc::cuda_host {
@@ -46,19 +47,21 @@ void run_level(const CudaAttentionPlan& plan, const LevelPlan& lp, const Tensor&
   io.lse = lse;
   io.num_qo_heads = plan.shape.num_qo_heads;
   io.sm_scale = plan.shape.sm_scale;
+  io.logits_soft_cap = plan.shape.logits_soft_cap;
+  io.window_left = &lp == &plan.levels.back() ? plan.shape.window_left : -1;
   const cuda::PlanWorkspace ws = level_workspace(plan, lp);
   const cuda::PagedKV kv = paged(plan, lp, pages);
   k_call([&] {
     switch (lp.kernel) {
       case LevelKernel::Decode:
-        cuda::decode_run(lp.info, ws, kv, io, stream);
+        lp.table->decode_run(lp.info, ws, kv, io, stream);
         break;
       case LevelKernel::SM90Prefill:
         cuda::sm90_prefill_run(lp.info, ws, kv, io, stream);
         break;
       case LevelKernel::Prefill:
-        cuda::prefill_run(lp.info, ws, kv, plan.staging.dev_ptr(lp.arrays.qo_indptr), io, lp.causal,
-                          stream);
+        lp.table->prefill_run(lp.info, ws, kv, plan.staging.dev_ptr(lp.arrays.qo_indptr), io,
+                              stream);
         break;
     }
   });
@@ -128,7 +131,14 @@ void validate_attention_shape(const AttentionShape& sh) {
            "attention: {} query heads are not a multiple of {} kv heads", sh.num_qo_heads,
            sh.num_kv_heads);
   NC_CHECK(cuda::head_dim_supported(sh.head_dim),
-           "attention: head_dim {} not supported by the CUDA backend (64, 128)", sh.head_dim);
+           "attention: head_dim {} not supported by the CUDA backend (64, 96, 128, 256)",
+           sh.head_dim);
+  NC_CHECK(std::isfinite(sh.sm_scale) && sh.sm_scale > 0, "attention: sm_scale {} is not > 0",
+           sh.sm_scale);
+  NC_CHECK(std::isfinite(sh.logits_soft_cap) && sh.logits_soft_cap >= 0,
+           "attention: logits_soft_cap {} is not >= 0 (0: off)", sh.logits_soft_cap);
+  NC_CHECK(sh.window_left >= -1, "attention: window_left {} is not >= -1 (-1: off)",
+           sh.window_left);
   NC_CHECK(sh.kv.head_dim == sh.head_dim && sh.kv.num_kv_heads == sh.num_kv_heads,
            "attention: kv cache shape (heads {}, dim {}) does not match attention ({}, {})",
            sh.kv.num_kv_heads, sh.kv.head_dim, sh.num_kv_heads, sh.head_dim);
@@ -138,12 +148,24 @@ void validate_attention_shape(const AttentionShape& sh) {
            sh.num_qo_heads);
 }
 
+cuda::AttnKernelKey level_key(LevelKernel kernel, bool causal, bool own, const AttentionShape& sh) {
+  cuda::AttnKernelKey key;
+  key.kind = kernel == LevelKernel::Decode ? cuda::AttnKind::Decode
+             : causal                      ? cuda::AttnKind::PrefillCausal
+                                           : cuda::AttnKind::PrefillNone;
+  key.head_dim = sh.head_dim;
+  key.window = own && sh.window_left >= 0;
+  key.soft_cap = sh.logits_soft_cap > 0;
+  return key;
+}
+
 void level_workspace_size(LevelKernel kernel, const cuda::PlanQuery& q, size_t* float_bytes,
                           size_t* int_bytes) {
   k_call([&] {
     switch (kernel) {
       case LevelKernel::Decode:
-        cuda::decode_workspace_size(q, float_bytes, int_bytes);
+        NC_CHECK(q.kernels != nullptr, "attention: decode level without its kernels");
+        q.kernels->decode_plan(q, nullptr, nullptr, float_bytes, int_bytes, nullptr);
         break;
       case LevelKernel::SM90Prefill:
         cuda::sm90_prefill_workspace_size(q, float_bytes, int_bytes);
@@ -171,7 +193,7 @@ void plan_levels(CudaAttentionPlan& plan, const std::vector<cuda::PlanQuery>& qu
     k_call([&] {
       switch (lp.kernel) {
         case LevelKernel::Decode:
-          lp.info = cuda::decode_plan(queries[l], ws, st);
+          lp.table->decode_plan(queries[l], &ws, &lp.info, nullptr, nullptr, st);
           break;
         case LevelKernel::SM90Prefill:
           lp.info = cuda::sm90_prefill_plan(queries[l], ws, st);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda/attn_kernels.h"
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernels.h"
 
@@ -88,6 +89,8 @@ struct LevelPlan {
   size_t fixed_ws_bytes = 0;
   LevelArrays arrays;
   cuda::PlanInfo info;
+  // The kernels of the level's configuration (attn_registry.h); null for SM90Prefill.
+  const cuda::AttnKernelTable* table = nullptr;
 };
 
 // A cascade step's merge states: the own level's LSE and the shared levels' output and LSE; with
@@ -135,7 +138,11 @@ class CudaAttentionPlan final : public AttentionPlan {
 
 // The checks every plan makes on the attention shape (nc::Error naming the bad value).
 void validate_attention_shape(const AttentionShape& sh);
-// FlashInfer's workspace bytes (float, int) for a level on `kernel`.
+// The configuration of a level's kernels (not SM90Prefill): the shape's soft cap on every level,
+// its window on the own (last) level only (shared levels are never masked, backend.h).
+cuda::AttnKernelKey level_key(LevelKernel kernel, bool causal, bool own, const AttentionShape& sh);
+// FlashInfer's workspace bytes (float, int) for a level on `kernel` (a decode level is sized
+// through q.kernels).
 void level_workspace_size(LevelKernel kernel, const cuda::PlanQuery& q, size_t* float_bytes,
                           size_t* int_bytes);
 // The int workspace region a level reserves for FlashInfer's `int_bytes`.

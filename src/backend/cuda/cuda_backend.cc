@@ -8,7 +8,8 @@
 //   cuda_ops        elementwise ops and host<->device copies
 //   cuda_gemm       linear() through cuBLASLt
 //   cuda_attention  eager and graph-safe attention plans, their run (cuda_attention_plan: the
-//                   level planner; cuda_graph_slots: the graph plans' fixed regions)
+//                   level planner; cuda_graph_slots: the graph plans' fixed regions;
+//                   attn_registry: the kernels of each configuration, compiled ahead or by the JIT)
 //   cuda_graphs     graph capture/replay and forward-pass timing
 //   cuda_sampler    sample_tokens_async and its reserved scratch
 #include "backend/cuda/cuda_backend.h"
@@ -26,6 +27,12 @@ namespace {
 
 using namespace cuda_host;
 
+JitOptions jit_options(const CudaBackendOptions& options) {
+  JitOptions o;
+  o.cache_dir = options.jit_cache_dir;
+  return o;
+}
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend(int device_index, const CudaBackendOptions& options)
@@ -33,7 +40,8 @@ class CudaBackend final : public Backend {
         ops_(ctx_),
         gemm_(ctx_),
         graphs_(ctx_),
-        attention_(ctx_, options, graphs_),
+        registry_(std::make_shared<AttnRegistry>(jit_options(options), ctx_->device)),
+        attention_(ctx_, options, graphs_, registry_),
         sampler_(ctx_),
         timer_(ctx_, graphs_) {}
   // As before the split: on the backend's device, once both streams are idle, the graphs go
@@ -79,6 +87,11 @@ class CudaBackend final : public Backend {
     ops_.qkv_split_norm_rope(qkv, q_norm, k_norm, eps, positions, cos_sin, head_dim, q, k, v);
   }
   void silu_and_mul(const Tensor& gate_up, Tensor out) override { ops_.silu_and_mul(gate_up, out); }
+  void gelu_tanh_and_mul(const Tensor& gate_up, Tensor out) override {
+    ops_.gelu_tanh_and_mul(gate_up, out);
+  }
+  void scale(Tensor x, float s) override { ops_.scale(x, s); }
+  void soft_cap(Tensor x, float cap) override { ops_.soft_cap(x, cap); }
   void copy_rows(const Tensor& src, Tensor dst) override { ops_.copy_rows(src, dst); }
   void add(Tensor x, const Tensor& y) override { ops_.add(x, y); }
   void gather_rows(const Tensor& x, const Tensor& rows, Tensor out) override {
@@ -130,6 +143,7 @@ class CudaBackend final : public Backend {
   void mark_pass_begin() override { timer_.mark_pass_begin(); }
   void mark_pass_end() override { timer_.mark_pass_end(); }
   double device_busy_seconds() override { return timer_.busy_seconds(); }
+  JitStats jit_stats() const { return registry_->stats(); }
 
  private:
   // Destroyed in reverse order: the parts before the context they share.
@@ -137,6 +151,7 @@ class CudaBackend final : public Backend {
   CudaOps ops_;
   CublasLtGemm gemm_;
   GraphRunner graphs_;
+  std::shared_ptr<AttnRegistry> registry_;
   CudaAttention attention_;
   CudaSampler sampler_;
   PassTimer timer_;
@@ -175,6 +190,11 @@ void cuda_rope(Backend& cuda, Tensor q, Tensor k, const Tensor& positions, const
 
 std::vector<bool> cuda_plan_uses_decode_kernel(const AttentionPlan& plan) {
   return levels_on(plan, LevelKernel::Decode, "cuda_plan_uses_decode_kernel");
+}
+
+CudaJitStats cuda_jit_stats(Backend& cuda) {
+  const JitStats st = cuda_backend(cuda, "cuda_jit_stats").jit_stats();
+  return {st.compiles, st.hits, st.compile_seconds};
 }
 
 std::vector<bool> cuda_plan_uses_sm90_prefill(const AttentionPlan& plan) {

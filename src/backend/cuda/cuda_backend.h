@@ -2,7 +2,9 @@
 // entry points that only tests and benchmarks need (they are not part of the Backend interface;
 // each throws nc::Error when given a backend or plan that is not the CUDA backend's).
 #pragma once
+#include <cstdint>
 #include <memory>
+#include <string>
 
 #include "backend/backend.h"
 
@@ -31,6 +33,9 @@ struct CudaBackendOptions {
   // over all sharers' rows) and the own level is bandwidth-bound, so they overlap well.
   bool overlap_cascade_levels = true;
   SharedLevelKernel shared_level_kernel = SharedLevelKernel::Auto;
+  // The folder of run-time compiled attention kernels (docs/gpu.md, "JIT"); empty: NC_JIT_CACHE,
+  // else $XDG_CACHE_HOME/nanocascade/jit, else ~/.cache/nanocascade/jit.
+  std::string jit_cache_dir;
 };
 
 std::unique_ptr<Backend> make_cuda_backend(int device_index, const CudaBackendOptions& options);
@@ -45,6 +50,14 @@ void cuda_rope(Backend& cuda, Tensor q, Tensor k, const Tensor& positions, const
 // What the last plan_attention() chose per level (for tests and benchmarks): true where a level
 // ran FlashInfer's CUDA-core decode kernel.
 std::vector<bool> cuda_plan_uses_decode_kernel(const AttentionPlan& plan);
+// The attention JIT's counters since the backend was made: objects compiled (and the seconds
+// spent in nvcc) and objects loaded from the on-disk cache without compiling.
+struct CudaJitStats {
+  int64_t compiles = 0;
+  int64_t hits = 0;
+  double compile_seconds = 0.0;
+};
+CudaJitStats cuda_jit_stats(Backend& cuda);
 // Per level: true where it runs FlashInfer's Hopper (sm90) batch prefill.
 std::vector<bool> cuda_plan_uses_sm90_prefill(const AttentionPlan& plan);
 

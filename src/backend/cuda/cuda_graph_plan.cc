@@ -72,6 +72,9 @@ std::unique_ptr<AttentionPlan> CudaAttention::plan_for_graph(const AttentionStep
         cuda::PlanQuery{in.qo_indptr.data(), in.kv_indptr.data(), B,         B, shape.num_qo_heads,
                         shape.num_kv_heads,  shape.head_dim,      page_size,
                         /*cuda_graph=*/true};
+    const bool own = l + 1 == nl;
+    queries[l].kernels = kernel_table(own ? LevelKernel::Decode : LevelKernel::Prefill,
+                                      g.levels[l]->causal, own, shape);
   }
   GraphSlot& slot = slots_.get(slot_id, queries, max_pages);
   // The host side of the slot is rewritten only once its last copy has run.
@@ -95,6 +98,7 @@ std::unique_ptr<AttentionPlan> CudaAttention::plan_for_graph(const AttentionStep
     lp.batch_size = B;
     lp.causal = g.levels[l]->causal;
     lp.kernel = own ? LevelKernel::Decode : LevelKernel::Prefill;
+    lp.table = queries[l].kernels;
     lp.side = plan->overlap && !own;
     lp.arrays = slot.levels[l];
     lp.fixed_ws = own ? slot.own_ws : shared_ws;

@@ -7,8 +7,8 @@ namespace nc::cuda_host {
 
 SlotShape SlotShape::of(const std::vector<cuda::PlanQuery>& queries, int max_pages) {
   const cuda::PlanQuery& q = queries.back();
-  return {int(queries.size()), q.batch_size, max_pages,  q.num_qo_heads,
-          q.num_kv_heads,      q.head_dim,   q.page_size};
+  return {int(queries.size()), q.batch_size, max_pages,   q.num_qo_heads,
+          q.num_kv_heads,      q.head_dim,   q.page_size, q.kernels};
 }
 
 bool GraphSlot::same_launch(const std::vector<LevelPlan>& planned) {

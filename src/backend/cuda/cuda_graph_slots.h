@@ -27,6 +27,7 @@ namespace nc::cuda_host {
 struct SlotShape {
   int levels = 0, batch = 0, max_pages = 0;
   int num_qo_heads = 0, num_kv_heads = 0, head_dim = 0, page_size = 0;
+  const cuda::AttnKernelTable* own_kernels = nullptr;  // the own (decode) level's variant
   static SlotShape of(const std::vector<cuda::PlanQuery>& queries, int max_pages);
   bool operator==(const SlotShape&) const = default;
 };

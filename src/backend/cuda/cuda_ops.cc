@@ -1,7 +1,9 @@
 // Elementwise ops and host<->device copies of the CUDA backend (cuda_ops.h).
 #include "backend/cuda/cuda_ops.h"
 
+#include <cmath>
 #include <cstdint>
+#include <utility>
 
 #include "backend/cuda/kernels.h"
 
@@ -143,13 +145,50 @@ void CudaOps::qkv_split_norm_rope(const Tensor& qkv, const Tensor& q_norm, const
   });
 }
 
-void CudaOps::silu_and_mul(const Tensor& gate_up, Tensor out) {
+namespace {
+
+// The checks of an activation-and-multiply op; returns (T, I).
+std::pair<int64_t, int64_t> act_and_mul_dims(const Tensor& gate_up, const Tensor& out,
+                                             const char* what) {
   const int64_t T = gate_up.dim(0), I = gate_up.dim(1) / 2;
-  NC_CHECK(gate_up.dim(1) % 2 == 0, "silu_and_mul: odd width {}", gate_up.dim(1));
-  out.expect_shape({T, I}, "silu_and_mul output");
-  expect_bf16(gate_up, "silu_and_mul input");
-  expect_bf16(out, "silu_and_mul output");
+  NC_CHECK(gate_up.dim(1) % 2 == 0, "{}: odd width {}", what, gate_up.dim(1));
+  out.expect_shape({T, I}, what);
+  expect_bf16(gate_up, what);
+  expect_bf16(out, what);
+  return {T, I};
+}
+
+}  // namespace
+
+void CudaOps::silu_and_mul(const Tensor& gate_up, Tensor out) {
+  const auto [T, I] = act_and_mul_dims(gate_up, out, "silu_and_mul");
   k_call([&] { cuda::silu_and_mul_bf16(gate_up.data(), out.data(), int(T), int(I), s()); });
+}
+
+void CudaOps::gelu_tanh_and_mul(const Tensor& gate_up, Tensor out) {
+  const auto [T, I] = act_and_mul_dims(gate_up, out, "gelu_tanh_and_mul");
+  k_call([&] { cuda::gelu_tanh_and_mul_bf16(gate_up.data(), out.data(), int(T), int(I), s()); });
+}
+
+void CudaOps::scale(Tensor x, float factor) {
+  expect_cuda(x, "scale");
+  x.expect_contiguous("scale");
+  NC_CHECK(x.dtype() == DType::BF16 || x.dtype() == DType::F32, "scale: dtype {} (bf16, f32)",
+           dtype_name(x.dtype()));
+  k_call([&] {
+    if (x.dtype() == DType::BF16)
+      cuda::scale_bf16(x.data(), factor, x.numel(), s());
+    else
+      cuda::scale_f32(static_cast<float*>(x.data()), factor, x.numel(), s());
+  });
+}
+
+void CudaOps::soft_cap(Tensor x, float cap) {
+  expect_cuda(x, "soft_cap");
+  x.expect_contiguous("soft_cap");
+  NC_CHECK(x.dtype() == DType::F32, "soft_cap: dtype {} (f32 logits)", dtype_name(x.dtype()));
+  NC_CHECK(std::isfinite(cap) && cap > 0, "soft_cap: cap {} is not > 0", cap);
+  k_call([&] { cuda::soft_cap_f32(static_cast<float*>(x.data()), cap, x.numel(), s()); });
 }
 
 void CudaOps::copy_rows(const Tensor& src, Tensor dst) {

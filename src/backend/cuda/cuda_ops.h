@@ -30,6 +30,9 @@ class CudaOps {
                            const Tensor& positions, const Tensor& cos_sin, int head_dim, Tensor q,
                            Tensor k, Tensor v);
   void silu_and_mul(const Tensor& gate_up, Tensor out);
+  void gelu_tanh_and_mul(const Tensor& gate_up, Tensor out);
+  void scale(Tensor x, float s);
+  void soft_cap(Tensor x, float cap);
   void copy_rows(const Tensor& src, Tensor dst);
   void add(Tensor x, const Tensor& y);
   void gather_rows(const Tensor& x, const Tensor& rows, Tensor out);

@@ -27,6 +27,13 @@ void add_rmsnorm_bf16(void* x, void* residual, const void* weight, int rows, int
 void rope_bf16(void* q, void* k, const float* cos_sin, const int32_t* positions, int tokens,
                int num_qo_heads, int num_kv_heads, int head_dim, cudaStream_t stream);
 void silu_and_mul_bf16(const void* gate_up, void* out, int tokens, int inter, cudaStream_t stream);
+// out = gelu_tanh(gate_up[:, :I]) * gate_up[:, I:] (PyTorch's approximate="tanh"), float32 math.
+void gelu_tanh_and_mul_bf16(const void* gate_up, void* out, int tokens, int inter,
+                            cudaStream_t stream);
+// x *= s (float32 math; bf16 rounds once); x = cap * tanh(x / cap), cap > 0 (ops_scale.cu).
+void scale_bf16(void* x, float s, int64_t n, cudaStream_t stream);
+void scale_f32(float* x, float s, int64_t n, cudaStream_t stream);
+void soft_cap_f32(float* x, float cap, int64_t n, cudaStream_t stream);
 // Splits each row of qkv [tokens, (Hq + 2 Hk) * D] into q [tokens, Hq*D], k and v
 // [tokens, Hk*D] (all contiguous), RMS-normalises every q head with q_norm [D] and every k head
 // with k_norm [D] (null: no norm), then rotates q and k as rope_bf16 does; float32 math, one bf16
@@ -96,7 +103,10 @@ struct AttnIO {
   void* o = nullptr;        // bf16 [T, Hq, D]
   float* lse = nullptr;     // f32 [T, Hq], base 2; may be null
   int num_qo_heads = 0;
+  // The variant's values (AttentionShape): read only by a kernel whose flag is on.
   float sm_scale = 1.0f;
+  float logits_soft_cap = 0.0f;
+  int window_left = -1;
 };
 
 // FlashInfer's Prefill/DecodePlanInfo in its ToVector() form.
@@ -109,6 +119,8 @@ struct PlanWorkspace {
   void* int_pinned = nullptr;  // page-locked host staging of the same size
   size_t int_bytes = 0;
 };
+
+struct AttnKernelTable;  // attn_kernels.h
 
 struct PlanQuery {
   const int32_t* qo_indptr_h = nullptr;  // host, batch+1
@@ -126,16 +138,16 @@ struct PlanQuery {
   bool cuda_graph = false;
   // host, batch: tokens in each entry's last page (0 for an empty entry); the sm90 plan needs it.
   const int32_t* kv_last_page_len_h = nullptr;
+  // The level's kernel configuration: a decode level is sized and planned through it.
+  const AttnKernelTable* kernels = nullptr;
 };
 
 // Workspace bytes (float, int) that a plan needs.
 void prefill_workspace_size(const PlanQuery& q, size_t* float_bytes, size_t* int_bytes);
 // Plans a batch prefill over paged KV; copies its scheduling arrays from int_pinned to int_ws on
 // `stream` (the pinned region must not be rewritten before that copy has run).
+// The plan runs through its configuration's table (attn_kernels.h).
 PlanInfo prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t stream);
-void prefill_run(const PlanInfo& plan, const PlanWorkspace& ws, const PagedKV& kv,
-                 int32_t* qo_indptr, const AttnIO& io, bool causal, cudaStream_t stream);
-
 // FlashInfer's Hopper (sm90, wgmma) batch prefill, non-causal only (cascade shared levels);
 // attn_prefill_sm90.cu. Available on compute capability 9.0 for head_dim 64 and 128. The plan
 // splits long KV into chunks when the level alone would not fill the GPU (then it also needs a
@@ -146,12 +158,10 @@ PlanInfo sm90_prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStre
 void sm90_prefill_run(const PlanInfo& plan, const PlanWorkspace& ws, const PagedKV& kv,
                       const AttnIO& io, cudaStream_t stream);
 
-// The CUDA-core batch decode (one query row per entry). Supported GQA group sizes: 1..4, 6, 8, 16.
+// The CUDA-core batch decode (one query row per entry): whether it takes the shape (GQA group
+// sizes 1..4, 6, 8, 16; power-of-two head dims); planned and run through the configuration's
+// table (attn_kernels.h).
 bool decode_supported(int num_qo_heads, int num_kv_heads, int head_dim);
-void decode_workspace_size(const PlanQuery& q, size_t* float_bytes, size_t* int_bytes);
-PlanInfo decode_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t stream);
-void decode_run(const PlanInfo& plan, const PlanWorkspace& ws, const PagedKV& kv, const AttnIO& io,
-                cudaStream_t stream);
 
 // Writes the step's k/v rows into their slots: row i goes to entry batch_indices[i] of `kv` at
 // token position positions[i]. k, v: bf16 [nnz, Hk, D] with row stride k_stride/v_stride.
@@ -162,9 +172,10 @@ void append_paged_kv(const PagedKV& kv, const void* k, const void* v, int32_t* b
 void merge_state_inplace(void* v, float* s, const void* v_other, const float* s_other, int rows,
                          int num_heads, int head_dim, cudaStream_t stream);
 
-// Head dimensions the attention kernels are built for.
+// Head dimensions the attention kernels take: 64 and 128 compiled ahead, 96 and 256 compiled at
+// run time (attn_registry.h).
 inline bool head_dim_supported(int d) {
-  return d == 64 || d == 128;
+  return d == 64 || d == 96 || d == 128 || d == 256;
 }
 
 }  // namespace nc::cuda

@@ -205,6 +205,12 @@ __device__ __forceinline__ float silu(const float& x) {
   return x / (1.0f + __expf(-x));
 }
 
+// PyTorch's gelu(approximate="tanh"), in float32 with the accurate tanhf.
+__device__ __forceinline__ float gelu_tanh(const float& x) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+}
+
 }  // namespace
 
 void embedding_bf16(const void* table, const int32_t* ids, void* out, int64_t tokens,
@@ -275,9 +281,14 @@ void rope_bf16(void* q, void* k, const float* cos_sin, const int32_t* positions,
   });
 }
 
-void silu_and_mul_bf16(const void* gate_up, void* out, int tokens, int inter, cudaStream_t stream) {
+namespace {
+
+// FlashInfer's act_and_mul kernel with the largest power-of-two vector (up to 16 bytes) that
+// divides the row.
+template <float (*ACT)(const float&)>
+void act_and_mul_bf16(const void* gate_up, void* out, int tokens, int inter, cudaStream_t stream,
+                      const char* what) {
   if (tokens == 0) return;
-  // The largest power-of-two vector (up to 16 bytes) that divides the row.
   uint32_t vec = 8;
   while (vec > 1 && inter % vec != 0) vec /= 2;
   const unsigned threads = unsigned(std::min<int>(256, std::max<int>(32, inter / int(vec))));
@@ -287,19 +298,30 @@ void silu_and_mul_bf16(const void* gate_up, void* out, int tokens, int inter, cu
   };
   switch (vec) {
     case 8:
-      launch(flashinfer::activation::act_and_mul_kernel<bf16, silu, 8>);
+      launch(flashinfer::activation::act_and_mul_kernel<bf16, ACT, 8>);
       break;
     case 4:
-      launch(flashinfer::activation::act_and_mul_kernel<bf16, silu, 4>);
+      launch(flashinfer::activation::act_and_mul_kernel<bf16, ACT, 4>);
       break;
     case 2:
-      launch(flashinfer::activation::act_and_mul_kernel<bf16, silu, 2>);
+      launch(flashinfer::activation::act_and_mul_kernel<bf16, ACT, 2>);
       break;
     default:
-      launch(flashinfer::activation::act_and_mul_kernel<bf16, silu, 1>);
+      launch(flashinfer::activation::act_and_mul_kernel<bf16, ACT, 1>);
       break;
   }
-  check_launch("silu_and_mul");
+  check_launch(what);
+}
+
+}  // namespace
+
+void silu_and_mul_bf16(const void* gate_up, void* out, int tokens, int inter, cudaStream_t stream) {
+  act_and_mul_bf16<silu>(gate_up, out, tokens, inter, stream, "silu_and_mul");
+}
+
+void gelu_tanh_and_mul_bf16(const void* gate_up, void* out, int tokens, int inter,
+                            cudaStream_t stream) {
+  act_and_mul_bf16<gelu_tanh>(gate_up, out, tokens, inter, stream, "gelu_tanh_and_mul");
 }
 
 void add_bf16(void* x, const void* y, int64_t n, cudaStream_t stream) {

@@ -1,0 +1,63 @@
+// The attention kernels of one configuration, as a table of host functions: what the level
+// planner calls, whether the configuration was compiled ahead (attn.cu) or at run time (the JIT,
+// attn_registry.h). Plain C++ (no CUDA headers beyond the runtime API) so that both the host
+// code and a generated .cu see the same layout.
+//
+// A configuration (AttnKernelKey) is: the kernel kind (FlashInfer's batch decode, its FA2 batch
+// prefill with a causal mask, or without one), the head dim, the variant (FlashInfer's
+// DefaultAttention flags: sliding window on/off, logits soft cap on/off) and the dtype (bf16).
+// The GQA group size is not part of it: FlashInfer's decode dispatches every supported group
+// inside one instantiation. The variant's values (window_left, logits_soft_cap, sm_scale) travel
+// at run time in AttnIO; the flags only select the code that reads them.
+//
+// A run-time compiled object exports kAttnEntrySymbol, a function returning its table; the table
+// names the key string it was built for (the registry rejects an object whose string differs).
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "backend/cuda/kernels.h"
+
+namespace nc::cuda {
+
+enum class AttnKind : int { Decode = 0, PrefillCausal = 1, PrefillNone = 2 };
+
+struct AttnKernelKey {
+  AttnKind kind = AttnKind::Decode;
+  int head_dim = 128;
+  bool window = false;    // DefaultAttention's use_sliding_window
+  bool soft_cap = false;  // DefaultAttention's use_logits_soft_cap
+  bool operator==(const AttnKernelKey&) const = default;
+};
+
+// "decode_hd128_w0_sc0_bf16": the key's template arguments, stable across versions (it names
+// generated files, cache entries and the NC_AOT_ATTENTION list).
+inline std::string attn_key_string(const AttnKernelKey& k) {
+  static const char* kinds[] = {"decode", "prefill_causal", "prefill_none"};
+  return std::string(kinds[int(k.kind)]) + "_hd" + std::to_string(k.head_dim) + "_w" +
+         (k.window ? "1" : "0") + "_sc" + (k.soft_cap ? "1" : "0") + "_bf16";
+}
+
+// Bumped whenever AttnKernelTable or the signatures below change.
+constexpr int kAttnTableAbi = 1;
+constexpr const char* kAttnEntrySymbol = "nc_attn_kernel_table";
+
+struct AttnKernelTable {
+  int abi = kAttnTableAbi;
+  const char* key = "";  // attn_key_string of the configuration (a JIT object: the cache key)
+  // Decode kinds: ws null sizes the workspaces (*float_bytes, *int_bytes), else plans into it.
+  void (*decode_plan)(const PlanQuery& q, const PlanWorkspace* ws, PlanInfo* out,
+                      size_t* float_bytes, size_t* int_bytes, cudaStream_t stream) = nullptr;
+  void (*decode_run)(const PlanInfo& plan, const PlanWorkspace& ws, const PagedKV& kv,
+                     const AttnIO& io, cudaStream_t stream) = nullptr;
+  // Prefill kinds (planned with prefill_plan, which does not depend on the variant).
+  void (*prefill_run)(const PlanInfo& plan, const PlanWorkspace& ws, const PagedKV& kv,
+                      int32_t* qo_indptr, const AttnIO& io, cudaStream_t stream) = nullptr;
+};
+
+using AttnEntryFn = const AttnKernelTable* (*)();
+
+// The table of a configuration compiled into this binary, or null (attn.cu).
+const AttnKernelTable* aot_attn_table(const AttnKernelKey& key);
+
+}  // namespace nc::cuda
