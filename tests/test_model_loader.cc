@@ -180,11 +180,11 @@ TEST(ModelConfigHf, Errors) {
   expect_error(
       [&] {
         config_from_hf_json(with([](json& j) {
-          j["architectures"] = {"MistralForCausalLM"};
-          j["model_type"] = "mistral";
+          j["architectures"] = {"FalconForCausalLM"};
+          j["model_type"] = "falcon";
         }));
       },
-      {"MistralForCausalLM", "mistral"});
+      {"FalconForCausalLM", "falcon"});
   expect_error(
       [&] {
         config_from_hf_json(with([](json& j) {

@@ -1,4 +1,12 @@
-// One decoder for the Llama family: Llama 2/3, SmolLM2, Qwen2 (q/k/v bias), Qwen3 (q/k RMSNorm).
+// One decoder for the Llama family and its relatives (docs/models.md): Llama 2/3, SmolLM2,
+// Qwen2 (q/k/v bias), Qwen3 (q/k RMSNorm), Mistral (sliding window), Phi-3 (fused qkv and
+// gate_up checkpoints, longrope), Gemma 2 (GeGLU, sandwich norms, scaled embeddings, attention
+// and final-logit soft caps, alternating sliding/global layers) and Gemma 3 text (Gemma 2's
+// layer plus q/k norms, five sliding layers to one global, each kind with its own rope).
+//
+// Layers come in kinds (model/layer_kinds.h): a kind is one attention variant (window, scale,
+// soft cap) with its own cos/sin table. Each step plans the attention once per kind: the
+// step as the engine laid it out for full layers, window_view() of it for sliding ones.
 // The model owns its weights on the backend's device and a grow-only activation workspace;
 // the KV cache is the caller's (the engine owns the page pool).
 #pragma once
@@ -12,7 +20,9 @@
 #include "backend/backend.h"
 #include "core/host_tensor.h"
 #include "kv/paged_kv.h"
+#include "model/layer_kinds.h"
 #include "model/model_config.h"
+#include "model/rope.h"
 
 namespace nc {
 
@@ -43,8 +53,8 @@ struct RandomWeights {
 
 // CUDA graphs for decode-only steps (backends that support them): the step is padded to the
 // smallest bucket (1, 2, 4, 8, 16, then multiples of 16 up to max_batch) that holds it; each
-// (bucket, number of attention levels) pair's graph is captured on first use and replayed
-// after. Cascade steps (shared levels before the own level) take graphs up to max_levels
+// (bucket, number of attention levels of each layer kind) graph is captured on first use and
+// replayed after. Cascade steps (shared levels before the own level) take graphs up to max_levels
 // levels; deeper ones run eagerly. Padding rows attend over one scratch page past the engine's
 // pages (and have empty entries in the shared levels).
 struct GraphOptions {
@@ -82,7 +92,7 @@ class LlamaModel {
   // Host seconds from a forward pass's call to the start of its device work (validation, the
   // attention plan, input copies): the part of a step's host time the GPU waits for.
   double host_prep_seconds() const { return host_prep_s_; }
-  int num_graphs() const;  // (bucket, levels) graphs captured so far
+  int num_graphs() const;  // graphs captured so far
 
   // Runs one step: appends the new tokens' K/V to their pages and returns float32 logits on the
   // host, row-major [logit_rows.size(), vocab_size]. Throws nc::Error on inconsistent input
@@ -99,7 +109,10 @@ class LlamaModel {
 
  private:
   struct Layer {
-    Tensor input_norm, post_norm;
+    // post_norm is the norm before the MLP (Gemma's pre_feedforward_layernorm); attn_out_norm
+    // and mlp_out_norm (Gemma's post-attention and post-feed-forward norms) only with
+    // sandwich_norms.
+    Tensor input_norm, post_norm, attn_out_norm, mlp_out_norm;
     Tensor qkv, qkv_bias;   // fused [(Hq + 2 Hk) D, H]; the bias undefined unless attention_bias
     Tensor q_norm, k_norm;  // undefined unless qk_norm
     Tensor o_proj, o_bias;  // o_bias undefined unless o_proj_bias
@@ -110,24 +123,35 @@ class LlamaModel {
     int64_t capacity = 0;      // tokens
     int64_t row_capacity = 0;  // logit rows
     int64_t bytes = 0;
-    Tensor ids, positions, rows, hidden, residual, qkv, q, k, v, attn_out, gate_up, act,
-        last_hidden, logits;
+    Tensor ids, positions, rows, hidden, residual, normed, qkv, q, k, v, attn_out, gate_up, act,
+        last_hidden, logits;  // normed: sandwich norms only
   };
   // Gives a weight of the given name and shape on the device.
   using WeightFn = std::function<Tensor(const std::string& name, const Shape& shape)>;
 
   void load(const WeightFn& weight, bool has_lm_head);
+  void load_rope_tables();  // kinds_ and their cos/sin tables
   // Uploads t as it is where the backend keeps its dtype, else dequantized to float32 first.
   Tensor upload_weight(const HostTensor& t);
   void validate_input(const ForwardInput& in, const KVCache& kv) const;
   // ws_.ids[0, T) = the step's ids (zero past in.token_ids), placeholders taken from sampled_.
   void upload_token_ids(const ForwardInput& in, int64_t T);
   void ensure_workspace(int64_t num_tokens, int64_t num_rows);
-  AttentionShape attention_shape(const KVCache& kv) const;
-  // Embedding, every layer and the final norm over ws_.hidden[0, T) (ids already uploaded).
-  void run_decoder(const AttentionPlan& plan, KVCache& kv, int64_t T);
-  void attention_block(const Layer& layer, const AttentionPlan& plan, Tensor kv_pages, int64_t T);
-  void mlp_block(const Layer& layer, int64_t T);
+  AttentionShape attention_shape(const KVCache& kv, const LayerKind& kind) const;
+  // One plan per layer kind (index = kind).
+  using Plans = std::vector<std::unique_ptr<AttentionPlan>>;
+  // The step each kind attends with (window_view for sliding kinds).
+  std::vector<AttentionStep> kind_steps(const AttentionStep& step, int page_size) const;
+  // Embedding, every layer and the final norm over the first T rows (ids already uploaded);
+  // returns the final hidden states [T, H] (a workspace slice).
+  Tensor run_decoder(const Plans& plans, KVCache& kv, int64_t T);
+  // Gemma's layer: norms around the attention and around the MLP. x holds the layer's normed
+  // input; returns the tensor that holds the next layer's (or the final norm's) output.
+  Tensor sandwich_layer(size_t l, const Plans& plans, KVCache& kv, Tensor x, int64_t T);
+  // in and out [T, H] may be the same tensor.
+  void attention_block(const Layer& layer, const LayerKind& kind, const AttentionPlan& plan,
+                       Tensor kv_pages, const Tensor& in, Tensor out, int64_t T);
+  void mlp_block(const Layer& layer, const Tensor& in, Tensor out, int64_t T);
   // The step's logits on the device, [logit_rows, vocab] (undefined when there are none).
   Tensor forward_device(const ForwardInput& in, KVCache& kv);
   // Decode-only steps as CUDA graphs; empty optional when the backend cannot plan the step so.
@@ -136,15 +160,16 @@ class LlamaModel {
 
   ModelConfig cfg_;
   Backend& backend_;
-  Tensor embed_, final_norm_, lm_head_, cos_sin_;
+  Tensor embed_, final_norm_, lm_head_;
   std::vector<Layer> layers_;
+  LayerKinds kinds_;
   Workspace ws_;
   int64_t weight_bytes_ = 0;
   GraphOptions graph_opts_;
-  // Graph key (and backend plan slot) of bucket i at l levels: i + buckets_.size() * (l - 1).
-  int graph_key(size_t bucket, size_t levels) const {
-    return int(bucket + buckets_.size() * (levels - 1));
-  }
+  // Graph key of bucket i with levels[k] attention levels for kind k (each 1..max_levels):
+  // i + buckets_.size() * (the levels as a mixed-radix number). Kind k's plan slot in that graph:
+  // key * kinds + k.
+  int graph_key(size_t bucket, const std::vector<size_t>& levels) const;
   std::vector<int> buckets_;
   int scratch_page_ = -1;  // page index of the padding rows' K/V; -1 = none
   int64_t graph_steps_ = 0;
@@ -160,9 +185,5 @@ class LlamaModel {
 // The graph bucket sizes up to max_batch: 1, 2, 4, 8, 16, 32, 48, ... (multiples of 16), with
 // max_batch itself last.
 std::vector<int> graph_buckets(int max_batch);
-
-// cos/sin table [max_pos, head_dim] (cos in the first half, sin in the second), float32, computed
-// as Hugging Face does (inverse frequencies in float32, Llama-3 scaling applied to them).
-HostTensor rope_cos_sin_table(const ModelConfig& cfg, int64_t max_pos);
 
 }  // namespace nc

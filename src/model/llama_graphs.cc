@@ -1,5 +1,7 @@
 // LlamaModel's CUDA graphs (llama.h, GraphOptions): decode-only steps padded to a batch bucket
-// and replayed from a graph captured per (bucket, number of attention levels).
+// and replayed from a graph captured per (bucket, number of attention levels of each layer
+// kind). A sliding kind's step (window_view) can have fewer levels than the full kind's, so
+// every kind's level count is part of the key, and each kind plans into its own slot.
 #include <algorithm>
 
 #include "core/error.h"
@@ -26,10 +28,19 @@ void LlamaModel::set_graph_options(const GraphOptions& options) {
   buckets_ = options.enabled ? graph_buckets(options.max_batch) : std::vector<int>{};
 }
 
+int LlamaModel::graph_key(size_t bucket, const std::vector<size_t>& levels) const {
+  int64_t combo = 0;
+  for (size_t k = levels.size(); k-- > 0;)
+    combo = combo * graph_opts_.max_levels + int64_t(levels[k] - 1);
+  return int(int64_t(bucket) + int64_t(buckets_.size()) * combo);
+}
+
 int LlamaModel::num_graphs() const {
+  int64_t combos = 1;
+  for (size_t k = 0; k < kinds_.kinds.size(); ++k) combos *= graph_opts_.max_levels;
   int n = 0;
-  for (int l = 1; l <= graph_opts_.max_levels; ++l)
-    for (size_t i = 0; i < buckets_.size(); ++i) n += backend_.has_graph(graph_key(i, size_t(l)));
+  for (int64_t key = 0; key < combos * int64_t(buckets_.size()); ++key)
+    n += backend_.has_graph(int(key));
   return n;
 }
 
@@ -57,7 +68,6 @@ std::optional<Tensor> LlamaModel::forward_graph(const ForwardInput& in, KVCache&
   const size_t bi =
       size_t(std::lower_bound(buckets_.begin(), buckets_.end(), T) - buckets_.begin());
   const int B = buckets_[bi];
-  const int key = graph_key(bi, in.attention.levels.size());
   // Pad to the bucket: each padding row is a request of one token at position 0 over the scratch
   // page (its K/V lands there; its logits are dropped), with an empty entry in each shared level.
   AttentionStep step = in.attention;
@@ -68,9 +78,20 @@ std::optional<Tensor> LlamaModel::forward_graph(const ForwardInput& in, KVCache&
     step.levels.back().add(1, {scratch_page_}, 1, ps);
   }
   const int max_pages = int((cfg_.max_position + ps - 1) / ps);
-  std::unique_ptr<AttentionPlan> plan =
-      backend_.plan_attention_graph(step, attention_shape(kv), key, max_pages);
-  if (!plan) return std::nullopt;
+  const std::vector<AttentionStep> steps = kind_steps(step, ps);
+  std::vector<size_t> levels;
+  for (const AttentionStep& s : steps) {
+    if (s.levels.empty() || s.levels.size() > size_t(graph_opts_.max_levels)) return std::nullopt;
+    levels.push_back(s.levels.size());
+  }
+  const int key = graph_key(bi, levels);
+  const int nk = int(steps.size());
+  Plans plans;
+  for (int k = 0; k < nk; ++k) {
+    plans.push_back(backend_.plan_attention_graph(
+        steps[size_t(k)], attention_shape(kv, kinds_.kinds[size_t(k)]), key * nk + k, max_pages));
+    if (!plans.back()) return std::nullopt;
+  }
   ensure_workspace(B, B);
   std::vector<int32_t> pos = in.positions;
   pos.resize(size_t(B), 0);
@@ -78,8 +99,9 @@ std::optional<Tensor> LlamaModel::forward_graph(const ForwardInput& in, KVCache&
   backend_.copy_from_host(ws_.positions.slice(0, B), pos.data());
   Tensor logits = ws_.logits.slice(0, B);
   auto body = [&] {
-    run_decoder(*plan, kv, B);
-    backend_.linear(ws_.hidden.slice(0, B), lm_head_, Tensor(), logits);
+    const Tensor final_hidden = run_decoder(plans, kv, B);
+    backend_.linear(final_hidden, lm_head_, Tensor(), logits);
+    if (cfg_.final_soft_cap > 0) backend_.soft_cap(logits, float(cfg_.final_soft_cap));
   };
   host_prep_s_ +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_called_).count();

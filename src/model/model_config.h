@@ -1,8 +1,13 @@
-// ModelConfig: the hyper-parameters of a Llama-family decoder (Llama, SmolLM2, Qwen2, Qwen3),
-// filled from a Hugging Face config.json or from GGUF metadata.
+// ModelConfig: the hyper-parameters of the decoder (model/llama.h) for the families it serves:
+// Llama (SmolLM2), Qwen2, Qwen3, Mistral, Phi-3, Gemma 2 and Gemma 3 (text), filled from a
+// Hugging Face config.json (model/config_hf.cc) or from GGUF metadata (model/config_gguf.cc).
+// Everything a family adds to Llama is a field here with its Llama value as the default, so a
+// Llama config reads as before. A config the decoder cannot serve is an nc::Error naming the
+// field and its value (docs/models.md).
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -10,18 +15,27 @@ namespace nc {
 
 class GgufFile;
 
-// Rope scaling: Llama-3 style ("rope_type": "llama3") or linear (positions divided by factor);
+// Rope scaling: Llama-3 style ("rope_type": "llama3"), linear (positions divided by factor) or
+// Phi-3's "longrope" (per-frequency divisors, long_factor when the served context, max_position,
+// exceeds original_max_position, else short_factor; cos/sin multiplied by attention_factor);
 // type "none" when absent.
 struct RopeScaling {
-  std::string type = "none";  // "none" | "llama3" | "linear"
+  std::string type = "none";  // "none" | "llama3" | "linear" | "longrope"
   double factor = 1.0;
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max_position = 8192;
+  std::vector<double> long_factor, short_factor;  // longrope: head_dim / 2 values each
+  double attention_factor = 0;  // longrope: 0 = sqrt(1 + ln(s) / ln(original)), s = max / original
 };
 
+// The MLP's gate activation.
+enum class Activation { Silu, GeluTanh };
+
 struct ModelConfig {
-  std::string architecture;  // "llama" | "qwen2" | "qwen3" (SmolLM2 is "llama")
+  // "llama" | "qwen2" | "qwen3" | "mistral" | "phi3" | "gemma2" | "gemma3" (SmolLM2 is "llama";
+  // "gemma3" is the text model, Hugging Face's gemma3_text)
+  std::string architecture;
   int64_t num_layers = 0;
   int64_t hidden_size = 0;
   int64_t num_heads = 0;
@@ -38,8 +52,36 @@ struct ModelConfig {
   bool attention_bias = false;  // bias on q/k/v projections (Qwen2 always; Llama/Qwen3 when set)
   bool o_proj_bias = false;     // bias on o_proj too (Llama/Qwen3 "attention_bias"; never Qwen2)
 
+  // Sliding-window attention: Hugging Face's sliding_window W (a row at p sees keys p - W + 1 ..
+  // p; AttentionShape::window_left = W - 1); 0 = none. Which layers use it: layer_sliding, one
+  // flag per layer (empty = every layer when sliding_window > 0, as Mistral and Phi-3).
+  int64_t sliding_window = 0;
+  std::vector<bool> layer_sliding;
+  // Gemma 3: the sliding layers' own rope (base, no scaling); 0 = the same rope as every layer.
+  double sliding_rope_theta = 0;
+
+  Activation activation = Activation::Silu;
+  double attn_scale = 0;      // q.k scale; 0 = 1/sqrt(head_dim) (Gemma: query_pre_attn_scalar^-1/2)
+  double attn_soft_cap = 0;   // Gemma 2: attention scores cap * tanh(s / cap); 0 = off
+  double final_soft_cap = 0;  // Gemma 2: the same on the logits; 0 = off
+  bool scale_embeddings = false;  // Gemma: embeddings times sqrt(hidden_size)
+  // Gemma: post-attention norm on the attention output, pre- and post-feed-forward norms.
+  bool sandwich_norms = false;
+  // Gemma's checkpoints store RMSNorm weights w applied as (1 + w): the Hugging Face loader adds
+  // the 1 (GGUF files from llama.cpp's converter already hold 1 + w).
+  bool norm_weight_offset = false;
+
+  // Whether layer l uses the sliding window.
+  bool is_sliding(int64_t layer) const {
+    if (sliding_window <= 0) return false;
+    return layer_sliding.empty() || layer_sliding[size_t(layer)];
+  }
+
   // Throws nc::Error naming the bad field (zero or negative sizes, heads not dividing, ...).
   void validate() const;
+
+ private:
+  void validate_variants() const;
 };
 
 // Both throw nc::Error naming the missing or malformed key, or the unsupported architecture.

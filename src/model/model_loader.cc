@@ -36,13 +36,27 @@ int64_t gguf_block_index(const std::string& name, std::string* rest) {
   return n;
 }
 
-const char* hf_layer_part(const std::string& gguf_part) {
+// A block tensor's Hugging Face part name. Gemma's norms: attn_norm before the attention,
+// post_attention_norm after it, ffn_norm before the MLP, post_ffw_norm after it. Phi-3 stores
+// q/k/v fused (attn_qkv) and gate/up fused in ffn_up.
+const char* hf_layer_part(const std::string& gguf_part, const std::string& arch) {
+  const bool gemma = arch == "gemma2" || arch == "gemma3";
+  if (gemma && gguf_part == "ffn_norm") return "pre_feedforward_layernorm";
+  if (gemma && gguf_part == "post_attention_norm") return "post_attention_layernorm";
+  if (gemma && gguf_part == "post_ffw_norm") return "post_feedforward_layernorm";
+  if (arch == "phi3" && gguf_part == "ffn_up") return "mlp.gate_up_proj";
   static const std::pair<const char*, const char*> kParts[] = {
-      {"attn_q", "self_attn.q_proj"},      {"attn_k", "self_attn.k_proj"},
-      {"attn_v", "self_attn.v_proj"},      {"attn_output", "self_attn.o_proj"},
-      {"attn_q_norm", "self_attn.q_norm"}, {"attn_k_norm", "self_attn.k_norm"},
-      {"attn_norm", "input_layernorm"},    {"ffn_norm", "post_attention_layernorm"},
-      {"ffn_gate", "mlp.gate_proj"},       {"ffn_up", "mlp.up_proj"},
+      {"attn_q", "self_attn.q_proj"},
+      {"attn_k", "self_attn.k_proj"},
+      {"attn_v", "self_attn.v_proj"},
+      {"attn_output", "self_attn.o_proj"},
+      {"attn_q_norm", "self_attn.q_norm"},
+      {"attn_k_norm", "self_attn.k_norm"},
+      {"attn_qkv", "self_attn.qkv_proj"},
+      {"attn_norm", "input_layernorm"},
+      {"ffn_norm", "post_attention_layernorm"},
+      {"ffn_gate", "mlp.gate_proj"},
+      {"ffn_up", "mlp.up_proj"},
       {"ffn_down", "mlp.down_proj"}};
   for (const auto& [g, h] : kParts) {
     if (gguf_part == g) return h;
@@ -56,7 +70,7 @@ LoadedModel load_gguf(const std::string& path) {
   m.config = config_from_gguf(f);
   const bool permuted = m.config.architecture == "llama";
   for (const GgufTensorInfo& t : f.tensors()) {
-    const std::string hf = gguf_to_hf_name(t.name);
+    const std::string hf = gguf_to_hf_name(t.name, m.config.architecture);
     if (hf.empty()) continue;  // not a decoder weight (rope_freqs.weight went into the config)
     // Matrices stay in their stored format where a DType holds it (the CPU backend computes on
     // it; others dequantize at upload); vectors (norms, biases) become float32.
@@ -72,6 +86,16 @@ LoadedModel load_gguf(const std::string& path) {
   return m;
 }
 
+// Gemma's RMSNorm scales by (1 + w): the decoder's norms scale by their weight, so 1 is added to
+// every norm weight once, here (in float32, as Gemma's norm computes 1 + w).
+void add_norm_offset(WeightMap& w) {
+  for (auto& [name, t] : w) {
+    if (!name.ends_with("norm.weight")) continue;
+    if (t.is_raw()) t = dequantized(t);
+    for (float& x : t.data) x += 1.0f;
+  }
+}
+
 ModelConfig read_config_json(const fs::path& cfg_path) {
   return config_from_hf_json(read_json_file(cfg_path));
 }
@@ -85,6 +109,7 @@ LoadedModel load_hf_folder(const fs::path& dir) {
   m.weights = load_safetensors_dir(dir.string());
   // With tied embeddings the decoder reads the embedding; a stored copy would only cost memory.
   if (m.config.tie_embeddings) m.weights.erase("lm_head.weight");
+  if (m.config.norm_weight_offset) add_norm_offset(m.weights);
   check_weights(m.config, m.weights);
   return m;
 }
@@ -98,7 +123,7 @@ bool has_gguf_magic(const fs::path& p) {
 
 }  // namespace
 
-std::string gguf_to_hf_name(const std::string& name) {
+std::string gguf_to_hf_name(const std::string& name, const std::string& arch) {
   if (name == "token_embd.weight") return "model.embed_tokens.weight";
   if (name == "output_norm.weight") return "model.norm.weight";
   if (name == "output.weight") return "lm_head.weight";
@@ -109,7 +134,7 @@ std::string gguf_to_hf_name(const std::string& name) {
   if (dot == std::string::npos) return "";
   const std::string kind = rest.substr(dot + 1);
   if (kind != "weight" && kind != "bias") return "";
-  const char* part = hf_layer_part(rest.substr(0, dot));
+  const char* part = hf_layer_part(rest.substr(0, dot), arch);
   if (!part) return "";
   return fmt::format("model.layers.{}.{}.{}", layer, part, kind);
 }
@@ -149,14 +174,19 @@ std::vector<WeightSpec> expected_weights(const ModelConfig& c) {
   const int64_t q = c.num_heads * c.head_dim;
   const int64_t kv = c.num_kv_heads * c.head_dim;
   const int64_t h = c.hidden_size;
+  const bool phi3 = c.architecture == "phi3";
   std::vector<WeightSpec> w;
   w.push_back({"model.embed_tokens.weight", {c.vocab_size, h}});
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const std::string p = fmt::format("model.layers.{}.", l);
     w.push_back({p + "input_layernorm.weight", {h}});
-    w.push_back({p + "self_attn.q_proj.weight", {q, h}});
-    w.push_back({p + "self_attn.k_proj.weight", {kv, h}});
-    w.push_back({p + "self_attn.v_proj.weight", {kv, h}});
+    if (phi3) {  // Phi-3's checkpoints store q/k/v and gate/up fused
+      w.push_back({p + "self_attn.qkv_proj.weight", {q + 2 * kv, h}});
+    } else {
+      w.push_back({p + "self_attn.q_proj.weight", {q, h}});
+      w.push_back({p + "self_attn.k_proj.weight", {kv, h}});
+      w.push_back({p + "self_attn.v_proj.weight", {kv, h}});
+    }
     w.push_back({p + "self_attn.o_proj.weight", {h, q}});
     if (c.attention_bias) {
       w.push_back({p + "self_attn.q_proj.bias", {q}});
@@ -169,8 +199,16 @@ std::vector<WeightSpec> expected_weights(const ModelConfig& c) {
       w.push_back({p + "self_attn.k_norm.weight", {c.head_dim}});
     }
     w.push_back({p + "post_attention_layernorm.weight", {h}});
-    w.push_back({p + "mlp.gate_proj.weight", {c.intermediate_size, h}});
-    w.push_back({p + "mlp.up_proj.weight", {c.intermediate_size, h}});
+    if (c.sandwich_norms) {
+      w.push_back({p + "pre_feedforward_layernorm.weight", {h}});
+      w.push_back({p + "post_feedforward_layernorm.weight", {h}});
+    }
+    if (phi3) {
+      w.push_back({p + "mlp.gate_up_proj.weight", {2 * c.intermediate_size, h}});
+    } else {
+      w.push_back({p + "mlp.gate_proj.weight", {c.intermediate_size, h}});
+      w.push_back({p + "mlp.up_proj.weight", {c.intermediate_size, h}});
+    }
     w.push_back({p + "mlp.down_proj.weight", {h, c.intermediate_size}});
   }
   w.push_back({"model.norm.weight", {h}});

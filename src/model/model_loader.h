@@ -12,7 +12,10 @@ namespace nc {
 
 struct LoadedModel {
   ModelConfig config;
-  // HF names; q/k projections in HF row order (GGUF's permutation undone). From a GGUF file,
+  // HF names; q/k projections in HF row order (GGUF's permutation undone). Phi-3's q/k/v and
+  // gate/up stay fused (self_attn.qkv_proj, mlp.gate_up_proj) as its checkpoints store them.
+  // Gemma's norm weights hold 1 + w (the offset its RMSNorm applies; ModelConfig::
+  // norm_weight_offset), whichever format they came from. From a GGUF file,
   // matrices of F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K are kept raw (HostTensor::raw,
   // formats/gguf.h dequantized() gives their values); everything else is float32.
   WeightMap weights;
@@ -46,9 +49,11 @@ struct WeightSpec {
 };
 std::vector<WeightSpec> expected_weights(const ModelConfig& cfg);
 
-// GGUF tensor name -> HF name ("blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj.weight");
-// empty when the tensor is not one the decoder uses (rope_freqs.weight, ...).
-std::string gguf_to_hf_name(const std::string& gguf_name);
+// GGUF tensor name -> HF name ("blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj.weight")
+// for a file of llama.cpp architecture `arch` (Gemma's and Phi-3's blocks name some tensors
+// their own way); empty when the tensor is not one the decoder uses (rope_freqs.weight,
+// rope_factors_long.weight, ...: those went into the config).
+std::string gguf_to_hf_name(const std::string& gguf_name, const std::string& arch = "llama");
 
 // llama.cpp's converter interleaves the two rotary halves of each head of a Llama q/k projection
 // (rows of a head go from [2, head_dim/2] to [head_dim/2, 2] order). This undoes it in place, for

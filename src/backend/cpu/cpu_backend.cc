@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <numbers>
 #include <tuple>
 
 #include "backend/backend.h"
@@ -234,6 +235,33 @@ class CpuBackend final : public Backend {
           o[t * I + i] = a / (1.0f + std::exp(-a)) * b;
         }
     });
+  }
+
+  void gelu_tanh_and_mul(const Tensor& gate_up, Tensor out) override {
+    const int64_t T = gate_up.dim(0), I = gate_up.dim(1) / 2;
+    out.expect_shape({T, I}, "gelu_tanh_and_mul output");
+    const float* g = f32(gate_up, "gelu_tanh_and_mul");
+    float* o = f32(out, "gelu_tanh_and_mul");
+    // PyTorch's gelu(approximate="tanh"), in double for a reference result.
+    const double k = std::sqrt(2.0 / std::numbers::pi);
+    for_rows(T, I, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        for (int64_t i = 0; i < I; ++i) {
+          const double a = g[t * 2 * I + i], b = g[t * 2 * I + I + i];
+          o[t * I + i] = float(0.5 * a * (1.0 + std::tanh(k * (a + 0.044715 * a * a * a))) * b);
+        }
+    });
+  }
+
+  void scale(Tensor x, float s) override {
+    float* p = f32(x, "scale");
+    for (int64_t i = 0; i < x.numel(); ++i) p[i] *= s;
+  }
+
+  void soft_cap(Tensor x, float cap) override {
+    NC_CHECK(cap > 0, "soft_cap: cap must be positive, got {}", cap);
+    float* p = f32(x, "soft_cap");
+    for (int64_t i = 0; i < x.numel(); ++i) p[i] = float(cap * std::tanh(double(p[i]) / cap));
   }
 
   void copy_rows(const Tensor& src, Tensor dst) override {

@@ -1,0 +1,190 @@
+// LlamaModel's weights (model/llama.h): checkpoint tensors by Hugging Face name (fused q/k/v
+// and gate/up stacked here unless the checkpoint stores them fused, as Phi-3's does) or seeded
+// random ones; the layer kinds' rope tables.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/random_init.h"
+#include "formats/gguf.h"
+#include "model/llama.h"
+
+namespace nc {
+namespace {
+
+std::string layer_name(int64_t i, const char* rest) {
+  return fmt::format("model.layers.{}.{}", i, rest);
+}
+
+// Takes a weight by name, checking its shape; the error names the tensor and both shapes.
+const HostTensor& require(const WeightMap& w, const std::string& name, const Shape& shape) {
+  auto it = w.find(name);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, it != w.end(), "model: missing tensor '{}'", name);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, it->second.shape == shape,
+              "model: tensor '{}' has shape {}, expected {}", name, shape_str(it->second.shape),
+              shape_str(shape));
+  return it->second;
+}
+
+// The parts' rows stacked in order, as one tensor of `shape`. Parts of one dtype are
+// concatenated as they are stored (raw rows stay raw); parts of different dtypes (a Q4_K_M file
+// mixes Q4_K and Q6_K rows) cannot share one block format, so they are all dequantized to
+// float32 (docs/benchmarks.md, "CPU").
+HostTensor stack_rows(const std::vector<const HostTensor*>& parts, const Shape& shape) {
+  const DType dt = parts.front()->dtype;
+  const bool same =
+      std::all_of(parts.begin(), parts.end(), [&](const HostTensor* p) { return p->dtype == dt; });
+  HostTensor t{shape, {}};
+  if (same && dt != DType::F32) {
+    t.dtype = dt;
+    for (const HostTensor* p : parts) t.raw.insert(t.raw.end(), p->raw.begin(), p->raw.end());
+    return t;
+  }
+  t.data.reserve(size_t(t.numel()));
+  for (const HostTensor* p : parts) {
+    if (!p->is_raw()) {
+      t.data.insert(t.data.end(), p->data.begin(), p->data.end());
+      continue;
+    }
+    const HostTensor f = dequantized(*p);
+    t.data.insert(t.data.end(), f.data.begin(), f.data.end());
+  }
+  return t;
+}
+
+}  // namespace
+
+LlamaModel::LlamaModel(const ModelConfig& config, const WeightMap& w, Backend& backend)
+    : cfg_(config), backend_(backend) {
+  cfg_.validate();
+  const int64_t D = cfg_.head_dim, I = cfg_.intermediate_size;
+  const int64_t q_rows = cfg_.num_heads * D, kv_rows = cfg_.num_kv_heads * D;
+  // Fused tensors (load() names them): one GEMM instead of two or three. Each is its parts'
+  // rows stacked in order; a part has the fused shape with its own row count.
+  struct Part {
+    const char* suffix;
+    int64_t rows;
+  };
+  struct Fused {
+    const char* suffix;
+    std::vector<Part> parts;
+  };
+  const std::vector<Fused> fused = {
+      {".mlp.gate_up_proj.weight", {{".mlp.gate_proj.weight", I}, {".mlp.up_proj.weight", I}}},
+      {".self_attn.qkv_proj.weight",
+       {{".self_attn.q_proj.weight", q_rows},
+        {".self_attn.k_proj.weight", kv_rows},
+        {".self_attn.v_proj.weight", kv_rows}}},
+      {".self_attn.qkv_proj.bias",
+       {{".self_attn.q_proj.bias", q_rows},
+        {".self_attn.k_proj.bias", kv_rows},
+        {".self_attn.v_proj.bias", kv_rows}}},
+  };
+  load(
+      [&](const std::string& name, const Shape& shape) {
+        for (const Fused& f : fused) {
+          if (!name.ends_with(f.suffix) || w.count(name)) continue;  // stored fused: as it is
+          const std::string prefix = name.substr(0, name.size() - std::strlen(f.suffix));
+          std::vector<const HostTensor*> parts;
+          for (const Part& p : f.parts) {
+            Shape part_shape = shape;
+            part_shape[0] = p.rows;
+            parts.push_back(&require(w, prefix + p.suffix, part_shape));
+          }
+          return upload_weight(stack_rows(parts, shape));
+        }
+        return upload_weight(require(w, name, shape));
+      },
+      w.count("lm_head.weight") || !cfg_.tie_embeddings);
+}
+
+Tensor LlamaModel::upload_weight(const HostTensor& t) {
+  if (!t.is_raw() || backend_.keeps_weight_dtype(t.dtype)) return backend_.upload(t);
+  return backend_.upload(dequantized(t));
+}
+
+LlamaModel::LlamaModel(const ModelConfig& config, const RandomWeights& random, Backend& backend)
+    : cfg_(config), backend_(backend) {
+  cfg_.validate();
+  const double H = double(cfg_.hidden_size);
+  load(
+      [&](const std::string& name, const Shape& shape) {
+        Tensor t = backend_.alloc(shape, backend_.dtype());
+        const uint64_t seed = tensor_seed(random.seed, name);
+        float a = 0;  // uniform in [-a, a]: standard deviation a / sqrt(3)
+        if (name.ends_with("norm.weight")) {
+          backend_.fill_uniform(t, seed, 1.0f, 1.0f);
+          return t;
+        } else if (name.ends_with(".bias")) {
+          a = 0.02f;
+        } else if (name == "model.embed_tokens.weight" || name == "lm_head.weight") {
+          a = float(std::sqrt(3.0 / H));
+        } else {  // a Linear [out, in]
+          a = float(std::sqrt(3.0 / double(shape[1])));
+        }
+        backend_.fill_uniform(t, seed, -a, a);
+        return t;
+      },
+      !cfg_.tie_embeddings);
+}
+
+void LlamaModel::load(const WeightFn& weight, bool has_lm_head) {
+  const int64_t H = cfg_.hidden_size, D = cfg_.head_dim, Hq = cfg_.num_heads,
+                Hk = cfg_.num_kv_heads;
+  const int64_t I = cfg_.intermediate_size, V = cfg_.vocab_size;
+  auto up = [&](const std::string& name, const Shape& shape) {
+    Tensor t = weight(name, shape);
+    weight_bytes_ += int64_t(t.nbytes());
+    return t;
+  };
+  embed_ = up("model.embed_tokens.weight", {V, H});
+  final_norm_ = up("model.norm.weight", {H});
+  lm_head_ = has_lm_head ? up("lm_head.weight", {V, H}) : embed_;
+  for (int64_t i = 0; i < cfg_.num_layers; ++i) {
+    Layer L;
+    auto lw = [&](const char* rest, const Shape& shape) { return up(layer_name(i, rest), shape); };
+    L.input_norm = lw("input_layernorm.weight", {H});
+    if (cfg_.sandwich_norms) {
+      L.attn_out_norm = lw("post_attention_layernorm.weight", {H});
+      L.post_norm = lw("pre_feedforward_layernorm.weight", {H});
+      L.mlp_out_norm = lw("post_feedforward_layernorm.weight", {H});
+    } else {
+      L.post_norm = lw("post_attention_layernorm.weight", {H});
+    }
+    // q, k and v projections stacked (the random init draws it like any [out, H] Linear).
+    L.qkv = lw("self_attn.qkv_proj.weight", {(Hq + 2 * Hk) * D, H});
+    if (cfg_.attention_bias) L.qkv_bias = lw("self_attn.qkv_proj.bias", {(Hq + 2 * Hk) * D});
+    if (cfg_.qk_norm) {
+      L.q_norm = lw("self_attn.q_norm.weight", {D});
+      L.k_norm = lw("self_attn.k_norm.weight", {D});
+    }
+    L.o_proj = lw("self_attn.o_proj.weight", {H, Hq * D});
+    if (cfg_.o_proj_bias) L.o_bias = lw("self_attn.o_proj.bias", {H});
+    L.gate_up = lw("mlp.gate_up_proj.weight", {2 * I, H});
+    L.down = lw("mlp.down_proj.weight", {H, I});
+    layers_.push_back(std::move(L));
+  }
+  load_rope_tables();
+}
+
+void LlamaModel::load_rope_tables() {
+  kinds_ = layer_kinds(cfg_);
+  Tensor shared;  // kinds without a rope of their own share the full layers' table
+  for (LayerKind& k : kinds_.kinds) {
+    const bool own = k.sliding && cfg_.sliding_rope_theta > 0;
+    if (!own && shared.defined()) {
+      k.cos_sin = shared;
+      continue;
+    }
+    // float32 on every backend (upload() would convert to the backend's dtype, and bf16 cos/sin
+    // visibly shifts long-range attention).
+    const HostTensor table = rope_cos_sin_table(cfg_, cfg_.max_position, k.sliding);
+    k.cos_sin = backend_.alloc(table.shape, DType::F32);
+    backend_.copy_from_host(k.cos_sin, table.data.data());
+    weight_bytes_ += int64_t(k.cos_sin.nbytes());
+    if (!own) shared = k.cos_sin;
+  }
+}
+
+}  // namespace nc

@@ -1,0 +1,82 @@
+#include "model/rope.h"
+
+#include <cmath>
+#include <numbers>
+#include <vector>
+
+#include "core/error.h"
+
+namespace nc {
+
+namespace {
+
+void apply_llama3(const RopeScaling& rs, std::vector<float>& inv) {
+  const double old_len = double(rs.original_max_position);
+  const double low_wavelen = old_len / rs.low_freq_factor,
+               high_wavelen = old_len / rs.high_freq_factor;
+  for (float& f : inv) {
+    const double wavelen = 2.0 * std::numbers::pi / f;
+    if (wavelen > low_wavelen) {
+      f = float(f / rs.factor);
+    } else if (wavelen >= high_wavelen) {  // between the two: interpolate
+      const double smooth =
+          (old_len / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
+      f = float((1.0 - smooth) * f / rs.factor + smooth * f);
+    }
+  }
+}
+
+// Inverse frequencies as Hugging Face computes them (float32), with rope scaling applied.
+std::vector<float> inverse_frequencies(int64_t D, double theta, const RopeScaling& rs,
+                                       int64_t max_position) {
+  std::vector<float> inv(D / 2);
+  for (int64_t i = 0; i < D / 2; ++i)
+    inv[i] = 1.0f / std::pow(float(theta), float(2 * i) / float(D));
+  if (rs.type == "linear") {
+    for (float& f : inv) f = f / float(rs.factor);
+  } else if (rs.type == "llama3") {
+    apply_llama3(rs, inv);
+  } else if (rs.type == "longrope") {
+    const std::vector<double>& ext =
+        max_position > rs.original_max_position ? rs.long_factor : rs.short_factor;
+    NC_CHECK_AS(ErrorKind::InvalidArgument, int64_t(ext.size()) == D / 2,
+                "model: longrope has {} factors for head_dim {}", ext.size(), D);
+    for (int64_t i = 0; i < D / 2; ++i)
+      inv[i] = 1.0f / (float(ext[i]) * std::pow(float(theta), float(2 * i) / float(D)));
+  } else {
+    NC_CHECK_AS(ErrorKind::Unsupported, rs.type == "none" || rs.type == "default",
+                "model: unsupported rope scaling '{}'", rs.type);
+  }
+  return inv;
+}
+
+}  // namespace
+
+double longrope_attention_factor(const ModelConfig& cfg) {
+  const RopeScaling& rs = cfg.rope_scaling;
+  if (rs.attention_factor > 0) return rs.attention_factor;
+  const double s = double(cfg.max_position) / double(rs.original_max_position);
+  if (s <= 1.0) return 1.0;
+  return std::sqrt(1.0 + std::log(s) / std::log(double(rs.original_max_position)));
+}
+
+HostTensor rope_cos_sin_table(const ModelConfig& cfg, int64_t max_pos, bool sliding) {
+  const int64_t D = cfg.head_dim, half = D / 2;
+  const bool own = sliding && cfg.sliding_rope_theta > 0;  // Gemma 3's local rope
+  const RopeScaling none;
+  const RopeScaling& rs = own ? none : cfg.rope_scaling;
+  const std::vector<float> inv =
+      inverse_frequencies(D, own ? cfg.sliding_rope_theta : cfg.rope_theta, rs, cfg.max_position);
+  const float mult = rs.type == "longrope" ? float(longrope_attention_factor(cfg)) : 1.0f;
+  HostTensor t{{max_pos, D}, std::vector<float>(max_pos * D)};
+  for (int64_t p = 0; p < max_pos; ++p) {
+    for (int64_t i = 0; i < half; ++i) {
+      const float angle = float(p) * inv[i];  // float32 product, as HF
+      t.data[p * D + i] = float(std::cos(double(angle))) * mult;
+      t.data[p * D + half + i] = float(std::sin(double(angle))) * mult;
+    }
+  }
+  return t;
+}
+
+}  // namespace nc

@@ -1,0 +1,27 @@
+// Rotary position embedding tables, computed as Hugging Face transformers does: inverse
+// frequencies in float32 from the base (rope_theta) and the scaling (RopeScaling: linear, Llama-3,
+// Phi-3's longrope), angles as float32 products, then cos and sin.
+//
+// A layer kind has its own table: Gemma 3's sliding layers use their own base and no scaling
+// (ModelConfig::sliding_rope_theta). Longrope picks one factor list for every position: the long
+// factors when the served context (ModelConfig::max_position) exceeds the original context,
+// else the short ones (transformers switches per forward pass on the sequence length; serving
+// one table keeps a sequence's cached keys consistent), and multiplies cos and sin by the
+// attention factor.
+#pragma once
+#include <cstdint>
+
+#include "core/host_tensor.h"
+#include "model/model_config.h"
+
+namespace nc {
+
+// cos/sin table [max_pos, head_dim] (cos in the first half, sin in the second), float32, for the
+// full-attention layers (sliding = false) or the sliding-window layers (sliding = true).
+HostTensor rope_cos_sin_table(const ModelConfig& cfg, int64_t max_pos, bool sliding = false);
+
+// Longrope's cos/sin factor: the configured one, else sqrt(1 + ln(s) / ln(original)) with
+// s = max_position / original (1 when s <= 1).
+double longrope_attention_factor(const ModelConfig& cfg);
+
+}  // namespace nc
