@@ -158,6 +158,8 @@ TEST(EngineStats, JsonKeepsTheKeysBenchHasAlwaysWritten) {
   s.num_steps = 12;
   s.num_preemptions = 1;
   s.num_graph_steps = 9;
+  s.num_kernel_compiles = 2;
+  s.num_kernel_cache_hits = 5;
   s.num_device_sampled = 40;
   s.num_overlapped_steps = 11;
   s.total_pages = 2912;
@@ -172,6 +174,8 @@ TEST(EngineStats, JsonKeepsTheKeysBenchHasAlwaysWritten) {
   EXPECT_EQ(j.at("steps"), 12);
   EXPECT_EQ(j.at("preemptions"), 1);
   EXPECT_EQ(j.at("graph_steps"), 9);
+  EXPECT_EQ(j.at("kernel_compiles"), 2);
+  EXPECT_EQ(j.at("kernel_cache_hits"), 5);
   EXPECT_EQ(j.at("device_sampled"), 40);
   EXPECT_EQ(j.at("overlapped_steps"), 11);
   EXPECT_EQ(j.at("kv_pages"), 2912);
@@ -272,10 +276,11 @@ TEST(EngineStats, PrometheusNamesStay) {
         R"(nanocascade_kv_pages_sharing{state="cached_only"})", "nanocascade_prefix_tree_pages",
         "nanocascade_prefix_cache_lookup_tokens_total", "nanocascade_prefix_cache_hit_tokens_total",
         "nanocascade_prefix_cache_evicted_pages_total", "nanocascade_cascade_steps_total",
-        "nanocascade_cascade_max_levels"}) {
+        "nanocascade_cascade_max_levels", "nanocascade_jit_compiles_total",
+        "nanocascade_jit_compile_seconds_total", "nanocascade_jit_cache_hits_total"}) {
     EXPECT_EQ(m.count(name), 1u) << name;
   }
-  EXPECT_EQ(m.size(), 25u) << text;
+  EXPECT_EQ(m.size(), 28u) << text;
 }
 
 }  // namespace

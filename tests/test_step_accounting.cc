@@ -59,14 +59,14 @@ TEST(StepAccounting, ChargesTimeSinceTheLastChargeToTheGivenKind) {
   TimedModel model;
   StepAccounting acct(st, model);
   acct.begin_call();
-  model.now = {2.0, 0.5, 0};
+  model.now = {2.0, 0.5, 0, {}};
   std::this_thread::sleep_for(std::chrono::milliseconds(2));
   acct.charge(st.prefill_steps);
   EXPECT_DOUBLE_EQ(st.prefill_steps.device_s, 2.0);
   EXPECT_DOUBLE_EQ(st.prefill_steps.model_prep_s, 0.5);
   EXPECT_GE(st.prefill_steps.wall_s, 0.002);
   // The next charge gets only what came after the first.
-  model.now = {3.5, 0.75, 0};
+  model.now = {3.5, 0.75, 0, {}};
   acct.charge(st.decode_steps);
   EXPECT_DOUBLE_EQ(st.decode_steps.device_s, 1.5);
   EXPECT_DOUBLE_EQ(st.decode_steps.model_prep_s, 0.25);

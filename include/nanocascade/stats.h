@@ -70,6 +70,11 @@ struct EngineStats {
   // (CUDA); wall time minus this is time the GPU sat idle.
   double device_s = 0;
   int64_t num_graph_steps = 0;  // steps that ran as a CUDA graph
+  // Attention kernels compiled at run time (the CUDA backend's JIT, docs/gpu.md): objects
+  // compiled, seconds in the compiler, objects loaded from the on-disk cache.
+  int64_t num_kernel_compiles = 0;
+  double kernel_compile_s = 0;
+  int64_t num_kernel_cache_hits = 0;
   // Steps by kind, decode-only vs. with prefill tokens: how many, their tokens, the KV tokens
   // their attention read (sum of the entries' context lengths), the causal (query, key) pairs,
   // device time (where measured) and wall time (schedule to sampled tokens).
@@ -221,6 +226,15 @@ void for_each_stat(Visit&& visit, Stats&... s) {
   visit(g.counter("sample_s"), s.sample_s...);
   visit(g.counter("device_s"), s.device_s...);
   visit(g.counter("graph_steps"), s.num_graph_steps...);
+  visit(g.counter("kernel_compiles", "nanocascade_jit_compiles_total",
+                  "Attention kernels compiled at run time."),
+        s.num_kernel_compiles...);
+  visit(g.counter("kernel_compile_s", "nanocascade_jit_compile_seconds_total",
+                  "Seconds spent compiling attention kernels at run time."),
+        s.kernel_compile_s...);
+  visit(g.counter("kernel_cache_hits", "nanocascade_jit_cache_hits_total",
+                  "Attention kernels loaded from the on-disk JIT cache."),
+        s.num_kernel_cache_hits...);
   for_each_step_kind_stat("decode", visit, s.decode_steps...);
   for_each_step_kind_stat("prefill", visit, s.prefill_steps...);
   visit(g.counter("device_sampled"), s.num_device_sampled...);

@@ -66,6 +66,14 @@ struct RowSampling {
   void validate() const;  // nc::Error naming the bad value
 };
 
+// Kernels a backend built at run time (the CUDA backend's attention JIT, docs/gpu.md) since it
+// was made: objects compiled, the seconds spent compiling, objects loaded from the on-disk cache.
+struct KernelBuildStats {
+  int64_t compiles = 0;
+  int64_t cache_hits = 0;
+  double compile_s = 0;
+};
+
 // Token ids drawn by Backend::sample_tokens_async, on their way to the host.
 class PendingTokens {
  public:
@@ -198,6 +206,9 @@ class Backend {
   virtual std::unique_ptr<PendingTokens> sample_tokens_async(const Tensor& logits,
                                                              const std::vector<RowSampling>& rows,
                                                              Tensor ids);
+
+  // Kernels built at run time so far (zeros for backends that build none).
+  virtual KernelBuildStats kernel_builds() const { return {}; }
 
   // Device time of forward passes, where the backend can measure it: the model marks the start
   // and end of each pass; device_busy_seconds() is the summed device time between the marks of

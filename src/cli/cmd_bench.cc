@@ -205,6 +205,9 @@ void print_device_counts(const BenchArgs& a, const EngineStats& d) {
       "{} (async scheduling {})\n",
       d.num_graph_steps, d.num_device_sampled, d.num_overlapped_steps,
       a.engine.cfg.async_scheduling ? "on" : "off");
+  if (d.num_kernel_compiles + d.num_kernel_cache_hits > 0)
+    fmt::print("attention kernels built at run time: {} compiled ({:.1f} s), {} from the cache\n",
+               d.num_kernel_compiles, d.kernel_compile_s, d.num_kernel_cache_hits);
 }
 
 // Cache, memory, device time and steps by kind over the run (`d`: stats_delta of the run); device

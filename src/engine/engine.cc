@@ -384,6 +384,9 @@ EngineStats Engine::stats() const {
   const ModelTimings timings = impl_->model->timings();
   s.device_s = timings.device_s;
   s.num_graph_steps = timings.graph_steps;
+  s.num_kernel_compiles = timings.kernel_builds.compiles;
+  s.kernel_compile_s = timings.kernel_builds.compile_s;
+  s.num_kernel_cache_hits = timings.kernel_builds.cache_hits;
   s.max_model_len = impl_->max_model_len;
   s.num_running = impl_->sched->num_running();
   s.num_waiting = impl_->sched->num_waiting();

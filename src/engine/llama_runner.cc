@@ -60,8 +60,8 @@ class LlamaStepModel : public StepModel {
     return g.enabled && on_cuda() ? graph_buckets(g.max_batch) : std::vector<int>{};
   }
   ModelTimings timings() override {
-    return {backend_->device_busy_seconds(), model_->host_prep_seconds(),
-            model_->num_graph_steps()};
+    return {backend_->device_busy_seconds(), model_->host_prep_seconds(), model_->num_graph_steps(),
+            backend_->kernel_builds()};
   }
 
  private:

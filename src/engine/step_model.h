@@ -30,9 +30,10 @@ struct ModelMemory {
 
 // Running totals over the forward passes so far (zeros where the model does not measure them).
 struct ModelTimings {
-  double device_s = 0;      // device seconds of the forward passes (first kernel to logits)
-  double host_prep_s = 0;   // host seconds before each pass's device work starts
-  int64_t graph_steps = 0;  // steps that ran as a CUDA graph
+  double device_s = 0;             // device seconds of the forward passes (first kernel to logits)
+  double host_prep_s = 0;          // host seconds before each pass's device work starts
+  int64_t graph_steps = 0;         // steps that ran as a CUDA graph
+  KernelBuildStats kernel_builds;  // kernels the backend compiled or loaded at run time
 };
 
 // What the cascade cost model weighs: the bytes of one layer against the fixed cost of one more

@@ -143,7 +143,10 @@ class CudaBackend final : public Backend {
   void mark_pass_begin() override { timer_.mark_pass_begin(); }
   void mark_pass_end() override { timer_.mark_pass_end(); }
   double device_busy_seconds() override { return timer_.busy_seconds(); }
-  JitStats jit_stats() const { return registry_->stats(); }
+  KernelBuildStats kernel_builds() const override {
+    const JitStats st = registry_->stats();
+    return {st.compiles, st.hits, st.compile_seconds};
+  }
 
  private:
   // Destroyed in reverse order: the parts before the context they share.
@@ -190,11 +193,6 @@ void cuda_rope(Backend& cuda, Tensor q, Tensor k, const Tensor& positions, const
 
 std::vector<bool> cuda_plan_uses_decode_kernel(const AttentionPlan& plan) {
   return levels_on(plan, LevelKernel::Decode, "cuda_plan_uses_decode_kernel");
-}
-
-CudaJitStats cuda_jit_stats(Backend& cuda) {
-  const JitStats st = cuda_backend(cuda, "cuda_jit_stats").jit_stats();
-  return {st.compiles, st.hits, st.compile_seconds};
 }
 
 std::vector<bool> cuda_plan_uses_sm90_prefill(const AttentionPlan& plan) {

@@ -50,14 +50,6 @@ void cuda_rope(Backend& cuda, Tensor q, Tensor k, const Tensor& positions, const
 // What the last plan_attention() chose per level (for tests and benchmarks): true where a level
 // ran FlashInfer's CUDA-core decode kernel.
 std::vector<bool> cuda_plan_uses_decode_kernel(const AttentionPlan& plan);
-// The attention JIT's counters since the backend was made: objects compiled (and the seconds
-// spent in nvcc) and objects loaded from the on-disk cache without compiling.
-struct CudaJitStats {
-  int64_t compiles = 0;
-  int64_t hits = 0;
-  double compile_seconds = 0.0;
-};
-CudaJitStats cuda_jit_stats(Backend& cuda);
 // Per level: true where it runs FlashInfer's Hopper (sm90) batch prefill.
 std::vector<bool> cuda_plan_uses_sm90_prefill(const AttentionPlan& plan);
 
