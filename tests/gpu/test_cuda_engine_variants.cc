@@ -24,13 +24,13 @@ std::string variant_dir(const std::string& m) {
   return std::string(NC_FIXTURES_DIR) + "/" + m;
 }
 
-using CudaModelVariants = GpuVsCpu;
+using CudaEngineVariants = GpuVsCpu;
 
 // Weights rounded to bf16 for both backends (the GPU's dtype), so only activations differ. Three
 // sequences (the golden prompts: 7, 19 and 40 tokens, longer than the window of 8) prefilled,
 // then decode steps at batch 3 and 1: GPU eager and GPU graphs within 2e-2 of the CPU, and every
 // decode step a graph.
-TEST_F(CudaModelVariants, EagerAndGraphsMatchCpu) {
+TEST_F(CudaEngineVariants, EagerAndGraphsMatchCpu) {
   for (const char* m : kVariantFixtures) {
     SCOPED_TRACE(m);
     LoadedModel lm = load_model(variant_dir(m));
@@ -80,7 +80,7 @@ TEST_F(CudaModelVariants, EagerAndGraphsMatchCpu) {
 // prompts sharing a 16-token prefix (the second finds it cached), greedy. The graph engine runs its
 // decode steps as graphs over shared levels (keys over every kind's level count); its first token
 // agrees with the eager engine's and its log-probability within 0.05.
-TEST_F(CudaModelVariants, EngineCascadeWithGraphsMatchesEager) {
+TEST_F(CudaEngineVariants, EngineCascadeWithGraphsMatchesEager) {
   for (const char* m : kVariantFixtures) {
     SCOPED_TRACE(m);
     const std::vector<GoldenPrompt> golden = read_golden(variant_dir(m));
