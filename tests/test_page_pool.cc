@@ -4,8 +4,8 @@
 #include <random>
 #include <set>
 
-#include "core/error.h"
 #include "backend/backend.h"
+#include "core/error.h"
 #include "kv/page_pool.h"
 
 namespace nc {

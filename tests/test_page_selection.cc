@@ -4,7 +4,8 @@
 // page bounded no higher than every optional kept one, no room left for another page); a budget
 // at least the context returns the step unchanged and its attention bit for bit; CPU attention
 // over the sparse step equals attention over a fresh pool holding exactly the selected pages
-// (1e-5), with and without a dense shared (cascade) level merged in; the page whose key matches
+// (1e-5), with and without a dense shared (cascade) level merged in, and appends the step's K/V
+// into the same slots as the dense step; the page whose key matches
 // the query is the one picked; bad budgets, prefill rows, windowed layers are rejected.
 #include <gtest/gtest.h>
 
@@ -175,6 +176,14 @@ TEST(PageSelection, SparseAttentionEqualsDenseOverSelectedPages) {
   EXPECT_LT(named[0].size(), pages[0].size());
   EXPECT_EQ(named[2], pages[2]);
   expect_near(pool.attend(sparse.levels[0]), gathered(pool, named, {1, 2, 2}), 1e-5f);
+  // The step's K/V goes into the same slots through the sparse step as through the dense one.
+  std::vector<float> k(size_t(3 * 2 * 16)), v(k.size());
+  for (size_t i = 0; i < k.size(); ++i) k[i] = float(i), v[i] = -float(i);
+  std::vector<float> dense_pool = pool.pages, sparse_pool = pool.pages;
+  cpu_append_kv(step.levels[0], pool.shape.kv, k.data(), v.data(), dense_pool.data());
+  cpu_append_kv(sparse.levels[0], pool.shape.kv, k.data(), v.data(), sparse_pool.data());
+  EXPECT_NE(dense_pool, pool.pages);
+  EXPECT_EQ(sparse_pool, dense_pool);
   // A budget at least the context: the same step, the same attention bit for bit.
   const AttentionStep same = select_pages(step, scores, {118, 1, 8}, ps, -1);
   EXPECT_EQ(same.levels[0].kv_indices, step.levels[0].kv_indices);
