@@ -5,8 +5,8 @@
 // at least the context returns the step unchanged and its attention bit for bit; CPU attention
 // over the sparse step equals attention over a fresh pool holding exactly the selected pages
 // (1e-5), with and without a dense shared (cascade) level merged in, and appends the step's K/V
-// into the same slots as the dense step; the page whose key matches
-// the query is the one picked; bad budgets, prefill rows, windowed layers are rejected.
+// into the same slots as the dense step; the page whose key matches the query is the one picked;
+// bad budgets, prefill rows, windowed layers are rejected.
 #include <gtest/gtest.h>
 
 #include <algorithm>
