@@ -133,6 +133,11 @@ void Engine::Impl::check_invariants() const {
 #endif
 }
 
+void Engine::Impl::emit_memory_event() {
+  memory_hooks.emit(MemoryEventSources{*pool, *sched, *model, st.cache.last_step_pages_per_level,
+                                       cfg.page_size, kv_bytes / pool->num_pages(), kv_bytes});
+}
+
 // ---- Engine ----
 
 Engine::Engine(const EngineConfig& config, std::unique_ptr<StepModel> model,
@@ -193,6 +198,7 @@ std::vector<RequestOutput> Engine::step() {
   // Step n's tokens (and step n + 1's when it did not go into flight) to their requests.
   e.pipeline->complete(steps);
   e.check_invariants();
+  e.emit_memory_event();
   // Outputs of the requests that got tokens or finished; finished requests go unless the step
   // in flight names them.
   return e.requests->take_outputs(e.pipeline->in_flight_serial());
@@ -368,6 +374,10 @@ std::string Engine::decode(const std::vector<int32_t>& ids, bool skip_special_to
 std::string Engine::apply_chat_template(const std::vector<ChatMessage>& messages,
                                         bool add_generation_prompt) const {
   return impl_->codec->apply_chat_template(messages, add_generation_prompt);
+}
+
+void Engine::add_memory_hook(std::shared_ptr<MemoryHook> hook) {
+  impl_->memory_hooks.add(std::move(hook));
 }
 
 EngineStats Engine::stats() const {
