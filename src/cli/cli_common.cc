@@ -61,6 +61,17 @@ void EngineFlags::add_to(CLI::App& app) {
                "always copy logits to the host and sample there");
   app.add_flag("!--no-async-scheduling", cfg.async_scheduling,
                "wait for each step's tokens before scheduling the next");
+  app.add_option("--memory-trace", memory_trace,
+                 "write the KV pages per step as Chrome trace JSON (chrome://tracing, Perfetto)");
+}
+
+std::shared_ptr<MemoryTraceWriter> EngineFlags::open_memory_trace() const {
+  if (memory_trace.empty()) return nullptr;
+  return std::make_shared<MemoryTraceWriter>(memory_trace);
+}
+
+void attach_memory_trace(Engine& engine, const std::shared_ptr<MemoryTraceWriter>& trace) {
+  if (trace) engine.add_memory_hook(trace);
 }
 
 std::string memory_summary(const EngineStats& s) {

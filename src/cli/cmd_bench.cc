@@ -264,11 +264,13 @@ void run_bench(const BenchArgs& a) {
                a.output_len >= 1,
            "bench: --groups, --prompts-per-group, --question-len and --output-len must be >= 1 "
            "and --system-len >= 0");
+  const auto trace = a.engine.open_memory_trace();
   // The CPU's copy bandwidth, measured before the engine's threads exist (cpu_floor.h).
   const double copy_bw = a.engine.cfg.backend == "cpu" ? measure_copy_bandwidth() : 0.0;
   Engine engine(a.engine.cfg);
   // Warm-up outside the measurement (as nano-vLLM does); every CUDA graph is captured in it.
   engine.warmup();
+  attach_memory_trace(engine, trace);  // the measured run only
   const EngineStats before = engine.stats();
 
   const RunResult run = a.workload == "shared-prefix" ? run_shared_prefix(engine, a)
