@@ -20,7 +20,7 @@ CLI::Option* repeatable(CLI::Option* opt);
 struct EngineFlags {
   EngineConfig cfg;
   std::string memory_trace;  // --memory-trace FILE: Chrome trace JSON of the KV pages per step
-  void add_to(CLI::App& app);
+  void add_to(CLI::App& app, bool with_trace = true);
   // The --memory-trace writer (null without the flag), its file open: call it before any work
   // so that a path that cannot be written fails first (nc::Error naming it).
   std::shared_ptr<MemoryTraceWriter> open_memory_trace() const;
@@ -55,5 +55,6 @@ void add_generate_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
+void add_memory_command(CLI::App& app);
 
 }  // namespace nc::cli

@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "engine/engine_impl.h"
-#include "engine/kv_budget.h"
+#include "engine/memory_plan.h"
 
 namespace nc {
 
@@ -59,13 +59,7 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
   check_config(cfg);
   const KVLayout layout = parse_layout(cfg.kv_layout);
   vocab = model->vocab_size();
-  max_model_len = model->max_position();
-  if (cfg.max_model_len > 0) {
-    NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_model_len <= max_model_len,
-                "engine: max_model_len {} exceeds the model's maximum of {} positions",
-                cfg.max_model_len, max_model_len);
-    max_model_len = cfg.max_model_len;
-  }
+  max_model_len = resolve_max_model_len(cfg, *model);
   model->reserve(cfg.max_num_batched_tokens, cfg.max_num_seqs);
   const int64_t per_page = model->kv_bytes_per_page(cfg.page_size);
   const int64_t pages = allocate_kv_cache(per_page, layout);
@@ -83,21 +77,13 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
 // requests could use, after the weights and the activation workspace are in place (a fraction is
 // of the memory free then).
 int64_t Engine::Impl::allocate_kv_cache(int64_t bytes_per_page, KVLayout layout) {
-  KvBudgetInputs in;
-  in.cuda = model->on_cuda();
-  in.kv_cache_memory = cfg.kv_cache_memory;
-  // Free memory is only asked for when needed (the default or a fraction).
-  if (kv_budget_needs_free_memory(cfg.kv_cache_memory)) {
-    st.free_memory_bytes = model->free_memory_bytes();
-  }
-  in.free_memory_bytes = st.free_memory_bytes;
-  if (!in.cuda && cfg.kv_cache_memory.empty()) in.physical_memory_bytes = physical_memory_bytes();
-  in.bytes_per_page = bytes_per_page;
-  in.page_size = cfg.page_size;
-  in.max_num_seqs = cfg.max_num_seqs;
-  in.max_model_len = max_model_len;
-  const int64_t pages = kv_cache_pages(in);
-  kv_bytes = pages * bytes_per_page;
+  // The same plan `nanocascade memory` prints (memory_plan.h).
+  const MemoryPlan plan = plan_memory(cfg, *model, max_model_len);
+  NC_CHECK(plan.bytes_per_page == bytes_per_page, "engine: {} bytes per page planned, {} asked",
+           plan.bytes_per_page, bytes_per_page);
+  st.free_memory_bytes = plan.free_memory_bytes;
+  const int64_t pages = plan.pages;
+  kv_bytes = plan.kv_bytes;
   model->allocate_kv(int(pages), cfg.page_size, layout);
   return pages;
 }
