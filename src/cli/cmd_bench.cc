@@ -18,6 +18,7 @@
 
 #include "cli/cli_common.h"
 #include "cli/cpu_floor.h"
+#include "cli/page_peaks.h"
 #include "cli/py_random.h"
 #include "core/error.h"
 
@@ -271,6 +272,8 @@ void run_bench(const BenchArgs& a) {
   // Warm-up outside the measurement (as nano-vLLM does); every CUDA graph is captured in it.
   engine.warmup();
   attach_memory_trace(engine, trace);  // the measured run only
+  auto peaks = std::make_shared<PagePeaks>();
+  engine.add_memory_hook(peaks);
   const EngineStats before = engine.stats();
 
   const RunResult run = a.workload == "shared-prefix" ? run_shared_prefix(engine, a)
@@ -279,6 +282,7 @@ void run_bench(const BenchArgs& a) {
   const EngineStats delta = stats_delta(before, engine.stats());
   print_run(a, run, delta);
   print_engine_stats(a, run, delta, copy_bw);
+  if (const std::string pages = peaks->line(); !pages.empty()) fmt::print("{}\n", pages);
   if (!a.json.empty()) write_json(a, run, delta);
 }
 

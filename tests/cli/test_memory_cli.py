@@ -67,6 +67,16 @@ class MemoryTrace(unittest.TestCase):
         tracks = {e["name"] for e in events if e["name"].startswith("request ")}
         self.assertEqual(len(tracks), 2)
 
+    def test_bench_prints_page_peaks(self):
+        r = run("bench", "--num-requests", "2", "--max-input", "100", "--max-output", "100")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = re.search(r"kv pages: peak used (\d+) of (\d+) .* allocated (\d+), freed (\d+)",
+                      r.stdout + r.stderr)
+        self.assertIsNotNone(m, r.stdout + r.stderr)
+        used, total, allocated, freed = map(int, m.groups())
+        self.assertTrue(0 < used <= total)
+        self.assertGreaterEqual(allocated, used)
+
     def test_unwritable_path_fails_first(self):
         r = run("generate", "--memory-trace", "/nonexistent-nc-dir/t.json", "Hi")
         self.assertNotEqual(r.returncode, 0)
