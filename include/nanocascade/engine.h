@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "nanocascade/chat_message.h"  // nc::ChatMessage {role, content}
+#include "nanocascade/memory_hooks.h"  // nc::MemoryHook, nc::MemoryStepEvent
 #include "nanocascade/stats.h"         // nc::EngineStats
 
 namespace nc {
@@ -225,6 +226,10 @@ class Engine {
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens = true) const;
   std::string apply_chat_template(const std::vector<ChatMessage>& messages,
                                   bool add_generation_prompt = true) const;
+
+  // Registers a hook called once at the end of every step() call with the step's memory event
+  // (nanocascade/memory_hooks.h). A hook that throws is removed; step() goes on.
+  void add_memory_hook(std::shared_ptr<MemoryHook> hook);
 
   EngineStats stats() const;
   const EngineConfig& config() const;

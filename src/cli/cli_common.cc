@@ -15,7 +15,7 @@ CLI::Option* repeatable(CLI::Option* opt) {
       CLI::MultiOptionPolicy::TakeAll);
 }
 
-void EngineFlags::add_to(CLI::App& app) {
+void EngineFlags::add_to(CLI::App& app, bool with_trace) {
   app.add_option("--model,-m", cfg.model,
                  "GGUF file or Hugging Face folder (default: the embedded SmolLM2-135M-Instruct)");
   app.add_option("--backend", cfg.backend, "cpu or cuda")
@@ -61,6 +61,18 @@ void EngineFlags::add_to(CLI::App& app) {
                "always copy logits to the host and sample there");
   app.add_flag("!--no-async-scheduling", cfg.async_scheduling,
                "wait for each step's tokens before scheduling the next");
+  if (!with_trace) return;
+  app.add_option("--memory-trace", memory_trace,
+                 "write the KV pages per step as Chrome trace JSON (chrome://tracing, Perfetto)");
+}
+
+std::shared_ptr<MemoryTraceWriter> EngineFlags::open_memory_trace() const {
+  if (memory_trace.empty()) return nullptr;
+  return std::make_shared<MemoryTraceWriter>(memory_trace);
+}
+
+void attach_memory_trace(Engine& engine, const std::shared_ptr<MemoryTraceWriter>& trace) {
+  if (trace) engine.add_memory_hook(trace);
 }
 
 std::string memory_summary(const EngineStats& s) {

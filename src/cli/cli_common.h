@@ -3,10 +3,12 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "engine/memory_trace.h"
 #include "nanocascade/engine.h"
 
 namespace nc::cli {
@@ -17,8 +19,15 @@ CLI::Option* repeatable(CLI::Option* opt);
 
 struct EngineFlags {
   EngineConfig cfg;
-  void add_to(CLI::App& app);
+  std::string memory_trace;  // --memory-trace FILE: Chrome trace JSON of the KV pages per step
+  void add_to(CLI::App& app, bool with_trace = true);
+  // The --memory-trace writer (null without the flag), its file open: call it before any work
+  // so that a path that cannot be written fails first (nc::Error naming it).
+  std::shared_ptr<MemoryTraceWriter> open_memory_trace() const;
 };
+
+// Registers the trace (when there is one) with the engine.
+void attach_memory_trace(Engine& engine, const std::shared_ptr<MemoryTraceWriter>& trace);
 
 struct SamplingFlags {
   SamplingParams params;
@@ -46,5 +55,6 @@ void add_generate_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
+void add_memory_command(CLI::App& app);
 
 }  // namespace nc::cli

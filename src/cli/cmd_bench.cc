@@ -18,6 +18,7 @@
 
 #include "cli/cli_common.h"
 #include "cli/cpu_floor.h"
+#include "cli/page_peaks.h"
 #include "cli/py_random.h"
 #include "core/error.h"
 
@@ -264,11 +265,15 @@ void run_bench(const BenchArgs& a) {
                a.output_len >= 1,
            "bench: --groups, --prompts-per-group, --question-len and --output-len must be >= 1 "
            "and --system-len >= 0");
+  const auto trace = a.engine.open_memory_trace();
   // The CPU's copy bandwidth, measured before the engine's threads exist (cpu_floor.h).
   const double copy_bw = a.engine.cfg.backend == "cpu" ? measure_copy_bandwidth() : 0.0;
   Engine engine(a.engine.cfg);
   // Warm-up outside the measurement (as nano-vLLM does); every CUDA graph is captured in it.
   engine.warmup();
+  attach_memory_trace(engine, trace);  // the measured run only
+  auto peaks = std::make_shared<PagePeaks>();
+  engine.add_memory_hook(peaks);
   const EngineStats before = engine.stats();
 
   const RunResult run = a.workload == "shared-prefix" ? run_shared_prefix(engine, a)
@@ -277,6 +282,7 @@ void run_bench(const BenchArgs& a) {
   const EngineStats delta = stats_delta(before, engine.stats());
   print_run(a, run, delta);
   print_engine_stats(a, run, delta, copy_bw);
+  if (const std::string pages = peaks->line(); !pages.empty()) fmt::print("{}\n", pages);
   if (!a.json.empty()) write_json(a, run, delta);
 }
 

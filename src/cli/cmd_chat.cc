@@ -71,7 +71,9 @@ void print_history(const std::vector<ChatMessage>& history) {
 }
 
 void run_chat(const ChatArgs& a) {
+  const auto trace = a.engine.open_memory_trace();
   Engine engine(a.engine.cfg);
+  attach_memory_trace(engine, trace);
   LineReader input;
   std::vector<ChatMessage> history;
   if (!a.system.empty()) history.push_back({"system", a.system});

@@ -56,9 +56,11 @@ void run_serve(const ServeArgs& a) {
   (void)server::CorsPolicy(a.server.allowed_origins);
   // Idle connections cost a descriptor each, no thread: the default cap follows the fd limit.
   server::raise_open_file_limit();
+  const auto trace = a.engine.open_memory_trace();
   EngineConfig cfg = a.engine.cfg;
   cfg.seed = a.seed;
   Engine engine(cfg);
+  attach_memory_trace(engine, trace);
   server::Server srv(engine, a.server);
   srv.start();
   const EngineStats st = engine.stats();

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   nc::cli::add_chat_command(app);
   nc::cli::add_bench_command(app);
   nc::cli::add_tokenize_command(app);
+  nc::cli::add_memory_command(app);
   nc::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);

@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "engine/engine_impl.h"
-#include "engine/kv_budget.h"
+#include "engine/memory_plan.h"
 
 namespace nc {
 
@@ -59,13 +59,7 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
   check_config(cfg);
   const KVLayout layout = parse_layout(cfg.kv_layout);
   vocab = model->vocab_size();
-  max_model_len = model->max_position();
-  if (cfg.max_model_len > 0) {
-    NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_model_len <= max_model_len,
-                "engine: max_model_len {} exceeds the model's maximum of {} positions",
-                cfg.max_model_len, max_model_len);
-    max_model_len = cfg.max_model_len;
-  }
+  max_model_len = resolve_max_model_len(cfg, *model);
   model->reserve(cfg.max_num_batched_tokens, cfg.max_num_seqs);
   const int64_t per_page = model->kv_bytes_per_page(cfg.page_size);
   const int64_t pages = allocate_kv_cache(per_page, layout);
@@ -83,21 +77,13 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
 // requests could use, after the weights and the activation workspace are in place (a fraction is
 // of the memory free then).
 int64_t Engine::Impl::allocate_kv_cache(int64_t bytes_per_page, KVLayout layout) {
-  KvBudgetInputs in;
-  in.cuda = model->on_cuda();
-  in.kv_cache_memory = cfg.kv_cache_memory;
-  // Free memory is only asked for when needed (the default or a fraction).
-  if (kv_budget_needs_free_memory(cfg.kv_cache_memory)) {
-    st.free_memory_bytes = model->free_memory_bytes();
-  }
-  in.free_memory_bytes = st.free_memory_bytes;
-  if (!in.cuda && cfg.kv_cache_memory.empty()) in.physical_memory_bytes = physical_memory_bytes();
-  in.bytes_per_page = bytes_per_page;
-  in.page_size = cfg.page_size;
-  in.max_num_seqs = cfg.max_num_seqs;
-  in.max_model_len = max_model_len;
-  const int64_t pages = kv_cache_pages(in);
-  kv_bytes = pages * bytes_per_page;
+  // The same plan `nanocascade memory` prints (memory_plan.h).
+  const MemoryPlan plan = plan_memory(cfg, *model, max_model_len);
+  NC_CHECK(plan.bytes_per_page == bytes_per_page, "engine: {} bytes per page planned, {} asked",
+           plan.bytes_per_page, bytes_per_page);
+  st.free_memory_bytes = plan.free_memory_bytes;
+  const int64_t pages = plan.pages;
+  kv_bytes = plan.kv_bytes;
   model->allocate_kv(int(pages), cfg.page_size, layout);
   return pages;
 }
@@ -131,6 +117,11 @@ void Engine::Impl::check_invariants() const {
   sched->check_invariants();
   if (tree) tree->check_invariants();
 #endif
+}
+
+void Engine::Impl::emit_memory_event() {
+  memory_hooks.emit(MemoryEventSources{*pool, *sched, *model, st.cache.last_step_pages_per_level,
+                                       cfg.page_size, kv_bytes / pool->num_pages(), kv_bytes});
 }
 
 // ---- Engine ----
@@ -193,6 +184,7 @@ std::vector<RequestOutput> Engine::step() {
   // Step n's tokens (and step n + 1's when it did not go into flight) to their requests.
   e.pipeline->complete(steps);
   e.check_invariants();
+  e.emit_memory_event();
   // Outputs of the requests that got tokens or finished; finished requests go unless the step
   // in flight names them.
   return e.requests->take_outputs(e.pipeline->in_flight_serial());
@@ -368,6 +360,10 @@ std::string Engine::decode(const std::vector<int32_t>& ids, bool skip_special_to
 std::string Engine::apply_chat_template(const std::vector<ChatMessage>& messages,
                                         bool add_generation_prompt) const {
   return impl_->codec->apply_chat_template(messages, add_generation_prompt);
+}
+
+void Engine::add_memory_hook(std::shared_ptr<MemoryHook> hook) {
+  impl_->memory_hooks.add(std::move(hook));
 }
 
 EngineStats Engine::stats() const {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/memory_events.h"
 #include "engine/prefix_cache.h"
 #include "engine/request.h"
 #include "engine/scheduler.h"
@@ -44,6 +45,7 @@ struct Engine::Impl {
   std::unique_ptr<RequestTable> requests;
   std::unique_ptr<StepAccounting> accounting;
   std::unique_ptr<StepPipeline> pipeline;
+  MemoryHookList memory_hooks;
 
   Impl(const EngineConfig& c, std::unique_ptr<StepModel> m, std::unique_ptr<TextCodec> t);
   // Sizes the KV cache from the memory budget and allocates it; returns the number of pages.
@@ -51,6 +53,8 @@ struct Engine::Impl {
   void setup_cache(int64_t kv_bytes_per_page, bool cuda);
   // Debug builds: scheduler and prefix tree invariants after each step.
   void check_invariants() const;
+  // The step's MemoryStepEvent to the registered hooks (memory_events.h).
+  void emit_memory_event();
 };
 
 }  // namespace nc

@@ -5,6 +5,7 @@
 
 #include "backend/backend.h"
 #include "core/error.h"
+#include "engine/memory_plan.h"
 #include "engine/step_model.h"
 #include "kv/page_pool.h"
 #include "model/llama.h"
@@ -130,8 +131,11 @@ std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
   return make_llama_step_model(path, o);
 }
 
+std::unique_ptr<StepModel> make_step_model(const EngineConfig& cfg) {
+  return make_llama_step_model(model_path(cfg), step_model_options(cfg));
+}
+
 Engine::Engine(const EngineConfig& config)
-    : Engine(config, make_llama_step_model(model_path(config), step_model_options(config)),
-             codec_for(config)) {}
+    : Engine(config, make_step_model(config), codec_for(config)) {}
 
 }  // namespace nc

@@ -79,6 +79,7 @@ class Scheduler {
 
   bool has_work() const { return !running_.empty() || !waiting_.empty(); }
   int num_running() const { return int(running_.size()); }
+  const std::vector<Sequence*>& running() const { return running_; }  // in admission order
   int num_waiting() const { return int(waiting_.size()); }
   int64_t num_preemptions() const { return num_preemptions_; }
   void set_prefix_cache(PrefixCache* cache) { prefix_cache_ = cache; }

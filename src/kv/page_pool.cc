@@ -35,6 +35,7 @@ int32_t PagePool::allocate() {
   on_free_list_[p] = 0;
   refcount_[p] = 1;
   ++num_used_;
+  ++counters_.allocated;
   return p;
 }
 
@@ -52,6 +53,7 @@ void PagePool::inc_ref(int32_t page) {
   if (refcount_[page] == 0) {  // Cached -> Used
     --num_cached_;
     ++num_used_;
+    ++counters_.reloaded;
   }
   ++refcount_[page];
 }
@@ -63,9 +65,11 @@ void PagePool::dec_ref(int32_t page) {
   --num_used_;
   if (cache_held_[page]) {
     ++num_cached_;
+    ++counters_.cached;
   } else {
     on_free_list_[page] = 1;
     free_list_.push_back(page);
+    ++counters_.freed;
   }
 }
 
@@ -87,6 +91,7 @@ void PagePool::uncache(int32_t page) {
     --num_cached_;
     on_free_list_[page] = 1;
     free_list_.push_back(page);
+    ++counters_.evicted;
   }
 }
 
@@ -131,6 +136,15 @@ void PagePool::check_invariants() const {
   NC_CHECK(used == num_used_ && cached == num_cached_,
            "page pool: counted {} used / {} cached pages, counters say {} / {}", used, cached,
            num_used_, num_cached_);
+  // Every state change is counted: from all-free, the counters give the counts back exactly.
+  const PagePoolCounters& c = counters_;
+  NC_CHECK(num_free() == n - c.allocated + c.freed + c.evicted &&
+               num_used_ == c.allocated - c.freed - c.cached + c.reloaded &&
+               num_cached_ == c.cached - c.evicted - c.reloaded,
+           "page pool: transitions (allocated {}, freed {}, cached {}, evicted {}, reloaded {}) "
+           "do not reconcile with free {} / used {} / cached {}",
+           c.allocated, c.freed, c.cached, c.evicted, c.reloaded, num_free(), num_used_,
+           num_cached_);
   std::vector<uint8_t> seen(n, 0);
   for (int32_t p : free_list_) {
     NC_CHECK(p >= 0 && p < n && !seen[p],

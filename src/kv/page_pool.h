@@ -16,6 +16,15 @@ namespace nc {
 
 enum class PageState : uint8_t { Free, Used, Cached };
 
+// Page state transitions since the pool was made (nanocascade/memory_hooks.h names them).
+struct PagePoolCounters {
+  int64_t allocated = 0;  // Free -> Used
+  int64_t freed = 0;      // Used -> Free
+  int64_t cached = 0;     // Used -> Cached
+  int64_t evicted = 0;    // Cached -> Free
+  int64_t reloaded = 0;   // Cached -> Used
+};
+
 struct PagePoolStats {
   int total = 0;
   int free = 0;
@@ -38,6 +47,7 @@ class PagePool {
   // Pages an allocation may obtain: free ones plus cached ones the evictor could release.
   int num_available() const { return num_free() + (evictor_ ? num_cached_ : 0); }
   PagePoolStats stats() const { return {num_pages(), num_free(), num_used_, num_cached_}; }
+  const PagePoolCounters& counters() const { return counters_; }
 
   // One page with refcount 1, or -1 when none is free even after eviction.
   int32_t allocate();
@@ -73,6 +83,7 @@ class PagePool {
   std::vector<int32_t> free_list_;  // a stack: the last freed page is reused first
   int num_used_ = 0;
   int num_cached_ = 0;
+  PagePoolCounters counters_;
   Evictor evictor_;
 };
 

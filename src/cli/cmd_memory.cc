@@ -1,0 +1,85 @@
+// nanocascade memory: the memory plan of an engine configuration on its backend (weights,
+// workspace, KV pages and the tokens they hold, per-request pages at a length and how many such
+// requests fit), computed by the function the engine sizes its KV cache with (memory_plan.h).
+// It loads the model (weights and workspace are measured, not estimated) but allocates no KV
+// cache and runs nothing. Not even one request fitting is an error, before any serving starts.
+#include <fmt/format.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_common.h"
+#include "engine/memory_plan.h"
+
+namespace nc::cli {
+namespace {
+
+struct MemoryArgs {
+  EngineFlags engine;
+  int request_len = 0;
+  bool json = false;
+};
+
+std::string mib(int64_t bytes) {
+  return fmt::format("{:.1f} MiB", double(bytes) / 1048576.0);
+}
+
+void print_plan(const MemoryPlan& p) {
+  fmt::print("backend            {}\n", p.backend);
+  fmt::print("weights            {}\n", mib(p.weight_bytes));
+  fmt::print("workspace          {} (what reserve() allocated for max_num_batched_tokens)\n",
+             mib(p.workspace_bytes));
+  if (p.free_memory_bytes) fmt::print("free when sized    {}\n", mib(p.free_memory_bytes));
+  fmt::print("kv budget          {}\n", mib(p.budget_bytes));
+  fmt::print("kv bytes per page  {} ({} tokens per page)\n", p.bytes_per_page, p.page_size);
+  fmt::print("kv pages           {} ({}, {} tokens)\n", p.pages, mib(p.kv_bytes), p.tokens);
+  fmt::print("max model len      {}\n", p.max_model_len);
+  fmt::print("per request        {} pages at {} tokens\n", p.pages_per_request, p.request_len);
+  fmt::print("requests that fit  {} of {} tokens ({} at once with max_num_seqs {})\n",
+             p.requests_that_fit, p.request_len, p.requests_at_once, p.max_num_seqs);
+}
+
+void print_json(const MemoryPlan& p) {
+  nlohmann::ordered_json j = {{"backend", p.backend},
+                              {"weight_bytes", p.weight_bytes},
+                              {"workspace_bytes", p.workspace_bytes},
+                              {"free_memory_bytes", p.free_memory_bytes},
+                              {"budget_bytes", p.budget_bytes},
+                              {"bytes_per_page", p.bytes_per_page},
+                              {"page_size", p.page_size},
+                              {"pages", p.pages},
+                              {"kv_bytes", p.kv_bytes},
+                              {"tokens", p.tokens},
+                              {"max_model_len", p.max_model_len},
+                              {"max_num_seqs", p.max_num_seqs},
+                              {"request_len", p.request_len},
+                              {"pages_per_request", p.pages_per_request},
+                              {"requests_that_fit", p.requests_that_fit},
+                              {"requests_at_once", p.requests_at_once}};
+  fmt::print("{}\n", j.dump(2));
+}
+
+void run_memory(const MemoryArgs& a) {
+  const MemoryPlan plan = plan_memory_for_config(a.engine.cfg, a.request_len);
+  if (a.json) {
+    print_json(plan);
+  } else {
+    print_plan(plan);
+  }
+}
+
+}  // namespace
+
+void add_memory_command(CLI::App& app) {
+  auto args = std::make_shared<MemoryArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "memory", "print the memory plan of a configuration (weights, workspace, KV pages)");
+  args->engine.add_to(*cmd, /*with_trace=*/false);
+  cmd->add_option("--request-len", args->request_len,
+                  "tokens per request for the per-request figures (0: max_model_len)")
+      ->capture_default_str();
+  cmd->add_flag("--json", args->json, "print the plan as JSON");
+  cmd->callback([args] { run_memory(*args); });
+}
+
+}  // namespace nc::cli

@@ -1,0 +1,74 @@
+#include "engine/memory_plan.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "engine/kv_budget.h"
+#include "kv/page_pool.h"
+
+namespace nc {
+
+int resolve_max_model_len(const EngineConfig& cfg, const StepModel& model) {
+  const int model_max = model.max_position();
+  if (cfg.max_model_len <= 0) return model_max;
+  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_model_len <= model_max,
+              "engine: max_model_len {} exceeds the model's maximum of {} positions",
+              cfg.max_model_len, model_max);
+  return cfg.max_model_len;
+}
+
+MemoryPlan plan_memory(const EngineConfig& cfg, const StepModel& model, int max_model_len,
+                       int request_len) {
+  MemoryPlan p;
+  p.backend = cfg.backend;
+  p.page_size = cfg.page_size;
+  p.max_model_len = max_model_len;
+  p.max_num_seqs = cfg.max_num_seqs;
+  const ModelMemory mem = model.memory();
+  p.weight_bytes = mem.weight_bytes;
+  p.workspace_bytes = mem.workspace_bytes;
+  KvBudgetInputs in;
+  in.cuda = model.on_cuda();
+  in.kv_cache_memory = cfg.kv_cache_memory;
+  // Free memory is only asked for when needed (the default or a fraction).
+  if (kv_budget_needs_free_memory(cfg.kv_cache_memory))
+    p.free_memory_bytes = model.free_memory_bytes();
+  in.free_memory_bytes = p.free_memory_bytes;
+  if (!in.cuda && cfg.kv_cache_memory.empty()) in.physical_memory_bytes = physical_memory_bytes();
+  in.bytes_per_page = model.kv_bytes_per_page(cfg.page_size);
+  in.page_size = cfg.page_size;
+  in.max_num_seqs = cfg.max_num_seqs;
+  in.max_model_len = max_model_len;
+  p.budget_bytes = kv_budget_bytes(in);
+  p.bytes_per_page = in.bytes_per_page;
+  p.pages = kv_cache_pages(in);
+  p.kv_bytes = p.pages * p.bytes_per_page;
+  p.tokens = p.pages * cfg.page_size;
+  p.request_len = request_len != 0 ? request_len : max_model_len;
+  NC_CHECK_AS(ErrorKind::InvalidArgument, p.request_len >= 1 && p.request_len <= max_model_len,
+              "memory plan: request length {} outside 1..{} (max_model_len)", p.request_len,
+              max_model_len);
+  p.pages_per_request = (int64_t(p.request_len) + cfg.page_size - 1) / cfg.page_size;
+  p.requests_that_fit = p.pages / p.pages_per_request;
+  p.requests_at_once = std::min<int64_t>(p.requests_that_fit, cfg.max_num_seqs);
+  return p;
+}
+
+void check_one_request_fits(const MemoryPlan& p) {
+  NC_CHECK_AS(ErrorKind::InvalidArgument, p.requests_that_fit >= 1,
+              "memory plan: one request of {} tokens needs {} pages ({} bytes) but the KV cache "
+              "holds {} pages ({} bytes of a {}-byte budget); raise --kv-cache-memory or lower "
+              "--request-len / --max-model-len",
+              p.request_len, p.pages_per_request, p.pages_per_request * p.bytes_per_page, p.pages,
+              p.kv_bytes, p.budget_bytes);
+}
+
+MemoryPlan plan_memory_for_config(const EngineConfig& cfg, int request_len) {
+  std::unique_ptr<StepModel> model = make_step_model(cfg);
+  model->reserve(cfg.max_num_batched_tokens, cfg.max_num_seqs);
+  MemoryPlan p = plan_memory(cfg, *model, resolve_max_model_len(cfg, *model), request_len);
+  check_one_request_fits(p);
+  return p;
+}
+
+}  // namespace nc
