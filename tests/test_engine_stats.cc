@@ -277,10 +277,12 @@ TEST(EngineStats, PrometheusNamesStay) {
         "nanocascade_prefix_cache_lookup_tokens_total", "nanocascade_prefix_cache_hit_tokens_total",
         "nanocascade_prefix_cache_evicted_pages_total", "nanocascade_cascade_steps_total",
         "nanocascade_cascade_max_levels", "nanocascade_jit_compiles_total",
-        "nanocascade_jit_compile_seconds_total", "nanocascade_jit_cache_hits_total"}) {
+        "nanocascade_jit_compile_seconds_total", "nanocascade_jit_cache_hits_total",
+        R"(nanocascade_kv_page_transitions_total{kind="allocated"})",
+        R"(nanocascade_kv_page_transitions_total{kind="reloaded"})"}) {
     EXPECT_EQ(m.count(name), 1u) << name;
   }
-  EXPECT_EQ(m.size(), 28u) << text;
+  EXPECT_EQ(m.size(), 33u) << text;
 }
 
 }  // namespace

@@ -124,6 +124,12 @@ TEST_P(MemoryHooks, DeltasReconcileWithThePoolThroughPreemptionAbortsAndEviction
   EXPECT_EQ(last.kv_cache_bytes, st.kv_cache_bytes);
   EXPECT_EQ(last.page_bytes * last.pages.total, st.kv_cache_bytes);
   EXPECT_EQ(last.page_size, 4);
+  // The same totals reach the stats (and /metrics: nanocascade_kv_page_transitions_total).
+  EXPECT_EQ(st.cache.pages_allocated, t.allocated);
+  EXPECT_EQ(st.cache.pages_freed, t.freed);
+  EXPECT_EQ(st.cache.pages_cached, t.cached);
+  EXPECT_EQ(st.cache.pages_evicted, t.evicted);
+  EXPECT_EQ(st.cache.pages_reloaded, t.reloaded);
   EXPECT_TRUE(last.requests.empty());
   // Mid-run events list running requests with their pages, within the pool.
   bool saw_requests = false;

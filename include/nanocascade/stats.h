@@ -32,6 +32,14 @@ struct CacheStats {
   int64_t hit_tokens = 0;
   double hit_rate = 0;  // hit_tokens / lookup_tokens
   int64_t evicted_pages = 0;
+  // Page state transitions since the engine started (docs/memory.md): free -> used
+  // (allocated), used -> free (freed), used -> cached, cached -> free (evicted), cached -> used
+  // (reloaded: a prefix hit on a page no request held).
+  int64_t pages_allocated = 0;
+  int64_t pages_freed = 0;
+  int64_t pages_cached = 0;
+  int64_t pages_evicted = 0;
+  int64_t pages_reloaded = 0;
   // Cascade: the last step's levels (page entries per level, last = the requests' own) and
   // the KV bytes attention reads, plain paged vs cascade; totals over all steps.
   std::vector<int> last_step_pages_per_level;
@@ -169,6 +177,21 @@ void for_each_cache_stat(Visit&& visit, Cache&... c) {
   visit(g.counter("evicted_pages", "nanocascade_prefix_cache_evicted_pages_total",
                   "Cached pages evicted."),
         c.evicted_pages...);
+  visit(g.counter("pages_allocated", "nanocascade_kv_page_transitions_total",
+                  "KV page state transitions (docs/memory.md).", R"(kind="allocated")"),
+        c.pages_allocated...);
+  visit(
+      g.counter("pages_freed", "nanocascade_kv_page_transitions_total", nullptr, R"(kind="freed")"),
+      c.pages_freed...);
+  visit(g.counter("pages_cached", "nanocascade_kv_page_transitions_total", nullptr,
+                  R"(kind="cached")"),
+        c.pages_cached...);
+  visit(g.counter("pages_evicted", "nanocascade_kv_page_transitions_total", nullptr,
+                  R"(kind="evicted")"),
+        c.pages_evicted...);
+  visit(g.counter("pages_reloaded", "nanocascade_kv_page_transitions_total", nullptr,
+                  R"(kind="reloaded")"),
+        c.pages_reloaded...);
   visit(g.gauge("last_step_pages_per_level"), c.last_step_pages_per_level...);
   visit(g.gauge("last_step_kv_bytes_plain"), c.last_step_kv_bytes_plain...);
   visit(g.gauge("last_step_kv_bytes_cascade"), c.last_step_kv_bytes_cascade...);

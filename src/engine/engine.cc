@@ -392,6 +392,12 @@ EngineStats Engine::stats() const {
   s.cache.private_pages = u.private_used;
   s.cache.shared_pages = u.shared_used;
   s.cache.cached_only_pages = u.cached_only;
+  const PagePoolCounters& moved = impl_->pool->counters();
+  s.cache.pages_allocated = moved.allocated;
+  s.cache.pages_freed = moved.freed;
+  s.cache.pages_cached = moved.cached;
+  s.cache.pages_evicted = moved.evicted;
+  s.cache.pages_reloaded = moved.reloaded;
   if (impl_->tree) {
     const PrefixTreeStats t = impl_->tree->stats();
     s.cache.tree_pages = t.num_pages;
