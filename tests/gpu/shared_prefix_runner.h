@@ -2,9 +2,11 @@
 // same steps over one page table, with shared prefixes as the prefix tree hands them out and
 // cascade steps planned by the cascade planner (every shared node its own level).
 #pragma once
+#include <algorithm>
 #include <numeric>
 #include <vector>
 
+#include "gpu_test_util.h"
 #include "kv/cascade_planner.h"
 #include "model/llama.h"
 
@@ -85,6 +87,23 @@ class SharedPrefixRunner {
   int ps_;
   std::vector<Seq> seqs_;
   int next_page_ = 0;
+};
+
+// The worst row-wise relative error of models 1 and 2 against model 0 over the steps added, for
+// SharedPrefixRunner's output (per model, rows of `vocab` logits).
+struct WorstRowErrors {
+  double first = 0, second = 0;
+  void add(const std::vector<std::vector<float>>& out, int64_t vocab) {
+    const size_t V = size_t(vocab), rows = out[0].size() / V;
+    for (size_t r = 0; r < rows; ++r) {
+      auto row = [&](int m) {
+        return std::vector<float>(out[m].begin() + std::ptrdiff_t(r * V),
+                                  out[m].begin() + std::ptrdiff_t((r + 1) * V));
+      };
+      first = std::max(first, rel_error(row(0), row(1)));
+      second = std::max(second, rel_error(row(0), row(2)));
+    }
+  }
 };
 
 }  // namespace nc::testing
