@@ -1,16 +1,32 @@
 // A minimal driver of LlamaModel for tests: sequences get pages from a bump allocator, and a step
 // runs any mix of prefill chunks and decodes. The engine's scheduler does this for real.
 #pragma once
+#include <algorithm>
 #include <vector>
 
 #include "model/llama.h"
 
 namespace nc::testing {
 
+// How a prompt is fed: in one step, in chunks of 6 tokens, or one token per step.
+enum class ChunkMode { OneChunk, Chunks, TokenByToken };
+
+// Splits a prompt into the chunks a mode feeds it in.
+inline std::vector<std::vector<int32_t>> chunks_of(const std::vector<int32_t>& ids,
+                                                   ChunkMode mode) {
+  const size_t size = mode == ChunkMode::OneChunk ? ids.size() : mode == ChunkMode::Chunks ? 6 : 1;
+  std::vector<std::vector<int32_t>> out;
+  for (size_t i = 0; i < ids.size(); i += size)
+    out.emplace_back(ids.begin() + i, ids.begin() + std::min(ids.size(), i + size));
+  return out;
+}
+
 class SeqRunner {
  public:
   SeqRunner(LlamaModel& model, int page_size, int num_pages, KVLayout layout = KVLayout::NHD)
-      : model_(model), page_size_(page_size), kv_(model.make_kv_cache(num_pages, page_size, layout)) {}
+      : model_(model),
+        page_size_(page_size),
+        kv_(model.make_kv_cache(num_pages, page_size, layout)) {}
 
   int add_sequence() {
     seqs_.push_back({});
@@ -45,6 +61,32 @@ class SeqRunner {
       row += tokens[i].size();
     }
     return out;
+  }
+
+  // New sequences, one per prompt, each fed its chunks in order; every step feeds every prompt
+  // that has one its next chunk (so prefills of different lengths and decodes share steps).
+  // Returns each prompt's logits for all its tokens, row-major [tokens, vocab].
+  std::vector<std::vector<float>> run_chunks(
+      const std::vector<std::vector<std::vector<int32_t>>>& chunks) {
+    std::vector<int> ids;
+    for (size_t p = 0; p < chunks.size(); ++p) ids.push_back(add_sequence());
+    std::vector<std::vector<float>> logits(chunks.size());
+    for (size_t step = 0;; ++step) {
+      std::vector<int> who;
+      std::vector<size_t> prompt;
+      std::vector<std::vector<int32_t>> toks;
+      for (size_t p = 0; p < chunks.size(); ++p)
+        if (step < chunks[p].size()) {
+          who.push_back(ids[p]);
+          prompt.push_back(p);
+          toks.push_back(chunks[p][step]);
+        }
+      if (who.empty()) break;
+      auto out = this->step(who, toks);
+      for (size_t i = 0; i < who.size(); ++i)
+        logits[prompt[i]].insert(logits[prompt[i]].end(), out[i].begin(), out[i].end());
+    }
+    return logits;
   }
 
  private:

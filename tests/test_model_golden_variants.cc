@@ -39,7 +39,8 @@ std::string dir_of(const std::string& model) {
   return testing::fixtures_dir() + "/" + model;
 }
 
-enum class Mode { OneChunk, Chunks, TokenByToken };
+using Mode = testing::ChunkMode;
+using testing::chunks_of;
 
 struct VariantCase {
   std::string model;
@@ -51,14 +52,6 @@ std::string case_name(const ::testing::TestParamInfo<VariantCase>& info) {
   const char* mode[] = {"OneChunk", "Chunks", "TokenByToken"};
   return param_name(info.param.model) + "_page" + std::to_string(info.param.page_size) + "_" +
          mode[int(info.param.mode)];
-}
-
-std::vector<std::vector<int32_t>> chunks_of(const std::vector<int32_t>& ids, Mode mode) {
-  const size_t size = mode == Mode::OneChunk ? ids.size() : mode == Mode::Chunks ? 6 : 1;
-  std::vector<std::vector<int32_t>> out;
-  for (size_t i = 0; i < ids.size(); i += size)
-    out.emplace_back(ids.begin() + i, ids.begin() + std::min(ids.size(), i + size));
-  return out;
 }
 
 class VariantGolden : public ::testing::TestWithParam<VariantCase> {};
@@ -75,25 +68,8 @@ TEST_P(VariantGolden, LogitsMatchTransformers) {
   SeqRunner runner(model, tc.page_size, 1024);
   const int64_t V = lm.config.vocab_size;
   std::vector<std::vector<std::vector<int32_t>>> chunks;
-  std::vector<int> ids;
-  std::vector<std::vector<float>> logits(golden.size());
-  for (const GoldenPrompt& g : golden) {
-    chunks.push_back(chunks_of(g.ids, tc.mode));
-    ids.push_back(runner.add_sequence());
-  }
-  for (size_t step = 0;; ++step) {
-    std::vector<int> who;
-    std::vector<std::vector<int32_t>> toks;
-    for (size_t p = 0; p < golden.size(); ++p)
-      if (step < chunks[p].size()) {
-        who.push_back(ids[p]);
-        toks.push_back(chunks[p][step]);
-      }
-    if (who.empty()) break;
-    auto out = runner.step(who, toks);
-    for (size_t i = 0; i < who.size(); ++i)
-      logits[size_t(who[i])].insert(logits[size_t(who[i])].end(), out[i].begin(), out[i].end());
-  }
+  for (const GoldenPrompt& g : golden) chunks.push_back(chunks_of(g.ids, tc.mode));
+  const std::vector<std::vector<float>> logits = runner.run_chunks(chunks);
   for (size_t p = 0; p < golden.size(); ++p) {
     ASSERT_EQ(int64_t(logits[p].size()), golden[p].rows * V);
     for (int64_t r = 0; r < golden[p].rows; ++r) {
