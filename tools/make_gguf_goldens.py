@@ -347,12 +347,7 @@ def main() -> int:
                 verify.failures.append(f"{name}: reconverted model.gguf differs from the file")
             if name in GGUF_READING:
                 gguf_goldens(name, folder, args.device, verify)
-    if verify:
-        print(f"verify: largest relative logit difference {verify.max_rel:.3g}")
-        for f in verify.failures:
-            print("FAIL:", f)
-        return 1 if verify.failures else 0
-    return 0
+    return verify.report() if verify else 0
 
 
 if __name__ == "__main__":

@@ -283,6 +283,13 @@ class Compare:
         if got != want:
             self.failures.append(f"{label}: {got} != {want}")
 
+    def report(self) -> int:
+        """Prints the largest difference and every failure; the exit status (1 on a failure)."""
+        print(f"verify: largest relative logit difference {self.max_rel:.3g}")
+        for f in self.failures:
+            print("FAIL:", f)
+        return 1 if self.failures else 0
+
 
 # ----------------------------------------------------------------------------- tiny goldens
 
@@ -548,12 +555,7 @@ def main() -> int:
                 return 1
         else:
             make_smollm2(args.out, args.gguf, args.device, verify)
-    if verify:
-        print(f"verify: largest relative logit difference {verify.max_rel:.3g}")
-        for f in verify.failures:
-            print("FAIL:", f)
-        return 1 if verify.failures else 0
-    return 0
+    return verify.report() if verify else 0
 
 
 if __name__ == "__main__":
