@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_openai_client import MODEL_ID, Server, run_suite  # noqa: E402
+from test_openai_client import MODEL_ID, ServerTestCase, run_suite  # noqa: E402
 
 
 def post(url, body):
@@ -40,18 +40,8 @@ def metrics(port):
     return out
 
 
-class OpenAIApiTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        import openai
-        cls.openai = openai
-        cls.server = Server("--max-n", "8")
-        cls.client = openai.OpenAI(base_url=cls.server.url(), api_key="none", max_retries=0)
-        cls.root = f"http://127.0.0.1:{cls.server.port}"
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
+class OpenAIApiTest(ServerTestCase):
+    SERVER_ARGS = ("--max-n", "8")
 
     def chat(self, **kw):
         kw.setdefault("model", MODEL_ID)

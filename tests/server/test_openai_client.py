@@ -83,6 +83,23 @@ def generate_cli(prompt, max_tokens, chat):
     return out[:-1] if out.endswith("\n") else out
 
 
+class ServerTestCase(unittest.TestCase):
+    """A server started once per class (SERVER_ARGS), an openai client for it, and its root URL."""
+    SERVER_ARGS = ()
+
+    @classmethod
+    def setUpClass(cls):
+        import openai
+        cls.openai = openai
+        cls.server = Server(*cls.SERVER_ARGS)
+        cls.client = openai.OpenAI(base_url=cls.server.url(), api_key="none", max_retries=0)
+        cls.root = f"http://127.0.0.1:{cls.server.port}"
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+
 class OpenAIClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

@@ -17,7 +17,7 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_openai_client import MODEL_ID, Server, run_suite  # noqa: E402
+from test_openai_client import MODEL_ID, ServerTestCase, run_suite  # noqa: E402
 
 TOOLS = [{"type": "function",
           "function": {"name": "get_weather", "description": "The weather in a city.",
@@ -35,19 +35,7 @@ def few_shot(answer, question=QUESTION, shots=4):
     return msgs + [{"role": "user", "content": question}]
 
 
-class ToolCallTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        import openai
-        cls.openai = openai
-        cls.server = Server()
-        cls.client = openai.OpenAI(base_url=cls.server.url(), api_key="none", max_retries=0)
-        cls.root = f"http://127.0.0.1:{cls.server.port}"
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-
+class ToolCallTest(ServerTestCase):
     def chat(self, **kw):
         kw.setdefault("model", MODEL_ID)
         kw.setdefault("temperature", 0)
