@@ -135,6 +135,7 @@ TEST(ConfigVariants, LongropePicksFactorsByServedContext) {
   json j = fixture_config("tiny-mistral");
   j["architectures"] = {"Phi3ForCausalLM"};
   j["model_type"] = "phi3";
+  j["head_dim"] = 32;  // 16 frequencies, as the factors below
   j.erase("rope_parameters");
   j["rope_theta"] = 10000.0;
   j["original_max_position_embeddings"] = 16;

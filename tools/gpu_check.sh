@@ -69,7 +69,10 @@ case "$mode" in
     for bin in "$stage/nc/bin/"*; do
       ldd "$bin" | awk '/=>/ {print $3}' | while read -r lib; do
         case "$(basename "$lib")" in
+          # libstdc++ and libgcc_s too: objects the JIT compiles there link against the GPU
+          # machine's (newer) libstdc++, which an older bundled copy would shadow.
           libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libcuda*|libcublas*) ;;
+          libstdc++.so*|libgcc_s.so*) ;;
           *) [ -n "$lib" ] && cp -L "$lib" "$stage/nc/lib/" ;;
         esac
       done

@@ -123,7 +123,7 @@ std::vector<float> cos_sin_table(int max_pos, int D) {
 }
 
 TEST_F(CudaOps, RopeF32Table) {
-  for (int D : {64, 128}) {
+  for (int D : {64, 96, 128, 256}) {
     const int T = 29, Hq = 9, Hk = 3, max_pos = 4096;
     std::vector<float> table = cos_sin_table(max_pos, D);
     Tensor tc = cpu->alloc({max_pos, D}, DType::F32), tg = gpu->alloc({max_pos, D}, DType::F32);
@@ -150,7 +150,8 @@ TEST_F(CudaOps, QkvSplitNormRope) {
   };
   const int max_pos = 4096;
   for (Dims d : {Dims{1, 16, 8, 128}, Dims{37, 16, 8, 128}, Dims{5, 32, 8, 128},
-                 Dims{19, 32, 8, 64}, Dims{3, 16, 8, 64}, Dims{1, 9, 3, 64}})
+                 Dims{19, 32, 8, 64}, Dims{3, 16, 8, 64}, Dims{1, 9, 3, 64}, Dims{7, 32, 8, 96},
+                 Dims{2, 2, 1, 96}, Dims{11, 8, 4, 256}, Dims{1, 2, 1, 256}})
     for (bool norms : {false, true}) {
       SCOPED_TRACE(::testing::Message() << "T=" << d.T << " Hq=" << d.Hq << " Hk=" << d.Hk
                                         << " D=" << d.D << " norms " << norms);
@@ -225,11 +226,11 @@ TEST_F(CudaOps, QkvSplitNormRopeRejectsBadInput) {
   Tensor f32q = gpu->alloc({2, 2 * D}, DType::F32);
   EXPECT_THROW(gpu->qkv_split_norm_rope(xg, Tensor(), Tensor(), 1e-6f, pg, tg, D, f32q, k, v),
                Error);  // dtype
-  Tensor t96 = gpu->alloc({16, 96}, DType::F32);
-  Tensor x96 = gpu->alloc({2, 4 * 96}, DType::BF16), q96 = gpu->alloc({2, 2 * 96}, DType::BF16),
-         k96 = gpu->alloc({2, 96}, DType::BF16), v96 = gpu->alloc({2, 96}, DType::BF16);
-  EXPECT_THROW(gpu->qkv_split_norm_rope(x96, Tensor(), Tensor(), 1e-6f, pg, t96, 96, q96, k96, v96),
-               Error);  // head_dim 96
+  Tensor t80 = gpu->alloc({16, 80}, DType::F32);
+  Tensor x80 = gpu->alloc({2, 4 * 80}, DType::BF16), q80 = gpu->alloc({2, 2 * 80}, DType::BF16),
+         k80 = gpu->alloc({2, 80}, DType::BF16), v80 = gpu->alloc({2, 80}, DType::BF16);
+  EXPECT_THROW(gpu->qkv_split_norm_rope(x80, Tensor(), Tensor(), 1e-6f, pg, t80, 80, q80, k80, v80),
+               Error);  // head_dim 80
   EXPECT_THROW(gpu->qkv_split_norm_rope(xc, Tensor(), Tensor(), 1e-6f, pg, tg, D, q, k, v),
                Error);  // CPU input
 }

@@ -40,8 +40,10 @@ cudaError_t prefill_plan_impl(const PlanQuery& q, Fn&& fn) {
 
 }  // namespace
 
-// The plans pass window_left -1 even for a windowed level: FlashInfer uses it only to shorten the
-// KV lengths its split heuristic sees; the kernel's variant masks either way.
+// The plans pass the level's window: FlashInfer's prefill kernel starts each row's KV at the
+// window and lays out its split-KV partial outputs by the window's length, so a plan made without
+// it places them where the merge does not look. Head dims FlashInfer's merge does not dispatch
+// (96) are planned without a KV split: its kernel would merge the splits itself and refuse them.
 void prefill_workspace_size(const PlanQuery& q, size_t* float_bytes, size_t* int_bytes) {
   fi_call("prefill plan", [&] {
     return prefill_plan_impl(
@@ -49,8 +51,8 @@ void prefill_workspace_size(const PlanQuery& q, size_t* float_bytes, size_t* int
                uint32_t dqk, uint32_t dvo, uint32_t ps) {
           return flashinfer::PrefillPlanWorkspaceSize<int32_t>(
               *float_bytes, *int_bytes, qo, kv, rows, b, hq, hk, dqk, dvo, ps, q.cuda_graph,
-              /*sizeof_dtype_o=*/2, /*window_left=*/-1,
-              /*fixed_split_size=*/-1, /*disable_split_kv=*/false, /*num_colocated_ctas=*/0,
+              /*sizeof_dtype_o=*/2, q.window_left,
+              /*fixed_split_size=*/-1, !flashinfer_dispatches(q.head_dim), /*num_colocated_ctas=*/0,
               /*uniform_q_len=*/0, /*stream=*/nullptr);
         });
   });
@@ -65,7 +67,7 @@ PlanInfo prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t 
           return flashinfer::PrefillPlan<int32_t>(
               ws.float_ws, ws.float_bytes, ws.int_ws, ws.int_pinned, ws.int_bytes, plan, qo, kv,
               rows, b, hq, hk, dqk, dvo, ps, q.cuda_graph, /*sizeof_dtype_o=*/2,
-              /*window_left=*/-1, /*fixed_split_size=*/-1, /*disable_split_kv=*/false,
+              q.window_left, /*fixed_split_size=*/-1, !flashinfer_dispatches(q.head_dim),
               /*num_colocated_ctas=*/0, /*uniform_q_len=*/0, stream);
         });
   });

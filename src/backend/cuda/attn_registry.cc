@@ -54,11 +54,18 @@ void* load_object(const std::string& path, const std::string& table_key) {
   const bool linked = ::link(path.c_str(), alias.c_str()) == 0;
   void* h = ::dlopen((linked ? alias : path).c_str(), RTLD_NOW | RTLD_LOCAL);
   if (linked) ::unlink(alias.c_str());
-  if (h == nullptr) return nullptr;
+  if (h == nullptr) {
+    // Said here because the cache only learns "rejected" (e.g. a library version the object
+    // needs and the process does not have).
+    const char* why = ::dlerror();
+    fmt::print(stderr, "nc: jit: {} does not load: {}\n", path, why ? why : "unknown reason");
+    return nullptr;
+  }
   auto entry = reinterpret_cast<cuda::AttnEntryFn>(::dlsym(h, cuda::kAttnEntrySymbol));
   const cuda::AttnKernelTable* t = entry != nullptr ? entry() : nullptr;
   if (t == nullptr || t->abi != cuda::kAttnTableAbi || t->key == nullptr ||
       std::strcmp(t->key, table_key.c_str()) != 0) {
+    fmt::print(stderr, "nc: jit: {} is not the object for {}\n", path, table_key);
     ::dlclose(h);
     return nullptr;
   }

@@ -109,6 +109,7 @@ std::vector<cuda::PlanQuery> CudaAttention::choose_kernels(CudaAttentionPlan& pl
     q = {in.qo_indptr.data(), in.kv_indptr.data(), plan.num_tokens, lp.batch_size,
          shape.num_qo_heads,  shape.num_kv_heads,  shape.head_dim,  shape.kv.page_size};
     q.kv_last_page_len_h = in.kv_last_page_len.data();
+    q.window_left = l + 1 == step.levels.size() ? shape.window_left : -1;
     lp.kernel = level_kernel(in, shape);
     if (lp.kernel != LevelKernel::SM90Prefill) {
       lp.table = kernel_table(lp.kernel, lp.causal, l + 1 == step.levels.size(), shape);

@@ -73,6 +73,7 @@ std::unique_ptr<AttentionPlan> CudaAttention::plan_for_graph(const AttentionStep
                         shape.num_kv_heads,  shape.head_dim,      page_size,
                         /*cuda_graph=*/true};
     const bool own = l + 1 == nl;
+    queries[l].window_left = own ? shape.window_left : -1;
     queries[l].kernels = kernel_table(own ? LevelKernel::Decode : LevelKernel::Prefill,
                                       g.levels[l]->causal, own, shape);
   }

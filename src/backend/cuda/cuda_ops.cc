@@ -95,7 +95,7 @@ void CudaOps::rope(Tensor q, Tensor k, const Tensor& positions, const Tensor& co
            "rope: cos/sin table {} does not have {} columns", shape_str(cos_sin.shape()), head_dim);
   expect_cuda(cos_sin, "rope table");
   cos_sin.expect_contiguous("rope table");
-  NC_CHECK(cuda::head_dim_supported(head_dim), "rope: head_dim {} not supported (64, 128)",
+  NC_CHECK(cuda::head_dim_supported(head_dim), "rope: head_dim {} not supported (64, 96, 128, 256)",
            head_dim);
   for (const Tensor* t : {static_cast<const Tensor*>(&q), static_cast<const Tensor*>(&k)}) {
     expect_bf16(*t, "rope input");
@@ -115,7 +115,7 @@ QkvWidths CudaOps::check_qkv_split(const Tensor& qkv, const Tensor& q_norm, cons
                                    const Tensor& q, const Tensor& k, const Tensor& v) const {
   const char* what = "qkv_split_norm_rope";
   expect_i32(positions, "qkv_split_norm_rope positions");
-  NC_CHECK(cuda::head_dim_supported(head_dim), "{}: head_dim {} not supported (64, 128)", what,
+  NC_CHECK(cuda::head_dim_supported(head_dim), "{}: head_dim {} not supported (64, 96, 128, 256)", what,
            head_dim);
   const QkvWidths widths =
       check_qkv_split_shapes(qkv, q_norm, k_norm, positions, cos_sin, head_dim, q, k, v);

@@ -140,6 +140,9 @@ struct PlanQuery {
   const int32_t* kv_last_page_len_h = nullptr;
   // The level's kernel configuration: a decode level is sized and planned through it.
   const AttnKernelTable* kernels = nullptr;
+  // The level's sliding window (-1: none; only the own level has one). FlashInfer's prefill plan
+  // must see it: its kernel skips the KV tiles before the window and sizes its KV split by it.
+  int window_left = -1;
 };
 
 // Workspace bytes (float, int) that a plan needs.

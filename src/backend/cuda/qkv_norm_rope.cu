@@ -42,6 +42,8 @@ __device__ __forceinline__ void store_bf16(bf16* p, const float (&x)[P]) {
 // Grid (tokens, ceil(heads / kWarpsPerBlock)); warp w of block (t, g) takes head
 // g * kWarpsPerBlock + w of token t's row, heads ordered q (hq), k (hk), v (hk). Lane l holds the
 // P values from l * P of each half of the head: the rotate-half partners sit in the same lane.
+// Where the half is not a multiple of 32 (head_dim 96: P = 2, 24 lanes), the lanes past it hold
+// zeros for the norm's warp sum and write nothing.
 template <int D>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     qkv_split_norm_rope_kernel(const bf16* __restrict__ qkv, const bf16* __restrict__ q_norm,
@@ -49,18 +51,22 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
                                const int32_t* __restrict__ positions,
                                const float* __restrict__ cos_sin, int hq, int hk,
                                bf16* __restrict__ q, bf16* __restrict__ k, bf16* __restrict__ v) {
-  constexpr int kHalf = D / 2, P = kHalf / 32;
-  static_assert(kHalf % 32 == 0, "head_dim must be a multiple of 64");
+  constexpr int kHalf = D / 2, P = (kHalf + 31) / 32;
+  static_assert(kHalf % P == 0, "head_dim must split into equal runs per lane");
   const int64_t t = blockIdx.x;
   const int heads = hq + 2 * hk;
   const int head = int(blockIdx.y) * kWarpsPerBlock + int(threadIdx.x / 32);
   if (head >= heads) return;  // the whole warp leaves together
   const int lane = int(threadIdx.x % 32), d0 = lane * P;
+  const bool active = d0 < kHalf;
   const bf16* src = qkv + (t * heads + head) * D;
-  float x1[P], x2[P];
-  load_bf16<P>(src + d0, x1);
-  load_bf16<P>(src + kHalf + d0, x2);
+  float x1[P] = {}, x2[P] = {};
+  if (active) {
+    load_bf16<P>(src + d0, x1);
+    load_bf16<P>(src + kHalf + d0, x2);
+  }
   if (head >= hq + hk) {  // v: a plain copy
+    if (!active) return;
     bf16* dst = v + (t * hk + (head - hq - hk)) * D;
     store_bf16<P>(dst + d0, x1);
     store_bf16<P>(dst + kHalf + d0, x2);
@@ -76,6 +82,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 #pragma unroll
     for (int off = 16; off > 0; off /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, off);
     const float inv = rsqrtf(ss / float(D) + eps);
+    if (!active) return;
     float w1[P], w2[P];
     load_bf16<P>(w + d0, w1);
     load_bf16<P>(w + kHalf + d0, w2);
@@ -85,6 +92,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       x2[i] = w2[i] * (x2[i] * inv);
     }
   }
+  if (!active) return;
   const float* c = cos_sin + int64_t(positions[t]) * D + d0;
   const float* s = c + kHalf;
   float o1[P], o2[P];
@@ -116,12 +124,18 @@ void qkv_split_norm_rope_bf16(const void* qkv, const void* q_norm, const void* k
     case 64:
       launch(qkv_split_norm_rope_kernel<64>);
       break;
+    case 96:
+      launch(qkv_split_norm_rope_kernel<96>);
+      break;
     case 128:
       launch(qkv_split_norm_rope_kernel<128>);
       break;
+    case 256:
+      launch(qkv_split_norm_rope_kernel<256>);
+      break;
     default:
       throw std::runtime_error("qkv_split_norm_rope: head_dim " + std::to_string(head_dim) +
-                               " not supported (64, 128)");
+                               " not supported (64, 96, 128, 256)");
   }
   check_launch("qkv_split_norm_rope");
 }
