@@ -216,15 +216,22 @@ TEST(CpuQuant, BadInputNamesTheValue) {
       expect_error([&] { cpu_isa_parse(v.c_str()); }, {"NC_CPU_ISA=" + v, "does not support"});
       expect_error(
           [&] {
-            cpu_matmul(x.data(), 1, {DType::Q8_0, 2, 64, w.data()}, out.data(), pool, isa);
+            cpu_matmul(x.data(), 1, {DType::Q8_0, 2, 64, w.data()}, out.data(), pool, isa,
+                       CpuActivations::F32);
           },
           {v});
     }
   }
   expect_error([&] { cpu_activations_parse("int4"); }, {"NC_CPU_ACTIVATIONS=int4"});
-  EXPECT_EQ(cpu_activations_parse(""), CpuActivations::F32);
+  EXPECT_EQ(cpu_activations_parse(""), CpuActivations::Int8);
   EXPECT_EQ(cpu_activations_parse("int8"), CpuActivations::Int8);
   EXPECT_EQ(cpu_activations_parse("f32"), CpuActivations::F32);
+  const CpuActivations saved = cpu_activations_active();
+  for (CpuActivations a : kAllCpuActivations) {
+    set_cpu_activations(a);
+    EXPECT_EQ(cpu_activations_active(), a);
+  }
+  set_cpu_activations(saved);
 }
 
 }  // namespace

@@ -138,15 +138,23 @@ TEST(SmolLM2GoldenSlow, Float32WeightsMatchTransformers) {
     EXPECT_EQ(generated[p], golden[p].greedy) << "prompt " << p;
 }
 
-// The weights as the file stores them (Q4_1, Q8_0), as the engine runs them by default: the
-// blocks are decoded to float32 inside the dot products and meet the activations as they are
-// (NC_CPU_ACTIVATIONS=f32), so the model is the float32 model of the dequantized weights and
-// matches transformers as tightly as above: logits within 1e-4 and the same greedy tokens.
+// Sets the process's CPU activation mode (cpu_matmul.h) for one test, then restores it.
+struct ActivationsFor {
+  explicit ActivationsFor(CpuActivations a) : saved(cpu_activations_active()) {
+    set_cpu_activations(a);
+  }
+  ~ActivationsFor() { set_cpu_activations(saved); }
+  CpuActivations saved;
+};
+
+// The weights as the file stores them (Q4_1, Q8_0) with float activations (NC_CPU_ACTIVATIONS=
+// f32): the blocks are decoded to float32 inside the dot products and meet the activations as
+// they are, so the model is the float32 model of the dequantized weights and matches transformers
+// as tightly as above: logits within 1e-4 (measured 2026-12-05: 1-2e-6) and the same greedy tokens.
 TEST(SmolLM2GoldenSlow, QuantizedWeightsMatchTransformers) {
   if (!std::filesystem::exists(kSmolLM2))
     GTEST_SKIP() << "default model not downloaded: run tools/setup.sh";
-  if (cpu_activations_active() != CpuActivations::F32)
-    GTEST_SKIP() << "NC_CPU_ACTIVATIONS=int8: the int8 test below covers this mode";
+  const ActivationsFor mode(CpuActivations::F32);
   std::vector<GoldenPrompt> golden = testing::read_golden(testing::fixtures_dir() + "/smollm2");
   ASSERT_GE(golden.size(), 3u);
   LoadedModel lm = load_model(kSmolLM2);
@@ -164,10 +172,10 @@ TEST(SmolLM2GoldenSlow, QuantizedWeightsMatchTransformers) {
     EXPECT_EQ(generated[p], golden[p].greedy) << "prompt " << p;
 }
 
-// NC_CPU_ACTIVATIONS=int8 (run this binary with it set; skipped otherwise): the dot products
-// quantize the activations to int8 per block (as llama.cpp does), which moves the logits by 2-5%
-// (relative L2 over the vocabulary, measured 2026-12-05: 0.023-0.050 on the five prompts). (The
-// same run: 4 of the 5 continuations part, at tokens 5, 3, 19 and 1, where the float32 model
+// The weights as stored with int8 activations (NC_CPU_ACTIVATIONS=int8, the default): the dot
+// products quantize the activations to int8 per block (as llama.cpp does), which moves the logits
+// by 2-5% (relative L2 over the vocabulary, measured 2026-12-05: 0.023-0.050 on the five prompts).
+// (The same run: 4 of the 5 continuations part, at tokens 5, 3, 19 and 1, where the float32 model
 // ranks the two candidates 0.22, 0.08, 0.16 and 0.03 logits apart.)
 // Greedy continuations then follow transformers' until a near-tie, where they may part: at the
 // first token that differs, the float32 model (exact, above) must rank the two candidates within
@@ -175,8 +183,7 @@ TEST(SmolLM2GoldenSlow, QuantizedWeightsMatchTransformers) {
 TEST(SmolLM2GoldenSlow, Int8ActivationsMatchTransformersUpToNearTies) {
   if (!std::filesystem::exists(kSmolLM2))
     GTEST_SKIP() << "default model not downloaded: run tools/setup.sh";
-  if (cpu_activations_active() != CpuActivations::Int8)
-    GTEST_SKIP() << "int8 activations are not in use: set NC_CPU_ACTIVATIONS=int8 to test them";
+  const ActivationsFor mode(CpuActivations::Int8);
   constexpr double kLogitTolerance = 0.08;
   constexpr float kNearTie = 0.5f;
   std::vector<GoldenPrompt> golden = testing::read_golden(testing::fixtures_dir() + "/smollm2");

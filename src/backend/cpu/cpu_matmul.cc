@@ -7,6 +7,7 @@
 #include "backend/cpu/cpu_matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
@@ -225,15 +226,32 @@ const char* cpu_activations_name(CpuActivations a) {
 }
 
 CpuActivations cpu_activations_parse(const char* value) {
-  if (value == nullptr || *value == '\0') return CpuActivations::F32;
+  if (value == nullptr || *value == '\0') return CpuActivations::Int8;
   for (CpuActivations a : kAllCpuActivations)
     if (std::string_view(value) == cpu_activations_name(a)) return a;
   fail_as(ErrorKind::InvalidArgument, "NC_CPU_ACTIVATIONS={}: unknown value (f32 or int8)", value);
 }
 
+namespace {
+// -1 until the environment is read or a mode is set.
+std::atomic<int>& activations_mode() {
+  static std::atomic<int> mode{-1};
+  return mode;
+}
+}  // namespace
+
 CpuActivations cpu_activations_active() {
-  static const CpuActivations a = cpu_activations_parse(std::getenv("NC_CPU_ACTIVATIONS"));
-  return a;
+  int m = activations_mode().load(std::memory_order_relaxed);
+  if (m < 0) {
+    m = int(cpu_activations_parse(std::getenv("NC_CPU_ACTIVATIONS")));
+    int unset = -1;  // a concurrent set_cpu_activations() wins
+    if (!activations_mode().compare_exchange_strong(unset, m)) m = unset;
+  }
+  return CpuActivations(m);
+}
+
+void set_cpu_activations(CpuActivations a) {
+  activations_mode().store(int(a), std::memory_order_relaxed);
 }
 
 void cpu_matmul(const float* x, int64_t N, const CpuWeightView& w, float* out, ThreadPool& pool) {

@@ -14,7 +14,8 @@
 //     chosen at run time from what the CPU reports (cpu_isa.h; NC_CPU_ISA forces a lower path);
 //     every path gives the same result as the portable one within float rounding, and a CPU
 //     without an extension never executes its instructions.
-//   - Activations (CpuActivations below; NC_CPU_ACTIVATIONS=f32|int8, default f32):
+//   - Activations (CpuActivations below; NC_CPU_ACTIVATIONS=f32|int8, default int8: the faster
+//     at batch 1 on AVX2, docs/benchmarks.md "CPU engine"):
 //       f32: block weights are decoded to float32 (exactly dequantize()'s values, quant_fdot.h)
 //         and meet x as it is: the result is the float32 product of the dequantized weights,
 //         within float rounding of a float64 reference (SmolLM2's logits within 1e-4 of
@@ -52,18 +53,22 @@ struct CpuWeightView {
 enum class CpuActivations { F32, Int8 };
 inline constexpr CpuActivations kAllCpuActivations[] = {CpuActivations::F32, CpuActivations::Int8};
 const char* cpu_activations_name(CpuActivations a);  // "f32", "int8"
-// The mode for `value` (a NC_CPU_ACTIVATIONS setting; null or empty = f32); throws nc::Error
+// The mode for `value` (a NC_CPU_ACTIVATIONS setting; null or empty = int8); throws nc::Error
 // naming the value when it is unknown.
 CpuActivations cpu_activations_parse(const char* value);
-// The mode in use: cpu_activations_parse(getenv("NC_CPU_ACTIVATIONS")), read once per process.
+// The mode in use: cpu_activations_parse(getenv("NC_CPU_ACTIVATIONS")), read once per process,
+// unless set_cpu_activations() chose one since.
 CpuActivations cpu_activations_active();
+// Process-wide; for the tests and for a front end's flag: call it between steps, never while a
+// matmul runs (a step must not mix the modes).
+void set_cpu_activations(CpuActivations a);
 
 // out[N, W.rows] = x[N, W.cols] . W^T (see the contract above), on the active path and mode.
 void cpu_matmul(const float* x, int64_t N, const CpuWeightView& w, float* out, ThreadPool& pool);
 
 // The same on a given path and mode (tests run every path the CPU supports).
 void cpu_matmul(const float* x, int64_t N, const CpuWeightView& w, float* out, ThreadPool& pool,
-                CpuIsa isa, CpuActivations act = CpuActivations::F32);
+                CpuIsa isa, CpuActivations act);
 
 // Row r of W as float32 (cols values): embedding lookups from a block-format table. Exactly
 // formats/gguf.h's dequantize() of that row.

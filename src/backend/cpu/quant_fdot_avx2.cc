@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "backend/cpu/quant_avx2_helpers.h"
@@ -155,6 +156,42 @@ void direct(const void* w, int64_t ws, const float* x, int64_t cols, float* out)
   for (int j = 0; j < kDirectRows; ++j) out[j] = hsum(acc[j]);
 }
 
+// Q4_1's direct kernel with the scale work of the four rows in one conversion: their (d, m)
+// halves side by side become 8 floats at once, each then broadcast by a permute. The values are
+// DecQ4_1's (an f16 converts to the same float either way), the operations on them the same.
+void direct_q4_1(const void* w, int64_t ws, const float* x, int64_t cols, float* out) {
+  static_assert(kDirectRows == 4);
+  const auto* w0 = static_cast<const uint8_t*>(w);
+  const __m256i f = _mm256_set1_epi32(0x0F);
+  __m256 acc[4];
+  for (auto& a : acc) a = _mm256_setzero_ps();
+  for (int64_t i = 0; i < cols / kQK; ++i) {
+    const BlockQ4_1* b[4];
+    int32_t dm[4];
+    for (int j = 0; j < 4; ++j) {
+      b[j] = reinterpret_cast<const BlockQ4_1*>(w0 + j * ws) + i;
+      std::memcpy(&dm[j], &b[j]->d, 4);  // d and m, adjacent halves
+    }
+    const __m256 dm8 = _mm256_cvtph_ps(_mm_setr_epi32(dm[0], dm[1], dm[2], dm[3]));
+    __m256 xv[4];
+    for (int c = 0; c < 4; ++c) xv[c] = _mm256_loadu_ps(x + kQK * i + 8 * c);
+    for (int j = 0; j < 4; ++j) {
+      const __m256 d = _mm256_permutevar8x32_ps(dm8, _mm256_set1_epi32(2 * j));
+      const __m256 m = _mm256_permutevar8x32_ps(dm8, _mm256_set1_epi32(2 * j + 1));
+      const __m256i a = bytes_u32(b[j]->qs), c = bytes_u32(b[j]->qs + 8);
+      const __m256 v0 = _mm256_fmadd_ps(d, to_float(_mm256_and_si256(a, f)), m);
+      const __m256 v1 = _mm256_fmadd_ps(d, to_float(_mm256_and_si256(c, f)), m);
+      const __m256 v2 = _mm256_fmadd_ps(d, to_float(_mm256_srli_epi32(a, 4)), m);
+      const __m256 v3 = _mm256_fmadd_ps(d, to_float(_mm256_srli_epi32(c, 4)), m);
+      acc[j] = _mm256_fmadd_ps(v0, xv[0], acc[j]);
+      acc[j] = _mm256_fmadd_ps(v1, xv[1], acc[j]);
+      acc[j] = _mm256_fmadd_ps(v2, xv[2], acc[j]);
+      acc[j] = _mm256_fmadd_ps(v3, xv[3], acc[j]);
+    }
+  }
+  for (int j = 0; j < 4; ++j) out[j] = hsum(acc[j]);
+}
+
 // ---- gemm over decoded rows: MW x NX outputs per pass, each its own accumulator ----
 
 template <int MW, int NX>
@@ -205,6 +242,7 @@ void use_avx2_float_kernels(FloatActKernels* k) {
   k->gemm = gemm;
   set<DecQ4_0>(k, kQ4_0);
   set<DecQ4_1>(k, kQ4_1);
+  k->direct[kQ4_1] = direct_q4_1;
   set<DecQ8_0>(k, kQ8_0);
   set<DecQ45_K<false>>(k, kQ4_K);
   set<DecQ45_K<true>>(k, kQ5_K);
