@@ -2,7 +2,8 @@
 // projection and the 49152 x 576 tied lm_head) in the default model's formats (Q4_1, Q8_0), at
 // N = 1, 8 and 32 x rows, beside the bandwidth of a plain memcpy measured in the same run (bytes
 // read per second). Threads: NC_NUM_THREADS (or the hardware); path: NC_CPU_ISA (or the best).
-// Then one decode step's matmuls of the whole model (see model_step).
+// Then one decode step's matmuls of the whole model (see model_step). Activations:
+// NC_CPU_ACTIVATIONS (f32 or int8; cpu_matmul.h).
 // A plain program (no Google Benchmark) so that a static build runs on any x86-64 machine:
 //   NC_NUM_THREADS=2 ./build/bench/nc_cpu_matmul_bw
 #include <time.h>
@@ -112,7 +113,7 @@ void model_step(nc::ThreadPool& pool, double copy_gbs) {
     ws.push_back(random_blocks(mats[i].t, mats[i].M, mats[i].K, 88172645463325252ull + i));
     bytes += double(ws.back().size());
   }
-  for (int64_t N : {1, 8, 32}) {
+  for (int64_t N : {1, 8, 32, 128}) {  // 128: a prompt's step (the lm_head included)
     std::vector<float> x(size_t(N * 1536), 0.5f), out(size_t(N * 49152));
     const Timing tm = best_seconds(
         [&] {
@@ -133,7 +134,9 @@ void model_step(nc::ThreadPool& pool, double copy_gbs) {
 
 int main() {
   nc::ThreadPool& pool = nc::ThreadPool::global();
-  std::printf("threads %d, path %s\n", pool.size(), nc::cpu_isa_name(nc::cpu_isa_active()));
+  std::printf("threads %d, path %s, activations %s\n", pool.size(),
+              nc::cpu_isa_name(nc::cpu_isa_active()),
+              nc::cpu_activations_name(nc::cpu_activations_active()));
   const Timing pf = best_seconds([&] { pool.parallel_for(pool.size(), [](int64_t, int64_t) {}); });
   std::printf("parallel_for round trip   %7.2f us (an empty job on every thread)\n", pf.wall * 1e6);
   const double copy = memcpy_gbs();

@@ -84,10 +84,12 @@ inline std::vector<float> dequantized(DType t, const std::vector<uint8_t>& w, in
   return out;
 }
 
-// The activation row as the format's dot product sees it (dequantized int8 blocks, or x itself).
-inline std::vector<float> activation_as_seen(DType t, const float* x, int64_t cols) {
+// The activation row as the format's dot product sees it (dequantized int8 blocks in int8 mode,
+// or x itself).
+inline std::vector<float> activation_as_seen(DType t, CpuActivations act, const float* x,
+                                             int64_t cols) {
   std::vector<float> out(x, x + cols);
-  if (!dtype_is_block(t)) return out;
+  if (!dtype_is_block(t) || act == CpuActivations::F32) return out;
   const int bs = dtype_block_elems(t) == 32 ? qk::kQK : qk::kQKK;
   if (bs == qk::kQK) {
     std::vector<qk::XBlock32> b(size_t(cols / bs));

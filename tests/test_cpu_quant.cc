@@ -1,10 +1,16 @@
-// cpu_matmul over every stored weight format and every ISA path this CPU has: against float64
-// references (over the dequantized blocks and the quantized activations it sees: tight; over the
-// original float x: within the activation quantization bound), the paths against each other, batch
-// and thread invariance bit for bit, cpu_weight_row against dequantize(), and errors.
+// cpu_matmul over every stored weight format, every ISA path this CPU has and both activation
+// modes: against float64 references (over the dequantized blocks and the activations it sees:
+// tight; int8 mode over the original float x: within the activation quantization bound), the
+// paths against each other, batch and thread invariance bit for bit, cpu_weight_row against
+// dequantize(), and errors. A path this CPU lacks (AVX-512 on the dev machine) is skipped by
+// name (CpuQuant.EveryPathIsRunHere); run the suite on a CPU with it to cover it:
+//   nc_tests --gtest_filter='CpuQuant*:CpuFloatAct*'
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <string>
+#include <utility>
 
 #include "backend/cpu/cpu_isa.h"
 #include "core/error.h"
@@ -37,16 +43,20 @@ Problem make_problem(DType t, int64_t M, int64_t K, int64_t N, unsigned seed) {
   return p;
 }
 
-std::vector<float> run(const Problem& p, ThreadPool& pool, CpuIsa isa) {
+std::vector<float> run(const Problem& p, ThreadPool& pool, CpuIsa isa, CpuActivations act) {
   std::vector<float> out(size_t(p.N * p.M), -1.0f);
-  cpu_matmul(p.x.data(), p.N, p.view(), out.data(), pool, isa);
+  cpu_matmul(p.x.data(), p.N, p.view(), out.data(), pool, isa, act);
   return out;
+}
+
+std::string path_name(DType t, CpuIsa isa, CpuActivations act) {
+  return std::string(dtype_name(t)) + " " + cpu_isa_name(isa) + " " + cpu_activations_name(act);
 }
 
 // The largest activation rounding error of a block: half its quantization step, with a margin for
 // the float rounding of x * (1 / d).
-double act_step_bound(DType t, const float* x, int64_t cols, const float* w) {
-  if (!dtype_is_block(t)) return 0.0;
+double act_step_bound(DType t, CpuActivations act, const float* x, int64_t cols, const float* w) {
+  if (!dtype_is_block(t) || act == CpuActivations::F32) return 0.0;
   const int64_t bs = dtype_block_elems(t) == 32 ? 32 : 256;
   double bound = 0.0;
   for (int64_t b = 0; b < cols; b += bs) {
@@ -67,66 +77,83 @@ TEST(CpuQuant, MatchesFloat64ReferencesOnEveryPath) {
       if (K % dtype_block_elems(t) != 0) continue;
       const Problem p = make_problem(t, 7, K, 3, 11 + unsigned(t));
       const std::vector<float> wf = test::dequantized(t, p.w, p.M * K);
-      for (CpuIsa isa : supported_isas()) {
-        const std::vector<float> out = run(p, pool, isa);
-        for (int64_t n = 0; n < p.N; ++n) {
-          const float* x = p.x.data() + n * K;
-          const std::vector<float> xs = test::activation_as_seen(t, x, K);
-          for (int64_t m = 0; m < p.M; ++m) {
-            const float* w = wf.data() + m * K;
-            double seen = 0, exact = 0, mag = 0;
-            for (int64_t k = 0; k < K; ++k) {
-              seen += double(w[k]) * xs[size_t(k)];
-              exact += double(w[k]) * x[k];
-              mag += std::fabs(double(w[k]) * xs[size_t(k)]);
+      for (CpuIsa isa : supported_isas())
+        for (CpuActivations act : kAllCpuActivations) {
+          const std::vector<float> out = run(p, pool, isa, act);
+          for (int64_t n = 0; n < p.N; ++n) {
+            const float* x = p.x.data() + n * K;
+            const std::vector<float> xs = test::activation_as_seen(t, act, x, K);
+            for (int64_t m = 0; m < p.M; ++m) {
+              const float* w = wf.data() + m * K;
+              double seen = 0, exact = 0, mag = 0;
+              for (int64_t k = 0; k < K; ++k) {
+                seen += double(w[k]) * xs[size_t(k)];
+                exact += double(w[k]) * x[k];
+                mag += std::fabs(double(w[k]) * xs[size_t(k)]);
+              }
+              const double got = out[size_t(n * p.M + m)];
+              SCOPED_TRACE(testing::Message()
+                           << path_name(t, isa, act) << " K=" << K << " n=" << n << " m=" << m);
+              EXPECT_NEAR(got, seen, 1e-5 * mag + 1e-30);
+              EXPECT_NEAR(got, exact, 1e-5 * mag + act_step_bound(t, act, x, K, w));
             }
-            const double got = out[size_t(n * p.M + m)];
-            SCOPED_TRACE(testing::Message() << dtype_name(t) << " K=" << K << " "
-                                            << cpu_isa_name(isa) << " n=" << n << " m=" << m);
-            EXPECT_NEAR(got, seen, 1e-5 * mag + 1e-30);
-            EXPECT_NEAR(got, exact, 1e-5 * mag + act_step_bound(t, x, K, w));
           }
         }
-      }
     }
   }
 }
 
 TEST(CpuQuant, EveryPathAgreesWithPortable) {
   ThreadPool pool(2);
-  for (DType t : kWeightDTypes) {
-    const Problem p = make_problem(t, 33, 1024, 5, 101 + unsigned(t));
-    const std::vector<float> ref = run(p, pool, CpuIsa::Portable);
-    const std::vector<float> wf = test::dequantized(t, p.w, p.M * p.K);
-    for (CpuIsa isa : supported_isas()) {
-      const std::vector<float> out = run(p, pool, isa);
-      for (int64_t n = 0; n < p.N; ++n)
-        for (int64_t m = 0; m < p.M; ++m) {
-          double mag = 0;
-          for (int64_t k = 0; k < p.K; ++k)
-            mag += std::fabs(double(wf[size_t(m * p.K + k)]) * p.x[size_t(n * p.K + k)]);
-          EXPECT_NEAR(out[size_t(n * p.M + m)], ref[size_t(n * p.M + m)], 2e-5 * mag)
-              << dtype_name(t) << " " << cpu_isa_name(isa) << " n=" << n << " m=" << m;
-        }
-    }
-  }
-}
-
-// A row's result is the same bits whether it runs alone on one thread or among 37 rows on two.
-TEST(CpuQuant, BatchAndThreadInvariant) {
-  ThreadPool one(1), two(2);
-  for (DType t : kWeightDTypes) {
-    const Problem p = make_problem(t, 67, 512, 37, 201 + unsigned(t));
-    for (CpuIsa isa : supported_isas()) {
-      const std::vector<float> all = run(p, two, isa);
-      for (int64_t n = 0; n < p.N; ++n) {
-        std::vector<float> single(static_cast<size_t>(p.M));
-        cpu_matmul(p.x.data() + n * p.K, 1, p.view(), single.data(), one, isa);
-        EXPECT_EQ(0, std::memcmp(single.data(), all.data() + n * p.M, single.size() * 4))
-            << dtype_name(t) << " " << cpu_isa_name(isa) << " row " << n;
+  for (DType t : kWeightDTypes)
+    for (CpuActivations act : kAllCpuActivations) {
+      const Problem p = make_problem(t, 33, 1024, 5, 101 + unsigned(t));
+      const std::vector<float> ref = run(p, pool, CpuIsa::Portable, act);
+      const std::vector<float> wf = test::dequantized(t, p.w, p.M * p.K);
+      for (CpuIsa isa : supported_isas()) {
+        const std::vector<float> out = run(p, pool, isa, act);
+        for (int64_t n = 0; n < p.N; ++n)
+          for (int64_t m = 0; m < p.M; ++m) {
+            double mag = 0;
+            for (int64_t k = 0; k < p.K; ++k)
+              mag += std::fabs(double(wf[size_t(m * p.K + k)]) * p.x[size_t(n * p.K + k)]);
+            EXPECT_NEAR(out[size_t(n * p.M + m)], ref[size_t(n * p.M + m)], 2e-5 * mag)
+                << path_name(t, isa, act) << " n=" << n << " m=" << m;
+          }
       }
     }
-  }
+}
+
+// A row's result is the same bits whether it runs alone on one thread or among N rows on two:
+// at N = 1 the float-activation path multiplies four weight rows at a time decoded in registers
+// (67 rows leave a remainder), at N > 1 strips of decoded rows (K = 3072 makes strips of 8 rows,
+// several per thread) against groups of x rows (5 and 37 leave remainders).
+TEST(CpuQuant, BatchAndThreadInvariant) {
+  ThreadPool one(1), two(2);
+  for (DType t : kWeightDTypes)
+    for (auto [K, N] : {std::pair<int64_t, int64_t>{512, 37}, {3072, 5}}) {
+      const Problem p = make_problem(t, 67, K, N, 201 + unsigned(t));
+      for (CpuIsa isa : supported_isas())
+        for (CpuActivations act : kAllCpuActivations) {
+          const std::vector<float> all = run(p, two, isa, act);
+          for (int64_t n = 0; n < p.N; ++n) {
+            std::vector<float> single(static_cast<size_t>(p.M));
+            cpu_matmul(p.x.data() + n * p.K, 1, p.view(), single.data(), one, isa, act);
+            EXPECT_EQ(0, std::memcmp(single.data(), all.data() + n * p.M, single.size() * 4))
+                << path_name(t, isa, act) << " K=" << K << " row " << n;
+          }
+        }
+    }
+}
+
+// Each path this CPU has is run by the tests above; one it lacks is named here.
+TEST(CpuQuant, EveryPathIsRunHere) {
+  std::string missing;
+  for (CpuIsa isa : kAllCpuIsas)
+    if (!cpu_isa_supported(isa)) missing += std::string(" ") + cpu_isa_name(isa);
+  if (!missing.empty())
+    GTEST_SKIP() << "not tested on this CPU (the CPU, its OS or this build lacks it):" << missing;
+  EXPECT_EQ(cpu_isa_best(), CpuIsa::Avx512);
 }
 
 TEST(CpuQuant, WeightRowIsDequantize) {
@@ -181,7 +208,30 @@ TEST(CpuQuant, BadInputNamesTheValue) {
   expect_error([&] { cpu_isa_parse("sse9"); }, {"NC_CPU_ISA=sse9"});
   EXPECT_EQ(cpu_isa_parse("portable"), CpuIsa::Portable);
   EXPECT_EQ(cpu_isa_parse(""), cpu_isa_best());
-  if (!cpu_isa_supported(CpuIsa::Avx2)) expect_error([&] { cpu_isa_parse("avx2"); }, {"avx2"});
+  for (CpuIsa isa : kAllCpuIsas) {
+    if (cpu_isa_supported(isa)) {
+      EXPECT_EQ(cpu_isa_parse(cpu_isa_name(isa)), isa);
+    } else {
+      const std::string v = cpu_isa_name(isa);
+      expect_error([&] { cpu_isa_parse(v.c_str()); }, {"NC_CPU_ISA=" + v, "does not support"});
+      expect_error(
+          [&] {
+            cpu_matmul(x.data(), 1, {DType::Q8_0, 2, 64, w.data()}, out.data(), pool, isa,
+                       CpuActivations::F32);
+          },
+          {v});
+    }
+  }
+  expect_error([&] { cpu_activations_parse("int4"); }, {"NC_CPU_ACTIVATIONS=int4"});
+  EXPECT_EQ(cpu_activations_parse(""), CpuActivations::Int8);
+  EXPECT_EQ(cpu_activations_parse("int8"), CpuActivations::Int8);
+  EXPECT_EQ(cpu_activations_parse("f32"), CpuActivations::F32);
+  const CpuActivations saved = cpu_activations_active();
+  for (CpuActivations a : kAllCpuActivations) {
+    set_cpu_activations(a);
+    EXPECT_EQ(cpu_activations_active(), a);
+  }
+  set_cpu_activations(saved);
 }
 
 }  // namespace

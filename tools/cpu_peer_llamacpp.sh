@@ -16,7 +16,12 @@
 # tok/s = tokens of the decode-only steps / their wall time; prompt tok/s = tokens of the steps
 # with prefill / their wall time (llama.cpp: S_TG and S_PP).
 #
-# Run it on a quiet machine: anything else running changes both engines' numbers.
+# Run it on a quiet machine: anything else running changes both engines' numbers. The load
+# average at the start and the end goes into the table's header line.
+#
+# nanocascade's matmul path follows the environment (src/backend/cpu/cpu_matmul.h):
+# NC_CPU_ACTIVATIONS=int8|f32 (unset: int8), NC_CPU_ISA; the header line names both. To compare
+# the modes, run the script once per mode with OUT set apart, alternating.
 #
 # Environment (defaults in brackets):
 #   THREADS [2]  NPP [128]  NTG [64]  NPL [1,8,32]
@@ -40,6 +45,7 @@ fi
 build=${LLAMA_BUILD_DIR:-$src/build-cpu}
 out=${OUT:-build/cpu_peer_out}
 mkdir -p "$out"
+load0=$(cut -d' ' -f1 /proc/loadavg)
 for f in "$model" "$nc_bin"; do
   [ -e "$f" ] || { echo "cpu_peer: $f is missing (make build; tools/setup.sh)" >&2; exit 2; }
 done
@@ -81,9 +87,11 @@ done
 
 # --- table ---------------------------------------------------------------------------------
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-python3 - "$out" "$npl" "$threads" "$npp" "$ntg" "$cpu" "$model" <<'EOF' | tee "$out/table.md"
+mode="activations ${NC_CPU_ACTIVATIONS:-int8 (default)}, ISA ${NC_CPU_ISA:-best}"
+load="load average $load0 at the start, $(cut -d' ' -f1 /proc/loadavg) at the end"
+python3 - "$out" "$npl" "$threads" "$npp" "$ntg" "$cpu" "$model" "$mode; $load" <<'EOF' | tee "$out/table.md"
 import datetime, json, sys
-out, npl, threads, npp, ntg, cpu, model = sys.argv[1:]
+out, npl, threads, npp, ntg, cpu, model, mode = sys.argv[1:]
 llama = {}
 for line in open(f"{out}/llama.jsonl"):
     if line.startswith("{"):
@@ -98,7 +106,7 @@ def rate(j, name):
     return kind(j, name, "tokens") / wall if wall > 0 else float("nan")
 
 print(f"CPU: {cpu}; {threads} threads each; {model}; prompt {npp}, {ntg} generated; "
-      f"{datetime.date.today().isoformat()}\n")
+      f"{datetime.date.today().isoformat()}; nanocascade {mode}\n")
 print("| B | llama.cpp decode tok/s | nanocascade decode tok/s | ratio | "
       "llama.cpp prompt tok/s | nanocascade prompt tok/s | ratio |")
 print("|---:|---:|---:|---:|---:|---:|---:|")

@@ -25,7 +25,7 @@ int64_t slot_offset(const PagedKVBatch& batch, const KVCacheShape& kv, int b, in
 
 const attn::RowKernels& row_kernels() {
   static const attn::RowKernels k =
-      cpu_isa_active() == CpuIsa::Avx2 ? attn::avx2_rows() : attn::kPortableRows;
+      cpu_isa_active() != CpuIsa::Portable ? attn::avx2_rows() : attn::kPortableRows;
   return k;
 }
 

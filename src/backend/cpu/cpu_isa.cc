@@ -1,11 +1,35 @@
 #include "backend/cpu/cpu_isa.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <string_view>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "core/error.h"
 
 namespace nc {
+namespace {
+
+#if defined(__x86_64__) || defined(__i386__)
+// AVX-512 F (leaf 7 ebx bit 16), BW (bit 30), VL (bit 31), and XCR0 showing that the OS saves
+// the SSE, AVX, opmask, ZMM_Hi256 and Hi16_ZMM state (bits 1, 2, 5, 6, 7).
+bool avx512_usable() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false;  // OSXSAVE
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const unsigned want = (1u << 16) | (1u << 30) | (1u << 31);
+  if ((b & want) != want) return false;
+  uint32_t lo, hi;
+  asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  const uint32_t state = 0xE6;  // bits 1, 2, 5, 6, 7
+  return (lo & state) == state;
+}
+#endif
+
+}  // namespace
 
 const char* cpu_isa_name(CpuIsa isa) {
   switch (isa) {
@@ -13,6 +37,8 @@ const char* cpu_isa_name(CpuIsa isa) {
       return "portable";
     case CpuIsa::Avx2:
       return "avx2";
+    case CpuIsa::Avx512:
+      return "avx512";
   }
   return "?";
 }
@@ -31,11 +57,18 @@ bool cpu_isa_supported(CpuIsa isa) {
 #else
       return false;
 #endif
+    case CpuIsa::Avx512:
+#if defined(NC_HAVE_AVX512_KERNELS)
+      return cpu_isa_supported(CpuIsa::Avx2) && avx512_usable();
+#else
+      return false;
+#endif
   }
   return false;
 }
 
 CpuIsa cpu_isa_best() {
+  if (cpu_isa_supported(CpuIsa::Avx512)) return CpuIsa::Avx512;
   return cpu_isa_supported(CpuIsa::Avx2) ? CpuIsa::Avx2 : CpuIsa::Portable;
 }
 
@@ -47,7 +80,8 @@ CpuIsa cpu_isa_parse(const char* value) {
       fail_as(ErrorKind::Unsupported, "NC_CPU_ISA={}: this CPU does not support {}", value, value);
     return isa;
   }
-  fail_as(ErrorKind::InvalidArgument, "NC_CPU_ISA={}: unknown value (portable or avx2)", value);
+  fail_as(ErrorKind::InvalidArgument, "NC_CPU_ISA={}: unknown value (portable, avx2 or avx512)",
+          value);
 }
 
 CpuIsa cpu_isa_active() {

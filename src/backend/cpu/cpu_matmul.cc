@@ -1,14 +1,21 @@
-// cpu_matmul: validates the weight view, quantizes the x rows once (where the format's dot product
-// wants quantized activations), then splits the W rows across the pool; each thread walks its rows
-// in tiles small enough to stay in cache while every x row passes over them.
+// cpu_matmul: validates the weight view, then splits the W rows across the pool. Int8 activations:
+// the x rows are quantized once (where the format's dot product wants it), and each thread walks
+// its rows in tiles small enough to stay in cache while every x row passes over them. Float
+// activations against block weights: at N = 1 the weight rows are decoded in registers, four at a
+// time; at N > 1 each thread decodes a strip of its rows into a cache-resident float buffer and
+// runs the path's gemm over all x rows (quant_fdot.h: the same bits either way).
 #include "backend/cpu/cpu_matmul.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <vector>
 
 #include "backend/cpu/cpu_isa.h"
 #include "backend/cpu/quant_dot.h"
+#include "backend/cpu/quant_fdot.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
@@ -52,13 +59,60 @@ Plan plan_for(const qk::QuantKernels& k, DType t) {
           dtype_name(t), int(t));
 }
 
+// The tables of each path, built on first use of that path only: the use_*() functions run
+// instructions of their own extension (even copying the table may use its registers), so they
+// must never run where cpu_isa_supported() said no (cpu_matmul checks it first).
+// The int8 kernels: AVX2's serve the AVX-512 path too (it has no int8 kernels of its own).
 const qk::QuantKernels& kernels(CpuIsa isa) {
+  if (isa == CpuIsa::Portable) return qk::kPortableKernels;
   static const qk::QuantKernels avx2 = [] {
     qk::QuantKernels k = qk::kPortableKernels;
     qk::use_avx2_kernels(&k);
     return k;
   }();
-  return isa == CpuIsa::Avx2 ? avx2 : qk::kPortableKernels;
+  return avx2;
+}
+
+qk::FloatActKernels with_avx2_float() {
+  qk::FloatActKernels k = qk::kPortableFloatKernels;
+  qk::use_avx2_float_kernels(&k);
+  return k;
+}
+
+const qk::FloatActKernels& float_kernels(CpuIsa isa) {
+  if (isa == CpuIsa::Avx2) {
+    static const qk::FloatActKernels avx2 = with_avx2_float();
+    return avx2;
+  }
+  if (isa == CpuIsa::Avx512) {
+    static const qk::FloatActKernels avx512 = [] {
+      qk::FloatActKernels k = with_avx2_float();
+      qk::use_avx512_float_kernels(&k);
+      return k;
+    }();
+    return avx512;
+  }
+  return qk::kPortableFloatKernels;
+}
+
+// The block format's index in the float-activation tables, or -1 for a float dtype.
+int block_format(DType t) {
+  switch (t) {
+    case DType::Q4_0:
+      return qk::kQ4_0;
+    case DType::Q4_1:
+      return qk::kQ4_1;
+    case DType::Q8_0:
+      return qk::kQ8_0;
+    case DType::Q4_K:
+      return qk::kQ4_K;
+    case DType::Q5_K:
+      return qk::kQ5_K;
+    case DType::Q6_K:
+      return qk::kQ6_K;
+    default:
+      return -1;
+  }
 }
 
 void check_view(const CpuWeightView& w, int64_t N) {
@@ -135,18 +189,85 @@ void prefetch_rows(const uint8_t* wd, int64_t row_bytes, int64_t m, int64_t end)
 
 constexpr int64_t kTileBytes = 16 * 1024;  // W rows per tile: about half of L1
 constexpr int kRowsPerCall = 4;            // x rows per kernel call
+// Decoded weight rows per strip (float activations, N > 1): a strip stays in L2 while groups of x
+// rows stream past it from L1.
+constexpr int64_t kStripBytes = 96 * 1024;
+
+// Float activations against block weights (format f); see the file comment.
+void matmul_float_act(const float* x, int64_t N, const CpuWeightView& w, float* out,
+                      ThreadPool& pool, const qk::FloatActKernels& k, int f) {
+  const int64_t M = w.rows, K = w.cols;
+  const int64_t row_bytes = int64_t(dtype_bytes(w.dtype, K));
+  const auto* wd = static_cast<const uint8_t*>(w.data);
+  const qk::DecodeRowFn decode = k.decode[f];
+  const qk::DirectFn direct = k.direct[f];
+  const int64_t strip = N == 1 ? 1 : std::clamp<int64_t>(kStripBytes / (K * 4), 1, 256);
+  pool.parallel_for(M, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> wbuf;
+    wbuf.resize(size_t(strip * K));
+    int64_t m = begin;
+    if (N == 1 && direct)  // bit-identical to decode + gemm (quant_fdot.h)
+      for (; m + k.direct_rows <= end; m += k.direct_rows) {
+        prefetch_rows(wd, row_bytes, m + kPrefetchRows, end);
+        direct(wd + m * row_bytes, row_bytes, x, K, out + m);
+      }
+    for (; m < end; m += strip) {
+      const int mw = int(std::min(strip, end - m));
+      for (int j = 0; j < mw; ++j) decode(wd + (m + j) * row_bytes, K, wbuf.data() + j * K);
+      k.gemm(wbuf.data(), K, mw, x, K, int(N), K, out + m, M);
+    }
+  });
+}
 
 }  // namespace
 
+const char* cpu_activations_name(CpuActivations a) {
+  return a == CpuActivations::F32 ? "f32" : "int8";
+}
+
+CpuActivations cpu_activations_parse(const char* value) {
+  if (value == nullptr || *value == '\0') return CpuActivations::Int8;
+  for (CpuActivations a : kAllCpuActivations)
+    if (std::string_view(value) == cpu_activations_name(a)) return a;
+  fail_as(ErrorKind::InvalidArgument, "NC_CPU_ACTIVATIONS={}: unknown value (f32 or int8)", value);
+}
+
+namespace {
+// -1 until the environment is read or a mode is set.
+std::atomic<int>& activations_mode() {
+  static std::atomic<int> mode{-1};
+  return mode;
+}
+}  // namespace
+
+CpuActivations cpu_activations_active() {
+  int m = activations_mode().load(std::memory_order_relaxed);
+  if (m < 0) {
+    m = int(cpu_activations_parse(std::getenv("NC_CPU_ACTIVATIONS")));
+    int unset = -1;  // a concurrent set_cpu_activations() wins
+    if (!activations_mode().compare_exchange_strong(unset, m)) m = unset;
+  }
+  return CpuActivations(m);
+}
+
+void set_cpu_activations(CpuActivations a) {
+  activations_mode().store(int(a), std::memory_order_relaxed);
+}
+
 void cpu_matmul(const float* x, int64_t N, const CpuWeightView& w, float* out, ThreadPool& pool) {
-  cpu_matmul(x, N, w, out, pool, cpu_isa_active());
+  cpu_matmul(x, N, w, out, pool, cpu_isa_active(), cpu_activations_active());
 }
 
 void cpu_matmul(const float* x, int64_t N, const CpuWeightView& w, float* out, ThreadPool& pool,
-                CpuIsa isa) {
+                CpuIsa isa, CpuActivations act) {
   check_view(w, N);
   NC_CHECK(cpu_isa_supported(isa), "cpu_matmul: this CPU does not support {}", cpu_isa_name(isa));
   const qk::QuantKernels& k = kernels(isa);
+  const int f = block_format(w.dtype);
+  if (act == CpuActivations::F32 && f >= 0) {
+    if (N > 0 && w.rows > 0) matmul_float_act(x, N, w, out, pool, float_kernels(isa), f);
+    return;
+  }
   const Plan plan = plan_for(k, w.dtype);
   if (N == 0 || w.rows == 0) return;
   thread_local std::vector<uint8_t> xbuf;
