@@ -264,3 +264,66 @@ NEW_SPECS = [
                         Ablation("attention factor 1", _attention_factor_one,
                                  prompts=(0, 1, 2))]),
 ]
+
+
+# ----------------------------------------------------------------------------- DeepSeek (MLA)
+
+def _deepseek_common(q_lora_rank, rope: dict) -> dict:
+    # MLA: 4 heads of qk_nope 16 + qk_rope 8, values 16 wide, a 32-wide latent. Every layer is
+    # dense (first_k_dense_replace = num_hidden_layers): the expert fields are set but unused.
+    return dict(
+        vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, kv_lora_rank=32, q_lora_rank=q_lora_rank,
+        qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, max_position_embeddings=256,
+        rms_norm_eps=1e-6, tie_word_embeddings=False, first_k_dense_replace=2,
+        n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+        bos_token_id=None, eos_token_id=None, pad_token_id=None, rope_parameters=rope)
+
+
+def deepseek_yarn(mscale: float, mscale_all_dim: float) -> dict:
+    # YaRN as DeepSeek-V2's checkpoints set it (factor 40 over 4096 there), shrunk: factor 4 over
+    # 64 original positions; beta_fast/beta_slow put the ramp inside the 4 rope frequencies.
+    return {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+            "original_max_position_embeddings": 64, "beta_fast": 32, "beta_slow": 1,
+            "mscale": mscale, "mscale_all_dim": mscale_all_dim}
+
+
+def deepseek_v2_lite_config():
+    from transformers import DeepseekV2Config
+    return DeepseekV2Config(**_deepseek_common(None, deepseek_yarn(0.707, 0.707)))
+
+
+def deepseek_v2_config():
+    from transformers import DeepseekV2Config
+    return DeepseekV2Config(**_deepseek_common(24, deepseek_yarn(0.707, 0.707)))
+
+
+def deepseek_v3_config():
+    # mscale != mscale_all_dim: the cos/sin attention factor differs from 1 as well.
+    from transformers import DeepseekV3Config
+    return DeepseekV3Config(**_deepseek_common(24, deepseek_yarn(1.0, 0.8)), rope_interleave=True)
+
+
+def _no_yarn(config) -> None:
+    config.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
+
+
+def _no_mscale_all_dim(config) -> None:
+    config.rope_parameters["mscale_all_dim"] = 0
+
+
+_MLA_KEYS = ("kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
+             "first_k_dense_replace")
+
+NEW_SPECS += [
+    TinySpec("tiny-deepseek-v2-lite", deepseek_v2_lite_config, seed=1101, config_style="v5",
+             check_keys=_MLA_KEYS,
+             ablations=[Ablation("no yarn", _no_yarn, prompts=(0, 1, 2)),
+                        Ablation("no mscale_all_dim", _no_mscale_all_dim, prompts=(0, 1, 2))]),
+    TinySpec("tiny-deepseek-v2", deepseek_v2_config, seed=1102, config_style="hub",
+             check_keys=_MLA_KEYS),
+    TinySpec("tiny-deepseek-v3", deepseek_v3_config, seed=1103, config_style="v5",
+             check_keys=_MLA_KEYS + ("rope_interleave",),
+             ablations=[Ablation("rope_interleave false", _set("rope_interleave", False),
+                                 prompts=(0, 1, 2))]),
+]

@@ -223,4 +223,15 @@ void Backend::soft_cap(Tensor, float) {
   fail_as(ErrorKind::Unsupported, "backend {}: soft_cap is not implemented", name());
 }
 
+void Backend::head_linear(const Tensor&, const Tensor&, Tensor) {
+  fail_as(ErrorKind::Unsupported, "backend {}: MLA (head_linear) is not implemented", name());
+}
+void Backend::mla_rope_norm(const Tensor&, const Tensor&, const Tensor&, float, const Tensor&,
+                            const Tensor&, bool, int, Tensor, Tensor) {
+  fail_as(ErrorKind::Unsupported, "backend {}: MLA (mla_rope_norm) is not implemented", name());
+}
+void Backend::mla_attention(const AttentionPlan&, const Tensor&, const Tensor&, Tensor, Tensor) {
+  fail_as(ErrorKind::Unsupported, "backend {}: MLA attention is not implemented", name());
+}
+
 }  // namespace nc

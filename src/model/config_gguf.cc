@@ -176,11 +176,12 @@ void gguf_gemma(const GgufFile& f, const std::string& arch, ModelConfig& c) {
 ModelConfig config_from_gguf(const GgufFile& f) {
   ModelConfig c;
   const std::string arch = f.get_string("general.architecture");
+  if (arch == "deepseek2") return config_from_gguf_deepseek2(f);  // config_gguf_deepseek.cc
   NC_CHECK_AS(ErrorKind::Unsupported,
               arch == "llama" || arch == "qwen2" || arch == "qwen3" || arch == "phi3" ||
                   arch == "gemma2" || arch == "gemma3",
               "GGUF: unsupported architecture '{}' (supported: llama, qwen2, qwen3, phi3, gemma2, "
-              "gemma3)",
+              "gemma3, deepseek2)",
               arch);
   c.architecture = arch;
   const std::string p = arch + ".";

@@ -21,6 +21,7 @@
 #include "core/host_tensor.h"
 #include "kv/paged_kv.h"
 #include "model/layer_kinds.h"
+#include "model/mla.h"
 #include "model/model_config.h"
 #include "model/rope.h"
 
@@ -118,6 +119,7 @@ class LlamaModel {
     Tensor o_proj, o_bias;  // o_bias undefined unless o_proj_bias
     Tensor gate_up;         // fused [2 I, H]
     Tensor down;
+    std::optional<MlaLayer> mla;  // DeepSeek's MLA in place of qkv .. o_bias (model/mla.h)
   };
   struct Workspace {
     int64_t capacity = 0;      // tokens
@@ -130,6 +132,8 @@ class LlamaModel {
   using WeightFn = std::function<Tensor(const std::string& name, const Shape& shape)>;
 
   void load(const WeightFn& weight, bool has_lm_head);
+  // Layer i's q/k/v (fused) and o projections and q/k norms, through `up` (counts the bytes).
+  void load_attention(Layer& L, int64_t i, const WeightFn& up);
   void load_rope_tables();  // kinds_ and their cos/sin tables
   // Uploads t as it is where the backend keeps its dtype, else dequantized to float32 first.
   Tensor upload_weight(const HostTensor& t);
@@ -164,6 +168,7 @@ class LlamaModel {
   std::vector<Layer> layers_;
   LayerKinds kinds_;
   Workspace ws_;
+  MlaWorkspace mla_ws_;  // MLA models only
   int64_t weight_bytes_ = 0;
   GraphOptions graph_opts_;
   // Graph key of bucket i with levels[k] attention levels for kind k (each 1..max_levels):

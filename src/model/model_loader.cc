@@ -10,6 +10,7 @@
 #include "core/json_file.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "model/deepseek.h"
 
 namespace nc {
 namespace {
@@ -57,7 +58,16 @@ const char* hf_layer_part(const std::string& gguf_part, const std::string& arch)
       {"ffn_norm", "post_attention_layernorm"},
       {"ffn_gate", "mlp.gate_proj"},
       {"ffn_up", "mlp.up_proj"},
-      {"ffn_down", "mlp.down_proj"}};
+      {"ffn_down", "mlp.down_proj"},
+      // DeepSeek's MLA (deepseek2): kv_b split into k_b / v_b by newer converters.
+      {"attn_q_a", "self_attn.q_a_proj"},
+      {"attn_q_a_norm", "self_attn.q_a_layernorm"},
+      {"attn_q_b", "self_attn.q_b_proj"},
+      {"attn_kv_a_mqa", "self_attn.kv_a_proj_with_mqa"},
+      {"attn_kv_a_norm", "self_attn.kv_a_layernorm"},
+      {"attn_kv_b", "self_attn.kv_b_proj"},
+      {"attn_k_b", "self_attn.k_b_proj"},
+      {"attn_v_b", "self_attn.v_b_proj"}};
   for (const auto& [g, h] : kParts) {
     if (gguf_part == g) return h;
   }
@@ -82,6 +92,7 @@ LoadedModel load_gguf(const std::string& path) {
     }
     m.weights.emplace(hf, std::move(x));
   }
+  if (m.config.mla.enabled()) merge_gguf_kv_b(m.config, m.weights);
   check_weights(m.config, m.weights);
   return m;
 }
@@ -109,6 +120,7 @@ LoadedModel load_hf_folder(const fs::path& dir) {
   m.weights = load_safetensors_dir(dir.string());
   // With tied embeddings the decoder reads the embedding; a stored copy would only cost memory.
   if (m.config.tie_embeddings) m.weights.erase("lm_head.weight");
+  if (m.config.mla.enabled()) drop_mtp_layers(m.config, m.weights);
   if (m.config.norm_weight_offset) add_norm_offset(m.weights);
   check_weights(m.config, m.weights);
   return m;
@@ -179,6 +191,10 @@ std::vector<WeightSpec> expected_weights(const ModelConfig& c) {
   w.push_back({"model.embed_tokens.weight", {c.vocab_size, h}});
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const std::string p = fmt::format("model.layers.{}.", l);
+    if (c.mla.enabled()) {  // DeepSeek (model/deepseek.h)
+      append_deepseek_layer_specs(c, p, w);
+      continue;
+    }
     w.push_back({p + "input_layernorm.weight", {h}});
     if (phi3) {  // Phi-3's checkpoints store q/k/v and gate/up fused
       w.push_back({p + "self_attn.qkv_proj.weight", {q + 2 * kv, h}});
