@@ -25,8 +25,9 @@ std::string fixtures() {
   return o && *o ? o : NC_FIXTURES_DIR;
 }
 
-const char* const kModels[] = {"tiny-mistral", "tiny-gemma2", "tiny-gemma3", "tiny-phi3",
-                               "tiny-phi3-longrope"};
+const char* const kModels[] = {"tiny-mistral",     "tiny-gemma2",        "tiny-gemma3",
+                               "tiny-phi3",        "tiny-phi3-longrope", "tiny-deepseek-v2-lite",
+                               "tiny-deepseek-v2", "tiny-deepseek-v3"};
 
 // bf16 activations through up to 6 layers of a random model: the synthetic models' bound
 // (test_cuda_model.cc) with room for the deeper fixtures.
