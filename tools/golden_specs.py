@@ -1,7 +1,7 @@
 """Tiny fixture specs for make_golden.py: the spec type and the attention-variant models.
 
-make_golden.py keeps the Llama/Qwen specs; this file adds Gemma 2, Gemma 3, Mistral and Phi-3
-(plain and longrope), each with the config rewrites that give it the spelling of its checkpoints
+make_golden.py keeps the Llama/Qwen specs; this file adds Gemma 2, Gemma 3, Mistral, Phi-3
+(plain and longrope) and Qwen3-MoE, each with the config rewrites that give it the spelling of its checkpoints
 on the Hub, and "ablations": variants of the config that must change the logits (a sliding
 window, a soft cap, a rope base) or must leave them unchanged (longrope's short factors), so a
 fixture cannot pass an engine that ignores the feature it is there to test. docs/golden.md says
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import Gemma2Config, Gemma3TextConfig, MistralConfig, Phi3Config
+from transformers import Gemma2Config, Gemma3TextConfig, MistralConfig, Phi3Config, Qwen3MoeConfig
 
 # Window of the sliding-window layers: shorter than the 19- and 40-token prompts, longer than the
 # 7-token one. HF's mask lets query i see keys j with i - WINDOW < j <= i (WINDOW keys, itself
@@ -224,12 +224,41 @@ def _attention_factor_one(config) -> None:
     config.rope_parameters["attention_factor"] = 1.0
 
 
+# ----------------------------------------------------------------------------- Qwen3-MoE
+
+
+def qwen3_moe_config() -> Qwen3MoeConfig:
+    # 8 experts, top-2 renormalised (as Qwen3-30B-A3B), expert MLPs of 32; layer 0 dense through
+    # mlp_only_layers (its MLP of intermediate_size 64), layer 1 sparse.
+    return Qwen3MoeConfig(
+        vocab_size=512, hidden_size=64, head_dim=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        rms_norm_eps=1e-6, tie_word_embeddings=False, num_experts=8, num_experts_per_tok=2,
+        moe_intermediate_size=32, norm_topk_prob=True, decoder_sparse_step=1,
+        mlp_only_layers=[0], bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+
+
+def hubify_qwen3_moe(path: Path) -> None:
+    """Qwen3-30B-A3B's Hub spelling: rope_theta, rope_scaling null, torch_dtype, and
+    "num_experts" (transformers 5 writes its alias num_local_experts)."""
+    cfg = json.loads(path.read_text())
+    rope = dict(cfg.pop("rope_parameters"))
+    cfg["rope_theta"] = rope.pop("rope_theta")
+    cfg["rope_scaling"] = None
+    cfg["torch_dtype"] = cfg.pop("dtype")
+    cfg["num_experts"] = cfg.pop("num_local_experts")
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
 # ----------------------------------------------------------------------------- the specs
 
 _WINDOW_KEYS = ("sliding_window", "layer_types")
 _GEMMA_KEYS = _WINDOW_KEYS + ("query_pre_attn_scalar", "attn_logit_softcapping",
                               "final_logit_softcapping", "hidden_activation")
 _PHI3_KEYS = ("original_max_position_embeddings", "max_position_embeddings", "sliding_window")
+_MOE_KEYS = ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob",
+             "decoder_sparse_step", "mlp_only_layers")
 
 NEW_SPECS = [
     TinySpec("tiny-mistral", mistral_config, seed=1004, config_style="v5",
@@ -262,5 +291,11 @@ NEW_SPECS = [
                         Ablation("long factors = short factors", _long_is_short,
                                  prompts=(0, 1, 2)),
                         Ablation("attention factor 1", _attention_factor_one,
+                                 prompts=(0, 1, 2))]),
+    TinySpec("tiny-qwen3-moe", qwen3_moe_config, seed=1008, config_style="hub",
+             hubify=hubify_qwen3_moe, check_keys=_MOE_KEYS,
+             ablations=[Ablation("norm_topk_prob off", _set("norm_topk_prob", False),
+                                 prompts=(0, 1, 2)),
+                        Ablation("top-1 routing", _set("num_experts_per_tok", 1),
                                  prompts=(0, 1, 2))]),
 ]

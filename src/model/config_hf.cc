@@ -71,10 +71,10 @@ std::optional<std::string> opt_string(const json& j, const char* key) {
 
 std::optional<std::string> arch_of_class(const std::string& cls) {
   static const std::pair<const char*, const char*> kClasses[] = {
-      {"LlamaForCausalLM", "llama"},  {"Qwen2ForCausalLM", "qwen2"},
-      {"Qwen3ForCausalLM", "qwen3"},  {"MistralForCausalLM", "mistral"},
-      {"Phi3ForCausalLM", "phi3"},    {"Gemma2ForCausalLM", "gemma2"},
-      {"Gemma3ForCausalLM", "gemma3"}};
+      {"LlamaForCausalLM", "llama"},   {"Qwen2ForCausalLM", "qwen2"},
+      {"Qwen3ForCausalLM", "qwen3"},   {"MistralForCausalLM", "mistral"},
+      {"Phi3ForCausalLM", "phi3"},     {"Gemma2ForCausalLM", "gemma2"},
+      {"Gemma3ForCausalLM", "gemma3"}, {"Qwen3MoeForCausalLM", "qwen3_moe"}};
   for (const auto& [c, a] : kClasses)
     if (cls == c) return a;
   return std::nullopt;
@@ -82,7 +82,7 @@ std::optional<std::string> arch_of_class(const std::string& cls) {
 
 std::optional<std::string> arch_of_model_type(const std::string& t) {
   if (t == "llama" || t == "qwen2" || t == "qwen3" || t == "mistral" || t == "phi3" ||
-      t == "gemma2")
+      t == "gemma2" || t == "qwen3_moe")
     return t;
   if (t == "gemma3_text") return "gemma3";
   return std::nullopt;
@@ -110,7 +110,7 @@ std::string hf_architecture(const json& j) {
   fail_as(ErrorKind::Unsupported,
           "unsupported architecture '{}' (supported: LlamaForCausalLM, Qwen2ForCausalLM, "
           "Qwen3ForCausalLM, MistralForCausalLM, Phi3ForCausalLM, Gemma2ForCausalLM, "
-          "Gemma3ForCausalLM)",
+          "Gemma3ForCausalLM, Qwen3MoeForCausalLM)",
           seen);
 }
 
@@ -314,7 +314,7 @@ ModelConfig config_from_hf_json(const json& j) {
   } else {
     c.attention_bias = c.o_proj_bias = opt_bool(j, "attention_bias").value_or(false);
   }
-  c.qk_norm = c.architecture == "qwen3";
+  c.qk_norm = c.architecture == "qwen3" || c.architecture == "qwen3_moe";
   if (c.architecture.starts_with("qwen")) {  // Qwen's window on its upper layers: not served
     NC_CHECK_AS(ErrorKind::Unsupported, !opt_bool(j, "use_sliding_window").value_or(false),
                 "config.json: use_sliding_window = true is not supported for {}", c.architecture);
@@ -333,6 +333,7 @@ ModelConfig config_from_hf_json(const json& j) {
   }
   NC_CHECK_AS(ErrorKind::Unsupported, !opt_bool(j, "mlp_bias").value_or(false),
               "config.json: mlp_bias = true is not supported");
+  read_moe_hf(j, c);
   c.validate();
   return c;
 }

@@ -22,6 +22,7 @@
 #include "kv/paged_kv.h"
 #include "model/layer_kinds.h"
 #include "model/model_config.h"
+#include "model/moe.h"
 #include "model/rope.h"
 
 namespace nc {
@@ -118,6 +119,7 @@ class LlamaModel {
     Tensor o_proj, o_bias;  // o_bias undefined unless o_proj_bias
     Tensor gate_up;         // fused [2 I, H]
     Tensor down;
+    MoeLayerWeights moe;  // sparse layers (ModelConfig::moe): instead of gate_up and down
   };
   struct Workspace {
     int64_t capacity = 0;      // tokens
@@ -125,6 +127,7 @@ class LlamaModel {
     int64_t bytes = 0;
     Tensor ids, positions, rows, hidden, residual, normed, qkv, q, k, v, attn_out, gate_up, act,
         last_hidden, logits;  // normed: sandwich norms only
+    MoeWorkspace moe;
   };
   // Gives a weight of the given name and shape on the device.
   using WeightFn = std::function<Tensor(const std::string& name, const Shape& shape)>;

@@ -12,12 +12,13 @@
 namespace nc {
 
 void ModelConfig::validate() const {
-  static const char* kArchs[] = {"llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2", "gemma3"};
+  static const char* kArchs[] = {"llama", "qwen2",  "qwen3",  "mistral",
+                                 "phi3",  "gemma2", "gemma3", "qwen3_moe"};
   NC_CHECK_AS(ErrorKind::Unsupported,
               std::any_of(std::begin(kArchs), std::end(kArchs),
                           [&](const char* a) { return architecture == a; }),
               "unsupported architecture '{}' (supported: llama, qwen2, qwen3, mistral, phi3, "
-              "gemma2, gemma3)",
+              "gemma2, gemma3, qwen3_moe)",
               architecture);
   const std::pair<const char*, int64_t> sizes[] = {
       {"num_layers", num_layers}, {"hidden_size", hidden_size},
@@ -74,6 +75,7 @@ void ModelConfig::validate() const {
                 "model config: longrope needs a positive original_max_position_embeddings");
   }
   validate_variants();
+  moe.validate(num_layers);
 }
 
 void ModelConfig::validate_variants() const {
