@@ -1,7 +1,7 @@
 // DeepSeek-V2/V3 around the MLA decoder (model/deepseek.h, config_hf.cc, rope.cc): the config
 // fields read from the tiny fixtures' config.json (YaRN's softmax scale, the rope layout, the
 // MLA ranks), the latent cache's size, llama.cpp's k_b / v_b split undone, the MTP layers
-// dropped, and the errors for what is not served (MoE layers, missing fields and tensors).
+// dropped, and the errors for what is not served (a routing method, missing fields and tensors).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -81,8 +81,8 @@ TEST(DeepseekConfig, V3ReadsQLoraInterleaveAndAttentionFactor) {
 TEST(DeepseekConfig, UnservableConfigsNameTheField) {
   const json base = fixture_config("tiny-deepseek-v2");  // Hub spelling: rope_scaling
   json moe = base;
-  moe["first_k_dense_replace"] = 1;
-  EXPECT_NE(error_of(moe).find("first_k_dense_replace"), std::string::npos) << error_of(moe);
+  moe["topk_method"] = "random";
+  EXPECT_NE(error_of(moe).find("topk_method 'random'"), std::string::npos) << error_of(moe);
   json no_rank = base;
   no_rank.erase("kv_lora_rank");
   EXPECT_NE(error_of(no_rank).find("kv_lora_rank"), std::string::npos) << error_of(no_rank);

@@ -213,6 +213,17 @@ void Backend::replay(int) {
 namespace nc {
 
 // The ops only some models need: a backend without them says so by name.
+void Backend::moe_route(const Tensor&, const Tensor&, const MoeRouting&, Tensor, Tensor) {
+  fail_as(ErrorKind::Unsupported, "backend {}: moe_route (mixture of experts) is not implemented",
+          name());
+}
+
+void Backend::moe_experts(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                          Tensor) {
+  fail_as(ErrorKind::Unsupported, "backend {}: moe_experts (mixture of experts) is not implemented",
+          name());
+}
+
 void Backend::gelu_tanh_and_mul(const Tensor&, Tensor) {
   fail_as(ErrorKind::Unsupported, "backend {}: gelu_tanh_and_mul is not implemented", name());
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backend/logprobs.h"
+#include "backend/moe_routing.h"
 #include "core/host_tensor.h"
 #include "core/tensor.h"
 #include "kv/paged_kv.h"
@@ -157,6 +158,19 @@ class Backend {
   // dst[pairs[2i]] = src[pairs[2i + 1]] for every pair i. src, dst: i32; pairs: i32 [2P]. How a
   // step takes token ids that the previous step sampled on the device (asynchronous scheduling).
   virtual void scatter_ids(const Tensor& src, const Tensor& pairs, Tensor dst) = 0;
+
+  // Mixture of experts (backend/moe_routing.h). moe_route: each token's top_k experts, ids i32
+  // [T, k] and weights f32 [T, k], from router logits f32 [T, E]; bias f32 [E] for sigmoid
+  // routing (undefined: zero), undefined otherwise.
+  virtual void moe_route(const Tensor& logits, const Tensor& bias, const MoeRouting& r, Tensor ids,
+                         Tensor weights);
+  // out[t] = sum over slots j = 0, 1, ... (in that order) of weights[t, j] * expert ids[t, j]
+  // applied to x[t], where expert e(x) = down[e] . (silu(G_e x) * (U_e x)), G_e and U_e the first
+  // and last I rows of gate_up[e]. x, out: [T, H]; gate_up: [E, 2I, H]; down: [E, H, I] (weights
+  // as upload() keeps them); ids, weights: [T, k]. A token's output depends on its own row, ids
+  // and weights only, never on the other tokens of the call (batch invariance).
+  virtual void moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
+                           const Tensor& gate_up, const Tensor& down, Tensor out);
 
   // Attention over paged KV. plan_attention takes host metadata only (no device sync);
   // attention() appends the step's k/v into kv_pages (the layer's page tensor) at the slots the

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "model/model_config.h"
+#include "model/moe_config.h"
 
 namespace nc {
 
@@ -66,12 +67,7 @@ ModelConfig config_from_gguf_deepseek2(const GgufFile& f) {
     scale *= ms * ms;
   }
   c.attn_scale = scale;
-  const int64_t experts = f.get_int(p + "expert_count", 0);
-  const int64_t dense = f.get_int(p + "leading_dense_block_count", 0);
-  NC_CHECK_AS(ErrorKind::Unsupported, experts == 0 || dense >= c.num_layers,
-              "GGUF: mixture-of-experts layers ({}expert_count {}, leading_dense_block_count {} "
-              "< block_count {}) are not supported yet",
-              p, experts, dense, c.num_layers);
+  read_moe_gguf(f, "deepseek2", c);  // model/moe_config.h: sparse layers by their router
   c.validate();
   return c;
 }

@@ -78,6 +78,7 @@ std::optional<std::string> arch_of_class(const std::string& cls) {
       {"Phi3ForCausalLM", "phi3"},
       {"Gemma2ForCausalLM", "gemma2"},
       {"Gemma3ForCausalLM", "gemma3"},
+      {"Qwen3MoeForCausalLM", "qwen3_moe"},
       {"DeepseekV2ForCausalLM", "deepseek_v2"},
       {"DeepseekV3ForCausalLM", "deepseek_v3"}};
   for (const auto& [c, a] : kClasses)
@@ -87,7 +88,7 @@ std::optional<std::string> arch_of_class(const std::string& cls) {
 
 std::optional<std::string> arch_of_model_type(const std::string& t) {
   if (t == "llama" || t == "qwen2" || t == "qwen3" || t == "mistral" || t == "phi3" ||
-      t == "gemma2")
+      t == "gemma2" || t == "qwen3_moe")
     return t;
   if (t == "gemma3_text") return "gemma3";
   if (t == "deepseek_v2" || t == "deepseek_v3") return t;
@@ -116,7 +117,7 @@ std::string hf_architecture(const json& j) {
   fail_as(ErrorKind::Unsupported,
           "unsupported architecture '{}' (supported: LlamaForCausalLM, Qwen2ForCausalLM, "
           "Qwen3ForCausalLM, MistralForCausalLM, Phi3ForCausalLM, Gemma2ForCausalLM, "
-          "Gemma3ForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM)",
+          "Gemma3ForCausalLM, Qwen3MoeForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM)",
           seen);
 }
 
@@ -304,8 +305,8 @@ void read_gemma(const json& j, ModelConfig& c) {
   }
 }
 
-// DeepSeek-V2/V3: the MLA dimensions (model_config.h, MlaConfig) and the layers' MLP. Until the
-// mixture-of-experts layer exists every layer must be dense (first_k_dense_replace covers all).
+// DeepSeek-V2/V3: the MLA dimensions (model_config.h, MlaConfig); the MoE fields are
+// read_moe_hf's (model/moe_config.h).
 void read_deepseek(const json& j, ModelConfig& c) {
   c.activation = activation_of(j, "hidden_act", "silu");
   MlaConfig& m = c.mla;
@@ -325,12 +326,6 @@ void read_deepseek(const json& j, ModelConfig& c) {
     scale *= ms * ms;
   }
   c.attn_scale = scale;
-  const int64_t experts = opt_int(j, "n_routed_experts").value_or(0);
-  const int64_t dense = opt_int(j, "first_k_dense_replace").value_or(0);
-  NC_CHECK_AS(ErrorKind::Unsupported, experts == 0 || dense >= c.num_layers,
-              "config.json: mixture-of-experts layers (n_routed_experts {}, first_k_dense_replace "
-              "{} < num_hidden_layers {}) are not supported yet",
-              experts, dense, c.num_layers);
 }
 
 }  // namespace
@@ -374,7 +369,7 @@ ModelConfig config_from_hf_json(const json& j) {
   } else {
     c.attention_bias = c.o_proj_bias = opt_bool(j, "attention_bias").value_or(false);
   }
-  c.qk_norm = c.architecture == "qwen3";
+  c.qk_norm = c.architecture == "qwen3" || c.architecture == "qwen3_moe";
   if (c.architecture.starts_with("qwen")) {  // Qwen's window on its upper layers: not served
     NC_CHECK_AS(ErrorKind::Unsupported, !opt_bool(j, "use_sliding_window").value_or(false),
                 "config.json: use_sliding_window = true is not supported for {}", c.architecture);
@@ -395,6 +390,7 @@ ModelConfig config_from_hf_json(const json& j) {
   }
   NC_CHECK_AS(ErrorKind::Unsupported, !opt_bool(j, "mlp_bias").value_or(false),
               "config.json: mlp_bias = true is not supported");
+  read_moe_hf(j, c);
   c.validate();
   return c;
 }

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "formats/gguf.h"
+#include "model/moe_weights.h"
 
 namespace nc {
 
@@ -37,12 +38,16 @@ void append_mla_specs(const ModelConfig& c, const std::string& prefix, std::vect
 
 }  // namespace
 
-void append_deepseek_layer_specs(const ModelConfig& c, const std::string& prefix,
-                                 std::vector<WeightSpec>& w) {
+void append_deepseek_layer_specs(const ModelConfig& c, int64_t layer, std::vector<WeightSpec>& w) {
   const int64_t h = c.hidden_size, I = c.intermediate_size;
+  const std::string prefix = fmt::format("model.layers.{}.", layer);
   w.push_back({prefix + "input_layernorm.weight", {h}});
   append_mla_specs(c, prefix, w);
   w.push_back({prefix + "post_attention_layernorm.weight", {h}});
+  if (c.moe.is_sparse(layer)) {
+    append_moe_weight_specs(c, layer, w);
+    return;
+  }
   w.push_back({prefix + "mlp.gate_proj.weight", {I, h}});
   w.push_back({prefix + "mlp.up_proj.weight", {I, h}});
   w.push_back({prefix + "mlp.down_proj.weight", {h, I}});

@@ -12,10 +12,9 @@
 
 namespace nc {
 
-// Appends the tensors of the layer whose names start with `prefix` ("model.layers.3.") to w, by
-// Hugging Face name, with their shapes: its norms, the MLA attention and the dense MLP.
-void append_deepseek_layer_specs(const ModelConfig& c, const std::string& prefix,
-                                 std::vector<WeightSpec>& w);
+// Appends the tensors of layer `layer` to w, by Hugging Face name, with their shapes: its norms,
+// the MLA attention, and the dense MLP or the MoE block (model/moe_weights.h) where it is sparse.
+void append_deepseek_layer_specs(const ModelConfig& c, int64_t layer, std::vector<WeightSpec>& w);
 
 // Erases every tensor of a layer index >= c.num_layers (V3's MTP layers) from w and says so on
 // stderr once; returns how many tensors went.

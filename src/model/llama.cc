@@ -82,6 +82,8 @@ void LlamaModel::ensure_workspace(int64_t T, int64_t R) {
   ws_.act = backend_.alloc({cap, cfg_.intermediate_size}, dt);
   ws_.last_hidden = backend_.alloc({rcap, H}, dt);
   ws_.logits = backend_.alloc({rcap, cfg_.vocab_size}, DType::F32);  // no bf16 rounding of logits
+  ws_.moe.allocate(backend_, cfg_.moe, H, cap);
+  ws_.bytes += ws_.moe.bytes;
   ws_.capacity = cap;
   ws_.row_capacity = rcap;
   for (const Tensor* t : {&ws_.ids, &ws_.positions, &ws_.rows, &ws_.hidden, &ws_.residual,
@@ -138,6 +140,7 @@ void LlamaModel::attention_block(const Layer& L, const LayerKind& kind, const At
 }
 
 void LlamaModel::mlp_block(const Layer& L, const Tensor& in, Tensor out, int64_t T) {
+  if (L.moe.router.defined()) return moe_block(backend_, cfg_.moe, L.moe, ws_.moe, in, out, T);
   Tensor gu = ws_.gate_up.slice(0, T), act = ws_.act.slice(0, T);
   backend_.linear(in, L.gate_up, Tensor(), gu);
   if (cfg_.activation == Activation::GeluTanh) {

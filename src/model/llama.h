@@ -23,6 +23,7 @@
 #include "model/layer_kinds.h"
 #include "model/mla.h"
 #include "model/model_config.h"
+#include "model/moe.h"
 #include "model/rope.h"
 
 namespace nc {
@@ -120,6 +121,7 @@ class LlamaModel {
     Tensor gate_up;         // fused [2 I, H]
     Tensor down;
     std::optional<MlaLayer> mla;  // DeepSeek's MLA in place of qkv .. o_bias (model/mla.h)
+    MoeLayerWeights moe;          // sparse layers (ModelConfig::moe): instead of gate_up and down
   };
   struct Workspace {
     int64_t capacity = 0;      // tokens
@@ -127,6 +129,7 @@ class LlamaModel {
     int64_t bytes = 0;
     Tensor ids, positions, rows, hidden, residual, normed, qkv, q, k, v, attn_out, gate_up, act,
         last_hidden, logits;  // normed: sandwich norms only
+    MoeWorkspace moe;
   };
   // Gives a weight of the given name and shape on the device.
   using WeightFn = std::function<Tensor(const std::string& name, const Shape& shape)>;

@@ -120,8 +120,8 @@ LlamaModel::LlamaModel(const ModelConfig& config, const RandomWeights& random, B
           a = 0.02f;
         } else if (name == "model.embed_tokens.weight" || name == "lm_head.weight") {
           a = float(std::sqrt(3.0 / H));
-        } else {  // a Linear [out, in]
-          a = float(std::sqrt(3.0 / double(shape[1])));
+        } else {  // a Linear [out, in], or stacked experts [E, out, in]
+          a = float(std::sqrt(3.0 / double(shape.back())));
         }
         backend_.fill_uniform(t, seed, -a, a);
         return t;
@@ -156,8 +156,12 @@ void LlamaModel::load(const WeightFn& weight, bool has_lm_head) {
     } else {
       load_attention(L, i, up);
     }
-    L.gate_up = lw("mlp.gate_up_proj.weight", {2 * I, H});
-    L.down = lw("mlp.down_proj.weight", {H, I});
+    if (cfg_.moe.is_sparse(i)) {
+      L.moe = load_moe_layer(cfg_.moe, H, i, up);
+    } else {
+      L.gate_up = lw("mlp.gate_up_proj.weight", {2 * I, H});
+      L.down = lw("mlp.down_proj.weight", {H, I});
+    }
     layers_.push_back(std::move(L));
   }
   load_rope_tables();

@@ -12,13 +12,13 @@
 namespace nc {
 
 void ModelConfig::validate() const {
-  static const char* kArchs[] = {"llama",  "qwen2",  "qwen3",       "mistral",    "phi3",
-                                 "gemma2", "gemma3", "deepseek_v2", "deepseek_v3"};
+  static const char* kArchs[] = {"llama",  "qwen2",  "qwen3",     "mistral",     "phi3",
+                                 "gemma2", "gemma3", "qwen3_moe", "deepseek_v2", "deepseek_v3"};
   NC_CHECK_AS(ErrorKind::Unsupported,
               std::any_of(std::begin(kArchs), std::end(kArchs),
                           [&](const char* a) { return architecture == a; }),
               "unsupported architecture '{}' (supported: llama, qwen2, qwen3, mistral, phi3, "
-              "gemma2, gemma3, deepseek_v2, deepseek_v3)",
+              "gemma2, gemma3, qwen3_moe, deepseek_v2, deepseek_v3)",
               architecture);
   const std::pair<const char*, int64_t> sizes[] = {
       {"num_layers", num_layers}, {"hidden_size", hidden_size},
@@ -81,6 +81,7 @@ void ModelConfig::validate() const {
                 "beta_fast and beta_slow (got {}, {}, {})",
                 rs.original_max_position, rs.beta_fast, rs.beta_slow);
   validate_variants();
+  moe.validate(num_layers);
   if (mla.enabled()) validate_mla();
 }
 

@@ -11,6 +11,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "model/moe_config.h"
+
 namespace nc {
 
 class GgufFile;
@@ -52,8 +54,9 @@ struct MlaConfig {
 enum class Activation { Silu, GeluTanh };
 
 struct ModelConfig {
-  // "llama" | "qwen2" | "qwen3" | "mistral" | "phi3" | "gemma2" | "gemma3" (SmolLM2 is "llama";
-  // "gemma3" is the text model, Hugging Face's gemma3_text; "deepseek_v2" | "deepseek_v3": MLA)
+  // "llama" | "qwen2" | "qwen3" | "qwen3_moe" | "mistral" | "phi3" | "gemma2" | "gemma3" (SmolLM2
+  // is "llama"; "gemma3" is the text model, Hugging Face's gemma3_text; "deepseek_v2" |
+  // "deepseek_v3": MLA)
   std::string architecture;
   int64_t num_layers = 0;
   int64_t hidden_size = 0;
@@ -90,6 +93,9 @@ struct ModelConfig {
   // the 1 (GGUF files from llama.cpp's converter already hold 1 + w).
   bool norm_weight_offset = false;
   MlaConfig mla;  // DeepSeek-V2/V3
+
+  // Mixture of experts (Qwen3-MoE "qwen3_moe"; model/moe_config.h): empty for dense families.
+  MoeConfig moe;
 
   // Whether layer l uses the sliding window.
   bool is_sliding(int64_t layer) const {

@@ -14,6 +14,7 @@
 #include "backend/cpu/cpu_attention.h"
 #include "backend/cpu/cpu_matmul.h"
 #include "backend/cpu/cpu_mla.h"
+#include "backend/cpu/cpu_moe.h"
 #include "backend/cpu/cpu_ops.h"
 #include "backend/op_checks.h"
 #include "core/thread_pool.h"
@@ -222,6 +223,15 @@ class CpuBackend final : public Backend {
         }
       }
     }
+  }
+
+  void moe_route(const Tensor& logits, const Tensor& bias, const MoeRouting& r, Tensor ids,
+                 Tensor weights) override {
+    cpu_moe_route(logits, bias, r, ids, weights);
+  }
+  void moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const Tensor& gate_up,
+                   const Tensor& down, Tensor out) override {
+    cpu_moe_experts(x, ids, weights, gate_up, down, out);
   }
 
   void silu_and_mul(const Tensor& gate_up, Tensor out) override {
