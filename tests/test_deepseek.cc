@@ -95,6 +95,25 @@ TEST(DeepseekConfig, UnservableConfigsNameTheField) {
       << error_of(yarn);
 }
 
+// The benchmark shape (configs/deepseek-v2-lite.json, DeepSeek-V2-Lite's config.json): MLA
+// 512 + 64 without q_lora, 64 routed experts top-6 with two shared, layer 0 dense.
+TEST(DeepseekConfig, V2LiteBenchmarkShapeReads) {
+  const ModelConfig c =
+      load_model_config(testing::fixtures_dir() + "/../../configs/deepseek-v2-lite.json");
+  EXPECT_EQ(c.mla.kv_lora_rank, 512);
+  EXPECT_EQ(c.mla.q_lora_rank, 0);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.mla.qk_nope_head_dim, 128);
+  EXPECT_EQ(c.mla.v_head_dim, 128);
+  EXPECT_EQ(c.moe.routing.num_experts, 64);
+  EXPECT_EQ(c.moe.routing.top_k, 6);
+  EXPECT_EQ(c.moe.shared_intermediate, 2 * 1408);
+  EXPECT_FALSE(c.moe.is_sparse(0));
+  EXPECT_TRUE(c.moe.is_sparse(26));
+  const double m = mscale(40.0, 0.707);
+  EXPECT_NEAR(c.attn_scale, m * m / std::sqrt(192.0), 1e-12);
+}
+
 TEST(DeepseekModel, KvCacheHoldsOneLatentRowPerToken) {
   const ModelConfig c = config_from_hf_json(fixture_config("tiny-deepseek-v3"));
   auto be = make_cpu_backend();

@@ -1,8 +1,9 @@
 // One decoder for the Llama family and its relatives (docs/models.md): Llama 2/3, SmolLM2,
 // Qwen2 (q/k/v bias), Qwen3 (q/k RMSNorm), Mistral (sliding window), Phi-3 (fused qkv and
 // gate_up checkpoints, longrope), Gemma 2 (GeGLU, sandwich norms, scaled embeddings, attention
-// and final-logit soft caps, alternating sliding/global layers) and Gemma 3 text (Gemma 2's
-// layer plus q/k norms, five sliding layers to one global, each kind with its own rope).
+// and final-logit soft caps, alternating sliding/global layers), Gemma 3 text (Gemma 2's
+// layer plus q/k norms, five sliding layers to one global, each kind with its own rope) and
+// DeepSeek-V2/V3 (MLA attention, model/mla.h, over latent KV pages; MoE layers, model/moe.h).
 //
 // Layers come in kinds (model/layer_kinds.h): a kind is one attention variant (window, scale,
 // soft cap) with its own cos/sin table. Each step plans the attention once per kind: the
@@ -31,7 +32,8 @@ namespace nc {
 // The KV pages of every layer, on the backend's device.
 struct KVCache {
   KVCacheShape shape;
-  std::vector<Tensor> layers;  // each [num_pages, 2, page_size, Hkv, D] (NHD) or HND
+  // each [num_pages, 2, page_size, Hkv, D] (NHD) or HND; MLA: [num_pages, page_size, 1, Dl + Dr]
+  std::vector<Tensor> layers;
 };
 
 // One step's input: the new tokens of every scheduled request, concatenated.
@@ -78,7 +80,7 @@ class LlamaModel {
   // num_pages pages for the caller (plus one scratch page when graphs are on: call
   // set_graph_options first).
   KVCache make_kv_cache(int num_pages, int page_size, KVLayout layout = KVLayout::NHD);
-  // Bytes of one page across all layers (K and V) in the backend's dtype.
+  // Bytes of one page across all layers (K and V, or MLA's latent rows) in the backend's dtype.
   int64_t kv_bytes_per_page(int page_size) const;
 
   // Allocates the activation workspace for steps of up to max_tokens tokens and max_rows logit
