@@ -105,8 +105,8 @@ TEST(ConfigVariants, UnservableConfigsNameTheFieldAndValue) {
   j["vision_config"] = json::object();
   EXPECT_NE(error_of(j).find("'vision_config'"), std::string::npos) << error_of(j);
   j = gemma2_json();
-  j["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
-  EXPECT_NE(error_of(j).find("rope scaling type 'yarn'"), std::string::npos) << error_of(j);
+  j["rope_parameters"] = {{"rope_type", "dynamic"}, {"factor", 4.0}};
+  EXPECT_NE(error_of(j).find("rope scaling type 'dynamic'"), std::string::npos) << error_of(j);
   json m = fixture_config("tiny-mistral");
   m["hidden_act"] = "relu";
   EXPECT_NE(error_of(m).find("hidden_act 'relu'"), std::string::npos) << error_of(m);

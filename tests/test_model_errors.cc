@@ -107,8 +107,8 @@ TEST_F(ModelErrors, MissingAndMisshapenWeightsNameTheTensor) {
   EXPECT_NE(msg.find("model.norm.weight"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[63]"), std::string::npos) << msg;
   ModelConfig bad = lm_.config;
-  bad.rope_scaling.type = "yarn";
-  EXPECT_NE(error_of([&] { LlamaModel m(bad, lm_.weights, *backend_); }).find("yarn"),
+  bad.rope_scaling.type = "dynamic";
+  EXPECT_NE(error_of([&] { LlamaModel m(bad, lm_.weights, *backend_); }).find("dynamic"),
             std::string::npos);
 }
 

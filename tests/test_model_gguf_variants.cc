@@ -1,7 +1,8 @@
 // The attention-variant fixtures as llama.cpp's converter writes them (model.gguf beside each,
 // tools/make_gguf_goldens.py, docs/golden.md "GGUF copies"): metadata keys, tensor names per
 // architecture, Gemma's 1 + w norms (not added twice), Llama-architecture q/k permutation,
-// Phi-3's fused tensors and longrope factor tensors.
+// Phi-3's fused tensors and longrope factor tensors, DeepSeek's MLA tensors (kv_b split into
+// k_b / v_b) and deepseek2 keys (the converter run with a SentencePiece filler vocabulary).
 //   - As llama.cpp reads them (no window for Mistral, head_dim^-1/2 for Gemma): logits of every
 //     prompt position within 1e-4 of gguf_golden.json (Phi-3: golden.json), and the greedy
 //     continuation.
@@ -22,8 +23,9 @@ namespace {
 using testing::GoldenPrompt;
 using testing::SeqRunner;
 
-const std::vector<std::string> kFixtures = {"tiny-mistral", "tiny-gemma2", "tiny-gemma3",
-                                            "tiny-phi3", "tiny-phi3-longrope"};
+const std::vector<std::string> kFixtures = {
+    "tiny-mistral",       "tiny-gemma2",           "tiny-gemma3",      "tiny-phi3",
+    "tiny-phi3-longrope", "tiny-deepseek-v2-lite", "tiny-deepseek-v2", "tiny-deepseek-v3"};
 
 std::string dir_of(const std::string& m) {
   return testing::fixtures_dir() + "/" + m;
@@ -103,6 +105,15 @@ TEST_P(ConverterGguf, WithConfigJsonsExtrasMatchesTheCheckpointGoldens) {
   }
   if (c.architecture.starts_with("gemma")) {
     EXPECT_DOUBLE_EQ(c.attn_scale, 1.0 / std::sqrt(double(c.head_dim)));  // llama.cpp's rule
+  }
+  if (c.mla.enabled()) {  // DeepSeek: MLA shapes and the YaRN scale from the deepseek2 keys
+    EXPECT_EQ(c.mla.kv_lora_rank, hf.mla.kv_lora_rank);
+    EXPECT_EQ(c.mla.q_lora_rank, hf.mla.q_lora_rank);
+    EXPECT_EQ(c.mla.qk_nope_head_dim, hf.mla.qk_nope_head_dim);
+    EXPECT_EQ(c.mla.v_head_dim, hf.mla.v_head_dim);
+    EXPECT_EQ(c.head_dim, hf.head_dim);
+    EXPECT_NEAR(c.attn_scale, hf.attn_scale, 1e-6 * hf.attn_scale);  // a float32 key
+    c.rope_scaling.mscale = hf.rope_scaling.mscale;  // not in the file (gguf_golden.json: V3)
   }
   c.sliding_window = hf.sliding_window;
   c.attn_scale = hf.attn_scale;

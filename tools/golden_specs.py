@@ -1,7 +1,7 @@
 """Tiny fixture specs for make_golden.py: the spec type and the attention-variant models.
 
-make_golden.py keeps the Llama/Qwen specs; this file adds Gemma 2, Gemma 3, Mistral and Phi-3
-(plain and longrope), each with the config rewrites that give it the spelling of its checkpoints
+make_golden.py keeps the Llama/Qwen specs; this file adds Gemma 2, Gemma 3, Mistral, Phi-3
+(plain and longrope) and Qwen3-MoE, each with the config rewrites that give it the spelling of its checkpoints
 on the Hub, and "ablations": variants of the config that must change the logits (a sliding
 window, a soft cap, a rope base) or must leave them unchanged (longrope's short factors), so a
 fixture cannot pass an engine that ignores the feature it is there to test. docs/golden.md says
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import Gemma2Config, Gemma3TextConfig, MistralConfig, Phi3Config
+from transformers import Gemma2Config, Gemma3TextConfig, MistralConfig, Phi3Config, Qwen3MoeConfig
 
 # Window of the sliding-window layers: shorter than the 19- and 40-token prompts, longer than the
 # 7-token one. HF's mask lets query i see keys j with i - WINDOW < j <= i (WINDOW keys, itself
@@ -225,12 +225,41 @@ def _attention_factor_one(config) -> None:
     config.rope_parameters["attention_factor"] = 1.0
 
 
+# ----------------------------------------------------------------------------- Qwen3-MoE
+
+
+def qwen3_moe_config() -> Qwen3MoeConfig:
+    # 8 experts, top-2 renormalised (as Qwen3-30B-A3B), expert MLPs of 32; layer 0 dense through
+    # mlp_only_layers (its MLP of intermediate_size 64), layer 1 sparse.
+    return Qwen3MoeConfig(
+        vocab_size=512, hidden_size=64, head_dim=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        rms_norm_eps=1e-6, tie_word_embeddings=False, num_experts=8, num_experts_per_tok=2,
+        moe_intermediate_size=32, norm_topk_prob=True, decoder_sparse_step=1,
+        mlp_only_layers=[0], bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+
+
+def hubify_qwen3_moe(path: Path) -> None:
+    """Qwen3-30B-A3B's Hub spelling: rope_theta, rope_scaling null, torch_dtype, and
+    "num_experts" (transformers 5 writes its alias num_local_experts)."""
+    cfg = json.loads(path.read_text())
+    rope = dict(cfg.pop("rope_parameters"))
+    cfg["rope_theta"] = rope.pop("rope_theta")
+    cfg["rope_scaling"] = None
+    cfg["torch_dtype"] = cfg.pop("dtype")
+    cfg["num_experts"] = cfg.pop("num_local_experts")
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
 # ----------------------------------------------------------------------------- the specs
 
 _WINDOW_KEYS = ("sliding_window", "layer_types")
 _GEMMA_KEYS = _WINDOW_KEYS + ("query_pre_attn_scalar", "attn_logit_softcapping",
                               "final_logit_softcapping", "hidden_activation")
 _PHI3_KEYS = ("original_max_position_embeddings", "max_position_embeddings", "sliding_window")
+_MOE_KEYS = ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob",
+             "decoder_sparse_step", "mlp_only_layers")
 
 NEW_SPECS = [
     TinySpec("tiny-mistral", mistral_config, seed=1004, config_style="v5",
@@ -264,4 +293,91 @@ NEW_SPECS = [
                                  prompts=(0, 1, 2)),
                         Ablation("attention factor 1", _attention_factor_one,
                                  prompts=(0, 1, 2))]),
+    TinySpec("tiny-qwen3-moe", qwen3_moe_config, seed=1008, config_style="hub",
+             hubify=hubify_qwen3_moe, check_keys=_MOE_KEYS,
+             ablations=[Ablation("norm_topk_prob off", _set("norm_topk_prob", False),
+                                 prompts=(0, 1, 2)),
+                        Ablation("top-1 routing", _set("num_experts_per_tok", 1),
+                                 prompts=(0, 1, 2))]),
+]
+
+
+# ----------------------------------------------------------------------------- DeepSeek (MLA)
+
+def _deepseek_common(q_lora_rank, rope: dict, first_dense: int = 2, **moe) -> dict:
+    # MLA: 4 heads of qk_nope 16 + qk_rope 8, values 16 wide, a 32-wide latent. Layers before
+    # first_dense are dense; the others MoE (4 experts of 32, top-2, one shared expert), with the
+    # routing fields in `moe`. first_dense 2: every layer dense, the expert fields unused.
+    fields = dict(
+        vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, kv_lora_rank=32, q_lora_rank=q_lora_rank,
+        qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, max_position_embeddings=256,
+        rms_norm_eps=1e-6, tie_word_embeddings=False,
+        n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+        bos_token_id=None, eos_token_id=None, pad_token_id=None, rope_parameters=rope)
+    fields.update(first_k_dense_replace=first_dense, **moe)
+    return fields
+
+
+def deepseek_yarn(mscale: float, mscale_all_dim: float) -> dict:
+    # YaRN as DeepSeek-V2's checkpoints set it (factor 40 over 4096 there), shrunk: factor 4 over
+    # 64 original positions; beta_fast/beta_slow put the ramp inside the 4 rope frequencies.
+    return {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+            "original_max_position_embeddings": 64, "beta_fast": 32, "beta_slow": 1,
+            "mscale": mscale, "mscale_all_dim": mscale_all_dim}
+
+
+def deepseek_v2_lite_config():
+    from transformers import DeepseekV2Config
+    return DeepseekV2Config(**_deepseek_common(None, deepseek_yarn(0.707, 0.707)))
+
+
+def deepseek_v2_config():
+    from transformers import DeepseekV2Config
+    # Layer 1 is MoE with V2's group-limited greedy routing (2 groups of 2 experts, 1 group kept).
+    return DeepseekV2Config(**_deepseek_common(
+        24, deepseek_yarn(0.707, 0.707), first_dense=1, n_shared_experts=1,
+        topk_method="group_limited_greedy", n_group=2, topk_group=1, routed_scaling_factor=1.5))
+
+
+def deepseek_v3_config():
+    # mscale != mscale_all_dim: the cos/sin attention factor differs from 1 as well.
+    from transformers import DeepseekV3Config
+    # Layer 1 is MoE with V3's routing: sigmoid scores plus the correction bias (noaux_tc), 2 groups
+    # ranked by their top-2 sum, 1 kept, top-k renormalised and scaled by 2.5.
+    return DeepseekV3Config(**_deepseek_common(
+        24, deepseek_yarn(1.0, 0.8), first_dense=1, n_shared_experts=1, n_group=2, topk_group=1,
+        norm_topk_prob=True, routed_scaling_factor=2.5), rope_interleave=True,
+        # As DeepSeek-V3's Hub config spells them (transformers' V3 router always does this;
+        # llama.cpp's converter writes expert_gating_func only from scoring_func).
+        scoring_func="sigmoid", topk_method="noaux_tc")
+
+
+def _no_yarn(config) -> None:
+    config.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
+
+
+def _no_mscale_all_dim(config) -> None:
+    config.rope_parameters["mscale_all_dim"] = 0
+
+
+_MLA_KEYS = ("kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
+             "first_k_dense_replace", "n_routed_experts", "n_shared_experts", "n_group",
+             "topk_group", "routed_scaling_factor")
+
+NEW_SPECS += [
+    TinySpec("tiny-deepseek-v2-lite", deepseek_v2_lite_config, seed=1101, config_style="v5",
+             check_keys=_MLA_KEYS,
+             ablations=[Ablation("no yarn", _no_yarn, prompts=(0, 1, 2)),
+                        Ablation("no mscale_all_dim", _no_mscale_all_dim, prompts=(0, 1, 2))]),
+    TinySpec("tiny-deepseek-v2", deepseek_v2_config, seed=1102, config_style="hub",
+             check_keys=_MLA_KEYS + ("topk_method",),
+             ablations=[Ablation("greedy routing (no group limit)", _set("topk_method", "greedy"),
+                                 prompts=(1, 2))]),
+    TinySpec("tiny-deepseek-v3", deepseek_v3_config, seed=1103, config_style="v5",
+             check_keys=_MLA_KEYS + ("rope_interleave",),
+             ablations=[Ablation("rope_interleave false", _set("rope_interleave", False),
+                                 prompts=(0, 1, 2)),
+                        Ablation("topk_group 2 (no group limit)", _set("topk_group", 2),
+                                 prompts=(1, 2))]),
 ]

@@ -47,7 +47,20 @@ SDIST_LLAMA_CPP = "llama_cpp_python-0.3.36/vendor/llama.cpp"
 # From the sdist's CHANGELOG (its newest "update llama.cpp" entry).
 LLAMA_CPP_VERSION = "llama-cpp-python 0.3.36 sdist, vendored llama.cpp ggml-org/llama.cpp@0c1e57098"
 
-FIXTURES = ("tiny-mistral", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-phi3-longrope")
+FIXTURES = ("tiny-mistral", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-phi3-longrope",
+            "tiny-deepseek-v2-lite", "tiny-deepseek-v2", "tiny-deepseek-v3")
+
+# llama.cpp's DeepSeek converter accepts only the BPE vocabularies it recognises; the fixtures'
+# filler vocabulary is SentencePiece, so for them the converter runs with its vocabulary step
+# swapped for the SentencePiece one (everything else, tensors and keys included, is its own).
+DEEPSEEK_WRAPPER = """import runpy, sys
+tree = sys.argv[1]
+sys.path[:0] = [tree, tree + "/gguf-py"]
+import conversion.deepseek as deepseek
+deepseek.DeepseekV2Model.set_vocab = lambda self: self._set_vocab_sentencepiece()
+sys.argv = ["convert_hf_to_gguf.py"] + sys.argv[2:]
+runpy.run_path(tree + "/convert_hf_to_gguf.py", run_name="__main__")
+"""
 
 
 def _no_window(config) -> None:
@@ -58,12 +71,19 @@ def _scale_by_head_dim(config) -> None:
     config.query_pre_attn_scalar = config.head_dim
 
 
+def _mscale_is_mscale_all_dim(config) -> None:
+    config.rope_parameters["mscale"] = config.rope_parameters["mscale_all_dim"]
+
+
 # What llama.cpp (the version above) makes of the GGUF where it differs from config.json:
 #  - tiny-mistral: general.architecture "llama", which has no sliding-window key: no window.
 #  - Gemma 2 / 3: query_pre_attn_scalar is not written; llama.cpp scales scores by
 #    1/sqrt(head_dim) (1/sqrt(hidden/heads) only for the 27B models, told apart by layer count).
 #    The sliding pattern is not written either: llama.cpp assumes every 2nd (Gemma 2, from layer
 #    0) and 5 of 6 (Gemma 3) layers sliding, which is what the fixtures' layer_types say.
+#  - tiny-deepseek-v3: YaRN's mscale is not written (only rope.scaling.yarn_log_multiplier =
+#    0.1 x mscale_all_dim); read as mscale = mscale_all_dim, i.e. cos/sin unscaled (V2's fixtures
+#    have them equal already).
 GGUF_READING = {
     "tiny-mistral": ("sliding_window = None (the llama architecture has no window key)",
                      _no_window),
@@ -71,6 +91,8 @@ GGUF_READING = {
                     "1/sqrt(head_dim) except for the 27B)", _scale_by_head_dim),
     "tiny-gemma3": ("query_pre_attn_scalar = head_dim (not in the GGUF; llama.cpp scales by "
                     "1/sqrt(head_dim) except for the 27B)", _scale_by_head_dim),
+    "tiny-deepseek-v3": ("mscale = mscale_all_dim (the GGUF keeps only yarn_log_multiplier)",
+                         _mscale_is_mscale_all_dim),
 }
 
 
@@ -118,6 +140,10 @@ def convert(llama_cpp: Path, fixture: Path, tok: bytes, out: Path, scratch: Path
     env = dict(os.environ, PYTHONPATH=str(llama_cpp / "gguf-py"), NO_LOCAL_GGUF="")
     cmd = [sys.executable, "convert_hf_to_gguf.py", str(src), "--outtype", "f32",
            "--outfile", str(out)]
+    if fixture.name.startswith("tiny-deepseek"):
+        wrapper = scratch / "convert_deepseek.py"
+        wrapper.write_text(DEEPSEEK_WRAPPER)
+        cmd[1:2] = [str(wrapper), str(llama_cpp)]
     run = subprocess.run(cmd, cwd=llama_cpp, env=env, capture_output=True, text=True)
     if run.returncode != 0:
         raise RuntimeError(f"{fixture.name}: convert_hf_to_gguf.py failed:\n{run.stderr[-4000:]}")

@@ -213,6 +213,17 @@ void Backend::replay(int) {
 namespace nc {
 
 // The ops only some models need: a backend without them says so by name.
+void Backend::moe_route(const Tensor&, const Tensor&, const MoeRouting&, Tensor, Tensor) {
+  fail_as(ErrorKind::Unsupported, "backend {}: moe_route (mixture of experts) is not implemented",
+          name());
+}
+
+void Backend::moe_experts(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                          Tensor) {
+  fail_as(ErrorKind::Unsupported, "backend {}: moe_experts (mixture of experts) is not implemented",
+          name());
+}
+
 void Backend::gelu_tanh_and_mul(const Tensor&, Tensor) {
   fail_as(ErrorKind::Unsupported, "backend {}: gelu_tanh_and_mul is not implemented", name());
 }
@@ -221,6 +232,17 @@ void Backend::scale(Tensor, float) {
 }
 void Backend::soft_cap(Tensor, float) {
   fail_as(ErrorKind::Unsupported, "backend {}: soft_cap is not implemented", name());
+}
+
+void Backend::head_linear(const Tensor&, const Tensor&, Tensor) {
+  fail_as(ErrorKind::Unsupported, "backend {}: MLA (head_linear) is not implemented", name());
+}
+void Backend::mla_rope_norm(const Tensor&, const Tensor&, const Tensor&, float, const Tensor&,
+                            const Tensor&, bool, int, Tensor, Tensor) {
+  fail_as(ErrorKind::Unsupported, "backend {}: MLA (mla_rope_norm) is not implemented", name());
+}
+void Backend::mla_attention(const AttentionPlan&, const Tensor&, const Tensor&, Tensor, Tensor) {
+  fail_as(ErrorKind::Unsupported, "backend {}: MLA attention is not implemented", name());
 }
 
 }  // namespace nc

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backend/logprobs.h"
+#include "backend/moe_routing.h"
 #include "core/host_tensor.h"
 #include "core/tensor.h"
 #include "kv/paged_kv.h"
@@ -29,6 +30,9 @@ namespace nc {
 //                    does (a row's position in an entry: kv_len - q_len + its index). Shared
 //                    levels are never masked: a windowed layer's step comes from window_view()
 //                    (kv/sliding_window.h), whose shared levels lie wholly inside every window.
+//   latent_dim       > 0: MLA (Backend::mla_attention): one key "head" per token, the cached
+//                    [c_kv | k_pe] row of head_dim values (kv.latent), and the value is its first
+//                    latent_dim values (c_kv); num_kv_heads 1. 0: ordinary attention.
 struct AttentionShape {
   int num_qo_heads = 0;
   int num_kv_heads = 0;
@@ -37,6 +41,7 @@ struct AttentionShape {
   KVCacheShape kv;
   float logits_soft_cap = 0.0f;
   int window_left = -1;
+  int latent_dim = 0;
 };
 
 // What a backend builds once per step from the host-side AttentionStep (FlashInfer's "plan"),
@@ -154,6 +159,19 @@ class Backend {
   // step takes token ids that the previous step sampled on the device (asynchronous scheduling).
   virtual void scatter_ids(const Tensor& src, const Tensor& pairs, Tensor dst) = 0;
 
+  // Mixture of experts (backend/moe_routing.h). moe_route: each token's top_k experts, ids i32
+  // [T, k] and weights f32 [T, k], from router logits f32 [T, E]; bias f32 [E] for sigmoid
+  // routing (undefined: zero), undefined otherwise.
+  virtual void moe_route(const Tensor& logits, const Tensor& bias, const MoeRouting& r, Tensor ids,
+                         Tensor weights);
+  // out[t] = sum over slots j = 0, 1, ... (in that order) of weights[t, j] * expert ids[t, j]
+  // applied to x[t], where expert e(x) = down[e] . (silu(G_e x) * (U_e x)), G_e and U_e the first
+  // and last I rows of gate_up[e]. x, out: [T, H]; gate_up: [E, 2I, H]; down: [E, H, I] (weights
+  // as upload() keeps them); ids, weights: [T, k]. A token's output depends on its own row, ids
+  // and weights only, never on the other tokens of the call (batch invariance).
+  virtual void moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
+                           const Tensor& gate_up, const Tensor& down, Tensor out);
+
   // Attention over paged KV. plan_attention takes host metadata only (no device sync);
   // attention() appends the step's k/v into kv_pages (the layer's page tensor) at the slots the
   // plan's last level names, then attends. q, out: [T, Hq*D]; k, v: [T, Hk*D].
@@ -161,6 +179,32 @@ class Backend {
                                                         const AttentionShape& shape) = 0;
   virtual void attention(const AttentionPlan& plan, const Tensor& q, const Tensor& k,
                          const Tensor& v, Tensor kv_pages, Tensor out) = 0;
+
+  // MLA (DeepSeek's multi-head latent attention, docs/models.md), in the absorbed form. The
+  // defaults throw an Unsupported nc::Error naming the backend.
+  //
+  // out[t, h*So + m] = sum_k x[t, h*Sx + k] * w[h, m, k] for each head h < H, m < M, k < K:
+  // a per-head matmul over the first K values of each head's Sx-wide slice of x, written to the
+  // first M values of each So-wide slice of out (other columns of out untouched). x: [T, H*Sx];
+  // w: [H, M, K] (K <= Sx); out: [T, H*So] (M <= So). (q_nope through W_UK into latent space,
+  // latent outputs through W_UV.)
+  virtual void head_linear(const Tensor& x, const Tensor& w, Tensor out);
+  // The MLA prologue: for every row t (position positions[t]) and head h, rotates q's rope part
+  // q[t, h*(Dn+Dr) + Dn ..] by the row's position into q_mla[t, h*(Dl+Dr) + Dl ..]; the latent
+  // row kv_a[t] = [c_kv (Dl) | k_pe (Dr)] becomes latent[t] = [rmsnorm(c_kv) * kv_norm |
+  // rope(k_pe)]. q: [T, H*(Dn+Dr)]; kv_a, latent: [T, Dl+Dr]; q_mla: [T, H*(Dl+Dr)] (its first Dl
+  // values per head untouched); cos_sin: f32 [max_pos, Dr] as qkv_split_norm_rope's. interleaved:
+  // the rope rotates pairs (x[2i], x[2i+1]) in place (DeepSeek's layout) rather than (x[i],
+  // x[i+Dr/2]).
+  virtual void mla_rope_norm(const Tensor& q, const Tensor& kv_a, const Tensor& kv_norm, float eps,
+                             const Tensor& positions, const Tensor& cos_sin, bool interleaved,
+                             int nope_dim, Tensor q_mla, Tensor latent);
+  // Attention over MLA pages with a plan whose shape has latent_dim > 0: appends latent [T, Dl+Dr]
+  // at the plan's last level's slots, then out[t, h] (Dl values) = softmax_j(q_mla[t, h] . K_j *
+  // sm_scale) over the cached rows K_j, times their c_kv parts; levels merged by their LSE as
+  // attention() does. q_mla: [T, H*(Dl+Dr)]; out: [T, H*Dl].
+  virtual void mla_attention(const AttentionPlan& plan, const Tensor& q_mla, const Tensor& latent,
+                             Tensor kv_pages, Tensor out);
 
   // Seeded random weights (model_loader.h, load format "dummy"): element i of t gets
   // low + (high - low) * uniform_hash01(seed, i) (random_init.h), rounded to t's dtype; the same

@@ -2,7 +2,11 @@
 //
 // Per layer, one tensor of pages: [num_pages, 2, page_size, num_kv_heads, head_dim] (NHD) or
 // [num_pages, 2, num_kv_heads, page_size, head_dim] (HND); index 0 of the second dimension is K,
-// 1 is V. A batch addresses pages through a CSR page table (all int32, built on the host):
+// 1 is V. An MLA cache (latent = true: DeepSeek's compressed KV) has one plane and no V: per
+// layer [num_pages, page_size, 1, head_dim] with head_dim = kv_lora_rank + qk_rope_head_dim, each
+// slot the token's [c_kv | k_pe] (FlashInfer's MLA kernels read it as a ckv cache and a kpe cache
+// with the slot stride head_dim). A batch addresses pages through a CSR page table (all int32,
+// built on the host):
 //   kv_indptr[B+1]       prefix sums of each entry's page count
 //   kv_indices[...]      the page ids of entry b are kv_indices[kv_indptr[b] .. kv_indptr[b+1])
 //   kv_last_page_len[B]  valid slots in the entry's last page (1..page_size; 0 for an empty entry)
@@ -26,8 +30,11 @@ struct KVCacheShape {
   int num_kv_heads = 0;
   int head_dim = 0;
   KVLayout layout = KVLayout::NHD;
+  bool latent = false;  // MLA: K (the latent row) only, num_kv_heads 1
 
-  int64_t elems_per_page() const { return int64_t(2) * page_size * num_kv_heads * head_dim; }
+  int64_t elems_per_page() const {
+    return int64_t(latent ? 1 : 2) * page_size * num_kv_heads * head_dim;
+  }
   // Offset (in elements) of token slot `slot` of head `h` in a page, for K (kv=0) or V (kv=1).
   int64_t offset_in_page(int kv, int slot, int h) const {
     const int64_t half = int64_t(page_size) * num_kv_heads * head_dim;

@@ -176,13 +176,14 @@ void gguf_gemma(const GgufFile& f, const std::string& arch, ModelConfig& c) {
 ModelConfig config_from_gguf(const GgufFile& f) {
   ModelConfig c;
   const std::string arch = f.get_string("general.architecture");
+  if (arch == "deepseek2") return config_from_gguf_deepseek2(f);  // config_gguf_deepseek.cc
   NC_CHECK_AS(ErrorKind::Unsupported,
               arch == "llama" || arch == "qwen2" || arch == "qwen3" || arch == "phi3" ||
-                  arch == "gemma2" || arch == "gemma3",
+                  arch == "gemma2" || arch == "gemma3" || arch == "qwen3moe",
               "GGUF: unsupported architecture '{}' (supported: llama, qwen2, qwen3, phi3, gemma2, "
-              "gemma3)",
+              "gemma3, qwen3moe, deepseek2)",
               arch);
-  c.architecture = arch;
+  c.architecture = arch == "qwen3moe" ? "qwen3_moe" : arch;
   const std::string p = arch + ".";
   c.num_layers = f.get_int(p + "block_count");
   c.hidden_size = f.get_int(p + "embedding_length");
@@ -215,13 +216,14 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   c.tie_embeddings = f.find_tensor("output.weight") == nullptr;
   c.attention_bias = arch == "qwen2" || f.find_tensor("blk.0.attn_q.bias") != nullptr;
   c.o_proj_bias = f.find_tensor("blk.0.attn_output.bias") != nullptr;
-  c.qk_norm = arch == "qwen3";
+  c.qk_norm = arch == "qwen3" || arch == "qwen3moe";
   if (arch == "gemma2" || arch == "gemma3") {
     gguf_gemma(f, arch, c);
   } else {
     // Mistral files say "llama"; a window of 0 means none (Phi-4 is a "phi3" without one).
     c.sliding_window = f.get_int(p + "attention.sliding_window", 0);
   }
+  read_moe_gguf(f, arch, c);
   c.validate();
   return c;
 }

@@ -71,10 +71,16 @@ std::optional<std::string> opt_string(const json& j, const char* key) {
 
 std::optional<std::string> arch_of_class(const std::string& cls) {
   static const std::pair<const char*, const char*> kClasses[] = {
-      {"LlamaForCausalLM", "llama"},  {"Qwen2ForCausalLM", "qwen2"},
-      {"Qwen3ForCausalLM", "qwen3"},  {"MistralForCausalLM", "mistral"},
-      {"Phi3ForCausalLM", "phi3"},    {"Gemma2ForCausalLM", "gemma2"},
-      {"Gemma3ForCausalLM", "gemma3"}};
+      {"LlamaForCausalLM", "llama"},
+      {"Qwen2ForCausalLM", "qwen2"},
+      {"Qwen3ForCausalLM", "qwen3"},
+      {"MistralForCausalLM", "mistral"},
+      {"Phi3ForCausalLM", "phi3"},
+      {"Gemma2ForCausalLM", "gemma2"},
+      {"Gemma3ForCausalLM", "gemma3"},
+      {"Qwen3MoeForCausalLM", "qwen3_moe"},
+      {"DeepseekV2ForCausalLM", "deepseek_v2"},
+      {"DeepseekV3ForCausalLM", "deepseek_v3"}};
   for (const auto& [c, a] : kClasses)
     if (cls == c) return a;
   return std::nullopt;
@@ -82,9 +88,10 @@ std::optional<std::string> arch_of_class(const std::string& cls) {
 
 std::optional<std::string> arch_of_model_type(const std::string& t) {
   if (t == "llama" || t == "qwen2" || t == "qwen3" || t == "mistral" || t == "phi3" ||
-      t == "gemma2")
+      t == "gemma2" || t == "qwen3_moe")
     return t;
   if (t == "gemma3_text") return "gemma3";
+  if (t == "deepseek_v2" || t == "deepseek_v3") return t;
   return std::nullopt;
 }
 
@@ -110,7 +117,7 @@ std::string hf_architecture(const json& j) {
   fail_as(ErrorKind::Unsupported,
           "unsupported architecture '{}' (supported: LlamaForCausalLM, Qwen2ForCausalLM, "
           "Qwen3ForCausalLM, MistralForCausalLM, Phi3ForCausalLM, Gemma2ForCausalLM, "
-          "Gemma3ForCausalLM)",
+          "Gemma3ForCausalLM, Qwen3MoeForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM)",
           seen);
 }
 
@@ -124,6 +131,29 @@ std::vector<double> req_floats(const json& j, const char* key, const char* where
                 "config.json: '{}' entries must be numbers, got {}", key, x.dump());
     out.push_back(x.get<double>());
   }
+  return out;
+}
+
+// YaRN (DeepSeek): factor (else max_position / original, as transformers), the correction
+// betas, the two mscales and the attention factor.
+RopeScaling parse_yarn(const json& rs, const json& top) {
+  RopeScaling out;
+  out.type = "yarn";
+  auto orig = opt_int(rs, "original_max_position_embeddings");
+  if (!orig) orig = opt_int(top, "original_max_position_embeddings");
+  NC_CHECK_AS(ErrorKind::InvalidArgument, orig.has_value(),
+              "config.json: yarn rope scaling needs 'original_max_position_embeddings'");
+  out.original_max_position = *orig;
+  auto factor = opt_float(rs, "factor");
+  out.factor = factor ? *factor : double(req_int(top, "max_position_embeddings")) / double(*orig);
+  out.attention_factor = opt_float(rs, "attention_factor").value_or(0.0);
+  out.beta_fast = opt_float(rs, "beta_fast").value_or(32.0);
+  out.beta_slow = opt_float(rs, "beta_slow").value_or(1.0);
+  if (out.beta_fast == 0) out.beta_fast = 32.0;  // transformers: `or 32`
+  if (out.beta_slow == 0) out.beta_slow = 1.0;
+  out.mscale = opt_float(rs, "mscale").value_or(0.0);
+  out.mscale_all_dim = opt_float(rs, "mscale_all_dim").value_or(0.0);
+  out.truncate = opt_bool(rs, "truncate").value_or(true);
   return out;
 }
 
@@ -161,10 +191,12 @@ RopeScaling parse_rope_scaling(const json& rs, const json& top) {
                 "config.json: {} needs 'original_max_position_embeddings'", where);
     out.original_max_position = *orig;
     out.attention_factor = opt_float(rs, "attention_factor").value_or(0.0);
+  } else if (*type == "yarn") {
+    out = parse_yarn(rs, top);
   } else {
     fail_as(ErrorKind::Unsupported,
             "config.json: unsupported rope scaling type '{}' (supported: default, linear, llama3, "
-            "longrope)",
+            "longrope, yarn)",
             *type);
   }
   return out;
@@ -273,6 +305,29 @@ void read_gemma(const json& j, ModelConfig& c) {
   }
 }
 
+// DeepSeek-V2/V3: the MLA dimensions (model_config.h, MlaConfig); the MoE fields are
+// read_moe_hf's (model/moe_config.h).
+void read_deepseek(const json& j, ModelConfig& c) {
+  c.activation = activation_of(j, "hidden_act", "silu");
+  MlaConfig& m = c.mla;
+  m.kv_lora_rank = req_int(j, "kv_lora_rank");
+  m.q_lora_rank = opt_int(j, "q_lora_rank").value_or(0);
+  m.qk_nope_head_dim = req_int(j, "qk_nope_head_dim");
+  m.v_head_dim = req_int(j, "v_head_dim");
+  c.head_dim = req_int(j, "qk_rope_head_dim");
+  c.num_kv_heads = 1;
+  m.rope_interleave =
+      c.architecture == "deepseek_v2" || opt_bool(j, "rope_interleave").value_or(true);
+  c.attention_bias = c.o_proj_bias = opt_bool(j, "attention_bias").value_or(false);
+  double scale = 1.0 / std::sqrt(double(m.qk_nope_head_dim + c.head_dim));
+  const RopeScaling& rs = c.rope_scaling;
+  if (rs.type == "yarn" && rs.mscale_all_dim != 0 && rs.factor > 1) {
+    const double ms = 0.1 * rs.mscale_all_dim * std::log(rs.factor) + 1.0;
+    scale *= ms * ms;
+  }
+  c.attn_scale = scale;
+}
+
 }  // namespace
 
 ModelConfig config_from_hf_json(const json& j) {
@@ -314,12 +369,14 @@ ModelConfig config_from_hf_json(const json& j) {
   } else {
     c.attention_bias = c.o_proj_bias = opt_bool(j, "attention_bias").value_or(false);
   }
-  c.qk_norm = c.architecture == "qwen3";
+  c.qk_norm = c.architecture == "qwen3" || c.architecture == "qwen3_moe";
   if (c.architecture.starts_with("qwen")) {  // Qwen's window on its upper layers: not served
     NC_CHECK_AS(ErrorKind::Unsupported, !opt_bool(j, "use_sliding_window").value_or(false),
                 "config.json: use_sliding_window = true is not supported for {}", c.architecture);
   }
-  if (gemma) {
+  if (c.architecture.starts_with("deepseek")) {
+    read_deepseek(j, c);
+  } else if (gemma) {
     read_gemma(j, c);
   } else {
     c.activation = activation_of(j, "hidden_act", "silu");
@@ -333,6 +390,7 @@ ModelConfig config_from_hf_json(const json& j) {
   }
   NC_CHECK_AS(ErrorKind::Unsupported, !opt_bool(j, "mlp_bias").value_or(false),
               "config.json: mlp_bias = true is not supported");
+  read_moe_hf(j, c);
   c.validate();
   return c;
 }

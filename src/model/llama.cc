@@ -19,6 +19,13 @@ KVCache LlamaModel::make_kv_cache(int num_pages, int page_size, KVLayout layout)
   scratch_page_ = scratch ? num_pages : -1;
   const int total = num_pages + (scratch ? 1 : 0);
   KVCache kv;
+  if (cfg_.mla.enabled()) {  // one latent row per token (layout has no meaning there)
+    kv.shape = mla_kv_shape(cfg_, total, page_size);
+    for (int64_t l = 0; l < cfg_.num_layers; ++l)
+      kv.layers.push_back(backend_.alloc(mla_page_tensor_shape(kv.shape), backend_.dtype()));
+    if (!buckets_.empty()) backend_.clear_graphs();
+    return kv;
+  }
   kv.shape = KVCacheShape{int(cfg_.num_layers), total, page_size, int(cfg_.num_kv_heads),
                           int(cfg_.head_dim),   layout};
   const Shape shape = layout == KVLayout::NHD
@@ -32,6 +39,9 @@ KVCache LlamaModel::make_kv_cache(int num_pages, int page_size, KVLayout layout)
 }
 
 int64_t LlamaModel::kv_bytes_per_page(int page_size) const {
+  if (cfg_.mla.enabled())
+    return cfg_.num_layers * mla_kv_shape(cfg_, 1, page_size).elems_per_page() *
+           int64_t(dtype_size(backend_.dtype()));
   return cfg_.num_layers * 2 * int64_t(page_size) * cfg_.num_kv_heads * cfg_.head_dim *
          int64_t(dtype_size(backend_.dtype()));
 }
@@ -72,12 +82,19 @@ void LlamaModel::ensure_workspace(int64_t T, int64_t R) {
   ws_.act = backend_.alloc({cap, cfg_.intermediate_size}, dt);
   ws_.last_hidden = backend_.alloc({rcap, H}, dt);
   ws_.logits = backend_.alloc({rcap, cfg_.vocab_size}, DType::F32);  // no bf16 rounding of logits
+  ws_.moe.allocate(backend_, cfg_.moe, H, cap);
+  ws_.bytes += ws_.moe.bytes;
   ws_.capacity = cap;
   ws_.row_capacity = rcap;
   for (const Tensor* t : {&ws_.ids, &ws_.positions, &ws_.rows, &ws_.hidden, &ws_.residual,
                           &ws_.normed, &ws_.qkv, &ws_.q, &ws_.k, &ws_.v, &ws_.attn_out,
                           &ws_.gate_up, &ws_.act, &ws_.last_hidden, &ws_.logits})
     if (t->defined()) ws_.bytes += int64_t(t->nbytes());
+  if (cfg_.mla.enabled()) {
+    mla_ws_ = MlaWorkspace{};
+    mla_ws_.ensure(backend_, cfg_, cap);
+    ws_.bytes += mla_ws_.bytes;
+  }
 }
 
 void LlamaModel::validate_input(const ForwardInput& in, const KVCache& kv) const {
@@ -105,6 +122,11 @@ void LlamaModel::validate_input(const ForwardInput& in, const KVCache& kv) const
 
 void LlamaModel::attention_block(const Layer& L, const LayerKind& kind, const AttentionPlan& plan,
                                  Tensor kv_pages, const Tensor& in, Tensor out, int64_t T) {
+  if (L.mla) {
+    mla_block(backend_, cfg_, *L.mla, mla_ws_, plan, kv_pages, ws_.positions.slice(0, T),
+              kind.cos_sin, in, out, T);
+    return;
+  }
   const int64_t D = cfg_.head_dim;
   Tensor qkv = ws_.qkv.slice(0, T), q = ws_.q.slice(0, T), k = ws_.k.slice(0, T),
          v = ws_.v.slice(0, T);
@@ -118,6 +140,7 @@ void LlamaModel::attention_block(const Layer& L, const LayerKind& kind, const At
 }
 
 void LlamaModel::mlp_block(const Layer& L, const Tensor& in, Tensor out, int64_t T) {
+  if (L.moe.router.defined()) return moe_block(backend_, cfg_.moe, L.moe, ws_.moe, in, out, T);
   Tensor gu = ws_.gate_up.slice(0, T), act = ws_.act.slice(0, T);
   backend_.linear(in, L.gate_up, Tensor(), gu);
   if (cfg_.activation == Activation::GeluTanh) {
@@ -129,6 +152,7 @@ void LlamaModel::mlp_block(const Layer& L, const Tensor& in, Tensor out, int64_t
 }
 
 AttentionShape LlamaModel::attention_shape(const KVCache& kv, const LayerKind& kind) const {
+  if (cfg_.mla.enabled()) return mla_attention_shape(cfg_, kv.shape, kind.sm_scale);
   AttentionShape s{int(cfg_.num_heads), int(cfg_.num_kv_heads), int(cfg_.head_dim), kind.sm_scale,
                    kv.shape};
   s.logits_soft_cap = kind.logits_soft_cap;

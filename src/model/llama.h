@@ -1,8 +1,9 @@
 // One decoder for the Llama family and its relatives (docs/models.md): Llama 2/3, SmolLM2,
 // Qwen2 (q/k/v bias), Qwen3 (q/k RMSNorm), Mistral (sliding window), Phi-3 (fused qkv and
 // gate_up checkpoints, longrope), Gemma 2 (GeGLU, sandwich norms, scaled embeddings, attention
-// and final-logit soft caps, alternating sliding/global layers) and Gemma 3 text (Gemma 2's
-// layer plus q/k norms, five sliding layers to one global, each kind with its own rope).
+// and final-logit soft caps, alternating sliding/global layers), Gemma 3 text (Gemma 2's
+// layer plus q/k norms, five sliding layers to one global, each kind with its own rope) and
+// DeepSeek-V2/V3 (MLA attention, model/mla.h, over latent KV pages; MoE layers, model/moe.h).
 //
 // Layers come in kinds (model/layer_kinds.h): a kind is one attention variant (window, scale,
 // soft cap) with its own cos/sin table. Each step plans the attention once per kind: the
@@ -21,7 +22,9 @@
 #include "core/host_tensor.h"
 #include "kv/paged_kv.h"
 #include "model/layer_kinds.h"
+#include "model/mla.h"
 #include "model/model_config.h"
+#include "model/moe.h"
 #include "model/rope.h"
 
 namespace nc {
@@ -29,7 +32,8 @@ namespace nc {
 // The KV pages of every layer, on the backend's device.
 struct KVCache {
   KVCacheShape shape;
-  std::vector<Tensor> layers;  // each [num_pages, 2, page_size, Hkv, D] (NHD) or HND
+  // each [num_pages, 2, page_size, Hkv, D] (NHD) or HND; MLA: [num_pages, page_size, 1, Dl + Dr]
+  std::vector<Tensor> layers;
 };
 
 // One step's input: the new tokens of every scheduled request, concatenated.
@@ -76,7 +80,7 @@ class LlamaModel {
   // num_pages pages for the caller (plus one scratch page when graphs are on: call
   // set_graph_options first).
   KVCache make_kv_cache(int num_pages, int page_size, KVLayout layout = KVLayout::NHD);
-  // Bytes of one page across all layers (K and V) in the backend's dtype.
+  // Bytes of one page across all layers (K and V, or MLA's latent rows) in the backend's dtype.
   int64_t kv_bytes_per_page(int page_size) const;
 
   // Allocates the activation workspace for steps of up to max_tokens tokens and max_rows logit
@@ -118,6 +122,8 @@ class LlamaModel {
     Tensor o_proj, o_bias;  // o_bias undefined unless o_proj_bias
     Tensor gate_up;         // fused [2 I, H]
     Tensor down;
+    std::optional<MlaLayer> mla;  // DeepSeek's MLA in place of qkv .. o_bias (model/mla.h)
+    MoeLayerWeights moe;          // sparse layers (ModelConfig::moe): instead of gate_up and down
   };
   struct Workspace {
     int64_t capacity = 0;      // tokens
@@ -125,11 +131,14 @@ class LlamaModel {
     int64_t bytes = 0;
     Tensor ids, positions, rows, hidden, residual, normed, qkv, q, k, v, attn_out, gate_up, act,
         last_hidden, logits;  // normed: sandwich norms only
+    MoeWorkspace moe;
   };
   // Gives a weight of the given name and shape on the device.
   using WeightFn = std::function<Tensor(const std::string& name, const Shape& shape)>;
 
   void load(const WeightFn& weight, bool has_lm_head);
+  // Layer i's q/k/v (fused) and o projections and q/k norms, through `up` (counts the bytes).
+  void load_attention(Layer& L, int64_t i, const WeightFn& up);
   void load_rope_tables();  // kinds_ and their cos/sin tables
   // Uploads t as it is where the backend keeps its dtype, else dequantized to float32 first.
   Tensor upload_weight(const HostTensor& t);
@@ -164,6 +173,7 @@ class LlamaModel {
   std::vector<Layer> layers_;
   LayerKinds kinds_;
   Workspace ws_;
+  MlaWorkspace mla_ws_;  // MLA models only
   int64_t weight_bytes_ = 0;
   GraphOptions graph_opts_;
   // Graph key of bucket i with levels[k] attention levels for kind k (each 1..max_levels):

@@ -120,8 +120,8 @@ LlamaModel::LlamaModel(const ModelConfig& config, const RandomWeights& random, B
           a = 0.02f;
         } else if (name == "model.embed_tokens.weight" || name == "lm_head.weight") {
           a = float(std::sqrt(3.0 / H));
-        } else {  // a Linear [out, in]
-          a = float(std::sqrt(3.0 / double(shape[1])));
+        } else {  // a Linear [out, in], or stacked experts [E, out, in]
+          a = float(std::sqrt(3.0 / double(shape.back())));
         }
         backend_.fill_uniform(t, seed, -a, a);
         return t;
@@ -130,8 +130,7 @@ LlamaModel::LlamaModel(const ModelConfig& config, const RandomWeights& random, B
 }
 
 void LlamaModel::load(const WeightFn& weight, bool has_lm_head) {
-  const int64_t H = cfg_.hidden_size, D = cfg_.head_dim, Hq = cfg_.num_heads,
-                Hk = cfg_.num_kv_heads;
+  const int64_t H = cfg_.hidden_size;
   const int64_t I = cfg_.intermediate_size, V = cfg_.vocab_size;
   auto up = [&](const std::string& name, const Shape& shape) {
     Tensor t = weight(name, shape);
@@ -152,6 +151,27 @@ void LlamaModel::load(const WeightFn& weight, bool has_lm_head) {
     } else {
       L.post_norm = lw("post_attention_layernorm.weight", {H});
     }
+    if (cfg_.mla.enabled()) {
+      L.mla = load_mla_layer(cfg_, backend_, weight, i, &weight_bytes_);
+    } else {
+      load_attention(L, i, up);
+    }
+    if (cfg_.moe.is_sparse(i)) {
+      L.moe = load_moe_layer(cfg_.moe, H, i, up);
+    } else {
+      L.gate_up = lw("mlp.gate_up_proj.weight", {2 * I, H});
+      L.down = lw("mlp.down_proj.weight", {H, I});
+    }
+    layers_.push_back(std::move(L));
+  }
+  load_rope_tables();
+}
+
+void LlamaModel::load_attention(Layer& L, int64_t i, const WeightFn& up) {
+  const int64_t H = cfg_.hidden_size, D = cfg_.head_dim, Hq = cfg_.num_heads,
+                Hk = cfg_.num_kv_heads;
+  auto lw = [&](const char* rest, const Shape& shape) { return up(layer_name(i, rest), shape); };
+  {
     // q, k and v projections stacked (the random init draws it like any [out, H] Linear).
     L.qkv = lw("self_attn.qkv_proj.weight", {(Hq + 2 * Hk) * D, H});
     if (cfg_.attention_bias) L.qkv_bias = lw("self_attn.qkv_proj.bias", {(Hq + 2 * Hk) * D});
@@ -161,11 +181,7 @@ void LlamaModel::load(const WeightFn& weight, bool has_lm_head) {
     }
     L.o_proj = lw("self_attn.o_proj.weight", {H, Hq * D});
     if (cfg_.o_proj_bias) L.o_bias = lw("self_attn.o_proj.bias", {H});
-    L.gate_up = lw("mlp.gate_up_proj.weight", {2 * I, H});
-    L.down = lw("mlp.down_proj.weight", {H, I});
-    layers_.push_back(std::move(L));
   }
-  load_rope_tables();
 }
 
 void LlamaModel::load_rope_tables() {

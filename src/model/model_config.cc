@@ -12,12 +12,13 @@
 namespace nc {
 
 void ModelConfig::validate() const {
-  static const char* kArchs[] = {"llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2", "gemma3"};
+  static const char* kArchs[] = {"llama",  "qwen2",  "qwen3",     "mistral",     "phi3",
+                                 "gemma2", "gemma3", "qwen3_moe", "deepseek_v2", "deepseek_v3"};
   NC_CHECK_AS(ErrorKind::Unsupported,
               std::any_of(std::begin(kArchs), std::end(kArchs),
                           [&](const char* a) { return architecture == a; }),
               "unsupported architecture '{}' (supported: llama, qwen2, qwen3, mistral, phi3, "
-              "gemma2, gemma3)",
+              "gemma2, gemma3, qwen3_moe, deepseek_v2, deepseek_v3)",
               architecture);
   const std::pair<const char*, int64_t> sizes[] = {
       {"num_layers", num_layers}, {"hidden_size", hidden_size},
@@ -45,10 +46,10 @@ void ModelConfig::validate() const {
   NC_CHECK_AS(ErrorKind::InvalidArgument, rope_theta > 0 && std::isfinite(rope_theta),
               "model config: rope_theta must be positive, got {}", rope_theta);
   const RopeScaling& rs = rope_scaling;
-  NC_CHECK_AS(
-      ErrorKind::Unsupported,
-      rs.type == "none" || rs.type == "linear" || rs.type == "llama3" || rs.type == "longrope",
-      "model config: unsupported rope scaling type '{}'", rs.type);
+  NC_CHECK_AS(ErrorKind::Unsupported,
+              rs.type == "none" || rs.type == "linear" || rs.type == "llama3" ||
+                  rs.type == "longrope" || rs.type == "yarn",
+              "model config: unsupported rope scaling type '{}'", rs.type);
   if (rs.type != "none") {
     NC_CHECK_AS(ErrorKind::InvalidArgument, rs.factor > 0 && std::isfinite(rs.factor),
                 "model config: rope scaling factor must be positive, got {}", rs.factor);
@@ -73,7 +74,29 @@ void ModelConfig::validate() const {
     NC_CHECK_AS(ErrorKind::InvalidArgument, rs.original_max_position > 0,
                 "model config: longrope needs a positive original_max_position_embeddings");
   }
+  if (rs.type == "yarn")
+    NC_CHECK_AS(ErrorKind::InvalidArgument,
+                rs.original_max_position > 0 && rs.beta_fast > 0 && rs.beta_slow > 0,
+                "model config: yarn rope scaling needs positive original_max_position_embeddings, "
+                "beta_fast and beta_slow (got {}, {}, {})",
+                rs.original_max_position, rs.beta_fast, rs.beta_slow);
   validate_variants();
+  moe.validate(num_layers);
+  if (mla.enabled()) validate_mla();
+}
+
+void ModelConfig::validate_mla() const {
+  const std::pair<const char*, int64_t> sizes[] = {{"kv_lora_rank", mla.kv_lora_rank},
+                                                   {"qk_nope_head_dim", mla.qk_nope_head_dim},
+                                                   {"v_head_dim", mla.v_head_dim}};
+  for (const auto& [name, v] : sizes)
+    NC_CHECK_AS(ErrorKind::InvalidArgument, v > 0 && v <= (int64_t(1) << 16),
+                "model config: MLA {} must lie in 1..65536, got {}", name, v);
+  NC_CHECK_AS(
+      ErrorKind::InvalidArgument, mla.q_lora_rank >= 0 && mla.q_lora_rank <= (int64_t(1) << 16),
+      "model config: MLA q_lora_rank must lie in 0..65536 (0: none), got {}", mla.q_lora_rank);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, num_kv_heads == 1,
+              "model config: MLA caches one latent head, num_kv_heads is {}", num_kv_heads);
 }
 
 void ModelConfig::validate_variants() const {

@@ -11,6 +11,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "model/moe_config.h"
+
 namespace nc {
 
 class GgufFile;
@@ -18,23 +20,43 @@ class GgufFile;
 // Rope scaling: Llama-3 style ("rope_type": "llama3"), linear (positions divided by factor) or
 // Phi-3's "longrope" (per-frequency divisors, long_factor when the served context, max_position,
 // exceeds original_max_position, else short_factor; cos/sin multiplied by attention_factor);
-// type "none" when absent.
+// type "none" when absent. YaRN ("yarn", DeepSeek): frequencies blended between interpolated
+// (divided by factor) and extrapolated ones by a ramp between the correction dimensions of
+// beta_fast and beta_slow rotations over original_max_position; cos/sin multiplied by
+// attention_factor (0 = mscale(factor, mscale) / mscale(factor, mscale_all_dim), or
+// mscale(factor) without both).
 struct RopeScaling {
-  std::string type = "none";  // "none" | "llama3" | "linear" | "longrope"
+  std::string type = "none";  // "none" | "llama3" | "linear" | "longrope" | "yarn"
   double factor = 1.0;
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max_position = 8192;
   std::vector<double> long_factor, short_factor;  // longrope: head_dim / 2 values each
   double attention_factor = 0;  // longrope: 0 = sqrt(1 + ln(s) / ln(original)), s = max / original
+  double beta_fast = 32, beta_slow = 1, mscale = 0, mscale_all_dim = 0;  // yarn
+  bool truncate = true;  // yarn: correction range rounded outwards to whole dimensions
+};
+
+// DeepSeek's multi-head latent attention (model/mla.h); kv_lora_rank 0: none. With MLA, the
+// config's head_dim is qk_rope_head_dim (the rope tables' width, as transformers sets it),
+// num_kv_heads is 1 (the one latent "head" per token) and attn_scale the softmax scale
+// (qk_nope_head_dim + qk_rope_head_dim)^-1/2, times YaRN's mscale(factor, mscale_all_dim)^2.
+struct MlaConfig {
+  int64_t kv_lora_rank = 0;
+  int64_t q_lora_rank = 0;  // 0: a plain q_proj (DeepSeek-V2-Lite)
+  int64_t qk_nope_head_dim = 0;
+  int64_t v_head_dim = 0;
+  bool rope_interleave = true;  // rope over pairs (x[2i], x[2i+1]) (DeepSeek), else rotate-half
+  bool enabled() const { return kv_lora_rank > 0; }
 };
 
 // The MLP's gate activation.
 enum class Activation { Silu, GeluTanh };
 
 struct ModelConfig {
-  // "llama" | "qwen2" | "qwen3" | "mistral" | "phi3" | "gemma2" | "gemma3" (SmolLM2 is "llama";
-  // "gemma3" is the text model, Hugging Face's gemma3_text)
+  // "llama" | "qwen2" | "qwen3" | "qwen3_moe" | "mistral" | "phi3" | "gemma2" | "gemma3" (SmolLM2
+  // is "llama"; "gemma3" is the text model, Hugging Face's gemma3_text; "deepseek_v2" |
+  // "deepseek_v3": MLA)
   std::string architecture;
   int64_t num_layers = 0;
   int64_t hidden_size = 0;
@@ -70,6 +92,10 @@ struct ModelConfig {
   // Gemma's checkpoints store RMSNorm weights w applied as (1 + w): the Hugging Face loader adds
   // the 1 (GGUF files from llama.cpp's converter already hold 1 + w).
   bool norm_weight_offset = false;
+  MlaConfig mla;  // DeepSeek-V2/V3
+
+  // Mixture of experts (Qwen3-MoE "qwen3_moe"; model/moe_config.h): empty for dense families.
+  MoeConfig moe;
 
   // Whether layer l uses the sliding window.
   bool is_sliding(int64_t layer) const {
@@ -82,11 +108,14 @@ struct ModelConfig {
 
  private:
   void validate_variants() const;
+  void validate_mla() const;
 };
 
 // Both throw nc::Error naming the missing or malformed key, or the unsupported architecture.
 // Both return a validated config.
 ModelConfig config_from_hf_json(const nlohmann::json& j);
 ModelConfig config_from_gguf(const GgufFile& f);
+// llama.cpp's "deepseek2" files (model/config_gguf_deepseek.cc); config_from_gguf calls it.
+ModelConfig config_from_gguf_deepseek2(const GgufFile& f);
 
 }  // namespace nc

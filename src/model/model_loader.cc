@@ -10,6 +10,8 @@
 #include "core/json_file.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "model/deepseek.h"
+#include "model/moe_weights.h"
 
 namespace nc {
 namespace {
@@ -40,6 +42,7 @@ int64_t gguf_block_index(const std::string& name, std::string* rest) {
 // post_attention_norm after it, ffn_norm before the MLP, post_ffw_norm after it. Phi-3 stores
 // q/k/v fused (attn_qkv) and gate/up fused in ffn_up.
 const char* hf_layer_part(const std::string& gguf_part, const std::string& arch) {
+  if (const char* moe = gguf_moe_part(gguf_part)) return moe;
   const bool gemma = arch == "gemma2" || arch == "gemma3";
   if (gemma && gguf_part == "ffn_norm") return "pre_feedforward_layernorm";
   if (gemma && gguf_part == "post_attention_norm") return "post_attention_layernorm";
@@ -57,7 +60,16 @@ const char* hf_layer_part(const std::string& gguf_part, const std::string& arch)
       {"ffn_norm", "post_attention_layernorm"},
       {"ffn_gate", "mlp.gate_proj"},
       {"ffn_up", "mlp.up_proj"},
-      {"ffn_down", "mlp.down_proj"}};
+      {"ffn_down", "mlp.down_proj"},
+      // DeepSeek's MLA (deepseek2): kv_b split into k_b / v_b by newer converters.
+      {"attn_q_a", "self_attn.q_a_proj"},
+      {"attn_q_a_norm", "self_attn.q_a_layernorm"},
+      {"attn_q_b", "self_attn.q_b_proj"},
+      {"attn_kv_a_mqa", "self_attn.kv_a_proj_with_mqa"},
+      {"attn_kv_a_norm", "self_attn.kv_a_layernorm"},
+      {"attn_kv_b", "self_attn.kv_b_proj"},
+      {"attn_k_b", "self_attn.k_b_proj"},
+      {"attn_v_b", "self_attn.v_b_proj"}};
   for (const auto& [g, h] : kParts) {
     if (gguf_part == g) return h;
   }
@@ -74,7 +86,7 @@ LoadedModel load_gguf(const std::string& path) {
     if (hf.empty()) continue;  // not a decoder weight (rope_freqs.weight went into the config)
     // Matrices stay in their stored format where a DType holds it (the CPU backend computes on
     // it; others dequantize at upload); vectors (norms, biases) become float32.
-    HostTensor x = t.ne.size() == 2 ? f.load_raw(t) : f.load_f32(t);
+    HostTensor x = t.ne.size() >= 2 ? f.load_raw(t) : f.load_f32(t);  // 3-D: stacked experts
     if (permuted && hf.find(".self_attn.q_proj.") != std::string::npos) {
       unpermute_gguf_qk(x, m.config.num_heads, t.name);
     } else if (permuted && hf.find(".self_attn.k_proj.") != std::string::npos) {
@@ -82,6 +94,8 @@ LoadedModel load_gguf(const std::string& path) {
     }
     m.weights.emplace(hf, std::move(x));
   }
+  stack_moe_weights(m.config, m.weights);
+  if (m.config.mla.enabled()) merge_gguf_kv_b(m.config, m.weights);
   check_weights(m.config, m.weights);
   return m;
 }
@@ -109,7 +123,9 @@ LoadedModel load_hf_folder(const fs::path& dir) {
   m.weights = load_safetensors_dir(dir.string());
   // With tied embeddings the decoder reads the embedding; a stored copy would only cost memory.
   if (m.config.tie_embeddings) m.weights.erase("lm_head.weight");
+  if (m.config.mla.enabled()) drop_mtp_layers(m.config, m.weights);
   if (m.config.norm_weight_offset) add_norm_offset(m.weights);
+  stack_moe_weights(m.config, m.weights);
   check_weights(m.config, m.weights);
   return m;
 }
@@ -178,6 +194,10 @@ std::vector<WeightSpec> expected_weights(const ModelConfig& c) {
   std::vector<WeightSpec> w;
   w.push_back({"model.embed_tokens.weight", {c.vocab_size, h}});
   for (int64_t l = 0; l < c.num_layers; ++l) {
+    if (c.mla.enabled()) {  // DeepSeek (model/deepseek.h)
+      append_deepseek_layer_specs(c, l, w);
+      continue;
+    }
     const std::string p = fmt::format("model.layers.{}.", l);
     w.push_back({p + "input_layernorm.weight", {h}});
     if (phi3) {  // Phi-3's checkpoints store q/k/v and gate/up fused
@@ -203,13 +223,15 @@ std::vector<WeightSpec> expected_weights(const ModelConfig& c) {
       w.push_back({p + "pre_feedforward_layernorm.weight", {h}});
       w.push_back({p + "post_feedforward_layernorm.weight", {h}});
     }
-    if (phi3) {
+    if (c.moe.is_sparse(l)) {
+      append_moe_weight_specs(c, l, w);
+    } else if (phi3) {
       w.push_back({p + "mlp.gate_up_proj.weight", {2 * c.intermediate_size, h}});
     } else {
       w.push_back({p + "mlp.gate_proj.weight", {c.intermediate_size, h}});
       w.push_back({p + "mlp.up_proj.weight", {c.intermediate_size, h}});
     }
-    w.push_back({p + "mlp.down_proj.weight", {h, c.intermediate_size}});
+    if (!c.moe.is_sparse(l)) w.push_back({p + "mlp.down_proj.weight", {h, c.intermediate_size}});
   }
   w.push_back({"model.norm.weight", {h}});
   if (!c.tie_embeddings) w.push_back({"lm_head.weight", {c.vocab_size, h}});
@@ -235,7 +257,7 @@ void check_weights(const ModelConfig& cfg, const WeightMap& w) {
                 shape_str(s.shape));
     if (t.is_raw()) {
       NC_CHECK_AS(ErrorKind::InvalidArgument,
-                  t.shape.size() == 2 && t.raw.size() == dtype_bytes(t.dtype, t.numel()),
+                  t.shape.size() >= 2 && t.raw.size() == dtype_bytes(t.dtype, t.numel()),
                   "tensor {} holds {} bytes of {} for shape {}", s.name, t.raw.size(),
                   dtype_name(t.dtype), shape_str(t.shape));
     } else {

@@ -1,5 +1,6 @@
 #include "model/rope.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <vector>
@@ -26,6 +27,28 @@ void apply_llama3(const RopeScaling& rs, std::vector<float>& inv) {
   }
 }
 
+// YaRN (transformers' _compute_yarn_parameters, float32 like it): each frequency blends the
+// interpolated one (inv / factor) and the extrapolated one (inv) by a linear ramp over the
+// dimensions between the correction dimensions of beta_fast and beta_slow rotations.
+void apply_yarn(const RopeScaling& rs, int64_t D, double theta, std::vector<float>& inv) {
+  const double two_pi = 2.0 * std::numbers::pi, orig = double(rs.original_max_position);
+  auto correction_dim = [&](double rotations) {
+    return double(D) * std::log(orig / (rotations * two_pi)) / (2.0 * std::log(theta));
+  };
+  double low = correction_dim(rs.beta_fast), high = correction_dim(rs.beta_slow);
+  if (rs.truncate) low = std::floor(low), high = std::ceil(high);
+  low = std::max(low, 0.0);
+  high = std::min(high, double(D - 1));
+  if (low == high) high += 0.001;  // transformers: no zero-width ramp
+  for (size_t i = 0; i < inv.size(); ++i) {
+    const float pos_freq = std::pow(float(theta), float(2 * i) / float(D));
+    const float ramp = std::clamp((float(i) - float(low)) / float(high - low), 0.0f, 1.0f);
+    const float extrapolation = 1.0f - ramp;
+    const float interp = 1.0f / (float(rs.factor) * pos_freq), extra = 1.0f / pos_freq;
+    inv[i] = interp * (1.0f - extrapolation) + extra * extrapolation;
+  }
+}
+
 // Inverse frequencies as Hugging Face computes them (float32), with rope scaling applied.
 std::vector<float> inverse_frequencies(int64_t D, double theta, const RopeScaling& rs,
                                        int64_t max_position) {
@@ -43,6 +66,8 @@ std::vector<float> inverse_frequencies(int64_t D, double theta, const RopeScalin
                 "model: longrope has {} factors for head_dim {}", ext.size(), D);
     for (int64_t i = 0; i < D / 2; ++i)
       inv[i] = 1.0f / (float(ext[i]) * std::pow(float(theta), float(2 * i) / float(D)));
+  } else if (rs.type == "yarn") {
+    apply_yarn(rs, D, theta, inv);
   } else {
     NC_CHECK_AS(ErrorKind::Unsupported, rs.type == "none" || rs.type == "default",
                 "model: unsupported rope scaling '{}'", rs.type);
@@ -60,6 +85,16 @@ double longrope_attention_factor(const ModelConfig& cfg) {
   return std::sqrt(1.0 + std::log(s) / std::log(double(rs.original_max_position)));
 }
 
+double yarn_attention_factor(const RopeScaling& rs) {
+  if (rs.attention_factor > 0) return rs.attention_factor;
+  auto mscale = [&](double m) {
+    return rs.factor <= 1 ? 1.0 : 0.1 * m * std::log(rs.factor) + 1.0;
+  };
+  if (rs.mscale != 0 && rs.mscale_all_dim != 0)
+    return mscale(rs.mscale) / mscale(rs.mscale_all_dim);
+  return mscale(1.0);
+}
+
 HostTensor rope_cos_sin_table(const ModelConfig& cfg, int64_t max_pos, bool sliding) {
   const int64_t D = cfg.head_dim, half = D / 2;
   const bool own = sliding && cfg.sliding_rope_theta > 0;  // Gemma 3's local rope
@@ -67,7 +102,9 @@ HostTensor rope_cos_sin_table(const ModelConfig& cfg, int64_t max_pos, bool slid
   const RopeScaling& rs = own ? none : cfg.rope_scaling;
   const std::vector<float> inv =
       inverse_frequencies(D, own ? cfg.sliding_rope_theta : cfg.rope_theta, rs, cfg.max_position);
-  const float mult = rs.type == "longrope" ? float(longrope_attention_factor(cfg)) : 1.0f;
+  const float mult = rs.type == "longrope" ? float(longrope_attention_factor(cfg))
+                     : rs.type == "yarn"   ? float(yarn_attention_factor(rs))
+                                           : 1.0f;
   HostTensor t{{max_pos, D}, std::vector<float>(max_pos * D)};
   for (int64_t p = 0; p < max_pos; ++p) {
     for (int64_t i = 0; i < half; ++i) {

@@ -1,6 +1,6 @@
 // Rotary position embedding tables, computed as Hugging Face transformers does: inverse
 // frequencies in float32 from the base (rope_theta) and the scaling (RopeScaling: linear, Llama-3,
-// Phi-3's longrope), angles as float32 products, then cos and sin.
+// Phi-3's longrope, YaRN), angles as float32 products, then cos and sin.
 //
 // A layer kind has its own table: Gemma 3's sliding layers use their own base and no scaling
 // (ModelConfig::sliding_rope_theta). Longrope picks one factor list for every position: the long
@@ -23,5 +23,10 @@ HostTensor rope_cos_sin_table(const ModelConfig& cfg, int64_t max_pos, bool slid
 // Longrope's cos/sin factor: the configured one, else sqrt(1 + ln(s) / ln(original)) with
 // s = max_position / original (1 when s <= 1).
 double longrope_attention_factor(const ModelConfig& cfg);
+
+// YaRN's cos/sin factor: the configured one, else mscale(factor, mscale) / mscale(factor,
+// mscale_all_dim) when both are set, else mscale(factor, 1), with mscale(s, m) =
+// 0.1 m ln(s) + 1 (1 when s <= 1).
+double yarn_attention_factor(const RopeScaling& rs);
 
 }  // namespace nc

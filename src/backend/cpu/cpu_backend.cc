@@ -13,6 +13,8 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_attention.h"
 #include "backend/cpu/cpu_matmul.h"
+#include "backend/cpu/cpu_mla.h"
+#include "backend/cpu/cpu_moe.h"
 #include "backend/cpu/cpu_ops.h"
 #include "backend/op_checks.h"
 #include "core/thread_pool.h"
@@ -223,6 +225,15 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void moe_route(const Tensor& logits, const Tensor& bias, const MoeRouting& r, Tensor ids,
+                 Tensor weights) override {
+    cpu_moe_route(logits, bias, r, ids, weights);
+  }
+  void moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const Tensor& gate_up,
+                   const Tensor& down, Tensor out) override {
+    cpu_moe_experts(x, ids, weights, gate_up, down, out);
+  }
+
   void silu_and_mul(const Tensor& gate_up, Tensor out) override {
     const int64_t T = gate_up.dim(0), I = gate_up.dim(1) / 2;
     out.expect_shape({T, I}, "silu_and_mul output");
@@ -314,6 +325,7 @@ class CpuBackend final : public Backend {
              shape.window_left);
     NC_CHECK(std::isfinite(shape.sm_scale), "attention plan: sm_scale {} is not finite",
              shape.sm_scale);
+    if (shape.latent_dim > 0) check_mla_shape(shape);
     for (const PagedKVBatch& level : step.levels)
       level.validate(step.num_tokens, shape.kv.page_size, shape.kv.num_pages);
     auto plan = std::make_unique<CpuAttentionPlan>();
@@ -327,6 +339,8 @@ class CpuBackend final : public Backend {
     const auto& plan = static_cast<const CpuAttentionPlan&>(plan_base);
     const AttentionShape& s = plan.shape;
     const int64_t T = plan.step.num_tokens, Hq = s.num_qo_heads;
+    NC_CHECK(s.latent_dim == 0, "attention: an MLA plan (latent_dim {}) runs mla_attention",
+             s.latent_dim);
     out.expect_shape({T, Hq * s.head_dim}, "attention output");
     float* pages = f32(kv_pages, "attention kv pages");
     cpu_append_kv(plan.step.levels.back(), s.kv, f32(k, "attention k"), f32(v, "attention v"),
@@ -349,6 +363,21 @@ class CpuBackend final : public Backend {
       merge_attention_states(o, lse.data(), o_level.data(), lse_level.data(), T, int(Hq),
                              s.head_dim);
     }
+  }
+
+  void head_linear(const Tensor& x, const Tensor& w, Tensor out) override {
+    cpu_head_linear(x, w, out);
+  }
+  void mla_rope_norm(const Tensor& q, const Tensor& kv_a, const Tensor& kv_norm, float eps,
+                     const Tensor& positions, const Tensor& cos_sin, bool interleaved, int nope_dim,
+                     Tensor q_mla, Tensor latent) override {
+    cpu_mla_rope_norm(q, kv_a, kv_norm, eps, positions, cos_sin, interleaved, nope_dim, q_mla,
+                      latent);
+  }
+  void mla_attention(const AttentionPlan& plan_base, const Tensor& q_mla, const Tensor& latent,
+                     Tensor kv_pages, Tensor out) override {
+    const auto& plan = static_cast<const CpuAttentionPlan&>(plan_base);
+    cpu_mla_attention(plan.step, plan.shape, q_mla, latent, kv_pages, out);
   }
 };
 

@@ -19,6 +19,7 @@
 #include "backend/cuda/cuda_attention.h"
 #include "backend/cuda/cuda_gemm.h"
 #include "backend/cuda/cuda_graphs.h"
+#include "backend/cuda/cuda_mla.h"
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/cuda_sampler.h"
 
@@ -106,17 +107,34 @@ class CudaBackend final : public Backend {
 
   std::unique_ptr<AttentionPlan> plan_attention(const AttentionStep& step,
                                                 const AttentionShape& shape) override {
+    if (shape.latent_dim > 0) return plan_mla(ctx_, step, shape);  // cuda_mla.h
     return attention_.plan(step, shape);
   }
   void attention(const AttentionPlan& plan, const Tensor& q, const Tensor& k, const Tensor& v,
                  Tensor kv_pages, Tensor out) override {
+    NC_CHECK(!is_mla_plan(plan), "attention: an MLA plan (latent_dim > 0) runs mla_attention");
     attention_.run(plan, q, k, v, kv_pages, out);
+  }
+
+  void head_linear(const Tensor& x, const Tensor& w, Tensor out) override {
+    mla_head_linear(*ctx_, x, w, out);
+  }
+  void mla_rope_norm(const Tensor& q, const Tensor& kv_a, const Tensor& kv_norm, float eps,
+                     const Tensor& positions, const Tensor& cos_sin, bool interleaved, int nope_dim,
+                     Tensor q_mla, Tensor latent) override {
+    cuda_host::mla_rope_norm(*ctx_, q, kv_a, kv_norm, eps, positions, cos_sin, interleaved,
+                             nope_dim, q_mla, latent);
+  }
+  void mla_attention(const AttentionPlan& plan, const Tensor& q_mla, const Tensor& latent,
+                     Tensor kv_pages, Tensor out) override {
+    run_mla(ctx_, plan, q_mla, latent, kv_pages, out);
   }
 
   bool supports_graphs() const override { return true; }
   std::unique_ptr<AttentionPlan> plan_attention_graph(const AttentionStep& step,
                                                       const AttentionShape& shape, int slot,
                                                       int max_pages) override {
+    if (shape.latent_dim > 0) return nullptr;  // MLA steps run eagerly
     return attention_.plan_for_graph(step, shape, slot, max_pages);
   }
   void begin_capture() override { graphs_.begin_capture(); }

@@ -1,0 +1,189 @@
+// The CUDA backend's MLA ops (contract: cuda_mla.h).
+#include "backend/cuda/cuda_mla.h"
+
+#include <vector>
+
+#include "backend/cuda/mla_kernels.h"
+
+namespace nc::cuda_host {
+
+namespace {
+
+struct DeviceLevel {
+  Tensor indptr, indices, last_page_len, qo_indptr, row_entry;
+  int page_size = 0;
+  bool causal = true;
+  cuda::MlaLevel view() const {
+    cuda::MlaLevel v;
+    v.indptr = indptr.ptr<int32_t>();
+    v.indices = indices.ptr<int32_t>();
+    v.last_page_len = last_page_len.ptr<int32_t>();
+    v.qo_indptr = qo_indptr.ptr<int32_t>();
+    v.row_entry = row_entry.ptr<int32_t>();
+    v.page_size = page_size;
+    v.causal = causal;
+    return v;
+  }
+};
+
+class CudaMlaPlan final : public AttentionPlan {
+ public:
+  AttentionShape shape;
+  int64_t num_tokens = 0;
+  std::vector<DeviceLevel> levels;
+  Tensor dst_page, dst_slot;  // the append slot of every token (last level)
+};
+
+// A device copy of v (at least one element: empty arrays still get a valid pointer).
+Tensor to_device(const std::shared_ptr<Context>& ctx, std::vector<int32_t> v) {
+  if (v.empty()) v.push_back(0);
+  Tensor t = device_alloc(ctx, {int64_t(v.size())}, DType::I32);
+  // From pageable memory the call returns once v has been staged.
+  cuda_check(cudaMemcpyAsync(t.data(), v.data(), t.nbytes(), cudaMemcpyHostToDevice, ctx->stream),
+             "mla plan copy");
+  return t;
+}
+
+DeviceLevel upload_level(const std::shared_ptr<Context>& ctx, const PagedKVBatch& b,
+                         int page_size) {
+  std::vector<int32_t> row_entry(size_t(b.qo_indptr.back()));
+  for (int e = 0; e < b.batch_size(); ++e)
+    for (int r = b.qo_indptr[e]; r < b.qo_indptr[e + 1]; ++r) row_entry[size_t(r)] = e;
+  DeviceLevel d;
+  d.indptr = to_device(ctx, b.kv_indptr);
+  d.indices = to_device(ctx, b.kv_indices);
+  d.last_page_len = to_device(ctx, b.kv_last_page_len);
+  d.qo_indptr = to_device(ctx, b.qo_indptr);
+  d.row_entry = to_device(ctx, std::move(row_entry));
+  d.page_size = page_size;
+  d.causal = b.causal;
+  return d;
+}
+
+void expect_rows(const Tensor& t, int64_t rows, int64_t cols, const char* what) {
+  expect_bf16(t, what);
+  t.expect_contiguous(what);
+  t.expect_shape({rows, cols}, what);
+}
+
+}  // namespace
+
+void mla_head_linear(Context& ctx, const Tensor& x, const Tensor& w, Tensor out) {
+  NC_CHECK(w.ndim() == 3 && x.ndim() == 2 && out.ndim() == 2 && x.dim(0) == out.dim(0),
+           "head_linear: shapes x {}, w {}, out {}", shape_str(x.shape()), shape_str(w.shape()),
+           shape_str(out.shape()));
+  const int64_t T = x.dim(0), H = w.dim(0), M = w.dim(1), K = w.dim(2);
+  NC_CHECK(x.dim(1) % H == 0 && out.dim(1) % H == 0 && K <= x.dim(1) / H && M <= out.dim(1) / H,
+           "head_linear: w {} does not fit x {} and out {}", shape_str(w.shape()),
+           shape_str(x.shape()), shape_str(out.shape()));
+  for (const Tensor& t : {x, w, out}) {
+    expect_bf16(t, "head_linear");
+    t.expect_contiguous("head_linear");
+  }
+  k_call([&] {
+    cuda::head_linear_bf16(x.data(), w.data(), out.data(), T, int(H), int(x.dim(1) / H), int(K),
+                           int(M), int(out.dim(1) / H), ctx.stream);
+  });
+}
+
+void mla_rope_norm(Context& ctx, const Tensor& q, const Tensor& kv_a, const Tensor& kv_norm,
+                   float eps, const Tensor& positions, const Tensor& cos_sin, bool interleaved,
+                   int nope_dim, Tensor q_mla, Tensor latent) {
+  const int64_t T = positions.numel(), Dr = cos_sin.dim(1), D = kv_a.dim(1), Dl = D - Dr;
+  const int64_t H = q.dim(1) / (nope_dim + Dr);
+  NC_CHECK(Dl > 0 && Dr % 2 == 0 && q.dim(1) == H * (nope_dim + Dr) && kv_norm.numel() == Dl,
+           "mla_rope_norm: q {}, kv_a {}, kv_norm {}, rope dim {}", shape_str(q.shape()),
+           shape_str(kv_a.shape()), shape_str(kv_norm.shape()), Dr);
+  expect_rows(q, T, H * (nope_dim + Dr), "mla_rope_norm q");
+  expect_rows(kv_a, T, D, "mla_rope_norm kv_a");
+  expect_rows(q_mla, T, H * D, "mla_rope_norm q_mla");
+  expect_rows(latent, T, D, "mla_rope_norm latent");
+  expect_bf16(kv_norm, "mla_rope_norm norm");
+  expect_i32(positions, "mla_rope_norm positions");
+  cos_sin.expect_dtype(DType::F32, "mla_rope_norm cos_sin");
+  expect_cuda(cos_sin, "mla_rope_norm cos_sin");
+  k_call([&] {
+    cuda::mla_rope_norm_bf16(q.data(), kv_a.data(), kv_norm.data(), eps, positions.ptr<int32_t>(),
+                             cos_sin.ptr<float>(), interleaved, T, int(H), nope_dim, int(Dr),
+                             int(Dl), q_mla.data(), latent.data(), ctx.stream);
+  });
+}
+
+std::unique_ptr<AttentionPlan> plan_mla(const std::shared_ptr<Context>& ctx,
+                                        const AttentionStep& step, const AttentionShape& shape) {
+  NC_CHECK(!step.levels.empty(), "mla plan: no levels");
+  NC_CHECK(shape.latent_dim > 0 && shape.latent_dim < shape.head_dim && shape.kv.latent &&
+               shape.num_kv_heads == 1 && shape.kv.head_dim == shape.head_dim,
+           "mla plan: latent_dim {} and head_dim {} over pages (latent={}, {} heads of {})",
+           shape.latent_dim, shape.head_dim, shape.kv.latent, shape.kv.num_kv_heads,
+           shape.kv.head_dim);
+  NC_CHECK(shape.window_left == -1 && shape.logits_soft_cap == 0.0f,
+           "mla plan: no window or soft cap (window_left {}, logits_soft_cap {})",
+           shape.window_left, shape.logits_soft_cap);
+  auto plan = std::make_unique<CudaMlaPlan>();
+  plan->shape = shape;
+  plan->num_tokens = step.num_tokens;
+  const int ps = shape.kv.page_size;
+  for (const PagedKVBatch& level : step.levels) {
+    level.validate(step.num_tokens, ps, shape.kv.num_pages);
+    plan->levels.push_back(upload_level(ctx, level, ps));
+  }
+  const PagedKVBatch& own = step.levels.back();
+  std::vector<int32_t> page(size_t(step.num_tokens)), slot(size_t(step.num_tokens));
+  for (int b = 0; b < own.batch_size(); ++b) {
+    const int first = own.kv_len(b, ps) - own.q_len(b);
+    for (int j = 0; j < own.q_len(b); ++j) {
+      const size_t row = size_t(own.qo_indptr[b] + j);
+      page[row] = own.kv_indices[size_t(own.kv_indptr[b] + (first + j) / ps)];
+      slot[row] = (first + j) % ps;
+    }
+  }
+  plan->dst_page = to_device(ctx, std::move(page));
+  plan->dst_slot = to_device(ctx, std::move(slot));
+  return plan;
+}
+
+bool is_mla_plan(const AttentionPlan& plan) {
+  return dynamic_cast<const CudaMlaPlan*>(&plan) != nullptr;
+}
+
+void run_mla(const std::shared_ptr<Context>& ctx, const AttentionPlan& plan_base,
+             const Tensor& q_mla, const Tensor& latent, Tensor kv_pages, Tensor out) {
+  const auto* plan = dynamic_cast<const CudaMlaPlan*>(&plan_base);
+  NC_CHECK(plan != nullptr, "mla_attention: the plan is not an MLA plan (latent_dim 0)");
+  const AttentionShape& s = plan->shape;
+  const int64_t T = plan->num_tokens, H = s.num_qo_heads, D = s.head_dim, Dl = s.latent_dim;
+  expect_rows(q_mla, T, H * D, "mla q");
+  expect_rows(latent, T, D, "mla latent");
+  expect_rows(out, T, H * Dl, "mla output");
+  expect_bf16(kv_pages, "mla pages");
+  NC_CHECK(kv_pages.numel() == int64_t(s.kv.num_pages) * s.kv.elems_per_page(),
+           "mla: page tensor of shape {} for {} pages of {} values", shape_str(kv_pages.shape()),
+           s.kv.num_pages, s.kv.elems_per_page());
+  cudaStream_t st = ctx->stream;
+  k_call([&] {
+    cuda::mla_append_bf16(latent.data(), kv_pages.data(), plan->dst_page.ptr<int32_t>(),
+                          plan->dst_slot.ptr<int32_t>(), T, s.kv.page_size, int(D), st);
+  });
+  const size_t n = plan->levels.size();
+  Tensor lse, o_level, lse_level;
+  if (n > 1) {
+    lse = device_alloc(ctx, {T, H}, DType::F32);
+    o_level = device_alloc(ctx, {T, H * Dl}, DType::BF16);
+    lse_level = device_alloc(ctx, {T, H}, DType::F32);
+  }
+  for (size_t l = 0; l < n; ++l) {
+    const bool first = l == 0;
+    void* o = first ? out.data() : o_level.data();
+    float* ls = n == 1 ? nullptr : (first ? lse.ptr<float>() : lse_level.ptr<float>());
+    k_call([&] {
+      cuda::mla_attention_bf16(plan->levels[l].view(), q_mla.data(), kv_pages.data(), o, ls, T,
+                               int(H), int(D), int(Dl), s.sm_scale, st);
+      if (!first)
+        cuda::mla_merge_state_bf16(out.data(), lse.ptr<float>(), o_level.data(),
+                                   lse_level.ptr<float>(), T * H, int(Dl), st);
+    });
+  }
+}
+
+}  // namespace nc::cuda_host

@@ -1,0 +1,25 @@
+// The CUDA backend's MLA ops (Backend::head_linear, mla_rope_norm, mla_attention and the plan of an
+// AttentionShape with latent_dim > 0): argument checks, the plan's device arrays, and the level
+// loop with its LSE merge, over the kernels of mla.cu (kernels.h). The CPU reference is
+// backend/cpu/cpu_mla.h; docs/models.md "MLA" describes the cache and the absorbed form.
+#pragma once
+#include <memory>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_context.h"
+
+namespace nc::cuda_host {
+
+void mla_head_linear(Context& ctx, const Tensor& x, const Tensor& w, Tensor out);
+void mla_rope_norm(Context& ctx, const Tensor& q, const Tensor& kv_a, const Tensor& kv_norm,
+                   float eps, const Tensor& positions, const Tensor& cos_sin, bool interleaved,
+                   int nope_dim, Tensor q_mla, Tensor latent);
+// An eager plan: every level's CSR arrays and each token's append slot, copied to the device.
+std::unique_ptr<AttentionPlan> plan_mla(const std::shared_ptr<Context>& ctx,
+                                        const AttentionStep& step, const AttentionShape& shape);
+bool is_mla_plan(const AttentionPlan& plan);
+// nc::Error unless `plan` came from plan_mla.
+void run_mla(const std::shared_ptr<Context>& ctx, const AttentionPlan& plan, const Tensor& q_mla,
+             const Tensor& latent, Tensor kv_pages, Tensor out);
+
+}  // namespace nc::cuda_host
