@@ -6,6 +6,7 @@
 // tensors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -67,6 +68,28 @@ TEST(MoeConfig, UnservableConfigsNameTheField) {
   EXPECT_NE(err("decoder_sparse_step", 0).find("decoder_sparse_step"), std::string::npos);
   EXPECT_NE(err("shared_expert_intermediate_size", 16).find("shared_expert_intermediate_size"),
             std::string::npos);
+}
+
+// configs/qwen3-30b-a3b.json (the benchmark shape for --load-format dummy): 48 sparse layers of
+// 128 experts, top-8; the tensors the loader expects hold 30.5 B parameters (61 GB in bf16: one
+// H200), of which about 3.3 B are active per token (the "A3B").
+TEST(MoeConfig, ShippedQwen3_30B_A3B) {
+  const ModelConfig c =
+      load_model_config(std::string(NC_FIXTURES_DIR) + "/../../configs/qwen3-30b-a3b.json");
+  EXPECT_EQ(c.num_layers, 48);
+  EXPECT_EQ(c.moe.routing.num_experts, 128);
+  EXPECT_EQ(c.moe.routing.top_k, 8);
+  EXPECT_EQ(c.moe.expert_intermediate, 768);
+  EXPECT_EQ(std::count(c.moe.sparse_layers.begin(), c.moe.sparse_layers.end(), true), 48);
+  double total = 0, experts = 0;
+  for (const WeightSpec& w : expected_weights(c)) {
+    double n = 1;
+    for (int64_t d : w.shape) n *= double(d);
+    total += n;
+    if (w.name.find("mlp.experts.") != std::string::npos) experts += n;
+  }
+  EXPECT_NEAR(total / 1e9, 30.5, 0.1);
+  EXPECT_NEAR((total - experts * (1 - 8.0 / 128)) / 1e9, 3.35, 0.1);
 }
 
 TEST(MoeWeights, MissingExpertTensorIsNamed) {
