@@ -92,6 +92,50 @@ TEST(MoeConfig, ShippedQwen3_30B_A3B) {
   EXPECT_NEAR((total - experts * (1 - 8.0 / 128)) / 1e9, 3.35, 0.1);
 }
 
+// DeepSeek's fields (the MLA models' reader calls read_moe_hf with architecture deepseek_v2 or
+// deepseek_v3): V3's noaux_tc with groups, bias and scaling; V2-Lite's greedy softmax; the errors.
+TEST(MoeConfig, DeepSeekFields) {
+  ModelConfig c;
+  c.num_layers = 4;
+  c.architecture = "deepseek_v3";
+  nlohmann::json v3 = {{"n_routed_experts", 16},
+                       {"num_experts_per_tok", 4},
+                       {"moe_intermediate_size", 8},
+                       {"n_shared_experts", 1},
+                       {"first_k_dense_replace", 1},
+                       {"n_group", 4},
+                       {"topk_group", 2},
+                       {"topk_method", "noaux_tc"},
+                       {"norm_topk_prob", true},
+                       {"routed_scaling_factor", 2.5}};
+  read_moe_hf(v3, c);
+  EXPECT_EQ(c.moe.routing.scoring, MoeScoring::Sigmoid);
+  EXPECT_TRUE(c.moe.routing.has_bias());
+  EXPECT_EQ(c.moe.routing.n_group, 4);
+  EXPECT_EQ(c.moe.routing.topk_group, 2);
+  EXPECT_FLOAT_EQ(c.moe.routing.scaling, 2.5f);
+  EXPECT_EQ(c.moe.shared_intermediate, 8);
+  EXPECT_EQ(c.moe.sparse_layers, (std::vector<bool>{false, true, true, true}));
+  c.moe = {};
+  c.architecture = "deepseek_v2";
+  nlohmann::json v2 = {
+      {"n_routed_experts", 64}, {"num_experts_per_tok", 6}, {"moe_intermediate_size", 8},
+      {"n_shared_experts", 2},  {"topk_method", "greedy"},  {"n_group", 1},
+      {"topk_group", 1}};
+  read_moe_hf(v2, c);
+  EXPECT_EQ(c.moe.routing.scoring, MoeScoring::Softmax);
+  EXPECT_FALSE(c.moe.routing.renormalize);
+  EXPECT_EQ(c.moe.shared_intermediate, 16);
+  c.moe = {};
+  v2["topk_method"] = "random";
+  EXPECT_NE(error_of([&] { read_moe_hf(v2, c); }).find("topk_method 'random'"), std::string::npos);
+  c.moe = {};
+  v2["topk_method"] = "greedy";
+  v2["scoring_func"] = "sigmoid";
+  EXPECT_NE(error_of([&] { read_moe_hf(v2, c); }).find("scoring_func 'sigmoid'"),
+            std::string::npos);
+}
+
 TEST(MoeWeights, MissingExpertTensorIsNamed) {
   LoadedModel lm = load_model(fixture());
   const ModelConfig& c = lm.config;
