@@ -60,10 +60,6 @@ TEST_F(CudaMoe, RoutingMatchesCpuInEveryMode) {
   }
 }
 
-struct ExpertCase {
-  Tensor gu_c, gu_g, dn_c, dn_g;
-};
-
 TEST_F(CudaMoe, ExpertsMatchCpuAndAreBatchInvariant) {
   const int64_t E = 8, H = 128, I = 96, k = 2, T = 70;  // more rows than one 64-row tile
   auto [gu_c, gu_g] = both_random({E, 2 * I, H}, 0.1f);
@@ -78,7 +74,8 @@ TEST_F(CudaMoe, ExpertsMatchCpuAndAreBatchInvariant) {
     w.insert(w.end(), {0.7f, 0.3f});
   }
   auto [ic, ig] = both_i32(ids);
-  auto [wc, wg] = both({T, k}, w);
+  Tensor wc = cpu->upload(HostTensor{{T, k}, w}), wg = gpu->alloc({T, k}, DType::F32);
+  gpu->copy_from_host(wg, w.data());  // routing weights stay float32 on the device
   Tensor ic2 = ic.view({T, k}), ig2 = ig.view({T, k});
   auto [oc, og] = outputs({T, H});
   cpu->moe_experts(xc, ic2, wc, gu_c, dn_c, oc);
