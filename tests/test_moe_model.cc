@@ -175,6 +175,23 @@ std::vector<float> logits_of(const ModelConfig& c, const WeightMap& w) {
   return runner.step({runner.add_sequence()}, {golden[1].ids})[0];
 }
 
+// Batch invariance through the whole model: prompt 1's logits alone and prefilled in one step with
+// the other two prompts (whose tokens share its experts) are the same bits.
+TEST(MoeModel, PromptLogitsDoNotDependOnBatchmates) {
+  const LoadedModel lm = load_model(fixture());
+  const std::vector<testing::GoldenPrompt> golden = testing::read_golden(fixture());
+  auto backend = make_cpu_backend();
+  LlamaModel model(lm.config, lm.weights, *backend);
+  testing::SeqRunner alone(model, 4, 64);
+  const std::vector<float> one = alone.step({alone.add_sequence()}, {golden[1].ids})[0];
+  LlamaModel model2(lm.config, lm.weights, *backend);
+  testing::SeqRunner batch(model2, 4, 64);
+  std::vector<int> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(batch.add_sequence());
+  const auto all = batch.step(ids, {golden[0].ids, golden[1].ids, golden[2].ids});
+  EXPECT_EQ(all[1], one);
+}
+
 // The checkpoint's per-expert tensors restacked as llama.cpp stores them ([E, I, H] gate and up,
 // [E, H, I] down) and as transformers 5 holds them ([E, 2I, H] gate_up): the same logits, bit
 // for bit (the same values reach the same products).
