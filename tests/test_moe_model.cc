@@ -6,6 +6,7 @@
 // tensors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -69,6 +70,72 @@ TEST(MoeConfig, UnservableConfigsNameTheField) {
             std::string::npos);
 }
 
+// configs/qwen3-30b-a3b.json (the benchmark shape for --load-format dummy): 48 sparse layers of
+// 128 experts, top-8; the tensors the loader expects hold 30.5 B parameters (61 GB in bf16: one
+// H200), of which about 3.3 B are active per token (the "A3B").
+TEST(MoeConfig, ShippedQwen3_30B_A3B) {
+  const ModelConfig c =
+      load_model_config(std::string(NC_FIXTURES_DIR) + "/../../configs/qwen3-30b-a3b.json");
+  EXPECT_EQ(c.num_layers, 48);
+  EXPECT_EQ(c.moe.routing.num_experts, 128);
+  EXPECT_EQ(c.moe.routing.top_k, 8);
+  EXPECT_EQ(c.moe.expert_intermediate, 768);
+  EXPECT_EQ(std::count(c.moe.sparse_layers.begin(), c.moe.sparse_layers.end(), true), 48);
+  double total = 0, experts = 0;
+  for (const WeightSpec& w : expected_weights(c)) {
+    double n = 1;
+    for (int64_t d : w.shape) n *= double(d);
+    total += n;
+    if (w.name.find("mlp.experts.") != std::string::npos) experts += n;
+  }
+  EXPECT_NEAR(total / 1e9, 30.5, 0.1);
+  EXPECT_NEAR((total - experts * (1 - 8.0 / 128)) / 1e9, 3.35, 0.1);
+}
+
+// DeepSeek's fields (the MLA models' reader calls read_moe_hf with architecture deepseek_v2 or
+// deepseek_v3): V3's noaux_tc with groups, bias and scaling; V2-Lite's greedy softmax; the errors.
+TEST(MoeConfig, DeepSeekFields) {
+  ModelConfig c;
+  c.num_layers = 4;
+  c.architecture = "deepseek_v3";
+  nlohmann::json v3 = {{"n_routed_experts", 16},
+                       {"num_experts_per_tok", 4},
+                       {"moe_intermediate_size", 8},
+                       {"n_shared_experts", 1},
+                       {"first_k_dense_replace", 1},
+                       {"n_group", 4},
+                       {"topk_group", 2},
+                       {"topk_method", "noaux_tc"},
+                       {"norm_topk_prob", true},
+                       {"routed_scaling_factor", 2.5}};
+  read_moe_hf(v3, c);
+  EXPECT_EQ(c.moe.routing.scoring, MoeScoring::Sigmoid);
+  EXPECT_TRUE(c.moe.routing.has_bias());
+  EXPECT_EQ(c.moe.routing.n_group, 4);
+  EXPECT_EQ(c.moe.routing.topk_group, 2);
+  EXPECT_FLOAT_EQ(c.moe.routing.scaling, 2.5f);
+  EXPECT_EQ(c.moe.shared_intermediate, 8);
+  EXPECT_EQ(c.moe.sparse_layers, (std::vector<bool>{false, true, true, true}));
+  c.moe = {};
+  c.architecture = "deepseek_v2";
+  nlohmann::json v2 = {
+      {"n_routed_experts", 64}, {"num_experts_per_tok", 6}, {"moe_intermediate_size", 8},
+      {"n_shared_experts", 2},  {"topk_method", "greedy"},  {"n_group", 1},
+      {"topk_group", 1}};
+  read_moe_hf(v2, c);
+  EXPECT_EQ(c.moe.routing.scoring, MoeScoring::Softmax);
+  EXPECT_FALSE(c.moe.routing.renormalize);
+  EXPECT_EQ(c.moe.shared_intermediate, 16);
+  c.moe = {};
+  v2["topk_method"] = "random";
+  EXPECT_NE(error_of([&] { read_moe_hf(v2, c); }).find("topk_method 'random'"), std::string::npos);
+  c.moe = {};
+  v2["topk_method"] = "greedy";
+  v2["scoring_func"] = "sigmoid";
+  EXPECT_NE(error_of([&] { read_moe_hf(v2, c); }).find("scoring_func 'sigmoid'"),
+            std::string::npos);
+}
+
 TEST(MoeWeights, MissingExpertTensorIsNamed) {
   LoadedModel lm = load_model(fixture());
   const ModelConfig& c = lm.config;
@@ -106,6 +173,23 @@ std::vector<float> logits_of(const ModelConfig& c, const WeightMap& w) {
   testing::SeqRunner runner(model, 4, 64);
   const std::vector<testing::GoldenPrompt> golden = testing::read_golden(fixture());
   return runner.step({runner.add_sequence()}, {golden[1].ids})[0];
+}
+
+// Batch invariance through the whole model: prompt 1's logits alone and prefilled in one step with
+// the other two prompts (whose tokens share its experts) are the same bits.
+TEST(MoeModel, PromptLogitsDoNotDependOnBatchmates) {
+  const LoadedModel lm = load_model(fixture());
+  const std::vector<testing::GoldenPrompt> golden = testing::read_golden(fixture());
+  auto backend = make_cpu_backend();
+  LlamaModel model(lm.config, lm.weights, *backend);
+  testing::SeqRunner alone(model, 4, 64);
+  const std::vector<float> one = alone.step({alone.add_sequence()}, {golden[1].ids})[0];
+  LlamaModel model2(lm.config, lm.weights, *backend);
+  testing::SeqRunner batch(model2, 4, 64);
+  std::vector<int> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(batch.add_sequence());
+  const auto all = batch.step(ids, {golden[0].ids, golden[1].ids, golden[2].ids});
+  EXPECT_EQ(all[1], one);
 }
 
 // The checkpoint's per-expert tensors restacked as llama.cpp stores them ([E, I, H] gate and up,

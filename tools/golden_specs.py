@@ -240,6 +240,20 @@ def qwen3_moe_config() -> Qwen3MoeConfig:
         rope_parameters={"rope_type": "default", "rope_theta": 1e6})
 
 
+def qwen3_moe_sparse_config() -> Qwen3MoeConfig:
+    # Every layer sparse, as Qwen3-30B-A3B, layer 0 included; smaller than tiny-qwen3-moe.
+    # (Meant for a model.gguf too, since llama.cpp's converter refuses dense layers in a qwen3moe
+    # file; but its Qwen2-MoE vocabulary path wants a GPT-2 style tokenizer that
+    # make_gguf_goldens.py's SentencePiece filler does not give: not converted yet.)
+    return Qwen3MoeConfig(
+        vocab_size=512, hidden_size=32, head_dim=16, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+        rms_norm_eps=1e-6, tie_word_embeddings=False, num_experts=8, num_experts_per_tok=2,
+        moe_intermediate_size=16, norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[],
+        bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+
+
 def hubify_qwen3_moe(path: Path) -> None:
     """Qwen3-30B-A3B's Hub spelling: rope_theta, rope_scaling null, torch_dtype, and
     "num_experts" (transformers 5 writes its alias num_local_experts)."""
@@ -298,6 +312,10 @@ NEW_SPECS = [
              ablations=[Ablation("norm_topk_prob off", _set("norm_topk_prob", False),
                                  prompts=(0, 1, 2)),
                         Ablation("top-1 routing", _set("num_experts_per_tok", 1),
+                                 prompts=(0, 1, 2))]),
+    TinySpec("tiny-qwen3-moe-sparse", qwen3_moe_sparse_config, seed=1009, config_style="hub",
+             hubify=hubify_qwen3_moe, check_keys=_MOE_KEYS,
+             ablations=[Ablation("top-1 routing", _set("num_experts_per_tok", 1),
                                  prompts=(0, 1, 2))]),
 ]
 

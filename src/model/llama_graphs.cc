@@ -47,6 +47,8 @@ int LlamaModel::num_graphs() const {
 bool LlamaModel::graph_eligible(const ForwardInput& in, const KVCache& kv) const {
   if (!graph_opts_.enabled || scratch_page_ < 0 || !backend_.supports_graphs()) return false;
   if (cfg_.mla.enabled()) return false;  // MLA steps run eagerly (no graph-safe MLA plan yet)
+  // MoE layers run eagerly: the backend grows their scratch on demand (backend/cuda/cuda_moe.h).
+  if (cfg_.moe.enabled()) return false;
   const size_t nl = in.attention.levels.size();
   if (scratch_page_ >= kv.shape.num_pages || nl < 1 || nl > size_t(graph_opts_.max_levels))
     return false;

@@ -122,8 +122,11 @@ void read_deepseek_moe(const json& j, ModelConfig& c) {
     m.routing.topk_group = int(int_key(j, "topk_group").value_or(1));
   }
   m.routing.renormalize = bool_key(j, "norm_topk_prob", false);
-  m.routing.scaling = float(
-      key_of(j, "routed_scaling_factor") ? key_of(j, "routed_scaling_factor")->get<double>() : 1.0);
+  if (const json* f = key_of(j, "routed_scaling_factor")) {
+    NC_CHECK_AS(ErrorKind::InvalidArgument, f->is_number(),
+                "config.json: 'routed_scaling_factor' must be a number, got {}", f->dump());
+    m.routing.scaling = float(f->get<double>());
+  }
   m.shared_intermediate = int_key(j, "n_shared_experts").value_or(0) * m.expert_intermediate;
   m.sparse_layers =
       deepseek_sparse_layers(c.num_layers, int_key(j, "first_k_dense_replace").value_or(0),

@@ -20,6 +20,7 @@
 #include "backend/cuda/cuda_gemm.h"
 #include "backend/cuda/cuda_graphs.h"
 #include "backend/cuda/cuda_mla.h"
+#include "backend/cuda/cuda_moe.h"
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/cuda_sampler.h"
 
@@ -44,7 +45,8 @@ class CudaBackend final : public Backend {
         registry_(std::make_shared<AttnRegistry>(jit_options(options), ctx_->device)),
         attention_(ctx_, options, graphs_, registry_),
         sampler_(ctx_),
-        timer_(ctx_, graphs_) {}
+        timer_(ctx_, graphs_),
+        moe_(ctx_) {}
   // As before the split: on the backend's device, once both streams are idle, the graphs go
   // before the slot and scratch buffers they read (the parts' destructors then free those).
   ~CudaBackend() override {
@@ -88,6 +90,14 @@ class CudaBackend final : public Backend {
     ops_.qkv_split_norm_rope(qkv, q_norm, k_norm, eps, positions, cos_sin, head_dim, q, k, v);
   }
   void silu_and_mul(const Tensor& gate_up, Tensor out) override { ops_.silu_and_mul(gate_up, out); }
+  void moe_route(const Tensor& logits, const Tensor& bias, const MoeRouting& r, Tensor ids,
+                 Tensor weights) override {
+    moe_.route(logits, bias, r, ids, weights);
+  }
+  void moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const Tensor& gate_up,
+                   const Tensor& down, Tensor out) override {
+    moe_.experts(x, ids, weights, gate_up, down, out);
+  }
   void gelu_tanh_and_mul(const Tensor& gate_up, Tensor out) override {
     ops_.gelu_tanh_and_mul(gate_up, out);
   }
@@ -176,6 +186,7 @@ class CudaBackend final : public Backend {
   CudaAttention attention_;
   CudaSampler sampler_;
   PassTimer timer_;
+  CudaMoe moe_;
 };
 
 CudaBackend& cuda_backend(Backend& b, const char* what) {

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "backend/cuda/moe_kernels.h"  // mixture-of-experts kernels (moe.cu)
+
 namespace nc::cuda {
 
 // ---- Elementwise, norms, rope, activation (ops.cu) ----
