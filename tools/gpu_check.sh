@@ -25,20 +25,16 @@ cd "$(dirname "$0")/.."
 mode=${1:-}
 
 # The JIT keys of tests/gpu/test_cuda_attention_variants.cc, bench/gpu/variant_bench.cc and
-# tests/gpu/test_cuda_model_variants.cc (the tiny Mistral, Gemma 2/3 and Phi-3 fixtures)
+# tests/gpu/test_cuda_model_variants.cc (the tiny Mistral and Gemma 2/3 fixtures; head_dim 96 is refused)
 # (plain head_dim 64/128 is compiled in; the benchmark's compile-time key is left out on purpose).
 jit_keys() {
   local k
   for k in decode_hd128_w1_sc0 decode_hd128_w0_sc1 decode_hd128_w1_sc1 \
            prefill_causal_hd128_w1_sc0 prefill_causal_hd128_w0_sc1 prefill_causal_hd128_w1_sc1 \
            prefill_none_hd128_w0_sc1 \
-           prefill_causal_hd96_w0_sc0 prefill_causal_hd96_w1_sc1 \
            decode_hd256_w0_sc0 decode_hd256_w1_sc1 prefill_causal_hd256_w0_sc0 \
            prefill_causal_hd256_w1_sc1 decode_hd256_w0_sc1 prefill_none_hd256_w0_sc1 \
-           prefill_none_hd96_w0_sc1 \
-           decode_hd32_w1_sc0 prefill_causal_hd32_w1_sc0 prefill_none_hd32_w0_sc0 \
-           decode_hd64_w1_sc0 prefill_causal_hd64_w1_sc0 prefill_causal_hd256_w0_sc1 \
-           prefill_none_hd96_w0_sc0; do
+           decode_hd64_w1_sc0 prefill_causal_hd64_w1_sc0 prefill_causal_hd256_w0_sc1; do
     echo "${k}_bf16"
   done
 }

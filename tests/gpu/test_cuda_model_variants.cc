@@ -25,14 +25,15 @@ std::string fixtures() {
   return o && *o ? o : NC_FIXTURES_DIR;
 }
 
-// tiny-deepseek-v2 / v3 have an MoE layer, which the CUDA backend does not run yet: only the
-// all-dense V2-Lite fixture takes the MLA path here.
-const char* const kModels[] = {"tiny-mistral", "tiny-gemma2",        "tiny-gemma3",
-                               "tiny-phi3",    "tiny-phi3-longrope", "tiny-deepseek-v2-lite"};
+// Phi-3 (head_dim 96) is refused by the CUDA backend (cuda_attention_plan.cc): see
+// CudaModelVariants.Phi3IsRefusedByName. Of the DeepSeek fixtures only the all-dense V2-Lite
+// (the MLA path alone) is here; V2 / V3 add MoE layers (CUDA MoE: tests/gpu/test_cuda_moe.cc).
+const char* const kModels[] = {"tiny-mistral", "tiny-gemma2", "tiny-gemma3", "tiny-deepseek-v2-lite"};
 
-// bf16 activations through up to 6 layers of a random model: the synthetic models' bound
-// (test_cuda_model.cc) with room for the deeper fixtures.
-constexpr double kTol = 3e-2;
+// bf16 activations through up to 6 layers of a random model: the synthetic models' bound of 2e-2
+// for 2 layers (test_cuda_model.cc) with room for the deeper fixtures (measured on the H100,
+// 2026-12-05, engine runs: tiny-gemma2 (4 layers, soft caps) 2.98e-2, tiny-gemma3 (6) 2.38e-2).
+constexpr double kTol = 4e-2;
 
 LoadedModel load_rounded(const std::string& name) {
   LoadedModel lm = load_model(fixtures() + "/" + name);
@@ -138,6 +139,20 @@ TEST_F(CudaModelVariants, CascadeGraphDecodeMatchesEagerAndCpu) {
     EXPECT_EQ(me.num_graph_steps(), 0);
     EXPECT_LE(worst.first, kTol);
     EXPECT_LE(worst.second, kTol);
+  }
+}
+
+// A head_dim-96 model (Phi-3) gets an error naming the head dim and the way out, not a fault.
+TEST_F(CudaModelVariants, Phi3IsRefusedByName) {
+  LoadedModel lm = load_rounded("tiny-phi3");
+  std::unique_ptr<Backend> g = make_cuda_backend(0, {});
+  try {
+    LlamaModel model(lm.config, lm.weights, *g);
+    SeqRunner runner(model, 16, 64);
+    runner.step({runner.add_sequence()}, {{1, 2, 3}});
+    ADD_FAILURE() << "tiny-phi3 ran on the CUDA backend";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("head_dim 96"), std::string::npos) << e.what();
   }
 }
 
