@@ -76,6 +76,11 @@ struct EngineConfig {
   // pages max_num_seqs requests at max_model_len tokens use (src/engine/kv_budget.h); on CPU its
   // memory becomes resident only as pages are written.
   std::string kv_cache_memory;
+  // The prefix cache's host-memory tier (docs/memory.md): bytes ("8GiB") or a fraction of the
+  // machine's physical memory ("0.25") of host memory (pinned on CUDA) that cached pages evicted
+  // from the device move to, and prefix hits copy back from. Empty or "0": off. More than the
+  // machine's physical memory is an error before the model loads.
+  std::string host_kv_cache;
   int max_num_batched_tokens = 2048;  // token budget of one step (prefill chunks + decodes)
   int max_num_seqs = 256;             // running requests at most
   int max_model_len = 0;              // 0 = the model's max position

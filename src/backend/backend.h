@@ -14,6 +14,7 @@
 #include "backend/logprobs.h"
 #include "core/host_tensor.h"
 #include "core/tensor.h"
+#include "kv/host_tier.h"
 #include "kv/paged_kv.h"
 
 namespace nc {
@@ -94,6 +95,17 @@ int32_t draw_token(std::span<const float> logits, const RowSampling& p);
 // the rows ask for: what Backend::sample_tokens_async returns by default.
 std::unique_ptr<PendingTokens> draw_on_host(std::span<const float> logits, int64_t vocab,
                                             const std::vector<RowSampling>& rows);
+
+// Host memory of the prefix cache's host tier (kv/host_tier.h): page-locked on CUDA, so that
+// copies to and from it run asynchronously; plain memory on the CPU.
+class HostBuffer {
+ public:
+  virtual ~HostBuffer() = default;
+  virtual std::byte* data() = 0;
+  virtual int64_t bytes() const = 0;
+};
+// Plain (pageable, 64-byte aligned) host memory.
+std::unique_ptr<HostBuffer> plain_host_buffer(int64_t bytes);
 
 class Backend {
  public:
@@ -206,6 +218,19 @@ class Backend {
   virtual std::unique_ptr<PendingTokens> sample_tokens_async(const Tensor& logits,
                                                              const std::vector<RowSampling>& rows,
                                                              Tensor ids);
+
+  // The host tier's pages (backend/kv_copy.cc; CUDA: cuda_kv_copy.cc). alloc_host_buffer gives
+  // `bytes` of host memory (page-locked where the backend copies asynchronously).
+  // copy_kv_pages runs `copies` in order between the KV cache's page tensors `layers` (one per
+  // layer, [num_pages, ...] contiguous) and `host`, where host page h holds layer l's page at byte
+  // (h * layers.size() + l) * layer_page_bytes. On the CPU it copies now. On CUDA the copies go
+  // on a copy stream after the work already enqueued (an event), and the work enqueued later
+  // waits for them (another event): the host never waits, and a device page freed after its
+  // offload may be reused by the next step at once. sync_kv_copies() waits for them all.
+  virtual std::unique_ptr<HostBuffer> alloc_host_buffer(int64_t bytes);
+  virtual void copy_kv_pages(const std::vector<Tensor>& layers, std::span<const KVPageCopy> copies,
+                             HostBuffer& host);
+  virtual void sync_kv_copies() {}
 
   // Kernels built at run time so far (zeros for backends that build none).
   virtual KernelBuildStats kernel_builds() const { return {}; }

@@ -21,6 +21,7 @@
 #include "engine/step_model.h"
 #include "engine/step_pipeline.h"
 #include "kv/cascade_planner.h"
+#include "kv/host_tier.h"
 #include "kv/page_pool.h"
 #include "kv/prefix_tree.h"
 #include "nanocascade/engine.h"
@@ -33,7 +34,9 @@ struct Engine::Impl {
   std::unique_ptr<TextCodec> codec;
   std::unique_ptr<PagePool> pool;
   std::unique_ptr<Scheduler> sched;
-  // Prefix cache and cascade (null when disabled).
+  // Prefix cache and cascade (null when disabled). The host tier (null when off) outlives the
+  // tree, which gives its host pages back when it goes.
+  std::unique_ptr<HostTier> host;
   std::unique_ptr<PrefixTree> tree;
   std::unique_ptr<TreePrefixCache> prefix_cache;
   std::unique_ptr<CascadePlanner> planner;
@@ -51,6 +54,8 @@ struct Engine::Impl {
   // Sizes the KV cache from the memory budget and allocates it; returns the number of pages.
   int64_t allocate_kv_cache(int64_t bytes_per_page, KVLayout layout);
   void setup_cache(int64_t kv_bytes_per_page, bool cuda);
+  // The prefix cache's host tier (EngineConfig::host_kv_cache), its memory on the model's side.
+  void setup_host_tier(PrefixTreeOptions& o, int64_t kv_bytes_per_page);
   // Debug builds: scheduler and prefix tree invariants after each step.
   void check_invariants() const;
   // The step's MemoryStepEvent to the registered hooks (memory_events.h).

@@ -45,6 +45,17 @@ class LlamaStepModel : public StepModel {
     kv_ = KVCache{};  // free the old pages first
     kv_ = model_->make_kv_cache(num_pages, page_size, layout);
   }
+  void allocate_host_kv(int num_pages) override {
+    NC_CHECK(!kv_.layers.empty(), "host kv tier: allocate the KV cache first");
+    host_kv_.reset();
+    host_kv_ = backend_->alloc_host_buffer(int64_t(num_pages) *
+                                           model_->kv_bytes_per_page(kv_.shape.page_size));
+  }
+  void transfer_kv(std::span<const KVPageCopy> copies) override {
+    if (copies.empty()) return;
+    NC_CHECK(host_kv_ != nullptr, "host kv tier: no host memory allocated");
+    backend_->copy_kv_pages(kv_.layers, copies, *host_kv_);
+  }
   ModelMemory memory() const override {
     return {model_->weight_bytes(), model_->workspace_bytes()};
   }
@@ -69,6 +80,7 @@ class LlamaStepModel : public StepModel {
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<LlamaModel> model_;
   KVCache kv_;
+  std::unique_ptr<HostBuffer> host_kv_;  // before backend_ goes (pinned memory on CUDA)
 };
 
 std::string model_path(const EngineConfig& cfg) {
@@ -99,6 +111,14 @@ std::unique_ptr<TextCodec> codec_for(const EngineConfig& cfg) {
 
 int64_t StepModel::free_memory_bytes() const {
   return physical_memory_bytes();
+}
+
+void StepModel::allocate_host_kv(int) {
+  fail("this model has no host KV tier");
+}
+
+void StepModel::transfer_kv(std::span<const KVPageCopy>) {
+  fail("this model has no host KV tier");
 }
 
 std::unique_ptr<PendingTokens> StepModel::forward_sample_async(const ForwardInput&,
@@ -132,6 +152,7 @@ std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
 }
 
 std::unique_ptr<StepModel> make_step_model(const EngineConfig& cfg) {
+  host_kv_cache_bytes(cfg);  // a host tier larger than the machine fails before the model loads
   return make_llama_step_model(model_path(cfg), step_model_options(cfg));
 }
 
