@@ -107,6 +107,9 @@ struct EngineConfig {
   // wait for the host between steps. A request's tokens then come out one step() later, and a
   // request that stops on EOS or a stop string has computed one token more than it returns.
   bool async_scheduling = true;
+  // Checks the page, prefix-tree and host-tier invariants after every step (docs/architecture.md,
+  // "Invariants"); debug builds always do. For tests and debugging: it walks every page.
+  bool check_invariants = false;
 
   static std::string default_model_path();
 };

@@ -56,7 +56,8 @@ struct Engine::Impl {
   void setup_cache(int64_t kv_bytes_per_page, bool cuda);
   // The prefix cache's host tier (EngineConfig::host_kv_cache), its memory on the model's side.
   void setup_host_tier(PrefixTreeOptions& o, int64_t kv_bytes_per_page);
-  // Debug builds: scheduler and prefix tree invariants after each step.
+  // Debug builds (or cfg.check_invariants): scheduler, prefix tree and host tier invariants after
+  // each step.
   void check_invariants() const;
   // The step's MemoryStepEvent to the registered hooks (memory_events.h).
   void emit_memory_event();

@@ -59,6 +59,7 @@ void PrefixTree::split(Node* n, int k) {
   for (auto& [key, child] : tail->children) child->parent = tail.get();
   tail->last_access = n->last_access;
   tail->sessions = n->sessions;
+  tail->on_host = n->on_host;
   n->pages.resize(k);
   n->tokens.resize(int64_t(k) * opt_.page_size);
   n->children.clear();
