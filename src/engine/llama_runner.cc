@@ -84,6 +84,7 @@ class LlamaStepModel : public StepModel {
 };
 
 std::string model_path(const EngineConfig& cfg) {
+  host_kv_cache_bytes(cfg);  // a host tier larger than the machine fails before anything loads
   const std::string path = cfg.model.empty() ? EngineConfig::default_model_path() : cfg.model;
   NC_CHECK_AS(ErrorKind::NotFound, std::filesystem::exists(path), "model '{}' not found{}", path,
               cfg.model.empty() ? " (run tools/setup.sh to fetch the default model)" : "");
@@ -152,7 +153,6 @@ std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
 }
 
 std::unique_ptr<StepModel> make_step_model(const EngineConfig& cfg) {
-  host_kv_cache_bytes(cfg);  // a host tier larger than the machine fails before the model loads
   return make_llama_step_model(model_path(cfg), step_model_options(cfg));
 }
 
