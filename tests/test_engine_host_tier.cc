@@ -11,6 +11,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "engine/memory_plan.h"
 #include "fake_model.h"
 #include "kv/page_pool.h"
 #include "nanocascade/engine.h"
@@ -230,6 +231,24 @@ TEST(EngineHostTierConfig, HitsTheReloadRuleDeclinesAreRecomputed) {
   EXPECT_EQ(b.stats.host.reloaded_pages, 0);
   EXPECT_EQ(b.pages_to_device, 0);
   EXPECT_GT(b.stats.host.offloaded_pages, 0);
+}
+
+TEST(EngineHostTierConfig, TheMemoryPlanShowsTheHostPagesTheEngineMakes) {
+  EngineConfig cfg;
+  cfg.page_size = 4;
+  cfg.max_num_seqs = 4;
+  cfg.kv_cache_memory = "4096";
+  cfg.host_kv_cache = "10000";  // 312.5 pages of 32 bytes
+  fake::FakeModel model(kVocab, 4096);
+  const MemoryPlan plan = plan_memory(cfg, model, 4096);
+  EXPECT_EQ(plan.host_bytes, 10000);
+  EXPECT_EQ(plan.host_pages, 312);
+  EXPECT_EQ(plan.host_tokens, 312 * 4);
+  Engine e(cfg, std::make_unique<fake::FakeModel>(kVocab, 4096),
+           std::make_unique<fake::FakeCodec>());
+  EXPECT_EQ(e.stats().host.capacity_pages, plan.host_pages);
+  cfg.enable_prefix_cache = false;  // no prefix cache, no tier
+  EXPECT_EQ(plan_memory(cfg, model, 4096).host_pages, 0);
 }
 
 }  // namespace

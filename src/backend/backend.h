@@ -198,6 +198,9 @@ class Backend {
   virtual bool has_graph(int key) const { return false; }
   virtual void replay(int key);
   virtual void clear_graphs() {}
+  // Device memory the graphs' fixed plan regions and scratch hold now (0 without graphs; grows as
+  // graphs are captured: Engine::warmup() captures them all).
+  virtual int64_t graph_memory_bytes() const { return 0; }
 
   // One token per row of float32 logits [R, V] without copying the logits to the host (rows[r]
   // says how to draw row r; its bias is added to its logits first): argmax (ties to the lowest id)
@@ -209,7 +212,8 @@ class Backend {
   // asynchronous draw).
   std::vector<int32_t> sample_tokens(const Tensor& logits, const std::vector<RowSampling>& rows);
   // Allocates sample_tokens' scratch for up to max_rows rows of `vocab` ids now (the engine sizes
-  // the KV cache from the memory left after it) and keeps it; returns its bytes (0: none needed).
+  // the KV cache from the memory left after it) and keeps it; returns the bytes it holds then (0:
+  // none needed), so a call for fewer rows than reserved allocates nothing and tells the size.
   virtual int64_t reserve_sampling(int max_rows, int vocab) { return 0; }
   // The same draw without waiting for it: the ids are written to `ids` (i32 [R] on the device,
   // for later ops in stream order) and copied to the host, where the returned handle's wait()

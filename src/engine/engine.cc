@@ -85,6 +85,7 @@ int64_t Engine::Impl::allocate_kv_cache(int64_t bytes_per_page, KVLayout layout)
   st.free_memory_bytes = plan.free_memory_bytes;
   const int64_t pages = plan.pages;
   kv_bytes = plan.kv_bytes;
+  host_pages = plan.host_pages;
   model->allocate_kv(int(pages), cfg.page_size, layout);
   return pages;
 }
@@ -115,11 +116,9 @@ void Engine::Impl::setup_cache(int64_t kv_bytes_per_page, bool cuda) {
 }
 
 void Engine::Impl::setup_host_tier(PrefixTreeOptions& o, int64_t kv_bytes_per_page) {
-  const int64_t bytes = host_kv_cache_bytes(cfg);
-  if (bytes == 0) return;
-  const int pages = host_tier_pages(bytes, kv_bytes_per_page, physical_memory_bytes());
-  model->allocate_host_kv(pages);
-  host = std::make_unique<HostTier>(pages, kv_bytes_per_page);
+  if (host_pages == 0) return;  // the plan's (memory_plan.h), as `nanocascade memory` prints
+  model->allocate_host_kv(int(host_pages));
+  host = std::make_unique<HostTier>(int(host_pages), kv_bytes_per_page);
   o.host = host.get();
   const HostReloadRule rule{kv_bytes_per_page, cfg.page_size, double(model->memory().weight_bytes),
                             model->on_cuda()};

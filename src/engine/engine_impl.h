@@ -43,6 +43,7 @@ struct Engine::Impl {
   int max_model_len = 0;
   int vocab = 0;
   int64_t kv_bytes = 0;
+  int64_t host_pages = 0;  // the host tier's (0: off)
   EngineStats st;
   std::map<std::string, int64_t> sessions;  // session name -> the tree's session id
   std::unique_ptr<RequestTable> requests;

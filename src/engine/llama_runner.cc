@@ -39,7 +39,11 @@ class LlamaStepModel : public StepModel {
   }
   void reserve(int max_tokens, int max_rows) override {
     model_->reserve_workspace(max_tokens, max_rows);
+    // What the sampler holds now (the workspace reserved it for at least max_rows rows).
+    sampling_bytes_ = backend_->reserve_sampling(1, vocab_size());
   }
+  int64_t sampling_bytes() const override { return sampling_bytes_; }
+  int64_t graph_pool_bytes() const override { return backend_->graph_memory_bytes(); }
   int64_t free_memory_bytes() const override { return backend_->free_memory_bytes(); }
   void allocate_kv(int num_pages, int page_size, KVLayout layout) override {
     kv_ = KVCache{};  // free the old pages first
@@ -81,6 +85,7 @@ class LlamaStepModel : public StepModel {
   std::unique_ptr<LlamaModel> model_;
   KVCache kv_;
   std::unique_ptr<HostBuffer> host_kv_;  // before backend_ goes (pinned memory on CUDA)
+  int64_t sampling_bytes_ = 0;
 };
 
 std::string model_path(const EngineConfig& cfg) {

@@ -150,6 +150,7 @@ class CudaBackend final : public Backend {
     kv_copier_.copy(layers, copies, host);
   }
   void sync_kv_copies() override { kv_copier_.sync(); }
+  int64_t graph_memory_bytes() const override { return attention_.graph_device_bytes(); }
 
   void mark_pass_begin() override { timer_.mark_pass_begin(); }
   void mark_pass_end() override { timer_.mark_pass_end(); }
