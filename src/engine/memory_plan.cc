@@ -63,7 +63,12 @@ MemoryPlan plan_memory(const EngineConfig& cfg, const StepModel& model, int max_
 
 int64_t host_kv_cache_bytes(const EngineConfig& cfg) {
   if (cfg.host_kv_cache.empty() || cfg.host_kv_cache == "0") return 0;
-  const MemoryBudget b = parse_memory_budget(cfg.host_kv_cache);
+  MemoryBudget b;
+  try {
+    b = parse_memory_budget(cfg.host_kv_cache);
+  } catch (const Error& e) {
+    fail_as(ErrorKind::InvalidArgument, "host kv cache: {}", e.what());
+  }
   const int64_t physical = physical_memory_bytes();
   const int64_t bytes = b.resolve(physical);
   NC_CHECK_AS(ErrorKind::InvalidArgument, bytes <= physical,

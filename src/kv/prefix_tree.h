@@ -143,7 +143,7 @@ class PrefixTree {
   // refcount 0, in policy order (a parent whose last child went becomes a candidate).
   // Returns the number of pages freed (may exceed the request, or fall short).
   int evict(int num_pages);
-  // Evicts every evictable node.
+  // Evicts every evictable node (with a host tier: moves them to the host, as far as it holds).
   int evict_all() { return evict(pool_.num_pages()); }
 
   // Sessions for PinnedSessionPolicy: nodes a session touches (match or insert) while its pin
@@ -154,7 +154,8 @@ class PrefixTree {
   double now() const;
 
   PrefixTreeStats stats() const;
-  // Tokens the tree could serve for `tokens` right now (no references, no LRU update).
+  // Tokens the tree could serve for `tokens` right now (no references, no LRU update; pages on
+  // the host tier count, though match() may decline to restore them).
   int peek(const std::vector<int32_t>& tokens) const;
 
   // Throws nc::Error when the tree or the pool is inconsistent: node shape (tokens = pages *
