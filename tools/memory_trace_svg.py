@@ -97,7 +97,7 @@ def draw(pages, host, moves, title):
     legend(out, top, ["used", "cached", "free"])
     top, bottom = PANELS[1]
     names = ["evicted", "offloaded", "restored", "reloaded"]
-    vmax = max([m[1][k] for m in moves for k in names] + [h[2] for h in host] + [1])
+    vmax = max([m[1][k] for m in moves for k in names] + [h[1] for h in host] + [1])
     sc = scaler(t0, t1, vmax, top, bottom)
     for name in names:
         if moves and moves[-1][1][name] > 0:
