@@ -100,7 +100,7 @@ TEST(CudaKvCopy, ReloadBandwidthAgainstAPlainHostToDeviceCopy) {
   gpu->copy_kv_pages(layers, offload, *host);
   gpu->sync_kv_copies();
   const std::vector<uint16_t> last_offloaded = read_page(layers, n - 1);
-  std::vector<int32_t> scattered(size_t(pages));
+  std::vector<int32_t> scattered(static_cast<size_t>(pages));
   std::iota(scattered.begin(), scattered.end(), 0);
   std::shuffle(scattered.begin(), scattered.end(), rng);
   auto time_batch = [&](bool shuffled) {
