@@ -4,6 +4,7 @@
 // a lost token after preemption) changes the history it sees and so the tokens it produces.
 // reference_next() gives the logits a correct engine must see, computed without any paging.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -79,6 +80,25 @@ class FakeModel : public StepModel {
 
   bool can_sample_on_device() const override { return device_sampling_; }
 
+  // The host tier: host pages of slots, copies in order (as Backend::copy_kv_pages).
+  void allocate_host_kv(int num_pages) override {
+    host_slots_.assign(size_t(num_pages) * page_size_, Slot{});
+  }
+  void transfer_kv(std::span<const KVPageCopy> copies) override {
+    for (const KVPageCopy& c : copies) {
+      NC_CHECK(c.device_page >= 0 && c.device_page < num_pages_ && c.host_page >= 0 &&
+                   size_t(c.host_page + 1) * page_size_ <= host_slots_.size(),
+               "fake model: copy between device page {} and host page {} out of range",
+               c.device_page, c.host_page);
+      Slot* dev = slots_.data() + size_t(c.device_page) * page_size_;
+      Slot* host = host_slots_.data() + size_t(c.host_page) * page_size_;
+      c.to_host ? std::copy(dev, dev + page_size_, host) : std::copy(host, host + page_size_, dev);
+      ++(c.to_host ? pages_to_host : pages_to_device);
+    }
+  }
+  // Weights as the memory plan and the host tier's reload rule see them (0: none).
+  ModelMemory memory() const override { return {weight_bytes, 0}; }
+
   // The tokens forward_sample_async hands back: the reference draw over this step's logits.
   std::vector<int32_t> forward_sample(const ForwardInput& in,
                                       const std::vector<RowSampling>& rows) {
@@ -152,6 +172,8 @@ class FakeModel : public StepModel {
 
   std::vector<FakeStepStats> steps;
   int64_t placeholders_resolved = 0;
+  int64_t weight_bytes = 0;
+  int64_t pages_to_host = 0, pages_to_device = 0;
   int fail_wait_at = -1;
 
  private:
@@ -187,6 +209,7 @@ class FakeModel : public StepModel {
   std::vector<RowLogprobs> last_logprobs_;  // of the last forward_sample
   int page_size_ = 0, num_pages_ = 0;
   std::vector<Slot> slots_;
+  std::vector<Slot> host_slots_;
 };
 
 // Byte-level codec: ids 0..255 are bytes, 256 = BOS "<s>", 257 = EOS "</s>" (special), the rest

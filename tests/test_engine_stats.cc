@@ -54,10 +54,11 @@ EngineStats numbered(int base) {
 }
 
 TEST(EngineStats, EveryDeclaredFieldIsDescribed) {
-  // EngineStats's members less its three structs (decode_steps, prefill_steps, cache), plus
+  // EngineStats's members less its four structs (decode_steps, prefill_steps, cache, host), plus
   // theirs. A failure here: a field was declared without its line in the visitors of stats.h.
-  constexpr size_t kLeaves = member_count<EngineStats>() - 3 +
-                             2 * member_count<EngineStats::StepKind>() + member_count<CacheStats>();
+  constexpr size_t kLeaves = member_count<EngineStats>() - 4 +
+                             2 * member_count<EngineStats::StepKind>() +
+                             member_count<CacheStats>() + member_count<HostTierStats>();
   static_assert(member_count<EngineStats::StepKind>() == 7);
   EXPECT_EQ(described_fields(), kLeaves);
 }
@@ -268,21 +269,37 @@ TEST(EngineStats, PrometheusNamesStay) {
   std::string text;
   server::render_engine_metrics(EngineStats{}, text);
   const auto m = samples(text);
-  for (const char* name :
-       {"nanocascade_generation_tokens_total", "nanocascade_prompt_tokens_computed_total",
-        "nanocascade_preemptions_total", "nanocascade_kv_pages_total",
-        "nanocascade_kv_page_size_tokens", "nanocascade_kv_cache_bytes",
-        R"(nanocascade_kv_pages_sharing{state="private"})",
-        R"(nanocascade_kv_pages_sharing{state="cached_only"})", "nanocascade_prefix_tree_pages",
-        "nanocascade_prefix_cache_lookup_tokens_total", "nanocascade_prefix_cache_hit_tokens_total",
-        "nanocascade_prefix_cache_evicted_pages_total", "nanocascade_cascade_steps_total",
-        "nanocascade_cascade_max_levels", "nanocascade_jit_compiles_total",
-        "nanocascade_jit_compile_seconds_total", "nanocascade_jit_cache_hits_total",
-        R"(nanocascade_kv_page_transitions_total{kind="allocated"})",
-        R"(nanocascade_kv_page_transitions_total{kind="reloaded"})"}) {
+  for (const char* name : {"nanocascade_generation_tokens_total",
+                           "nanocascade_prompt_tokens_computed_total",
+                           "nanocascade_preemptions_total",
+                           "nanocascade_kv_pages_total",
+                           "nanocascade_kv_page_size_tokens",
+                           "nanocascade_kv_cache_bytes",
+                           R"(nanocascade_kv_pages_sharing{state="private"})",
+                           R"(nanocascade_kv_pages_sharing{state="cached_only"})",
+                           "nanocascade_prefix_tree_pages",
+                           "nanocascade_prefix_cache_lookup_tokens_total",
+                           "nanocascade_prefix_cache_hit_tokens_total",
+                           "nanocascade_prefix_cache_evicted_pages_total",
+                           "nanocascade_cascade_steps_total",
+                           "nanocascade_cascade_max_levels",
+                           "nanocascade_jit_compiles_total",
+                           "nanocascade_jit_compile_seconds_total",
+                           "nanocascade_jit_cache_hits_total",
+                           R"(nanocascade_kv_page_transitions_total{kind="allocated"})",
+                           R"(nanocascade_kv_page_transitions_total{kind="reloaded"})",
+                           R"(nanocascade_kv_page_transitions_total{kind="restored"})",
+                           R"(nanocascade_host_kv_pages{state="capacity"})",
+                           R"(nanocascade_host_kv_pages{state="used"})",
+                           "nanocascade_host_kv_hit_tokens_total",
+                           R"(nanocascade_host_kv_page_moves_total{kind="offloaded"})",
+                           R"(nanocascade_host_kv_page_moves_total{kind="reloaded"})",
+                           R"(nanocascade_host_kv_page_moves_total{kind="dropped"})",
+                           R"(nanocascade_host_kv_bytes_total{dir="to_host"})",
+                           R"(nanocascade_host_kv_bytes_total{dir="to_device"})"}) {
     EXPECT_EQ(m.count(name), 1u) << name;
   }
-  EXPECT_EQ(m.size(), 33u) << text;
+  EXPECT_EQ(m.size(), 42u) << text;
 }
 
 }  // namespace

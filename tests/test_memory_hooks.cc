@@ -39,11 +39,13 @@ struct Recorder : MemoryHook {
                                        ? PageStateCounts{ev.pages.total, ev.pages.total, 0, 0}
                                        : events.back().pages;
     const PageTransitions& d = ev.delta;
-    EXPECT_EQ(ev.pages.free, before.free - d.allocated + d.freed + d.evicted) << "step " << ev.step;
+    EXPECT_EQ(ev.pages.free, before.free - d.allocated + d.freed + d.evicted - d.restored)
+        << "step " << ev.step;
     EXPECT_EQ(ev.pages.used, before.used + d.allocated - d.freed - d.cached + d.reloaded)
         << "step " << ev.step;
-    EXPECT_EQ(ev.pages.cached, before.cached + d.cached - d.evicted - d.reloaded)
+    EXPECT_EQ(ev.pages.cached, before.cached + d.cached - d.evicted - d.reloaded + d.restored)
         << "step " << ev.step;
+    EXPECT_EQ(d.restored, 0);  // no host tier here (tests/test_engine_host_tier.cc has one)
     EXPECT_EQ(ev.pages.free + ev.pages.used + ev.pages.cached, ev.pages.total);
     if (!events.empty()) {
       EXPECT_EQ(ev.step, events.back().step + 1);

@@ -76,6 +76,11 @@ struct EngineConfig {
   // pages max_num_seqs requests at max_model_len tokens use (src/engine/kv_budget.h); on CPU its
   // memory becomes resident only as pages are written.
   std::string kv_cache_memory;
+  // The prefix cache's host-memory tier (docs/memory.md): bytes ("8GiB") or a fraction of the
+  // machine's physical memory ("0.25") of host memory (pinned on CUDA) that cached pages evicted
+  // from the device move to, and prefix hits copy back from. Empty or "0": off. More than the
+  // machine's physical memory is an error before the model loads.
+  std::string host_kv_cache;
   int max_num_batched_tokens = 2048;  // token budget of one step (prefill chunks + decodes)
   int max_num_seqs = 256;             // running requests at most
   int max_model_len = 0;              // 0 = the model's max position
@@ -102,6 +107,9 @@ struct EngineConfig {
   // wait for the host between steps. A request's tokens then come out one step() later, and a
   // request that stops on EOS or a stop string has computed one token more than it returns.
   bool async_scheduling = true;
+  // Checks the page, prefix-tree and host-tier invariants after every step (docs/architecture.md,
+  // "Invariants"); debug builds always do. For tests and debugging: it walks every page.
+  bool check_invariants = false;
 
   static std::string default_model_path();
 };

@@ -40,6 +40,7 @@ struct CacheStats {
   int64_t pages_cached = 0;
   int64_t pages_evicted = 0;
   int64_t pages_reloaded = 0;
+  int64_t pages_restored = 0;  // free -> cached: K/V copied back from the host tier
   // Cascade: the last step's levels (page entries per level, last = the requests' own) and
   // the KV bytes attention reads, plain paged vs cascade; totals over all steps.
   std::vector<int> last_step_pages_per_level;
@@ -49,6 +50,20 @@ struct CacheStats {
   double kv_bytes_cascade = 0;
   int64_t cascade_steps = 0;  // steps that ran with more than one level
   int max_levels = 0;         // most levels of any step
+};
+
+// The prefix cache's host-memory tier (EngineConfig::host_kv_cache; docs/memory.md); zeros when
+// off. Pages are host pages of the device page's size.
+struct HostTierStats {
+  int capacity_pages = 0;
+  int used_pages = 0;           // holding the K/V of a host-resident prefix-tree page
+  int64_t hit_tokens = 0;       // prefix-hit tokens whose pages were copied back (reloaded)
+  int64_t declined_tokens = 0;  // host hits recomputed instead (the reload rule said no)
+  int64_t offloaded_pages = 0;  // device -> host
+  int64_t reloaded_pages = 0;   // host -> device
+  int64_t dropped_pages = 0;    // host pages discarded (LRU, the tier full)
+  int64_t bytes_to_host = 0;
+  int64_t bytes_to_device = 0;
 };
 
 struct EngineStats {
@@ -100,6 +115,7 @@ struct EngineStats {
   // Steps queued while the previous step's tokens were still on their way (async scheduling).
   int64_t num_overlapped_steps = 0;
   CacheStats cache;
+  HostTierStats host;
 };
 
 // Counter: only grows; a difference is after - before. Gauge: a level now; a difference keeps
@@ -192,6 +208,9 @@ void for_each_cache_stat(Visit&& visit, Cache&... c) {
   visit(g.counter("pages_reloaded", "nanocascade_kv_page_transitions_total", nullptr,
                   R"(kind="reloaded")"),
         c.pages_reloaded...);
+  visit(g.counter("pages_restored", "nanocascade_kv_page_transitions_total", nullptr,
+                  R"(kind="restored")"),
+        c.pages_restored...);
   visit(g.gauge("last_step_pages_per_level"), c.last_step_pages_per_level...);
   visit(g.gauge("last_step_kv_bytes_plain"), c.last_step_kv_bytes_plain...);
   visit(g.gauge("last_step_kv_bytes_cascade"), c.last_step_kv_bytes_cascade...);
@@ -207,6 +226,36 @@ void for_each_cache_stat(Visit&& visit, Cache&... c) {
   visit(
       g.gauge("max_levels", "nanocascade_cascade_max_levels", "Most attention levels of any step."),
       c.max_levels...);
+}
+
+// visit(field, h.x...) for each field x of HostTierStats (JSON group "host").
+template <class Visit, class... Host>
+void for_each_host_stat(Visit&& visit, Host&... h) {
+  const StatGroup g{"host"};
+  visit(g.gauge("capacity_pages", "nanocascade_host_kv_pages",
+                "Host-tier KV pages: capacity and used.", R"(state="capacity")"),
+        h.capacity_pages...);
+  visit(g.gauge("used_pages", "nanocascade_host_kv_pages", nullptr, R"(state="used")"),
+        h.used_pages...);
+  visit(g.counter("hit_tokens", "nanocascade_host_kv_hit_tokens_total",
+                  "Prefix-hit tokens reloaded from the host tier."),
+        h.hit_tokens...);
+  visit(g.counter("declined_tokens"), h.declined_tokens...);
+  visit(g.counter("offloaded_pages", "nanocascade_host_kv_page_moves_total",
+                  "Pages moved between the device and the host tier.", R"(kind="offloaded")"),
+        h.offloaded_pages...);
+  visit(g.counter("reloaded_pages", "nanocascade_host_kv_page_moves_total", nullptr,
+                  R"(kind="reloaded")"),
+        h.reloaded_pages...);
+  visit(g.counter("dropped_pages", "nanocascade_host_kv_page_moves_total", nullptr,
+                  R"(kind="dropped")"),
+        h.dropped_pages...);
+  visit(g.counter("bytes_to_host", "nanocascade_host_kv_bytes_total",
+                  "Bytes copied between the device and the host tier.", R"(dir="to_host")"),
+        h.bytes_to_host...);
+  visit(g.counter("bytes_to_device", "nanocascade_host_kv_bytes_total", nullptr,
+                  R"(dir="to_device")"),
+        h.bytes_to_device...);
 }
 
 // visit(field, s.x...) for each field x of EngineStats, nested structs included (their fields
@@ -263,6 +312,7 @@ void for_each_stat(Visit&& visit, Stats&... s) {
   visit(g.counter("device_sampled"), s.num_device_sampled...);
   visit(g.counter("overlapped_steps"), s.num_overlapped_steps...);
   for_each_cache_stat(visit, s.cache...);
+  for_each_host_stat(visit, s.host...);
 }
 
 // What happened between two snapshots of one engine: counters after - before, gauges as

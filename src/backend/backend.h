@@ -15,6 +15,7 @@
 #include "backend/moe_routing.h"
 #include "core/host_tensor.h"
 #include "core/tensor.h"
+#include "kv/host_tier.h"
 #include "kv/paged_kv.h"
 
 namespace nc {
@@ -99,6 +100,17 @@ int32_t draw_token(std::span<const float> logits, const RowSampling& p);
 // the rows ask for: what Backend::sample_tokens_async returns by default.
 std::unique_ptr<PendingTokens> draw_on_host(std::span<const float> logits, int64_t vocab,
                                             const std::vector<RowSampling>& rows);
+
+// Host memory of the prefix cache's host tier (kv/host_tier.h): page-locked on CUDA, so that
+// copies to and from it run asynchronously; plain memory on the CPU.
+class HostBuffer {
+ public:
+  virtual ~HostBuffer() = default;
+  virtual std::byte* data() = 0;
+  virtual int64_t bytes() const = 0;
+};
+// Plain (pageable, 64-byte aligned) host memory.
+std::unique_ptr<HostBuffer> plain_host_buffer(int64_t bytes);
 
 class Backend {
  public:
@@ -230,6 +242,9 @@ class Backend {
   virtual bool has_graph(int key) const { return false; }
   virtual void replay(int key);
   virtual void clear_graphs() {}
+  // Device memory the graphs' fixed plan regions and scratch hold now (0 without graphs; grows as
+  // graphs are captured: Engine::warmup() captures them all).
+  virtual int64_t graph_memory_bytes() const { return 0; }
 
   // One token per row of float32 logits [R, V] without copying the logits to the host (rows[r]
   // says how to draw row r; its bias is added to its logits first): argmax (ties to the lowest id)
@@ -241,7 +256,8 @@ class Backend {
   // asynchronous draw).
   std::vector<int32_t> sample_tokens(const Tensor& logits, const std::vector<RowSampling>& rows);
   // Allocates sample_tokens' scratch for up to max_rows rows of `vocab` ids now (the engine sizes
-  // the KV cache from the memory left after it) and keeps it; returns its bytes (0: none needed).
+  // the KV cache from the memory left after it) and keeps it; returns the bytes it holds then (0:
+  // none needed), so a call for fewer rows than reserved allocates nothing and tells the size.
   virtual int64_t reserve_sampling(int max_rows, int vocab) { return 0; }
   // The same draw without waiting for it: the ids are written to `ids` (i32 [R] on the device,
   // for later ops in stream order) and copied to the host, where the returned handle's wait()
@@ -250,6 +266,19 @@ class Backend {
   virtual std::unique_ptr<PendingTokens> sample_tokens_async(const Tensor& logits,
                                                              const std::vector<RowSampling>& rows,
                                                              Tensor ids);
+
+  // The host tier's pages (backend/kv_copy.cc; CUDA: cuda_kv_copy.cc). alloc_host_buffer gives
+  // `bytes` of host memory (page-locked where the backend copies asynchronously).
+  // copy_kv_pages runs `copies` in order between the KV cache's page tensors `layers` (one per
+  // layer, [num_pages, ...] contiguous) and `host`, where host page h holds layer l's page at byte
+  // (h * layers.size() + l) * layer_page_bytes. On the CPU it copies now. On CUDA the copies go
+  // on a copy stream after the work already enqueued (an event), and the work enqueued later
+  // waits for them (another event): the host never waits, and a device page freed after its
+  // offload may be reused by the next step at once. sync_kv_copies() waits for them all.
+  virtual std::unique_ptr<HostBuffer> alloc_host_buffer(int64_t bytes);
+  virtual void copy_kv_pages(const std::vector<Tensor>& layers, std::span<const KVPageCopy> copies,
+                             HostBuffer& host);
+  virtual void sync_kv_copies() {}
 
   // Kernels built at run time so far (zeros for backends that build none).
   virtual KernelBuildStats kernel_builds() const { return {}; }

@@ -283,6 +283,7 @@ void run_bench(const BenchArgs& a) {
   print_run(a, run, delta);
   print_engine_stats(a, run, delta, copy_bw);
   if (const std::string pages = peaks->line(); !pages.empty()) fmt::print("{}\n", pages);
+  if (const std::string host = peaks->host_line(); !host.empty()) fmt::print("{}\n", host);
   if (!a.json.empty()) write_json(a, run, delta);
 }
 

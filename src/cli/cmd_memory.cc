@@ -29,6 +29,11 @@ void print_plan(const MemoryPlan& p) {
   fmt::print("weights            {}\n", mib(p.weight_bytes));
   fmt::print("workspace          {} (what reserve() allocated for max_num_batched_tokens)\n",
              mib(p.workspace_bytes));
+  fmt::print("  sampling scratch {} (of the workspace: the backend's draw, reserved ahead)\n",
+             mib(p.sampling_bytes));
+  fmt::print("graph pools        {} ({})\n", mib(p.graph_pool_bytes),
+             p.backend == "cuda" ? "now; CUDA graphs allocate their plan regions at capture"
+                                 : "no graphs on this backend");
   if (p.free_memory_bytes) fmt::print("free when sized    {}\n", mib(p.free_memory_bytes));
   fmt::print("kv budget          {}\n", mib(p.budget_bytes));
   fmt::print("kv bytes per page  {} ({} tokens per page)\n", p.bytes_per_page, p.page_size);
@@ -37,6 +42,13 @@ void print_plan(const MemoryPlan& p) {
   fmt::print("per request        {} pages at {} tokens\n", p.pages_per_request, p.request_len);
   fmt::print("requests that fit  {} of {} tokens ({} at once with max_num_seqs {})\n",
              p.requests_that_fit, p.request_len, p.requests_at_once, p.max_num_seqs);
+  if (p.host_pages > 0) {
+    fmt::print("host kv tier       {} pages ({}, {} tokens; {} of {}-token requests)\n",
+               p.host_pages, mib(p.host_pages * p.bytes_per_page), p.host_tokens,
+               p.host_pages / p.pages_per_request, p.request_len);
+  } else {
+    fmt::print("host kv tier       off (--host-kv-cache)\n");
+  }
 }
 
 void print_json(const MemoryPlan& p) {
@@ -55,7 +67,12 @@ void print_json(const MemoryPlan& p) {
                               {"request_len", p.request_len},
                               {"pages_per_request", p.pages_per_request},
                               {"requests_that_fit", p.requests_that_fit},
-                              {"requests_at_once", p.requests_at_once}};
+                              {"requests_at_once", p.requests_at_once},
+                              {"sampling_bytes", p.sampling_bytes},
+                              {"graph_pool_bytes", p.graph_pool_bytes},
+                              {"host_bytes", p.host_bytes},
+                              {"host_pages", p.host_pages},
+                              {"host_tokens", p.host_tokens}};
   fmt::print("{}\n", j.dump(2));
 }
 

@@ -15,6 +15,9 @@ class PagePeaks : public MemoryHook {
   // "kv pages: peak used U of T (P%), peak cached C, peak running R; allocated A, freed F,
   // cached K, evicted E, reloaded L"; "" before any step.
   std::string line() const;
+  // "host kv pages: peak used U of T (P%); offloaded O, reloaded R, dropped D; X MiB to the host,
+  // Y MiB back"; "" without a host tier.
+  std::string host_line() const;
 
  private:
   int steps_ = 0;
@@ -22,6 +25,9 @@ class PagePeaks : public MemoryHook {
   int peak_used_ = 0;
   int peak_cached_ = 0;
   int peak_running_ = 0;
+  int host_total_ = 0;
+  int peak_host_ = 0;
+  int64_t page_bytes_ = 0;
   PageTransitions sum_;
 };
 

@@ -57,6 +57,7 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
     : cfg(c), model(std::move(m)), codec(std::move(t)) {
   NC_CHECK(model && codec, "engine: a model and a tokenizer are required");
   check_config(cfg);
+  host_kv_cache_bytes(cfg);  // more host tier than memory: fail before any work
   const KVLayout layout = parse_layout(cfg.kv_layout);
   vocab = model->vocab_size();
   max_model_len = resolve_max_model_len(cfg, *model);
@@ -70,7 +71,7 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
   setup_cache(per_page, model->on_cuda());
   accounting = std::make_unique<StepAccounting>(st, *model);
   pipeline = std::make_unique<StepPipeline>(
-      StepPipelineParts{cfg, *model, *sched, planner.get(), *requests, *accounting});
+      StepPipelineParts{cfg, *model, *sched, planner.get(), *requests, *accounting, host.get()});
 }
 
 // KV cache sizing (kv_budget.h): the budget's pages, capped at what max_num_seqs full-length
@@ -84,6 +85,7 @@ int64_t Engine::Impl::allocate_kv_cache(int64_t bytes_per_page, KVLayout layout)
   st.free_memory_bytes = plan.free_memory_bytes;
   const int64_t pages = plan.pages;
   kv_bytes = plan.kv_bytes;
+  host_pages = plan.host_pages;
   model->allocate_kv(int(pages), cfg.page_size, layout);
   return pages;
 }
@@ -93,6 +95,7 @@ void Engine::Impl::setup_cache(int64_t kv_bytes_per_page, bool cuda) {
     PrefixTreeOptions o;
     o.page_size = cfg.page_size;
     o.policy = std::make_shared<PinnedSessionPolicy>();  // LRU, pinned sessions last
+    setup_host_tier(o, kv_bytes_per_page);
     tree = std::make_unique<PrefixTree>(*pool, o);
     prefix_cache = std::make_unique<TreePrefixCache>(*tree);
     sched->set_prefix_cache(prefix_cache.get());
@@ -112,16 +115,28 @@ void Engine::Impl::setup_cache(int64_t kv_bytes_per_page, bool cuda) {
   planner = std::make_unique<CascadePlanner>(cfg.page_size, mode, cost);
 }
 
+void Engine::Impl::setup_host_tier(PrefixTreeOptions& o, int64_t kv_bytes_per_page) {
+  if (host_pages == 0) return;  // the plan's (memory_plan.h), as `nanocascade memory` prints
+  model->allocate_host_kv(int(host_pages));
+  host = std::make_unique<HostTier>(int(host_pages), kv_bytes_per_page);
+  o.host = host.get();
+  const HostReloadRule rule{kv_bytes_per_page, cfg.page_size, double(model->memory().weight_bytes),
+                            model->on_cuda()};
+  o.reload_worth = [rule](int n) { return rule.worth(n); };
+}
+
 void Engine::Impl::check_invariants() const {
-#ifndef NDEBUG
+#ifdef NDEBUG
+  if (!cfg.check_invariants) return;
+#endif
   sched->check_invariants();
   if (tree) tree->check_invariants();
-#endif
 }
 
 void Engine::Impl::emit_memory_event() {
   memory_hooks.emit(MemoryEventSources{*pool, *sched, *model, st.cache.last_step_pages_per_level,
-                                       cfg.page_size, kv_bytes / pool->num_pages(), kv_bytes});
+                                       cfg.page_size, kv_bytes / pool->num_pages(), kv_bytes,
+                                       host.get()});
 }
 
 // ---- Engine ----
@@ -398,6 +413,7 @@ EngineStats Engine::stats() const {
   s.cache.pages_cached = moved.cached;
   s.cache.pages_evicted = moved.evicted;
   s.cache.pages_reloaded = moved.reloaded;
+  s.cache.pages_restored = moved.restored;
   if (impl_->tree) {
     const PrefixTreeStats t = impl_->tree->stats();
     s.cache.tree_pages = t.num_pages;
@@ -405,6 +421,7 @@ EngineStats Engine::stats() const {
     s.cache.hit_tokens = t.hit_tokens;
     s.cache.hit_rate = t.hit_rate();
     s.cache.evicted_pages = t.evicted_pages;
+    if (impl_->host) s.host = host_tier_stats(*impl_->host, t);
   }
   return s;
 }

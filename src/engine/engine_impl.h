@@ -21,6 +21,7 @@
 #include "engine/step_model.h"
 #include "engine/step_pipeline.h"
 #include "kv/cascade_planner.h"
+#include "kv/host_tier.h"
 #include "kv/page_pool.h"
 #include "kv/prefix_tree.h"
 #include "nanocascade/engine.h"
@@ -33,13 +34,16 @@ struct Engine::Impl {
   std::unique_ptr<TextCodec> codec;
   std::unique_ptr<PagePool> pool;
   std::unique_ptr<Scheduler> sched;
-  // Prefix cache and cascade (null when disabled).
+  // Prefix cache and cascade (null when disabled). The host tier (null when off) outlives the
+  // tree, which gives its host pages back when it goes.
+  std::unique_ptr<HostTier> host;
   std::unique_ptr<PrefixTree> tree;
   std::unique_ptr<TreePrefixCache> prefix_cache;
   std::unique_ptr<CascadePlanner> planner;
   int max_model_len = 0;
   int vocab = 0;
   int64_t kv_bytes = 0;
+  int64_t host_pages = 0;  // the host tier's (0: off)
   EngineStats st;
   std::map<std::string, int64_t> sessions;  // session name -> the tree's session id
   std::unique_ptr<RequestTable> requests;
@@ -51,7 +55,10 @@ struct Engine::Impl {
   // Sizes the KV cache from the memory budget and allocates it; returns the number of pages.
   int64_t allocate_kv_cache(int64_t bytes_per_page, KVLayout layout);
   void setup_cache(int64_t kv_bytes_per_page, bool cuda);
-  // Debug builds: scheduler and prefix tree invariants after each step.
+  // The prefix cache's host tier (EngineConfig::host_kv_cache), its memory on the model's side.
+  void setup_host_tier(PrefixTreeOptions& o, int64_t kv_bytes_per_page);
+  // Debug builds (or cfg.check_invariants): scheduler, prefix tree and host tier invariants after
+  // each step.
   void check_invariants() const;
   // The step's MemoryStepEvent to the registered hooks (memory_events.h).
   void emit_memory_event();

@@ -39,11 +39,26 @@ class LlamaStepModel : public StepModel {
   }
   void reserve(int max_tokens, int max_rows) override {
     model_->reserve_workspace(max_tokens, max_rows);
+    // What the sampler holds now (the workspace reserved it for at least max_rows rows).
+    sampling_bytes_ = backend_->reserve_sampling(1, vocab_size());
   }
+  int64_t sampling_bytes() const override { return sampling_bytes_; }
+  int64_t graph_pool_bytes() const override { return backend_->graph_memory_bytes(); }
   int64_t free_memory_bytes() const override { return backend_->free_memory_bytes(); }
   void allocate_kv(int num_pages, int page_size, KVLayout layout) override {
     kv_ = KVCache{};  // free the old pages first
     kv_ = model_->make_kv_cache(num_pages, page_size, layout);
+  }
+  void allocate_host_kv(int num_pages) override {
+    NC_CHECK(!kv_.layers.empty(), "host kv tier: allocate the KV cache first");
+    host_kv_.reset();
+    host_kv_ = backend_->alloc_host_buffer(int64_t(num_pages) *
+                                           model_->kv_bytes_per_page(kv_.shape.page_size));
+  }
+  void transfer_kv(std::span<const KVPageCopy> copies) override {
+    if (copies.empty()) return;
+    NC_CHECK(host_kv_ != nullptr, "host kv tier: no host memory allocated");
+    backend_->copy_kv_pages(kv_.layers, copies, *host_kv_);
   }
   ModelMemory memory() const override {
     return {model_->weight_bytes(), model_->workspace_bytes()};
@@ -69,9 +84,12 @@ class LlamaStepModel : public StepModel {
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<LlamaModel> model_;
   KVCache kv_;
+  std::unique_ptr<HostBuffer> host_kv_;  // before backend_ goes (pinned memory on CUDA)
+  int64_t sampling_bytes_ = 0;
 };
 
 std::string model_path(const EngineConfig& cfg) {
+  host_kv_cache_bytes(cfg);  // a host tier larger than the machine fails before anything loads
   const std::string path = cfg.model.empty() ? EngineConfig::default_model_path() : cfg.model;
   NC_CHECK_AS(ErrorKind::NotFound, std::filesystem::exists(path), "model '{}' not found{}", path,
               cfg.model.empty() ? " (run tools/setup.sh to fetch the default model)" : "");
@@ -99,6 +117,14 @@ std::unique_ptr<TextCodec> codec_for(const EngineConfig& cfg) {
 
 int64_t StepModel::free_memory_bytes() const {
   return physical_memory_bytes();
+}
+
+void StepModel::allocate_host_kv(int) {
+  fail("this model has no host KV tier");
+}
+
+void StepModel::transfer_kv(std::span<const KVPageCopy>) {
+  fail("this model has no host KV tier");
 }
 
 std::unique_ptr<PendingTokens> StepModel::forward_sample_async(const ForwardInput&,

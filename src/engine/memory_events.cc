@@ -8,13 +8,19 @@
 
 namespace nc {
 
-PageTransitions to_transitions(const PagePoolCounters& c) {
-  return {c.allocated, c.freed, c.cached, c.evicted, c.reloaded};
+PageTransitions to_transitions(const PagePoolCounters& c, const HostTier* host) {
+  PageTransitions t{c.allocated, c.freed, c.cached, c.evicted, c.reloaded, c.restored};
+  if (host) {
+    t.offloaded = host->counters().offloaded;
+    t.dropped = host->counters().dropped;
+  }
+  return t;
 }
 
 PageTransitions operator-(const PageTransitions& a, const PageTransitions& b) {
-  return {a.allocated - b.allocated, a.freed - b.freed, a.cached - b.cached, a.evicted - b.evicted,
-          a.reloaded - b.reloaded};
+  return {a.allocated - b.allocated, a.freed - b.freed,       a.cached - b.cached,
+          a.evicted - b.evicted,     a.reloaded - b.reloaded, a.restored - b.restored,
+          a.offloaded - b.offloaded, a.dropped - b.dropped};
 }
 
 void MemoryHookList::add(std::shared_ptr<MemoryHook> hook) {
@@ -30,7 +36,8 @@ MemoryStepEvent MemoryHookList::build(const MemoryEventSources& src) {
   ev.page_bytes = src.page_bytes;
   const PagePoolStats ps = src.pool.stats();
   ev.pages = {ps.total, ps.free, ps.used, ps.cached};
-  ev.total = to_transitions(src.pool.counters());
+  if (src.host) ev.host = {src.host->num_pages(), src.host->num_held()};
+  ev.total = to_transitions(src.pool.counters(), src.host);
   ev.delta = ev.total - seen_;
   seen_ = ev.total;
   ev.pages_per_level = src.pages_per_level;

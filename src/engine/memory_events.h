@@ -12,6 +12,7 @@
 
 #include "engine/scheduler.h"
 #include "engine/step_model.h"
+#include "kv/host_tier.h"
 #include "kv/page_pool.h"
 #include "nanocascade/memory_hooks.h"
 
@@ -26,9 +27,10 @@ struct MemoryEventSources {
   int page_size = 0;
   int64_t page_bytes = 0;
   int64_t kv_cache_bytes = 0;
+  const HostTier* host = nullptr;  // the prefix cache's host tier, or null
 };
 
-PageTransitions to_transitions(const PagePoolCounters& c);
+PageTransitions to_transitions(const PagePoolCounters& c, const HostTier* host = nullptr);
 PageTransitions operator-(const PageTransitions& a, const PageTransitions& b);
 
 class MemoryHookList {

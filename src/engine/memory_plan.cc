@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "engine/kv_budget.h"
+#include "kv/host_tier.h"
 #include "kv/page_pool.h"
 
 namespace nc {
@@ -51,7 +52,31 @@ MemoryPlan plan_memory(const EngineConfig& cfg, const StepModel& model, int max_
   p.pages_per_request = (int64_t(p.request_len) + cfg.page_size - 1) / cfg.page_size;
   p.requests_that_fit = p.pages / p.pages_per_request;
   p.requests_at_once = std::min<int64_t>(p.requests_that_fit, cfg.max_num_seqs);
+  p.sampling_bytes = model.sampling_bytes();
+  p.graph_pool_bytes = model.graph_pool_bytes();
+  p.host_bytes = host_kv_cache_bytes(cfg);
+  if (p.host_bytes > 0 && cfg.enable_prefix_cache)
+    p.host_pages = host_tier_pages(p.host_bytes, p.bytes_per_page, physical_memory_bytes());
+  p.host_tokens = p.host_pages * cfg.page_size;
   return p;
+}
+
+int64_t host_kv_cache_bytes(const EngineConfig& cfg) {
+  if (cfg.host_kv_cache.empty() || cfg.host_kv_cache == "0") return 0;
+  MemoryBudget b;
+  try {
+    b = parse_memory_budget(cfg.host_kv_cache);
+  } catch (const Error& e) {
+    fail_as(ErrorKind::InvalidArgument, "host kv cache: {}", e.what());
+  }
+  const int64_t physical = physical_memory_bytes();
+  const int64_t bytes = b.resolve(physical);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, bytes <= physical,
+              "host kv cache '{}' is {} bytes ({:.1f} GiB), more than this machine's physical "
+              "memory of {} bytes ({:.1f} GiB)",
+              cfg.host_kv_cache, bytes, double(bytes) / double(1 << 30), physical,
+              double(physical) / double(1 << 30));
+  return bytes;
 }
 
 void check_one_request_fits(const MemoryPlan& p) {

@@ -34,7 +34,17 @@ struct MemoryPlan {
   int64_t pages_per_request = 0;  // ceil(N / page_size)
   int64_t requests_that_fit = 0;  // pages / pages_per_request
   int64_t requests_at_once = 0;   // min(requests_that_fit, max_num_seqs)
+  int64_t sampling_bytes = 0;     // the backend's sampling scratch (part of workspace_bytes)
+  int64_t graph_pool_bytes = 0;   // CUDA graph pools (0 before capture; 0 on the CPU)
+  int64_t host_bytes = 0;         // the host tier's budget (EngineConfig::host_kv_cache)
+  int64_t host_pages = 0;         // host pages of bytes_per_page each (0: no tier)
+  int64_t host_tokens = 0;        // host_pages * page_size
 };
+
+// EngineConfig::host_kv_cache in bytes (0 when off; a fraction is of physical memory). Throws
+// nc::Error naming both sizes when it exceeds the machine's physical memory (sysconf), so the
+// engine fails before loading anything.
+int64_t host_kv_cache_bytes(const EngineConfig& cfg);
 
 // The context length the engine serves: cfg.max_model_len, or the model's when 0. Throws
 // nc::Error when cfg's exceeds the model's.

@@ -75,8 +75,15 @@ void MemoryTraceWriter::on_step(const MemoryStepEvent& ev) {
                        {"freed", d.freed},
                        {"cached", d.cached},
                        {"evicted", d.evicted},
-                       {"reloaded", d.reloaded}})
+                       {"reloaded", d.reloaded},
+                       {"restored", d.restored},
+                       {"offloaded", d.offloaded},
+                       {"dropped", d.dropped}})
                   .dump());
+  if (ev.host.total > 0)
+    write_event(counter("host KV pages", ts,
+                        {{"free", ev.host.total - ev.host.used}, {"used", ev.host.used}})
+                    .dump());
   if (!ev.pages_per_level.empty()) {
     ordered_json levels = ordered_json::object();
     for (size_t i = 0; i < ev.pages_per_level.size(); ++i)

@@ -21,6 +21,15 @@ void TreePrefixCache::insert(Sequence& seq) {
   tree_.insert(computed, seq.pages, seq.session);
 }
 
+bool HostReloadRule::worth(int pages) const {
+  const double bytes_per_s = cuda ? 20e9 : 5e9;
+  const double latency_s = cuda ? 10e-6 : 0.0;
+  const double flops_per_s = cuda ? 200e12 : 50e9;
+  const double copy_s = double(pages) * double(page_bytes) / bytes_per_s + latency_s;
+  const double recompute_s = double(pages) * page_size * flops_per_token / flops_per_s;
+  return copy_s < recompute_s;
+}
+
 CascadeStats apply_cascade(StepPlan& plan, const CascadePlanner& planner) {
   const size_t n = plan.entries.size();
   std::vector<CascadeRequest> reqs(n);
@@ -75,6 +84,21 @@ PageUsage page_usage(const PagePool& pool) {
     }
   }
   return u;
+}
+
+HostTierStats host_tier_stats(const HostTier& host, const PrefixTreeStats& tree) {
+  HostTierStats s;
+  s.capacity_pages = host.num_pages();
+  s.used_pages = host.num_held();
+  s.hit_tokens = tree.host_hit_tokens;
+  s.declined_tokens = tree.host_declined_tokens;
+  const HostTierCounters& c = host.counters();
+  s.offloaded_pages = c.offloaded;
+  s.reloaded_pages = c.restored;
+  s.dropped_pages = c.dropped;
+  s.bytes_to_host = c.bytes_to_host;
+  s.bytes_to_device = c.bytes_to_device;
+  return s;
 }
 
 }  // namespace nc

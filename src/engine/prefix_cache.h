@@ -7,8 +7,10 @@
 #include "engine/scheduler.h"
 #include "engine/step_plan.h"
 #include "kv/cascade_planner.h"
+#include "kv/host_tier.h"
 #include "kv/page_pool.h"
 #include "kv/prefix_tree.h"
+#include "nanocascade/stats.h"
 
 namespace nc {
 
@@ -28,6 +30,25 @@ class TreePrefixCache : public PrefixCache {
   PrefixTree& tree_;
 };
 
+// Whether a prefix hit on host-tier pages is copied back or recomputed (PrefixTreeOptions::
+// reload_worth): copy when
+//   pages * page_bytes / kReloadBytesPerSecond + kReloadLatencyS
+//     < pages * page_size * flops_per_token / kRecomputeFlopsPerSecond,
+// with flops_per_token = the weights' bytes (2 FLOPs a parameter at 2 bytes a parameter, bf16).
+// The constants are stated, not measured yet (tools/gpu_host_tier.sh measures the copy):
+//   CUDA: 20 GB/s pinned host-to-device, 10 us a batch, 200 TFLOP/s prefill;
+//   CPU:  5 GB/s memcpy, no latency, 50 GFLOP/s.
+// On both, a copy beats recomputing for any real model (a 135M-parameter model recomputes a
+// 16-token page in ~30 ms on the CPU, its 0.7 MB copy takes ~0.15 ms); only a model with almost
+// no weights (a test double) recomputes.
+struct HostReloadRule {
+  int64_t page_bytes = 0;
+  int page_size = 16;
+  double flops_per_token = 0;
+  bool cuda = false;
+  bool worth(int pages) const;
+};
+
 // Rebuilds `plan` for cascade attention: its entries, token rows, positions and logit rows are
 // put in the planner's depth-first order and its attention becomes the planner's levels.
 // When the planner makes no shared level, `plan` stays as it is (its plain paged attention is
@@ -43,5 +64,8 @@ struct PageUsage {
   int cached_only = 0;
 };
 PageUsage page_usage(const PagePool& pool);
+
+// The host tier's statistics from the tier and the tree that uses it.
+HostTierStats host_tier_stats(const HostTier& host, const PrefixTreeStats& tree);
 
 }  // namespace nc

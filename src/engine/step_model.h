@@ -12,10 +12,12 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "engine/text_codec.h"
+#include "kv/host_tier.h"
 #include "kv/paged_kv.h"
 #include "model/llama.h"
 #include "nanocascade/engine.h"
@@ -67,6 +69,17 @@ class StepModel {
   // Allocates the KV cache; called once before the first forward.
   virtual void allocate_kv(int num_pages, int page_size, KVLayout layout) = 0;
   virtual ModelMemory memory() const { return {}; }
+  // The prefix cache's host tier (kv/host_tier.h), only with EngineConfig::host_kv_cache: host
+  // memory for num_pages pages of kv_bytes_per_page bytes (after allocate_kv), then, once per step
+  // before its forward, the tier's queued copies in order (Backend::copy_kv_pages). The defaults
+  // throw: a model without them cannot have a host tier.
+  virtual void allocate_host_kv(int num_pages);
+  virtual void transfer_kv(std::span<const KVPageCopy> copies);
+  // For the memory plan (memory_plan.h): the sampling scratch reserve() allocated (a part of
+  // memory().workspace_bytes) and the device memory of the CUDA graphs captured so far; 0 where
+  // there are none.
+  virtual int64_t sampling_bytes() const { return 0; }
+  virtual int64_t graph_pool_bytes() const { return 0; }
 
   // ---- Steps ----
   // One step: host float32 logits, [in.logit_rows.size(), vocab_size()].

@@ -27,6 +27,7 @@ StepPipeline::StepPipeline(const StepPipelineParts& parts)
       planner_(parts.planner),
       requests_(parts.requests),
       acct_(parts.accounting),
+      host_tier_(parts.host_tier),
       vocab_(parts.model.vocab_size()) {}
 
 std::optional<int64_t> StepPipeline::in_flight_serial() const {
@@ -66,6 +67,9 @@ void StepPipeline::complete(StepsToComplete& steps) {
 std::unique_ptr<LaunchedStep> StepPipeline::launch() {
   const auto t0 = EngineClock::now();
   const ScheduleResult sr = sched_.schedule();
+  // The host tier's copies decided while scheduling (offloads of evicted pages, restores of hit
+  // ones) go before the step's forward pass, in order; on CUDA the device orders them.
+  if (host_tier_ && host_tier_->has_copies()) model_.transfer_kv(host_tier_->take_copies());
   if (sr.empty()) return nullptr;
   auto s = std::make_unique<LaunchedStep>();
   s->serial = next_serial_++;

@@ -65,6 +65,7 @@ struct StepPipelineParts {
   const CascadePlanner* planner;  // null: no cascade
   RequestTable& requests;
   StepAccounting& accounting;
+  HostTier* host_tier = nullptr;  // the prefix cache's host tier; null: none
 };
 
 class StepPipeline {
@@ -104,6 +105,7 @@ class StepPipeline {
   const CascadePlanner* planner_;
   RequestTable& requests_;
   StepAccounting& acct_;
+  HostTier* host_tier_;
   int vocab_ = 0;
   int64_t next_serial_ = 0;
   // The step whose tokens are still on their way (asynchronous scheduling).

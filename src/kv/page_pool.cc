@@ -47,6 +47,22 @@ bool PagePool::allocate(int n, std::vector<int32_t>& out) {
   return true;
 }
 
+bool PagePool::restore(int n, std::vector<int32_t>& out) {
+  NC_CHECK(n >= 0, "page pool: cannot restore {} pages", n);
+  if (num_free() < n && evictor_ && num_cached_ > 0) evictor_(n - num_free());
+  if (num_free() < n) return false;
+  for (int i = 0; i < n; ++i) {
+    const int32_t p = free_list_.back();
+    free_list_.pop_back();
+    on_free_list_[p] = 0;
+    cache_held_[p] = 1;
+    ++num_cached_;
+    ++counters_.restored;
+    out.push_back(p);
+  }
+  return true;
+}
+
 void PagePool::inc_ref(int32_t page) {
   check_id(page, "inc_ref");
   NC_CHECK(!on_free_list_[page], "page pool: inc_ref of free page {}", page);
@@ -138,12 +154,12 @@ void PagePool::check_invariants() const {
            num_used_, num_cached_);
   // Every state change is counted: from all-free, the counters give the counts back exactly.
   const PagePoolCounters& c = counters_;
-  NC_CHECK(num_free() == n - c.allocated + c.freed + c.evicted &&
+  NC_CHECK(num_free() == n - c.allocated + c.freed + c.evicted - c.restored &&
                num_used_ == c.allocated - c.freed - c.cached + c.reloaded &&
-               num_cached_ == c.cached - c.evicted - c.reloaded,
-           "page pool: transitions (allocated {}, freed {}, cached {}, evicted {}, reloaded {}) "
-           "do not reconcile with free {} / used {} / cached {}",
-           c.allocated, c.freed, c.cached, c.evicted, c.reloaded, num_free(), num_used_,
+               num_cached_ == c.cached - c.evicted - c.reloaded + c.restored,
+           "page pool: transitions (allocated {}, freed {}, cached {}, evicted {}, reloaded {}, "
+           "restored {}) do not reconcile with free {} / used {} / cached {}",
+           c.allocated, c.freed, c.cached, c.evicted, c.reloaded, c.restored, num_free(), num_used_,
            num_cached_);
   std::vector<uint8_t> seen(n, 0);
   for (int32_t p : free_list_) {

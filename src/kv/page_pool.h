@@ -5,7 +5,9 @@
 //   Cached  refcount 0 but held by the prefix cache: its contents stay valid and a new request
 //           may take a reference again (inc_ref), or the cache may give it back (uncache).
 // When the free list runs dry, allocate() asks the evictor (the prefix cache) to give back
-// cached pages before it fails. Without a prefix cache no page is ever Cached.
+// cached pages before it fails. Without a prefix cache no page is ever Cached. With the prefix
+// cache's host tier (kv/host_tier.h), restore() takes free pages straight into Cached: their K/V
+// is copied back from the host before anything reads them.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -23,6 +25,7 @@ struct PagePoolCounters {
   int64_t cached = 0;     // Used -> Cached
   int64_t evicted = 0;    // Cached -> Free
   int64_t reloaded = 0;   // Cached -> Used
+  int64_t restored = 0;   // Free -> Cached (K/V copied back from the host tier)
 };
 
 struct PagePoolStats {
@@ -65,6 +68,9 @@ class PagePool {
   void set_cached(int32_t page);
   void uncache(int32_t page);
   void set_evictor(Evictor evictor) { evictor_ = std::move(evictor); }
+  // `n` free pages (evicting first if needed) straight into Cached (cache-held, refcount 0),
+  // appended to `out`, all or nothing; false (and `out` unchanged) when short.
+  bool restore(int n, std::vector<int32_t>& out);
 
   int refcount(int32_t page) const;
   bool held_by_cache(int32_t page) const;

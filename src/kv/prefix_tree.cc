@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "core/error.h"
+#include "kv/host_tier.h"
 
 namespace nc {
 
@@ -25,7 +26,7 @@ PrefixTree::~PrefixTree() {
 
 void PrefixTree::release_all(Node* n) {
   for (auto& [key, child] : n->children) release_all(child.get());
-  for (int32_t p : n->pages) pool_.uncache(p);
+  for (int32_t p : n->pages) n->on_host ? opt_.host->drop(p) : pool_.uncache(p);
 }
 
 double PrefixTree::now() const {
@@ -58,6 +59,7 @@ void PrefixTree::split(Node* n, int k) {
   for (auto& [key, child] : tail->children) child->parent = tail.get();
   tail->last_access = n->last_access;
   tail->sessions = n->sessions;
+  tail->on_host = n->on_host;
   n->pages.resize(k);
   n->tokens.resize(int64_t(k) * opt_.page_size);
   n->children.clear();
@@ -122,17 +124,23 @@ PrefixMatch PrefixTree::match(const std::vector<int32_t>& tokens, int64_t sessio
   if (!opt_.enabled) return m;
   stats_.queried_tokens += int64_t(tokens.size());
   const int max_pages = tokens.empty() ? 0 : int((tokens.size() - 1) / opt_.page_size);
-  const int matched = walk(
+  std::vector<Node*> path;
+  walk(
       root_, tokens, max_pages,
       [&](Node& child, int, int k) {
         if (k < int(child.pages.size())) split(&child, k);
         touch(&child, session);
-        m.path.push_back({child.id, k});
-        m.pages.insert(m.pages.end(), child.pages.begin(), child.pages.end());
+        path.push_back(&child);
       },
       static_cast<Node**>(nullptr));
+  // Host-resident nodes come back to the device first (or end the match).
+  path.resize(restore_path(path));
+  for (Node* n : path) {
+    m.path.push_back({n->id, int(n->pages.size())});
+    m.pages.insert(m.pages.end(), n->pages.begin(), n->pages.end());
+  }
   for (int32_t p : m.pages) pool_.inc_ref(p);
-  m.num_tokens = matched * opt_.page_size;
+  m.num_tokens = int(m.pages.size()) * opt_.page_size;
   stats_.hit_tokens += m.num_tokens;
   return m;
 }
@@ -185,7 +193,11 @@ int PrefixTree::insert(const std::vector<int32_t>& tokens, std::vector<int32_t>&
       root_, tokens, n_full,
       [&](Node& child, int first, int k) {
         if (k < int(child.pages.size())) split(&child, k);
-        share_pages(child, k, pages.data() + first);
+        if (child.on_host) {
+          adopt_pages(child, k, pages.data() + first);
+        } else {
+          share_pages(child, k, pages.data() + first);
+        }
         touch(&child, session);
       },
       &node);
@@ -196,7 +208,11 @@ int PrefixTree::insert(const std::vector<int32_t>& tokens, std::vector<int32_t>&
 }
 
 bool PrefixTree::evictable(const Node& n) const {
-  if (!n.children.empty() || n.parent == nullptr) return false;
+  // A device node whose children (if any) are all on the host: it can go to the host (or, with
+  // no host tier, a leaf can be dropped).
+  if (n.parent == nullptr || n.on_host || n.busy) return false;
+  for (const auto& [key, child] : n.children)
+    if (!opt_.host || !child->on_host) return false;
   return std::all_of(n.pages.begin(), n.pages.end(),
                      [&](int32_t p) { return pool_.refcount(p) == 0; });
 }
@@ -211,8 +227,8 @@ PrefixNodeView PrefixTree::view(const Node& n, double t) const {
 }
 
 void PrefixTree::remove_leaf(Node* n) {
-  for (int32_t p : n->pages) pool_.uncache(p);
-  stats_.evicted_pages += int64_t(n->pages.size());
+  for (int32_t p : n->pages) n->on_host ? opt_.host->drop(p) : pool_.uncache(p);
+  if (!n->on_host) stats_.evicted_pages += int64_t(n->pages.size());
   Node* parent = n->parent;
   parent->children.erase(block(n->tokens, 0));  // destroys n
 }
@@ -233,7 +249,11 @@ int PrefixTree::evict(int num_pages) {
     heap.pop();
     Node* parent = n->parent;
     freed += int(n->pages.size());
-    remove_leaf(n);
+    if (opt_.host) {
+      offload(n);
+    } else {
+      remove_leaf(n);
+    }
     if (evictable(*parent)) heap.push({opt_.policy->key(view(*parent, t)), parent});
   }
   return freed;
@@ -252,6 +272,10 @@ PrefixTreeStats PrefixTree::stats() const {
   PrefixTreeStats s = stats_;
   for_each_node(root_, [&](const std::vector<int32_t>&, const Node& n, const Node&) {
     ++s.num_nodes;
+    if (n.on_host) {
+      s.host_pages += int(n.pages.size());
+      return;
+    }
     s.num_pages += int(n.pages.size());
     for (int32_t p : n.pages) s.num_cached_only += pool_.refcount(p) == 0;
   });
@@ -261,7 +285,7 @@ PrefixTreeStats PrefixTree::stats() const {
 void PrefixTree::check_invariants(const std::vector<std::vector<int32_t>>* live_pages) const {
   pool_.check_invariants();
   const int ps = opt_.page_size;
-  std::unordered_set<int32_t> tree_pages;
+  std::unordered_set<int32_t> tree_pages, host_pages;
   NC_CHECK(root_.pages.empty() && root_.tokens.empty(), "prefix tree: the root holds pages");
   for_each_node(root_, [&](const std::vector<int32_t>& key, const Node& n, const Node& parent) {
     NC_CHECK(n.parent == &parent, "prefix tree: node {} has a wrong parent", n.id);
@@ -271,12 +295,28 @@ void PrefixTree::check_invariants(const std::vector<std::vector<int32_t>>* live_
     NC_CHECK(n.tokens.size() == n.pages.size() * size_t(ps),
              "prefix tree: node {} has {} tokens for {} pages of {}", n.id, n.tokens.size(),
              n.pages.size(), ps);
+    NC_CHECK(!n.busy, "prefix tree: node {} is still marked busy", n.id);
+    if (n.on_host) {
+      NC_CHECK(opt_.host, "prefix tree: node {} is on the host without a host tier", n.id);
+      for (int32_t p : n.pages) {
+        NC_CHECK(host_pages.insert(p).second, "prefix tree: host page {} is in two nodes", p);
+        NC_CHECK(opt_.host->held(p), "prefix tree: host page {} of node {} is not held", p, n.id);
+      }
+      return;
+    }
+    NC_CHECK(!parent.on_host, "prefix tree: device node {} under a host node {}", n.id, parent.id);
     for (int32_t p : n.pages) {
       NC_CHECK(tree_pages.insert(p).second, "prefix tree: page {} is in two nodes", p);
       NC_CHECK(pool_.held_by_cache(p), "prefix tree: page {} of node {} lacks the cache hold", p,
                n.id);
     }
   });
+  if (opt_.host) {
+    opt_.host->check_invariants();
+    NC_CHECK(opt_.host->num_held() == int(host_pages.size()),
+             "prefix tree: host tier holds {} pages, the tree's host nodes {}",
+             opt_.host->num_held(), host_pages.size());
+  }
   int held = 0;
   for (int p = 0; p < pool_.num_pages(); ++p) held += pool_.held_by_cache(p);
   NC_CHECK(held == int(tree_pages.size()),

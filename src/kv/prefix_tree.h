@@ -14,6 +14,17 @@
 // Eviction: the tree registers itself as the pool's Evictor. evict(n) frees whole leaves whose
 // pages all have refcount 0, in the order of an EvictionPolicy (least recently used by default;
 // PinnedSessionPolicy keeps nodes touched by a pinned session until the others are gone).
+//
+// Host tier (options.host, kv/host_tier.h; prefix_tree_host.cc): a node is device-resident (its
+// pages are PagePool ids) or host-resident (HostTier ids); every descendant of a host-resident
+// node is host-resident, so a path from the root is device nodes, then host nodes. With a host
+// tier, eviction moves a device node with no device child to the host (its K/V copied, its device
+// pages Cached -> Free) instead of dropping it; when the host tier is full, host leaves are dropped
+// in the same policy order (one logical clock orders both tiers: LRU across them). A match that
+// reaches host nodes restores them (PagePool::restore: fresh device pages, copies queued) when
+// options.reload_worth says the copy beats recomputing, before taking its references; an insert
+// whose pages cover a host node gives that node the request's device pages (the host copy is
+// dropped). Every cached page is in exactly one tier, in one node.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -59,8 +70,15 @@ class PinnedSessionPolicy : public EvictionPolicy {
   Key key(const PrefixNodeView& n) const override { return {n.pinned ? 1 : 0, n.last_access}; }
 };
 
+class HostTier;
+
 struct PrefixTreeOptions {
   bool enabled = true;
+  HostTier* host =
+      nullptr;  // the host tier (outlives the tree), or null: evicted pages are dropped
+  // Whether to copy `pages` host pages back for a match rather than recompute their tokens;
+  // null: always.
+  std::function<bool(int pages)> reload_worth;
   int page_size = 16;
   std::shared_ptr<const EvictionPolicy> policy;  // null: LRU
   // Seconds on some monotonic clock, for session pin expiry; null: std::chrono::steady_clock.
@@ -80,14 +98,17 @@ struct PrefixMatch {
 };
 
 struct PrefixTreeStats {
-  int num_nodes = 0;               // excluding the root
-  int num_pages = 0;               // pages held by the tree
-  int num_cached_only = 0;         // of which at refcount 0
-  int64_t queried_tokens = 0;      // tokens presented to match()
-  int64_t hit_tokens = 0;          // tokens match() found
-  int64_t inserted_pages = 0;      // pages added by insert()
-  int64_t deduplicated_pages = 0;  // request pages insert() replaced by the tree's copy
-  int64_t evicted_pages = 0;
+  int num_nodes = 0;                 // excluding the root
+  int num_pages = 0;                 // pages held by the tree
+  int num_cached_only = 0;           // of which at refcount 0
+  int64_t queried_tokens = 0;        // tokens presented to match()
+  int64_t hit_tokens = 0;            // tokens match() found
+  int64_t inserted_pages = 0;        // pages added by insert()
+  int64_t deduplicated_pages = 0;    // request pages insert() replaced by the tree's copy
+  int64_t evicted_pages = 0;         // device pages evicted (to the host tier or dropped)
+  int host_pages = 0;                // host pages the tree holds (host-resident nodes)
+  int64_t host_hit_tokens = 0;       // tokens of hit_tokens whose pages came back from the host
+  int64_t host_declined_tokens = 0;  // host hits recomputed instead (reload_worth said no)
   double hit_rate() const { return queried_tokens ? double(hit_tokens) / queried_tokens : 0.0; }
 };
 
@@ -122,7 +143,7 @@ class PrefixTree {
   // refcount 0, in policy order (a parent whose last child went becomes a candidate).
   // Returns the number of pages freed (may exceed the request, or fall short).
   int evict(int num_pages);
-  // Evicts every evictable node.
+  // Evicts every evictable node (with a host tier: moves them to the host, as far as it holds).
   int evict_all() { return evict(pool_.num_pages()); }
 
   // Sessions for PinnedSessionPolicy: nodes a session touches (match or insert) while its pin
@@ -133,7 +154,8 @@ class PrefixTree {
   double now() const;
 
   PrefixTreeStats stats() const;
-  // Tokens the tree could serve for `tokens` right now (no references, no LRU update).
+  // Tokens the tree could serve for `tokens` right now (no references, no LRU update; pages on
+  // the host tier count, though match() may decline to restore them).
   int peek(const std::vector<int32_t>& tokens) const;
 
   // Throws nc::Error when the tree or the pool is inconsistent: node shape (tokens = pages *
@@ -151,6 +173,8 @@ class PrefixTree {
     std::map<std::vector<int32_t>, std::unique_ptr<Node>> children;  // by first block
     uint64_t last_access = 0;
     std::vector<int64_t> sessions;  // sessions that touched it (only pinned ones are recorded)
+    bool on_host = false;           // pages are HostTier ids (prefix_tree_host.cc)
+    bool busy = false;              // on a match's path while it restores: never evicted
   };
 
   std::vector<int32_t> block(const std::vector<int32_t>& tokens, int page) const;
@@ -180,8 +204,20 @@ class PrefixTree {
   void add_leaf(Node* parent, const std::vector<int32_t>& tokens, const std::vector<int32_t>& pages,
                 int first, int end, int64_t session);
   bool evictable(const Node& n) const;
+  // Host tier (prefix_tree_host.cc). The number of leading `path` nodes left device-resident
+  // after restoring its host nodes (all of them, some, or none when not worth it).
+  size_t restore_path(const std::vector<Node*>& path);
+  bool restore_node(Node* n);
+  // Moves device node `n` (no device child, pages at refcount 0) to the host, dropping host
+  // leaves to make room; drops n with its subtree when the tier cannot hold it.
+  void offload(Node* n);
+  // Drops host leaves (never busy ones) in policy order until `num_pages` pages are free.
+  void drop_host(int num_pages);
+  void drop_subtree(Node* n);
+  // insert() over host node `n`: its first k pages become the request's `pages` (device).
+  void adopt_pages(Node& n, int k, const int32_t* pages);
   PrefixNodeView view(const Node& n, double now) const;
-  void remove_leaf(Node* n);
+  void remove_leaf(Node* n);  // a device leaf's pages uncached, a host leaf's dropped
   void release_all(Node* n);
 
   PagePool& pool_;

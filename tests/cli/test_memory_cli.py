@@ -47,6 +47,28 @@ class Memory(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("one request of 2000 tokens needs 125 pages", r.stderr)
 
+    def test_plan_shows_the_host_tier_and_the_scratch_lines(self):
+        r = run("memory", "--json", "--request-len", "500", "--kv-cache-memory", "64MiB",
+                 "--host-kv-cache", "256MiB")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        plan = json.loads(r.stdout)
+        self.assertEqual(plan["host_bytes"], 256 << 20)
+        self.assertEqual(plan["host_pages"], (256 << 20) // plan["bytes_per_page"])
+        self.assertEqual(plan["host_tokens"], plan["host_pages"] * plan["page_size"])
+        self.assertEqual(plan["sampling_bytes"], 0)  # the CPU draws on the host
+        self.assertEqual(plan["graph_pool_bytes"], 0)
+        text = run("memory", "--request-len", "500", "--host-kv-cache", "256MiB").stdout
+        self.assertIn(f"host kv tier       {plan['host_pages']} pages", text)
+        self.assertIn("sampling scratch", text)
+        self.assertIn("graph pools", text)
+
+    def test_a_host_tier_larger_than_the_machine_fails_first(self):
+        r = run("generate", "--host-kv-cache", "1000TiB", "Hi")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("host kv cache '1000TiB'", r.stderr)
+        self.assertIn("physical memory", r.stderr)
+        self.assertNotIn("output tok/s", r.stderr)
+
 
 @unittest.skipUnless(HAVE_MODEL, "no default model")
 class MemoryTrace(unittest.TestCase):
@@ -76,6 +98,28 @@ class MemoryTrace(unittest.TestCase):
         used, total, allocated, freed = map(int, m.groups())
         self.assertTrue(0 < used <= total)
         self.assertGreaterEqual(allocated, used)
+
+    def test_bench_with_the_host_tier_reloads_pages(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "trace.json")
+            r = run("bench", "--workload", "multi-turn", "--groups", "4", "--prompts-per-group",
+                    "2", "--system-len", "32", "--question-len", "16", "--output-len", "4",
+                    "--kv-cache-memory", "8MB", "--max-num-seqs", "2", "--host-kv-cache", "64MB",
+                    "--memory-trace", path, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(path) as f:
+                events = json.load(f)
+        m = re.search(r"host kv pages: peak used (\d+) of (\d+) .*offloaded (\d+), reloaded (\d+)",
+                      r.stdout + r.stderr)
+        self.assertIsNotNone(m, r.stdout + r.stderr)
+        used, total, offloaded, reloaded = map(int, m.groups())
+        self.assertTrue(0 < used <= total)
+        self.assertGreater(offloaded, 0)
+        self.assertGreater(reloaded, 0)
+        host = [e for e in events if e["name"] == "host KV pages"]
+        self.assertTrue(host and all(set(e["args"]) == {"free", "used"} for e in host))
+        moves = [e["args"] for e in events if e["name"] == "page transitions"]
+        self.assertEqual(sum(a["restored"] for a in moves), reloaded)
 
     def test_unwritable_path_fails_first(self):
         r = run("generate", "--memory-trace", "/nonexistent-nc-dir/t.json", "Hi")

@@ -38,6 +38,7 @@ class CudaAttention {
            Tensor kv_pages, Tensor out);
   // After the graphs were dropped: frees graph scratch no graph can read any more.
   void free_retired_scratch() { slots_.free_retired_scratch(); }
+  int64_t graph_device_bytes() const { return slots_.device_bytes(); }
 
  private:
   // Eager planning (cuda_attention.cc).

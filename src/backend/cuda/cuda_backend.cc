@@ -19,6 +19,7 @@
 #include "backend/cuda/cuda_attention.h"
 #include "backend/cuda/cuda_gemm.h"
 #include "backend/cuda/cuda_graphs.h"
+#include "backend/cuda/cuda_kv_copy.h"
 #include "backend/cuda/cuda_mla.h"
 #include "backend/cuda/cuda_moe.h"
 #include "backend/cuda/cuda_ops.h"
@@ -46,7 +47,8 @@ class CudaBackend final : public Backend {
         attention_(ctx_, options, graphs_, registry_),
         sampler_(ctx_),
         timer_(ctx_, graphs_),
-        moe_(ctx_) {}
+        moe_(ctx_),
+        kv_copier_(ctx_) {}
   // As before the split: on the backend's device, once both streams are idle, the graphs go
   // before the slot and scratch buffers they read (the parts' destructors then free those).
   ~CudaBackend() override {
@@ -168,6 +170,16 @@ class CudaBackend final : public Backend {
     return sampler_.sample_async(logits, rows, ids);
   }
 
+  std::unique_ptr<HostBuffer> alloc_host_buffer(int64_t bytes) override {
+    return kv_copier_.alloc_host(bytes);
+  }
+  void copy_kv_pages(const std::vector<Tensor>& layers, std::span<const KVPageCopy> copies,
+                     HostBuffer& host) override {
+    kv_copier_.copy(layers, copies, host);
+  }
+  void sync_kv_copies() override { kv_copier_.sync(); }
+  int64_t graph_memory_bytes() const override { return attention_.graph_device_bytes(); }
+
   void mark_pass_begin() override { timer_.mark_pass_begin(); }
   void mark_pass_end() override { timer_.mark_pass_end(); }
   double device_busy_seconds() override { return timer_.busy_seconds(); }
@@ -187,6 +199,7 @@ class CudaBackend final : public Backend {
   CudaSampler sampler_;
   PassTimer timer_;
   CudaMoe moe_;
+  KvCopier kv_copier_;
 };
 
 CudaBackend& cuda_backend(Backend& b, const char* what) {

@@ -98,7 +98,7 @@ void GraphSlots::release(GraphSlot& g) {
 // use of it is fixed).
 char* GraphSlots::scratch(size_t bytes) {
   if (bytes > scratch_bytes_) {
-    if (scratch_) retired_.push_back(scratch_);
+    if (scratch_) retired_.push_back(scratch_), retired_bytes_ += scratch_bytes_;
     scratch_ = nullptr;
     scratch_bytes_ = std::max(align_up(bytes, size_t(1) << 20), 2 * scratch_bytes_);
     cuda_check(cudaMalloc(&scratch_, scratch_bytes_), "cudaMalloc (graph cascade scratch)");
@@ -111,6 +111,13 @@ void GraphSlots::free_retired_scratch() {
   ctx_->synchronize();  // no replay still reads a retired buffer
   for (void* p : retired_) cudaFree(p);
   retired_.clear();
+  retired_bytes_ = 0;
+}
+
+int64_t GraphSlots::device_bytes() const {
+  size_t n = scratch_bytes_ + retired_bytes_;
+  for (const auto& [key, g] : slots_) n += g.staging.dev ? g.staging.capacity + g.own_ws_bytes : 0;
+  return int64_t(n);
 }
 
 }  // namespace nc::cuda_host

@@ -63,6 +63,8 @@ class GraphSlots : NonCopyable {
   // Frees retired scratch buffers once no graph can replay them (after the graphs are dropped);
   // synchronises when there are any.
   void free_retired_scratch();
+  // Device bytes the slots and the graph scratch hold now (retired scratch included).
+  int64_t device_bytes() const;
 
  private:
   void make(GraphSlot& g, const std::vector<cuda::PlanQuery>& queries, int max_pages);
@@ -75,6 +77,7 @@ class GraphSlots : NonCopyable {
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
   std::vector<void*> retired_;
+  size_t retired_bytes_ = 0;
 };
 
 }  // namespace nc::cuda_host
