@@ -23,3 +23,9 @@ target_compile_definitions(nc_xgrammar PUBLIC XGRAMMAR_ENABLE_CPPTRACE=0)
 # seconds, and the suite stays fast.
 target_compile_options(nc_xgrammar PRIVATE -w $<$<CONFIG:Debug>:-O2>)
 target_link_libraries(nc_xgrammar PUBLIC Threads::Threads)
+# Sanitizer builds: AddressSanitizer stays on (it checks how the engine uses the library);
+# UndefinedBehaviorSanitizer is off for its code, which is not ours to fix (-fno-sanitize-recover
+# would abort the suite on a finding inside it).
+if(NC_SANITIZE)
+  target_compile_options(nc_xgrammar PRIVATE -fno-sanitize=undefined)
+endif()

@@ -17,7 +17,8 @@ using json = nlohmann::json;
 using Kind = StructuredOutput::Kind;
 
 StructuredRequest parse(const std::string& body) {
-  return parse_structured(json::parse(body));
+  EXPECT_EQ(needs_structured(json::parse(body)), body != "{}") << body;
+  return parse_structured(nlohmann::ordered_json::parse(body));
 }
 
 std::string param_of_error(const std::string& body) {
@@ -31,7 +32,7 @@ std::string param_of_error(const std::string& body) {
 }
 
 TEST(StructuredRequest, FieldsAndTheirKinds) {
-  EXPECT_FALSE(parse(R"({})").output.active());
+  EXPECT_FALSE(parse("{}").output.active());
   EXPECT_FALSE(parse(R"({"response_format": {"type": "text"}})").output.active());
   StructuredRequest r = parse(R"({"response_format": {"type": "json_object"}})");
   EXPECT_EQ(r.output.kind, Kind::Json);
@@ -40,6 +41,9 @@ TEST(StructuredRequest, FieldsAndTheirKinds) {
       "schema": {"type": "integer"}, "strict": true}}})");
   EXPECT_EQ(r.output.kind, Kind::JsonSchema);
   EXPECT_EQ(json::parse(r.output.spec), json({{"type", "integer"}}));
+  // Key order kept: properties are generated in the request's order.
+  r = parse(R"({"guided_json": {"properties": {"z": {}, "a": {}}}})");
+  EXPECT_EQ(r.output.spec, R"({"properties":{"z":{},"a":{}}})");
   r = parse(R"({"guided_json": "{\"type\": \"string\"}"})");
   EXPECT_EQ(r.output.kind, Kind::JsonSchema);
   EXPECT_EQ(r.param, "guided_json");
@@ -50,9 +54,9 @@ TEST(StructuredRequest, FieldsAndTheirKinds) {
   EXPECT_EQ(r.output.kind, Kind::Grammar);
   EXPECT_EQ(r.param, "structured_outputs");
   // A choice is a regex of the escaped strings.
-  r = parse(R"({"guided_choice": ["a.b", "(c)"]})");
+  r = parse(R"j({"guided_choice": ["a.b", "(c)"]})j");
   EXPECT_EQ(r.output.kind, Kind::Regex);
-  EXPECT_EQ(r.output.spec, R"((a\.b)|(\(c\)))");
+  EXPECT_EQ(r.output.spec, R"j((a\.b)|(\(c\)))j");
 }
 
 TEST(StructuredRequest, BadFieldsNameThemselves) {
@@ -92,12 +96,13 @@ bool grammar_accepts(const StructuredOutput& s, const std::string& text) {
 
 TEST(StructuredRequest, ToolChoiceGrammarForcesOneCallInTheFormat) {
   EXPECT_FALSE(tool_choice_grammar(tools_with(ToolChoiceKind::Auto), ToolFormat::Hermes).active());
-  const StructuredOutput req = tool_choice_grammar(tools_with(ToolChoiceKind::Required),
-                                                   ToolFormat::Hermes);
+  const StructuredOutput req =
+      tool_choice_grammar(tools_with(ToolChoiceKind::Required), ToolFormat::Hermes);
   ASSERT_EQ(req.kind, Kind::StructuralTag);
   EXPECT_TRUE(grammar_accepts(
       req, "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"n\": 2}}\n</tool_call>"));
-  EXPECT_TRUE(grammar_accepts(req, "<tool_call>\n{\"name\": \"g\", \"arguments\": {}}\n</tool_call>"));
+  EXPECT_TRUE(
+      grammar_accepts(req, "<tool_call>\n{\"name\": \"g\", \"arguments\": {}}\n</tool_call>"));
   EXPECT_FALSE(grammar_accepts(
       req, "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"n\": 3}}\n</tool_call>"));
   EXPECT_FALSE(grammar_accepts(req, "Sure!"));

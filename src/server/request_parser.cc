@@ -417,9 +417,12 @@ ParsedRequest parse_request(ApiKind kind, std::string_view body_text, const Pars
     parse_prompt(body, r);
   }
   reject_unsupported(body, kind);
-  StructuredRequest st = parse_structured(body);
-  r.sampling.structured = std::move(st.output);
-  r.structured_param = std::move(st.param);
+  if (needs_structured(body)) {
+    StructuredRequest st =
+        parse_structured(nlohmann::ordered_json::parse(body_text.begin(), body_text.end()));
+    r.sampling.structured = std::move(st.output);
+    r.structured_param = std::move(st.param);
+  }
   parse_choices(body, kind, limits, r);
   parse_logprobs(body, kind, r);
   parse_sampling(body, kind, r);

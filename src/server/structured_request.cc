@@ -8,7 +8,8 @@
 namespace nc::server {
 namespace {
 
-using json = nlohmann::json;
+// Ordered: a schema keeps the request's property order (xgrammar writes properties in it).
+using json = nlohmann::ordered_json;
 using ojson = nlohmann::ordered_json;
 using Kind = StructuredOutput::Kind;
 
@@ -127,7 +128,18 @@ ojson call_tag(const ojson& tool, ToolFormat format) {
   return tag;
 }
 
+constexpr const char* kFields[] = {"response_format", "guided_json",   "guided_regex",
+                                   "guided_grammar",  "guided_choice", "structured_outputs"};
+
 }  // namespace
+
+bool needs_structured(const nlohmann::json& body) {
+  for (const char* f : kFields) {
+    auto it = body.find(f);
+    if (it != body.end() && !it->is_null()) return true;
+  }
+  return false;
+}
 
 StructuredRequest parse_structured(const json& body) {
   std::vector<StructuredRequest> found;

@@ -31,7 +31,10 @@ struct StructuredRequest {
   std::string param;        // the request field that asked for it
 };
 
-StructuredRequest parse_structured(const nlohmann::json& body);
+// Whether the body has any of the fields above (then parse_structured reads it, key order kept:
+// a schema's properties are generated in the order the request gives them).
+bool needs_structured(const nlohmann::json& body);
+StructuredRequest parse_structured(const nlohmann::ordered_json& body);
 
 // The grammar that enforces tool_choice "required" / named for the format; kind None when
 // tool_choice does not force a call.

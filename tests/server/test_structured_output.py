@@ -70,7 +70,8 @@ def schema(rng, depth=0):
         if depth < 2 and roll < 0.2:
             props[f"obj{i}"] = schema(rng, depth + 1)
         elif depth < 2 and roll < 0.4:
-            items = schema(rng, depth + 1) if rng.random() < 0.3 else leaf(rng)
+            # Arrays of objects at the top level only: the output stays within max_tokens.
+            items = schema(rng, 2) if depth == 0 and rng.random() < 0.3 else leaf(rng)
             props[f"list{i}"] = {"type": "array", "items": items, "minItems": rng.randint(0, 1),
                                  "maxItems": rng.randint(1, 3)}
         else:
@@ -83,7 +84,7 @@ class StructuredOutputTest(ServerTestCase):
     def chat(self, **kw):
         kw.setdefault("model", MODEL_ID)
         kw.setdefault("temperature", 0)
-        kw.setdefault("max_tokens", 300)
+        kw.setdefault("max_tokens", 400)
         kw.setdefault("messages", [{"role": "user", "content": "Answer in JSON."}])
         return self.client.chat.completions.create(**kw)
 
