@@ -9,6 +9,7 @@ be installed on this machine the test is skipped, saying why. Run as test_openai
 
     python3 tests/server/test_router.py
 """
+import json
 import os
 import re
 import socket
@@ -64,7 +65,7 @@ class RouterTest(unittest.TestCase):
         if not ok:
             raise unittest.SkipTest(why)
         import openai
-        cls.replicas = [Server(), Server()]
+        cls.replicas = [Server(), Server()]  # each returns once it listens
         cls.port = free_port()
         urls = [f"http://127.0.0.1:{s.port}" for s in cls.replicas]
         cls.router = subprocess.Popen(
@@ -74,16 +75,20 @@ class RouterTest(unittest.TestCase):
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         cls.client = openai.OpenAI(base_url=f"http://127.0.0.1:{cls.port}/v1", api_key="none",
                                    max_retries=0, timeout=120)
+        # Up once it has registered both replicas (it checks their health first).
         deadline = time.time() + 90
         while time.time() < deadline:
             if cls.router.poll() is not None:
                 raise RuntimeError("the router exited: " + cls.router.stderr.read()[-2000:])
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{cls.port}/health", timeout=2):
-                    return
+                with urllib.request.urlopen(f"http://127.0.0.1:{cls.port}/workers",
+                                            timeout=2) as r:
+                    if len(json.load(r)["workers"]) == 2:
+                        return
             except OSError:
-                time.sleep(0.5)
-        raise RuntimeError("the router did not come up")
+                pass
+            time.sleep(0.5)
+        raise RuntimeError("the router did not register both replicas")
 
     @classmethod
     def tearDownClass(cls):
@@ -97,6 +102,16 @@ class RouterTest(unittest.TestCase):
 
     def served(self):
         return [served_requests(s.port) for s in self.replicas]
+
+    def test_gateway_registers_both_replicas_with_their_model(self):
+        # The gateway reads each replica's /get_model_info (SGLang's route) when it registers it.
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/workers", timeout=10) as r:
+            workers = json.load(r)["workers"]
+        self.assertEqual(sorted(w["url"] for w in workers),
+                         sorted(f"http://127.0.0.1:{s.port}" for s in self.replicas))
+        for w in workers:
+            self.assertTrue(w["is_healthy"], w)
+            self.assertEqual(w["model_id"], MODEL_ID, w)
 
     def test_chat_traffic_through_the_gateway(self):
         # Conversations with long distinct prompts, sent one request at a time so that each
