@@ -104,16 +104,16 @@ fi
 # cmake/xgrammar.cmake builds them as a static library. XGRAMMAR_SDIST=FILE uses a local copy.
 XGRAMMAR_VERSION="0.2.9"
 XGRAMMAR_SHA256="87b466bca2475e29bb0323abc62c6c33cbcbcff47e5fb800a3e2099ac9620b90"
+XGRAMMAR_URL="https://files.pythonhosted.org/packages/3a/2f/5bf8e8fa6619cff534932f79b0abc81a417d354bc5093252c1a6081d0a93/xgrammar-$XGRAMMAR_VERSION.tar.gz"
 if [ ! -f third_party/xgrammar/NC_SOURCE ] || ! grep -q "$XGRAMMAR_VERSION" third_party/xgrammar/NC_SOURCE; then
   echo "setup: fetching xgrammar's C++ sources (xgrammar==$XGRAMMAR_VERSION sdist)"
   tmp=$(mktemp -d)
   sdist=${XGRAMMAR_SDIST:-}
   if [ -z "$sdist" ]; then
-    # The sdist's URL from PyPI's JSON API (pip download would build the package's metadata).
-    url=$(curl -fsSL "https://pypi.org/pypi/xgrammar/$XGRAMMAR_VERSION/json" | python3 -c \
-      'import json,sys; print(next(u["url"] for u in json.load(sys.stdin)["urls"] if u["packagetype"]=="sdist"))')
+    # PyPI's file URL of the pinned sdist (pip download would build the package's metadata,
+    # which needs its Python build tools); the checksum below pins its content.
     sdist="$tmp/xgrammar-$XGRAMMAR_VERSION.tar.gz"
-    curl -fsSL -o "$sdist" "$url"
+    curl -fsSL -o "$sdist" "$XGRAMMAR_URL"
   fi
   echo "$XGRAMMAR_SHA256  $sdist" | sha256sum -c --quiet -
   top="xgrammar-$XGRAMMAR_VERSION"
