@@ -236,5 +236,19 @@ TEST(GrammarCache, CachesByKindAndText) {
   EXPECT_TRUE(m->terminated());
 }
 
+TEST(GrammarCache, StaysBoundedSlow) {  // "Slow": 1100 compilations, not in the ASan run
+  // A client can send a new grammar with every request: past 1024 entries the finished ones go.
+  fake::FakeCodec codec;
+  GrammarCache cache(codec, kVocab, 30);
+  for (int i = 0; i < 1100; ++i)
+    cache.compile({StructuredOutput::Kind::Regex, "x{" + std::to_string(i + 1) + "}"});
+  EXPECT_LE(cache.size(), 1024u);
+  EXPECT_GE(cache.size(), 1100u - 1024u);
+  cache.compile({StructuredOutput::Kind::Regex, "x{1}"});  // dropped, compiled again
+  std::unique_ptr<TokenGrammar> m = cache.matcher({StructuredOutput::Kind::Regex, "x{1}"});
+  EXPECT_TRUE(m->accept('x'));
+  EXPECT_FALSE(m->accept('x'));
+}
+
 }  // namespace
 }  // namespace nc

@@ -137,6 +137,16 @@ struct GrammarCache::Impl {
     return *compiler;
   }
 
+  // Bounds the cache (a client can send a new schema with every request): past kMaxCached
+  // entries the finished ones go; compilations still running stay (their waiters hold them).
+  static constexpr size_t kMaxCached = 1024;
+  void drop_finished() {
+    for (auto it = cache.begin(); it != cache.end();) {
+      const bool done = it->second.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+      it = done ? cache.erase(it) : std::next(it);
+    }
+  }
+
   // The compilation of s: started on a thread of its own unless one is cached.
   std::shared_future<xgrammar::CompiledGrammar> find_or_start(const StructuredOutput& s) {
     xgrammar::GrammarCompiler& c = get_compiler();
@@ -144,6 +154,7 @@ struct GrammarCache::Impl {
     std::lock_guard<std::mutex> lock(mu);
     auto it = cache.find(key);
     if (it != cache.end()) return it->second;
+    if (cache.size() >= kMaxCached) drop_finished();
     std::promise<xgrammar::CompiledGrammar> promise;
     std::shared_future<xgrammar::CompiledGrammar> f = promise.get_future().share();
     // Detached: a compilation past the time limit finishes on its own and stays cached. It

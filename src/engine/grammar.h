@@ -8,6 +8,7 @@
 // for at most the time limit: past it the request is refused (InvalidArgument) while the
 // compilation finishes in the background, and a later request with the same text waits on the
 // same compilation. A failure is cached too (the same bad schema fails at once the next time).
+// At most 1024 entries: past that, the finished ones are dropped (running ones stay).
 //
 // The vocabulary is given to xgrammar as each token's bytes (VocabType RAW), taken from the
 // codec: the bytes token t adds after a plain token (so SentencePiece's leading space is kept);
