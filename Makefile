@@ -26,6 +26,8 @@ test: build asan-build
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_openai_client.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_openai_api.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_tool_calls.py
+	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_structured_output.py
+	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_router.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/cli/test_cli.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/cli/test_memory_cli.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/cli/test_chat_tmux.py

@@ -14,6 +14,7 @@ using json = nlohmann::json;
 const OutputFormat kHermes{ToolFormat::Hermes, false};
 const OutputFormat kLlama{ToolFormat::Llama3Json, false};
 const OutputFormat kPlain{ToolFormat::None, false};
+const OutputFormat kMistral{ToolFormat::Mistral, false};
 
 TEST(ToolCalls, DetectsFormatFromTemplate) {
   const std::string qwen = "{{- '<tools>' }}...within <tool_call></tool_call> XML tags";
@@ -113,20 +114,32 @@ TEST(ToolCalls, ThinkBlockIsReasoning) {
   EXPECT_EQ(p.content, "a <think>b</think>");
 }
 
-// Feeds text in chunks of `step` bytes; the concatenated deltas must equal parse_output's.
+// Feeds text in chunks of `step` bytes; the concatenated deltas must equal parse_output's (a
+// streamed call's argument fragments concatenate to the same JSON object).
 void expect_stream_matches(const std::string& text, const OutputFormat& f) {
   const ParsedOutput whole = parse_output(text, f);
   for (size_t step = 1; step <= text.size(); ++step) {
     OutputStream s(f);
     std::string reasoning, content;
     std::vector<ToolCall> calls;
+    auto take_calls = [&](const std::vector<ToolCallDelta>& ds) {
+      for (const ToolCallDelta& d : ds) {
+        if (d.first) {
+          ASSERT_EQ(d.index, int(calls.size()));
+          calls.push_back(ToolCall{d.id, d.name, ""});
+        }
+        ASSERT_LT(d.index, int(calls.size()));
+        calls[size_t(d.index)].arguments += d.arguments;
+      }
+    };
     for (size_t i = 0; i < text.size(); i += step) {
       OutputStream::Delta d = s.add(text.substr(i, step));
-      EXPECT_TRUE(d.calls.empty());
+      take_calls(d.calls);
       reasoning += d.reasoning;
       content += d.content;
     }
     OutputStream::Delta d = s.finish();
+    take_calls(d.calls);
     reasoning += d.reasoning;
     content += d.content;
     SCOPED_TRACE(testing::Message() << "step " << step << " text " << text);
@@ -135,11 +148,11 @@ void expect_stream_matches(const std::string& text, const OutputFormat& f) {
     const size_t b = content.find_first_not_of(" \n");
     const size_t e = content.find_last_not_of(" \n");
     EXPECT_EQ(b == std::string::npos ? std::string() : content.substr(b, e - b + 1), whole.content);
-    ASSERT_EQ(d.calls.size(), whole.calls.size());
+    ASSERT_EQ(calls.size(), whole.calls.size());
     EXPECT_EQ(s.has_calls(), !whole.calls.empty());
-    for (size_t k = 0; k < d.calls.size(); ++k) {
-      EXPECT_EQ(d.calls[k].name, whole.calls[k].name);
-      EXPECT_EQ(d.calls[k].arguments, whole.calls[k].arguments);
+    for (size_t k = 0; k < calls.size(); ++k) {
+      EXPECT_EQ(calls[k].name, whole.calls[k].name);
+      EXPECT_EQ(json::parse(calls[k].arguments), json::parse(whole.calls[k].arguments));
     }
   }
 }
@@ -157,12 +170,68 @@ TEST(ToolCalls, StreamMatchesWholeParseInEveryChunking) {
   expect_stream_matches("r1 </think> answer", OutputFormat{ToolFormat::None, true});
 }
 
+TEST(ToolCalls, MistralListAndNamedForms) {
+  ParsedOutput p = parse_output(
+      R"(Let me check.[TOOL_CALLS] [{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {}}])",
+      kMistral);
+  EXPECT_EQ(p.content, "Let me check.");
+  ASSERT_EQ(p.calls.size(), 2u);
+  EXPECT_EQ(p.calls[0].name, "a");
+  EXPECT_EQ(json::parse(p.calls[0].arguments), json({{"x", 1}}));
+  EXPECT_EQ(p.calls[1].name, "b");
+  p = parse_output(
+      R"([TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]f[CALL_ID]abc123XYZ[ARGS]{})",
+      kMistral);
+  EXPECT_EQ(p.content, "");
+  ASSERT_EQ(p.calls.size(), 2u);
+  EXPECT_EQ(p.calls[0].name, "get_weather");
+  EXPECT_EQ(json::parse(p.calls[0].arguments), json({{"city", "Paris"}}));
+  EXPECT_EQ(p.calls[1].name, "f");
+  // Not calls: the text stays content; without the control token a list is content unless the
+  // call was forced (tool_choice).
+  p = parse_output("[TOOL_CALLS] not json", kMistral);
+  EXPECT_TRUE(p.calls.empty());
+  EXPECT_EQ(p.content, "[TOOL_CALLS] not json");
+  const std::string bare = R"([{"name": "a", "arguments": {}}])";
+  EXPECT_TRUE(parse_output(bare, kMistral).calls.empty());
+  EXPECT_EQ(parse_output(bare, OutputFormat{ToolFormat::Mistral, false, true}).calls.size(), 1u);
+  EXPECT_EQ(detect_output_format("{{ '[TOOL_CALLS]' }} \"parameters\"", "", true).tools,
+            ToolFormat::Mistral);
+}
+
+TEST(ToolCalls, MistralStreamMatchesWholeParse) {
+  expect_stream_matches(
+      R"(Sure [TOOL_CALLS][{"name": "a", "arguments": {"x": [1, {"y": "}"}]}}, {"name": "b", "arguments": {"s": "a\"b"}}])",
+      kMistral);
+  expect_stream_matches(R"([TOOL_CALLS]f[ARGS]{"q": "{["}[TOOL_CALLS]g[ARGS]{})", kMistral);
+  expect_stream_matches(R"([{"name": "a", "arguments": {"k": 2}}])",
+                        OutputFormat{ToolFormat::Mistral, false, true});
+}
+
+TEST(ToolCalls, ArgumentsStreamAsTheyCome) {
+  OutputStream s(kHermes);
+  OutputStream::Delta d = s.add("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"ci");
+  ASSERT_EQ(d.calls.size(), 2u);  // the first delta, then the arguments so far
+  EXPECT_TRUE(d.calls[0].first);
+  EXPECT_EQ(d.calls[0].name, "get_weather");
+  EXPECT_TRUE(d.calls[0].id.starts_with("call_"));
+  EXPECT_EQ(d.calls[1].arguments, "{\"ci");
+  d = s.add("ty\": \"Paris\"}}\n</tool_call>");
+  ASSERT_EQ(d.calls.size(), 1u);
+  EXPECT_FALSE(d.calls[0].first);
+  EXPECT_EQ(d.calls[0].arguments, "ty\": \"Paris\"}");
+  d = s.finish();
+  EXPECT_TRUE(d.calls.empty());  // nothing left: the call was streamed
+  EXPECT_TRUE(s.has_calls());
+}
+
 TEST(ToolCalls, StreamSendsContentBeforeTheCall) {
   OutputStream s(kHermes);
   EXPECT_EQ(s.add("Hello <tool").content, "Hello ");  // "<tool" held: it may be a tag
   EXPECT_EQ(s.add("_call>{\"name\": \"a\"}").content, "");
   const OutputStream::Delta d = s.finish();
-  ASSERT_EQ(d.calls.size(), 1u);
+  ASSERT_EQ(d.calls.size(), 1u);  // no "arguments": not streamed, sent whole at the end
+  EXPECT_TRUE(d.calls[0].first);
   EXPECT_EQ(d.calls[0].arguments, "{}");
 }
 

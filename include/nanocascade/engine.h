@@ -27,6 +27,20 @@ class TextCodec;
 
 using RequestId = int64_t;
 
+// Structured output (docs/server.md): the output is forced, token by token, to match a grammar
+// compiled against the model's vocabulary (xgrammar). Json: any JSON value (OpenAI's
+// json_object); JsonSchema: JSON valid for the schema in `spec` (strict); Regex: text matching
+// the regular expression `spec`; Grammar: an EBNF grammar (GBNF style, root rule "root");
+// StructuralTag: xgrammar's structural tag JSON (how enforced tool calls are expressed). The
+// request finishes ("stop") when the grammar is complete and the model ends its turn.
+struct StructuredOutput {
+  enum class Kind : uint8_t { None, Json, JsonSchema, Regex, Grammar, StructuralTag };
+  Kind kind = Kind::None;
+  std::string spec;
+  bool active() const { return kind != Kind::None; }
+};
+const char* structured_kind_name(StructuredOutput::Kind k);  // "json", "json_schema", ...
+
 struct SamplingParams {
   float temperature = 1.0f;         // 0 = greedy (argmax, ties to the lowest id)
   int top_k = -1;                   // -1 = off; else >= 1
@@ -51,6 +65,7 @@ struct SamplingParams {
   int prompt_logprobs = -1;
   // (token id, bias in [-100, 100]) added to the logits before sampling (OpenAI's logit_bias).
   std::vector<std::pair<int32_t, float>> logit_bias;
+  StructuredOutput structured;  // none by default
 
   // Throws nc::Error naming the bad parameter.
   void validate() const;
@@ -110,6 +125,9 @@ struct EngineConfig {
   // Checks the page, prefix-tree and host-tier invariants after every step (docs/architecture.md,
   // "Invariants"); debug builds always do. For tests and debugging: it walks every page.
   bool check_invariants = false;
+  // Structured output: the longest a grammar may take to compile before its request is refused
+  // (the compilation goes on in the background and its result is cached).
+  double grammar_compile_timeout_s = 5.0;
 
   static std::string default_model_path();
 };
@@ -185,6 +203,12 @@ class Engine {
   // and has no prompt_logprobs (the first carries them). Throws as add_request, queuing nothing.
   std::vector<RequestId> add_requests(const std::vector<int32_t>& prompt_token_ids,
                                       const SamplingParams& params, int n);
+
+  // Compiles a structured-output grammar (cached by kind and text) or finds it compiled; may be
+  // called from any thread, and is what add_request does first for a structured request. Throws
+  // nc::Error (InvalidArgument) naming the problem when it does not compile, or does not within
+  // EngineConfig::grammar_compile_timeout_s.
+  void compile_grammar(const StructuredOutput& s) const;
 
   // Runs one step: outputs for every request that produced tokens or finished in it. The step
   // recipe (schedule, launch, complete the step in flight, outputs) is in engine.cc.

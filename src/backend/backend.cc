@@ -111,11 +111,16 @@ int32_t draw_unbiased(std::span<const float> row, const RowSampling& p) {
 }  // namespace
 
 int32_t draw_token(std::span<const float> row, const RowSampling& p) {
-  if (p.bias.empty()) return draw_unbiased(row, p);
+  if (p.bias.empty() && p.token_bitmask.empty()) return draw_unbiased(row, p);
   std::vector<float> biased(row.begin(), row.end());
   for (const auto& [id, v] : p.bias)
     if (id >= 0 && size_t(id) < biased.size()) biased[size_t(id)] += v;
+  if (!p.token_bitmask.empty()) apply_token_bitmask_row(biased, p.token_bitmask);
   return draw_unbiased(biased, p);
+}
+
+void Backend::apply_token_bitmask(Tensor, const Tensor&) {
+  fail_as(ErrorKind::Unsupported, "backend {}: apply_token_bitmask is not implemented", name());
 }
 
 std::unique_ptr<PendingTokens> draw_on_host(std::span<const float> x, int64_t V,

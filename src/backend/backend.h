@@ -64,6 +64,10 @@ struct RowSampling {
   int32_t logprobs = -1;
   // (id, value): value is added to logit id before the draw (OpenAI's logit_bias).
   std::vector<std::pair<int32_t, float>> bias = {};
+  // Structured output: the allowed tokens as a bitmask of ceil(V / 32) words (bit id % 32 of
+  // word id / 32; backend/sampling_filter.h, apply_token_bitmask_row); empty: every token. Others
+  // get -inf after the bias, before the draw; the log-probabilities stay those of the raw logits.
+  std::vector<int32_t> token_bitmask = {};
   // Whether a filter applies (greedy rows ignore the filters: the argmax passes all of them).
   bool filtered() const { return inv_temperature != 0 && (top_k > 0 || top_p < 1 || min_p > 0); }
   // Whether the row asks for more than a token (log-probabilities or a bias): the CUDA sampler
@@ -167,6 +171,10 @@ class Backend {
   virtual void add(Tensor x, const Tensor& y) = 0;
   // out[i] = x[rows[i]]. rows: i32 [R].
   virtual void gather_rows(const Tensor& x, const Tensor& rows, Tensor out) = 0;
+  // Structured output: logits[r][i] = -inf where bit i % 32 of bitmask[r][i / 32] is clear.
+  // logits: f32 [R, V]; bitmask: i32 [R, ceil(V / 32)] on the device (checked by
+  // check_token_bitmask, op_checks.h). The CPU and CUDA backends implement it in place.
+  virtual void apply_token_bitmask(Tensor logits, const Tensor& bitmask);
   // dst[pairs[2i]] = src[pairs[2i + 1]] for every pair i. src, dst: i32; pairs: i32 [2P]. How a
   // step takes token ids that the previous step sampled on the device (asynchronous scheduling).
   virtual void scatter_ids(const Tensor& src, const Tensor& pairs, Tensor dst) = 0;

@@ -24,4 +24,12 @@ QkvWidths check_qkv_split_shapes(const Tensor& qkv, const Tensor& q_norm, const 
   return {QW, KW};
 }
 
+void check_token_bitmask(const Tensor& logits, const Tensor& bitmask) {
+  logits.expect_dtype(DType::F32, "apply_token_bitmask logits");
+  bitmask.expect_dtype(DType::I32, "apply_token_bitmask bitmask");
+  NC_CHECK(logits.ndim() == 2, "apply_token_bitmask: logits {} are not [rows, vocab]",
+           shape_str(logits.shape()));
+  bitmask.expect_shape({logits.dim(0), (logits.dim(1) + 31) / 32}, "apply_token_bitmask bitmask");
+}
+
 }  // namespace nc

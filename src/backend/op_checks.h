@@ -19,4 +19,7 @@ QkvWidths check_qkv_split_shapes(const Tensor& qkv, const Tensor& q_norm, const 
                                  const Tensor& positions, const Tensor& cos_sin, int head_dim,
                                  const Tensor& q, const Tensor& k, const Tensor& v);
 
+// Backend::apply_token_bitmask's arguments: logits f32 [R, V], bitmask i32 [R, ceil(V / 32)].
+void check_token_bitmask(const Tensor& logits, const Tensor& bitmask);
+
 }  // namespace nc

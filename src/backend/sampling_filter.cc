@@ -68,4 +68,12 @@ Candidates filter_candidates(std::span<const float> logits, const CandidateFilte
   return c;
 }
 
+void apply_token_bitmask_row(std::span<float> logits, std::span<const int32_t> words) {
+  const size_t bits = words.size() * 32;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    const bool allowed = i < bits && ((uint32_t(words[i / 32]) >> (i % 32)) & 1u);
+    if (!allowed) logits[i] = -std::numeric_limits<float>::infinity();
+  }
+}
+
 }  // namespace nc

@@ -1,6 +1,7 @@
 // The candidate set of a sampling step: temperature, top-k, top-p and min-p over one row of
-// logits. The engine's host sampler (engine/sampling.h) and the backends' default
-// sample_tokens draw from it, so the CPU and CUDA samplers agree with the engine's.
+// logits; and the token bitmask of structured output applied to one row. The engine's host sampler
+// (engine/sampling.h) and the backends' default sample_tokens draw from it, so the CPU and CUDA
+// samplers agree with the engine's.
 #pragma once
 #include <cstdint>
 #include <span>
@@ -24,5 +25,10 @@ struct Candidates {
   std::vector<double> probs;
 };
 Candidates filter_candidates(std::span<const float> logits, const CandidateFilter& p);
+
+// Structured output's token bitmask (xgrammar's layout): bit (id % 32) of words[id / 32] set =
+// id allowed. Every id whose bit is clear, and every id past the mask's 32 * words.size() bits,
+// gets -inf. The reference of Backend::apply_token_bitmask.
+void apply_token_bitmask_row(std::span<float> logits, std::span<const int32_t> words);
 
 }  // namespace nc

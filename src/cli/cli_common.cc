@@ -64,6 +64,9 @@ void EngineFlags::add_to(CLI::App& app, bool with_trace) {
                "always copy logits to the host and sample there");
   app.add_flag("!--no-async-scheduling", cfg.async_scheduling,
                "wait for each step's tokens before scheduling the next");
+  app.add_option("--grammar-timeout", cfg.grammar_compile_timeout_s,
+                 "structured output: seconds a grammar may take to compile")
+      ->capture_default_str();
   if (!with_trace) return;
   app.add_option("--memory-trace", memory_trace,
                  "write the KV pages per step as Chrome trace JSON (chrome://tracing, Perfetto)");

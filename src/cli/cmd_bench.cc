@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 
@@ -39,6 +40,9 @@ struct BenchArgs {
   int system_len = 2048;
   int question_len = 128;
   int output_len = 256;
+  // Structured output: every request's output must be JSON valid for this schema (a file).
+  std::string json_schema;
+  StructuredOutput structured;  // from json_schema
 };
 
 // Token ids in [0, 10000], as the nano-vLLM workload draws them.
@@ -57,11 +61,13 @@ struct RunResult {
   double secs = 0;
 };
 
-SamplingParams workload_params(int max_tokens) {
+// With a JSON schema (--json-schema) a request also ends when its JSON is complete.
+SamplingParams workload_params(int max_tokens, const StructuredOutput& structured) {
   SamplingParams p;
   p.temperature = 0.6f;
   p.ignore_eos = true;
   p.max_tokens = max_tokens;
+  p.structured = structured;
   return p;
 }
 
@@ -88,7 +94,7 @@ RunResult run_nano_vllm(Engine& engine, const BenchArgs& a) {
   std::vector<std::vector<int32_t>> prompts(a.num_requests);
   for (auto& p : prompts) p = random_ids(rng, int(rng.randint(100, a.max_input)));
   std::vector<SamplingParams> params(a.num_requests);
-  for (auto& p : params) p = workload_params(int(rng.randint(100, a.max_output)));
+  for (auto& p : params) p = workload_params(int(rng.randint(100, a.max_output)), a.structured);
   return run_prompts(engine, prompts, params);
 }
 
@@ -106,7 +112,7 @@ RunResult run_shared_prefix(Engine& engine, const BenchArgs& a) {
       prompts.push_back(std::move(p));
     }
   }
-  std::vector<SamplingParams> params(prompts.size(), workload_params(a.output_len));
+  std::vector<SamplingParams> params(prompts.size(), workload_params(a.output_len, a.structured));
   for (size_t i = 0; i < prompts.size(); ++i)
     params[i] = fit_to_context(engine, params[i], prompts[i].size());
   return run_prompts(engine, prompts, params);
@@ -132,7 +138,7 @@ RunResult run_multi_turn(Engine& engine, const BenchArgs& a) {
     cv.prompt.insert(cv.prompt.end(), user.begin(), user.end());
     cv.answer.clear();
     const SamplingParams p =
-        fit_to_context(engine, workload_params(a.output_len), cv.prompt.size());
+        fit_to_context(engine, workload_params(a.output_len, a.structured), cv.prompt.size());
     active[engine.add_request(cv.prompt, p)] = c;
     r.prompt_tokens += int64_t(cv.prompt.size());
     ++r.num_requests;
@@ -257,8 +263,14 @@ void write_json(const BenchArgs& a, const RunResult& run, const EngineStats& d) 
   NC_CHECK(f.good(), "bench: cannot write {}", a.json);
 }
 
-void run_bench(const BenchArgs& a) {
+void run_bench(BenchArgs a) {
   NC_CHECK(a.num_requests >= 1, "bench: --num-requests must be >= 1");
+  if (!a.json_schema.empty()) {
+    std::ifstream f(a.json_schema);
+    NC_CHECK(f.good(), "bench: cannot read --json-schema {}", a.json_schema);
+    a.structured = {StructuredOutput::Kind::JsonSchema,
+                    std::string(std::istreambuf_iterator<char>(f), {})};
+  }
   NC_CHECK(a.workload == "nano-vllm" || a.workload == "shared-prefix" || a.workload == "multi-turn",
            "bench: unknown --workload '{}' (nano-vllm, shared-prefix or multi-turn)", a.workload);
   NC_CHECK(a.groups >= 1 && a.prompts_per_group >= 1 && a.system_len >= 0 && a.question_len >= 1 &&
@@ -271,7 +283,8 @@ void run_bench(const BenchArgs& a) {
   Engine engine(a.engine.cfg);
   // Warm-up outside the measurement (as nano-vLLM does); every CUDA graph is captured in it.
   engine.warmup();
-  attach_memory_trace(engine, trace);  // the measured run only
+  if (a.structured.active()) engine.compile_grammar(a.structured);  // compiled before, cached
+  attach_memory_trace(engine, trace);                               // the measured run only
   auto peaks = std::make_shared<PagePeaks>();
   engine.add_memory_hook(peaks);
   const EngineStats before = engine.stats();
@@ -324,6 +337,9 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--workload-seed", args->seed, "Python random seed of the workload")
       ->capture_default_str();
   cmd->add_option("--json", args->json, "also write the results to this JSON file");
+  cmd->add_option("--json-schema", args->json_schema,
+                  "structured output: every request's output is JSON valid for this schema "
+                  "file (it also ends when its JSON is complete)");
   args->engine.add_to(*cmd);
   cmd->callback([args] { run_bench(*args); });
 }

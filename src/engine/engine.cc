@@ -42,6 +42,9 @@ KVLayout parse_layout(const std::string& s) {
 void check_config(const EngineConfig& cfg) {
   NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.page_size >= 1 && cfg.page_size <= 256,
               "engine: page_size {} outside 1..256", cfg.page_size);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.grammar_compile_timeout_s > 0,
+              "engine: grammar_compile_timeout_s must be > 0, got {}",
+              cfg.grammar_compile_timeout_s);
   NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_num_batched_tokens >= 1,
               "engine: max_num_batched_tokens must be >= 1, got {}", cfg.max_num_batched_tokens);
   NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_num_seqs >= 1,
@@ -68,6 +71,8 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
   sched = std::make_unique<Scheduler>(
       SchedulerConfig{cfg.page_size, cfg.max_num_batched_tokens, cfg.max_num_seqs}, *pool);
   requests = std::make_unique<RequestTable>(*codec, *sched, vocab, max_model_len, cfg.seed);
+  grammars = std::make_unique<GrammarCache>(*codec, vocab, cfg.grammar_compile_timeout_s);
+  requests->set_grammars(grammars.get());
   setup_cache(per_page, model->on_cuda());
   accounting = std::make_unique<StepAccounting>(st, *model);
   pipeline = std::make_unique<StepPipeline>(
@@ -188,6 +193,10 @@ RequestId Engine::add_chat_request(const std::vector<ChatMessage>& messages,
                 "chat request: unknown role '{}' (system, user, assistant, tool)", m.role);
   }
   return impl_->requests->add(encode_chat(messages, true), params);
+}
+
+void Engine::compile_grammar(const StructuredOutput& s) const {
+  impl_->grammars->compile(s);
 }
 
 std::vector<RequestOutput> Engine::step() {

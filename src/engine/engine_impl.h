@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/grammar.h"
 #include "engine/memory_events.h"
 #include "engine/prefix_cache.h"
 #include "engine/request.h"
@@ -32,6 +33,7 @@ struct Engine::Impl {
   EngineConfig cfg;
   std::unique_ptr<StepModel> model;
   std::unique_ptr<TextCodec> codec;
+  std::unique_ptr<GrammarCache> grammars;  // structured output (compiles on first use)
   std::unique_ptr<PagePool> pool;
   std::unique_ptr<Scheduler> sched;
   // Prefix cache and cascade (null when disabled). The host tier (null when off) outlives the

@@ -25,6 +25,7 @@
 
 #include "backend/backend.h"
 #include "engine/detokenizer.h"
+#include "engine/grammar.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
 #include "engine/text_codec.h"
@@ -41,6 +42,10 @@ struct Request {
   std::unique_ptr<IncrementalDetokenizer> detok;
   std::unique_ptr<StopStringMatcher> stop;
   std::vector<int32_t> masked_before_min;  // EOS and stop ids, masked until min_tokens
+  // Structured output (params.structured): the request's matcher, and the bitmask of the tokens
+  // it allows next (filled when a step that samples it launches; empty without a grammar).
+  std::unique_ptr<TokenGrammar> grammar;
+  std::vector<int32_t> token_bitmask;
   EngineClock::time_point arrival, first_token, last_token;
   int64_t last_step = -1;  // serial of the last step that computed tokens of it
   bool finished = false;
@@ -64,6 +69,8 @@ class RequestTable {
   // `vocab` and `max_model_len` bound prompts and outputs; `seed` seeds requests without one.
   RequestTable(const TextCodec& codec, Scheduler& sched, int vocab, int max_model_len,
                uint64_t seed);
+  // Where structured requests get their matchers (none: add() refuses them).
+  void set_grammars(GrammarCache* grammars) { grammars_ = grammars; }
 
   // Validates and queues a request; throws nc::Error for bad input (and queues nothing).
   RequestId add(std::vector<int32_t> prompt, const SamplingParams& p);
@@ -93,6 +100,7 @@ class RequestTable {
   std::mt19937_64 seed_rng_;
   std::map<RequestId, std::unique_ptr<Request>> requests_;
   RequestId next_id_ = 0;
+  GrammarCache* grammars_ = nullptr;
 };
 
 // ---- How a request's next token is drawn ----
@@ -102,13 +110,16 @@ class RequestTable {
 // stop ids masked until min_tokens).
 bool draws_like_device(const Request& r, bool device_sampling);
 // r's parameters for Backend::sample_tokens (draws the row's seed from r's RNG, except greedy).
-// With the request's logprobs and logit_bias.
+// With the request's logprobs, logit_bias and token bitmask.
 RowSampling row_sampling(Request& r);
-// r's next token from its row of host logits (modified: logit_bias, penalties, masks). A request
+// r's next token from its row of host logits (modified: logit_bias, the grammar's bitmask,
+// penalties, masks). A request
 // that draws like the device draws as the device would, so its tokens do not depend on its batch.
 int32_t host_sample(std::span<float> logits, Request& r, bool device_sampling);
 // Prompt logprobs: the logit row of prompt position `pos` gives the log-probability of the
 // prompt token at pos + 1.
 void record_prompt_logprob(Request& r, int pos, std::span<const float> logits);
+// Structured output: fills r.token_bitmask from its matcher (no-op without a grammar).
+void fill_token_bitmask(Request& r, int vocab);
 
 }  // namespace nc

@@ -64,6 +64,12 @@ RequestId RequestTable::add(std::vector<int32_t> prompt, const SamplingParams& p
   r->rng.seed(p.seed ? *p.seed : seed_rng_());
   r->detok = std::make_unique<IncrementalDetokenizer>(codec_, r->seq.tokens, p.skip_special_tokens);
   r->stop = std::make_unique<StopStringMatcher>(p.stop);
+  if (p.structured.active()) {
+    NC_CHECK_AS(ErrorKind::Unsupported, grammars_ != nullptr,
+                "request: structured output ({}) is not available here",
+                structured_kind_name(p.structured.kind));
+    r->grammar = grammars_->matcher(p.structured);
+  }
   r->masked_before_min = p.stop_token_ids;
   if (!p.ignore_eos)
     r->masked_before_min.insert(r->masked_before_min.end(), eos_.begin(), eos_.end());
@@ -113,6 +119,11 @@ void RequestTable::on_token(Request& r, int index, EngineClock::time_point now) 
   r.touched = true;
   if (num_output == 1) r.first_token = now;
   r.last_token = now;
+  // Drawn under the grammar's bitmask, so the grammar takes it; one it refuses ends the request.
+  if (r.grammar && !r.grammar->accept(tok)) {
+    finish(r, FinishReason::Abort);
+    return;
+  }
   const bool is_eos = !p.ignore_eos && contains(eos_, tok);
   if (is_eos || contains(p.stop_token_ids, tok)) {  // their text is not part of the output
     finish(r, FinishReason::Stop);
@@ -121,7 +132,7 @@ void RequestTable::on_token(Request& r, int index, EngineClock::time_point now) 
   const std::string text = r.detok->push(tok);
   // Stop strings count only once min_tokens are out.
   r.delta += r.stop->append(text, num_output >= p.min_tokens);
-  if (r.stop->stopped()) {
+  if (r.stop->stopped() || (r.grammar && r.grammar->terminated())) {
     finish(r, FinishReason::Stop);
   } else if (num_output >= p.max_tokens || index + 1 >= max_model_len_) {
     finish(r, FinishReason::Length);
@@ -199,6 +210,7 @@ RowSampling row_sampling(Request& r) {
   row.min_p = p.min_p;
   row.logprobs = p.logprobs;
   row.bias = p.logit_bias;
+  row.token_bitmask = r.token_bitmask;
   return row;
 }
 
@@ -224,12 +236,19 @@ int32_t host_sample(std::span<float> logits, Request& r, bool device_sampling) {
   // tokens do not depend on its batch.
   if (draws_like_device(r, device_sampling)) return draw_token(logits, row_sampling(r));
   for (const auto& [id, bias] : r.params.logit_bias) logits[size_t(id)] += bias;  // ids checked
+  if (!r.token_bitmask.empty()) apply_token_bitmask_row(logits, r.token_bitmask);
   const std::span<const int32_t> all(r.seq.tokens);
   const std::span<const int32_t> masked = r.seq.num_output() < r.params.min_tokens
                                               ? std::span<const int32_t>(r.masked_before_min)
                                               : std::span<const int32_t>();
   return sample_token(logits, r.params, all.first(size_t(r.seq.num_prompt)),
                       all.subspan(size_t(r.seq.num_prompt)), masked, r.rng);
+}
+
+void fill_token_bitmask(Request& r, int vocab) {
+  if (!r.grammar) return;
+  r.token_bitmask.resize(size_t(bitmask_words(vocab)));
+  r.grammar->fill_bitmask(r.token_bitmask);
 }
 
 }  // namespace nc

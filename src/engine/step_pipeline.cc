@@ -40,8 +40,21 @@ StepsToComplete StepPipeline::launch_next() {
   steps.next = launch();
   steps.done = std::move(in_flight_);
   if (steps.next && steps.done) acct_.count_overlapped_step();
-  if (steps.next && steps.next->ids && cfg_.async_scheduling) in_flight_ = std::move(steps.next);
+  if (steps.next && goes_in_flight(*steps.next)) in_flight_ = std::move(steps.next);
   return steps;
+}
+
+bool StepPipeline::goes_in_flight(const LaunchedStep& s) const {
+  return s.ids && cfg_.async_scheduling && !s.structured;
+}
+
+void StepPipeline::fill_bitmasks(LaunchedStep& s) {
+  for (size_t k = 0; k < s.plan.sample_entries.size(); ++k) {
+    Request& r = request_of_row(s.plan, k);
+    if (!r.grammar) continue;
+    fill_token_bitmask(r, vocab_);
+    s.structured = true;
+  }
 }
 
 void StepPipeline::complete(StepsToComplete& steps) {
@@ -79,6 +92,7 @@ std::unique_ptr<LaunchedStep> StepPipeline::launch() {
     acct_.record_cascade(apply_cascade(s->plan, *planner_));
   acct_.add_schedule_time(seconds_since(t0));
   const auto t1 = EngineClock::now();
+  fill_bitmasks(*s);
   queue_on_model(*s);
   acct_.add_model_time(seconds_since(t1));
   sched_.commit(sr);
@@ -108,7 +122,7 @@ void StepPipeline::queue_on_model(LaunchedStep& s) {
 void StepPipeline::place_tokens(LaunchedStep& s) {
   // Sampled tokens that the next schedule() must already see: placeholders -1 - row, which the
   // model resolves on the device (ForwardInput::token_ids) and complete_step() on the host.
-  const bool deferred = s.ids && cfg_.async_scheduling;
+  const bool deferred = goes_in_flight(s);
   const StepPlan& plan = s.plan;
   for (size_t k = 0; k < plan.sample_entries.size(); ++k) {
     Sequence& seq = *plan.entries[size_t(plan.sample_entries[k])].seq;

@@ -10,6 +10,10 @@
 //     asynchronous scheduling is on. A step that needs the host sampler completes in the call
 //     that launched it.
 //
+// Structured output: the bitmasks of a step's grammar rows are filled on the host when it
+// launches, before the forward pass is queued (synchronously: docs/server.md), and such a step
+// completes in the call that launched it, so that each grammar has taken its previous token.
+//
 // Placeholder rules (asynchronous scheduling): a step that goes into flight appends a
 // placeholder -1 - row to each sampled request's tokens at launch, so the next schedule() plans
 // with it; the model resolves it on the device (ForwardInput::token_ids) and complete() writes
@@ -48,6 +52,9 @@ struct LaunchedStep {
   // already planned with), or -1: appended when it arrives.
   std::vector<int> token_index;
   EngineStats::StepKind* kind = nullptr;  // the accounting's kind of the step
+  // A sampled row has a grammar: its next bitmask needs this step's token, so the step never
+  // goes into flight (it completes in the call that launched it).
+  bool structured = false;
 };
 
 // The steps one Engine::step() call completes: the one that was in flight (step n) and the one
@@ -88,6 +95,9 @@ class StepPipeline {
   void queue_on_model(LaunchedStep& s);
   // Appends the placeholders of a step going into flight, or marks its rows "append".
   void place_tokens(LaunchedStep& s);
+  // Fills the token bitmasks of the step's grammar rows; sets s.structured.
+  void fill_bitmasks(LaunchedStep& s);
+  bool goes_in_flight(const LaunchedStep& s) const;
   void complete_step(LaunchedStep& s);
   // The host sampler's token for row k (with its log-probabilities when r asks).
   int32_t host_token(LaunchedStep& s, size_t k, Request& r, bool device_sampling);

@@ -136,6 +136,7 @@ std::vector<int32_t> EngineLoop::tokenize(const ParsedRequest& r, OutputFormat& 
         engine_.chat_prompt_json(r.tools.messages.dump(), r.tools.tools.dump(), true);
     format = detect_output_format(engine_.chat_template_text(r.tools.tools.is_array()), prompt.text,
                                   r.tools.parse_calls());
+    format.forced_calls = r.structured_param == "tool_choice";
     return std::move(prompt.ids);
   }
   if (r.kind == ApiKind::Chat) {
@@ -160,6 +161,9 @@ SamplingParams EngineLoop::engine_sampling(const ParsedRequest& r, int num_promp
 
 std::string EngineLoop::error_param(const ParsedRequest& r, const Error& e, int num_prompt) const {
   if (e.kind() == ErrorKind::ContextLength) return context_param(r, num_prompt);
+  if (r.sampling.structured.active() &&
+      std::string_view(e.what()).starts_with(structured_kind_name(r.sampling.structured.kind)))
+    return r.structured_param;
   // The engine's checks of ids against the vocabulary name the field first.
   for (const char* field : {"stop_token_ids", "logit_bias"})
     if (std::string_view(e.what()).starts_with(field)) return field;
@@ -194,7 +198,10 @@ void EngineLoop::admit(const std::shared_ptr<RequestHandle>& h) {
     // The engine validates the request (token ids, context length, the KV cache, the chat
     // template); its error's kind says which HTTP answer it gets. Choices after the first
     // share the first one's prompt pages (Engine::add_requests).
-    h->ids_ = engine_.add_requests(ids, engine_sampling(r, n), r.best_of);
+    SamplingParams sp = engine_sampling(r, n);
+    // Mistral's [TOOL_CALLS] is a control token: the parser must see it in the text.
+    if (ev.format.tools == ToolFormat::Mistral) sp.skip_special_tokens = false;
+    h->ids_ = engine_.add_requests(ids, sp, r.best_of);
     h->unfinished_ = int(h->ids_.size());
     for (size_t i = 0; i < h->ids_.size(); ++i) {
       engine_.set_session(h->ids_[i], h->session_id_);

@@ -157,6 +157,20 @@ json tool_calls_json(const std::vector<ToolCall>& calls, bool stream) {
   return arr;
 }
 
+json tool_call_deltas_json(const std::vector<ToolCallDelta>& deltas) {
+  json arr = json::array();
+  for (const ToolCallDelta& d : deltas) {
+    json call = {{"index", d.index}, {"function", {{"arguments", d.arguments}}}};
+    if (d.first) {
+      call["id"] = d.id;
+      call["type"] = "function";
+      call["function"]["name"] = d.name;
+    }
+    arr.push_back(std::move(call));
+  }
+  return arr;
+}
+
 json delta_chunk(const ResponseMeta& m, json delta, bool with_usage_null, int index,
                  const json& logprobs) {
   json j = envelope(m, true);

@@ -49,6 +49,9 @@ struct ChoiceResult {
 
 // Chat: OpenAI's tool_calls array (delta form with "index" when stream).
 nlohmann::json tool_calls_json(const std::vector<ToolCall>& calls, bool stream);
+// Stream: the delta.tool_calls entries of streamed call pieces (id, type and name on a call's
+// first piece only).
+nlohmann::json tool_call_deltas_json(const std::vector<ToolCallDelta>& deltas);
 // A chat streaming chunk with this delta object.
 nlohmann::json delta_chunk(const ResponseMeta& m, nlohmann::json delta, bool with_usage_null,
                            int index, const nlohmann::json& logprobs = nullptr);

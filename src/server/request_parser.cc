@@ -234,12 +234,6 @@ void reject_unsupported(const json& body, ApiKind kind) {
     if (!t->is_array()) throw wrong_type("functions", "an array", *t);
     if (!t->empty()) throw unsupported("functions", "'functions' (use 'tools')");
   }
-  if (const json* rf = field(body, "response_format")) {
-    if (!rf->is_object()) throw wrong_type("response_format", "an object", *rf);
-    const std::string type = get_string(*rf, "type").value_or("text");
-    if (type != "text")
-      throw unsupported("response_format", fmt::format("response_format '{}'", type));
-  }
 }
 
 // n and best_of (completions): best_of >= n, both at most the server's --max-n; best_of > n
@@ -423,6 +417,12 @@ ParsedRequest parse_request(ApiKind kind, std::string_view body_text, const Pars
     parse_prompt(body, r);
   }
   reject_unsupported(body, kind);
+  if (needs_structured(body)) {
+    StructuredRequest st =
+        parse_structured(nlohmann::ordered_json::parse(body_text.begin(), body_text.end()));
+    r.sampling.structured = std::move(st.output);
+    r.structured_param = std::move(st.param);
+  }
   parse_choices(body, kind, limits, r);
   parse_logprobs(body, kind, r);
   parse_sampling(body, kind, r);

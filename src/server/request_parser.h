@@ -4,9 +4,10 @@
 // fuzzed. Everything that can be checked without the tokenizer is checked here; the prompt length
 // against the context and logit_bias / stop_token_ids ids against the vocabulary are checked by
 // the engine. Every failure is an ApiError (400), never a crash; unknown fields are ignored, as
-// OpenAI does. Known OpenAI fields that this server cannot honour (functions, suffix,
-// response_format other than text) are rejected with a message naming them rather than silently
-// ignored.
+// OpenAI does. Known OpenAI fields that this server cannot honour (functions, suffix) are
+// rejected with a message naming them rather than silently ignored. Structured output
+// (response_format and vLLM's fields) is read by server/structured_request.h; whether its grammar
+// compiles is checked by the engine (Engine::compile_grammar, 400 naming structured_param).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "nanocascade/engine.h"
+#include "server/structured_request.h"
 #include "server/tool_request.h"
 
 namespace nc::server {
@@ -33,7 +35,10 @@ struct ParsedRequest {
   // field, as llama.cpp's tokenizer flag). Off: the prompt is ordinary text.
   bool parse_special = false;
 
-  SamplingParams sampling;        // with logprobs, prompt_logprobs (echo) and logit_bias
+  SamplingParams sampling;  // with logprobs, prompt_logprobs (echo), logit_bias, structured
+  // The field that asked for structured output ("response_format", "guided_json", ...; set by
+  // the server to "tool_choice" when tool_choice forces a call); "" for none.
+  std::string structured_param;
   bool max_tokens_given = false;  // else the engine loop fills the rest of the context
   // Choices: n returned; best_of (completions, >= n) generated, the n with the highest summed
   // log-probability returned.

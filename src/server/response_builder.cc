@@ -114,7 +114,7 @@ json ResponseBuilder::chunk_logprobs(const std::vector<LogprobToken>& toks, size
                                      : completion_logprobs_json(toks, offset);
 }
 
-// Chat: the text delta through the choice's OutputStream; tool calls at the end.
+// Chat: the text delta through the choice's OutputStream; tool calls as their pieces come.
 std::string ResponseBuilder::stream_chat(Choice& c, const StreamEvent& ev, int i) {
   const RequestOutput& o = ev.output;
   const bool u = shape_.include_usage;
@@ -125,7 +125,7 @@ std::string ResponseBuilder::stream_chat(Choice& c, const StreamEvent& ev, int i
     OutputStream::Delta rest = c.out->finish();
     d.reasoning += rest.reasoning;
     d.content += rest.content;
-    d.calls = std::move(rest.calls);
+    d.calls.insert(d.calls.end(), rest.calls.begin(), rest.calls.end());
   }
   std::string out;
   if (!d.reasoning.empty())
@@ -136,7 +136,7 @@ std::string ResponseBuilder::stream_chat(Choice& c, const StreamEvent& ev, int i
     out += sse_event(delta_chunk(meta_, delta, u, i, chunk_logprobs(ev.logprobs, 0)));
   }
   if (!d.calls.empty())
-    out += sse_event(delta_chunk(meta_, {{"tool_calls", tool_calls_json(d.calls, true)}}, u, i));
+    out += sse_event(delta_chunk(meta_, {{"tool_calls", tool_call_deltas_json(d.calls)}}, u, i));
   if (end) {
     const std::string reason =
         c.out->has_calls() ? std::string("tool_calls") : finish_reason_name(o.finish_reason);

@@ -73,6 +73,7 @@ void Server::Impl::handle_generate(ApiKind kind, const Request& req, const std::
     }
     ParsedRequest pr = parse_request(kind, body, ParseLimits{opts.max_n});
     check_model(pr.model);
+    prepare_structured(pr);
     std::string session = req.get_header_value("X-Session-Id");
     if (session.empty()) session = pr.user;
     const ResponseShape shape = ResponseShape::of(pr);  // what the response needs
@@ -104,6 +105,23 @@ void Server::Impl::check_model(const std::string& model) const {
   throw ApiError(
       404, fmt::format("the model '{}' does not exist; this server serves '{}'", model, model_name),
       "invalid_request_error", "model", "model_not_found");
+}
+
+void Server::Impl::prepare_structured(ParsedRequest& pr) const {
+  if (pr.kind == ApiKind::Chat && pr.tools.parse_calls()) {
+    const OutputFormat f = detect_output_format(engine.chat_template_text(true), "", true);
+    StructuredOutput g = tool_choice_grammar(pr.tools, f.tools);
+    if (g.active()) {  // a forced call: what the output must be, whatever response_format says
+      pr.sampling.structured = std::move(g);
+      pr.structured_param = "tool_choice";
+    }
+  }
+  if (!pr.sampling.structured.active()) return;
+  try {
+    engine.compile_grammar(pr.sampling.structured);
+  } catch (const Error& e) {
+    throw invalid_param(pr.structured_param, e.what());
+  }
 }
 
 void Server::Impl::respond_whole(ResponseBuilder& b, const std::shared_ptr<RequestHandle>& h,

@@ -84,6 +84,10 @@ struct Server::Impl {
   void handle_generate(ApiKind kind, const Request& req, const std::string& body, Response& res);
   // 404 unless the model is the served one (or not named).
   void check_model(const std::string& model) const;
+  // Structured output: tool_choice "required" / named becomes its grammar (in the model's call
+  // format), and the request's grammar is compiled here, on the HTTP thread, so that the engine
+  // thread finds it cached; one that does not compile (in time) is a 400 naming its field.
+  void prepare_structured(ParsedRequest& pr) const;
   void respond_whole(ResponseBuilder& b, const std::shared_ptr<RequestHandle>& h,
                      CancelGuard& guard, ClientConnection& conn, Response& res);
   void respond_stream(const std::shared_ptr<ResponseBuilder>& b,

@@ -21,7 +21,7 @@ std::string allowed_method(const std::string& path) {
     return "POST";
   }
   if (path == "/v1/models" || path.starts_with("/v1/models/") || path == "/health" ||
-      path == "/metrics") {
+      path == "/metrics" || path == "/get_model_info" || path == "/get_server_info") {
     return "GET";
   }
   return "";
@@ -188,6 +188,18 @@ void Server::Impl::setup_routes() {
                           "invalid_request_error", "model", "model_not_found"));
     }
   });
+  // SGLang's model and server info routes: what its gateway reads when a replica registers (the
+  // served id becomes the replica's model, which requests without `model` get; docs/server.md).
+  for (const char* path : {"/get_model_info", "/get_server_info"}) {
+    http->Get(path, [this](const Request&, Response& res) {
+      send_json(res, 200,
+                {{"model_path", model_name},
+                 {"served_model_name", model_name},
+                 {"is_generation", true},
+                 {"max_context_length", loop.stats().max_model_len},
+                 {"max_running_requests", engine.config().max_num_seqs}});
+    });
+  }
   http->Get("/health", [this](const Request&, Response& res) {
     const bool ok = loop.healthy();
     send_json(res, ok ? 200 : 503, {{"status", ok ? "ok" : "unhealthy"}});
@@ -213,7 +225,8 @@ void Server::Impl::setup_routes() {
     http->Patch(path, not_allowed("POST"));
     http->Delete(path, not_allowed("POST"));
   }
-  for (const char* path : {"/v1/models", "/health", "/metrics"}) {
+  for (const char* path :
+       {"/v1/models", "/health", "/metrics", "/get_model_info", "/get_server_info"}) {
     http->Post(path, not_allowed("GET"));
     http->Put(path, not_allowed("GET"));
     http->Patch(path, not_allowed("GET"));

@@ -1,5 +1,7 @@
 #include "server/tool_calls.h"
 
+#include "server/tool_call_stream.h"
+
 #include <random>
 
 #include <fmt/format.h>
@@ -15,6 +17,9 @@ constexpr std::string_view kThinkOpen = "<think>";
 constexpr std::string_view kThinkClose = "</think>";
 constexpr std::string_view kCallOpen = "<tool_call>";
 constexpr std::string_view kCallClose = "</tool_call>";
+constexpr std::string_view kMistralCalls = "[TOOL_CALLS]";
+constexpr std::string_view kMistralArgs = "[ARGS]";
+constexpr std::string_view kMistralCallId = "[CALL_ID]";
 
 std::string_view ltrim(std::string_view s) {
   const size_t p = s.find_first_not_of(" \t\r\n");
@@ -135,6 +140,66 @@ void parse_llama3(std::string_view text, ParsedOutput& out) {
   }
 }
 
+// Mistral's list form: a JSON array of calls (or one call object); false when it is not one.
+bool mistral_json_calls(std::string_view body, std::vector<ToolCall>& calls) {
+  const std::string t = trim(body);
+  if (!nesting_within(t, kMaxCallDepth)) return false;
+  const json j = json::parse(t, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object()) return call_from_json(t, calls.emplace_back());
+  if (!j.is_array() || j.empty()) return false;
+  for (const json& c : j) {
+    ToolCall call;
+    if (!call_from_json(c.dump(), call)) return false;
+    calls.push_back(std::move(call));
+  }
+  return true;
+}
+
+// Mistral's newer form: name[ARGS]{...} (with an optional [CALL_ID]id before [ARGS]).
+bool mistral_named_call(std::string_view body, ToolCall& call) {
+  const size_t args = body.find(kMistralArgs);
+  if (args == std::string_view::npos) return false;
+  std::string_view name = body.substr(0, args);
+  if (const size_t id = name.find(kMistralCallId); id != std::string_view::npos)
+    name = name.substr(0, id);
+  const std::string n = trim(name);
+  const std::string a = trim(body.substr(args + kMistralArgs.size()));
+  if (n.empty() || !nesting_within(a, kMaxCallDepth)) return false;
+  const json j = json::parse(a, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return false;
+  call.id = new_tool_call_id();
+  call.name = n;
+  call.arguments = j.dump();
+  return true;
+}
+
+// Mistral: content, then [TOOL_CALLS] followed by a JSON list of calls, or by name[ARGS]{...}
+// once per call (each call after its own [TOOL_CALLS]). A forced call (tool_choice) is the list
+// alone, without the control token. What does not parse stays in the content.
+void parse_mistral(std::string_view text, bool forced, ParsedOutput& out) {
+  size_t open = text.find(kMistralCalls);
+  if (open == std::string_view::npos) {
+    if (forced && mistral_json_calls(text, out.calls)) return;
+    out.content = trim(text);
+    return;
+  }
+  std::string_view rest = text.substr(open + kMistralCalls.size());
+  std::vector<ToolCall> calls;
+  bool ok = mistral_json_calls(rest, calls);
+  while (!ok && !rest.empty()) {  // the named form, one [TOOL_CALLS] per call
+    const size_t next = rest.find(kMistralCalls);
+    ToolCall call;
+    if (!mistral_named_call(rest.substr(0, next), call)) break;
+    calls.push_back(std::move(call));
+    if (next == std::string_view::npos) ok = true;
+    rest = next == std::string_view::npos ? std::string_view()
+                                          : rest.substr(next + kMistralCalls.size());
+  }
+  if (!ok) calls.clear();
+  out.content = trim(ok ? text.substr(0, open) : text);
+  out.calls = std::move(calls);
+}
+
 }  // namespace
 
 OutputFormat detect_output_format(const std::string& template_text, const std::string& prompt_text,
@@ -147,6 +212,8 @@ OutputFormat detect_output_format(const std::string& template_text, const std::s
   const std::string_view t = template_text;
   if (t.find(kCallOpen) != std::string_view::npos) {
     f.tools = ToolFormat::Hermes;
+  } else if (t.find(kMistralCalls) != std::string_view::npos) {
+    f.tools = ToolFormat::Mistral;  // before Llama 3: its tools' schemas say "parameters" too
   } else if (t.find("\"parameters\"") != std::string_view::npos ||
              t.find("<|python_tag|>") != std::string_view::npos) {
     f.tools = ToolFormat::Llama3Json;
@@ -182,6 +249,9 @@ ParsedOutput parse_output(const std::string& text, const OutputFormat& f) {
     case ToolFormat::Llama3Json:
       parse_llama3(rest, out);
       break;
+    case ToolFormat::Mistral:
+      parse_mistral(rest, f.forced_calls, out);
+      break;
     case ToolFormat::None:
       out.content = trim(rest);
       break;
@@ -190,7 +260,11 @@ ParsedOutput parse_output(const std::string& text, const OutputFormat& f) {
 }
 
 OutputStream::OutputStream(const OutputFormat& f)
-    : f_(f), state_(f.starts_in_think ? State::Think : State::Start) {}
+    : f_(f),
+      state_(f.starts_in_think ? State::Think : State::Start),
+      calls_(std::make_unique<CallArgStreamer>(f.tools, f.forced_calls)) {}
+OutputStream::~OutputStream() = default;
+OutputStream::OutputStream(OutputStream&&) noexcept = default;
 
 OutputStream::Delta OutputStream::add(const std::string& text_delta) {
   Delta d;
@@ -200,7 +274,14 @@ OutputStream::Delta OutputStream::add(const std::string& text_delta) {
     pending_ += text_delta;
     route(d, false);
   }
+  if (state_ == State::Held) stream_calls(d);
   return d;
+}
+
+void OutputStream::stream_calls(Delta& d) {
+  std::vector<ToolCallDelta> calls = calls_->update(held_);
+  if (!calls.empty()) saw_calls_ = true;
+  d.calls.insert(d.calls.end(), calls.begin(), calls.end());
 }
 
 void OutputStream::route(Delta& d, bool at_end) {
@@ -238,8 +319,9 @@ void OutputStream::route(Delta& d, bool at_end) {
     if (t.empty() && !at_end) return;
     f_.tools = ToolFormat::None;  // content, not a call
   }
-  if (f_.tools == ToolFormat::Hermes) {
-    const size_t open = pending_.find(kCallOpen);
+  if (f_.tools == ToolFormat::Hermes || f_.tools == ToolFormat::Mistral) {
+    const std::string_view tag = f_.tools == ToolFormat::Hermes ? kCallOpen : kMistralCalls;
+    const size_t open = f_.forced_calls ? 0 : pending_.find(tag);
     if (open != std::string::npos) {
       d.content += pending_.substr(0, open);
       held_ = pending_.substr(open);
@@ -247,7 +329,7 @@ void OutputStream::route(Delta& d, bool at_end) {
       state_ = State::Held;
       return;
     }
-    const size_t keep = at_end ? 0 : partial_tag(pending_, kCallOpen);
+    const size_t keep = at_end ? 0 : partial_tag(pending_, tag);
     d.content += pending_.substr(0, pending_.size() - keep);
     pending_.erase(0, pending_.size() - keep);
     return;
@@ -260,13 +342,15 @@ OutputStream::Delta OutputStream::finish() {
   Delta d;
   if (state_ != State::Held) route(d, true);
   if (state_ != State::Held) return d;
+  stream_calls(d);
   OutputFormat f = f_;
   f.starts_in_think = false;
   ParsedOutput p = parse_output(held_, f);
   held_.clear();
   if (!p.content.empty()) d.content += p.content;
-  d.calls = std::move(p.calls);
-  saw_calls_ = !d.calls.empty();
+  std::vector<ToolCallDelta> rest = calls_->reconcile(p.calls);
+  d.calls.insert(d.calls.end(), rest.begin(), rest.end());
+  saw_calls_ = saw_calls_ || !p.calls.empty();
   return d;
 }
 

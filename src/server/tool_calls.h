@@ -2,9 +2,12 @@
 //
 // The format is chosen per request from the model's chat template text: Hermes/Qwen
 // `<tool_call>{"name", "arguments"}</tool_call>` when the template writes "<tool_call>", Llama 3's
-// bare JSON `{"name", "parameters"}` when it writes "\"parameters\"" or <|python_tag|>, and
-// Hermes for a template that shows neither (the most common format). Tool calls are only looked
-// for when the request has tools and tool_choice is not "none".
+// bare JSON `{"name", "parameters"}` when it writes "\"parameters\"" or <|python_tag|>, Mistral's
+// `[TOOL_CALLS]` (a JSON list of calls, or `name[ARGS]{...}` per call) when it writes
+// "[TOOL_CALLS]" (checked before Llama 3's; the request then keeps special tokens in its text so
+// that the control token reaches the parser), and Hermes for a template that shows neither (the
+// most common format). Tool calls are only looked for when the request has tools and
+// tool_choice is not "none".
 //
 // Reasoning: an output that starts with `<think>` (Qwen3, DeepSeek-R1 distills) has the block's
 // text as reasoning_content, stripped from content; a prompt that ends inside `<think>` (R1
@@ -12,19 +15,25 @@
 //
 // parse_output() reads a whole text. OutputStream does the same incrementally for streaming:
 // reasoning and content go out as they come (holding back only text that may be the start of a
-// tag), and text from the first tool call on is held and parsed at the end, so a call is
-// streamed whole in one delta (OpenAI's first-delta shape with the full arguments).
+// tag), and text from the first tool call on is held: Hermes and Mistral calls stream as OpenAI
+// streams them (a first delta with index, id and name, then argument fragments as they come:
+// server/tool_call_stream.h); the held text is parsed at the end, which sends any call not
+// streamed whole (and the content outside the calls).
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace nc::server {
 
-enum class ToolFormat { None, Hermes, Llama3Json };
+enum class ToolFormat { None, Hermes, Llama3Json, Mistral };
 
 struct OutputFormat {
   ToolFormat tools = ToolFormat::None;
   bool starts_in_think = false;
+  // tool_choice forced a call through a grammar (server/structured_request.h): for Mistral the
+  // output is the call list without its [TOOL_CALLS] control token.
+  bool forced_calls = false;
 };
 
 // From the template's text and the rendered prompt (does it end inside <think>?); tools_on: the
@@ -46,28 +55,43 @@ struct ParsedOutput {
 
 ParsedOutput parse_output(const std::string& text, const OutputFormat& f);
 
+// One streamed piece of a tool call (OpenAI's delta.tool_calls entry).
+struct ToolCallDelta {
+  int index = 0;
+  bool first = false;  // carries id, type and name
+  std::string id;
+  std::string name;
+  std::string arguments;  // a fragment (the whole text for a call sent whole)
+};
+
+class CallArgStreamer;
+
 std::string new_tool_call_id();
 
 class OutputStream {
  public:
   explicit OutputStream(const OutputFormat& f);
+  ~OutputStream();
+  OutputStream(OutputStream&&) noexcept;
   struct Delta {
     std::string reasoning;
     std::string content;
-    std::vector<ToolCall> calls;  // only from finish()
+    std::vector<ToolCallDelta> calls;
   };
   Delta add(const std::string& text_delta);
-  Delta finish();  // what was held back, and the tool calls
+  Delta finish();  // what was held back, and the tool calls not streamed yet
   bool has_calls() const { return saw_calls_; }
 
  private:
   void route(Delta& d, bool at_end);
+  void stream_calls(Delta& d);
 
   OutputFormat f_;
   enum class State { Start, Think, Content, Held } state_;
   std::string pending_;  // not yet routed
   std::string held_;     // State::Held: from the first tool call on
   bool saw_calls_ = false;
+  std::unique_ptr<CallArgStreamer> calls_;
 };
 
 }  // namespace nc::server

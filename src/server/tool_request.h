@@ -8,8 +8,8 @@
 // expect an object, so the string is parsed here (not JSON, or not an object: 400).
 //
 // tool_choice: "none" renders the tools but never parses calls; "auto" parses them; "required"
-// and a named function are accepted and validated (the name must be one of the tools) but not
-// enforced yet (no constrained decoding): the output is parsed as with "auto".
+// and a named function are validated here (the name must be one of the tools) and enforced by a
+// grammar (server/structured_request.h, tool_choice_grammar): the output is one such call.
 #pragma once
 #include <string>
 

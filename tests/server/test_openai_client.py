@@ -6,8 +6,8 @@ Optional (the C++ suite does not need it). Run from the repository root after a 
     python3 tests/server/test_openai_client.py            # uses build/nanocascade
     NANOCASCADE_BIN=path/to/nanocascade python3 tests/server/test_openai_client.py
 
-Without the `openai` package it creates a venv under build/pyenv, installs `openai` there (needs
-network access once) and re-runs itself with it. It starts the server on a free loopback port
+Without the `openai` and `jsonschema` packages it creates a venv under build/pyenv, installs
+them there (needs network access once) and re-runs itself with it. It starts the server on a free loopback port
 with the default model (models/SmolLM2-135M-Instruct.Q4_1.gguf; skipped when absent), and
 compares the server's greedy outputs with `nanocascade generate` for the same prompt.
 """
@@ -26,18 +26,23 @@ MODEL_ID = "SmolLM2-135M-Instruct.Q4_1"
 API_KEY = "sk-nanocascade-test"
 
 
+# What the server suites import: the openai client, and jsonschema (structured output's checks).
+PACKAGES = ("openai", "jsonschema")
+
+
 def ensure_openai():
-    try:
-        import openai  # noqa: F401
+    import importlib.util
+    missing = [p for p in PACKAGES if importlib.util.find_spec(p) is None]
+    if not missing:
         return
-    except ImportError:
-        pass
     py = os.path.join(VENV, "bin", "python")
-    if os.path.realpath(sys.prefix) == os.path.realpath(VENV):  # already re-run in the venv
-        sys.exit("openai is not importable even in " + VENV)
+    in_venv = os.path.realpath(sys.prefix) == os.path.realpath(VENV)
+    if in_venv and os.environ.get("NC_PYENV_INSTALLED"):
+        sys.exit(f"{', '.join(missing)} not importable even in {VENV}")
     if not os.path.exists(py):
         subprocess.check_call([sys.executable, "-m", "venv", VENV])
-    subprocess.check_call([py, "-m", "pip", "install", "--quiet", "openai"])
+    subprocess.check_call([py, "-m", "pip", "install", "--quiet", *missing])
+    os.environ["NC_PYENV_INSTALLED"] = "1"
     os.execv(py, [py] + sys.argv)
 
 

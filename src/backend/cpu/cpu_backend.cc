@@ -17,6 +17,7 @@
 #include "backend/cpu/cpu_moe.h"
 #include "backend/cpu/cpu_ops.h"
 #include "backend/op_checks.h"
+#include "backend/sampling_filter.h"
 #include "core/thread_pool.h"
 
 namespace nc {
@@ -297,6 +298,15 @@ class CpuBackend final : public Backend {
       NC_CHECK(r[i] >= 0 && r[i] < x.dim(0), "gather_rows: row {} outside [0, {})", r[i], x.dim(0));
       std::copy_n(px + int64_t(r[i]) * H, H, po + i * H);
     }
+  }
+
+  void apply_token_bitmask(Tensor logits, const Tensor& bitmask) override {
+    check_token_bitmask(logits, bitmask);
+    const int64_t R = logits.dim(0), V = logits.dim(1), W = bitmask.dim(1);
+    float* x = f32(logits, "apply_token_bitmask");
+    const int32_t* m = bitmask.ptr<int32_t>();
+    for (int64_t r = 0; r < R; ++r)
+      apply_token_bitmask_row({x + r * V, size_t(V)}, {m + r * W, size_t(W)});
   }
 
   void scatter_ids(const Tensor& src, const Tensor& pairs, Tensor dst) override {

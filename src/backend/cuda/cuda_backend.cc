@@ -105,6 +105,9 @@ class CudaBackend final : public Backend {
   }
   void scale(Tensor x, float s) override { ops_.scale(x, s); }
   void soft_cap(Tensor x, float cap) override { ops_.soft_cap(x, cap); }
+  void apply_token_bitmask(Tensor logits, const Tensor& bitmask) override {
+    ops_.apply_token_bitmask(logits, bitmask);
+  }
   void copy_rows(const Tensor& src, Tensor dst) override { ops_.copy_rows(src, dst); }
   void add(Tensor x, const Tensor& y) override { ops_.add(x, y); }
   void gather_rows(const Tensor& x, const Tensor& rows, Tensor out) override {
@@ -164,10 +167,38 @@ class CudaBackend final : public Backend {
   std::unique_ptr<PendingTokens> sample_tokens_async(const Tensor& logits,
                                                      const std::vector<RowSampling>& rows,
                                                      Tensor ids) override {
+    // Structured output: the token bitmasks are applied to the logits on the device first; the
+    // draw then sees the masked logits (the host reference re-applying them changes nothing).
+    const std::vector<RowSampling> unmasked = apply_row_bitmasks(logits, rows);
     // Log-probabilities and logit_bias: the host reference draws those rows (docs/server.md).
+    // (Their log-probabilities then come from the masked logits.)
     if (std::any_of(rows.begin(), rows.end(), [](const RowSampling& p) { return p.has_extras(); }))
       return Backend::sample_tokens_async(logits, rows, ids);
-    return sampler_.sample_async(logits, rows, ids);
+    return sampler_.sample_async(logits, unmasked, ids);
+  }
+
+  // Uploads the rows' token bitmasks (rows without one allow every token) and applies them to
+  // `logits` in place; returns the rows without their bitmasks (the device sampler ignores them).
+  std::vector<RowSampling> apply_row_bitmasks(const Tensor& logits,
+                                              const std::vector<RowSampling>& rows) {
+    std::vector<RowSampling> out = rows;
+    if (std::none_of(rows.begin(), rows.end(),
+                     [](const RowSampling& p) { return !p.token_bitmask.empty(); }))
+      return out;
+    const int64_t R = logits.dim(0), W = (logits.dim(1) + 31) / 32;
+    std::vector<int32_t> words(size_t(R * W), -1);
+    for (size_t r = 0; r < rows.size() && int64_t(r) < R; ++r) {
+      const std::vector<int32_t>& m = rows[r].token_bitmask;
+      NC_CHECK(m.empty() || int64_t(m.size()) == W,
+               "sample_tokens: row {} has a bitmask of {} words for {} ids", r, m.size(),
+               logits.dim(1));
+      std::copy(m.begin(), m.end(), words.begin() + int64_t(r) * W);
+      out[r].token_bitmask.clear();
+    }
+    Tensor mask = device_alloc(ctx_, {R, W}, DType::I32);  // freed in stream order
+    ops_.copy_from_host(mask, words.data());
+    ops_.apply_token_bitmask(logits, mask);
+    return out;
   }
 
   std::unique_ptr<HostBuffer> alloc_host_buffer(int64_t bytes) override {

@@ -191,6 +191,18 @@ void CudaOps::soft_cap(Tensor x, float cap) {
   k_call([&] { cuda::soft_cap_f32(static_cast<float*>(x.data()), cap, x.numel(), s()); });
 }
 
+void CudaOps::apply_token_bitmask(Tensor logits, const Tensor& bitmask) {
+  expect_cuda(logits, "apply_token_bitmask");
+  expect_cuda(bitmask, "apply_token_bitmask");
+  logits.expect_contiguous("apply_token_bitmask");
+  bitmask.expect_contiguous("apply_token_bitmask");
+  check_token_bitmask(logits, bitmask);
+  k_call([&] {
+    cuda::apply_token_bitmask_f32(static_cast<float*>(logits.data()), bitmask.ptr<int32_t>(),
+                                  logits.dim(0), logits.dim(1), s());
+  });
+}
+
 void CudaOps::copy_rows(const Tensor& src, Tensor dst) {
   dst.expect_shape(src.shape(), "copy_rows");
   NC_CHECK(src.dtype() == dst.dtype(), "copy_rows: dtypes {} and {} differ",

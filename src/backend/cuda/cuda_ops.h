@@ -33,6 +33,7 @@ class CudaOps {
   void gelu_tanh_and_mul(const Tensor& gate_up, Tensor out);
   void scale(Tensor x, float s);
   void soft_cap(Tensor x, float cap);
+  void apply_token_bitmask(Tensor logits, const Tensor& bitmask);
   void copy_rows(const Tensor& src, Tensor dst);
   void add(Tensor x, const Tensor& y);
   void gather_rows(const Tensor& x, const Tensor& rows, Tensor out);

@@ -36,6 +36,10 @@ void gelu_tanh_and_mul_bf16(const void* gate_up, void* out, int tokens, int inte
 void scale_bf16(void* x, float s, int64_t n, cudaStream_t stream);
 void scale_f32(float* x, float s, int64_t n, cudaStream_t stream);
 void soft_cap_f32(float* x, float cap, int64_t n, cudaStream_t stream);
+// logits [rows, vocab] (f32): -inf where bit i % 32 of mask[r][i / 32] is clear; mask i32
+// [rows, ceil(vocab / 32)] (ops_scale.cu).
+void apply_token_bitmask_f32(float* logits, const int32_t* mask, int64_t rows, int64_t vocab,
+                             cudaStream_t stream);
 // Splits each row of qkv [tokens, (Hq + 2 Hk) * D] into q [tokens, Hq*D], k and v
 // [tokens, Hk*D] (all contiguous), RMS-normalises every q head with q_norm [D] and every k head
 // with k_norm [D] (null: no norm), then rotates q and k as rope_bf16 does; float32 math, one bf16

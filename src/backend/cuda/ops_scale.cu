@@ -1,4 +1,5 @@
-// Elementwise scaling ops of kernels.h: scale (bf16, f32) and the logit soft cap (f32).
+// Elementwise logit ops of kernels.h: scale (bf16, f32), the logit soft cap (f32) and the
+// structured-output token bitmask (f32).
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -34,7 +35,28 @@ __global__ void soft_cap_f32_kernel(float* __restrict__ x, float cap, float inv_
     x[i] = cap * tanhf(x[i] * inv_cap);
 }
 
+// logits[r][i] = -inf where bit i % 32 of mask[r][i / 32] is clear (one element per thread).
+__global__ void token_bitmask_f32_kernel(float* __restrict__ logits,
+                                         const int32_t* __restrict__ mask, int64_t rows,
+                                         int64_t vocab, int64_t words) {
+  const int64_t n = rows * vocab;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = e / vocab, i = e % vocab;
+    const uint32_t w = uint32_t(mask[r * words + i / 32]);
+    if (!((w >> (i % 32)) & 1u)) logits[e] = -INFINITY;
+  }
+}
+
 }  // namespace
+
+void apply_token_bitmask_f32(float* logits, const int32_t* mask, int64_t rows, int64_t vocab,
+                             cudaStream_t stream) {
+  if (rows == 0 || vocab == 0) return;
+  token_bitmask_f32_kernel<<<blocks_for(rows * vocab, 256), 256, 0, stream>>>(
+      logits, mask, rows, vocab, (vocab + 31) / 32);
+  check_launch("apply_token_bitmask");
+}
 
 void scale_bf16(void* x, float s, int64_t n, cudaStream_t stream) {
   if (n == 0) return;

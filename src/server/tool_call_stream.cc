@@ -1,0 +1,156 @@
+// CallArgStreamer (server/tool_call_stream.h).
+#include "server/tool_call_stream.h"
+
+#include <regex>
+
+#include <nlohmann/json.hpp>
+
+namespace nc::server {
+namespace {
+
+// A call object's start up to its arguments' opening brace; group 1: the name's JSON text.
+constexpr const char* kJsonCall =
+    R"re(\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"(?:arguments|parameters)"\s*:\s*\{)re";
+
+const std::regex& hermes_header() {
+  static const std::regex re(std::string(R"(\s*)") + kJsonCall);
+  return re;
+}
+// Mistral's list: "[" before the first call, "}," between calls.
+const std::regex& mistral_list_header() {
+  static const std::regex re(std::string(R"(\s*(?:\[|\}\s*,)\s*)") + kJsonCall);
+  return re;
+}
+const std::regex& mistral_list_end() {
+  static const std::regex re(R"(\s*\}\s*\])");
+  return re;
+}
+// Mistral's named form: name[ARGS]{ (an optional [CALL_ID]id before [ARGS]); group 1: the name.
+const std::regex& mistral_named_header() {
+  static const std::regex re(R"re(\s*([^\[\]\s"{}]+)(?:\[CALL_ID\][^\[]*)?\[ARGS\]\s*\{)re");
+  return re;
+}
+
+bool match_at(std::string_view s, size_t pos, const std::regex& re, std::cmatch& m) {
+  return std::regex_search(s.data() + pos, s.data() + s.size(), m, re,
+                           std::regex_constants::match_continuous);
+}
+
+std::string unescape_name(const std::string& json_text) {
+  const auto j = nlohmann::json::parse("\"" + json_text + "\"", nullptr, false);
+  return j.is_string() ? j.get<std::string>() : json_text;
+}
+
+}  // namespace
+
+CallArgStreamer::CallArgStreamer(ToolFormat format, bool forced)
+    : format_(format),
+      state_(forced && format == ToolFormat::Mistral ? State::Header : State::Open) {
+  if (format != ToolFormat::Hermes && format != ToolFormat::Mistral) state_ = State::Done;
+}
+
+std::vector<ToolCallDelta> CallArgStreamer::update(std::string_view held) {
+  std::vector<ToolCallDelta> out;
+  for (;;) {
+    const State before = state_;
+    const size_t pos = pos_;
+    if (state_ == State::Open && !find_open(held)) break;
+    if (state_ == State::Header && !match_header(held, out)) break;
+    if (state_ == State::Args) scan_args(held, out);
+    if (state_ == State::Done || (state_ == before && pos_ == pos)) break;
+  }
+  return out;
+}
+
+bool CallArgStreamer::find_open(std::string_view held) {
+  const std::string_view tag = format_ == ToolFormat::Hermes ? "<tool_call>" : "[TOOL_CALLS]";
+  const size_t at = held.find(tag, pos_);
+  if (at == std::string_view::npos) return false;
+  pos_ = at + tag.size();
+  state_ = State::Header;
+  return true;
+}
+
+bool CallArgStreamer::match_header(std::string_view held, std::vector<ToolCallDelta>& out) {
+  std::cmatch m;
+  std::string name;
+  if (format_ == ToolFormat::Hermes) {
+    if (!match_at(held, pos_, hermes_header(), m)) return false;
+    name = unescape_name(m[1].str());
+  } else if (in_list_ && match_at(held, pos_, mistral_list_end(), m)) {
+    pos_ += size_t(m.length(0));
+    in_list_ = false;
+    state_ = State::Open;
+    return true;
+  } else if (match_at(held, pos_, mistral_list_header(), m)) {
+    name = unescape_name(m[1].str());
+    in_list_ = true;
+  } else if (!in_list_ && match_at(held, pos_, mistral_named_header(), m)) {
+    name = m[1].str();
+  } else {
+    return false;
+  }
+  // From the arguments' opening brace on.
+  pos_ += size_t(m.length(0)) - 1;
+  depth_ = 0;
+  in_string_ = escape_ = false;
+  ToolCallDelta d;
+  d.index = int(ids_.size());
+  d.first = true;
+  d.id = new_tool_call_id();
+  d.name = std::move(name);
+  ids_.push_back(d.id);
+  out.push_back(std::move(d));
+  state_ = State::Args;
+  return true;
+}
+
+void CallArgStreamer::scan_args(std::string_view held, std::vector<ToolCallDelta>& out) {
+  const size_t from = pos_;
+  size_t i = pos_;
+  bool closed = false;
+  for (; i < held.size() && !closed; ++i) {
+    const char c = held[i];
+    if (escape_) {
+      escape_ = false;
+    } else if (in_string_) {
+      if (c == '\\') escape_ = true;
+      if (c == '"') in_string_ = false;
+    } else if (c == '"') {
+      in_string_ = true;
+    } else if (c == '{' || c == '[') {
+      ++depth_;
+    } else if ((c == '}' || c == ']') && --depth_ == 0) {
+      closed = true;
+    }
+  }
+  pos_ = i;
+  if (i > from) {
+    ToolCallDelta d;
+    d.index = int(ids_.size()) - 1;
+    d.arguments = std::string(held.substr(from, i - from));
+    out.push_back(std::move(d));
+  }
+  // The next call: the list goes on (Mistral), or after the next opening tag.
+  if (closed) state_ = in_list_ ? State::Header : State::Open;
+}
+
+std::vector<ToolCallDelta> CallArgStreamer::reconcile(std::vector<ToolCall>& calls) const {
+  std::vector<ToolCallDelta> out;
+  for (size_t k = 0; k < calls.size(); ++k) {
+    if (k < ids_.size()) {
+      calls[k].id = ids_[k];
+      continue;
+    }
+    ToolCallDelta d;
+    d.index = int(k);
+    d.first = true;
+    d.id = calls[k].id;
+    d.name = calls[k].name;
+    d.arguments = calls[k].arguments;
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+}  // namespace nc::server

@@ -1,0 +1,54 @@
+// Streamed tool-call arguments: OutputStream (server/tool_calls.h) holds the text from the first
+// tool call on; CallArgStreamer reads that held text as it grows and says what OpenAI streams:
+// a first delta per call with its index, id and name (arguments ""), then the arguments' text in
+// fragments as the model writes them.
+//
+// Formats it follows while streaming (others, and any call whose shape differs, are sent whole
+// when the choice finishes, as before):
+//   Hermes   <tool_call>{"name": "f", "arguments": {...}}</tool_call>, repeated;
+//   Mistral  [TOOL_CALLS][{"name": "f", "arguments": {...}}, ...] and [TOOL_CALLS]f[ARGS]{...}
+//            (one [TOOL_CALLS] per call); a forced call list (tool_choice) starts at once.
+// The arguments must be a JSON object (a string-valued "arguments" is not streamed). A call's
+// fragments concatenate to the object's text as written (whitespace included): the whole-text
+// parser (parse_output) gives the same object, re-serialised.
+//
+// At the end, reconcile() takes the whole-text parse: calls already announced keep their ids;
+// calls the streamer did not follow go out whole, with the next indices.
+#pragma once
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "server/tool_calls.h"
+
+namespace nc::server {
+
+class CallArgStreamer {
+ public:
+  CallArgStreamer(ToolFormat format, bool forced);
+  // `held`: all the held text so far (it only grows). The deltas new since the last call.
+  std::vector<ToolCallDelta> update(std::string_view held);
+  // The whole-text parse's calls at the end: the announced ones take their ids, the others are
+  // returned whole (first deltas with the full arguments).
+  std::vector<ToolCallDelta> reconcile(std::vector<ToolCall>& calls) const;
+  int announced() const { return int(ids_.size()); }
+
+ private:
+  enum class State { Open, Header, Args, Done };
+  bool find_open(std::string_view held);
+  bool match_header(std::string_view held, std::vector<ToolCallDelta>& out);
+  void scan_args(std::string_view held, std::vector<ToolCallDelta>& out);
+
+  ToolFormat format_;
+  State state_;
+  size_t pos_ = 0;  // how far the held text has been read
+  // Args: the object's nesting depth, and the string state of the scan.
+  int depth_ = 0;
+  bool in_string_ = false;
+  bool escape_ = false;
+  bool in_list_ = false;  // Mistral: inside a [...] call list
+  std::vector<std::string> ids_;
+};
+
+}  // namespace nc::server
