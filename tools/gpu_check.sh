@@ -52,14 +52,17 @@ case "$mode" in
     # The JIT objects for the GPU machine (sm_90a; the key names this machine's nvcc version,
     # which must match the GPU machine's for the entries to hit), two compiles at a time.
     start=$(date +%s)
+    # NC_JIT_KEYS=none: none here; `run` then compiles the list on the GPU machine's cores.
     keys=${NC_JIT_KEYS:-$(jit_keys)}
-    printf '%s\n' $keys | xargs -P "${NC_JOBS:-2}" -n 1 env NC_JIT_ARCH=sm_90a \
+    [ "$keys" = none ] && keys=
+    mkdir -p "$build/jit_cache"
+    printf '%s\n' $keys | xargs -r -P "${NC_JOBS:-2}" -n 1 env NC_JIT_ARCH=sm_90a \
       NC_JIT_CACHE="$build/jit_cache" "$build/bench/gpu/nc_jit_prebuild"
     echo "gpu_check: JIT cache took $(( $(date +%s) - start )) s"
     stage=$(mktemp -d)
     mkdir -p "$stage/nc/bin" "$stage/nc/lib"
     cp "$build/tests/gpu/nc_gpu_tests" "$build/bench/gpu/nc_gpu_bench" "$build/nanocascade" \
-      "$stage/nc/bin/"
+      "$build/bench/gpu/nc_jit_prebuild" "$stage/nc/bin/"
     strip "$stage/nc/bin/"*
     # Shared libraries outside glibc and the CUDA toolkit (the GPU machine has both).
     for bin in "$stage/nc/bin/"*; do
@@ -83,7 +86,7 @@ case "$mode" in
     cp -rL "$fi_dir/cccl/libcudacxx/include" "$jit/flashinfer/cccl/libcudacxx/include"
     cp -rL "$fi_dir/cccl/cub" "$fi_dir/cccl/thrust" "$jit/flashinfer/cccl/"
     mkdir -p "$stage/nc/jit_cache"
-    cp "$build"/jit_cache/*.so "$build"/jit_cache/*.key "$stage/nc/jit_cache/"
+    cp "$build"/jit_cache/*.so "$build"/jit_cache/*.key "$stage/nc/jit_cache/" 2>/dev/null || true
     if [ -d tests/fixtures ]; then cp -r tests/fixtures "$stage/nc/fixtures"; fi
     # The end-to-end run (tools/gpu_e2e.sh) needs the model configs and the Python scripts.
     cp -r configs "$stage/nc/configs"
@@ -111,6 +114,11 @@ case "$mode" in
     export NC_FIXTURES_DIR_OVERRIDE="$dest/nc/fixtures"
     # The attention JIT: the bundle's headers and pre-built objects (a missing key compiles).
     export NC_JIT_INCLUDE_DIR="$dest/nc/jit" NC_JIT_CACHE="$dest/nc/jit_cache"
+    # The keys the bundle lacks, compiled here in parallel (a hit costs nothing).
+    start=$(date +%s)
+    jit_keys | xargs -r -P "$(nproc)" -n 1 "$dest/nc/bin/nc_jit_prebuild" 2>&1 | grep -c compiled \
+      | sed 's/^/gpu_check: JIT keys compiled or found: /' || true
+    echo "gpu_check: JIT pre-build on this machine took $(( $(date +%s) - start )) s"
     "$dest/nc/bin/nc_gpu_tests" --gtest_filter="${NC_GTEST_FILTER:-*}" \
       --gtest_output="xml:$out/gpu_tests.xml" 2>&1 | tee "$out/gpu_tests.log" | grep -E "^\[ *(OK|FAILED|PASSED|RUN) *\]|Failure|error|rel|Expected|Which|^  " | tail -200 \
       || true

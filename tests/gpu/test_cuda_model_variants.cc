@@ -31,9 +31,13 @@ std::string fixtures() {
 const char* const kModels[] = {"tiny-mistral", "tiny-gemma2", "tiny-gemma3", "tiny-deepseek-v2-lite"};
 
 // bf16 activations through up to 6 layers of a random model: the synthetic models' bound of 2e-2
-// for 2 layers (test_cuda_model.cc) with room for the deeper fixtures (measured on the H100,
-// 2026-12-05, engine runs: tiny-gemma2 (4 layers, soft caps) 2.98e-2, tiny-gemma3 (6) 2.38e-2).
-constexpr double kTol = 4e-2;
+// for 2 layers (test_cuda_model.cc) with room for the deeper fixtures. Measured on the H100,
+// 2026-12-05: engine runs tiny-gemma2 (4 layers, head_dim 256, soft caps) 2.98e-2, tiny-gemma3
+// (6 layers) 2.38e-2; cascade decode through graphs tiny-mistral 1.46e-2, tiny-gemma3 1.89e-2,
+// tiny-gemma2 4.61e-2 (each level's output rounded to bf16 before the merge; graph equals eager
+// bit for bit there). The attention variants themselves are held to 1e-2
+// (test_cuda_attention_variants.cc).
+constexpr double kTol = 5e-2;
 
 LoadedModel load_rounded(const std::string& name) {
   LoadedModel lm = load_model(fixtures() + "/" + name);
@@ -68,9 +72,10 @@ TEST_F(CudaModelVariants, FixturesMatchCpu) {
         const auto& a = golden[0].ids;
         const auto& b = golden[1].ids;
         const auto& c = golden[2].ids;
+        const size_t half_a = a.size() / 2;  // both chunks non-empty (prompt 0 has 7 tokens)
         std::vector<std::vector<std::vector<int32_t>>> steps = {
-            {slice(a, 0, 12), b, slice(c, 0, 1)},
-            {slice(a, 12, a.size()), slice(golden[1].greedy, 0, 1), slice(c, 1, c.size())},
+            {slice(a, 0, half_a), b, slice(c, 0, 1)},
+            {slice(a, half_a, a.size()), slice(golden[1].greedy, 0, 1), slice(c, 1, c.size())},
         };
         for (int d = 0; d < 12; ++d) {
           const size_t k = size_t(d) % golden[0].greedy.size();
