@@ -79,8 +79,8 @@ case "$mode" in
     # The JIT's headers (NC_JIT_INCLUDE_DIR layout, jit_compiler.h) and its pre-built cache.
     jit="$stage/nc/jit"
     mkdir -p "$jit/src/backend/cuda" "$jit/flashinfer/cccl/libcudacxx"
-    cp src/backend/cuda/attn_*.cuh src/backend/cuda/attn_kernels.h src/backend/cuda/kernels.h \
-      src/backend/cuda/cuda_check.cuh "$jit/src/backend/cuda/"
+    # Every header of the folder: attn_*.cuh reach kernels.h, which includes others (moe_kernels.h).
+    cp src/backend/cuda/*.cuh src/backend/cuda/*.h "$jit/src/backend/cuda/"
     fi_dir=third_party/flashinfer
     cp -rL "$fi_dir/include" "$jit/flashinfer/include"
     cp -rL "$fi_dir/cccl/libcudacxx/include" "$jit/flashinfer/cccl/libcudacxx/include"
