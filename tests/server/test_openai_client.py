@@ -41,7 +41,8 @@ def ensure_openai():
         sys.exit(f"{', '.join(missing)} not importable even in {VENV}")
     if not os.path.exists(py):
         subprocess.check_call([sys.executable, "-m", "venv", VENV])
-    subprocess.check_call([py, "-m", "pip", "install", "--quiet", *missing])
+    # All of them: one found outside the venv (a system jsonschema) is not visible inside it.
+    subprocess.check_call([py, "-m", "pip", "install", "--quiet", *PACKAGES])
     os.environ["NC_PYENV_INSTALLED"] = "1"
     os.execv(py, [py] + sys.argv)
 
