@@ -56,8 +56,9 @@ void CudaMla::run_case(const MlaCase& c) {
   std::vector<int32_t> shared_pages, own_a, own_b;
   int next = 0;
   for (int i = 0; i < shared / c.ps; ++i) shared_pages.push_back(next++);
-  for (int i = 0; i < (20 + c.ps - 1) / c.ps; ++i) own_a.push_back(next++);
-  for (int i = 0; i < (20 + c.ps - 1) / c.ps; ++i) own_b.push_back(next++);
+  // Exactly the pages step 2's own entries hold: 12 tokens of a, 1 of b.
+  for (int i = 0; i < (12 + c.ps - 1) / c.ps; ++i) own_a.push_back(next++);
+  own_b.push_back(next++);
   auto run = [&](const AttentionStep& step, double tol) {
     const int64_t T = step.num_tokens;
     auto [qc, qg] = both_random({T, c.H * D}, 0.5f);
