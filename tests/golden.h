@@ -5,19 +5,29 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 namespace nc::testing {
 
 struct GoldenPrompt {
-  std::string text;              // empty for the tiny models
+  std::string text;  // empty for the tiny models
   std::vector<int32_t> ids;
-  std::vector<float> logits;     // row-major [rows, vocab]
+  std::vector<float> logits;  // row-major [rows, vocab]
   int64_t rows = 0, vocab = 0;
-  std::vector<int32_t> greedy;   // greedy continuation
+  std::vector<int32_t> greedy;  // greedy continuation
 };
 
-inline std::string fixtures_dir() { return NC_FIXTURES_DIR; }
+inline std::string fixtures_dir() {
+  return NC_FIXTURES_DIR;
+}
+
+// A fixture's config.json (tests/fixtures/<model>/), to read or edit before config_from_hf_json.
+inline nlohmann::json fixture_config(const std::string& model) {
+  std::ifstream f(fixtures_dir() + "/" + model + "/config.json");
+  EXPECT_TRUE(f.good()) << model;
+  return nlohmann::json::parse(f);
+}
 
 inline std::vector<GoldenPrompt> read_golden(const std::string& dir) {
   std::ifstream f(dir + "/golden.json");

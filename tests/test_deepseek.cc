@@ -22,11 +22,7 @@ namespace {
 
 using json = nlohmann::json;
 
-json fixture_config(const std::string& model) {
-  std::ifstream f(testing::fixtures_dir() + "/" + model + "/config.json");
-  EXPECT_TRUE(f.good()) << model;
-  return json::parse(f);
-}
+using testing::fixture_config;
 
 std::string error_of(const json& j) {
   try {

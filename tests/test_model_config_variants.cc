@@ -19,11 +19,7 @@ namespace {
 
 using json = nlohmann::json;
 
-json fixture_config(const std::string& model) {
-  std::ifstream f(testing::fixtures_dir() + "/" + model + "/config.json");
-  EXPECT_TRUE(f.good()) << model;
-  return json::parse(f);
-}
+using testing::fixture_config;
 
 // A Gemma 2 config in transformers 5's spelling (as save_pretrained writes it).
 json gemma2_json() {

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "backend/backend.h"
+#include "backend/op_checks.h"
 #include "core/error.h"
 
 namespace nc {
@@ -39,22 +40,10 @@ std::unique_ptr<HostBuffer> Backend::alloc_host_buffer(int64_t bytes) {
 void Backend::copy_kv_pages(const std::vector<Tensor>& layers, std::span<const KVPageCopy> copies,
                             HostBuffer& host) {
   if (copies.empty()) return;
-  NC_CHECK(!layers.empty(), "copy_kv_pages: no KV layers");
-  const int64_t num_layers = int64_t(layers.size());
-  const int64_t num_pages = layers[0].shape()[0];
-  const int64_t lb = int64_t(layers[0].nbytes()) / num_pages;  // one layer's page
-  for (const Tensor& t : layers) {
-    t.expect_device(Device::CPU, "copy_kv_pages");
-    t.expect_contiguous("copy_kv_pages");
-    NC_CHECK(t.shape()[0] == num_pages && int64_t(t.nbytes()) == lb * num_pages,
-             "copy_kv_pages: layers of different shapes");
-  }
-  const int64_t host_pages = host.bytes() / (lb * num_layers);
+  for (const Tensor& t : layers) t.expect_device(Device::CPU, "copy_kv_pages");
+  const KvCopyGeometry g = check_kv_page_copies(layers, copies, host);
+  const int64_t num_layers = g.num_layers, lb = g.layer_page_bytes;  // lb: one layer's page
   for (const KVPageCopy& c : copies) {
-    NC_CHECK(c.device_page >= 0 && c.device_page < num_pages && c.host_page >= 0 &&
-                 c.host_page < host_pages,
-             "copy_kv_pages: device page {} (of {}) or host page {} (of {}) out of range",
-             c.device_page, num_pages, c.host_page, host_pages);
     for (int64_t l = 0; l < num_layers; ++l) {
       std::byte* dev = static_cast<std::byte*>(layers[size_t(l)].data()) + c.device_page * lb;
       std::byte* h = host.data() + (c.host_page * num_layers + l) * lb;

@@ -32,4 +32,25 @@ void check_token_bitmask(const Tensor& logits, const Tensor& bitmask) {
   bitmask.expect_shape({logits.dim(0), (logits.dim(1) + 31) / 32}, "apply_token_bitmask bitmask");
 }
 
+KvCopyGeometry check_kv_page_copies(const std::vector<Tensor>& layers,
+                                    std::span<const KVPageCopy> copies, const HostBuffer& host) {
+  NC_CHECK(!layers.empty(), "copy_kv_pages: no KV layers");
+  KvCopyGeometry g;
+  g.num_layers = int64_t(layers.size());
+  g.num_pages = layers[0].shape()[0];
+  g.layer_page_bytes = int64_t(layers[0].nbytes()) / g.num_pages;
+  for (const Tensor& t : layers) {
+    t.expect_contiguous("copy_kv_pages");
+    NC_CHECK(t.shape()[0] == g.num_pages && int64_t(t.nbytes()) == g.layer_page_bytes * g.num_pages,
+             "copy_kv_pages: layers of different shapes");
+  }
+  const int64_t host_pages = host.bytes() / (g.layer_page_bytes * g.num_layers);
+  for (const KVPageCopy& c : copies)
+    NC_CHECK(c.device_page >= 0 && c.device_page < g.num_pages && c.host_page >= 0 &&
+                 c.host_page < host_pages,
+             "copy_kv_pages: device page {} (of {}) or host page {} (of {}) out of range",
+             c.device_page, g.num_pages, c.host_page, host_pages);
+  return g;
+}
+
 }  // namespace nc

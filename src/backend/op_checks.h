@@ -2,7 +2,10 @@
 // the bad shape). Only shapes: each backend adds its own device, dtype and layout checks.
 #pragma once
 #include <cstdint>
+#include <span>
+#include <vector>
 
+#include "backend/backend.h"
 #include "core/tensor.h"
 
 namespace nc {
@@ -18,6 +21,18 @@ struct QkvWidths {
 QkvWidths check_qkv_split_shapes(const Tensor& qkv, const Tensor& q_norm, const Tensor& k_norm,
                                  const Tensor& positions, const Tensor& cos_sin, int head_dim,
                                  const Tensor& q, const Tensor& k, const Tensor& v);
+
+// Backend::copy_kv_pages' geometry: the layers' common page count and one layer's page bytes.
+struct KvCopyGeometry {
+  int64_t num_layers = 0;
+  int64_t num_pages = 0;
+  int64_t layer_page_bytes = 0;
+};
+
+// Backend::copy_kv_pages' arguments (non-empty copies): every layer contiguous, of one shape, and
+// every copy's device and host page in range (the host buffer holds whole pages of all layers).
+KvCopyGeometry check_kv_page_copies(const std::vector<Tensor>& layers,
+                                    std::span<const KVPageCopy> copies, const HostBuffer& host);
 
 // Backend::apply_token_bitmask's arguments: logits f32 [R, V], bitmask i32 [R, ceil(V / 32)].
 void check_token_bitmask(const Tensor& logits, const Tensor& bitmask);

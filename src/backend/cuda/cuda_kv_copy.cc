@@ -1,5 +1,7 @@
 #include "backend/cuda/cuda_kv_copy.h"
 
+#include "backend/op_checks.h"
+
 namespace nc::cuda_host {
 namespace {
 
@@ -54,23 +56,9 @@ std::unique_ptr<HostBuffer> KvCopier::alloc_host(int64_t bytes) {
 void KvCopier::copy(const std::vector<Tensor>& layers, std::span<const KVPageCopy> copies,
                     HostBuffer& host) {
   if (copies.empty()) return;
-  NC_CHECK(!layers.empty(), "copy_kv_pages: no KV layers");
-  const int64_t num_layers = int64_t(layers.size());
-  const int64_t num_pages = layers[0].shape()[0];
-  const int64_t lb = int64_t(layers[0].nbytes()) / num_pages;
-  for (const Tensor& t : layers) {
-    expect_cuda(t, "copy_kv_pages");
-    t.expect_contiguous("copy_kv_pages");
-    NC_CHECK(t.shape()[0] == num_pages && int64_t(t.nbytes()) == lb * num_pages,
-             "copy_kv_pages: layers of different shapes");
-  }
-  const int64_t host_pages = host.bytes() / (lb * num_layers);
-  for (const KVPageCopy& c : copies) {
-    NC_CHECK(c.device_page >= 0 && c.device_page < num_pages && c.host_page >= 0 &&
-                 c.host_page < host_pages,
-             "copy_kv_pages: device page {} (of {}) or host page {} (of {}) out of range",
-             c.device_page, num_pages, c.host_page, host_pages);
-  }
+  for (const Tensor& t : layers) expect_cuda(t, "copy_kv_pages");
+  const KvCopyGeometry g = check_kv_page_copies(layers, copies, host);
+  const int64_t num_layers = g.num_layers, lb = g.layer_page_bytes;
   ensure_stream();
   cuda_check(cudaEventRecord(after_main_, ctx_->stream), "kv copy: record");
   cuda_check(cudaStreamWaitEvent(stream_, after_main_, 0), "kv copy: wait");
