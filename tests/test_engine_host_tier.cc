@@ -219,21 +219,15 @@ TEST(EngineHostTierConfig, ATierLargerThanTheMachineFailsBeforeTheModelLoads) {
   EXPECT_THROW(Engine{cfg}, Error);
 }
 
-// Refused on CUDA by name until its page copies pass their GPU test (docs/memory.md).
-TEST(EngineHostTierConfig, TheCudaBackendRefusesTheTier) {
+// The budget is the same on either backend (CUDA pins it; tests/gpu/test_cuda_kv_copy.cc).
+TEST(EngineHostTierConfig, BothBackendsSizeTheTierAlike) {
   EngineConfig cfg;
-  cfg.backend = "cuda";
   cfg.host_kv_cache = "1GiB";
-  try {
-    host_kv_cache_bytes(cfg);
-    FAIL() << "no error";
-  } catch (const Error& err) {
-    EXPECT_EQ(err.kind(), ErrorKind::Unsupported);
-    EXPECT_NE(std::string(err.what()).find("not available on the CUDA backend"), std::string::npos)
-        << err.what();
-  }
+  cfg.backend = "cuda";
+  const int64_t cuda_bytes = host_kv_cache_bytes(cfg);
   cfg.backend = "cpu";
-  EXPECT_GT(host_kv_cache_bytes(cfg), 0);
+  EXPECT_EQ(host_kv_cache_bytes(cfg), cuda_bytes);
+  EXPECT_EQ(cuda_bytes, int64_t(1) << 30);
 }
 
 TEST(EngineHostTierConfig, HitsTheReloadRuleDeclinesAreRecomputed) {

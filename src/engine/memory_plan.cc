@@ -63,12 +63,6 @@ MemoryPlan plan_memory(const EngineConfig& cfg, const StepModel& model, int max_
 
 int64_t host_kv_cache_bytes(const EngineConfig& cfg) {
   if (cfg.host_kv_cache.empty() || cfg.host_kv_cache == "0") return 0;
-  // Its first GPU run (H100, 2026-12-05) read back a page as zeros (docs/memory.md): refused on
-  // CUDA until the copies' ordering is fixed and CudaKvCopy passes.
-  NC_CHECK_AS(ErrorKind::Unsupported, cfg.backend != "cuda",
-              "host kv cache '{}': the host tier is not available on the CUDA backend yet (its "
-              "page copies failed their GPU test); use it with --backend cpu",
-              cfg.host_kv_cache);
   MemoryBudget b;
   try {
     b = parse_memory_budget(cfg.host_kv_cache);

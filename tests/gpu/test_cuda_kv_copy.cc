@@ -65,12 +65,14 @@ TEST(CudaKvCopy, PagesRoundTripBitForBitInOrderedBatches) {
   // Offload 2, 3 (a consecutive run), 9; then the main stream overwrites every page at once.
   std::vector<KVPageCopy> out = {{2, 0, true}, {3, 1, true}, {9, 5, true}};
   gpu->copy_kv_pages(layers, out, *host);
+  std::vector<std::vector<uint16_t>> after(12);
   for (Tensor& t : layers) {
-    std::vector<uint16_t> zeros(size_t(t.numel()), 0);
-    gpu->copy_from_host(t, zeros.data());  // ordered after the offload by the copy's event
+    const std::vector<uint16_t> bits = random_bits(size_t(t.numel()), rng);
+    gpu->copy_from_host(t, bits.data());  // ordered after the offload by the copy's event
   }
+  for (int p = 0; p < 12; ++p) after[size_t(p)] = read_page(layers, p);
   // One batch in order: host 0 -> device 4, device 11 -> host 0, host 1 -> device 5,
-  // host 5 -> device 6, host 0 -> device 7 (page 11's contents by then).
+  // host 5 -> device 6, host 0 -> device 7 (page 11's new contents by then).
   std::vector<KVPageCopy> batch = {
       {4, 0, false}, {11, 0, true}, {5, 1, false}, {6, 5, false}, {7, 0, false}};
   gpu->copy_kv_pages(layers, batch, *host);
@@ -79,9 +81,49 @@ TEST(CudaKvCopy, PagesRoundTripBitForBitInOrderedBatches) {
   EXPECT_EQ(read_page(layers, 4), before[2]);
   EXPECT_EQ(read_page(layers, 5), before[3]);
   EXPECT_EQ(read_page(layers, 6), before[9]);
-  EXPECT_EQ(read_page(layers, 7), before[11]);
+  EXPECT_EQ(read_page(layers, 7), after[11]);
+  EXPECT_EQ(read_page(layers, 11), after[11]);
   std::vector<KVPageCopy> bad = {{12, 0, true}};
   EXPECT_THROW(gpu->copy_kv_pages(layers, bad, *host), Error);
+}
+
+// Long random batches (more copies than one staging chunk holds, both directions interleaved, runs
+// of consecutive pages, host pages written twice, device pages restored twice) against the same
+// copies applied one after another to host-side arrays.
+TEST(CudaKvCopy, LongRandomBatchesEqualCopiesOneAfterAnother) {
+  std::unique_ptr<Backend> gpu = make_cuda_backend(0);
+  std::mt19937 rng(11);
+  const int pages = 160, host_pages = 90, nl = 3;
+  std::vector<Tensor> layers = kv_layers(*gpu, nl, pages, rng, {2, 4, 2, 16});
+  const size_t page_elems = read_page(layers, 0).size();
+  std::unique_ptr<HostBuffer> host =
+      gpu->alloc_host_buffer(int64_t(host_pages * page_elems * sizeof(uint16_t)));
+  std::vector<std::vector<uint16_t>> dev(pages), hst(host_pages, std::vector<uint16_t>(page_elems));
+  for (int p = 0; p < pages; ++p) dev[size_t(p)] = read_page(layers, p);
+  // Host pages start as whatever the buffer holds: fill them through offloads first.
+  std::vector<KVPageCopy> fill;
+  for (int h = 0; h < host_pages; ++h) fill.push_back({h, h, true});
+  for (int round = 0; round < 3; ++round) {
+    std::vector<KVPageCopy> batch = round == 0 ? fill : std::vector<KVPageCopy>{};
+    while (round > 0 && batch.size() < 300) {
+      const bool to_host = rng() % 2 == 0;
+      const int run = 1 + int(rng() % 6);
+      const int d0 = int(rng() % uint32_t(pages - run)),
+                h0 = int(rng() % uint32_t(host_pages - run));
+      for (int k = 0; k < run; ++k) batch.push_back({d0 + k, h0 + k, to_host});
+    }
+    for (const KVPageCopy& c : batch) {
+      if (c.to_host)
+        hst[size_t(c.host_page)] = dev[size_t(c.device_page)];
+      else
+        dev[size_t(c.device_page)] = hst[size_t(c.host_page)];
+    }
+    gpu->copy_kv_pages(layers, batch, *host);
+    cuda_synchronize(*gpu);
+    gpu->sync_kv_copies();
+    for (int p = 0; p < pages; ++p)
+      ASSERT_EQ(read_page(layers, p), dev[size_t(p)]) << "round " << round << " page " << p;
+  }
 }
 
 // Reload bandwidth: N pages restored from the host tier into scattered device pages (the engine's
