@@ -111,7 +111,7 @@ std::vector<cuda::PlanQuery> CudaAttention::choose_kernels(CudaAttentionPlan& pl
     q.kv_last_page_len_h = in.kv_last_page_len.data();
     q.window_left = l + 1 == step.levels.size() ? shape.window_left : -1;
     lp.kernel = level_kernel(in, shape);
-    if (lp.kernel != LevelKernel::SM90Prefill) {
+    if (lp.kernel != LevelKernel::SM90Prefill && lp.kernel != LevelKernel::Generic) {
       lp.table = kernel_table(lp.kernel, lp.causal, l + 1 == step.levels.size(), shape);
       q.kernels = lp.table;
     }
@@ -169,7 +169,9 @@ void CudaAttention::run(const AttentionPlan& plan_base, const Tensor& q, const T
   run_levels(*plan, q, k, v, kv_pages, out);
 }
 
+// Head dims FlashInfer's kernels cannot take (96) run our kernel on every level (attn_generic.h).
 LevelKernel CudaAttention::level_kernel(const PagedKVBatch& in, const AttentionShape& sh) const {
+  if (cuda::generic_attention_serves(sh.head_dim)) return LevelKernel::Generic;
   auto decode = [&] {
     if (options_.decode_kernel == DecodeKernel::TensorCores) return false;
     if (!cuda::decode_supported(sh.num_qo_heads, sh.num_kv_heads, sh.head_dim)) return false;
