@@ -61,7 +61,9 @@ class CudaHd96 : public GpuVsCpu {
     const std::unique_ptr<AttentionPlan> plan = g.plan_attention(step, shape);
     for (bool generic : cuda_plan_uses_generic_kernel(*plan)) EXPECT_TRUE(generic);
     g.attention(*plan, g.upload(q), g.upload(k), g.upload(v), pg, og);
-    if (ref == nullptr) EXPECT_EQ(g.to_host_f32(pg), cpu->to_host_f32(pc));
+    if (ref == nullptr) {
+      EXPECT_EQ(g.to_host_f32(pg), cpu->to_host_f32(pc));
+    }
     return rel_error(g.to_host_f32(og), cpu->to_host_f32(oc));
   }
 };
@@ -118,7 +120,8 @@ TEST_F(CudaHd96, ChunkStartingMidPage) {
 // Cascade steps over `shared` levels (1 or 2) of whole pages shared by every entry, then each
 // entry's own tokens (causal). `rows` per entry: 1 (decode) or several (a prefill chunk). `ref`
 // gets the same attention as one plain level.
-AttentionStep cascade(int shared, int batch, int rows, int ps, AttentionStep* ref, int* num_pages) {
+AttentionStep cascade_step(int shared, int batch, int rows, int ps, AttentionStep* ref,
+                           int* num_pages) {
   const int level_pages[2] = {3, 2}, own_tokens = 23;
   AttentionStep step;
   step.num_tokens = ref->num_tokens = batch * rows;
@@ -159,7 +162,7 @@ TEST_F(CudaHd96, CascadeSteps) {
           std::unique_ptr<Backend> g = make_cuda_backend(0, opt);
           AttentionStep ref;
           int num_pages = 0;
-          const AttentionStep step = cascade(shared, 3, rows, ps, &ref, &num_pages);
+          const AttentionStep step = cascade_step(shared, 3, rows, ps, &ref, &num_pages);
           AttentionShape sh = hd96_shape(8, 2, ps, num_pages, KVLayout::HND, v);
           // The window must cover the shared prefix from every row (window_view guarantees it).
           if (sh.window_left >= 0) sh.window_left = 5 * ps + 23;

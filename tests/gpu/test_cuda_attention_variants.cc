@@ -144,14 +144,28 @@ TEST_F(CudaVariants, CascadeSteps) {
     }
 }
 
-// Soft-capped shared levels of >= 128 rows run on FA2 (the Hopper path has the plain variant
-// only), and still match.
-TEST_F(CudaVariants, SoftCappedSharedLevelsAvoidTheHopperKernel) {
-  std::unique_ptr<Backend> g = make_cuda_backend(0, {});
-  SharedPrefixDecode d = shared_prefix_decode(rng, 4, 2, 128, 16, 160, 8, 20);
-  AttentionShape sh = make_shape(4, 2, 128, 16, d.shape.kv.num_pages, kVariants[1]);
-  for (bool sm90 : cuda_plan_uses_sm90_prefill(*g->plan_attention(d.casc, sh))) EXPECT_FALSE(sm90);
-  EXPECT_LE(run_both(*g, d.casc, sh, 3.0f, &d.plain), kBf16Tol);
+// Soft-capped shared levels of >= 128 rows run on the Hopper kernel where the GPU has it
+// (FlashInfer's LogitsSoftCap variant, attn_prefill_sm90.cu), with and without its KV split (a
+// 128- and a 4096-token prefix), NHD and HND, head_dim 64 and 128; FA2 when told so. All match.
+TEST_F(CudaVariants, SoftCappedSharedLevelsOnTheHopperKernel) {
+  for (SharedLevelKernel kernel : {SharedLevelKernel::Auto, SharedLevelKernel::FA2})
+    for (int D : {64, 128})
+      for (int prefix_pages : {8, 256})
+        for (KVLayout layout : {KVLayout::NHD, KVLayout::HND}) {
+          SCOPED_TRACE(::testing::Message()
+                       << "fa2 " << (kernel == SharedLevelKernel::FA2) << " D " << D
+                       << " prefix pages " << prefix_pages << " HND " << (layout == KVLayout::HND));
+          CudaBackendOptions opt;
+          opt.shared_level_kernel = kernel;
+          std::unique_ptr<Backend> g = make_cuda_backend(0, opt);
+          SharedPrefixDecode d = shared_prefix_decode(rng, 4, 2, D, 16, 160, prefix_pages, 20);
+          AttentionShape sh = make_shape(4, 2, D, 16, d.shape.kv.num_pages, kVariants[1]);
+          sh.kv.layout = layout;
+          const bool sm90 =
+              kernel != SharedLevelKernel::FA2 && cuda::sm90_prefill_available(4, 2, D);
+          EXPECT_EQ(cuda_plan_uses_sm90_prefill(*g->plan_attention(d.casc, sh))[0], sm90);
+          EXPECT_LE(run_both(*g, d.casc, sh, 3.0f, &d.plain), kBf16Tol);
+        }
 }
 
 // head_dim 256 through the JIT, 96 on our own kernel (attn_generic.h; FlashInfer's FA2 prefill

@@ -192,10 +192,10 @@ LevelKernel CudaAttention::level_kernel(const PagedKVBatch& in, const AttentionS
 // (Auto only) and what the GPU and head_dim allow. Auto takes it only for entries of 128 rows
 // or more: on the H100 (nc_gpu_bench cascade-ab, 2026-11-27) it beat FA2 at 128 and 256
 // rows (e.g. 205 vs 232 us at prefix 32k) but lost at 64 (245 vs 236 us; 167 vs 131 us GQA).
-// Soft-capped levels run on FA2: our Hopper path instantiates FlashInfer's plain variant only.
+// Soft-capped levels take it too (FlashInfer's LogitsSoftCap variant, attn_prefill_sm90.cu); a
+// shared level is never windowed.
 bool CudaAttention::use_sm90_kernel(const AttentionShape& sh, const PagedKVBatch& level) const {
-  if (options_.shared_level_kernel == SharedLevelKernel::FA2 || sh.logits_soft_cap > 0)
-    return false;
+  if (options_.shared_level_kernel == SharedLevelKernel::FA2) return false;
   if (options_.shared_level_kernel == SharedLevelKernel::Auto) {
     const char* env = std::getenv("NC_SHARED_LEVEL_KERNEL");
     if (env != nullptr && std::string(env) == "fa2") return false;
