@@ -5,7 +5,8 @@
 //     fraction of the device-to-device copy bandwidth measured in the same run;
 //   - a sliding-window decode (window 4096) at context 32k, batch 32: the own entry cut to the
 //     window's pages (as kv/sliding_window.h's window_view cuts it), timed against the bytes of
-//     those pages, and the same step over the whole 32k for comparison.
+//     those pages, and the same step over the whole 32k for comparison;
+//   - paged decode at head_dim 96 (Phi-3 mini's heads) on our own kernel (attn_generic.h).
 #include <unistd.h>
 
 #include <algorithm>
@@ -136,6 +137,9 @@ void bench_decode_variants() {
   row("window 4096 at 32k, batch 32, head_dim 128: entry cut to the window", cut);
   row("the same over the whole 32k entry (mask only)",
       decode_run(32, 32768 / 16, 32768, 16, 8, 128, 4095, 0.0f, rng));
+  // Phi-3 mini's attention shape (32 q / 32 kv heads of 96) on our own kernel (attn_generic.h).
+  row("head_dim 96 (Phi-3 mini, 32/32 heads), batch 64, context 4096: our kernel",
+      decode_run(64, 4096 / 16, 4096, 32, 32, 96, -1, 0.0f, rng));
 }
 
 }  // namespace

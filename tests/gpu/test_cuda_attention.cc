@@ -411,7 +411,7 @@ TEST_F(CudaAttention, CascadeGraphDeclinesUnplannableSteps) {
 TEST_F(CudaAttention, RejectsBadPlans) {
   Problem pr = make_problem(rng, 16, 8, 128, 16, KVLayout::NHD, 3, 1, false);
   AttentionShape bad = pr.shape;
-  bad.head_dim = bad.kv.head_dim = 96;
+  bad.head_dim = bad.kv.head_dim = 80;  // no kernel serves it
   EXPECT_THROW(gpu->plan_attention(pr.step, bad), Error);
   bad = pr.shape;
   bad.num_qo_heads = 12;

@@ -2,7 +2,8 @@
 // registry) against the CPU backend: sliding window, logit soft cap, both, a custom sm_scale; on
 // decode and prefill levels, cascade steps (soft cap on every level, window on the own level
 // only), a window-trimmed own entry, CUDA graph replays, two live plans of different kinds, and
-// head_dim 96 and 256 through the JIT (their objects come from NC_JIT_CACHE when it holds them).
+// head_dim 256 through the JIT (its objects come from NC_JIT_CACHE when it holds them) and 96 on
+// our own kernel (more at head_dim 96: test_cuda_attention_hd96.cc).
 #include <cmath>
 #include <numeric>
 
@@ -143,18 +144,33 @@ TEST_F(CudaVariants, CascadeSteps) {
     }
 }
 
-// Soft-capped shared levels of >= 128 rows run on FA2 (the Hopper path has the plain variant
-// only), and still match.
-TEST_F(CudaVariants, SoftCappedSharedLevelsAvoidTheHopperKernel) {
-  std::unique_ptr<Backend> g = make_cuda_backend(0, {});
-  SharedPrefixDecode d = shared_prefix_decode(rng, 4, 2, 128, 16, 160, 8, 20);
-  AttentionShape sh = make_shape(4, 2, 128, 16, d.shape.kv.num_pages, kVariants[1]);
-  for (bool sm90 : cuda_plan_uses_sm90_prefill(*g->plan_attention(d.casc, sh))) EXPECT_FALSE(sm90);
-  EXPECT_LE(run_both(*g, d.casc, sh, 3.0f, &d.plain), kBf16Tol);
+// Soft-capped shared levels of >= 128 rows run on the Hopper kernel where the GPU has it
+// (FlashInfer's LogitsSoftCap variant, attn_prefill_sm90.cu), with and without its KV split (a
+// 128- and a 4096-token prefix), NHD and HND, head_dim 64 and 128; FA2 when told so. All match.
+TEST_F(CudaVariants, SoftCappedSharedLevelsOnTheHopperKernel) {
+  for (SharedLevelKernel kernel : {SharedLevelKernel::Auto, SharedLevelKernel::FA2})
+    for (int D : {64, 128})
+      for (int prefix_pages : {8, 256})
+        for (KVLayout layout : {KVLayout::NHD, KVLayout::HND}) {
+          SCOPED_TRACE(::testing::Message()
+                       << "fa2 " << (kernel == SharedLevelKernel::FA2) << " D " << D
+                       << " prefix pages " << prefix_pages << " HND " << (layout == KVLayout::HND));
+          CudaBackendOptions opt;
+          opt.shared_level_kernel = kernel;
+          std::unique_ptr<Backend> g = make_cuda_backend(0, opt);
+          SharedPrefixDecode d = shared_prefix_decode(rng, 4, 2, D, 16, 160, prefix_pages, 20);
+          AttentionShape sh = make_shape(4, 2, D, 16, d.shape.kv.num_pages, kVariants[1]);
+          sh.kv.layout = layout;
+          const bool sm90 =
+              kernel != SharedLevelKernel::FA2 && cuda::sm90_prefill_available(4, 2, D);
+          EXPECT_EQ(cuda_plan_uses_sm90_prefill(*g->plan_attention(d.casc, sh))[0], sm90);
+          EXPECT_LE(run_both(*g, d.casc, sh, 3.0f, &d.plain), kBf16Tol);
+        }
 }
 
-// head_dim 96 (prefill kernel only: FlashInfer's decode wants a power of two) and 256.
-TEST_F(CudaVariants, HeadDim256ThroughTheJitAnd96Refused) {
+// head_dim 256 through the JIT, 96 on our own kernel (attn_generic.h; FlashInfer's FA2 prefill
+// faults at 96 and its decode wants a power of two); a head dim nothing serves is refused by name.
+TEST_F(CudaVariants, HeadDim256ThroughTheJitAnd96OnOurKernel) {
   CudaBackendOptions opt;
   opt.decode_kernel = DecodeKernel::CudaCores;
   std::unique_ptr<Backend> g = make_cuda_backend(0, opt);
@@ -162,21 +178,22 @@ TEST_F(CudaVariants, HeadDim256ThroughTheJitAnd96Refused) {
     int num_pages = 0;
     const AttentionStep step = one_level(rng, 4, 16, false, &num_pages);
     try {
-      g->plan_attention(step, make_shape(8, 4, 96, 16, num_pages, kVariants[0]));
-      ADD_FAILURE() << "head_dim 96 planned";
+      g->plan_attention(step, make_shape(8, 4, 80, 16, num_pages, kVariants[0]));
+      ADD_FAILURE() << "head_dim 80 planned";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("head_dim 96"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("head_dim 80"), std::string::npos) << e.what();
     }
   }
-  for (int D : {256})
+  for (int D : {96, 256})
     for (const Variant& v : {Variant{"plain", -1, 0.0f, 0.0f}, kVariants[2]})
       for (bool decode : {true, false}) {
         SCOPED_TRACE(::testing::Message() << "D=" << D << " " << v.name << " decode " << decode);
         int num_pages = 0;
         const AttentionStep step = one_level(rng, 4, 16, decode, &num_pages);
         const AttentionShape shape = make_shape(8, 4, D, 16, num_pages, v);
-        EXPECT_EQ(cuda_plan_uses_decode_kernel(*g->plan_attention(step, shape))[0],
-                  decode && D == 256);
+        const std::unique_ptr<AttentionPlan> plan = g->plan_attention(step, shape);
+        EXPECT_EQ(cuda_plan_uses_decode_kernel(*plan)[0], decode && D == 256);
+        EXPECT_EQ(cuda_plan_uses_generic_kernel(*plan)[0], D == 96);
         EXPECT_LE(run_both(*g, step, shape), kBf16Tol);
       }
   EXPECT_GT(g->kernel_builds().compiles + g->kernel_builds().cache_hits, 0);
@@ -235,10 +252,10 @@ TEST_F(CudaVariants, GraphReplaysOfTwoKinds) {
   for (bool cascade : {false, true}) check_graph_kinds(128, cascade);
 }
 
-// head_dim 256 in cascade steps (soft cap and window) and in graphs. (96 is refused: FlashInfer's
-// FA2 prefill takes multiples of 64 only.)
-TEST_F(CudaVariants, HeadDim256InCascadesAndGraphs) {
-  for (int D : {256}) {
+// head_dim 96 (our kernel on every level) and 256 in cascade steps (soft cap and window) and in
+// graphs.
+TEST_F(CudaVariants, HeadDim96And256InCascadesAndGraphs) {
+  for (int D : {96, 256}) {
     SCOPED_TRACE(::testing::Message() << "D=" << D);
     std::unique_ptr<Backend> g = make_cuda_backend(0, {});
     SharedPrefixDecode d = shared_prefix_decode(rng, 4, 2, D, 16, 6, 8, 40);
@@ -246,7 +263,8 @@ TEST_F(CudaVariants, HeadDim256InCascadesAndGraphs) {
     sh.window_left = 8 * 16 + 40;
     EXPECT_LE(run_both(*g, d.casc, sh, 3.0f, &d.plain), kBf16Tol);
   }
-  for (bool cascade : {false, true}) check_graph_kinds(256, cascade);
+  for (int D : {96, 256})
+    for (bool cascade : {false, true}) check_graph_kinds(D, cascade);
 }
 
 // The second load of a JIT key in a fresh registry reads the cached object: no compile.

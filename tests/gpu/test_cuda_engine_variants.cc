@@ -17,8 +17,9 @@
 namespace nc::testing {
 namespace {
 
-// Phi-3 (head_dim 96) is refused by the CUDA backend (test_cuda_model_variants.cc).
-const char* const kVariantFixtures[] = {"tiny-mistral", "tiny-gemma2", "tiny-gemma3"};
+// Phi-3 (head_dim 96) runs our own attention kernel (attn_generic.h), graphs included.
+const char* const kVariantFixtures[] = {"tiny-mistral", "tiny-gemma2", "tiny-gemma3", "tiny-phi3",
+                                        "tiny-phi3-longrope"};
 // The model-variant suite's bound (bf16 through up to 6 layers; measured 2.98e-2 for tiny-gemma2).
 constexpr double kTol = 4e-2;
 

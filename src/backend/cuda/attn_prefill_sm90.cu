@@ -1,5 +1,8 @@
 // FlashInfer's Hopper batch prefill (sm90: wgmma, TMA for Q, cp.async page gathers for K/V) over
-// paged KV, bf16, non-causal: the shared (prefix) levels of cascade steps.
+// paged KV, bf16, non-causal: the shared (prefix) levels of cascade steps. Two variants, both
+// compiled ahead: FlashInfer's StandardAttention and its LogitsSoftCap (chosen per run by
+// AttnIO::logits_soft_cap > 0). No sliding-window instantiation: shared levels are never
+// windowed (the window applies to the own level, which is causal and runs FA2 or decode).
 //
 // FlashInfer's own sm90 plan (PrefillSM90Plan) never splits a query tile's KV: one work item is
 // (entry, query tile of CTA_Q rows, query head) over the entry's whole KV. A cascade shared level
@@ -26,6 +29,7 @@
 #include <flashinfer/cutlass_utils.cuh>
 #include <queue>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "backend/cuda/cuda_check.cuh"
@@ -36,7 +40,6 @@ namespace {
 
 using CBF16 = cutlass::bfloat16_t;
 using Sm90Params = flashinfer::BatchPrefillPagedParams<CBF16, CBF16, CBF16, int32_t>;
-using Sm90Variant = flashinfer::StandardAttention;
 
 // The kernel's query tile (CTA_Q) per head dim: FlashInfer's paged sm90 dispatch uses 128 rows
 // for head_dim 128 and 192 for 64.
@@ -364,12 +367,20 @@ __global__ void merge_partials_kernel(const __nv_bfloat16* __restrict__ part_o,
     out_lse[int64_t(t) * heads + h] = sum > 0.0f ? m + log2f(sum) : -INFINITY;
 }
 
-template <uint32_t HEAD_DIM>
+// The variant reads its values from p.additional_params (sm_scale, logits_soft_cap).
+template <uint32_t HEAD_DIM, bool SOFT_CAP>
 cudaError_t launch_sm90(Sm90Params& p, cudaStream_t stream) {
+  using Variant =
+      std::conditional_t<SOFT_CAP, flashinfer::LogitsSoftCap, flashinfer::StandardAttention>;
   return flashinfer::BatchPrefillWithPagedKVCacheDispatched<
       HEAD_DIM, HEAD_DIM, flashinfer::MaskMode::kNone, /*LEFT_SLIDING_WINDOW=*/false,
-      /*SAME_SCHEDULE_FOR_ALL_HEADS=*/false, Sm90Variant, Sm90Params>(p, /*enable_pdl=*/false,
-                                                                      stream);
+      /*SAME_SCHEDULE_FOR_ALL_HEADS=*/false, Variant, Sm90Params>(p, /*enable_pdl=*/false, stream);
+}
+
+cudaError_t launch_sm90_variant(Sm90Params& p, int head_dim, bool soft_cap, cudaStream_t stream) {
+  if (head_dim == 64)
+    return soft_cap ? launch_sm90<64, true>(p, stream) : launch_sm90<64, false>(p, stream);
+  return soft_cap ? launch_sm90<128, true>(p, stream) : launch_sm90<128, false>(p, stream);
 }
 
 bool device_is_sm90() {
@@ -452,7 +463,7 @@ void sm90_prefill_run(const PlanInfo& info, const PlanWorkspace& ws, const Paged
   p.work_indptr = int_arr(kOffWorkIndptr);
   p.batch_indices = int_arr(kOffBatch);
   p.additional_params.sm_scale = io.sm_scale;
-  p.additional_params.logits_soft_cap = 0.0f;
+  p.additional_params.logits_soft_cap = io.logits_soft_cap;
   p.q_stride_n = p.o_stride_n = int64_t(Hq) * D;
   p.q_stride_h = p.o_stride_h = D;
   // Our page: [K | V], each [page_size, Hk, D] (NHD) or [Hk, page_size, D] (HND). The kernel
@@ -468,7 +479,7 @@ void sm90_prefill_run(const PlanInfo& info, const PlanWorkspace& ws, const Paged
   p.window_left = -1;
   p.causal = false;
   fi_call("sm90 batch prefill",
-          [&] { return D == 64 ? launch_sm90<64>(p, stream) : launch_sm90<128>(p, stream); });
+          [&] { return launch_sm90_variant(p, D, io.logits_soft_cap > 0.0f, stream); });
 
   if (split) {
     const int64_t pairs = rows * Hq;

@@ -111,7 +111,7 @@ std::vector<cuda::PlanQuery> CudaAttention::choose_kernels(CudaAttentionPlan& pl
     q.kv_last_page_len_h = in.kv_last_page_len.data();
     q.window_left = l + 1 == step.levels.size() ? shape.window_left : -1;
     lp.kernel = level_kernel(in, shape);
-    if (lp.kernel != LevelKernel::SM90Prefill) {
+    if (lp.kernel != LevelKernel::SM90Prefill && lp.kernel != LevelKernel::Generic) {
       lp.table = kernel_table(lp.kernel, lp.causal, l + 1 == step.levels.size(), shape);
       q.kernels = lp.table;
     }
@@ -169,7 +169,9 @@ void CudaAttention::run(const AttentionPlan& plan_base, const Tensor& q, const T
   run_levels(*plan, q, k, v, kv_pages, out);
 }
 
+// Head dims FlashInfer's kernels cannot take (96) run our kernel on every level (attn_generic.h).
 LevelKernel CudaAttention::level_kernel(const PagedKVBatch& in, const AttentionShape& sh) const {
+  if (cuda::generic_attention_serves(sh.head_dim)) return LevelKernel::Generic;
   auto decode = [&] {
     if (options_.decode_kernel == DecodeKernel::TensorCores) return false;
     if (!cuda::decode_supported(sh.num_qo_heads, sh.num_kv_heads, sh.head_dim)) return false;
@@ -190,10 +192,10 @@ LevelKernel CudaAttention::level_kernel(const PagedKVBatch& in, const AttentionS
 // (Auto only) and what the GPU and head_dim allow. Auto takes it only for entries of 128 rows
 // or more: on the H100 (nc_gpu_bench cascade-ab, 2026-11-27) it beat FA2 at 128 and 256
 // rows (e.g. 205 vs 232 us at prefix 32k) but lost at 64 (245 vs 236 us; 167 vs 131 us GQA).
-// Soft-capped levels run on FA2: our Hopper path instantiates FlashInfer's plain variant only.
+// Soft-capped levels take it too (FlashInfer's LogitsSoftCap variant, attn_prefill_sm90.cu); a
+// shared level is never windowed.
 bool CudaAttention::use_sm90_kernel(const AttentionShape& sh, const PagedKVBatch& level) const {
-  if (options_.shared_level_kernel == SharedLevelKernel::FA2 || sh.logits_soft_cap > 0)
-    return false;
+  if (options_.shared_level_kernel == SharedLevelKernel::FA2) return false;
   if (options_.shared_level_kernel == SharedLevelKernel::Auto) {
     const char* env = std::getenv("NC_SHARED_LEVEL_KERNEL");
     if (env != nullptr && std::string(env) == "fa2") return false;

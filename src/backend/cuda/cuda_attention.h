@@ -11,7 +11,9 @@
 //   FA2, and returns null when the step cannot be planned that way.
 // Cascade levels overlap on the side stream when the options ask for it. Every level's kernels
 // come from the attention registry (attn_registry.h) by configuration: the shape's soft cap on
-// every level, its window on the own level only; soft-capped shared levels run on FA2.
+// every level, its window on the own level only (the Hopper prefill, for shared levels, has
+// plain and soft-capped variants compiled ahead: attn_prefill_sm90.cu). Head dims FlashInfer's
+// kernels cannot take (96) run our own kernel on every level, eager and graph (attn_generic.h).
 #pragma once
 #include <memory>
 

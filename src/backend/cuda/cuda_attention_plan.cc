@@ -63,6 +63,10 @@ void run_level(const CudaAttentionPlan& plan, const LevelPlan& lp, const Tensor&
         lp.table->prefill_run(lp.info, ws, kv, plan.staging.dev_ptr(lp.arrays.qo_indptr), io,
                               stream);
         break;
+      case LevelKernel::Generic:
+        cuda::generic_attention_run(lp.info, kv, plan.staging.dev_ptr(lp.arrays.qo_indptr),
+                                    lp.causal, io, stream);
+        break;
     }
   });
 }
@@ -131,14 +135,8 @@ void validate_attention_shape(const AttentionShape& sh) {
            "attention: {} query heads are not a multiple of {} kv heads", sh.num_qo_heads,
            sh.num_kv_heads);
   NC_CHECK(cuda::head_dim_supported(sh.head_dim),
-           "attention: head_dim {} not supported by the CUDA backend (64, 128, 256)",
+           "attention: head_dim {} not supported by the CUDA backend (64, 96, 128, 256)",
            sh.head_dim);
-  // FlashInfer's FA2 prefill kernels take head dims that are multiples of 64: at 96 they fault
-  // (measured on the H100, 2026-12-05; flashinfer issue #4299), and every prefill goes through
-  // them. Refused by name until head_dim 96 is padded to 128 or gets its own kernel.
-  NC_CHECK(sh.head_dim != 96,
-           "attention: head_dim 96 (Phi-3) is not served by the CUDA backend yet: FlashInfer's FA2 "
-           "prefill takes multiples of 64 only; run it with --backend cpu");
   NC_CHECK(std::isfinite(sh.sm_scale) && sh.sm_scale > 0, "attention: sm_scale {} is not > 0",
            sh.sm_scale);
   NC_CHECK(std::isfinite(sh.logits_soft_cap) && sh.logits_soft_cap >= 0,
@@ -152,6 +150,11 @@ void validate_attention_shape(const AttentionShape& sh) {
            sh.kv.page_size);
   NC_CHECK(sh.num_qo_heads <= 64, "attention: more than 64 query heads ({}) not supported",
            sh.num_qo_heads);
+}
+
+LevelKernel graph_level_kernel(bool own, int head_dim) {
+  if (cuda::generic_attention_serves(head_dim)) return LevelKernel::Generic;
+  return own ? LevelKernel::Decode : LevelKernel::Prefill;
 }
 
 cuda::AttnKernelKey level_key(LevelKernel kernel, bool causal, bool own, const AttentionShape& sh) {
@@ -178,6 +181,9 @@ void level_workspace_size(LevelKernel kernel, const cuda::PlanQuery& q, size_t* 
         break;
       case LevelKernel::Prefill:
         cuda::prefill_workspace_size(q, float_bytes, int_bytes);
+        break;
+      case LevelKernel::Generic:  // no scheduling arrays, no split-KV scratch
+        *float_bytes = *int_bytes = 0;
         break;
     }
   });
@@ -206,6 +212,9 @@ void plan_levels(CudaAttentionPlan& plan, const std::vector<cuda::PlanQuery>& qu
           break;
         case LevelKernel::Prefill:
           lp.info = cuda::prefill_plan(queries[l], ws, st);
+          break;
+        case LevelKernel::Generic:
+          lp.info = cuda::generic_attention_plan(queries[l]);
           break;
       }
     });

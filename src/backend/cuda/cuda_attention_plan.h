@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda/attn_generic.h"
 #include "backend/cuda/attn_kernels.h"
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/kernels.h"
@@ -76,6 +77,7 @@ enum class LevelKernel {
   Prefill,      // FlashInfer's FA2 batch prefill (causal or not)
   SM90Prefill,  // FlashInfer's Hopper batch prefill (non-causal levels)
   Decode,       // FlashInfer's CUDA-core batch decode (one query row per entry)
+  Generic,      // our kernel for head dims FlashInfer's cannot take (attn_generic.h), any level
 };
 
 struct LevelPlan {
@@ -89,7 +91,7 @@ struct LevelPlan {
   size_t fixed_ws_bytes = 0;
   LevelArrays arrays;
   cuda::PlanInfo info;
-  // The kernels of the level's configuration (attn_registry.h); null for SM90Prefill.
+  // The kernels of the level's configuration (attn_registry.h); null for SM90Prefill and Generic.
   const cuda::AttnKernelTable* table = nullptr;
 };
 
@@ -138,8 +140,11 @@ class CudaAttentionPlan final : public AttentionPlan {
 
 // The checks every plan makes on the attention shape (nc::Error naming the bad value).
 void validate_attention_shape(const AttentionShape& sh);
-// The configuration of a level's kernels (not SM90Prefill): the shape's soft cap on every level,
-// its window on the own (last) level only (shared levels are never masked, backend.h).
+// The kernel of a graph plan's level: the decode kernel (own level) or FA2 (shared levels), or
+// Generic on every level for the head dims it serves (attn_generic.h).
+LevelKernel graph_level_kernel(bool own, int head_dim);
+// The configuration of a level's kernels (not SM90Prefill or Generic): the shape's soft cap on
+// every level, its window on the own (last) level only (shared levels are never masked, backend.h).
 cuda::AttnKernelKey level_key(LevelKernel kernel, bool causal, bool own, const AttentionShape& sh);
 // FlashInfer's workspace bytes (float, int) for a level on `kernel` (a decode level is sized
 // through q.kernels).

@@ -272,4 +272,8 @@ std::vector<bool> cuda_plan_uses_sm90_prefill(const AttentionPlan& plan) {
   return levels_on(plan, LevelKernel::SM90Prefill, "cuda_plan_uses_sm90_prefill");
 }
 
+std::vector<bool> cuda_plan_uses_generic_kernel(const AttentionPlan& plan) {
+  return levels_on(plan, LevelKernel::Generic, "cuda_plan_uses_generic_kernel");
+}
+
 }  // namespace nc

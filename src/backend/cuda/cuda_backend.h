@@ -52,5 +52,7 @@ void cuda_rope(Backend& cuda, Tensor q, Tensor k, const Tensor& positions, const
 std::vector<bool> cuda_plan_uses_decode_kernel(const AttentionPlan& plan);
 // Per level: true where it runs FlashInfer's Hopper (sm90) batch prefill.
 std::vector<bool> cuda_plan_uses_sm90_prefill(const AttentionPlan& plan);
+// Per level: true where it runs our kernel for head dims FlashInfer's cannot take (attn_generic.h).
+std::vector<bool> cuda_plan_uses_generic_kernel(const AttentionPlan& plan);
 
 }  // namespace nc

@@ -38,7 +38,9 @@ bool CudaAttention::pad_graph_levels(const AttentionStep& step, const AttentionS
     if (step.levels[l].causal) return false;
   for (const PagedKVBatch& level : step.levels)
     level.validate(step.num_tokens, page_size, shape.kv.num_pages);
-  if (!cuda::decode_supported(shape.num_qo_heads, shape.num_kv_heads, shape.head_dim)) return false;
+  if (!cuda::decode_supported(shape.num_qo_heads, shape.num_kv_heads, shape.head_dim) &&
+      !cuda::generic_attention_serves(shape.head_dim))
+    return false;
   for (int b = 0; b < B; ++b) {
     if (own.q_len(b) != 1 || own.num_pages(b) < 1 || own.num_pages(b) > max_pages) return false;
   }
@@ -74,8 +76,9 @@ std::unique_ptr<AttentionPlan> CudaAttention::plan_for_graph(const AttentionStep
                         /*cuda_graph=*/true};
     const bool own = l + 1 == nl;
     queries[l].window_left = own ? shape.window_left : -1;
-    queries[l].kernels = kernel_table(own ? LevelKernel::Decode : LevelKernel::Prefill,
-                                      g.levels[l]->causal, own, shape);
+    const LevelKernel kernel = graph_level_kernel(own, shape.head_dim);
+    if (kernel != LevelKernel::Generic)
+      queries[l].kernels = kernel_table(kernel, g.levels[l]->causal, own, shape);
   }
   GraphSlot& slot = slots_.get(slot_id, queries, max_pages);
   // The host side of the slot is rewritten only once its last copy has run.
@@ -98,7 +101,7 @@ std::unique_ptr<AttentionPlan> CudaAttention::plan_for_graph(const AttentionStep
     LevelPlan lp;
     lp.batch_size = B;
     lp.causal = g.levels[l]->causal;
-    lp.kernel = own ? LevelKernel::Decode : LevelKernel::Prefill;
+    lp.kernel = graph_level_kernel(own, shape.head_dim);
     lp.table = queries[l].kernels;
     lp.side = plan->overlap && !own;
     lp.arrays = slot.levels[l];

@@ -49,8 +49,7 @@ void GraphSlots::make(GraphSlot& g, const std::vector<cuda::PlanQuery>& queries,
   for (size_t l = 0; l < nl; ++l) {
     size_t fb = 0;
     const bool own = l + 1 == nl;
-    level_workspace_size(own ? LevelKernel::Decode : LevelKernel::Prefill, queries[l], &fb,
-                         &int_bytes[l]);
+    level_workspace_size(graph_level_kernel(own, q.head_dim), queries[l], &fb, &int_bytes[l]);
     size_t& need = own ? own_fb : shared_fb;
     need = std::max(need, fb);
   }
