@@ -41,6 +41,8 @@ struct Cell {
   Heads heads;
   int batch, ctx;
   double cc_us, tc_us;
+  double graph_cc_us,
+      graph_tc_us;  // graph-safe plans (FlashInfer's CUDA-graph mode), timed eagerly
   bool auto_cc;
 };
 
@@ -92,26 +94,31 @@ void run_heads(const Heads& h, double copy, std::vector<Cell>& cells, std::FILE*
       const AttentionStep step = decode_step(batch, ctx, perm);
       const Tensor qb = q.slice(0, batch), kb = k.slice(0, batch), vb = v.slice(0, batch),
                    ob = out.slice(0, batch);
-      auto time_on = [&](Backend& be) {
-        auto plan = be.plan_attention(step, shape);
+      auto time_on = [&](Backend& be, bool graph_plan = false) {
+        auto plan = graph_plan ? be.plan_attention_graph(step, shape, 0, ctx / kPage)
+                               : be.plan_attention(step, shape);
+        if (!plan) return 0.0;
         const double s =
             bench::auto_seconds_per_call(be, [&] { be.attention(*plan, qb, kb, vb, pool, ob); });
         cuda_synchronize(be);
         return s * 1e6;
       };
-      Cell c{h, batch, ctx, time_on(*cc), time_on(*tc), false};
+      Cell c{h,    batch, ctx, time_on(*cc), time_on(*tc), time_on(*cc, true), time_on(*tc, true),
+             false};
       c.auto_cc = cuda_plan_uses_decode_kernel(*au->plan_attention(step, shape))[0];
-      const double f_cc = bytes / (c.cc_us * 1e-6) / 1e12 / copy;
-      const double f_tc = bytes / (c.tc_us * 1e-6) / 1e12 / copy;
+      auto frac = [&](double us) { return us > 0 ? bytes / (us * 1e-6) / 1e12 / copy : 0.0; };
       const double best = std::min(c.cc_us, c.tc_us), picked = c.auto_cc ? c.cc_us : c.tc_us;
       std::printf(
-          "| %d/%d %s | %d | %d | %d | %.3f | %.1f (%.2f) | %.1f (%.2f) | %s | %s | %.2f |\n", h.hq,
-          h.hk, h.note, h.hq / h.hk, batch, ctx, bytes / 1e9, c.cc_us, f_cc, c.tc_us, f_tc,
-          c.cc_us <= c.tc_us ? "cc" : "tc", c.auto_cc ? "cc" : "tc", picked / best);
+          "| %d/%d %s | %d | %d | %d | %.3f | %.1f (%.2f) | %.1f (%.2f) | %s | %s | %.2f | %.1f "
+          "(%.2f) | %.1f (%.2f) |\n",
+          h.hq, h.hk, h.note, h.hq / h.hk, batch, ctx, bytes / 1e9, c.cc_us, frac(c.cc_us), c.tc_us,
+          frac(c.tc_us), c.cc_us <= c.tc_us ? "cc" : "tc", c.auto_cc ? "cc" : "tc", picked / best,
+          c.graph_cc_us, frac(c.graph_cc_us), c.graph_tc_us, frac(c.graph_tc_us));
       std::fflush(stdout);
       if (csv)
-        std::fprintf(csv, "%d,%d,%d,%d,%d,%.0f,%.3f,%.3f,%.4f,%.4f,%s\n", h.hq, h.hk, h.hq / h.hk,
-                     batch, ctx, bytes, c.cc_us, c.tc_us, f_cc, f_tc, c.auto_cc ? "cc" : "tc");
+        std::fprintf(csv, "%d,%d,%d,%d,%d,%.0f,%.3f,%.3f,%.3f,%.3f,%s\n", h.hq, h.hk, h.hq / h.hk,
+                     batch, ctx, bytes, c.cc_us, c.tc_us, c.graph_cc_us, c.graph_tc_us,
+                     c.auto_cc ? "cc" : "tc");
       cells.push_back(c);
     }
   }
@@ -148,6 +155,22 @@ void print_suggested_rules(const std::vector<Cell>& cells) {
     std::printf("    {%d, %d, 128, %d, %d, %d, %d, DecodeKernel::TensorCores},  // %.2fx\n", group,
                 group, b_lo, b_hi, c_lo, c_hi, s.first / s.second);
   }
+  // Graphs: by (group, batch) over all contexts, graph-mode plans on both kernels.
+  std::map<std::pair<int, int>, std::pair<double, double>> gsum;
+  for (const Cell& c : cells) {
+    if (c.graph_cc_us <= 0 || c.graph_tc_us <= 0) continue;
+    auto& s = gsum[{c.heads.hq / c.heads.hk, c.batch}];
+    s.first += c.graph_cc_us;
+    s.second += c.graph_tc_us;
+  }
+  std::printf("\nSuggested kGraphDecodeRules (same file; contexts summed):\n");
+  for (const auto& [key, s] : gsum) {
+    if (s.second >= s.first * 0.97) continue;
+    const size_t bi = size_t(std::find(kBatches, kBatches + nb, key.second) - kBatches);
+    const auto [b_lo, b_hi] = range_of(kBatches, nb, bi);
+    std::printf("    {%d, %d, 128, %d, %d, 0, 0, DecodeKernel::TensorCores},  // %.2fx\n",
+                key.first, key.first, b_lo, b_hi, s.first / s.second);
+  }
 }
 
 }  // namespace
@@ -162,13 +185,17 @@ void bench_decode_choice() {
       "\n## Decode kernel choice: head_dim 128, page 16, NHD, bf16; copy %.3f TB/s (read + "
       "written); fraction = K/V bytes / time / copy; cc = CUDA-core decode, tc = tensor-core "
       "(prefill kernel, one row per entry); Auto = decode_choice.cc's pick; regret = Auto's time / "
-      "best; pools over 30 GB skipped\n",
+      "best; graph cc / graph tc = the graph-safe plans the engine's decode steps replay, on each "
+      "kernel (FlashInfer's CUDA-graph mode, timed eagerly; Auto there follows kGraphDecodeRules, "
+      "default cc; 0 = no graph plan); pools over 30 GB skipped\n",
       copy);
   std::printf(
       "| heads | group | batch | context | K/V (GB) | cc us (fraction) | tc us (fraction) | best | "
-      "Auto | regret |\n|---|---|---|---|---|---|---|---|---|---|\n");
+      "Auto | regret | graph cc us (fraction) | graph tc us (fraction) |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::FILE* csv = bench::open_csv(
-      "decode_choice.csv", "hq,hk,group,batch,context,kv_bytes,cc_us,tc_us,cc_frac,tc_frac,auto");
+      "decode_choice.csv",
+      "hq,hk,group,batch,context,kv_bytes,cc_us,tc_us,graph_cc_us,graph_tc_us,auto");
   std::vector<Cell> cells;
   for (const Heads& h : kHeads) run_heads(h, copy, cells, csv);
   if (csv) std::fclose(csv);

@@ -9,6 +9,7 @@
 // CSV: $OUT/gemm_decode.csv (one line per candidate).
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -129,6 +130,8 @@ void bench_model(const std::string& path, double copy, std::FILE* csv) {
 }  // namespace
 
 void bench_gemm_decode(const std::vector<std::string>& configs) {
+  // The "tuned" column tunes afresh unless NC_GEMM_CACHE names a folder (no earlier run's file).
+  setenv("NC_GEMM_CACHE", "off", 0);
   double copy = 0;
   {
     auto be = make_cuda_backend(0);

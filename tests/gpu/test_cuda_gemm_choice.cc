@@ -76,7 +76,7 @@ class CudaGemmChoice : public ::testing::Test {
     const DType out_t = c.f32_out ? DType::F32 : DType::BF16;
     if (c.bias) {
       o.bg = gpu->alloc({c.m}, out_t);
-      gpu->copy_from_host(o.bg, o.b.data());
+      fill(o.bg, o.b);
     }
     o.out = gpu->alloc({c.n, c.m}, out_t);
     return o;
@@ -85,10 +85,15 @@ class CudaGemmChoice : public ::testing::Test {
   // Tolerance: bf16 output rounding; float32 output only differs in summation order.
   static double tol(const GemmCase& c) { return c.f32_out ? 1e-4 : kBf16Tol; }
 
-  void clear(Tensor& t) {
-    std::vector<float> nan(size_t(t.numel()), std::nanf(""));
-    gpu->copy_from_host(t, nan.data());
+  // Host values into a bf16 or float32 device tensor (copy_from_host copies raw bytes).
+  void fill(const Tensor& t, const std::vector<float>& v) {
+    if (t.dtype() == DType::F32) return gpu->copy_from_host(t, v.data());
+    std::vector<uint16_t> h(v.size());
+    for (size_t i = 0; i < v.size(); ++i) h[i] = f32_to_bf16(v[i]);
+    gpu->copy_from_host(t, h.data());
   }
+
+  void clear(const Tensor& t) { fill(t, std::vector<float>(size_t(t.numel()), std::nanf(""))); }
 };
 
 std::string label(const GemmCase& c) {

@@ -192,6 +192,23 @@ LevelKernel CudaAttention::level_kernel(const PagedKVBatch& in, const AttentionS
   return LevelKernel::Prefill;
 }
 
+// Graph plans: by option, else by the graph table (by batch size only: a graph serves every
+// context of its batch size).
+LevelKernel CudaAttention::graph_own_kernel(const AttentionShape& sh, int batch) const {
+  switch (options_.decode_kernel) {
+    case DecodeKernel::CudaCores:
+      return LevelKernel::Decode;
+    case DecodeKernel::TensorCores:
+      return LevelKernel::Prefill;
+    case DecodeKernel::Auto:
+      break;
+  }
+  return graph_decode_kernel(sh.num_qo_heads / sh.num_kv_heads, sh.head_dim, batch) ==
+                 DecodeKernel::TensorCores
+             ? LevelKernel::Prefill
+             : LevelKernel::Decode;
+}
+
 // Non-causal levels on FlashInfer's Hopper prefill: by option, NC_SHARED_LEVEL_KERNEL=fa2
 // (Auto only) and what the GPU and head_dim allow. Auto takes it only for entries of 128 rows
 // or more: on the H100 (nc_gpu_bench cascade-ab, 2026-11-27) it beat FA2 at 128 and 256

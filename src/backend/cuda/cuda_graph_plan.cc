@@ -1,8 +1,9 @@
 // Graph-safe attention plans (CudaAttention::plan_for_graph, cuda_attention.h): decode-only
 // steps planned into a graph slot's fixed region.
 //
-// The own (last) level runs FlashInfer's decode kernel, shared levels (cascade) its FA2 prefill
-// without mask, each planned in FlashInfer's CUDA-graph mode. A shared level is padded to B
+// The own (last) level runs FlashInfer's decode kernel (or its FA2 prefill, by option or
+// decode_choice.h's graph table), shared levels (cascade) its FA2 prefill without mask, each
+// planned in FlashInfer's CUDA-graph mode. A shared level is padded to B
 // entries with empty entries of no rows, so every plan of a slot has the same batch size and row
 // count, hence the same grid and workspace layout; empty entries (rows without a prefix at that
 // level) give an empty state that merges exactly.
@@ -65,6 +66,7 @@ std::unique_ptr<AttentionPlan> CudaAttention::plan_for_graph(const AttentionStep
   g.levels.push_back(&step.levels.back());
   const size_t nl = g.levels.size();
   const int B = g.own().batch_size(), page_size = shape.kv.page_size;
+  const LevelKernel own_kernel = graph_own_kernel(shape, B);
   std::vector<cuda::PlanQuery> queries(nl);
   for (size_t l = 0; l < nl; ++l) {
     const PagedKVBatch& in = *g.levels[l];
@@ -74,8 +76,8 @@ std::unique_ptr<AttentionPlan> CudaAttention::plan_for_graph(const AttentionStep
                         /*cuda_graph=*/true};
     const bool own = l + 1 == nl;
     queries[l].window_left = own ? shape.window_left : -1;
-    queries[l].kernels = kernel_table(own ? LevelKernel::Decode : LevelKernel::Prefill,
-                                      g.levels[l]->causal, own, shape);
+    queries[l].kernels =
+        kernel_table(own ? own_kernel : LevelKernel::Prefill, g.levels[l]->causal, own, shape);
   }
   GraphSlot& slot = slots_.get(slot_id, queries, max_pages);
   // The host side of the slot is rewritten only once its last copy has run.
@@ -98,7 +100,7 @@ std::unique_ptr<AttentionPlan> CudaAttention::plan_for_graph(const AttentionStep
     LevelPlan lp;
     lp.batch_size = B;
     lp.causal = g.levels[l]->causal;
-    lp.kernel = own ? LevelKernel::Decode : LevelKernel::Prefill;
+    lp.kernel = own ? own_kernel : LevelKernel::Prefill;
     lp.table = queries[l].kernels;
     lp.side = plan->overlap && !own;
     lp.arrays = slot.levels[l];

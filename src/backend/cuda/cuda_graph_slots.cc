@@ -49,7 +49,9 @@ void GraphSlots::make(GraphSlot& g, const std::vector<cuda::PlanQuery>& queries,
   for (size_t l = 0; l < nl; ++l) {
     size_t fb = 0;
     const bool own = l + 1 == nl;
-    level_workspace_size(own ? LevelKernel::Decode : LevelKernel::Prefill, queries[l], &fb,
+    // The own level runs the decode kernel or FA2 (graph_own_kernel): its table tells which.
+    const bool decode = own && queries[l].kernels->decode_run != nullptr;
+    level_workspace_size(decode ? LevelKernel::Decode : LevelKernel::Prefill, queries[l], &fb,
                          &int_bytes[l]);
     size_t& need = own ? own_fb : shared_fb;
     need = std::max(need, fb);

@@ -1,6 +1,8 @@
 // The decode-kernel table of DecodeKernel::Auto (decode_choice.h).
 #include "backend/cuda/decode_choice.h"
 
+#include <vector>
+
 namespace nc::cuda_host {
 namespace {
 
@@ -16,6 +18,22 @@ constexpr DecodeRule kDecodeRules[] = {
     {4, 0, /**/ 0, /**/ 0, 0, /**/ 0, 0, /**/ DecodeKernel::TensorCores},
 };
 
+// Graph-safe plans (context ranges ignored). Empty: CUDA cores, the kernel graphs always ran.
+// Fill it from decode-choice's "graph cc" and "graph tc" columns, e.g.
+//   {4, 0, 128, 64, 0, 0, 0, DecodeKernel::TensorCores},
+const std::vector<DecodeRule> kGraphDecodeRules = {};
+
+DecodeKernel first_match(std::span<const DecodeRule> rules, int group, int head_dim, int batch,
+                         int ctx, bool ignore_ctx) {
+  for (const DecodeRule& r : rules) {
+    if (in_range(group, r.min_group, r.max_group) && (r.head_dim == 0 || r.head_dim == head_dim) &&
+        in_range(batch, r.min_batch, r.max_batch) &&
+        (ignore_ctx || in_range(ctx, r.min_ctx, r.max_ctx)))
+      return r.kernel;
+  }
+  return DecodeKernel::CudaCores;
+}
+
 }  // namespace
 
 std::span<const DecodeRule> decode_rules() {
@@ -23,12 +41,15 @@ std::span<const DecodeRule> decode_rules() {
 }
 
 DecodeKernel auto_decode_kernel(int group, int head_dim, int batch, int mean_ctx) {
-  for (const DecodeRule& r : kDecodeRules) {
-    if (in_range(group, r.min_group, r.max_group) && (r.head_dim == 0 || r.head_dim == head_dim) &&
-        in_range(batch, r.min_batch, r.max_batch) && in_range(mean_ctx, r.min_ctx, r.max_ctx))
-      return r.kernel;
-  }
-  return DecodeKernel::CudaCores;
+  return first_match(kDecodeRules, group, head_dim, batch, mean_ctx, false);
+}
+
+std::span<const DecodeRule> graph_decode_rules() {
+  return kGraphDecodeRules;
+}
+
+DecodeKernel graph_decode_kernel(int group, int head_dim, int batch) {
+  return first_match(kGraphDecodeRules, group, head_dim, batch, 0, true);
 }
 
 }  // namespace nc::cuda_host

@@ -7,6 +7,11 @@
 // plan's page counts), so it is made at plan time and is graph-safe. The table lives in
 // decode_choice.cc (kDecodeRules): fill it from `nc_gpu_bench decode-choice`, which times both
 // kernels per cell and prints the rule it would write.
+//
+// Graph-safe plans (decode steps replayed as CUDA graphs, one graph per batch size) have their own
+// table, kGraphDecodeRules, whose context ranges are ignored: a graph serves every context of
+// its batch size, and a kernel that changed with the context would remake the graph slot. Its
+// default is empty (CUDA cores everywhere, as before the tables).
 #pragma once
 #include <span>
 
@@ -27,5 +32,9 @@ std::span<const DecodeRule> decode_rules();
 
 // The kernel Auto picks for a level of `batch` one-row entries of `mean_ctx` keys on average.
 DecodeKernel auto_decode_kernel(int group, int head_dim, int batch, int mean_ctx);
+
+// The same for the own level of a graph-safe plan of `batch` entries (kGraphDecodeRules).
+std::span<const DecodeRule> graph_decode_rules();
+DecodeKernel graph_decode_kernel(int group, int head_dim, int batch);
 
 }  // namespace nc::cuda_host
