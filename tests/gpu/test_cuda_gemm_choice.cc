@@ -102,9 +102,17 @@ std::string label(const GemmCase& c) {
 }
 
 const GemmCase kCases[] = {
-    {1, 1024, 2048, false, false}, {1, 1024, 1000, true, false},   {3, 2048, 1024, false, true},
-    {8, 1024, 3072, true, true},   {16, 1024, 3072, false, false}, {5, 64, 4096, true, false},
-    {17, 576, 1536, true, false},  {64, 1024, 2048, false, false}, {1, 576, 1541, false, true}};
+    {1, 1024, 2048, false, false},
+    {1, 1024, 1000, true, false},
+    {3, 2048, 1024, false, true},
+    {8, 1024, 3072, true, true},
+    {16, 1024, 3072, false, false},
+    {5, 64, 4096, true, false},
+    {17, 576, 1536, true, false},
+    {64, 1024, 2048, false, false},
+    {1, 576, 1541, false, true},
+    // GEMV with 8 warps per row (long K, few output rows), M not a multiple of anything.
+    {2, 8192, 520, true, false}};
 
 TEST_F(CudaGemmChoice, EveryCandidateMatchesReferenceAndHeuristic) {
   cuda_host::CublasLtGemm& gemm = cuda_host::cuda_gemm(*gpu);
@@ -210,6 +218,29 @@ TEST_F(CudaGemmChoice, RowBucketReusesTheChoice) {
   // Rows 9 are another bucket: not tuned until used.
   Operands other = make({9, 2048, 1024, true, false});
   EXPECT_EQ(gemm.chosen(other.xg, other.wg, other.bg, other.out), -1);
+}
+
+TEST_F(CudaGemmChoice, CorruptCacheLineFallsBackToHeuristic) {
+  const GemmCase c{2, 1024, 3072, false, false};
+  Operands o = make(c);
+  gpu->linear(o.xg, o.wg, o.bg, o.out);  // writes the file
+  std::string path;
+  for (const auto& e : std::filesystem::directory_iterator(cache_dir)) path = e.path().string();
+  ASSERT_FALSE(path.empty());
+  std::string key;
+  {
+    std::ifstream in(path);
+    std::getline(in, key);
+  }
+  key = key.substr(0, key.find('\t'));
+  std::ofstream(path, std::ios::app) << key << "\tlt id=12 tile=x\n";  // the later line wins
+  auto again = make_cuda_backend(0);
+  Tensor x = again->upload(HostTensor{{c.n, c.k}, o.x});
+  Tensor w = again->upload(HostTensor{{c.m, c.k}, o.w});
+  Tensor out = again->alloc({c.n, c.m}, DType::BF16);
+  EXPECT_EQ(cuda_host::cuda_gemm(*again).chosen(x, w, Tensor(), out), 0);
+  again->linear(x, w, Tensor(), out);
+  EXPECT_LE(rel_error(again->to_host_f32(out), o.ref), kBf16Tol);
 }
 
 TEST_F(CudaGemmChoice, TuningOffKeepsHeuristic) {
