@@ -129,7 +129,8 @@ void bench_model(const std::string& path, double copy, std::FILE* csv) {
 
 }  // namespace
 
-void bench_gemm_decode(const std::vector<std::string>& configs) {
+void bench_gemm_decode(std::vector<std::string> configs) {
+  if (configs.empty()) configs = {"configs/qwen3-0.6b.json", "configs/llama-3-8b.json"};
   // The "tuned" column tunes afresh unless NC_GEMM_CACHE names a folder (no earlier run's file).
   setenv("NC_GEMM_CACHE", "off", 0);
   double copy = 0;

@@ -445,9 +445,9 @@ void bench_cascade_ab() {
 }  // namespace nc
 
 namespace nc {
-void bench_variants();                                            // variant_bench.cc
-void bench_decode_choice();                                       // decode_choice_bench.cc
-void bench_gemm_decode(const std::vector<std::string>& configs);  // gemm_decode_bench.cc
+void bench_variants();                                     // variant_bench.cc
+void bench_decode_choice();                                // decode_choice_bench.cc
+void bench_gemm_decode(std::vector<std::string> configs);  // gemm_decode_bench.cc
 }  // namespace nc
 
 int main(int argc, char** argv) {
@@ -463,11 +463,7 @@ int main(int argc, char** argv) {
     if (what == "cascade-ab" || what == "all") nc::bench_cascade_ab();
     if (what == "variants" || what == "all") nc::bench_variants();
     if (what == "decode-choice") nc::bench_decode_choice();
-    if (what == "gemm-decode") {
-      std::vector<std::string> configs(argv + 2, argv + argc);
-      if (configs.empty()) configs = {"configs/qwen3-0.6b.json", "configs/llama-3-8b.json"};
-      nc::bench_gemm_decode(configs);
-    }
+    if (what == "gemm-decode") nc::bench_gemm_decode({argv + 2, argv + argc});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nc_gpu_bench: %s\n", e.what());
     return 1;
