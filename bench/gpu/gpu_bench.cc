@@ -15,7 +15,12 @@
 //   decode-grid  paged decode over batch 1-256 x context 512-32k against the copy bandwidth
 //           measured in the same run
 //   variants  the attention variants and the JIT (variant_bench.cc)
-// Usage: nc_gpu_bench [decode|decode-grid|gemm|cascade|cascade-ab|variants|all]
+//   decode-choice  each decode kernel forced per GQA group, batch and context, against the copy
+//           rate, with DecodeKernel::Auto's pick and the rules it suggests (decode_choice_bench.cc)
+//   gemm-decode [config.json ...]  every GEMM candidate of linear() at the models' projections
+//           and decode batch sizes, against the copy rate (gemm_decode_bench.cc)
+// Usage: nc_gpu_bench [decode|decode-grid|gemm|cascade|cascade-ab|variants|decode-choice|
+//                      gemm-decode|all]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -440,7 +445,9 @@ void bench_cascade_ab() {
 }  // namespace nc
 
 namespace nc {
-void bench_variants();  // variant_bench.cc
+void bench_variants();                                     // variant_bench.cc
+void bench_decode_choice();                                // decode_choice_bench.cc
+void bench_gemm_decode(std::vector<std::string> configs);  // gemm_decode_bench.cc
 }  // namespace nc
 
 int main(int argc, char** argv) {
@@ -455,6 +462,8 @@ int main(int argc, char** argv) {
     if (what == "cascade" || what == "all") nc::bench_cascade();
     if (what == "cascade-ab" || what == "all") nc::bench_cascade_ab();
     if (what == "variants" || what == "all") nc::bench_variants();
+    if (what == "decode-choice") nc::bench_decode_choice();
+    if (what == "gemm-decode") nc::bench_gemm_decode({argv + 2, argv + argc});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nc_gpu_bench: %s\n", e.what());
     return 1;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "backend/cuda/decode_choice.h"
 #include "gpu_test_util.h"
 
 namespace nc::testing {
@@ -135,16 +136,23 @@ class CudaAttention : public GpuVsCpu {
     auto plan_c = cpu->plan_attention(pr.step, pr.shape);
     auto plan_g = g->plan_attention(pr.step, pr.shape);
     // The CUDA-core decode kernel runs a level exactly when every entry has one query row and
-    // some keys, and the options pick it (Auto: GQA group sizes below 4).
+    // some keys, and the options pick it (Auto: decode_choice.h's table).
     const std::vector<bool> uses = cuda_plan_uses_decode_kernel(*plan_g);
     ASSERT_EQ(uses.size(), pr.step.levels.size());
     for (size_t l = 0; l < uses.size(); ++l) {
       const PagedKVBatch& lv = pr.step.levels[l];
       bool single = true;
-      for (int b = 0; b < lv.batch_size(); ++b)
+      int64_t keys = 0;
+      for (int b = 0; b < lv.batch_size(); ++b) {
         single = single && lv.q_len(b) == 1 && lv.num_pages(b) > 0;
+        keys += lv.kv_len(b, c.page_size);
+      }
+      const int entries = std::max(1, lv.batch_size());
+      const bool auto_cc =
+          cuda_host::auto_decode_kernel(c.Hq / c.Hk, c.D, entries, int(keys / entries)) ==
+          DecodeKernel::CudaCores;
       const bool want = single && (c.kernel == DecodeKernel::CudaCores ||
-                                   (c.kernel == DecodeKernel::Auto && c.Hq / c.Hk < 4));
+                                   (c.kernel == DecodeKernel::Auto && auto_cc));
       EXPECT_EQ(uses[l], want) << "level " << l;
     }
     cpu->attention(*plan_c, cpu->upload(q), cpu->upload(k), cpu->upload(v), pc, oc);

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "backend/cuda/decode_choice.h"
+
 namespace nc::cuda_host {
 namespace {
 
@@ -175,17 +177,38 @@ LevelKernel CudaAttention::level_kernel(const PagedKVBatch& in, const AttentionS
   auto decode = [&] {
     if (options_.decode_kernel == DecodeKernel::TensorCores) return false;
     if (!cuda::decode_supported(sh.num_qo_heads, sh.num_kv_heads, sh.head_dim)) return false;
-    const int group = sh.num_qo_heads / sh.num_kv_heads;
-    if (options_.decode_kernel == DecodeKernel::Auto && group >= 4) return false;
+    int64_t keys = 0;
     for (int b = 0; b < in.batch_size(); ++b) {
       // The decode kernel takes one query row and at least one key per entry.
       if (in.q_len(b) != 1 || in.num_pages(b) == 0) return false;
+      keys += in.kv_len(b, sh.kv.page_size);
     }
-    return true;
+    if (options_.decode_kernel == DecodeKernel::CudaCores) return true;
+    // Auto: the measured table (decode_choice.cc), from host data only.
+    const int batch = std::max(1, in.batch_size());
+    return auto_decode_kernel(sh.num_qo_heads / sh.num_kv_heads, sh.head_dim, batch,
+                              int(keys / batch)) == DecodeKernel::CudaCores;
   };
   if (decode()) return LevelKernel::Decode;
   if (!in.causal && use_sm90_kernel(sh, in)) return LevelKernel::SM90Prefill;
   return LevelKernel::Prefill;
+}
+
+// Graph plans: by option, else by the graph table (by batch size only: a graph serves every
+// context of its batch size).
+LevelKernel CudaAttention::graph_own_kernel(const AttentionShape& sh, int batch) const {
+  switch (options_.decode_kernel) {
+    case DecodeKernel::CudaCores:
+      return LevelKernel::Decode;
+    case DecodeKernel::TensorCores:
+      return LevelKernel::Prefill;
+    case DecodeKernel::Auto:
+      break;
+  }
+  return graph_decode_kernel(sh.num_qo_heads / sh.num_kv_heads, sh.head_dim, batch) ==
+                 DecodeKernel::TensorCores
+             ? LevelKernel::Prefill
+             : LevelKernel::Decode;
 }
 
 // Non-causal levels on FlashInfer's Hopper prefill: by option, NC_SHARED_LEVEL_KERNEL=fa2

@@ -7,8 +7,9 @@
 //   the decode, FA2 prefill or Hopper prefill kernel (CudaBackendOptions), uploads its metadata
 //   in one copy and allocates its merge buffers in stream order;
 // - a graph plan (decode-only steps) plans into a graph slot's fixed region (cuda_graph_slots.h)
-//   in FlashInfer's CUDA-graph mode, the own level on the decode kernel and the shared levels on
-//   FA2, and returns null when the step cannot be planned that way.
+//   in FlashInfer's CUDA-graph mode, the own level on the decode kernel (or FA2 where the options
+//   or decode_choice.h's graph table say so) and the shared levels on FA2, and returns null when
+//   the step cannot be planned that way.
 // Cascade levels overlap on the side stream when the options ask for it. Every level's kernels
 // come from the attention registry (attn_registry.h) by configuration: the shape's soft cap on
 // every level, its window on the own level only (the Hopper prefill, for shared levels, has
@@ -56,6 +57,8 @@ class CudaAttention {
                              const PagedKVBatch& own);
   // Kernel choice.
   LevelKernel level_kernel(const PagedKVBatch& in, const AttentionShape& sh) const;
+  // The own level's kernel in a graph-safe plan of `batch` entries (Decode or Prefill).
+  LevelKernel graph_own_kernel(const AttentionShape& sh, int batch) const;
   bool use_sm90_kernel(const AttentionShape& sh, const PagedKVBatch& level) const;
   // The level's kernels from the registry (compiled ahead or at run time).
   const cuda::AttnKernelTable* kernel_table(LevelKernel kernel, bool causal, bool own,

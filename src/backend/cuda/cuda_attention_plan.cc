@@ -152,9 +152,9 @@ void validate_attention_shape(const AttentionShape& sh) {
            sh.num_qo_heads);
 }
 
-LevelKernel graph_level_kernel(bool own, int head_dim) {
+LevelKernel graph_level_kernel(bool own, int head_dim, LevelKernel own_kernel) {
   if (cuda::generic_attention_serves(head_dim)) return LevelKernel::Generic;
-  return own ? LevelKernel::Decode : LevelKernel::Prefill;
+  return own ? own_kernel : LevelKernel::Prefill;
 }
 
 cuda::AttnKernelKey level_key(LevelKernel kernel, bool causal, bool own, const AttentionShape& sh) {

@@ -140,9 +140,9 @@ class CudaAttentionPlan final : public AttentionPlan {
 
 // The checks every plan makes on the attention shape (nc::Error naming the bad value).
 void validate_attention_shape(const AttentionShape& sh);
-// The kernel of a graph plan's level: the decode kernel (own level) or FA2 (shared levels), or
-// Generic on every level for the head dims it serves (attn_generic.h).
-LevelKernel graph_level_kernel(bool own, int head_dim);
+// The kernel of a graph plan's level: `own_kernel` (the graph decode choice, own level) or FA2
+// (shared levels), or Generic on every level for the head dims it serves (attn_generic.h).
+LevelKernel graph_level_kernel(bool own, int head_dim, LevelKernel own_kernel);
 // The configuration of a level's kernels (not SM90Prefill or Generic): the shape's soft cap on
 // every level, its window on the own (last) level only (shared levels are never masked, backend.h).
 cuda::AttnKernelKey level_key(LevelKernel kernel, bool causal, bool own, const AttentionShape& sh);

@@ -70,6 +70,7 @@ class CudaBackend final : public Backend {
   std::vector<float> to_host_f32(const Tensor& t) override { return ops_.to_host_f32(t); }
   int64_t free_memory_bytes() override { return device_free_memory_bytes(*ctx_); }
   void synchronize() { ctx_->synchronize(); }
+  CublasLtGemm& gemm() { return gemm_; }
 
   void embedding(const Tensor& table, const Tensor& ids, Tensor out) override {
     ops_.embedding(table, ids, out);
@@ -258,6 +259,12 @@ std::unique_ptr<Backend> make_cuda_backend(int device_index) {
 void cuda_synchronize(Backend& cuda) {
   cuda_backend(cuda, "cuda_synchronize").synchronize();
 }
+
+namespace cuda_host {
+CublasLtGemm& cuda_gemm(Backend& b) {
+  return cuda_backend(b, "cuda_gemm").gemm();
+}
+}  // namespace cuda_host
 
 void cuda_rope(Backend& cuda, Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin,
                int head_dim) {

@@ -1,8 +1,9 @@
 // Graph-safe attention plans (CudaAttention::plan_for_graph, cuda_attention.h): decode-only
 // steps planned into a graph slot's fixed region.
 //
-// The own (last) level runs FlashInfer's decode kernel, shared levels (cascade) its FA2 prefill
-// without mask, each planned in FlashInfer's CUDA-graph mode. A shared level is padded to B
+// The own (last) level runs FlashInfer's decode kernel (or its FA2 prefill, by option or
+// decode_choice.h's graph table), shared levels (cascade) its FA2 prefill without mask, each
+// planned in FlashInfer's CUDA-graph mode. A shared level is padded to B
 // entries with empty entries of no rows, so every plan of a slot has the same batch size and row
 // count, hence the same grid and workspace layout; empty entries (rows without a prefix at that
 // level) give an empty state that merges exactly.
@@ -67,6 +68,7 @@ std::unique_ptr<AttentionPlan> CudaAttention::plan_for_graph(const AttentionStep
   g.levels.push_back(&step.levels.back());
   const size_t nl = g.levels.size();
   const int B = g.own().batch_size(), page_size = shape.kv.page_size;
+  const LevelKernel own_kernel = graph_own_kernel(shape, B);
   std::vector<cuda::PlanQuery> queries(nl);
   for (size_t l = 0; l < nl; ++l) {
     const PagedKVBatch& in = *g.levels[l];
@@ -76,7 +78,7 @@ std::unique_ptr<AttentionPlan> CudaAttention::plan_for_graph(const AttentionStep
                         /*cuda_graph=*/true};
     const bool own = l + 1 == nl;
     queries[l].window_left = own ? shape.window_left : -1;
-    const LevelKernel kernel = graph_level_kernel(own, shape.head_dim);
+    const LevelKernel kernel = graph_level_kernel(own, shape.head_dim, own_kernel);
     if (kernel != LevelKernel::Generic)
       queries[l].kernels = kernel_table(kernel, g.levels[l]->causal, own, shape);
   }
@@ -101,7 +103,7 @@ std::unique_ptr<AttentionPlan> CudaAttention::plan_for_graph(const AttentionStep
     LevelPlan lp;
     lp.batch_size = B;
     lp.causal = g.levels[l]->causal;
-    lp.kernel = graph_level_kernel(own, shape.head_dim);
+    lp.kernel = graph_level_kernel(own, shape.head_dim, own_kernel);
     lp.table = queries[l].kernels;
     lp.side = plan->overlap && !own;
     lp.arrays = slot.levels[l];

@@ -49,7 +49,13 @@ void GraphSlots::make(GraphSlot& g, const std::vector<cuda::PlanQuery>& queries,
   for (size_t l = 0; l < nl; ++l) {
     size_t fb = 0;
     const bool own = l + 1 == nl;
-    level_workspace_size(graph_level_kernel(own, q.head_dim), queries[l], &fb, &int_bytes[l]);
+    // The own level runs the decode kernel or FA2 (graph_own_kernel): its table tells which;
+    // head dims on our generic kernel have no table.
+    const LevelKernel kernel =
+        !queries[l].kernels ? graph_level_kernel(own, q.head_dim, LevelKernel::Decode)
+        : own && queries[l].kernels->decode_run != nullptr ? LevelKernel::Decode
+                                                            : LevelKernel::Prefill;
+    level_workspace_size(kernel, queries[l], &fb, &int_bytes[l]);
     size_t& need = own ? own_fb : shared_fb;
     need = std::max(need, fb);
   }
