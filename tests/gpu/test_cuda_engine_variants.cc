@@ -23,6 +23,15 @@ const char* const kVariantFixtures[] = {"tiny-mistral", "tiny-gemma2", "tiny-gem
 // The model-variant suite's bound (bf16 through up to 6 layers; measured 2.98e-2 for tiny-gemma2).
 constexpr double kTol = 4e-2;
 
+// tiny-phi3-longrope's attention factor (1.87, in the rope table, so on q and k) multiplies
+// every attention score by 3.5: bf16 rounding of q and k moves its scores 3.5x as much as
+// tiny-phi3's. Measured on the H200, 2026-12-05: engine 6.3e-2, model 7.0e-2, cascade graphs
+// 1.14e-1, against tiny-phi3's 2.2e-2, 2.8e-2 and 3.6e-2 (its attention alone matches the CPU
+// within 1e-2: CudaHd96.*).
+double tolerance_for(const std::string& model) {
+  return model == "tiny-phi3-longrope" ? 3.5 * kTol : kTol;
+}
+
 std::string variant_dir(const std::string& m) {
   return std::string(NC_FIXTURES_DIR) + "/" + m;
 }
@@ -72,8 +81,8 @@ TEST_F(CudaEngineVariants, EagerAndGraphsMatchCpu) {
     }
     std::printf("%s: worst logits rel error vs CPU: eager %.2e, graphs %.2e\n", m, worst_eager,
                 worst_graph);
-    EXPECT_LE(worst_eager, kTol);
-    EXPECT_LE(worst_graph, kTol);
+    EXPECT_LE(worst_eager, tolerance_for(m));
+    EXPECT_LE(worst_graph, tolerance_for(m));
     EXPECT_EQ(mg.num_graph_steps(), decode_steps);
     EXPECT_EQ(mg.num_graphs(), 2);  // buckets 4 (3 rows) and 1
   }

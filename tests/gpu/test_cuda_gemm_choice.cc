@@ -48,11 +48,13 @@ class CudaGemmChoice : public ::testing::Test {
                     .string();
     std::filesystem::remove_all(cache_dir);
     setenv("NC_GEMM_CACHE", cache_dir.c_str(), 1);
+    setenv("NC_GEMM_TUNE", "1", 1);  // tuning is opt-in (cuda_gemm.h)
     gpu = make_cuda_backend(0);
   }
   void TearDown() override {
     gpu.reset();
     unsetenv("NC_GEMM_CACHE");
+    unsetenv("NC_GEMM_TUNE");
     std::filesystem::remove_all(cache_dir);
   }
 
@@ -247,7 +249,7 @@ TEST_F(CudaGemmChoice, TuningOffKeepsHeuristic) {
   // With NC_GEMM_TUNE=0 (read when the backend is made) a plan lists the heuristic's pick only.
   setenv("NC_GEMM_TUNE", "0", 1);
   auto plain = make_cuda_backend(0);
-  unsetenv("NC_GEMM_TUNE");
+  setenv("NC_GEMM_TUNE", "1", 1);
   const GemmCase c{2, 1024, 2048, false, false};
   Operands o = make(c);
   Tensor x = plain->upload(HostTensor{{c.n, c.k}, o.x});
@@ -258,6 +260,27 @@ TEST_F(CudaGemmChoice, TuningOffKeepsHeuristic) {
   plain->linear(x, w, Tensor(), out);
   EXPECT_EQ(gemm.chosen(x, w, Tensor(), out), 0);
   EXPECT_LE(rel_error(plain->to_host_f32(out), o.ref), kBf16Tol);
+}
+
+// Untuned (the default), a one-row product runs the GEMV kernel: measured faster than
+// cuBLASLt's pick for every decode projection of both benchmark shapes at one row (H200).
+TEST_F(CudaGemmChoice, UntunedOneRowTakesTheGemv) {
+  setenv("NC_GEMM_TUNE", "0", 1);
+  auto plain = make_cuda_backend(0);
+  setenv("NC_GEMM_TUNE", "1", 1);
+  for (const int64_t rows : {1, 2}) {
+    const GemmCase c{rows, 1024, 2048, false, false};
+    Operands o = make(c);
+    Tensor x = plain->upload(HostTensor{{c.n, c.k}, o.x});
+    Tensor w = plain->upload(HostTensor{{c.m, c.k}, o.w});
+    Tensor out = plain->alloc({c.n, c.m}, DType::BF16);
+    cuda_host::CublasLtGemm& gemm = cuda_host::cuda_gemm(*plain);
+    const std::vector<std::string> names = gemm.candidate_names(x, w, Tensor(), out);
+    ASSERT_EQ(names.size(), 1u);
+    EXPECT_EQ(names[0] == "gemv", rows == 1) << names[0];
+    plain->linear(x, w, Tensor(), out);
+    EXPECT_LE(rel_error(plain->to_host_f32(out), o.ref), kBf16Tol);
+  }
 }
 
 }  // namespace

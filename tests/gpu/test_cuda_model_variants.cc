@@ -40,6 +40,15 @@ const char* const kModels[] = {"tiny-mistral", "tiny-gemma2",        "tiny-gemma
 // (test_cuda_attention_variants.cc).
 constexpr double kTol = 5e-2;
 
+// tiny-phi3-longrope's attention factor (1.87, in the rope table, so on q and k) multiplies
+// every attention score by 3.5: bf16 rounding of q and k moves its scores 3.5x as much as
+// tiny-phi3's. Measured on the H200, 2026-12-05: engine 6.3e-2, model 7.0e-2, cascade graphs
+// 1.14e-1, against tiny-phi3's 2.2e-2, 2.8e-2 and 3.6e-2 (its attention alone matches the CPU
+// within 1e-2: CudaHd96.*).
+double tolerance_for(const std::string& model) {
+  return model == "tiny-phi3-longrope" ? 3.5 * kTol : kTol;
+}
+
 LoadedModel load_rounded(const std::string& name) {
   LoadedModel lm = load_model(fixtures() + "/" + name);
   for (auto& [tensor_name, t] : lm.weights)
@@ -90,7 +99,7 @@ TEST_F(CudaModelVariants, FixturesMatchCpu) {
         }
       }
     std::printf("%s: worst logits rel error GPU vs CPU %.2e\n", name, worst);
-    EXPECT_LE(worst, kTol) << name;
+    EXPECT_LE(worst, tolerance_for(name)) << name;
   }
 }
 
@@ -146,8 +155,8 @@ TEST_F(CudaModelVariants, CascadeGraphDecodeMatchesEagerAndCpu) {
     else
       EXPECT_GT(mg.num_graph_steps(), 0);
     EXPECT_EQ(me.num_graph_steps(), 0);
-    EXPECT_LE(worst.first, kTol);
-    EXPECT_LE(worst.second, kTol);
+    EXPECT_LE(worst.first, tolerance_for(name));
+    EXPECT_LE(worst.second, tolerance_for(name));
   }
 }
 

@@ -121,7 +121,7 @@ double time_launches(const Context& ctx, const LtLayouts& lt, const GemmCandidat
 
 GemmTuning GemmTuning::from_env() {
   GemmTuning t;
-  t.enabled = env_int("NC_GEMM_TUNE", 1) != 0;
+  t.enabled = env_int("NC_GEMM_TUNE", 0) != 0;
   t.max_rows = env_int("NC_GEMM_TUNE_MAX_ROWS", t.max_rows);
   t.top_n = std::max(1, env_int("NC_GEMM_TOP_N", t.top_n));
   return t;

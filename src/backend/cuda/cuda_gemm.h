@@ -13,8 +13,10 @@
 // into a CUDA graph never times: it runs the heuristic pick and leaves the plan untuned, so a
 // later eager call tunes it. Everything runs on the context's stream with its cuBLASLt workspace.
 //
-// Environment (read once per backend): NC_GEMM_TUNE=0 keeps the heuristic pick everywhere (the
-// behaviour before tuning); NC_GEMM_TUNE_MAX_ROWS (default 256) is the most rows a tuned shape
+// Environment (read once per backend): tuning is opt-in, NC_GEMM_TUNE=1 (measured on the H200,
+// 2026-12-05, `nc_gpu_bench gemm-decode`: the tuned picks were within noise of cuBLASLt's
+// heuristic except the GEMV kernel at one row, which untuned plans take by rule, so the timing
+// at start-up bought nothing); NC_GEMM_TUNE_MAX_ROWS (default 256) is the most rows a tuned shape
 // has; NC_GEMM_TOP_N (default 12) the heuristic algorithms asked for.
 #pragma once
 #include <compare>
@@ -34,7 +36,7 @@ class Backend;
 namespace nc::cuda_host {
 
 struct GemmTuning {
-  bool enabled = true;
+  bool enabled = false;  // NC_GEMM_TUNE=1: measured no gain beyond the GEMV at one row (H200)
   int max_rows = 256;
   int top_n = 12;
   static GemmTuning from_env();

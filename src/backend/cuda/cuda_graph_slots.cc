@@ -54,7 +54,7 @@ void GraphSlots::make(GraphSlot& g, const std::vector<cuda::PlanQuery>& queries,
     const LevelKernel kernel =
         !queries[l].kernels ? graph_level_kernel(own, q.head_dim, LevelKernel::Decode)
         : own && queries[l].kernels->decode_run != nullptr ? LevelKernel::Decode
-                                                            : LevelKernel::Prefill;
+                                                           : LevelKernel::Prefill;
     level_workspace_size(kernel, queries[l], &fb, &int_bytes[l]);
     size_t& need = own ? own_fb : shared_fb;
     need = std::max(need, fb);

@@ -160,6 +160,11 @@ void destroy_lt_layouts(LtLayouts& l) {
 
 std::vector<GemmCandidate> list_candidates(const Context& ctx, const LtLayouts& lt,
                                            const GemmArgs& a, int top_n, bool extras) {
+  // Untuned, one row takes the GEMV kernel: 1.0-2.6x faster than cuBLASLt's pick for every
+  // decode projection of the Qwen3-0.6B and Llama-3-8B shapes on the H200 (2026-12-05,
+  // `nc_gpu_bench gemm-decode`); from 16 rows it is 3-5x slower.
+  if (!extras && a.n == 1 && a.align >= 16 && cuda::gemv_supported(a.n, a.k, a.x, a.w))
+    return {{true, {}, "gemv"}};
   std::vector<GemmCandidate> cands;
   const std::vector<cublasLtMatmulAlgo_t> algos = heuristic_algos(ctx, lt, a, extras ? top_n : 1);
   for (size_t i = 0; i < algos.size(); ++i)
