@@ -160,9 +160,9 @@ void destroy_lt_layouts(LtLayouts& l) {
 
 std::vector<GemmCandidate> list_candidates(const Context& ctx, const LtLayouts& lt,
                                            const GemmArgs& a, int top_n, bool extras) {
-  // Untuned, one row takes the GEMV kernel: 1.0-2.6x faster than cuBLASLt's pick for every
-  // decode projection of the Qwen3-0.6B and Llama-3-8B shapes on the H200 (2026-12-05,
-  // `nc_gpu_bench gemm-decode`); from 16 rows it is 3-5x slower.
+  // Untuned, one row takes the GEMV kernel: 1.0-2.6x faster than cuBLASLt's pick for nine of
+  // the ten decode projections of the Qwen3-0.6B and Llama-3-8B shapes on the H200 (2026-12-05,
+  // `nc_gpu_bench gemm-decode`; 3% slower on the 8B gate_up); from 16 rows it is 3-5x slower.
   if (!extras && a.n == 1 && a.align >= 16 && cuda::gemv_supported(a.n, a.k, a.x, a.w))
     return {{true, {}, "gemv"}};
   std::vector<GemmCandidate> cands;
