@@ -1,6 +1,7 @@
 // Chat templates rendered by the Jinja engine against Hugging Face's apply_chat_template
 // (tests/data/chat_template_golden.json, made by tools/make_template_golden.py with transformers):
-// the official templates of Llama 3.1/3.2/3.3, Qwen 2.5/3, Mistral Nemo/Small 3.2, Gemma 2,
+// the official templates of Llama 3.1/3.2/3.3, Qwen 2.5/3, Mistral Nemo/Small 3.2, Gemma 2 and 3
+// (Gemma 3's committed in tests/data/templates: tools/make_template_golden.py says from where),
 // Phi-3.5, the DeepSeek-R1 distills (third_party/llama-jinja/templates, unpacked by
 // tools/setup.sh) and SmolLM2's (from its GGUF), over conversations with system prompts,
 // multi-turn histories, tools, tool calls and results, text parts and reasoning; byte for byte,
@@ -60,6 +61,8 @@ std::string template_text(const ojson& t) {
     if (!std::filesystem::exists(path)) return "";
     return GgufFile::open(path).get_string("tokenizer.chat_template", "");
   }
+  if (source.starts_with("data:"))  // committed beside the golden (tests/data/templates/)
+    return read_file(NC_FIXTURES_DIR "/../data/templates/" + source.substr(5));
   return std::filesystem::exists(kTemplates + source) ? read_file(kTemplates + source) : "";
 }
 

@@ -10,7 +10,10 @@ tests/data/chat_template_golden.json: the conversations, and for each (template,
 add_generation_prompt) the text, or the error HF raised. The C++ test needs no Python.
 
 Templates: third_party/llama-jinja/templates/*.jinja (tools/setup.sh unpacks them from
-llama-cpp-python's sdist) and SmolLM2's, read from the GGUF in models/.
+llama-cpp-python's sdist), SmolLM2's, read from the GGUF in models/, and tests/data/templates/
+(Gemma 3's, which neither ships: the `gemma3_template` string of unsloth 2026.3.4's
+unsloth/chat_templates.py, PyPI sdist sha256 7b260d4a...c9054, "obtained via
+print(tokenizer.chat_template)" of the model's tokenizer; extracted with ast.literal_eval).
 strftime_now is fixed at NOW (local time) so that the renders are stable.
 
   python3 -m venv /tmp/venv && /tmp/venv/bin/pip install transformers jinja2 gguf
@@ -43,6 +46,7 @@ TEMPLATE_LIST = [
     ("mistral-nemo", "mistralai-Mistral-Nemo-Instruct-2407.jinja", "<s>", "</s>"),
     ("mistral-small-3.2", "Mistral-Small-3.2-24B-Instruct-2506.jinja", "<s>", "</s>"),
     ("gemma-2", "google-gemma-2-2b-it.jinja", "<bos>", "<eos>"),
+    ("gemma-3", "data:google-gemma-3-it.jinja", "<bos>", "<eos>"),
     ("phi-3.5", "microsoft-Phi-3.5-mini-instruct.jinja", "<s>", "<|endoftext|>"),
     ("deepseek-r1-distill-llama", "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja", *DEEPSEEK),
     ("deepseek-r1-distill-qwen", "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", *DEEPSEEK),
@@ -156,6 +160,9 @@ def read_template(source):
         reader = GGUFReader(os.path.join(ROOT, "models", source[len("gguf:"):]))
         field = reader.fields["tokenizer.chat_template"]
         return bytes(field.parts[field.data[0]]).decode("utf-8")
+    if source.startswith("data:"):
+        with open(os.path.join(ROOT, "tests", "data", "templates", source[5:]), encoding="utf-8") as f:
+            return f.read()
     with open(os.path.join(TEMPLATES, source), encoding="utf-8") as f:
         return f.read()
 
