@@ -16,6 +16,7 @@
 #include "backend/cpu/cpu_isa.h"
 #include "backend/cpu/quant_dot.h"
 #include "backend/cpu/quant_fdot.h"
+#include "backend/cpu/quant_i16.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
@@ -23,13 +24,14 @@
 namespace nc {
 namespace {
 
-enum class Act { Float, X32, X256 };
+enum class Act { Float, X32, X256, X16 };
 
 struct Plan {
   qk::DotFn dot;
   Act act;
-  qk::Dot4Fn dot4 = nullptr;    // four W rows at once for a lone x row, where the path has it
-  qk::DotX4Fn dotx4 = nullptr;  // four x rows interleaved (XBlock32x4), where the path has it
+  qk::Dot4Fn dot4 = nullptr;          // four W rows at once for a lone x row, where the path has it
+  qk::DotX4Fn dotx4 = nullptr;        // four x rows interleaved (XBlock32x4), where the path has it
+  qk::QuantizeFn quantize = nullptr;  // Act::X16: the int16 quantizer
 };
 
 Plan plan_for(const qk::QuantKernels& k, DType t) {
@@ -95,6 +97,17 @@ const qk::FloatActKernels& float_kernels(CpuIsa isa) {
   return qk::kPortableFloatKernels;
 }
 
+// The int16-activation kernels (quant_i16.h): AVX2's serve the AVX-512 path too (the same bits).
+const qk::I16Kernels& i16_kernels(CpuIsa isa) {
+  if (isa == CpuIsa::Portable) return qk::kPortableI16Kernels;
+  static const qk::I16Kernels avx2 = [] {
+    qk::I16Kernels k = qk::kPortableI16Kernels;
+    qk::use_avx2_i16_kernels(&k);
+    return k;
+  }();
+  return avx2;
+}
+
 // The block format's index in the float-activation tables, or -1 for a float dtype.
 int block_format(DType t) {
   switch (t) {
@@ -127,17 +140,20 @@ void check_view(const CpuWeightView& w, int64_t N) {
 }
 
 // Quantized copies of the x rows; `x_stride` is the bytes between rows.
-const void* prepare_x(const float* x, int64_t N, int64_t K, Act act, const qk::QuantKernels& k,
-                      ThreadPool& pool, std::vector<uint8_t>& buf, int64_t* x_stride) {
+const void* prepare_x(const float* x, int64_t N, int64_t K, const Plan& plan,
+                      const qk::QuantKernels& k, ThreadPool& pool, std::vector<uint8_t>& buf,
+                      int64_t* x_stride) {
+  const Act act = plan.act;
   if (act == Act::Float) {
     *x_stride = K * int64_t(sizeof(float));
     return x;
   }
   const bool x32 = act == Act::X32;
-  *x_stride = x32 ? K / qk::kQK * int64_t(sizeof(qk::XBlock32))
-                  : K / qk::kQKK * int64_t(sizeof(qk::XBlock256));
+  *x_stride = act == Act::X16 ? K / qk::kQK * int64_t(sizeof(qk::XBlock16))
+              : x32           ? K / qk::kQK * int64_t(sizeof(qk::XBlock32))
+                              : K / qk::kQKK * int64_t(sizeof(qk::XBlock256));
   buf.resize(size_t(N * *x_stride));
-  const qk::QuantizeFn q = x32 ? k.quantize32 : k.quantize256;
+  const qk::QuantizeFn q = act == Act::X16 ? plan.quantize : x32 ? k.quantize32 : k.quantize256;
   uint8_t* dst = buf.data();
   const int64_t stride = *x_stride;
   auto run = [&](int64_t b, int64_t e) {
@@ -222,14 +238,23 @@ void matmul_float_act(const float* x, int64_t N, const CpuWeightView& w, float* 
 }  // namespace
 
 const char* cpu_activations_name(CpuActivations a) {
-  return a == CpuActivations::F32 ? "f32" : "int8";
+  switch (a) {
+    case CpuActivations::F32:
+      return "f32";
+    case CpuActivations::Int16:
+      return "int16";
+    case CpuActivations::Int8:
+      break;
+  }
+  return "int8";
 }
 
 CpuActivations cpu_activations_parse(const char* value) {
   if (value == nullptr || *value == '\0') return CpuActivations::Int8;
   for (CpuActivations a : kAllCpuActivations)
     if (std::string_view(value) == cpu_activations_name(a)) return a;
-  fail_as(ErrorKind::InvalidArgument, "NC_CPU_ACTIVATIONS={}: unknown value (f32 or int8)", value);
+  fail_as(ErrorKind::InvalidArgument, "NC_CPU_ACTIVATIONS={}: unknown value (int8, int16 or f32)",
+          value);
 }
 
 namespace {
@@ -268,12 +293,15 @@ void cpu_matmul(const float* x, int64_t N, const CpuWeightView& w, float* out, T
     if (N > 0 && w.rows > 0) matmul_float_act(x, N, w, out, pool, float_kernels(isa), f);
     return;
   }
-  const Plan plan = plan_for(k, w.dtype);
+  Plan plan = plan_for(k, w.dtype);
+  if (act == CpuActivations::Int16 && f >= 0) {
+    const qk::I16Kernels& ik = i16_kernels(isa);
+    plan = {ik.dot[f], Act::X16, ik.dot4[f], nullptr, ik.quantize};
+  }
   if (N == 0 || w.rows == 0) return;
   thread_local std::vector<uint8_t> xbuf;
   int64_t xs = 0;
-  const auto* xq =
-      static_cast<const uint8_t*>(prepare_x(x, N, w.cols, plan.act, k, pool, xbuf, &xs));
+  const auto* xq = static_cast<const uint8_t*>(prepare_x(x, N, w.cols, plan, k, pool, xbuf, &xs));
   const int64_t M = w.rows, K = w.cols;
   static_assert(sizeof(qk::XBlock32x4) == 4 * sizeof(qk::XBlock32));
   thread_local std::vector<uint8_t> x4buf;

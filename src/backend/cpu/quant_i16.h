@@ -1,0 +1,51 @@
+// Int16-activation kernels over block weights (NC_CPU_ACTIVATIONS=int16, cpu_matmul.h): the
+// activation row is quantized per 32 values to int16, and each block's weights, widened to int16,
+// meet it in exact integer dot products; one float multiply-add per 32 values then scales them.
+//
+// Activation blocks (XBlock16, every format, K formats included: a super-block is 8 of them):
+//   d = max|x| / 32767 over the 32 values, q = round-half-even(x * (1 / d)) (d = 0 gives q = 0),
+//   s = the float sum of the 32 values themselves (not of the quantized ones), in a fixed order:
+//   t_l = ((x[l] + x[l + 8]) + x[l + 16]) + x[l + 24] for l < 8, then hsum8(t) below.
+//   A value is off by at most d / 2 = max|x| / 65534 (258x finer than int8's max|x| / 254).
+//
+// Contract (order), the same on every path (portable, AVX2; the AVX-512 path runs AVX2's), so
+// the paths agree bit for bit: for each output, 8 float lanes acc[l] and a float `mins` start at
+// 0; for each 32-value block in increasing k, with integer lane sums
+//   P[l] = sum of wq[e] * xq[e] over e in {2l, 2l + 1, 2l + 16, 2l + 17} (exact),
+//   acc[l] = fma(f, float(P[l]), acc[l]) with f the block's factor:
+//     Q4_0: d * xd, wq = q - 8;  Q4_1: d * xd, then mins = mins + m * xs;  Q8_0: d * xd;
+//     Q4_K/Q5_K sub-block j: (d * sc_j) * xd, then mins = mins + (-(dmin * mn_j)) * xs;
+//     Q6_K (two sub-blocks of 16 per block, wq = q - 32): first the lanes of e < 16 with
+//       (d * sc_a) * xd (P over {2l, 2l + 1}), then those of e >= 16 with (d * sc_b) * xd;
+// and out = hsum8(acc) + mins, hsum8(a) = ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)).
+// Every kernel that serves several rows (four W rows at N = 1, up to four x rows at N > 1)
+// performs per output exactly these operations, so a row's bits do not depend on its batch.
+// Integer ranges: |P[l]| <= 4 * 127 * 32767 (Q8_0), far inside int32.
+//
+// Included by the vector translation units: plain declarations only.
+#pragma once
+#include <cstdint>
+
+#include "backend/cpu/quant_blocks.h"
+#include "backend/cpu/quant_dot.h"
+#include "backend/cpu/quant_fdot.h"
+
+namespace nc::qk {
+
+struct XBlock16 {
+  float d, s;
+  int16_t q[kQK];
+};
+
+struct I16Kernels {
+  QuantizeFn quantize = nullptr;       // cols floats (a multiple of 32) -> XBlock16s
+  DotFn dot[kNumBlockFormats] = {};    // x rows are XBlock16s (quant_dot.h's DotFn shape)
+  Dot4Fn dot4[kNumBlockFormats] = {};  // null where a path has none
+};
+
+// Plain C++, any CPU (quant_i16.cc).
+extern const I16Kernels kPortableI16Kernels;
+// AVX2 + FMA + F16C (quant_i16_avx2.cc); callable only where cpu_isa.h says so.
+void use_avx2_i16_kernels(I16Kernels* k);
+
+}  // namespace nc::qk
