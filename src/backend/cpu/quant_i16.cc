@@ -24,11 +24,13 @@ void quantize(const float* x, int64_t cols, void* out) {
     for (int j = 0; j < kQK; ++j) amax = std::fmax(amax, std::fabs(x[j]));
     const float d = amax / 32767.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    for (int j = 0; j < kQK; ++j) b->q[j] = int16_t(std::nearbyint(x[j] * id));
+    int sum = 0;
+    for (int j = 0; j < kQK; ++j) sum += b->q[j] = int16_t(std::nearbyint(x[j] * id));
     float t[8];
     for (int l = 0; l < 8; ++l) t[l] = ((x[l] + x[l + 8]) + x[l + 16]) + x[l + 24];
     b->d = d;
     b->s = hsum8(t);
+    b->e = b->s - d * float(sum);
   }
 }
 
@@ -59,14 +61,15 @@ float one_q4_0(const void* w, const XBlock16* y, int64_t cols) {
 
 float one_q4_1(const void* w, const XBlock16* y, int64_t cols) {
   const auto* b = static_cast<const BlockQ4_1*>(w);
-  float acc[8] = {}, mins = 0.0f;
+  float acc[8] = {}, mins = 0.0f, cen = 0.0f;
   for (int64_t i = 0; i < cols / kQK; ++i) {
     int wq[kQK];
     for (int j = 0; j < 16; ++j) wq[j] = b[i].qs[j] & 0x0F, wq[j + 16] = b[i].qs[j] >> 4;
     block_fma(wq, y[i].q, h2f(b[i].d) * y[i].d, acc);
     mins = mins + h2f(b[i].m) * y[i].s;
+    cen = cen + h2f(b[i].d) * (kCentreQ4 * y[i].e);
   }
-  return hsum8(acc) + mins;
+  return (hsum8(acc) + mins) + cen;
 }
 
 float one_q8_0(const void* w, const XBlock16* y, int64_t cols) {
@@ -83,7 +86,7 @@ float one_q8_0(const void* w, const XBlock16* y, int64_t cols) {
 template <bool kFive, typename Block>
 float one_q45_k(const void* w, const XBlock16* y, int64_t cols) {
   const auto* b = static_cast<const Block*>(w);
-  float acc[8] = {}, mins = 0.0f;
+  float acc[8] = {}, mins = 0.0f, cen = 0.0f;
   for (int64_t i = 0; i < cols / kQKK; ++i)
     for (int g = 0; g < 8; ++g) {
       int sc, mn;
@@ -96,10 +99,12 @@ float one_q45_k(const void* w, const XBlock16* y, int64_t cols) {
           wq[j] |= ((reinterpret_cast<const BlockQ5_K*>(b + i)->qh[j] >> g) & 1) << 4;
       }
       const XBlock16& x = y[8 * i + g];
-      block_fma(wq, x.q, (h2f(b[i].d) * float(sc)) * x.d, acc);
+      const float dl = h2f(b[i].d) * float(sc);
+      block_fma(wq, x.q, dl * x.d, acc);
       mins = mins + (-(h2f(b[i].dmin) * float(mn))) * x.s;
+      cen = cen + dl * ((kFive ? kCentreQ5 : kCentreQ4) * x.e);
     }
-  return hsum8(acc) + mins;
+  return (hsum8(acc) + mins) + cen;
 }
 
 float one_q6_k(const void* w, const XBlock16* y, int64_t cols) {

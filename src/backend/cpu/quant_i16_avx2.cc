@@ -45,12 +45,15 @@ void quantize(const float* x, int64_t cols, void* out) {
     const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
     const __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
     // packs work within 128-bit lanes: restore the order with a 64-bit permute.
-    const __m256i p0 = _mm256_packs_epi32(round_i32(v0, id), round_i32(v1, id));
-    const __m256i p1 = _mm256_packs_epi32(round_i32(v2, id), round_i32(v3, id));
+    const __m256i i0 = round_i32(v0, id), i1 = round_i32(v1, id);
+    const __m256i i2 = round_i32(v2, id), i3 = round_i32(v3, id);
+    const int sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+    const __m256i p0 = _mm256_packs_epi32(i0, i1), p1 = _mm256_packs_epi32(i2, i3);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(b->q), _mm256_permute4x64_epi64(p0, 0xD8));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(b->q + 16), _mm256_permute4x64_epi64(p1, 0xD8));
     b->d = d;
     b->s = hsum(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(v0, v1), v2), v3));
+    b->e = b->s - d * float(sum);
   }
 }
 
@@ -78,6 +81,7 @@ struct DecQ4_0 {
 struct DecQ4_1 {
   using Block = BlockQ4_1;
   static constexpr int kUnits = 1;
+  static constexpr float kCentre = kCentreQ4;
   static constexpr bool kMin = true, kSplit = false;
   static void load(const Block& b, int, __m256i* lo, __m256i* hi) {
     const __m256i v = u8_16(b.qs);
@@ -105,6 +109,7 @@ template <bool kFive>
 struct DecQ45_K {
   using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
   static constexpr int kUnits = 8;
+  static constexpr float kCentre = kFive ? kCentreQ5 : kCentreQ4;
   static constexpr bool kMin = true, kSplit = false;
   static void load(const Block& b, int g, __m256i* lo, __m256i* hi) {
     const uint8_t* q = b.qs + 32 * (g / 2);
@@ -158,9 +163,9 @@ void tile(const void* w, int64_t ws, const void* x, int64_t xs, int64_t cols, fl
           int64_t os) {
   using Block = typename Dec::Block;
   __m256 acc[MW][NX];
-  float mins[MW][NX];
+  float mins[MW][NX], cen[MW][NX];
   for (int j = 0; j < MW; ++j)
-    for (int r = 0; r < NX; ++r) acc[j][r] = _mm256_setzero_ps(), mins[j][r] = 0.0f;
+    for (int r = 0; r < NX; ++r) acc[j][r] = _mm256_setzero_ps(), mins[j][r] = cen[j][r] = 0.0f;
   const XBlock16* y[NX];
   for (int r = 0; r < NX; ++r)
     y[r] = reinterpret_cast<const XBlock16*>(static_cast<const uint8_t*>(x) + r * xs);
@@ -186,13 +191,16 @@ void tile(const void* w, int64_t ws, const void* x, int64_t xs, int64_t cols, fl
           const __m256 p = _mm256_cvtepi32_ps(_mm256_add_epi32(plo, phi));
           acc[j][r] = _mm256_fmadd_ps(_mm256_set1_ps(fa * yb.d), p, acc[j][r]);
         }
-        if constexpr (Dec::kMin) mins[j][r] = mins[j][r] + m * yb.s;
+        if constexpr (Dec::kMin) {
+          mins[j][r] = mins[j][r] + m * yb.s;
+          cen[j][r] = cen[j][r] + fa * (Dec::kCentre * yb.e);
+        }
       }
     }
   }
   for (int j = 0; j < MW; ++j)
     for (int r = 0; r < NX; ++r)
-      out[j + r * os] = Dec::kMin ? hsum(acc[j][r]) + mins[j][r] : hsum(acc[j][r]);
+      out[j + r * os] = Dec::kMin ? (hsum(acc[j][r]) + mins[j][r]) + cen[j][r] : hsum(acc[j][r]);
 }
 
 template <class Dec>
@@ -222,6 +230,7 @@ void q4_1_four_w(const void* w, int64_t ws, const void* x, int64_t cols, float* 
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                    _mm256_setzero_ps()};
   __m256 mins = _mm256_setzero_ps();  // lanes 1, 3, 5, 7: the four rows' min sums
+  __m256 cen = _mm256_setzero_ps();   // lanes 0, 2, 4, 6: their centring sums
   for (int64_t i = 0; i < cols / kQK; ++i) {
     const BlockQ4_1* b[4];
     int32_t dm[4];
@@ -234,6 +243,7 @@ void q4_1_four_w(const void* w, int64_t ws, const void* x, int64_t cols, float* 
         _mm256_setr_ps(y[i].d, y[i].s, y[i].d, y[i].s, y[i].d, y[i].s, y[i].d, y[i].s);
     const __m256 prod = _mm256_mul_ps(dm8, yds);
     mins = _mm256_add_ps(mins, prod);
+    cen = _mm256_add_ps(cen, _mm256_mul_ps(dm8, _mm256_set1_ps(kCentreQ4 * y[i].e)));
     const __m256i xlo = load256(y[i].q), xhi = load256(y[i].q + 16);
     for (int j = 0; j < 4; ++j) {
       __m256i lo, hi;
@@ -243,9 +253,10 @@ void q4_1_four_w(const void* w, int64_t ws, const void* x, int64_t cols, float* 
           _mm256_fmadd_ps(_mm256_permutevar8x32_ps(prod, idx[j]), _mm256_cvtepi32_ps(p), acc[j]);
     }
   }
-  float m[8];
+  float m[8], c[8];
   _mm256_storeu_ps(m, mins);
-  for (int j = 0; j < 4; ++j) out[j] = hsum(acc[j]) + m[2 * j + 1];
+  _mm256_storeu_ps(c, cen);
+  for (int j = 0; j < 4; ++j) out[j] = (hsum(acc[j]) + m[2 * j + 1]) + c[2 * j];
 }
 
 void q8_0_four_w(const void* w, int64_t ws, const void* x, int64_t cols, float* out) {
