@@ -185,6 +185,25 @@ const uint8_t* interleave_x4(const uint8_t* xq, int64_t xs, int64_t groups, int6
   return buf.data();
 }
 
+// The same for XBlock16 rows, as XBlock16x4 groups (quant_i16.h).
+const uint8_t* interleave_x4_16(const uint8_t* xq, int64_t xs, int64_t groups, int64_t blocks,
+                                std::vector<uint8_t>& buf) {
+  buf.resize(size_t(groups * 4 * xs));
+  for (int64_t g = 0; g < groups; ++g) {
+    auto* dst = reinterpret_cast<qk::XBlock16x4*>(buf.data() + g * 4 * xs);
+    for (int r = 0; r < 4; ++r) {
+      const auto* src = reinterpret_cast<const qk::XBlock16*>(xq + (4 * g + r) * xs);
+      for (int64_t i = 0; i < blocks; ++i) {
+        dst[i].d[r] = src[i].d;
+        dst[i].s[r] = src[i].s;
+        dst[i].e[r] = src[i].e;
+        std::memcpy(dst[i].q[r], src[i].q, sizeof(src[i].q));
+      }
+    }
+  }
+  return buf.data();
+}
+
 // At N = 1 the weights stream from memory once per step: ask for the four rows kPrefetchRows
 // ahead of the ones being multiplied (within this thread's range), so that the loads of the next
 // rows are in flight while these are computed.
@@ -296,7 +315,7 @@ void cpu_matmul(const float* x, int64_t N, const CpuWeightView& w, float* out, T
   Plan plan = plan_for(k, w.dtype);
   if (act == CpuActivations::Int16 && f >= 0) {
     const qk::I16Kernels& ik = i16_kernels(isa);
-    plan = {ik.dot[f], Act::X16, ik.dot4[f], nullptr, ik.quantize};
+    plan = {ik.dot[f], Act::X16, ik.dot4[f], ik.dotx4[f], ik.quantize};
   }
   if (N == 0 || w.rows == 0) return;
   thread_local std::vector<uint8_t> xbuf;
@@ -305,8 +324,10 @@ void cpu_matmul(const float* x, int64_t N, const CpuWeightView& w, float* out, T
   const int64_t M = w.rows, K = w.cols;
   static_assert(sizeof(qk::XBlock32x4) == 4 * sizeof(qk::XBlock32));
   thread_local std::vector<uint8_t> x4buf;
-  const uint8_t* x4 =
-      plan.dotx4 && N >= 4 ? interleave_x4(xq, xs, N / 4, K / qk::kQK, x4buf) : nullptr;
+  const uint8_t* x4 = nullptr;
+  if (plan.dotx4 && N >= 4)
+    x4 = plan.act == Act::X16 ? interleave_x4_16(xq, xs, N / 4, K / qk::kQK, x4buf)
+                              : interleave_x4(xq, xs, N / 4, K / qk::kQK, x4buf);
   const int64_t row_bytes = int64_t(dtype_bytes(w.dtype, K));
   // A multiple of 4 rows, so that the four-row kernel covers whole tiles.
   const int64_t tile = std::max<int64_t>(4, kTileBytes / row_bytes / 4 * 4);

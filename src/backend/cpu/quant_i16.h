@@ -48,10 +48,19 @@ struct XBlock16 {
 // The centres c (see above).
 constexpr float kCentreQ4 = 7.5f, kCentreQ5 = 15.5f;
 
+// Block i of four XBlock16 rows side by side (rows r = 0..3): the same values, laid out so that a
+// kernel loads the four rows' d, s and e with one load each.
+struct XBlock16x4 {
+  float d[4], s[4], e[4];
+  int16_t q[4][kQK];
+};
+static_assert(sizeof(XBlock16x4) == 4 * sizeof(XBlock16));
+
 struct I16Kernels {
-  QuantizeFn quantize = nullptr;       // cols floats (a multiple of 32) -> XBlock16s
-  DotFn dot[kNumBlockFormats] = {};    // x rows are XBlock16s (quant_dot.h's DotFn shape)
-  Dot4Fn dot4[kNumBlockFormats] = {};  // null where a path has none
+  QuantizeFn quantize = nullptr;         // cols floats (a multiple of 32) -> XBlock16s
+  DotFn dot[kNumBlockFormats] = {};      // x rows are XBlock16s (quant_dot.h's DotFn shape)
+  Dot4Fn dot4[kNumBlockFormats] = {};    // null where a path has none
+  DotX4Fn dotx4[kNumBlockFormats] = {};  // x rows as XBlock16x4s; null where a path has none
 };
 
 // Plain C++, any CPU (quant_i16.cc).
