@@ -1,6 +1,7 @@
-// cpu_matmul: validates the weight view, then splits the W rows across the pool. Int8 activations:
-// the x rows are quantized once (where the format's dot product wants it), and each thread walks
-// its rows in tiles small enough to stay in cache while every x row passes over them. Float
+// cpu_matmul: validates the weight view, then splits the W rows across the pool. Int8 and int16
+// activations: the x rows are quantized once (where the format's dot product wants it; int16:
+// quant_i16.h), and each thread walks its rows in tiles small enough to stay in cache while every
+// x row passes over them (four rows at a time interleaved where the path has such kernels). Float
 // activations against block weights: at N = 1 the weight rows are decoded in registers, four at a
 // time; at N > 1 each thread decodes a strip of its rows into a cache-resident float buffer and
 // runs the path's gemm over all x rows (quant_fdot.h: the same bits either way).
