@@ -17,19 +17,19 @@
 // Contract (order), the same on every path (portable, AVX2; the AVX-512 path runs AVX2's), so
 // the paths agree bit for bit: for each output, 8 float lanes acc[l] and floats `mins`, `cen`
 // start at 0; for each 32-value block in increasing k, with integer lane sums
-//   P[l] = sum of wq[e] * xq[e] over e in {2l, 2l + 1, 2l + 16, 2l + 17} (exact),
+//   P[l] = sum of wq[i] * xq[i] over elements i in {2l, 2l + 1, 2l + 16, 2l + 17} (exact),
 //   acc[l] = fma(f, float(P[l]), acc[l]) with f the block's factor:
 //     Q4_0: d * xd, wq = q - 8;  Q8_0: d * xd;
 //     Q4_1: d * xd, then mins = mins + m * xs, cen = cen + d * (7.5 * xe);
 //     Q4_K/Q5_K sub-block j: dl * xd with dl = d * sc_j, then mins = mins + (-(dmin * mn_j)) * xs,
 //       cen = cen + dl * (c * xe);
-//     Q6_K (two sub-blocks of 16 per block, wq = q - 32): first the lanes of e < 16 with
-//       (d * sc_a) * xd (P over {2l, 2l + 1}), then those of e >= 16 with (d * sc_b) * xd;
+//     Q6_K (two sub-blocks of 16 per block, wq = q - 32): first the lanes of i < 16 with
+//       (d * sc_a) * xd (P over {2l, 2l + 1}), then those of i >= 16 with (d * sc_b) * xd;
 // and out = (hsum8(acc) + mins) + cen for Q4_1/Q4_K/Q5_K, hsum8(acc) for the others, where
 // hsum8(a) = ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)).
-// Every kernel that serves several rows (four W rows at N = 1, up to four x rows at N > 1)
-// performs per output exactly these operations, so a row's bits do not depend on its batch.
-// Integer ranges: |P[l]| <= 4 * 127 * 32767 (Q8_0), far inside int32.
+// Every kernel that serves several rows (four W rows at N = 1, four x rows at N > 1, alone or
+// interleaved as XBlock16x4s) performs per output exactly these operations, so a row's bits do not
+// depend on its batch. Integer ranges: |P[l]| <= 4 * 127 * 32767 (Q8_0), far inside int32.
 //
 // Included by the vector translation units: plain declarations only.
 #pragma once
