@@ -3,7 +3,7 @@
 // N = 1, 8 and 32 x rows, beside the bandwidth of a plain memcpy measured in the same run (bytes
 // read per second). Threads: NC_NUM_THREADS (or the hardware); path: NC_CPU_ISA (or the best).
 // Then one decode step's matmuls of the whole model (see model_step). Activations:
-// NC_CPU_ACTIVATIONS (f32 or int8; cpu_matmul.h).
+// NC_CPU_ACTIVATIONS (int8, int16 or f32; cpu_matmul.h). `--step-only`: the model step alone.
 // A plain program (no Google Benchmark) so that a static build runs on any x86-64 machine:
 //   NC_NUM_THREADS=2 ./build/bench/nc_cpu_matmul_bw
 #include <time.h>
@@ -132,7 +132,8 @@ void model_step(nc::ThreadPool& pool, double copy_gbs) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  const bool step_only = argc > 1 && std::string(argv[1]) == "--step-only";
   nc::ThreadPool& pool = nc::ThreadPool::global();
   std::printf("threads %d, path %s, activations %s\n", pool.size(),
               nc::cpu_isa_name(nc::cpu_isa_active()),
@@ -143,16 +144,17 @@ int main() {
   std::printf("memcpy (256 MiB)          %7.2f GB/s read\n", copy);
   for (nc::DType t : {nc::DType::Q4_1, nc::DType::Q8_0})
     for (int64_t M : {1536, 49152})
-      for (int64_t N : {1, 8, 32}) {
-        double bytes = 0;
-        const Timing tm = matmul_time(t, M, 576, N, pool, &bytes);
-        const double g = bytes / tm.wall / 1e9;
-        std::printf(
-            "%-5s M=%-6lld K=576 N=%-3lld %8.1f us %7.2f GB/s of weights (%.2fx memcpy), "
-            "%.2f GB per CPU-second\n",
-            std::string(nc::dtype_name(t)).c_str(), (long long)M, (long long)N, tm.wall * 1e6, g,
-            g / copy, bytes / tm.cpu / 1e9);
-      }
+      if (!step_only)
+        for (int64_t N : {1, 8, 32}) {
+          double bytes = 0;
+          const Timing tm = matmul_time(t, M, 576, N, pool, &bytes);
+          const double g = bytes / tm.wall / 1e9;
+          std::printf(
+              "%-5s M=%-6lld K=576 N=%-3lld %8.1f us %7.2f GB/s of weights (%.2fx memcpy), "
+              "%.2f GB per CPU-second\n",
+              std::string(nc::dtype_name(t)).c_str(), (long long)M, (long long)N, tm.wall * 1e6, g,
+              g / copy, bytes / tm.cpu / 1e9);
+        }
   model_step(pool, copy);
   return 0;
 }

@@ -8,6 +8,7 @@
 
 #include "backend/cpu/cpu_matmul.h"
 #include "backend/cpu/quant_dot.h"
+#include "backend/cpu/quant_i16.h"
 #include "core/dtype.h"
 #include "formats/gguf.h"
 
@@ -85,11 +86,18 @@ inline std::vector<float> dequantized(DType t, const std::vector<uint8_t>& w, in
 }
 
 // The activation row as the format's dot product sees it (dequantized int8 blocks in int8 mode,
-// or x itself).
+// or x itself; int16 mode: its quantized values, though its min terms use x's own sums).
 inline std::vector<float> activation_as_seen(DType t, CpuActivations act, const float* x,
                                              int64_t cols) {
   std::vector<float> out(x, x + cols);
   if (!dtype_is_block(t) || act == CpuActivations::F32) return out;
+  if (act == CpuActivations::Int16) {
+    std::vector<qk::XBlock16> b(size_t(cols / qk::kQK));
+    qk::kPortableI16Kernels.quantize(x, cols, b.data());
+    for (int64_t i = 0; i < cols; ++i)
+      out[size_t(i)] = b[size_t(i / qk::kQK)].d * float(b[size_t(i / qk::kQK)].q[i % qk::kQK]);
+    return out;
+  }
   const int bs = dtype_block_elems(t) == 32 ? qk::kQK : qk::kQKK;
   if (bs == qk::kQK) {
     std::vector<qk::XBlock32> b(size_t(cols / bs));

@@ -1,9 +1,10 @@
-// cpu_matmul over every stored weight format, every ISA path this CPU has and both activation
-// modes: against float64 references (over the dequantized blocks and the activations it sees:
+// cpu_matmul over every stored weight format, every ISA path this CPU has and every activation
+// mode: against float64 references (over the dequantized blocks and the activations it sees:
 // tight; int8 mode over the original float x: within the activation quantization bound), the
 // paths against each other, batch and thread invariance bit for bit, cpu_weight_row against
-// dequantize(), and errors. A path this CPU lacks (AVX-512 on the dev machine) is skipped by
-// name (CpuQuant.EveryPathIsRunHere); run the suite on a CPU with it to cover it:
+// dequantize(), and errors. Int16 activations: portable == AVX2 == AVX-512 bit for bit. A path this
+// CPU lacks (AVX-512 on the dev machine) is skipped by name (CpuQuant.EveryPathIsRunHere); run the
+// suite on a CPU with it to cover it:
 //   nc_tests --gtest_filter='CpuQuant*:CpuFloatAct*'
 
 #include <gtest/gtest.h>
@@ -54,10 +55,12 @@ std::string path_name(DType t, CpuIsa isa, CpuActivations act) {
 }
 
 // The largest activation rounding error of a block: half its quantization step, with a margin for
-// the float rounding of x * (1 / d).
+// the float rounding of x * (1 / d). Int16 quantizes every format per 32 values to +-32767.
 double act_step_bound(DType t, CpuActivations act, const float* x, int64_t cols, const float* w) {
   if (!dtype_is_block(t) || act == CpuActivations::F32) return 0.0;
-  const int64_t bs = dtype_block_elems(t) == 32 ? 32 : 256;
+  const bool i16 = act == CpuActivations::Int16;
+  const int64_t bs = dtype_block_elems(t) == 32 || i16 ? 32 : 256;
+  const double levels = i16 ? 32767.0 : 127.0;
   double bound = 0.0;
   for (int64_t b = 0; b < cols; b += bs) {
     double amax = 0.0, wsum = 0.0;
@@ -65,7 +68,7 @@ double act_step_bound(DType t, CpuActivations act, const float* x, int64_t cols,
       amax = std::max(amax, double(std::fabs(x[i])));
       wsum += std::fabs(double(w[i]));
     }
-    bound += (amax / 127.0 / 2.0) * 1.001 * wsum;
+    bound += (amax / levels / 2.0) * 1.001 * wsum;
   }
   return bound;
 }
@@ -94,7 +97,11 @@ TEST(CpuQuant, MatchesFloat64ReferencesOnEveryPath) {
               const double got = out[size_t(n * p.M + m)];
               SCOPED_TRACE(testing::Message()
                            << path_name(t, isa, act) << " K=" << K << " n=" << n << " m=" << m);
-              EXPECT_NEAR(got, seen, 1e-5 * mag + 1e-30);
+              // Int16's min terms use the exact sums of x, not of the quantized values: its
+              // check is the (258x tighter) bound below.
+              if (act != CpuActivations::Int16) {
+                EXPECT_NEAR(got, seen, 1e-5 * mag + 1e-30);
+              }
               EXPECT_NEAR(got, exact, 1e-5 * mag + act_step_bound(t, act, x, K, w));
             }
           }
@@ -112,6 +119,11 @@ TEST(CpuQuant, EveryPathAgreesWithPortable) {
       const std::vector<float> wf = test::dequantized(t, p.w, p.M * p.K);
       for (CpuIsa isa : supported_isas()) {
         const std::vector<float> out = run(p, pool, isa, act);
+        if (act == CpuActivations::Int16 && dtype_is_block(t)) {  // one order on every path
+          EXPECT_EQ(0, std::memcmp(out.data(), ref.data(), out.size() * 4))
+              << path_name(t, isa, act);
+          continue;
+        }
         for (int64_t n = 0; n < p.N; ++n)
           for (int64_t m = 0; m < p.M; ++m) {
             double mag = 0;
@@ -226,6 +238,8 @@ TEST(CpuQuant, BadInputNamesTheValue) {
   EXPECT_EQ(cpu_activations_parse(""), CpuActivations::Int8);
   EXPECT_EQ(cpu_activations_parse("int8"), CpuActivations::Int8);
   EXPECT_EQ(cpu_activations_parse("f32"), CpuActivations::F32);
+  EXPECT_EQ(cpu_activations_parse("int16"), CpuActivations::Int16);
+  expect_error([&] { cpu_activations_parse("INT16"); }, {"NC_CPU_ACTIVATIONS=INT16", "int16"});
   const CpuActivations saved = cpu_activations_active();
   for (CpuActivations a : kAllCpuActivations) {
     set_cpu_activations(a);

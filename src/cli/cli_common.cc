@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <map>
 
+#include "backend/cpu/cpu_matmul.h"
+
 namespace nc::cli {
 
 CLI::Option* repeatable(CLI::Option* opt) {
@@ -64,6 +66,13 @@ void EngineFlags::add_to(CLI::App& app, bool with_trace) {
                "always copy logits to the host and sample there");
   app.add_flag("!--no-async-scheduling", cfg.async_scheduling,
                "wait for each step's tokens before scheduling the next");
+  std::vector<std::string> modes;
+  for (CpuActivations a : kAllCpuActivations) modes.push_back(cpu_activations_name(a));
+  app.add_option("--cpu-activations", cpu_activations,
+                 "CPU backend: activations against quantized weights: int8 (default; fastest at "
+                 "batch 1), int16 or f32 (exact); overrides NC_CPU_ACTIVATIONS")
+      ->check(CLI::IsMember(modes))
+      ->each([](const std::string& v) { set_cpu_activations(cpu_activations_parse(v.c_str())); });
   app.add_option("--grammar-timeout", cfg.grammar_compile_timeout_s,
                  "structured output: seconds a grammar may take to compile")
       ->capture_default_str();
@@ -79,6 +88,10 @@ std::shared_ptr<MemoryTraceWriter> EngineFlags::open_memory_trace() const {
 
 void attach_memory_trace(Engine& engine, const std::shared_ptr<MemoryTraceWriter>& trace) {
   if (trace) engine.add_memory_hook(trace);
+}
+
+std::string cpu_activations_in_use() {
+  return cpu_activations_name(cpu_activations_active());
 }
 
 std::string memory_summary(const EngineStats& s) {

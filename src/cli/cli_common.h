@@ -19,6 +19,9 @@ CLI::Option* repeatable(CLI::Option* opt);
 
 struct EngineFlags {
   EngineConfig cfg;
+  // --cpu-activations int8|int16|f32: the CPU matmuls' activation mode (cpu_matmul.h), set for
+  // the process when the flag is parsed; it wins over NC_CPU_ACTIVATIONS.
+  std::string cpu_activations;
   std::string memory_trace;  // --memory-trace FILE: Chrome trace JSON of the KV pages per step
   void add_to(CLI::App& app, bool with_trace = true);
   // The --memory-trace writer (null without the flag), its file open: call it before any work
@@ -47,6 +50,9 @@ std::vector<CompletionOutput> run_batch(Engine& engine,
 SamplingParams fit_to_context(const Engine& engine, SamplingParams p, size_t prompt_len);
 
 bool stderr_is_tty();
+
+// The CPU activation mode in use ("int8", "int16" or "f32").
+std::string cpu_activations_in_use();
 
 // "memory: weights .. MiB, workspace .., kv cache .. (pages)".
 std::string memory_summary(const EngineStats& s);

@@ -241,7 +241,8 @@ void print_engine_stats(const BenchArgs& a, const RunResult& run, const EngineSt
         ms_per(k.wall_s, k.steps), ms_per(k.model_prep_s, k.steps));
   }
   print_device_counts(a, d);
-  if (copy_bw > 0) fmt::print("cpu: {}\n", cpu_floor_line(d, copy_bw));
+  if (copy_bw > 0)
+    fmt::print("cpu: activations {}, {}\n", cpu_activations_in_use(), cpu_floor_line(d, copy_bw));
 }
 
 // The run's numbers and the engine's stats over it (to_json: the same keys as ever), one line.
@@ -257,6 +258,7 @@ void write_json(const BenchArgs& a, const RunResult& run, const EngineStats& d) 
                               {"cascade", cfg.enable_cascade},
                               {"cuda_graphs", cfg.enable_cuda_graphs},
                               {"async_scheduling", cfg.async_scheduling}};
+  if (cfg.backend == "cpu") j["cpu_activations"] = cpu_activations_in_use();
   j.update(nlohmann::ordered_json(d));
   std::ofstream f(a.json);
   f << j.dump() << "\n";

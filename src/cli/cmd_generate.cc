@@ -53,7 +53,9 @@ void print_summary(const Engine& e, size_t requests, int64_t prompt_tokens, int6
              requests, prompt_tokens, out_tokens, secs, secs > 0 ? out_tokens / secs : 0.0,
              s.num_steps, s.num_preemptions);
   fmt::print(stderr, "{}\n", memory_summary(s));
-  if (copy_bw > 0) fmt::print(stderr, "cpu: {}\n", cpu_floor_line(s, copy_bw));
+  if (copy_bw > 0)
+    fmt::print(stderr, "cpu: activations {}, {}\n", cpu_activations_in_use(),
+               cpu_floor_line(s, copy_bw));
 }
 
 void run_generate(const GenerateArgs& a) {

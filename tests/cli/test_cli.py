@@ -58,6 +58,11 @@ class Flags(unittest.TestCase):
         r = run("generate", "prompt", "--stop")
         self.assertNotEqual(r.returncode, 0)
 
+    def test_unknown_cpu_activations_is_an_error_naming_it(self):
+        r = run("generate", "prompt", "--cpu-activations", "int4")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("int4", r.stderr + r.stdout)
+
 
 @unittest.skipUnless(HAVE_MODEL, "no default model")
 class Bench(unittest.TestCase):
@@ -75,6 +80,22 @@ class Bench(unittest.TestCase):
                 j = json.load(f)
             for key in ("cuda_graphs", "device_s", "graph_steps", "device_sampled", "time_s"):
                 self.assertIn(key, j)
+            self.assertEqual(j["cpu_activations"], "int8")  # the default
+            self.assertIn("cpu: activations int8,", r.stdout)
+
+    def test_cpu_activations_flag_wins_over_the_variable_and_is_named(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "bench.json")
+            r = subprocess.run(
+                [BIN, "bench", "--workload", "shared-prefix", "--groups", "1",
+                 "--prompts-per-group", "1", "--system-len", "8", "--question-len", "4",
+                 "--output-len", "2", "--cpu-activations", "int16", "--json", path],
+                capture_output=True, text=True, timeout=120,
+                env={**os.environ, "NC_CPU_ACTIVATIONS": "f32"})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("cpu: activations int16,", r.stdout)
+            with open(path) as f:
+                self.assertEqual(json.load(f)["cpu_activations"], "int16")
 
 
 class Pty:

@@ -1,6 +1,7 @@
-// cpu_matmul: validates the weight view, then splits the W rows across the pool. Int8 activations:
-// the x rows are quantized once (where the format's dot product wants it), and each thread walks
-// its rows in tiles small enough to stay in cache while every x row passes over them. Float
+// cpu_matmul: validates the weight view, then splits the W rows across the pool. Int8 and int16
+// activations: the x rows are quantized once (where the format's dot product wants it; int16:
+// quant_i16.h), and each thread walks its rows in tiles small enough to stay in cache while every
+// x row passes over them (four rows at a time interleaved where the path has such kernels). Float
 // activations against block weights: at N = 1 the weight rows are decoded in registers, four at a
 // time; at N > 1 each thread decodes a strip of its rows into a cache-resident float buffer and
 // runs the path's gemm over all x rows (quant_fdot.h: the same bits either way).
@@ -16,6 +17,7 @@
 #include "backend/cpu/cpu_isa.h"
 #include "backend/cpu/quant_dot.h"
 #include "backend/cpu/quant_fdot.h"
+#include "backend/cpu/quant_i16.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
@@ -23,13 +25,14 @@
 namespace nc {
 namespace {
 
-enum class Act { Float, X32, X256 };
+enum class Act { Float, X32, X256, X16 };
 
 struct Plan {
   qk::DotFn dot;
   Act act;
-  qk::Dot4Fn dot4 = nullptr;    // four W rows at once for a lone x row, where the path has it
-  qk::DotX4Fn dotx4 = nullptr;  // four x rows interleaved (XBlock32x4), where the path has it
+  qk::Dot4Fn dot4 = nullptr;          // four W rows at once for a lone x row, where the path has it
+  qk::DotX4Fn dotx4 = nullptr;        // four x rows interleaved (XBlock32x4), where the path has it
+  qk::QuantizeFn quantize = nullptr;  // Act::X16: the int16 quantizer
 };
 
 Plan plan_for(const qk::QuantKernels& k, DType t) {
@@ -95,6 +98,17 @@ const qk::FloatActKernels& float_kernels(CpuIsa isa) {
   return qk::kPortableFloatKernels;
 }
 
+// The int16-activation kernels (quant_i16.h): AVX2's serve the AVX-512 path too (the same bits).
+const qk::I16Kernels& i16_kernels(CpuIsa isa) {
+  if (isa == CpuIsa::Portable) return qk::kPortableI16Kernels;
+  static const qk::I16Kernels avx2 = [] {
+    qk::I16Kernels k = qk::kPortableI16Kernels;
+    qk::use_avx2_i16_kernels(&k);
+    return k;
+  }();
+  return avx2;
+}
+
 // The block format's index in the float-activation tables, or -1 for a float dtype.
 int block_format(DType t) {
   switch (t) {
@@ -127,17 +141,20 @@ void check_view(const CpuWeightView& w, int64_t N) {
 }
 
 // Quantized copies of the x rows; `x_stride` is the bytes between rows.
-const void* prepare_x(const float* x, int64_t N, int64_t K, Act act, const qk::QuantKernels& k,
-                      ThreadPool& pool, std::vector<uint8_t>& buf, int64_t* x_stride) {
+const void* prepare_x(const float* x, int64_t N, int64_t K, const Plan& plan,
+                      const qk::QuantKernels& k, ThreadPool& pool, std::vector<uint8_t>& buf,
+                      int64_t* x_stride) {
+  const Act act = plan.act;
   if (act == Act::Float) {
     *x_stride = K * int64_t(sizeof(float));
     return x;
   }
   const bool x32 = act == Act::X32;
-  *x_stride = x32 ? K / qk::kQK * int64_t(sizeof(qk::XBlock32))
-                  : K / qk::kQKK * int64_t(sizeof(qk::XBlock256));
+  *x_stride = act == Act::X16 ? K / qk::kQK * int64_t(sizeof(qk::XBlock16))
+              : x32           ? K / qk::kQK * int64_t(sizeof(qk::XBlock32))
+                              : K / qk::kQKK * int64_t(sizeof(qk::XBlock256));
   buf.resize(size_t(N * *x_stride));
-  const qk::QuantizeFn q = x32 ? k.quantize32 : k.quantize256;
+  const qk::QuantizeFn q = act == Act::X16 ? plan.quantize : x32 ? k.quantize32 : k.quantize256;
   uint8_t* dst = buf.data();
   const int64_t stride = *x_stride;
   auto run = [&](int64_t b, int64_t e) {
@@ -163,6 +180,25 @@ const uint8_t* interleave_x4(const uint8_t* xq, int64_t xs, int64_t groups, int6
         dst[i].d[r] = src[i].d;
         dst[i].s[r] = src[i].s;
         std::memcpy(dst[i].q[r], src[i].q, qk::kQK);
+      }
+    }
+  }
+  return buf.data();
+}
+
+// The same for XBlock16 rows, as XBlock16x4 groups (quant_i16.h).
+const uint8_t* interleave_x4_16(const uint8_t* xq, int64_t xs, int64_t groups, int64_t blocks,
+                                std::vector<uint8_t>& buf) {
+  buf.resize(size_t(groups * 4 * xs));
+  for (int64_t g = 0; g < groups; ++g) {
+    auto* dst = reinterpret_cast<qk::XBlock16x4*>(buf.data() + g * 4 * xs);
+    for (int r = 0; r < 4; ++r) {
+      const auto* src = reinterpret_cast<const qk::XBlock16*>(xq + (4 * g + r) * xs);
+      for (int64_t i = 0; i < blocks; ++i) {
+        dst[i].d[r] = src[i].d;
+        dst[i].s[r] = src[i].s;
+        dst[i].e[r] = src[i].e;
+        std::memcpy(dst[i].q[r], src[i].q, sizeof(src[i].q));
       }
     }
   }
@@ -222,14 +258,23 @@ void matmul_float_act(const float* x, int64_t N, const CpuWeightView& w, float* 
 }  // namespace
 
 const char* cpu_activations_name(CpuActivations a) {
-  return a == CpuActivations::F32 ? "f32" : "int8";
+  switch (a) {
+    case CpuActivations::F32:
+      return "f32";
+    case CpuActivations::Int16:
+      return "int16";
+    case CpuActivations::Int8:
+      break;
+  }
+  return "int8";
 }
 
 CpuActivations cpu_activations_parse(const char* value) {
   if (value == nullptr || *value == '\0') return CpuActivations::Int8;
   for (CpuActivations a : kAllCpuActivations)
     if (std::string_view(value) == cpu_activations_name(a)) return a;
-  fail_as(ErrorKind::InvalidArgument, "NC_CPU_ACTIVATIONS={}: unknown value (f32 or int8)", value);
+  fail_as(ErrorKind::InvalidArgument, "NC_CPU_ACTIVATIONS={}: unknown value (int8, int16 or f32)",
+          value);
 }
 
 namespace {
@@ -268,17 +313,22 @@ void cpu_matmul(const float* x, int64_t N, const CpuWeightView& w, float* out, T
     if (N > 0 && w.rows > 0) matmul_float_act(x, N, w, out, pool, float_kernels(isa), f);
     return;
   }
-  const Plan plan = plan_for(k, w.dtype);
+  Plan plan = plan_for(k, w.dtype);
+  if (act == CpuActivations::Int16 && f >= 0) {
+    const qk::I16Kernels& ik = i16_kernels(isa);
+    plan = {ik.dot[f], Act::X16, ik.dot4[f], ik.dotx4[f], ik.quantize};
+  }
   if (N == 0 || w.rows == 0) return;
   thread_local std::vector<uint8_t> xbuf;
   int64_t xs = 0;
-  const auto* xq =
-      static_cast<const uint8_t*>(prepare_x(x, N, w.cols, plan.act, k, pool, xbuf, &xs));
+  const auto* xq = static_cast<const uint8_t*>(prepare_x(x, N, w.cols, plan, k, pool, xbuf, &xs));
   const int64_t M = w.rows, K = w.cols;
   static_assert(sizeof(qk::XBlock32x4) == 4 * sizeof(qk::XBlock32));
   thread_local std::vector<uint8_t> x4buf;
-  const uint8_t* x4 =
-      plan.dotx4 && N >= 4 ? interleave_x4(xq, xs, N / 4, K / qk::kQK, x4buf) : nullptr;
+  const uint8_t* x4 = nullptr;
+  if (plan.dotx4 && N >= 4)
+    x4 = plan.act == Act::X16 ? interleave_x4_16(xq, xs, N / 4, K / qk::kQK, x4buf)
+                              : interleave_x4(xq, xs, N / 4, K / qk::kQK, x4buf);
   const int64_t row_bytes = int64_t(dtype_bytes(w.dtype, K));
   // A multiple of 4 rows, so that the four-row kernel covers whole tiles.
   const int64_t tile = std::max<int64_t>(4, kTileBytes / row_bytes / 4 * 4);

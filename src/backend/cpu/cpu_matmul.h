@@ -14,19 +14,24 @@
 //     chosen at run time from what the CPU reports (cpu_isa.h; NC_CPU_ISA forces a lower path);
 //     every path gives the same result as the portable one within float rounding, and a CPU
 //     without an extension never executes its instructions.
-//   - Activations (CpuActivations below; NC_CPU_ACTIVATIONS=f32|int8, default int8: the faster
-//     at batch 1 on AVX2, docs/benchmarks.md "CPU engine"):
+//   - Activations (CpuActivations below; NC_CPU_ACTIVATIONS=int8|int16|f32, default int8: the
+//     faster at batch 1 on AVX2, docs/benchmarks.md "CPU engine"):
 //       f32: block weights are decoded to float32 (exactly dequantize()'s values, quant_fdot.h)
 //         and meet x as it is: the result is the float32 product of the dequantized weights,
 //         within float rounding of a float64 reference (SmolLM2's logits within 1e-4 of
 //         transformers loading the same GGUF).
+//       int16: x quantized per 32 values to int16 (scale max|x| / 32767) meets the weights
+//         widened to int16 in exact integer dot products, one float multiply-add per 32 values;
+//         the min terms (Q4_1, Q4_K, Q5_K) use x's own float sums, and the rounding errors meet
+//         centred weights (quant_i16.h). A value is off by at most max|x| of its block / 65534
+//         (SmolLM2's logits 0.6-3.5e-4 from transformers'); the paths give the same bits.
 //       int8: Q4_0/Q4_1/Q8_0 weights meet x quantized to int8 per 32 values (with the block sum,
 //         for Q4_1's min), the K formats meet x quantized per 256 values with per-16 sums
 //         (quant_blocks.h), as llama.cpp does; the x rows are quantized once per call. A
 //         quantized x value is off by at most half a step, max|x| of its block / 254, so
 //         |out - exact| <= sum over blocks of (max|x_b| / 254) * sum_b |w| (plus rounding); on
 //         SmolLM2 this moves the logits 2-5% from transformers'.
-//     F32/F16/BF16 weights meet x as float32 in both modes.
+//     F32/F16/BF16 weights meet x as float32 in every mode.
 //   - No bias (the caller adds it). The data is read in place: block rows as GGUF lays them out
 //     (2-byte aligned), f32 rows 4-byte aligned. Not to be called from inside a job of `pool`.
 //   - Errors (nc::Error naming the value): cols not a whole number of the format's blocks, a
@@ -50,9 +55,10 @@ struct CpuWeightView {
   const void* data = nullptr;
 };
 
-enum class CpuActivations { F32, Int8 };
-inline constexpr CpuActivations kAllCpuActivations[] = {CpuActivations::F32, CpuActivations::Int8};
-const char* cpu_activations_name(CpuActivations a);  // "f32", "int8"
+enum class CpuActivations { F32, Int8, Int16 };
+inline constexpr CpuActivations kAllCpuActivations[] = {CpuActivations::F32, CpuActivations::Int8,
+                                                        CpuActivations::Int16};
+const char* cpu_activations_name(CpuActivations a);  // "f32", "int8", "int16"
 // The mode for `value` (a NC_CPU_ACTIVATIONS setting; null or empty = int8); throws nc::Error
 // naming the value when it is unknown.
 CpuActivations cpu_activations_parse(const char* value);
