@@ -10,7 +10,9 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "engine/grammar.h"
 #include "engine/step_model.h"
+#include "engine/text_codec.h"
 #include "fake_model.h"
 #include "golden.h"
 #include "nanocascade/engine.h"
@@ -189,6 +191,28 @@ TEST(StructuredPipeline, AbortsAndCancellationsMidGrammarLeaveNoPages) {
     EXPECT_EQ(outs[0].text.size(), 2u);
     expect_no_leaks(*engine);
   }
+}
+
+TEST(GrammarCache, ACodecWithoutTextGetsASyntheticVocabulary) {
+  // Random weights (--load-format dummy): text is token ids as numbers. Ids below 256 stand for
+  // their byte, so a grammar can still be forced (bench --json-schema).
+  std::unique_ptr<TextCodec> codec = make_number_codec(20000);
+  GrammarCache cache(*codec, 20000, 30);
+  std::unique_ptr<TokenGrammar> m = cache.matcher({StructuredOutput::Kind::Regex, "[ab]{2}"});
+  EXPECT_FALSE(m->accept('c'));
+  EXPECT_TRUE(m->accept('a'));
+  EXPECT_TRUE(m->accept('b'));
+  EXPECT_TRUE(m->terminated());  // no EOS in such a codec: complete ends it
+  std::unique_ptr<TokenGrammar> j = cache.matcher({StructuredOutput::Kind::Json, ""});
+  std::vector<int32_t> bits(size_t(bitmask_words(20000)));
+  j->fill_bitmask(bits);
+  auto allowed = [&](int id) { return (uint32_t(bits[size_t(id / 32)]) >> (id % 32)) & 1u; };
+  EXPECT_TRUE(allowed('{'));
+  EXPECT_FALSE(allowed('['));
+  int pieces = 0;  // the longer pieces past 256 that may start an object
+  for (int id = 256; id < 20000; ++id) pieces += int(allowed(id));
+  EXPECT_GT(pieces, 0);
+  EXPECT_LT(pieces, 20000 / 10);
 }
 
 }  // namespace
