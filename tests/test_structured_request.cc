@@ -3,12 +3,15 @@
 // through a real matcher on the fake byte codec.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "engine/grammar.h"
 #include "fake_model.h"
+#include "nanocascade/engine.h"
 #include "server/api_error.h"
 #include "server/structured_request.h"
+#include "server/tool_calls.h"
 
 namespace nc::server {
 namespace {
@@ -94,7 +97,7 @@ bool grammar_accepts(const StructuredOutput& s, const std::string& text) {
   return m->accept(fake::FakeCodec::kEos) && m->terminated();
 }
 
-TEST(StructuredRequest, ToolChoiceGrammarForcesOneCallInTheFormat) {
+TEST(StructuredRequest, ToolChoiceGrammarForcesCallsInTheFormat) {
   EXPECT_FALSE(tool_choice_grammar(tools_with(ToolChoiceKind::Auto), ToolFormat::Hermes).active());
   const StructuredOutput req =
       tool_choice_grammar(tools_with(ToolChoiceKind::Required), ToolFormat::Hermes);
@@ -113,6 +116,119 @@ TEST(StructuredRequest, ToolChoiceGrammarForcesOneCallInTheFormat) {
   const StructuredOutput mistral =
       tool_choice_grammar(tools_with(ToolChoiceKind::Named, "g"), ToolFormat::Mistral);
   EXPECT_TRUE(grammar_accepts(mistral, "[{\"name\": \"g\", \"arguments\": {}}]"));
+}
+
+// Two calls in each format, as its parser splits them.
+std::string two_calls(ToolFormat f) {
+  switch (f) {
+    case ToolFormat::Llama3Json:
+      return R"({"name": "f", "parameters": {"n": 1}}; {"name": "g", "parameters": {}})";
+    case ToolFormat::Mistral:
+      return R"([{"name": "f", "arguments": {"n": 1}}, {"name": "g", "arguments": {}}])";
+    default:
+      return "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"n\": 1}}\n</tool_call>\n"
+             "<tool_call>\n{\"name\": \"g\", \"arguments\": {}}\n</tool_call>";
+  }
+}
+
+std::string one_call(ToolFormat f) {
+  switch (f) {
+    case ToolFormat::Llama3Json:
+      return R"({"name": "g", "parameters": {}})";
+    case ToolFormat::Mistral:
+      return R"([{"name": "g", "arguments": {}}])";
+    default:
+      return "<tool_call>\n{\"name\": \"g\", \"arguments\": {}}\n</tool_call>";
+  }
+}
+
+TEST(StructuredRequest, ParallelToolCallsAllowSeveralCallsAndFalseExactlyOne) {
+  for (ToolFormat f : {ToolFormat::Hermes, ToolFormat::Llama3Json, ToolFormat::Mistral}) {
+    ToolRequest parallel = tools_with(ToolChoiceKind::Required);
+    ToolRequest single = parallel;
+    single.parallel_calls = false;
+    const StructuredOutput several = tool_choice_grammar(parallel, f);
+    const StructuredOutput one = tool_choice_grammar(single, f);
+    EXPECT_TRUE(grammar_accepts(several, two_calls(f))) << int(f);
+    EXPECT_TRUE(grammar_accepts(several, one_call(f))) << int(f);
+    EXPECT_FALSE(grammar_accepts(several, "")) << int(f);  // at least one call
+    EXPECT_FALSE(grammar_accepts(one, two_calls(f))) << int(f);
+    EXPECT_TRUE(grammar_accepts(one, one_call(f))) << int(f);
+    // The text the grammar allows is what the format's parser reads back as calls.
+    const OutputFormat of{f, false, /*forced_calls=*/true};
+    const ParsedOutput two = parse_output(two_calls(f), of);
+    ASSERT_EQ(two.calls.size(), 2u) << int(f);
+    EXPECT_EQ(two.calls[0].name, "f");
+    EXPECT_EQ(json::parse(two.calls[0].arguments), json::parse(R"({"n": 1})"));
+    EXPECT_EQ(two.calls[1].name, "g");
+    EXPECT_TRUE(two.content.empty()) << two.content;
+    // A named function: several calls of it only.
+    ToolRequest named = tools_with(ToolChoiceKind::Named, "g");
+    const StructuredOutput g = tool_choice_grammar(named, f);
+    EXPECT_FALSE(grammar_accepts(g, two_calls(f))) << int(f);
+    EXPECT_TRUE(grammar_accepts(g, one_call(f))) << int(f);
+  }
+}
+
+// The fake model (pseudo-random logits) writing under the grammar, sampled: whatever it draws is
+// one or more valid calls with parallel_tool_calls, exactly one without.
+std::vector<size_t> generated_call_counts(ToolFormat f, bool parallel) {
+  EngineConfig cfg;
+  cfg.kv_cache_memory = std::to_string(int64_t(4096) * 16 * 8);
+  Engine engine(cfg, std::make_unique<fake::FakeModel>(300, 4096, true),
+                std::make_unique<fake::FakeCodec>());
+  // Arguments that stay short whatever the model draws (g's free object would not).
+  ToolRequest tools = tools_with(ToolChoiceKind::Required);
+  tools.tools[1]["function"]["parameters"] = nlohmann::ordered_json::parse(
+      R"({"type": "object", "properties": {"b": {"type": "boolean"}}, "required": ["b"],
+          "additionalProperties": false})");
+  tools.parallel_calls = parallel;
+  SamplingParams p;
+  p.temperature = 1;
+  p.max_tokens = 2000;
+  p.structured = tool_choice_grammar(tools, f);
+  std::vector<std::string> prompts;
+  for (int i = 0; i < 12; ++i) prompts.push_back("call " + std::to_string(i));
+  std::vector<size_t> counts;
+  for (const CompletionOutput& o : engine.generate(prompts, p)) {
+    EXPECT_EQ(o.finish_reason, FinishReason::Stop) << o.text;
+    const ParsedOutput parsed = parse_output(o.text, OutputFormat{f, false, true});
+    for (const ToolCall& c : parsed.calls) {
+      EXPECT_TRUE(c.name == "f" || c.name == "g") << o.text;
+      EXPECT_TRUE(json::parse(c.arguments).is_object()) << o.text;
+    }
+    EXPECT_TRUE(parsed.content.empty()) << o.text;
+    counts.push_back(parsed.calls.size());
+  }
+  return counts;
+}
+
+TEST(StructuredRequest, GeneratedForcedCallsAreSeveralOnlyWhenParallel) {
+  for (ToolFormat f : {ToolFormat::Hermes, ToolFormat::Llama3Json, ToolFormat::Mistral}) {
+    const std::vector<size_t> several = generated_call_counts(f, true);
+    EXPECT_GE(*std::min_element(several.begin(), several.end()), 1u) << int(f);
+    EXPECT_GE(*std::max_element(several.begin(), several.end()), 2u) << int(f);
+    for (size_t n : generated_call_counts(f, false)) EXPECT_EQ(n, 1u) << int(f);
+  }
+}
+
+TEST(StructuredRequest, ParallelToolCallsIsABoolean) {
+  auto body = [](const std::string& extra) {
+    return nlohmann::ordered_json::parse(
+        R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function",
+            "function": {"name": "f"}}], "tool_choice": "required")" +
+        extra + "}");
+  };
+  EXPECT_TRUE(parse_tool_request(body("")).parallel_calls);  // OpenAI's default
+  EXPECT_FALSE(parse_tool_request(body(R"(, "parallel_tool_calls": false)")).parallel_calls);
+  try {
+    parse_tool_request(body(R"(, "parallel_tool_calls": "no")"));
+    ADD_FAILURE() << "accepted a string";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status(), 400);
+    EXPECT_EQ(e.param(), "parallel_tool_calls");
+  }
+  EXPECT_TRUE(needs_tool_request(json::parse(R"({"parallel_tool_calls": false})")));
 }
 
 }  // namespace

@@ -31,10 +31,38 @@ const char* structured_kind_name(StructuredOutput::Kind k) {
 
 namespace {
 
+// The synthetic vocabulary of a codec without text (grammar.h): ids below 256 are their byte,
+// the others 2 to 8 printable characters drawn from the id (a fixed hash), as a BPE vocabulary's
+// pieces are mostly short runs of text.
+std::vector<std::string> synthetic_token_bytes(int vocab) {
+  static constexpr std::string_view kChars =
+      "etaoinshrdlucmfwypvbgkqjxz ETAOINSHRDLUCMFWYPVBGKQJXZ0123456789 .,:;'\"-_{}[]()";
+  std::vector<std::string> out(static_cast<size_t>(vocab));
+  for (int t = 0; t < vocab; ++t) {
+    if (t < 256) {
+      out[size_t(t)] = std::string(1, char(t));
+      continue;
+    }
+    uint64_t h = uint64_t(t) * 0x9E3779B97F4A7C15ull;
+    const int len = 2 + int(h % 7);
+    for (int i = 0; i < len; ++i) {
+      h ^= h >> 29;
+      h *= 0xBF58476D1CE4E5B9ull;
+      out[size_t(t)] += kChars[size_t(h % kChars.size())];
+    }
+  }
+  return out;
+}
+
 // Each token's bytes as it continues a text (grammar.h): decode(ref, t) minus decode(ref), with
 // ref a plain token, so that a SentencePiece token keeps its leading space.
 std::vector<std::string> token_bytes(const TextCodec& codec, int vocab) {
-  std::vector<int32_t> ref = codec.encode_plain("a", false);
+  std::vector<int32_t> ref;
+  try {
+    ref = codec.encode_plain("a", false);
+  } catch (const Error&) {
+    return synthetic_token_bytes(vocab);  // no text: token ids as numbers (random weights)
+  }
   if (ref.size() != 1) ref.clear();
   const std::string ref_text = ref.empty() ? "" : codec.decode(ref.data(), 1, true);
   std::vector<std::string> out(static_cast<size_t>(vocab));

@@ -15,6 +15,12 @@
 // special tokens (empty when special tokens are skipped) are "", which xgrammar never allows
 // inside a grammar; the EOS ids are its stop tokens, allowed once the grammar is complete. Ids at
 // or past the tokenizer's vocabulary (padding rows of the model) are special.
+// A codec without text (random weights, `--load-format dummy`: token ids written as numbers;
+// its encode fails) gets a synthetic vocabulary instead, so that a grammar can still be forced on
+// such a model (`nanocascade bench --json-schema`): ids below 256 stand for their byte, the others
+// for 2 to 8 printable characters drawn from the id. The output's text then stays numbers; what
+// the grammar holds is the sequence of ids read through that vocabulary, and the mask costs are
+// those of a vocabulary of the model's size.
 //
 // TokenGrammar is one request's matcher: fill_bitmask() gives the allowed next tokens, accept()
 // advances by the token drawn. Not thread-safe (one request, the engine thread).

@@ -70,6 +70,24 @@ class LlamaStepModel : public StepModel {
       const ForwardInput& in, const std::vector<RowSampling>& rows) override {
     return model_->forward_sample_async(in, kv_, rows);
   }
+  // The two halves: the pass's device logits are held by the handle until drawn or copied.
+  struct Pass : QueuedPass {
+    explicit Pass(Tensor l) : logits(std::move(l)) {}
+    Tensor logits;  // undefined: the step has no logit rows
+    bool taken = false;
+  };
+  std::unique_ptr<QueuedPass> forward_async(const ForwardInput& in) override {
+    return std::make_unique<Pass>(model_->forward_logits(in, kv_));
+  }
+  std::unique_ptr<PendingTokens> sample_async(QueuedPass& pass,
+                                              const std::vector<RowSampling>& rows) override {
+    return model_->sample_logits_async(take(pass), rows);
+  }
+  std::vector<float> take_logits(QueuedPass& pass) override {
+    const Tensor logits = take(pass);
+    if (!logits.defined()) return {};
+    return backend_->to_host_f32(logits);
+  }
   // The decoder captures graphs only on CUDA.
   std::vector<int> graph_batch_sizes() const override {
     const GraphOptions& g = model_->graph_options();
@@ -81,6 +99,13 @@ class LlamaStepModel : public StepModel {
   }
 
  private:
+  static Tensor take(QueuedPass& pass) {
+    auto* p = dynamic_cast<Pass*>(&pass);
+    NC_CHECK(p != nullptr && !p->taken, "model: a pass's logits taken twice or from another model");
+    p->taken = true;
+    return std::move(p->logits);
+  }
+
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<LlamaModel> model_;
   KVCache kv_;
@@ -130,6 +155,37 @@ void StepModel::transfer_kv(std::span<const KVPageCopy>) {
 std::unique_ptr<PendingTokens> StepModel::forward_sample_async(const ForwardInput&,
                                                                const std::vector<RowSampling>&) {
   fail("this model cannot sample on the device");
+}
+
+namespace {
+
+// The default halves (step_model.h): the input kept, the whole pass run by the second half.
+struct DeferredPass : QueuedPass {
+  explicit DeferredPass(const ForwardInput& i) : in(i) {}
+  ForwardInput in;
+  bool taken = false;
+};
+
+DeferredPass& take_deferred(QueuedPass& pass) {
+  auto* p = dynamic_cast<DeferredPass*>(&pass);
+  NC_CHECK(p != nullptr && !p->taken, "model: a pass's logits taken twice or from another model");
+  p->taken = true;
+  return *p;
+}
+
+}  // namespace
+
+std::unique_ptr<QueuedPass> StepModel::forward_async(const ForwardInput& in) {
+  return std::make_unique<DeferredPass>(in);
+}
+
+std::unique_ptr<PendingTokens> StepModel::sample_async(QueuedPass& pass,
+                                                       const std::vector<RowSampling>& rows) {
+  return forward_sample_async(take_deferred(pass).in, rows);
+}
+
+std::vector<float> StepModel::take_logits(QueuedPass& pass) {
+  return forward(take_deferred(pass).in);
 }
 
 std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,

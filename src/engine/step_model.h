@@ -3,9 +3,11 @@
 // bookkeeping token by token (tests/fake_model.h).
 //
 // The engine calls, in this order: the shape queries and reserve() once, free_memory_bytes()
-// when it sizes the KV cache from free memory, allocate_kv() once, then per step forward() (host
-// logits) or forward_sample_async() (tokens drawn by the model; only where
-// can_sample_on_device()), and memory() / timings() for its statistics. graph_batch_sizes() tells
+// when it sizes the KV cache from free memory, allocate_kv() once, then per step forward_async()
+// (the pass up to its logits, queued) and, once the host has what the draw needs (structured
+// output's token bitmasks, filled while the device runs the pass), either sample_async() (tokens
+// drawn by the model; only where can_sample_on_device()) or take_logits() (host logits for the
+// engine's sampler); and memory() / timings() for its statistics. graph_batch_sizes() tells
 // Engine::warmup() which decode batch sizes to run so that every CUDA graph is captured.
 // Only vocab_size, max_position, on_cuda, kv_bytes_per_page, allocate_kv and forward are
 // required; every other member has a default that describes a plain host model.
@@ -45,6 +47,14 @@ struct AttentionCost {
   // Attention FLOPs of one query row against one key in one layer (4 * q_heads * head_dim);
   // 0 keeps the cost model's default.
   double flops_per_row_token = 0;
+};
+
+// A forward pass queued up to its logits (StepModel::forward_async). Its logits are taken once,
+// by sample_async() or take_logits(), before the next forward_async(); a pass dropped untaken
+// (an error) leaves nothing behind.
+class QueuedPass {
+ public:
+  virtual ~QueuedPass() = default;
 };
 
 class StepModel {
@@ -92,6 +102,16 @@ class StepModel {
   virtual bool can_sample_on_device() const { return false; }
   virtual std::unique_ptr<PendingTokens> forward_sample_async(const ForwardInput& in,
                                                               const std::vector<RowSampling>& rows);
+  // The step in two halves, so that the host can work while the device runs the pass: the pass
+  // up to its logits, queued without waiting (placeholder ids resolved as forward_sample_async
+  // does), then the draw over its logits (as forward_sample_async: queued, ids through the
+  // handle; only where can_sample_on_device()) or its host logits (as forward(); waits). The
+  // defaults defer the whole pass to the second half: forward_sample_async() or forward() on the
+  // same input, so a model with only those works unchanged (without the overlap).
+  virtual std::unique_ptr<QueuedPass> forward_async(const ForwardInput& in);
+  virtual std::unique_ptr<PendingTokens> sample_async(QueuedPass& pass,
+                                                      const std::vector<RowSampling>& rows);
+  virtual std::vector<float> take_logits(QueuedPass& pass);
   // Decode batch sizes that run as a captured CUDA graph (each captured by its first step);
   // empty when the model uses no graphs.
   virtual std::vector<int> graph_batch_sizes() const { return {}; }

@@ -38,23 +38,69 @@ std::optional<int64_t> StepPipeline::in_flight_serial() const {
 StepsToComplete StepPipeline::launch_next() {
   StepsToComplete steps;
   steps.next = launch();
+  // A grammar row's bitmask waits for step n's tokens (complete()); any other draw is queued now,
+  // right behind its pass.
+  if (steps.next && !(steps.next->structured && in_flight_)) {
+    try {
+      finish_launch(*steps.next);
+    } catch (...) {
+      abort_requests_of(*steps.next);  // the step in flight stays (top comment)
+      throw;
+    }
+  }
   steps.done = std::move(in_flight_);
   if (steps.next && steps.done) acct_.count_overlapped_step();
-  if (steps.next && goes_in_flight(*steps.next)) in_flight_ = std::move(steps.next);
+  if (steps.next && steps.next->drawn && goes_in_flight(*steps.next))
+    in_flight_ = std::move(steps.next);
   return steps;
 }
 
 bool StepPipeline::goes_in_flight(const LaunchedStep& s) const {
-  return s.ids && cfg_.async_scheduling && !s.structured;
+  return s.device && cfg_.async_scheduling;
+}
+
+bool StepPipeline::has_grammar_row(const StepPlan& plan) {
+  for (size_t k = 0; k < plan.sample_entries.size(); ++k)
+    if (request_of_row(plan, k).grammar) return true;
+  return false;
 }
 
 void StepPipeline::fill_bitmasks(LaunchedStep& s) {
   for (size_t k = 0; k < s.plan.sample_entries.size(); ++k) {
     Request& r = request_of_row(s.plan, k);
     if (!r.grammar) continue;
+    // Finished while the step before ran (its grammar may have terminated): this row's token
+    // is dropped, so any token will do.
+    if (r.finished) {
+      r.token_bitmask.clear();
+      continue;
+    }
     fill_token_bitmask(r, vocab_);
-    s.structured = true;
   }
+}
+
+void StepPipeline::finish_launch(LaunchedStep& s) {
+  const auto t0 = EngineClock::now();
+  if (s.structured) fill_bitmasks(s);
+  const auto t1 = EngineClock::now();
+  acct_.add_sample_time(std::chrono::duration<double>(t1 - t0).count());
+  const StepPlan& plan = s.plan;
+  const size_t num_rows = plan.sample_entries.size();
+  if (s.device) {
+    // Only token ids come back: the host never sees the logits.
+    std::vector<RowSampling> rows;
+    for (size_t k = 0; k < num_rows; ++k) rows.push_back(row_sampling(request_of_row(plan, k)));
+    s.ids = model_.sample_async(*s.pass, rows);
+  } else {
+    s.logits = model_.take_logits(*s.pass);
+    const size_t logit_rows = num_rows + plan.prompt_rows.size();
+    NC_CHECK(s.logits.size() == logit_rows * size_t(vocab_),
+             "engine: model returned {} logits for {} rows of {}", s.logits.size(), logit_rows,
+             vocab_);
+  }
+  s.pass.reset();
+  s.drawn = true;
+  acct_.add_model_time(seconds_since(t1));
 }
 
 void StepPipeline::complete(StepsToComplete& steps) {
@@ -63,12 +109,19 @@ void StepPipeline::complete(StepsToComplete& steps) {
     for (LaunchedStep* s : {steps.done.get(), steps.next.get()}) {
       if (!s) continue;
       current = s;
+      // A step that waited for the one before (a grammar row): its bitmasks, then its draw.
+      if (!s->drawn) finish_launch(*s);
+      if (s == steps.next.get() && goes_in_flight(*s)) {
+        in_flight_ = std::move(steps.next);
+        break;
+      }
       complete_step(*s);
       acct_.charge(*s->kind);
     }
   } catch (...) {
-    // The failing step's tokens are lost, and those of a synchronous step queued behind it: their
-    // requests cannot go on. They finish as aborted (pages freed); the error propagates.
+    // The failing step's tokens are lost, and those of a step launched behind it that did not go
+    // into flight (synchronous, or its draw waited for them): their requests cannot go on. They
+    // finish as aborted (pages freed); the error propagates.
     abort_requests_of(*current);
     if (current == steps.done.get() && steps.next) abort_requests_of(*steps.next);
     throw;
@@ -90,33 +143,17 @@ std::unique_ptr<LaunchedStep> StepPipeline::launch() {
   // Prompt rows (prompt logprobs) keep the plain plan: cascade reorders only sampled rows.
   if (planner_ && s->plan.prompt_rows.empty())
     acct_.record_cascade(apply_cascade(s->plan, *planner_));
+  s->device = s->plan.prompt_rows.empty() && device_sampling_applies(s->plan);
+  s->structured = has_grammar_row(s->plan);
   acct_.add_schedule_time(seconds_since(t0));
   const auto t1 = EngineClock::now();
-  fill_bitmasks(*s);
-  queue_on_model(*s);
+  s->pass = model_.forward_async(s->plan.input);
   acct_.add_model_time(seconds_since(t1));
   sched_.commit(sr);
   s->kind = &acct_.count_launched(s->plan);
   for (const StepEntry& e : s->plan.entries) requests_.at(e.seq->id).last_step = s->serial;
   place_tokens(*s);
   return s;
-}
-
-void StepPipeline::queue_on_model(LaunchedStep& s) {
-  const StepPlan& plan = s.plan;
-  const size_t num_rows = plan.sample_entries.size();
-  if (plan.prompt_rows.empty() && device_sampling_applies(plan)) {
-    // Only token ids come back: the host never sees the logits.
-    std::vector<RowSampling> rows;
-    for (size_t k = 0; k < num_rows; ++k) rows.push_back(row_sampling(request_of_row(plan, k)));
-    s.ids = model_.forward_sample_async(plan.input, rows);
-    return;
-  }
-  s.logits = model_.forward(plan.input);
-  const size_t logit_rows = num_rows + plan.prompt_rows.size();
-  NC_CHECK(s.logits.size() == logit_rows * size_t(vocab_),
-           "engine: model returned {} logits for {} rows of {}", s.logits.size(), logit_rows,
-           vocab_);
 }
 
 void StepPipeline::place_tokens(LaunchedStep& s) {

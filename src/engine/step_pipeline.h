@@ -2,17 +2,25 @@
 // step in flight between Engine::step() calls (asynchronous scheduling, docs/gpu.md).
 //
 // One Engine::step() call is launch_next() then complete():
-//   - launch_next() schedules, plans and queues step n + 1 on the model BEFORE step n's tokens
-//     are taken (with device sampling the device then runs it while the host does step n's
-//     bookkeeping and plans step n + 2), and takes step n out of flight.
-//   - complete() takes step n's tokens (waiting for them) and then those of step n + 1 unless
-//     step n + 1 went into flight: it does when its tokens are sampled by the model and
-//     asynchronous scheduling is on. A step that needs the host sampler completes in the call
-//     that launched it.
+//   - launch_next() schedules, plans and queues step n + 1's forward pass (up to its logits,
+//     StepModel::forward_async) BEFORE step n's tokens are taken (with device sampling the
+//     device then runs it while the host does step n's bookkeeping and plans step n + 2), and
+//     takes step n out of flight. Unless step n + 1 must wait for step n (below), its draw is
+//     queued right behind its pass (finish_launch: sample_async, or take_logits for the host
+//     sampler).
+//   - complete() takes step n's tokens (waiting for them), finishes step n + 1's launch when it
+//     waited, and then takes step n + 1's tokens unless it goes into flight: it does when its
+//     tokens are sampled by the model and asynchronous scheduling is on (with its draw queued:
+//     in launch_next(), or in complete() when it waited). A step that needs the
+//     host sampler completes in the call that launched it.
 //
-// Structured output: the bitmasks of a step's grammar rows are filled on the host when it
-// launches, before the forward pass is queued (synchronously: docs/server.md), and such a step
-// completes in the call that launched it, so that each grammar has taken its previous token.
+// Structured output: a grammar row's token bitmask is filled on the host between its step's
+// pass and its draw, so that its host time hides behind the pass. The bitmask needs the row's
+// previous token accepted by its matcher; when a step with a grammar row launches while step n
+// is in flight, the order is: forward pass n + 1 queued (its input names step n's tokens by
+// placeholder) -> step n's tokens taken and accepted (complete) -> bitmasks of n + 1 filled
+// (while the device runs pass n + 1) -> draw n + 1 queued; step n + 1 then goes into flight like
+// any other. Rows of requests that finished meanwhile get no bitmask (their tokens are dropped).
 //
 // Placeholder rules (asynchronous scheduling): a step that goes into flight appends a
 // placeholder -1 - row to each sampled request's tokens at launch, so the next schedule() plans
@@ -20,9 +28,11 @@
 // the token over it. A request that finished while its step ran drops the step's token.
 //
 // Error recovery across two steps: when taking a step's tokens fails, those tokens are lost and
-// so are those of a synchronous step queued behind it; the requests of both finish as aborted
-// (pages freed, placeholders cut) and the error propagates. A step already in flight stays
-// there; its tokens find the aborted requests finished and are dropped.
+// so are those of a step launched behind it that is not in flight (a synchronous one, or one
+// whose draw waited for them); the requests of both
+// finish as aborted (pages freed, placeholders cut) and the error propagates. When queueing a
+// step's draw fails in launch_next(), its requests finish as aborted and the step already in
+// flight stays there; its tokens find the aborted requests finished and are dropped.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -44,6 +54,9 @@ namespace nc {
 struct LaunchedStep {
   int64_t serial = 0;
   StepPlan plan;
+  std::unique_ptr<QueuedPass> pass;       // the forward pass until its draw is queued
+  bool device = false;                    // its tokens are drawn by the model (sample_async)
+  bool drawn = false;                     // its draw is queued (or its host logits taken)
   std::unique_ptr<PendingTokens> ids;     // sampled by the model (device sampling)
   std::vector<RowLogprobs> row_logprobs;  // with ids: per row, for the rows that asked
   // Else [logit rows, vocab] for the host sampler: the sampled rows, then the prompt rows.
@@ -52,8 +65,8 @@ struct LaunchedStep {
   // already planned with), or -1: appended when it arrives.
   std::vector<int> token_index;
   EngineStats::StepKind* kind = nullptr;  // the accounting's kind of the step
-  // A sampled row has a grammar: its next bitmask needs this step's token, so the step never
-  // goes into flight (it completes in the call that launched it).
+  // A sampled row has a grammar: its bitmask is filled before the draw, once the row's previous
+  // token was accepted (see the top comment).
   bool structured = false;
 };
 
@@ -92,11 +105,14 @@ class StepPipeline {
 
  private:
   std::unique_ptr<LaunchedStep> launch();
-  void queue_on_model(LaunchedStep& s);
+  // Fills the bitmasks of the step's grammar rows, then queues its draw (device sampling) or
+  // takes its host logits.
+  void finish_launch(LaunchedStep& s);
   // Appends the placeholders of a step going into flight, or marks its rows "append".
   void place_tokens(LaunchedStep& s);
-  // Fills the token bitmasks of the step's grammar rows; sets s.structured.
+  // Fills the token bitmasks of the step's grammar rows (none for finished requests).
   void fill_bitmasks(LaunchedStep& s);
+  bool has_grammar_row(const StepPlan& plan);
   bool goes_in_flight(const LaunchedStep& s) const;
   void complete_step(LaunchedStep& s);
   // The host sampler's token for row k (with its log-probabilities when r asks).

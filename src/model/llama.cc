@@ -215,9 +215,15 @@ Tensor LlamaModel::sandwich_layer(size_t l, const Plans& plans, KVCache& kv, Ten
   return x;
 }
 
-std::vector<float> LlamaModel::forward(const ForwardInput& in, KVCache& kv) {
-  const Tensor logits = forward_device(in, kv);
+Tensor LlamaModel::forward_logits(const ForwardInput& in, KVCache& kv) {
+  Tensor logits = forward_device(in, kv);
+  // The placeholders were read (stream order); until the next draw none may be named.
   sampled_rows_ = 0;
+  return logits;
+}
+
+std::vector<float> LlamaModel::forward(const ForwardInput& in, KVCache& kv) {
+  const Tensor logits = forward_logits(in, kv);
   if (!logits.defined()) return {};
   return backend_.to_host_f32(logits);
 }
@@ -232,10 +238,19 @@ std::unique_ptr<PendingTokens> LlamaModel::forward_sample_async(
   NC_CHECK(rows.size() == in.logit_rows.size(),
            "forward_sample: {} rows of sampling parameters for {} logit rows", rows.size(),
            in.logit_rows.size());
-  const Tensor logits = forward_device(in, kv);
+  return sample_logits_async(forward_logits(in, kv), rows);
+}
+
+std::unique_ptr<PendingTokens> LlamaModel::sample_logits_async(
+    const Tensor& logits, const std::vector<RowSampling>& rows) {
   const int64_t R = int64_t(rows.size());
   sampled_rows_ = 0;
-  if (!logits.defined()) return ready_tokens({});
+  if (!logits.defined()) {
+    NC_CHECK(R == 0, "sample: {} rows of sampling parameters for a pass without logits", R);
+    return ready_tokens({});
+  }
+  NC_CHECK(logits.ndim() == 2 && logits.dim(0) == R,
+           "sample: {} rows of sampling parameters for logits {}", R, shape_str(logits.shape()));
   // Grown after this step's placeholders were read from the old buffer (stream order).
   if (!sampled_.defined() || sampled_.numel() < R)
     sampled_ = backend_.alloc({std::max(R, ws_.row_capacity)}, DType::I32);

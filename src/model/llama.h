@@ -110,6 +110,15 @@ class LlamaModel {
   // gives its ids. The next pass may name them as placeholder ids (ForwardInput::token_ids).
   std::unique_ptr<PendingTokens> forward_sample_async(const ForwardInput& in, KVCache& kv,
                                                       const std::vector<RowSampling>& rows);
+  // forward_sample_async in two halves, so that the host can work between them while the device
+  // runs the pass (structured output fills its token bitmasks there): the pass up to its logits
+  // on the device (placeholder ids resolved from the last draw; undefined when the step has no
+  // logit rows), then the draw over them into the ids that the next pass's placeholders name.
+  // The logits are workspace: draw (or copy) them before the next pass. forward() is
+  // to_host_f32(forward_logits()).
+  Tensor forward_logits(const ForwardInput& in, KVCache& kv);
+  std::unique_ptr<PendingTokens> sample_logits_async(const Tensor& logits,
+                                                     const std::vector<RowSampling>& rows);
 
  private:
   struct Layer {

@@ -100,8 +100,9 @@ StructuredOutput from_structured_outputs(const json& so) {
   return found[0];
 }
 
-// The tag that one call of `tool` takes in the format: begin, the arguments, end.
-ojson call_tag(const ojson& tool, ToolFormat format) {
+// The tag that one call of `tool` takes in the format: begin, the arguments, end. Mistral's
+// calls are the entries of one JSON list: `list_entry` leaves its brackets to the caller.
+ojson call_tag(const ojson& tool, ToolFormat format, bool list_entry) {
   const ojson& fn = tool["function"];
   const std::string name = json(fn["name"].get<std::string>()).dump();  // quoted, escaped
   ojson params = fn.contains("parameters") && fn["parameters"].is_object()
@@ -116,8 +117,9 @@ ojson call_tag(const ojson& tool, ToolFormat format) {
     case ToolFormat::Mistral:
       // [TOOL_CALLS] is a control token, which a grammar over text cannot write: the enforced
       // call is its JSON list (OutputFormat::forced_calls tells the parser).
-      tag["begin"] = "[{\"name\": " + name + ", \"arguments\": ";
-      tag["end"] = "}]";
+      tag["begin"] =
+          std::string(list_entry ? "" : "[") + "{\"name\": " + name + ", \"arguments\": ";
+      tag["end"] = list_entry ? "}" : "}]";
       break;
     default:
       tag["begin"] = "<tool_call>\n{\"name\": " + name + ", \"arguments\": ";
@@ -126,6 +128,21 @@ ojson call_tag(const ojson& tool, ToolFormat format) {
   }
   tag["content"] = {{"type", "json_schema"}, {"json_schema", params}};
   return tag;
+}
+
+// One or more calls of the tags, separated as the format's parser splits them: Hermes' tags
+// one per line, Llama 3's JSON objects by ';' (its parser's separator), Mistral's as the
+// entries of one JSON list.
+ojson several_calls(const ojson& tags, ToolFormat format) {
+  const char* sep = format == ToolFormat::Llama3Json ? "; "
+                    : format == ToolFormat::Mistral  ? ", "
+                                                     : "\n";
+  const ojson calls = {
+      {"type", "tags_with_separator"}, {"tags", tags}, {"separator", sep}, {"at_least_one", true}};
+  if (format != ToolFormat::Mistral) return calls;
+  return {{"type", "sequence"},
+          {"elements", ojson::array({ojson{{"type", "const_string"}, {"value", "["}}, calls,
+                                     ojson{{"type", "const_string"}, {"value", "]"}}})}};
 }
 
 constexpr const char* kFields[] = {"response_format", "guided_json",   "guided_regex",
@@ -173,15 +190,20 @@ StructuredRequest parse_structured(const json& body) {
 StructuredOutput tool_choice_grammar(const ToolRequest& tools, ToolFormat format) {
   if (!tools.tools.is_array()) return {};
   if (tools.choice != ToolChoiceKind::Required && tools.choice != ToolChoiceKind::Named) return {};
+  const bool several = tools.parallel_calls;
   ojson alternatives = ojson::array();
   for (const ojson& t : tools.tools) {
     if (tools.choice == ToolChoiceKind::Named && t["function"]["name"] != tools.choice_name)
       continue;
-    alternatives.push_back(call_tag(t, format));
+    alternatives.push_back(call_tag(t, format, /*list_entry=*/several));
   }
-  const ojson fmt_obj = alternatives.size() == 1
-                            ? alternatives[0]
-                            : ojson{{"type", "or"}, {"elements", alternatives}};
+  ojson fmt_obj;
+  if (several)
+    fmt_obj = several_calls(alternatives, format);
+  else if (alternatives.size() == 1)
+    fmt_obj = alternatives[0];
+  else
+    fmt_obj = ojson{{"type", "or"}, {"elements", alternatives}};
   const ojson tag = {{"type", "structural_tag"}, {"format", fmt_obj}};
   return {Kind::StructuralTag, tag.dump()};
 }

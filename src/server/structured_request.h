@@ -13,8 +13,9 @@
 // that a grammar that does not compile gets its 400 naming it.
 //
 // From tool_choice (tool_choice_grammar): "required" or a named function, enforced by a
-// structural tag that forces exactly one call in the model's own tool-call format (the
-// OutputFormat the template shows), its arguments valid for that tool's parameter schema.
+// structural tag in the model's own tool-call format (the OutputFormat the template shows): one
+// or more calls with parallel_tool_calls (the default; separated as the format's parser splits
+// them), exactly one without; each call's arguments valid for that tool's parameter schema.
 #pragma once
 #include <string>
 

@@ -140,6 +140,7 @@ ojson parse_message(const ojson& m, size_t i) {
 
 bool needs_tool_request(const nlohmann::json& body) {
   if (auto t = body.find("tools"); t != body.end() && !t->is_null()) return true;
+  if (auto p = body.find("parallel_tool_calls"); p != body.end() && !p->is_null()) return true;
   if (auto c = body.find("tool_choice"); c != body.end() && !c->is_null()) return true;
   auto m = body.find("messages");
   if (m == body.end() || !m->is_array()) return false;
@@ -156,6 +157,11 @@ ToolRequest parse_tool_request(const ojson& body) {
   r.active = true;
   if (const ojson* t = field(body, "tools")) r.tools = parse_tools(*t);
   parse_choice(body, r);
+  if (const ojson* p = field(body, "parallel_tool_calls")) {
+    if (!p->is_boolean())
+      throw bad("parallel_tool_calls", fmt::format("must be a boolean, got {}", p->type_name()));
+    r.parallel_calls = p->get<bool>();
+  }
   const ojson& msgs = body.at("messages");
   for (size_t i = 0; i < msgs.size(); ++i) r.messages.push_back(parse_message(msgs[i], i));
   return r;

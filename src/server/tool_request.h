@@ -9,7 +9,8 @@
 //
 // tool_choice: "none" renders the tools but never parses calls; "auto" parses them; "required"
 // and a named function are validated here (the name must be one of the tools) and enforced by a
-// grammar (server/structured_request.h, tool_choice_grammar): the output is one such call.
+// grammar (server/structured_request.h, tool_choice_grammar): the output is one or more such
+// calls, or exactly one with `parallel_tool_calls: false` (OpenAI's default is true).
 #pragma once
 #include <string>
 
@@ -24,7 +25,8 @@ struct ToolRequest {
   nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   nlohmann::ordered_json tools;  // an array, or null when none
   ToolChoiceKind choice = ToolChoiceKind::Auto;
-  std::string choice_name;  // Named
+  std::string choice_name;     // Named
+  bool parallel_calls = true;  // parallel_tool_calls: a forced choice may make several calls
   // Parse the output for calls: tools given and tool_choice not "none".
   bool parse_calls() const { return tools.is_array() && choice != ToolChoiceKind::None; }
 };

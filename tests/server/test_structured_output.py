@@ -143,9 +143,10 @@ class StructuredOutputTest(ServerTestCase):
         self.assertEqual(text, whole)
 
     def forced(self, tool_choice, stream=False):
+        # One call (several are test_tool_calls.py's test_forced_parallel_calls).
         msgs = [{"role": "user", "content": "What is the weather in Paris?"}]
         return msgs, self.chat(messages=msgs, tools=TOOLS, tool_choice=tool_choice,
-                               max_tokens=120, stream=stream)
+                               max_tokens=120, stream=stream, parallel_tool_calls=False)
 
     def test_tool_choice_required_and_named_are_enforced(self):
         import jsonschema

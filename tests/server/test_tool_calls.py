@@ -103,6 +103,45 @@ class ToolCallTest(ServerTestCase):
                          ["Paris", "Rome"])
         self.assertNotEqual(msg.tool_calls[0].id, msg.tool_calls[1].id)
 
+    def forced_calls(self, stream, **kw):
+        """tool_choice "required" after few-shot turns that make two calls (in the grammar's
+        own layout): the calls as (name, arguments) and the finish reasons."""
+        call = ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "%s"}}\n'
+                '</tool_call>')
+        two = call % "Paris" + "\n" + call % "Rome"
+        r = self.chat(messages=few_shot(two), tools=TOOLS, tool_choice="required",
+                      max_tokens=80, stream=stream, **kw)
+        if not stream:
+            c = r.choices[0]
+            return ([(t.function.name, json.loads(t.function.arguments))
+                     for t in c.message.tool_calls], [c.finish_reason])
+        calls, reasons = {}, []
+        for chunk in r:
+            for c in chunk.choices:
+                reasons += [c.finish_reason] if c.finish_reason else []
+                for d in c.delta.tool_calls or []:
+                    if d.index not in calls:
+                        self.assertTrue(d.id.startswith("call_"))
+                        calls[d.index] = [d.function.name, ""]
+                    calls[d.index][1] += d.function.arguments or ""
+        self.assertEqual(list(calls), list(range(len(calls))))
+        return [(n, json.loads(a)) for n, a in calls.values()], reasons
+
+    def test_forced_parallel_calls(self):
+        # parallel_tool_calls (true by default, as OpenAI's): the grammar lets the model go on
+        # after a call, and it copies the second one.
+        for stream in (False, True):
+            calls, reasons = self.forced_calls(stream)
+            self.assertEqual(reasons, ["tool_calls"])
+            self.assertEqual(calls, [("get_weather", {"city": "Paris"}),
+                                     ("get_weather", {"city": "Rome"})], f"stream={stream}")
+            calls, reasons = self.forced_calls(stream, parallel_tool_calls=True)
+            self.assertEqual(len(calls), 2)
+            # parallel_tool_calls false: the grammar ends the output after the first call.
+            calls, reasons = self.forced_calls(stream, parallel_tool_calls=False)
+            self.assertEqual(reasons, ["tool_calls"])
+            self.assertEqual(calls, [("get_weather", {"city": "Paris"})], f"stream={stream}")
+
     def test_tool_choice_none_and_no_tools_parse_nothing(self):
         for kw in (dict(tools=TOOLS, tool_choice="none"), {}):
             r = self.chat(messages=few_shot(CALL), **kw).choices[0]
