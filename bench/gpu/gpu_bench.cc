@@ -15,7 +15,8 @@
 //   decode-grid  paged decode over batch 1-256 x context 512-32k against the copy bandwidth
 //           measured in the same run
 //   variants  the attention variants and the JIT (variant_bench.cc)
-// Usage: nc_gpu_bench [decode|decode-grid|gemm|cascade|cascade-ab|variants|all]
+//   moe, mla  issue #14's MoE expert GEMMs and MLA decode (moe_mla_bench.cc)
+// Usage: nc_gpu_bench [decode|decode-grid|gemm|cascade|cascade-ab|variants|moe|mla|all]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -440,7 +441,8 @@ void bench_cascade_ab() {
 }  // namespace nc
 
 namespace nc {
-void bench_variants();  // variant_bench.cc
+void bench_variants();                        // variant_bench.cc
+void bench_moe_mla(const std::string& what);  // moe_mla_bench.cc
 }  // namespace nc
 
 int main(int argc, char** argv) {
@@ -455,6 +457,7 @@ int main(int argc, char** argv) {
     if (what == "cascade" || what == "all") nc::bench_cascade();
     if (what == "cascade-ab" || what == "all") nc::bench_cascade_ab();
     if (what == "variants" || what == "all") nc::bench_variants();
+    nc::bench_moe_mla(what);  // moe, mla
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nc_gpu_bench: %s\n", e.what());
     return 1;
