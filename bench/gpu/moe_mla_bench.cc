@@ -10,9 +10,10 @@
 //        alone (Backend::moe_route, softmax top-8 renormalised) and the permutation's fixed cost
 //        (moe_experts at moe_intermediate 16, where the GEMMs are negligible).
 //   mla  DeepSeek-V2-Lite's MLA decode (16 heads, kv_lora 512 + rope 64, page 16) at batch
-//        16/64/128 x context 1024/4096: latent bytes read / time against the copy bandwidth; then
-//        64 requests sharing 4096 tokens + 128 own each, plain (every request reads the prefix
-//        through its own entry) against a cascade step (the prefix in one shared level).
+//        16/64/128 x context 1024/4096 and batch 128 x 32k (4.8 GB of latent pages): latent bytes
+//        read / time against the copy bandwidth; then 64 requests sharing 4096 tokens + 128 own
+//        each, plain (every request reads the prefix through its own entry) against a cascade step
+//        (the prefix in one shared level).
 // Times: host wall-clock over back-to-back calls after a warm-up, median of 5 runs.
 #include <algorithm>
 #include <chrono>
@@ -222,7 +223,7 @@ void bench_mla() {
   auto be = make_cuda_backend(0);
   std::mt19937 rng(15);
   const double copy = copy_tbs(*be);
-  const int num_pages = 128 * 4096 / kPs + 64;
+  const int num_pages = 128 * 32768 / kPs + 64;
   Tensor pages = random_tensor(*be, {num_pages, kPs, 1, kD}, 13, 1.0f);
   const AttentionShape shape = mla_shape(num_pages);
   std::printf(
@@ -231,7 +232,8 @@ void bench_mla() {
       "copy |\n|---|---|---|---|---|\n",
       kHeads, kDl, kDr, kPs, copy);
   for (int B : {16, 64, 128})
-    for (int ctx : {1024, 4096}) {
+    for (int ctx : {1024, 4096, 32768}) {
+      if (ctx == 32768 && B != 128) continue;  // the 32k point: batch 128 only
       const double t =
           mla_seconds(*be, decode_step(B, 0, ctx, num_pages, false, rng), shape, pages);
       const double bytes = double(B) * ctx * kD * 2.0;

@@ -1,4 +1,7 @@
 // MoE layers and MLA attention inside CUDA graphs (backend/cuda/cuda_moe.h, mla_graph.h):
+//   - The MoE scratch: reserved once (Backend::reserve_moe), experts inside a capture replay bit
+//     for bit as run eagerly, and a call larger than the reservation inside a capture is an error
+//     (outside one it grows).
 //   - MLA graph plans at the op level: cascade decode steps (a shared non-causal level padded
 //     with empty entries, then the own level) planned into one slot, captured once, then replayed
 //     after re-planning with other page tables and prefix splits: each replay's output and
@@ -14,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/error.h"
 #include "golden.h"
 #include "gpu_test_util.h"
 #include "model/model_loader.h"
@@ -106,6 +110,41 @@ TEST_F(CudaMlaGraphs, CascadeReplaysMatchEagerBitForBit) {
   AttentionStep causal = cascade_decode(rng, B, 4, 12, ps, num_pages);
   causal.levels[0].causal = true;
   EXPECT_EQ(gpu->plan_attention_graph(causal, shape, slot, max_pages), nullptr);
+}
+
+TEST_F(CudaMlaGraphs, MoeScratchIsReservedBeforeCapture) {
+  const int E = 8, k = 2, H = 64, I = 16, T = 128;
+  const int64_t held = gpu->reserve_moe(64, k, E, H, I);
+  EXPECT_GT(held, 0);
+  EXPECT_EQ(gpu->reserve_moe(32, k, E, H, I), held);  // already big enough: kept
+  std::vector<int32_t> ids(size_t(T * k));
+  for (int t = 0; t < T; ++t) ids[size_t(t * k)] = t % E, ids[size_t(t * k + 1)] = (t + 3) % E;
+  const std::vector<float> w = random_vec(rng, size_t(T * k), 0.5f);
+  Tensor idg = gpu->alloc({T, k}, DType::I32), wg = gpu->alloc({T, k}, DType::F32);
+  gpu->copy_from_host(idg, ids.data());
+  gpu->copy_from_host(wg, w.data());
+  Tensor x = gpu->upload({{T, H}, random_vec(rng, size_t(T * H))});
+  Tensor gate_up = gpu->upload({{E, 2 * I, H}, random_vec(rng, size_t(E * 2 * I * H), 0.2f)});
+  Tensor down = gpu->upload({{E, H, I}, random_vec(rng, size_t(E * H * I), 0.2f)});
+  Tensor eager = gpu->alloc({T, H}, DType::BF16), graph = gpu->alloc({T, H}, DType::BF16);
+  auto call = [&](int n, Tensor out) {
+    gpu->moe_experts(x.slice(0, n), idg.slice(0, n), wg.slice(0, n), gate_up, down,
+                     out.slice(0, n));
+  };
+  call(64, eager);
+  gpu->begin_capture();
+  call(64, graph);
+  gpu->end_capture(7);
+  gpu->replay(7);
+  const std::vector<float> e = gpu->to_host_f32(eager.slice(0, 64));
+  EXPECT_EQ(gpu->to_host_f32(graph.slice(0, 64)), e);
+  gpu->begin_capture();
+  EXPECT_THROW(call(T, graph), Error);  // the scratch cannot grow under a capture
+  gpu->end_capture(-1);
+  call(T, eager);                                      // outside a capture it grows
+  EXPECT_EQ(gpu->to_host_f32(eager.slice(0, 64)), e);  // batch invariance, too
+  gpu->replay(7);  // the graph still reads the scratch it was captured with
+  EXPECT_EQ(gpu->to_host_f32(graph.slice(0, 64)), e);
 }
 
 // Prefills the fixture's prompts (plus prompt 0 again: 4 sequences) on three models, then
