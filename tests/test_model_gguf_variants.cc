@@ -2,7 +2,8 @@
 // tools/make_gguf_goldens.py, docs/golden.md "GGUF copies"): metadata keys, tensor names per
 // architecture, Gemma's 1 + w norms (not added twice), Llama-architecture q/k permutation,
 // Phi-3's fused tensors and longrope factor tensors, DeepSeek's MLA tensors (kv_b split into
-// k_b / v_b) and deepseek2 keys (the converter run with a SentencePiece filler vocabulary).
+// k_b / v_b) and deepseek2 keys, Qwen3-MoE's stacked expert tensors and qwen3moe keys (those two
+// converters run with a SentencePiece filler vocabulary).
 //   - As llama.cpp reads them (no window for Mistral, head_dim^-1/2 for Gemma): logits of every
 //     prompt position within 1e-4 of gguf_golden.json (Phi-3: golden.json), and the greedy
 //     continuation.
@@ -24,8 +25,9 @@ using testing::GoldenPrompt;
 using testing::SeqRunner;
 
 const std::vector<std::string> kFixtures = {
-    "tiny-mistral",       "tiny-gemma2",           "tiny-gemma3",      "tiny-phi3",
-    "tiny-phi3-longrope", "tiny-deepseek-v2-lite", "tiny-deepseek-v2", "tiny-deepseek-v3"};
+    "tiny-mistral",     "tiny-gemma2",        "tiny-gemma3",
+    "tiny-phi3",        "tiny-phi3-longrope", "tiny-deepseek-v2-lite",
+    "tiny-deepseek-v2", "tiny-deepseek-v3",   "tiny-qwen3-moe-sparse"};
 
 std::string dir_of(const std::string& m) {
   return testing::fixtures_dir() + "/" + m;

@@ -3,11 +3,12 @@
 // (alternating sliding/global layers, soft caps, GeGLU, sandwich norms), Gemma 3 (q/k norms,
 // five sliding layers to one global, per-kind rope), Phi-3 (fused checkpoints, head_dim 96) and
 // Phi-3 with longrope, Qwen3-MoE (8 experts top-2: a dense layer then a sparse one, and every
-// layer sparse), DeepSeek-V2-Lite / V2 / V3 (MLA over latent pages, YaRN, interleaved rope).
-// Every prompt position's logits within 1e-4 relative error whether the prompt is prefilled in
-// one step, in chunks or token by token (page sizes 1, 4 and 16, so the window drops whole
-// pages), the greedy continuation, and an engine run with the prefix cache hit and cascade levels
-// forced on (logprobs of the first generated token within 1e-4 too).
+// layer sparse, with head_dim 16 and with head_dim 64, the one the CUDA backend serves),
+// DeepSeek-V2-Lite / V2 / V3 (MLA over latent pages, YaRN, interleaved rope). Every prompt
+// position's logits within 1e-4 relative error whether the prompt is prefilled in one step, in
+// chunks or token by token (page sizes 1, 4 and 16, so the window drops whole pages), the greedy
+// continuation, and an engine run with the prefix cache hit and cascade levels forced on (logprobs
+// of the first generated token within 1e-4 too).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -29,9 +30,9 @@ using testing::GoldenPrompt;
 using testing::SeqRunner;
 
 const std::vector<std::string> kModels = {
-    "tiny-mistral",       "tiny-gemma2",           "tiny-gemma3",      "tiny-phi3",
-    "tiny-phi3-longrope", "tiny-qwen3-moe",        "tiny-qwen3-moe-sparse",
-    "tiny-deepseek-v2-lite", "tiny-deepseek-v2",   "tiny-deepseek-v3"};
+    "tiny-mistral",          "tiny-gemma2",      "tiny-gemma3",           "tiny-phi3",
+    "tiny-phi3-longrope",    "tiny-qwen3-moe",   "tiny-qwen3-moe-sparse", "tiny-qwen3-moe-hd64",
+    "tiny-deepseek-v2-lite", "tiny-deepseek-v2", "tiny-deepseek-v3"};
 
 std::string param_name(std::string m) {
   for (char& c : m)

@@ -254,6 +254,19 @@ def qwen3_moe_sparse_config() -> Qwen3MoeConfig:
         rope_parameters={"rope_type": "default", "rope_theta": 1e6})
 
 
+def qwen3_moe_hd64_config() -> Qwen3MoeConfig:
+    # Every layer sparse with head_dim 64, so that the CUDA backend (attention head dims
+    # 64/128/256 and JIT dims, not 32 or 16) serves it too: 2 heads, 1 kv head (GQA 2), 8 experts
+    # of 16, top-2 renormalised; vocabulary 256 to stay small.
+    return Qwen3MoeConfig(
+        vocab_size=256, hidden_size=64, head_dim=64, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+        rms_norm_eps=1e-6, tie_word_embeddings=False, num_experts=8, num_experts_per_tok=2,
+        moe_intermediate_size=16, norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[],
+        bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+
+
 def hubify_qwen3_moe(path: Path) -> None:
     """Qwen3-30B-A3B's Hub spelling: rope_theta, rope_scaling null, torch_dtype, and
     "num_experts" (transformers 5 writes its alias num_local_experts)."""
@@ -314,6 +327,10 @@ NEW_SPECS = [
                         Ablation("top-1 routing", _set("num_experts_per_tok", 1),
                                  prompts=(0, 1, 2))]),
     TinySpec("tiny-qwen3-moe-sparse", qwen3_moe_sparse_config, seed=1009, config_style="hub",
+             hubify=hubify_qwen3_moe, check_keys=_MOE_KEYS,
+             ablations=[Ablation("top-1 routing", _set("num_experts_per_tok", 1),
+                                 prompts=(0, 1, 2))]),
+    TinySpec("tiny-qwen3-moe-hd64", qwen3_moe_hd64_config, seed=1010, config_style="hub",
              hubify=hubify_qwen3_moe, check_keys=_MOE_KEYS,
              ablations=[Ablation("top-1 routing", _set("num_experts_per_tok", 1),
                                  prompts=(0, 1, 2))]),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """GGUF copies of the tiny attention-variant fixtures, made by llama.cpp's own converter.
 
-For each of tiny-mistral, tiny-gemma2, tiny-gemma3, tiny-phi3 and tiny-phi3-longrope (written by
+For each fixture in FIXTURES (attention variants, DeepSeek, every-layer-sparse Qwen3-MoE; written by
 make_golden.py), this runs llama.cpp's convert_hf_to_gguf.py (--outtype f32) on a copy of the
 fixture folder and writes <fixture>/model.gguf. The converter, not this script, decides the tensor
 names, Gemma's +1 on norm weights, Phi-3's fused tensors and rope factor tensors, and so on, so an
@@ -48,17 +48,22 @@ SDIST_LLAMA_CPP = "llama_cpp_python-0.3.36/vendor/llama.cpp"
 LLAMA_CPP_VERSION = "llama-cpp-python 0.3.36 sdist, vendored llama.cpp ggml-org/llama.cpp@0c1e57098"
 
 FIXTURES = ("tiny-mistral", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-phi3-longrope",
-            "tiny-deepseek-v2-lite", "tiny-deepseek-v2", "tiny-deepseek-v3")
+            "tiny-deepseek-v2-lite", "tiny-deepseek-v2", "tiny-deepseek-v3",
+            "tiny-qwen3-moe-sparse")
 
-# llama.cpp's DeepSeek converter accepts only the BPE vocabularies it recognises; the fixtures'
-# filler vocabulary is SentencePiece, so for them the converter runs with its vocabulary step
-# swapped for the SentencePiece one (everything else, tensors and keys included, is its own).
-DEEPSEEK_WRAPPER = """import runpy, sys
-tree = sys.argv[1]
+# llama.cpp's DeepSeek and Qwen3-MoE converters accept only BPE vocabularies: DeepSeek's the ones
+# it recognises, Qwen3-MoE's (through Qwen2-MoE) a GPT-2 style tokenizer that transformers'
+# AutoTokenizer loads (the SentencePiece filler is not one: it fails there). So for those
+# fixtures the converter runs with its vocabulary step swapped for the SentencePiece one
+# (everything else, tensors and keys included, is its own).
+VOCAB_SWAP = {"tiny-deepseek": ("conversion.deepseek", "DeepseekV2Model"),
+              "tiny-qwen3-moe": ("conversion.qwen", "Qwen3MoeModel")}
+VOCAB_WRAPPER = """import importlib, runpy, sys
+tree, module, cls = sys.argv[1:4]
 sys.path[:0] = [tree, tree + "/gguf-py"]
-import conversion.deepseek as deepseek
-deepseek.DeepseekV2Model.set_vocab = lambda self: self._set_vocab_sentencepiece()
-sys.argv = ["convert_hf_to_gguf.py"] + sys.argv[2:]
+model = getattr(importlib.import_module(module), cls)
+model.set_vocab = lambda self: self._set_vocab_sentencepiece()
+sys.argv = ["convert_hf_to_gguf.py"] + sys.argv[4:]
 runpy.run_path(tree + "/convert_hf_to_gguf.py", run_name="__main__")
 """
 
@@ -140,10 +145,11 @@ def convert(llama_cpp: Path, fixture: Path, tok: bytes, out: Path, scratch: Path
     env = dict(os.environ, PYTHONPATH=str(llama_cpp / "gguf-py"), NO_LOCAL_GGUF="")
     cmd = [sys.executable, "convert_hf_to_gguf.py", str(src), "--outtype", "f32",
            "--outfile", str(out)]
-    if fixture.name.startswith("tiny-deepseek"):
-        wrapper = scratch / "convert_deepseek.py"
-        wrapper.write_text(DEEPSEEK_WRAPPER)
-        cmd[1:2] = [str(wrapper), str(llama_cpp)]
+    swap = [v for k, v in VOCAB_SWAP.items() if fixture.name.startswith(k)]
+    if swap:
+        wrapper = scratch / "convert_vocab_swap.py"
+        wrapper.write_text(VOCAB_WRAPPER)
+        cmd[1:2] = [str(wrapper), str(llama_cpp), *swap[0]]
     run = subprocess.run(cmd, cwd=llama_cpp, env=env, capture_output=True, text=True)
     if run.returncode != 0:
         raise RuntimeError(f"{fixture.name}: convert_hf_to_gguf.py failed:\n{run.stderr[-4000:]}")

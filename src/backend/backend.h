@@ -191,6 +191,12 @@ class Backend {
   // and weights only, never on the other tokens of the call (batch invariance).
   virtual void moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
                            const Tensor& gate_up, const Tensor& down, Tensor out);
+  // Allocates moe_experts' scratch for calls of up to max_tokens rows of these sizes now (the
+  // engine sizes the KV cache from the memory left after it, and CUDA graphs must not see it
+  // move) and keeps it; returns the bytes it holds then (0: none needed).
+  virtual int64_t reserve_moe(int max_tokens, int top_k, int num_experts, int hidden, int inter) {
+    return 0;
+  }
 
   // Attention over paged KV. plan_attention takes host metadata only (no device sync);
   // attention() appends the step's k/v into kv_pages (the layer's page tensor) at the slots the

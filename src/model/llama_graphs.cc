@@ -46,9 +46,8 @@ int LlamaModel::num_graphs() const {
 
 bool LlamaModel::graph_eligible(const ForwardInput& in, const KVCache& kv) const {
   if (!graph_opts_.enabled || scratch_page_ < 0 || !backend_.supports_graphs()) return false;
-  if (cfg_.mla.enabled()) return false;  // MLA steps run eagerly (no graph-safe MLA plan yet)
-  // MoE layers run eagerly: the backend grows their scratch on demand (backend/cuda/cuda_moe.h).
-  if (cfg_.moe.enabled()) return false;
+  // MoE layers and MLA attention run in graphs too: the expert scratch is reserved with the
+  // workspace (model/moe.h) and MLA steps plan into graph slots (backend/cuda/mla_graph.h).
   const size_t nl = in.attention.levels.size();
   if (scratch_page_ >= kv.shape.num_pages || nl < 1 || nl > size_t(graph_opts_.max_levels))
     return false;

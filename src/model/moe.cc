@@ -24,6 +24,9 @@ void MoeWorkspace::allocate(Backend& backend, const MoeConfig& cfg, int64_t hidd
   capacity = tokens;
   for (const Tensor* t : {&logits, &ids, &weights, &routed, &shared_gate_up, &shared_act})
     if (t->defined()) bytes += int64_t(t->nbytes());
+  // The backend's expert scratch for steps of this many tokens, fixed before any graph capture.
+  bytes +=
+      backend.reserve_moe(int(tokens), int(k), int(E), int(hidden), int(cfg.expert_intermediate));
 }
 
 MoeLayerWeights load_moe_layer(const MoeConfig& cfg, int64_t H, int64_t layer,

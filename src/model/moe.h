@@ -7,7 +7,8 @@
 //
 // The decoder (model/llama.cc) calls moe_block in place of its dense MLP for the layers the
 // config marks sparse. MoeLayerWeights holds the layer's tensors on the device (names:
-// model/moe_weights.h); MoeWorkspace the block's activations, grown with the decoder's.
+// model/moe_weights.h); MoeWorkspace the block's activations, grown with the decoder's (so
+// the block runs inside the decoder's CUDA graphs: nothing moves once the workspace is sized).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -29,7 +30,9 @@ struct MoeWorkspace {
   int64_t capacity = 0;  // tokens
   int64_t bytes = 0;
   Tensor logits, ids, weights, routed, shared_gate_up, shared_act;
-  // Buffers for `tokens` tokens (nothing when cfg has no MoE); frees the old ones first.
+  // Buffers for `tokens` tokens (nothing when cfg has no MoE); frees the old ones first. Also
+  // reserves the backend's expert scratch for that many tokens (Backend::reserve_moe), counted
+  // in `bytes`.
   void allocate(Backend& backend, const MoeConfig& cfg, int64_t hidden, int64_t tokens);
 };
 

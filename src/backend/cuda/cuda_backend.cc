@@ -48,6 +48,7 @@ class CudaBackend final : public Backend {
         sampler_(ctx_),
         timer_(ctx_, graphs_),
         moe_(ctx_),
+        mla_slots_(ctx_, graphs_),
         kv_copier_(ctx_) {}
   // As before the split: on the backend's device, once both streams are idle, the graphs go
   // before the slot and scratch buffers they read (the parts' destructors then free those).
@@ -101,6 +102,9 @@ class CudaBackend final : public Backend {
                    const Tensor& down, Tensor out) override {
     moe_.experts(x, ids, weights, gate_up, down, out);
   }
+  int64_t reserve_moe(int max_tokens, int top_k, int num_experts, int hidden, int inter) override {
+    return moe_.reserve(max_tokens, top_k, num_experts, hidden, inter);
+  }
   void gelu_tanh_and_mul(const Tensor& gate_up, Tensor out) override {
     ops_.gelu_tanh_and_mul(gate_up, out);
   }
@@ -150,7 +154,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<AttentionPlan> plan_attention_graph(const AttentionStep& step,
                                                       const AttentionShape& shape, int slot,
                                                       int max_pages) override {
-    if (shape.latent_dim > 0) return nullptr;  // MLA steps run eagerly
+    if (shape.latent_dim > 0) return mla_slots_.plan(step, shape, slot, max_pages);  // mla_graph.h
     return attention_.plan_for_graph(step, shape, slot, max_pages);
   }
   void begin_capture() override { graphs_.begin_capture(); }
@@ -210,7 +214,9 @@ class CudaBackend final : public Backend {
     kv_copier_.copy(layers, copies, host);
   }
   void sync_kv_copies() override { kv_copier_.sync(); }
-  int64_t graph_memory_bytes() const override { return attention_.graph_device_bytes(); }
+  int64_t graph_memory_bytes() const override {
+    return attention_.graph_device_bytes() + mla_slots_.device_bytes();
+  }
 
   void mark_pass_begin() override { timer_.mark_pass_begin(); }
   void mark_pass_end() override { timer_.mark_pass_end(); }
@@ -231,6 +237,7 @@ class CudaBackend final : public Backend {
   CudaSampler sampler_;
   PassTimer timer_;
   CudaMoe moe_;
+  MlaGraphSlots mla_slots_;
   KvCopier kv_copier_;
 };
 

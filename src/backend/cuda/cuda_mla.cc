@@ -3,36 +3,11 @@
 
 #include <vector>
 
-#include "backend/cuda/mla_kernels.h"
+#include "backend/cuda/mla_plan.h"
 
 namespace nc::cuda_host {
 
 namespace {
-
-struct DeviceLevel {
-  Tensor indptr, indices, last_page_len, qo_indptr, row_entry;
-  int page_size = 0;
-  bool causal = true;
-  cuda::MlaLevel view() const {
-    cuda::MlaLevel v;
-    v.indptr = indptr.ptr<int32_t>();
-    v.indices = indices.ptr<int32_t>();
-    v.last_page_len = last_page_len.ptr<int32_t>();
-    v.qo_indptr = qo_indptr.ptr<int32_t>();
-    v.row_entry = row_entry.ptr<int32_t>();
-    v.page_size = page_size;
-    v.causal = causal;
-    return v;
-  }
-};
-
-class CudaMlaPlan final : public AttentionPlan {
- public:
-  AttentionShape shape;
-  int64_t num_tokens = 0;
-  std::vector<DeviceLevel> levels;
-  Tensor dst_page, dst_slot;  // the append slot of every token (last level)
-};
 
 // A device copy of v (at least one element: empty arrays still get a valid pointer).
 Tensor to_device(const std::shared_ptr<Context>& ctx, std::vector<int32_t> v) {
@@ -44,17 +19,22 @@ Tensor to_device(const std::shared_ptr<Context>& ctx, std::vector<int32_t> v) {
   return t;
 }
 
-DeviceLevel upload_level(const std::shared_ptr<Context>& ctx, const PagedKVBatch& b,
-                         int page_size) {
+// Level `b` as device copies (kept alive by plan.owned).
+cuda::MlaLevel upload_level(const std::shared_ptr<Context>& ctx, const PagedKVBatch& b,
+                            int page_size, CudaMlaPlan& plan) {
   std::vector<int32_t> row_entry(size_t(b.qo_indptr.back()));
   for (int e = 0; e < b.batch_size(); ++e)
     for (int r = b.qo_indptr[e]; r < b.qo_indptr[e + 1]; ++r) row_entry[size_t(r)] = e;
-  DeviceLevel d;
-  d.indptr = to_device(ctx, b.kv_indptr);
-  d.indices = to_device(ctx, b.kv_indices);
-  d.last_page_len = to_device(ctx, b.kv_last_page_len);
-  d.qo_indptr = to_device(ctx, b.qo_indptr);
-  d.row_entry = to_device(ctx, std::move(row_entry));
+  auto up = [&](std::vector<int32_t> v) {
+    plan.owned.push_back(to_device(ctx, std::move(v)));
+    return plan.owned.back().ptr<int32_t>();
+  };
+  cuda::MlaLevel d;
+  d.indptr = up(b.kv_indptr);
+  d.indices = up(b.kv_indices);
+  d.last_page_len = up(b.kv_last_page_len);
+  d.qo_indptr = up(b.qo_indptr);
+  d.row_entry = up(std::move(row_entry));
   d.page_size = page_size;
   d.causal = b.causal;
   return d;
@@ -126,7 +106,7 @@ std::unique_ptr<AttentionPlan> plan_mla(const std::shared_ptr<Context>& ctx,
   const int ps = shape.kv.page_size;
   for (const PagedKVBatch& level : step.levels) {
     level.validate(step.num_tokens, ps, shape.kv.num_pages);
-    plan->levels.push_back(upload_level(ctx, level, ps));
+    plan->levels.push_back(upload_level(ctx, level, ps, *plan));
   }
   const PagedKVBatch& own = step.levels.back();
   std::vector<int32_t> page(size_t(step.num_tokens)), slot(size_t(step.num_tokens));
@@ -138,8 +118,10 @@ std::unique_ptr<AttentionPlan> plan_mla(const std::shared_ptr<Context>& ctx,
       slot[row] = (first + j) % ps;
     }
   }
-  plan->dst_page = to_device(ctx, std::move(page));
-  plan->dst_slot = to_device(ctx, std::move(slot));
+  plan->owned.push_back(to_device(ctx, std::move(page)));
+  plan->dst_page = plan->owned.back().ptr<int32_t>();
+  plan->owned.push_back(to_device(ctx, std::move(slot)));
+  plan->dst_slot = plan->owned.back().ptr<int32_t>();
   return plan;
 }
 
@@ -162,26 +144,29 @@ void run_mla(const std::shared_ptr<Context>& ctx, const AttentionPlan& plan_base
            s.kv.num_pages, s.kv.elems_per_page());
   cudaStream_t st = ctx->stream;
   k_call([&] {
-    cuda::mla_append_bf16(latent.data(), kv_pages.data(), plan->dst_page.ptr<int32_t>(),
-                          plan->dst_slot.ptr<int32_t>(), T, s.kv.page_size, int(D), st);
+    cuda::mla_append_bf16(latent.data(), kv_pages.data(), plan->dst_page, plan->dst_slot, T,
+                          s.kv.page_size, int(D), st);
   });
   const size_t n = plan->levels.size();
-  Tensor lse, o_level, lse_level;
-  if (n > 1) {
-    lse = device_alloc(ctx, {T, H}, DType::F32);
-    o_level = device_alloc(ctx, {T, H * Dl}, DType::BF16);
-    lse_level = device_alloc(ctx, {T, H}, DType::F32);
+  // The merge state: the plan's fixed buffers (graph plans), else from the pool.
+  float *lse = plan->lse, *lse_level = plan->lse_level;
+  void* o_level = plan->o_level;
+  Tensor pooled[3];
+  if (n > 1 && !lse) {
+    pooled[0] = device_alloc(ctx, {T, H}, DType::F32);
+    pooled[1] = device_alloc(ctx, {T, H}, DType::F32);
+    pooled[2] = device_alloc(ctx, {T, H * Dl}, DType::BF16);
+    lse = pooled[0].ptr<float>(), lse_level = pooled[1].ptr<float>(), o_level = pooled[2].data();
   }
   for (size_t l = 0; l < n; ++l) {
     const bool first = l == 0;
-    void* o = first ? out.data() : o_level.data();
-    float* ls = n == 1 ? nullptr : (first ? lse.ptr<float>() : lse_level.ptr<float>());
+    void* o = first ? out.data() : o_level;
+    float* ls = n == 1 ? nullptr : (first ? lse : lse_level);
     k_call([&] {
-      cuda::mla_attention_bf16(plan->levels[l].view(), q_mla.data(), kv_pages.data(), o, ls, T,
-                               int(H), int(D), int(Dl), s.sm_scale, st);
+      cuda::mla_attention_bf16(plan->levels[l], q_mla.data(), kv_pages.data(), o, ls, T, int(H),
+                               int(D), int(Dl), s.sm_scale, st);
       if (!first)
-        cuda::mla_merge_state_bf16(out.data(), lse.ptr<float>(), o_level.data(),
-                                   lse_level.ptr<float>(), T * H, int(Dl), st);
+        cuda::mla_merge_state_bf16(out.data(), lse, o_level, lse_level, T * H, int(Dl), st);
     });
   }
 }

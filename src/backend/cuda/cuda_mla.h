@@ -7,6 +7,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_context.h"
+#include "backend/cuda/mla_graph.h"  // graph-safe plans (MlaGraphSlots)
 
 namespace nc::cuda_host {
 
@@ -14,11 +15,12 @@ void mla_head_linear(Context& ctx, const Tensor& x, const Tensor& w, Tensor out)
 void mla_rope_norm(Context& ctx, const Tensor& q, const Tensor& kv_a, const Tensor& kv_norm,
                    float eps, const Tensor& positions, const Tensor& cos_sin, bool interleaved,
                    int nope_dim, Tensor q_mla, Tensor latent);
-// An eager plan: every level's CSR arrays and each token's append slot, copied to the device.
+// An eager plan: every level's CSR arrays and each token's append slot, copied to the device
+// (mla_plan.h; graph-safe plans: mla_graph.h).
 std::unique_ptr<AttentionPlan> plan_mla(const std::shared_ptr<Context>& ctx,
                                         const AttentionStep& step, const AttentionShape& shape);
 bool is_mla_plan(const AttentionPlan& plan);
-// nc::Error unless `plan` came from plan_mla.
+// nc::Error unless `plan` came from plan_mla or MlaGraphSlots::plan.
 void run_mla(const std::shared_ptr<Context>& ctx, const AttentionPlan& plan, const Tensor& q_mla,
              const Tensor& latent, Tensor kv_pages, Tensor out);
 

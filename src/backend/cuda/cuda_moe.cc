@@ -66,14 +66,36 @@ void CudaMoe::experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
   }
   expect_i32(ids, "moe_experts ids");
   expect_f32(weights, "moe_experts weights");
-  const size_t need = cuda::moe_scratch_bytes(int(T), int(k), int(E), int(H), int(I));
-  if (!scratch_.defined() || scratch_.nbytes() < need)
-    scratch_ = device_alloc(ctx_, {int64_t((need + 3) / 4)}, DType::I32);
+  ensure_scratch(cuda::moe_scratch_bytes(int(T), int(k), int(E), int(H), int(I)), "moe_experts");
   k_call([&] {
     cuda::moe_experts_bf16(x.data(), ids.ptr<int32_t>(), weights.ptr<float>(), gate_up.data(),
                            down.data(), out.data(), int(T), int(k), int(E), int(H), int(I),
                            scratch_.data(), ctx_->stream);
   });
+}
+
+int64_t CudaMoe::reserve(int max_tokens, int top_k, int num_experts, int hidden, int inter) {
+  NC_CHECK(max_tokens >= 1 && top_k >= 1 && num_experts >= 1 && hidden >= 1 && inter >= 1,
+           "reserve_moe: sizes tokens {}, top_k {}, experts {}, hidden {}, inter {}", max_tokens,
+           top_k, num_experts, hidden, inter);
+  const size_t need = cuda::moe_scratch_bytes(max_tokens, top_k, num_experts, hidden, inter);
+  // Freed in stream order: the graphs that read them are gone (cuda_moe.h).
+  retired_.clear();
+  if (scratch_.defined() && scratch_.nbytes() < need) scratch_ = Tensor();
+  ensure_scratch(need, "reserve_moe");
+  return int64_t(scratch_.nbytes());
+}
+
+void CudaMoe::ensure_scratch(size_t bytes, const char* why) {
+  if (scratch_.defined() && scratch_.nbytes() >= bytes) return;
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  cuda_check(cudaStreamIsCapturing(ctx_->stream, &capture), "cudaStreamIsCapturing");
+  NC_CHECK(capture == cudaStreamCaptureStatusNone,
+           "{}: the MoE scratch of {} bytes is too small for {} bytes inside a CUDA graph capture "
+           "(reserve_moe must cover the largest step first)",
+           why, scratch_.defined() ? scratch_.nbytes() : 0, bytes);
+  if (scratch_.defined()) retired_.push_back(std::move(scratch_));
+  scratch_ = device_alloc(ctx_, {int64_t((bytes + 3) / 4)}, DType::I32);
 }
 
 }  // namespace nc::cuda_host

@@ -3,12 +3,17 @@
 // bf16, stacked [E, 2I, H] and [E, H, I] (upload() converts checkpoints' weights to bf16).
 //
 // The experts' scratch (permuted rows and intermediate activations, moe_scratch_bytes) is a
-// grow-only device buffer owned here, grown in stream order when a call needs more. Growing
-// inside a CUDA graph capture would be wrong, so the decoder runs MoE models eagerly
-// (LlamaModel::graph_eligible); every launch size depends on T only and nothing waits for the
-// host, so graphs become possible once the scratch is reserved before capture.
+// device buffer owned here. reserve() sizes it once for the largest step (the decoder calls it
+// through Backend::reserve_moe when it sizes its workspace, before any graph is captured, so
+// the memory plan counts it and captured graphs keep a fixed address). Every launch size of a
+// call depends on T only and nothing waits for the host, so MoE layers run inside CUDA graphs.
+// A call larger than the reservation grows the buffer, outside a capture only (inside one it is
+// an error naming the sizes); the replaced buffer is kept, not freed, as a graph captured
+// earlier may still read it, until the next reserve(), which the caller makes only after
+// dropping its graphs (the decoder clears them before it regrows its workspace).
 #pragma once
 #include <memory>
+#include <vector>
 
 #include "backend/cuda/cuda_context.h"
 #include "backend/moe_routing.h"
@@ -26,10 +31,16 @@ class CudaMoe {
   // [E, H, I].
   void experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const Tensor& gate_up,
                const Tensor& down, Tensor out);
+  // Scratch for calls of up to max_tokens rows; returns the bytes held.
+  int64_t reserve(int max_tokens, int top_k, int num_experts, int hidden, int inter);
 
  private:
   std::shared_ptr<Context> ctx_;
-  Tensor scratch_;  // grow-only (bytes as U8-like I32 words)
+  // Grows scratch_ to `bytes` (an error while the stream is being captured).
+  void ensure_scratch(size_t bytes, const char* why);
+
+  Tensor scratch_;               // grow-only (bytes as I32 words)
+  std::vector<Tensor> retired_;  // replaced scratch, still readable by earlier graphs
 };
 
 }  // namespace nc::cuda_host

@@ -1,0 +1,264 @@
+// nc_gpu_bench moe / mla: issue #14's kernel numbers (docs/benchmarks.md).
+//
+//   moe  Qwen3-30B-A3B's expert shape (128 experts, top-8, hidden 2048, moe_intermediate 768)
+//        at 1..4096 tokens a step, random routing (8 distinct experts a token, uniform):
+//        Backend::moe_experts (permutation, the grouped GEMMs, SiLU-GLU, un-permutation) against
+//        the bytes of the experts the step actually touches / the copy bandwidth and against a
+//        bf16 GEMM peak (cuBLASLt, 8192^3), both measured in the same process; beside it the
+//        baseline of one cuBLASLt GEMM per expert with tokens (Backend::linear over the expert's
+//        contiguous rows, gate_up, SiLU-GLU, down: the permutation not included); then routing
+//        alone (Backend::moe_route, softmax top-8 renormalised) and the permutation's fixed cost
+//        (moe_experts at moe_intermediate 16, where the GEMMs are negligible).
+//   mla  DeepSeek-V2-Lite's MLA decode (16 heads, kv_lora 512 + rope 64, page 16) at batch
+//        16/64/128 x context 1024/4096 and batch 128 x 32k (4.8 GB of latent pages): latent bytes
+//        read / time against the copy bandwidth; then 64 requests sharing 4096 tokens + 128 own
+//        each, plain (every request reads the prefix through its own entry) against a cascade step
+//        (the prefix in one shared level).
+// Times: host wall-clock over back-to-back calls after a warm-up, median of 5 runs.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "backend/cuda/cuda_backend.h"
+
+namespace nc {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+template <typename F>
+double seconds_per_call(Backend& b, F&& f) {
+  f();
+  cuda_synchronize(b);
+  const auto t0 = Clock::now();
+  f();
+  cuda_synchronize(b);
+  const double one = std::chrono::duration<double>(Clock::now() - t0).count();
+  const int iters = std::clamp(int(20e-3 / std::max(one, 1e-7)), 3, 500);
+  for (int i = 0; i < 2; ++i) f();
+  std::vector<double> t;
+  for (int r = 0; r < 5; ++r) {
+    const auto s = Clock::now();
+    for (int i = 0; i < iters; ++i) f();
+    cuda_synchronize(b);
+    t.push_back(std::chrono::duration<double>(Clock::now() - s).count() / iters);
+  }
+  std::sort(t.begin(), t.end());
+  return t[2];
+}
+
+Tensor random_tensor(Backend& be, const Shape& shape, uint64_t seed, float scale) {
+  Tensor t = be.alloc(shape, DType::BF16);
+  be.fill_uniform(t, seed, -scale, scale);
+  return t;
+}
+
+// Device-to-device copy of 1 GiB: bytes read + written per second, TB/s.
+double copy_tbs(Backend& be) {
+  const int64_t n = int64_t(1) << 29;
+  Tensor a = be.alloc({n}, DType::BF16), b = be.alloc({n}, DType::BF16);
+  return 2.0 * double(n) * 2.0 / seconds_per_call(be, [&] { be.copy_rows(a, b); }) / 1e12;
+}
+
+// A bf16 GEMM of 8192^3 through Backend::linear (cuBLASLt): TFLOP/s.
+double gemm_peak_tflops(Backend& be) {
+  const int64_t n = 8192;
+  Tensor x = random_tensor(be, {n, n}, 1, 1.0f), w = random_tensor(be, {n, n}, 2, 1.0f);
+  Tensor out = be.alloc({n, n}, DType::BF16);
+  const double s = seconds_per_call(be, [&] { be.linear(x, w, Tensor(), out); });
+  return 2.0 * double(n) * n * n / s / 1e12;
+}
+
+Tensor upload_i32(Backend& be, const std::vector<int32_t>& v) {
+  Tensor t = be.alloc({int64_t(v.size())}, DType::I32);
+  be.copy_from_host(t, v.data());
+  return t;
+}
+
+// ---- moe ----
+
+constexpr int kE = 128, kK = 8, kH = 2048, kI = 768;
+
+struct Routing {
+  std::vector<int32_t> ids;  // [T, k], distinct per token
+  std::vector<int> count;    // tokens per expert
+};
+
+Routing random_routing(int T, std::mt19937& rng) {
+  Routing r;
+  r.count.assign(kE, 0);
+  std::vector<int32_t> all(kE);
+  std::iota(all.begin(), all.end(), 0);
+  for (int t = 0; t < T; ++t) {
+    std::shuffle(all.begin(), all.end(), rng);
+    for (int j = 0; j < kK; ++j) r.ids.push_back(all[size_t(j)]), ++r.count[size_t(all[j])];
+  }
+  return r;
+}
+
+// One cuBLASLt GEMM per expert with tokens over its contiguous rows (the baseline).
+double per_expert_seconds(Backend& be, const Routing& r, int T, const Tensor& gate_up,
+                          const Tensor& down) {
+  const int64_t pairs = int64_t(T) * kK;
+  Tensor xs = random_tensor(be, {pairs, kH}, 7, 1.0f);
+  Tensor gu = be.alloc({pairs, 2 * kI}, DType::BF16), act = be.alloc({pairs, kI}, DType::BF16);
+  Tensor ys = be.alloc({pairs, kH}, DType::BF16);
+  return seconds_per_call(be, [&] {
+    int64_t off = 0;
+    for (int e = 0; e < kE; ++e) {
+      const int64_t n = r.count[size_t(e)];
+      if (n == 0) continue;
+      const Tensor w1 = gate_up.slice(e, e + 1).view({2 * kI, kH});
+      const Tensor w2 = down.slice(e, e + 1).view({kH, kI});
+      be.linear(xs.slice(off, off + n), w1, Tensor(), gu.slice(off, off + n));
+      be.silu_and_mul(gu.slice(off, off + n), act.slice(off, off + n));
+      be.linear(act.slice(off, off + n), w2, Tensor(), ys.slice(off, off + n));
+      off += n;
+    }
+  });
+}
+
+void bench_moe() {
+  auto be = make_cuda_backend(0);
+  std::mt19937 rng(14);
+  const double copy = copy_tbs(*be), peak = gemm_peak_tflops(*be);
+  std::printf(
+      "\n## MoE experts: Qwen3-30B-A3B shape (%d experts, top-%d, hidden %d, moe_intermediate "
+      "%d), bf16; copy %.3f TB/s, bf16 GEMM peak (cuBLASLt 8192^3) %.0f TFLOP/s\n",
+      kE, kK, kH, kI, copy, peak);
+  std::printf(
+      "| tokens | experts hit | moe_experts (us) | expert bytes / time (TB/s, of copy) | TFLOP/s "
+      "(of peak) | cuBLASLt per expert (us) | its TB/s, TFLOP/s | speedup of moe_experts | "
+      "routing (us) | permutation fixed cost (us) |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+  Tensor gate_up = random_tensor(*be, {kE, 2 * kI, kH}, 3, 0.05f);
+  Tensor down = random_tensor(*be, {kE, kH, kI}, 4, 0.05f);
+  Tensor gu_small = random_tensor(*be, {kE, 32, kH}, 5, 0.05f);
+  Tensor dn_small = random_tensor(*be, {kE, kH, 16}, 6, 0.05f);
+  const int max_T = 4096;
+  be->reserve_moe(max_T, kK, kE, kH, kI);
+  for (int T : {1, 16, 64, 256, 1024, 4096}) {
+    const Routing r = random_routing(T, rng);
+    Tensor x = random_tensor(*be, {T, kH}, 8, 1.0f), out = be->alloc({T, kH}, DType::BF16);
+    Tensor ids = upload_i32(*be, r.ids).view({T, kK});
+    Tensor w = be->alloc({T, kK}, DType::F32);
+    be->fill_uniform(w, 9, 0.0f, 0.25f);
+    const double t = seconds_per_call(*be, [&] { be->moe_experts(x, ids, w, gate_up, down, out); });
+    const double t_base = per_expert_seconds(*be, r, T, gate_up, down);
+    const double t_fixed =
+        seconds_per_call(*be, [&] { be->moe_experts(x, ids, w, gu_small, dn_small, out); });
+    Tensor logits = be->alloc({T, kE}, DType::F32), rid = be->alloc({T, kK}, DType::I32);
+    be->fill_uniform(logits, 10, -4.0f, 4.0f);
+    const MoeRouting routing{.num_experts = kE, .top_k = kK, .renormalize = true};
+    const double t_route =
+        seconds_per_call(*be, [&] { be->moe_route(logits, Tensor(), routing, rid, w); });
+    const int hit = int(std::count_if(r.count.begin(), r.count.end(), [](int c) { return c; }));
+    const double bytes = double(hit) * 3.0 * kI * kH * 2.0;
+    const double flop = 6.0 * double(T) * kK * kH * kI;
+    std::printf(
+        "| %d | %d | %.1f | %.2f (%.2f) | %.1f (%.3f) | %.1f | %.2f, %.1f | %.2fx | %.1f | %.1f "
+        "|\n",
+        T, hit, t * 1e6, bytes / t / 1e12, bytes / t / 1e12 / copy, flop / t / 1e12,
+        flop / t / 1e12 / peak, t_base * 1e6, bytes / t_base / 1e12, flop / t_base / 1e12,
+        t_base / t, t_route * 1e6, t_fixed * 1e6);
+    std::fflush(stdout);
+  }
+}
+
+// ---- mla ----
+
+constexpr int kHeads = 16, kDl = 512, kDr = 64, kD = kDl + kDr, kPs = 16;
+
+AttentionShape mla_shape(int num_pages) {
+  AttentionShape s{kHeads, 1, kD, 1.0f / std::sqrt(192.0f), KVCacheShape{1, num_pages, kPs, 1, kD}};
+  s.kv.latent = true;
+  s.latent_dim = kDl;
+  return s;
+}
+
+// Seconds of one MLA decode step (q, latent, pages random) over `step`.
+double mla_seconds(Backend& be, const AttentionStep& step, const AttentionShape& shape,
+                   Tensor pages) {
+  const int B = step.num_tokens;
+  Tensor q = random_tensor(be, {B, kHeads * kD}, 11, 0.5f), lat = random_tensor(be, {B, kD}, 12, 1);
+  Tensor out = be.alloc({B, kHeads * kDl}, DType::BF16);
+  auto plan = be.plan_attention(step, shape);
+  return seconds_per_call(be, [&] { be.mla_attention(*plan, q, lat, pages, out); });
+}
+
+// Requests of `own` tokens each (pages shuffled), after a shared prefix of `prefix` tokens
+// (pages [0, prefix / kPs)): as one level each holding the whole context, or as a shared
+// non-causal level plus the own level.
+AttentionStep decode_step(int B, int prefix, int own, int num_pages, bool cascade,
+                          std::mt19937& rng) {
+  const int pp = prefix / kPs, op = (own + kPs - 1) / kPs;
+  std::vector<int32_t> rest(static_cast<size_t>(num_pages - pp));
+  std::iota(rest.begin(), rest.end(), pp);
+  std::shuffle(rest.begin(), rest.end(), rng);
+  std::vector<int32_t> shared(static_cast<size_t>(pp));
+  std::iota(shared.begin(), shared.end(), 0);
+  AttentionStep step{B, {}};
+  PagedKVBatch lvl0, lvl1;
+  lvl0.causal = false;
+  if (cascade) lvl0.add(B, shared, prefix, kPs);
+  for (int b = 0; b < B; ++b) {
+    std::vector<int32_t> pages(rest.begin() + int64_t(b) * op, rest.begin() + int64_t(b + 1) * op);
+    if (cascade) {
+      lvl1.add(1, pages, own, kPs);
+    } else {
+      std::vector<int32_t> all = shared;
+      all.insert(all.end(), pages.begin(), pages.end());
+      lvl1.add(1, all, prefix + own, kPs);
+    }
+  }
+  step.levels = cascade ? std::vector<PagedKVBatch>{lvl0, lvl1} : std::vector<PagedKVBatch>{lvl1};
+  return step;
+}
+
+void bench_mla() {
+  auto be = make_cuda_backend(0);
+  std::mt19937 rng(15);
+  const double copy = copy_tbs(*be);
+  const int num_pages = 128 * 32768 / kPs + 64;
+  Tensor pages = random_tensor(*be, {num_pages, kPs, 1, kD}, 13, 1.0f);
+  const AttentionShape shape = mla_shape(num_pages);
+  std::printf(
+      "\n## MLA decode: DeepSeek-V2-Lite shape (%d heads, latent %d + rope %d, page %d), bf16; "
+      "copy %.3f TB/s\n| batch | context | time (us) | latent bytes / time (TB/s) | fraction of "
+      "copy |\n|---|---|---|---|---|\n",
+      kHeads, kDl, kDr, kPs, copy);
+  for (int B : {16, 64, 128})
+    for (int ctx : {1024, 4096, 32768}) {
+      if (ctx == 32768 && B != 128) continue;  // the issue's 32k point: batch 128 only
+      const double t =
+          mla_seconds(*be, decode_step(B, 0, ctx, num_pages, false, rng), shape, pages);
+      const double bytes = double(B) * ctx * kD * 2.0;
+      std::printf("| %d | %d | %.1f | %.3f | %.3f |\n", B, ctx, t * 1e6, bytes / t / 1e12,
+                  bytes / t / 1e12 / copy);
+      std::fflush(stdout);
+    }
+  const int B = 64, prefix = 4096, own = 128;
+  const double t_plain =
+      mla_seconds(*be, decode_step(B, prefix, own, num_pages, false, rng), shape, pages);
+  const double t_casc =
+      mla_seconds(*be, decode_step(B, prefix, own, num_pages, true, rng), shape, pages);
+  const double floor = (double(prefix) + double(B) * own) * kD * 2.0 / (copy * 1e12);
+  std::printf(
+      "\n## MLA shared prefix: %d requests x (%d shared + %d own tokens)\n| plain (us) | cascade "
+      "(us) | speedup | floor: prefix once + own (us) | cascade's fraction of floor |\n|---|---|---"
+      "|---|---|\n| %.1f | %.1f | %.2fx | %.1f | %.3f |\n",
+      B, prefix, own, t_plain * 1e6, t_casc * 1e6, t_plain / t_casc, floor * 1e6, floor / t_casc);
+}
+
+}  // namespace
+
+void bench_moe_mla(const std::string& what) {
+  if (what == "moe" || what == "all") bench_moe();
+  if (what == "mla" || what == "all") bench_mla();
+}
+
+}  // namespace nc
