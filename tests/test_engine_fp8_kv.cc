@@ -12,10 +12,12 @@
 #include <map>
 
 #include "core/error.h"
+#include "engine/memory_plan.h"
 #include "engine/step_model.h"
 #include "fake_model.h"
 #include "golden.h"
 #include "nanocascade/engine.h"
+#include "server/metrics.h"
 
 namespace nc {
 namespace {
@@ -113,6 +115,30 @@ TEST(EngineFp8Kv, PreemptionRecomputesTheSameCodes) {
   ASSERT_EQ(roomy.outs.size(), tight.outs.size());
   for (size_t i = 0; i < roomy.outs.size(); ++i)
     EXPECT_EQ(roomy.outs[i].token_ids, tight.outs[i].token_ids) << "output " << i;
+}
+
+TEST(EngineFp8Kv, MemoryPlanAndMetricsNameTheDtype) {
+  EngineConfig cfg;
+  cfg.model = testing::fixtures_dir() + "/" + kModel;
+  cfg.kv_cache_memory = "1MiB";
+  cfg.kv_cache_dtype = "fp8";
+  const MemoryPlan fp8 = plan_memory_for_config(cfg, 64);
+  cfg.kv_cache_dtype = "auto";
+  const MemoryPlan f32 = plan_memory_for_config(cfg, 64);
+  EXPECT_EQ(fp8.kv_dtype, "fp8_e4m3");
+  EXPECT_EQ(f32.kv_dtype, "f32");
+  // tiny-llama: 2 layers x K and V x 2 heads x 16 values, a byte or four each.
+  EXPECT_EQ(fp8.bytes_per_token, 2 * 2 * 2 * 16);
+  EXPECT_EQ(f32.bytes_per_token, 4 * fp8.bytes_per_token);
+  EXPECT_EQ(fp8.pages, 4 * f32.pages);  // the same bytes hold four times the pages
+  EngineStats st;
+  st.kv_cache_dtype = "fp8_e4m3";
+  st.kv_bytes_per_token = 128;
+  std::string text;
+  server::render_engine_metrics(st, text);
+  EXPECT_NE(text.find("nanocascade_kv_cache_info{dtype=\"fp8_e4m3\"} 1\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("nanocascade_kv_cache_bytes_per_token 128\n"), std::string::npos) << text;
 }
 
 TEST(EngineFp8Kv, UnservableDtypesFailNamingThem) {
