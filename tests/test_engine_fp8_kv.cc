@@ -37,8 +37,9 @@ struct GoldenRun {
 };
 
 // Every golden prompt once, then each twice more (prefix hits, a forced cascade level);
-// `pages` 0: room for everything, else that many pages (preemption).
-GoldenRun run_golden(const std::string& kv_dtype, int pages = 0) {
+// `pages` 0: room for everything, else that many pages (preemption); host_pages > 0: a host tier
+// of that many pages.
+GoldenRun run_golden(const std::string& kv_dtype, int pages = 0, int host_pages = 0) {
   const auto golden = testing::read_golden(testing::fixtures_dir() + "/" + kModel);
   EXPECT_FALSE(golden.empty());
   auto model = model_with(kv_dtype);
@@ -47,6 +48,7 @@ GoldenRun run_golden(const std::string& kv_dtype, int pages = 0) {
   cfg.max_num_batched_tokens = 64;
   cfg.kv_cache_memory = std::to_string(model->kv_bytes_per_page(4) * (pages ? pages : 512));
   cfg.cascade_force = true;
+  if (host_pages) cfg.host_kv_cache = std::to_string(model->kv_bytes_per_page(4) * host_pages);
   cfg.check_invariants = true;
   cfg.kv_cache_dtype = kv_dtype;  // the engine's own model would take it from here
   Engine e(cfg, std::move(model), std::make_unique<fake::FakeCodec>());
@@ -115,6 +117,18 @@ TEST(EngineFp8Kv, PreemptionRecomputesTheSameCodes) {
   ASSERT_EQ(roomy.outs.size(), tight.outs.size());
   for (size_t i = 0; i < roomy.outs.size(); ++i)
     EXPECT_EQ(roomy.outs[i].token_ids, tight.outs[i].token_ids) << "output " << i;
+}
+
+// The host tier copies fp8 pages as bytes (a quarter of the float32 page): pages offloaded and
+// reloaded give the tokens of a run that kept everything on the device.
+TEST(EngineFp8Kv, HostTierMovesFp8PagesIntact) {
+  const GoldenRun roomy = run_golden("fp8"), tiered = run_golden("fp8", 16, 64);
+  EXPECT_GT(tiered.stats.host.offloaded_pages, 0);
+  EXPECT_GT(tiered.stats.host.reloaded_pages, 0);
+  EXPECT_EQ(tiered.stats.used_pages, 0);
+  ASSERT_EQ(roomy.outs.size(), tiered.outs.size());
+  for (size_t i = 0; i < roomy.outs.size(); ++i)
+    EXPECT_EQ(roomy.outs[i].token_ids, tiered.outs[i].token_ids) << "output " << i;
 }
 
 TEST(EngineFp8Kv, MemoryPlanAndMetricsNameTheDtype) {
