@@ -275,6 +275,7 @@ TEST(EngineStats, PrometheusNamesStay) {
                            "nanocascade_kv_pages_total",
                            "nanocascade_kv_page_size_tokens",
                            "nanocascade_kv_cache_bytes",
+                           "nanocascade_kv_cache_bytes_per_token",
                            R"(nanocascade_kv_pages_sharing{state="private"})",
                            R"(nanocascade_kv_pages_sharing{state="cached_only"})",
                            "nanocascade_prefix_tree_pages",
@@ -299,7 +300,7 @@ TEST(EngineStats, PrometheusNamesStay) {
                            R"(nanocascade_host_kv_bytes_total{dir="to_device"})"}) {
     EXPECT_EQ(m.count(name), 1u) << name;
   }
-  EXPECT_EQ(m.size(), 42u) << text;
+  EXPECT_EQ(m.size(), 43u) << text;
 }
 
 }  // namespace

@@ -85,6 +85,10 @@ struct EngineConfig {
   std::string backend = "cpu";    // "cpu" | "cuda"
   int page_size = 16;             // tokens per KV page, 1..256
   std::string kv_layout = "NHD";  // "NHD" | "HND"
+  // The KV cache's element type (src/kv/kv_dtype.h, docs/memory.md): "auto" (the backend's:
+  // float32 on CPU, bf16 on CUDA), "bf16" (CUDA) or "fp8" (e4m3 codes, one byte a value, static
+  // per-tensor K/V scales of 1.0: the same memory holds twice the tokens of bf16).
+  std::string kv_cache_dtype = "auto";
   // Bytes ("2GiB", "512MB", "1000000") or a fraction of the device memory free once the
   // weights and the activation workspace are allocated ("0.9"; physical memory on CPU).
   // Empty = "0.9" on CUDA, min(2 GiB, 25% of RAM) on CPU. Either way the pool holds at most the

@@ -14,6 +14,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace nc {
@@ -73,6 +74,8 @@ struct EngineStats {
   int used_pages = 0;
   int cached_pages = 0;
   int64_t kv_cache_bytes = 0;
+  std::string kv_cache_dtype;      // the pages' element type: f32, bf16 or fp8_e4m3
+  int64_t kv_bytes_per_token = 0;  // one token's K and V over all layers, in that dtype
   // Device memory the model took besides the KV cache: weights (with the rope table) and the
   // activation workspace (allocated up front for max_num_batched_tokens).
   int64_t weight_bytes = 0;
@@ -276,6 +279,10 @@ void for_each_stat(Visit&& visit, Stats&... s) {
         s.cached_pages...);
   visit(g.gauge("kv_cache_bytes", "nanocascade_kv_cache_bytes", "Bytes of the KV cache."),
         s.kv_cache_bytes...);
+  visit(g.gauge("kv_cache_dtype"), s.kv_cache_dtype...);  // a label of nanocascade_kv_cache_info
+  visit(g.gauge("kv_bytes_per_token", "nanocascade_kv_cache_bytes_per_token",
+                "Bytes of one token's K and V over all layers, in the cache's dtype."),
+        s.kv_bytes_per_token...);
   visit(g.gauge("weight_bytes"), s.weight_bytes...);
   visit(g.gauge("workspace_bytes"), s.workspace_bytes...);
   visit(g.gauge("free_memory_bytes"), s.free_memory_bytes...);

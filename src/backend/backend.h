@@ -131,6 +131,9 @@ class Backend {
   // dequantize the others first (formats/gguf.h, dequantized).
   virtual Tensor upload(const HostTensor& t) = 0;
   virtual bool keeps_weight_dtype(DType t) const { return t == DType::F32; }
+  // Whether attention() takes page tensors of dtype t (kv/kv_dtype.h): the backend's own dtype,
+  // and F8E4M3 where the backend has fp8 attention (KVCacheShape::fp8).
+  virtual bool supports_kv_dtype(DType t) const { return t == dtype(); }
   virtual void copy_from_host(Tensor dst, const void* src) = 0;  // dst.nbytes() bytes
   virtual std::vector<float> to_host_f32(const Tensor& t) = 0;   // any float dtype, synchronises
   // Memory the device could still give (the engine sizes its KV cache from it): the machine's

@@ -27,6 +27,11 @@ void EngineFlags::add_to(CLI::App& app, bool with_trace) {
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
   app.add_option("--kv-layout", cfg.kv_layout, "NHD or HND")->capture_default_str();
+  app.add_option("--kv-cache-dtype", cfg.kv_cache_dtype,
+                 "KV cache element type: auto (the backend's: f32 on cpu, bf16 on cuda), bf16 "
+                 "(cuda) or fp8 (e4m3, one byte a value, scales 1.0: twice bf16's tokens)")
+      ->check(CLI::IsMember({"auto", "bf16", "fp8"}))
+      ->capture_default_str();
   app.add_option("--kv-cache-memory", cfg.kv_cache_memory,
                  "KV cache size: bytes (2GiB, 512MB, 1000000) or a fraction of free memory (0.9). "
                  "Default: 0.9 of the free GPU memory on cuda, min(2GiB, 25% of RAM) on cpu; "
@@ -98,9 +103,9 @@ std::string memory_summary(const EngineStats& s) {
   const double mib = 1048576.0;
   return fmt::format(
       "memory: weights {:.1f} MiB, workspace {:.1f} MiB, kv cache {:.1f} MiB ({} pages of {} "
-      "tokens){}",
+      "tokens), kv {} at {} bytes per token{}",
       s.weight_bytes / mib, s.workspace_bytes / mib, s.kv_cache_bytes / mib, s.total_pages,
-      s.page_size,
+      s.page_size, s.kv_cache_dtype.empty() ? "?" : s.kv_cache_dtype, s.kv_bytes_per_token,
       s.free_memory_bytes ? fmt::format(", free when sized {:.1f} MiB", s.free_memory_bytes / mib)
                           : std::string());
 }

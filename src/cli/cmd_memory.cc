@@ -36,6 +36,8 @@ void print_plan(const MemoryPlan& p) {
                                  : "no graphs on this backend");
   if (p.free_memory_bytes) fmt::print("free when sized    {}\n", mib(p.free_memory_bytes));
   fmt::print("kv budget          {}\n", mib(p.budget_bytes));
+  fmt::print("kv dtype           {} ({} bytes per token, all layers)\n", p.kv_dtype,
+             p.bytes_per_token);
   fmt::print("kv bytes per page  {} ({} tokens per page)\n", p.bytes_per_page, p.page_size);
   fmt::print("kv pages           {} ({}, {} tokens)\n", p.pages, mib(p.kv_bytes), p.tokens);
   fmt::print("max model len      {}\n", p.max_model_len);
@@ -57,6 +59,8 @@ void print_json(const MemoryPlan& p) {
                               {"workspace_bytes", p.workspace_bytes},
                               {"free_memory_bytes", p.free_memory_bytes},
                               {"budget_bytes", p.budget_bytes},
+                              {"kv_dtype", p.kv_dtype},
+                              {"bytes_per_token", p.bytes_per_token},
                               {"bytes_per_page", p.bytes_per_page},
                               {"page_size", p.page_size},
                               {"pages", p.pages},

@@ -38,6 +38,8 @@ DTypeInfo info(DType t) {
       return {"q5_k", 256, 176};
     case DType::Q6_K:
       return {"q6_k", 256, 210};
+    case DType::F8E4M3:
+      return {"fp8_e4m3", 1, 1};
   }
   return {"?", 1, 0};
 }

@@ -9,8 +9,9 @@ namespace nc {
 
 // Plain element types, then GGML's block formats (weights kept as a GGUF file stores them, on the
 // CPU backend: a block of dtype_block_elems() values takes dtype_block_bytes() bytes, and a
-// tensor of a block type has a last dimension that is a multiple of the block).
-enum class DType : uint8_t { F32, F16, BF16, I32, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K };
+// tensor of a block type has a last dimension that is a multiple of the block). F8E4M3: one byte
+// per value, e4m3 codes (core/fp8.h); only an fp8 KV cache's pages have it.
+enum class DType : uint8_t { F32, F16, BF16, I32, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K, F8E4M3 };
 
 // Bytes of one element; throws nc::Error for block types (they have no per-element size).
 size_t dtype_size(DType t);

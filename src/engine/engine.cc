@@ -398,6 +398,8 @@ EngineStats Engine::stats() const {
   s.used_pages = impl_->pool->num_used();
   s.cached_pages = impl_->pool->num_cached();
   s.kv_cache_bytes = impl_->kv_bytes;
+  s.kv_cache_dtype = impl_->model->kv_cache_dtype();
+  s.kv_bytes_per_token = impl_->model->kv_bytes_per_page(impl_->cfg.page_size) / s.page_size;
   const ModelMemory memory = impl_->model->memory();
   s.weight_bytes = memory.weight_bytes;
   s.workspace_bytes = memory.workspace_bytes;

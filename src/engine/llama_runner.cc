@@ -33,6 +33,9 @@ class LlamaStepModel : public StepModel {
   int64_t kv_bytes_per_page(int page_size) const override {
     return model_->kv_bytes_per_page(page_size);
   }
+  std::string kv_cache_dtype() const override {
+    return std::string(dtype_name(model_->kv_page_dtype()));
+  }
   AttentionCost attention_cost() const override {
     const ModelConfig& c = model_->config();
     return {int(c.num_layers), 4.0 * double(c.num_heads) * double(c.head_dim)};
@@ -128,6 +131,7 @@ StepModelOptions step_model_options(const EngineConfig& cfg) {
   o.dummy_seed = cfg.dummy_seed;
   o.cuda_graphs = cfg.enable_cuda_graphs;
   o.graph_max_batch = std::min(cfg.graph_max_batch, cfg.max_num_seqs);
+  o.kv_cache_dtype = cfg.kv_cache_dtype;
   return o;
 }
 
@@ -203,6 +207,7 @@ std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
   NC_CHECK_AS(ErrorKind::InvalidArgument, o.graph_max_batch >= 1 || !o.cuda_graphs,
               "graph_max_batch must be >= 1, got {}", o.graph_max_batch);
   m->model().set_graph_options(GraphOptions{o.cuda_graphs, std::max(o.graph_max_batch, 1)});
+  m->model().set_kv_cache_dtype(parse_kv_cache_dtype(o.kv_cache_dtype));
   return m;
 }
 

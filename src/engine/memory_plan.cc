@@ -42,6 +42,8 @@ MemoryPlan plan_memory(const EngineConfig& cfg, const StepModel& model, int max_
   in.max_model_len = max_model_len;
   p.budget_bytes = kv_budget_bytes(in);
   p.bytes_per_page = in.bytes_per_page;
+  p.kv_dtype = model.kv_cache_dtype();
+  p.bytes_per_token = in.bytes_per_page / cfg.page_size;
   p.pages = kv_cache_pages(in);
   p.kv_bytes = p.pages * p.bytes_per_page;
   p.tokens = p.pages * cfg.page_size;

@@ -27,6 +27,8 @@ struct MemoryPlan {
   int64_t free_memory_bytes = 0;  // device memory free when sized (0 when not asked for)
   int64_t budget_bytes = 0;       // the KV budget before the cap
   int64_t bytes_per_page = 0;     // all layers, K and V
+  std::string kv_dtype;           // of the pages (StepModel::kv_cache_dtype: f32, bf16, fp8_e4m3)
+  int64_t bytes_per_token = 0;    // bytes_per_page / page_size
   int64_t pages = 0;              // pages the engine allocates
   int64_t kv_bytes = 0;           // pages * bytes_per_page
   int64_t tokens = 0;             // pages * page_size

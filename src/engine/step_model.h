@@ -66,6 +66,9 @@ class StepModel {
   virtual int max_position() const = 0;  // the longest sequence the model supports
   virtual bool on_cuda() const = 0;
   // Bytes of one KV page (all layers, K and V).
+  // The dtype of the KV pages (core/dtype.h's name: "f32", "bf16", "fp8_e4m3"); empty when the
+  // model does not say (test fakes).
+  virtual std::string kv_cache_dtype() const { return {}; }
   virtual int64_t kv_bytes_per_page(int page_size) const = 0;
   virtual AttentionCost attention_cost() const { return {}; }
 
@@ -124,6 +127,7 @@ struct StepModelOptions {
   uint64_t dummy_seed = 0;
   bool cuda_graphs = false;
   int graph_max_batch = 256;
+  std::string kv_cache_dtype = "auto";  // kv/kv_dtype.h
 };
 
 // The real model for a path (.gguf or an HF folder) on a backend ("cpu" | "cuda"). Defined in

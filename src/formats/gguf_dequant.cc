@@ -401,6 +401,7 @@ GgmlType ggml_type_for(DType t) {
     case DType::Q6_K:
       return GgmlType::Q6_K;
     case DType::I32:
+    case DType::F8E4M3:
       break;
   }
   fail("dtype {} has no GGML type", dtype_name(t));

@@ -31,6 +31,12 @@ struct KVCacheShape {
   int head_dim = 0;
   KVLayout layout = KVLayout::NHD;
   bool latent = false;  // MLA: K (the latent row) only, num_kv_heads 1
+  // An fp8 cache (kv/kv_dtype.h): pages hold e4m3 codes, one byte a value, and stored values are
+  // the true ones divided by k_scale (K) or v_scale (V). Elements and offsets below are then
+  // bytes.
+  bool fp8 = false;
+  float k_scale = 1.0f;
+  float v_scale = 1.0f;
 
   int64_t elems_per_page() const {
     return int64_t(latent ? 1 : 2) * page_size * num_kv_heads * head_dim;

@@ -28,22 +28,45 @@ KVCache LlamaModel::make_kv_cache(int num_pages, int page_size, KVLayout layout)
   }
   kv.shape = KVCacheShape{int(cfg_.num_layers), total, page_size, int(cfg_.num_kv_heads),
                           int(cfg_.head_dim),   layout};
+  kv.shape.fp8 = kv_dtype_ == KVCacheDType::FP8;
+  kv.shape.k_scale = kv_k_scale_;
+  kv.shape.v_scale = kv_v_scale_;
   const Shape shape = layout == KVLayout::NHD
                           ? Shape{total, 2, page_size, cfg_.num_kv_heads, cfg_.head_dim}
                           : Shape{total, 2, cfg_.num_kv_heads, page_size, cfg_.head_dim};
   for (int64_t l = 0; l < cfg_.num_layers; ++l)
-    kv.layers.push_back(backend_.alloc(shape, backend_.dtype()));
+    kv.layers.push_back(backend_.alloc(shape, kv_page_dtype()));
   // New page tensors: graphs captured over the old ones would write into freed memory.
   if (!buckets_.empty()) backend_.clear_graphs();
   return kv;
 }
 
 int64_t LlamaModel::kv_bytes_per_page(int page_size) const {
+  const auto elem = int64_t(dtype_size(kv_page_dtype()));
   if (cfg_.mla.enabled())
-    return cfg_.num_layers * mla_kv_shape(cfg_, 1, page_size).elems_per_page() *
-           int64_t(dtype_size(backend_.dtype()));
-  return cfg_.num_layers * 2 * int64_t(page_size) * cfg_.num_kv_heads * cfg_.head_dim *
-         int64_t(dtype_size(backend_.dtype()));
+    return cfg_.num_layers * mla_kv_shape(cfg_, 1, page_size).elems_per_page() * elem;
+  return cfg_.num_layers * 2 * int64_t(page_size) * cfg_.num_kv_heads * cfg_.head_dim * elem;
+}
+
+DType LlamaModel::kv_page_dtype() const {
+  return nc::kv_page_dtype(kv_dtype_, backend_.dtype());
+}
+
+void LlamaModel::set_kv_cache_dtype(KVCacheDType t, float k_scale, float v_scale) {
+  const DType pages = nc::kv_page_dtype(t, backend_.dtype());
+  NC_CHECK_AS(ErrorKind::Unsupported, backend_.supports_kv_dtype(pages),
+              "kv cache dtype {}: the {} backend has no attention over {} pages (it takes {})",
+              kv_cache_dtype_name(t), backend_.name(), dtype_name(pages),
+              dtype_name(backend_.dtype()));
+  NC_CHECK_AS(ErrorKind::Unsupported, !cfg_.mla.enabled() || pages == backend_.dtype(),
+              "kv cache dtype {}: MLA models (latent KV pages) keep the backend's dtype {}",
+              kv_cache_dtype_name(t), dtype_name(backend_.dtype()));
+  NC_CHECK_AS(ErrorKind::InvalidArgument,
+              k_scale > 0 && v_scale > 0 && std::isfinite(k_scale) && std::isfinite(v_scale),
+              "kv cache scales k {} v {}: need finite values > 0", k_scale, v_scale);
+  kv_dtype_ = t;
+  kv_k_scale_ = k_scale;
+  kv_v_scale_ = v_scale;
 }
 
 void LlamaModel::reserve_workspace(int64_t max_tokens, int64_t max_rows) {

@@ -20,6 +20,7 @@
 
 #include "backend/backend.h"
 #include "core/host_tensor.h"
+#include "kv/kv_dtype.h"
 #include "kv/paged_kv.h"
 #include "model/layer_kinds.h"
 #include "model/mla.h"
@@ -80,8 +81,15 @@ class LlamaModel {
   // num_pages pages for the caller (plus one scratch page when graphs are on: call
   // set_graph_options first).
   KVCache make_kv_cache(int num_pages, int page_size, KVLayout layout = KVLayout::NHD);
-  // Bytes of one page across all layers (K and V, or MLA's latent rows) in the backend's dtype.
+  // Bytes of one page across all layers (K and V, or MLA's latent rows) in the cache's dtype.
   int64_t kv_bytes_per_page(int page_size) const;
+  // The KV cache's element type for later make_kv_cache calls (kv/kv_dtype.h; default auto:
+  // the backend's dtype) and its static K/V scales (> 0, finite; fp8 only). nc::Error
+  // (Unsupported) where the backend has no attention over such pages or the model is MLA
+  // (its latent cache stays in the backend's dtype).
+  void set_kv_cache_dtype(KVCacheDType t, float k_scale = 1.0f, float v_scale = 1.0f);
+  KVCacheDType kv_cache_dtype() const { return kv_dtype_; }
+  DType kv_page_dtype() const;  // of the page tensors make_kv_cache allocates
 
   // Allocates the activation workspace for steps of up to max_tokens tokens and max_rows logit
   // rows now (it grows on demand otherwise), with the backend's sampling scratch and the
@@ -185,6 +193,8 @@ class LlamaModel {
   MlaWorkspace mla_ws_;  // MLA models only
   int64_t weight_bytes_ = 0;
   GraphOptions graph_opts_;
+  KVCacheDType kv_dtype_ = KVCacheDType::Auto;
+  float kv_k_scale_ = 1.0f, kv_v_scale_ = 1.0f;
   // Graph key of bucket i with levels[k] attention levels for kind k (each 1..max_levels):
   // i + buckets_.size() * (the levels as a mixed-radix number). Kind k's plan slot in that graph:
   // key * kinds + k.

@@ -173,6 +173,12 @@ void render_engine_metrics(const EngineStats& s, std::string& out) {
         }
       },
       s);
+  // The KV cache's dtype, as an info metric (Prometheus: a gauge of 1 whose label says it).
+  if (!s.kv_cache_dtype.empty())
+    out += fmt::format(
+        "# HELP nanocascade_kv_cache_info The KV cache's element type.\n"
+        "# TYPE nanocascade_kv_cache_info gauge\nnanocascade_kv_cache_info{{dtype=\"{}\"}} 1\n",
+        s.kv_cache_dtype);
   // Values computed from several fields.
   gauge(out, "nanocascade_kv_cache_usage_ratio", "Fraction of KV pages in use.",
         s.total_pages > 0 ? double(s.used_pages) / s.total_pages : 0.0);

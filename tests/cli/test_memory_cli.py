@@ -42,6 +42,27 @@ class Memory(unittest.TestCase):
         self.assertEqual(int(m.group(1)), plan["pages"])
         self.assertEqual(int(m.group(2)), plan["page_size"])
 
+    def test_fp8_cache_holds_four_times_the_float_tokens(self):
+        flags = ["--max-model-len", "2048", "--kv-cache-memory", "64MiB", "--max-num-seqs", "64"]
+        plans = {}
+        for dtype in ("auto", "fp8"):
+            r = run("memory", "--json", "--request-len", "500", "--kv-cache-dtype", dtype, *flags)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            plans[dtype] = json.loads(r.stdout)
+        self.assertEqual(plans["auto"]["kv_dtype"], "f32")
+        self.assertEqual(plans["fp8"]["kv_dtype"], "fp8_e4m3")
+        self.assertEqual(plans["auto"]["bytes_per_token"], 4 * plans["fp8"]["bytes_per_token"])
+        self.assertEqual(plans["fp8"]["pages"], 4 * plans["auto"]["pages"])
+        g = run("generate", "-n", "2", "-t", "0", "--kv-cache-dtype", "fp8", *flags, "Hi")
+        self.assertEqual(g.returncode, 0, g.stderr)
+        m = re.search(r"kv (\S+) at (\d+) bytes per token", g.stderr)
+        self.assertIsNotNone(m, g.stderr)
+        self.assertEqual(m.group(1), "fp8_e4m3")
+        self.assertEqual(int(m.group(2)), plans["fp8"]["bytes_per_token"])
+        r = run("memory", "--kv-cache-dtype", "bf16")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("kv cache dtype bf16", r.stderr)
+
     def test_no_request_fits(self):
         r = run("memory", "--kv-cache-memory", "1MB", "--request-len", "2000")
         self.assertNotEqual(r.returncode, 0)

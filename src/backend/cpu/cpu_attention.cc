@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
 #include "backend/cpu/attention_rows.h"
 #include "backend/cpu/cpu_isa.h"
+#include "core/error.h"
+#include "core/fp8.h"
 #include "core/thread_pool.h"
 
 namespace nc {
@@ -51,9 +54,28 @@ struct KeyRange {
   int lo, hi;
 };
 
+// Where one (row, head) reads its keys and values: float32 pages as they are, or fp8 pages
+// decoded run by run into `buf` (stride D) with the scales folded in (kv/kv_dtype.h).
+struct PageReader {
+  const KVCacheShape& kv;
+  const void* pages;
+  std::vector<float>& buf;
+
+  // Rows of a run starting at element `off`, and their stride.
+  std::pair<const float*, int64_t> rows(int64_t off, int64_t stride, int n, int D) const {
+    if (!kv.fp8) return {static_cast<const float*>(pages) + off, stride};
+    buf.resize(size_t(n) * D);
+    const uint8_t* codes = static_cast<const uint8_t*>(pages) + off;
+    for (int t = 0; t < n; ++t) dequantize_e4m3(codes + t * stride, D, buf.data() + t * D);
+    return {buf.data(), D};
+  }
+  float key_scale() const { return kv.fp8 ? kv.k_scale : 1.0f; }
+  float value_scale() const { return kv.fp8 ? kv.v_scale : 1.0f; }
+};
+
 // One (row, head): softmax(capped(q.K^T * scale)) V over keys [r.lo, r.hi) of entry b.
 void attend_row(const PagedKVBatch& batch, const AttentionShape& s, const attn::RowKernels& rk,
-                int b, KeyRange r, int kv_head, const float* q, const float* pages, float* out,
+                int b, KeyRange r, int kv_head, const float* q, const PageReader& pages, float* out,
                 float* lse, std::vector<float>& scores) {
   const int D = s.head_dim, n_keys = r.hi - r.lo;
   std::fill(out, out + D, 0.0f);
@@ -62,9 +84,11 @@ void attend_row(const PagedKVBatch& batch, const AttentionShape& s, const attn::
     return;
   }
   const int64_t stride = s.kv.offset_in_page(0, 1, 0) - s.kv.offset_in_page(0, 0, 0);
+  const float sm_scale = s.sm_scale * pages.key_scale();
   scores.resize(n_keys);
   for_each_run(batch, s.kv, b, r.lo, r.hi, 0, kv_head, [&](int i, int n, int64_t off) {
-    rk.scores(q, pages + off, stride, n, D, s.sm_scale, scores.data() + i);
+    const auto [k, k_stride] = pages.rows(off, stride, n, D);
+    rk.scores(q, k, k_stride, n, D, sm_scale, scores.data() + i);
   });
   // The soft cap acts on the scores themselves: the max, the sum and so the LSE are of the
   // capped scores, which keeps the merge of levels exact.
@@ -81,8 +105,11 @@ void attend_row(const PagedKVBatch& batch, const AttentionShape& s, const attn::
   for (int j = 0; j < n_keys; ++j) scores[j] *= inv_sum;
   // out[d] accumulates over keys in order.
   for_each_run(batch, s.kv, b, r.lo, r.hi, 1, kv_head, [&](int i, int n, int64_t off) {
-    rk.accumulate(scores.data() + i, pages + off, stride, n, D, out);
+    const auto [v, v_stride] = pages.rows(off, stride, n, D);
+    rk.accumulate(scores.data() + i, v, v_stride, n, D, out);
   });
+  if (const float vs = pages.value_scale(); vs != 1.0f)
+    for (int d = 0; d < D; ++d) out[d] *= vs;
   if (lse) *lse = max_s * kLog2e + std::log2(sum);
 }
 
@@ -111,8 +138,30 @@ void cpu_append_kv(const PagedKVBatch& batch, const KVCacheShape& kv, const floa
   }
 }
 
+void cpu_append_kv_fp8(const PagedKVBatch& batch, const KVCacheShape& kv, const float* k,
+                       const float* v, uint8_t* pages) {
+  NC_CHECK(kv.fp8, "cpu_append_kv_fp8: the cache is not fp8");
+  NC_CHECK(
+      kv.k_scale > 0 && kv.v_scale > 0 && std::isfinite(kv.k_scale) && std::isfinite(kv.v_scale),
+      "fp8 kv cache: scales k {} v {} must be finite and > 0", kv.k_scale, kv.v_scale);
+  const int Hk = kv.num_kv_heads, D = kv.head_dim;
+  const float inv_k = 1.0f / kv.k_scale, inv_v = 1.0f / kv.v_scale;
+  for (int b = 0; b < batch.batch_size(); ++b) {
+    const int q_len = batch.q_len(b), first = batch.kv_len(b, kv.page_size) - q_len;
+    for (int j = 0; j < q_len; ++j) {
+      const int64_t row = batch.qo_indptr[b] + j;
+      for (int h = 0; h < Hk; ++h) {
+        quantize_e4m3(k + (row * Hk + h) * D, D, inv_k,
+                      pages + slot_offset(batch, kv, b, first + j, 0, h));
+        quantize_e4m3(v + (row * Hk + h) * D, D, inv_v,
+                      pages + slot_offset(batch, kv, b, first + j, 1, h));
+      }
+    }
+  }
+}
+
 void cpu_paged_attention(const PagedKVBatch& batch, const AttentionShape& s, const float* q,
-                         const float* pages, float* out, float* lse, ThreadPool* pool,
+                         const void* pages, float* out, float* lse, ThreadPool* pool,
                          const attn::RowKernels* kernels) {
   const int Hq = s.num_qo_heads, group = s.num_qo_heads / s.num_kv_heads, D = s.head_dim;
   const attn::RowKernels& rk = kernels ? *kernels : row_kernels();
@@ -123,12 +172,13 @@ void cpu_paged_attention(const PagedKVBatch& batch, const AttentionShape& s, con
     std::fill(entry_of_row.begin() + batch.qo_indptr[b],
               entry_of_row.begin() + batch.qo_indptr[b + 1], b);
   (pool ? *pool : ThreadPool::global()).parallel_for(T * Hq, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> scores;
+    thread_local std::vector<float> scores, decoded;
+    const PageReader reader{s.kv, pages, decoded};
     for (int64_t item = begin; item < end; ++item) {
       const int64_t row = item / Hq;
       const int h = int(item % Hq), b = entry_of_row[row];
       const KeyRange keys = key_range(batch, s, b, int(row - batch.qo_indptr[b]));
-      attend_row(batch, s, rk, b, keys, h / group, q + (row * Hq + h) * D, pages,
+      attend_row(batch, s, rk, b, keys, h / group, q + (row * Hq + h) * D, reader,
                  out + (row * Hq + h) * D, lse ? lse + row * Hq + h : nullptr, scores);
     }
   });

@@ -23,6 +23,10 @@ struct RowKernels;
 // Writes k/v rows [T, Hk*D] into the slots named by `batch` (the last q_len slots of each entry).
 void cpu_append_kv(const PagedKVBatch& batch, const KVCacheShape& kv, const float* k,
                    const float* v, float* pages);
+// The same for an fp8 cache (kv.fp8): each value is divided by kv.k_scale (K) or kv.v_scale (V)
+// and stored as its e4m3 code (core/fp8.h: the bytes CUDA's __NV_SATFINITE conversion writes).
+void cpu_append_kv_fp8(const PagedKVBatch& batch, const KVCacheShape& kv, const float* k,
+                       const float* v, uint8_t* pages);
 
 // out[T, Hq*D] = attention of q over the pages of `batch` (causal or not, as the batch says);
 // lse (optional, [T, Hq]) receives the base-2 log-sum-exp of each row and head. The (row, head)
@@ -30,8 +34,11 @@ void cpu_append_kv(const PagedKVBatch& batch, const KVCacheShape& kv, const floa
 // fixed order from its own row, so the result is the same bit for bit whatever the thread
 // count and whatever else is in the batch. Keys wholly outside a row's window are not read.
 // `kernels` (tests) forces a row-kernel path (attention_rows.h); null: the one cpu_isa.h picks.
+// pages are float32, or e4m3 codes where shape.kv.fp8: then each page run is decoded exactly to
+// float32 and k_scale joins sm_scale while v_scale multiplies the output (kv/kv_dtype.h), which is
+// the float32 attention over the dequantised cache up to the rounding of those two products.
 void cpu_paged_attention(const PagedKVBatch& batch, const AttentionShape& shape, const float* q,
-                         const float* pages, float* out, float* lse, ThreadPool* pool = nullptr,
+                         const void* pages, float* out, float* lse, ThreadPool* pool = nullptr,
                          const attn::RowKernels* kernels = nullptr);
 
 // Merges state (o_b, lse_b) into (o_a, lse_a) in place, for `rows` rows of `heads` heads of

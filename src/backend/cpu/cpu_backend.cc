@@ -136,6 +136,7 @@ class CpuBackend final : public Backend {
     std::memcpy(dst.data(), src, dst.nbytes());
   }
 
+  bool supports_kv_dtype(DType t) const override { return t == DType::F32 || t == DType::F8E4M3; }
   std::vector<float> to_host_f32(const Tensor& t) override {
     const float* p = f32(t, "to_host_f32");
     return std::vector<float>(p, p + t.numel());
@@ -352,9 +353,7 @@ class CpuBackend final : public Backend {
     NC_CHECK(s.latent_dim == 0, "attention: an MLA plan (latent_dim {}) runs mla_attention",
              s.latent_dim);
     out.expect_shape({T, Hq * s.head_dim}, "attention output");
-    float* pages = f32(kv_pages, "attention kv pages");
-    cpu_append_kv(plan.step.levels.back(), s.kv, f32(k, "attention k"), f32(v, "attention v"),
-                  pages);
+    void* pages = append_kv(plan, k, v, kv_pages);
     float* o = f32(out, "attention output");
     const float* pq = f32(q, "attention q");
     if (plan.step.levels.size() == 1) {
@@ -373,6 +372,22 @@ class CpuBackend final : public Backend {
       merge_attention_states(o, lse.data(), o_level.data(), lse_level.data(), T, int(Hq),
                              s.head_dim);
     }
+  }
+
+  // Appends the step's K/V into the page tensor (float32, or e4m3 codes for an fp8 cache) and
+  // returns its data.
+  void* append_kv(const CpuAttentionPlan& plan, const Tensor& k, const Tensor& v, Tensor pages) {
+    const KVCacheShape& kv = plan.shape.kv;
+    const PagedKVBatch& own = plan.step.levels.back();
+    if (!kv.fp8) {
+      float* p = f32(pages, "attention kv pages");
+      cpu_append_kv(own, kv, f32(k, "attention k"), f32(v, "attention v"), p);
+      return p;
+    }
+    pages.expect_dtype(DType::F8E4M3, "attention kv pages (an fp8 cache)");
+    auto* p = static_cast<uint8_t*>(pages.data());
+    cpu_append_kv_fp8(own, kv, f32(k, "attention k"), f32(v, "attention v"), p);
+    return p;
   }
 
   void head_linear(const Tensor& x, const Tensor& w, Tensor out) override {

@@ -56,6 +56,7 @@ Plan plan_for(const qk::QuantKernels& k, DType t) {
     case DType::Q6_K:
       return {k.q6_k, Act::X256};
     case DType::I32:
+    case DType::F8E4M3:
       break;
   }
   fail_as(ErrorKind::Unsupported, "cpu_matmul: weights of dtype {} (id {}) are not supported",
