@@ -3,8 +3,11 @@
 #include "engine/step_pipeline.h"
 
 #include <chrono>
+#include <exception>
+#include <mutex>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "engine/prefix_cache.h"
 
 namespace nc {
@@ -65,7 +68,13 @@ bool StepPipeline::has_grammar_row(const StepPlan& plan) {
   return false;
 }
 
+// Rows are filled in parallel on the process's thread pool: each row's matcher is its own and
+// the compiled grammar is read-only, so the masks do not depend on the split. One row's fill
+// costs tens of microseconds on a 150k vocabulary, which, for a batch of a hundred rows, is
+// longer than a small model's forward pass (H100, 2026-12-05: 6.5 ms of masks a step against
+// 4.3 ms of device time on one thread).
 void StepPipeline::fill_bitmasks(LaunchedStep& s) {
+  std::vector<Request*> rows;
   for (size_t k = 0; k < s.plan.sample_entries.size(); ++k) {
     Request& r = request_of_row(s.plan, k);
     if (!r.grammar) continue;
@@ -75,8 +84,26 @@ void StepPipeline::fill_bitmasks(LaunchedStep& s) {
       r.token_bitmask.clear();
       continue;
     }
-    fill_token_bitmask(r, vocab_);
+    rows.push_back(&r);
   }
+  if (rows.size() < 2) {
+    for (Request* r : rows) fill_token_bitmask(*r, vocab_);
+    return;
+  }
+  // The pool's threads must not throw: the first failure is kept and rethrown here.
+  std::mutex mu;
+  std::exception_ptr failure;
+  ThreadPool::global().parallel_for(int64_t(rows.size()), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      try {
+        fill_token_bitmask(*rows[size_t(i)], vocab_);
+      } catch (...) {
+        const std::lock_guard<std::mutex> lock(mu);
+        if (!failure) failure = std::current_exception();
+      }
+    }
+  });
+  if (failure) std::rethrow_exception(failure);
 }
 
 void StepPipeline::finish_launch(LaunchedStep& s) {
