@@ -107,8 +107,11 @@ TEST_F(CudaMlaGraphs, CascadeReplaysMatchEagerBitForBit) {
   prefill.levels.emplace_back();
   prefill.levels[0].add(2, {0}, 2, ps);
   EXPECT_EQ(gpu->plan_attention_graph(prefill, shape, slot, max_pages), nullptr);
-  AttentionStep causal = cascade_decode(rng, B, 4, 12, ps, num_pages);
+  // Every row shares the prefix: a causal entry must hold at least as many keys as queries (12
+  // keys, 8 queries), so the step is valid and is refused only for its causal shared level.
+  AttentionStep causal = cascade_decode(rng, B, B, 12, ps, num_pages);
   causal.levels[0].causal = true;
+  for (const PagedKVBatch& level : causal.levels) level.validate(B, ps, num_pages);
   EXPECT_EQ(gpu->plan_attention_graph(causal, shape, slot, max_pages), nullptr);
 }
 
