@@ -125,7 +125,13 @@ TEST_F(CudaMoe, TinyQwen3MoeMatchesCpu) {
     for (size_t p = 0; p < golden.size(); ++p) step[p] = {golden[p].greedy[size_t(d)]};
   }
   std::printf("tiny-qwen3-moe-hd64: worst logits rel error GPU vs CPU %.2e\n", worst);
-  EXPECT_LE(worst, 3e-2);
+  // tiny-qwen3-moe-hd64's router margins are below bf16's rounding (docs/golden.md, "MoE router
+  // margins": smallest top-k gap 1.2e-3 in layer 1 against a bf16 shift of ~3.8e-2): the GPU's
+  // bf16 activations flip one routing decision there, and one flip of that decision on the CPU
+  // moves the logits by 0.109 (tools/moe_router_margins.py; the GPU measured 0.112 on the H100,
+  // 2026-12-05). So against the CPU this fixture only bounds gross errors; the experts and the
+  // routing themselves are held to bf16 tolerance by the CudaMoe unit tests and tiny-deepseek-v2.
+  EXPECT_LE(worst, 0.2);
   EXPECT_EQ(mg.num_graph_steps(), 7);  // every decode step (the first step is the prefill)
 }
 
