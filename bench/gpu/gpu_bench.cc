@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_backend.h"
+#include "bench_util.h"
 #include "kv/cascade_planner.h"
 
 namespace nc {
@@ -40,44 +41,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+using bench::copy_tbs;
+using bench::fill_random_rows;
+using bench::random_host;
+
+// Seconds per call: 3 warm-up calls, then the median of `reps` runs of `iters` calls.
 template <typename F>
 double median_seconds(Backend& b, int iters, int reps, F&& f) {
-  for (int i = 0; i < 3; ++i) f();  // warm-up: module load, plan caches, cuBLASLt heuristics
-  cuda_synchronize(b);
-  std::vector<double> t;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = Clock::now();
-    for (int i = 0; i < iters; ++i) f();
-    cuda_synchronize(b);
-    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / iters);
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return bench::seconds_per_call(b, iters, reps, f);
 }
-
-HostTensor random_host(const Shape& shape, std::mt19937& rng, float scale = 1.0f) {
-  HostTensor h;
-  h.shape = shape;
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  h.data.resize(size_t(n));
-  std::normal_distribution<float> normal(0.0f, scale);
-  for (float& x : h.data) x = normal(rng);
-  return h;
-}
-
-// Fills `rows` ([N, W] on `be`) with random values, `chunk` rows of random host data repeated:
-// no multi-GB host staging for a large KV pool.
-void fill_random_rows(Backend& be, Tensor rows, int64_t chunk, std::mt19937& rng) {
-  const int64_t N = rows.dim(0);
-  Tensor src = be.upload(random_host({chunk, rows.dim(1)}, rng));
-  for (int64_t p = 0; p < N; p += chunk) {
-    const int64_t n = std::min<int64_t>(chunk, N - p);
-    be.copy_rows(src.slice(0, n), rows.slice(p, p + n));
-  }
-}
-
-double copy_tbs(Backend& be);
 
 // One decode step over `batch` requests of `ctx` tokens each (16/8 heads, head_dim 128, page 16,
 // NHD, pages of different requests interleaved as a running server's pool would be), on a
@@ -201,12 +173,6 @@ double time_us(Backend& b, F&& f) {
 }
 
 // Device-to-device copy bandwidth (bytes read + written), TB/s: the floor's yardstick.
-double copy_tbs(Backend& be) {
-  const int64_t n = int64_t(1) << 29;  // 1 GiB of bf16 each way
-  Tensor a = be.alloc({n}, DType::BF16), b = be.alloc({n}, DType::BF16);
-  const double s = median_seconds(be, 20, 5, [&] { be.copy_rows(a, b); });
-  return 2.0 * double(n) * 2.0 / s / 1e12;
-}
 
 struct CascadeCase {
   int prefix, batch, suffix;  // tokens; suffix = each request's own tokens, the new one included

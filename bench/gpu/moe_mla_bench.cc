@@ -24,31 +24,17 @@
 #include <vector>
 
 #include "backend/cuda/cuda_backend.h"
+#include "bench_util.h"
 
 namespace nc {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Seconds per call, ~20 ms a run, median of 5 (bench_util.h).
 template <typename F>
 double seconds_per_call(Backend& b, F&& f) {
-  f();
-  cuda_synchronize(b);
-  const auto t0 = Clock::now();
-  f();
-  cuda_synchronize(b);
-  const double one = std::chrono::duration<double>(Clock::now() - t0).count();
-  const int iters = std::clamp(int(20e-3 / std::max(one, 1e-7)), 3, 500);
-  for (int i = 0; i < 2; ++i) f();
-  std::vector<double> t;
-  for (int r = 0; r < 5; ++r) {
-    const auto s = Clock::now();
-    for (int i = 0; i < iters; ++i) f();
-    cuda_synchronize(b);
-    t.push_back(std::chrono::duration<double>(Clock::now() - s).count() / iters);
-  }
-  std::sort(t.begin(), t.end());
-  return t[2];
+  return bench::auto_seconds_per_call(b, f, 20e-3);
 }
 
 Tensor random_tensor(Backend& be, const Shape& shape, uint64_t seed, float scale) {
@@ -57,12 +43,7 @@ Tensor random_tensor(Backend& be, const Shape& shape, uint64_t seed, float scale
   return t;
 }
 
-// Device-to-device copy of 1 GiB: bytes read + written per second, TB/s.
-double copy_tbs(Backend& be) {
-  const int64_t n = int64_t(1) << 29;
-  Tensor a = be.alloc({n}, DType::BF16), b = be.alloc({n}, DType::BF16);
-  return 2.0 * double(n) * 2.0 / seconds_per_call(be, [&] { be.copy_rows(a, b); }) / 1e12;
-}
+using bench::copy_tbs;
 
 // A bf16 GEMM of 8192^3 through Backend::linear (cuBLASLt): TFLOP/s.
 double gemm_peak_tflops(Backend& be) {
