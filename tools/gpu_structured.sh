@@ -6,13 +6,15 @@
 # the comparison is output tok/s and the mean decode step time (bench's JSON), with each run's
 # output tokens printed beside them.
 #
-#   tools/gpu_structured.sh BUNDLE        (SCHEMA: bench/schemas/nanovllm_object.json)
+#   tools/gpu_structured.sh BUNDLE        (SCHEMA: bench/schemas/nanovllm_records.json; the
+#                                          object schema with its 4096-character string is the
+#                                          measured worst case, docs/benchmarks.md)
 #
 # Output under $OUT (or ./gpu_out): structured.log, plain_<i>.json, schema_<i>.json.
 set -uo pipefail
 bundle=$(realpath "${1:?usage: tools/gpu_structured.sh BUNDLE}")
 repo=$(cd "$(dirname "$0")/.." && pwd)
-schema=$(realpath "${SCHEMA:-$repo/bench/schemas/nanovllm_object.json}")
+schema=$(realpath "${SCHEMA:-$repo/bench/schemas/nanovllm_records.json}")
 out=${OUT:-gpu_out}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
