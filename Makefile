@@ -26,6 +26,7 @@ test: build asan-build
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_openai_client.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_openai_api.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_tool_calls.py
+	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_tool_call_templates.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_structured_output.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_router.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/cli/test_cli.py

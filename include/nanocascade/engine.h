@@ -100,6 +100,9 @@ struct EngineConfig {
   // from the device move to, and prefix hits copy back from. Empty or "0": off. More than the
   // machine's physical memory is an error before the model loads.
   std::string host_kv_cache;
+  // A Jinja chat template file used instead of the model's own (empty: the model's); for models
+  // whose checkpoint has none or a wrong one. Unreadable or empty: an error naming the file.
+  std::string chat_template;
   int max_num_batched_tokens = 2048;  // token budget of one step (prefill chunks + decodes)
   int max_num_seqs = 256;             // running requests at most
   int max_model_len = 0;              // 0 = the model's max position

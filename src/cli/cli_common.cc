@@ -36,6 +36,8 @@ void EngineFlags::add_to(CLI::App& app, bool with_trace) {
                  "KV cache size: bytes (2GiB, 512MB, 1000000) or a fraction of free memory (0.9). "
                  "Default: 0.9 of the free GPU memory on cuda, min(2GiB, 25% of RAM) on cpu; "
                  "never more pages than --max-num-seqs requests at --max-model-len use");
+  app.add_option("--chat-template", cfg.chat_template,
+                 "a Jinja chat template file used instead of the model's own");
   app.add_option("--host-kv-cache", cfg.host_kv_cache,
                  "host-memory tier of the prefix cache: bytes (8GiB) or a fraction of RAM (0.25); "
                  "evicted cached pages move there and prefix hits copy them back (default: off)");

@@ -5,6 +5,8 @@
 #include "nanocascade/engine.h"
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 
@@ -53,6 +55,17 @@ void check_config(const EngineConfig& cfg) {
               "engine: max_model_len must be >= 0, got {}", cfg.max_model_len);
 }
 
+// The text of EngineConfig::chat_template (a file), or an error naming it.
+std::string read_chat_template(const EngineConfig& cfg) {
+  std::ifstream f(cfg.chat_template, std::ios::binary);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, f.good(), "chat template '{}': cannot read the file",
+              cfg.chat_template);
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  NC_CHECK_AS(ErrorKind::InvalidArgument, !text.empty(), "chat template '{}': the file is empty",
+              cfg.chat_template);
+  return text;
+}
+
 }  // namespace
 
 Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
@@ -60,6 +73,7 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
     : cfg(c), model(std::move(m)), codec(std::move(t)) {
   NC_CHECK(model && codec, "engine: a model and a tokenizer are required");
   check_config(cfg);
+  if (!cfg.chat_template.empty()) codec->set_chat_template_override(read_chat_template(cfg));
   host_kv_cache_bytes(cfg);  // more host tier than memory: fail before any work
   const KVLayout layout = parse_layout(cfg.kv_layout);
   vocab = model->vocab_size();

@@ -63,6 +63,16 @@ class Flags(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("int4", r.stderr + r.stdout)
 
+    @unittest.skipUnless(HAVE_MODEL, "no default model")
+    def test_a_chat_template_file_that_cannot_be_read_is_named(self):
+        with tempfile.TemporaryDirectory() as d:
+            for path in (os.path.join(d, "missing.jinja"), os.path.join(d, "empty.jinja")):
+                if path.endswith("empty.jinja"):
+                    open(path, "w").close()
+                r = run("generate", "--chat", "hi", "--chat-template", path)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn(path, r.stderr + r.stdout)
+
 
 @unittest.skipUnless(HAVE_MODEL, "no default model")
 class Bench(unittest.TestCase):
