@@ -255,6 +255,7 @@ TEST(EngineHostTierConfig, TheMemoryPlanShowsTheHostPagesTheEngineMakes) {
   EXPECT_EQ(plan.host_bytes, 10000);
   EXPECT_EQ(plan.host_pages, 312);
   EXPECT_EQ(plan.host_tokens, 312 * 4);
+  EXPECT_EQ(plan.host_staging_bytes, 0);  // copies of plain memory need no staging (CUDA's: 64 MiB)
   Engine e(cfg, std::make_unique<fake::FakeModel>(kVocab, 4096),
            std::make_unique<fake::FakeCodec>());
   EXPECT_EQ(e.stats().host.capacity_pages, plan.host_pages);

@@ -262,6 +262,9 @@ class Backend {
   // Device memory the graphs' fixed plan regions and scratch hold now (0 without graphs; grows as
   // graphs are captured: Engine::warmup() captures them all).
   virtual int64_t graph_memory_bytes() const { return 0; }
+  // Device memory the host tier's copies hold besides the pages, for pages of `page_bytes` (all
+  // layers): CUDA's staging buffer (cuda_kv_copy.h); 0 on the CPU.
+  virtual int64_t host_tier_device_bytes(int64_t /*page_bytes*/) const { return 0; }
 
   // One token per row of float32 logits [R, V] without copying the logits to the host (rows[r]
   // says how to draw row r; its bias is added to its logits first): argmax (ties to the lowest id)

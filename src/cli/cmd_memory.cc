@@ -48,6 +48,9 @@ void print_plan(const MemoryPlan& p) {
     fmt::print("host kv tier       {} pages ({}, {} tokens; {} of {}-token requests)\n",
                p.host_pages, mib(p.host_pages * p.bytes_per_page), p.host_tokens,
                p.host_pages / p.pages_per_request, p.request_len);
+    if (p.host_staging_bytes > 0)
+      fmt::print("  copy staging     {} (device memory the tier's copies go through)\n",
+                 mib(p.host_staging_bytes));
   } else {
     fmt::print("host kv tier       off (--host-kv-cache)\n");
   }
@@ -75,6 +78,7 @@ void print_json(const MemoryPlan& p) {
                               {"sampling_bytes", p.sampling_bytes},
                               {"graph_pool_bytes", p.graph_pool_bytes},
                               {"host_bytes", p.host_bytes},
+                              {"host_staging_bytes", p.host_staging_bytes},
                               {"host_pages", p.host_pages},
                               {"host_tokens", p.host_tokens}};
   fmt::print("{}\n", j.dump(2));

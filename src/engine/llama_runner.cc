@@ -47,6 +47,9 @@ class LlamaStepModel : public StepModel {
   }
   int64_t sampling_bytes() const override { return sampling_bytes_; }
   int64_t graph_pool_bytes() const override { return backend_->graph_memory_bytes(); }
+  int64_t host_tier_device_bytes(int64_t page_bytes) const override {
+    return backend_->host_tier_device_bytes(page_bytes);
+  }
   int64_t free_memory_bytes() const override { return backend_->free_memory_bytes(); }
   void allocate_kv(int num_pages, int page_size, KVLayout layout) override {
     kv_ = KVCache{};  // free the old pages first

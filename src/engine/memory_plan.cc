@@ -60,6 +60,7 @@ MemoryPlan plan_memory(const EngineConfig& cfg, const StepModel& model, int max_
   if (p.host_bytes > 0 && cfg.enable_prefix_cache)
     p.host_pages = host_tier_pages(p.host_bytes, p.bytes_per_page, physical_memory_bytes());
   p.host_tokens = p.host_pages * cfg.page_size;
+  if (p.host_pages > 0) p.host_staging_bytes = model.host_tier_device_bytes(p.bytes_per_page);
   return p;
 }
 

@@ -23,24 +23,25 @@ struct MemoryPlan {
   int max_model_len = 0;
   int max_num_seqs = 0;
   int64_t weight_bytes = 0;
-  int64_t workspace_bytes = 0;    // the activation workspace the model's reserve() allocated
-  int64_t free_memory_bytes = 0;  // device memory free when sized (0 when not asked for)
-  int64_t budget_bytes = 0;       // the KV budget before the cap
-  int64_t bytes_per_page = 0;     // all layers, K and V
-  std::string kv_dtype;           // of the pages (StepModel::kv_cache_dtype: f32, bf16, fp8_e4m3)
-  int64_t bytes_per_token = 0;    // bytes_per_page / page_size
-  int64_t pages = 0;              // pages the engine allocates
-  int64_t kv_bytes = 0;           // pages * bytes_per_page
-  int64_t tokens = 0;             // pages * page_size
-  int request_len = 0;            // N (default: max_model_len)
-  int64_t pages_per_request = 0;  // ceil(N / page_size)
-  int64_t requests_that_fit = 0;  // pages / pages_per_request
-  int64_t requests_at_once = 0;   // min(requests_that_fit, max_num_seqs)
-  int64_t sampling_bytes = 0;     // the backend's sampling scratch (part of workspace_bytes)
-  int64_t graph_pool_bytes = 0;   // CUDA graph pools (0 before capture; 0 on the CPU)
-  int64_t host_bytes = 0;         // the host tier's budget (EngineConfig::host_kv_cache)
-  int64_t host_pages = 0;         // host pages of bytes_per_page each (0: no tier)
-  int64_t host_tokens = 0;        // host_pages * page_size
+  int64_t workspace_bytes = 0;     // the activation workspace the model's reserve() allocated
+  int64_t free_memory_bytes = 0;   // device memory free when sized (0 when not asked for)
+  int64_t budget_bytes = 0;        // the KV budget before the cap
+  int64_t bytes_per_page = 0;      // all layers, K and V
+  std::string kv_dtype;            // of the pages (StepModel::kv_cache_dtype: f32, bf16, fp8_e4m3)
+  int64_t bytes_per_token = 0;     // bytes_per_page / page_size
+  int64_t pages = 0;               // pages the engine allocates
+  int64_t kv_bytes = 0;            // pages * bytes_per_page
+  int64_t tokens = 0;              // pages * page_size
+  int request_len = 0;             // N (default: max_model_len)
+  int64_t pages_per_request = 0;   // ceil(N / page_size)
+  int64_t requests_that_fit = 0;   // pages / pages_per_request
+  int64_t requests_at_once = 0;    // min(requests_that_fit, max_num_seqs)
+  int64_t sampling_bytes = 0;      // the backend's sampling scratch (part of workspace_bytes)
+  int64_t graph_pool_bytes = 0;    // CUDA graph pools (0 before capture; 0 on the CPU)
+  int64_t host_bytes = 0;          // the host tier's budget (EngineConfig::host_kv_cache)
+  int64_t host_pages = 0;          // host pages of bytes_per_page each (0: no tier)
+  int64_t host_tokens = 0;         // host_pages * page_size
+  int64_t host_staging_bytes = 0;  // device memory the tier's copies hold (CUDA's staging buffer)
 };
 
 // EngineConfig::host_kv_cache in bytes (0 when off; a fraction is of physical memory). Throws

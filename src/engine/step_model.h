@@ -93,6 +93,8 @@ class StepModel {
   // there are none.
   virtual int64_t sampling_bytes() const { return 0; }
   virtual int64_t graph_pool_bytes() const { return 0; }
+  // Device memory a host tier's copies hold besides the pages (Backend::host_tier_device_bytes).
+  virtual int64_t host_tier_device_bytes(int64_t /*page_bytes*/) const { return 0; }
 
   // ---- Steps ----
   // One step: host float32 logits, [in.logit_rows.size(), vocab_size()].

@@ -60,6 +60,9 @@ TEST(CudaKvCopy, PagesRoundTripBitForBitInOrderedBatches) {
   std::vector<Tensor> layers = kv_layers(*gpu, 3, 12, rng);
   const int64_t page = int64_t(layers[0].nbytes() / 12) * 3;
   std::unique_ptr<HostBuffer> host = gpu->alloc_host_buffer(8 * page);
+  // The memory plan's count of the copies' staging buffer (Backend::host_tier_device_bytes).
+  EXPECT_EQ(gpu->host_tier_device_bytes(page), int64_t(64) << 20);
+  EXPECT_EQ(gpu->host_tier_device_bytes(int64_t(100) << 20), int64_t(100) << 20);
   std::vector<std::vector<uint16_t>> before(12);
   for (int p = 0; p < 12; ++p) before[size_t(p)] = read_page(layers, p);
   // Offload 2, 3 (a consecutive run), 9; then the main stream overwrites every page at once.

@@ -214,6 +214,9 @@ class CudaBackend final : public Backend {
     kv_copier_.copy(layers, copies, host);
   }
   void sync_kv_copies() override { kv_copier_.sync(); }
+  int64_t host_tier_device_bytes(int64_t page_bytes) const override {
+    return KvCopier::staging_bytes(page_bytes);
+  }
   int64_t graph_memory_bytes() const override {
     return attention_.graph_device_bytes() + mla_slots_.device_bytes();
   }

@@ -57,7 +57,7 @@ std::unique_ptr<HostBuffer> KvCopier::alloc_host(int64_t bytes) {
 }
 
 void KvCopier::ensure_staging(int64_t image_bytes) {
-  const int64_t want = std::max(kStagingBytes, image_bytes);
+  const int64_t want = staging_bytes(image_bytes);
   if (staging_bytes_ >= want) return;
   if (staging_) {
     cuda_check(cudaStreamSynchronize(stream_), "kv copy: synchronize");

@@ -15,6 +15,7 @@
 // rate of one small copy per page and layer. A chunk holds up to 64 images of one direction and
 // never writes a page twice, so the batch's result is that of its copies one after another.
 #pragma once
+#include <algorithm>
 #include <memory>
 #include <span>
 #include <vector>
@@ -34,6 +35,8 @@ class KvCopier : NonCopyable {
   void copy(const std::vector<Tensor>& layers, std::span<const KVPageCopy> copies,
             HostBuffer& host);
   void sync();
+  // The staging buffer's size for page images of `image_bytes` (the memory plan counts it).
+  static int64_t staging_bytes(int64_t image_bytes) { return std::max(kStagingBytes, image_bytes); }
 
  private:
   static constexpr int64_t kStagingBytes = int64_t(64) << 20;
