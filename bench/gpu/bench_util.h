@@ -74,6 +74,23 @@ inline void fill_random_rows(Backend& be, Tensor rows, int64_t chunk, std::mt199
   }
 }
 
+// A decode step of `batch` requests of `ctx` tokens each, request r on pages
+// perm[r * pages_per_request, (r + 1) * pages_per_request) (shuffled pages: a running pool's).
+inline AttentionStep decode_step(int batch, int ctx, const std::vector<int32_t>& perm,
+                                 int page_size) {
+  const int pps = (ctx + page_size - 1) / page_size;
+  AttentionStep step;
+  step.num_tokens = batch;
+  PagedKVBatch b;
+  for (int r = 0; r < batch; ++r) {
+    std::vector<int32_t> pages(perm.begin() + int64_t(r) * pps,
+                               perm.begin() + int64_t(r + 1) * pps);
+    b.add(1, pages, ctx, page_size);
+  }
+  step.levels = {b};
+  return step;
+}
+
 // $OUT/<name> opened for writing with `header` as its first line, or null when OUT is unset.
 inline std::FILE* open_csv(const char* name, const char* header) {
   const char* dir = std::getenv("OUT");

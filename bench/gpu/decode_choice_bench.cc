@@ -46,21 +46,6 @@ struct Cell {
   bool auto_cc;
 };
 
-// The step of `batch` requests of `ctx` tokens on the first pages of `perm`.
-AttentionStep decode_step(int batch, int ctx, const std::vector<int32_t>& perm) {
-  const int pps = (ctx + kPage - 1) / kPage;
-  AttentionStep step;
-  step.num_tokens = batch;
-  PagedKVBatch b;
-  for (int r = 0; r < batch; ++r) {
-    std::vector<int32_t> pages(perm.begin() + int64_t(r) * pps,
-                               perm.begin() + int64_t(r + 1) * pps);
-    b.add(1, pages, ctx, kPage);
-  }
-  step.levels = {b};
-  return step;
-}
-
 // Every (batch, context) cell of one head shape over one pool.
 void run_heads(const Heads& h, double copy, std::vector<Cell>& cells, std::FILE* csv) {
   int num_pages = 0;
@@ -91,7 +76,7 @@ void run_heads(const Heads& h, double copy, std::vector<Cell>& cells, std::FILE*
       if (bytes > kMaxPoolBytes) continue;
       AttentionShape shape{h.hq, h.hk, kHeadDim, 1.0f / std::sqrt(float(kHeadDim)),
                            KVCacheShape{1, num_pages, kPage, h.hk, kHeadDim, KVLayout::NHD}};
-      const AttentionStep step = decode_step(batch, ctx, perm);
+      const AttentionStep step = bench::decode_step(batch, ctx, perm, kPage);
       const Tensor qb = q.slice(0, batch), kb = k.slice(0, batch), vb = v.slice(0, batch),
                    ob = out.slice(0, batch);
       auto time_on = [&](Backend& be, bool graph_plan = false) {

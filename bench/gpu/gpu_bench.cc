@@ -64,15 +64,7 @@ double decode_step_seconds(int batch, int ctx, std::mt19937& rng,
   std::vector<int32_t> perm(num_pages);
   for (int i = 0; i < num_pages; ++i) perm[i] = i;
   std::shuffle(perm.begin(), perm.end(), rng);
-  AttentionStep step;
-  step.num_tokens = batch;
-  PagedKVBatch b;
-  for (int r = 0; r < batch; ++r) {
-    std::vector<int32_t> pages(perm.begin() + int64_t(r) * pages_per_seq,
-                               perm.begin() + int64_t(r + 1) * pages_per_seq);
-    b.add(1, pages, ctx, page_size);
-  }
-  step.levels = {b};
+  const AttentionStep step = bench::decode_step(batch, ctx, perm, page_size);
   auto be = make_cuda_backend(0, opt);
   Tensor kv = be->alloc({num_pages, 2, page_size, Hk, D}, DType::BF16);
   const int64_t row = 2 * page_size * Hk * D;
