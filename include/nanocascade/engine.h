@@ -66,6 +66,10 @@ struct SamplingParams {
   // (token id, bias in [-100, 100]) added to the logits before sampling (OpenAI's logit_bias).
   std::vector<std::pair<int32_t, float>> logit_bias;
   StructuredOutput structured;  // none by default
+  // Sparse decode attention for this request (EngineConfig::sparse_budget, docs/long_context.md):
+  // -1 = the engine's setting; 0 = dense; N > 0 = a token budget of N (the engine must have
+  // sparse attention enabled, i.e. EngineConfig::sparse_budget > 0, so page bounds are kept).
+  int sparse_budget = -1;
 
   // Throws nc::Error naming the bad parameter.
   void validate() const;
@@ -132,6 +136,22 @@ struct EngineConfig {
   // Checks the page, prefix-tree and host-tier invariants after every step (docs/architecture.md,
   // "Invariants"); debug builds always do. For tests and debugging: it walks every page.
   bool check_invariants = false;
+  // Long contexts (docs/long_context.md). Query-aware sparse decode attention (Quest): 0 = off;
+  // N > 0 = page bounds are kept for every page, and a decode request whose own KV (the tokens
+  // not in a shared cascade level) exceeds N tokens reads only its sink pages, its most recent
+  // sparse_window tokens and the pages with the highest score bounds for its query, N tokens in
+  // all; the first sparse_dense_layers layers stay dense (as Quest's do). A budget below
+  // sparse_sink_pages * page_size + sparse_window is an error.
+  int sparse_budget = 0;
+  int sparse_sink_pages = 1;
+  int sparse_window = 128;
+  int sparse_dense_layers = 2;
+  // Streaming window (StreamingLLM): 0 = off; N > 0 = every request keeps its first
+  // streaming_sink_pages pages and its most recent N tokens (page-rounded); the pages between
+  // are freed and the kept keys re-rotated to their positions within the cache, so an endless
+  // stream runs in bounded memory.
+  int streaming_window = 0;
+  int streaming_sink_pages = 1;
   // Structured output: the longest a grammar may take to compile before its request is refused
   // (the compilation goes on in the background and its result is cached).
   double grammar_compile_timeout_s = 5.0;

@@ -250,4 +250,20 @@ void Backend::mla_attention(const AttentionPlan&, const Tensor&, const Tensor&, 
   fail_as(ErrorKind::Unsupported, "backend {}: MLA attention is not implemented", name());
 }
 
+void Backend::update_page_bounds(const Tensor&, const KVCacheShape&, const Tensor&, Tensor) {
+  fail_as(ErrorKind::Unsupported,
+          "backend {}: update_page_bounds (sparse attention) is not implemented", name());
+}
+
+std::unique_ptr<AttentionPlan> Backend::plan_sparse_attention(const AttentionStep&,
+                                                              const AttentionShape&,
+                                                              const PageSelection&) {
+  fail_as(ErrorKind::Unsupported, "backend {}: sparse attention is not implemented", name());
+}
+
+void Backend::sparse_attention(const AttentionPlan&, const Tensor&, const Tensor&, const Tensor&,
+                               Tensor, const Tensor&, Tensor) {
+  fail_as(ErrorKind::Unsupported, "backend {}: sparse attention is not implemented", name());
+}
+
 }  // namespace nc

@@ -16,6 +16,7 @@
 #include "core/host_tensor.h"
 #include "core/tensor.h"
 #include "kv/host_tier.h"
+#include "kv/page_selection.h"
 #include "kv/paged_kv.h"
 
 namespace nc {
@@ -234,6 +235,30 @@ class Backend {
   // attention() does. q_mla: [T, H*(Dl+Dr)]; out: [T, H*Dl].
   virtual void mla_attention(const AttentionPlan& plan, const Tensor& q_mla, const Tensor& latent,
                              Tensor kv_pages, Tensor out);
+
+  // Query-aware sparse decode attention (Quest; kv/page_bounds.h, kv/page_selection.h,
+  // docs/long_context.md). The defaults throw an Unsupported nc::Error naming the backend.
+  //
+  // A layer's page bounds: f32 [num_pages, 2, num_kv_heads, head_dim], per page the element-wise
+  // minimum (index 0) and maximum (index 1) of the keys in its valid slots (+inf / -inf where a
+  // page has none). update_page_bounds recomputes the listed pages from their contents:
+  // page_slots i32 [P, 2], rows (page id, valid slots in 1..page_size); kv_pages is the layer's
+  // page tensor, laid out as kv says. Pages not listed keep their bounds.
+  virtual void update_page_bounds(const Tensor& kv_pages, const KVCacheShape& kv,
+                                  const Tensor& page_slots, Tensor bounds);
+  // A plan for sparse_attention: `step` as plan_attention takes it; every own-level entry with one
+  // query row (decode) whose kv_len exceeds sel.token_budget is to be read sparsely, every other
+  // entry and every shared level densely.
+  virtual std::unique_ptr<AttentionPlan> plan_sparse_attention(const AttentionStep& step,
+                                                               const AttentionShape& shape,
+                                                               const PageSelection& sel);
+  // As attention() (k/v appended at the same slots, levels merged the same way), except that
+  // each entry the plan reads sparsely attends only to the pages that
+  // select_pages(step, decode_page_scores(step, bounds, q), sel) keeps, the scores taken from
+  // `bounds` as they are when the op runs (the step's own append not folded in: an entry's last
+  // page is always kept, so its bound never decides anything).
+  virtual void sparse_attention(const AttentionPlan& plan, const Tensor& q, const Tensor& k,
+                                const Tensor& v, Tensor kv_pages, const Tensor& bounds, Tensor out);
 
   // Seeded random weights (model_loader.h, load format "dummy"): element i of t gets
   // low + (high - low) * uniform_hash01(seed, i) (random_init.h), rounded to t's dtype; the same
