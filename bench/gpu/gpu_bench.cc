@@ -20,8 +20,9 @@
 //   gemm-decode [config.json ...]  every GEMM candidate of linear() at the models' projections
 //           and decode batch sizes, against the copy rate (gemm_decode_bench.cc)
 //   moe, mla  issue #14's MoE expert GEMMs and MLA decode (moe_mla_bench.cc)
+//   sparse  issue #13's sparse decode attention against dense and its floor (sparse_bench.cc)
 // Usage: nc_gpu_bench [decode|decode-grid|gemm|cascade|cascade-ab|variants|decode-choice|
-//                      gemm-decode|moe|mla|all]
+//                      gemm-decode|moe|mla|sparse|all]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -408,6 +409,7 @@ void bench_variants();                                     // variant_bench.cc
 void bench_decode_choice();                                // decode_choice_bench.cc
 void bench_gemm_decode(std::vector<std::string> configs);  // gemm_decode_bench.cc
 void bench_moe_mla(const std::string& what);               // moe_mla_bench.cc
+void bench_sparse();                                       // sparse_bench.cc
 }  // namespace nc
 
 int main(int argc, char** argv) {
@@ -425,6 +427,7 @@ int main(int argc, char** argv) {
     if (what == "decode-choice") nc::bench_decode_choice();
     if (what == "gemm-decode") nc::bench_gemm_decode({argv + 2, argv + argc});
     nc::bench_moe_mla(what);  // moe, mla
+    if (what == "sparse") nc::bench_sparse();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nc_gpu_bench: %s\n", e.what());
     return 1;

@@ -24,6 +24,7 @@
 #include "backend/cuda/cuda_moe.h"
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/cuda_sampler.h"
+#include "backend/cuda/cuda_sparse.h"
 
 namespace nc {
 namespace {
@@ -45,6 +46,7 @@ class CudaBackend final : public Backend {
         graphs_(ctx_),
         registry_(std::make_shared<AttnRegistry>(jit_options(options), ctx_->device)),
         attention_(ctx_, options, graphs_, registry_),
+        sparse_(ctx_, attention_),
         sampler_(ctx_),
         timer_(ctx_, graphs_),
         moe_(ctx_),
@@ -134,6 +136,22 @@ class CudaBackend final : public Backend {
                  Tensor kv_pages, Tensor out) override {
     NC_CHECK(!is_mla_plan(plan), "attention: an MLA plan (latent_dim > 0) runs mla_attention");
     attention_.run(plan, q, k, v, kv_pages, out);
+  }
+
+  // Query-aware sparse decode (cuda_sparse.h).
+  void update_page_bounds(const Tensor& kv_pages, const KVCacheShape& kv, const Tensor& page_slots,
+                          Tensor bounds) override {
+    sparse_.update_page_bounds(kv_pages, kv, page_slots, bounds);
+  }
+  std::unique_ptr<AttentionPlan> plan_sparse_attention(const AttentionStep& step,
+                                                       const AttentionShape& shape,
+                                                       const PageSelection& sel) override {
+    return sparse_.plan(step, shape, sel);
+  }
+  void sparse_attention(const AttentionPlan& plan, const Tensor& q, const Tensor& k,
+                        const Tensor& v, Tensor kv_pages, const Tensor& bounds,
+                        Tensor out) override {
+    sparse_.run(plan, q, k, v, kv_pages, bounds, out);
   }
 
   void head_linear(const Tensor& x, const Tensor& w, Tensor out) override {
@@ -237,6 +255,7 @@ class CudaBackend final : public Backend {
   GraphRunner graphs_;
   std::shared_ptr<AttnRegistry> registry_;
   CudaAttention attention_;
+  CudaSparse sparse_;
   CudaSampler sampler_;
   PassTimer timer_;
   CudaMoe moe_;
@@ -287,6 +306,14 @@ std::vector<bool> cuda_plan_uses_decode_kernel(const AttentionPlan& plan) {
 
 std::vector<bool> cuda_plan_uses_sm90_prefill(const AttentionPlan& plan) {
   return levels_on(plan, LevelKernel::SM90Prefill, "cuda_plan_uses_sm90_prefill");
+}
+
+std::vector<int32_t> cuda_sparse_selected_pages(const AttentionPlan& plan) {
+  return sparse_plan_selected_pages(plan);
+}
+
+std::vector<int> cuda_sparse_entry_pages(const AttentionPlan& plan) {
+  return sparse_plan_entry_pages(plan);
 }
 
 std::vector<bool> cuda_plan_uses_generic_kernel(const AttentionPlan& plan) {

@@ -12,8 +12,8 @@ namespace nc {
 
 // Which kernel runs a level whose entries all have one query row (a decode step).
 enum class DecodeKernel {
-  Auto,  // by the table in decode_choice.cc (group, head_dim, batch, context); its default:
-         // CUDA cores for GQA group sizes below 4, tensor cores (the prefill kernel) from 4
+  Auto,         // by the table in decode_choice.cc (group, head_dim, batch, context); its default:
+                // CUDA cores for GQA group sizes below 4, tensor cores (the prefill kernel) from 4
   CudaCores,    // FlashInfer's batch decode kernel
   TensorCores,  // FlashInfer's batch prefill kernel with q_len 1
 };
@@ -55,5 +55,9 @@ std::vector<bool> cuda_plan_uses_decode_kernel(const AttentionPlan& plan);
 std::vector<bool> cuda_plan_uses_sm90_prefill(const AttentionPlan& plan);
 // Per level: true where it runs our kernel for head dims FlashInfer's cannot take (attn_generic.h).
 std::vector<bool> cuda_plan_uses_generic_kernel(const AttentionPlan& plan);
+// A plan_sparse_attention plan (cuda_sparse.h): the own level's page ids as its last
+// sparse_attention selected them (synchronises), and the planned page count per own entry.
+std::vector<int32_t> cuda_sparse_selected_pages(const AttentionPlan& plan);
+std::vector<int> cuda_sparse_entry_pages(const AttentionPlan& plan);
 
 }  // namespace nc

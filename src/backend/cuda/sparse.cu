@@ -1,0 +1,319 @@
+// Sparse decode attention's kernels (sparse_kernels.h): page bounds, page scores, page selection.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "backend/cuda/cuda_check.cuh"
+#include "backend/cuda/sparse_kernels.h"
+
+namespace nc::cuda {
+namespace {
+
+constexpr unsigned kFull = 0xffffffffu;
+
+// ---- update_page_bounds: one block per listed page, two elements of [Hk, D] per thread ----
+
+__global__ void page_bounds_kernel(PageBoundsArgs a) {
+  const int pid = a.page_slots[2 * blockIdx.x];
+  if (pid < 0 || pid >= a.num_pages) return;
+  const int valid = min(max(a.page_slots[2 * blockIdx.x + 1], 0), a.page_size);
+  const int hd = a.num_kv_heads * a.head_dim;
+  const auto* page =
+      static_cast<const __nv_bfloat16*>(a.pages) + int64_t(pid) * 2 * a.page_size * hd;
+  float* lo = a.bounds + int64_t(pid) * 2 * hd;
+  float* hi = lo + hd;
+  for (int x = 2 * threadIdx.x; x < hd; x += 2 * blockDim.x) {
+    const int h = x / a.head_dim, d = x % a.head_dim;
+    float2 mn = make_float2(INFINITY, INFINITY), mx = make_float2(-INFINITY, -INFINITY);
+#pragma unroll 4
+    for (int s = 0; s < valid; ++s) {
+      const int64_t off = a.hnd ? (int64_t(h) * a.page_size + s) * a.head_dim + d
+                                : (int64_t(s) * a.num_kv_heads + h) * a.head_dim + d;
+      const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(page + off));
+      mn = make_float2(fminf(mn.x, f.x), fminf(mn.y, f.y));
+      mx = make_float2(fmaxf(mx.x, f.x), fmaxf(mx.y, f.y));
+    }
+    lo[x] = mn.x;
+    lo[x + 1] = mn.y;
+    hi[x] = mx.x;
+    hi[x + 1] = mx.y;
+  }
+}
+
+// ---- sparse_page_scores ----
+// A (page, KV head) row is read by 8 lanes, each D / 8 consecutive values of min and max (16-byte
+// loads), so a warp reads 4 rows at once and sums each over 8 lanes (3 shuffles per query head).
+// Block (x, e): up to kScoreRows rows of entry e's candidates from x * kScoreRows / Hk on; q's row
+// in shared memory as float, then the rows' group maxima, then the maximum over heads per page.
+constexpr int kScoreThreads = 256;
+constexpr int kLanesPerRow = 8;
+constexpr int kScoreRows = 512;
+
+int score_pages_per_block(int num_kv_heads) {
+  return num_kv_heads >= kScoreRows ? 1 : kScoreRows / num_kv_heads;
+}
+
+template <int D>
+__device__ void load_row(const float* p, float (&v)[D / kLanesPerRow]) {
+#pragma unroll
+  for (int j = 0; j < D / kLanesPerRow; j += 4) {
+    const float4 f = *reinterpret_cast<const float4*>(p + j);
+    v[j] = f.x;
+    v[j + 1] = f.y;
+    v[j + 2] = f.z;
+    v[j + 3] = f.w;
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kScoreThreads) page_scores_kernel(SparseSelectArgs a, int ppb) {
+  constexpr int E = D / kLanesPerRow;
+  extern __shared__ float smem[];
+  const int* e = a.entries + blockIdx.y * kSparseEntryFields;
+  const int c0 = e[kSeCand0], m = e[kSeCand1] - c0, keep = e[kSeKeep];
+  const int first = blockIdx.x * ppb;
+  if (keep <= 0 || keep >= m || first >= m) return;  // nothing to rank (block-uniform)
+  const int hk = a.num_kv_heads, group = a.num_qo_heads / hk;
+  const int count = min(ppb, m - first), rows = count * hk;
+  float* sq = smem;  // [Hq * D]
+  float* row_best = smem + a.num_qo_heads * D;
+  const auto* qrow =
+      static_cast<const __nv_bfloat16*>(a.q) + int64_t(e[kSeQRow]) * a.num_qo_heads * D;
+  for (int i = threadIdx.x; i < a.num_qo_heads * D; i += blockDim.x)
+    sq[i] = __bfloat162float(qrow[i]);
+  __syncthreads();
+  const int sub = threadIdx.x % kLanesPerRow, slot = threadIdx.x / kLanesPerRow;
+  const int* pages = a.full_indices + e[kSeSrcOff] + c0 + first;
+  for (int r0 = 0; r0 < rows; r0 += kScoreThreads / kLanesPerRow) {
+    const int r = r0 + slot;
+    const bool valid = r < rows;
+    const int h = valid ? r % hk : 0;
+    float lo[E], hi[E];
+    if (valid) {
+      const float* base = a.bounds + (int64_t(pages[r / hk]) * 2 * hk + h) * D + sub * E;
+      load_row<D>(base, lo);
+      load_row<D>(base + int64_t(hk) * D, hi);
+    } else {
+#pragma unroll
+      for (int j = 0; j < E; ++j) lo[j] = hi[j] = 0.0f;
+    }
+    // An empty page (min > max, from +inf / -inf) bounds nothing: -inf (and inf * 0 is NaN).
+    const bool empty = __shfl_sync(kFull, int(lo[0] > hi[0]), 0, kLanesPerRow) != 0;
+    float best = -INFINITY;
+    for (int g = 0; g < group; ++g) {
+      const float* qh = sq + (h * group + g) * D + sub * E;
+      float s = 0.0f;
+#pragma unroll
+      for (int j = 0; j < E; ++j) s += fmaxf(qh[j] * lo[j], qh[j] * hi[j]);
+      s += __shfl_xor_sync(kFull, s, 4, kLanesPerRow);
+      s += __shfl_xor_sync(kFull, s, 2, kLanesPerRow);
+      s += __shfl_xor_sync(kFull, s, 1, kLanesPerRow);
+      best = fmaxf(best, s);
+    }
+    if (valid && sub == 0) row_best[r] = empty ? -INFINITY : best;
+  }
+  __syncthreads();
+  float* out = a.scores + e[kSeSrcOff] + c0 + first;
+  for (int p = threadIdx.x; p < count; p += blockDim.x) {
+    float b = -INFINITY;
+    for (int h = 0; h < hk; ++h) b = fmaxf(b, row_best[p * hk + h]);
+    out[p] = b;
+  }
+}
+
+template <int D>
+void launch_scores(const SparseSelectArgs& a, cudaStream_t stream) {
+  const int ppb = score_pages_per_block(a.num_kv_heads);
+  const size_t smem = (size_t(a.num_qo_heads) * D + size_t(ppb) * a.num_kv_heads) * sizeof(float);
+  if (smem > 48 * 1024)
+    check_cuda(cudaFuncSetAttribute(page_scores_kernel<D>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
+               "sparse page scores: shared memory");
+  const dim3 grid((a.max_candidates + ppb - 1) / ppb, a.num_entries);
+  page_scores_kernel<D><<<grid, kScoreThreads, smem, stream>>>(a, ppb);
+  check_launch("sparse page scores");
+}
+
+// ---- sparse_select_pages: one block per entry ----
+constexpr int kSelectThreads = 512;
+
+// Larger float, larger key; -0 and +0 share a key (they compare equal on the host).
+__device__ uint32_t order_key(float f) {
+  const uint32_t u = __float_as_uint(f == 0.0f ? 0.0f : f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// Exclusive prefix sum of v over the block (in thread order); `tmp` holds 32 ints.
+__device__ int block_exclusive_sum(int v, int* tmp) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  int incl = v;
+  for (int o = 1; o < 32; o <<= 1) {
+    const int t = __shfl_up_sync(kFull, incl, o);
+    if (lane >= o) incl += t;
+  }
+  if (lane == 31) tmp[warp] = incl;
+  __syncthreads();
+  if (warp == 0) {
+    const int w = lane < warps ? tmp[lane] : 0;
+    int wi = w;
+    for (int o = 1; o < 32; o <<= 1) {
+      const int t = __shfl_up_sync(kFull, wi, o);
+      if (lane >= o) wi += t;
+    }
+    tmp[lane] = wi - w;
+  }
+  __syncthreads();
+  const int out = tmp[warp] + incl - v;
+  __syncthreads();  // tmp is reused by the next call
+  return out;
+}
+
+// Warp 0: the digit (scanning bins from 255 down) where the count reaches *remaining. The one
+// lane whose bins hold it returns true with *prefix and *remaining updated (the count still to
+// take from that digit's bin).
+__device__ bool pick_digit(const int* hist, int shift, uint32_t* prefix, int* remaining) {
+  const int lane = threadIdx.x;
+  int mine = 0;
+  for (int b = 0; b < 8; ++b) mine += hist[255 - 8 * lane - b];
+  int incl = mine;
+  for (int o = 1; o < 32; o <<= 1) {
+    const int t = __shfl_up_sync(kFull, incl, o);
+    if (lane >= o) incl += t;
+  }
+  const int need = *remaining;
+  int before = incl - mine;
+  if (before < need && need <= incl) {
+    for (int b = 0; b < 8; ++b) {
+      const int bin = 255 - 8 * lane - b;
+      if (before + hist[bin] >= need) {
+        *prefix |= uint32_t(bin) << shift;
+        *remaining = need - before;
+        return true;
+      }
+      before += hist[bin];
+    }
+  }
+  return false;
+}
+
+// The key of the keep-th largest candidate score (radix select, 8 bits a pass) and how many
+// candidates with exactly that key are kept (the earliest ones).
+__device__ void select_threshold(const float* sc, int m, int keep, uint32_t* thresh, int* need_eq) {
+  __shared__ int hist[256];
+  __shared__ uint32_t s_prefix;
+  __shared__ int s_remaining;
+  const int lane = threadIdx.x % 32;
+  if (threadIdx.x == 0) {
+    s_prefix = 0;
+    s_remaining = keep;
+  }
+  uint32_t mask = 0;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
+    __syncthreads();
+    const uint32_t prefix = s_prefix;
+    for (int base = 0; base < m; base += blockDim.x) {  // block-uniform trip count
+      const int i = base + threadIdx.x;
+      uint32_t bin = 0;
+      bool part = false;
+      if (i < m) {
+        const uint32_t k = order_key(sc[i]);
+        part = (k & mask) == prefix;
+        bin = (k >> shift) & 255u;
+      }
+      // One atomic per distinct bin in the warp (scores often share their top bits).
+      const unsigned peers = __match_any_sync(kFull, part ? bin : 256u + lane);
+      if (part && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], __popc(peers));
+    }
+    __syncthreads();
+    if (threadIdx.x < 32) {
+      uint32_t p = prefix;
+      int r = s_remaining;
+      __syncwarp();  // every lane has read s_remaining before the winner rewrites it
+      if (pick_digit(hist, shift, &p, &r)) {
+        s_prefix = p;
+        s_remaining = r;
+      }
+    }
+    __syncthreads();
+    mask |= 255u << shift;
+  }
+  *thresh = s_prefix;
+  *need_eq = s_remaining;
+}
+
+__global__ void __launch_bounds__(kSelectThreads) select_pages_kernel(SparseSelectArgs a) {
+  __shared__ int tmp[32];
+  const int* e = a.entries + blockIdx.x * kSparseEntryFields;
+  const int n = e[kSeNumPages], c0 = e[kSeCand0], c1 = e[kSeCand1], keep = e[kSeKeep];
+  const float* sc = a.scores + e[kSeSrcOff];
+  const int* src = a.full_indices + e[kSeSrcOff];
+  const int m = c1 - c0;
+  uint32_t thresh = 0;
+  int need_eq = 0;
+  const bool rank = keep > 0 && keep < m;
+  if (rank) select_threshold(sc + c0, m, keep, &thresh, &need_eq);
+  // 1 keep, 0 drop, 2 a candidate tied with the threshold (kept while the ties last).
+  auto cls = [&](int i) {
+    if (i < c0 || i >= c1) return 1;
+    if (!rank) return keep > 0 ? 1 : 0;
+    const uint32_t k = order_key(sc[i]);
+    return k > thresh ? 1 : (k == thresh ? 2 : 0);
+  };
+  const int chunk = (n + blockDim.x - 1) / blockDim.x;
+  const int lo = min(n, int(threadIdx.x) * chunk), hi = min(n, lo + chunk);
+  int ties = 0;
+  for (int i = lo; i < hi; ++i) ties += cls(i) == 2;
+  const int ties_before = block_exclusive_sum(ties, tmp);
+  auto kept = [&](int c, int& tie) {
+    const bool k = c == 1 || (c == 2 && tie < need_eq);
+    tie += c == 2;
+    return k;
+  };
+  int count = 0, tie = ties_before;
+  for (int i = lo; i < hi; ++i) count += kept(cls(i), tie);
+  int pos = e[kSeOutOff] + block_exclusive_sum(count, tmp);
+  tie = ties_before;
+  for (int i = lo; i < hi; ++i)
+    if (kept(cls(i), tie)) a.out_indices[pos++] = src[i];
+}
+
+}  // namespace
+
+void update_page_bounds(const PageBoundsArgs& a, cudaStream_t stream) {
+  if (a.num_listed == 0) return;
+  const int threads = std::min(256, std::max(32, a.num_kv_heads * a.head_dim / 2));
+  page_bounds_kernel<<<a.num_listed, threads, 0, stream>>>(a);
+  check_launch("update page bounds");
+}
+
+bool sparse_head_dim_supported(int head_dim) {
+  return head_dim == 64 || head_dim == 96 || head_dim == 128 || head_dim == 256;
+}
+
+void sparse_page_scores(const SparseSelectArgs& a, cudaStream_t stream) {
+  if (a.num_entries == 0 || a.max_candidates == 0) return;
+  switch (a.head_dim) {
+    case 64:
+      return launch_scores<64>(a, stream);
+    case 96:
+      return launch_scores<96>(a, stream);
+    case 128:
+      return launch_scores<128>(a, stream);
+    case 256:
+      return launch_scores<256>(a, stream);
+    default:
+      throw std::runtime_error("sparse page scores: head_dim " + std::to_string(a.head_dim) +
+                               " not supported (64, 96, 128, 256)");
+  }
+}
+
+void sparse_select_pages(const SparseSelectArgs& a, cudaStream_t stream) {
+  if (a.num_entries == 0) return;
+  select_pages_kernel<<<a.num_entries, kSelectThreads, 0, stream>>>(a);
+  check_launch("sparse page selection");
+}
+
+}  // namespace nc::cuda
