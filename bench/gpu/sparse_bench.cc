@@ -51,7 +51,7 @@ void bench_sparse() {
   Tensor pages = be->alloc({num_pages, 2, kPs, kHk, kD}, DType::BF16);
   be->fill_uniform(pages, 1, -1.0f, 1.0f);
   Tensor bounds = be->alloc({num_pages, 2, kHk, kD}, DType::F32);
-  std::vector<int32_t> all(size_t(num_pages));
+  std::vector<int32_t> all(static_cast<size_t>(num_pages));
   std::iota(all.begin(), all.end(), 0);
   be->update_page_bounds(pages, kv, page_slots(*be, all, kPs), bounds);
   std::mt19937 rng(13);

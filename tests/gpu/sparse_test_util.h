@@ -128,7 +128,10 @@ inline AttentionStep expected_sparse_step(const AttentionStep& step, const PageB
 inline std::string page_list_diff(const PagedKVBatch& expected, const std::vector<int32_t>& got) {
   auto list = [](std::span<const int32_t> v) {
     std::string s;
-    for (int32_t x : v) s += (s.empty() ? "" : " ") + std::to_string(x);
+    for (int32_t x : v) {
+      if (!s.empty()) s += ' ';
+      s += std::to_string(x);
+    }
     return s;
   };
   std::string msg;

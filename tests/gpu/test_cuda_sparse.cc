@@ -73,7 +73,7 @@ SparseProblem make_problem(std::mt19937& rng, const SparseCase& c) {
   for (int len : lens) num_pages += (len + ps - 1) / ps;
   pr.shape = AttentionShape{c.Hq, c.Hk, kD, 1.0f / std::sqrt(float(kD)),
                             KVCacheShape{1, num_pages, ps, c.Hk, kD, c.layout}};
-  std::vector<int32_t> perm(size_t(num_pages));
+  std::vector<int32_t> perm(static_cast<size_t>(num_pages));
   std::iota(perm.begin(), perm.end(), 0);
   std::shuffle(perm.begin(), perm.end(), rng);
   size_t next = 0;

@@ -138,6 +138,9 @@ void launch_scores(const SparseSelectArgs& a, cudaStream_t stream) {
 
 // ---- sparse_select_pages: one block per entry ----
 constexpr int kSelectThreads = 512;
+// Candidates whose keys the selection keeps in shared memory (more: read from the scores each
+// pass, through L1/L2).
+constexpr int kSelectSmemKeys = 24 * 1024;
 
 // Larger float, larger key; -0 and +0 share a key (they compare equal on the host).
 __device__ uint32_t order_key(float f) {
@@ -200,7 +203,8 @@ __device__ bool pick_digit(const int* hist, int shift, uint32_t* prefix, int* re
 
 // The key of the keep-th largest candidate score (radix select, 8 bits a pass) and how many
 // candidates with exactly that key are kept (the earliest ones).
-__device__ void select_threshold(const float* sc, int m, int keep, uint32_t* thresh, int* need_eq) {
+template <typename KeyOf>
+__device__ void select_threshold(KeyOf key_of, int m, int keep, uint32_t* thresh, int* need_eq) {
   __shared__ int hist[256];
   __shared__ uint32_t s_prefix;
   __shared__ int s_remaining;
@@ -219,7 +223,7 @@ __device__ void select_threshold(const float* sc, int m, int keep, uint32_t* thr
       uint32_t bin = 0;
       bool part = false;
       if (i < m) {
-        const uint32_t k = order_key(sc[i]);
+        const uint32_t k = key_of(i);
         part = (k & mask) == prefix;
         bin = (k >> shift) & 255u;
       }
@@ -244,8 +248,10 @@ __device__ void select_threshold(const float* sc, int m, int keep, uint32_t* thr
   *need_eq = s_remaining;
 }
 
-__global__ void __launch_bounds__(kSelectThreads) select_pages_kernel(SparseSelectArgs a) {
+__global__ void __launch_bounds__(kSelectThreads)
+    select_pages_kernel(SparseSelectArgs a, int smem_keys) {
   __shared__ int tmp[32];
+  extern __shared__ uint32_t skeys[];
   const int* e = a.entries + blockIdx.x * kSparseEntryFields;
   const int n = e[kSeNumPages], c0 = e[kSeCand0], c1 = e[kSeCand1], keep = e[kSeKeep];
   const float* sc = a.scores + e[kSeSrcOff];
@@ -254,30 +260,52 @@ __global__ void __launch_bounds__(kSelectThreads) select_pages_kernel(SparseSele
   uint32_t thresh = 0;
   int need_eq = 0;
   const bool rank = keep > 0 && keep < m;
-  if (rank) select_threshold(sc + c0, m, keep, &thresh, &need_eq);
+  const bool cached = m <= smem_keys;  // block-uniform
+  if (rank && cached) {
+    for (int i = threadIdx.x; i < m; i += blockDim.x) skeys[i] = order_key(sc[c0 + i]);
+    __syncthreads();
+  }
+  // Candidate j's key (j = page index - c0).
+  auto key_of = [&](int j) { return cached ? skeys[j] : order_key(sc[c0 + j]); };
+  if (rank) select_threshold(key_of, m, keep, &thresh, &need_eq);
   // 1 keep, 0 drop, 2 a candidate tied with the threshold (kept while the ties last).
   auto cls = [&](int i) {
     if (i < c0 || i >= c1) return 1;
     if (!rank) return keep > 0 ? 1 : 0;
-    const uint32_t k = order_key(sc[i]);
+    const uint32_t k = key_of(i - c0);
     return k > thresh ? 1 : (k == thresh ? 2 : 0);
   };
-  const int chunk = (n + blockDim.x - 1) / blockDim.x;
-  const int lo = min(n, int(threadIdx.x) * chunk), hi = min(n, lo + chunk);
+  // Ordered compaction: warp w takes pages [lo, hi), 32 at a time (lane order = page order); a
+  // page's rank among the ties and its output slot come from ballots within the warp plus the
+  // block's prefix over the warps before it.
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  const int seg = (n + warps - 1) / warps;
+  const int lo = min(n, warp * seg), hi = min(n, lo + seg);
+  const unsigned below = (1u << lane) - 1;
   int ties = 0;
-  for (int i = lo; i < hi; ++i) ties += cls(i) == 2;
-  const int ties_before = block_exclusive_sum(ties, tmp);
-  auto kept = [&](int c, int& tie) {
-    const bool k = c == 1 || (c == 2 && tie < need_eq);
-    tie += c == 2;
-    return k;
+  for (int base = lo; base < hi; base += 32) {
+    const int i = base + lane;
+    ties += __popc(__ballot_sync(kFull, i < hi && cls(i) == 2));
+  }
+  const int ties_before = __shfl_sync(kFull, block_exclusive_sum(lane == 0 ? ties : 0, tmp), 0);
+  // The kept pages of [base, base + 32) as a lane mask; `tie` counts the ties before them.
+  auto kept_mask = [&](int base, int& tie) {
+    const int i = base + lane;
+    const int c = i < hi ? cls(i) : 0;
+    const unsigned tied = __ballot_sync(kFull, c == 2);
+    const bool k = c == 1 || (c == 2 && tie + __popc(tied & below) < need_eq);
+    tie += __popc(tied);
+    return __ballot_sync(kFull, k);
   };
   int count = 0, tie = ties_before;
-  for (int i = lo; i < hi; ++i) count += kept(cls(i), tie);
-  int pos = e[kSeOutOff] + block_exclusive_sum(count, tmp);
+  for (int base = lo; base < hi; base += 32) count += __popc(kept_mask(base, tie));
+  int pos = e[kSeOutOff] + __shfl_sync(kFull, block_exclusive_sum(lane == 0 ? count : 0, tmp), 0);
   tie = ties_before;
-  for (int i = lo; i < hi; ++i)
-    if (kept(cls(i), tie)) a.out_indices[pos++] = src[i];
+  for (int base = lo; base < hi; base += 32) {
+    const unsigned km = kept_mask(base, tie);
+    if ((km >> lane) & 1u) a.out_indices[pos + __popc(km & below)] = src[base + lane];
+    pos += __popc(km);
+  }
 }
 
 }  // namespace
@@ -312,7 +340,13 @@ void sparse_page_scores(const SparseSelectArgs& a, cudaStream_t stream) {
 
 void sparse_select_pages(const SparseSelectArgs& a, cudaStream_t stream) {
   if (a.num_entries == 0) return;
-  select_pages_kernel<<<a.num_entries, kSelectThreads, 0, stream>>>(a);
+  const int smem_keys = std::min(a.max_candidates, kSelectSmemKeys);
+  const size_t smem = size_t(smem_keys) * sizeof(uint32_t);
+  if (smem > 48 * 1024)
+    check_cuda(cudaFuncSetAttribute(select_pages_kernel,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
+               "sparse page selection: shared memory");
+  select_pages_kernel<<<a.num_entries, kSelectThreads, smem, stream>>>(a, smem_keys);
   check_launch("sparse page selection");
 }
 
