@@ -128,6 +128,8 @@ TEST_F(GpuVsCpu, SparseAttentionRefusesBadInput) {
   EXPECT_TRUE(has(error_of([&] { gpu->sparse_attention(*dense, q, k, v, pg, bounds, out); }),
                   "not a CUDA sparse plan"));
   auto sparse = gpu->plan_sparse_attention(step, shape, {256, 1, 16});
+  EXPECT_TRUE(
+      has(error_of([&] { gpu->attention(*sparse, q, k, v, pg, out); }), "runs sparse_attention"));
   Tensor bad_bounds = gpu->alloc({64, 2, Hk, D}, DType::BF16);
   EXPECT_TRUE(has(error_of([&] { gpu->sparse_attention(*sparse, q, k, v, pg, bad_bounds, out); }),
                   "sparse_attention bounds"));

@@ -135,6 +135,8 @@ class CudaBackend final : public Backend {
   void attention(const AttentionPlan& plan, const Tensor& q, const Tensor& k, const Tensor& v,
                  Tensor kv_pages, Tensor out) override {
     NC_CHECK(!is_mla_plan(plan), "attention: an MLA plan (latent_dim > 0) runs mla_attention");
+    NC_CHECK(!is_sparse_plan(plan),
+             "attention: a plan_sparse_attention plan runs sparse_attention");
     attention_.run(plan, q, k, v, kv_pages, out);
   }
 

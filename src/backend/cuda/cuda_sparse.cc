@@ -190,8 +190,8 @@ void CudaSparse::update_page_bounds(const Tensor& kv_pages, const KVCacheShape& 
 std::unique_ptr<AttentionPlan> CudaSparse::plan(const AttentionStep& step,
                                                 const AttentionShape& shape,
                                                 const PageSelection& sel) {
+  check_selection(sel, shape);  // first: an MLA shape is refused as such
   validate_attention_shape(shape);
-  check_selection(sel, shape);
   validate_levels(step, shape);
   const int ps = shape.kv.page_size;
   const PagedKVBatch& own = step.levels.back();
@@ -240,6 +240,10 @@ void CudaSparse::run(const AttentionPlan& plan_base, const Tensor& q, const Tens
     });
   }
   attention_.run(*plan.dense, q, k, v, kv_pages, out);
+}
+
+bool is_sparse_plan(const AttentionPlan& plan) {
+  return dynamic_cast<const CudaSparsePlan*>(&plan) != nullptr;
 }
 
 std::vector<int32_t> sparse_plan_selected_pages(const AttentionPlan& plan_base) {

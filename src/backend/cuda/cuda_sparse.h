@@ -43,6 +43,7 @@ class CudaSparse {
   CudaAttention& attention_;
 };
 
+bool is_sparse_plan(const AttentionPlan& plan);
 // The own level's kv_indices of a sparse plan as its last run left them (before any run: the
 // host's placeholders), and the planned page count of each own-level entry. Synchronises.
 // nc::Error when `plan` is not a CUDA sparse plan.
