@@ -12,8 +12,8 @@ namespace nc {
 
 // Which kernel runs a level whose entries all have one query row (a decode step).
 enum class DecodeKernel {
-  Auto,         // by the table in decode_choice.cc (group, head_dim, batch, context); its default:
-                // CUDA cores for GQA group sizes below 4, tensor cores (the prefill kernel) from 4
+  Auto,  // by the table in decode_choice.cc (group, head_dim, batch, context); its default:
+         // CUDA cores for GQA group sizes below 4, tensor cores (the prefill kernel) from 4
   CudaCores,    // FlashInfer's batch decode kernel
   TensorCores,  // FlashInfer's batch prefill kernel with q_len 1
 };
