@@ -53,6 +53,7 @@ void check_config(const EngineConfig& cfg) {
               "engine: max_num_seqs must be >= 1, got {}", cfg.max_num_seqs);
   NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_model_len >= 0,
               "engine: max_model_len must be >= 0, got {}", cfg.max_model_len);
+  check_sparse_config(cfg);
 }
 
 // The text of EngineConfig::chat_template (a file), or an error naming it.
@@ -87,6 +88,13 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
   requests = std::make_unique<RequestTable>(*codec, *sched, vocab, max_model_len, cfg.seed);
   grammars = std::make_unique<GrammarCache>(*codec, vocab, cfg.grammar_compile_timeout_s);
   requests->set_grammars(grammars.get());
+  NC_CHECK_AS(ErrorKind::Unsupported, cfg.sparse_budget == 0 || model->sparse_enabled(),
+              "engine: sparse_budget {} but the model keeps no page bounds (sparse attention off "
+              "in the model)",
+              cfg.sparse_budget);
+  requests->set_sparse_rule(
+      SparseRule{cfg.sparse_budget > 0, cfg.sparse_budget,
+                 int64_t(cfg.sparse_sink_pages) * cfg.page_size + cfg.sparse_window});
   setup_cache(per_page, model->on_cuda());
   accounting = std::make_unique<StepAccounting>(st, *model);
   pipeline = std::make_unique<StepPipeline>(
@@ -150,6 +158,7 @@ void Engine::Impl::check_invariants() const {
 #endif
   sched->check_invariants();
   if (tree) tree->check_invariants();
+  if (model->sparse_enabled()) model->check_page_bounds(pages_with_contents());
 }
 
 void Engine::Impl::emit_memory_event() {
@@ -420,6 +429,9 @@ EngineStats Engine::stats() const {
   const ModelTimings timings = impl_->model->timings();
   s.device_s = timings.device_s;
   s.num_graph_steps = timings.graph_steps;
+  const SparseCounts sparse = impl_->model->sparse_counts();
+  s.num_sparse_pages_read = sparse.pages_read;
+  s.num_sparse_pages_skipped = sparse.pages_skipped;
   s.num_kernel_compiles = timings.kernel_builds.compiles;
   s.kernel_compile_s = timings.kernel_builds.compile_s;
   s.num_kernel_cache_hits = timings.kernel_builds.cache_hits;

@@ -20,7 +20,8 @@ struct SparseEntryShape {
 // The CPU rule's shape (page_selection.cc, keep_pages): sinks, the window's pages and the last
 // page are forced; the candidates between them are all full pages, so the budget left after the
 // forced pages takes floor(left / page_size) of them.
-SparseEntryShape entry_shape(int b, int n, int kv_len, int page_size, const PageSelection& sel) {
+SparseEntryShape entry_shape(int b, int n, int kv_len, int page_size, int budget,
+                             const PageSelection& sel) {
   SparseEntryShape s;
   s.b = b;
   s.n = n;
@@ -28,28 +29,21 @@ SparseEntryShape entry_shape(int b, int n, int kv_len, int page_size, const Page
   s.c0 = std::min(sel.sink_pages, n);
   s.c1 = std::max(s.c0, std::min(first_window, n - 1));
   const int forced_tokens = kv_len - (s.c1 - s.c0) * page_size;
-  const int left = sel.token_budget - forced_tokens;
+  const int left = budget - forced_tokens;
   s.keep = left > 0 ? std::min(s.c1 - s.c0, left / page_size) : 0;
   return s;
 }
 
-void check_selection(const PageSelection& sel, const AttentionShape& shape) {
-  const int ps = shape.kv.page_size;
+// The CUDA-only refusals (MLA, head dims), then the rule's own checks (budgets against sinks +
+// window, per-entry budget count, windowed layers: kv/page_selection.h).
+void check_selection(const AttentionStep& step, const PageSelection& sel,
+                     const AttentionShape& shape) {
   NC_CHECK(shape.latent_dim == 0, "sparse attention: an MLA layer (latent_dim {}) has no selection",
            shape.latent_dim);
-  NC_CHECK(sel.sink_pages >= 0, "sparse attention: sink pages {} < 0", sel.sink_pages);
-  NC_CHECK(sel.window_tokens >= 0, "sparse attention: window tokens {} < 0", sel.window_tokens);
-  const int64_t floor = int64_t(sel.sink_pages) * ps + sel.window_tokens;
-  NC_CHECK(sel.token_budget >= 1 && sel.token_budget >= floor,
-           "sparse attention: token budget {} below sinks + window ({} pages of {} + {} tokens = "
-           "{})",
-           sel.token_budget, sel.sink_pages, ps, sel.window_tokens, floor);
-  NC_CHECK(shape.window_left < 0,
-           "sparse attention: a sliding-window layer (window_left {}) cannot take a sparse page "
-           "list (its mask counts positions back from the entry's end)",
-           shape.window_left);
   NC_CHECK(cuda::sparse_head_dim_supported(shape.head_dim),
            "sparse attention: head_dim {} not supported (64, 96, 128, 256)", shape.head_dim);
+  NC_CHECK(!step.levels.empty(), "sparse attention plan: no levels");
+  check_page_selection(step, sel, shape.kv.page_size, shape.window_left);
 }
 
 class CudaSparsePlan final : public AttentionPlan {
@@ -100,11 +94,15 @@ PagedKVBatch selected_level(const PagedKVBatch& own, int ps, const PageSelection
   for (int b = 0; b < own.batch_size(); ++b) {
     const int n = own.num_pages(b), kv_len = own.kv_len(b, ps);
     const int32_t* pages = own.kv_indices.data() + own.kv_indptr[b];
-    if (own.q_len(b) != 1 || kv_len <= sel.token_budget) {
+    if (!entry_is_sparse(own, b, sel, ps)) {
       out.add_pages(own.q_len(b), std::span<const int32_t>(pages, size_t(n)), kv_len, ps);
       continue;
     }
-    const SparseEntryShape s = entry_shape(b, n, kv_len, ps, sel);
+    const SparseEntryShape s = entry_shape(b, n, kv_len, ps, sel.budget(b), sel);
+    NC_CHECK(
+        s.kept() == selected_page_count(n, own.kv_last_page_len[size_t(b)], ps, sel.budget(b), sel),
+        "sparse attention plan: entry {} keeps {} pages, the CPU rule {}", b, s.kept(),
+        selected_page_count(n, own.kv_last_page_len[size_t(b)], ps, sel.budget(b), sel));
     std::vector<int32_t> kept(pages, pages + s.c0 + s.keep);
     kept.insert(kept.end(), pages + s.c1, pages + n);
     out.add_pages(1, kept, (s.kept() - 1) * ps + own.kv_last_page_len[size_t(b)], ps);
@@ -190,9 +188,9 @@ void CudaSparse::update_page_bounds(const Tensor& kv_pages, const KVCacheShape& 
 std::unique_ptr<AttentionPlan> CudaSparse::plan(const AttentionStep& step,
                                                 const AttentionShape& shape,
                                                 const PageSelection& sel) {
-  check_selection(sel, shape);  // first: an MLA shape is refused as such
-  validate_attention_shape(shape);
   validate_levels(step, shape);
+  check_selection(step, sel, shape);  // before the shape: an MLA shape is refused as such
+  validate_attention_shape(shape);
   const int ps = shape.kv.page_size;
   const PagedKVBatch& own = step.levels.back();
   std::vector<SparseEntryShape> sparse;
