@@ -3,6 +3,8 @@
 
 #include <regex>
 
+#include "server/tool_call_id.h"
+
 #include <nlohmann/json.hpp>
 
 namespace nc::server {
@@ -97,7 +99,7 @@ bool CallArgStreamer::match_header(std::string_view held, std::vector<ToolCallDe
   ToolCallDelta d;
   d.index = int(ids_.size());
   d.first = true;
-  d.id = new_tool_call_id();
+  d.id = new_tool_call_id(format_, ids_);
   d.name = std::move(name);
   ids_.push_back(d.id);
   out.push_back(std::move(d));
@@ -137,11 +139,15 @@ void CallArgStreamer::scan_args(std::string_view held, std::vector<ToolCallDelta
 
 std::vector<ToolCallDelta> CallArgStreamer::reconcile(std::vector<ToolCall>& calls) const {
   std::vector<ToolCallDelta> out;
+  std::vector<std::string> taken = ids_;
   for (size_t k = 0; k < calls.size(); ++k) {
     if (k < ids_.size()) {
       calls[k].id = ids_[k];
       continue;
     }
+    // The whole parse drew its ids apart from each other, not from the streamed ones.
+    calls[k].id = new_tool_call_id(format_, taken);
+    taken.push_back(calls[k].id);
     ToolCallDelta d;
     d.index = int(k);
     d.first = true;

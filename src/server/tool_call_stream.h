@@ -13,7 +13,8 @@
 // parser (parse_output) gives the same object, re-serialised.
 //
 // At the end, reconcile() takes the whole-text parse: calls already announced keep their ids;
-// calls the streamer did not follow go out whole, with the next indices.
+// calls the streamer did not follow go out whole, with the next indices. Ids come from
+// server/tool_call_id.h in the format's shape, distinct within the choice.
 #pragma once
 #include <cstddef>
 #include <string>
@@ -29,8 +30,9 @@ class CallArgStreamer {
   CallArgStreamer(ToolFormat format, bool forced);
   // `held`: all the held text so far (it only grows). The deltas new since the last call.
   std::vector<ToolCallDelta> update(std::string_view held);
-  // The whole-text parse's calls at the end: the announced ones take their ids, the others are
-  // returned whole (first deltas with the full arguments).
+  // The whole-text parse's calls at the end: the announced ones take their ids, the others get
+  // new ones (distinct from the announced) and are returned whole (first deltas with the full
+  // arguments).
   std::vector<ToolCallDelta> reconcile(std::vector<ToolCall>& calls) const;
   int announced() const { return int(ids_.size()); }
 

@@ -1,10 +1,8 @@
 #include "server/tool_calls.h"
 
+#include "server/tool_call_id.h"
 #include "server/tool_call_stream.h"
 
-#include <random>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace nc::server {
@@ -67,6 +65,7 @@ bool nesting_within(std::string_view text, int limit) {
 }
 
 // {"name": ..., "arguments"|"parameters": {...} or a JSON string} as a call; false if not one.
+// The id is given later (parse_output), whatever id the model wrote.
 bool call_from_json(std::string_view text, ToolCall& out) {
   if (!nesting_within(text, kMaxCallDepth)) return false;
   const json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
@@ -75,7 +74,6 @@ bool call_from_json(std::string_view text, ToolCall& out) {
   if (name == j.end() || !name->is_string()) return false;
   auto args = j.find("arguments");
   if (args == j.end()) args = j.find("parameters");
-  out.id = new_tool_call_id();
   out.name = name->get<std::string>();
   if (args == j.end() || args->is_null()) {
     out.arguments = "{}";
@@ -167,7 +165,6 @@ bool mistral_named_call(std::string_view body, ToolCall& call) {
   if (n.empty() || !nesting_within(a, kMaxCallDepth)) return false;
   const json j = json::parse(a, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return false;
-  call.id = new_tool_call_id();
   call.name = n;
   call.arguments = j.dump();
   return true;
@@ -202,30 +199,25 @@ void parse_mistral(std::string_view text, bool forced, ParsedOutput& out) {
 
 }  // namespace
 
+ToolFormat template_tool_format(const std::string& template_text) {
+  const std::string_view t = template_text;
+  if (t.find(kCallOpen) != std::string_view::npos) return ToolFormat::Hermes;
+  // Before Llama 3: Mistral's tools' schemas say "parameters" too.
+  if (t.find(kMistralCalls) != std::string_view::npos) return ToolFormat::Mistral;
+  if (t.find("\"parameters\"") != std::string_view::npos ||
+      t.find("<|python_tag|>") != std::string_view::npos)
+    return ToolFormat::Llama3Json;
+  return ToolFormat::Hermes;  // a template that shows no format: the most common one
+}
+
 OutputFormat detect_output_format(const std::string& template_text, const std::string& prompt_text,
                                   bool tools_on) {
   OutputFormat f;
   const std::string_view p = prompt_text;
   const size_t tail = p.find_last_not_of(" \t\r\n");
   f.starts_in_think = tail != std::string_view::npos && p.substr(0, tail + 1).ends_with(kThinkOpen);
-  if (!tools_on) return f;
-  const std::string_view t = template_text;
-  if (t.find(kCallOpen) != std::string_view::npos) {
-    f.tools = ToolFormat::Hermes;
-  } else if (t.find(kMistralCalls) != std::string_view::npos) {
-    f.tools = ToolFormat::Mistral;  // before Llama 3: its tools' schemas say "parameters" too
-  } else if (t.find("\"parameters\"") != std::string_view::npos ||
-             t.find("<|python_tag|>") != std::string_view::npos) {
-    f.tools = ToolFormat::Llama3Json;
-  } else {
-    f.tools = ToolFormat::Hermes;  // a template that shows no format: the most common one
-  }
+  if (tools_on) f.tools = template_tool_format(template_text);
   return f;
-}
-
-std::string new_tool_call_id() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  return fmt::format("call_{:016x}{:08x}", rng(), uint32_t(rng()));
 }
 
 ParsedOutput parse_output(const std::string& text, const OutputFormat& f) {
@@ -256,6 +248,8 @@ ParsedOutput parse_output(const std::string& text, const OutputFormat& f) {
       out.content = trim(rest);
       break;
   }
+  std::vector<std::string> ids;
+  for (ToolCall& call : out.calls) ids.push_back(call.id = new_tool_call_id(f.tools, ids));
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "server/api_error.h"
+#include "server/tool_call_id.h"
 
 namespace nc::server {
 
@@ -165,6 +166,21 @@ ToolRequest parse_tool_request(const ojson& body) {
   const ojson& msgs = body.at("messages");
   for (size_t i = 0; i < msgs.size(); ++i) r.messages.push_back(parse_message(msgs[i], i));
   return r;
+}
+
+ojson template_messages(const ToolRequest& r, ToolFormat format) {
+  ojson msgs = r.messages;
+  const auto fit = [format](ojson& id) {
+    if (id.is_string()) id = fit_tool_call_id(format, id.get_ref<const std::string&>());
+  };
+  for (ojson& m : msgs) {
+    if (auto id = m.find("tool_call_id"); id != m.end()) fit(*id);
+    auto calls = m.find("tool_calls");
+    if (calls == m.end() || !calls->is_array()) continue;
+    for (ojson& call : *calls)
+      if (auto id = call.find("id"); id != call.end()) fit(*id);
+  }
+  return msgs;
 }
 
 }  // namespace nc::server
