@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "server/api_error.h"
 #include "server/tool_call_id.h"
 #include "server/tool_calls.h"
 #include "server/tool_request.h"
@@ -152,6 +153,22 @@ TEST(ToolCallId, TemplateMessagesFitCallsAndResultsAlike) {
   EXPECT_EQ(m[1]["tool_calls"][0]["function"]["arguments"]["city"], "Paris");
   EXPECT_EQ(template_messages(r, ToolFormat::Hermes), r.messages);
   EXPECT_EQ(r.messages[2]["tool_call_id"], "call_1");  // the request itself is untouched
+}
+
+TEST(ToolCallId, AnAssistantCallNeedsAStringId) {
+  // As OpenAI: the tool turn names its call by this id (and Mistral's templates write it).
+  for (const char* id : {"", R"("id": 7, )", R"("id": null, )"}) {
+    const std::string body = std::string(R"({"messages": [{"role": "user", "content": "x"},
+        {"role": "assistant", "tool_calls": [{)") +
+                             id + R"("type": "function", "function": {"name": "w"}}]}]})";
+    try {
+      parse_tool_request(nlohmann::ordered_json::parse(body));
+      ADD_FAILURE() << "accepted " << body;
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status(), 400);
+      EXPECT_EQ(e.param(), "messages[1].tool_calls[0].id");
+    }
+  }
 }
 
 }  // namespace

@@ -98,6 +98,9 @@ ojson parse_calls(const ojson& calls, const std::string& param) {
     if (!call.is_object()) throw bad(p, "must be an object");
     if (const ojson* type = field(call, "type"); type && *type != "function")
       throw bad(p + ".type", "must be \"function\"");
+    // As OpenAI: the id the tool turn's tool_call_id names (templates such as Mistral's write it).
+    if (const ojson* id = field(call, "id"); !id || !id->is_string())
+      throw bad(p + ".id", "is required (a string): the id the tool result names");
     ojson* f = call.contains("function") ? &call["function"] : nullptr;
     if (!f || !f->is_object()) throw bad(p + ".function", "is required and must be an object");
     required_string(*f, "name", p + ".function");

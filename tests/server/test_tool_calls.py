@@ -203,6 +203,9 @@ class ToolCallTest(ServerTestCase):
              "messages[1].tool_calls[0].function.name"),
             (dict(messages=[{"role": "user", "content": "hi", "tool_calls": [call]}]),
              "messages[0].tool_calls"),
+            (dict(messages=user + [{"role": "assistant", "tool_calls": [
+                {k: v for k, v in call.items() if k != "id"}]}]),
+             "messages[1].tool_calls[0].id"),
         ]
         for kw, param in bad:
             with self.assertRaises(self.openai.BadRequestError, msg=param) as e:
