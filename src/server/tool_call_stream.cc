@@ -18,13 +18,18 @@ const std::regex& hermes_header() {
   static const std::regex re(std::string(R"(\s*)") + kJsonCall);
   return re;
 }
+// After a Mistral list entry's arguments, before its closing brace: the "id" that Nemo's
+// template writes there in earlier turns (so a model may write one too; it is not used).
+constexpr const char* kIdTail = R"re((?:\s*,\s*"id"\s*:\s*"(?:[^"\\]|\\.)*")?)re";
+
 // Mistral's list: "[" before the first call, "}," between calls.
 const std::regex& mistral_list_header() {
-  static const std::regex re(std::string(R"(\s*(?:\[|\}\s*,)\s*)") + kJsonCall);
+  static const std::regex re(std::string(R"(\s*(?:\[|)") + kIdTail + R"(\s*\}\s*,)\s*)" +
+                             kJsonCall);
   return re;
 }
 const std::regex& mistral_list_end() {
-  static const std::regex re(R"(\s*\}\s*\])");
+  static const std::regex re(kIdTail + std::string(R"(\s*\}\s*\])"));
   return re;
 }
 // Mistral's named form: name[ARGS]{ (an optional [CALL_ID]id before [ARGS]); group 1: the name.

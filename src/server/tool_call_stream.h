@@ -6,7 +6,8 @@
 // Formats it follows while streaming (others, and any call whose shape differs, are sent whole
 // when the choice finishes, as before):
 //   Hermes   <tool_call>{"name": "f", "arguments": {...}}</tool_call>, repeated;
-//   Mistral  [TOOL_CALLS][{"name": "f", "arguments": {...}}, ...] and [TOOL_CALLS]f[ARGS]{...}
+//   Mistral  [TOOL_CALLS][{"name": "f", "arguments": {...}}, ...] (an "id" after the arguments
+//            skipped, as Nemo's template writes one) and [TOOL_CALLS]f[ARGS]{...}
 //            (one [TOOL_CALLS] per call); a forced call list (tool_choice) starts at once.
 // The arguments must be a JSON object (a string-valued "arguments" is not streamed). A call's
 // fragments concatenate to the object's text as written (whitespace included): the whole-text
