@@ -220,6 +220,27 @@ TEST(ToolCalls, MistralStreamMatchesWholeParse) {
                         OutputFormat{ToolFormat::Mistral, false, true});
 }
 
+TEST(ToolCalls, Llama3StreamMatchesWholeParse) {
+  const std::string two =
+      R"(<|python_tag|>{"name": "f", "parameters": {"q": "a;b}"}}; {"name": "g", "parameters": {}})";
+  expect_stream_matches(two, kLlama);
+  expect_stream_matches(R"({"name": "f", "arguments": {"x": [1, 2]}})", kLlama);
+  expect_stream_matches("<|pyramid, not the tag", kLlama);  // held while it may be the tag
+  // Both calls stream as they come: announced, and their arguments sent, before the end.
+  OutputStream s(kLlama);
+  std::vector<std::string> names;
+  std::string args;
+  for (char c : two) {
+    for (const ToolCallDelta& d : s.add(std::string(1, c)).calls) {
+      if (d.first) names.push_back(d.name);
+      args += d.arguments;
+    }
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"f", "g"}));
+  EXPECT_EQ(args, R"({"q": "a;b}"}{})");
+  EXPECT_TRUE(s.finish().calls.empty());
+}
+
 TEST(ToolCalls, ArgumentsStreamAsTheyCome) {
   OutputStream s(kHermes);
   OutputStream::Delta d = s.add("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"ci");

@@ -32,6 +32,15 @@ const std::regex& mistral_list_end() {
   static const std::regex re(kIdTail + std::string(R"(\s*\}\s*\])"));
   return re;
 }
+// Llama 3: the output starts with a call (after an optional <|python_tag|>); "};" between calls.
+const std::regex& llama_first_header() {
+  static const std::regex re(std::string(R"(\s*(?:<\|python_tag\|>)?\s*)") + kJsonCall);
+  return re;
+}
+const std::regex& llama_next_header() {
+  static const std::regex re(std::string(R"(\s*\}\s*;\s*)") + kJsonCall);
+  return re;
+}
 // Mistral's named form: name[ARGS]{ (an optional [CALL_ID]id before [ARGS]); group 1: the name.
 const std::regex& mistral_named_header() {
   static const std::regex re(R"re(\s*([^\[\]\s"{}]+)(?:\[CALL_ID\][^\[]*)?\[ARGS\]\s*\{)re");
@@ -53,7 +62,9 @@ std::string unescape_name(const std::string& json_text) {
 CallArgStreamer::CallArgStreamer(ToolFormat format, bool forced)
     : format_(format),
       state_(forced && format == ToolFormat::Mistral ? State::Header : State::Open) {
-  if (format != ToolFormat::Hermes && format != ToolFormat::Mistral) state_ = State::Done;
+  // Llama 3's output is held from its first character only when it may be a call.
+  if (format == ToolFormat::Llama3Json) state_ = State::Header;
+  if (format == ToolFormat::None) state_ = State::Done;
 }
 
 std::vector<ToolCallDelta> CallArgStreamer::update(std::string_view held) {
@@ -83,6 +94,10 @@ bool CallArgStreamer::match_header(std::string_view held, std::vector<ToolCallDe
   std::string name;
   if (format_ == ToolFormat::Hermes) {
     if (!match_at(held, pos_, hermes_header(), m)) return false;
+    name = unescape_name(m[1].str());
+  } else if (format_ == ToolFormat::Llama3Json) {
+    if (!match_at(held, pos_, ids_.empty() ? llama_first_header() : llama_next_header(), m))
+      return false;
     name = unescape_name(m[1].str());
   } else if (in_list_ && match_at(held, pos_, mistral_list_end(), m)) {
     pos_ += size_t(m.length(0));
@@ -139,7 +154,7 @@ void CallArgStreamer::scan_args(std::string_view held, std::vector<ToolCallDelta
     out.push_back(std::move(d));
   }
   // The next call: the list goes on (Mistral), or after the next opening tag.
-  if (closed) state_ = in_list_ ? State::Header : State::Open;
+  if (closed) state_ = in_list_ || format_ == ToolFormat::Llama3Json ? State::Header : State::Open;
 }
 
 std::vector<ToolCallDelta> CallArgStreamer::reconcile(std::vector<ToolCall>& calls) const {

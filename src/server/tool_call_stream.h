@@ -8,7 +8,9 @@
 //   Hermes   <tool_call>{"name": "f", "arguments": {...}}</tool_call>, repeated;
 //   Mistral  [TOOL_CALLS][{"name": "f", "arguments": {...}}, ...] (an "id" after the arguments
 //            skipped, as Nemo's template writes one) and [TOOL_CALLS]f[ARGS]{...}
-//            (one [TOOL_CALLS] per call); a forced call list (tool_choice) starts at once.
+//            (one [TOOL_CALLS] per call); a forced call list (tool_choice) starts at once;
+//   Llama 3  {"name": "f", "parameters": {...}}; {...} (an optional <|python_tag|> first), from
+//            the output's start.
 // The arguments must be a JSON object (a string-valued "arguments" is not streamed). A call's
 // fragments concatenate to the object's text as written (whitespace included): the whole-text
 // parser (parse_output) gives the same object, re-serialised.

@@ -18,6 +18,7 @@ constexpr std::string_view kCallClose = "</tool_call>";
 constexpr std::string_view kMistralCalls = "[TOOL_CALLS]";
 constexpr std::string_view kMistralArgs = "[ARGS]";
 constexpr std::string_view kMistralCallId = "[CALL_ID]";
+constexpr std::string_view kPythonTag = "<|python_tag|>";
 
 std::string_view ltrim(std::string_view s) {
   const size_t p = s.find_first_not_of(" \t\r\n");
@@ -112,7 +113,7 @@ void parse_hermes(std::string_view text, ParsedOutput& out) {
 // Llama 3: the whole output is one call's JSON, or several separated by ';'.
 void parse_llama3(std::string_view text, ParsedOutput& out) {
   std::string_view t = ltrim(text);
-  if (t.starts_with("<|python_tag|>")) t = t.substr(14);
+  if (t.starts_with(kPythonTag)) t = t.substr(kPythonTag.size());
   std::vector<ToolCall> calls;
   size_t pos = 0;
   bool ok = ltrim(t).starts_with("{");
@@ -205,7 +206,7 @@ ToolFormat template_tool_format(const std::string& template_text) {
   // Before Llama 3: Mistral's tools' schemas say "parameters" too.
   if (t.find(kMistralCalls) != std::string_view::npos) return ToolFormat::Mistral;
   if (t.find("\"parameters\"") != std::string_view::npos ||
-      t.find("<|python_tag|>") != std::string_view::npos)
+      t.find(kPythonTag) != std::string_view::npos)
     return ToolFormat::Llama3Json;
   return ToolFormat::Hermes;  // a template that shows no format: the most common one
 }
@@ -304,13 +305,14 @@ void OutputStream::route(Delta& d, bool at_end) {
   }
   if (f_.tools == ToolFormat::Llama3Json) {
     const std::string_view t = ltrim(pending_);
-    if (t.starts_with("{") || t.starts_with("<|python_tag|>")) {
+    if (t.starts_with("{") || t.starts_with(kPythonTag)) {
       held_ = std::move(pending_);
       pending_.clear();
       state_ = State::Held;
       return;
     }
-    if (t.empty() && !at_end) return;
+    // Empty, or the start of a <|python_tag|> split across deltas: wait for more.
+    if (!at_end && (t.empty() || std::string_view(kPythonTag).starts_with(t))) return;
     f_.tools = ToolFormat::None;  // content, not a call
   }
   if (f_.tools == ToolFormat::Hermes || f_.tools == ToolFormat::Mistral) {

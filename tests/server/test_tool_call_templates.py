@@ -71,7 +71,7 @@ class RoundTrip:
             self.assertEqual(t.type, "function")
             return t.id, t.function.name, t.function.arguments, [c.finish_reason], \
                 r.usage.prompt_tokens
-        calls, reasons, usage = {}, [], None
+        calls, reasons, usage, fragments = {}, [], None, 0
         for chunk in self.chat(stream=True, stream_options={"include_usage": True}, **kw):
             usage = chunk.usage or usage
             for c in chunk.choices:
@@ -83,7 +83,10 @@ class RoundTrip:
                     else:
                         self.assertIsNone(d.id)
                     calls[d.index][2] += d.function.arguments or ""
+                    fragments += bool(d.function.arguments)
         self.assertEqual(list(calls), [0])
+        # The arguments stream as the model writes them, not whole at the end.
+        self.assertGreater(fragments, 2)
         return (*calls[0], reasons, usage.prompt_tokens)
 
     def answer(self, messages, stream):
