@@ -204,8 +204,41 @@ TEST(ToolCalls, MistralStreamMatchesWholeParse) {
       R"(Sure [TOOL_CALLS][{"name": "a", "arguments": {"x": [1, {"y": "}"}]}}, {"name": "b", "arguments": {"s": "a\"b"}}])",
       kMistral);
   expect_stream_matches(R"([TOOL_CALLS]f[ARGS]{"q": "{["}[TOOL_CALLS]g[ARGS]{})", kMistral);
+  // Nemo's list with the "id" its template writes after the arguments (not used: the server's).
+  const std::string nemo =
+      R"([TOOL_CALLS][{"name": "a", "arguments": {"x": 1}, "id": "abc123XYZ"}, )"
+      R"({"name": "b", "arguments": {}, "id": "q\"9"}])";
+  expect_stream_matches(nemo, kMistral);
+  // Both calls stream as they come: announced before the end, nothing left for finish().
+  OutputStream s(kMistral);
+  int announced = 0;
+  for (char c : nemo)
+    for (const ToolCallDelta& d : s.add(std::string(1, c)).calls) announced += d.first;
+  EXPECT_EQ(announced, 2);
+  EXPECT_TRUE(s.finish().calls.empty());
   expect_stream_matches(R"([{"name": "a", "arguments": {"k": 2}}])",
                         OutputFormat{ToolFormat::Mistral, false, true});
+}
+
+TEST(ToolCalls, Llama3StreamMatchesWholeParse) {
+  const std::string two =
+      R"(<|python_tag|>{"name": "f", "parameters": {"q": "a;b}"}}; {"name": "g", "parameters": {}})";
+  expect_stream_matches(two, kLlama);
+  expect_stream_matches(R"({"name": "f", "arguments": {"x": [1, 2]}})", kLlama);
+  expect_stream_matches("<|pyramid, not the tag", kLlama);  // held while it may be the tag
+  // Both calls stream as they come: announced, and their arguments sent, before the end.
+  OutputStream s(kLlama);
+  std::vector<std::string> names;
+  std::string args;
+  for (char c : two) {
+    for (const ToolCallDelta& d : s.add(std::string(1, c)).calls) {
+      if (d.first) names.push_back(d.name);
+      args += d.arguments;
+    }
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"f", "g"}));
+  EXPECT_EQ(args, R"({"q": "a;b}"}{})");
+  EXPECT_TRUE(s.finish().calls.empty());
 }
 
 TEST(ToolCalls, ArgumentsStreamAsTheyCome) {

@@ -131,11 +131,11 @@ void EngineLoop::release(RequestHandle& h) {
 std::vector<int32_t> EngineLoop::tokenize(const ParsedRequest& r, OutputFormat& format) const {
   // As Engine::add_chat_request: the template's markers are control tokens, contents are text.
   if (r.kind == ApiKind::Chat && r.tools.active) {
-    // Tools and tool turns go through the model's Jinja template.
-    ChatPrompt prompt =
-        engine_.chat_prompt_json(r.tools.messages.dump(), r.tools.tools.dump(), true);
-    format = detect_output_format(engine_.chat_template_text(r.tools.tools.is_array()), prompt.text,
-                                  r.tools.parse_calls());
+    // Tools and tool turns go through the model's Jinja template, call ids fitted to its format.
+    const std::string tmpl = engine_.chat_template_text(r.tools.tools.is_array());
+    const nlohmann::ordered_json msgs = template_messages(r.tools, template_tool_format(tmpl));
+    ChatPrompt prompt = engine_.chat_prompt_json(msgs.dump(), r.tools.tools.dump(), true);
+    format = detect_output_format(tmpl, prompt.text, r.tools.parse_calls());
     format.forced_calls = r.structured_param == "tool_choice";
     return std::move(prompt.ids);
   }

@@ -3,6 +3,8 @@
 
 #include <regex>
 
+#include "server/tool_call_id.h"
+
 #include <nlohmann/json.hpp>
 
 namespace nc::server {
@@ -16,13 +18,27 @@ const std::regex& hermes_header() {
   static const std::regex re(std::string(R"(\s*)") + kJsonCall);
   return re;
 }
+// After a Mistral list entry's arguments, before its closing brace: the "id" that Nemo's
+// template writes there in earlier turns (so a model may write one too; it is not used).
+constexpr const char* kIdTail = R"re((?:\s*,\s*"id"\s*:\s*"(?:[^"\\]|\\.)*")?)re";
+
 // Mistral's list: "[" before the first call, "}," between calls.
 const std::regex& mistral_list_header() {
-  static const std::regex re(std::string(R"(\s*(?:\[|\}\s*,)\s*)") + kJsonCall);
+  static const std::regex re(std::string(R"(\s*(?:\[|)") + kIdTail + R"(\s*\}\s*,)\s*)" +
+                             kJsonCall);
   return re;
 }
 const std::regex& mistral_list_end() {
-  static const std::regex re(R"(\s*\}\s*\])");
+  static const std::regex re(kIdTail + std::string(R"(\s*\}\s*\])"));
+  return re;
+}
+// Llama 3: the output starts with a call (after an optional <|python_tag|>); "};" between calls.
+const std::regex& llama_first_header() {
+  static const std::regex re(std::string(R"(\s*(?:<\|python_tag\|>)?\s*)") + kJsonCall);
+  return re;
+}
+const std::regex& llama_next_header() {
+  static const std::regex re(std::string(R"(\s*\}\s*;\s*)") + kJsonCall);
   return re;
 }
 // Mistral's named form: name[ARGS]{ (an optional [CALL_ID]id before [ARGS]); group 1: the name.
@@ -46,7 +62,9 @@ std::string unescape_name(const std::string& json_text) {
 CallArgStreamer::CallArgStreamer(ToolFormat format, bool forced)
     : format_(format),
       state_(forced && format == ToolFormat::Mistral ? State::Header : State::Open) {
-  if (format != ToolFormat::Hermes && format != ToolFormat::Mistral) state_ = State::Done;
+  // Llama 3's output is held from its first character only when it may be a call.
+  if (format == ToolFormat::Llama3Json) state_ = State::Header;
+  if (format == ToolFormat::None) state_ = State::Done;
 }
 
 std::vector<ToolCallDelta> CallArgStreamer::update(std::string_view held) {
@@ -77,6 +95,10 @@ bool CallArgStreamer::match_header(std::string_view held, std::vector<ToolCallDe
   if (format_ == ToolFormat::Hermes) {
     if (!match_at(held, pos_, hermes_header(), m)) return false;
     name = unescape_name(m[1].str());
+  } else if (format_ == ToolFormat::Llama3Json) {
+    if (!match_at(held, pos_, ids_.empty() ? llama_first_header() : llama_next_header(), m))
+      return false;
+    name = unescape_name(m[1].str());
   } else if (in_list_ && match_at(held, pos_, mistral_list_end(), m)) {
     pos_ += size_t(m.length(0));
     in_list_ = false;
@@ -97,7 +119,7 @@ bool CallArgStreamer::match_header(std::string_view held, std::vector<ToolCallDe
   ToolCallDelta d;
   d.index = int(ids_.size());
   d.first = true;
-  d.id = new_tool_call_id();
+  d.id = new_tool_call_id(format_, ids_);
   d.name = std::move(name);
   ids_.push_back(d.id);
   out.push_back(std::move(d));
@@ -132,16 +154,20 @@ void CallArgStreamer::scan_args(std::string_view held, std::vector<ToolCallDelta
     out.push_back(std::move(d));
   }
   // The next call: the list goes on (Mistral), or after the next opening tag.
-  if (closed) state_ = in_list_ ? State::Header : State::Open;
+  if (closed) state_ = in_list_ || format_ == ToolFormat::Llama3Json ? State::Header : State::Open;
 }
 
 std::vector<ToolCallDelta> CallArgStreamer::reconcile(std::vector<ToolCall>& calls) const {
   std::vector<ToolCallDelta> out;
+  std::vector<std::string> taken = ids_;
   for (size_t k = 0; k < calls.size(); ++k) {
     if (k < ids_.size()) {
       calls[k].id = ids_[k];
       continue;
     }
+    // The whole parse drew its ids apart from each other, not from the streamed ones.
+    calls[k].id = new_tool_call_id(format_, taken);
+    taken.push_back(calls[k].id);
     ToolCallDelta d;
     d.index = int(k);
     d.first = true;

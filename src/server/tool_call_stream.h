@@ -6,14 +6,18 @@
 // Formats it follows while streaming (others, and any call whose shape differs, are sent whole
 // when the choice finishes, as before):
 //   Hermes   <tool_call>{"name": "f", "arguments": {...}}</tool_call>, repeated;
-//   Mistral  [TOOL_CALLS][{"name": "f", "arguments": {...}}, ...] and [TOOL_CALLS]f[ARGS]{...}
-//            (one [TOOL_CALLS] per call); a forced call list (tool_choice) starts at once.
+//   Mistral  [TOOL_CALLS][{"name": "f", "arguments": {...}}, ...] (an "id" after the arguments
+//            skipped, as Nemo's template writes one) and [TOOL_CALLS]f[ARGS]{...}
+//            (one [TOOL_CALLS] per call); a forced call list (tool_choice) starts at once;
+//   Llama 3  {"name": "f", "parameters": {...}}; {...} (an optional <|python_tag|> first), from
+//            the output's start.
 // The arguments must be a JSON object (a string-valued "arguments" is not streamed). A call's
 // fragments concatenate to the object's text as written (whitespace included): the whole-text
 // parser (parse_output) gives the same object, re-serialised.
 //
 // At the end, reconcile() takes the whole-text parse: calls already announced keep their ids;
-// calls the streamer did not follow go out whole, with the next indices.
+// calls the streamer did not follow go out whole, with the next indices. Ids come from
+// server/tool_call_id.h in the format's shape, distinct within the choice.
 #pragma once
 #include <cstddef>
 #include <string>
@@ -29,8 +33,9 @@ class CallArgStreamer {
   CallArgStreamer(ToolFormat format, bool forced);
   // `held`: all the held text so far (it only grows). The deltas new since the last call.
   std::vector<ToolCallDelta> update(std::string_view held);
-  // The whole-text parse's calls at the end: the announced ones take their ids, the others are
-  // returned whole (first deltas with the full arguments).
+  // The whole-text parse's calls at the end: the announced ones take their ids, the others get
+  // new ones (distinct from the announced) and are returned whole (first deltas with the full
+  // arguments).
   std::vector<ToolCallDelta> reconcile(std::vector<ToolCall>& calls) const;
   int announced() const { return int(ids_.size()); }
 

@@ -1,10 +1,8 @@
 #include "server/tool_calls.h"
 
+#include "server/tool_call_id.h"
 #include "server/tool_call_stream.h"
 
-#include <random>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace nc::server {
@@ -20,6 +18,7 @@ constexpr std::string_view kCallClose = "</tool_call>";
 constexpr std::string_view kMistralCalls = "[TOOL_CALLS]";
 constexpr std::string_view kMistralArgs = "[ARGS]";
 constexpr std::string_view kMistralCallId = "[CALL_ID]";
+constexpr std::string_view kPythonTag = "<|python_tag|>";
 
 std::string_view ltrim(std::string_view s) {
   const size_t p = s.find_first_not_of(" \t\r\n");
@@ -67,6 +66,7 @@ bool nesting_within(std::string_view text, int limit) {
 }
 
 // {"name": ..., "arguments"|"parameters": {...} or a JSON string} as a call; false if not one.
+// The id is given later (parse_output), whatever id the model wrote.
 bool call_from_json(std::string_view text, ToolCall& out) {
   if (!nesting_within(text, kMaxCallDepth)) return false;
   const json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
@@ -75,7 +75,6 @@ bool call_from_json(std::string_view text, ToolCall& out) {
   if (name == j.end() || !name->is_string()) return false;
   auto args = j.find("arguments");
   if (args == j.end()) args = j.find("parameters");
-  out.id = new_tool_call_id();
   out.name = name->get<std::string>();
   if (args == j.end() || args->is_null()) {
     out.arguments = "{}";
@@ -114,7 +113,7 @@ void parse_hermes(std::string_view text, ParsedOutput& out) {
 // Llama 3: the whole output is one call's JSON, or several separated by ';'.
 void parse_llama3(std::string_view text, ParsedOutput& out) {
   std::string_view t = ltrim(text);
-  if (t.starts_with("<|python_tag|>")) t = t.substr(14);
+  if (t.starts_with(kPythonTag)) t = t.substr(kPythonTag.size());
   std::vector<ToolCall> calls;
   size_t pos = 0;
   bool ok = ltrim(t).starts_with("{");
@@ -167,7 +166,6 @@ bool mistral_named_call(std::string_view body, ToolCall& call) {
   if (n.empty() || !nesting_within(a, kMaxCallDepth)) return false;
   const json j = json::parse(a, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return false;
-  call.id = new_tool_call_id();
   call.name = n;
   call.arguments = j.dump();
   return true;
@@ -202,30 +200,25 @@ void parse_mistral(std::string_view text, bool forced, ParsedOutput& out) {
 
 }  // namespace
 
+ToolFormat template_tool_format(const std::string& template_text) {
+  const std::string_view t = template_text;
+  if (t.find(kCallOpen) != std::string_view::npos) return ToolFormat::Hermes;
+  // Before Llama 3: Mistral's tools' schemas say "parameters" too.
+  if (t.find(kMistralCalls) != std::string_view::npos) return ToolFormat::Mistral;
+  if (t.find("\"parameters\"") != std::string_view::npos ||
+      t.find(kPythonTag) != std::string_view::npos)
+    return ToolFormat::Llama3Json;
+  return ToolFormat::Hermes;  // a template that shows no format: the most common one
+}
+
 OutputFormat detect_output_format(const std::string& template_text, const std::string& prompt_text,
                                   bool tools_on) {
   OutputFormat f;
   const std::string_view p = prompt_text;
   const size_t tail = p.find_last_not_of(" \t\r\n");
   f.starts_in_think = tail != std::string_view::npos && p.substr(0, tail + 1).ends_with(kThinkOpen);
-  if (!tools_on) return f;
-  const std::string_view t = template_text;
-  if (t.find(kCallOpen) != std::string_view::npos) {
-    f.tools = ToolFormat::Hermes;
-  } else if (t.find(kMistralCalls) != std::string_view::npos) {
-    f.tools = ToolFormat::Mistral;  // before Llama 3: its tools' schemas say "parameters" too
-  } else if (t.find("\"parameters\"") != std::string_view::npos ||
-             t.find("<|python_tag|>") != std::string_view::npos) {
-    f.tools = ToolFormat::Llama3Json;
-  } else {
-    f.tools = ToolFormat::Hermes;  // a template that shows no format: the most common one
-  }
+  if (tools_on) f.tools = template_tool_format(template_text);
   return f;
-}
-
-std::string new_tool_call_id() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  return fmt::format("call_{:016x}{:08x}", rng(), uint32_t(rng()));
 }
 
 ParsedOutput parse_output(const std::string& text, const OutputFormat& f) {
@@ -256,6 +249,8 @@ ParsedOutput parse_output(const std::string& text, const OutputFormat& f) {
       out.content = trim(rest);
       break;
   }
+  std::vector<std::string> ids;
+  for (ToolCall& call : out.calls) ids.push_back(call.id = new_tool_call_id(f.tools, ids));
   return out;
 }
 
@@ -310,13 +305,14 @@ void OutputStream::route(Delta& d, bool at_end) {
   }
   if (f_.tools == ToolFormat::Llama3Json) {
     const std::string_view t = ltrim(pending_);
-    if (t.starts_with("{") || t.starts_with("<|python_tag|>")) {
+    if (t.starts_with("{") || t.starts_with(kPythonTag)) {
       held_ = std::move(pending_);
       pending_.clear();
       state_ = State::Held;
       return;
     }
-    if (t.empty() && !at_end) return;
+    // Empty, or the start of a <|python_tag|> split across deltas: wait for more.
+    if (!at_end && (t.empty() || std::string_view(kPythonTag).starts_with(t))) return;
     f_.tools = ToolFormat::None;  // content, not a call
   }
   if (f_.tools == ToolFormat::Hermes || f_.tools == ToolFormat::Mistral) {

@@ -15,9 +15,9 @@
 //
 // parse_output() reads a whole text. OutputStream does the same incrementally for streaming:
 // reasoning and content go out as they come (holding back only text that may be the start of a
-// tag), and text from the first tool call on is held: Hermes and Mistral calls stream as OpenAI
-// streams them (a first delta with index, id and name, then argument fragments as they come:
-// server/tool_call_stream.h); the held text is parsed at the end, which sends any call not
+// tag), and text from the first tool call on is held: Hermes, Mistral and Llama 3 calls stream
+// as OpenAI streams them (a first delta with index, id and name, then argument fragments as they
+// come: server/tool_call_stream.h); the held text is parsed at the end, which sends any call not
 // streamed whole (and the content outside the calls).
 #pragma once
 #include <memory>
@@ -36,13 +36,17 @@ struct OutputFormat {
   bool forced_calls = false;
 };
 
+// The tool-call format a chat template writes (the rules above), whether or not the request has
+// tools: the ids of earlier calls are fitted to it (server/tool_call_id.h).
+ToolFormat template_tool_format(const std::string& template_text);
+
 // From the template's text and the rendered prompt (does it end inside <think>?); tools_on: the
 // request has tools and tool_choice is not "none".
 OutputFormat detect_output_format(const std::string& template_text, const std::string& prompt_text,
                                   bool tools_on);
 
 struct ToolCall {
-  std::string id;  // "call_" and 24 random hex digits
+  std::string id;  // the format's shape (server/tool_call_id.h), distinct within the output
   std::string name;
   std::string arguments;  // a JSON object's text
 };
@@ -65,8 +69,6 @@ struct ToolCallDelta {
 };
 
 class CallArgStreamer;
-
-std::string new_tool_call_id();
 
 class OutputStream {
  public:

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "server/api_error.h"
+#include "server/tool_call_id.h"
 
 namespace nc::server {
 
@@ -97,6 +98,9 @@ ojson parse_calls(const ojson& calls, const std::string& param) {
     if (!call.is_object()) throw bad(p, "must be an object");
     if (const ojson* type = field(call, "type"); type && *type != "function")
       throw bad(p + ".type", "must be \"function\"");
+    // As OpenAI: the id the tool turn's tool_call_id names (templates such as Mistral's write it).
+    if (const ojson* id = field(call, "id"); !id || !id->is_string())
+      throw bad(p + ".id", "is required (a string): the id the tool result names");
     ojson* f = call.contains("function") ? &call["function"] : nullptr;
     if (!f || !f->is_object()) throw bad(p + ".function", "is required and must be an object");
     required_string(*f, "name", p + ".function");
@@ -165,6 +169,21 @@ ToolRequest parse_tool_request(const ojson& body) {
   const ojson& msgs = body.at("messages");
   for (size_t i = 0; i < msgs.size(); ++i) r.messages.push_back(parse_message(msgs[i], i));
   return r;
+}
+
+ojson template_messages(const ToolRequest& r, ToolFormat format) {
+  ojson msgs = r.messages;
+  const auto fit = [format](ojson& id) {
+    if (id.is_string()) id = fit_tool_call_id(format, id.get_ref<const std::string&>());
+  };
+  for (ojson& m : msgs) {
+    if (auto id = m.find("tool_call_id"); id != m.end()) fit(*id);
+    auto calls = m.find("tool_calls");
+    if (calls == m.end() || !calls->is_array()) continue;
+    for (ojson& call : *calls)
+      if (auto id = call.find("id"); id != call.end()) fit(*id);
+  }
+  return msgs;
 }
 
 }  // namespace nc::server

@@ -7,6 +7,9 @@
 // OpenAI sends a call's `arguments` as a JSON string; the templates (Qwen, Llama 3, Hermes)
 // expect an object, so the string is parsed here (not JSON, or not an object: 400).
 //
+// Call ids in the messages are kept as the client sent them; template_messages() fits them to
+// the template's format when it renders (Mistral's need 9 alphanumerics: server/tool_call_id.h).
+//
 // tool_choice: "none" renders the tools but never parses calls; "auto" parses them; "required"
 // and a named function are validated here (the name must be one of the tools) and enforced by a
 // grammar (server/structured_request.h, tool_choice_grammar): the output is one or more such
@@ -15,6 +18,8 @@
 #include <string>
 
 #include <nlohmann/json.hpp>
+
+#include "server/tool_calls.h"
 
 namespace nc::server {
 
@@ -38,5 +43,10 @@ bool needs_tool_request(const nlohmann::json& body);
 // body: the chat request's body parsed with key order kept; the messages already validated by
 // the ordinary parser (roles, contents).
 ToolRequest parse_tool_request(const nlohmann::ordered_json& body);
+
+// The messages as the template of `format` reads them: every assistant tool_calls[k].id and tool
+// tool_call_id through fit_tool_call_id (unchanged unless the format is Mistral and the id is not
+// 9 alphanumerics).
+nlohmann::ordered_json template_messages(const ToolRequest& r, ToolFormat format);
 
 }  // namespace nc::server

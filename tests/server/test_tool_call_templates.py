@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
-"""Tool calls through the official `openai` client with another family's chat template:
-`nanocascade serve --chat-template FILE` on SmolLM2 (CPU) with Llama 3.1's template, whose
-tool format (a JSON object {"name", "parameters"}) the server reads from the template. A 135M
-model does not call tools by itself, so the call is forced (tool_choice naming the function:
-the grammar holds the output to that format); then the call and the tool's result go back
-through the template and the model answers.
+"""Tool calls through the official `openai` client with other families' chat templates:
+`nanocascade serve --chat-template FILE` on SmolLM2 (CPU) with Llama 3.1's template (a JSON
+object {"name", "parameters"}) and Mistral's (Nemo's `[TOOL_CALLS][{...}]` list and Small 3.2's
+`[TOOL_CALLS]name[CALL_ID]id[ARGS]{...}`), whose tool format the server reads from the template.
+A 135M model does not call tools by itself, so the call is forced (tool_choice naming the
+function: the grammar holds the output to that format); then the call and the tool's result go
+back through the template and the model answers, streamed and not.
+
+Mistral's templates raise unless a call id is exactly 9 characters (server/tool_call_id.h): the
+server's ids for a Mistral template are 9 alphanumerics, and ids of another shape that a client
+sends back (a conversation begun elsewhere) are fitted to them.
 
     python3 tests/server/test_tool_call_templates.py
 """
 import json
 import os
+import re
 import sys
 import unittest
 
@@ -25,12 +31,28 @@ TOOLS = [{"type": "function",
                                       "required": ["city"]}}}]
 FORCED = {"type": "function", "function": {"name": "get_weather"}}
 QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+OPENAI_ID = re.compile(r"call_[0-9a-f]{24}")
+MISTRAL_ID = re.compile(r"[A-Za-z0-9]{9}")
 
 
-@unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
-class Llama31TemplateToolCallTest(ServerTestCase):
-    SERVER_ARGS = ("--chat-template",
-                   os.path.join(TEMPLATES, "meta-llama-Llama-3.1-8B-Instruct.jinja"))
+def with_result(call_id, arguments, result="22 C and sunny"):
+    """QUESTION, the assistant's call and the tool's result, as a client sends them back."""
+    return QUESTION + [
+        {"role": "assistant", "content": None,
+         "tool_calls": [{"id": call_id, "type": "function",
+                         "function": {"name": "get_weather", "arguments": arguments}}]},
+        {"role": "tool", "tool_call_id": call_id, "content": result}]
+
+
+class RoundTrip:
+    """The round trip for one template (TEMPLATE); ID: the shape of the server's call ids."""
+    TEMPLATE = None
+    ID = OPENAI_ID
+
+    @classmethod
+    def setUpClass(cls):
+        cls.SERVER_ARGS = ("--chat-template", os.path.join(TEMPLATES, cls.TEMPLATE))
+        super().setUpClass()
 
     def chat(self, **kw):
         kw.setdefault("model", MODEL_ID)
@@ -38,41 +60,106 @@ class Llama31TemplateToolCallTest(ServerTestCase):
         kw.setdefault("max_tokens", 60)
         return self.client.chat.completions.create(**kw)
 
-    def test_forced_call_round_trip(self):
-        r = self.chat(messages=QUESTION, tools=TOOLS, tool_choice=FORCED,
-                      parallel_tool_calls=False)
-        c = r.choices[0]
-        self.assertEqual(c.finish_reason, "tool_calls")
-        self.assertEqual(len(c.message.tool_calls), 1)
-        call = c.message.tool_calls[0]
-        self.assertEqual(call.function.name, "get_weather")
-        self.assertIsInstance(json.loads(call.function.arguments)["city"], str)
-        history = QUESTION + [
-            {"role": "assistant", "content": None,
-             "tool_calls": [{"id": call.id, "type": "function",
-                             "function": {"name": "get_weather",
-                                          "arguments": call.function.arguments}}]},
-            {"role": "tool", "tool_call_id": call.id, "content": "22 C and sunny"}]
-        a = self.chat(messages=history, tools=TOOLS, max_tokens=8)
-        self.assertIn(a.choices[0].finish_reason, ("stop", "length", "tool_calls"))
-        # The call and the tool's result reached the prompt through Llama 3.1's template.
-        self.assertGreater(a.usage.prompt_tokens, r.usage.prompt_tokens + 10)
-
-    def test_streamed_forced_call_matches_whole(self):
-        whole = self.chat(messages=QUESTION, tools=TOOLS, tool_choice=FORCED,
-                          parallel_tool_calls=False).choices[0].message.tool_calls
-        calls, reasons = {}, []
-        for chunk in self.chat(messages=QUESTION, tools=TOOLS, tool_choice=FORCED,
-                               parallel_tool_calls=False, stream=True):
+    def forced(self, stream):
+        """One forced call: (id, name, arguments text, finish reasons, prompt tokens)."""
+        kw = dict(messages=QUESTION, tools=TOOLS, tool_choice=FORCED, parallel_tool_calls=False)
+        if not stream:
+            r = self.chat(**kw)
+            c = r.choices[0]
+            self.assertEqual(len(c.message.tool_calls), 1)
+            t = c.message.tool_calls[0]
+            self.assertEqual(t.type, "function")
+            return t.id, t.function.name, t.function.arguments, [c.finish_reason], \
+                r.usage.prompt_tokens
+        calls, reasons, usage, fragments = {}, [], None, 0
+        for chunk in self.chat(stream=True, stream_options={"include_usage": True}, **kw):
+            usage = chunk.usage or usage
             for c in chunk.choices:
                 reasons += [c.finish_reason] if c.finish_reason else []
                 for d in c.delta.tool_calls or []:
-                    if d.index not in calls:
-                        calls[d.index] = [d.function.name, ""]
-                    calls[d.index][1] += d.function.arguments or ""
-        self.assertEqual(reasons, ["tool_calls"])
-        self.assertEqual([(n, json.loads(a)) for n, a in calls.values()],
-                         [(t.function.name, json.loads(t.function.arguments)) for t in whole])
+                    if d.index not in calls:  # the first delta: id, type, name
+                        self.assertEqual(d.type, "function")
+                        calls[d.index] = [d.id, d.function.name, ""]
+                    else:
+                        self.assertIsNone(d.id)
+                    calls[d.index][2] += d.function.arguments or ""
+                    fragments += bool(d.function.arguments)
+        self.assertEqual(list(calls), [0])
+        # The arguments stream as the model writes them, not whole at the end.
+        self.assertGreater(fragments, 2)
+        return (*calls[0], reasons, usage.prompt_tokens)
+
+    def answer(self, messages, stream):
+        """The model's answer after the tool's result: (finish reason, prompt tokens)."""
+        if not stream:
+            a = self.chat(messages=messages, tools=TOOLS, max_tokens=8)
+            self.assertEqual(a.choices[0].message.role, "assistant")
+            return a.choices[0].finish_reason, a.usage.prompt_tokens
+        reasons, usage = [], None
+        for chunk in self.chat(messages=messages, tools=TOOLS, max_tokens=8, stream=True,
+                               stream_options={"include_usage": True}):
+            usage = chunk.usage or usage
+            reasons += [c.finish_reason for c in chunk.choices if c.finish_reason]
+        self.assertEqual(len(reasons), 1)
+        return reasons[0], usage.prompt_tokens
+
+    def test_forced_call_round_trip(self):
+        whole = None
+        for stream in (False, True):
+            with self.subTest(stream=stream):
+                call_id, name, args, reasons, prompt = self.forced(stream)
+                self.assertEqual(reasons, ["tool_calls"])
+                self.assertRegex(call_id, self.ID)
+                self.assertEqual(name, "get_weather")
+                self.assertIsInstance(json.loads(args)["city"], str)
+                # Streamed or not, the same call (greedy), with a new id each time.
+                if whole is None:
+                    whole = (call_id, json.loads(args))
+                else:
+                    self.assertEqual(json.loads(args), whole[1])
+                    self.assertNotEqual(call_id, whole[0])
+                # The id goes back as the server gave it (a Mistral template raises on any other
+                # length: a 400 here).
+                reason, answered = self.answer(with_result(call_id, args), stream)
+                self.assertIn(reason, ("stop", "length", "tool_calls"))
+                # The call and the tool's result reached the prompt through the template.
+                self.assertGreater(answered, prompt + 10)
+
+
+@unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
+class Llama31TemplateToolCallTest(RoundTrip, ServerTestCase):
+    TEMPLATE = "meta-llama-Llama-3.1-8B-Instruct.jinja"
+
+
+class MistralRoundTrip(RoundTrip):
+    ID = MISTRAL_ID
+
+    def test_other_ids_coming_back_are_fitted(self):
+        # OpenAI-shaped ids (a conversation begun with another server) and ids of other lengths:
+        # fitted to 9 alphanumerics the same way each time, so the same history renders to the
+        # same prompt; an id that fits already renders as it is, to a prompt of the same length.
+        args = '{"city": "Paris"}'
+        fits = self.answer(with_result("abcXYZ019", args), False)[1]
+        for call_id in ("call_0123456789abcdef01234567", "x", "call-1234"):
+            with self.subTest(call_id=call_id):
+                a = self.chat(messages=with_result(call_id, args), tools=TOOLS, max_tokens=8)
+                b = self.chat(messages=with_result(call_id, args), tools=TOOLS, max_tokens=8)
+                self.assertEqual(a.choices[0].message.content, b.choices[0].message.content)
+                self.assertEqual(a.usage.prompt_tokens, b.usage.prompt_tokens)
+                # Two 9-character ids (the call, the result): 1 to 9 tokens each.
+                self.assertLessEqual(abs(a.usage.prompt_tokens - fits), 16)
+
+
+@unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
+class MistralNemoTemplateToolCallTest(MistralRoundTrip, ServerTestCase):
+    # [TOOL_CALLS][{"name", "arguments", "id"}] in the history; raises on an id not 9 long.
+    TEMPLATE = "mistralai-Mistral-Nemo-Instruct-2407.jinja"
+
+
+@unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
+class MistralSmallTemplateToolCallTest(MistralRoundTrip, ServerTestCase):
+    # [TOOL_CALLS]name[CALL_ID]id[ARGS]{...}; raises on an id that is not a 9-long string.
+    TEMPLATE = "Mistral-Small-3.2-24B-Instruct-2506.jinja"
 
 
 if __name__ == "__main__":

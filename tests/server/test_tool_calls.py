@@ -74,10 +74,12 @@ class ToolCallTest(ServerTestCase):
         self.assertGreater(short.usage.prompt_tokens, r.usage.prompt_tokens)
         self.assertGreaterEqual(long.usage.prompt_tokens - short.usage.prompt_tokens, 20)
 
-    def test_streamed_call_matches_whole(self):
+    def test_streamed_call_matches_whole_and_round_trips(self):
         whole = self.chat(messages=few_shot(CALL), tools=TOOLS).choices[0].message.tool_calls
-        calls, content, reasons = {}, "", []
-        for chunk in self.chat(messages=few_shot(CALL), tools=TOOLS, stream=True):
+        calls, content, reasons, asked = {}, "", [], None
+        for chunk in self.chat(messages=few_shot(CALL), tools=TOOLS, stream=True,
+                               stream_options={"include_usage": True}):
+            asked = chunk.usage or asked
             for c in chunk.choices:
                 content += c.delta.content or ""
                 if c.finish_reason:
@@ -87,13 +89,31 @@ class ToolCallTest(ServerTestCase):
                     if d.index not in calls:
                         self.assertTrue(d.id.startswith("call_"))
                         self.assertEqual(d.type, "function")
-                        calls[d.index] = {"name": d.function.name, "arguments": ""}
+                        calls[d.index] = {"id": d.id, "name": d.function.name, "arguments": ""}
                     calls[d.index]["arguments"] += d.function.arguments or ""
         self.assertEqual(reasons, ["tool_calls"])
         self.assertEqual(content.strip(), "")
         self.assertEqual(list(calls), [0])
         self.assertEqual(calls[0]["name"], whole[0].function.name)
         self.assertEqual(json.loads(calls[0]["arguments"]), json.loads(whole[0].function.arguments))
+        self.assertNotEqual(calls[0]["id"], whole[0].id)
+        # The streamed call and its result go back; the answer streams too.
+        call = calls[0]
+        history = few_shot(CALL) + [
+            {"role": "assistant", "content": None,
+             "tool_calls": [{"id": call["id"], "type": "function",
+                             "function": {"name": call["name"],
+                                          "arguments": call["arguments"]}}]},
+            {"role": "tool", "tool_call_id": call["id"], "content": "22 C"}]
+        reasons, usage = [], None
+        for chunk in self.chat(messages=history, tools=TOOLS, max_tokens=8, stream=True,
+                               stream_options={"include_usage": True}):
+            usage = chunk.usage or usage
+            reasons += [c.finish_reason for c in chunk.choices if c.finish_reason]
+        self.assertEqual(len(reasons), 1)
+        self.assertIn(reasons[0], ("stop", "length", "tool_calls"))
+        # The result reached the prompt (SmolLM2's template writes a turn's content, not its calls).
+        self.assertGreater(usage.prompt_tokens, asked.prompt_tokens + 5)
 
     def test_parallel_calls(self):
         two = CALL + "\n" + CALL.replace("Paris", "Rome")
@@ -183,6 +203,9 @@ class ToolCallTest(ServerTestCase):
              "messages[1].tool_calls[0].function.name"),
             (dict(messages=[{"role": "user", "content": "hi", "tool_calls": [call]}]),
              "messages[0].tool_calls"),
+            (dict(messages=user + [{"role": "assistant", "tool_calls": [
+                {k: v for k, v in call.items() if k != "id"}]}]),
+             "messages[1].tool_calls[0].id"),
         ]
         for kw, param in bad:
             with self.assertRaises(self.openai.BadRequestError, msg=param) as e:
