@@ -6,7 +6,7 @@
 // over the sparse step equals attention over a fresh pool holding exactly the selected pages
 // (1e-5), with and without a dense shared (cascade) level merged in, and appends the step's K/V
 // into the same slots as the dense step; the page whose key matches the query is the one picked;
-// bad budgets, prefill rows, windowed layers are rejected.
+// bad budgets and windowed layers are rejected; prefill rows pass through dense.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -261,12 +261,16 @@ TEST(PageSelection, RejectsBadInput) {
   prefill.num_tokens = 3;
   prefill.levels.emplace_back();
   prefill.levels[0].add(3, {0, 1, 2, 3}, 16, ps);
-  EXPECT_NE(msg(prefill, scores, {12, 1, 8}, -1).find("3 query rows"), std::string::npos);
-  // Prefill rows are refused even when the budget covers the context (nothing silently dense).
-  EXPECT_NE(msg(prefill, scores, {64, 1, 8}, -1).find("3 query rows"), std::string::npos);
+  // A prefill chunk (several query rows) is read densely: passed through, its scores not read.
+  const AttentionStep same = select_pages(prefill, {{}}, {12, 1, 8}, ps, -1);
+  EXPECT_EQ(same.levels[0].kv_indices, prefill.levels[0].kv_indices);
+  EXPECT_EQ(same.levels[0].qo_indptr, prefill.levels[0].qo_indptr);
+  EXPECT_EQ(same.levels[0].kv_last_page_len, prefill.levels[0].kv_last_page_len);
   Pool pool(4, ps, 3);
-  EXPECT_THROW(decode_page_scores(prefill, pool.bounds, pool.q.data(), 4), Error);
+  EXPECT_TRUE(decode_page_scores(prefill, pool.bounds, pool.q.data(), 4)[0].empty());
   EXPECT_THROW(decode_page_scores(step, pool.bounds, pool.q.data(), 3), Error);
+  // A decode entry's scores must still match its pages.
+  EXPECT_NE(msg(step, {{}}, {12, 1, 8}, -1).find("4 pages but 0 scores"), std::string::npos);
 }
 
 }  // namespace

@@ -96,6 +96,10 @@ struct EngineStats {
   // (CUDA); wall time minus this is time the GPU sat idle.
   double device_s = 0;
   int64_t num_graph_steps = 0;  // steps that ran as a CUDA graph
+  // Sparse decode attention (EngineConfig::sparse_budget): pages of the sparsely read entries
+  // that their selection kept and skipped, summed over steps, sparse layers and entries.
+  int64_t num_sparse_pages_read = 0;
+  int64_t num_sparse_pages_skipped = 0;
   // Attention kernels compiled at run time (the CUDA backend's JIT, docs/gpu.md): objects
   // compiled, seconds in the compiler, objects loaded from the on-disk cache.
   int64_t num_kernel_compiles = 0;
@@ -305,6 +309,12 @@ void for_each_stat(Visit&& visit, Stats&... s) {
   visit(g.counter("sample_s"), s.sample_s...);
   visit(g.counter("device_s"), s.device_s...);
   visit(g.counter("graph_steps"), s.num_graph_steps...);
+  visit(g.counter("sparse_pages_read", "nanocascade_sparse_pages_read_total",
+                  "KV pages sparse decode attention read (per layer and request)."),
+        s.num_sparse_pages_read...);
+  visit(g.counter("sparse_pages_skipped", "nanocascade_sparse_pages_skipped_total",
+                  "KV pages sparse decode attention skipped (per layer and request)."),
+        s.num_sparse_pages_skipped...);
   visit(g.counter("kernel_compiles", "nanocascade_jit_compiles_total",
                   "Attention kernels compiled at run time."),
         s.num_kernel_compiles...);

@@ -17,6 +17,31 @@ CLI::Option* repeatable(CLI::Option* opt) {
       CLI::MultiOptionPolicy::TakeAll);
 }
 
+namespace {
+
+// Sparse decode attention (Quest; docs/long_context.md).
+void add_sparse_flags(CLI::App& app, EngineConfig& cfg) {
+  app.add_option("--sparse-budget", cfg.sparse_budget,
+                 "sparse decode attention: each decode request reads at most this many KV tokens "
+                 "per layer (sinks, recent window, then the pages of highest score bound); 0: off")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--sparse-sink-pages", cfg.sparse_sink_pages,
+                 "sparse attention: first pages always read (attention sinks)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--sparse-window", cfg.sparse_window,
+                 "sparse attention: most recent tokens always read")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--sparse-dense-layers", cfg.sparse_dense_layers,
+                 "sparse attention: the first layers stay dense")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+}
+
+}  // namespace
+
 void EngineFlags::add_to(CLI::App& app, bool with_trace) {
   app.add_option("--model,-m", cfg.model,
                  "GGUF file or Hugging Face folder (default: the embedded SmolLM2-135M-Instruct)");
@@ -41,6 +66,7 @@ void EngineFlags::add_to(CLI::App& app, bool with_trace) {
   app.add_option("--host-kv-cache", cfg.host_kv_cache,
                  "host-memory tier of the prefix cache: bytes (8GiB) or a fraction of RAM (0.25); "
                  "evicted cached pages move there and prefix hits copy them back (default: off)");
+  add_sparse_flags(app, cfg);
   app.add_option("--max-num-batched-tokens", cfg.max_num_batched_tokens, "token budget of one step")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

@@ -39,6 +39,9 @@ void print_plan(const MemoryPlan& p) {
   fmt::print("kv dtype           {} ({} bytes per token, all layers)\n", p.kv_dtype,
              p.bytes_per_token);
   fmt::print("kv bytes per page  {} ({} tokens per page)\n", p.bytes_per_page, p.page_size);
+  if (p.bounds_bytes_per_page > 0)
+    fmt::print("sparse bounds      {} bytes per page ({} in all, within the kv pages' bytes)\n",
+               p.bounds_bytes_per_page, mib(p.bounds_bytes));
   fmt::print("kv pages           {} ({}, {} tokens)\n", p.pages, mib(p.kv_bytes), p.tokens);
   fmt::print("max model len      {}\n", p.max_model_len);
   fmt::print("per request        {} pages at {} tokens\n", p.pages_per_request, p.request_len);
@@ -65,6 +68,7 @@ void print_json(const MemoryPlan& p) {
                               {"kv_dtype", p.kv_dtype},
                               {"bytes_per_token", p.bytes_per_token},
                               {"bytes_per_page", p.bytes_per_page},
+                              {"bounds_bytes_per_page", p.bounds_bytes_per_page},
                               {"page_size", p.page_size},
                               {"pages", p.pages},
                               {"kv_bytes", p.kv_bytes},

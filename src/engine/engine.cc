@@ -41,6 +41,20 @@ KVLayout parse_layout(const std::string& s) {
   fail_as(ErrorKind::InvalidArgument, "kv layout '{}': expected NHD or HND", s);
 }
 
+// Sparse attention's settings (EngineConfig::sparse_budget): errors naming the values.
+void check_sparse_config(const EngineConfig& cfg) {
+  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.sparse_budget >= 0,
+              "engine: sparse_budget must be >= 0 (0: off), got {}", cfg.sparse_budget);
+  NC_CHECK_AS(ErrorKind::InvalidArgument,
+              cfg.sparse_sink_pages >= 0 && cfg.sparse_window >= 0 && cfg.sparse_dense_layers >= 0,
+              "engine: sparse sink pages {}, window {}, dense layers {} (each needs >= 0)",
+              cfg.sparse_sink_pages, cfg.sparse_window, cfg.sparse_dense_layers);
+  const int64_t floor = int64_t(cfg.sparse_sink_pages) * cfg.page_size + cfg.sparse_window;
+  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.sparse_budget == 0 || cfg.sparse_budget >= floor,
+              "engine: sparse_budget {} below the sinks + window ({} pages of {} + {} tokens = {})",
+              cfg.sparse_budget, cfg.sparse_sink_pages, cfg.page_size, cfg.sparse_window, floor);
+}
+
 void check_config(const EngineConfig& cfg) {
   NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.page_size >= 1 && cfg.page_size <= 256,
               "engine: page_size {} outside 1..256", cfg.page_size);
@@ -53,6 +67,7 @@ void check_config(const EngineConfig& cfg) {
               "engine: max_num_seqs must be >= 1, got {}", cfg.max_num_seqs);
   NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_model_len >= 0,
               "engine: max_model_len must be >= 0, got {}", cfg.max_model_len);
+  check_sparse_config(cfg);
 }
 
 // The text of EngineConfig::chat_template (a file), or an error naming it.
@@ -87,6 +102,13 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
   requests = std::make_unique<RequestTable>(*codec, *sched, vocab, max_model_len, cfg.seed);
   grammars = std::make_unique<GrammarCache>(*codec, vocab, cfg.grammar_compile_timeout_s);
   requests->set_grammars(grammars.get());
+  NC_CHECK_AS(ErrorKind::Unsupported, cfg.sparse_budget == 0 || model->sparse_enabled(),
+              "engine: sparse_budget {} but the model keeps no page bounds (sparse attention off "
+              "in the model)",
+              cfg.sparse_budget);
+  requests->set_sparse_rule(
+      SparseRule{cfg.sparse_budget > 0, cfg.sparse_budget,
+                 int64_t(cfg.sparse_sink_pages) * cfg.page_size + cfg.sparse_window});
   setup_cache(per_page, model->on_cuda());
   accounting = std::make_unique<StepAccounting>(st, *model);
   pipeline = std::make_unique<StepPipeline>(
@@ -150,6 +172,22 @@ void Engine::Impl::check_invariants() const {
 #endif
   sched->check_invariants();
   if (tree) tree->check_invariants();
+  if (model->sparse_enabled()) model->check_page_bounds(pages_with_contents());
+}
+
+std::vector<int32_t> Engine::Impl::pages_with_contents() const {
+  const int ps = cfg.page_size;
+  std::map<int32_t, int> slots;  // page -> valid slots
+  for (const Sequence* s : sched->running())
+    for (size_t i = 0; i < s->pages.size(); ++i) {
+      const int n = std::min(ps, s->num_computed - int(i) * ps);
+      if (n > 0) slots[s->pages[i]] = std::max(slots[s->pages[i]], n);
+    }
+  for (int p = 0; p < pool->num_pages(); ++p)
+    if (pool->held_by_cache(p)) slots[p] = ps;  // the tree holds whole pages
+  std::vector<int32_t> out;
+  for (const auto& [page, n] : slots) out.insert(out.end(), {page, int32_t(n)});
+  return out;
 }
 
 void Engine::Impl::emit_memory_event() {
@@ -420,6 +458,9 @@ EngineStats Engine::stats() const {
   const ModelTimings timings = impl_->model->timings();
   s.device_s = timings.device_s;
   s.num_graph_steps = timings.graph_steps;
+  const SparseCounts sparse = impl_->model->sparse_counts();
+  s.num_sparse_pages_read = sparse.pages_read;
+  s.num_sparse_pages_skipped = sparse.pages_skipped;
   s.num_kernel_compiles = timings.kernel_builds.compiles;
   s.kernel_compile_s = timings.kernel_builds.compile_s;
   s.num_kernel_cache_hits = timings.kernel_builds.cache_hits;

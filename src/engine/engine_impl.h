@@ -62,6 +62,9 @@ struct Engine::Impl {
   // Debug builds (or cfg.check_invariants): scheduler, prefix tree and host tier invariants after
   // each step.
   void check_invariants() const;
+  // Sparse attention's invariant: (page id, valid slots) of every page whose contents are known
+  // (running requests' computed tokens, cached pages whole), for StepModel::check_page_bounds.
+  std::vector<int32_t> pages_with_contents() const;
   // The step's MemoryStepEvent to the registered hooks (memory_events.h).
   void emit_memory_event();
 };

@@ -33,6 +33,7 @@ class LlamaStepModel : public StepModel {
   int64_t kv_bytes_per_page(int page_size) const override {
     return model_->kv_bytes_per_page(page_size);
   }
+  int64_t bounds_bytes_per_page() const override { return model_->bounds_bytes_per_page(); }
   std::string kv_cache_dtype() const override {
     return std::string(dtype_name(model_->kv_page_dtype()));
   }
@@ -65,7 +66,21 @@ class LlamaStepModel : public StepModel {
     if (copies.empty()) return;
     NC_CHECK(host_kv_ != nullptr, "host kv tier: no host memory allocated");
     backend_->copy_kv_pages(kv_.layers, copies, *host_kv_);
+    // Restored pages have new contents: their bounds are recomputed (whole pages: the tree
+    // holds page-aligned blocks), ordered after the copies as the next pass is.
+    std::vector<int32_t> restored;
+    for (const KVPageCopy& c : copies)
+      if (!c.to_host) restored.insert(restored.end(), {c.device_page, kv_.shape.page_size});
+    model_->refresh_page_bounds(kv_, restored);
   }
+  bool sparse_enabled() const override { return model_->sparse_options().enabled; }
+  void refresh_page_bounds(const std::vector<int32_t>& page_slots) override {
+    model_->refresh_page_bounds(kv_, page_slots);
+  }
+  void check_page_bounds(const std::vector<int32_t>& page_slots) override {
+    model_->check_page_bounds(kv_, page_slots);
+  }
+  SparseCounts sparse_counts() const override { return model_->sparse_counts(); }
   ModelMemory memory() const override {
     return {model_->weight_bytes(), model_->workspace_bytes()};
   }
@@ -135,6 +150,8 @@ StepModelOptions step_model_options(const EngineConfig& cfg) {
   o.cuda_graphs = cfg.enable_cuda_graphs;
   o.graph_max_batch = std::min(cfg.graph_max_batch, cfg.max_num_seqs);
   o.kv_cache_dtype = cfg.kv_cache_dtype;
+  o.sparse = SparseOptions{cfg.sparse_budget > 0, cfg.sparse_sink_pages, cfg.sparse_window,
+                           cfg.sparse_dense_layers};
   return o;
 }
 
@@ -211,6 +228,7 @@ std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
               "graph_max_batch must be >= 1, got {}", o.graph_max_batch);
   m->model().set_graph_options(GraphOptions{o.cuda_graphs, std::max(o.graph_max_batch, 1)});
   m->model().set_kv_cache_dtype(parse_kv_cache_dtype(o.kv_cache_dtype));
+  m->model().set_sparse_options(o.sparse);
   return m;
 }
 

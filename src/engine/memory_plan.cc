@@ -36,16 +36,19 @@ MemoryPlan plan_memory(const EngineConfig& cfg, const StepModel& model, int max_
     p.free_memory_bytes = model.free_memory_bytes();
   in.free_memory_bytes = p.free_memory_bytes;
   if (!in.cuda && cfg.kv_cache_memory.empty()) in.physical_memory_bytes = physical_memory_bytes();
-  in.bytes_per_page = model.kv_bytes_per_page(cfg.page_size);
+  // A page costs its K/V and, with sparse attention, its bounds: the budget's pages drop so.
+  p.bounds_bytes_per_page = model.bounds_bytes_per_page();
+  in.bytes_per_page = model.kv_bytes_per_page(cfg.page_size) + p.bounds_bytes_per_page;
   in.page_size = cfg.page_size;
   in.max_num_seqs = cfg.max_num_seqs;
   in.max_model_len = max_model_len;
   p.budget_bytes = kv_budget_bytes(in);
-  p.bytes_per_page = in.bytes_per_page;
+  p.bytes_per_page = in.bytes_per_page - p.bounds_bytes_per_page;
   p.kv_dtype = model.kv_cache_dtype();
-  p.bytes_per_token = in.bytes_per_page / cfg.page_size;
+  p.bytes_per_token = p.bytes_per_page / cfg.page_size;
   p.pages = kv_cache_pages(in);
-  p.kv_bytes = p.pages * p.bytes_per_page;
+  p.kv_bytes = p.pages * in.bytes_per_page;
+  p.bounds_bytes = p.pages * p.bounds_bytes_per_page;
   p.tokens = p.pages * cfg.page_size;
   p.request_len = request_len != 0 ? request_len : max_model_len;
   NC_CHECK_AS(ErrorKind::InvalidArgument, p.request_len >= 1 && p.request_len <= max_model_len,

@@ -23,14 +23,16 @@ struct MemoryPlan {
   int max_model_len = 0;
   int max_num_seqs = 0;
   int64_t weight_bytes = 0;
-  int64_t workspace_bytes = 0;     // the activation workspace the model's reserve() allocated
-  int64_t free_memory_bytes = 0;   // device memory free when sized (0 when not asked for)
-  int64_t budget_bytes = 0;        // the KV budget before the cap
-  int64_t bytes_per_page = 0;      // all layers, K and V
+  int64_t workspace_bytes = 0;        // the activation workspace the model's reserve() allocated
+  int64_t free_memory_bytes = 0;      // device memory free when sized (0 when not asked for)
+  int64_t budget_bytes = 0;           // the KV budget before the cap
+  int64_t bytes_per_page = 0;         // all layers, K and V
+  int64_t bounds_bytes_per_page = 0;  // sparse attention's page bounds (0 when off)
   std::string kv_dtype;            // of the pages (StepModel::kv_cache_dtype: f32, bf16, fp8_e4m3)
   int64_t bytes_per_token = 0;     // bytes_per_page / page_size
   int64_t pages = 0;               // pages the engine allocates
-  int64_t kv_bytes = 0;            // pages * bytes_per_page
+  int64_t kv_bytes = 0;            // pages * (bytes_per_page + bounds_bytes_per_page)
+  int64_t bounds_bytes = 0;        // pages * bounds_bytes_per_page
   int64_t tokens = 0;              // pages * page_size
   int request_len = 0;             // N (default: max_model_len)
   int64_t pages_per_request = 0;   // ceil(N / page_size)

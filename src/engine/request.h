@@ -48,6 +48,7 @@ struct Request {
   std::vector<int32_t> token_bitmask;
   EngineClock::time_point arrival, first_token, last_token;
   int64_t last_step = -1;  // serial of the last step that computed tokens of it
+  int sparse_budget = 0;   // params.sparse_budget resolved (SparseRule): 0 = dense
   bool finished = false;
   FinishReason reason = FinishReason::None;
   // Prompt logprobs (params.prompt_logprobs >= 0): entry p is the prompt token at p + 1; sent
@@ -64,6 +65,16 @@ struct Request {
 // The public form of a row's log-probabilities.
 TokenLogprob to_token_logprob(const RowLogprobs& lp);
 
+// How a request's SamplingParams::sparse_budget resolves (EngineConfig::sparse_budget): -1 takes
+// the engine's budget, 0 is dense, N > 0 needs sparse attention on and N >= floor (the sink pages'
+// tokens + the window).
+struct SparseRule {
+  bool enabled = false;
+  int default_budget = 0;
+  int64_t floor = 0;
+  int resolve(int requested) const;  // nc::Error (InvalidArgument) naming the budget
+};
+
 class RequestTable {
  public:
   // `vocab` and `max_model_len` bound prompts and outputs; `seed` seeds requests without one.
@@ -71,6 +82,7 @@ class RequestTable {
                uint64_t seed);
   // Where structured requests get their matchers (none: add() refuses them).
   void set_grammars(GrammarCache* grammars) { grammars_ = grammars; }
+  void set_sparse_rule(const SparseRule& rule) { sparse_ = rule; }
 
   // Validates and queues a request; throws nc::Error for bad input (and queues nothing).
   RequestId add(std::vector<int32_t> prompt, const SamplingParams& p);
@@ -101,6 +113,7 @@ class RequestTable {
   std::map<RequestId, std::unique_ptr<Request>> requests_;
   RequestId next_id_ = 0;
   GrammarCache* grammars_ = nullptr;
+  SparseRule sparse_;
 };
 
 // ---- How a request's next token is drawn ----

@@ -52,8 +52,22 @@ void RequestTable::validate_prompt(const std::vector<int32_t>& prompt,
               p.max_tokens, max_model_len_);
 }
 
+int SparseRule::resolve(int requested) const {
+  if (requested < 0) return enabled ? default_budget : 0;
+  if (requested == 0) return 0;
+  NC_CHECK_AS(ErrorKind::InvalidArgument, enabled,
+              "sparse_budget {}: sparse attention is off in this engine (start it with "
+              "--sparse-budget N so page bounds are kept)",
+              requested);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, requested >= floor,
+              "sparse_budget {}: below the sink pages and window the engine keeps ({} tokens)",
+              requested, floor);
+  return requested;
+}
+
 RequestId RequestTable::add(std::vector<int32_t> prompt, const SamplingParams& p) {
   validate_prompt(prompt, p);
+  const int sparse_budget = sparse_.resolve(p.sparse_budget);
   const int n = int(prompt.size());
   auto r = std::make_unique<Request>();
   r->seq.id = next_id_;
@@ -61,6 +75,7 @@ RequestId RequestTable::add(std::vector<int32_t> prompt, const SamplingParams& p
   r->seq.max_kv_tokens = n + p.max_tokens - 1;
   r->seq.tokens = std::move(prompt);
   r->params = p;
+  r->sparse_budget = sparse_budget;
   r->rng.seed(p.seed ? *p.seed : seed_rng_());
   r->detok = std::make_unique<IncrementalDetokenizer>(codec_, r->seq.tokens, p.skip_special_tokens);
   r->stop = std::make_unique<StopStringMatcher>(p.stop);

@@ -41,6 +41,10 @@ void SamplingParams::validate() const {
   NC_CHECK_AS(ErrorKind::InvalidArgument, prompt_logprobs >= -1 && prompt_logprobs <= kMaxLogprobs,
               "sampling: prompt_logprobs must be -1 (off) or in [0, {}], got {}", kMaxLogprobs,
               prompt_logprobs);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, sparse_budget >= -1,
+              "sampling: sparse_budget must be -1 (the engine's), 0 (dense) or a token budget > 0, "
+              "got {}",
+              sparse_budget);
   for (const auto& [id, bias] : logit_bias) {
     NC_CHECK_AS(ErrorKind::InvalidArgument, id >= 0, "logit_bias: token id {} is negative", id);
     NC_CHECK_AS(ErrorKind::InvalidArgument, std::isfinite(bias) && bias >= -100 && bias <= 100,

@@ -70,6 +70,9 @@ class StepModel {
   // model does not say (test fakes).
   virtual std::string kv_cache_dtype() const { return {}; }
   virtual int64_t kv_bytes_per_page(int page_size) const = 0;
+  // Bytes of one page's sparse-attention bounds across layers (LlamaModel::bounds_bytes_per_page;
+  // 0 when sparse attention is off): the memory plan counts them with each page.
+  virtual int64_t bounds_bytes_per_page() const { return 0; }
   virtual AttentionCost attention_cost() const { return {}; }
 
   // ---- Memory, in set-up order ----
@@ -121,6 +124,19 @@ class StepModel {
   // empty when the model uses no graphs.
   virtual std::vector<int> graph_batch_sizes() const { return {}; }
   virtual ModelTimings timings() { return {}; }
+
+  // ---- Sparse attention (EngineConfig::sparse_budget; LlamaModel::set_sparse_options) ----
+  // Whether page bounds are kept (ForwardInput::sparse_budgets may be set).
+  virtual bool sparse_enabled() const { return false; }
+  // Recomputes the bounds of pages whose contents changed outside a pass (the host tier's
+  // reloads, after transfer_kv): (page id, valid slots) pairs.
+  virtual void refresh_page_bounds(const std::vector<int32_t>& /*page_slots*/) {}
+  // Checks that the bounds of the listed (page id, valid slots) pairs equal the min/max of their
+  // contents (the engine's check_invariants); throws nc::Error naming the first page that
+  // differs. Synchronises.
+  virtual void check_page_bounds(const std::vector<int32_t>& /*page_slots*/) {}
+  // Pages read and skipped by sparse selection so far (LlamaModel::sparse_counts).
+  virtual SparseCounts sparse_counts() const { return {}; }
 };
 
 struct StepModelOptions {
@@ -130,6 +146,7 @@ struct StepModelOptions {
   bool cuda_graphs = false;
   int graph_max_batch = 256;
   std::string kv_cache_dtype = "auto";  // kv/kv_dtype.h
+  SparseOptions sparse;                 // sparse decode attention (off by default)
 };
 
 // The real model for a path (.gguf or an HF folder) on a backend ("cpu" | "cuda"). Defined in

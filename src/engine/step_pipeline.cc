@@ -170,6 +170,10 @@ std::unique_ptr<LaunchedStep> StepPipeline::launch() {
   // Prompt rows (prompt logprobs) keep the plain plan: cascade reorders only sampled rows.
   if (planner_ && s->plan.prompt_rows.empty())
     acct_.record_cascade(apply_cascade(s->plan, *planner_));
+  // Sparse attention: each own-level entry's budget, in the plan's (possibly reordered) order.
+  if (model_.sparse_enabled())
+    for (const StepEntry& e : s->plan.entries)
+      s->plan.input.sparse_budgets.push_back(requests_.at(e.seq->id).sparse_budget);
   s->device = s->plan.prompt_rows.empty() && device_sampling_applies(s->plan);
   s->structured = has_grammar_row(s->plan);
   acct_.add_schedule_time(seconds_since(t0));

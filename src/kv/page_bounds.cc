@@ -19,29 +19,40 @@ PageBounds::PageBounds(int num_pages, int num_kv_heads, int head_dim)
   NC_CHECK(num_pages >= 1 && num_kv_heads >= 1 && head_dim >= 1,
            "PageBounds: pages {}, kv heads {}, head dim {} (each needs >= 1)", num_pages,
            num_kv_heads, head_dim);
-  const size_t n = size_t(num_pages) * size_t(num_kv_heads) * size_t(head_dim);
-  min_.assign(n, kInf);
-  max_.assign(n, -kInf);
+  own_.resize(size_t(num_pages) * 2 * size_t(num_kv_heads) * size_t(head_dim));
+  for (int p = 0; p < num_pages; ++p) reset(p);
+}
+
+PageBounds PageBounds::view(float* data, int num_pages, int num_kv_heads, int head_dim) {
+  NC_CHECK(data != nullptr && num_pages >= 1 && num_kv_heads >= 1 && head_dim >= 1,
+           "PageBounds::view: pages {}, kv heads {}, head dim {} (each needs >= 1), data {}",
+           num_pages, num_kv_heads, head_dim, static_cast<const void*>(data));
+  PageBounds b;
+  b.num_pages_ = num_pages;
+  b.num_kv_heads_ = num_kv_heads;
+  b.head_dim_ = head_dim;
+  b.view_ = data;
+  return b;
 }
 
 int64_t PageBounds::offset(int page) const {
   NC_CHECK(page >= 0 && page < num_pages_, "PageBounds: page {} outside [0, {})", page, num_pages_);
-  return int64_t(page) * num_kv_heads_ * head_dim_;
+  return int64_t(page) * 2 * num_kv_heads_ * head_dim_;
 }
 
 void PageBounds::reset(int page) {
-  const int64_t o = offset(page), n = int64_t(num_kv_heads_) * head_dim_;
-  std::fill_n(min_.begin() + o, n, kInf);
-  std::fill_n(max_.begin() + o, n, -kInf);
+  const int64_t n = int64_t(num_kv_heads_) * head_dim_;
+  std::fill_n(lo(page), n, kInf);
+  std::fill_n(hi(page), n, -kInf);
 }
 
 void PageBounds::fold(int page, const float* k) {
-  const int64_t o = offset(page), n = int64_t(num_kv_heads_) * head_dim_;
-  float* lo = &min_[size_t(o)];
-  float* hi = &max_[size_t(o)];
+  const int64_t n = int64_t(num_kv_heads_) * head_dim_;
+  float* l = lo(page);
+  float* h = hi(page);
   for (int64_t i = 0; i < n; ++i) {
-    lo[i] = std::min(lo[i], k[i]);
-    hi[i] = std::max(hi[i], k[i]);
+    l[i] = std::min(l[i], k[i]);
+    h[i] = std::max(h[i], k[i]);
   }
 }
 
@@ -62,21 +73,25 @@ void PageBounds::append(const PagedKVBatch& batch, const KVCacheShape& kv, const
 }
 
 void PageBounds::rebuild(int page, const float* pages, const KVCacheShape& kv, int valid_slots) {
+  rebuild_from(page, pages + int64_t(page) * kv.elems_per_page(), kv, valid_slots);
+}
+
+void PageBounds::rebuild_from(int page, const float* base, const KVCacheShape& kv,
+                              int valid_slots) {
   NC_CHECK(kv.num_kv_heads == num_kv_heads_ && kv.head_dim == head_dim_,
            "PageBounds::rebuild: cache has {} kv heads x {} dims, the store {} x {}",
            kv.num_kv_heads, kv.head_dim, num_kv_heads_, head_dim_);
   NC_CHECK(valid_slots >= 0 && valid_slots <= kv.page_size,
            "PageBounds::rebuild: {} valid slots outside 0..{}", valid_slots, kv.page_size);
   reset(page);
-  const float* base = pages + int64_t(page) * kv.elems_per_page();
-  float* lo = &min_[size_t(offset(page))];
-  float* hi = &max_[size_t(offset(page))];
+  float* l = lo(page);
+  float* u = hi(page);
   for (int s = 0; s < valid_slots; ++s)
     for (int h = 0; h < num_kv_heads_; ++h) {
       const float* k = base + kv.offset_in_page(0, s, h);
       for (int d = 0; d < head_dim_; ++d) {
-        lo[h * head_dim_ + d] = std::min(lo[h * head_dim_ + d], k[d]);
-        hi[h * head_dim_ + d] = std::max(hi[h * head_dim_ + d], k[d]);
+        l[h * head_dim_ + d] = std::min(l[h * head_dim_ + d], k[d]);
+        u[h * head_dim_ + d] = std::max(u[h * head_dim_ + d], k[d]);
       }
     }
 }
@@ -84,9 +99,8 @@ void PageBounds::rebuild(int page, const float* pages, const KVCacheShape& kv, i
 float PageBounds::upper_bound(int page, int kv_head, const float* q, int group) const {
   NC_CHECK(kv_head >= 0 && kv_head < num_kv_heads_, "PageBounds: kv head {} outside [0, {})",
            kv_head, num_kv_heads_);
-  const int64_t o = offset(page) + int64_t(kv_head) * head_dim_;
-  const float* lo = &min_[size_t(o)];
-  const float* hi = &max_[size_t(o)];
+  const float* lo = min(page) + int64_t(kv_head) * head_dim_;
+  const float* hi = max(page) + int64_t(kv_head) * head_dim_;
   if (lo[0] > hi[0]) return -kInf;  // empty: no key to bound (and inf * 0 would be NaN)
   float best = -kInf;
   for (int g = 0; g < group; ++g) {

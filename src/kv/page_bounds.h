@@ -1,7 +1,9 @@
 // PageBounds: per page and KV head, the element-wise minimum and maximum of the page's keys, for
 // query-aware page selection (Quest, Tang et al., ICML 2024; kv/page_selection.h).
 //
-// One store per layer: two float32 tensors [num_pages, num_kv_heads, head_dim], min and max.
+// One store per layer: float32 [num_pages, 2, num_kv_heads, head_dim], per page the minimum
+// (index 0) then the maximum (index 1): the layout of Backend::update_page_bounds' tensor. A
+// store owns its memory, or views memory it is given (a CPU bounds tensor) without owning it.
 // A page's bounds cover exactly the slots written through this store since the page's slot 0
 // was last written: append() folds the key rows a step appends (the slots cpu_append_kv writes,
 // the last q_len slots of each entry) into their pages, and writing slot 0 first resets the page
@@ -29,14 +31,17 @@ class PageBounds {
   PageBounds() = default;
   // All pages empty (+inf / -inf). Throws nc::Error on a count < 1.
   PageBounds(int num_pages, int num_kv_heads, int head_dim);
+  // A view of `data` (num_pages * 2 * num_kv_heads * head_dim floats, left as they are), which
+  // must outlive the store.
+  static PageBounds view(float* data, int num_pages, int num_kv_heads, int head_dim);
 
   int num_pages() const { return num_pages_; }
   int num_kv_heads() const { return num_kv_heads_; }
   int head_dim() const { return head_dim_; }
 
   // [num_kv_heads, head_dim] of page `page`.
-  const float* min(int page) const { return &min_[offset(page)]; }
-  const float* max(int page) const { return &max_[offset(page)]; }
+  const float* min(int page) const { return data() + offset(page); }
+  const float* max(int page) const { return min(page) + int64_t(num_kv_heads_) * head_dim_; }
 
   // Makes page `page` empty.
   void reset(int page);
@@ -48,18 +53,25 @@ class PageBounds {
   // differ from the store's, or a page id is out of range.
   void append(const PagedKVBatch& batch, const KVCacheShape& kv, const float* k);
   // Recomputes page `page` from the first `valid_slots` K slots of its contents in `pages`
-  // (the layer's page tensor, laid out as kv says).
+  // (the layer's page tensor, laid out as kv says, float32).
   void rebuild(int page, const float* pages, const KVCacheShape& kv, int valid_slots);
+  // The same from the page's own contents at `page_data` (one page laid out as kv says).
+  void rebuild_from(int page, const float* page_data, const KVCacheShape& kv, int valid_slots);
 
   // The score bound of q [group, head_dim] (the query heads of KV head `kv_head`, contiguous)
   // against page `page`: the maximum over the group's heads of ub(q_head). -inf on an empty page.
   float upper_bound(int page, int kv_head, const float* q, int group) const;
 
  private:
-  int64_t offset(int page) const;
+  int64_t offset(int page) const;  // of the page's minimum; its maximum follows
+  float* data() { return view_ ? view_ : own_.data(); }
+  const float* data() const { return view_ ? view_ : own_.data(); }
+  float* lo(int page) { return data() + offset(page); }
+  float* hi(int page) { return lo(page) + int64_t(num_kv_heads_) * head_dim_; }
 
   int num_pages_ = 0, num_kv_heads_ = 0, head_dim_ = 0;
-  std::vector<float> min_, max_;
+  std::vector<float> own_;
+  float* view_ = nullptr;  // set: a view (own_ empty)
 };
 
 }  // namespace nc

@@ -13,14 +13,20 @@
 namespace nc {
 namespace {
 
+void check_budget(int budget, const PageSelection& sel, int page_size, const char* what) {
+  const int64_t floor = int64_t(sel.sink_pages) * page_size + sel.window_tokens;
+  NC_CHECK(budget >= 0, "select_pages: {} {} < 0", what, budget);
+  NC_CHECK(budget == 0 || budget >= floor,
+           "select_pages: {} {} below sinks + window ({} pages of {} + {} tokens = {})", what,
+           budget, sel.sink_pages, page_size, sel.window_tokens, floor);
+}
+
 void check_config(const PageSelection& sel, int page_size, int window_left) {
   NC_CHECK(page_size >= 1, "select_pages: page size {} < 1", page_size);
   NC_CHECK(sel.sink_pages >= 0, "select_pages: sink pages {} < 0", sel.sink_pages);
   NC_CHECK(sel.window_tokens >= 0, "select_pages: window tokens {} < 0", sel.window_tokens);
-  const int64_t floor = int64_t(sel.sink_pages) * page_size + sel.window_tokens;
-  NC_CHECK(sel.token_budget >= 1 && sel.token_budget >= floor,
-           "select_pages: token budget {} below sinks + window ({} pages of {} + {} tokens = {})",
-           sel.token_budget, sel.sink_pages, page_size, sel.window_tokens, floor);
+  check_budget(sel.token_budget, sel, page_size, "token budget");
+  for (int32_t b : sel.entry_budgets) check_budget(b, sel, page_size, "entry budget");
   NC_CHECK(window_left < 0,
            "select_pages: a sliding-window layer (window_left {}) cannot take a sparse page list "
            "(its mask counts positions back from the entry's end); use window_view there",
@@ -36,24 +42,23 @@ void check_step(const AttentionStep& step, int page_size) {
       fail("select_pages: level {}: {}", l, e.what());
     }
   }
-  const PagedKVBatch& own = step.levels.back();
-  NC_CHECK(own.causal, "select_pages: the own (last) level is not causal");
-  for (int b = 0; b < own.batch_size(); ++b)
-    NC_CHECK(own.q_len(b) == 1,
-             "select_pages: own entry {} has {} query rows; selection is for decode rows (1)", b,
-             own.q_len(b));
+  NC_CHECK(step.levels.back().causal, "select_pages: the own (last) level is not causal");
+}
+
+// The first page of an entry's window: the window's first token, kv_len - window_tokens, lies
+// in page (kv_len - window) / ps (never past the last page).
+int first_window_page(int n, int last_len, int page_size, const PageSelection& sel) {
+  const int kv_len = (n - 1) * page_size + last_len;
+  return std::min(std::max(0, kv_len - sel.window_tokens) / page_size, n - 1);
 }
 
 // The kept page indices (into the entry, ascending) of one decode entry of n pages.
 std::vector<int> keep_pages(const std::vector<float>& score, int n, int last_len, int page_size,
-                            const PageSelection& sel) {
+                            int budget, const PageSelection& sel) {
   auto tokens = [&](int i) { return i == n - 1 ? last_len : page_size; };
-  const int kv_len = (n - 1) * page_size + last_len;
   std::vector<char> keep(size_t(n), 0);
-  // The window's first token, kv_len - window_tokens, lies in page (kv_len - window) / ps.
-  const int first_window = std::max(0, kv_len - sel.window_tokens) / page_size;
-  for (int i = 0; i < n; ++i)
-    keep[size_t(i)] = i < sel.sink_pages || i >= std::min(first_window, n - 1);
+  const int first_window = first_window_page(n, last_len, page_size, sel);
+  for (int i = 0; i < n; ++i) keep[size_t(i)] = i < sel.sink_pages || i >= first_window;
   int used = 0;
   for (int i = 0; i < n; ++i) used += keep[size_t(i)] ? tokens(i) : 0;
   std::vector<int> order(static_cast<size_t>(n));
@@ -61,7 +66,7 @@ std::vector<int> keep_pages(const std::vector<float>& score, int n, int last_len
   std::stable_sort(order.begin(), order.end(),
                    [&](int a, int b) { return score[size_t(a)] > score[size_t(b)]; });
   for (int i : order) {
-    if (keep[size_t(i)] || used + tokens(i) > sel.token_budget) continue;
+    if (keep[size_t(i)] || used + tokens(i) > budget) continue;
     keep[size_t(i)] = 1;
     used += tokens(i);
   }
@@ -73,10 +78,35 @@ std::vector<int> keep_pages(const std::vector<float>& score, int n, int last_len
 
 }  // namespace
 
-AttentionStep select_pages(const AttentionStep& step, const std::vector<std::vector<float>>& scores,
-                           const PageSelection& sel, int page_size, int window_left) {
+bool entry_is_sparse(const PagedKVBatch& own, int b, const PageSelection& sel, int page_size) {
+  const int budget = sel.budget(b);
+  return own.q_len(b) == 1 && budget > 0 && own.kv_len(b, page_size) > budget;
+}
+
+int selected_page_count(int n, int last_len, int page_size, int budget, const PageSelection& sel) {
+  const int kv_len = n == 0 ? 0 : (n - 1) * page_size + last_len;
+  if (budget <= 0 || kv_len <= budget) return n;
+  const int first_window = first_window_page(n, last_len, page_size, sel);
+  const int sinks = std::min(sel.sink_pages, first_window);  // sink pages outside the window
+  const int mandatory = sinks + (n - first_window);
+  const int used = sinks * page_size + (n - 1 - first_window) * page_size + last_len;
+  const int room = std::max(0, budget - used) / page_size;
+  return mandatory + std::min(n - mandatory, room);
+}
+
+void check_page_selection(const AttentionStep& step, const PageSelection& sel, int page_size,
+                          int window_left) {
   check_config(sel, page_size, window_left);
   check_step(step, page_size);
+  const PagedKVBatch& own = step.levels.back();
+  NC_CHECK(sel.entry_budgets.empty() || sel.entry_budgets.size() == size_t(own.batch_size()),
+           "select_pages: {} entry budgets for {} own-level entries", sel.entry_budgets.size(),
+           own.batch_size());
+}
+
+AttentionStep select_pages(const AttentionStep& step, const std::vector<std::vector<float>>& scores,
+                           const PageSelection& sel, int page_size, int window_left) {
+  check_page_selection(step, sel, page_size, window_left);
   const PagedKVBatch& own = step.levels.back();
   NC_CHECK(scores.size() == size_t(own.batch_size()),
            "select_pages: scores for {} entries, the own level has {}", scores.size(),
@@ -86,17 +116,17 @@ AttentionStep select_pages(const AttentionStep& step, const std::vector<std::vec
   sparse.causal = own.causal;
   for (int b = 0; b < own.batch_size(); ++b) {
     const int n = own.num_pages(b), kv_len = own.kv_len(b, page_size);
-    NC_CHECK(scores[size_t(b)].size() == size_t(n),
-             "select_pages: entry {} has {} pages but {} scores", b, n, scores[size_t(b)].size());
     const std::span<const int32_t> pages =
         std::span<const int32_t>(own.kv_indices).subspan(size_t(own.kv_indptr[b]), size_t(n));
-    if (kv_len <= sel.token_budget) {
-      sparse.add_pages(1, pages, kv_len, page_size);
+    if (!entry_is_sparse(own, b, sel, page_size)) {
+      sparse.add_pages(own.q_len(b), pages, kv_len, page_size);
       continue;
     }
+    NC_CHECK(scores[size_t(b)].size() == size_t(n),
+             "select_pages: entry {} has {} pages but {} scores", b, n, scores[size_t(b)].size());
     const int last_len = own.kv_last_page_len[size_t(b)];
     std::vector<int32_t> kept;
-    for (int i : keep_pages(scores[size_t(b)], n, last_len, page_size, sel))
+    for (int i : keep_pages(scores[size_t(b)], n, last_len, page_size, sel.budget(b), sel))
       kept.push_back(pages[size_t(i)]);
     sparse.add_pages(1, kept, int(kept.size() - 1) * page_size + last_len, page_size);
   }
@@ -115,8 +145,7 @@ std::vector<std::vector<float>> decode_page_scores(const AttentionStep& step,
   const PagedKVBatch& own = step.levels.back();
   std::vector<std::vector<float>> scores(size_t(own.batch_size()));
   for (int b = 0; b < own.batch_size(); ++b) {
-    NC_CHECK(own.q_len(b) == 1, "decode_page_scores: own entry {} has {} query rows (needs 1)", b,
-             own.q_len(b));
+    if (own.q_len(b) != 1) continue;  // a prefill chunk: read densely
     const float* row = q + int64_t(own.qo_indptr[b]) * num_qo_heads * d;
     for (int i = own.kv_indptr[b]; i < own.kv_indptr[b + 1]; ++i) {
       float best = -std::numeric_limits<float>::infinity();

@@ -36,6 +36,7 @@ KVCache LlamaModel::make_kv_cache(int num_pages, int page_size, KVLayout layout)
                           : Shape{total, 2, cfg_.num_kv_heads, page_size, cfg_.head_dim};
   for (int64_t l = 0; l < cfg_.num_layers; ++l)
     kv.layers.push_back(backend_.alloc(shape, kv_page_dtype()));
+  make_bounds(kv);
   // New page tensors: graphs captured over the old ones would write into freed memory.
   if (!buckets_.empty()) backend_.clear_graphs();
   return kv;
@@ -143,8 +144,13 @@ void LlamaModel::validate_input(const ForwardInput& in, const KVCache& kv) const
     NC_CHECK(r >= 0 && r < T, "forward: logit row {} outside [0, {})", r, T);
 }
 
-void LlamaModel::attention_block(const Layer& L, const LayerKind& kind, const AttentionPlan& plan,
-                                 Tensor kv_pages, const Tensor& in, Tensor out, int64_t T) {
+void LlamaModel::attention_block(size_t l, const Plans& plans, KVCache& kv, const Tensor& in,
+                                 Tensor out, int64_t T) {
+  const Layer& L = layers_[l];
+  const int ki = kinds_.of_layer[l];
+  const LayerKind& kind = kinds_.kinds[size_t(ki)];
+  const AttentionPlan& plan = *plans[size_t(ki)];
+  const Tensor& kv_pages = kv.layers[l];
   if (L.mla) {
     mla_block(backend_, cfg_, *L.mla, mla_ws_, plan, kv_pages, ws_.positions.slice(0, T),
               kind.cos_sin, in, out, T);
@@ -158,7 +164,14 @@ void LlamaModel::attention_block(const Layer& L, const LayerKind& kind, const At
   backend_.qkv_split_norm_rope(qkv, L.q_norm, L.k_norm, float(cfg_.rms_eps),
                                ws_.positions.slice(0, T), kind.cos_sin, int(D), q, k, v);
   Tensor attn = ws_.attn_out.slice(0, T);
-  backend_.attention(plan, q, k, v, kv_pages, attn);
+  const AttentionPlan* sparse =
+      sparse_step_.plans.empty() ? nullptr : sparse_step_.plans[size_t(ki)].get();
+  if (sparse && layer_is_sparse(int64_t(l))) {
+    backend_.sparse_attention(*sparse, q, k, v, kv_pages, kv.bounds[l], attn);
+  } else {
+    backend_.attention(plan, q, k, v, kv_pages, attn);
+  }
+  if (sparse_step_.update_in_layers) update_bounds(l, kv);
   backend_.linear(attn, L.o_proj, L.o_bias, out);
 }
 
@@ -213,8 +226,7 @@ Tensor LlamaModel::run_decoder(const Plans& plans, KVCache& kv, int64_t T) {
     } else {
       backend_.add_rmsnorm(hidden, residual, L.input_norm, float(cfg_.rms_eps));
     }
-    const int k = kinds_.of_layer[l];
-    attention_block(L, kinds_.kinds[size_t(k)], *plans[size_t(k)], kv.layers[l], hidden, hidden, T);
+    attention_block(l, plans, kv, hidden, hidden, T);
     backend_.add_rmsnorm(hidden, residual, L.post_norm, float(cfg_.rms_eps));
     mlp_block(L, hidden, hidden, T);
   }
@@ -226,9 +238,8 @@ Tensor LlamaModel::sandwich_layer(size_t l, const Plans& plans, KVCache& kv, Ten
   const Layer& L = layers_[l];
   const float eps = float(cfg_.rms_eps);
   Tensor hidden = ws_.hidden.slice(0, T), residual = ws_.residual.slice(0, T);
-  const int k = kinds_.of_layer[l];
   // x = input_norm(residual) here; the attention writes its output to hidden.
-  attention_block(L, kinds_.kinds[size_t(k)], *plans[size_t(k)], kv.layers[l], x, hidden, T);
+  attention_block(l, plans, kv, x, hidden, T);
   backend_.rmsnorm(hidden, L.attn_out_norm, eps, x);    // post-attention norm
   backend_.add_rmsnorm(x, residual, L.post_norm, eps);  // residual += it; x = pre-ffw norm
   mlp_block(L, x, hidden, T);
@@ -302,8 +313,15 @@ void LlamaModel::upload_token_ids(const ForwardInput& in, int64_t T) {
 Tensor LlamaModel::forward_device(const ForwardInput& in, KVCache& kv) {
   pass_called_ = std::chrono::steady_clock::now();
   validate_input(in, kv);
-  if (graph_eligible(in, kv)) {
-    if (auto logits = forward_graph(in, kv)) return *logits;
+  prepare_sparse(in, kv);
+  // A step that reads sparsely runs eagerly (its selection is data-dependent:
+  // docs/long_context.md); other steps may replay a graph and update the bounds after it.
+  if (!sparse_step_.any_sparse && graph_eligible(in, kv)) {
+    if (auto logits = forward_graph(in, kv)) {
+      if (sparse_.enabled)
+        for (size_t l = 0; l < layers_.size(); ++l) update_bounds(l, kv);
+      return *logits;
+    }
   }
   const int64_t T = int64_t(in.token_ids.size()), R = int64_t(in.logit_rows.size());
   ensure_workspace(T, R);
@@ -311,6 +329,8 @@ Tensor LlamaModel::forward_device(const ForwardInput& in, KVCache& kv) {
   const std::vector<AttentionStep> steps = kind_steps(in.attention, kv.shape.page_size);
   for (size_t k = 0; k < steps.size(); ++k)
     plans.push_back(backend_.plan_attention(steps[k], attention_shape(kv, kinds_.kinds[k])));
+  plan_sparse(in, steps, kv);
+  sparse_step_.update_in_layers = sparse_.enabled;
   upload_token_ids(in, T);
   backend_.copy_from_host(ws_.positions.slice(0, T), in.positions.data());
   if (R > 0) backend_.copy_from_host(ws_.rows.slice(0, R), in.logit_rows.data());

@@ -35,6 +35,22 @@ struct KVCache {
   KVCacheShape shape;
   // each [num_pages, 2, page_size, Hkv, D] (NHD) or HND; MLA: [num_pages, page_size, 1, Dl + Dr]
   std::vector<Tensor> layers;
+  // Sparse attention only (LlamaModel::set_sparse_options), one per layer: the page bounds
+  // f32 [num_pages, 2, Hkv, D] (Backend::update_page_bounds) of a layer read sparsely,
+  // undefined for a dense one (LlamaModel::layer_is_sparse); empty when sparse is off.
+  std::vector<Tensor> bounds;
+};
+
+// Query-aware sparse decode attention (Quest; docs/long_context.md). With it on, the KV cache
+// keeps page bounds for the layers read sparsely, every pass recomputes the bounds of the pages
+// it appends into, and decode entries with a budget (ForwardInput::sparse_budgets) read only
+// the pages kv/page_selection.h keeps. The first dense_layers layers and sliding-window layers
+// stay dense.
+struct SparseOptions {
+  bool enabled = false;
+  int sink_pages = 1;    // PageSelection::sink_pages
+  int window = 128;      // PageSelection::window_tokens
+  int dense_layers = 2;  // the first layers, always dense
 };
 
 // One step's input: the new tokens of every scheduled request, concatenated.
@@ -46,6 +62,18 @@ struct ForwardInput {
   std::vector<int32_t> positions;   // [T], absolute position of each token in its sequence
   AttentionStep attention;          // num_tokens == T; see kv/paged_kv.h
   std::vector<int32_t> logit_rows;  // rows of [0, T) whose logits are returned, in this order
+  // Sparse attention (SparseOptions): one token budget per entry of attention.levels.back()
+  // (the own level), 0 = dense; empty = every entry dense. An entry is read sparsely in the
+  // sparse layers when it has one query row (decode) and more own-level tokens than its budget
+  // (kv/page_selection.h, entry_is_sparse). Needs sparse on; a budget > 0 below sink_pages *
+  // page_size + window is an error.
+  std::vector<int32_t> sparse_budgets;
+};
+
+// Pages read and skipped by sparse selection, summed over passes, layers and entries.
+struct SparseCounts {
+  int64_t pages_read = 0;
+  int64_t pages_skipped = 0;
 };
 
 // Seeded random weights made on the backend's device from the config alone ("dummy" load
@@ -97,6 +125,26 @@ class LlamaModel {
   void reserve_workspace(int64_t max_tokens, int64_t max_rows);
   int64_t weight_bytes() const { return weight_bytes_; }  // as stored on the device
   int64_t workspace_bytes() const { return ws_.bytes + sampling_bytes_; }
+
+  // Sparse attention (SparseOptions), before make_kv_cache. nc::Error (Unsupported) for an MLA
+  // model or one with no more layers than dense_layers; InvalidArgument for negative sinks,
+  // window or dense layers.
+  void set_sparse_options(const SparseOptions& options);
+  const SparseOptions& sparse_options() const { return sparse_; }
+  // Whether layer l keeps page bounds and reads decode entries sparsely (sparse on, l past the
+  // dense layers, not a sliding-window layer).
+  bool layer_is_sparse(int64_t l) const;
+  // Bytes of one page's bounds across the sparse layers (0 with sparse off): the memory plan
+  // counts them with the page.
+  int64_t bounds_bytes_per_page() const;
+  // Recomputes the bounds of pages whose contents changed outside a forward pass (the host
+  // tier's reloads): page_slots holds (page id, valid slots) pairs. No-op with sparse off.
+  void refresh_page_bounds(KVCache& kv, const std::vector<int32_t>& page_slots);
+  // Throws nc::Error naming the first (layer, page) whose bounds differ from the min/max of its
+  // first valid slots' keys, for the listed (page id, valid slots) pairs. Copies every sparse
+  // layer to the host: for tests and invariant checks.
+  void check_page_bounds(const KVCache& kv, const std::vector<int32_t>& page_slots);
+  SparseCounts sparse_counts() const { return sparse_counts_; }
 
   void set_graph_options(const GraphOptions& options);
   const GraphOptions& graph_options() const { return graph_opts_; }
@@ -174,9 +222,27 @@ class LlamaModel {
   // Gemma's layer: norms around the attention and around the MLP. x holds the layer's normed
   // input; returns the tensor that holds the next layer's (or the final norm's) output.
   Tensor sandwich_layer(size_t l, const Plans& plans, KVCache& kv, Tensor x, int64_t T);
-  // in and out [T, H] may be the same tensor.
-  void attention_block(const Layer& layer, const LayerKind& kind, const AttentionPlan& plan,
-                       Tensor kv_pages, const Tensor& in, Tensor out, int64_t T);
+  // Layer l's attention; in and out [T, H] may be the same tensor.
+  void attention_block(size_t l, const Plans& plans, KVCache& kv, const Tensor& in, Tensor out,
+                       int64_t T);
+  // Sparse attention, per pass (model/llama_sparse.cc). The pass's sparse state: a sparse plan
+  // per layer kind where some entry is read sparsely (null: dense), the (page, valid slots)
+  // pairs the pass appends into on the device, and whether attention_block updates the bounds
+  // (eager passes; a graph pass updates them after its replay).
+  struct SparseStep {
+    std::vector<std::unique_ptr<AttentionPlan>> plans;
+    Tensor page_slots;
+    bool any_sparse = false;
+    bool update_in_layers = false;
+  };
+  // Checks in.sparse_budgets, uploads the page slots and counts the pages selection reads and
+  // skips (resets sparse_step_ when sparse is off).
+  void prepare_sparse(const ForwardInput& in, const KVCache& kv);
+  PageSelection page_selection(const ForwardInput& in) const;
+  void plan_sparse(const ForwardInput& in, const std::vector<AttentionStep>& steps,
+                   const KVCache& kv);
+  void update_bounds(size_t l, KVCache& kv);  // layer l's bounds over sparse_step_.page_slots
+  void make_bounds(KVCache& kv) const;
   void mlp_block(const Layer& layer, const Tensor& in, Tensor out, int64_t T);
   // The step's logits on the device, [logit_rows, vocab] (undefined when there are none).
   Tensor forward_device(const ForwardInput& in, KVCache& kv);
@@ -193,6 +259,10 @@ class LlamaModel {
   MlaWorkspace mla_ws_;  // MLA models only
   int64_t weight_bytes_ = 0;
   GraphOptions graph_opts_;
+  SparseOptions sparse_;
+  SparseCounts sparse_counts_;
+  SparseStep sparse_step_;
+  Tensor slots_buf_;  // grow-only i32 [capacity, 2] behind sparse_step_.page_slots
   KVCacheDType kv_dtype_ = KVCacheDType::Auto;
   float kv_k_scale_ = 1.0f, kv_v_scale_ = 1.0f;
   // Graph key of bucket i with levels[k] attention levels for kind k (each 1..max_levels):

@@ -332,6 +332,10 @@ void parse_sampling(const json& body, ApiKind kind, ParsedRequest& r) {
   }
   if (auto x = get_int(body, "min_tokens", 0, kMaxTokensLimit)) sp.min_tokens = int(*x);
   if (auto x = get_bool(body, "ignore_eos")) sp.ignore_eos = *x;
+  // Extension (as vLLM's extra fields): sparse decode attention's token budget for this request;
+  // -1 the engine's, 0 dense (docs/long_context.md).
+  if (auto x = get_int(body, "sparse_budget", -1, std::numeric_limits<int32_t>::max()))
+    sp.sparse_budget = int(*x);
   if (auto x = get_bool(body, "skip_special_tokens")) sp.skip_special_tokens = *x;
   if (const json* ids = field(body, "stop_token_ids")) {
     if (!ids->is_array()) throw wrong_type("stop_token_ids", "an array of token ids", *ids);

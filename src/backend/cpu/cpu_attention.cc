@@ -184,6 +184,26 @@ void cpu_paged_attention(const PagedKVBatch& batch, const AttentionShape& s, con
   });
 }
 
+void cpu_attend_levels(const AttentionStep& step, const AttentionShape& s, const float* q,
+                       const void* pages, float* o) {
+  if (step.levels.size() == 1) {
+    cpu_paged_attention(step.levels[0], s, q, pages, o, nullptr);
+    return;
+  }
+  const int64_t T = step.num_tokens, Hq = s.num_qo_heads;
+  AttentionShape shared = s;
+  shared.window_left = -1;
+  const size_t last = step.levels.size() - 1;
+  std::vector<float> lse(size_t(T * Hq)), o_level(size_t(T * Hq * s.head_dim)),
+      lse_level(size_t(T * Hq));
+  cpu_paged_attention(step.levels[0], shared, q, pages, o, lse.data());
+  for (size_t l = 1; l < step.levels.size(); ++l) {
+    cpu_paged_attention(step.levels[l], l == last ? s : shared, q, pages, o_level.data(),
+                        lse_level.data());
+    merge_attention_states(o, lse.data(), o_level.data(), lse_level.data(), T, int(Hq), s.head_dim);
+  }
+}
+
 void merge_attention_states(float* o_a, float* lse_a, const float* o_b, const float* lse_b,
                             int64_t rows, int heads, int head_dim) {
   for (int64_t i = 0; i < rows * heads; ++i) {

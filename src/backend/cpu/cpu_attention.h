@@ -41,6 +41,12 @@ void cpu_paged_attention(const PagedKVBatch& batch, const AttentionShape& shape,
                          const void* pages, float* out, float* lse, ThreadPool* pool = nullptr,
                          const attn::RowKernels* kernels = nullptr);
 
+// out[T, Hq*D] = the attention of q over every level of `step`, merged (base-2 LSE): the window
+// masks the own (last) level only, shared levels are read whole (backend.h). pages as
+// cpu_paged_attention takes them (the step's K/V already appended).
+void cpu_attend_levels(const AttentionStep& step, const AttentionShape& shape, const float* q,
+                       const void* pages, float* out);
+
 // Merges state (o_b, lse_b) into (o_a, lse_a) in place, for `rows` rows of `heads` heads of
 // head_dim values: the result is the attention over the union of both key sets.
 void merge_attention_states(float* o_a, float* lse_a, const float* o_b, const float* lse_b,

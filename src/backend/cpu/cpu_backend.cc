@@ -16,6 +16,7 @@
 #include "backend/cpu/cpu_mla.h"
 #include "backend/cpu/cpu_moe.h"
 #include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/cpu_sparse.h"
 #include "backend/op_checks.h"
 #include "backend/sampling_filter.h"
 #include "core/thread_pool.h"
@@ -42,6 +43,11 @@ class CpuAttentionPlan : public AttentionPlan {
  public:
   AttentionStep step;
   AttentionShape shape;
+};
+
+class CpuSparsePlan : public CpuAttentionPlan {
+ public:
+  PageSelection sel;
 };
 
 float* f32(const Tensor& t, const char* what) {
@@ -354,24 +360,40 @@ class CpuBackend final : public Backend {
              s.latent_dim);
     out.expect_shape({T, Hq * s.head_dim}, "attention output");
     void* pages = append_kv(plan, k, v, kv_pages);
-    float* o = f32(out, "attention output");
+    cpu_attend_levels(plan.step, s, f32(q, "attention q"), pages, f32(out, "attention output"));
+  }
+
+  // Query-aware sparse decode attention (cpu_sparse.h): the plan keeps the selection's settings;
+  // the run appends, selects from the bounds as they are, then attends as attention() does.
+  std::unique_ptr<AttentionPlan> plan_sparse_attention(const AttentionStep& step,
+                                                       const AttentionShape& shape,
+                                                       const PageSelection& sel) override {
+    NC_CHECK(shape.latent_dim == 0, "sparse attention: an MLA shape (latent_dim {})",
+             shape.latent_dim);
+    check_page_selection(step, sel, shape.kv.page_size, shape.window_left);
+    auto plan = std::make_unique<CpuSparsePlan>();
+    static_cast<CpuAttentionPlan&>(*plan) =
+        static_cast<CpuAttentionPlan&>(*plan_attention(step, shape));
+    plan->sel = sel;
+    return plan;
+  }
+
+  void sparse_attention(const AttentionPlan& plan_base, const Tensor& q, const Tensor& k,
+                        const Tensor& v, Tensor kv_pages, const Tensor& bounds,
+                        Tensor out) override {
+    const auto* plan = dynamic_cast<const CpuSparsePlan*>(&plan_base);
+    NC_CHECK(plan != nullptr, "sparse_attention: the plan is not from plan_sparse_attention");
+    const AttentionShape& s = plan->shape;
+    out.expect_shape({plan->step.num_tokens, s.num_qo_heads * s.head_dim}, "attention output");
+    void* pages = append_kv(*plan, k, v, kv_pages);
     const float* pq = f32(q, "attention q");
-    if (plan.step.levels.size() == 1) {
-      cpu_paged_attention(plan.step.levels[0], s, pq, pages, o, nullptr);
-      return;
-    }
-    // The window masks the own (last) level only; shared levels are read whole (backend.h).
-    AttentionShape shared = s;
-    shared.window_left = -1;
-    const size_t last = plan.step.levels.size() - 1;
-    std::vector<float> lse(T * Hq), o_level(T * Hq * s.head_dim), lse_level(T * Hq);
-    cpu_paged_attention(plan.step.levels[0], shared, pq, pages, o, lse.data());
-    for (size_t l = 1; l < plan.step.levels.size(); ++l) {
-      cpu_paged_attention(plan.step.levels[l], l == last ? s : shared, pq, pages, o_level.data(),
-                          lse_level.data());
-      merge_attention_states(o, lse.data(), o_level.data(), lse_level.data(), T, int(Hq),
-                             s.head_dim);
-    }
+    const AttentionStep step = cpu_sparse_step(plan->step, s, plan->sel, pq, bounds);
+    cpu_attend_levels(step, s, pq, pages, f32(out, "attention output"));
+  }
+
+  void update_page_bounds(const Tensor& kv_pages, const KVCacheShape& kv, const Tensor& page_slots,
+                          Tensor bounds) override {
+    cpu_update_page_bounds(kv_pages, kv, page_slots, bounds);
   }
 
   // Appends the step's K/V into the page tensor (float32, or e4m3 codes for an fp8 cache) and
