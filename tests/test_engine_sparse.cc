@@ -16,7 +16,9 @@
 #include "fake_model.h"
 #include "golden.h"
 #include "nanocascade/engine.h"
+#include "server/api_error.h"
 #include "server/metrics.h"
+#include "server/request_parser.h"
 
 namespace nc {
 namespace {
@@ -218,6 +220,25 @@ TEST(EngineSparse, BadBudgetsAndModelsFailNamingTheValue) {
                  std::make_unique<fake::FakeCodec>());
       },
       ErrorKind::Unsupported, "keeps no page bounds");
+}
+
+TEST(EngineSparse, RequestFieldSparseBudget) {
+  using server::ApiKind;
+  auto r = server::parse_request(ApiKind::Completion,
+                                 R"({"model":"m","prompt":"x","sparse_budget":512})");
+  EXPECT_EQ(r.sampling.sparse_budget, 512);
+  r = server::parse_request(ApiKind::Completion, R"({"model":"m","prompt":"x"})");
+  EXPECT_EQ(r.sampling.sparse_budget, -1);  // the engine's
+  for (const char* body : {R"({"model":"m","prompt":"x","sparse_budget":-2})",
+                           R"({"model":"m","prompt":"x","sparse_budget":"many"})"}) {
+    try {
+      server::parse_request(ApiKind::Completion, body);
+      ADD_FAILURE() << "accepted: " << body;
+    } catch (const server::ApiError& e) {
+      EXPECT_EQ(e.status(), 400) << body;
+      EXPECT_EQ(e.param(), "sparse_budget") << body;
+    }
+  }
 }
 
 }  // namespace

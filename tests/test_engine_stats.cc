@@ -287,6 +287,8 @@ TEST(EngineStats, PrometheusNamesStay) {
                            "nanocascade_jit_compiles_total",
                            "nanocascade_jit_compile_seconds_total",
                            "nanocascade_jit_cache_hits_total",
+                           "nanocascade_sparse_pages_read_total",
+                           "nanocascade_sparse_pages_skipped_total",
                            R"(nanocascade_kv_page_transitions_total{kind="allocated"})",
                            R"(nanocascade_kv_page_transitions_total{kind="reloaded"})",
                            R"(nanocascade_kv_page_transitions_total{kind="restored"})",
@@ -300,7 +302,7 @@ TEST(EngineStats, PrometheusNamesStay) {
                            R"(nanocascade_host_kv_bytes_total{dir="to_device"})"}) {
     EXPECT_EQ(m.count(name), 1u) << name;
   }
-  EXPECT_EQ(m.size(), 43u) << text;
+  EXPECT_EQ(m.size(), 45u) << text;
 }
 
 }  // namespace

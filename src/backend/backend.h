@@ -247,8 +247,10 @@ class Backend {
   virtual void update_page_bounds(const Tensor& kv_pages, const KVCacheShape& kv,
                                   const Tensor& page_slots, Tensor bounds);
   // A plan for sparse_attention: `step` as plan_attention takes it; every own-level entry with one
-  // query row (decode) whose kv_len exceeds sel.token_budget is to be read sparsely, every other
-  // entry and every shared level densely.
+  // query row (decode) whose kv_len exceeds its budget (sel.budget(b): sel.entry_budgets[b], or
+  // sel.token_budget when that list is empty; 0 = dense) is to be read sparsely
+  // (entry_is_sparse, kv/page_selection.h), every other entry and every shared level densely.
+  // nc::Error as check_page_selection says (budgets below sinks + window, a windowed shape).
   virtual std::unique_ptr<AttentionPlan> plan_sparse_attention(const AttentionStep& step,
                                                                const AttentionShape& shape,
                                                                const PageSelection& sel);

@@ -41,20 +41,6 @@ KVLayout parse_layout(const std::string& s) {
   fail_as(ErrorKind::InvalidArgument, "kv layout '{}': expected NHD or HND", s);
 }
 
-// Sparse attention's settings (EngineConfig::sparse_budget): errors naming the values.
-void check_sparse_config(const EngineConfig& cfg) {
-  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.sparse_budget >= 0,
-              "engine: sparse_budget must be >= 0 (0: off), got {}", cfg.sparse_budget);
-  NC_CHECK_AS(ErrorKind::InvalidArgument,
-              cfg.sparse_sink_pages >= 0 && cfg.sparse_window >= 0 && cfg.sparse_dense_layers >= 0,
-              "engine: sparse sink pages {}, window {}, dense layers {} (each needs >= 0)",
-              cfg.sparse_sink_pages, cfg.sparse_window, cfg.sparse_dense_layers);
-  const int64_t floor = int64_t(cfg.sparse_sink_pages) * cfg.page_size + cfg.sparse_window;
-  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.sparse_budget == 0 || cfg.sparse_budget >= floor,
-              "engine: sparse_budget {} below the sinks + window ({} pages of {} + {} tokens = {})",
-              cfg.sparse_budget, cfg.sparse_sink_pages, cfg.page_size, cfg.sparse_window, floor);
-}
-
 void check_config(const EngineConfig& cfg) {
   NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.page_size >= 1 && cfg.page_size <= 256,
               "engine: page_size {} outside 1..256", cfg.page_size);
@@ -173,21 +159,6 @@ void Engine::Impl::check_invariants() const {
   sched->check_invariants();
   if (tree) tree->check_invariants();
   if (model->sparse_enabled()) model->check_page_bounds(pages_with_contents());
-}
-
-std::vector<int32_t> Engine::Impl::pages_with_contents() const {
-  const int ps = cfg.page_size;
-  std::map<int32_t, int> slots;  // page -> valid slots
-  for (const Sequence* s : sched->running())
-    for (size_t i = 0; i < s->pages.size(); ++i) {
-      const int n = std::min(ps, s->num_computed - int(i) * ps);
-      if (n > 0) slots[s->pages[i]] = std::max(slots[s->pages[i]], n);
-    }
-  for (int p = 0; p < pool->num_pages(); ++p)
-    if (pool->held_by_cache(p)) slots[p] = ps;  // the tree holds whole pages
-  std::vector<int32_t> out;
-  for (const auto& [page, n] : slots) out.insert(out.end(), {page, int32_t(n)});
-  return out;
 }
 
 void Engine::Impl::emit_memory_event() {

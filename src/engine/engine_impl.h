@@ -29,6 +29,10 @@
 
 namespace nc {
 
+// Sparse attention's settings (EngineConfig::sparse_budget and its companions): nc::Error
+// (InvalidArgument) naming the values (engine_sparse.cc).
+void check_sparse_config(const EngineConfig& cfg);
+
 struct Engine::Impl {
   EngineConfig cfg;
   std::unique_ptr<StepModel> model;
