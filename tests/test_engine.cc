@@ -2,6 +2,7 @@
 // then over the real decoder once a model is loadable (EngineModel* tests).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <set>
@@ -572,7 +573,11 @@ TEST_P(EngineTiny, GreedyMatchesTransformers) {
   for (const auto& g : golden) prompts.push_back(g.ids);
   SamplingParams p = greedy(int(golden[0].greedy.size()));
   p.ignore_eos = true;
-  for (auto [page, budget, pages] : {std::tuple{16, 512, 64}, std::tuple{4, 8, 16}}) {
+  // The tight pool forces preemption yet holds the longest request (prompt + greedy) alone.
+  size_t longest = 0;
+  for (const auto& g : golden) longest = std::max(longest, g.ids.size() + g.greedy.size());
+  const int tight = std::max(16, int(longest + 3) / 4);
+  for (auto [page, budget, pages] : {std::tuple{16, 512, 64}, std::tuple{4, 8, tight}}) {
     SCOPED_TRACE(::testing::Message() << "page " << page << " budget " << budget);
     auto e = tiny_engine(GetParam(), page, budget, pages);
     const auto outs = e->generate(prompts, p);

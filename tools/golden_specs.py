@@ -21,6 +21,10 @@ from transformers import Gemma2Config, Gemma3TextConfig, MistralConfig, Phi3Conf
 # 7-token one. HF's mask lets query i see keys j with i - WINDOW < j <= i (WINDOW keys, itself
 # included), i.e. FlashInfer's window_left = WINDOW - 1.
 WINDOW = 8
+# The scaled-rope fixtures (tiny-llama: llama3, tiny-deepseek-v2-lite: YaRN, both over 64
+# original positions of 256) add a 120-token prompt: its positions and its greedy continuation's
+# run to 136, past the original context.
+LONG_ROPE_PROMPT_LENGTHS = (7, 19, 40, 120)
 
 
 @dataclass
@@ -63,6 +67,10 @@ class TinySpec:
     # Smallest first chunk of the chunked-prefill self-check (longrope: longer than the original
     # context, so that HF picks the long factors in that forward too).
     min_first_chunk: int = 1
+    # Prompt lengths (make_golden.TINY_PROMPT_LENGTHS when None). A longer last prompt takes the
+    # positions past a scaled rope's original context (issue #13: llama3 and YaRN at long
+    # positions).
+    prompt_lengths: tuple | None = None
 
 
 def gemma_norm_center(name: str) -> float:
@@ -402,6 +410,7 @@ _MLA_KEYS = ("kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_di
 
 NEW_SPECS += [
     TinySpec("tiny-deepseek-v2-lite", deepseek_v2_lite_config, seed=1101, config_style="v5",
+             prompt_lengths=LONG_ROPE_PROMPT_LENGTHS,
              check_keys=_MLA_KEYS,
              ablations=[Ablation("no yarn", _no_yarn, prompts=(0, 1, 2)),
                         Ablation("no mscale_all_dim", _no_mscale_all_dim, prompts=(0, 1, 2))]),

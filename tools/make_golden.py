@@ -37,7 +37,7 @@ import transformers
 from transformers import (AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaConfig,
                           Qwen2Config, Qwen3Config)
 
-from golden_specs import NEW_SPECS, TinySpec
+from golden_specs import LONG_ROPE_PROMPT_LENGTHS, NEW_SPECS, TinySpec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -85,7 +85,8 @@ def qwen3_config() -> Qwen3Config:
 
 
 TINY_SPECS = [
-    TinySpec("tiny-llama", llama_config, seed=1001, config_style="hub"),
+    TinySpec("tiny-llama", llama_config, seed=1001, config_style="hub",
+             prompt_lengths=LONG_ROPE_PROMPT_LENGTHS),
     TinySpec("tiny-qwen2", qwen2_config, seed=1002, config_style="hub"),
     TinySpec("tiny-qwen3", qwen3_config, seed=1003, config_style="v5"),
     TinySpec("tiny-llama-sharded", llama_config, seed=1001, config_style="hub",
@@ -155,9 +156,13 @@ def write_tiny_checkpoint(spec: TinySpec, folder: Path, weights: dict[str, np.nd
         (spec.hubify or hubify_config)(folder / "config.json")
 
 
+def prompt_lengths(spec: TinySpec) -> tuple:
+    return spec.prompt_lengths or TINY_PROMPT_LENGTHS
+
+
 def tiny_prompt(spec: TinySpec, index: int, attempt: int, vocab: int) -> list[int]:
     rng = np.random.default_rng([spec.seed, index, attempt])
-    return rng.integers(0, vocab, TINY_PROMPT_LENGTHS[index]).tolist()
+    return rng.integers(0, vocab, prompt_lengths(spec)[index]).tolist()
 
 
 # ----------------------------------------------------------------------------- HF computations
@@ -299,7 +304,7 @@ def tiny_goldens(spec: TinySpec, folder: Path, device: str, verify: Compare | No
     vocab = model.config.vocab_size
     stored = json.loads((folder / "golden.json").read_text()) if verify else None
     prompts = []
-    for i in range(len(TINY_PROMPT_LENGTHS)):
+    for i in range(len(prompt_lengths(spec))):
         if verify:  # recompute on the stored prompt, never redraw
             ids = stored["prompts"][i]["ids"]
             gen, margins = greedy(model, ids, TINY_GREEDY, device)

@@ -13,6 +13,13 @@ Scheduler::Scheduler(const SchedulerConfig& config, PagePool& pool) : cfg_(confi
   NC_CHECK(cfg_.max_num_batched_tokens >= 1, "max_num_batched_tokens must be >= 1, got {}",
            cfg_.max_num_batched_tokens);
   NC_CHECK(cfg_.max_num_seqs >= 1, "max_num_seqs must be >= 1, got {}", cfg_.max_num_seqs);
+  NC_CHECK(cfg_.long_prefill_chunk >= 0, "long_prefill_chunk must be >= 0, got {}",
+           cfg_.long_prefill_chunk);
+}
+
+int Scheduler::prefill_chunk() const {
+  if (cfg_.long_prefill_chunk > 0) return cfg_.long_prefill_chunk;
+  return std::max(1, cfg_.max_num_batched_tokens / 4);
 }
 
 void Scheduler::add(Sequence* seq) {
@@ -40,7 +47,9 @@ int Scheduler::max_new_tokens_fitting(const Sequence* s) const {
 }
 
 void Scheduler::schedule_tokens(Sequence* s, int n, int& budget) {
-  NC_CHECK(grow(s, n), "scheduler: page allocation failed after the fit check (request {})", s->id);
+  // A top-up adds to what s already got in this step.
+  NC_CHECK(grow(s, s->num_scheduled + n),
+           "scheduler: page allocation failed after the fit check (request {})", s->id);
   s->num_scheduled += n;
   budget -= n;
 }
@@ -143,8 +152,20 @@ void Scheduler::admit_waiting(int& budget) {
     s->status = SeqStatus::Running;
     s->admit_order = next_admit_++;
     running_.push_back(s);
-    schedule_tokens(s, std::min({s->remaining(), budget, fit}), budget);
+    schedule_tokens(s, std::min({s->remaining(), budget, fit, prefill_chunk()}), budget);
     if (s->num_computed < s->num_prompt) prefilling.push_back(s);
+  }
+}
+
+void Scheduler::top_up_prefills(int& budget) {
+  for (Sequence* s : running_) {
+    if (budget <= 0) return;
+    // A prefill that got its chunk this step (a decode has remaining() == 1); only free pages
+    // are used here, nobody is preempted for a top-up.
+    if (s->num_scheduled == 0 || s->remaining() <= 1) continue;
+    const int extra = std::min(
+        {s->remaining() - s->num_scheduled, budget, max_new_tokens_fitting(s) - s->num_scheduled});
+    if (extra > 0) schedule_tokens(s, extra, budget);
   }
 }
 
@@ -160,15 +181,17 @@ ScheduleResult Scheduler::schedule() {
     if (s->remaining() == 1 && s->num_scheduled == 0 && s->num_computed < s->max_kv_tokens)
       schedule_running(s, 1, budget, result);
   }
-  // Then running requests whose (chunked) prefill is unfinished.
+  // Then running requests whose (chunked) prefill is unfinished, a chunk each, so that a long
+  // prompt leaves budget for the requests that wait.
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
     Sequence* s = running_[i];
     if (s->remaining() > 1 && s->num_scheduled == 0) {
-      schedule_running(s, std::min(s->remaining(), budget), budget, result);
+      schedule_running(s, std::min({s->remaining(), budget, prefill_chunk()}), budget, result);
     }
   }
   // Then new (or preempted) requests, first come first served.
   admit_waiting(budget);
+  top_up_prefills(budget);
 
   for (int pass = 0; pass < 2; ++pass) {
     for (Sequence* s : running_) {

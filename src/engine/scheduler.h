@@ -2,8 +2,13 @@
 // recompute when the page pool runs short.
 //
 // Each step: running requests that decode get 1 token each (admission order); then running
-// requests with an unfinished (chunked) prefill get chunks; then waiting requests are admitted
-// in arrival order while budget, max_num_seqs and free pages allow. A request that needs a page
+// requests with an unfinished (chunked) prefill get chunks of at most long_prefill_chunk tokens;
+// then waiting requests are admitted in arrival order while budget, max_num_seqs and free pages
+// allow (each also starting with at most long_prefill_chunk tokens); whatever budget is left
+// then tops the prefills up, in admission order. So a 128k-token prompt computed in chunks never
+// takes the whole step: decodes run every step, short requests that arrive meanwhile are
+// admitted (and get their first token) in the next step, and a prompt alone still gets the
+// whole budget. A request that needs a page
 // the pool cannot give preempts the most recently admitted running request (possibly itself):
 // its pages are freed and it goes back to the FRONT of the waiting queue, to be recomputed from
 // its prompt and generated tokens. The earliest admitted request always progresses, and
@@ -28,6 +33,9 @@ struct SchedulerConfig {
   int page_size = 16;
   int max_num_batched_tokens = 2048;
   int max_num_seqs = 256;
+  // Tokens a prefill gets before waiting requests are admitted (the rest of the budget tops
+  // it up afterwards); 0: a quarter of max_num_batched_tokens (at least 1).
+  int long_prefill_chunk = 0;
   // A waiting request waits for a running prefill that will put at least this many more of
   // its prompt tokens (whole pages) in the prefix cache; 0: never wait.
   int wait_for_shared_prefix_tokens = 32;
@@ -92,6 +100,9 @@ class Scheduler {
   bool grow(Sequence* s, int num_new);  // pages for num_computed + num_new tokens
   int max_new_tokens_fitting(const Sequence* s) const;
   void schedule_tokens(Sequence* s, int n, int& budget);
+  int prefill_chunk() const;  // long_prefill_chunk resolved
+  // The budget left after admission goes to the running prefills, in admission order.
+  void top_up_prefills(int& budget);
   // Preempts the most recently admitted running request; returns it.
   Sequence* preempt_last(int& budget, ScheduleResult& result);
   // Gives `s` up to `want` tokens, preempting later requests when no page is left; returns
