@@ -2,9 +2,10 @@
 // fixture on the CPU: with a budget at least every context the tokens equal the dense engine's;
 // with a small budget the kept page bounds equal the min/max of the page contents after every
 // step (check_invariants) through appends, prefix-cache hits, forced cascade levels, preemption
-// and host-tier reloads, and the stats count the pages read and skipped; a request's budget 0
-// is dense (its tokens those of the dense engine) while its batchmates read sparsely; the memory
-// plan counts the bounds in each page's bytes; bad budgets and models fail naming the value.
+// and host-tier reloads (float32 and fp8 caches), and the stats count the pages read and
+// skipped; a request's budget 0 is dense (its tokens those of the dense engine) while its
+// batchmates read sparsely; the memory plan counts the bounds in each page's bytes; the server's
+// "sparse_budget" field reaches SamplingParams; bad budgets and models fail naming the value.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -30,6 +31,7 @@ struct EngineSetup {
   int pages = 512;
   int host_pages = 0;
   bool cascade = true;
+  std::string kv_dtype = "auto";
 };
 
 SparseOptions sparse_options(int budget) {
@@ -39,6 +41,7 @@ SparseOptions sparse_options(int budget) {
 std::unique_ptr<Engine> make_engine(const EngineSetup& s) {
   StepModelOptions o;
   o.sparse = sparse_options(s.budget);
+  o.kv_cache_dtype = s.kv_dtype;
   auto model = make_llama_step_model(testing::fixtures_dir() + "/" + kModel, o);
   const int64_t page = model->kv_bytes_per_page(4) + model->bounds_bytes_per_page();
   EngineConfig cfg;
@@ -48,6 +51,7 @@ std::unique_ptr<Engine> make_engine(const EngineSetup& s) {
   cfg.kv_cache_memory = std::to_string(page * s.pages);
   if (s.host_pages) cfg.host_kv_cache = std::to_string(model->kv_bytes_per_page(4) * s.host_pages);
   cfg.cascade_force = s.cascade;
+  cfg.kv_cache_dtype = s.kv_dtype;
   cfg.check_invariants = true;  // includes the bounds against the page contents
   cfg.sparse_budget = s.budget;
   cfg.sparse_sink_pages = 1;
@@ -121,6 +125,10 @@ TEST(EngineSparse, BoundsStayExactThroughHitsCascadePreemptionAndReloads) {
   EXPECT_GT(tight.stats.num_preemptions, 0);
   EXPECT_GT(tight.stats.host.reloaded_pages, 0);
   EXPECT_GT(tight.stats.num_sparse_pages_skipped, 0);
+  // An fp8 cache: bounds of the decoded, scaled keys.
+  const Result fp8 = run_engine({.budget = 16, .pages = 40, .host_pages = 64, .kv_dtype = "fp8"});
+  EXPECT_GT(fp8.stats.num_sparse_pages_skipped, 0);
+  EXPECT_GT(fp8.stats.host.reloaded_pages, 0);
   // Without cascade the own level holds every page of a request, so more of them are skipped.
   const Result flat = run_engine({.budget = 16, .cascade = false});
   EXPECT_GT(flat.stats.num_sparse_pages_skipped, roomy.stats.num_sparse_pages_skipped);

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/fp8.h"
 #include "kv/page_bounds.h"
 #include "model/llama.h"
 
@@ -152,19 +153,32 @@ void LlamaModel::refresh_page_bounds(KVCache& kv, const std::vector<int32_t>& pa
       backend_.update_page_bounds(kv.layers[l], kv.shape, t, kv.bounds[l]);
 }
 
+namespace {
+
+// Layer pages as float32 keys on the host: fp8 codes (CPU memory) decoded and scaled by k_scale,
+// as the CPU's update_page_bounds reads them; other dtypes through to_host_f32.
+std::vector<float> host_keys(Backend& be, const Tensor& pages, const KVCacheShape& kv) {
+  if (!kv.fp8) return be.to_host_f32(pages);
+  NC_CHECK_AS(ErrorKind::Unsupported, pages.device() == Device::CPU,
+              "check_page_bounds: fp8 pages are read on the CPU only");
+  std::vector<float> out(size_t(pages.numel()));
+  dequantize_e4m3(static_cast<const uint8_t*>(pages.data()), pages.numel(), out.data());
+  for (float& x : out) x *= kv.k_scale;
+  return out;
+}
+
+}  // namespace
+
 void LlamaModel::check_page_bounds(const KVCache& kv, const std::vector<int32_t>& page_slots) {
   if (!sparse_.enabled) return;
   const KVCacheShape& shape = kv.shape;
-  KVCacheShape f32_shape = shape;  // to_host_f32 gives fp8 codes decoded, not scaled
+  KVCacheShape f32_shape = shape;  // the keys come as float32 (host_keys)
   f32_shape.fp8 = false;
-  const float k_scale = shape.fp8 ? shape.k_scale : 1.0f;
   PageBounds want(1, shape.num_kv_heads, shape.head_dim);
   const int64_t n = int64_t(shape.num_kv_heads) * shape.head_dim;
   for (size_t l = 0; l < kv.layers.size(); ++l) {
     if (!layer_is_sparse(int64_t(l))) continue;
-    std::vector<float> pages = backend_.to_host_f32(kv.layers[l]);
-    if (k_scale != 1.0f)
-      for (float& x : pages) x *= k_scale;
+    const std::vector<float> pages = host_keys(backend_, kv.layers[l], shape);
     const std::vector<float> got = backend_.to_host_f32(kv.bounds[l]);
     for (size_t i = 0; i + 1 < page_slots.size(); i += 2) {
       const int page = page_slots[i], slots = page_slots[i + 1];
