@@ -130,6 +130,7 @@ struct StepModelOptions {
   bool cuda_graphs = false;
   int graph_max_batch = 256;
   std::string kv_cache_dtype = "auto";  // kv/kv_dtype.h
+  std::string quantization = "auto";    // EngineConfig::quantization
 };
 
 // The real model for a path (.gguf or an HF folder) on a backend ("cpu" | "cuda"). Defined in
