@@ -93,6 +93,11 @@ struct EngineConfig {
   // float32 on CPU, bf16 on CUDA), "bf16" (CUDA) or "fp8" (e4m3 codes, one byte a value, static
   // per-tensor K/V scales of 1.0: the same memory holds twice the tokens of bf16).
   std::string kv_cache_dtype = "auto";
+  // Linear layers' weights (docs/memory.md "FP8 weights"): "auto" (as the checkpoint stores
+  // them: FP8 for an FP8 checkpoint), "none" (FP8 checkpoints dequantised) or "fp8" (e4m3, one
+  // scale per output channel, per-token dynamic activation scales; quantised at load from any
+  // checkpoint). Embeddings, norms and the LM head stay in the backend's dtype.
+  std::string quantization = "auto";
   // Bytes ("2GiB", "512MB", "1000000") or a fraction of the device memory free once the
   // weights and the activation workspace are allocated ("0.9"; physical memory on CPU).
   // Empty = "0.9" on CUDA, min(2 GiB, 25% of RAM) on CPU. Either way the pool holds at most the

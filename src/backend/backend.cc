@@ -239,6 +239,12 @@ void Backend::soft_cap(Tensor, float) {
   fail_as(ErrorKind::Unsupported, "backend {}: soft_cap is not implemented", name());
 }
 
+Tensor Backend::upload_fp8_linear(const Fp8Weight&) {
+  fail_as(ErrorKind::Unsupported,
+          "backend {}: fp8 weights (--quantization fp8, or an FP8 checkpoint) are not supported "
+          "on this backend; --quantization none dequantises an FP8 checkpoint",
+          name());
+}
 void Backend::head_linear(const Tensor&, const Tensor&, Tensor) {
   fail_as(ErrorKind::Unsupported, "backend {}: MLA (head_linear) is not implemented", name());
 }

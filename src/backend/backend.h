@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/fp8_weight.h"
 #include "backend/logprobs.h"
 #include "backend/moe_routing.h"
 #include "core/host_tensor.h"
@@ -132,6 +133,10 @@ class Backend {
   // dequantize the others first (formats/gguf.h, dequantized).
   virtual Tensor upload(const HostTensor& t) = 0;
   virtual bool keeps_weight_dtype(DType t) const { return t == DType::F32; }
+  // An FP8 linear weight (backend/fp8_weight.h): a Tensor of dtype F8E4M3 [M, K] that linear()
+  // takes as w, computing the FP8 product that header describes. Default: an Unsupported
+  // nc::Error naming the backend (fp8 weights are not available there).
+  virtual Tensor upload_fp8_linear(const Fp8Weight& w);
   // Whether attention() takes page tensors of dtype t (kv/kv_dtype.h): the backend's own dtype,
   // and F8E4M3 where the backend has fp8 attention (KVCacheShape::fp8).
   virtual bool supports_kv_dtype(DType t) const { return t == dtype(); }

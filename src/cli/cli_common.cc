@@ -57,6 +57,11 @@ void EngineFlags::add_to(CLI::App& app, bool with_trace) {
                  "(cuda) or fp8 (e4m3, one byte a value, scales 1.0: twice bf16's tokens)")
       ->check(CLI::IsMember({"auto", "bf16", "fp8"}))
       ->capture_default_str();
+  app.add_option("--quantization", cfg.quantization,
+                 "linear weights: auto (as the checkpoint stores them), none (FP8 checkpoints "
+                 "dequantised) or fp8 (e4m3 per output channel, per-token activation scales)")
+      ->check(CLI::IsMember({"auto", "none", "fp8"}))
+      ->capture_default_str();
   app.add_option("--kv-cache-memory", cfg.kv_cache_memory,
                  "KV cache size: bytes (2GiB, 512MB, 1000000) or a fraction of free memory (0.9). "
                  "Default: 0.9 of the free GPU memory on cuda, min(2GiB, 25% of RAM) on cpu; "

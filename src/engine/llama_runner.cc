@@ -152,6 +152,7 @@ StepModelOptions step_model_options(const EngineConfig& cfg) {
   o.kv_cache_dtype = cfg.kv_cache_dtype;
   o.sparse = SparseOptions{cfg.sparse_budget > 0, cfg.sparse_sink_pages, cfg.sparse_window,
                            cfg.sparse_dense_layers};
+  o.quantization = cfg.quantization;
   return o;
 }
 
@@ -212,6 +213,13 @@ std::vector<float> StepModel::take_logits(QueuedPass& pass) {
   return forward(take_deferred(pass).in);
 }
 
+// EngineConfig::quantization over the checkpoint's own (ModelConfig::quantization).
+static void apply_quantization(const std::string& q, ModelConfig& c) {
+  NC_CHECK_AS(ErrorKind::InvalidArgument, q == "auto" || q == "none" || q == "fp8",
+              "quantization '{}': expected auto, none or fp8", q);
+  if (q != "auto") c.quantization = q;
+}
+
 std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
                                                  const StepModelOptions& o) {
   NC_CHECK_AS(ErrorKind::InvalidArgument, o.backend == "cpu" || o.backend == "cuda",
@@ -219,9 +227,12 @@ std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
   std::unique_ptr<Backend> b = o.backend == "cuda" ? make_cuda_backend(0) : make_cpu_backend();
   std::unique_ptr<LlamaStepModel> m;
   if (o.dummy_weights) {
-    m = std::make_unique<LlamaStepModel>(load_model_config(path), o.dummy_seed, std::move(b));
+    ModelConfig c = load_model_config(path);
+    apply_quantization(o.quantization, c);
+    m = std::make_unique<LlamaStepModel>(c, o.dummy_seed, std::move(b));
   } else {
-    const LoadedModel lm = load_model(path);  // freed once the weights are uploaded
+    LoadedModel lm = load_model(path);  // freed once the weights are uploaded
+    apply_quantization(o.quantization, lm.config);
     m = std::make_unique<LlamaStepModel>(lm, std::move(b));
   }
   NC_CHECK_AS(ErrorKind::InvalidArgument, o.graph_max_batch >= 1 || !o.cuda_graphs,

@@ -147,6 +147,7 @@ struct StepModelOptions {
   int graph_max_batch = 256;
   std::string kv_cache_dtype = "auto";  // kv/kv_dtype.h
   SparseOptions sparse;                 // sparse decode attention (off by default)
+  std::string quantization = "auto";    // EngineConfig::quantization
 };
 
 // The real model for a path (.gguf or an HF folder) on a backend ("cpu" | "cuda"). Defined in

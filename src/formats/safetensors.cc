@@ -246,6 +246,16 @@ HostTensor SafetensorsFile::load_f32(const SafetensorsTensorInfo& t) const {
   return out;
 }
 
+HostTensor SafetensorsFile::load_weight(const SafetensorsTensorInfo& t) const {
+  if (t.dtype != "F8_E4M3") return load_f32(t);
+  HostTensor out;
+  out.shape = t.shape;
+  out.dtype = DType::F8E4M3;
+  const uint8_t* src = tensor_data(t);
+  out.raw.assign(src, src + out.numel());  // one byte a value, validated at parse time
+  return out;
+}
+
 namespace {
 
 // Shard names come from a file we do not trust: keep them inside the checkpoint folder.
@@ -280,7 +290,7 @@ WeightMap load_sharded(const std::filesystem::path& dir, const std::filesystem::
       NC_CHECK_AS(ErrorKind::InvalidArgument, t != nullptr,
                   "{}: tensor '{}' is listed in {} but absent from the shard",
                   (dir / shard).string(), name, index.filename().string());
-      w[name] = f.load_f32(*t);
+      w[name] = f.load_weight(*t);
     }
   }
   return w;
@@ -299,7 +309,7 @@ WeightMap load_safetensors_dir(const std::string& dir_str) {
               dir_str);
   const SafetensorsFile f = SafetensorsFile::open(single.string());
   WeightMap w;
-  for (const auto& t : f.tensors()) w[t.name] = f.load_f32(t);
+  for (const auto& t : f.tensors()) w[t.name] = f.load_weight(t);
   return w;
 }
 

@@ -45,6 +45,9 @@ class SafetensorsFile {
   HostTensor load_f32(const SafetensorsTensorInfo& t) const;
   // Same, by name; throws naming the tensor when absent.
   HostTensor load_f32(const std::string& name) const;
+  // As load_f32, except that an F8_E4M3 tensor (an FP8 checkpoint's weight) comes raw: dtype
+  // F8E4M3, its e4m3 codes in `raw` (its scales are other tensors; model/fp8_load.h).
+  HostTensor load_weight(const SafetensorsTensorInfo& t) const;
 
  private:
   std::string origin_;

@@ -328,6 +328,25 @@ void read_deepseek(const json& j, ModelConfig& c) {
   c.attn_scale = scale;
 }
 
+// quantization_config: "fp8" (per-tensor or per-channel scales beside each weight, dynamic or
+// static activation scales) is served; block-wise scales (DeepSeek-V3's weight_block_size) and
+// other methods are refused by name.
+void read_quantization(const json& j, ModelConfig& c) {
+  const json* q = find_key(j, "quantization_config");
+  if (!q) return;
+  NC_CHECK_AS(ErrorKind::InvalidArgument, q->is_object(),
+              "config.json: 'quantization_config' must be an object, got {}", q->dump());
+  const std::string method = opt_string(*q, "quant_method").value_or("");
+  NC_CHECK_AS(ErrorKind::Unsupported, method == "fp8",
+              "config.json: quantization_config.quant_method '{}' is not supported (only fp8)",
+              method);
+  NC_CHECK_AS(ErrorKind::Unsupported, find_key(*q, "weight_block_size") == nullptr,
+              "config.json: fp8 with block-wise scales (quantization_config.weight_block_size {}) "
+              "is not supported; only per-tensor and per-channel weight scales are",
+              find_key(*q, "weight_block_size") ? find_key(*q, "weight_block_size")->dump() : "");
+  c.quantization = "fp8";
+}
+
 }  // namespace
 
 ModelConfig config_from_hf_json(const json& j) {
@@ -391,6 +410,7 @@ ModelConfig config_from_hf_json(const json& j) {
   NC_CHECK_AS(ErrorKind::Unsupported, !opt_bool(j, "mlp_bias").value_or(false),
               "config.json: mlp_bias = true is not supported");
   read_moe_hf(j, c);
+  read_quantization(j, c);
   c.validate();
   return c;
 }

@@ -207,6 +207,8 @@ class LlamaModel {
   void load_rope_tables();  // kinds_ and their cos/sin tables
   // Uploads t as it is where the backend keeps its dtype, else dequantized to float32 first.
   Tensor upload_weight(const HostTensor& t);
+  Tensor upload_linear(const WeightMap& w, const std::string& name, const Shape& shape,
+                       const std::vector<std::pair<std::string, int64_t>>& parts);
   void validate_input(const ForwardInput& in, const KVCache& kv) const;
   // ws_.ids[0, T) = the step's ids (zero past in.token_ids), placeholders taken from sampled_.
   void upload_token_ids(const ForwardInput& in, int64_t T);

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/random_init.h"
 #include "formats/gguf.h"
+#include "model/fp8_load.h"
 #include "model/llama.h"
 
 namespace nc {
@@ -53,24 +54,18 @@ HostTensor stack_rows(const std::vector<const HostTensor*>& parts, const Shape& 
   return t;
 }
 
-}  // namespace
-
-LlamaModel::LlamaModel(const ModelConfig& config, const WeightMap& w, Backend& backend)
-    : cfg_(config), backend_(backend) {
-  cfg_.validate();
-  const int64_t D = cfg_.head_dim, I = cfg_.intermediate_size;
-  const int64_t q_rows = cfg_.num_heads * D, kv_rows = cfg_.num_kv_heads * D;
-  // Fused tensors (load() names them): one GEMM instead of two or three. Each is its parts'
-  // rows stacked in order; a part has the fused shape with its own row count.
-  struct Part {
-    const char* suffix;
-    int64_t rows;
-  };
+// The parts of a fused tensor (load() names them: one GEMM instead of two or three) that the
+// checkpoint stores apart, as (name, rows) in stacking order; empty when `name` is not fused or
+// is stored fused (Phi-3). A part has the fused shape with its own row count.
+std::vector<std::pair<std::string, int64_t>> fused_parts(const ModelConfig& cfg, const WeightMap& w,
+                                                         const std::string& name) {
+  const int64_t D = cfg.head_dim, I = cfg.intermediate_size;
+  const int64_t q_rows = cfg.num_heads * D, kv_rows = cfg.num_kv_heads * D;
   struct Fused {
     const char* suffix;
-    std::vector<Part> parts;
+    std::vector<std::pair<const char*, int64_t>> parts;
   };
-  const std::vector<Fused> fused = {
+  const Fused fused[] = {
       {".mlp.gate_up_proj.weight", {{".mlp.gate_proj.weight", I}, {".mlp.up_proj.weight", I}}},
       {".self_attn.qkv_proj.weight",
        {{".self_attn.q_proj.weight", q_rows},
@@ -81,22 +76,60 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightMap& w, Backend& b
         {".self_attn.k_proj.bias", kv_rows},
         {".self_attn.v_proj.bias", kv_rows}}},
   };
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (const Fused& f : fused) {
+    if (!name.ends_with(f.suffix) || w.count(name)) continue;  // stored fused: as it is
+    const std::string prefix = name.substr(0, name.size() - std::strlen(f.suffix));
+    for (const auto& [suffix, rows] : f.parts) out.emplace_back(prefix + suffix, rows);
+  }
+  return out;
+}
+
+}  // namespace
+
+LlamaModel::LlamaModel(const ModelConfig& config, const WeightMap& w, Backend& backend)
+    : cfg_(config), backend_(backend) {
+  cfg_.validate();
   load(
       [&](const std::string& name, const Shape& shape) {
-        for (const Fused& f : fused) {
-          if (!name.ends_with(f.suffix) || w.count(name)) continue;  // stored fused: as it is
-          const std::string prefix = name.substr(0, name.size() - std::strlen(f.suffix));
-          std::vector<const HostTensor*> parts;
-          for (const Part& p : f.parts) {
-            Shape part_shape = shape;
-            part_shape[0] = p.rows;
-            parts.push_back(&require(w, prefix + p.suffix, part_shape));
-          }
-          return upload_weight(stack_rows(parts, shape));
+        const auto parts = fused_parts(cfg_, w, name);
+        if (is_fp8_linear_name(name)) return upload_linear(w, name, shape, parts);
+        if (parts.empty()) return upload_weight(require(w, name, shape));
+        std::vector<const HostTensor*> ps;
+        for (const auto& [part, rows] : parts) {
+          Shape part_shape = shape;
+          part_shape[0] = rows;
+          ps.push_back(&require(w, part, part_shape));
         }
-        return upload_weight(require(w, name, shape));
+        return upload_weight(stack_rows(ps, shape));
       },
       w.count("lm_head.weight") || !cfg_.tie_embeddings);
+}
+
+// A linear layer's weight: FP8 (model/fp8_load.h) under quantization "fp8", else as stored (an
+// FP8-stored weight dequantised to float32 first).
+Tensor LlamaModel::upload_linear(const WeightMap& w, const std::string& name, const Shape& shape,
+                                 const std::vector<std::pair<std::string, int64_t>>& parts) {
+  std::vector<Fp8Weight> fp8;
+  std::vector<HostTensor> kept;  // quantization "none": each part as stored, or dequantised
+  const bool quantize = cfg_.quantization == "fp8";
+  for (size_t i = 0; i < std::max<size_t>(parts.size(), 1); ++i) {
+    const std::string part = parts.empty() ? name : parts[i].first;
+    Shape part_shape = shape;
+    if (!parts.empty()) part_shape[0] = parts[i].second;
+    const HostTensor& t = require(w, part, part_shape);
+    if (quantize)
+      fp8.push_back(fp8_weight_from(w, part, part_shape));
+    else
+      kept.push_back(t.dtype == DType::F8E4M3
+                         ? dequantize_fp8_weight(fp8_weight_from(w, part, part_shape))
+                         : t);
+  }
+  if (quantize) return backend_.upload_fp8_linear(stack_fp8_weights(fp8));
+  if (kept.size() == 1) return upload_weight(kept.front());
+  std::vector<const HostTensor*> ps;
+  for (const HostTensor& t : kept) ps.push_back(&t);
+  return upload_weight(stack_rows(ps, shape));
 }
 
 Tensor LlamaModel::upload_weight(const HostTensor& t) {
@@ -124,6 +157,9 @@ LlamaModel::LlamaModel(const ModelConfig& config, const RandomWeights& random, B
           a = float(std::sqrt(3.0 / double(shape.back())));
         }
         backend_.fill_uniform(t, seed, -a, a);
+        if (cfg_.quantization == "fp8" && is_fp8_linear_name(name))  // the same values, quantised
+          return backend_.upload_fp8_linear(
+              quantize_fp8_weight(HostTensor{shape, backend_.to_host_f32(t)}));
         return t;
       },
       !cfg_.tie_embeddings);
@@ -134,7 +170,8 @@ void LlamaModel::load(const WeightFn& weight, bool has_lm_head) {
   const int64_t I = cfg_.intermediate_size, V = cfg_.vocab_size;
   auto up = [&](const std::string& name, const Shape& shape) {
     Tensor t = weight(name, shape);
-    weight_bytes_ += int64_t(t.nbytes());
+    weight_bytes_ +=
+        t.dtype() == DType::F8E4M3 ? fp8_packed_bytes(t.dim(0), t.dim(1)) : int64_t(t.nbytes());
     return t;
   };
   embed_ = up("model.embed_tokens.weight", {V, H});

@@ -83,6 +83,8 @@ void ModelConfig::validate() const {
   validate_variants();
   moe.validate(num_layers);
   if (mla.enabled()) validate_mla();
+  NC_CHECK_AS(ErrorKind::InvalidArgument, quantization == "none" || quantization == "fp8",
+              "model config: quantization '{}' is not one of none, fp8", quantization);
 }
 
 void ModelConfig::validate_mla() const {

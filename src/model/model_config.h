@@ -93,6 +93,11 @@ struct ModelConfig {
   // the 1 (GGUF files from llama.cpp's converter already hold 1 + w).
   bool norm_weight_offset = false;
   MlaConfig mla;  // DeepSeek-V2/V3
+  // Linear layers' weights: "none" (as stored, or the backend's dtype) or "fp8" (e4m3 with one
+  // scale per output row and per-token activation scales, backend/fp8_weight.h; quantised at
+  // load, or taken as an FP8 checkpoint stores them). An FP8 checkpoint's quantization_config
+  // sets "fp8"; EngineConfig::quantization may ask for either (model/fp8_load.h).
+  std::string quantization = "none";
 
   // Mixture of experts (Qwen3-MoE "qwen3_moe"; model/moe_config.h): empty for dense families.
   MoeConfig moe;

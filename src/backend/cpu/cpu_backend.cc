@@ -12,6 +12,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_attention.h"
+#include "backend/cpu/cpu_fp8.h"
 #include "backend/cpu/cpu_matmul.h"
 #include "backend/cpu/cpu_mla.h"
 #include "backend/cpu/cpu_moe.h"
@@ -136,6 +137,15 @@ class CpuBackend final : public Backend {
     return out;
   }
   bool keeps_weight_dtype(DType t) const override { return kept_dtype(t); }
+  // The packed layout of backend/fp8_weight.h in one host allocation (operator new's 16-byte
+  // alignment suits the float scales at their 16-byte offset).
+  Tensor upload_fp8_linear(const Fp8Weight& w) override {
+    std::vector<uint8_t> packed = pack_fp8_weight(w);
+    std::shared_ptr<void> mem(new uint8_t[packed.size()],
+                              [](void* p) { delete[] static_cast<uint8_t*>(p); });
+    std::memcpy(mem.get(), packed.data(), packed.size());
+    return Tensor::adopt(std::move(mem), {w.rows, w.cols}, DType::F8E4M3, Device::CPU);
+  }
 
   void copy_from_host(Tensor dst, const void* src) override {
     dst.expect_contiguous("copy_from_host");
@@ -188,7 +198,10 @@ class CpuBackend final : public Backend {
     out.expect_shape({N, M}, "linear output");
     const float* px = f32(x, "linear");
     float* po = f32(out, "linear");
-    cpu_matmul(px, N, weight_view(w, "linear"), po, ThreadPool::global());
+    if (w.dtype() == DType::F8E4M3)
+      cpu_fp8_linear(px, N, K, w, po, ThreadPool::global());
+    else
+      cpu_matmul(px, N, weight_view(w, "linear"), po, ThreadPool::global());
     if (bias.defined()) {
       bias.expect_shape({M}, "linear bias");
       const float* pb = f32(bias, "linear bias");
