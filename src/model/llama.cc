@@ -302,6 +302,7 @@ void LlamaModel::upload_token_ids(const ForwardInput& in, int64_t T) {
 Tensor LlamaModel::forward_device(const ForwardInput& in, KVCache& kv) {
   pass_called_ = std::chrono::steady_clock::now();
   validate_input(in, kv);
+  shift_keys(in.kv_shifts, kv);  // the streaming window's moved keys, before any layer runs
   if (graph_eligible(in, kv)) {
     if (auto logits = forward_graph(in, kv)) return *logits;
   }
