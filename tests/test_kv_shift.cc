@@ -117,7 +117,9 @@ TEST_P(KvShift, ShiftedKeyEqualsTheKeyRotatedAtTheNewPosition) {
         for (int i = 0; i < kHeadDim; ++i) {
           worst = std::max(worst, std::fabs(double(base[k_at + i]) - want[size_t(i)]));
           ASSERT_EQ(base[v_at + i], before[size_t(v_at + i)]) << "a value moved";
-          if (pg == 5) ASSERT_EQ(base[k_at + i], before[size_t(k_at + i)]) << "page 5 moved";
+          if (pg == 5) {
+            ASSERT_EQ(base[k_at + i], before[size_t(k_at + i)]) << "page 5 moved";
+          }
         }
       }
   EXPECT_LT(worst, 1e-5) << type;
