@@ -137,6 +137,8 @@ class FakeModel : public StepModel {
         const int row = b.qo_indptr[e] + i, pos = kv - q + i;
         NC_CHECK(in.positions[row] == pos, "fake model: row {} has position {}, its slot is {}",
                  row, in.positions[row], pos);
+        NC_CHECK(pos < max_pos_, "fake model: position {} past its {} positions", pos, max_pos_);
+        max_position_seen = std::max(max_position_seen, pos);
         slot(b, e, pos) = Slot{in.token_ids[row], pos};
         row_entry[row] = e;
       }
@@ -178,6 +180,7 @@ class FakeModel : public StepModel {
   int64_t weight_bytes = 0;
   int64_t pages_to_host = 0, pages_to_device = 0;
   int64_t pages_shifted = 0;
+  int max_position_seen = -1;  // the highest position a step wrote
   int fail_wait_at = -1;
 
  private:

@@ -47,10 +47,11 @@ EngineConfig config_of(const Window& w) {
   return cfg;
 }
 
-std::unique_ptr<Engine> streaming_engine(const Window& w) {
-  return std::make_unique<Engine>(config_of(w),
-                                  std::make_unique<fake::FakeModel>(kVocab, w.max_pos, w.async),
-                                  std::make_unique<fake::FakeCodec>());
+// `model`, when given, points at the engine's model afterwards.
+std::unique_ptr<Engine> streaming_engine(const Window& w, fake::FakeModel** model = nullptr) {
+  auto m = std::make_unique<fake::FakeModel>(kVocab, w.max_pos, w.async);
+  if (model) *model = m.get();
+  return std::make_unique<Engine>(config_of(w), std::move(m), std::make_unique<fake::FakeCodec>());
 }
 
 // What a lone request generates greedily under the window's rule (top comment); each step
@@ -109,10 +110,14 @@ class EngineStreaming : public ::testing::TestWithParam<bool> {
 
 TEST_P(EngineStreaming, AStreamFarPastTheContextSeesItsSinksAndItsWindow) {
   const Window w = window();
-  auto e = streaming_engine(w);
+  fake::FakeModel* model = nullptr;
+  auto e = streaming_engine(w, &model);
   const std::vector<int32_t> prompt = random_ids(7, 1);
   const auto out = run(*e, {prompt}, 300, w.bound());
   EXPECT_EQ(out[0].token_ids, reference_stream(prompt, 300, w));
+  // Positions within the cache: below sinks + window + a page, never near the 306 computed.
+  EXPECT_LT(model->max_position_seen, w.bound() * w.page_size);
+  EXPECT_GT(model->pages_shifted, 0);
   const EngineStats s = e->stats();
   EXPECT_EQ(s.used_pages, 0);  // nothing leaked
   EXPECT_EQ(s.streaming.page_bound, w.bound());
