@@ -71,8 +71,11 @@ class StreamingWindow {
   // cache is not past the window by a page), giving back its references to `pool`, and appends
   // the shifts of its kept pages after the sinks. Returns the tokens dropped.
   int evict(Sequence& seq, PagePool& pool, std::vector<KVPageShift>& shifts);
-  // The most new tokens seq may compute in one step: positions stay below max_len.
-  int max_new_tokens(const Sequence& seq) const { return cfg_.max_len - seq.kv_len(); }
+  // The most new tokens seq may still be given in this step (beyond those it has): positions
+  // stay below max_len.
+  int max_new_tokens(const Sequence& seq) const {
+    return cfg_.max_len - seq.kv_len() - seq.num_scheduled;
+  }
 
   const StreamingCounters& counters() const { return counters_; }
 
