@@ -79,6 +79,8 @@ class FakeModel : public StepModel {
   }
 
   bool can_sample_on_device() const override { return device_sampling_; }
+  // The streaming window's shifts move each slot's recorded position (apply_shifts).
+  void check_kv_shifts() override {}
 
   // The host tier: host pages of slots, copies in order (as Backend::copy_kv_pages).
   void allocate_host_kv(int num_pages) override {
@@ -121,6 +123,7 @@ class FakeModel : public StepModel {
     NC_CHECK(in.attention.levels.size() == 1, "fake model: expects one attention level");
     const PagedKVBatch& b = in.attention.levels[0];
     b.validate(T, page_size_, num_pages_);
+    apply_shifts(in.kv_shifts);
     FakeStepStats st;
     st.num_tokens = T;
     st.num_seqs = b.batch_size();
@@ -134,6 +137,8 @@ class FakeModel : public StepModel {
         const int row = b.qo_indptr[e] + i, pos = kv - q + i;
         NC_CHECK(in.positions[row] == pos, "fake model: row {} has position {}, its slot is {}",
                  row, in.positions[row], pos);
+        NC_CHECK(pos < max_pos_, "fake model: position {} past its {} positions", pos, max_pos_);
+        max_position_seen = std::max(max_position_seen, pos);
         slot(b, e, pos) = Slot{in.token_ids[row], pos};
         row_entry[row] = e;
       }
@@ -174,6 +179,8 @@ class FakeModel : public StepModel {
   int64_t placeholders_resolved = 0;
   int64_t weight_bytes = 0;
   int64_t pages_to_host = 0, pages_to_device = 0;
+  int64_t pages_shifted = 0;
+  int max_position_seen = -1;  // the highest position a step wrote
   int fail_wait_at = -1;
 
  private:
@@ -197,6 +204,18 @@ class FakeModel : public StepModel {
     int32_t token = -1;
     int32_t pos = -1;
   };
+  // A slot written at position from + s moves to to + s; others (never written, or a previous
+  // owner's) are not read and stay, so a shift that misses a valid slot shows when it is read.
+  void apply_shifts(const std::vector<KVPageShift>& shifts) {
+    for (const KVPageShift& k : shifts) {
+      NC_CHECK(k.page >= 0 && k.page < num_pages_, "fake model: shift of page {}", k.page);
+      for (int s = 0; s < page_size_; ++s) {
+        Slot& slot = slots_[size_t(k.page) * page_size_ + s];
+        if (slot.pos == k.from + s) slot.pos = k.to + s;
+      }
+      ++pages_shifted;
+    }
+  }
   Slot& slot(const PagedKVBatch& b, int e, int pos) {
     const int page = b.kv_indices[b.kv_indptr[e] + pos / page_size_];
     return slots_[size_t(page) * page_size_ + pos % page_size_];

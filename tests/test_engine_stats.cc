@@ -54,11 +54,12 @@ EngineStats numbered(int base) {
 }
 
 TEST(EngineStats, EveryDeclaredFieldIsDescribed) {
-  // EngineStats's members less its four structs (decode_steps, prefill_steps, cache, host), plus
-  // theirs. A failure here: a field was declared without its line in the visitors of stats.h.
-  constexpr size_t kLeaves = member_count<EngineStats>() - 4 +
-                             2 * member_count<EngineStats::StepKind>() +
-                             member_count<CacheStats>() + member_count<HostTierStats>();
+  // EngineStats's members less its five structs (decode_steps, prefill_steps, cache, host,
+  // streaming), plus theirs. A failure here: a field was declared without its line in the
+  // visitors of stats.h.
+  constexpr size_t kLeaves =
+      member_count<EngineStats>() - 5 + 2 * member_count<EngineStats::StepKind>() +
+      member_count<CacheStats>() + member_count<HostTierStats>() + member_count<StreamingStats>();
   static_assert(member_count<EngineStats::StepKind>() == 7);
   EXPECT_EQ(described_fields(), kLeaves);
 }
@@ -299,10 +300,13 @@ TEST(EngineStats, PrometheusNamesStay) {
                            R"(nanocascade_host_kv_page_moves_total{kind="reloaded"})",
                            R"(nanocascade_host_kv_page_moves_total{kind="dropped"})",
                            R"(nanocascade_host_kv_bytes_total{dir="to_host"})",
-                           R"(nanocascade_host_kv_bytes_total{dir="to_device"})"}) {
+                           R"(nanocascade_host_kv_bytes_total{dir="to_device"})",
+                           "nanocascade_request_kv_pages_peak",
+                           "nanocascade_streaming_evictions_total",
+                           "nanocascade_streaming_evicted_tokens_total"}) {
     EXPECT_EQ(m.count(name), 1u) << name;
   }
-  EXPECT_EQ(m.size(), 45u) << text;
+  EXPECT_EQ(m.size(), 48u) << text;
 }
 
 }  // namespace

@@ -67,6 +67,21 @@ struct HostTierStats {
   int64_t bytes_to_device = 0;
 };
 
+// The streaming window (EngineConfig::streaming_window; docs/long_context.md): its settings, the
+// page bound it keeps a decoding request under, and what it dropped and moved. peak_request_pages
+// is kept with or without a window: with one, it stays at most page_bound plus one prefill
+// chunk's pages however long the stream runs ("memory stays flat").
+struct StreamingStats {
+  int window_tokens = 0;  // 0: off
+  int sink_pages = 0;
+  int page_bound = 0;          // sinks + window pages + 1: the most a decoding request holds
+  int peak_request_pages = 0;  // the most pages one request held at once since the start
+  int64_t evictions = 0;       // times a request's window moved
+  int64_t evicted_tokens = 0;  // tokens dropped from requests' caches
+  int64_t evicted_pages = 0;
+  int64_t shifted_pages = 0;  // kept pages whose keys were re-rotated (in every layer)
+};
+
 struct EngineStats {
   int page_size = 0;
   int total_pages = 0;
@@ -123,6 +138,7 @@ struct EngineStats {
   int64_t num_overlapped_steps = 0;
   CacheStats cache;
   HostTierStats host;
+  StreamingStats streaming;
 };
 
 // Counter: only grows; a difference is after - before. Gauge: a level now; a difference keeps
@@ -265,6 +281,26 @@ void for_each_host_stat(Visit&& visit, Host&... h) {
         h.bytes_to_device...);
 }
 
+// visit(field, w.x...) for each field x of StreamingStats (JSON group "streaming").
+template <class Visit, class... Streaming>
+void for_each_streaming_stat(Visit&& visit, Streaming&... w) {
+  const StatGroup g{"streaming"};
+  visit(g.gauge("window_tokens"), w.window_tokens...);
+  visit(g.gauge("sink_pages"), w.sink_pages...);
+  visit(g.gauge("page_bound"), w.page_bound...);
+  visit(g.gauge("peak_request_pages", "nanocascade_request_kv_pages_peak",
+                "The most KV pages one request held at once."),
+        w.peak_request_pages...);
+  visit(g.counter("evictions", "nanocascade_streaming_evictions_total",
+                  "Times a request's streaming window moved."),
+        w.evictions...);
+  visit(g.counter("evicted_tokens", "nanocascade_streaming_evicted_tokens_total",
+                  "Tokens the streaming window dropped from requests' KV caches."),
+        w.evicted_tokens...);
+  visit(g.counter("evicted_pages"), w.evicted_pages...);
+  visit(g.counter("shifted_pages"), w.shifted_pages...);
+}
+
 // visit(field, s.x...) for each field x of EngineStats, nested structs included (their fields
 // in their JSON groups). The JSON keys are those `bench --json` has always written (bench/ and
 // tools/ read them): "steps" for num_steps, "kv_pages" for total_pages, and so on.
@@ -330,6 +366,7 @@ void for_each_stat(Visit&& visit, Stats&... s) {
   visit(g.counter("overlapped_steps"), s.num_overlapped_steps...);
   for_each_cache_stat(visit, s.cache...);
   for_each_host_stat(visit, s.host...);
+  for_each_streaming_stat(visit, s.streaming...);
 }
 
 // What happened between two snapshots of one engine: counters after - before, gauges as

@@ -272,4 +272,9 @@ void Backend::sparse_attention(const AttentionPlan&, const Tensor&, const Tensor
   fail_as(ErrorKind::Unsupported, "backend {}: sparse attention is not implemented", name());
 }
 
+void Backend::shift_key_positions(Tensor, const KVCacheShape&, const Tensor&, const Tensor&) {
+  fail_as(ErrorKind::Unsupported,
+          "backend {}: shift_key_positions (the streaming window) is not implemented", name());
+}
+
 }  // namespace nc

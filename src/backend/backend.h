@@ -267,6 +267,24 @@ class Backend {
   virtual void sparse_attention(const AttentionPlan& plan, const Tensor& q, const Tensor& k,
                                 const Tensor& v, Tensor kv_pages, const Tensor& bounds, Tensor out);
 
+  // Streaming window (StreamingLLM; kv/page_shift.h, docs/long_context.md). The default throws an
+  // Unsupported nc::Error naming the backend.
+  //
+  // Moves the keys of whole pages to other positions. For each row (page, from, to) of shifts
+  // (i32 [P, 3]) and each slot s of the page, every K head vector x of the slot (rotate-half pairs
+  // (x[i], x[i + D/2]), as qkv_split_norm_rope rotates them) is rotated back by the angles
+  //   a_i = fl(float(from + s) * inv_freq[i]) - fl(float(to + s) * inv_freq[i])
+  // (the float32 products the cos/sin tables of model/rope.h are made of; their difference, its
+  // cos and sin and the rotation in double):
+  //   x[i] <- x[i] cos a_i + x[i + D/2] sin a_i,  x[i + D/2] <- x[i + D/2] cos a_i - x[i] sin a_i.
+  // A key rotated to position from + s then equals the key rotated to to + s up to rounding,
+  // whatever factor the table folds into cos and sin (YaRN's, longrope's): a pure rotation. V, the
+  // pages not listed and the slots' validity are untouched. inv_freq: f32 [head_dim / 2];
+  // kv_pages: the layer's page tensor, laid out as kv says (not latent, not fp8). P may be 0: a
+  // backend with the op accepts it and does nothing (how a model checks that the op exists).
+  virtual void shift_key_positions(Tensor kv_pages, const KVCacheShape& kv, const Tensor& shifts,
+                                   const Tensor& inv_freq);
+
   // Seeded random weights (model_loader.h, load format "dummy"): element i of t gets
   // low + (high - low) * uniform_hash01(seed, i) (random_init.h), rounded to t's dtype; the same
   // values on every backend. The default makes them on the host, one tensor at a time.

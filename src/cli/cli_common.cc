@@ -80,6 +80,16 @@ void EngineFlags::add_to(CLI::App& app, bool with_trace) {
       ->capture_default_str();
   app.add_option("--max-model-len", cfg.max_model_len, "context length (0: the model's)")
       ->capture_default_str();
+  app.add_option("--streaming-window", cfg.streaming_window,
+                 "StreamingLLM: every request keeps its sink pages and its most recent N tokens "
+                 "(whole pages), the pages between freed and kept keys moved to positions within "
+                 "the cache, so a stream runs in bounded memory past --max-model-len (0: off)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--streaming-sink-pages", cfg.streaming_sink_pages,
+                 "StreamingLLM: the first pages every request keeps (attention sinks)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--load-format", cfg.load_format,
                  "auto (weights from --model) or dummy (seeded random weights from the config "
                  "alone: --model is a config.json, e.g. configs/qwen3-0.6b.json; prompts are "
@@ -132,6 +142,16 @@ std::string cpu_activations_in_use() {
   return cpu_activations_name(cpu_activations_active());
 }
 
+std::string streaming_summary(const EngineStats& s) {
+  const StreamingStats& w = s.streaming;
+  if (w.window_tokens == 0) return "";
+  return fmt::format(
+      "streaming: window {} tokens + {} sink pages, at most {} pages a decoding request; peak {} "
+      "pages a request; {} evictions dropped {} tokens ({} pages), {} pages re-rotated",
+      w.window_tokens, w.sink_pages, w.page_bound, w.peak_request_pages, w.evictions,
+      w.evicted_tokens, w.evicted_pages, w.shifted_pages);
+}
+
 std::string memory_summary(const EngineStats& s) {
   const double mib = 1048576.0;
   return fmt::format(
@@ -176,6 +196,7 @@ SamplingParams SamplingFlags::get() const {
 }
 
 SamplingParams fit_to_context(const Engine& engine, SamplingParams p, size_t prompt_len) {
+  if (engine.config().streaming_window > 0) return p;  // a stream has no end of context
   const int64_t left = int64_t(engine.stats().max_model_len) - int64_t(prompt_len);
   if (left >= 1) p.max_tokens = int(std::min<int64_t>(p.max_tokens, left));
   p.min_tokens = std::min(p.min_tokens, p.max_tokens);

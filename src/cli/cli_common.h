@@ -46,7 +46,7 @@ std::vector<CompletionOutput> run_batch(Engine& engine,
                                         const std::vector<std::vector<int32_t>>& prompts,
                                         const std::vector<SamplingParams>& params, bool progress);
 
-// max_tokens capped to the context left after the prompt.
+// max_tokens capped to the context left after the prompt (as it is with a streaming window).
 SamplingParams fit_to_context(const Engine& engine, SamplingParams p, size_t prompt_len);
 
 bool stderr_is_tty();
@@ -56,6 +56,9 @@ std::string cpu_activations_in_use();
 
 // "memory: weights .. MiB, workspace .., kv cache .. (pages)".
 std::string memory_summary(const EngineStats& s);
+// "streaming: window .. tokens + .. sink pages, at most .. pages a decoding request; peak ..
+// pages a request; evictions, tokens and pages dropped, pages re-rotated"; "" without a window.
+std::string streaming_summary(const EngineStats& s);
 
 void add_generate_command(CLI::App& app);
 void add_chat_command(CLI::App& app);

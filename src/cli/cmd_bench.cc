@@ -223,6 +223,7 @@ void print_engine_stats(const BenchArgs& a, const RunResult& run, const EngineSt
                         double copy_bw) {
   print_cache_stats(d.cache);
   fmt::print("{}\n", memory_summary(d));
+  if (const std::string w = streaming_summary(d); !w.empty()) fmt::print("{}\n", w);
   const double idle = run.secs - d.device_s;
   if (d.device_s > 0) {
     fmt::print(

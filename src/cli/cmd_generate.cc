@@ -53,6 +53,7 @@ void print_summary(const Engine& e, size_t requests, int64_t prompt_tokens, int6
              requests, prompt_tokens, out_tokens, secs, secs > 0 ? out_tokens / secs : 0.0,
              s.num_steps, s.num_preemptions);
   fmt::print(stderr, "{}\n", memory_summary(s));
+  if (const std::string w = streaming_summary(s); !w.empty()) fmt::print(stderr, "{}\n", w);
   if (copy_bw > 0)
     fmt::print(stderr, "cpu: activations {}, {}\n", cpu_activations_in_use(),
                cpu_floor_line(s, copy_bw));

@@ -83,9 +83,12 @@ Engine::Impl::Impl(const EngineConfig& c, std::unique_ptr<StepModel> m,
   const int64_t per_page = model->kv_bytes_per_page(cfg.page_size);
   const int64_t pages = allocate_kv_cache(per_page, layout);
   pool = std::make_unique<PagePool>(int(pages));
+  streaming = make_streaming_window(cfg, max_model_len, *model);  // after the KV cache exists
   sched = std::make_unique<Scheduler>(
       SchedulerConfig{cfg.page_size, cfg.max_num_batched_tokens, cfg.max_num_seqs}, *pool);
+  sched->set_streaming_window(streaming.get());
   requests = std::make_unique<RequestTable>(*codec, *sched, vocab, max_model_len, cfg.seed);
+  requests->set_streaming_window(streaming.get());
   grammars = std::make_unique<GrammarCache>(*codec, vocab, cfg.grammar_compile_timeout_s);
   requests->set_grammars(grammars.get());
   NC_CHECK_AS(ErrorKind::Unsupported, cfg.sparse_budget == 0 || model->sparse_enabled(),
@@ -451,6 +454,17 @@ EngineStats Engine::stats() const {
   s.cache.pages_evicted = moved.evicted;
   s.cache.pages_reloaded = moved.reloaded;
   s.cache.pages_restored = moved.restored;
+  s.streaming.peak_request_pages = impl_->sched->peak_request_pages();
+  if (const StreamingWindow* w = impl_->streaming.get()) {
+    s.streaming.window_tokens = w->config().window;
+    s.streaming.sink_pages = w->config().sink_pages;
+    s.streaming.page_bound = w->max_decode_pages();
+    const StreamingCounters& c = w->counters();
+    s.streaming.evictions = c.evictions;
+    s.streaming.evicted_tokens = c.evicted_tokens;
+    s.streaming.evicted_pages = c.evicted_pages;
+    s.streaming.shifted_pages = c.shifted_pages;
+  }
   if (impl_->tree) {
     const PrefixTreeStats t = impl_->tree->stats();
     s.cache.tree_pages = t.num_pages;

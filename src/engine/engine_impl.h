@@ -21,6 +21,7 @@
 #include "engine/step_accounting.h"
 #include "engine/step_model.h"
 #include "engine/step_pipeline.h"
+#include "engine/streaming_window.h"
 #include "kv/cascade_planner.h"
 #include "kv/host_tier.h"
 #include "kv/page_pool.h"
@@ -39,6 +40,7 @@ struct Engine::Impl {
   std::unique_ptr<TextCodec> codec;
   std::unique_ptr<GrammarCache> grammars;  // structured output (compiles on first use)
   std::unique_ptr<PagePool> pool;
+  std::unique_ptr<StreamingWindow> streaming;  // null unless streaming_window > 0
   std::unique_ptr<Scheduler> sched;
   // Prefix cache and cascade (null when disabled). The host tier (null when off) outlives the
   // tree, which gives its host pages back when it goes.

@@ -84,6 +84,7 @@ class LlamaStepModel : public StepModel {
   ModelMemory memory() const override {
     return {model_->weight_bytes(), model_->workspace_bytes()};
   }
+  void check_kv_shifts() override { model_->check_kv_shifts(kv_); }
   std::vector<float> forward(const ForwardInput& in) override { return model_->forward(in, kv_); }
   // On the CPU, Backend::sample_tokens is the reference draw: CPU and CUDA draw alike.
   bool can_sample_on_device() const override { return true; }
@@ -175,6 +176,11 @@ void StepModel::allocate_host_kv(int) {
 
 void StepModel::transfer_kv(std::span<const KVPageCopy>) {
   fail("this model has no host KV tier");
+}
+
+void StepModel::check_kv_shifts() {
+  fail_as(ErrorKind::Unsupported,
+          "streaming window: this model cannot move its cached keys to new positions");
 }
 
 std::unique_ptr<PendingTokens> StepModel::forward_sample_async(const ForwardInput&,

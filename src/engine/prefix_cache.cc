@@ -1,15 +1,33 @@
 #include "engine/prefix_cache.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace nc {
 
+namespace {
+
+// The tokens a share-limited request (Sequence::share_limit: a streaming request) offers a
+// match: its first share_limit tokens and one more, so that up to share_limit tokens may match.
+std::vector<int32_t> limited_tokens(const Sequence& seq) {
+  const int n = std::min(seq.num_tokens(), seq.share_limit + 1);
+  return {seq.tokens.begin(), seq.tokens.begin() + n};
+}
+
+}  // namespace
+
 int TreePrefixCache::match(Sequence& seq) {
-  NC_CHECK(seq.pages.empty() && seq.num_computed == 0,
+  NC_CHECK(seq.pages.empty() && seq.kv_len() == 0,
            "prefix cache: request {} already holds {} pages", seq.id, seq.pages.size());
-  PrefixMatch m = tree_.match(seq.tokens, seq.session);
+  PrefixMatch m = seq.share_limit >= 0 ? tree_.match(limited_tokens(seq), seq.session)
+                                       : tree_.match(seq.tokens, seq.session);
   seq.pages = std::move(m.pages);
   return m.num_tokens;
+}
+
+int TreePrefixCache::peek(const Sequence& seq) const {
+  return seq.share_limit >= 0 ? tree_.peek(limited_tokens(seq)) : tree_.peek(seq.tokens);
 }
 
 void TreePrefixCache::insert(Sequence& seq) {
@@ -17,6 +35,19 @@ void TreePrefixCache::insert(Sequence& seq) {
   // A placeholder (a token still being sampled) is never computed, so never cached.
   NC_CHECK(seq.num_known() >= seq.num_computed,
            "prefix cache: request {} would cache a token that is still being sampled", seq.id);
+  if (seq.share_limit >= 0) {
+    // A streaming request gives only its sink pages (never shifted; positions are indices
+    // there); the tree may swap them for its own copies, so they go back into seq.pages.
+    const int n = std::min(seq.kv_len(), seq.share_limit);
+    const std::vector<int32_t> tokens(seq.tokens.begin(), seq.tokens.begin() + n);
+    const size_t k = std::min(seq.pages.size(), size_t(n / tree_.page_size()));
+    std::vector<int32_t> pages(seq.pages.begin(), seq.pages.begin() + std::ptrdiff_t(k));
+    tree_.insert(tokens, pages, seq.session);
+    std::copy(pages.begin(), pages.end(), seq.pages.begin());
+    return;
+  }
+  NC_CHECK(seq.num_evicted == 0, "prefix cache: request {} evicted tokens but shares its pages",
+           seq.id);
   const std::vector<int32_t> computed(seq.tokens.begin(), seq.tokens.begin() + seq.num_computed);
   tree_.insert(computed, seq.pages, seq.session);
 }

@@ -18,11 +18,13 @@ namespace nc {
 // preemption) are matched in the tree, its matched pages attached (references taken) and
 // num_computed set past them; at finish, abort and preemption its computed full pages are
 // inserted (duplicates swapped for the tree's pages) before the scheduler drops its references.
+// A request with a share limit (Sequence::share_limit: a streaming request that may evict)
+// matches and gives at most that many tokens' pages: its sink pages.
 class TreePrefixCache : public PrefixCache {
  public:
   explicit TreePrefixCache(PrefixTree& tree) : tree_(tree) {}
   int match(Sequence& seq) override;
-  int peek(const Sequence& seq) const override { return tree_.peek(seq.tokens); }
+  int peek(const Sequence& seq) const override;
   void insert(Sequence& seq) override;
   PrefixTree& tree() { return tree_; }
 

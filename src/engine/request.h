@@ -28,6 +28,7 @@
 #include "engine/grammar.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
+#include "engine/streaming_window.h"
 #include "engine/text_codec.h"
 #include "nanocascade/engine.h"
 
@@ -83,6 +84,9 @@ class RequestTable {
   // Where structured requests get their matchers (none: add() refuses them).
   void set_grammars(GrammarCache* grammars) { grammars_ = grammars; }
   void set_sparse_rule(const SparseRule& rule) { sparse_ = rule; }
+  // The streaming window (null: none): its requests are streams, never refused or finished for
+  // the context's length (their positions stay inside the window), and set up by it.
+  void set_streaming_window(const StreamingWindow* window) { window_ = window; }
 
   // Validates and queues a request; throws nc::Error for bad input (and queues nothing).
   RequestId add(std::vector<int32_t> prompt, const SamplingParams& p);
@@ -114,6 +118,7 @@ class RequestTable {
   RequestId next_id_ = 0;
   GrammarCache* grammars_ = nullptr;
   SparseRule sparse_;
+  const StreamingWindow* window_ = nullptr;
 };
 
 // ---- How a request's next token is drawn ----

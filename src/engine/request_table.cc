@@ -1,6 +1,7 @@
 // The request lifecycle (engine/request.h): add, token arrival, finish, outputs; and how a
 // request's next token is drawn.
 #include <algorithm>
+#include <cstdint>
 
 #include "core/error.h"
 #include "engine/request.h"
@@ -45,6 +46,7 @@ void RequestTable::validate_prompt(const std::vector<int32_t>& prompt,
                 "logit_bias: token id {} is outside the vocabulary [0, {})", id, vocab_);
   }
   const int n = int(prompt.size());
+  if (window_) return;  // a stream is endless: its cache keeps sinks and window (positions fit)
   NC_CHECK_AS(ErrorKind::ContextLength, n < max_model_len_,
               "request: prompt has {} tokens, the context is {} tokens", n, max_model_len_);
   NC_CHECK_AS(ErrorKind::ContextLength, int64_t(n) + p.max_tokens <= max_model_len_,
@@ -72,7 +74,9 @@ RequestId RequestTable::add(std::vector<int32_t> prompt, const SamplingParams& p
   auto r = std::make_unique<Request>();
   r->seq.id = next_id_;
   r->seq.num_prompt = n;
-  r->seq.max_kv_tokens = n + p.max_tokens - 1;
+  // A stream may run to the int range (max_tokens is an int too).
+  r->seq.max_kv_tokens = int(std::min<int64_t>(int64_t(n) + p.max_tokens - 1, INT32_MAX - 1));
+  if (window_) window_->setup(r->seq);
   r->seq.tokens = std::move(prompt);
   r->params = p;
   r->sparse_budget = sparse_budget;
@@ -149,7 +153,8 @@ void RequestTable::on_token(Request& r, int index, EngineClock::time_point now) 
   r.delta += r.stop->append(text, num_output >= p.min_tokens);
   if (r.stop->stopped() || (r.grammar && r.grammar->terminated())) {
     finish(r, FinishReason::Stop);
-  } else if (num_output >= p.max_tokens || index + 1 >= max_model_len_) {
+  } else if (num_output >= p.max_tokens || (!window_ && index + 1 >= max_model_len_) ||
+             index + 1 >= INT32_MAX - 1) {
     finish(r, FinishReason::Length);
   }
 }

@@ -25,7 +25,9 @@ int Scheduler::prefill_chunk() const {
 void Scheduler::add(Sequence* seq) {
   NC_CHECK_AS(ErrorKind::InvalidArgument, seq->num_tokens() >= 1, "request {}: empty prompt",
               seq->id);
-  const int need = pages_for(std::max(seq->max_kv_tokens, seq->num_tokens()));
+  int need = pages_for(std::max(seq->max_kv_tokens, seq->num_tokens()));
+  // A streaming request makes progress in sinks + window + 1 pages (chunks fit what is left).
+  if (window_) need = std::min(need, window_->max_decode_pages());
   NC_CHECK_AS(
       ErrorKind::InvalidArgument, need <= pool_.num_pages(),
       "request {}: needs {} KV pages ({} tokens at page size {}) but the whole KV cache has "
@@ -37,13 +39,13 @@ void Scheduler::add(Sequence* seq) {
 }
 
 bool Scheduler::grow(Sequence* s, int num_new) {
-  const int need = pages_for(s->num_computed + num_new) - int(s->pages.size());
+  const int need = pages_for(s->kv_len() + num_new) - int(s->pages.size());
   return need <= 0 || pool_.allocate(need, s->pages);
 }
 
 int Scheduler::max_new_tokens_fitting(const Sequence* s) const {
   const int64_t slots = int64_t(s->pages.size() + pool_.num_available()) * cfg_.page_size;
-  return int(std::min<int64_t>(slots - s->num_computed, s->remaining()));
+  return int(std::min<int64_t>(slots - s->kv_len(), s->remaining()));
 }
 
 void Scheduler::schedule_tokens(Sequence* s, int n, int& budget) {
@@ -52,6 +54,7 @@ void Scheduler::schedule_tokens(Sequence* s, int n, int& budget) {
            "scheduler: page allocation failed after the fit check (request {})", s->id);
   s->num_scheduled += n;
   budget -= n;
+  peak_request_pages_ = std::max(peak_request_pages_, int(s->pages.size()));
 }
 
 Sequence* Scheduler::preempt_last(int& budget, ScheduleResult& result) {
@@ -60,9 +63,18 @@ Sequence* Scheduler::preempt_last(int& budget, ScheduleResult& result) {
   budget += v->num_scheduled;  // undo what it got earlier in this step
   v->num_scheduled = 0;
   if (prefix_cache_) prefix_cache_->insert(*v);  // its computed pages stay cached for the retry
+  drop_shifts_of(*v, result);
+  if (window_) {
+    // What its next step would drop goes now: the recompute then runs exactly the tokens that
+    // step would have seen, and no chunk of it crosses an eviction.
+    std::vector<KVPageShift> unused;  // its pages go
+    window_->evict(*v, pool_, unused);
+  }
   pool_.dec_ref_all(v->pages);
   v->pages.clear();
-  v->num_computed = 0;  // recomputed from prompt + generated tokens when readmitted
+  // Recomputed from prompt + generated tokens when readmitted; with a streaming window only the
+  // tokens still in its cache (num_evicted stays: streaming_window.h).
+  v->num_computed = v->num_evicted;
   v->status = SeqStatus::Waiting;
   ++v->num_preemptions;
   ++num_preemptions_;
@@ -71,7 +83,18 @@ Sequence* Scheduler::preempt_last(int& budget, ScheduleResult& result) {
   return v;
 }
 
+void Scheduler::drop_shifts_of(const Sequence& s, ScheduleResult& result) {
+  // Only a streaming request's own pages after its sinks are shifted: no one else holds them.
+  std::erase_if(result.kv_shifts, [&](const KVPageShift& k) {
+    return std::find(s.pages.begin(), s.pages.end(), k.page) != s.pages.end();
+  });
+}
+
 bool Scheduler::schedule_running(Sequence* s, int want, int& budget, ScheduleResult& result) {
+  if (window_) {  // the pages between its sinks and its window go first
+    window_->evict(*s, pool_, result.kv_shifts);
+    want = std::min(want, window_->max_new_tokens(*s));
+  }
   for (;;) {
     const int fit = max_new_tokens_fitting(s);
     if (fit >= 1) {
@@ -103,13 +126,15 @@ bool Scheduler::waits_for_shared_prefill(Sequence* s,
     if (p->id == s->waits_for) return true;
   s->waits_for = -1;
   // What the cache could give s at most: whole pages, the last token always computed.
-  const int limit = (s->num_tokens() - 1) / ps * ps;
+  int limit = (s->num_tokens() - 1) / ps * ps;
+  if (s->share_limit >= 0) limit = std::min(limit, s->share_limit);
   int best = 0;
   int64_t best_id = -1;
   for (const Sequence* p : prefilling) {
-    // Only p's prompt enters the cache at commit (Scheduler::commit).
-    const int shared =
-        common_prefix(s->tokens, p->tokens, std::min(limit, p->num_prompt)) / ps * ps;
+    // Only p's prompt enters the cache at commit (Scheduler::commit), at most its share limit.
+    const int cached =
+        p->share_limit >= 0 ? std::min(p->num_prompt, p->share_limit) : p->num_prompt;
+    const int shared = common_prefix(s->tokens, p->tokens, std::min(limit, cached)) / ps * ps;
     if (shared > best) best = shared, best_id = p->id;
   }
   if (best < need || best - prefix_cache_->peek(*s) < need) return false;
@@ -139,13 +164,15 @@ void Scheduler::admit_waiting(int& budget) {
     // The prefix cache attaches the pages of the longest cached prefix: only the rest is
     // computed.
     // (A request that wants its prompt's logits computes all of it.)
-    if (prefix_cache_ && !s->prompt_logits) s->num_computed = prefix_cache_->match(*s);
-    const int fit = max_new_tokens_fitting(s);
+    if (prefix_cache_ && !s->prompt_logits)
+      s->num_computed = s->num_evicted + prefix_cache_->match(*s);
+    int fit = max_new_tokens_fitting(s);
+    if (window_) fit = std::min(fit, window_->max_new_tokens(*s));
     if (fit < 1) {  // FCFS: nobody overtakes a request that does not fit
       // A waiting request holds no pages (they stay evictable for the running ones).
       pool_.dec_ref_all(s->pages);
       s->pages.clear();
-      s->num_computed = 0;
+      s->num_computed = s->num_evicted;
       break;
     }
     waiting_.erase(waiting_.begin() + std::ptrdiff_t(i));
@@ -245,9 +272,9 @@ void Scheduler::check_invariants() const {
   for (const Sequence* s : running_) {
     NC_CHECK(s->status == SeqStatus::Running, "scheduler: request {} in running has status {}",
              s->id, int(s->status));
-    NC_CHECK(int(s->pages.size()) == pages_for(s->num_computed + s->num_scheduled),
+    NC_CHECK(int(s->pages.size()) == pages_for(s->kv_len() + s->num_scheduled),
              "scheduler: request {} holds {} pages for {} tokens", s->id, s->pages.size(),
-             s->num_computed + s->num_scheduled);
+             s->kv_len() + s->num_scheduled);
     count(s);
   }
   for (const Sequence* s : waiting_) {

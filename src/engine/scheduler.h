@@ -19,13 +19,20 @@
 // enter the cache at commit) instead of computing and holding a copy of its own; the requests
 // behind it may be admitted meanwhile. Requests sent together with one system prompt then
 // compute it once (SGLang calls this in-batch prefix caching).
+//
+// With a streaming window (engine/streaming_window.h) every running request first drops the pages
+// between its sinks and its window before it is given tokens (the shifts of its kept pages go
+// with the step), and a chunk never takes its positions past the window's max_len. Page counts
+// and fits are in cache tokens (Sequence::kv_len), which is num_computed without a window.
 #pragma once
 #include <cstdint>
 #include <deque>
 #include <vector>
 
 #include "engine/sequence.h"
+#include "engine/streaming_window.h"
 #include "kv/page_pool.h"
+#include "kv/page_shift.h"
 
 namespace nc {
 
@@ -57,12 +64,14 @@ class PrefixCache {
 
 struct ScheduledSeq {
   Sequence* seq = nullptr;
-  int num_new = 0;  // tokens computed this step: seq->tokens[num_computed, num_computed+num_new)
+  int num_new = 0;  // tokens computed this step: those after seq->num_computed
 };
 
 struct ScheduleResult {
   std::vector<ScheduledSeq> scheduled;  // decodes first, then prefill chunks
   std::vector<Sequence*> preempted;     // preempted during this schedule() call
+  // Streaming window: kept pages whose keys move to new positions before the step's pass.
+  std::vector<KVPageShift> kv_shifts;
   int num_tokens = 0;
   bool empty() const { return scheduled.empty(); }
 };
@@ -72,11 +81,12 @@ class Scheduler {
   Scheduler(const SchedulerConfig& config, PagePool& pool);
 
   const SchedulerConfig& config() const { return cfg_; }
-  // Pages needed to hold n tokens.
+  // Pages needed to hold n tokens (cache tokens).
   int pages_for(int n) const { return (n + cfg_.page_size - 1) / cfg_.page_size; }
 
   // Queues a request (status Waiting). Throws nc::Error when it could not fit in the whole pool
-  // even alone (max_kv_tokens needs more pages than the pool has).
+  // even alone (max_kv_tokens, or with a streaming window its decode bound, needs more pages than
+  // the pool has).
   void add(Sequence* seq);
   // Plans the next step and allocates its pages.
   ScheduleResult schedule();
@@ -91,13 +101,17 @@ class Scheduler {
   int num_waiting() const { return int(waiting_.size()); }
   int64_t num_preemptions() const { return num_preemptions_; }
   void set_prefix_cache(PrefixCache* cache) { prefix_cache_ = cache; }
+  // The streaming window (null: none); it must outlive the scheduler.
+  void set_streaming_window(StreamingWindow* window) { window_ = window; }
+  // The most pages one request held at once since the start (any request, window or not).
+  int peak_request_pages() const { return peak_request_pages_; }
 
   // Pool invariants plus: the pages of live requests are exactly the used pages, each
   // referenced once per holder; a request holds just the pages its computed tokens need.
   void check_invariants() const;
 
  private:
-  bool grow(Sequence* s, int num_new);  // pages for num_computed + num_new tokens
+  bool grow(Sequence* s, int num_new);  // pages for kv_len + num_new tokens
   int max_new_tokens_fitting(const Sequence* s) const;
   void schedule_tokens(Sequence* s, int n, int& budget);
   int prefill_chunk() const;  // long_prefill_chunk resolved
@@ -105,6 +119,8 @@ class Scheduler {
   void top_up_prefills(int& budget);
   // Preempts the most recently admitted running request; returns it.
   Sequence* preempt_last(int& budget, ScheduleResult& result);
+  // Removes the shifts of s's pages from the step (s is preempted: its pages go).
+  void drop_shifts_of(const Sequence& s, ScheduleResult& result);
   // Gives `s` up to `want` tokens, preempting later requests when no page is left; returns
   // false when `s` itself was preempted.
   bool schedule_running(Sequence* s, int want, int& budget, ScheduleResult& result);
@@ -120,6 +136,8 @@ class Scheduler {
   int64_t next_admit_ = 0;
   int64_t num_preemptions_ = 0;
   PrefixCache* prefix_cache_ = nullptr;
+  StreamingWindow* window_ = nullptr;
+  int peak_request_pages_ = 0;
 };
 
 }  // namespace nc

@@ -120,6 +120,10 @@ class StepModel {
   virtual std::unique_ptr<PendingTokens> sample_async(QueuedPass& pass,
                                                       const std::vector<RowSampling>& rows);
   virtual std::vector<float> take_logits(QueuedPass& pass);
+  // The streaming window (EngineConfig::streaming_window): whether forward passes may carry
+  // ForwardInput::kv_shifts (cached keys moved to new positions before the pass). Called after
+  // allocate_kv; the default throws an Unsupported nc::Error (the model cannot move its keys).
+  virtual void check_kv_shifts();
   // Decode batch sizes that run as a captured CUDA graph (each captured by its first step);
   // empty when the model uses no graphs.
   virtual std::vector<int> graph_batch_sizes() const { return {}; }

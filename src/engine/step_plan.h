@@ -10,13 +10,14 @@ namespace nc {
 
 struct StepEntry {
   Sequence* seq = nullptr;
-  int start = 0;        // first new token's position (= tokens already in the KV cache)
+  int start = 0;        // first new token's position (= tokens in its KV cache, Sequence::kv_len)
   int num_new = 0;      // new tokens this step
   bool sample = false;  // all its tokens are computed after this step: sample the next one
 };
 
 // A prompt position whose logits are returned (Sequence::prompt_logits): its row predicts the
-// prompt token at position + 1.
+// prompt token at position + 1 (`position` indexes the prompt; after a streaming window's
+// eviction it is not the row's cache position).
 struct PromptRow {
   int entry = 0;
   int position = 0;
@@ -33,9 +34,10 @@ struct StepPlan {
   ForwardInput input;
 };
 
-// Builds the plan from a schedule (pages already allocated). Attention has one level: a causal
-// paged batch over each request's full page list with kv_len = computed + new tokens. (Cascade
-// levels over shared prefixes would be added in front of it.)
+// Builds the plan from a schedule (pages already allocated; the schedule's kv_shifts go with
+// it). Attention has one level: a causal paged batch over each request's full page list with
+// kv_len = cache tokens + new tokens. (Cascade levels over shared prefixes would be added in
+// front of it.)
 StepPlan build_step_plan(const ScheduleResult& schedule, int page_size);
 
 }  // namespace nc

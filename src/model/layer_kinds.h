@@ -17,7 +17,8 @@ struct LayerKind {
   int window_left = -1;  // AttentionShape::window_left
   float sm_scale = 1.0f;
   float logits_soft_cap = 0.0f;
-  Tensor cos_sin;  // [max_position, head_dim] float32 on the device (the decoder fills it)
+  Tensor cos_sin;   // [max_position, head_dim] float32 on the device (the decoder fills it)
+  Tensor inv_freq;  // [head_dim / 2] float32 on the device: the table's (streaming window shifts)
 };
 
 struct LayerKinds {

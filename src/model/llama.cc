@@ -313,6 +313,7 @@ void LlamaModel::upload_token_ids(const ForwardInput& in, int64_t T) {
 Tensor LlamaModel::forward_device(const ForwardInput& in, KVCache& kv) {
   pass_called_ = std::chrono::steady_clock::now();
   validate_input(in, kv);
+  shift_keys(in.kv_shifts, kv);  // the streaming window's moved keys, before any layer runs
   prepare_sparse(in, kv);
   // A step that reads sparsely runs eagerly (its selection is data-dependent:
   // docs/long_context.md); other steps may replay a graph and update the bounds after it.

@@ -21,6 +21,7 @@
 #include "backend/backend.h"
 #include "core/host_tensor.h"
 #include "kv/kv_dtype.h"
+#include "kv/page_shift.h"
 #include "kv/paged_kv.h"
 #include "model/layer_kinds.h"
 #include "model/mla.h"
@@ -68,6 +69,9 @@ struct ForwardInput {
   // (kv/page_selection.h, entry_is_sparse). Needs sparse on; a budget > 0 below sink_pages *
   // page_size + window is an error.
   std::vector<int32_t> sparse_budgets;
+  // Streaming window (kv/page_shift.h): cached keys moved to new positions in every layer before
+  // the step's pass reads or writes anything (LlamaModel::check_kv_shifts says whether it can).
+  std::vector<KVPageShift> kv_shifts;
 };
 
 // Pages read and skipped by sparse selection, summed over passes, layers and entries.
@@ -153,6 +157,12 @@ class LlamaModel {
   // attention plan, input copies): the part of a step's host time the GPU waits for.
   double host_prep_seconds() const { return host_prep_s_; }
   int num_graphs() const;  // graphs captured so far
+
+  // Whether steps may carry kv_shifts (the streaming window, kv/page_shift.h): nc::Error
+  // (Unsupported) naming the reason when not: a rope whose position change is not a pure rotation
+  // (check_rope_position_shift), fp8 pages (every shift would round the keys to e4m3 again), or a
+  // backend without Backend::shift_key_positions.
+  void check_kv_shifts(KVCache& kv);
 
   // Runs one step: appends the new tokens' K/V to their pages and returns float32 logits on the
   // host, row-major [logit_rows.size(), vocab_size]. Throws nc::Error on inconsistent input
@@ -246,6 +256,8 @@ class LlamaModel {
   void update_bounds(size_t l, KVCache& kv);  // layer l's bounds over sparse_step_.page_slots
   void make_bounds(KVCache& kv) const;
   void mlp_block(const Layer& layer, const Tensor& in, Tensor out, int64_t T);
+  // Applies the step's kv_shifts to every layer with its kind's frequencies (llama_kv_shift.cc).
+  void shift_keys(const std::vector<KVPageShift>& shifts, KVCache& kv);
   // The step's logits on the device, [logit_rows, vocab] (undefined when there are none).
   Tensor forward_device(const ForwardInput& in, KVCache& kv);
   // Decode-only steps as CUDA graphs; empty optional when the backend cannot plan the step so.

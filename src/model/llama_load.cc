@@ -223,12 +223,19 @@ void LlamaModel::load_attention(Layer& L, int64_t i, const WeightFn& up) {
 
 void LlamaModel::load_rope_tables() {
   kinds_ = layer_kinds(cfg_);
-  Tensor shared;  // kinds without a rope of their own share the full layers' table
+  Tensor shared, shared_inv;  // kinds without a rope of their own share the full layers' table
   for (LayerKind& k : kinds_.kinds) {
     const bool own = k.sliding && cfg_.sliding_rope_theta > 0;
     if (!own && shared.defined()) {
       k.cos_sin = shared;
+      k.inv_freq = shared_inv;
       continue;
+    }
+    if (!cfg_.mla.enabled()) {  // the streaming window's key shifts (llama_kv_shift.cc)
+      const std::vector<float> inv = rope_inverse_frequencies(cfg_, k.sliding);
+      k.inv_freq = backend_.alloc({int64_t(inv.size())}, DType::F32);
+      backend_.copy_from_host(k.inv_freq, inv.data());
+      if (!own) shared_inv = k.inv_freq;
     }
     // float32 on every backend (upload() would convert to the backend's dtype, and bf16 cos/sin
     // visibly shifts long-range attention).

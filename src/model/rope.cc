@@ -95,13 +95,31 @@ double yarn_attention_factor(const RopeScaling& rs) {
   return mscale(1.0);
 }
 
+std::vector<float> rope_inverse_frequencies(const ModelConfig& cfg, bool sliding) {
+  const bool own = sliding && cfg.sliding_rope_theta > 0;  // Gemma 3's local rope
+  const RopeScaling none;
+  return inverse_frequencies(cfg.head_dim, own ? cfg.sliding_rope_theta : cfg.rope_theta,
+                             own ? none : cfg.rope_scaling, cfg.max_position);
+}
+
+void check_rope_position_shift(const ModelConfig& cfg) {
+  NC_CHECK_AS(ErrorKind::Unsupported, !cfg.mla.enabled(),
+              "streaming window: MLA's latent KV cache ({}) cannot move its keys' positions",
+              cfg.architecture);
+  const std::string& t = cfg.rope_scaling.type;
+  NC_CHECK_AS(ErrorKind::Unsupported,
+              t == "none" || t == "default" || t == "linear" || t == "llama3" || t == "longrope" ||
+                  t == "yarn",
+              "streaming window: rope scaling '{}' is not known to move keys by a pure rotation",
+              t);
+}
+
 HostTensor rope_cos_sin_table(const ModelConfig& cfg, int64_t max_pos, bool sliding) {
   const int64_t D = cfg.head_dim, half = D / 2;
   const bool own = sliding && cfg.sliding_rope_theta > 0;  // Gemma 3's local rope
   const RopeScaling none;
   const RopeScaling& rs = own ? none : cfg.rope_scaling;
-  const std::vector<float> inv =
-      inverse_frequencies(D, own ? cfg.sliding_rope_theta : cfg.rope_theta, rs, cfg.max_position);
+  const std::vector<float> inv = rope_inverse_frequencies(cfg, sliding);
   const float mult = rs.type == "longrope" ? float(longrope_attention_factor(cfg))
                      : rs.type == "yarn"   ? float(yarn_attention_factor(rs))
                                            : 1.0f;

@@ -10,6 +10,7 @@
 // attention factor.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "core/host_tensor.h"
 #include "model/model_config.h"
@@ -19,6 +20,18 @@ namespace nc {
 // cos/sin table [max_pos, head_dim] (cos in the first half, sin in the second), float32, for the
 // full-attention layers (sliding = false) or the sliding-window layers (sliding = true).
 HostTensor rope_cos_sin_table(const ModelConfig& cfg, int64_t max_pos, bool sliding = false);
+
+// The inverse frequencies [head_dim / 2] behind that table: its angle at position p and pair i is
+// the float32 product float(p) * inv[i]; cos and sin then carry longrope's or YaRN's attention
+// factor, which does not depend on the position.
+std::vector<float> rope_inverse_frequencies(const ModelConfig& cfg, bool sliding = false);
+
+// Moving a cached key from one position to another (the streaming window) is a pure rotation by
+// the difference of the two positions' angles for every rope this file makes (none, linear,
+// llama3, longrope with its one factor list, yarn: the attention factor multiplies both sides).
+// nc::Error (Unsupported) naming the rope otherwise: a rope scaling not listed, or MLA's
+// interleaved rope on the latent cache (DeepSeek), whose pages this shift does not handle.
+void check_rope_position_shift(const ModelConfig& cfg);
 
 // Longrope's cos/sin factor: the configured one, else sqrt(1 + ln(s) / ln(original)) with
 // s = max_position / original (1 when s <= 1).

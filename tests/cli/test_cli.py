@@ -75,6 +75,32 @@ class Flags(unittest.TestCase):
 
 
 @unittest.skipUnless(HAVE_MODEL, "no default model")
+class Streaming(unittest.TestCase):
+    """--streaming-window (docs/long_context.md): a stream past --max-model-len in bounded pages."""
+
+    def test_bench_streams_past_the_context_in_bounded_pages(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "bench.json")
+            r = run("bench", "--workload", "shared-prefix", "--groups", "1",
+                    "--prompts-per-group", "1", "--system-len", "16", "--question-len", "4",
+                    "--output-len", "120", "--max-model-len", "64", "--page-size", "8",
+                    "--streaming-window", "32", "--json", path)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            # 1 sink page + 4 window pages + 1, though 140 tokens pass 64 positions.
+            self.assertIn("streaming: window 32 tokens + 1 sink pages, at most 6 pages", r.stdout)
+            with open(path) as f:
+                s = json.load(f)["streaming"]
+            self.assertEqual(s["page_bound"], 6)
+            self.assertLessEqual(s["peak_request_pages"], 6)
+            self.assertGreaterEqual(s["evicted_tokens"], 140 - 8 - 32 - 8)
+
+    def test_a_window_smaller_than_a_page_is_named(self):
+        r = run("generate", "hi", "--page-size", "16", "--streaming-window", "8", "-n", "1")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("smaller than a page", r.stderr + r.stdout)
+
+
+@unittest.skipUnless(HAVE_MODEL, "no default model")
 class Bench(unittest.TestCase):
     def test_cpu_bench_prints_only_what_it_measured(self):
         with tempfile.TemporaryDirectory() as d:

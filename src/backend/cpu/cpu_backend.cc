@@ -13,6 +13,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_attention.h"
 #include "backend/cpu/cpu_fp8.h"
+#include "backend/cpu/cpu_kv_shift.h"
 #include "backend/cpu/cpu_matmul.h"
 #include "backend/cpu/cpu_mla.h"
 #include "backend/cpu/cpu_moe.h"
@@ -438,6 +439,10 @@ class CpuBackend final : public Backend {
                      Tensor kv_pages, Tensor out) override {
     const auto& plan = static_cast<const CpuAttentionPlan&>(plan_base);
     cpu_mla_attention(plan.step, plan.shape, q_mla, latent, kv_pages, out);
+  }
+  void shift_key_positions(Tensor kv_pages, const KVCacheShape& kv, const Tensor& shifts,
+                           const Tensor& inv_freq) override {
+    cpu_shift_key_positions(kv_pages, kv, shifts, inv_freq);
   }
 };
 

@@ -20,6 +20,7 @@
 #include "backend/cuda/cuda_gemm.h"
 #include "backend/cuda/cuda_graphs.h"
 #include "backend/cuda/cuda_kv_copy.h"
+#include "backend/cuda/cuda_kv_shift.h"
 #include "backend/cuda/cuda_mla.h"
 #include "backend/cuda/cuda_moe.h"
 #include "backend/cuda/cuda_ops.h"
@@ -234,6 +235,10 @@ class CudaBackend final : public Backend {
     kv_copier_.copy(layers, copies, host);
   }
   void sync_kv_copies() override { kv_copier_.sync(); }
+  void shift_key_positions(Tensor kv_pages, const KVCacheShape& kv, const Tensor& shifts,
+                           const Tensor& inv_freq) override {
+    cuda_shift_key_positions(*ctx_, kv_pages, kv, shifts, inv_freq);
+  }
   int64_t host_tier_device_bytes(int64_t page_bytes) const override {
     return KvCopier::staging_bytes(page_bytes);
   }
