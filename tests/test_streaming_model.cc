@@ -209,7 +209,7 @@ TEST(StreamingModelDense, AWindowCoveringTheStreamGivesTheDenseEnginesLogprobs) 
   ASSERT_FALSE(golden.empty());
   std::vector<std::vector<int32_t>> prompts;
   for (const auto& g : golden) prompts.push_back(g.ids);
-  auto stream = engine_for("tiny-llama", streaming_config(128));
+  auto stream = engine_for("tiny-llama", streaming_config(192));  // covers the longest golden + 24
   auto dense = engine_for("tiny-llama", streaming_config(0));
   const auto a = stream->generate(prompts, greedy(24));
   const auto b = dense->generate(prompts, greedy(24));

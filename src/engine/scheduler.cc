@@ -190,8 +190,10 @@ void Scheduler::top_up_prefills(int& budget) {
     // A prefill that got its chunk this step (a decode has remaining() == 1); only free pages
     // are used here, nobody is preempted for a top-up.
     if (s->num_scheduled == 0 || s->remaining() <= 1) continue;
-    const int extra = std::min(
+    int extra = std::min(
         {s->remaining() - s->num_scheduled, budget, max_new_tokens_fitting(s) - s->num_scheduled});
+    // A stream's chunk also stays below the window's position limit (it counts what s has).
+    if (window_) extra = std::min(extra, window_->max_new_tokens(*s));
     if (extra > 0) schedule_tokens(s, extra, budget);
   }
 }
