@@ -22,6 +22,7 @@
 
 #include "backend/backend.h"
 #include "engine/text_codec.h"
+#include "log_softmax.h"
 #include "model/llama.h"
 #include "model/model_loader.h"
 
@@ -94,18 +95,6 @@ struct Runner {
     return model->forward(in, kv);
   }
 };
-
-// log-softmax of one row, in double.
-std::vector<double> log_softmax(const float* x, int64_t V) {
-  double mx = x[0];
-  for (int64_t i = 1; i < V; ++i) mx = std::max(mx, double(x[i]));
-  double sum = 0;
-  for (int64_t i = 0; i < V; ++i) sum += std::exp(double(x[i]) - mx);
-  const double lse = mx + std::log(sum);
-  std::vector<double> out(V);
-  for (int64_t i = 0; i < V; ++i) out[i] = double(x[i]) - lse;
-  return out;
-}
 
 struct Variant {
   std::string key, name;
@@ -192,13 +181,13 @@ int main(int argc, char** argv) try {
     const std::vector<float> lr = ref.chunk(ids, o, c, a.page_size);
     std::vector<std::vector<double>> p(c);
     for (int i = 0; i < c; ++i) {
-      p[i] = log_softmax(lr.data() + i * V, V);
+      p[i] = nc::quality::log_softmax(lr.data() + i * V, V);
       nll_ref -= p[i][ids[o + i + 1]];
     }
     for (size_t v = 0; v < vs.size(); ++v) {
       const std::vector<float> lq = runs[v]->chunk(ids, o, c, a.page_size);
       for (int i = 0; i < c; ++i) {
-        const auto q = log_softmax(lq.data() + i * V, V);
+        const auto q = nc::quality::log_softmax(lq.data() + i * V, V);
         sc[v].nll -= q[ids[o + i + 1]];
         double kl = 0;
         int64_t am_p = 0, am_q = 0;

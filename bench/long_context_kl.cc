@@ -1,5 +1,7 @@
 #include "long_context_kl.h"
 
+#include "log_softmax.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -18,18 +20,6 @@
 namespace nc::quality {
 
 namespace {
-
-// log-softmax of one row, in double.
-std::vector<double> log_softmax(const float* x, int64_t V) {
-  double mx = x[0];
-  for (int64_t i = 1; i < V; ++i) mx = std::max(mx, double(x[i]));
-  double sum = 0;
-  for (int64_t i = 0; i < V; ++i) sum += std::exp(double(x[i]) - mx);
-  const double lse = mx + std::log(sum);
-  std::vector<double> out(static_cast<size_t>(V));
-  for (int64_t i = 0; i < V; ++i) out[size_t(i)] = double(x[i]) - lse;
-  return out;
-}
 
 int64_t argmax(const std::vector<double>& p) {
   return std::max_element(p.begin(), p.end()) - p.begin();
