@@ -9,7 +9,8 @@
 //   kl       mean KL divergence of next-token distributions, sparse against dense, teacher-forced
 //            on a long real text after a dense prefill (long_context_kl.h), per budget.
 //
-//   ./build/bench/nc_long_context_quality passkey [--model M] [--trials 50] [--budget 1024]
+//   ./build/bench/nc_long_context_quality passkey [--model M] [--trials 50] [--first-trial 0]
+//   [--budget 1024]
 //       [--lengths 1024,2048,4096,7168] [--seed 0] [--backend cpu] [--cpu-activations int8]
 //   ./build/bench/nc_long_context_quality kl --text FILE [--model M] [--context 6144]
 //       [--positions 256] [--segments 2] [--budgets 512,1024,2048] [--chunk 1024]
@@ -34,6 +35,7 @@ namespace {
 struct PasskeyOptions {
   std::string model = nc::EngineConfig::default_model_path(), backend = "cpu";
   int trials = 50, budget = 1024;
+  int first_trial = 0;  // trials before it are skipped (their keys still drawn): a resumed run
   uint32_t seed = 0;
   std::vector<int> lengths = {1024, 2048, 4096, 7168};
 };
@@ -60,6 +62,8 @@ void parse(int argc, char** argv, PasskeyOptions& p, nc::quality::KlOptions& k) 
       nc::set_cpu_activations(nc::cpu_activations_parse(v.c_str()));
     else if (key == "--trials")
       p.trials = std::stoi(v);
+    else if (key == "--first-trial")
+      p.first_trial = std::stoi(v);
     else if (key == "--budget")
       p.budget = std::stoi(v);
     else if (key == "--lengths")
@@ -145,6 +149,7 @@ int run_passkey(const PasskeyOptions& o) {
     // Depths spread over [0, 1] per length: trial t's is the (t / lengths)-th of 10 strata.
     const double depth = (double((t / int(o.lengths.size())) % 10) + 0.5) / 10.0;
     const int key = 10000 + int(rng() % 90000);
+    if (t < o.first_trial) continue;
     const std::vector<int32_t> ids = passkey_prompt(engine, length, depth, key);
     tokens += int(ids.size());
     nc::SamplingParams sp;
@@ -164,11 +169,13 @@ int run_passkey(const PasskeyOptions& o) {
     std::fflush(stdout);
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("passkey: %d trials (%d prompt tokens, lengths", o.trials, tokens);
+  const int run = o.trials - o.first_trial;
+  std::printf("passkey: trials %d..%d (%d prompt tokens, lengths", o.first_trial, o.trials - 1,
+              tokens);
   for (int l : o.lengths) std::printf(" %d", l);
   std::printf("), %.1f s; accuracy dense %d/%d (%.1f%%), budget %d %d/%d (%.1f%%)\n", secs,
-              right[0], o.trials, 100.0 * right[0] / o.trials, o.budget, right[1], o.trials,
-              100.0 * right[1] / o.trials);
+              right[0], run, 100.0 * right[0] / run, o.budget, right[1], run,
+              100.0 * right[1] / run);
   return 0;
 }
 

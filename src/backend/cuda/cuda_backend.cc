@@ -11,16 +11,19 @@
 //                   level planner; cuda_graph_slots: the graph plans' fixed regions;
 //                   attn_registry: the kernels of each configuration, compiled ahead or by the JIT)
 //   cuda_graphs     graph capture/replay and forward-pass timing
-//   cuda_sampler    sample_tokens_async and its reserved scratch
+//   cuda_sampler    sample_tokens_async and its reserved scratch (cuda_logprobs: the
+//                   log-probabilities and logit_bias of a draw)
 #include "backend/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "backend/cuda/cuda_attention.h"
 #include "backend/cuda/cuda_gemm.h"
 #include "backend/cuda/cuda_graphs.h"
 #include "backend/cuda/cuda_kv_copy.h"
 #include "backend/cuda/cuda_kv_shift.h"
+#include "backend/cuda/cuda_logprobs.h"
 #include "backend/cuda/cuda_mla.h"
 #include "backend/cuda/cuda_moe.h"
 #include "backend/cuda/cuda_ops.h"
@@ -193,14 +196,15 @@ class CudaBackend final : public Backend {
   std::unique_ptr<PendingTokens> sample_tokens_async(const Tensor& logits,
                                                      const std::vector<RowSampling>& rows,
                                                      Tensor ids) override {
-    // Structured output: the token bitmasks are applied to the logits on the device first; the
-    // draw then sees the masked logits (the host reference re-applying them changes nothing).
-    const std::vector<RowSampling> unmasked = apply_row_bitmasks(logits, rows);
-    // Log-probabilities and logit_bias: the host reference draws those rows (docs/server.md).
-    // (Their log-probabilities then come from the masked logits.)
+    // Log-probabilities (of the raw logits) and logit_bias, on the device (cuda_logprobs.h);
+    // structured output's token bitmasks are applied to the logits in place, then the draw.
+    std::optional<DeviceRowExtras> extras;
     if (std::any_of(rows.begin(), rows.end(), [](const RowSampling& p) { return p.has_extras(); }))
-      return Backend::sample_tokens_async(logits, rows, ids);
-    return sampler_.sample_async(logits, unmasked, ids);
+      extras.emplace(ctx_, logits, rows);
+    const std::vector<RowSampling> unmasked = apply_row_bitmasks(logits, rows);
+    if (extras) extras->apply_bias();
+    std::unique_ptr<PendingTokens> drawn = sampler_.sample_async(logits, unmasked, ids);
+    return extras ? extras->finish(ids, std::move(drawn)) : std::move(drawn);
   }
 
   // Uploads the rows' token bitmasks (rows without one allow every token) and applies them to
