@@ -40,7 +40,7 @@ Tensor make_pool(Backend& be, bool fp8, std::mt19937& rng) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> x(size_t(chunk / 64));
   for (float& v : x) v = normal(rng);
-  std::vector<uint8_t> codes(size_t(chunk));
+  std::vector<uint8_t> codes(static_cast<size_t>(chunk));
   for (int64_t i = 0; i < chunk; i += int64_t(x.size()))  // a 1 MiB pattern, shifted each time
     quantize_e4m3(x.data(), int64_t(x.size()), 1.0f + float(i % 7) / 8, codes.data() + i);
   auto* dst = static_cast<uint8_t*>(pool.data());
@@ -65,7 +65,7 @@ CaseResult run_case(Backend* const be_of[2], Tensor pool, bool fp8, int group, i
   AttentionShape shape{Hq, kHk, kD, 1.0f / std::sqrt(float(kD)),
                        KVCacheShape{1, int(kPoolPages), kPs, kHk, kD, KVLayout::NHD}};
   shape.kv.fp8 = fp8;
-  std::vector<int32_t> perm(size_t(kPoolPages));
+  std::vector<int32_t> perm(static_cast<size_t>(kPoolPages));
   std::iota(perm.begin(), perm.end(), 0);
   std::shuffle(perm.begin(), perm.end(), rng);
   const AttentionStep step = bench::decode_step(batch, ctx, perm, kPs);

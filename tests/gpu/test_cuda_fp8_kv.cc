@@ -116,10 +116,11 @@ class CudaFp8Kv : public GpuVsCpu {
       bool one_row = true;
       for (int b = 0; b < pr.step.levels[0].batch_size(); ++b)
         one_row = one_row && pr.step.levels[0].q_len(b) == 1;
-      EXPECT_EQ(cuda_plan_uses_decode_kernel(*plan_g)[0], one_row);
+      EXPECT_EQ(bool(cuda_plan_uses_decode_kernel(*plan_g)[0]), one_row);
     }
-    if (shape.head_dim == 96)
+    if (shape.head_dim == 96) {
       for (bool generic : cuda_plan_uses_generic_kernel(*plan_g)) EXPECT_TRUE(generic);
+    }
     cpu->attention(*cpu->plan_attention(pr.step, shape), cpu->upload(q), cpu->upload(k),
                    cpu->upload(v), pc, oc);
     g->attention(*plan_g, g->upload(q), g->upload(k), g->upload(v), pg, og);

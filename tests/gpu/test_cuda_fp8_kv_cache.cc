@@ -7,10 +7,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <numeric>
 #include <string>
 
+#include "backend/cuda/attn_kernels.h"
 #include "backend/cuda/fp8_kv_support.h"
+#include "backend/cuda/jit_compiler.h"
 #include "core/error.h"
 #include "fp8_kv_test_util.h"
 #include "kv/kv_dtype.h"
@@ -40,6 +43,25 @@ TEST(CudaFp8KvSupport, NeedsComputeCapability89) {
     EXPECT_NE(msg.find("8.9"), std::string::npos) << msg;
   }
   EXPECT_NO_THROW(cuda_host::check_fp8_kv_capable("cuda:0 (NVIDIA H100)", 9, 0));
+}
+
+// FP8 configurations have keys of their own, are never compiled in, and generate a JIT source
+// that instantiates FlashInfer with e4m3 pages.
+TEST(CudaFp8KvSupport, Fp8KernelKeysGoThroughTheJit) {
+  using cuda::AttnKind;
+  const cuda::AttnKernelKey dec{AttnKind::Decode, 128, false, false, true};
+  const cuda::AttnKernelKey pre{AttnKind::PrefillCausal, 64, false, false, true};
+  EXPECT_EQ(cuda::attn_key_string(dec), "decode_hd128_w0_sc0_bf16_kvfp8");
+  EXPECT_EQ(cuda::attn_key_string(pre), "prefill_causal_hd64_w0_sc0_bf16_kvfp8");
+  EXPECT_EQ(cuda::attn_key_string({AttnKind::Decode, 128}), "decode_hd128_w0_sc0_bf16");
+  EXPECT_EQ(cuda::aot_attn_table(dec), nullptr);
+  EXPECT_EQ(cuda::aot_attn_table(pre), nullptr);
+  EXPECT_NE(cuda::aot_attn_table({AttnKind::Decode, 128}), nullptr);
+  const std::string src = cuda_host::jit_source(dec, "key", "entry");
+  EXPECT_NE(src.find("#define NC_ATTN_KV_FP8 1"), std::string::npos) << src;
+  EXPECT_NE(cuda_host::jit_source({AttnKind::Decode, 128}, "key", "entry")
+                .find("#define NC_ATTN_KV_FP8 0"),
+            std::string::npos);
 }
 
 // Values every rounding rule is tested on (all exact in bf16): ties between e4m3 neighbours
@@ -282,11 +304,14 @@ TEST_F(CudaFp8KvCache, WholeModelMatchesTheCpuFp8Cache) {
       SeqRunner rc(mc, ps, 512, layout), rg(mg, ps, 512, layout);
       std::uniform_int_distribution<int32_t> tok(0, int32_t(cfg.vocab_size) - 1);
       auto tokens = [&](int n) {
-        std::vector<int32_t> t(size_t(n));
+        std::vector<int32_t> t(static_cast<size_t>(n));
         for (auto& x : t) x = tok(rng);
         return t;
       };
-      for (int s = 0; s < 3; ++s) rc.add_sequence(), rg.add_sequence();
+      for (int s = 0; s < 3; ++s) {
+        rc.add_sequence();
+        rg.add_sequence();
+      }
       const std::vector<std::vector<std::vector<int32_t>>> steps = {
           {tokens(33), tokens(5), tokens(1)},
           {tokens(1), tokens(9), tokens(1)},

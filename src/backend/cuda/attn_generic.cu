@@ -80,7 +80,7 @@ struct Geometry {
 template <typename KV>
 __device__ inline float2 load_pair(const void* pages, int64_t at) {
   if constexpr (std::is_same_v<KV, __nv_fp8_e4m3>) {
-    return float2(
+    return static_cast<float2>(
         *reinterpret_cast<const __nv_fp8x2_e4m3*>(static_cast<const uint8_t*>(pages) + at));
   } else {
     return __bfloat1622float2(

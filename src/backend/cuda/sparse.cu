@@ -20,7 +20,7 @@ constexpr unsigned kFull = 0xffffffffu;
 // decoded exactly and scaled by k_scale (the CPU's bounds of an fp8 cache: cpu_sparse.cc).
 __device__ inline float2 key_pair(const PageBoundsArgs& a, int64_t off) {
   if (a.fp8) {
-    const float2 f = float2(
+    const float2 f = static_cast<float2>(
         *reinterpret_cast<const __nv_fp8x2_e4m3*>(static_cast<const uint8_t*>(a.pages) + off));
     return make_float2(f.x * a.k_scale, f.y * a.k_scale);
   }
