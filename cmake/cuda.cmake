@@ -39,8 +39,12 @@ set(_aot_dir "${CMAKE_BINARY_DIR}/aot_attention")
 set(_aot_decls "")
 set(_aot_cases "")
 foreach(key IN LISTS NC_AOT_ATTENTION)
-  if(NOT key MATCHES "^(decode|prefill_causal|prefill_none)_hd([0-9]+)_w([01])_sc([01])_bf16$")
-    message(FATAL_ERROR "NC_AOT_ATTENTION: bad key '${key}' (e.g. decode_hd256_w0_sc0_bf16)")
+  if(NOT key MATCHES "^(decode|prefill_causal|prefill_none)_hd([0-9]+)_w([01])_sc([01])_bf16(_kvfp8)?$")
+    message(FATAL_ERROR "NC_AOT_ATTENTION: bad key '${key}' (e.g. decode_hd256_w0_sc0_bf16, decode_hd128_w0_sc0_bf16_kvfp8)")
+  endif()
+  set(_fp8 0)
+  if(CMAKE_MATCH_5)
+    set(_fp8 1)
   endif()
   set(_kind 0)
   if(CMAKE_MATCH_1 STREQUAL "prefill_causal")
@@ -61,6 +65,7 @@ foreach(key IN LISTS NC_AOT_ATTENTION)
 #define NC_ATTN_HEAD_DIM ${CMAKE_MATCH_2}
 #define NC_ATTN_WINDOW ${_w}
 #define NC_ATTN_SOFT_CAP ${_sc}
+#define NC_ATTN_KV_FP8 ${_fp8}
 #define NC_ATTN_KEY \"${key}\"
 #define NC_ATTN_ENTRY nc_aot_${key}
 #include \"backend/cuda/attn_jit_entry.cuh\"

@@ -26,7 +26,8 @@ mode=${1:-}
 
 # The JIT keys of tests/gpu/test_cuda_attention_variants.cc, bench/gpu/variant_bench.cc and
 # tests/gpu/test_cuda_model_variants.cc (the tiny Mistral and Gemma 2/3 fixtures; head_dim 96 is refused)
-# (plain head_dim 64/128 is compiled in; the benchmark's compile-time key is left out on purpose).
+# (plain head_dim 64/128 is compiled in; the benchmark's compile-time key is left out on purpose),
+# and of the FP8 KV cache's tests and benchmark (fp8 keys are never compiled in).
 jit_keys() {
   local k
   for k in decode_hd128_w1_sc0 decode_hd128_w0_sc1 decode_hd128_w1_sc1 \
@@ -36,6 +37,11 @@ jit_keys() {
            prefill_causal_hd256_w1_sc1 decode_hd256_w0_sc1 prefill_none_hd256_w0_sc1 \
            decode_hd64_w1_sc0 prefill_causal_hd64_w1_sc0 prefill_causal_hd256_w0_sc1; do
     echo "${k}_bf16"
+  done
+  # tests/gpu/test_cuda_fp8_kv*.cc (hd64, hd128), nc_gpu_bench fp8kv (hd128).
+  for k in decode_hd64_w0_sc0 prefill_causal_hd64_w0_sc0 prefill_none_hd64_w0_sc0 \
+           decode_hd128_w0_sc0 prefill_causal_hd128_w0_sc0 prefill_none_hd128_w0_sc0; do
+    echo "${k}_bf16_kvfp8"
   done
 }
 build=${NC_BUILD_DIR:-build-cuda}

@@ -410,6 +410,7 @@ void bench_decode_choice();                                // decode_choice_benc
 void bench_gemm_decode(std::vector<std::string> configs);  // gemm_decode_bench.cc
 void bench_moe_mla(const std::string& what);               // moe_mla_bench.cc
 void bench_sparse();                                       // sparse_bench.cc
+void bench_fp8kv();                                        // fp8kv_bench.cc
 }  // namespace nc
 
 int main(int argc, char** argv) {
@@ -428,6 +429,7 @@ int main(int argc, char** argv) {
     if (what == "gemm-decode") nc::bench_gemm_decode({argv + 2, argv + argc});
     nc::bench_moe_mla(what);  // moe, mla
     if (what == "sparse") nc::bench_sparse();
+    if (what == "fp8kv") nc::bench_fp8kv();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nc_gpu_bench: %s\n", e.what());
     return 1;

@@ -1,6 +1,7 @@
 // nc_jit_prebuild KEY...: compiles attention configurations into the JIT cache ahead of a run
 // (tools/gpu_check.sh pack fills the bundle's cache with the keys the GPU tests and benchmarks
-// use). Keys as attn_key_string names them (e.g. decode_hd256_w0_sc0_bf16). Without a GPU, set
+// use). Keys as attn_key_string names them (e.g. decode_hd256_w0_sc0_bf16,
+// decode_hd128_w0_sc0_bf16_kvfp8). Without a GPU, set
 // NC_JIT_ARCH (e.g. sm_90a); the cache folder is NC_JIT_CACHE's (or the default).
 #include <cstdio>
 #include <regex>
@@ -12,7 +13,7 @@ namespace {
 
 nc::cuda::AttnKernelKey parse_key(const std::string& s) {
   static const std::regex re(
-      "^(decode|prefill_causal|prefill_none)_hd([0-9]+)_w([01])_sc([01])_bf16$");
+      "^(decode|prefill_causal|prefill_none)_hd([0-9]+)_w([01])_sc([01])_bf16(_kvfp8)?$");
   std::smatch m;
   if (!std::regex_match(s, m, re)) throw std::runtime_error("bad key '" + s + "'");
   nc::cuda::AttnKernelKey k;
@@ -22,6 +23,7 @@ nc::cuda::AttnKernelKey parse_key(const std::string& s) {
   k.head_dim = std::stoi(m[2]);
   k.window = m[3] == "1";
   k.soft_cap = m[4] == "1";
+  k.kv_fp8 = m[5].matched;
   return k;
 }
 

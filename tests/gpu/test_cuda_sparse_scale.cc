@@ -140,11 +140,12 @@ TEST_F(GpuVsCpu, SparseAttentionRefusesBadInput) {
   Tensor slots = gpu->alloc({3}, DType::I32);
   EXPECT_TRUE(
       has(error_of([&] { gpu->update_page_bounds(pg, shape.kv, slots, bounds); }), "not [P, 2]"));
+  // An fp8 cache's bounds read e4m3 pages (test_cuda_fp8_kv_cache.cc): bf16 pages are refused.
   KVCacheShape fp8 = shape.kv;
   fp8.fp8 = true;
   Tensor slots2 = gpu->alloc({3, 2}, DType::I32);
   EXPECT_TRUE(has(error_of([&] { gpu->update_page_bounds(pg, fp8, slots2, bounds); }),
-                  "bf16 K/V pages only"));
+                  "update_page_bounds pages: expected dtype"));
 }
 
 }  // namespace

@@ -66,8 +66,8 @@ PlanInfo prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t 
                uint32_t dqk, uint32_t dvo, uint32_t ps) {
           return flashinfer::PrefillPlan<int32_t>(
               ws.float_ws, ws.float_bytes, ws.int_ws, ws.int_pinned, ws.int_bytes, plan, qo, kv,
-              rows, b, hq, hk, dqk, dvo, ps, q.cuda_graph, /*sizeof_dtype_o=*/2,
-              q.window_left, /*fixed_split_size=*/-1, !flashinfer_dispatches(q.head_dim),
+              rows, b, hq, hk, dqk, dvo, ps, q.cuda_graph, /*sizeof_dtype_o=*/2, q.window_left,
+              /*fixed_split_size=*/-1, !flashinfer_dispatches(q.head_dim),
               /*num_colocated_ctas=*/0, /*uniform_q_len=*/0, stream);
         });
   });
@@ -76,7 +76,9 @@ PlanInfo prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t 
 
 const AttnKernelTable* aot_attn_table(const AttnKernelKey& key) {
   if (const AttnKernelTable* t = aot_extra_attn_table(attn_key_string(key))) return t;
-  if (key.window || key.soft_cap || (key.head_dim != 64 && key.head_dim != 128)) return nullptr;
+  // FP8 pages: run-time compiled (or NC_AOT_ATTENTION) only, see attn_kernels.h.
+  if (key.kv_fp8 || key.window || key.soft_cap || (key.head_dim != 64 && key.head_dim != 128))
+    return nullptr;
   const bool hd64 = key.head_dim == 64;
   switch (key.kind) {
     case AttnKind::Decode:

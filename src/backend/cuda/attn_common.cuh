@@ -1,6 +1,8 @@
-// Shared by the attention translation units: FlashInfer's types for bf16 paged attention.
+// Shared by the attention translation units: FlashInfer's types for paged attention with bf16
+// queries and outputs over bf16 or FP8 E4M3 pages (KV, the page element type).
 #pragma once
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 
 #include <flashinfer/attention/default_decode_params.cuh>
 #include <flashinfer/attention/default_prefill_params.cuh>
@@ -9,6 +11,7 @@
 #include <flashinfer/page.cuh>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "backend/cuda/attn_kernels.h"
 #include "backend/cuda/cuda_check.cuh"
@@ -17,22 +20,43 @@
 namespace nc::cuda {
 
 using bf16 = __nv_bfloat16;
+using fp8 = __nv_fp8_e4m3;
 // FlashInfer's default softmax attention with the variant flags of an AttnKernelKey (no custom
 // mask, no ALiBi): the window and the soft cap read their values from the params at run time.
 template <bool WINDOW, bool SOFT_CAP>
 using Variant = flashinfer::DefaultAttention<false, WINDOW, SOFT_CAP, false>;
-using PrefillParams = flashinfer::BatchPrefillPagedParams<bf16, bf16, bf16, int32_t>;
-using DecodeParams = flashinfer::BatchDecodeParams<bf16, bf16, bf16, int32_t>;
+// FP8 pages: FlashInfer's params plus v_scale, which its DefaultAttention multiplies into the
+// output (AttentionVariantBase::OutputTransform reads a params' v_scale where it has one), in
+// float before the output's bf16 rounding, on every split-KV partial as well (the merge is linear
+// in them, and the LSE does not depend on V). bf16 pages keep FlashInfer's own params (no v_scale
+// member: the bf16 kernels are the ones they always were).
+template <typename Base>
+struct WithVScale : Base {
+  float v_scale = 1.0f;
+};
+template <typename KV>
+using PrefillParamsT =
+    std::conditional_t<std::is_same_v<KV, bf16>,
+                       flashinfer::BatchPrefillPagedParams<bf16, bf16, bf16, int32_t>,
+                       WithVScale<flashinfer::BatchPrefillPagedParams<bf16, KV, bf16, int32_t>>>;
+template <typename KV>
+using DecodeParamsT =
+    std::conditional_t<std::is_same_v<KV, bf16>,
+                       flashinfer::BatchDecodeParams<bf16, bf16, bf16, int32_t>,
+                       WithVScale<flashinfer::BatchDecodeParams<bf16, KV, bf16, int32_t>>>;
+using PrefillParams = PrefillParamsT<bf16>;
+using DecodeParams = DecodeParamsT<bf16>;
 
 // Our page tensor holds K and V of a page next to each other ([P, 2, ...]), so the page stride
-// is twice the K (or V) block and V starts one block after K.
-inline flashinfer::paged_kv_t<bf16, int32_t> make_paged_kv(const PagedKV& kv) {
+// is twice the K (or V) block and V starts one block after K (in elements of KV: bytes for fp8).
+template <typename KV = bf16>
+flashinfer::paged_kv_t<KV, int32_t> make_paged_kv(const PagedKV& kv) {
   const int64_t hd = kv.head_dim;
   const int64_t half = int64_t(kv.page_size) * kv.num_kv_heads * hd;
   // Strides of the [page, dim1, dim2] view in FlashInfer's order: NHD (n, h), HND (h, n).
   const int64_t strides[3] = {2 * half, kv.hnd ? kv.page_size * hd : kv.num_kv_heads * hd, hd};
-  bf16* k = static_cast<bf16*>(kv.pages);
-  return flashinfer::paged_kv_t<bf16, int32_t>(
+  KV* k = static_cast<KV*>(kv.pages);
+  return flashinfer::paged_kv_t<KV, int32_t>(
       kv.num_kv_heads, kv.page_size, kv.head_dim, kv.batch_size,
       kv.hnd ? flashinfer::QKVLayout::kHND : flashinfer::QKVLayout::kNHD, k, k + half, strides,
       kv.indices, kv.indptr, kv.last_page_len);
@@ -48,7 +72,7 @@ T* at_offset(void* base, int64_t offset) {
 template <typename Params>
 void set_common_params(Params& p, const PagedKV& kv, const AttnIO& io) {
   p.q = static_cast<bf16*>(const_cast<void*>(io.q));
-  p.paged_kv = make_paged_kv(kv);
+  p.paged_kv = make_paged_kv<typename Params::DTypeKV>(kv);
   p.o = static_cast<bf16*>(io.o);
   p.lse = io.lse;
   p.num_qo_heads = io.num_qo_heads;
@@ -59,6 +83,7 @@ void set_common_params(Params& p, const PagedKV& kv, const AttnIO& io) {
   p.sm_scale = io.sm_scale;
   p.rope_rcp_scale = 1.0f;
   p.rope_rcp_theta = 1.0f / 1e4f;
+  if constexpr (requires { p.v_scale; }) p.v_scale = io.v_scale;
 }
 
 // The work-partition arrays both plans lay out in the int workspace.

@@ -1,7 +1,7 @@
-// FlashInfer's CUDA-core batch decode over paged KV (one query row per entry), one head dim and
-// variant per instantiation (attn_decode_hd*.cu ahead of time, attn_jit_entry.cuh at run time).
-// Planning lives here too: its work estimation needs the kernel's occupancy, hence the kernel's
-// template.
+// FlashInfer's CUDA-core batch decode over paged KV (one query row per entry), one head dim,
+// variant and page element type (KV: bf16, or fp8 with the params' v_scale) per instantiation
+// (attn_decode_hd*.cu ahead of time, attn_jit_entry.cuh at run time). Planning lives here too: its
+// work estimation needs the kernel's occupancy, hence the kernel's template.
 #pragma once
 #include <flashinfer/attention/decode.cuh>
 
@@ -32,23 +32,24 @@ cudaError_t dispatch_group_size(int group, F&& f) {
   }
 }
 
-template <uint32_t HEAD_DIM, bool WINDOW, bool SOFT_CAP>
+template <uint32_t HEAD_DIM, bool WINDOW, bool SOFT_CAP, typename KV = bf16>
 void decode_plan_impl(const PlanQuery& q, const PlanWorkspace* ws, PlanInfo* out, size_t* fbytes,
                       size_t* ibytes, cudaStream_t stream) {
   using V = Variant<WINDOW, SOFT_CAP>;
+  using Params = DecodeParamsT<KV>;
   flashinfer::DecodePlanInfo plan;
   fi_call("decode plan", [&] {
     return dispatch_group_size(q.num_qo_heads / q.num_kv_heads, [&]<uint32_t GROUP>() {
       auto estimate = flashinfer::BatchDecodeWithPagedKVCacheWorkEstimationDispatched<
-          GROUP, HEAD_DIM, flashinfer::PosEncodingMode::kNone, V, DecodeParams>;
+          GROUP, HEAD_DIM, flashinfer::PosEncodingMode::kNone, V, Params>;
       int32_t* indptr = const_cast<int32_t*>(q.kv_indptr_h);
       if (ws == nullptr) {
         return flashinfer::DecodePlanWorkspaceSize<HEAD_DIM, flashinfer::PosEncodingMode::kNone, V,
-                                                   DecodeParams>(
-            *fbytes, *ibytes, indptr, q.batch_size, q.num_qo_heads, q.page_size, q.cuda_graph,
-            stream, estimate);
+                                                   Params>(*fbytes, *ibytes, indptr, q.batch_size,
+                                                           q.num_qo_heads, q.page_size,
+                                                           q.cuda_graph, stream, estimate);
       }
-      return flashinfer::DecodePlan<HEAD_DIM, flashinfer::PosEncodingMode::kNone, V, DecodeParams>(
+      return flashinfer::DecodePlan<HEAD_DIM, flashinfer::PosEncodingMode::kNone, V, Params>(
           ws->float_ws, ws->float_bytes, ws->int_ws, ws->int_pinned, ws->int_bytes, plan, indptr,
           q.batch_size, q.num_qo_heads, q.page_size, q.cuda_graph, stream, estimate);
     });
@@ -56,12 +57,12 @@ void decode_plan_impl(const PlanQuery& q, const PlanWorkspace* ws, PlanInfo* out
   if (out != nullptr) *out = plan.ToVector();
 }
 
-template <uint32_t HEAD_DIM, bool WINDOW, bool SOFT_CAP>
+template <uint32_t HEAD_DIM, bool WINDOW, bool SOFT_CAP, typename KV = bf16>
 void decode_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const PagedKV& kv,
                    const AttnIO& io, cudaStream_t stream) {
   flashinfer::DecodePlanInfo plan;
   plan.FromVector(plan_vec);
-  DecodeParams p;
+  DecodeParamsT<KV> p;
   set_common_params(p, kv, io);
   set_work_indices(p, plan, ws);
   bf16* tmp_v = nullptr;
@@ -86,11 +87,11 @@ void decode_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Page
 namespace nc::cuda {
 
 // The table of one decode configuration (attn_kernels.h); `key` must outlive it (a literal).
-template <uint32_t HEAD_DIM, bool WINDOW, bool SOFT_CAP>
+template <uint32_t HEAD_DIM, bool WINDOW, bool SOFT_CAP, typename KV = bf16>
 const AttnKernelTable* decode_table(const char* key) {
   static const AttnKernelTable table{kAttnTableAbi, key,
-                                     &decode_plan_impl<HEAD_DIM, WINDOW, SOFT_CAP>,
-                                     &decode_run_hd<HEAD_DIM, WINDOW, SOFT_CAP>, nullptr};
+                                     &decode_plan_impl<HEAD_DIM, WINDOW, SOFT_CAP, KV>,
+                                     &decode_run_hd<HEAD_DIM, WINDOW, SOFT_CAP, KV>, nullptr};
   return &table;
 }
 

@@ -4,11 +4,15 @@
 // up to 16 query vectors (row, query head) of that kv head, four per warp. It walks the entry's
 // visible keys in tiles of 32, staged as float in shared memory, and keeps an online softmax per
 // vector: lane j scores key j of the tile, then every lane accumulates its D / 32 output features.
+// Pages are bf16 or FP8 E4M3 codes (PagedKV::fp8; the kernel is templated on the element type):
+// codes decode exactly to float, K's scale is in io.sm_scale and V's multiplies the output.
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "backend/cuda/attn_generic.h"
 #include "backend/cuda/cuda_check.cuh"
@@ -66,11 +70,23 @@ __device__ void find_tile(const int32_t* qo_indptr, int batch, int tq, int x, in
 }
 
 struct Geometry {
-  const __nv_bfloat16* pages;
+  const void* pages;  // bf16 or e4m3 elements (the kernel's KV)
   const int32_t* indices;
   int64_t page_stride, half, n_stride, h_stride;  // elements
   int page_size;
 };
+
+// Two consecutive elements (at an even element offset: 4- or 2-byte aligned) as float.
+template <typename KV>
+__device__ inline float2 load_pair(const void* pages, int64_t at) {
+  if constexpr (std::is_same_v<KV, __nv_fp8_e4m3>) {
+    return static_cast<float2>(
+        *reinterpret_cast<const __nv_fp8x2_e4m3*>(static_cast<const uint8_t*>(pages) + at));
+  } else {
+    return __bfloat1622float2(
+        *reinterpret_cast<const __nv_bfloat162*>(static_cast<const __nv_bfloat16*>(pages) + at));
+  }
+}
 
 // Element offset of feature 0 of key j (of the entry whose page list starts at `first_page`),
 // K half; the V half is `half` further.
@@ -79,14 +95,14 @@ __device__ inline int64_t key_offset(const Geometry& g, int first_page, int j, i
   return page * g.page_stride + int64_t(j % g.page_size) * g.n_stride + kvh * g.h_stride;
 }
 
-template <int D>
+template <int D, typename KV>
 __global__ void __launch_bounds__(kWarps * 32)
     generic_attention_kernel(Geometry g, const int32_t* __restrict__ qo_indptr,
                              const int32_t* __restrict__ kv_indptr,
                              const int32_t* __restrict__ last_page_len, int batch, int tq, int gh,
                              int group, bool causal, const __nv_bfloat16* __restrict__ q,
                              __nv_bfloat16* __restrict__ o, float* __restrict__ lse, int num_qo,
-                             float sm_scale, float soft_cap, int window_left) {
+                             float sm_scale, float soft_cap, int window_left, float v_scale) {
   constexpr int kPerLane = D / 32;
   __shared__ float qs[kVectors][D];
   __shared__ float ks[kKeyTile][D + 1];  // padded: lane j reads row j
@@ -128,8 +144,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       float2 kf = {0.0f, 0.0f}, vf = {0.0f, 0.0f};
       if (k0 + j < hi) {
         const int64_t at = key_offset(g, first_page, k0 + j, kvh) + d;
-        kf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(g.pages + at));
-        vf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(g.pages + at + g.half));
+        kf = load_pair<KV>(g.pages, at);
+        vf = load_pair<KV>(g.pages, at + g.half);
       }
       ks[j][d] = kf.x, ks[j][d + 1] = kf.y;
       vs[j][d] = vf.x, vs[j][d + 1] = vf.y;
@@ -166,7 +182,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int v = warp * kVecPerWarp + i, r = r0 + v / gh, h = h0 + v % gh;
     if (v >= tq * gh || r >= r1 || h >= group) continue;
     const int64_t row_head = int64_t(qo_begin + r) * num_qo + kvh * group + h;
-    const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+    const float inv = l[i] > 0.0f ? v_scale / l[i] : 0.0f;
     for (int c = 0; c < kPerLane; ++c)
       o[row_head * D + lane + 32 * c] = __float2bfloat16(acc[i][c] * inv);
     if (lse != nullptr && lane == 0) lse[row_head] = l[i] > 0.0f ? m[i] + log2f(l[i]) : -INFINITY;
@@ -205,7 +221,7 @@ void generic_attention_run(const PlanInfo& plan, const PagedKV& kv, const int32_
   if (L.tiles == 0) return;
   const int64_t D = kv.head_dim;
   Geometry g;
-  g.pages = static_cast<const __nv_bfloat16*>(kv.pages);
+  g.pages = kv.pages;
   g.indices = kv.indices;
   g.half = int64_t(kv.page_size) * kv.num_kv_heads * D;
   g.page_stride = 2 * g.half;
@@ -214,13 +230,21 @@ void generic_attention_run(const PlanInfo& plan, const PagedKV& kv, const int32_
   g.page_size = kv.page_size;
   const int group = io.num_qo_heads / kv.num_kv_heads;
   const dim3 grid{unsigned(L.tiles), unsigned(kv.num_kv_heads), unsigned(L.head_chunks)};
+  // bf16 pages take no V scale (1: the output as before, bit for bit).
+  const float v_scale = kv.fp8 ? io.v_scale : 1.0f;
+  auto launch = [&](auto kernel) {
+    kernel<<<grid, kWarps * 32, 0, stream>>>(
+        g, qo_indptr, kv.indptr, kv.last_page_len, kv.batch_size, L.rows_per_tile,
+        L.heads_per_block, group, causal, static_cast<const __nv_bfloat16*>(io.q),
+        static_cast<__nv_bfloat16*>(io.o), io.lse, io.num_qo_heads, io.sm_scale, io.logits_soft_cap,
+        io.window_left, v_scale);
+  };
   switch (kv.head_dim) {
     case 96:
-      generic_attention_kernel<96><<<grid, kWarps * 32, 0, stream>>>(
-          g, qo_indptr, kv.indptr, kv.last_page_len, kv.batch_size, L.rows_per_tile,
-          L.heads_per_block, group, causal, static_cast<const __nv_bfloat16*>(io.q),
-          static_cast<__nv_bfloat16*>(io.o), io.lse, io.num_qo_heads, io.sm_scale,
-          io.logits_soft_cap, io.window_left);
+      if (kv.fp8)
+        launch(generic_attention_kernel<96, __nv_fp8_e4m3>);
+      else
+        launch(generic_attention_kernel<96, __nv_bfloat16>);
       break;
     default:
       throw std::runtime_error("generic attention: head_dim " + std::to_string(kv.head_dim) +

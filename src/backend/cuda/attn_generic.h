@@ -18,7 +18,9 @@
 // The launch needs no scheduling arrays: the grid depends only on the level's row count and
 // batch size (so a graph slot's plans all launch alike) and each block finds its (entry, row
 // tile) from qo_indptr on the device. No workspace. Planned from host data (PlanQuery); the
-// plan (PlanInfo) is {grid tiles, rows per tile, heads per block, head chunks}.
+// plan (PlanInfo) is {grid tiles, rows per tile, heads per block, head chunks}. Pages may be FP8
+// E4M3 codes (kv.fp8): decoded exactly to float; K's scale comes in io.sm_scale, V's
+// (io.v_scale) multiplies the output.
 #pragma once
 #include "backend/cuda/kernels.h"
 

@@ -5,7 +5,9 @@
 //
 // A configuration (AttnKernelKey) is: the kernel kind (FlashInfer's batch decode, its FA2 batch
 // prefill with a causal mask, or without one), the head dim, the variant (FlashInfer's
-// DefaultAttention flags: sliding window on/off, logits soft cap on/off) and the dtype (bf16).
+// DefaultAttention flags: sliding window on/off, logits soft cap on/off) and the page dtype: bf16,
+// or FP8 E4M3 (kv_fp8; queries and outputs stay bf16). FP8 configurations are never compiled in
+// (only through NC_AOT_ATTENTION): the JIT builds them, which keeps the CUDA build's time flat.
 // The GQA group size is not part of it: FlashInfer's decode dispatches every supported group
 // inside one instantiation. The variant's values (window_left, logits_soft_cap, sm_scale) travel
 // at run time in AttnIO; the flags only select the code that reads them.
@@ -27,19 +29,22 @@ struct AttnKernelKey {
   int head_dim = 128;
   bool window = false;    // DefaultAttention's use_sliding_window
   bool soft_cap = false;  // DefaultAttention's use_logits_soft_cap
+  bool kv_fp8 = false;    // FP8 E4M3 pages (DTypeKV = __nv_fp8_e4m3)
   bool operator==(const AttnKernelKey&) const = default;
 };
 
-// "decode_hd128_w0_sc0_bf16": the key's template arguments, stable across versions (it names
-// generated files, cache entries and the NC_AOT_ATTENTION list).
+// "decode_hd128_w0_sc0_bf16" ("..._bf16_kvfp8" over FP8 pages): the key's template arguments,
+// stable across versions (it names generated files, cache entries and the NC_AOT_ATTENTION list).
 inline std::string attn_key_string(const AttnKernelKey& k) {
   static const char* kinds[] = {"decode", "prefill_causal", "prefill_none"};
   return std::string(kinds[int(k.kind)]) + "_hd" + std::to_string(k.head_dim) + "_w" +
-         (k.window ? "1" : "0") + "_sc" + (k.soft_cap ? "1" : "0") + "_bf16";
+         (k.window ? "1" : "0") + "_sc" + (k.soft_cap ? "1" : "0") + "_bf16" +
+         (k.kv_fp8 ? "_kvfp8" : "");
 }
 
 // Bumped whenever AttnKernelTable or the signatures below change.
-constexpr int kAttnTableAbi = 1;
+// 2: PagedKV::fp8 and AttnIO::v_scale (FP8 pages).
+constexpr int kAttnTableAbi = 2;
 constexpr const char* kAttnEntrySymbol = "nc_attn_kernel_table";
 
 struct AttnKernelTable {

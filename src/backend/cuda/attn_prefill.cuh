@@ -1,6 +1,7 @@
-// Batch prefill over paged KV (FlashInfer's FA2 kernel), one head dim, mask and variant per
-// instantiation; attn_prefill_*.cu instantiate it ahead of time (one file each, so the heavy
-// kernels compile in parallel), attn_jit_entry.cuh at run time.
+// Batch prefill over paged KV (FlashInfer's FA2 kernel), one head dim, mask, variant and page
+// element type (KV: bf16, or fp8 with the params' v_scale) per instantiation; attn_prefill_*.cu
+// instantiate it ahead of time (one file each, so the heavy kernels compile in parallel),
+// attn_jit_entry.cuh at run time.
 #pragma once
 #include <flashinfer/attention/prefill.cuh>
 
@@ -8,12 +9,14 @@
 
 namespace nc::cuda {
 
-template <uint32_t HEAD_DIM, flashinfer::MaskMode MASK, bool WINDOW, bool SOFT_CAP>
+template <uint32_t HEAD_DIM, flashinfer::MaskMode MASK, bool WINDOW, bool SOFT_CAP,
+          typename KV = bf16>
 void prefill_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const PagedKV& kv,
                     int32_t* qo_indptr, const AttnIO& io, cudaStream_t stream) {
   flashinfer::PrefillPlanInfo plan;
   plan.FromVector(plan_vec);
-  PrefillParams p;
+  using Params = PrefillParamsT<KV>;
+  Params p;
   set_common_params(p, kv, io);
   set_work_indices(p, plan, ws);
   p.q_indptr = qo_indptr;
@@ -38,7 +41,7 @@ void prefill_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Pag
   case T:                                                                                    \
     st = flashinfer::BatchPrefillWithPagedKVCacheDispatched<                                 \
         /*SAME_KV_STRIDES=*/true, T, HEAD_DIM, HEAD_DIM, flashinfer::PosEncodingMode::kNone, \
-        /*USE_FP16_QK_REDUCTION=*/false, MASK, Variant<WINDOW, SOFT_CAP>, PrefillParams>(    \
+        /*USE_FP16_QK_REDUCTION=*/false, MASK, Variant<WINDOW, SOFT_CAP>, Params>(           \
         p, tmp_v, tmp_s, /*enable_pdl=*/false, stream);                                      \
     break;
       NC_PREFILL_TILE(16)
@@ -57,10 +60,11 @@ void prefill_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Pag
 namespace nc::cuda {
 
 // The table of one prefill configuration (attn_kernels.h); `key` must outlive it (a literal).
-template <uint32_t HEAD_DIM, flashinfer::MaskMode MASK, bool WINDOW, bool SOFT_CAP>
+template <uint32_t HEAD_DIM, flashinfer::MaskMode MASK, bool WINDOW, bool SOFT_CAP,
+          typename KV = bf16>
 const AttnKernelTable* prefill_table(const char* key) {
   static const AttnKernelTable table{kAttnTableAbi, key, nullptr, nullptr,
-                                     &prefill_run_hd<HEAD_DIM, MASK, WINDOW, SOFT_CAP>};
+                                     &prefill_run_hd<HEAD_DIM, MASK, WINDOW, SOFT_CAP, KV>};
   return &table;
 }
 

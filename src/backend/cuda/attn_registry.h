@@ -1,10 +1,11 @@
 // AttnRegistry: the attention kernel table of any configuration (attn_kernels.h).
 //
 // get(key) returns, in this order: a table already looked up (kept for the registry's life), the
-// table compiled ahead into this binary (plain bf16, head_dim 64 and 128, plus the
-// NC_AOT_ATTENTION keys), or a run-time compiled one: the JIT cache's object for the key
-// (jit_cache.h; a hit) or one compiled now by nvcc (jit_compiler.h; logged with its seconds on
-// stderr). Loaded objects are never unloaded (captured CUDA graphs may name their kernels).
+// table compiled ahead into this binary (plain bf16 pages, head_dim 64 and 128, plus the
+// NC_AOT_ATTENTION keys; FP8 pages only through those), or a run-time compiled one: the JIT cache's
+// object for the key (jit_cache.h; a hit) or one compiled now by nvcc (jit_compiler.h; logged with
+// its seconds on stderr). Loaded objects are never unloaded (captured CUDA graphs may name their
+// kernels).
 //
 // Without nvcc and without a cached object the lookup fails with nc::Error (Unsupported) naming
 // the configuration, the cache folder and how to build it ahead. Thread-safe.

@@ -155,11 +155,11 @@ void CudaAttention::run(const AttentionPlan& plan_base, const Tensor& q, const T
   k.expect_shape({T, Hk * D}, "attention k");
   v.expect_shape({T, Hk * D}, "attention v");
   out.expect_shape({T, Hq * D}, "attention output");
-  for (const Tensor* t :
-       {&q, static_cast<const Tensor*>(&out), static_cast<const Tensor*>(&kv_pages)}) {
+  for (const Tensor* t : {&q, static_cast<const Tensor*>(&out)}) {
     expect_bf16(*t, "attention");
     t->expect_contiguous("attention");
   }
+  expect_kv_pages(kv_pages, sh.kv, "attention kv pages");
   for (const Tensor* t : {&k, &v}) {
     expect_bf16(*t, "attention");
     NC_CHECK(t->strides().back() == 1, "attention: k/v rows must be contiguous");
@@ -217,7 +217,11 @@ LevelKernel CudaAttention::graph_own_kernel(const AttentionShape& sh, int batch)
 // rows (e.g. 205 vs 232 us at prefix 32k) but lost at 64 (245 vs 236 us; 167 vs 131 us GQA).
 // Soft-capped levels take it too (FlashInfer's LogitsSoftCap variant, attn_prefill_sm90.cu); a
 // shared level is never windowed.
+// FP8 pages never take it: FlashInfer's sm90 (FA3) templates multiply Q and K in one wgmma, whose
+// operands must share a type (bf16 x bf16 or e4m3 x e4m3), and its FP8 path wants FP8 queries
+// too; so FP8 shared levels run FA2, which dequantises the tiles to bf16 in shared memory.
 bool CudaAttention::use_sm90_kernel(const AttentionShape& sh, const PagedKVBatch& level) const {
+  if (sh.kv.fp8) return false;
   if (options_.shared_level_kernel == SharedLevelKernel::FA2) return false;
   if (options_.shared_level_kernel == SharedLevelKernel::Auto) {
     const char* env = std::getenv("NC_SHARED_LEVEL_KERNEL");

@@ -15,6 +15,12 @@
 // every level, its window on the own level only (the Hopper prefill, for shared levels, has
 // plain and soft-capped variants compiled ahead: attn_prefill_sm90.cu). Head dims FlashInfer's
 // kernels cannot take (96) run our own kernel on every level, eager and graph (attn_generic.h).
+//
+// An FP8 KV cache (shape.kv.fp8; F8E4M3 page tensors) runs the same levels on the fp8 variants of
+// the same kernels (AttnKernelKey::kv_fp8, JIT-compiled; attn_generic's for head_dim 96): the
+// append quantises (append_paged_kv_fp8), K's scale is folded into each level's softmax scale and
+// V's is multiplied into each level's output by the kernel, so merges and graphs need nothing
+// else. Never the Hopper prefill (its wgmma takes bf16 K/V with bf16 Q only): FA2 instead.
 #pragma once
 #include <memory>
 

@@ -28,6 +28,7 @@ cuda::PlanWorkspace level_workspace(const CudaAttentionPlan& plan, const LevelPl
 cuda::PagedKV paged(const CudaAttentionPlan& plan, const LevelPlan& lp, const Tensor& pages) {
   cuda::PagedKV kv;
   kv.pages = pages.data();
+  kv.fp8 = plan.shape.kv.fp8;
   kv.num_kv_heads = plan.shape.num_kv_heads;
   kv.page_size = plan.shape.kv.page_size;
   kv.head_dim = plan.shape.head_dim;
@@ -46,7 +47,11 @@ void run_level(const CudaAttentionPlan& plan, const LevelPlan& lp, const Tensor&
   io.o = out;
   io.lse = lse;
   io.num_qo_heads = plan.shape.num_qo_heads;
-  io.sm_scale = plan.shape.sm_scale;
+  // FP8 pages hold values / scale: K's scale folds into the softmax scale, V's into the output
+  // (every kernel applies it before its bf16 rounding, so a cascade's merge sees true values).
+  const KVCacheShape& kvs = plan.shape.kv;
+  io.sm_scale = plan.shape.sm_scale * (kvs.fp8 ? kvs.k_scale : 1.0f);
+  io.v_scale = kvs.fp8 ? kvs.v_scale : 1.0f;
   io.logits_soft_cap = plan.shape.logits_soft_cap;
   io.window_left = &lp == &plan.levels.back() ? plan.shape.window_left : -1;
   const cuda::PlanWorkspace ws = level_workspace(plan, lp);
@@ -100,10 +105,20 @@ void run_shared_levels_on_side(const CudaAttentionPlan& plan, const Tensor& page
   cuda_check(cudaEventRecord(ctx.join, ctx.side), "cudaEventRecord");
 }
 
-// The step's k/v rows into the own level's slots.
+// The step's k/v rows into the own level's slots (quantised on the way into FP8 pages, with the
+// CPU's inverse scales: cpu_append_kv_fp8).
 void append_kv(const CudaAttentionPlan& plan, const Tensor& k, const Tensor& v,
                const Tensor& pages) {
+  const KVCacheShape& kvs = plan.shape.kv;
   k_call([&] {
+    if (kvs.fp8) {
+      cuda::append_paged_kv_fp8(paged(plan, plan.levels.back(), pages), k.data(), v.data(),
+                                plan.staging.dev_ptr(plan.batch_indices),
+                                plan.staging.dev_ptr(plan.positions), plan.num_tokens,
+                                row_stride(k), row_stride(v), 1.0f / kvs.k_scale,
+                                1.0f / kvs.v_scale, plan.ctx->stream);
+      return;
+    }
     cuda::append_paged_kv(paged(plan, plan.levels.back(), pages), k.data(), v.data(),
                           plan.staging.dev_ptr(plan.batch_indices),
                           plan.staging.dev_ptr(plan.positions), plan.num_tokens, row_stride(k),
@@ -150,6 +165,19 @@ void validate_attention_shape(const AttentionShape& sh) {
            sh.kv.page_size);
   NC_CHECK(sh.num_qo_heads <= 64, "attention: more than 64 query heads ({}) not supported",
            sh.num_qo_heads);
+  if (sh.kv.fp8) {
+    NC_CHECK(!sh.kv.latent, "attention: an fp8 cache cannot be latent (MLA keeps bf16 pages)");
+    NC_CHECK(std::isfinite(sh.kv.k_scale) && sh.kv.k_scale > 0 && std::isfinite(sh.kv.v_scale) &&
+                 sh.kv.v_scale > 0,
+             "attention: fp8 kv cache scales k {} v {} must be finite and > 0", sh.kv.k_scale,
+             sh.kv.v_scale);
+  }
+}
+
+void expect_kv_pages(const Tensor& pages, const KVCacheShape& kv, const char* what) {
+  pages.expect_device(Device::CUDA, what);
+  pages.expect_dtype(kv.fp8 ? DType::F8E4M3 : DType::BF16, what);
+  pages.expect_contiguous(what);
 }
 
 LevelKernel graph_level_kernel(bool own, int head_dim, LevelKernel own_kernel) {
@@ -165,6 +193,7 @@ cuda::AttnKernelKey level_key(LevelKernel kernel, bool causal, bool own, const A
   key.head_dim = sh.head_dim;
   key.window = own && sh.window_left >= 0;
   key.soft_cap = sh.logits_soft_cap > 0;
+  key.kv_fp8 = sh.kv.fp8;
   return key;
 }
 

@@ -138,8 +138,11 @@ class CudaAttentionPlan final : public AttentionPlan {
   bool active(const LevelPlan& lp) const { return lp.batch_size > 0 && num_tokens > 0; }
 };
 
-// The checks every plan makes on the attention shape (nc::Error naming the bad value).
+// The checks every plan makes on the attention shape (nc::Error naming the bad value); an fp8
+// cache (kv.fp8) needs finite scales > 0 and no latent layout.
 void validate_attention_shape(const AttentionShape& sh);
+// A layer's page tensor for `kv`: on the device, contiguous, bf16, or F8E4M3 where kv.fp8.
+void expect_kv_pages(const Tensor& pages, const KVCacheShape& kv, const char* what);
 // The kernel of a graph plan's level: `own_kernel` (the graph decode choice, own level) or FA2
 // (shared levels), or Generic on every level for the head dims it serves (attn_generic.h).
 LevelKernel graph_level_kernel(bool own, int head_dim, LevelKernel own_kernel);

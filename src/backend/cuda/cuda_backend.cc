@@ -29,6 +29,7 @@
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/cuda_sampler.h"
 #include "backend/cuda/cuda_sparse.h"
+#include "backend/cuda/fp8_kv_support.h"
 
 namespace nc {
 namespace {
@@ -73,6 +74,13 @@ class CudaBackend final : public Backend {
     return device_alloc(ctx_, shape, dtype);
   }
   Tensor upload(const HostTensor& t) override { return ops_.upload(t); }
+  // bf16 pages, and FP8 E4M3 pages (fp8 KV cache) on compute capability 8.9 or later: asking
+  // for those on an older GPU throws an Unsupported nc::Error naming it (fp8_kv_support.h).
+  bool supports_kv_dtype(DType t) const override {
+    if (t != DType::F8E4M3) return t == DType::BF16;
+    check_fp8_kv_device(ctx_->device, ctx_->name);
+    return true;
+  }
   void copy_from_host(Tensor dst, const void* src) override { ops_.copy_from_host(dst, src); }
   std::vector<float> to_host_f32(const Tensor& t) override { return ops_.to_host_f32(t); }
   int64_t free_memory_bytes() override { return device_free_memory_bytes(*ctx_); }

@@ -151,17 +151,13 @@ void stage_entries(CudaSparsePlan& plan, const PagedKVBatch& own, const PagedKVB
 
 void CudaSparse::update_page_bounds(const Tensor& kv_pages, const KVCacheShape& kv,
                                     const Tensor& page_slots, Tensor bounds) {
-  NC_CHECK(!kv.latent && !kv.fp8,
-           "update_page_bounds: the CUDA backend keeps bounds of bf16 K/V pages only (latent {}, "
-           "fp8 {})",
-           kv.latent, kv.fp8);
+  NC_CHECK(!kv.latent, "update_page_bounds: an MLA (latent) cache has no per-head keys");
   NC_CHECK(kv.num_pages >= 1 && kv.page_size >= 1 && kv.num_kv_heads >= 1 && kv.head_dim >= 2 &&
                kv.head_dim % 2 == 0,
            "update_page_bounds: cache shape pages {}, page size {}, kv heads {}, head dim {} "
            "(head dim even)",
            kv.num_pages, kv.page_size, kv.num_kv_heads, kv.head_dim);
-  expect_bf16(kv_pages, "update_page_bounds pages");
-  kv_pages.expect_contiguous("update_page_bounds pages");
+  expect_kv_pages(kv_pages, kv, "update_page_bounds pages");
   NC_CHECK(kv_pages.numel() == int64_t(kv.num_pages) * kv.elems_per_page(),
            "update_page_bounds: pages {} do not hold {} pages of {} elements",
            shape_str(kv_pages.shape()), kv.num_pages, kv.elems_per_page());
@@ -174,6 +170,8 @@ void CudaSparse::update_page_bounds(const Tensor& kv_pages, const KVCacheShape& 
   bounds.expect_shape({kv.num_pages, 2, kv.num_kv_heads, kv.head_dim}, "update_page_bounds bounds");
   cuda::PageBoundsArgs a;
   a.pages = kv_pages.data();
+  a.fp8 = kv.fp8;
+  a.k_scale = kv.k_scale;
   a.bounds = static_cast<float*>(bounds.data());
   a.page_slots = static_cast<const int32_t*>(page_slots.data());
   a.num_listed = int(page_slots.dim(0));

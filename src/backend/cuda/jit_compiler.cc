@@ -134,6 +134,7 @@ std::string jit_source(const cuda::AttnKernelKey& key, const std::string& table_
   s += "#define NC_ATTN_HEAD_DIM " + std::to_string(key.head_dim) + "\n";
   s += std::string("#define NC_ATTN_WINDOW ") + (key.window ? "true" : "false") + "\n";
   s += std::string("#define NC_ATTN_SOFT_CAP ") + (key.soft_cap ? "true" : "false") + "\n";
+  s += std::string("#define NC_ATTN_KV_FP8 ") + (key.kv_fp8 ? "1" : "0") + "\n";
   s += "#define NC_ATTN_KEY \"" + table_key + "\"\n";
   s += "#define NC_ATTN_ENTRY " + entry_name + "\n";
   s += "#include \"backend/cuda/attn_jit_entry.cuh\"\n";

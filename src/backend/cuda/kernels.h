@@ -92,8 +92,10 @@ const float* filter_probs(const float* logits, int rows, int vocab, const float*
 // ---- Attention (attn_*.cu) ----
 // One FlashInfer batch over the layer's page tensor, with its CSR arrays on the device.
 struct PagedKV {
-  void* pages =
-      nullptr;  // bf16 [num_pages, 2, page_size, Hk, D] (NHD) or [.., 2, Hk, page_size, D]
+  // bf16 [num_pages, 2, page_size, Hk, D] (NHD) or [.., 2, Hk, page_size, D]; FP8 E4M3 codes of
+  // the same shape (one byte each) where fp8.
+  void* pages = nullptr;
+  bool fp8 = false;
   int num_kv_heads = 0;
   int page_size = 0;
   int head_dim = 0;
@@ -110,9 +112,12 @@ struct AttnIO {
   float* lse = nullptr;     // f32 [T, Hq], base 2; may be null
   int num_qo_heads = 0;
   // The variant's values (AttentionShape): read only by a kernel whose flag is on.
-  float sm_scale = 1.0f;
+  float sm_scale = 1.0f;  // FP8 pages: the shape's sm_scale times the cache's k_scale
   float logits_soft_cap = 0.0f;
   int window_left = -1;
+  // FP8 pages: the cache's v_scale, multiplied into the output (in float, before its bf16
+  // rounding); bf16 kernels ignore it.
+  float v_scale = 1.0f;
 };
 
 // FlashInfer's Prefill/DecodePlanInfo in its ToVector() form.
@@ -177,6 +182,13 @@ bool decode_supported(int num_qo_heads, int num_kv_heads, int head_dim);
 void append_paged_kv(const PagedKV& kv, const void* k, const void* v, int32_t* batch_indices,
                      int32_t* positions, int nnz, int64_t k_stride, int64_t v_stride,
                      cudaStream_t stream);
+// The same into FP8 E4M3 pages (kv.fp8): each bf16 value x is stored as the e4m3 code of
+// x * inv_k (K) or x * inv_v (V) in float, rounded to nearest even and saturated to +-448
+// (__NV_SATFINITE: core/fp8.h's f32_to_e4m3, with the CPU's inv = 1 / scale). One kernel, any
+// head dim (attn_append_fp8.cu).
+void append_paged_kv_fp8(const PagedKV& kv, const void* k, const void* v, int32_t* batch_indices,
+                         int32_t* positions, int nnz, int64_t k_stride, int64_t v_stride,
+                         float inv_k, float inv_v, cudaStream_t stream);
 // (v, s) <- merge((v, s), (v_other, s_other)), per row and head; bf16 v, base-2 LSE s.
 void merge_state_inplace(void* v, float* s, const void* v_other, const float* s_other, int rows,
                          int num_heads, int head_dim, cudaStream_t stream);

@@ -1,5 +1,6 @@
 // Sparse decode attention's kernels (sparse_kernels.h): page bounds, page scores, page selection.
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 
 #include <algorithm>
 #include <cmath>
@@ -15,13 +16,24 @@ constexpr unsigned kFull = 0xffffffffu;
 
 // ---- update_page_bounds: one block per listed page, two elements of [Hk, D] per thread ----
 
+// Features d and d + 1 (d even) of page element offset `off` as float: bf16, or an fp8 code pair
+// decoded exactly and scaled by k_scale (the CPU's bounds of an fp8 cache: cpu_sparse.cc).
+__device__ inline float2 key_pair(const PageBoundsArgs& a, int64_t off) {
+  if (a.fp8) {
+    const float2 f = static_cast<float2>(
+        *reinterpret_cast<const __nv_fp8x2_e4m3*>(static_cast<const uint8_t*>(a.pages) + off));
+    return make_float2(f.x * a.k_scale, f.y * a.k_scale);
+  }
+  return __bfloat1622float2(
+      *reinterpret_cast<const __nv_bfloat162*>(static_cast<const __nv_bfloat16*>(a.pages) + off));
+}
+
 __global__ void page_bounds_kernel(PageBoundsArgs a) {
   const int pid = a.page_slots[2 * blockIdx.x];
   if (pid < 0 || pid >= a.num_pages) return;
   const int valid = min(max(a.page_slots[2 * blockIdx.x + 1], 0), a.page_size);
   const int hd = a.num_kv_heads * a.head_dim;
-  const auto* page =
-      static_cast<const __nv_bfloat16*>(a.pages) + int64_t(pid) * 2 * a.page_size * hd;
+  const int64_t page = int64_t(pid) * 2 * a.page_size * hd;  // element offset of the page
   float* lo = a.bounds + int64_t(pid) * 2 * hd;
   float* hi = lo + hd;
   for (int x = 2 * threadIdx.x; x < hd; x += 2 * blockDim.x) {
@@ -31,7 +43,7 @@ __global__ void page_bounds_kernel(PageBoundsArgs a) {
     for (int s = 0; s < valid; ++s) {
       const int64_t off = a.hnd ? (int64_t(h) * a.page_size + s) * a.head_dim + d
                                 : (int64_t(s) * a.num_kv_heads + h) * a.head_dim + d;
-      const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(page + off));
+      const float2 f = key_pair(a, page + off);
       mn = make_float2(fminf(mn.x, f.x), fminf(mn.y, f.y));
       mx = make_float2(fmaxf(mx.x, f.x), fmaxf(mx.y, f.y));
     }

@@ -29,7 +29,9 @@
 namespace nc::cuda {
 
 struct PageBoundsArgs {
-  const void* pages = nullptr;  // bf16, the layer's page tensor
+  const void* pages = nullptr;  // the layer's page tensor: bf16, or e4m3 codes where fp8
+  bool fp8 = false;             // codes decoded and multiplied by k_scale (the keys they stand for)
+  float k_scale = 1.0f;
   float* bounds = nullptr;
   const int32_t* page_slots = nullptr;  // [num_listed, 2]: (page id, valid slots)
   int num_listed = 0;
