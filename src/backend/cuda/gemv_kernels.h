@@ -11,7 +11,9 @@
 // bf16 (silu_and_mul_bf16's output), formed on the fly from gate_up bf16 [rows, 2k] (contiguous,
 // 16-byte aligned; gemv_supported(rows, k, gate_up, w)): bit for bit silu_and_mul_bf16 then
 // gemv_bf16. Both launch with programmatic dependent launch where pdl.h allows it (results do not
-// change).
+// change): they read the first weight chunks before waiting for the kernel before them, so `w`
+// must not be written by that kernel (weights never are; an activation passed as w would need
+// NC_PDL=0).
 #pragma once
 #include <cuda_runtime_api.h>
 
