@@ -70,7 +70,9 @@ TEST_F(SiluMulLinear, DefaultMatchesTheDefinitionAndTheTwoOps) {
           cpu->silu_and_mul(g, act2);
           cpu->linear(act2, wt, bias, out2);
           EXPECT_EQ(got, cpu->to_host_f32(out2));
-          if (with_scratch) EXPECT_EQ(cpu->to_host_f32(act), cpu->to_host_f32(act2));
+          if (with_scratch) {
+            EXPECT_EQ(cpu->to_host_f32(act), cpu->to_host_f32(act2));
+          }
         }
 }
 

@@ -51,7 +51,7 @@ B1Result run_b1(const ModelConfig& cfg, bool fuse, bool pdl, int ctx, int steps)
     in.attention.levels = {b};
     return model.forward_sample(in, kv, {RowSampling{}})[0];
   };
-  std::vector<int32_t> prompt(size_t(ctx));
+  std::vector<int32_t> prompt(static_cast<size_t>(ctx));
   for (int i = 0; i < ctx; ++i) prompt[size_t(i)] = int32_t((i * 7919) % cfg.vocab_size);
   int32_t tok = step(prompt, 0);
   int pos = ctx;
