@@ -4,8 +4,8 @@
 //     activation rounded to bf16 as silu_and_mul rounds it), at 1..16 rows, with bias and float32
 //     output; and against the CPU backend's silu_mul_linear (float32 throughout) within kBf16Tol:
 //     the GPU rounds the activation and the output to bf16 (2^-9 relative each), far below 1e-2.
-//   - The backend op: fused at one row (the default), unfused beyond silu_max_rows, FP8 or odd
-//     shapes falling back; the same values either way.
+//   - The backend op: fused at one row (the default), unfused beyond silu_max_rows (or up to
+//     NC_FUSE_SILU_MAX_ROWS), odd shapes falling back; the same values either way.
 //   - The K/V append folded into the qkv prologue (qkv_split_norm_rope_append, fused_kernels.h)
 //     against the separate append inside attention(): pages and outputs bit for bit.
 //   - PDL (pdl.h) on and off: bit-identical results (it moves launches, never arithmetic), and a
@@ -23,6 +23,7 @@
 #include <cstdlib>
 
 #include "backend/cuda/gemv_kernels.h"
+#include "core/error.h"
 #include "golden.h"
 #include "gpu_test_util.h"
 #include "model/llama.h"
@@ -142,6 +143,43 @@ TEST_F(CudaFused, BackendOpFusesOneRowAndFallsBackElsewhere) {
   gpu->silu_mul_linear(gpu->upload(gu2), gpu->upload(w2), Tensor(), out2);
   cpu->silu_mul_linear(cpu->upload(gu2), cpu->upload(w2), Tensor(), ref2);
   EXPECT_LE(rel_error(gpu->to_host_f32(out2), cpu->to_host_f32(ref2)), kBf16Tol);
+}
+
+// NC_FUSE_SILU_MAX_ROWS: up to 8 rows fused (the GEMV against cuBLASLt's product: bf16 tolerance
+// of each other and of the CPU); a value outside 0..16 is an nc::Error naming it.
+TEST_F(CudaFused, SiluMaxRowsFromTheEnvironment) {
+  const char* old = std::getenv("NC_FUSE_SILU_MAX_ROWS");
+  const std::string saved = old ? old : "";
+  setenv("NC_FUSE_SILU_MAX_ROWS", "8", 1);
+  std::unique_ptr<Backend> wide = make_cuda_backend(0);
+  setenv("NC_FUSE_SILU_MAX_ROWS", "17", 1);
+  try {
+    make_cuda_backend(0);
+    ADD_FAILURE() << "NC_FUSE_SILU_MAX_ROWS=17 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("NC_FUSE_SILU_MAX_ROWS=17"), std::string::npos)
+        << e.what();
+  }
+  if (old) {
+    setenv("NC_FUSE_SILU_MAX_ROWS", saved.c_str(), 1);
+  } else {
+    unsetenv("NC_FUSE_SILU_MAX_ROWS");
+  }
+  const int64_t M = 384, I = 1024;
+  const HostTensor w_h{{M, I}, random_vec(rng, size_t(M * I), 0.05f)};
+  Tensor w_wide = wide->upload(w_h), w = gpu->upload(w_h), w_c = cpu->upload(w_h);
+  for (int64_t T : {2, 5, 8}) {
+    SCOPED_TRACE(::testing::Message() << "rows " << T);
+    const HostTensor gu_h{{T, 2 * I}, random_vec(rng, size_t(T * 2 * I), 1.5f)};
+    Tensor o_wide = wide->alloc({T, M}, DType::BF16), o = gpu->alloc({T, M}, DType::BF16);
+    wide->silu_mul_linear(wide->upload(gu_h), w_wide, Tensor(), o_wide);
+    gpu->silu_mul_linear(gpu->upload(gu_h), w, Tensor(), o);  // one row only: not fused here
+    Tensor ref = cpu->alloc({T, M}, DType::F32);
+    cpu->silu_mul_linear(cpu->upload(gu_h), w_c, Tensor(), ref);
+    const std::vector<float> got = wide->to_host_f32(o_wide);
+    EXPECT_LE(rel_error(got, gpu->to_host_f32(o)), kBf16Tol);
+    EXPECT_LE(rel_error(got, cpu->to_host_f32(ref)), kBf16Tol);
+  }
 }
 
 // A chain of GEMVs and norms captured into a graph: the same output with PDL on and off, and
