@@ -47,6 +47,14 @@ struct PdlGuard {
   ~PdlGuard() { cuda_set_pdl(was); }
 };
 
+// NC_FUSE=0 turns fusion off in every backend of the process: the tests of the fused ops skip.
+bool fusion_env_off() {
+  const char* v = std::getenv("NC_FUSE");
+  return v != nullptr && std::string(v) == "0";
+}
+#define SKIP_WITHOUT_FUSION() \
+  if (fusion_env_off()) GTEST_SKIP() << "NC_FUSE=0: fusion is off"
+
 bool is_sm90() {
   int dev = 0, major = 0;
   cudaGetDevice(&dev);
@@ -114,6 +122,7 @@ TEST_F(CudaFused, SiluGemvEqualsSiluAndMulThenGemv) {
 
 // The backend op: fused where it fits, Backend's default elsewhere; the same values both ways.
 TEST_F(CudaFused, BackendOpFusesOneRowAndFallsBackElsewhere) {
+  SKIP_WITHOUT_FUSION();
   CudaBackendOptions off;
   off.fuse_small_ops = false;
   std::unique_ptr<Backend> plain = make_cuda_backend(0, off);
@@ -148,6 +157,7 @@ TEST_F(CudaFused, BackendOpFusesOneRowAndFallsBackElsewhere) {
 // NC_FUSE_SILU_MAX_ROWS: up to 8 rows fused (the GEMV against cuBLASLt's product: bf16 tolerance
 // of each other and of the CPU); a value outside 0..16 is an nc::Error naming it.
 TEST_F(CudaFused, SiluMaxRowsFromTheEnvironment) {
+  SKIP_WITHOUT_FUSION();
   const char* old = std::getenv("NC_FUSE_SILU_MAX_ROWS");
   const std::string saved = old ? old : "";
   setenv("NC_FUSE_SILU_MAX_ROWS", "8", 1);
@@ -185,6 +195,7 @@ TEST_F(CudaFused, SiluMaxRowsFromTheEnvironment) {
 // A chain of GEMVs and norms captured into a graph: the same output with PDL on and off, and
 // programmatic edges in the graph only with it on (only on 9.x).
 TEST_F(CudaFused, PdlKeepsResultsAndGraphEdges) {
+  SKIP_WITHOUT_FUSION();
   PdlGuard guard;
   const int64_t H = 1024, I = 3072;
   const Tensor x = both_random({1, H}).second, wu = both_random({2 * I, H}, 0.03f).second;
@@ -234,6 +245,7 @@ TEST_F(CudaFused, PdlKeepsResultsAndGraphEdges) {
 // output bit for bit (the append copies the same bf16 values the fused kernel stores); with
 // fusion off the op only splits and says so.
 TEST_F(CudaFused, FusedAppendEqualsSeparateAppend) {
+  SKIP_WITHOUT_FUSION();
   CudaBackendOptions off;
   off.fuse_small_ops = false;
   std::unique_ptr<Backend> plain = make_cuda_backend(0, off);
@@ -391,6 +403,7 @@ class CudaFusedModel : public GpuVsCpu {
 };
 
 TEST_F(CudaFusedModel, TinyMistralHd64FusedMatchesUnfusedAndCpu) {
+  SKIP_WITHOUT_FUSION();
   LoadedModel lm = load_model(fixtures() + "/tiny-mistral");
   for (auto& [name, t] : lm.weights)
     if (!t.is_raw())
@@ -404,6 +417,7 @@ TEST_F(CudaFusedModel, TinyMistralHd64FusedMatchesUnfusedAndCpu) {
 }
 
 TEST_F(CudaFusedModel, RandomHd128FusedMatchesUnfusedAndCpu) {
+  SKIP_WITHOUT_FUSION();
   const ModelConfig cfg = hd128_config();
   check("random hd128",
         [&](Backend& b) { return std::make_unique<LlamaModel>(cfg, RandomWeights{77}, b); },
