@@ -77,7 +77,10 @@ def main():
     total = sum(times.values())
     steps, layers, how = count_steps(kernels, layers)
     print(f"{len(kernels)} kernels, {total / 1e3:.3f} ms in all, {steps:.2f} decode steps "
-          f"({layers:g} layers: {how})\n")
+          f"({layers:g} layers: {how})")
+    per_layer = f", {len(kernels) / steps / layers:.2f} per layer" if layers else ""
+    print(f"{len(kernels) / steps:.1f} kernels per step{per_layer} (every kernel of the window, "
+          f"the step's non-layer ones included)\n")
     print("| kernels | ms per step | launches per step | share |")
     print("|---|---|---|---|")
     launches = {}

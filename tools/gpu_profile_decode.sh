@@ -6,7 +6,11 @@
 # bundle's configs/), random weights, CUDA graphs (ncu times each graph node).
 # bench/profile_report.py groups the kernels per decode step (the layer count from CONFIG).
 # NC_SKIP and NC_COUNT default to 14000 and 700 scaled by layers / 28 (the launches of a
-# Qwen3-0.6B run's prefill, then about two decode steps).
+# Qwen3-0.6B run's prefill, then about two decode steps). The report gives kernels per step and
+# per layer. Batch 1 (issue #16's latency case): NC_BATCH=1 NC_OUTPUT_LEN=256 NC_SKIP=30000
+# NC_COUNT=1000 (the prefill is then a few hundred launches; the skip lands in the decode).
+# NC_PDL=0 and NC_FUSE=0 (inherited by both runs) turn programmatic dependent launch and the fused
+# kernels off for an A/B (cuda_backend.h).
 #
 #   tools/gpu_profile_decode.sh BUNDLE [CONFIG]   (on the GPU machine; results under $OUT)
 set -uo pipefail

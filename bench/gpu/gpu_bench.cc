@@ -21,8 +21,11 @@
 //           and decode batch sizes, against the copy rate (gemm_decode_bench.cc)
 //   moe, mla  issue #14's MoE expert GEMMs and MLA decode (moe_mla_bench.cc)
 //   sparse  issue #13's sparse decode attention against dense and its floor (sparse_bench.cc)
+//   decode-b1 [config.json ...]  a whole model's batch-1 decode step against its weight-read
+//           floor, kernels a step from its graph, PDL and fusion on/off (decode_b1_bench.cc; also
+//           run at the end of `decode`, for configs/qwen3-0.6b.json and llama-3-8b.json)
 // Usage: nc_gpu_bench [decode|decode-grid|gemm|cascade|cascade-ab|variants|decode-choice|
-//                      gemm-decode|moe|mla|sparse|all]
+//                      gemm-decode|decode-b1|moe|mla|sparse|fp8kv|all]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -411,6 +414,7 @@ void bench_gemm_decode(std::vector<std::string> configs);  // gemm_decode_bench.
 void bench_moe_mla(const std::string& what);               // moe_mla_bench.cc
 void bench_sparse();                                       // sparse_bench.cc
 void bench_fp8kv();                                        // fp8kv_bench.cc
+void bench_decode_b1(std::vector<std::string> configs);    // decode_b1_bench.cc
 }  // namespace nc
 
 int main(int argc, char** argv) {
@@ -420,6 +424,8 @@ int main(int argc, char** argv) {
     std::printf("# nc_gpu_bench on %s\n", be->name().c_str());
     be.reset();
     if (what == "decode" || what == "all") nc::bench_decode(3.0);
+    if (what == "decode" || what == "all") nc::bench_decode_b1({});  // qwen3-0.6b, llama-3-8b
+    if (what == "decode-b1") nc::bench_decode_b1({argv + 2, argv + argc});
     if (what == "decode-grid" || what == "all") nc::bench_decode_grid();
     if (what == "gemm" || what == "all") nc::bench_gemm(790.0);
     if (what == "cascade" || what == "all") nc::bench_cascade();

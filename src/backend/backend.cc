@@ -229,6 +229,32 @@ void Backend::moe_experts(const Tensor&, const Tensor&, const Tensor&, const Ten
           name());
 }
 
+void Backend::silu_mul_linear(const Tensor& gate_up, const Tensor& w, const Tensor& bias,
+                              Tensor out, Tensor act) {
+  NC_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0,
+           "silu_mul_linear: gate_up {} is not [T, 2I]", shape_str(gate_up.shape()));
+  const Shape want{gate_up.dim(0), gate_up.dim(1) / 2};
+  if (!act.defined()) act = alloc(want, dtype());
+  act.expect_shape(want, "silu_mul_linear activation");
+  silu_and_mul(gate_up, act);
+  linear(act, w, bias, out);
+}
+
+bool Backend::qkv_split_norm_rope_append(const AttentionPlan&, Tensor, const Tensor& qkv,
+                                         const Tensor& q_norm, const Tensor& k_norm, float eps,
+                                         const Tensor& positions, const Tensor& cos_sin,
+                                         int head_dim, Tensor q, Tensor k, Tensor v) {
+  qkv_split_norm_rope(qkv, q_norm, k_norm, eps, positions, cos_sin, head_dim, q, k, v);
+  return false;
+}
+
+void Backend::attention_appended(const AttentionPlan&, const Tensor&, const Tensor&, const Tensor&,
+                                 Tensor, Tensor) {
+  fail_as(ErrorKind::Unsupported,
+          "backend {}: attention_appended without a qkv_split_norm_rope_append that appended",
+          name());
+}
+
 void Backend::gelu_tanh_and_mul(const Tensor&, Tensor) {
   fail_as(ErrorKind::Unsupported, "backend {}: gelu_tanh_and_mul is not implemented", name());
 }

@@ -167,6 +167,13 @@ class Backend {
                                    int head_dim, Tensor q, Tensor k, Tensor v) = 0;
   // out = silu(gate_up[:, :I]) * gate_up[:, I:]. gate_up: [T, 2I]; out: [T, I].
   virtual void silu_and_mul(const Tensor& gate_up, Tensor out) = 0;
+  // The gated MLP's down projection: out = silu_and_mul(gate_up) @ w^T (+ bias), the activation
+  // rounded to dtype() as silu_and_mul writes it. gate_up: [T, 2I]; w: [M, I]; bias: [M] or
+  // undefined; out: [T, M]; act: [T, I] scratch for the activation (undefined: allocated). The
+  // default runs silu_and_mul into act, then linear; a backend may fuse the two (CUDA does at
+  // small T: one kernel fewer per layer) where its result is the same.
+  virtual void silu_mul_linear(const Tensor& gate_up, const Tensor& w, const Tensor& bias,
+                               Tensor out, Tensor act = Tensor());
   // out = gelu_tanh(gate_up[:, :I]) * gate_up[:, I:] (GeGLU with the tanh approximation,
   // PyTorch's gelu(approximate="tanh"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))).
   virtual void gelu_tanh_and_mul(const Tensor& gate_up, Tensor out);
@@ -214,6 +221,21 @@ class Backend {
                                                         const AttentionShape& shape) = 0;
   virtual void attention(const AttentionPlan& plan, const Tensor& q, const Tensor& k,
                          const Tensor& v, Tensor kv_pages, Tensor out) = 0;
+  // The attention prologue with the append folded in: qkv_split_norm_rope (same arguments), and,
+  // where the backend can, the step's k and v rows written into kv_pages at the slots of plan's
+  // last level exactly as attention(plan, ...) would append them; returns whether it appended.
+  // After true the layer attends with attention_appended (no second append); after false with
+  // attention(). The default only splits (false); CUDA appends for bf16 pages of its own plans.
+  virtual bool qkv_split_norm_rope_append(const AttentionPlan& plan, Tensor kv_pages,
+                                          const Tensor& qkv, const Tensor& q_norm,
+                                          const Tensor& k_norm, float eps, const Tensor& positions,
+                                          const Tensor& cos_sin, int head_dim, Tensor q, Tensor k,
+                                          Tensor v);
+  // attention() without its append (k and v are there for the shape checks only). Only after
+  // qkv_split_norm_rope_append returned true for this plan and pages; the default throws an
+  // Unsupported nc::Error naming the backend.
+  virtual void attention_appended(const AttentionPlan& plan, const Tensor& q, const Tensor& k,
+                                  const Tensor& v, Tensor kv_pages, Tensor out);
 
   // MLA (DeepSeek's multi-head latent attention, docs/models.md), in the absorbed form. The
   // defaults throw an Unsupported nc::Error naming the backend.

@@ -160,14 +160,20 @@ void LlamaModel::attention_block(size_t l, const Plans& plans, KVCache& kv, cons
   Tensor qkv = ws_.qkv.slice(0, T), q = ws_.q.slice(0, T), k = ws_.k.slice(0, T),
          v = ws_.v.slice(0, T);
   backend_.linear(in, L.qkv, L.qkv_bias, qkv);
-  // Split, per-head q/k RMSNorm (Qwen3, Gemma 3; undefined weights otherwise) and rope in one op.
-  backend_.qkv_split_norm_rope(qkv, L.q_norm, L.k_norm, float(cfg_.rms_eps),
-                               ws_.positions.slice(0, T), kind.cos_sin, int(D), q, k, v);
   Tensor attn = ws_.attn_out.slice(0, T);
   const AttentionPlan* sparse =
       sparse_step_.plans.empty() ? nullptr : sparse_step_.plans[size_t(ki)].get();
-  if (sparse && layer_is_sparse(int64_t(l))) {
+  const bool sparse_layer = sparse && layer_is_sparse(int64_t(l));
+  // Split, per-head q/k RMSNorm (Qwen3, Gemma 3; undefined weights otherwise) and rope in one op;
+  // for a dense layer the backend may also append k/v to the pages there (one kernel fewer).
+  const float eps = float(cfg_.rms_eps);
+  const Tensor pos = ws_.positions.slice(0, T);
+  if (sparse_layer) {
+    backend_.qkv_split_norm_rope(qkv, L.q_norm, L.k_norm, eps, pos, kind.cos_sin, int(D), q, k, v);
     backend_.sparse_attention(*sparse, q, k, v, kv_pages, kv.bounds[l], attn);
+  } else if (backend_.qkv_split_norm_rope_append(plan, kv_pages, qkv, L.q_norm, L.k_norm, eps, pos,
+                                                 kind.cos_sin, int(D), q, k, v)) {
+    backend_.attention_appended(plan, q, k, v, kv_pages, attn);
   } else {
     backend_.attention(plan, q, k, v, kv_pages, attn);
   }
@@ -181,10 +187,10 @@ void LlamaModel::mlp_block(const Layer& L, const Tensor& in, Tensor out, int64_t
   backend_.linear(in, L.gate_up, Tensor(), gu);
   if (cfg_.activation == Activation::GeluTanh) {
     backend_.gelu_tanh_and_mul(gu, act);
+    backend_.linear(act, L.down, Tensor(), out);
   } else {
-    backend_.silu_and_mul(gu, act);
+    backend_.silu_mul_linear(gu, L.down, Tensor(), out, act);  // one kernel where CUDA fuses it
   }
-  backend_.linear(act, L.down, Tensor(), out);
 }
 
 AttentionShape LlamaModel::attention_shape(const KVCache& kv, const LayerKind& kind) const {

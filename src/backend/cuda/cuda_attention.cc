@@ -146,7 +146,7 @@ void CudaAttention::allocate_cascade_state(CudaAttentionPlan& plan, int num_shar
 }
 
 void CudaAttention::run(const AttentionPlan& plan_base, const Tensor& q, const Tensor& k,
-                        const Tensor& v, Tensor kv_pages, Tensor out) {
+                        const Tensor& v, Tensor kv_pages, Tensor out, bool append) {
   const auto* plan = dynamic_cast<const CudaAttentionPlan*>(&plan_base);
   NC_CHECK(plan != nullptr && plan->ctx == ctx_, "attention: plan was not made by this backend");
   const AttentionShape& sh = plan->shape;
@@ -168,7 +168,7 @@ void CudaAttention::run(const AttentionPlan& plan_base, const Tensor& q, const T
            "attention: kv pages {} do not hold {} pages of {} elements",
            shape_str(kv_pages.shape()), sh.kv.num_pages, sh.kv.elems_per_page());
   if (T == 0) return;
-  run_levels(*plan, q, k, v, kv_pages, out);
+  run_levels(*plan, q, k, v, kv_pages, out, append);
 }
 
 // Head dims FlashInfer's kernels cannot take (96) run our kernel on every level (attn_generic.h).

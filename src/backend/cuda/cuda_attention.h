@@ -43,8 +43,10 @@ class CudaAttention {
   std::unique_ptr<AttentionPlan> plan_for_graph(const AttentionStep& step,
                                                 const AttentionShape& shape, int slot_id,
                                                 int max_pages);
+  // append = false: the step's k/v are already in their slots (the fused prologue put them
+  // there: Backend::qkv_split_norm_rope_append, cuda_fused.h).
   void run(const AttentionPlan& plan, const Tensor& q, const Tensor& k, const Tensor& v,
-           Tensor kv_pages, Tensor out);
+           Tensor kv_pages, Tensor out, bool append = true);
   // After the graphs were dropped: frees graph scratch no graph can read any more.
   void free_retired_scratch() { slots_.free_retired_scratch(); }
   int64_t graph_device_bytes() const { return slots_.device_bytes(); }

@@ -251,19 +251,19 @@ void plan_levels(CudaAttentionPlan& plan, const std::vector<cuda::PlanQuery>& qu
 }
 
 void run_levels(const CudaAttentionPlan& plan, const Tensor& q, const Tensor& k, const Tensor& v,
-                const Tensor& pages, Tensor out) {
+                const Tensor& pages, Tensor out, bool append) {
   const cudaStream_t st = plan.ctx->stream;
   const size_t nl = plan.levels.size();
   const CascadeState& c = plan.cascade;
   if (plan.overlap) {
     run_shared_levels_on_side(plan, pages, q);
-    append_kv(plan, k, v, pages);
+    if (append) append_kv(plan, k, v, pages);
     run_level(plan, plan.levels.back(), pages, q, out.data(), c.lse_main, st);
     cuda_check(cudaStreamWaitEvent(st, plan.ctx->join), "cudaStreamWaitEvent");
     merge(plan, out.data(), c.lse_main, c.level_out, c.lse_level, st);
     return;
   }
-  append_kv(plan, k, v, pages);
+  if (append) append_kv(plan, k, v, pages);
   // The last level writes `out` directly; shared levels are merged into it.
   run_level(plan, plan.levels.back(), pages, q, out.data(), nl > 1 ? c.lse_main : nullptr, st);
   for (size_t l = 0; l + 1 < nl; ++l) {

@@ -162,8 +162,9 @@ void stage_level(const StagingView& st, const LevelArrays& a, const PagedKVBatch
 // FlashInfer's plan of every active level (queries[l] for level l), in level order, on the
 // context's stream; each copies its int workspace to the device itself.
 void plan_levels(CudaAttentionPlan& plan, const std::vector<cuda::PlanQuery>& queries);
-// Appends the step's k/v, runs every level and merges them into `out` (Backend::attention).
+// Appends the step's k/v (unless `append` is false: already there), runs every level and merges
+// them into `out` (Backend::attention).
 void run_levels(const CudaAttentionPlan& plan, const Tensor& q, const Tensor& k, const Tensor& v,
-                const Tensor& pages, Tensor out);
+                const Tensor& pages, Tensor out, bool append = true);
 
 }  // namespace nc::cuda_host

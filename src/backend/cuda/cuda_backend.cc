@@ -13,12 +13,14 @@
 //   cuda_graphs     graph capture/replay and forward-pass timing
 //   cuda_sampler    sample_tokens_async and its reserved scratch (cuda_logprobs: the
 //                   log-probabilities and logit_bias of a draw)
+//   cuda_fused      fused forms of ops at small batches (silu_mul_linear as one GEMV)
 #include "backend/cuda/cuda_backend.h"
 
 #include <algorithm>
 #include <optional>
 
 #include "backend/cuda/cuda_attention.h"
+#include "backend/cuda/cuda_fused.h"
 #include "backend/cuda/cuda_gemm.h"
 #include "backend/cuda/cuda_graphs.h"
 #include "backend/cuda/cuda_kv_copy.h"
@@ -30,6 +32,7 @@
 #include "backend/cuda/cuda_sampler.h"
 #include "backend/cuda/cuda_sparse.h"
 #include "backend/cuda/fp8_kv_support.h"
+#include "backend/cuda/pdl.h"
 
 namespace nc {
 namespace {
@@ -48,6 +51,7 @@ class CudaBackend final : public Backend {
       : ctx_(open_device(device_index)),
         ops_(ctx_),
         gemm_(ctx_),
+        fuse_(FuseOptions::from_env(options.fuse_small_ops)),
         graphs_(ctx_),
         registry_(std::make_shared<AttnRegistry>(jit_options(options), ctx_->device)),
         attention_(ctx_, options, graphs_, registry_),
@@ -86,6 +90,7 @@ class CudaBackend final : public Backend {
   int64_t free_memory_bytes() override { return device_free_memory_bytes(*ctx_); }
   void synchronize() { ctx_->synchronize(); }
   CublasLtGemm& gemm() { return gemm_; }
+  const GraphRunner& graphs() const { return graphs_; }
 
   void embedding(const Tensor& table, const Tensor& ids, Tensor out) override {
     ops_.embedding(table, ids, out);
@@ -107,7 +112,30 @@ class CudaBackend final : public Backend {
                            Tensor k, Tensor v) override {
     ops_.qkv_split_norm_rope(qkv, q_norm, k_norm, eps, positions, cos_sin, head_dim, q, k, v);
   }
+  bool qkv_split_norm_rope_append(const AttentionPlan& plan, Tensor kv_pages, const Tensor& qkv,
+                                  const Tensor& q_norm, const Tensor& k_norm, float eps,
+                                  const Tensor& positions, const Tensor& cos_sin, int head_dim,
+                                  Tensor q, Tensor k, Tensor v) override {
+    cuda::KvAppendTarget target;
+    const bool fused =
+        k.ndim() == 2 &&
+        fused_append_target(fuse_, plan, kv_pages, positions.numel(), k.dim(1), head_dim, &target);
+    ops_.qkv_split_norm_rope(qkv, q_norm, k_norm, eps, positions, cos_sin, head_dim, q, k, v,
+                             fused ? &target : nullptr);
+    return fused;
+  }
+  void attention_appended(const AttentionPlan& plan, const Tensor& q, const Tensor& k,
+                          const Tensor& v, Tensor kv_pages, Tensor out) override {
+    NC_CHECK(!is_mla_plan(plan) && !is_sparse_plan(plan),
+             "attention_appended: an MLA or sparse plan appends in its own op");
+    attention_.run(plan, q, k, v, kv_pages, out, /*append=*/false);
+  }
   void silu_and_mul(const Tensor& gate_up, Tensor out) override { ops_.silu_and_mul(gate_up, out); }
+  void silu_mul_linear(const Tensor& gate_up, const Tensor& w, const Tensor& bias, Tensor out,
+                       Tensor act) override {
+    if (!fused_silu_mul_linear(*ctx_, fuse_, gate_up, w, bias, out))
+      Backend::silu_mul_linear(gate_up, w, bias, out, act);
+  }
   void moe_route(const Tensor& logits, const Tensor& bias, const MoeRouting& r, Tensor ids,
                  Tensor weights) override {
     moe_.route(logits, bias, r, ids, weights);
@@ -271,6 +299,7 @@ class CudaBackend final : public Backend {
   std::shared_ptr<Context> ctx_;
   CudaOps ops_;
   CublasLtGemm gemm_;
+  FuseOptions fuse_;
   GraphRunner graphs_;
   std::shared_ptr<AttnRegistry> registry_;
   CudaAttention attention_;
@@ -317,6 +346,23 @@ CublasLtGemm& cuda_gemm(Backend& b) {
 void cuda_rope(Backend& cuda, Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin,
                int head_dim) {
   cuda_backend(cuda, "cuda_rope").rope(q, k, positions, cos_sin, head_dim);
+}
+
+void cuda_set_pdl(bool on) {
+  cuda::set_pdl_enabled(on);
+}
+
+bool cuda_pdl_enabled() {
+  return cuda::pdl_enabled();
+}
+
+CudaGraphStats cuda_graph_stats(Backend& cuda, int key) {
+  const cuda_host::GraphStats st = cuda_backend(cuda, "cuda_graph_stats").graphs().stats(key);
+  return {st.nodes, st.kernels, st.programmatic_edges};
+}
+
+std::vector<int> cuda_graph_keys(Backend& cuda) {
+  return cuda_backend(cuda, "cuda_graph_keys").graphs().keys();
 }
 
 std::vector<bool> cuda_plan_uses_decode_kernel(const AttentionPlan& plan) {

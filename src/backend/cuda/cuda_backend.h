@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 
@@ -12,8 +13,8 @@ namespace nc {
 
 // Which kernel runs a level whose entries all have one query row (a decode step).
 enum class DecodeKernel {
-  Auto,  // by the table in decode_choice.cc (group, head_dim, batch, context); its default:
-         // CUDA cores for GQA group sizes below 4, tensor cores (the prefill kernel) from 4
+  Auto,         // by the table in decode_choice.cc (group, head_dim, batch, context); its default:
+                // CUDA cores for GQA group sizes below 4, tensor cores (the prefill kernel) from 4
   CudaCores,    // FlashInfer's batch decode kernel
   TensorCores,  // FlashInfer's batch prefill kernel with q_len 1
 };
@@ -37,6 +38,10 @@ struct CudaBackendOptions {
   // The folder of run-time compiled attention kernels (docs/gpu.md, "JIT"); empty: NC_JIT_CACHE,
   // else $XDG_CACHE_HOME/nanocascade/jit, else ~/.cache/nanocascade/jit.
   std::string jit_cache_dir;
+  // Fused small ops (cuda_fused.h: silu_mul_linear as one GEMV at one row, the K/V append in the
+  // qkv prologue); the environment variable NC_FUSE=0 turns them off as false does (A/B
+  // benchmarking, tests).
+  bool fuse_small_ops = true;
 };
 
 std::unique_ptr<Backend> make_cuda_backend(int device_index, const CudaBackendOptions& options);
@@ -47,6 +52,21 @@ void cuda_synchronize(Backend& cuda);
 // k: [T, Hk*D], positions: i32 [T], cos_sin: [max_pos, D]); the model uses qkv_split_norm_rope.
 void cuda_rope(Backend& cuda, Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin,
                int head_dim);
+
+// Programmatic dependent launch of the backend's own small kernels (backend/cuda/pdl.h): on by
+// default on compute capability 9.x, NC_PDL=0 or cuda_set_pdl(false) turn it off for launches
+// (and graph captures) made after it, in the whole process. Results do not depend on it.
+void cuda_set_pdl(bool on);
+bool cuda_pdl_enabled();  // on, and the current device is 9.x
+// What CUDA graph `key` of the backend (Backend::end_capture) holds: its nodes, kernel nodes and
+// programmatic (PDL) edges; zeros when it has no such graph. cuda_graph_keys lists its graphs.
+struct CudaGraphStats {
+  int nodes = 0;
+  int kernels = 0;
+  int programmatic_edges = 0;
+};
+CudaGraphStats cuda_graph_stats(Backend& cuda, int key);
+std::vector<int> cuda_graph_keys(Backend& cuda);
 
 // What the last plan_attention() chose per level (for tests and benchmarks): true where a level
 // ran FlashInfer's CUDA-core decode kernel.

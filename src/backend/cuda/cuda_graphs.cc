@@ -1,7 +1,46 @@
 // Graph capture/replay and pass timing of the CUDA backend (cuda_graphs.h).
 #include "backend/cuda/cuda_graphs.h"
 
+#include <vector>
+
 namespace nc::cuda_host {
+namespace {
+
+GraphStats graph_stats(cudaGraph_t graph) {
+  GraphStats st;
+  size_t n = 0;
+  cuda_check(cudaGraphGetNodes(graph, nullptr, &n), "cudaGraphGetNodes");
+  std::vector<cudaGraphNode_t> nodes(n);
+  if (n > 0) cuda_check(cudaGraphGetNodes(graph, nodes.data(), &n), "cudaGraphGetNodes");
+  st.nodes = int(n);
+  for (cudaGraphNode_t node : nodes) {
+    cudaGraphNodeType t{};
+    cuda_check(cudaGraphNodeGetType(node, &t), "cudaGraphNodeGetType");
+    st.kernels += t == cudaGraphNodeTypeKernel;
+  }
+  size_t e = 0;
+  // Edge types came with CUDA 12.3 (cudaGraphGetEdges_v2; the plain name from 13.0).
+#if CUDART_VERSION >= 13000
+  const auto get_edges = [&](cudaGraphNode_t* f, cudaGraphNode_t* t, cudaGraphEdgeData* d) {
+    return cudaGraphGetEdges(graph, f, t, d, &e);
+  };
+#elif CUDART_VERSION >= 12030
+  const auto get_edges = [&](cudaGraphNode_t* f, cudaGraphNode_t* t, cudaGraphEdgeData* d) {
+    return cudaGraphGetEdges_v2(graph, f, t, d, &e);
+  };
+#endif
+#if CUDART_VERSION >= 12030
+  cuda_check(get_edges(nullptr, nullptr, nullptr), "cudaGraphGetEdges");
+  std::vector<cudaGraphNode_t> from(e), to(e);
+  std::vector<cudaGraphEdgeData> data(e);
+  if (e > 0) cuda_check(get_edges(from.data(), to.data(), data.data()), "cudaGraphGetEdges");
+  for (const cudaGraphEdgeData& d : data)
+    st.programmatic_edges += d.type == cudaGraphDependencyTypeProgrammatic;
+#endif
+  return st;
+}
+
+}  // namespace
 
 GraphRunner::~GraphRunner() {
   cudaStreamSynchronize(ctx_->stream);
@@ -26,12 +65,20 @@ void GraphRunner::end_capture(int key) {
     cuda_check(e, "cudaStreamEndCapture");
     return;
   }
+  GraphStats st;
+  try {
+    st = graph_stats(graph);
+  } catch (...) {
+    cudaGraphDestroy(graph);
+    throw;
+  }
   cudaGraphExec_t exec = nullptr;
   const cudaError_t ie = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
   cuda_check(ie, "cudaGraphInstantiate");
   drop(key);
   graphs_[key] = exec;
+  stats_[key] = st;
 }
 
 void GraphRunner::replay(int key) {
@@ -41,6 +88,7 @@ void GraphRunner::replay(int key) {
 }
 
 void GraphRunner::drop(int key) {
+  stats_.erase(key);
   auto it = graphs_.find(key);
   if (it == graphs_.end()) return;
   cudaGraphExecDestroy(it->second);
@@ -50,6 +98,18 @@ void GraphRunner::drop(int key) {
 void GraphRunner::clear() {
   for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g);
   graphs_.clear();
+  stats_.clear();
+}
+
+GraphStats GraphRunner::stats(int key) const {
+  auto it = stats_.find(key);
+  return it == stats_.end() ? GraphStats{} : it->second;
+}
+
+std::vector<int> GraphRunner::keys() const {
+  std::vector<int> out;
+  for (const auto& [key, g] : graphs_) out.push_back(key);
+  return out;
 }
 
 PassTimer::~PassTimer() {

@@ -3,6 +3,9 @@
 // GraphRunner records the work enqueued on the context's stream between begin_capture() and
 // end_capture(key) as graph `key` (thread-local capture mode; nothing runs while capturing) and
 // replays it on the same stream. A key holds at most one graph: capturing it again replaces it.
+// stats(key) says what the capture recorded: its nodes, its kernel nodes and how many of its
+// edges are programmatic (kernels launched with programmatic dependent launch, pdl.h, keep that
+// overlap inside the graph; CUDA 12.3+).
 // PassTimer brackets forward passes with events (not while capturing: a graph's replay is
 // timed by the pass around it) and sums the device time of the passes that have completed.
 #pragma once
@@ -14,6 +17,12 @@
 #include "backend/cuda/cuda_context.h"
 
 namespace nc::cuda_host {
+
+struct GraphStats {
+  int nodes = 0;
+  int kernels = 0;
+  int programmatic_edges = 0;
+};
 
 class GraphRunner : NonCopyable {
  public:
@@ -27,10 +36,14 @@ class GraphRunner : NonCopyable {
   void drop(int key);  // no-op when there is no graph `key`
   void clear();
   bool capturing() const { return capturing_; }
+  // What graph `key` holds (zeros when there is none).
+  GraphStats stats(int key) const;
+  std::vector<int> keys() const;
 
  private:
   std::shared_ptr<Context> ctx_;
   std::map<int, cudaGraphExec_t> graphs_;
+  std::map<int, GraphStats> stats_;
   bool capturing_ = false;
 };
 

@@ -115,8 +115,8 @@ QkvWidths CudaOps::check_qkv_split(const Tensor& qkv, const Tensor& q_norm, cons
                                    const Tensor& q, const Tensor& k, const Tensor& v) const {
   const char* what = "qkv_split_norm_rope";
   expect_i32(positions, "qkv_split_norm_rope positions");
-  NC_CHECK(cuda::head_dim_supported(head_dim), "{}: head_dim {} not supported (64, 96, 128, 256)", what,
-           head_dim);
+  NC_CHECK(cuda::head_dim_supported(head_dim), "{}: head_dim {} not supported (64, 96, 128, 256)",
+           what, head_dim);
   const QkvWidths widths =
       check_qkv_split_shapes(qkv, q_norm, k_norm, positions, cos_sin, head_dim, q, k, v);
   expect_cuda(cos_sin, "qkv_split_norm_rope table");
@@ -133,15 +133,23 @@ QkvWidths CudaOps::check_qkv_split(const Tensor& qkv, const Tensor& q_norm, cons
 
 void CudaOps::qkv_split_norm_rope(const Tensor& qkv, const Tensor& q_norm, const Tensor& k_norm,
                                   float eps, const Tensor& positions, const Tensor& cos_sin,
-                                  int head_dim, Tensor q, Tensor k, Tensor v) {
+                                  int head_dim, Tensor q, Tensor k, Tensor v,
+                                  const cuda::KvAppendTarget* append) {
   const auto [QW, KW] = check_qkv_split(qkv, q_norm, k_norm, positions, cos_sin, head_dim, q, k, v);
   const int64_t T = positions.numel(), D = head_dim;
   const float* table = rope_table(cos_sin);
+  const void* qn = q_norm.defined() ? q_norm.data() : nullptr;
+  const void* kn = k_norm.defined() ? k_norm.data() : nullptr;
   k_call([&] {
-    cuda::qkv_split_norm_rope_bf16(qkv.data(), q_norm.defined() ? q_norm.data() : nullptr,
-                                   k_norm.defined() ? k_norm.data() : nullptr, eps,
-                                   positions.ptr<int32_t>(), table, int(T), int(QW / D),
-                                   int(KW / D), head_dim, q.data(), k.data(), v.data(), s());
+    if (append != nullptr) {
+      cuda::qkv_split_norm_rope_append_bf16(qkv.data(), qn, kn, eps, positions.ptr<int32_t>(),
+                                            table, int(T), int(QW / D), int(KW / D), head_dim,
+                                            q.data(), k.data(), v.data(), *append, s());
+    } else {
+      cuda::qkv_split_norm_rope_bf16(qkv.data(), qn, kn, eps, positions.ptr<int32_t>(), table,
+                                     int(T), int(QW / D), int(KW / D), head_dim, q.data(), k.data(),
+                                     v.data(), s());
+    }
   });
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_context.h"
+#include "backend/cuda/fused_kernels.h"
 #include "backend/op_checks.h"
 #include "core/host_tensor.h"
 
@@ -26,9 +27,10 @@ class CudaOps {
   void rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor out);
   void add_rmsnorm(Tensor x, Tensor residual, const Tensor& weight, float eps);
   void rope(Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin, int head_dim);
+  // append (optional): also writes k and v into their page slots (fused_kernels.h).
   void qkv_split_norm_rope(const Tensor& qkv, const Tensor& q_norm, const Tensor& k_norm, float eps,
                            const Tensor& positions, const Tensor& cos_sin, int head_dim, Tensor q,
-                           Tensor k, Tensor v);
+                           Tensor k, Tensor v, const cuda::KvAppendTarget* append = nullptr);
   void silu_and_mul(const Tensor& gate_up, Tensor out);
   void gelu_tanh_and_mul(const Tensor& gate_up, Tensor out);
   void scale(Tensor x, float s);

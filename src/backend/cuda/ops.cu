@@ -10,8 +10,10 @@
 #include <stdexcept>
 #include <string>
 
+#include "backend/cuda/act.cuh"
 #include "backend/cuda/cuda_check.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/pdl.cuh"
 #include "core/random_init.h"
 
 namespace nc::cuda {
@@ -201,16 +203,6 @@ __global__ void sample_rows_finish_kernel(unsigned long long* __restrict__ best,
   out[r] = key ? int32_t(0xFFFFFFFFu - unsigned(key & 0xFFFFFFFFu)) : 0;  // none: token 0
 }
 
-__device__ __forceinline__ float silu(const float& x) {
-  return x / (1.0f + __expf(-x));
-}
-
-// PyTorch's gelu(approximate="tanh"), in float32 with the accurate tanhf.
-__device__ __forceinline__ float gelu_tanh(const float& x) {
-  constexpr float kSqrt2OverPi = 0.7978845608028654f;
-  return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
-}
-
 }  // namespace
 
 void embedding_bf16(const void* table, const int32_t* ids, void* out, int64_t tokens,
@@ -250,7 +242,7 @@ void rmsnorm_bf16(const void* x, const void* weight, void* out, int rows, int hi
     return flashinfer::norm::RMSNorm<bf16>(
         static_cast<bf16*>(const_cast<void*>(x)), static_cast<bf16*>(const_cast<void*>(weight)),
         static_cast<bf16*>(out), uint32_t(rows), uint32_t(hidden), uint32_t(hidden),
-        uint32_t(hidden), eps, /*enable_pdl=*/false, stream);
+        uint32_t(hidden), eps, pdl_enabled(), stream);
   });
 }
 
@@ -261,7 +253,7 @@ void add_rmsnorm_bf16(void* x, void* residual, const void* weight, int rows, int
     return flashinfer::norm::FusedAddRMSNorm<bf16>(
         static_cast<bf16*>(x), static_cast<bf16*>(residual),
         static_cast<bf16*>(const_cast<void*>(weight)), uint32_t(rows), uint32_t(hidden),
-        uint32_t(hidden), uint32_t(hidden), eps, /*enable_pdl=*/false, stream);
+        uint32_t(hidden), uint32_t(hidden), eps, pdl_enabled(), stream);
   });
 }
 
@@ -292,9 +284,10 @@ void act_and_mul_bf16(const void* gate_up, void* out, int tokens, int inter, cud
   uint32_t vec = 8;
   while (vec > 1 && inter % vec != 0) vec /= 2;
   const unsigned threads = unsigned(std::min<int>(256, std::max<int>(32, inter / int(vec))));
+  // FlashInfer's kernel waits for its predecessor (griddepcontrol) before it reads: PDL-safe.
   auto launch = [&](auto kernel) {
-    kernel<<<unsigned(tokens), threads, 0, stream>>>(static_cast<bf16*>(out),
-                                                     static_cast<const bf16*>(gate_up), inter);
+    launch_maybe_pdl(what, kernel, dim3(unsigned(tokens)), dim3(threads), 0, stream,
+                     static_cast<bf16*>(out), static_cast<const bf16*>(gate_up), inter);
   };
   switch (vec) {
     case 8:
