@@ -21,8 +21,10 @@
 //           and decode batch sizes, against the copy rate (gemm_decode_bench.cc)
 //   moe, mla  issue #14's MoE expert GEMMs and MLA decode (moe_mla_bench.cc)
 //   sparse  issue #13's sparse decode attention against dense and its floor (sparse_bench.cc)
+//   fp8     issue #17's FP8 linear: prefill TFLOP/s against the card's FP8 rate and bf16, decode
+//           against the copy rate counting FP8 weight bytes (fp8_bench.cc)
 // Usage: nc_gpu_bench [decode|decode-grid|gemm|cascade|cascade-ab|variants|decode-choice|
-//                      gemm-decode|moe|mla|sparse|all]
+//                      gemm-decode|moe|mla|sparse|fp8|all]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -410,6 +412,7 @@ void bench_decode_choice();                                // decode_choice_benc
 void bench_gemm_decode(std::vector<std::string> configs);  // gemm_decode_bench.cc
 void bench_moe_mla(const std::string& what);               // moe_mla_bench.cc
 void bench_sparse();                                       // sparse_bench.cc
+void bench_fp8();                                          // fp8_bench.cc
 }  // namespace nc
 
 int main(int argc, char** argv) {
@@ -428,6 +431,7 @@ int main(int argc, char** argv) {
     if (what == "gemm-decode") nc::bench_gemm_decode({argv + 2, argv + argc});
     nc::bench_moe_mla(what);  // moe, mla
     if (what == "sparse") nc::bench_sparse();
+    if (what == "fp8") nc::bench_fp8();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nc_gpu_bench: %s\n", e.what());
     return 1;
