@@ -51,26 +51,39 @@ void check_args(const Tensor& x, const Tensor& w, const Tensor& bias, const Tens
   }
 }
 
+template <typename T>
+bool try_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, const T& value) {
+  return cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof(value)) == CUBLAS_STATUS_SUCCESS;
+}
+
 // cuBLASLt's descriptors of out^T [M, N] = W [M, K] (stored K x M column-major, transposed: the
 // "TN" layout FP8 requires) times x^T [K, N], with the outer-vector scales of A (M row scales) and
-// B (N activation scales), and the bias epilogue where asked.
-LtLayouts fp8_layouts(int64_t n, int64_t m, int64_t k, bool f32_out, bool fuse_bias) {
-  LtLayouts g;
-  cublas_check(cublasLtMatmulDescCreate(&g.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "fp8 desc");
-  set_desc(g.desc, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T, "fp8 transa");
-  set_desc(g.desc, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N, "fp8 transb");
+// B (N activation scales), and the bias epilogue where asked. False where this cuBLASLt refuses
+// a setting (an older library without outer-vector scales): the GEMV runs such shapes.
+bool fp8_layouts(int64_t n, int64_t m, int64_t k, bool f32_out, bool fuse_bias, LtLayouts* g) {
   const int32_t outer = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-  set_desc(g.desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, outer, "fp8 a scale mode");
-  set_desc(g.desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, outer, "fp8 b scale mode");
   const cudaDataType_t ot = f32_out ? CUDA_R_32F : CUDA_R_16BF;
-  if (fuse_bias) {
-    set_desc(g.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_BIAS, "fp8 epilogue");
-    set_desc(g.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, int32_t(ot), "fp8 bias type");
-  }
-  cublas_check(cublasLtMatrixLayoutCreate(&g.a, CUDA_R_8F_E4M3, k, m, k), "fp8 layout a");
-  cublas_check(cublasLtMatrixLayoutCreate(&g.b, CUDA_R_8F_E4M3, k, n, k), "fp8 layout b");
-  cublas_check(cublasLtMatrixLayoutCreate(&g.c, ot, m, n, m), "fp8 layout c");
-  return g;
+  if (cublasLtMatmulDescCreate(&g->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS ||
+      !try_desc(g->desc, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T) ||
+      !try_desc(g->desc, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N) ||
+      !try_desc(g->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, outer) ||
+      !try_desc(g->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, outer))
+    return false;
+  if (fuse_bias && (!try_desc(g->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_BIAS) ||
+                    !try_desc(g->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, int32_t(ot))))
+    return false;
+  return cublasLtMatrixLayoutCreate(&g->a, CUDA_R_8F_E4M3, k, m, k) == CUBLAS_STATUS_SUCCESS &&
+         cublasLtMatrixLayoutCreate(&g->b, CUDA_R_8F_E4M3, k, n, k) == CUBLAS_STATUS_SUCCESS &&
+         cublasLtMatrixLayoutCreate(&g->c, ot, m, n, m) == CUBLAS_STATUS_SUCCESS;
+}
+
+// Destroys what fp8_layouts created (its members stay null until created).
+void destroy_partial(LtLayouts& g) {
+  if (g.a) cublasLtMatrixLayoutDestroy(g.a);
+  if (g.b) cublasLtMatrixLayoutDestroy(g.b);
+  if (g.c) cublasLtMatrixLayoutDestroy(g.c);
+  if (g.desc) cublasLtMatmulDescDestroy(g.desc);
+  g = LtLayouts{};
 }
 
 // The heuristic's first algorithm within the workspace, for 16-byte aligned operands; false when
@@ -138,7 +151,8 @@ Fp8Gemm::Fp8Gemm(std::shared_ptr<Context> ctx) : ctx_(std::move(ctx)) {
 }
 
 Fp8Gemm::~Fp8Gemm() {
-  for (auto& [key, p] : plans_) destroy_lt_layouts(p.lt);
+  for (auto& [key, p] : plans_)
+    if (p.ok) destroy_lt_layouts(p.lt);
 }
 
 int64_t Fp8Gemm::chunk_rows(int64_t k) {
@@ -188,11 +202,12 @@ Fp8Gemm::Plan& Fp8Gemm::plan_for(const Key& key) {
   // With a bias, the bias epilogue first, then without it (a separate add).
   for (int attempt = key.bias ? 0 : 1; attempt < 2 && !p.ok; ++attempt) {
     const bool fuse = attempt == 0;
-    LtLayouts lt = fp8_layouts(key.n, key.m, key.k, key.f32_out, fuse);
-    if (heuristic_algo(*ctx_, lt, &p.algo)) {
+    LtLayouts lt;
+    if (fp8_layouts(key.n, key.m, key.k, key.f32_out, fuse, &lt) &&
+        heuristic_algo(*ctx_, lt, &p.algo)) {
       p.lt = lt, p.ok = true, p.bias_fused = fuse;
     } else {
-      destroy_lt_layouts(lt);
+      destroy_partial(lt);
     }
   }
   return plans_.emplace(key, p).first->second;
