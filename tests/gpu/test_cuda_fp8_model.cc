@@ -28,6 +28,7 @@
 #include "backend/cuda/fp8_gemm.h"
 #include "core/fp8.h"
 #include "engine/memory_plan.h"
+#include "golden.h"
 #include "gpu_test_util.h"
 #include "model/fp8_load.h"
 #include "nanocascade/engine.h"
@@ -158,7 +159,7 @@ void CudaFp8Model::check(const std::string& arch, bool checkpoint) {
   SeqRunner rg(mg, 4, 256), re(me, 4, 256), rc(mc, 4, 256);
   std::uniform_int_distribution<int32_t> tok(0, int32_t(cfg.vocab_size) - 1);
   auto tokens = [&](int n) {
-    std::vector<int32_t> t(size_t(n));
+    std::vector<int32_t> t(static_cast<size_t>(n));
     for (auto& x : t) x = tok(rng);
     return t;
   };
