@@ -24,8 +24,9 @@
 //     N <= gemv_max_rows() (decode: the weight read is the cost, one byte a weight), or for any N
 //     where cuBLASLt cannot run the shape: K or M not a multiple of 16, a pointer not 16-byte
 //     aligned, or no algorithm from the heuristic (then the GEMV runs every row group: correct,
-//     slow). Both multiply the same e4m3 values with float32 sums; they differ only in summation
-//     order.
+//     slow). Every projection of SmolLM2-135M (K 576, 1536; M 960, 576, 3072), Qwen3-0.6B and
+//     Llama-3-8B has K and M multiples of 16. Both kernels multiply the same e4m3 values with
+//     float32 sums; they differ only in summation order.
 //   - Rows are processed in chunks of chunk_rows(K) (a multiple of 16) through one fixed scratch
 //     of kScratchCodeBytes codes plus their scales, allocated at the first upload (before the
 //     engine sizes its KV cache from the free memory). Everything is enqueued on the context's
