@@ -277,6 +277,7 @@ TEST(EngineStats, PrometheusNamesStay) {
                            "nanocascade_kv_page_size_tokens",
                            "nanocascade_kv_cache_bytes",
                            "nanocascade_kv_cache_bytes_per_token",
+                           "nanocascade_weight_bytes",
                            R"(nanocascade_kv_pages_sharing{state="private"})",
                            R"(nanocascade_kv_pages_sharing{state="cached_only"})",
                            "nanocascade_prefix_tree_pages",
@@ -306,7 +307,7 @@ TEST(EngineStats, PrometheusNamesStay) {
                            "nanocascade_streaming_evicted_tokens_total"}) {
     EXPECT_EQ(m.count(name), 1u) << name;
   }
-  EXPECT_EQ(m.size(), 48u) << text;
+  EXPECT_EQ(m.size(), 49u) << text;
 }
 
 }  // namespace

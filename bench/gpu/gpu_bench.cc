@@ -24,8 +24,10 @@
 //   decode-b1 [config.json ...]  a whole model's batch-1 decode step against its weight-read
 //           floor, kernels a step from its graph, PDL and fusion on/off (decode_b1_bench.cc; also
 //           run at the end of `decode`, for configs/qwen3-0.6b.json and llama-3-8b.json)
+//   fp8     issue #17's FP8 linear: prefill TFLOP/s against the card's FP8 rate and bf16, decode
+//           against the copy rate counting FP8 weight bytes (fp8_bench.cc)
 // Usage: nc_gpu_bench [decode|decode-grid|gemm|cascade|cascade-ab|variants|decode-choice|
-//                      gemm-decode|decode-b1|moe|mla|sparse|fp8kv|all]
+//                      gemm-decode|decode-b1|moe|mla|sparse|fp8kv|fp8|all]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -415,6 +417,7 @@ void bench_moe_mla(const std::string& what);               // moe_mla_bench.cc
 void bench_sparse();                                       // sparse_bench.cc
 void bench_fp8kv();                                        // fp8kv_bench.cc
 void bench_decode_b1(std::vector<std::string> configs);    // decode_b1_bench.cc
+void bench_fp8();                                          // fp8_bench.cc
 }  // namespace nc
 
 int main(int argc, char** argv) {
@@ -436,6 +439,7 @@ int main(int argc, char** argv) {
     nc::bench_moe_mla(what);  // moe, mla
     if (what == "sparse") nc::bench_sparse();
     if (what == "fp8kv") nc::bench_fp8kv();
+    if (what == "fp8") nc::bench_fp8();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nc_gpu_bench: %s\n", e.what());
     return 1;

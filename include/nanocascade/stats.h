@@ -94,6 +94,7 @@ struct EngineStats {
   // Device memory the model took besides the KV cache: weights (with the rope table) and the
   // activation workspace (allocated up front for max_num_batched_tokens).
   int64_t weight_bytes = 0;
+  std::string weight_dtype;  // the linear layers': bf16, f32, fp8_e4m3, a GGML block type
   int64_t workspace_bytes = 0;
   int64_t free_memory_bytes = 0;  // free device memory when the KV cache was sized
   int max_model_len = 0;
@@ -323,7 +324,10 @@ void for_each_stat(Visit&& visit, Stats&... s) {
   visit(g.gauge("kv_bytes_per_token", "nanocascade_kv_cache_bytes_per_token",
                 "Bytes of one token's K and V over all layers, in the cache's dtype."),
         s.kv_bytes_per_token...);
-  visit(g.gauge("weight_bytes"), s.weight_bytes...);
+  visit(g.gauge("weight_bytes", "nanocascade_weight_bytes",
+                "Bytes of the model's weights on the device, as stored (with the rope table)."),
+        s.weight_bytes...);
+  visit(g.gauge("weight_dtype"), s.weight_dtype...);  // a label of nanocascade_weights_info
   visit(g.gauge("workspace_bytes"), s.workspace_bytes...);
   visit(g.gauge("free_memory_bytes"), s.free_memory_bytes...);
   visit(g.gauge("max_model_len"), s.max_model_len...);

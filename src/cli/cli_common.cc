@@ -155,10 +155,11 @@ std::string streaming_summary(const EngineStats& s) {
 std::string memory_summary(const EngineStats& s) {
   const double mib = 1048576.0;
   return fmt::format(
-      "memory: weights {:.1f} MiB, workspace {:.1f} MiB, kv cache {:.1f} MiB ({} pages of {} "
+      "memory: weights {:.1f} MiB{}, workspace {:.1f} MiB, kv cache {:.1f} MiB ({} pages of {} "
       "tokens), kv {} at {} bytes per token{}",
-      s.weight_bytes / mib, s.workspace_bytes / mib, s.kv_cache_bytes / mib, s.total_pages,
-      s.page_size, s.kv_cache_dtype.empty() ? "?" : s.kv_cache_dtype, s.kv_bytes_per_token,
+      s.weight_bytes / mib, s.weight_dtype.empty() ? "" : " (linear " + s.weight_dtype + ")",
+      s.workspace_bytes / mib, s.kv_cache_bytes / mib, s.total_pages, s.page_size,
+      s.kv_cache_dtype.empty() ? "?" : s.kv_cache_dtype, s.kv_bytes_per_token,
       s.free_memory_bytes ? fmt::format(", free when sized {:.1f} MiB", s.free_memory_bytes / mib)
                           : std::string());
 }

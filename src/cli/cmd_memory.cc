@@ -26,7 +26,8 @@ std::string mib(int64_t bytes) {
 
 void print_plan(const MemoryPlan& p) {
   fmt::print("backend            {}\n", p.backend);
-  fmt::print("weights            {}\n", mib(p.weight_bytes));
+  fmt::print("weights            {}{}\n", mib(p.weight_bytes),
+             p.weight_dtype.empty() ? "" : " (linear layers " + p.weight_dtype + ")");
   fmt::print("workspace          {} (what reserve() allocated for max_num_batched_tokens)\n",
              mib(p.workspace_bytes));
   fmt::print("  sampling scratch {} (of the workspace: the backend's draw, reserved ahead)\n",
@@ -62,6 +63,7 @@ void print_plan(const MemoryPlan& p) {
 void print_json(const MemoryPlan& p) {
   nlohmann::ordered_json j = {{"backend", p.backend},
                               {"weight_bytes", p.weight_bytes},
+                              {"weight_dtype", p.weight_dtype},
                               {"workspace_bytes", p.workspace_bytes},
                               {"free_memory_bytes", p.free_memory_bytes},
                               {"budget_bytes", p.budget_bytes},

@@ -428,6 +428,7 @@ EngineStats Engine::stats() const {
   s.kv_bytes_per_token = impl_->model->kv_bytes_per_page(impl_->cfg.page_size) / s.page_size;
   const ModelMemory memory = impl_->model->memory();
   s.weight_bytes = memory.weight_bytes;
+  s.weight_dtype = impl_->model->weight_dtype();
   s.workspace_bytes = memory.workspace_bytes;
   const ModelTimings timings = impl_->model->timings();
   s.device_s = timings.device_s;

@@ -37,6 +37,7 @@ class LlamaStepModel : public StepModel {
   std::string kv_cache_dtype() const override {
     return std::string(dtype_name(model_->kv_page_dtype()));
   }
+  std::string weight_dtype() const override { return model_->linear_weight_dtype(); }
   AttentionCost attention_cost() const override {
     const ModelConfig& c = model_->config();
     return {int(c.num_layers), 4.0 * double(c.num_heads) * double(c.head_dim)};

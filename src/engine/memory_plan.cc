@@ -27,6 +27,7 @@ MemoryPlan plan_memory(const EngineConfig& cfg, const StepModel& model, int max_
   p.max_num_seqs = cfg.max_num_seqs;
   const ModelMemory mem = model.memory();
   p.weight_bytes = mem.weight_bytes;
+  p.weight_dtype = model.weight_dtype();
   p.workspace_bytes = mem.workspace_bytes;
   KvBudgetInputs in;
   in.cuda = model.on_cuda();

@@ -23,6 +23,7 @@ struct MemoryPlan {
   int max_model_len = 0;
   int max_num_seqs = 0;
   int64_t weight_bytes = 0;
+  std::string weight_dtype;           // of the linear layers (StepModel::weight_dtype)
   int64_t workspace_bytes = 0;        // the activation workspace the model's reserve() allocated
   int64_t free_memory_bytes = 0;      // device memory free when sized (0 when not asked for)
   int64_t budget_bytes = 0;           // the KV budget before the cap

@@ -69,6 +69,9 @@ class StepModel {
   // The dtype of the KV pages (core/dtype.h's name: "f32", "bf16", "fp8_e4m3"); empty when the
   // model does not say (test fakes).
   virtual std::string kv_cache_dtype() const { return {}; }
+  // The linear layers' weight dtype ("bf16", "f32", "fp8_e4m3" under --quantization fp8, or a
+  // GGML block type kept as stored); empty when the model does not say.
+  virtual std::string weight_dtype() const { return {}; }
   virtual int64_t kv_bytes_per_page(int page_size) const = 0;
   // Bytes of one page's sparse-attention bounds across layers (LlamaModel::bounds_bytes_per_page;
   // 0 when sparse attention is off): the memory plan counts them with each page.

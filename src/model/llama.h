@@ -128,6 +128,10 @@ class LlamaModel {
   // sampled-ids buffer, so memory left for the KV cache can be measured.
   void reserve_workspace(int64_t max_tokens, int64_t max_rows);
   int64_t weight_bytes() const { return weight_bytes_; }  // as stored on the device
+  // The dense linear layers' weight dtype as stored on the device (core/dtype.h's name: "bf16",
+  // "f32", "fp8_e4m3", or a GGML block type the backend keeps); empty for a model without one
+  // (every layer MLA).
+  std::string linear_weight_dtype() const;
   int64_t workspace_bytes() const { return ws_.bytes + sampling_bytes_; }
 
   // Sparse attention (SparseOptions), before make_kv_cache. nc::Error (Unsupported) for an MLA

@@ -247,4 +247,10 @@ void LlamaModel::load_rope_tables() {
   }
 }
 
+std::string LlamaModel::linear_weight_dtype() const {
+  for (const Layer& L : layers_)
+    if (L.o_proj.defined()) return std::string(dtype_name(L.o_proj.dtype()));
+  return {};
+}
+
 }  // namespace nc

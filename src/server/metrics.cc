@@ -179,6 +179,12 @@ void render_engine_metrics(const EngineStats& s, std::string& out) {
         "# HELP nanocascade_kv_cache_info The KV cache's element type.\n"
         "# TYPE nanocascade_kv_cache_info gauge\nnanocascade_kv_cache_info{{dtype=\"{}\"}} 1\n",
         s.kv_cache_dtype);
+  // The linear layers' weight dtype (fp8_e4m3 under --quantization fp8), likewise.
+  if (!s.weight_dtype.empty())
+    out += fmt::format(
+        "# HELP nanocascade_weights_info The linear layers' weight dtype.\n"
+        "# TYPE nanocascade_weights_info gauge\nnanocascade_weights_info{{dtype=\"{}\"}} 1\n",
+        s.weight_dtype);
   // Values computed from several fields.
   gauge(out, "nanocascade_kv_cache_usage_ratio", "Fraction of KV pages in use.",
         s.total_pages > 0 ? double(s.used_pages) / s.total_pages : 0.0);

@@ -7,6 +7,7 @@
 //   cuda_context    device context, stream(s), staging pool, allocation
 //   cuda_ops        elementwise ops and host<->device copies
 //   cuda_gemm       linear() through cuBLASLt
+//   fp8_gemm        upload_fp8_linear(), and linear() with an FP8 weight
 //   cuda_attention  eager and graph-safe attention plans, their run (cuda_attention_plan: the
 //                   level planner; cuda_graph_slots: the graph plans' fixed regions;
 //                   attn_registry: the kernels of each configuration, compiled ahead or by the JIT)
@@ -33,6 +34,7 @@
 #include "backend/cuda/cuda_sparse.h"
 #include "backend/cuda/fp8_kv_support.h"
 #include "backend/cuda/pdl.h"
+#include "backend/cuda/fp8_gemm.h"
 
 namespace nc {
 namespace {
@@ -52,6 +54,7 @@ class CudaBackend final : public Backend {
         ops_(ctx_),
         gemm_(ctx_),
         fuse_(FuseOptions::from_env(options.fuse_small_ops)),
+        fp8_(ctx_),
         graphs_(ctx_),
         registry_(std::make_shared<AttnRegistry>(jit_options(options), ctx_->device)),
         attention_(ctx_, options, graphs_, registry_),
@@ -91,6 +94,7 @@ class CudaBackend final : public Backend {
   void synchronize() { ctx_->synchronize(); }
   CublasLtGemm& gemm() { return gemm_; }
   const GraphRunner& graphs() const { return graphs_; }
+  Fp8Gemm& fp8() { return fp8_; }
 
   void embedding(const Tensor& table, const Tensor& ids, Tensor out) override {
     ops_.embedding(table, ids, out);
@@ -102,8 +106,12 @@ class CudaBackend final : public Backend {
     ops_.add_rmsnorm(x, residual, weight, eps);
   }
   void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor out) override {
-    gemm_.linear(x, w, bias, out);
+    if (w.dtype() == DType::F8E4M3)
+      fp8_.linear(x, w, bias, out);
+    else
+      gemm_.linear(x, w, bias, out);
   }
+  Tensor upload_fp8_linear(const Fp8Weight& w) override { return fp8_.upload(w); }
   void rope(Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin, int head_dim) {
     ops_.rope(q, k, positions, cos_sin, head_dim);
   }
@@ -300,6 +308,7 @@ class CudaBackend final : public Backend {
   CudaOps ops_;
   CublasLtGemm gemm_;
   FuseOptions fuse_;
+  Fp8Gemm fp8_;
   GraphRunner graphs_;
   std::shared_ptr<AttnRegistry> registry_;
   CudaAttention attention_;
@@ -340,6 +349,9 @@ void cuda_synchronize(Backend& cuda) {
 namespace cuda_host {
 CublasLtGemm& cuda_gemm(Backend& b) {
   return cuda_backend(b, "cuda_gemm").gemm();
+}
+Fp8Gemm& cuda_fp8_gemm(Backend& b) {
+  return cuda_backend(b, "cuda_fp8_gemm").fp8();
 }
 }  // namespace cuda_host
 

@@ -1,0 +1,37 @@
+// The device side of the CUDA FP8 linear (fp8_gemm.h): the activation quantiser, a GEMV-style
+// FP8 product for few rows, and a bias add (fp8_quant.cu, gemv_fp8.cu). The arithmetic is
+// backend/fp8_weight.h's; plain host functions, so callers compile with the ordinary C++ compiler.
+//
+// Contract:
+//   - fp8_quantize_rows: for each row r of x (bf16 [rows, k], contiguous), s = *input_scale where
+//     that is > 0, else max_k |x[r, k]| / 448 (1 for an all-zero row); scales[r] = s and
+//     codes[r, k] = e4m3(x[r, k] / s), rounded to nearest even and saturated (__NV_SATFINITE,
+//     core/fp8.h's f32_to_e4m3). The division and the amax are the float32 operations of
+//     fp8_activation_scale and cpu_fp8_linear (IEEE division, not a reciprocal), so codes and
+//     scales equal the CPU's bit for bit. input_scale is a device pointer (the packed weight's).
+//   - fp8_gemv: out[n, m] = (sum_k e4m3(a[n, k]) * e4m3(w[m, k])) * a_scale[n] * w_scale[m]
+//     (+ bias[m]) for n < rows, float32 products and sums (exact products: e4m3 values multiply
+//     exactly in float32), each weight row read once per group of up to 8 activation rows. a, w:
+//     e4m3 codes [rows, k], [m, k]; out [rows, m] bf16, or float32 when f32_out; bias (null: none)
+//     [m] in out's dtype. Any rows >= 1 and k >= 1; 16-byte loads where k % 16 == 0 and a, w are
+//     16-byte aligned, byte loads otherwise.
+//   - fp8_add_bias: out[n, m] += bias[m] (out's dtype), for cuBLASLt plans that cannot fuse it.
+//   - Work is enqueued on `stream`; a failed launch or a bad size throws std::runtime_error.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace nc::cuda {
+
+void fp8_quantize_rows(const void* x, int64_t rows, int64_t k, const float* input_scale,
+                       uint8_t* codes, float* scales, cudaStream_t stream);
+
+void fp8_gemv(const uint8_t* a, const float* a_scale, const uint8_t* w, const float* w_scale,
+              const void* bias, void* out, bool f32_out, int64_t rows, int64_t m, int64_t k,
+              cudaStream_t stream);
+
+void fp8_add_bias(void* out, const void* bias, bool f32_out, int64_t rows, int64_t m,
+                  cudaStream_t stream);
+
+}  // namespace nc::cuda
