@@ -93,7 +93,8 @@ case "$mode" in
     cp -rL "$fi_dir/cccl/cub" "$fi_dir/cccl/thrust" "$jit/flashinfer/cccl/"
     mkdir -p "$stage/nc/jit_cache"
     cp "$build"/jit_cache/*.so "$build"/jit_cache/*.key "$stage/nc/jit_cache/" 2>/dev/null || true
-    if [ -d tests/fixtures ]; then cp -r tests/fixtures "$stage/nc/fixtures"; fi
+    # Fixtures are not packed: they travel with the checkout (a device call sends the working
+    # tree, 64 MiB in all with the bundle), and `run` reads them from ./tests/fixtures.
     # The end-to-end run (tools/gpu_e2e.sh) needs the model configs and the Python scripts.
     cp -r configs "$stage/nc/configs"
     mkdir -p "$stage/nc/bench"
@@ -117,7 +118,9 @@ case "$mode" in
     status=0
     # Fixtures travel in the bundle; the binary looks for them where it was built, so point it
     # at the unpacked copy.
-    export NC_FIXTURES_DIR_OVERRIDE="$dest/nc/fixtures"
+    fixtures="$dest/nc/fixtures"
+    [ -d "$fixtures" ] || fixtures="$PWD/tests/fixtures"
+    export NC_FIXTURES_DIR_OVERRIDE="$fixtures"
     # The attention JIT: the bundle's headers and pre-built objects (a missing key compiles).
     export NC_JIT_INCLUDE_DIR="$dest/nc/jit" NC_JIT_CACHE="$dest/nc/jit_cache"
     # The keys the bundle lacks, compiled here in parallel (a hit costs nothing).
