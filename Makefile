@@ -34,8 +34,13 @@ test: build asan-build
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/cli/test_chat_tmux.py
 	$(MAKE) cuda-compile-check
 
+# The ASan build links the Release build's third-party libraries, uninstrumented and compiled once
+# (cmake/third_party.cmake says why): they are built there first.
 asan-build: setup
-	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DNC_SANITIZE=ON $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j $(JOBS) --target nc_llama_jinja nc_xgrammar
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DNC_SANITIZE=ON \
+	  -DNC_THIRD_PARTY_FROM=$(abspath $(BUILD)) $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS) --target nc_tests
 
 # The CUDA backend compiles (no GPU needed) wherever nvcc exists, so a break shows at once.
