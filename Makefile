@@ -18,11 +18,15 @@ build: setup
 run: build
 	./$(BUILD)/nanocascade generate --chat "$(PROMPT)"
 
+# The C++ suites run as $(TEST_SHARDS) concurrent shards (tools/gtest_shards.sh; each test runs
+# once): most tests are single-threaded, and CI has 2 cores (docs/testing.md).
+TEST_SHARDS ?= 2
 test: build asan-build
-	./$(BUILD)/tests/nc_tests --gtest_brief=1
+	tools/gtest_shards.sh $(TEST_SHARDS) ./$(BUILD)/tests/nc_tests --gtest_brief=1
 	ctest --test-dir $(BUILD) -L layering --output-on-failure
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ./$(ASAN_BUILD)/tests/nc_tests --gtest_brief=1 --gtest_filter='-*Slow*'
+	  tools/gtest_shards.sh $(TEST_SHARDS) ./$(ASAN_BUILD)/tests/nc_tests --gtest_brief=1 \
+	  --gtest_filter='-*Slow*'
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_openai_client.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_openai_api.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_tool_calls.py
