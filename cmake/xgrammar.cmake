@@ -11,6 +11,16 @@ if(NOT EXISTS "${NC_XGRAMMAR_DIR}/include/xgrammar/xgrammar.h")
   message(FATAL_ERROR "xgrammar not found at ${NC_XGRAMMAR_DIR}: run tools/setup.sh (it unpacks "
                       "its C++ sources from xgrammar's PyPI sdist)")
 endif()
+# Sanitizer builds: uninstrumented, the Release build's copy where given (cmake/third_party.cmake).
+nc_third_party_import(nc_xgrammar _imported)
+if(_imported)
+  target_include_directories(nc_xgrammar SYSTEM INTERFACE "${NC_XGRAMMAR_DIR}/include"
+                             "${NC_XGRAMMAR_DIR}/3rdparty/picojson"
+                             "${NC_XGRAMMAR_DIR}/3rdparty/dlpack/include")
+  target_compile_definitions(nc_xgrammar INTERFACE XGRAMMAR_ENABLE_CPPTRACE=0)
+  target_link_libraries(nc_xgrammar INTERFACE Threads::Threads)
+  return()
+endif()
 file(GLOB_RECURSE _nc_xgrammar_sources CONFIGURE_DEPENDS "${NC_XGRAMMAR_DIR}/cpp/*.cc")
 list(FILTER _nc_xgrammar_sources EXCLUDE REGEX "/cpp/tvm_ffi/.*\\.cc$")
 add_library(nc_xgrammar STATIC ${_nc_xgrammar_sources})
@@ -23,9 +33,4 @@ target_compile_definitions(nc_xgrammar PUBLIC XGRAMMAR_ENABLE_CPPTRACE=0)
 # seconds, and the suite stays fast.
 target_compile_options(nc_xgrammar PRIVATE -w $<$<CONFIG:Debug>:-O2>)
 target_link_libraries(nc_xgrammar PUBLIC Threads::Threads)
-# Sanitizer builds: AddressSanitizer stays on (it checks how the engine uses the library);
-# UndefinedBehaviorSanitizer is off for its code, which is not ours to fix (-fno-sanitize-recover
-# would abort the suite on a finding inside it).
-if(NC_SANITIZE)
-  target_compile_options(nc_xgrammar PRIVATE -fno-sanitize=undefined)
-endif()
+nc_third_party_unsanitized(nc_xgrammar)

@@ -7,6 +7,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <string>
+
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "core/error.h"
@@ -20,7 +23,9 @@ namespace {
 
 // A tiny Qwen3-style config (q/k norm, GQA 2) written where the test can load it.
 std::string tiny_config_path() {
-  const auto dir = std::filesystem::temp_directory_path() / "nc_random_model_test";
+  // Per process: the suite may run as concurrent shards (tools/gtest_shards.sh).
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("nc_random_model_test_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const auto path = dir / "tiny-qwen3.json";
   std::ofstream(path) << R"({

@@ -5,6 +5,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <string>
+
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -31,7 +34,9 @@ std::string write_json(const std::string& name, const json& normalizer, const js
                   {"normalizer", normalizer},
                   {"pre_tokenizer", pre},
                   {"added_tokens", json::array()}};
-  const fs::path dir = fs::temp_directory_path() / ("nc_tok_spm_" + name);
+  // Per process: the suite may run as concurrent shards (tools/gtest_shards.sh).
+  const fs::path dir =
+      fs::temp_directory_path() / ("nc_tok_spm_" + name + "_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::ofstream(dir / "tokenizer.json") << j.dump();
   return (dir / "tokenizer.json").string();
