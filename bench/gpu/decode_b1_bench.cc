@@ -7,6 +7,7 @@
 // configs/llama-3-8b.json (from the working directory, as gemm-decode), a 512-token context.
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -73,6 +74,9 @@ B1Result run_b1(const ModelConfig& cfg, bool fuse, bool pdl, int ctx, int steps)
 void bench_decode_b1(std::vector<std::string> configs) {
   if (configs.empty()) configs = {"configs/qwen3-0.6b.json", "configs/llama-3-8b.json"};
   const bool pdl_default = cuda_pdl_enabled();
+  // Fusion is off by default until measured (cuda_fused.h): the "on" rows need the environment's
+  // leave; "off" comes from CudaBackendOptions::fuse_small_ops.
+  setenv("NC_FUSE", "1", 0);
   double tbs = 0;
   {
     std::unique_ptr<Backend> be = make_cuda_backend(0);

@@ -38,6 +38,19 @@ std::string fixtures() {
   return o && *o ? o : NC_FIXTURES_DIR;
 }
 
+// Fusion and PDL are off by default until measured on a GPU (cuda_fused.h, pdl.h); the whole GPU
+// suite runs with both on, so that every model test exercises them, unless the environment says
+// otherwise (NC_FUSE=0 / NC_PDL=0: the A/B runs). Set before any backend is made.
+class FusionOn : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    setenv("NC_FUSE", "1", 0);
+    setenv("NC_PDL", "1", 0);
+  }
+};
+[[maybe_unused]] ::testing::Environment* const kFusionOn =
+    ::testing::AddGlobalTestEnvironment(new FusionOn);
+
 // Restores the process-wide PDL switch when a test ends.
 struct PdlGuard {
   bool was = true;

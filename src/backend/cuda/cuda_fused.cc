@@ -23,7 +23,8 @@ bool on_device_bf16(const Tensor& t) {
 FuseOptions FuseOptions::from_env(bool enabled) {
   FuseOptions o;
   const char* fuse = std::getenv("NC_FUSE");
-  o.enabled = enabled && (fuse == nullptr || std::strcmp(fuse, "0") != 0);
+  o.enabled =
+      enabled && (fuse == nullptr || *fuse == '\0' ? kFuseByDefault : std::strcmp(fuse, "0") != 0);
   if (const char* v = std::getenv("NC_FUSE_SILU_MAX_ROWS"); v != nullptr && *v != '\0') {
     char* end = nullptr;
     const long n = std::strtol(v, &end, 10);

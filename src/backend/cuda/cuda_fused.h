@@ -15,14 +15,18 @@
 // not sparse: those keep their own append) over bf16 pages (an fp8 cache keeps the separate
 // append, which quantises), for the plan's token count, heads and head_dim.
 //
-// Environment (read when the backend is made): NC_FUSE=0 turns fusion off (A/B), as
-// CudaBackendOptions::fuse_small_ops = false does; NC_FUSE_SILU_MAX_ROWS (0..16) sets the rows.
+// Environment (read when the backend is made): NC_FUSE=1 turns fusion on, NC_FUSE=0 off (A/B),
+// as CudaBackendOptions::fuse_small_ops = false does; unset, kFuseByDefault (off until the fused
+// kernels have run on a GPU: they were written without one; the GPU suite turns them on).
+// NC_FUSE_SILU_MAX_ROWS (0..16) sets the rows.
 #pragma once
 #include "backend/backend.h"
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/fused_kernels.h"
 
 namespace nc::cuda_host {
+
+inline constexpr bool kFuseByDefault = false;
 
 struct FuseOptions {
   bool enabled = true;

@@ -13,7 +13,7 @@ namespace {
 std::atomic<bool>& pdl_switch() {
   static std::atomic<bool> on = [] {
     const char* v = std::getenv("NC_PDL");
-    return v == nullptr || std::strcmp(v, "0") != 0;
+    return v == nullptr || *v == '\0' ? kPdlByDefault : std::strcmp(v, "0") != 0;
   }();
   return on;
 }
