@@ -40,7 +40,7 @@ struct CudaBackendOptions {
   std::string jit_cache_dir;
   // Fused small ops (cuda_fused.h: silu_mul_linear as one GEMV at one row, the K/V append in the
   // qkv prologue), where the environment allows them (cuda_fused.h: NC_FUSE=1 on, 0 off; unset:
-  // off until measured on a GPU).
+  // off, measured slower on the 8B shape).
   bool fuse_small_ops = true;
 };
 
@@ -53,9 +53,8 @@ void cuda_synchronize(Backend& cuda);
 void cuda_rope(Backend& cuda, Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin,
                int head_dim);
 
-// Programmatic dependent launch of the backend's own small kernels (backend/cuda/pdl.h): on
-// compute capability 9.x with NC_PDL=1 or cuda_set_pdl(true) (off by default until measured on a
-// GPU); NC_PDL=0 or cuda_set_pdl(false) turn it off for launches
+// Programmatic dependent launch of the backend's own small kernels (backend/cuda/pdl.h): on by
+// default on compute capability 9.x; NC_PDL=0 or cuda_set_pdl(false) turn it off for launches
 // (and graph captures) made after it, in the whole process. Results do not depend on it.
 void cuda_set_pdl(bool on);
 bool cuda_pdl_enabled();  // on, and the current device is 9.x

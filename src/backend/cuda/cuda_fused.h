@@ -16,8 +16,10 @@
 // append, which quantises), for the plan's token count, heads and head_dim.
 //
 // Environment (read when the backend is made): NC_FUSE=1 turns fusion on, NC_FUSE=0 off (A/B),
-// as CudaBackendOptions::fuse_small_ops = false does; unset, kFuseByDefault (off until the fused
-// kernels have run on a GPU: they were written without one; the GPU suite turns them on).
+// as CudaBackendOptions::fuse_small_ops = false does; unset, kFuseByDefault: off, because on an
+// H100 (2026-12-06, nc_gpu_bench decode-b1, batch 1, PDL on) it made the step 1% slower on the
+// Qwen3-0.6B shape (1.294 -> 1.310 ms) and 18% slower on Llama-3-8B's (6.058 -> 7.120 ms: the
+// fused GEMV is slower than the plain one at the down projection). The GPU suite turns it on.
 // NC_FUSE_SILU_MAX_ROWS (0..16) sets the rows.
 #pragma once
 #include "backend/backend.h"
