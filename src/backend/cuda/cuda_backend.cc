@@ -32,9 +32,9 @@
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/cuda_sampler.h"
 #include "backend/cuda/cuda_sparse.h"
+#include "backend/cuda/fp8_gemm.h"
 #include "backend/cuda/fp8_kv_support.h"
 #include "backend/cuda/pdl.h"
-#include "backend/cuda/fp8_gemm.h"
 
 namespace nc {
 namespace {
