@@ -20,6 +20,7 @@
 #include "model/llama.h"
 #include "seq_runner.h"
 #include "sparse_test_util.h"
+#include "synthetic_model.h"
 
 namespace nc::testing {
 namespace {
@@ -240,49 +241,6 @@ TEST_F(CudaFp8KvCache, HostTierCopiesFp8PagesAsBytes) {
   }
 }
 
-ModelConfig small_llama() {
-  ModelConfig c;
-  c.architecture = "llama";
-  c.num_layers = 2;
-  c.hidden_size = 256;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 64;
-  c.intermediate_size = 512;
-  c.vocab_size = 1000;
-  c.max_position = 2048;
-  c.rms_eps = 1e-6;
-  c.tie_embeddings = true;
-  return c;
-}
-
-WeightMap small_llama_weights(const ModelConfig& c, std::mt19937& rng) {
-  WeightMap w;
-  auto add = [&](const std::string& name, std::vector<int64_t> shape, float scale, float offset) {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    std::vector<float> v = random_vec(rng, size_t(n), scale);
-    for (float& x : v) x = round_bf16(x + offset);
-    w[name] = HostTensor{shape, v};
-  };
-  const int64_t H = c.hidden_size, D = c.head_dim, I = c.intermediate_size;
-  add("model.embed_tokens.weight", {c.vocab_size, H}, 1.0f, 0);
-  add("model.norm.weight", {H}, 0.1f, 1.0f);
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    add(p + "input_layernorm.weight", {H}, 0.1f, 1.0f);
-    add(p + "post_attention_layernorm.weight", {H}, 0.1f, 1.0f);
-    add(p + "self_attn.q_proj.weight", {c.num_heads * D, H}, 0.06f, 0);
-    add(p + "self_attn.k_proj.weight", {c.num_kv_heads * D, H}, 0.06f, 0);
-    add(p + "self_attn.v_proj.weight", {c.num_kv_heads * D, H}, 0.06f, 0);
-    add(p + "self_attn.o_proj.weight", {H, c.num_heads * D}, 0.06f, 0);
-    add(p + "mlp.gate_proj.weight", {I, H}, 0.06f, 0);
-    add(p + "mlp.up_proj.weight", {I, H}, 0.06f, 0);
-    add(p + "mlp.down_proj.weight", {H, I}, 0.04f, 0);
-  }
-  return w;
-}
-
 // A 2-layer Llama (head_dim 64) with an fp8 cache (scales 0.75 / 1.5) on both backends: logits of
 // every new token over prefills, a chunk beside decodes, and decodes. Unlike the attention tests,
 // the two backends do not quantise the same K/V here: the CPU's are float32, the GPU's bf16, and
@@ -290,8 +248,8 @@ WeightMap small_llama_weights(const ModelConfig& c, std::mt19937& rng) {
 // differ by one step (12.5%). That is why the bound is 6e-2 rather than the bf16 cache's 2e-2; a
 // scale applied wrongly (or not at all) moves the logits by tens of percent.
 TEST_F(CudaFp8KvCache, WholeModelMatchesTheCpuFp8Cache) {
-  const ModelConfig cfg = small_llama();
-  const WeightMap w = small_llama_weights(cfg, rng);
+  const ModelConfig cfg = synthetic_config("llama");
+  const WeightMap w = synthetic_weights(cfg, rng);
   for (int ps : {1, 16})
     for (KVLayout layout : {KVLayout::NHD, KVLayout::HND}) {
       SCOPED_TRACE(::testing::Message() << "page " << ps << " layout " << int(layout));
