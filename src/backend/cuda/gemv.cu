@@ -19,6 +19,7 @@
 
 #include "backend/cuda/act.cuh"
 #include "backend/cuda/cuda_check.cuh"
+#include "backend/cuda/gemv_common.cuh"
 #include "backend/cuda/gemv_kernels.h"
 #include "backend/cuda/pdl.cuh"
 
@@ -122,32 +123,12 @@ __global__ void __launch_bounds__(kThreads)
   float s = 0.0f;
   for (int i = 0; i < wpr; ++i) s += partial[warp + i][lane];
   const int64_t o = int64_t(lane) * m + row;
-  if (f32_out) {
-    if (bias) s += static_cast<const float*>(bias)[row];
-    static_cast<float*>(out)[o] = s;
-  } else {
-    if (bias) s += __bfloat162float(static_cast<const bf16*>(bias)[row]);
-    static_cast<bf16*>(out)[o] = __float2bfloat16(s);
-  }
+  gemv_store(out, bias, f32_out, o, row, s);
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev);
-    return std::max(v, 1);
-  }();
-  return n;
-}
-
-// Warps per weight row: enough warps in flight (about 32 per SM) while each lane keeps at least
-// four 16-byte chunks of its row.
+// 8 bf16 weights a 16-byte chunk.
 int warps_per_row(int64_t m, int64_t k) {
-  const int64_t want = int64_t(sm_count()) * 32;
-  int wpr = 1;
-  while (wpr < kWarps && m * wpr < want && k / 8 / (int64_t(wpr) * 2 * 32) >= 4) wpr *= 2;
-  return wpr;
+  return gemv_warps_per_row(m, k, 8, kWarps);
 }
 
 template <int NT, bool SILU>
