@@ -128,21 +128,28 @@ void EngineLoop::release(RequestHandle& h) {
   in_flight_.fetch_sub(1);
 }
 
-std::vector<int32_t> EngineLoop::tokenize(const ParsedRequest& r, OutputFormat& format) const {
+ChatPrompt render_chat(const Engine& engine, const std::vector<ChatMessage>& messages,
+                       const ToolRequest& tools, bool add_generation_prompt, OutputFormat& format) {
   // As Engine::add_chat_request: the template's markers are control tokens, contents are text.
-  if (r.kind == ApiKind::Chat && r.tools.active) {
+  if (tools.active) {
     // Tools and tool turns go through the model's Jinja template, call ids fitted to its format.
-    const std::string tmpl = engine_.chat_template_text(r.tools.tools.is_array());
-    const nlohmann::ordered_json msgs = template_messages(r.tools, template_tool_format(tmpl));
-    ChatPrompt prompt = engine_.chat_prompt_json(msgs.dump(), r.tools.tools.dump(), true);
-    format = detect_output_format(tmpl, prompt.text, r.tools.parse_calls());
-    format.forced_calls = r.structured_param == "tool_choice";
-    return std::move(prompt.ids);
+    const std::string tmpl = engine.chat_template_text(tools.tools.is_array());
+    const nlohmann::ordered_json msgs = template_messages(tools, template_tool_format(tmpl));
+    ChatPrompt prompt =
+        engine.chat_prompt_json(msgs.dump(), tools.tools.dump(), add_generation_prompt);
+    format = detect_output_format(tmpl, prompt.text, tools.parse_calls());
+    return prompt;
   }
+  ChatPrompt prompt = engine.chat_prompt(messages, add_generation_prompt);
+  // Only the prompt's end matters (a generation prompt opening <think>).
+  format = detect_output_format("", prompt.text, false);
+  return prompt;
+}
+
+std::vector<int32_t> EngineLoop::tokenize(const ParsedRequest& r, OutputFormat& format) const {
   if (r.kind == ApiKind::Chat) {
-    ChatPrompt prompt = engine_.chat_prompt(r.messages, true);
-    // Only the prompt's end matters (a generation prompt opening <think>).
-    format = detect_output_format("", prompt.text, false);
+    ChatPrompt prompt = render_chat(engine_, r.messages, r.tools, true, format);
+    format.forced_calls = r.tools.active && r.structured_param == "tool_choice";
     return std::move(prompt.ids);
   }
   if (r.prompt_is_ids) return r.prompt_ids;

@@ -28,6 +28,12 @@
 
 namespace nc::server {
 
+// A chat's prompt as a chat request renders it: with tools or tool turns (tools.active) through
+// the model's Jinja template, call ids fitted to its tool format; otherwise Engine::chat_prompt.
+// format: the tool format and reasoning state the prompt implies (forced_calls left false).
+ChatPrompt render_chat(const Engine& engine, const std::vector<ChatMessage>& messages,
+                       const ToolRequest& tools, bool add_generation_prompt, OutputFormat& format);
+
 class EngineLoop;
 
 struct StreamEvent {

@@ -380,6 +380,9 @@ TokenizeRequest parse_tokenize(std::string_view body_text) {
   if (field(body, "messages")) {
     r.chat = true;
     r.messages = parse_messages(body);
+    if (needs_tool_request(body))
+      r.tools =
+          parse_tool_request(nlohmann::ordered_json::parse(body_text.begin(), body_text.end()));
     r.add_generation_prompt = get_bool(body, "add_generation_prompt").value_or(true);
     r.add_special_tokens = get_bool(body, "add_special_tokens").value_or(false);
     return r;

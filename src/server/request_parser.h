@@ -77,6 +77,7 @@ struct TokenizeRequest {
   bool chat = false;
   std::string prompt;
   std::vector<ChatMessage> messages;
+  ToolRequest tools;  // tools and tool turns, rendered as a chat request renders them
   bool add_special_tokens = true;
   bool add_generation_prompt = true;
   bool parse_special = false;

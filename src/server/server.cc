@@ -205,7 +205,8 @@ void Server::Impl::handle_tokenize(const std::string& body, Response& res) {
     check_model(r.model);
     std::vector<int32_t> ids;
     try {
-      ids = r.chat ? engine.encode_chat(r.messages, r.add_generation_prompt)
+      OutputFormat format;
+      ids = r.chat ? render_chat(engine, r.messages, r.tools, r.add_generation_prompt, format).ids
                    : engine.encode(r.prompt, r.add_special_tokens, r.parse_special);
     } catch (const Error& e) {
       throw api_error_from(e, r.chat ? "messages" : "prompt");

@@ -26,8 +26,9 @@ MODEL_ID = "SmolLM2-135M-Instruct.Q4_1"
 API_KEY = "sk-nanocascade-test"
 
 
-# What the server suites import: the openai client, and jsonschema (structured output's checks).
-PACKAGES = ("openai", "jsonschema")
+# What the server suites import: the openai client, jsonschema (structured output's checks) and
+# gguf (ggml-org's GGUF reader/writer: tests/server/mistral_controls.py).
+PACKAGES = ("openai", "jsonschema", "gguf")
 
 
 def ensure_openai():
@@ -50,9 +51,9 @@ def ensure_openai():
 class Server:
     """`nanocascade serve` on a free port; the port comes from its startup line."""
 
-    def __init__(self, *extra):
+    def __init__(self, *extra, model=MODEL):
         self.proc = subprocess.Popen(
-            [BIN, "serve", "--model", MODEL, "--port", "0", "--max-num-seqs", "8", *extra],
+            [BIN, "serve", "--model", model, "--port", "0", "--max-num-seqs", "8", *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 120
         self.port = None
@@ -90,14 +91,19 @@ def generate_cli(prompt, max_tokens, chat):
 
 
 class ServerTestCase(unittest.TestCase):
-    """A server started once per class (SERVER_ARGS), an openai client for it, and its root URL."""
+    """A server started once per class (SERVER_ARGS, over the GGUF model_path() names), an openai
+    client for it, and its root URL."""
     SERVER_ARGS = ()
+
+    @classmethod
+    def model_path(cls):
+        return MODEL
 
     @classmethod
     def setUpClass(cls):
         import openai
         cls.openai = openai
-        cls.server = Server(*cls.SERVER_ARGS)
+        cls.server = Server(*cls.SERVER_ARGS, model=cls.model_path())
         cls.client = openai.OpenAI(base_url=cls.server.url(), api_key="none", max_retries=0)
         cls.root = f"http://127.0.0.1:{cls.server.port}"
 
