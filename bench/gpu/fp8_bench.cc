@@ -1,8 +1,9 @@
 // nc_gpu_bench fp8: the CUDA backend's FP8 linear (backend/cuda/fp8_gemm.h) against bf16, all in
 // one process on one GPU:
 //   - the card's FP8 rate: cuBLASLt's FP8 GEMM alone with scalar (unit) scales, no quantiser, no
-//     epilogue (lt-epilogue's product) on 8192^3, with the bf16 GEMM's rate on the same shape and
-//     lt-outer's product where this cuBLASLt has it;
+//     epilogue (lt-epilogue's product) on 8192^3, with the bf16 GEMM's rate on the same shape,
+//     lt-outer's product where this cuBLASLt has it, and the scalar GEMM with fast accumulation
+//     on (what keeping it off costs);
 //   - prefill: 4096 x 4096 x 4096 and the Llama-3-8B projections (qkv 6144x4096, o 4096x4096,
 //     gate_up 28672x4096, down 4096x14336) at N = 2048 and 4096 rows: TFLOP/s of the whole FP8
 //     linear by the rule (quantiser, GEMM, epilogue), of lt-epilogue whole and its GEMM alone,
@@ -120,13 +121,19 @@ double peak_rate(std::mt19937& rng, std::FILE* csv) {
   Tensor out = be->alloc({n, n}, DType::BF16);
   const double scalar = fp8_us(*be, w, x, out, Fp8Path::LtEpilogue, true);
   const double outer = fp8_us(*be, w, x, out, Fp8Path::LtOuter, true);
+  auto& fp8 = cuda_host::cuda_fp8_gemm(*be);
+  fp8.set_fast_accum_for_bench(true);  // what fast accumulation would gain (the contract: off)
+  const double fast = fp8_us(*be, w, x, out, Fp8Path::LtEpilogue, true);
+  fp8.set_fast_accum_for_bench(false);
   const double bf = us_rotating(*be, 1, [&](size_t) { be->linear(x, w.bf16[0], Tensor(), out); });
-  const double f = tflops(n, n, n, scalar), fo = tflops(n, n, n, outer), b = tflops(n, n, n, bf);
+  const double f = tflops(n, n, n, scalar), fo = tflops(n, n, n, outer), b = tflops(n, n, n, bf),
+               ff = tflops(n, n, n, fast);
   std::printf(
-      "\nFP8 rate (cuBLASLt FP8 GEMM alone, scalar scales, %ld^3): %s TFLOP/s; with outer-vector "
-      "scales: %s; bf16: %s TFLOP/s\n",
-      long(n), num(f).c_str(), num(fo).c_str(), num(b).c_str());
+      "\nFP8 rate (cuBLASLt FP8 GEMM alone, scalar scales, %ld^3): %s TFLOP/s (fast accumulation "
+      "on: %s); with outer-vector scales: %s; bf16: %s TFLOP/s\n",
+      long(n), num(f).c_str(), num(ff).c_str(), num(fo).c_str(), num(b).c_str());
   csv_line(csv, "peak", "square", n, n, n, "fp8 gemm scalar", scalar, f);
+  csv_line(csv, "peak", "square", n, n, n, "fp8 gemm scalar fast accum", fast, ff);
   csv_line(csv, "peak", "square", n, n, n, "fp8 gemm outer", outer, fo);
   csv_line(csv, "peak", "square", n, n, n, "bf16", bf, b);
   return f;

@@ -60,13 +60,13 @@ bool try_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, co
 // "TN" layout FP8 requires) times x^T [K, N]. lt-outer: the outer-vector scales of A (M row
 // scales) and B (N activation scales), and the bias epilogue where asked. lt-epilogue: no scale
 // attributes (unit scales: the sums come out unscaled for fp8_scale_output) and no bias. Fast
-// accumulation off on both (fp8_gemm.h says why). False where this cuBLASLt refuses a setting
-// (an older library without outer-vector scales).
+// accumulation off on both (fp8_gemm.h says why) unless `fast` (benchmarks). False where this
+// cuBLASLt refuses a setting (an older library without outer-vector scales).
 bool fp8_layouts(int64_t n, int64_t m, int64_t k, bool f32_out, Fp8Path path, bool fuse_bias,
-                 LtLayouts* g) {
+                 bool fast, LtLayouts* g) {
   const int32_t outer = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
   const cudaDataType_t ot = f32_out ? CUDA_R_32F : CUDA_R_16BF;
-  const int8_t fast_accum = 0;
+  const int8_t fast_accum = fast ? 1 : 0;
   if (cublasLtMatmulDescCreate(&g->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS ||
       !try_desc(g->desc, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T) ||
       !try_desc(g->desc, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N) ||
@@ -164,6 +164,16 @@ Fp8Gemm::~Fp8Gemm() {
     if (p.ok) destroy_lt_layouts(p.lt);
 }
 
+void Fp8Gemm::set_fast_accum_for_bench(bool on) {
+  if (on == fast_accum_) return;
+  // Work already enqueued with these plans is unaffected: cublasLtMatmul reads its descriptors
+  // during the call, not when the work runs.
+  for (auto& [key, p] : plans_)
+    if (p.ok) destroy_lt_layouts(p.lt);
+  plans_.clear();
+  fast_accum_ = on;
+}
+
 int64_t Fp8Gemm::chunk_rows(int64_t k) {
   const int64_t r =
       std::clamp<int64_t>(kScratchCodeBytes / std::max<int64_t>(k, 1), 1, kMaxChunkRows);
@@ -213,7 +223,7 @@ Fp8Gemm::Plan& Fp8Gemm::plan_for(const Key& key) {
   for (int attempt = try_fused ? 0 : 1; attempt < 2 && !p.ok; ++attempt) {
     const bool fuse = attempt == 0;
     LtLayouts lt;
-    if (fp8_layouts(key.n, key.m, key.k, key.f32_out, key.path, fuse, &lt) &&
+    if (fp8_layouts(key.n, key.m, key.k, key.f32_out, key.path, fuse, fast_accum_, &lt) &&
         heuristic_algo(*ctx_, lt, &p.algo)) {
       p.lt = lt, p.ok = true, p.bias_fused = fuse;
     } else {

@@ -10,7 +10,8 @@
 //     undefined; out [N, M] bf16 or float32. Each x row is quantised on the device to e4m3 with
 //     its own scale (fp8_kernels.h: the rule of fp8_activation_scale, bit for bit the CPU's codes
 //     and scales), then the e4m3 x e4m3 product runs with float32 accumulation and the scales
-//     applied to the float sum: out = sum * s_x[n] * s_w[m] (+ bias), rounded once to out's type.
+//     applied to the float sum: out = sum * s_x[n] * s_w[m] (+ bias), rounded to out's type (once;
+//     twice on lt-epilogue with a bf16 output, below).
 //   - Three kernels compute it, tried in this order for N > gemv_max_rows() (fp8_path_name):
 //     1. "lt-outer": cuBLASLt's FP8 GEMM (Hopper's FP8 tensor cores, "TN" layout: W [M, K]
 //        row-major is the transposed A, x the non-transposed B) with the per-token x
@@ -18,7 +19,7 @@
 //        (CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F on A and B): the scales multiply the
 //        float32 sum inside the GEMM before the one rounding, the bias rides the bias epilogue
 //        (or fp8_add_bias where the heuristic has none with it). Measured 2026-12-06 on an H100
-//        with CUDA 13.0's cuBLASLt: no algorithm at any shape (sm_90 lacks the mode); it stays
+//        with CUDA 13.0's cuBLASLt: no algorithm offered at any shape; it stays
 //        first for the libraries and GPUs (Blackwell) that have it.
 //     2. "lt-epilogue": the same FP8 GEMM with unit (absent) scalar scales, which Hopper's
 //        cuBLASLt runs, writing the unscaled float32 sums rounded to out's type into `out`;
@@ -44,7 +45,7 @@
 //     Llama-3-8B has K and M multiples of 16. All three multiply the same e4m3 values with
 //     float32 sums; they differ only in summation order (and lt-epilogue's second rounding).
 //     Fast accumulation stays off on both cuBLASLt paths: Hopper's FP8 MMA keeps a narrower
-//     accumulator than float32 (about 14 mantissa bits, DeepSeek-V3's report, section 3.3.2), and
+//     accumulator than float32 (around 14 bits, DeepSeek-V3's technical report, section 3.3.2), and
 //     without fast accumulation cuBLASLt promotes its partial sums to float32 periodically.
 //   - The algorithm of each (rows, M, K, bias, output type, path) is asked of cuBLASLt's
 //     heuristic once and cached (also when it has none).
@@ -104,6 +105,9 @@ class Fp8Gemm : NonCopyable {
   // Benchmarks: lt-epilogue's epilogue alone on out [N, M] (N <= kMaxChunkRows), with the row
   // scales the scratch holds and w's column scales (+ bias): out's values are rescaled in place.
   void epilogue_only(const Tensor& w, const Tensor& bias, Tensor out);
+  // Benchmarks: cuBLASLt's fast accumulation on (off by default, as the contract says); drops
+  // the cached plans.
+  void set_fast_accum_for_bench(bool on);
   // Tests: x's codes [N, K] and scales [N] as the quantiser writes them for weight w (N at most
   // chunk_rows(K)); synchronises.
   void quantize_for_test(const Tensor& x, const Tensor& w, std::vector<uint8_t>* codes,
@@ -137,6 +141,7 @@ class Fp8Gemm : NonCopyable {
 
   std::shared_ptr<Context> ctx_;
   int gemv_max_rows_ = 8;
+  bool fast_accum_ = false;
   int cc_major_ = 0, cc_minor_ = 0;
   Tensor scratch_;  // kScratchCodeBytes codes, then kMaxChunkRows float scales
   std::map<Key, Plan> plans_;
