@@ -18,9 +18,10 @@
 //     16-byte aligned, byte loads otherwise.
 //   - fp8_add_bias: out[n, m] += bias[m] (out's dtype), for cuBLASLt plans that cannot fuse it.
 //   - fp8_scale_output: in place, out[n, m] = (out[n, m] * row_scale[n]) * col_scale[m]
-//     (+ bias[m]) for n < rows, in float32, rounded once to out's type (bf16, or float32 when
-//     f32_out); bias (null: none) [m] in out's dtype. Needs m a multiple of 8 (bf16) or 4
-//     (float32) and out and col_scale 16-byte aligned (16-byte vectors); throws otherwise.
+//     (+ bias[m]) for n < rows, in float32 with each operation rounded as written (no fused
+//     multiply-add), rounded once to out's type (bf16, or float32 when f32_out); bias (null: none)
+//     [m] in out's dtype. Needs m a multiple of 8 (bf16) or 4 (float32) and out and col_scale
+//     16-byte aligned (16-byte vectors); throws otherwise.
 //   - Work is enqueued on `stream`; a failed launch or a bad size throws std::runtime_error.
 #pragma once
 #include <cuda_runtime_api.h>
