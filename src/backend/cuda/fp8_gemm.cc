@@ -57,17 +57,23 @@ bool try_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, co
 }
 
 // cuBLASLt's descriptors of out^T [M, N] = W [M, K] (stored K x M column-major, transposed: the
-// "TN" layout FP8 requires) times x^T [K, N], with the outer-vector scales of A (M row scales) and
-// B (N activation scales), and the bias epilogue where asked. False where this cuBLASLt refuses
-// a setting (an older library without outer-vector scales): the GEMV runs such shapes.
-bool fp8_layouts(int64_t n, int64_t m, int64_t k, bool f32_out, bool fuse_bias, LtLayouts* g) {
+// "TN" layout FP8 requires) times x^T [K, N]. lt-outer: the outer-vector scales of A (M row
+// scales) and B (N activation scales), and the bias epilogue where asked. lt-epilogue: no scale
+// attributes (unit scales: the sums come out unscaled for fp8_scale_output) and no bias. Fast
+// accumulation off on both (fp8_gemm.h says why) unless `fast` (benchmarks). False where this
+// cuBLASLt refuses a setting (an older library without outer-vector scales).
+bool fp8_layouts(int64_t n, int64_t m, int64_t k, bool f32_out, Fp8Path path, bool fuse_bias,
+                 bool fast, LtLayouts* g) {
   const int32_t outer = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
   const cudaDataType_t ot = f32_out ? CUDA_R_32F : CUDA_R_16BF;
+  const int8_t fast_accum = fast ? 1 : 0;
   if (cublasLtMatmulDescCreate(&g->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS ||
       !try_desc(g->desc, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T) ||
       !try_desc(g->desc, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N) ||
-      !try_desc(g->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, outer) ||
-      !try_desc(g->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, outer))
+      !try_desc(g->desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, fast_accum))
+    return false;
+  if (path == Fp8Path::LtOuter && (!try_desc(g->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, outer) ||
+                                   !try_desc(g->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, outer)))
     return false;
   if (fuse_bias && (!try_desc(g->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_BIAS) ||
                     !try_desc(g->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, int32_t(ot))))
@@ -88,6 +94,7 @@ void destroy_partial(LtLayouts& g) {
 
 // The heuristic's first algorithm within the workspace, for 16-byte aligned operands; false when
 // it has none (an older cuBLASLt, a GPU without outer-vector scaling, an unsupported epilogue).
+// Host-side only (nothing is enqueued), so it may run while a graph is being captured.
 bool heuristic_algo(const Context& ctx, const LtLayouts& lt, cublasLtMatmulAlgo_t* algo) {
   cublasLtMatmulPreference_t pref;
   cublas_check(cublasLtMatmulPreferenceCreate(&pref), "fp8 preference");
@@ -124,8 +131,10 @@ const char* fp8_path_name(Fp8Path p) {
       return "auto";
     case Fp8Path::Gemv:
       return "gemv";
-    case Fp8Path::CublasLt:
-      return "cublaslt";
+    case Fp8Path::LtOuter:
+      return "lt-outer";
+    case Fp8Path::LtEpilogue:
+      return "lt-epilogue";
   }
   return "?";
 }
@@ -153,6 +162,16 @@ Fp8Gemm::Fp8Gemm(std::shared_ptr<Context> ctx) : ctx_(std::move(ctx)) {
 Fp8Gemm::~Fp8Gemm() {
   for (auto& [key, p] : plans_)
     if (p.ok) destroy_lt_layouts(p.lt);
+}
+
+void Fp8Gemm::set_fast_accum_for_bench(bool on) {
+  if (on == fast_accum_) return;
+  // Work already enqueued with these plans is unaffected: cublasLtMatmul reads its descriptors
+  // during the call, not when the work runs.
+  for (auto& [key, p] : plans_)
+    if (p.ok) destroy_lt_layouts(p.lt);
+  plans_.clear();
+  fast_accum_ = on;
 }
 
 int64_t Fp8Gemm::chunk_rows(int64_t k) {
@@ -199,11 +218,12 @@ Fp8Gemm::Plan& Fp8Gemm::plan_for(const Key& key) {
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second;
   Plan p;
-  // With a bias, the bias epilogue first, then without it (a separate add).
-  for (int attempt = key.bias ? 0 : 1; attempt < 2 && !p.ok; ++attempt) {
+  // lt-outer with a bias: the bias epilogue first, then without it (a separate add).
+  const bool try_fused = key.path == Fp8Path::LtOuter && key.bias;
+  for (int attempt = try_fused ? 0 : 1; attempt < 2 && !p.ok; ++attempt) {
     const bool fuse = attempt == 0;
     LtLayouts lt;
-    if (fp8_layouts(key.n, key.m, key.k, key.f32_out, fuse, &lt) &&
+    if (fp8_layouts(key.n, key.m, key.k, key.f32_out, key.path, fuse, fast_accum_, &lt) &&
         heuristic_algo(*ctx_, lt, &p.algo)) {
       p.lt = lt, p.ok = true, p.bias_fused = fuse;
     } else {
@@ -213,26 +233,46 @@ Fp8Gemm::Plan& Fp8Gemm::plan_for(const Key& key) {
   return plans_.emplace(key, p).first->second;
 }
 
+// lt-epilogue's plan ignores the bias (our epilogue adds it), so with and without share one.
+Fp8Gemm::Plan& Fp8Gemm::plan_for(Fp8Path path, int64_t n, int64_t m, int64_t k, bool bias,
+                                 bool f32_out) {
+  return plan_for(Key{n, m, k, path == Fp8Path::LtOuter && bias, f32_out, path});
+}
+
 Fp8Path Fp8Gemm::chosen(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& out) {
   check_args(x, w, bias, out);
   const int64_t N = x.dim(0), K = x.dim(1);
   if (N <= gemv_max_rows_ || !lt_shape_ok(x, w, out)) return Fp8Path::Gemv;
-  const Key key{std::min(N, chunk_rows(K)), w.dim(0), K, bias.defined(), out.dtype() == DType::F32};
-  return plan_for(key).ok ? Fp8Path::CublasLt : Fp8Path::Gemv;
+  const int64_t n = std::min(N, chunk_rows(K));
+  for (Fp8Path p : {Fp8Path::LtOuter, Fp8Path::LtEpilogue})
+    if (plan_for(p, n, w.dim(0), K, bias.defined(), out.dtype() == DType::F32).ok) return p;
+  return Fp8Path::Gemv;
+}
+
+bool Fp8Gemm::can_run(Fp8Path path, const Tensor& x, const Tensor& w, const Tensor& bias,
+                      const Tensor& out) {
+  check_args(x, w, bias, out);
+  if (path == Fp8Path::Auto || path == Fp8Path::Gemv) return true;
+  if (!lt_shape_ok(x, w, out)) return false;
+  const int64_t N = x.dim(0), K = x.dim(1), R = chunk_rows(K);
+  const bool f32 = out.dtype() == DType::F32;
+  // Every chunk but the last has R rows.
+  return (N <= R || plan_for(path, R, w.dim(0), K, bias.defined(), f32).ok) &&
+         plan_for(path, N - (N - 1) / R * R, w.dim(0), K, bias.defined(), f32).ok;
 }
 
 void Fp8Gemm::linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor out, Fp8Path path,
-                     bool quantise) {
+                     bool product_only) {
   check_args(x, w, bias, out);
   const int64_t N = x.dim(0), K = x.dim(1), M = w.dim(0);
   if (N == 0 || M == 0) return;
   ensure_scratch();
   const bool forced = path != Fp8Path::Auto;
   if (!forced) path = chosen(x, w, bias, out);
-  NC_CHECK(path != Fp8Path::CublasLt || lt_shape_ok(x, w, out),
-           "fp8 linear: cuBLASLt's FP8 GEMM cannot run [{}, {}] x {}^T (K and M must be "
+  NC_CHECK(path == Fp8Path::Gemv || lt_shape_ok(x, w, out),
+           "fp8 linear: cuBLASLt's FP8 GEMM ({}) cannot run [{}, {}] x {}^T (K and M must be "
            "multiples of 16, the pointers 16-byte aligned)",
-           N, K, shape_str(w.shape()));
+           fp8_path_name(path), N, K, shape_str(w.shape()));
   const bool f32_out = out.dtype() == DType::F32;
   const int64_t R = chunk_rows(K), out_elem = f32_out ? 4 : 2;
   const float* w_scale = fp8_row_scales(w);  // device pointers into the packed weight
@@ -247,42 +287,81 @@ void Fp8Gemm::linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tenso
                   M,
                   K,
                   f32_out};
-    run_chunk(c, path, forced, quantise);
+    run_chunk(c, path, forced, product_only);
   }
 }
 
 // Quantises the chunk's rows into the scratch, then multiplies them by the weight.
-void Fp8Gemm::run_chunk(const Chunk& c, Fp8Path path, bool forced, bool quantise) {
+void Fp8Gemm::run_chunk(const Chunk& c, Fp8Path path, bool forced, bool product_only) {
   uint8_t* codes = static_cast<uint8_t*>(scratch_.data());
   float* scales = reinterpret_cast<float*>(codes + kScratchCodeBytes);
   const cudaStream_t s = ctx_->stream;
-  if (quantise)
+  if (!product_only)
     k_call([&] { cuda::fp8_quantize_rows(c.x, c.n, c.k, c.input_scale, codes, scales, s); });
-  Plan* p = path == Fp8Path::CublasLt ? &plan_for({c.n, c.m, c.k, c.bias != nullptr, c.f32_out})
-                                      : nullptr;
-  // The rule chose cuBLASLt from the first chunk's shape; a last, shorter chunk it has no
-  // algorithm for takes the GEMV.
-  NC_CHECK(!p || p->ok || !forced,
-           "fp8 linear: cuBLASLt has no FP8 algorithm with outer-vector scales for [{}, {}] x "
-           "[{}, {}]^T on this GPU",
-           c.n, c.k, c.m, c.k);
-  if (p && p->ok) {
-    const LtLayouts& lt = p->lt;
-    set_desc(lt.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, c.w_scale, "fp8 a scale");
-    set_desc(lt.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, static_cast<const float*>(scales),
-             "fp8 b scale");
-    if (p->bias_fused) set_desc(lt.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, c.bias, "fp8 bias");
-    const float alpha = 1.0f, beta = 0.0f;
-    cublas_check(
-        cublasLtMatmul(ctx_->lt, lt.desc, &alpha, c.w, lt.a, codes, lt.b, &beta, c.out, lt.c, c.out,
-                       lt.c, &p->algo, ctx_->lt_workspace, ctx_->lt_workspace_bytes, s),
-        "fp8 cublasLtMatmul");
-    if (c.bias && !p->bias_fused)
-      k_call([&] { cuda::fp8_add_bias(c.out, c.bias, c.f32_out, c.n, c.m, s); });
-    return;
+  if (path == Fp8Path::LtOuter || path == Fp8Path::LtEpilogue) {
+    const Plan& p = plan_for(path, c.n, c.m, c.k, c.bias != nullptr, c.f32_out);
+    // The rule chose this path from the first chunk's shape; a last, shorter chunk it has no
+    // algorithm for takes the GEMV.
+    NC_CHECK(p.ok || !forced,
+             "fp8 linear: cuBLASLt has no FP8 algorithm for {} ({}) for [{}, {}] x [{}, {}]^T on "
+             "this GPU",
+             fp8_path_name(path),
+             path == Fp8Path::LtOuter ? "outer-vector scales" : "unit scalar scales", c.n, c.k, c.m,
+             c.k);
+    if (p.ok) return run_lt(c, p, path, product_only);
   }
   k_call([&] {
     cuda::fp8_gemv(codes, scales, c.w, c.w_scale, c.bias, c.out, c.f32_out, c.n, c.m, c.k, s);
+  });
+}
+
+// The cuBLASLt GEMM of one chunk, then (lt-outer) the bias where not fused or (lt-epilogue) the
+// scale epilogue with the bias.
+void Fp8Gemm::run_lt(const Chunk& c, const Plan& p, Fp8Path path, bool product_only) {
+  uint8_t* codes = static_cast<uint8_t*>(scratch_.data());
+  const float* scales = reinterpret_cast<const float*>(codes + kScratchCodeBytes);
+  const cudaStream_t s = ctx_->stream;
+  const LtLayouts& lt = p.lt;
+  if (path == Fp8Path::LtOuter) {
+    set_desc(lt.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, c.w_scale, "fp8 a scale");
+    set_desc(lt.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, scales, "fp8 b scale");
+    if (p.bias_fused) set_desc(lt.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, c.bias, "fp8 bias");
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  cublas_check(
+      cublasLtMatmul(ctx_->lt, lt.desc, &alpha, c.w, lt.a, codes, lt.b, &beta, c.out, lt.c, c.out,
+                     lt.c, &p.algo, ctx_->lt_workspace, ctx_->lt_workspace_bytes, s),
+      "fp8 cublasLtMatmul");
+  if (path == Fp8Path::LtOuter) {
+    if (c.bias && !p.bias_fused)
+      k_call([&] { cuda::fp8_add_bias(c.out, c.bias, c.f32_out, c.n, c.m, s); });
+  } else if (!product_only) {
+    k_call(
+        [&] { cuda::fp8_scale_output(c.out, c.f32_out, scales, c.w_scale, c.bias, c.n, c.m, s); });
+  }
+}
+
+void Fp8Gemm::epilogue_only(const Tensor& w, const Tensor& bias, Tensor out) {
+  expect_cuda(w, "fp8 epilogue weight");
+  expect_cuda(out, "fp8 epilogue output");
+  w.expect_dtype(DType::F8E4M3, "fp8 epilogue weight");
+  const int64_t N = out.dim(0), M = w.dim(0);
+  out.expect_shape({N, M}, "fp8 epilogue output");
+  out.expect_contiguous("fp8 epilogue output");
+  NC_CHECK(out.dtype() == DType::BF16 || out.dtype() == DType::F32,
+           "fp8 epilogue: output dtype {} not supported (bf16, f32)", dtype_name(out.dtype()));
+  if (bias.defined()) {
+    bias.expect_shape({M}, "fp8 epilogue bias");
+    expect_cuda(bias, "fp8 epilogue bias");
+    bias.expect_dtype(out.dtype(), "fp8 epilogue bias");
+  }
+  NC_CHECK(N >= 1 && N <= kMaxChunkRows, "fp8 epilogue: {} rows (1..{})", N, kMaxChunkRows);
+  ensure_scratch();
+  const float* scales =
+      reinterpret_cast<const float*>(static_cast<uint8_t*>(scratch_.data()) + kScratchCodeBytes);
+  k_call([&] {
+    cuda::fp8_scale_output(out.data(), out.dtype() == DType::F32, scales, fp8_row_scales(w),
+                           bias.defined() ? bias.data() : nullptr, N, M, ctx_->stream);
   });
 }
 

@@ -10,23 +10,45 @@
 //     undefined; out [N, M] bf16 or float32. Each x row is quantised on the device to e4m3 with
 //     its own scale (fp8_kernels.h: the rule of fp8_activation_scale, bit for bit the CPU's codes
 //     and scales), then the e4m3 x e4m3 product runs with float32 accumulation and the scales
-//     applied to the float sum: out = sum * s_x[n] * s_w[m] (+ bias), rounded once to out's type.
-//   - Two kernels compute it. cuBLASLt's FP8 GEMM (Hopper's FP8 tensor cores, "TN" layout: W
-//     [M, K] row-major is the transposed A, x the non-transposed B) with the per-token x
-//     per-channel scales as cuBLASLt's outer-vector scale mode
-//     (CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F on A and B, cuBLAS 12.9+ on Hopper): the scales
-//     are applied inside the GEMM's epilogue to the float32 sum before the one rounding to bf16,
-//     so no float32 intermediate [N, M] and no extra pass are needed (the alternative, unit
-//     scales with a float32 output and our own scaling kernel, costs a write and a read of
-//     4 bytes an output). The bias rides cuBLASLt's bias epilogue, or a separate add where the
-//     heuristic has no algorithm with it. Fast accumulation stays off (cuBLASLt then promotes
-//     the tensor cores' partial sums to float32 periodically). And fp8_gemv (fp8_kernels.h) for
-//     N <= gemv_max_rows() (decode: the weight read is the cost, one byte a weight), or for any N
-//     where cuBLASLt cannot run the shape: K or M not a multiple of 16, a pointer not 16-byte
-//     aligned, or no algorithm from the heuristic (then the GEMV runs every row group: correct,
-//     slow). Every projection of SmolLM2-135M (K 576, 1536; M 960, 576, 3072), Qwen3-0.6B and
-//     Llama-3-8B has K and M multiples of 16. Both kernels multiply the same e4m3 values with
-//     float32 sums; they differ only in summation order.
+//     applied to the float sum: out = sum * s_x[n] * s_w[m] (+ bias), rounded to out's type (once;
+//     twice on lt-epilogue with a bf16 output, below).
+//   - Three kernels compute it, tried in this order for N > gemv_max_rows() (fp8_path_name):
+//     1. "lt-outer": cuBLASLt's FP8 GEMM (Hopper's FP8 tensor cores, "TN" layout: W [M, K]
+//        row-major is the transposed A, x the non-transposed B) with the per-token x
+//        per-channel scales as cuBLASLt's outer-vector scale mode
+//        (CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F on A and B): the scales multiply the
+//        float32 sum inside the GEMM before the one rounding, the bias rides the bias epilogue
+//        (or fp8_add_bias where the heuristic has none with it). Measured 2026-12-06 on an H100
+//        with CUDA 13.0's cuBLASLt: no algorithm offered at any shape; it stays
+//        first for the libraries and GPUs (Blackwell) that have it.
+//     2. "lt-epilogue": the same FP8 GEMM with unit (absent) scalar scales, which Hopper's
+//        cuBLASLt runs, writing the unscaled float32 sums rounded to out's type into `out`;
+//        then our epilogue (fp8_kernels.h: fp8_scale_output) rescales in place,
+//        out = (sum * s_x[n]) * s_w[m] (+ bias), rounded once more to out's type. With a bf16
+//        output the sum is thus rounded twice (each at most 2^-8 relative, about 1.3e-3
+//        norm-wise over many values: together ~1.9e-3), against the e4m3 rounding of both
+//        operands that the CPU reference shares (2^-4 relative each: a few percent norm-wise on
+//        the product against the unquantised one): over 10x below FP8's own error, and under
+//        the GPU test's 5e-3 against the CPU (which prints what it measures). The alternative, a
+//        float32 scratch [rows, M] rounded once, costs 4 more bytes an output (GEMM write 4 +
+//        epilogue read 4 + write 2 = 10 against 2 + 2 + 2 = 6) and a scratch of up to chunk rows x
+//        M x 4 bytes (940 MB at 8,192 rows x 28,672), so it is not taken; a float32 output has one
+//        rounding either way. cuBLASLt's per-row alpha vector
+//        (CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_ZERO, which could carry s_w) is not used:
+//        the per-token s_x still needs a pass over the output, which then costs the same bytes, and
+//        the bias must follow both scales.
+//     3. "gemv": fp8_gemv (fp8_kernels.h), the path for N <= gemv_max_rows() (decode: the
+//        weight read is the cost, one byte a weight), and the last fallback for any N where
+//        cuBLASLt cannot run the shape: K or M not a multiple of 16, a pointer not 16-byte
+//        aligned, or no algorithm (then the GEMV runs every row group: correct, slow).
+//     Every projection of SmolLM2-135M (K 576, 1536; M 960, 576, 3072), Qwen3-0.6B and
+//     Llama-3-8B has K and M multiples of 16. All three multiply the same e4m3 values with
+//     float32 sums; they differ only in summation order (and lt-epilogue's second rounding).
+//     Fast accumulation stays off on both cuBLASLt paths: Hopper's FP8 MMA keeps a narrower
+//     accumulator than float32 (around 14 bits, DeepSeek-V3's technical report, section 3.3.2), and
+//     without fast accumulation cuBLASLt promotes its partial sums to float32 periodically.
+//   - The algorithm of each (rows, M, K, bias, output type, path) is asked of cuBLASLt's
+//     heuristic once and cached (also when it has none).
 //   - Rows are processed in chunks of chunk_rows(K) (a multiple of 16) through one fixed scratch
 //     of kScratchCodeBytes codes plus their scales, allocated at the first upload (before the
 //     engine sizes its KV cache from the free memory). Everything is enqueued on the context's
@@ -55,7 +77,7 @@ namespace nc::cuda_host {
 // and its capability (--quantization none is the way out).
 void check_fp8_capability(const std::string& gpu, int major, int minor);
 
-enum class Fp8Path { Auto, Gemv, CublasLt };
+enum class Fp8Path { Auto, Gemv, LtOuter, LtEpilogue };
 const char* fp8_path_name(Fp8Path p);
 
 class Fp8Gemm : NonCopyable {
@@ -67,13 +89,25 @@ class Fp8Gemm : NonCopyable {
   ~Fp8Gemm();
 
   Tensor upload(const Fp8Weight& w);
-  // `path`: Auto picks as the contract says; Gemv or CublasLt force one (tests, benchmarks;
-  // CublasLt throws where cuBLASLt cannot run the shape). quantise = false (benchmarks only, to
-  // time the product alone): x is not read; the product takes whatever codes the scratch holds.
+  // `path`: Auto picks as the contract says; another forces that kernel (tests, benchmarks; a
+  // cuBLASLt path throws where cuBLASLt cannot run the shape: see can_run). product_only
+  // (benchmarks only, to time the product alone): x is not read, the product takes whatever
+  // codes and scales the scratch holds, and lt-epilogue leaves out unscaled (no epilogue).
   void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor out,
-              Fp8Path path = Fp8Path::Auto, bool quantise = true);
+              Fp8Path path = Fp8Path::Auto, bool product_only = false);
   // The path linear() takes for these operands under Auto (never Auto).
   Fp8Path chosen(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& out);
+  // Whether linear() with `path` forced runs on these operands (Auto and Gemv: always; a
+  // cuBLASLt path: the shape and alignment allow it and the heuristic has an algorithm for
+  // every chunk's row count).
+  bool can_run(Fp8Path path, const Tensor& x, const Tensor& w, const Tensor& bias,
+               const Tensor& out);
+  // Benchmarks: lt-epilogue's epilogue alone on out [N, M] (N <= kMaxChunkRows), with the row
+  // scales the scratch holds and w's column scales (+ bias): out's values are rescaled in place.
+  void epilogue_only(const Tensor& w, const Tensor& bias, Tensor out);
+  // Benchmarks: cuBLASLt's fast accumulation on (off by default, as the contract says); drops
+  // the cached plans.
+  void set_fast_accum_for_bench(bool on);
   // Tests: x's codes [N, K] and scales [N] as the quantiser writes them for weight w (N at most
   // chunk_rows(K)); synchronises.
   void quantize_for_test(const Tensor& x, const Tensor& w, std::vector<uint8_t>* codes,
@@ -87,23 +121,27 @@ class Fp8Gemm : NonCopyable {
   struct Key {
     int64_t n, m, k;
     bool bias, f32_out;
+    Fp8Path path;  // LtOuter or LtEpilogue
     auto operator<=>(const Key&) const = default;
   };
   struct Plan {
     LtLayouts lt;
     cublasLtMatmulAlgo_t algo{};
     bool ok = false;          // cuBLASLt has an algorithm for the shape
-    bool bias_fused = false;  // the bias rides the epilogue (else a separate add)
+    bool bias_fused = false;  // lt-outer: the bias rides cuBLASLt's epilogue (else a separate add)
   };
   struct Chunk;
 
   void ensure_scratch();
   bool lt_shape_ok(const Tensor& x, const Tensor& w, const Tensor& out) const;
   Plan& plan_for(const Key& key);
-  void run_chunk(const Chunk& c, Fp8Path path, bool forced, bool quantise);
+  Plan& plan_for(Fp8Path path, int64_t n, int64_t m, int64_t k, bool bias, bool f32_out);
+  void run_chunk(const Chunk& c, Fp8Path path, bool forced, bool product_only);
+  void run_lt(const Chunk& c, const Plan& p, Fp8Path path, bool product_only);
 
   std::shared_ptr<Context> ctx_;
   int gemv_max_rows_ = 8;
+  bool fast_accum_ = false;
   int cc_major_ = 0, cc_minor_ = 0;
   Tensor scratch_;  // kScratchCodeBytes codes, then kMaxChunkRows float scales
   std::map<Key, Plan> plans_;

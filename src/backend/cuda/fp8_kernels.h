@@ -1,5 +1,6 @@
 // The device side of the CUDA FP8 linear (fp8_gemm.h): the activation quantiser, a GEMV-style
-// FP8 product for few rows, and a bias add (fp8_quant.cu, gemv_fp8.cu). The arithmetic is
+// FP8 product for few rows, a bias add and the scale epilogue of the scalar-scaled cuBLASLt path
+// (fp8_quant.cu, gemv_fp8.cu, fp8_epilogue.cu). The arithmetic is
 // backend/fp8_weight.h's; plain host functions, so callers compile with the ordinary C++ compiler.
 //
 // Contract:
@@ -16,6 +17,11 @@
 //     [m] in out's dtype. Any rows >= 1 and k >= 1; 16-byte loads where k % 16 == 0 and a, w are
 //     16-byte aligned, byte loads otherwise.
 //   - fp8_add_bias: out[n, m] += bias[m] (out's dtype), for cuBLASLt plans that cannot fuse it.
+//   - fp8_scale_output: in place, out[n, m] = (out[n, m] * row_scale[n]) * col_scale[m]
+//     (+ bias[m]) for n < rows, in float32 with each operation rounded as written (no fused
+//     multiply-add), rounded once to out's type (bf16, or float32 when f32_out); bias (null: none)
+//     [m] in out's dtype. Needs m a multiple of 8 (bf16) or 4 (float32) and out and col_scale
+//     16-byte aligned (16-byte vectors); throws otherwise.
 //   - Work is enqueued on `stream`; a failed launch or a bad size throws std::runtime_error.
 #pragma once
 #include <cuda_runtime_api.h>
@@ -33,5 +39,8 @@ void fp8_gemv(const uint8_t* a, const float* a_scale, const uint8_t* w, const fl
 
 void fp8_add_bias(void* out, const void* bias, bool f32_out, int64_t rows, int64_t m,
                   cudaStream_t stream);
+
+void fp8_scale_output(void* out, bool f32_out, const float* row_scale, const float* col_scale,
+                      const void* bias, int64_t rows, int64_t m, cudaStream_t stream);
 
 }  // namespace nc::cuda
