@@ -5,8 +5,9 @@
 //   - a cascade decode step (a shared non-causal level, one row without a shared entry),
 //   - long decodes (thousands of keys per row: MLAPlan splits the KV and the kernel merges it).
 // Pages are drawn at random ids in a pool filled with random rows, so a wrong page stride or
-// index reads other values. Each check asserts which kernel the plan took (NC_MLA_KERNEL forces
-// one; the Hopper one only where the device is compute capability 9.0) and prints what it saw.
+// index reads other values. Each step runs through our fallback kernel, FlashInfer's FA2 and its
+// Hopper kernel (NC_MLA_KERNEL forces one; Hopper only where the device is compute capability
+// 9.0, else FA2 again); each check asserts which kernel the plan took and prints its error.
 // Tolerance: kBf16Tol (1e-2 relative, the other MLA tests' bound): the GPU rounds q, the pages
 // and p (the softmax weights, in the P.V product) to bf16 where the CPU keeps float32.
 #include <cuda_runtime_api.h>
@@ -64,71 +65,75 @@ class CudaMlaFi : public GpuVsCpu {
     }
     return p;
   }
-  void check(const AttentionStep& step, int H, int ps, const std::string& kernel, const char* what);
+  void check(const AttentionStep& step, int H, int ps, const char* what);
   void run_all(int H, int ps);
 
   std::vector<int32_t> perm;
   int pool = 0, next = 0;
 };
 
-// One step on both backends (fresh random q, latent rows and pool): the output within kBf16Tol
-// of the CPU's, the appended rows exact, and the plan on the kernel asked for.
-void CudaMlaFi::check(const AttentionStep& step, int H, int ps, const std::string& kernel,
-                      const char* what) {
-  SCOPED_TRACE(::testing::Message()
-               << what << ", " << H << " heads, page size " << ps << ", " << kernel);
-  const KernelEnv env(kernel);
+// One step (fresh random q, latent rows and pool) on the CPU once and on the GPU through each
+// kernel of `kernels` in turn, over the same pool (the append rewrites the same rows with the same
+// values): each output within kBf16Tol of the CPU's, the appended rows exact, and each plan on the
+// kernel asked for.
+void CudaMlaFi::check(const AttentionStep& step, int H, int ps, const char* what) {
   const AttentionShape sh = shape(H, ps);
   const int64_t T = step.num_tokens;
   auto [pc, pg] = both_random({pool, ps, 1, kD});
   auto [qc, qg] = both_random({T, H * kD}, 0.5f);
   auto [lc, lg] = both_random({T, kD});
-  auto [oc, og] = outputs({T, H * kDl});
-  std::unique_ptr<AttentionPlan> plan = gpu->plan_attention(step, sh);
-  const auto* mp = dynamic_cast<const cuda_host::CudaMlaPlan*>(plan.get());
-  ASSERT_NE(mp, nullptr);
-  const cuda_host::MlaKernel want =
-      kernel == "fa2" || !device_sm90() ? cuda_host::MlaKernel::FA2 : cuda_host::MlaKernel::SM90;
-  EXPECT_EQ(mp->kernel, want) << "plan took " << cuda_host::mla_kernel_name(mp->kernel)
-                              << ", expected " << cuda_host::mla_kernel_name(want);
+  Tensor oc = cpu->alloc({T, H * kDl}, DType::F32);
   cpu->mla_attention(*cpu->plan_attention(step, sh), qc, lc, pc, oc);
-  gpu->mla_attention(*plan, qg, lg, pg, og);
-  const std::vector<float> got = gpu->to_host_f32(og), ref = cpu->to_host_f32(oc);
-  const double e = rel_error(got, ref);
-  std::printf("mla %s (%s, H %d, ps %d, %lld rows, %zu levels): rel err %.3e\n", what,
-              kernel.c_str(), H, ps, static_cast<long long>(T), step.levels.size(), e);
-  EXPECT_LT(e, kBf16Tol) << "first values: gpu " << got[0] << " " << got[1] << " " << got[2]
-                         << ", cpu " << ref[0] << " " << ref[1] << " " << ref[2];
-  EXPECT_LT(err(*gpu, pg, pc), 1e-6) << "appended rows";
+  const std::vector<float> ref = cpu->to_host_f32(oc);
+  for (const std::string kernel : {"fallback", "fa2", "sm90"}) {
+    SCOPED_TRACE(::testing::Message()
+                 << what << ", " << H << " heads, page size " << ps << ", " << kernel);
+    const KernelEnv env(kernel);
+    const Tensor og = outputs({T, H * kDl}).second;  // NaN: an unwritten value fails
+    std::unique_ptr<AttentionPlan> plan = gpu->plan_attention(step, sh);
+    const auto* mp = dynamic_cast<const cuda_host::CudaMlaPlan*>(plan.get());
+    ASSERT_NE(mp, nullptr);
+    const cuda_host::MlaKernel want = kernel == "fallback" ? cuda_host::MlaKernel::Fallback
+                                      : kernel == "fa2" || !device_sm90()
+                                          ? cuda_host::MlaKernel::FA2
+                                          : cuda_host::MlaKernel::SM90;
+    EXPECT_EQ(mp->kernel, want) << "plan took " << cuda_host::mla_kernel_name(mp->kernel)
+                                << ", expected " << cuda_host::mla_kernel_name(want);
+    gpu->mla_attention(*plan, qg, lg, pg, og);
+    const std::vector<float> got = gpu->to_host_f32(og);
+    const double e = rel_error(got, ref);
+    std::printf("mla %s (%s, H %d, ps %d, %lld rows, %zu levels): rel err %.3e\n", what,
+                kernel.c_str(), H, ps, static_cast<long long>(T), step.levels.size(), e);
+    EXPECT_LT(e, kBf16Tol) << "first values: gpu " << got[0] << " " << got[1] << " " << got[2]
+                           << ", cpu " << ref[0] << " " << ref[1] << " " << ref[2];
+    EXPECT_LT(err(*gpu, pg, pc), 1e-6) << "appended rows";
+  }
 }
 
 void CudaMlaFi::run_all(int H, int ps) {
   new_pool(ps);
-  for (const char* kernel : {"fa2", "sm90"}) {
-    next = 0;
-    // A prefill chunk of 40 tokens after 100 cached ones, next to decodes over 300, 1 and 1500.
-    AttentionStep mixed{43, {}};
-    mixed.levels.emplace_back();
-    mixed.levels[0].add(40, pages(140, ps), 140, ps);
-    for (int ctx : {300, 1, 1500}) mixed.levels[0].add(1, pages(ctx, ps), ctx, ps);
-    check(mixed, H, ps, kernel, "mixed step");
-    // Cascade: 5 decodes share a 700-token prefix, a sixth has none; then each one's own tokens.
-    next = 0;
-    AttentionStep casc{6, {}};
-    PagedKVBatch shared, own;
-    shared.causal = false;
-    shared.add(5, pages(700, ps), 700, ps);
-    shared.add(1, {}, 0, ps);
-    for (int b = 0; b < 6; ++b) own.add(1, pages(3 + 17 * b, ps), 3 + 17 * b, ps);
-    casc.levels = {shared, own};
-    check(casc, H, ps, kernel, "cascade decode");
-    // Long decodes: 3 rows of 3000 keys (MLAPlan splits each row's KV over many CTAs).
-    next = 0;
-    AttentionStep longd{3, {}};
-    longd.levels.emplace_back();
-    for (int b = 0; b < 3; ++b) longd.levels[0].add(1, pages(3000, ps), 3000, ps);
-    check(longd, H, ps, kernel, "long decode");
-  }
+  // A prefill chunk of 40 tokens after 100 cached ones, next to decodes over 300, 1 and 1500.
+  AttentionStep mixed{43, {}};
+  mixed.levels.emplace_back();
+  mixed.levels[0].add(40, pages(140, ps), 140, ps);
+  for (int ctx : {300, 1, 1500}) mixed.levels[0].add(1, pages(ctx, ps), ctx, ps);
+  check(mixed, H, ps, "mixed step");
+  // Cascade: 5 decodes share a 700-token prefix, a sixth has none; then each one's own tokens.
+  next = 0;
+  AttentionStep casc{6, {}};
+  PagedKVBatch shared, own;
+  shared.causal = false;
+  shared.add(5, pages(700, ps), 700, ps);
+  shared.add(1, {}, 0, ps);
+  for (int b = 0; b < 6; ++b) own.add(1, pages(3 + 17 * b, ps), 3 + 17 * b, ps);
+  casc.levels = {shared, own};
+  check(casc, H, ps, "cascade decode");
+  // Long decodes: 3 rows of 3000 keys (MLAPlan splits each row's KV over many CTAs).
+  next = 0;
+  AttentionStep longd{3, {}};
+  longd.levels.emplace_back();
+  for (int b = 0; b < 3; ++b) longd.levels[0].add(1, pages(3000, ps), 3000, ps);
+  check(longd, H, ps, "long decode");
 }
 
 TEST_F(CudaMlaFi, V2LiteHeadsMatchCpu) {
