@@ -47,9 +47,15 @@ MlaKernel mla_kernel(const AttentionShape& shape) {
 }
 
 bool fi_level_fits(const PagedKVBatch& level, int entries, int heads) {
-  int64_t tiles = 0;  // query tiles of at least 64 packed (row, head) pairs
-  for (int b = 0; b < level.batch_size(); ++b) tiles += (int64_t(level.q_len(b)) * heads + 63) / 64;
-  return entries >= level.batch_size() && tiles + kMostSms <= kMaxWorks;
+  if (entries < level.batch_size() || entries <= 0) return false;
+  // MLAPlan's tile: 64 packed (row, head) pairs a CTA, two CTAs a cluster when the average
+  // entry packs more than 64 (with entries >= rows: when heads > 64).
+  const int64_t avg = int64_t(level.qo_indptr.back()) * heads / entries;
+  const int64_t tile = avg > 64 ? 128 : 64;
+  int64_t tiles = 0;
+  for (int b = 0; b < level.batch_size(); ++b)
+    tiles += (int64_t(level.q_len(b)) * heads + tile - 1) / tile;
+  return tiles + kMostSms <= kMaxWorks;
 }
 
 FiLevel plan_fi_level(const PagedKVBatch& level, int entries, int heads, int page_size,
