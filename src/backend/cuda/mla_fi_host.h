@@ -36,7 +36,8 @@ MlaKernel mla_kernel(const AttentionShape& shape);
 // Whether MLAPlan's fixed work arrays (16384 items) hold the level's schedule, padded to
 // `entries` entries (a bound: one work item per query tile plus at most one split per SM); a
 // step with a level that does not fit runs the fallback (a prefill chunk of more than ~15k
-// tokens at 128 heads, ~60k at 16).
+// tokens at 128 heads, ~60k at 16). The bound also keeps the kernels' 32-bit query and output
+// offsets (row x heads x 576) in range, which would overflow past ~58k rows at 128 heads.
 bool fi_level_fits(const PagedKVBatch& level, int entries, int heads);
 
 // One level as FlashInfer runs it: its plan info, its int workspace on the device, the page list.
