@@ -173,5 +173,43 @@ TEST_F(CudaMlaFi, RuleKeepsTheFallback) {
   }
 }
 
+// Host-only parts of the rule (no device needed): MLAPlan's work bound and the choice by shape.
+TEST(CudaMlaFiHost, WorkBoundFollowsMlaPlansTiles) {
+  auto prefill = [](int rows) {
+    PagedKVBatch b;
+    b.add(rows, {0}, rows, 1 << 20);  // one page of a huge page size: the bound ignores KV
+    return b;
+  };
+  // 128 heads pack 128 (row, head) pairs a tile: 15360 rows + 1024 spare = 16384 works.
+  EXPECT_TRUE(cuda_host::fi_level_fits(prefill(15360), 15360, 128));
+  EXPECT_FALSE(cuda_host::fi_level_fits(prefill(15361), 15361, 128));
+  // 16 heads: 64 pairs a tile, 4 rows.
+  EXPECT_TRUE(cuda_host::fi_level_fits(prefill(4 * 15360), 4 * 15360, 16));
+  EXPECT_FALSE(cuda_host::fi_level_fits(prefill(4 * 15360 + 1), 4 * 15360 + 1, 16));
+  // Decodes: one tile per entry whatever the context; fewer entries than the level: refused.
+  PagedKVBatch d;
+  for (int b = 0; b < 256; ++b) d.add(1, {b}, 16, 16);
+  EXPECT_TRUE(cuda_host::fi_level_fits(d, 256, 128));
+  EXPECT_FALSE(cuda_host::fi_level_fits(d, 255, 128));
+}
+
+TEST(CudaMlaFiHost, RuleByShapeAndEnvironment) {
+  AttentionShape sh{16, 1, 576, 0.1f, KVCacheShape{1, 8, 16, 1, 576}};
+  sh.kv.latent = true;
+  sh.latent_dim = 512;
+  EXPECT_NE(cuda_host::mla_kernel(sh), cuda_host::MlaKernel::Fallback);
+  {
+    const KernelEnv env("fa2");
+    EXPECT_EQ(cuda_host::mla_kernel(sh), cuda_host::MlaKernel::FA2);
+  }
+  AttentionShape other = sh;
+  other.latent_dim = 256;  // FlashInfer's kernels are compiled for 512 + 64 only
+  other.head_dim = other.kv.head_dim = 320;
+  EXPECT_EQ(cuda_host::mla_kernel(other), cuda_host::MlaKernel::Fallback);
+  const KernelEnv env("fastest");
+  EXPECT_THROW(cuda_host::mla_kernel(sh), Error);
+  EXPECT_EQ(cuda_host::mla_kernel(other), cuda_host::MlaKernel::Fallback);  // env unread
+}
+
 }  // namespace
 }  // namespace nc::testing
