@@ -71,11 +71,8 @@ std::vector<int64_t> mla_fi_plan(const MlaFiPlanArgs& a, size_t* staged_bytes) {
 }
 
 void mla_fi_run_fa2(const MlaFiRunArgs& a, cudaStream_t stream) {
-  const flashinfer::MLAPlanInfo info = [&] {
-    flashinfer::MLAPlanInfo i;
-    i.FromVector(*a.info);
-    return i;
-  }();
+  flashinfer::MLAPlanInfo info;
+  info.FromVector(*a.info);
   const MlaFiParams p = mla_fi_params(a);
   fi_call("mla attention (FlashInfer FA2)", [&] {
     using flashinfer::MaskMode;
