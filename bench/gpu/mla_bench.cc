@@ -13,6 +13,7 @@
 //            holding the whole context (the prefix read 64 times) against a shared non-causal
 //            level plus the own level (read once, merged by LSE); floor: (prefix + 64 x 128)
 //            tokens' bytes over the copy rate.
+// With OUT set, the decode rows also go to $OUT/mla.csv (times in us, -1: not run or failed).
 // Times: host wall-clock over back-to-back calls after a warm-up, median of 5 runs
 // (bench_util.h). A failed kernel prints the error and the row goes on with "error".
 #include <cuda_runtime_api.h>
@@ -119,6 +120,8 @@ AttentionStep decode_step(int B, int prefix, int own, int num_pages, bool cascad
 
 void bench_decode(Backend& be, double copy, Tensor pages, int num_pages, std::mt19937& rng) {
   const bool sm90 = device_sm90();
+  std::FILE* csv = bench::open_csv(
+      "mla.csv", "heads,batch,context,floor_us,old_us,fa2_us,sm90_us,fa2_plan_us,copy_tbs");
   std::printf(
       "\n## MLA decode (latent %d + rope %d, page %d, bf16): time in us (fraction of the floor); "
       "copy %.3f TB/s\n| heads | batch | context | floor (us) | old | FlashInfer FA2 | "
@@ -138,8 +141,13 @@ void bench_decode(Backend& be, double copy, Tensor pages, int num_pages, std::mt
                     cell(t_old.run_s, floor, old).c_str(), cell(t_fa2.run_s, floor).c_str(),
                     cell(t_h.run_s, floor, sm90).c_str(), t_fa2.plan_s * 1e6);
         std::fflush(stdout);
+        if (csv)  // -1: not run or failed
+          std::fprintf(csv, "%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.4f\n", H, B, ctx, floor * 1e6,
+                       t_old.run_s * 1e6, t_fa2.run_s * 1e6, t_h.run_s * 1e6, t_fa2.plan_s * 1e6,
+                       copy);
       }
   }
+  if (csv) std::fclose(csv);
 }
 
 void bench_cascade(Backend& be, double copy, Tensor pages, int num_pages, std::mt19937& rng) {
