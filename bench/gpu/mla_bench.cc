@@ -80,6 +80,11 @@ Timing time_kernel(Backend& be, const std::string& kernel, const AttentionStep& 
   return t;
 }
 
+// Microseconds, or -1 for a time not measured (< 0).
+double us(double s) {
+  return s < 0 ? -1.0 : s * 1e6;
+}
+
 // "time (fraction of floor)" or "error" / "-".
 std::string cell(double t, double floor, bool ran = true) {
   if (!ran) return "-";
@@ -143,8 +148,7 @@ void bench_decode(Backend& be, double copy, Tensor pages, int num_pages, std::mt
         std::fflush(stdout);
         if (csv)  // -1: not run or failed
           std::fprintf(csv, "%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.4f\n", H, B, ctx, floor * 1e6,
-                       t_old.run_s * 1e6, t_fa2.run_s * 1e6, t_h.run_s * 1e6, t_fa2.plan_s * 1e6,
-                       copy);
+                       us(t_old.run_s), us(t_fa2.run_s), us(t_h.run_s), us(t_fa2.plan_s), copy);
       }
   }
   if (csv) std::fclose(csv);
