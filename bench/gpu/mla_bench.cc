@@ -144,7 +144,7 @@ void bench_decode(Backend& be, double copy, Tensor pages, int num_pages, std::mt
         const Timing t_h = sm90 ? time_kernel(be, "sm90", step, shape, pages) : Timing{};
         std::printf("| %d | %d | %d | %.1f | %s | %s | %s | %.1f |\n", H, B, ctx, floor * 1e6,
                     cell(t_old.run_s, floor, old).c_str(), cell(t_fa2.run_s, floor).c_str(),
-                    cell(t_h.run_s, floor, sm90).c_str(), t_fa2.plan_s * 1e6);
+                    cell(t_h.run_s, floor, sm90).c_str(), us(t_fa2.plan_s));
         std::fflush(stdout);
         if (csv)  // -1: not run or failed
           std::fprintf(csv, "%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.4f\n", H, B, ctx, floor * 1e6,
