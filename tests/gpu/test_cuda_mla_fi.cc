@@ -72,10 +72,10 @@ class CudaMlaFi : public GpuVsCpu {
   int pool = 0, next = 0;
 };
 
-// One step (fresh random q, latent rows and pool) on the CPU once and on the GPU through each
-// kernel of `kernels` in turn, over the same pool (the append rewrites the same rows with the same
-// values): each output within kBf16Tol of the CPU's, the appended rows exact, and each plan on the
-// kernel asked for.
+// One step (fresh random q, latent rows and pool) on the CPU once and on the GPU through the
+// fallback, FA2 and Hopper kernels in turn, over the same pool (the append rewrites the same rows
+// with the same values): each output within kBf16Tol of the CPU's, the appended rows exact, and
+// each plan on the kernel asked for.
 void CudaMlaFi::check(const AttentionStep& step, int H, int ps, const char* what) {
   const AttentionShape sh = shape(H, ps);
   const int64_t T = step.num_tokens;
