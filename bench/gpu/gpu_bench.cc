@@ -19,7 +19,7 @@
 //           rate, with DecodeKernel::Auto's pick and the rules it suggests (decode_choice_bench.cc)
 //   gemm-decode [config.json ...]  every GEMM candidate of linear() at the models' projections
 //           and decode batch sizes, against the copy rate (gemm_decode_bench.cc)
-//   moe, mla  issue #14's MoE expert GEMMs and MLA decode (moe_mla_bench.cc)
+//   moe, mla  issue #14's MoE expert GEMMs (moe_mla_bench.cc) and MLA decode (mla_bench.cc)
 //   sparse  issue #13's sparse decode attention against dense and its floor (sparse_bench.cc)
 //   decode-b1 [config.json ...]  a whole model's batch-1 decode step against its weight-read
 //           floor, kernels a step from its graph, PDL and fusion on/off (decode_b1_bench.cc; also

@@ -9,11 +9,7 @@
 //        contiguous rows, gate_up, SiLU-GLU, down: the permutation not included); then routing
 //        alone (Backend::moe_route, softmax top-8 renormalised) and the permutation's fixed cost
 //        (moe_experts at moe_intermediate 16, where the GEMMs are negligible).
-//   mla  DeepSeek-V2-Lite's MLA decode (16 heads, kv_lora 512 + rope 64, page 16) at batch
-//        16/64/128 x context 1024/4096 and batch 128 x 32k (4.8 GB of latent pages): latent bytes
-//        read / time against the copy bandwidth; then 64 requests sharing 4096 tokens + 128 own
-//        each, plain (every request reads the prefix through its own entry) against a cascade step
-//        (the prefix in one shared level).
+//   mla  MLA decode attention, FlashInfer's kernels beside our fallback (mla_bench.cc).
 // Times: host wall-clock over back-to-back calls after a warm-up, median of 5 runs.
 #include <algorithm>
 #include <chrono>
@@ -150,92 +146,9 @@ void bench_moe() {
   }
 }
 
-// ---- mla ----
-
-constexpr int kHeads = 16, kDl = 512, kDr = 64, kD = kDl + kDr, kPs = 16;
-
-AttentionShape mla_shape(int num_pages) {
-  AttentionShape s{kHeads, 1, kD, 1.0f / std::sqrt(192.0f), KVCacheShape{1, num_pages, kPs, 1, kD}};
-  s.kv.latent = true;
-  s.latent_dim = kDl;
-  return s;
-}
-
-// Seconds of one MLA decode step (q, latent, pages random) over `step`.
-double mla_seconds(Backend& be, const AttentionStep& step, const AttentionShape& shape,
-                   Tensor pages) {
-  const int B = step.num_tokens;
-  Tensor q = random_tensor(be, {B, kHeads * kD}, 11, 0.5f), lat = random_tensor(be, {B, kD}, 12, 1);
-  Tensor out = be.alloc({B, kHeads * kDl}, DType::BF16);
-  auto plan = be.plan_attention(step, shape);
-  return seconds_per_call(be, [&] { be.mla_attention(*plan, q, lat, pages, out); });
-}
-
-// Requests of `own` tokens each (pages shuffled), after a shared prefix of `prefix` tokens
-// (pages [0, prefix / kPs)): as one level each holding the whole context, or as a shared
-// non-causal level plus the own level.
-AttentionStep decode_step(int B, int prefix, int own, int num_pages, bool cascade,
-                          std::mt19937& rng) {
-  const int pp = prefix / kPs, op = (own + kPs - 1) / kPs;
-  std::vector<int32_t> rest(static_cast<size_t>(num_pages - pp));
-  std::iota(rest.begin(), rest.end(), pp);
-  std::shuffle(rest.begin(), rest.end(), rng);
-  std::vector<int32_t> shared(static_cast<size_t>(pp));
-  std::iota(shared.begin(), shared.end(), 0);
-  AttentionStep step{B, {}};
-  PagedKVBatch lvl0, lvl1;
-  lvl0.causal = false;
-  if (cascade) lvl0.add(B, shared, prefix, kPs);
-  for (int b = 0; b < B; ++b) {
-    std::vector<int32_t> pages(rest.begin() + int64_t(b) * op, rest.begin() + int64_t(b + 1) * op);
-    if (cascade) {
-      lvl1.add(1, pages, own, kPs);
-    } else {
-      std::vector<int32_t> all = shared;
-      all.insert(all.end(), pages.begin(), pages.end());
-      lvl1.add(1, all, prefix + own, kPs);
-    }
-  }
-  step.levels = cascade ? std::vector<PagedKVBatch>{lvl0, lvl1} : std::vector<PagedKVBatch>{lvl1};
-  return step;
-}
-
-void bench_mla() {
-  auto be = make_cuda_backend(0);
-  std::mt19937 rng(15);
-  const double copy = copy_tbs(*be);
-  const int num_pages = 128 * 32768 / kPs + 64;
-  Tensor pages = random_tensor(*be, {num_pages, kPs, 1, kD}, 13, 1.0f);
-  const AttentionShape shape = mla_shape(num_pages);
-  std::printf(
-      "\n## MLA decode: DeepSeek-V2-Lite shape (%d heads, latent %d + rope %d, page %d), bf16; "
-      "copy %.3f TB/s\n| batch | context | time (us) | latent bytes / time (TB/s) | fraction of "
-      "copy |\n|---|---|---|---|---|\n",
-      kHeads, kDl, kDr, kPs, copy);
-  for (int B : {16, 64, 128})
-    for (int ctx : {1024, 4096, 32768}) {
-      if (ctx == 32768 && B != 128) continue;  // the 32k point: batch 128 only
-      const double t =
-          mla_seconds(*be, decode_step(B, 0, ctx, num_pages, false, rng), shape, pages);
-      const double bytes = double(B) * ctx * kD * 2.0;
-      std::printf("| %d | %d | %.1f | %.3f | %.3f |\n", B, ctx, t * 1e6, bytes / t / 1e12,
-                  bytes / t / 1e12 / copy);
-      std::fflush(stdout);
-    }
-  const int B = 64, prefix = 4096, own = 128;
-  const double t_plain =
-      mla_seconds(*be, decode_step(B, prefix, own, num_pages, false, rng), shape, pages);
-  const double t_casc =
-      mla_seconds(*be, decode_step(B, prefix, own, num_pages, true, rng), shape, pages);
-  const double floor = (double(prefix) + double(B) * own) * kD * 2.0 / (copy * 1e12);
-  std::printf(
-      "\n## MLA shared prefix: %d requests x (%d shared + %d own tokens)\n| plain (us) | cascade "
-      "(us) | speedup | floor: prefix once + own (us) | cascade's fraction of floor |\n|---|---|---"
-      "|---|---|\n| %.1f | %.1f | %.2fx | %.1f | %.3f |\n",
-      B, prefix, own, t_plain * 1e6, t_casc * 1e6, t_plain / t_casc, floor * 1e6, floor / t_casc);
-}
-
 }  // namespace
+
+void bench_mla();  // mla_bench.cc
 
 void bench_moe_mla(const std::string& what) {
   if (what == "moe" || what == "all") bench_moe();

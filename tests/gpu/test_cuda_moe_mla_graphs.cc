@@ -6,7 +6,8 @@
 //     with empty entries, then the own level) planned into one slot, captured once, then replayed
 //     after re-planning with other page tables and prefix splits: each replay's output and
 //     appended latent rows are bit for bit the eager plan's (the same kernels over the same
-//     values) and within bf16 tolerance of the CPU.
+//     values) and within bf16 tolerance of the CPU; at a tiny shape (our kernels) and at
+//     DeepSeek's (FlashInfer's MLA kernels, 16 and 128 heads, page sizes 1, 16, 64).
 //   - Whole models (tiny-qwen3-moe-hd64: every layer MoE; tiny-deepseek-v2-lite: MLA;
 //     tiny-deepseek-v2: MLA and an MoE layer with a shared expert; weights rounded to bf16): decode
 //     steps through graphs on one backend against eager steps on another and the CPU. Where the
@@ -35,6 +36,7 @@ std::string fixtures() {
 class CudaMlaGraphs : public GpuVsCpu {
  protected:
   void check_graphs_vs_eager(const std::string& fixture, int expect_graphs);
+  void check_cascade_replays(int H, int Dl, int Dr, int ps, int slot);
 };
 
 // A cascade decode step of B rows: rows [0, split) share a `prefix`-token level (entry 0), the
@@ -64,8 +66,15 @@ AttentionStep cascade_decode(std::mt19937& rng, int B, int split, int prefix, in
   return step;
 }
 
-TEST_F(CudaMlaGraphs, CascadeReplaysMatchEagerBitForBit) {
-  const int B = 8, H = 4, Dl = 32, Dr = 8, D = Dl + Dr, ps = 4, num_pages = 200, slot = 3;
+// Five cascade decode steps of 8 rows planned into graph slot `slot`: captured in round 0,
+// replayed after re-planning in rounds 1-4 (other page tables, prefix splits and lengths; round
+// 2 has no shared entry at all). Every replay must equal the eager plan's output and appended
+// rows bit for bit (the same kernels on the same schedule: FlashInfer's plans are padded to the
+// same entries in both, mla_fi_host.h) and be within bf16 tolerance of the CPU.
+void CudaMlaGraphs::check_cascade_replays(int H, int Dl, int Dr, int ps, int slot) {
+  SCOPED_TRACE(::testing::Message()
+               << H << " heads, latent " << Dl << " + " << Dr << ", page size " << ps);
+  const int B = 8, D = Dl + Dr, num_pages = 2000 / ps + 64;
   AttentionShape shape{H, 1, D, 1.0f / std::sqrt(24.0f), KVCacheShape{1, num_pages, ps, 1, D}};
   shape.kv.latent = true;
   shape.latent_dim = Dl;
@@ -74,11 +83,13 @@ TEST_F(CudaMlaGraphs, CascadeReplaysMatchEagerBitForBit) {
          pool_cpu = cpu->upload(pages);
   Tensor q = gpu->alloc({B, H * D}, DType::BF16), lat = gpu->alloc({B, D}, DType::BF16);
   Tensor og = gpu->alloc({B, H * Dl}, DType::BF16), oe = gpu->alloc({B, H * Dl}, DType::BF16);
-  const int max_pages = 16;
+  const int max_pages = Dl == 512 ? 64 : 16;
   for (int round = 0; round < 5; ++round) {
     SCOPED_TRACE(::testing::Message() << "round " << round);
+    // Prefixes of 9..29 tokens, or (DeepSeek's dims) 9..29 pages' worth: long enough to split.
+    const int prefix = (9 + 5 * round) * (Dl == 512 ? std::max(ps, 16) : 1);
     const AttentionStep step =
-        cascade_decode(rng, B, round % 3 == 2 ? 0 : 3 + round, 9 + 5 * round, ps, num_pages);
+        cascade_decode(rng, B, round % 3 == 2 ? 0 : 3 + round, prefix, ps, num_pages);
     const HostTensor qh{{B, H * D}, random_vec(rng, size_t(B * H * D), 0.5f)};
     const HostTensor lh{{B, D}, random_vec(rng, size_t(B * D))};
     gpu->copy_rows(gpu->upload(qh), q);
@@ -97,11 +108,25 @@ TEST_F(CudaMlaGraphs, CascadeReplaysMatchEagerBitForBit) {
     Tensor oc = cpu->alloc({B, H * Dl}, DType::F32);
     cpu->mla_attention(*cpu->plan_attention(step, shape), cpu->upload(qh), cpu->upload(lh),
                        pool_cpu, oc);
-    const std::vector<float> out = gpu->to_host_f32(og);
-    EXPECT_EQ(out, gpu->to_host_f32(oe));
-    EXPECT_LE(rel_error(out, cpu->to_host_f32(oc)), kBf16Tol);
-    EXPECT_EQ(gpu->to_host_f32(pool_graph), gpu->to_host_f32(pool_eager));
+    const std::vector<float> out = gpu->to_host_f32(og), eager = gpu->to_host_f32(oe);
+    size_t differ = 0;
+    for (size_t i = 0; i < out.size(); ++i) differ += out[i] != eager[i];
+    EXPECT_EQ(differ, 0u) << "graph and eager outputs differ in " << differ << " of " << out.size()
+                          << " values";
+    const double e = rel_error(out, cpu->to_host_f32(oc));
+    EXPECT_LE(e, kBf16Tol) << "graph output vs CPU";
+    EXPECT_TRUE(gpu->to_host_f32(pool_graph) == gpu->to_host_f32(pool_eager))
+        << "appended rows differ";
   }
+}
+
+TEST_F(CudaMlaGraphs, CascadeReplaysMatchEagerBitForBit) {
+  check_cascade_replays(4, 32, 8, 4, 3);
+  const int B = 8, H = 4, Dl = 32, Dr = 8, D = Dl + Dr, ps = 4, num_pages = 200, slot = 3;
+  AttentionShape shape{H, 1, D, 1.0f / std::sqrt(24.0f), KVCacheShape{1, num_pages, ps, 1, D}};
+  shape.kv.latent = true;
+  shape.latent_dim = Dl;
+  const int max_pages = 16;
   // Steps a graph cannot run come back null (eager): a prefill row, a causal shared level.
   AttentionStep prefill{2, {}};
   prefill.levels.emplace_back();
@@ -113,6 +138,15 @@ TEST_F(CudaMlaGraphs, CascadeReplaysMatchEagerBitForBit) {
   causal.levels[0].causal = true;
   for (const PagedKVBatch& level : causal.levels) level.validate(B, ps, num_pages);
   EXPECT_EQ(gpu->plan_attention_graph(causal, shape, slot, max_pages), nullptr);
+}
+
+// The same through FlashInfer's MLA kernels (DeepSeek's dims; the Hopper one on an H100/H200):
+// V2-Lite's 16 heads (one CTA per cluster) and V3's 128 (two), page sizes 1, 16 and 64.
+TEST_F(CudaMlaGraphs, FlashInferCascadeReplaysMatchEagerBitForBit) {
+  check_cascade_replays(16, 512, 64, 16, 4);
+  check_cascade_replays(16, 512, 64, 1, 5);
+  check_cascade_replays(128, 512, 64, 64, 6);
+  check_cascade_replays(128, 512, 64, 16, 7);
 }
 
 TEST_F(CudaMlaGraphs, MoeScratchIsReservedBeforeCapture) {

@@ -1,6 +1,7 @@
 // The CUDA backend's MLA ops (contract: cuda_mla.h).
 #include "backend/cuda/cuda_mla.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "backend/cuda/mla_plan.h"
@@ -38,6 +39,34 @@ cuda::MlaLevel upload_level(const std::shared_ptr<Context>& ctx, const PagedKVBa
   d.page_size = page_size;
   d.causal = b.causal;
   return d;
+}
+
+// FlashInfer's plans of every level (mla_fi_host.h), padded to the step's rows, in one staging
+// region copied in stream order; or nothing (the fallback) when a level's schedule would not fit.
+void plan_fi(const std::shared_ptr<Context>& ctx, const AttentionStep& step,
+             const AttentionShape& shape, CudaMlaPlan& plan) {
+  const int H = shape.num_qo_heads;
+  int entries = step.num_tokens;
+  for (const PagedKVBatch& level : step.levels) entries = std::max(entries, level.batch_size());
+  for (const PagedKVBatch& level : step.levels)
+    if (!fi_level_fits(level, entries, H)) return;
+  const size_t per_level = cuda::mla_fi_int_bytes();
+  ctx->attn_ws.ensure(cuda::mla_fi_float_bytes());
+  plan.fi_staging = PooledStaging(ctx, per_level * step.levels.size());
+  const Staging& st = plan.fi_staging.get();
+  for (size_t l = 0; l < step.levels.size(); ++l) {
+    char* host = static_cast<char*>(st.host) + l * per_level;
+    char* dev = static_cast<char*>(st.dev) + l * per_level;
+    size_t staged = 0;
+    FiLevel fl = plan_fi_level(step.levels[l], entries, H, shape.kv.page_size, host, dev,
+                               ctx->attn_ws, &staged);
+    fl.kv_indices = plan.levels[l].indices;
+    plan.fi.push_back(std::move(fl));
+    cuda_check(cudaMemcpyAsync(dev, host, staged, cudaMemcpyHostToDevice, ctx->stream),
+               "mla plan (FlashInfer) copy");
+  }
+  cuda_check(cudaEventRecord(st.copied, ctx->stream), "cudaEventRecord");
+  plan.kernel = mla_kernel(shape);
 }
 
 void expect_rows(const Tensor& t, int64_t rows, int64_t cols, const char* what) {
@@ -122,6 +151,8 @@ std::unique_ptr<AttentionPlan> plan_mla(const std::shared_ptr<Context>& ctx,
   plan->dst_page = plan->owned.back().ptr<int32_t>();
   plan->owned.push_back(to_device(ctx, std::move(slot)));
   plan->dst_slot = plan->owned.back().ptr<int32_t>();
+  if (mla_kernel(shape) != MlaKernel::Fallback && step.num_tokens > 0)
+    plan_fi(ctx, step, shape, *plan);
   return plan;
 }
 
@@ -157,6 +188,22 @@ void run_mla(const std::shared_ptr<Context>& ctx, const AttentionPlan& plan_base
     pooled[1] = device_alloc(ctx, {T, H}, DType::F32);
     pooled[2] = device_alloc(ctx, {T, H * Dl}, DType::BF16);
     lse = pooled[0].ptr<float>(), lse_level = pooled[1].ptr<float>(), o_level = pooled[2].data();
+  }
+  if (plan->kernel != MlaKernel::Fallback) {
+    FiRun r;
+    r.levels = &plan->fi;
+    r.kernel = plan->kernel;
+    r.float_ws = plan->fi_float ? plan->fi_float : ctx->attn_ws.ptr;
+    NC_CHECK(plan->fi_float || ctx->attn_ws.bytes >= cuda::mla_fi_float_bytes(),
+             "mla: float workspace of {} bytes, FlashInfer's MLA needs {}", ctx->attn_ws.bytes,
+             cuda::mla_fi_float_bytes());
+    r.q = q_mla.data();
+    r.pages = kv_pages.data();
+    r.out = out.data();
+    r.lse = lse, r.lse_level = lse_level, r.o_level = o_level;
+    r.rows = T, r.heads = int(H), r.page_size = s.kv.page_size, r.sm_scale = s.sm_scale;
+    run_fi_levels(r, st);
+    return;
   }
   for (size_t l = 0; l < n; ++l) {
     const bool first = l == 0;

@@ -12,10 +12,12 @@ namespace nc::cuda_host {
 // Byte offsets of one level's arrays in the slot's staging region.
 struct MlaSlotLevel {
   size_t indptr = 0, qo_indptr = 0, last_page_len = 0, row_entry = 0, indices = 0;
+  size_t fi_int = 0;  // FlashInfer's int workspace (FlashInfer kernels only)
 };
 
 struct MlaGraphSlots::Slot {
   int levels = 0, batch = 0, max_pages = 0, heads = 0, latent_dim = 0, page_size = 0;
+  MlaKernel kernel = MlaKernel::Fallback;
   Staging staging;
   std::vector<MlaSlotLevel> lv;
   size_t dst_page = 0, dst_slot = 0;
@@ -23,9 +25,9 @@ struct MlaGraphSlots::Slot {
   void* merge = nullptr;  // lse | lse_level | o_level (two or more levels)
   size_t merge_bytes = 0;
 
-  bool fits(int nl, int B, int mp, const AttentionShape& sh) const {
+  bool fits(int nl, int B, int mp, const AttentionShape& sh, MlaKernel k) const {
     return levels == nl && batch == B && max_pages == mp && heads == sh.num_qo_heads &&
-           latent_dim == sh.latent_dim && page_size == sh.kv.page_size;
+           latent_dim == sh.latent_dim && page_size == sh.kv.page_size && kernel == k;
   }
   int32_t* host(size_t off) const {
     return reinterpret_cast<int32_t*>(static_cast<char*>(staging.host) + off);
@@ -38,6 +40,12 @@ struct MlaGraphSlots::Slot {
 namespace {
 
 using Slot = MlaGraphSlots::Slot;
+
+// The two LSE arrays of the merge state, rounded to 16 bytes (the output after them is read
+// in 16-byte vectors).
+size_t lse_bytes(size_t rows) {
+  return (2 * rows * sizeof(float) + 15) / 16 * 16;
+}
 
 size_t take(size_t& at, size_t count) {
   const size_t here = at;
@@ -52,8 +60,8 @@ void release(Slot& s) {
 }
 
 void make(Slot& s, const std::shared_ptr<Context>& ctx, int nl, int B, int mp,
-          const AttentionShape& sh) {
-  s.levels = nl, s.batch = B, s.max_pages = mp, s.heads = sh.num_qo_heads;
+          const AttentionShape& sh, MlaKernel kernel) {
+  s.levels = nl, s.batch = B, s.max_pages = mp, s.heads = sh.num_qo_heads, s.kernel = kernel;
   s.latent_dim = sh.latent_dim, s.page_size = sh.kv.page_size;
   size_t at = 0;
   s.lv.assign(size_t(nl), MlaSlotLevel{});
@@ -67,6 +75,8 @@ void make(Slot& s, const std::shared_ptr<Context>& ctx, int nl, int B, int mp,
   s.dst_slot = take(at, size_t(B));
   s.head_bytes = at;
   for (MlaSlotLevel& l : s.lv) l.indices = take(at, size_t(B) * size_t(mp));
+  if (kernel != MlaKernel::Fallback)
+    for (MlaSlotLevel& l : s.lv) l.fi_int = take(at, cuda::mla_fi_int_bytes() / sizeof(int32_t));
   s.staging.capacity = (at + 4095) / 4096 * 4096;
   cuda_check(cudaHostAlloc(&s.staging.host, s.staging.capacity, cudaHostAllocDefault),
              "cudaHostAlloc (mla graph plan)");
@@ -77,13 +87,14 @@ void make(Slot& s, const std::shared_ptr<Context>& ctx, int nl, int B, int mp,
   cuda_check(cudaEventRecord(s.staging.copied, ctx->stream), "cudaEventRecord");
   if (nl > 1) {
     const size_t rows = size_t(B) * size_t(sh.num_qo_heads);
-    s.merge_bytes = rows * (2 * sizeof(float) + 2 * size_t(sh.latent_dim));
+    s.merge_bytes = lse_bytes(rows) + rows * 2 * size_t(sh.latent_dim);
     cuda_check(cudaMalloc(&s.merge, s.merge_bytes), "cudaMalloc (mla graph merge state)");
   }
 }
 
 // Whether the step is a decode step a slot of max_pages pages per entry can plan.
-bool graph_step(const AttentionStep& step, const AttentionShape& sh, int max_pages) {
+bool graph_step(const AttentionStep& step, const AttentionShape& sh, int max_pages,
+                MlaKernel kernel) {
   const size_t nl = step.levels.size();
   if (nl == 0 || max_pages < 1) return false;
   const PagedKVBatch& own = step.levels.back();
@@ -98,6 +109,9 @@ bool graph_step(const AttentionStep& step, const AttentionShape& sh, int max_pag
     if (in.causal || in.batch_size() > B || int64_t(in.kv_indices.size()) > int64_t(B) * max_pages)
       return false;
   }
+  if (kernel != MlaKernel::Fallback)
+    for (const PagedKVBatch& level : step.levels)
+      if (!fi_level_fits(level, B, sh.num_qo_heads)) return false;
   return true;
 }
 
@@ -124,28 +138,31 @@ MlaGraphSlots::MlaGraphSlots(std::shared_ptr<Context> ctx, GraphRunner& graphs)
 MlaGraphSlots::~MlaGraphSlots() {
   cudaStreamSynchronize(ctx_->stream);
   for (auto& [id, s] : slots_) release(*s);
+  if (fi_float_.ptr) cudaFree(fi_float_.ptr);
 }
 
 MlaGraphSlots::Slot& MlaGraphSlots::get(int slot_id, int nl, int B, int mp,
-                                        const AttentionShape& sh) {
+                                        const AttentionShape& sh, MlaKernel kernel) {
   std::unique_ptr<Slot>& s = slots_[slot_id];
-  if (s && s->fits(nl, B, mp, sh)) return *s;
+  if (s && s->fits(nl, B, mp, sh, kernel)) return *s;
   if (s) {
     ctx_->synchronize();  // nothing queued reads the old region any more
     release(*s);
     graphs_.drop(slot_id);
   }
   s = std::make_unique<Slot>();
-  make(*s, ctx_, nl, B, mp, sh);
+  make(*s, ctx_, nl, B, mp, sh, kernel);
+  if (kernel != MlaKernel::Fallback) fi_float_.ensure(cuda::mla_fi_float_bytes());
   return *s;
 }
 
 std::unique_ptr<AttentionPlan> MlaGraphSlots::plan(const AttentionStep& step,
                                                    const AttentionShape& sh, int slot_id,
                                                    int max_pages) {
-  if (!graph_step(step, sh, max_pages)) return nullptr;
+  const MlaKernel kernel = mla_kernel(sh);
+  if (!graph_step(step, sh, max_pages, kernel)) return nullptr;
   const int nl = int(step.levels.size()), B = step.num_tokens, ps = sh.kv.page_size;
-  Slot& s = get(slot_id, nl, B, max_pages, sh);
+  Slot& s = get(slot_id, nl, B, max_pages, sh, kernel);
   // The host side is rewritten only once its last copy has run.
   cuda_check(cudaEventSynchronize(s.staging.copied), "waiting for an MLA plan's metadata copy");
   auto plan = std::make_unique<CudaMlaPlan>();
@@ -174,7 +191,19 @@ std::unique_ptr<AttentionPlan> MlaGraphSlots::plan(const AttentionStep& step,
     char* m = static_cast<char*>(s.merge);
     plan->lse = reinterpret_cast<float*>(m);
     plan->lse_level = plan->lse + rows;
-    plan->o_level = m + 2 * rows * sizeof(float);
+    plan->o_level = m + lse_bytes(rows);
+  }
+  std::vector<size_t> fi_staged(size_t(nl), 0);
+  if (kernel != MlaKernel::Fallback) {  // FlashInfer's schedules, into each level's region
+    plan->kernel = kernel;
+    plan->fi_float = fi_float_.ptr;
+    for (int l = 0; l < nl; ++l) {
+      const size_t off = s.lv[size_t(l)].fi_int;
+      FiLevel fl = plan_fi_level(step.levels[size_t(l)], B, sh.num_qo_heads, ps, s.host(off),
+                                 s.dev(off), fi_float_, &fi_staged[size_t(l)]);
+      fl.kv_indices = plan->levels[size_t(l)].indices;
+      plan->fi.push_back(std::move(fl));
+    }
   }
   const cudaStream_t st = ctx_->stream;
   cuda_check(
@@ -186,6 +215,11 @@ std::unique_ptr<AttentionPlan> MlaGraphSlots::plan(const AttentionStep& step,
     if (n > 0)
       cuda_check(cudaMemcpyAsync(s.dev(off), s.host(off), n, cudaMemcpyHostToDevice, st),
                  "mla graph page table copy");
+    const size_t fi = s.lv[size_t(l)].fi_int;
+    if (fi_staged[size_t(l)] > 0)
+      cuda_check(
+          cudaMemcpyAsync(s.dev(fi), s.host(fi), fi_staged[size_t(l)], cudaMemcpyHostToDevice, st),
+          "mla graph plan (FlashInfer) copy");
   }
   cuda_check(cudaEventRecord(s.staging.copied, st), "cudaEventRecord");
   return plan;
@@ -194,7 +228,7 @@ std::unique_ptr<AttentionPlan> MlaGraphSlots::plan(const AttentionStep& step,
 int64_t MlaGraphSlots::device_bytes() const {
   size_t n = 0;
   for (const auto& [id, s] : slots_) n += s->staging.capacity + s->merge_bytes;
-  return int64_t(n);
+  return int64_t(n + fi_float_.bytes);
 }
 
 }  // namespace nc::cuda_host

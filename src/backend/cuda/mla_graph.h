@@ -10,6 +10,10 @@
 // kernels read everything else from those arrays, and their launch sizes depend on B and the
 // head shape only, so a graph captured with one plan of a slot replays correctly after any later
 // plan of it. A slot remade for a new shape drops graph `slot_id` (it read the old buffers).
+// With FlashInfer's MLA kernels (mla_fi_host.h) the region also holds each level's int
+// workspace, planned padded to B entries (so the grid, fixed by the head count, stays the
+// captured one), and every slot shares one split-KV float workspace, whose size depends on the
+// device only (it is made once: graphs replay in stream order, never at once).
 #pragma once
 #include <map>
 #include <memory>
@@ -17,6 +21,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/cuda_graphs.h"
+#include "backend/cuda/mla_fi_host.h"
 
 namespace nc::cuda_host {
 
@@ -36,11 +41,13 @@ class MlaGraphSlots : NonCopyable {
   struct Slot;
 
  private:
-  Slot& get(int slot_id, int levels, int batch, int max_pages, const AttentionShape& shape);
+  Slot& get(int slot_id, int levels, int batch, int max_pages, const AttentionShape& shape,
+            MlaKernel kernel);
 
   std::shared_ptr<Context> ctx_;
   GraphRunner& graphs_;
   std::map<int, std::unique_ptr<Slot>> slots_;
+  FloatWorkspace fi_float_;  // FlashInfer's split-KV scratch, shared by the slots
 };
 
 }  // namespace nc::cuda_host

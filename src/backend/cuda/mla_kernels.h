@@ -4,7 +4,9 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace nc::cuda {
 
@@ -40,5 +42,49 @@ void mla_attention_bf16(const MlaLevel& level, const void* q, const void* pages,
 // (o, s) <- merge((o, s), (o_other, s_other)) per (row, head); bf16 o [rows_heads, latent_dim].
 void mla_merge_state_bf16(void* o, float* s, const void* o_other, const float* s_other,
                           int64_t rows_heads, int latent_dim, cudaStream_t stream);
+
+// FlashInfer's MLA kernels (mla_fi.cu: the FA2-style BatchMLAPagedAttention; mla_fi_sm90.cu:
+// its Hopper variant), compiled ahead for DeepSeek's dims only: latent 512, rope 64, bf16 queries,
+// pages and outputs. Both run one plan of FlashInfer's MLAPlan (a persistent, cooperative grid
+// of one CTA per SM that splits long KV and merges the splits itself in a second phase).
+constexpr int kMlaFiLatentDim = 512;
+constexpr int kMlaFiRopeDim = 64;
+// Bytes of one level's int workspace (FlashInfer's scheduling arrays, a fixed size) and of the
+// float workspace (its split-KV partial outputs: fixed by the SM count), on the current device.
+size_t mla_fi_int_bytes();
+size_t mla_fi_float_bytes();
+// Whether the current device runs the Hopper variant (compute capability 9.0).
+bool mla_fi_sm90_available();
+struct MlaFiPlanArgs {
+  const int32_t* qo_indptr_h = nullptr;  // host, batch+1 (query rows)
+  const int32_t* kv_indptr_h = nullptr;  // host, batch+1 (pages)
+  const int32_t* kv_len_h = nullptr;     // host, batch (tokens)
+  int batch_size = 0;
+  int num_heads = 0;
+  bool causal = true;
+  void* int_dev = nullptr;   // device int workspace (mla_fi_int_bytes, 16-byte aligned)
+  void* int_host = nullptr;  // its page-locked host staging (same size)
+  void* float_dev = nullptr;
+  size_t float_bytes = 0;
+};
+// FlashInfer's MLAPlan: writes the schedule into int_host and returns the plan info (its
+// ToVector form); *staged_bytes of int_host must reach int_dev before the run (the caller copies).
+std::vector<int64_t> mla_fi_plan(const MlaFiPlanArgs& a, size_t* staged_bytes);
+struct MlaFiRunArgs {
+  const std::vector<int64_t>* info = nullptr;
+  void* int_dev = nullptr;
+  void* float_dev = nullptr;
+  const void* q = nullptr;      // [rows, heads, 576]: absorbed q_nope (512) | rotated q_pe (64)
+  const void* pages = nullptr;  // [P, page_size, 576]: c_kv (512) | k_pe (64) per slot
+  const int32_t* kv_indices = nullptr;  // device, the level's page list
+  void* out = nullptr;                  // [rows, heads, 512]
+  float* lse = nullptr;                 // [rows, heads] base 2, or null
+  int page_size = 0;
+  int heads = 0;
+  float sm_scale = 1.0f;
+  bool causal = true;
+};
+void mla_fi_run_fa2(const MlaFiRunArgs& a, cudaStream_t stream);
+void mla_fi_run_sm90(const MlaFiRunArgs& a, cudaStream_t stream);
 
 }  // namespace nc::cuda
