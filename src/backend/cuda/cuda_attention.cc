@@ -172,6 +172,15 @@ void CudaAttention::run(const AttentionPlan& plan_base, const Tensor& q, const T
 }
 
 // Head dims FlashInfer's kernels cannot take (96) run our kernel on every level (attn_generic.h).
+// An fp8 cache at GQA group >= 2 decodes on tensor cores whatever the bf16 tables say: FlashInfer's
+// CUDA-core kernel converts e4m3 to bf16 in its inner loop and was slower with fp8 than with bf16
+// at every point measured (groups 4 and 8, batch 64-256, contexts 2k-8k, H100 2026-12-06), while
+// the tensor-core kernel read fp8 1.43-1.63x faster than bf16 (docs/benchmarks.md, "FP8 KV
+// cache"). Group 1 keeps the tables (there a tensor-core tile is 1/16 used; not measured).
+static bool fp8_takes_tensor_cores(const AttentionShape& sh) {
+  return sh.kv.fp8 && sh.num_qo_heads / sh.num_kv_heads >= 2;
+}
+
 LevelKernel CudaAttention::level_kernel(const PagedKVBatch& in, const AttentionShape& sh) const {
   if (cuda::generic_attention_serves(sh.head_dim)) return LevelKernel::Generic;
   auto decode = [&] {
@@ -184,6 +193,7 @@ LevelKernel CudaAttention::level_kernel(const PagedKVBatch& in, const AttentionS
       keys += in.kv_len(b, sh.kv.page_size);
     }
     if (options_.decode_kernel == DecodeKernel::CudaCores) return true;
+    if (fp8_takes_tensor_cores(sh)) return false;
     // Auto: the measured table (decode_choice.cc), from host data only.
     const int batch = std::max(1, in.batch_size());
     return auto_decode_kernel(sh.num_qo_heads / sh.num_kv_heads, sh.head_dim, batch,
@@ -205,6 +215,7 @@ LevelKernel CudaAttention::graph_own_kernel(const AttentionShape& sh, int batch)
     case DecodeKernel::Auto:
       break;
   }
+  if (fp8_takes_tensor_cores(sh)) return LevelKernel::Prefill;
   return graph_decode_kernel(sh.num_qo_heads / sh.num_kv_heads, sh.head_dim, batch) ==
                  DecodeKernel::TensorCores
              ? LevelKernel::Prefill

@@ -54,8 +54,10 @@
 //     engine sizes its KV cache from the free memory). Everything is enqueued on the context's
 //     stream with no host synchronisation and no allocation, so linear() may be captured into a
 //     CUDA graph; the quantised chunk is overwritten only by later work on the same stream.
-//   - Environment (read once): NC_FP8_GEMV_MAX_ROWS (default 8) is the largest N the GEMV takes
-//     by rule.
+//   - Environment (read once): NC_FP8_GEMV_MAX_ROWS (default 1) is the largest N the GEMV takes
+//     by rule. One row, because on the H100 (2026-12-06, nc_gpu_bench fp8 on the 8B projections)
+//     the GEMV beat lt-epilogue at N = 1 on all four (12-47 us vs 16-50 us), tied at N = 2 and
+//     lost from N = 4 (e.g. gate_up 73.8 vs 50.1 us).
 #pragma once
 #include <compare>
 #include <map>
@@ -140,7 +142,7 @@ class Fp8Gemm : NonCopyable {
   void run_lt(const Chunk& c, const Plan& p, Fp8Path path, bool product_only);
 
   std::shared_ptr<Context> ctx_;
-  int gemv_max_rows_ = 8;
+  int gemv_max_rows_ = 1;
   bool fast_accum_ = false;
   int cc_major_ = 0, cc_minor_ = 0;
   Tensor scratch_;  // kScratchCodeBytes codes, then kMaxChunkRows float scales
