@@ -1,7 +1,11 @@
 // The CUDA backend's MoE ops (backend/cuda/cuda_moe.h).
 #include "backend/cuda/cuda_moe.h"
 
+#include <cstdlib>
+#include <string>
+
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/moe_grouped.h"
 
 namespace nc::cuda_host {
 namespace {
@@ -13,6 +17,20 @@ void expect_f32(const Tensor& t, const char* what) {
 }
 
 }  // namespace
+
+cuda::MoeGemmPath CudaMoe::gemm_path(int hidden, int inter) {
+  const char* env = std::getenv("NC_MOE_GEMM");
+  const std::string mode = env && *env ? env : "auto";
+  NC_CHECK(mode == "auto" || mode == "simt" || mode == "grouped",
+           "NC_MOE_GEMM='{}': expected auto, simt or grouped", mode);
+  const bool fits = cuda::moe_grouped_supported(hidden, inter);
+  if (mode == "simt") return cuda::MoeGemmPath::Simt;
+  NC_CHECK(mode == "auto" || fits,
+           "NC_MOE_GEMM=grouped: hidden {} and moe_intermediate {} must be multiples of 8 for the "
+           "grouped GEMM",
+           hidden, inter);
+  return fits ? cuda::MoeGemmPath::Grouped : cuda::MoeGemmPath::Simt;
+}
 
 void CudaMoe::route(const Tensor& logits, const Tensor& bias, const MoeRouting& r, Tensor ids,
                     Tensor weights) {
@@ -70,7 +88,7 @@ void CudaMoe::experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
   k_call([&] {
     cuda::moe_experts_bf16(x.data(), ids.ptr<int32_t>(), weights.ptr<float>(), gate_up.data(),
                            down.data(), out.data(), int(T), int(k), int(E), int(H), int(I),
-                           scratch_.data(), ctx_->stream);
+                           scratch_.data(), gemm_path(int(H), int(I)), ctx_->stream);
   });
 }
 
