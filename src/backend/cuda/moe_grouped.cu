@@ -27,8 +27,8 @@ using GroupedKernel = typename cutlass::gemm::kernel::DefaultGemmGrouped<
     cutlass::layout::RowMajor, float, cutlass::arch::OpClassTensorOp, cutlass::arch::Sm80,
     cutlass::gemm::GemmShape<128, 128, 32>, cutlass::gemm::GemmShape<64, 64, 32>,
     cutlass::gemm::GemmShape<16, 8, 16>,
-    cutlass::epilogue::thread::LinearCombination<Out, 128 / cutlass::sizeof_bits<Out>::value,
-                                                 float, float>,
+    cutlass::epilogue::thread::LinearCombination<Out, 128 / cutlass::sizeof_bits<Out>::value, float,
+                                                 float>,
     cutlass::gemm::threadblock::GemmIdentityThreadblockSwizzle<>, 4>::GemmKernel;
 
 template <typename Out>
@@ -69,8 +69,8 @@ ArgsView view(void* args, int E) {
 }
 
 // One thread per expert: its problem size, operand pointers and strides from the offsets.
-__global__ void grouped_args_kernel(ArgsView v, const char* A, const char* W, char* C,
-                                    int c_bytes, int N, int K, const int* offsets, int E) {
+__global__ void grouped_args_kernel(ArgsView v, const char* A, const char* W, char* C, int c_bytes,
+                                    int N, int K, const int* offsets, int E) {
   const int e = blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= E) return;
   const int64_t r0 = offsets[e], m = offsets[e + 1] - r0;
@@ -104,19 +104,17 @@ template <typename Out>
 void run_grouped(const ArgsView& v, int E, cudaStream_t stream) {
   using G = Grouped<Out>;
   typename G::EpilogueOutputOp::Params epilogue(1.0f, 0.0f);  // beta 0: C is not read
-  typename G::Arguments args(v.problems, E, block_count<Out>(), epilogue,
-                             reinterpret_cast<cutlass::bfloat16_t**>(v.a),
-                             reinterpret_cast<cutlass::bfloat16_t**>(v.w),
-                             reinterpret_cast<Out**>(v.c), reinterpret_cast<Out**>(v.c), v.lda,
-                             v.ldw, v.ldc, v.ldc);
+  typename G::Arguments args(
+      v.problems, E, block_count<Out>(), epilogue, reinterpret_cast<cutlass::bfloat16_t**>(v.a),
+      reinterpret_cast<cutlass::bfloat16_t**>(v.w), reinterpret_cast<Out**>(v.c),
+      reinterpret_cast<Out**>(v.c), v.lda, v.ldw, v.ldc, v.ldc);
   G gemm;
   // Device-side scheduling: initialize() reads nothing on the host and needs no workspace.
   cutlass::Status st = gemm.initialize(args, nullptr, stream);
   if (st == cutlass::Status::kSuccess) st = gemm.run(stream);
   if (st != cutlass::Status::kSuccess)
     throw std::runtime_error(std::string("moe grouped gemm (CUTLASS): ") +
-                             cutlassGetStatusString(st) + " for " + std::to_string(E) +
-                             " experts");
+                             cutlassGetStatusString(st) + " for " + std::to_string(E) + " experts");
 }
 
 }  // namespace

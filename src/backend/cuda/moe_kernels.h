@@ -51,7 +51,6 @@ size_t moe_scratch_bytes(int tokens, int top_k, int num_experts, int hidden, int
 // path Grouped needs moe_grouped_supported(hidden, inter).
 void moe_experts_bf16(const void* x, const int32_t* ids, const float* weights, const void* gate_up,
                       const void* down, void* out, int tokens, int top_k, int num_experts,
-                      int hidden, int inter, void* scratch, MoeGemmPath path,
-                      cudaStream_t stream);
+                      int hidden, int inter, void* scratch, MoeGemmPath path, cudaStream_t stream);
 
 }  // namespace nc::cuda
