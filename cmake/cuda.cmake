@@ -96,14 +96,15 @@ target_include_directories(nc_cuda_kernels BEFORE PRIVATE
   ${NC_FLASHINFER_DIR}/cccl/cub
   ${NC_FLASHINFER_DIR}/cccl/thrust
   ${NC_FLASHINFER_DIR}/include)
-# CUTLASS/CuTe (from FlashInfer's wheel) for the Hopper prefill (attn_prefill_sm90.cu) and the
-# Hopper MLA kernel (mla_fi_sm90.cu) only.
+# CUTLASS/CuTe (from FlashInfer's wheel) for the Hopper prefill (attn_prefill_sm90.cu), the
+# Hopper MLA kernel (mla_fi_sm90.cu) and the MoE grouped GEMM (moe_grouped.cu) only.
 if(NOT EXISTS "${NC_FLASHINFER_DIR}/cutlass/include/cute/tensor.hpp")
   message(FATAL_ERROR "CUTLASS headers not found under ${NC_FLASHINFER_DIR}/cutlass; "
                       "run tools/setup.sh (it extracts them from FlashInfer's wheel)")
 endif()
 set_source_files_properties(${CMAKE_SOURCE_DIR}/src/backend/cuda/attn_prefill_sm90.cu
-  ${CMAKE_SOURCE_DIR}/src/backend/cuda/mla_fi_sm90.cu PROPERTIES
+  ${CMAKE_SOURCE_DIR}/src/backend/cuda/mla_fi_sm90.cu
+  ${CMAKE_SOURCE_DIR}/src/backend/cuda/moe_grouped.cu PROPERTIES
   INCLUDE_DIRECTORIES "${NC_FLASHINFER_DIR}/cutlass/include;${NC_FLASHINFER_DIR}/cutlass/tools/util/include"
   # CUTLASS's own headers: deprecated implicit `this` capture (sm100 collectives it includes) and
   # a deprecated cute::copy_if overload that FlashInfer's epilogue calls.

@@ -1,7 +1,12 @@
 // The CUDA backend's MoE ops (backend/cuda/cuda_moe.h).
 #include "backend/cuda/cuda_moe.h"
 
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/moe_grouped.h"
 
 namespace nc::cuda_host {
 namespace {
@@ -13,6 +18,20 @@ void expect_f32(const Tensor& t, const char* what) {
 }
 
 }  // namespace
+
+cuda::MoeGemmPath CudaMoe::gemm_path(int hidden, int inter, bool weights_aligned) {
+  const char* env = std::getenv("NC_MOE_GEMM");
+  const std::string mode = env && *env ? env : "auto";
+  NC_CHECK(mode == "auto" || mode == "simt" || mode == "grouped",
+           "NC_MOE_GEMM='{}': expected auto, simt or grouped", mode);
+  const bool fits = cuda::moe_grouped_supported(hidden, inter) && weights_aligned;
+  if (mode == "simt") return cuda::MoeGemmPath::Simt;
+  NC_CHECK(mode == "auto" || fits,
+           "NC_MOE_GEMM=grouped: hidden {} and moe_intermediate {} must be multiples of 8 and the "
+           "expert weights 16-byte aligned (aligned: {}) for the grouped GEMM",
+           hidden, inter, weights_aligned);
+  return fits ? cuda::MoeGemmPath::Grouped : cuda::MoeGemmPath::Simt;
+}
 
 void CudaMoe::route(const Tensor& logits, const Tensor& bias, const MoeRouting& r, Tensor ids,
                     Tensor weights) {
@@ -66,11 +85,15 @@ void CudaMoe::experts(const Tensor& x, const Tensor& ids, const Tensor& weights,
   }
   expect_i32(ids, "moe_experts ids");
   expect_f32(weights, "moe_experts weights");
+  // CUTLASS reads the weights in 16-byte vectors (a view into a larger buffer may not be).
+  const bool aligned = reinterpret_cast<uintptr_t>(gate_up.data()) % 16 == 0 &&
+                       reinterpret_cast<uintptr_t>(down.data()) % 16 == 0;
+  const cuda::MoeGemmPath path = gemm_path(int(H), int(I), aligned);
   ensure_scratch(cuda::moe_scratch_bytes(int(T), int(k), int(E), int(H), int(I)), "moe_experts");
   k_call([&] {
     cuda::moe_experts_bf16(x.data(), ids.ptr<int32_t>(), weights.ptr<float>(), gate_up.data(),
                            down.data(), out.data(), int(T), int(k), int(E), int(H), int(I),
-                           scratch_.data(), ctx_->stream);
+                           scratch_.data(), path, ctx_->stream);
   });
 }
 

@@ -11,11 +11,18 @@
 // an error naming the sizes); the replaced buffer is kept, not freed, as a graph captured
 // earlier may still read it, until the next reserve(), which the caller makes only after
 // dropping its graphs (the decoder clears them before it regrows its workspace).
+//
+// The expert GEMMs run on tensor cores (CUTLASS's grouped GEMM, moe_grouped.h) whenever the shape
+// allows it (hidden and moe_intermediate multiples of 8, weights 16-byte aligned), else on the SIMT
+// fallback; the rule does not look at the token count, so a token's output never depends on the
+// step's batch. The environment variable NC_MOE_GEMM=auto|simt|grouped (read at every call, for
+// tests and the benchmark) forces a path; grouped on an unsupported shape is an error naming it.
 #pragma once
 #include <memory>
 #include <vector>
 
 #include "backend/cuda/cuda_context.h"
+#include "backend/cuda/kernels.h"
 #include "backend/moe_routing.h"
 
 namespace nc::cuda_host {
@@ -31,6 +38,8 @@ class CudaMoe {
   // [E, H, I].
   void experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const Tensor& gate_up,
                const Tensor& down, Tensor out);
+  // The GEMM path a call with these sizes takes (the rule above, NC_MOE_GEMM applied).
+  static cuda::MoeGemmPath gemm_path(int hidden, int inter, bool weights_aligned);
   // Scratch for calls of up to max_tokens rows; returns the bytes held.
   int64_t reserve(int max_tokens, int top_k, int num_experts, int hidden, int inter);
 

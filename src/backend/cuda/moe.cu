@@ -6,6 +6,7 @@
 
 #include "backend/cuda/cuda_check.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/moe_grouped.h"
 
 namespace nc::cuda {
 namespace {
@@ -97,7 +98,7 @@ __global__ void route_kernel(const float* logits, const float* bias, int T, MoeR
 // ---- permutation ----
 
 struct Layout {
-  size_t counts, offsets, num_tiles, tiles, pair_pos, src_token, xs, gu, act, ys, total;
+  size_t counts, offsets, num_tiles, tiles, pair_pos, src_token, xs, gu, act, ys, gargs, total;
   int max_tiles;
 };
 
@@ -121,6 +122,7 @@ Layout layout(int T, int k, int E, int H, int I) {
   l.gu = take(sizeof(bf16) * size_t(pairs) * 2 * I);
   l.act = take(sizeof(bf16) * size_t(pairs) * I);
   l.ys = take(sizeof(float) * size_t(pairs) * H);
+  l.gargs = take(2 * moe_grouped_args_bytes(E));  // the grouped path's two projections
   l.total = at;
   return l;
 }
@@ -258,11 +260,11 @@ size_t moe_scratch_bytes(int tokens, int top_k, int num_experts, int hidden, int
 
 void moe_experts_bf16(const void* x, const int32_t* ids, const float* weights, const void* gate_up,
                       const void* down, void* out, int T, int k, int E, int H, int I, void* scratch,
-                      cudaStream_t stream) {
+                      MoeGemmPath path, cudaStream_t stream) {
   if (T == 0) return;
   const Layout l = layout(T, k, E, H, I);
-  if (l.max_tiles > 65535)
-    throw std::runtime_error("moe_experts: too many row tiles for one launch");
+  if (path == MoeGemmPath::Simt && l.max_tiles > 65535)
+    throw std::runtime_error("moe_experts: too many row tiles for one SIMT launch");
   char* base = static_cast<char*>(scratch);
   int* counts = reinterpret_cast<int*>(base + l.counts);
   int* offsets = reinterpret_cast<int*>(base + l.offsets);
@@ -285,9 +287,17 @@ void moe_experts_bf16(const void* x, const int32_t* ids, const float* weights, c
   gather_kernel<<<unsigned(pairs), 128, 0, stream>>>(static_cast<const bf16*>(x), src_token,
                                                      offsets, E, H, xs);
   check_launch("moe gather");
-  grouped_gemm(xs, static_cast<const bf16*>(gate_up), gu, 2 * I, H, l, base, stream);
-  silu_and_mul_bf16(gu, act, int(pairs), I, stream);
-  grouped_gemm(act, static_cast<const bf16*>(down), ys, H, I, l, base, stream);
+  if (path == MoeGemmPath::Grouped) {
+    char* args = base + l.gargs;
+    const size_t per = moe_grouped_args_bytes(E);
+    moe_grouped_gemm(xs, gate_up, gu, MoeGemmOut::BF16, 2 * I, H, offsets, E, args, stream);
+    silu_and_mul_bf16(gu, act, int(pairs), I, stream);
+    moe_grouped_gemm(act, down, ys, MoeGemmOut::F32, H, I, offsets, E, args + per, stream);
+  } else {
+    grouped_gemm(xs, static_cast<const bf16*>(gate_up), gu, 2 * I, H, l, base, stream);
+    silu_and_mul_bf16(gu, act, int(pairs), I, stream);
+    grouped_gemm(act, static_cast<const bf16*>(down), ys, H, I, l, base, stream);
+  }
   combine_kernel<<<unsigned(T), 128, 0, stream>>>(ys, pair_pos, weights, k, H,
                                                   static_cast<bf16*>(out));
   check_launch("moe combine");

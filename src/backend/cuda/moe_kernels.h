@@ -15,8 +15,11 @@
 //   4. grouped GEMM over the tile table (one launch per projection: gate_up, then down; a tile
 //   multiplies its rows by its expert's weights; tiles past the table's end return at once),
 //   SiLU-GLU between them, 5. each token sums its slots' rows in slot order (un-permutation).
-// The GEMM is a plain tiled SIMT kernel (float32 accumulation, k in a fixed order): correct and
-// batch invariant, not fast. docs/models.md says what must be measured and what replaces it.
+// Step 4 runs one of two GEMMs (MoeGemmPath): Grouped, CUTLASS's tensor-core grouped GEMM
+// (moe_grouped.h: bf16 gate_up output, float32 down output), or Simt, a plain tiled SIMT kernel
+// (float32 accumulation, k in a fixed order) kept as the fallback for shapes the grouped kernel
+// does not take (moe_grouped_supported). Both are batch invariant. The caller (cuda_moe.cc)
+// chooses; docs/models.md says the rule and why.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -26,6 +29,8 @@
 namespace nc::cuda {
 
 constexpr int kMoeTileRows = 64;
+
+enum class MoeGemmPath { Simt, Grouped };
 
 struct MoeRouteParams {
   int num_experts = 0, top_k = 0, n_group = 1, topk_group = 1;
@@ -43,8 +48,9 @@ size_t moe_scratch_bytes(int tokens, int top_k, int num_experts, int hidden, int
 
 // x, out: bf16 [T, H]; ids i32, weights f32 [T, k]; gate_up bf16 [E, 2I, H]; down bf16 [E, H, I];
 // scratch: moe_scratch_bytes (256-byte aligned). Pairs with an id outside [0, E) add nothing.
+// path Grouped needs moe_grouped_supported(hidden, inter).
 void moe_experts_bf16(const void* x, const int32_t* ids, const float* weights, const void* gate_up,
                       const void* down, void* out, int tokens, int top_k, int num_experts,
-                      int hidden, int inter, void* scratch, cudaStream_t stream);
+                      int hidden, int inter, void* scratch, MoeGemmPath path, cudaStream_t stream);
 
 }  // namespace nc::cuda
