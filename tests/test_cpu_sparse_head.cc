@@ -5,7 +5,8 @@
 // at least every context gives dense attention bit for bit; every head keeps the sinks, the
 // window and the last page, as many pages as the per-request rule; heads given keys that only
 // they like pick different pages (where the per-request rule keeps one page for both); an NHD
-// cache is refused naming the layout; head_page_batch names head pages 2 * p * Hk + h.
+// cache is refused naming the layout; head_page_batch names head pages 2 * p * Hk + h; an fp8
+// cache (head pages copied as codes) agrees with its head references too.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 
 #include "backend/backend.h"
 #include "core/error.h"
+#include "core/fp8.h"
 #include "kv/head_selection.h"
 #include "kv/page_bounds.h"
 #include "kv/page_selection.h"
@@ -35,6 +37,20 @@ struct Rig {
     pages = be->alloc({num_pages, 2, kHk, ps, kD}, DType::F32);
     std::normal_distribution<float> n(0, scale);
     for (int64_t i = 0; i < pages.numel(); ++i) pages.ptr<float>()[i] = n(rng);
+    bounds = be->alloc({num_pages, 2, kHk, kD}, DType::F32);
+  }
+  // An fp8 cache (e4m3 codes, k_scale 0.5, v_scale 0.25) of random values.
+  Rig(int num_pages, int ps, bool) {
+    KVCacheShape kv{1, num_pages, ps, kHk, kD, KVLayout::HND};
+    kv.fp8 = true;
+    kv.k_scale = 0.5f;
+    kv.v_scale = 0.25f;
+    shape = AttentionShape{kHq, kHk, kD, 0.25f, kv};
+    pages = be->alloc({num_pages, 2, kHk, ps, kD}, DType::F8E4M3);
+    std::normal_distribution<float> n(0, 2);
+    std::vector<float> vals(size_t(pages.numel()));
+    for (float& x : vals) x = n(rng);
+    quantize_e4m3(vals.data(), pages.numel(), 1.0f, static_cast<uint8_t*>(pages.data()));
     bounds = be->alloc({num_pages, 2, kHk, kD}, DType::F32);
   }
   // Bounds of every page from its contents (call after editing pages).
@@ -60,6 +76,11 @@ struct Rig {
 
 std::vector<float> host(const Tensor& t) {
   return {t.ptr<float>(), t.ptr<float>() + t.numel()};
+}
+
+std::vector<uint8_t> bytes(const Tensor& t) {
+  const auto* p = static_cast<const uint8_t*>(t.data());
+  return {p, p + t.nbytes()};
 }
 
 PageSelection per_head(int budget, int sinks, int window) {
@@ -95,20 +116,21 @@ HeadSelection check_against_heads(Rig& s, const AttentionStep& step, const PageS
   const int ps = s.shape.kv.page_size;
   Tensor q = q_in ? *q_in : s.rows(T, kHq * kD, 2.0f);
   Tensor k = s.rows(T, kHk * kD, 1), v = s.rows(T, kHk * kD, 1);
-  const std::vector<float> before = host(s.pages);
+  const std::vector<uint8_t> before = bytes(s.pages);
   const HeadSelection hs = select_head_pages(
       step, decode_head_page_scores(step, s.view(), q.ptr<float>(), kHq), sel, s.shape.kv, -1);
   Tensor out = s.be->alloc({T, kHq * kD}, DType::F32);
   s.be->sparse_attention(*s.be->plan_sparse_attention(step, s.shape, sel), q, k, v, s.pages,
                          s.bounds, out);
-  const std::vector<float> after = host(s.pages), got = host(out);
+  const std::vector<uint8_t> after = bytes(s.pages);
+  const std::vector<float> got = host(out);
   const PagedKVBatch& own = step.levels.back();
   for (int h = 0; h < kHk; ++h) {
-    std::copy(before.begin(), before.end(), s.pages.ptr<float>());
+    std::copy(before.begin(), before.end(), static_cast<uint8_t*>(s.pages.data()));
     Tensor ref = s.be->alloc({T, kHq * kD}, DType::F32);
     s.be->attention(*s.be->plan_attention(head_step(step, hs, h, ps), s.shape), q, k, v, s.pages,
                     ref);
-    EXPECT_EQ(after, host(s.pages)) << "the step's K/V went to other slots";
+    EXPECT_EQ(after, bytes(s.pages)) << "the step's K/V went to other slots";
     const std::vector<float> want = host(ref);
     for (int e = 0; e < own.batch_size(); ++e)
       for (int t = own.qo_indptr[e]; t < own.qo_indptr[e + 1]; ++t)
@@ -252,6 +274,22 @@ TEST(CpuSparseHead, RandomStepsAgreeWithHeadReferences) {
     const int budget = ps + 3 + std::uniform_int_distribution<int>(0, 20 * ps)(rng);
     check_against_heads(s, step, per_head(budget, 1, 3));
   }
+}
+
+TEST(CpuSparseHead, Fp8CacheAgreesWithHeadReferences) {
+  const int ps = 4;
+  Rig s(64, ps, true);
+  s.update_all();
+  AttentionStep step;
+  step.num_tokens = 2;
+  step.levels.emplace_back();
+  std::vector<int32_t> a, b;
+  for (int i = 0; i < 30; ++i) (i % 2 ? a : b).push_back(2 * i);
+  step.levels[0].add(1, a, 59, ps);
+  step.levels[0].add(1, b, 60, ps);
+  const HeadSelection hs = check_against_heads(s, step, per_head(24, 1, 4));
+  EXPECT_TRUE(hs.sparse(0) && hs.sparse(1));
+  EXPECT_NE(hs.kept[0][0], hs.kept[0][1]) << "both heads kept the same pages: a weak check";
 }
 
 TEST(CpuSparseHead, AnNhdCacheIsRefusedNamingTheLayout) {

@@ -163,6 +163,10 @@ TEST(EngineSparse, PerHeadSelectionThroughTheEngine) {
   EXPECT_GT(tight.stats.host.reloaded_pages, 0);
   EXPECT_GT(tight.stats.num_sparse_pages_skipped, 0);
   EXPECT_GT(tight.stats.cache.cascade_steps, 0);
+  // An fp8 cache: the head pages are copied as codes.
+  const Result fp8 = run_engine(
+      {.budget = 16, .pages = 40, .host_pages = 64, .kv_dtype = "fp8", .per_head = true});
+  EXPECT_GT(fp8.stats.num_sparse_pages_skipped, 0);
 }
 
 TEST(EngineSparse, ARequestWithBudgetZeroIsDense) {
