@@ -122,13 +122,14 @@ KlReport run_kl(const KlOptions& o) {
            o.context, o.positions, lm.config.max_position);
   std::unique_ptr<Backend> backend = make_backend(o.backend);
   LlamaModel model(lm.config, lm.weights, *backend);
-  model.set_sparse_options({true, o.sink_pages, o.window, o.dense_layers});
+  model.set_sparse_options({true, o.sink_pages, o.window, o.dense_layers, o.per_head});
   Layout lay;
   lay.ps = o.page_size;
   lay.context_pages = o.context / o.page_size;
   lay.tail_pages = (o.positions + o.page_size) / o.page_size;
   lay.variants = 1 + int(o.budgets.size());
-  KVCache kv = model.make_kv_cache(lay.num_pages(), o.page_size);
+  KVCache kv =
+      model.make_kv_cache(lay.num_pages(), o.page_size, o.hnd ? KVLayout::HND : KVLayout::NHD);
   std::vector<int32_t> budgets = {0};
   budgets.insert(budgets.end(), o.budgets.begin(), o.budgets.end());
   const int64_t V = lm.config.vocab_size;
@@ -172,9 +173,11 @@ KlReport run_kl(const KlOptions& o) {
 void print_kl(const KlOptions& o, const KlReport& r) {
   std::printf(
       "kl: text %s (%lld tokens), %d segments x (%d dense context + %d decode positions), page "
-      "size %d, sinks %d pages, window %d, dense layers %d, backend %s, %.1f s\n",
+      "size %d, sinks %d pages, window %d, dense layers %d, backend %s, %s, selection per %s, "
+      "%.1f s\n",
       o.text.c_str(), (long long)r.text_tokens, o.segments, o.context, o.positions, o.page_size,
-      o.sink_pages, o.window, o.dense_layers, o.backend.c_str(), r.seconds);
+      o.sink_pages, o.window, o.dense_layers, o.backend.c_str(), o.hnd ? "HND" : "NHD",
+      o.per_head ? "KV head" : "request", r.seconds);
   const double n = double(std::max<int64_t>(r.positions, 1));
   std::printf("kl: dense perplexity %.4f over %lld positions\n", std::exp(r.dense_nll / n),
               (long long)r.positions);

@@ -25,6 +25,8 @@ struct KlOptions {
   int page_size = 16;
   std::vector<int> budgets = {512, 1024, 2048};
   int sink_pages = 1, window = 128, dense_layers = 2;  // EngineConfig's defaults
+  bool hnd = false;                                    // the cache's layout: HND (else NHD)
+  bool per_head = false;  // per-KV-head selection (SparseOptions::per_head; needs hnd)
 };
 
 struct KlResult {

@@ -12,9 +12,12 @@
 //   ./build/bench/nc_long_context_quality passkey [--model M] [--trials 50] [--first-trial 0]
 //   [--budget 1024]
 //       [--lengths 1024,2048,4096,7168] [--seed 0] [--backend cpu] [--cpu-activations int8]
+//       [--kv-layout NHD|HND] [--per-head 0|1]
+//   (--per-head 1: per-KV-head selection, EngineConfig::sparse_per_head; needs --kv-layout HND.
+//   The summary line names the layout and the selection's granularity.)
 //   ./build/bench/nc_long_context_quality kl --text FILE [--model M] [--context 6144]
 //       [--positions 256] [--segments 2] [--budgets 512,1024,2048] [--chunk 1024]
-//       [--backend cpu] [--cpu-activations int8]
+//       [--backend cpu] [--cpu-activations int8] [--kv-layout NHD|HND] [--per-head 0|1]
 //
 // The text: a public-domain one shipped in a Debian package (docs/long_context.md: the King
 // James Bible of `bible-kjv`, e.g. `bible Gen1:1-Gen50:26`); the tool reads any file.
@@ -36,6 +39,8 @@ struct PasskeyOptions {
   std::string model = nc::EngineConfig::default_model_path(), backend = "cpu";
   int trials = 50, budget = 1024;
   int first_trial = 0;  // trials before it are skipped (their keys still drawn): a resumed run
+  std::string kv_layout = "NHD";
+  bool per_head = false;  // EngineConfig::sparse_per_head
   uint32_t seed = 0;
   std::vector<int> lengths = {1024, 2048, 4096, 7168};
 };
@@ -66,6 +71,12 @@ void parse(int argc, char** argv, PasskeyOptions& p, nc::quality::KlOptions& k) 
       p.first_trial = std::stoi(v);
     else if (key == "--budget")
       p.budget = std::stoi(v);
+    else if (key == "--kv-layout") {
+      if (v != "NHD" && v != "HND") throw std::runtime_error("--kv-layout " + v + ": NHD or HND");
+      p.kv_layout = v;
+      k.hnd = v == "HND";
+    } else if (key == "--per-head")
+      p.per_head = k.per_head = std::stoi(v) != 0;
     else if (key == "--lengths")
       p.lengths = parse_list(v);
     else if (key == "--seed")
@@ -137,6 +148,8 @@ int run_passkey(const PasskeyOptions& o) {
   cfg.backend = o.backend;
   cfg.sparse_budget = o.budget;  // page bounds kept; requests choose dense or sparse (0: dense)
   cfg.max_num_seqs = 2;
+  cfg.kv_layout = o.kv_layout;
+  cfg.sparse_per_head = o.per_head;
   // The two requests share the prompt's pages; a cascade level would read them densely for
   // both (selection applies to a request's own level), so every page stays in the own level.
   cfg.enable_cascade = false;
@@ -170,7 +183,8 @@ int run_passkey(const PasskeyOptions& o) {
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const int run = o.trials - o.first_trial;
-  std::printf("passkey: trials %d..%d (%d prompt tokens, lengths", o.first_trial, o.trials - 1,
+  std::printf("passkey: %s, selection per %s; trials %d..%d (%d prompt tokens, lengths",
+              o.kv_layout.c_str(), o.per_head ? "KV head" : "request", o.first_trial, o.trials - 1,
               tokens);
   for (int l : o.lengths) std::printf(" %d", l);
   std::printf("), %.1f s; accuracy dense %d/%d (%.1f%%), budget %d %d/%d (%.1f%%)\n", secs,

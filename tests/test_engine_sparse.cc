@@ -5,7 +5,9 @@
 // and host-tier reloads (float32 and fp8 caches), and the stats count the pages read and
 // skipped; a request's budget 0 is dense (its tokens those of the dense engine) while its
 // batchmates read sparsely; the memory plan counts the bounds in each page's bytes; the server's
-// "sparse_budget" field reaches SamplingParams; bad budgets and models fail naming the value.
+// "sparse_budget" field reaches SamplingParams; per-KV-head selection over an HND cache keeps
+// the bounds exact the same way and reads as many pages as per-request selection; bad budgets,
+// models and per-head selection over NHD fail naming the value.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -32,15 +34,16 @@ struct EngineSetup {
   int host_pages = 0;
   bool cascade = true;
   std::string kv_dtype = "auto";
+  bool per_head = false;  // per-KV-head selection over an HND cache
 };
 
-SparseOptions sparse_options(int budget) {
-  return SparseOptions{budget > 0, 1, 4, 1};  // sink page, 4-token window, layer 0 dense
+SparseOptions sparse_options(int budget, bool per_head = false) {
+  return SparseOptions{budget > 0, 1, 4, 1, per_head};  // sink page, 4-token window, layer 0 dense
 }
 
 std::unique_ptr<Engine> make_engine(const EngineSetup& s) {
   StepModelOptions o;
-  o.sparse = sparse_options(s.budget);
+  o.sparse = sparse_options(s.budget, s.per_head);
   o.kv_cache_dtype = s.kv_dtype;
   auto model = make_llama_step_model(testing::fixtures_dir() + "/" + kModel, o);
   const int64_t page = model->kv_bytes_per_page(4) + model->bounds_bytes_per_page();
@@ -57,6 +60,8 @@ std::unique_ptr<Engine> make_engine(const EngineSetup& s) {
   cfg.sparse_sink_pages = 1;
   cfg.sparse_window = 4;
   cfg.sparse_dense_layers = 1;
+  cfg.sparse_per_head = s.per_head;
+  if (s.per_head) cfg.kv_layout = "HND";
   return std::make_unique<Engine>(cfg, std::move(model), std::make_unique<fake::FakeCodec>());
 }
 
@@ -142,6 +147,28 @@ TEST(EngineSparse, BoundsStayExactThroughHitsCascadePreemptionAndReloads) {
       << text;
 }
 
+// Per-KV-head selection (HND): dense tokens with a budget at least every context; with a small
+// budget, exact bounds through hits, cascade, preemption and reloads, and as many pages read and
+// skipped as per-request selection (every head keeps the per-request count of pages).
+TEST(EngineSparse, PerHeadSelectionThroughTheEngine) {
+  const Result dense = run_engine({}), wide = run_engine({.budget = 256, .per_head = true});
+  EXPECT_EQ(wide.tokens, dense.tokens);
+  const Result per_request = run_engine({.budget = 16, .cascade = false});
+  const Result per_head = run_engine({.budget = 16, .cascade = false, .per_head = true});
+  EXPECT_GT(per_head.stats.num_sparse_pages_skipped, 0);
+  EXPECT_EQ(per_head.stats.num_sparse_pages_read, per_request.stats.num_sparse_pages_read);
+  EXPECT_EQ(per_head.stats.num_sparse_pages_skipped, per_request.stats.num_sparse_pages_skipped);
+  const Result tight = run_engine({.budget = 16, .pages = 40, .host_pages = 64, .per_head = true});
+  EXPECT_GT(tight.stats.num_preemptions, 0);
+  EXPECT_GT(tight.stats.host.reloaded_pages, 0);
+  EXPECT_GT(tight.stats.num_sparse_pages_skipped, 0);
+  EXPECT_GT(tight.stats.cache.cascade_steps, 0);
+  // An fp8 cache: the head pages are copied as codes.
+  const Result fp8 = run_engine(
+      {.budget = 16, .pages = 40, .host_pages = 64, .kv_dtype = "fp8", .per_head = true});
+  EXPECT_GT(fp8.stats.num_sparse_pages_skipped, 0);
+}
+
 TEST(EngineSparse, ARequestWithBudgetZeroIsDense) {
   const Result dense = run_engine({.cascade = false});
   const Result mixed = run_engine({.budget = 16, .cascade = false}, {0, 16, 0, -1});
@@ -215,6 +242,13 @@ TEST(EngineSparse, BadBudgetsAndModelsFailNamingTheValue) {
   cfg.sparse_budget = 256;
   cfg.sparse_dense_layers = 2;  // all of tiny-llama's layers
   expect_error([&] { engine_of(cfg); }, ErrorKind::Unsupported, "not more than the 2 dense layers");
+  cfg.sparse_dense_layers = 1;
+  cfg.sparse_per_head = true;  // NHD, the default layout
+  expect_error([&] { engine_of(cfg); }, ErrorKind::InvalidArgument,
+               "sparse_per_head needs kv_layout HND (a KV head's block of a page is contiguous "
+               "only there), got kv_layout NHD");
+  cfg.sparse_per_head = false;
+  cfg.sparse_dense_layers = 2;
   cfg.model = testing::fixtures_dir() + "/tiny-deepseek-v2";
   cfg.sparse_dense_layers = 0;
   expect_error([&] { engine_of(cfg); }, ErrorKind::Unsupported, "MLA");

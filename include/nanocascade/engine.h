@@ -151,6 +151,10 @@ struct EngineConfig {
   int sparse_sink_pages = 1;
   int sparse_window = 128;
   int sparse_dense_layers = 2;
+  // Per KV head (Quest's granularity, docs/sparse.md): each KV head of a request keeps its own
+  // pages by its own query heads' bounds (the same budget per head). Needs kv_layout "HND" (an
+  // error otherwise); off: one page list per request for all heads (the only choice with NHD).
+  bool sparse_per_head = false;
   // Streaming window (StreamingLLM): 0 = off; N > 0 = every request keeps its first
   // streaming_sink_pages pages and its most recent N tokens (page-rounded); the pages between
   // are freed and the kept keys re-rotated to their positions within the cache, so an endless

@@ -285,7 +285,10 @@ class Backend {
   // each entry the plan reads sparsely attends only to the pages that
   // select_pages(step, decode_page_scores(step, bounds, q), sel) keeps, the scores taken from
   // `bounds` as they are when the op runs (the step's own append not folded in: an entry's last
-  // page is always kept, so its bound never decides anything).
+  // page is always kept, so its bound never decides anything). With sel.per_head (an HND cache
+  // only; kv/head_selection.h) each KV head of such an entry attends its own query heads over the
+  // pages select_head_pages keeps for it instead; the CPU backend has it, CUDA refuses the plan
+  // (Unsupported).
   virtual void sparse_attention(const AttentionPlan& plan, const Tensor& q, const Tensor& k,
                                 const Tensor& v, Tensor kv_pages, const Tensor& bounds, Tensor out);
 

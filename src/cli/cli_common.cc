@@ -34,6 +34,9 @@ void add_sparse_flags(CLI::App& app, EngineConfig& cfg) {
                  "sparse attention: most recent tokens always read")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_flag("--sparse-per-head", cfg.sparse_per_head,
+               "sparse attention: each KV head keeps its own pages by its own query heads' bounds "
+               "(Quest's granularity); needs --kv-layout HND (NHD: one page list per request)");
   app.add_option("--sparse-dense-layers", cfg.sparse_dense_layers,
                  "sparse attention: the first layers stay dense")
       ->check(CLI::NonNegativeNumber)

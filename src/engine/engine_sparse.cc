@@ -20,6 +20,11 @@ void check_sparse_config(const EngineConfig& cfg) {
   NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.sparse_budget == 0 || cfg.sparse_budget >= floor,
               "engine: sparse_budget {} below the sinks + window ({} pages of {} + {} tokens = {})",
               cfg.sparse_budget, cfg.sparse_sink_pages, cfg.page_size, cfg.sparse_window, floor);
+  NC_CHECK_AS(ErrorKind::InvalidArgument,
+              !cfg.sparse_per_head || cfg.sparse_budget == 0 || cfg.kv_layout == "HND",
+              "engine: sparse_per_head needs kv_layout HND (a KV head's block of a page is "
+              "contiguous only there), got kv_layout {}",
+              cfg.kv_layout);
 }
 
 std::vector<int32_t> Engine::Impl::pages_with_contents() const {

@@ -153,7 +153,7 @@ StepModelOptions step_model_options(const EngineConfig& cfg) {
   o.graph_max_batch = std::min(cfg.graph_max_batch, cfg.max_num_seqs);
   o.kv_cache_dtype = cfg.kv_cache_dtype;
   o.sparse = SparseOptions{cfg.sparse_budget > 0, cfg.sparse_sink_pages, cfg.sparse_window,
-                           cfg.sparse_dense_layers};
+                           cfg.sparse_dense_layers, cfg.sparse_per_head};
   o.quantization = cfg.quantization;
   return o;
 }

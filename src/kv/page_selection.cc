@@ -52,9 +52,10 @@ int first_window_page(int n, int last_len, int page_size, const PageSelection& s
   return std::min(std::max(0, kv_len - sel.window_tokens) / page_size, n - 1);
 }
 
-// The kept page indices (into the entry, ascending) of one decode entry of n pages.
-std::vector<int> keep_pages(const std::vector<float>& score, int n, int last_len, int page_size,
-                            int budget, const PageSelection& sel) {
+}  // namespace
+
+std::vector<int> kept_page_indices(const std::vector<float>& score, int n, int last_len,
+                                   int page_size, int budget, const PageSelection& sel) {
   auto tokens = [&](int i) { return i == n - 1 ? last_len : page_size; };
   std::vector<char> keep(size_t(n), 0);
   const int first_window = first_window_page(n, last_len, page_size, sel);
@@ -75,8 +76,6 @@ std::vector<int> keep_pages(const std::vector<float>& score, int n, int last_len
     if (keep[size_t(i)]) kept.push_back(i);
   return kept;
 }
-
-}  // namespace
 
 bool entry_is_sparse(const PagedKVBatch& own, int b, const PageSelection& sel, int page_size) {
   const int budget = sel.budget(b);
@@ -126,7 +125,7 @@ AttentionStep select_pages(const AttentionStep& step, const std::vector<std::vec
              "select_pages: entry {} has {} pages but {} scores", b, n, scores[size_t(b)].size());
     const int last_len = own.kv_last_page_len[size_t(b)];
     std::vector<int32_t> kept;
-    for (int i : keep_pages(scores[size_t(b)], n, last_len, page_size, sel.budget(b), sel))
+    for (int i : kept_page_indices(scores[size_t(b)], n, last_len, page_size, sel.budget(b), sel))
       kept.push_back(pages[size_t(i)]);
     sparse.add_pages(1, kept, int(kept.size() - 1) * page_size + last_len, page_size);
   }

@@ -50,6 +50,10 @@ struct PageSelection {
   // One budget per own-level entry, in place of token_budget (0: that entry dense); empty:
   // token_budget for every entry. Requests choose their budget (SamplingParams::sparse_budget).
   std::vector<int32_t> entry_budgets = {};
+  // Per KV head (Quest's granularity; kv/head_selection.h): each (entry, KV head) keeps its own
+  // pages by its own bound, the same rule and budget per head. Needs the HND layout (a page's
+  // block of one KV head is contiguous there); false: one page list per request for all heads.
+  bool per_head = false;
 
   int budget(int entry) const {
     return entry_budgets.empty() ? token_budget : entry_budgets[size_t(entry)];
@@ -64,6 +68,11 @@ bool entry_is_sparse(const PagedKVBatch& own, int b, const PageSelection& sel, i
 // (0: dense, all of them). What select_pages keeps, computed without scores.
 int selected_page_count(int num_pages, int last_len, int page_size, int budget,
                         const PageSelection& sel);
+
+// The kept page indices (into the entry, ascending) of one decode entry of n pages whose last
+// holds last_len tokens, under budget, by score (one per page): the rule above.
+std::vector<int> kept_page_indices(const std::vector<float>& score, int n, int last_len,
+                                   int page_size, int budget, const PageSelection& sel);
 
 // The checks select_pages makes before it reads scores (the errors above but the scores').
 void check_page_selection(const AttentionStep& step, const PageSelection& sel, int page_size,

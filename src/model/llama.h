@@ -49,9 +49,10 @@ struct KVCache {
 // stay dense.
 struct SparseOptions {
   bool enabled = false;
-  int sink_pages = 1;    // PageSelection::sink_pages
-  int window = 128;      // PageSelection::window_tokens
-  int dense_layers = 2;  // the first layers, always dense
+  int sink_pages = 1;     // PageSelection::sink_pages
+  int window = 128;       // PageSelection::window_tokens
+  int dense_layers = 2;   // the first layers, always dense
+  bool per_head = false;  // PageSelection::per_head (an HND cache only)
 };
 
 // One step's input: the new tokens of every scheduled request, concatenated.

@@ -78,6 +78,7 @@ PageSelection LlamaModel::page_selection(const ForwardInput& in) const {
   sel.sink_pages = sparse_.sink_pages;
   sel.window_tokens = sparse_.window;
   sel.entry_budgets = in.sparse_budgets;
+  sel.per_head = sparse_.per_head;
   return sel;
 }
 

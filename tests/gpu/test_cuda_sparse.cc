@@ -3,7 +3,8 @@
 // against select_pages over the same bounds and queries (exact: the data make every score exact,
 // sparse_test_util.h, so ties are real ties), and its output against the CPU backend's dense
 // attention over the selected step (bf16 tolerance); NHD and HND, page sizes 16 and 1, GQA groups
-// 1 and 4, with and without a shared (cascade) level, and a budget covering the context.
+// 1 and 4, with and without a shared (cascade) level, and a budget covering the context;
+// per-KV-head selection is refused (CPU only).
 #include "sparse_test_util.h"
 
 namespace nc::testing {
@@ -246,6 +247,21 @@ TEST_F(CudaSparse, BudgetCoveringTheContextIsDense) {
                    cpu->upload(pr.v), pc, oc);
     EXPECT_LT(rel_error(gpu->to_host_f32(og), cpu->to_host_f32(oc)), kBf16Tol);
   }
+}
+
+// Per-KV-head selection is CPU-only for now (docs/long_context.md, "Per-KV-head selection"): the
+// CUDA plan refuses it as Unsupported, naming the flag, instead of selecting per request.
+TEST_F(CudaSparse, PerHeadSelectionIsRefused) {
+  SparseProblem pr = make_problem(rng, SparseCase{8, 2, 16, KVLayout::HND, false, false});
+  pr.sel.per_head = true;
+  try {
+    gpu->plan_sparse_attention(pr.step, pr.shape, pr.sel);
+    ADD_FAILURE() << "the CUDA backend took a per-head sparse plan";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Unsupported) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--sparse-per-head"), std::string::npos) << e.what();
+  }
+  EXPECT_NE(cpu->plan_sparse_attention(pr.step, pr.shape, pr.sel), nullptr);
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "backend/op_checks.h"
 #include "backend/sampling_filter.h"
 #include "core/thread_pool.h"
+#include "kv/head_selection.h"
 
 namespace nc {
 
@@ -385,6 +386,7 @@ class CpuBackend final : public Backend {
     NC_CHECK(shape.latent_dim == 0, "sparse attention: an MLA shape (latent_dim {})",
              shape.latent_dim);
     check_page_selection(step, sel, shape.kv.page_size, shape.window_left);
+    if (sel.per_head) check_per_head_layout(shape.kv);
     auto plan = std::make_unique<CpuSparsePlan>();
     static_cast<CpuAttentionPlan&>(*plan) =
         static_cast<CpuAttentionPlan&>(*plan_attention(step, shape));
@@ -401,6 +403,11 @@ class CpuBackend final : public Backend {
     out.expect_shape({plan->step.num_tokens, s.num_qo_heads * s.head_dim}, "attention output");
     void* pages = append_kv(*plan, k, v, kv_pages);
     const float* pq = f32(q, "attention q");
+    if (plan->sel.per_head) {
+      cpu_attend_head_sparse(plan->step, s, plan->sel, pq, pages, bounds,
+                             f32(out, "attention output"));
+      return;
+    }
     const AttentionStep step = cpu_sparse_step(plan->step, s, plan->sel, pq, bounds);
     cpu_attend_levels(step, s, pq, pages, f32(out, "attention output"));
   }

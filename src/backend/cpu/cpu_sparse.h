@@ -8,6 +8,12 @@
 // plan attends with for queries q: each own-level entry the selection reads sparsely
 // (entry_is_sparse) keeps the pages select_pages picks from decode_page_scores over `bounds`;
 // every other entry and every shared level as they are.
+//
+// cpu_attend_head_sparse is the per-KV-head variant (sel.per_head; kv/head_selection.h): each
+// (entry, KV head) of an entry read sparsely attends its g query heads over the pages
+// select_head_pages keeps for that head, copied into a scratch pool of one-head pages (the
+// reference: attention over exactly those pages); dense entries and shared levels as attention()
+// reads them, merged by log-sum-exp as cpu_attend_levels merges.
 #pragma once
 #include "core/tensor.h"
 #include "kv/page_selection.h"
@@ -26,5 +32,12 @@ void cpu_update_page_bounds(const Tensor& kv_pages, const KVCacheShape& kv,
 // windowed layer).
 AttentionStep cpu_sparse_step(const AttentionStep& step, const AttentionShape& shape,
                               const PageSelection& sel, const float* q, const Tensor& bounds);
+
+// out [T, Hq * D]; pages: the layer's page tensor's data (float32 or e4m3 codes) with the step's
+// K/V already appended. Throws as select_head_pages does (an NHD cache, budgets, a windowed
+// layer).
+void cpu_attend_head_sparse(const AttentionStep& step, const AttentionShape& shape,
+                            const PageSelection& sel, const float* q, const void* pages,
+                            const Tensor& bounds, float* out);
 
 }  // namespace nc

@@ -43,6 +43,12 @@ void check_selection(const AttentionStep& step, const PageSelection& sel,
   NC_CHECK(cuda::sparse_head_dim_supported(shape.head_dim),
            "sparse attention: head_dim {} not supported (64, 96, 128, 256)", shape.head_dim);
   NC_CHECK(!step.levels.empty(), "sparse attention plan: no levels");
+  // Per-KV-head selection (kv/head_selection.h) is on the CPU only: its attention reads head
+  // pages (a page stride of one head's block, V Hk blocks after K), which the FlashInfer page
+  // view (attn_common.cuh make_paged_kv) does not express yet (docs/sparse.md).
+  NC_CHECK_AS(ErrorKind::Unsupported, !sel.per_head,
+              "sparse attention: per-KV-head selection (--sparse-per-head) is not implemented on "
+              "the CUDA backend; use per-request selection there");
   check_page_selection(step, sel, shape.kv.page_size, shape.window_left);
 }
 
