@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 PROMPT ?= Write a short poem about the sea.
 CMAKE_FLAGS ?=
 
-.PHONY: setup build run test asan-build cuda-compile-check bench clean format
+.PHONY: setup build run test test-asan-lane test-release-lane asan-build cuda-compile-check bench clean format
 
 setup:
 	./tools/setup.sh
@@ -18,15 +18,36 @@ build: setup
 run: build
 	./$(BUILD)/nanocascade generate --chat "$(PROMPT)"
 
-# The C++ suites run as $(TEST_SHARDS) concurrent shards (tools/gtest_shards.sh; each test runs
-# once): most tests are single-threaded, and CI has 2 cores (docs/testing.md).
+# `make test` runs two lanes at once after the Release build (docs/testing.md): the ASan lane
+# (build the ASan tree, run its suite) and the Release lane (the Release suite, the layering
+# probes, the Python suites, which need only the Release binary). The ASan build is most of the
+# CPU work; the Python suites spend most of their time waiting on the servers they start, so the
+# two lanes fill the cores that either alone leaves idle. The ASan lane runs at a lower priority
+# (nice) so that the Release lane's timing-sensitive tests keep their CPU. Make's --output-sync
+# prints each step's output whole when it ends (a lane's steps in order), and -k lets the other
+# lane finish when one fails: make's summary names the failed lane, and the failing step's output
+# is printed just above it. The C++ suites run as $(TEST_SHARDS) concurrent shards
+# (tools/gtest_shards.sh; each test runs once).
 TEST_SHARDS ?= 2
-test: build asan-build
+ASAN_CMAKE = cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DNC_SANITIZE=ON \
+  -DNC_THIRD_PARTY_FROM=$(abspath $(BUILD)) $(CMAKE_FLAGS)
+test: build
+	@echo "make test: the ASan and Release lanes run at once; each step's output is printed when it ends"
+	@$(MAKE) --no-print-directory -k -j2 --output-sync=line test-asan-lane test-release-lane
+	$(MAKE) --no-print-directory cuda-compile-check
+
+# The ASan lane (after `make build`, which builds the third-party libraries it links).
+test-asan-lane:
+	$(ASAN_CMAKE) >/dev/null
+	nice -n 10 cmake --build $(ASAN_BUILD) -j $(JOBS) --target nc_tests
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  nice -n 10 tools/gtest_shards.sh $(TEST_SHARDS) ./$(ASAN_BUILD)/tests/nc_tests --gtest_brief=1 \
+	  --gtest_filter='-*Slow*'
+
+# The Release lane (after `make build`).
+test-release-lane:
 	tools/gtest_shards.sh $(TEST_SHARDS) ./$(BUILD)/tests/nc_tests --gtest_brief=1
 	ctest --test-dir $(BUILD) -L layering --output-on-failure
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  tools/gtest_shards.sh $(TEST_SHARDS) ./$(ASAN_BUILD)/tests/nc_tests --gtest_brief=1 \
-	  --gtest_filter='-*Slow*'
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_openai_client.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_openai_api.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_tool_calls.py
@@ -36,15 +57,13 @@ test: build asan-build
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/cli/test_cli.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/cli/test_memory_cli.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/cli/test_chat_tmux.py
-	$(MAKE) cuda-compile-check
 
 # The ASan build links the Release build's third-party libraries, uninstrumented and compiled once
 # (cmake/third_party.cmake says why): they are built there first.
 asan-build: setup
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS) --target nc_llama_jinja nc_xgrammar
-	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DNC_SANITIZE=ON \
-	  -DNC_THIRD_PARTY_FROM=$(abspath $(BUILD)) $(CMAKE_FLAGS)
+	$(ASAN_CMAKE)
 	cmake --build $(ASAN_BUILD) -j $(JOBS) --target nc_tests
 
 # The CUDA backend compiles (no GPU needed) wherever nvcc exists, so a break shows at once.
