@@ -383,6 +383,8 @@ cudaError_t launch_sm90_variant(Sm90Params& p, int head_dim, bool soft_cap, cuda
   return soft_cap ? launch_sm90<128, true>(p, stream) : launch_sm90<128, false>(p, stream);
 }
 
+}  // namespace
+
 bool device_is_sm90() {
   static const bool yes = [] {
     int dev = 0, major = 0, minor = 0;
@@ -394,8 +396,6 @@ bool device_is_sm90() {
   }();
   return yes;
 }
-
-}  // namespace
 
 bool sm90_prefill_available(int num_qo_heads, int num_kv_heads, int head_dim) {
   if (head_dim != 128 && head_dim != 64) return false;

@@ -167,6 +167,8 @@ PlanInfo prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t 
 // splits long KV into chunks when the level alone would not fill the GPU (then it also needs a
 // float workspace); the output LSE is base 2, like the FA2 kernels'.
 bool sm90_prefill_available(int num_qo_heads, int num_kv_heads, int head_dim);
+// Whether the current device has compute capability 9.0 (Hopper's wgmma kernels), asked once.
+bool device_is_sm90();
 void sm90_prefill_workspace_size(const PlanQuery& q, size_t* float_bytes, size_t* int_bytes);
 PlanInfo sm90_prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t stream);
 void sm90_prefill_run(const PlanInfo& plan, const PlanWorkspace& ws, const PagedKV& kv,

@@ -10,6 +10,7 @@
 #include <flashinfer/attention/scheduler.cuh>
 
 #include "backend/cuda/cuda_check.cuh"
+#include "backend/cuda/kernels.h"
 #include "backend/cuda/mla_fi_params.cuh"
 #include "backend/cuda/mla_kernels.h"
 
@@ -47,15 +48,7 @@ size_t mla_fi_float_bytes() {
 }
 
 bool mla_fi_sm90_available() {
-  static const bool yes = [] {
-    int dev = 0, major = 0, minor = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return false;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
-      return false;
-    return major == 9 && minor == 0;
-  }();
-  return yes;
+  return device_is_sm90();
 }
 
 std::vector<int64_t> mla_fi_plan(const MlaFiPlanArgs& a, size_t* staged_bytes) {
