@@ -41,6 +41,7 @@ struct PasskeyOptions {
   int first_trial = 0;  // trials before it are skipped (their keys still drawn): a resumed run
   std::string kv_layout = "NHD";
   bool per_head = false;  // EngineConfig::sparse_per_head
+  int page_size = 16, window = 128, sink_pages = 1, dense_layers = 2;  // EngineConfig's defaults
   uint32_t seed = 0;
   std::vector<int> lengths = {1024, 2048, 4096, 7168};
 };
@@ -92,7 +93,13 @@ void parse(int argc, char** argv, PasskeyOptions& p, nc::quality::KlOptions& k) 
     else if (key == "--chunk")
       k.chunk = std::stoi(v);
     else if (key == "--page-size")
-      k.page_size = std::stoi(v);
+      p.page_size = k.page_size = std::stoi(v);
+    else if (key == "--window")
+      p.window = std::stoi(v);
+    else if (key == "--sink-pages")
+      p.sink_pages = std::stoi(v);
+    else if (key == "--dense-layers")
+      p.dense_layers = std::stoi(v);
     else if (key == "--budgets")
       k.budgets = parse_list(v);
     else
@@ -150,6 +157,10 @@ int run_passkey(const PasskeyOptions& o) {
   cfg.max_num_seqs = 2;
   cfg.kv_layout = o.kv_layout;
   cfg.sparse_per_head = o.per_head;
+  cfg.page_size = o.page_size;
+  cfg.sparse_window = o.window;
+  cfg.sparse_sink_pages = o.sink_pages;
+  cfg.sparse_dense_layers = o.dense_layers;
   // The two requests share the prompt's pages; a cascade level would read them densely for
   // both (selection applies to a request's own level), so every page stays in the own level.
   cfg.enable_cascade = false;
@@ -183,6 +194,8 @@ int run_passkey(const PasskeyOptions& o) {
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const int run = o.trials - o.first_trial;
+  std::printf("passkey: page %d, window %d, sink pages %d, dense layers %d\n", o.page_size,
+              o.window, o.sink_pages, o.dense_layers);
   std::printf("passkey: %s, selection per %s; trials %d..%d (%d prompt tokens, lengths",
               o.kv_layout.c_str(), o.per_head ? "KV head" : "request", o.first_trial, o.trials - 1,
               tokens);
