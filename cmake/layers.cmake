@@ -98,6 +98,18 @@ function(nc_layer)
     return()
   endif()
   target_compile_options(${target} PRIVATE ${NC_WARNINGS})
+  if(NC_UNITY)
+    # Unity batches (docs/testing.md): a layer's .cc files compile NC_UNITY_BATCH at a time as one
+    # translation unit, so the headers they share are parsed and instantiated once per batch.
+    # .cu files are not batched (CMake 3.25 batches C and C++ only).
+    set_target_properties(${target} PROPERTIES UNITY_BUILD ON
+                                               UNITY_BUILD_BATCH_SIZE ${NC_UNITY_BATCH})
+    if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+      # GCC warns when a class uses a type of an anonymous namespace in a file that is not the
+      # main file, as a batch's files are not; each such type is still used in one file only.
+      target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wno-subobject-linkage>)
+    endif()
+  endif()
   if(NOT L_EXECUTABLE)
     set_property(GLOBAL APPEND PROPERTY NC_LAYER_LIBRARIES ${target})
   endif()

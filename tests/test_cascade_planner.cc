@@ -14,7 +14,7 @@
 #include "kv/cascade_planner.h"
 
 namespace nc {
-namespace {
+namespace test_cascade_planner {
 
 constexpr int kHq = 4, kHk = 2, kD = 16;
 
@@ -215,8 +215,8 @@ TEST_P(CascadeRandom, MatchesPlainPagedAttention) {
       cost.l2_resident_bytes = 0.0;
       cost.reread_bandwidth_bytes_per_us = cost.bandwidth_bytes_per_us;
       CascadePlan plan = CascadePlanner(ps, mode, cost).plan(sc.reqs);
-      SCOPED_TRACE(testing::Message() << "trial " << trial << " mode " << to_string(mode)
-                                      << " levels " << plan.stats.num_levels);
+      SCOPED_TRACE(::testing::Message() << "trial " << trial << " mode " << to_string(mode)
+                                        << " levels " << plan.stats.num_levels);
       check_structure(sc, plan);
       if (HasFatalFailure()) return;
       EXPECT_LE(plan.stats.kv_bytes_cascade, plan.stats.kv_bytes_plain);
@@ -426,5 +426,5 @@ TEST(CascadeCostModel, MaxSharedLevelsCapsTheDepth) {
   EXPECT_EQ(CascadePlanner(ps, CascadeMode::Always, cost).plan(reqs).stats.num_levels, 6);
 }
 
-}  // namespace
+}  // namespace test_cascade_planner
 }  // namespace nc

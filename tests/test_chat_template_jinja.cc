@@ -20,7 +20,7 @@
 #include "tokenizer/chat_template.h"
 
 namespace nc {
-namespace {
+namespace test_chat_template_jinja {
 
 using ojson = nlohmann::ordered_json;
 
@@ -348,5 +348,5 @@ TEST(ChatTemplateJinja, CodecEncodesOpenAiChatsWithToolsAsText) {
   EXPECT_NE(codec->render_chat_json(msgs, nullptr, false).text, "[hi]");
 }
 
-}  // namespace
+}  // namespace test_chat_template_jinja
 }  // namespace nc

@@ -19,7 +19,7 @@
 #include "cpu_quant_util.h"
 
 namespace nc {
-namespace {
+namespace test_cpu_quant {
 
 using test::kWeightDTypes;
 
@@ -95,7 +95,7 @@ TEST(CpuQuant, MatchesFloat64ReferencesOnEveryPath) {
                 mag += std::fabs(double(w[k]) * xs[size_t(k)]);
               }
               const double got = out[size_t(n * p.M + m)];
-              SCOPED_TRACE(testing::Message()
+              SCOPED_TRACE(::testing::Message()
                            << path_name(t, isa, act) << " K=" << K << " n=" << n << " m=" << m);
               // Int16's min terms use the exact sums of x, not of the quantized values: its
               // check is the (258x tighter) bound below.
@@ -248,5 +248,5 @@ TEST(CpuQuant, BadInputNamesTheValue) {
   set_cpu_activations(saved);
 }
 
-}  // namespace
+}  // namespace test_cpu_quant
 }  // namespace nc

@@ -22,7 +22,7 @@
 #include "kv/page_selection.h"
 
 namespace nc {
-namespace {
+namespace test_cpu_sparse_head {
 
 constexpr int kHq = 4, kHk = 2, kD = 16, kG = kHq / kHk;
 
@@ -308,5 +308,5 @@ TEST(CpuSparseHead, AnNhdCacheIsRefusedNamingTheLayout) {
   }
 }
 
-}  // namespace
+}  // namespace test_cpu_sparse_head
 }  // namespace nc

@@ -19,7 +19,7 @@
 #include "nanocascade/engine.h"
 
 namespace nc {
-namespace {
+namespace test_engine_cascade {
 
 constexpr int kVocab = 300;
 
@@ -135,7 +135,9 @@ std::vector<int32_t> reference_greedy(std::vector<int32_t> seq, int max_tokens) 
   return out;
 }
 
-SamplingParams greedy(int max_tokens) { return fake::greedy_ignoring_eos(max_tokens); }
+SamplingParams greedy(int max_tokens) {
+  return fake::greedy_ignoring_eos(max_tokens);
+}
 
 std::vector<int32_t> random_tokens(std::mt19937& rng, int n) {
   std::vector<int32_t> t(n);
@@ -172,8 +174,8 @@ TEST(EngineCascade, GreedyTokensIdenticalWithCacheAndCascadeOnOrOff) {
     for (int budget : {24, 512}) {
       for (int mask = 0; mask < 4; ++mask) {
         const EngineSetup s = setup(mask & 1, mask & 2, ps, budget);
-        SCOPED_TRACE(testing::Message() << "page " << ps << " budget " << budget << " cache "
-                                        << s.cache << " cascade " << s.cascade);
+        SCOPED_TRACE(::testing::Message() << "page " << ps << " budget " << budget << " cache "
+                                          << s.cache << " cascade " << s.cascade);
         std::vector<int> levels;
         auto e = make_engine(s, &levels);
         // Two waves: the second finds the first's prefixes cached.
@@ -405,7 +407,7 @@ TEST_P(EngineCascadeModel, GreedyTokensIdenticalWithCacheAndCascadeOnOrOff) {
   for (int ps : {1, 4, 16}) {
     std::vector<std::vector<int32_t>> base;
     for (int mask = 0; mask < 4; ++mask) {
-      SCOPED_TRACE(testing::Message()
+      SCOPED_TRACE(::testing::Message()
                    << "page " << ps << " cache " << (mask & 1) << " cascade " << (mask >> 1));
       auto e = tiny_engine(dir, mask & 1, mask & 2, ps);
       std::vector<std::vector<int32_t>> got;
@@ -477,5 +479,5 @@ std::string tiny_name(const ::testing::TestParamInfo<std::string>& p) {
 INSTANTIATE_TEST_SUITE_P(Tiny, EngineCascadeModel,
                          ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3"), tiny_name);
 
-}  // namespace
+}  // namespace test_engine_cascade
 }  // namespace nc

@@ -18,7 +18,7 @@
 #include "nanocascade/memory_hooks.h"
 
 namespace nc {
-namespace {
+namespace test_engine_host_tier {
 
 constexpr int kVocab = 300;
 
@@ -263,5 +263,5 @@ TEST(EngineHostTierConfig, TheMemoryPlanShowsTheHostPagesTheEngineMakes) {
   EXPECT_EQ(plan_memory(cfg, model, 4096).host_pages, 0);
 }
 
-}  // namespace
+}  // namespace test_engine_host_tier
 }  // namespace nc

@@ -24,7 +24,7 @@
 #include "server/request_parser.h"
 
 namespace nc {
-namespace {
+namespace test_engine_sparse {
 
 const std::string kModel = "tiny-llama";
 
@@ -283,5 +283,5 @@ TEST(EngineSparse, RequestFieldSparseBudget) {
   }
 }
 
-}  // namespace
+}  // namespace test_engine_sparse
 }  // namespace nc

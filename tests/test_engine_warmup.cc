@@ -9,7 +9,7 @@
 #include "nanocascade/engine.h"
 
 namespace nc {
-namespace {
+namespace test_engine_warmup {
 
 constexpr int kVocab = 300;
 
@@ -96,5 +96,5 @@ TEST(EngineWarmup, RefusesAnEngineWithRequests) {
   EXPECT_FALSE(engine.has_unfinished());
 }
 
-}  // namespace
+}  // namespace test_engine_warmup
 }  // namespace nc

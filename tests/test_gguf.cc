@@ -14,7 +14,7 @@
 #include "formats/gguf.h"
 
 namespace nc {
-namespace {
+namespace test_gguf {
 
 using nlohmann::json;
 
@@ -454,5 +454,5 @@ TEST_F(GgufModel, DequantizedTensorsMatchGgufPy) {
   }
 }
 
-}  // namespace
+}  // namespace test_gguf
 }  // namespace nc

@@ -17,7 +17,7 @@
 #include "server/server.h"
 
 namespace nc {
-namespace {
+namespace test_http_parking {
 
 using test::seconds_since;
 using test::send_all;
@@ -164,5 +164,5 @@ TEST(HttpParking, StopClosesParkedConnectionsAtOnce) {
   }
 }
 
-}  // namespace
+}  // namespace test_http_parking
 }  // namespace nc

@@ -16,7 +16,7 @@
 #include "nanocascade/engine.h"
 
 namespace nc {
-namespace {
+namespace test_long_context {
 
 constexpr int kVocab = 300;
 constexpr int kLongContext = 131072;
@@ -226,5 +226,5 @@ TEST(LongContextEngine, ContextBeyondTheModelsMaximumIsAClearError) {
   }
 }
 
-}  // namespace
+}  // namespace test_long_context
 }  // namespace nc

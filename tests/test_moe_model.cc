@@ -19,7 +19,7 @@
 #include "seq_runner.h"
 
 namespace nc {
-namespace {
+namespace test_moe_model {
 
 std::string fixture() {
   return testing::fixtures_dir() + "/tiny-qwen3-moe";
@@ -233,5 +233,5 @@ TEST(MoeWeights, StackedFormsGiveTheSameLogits) {
   }
 }
 
-}  // namespace
+}  // namespace test_moe_model
 }  // namespace nc

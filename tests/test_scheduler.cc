@@ -14,7 +14,7 @@
 #include "fake_model.h"
 
 namespace nc {
-namespace {
+namespace test_scheduler {
 
 constexpr int kVocab = 300;
 
@@ -106,13 +106,11 @@ void expect_reference(const std::vector<Job>& jobs, const RunResult& r) {
   }
 }
 
-}  // namespace
-
 TEST(Scheduler, MatchesReferenceUnderBudgetsAndPageSizes) {
   const auto jobs = random_jobs(24, 90, 20, 1);
   for (int page : {1, 4, 16, 64}) {
     for (int budget : {7, 32, 512}) {
-      SCOPED_TRACE(testing::Message() << "page " << page << " budget " << budget);
+      SCOPED_TRACE(::testing::Message() << "page " << page << " budget " << budget);
       const RunResult r = run(jobs, {page, budget, 256}, 4096);
       expect_reference(jobs, r);
       EXPECT_EQ(r.preemptions, 0);
@@ -313,4 +311,5 @@ TEST(Scheduler, PlaceholdersOfAsynchronousScheduling) {
   sched.check_invariants();
 }
 
+}  // namespace test_scheduler
 }  // namespace nc

@@ -30,7 +30,7 @@
 #include "nanocascade/engine.h"
 
 namespace nc {
-namespace {
+namespace test_streaming_model {
 
 constexpr int kPage = 4, kWindow = 8, kPrompt = 20;
 
@@ -250,5 +250,5 @@ TEST(StreamingModelLong, ThousandsOfTokensStayInSinksPlusWindowPages) {
       static_cast<long long>(s.streaming.evictions));
 }
 
-}  // namespace
+}  // namespace test_streaming_model
 }  // namespace nc

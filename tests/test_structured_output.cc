@@ -16,7 +16,7 @@
 #include "nanocascade/engine.h"
 
 namespace nc {
-namespace {
+namespace test_structured_output {
 
 constexpr int kVocab = 300;
 
@@ -250,5 +250,5 @@ TEST(GrammarCache, StaysBoundedSlow) {  // "Slow": 1100 compilations, not in the
   EXPECT_FALSE(m->accept('x'));
 }
 
-}  // namespace
+}  // namespace test_structured_output
 }  // namespace nc

@@ -18,7 +18,7 @@
 #include "nanocascade/engine.h"
 
 namespace nc {
-namespace {
+namespace test_structured_pipeline {
 
 constexpr int kVocab = 300;
 
@@ -215,5 +215,5 @@ TEST(GrammarCache, ACodecWithoutTextGetsASyntheticVocabulary) {
   EXPECT_LT(pieces, 20000 / 10);
 }
 
-}  // namespace
+}  // namespace test_structured_pipeline
 }  // namespace nc

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/json_file.h"
+#include "core/tensor.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "model/deepseek.h"
@@ -17,10 +18,6 @@ namespace nc {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  return fmt::format("[{}]", fmt::join(s, ", "));
-}
 
 // "blk.<N>.<rest>": N as a plain decimal layer index, or -1 when the name has another form.
 int64_t gguf_block_index(const std::string& name, std::string* rest) {

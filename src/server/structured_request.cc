@@ -9,21 +9,20 @@ namespace nc::server {
 namespace {
 
 // Ordered: a schema keeps the request's property order (xgrammar writes properties in it).
-using json = nlohmann::ordered_json;
 using ojson = nlohmann::ordered_json;
 using Kind = StructuredOutput::Kind;
 
-const json* field(const json& obj, const char* key) {
+const ojson* present_field(const ojson& obj, const char* key) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return nullptr;
   return &*it;
 }
 
 // A schema given as an object or as its JSON text (vLLM accepts both).
-std::string schema_text(const json& v, const std::string& param) {
+std::string schema_text(const ojson& v, const std::string& param) {
   if (v.is_object() || v.is_boolean()) return v.dump();
   if (v.is_string()) {
-    json parsed = json::parse(v.get<std::string>(), nullptr, /*allow_exceptions=*/false);
+    ojson parsed = ojson::parse(v.get<std::string>(), nullptr, /*allow_exceptions=*/false);
     if (parsed.is_discarded() || !(parsed.is_object() || parsed.is_boolean()))
       throw invalid_param(param, fmt::format("'{}' must be a JSON schema", param));
     return parsed.dump();
@@ -31,18 +30,18 @@ std::string schema_text(const json& v, const std::string& param) {
   throw invalid_param(param, fmt::format("'{}' must be a JSON schema (an object)", param));
 }
 
-std::string nonempty_string(const json& v, const std::string& param) {
+std::string nonempty_string(const ojson& v, const std::string& param) {
   if (!v.is_string() || v.get_ref<const std::string&>().empty())
     throw invalid_param(param, fmt::format("'{}' must be a non-empty string", param));
   return v.get<std::string>();
 }
 
 // The regular expression that matches exactly one of the strings.
-std::string choice_regex(const json& v, const std::string& param) {
+std::string choice_regex(const ojson& v, const std::string& param) {
   if (!v.is_array() || v.empty())
     throw invalid_param(param, fmt::format("'{}' must be a non-empty array of strings", param));
   std::string re;
-  for (const json& c : v) {
+  for (const ojson& c : v) {
     const std::string s = nonempty_string(c, param);
     if (!re.empty()) re += '|';
     re += '(';
@@ -55,18 +54,18 @@ std::string choice_regex(const json& v, const std::string& param) {
   return re;
 }
 
-StructuredOutput from_response_format(const json& rf) {
+StructuredOutput from_response_format(const ojson& rf) {
   if (!rf.is_object())
     throw invalid_param("response_format", "'response_format' must be an object");
-  const json* t = field(rf, "type");
+  const ojson* t = present_field(rf, "type");
   const std::string type = t && t->is_string() ? t->get<std::string>() : "text";
   if (type == "text") return {};
   if (type == "json_object") return {Kind::Json, ""};
   if (type == "json_schema") {
-    const json* js = field(rf, "json_schema");
+    const ojson* js = present_field(rf, "json_schema");
     if (!js || !js->is_object())
       throw invalid_param("response_format", "'response_format.json_schema' must be an object");
-    const json* schema = field(*js, "schema");
+    const ojson* schema = present_field(*js, "schema");
     // A json_schema without a schema allows any JSON object.
     return {Kind::JsonSchema, schema ? schema_text(*schema, "response_format") : "{}"};
   }
@@ -78,18 +77,21 @@ StructuredOutput from_response_format(const json& rf) {
 }
 
 // vLLM's structured_outputs object: exactly one of its keys.
-StructuredOutput from_structured_outputs(const json& so) {
+StructuredOutput from_structured_outputs(const ojson& so) {
   const std::string p = "structured_outputs";
   if (!so.is_object()) throw invalid_param(p, "'structured_outputs' must be an object");
   std::vector<StructuredOutput> found;
-  if (const json* v = field(so, "json")) found.push_back({Kind::JsonSchema, schema_text(*v, p)});
-  if (const json* v = field(so, "regex")) found.push_back({Kind::Regex, nonempty_string(*v, p)});
-  if (const json* v = field(so, "grammar"))
+  if (const ojson* v = present_field(so, "json"))
+    found.push_back({Kind::JsonSchema, schema_text(*v, p)});
+  if (const ojson* v = present_field(so, "regex"))
+    found.push_back({Kind::Regex, nonempty_string(*v, p)});
+  if (const ojson* v = present_field(so, "grammar"))
     found.push_back({Kind::Grammar, nonempty_string(*v, p)});
-  if (const json* v = field(so, "choice")) found.push_back({Kind::Regex, choice_regex(*v, p)});
-  if (const json* v = field(so, "json_object"); v && v->is_boolean() && v->get<bool>())
+  if (const ojson* v = present_field(so, "choice"))
+    found.push_back({Kind::Regex, choice_regex(*v, p)});
+  if (const ojson* v = present_field(so, "json_object"); v && v->is_boolean() && v->get<bool>())
     found.push_back({Kind::Json, ""});
-  if (const json* v = field(so, "structural_tag")) {
+  if (const ojson* v = present_field(so, "structural_tag")) {
     const std::string text = v->is_string() ? v->get<std::string>() : v->dump();
     found.push_back({Kind::StructuralTag, text});
   }
@@ -104,7 +106,7 @@ StructuredOutput from_structured_outputs(const json& so) {
 // calls are the entries of one JSON list: `list_entry` leaves its brackets to the caller.
 ojson call_tag(const ojson& tool, ToolFormat format, bool list_entry) {
   const ojson& fn = tool["function"];
-  const std::string name = json(fn["name"].get<std::string>()).dump();  // quoted, escaped
+  const std::string name = ojson(fn["name"].get<std::string>()).dump();  // quoted, escaped
   ojson params = fn.contains("parameters") && fn["parameters"].is_object()
                      ? fn["parameters"]
                      : ojson{{"type", "object"}};
@@ -158,7 +160,7 @@ bool needs_structured(const nlohmann::json& body) {
   return false;
 }
 
-StructuredRequest parse_structured(const json& body) {
+StructuredRequest parse_structured(const ojson& body) {
   std::vector<StructuredRequest> found;
   auto add = [&](StructuredOutput s, const char* param) {
     StructuredRequest r;
@@ -166,19 +168,19 @@ StructuredRequest parse_structured(const json& body) {
     r.param = param;
     found.push_back(std::move(r));
   };
-  if (const json* rf = field(body, "response_format")) {
+  if (const ojson* rf = present_field(body, "response_format")) {
     StructuredOutput s = from_response_format(*rf);
     if (s.active()) add(std::move(s), "response_format");
   }
-  if (const json* v = field(body, "guided_json"))
+  if (const ojson* v = present_field(body, "guided_json"))
     add(StructuredOutput{Kind::JsonSchema, schema_text(*v, "guided_json")}, "guided_json");
-  if (const json* v = field(body, "guided_regex"))
+  if (const ojson* v = present_field(body, "guided_regex"))
     add(StructuredOutput{Kind::Regex, nonempty_string(*v, "guided_regex")}, "guided_regex");
-  if (const json* v = field(body, "guided_grammar"))
+  if (const ojson* v = present_field(body, "guided_grammar"))
     add(StructuredOutput{Kind::Grammar, nonempty_string(*v, "guided_grammar")}, "guided_grammar");
-  if (const json* v = field(body, "guided_choice"))
+  if (const ojson* v = present_field(body, "guided_choice"))
     add(StructuredOutput{Kind::Regex, choice_regex(*v, "guided_choice")}, "guided_choice");
-  if (const json* v = field(body, "structured_outputs"))
+  if (const ojson* v = present_field(body, "structured_outputs"))
     add(from_structured_outputs(*v), "structured_outputs");
   if (found.size() > 1)
     throw invalid_param(found[1].param,

@@ -25,7 +25,7 @@ const attn::RowKernels& row_kernels() {
   return k;
 }
 
-float* f32(const Tensor& t, const char* what) {
+float* f32_data(const Tensor& t, const char* what) {
   t.expect_dtype(DType::F32, what);
   t.expect_device(Device::CPU, what);
   t.expect_contiguous(what);
@@ -132,10 +132,10 @@ void cpu_mla_attention(const AttentionStep& step, const AttentionShape& s, const
   NC_CHECK(pages_t.numel() == int64_t(s.kv.num_pages) * s.kv.elems_per_page(),
            "mla: page tensor of shape {} for {} pages of {} values", shape_str(pages_t.shape()),
            s.kv.num_pages, s.kv.elems_per_page());
-  float* pages = f32(pages_t, "mla pages");
-  cpu_mla_append(step.levels.back(), s.kv, f32(latent, "mla latent"), pages);
-  float* o = f32(out, "mla output");
-  const float* pq = f32(q, "mla q");
+  float* pages = f32_data(pages_t, "mla pages");
+  cpu_mla_append(step.levels.back(), s.kv, f32_data(latent, "mla latent"), pages);
+  float* o = f32_data(out, "mla output");
+  const float* pq = f32_data(q, "mla q");
   if (step.levels.size() == 1) {
     cpu_mla_paged_attention(step.levels[0], s, pq, pages, o, nullptr);
     return;
@@ -158,9 +158,9 @@ void cpu_head_linear(const Tensor& x, const Tensor& w, Tensor out) {
            "head_linear: w {} does not fit x {} and out {}", shape_str(w.shape()),
            shape_str(x.shape()), shape_str(out.shape()));
   const int64_t Sx = x.dim(1) / H, So = out.dim(1) / H;
-  const float* px = f32(x, "head_linear x");
-  const float* pw = f32(w, "head_linear w");
-  float* po = f32(out, "head_linear out");
+  const float* px = f32_data(x, "head_linear x");
+  const float* pw = f32_data(w, "head_linear w");
+  float* po = f32_data(out, "head_linear out");
   ThreadPool::global().parallel_for(T * H, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t t = item / H, h = item % H;
@@ -201,9 +201,10 @@ void cpu_mla_rope_norm(const Tensor& q, const Tensor& kv_a, const Tensor& kv_nor
   q_mla.expect_shape({T, H * D}, "mla_rope_norm q_mla");
   latent.expect_shape({T, D}, "mla_rope_norm latent");
   const int32_t* pos = positions.ptr<int32_t>();
-  const float *pq = f32(q, "mla q"), *pa = f32(kv_a, "mla kv_a"), *pw = f32(kv_norm, "mla norm");
-  const float* cs = f32(cos_sin, "mla rope table");
-  float *qo = f32(q_mla, "mla q_mla"), *lat = f32(latent, "mla latent");
+  const float *pq = f32_data(q, "mla q"), *pa = f32_data(kv_a, "mla kv_a"),
+              *pw = f32_data(kv_norm, "mla norm");
+  const float* cs = f32_data(cos_sin, "mla rope table");
+  float *qo = f32_data(q_mla, "mla q_mla"), *lat = f32_data(latent, "mla latent");
   const int half = int(Dr / 2);
   for (int64_t t = 0; t < T; ++t) {
     NC_CHECK(pos[t] >= 0 && pos[t] < max_pos, "mla_rope_norm: position {} outside [0, {})", pos[t],

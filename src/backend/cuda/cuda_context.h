@@ -26,6 +26,13 @@ namespace nc::cuda_host {
 void cuda_check(cudaError_t e, const char* what);
 void cublas_check(cublasStatus_t s, const char* what);
 
+// Sets one attribute of a cuBLASLt matmul descriptor (nc::Error naming `what` on failure).
+template <typename T>
+void set_lt_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, const T& value,
+                 const char* what) {
+  cublas_check(cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof(value)), what);
+}
+
 // Runs a kernels.h call, turning its std::runtime_error into nc::Error.
 template <typename F>
 void k_call(F&& f) {

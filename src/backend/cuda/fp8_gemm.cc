@@ -9,12 +9,6 @@
 namespace nc::cuda_host {
 namespace {
 
-template <typename T>
-void set_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, const T& value,
-              const char* what) {
-  cublas_check(cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof(value)), what);
-}
-
 int env_rows(const char* name, int fallback) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return fallback;
@@ -323,9 +317,9 @@ void Fp8Gemm::run_lt(const Chunk& c, const Plan& p, Fp8Path path, bool product_o
   const cudaStream_t s = ctx_->stream;
   const LtLayouts& lt = p.lt;
   if (path == Fp8Path::LtOuter) {
-    set_desc(lt.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, c.w_scale, "fp8 a scale");
-    set_desc(lt.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, scales, "fp8 b scale");
-    if (p.bias_fused) set_desc(lt.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, c.bias, "fp8 bias");
+    set_lt_desc(lt.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, c.w_scale, "fp8 a scale");
+    set_lt_desc(lt.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, scales, "fp8 b scale");
+    if (p.bias_fused) set_lt_desc(lt.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, c.bias, "fp8 bias");
   }
   const float alpha = 1.0f, beta = 0.0f;
   cublas_check(

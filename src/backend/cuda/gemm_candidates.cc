@@ -17,12 +17,6 @@ constexpr int kSplits[] = {2, 4, 8, 16};
 // A split keeps at least this many K elements.
 constexpr int64_t kMinSplitK = 128;
 
-template <typename T>
-void set_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, const T& value,
-              const char* what) {
-  cublas_check(cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof(value)), what);
-}
-
 // Every setting of a cuBLASLt algorithm, with its size in bytes (cublasLt.h).
 struct AlgoSetting {
   cublasLtMatmulAlgoConfigAttributes_t attr;
@@ -135,12 +129,12 @@ void add_split_variants(const Context& ctx, const LtLayouts& lt, const GemmArgs&
 LtLayouts make_lt_layouts(const GemmArgs& a) {
   LtLayouts g;
   cublas_check(cublasLtMatmulDescCreate(&g.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
-  set_desc(g.desc, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T, "transa");
-  set_desc(g.desc, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N, "transb");
+  set_lt_desc(g.desc, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T, "transa");
+  set_lt_desc(g.desc, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N, "transb");
   if (a.bias) {
-    set_desc(g.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_BIAS, "epilogue");
+    set_lt_desc(g.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_BIAS, "epilogue");
     const cudaDataType_t bt = a.f32_out ? CUDA_R_32F : CUDA_R_16BF;
-    set_desc(g.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, bt, "bias type");
+    set_lt_desc(g.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, bt, "bias type");
   }
   cublas_check(cublasLtMatrixLayoutCreate(&g.a, CUDA_R_16BF, a.k, a.m, a.k), "layout a");
   cublas_check(cublasLtMatrixLayoutCreate(&g.b, CUDA_R_16BF, a.k, a.n, a.k), "layout b");
@@ -235,7 +229,7 @@ cublasStatus_t launch_candidate(const Context& ctx, const LtLayouts& lt, const G
     k_call([&] { cuda::gemv_bf16(a.x, a.w, a.bias, a.out, a.f32_out, a.n, a.m, a.k, ctx.stream); });
     return CUBLAS_STATUS_SUCCESS;
   }
-  if (a.bias) set_desc(lt.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, a.bias, "bias pointer");
+  if (a.bias) set_lt_desc(lt.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, a.bias, "bias pointer");
   const float alpha = 1.0f, beta = 0.0f;
   // Column-major view: out^T [M, N] = W [M, K] (stored as K x M, transposed) * x^T [K, N].
   return cublasLtMatmul(ctx.lt, lt.desc, &alpha, a.w, lt.a, a.x, lt.b, &beta, a.out, lt.c, a.out,
