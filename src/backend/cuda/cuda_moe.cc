@@ -40,6 +40,9 @@ void CudaMoe::route(const Tensor& logits, const Tensor& bias, const MoeRouting& 
                     Tensor weights) {
   r.validate();
   NC_CHECK(r.n_group <= 64, "moe_route: n_group {} above 64 is not supported on CUDA", r.n_group);
+  NC_CHECK(r.num_experts <= cuda::kMaxRouteExperts,
+           "moe_route: {} experts; CUDA routing takes at most {}", r.num_experts,
+           cuda::kMaxRouteExperts);
   const int64_t T = logits.dim(0), k = r.top_k;
   logits.expect_shape({T, r.num_experts}, "moe_route logits");
   ids.expect_shape({T, k}, "moe_route ids");

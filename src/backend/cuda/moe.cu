@@ -73,17 +73,18 @@ __global__ void route_kernel(const float* logits, const float* bias, int T, MoeR
   int32_t* my_ids = ids + int64_t(t) * k;
   float* my_w = weights + int64_t(t) * k;
   float sum = 0;
+  // The experts already chosen, as a bit set in registers/local memory: reading them back from
+  // `ids` (global memory just written) cost ~0.4 ms a call on an H100, more than the GEMMs.
+  uint32_t taken[kMaxRouteExperts / 32] = {};
   for (int j = 0; j < k; ++j) {
     int best_e = -1;
     float best = 0;
     for (int e = 0; e < E; ++e) {
-      if (!((groups >> (e / per)) & 1)) continue;
-      bool taken = false;
-      for (int i = 0; i < j; ++i) taken = taken || my_ids[i] == e;
-      if (taken) continue;
+      if (!((groups >> (e / per)) & 1) || ((taken[e >> 5] >> (e & 31)) & 1)) continue;
       const float c = s.choice(e);
       if (best_e < 0 || c > best) best_e = e, best = c;  // ties: the lower expert
     }
+    taken[best_e >> 5] |= 1u << (best_e & 31);
     my_ids[j] = best_e;
     my_w[j] = s.score(best_e);
     sum += my_w[j];
@@ -132,16 +133,23 @@ __global__ void count_kernel(const int32_t* ids, int64_t pairs, int E, int* coun
   if (i < pairs && ids[i] >= 0 && ids[i] < E) atomicAdd(&counts[ids[i]], 1);
 }
 
-// One thread: segment offsets and the row tiles (expert, first row) in expert order.
+// Segment offsets and the row tiles (expert, first row) in expert order: one block, a thread per
+// expert summing the counts before its own (E <= kMaxRouteExperts: a few microseconds; one
+// thread walking all experts cost tens).
 __global__ void plan_kernel(const int* counts, int E, int* offsets, int2* tiles, int* num_tiles) {
-  int off = 0, n = 0;
-  for (int e = 0; e < E; ++e) {
+  for (int e = threadIdx.x; e <= E; e += blockDim.x) {
+    int off = 0, n = 0;
+    for (int i = 0; i < e; ++i) {
+      off += counts[i];
+      n += (counts[i] + kBM - 1) / kBM;
+    }
     offsets[e] = off;
+    if (e == E) {
+      *num_tiles = n;
+      continue;
+    }
     for (int r = 0; r < counts[e]; r += kBM) tiles[n++] = make_int2(e, off + r);
-    off += counts[e];
   }
-  offsets[E] = off;
-  *num_tiles = n;
 }
 
 __global__ void scatter_kernel(const int32_t* ids, int64_t pairs, int k, int E, const int* offsets,
@@ -278,8 +286,8 @@ void moe_experts_bf16(const void* x, const int32_t* ids, const float* weights, c
   check_cuda(cudaMemsetAsync(counts, 0, sizeof(int) * 2 * size_t(E), stream), "moe memset");
   count_kernel<<<blocks_for(pairs, 256), 256, 0, stream>>>(ids, pairs, E, counts);
   check_launch("moe count");
-  plan_kernel<<<1, 1, 0, stream>>>(counts, E, offsets, reinterpret_cast<int2*>(base + l.tiles),
-                                   reinterpret_cast<int*>(base + l.num_tiles));
+  plan_kernel<<<1, 256, 0, stream>>>(counts, E, offsets, reinterpret_cast<int2*>(base + l.tiles),
+                                     reinterpret_cast<int*>(base + l.num_tiles));
   check_launch("moe plan");
   scatter_kernel<<<blocks_for(pairs, 256), 256, 0, stream>>>(ids, pairs, k, E, offsets, counts + E,
                                                              pair_pos, src_token);

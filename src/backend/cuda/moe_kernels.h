@@ -29,6 +29,8 @@
 namespace nc::cuda {
 
 constexpr int kMoeTileRows = 64;
+// The most experts the routing kernel takes (its chosen-expert bit set lives in registers).
+constexpr int kMaxRouteExperts = 1024;
 
 enum class MoeGemmPath { Simt, Grouped };
 
