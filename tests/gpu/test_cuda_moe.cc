@@ -43,7 +43,17 @@ TEST_F(CudaMoe, RoutingMatchesCpuInEveryMode) {
        .n_group = 8,
        .topk_group = 3,
        .renormalize = true,
-       .scaling = 2.5f}};  // V3 noaux_tc
+       .scaling = 2.5f},  // V3 noaux_tc
+      // The real sizes: Qwen3-30B-A3B (4 experts a lane of the routing warp) and DeepSeek-V3
+      // (8 a lane, 8 groups of 32).
+      {.num_experts = 128, .top_k = 8, .renormalize = true},
+      {.num_experts = 256,
+       .top_k = 8,
+       .scoring = MoeScoring::Sigmoid,
+       .n_group = 8,
+       .topk_group = 4,
+       .renormalize = true,
+       .scaling = 2.5f}};
   for (const MoeRouting& r : modes) {
     SCOPED_TRACE(r.num_experts);
     const int64_t T = 37, E = r.num_experts, k = r.top_k;

@@ -19,80 +19,136 @@ unsigned blocks_for(int64_t n, int threads) {
   return unsigned((n + threads - 1) / threads);
 }
 
-// ---- routing: one thread per token ----
+// ---- routing: a warp per token ----
+//
+// Lane l holds the choice values of experts l, l + 32, l + 64, ... in registers. Reductions are
+// xor butterflies: every lane ends with the same value, as float addition and max are
+// commutative. Ties go to the lower expert (and the lower group), as on the CPU.
 
-struct Scores {
-  const float* l;
-  const float* bias;
-  float max, sum;
-  bool sigmoid;
-  __device__ float score(int e) const {
-    return sigmoid ? 1.0f / (1.0f + expf(-l[e])) : expf(l[e] - max) / sum;
+constexpr int kRouteWarps = 4;                        // tokens per block
+constexpr int kRoutePerLane = kMaxRouteExperts / 32;  // experts per lane, at most
+
+// The better of two candidates (value, expert); expert -1 is none.
+__device__ inline void better(float& v, int& e, float ov, int oe) {
+  if (oe >= 0 && (e < 0 || ov > v || (ov == v && oe < e))) v = ov, e = oe;
+}
+
+__device__ inline void warp_argmax(float& v, int& e) {
+  for (int off = 16; off > 0; off >>= 1) {
+    const float ov = __shfl_xor_sync(~0u, v, off);
+    const int oe = __shfl_xor_sync(~0u, e, off);
+    better(v, e, ov, oe);
   }
-  __device__ float choice(int e) const { return score(e) + (sigmoid && bias ? bias[e] : 0.0f); }
-};
+}
 
-// A group's rank: its best choice (softmax) or the sum of its two best (sigmoid).
-__device__ float group_score(const Scores& s, int g, int per) {
-  float a = -FLT_MAX, b = -FLT_MAX;
-  for (int e = g * per; e < (g + 1) * per; ++e) {
-    const float c = s.choice(e);
-    if (c > a) {
-      b = a;
-      a = c;
-    } else if (c > b) {
-      b = c;
+__device__ inline float warp_sum(float v) {
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(~0u, v, off);
+  return v;
+}
+
+__device__ inline float warp_max(float v) {
+  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(~0u, v, off));
+  return v;
+}
+
+// The eligible groups (bit g) of grouped top-k: the topk_group groups of highest rank, a group's
+// rank its best choice (softmax) or the sum of its two best (sigmoid).
+__device__ uint64_t eligible_groups(const float (&c)[kRoutePerLane], int lane, int E,
+                                    const MoeRouteParams& p) {
+  if (p.n_group <= 1 || p.topk_group >= p.n_group) return ~uint64_t(0);
+  const int per = E / p.n_group;
+  float rank[64];
+  for (int g = 0; g < p.n_group; ++g) {
+    float a = -FLT_MAX, b = -FLT_MAX;  // this lane's two best in group g
+#pragma unroll
+    for (int i = 0; i < kRoutePerLane; ++i) {
+      const int e = lane + 32 * i;
+      if (e < g * per || e >= (g + 1) * per) continue;
+      if (c[i] > a) {
+        b = a;
+        a = c[i];
+      } else if (c[i] > b) {
+        b = c[i];
+      }
     }
+    for (int off = 16; off > 0; off >>= 1) {
+      const float oa = __shfl_xor_sync(~0u, a, off), ob = __shfl_xor_sync(~0u, b, off);
+      const float hi = fmaxf(a, oa);
+      b = fmaxf(fminf(a, oa), fmaxf(b, ob));
+      a = hi;
+    }
+    rank[g] = p.sigmoid ? a + b : a;
   }
-  return s.sigmoid ? a + b : a;
+  uint64_t groups = 0;
+  for (int sel = 0; sel < p.topk_group; ++sel) {
+    int best_g = -1;
+    float best = 0;
+    for (int g = 0; g < p.n_group; ++g) {
+      if ((groups >> g) & 1) continue;
+      if (best_g < 0 || rank[g] > best) best_g = g, best = rank[g];
+    }
+    groups |= uint64_t(1) << best_g;
+  }
+  return groups;
 }
 
 __global__ void route_kernel(const float* logits, const float* bias, int T, MoeRouteParams p,
                              int32_t* ids, float* weights) {
-  const int t = blockIdx.x * blockDim.x + threadIdx.x;
-  if (t >= T) return;
+  const int lane = threadIdx.x % 32;
+  const int t = blockIdx.x * kRouteWarps + threadIdx.x / 32;
+  if (t >= T) return;  // a whole warp leaves together
   const int E = p.num_experts, k = p.top_k, per = E / p.n_group;
-  Scores s{logits + int64_t(t) * E, bias, -FLT_MAX, 0.0f, p.sigmoid};
-  for (int e = 0; e < E; ++e) s.max = fmaxf(s.max, s.l[e]);
-  if (!p.sigmoid)
-    for (int e = 0; e < E; ++e) s.sum += expf(s.l[e] - s.max);
-  uint64_t groups = ~uint64_t(0);  // eligible groups
-  if (p.n_group > 1 && p.topk_group < p.n_group) {
-    groups = 0;
-    for (int sel = 0; sel < p.topk_group; ++sel) {
-      int best_g = -1;
-      float best = 0;
-      for (int g = 0; g < p.n_group; ++g) {
-        if ((groups >> g) & 1) continue;
-        const float gs = group_score(s, g, per);
-        if (best_g < 0 || gs > best) best_g = g, best = gs;  // ties: the lower group
-      }
-      groups |= uint64_t(1) << best_g;
-    }
+  const float* l = logits + int64_t(t) * E;
+  float c[kRoutePerLane];
+  float m = -FLT_MAX;
+#pragma unroll
+  for (int i = 0; i < kRoutePerLane; ++i) {
+    const int e = lane + 32 * i;
+    c[i] = e < E ? l[e] : -FLT_MAX;
+    m = fmaxf(m, c[i]);
   }
-  int32_t* my_ids = ids + int64_t(t) * k;
-  float* my_w = weights + int64_t(t) * k;
+  m = warp_max(m);
   float sum = 0;
-  // The experts already chosen, as a bit set in registers/local memory: reading them back from
-  // `ids` (global memory just written) cost ~0.4 ms a call on an H100, more than the GEMMs.
-  uint32_t taken[kMaxRouteExperts / 32] = {};
-  for (int j = 0; j < k; ++j) {
-    int best_e = -1;
-    float best = 0;
-    for (int e = 0; e < E; ++e) {
-      if (!((groups >> (e / per)) & 1) || ((taken[e >> 5] >> (e & 31)) & 1)) continue;
-      const float c = s.choice(e);
-      if (best_e < 0 || c > best) best_e = e, best = c;  // ties: the lower expert
-    }
-    taken[best_e >> 5] |= 1u << (best_e & 31);
-    my_ids[j] = best_e;
-    my_w[j] = s.score(best_e);
-    sum += my_w[j];
+  if (!p.sigmoid) {
+#pragma unroll
+    for (int i = 0; i < kRoutePerLane; ++i)
+      if (lane + 32 * i < E) sum += expf(c[i] - m);
+    sum = warp_sum(sum);
   }
-  if (p.renormalize && p.sigmoid) sum += 1e-20f;
+  auto score = [&](float logit) {
+    return p.sigmoid ? 1.0f / (1.0f + expf(-logit)) : expf(logit - m) / sum;
+  };
+#pragma unroll
+  for (int i = 0; i < kRoutePerLane; ++i) {
+    const int e = lane + 32 * i;
+    if (e < E) c[i] = score(c[i]) + (p.sigmoid && bias ? bias[e] : 0.0f);
+  }
+  const uint64_t groups = eligible_groups(c, lane, E, p);
+  uint32_t taken = 0;  // bit i: this lane's expert lane + 32 i is chosen
+  float total = 0;
   for (int j = 0; j < k; ++j) {
-    if (p.renormalize) my_w[j] /= sum;
-    my_w[j] *= p.scaling;
+    float v = 0;
+    int best_e = -1;
+#pragma unroll
+    for (int i = 0; i < kRoutePerLane; ++i) {
+      const int e = lane + 32 * i;
+      if (e < E && ((groups >> (e / per)) & 1) && !((taken >> i) & 1)) better(v, best_e, c[i], e);
+    }
+    warp_argmax(v, best_e);
+    if ((best_e & 31) == lane) taken |= 1u << (best_e >> 5);
+    const float w = score(l[best_e]);
+    total += w;
+    if (lane == 0) {
+      ids[int64_t(t) * k + j] = best_e;
+      weights[int64_t(t) * k + j] = w;
+    }
+  }
+  if (lane != 0) return;
+  if (p.renormalize && p.sigmoid) total += 1e-20f;
+  for (int j = 0; j < k; ++j) {
+    float& w = weights[int64_t(t) * k + j];
+    if (p.renormalize) w /= total;
+    w *= p.scaling;
   }
 }
 
@@ -258,7 +314,10 @@ void moe_route_f32(const float* logits, const float* bias, int tokens, const Moe
   if (tokens == 0) return;
   if (p.n_group < 1 || p.n_group > 64 || p.num_experts % p.n_group != 0)
     throw std::runtime_error("moe_route: n_group must divide num_experts and be at most 64");
-  route_kernel<<<blocks_for(tokens, 128), 128, 0, stream>>>(logits, bias, tokens, p, ids, weights);
+  if (p.num_experts > kMaxRouteExperts)
+    throw std::runtime_error("moe_route: more experts than kMaxRouteExperts");
+  route_kernel<<<blocks_for(tokens, kRouteWarps), 32 * kRouteWarps, 0, stream>>>(
+      logits, bias, tokens, p, ids, weights);
   check_launch("moe_route");
 }
 

@@ -29,7 +29,8 @@
 namespace nc::cuda {
 
 constexpr int kMoeTileRows = 64;
-// The most experts the routing kernel takes (its chosen-expert bit set lives in registers).
+// The most experts the routing kernel takes (a warp per token holds their choice values in
+// registers, 32 per lane).
 constexpr int kMaxRouteExperts = 1024;
 
 enum class MoeGemmPath { Simt, Grouped };
