@@ -191,16 +191,25 @@ void cpu_attend_levels(const AttentionStep& step, const AttentionShape& s, const
     return;
   }
   const int64_t T = step.num_tokens, Hq = s.num_qo_heads;
+  std::vector<float> lse(size_t(T * Hq)), o_own(size_t(T * Hq * s.head_dim)),
+      lse_own(size_t(T * Hq));
+  cpu_attend_shared_levels(step, s, q, pages, o, lse.data());
+  cpu_paged_attention(step.levels.back(), s, q, pages, o_own.data(), lse_own.data());
+  merge_attention_states(o, lse.data(), o_own.data(), lse_own.data(), T, int(Hq), s.head_dim);
+}
+
+void cpu_attend_shared_levels(const AttentionStep& step, const AttentionShape& s, const float* q,
+                              const void* pages, float* o, float* lse) {
+  NC_CHECK(step.levels.size() >= 2, "cpu_attend_shared_levels: {} levels, no shared one",
+           step.levels.size());
+  const int64_t T = step.num_tokens, Hq = s.num_qo_heads;
   AttentionShape shared = s;
   shared.window_left = -1;
-  const size_t last = step.levels.size() - 1;
-  std::vector<float> lse(size_t(T * Hq)), o_level(size_t(T * Hq * s.head_dim)),
-      lse_level(size_t(T * Hq));
-  cpu_paged_attention(step.levels[0], shared, q, pages, o, lse.data());
-  for (size_t l = 1; l < step.levels.size(); ++l) {
-    cpu_paged_attention(step.levels[l], l == last ? s : shared, q, pages, o_level.data(),
-                        lse_level.data());
-    merge_attention_states(o, lse.data(), o_level.data(), lse_level.data(), T, int(Hq), s.head_dim);
+  std::vector<float> o_level(size_t(T * Hq * s.head_dim)), lse_level(size_t(T * Hq));
+  cpu_paged_attention(step.levels[0], shared, q, pages, o, lse);
+  for (size_t l = 1; l + 1 < step.levels.size(); ++l) {
+    cpu_paged_attention(step.levels[l], shared, q, pages, o_level.data(), lse_level.data());
+    merge_attention_states(o, lse, o_level.data(), lse_level.data(), T, int(Hq), s.head_dim);
   }
 }
 

@@ -47,6 +47,12 @@ void cpu_paged_attention(const PagedKVBatch& batch, const AttentionShape& shape,
 void cpu_attend_levels(const AttentionStep& step, const AttentionShape& shape, const float* q,
                        const void* pages, float* out);
 
+// (out, lse)[T, Hq] = the attention of q over the shared levels of `step` (all but the last,
+// read whole), merged in level order; the step has at least two levels. cpu_attend_levels then
+// merges the own level into it (as does the per-head sparse pass, cpu_sparse.h).
+void cpu_attend_shared_levels(const AttentionStep& step, const AttentionShape& shape,
+                              const float* q, const void* pages, float* out, float* lse);
+
 // Merges state (o_b, lse_b) into (o_a, lse_a) in place, for `rows` rows of `heads` heads of
 // head_dim values: the result is the attention over the union of both key sets.
 void merge_attention_states(float* o_a, float* lse_a, const float* o_b, const float* lse_b,

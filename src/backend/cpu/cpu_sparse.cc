@@ -157,15 +157,8 @@ void cpu_attend_head_sparse(const AttentionStep& step, const AttentionShape& s,
     return;
   }
   // Merged in cpu_attend_levels' order: the shared levels (read whole), then the own level.
-  AttentionShape shared = s;
-  shared.window_left = -1;
-  std::vector<float> lse(lse_own.size()), o_level(o_own.size()), lse_level(lse_own.size());
-  cpu_paged_attention(step.levels[0], shared, q, pages, out, lse.data());
-  for (size_t l = 1; l < last; ++l) {
-    cpu_paged_attention(step.levels[l], shared, q, pages, o_level.data(), lse_level.data());
-    merge_attention_states(out, lse.data(), o_level.data(), lse_level.data(), T, int(Hq),
-                           s.head_dim);
-  }
+  std::vector<float> lse(lse_own.size());
+  cpu_attend_shared_levels(step, s, q, pages, out, lse.data());
   merge_attention_states(out, lse.data(), o_own.data(), lse_own.data(), T, int(Hq), s.head_dim);
 }
 
