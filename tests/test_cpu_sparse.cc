@@ -19,40 +19,22 @@
 #include "core/fp8.h"
 #include "kv/page_bounds.h"
 #include "kv/page_selection.h"
+#include "sparse_rig.h"
 
 namespace nc {
 namespace {
 
 constexpr int kHq = 4, kHk = 2, kD = 16;
 
-struct Rig {
-  std::unique_ptr<Backend> be = make_cpu_backend();
-  AttentionShape shape;
-  Tensor pages, bounds;
-  std::mt19937 rng{7};
-
-  Rig(int num_pages, int ps, KVLayout layout = KVLayout::NHD) {
-    shape = AttentionShape{kHq, kHk, kD, 0.25f, KVCacheShape{1, num_pages, ps, kHk, kD, layout}};
-    pages = be->alloc({num_pages, 2, ps, kHk, kD}, DType::F32);
-    std::normal_distribution<float> n(0, 1);
-    for (int64_t i = 0; i < pages.numel(); ++i) pages.ptr<float>()[i] = n(rng);
-    bounds = be->alloc({num_pages, 2, kHk, kD}, DType::F32);
-    std::vector<int32_t> all;
-    for (int p = 0; p < num_pages; ++p) all.insert(all.end(), {p, ps});
-    update(all);
+// SparseRig (tests/sparse_rig.h) over N(0, 1) pages with every page's bounds.
+struct Rig : sparse_test::SparseRig {
+  Rig(int num_pages, int ps, KVLayout layout = KVLayout::NHD)
+      : SparseRig(
+            AttentionShape{kHq, kHk, kD, 0.25f, KVCacheShape{1, num_pages, ps, kHk, kD, layout}},
+            {ps, kHk, kD}, DType::F32, 7) {
+    fill_pages(1.0f);
+    update_all();
   }
-  void update(const std::vector<int32_t>& page_slots) {
-    Tensor t = be->alloc({int64_t(page_slots.size() / 2), 2}, DType::I32);
-    be->copy_from_host(t, page_slots.data());
-    be->update_page_bounds(pages, shape.kv, t, bounds);
-  }
-  Tensor rows(int64_t T, int64_t width, float scale) {
-    Tensor t = be->alloc({T, width}, DType::F32);
-    std::normal_distribution<float> n(0, scale);
-    for (int64_t i = 0; i < t.numel(); ++i) t.ptr<float>()[i] = n(rng);
-    return t;
-  }
-  PageBounds view() { return PageBounds::view(bounds.ptr<float>(), shape.kv.num_pages, kHk, kD); }
 };
 
 std::vector<float> host(const Tensor& t) {

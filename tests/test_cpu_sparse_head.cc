@@ -20,58 +20,41 @@
 #include "kv/head_selection.h"
 #include "kv/page_bounds.h"
 #include "kv/page_selection.h"
+#include "sparse_rig.h"
 
 namespace nc {
 namespace test_cpu_sparse_head {
 
 constexpr int kHq = 4, kHk = 2, kD = 16, kG = kHq / kHk;
 
-struct Rig {
-  std::unique_ptr<Backend> be = make_cpu_backend();
-  AttentionShape shape;
-  Tensor pages, bounds;
-  std::mt19937 rng{11};
-
-  Rig(int num_pages, int ps, float scale = 1.0f, KVLayout layout = KVLayout::HND) {
-    shape = AttentionShape{kHq, kHk, kD, 0.25f, KVCacheShape{1, num_pages, ps, kHk, kD, layout}};
-    pages = be->alloc({num_pages, 2, kHk, ps, kD}, DType::F32);
-    std::normal_distribution<float> n(0, scale);
-    for (int64_t i = 0; i < pages.numel(); ++i) pages.ptr<float>()[i] = n(rng);
-    bounds = be->alloc({num_pages, 2, kHk, kD}, DType::F32);
+// SparseRig (tests/sparse_rig.h) over an HND pool (NHD for the refusal test).
+struct Rig : sparse_test::SparseRig {
+  // Pages of N(0, scale) values; bounds left to update_all().
+  Rig(int num_pages, int ps, float scale = 1.0f, KVLayout layout = KVLayout::HND)
+      : SparseRig(
+            AttentionShape{kHq, kHk, kD, 0.25f, KVCacheShape{1, num_pages, ps, kHk, kD, layout}},
+            {kHk, ps, kD}, DType::F32, 11) {
+    fill_pages(scale);
   }
   // An fp8 cache (e4m3 codes, k_scale 0.5, v_scale 0.25) of random values.
-  Rig(int num_pages, int ps, bool) {
-    KVCacheShape kv{1, num_pages, ps, kHk, kD, KVLayout::HND};
-    kv.fp8 = true;
-    kv.k_scale = 0.5f;
-    kv.v_scale = 0.25f;
-    shape = AttentionShape{kHq, kHk, kD, 0.25f, kv};
-    pages = be->alloc({num_pages, 2, kHk, ps, kD}, DType::F8E4M3);
+  Rig(int num_pages, int ps, bool)
+      : SparseRig(fp8_shape(num_pages, ps), {kHk, ps, kD}, DType::F8E4M3, 11) {
     std::normal_distribution<float> n(0, 2);
     std::vector<float> vals(size_t(pages.numel()));
     for (float& x : vals) x = n(rng);
     quantize_e4m3(vals.data(), pages.numel(), 1.0f, static_cast<uint8_t*>(pages.data()));
-    bounds = be->alloc({num_pages, 2, kHk, kD}, DType::F32);
   }
-  // Bounds of every page from its contents (call after editing pages).
-  void update_all() {
-    std::vector<int32_t> all;
-    for (int p = 0; p < shape.kv.num_pages; ++p) all.insert(all.end(), {p, shape.kv.page_size});
-    Tensor t = be->alloc({int64_t(all.size() / 2), 2}, DType::I32);
-    be->copy_from_host(t, all.data());
-    be->update_page_bounds(pages, shape.kv, t, bounds);
+  static AttentionShape fp8_shape(int num_pages, int ps) {
+    KVCacheShape kv{1, num_pages, ps, kHk, kD, KVLayout::HND};
+    kv.fp8 = true;
+    kv.k_scale = 0.5f;
+    kv.v_scale = 0.25f;
+    return AttentionShape{kHq, kHk, kD, 0.25f, kv};
   }
   float* key(int page, int h, int slot) {
     return pages.ptr<float>() + int64_t(page) * shape.kv.elems_per_page() +
            shape.kv.offset_in_page(0, slot, h);
   }
-  Tensor rows(int64_t T, int64_t width, float scale) {
-    Tensor t = be->alloc({T, width}, DType::F32);
-    std::normal_distribution<float> n(0, scale);
-    for (int64_t i = 0; i < t.numel(); ++i) t.ptr<float>()[i] = n(rng);
-    return t;
-  }
-  PageBounds view() { return PageBounds::view(bounds.ptr<float>(), shape.kv.num_pages, kHk, kD); }
 };
 
 std::vector<float> host(const Tensor& t) {
