@@ -21,13 +21,14 @@
 //           and decode batch sizes, against the copy rate (gemm_decode_bench.cc)
 //   moe, mla  issue #14's MoE expert GEMMs (moe_mla_bench.cc) and MLA decode (mla_bench.cc)
 //   sparse  issue #13's sparse decode attention against dense and its floor (sparse_bench.cc)
+//   sparse-parts  its page-score and selection kernels alone (sparse_bench.cc)
 //   decode-b1 [config.json ...]  a whole model's batch-1 decode step against its weight-read
 //           floor, kernels a step from its graph, PDL and fusion on/off (decode_b1_bench.cc; also
 //           run at the end of `decode`, for configs/qwen3-0.6b.json and llama-3-8b.json)
 //   fp8     issue #17's FP8 linear: prefill TFLOP/s against the card's FP8 rate and bf16, decode
 //           against the copy rate counting FP8 weight bytes (fp8_bench.cc)
 // Usage: nc_gpu_bench [decode|decode-grid|gemm|cascade|cascade-ab|variants|decode-choice|
-//                      gemm-decode|decode-b1|moe|mla|sparse|fp8kv|fp8|all]
+//                      gemm-decode|decode-b1|moe|mla|sparse|sparse-parts|fp8kv|fp8|all]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -415,6 +416,7 @@ void bench_decode_choice();                                // decode_choice_benc
 void bench_gemm_decode(std::vector<std::string> configs);  // gemm_decode_bench.cc
 void bench_moe_mla(const std::string& what);               // moe_mla_bench.cc
 void bench_sparse();                                       // sparse_bench.cc
+void bench_sparse_parts();                                 // sparse_bench.cc
 void bench_fp8kv();                                        // fp8kv_bench.cc
 void bench_decode_b1(std::vector<std::string> configs);    // decode_b1_bench.cc
 void bench_fp8();                                          // fp8_bench.cc
@@ -438,6 +440,7 @@ int main(int argc, char** argv) {
     if (what == "gemm-decode") nc::bench_gemm_decode({argv + 2, argv + argc});
     nc::bench_moe_mla(what);  // moe, mla
     if (what == "sparse") nc::bench_sparse();
+    if (what == "sparse-parts") nc::bench_sparse_parts();
     if (what == "fp8kv") nc::bench_fp8kv();
     if (what == "fp8") nc::bench_fp8();
   } catch (const std::exception& e) {

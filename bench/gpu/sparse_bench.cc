@@ -9,8 +9,11 @@
 //             device-to-device copy rate measured in the same run; fraction = floor / sparse
 //   kept-only plain attention over a step of the selected shape (sparse minus it: the scores
 //             and the selection)
-// and the update_page_bounds time of one decode step (one page per request). Also written to
-// $OUT/sparse.csv when OUT is set.
+// and the update_page_bounds time of one decode step (one page per request). Then the sparse
+// step's two selection kernels timed alone (sparse_kernels.h, called directly on a stream of
+// their own with the plan's inputs rebuilt here): the page scores against the bounds' bytes at
+// the copy rate, and the selection. Also written to $OUT/sparse.csv and $OUT/sparse_parts.csv
+// when OUT is set.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -18,6 +21,9 @@
 #include <random>
 #include <vector>
 
+#include <cuda_runtime_api.h>
+
+#include "backend/cuda/sparse_kernels.h"
 #include "bench_util.h"
 
 namespace nc {
@@ -51,6 +57,66 @@ AttentionStep kept_shape_step(const AttentionStep& step, const std::vector<int>&
   return out;
 }
 
+// The selection kernels' inputs for `step` as cuda_sparse.cc stages them (every entry sparse).
+struct SelectInputs {
+  Tensor entries, full_indices, scores, out_indices;
+  int max_candidates = 0;
+};
+
+SelectInputs select_inputs(Backend& be, const AttentionStep& step,
+                           const std::vector<int>& kept_pages) {
+  const PagedKVBatch& own = step.levels.back();
+  std::vector<int32_t> table;
+  int out_off = 0, max_candidates = 0;
+  for (int b = 0; b < own.batch_size(); ++b) {
+    const int n = own.num_pages(b), kv_len = own.kv_len(b, kPs);
+    const int c0 = std::min(kSinkPages, n);
+    const int c1 = std::max(c0, std::min(std::max(0, kv_len - kWindow) / kPs, n - 1));
+    const int keep = kept_pages[size_t(b)] - c0 - (n - c1);
+    std::vector<int32_t> row(cuda::kSparseEntryFields, 0);
+    row[cuda::kSeQRow] = b;
+    row[cuda::kSeSrcOff] = own.kv_indptr[size_t(b)];
+    row[cuda::kSeNumPages] = n;
+    row[cuda::kSeCand0] = c0;
+    row[cuda::kSeCand1] = c1;
+    row[cuda::kSeKeep] = keep;
+    row[cuda::kSeOutOff] = out_off;
+    table.insert(table.end(), row.begin(), row.end());
+    out_off += kept_pages[size_t(b)];
+    max_candidates = std::max(max_candidates, c1 - c0);
+  }
+  SelectInputs in;
+  in.entries = be.alloc({own.batch_size(), cuda::kSparseEntryFields}, DType::I32);
+  be.copy_from_host(in.entries, table.data());
+  in.full_indices = be.alloc({int64_t(own.kv_indices.size())}, DType::I32);
+  be.copy_from_host(in.full_indices, own.kv_indices.data());
+  in.scores = be.alloc({int64_t(own.kv_indices.size())}, DType::F32);
+  in.out_indices = be.alloc({std::max(out_off, 1)}, DType::I32);
+  in.max_candidates = max_candidates;
+  return in;
+}
+
+// Microseconds per call of f(stream), timed with events over `iters` calls after a warm-up.
+template <typename F>
+double stream_us(F&& f, int iters = 50) {
+  cudaStream_t s;
+  cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+  cudaEvent_t t0, t1;
+  cudaEventCreate(&t0);
+  cudaEventCreate(&t1);
+  for (int i = 0; i < 3; ++i) f(s);
+  cudaEventRecord(t0, s);
+  for (int i = 0; i < iters; ++i) f(s);
+  cudaEventRecord(t1, s);
+  cudaEventSynchronize(t1);
+  float ms = 0;
+  cudaEventElapsedTime(&ms, t0, t1);
+  cudaEventDestroy(t0);
+  cudaEventDestroy(t1);
+  cudaStreamDestroy(s);
+  return 1e3 * double(ms) / iters;
+}
+
 Tensor page_slots(Backend& be, const std::vector<int32_t>& pages, int valid) {
   std::vector<int32_t> rows;
   for (int32_t p : pages) rows.insert(rows.end(), {p, valid});
@@ -59,28 +125,103 @@ Tensor page_slots(Backend& be, const std::vector<int32_t>& pages, int valid) {
   return t;
 }
 
-}  // namespace
+// The page scores and the selection alone, per case of the main table.
+void bench_sparse_parts(Backend& be, const std::vector<int32_t>& perm, const Tensor& q,
+                        const Tensor& bounds, double copy) {
+  const KVCacheShape kv{1, int(bounds.dim(0)), kPs, kHk, kD, KVLayout::NHD};
+  const AttentionShape shape{kHq, kHk, kD, 1.0f / std::sqrt(float(kD)), kv};
+  std::printf(
+      "\n| context | batch | budget | page scores (us) | bounds read (MB) | scores' fraction of "
+      "the "
+      "copy rate | selection (us) |\n|---|---|---|---|---|---|---|\n");
+  std::FILE* csv =
+      bench::open_csv("sparse_parts.csv", "context,batch,budget,scores_us,bounds_bytes,select_us");
+  const double page_bound_bytes = 2.0 * kHk * kD * 4;
+  for (int ctx : {32768, kMaxCtx})
+    for (int batch : {16, kMaxBatch})
+      for (int budget : {2048, 4096}) {
+        const AttentionStep step = bench::decode_step(batch, ctx, perm, kPs);
+        auto plan =
+            be.plan_sparse_attention(step, shape, PageSelection{budget, kSinkPages, kWindow});
+        SelectInputs in = select_inputs(be, step, cuda_sparse_entry_pages(*plan));
+        cuda_synchronize(be);
+        cuda::SparseSelectArgs a;
+        a.q = q.data();
+        a.bounds = static_cast<const float*>(bounds.data());
+        a.entries = static_cast<const int32_t*>(in.entries.data());
+        a.full_indices = static_cast<const int32_t*>(in.full_indices.data());
+        a.scores = static_cast<float*>(in.scores.data());
+        a.out_indices = static_cast<int32_t*>(in.out_indices.data());
+        a.num_entries = batch;
+        a.max_candidates = in.max_candidates;
+        a.num_qo_heads = kHq;
+        a.num_kv_heads = kHk;
+        a.head_dim = kD;
+        const double scores = stream_us([&](cudaStream_t s) { cuda::sparse_page_scores(a, s); });
+        const double select = stream_us([&](cudaStream_t s) { cuda::sparse_select_pages(a, s); });
+        const PagedKVBatch& own = step.levels.back();
+        double bound_bytes = 0;
+        for (int b = 0; b < batch; ++b)
+          bound_bytes +=
+              double(candidate_pages(own.num_pages(b), own.kv_len(b, kPs))) * page_bound_bytes;
+        std::printf("| %d | %d | %d | %.1f | %.1f | %.2f | %.1f |\n", ctx, batch, budget, scores,
+                    bound_bytes / 1e6, bound_bytes / (copy * 1e12) / (scores * 1e-6), select);
+        std::fflush(stdout);
+        if (csv)
+          std::fprintf(csv, "%d,%d,%d,%.3f,%.0f,%.3f\n", ctx, batch, budget, scores, bound_bytes,
+                       select);
+      }
+  if (csv) std::fclose(csv);
+}
 
-void bench_sparse() {
-  auto be = make_cuda_backend(0);
-  const double copy = bench::copy_tbs(*be);
+// One pool of kMaxBatch x kMaxCtx tokens of random K/V with its bounds, shuffled page order, and
+// random q/k/v rows for kMaxBatch requests.
+struct SparseRig {
+  std::unique_ptr<Backend> be;
+  double copy = 0;  // TB/s, measured in this process
+  Tensor pages, bounds, q, k, v, out;
+  std::vector<int32_t> perm;
+};
+
+SparseRig make_sparse_rig() {
+  SparseRig r;
+  r.be = make_cuda_backend(0);
+  Backend& be = *r.be;
+  r.copy = bench::copy_tbs(be);
   const int num_pages = kMaxBatch * (kMaxCtx / kPs);
   const KVCacheShape kv{1, num_pages, kPs, kHk, kD, KVLayout::NHD};
-  const AttentionShape shape{kHq, kHk, kD, 1.0f / std::sqrt(float(kD)), kv};
-  Tensor pages = be->alloc({num_pages, 2, kPs, kHk, kD}, DType::BF16);
-  be->fill_uniform(pages, 1, -1.0f, 1.0f);
-  Tensor bounds = be->alloc({num_pages, 2, kHk, kD}, DType::F32);
+  r.pages = be.alloc({num_pages, 2, kPs, kHk, kD}, DType::BF16);
+  be.fill_uniform(r.pages, 1, -1.0f, 1.0f);
+  r.bounds = be.alloc({num_pages, 2, kHk, kD}, DType::F32);
   std::vector<int32_t> all(static_cast<size_t>(num_pages));
   std::iota(all.begin(), all.end(), 0);
-  be->update_page_bounds(pages, kv, page_slots(*be, all, kPs), bounds);
+  be.update_page_bounds(r.pages, kv, page_slots(be, all, kPs), r.bounds);
   std::mt19937 rng(13);
-  std::vector<int32_t> perm = all;
-  std::shuffle(perm.begin(), perm.end(), rng);
-  Tensor q = be->upload(bench::random_host({kMaxBatch, kHq * kD}, rng));
-  Tensor k = be->upload(bench::random_host({kMaxBatch, kHk * kD}, rng));
-  Tensor v = be->upload(bench::random_host({kMaxBatch, kHk * kD}, rng));
-  Tensor out = be->alloc({kMaxBatch, kHq * kD}, DType::BF16);
-  cuda_synchronize(*be);
+  r.perm = all;
+  std::shuffle(r.perm.begin(), r.perm.end(), rng);
+  r.q = be.upload(bench::random_host({kMaxBatch, kHq * kD}, rng));
+  r.k = be.upload(bench::random_host({kMaxBatch, kHk * kD}, rng));
+  r.v = be.upload(bench::random_host({kMaxBatch, kHk * kD}, rng));
+  r.out = be.alloc({kMaxBatch, kHq * kD}, DType::BF16);
+  cuda_synchronize(be);
+  return r;
+}
+
+}  // namespace
+
+void bench_sparse_parts() {
+  SparseRig r = make_sparse_rig();
+  bench_sparse_parts(*r.be, r.perm, r.q, r.bounds, r.copy);
+}
+
+void bench_sparse() {
+  SparseRig r = make_sparse_rig();
+  auto& be = r.be;
+  const double copy = r.copy;
+  const Tensor &pages = r.pages, &bounds = r.bounds, &q = r.q, &k = r.k, &v = r.v, &out = r.out;
+  const std::vector<int32_t>& perm = r.perm;
+  const KVCacheShape kv{1, int(pages.dim(0)), kPs, kHk, kD, KVLayout::NHD};
+  const AttentionShape shape{kHq, kHk, kD, 1.0f / std::sqrt(float(kD)), kv};
 
   std::printf(
       "\n## Sparse decode attention (Quest): %d q / %d kv heads, head_dim %d, page %d, NHD, "
@@ -102,7 +243,7 @@ void bench_sparse() {
       auto dense = be->plan_attention(step, shape);
       const double t_dense =
           bench::auto_seconds_per_call(*be, [&] { be->attention(*dense, qb, kb, vb, pages, ob); });
-      for (int budget : {2048, 4096}) {
+      for (int budget : {2048, 4096}) {  // (the parts' table below repeats this loop)
         const PageSelection sel{budget, kSinkPages, kWindow};
         auto sparse = be->plan_sparse_attention(step, shape, sel);
         const double t = bench::auto_seconds_per_call(
@@ -130,6 +271,8 @@ void bench_sparse() {
       }
     }
   if (csv) std::fclose(csv);
+
+  bench_sparse_parts(*be, perm, q, bounds, copy);
 
   std::printf("\n| update_page_bounds, one decode step | batch | time (us) |\n|---|---|---|\n");
   for (int batch : {16, kMaxBatch}) {

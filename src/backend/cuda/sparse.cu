@@ -55,46 +55,43 @@ __global__ void page_bounds_kernel(PageBoundsArgs a) {
 }
 
 // ---- sparse_page_scores ----
-// A (page, KV head) row is read by 8 lanes, each D / 8 consecutive values of min and max (16-byte
-// loads), so a warp reads 4 rows at once and sums each over 8 lanes (3 shuffles per query head).
-// Block (x, e): up to kScoreRows rows of entry e's candidates from x * kScoreRows / Hk on; q's row
-// in shared memory as float, then the rows' group maxima, then the maximum over heads per page.
+// A (page, KV head) row is read by 8 lanes; lane `sub` takes the float4 chunks sub, sub + 8, ...
+// of min and of max, so each load instruction of the 8 lanes reads 128 contiguous bytes (whole
+// sectors) and each shared-memory read of q is conflict-free. A warp reads 4 rows at once and
+// sums each over its 8 lanes (3 shuffles per query head). Block (x, e): up to kScoreRows rows of
+// entry e's candidates from x * kScoreRows / Hk on; q's row in shared memory as float, then the
+// rows' group maxima, then the maximum over heads per page.
 constexpr int kScoreThreads = 256;
 constexpr int kLanesPerRow = 8;
-constexpr int kScoreRows = 512;
+constexpr int kScoreRows = 256;  // smaller blocks: less of a last partial wave at small batches
 
 int score_pages_per_block(int num_kv_heads) {
   return num_kv_heads >= kScoreRows ? 1 : kScoreRows / num_kv_heads;
 }
 
-template <int D>
-__device__ void load_row(const float* p, float (&v)[D / kLanesPerRow]) {
-#pragma unroll
-  for (int j = 0; j < D / kLanesPerRow; j += 4) {
-    const float4 f = *reinterpret_cast<const float4*>(p + j);
-    v[j] = f.x;
-    v[j + 1] = f.y;
-    v[j + 2] = f.z;
-    v[j + 3] = f.w;
-  }
+__device__ inline float bound_dot(float4 q, float4 lo, float4 hi) {
+  return fmaxf(q.x * lo.x, q.x * hi.x) + fmaxf(q.y * lo.y, q.y * hi.y) +
+         fmaxf(q.z * lo.z, q.z * hi.z) + fmaxf(q.w * lo.w, q.w * hi.w);
 }
 
 template <int D>
 __global__ void __launch_bounds__(kScoreThreads) page_scores_kernel(SparseSelectArgs a, int ppb) {
-  constexpr int E = D / kLanesPerRow;
-  extern __shared__ float smem[];
+  constexpr int C = D / (4 * kLanesPerRow);  // float4 chunks per lane and row
+  extern __shared__ float4 smem4[];
   const int* e = a.entries + blockIdx.y * kSparseEntryFields;
   const int c0 = e[kSeCand0], m = e[kSeCand1] - c0, keep = e[kSeKeep];
   const int first = blockIdx.x * ppb;
   if (keep <= 0 || keep >= m || first >= m) return;  // nothing to rank (block-uniform)
   const int hk = a.num_kv_heads, group = a.num_qo_heads / hk;
   const int count = min(ppb, m - first), rows = count * hk;
-  float* sq = smem;  // [Hq * D]
-  float* row_best = smem + a.num_qo_heads * D;
+  float4* sq = smem4;  // [Hq * D / 4]
+  float* row_best = reinterpret_cast<float*>(smem4 + a.num_qo_heads * D / 4);
   const auto* qrow =
-      static_cast<const __nv_bfloat16*>(a.q) + int64_t(e[kSeQRow]) * a.num_qo_heads * D;
-  for (int i = threadIdx.x; i < a.num_qo_heads * D; i += blockDim.x)
-    sq[i] = __bfloat162float(qrow[i]);
+      reinterpret_cast<const __nv_bfloat162*>(a.q) + int64_t(e[kSeQRow]) * a.num_qo_heads * D / 2;
+  for (int i = threadIdx.x; i < a.num_qo_heads * D / 4; i += blockDim.x) {
+    const float2 x = __bfloat1622float2(qrow[2 * i]), y = __bfloat1622float2(qrow[2 * i + 1]);
+    sq[i] = make_float4(x.x, x.y, y.x, y.y);
+  }
   __syncthreads();
   const int sub = threadIdx.x % kLanesPerRow, slot = threadIdx.x / kLanesPerRow;
   const int* pages = a.full_indices + e[kSeSrcOff] + c0 + first;
@@ -102,23 +99,27 @@ __global__ void __launch_bounds__(kScoreThreads) page_scores_kernel(SparseSelect
     const int r = r0 + slot;
     const bool valid = r < rows;
     const int h = valid ? r % hk : 0;
-    float lo[E], hi[E];
+    float4 lo[C], hi[C];
     if (valid) {
-      const float* base = a.bounds + (int64_t(pages[r / hk]) * 2 * hk + h) * D + sub * E;
-      load_row<D>(base, lo);
-      load_row<D>(base + int64_t(hk) * D, hi);
+      const float4* base =
+          reinterpret_cast<const float4*>(a.bounds + (int64_t(pages[r / hk]) * 2 * hk + h) * D);
+#pragma unroll
+      for (int j = 0; j < C; ++j) {
+        lo[j] = __ldg(base + j * kLanesPerRow + sub);
+        hi[j] = __ldg(base + hk * D / 4 + j * kLanesPerRow + sub);
+      }
     } else {
 #pragma unroll
-      for (int j = 0; j < E; ++j) lo[j] = hi[j] = 0.0f;
+      for (int j = 0; j < C; ++j) lo[j] = hi[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
     // An empty page (min > max, from +inf / -inf) bounds nothing: -inf (and inf * 0 is NaN).
-    const bool empty = __shfl_sync(kFull, int(lo[0] > hi[0]), 0, kLanesPerRow) != 0;
+    const bool empty = __shfl_sync(kFull, int(lo[0].x > hi[0].x), 0, kLanesPerRow) != 0;
     float best = -INFINITY;
     for (int g = 0; g < group; ++g) {
-      const float* qh = sq + (h * group + g) * D + sub * E;
+      const float4* qh = sq + (h * group + g) * D / 4 + sub;
       float s = 0.0f;
 #pragma unroll
-      for (int j = 0; j < E; ++j) s += fmaxf(qh[j] * lo[j], qh[j] * hi[j]);
+      for (int j = 0; j < C; ++j) s += bound_dot(qh[j * kLanesPerRow], lo[j], hi[j]);
       s += __shfl_xor_sync(kFull, s, 4, kLanesPerRow);
       s += __shfl_xor_sync(kFull, s, 2, kLanesPerRow);
       s += __shfl_xor_sync(kFull, s, 1, kLanesPerRow);
@@ -149,7 +150,18 @@ void launch_scores(const SparseSelectArgs& a, cudaStream_t stream) {
 }
 
 // ---- sparse_select_pages: one block per entry ----
-constexpr int kSelectThreads = 512;
+// One block is all an entry gets, so its time is the step's to wait for: up to the most threads a
+// block may have, but no more than kSelectUnroll keys' worth for each (each histogram pass takes
+// kSelectUnroll keys per thread at once; fewer warps sync faster).
+constexpr int kSelectThreads = 1024;
+constexpr int kSelectMinThreads = 256;
+constexpr int kSelectUnroll = 4;
+
+int select_threads(int max_candidates) {
+  int t = kSelectMinThreads;
+  while (t < kSelectThreads && t * kSelectUnroll < max_candidates) t *= 2;
+  return t;
+}
 // Candidates whose keys the selection keeps in shared memory (more: read from the scores each
 // pass, through L1/L2).
 constexpr int kSelectSmemKeys = 24 * 1024;
@@ -230,18 +242,24 @@ __device__ void select_threshold(KeyOf key_of, int m, int keep, uint32_t* thresh
     for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
     __syncthreads();
     const uint32_t prefix = s_prefix;
-    for (int base = 0; base < m; base += blockDim.x) {  // block-uniform trip count
-      const int i = base + threadIdx.x;
-      uint32_t bin = 0;
-      bool part = false;
-      if (i < m) {
-        const uint32_t k = key_of(i);
-        part = (k & mask) == prefix;
-        bin = (k >> shift) & 255u;
+    // Block-uniform trip count; the kSelectUnroll keys of a thread are independent, so their
+    // loads and warp matches overlap.
+    for (int base = 0; base < m; base += kSelectUnroll * blockDim.x) {
+      uint32_t bin[kSelectUnroll];
+      bool part[kSelectUnroll];
+#pragma unroll
+      for (int u = 0; u < kSelectUnroll; ++u) {
+        const int i = base + u * blockDim.x + threadIdx.x;
+        const uint32_t k = i < m ? key_of(i) : 0u;
+        part[u] = i < m && (k & mask) == prefix;
+        bin[u] = (k >> shift) & 255u;
       }
-      // One atomic per distinct bin in the warp (scores often share their top bits).
-      const unsigned peers = __match_any_sync(kFull, part ? bin : 256u + lane);
-      if (part && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], __popc(peers));
+#pragma unroll
+      for (int u = 0; u < kSelectUnroll; ++u) {
+        // One atomic per distinct bin in the warp (scores often share their top bits).
+        const unsigned peers = __match_any_sync(kFull, part[u] ? bin[u] : 256u + lane);
+        if (part[u] && lane == __ffs(peers) - 1) atomicAdd(&hist[bin[u]], __popc(peers));
+      }
     }
     __syncthreads();
     if (threadIdx.x < 32) {
@@ -358,7 +376,8 @@ void sparse_select_pages(const SparseSelectArgs& a, cudaStream_t stream) {
     check_cuda(cudaFuncSetAttribute(select_pages_kernel,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
                "sparse page selection: shared memory");
-  select_pages_kernel<<<a.num_entries, kSelectThreads, smem, stream>>>(a, smem_keys);
+  select_pages_kernel<<<a.num_entries, select_threads(a.max_candidates), smem, stream>>>(a,
+                                                                                         smem_keys);
   check_launch("sparse page selection");
 }
 
