@@ -52,6 +52,17 @@ inline double copy_tbs(Backend& be) {
   return 2.0 * double(n) * 2.0 / seconds_per_call(be, 20, 5, [&] { be.copy_rows(a, b); }) / 1e12;
 }
 
+// A bf16 GEMM of 8192^3 through Backend::linear (cuBLASLt): TFLOP/s.
+inline double gemm_peak_tflops(Backend& be) {
+  const int64_t n = 8192;
+  Tensor x = be.alloc({n, n}, DType::BF16), w = be.alloc({n, n}, DType::BF16);
+  be.fill_uniform(x, 1, -1.0f, 1.0f);
+  be.fill_uniform(w, 2, -1.0f, 1.0f);
+  Tensor out = be.alloc({n, n}, DType::BF16);
+  const double s = seconds_per_call(be, 10, 5, [&] { be.linear(x, w, Tensor(), out); });
+  return 2.0 * double(n) * n * n / s / 1e12;
+}
+
 inline HostTensor random_host(const Shape& shape, std::mt19937& rng, float scale = 1.0f) {
   HostTensor h;
   h.shape = shape;

@@ -3,10 +3,13 @@
 // fallback ("old", mla.cu), FlashInfer's FA2 MLA kernel and its Hopper kernel (where the device is
 // compute capability 9.0).
 //
-//   decode   V2-Lite's 16 heads and V3's 128 at batch 1/16/64/128 x context 1k/8k/32k: time per
-//            Backend::mla_attention (append + attention) against the floor, the cache bytes read
-//            (batch x context x 576 x 2: latent + rope) over the copy rate measured in the same
-//            run; FlashInfer's plan time (host MLAPlan + its copy) beside it. The old kernel runs
+//   decode   V2-Lite's 16 heads and V3's 128 at batch 1/16/64/128 x context 1k/4k/8k/32k: time
+//            per Backend::mla_attention (append + attention) against the floor, the larger of
+//            the cache bytes read (batch x context x 576 x 2: latent + rope) over the copy rate
+//            and the FLOPs (batch x context x heads x 2 x (576 + 512): scores over latent + rope,
+//            output over the latent) over the bf16 GEMM rate, both measured in the same run (at
+//            128 heads decode is compute-bound: 241 FLOP a cache byte against the H200's ~190);
+//            FlashInfer's plan time (host MLAPlan + its copy) beside it. The old kernel runs
 //            at 16 heads and batch <= 64 only (it is 100-1000x off the floor; 128 heads at 32k
 //            would take seconds a call).
 //   cascade  64 requests sharing an 8k prefix + 128 own tokens each: one level per request
@@ -125,30 +128,38 @@ AttentionStep decode_step(int B, int prefix, int own, int num_pages, bool cascad
 
 void bench_decode(Backend& be, double copy, Tensor pages, int num_pages, std::mt19937& rng) {
   const bool sm90 = device_sm90();
-  std::FILE* csv = bench::open_csv(
-      "mla.csv", "heads,batch,context,floor_us,old_us,fa2_us,sm90_us,fa2_plan_us,copy_tbs");
+  const double peak = bench::gemm_peak_tflops(be);
+  std::FILE* csv = bench::open_csv("mla.csv",
+                                   "heads,batch,context,floor_us,old_us,fa2_us,sm90_us,fa2_plan_us,"
+                                   "copy_tbs,bytes_floor_us,flop_floor_us,gemm_tflops");
   std::printf(
-      "\n## MLA decode (latent %d + rope %d, page %d, bf16): time in us (fraction of the floor); "
-      "copy %.3f TB/s\n| heads | batch | context | floor (us) | old | FlashInfer FA2 | "
-      "FlashInfer Hopper | FA2 plan (us) |\n|---|---|---|---|---|---|---|---|\n",
-      kDl, kDr, kPs, copy);
+      "\n## MLA decode (latent %d + rope %d, page %d, bf16): time in us (fraction of the floor, "
+      "the larger of bytes / copy rate and FLOPs / GEMM rate); copy %.3f TB/s, bf16 GEMM "
+      "(cuBLASLt 8192^3) %.0f TFLOP/s\n| heads | batch | context | bytes floor (us) | FLOP floor "
+      "(us) | old | FlashInfer FA2 | FlashInfer Hopper | FA2 plan (us) "
+      "|\n|---|---|---|---|---|---|---|---|---|\n",
+      kDl, kDr, kPs, copy, peak);
   for (int H : {16, 128}) {
     const AttentionShape shape = mla_shape(H, num_pages);
     for (int B : {1, 16, 64, 128})
-      for (int ctx : {1024, 8192, 32768}) {
+      for (int ctx : {1024, 4096, 8192, 32768}) {
         const AttentionStep step = decode_step(B, 0, ctx, num_pages, false, rng);
-        const double floor = double(B) * ctx * kD * 2.0 / (copy * 1e12);
+        const double bytes_floor = double(B) * ctx * kD * 2.0 / (copy * 1e12);
+        const double flop_floor = double(B) * ctx * H * 2.0 * (kD + kDl) / (peak * 1e12);
+        const double floor = std::max(bytes_floor, flop_floor);
         const bool old = H == 16 && B <= 64;
         const Timing t_old = old ? time_kernel(be, "fallback", step, shape, pages) : Timing{};
         const Timing t_fa2 = time_kernel(be, "fa2", step, shape, pages);
         const Timing t_h = sm90 ? time_kernel(be, "sm90", step, shape, pages) : Timing{};
-        std::printf("| %d | %d | %d | %.1f | %s | %s | %s | %.1f |\n", H, B, ctx, floor * 1e6,
-                    cell(t_old.run_s, floor, old).c_str(), cell(t_fa2.run_s, floor).c_str(),
-                    cell(t_h.run_s, floor, sm90).c_str(), us(t_fa2.plan_s));
+        std::printf("| %d | %d | %d | %.1f | %.1f | %s | %s | %s | %.1f |\n", H, B, ctx,
+                    bytes_floor * 1e6, flop_floor * 1e6, cell(t_old.run_s, floor, old).c_str(),
+                    cell(t_fa2.run_s, floor).c_str(), cell(t_h.run_s, floor, sm90).c_str(),
+                    us(t_fa2.plan_s));
         std::fflush(stdout);
         if (csv)  // -1: not run or failed
-          std::fprintf(csv, "%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.4f\n", H, B, ctx, floor * 1e6,
-                       us(t_old.run_s), us(t_fa2.run_s), us(t_h.run_s), us(t_fa2.plan_s), copy);
+          std::fprintf(csv, "%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.4f,%.2f,%.2f,%.1f\n", H, B, ctx,
+                       floor * 1e6, us(t_old.run_s), us(t_fa2.run_s), us(t_h.run_s),
+                       us(t_fa2.plan_s), copy, bytes_floor * 1e6, flop_floor * 1e6, peak);
       }
   }
   if (csv) std::fclose(csv);

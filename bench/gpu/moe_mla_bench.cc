@@ -44,14 +44,7 @@ Tensor random_tensor(Backend& be, const Shape& shape, uint64_t seed, float scale
 
 using bench::copy_tbs;
 
-// A bf16 GEMM of 8192^3 through Backend::linear (cuBLASLt): TFLOP/s.
-double gemm_peak_tflops(Backend& be) {
-  const int64_t n = 8192;
-  Tensor x = random_tensor(be, {n, n}, 1, 1.0f), w = random_tensor(be, {n, n}, 2, 1.0f);
-  Tensor out = be.alloc({n, n}, DType::BF16);
-  const double s = seconds_per_call(be, [&] { be.linear(x, w, Tensor(), out); });
-  return 2.0 * double(n) * n * n / s / 1e12;
-}
+using bench::gemm_peak_tflops;
 
 Tensor upload_i32(Backend& be, const std::vector<int32_t>& v) {
   Tensor t = be.alloc({int64_t(v.size())}, DType::I32);

@@ -42,6 +42,7 @@ Context::~Context() {
   if (join) cudaEventDestroy(join);
   if (side) cudaStreamDestroy(side);
   if (lt_workspace) cudaFree(lt_workspace);
+  if (blas) cublasDestroy(blas);
   if (lt) cublasLtDestroy(lt);
   if (stream) cudaStreamDestroy(stream);
 }
@@ -106,6 +107,10 @@ std::shared_ptr<Context> open_device(int device_index) {
   cuda_check(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking), "cudaStreamCreate");
   cublas_check(cublasLtCreate(&ctx->lt), "cublasLtCreate");
   cuda_check(cudaMalloc(&ctx->lt_workspace, ctx->lt_workspace_bytes), "cudaMalloc");
+  cublas_check(cublasCreate(&ctx->blas), "cublasCreate");
+  cublas_check(cublasSetStream(ctx->blas, ctx->stream), "cublasSetStream");  // before the workspace
+  cublas_check(cublasSetWorkspace(ctx->blas, ctx->lt_workspace, ctx->lt_workspace_bytes),
+               "cublasSetWorkspace");
   // Keep freed blocks in the stream-ordered pool instead of returning them to the driver.
   cudaMemPool_t pool;
   cuda_check(cudaDeviceGetDefaultMemPool(&pool, device_index), "cudaDeviceGetDefaultMemPool");

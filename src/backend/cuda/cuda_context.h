@@ -9,6 +9,7 @@
 // nc::Error naming the call that failed.
 #pragma once
 #include <cublasLt.h>
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -97,6 +98,10 @@ struct Context {
   std::string name;  // "cuda:<index> (<device name>)"
   cudaStream_t stream = nullptr;
   cublasLtHandle_t lt = nullptr;
+  // cuBLAS proper, for its strided-batched GEMM (MLA's per-head projections); bound to `stream`
+  // and to lt_workspace (stream-ordered, so the two libraries share it; never a hidden
+  // allocation inside a graph capture).
+  cublasHandle_t blas = nullptr;
   void* lt_workspace = nullptr;
   size_t lt_workspace_bytes = size_t(32) << 20;
   FloatWorkspace attn_ws;  // split-KV scratch of the main stream's levels (runs are stream-ordered)

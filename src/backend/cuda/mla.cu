@@ -36,20 +36,6 @@ __device__ float block_reduce(float v, float* red, bool is_max) {
   return r;
 }
 
-// One block per (row t, head h): out[t, h*So + m] = x[t, h*Sx + :K] . w[h, m, :K].
-__global__ void head_linear_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
-                                   bf16* __restrict__ out, int H, int Sx, int K, int M, int So) {
-  const int64_t t = blockIdx.x / H;
-  const int h = int(blockIdx.x % H);
-  const bf16* xi = x + (t * H + h) * Sx;
-  for (int m = threadIdx.x; m < M; m += blockDim.x) {
-    const bf16* wr = w + (int64_t(h) * M + m) * K;
-    float acc = 0.0f;
-    for (int k = 0; k < K; ++k) acc += ld(xi, k) * ld(wr, k);
-    out[(t * H + h) * So + m] = __float2bfloat16(acc);
-  }
-}
-
 // Rotates the pair (a, b) of src into dst by cos c and sin s.
 __device__ __forceinline__ void rotate(const bf16* src, bf16* dst, int a, int b, float c, float s) {
   const float x1 = ld(src, a), x2 = ld(src, b);
@@ -168,15 +154,6 @@ __global__ void mla_merge_kernel(bf16* __restrict__ o, float* __restrict__ s,
 }
 
 }  // namespace
-
-void head_linear_bf16(const void* x, const void* w, void* out, int64_t tokens, int heads, int sx,
-                      int k, int m, int so, cudaStream_t stream) {
-  if (tokens == 0) return;
-  head_linear_kernel<<<unsigned(tokens * heads), kThreads, 0, stream>>>(
-      static_cast<const bf16*>(x), static_cast<const bf16*>(w), static_cast<bf16*>(out), heads, sx,
-      k, m, so);
-  check_launch("head_linear");
-}
 
 void mla_rope_norm_bf16(const void* q, const void* kv_a, const void* norm, float eps,
                         const int32_t* positions, const float* cos_sin, bool interleaved,

@@ -10,10 +10,8 @@
 
 namespace nc::cuda {
 
-// DeepSeek's latent attention in the absorbed form (Backend's MLA ops, backend.h).
-// out[t, h*so + m] = x[t, h*sx + :k] . w[h, m, :k] (bf16 x [T, H*sx], w [H, m, k], out [T, H*so]).
-void head_linear_bf16(const void* x, const void* w, void* out, int64_t tokens, int heads, int sx,
-                      int k, int m, int so, cudaStream_t stream);
+// DeepSeek's latent attention in the absorbed form (Backend's MLA ops, backend.h; head_linear
+// is a cuBLAS strided-batched GEMM, cuda_mla.cc).
 // Backend::mla_rope_norm: q's rope parts rotated into q_mla [T, H, Dl + Dr] (after Dl), kv_a
 // [T, Dl + Dr] into latent = [rmsnorm(c_kv) * norm | rope(k_pe)]; cos_sin f32 [max_pos, Dr].
 void mla_rope_norm_bf16(const void* q, const void* kv_a, const void* norm, float eps,
