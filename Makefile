@@ -57,6 +57,7 @@ test-release-lane:
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/cli/test_cli.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/cli/test_memory_cli.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/cli/test_chat_tmux.py
+	python3 tests/tools/test_profile_report.py
 
 # The ASan build links the Release build's third-party libraries, uninstrumented and compiled once
 # (cmake/third_party.cmake says why): they are built there first.

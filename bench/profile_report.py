@@ -6,33 +6,45 @@ The number of decode steps in the profile comes from, in order: --layers N or --
 CONFIG.json (num_hidden_layers; one attention launch per layer and step), else the profile itself
 (one token draw, sample_rows, per step; the layer count is then attention launches / steps).
 
+NCU.csv may be gzipped (NCU.csv.gz), as the profiles under bench/gpu/results/ are kept.
+
 usage: profile_report.py NCU.csv [--layers N | --config CONFIG.json]"""
 import argparse
 import csv
+import gzip
 import json
 import re
 
+# First match wins. MoE kernels (moe.cu) are named before the generic GEMM/gather/scatter groups
+# whose patterns would otherwise take them.
 GROUPS = [
+    ("attention (MLA)", r"BatchMLA"),
     ("attention (decode)", r"BatchDecode|Decode"),
     ("attention (prefill kernel)", r"BatchPrefill|Prefill"),
     ("KV append", r"AppendPagedKV|append"),
     ("attention merge", r"Merge"),
+    ("MoE grouped GEMM", r"GemmGrouped|grouped_gemm_kernel"),
+    ("MoE routing", r"\broute_kernel"),
+    ("MoE permutation + combine",
+     r"\b(count_kernel|plan_kernel|scatter_kernel|gather_kernel|combine_kernel|grouped_args_kernel)\("),
     ("GEMM (cuBLASLt / gemv)", r"gemm|gemv|nvjet|xmma|cutlass|sm90"),
-    ("rmsnorm", r"[Rr]ms[Nn]orm|rmsnorm"),
+    ("rmsnorm", r"(?i)rms_?norm"),
     ("qkv split + norm + rope", r"qkv|rope"),
     ("silu and mul", r"silu|act_and_mul"),
     ("embedding / gather", r"gather|embedding"),
     ("sampling", r"sample|Softmax|TopK|TopP"),
     ("scatter ids", r"scatter"),
 ]
-ATTENTION = ("attention (decode)", "attention (prefill kernel)")
+ATTENTION = ("attention (MLA)", "attention (decode)", "attention (prefill kernel)")
 # One per decode step: the draw (sample_rows, or its two-pass form's finishing kernel).
 STEP_MARK = r"sample_rows_kernel|sample_rows_finish"
 
 
 def read_kernels(path):
     """(kernel name, microseconds) per launch, in profile order."""
-    rows = [l for l in open(path, errors="replace") if l.startswith('"')]
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", errors="replace") as f:
+        rows = [l for l in f if l.startswith('"')]
     out = []
     for r in csv.DictReader(rows):
         if r.get("Metric Name") != "gpu__time_duration.sum":
@@ -51,8 +63,8 @@ def group_of(name):
 def count_steps(kernels, layers):
     """(steps, layers, how) for the profile."""
     attention = sum(group_of(n) in ATTENTION for n, _ in kernels)
-    if layers:
-        return max(attention / layers, 1e-9), layers, "given"
+    if layers and attention:
+        return attention / layers, layers, "given"
     draws = sum(bool(re.search(STEP_MARK, n)) for n, _ in kernels)
     if draws and attention:
         return draws, attention / draws, "from the profile (token draws)"
