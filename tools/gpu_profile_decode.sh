@@ -10,7 +10,8 @@
 # per layer. Batch 1 (issue #16's latency case): NC_BATCH=1 NC_OUTPUT_LEN=256 NC_SKIP=30000
 # NC_COUNT=1000 (the prefill is then a few hundred launches; the skip lands in the decode).
 # NC_PDL=0 and NC_FUSE=0 (inherited by both runs) turn programmatic dependent launch and the fused
-# kernels off for an A/B (cuda_backend.h).
+# kernels off for an A/B (cuda_backend.h). NC_BENCH_ARGS adds flags to both runs' `nanocascade
+# bench` (e.g. "--kv-cache-dtype fp8" or "--quantization fp8").
 #
 #   tools/gpu_profile_decode.sh BUNDLE [CONFIG]   (on the GPU machine; results under $OUT)
 set -uo pipefail
@@ -37,7 +38,7 @@ cmd=("$nc/bin/nanocascade" bench --backend cuda --load-format dummy
   --model "$config" --max-model-len 4096 --max-num-batched-tokens 16384
   --max-num-seqs "$batch" --no-prefix-cache --no-cascade --workload shared-prefix --system-len 0
   --prompts-per-group 1 --question-len "${NC_PROMPT_LEN:-900}" --output-len "${NC_OUTPUT_LEN:-64}"
-  --groups "$batch")
+  --groups "$batch" ${NC_BENCH_ARGS:-})
 "${cmd[@]}" > "$out/tuning_run.log" 2>&1
 echo "tuning run status $?"
 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)

@@ -1,11 +1,13 @@
 // nc_gpu_bench fp8kv: paged decode attention over a bf16 and an FP8 (e4m3) KV cache, one layer of
-// 8 kv heads with GQA group 4 (32 q heads) and 8 (64), head_dim 128, page 16, NHD, pages shuffled
-// over the pool; batch 64/128/256 x context 2048/8192. Per case and cache dtype, each decode
-// kernel (FlashInfer's CUDA-core decode, and its prefill kernel as decode on tensor cores) with the
-// step's k/v append included (the fp8 one quantises), as the decoder runs it; fp8 scales 1.
-// Columns: microseconds per step, and the K/V bytes read (fp8: one byte a value) per second as a
-// fraction of the device-to-device copy rate measured in the same run (bytes read + written, as
-// the other subs count it). Also written to $OUT/fp8kv.csv when OUT is set.
+// 8 kv heads with GQA group 2 (16 q heads), 4 (32) and 8 (64), head_dim 128, page 16, NHD, pages
+// shuffled over the pool; batch 64/128/256 x context 2048/8192. Per case and cache dtype, each
+// decode kernel (FlashInfer's CUDA-core decode, and its prefill kernel as decode on tensor cores)
+// with the step's k/v append included (the fp8 one quantises), as the decoder runs it; fp8
+// scales 1. Columns: microseconds per step, and the K/V bytes read (fp8: one byte a value) per
+// second as a fraction of the device-to-device copy rate measured in the same run (bytes read +
+// written, as the other subs count it). Also written to $OUT/fp8kv.csv when OUT is set.
+// NC_FP8_DECODE_TILE (1, 2, 4; attn_decode.cuh) sets the FP8 CUDA-core kernel's tokens per lane row
+// and stage.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -109,7 +111,7 @@ void bench_fp8kv() {
   // Both pools live on the first backend's device (one device: any backend of it reads them).
   Tensor pools[2] = {make_pool(*backends[0], false, rng), make_pool(*backends[0], true, rng)};
   cuda_synchronize(*backends[0]);
-  for (int group : {4, 8})
+  for (int group : {2, 4, 8})
     for (int batch : {64, 128, 256})
       for (int ctx : {2048, 8192}) {
         const CaseResult b = run_case(be_of, pools[0], false, group, batch, ctx, rng);

@@ -11,6 +11,7 @@
 // weights in the tensor-core PV product and its bf16 output rounding.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 #include <string>
 
@@ -267,6 +268,31 @@ TEST_F(CudaFp8Kv, RejectsMismatchedPagesAndBadScales) {
   for (Scales bad :
        {Scales{0.0f, 1.0f}, Scales{1.0f, -2.0f}, Scales{NAN, 1.0f}, Scales{1.0f, INFINITY}})
     EXPECT_THROW(gpu->plan_attention(pr.step, with_fp8(pr.shape, bad.k, bad.v)), Error);
+}
+
+// The automatic choice for an fp8 decode step (cuda_attention.cc): CUDA cores up to GQA group 2
+// (where its two-tokens-a-stage launch runs), tensor cores from group 4; the same in graph plans.
+// Skipped when NC_FP8_DECODE_KERNEL forces one (an A/B run).
+TEST_F(CudaFp8Kv, AutoDecodeKernelFollowsTheGroup) {
+  if (std::getenv("NC_FP8_DECODE_KERNEL") != nullptr) GTEST_SKIP() << "NC_FP8_DECODE_KERNEL set";
+  struct Heads {
+    int Hq, Hk;
+    bool cuda_cores;
+  };
+  for (Heads h : {Heads{8, 8, true}, Heads{8, 4, true}, Heads{8, 2, false}, Heads{16, 2, false}}) {
+    SCOPED_TRACE(std::to_string(h.Hq) + "/" + std::to_string(h.Hk) + " heads");
+    const Fp8Problem pr = make_step(rng, StepKind::Decode, 3, h.Hq, h.Hk, 128, 16, KVLayout::NHD);
+    const AttentionShape shape = with_fp8(pr.shape, 1.0f, 1.0f);
+    EXPECT_EQ(bool(cuda_plan_uses_decode_kernel(*gpu->plan_attention(pr.step, shape))[0]),
+              h.cuda_cores)
+        << "eager plan";
+    int max_pages = 1;
+    for (int b = 0; b < pr.step.levels[0].batch_size(); ++b)
+      max_pages = std::max(max_pages, pr.step.levels[0].num_pages(b));
+    auto graph_plan = gpu->plan_attention_graph(pr.step, shape, 0, max_pages);
+    ASSERT_NE(graph_plan, nullptr);
+    EXPECT_EQ(bool(cuda_plan_uses_decode_kernel(*graph_plan).back()), h.cuda_cores) << "graph plan";
+  }
 }
 
 }  // namespace

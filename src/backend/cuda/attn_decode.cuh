@@ -5,6 +5,9 @@
 #pragma once
 #include <flashinfer/attention/decode.cuh>
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "backend/cuda/attn_common.cuh"
 
 namespace nc::cuda {
@@ -57,6 +60,63 @@ void decode_plan_impl(const PlanQuery& q, const PlanWorkspace* ws, PlanInfo* out
   if (out != nullptr) *out = plan.ToVector();
 }
 
+// FP8 pages: FlashInfer's decode kernel with TILE tokens per (lane row, stage) instead of the one
+// its dispatcher gives GQA groups above 1 (it gives group 1 two). One FP8 token is half a bf16
+// token's bytes, so with one token a stage each warp has half the bytes in flight that it has
+// over bf16 pages. Measured on an H100 (2026-12-06, `nc_gpu_bench fp8kv`, batch 64-256 x 2k-8k):
+// at group 2 two tokens take 2-10% less time than one at every point (and four no less than
+// two); from group 4 the kernel is bound by its per-head arithmetic, not by bytes in flight (its
+// time doubles with the group at any tile), and two or four tokens are no faster. So group 2
+// takes two, the others FlashInfer's own dispatch; NC_FP8_DECODE_TILE (1: FlashInfer's, 2, 4)
+// overrides for an A/B. The launch is otherwise FlashInfer's: grid (padded batch, KV heads),
+// block (bdx, group, bdz), two shared-memory stages, then its merge of the split-KV partials.
+inline int fp8_decode_tile(int group) {
+  static const int forced = [] {
+    const char* e = std::getenv("NC_FP8_DECODE_TILE");
+    const int t = e && *e ? std::atoi(e) : 0;
+    return t == 1 || t == 2 || t == 4 ? t : 0;
+  }();
+  return forced != 0 ? forced : group == 2 ? 2 : 1;
+}
+
+template <uint32_t HEAD_DIM, uint32_t TILE, typename V, typename Params>
+cudaError_t decode_fp8_launch(Params p, bf16* tmp_v, float* tmp_s, cudaStream_t stream) {
+  using KV = typename Params::DTypeKV;
+  constexpr uint32_t kStages = 2;  // FlashInfer's choice from compute capability 8 on
+  constexpr uint32_t vec = std::max<uint32_t>(16 / sizeof(KV), HEAD_DIM / 32);
+  constexpr uint32_t bdx = HEAD_DIM / vec;
+  const uint32_t num_qo_heads = p.num_qo_heads, num_kv_heads = p.paged_kv.num_heads;
+  return dispatch_group_size(int(num_qo_heads / num_kv_heads), [&]<uint32_t GROUP>() {
+    constexpr uint32_t bdy = GROUP;
+    constexpr uint32_t threads = std::max<uint32_t>(128, bdx * bdy);
+    constexpr uint32_t bdz = threads / (bdx * bdy);
+    const size_t smem =
+        std::max<size_t>(2 * kStages * TILE * bdy * bdz * HEAD_DIM * sizeof(KV),
+                         bdz * bdy * HEAD_DIM * sizeof(float)) +
+        std::max<size_t>(TILE * threads * sizeof(KV*), 2 * bdy * bdz * sizeof(float));
+    auto kernel =
+        flashinfer::BatchDecodeWithPagedKVCacheKernel<flashinfer::PosEncodingMode::kNone, kStages,
+                                                      TILE, vec, bdx, bdy, bdz, V, Params>;
+    cudaError_t st =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (st != cudaSuccess) return st;
+    const dim3 grid(p.padded_batch_size, num_kv_heads), block(bdx, bdy, bdz);
+    bf16* o = p.o;
+    float* lse = p.lse;
+    p.partition_kv = tmp_v != nullptr;
+    if (p.partition_kv) {
+      p.o = tmp_v;
+      p.lse = tmp_s;
+    }
+    void* args[] = {static_cast<void*>(&p)};
+    st = cudaLaunchKernel(reinterpret_cast<void*>(kernel), grid, block, args, smem, stream);
+    if (st != cudaSuccess || !p.partition_kv) return st;
+    return flashinfer::VariableLengthMergeStates(tmp_v, tmp_s, p.o_indptr, o, lse,
+                                                 p.paged_kv.batch_size, nullptr, num_qo_heads,
+                                                 HEAD_DIM, /*enable_pdl=*/false, stream);
+  });
+}
+
 template <uint32_t HEAD_DIM, bool WINDOW, bool SOFT_CAP, typename KV = bf16>
 void decode_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const PagedKV& kv,
                    const AttnIO& io, cudaStream_t stream) {
@@ -72,6 +132,16 @@ void decode_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Page
     tmp_s = at_offset<float>(ws.float_ws, plan.s_offset);
     if (plan.enable_cuda_graph) {
       p.block_valid_mask = at_offset<bool>(ws.int_ws, plan.block_valid_mask_offset);
+    }
+  }
+  if constexpr (sizeof(KV) == 1) {
+    if (const int tile = fp8_decode_tile(io.num_qo_heads / kv.num_kv_heads); tile != 1) {
+      using V = Variant<WINDOW, SOFT_CAP>;
+      fi_call("batch decode (fp8)", [&] {
+        return tile == 2 ? decode_fp8_launch<HEAD_DIM, 2, V>(p, tmp_v, tmp_s, stream)
+                         : decode_fp8_launch<HEAD_DIM, 4, V>(p, tmp_v, tmp_s, stream);
+      });
+      return;
     }
   }
   fi_call("batch decode", [&] {

@@ -172,13 +172,29 @@ void CudaAttention::run(const AttentionPlan& plan_base, const Tensor& q, const T
 }
 
 // Head dims FlashInfer's kernels cannot take (96) run our kernel on every level (attn_generic.h).
-// An fp8 cache at GQA group >= 2 decodes on tensor cores whatever the bf16 tables say: FlashInfer's
-// CUDA-core kernel converts e4m3 to bf16 in its inner loop and was slower with fp8 than with bf16
-// at every point measured (groups 4 and 8, batch 64-256, contexts 2k-8k, H100 2026-12-06), while
-// the tensor-core kernel read fp8 1.43-1.63x faster than bf16 (docs/benchmarks.md, "FP8 KV
-// cache"). Group 1 keeps the tables (there a tensor-core tile is 1/16 used; not measured).
-static bool fp8_takes_tensor_cores(const AttentionShape& sh) {
-  return sh.kv.fp8 && sh.num_qo_heads / sh.num_kv_heads >= 2;
+// An fp8 cache decodes on tensor cores from GQA group 4 up, whatever the bf16 tables say:
+// FlashInfer's CUDA-core kernel converts e4m3 in its inner loop, once per query head, and there
+// took 1.2-1.4x the bf16 kernel's time while the tensor-core kernel read fp8 1.42-1.62x faster
+// than bf16 (H100, 2026-12-06, docs/benchmarks.md "FP8 KV cache"). At group 2 the CUDA-core
+// kernel with two tokens a stage (attn_decode.cuh) is within 7% of the tensor-core one eagerly
+// (either way) and took 7% less time per decode step end to end under graphs (nano-vLLM's
+// workload, Qwen3-0.6B shape: 5.04 against 5.39 ms), so groups 1 and 2 take CUDA cores.
+// NC_FP8_DECODE_KERNEL=cc or tc forces one kernel on every fp8 decode level (A/B).
+static const char* fp8_forced_kernel() {
+  static const std::string forced = [] {
+    const char* e = std::getenv("NC_FP8_DECODE_KERNEL");
+    return std::string(e != nullptr ? e : "");
+  }();
+  return forced.c_str();
+}
+
+// 1: CUDA cores, 0: tensor cores, -1: not an fp8 cache (the bf16 rules apply).
+static int fp8_decode_on_cuda_cores(const AttentionShape& sh) {
+  if (!sh.kv.fp8) return -1;
+  const std::string forced = fp8_forced_kernel();
+  if (forced == "cc") return 1;
+  if (forced == "tc") return 0;
+  return sh.num_qo_heads / sh.num_kv_heads <= 2 ? 1 : 0;
 }
 
 LevelKernel CudaAttention::level_kernel(const PagedKVBatch& in, const AttentionShape& sh) const {
@@ -193,7 +209,7 @@ LevelKernel CudaAttention::level_kernel(const PagedKVBatch& in, const AttentionS
       keys += in.kv_len(b, sh.kv.page_size);
     }
     if (options_.decode_kernel == DecodeKernel::CudaCores) return true;
-    if (fp8_takes_tensor_cores(sh)) return false;
+    if (const int fp8_cc = fp8_decode_on_cuda_cores(sh); fp8_cc >= 0) return fp8_cc == 1;
     // Auto: the measured table (decode_choice.cc), from host data only.
     const int batch = std::max(1, in.batch_size());
     return auto_decode_kernel(sh.num_qo_heads / sh.num_kv_heads, sh.head_dim, batch,
@@ -215,7 +231,8 @@ LevelKernel CudaAttention::graph_own_kernel(const AttentionShape& sh, int batch)
     case DecodeKernel::Auto:
       break;
   }
-  if (fp8_takes_tensor_cores(sh)) return LevelKernel::Prefill;
+  if (const int fp8_cc = fp8_decode_on_cuda_cores(sh); fp8_cc >= 0)
+    return fp8_cc == 1 ? LevelKernel::Decode : LevelKernel::Prefill;
   return graph_decode_kernel(sh.num_qo_heads / sh.num_kv_heads, sh.head_dim, batch) ==
                  DecodeKernel::TensorCores
              ? LevelKernel::Prefill
