@@ -27,7 +27,7 @@ GROUPS = [
     ("MoE routing", r"\broute_kernel"),
     ("MoE permutation + combine",
      r"\b(count_kernel|plan_kernel|scatter_kernel|gather_kernel|combine_kernel|grouped_args_kernel)\("),
-    ("GEMM (cuBLASLt / gemv)", r"gemm|gemv|nvjet|xmma|cutlass|sm90"),
+    ("GEMM (cuBLASLt / gemv)", r"gemm|gemv|nvjet|xmma|cutlass|sm90|splitKreduce"),
     ("rmsnorm", r"(?i)rms_?norm"),
     ("qkv split + norm + rope", r"qkv|rope"),
     ("silu and mul", r"silu|act_and_mul"),

@@ -7,8 +7,8 @@ profiles Nsight Compute wrote on the GPU machine, kept under bench/gpu/results/:
   fused add + RMSNorm counts as rmsnorm (not "other");
 - Qwen3-0.6B's decode (FlashInfer's decode kernel, 28 layers): steps from the attention launches,
   and from the token draws when no layer count is given;
-- a profile without attention launches: the step count falls back to the draws instead of
-  dividing by zero.
+- a profile without attention launches and a layer count: the totals are for the whole window
+  (one "step", said so) instead of a division by zero.
 
 Run from the repository root: python3 tests/tools/test_profile_report.py
 """

@@ -82,7 +82,8 @@ inline int fp8_decode_tile(int group) {
 template <uint32_t HEAD_DIM, uint32_t TILE, typename V, typename Params>
 cudaError_t decode_fp8_launch(Params p, bf16* tmp_v, float* tmp_s, cudaStream_t stream) {
   using KV = typename Params::DTypeKV;
-  constexpr uint32_t kStages = 2;  // FlashInfer's choice from compute capability 8 on
+  // FlashInfer's choice from compute capability 8 on; FP8 pages need 8.9 (fp8_kv_support.h).
+  constexpr uint32_t kStages = 2;
   constexpr uint32_t vec = std::max<uint32_t>(16 / sizeof(KV), HEAD_DIM / 32);
   constexpr uint32_t bdx = HEAD_DIM / vec;
   const uint32_t num_qo_heads = p.num_qo_heads, num_kv_heads = p.paged_kv.num_heads;

@@ -41,9 +41,9 @@ Context::~Context() {
   if (fork) cudaEventDestroy(fork);
   if (join) cudaEventDestroy(join);
   if (side) cudaStreamDestroy(side);
-  if (lt_workspace) cudaFree(lt_workspace);
-  if (blas) cublasDestroy(blas);
+  if (blas) cublasDestroy(blas);  // before the workspace both handles use
   if (lt) cublasLtDestroy(lt);
+  if (lt_workspace) cudaFree(lt_workspace);
   if (stream) cudaStreamDestroy(stream);
 }
 
@@ -111,6 +111,11 @@ std::shared_ptr<Context> open_device(int device_index) {
   cublas_check(cublasSetStream(ctx->blas, ctx->stream), "cublasSetStream");  // before the workspace
   cublas_check(cublasSetWorkspace(ctx->blas, ctx->lt_workspace, ctx->lt_workspace_bytes),
                "cublasSetWorkspace");
+  // Split-K partial sums stay in float32 (not the bf16 output type), as every other GEMM here.
+  cublas_check(
+      cublasSetMathMode(ctx->blas, cublasMath_t(CUBLAS_DEFAULT_MATH |
+                                                CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)),
+      "cublasSetMathMode");
   // Keep freed blocks in the stream-ordered pool instead of returning them to the driver.
   cudaMemPool_t pool;
   cuda_check(cudaDeviceGetDefaultMemPool(&pool, device_index), "cudaDeviceGetDefaultMemPool");
