@@ -33,11 +33,25 @@ constexpr int kHq = 32, kHk = 8, kD = 128, kPs = 16;
 constexpr int kMaxCtx = 131072, kMaxBatch = 64;
 constexpr int kSinkPages = 1, kWindow = 128;
 
-// Pages whose bounds the score kernel reads: all but the sinks, the window's pages and the last.
-int64_t candidate_pages(int n, int kv_len) {
+// An entry's candidate pages [c0, c1) (cuda_sparse.cc's rule): all but the sinks, the window's
+// pages and the last; the score kernel reads only their bounds.
+struct Candidates {
+  int c0 = 0, c1 = 0;
+};
+
+Candidates candidates(int n, int kv_len) {
   const int c0 = std::min(kSinkPages, n);
-  const int c1 = std::max(c0, std::min(std::max(0, kv_len - kWindow) / kPs, n - 1));
-  return c1 - c0;
+  return {c0, std::max(c0, std::min(std::max(0, kv_len - kWindow) / kPs, n - 1))};
+}
+
+// Bytes of page bounds the score kernel reads over `own`'s entries (float32 min and max).
+double bounds_read_bytes(const PagedKVBatch& own) {
+  double bytes = 0;
+  for (int b = 0; b < own.batch_size(); ++b) {
+    const Candidates c = candidates(own.num_pages(b), own.kv_len(b, kPs));
+    bytes += double(c.c1 - c.c0) * 2.0 * kHk * kD * 4;
+  }
+  return bytes;
 }
 
 // The step's shape after selection, as a plain step (the first kept - 1 pages of each entry and
@@ -70,8 +84,7 @@ SelectInputs select_inputs(Backend& be, const AttentionStep& step,
   int out_off = 0, max_candidates = 0;
   for (int b = 0; b < own.batch_size(); ++b) {
     const int n = own.num_pages(b), kv_len = own.kv_len(b, kPs);
-    const int c0 = std::min(kSinkPages, n);
-    const int c1 = std::max(c0, std::min(std::max(0, kv_len - kWindow) / kPs, n - 1));
+    const auto [c0, c1] = candidates(n, kv_len);
     const int keep = kept_pages[size_t(b)] - c0 - (n - c1);
     std::vector<int32_t> row(cuda::kSparseEntryFields, 0);
     row[cuda::kSeQRow] = b;
@@ -136,7 +149,6 @@ void bench_sparse_parts(Backend& be, const std::vector<int32_t>& perm, const Ten
       "copy rate | selection (us) |\n|---|---|---|---|---|---|---|\n");
   std::FILE* csv =
       bench::open_csv("sparse_parts.csv", "context,batch,budget,scores_us,bounds_bytes,select_us");
-  const double page_bound_bytes = 2.0 * kHk * kD * 4;
   for (int ctx : {32768, kMaxCtx})
     for (int batch : {16, kMaxBatch})
       for (int budget : {2048, 4096}) {
@@ -159,11 +171,7 @@ void bench_sparse_parts(Backend& be, const std::vector<int32_t>& perm, const Ten
         a.head_dim = kD;
         const double scores = stream_us([&](cudaStream_t s) { cuda::sparse_page_scores(a, s); });
         const double select = stream_us([&](cudaStream_t s) { cuda::sparse_select_pages(a, s); });
-        const PagedKVBatch& own = step.levels.back();
-        double bound_bytes = 0;
-        for (int b = 0; b < batch; ++b)
-          bound_bytes +=
-              double(candidate_pages(own.num_pages(b), own.kv_len(b, kPs))) * page_bound_bytes;
+        const double bound_bytes = bounds_read_bytes(step.levels.back());
         std::printf("| %d | %d | %d | %.1f | %.1f | %.2f | %.1f |\n", ctx, batch, budget, scores,
                     bound_bytes / 1e6, bound_bytes / (copy * 1e12) / (scores * 1e-6), select);
         std::fflush(stdout);
@@ -234,7 +242,7 @@ void bench_sparse() {
   std::FILE* csv = bench::open_csv(
       "sparse.csv",
       "context,batch,budget,sparse_us,dense_us,kept_kv_bytes,bounds_bytes,floor_us,kept_attn_us");
-  const double token_bytes = 2.0 * kHk * kD * 2, page_bound_bytes = 2.0 * kHk * kD * 4;
+  const double token_bytes = 2.0 * kHk * kD * 2;
   for (int ctx : {32768, kMaxCtx})
     for (int batch : {16, kMaxBatch}) {
       const AttentionStep step = bench::decode_step(batch, ctx, perm, kPs);
@@ -249,14 +257,12 @@ void bench_sparse() {
         const double t = bench::auto_seconds_per_call(
             *be, [&] { be->sparse_attention(*sparse, qb, kb, vb, pages, bounds, ob); });
         const PagedKVBatch& own = step.levels.back();
-        double kept = 0, bound_bytes = 0;
+        const double bound_bytes = bounds_read_bytes(own);
+        double kept = 0;
         const std::vector<int> kept_pages = cuda_sparse_entry_pages(*sparse);
-        for (int b = 0; b < batch; ++b) {
+        for (int b = 0; b < batch; ++b)
           kept += (double(kept_pages[size_t(b)] - 1) * kPs + own.kv_last_page_len[size_t(b)]) *
                   token_bytes;
-          bound_bytes +=
-              double(candidate_pages(own.num_pages(b), own.kv_len(b, kPs))) * page_bound_bytes;
-        }
         const double floor_s = (kept + bound_bytes) / (copy * 1e12);
         auto kept_plan = be->plan_attention(kept_shape_step(step, kept_pages), shape);
         const double t_kept = bench::auto_seconds_per_call(

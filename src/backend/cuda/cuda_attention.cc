@@ -180,20 +180,15 @@ void CudaAttention::run(const AttentionPlan& plan_base, const Tensor& q, const T
 // (either way) and took 7% less time per decode step end to end under graphs (nano-vLLM's
 // workload, Qwen3-0.6B shape: 5.04 against 5.39 ms), so groups 1 and 2 take CUDA cores.
 // NC_FP8_DECODE_KERNEL=cc or tc forces one kernel on every fp8 decode level (A/B).
-static const char* fp8_forced_kernel() {
-  static const std::string forced = [] {
-    const char* e = std::getenv("NC_FP8_DECODE_KERNEL");
-    return std::string(e != nullptr ? e : "");
-  }();
-  return forced.c_str();
-}
-
 // 1: CUDA cores, 0: tensor cores, -1: not an fp8 cache (the bf16 rules apply).
 static int fp8_decode_on_cuda_cores(const AttentionShape& sh) {
+  static const int forced = [] {  // the environment, read once: 1 cc, 0 tc, -1 unset
+    const char* e = std::getenv("NC_FP8_DECODE_KERNEL");
+    const std::string v = e != nullptr ? e : "";
+    return v == "cc" ? 1 : v == "tc" ? 0 : -1;
+  }();
   if (!sh.kv.fp8) return -1;
-  const std::string forced = fp8_forced_kernel();
-  if (forced == "cc") return 1;
-  if (forced == "tc") return 0;
+  if (forced >= 0) return forced;
   return sh.num_qo_heads / sh.num_kv_heads <= 2 ? 1 : 0;
 }
 
