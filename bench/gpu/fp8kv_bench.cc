@@ -6,17 +6,20 @@
 // scales 1. Columns: microseconds per step, and the K/V bytes read (fp8: one byte a value) per
 // second as a fraction of the device-to-device copy rate measured in the same run (bytes read +
 // written, as the other subs count it). Also written to $OUT/fp8kv.csv when OUT is set.
-// NC_FP8_DECODE_TILE (1, 2, 4; attn_decode.cuh) sets the FP8 CUDA-core kernel's tokens per lane row
-// and stage.
+// Over fp8 pages the "cuda-core" columns are the decode table, which runs our tensor-core FP8
+// kernel (attn_decode_fp8.cuh); NC_FP8_DECODE_IMPL=fi makes it FlashInfer's CUDA-core kernel again,
+// whose tokens per lane row and stage NC_FP8_DECODE_TILE (1, 2, 4; attn_decode.cuh) sets.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <numeric>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "bench_util.h"
@@ -55,6 +58,12 @@ Tensor make_pool(Backend& be, bool fp8, std::mt19937& rng) {
   return pool;
 }
 
+// NC_FP8KV_LAYOUT=HND: pages head-major (one KV head's tokens contiguous); NHD otherwise.
+KVLayout bench_layout() {
+  const char* e = std::getenv("NC_FP8KV_LAYOUT");
+  return e != nullptr && std::string(e) == "HND" ? KVLayout::HND : KVLayout::NHD;
+}
+
 struct CaseResult {
   double seconds[2];  // CUDA-core decode, tensor-core decode
 };
@@ -65,7 +74,7 @@ CaseResult run_case(Backend* const be_of[2], Tensor pool, bool fp8, int group, i
                     std::mt19937& rng) {
   const int Hq = kHk * group;
   AttentionShape shape{Hq, kHk, kD, 1.0f / std::sqrt(float(kD)),
-                       KVCacheShape{1, int(kPoolPages), kPs, kHk, kD, KVLayout::NHD}};
+                       KVCacheShape{1, int(kPoolPages), kPs, kHk, kD, bench_layout()}};
   shape.kv.fp8 = fp8;
   std::vector<int32_t> perm(static_cast<size_t>(kPoolPages));
   std::iota(perm.begin(), perm.end(), 0);
@@ -97,9 +106,9 @@ void bench_fp8kv() {
   const double copy = bench::copy_tbs(*backends[0]);
   std::printf(
       "\n## Paged decode attention, bf16 vs fp8 (e4m3) KV cache: 8 kv heads, head_dim 128, page "
-      "16, NHD; copy %.3f TB/s (bytes read + written); fraction = K/V bytes read per second / "
+      "16, %s; copy %.3f TB/s (bytes read + written); fraction = K/V bytes read per second / "
       "copy rate\n",
-      copy);
+      bench_layout() == KVLayout::HND ? "HND" : "NHD", copy);
   std::printf(
       "| group | batch | context | bf16 cuda-core (us) | bf16 tensor-core (us) | fp8 cuda-core "
       "(us) | fp8 tensor-core (us) | bf16 best fraction | fp8 best fraction | fp8 speed-up |\n");

@@ -1,5 +1,6 @@
 // Attention over an FP8 (e4m3) KV cache on the CUDA backend against the CPU backend over the same
-// codes: FlashInfer's CUDA-core decode and its prefill kernel as decode (tensor cores), FA2
+// codes: the decode table (our FP8 decode kernel; FlashInfer's CUDA-core decode with
+// NC_FP8_DECODE_IMPL=fi) and FlashInfer's prefill kernel as decode (tensor cores), FA2
 // prefill with and without the causal mask, 2-level cascades (merged by LSE; overlapped or not;
 // the Hopper prefill asked for and declined), CUDA graphs, our head_dim-96 kernel; NHD and HND,
 // page sizes 1 and 16, scales 1 and not. Every step also appends: the pages after it must hold
@@ -270,28 +271,122 @@ TEST_F(CudaFp8Kv, RejectsMismatchedPagesAndBadScales) {
     EXPECT_THROW(gpu->plan_attention(pr.step, with_fp8(pr.shape, bad.k, bad.v)), Error);
 }
 
-// The automatic choice for an fp8 decode step (cuda_attention.cc): CUDA cores up to GQA group 2
-// (where its two-tokens-a-stage launch runs), tensor cores from group 4; the same in graph plans.
-// Skipped when NC_FP8_DECODE_KERNEL forces one (an A/B run).
+// One level of entries (q_len, kv_len) over shuffled pages.
+Fp8Problem entries_problem(std::mt19937& rng, const std::vector<std::pair<int, int>>& entries,
+                           int Hq, int Hk, int D, int ps, KVLayout layout) {
+  int num_pages = 1;
+  for (auto [q_len, n] : entries) num_pages += (n + ps - 1) / ps;
+  std::vector<int32_t> perm(size_t(num_pages), 0);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  Fp8Problem pr;
+  pr.shape = AttentionShape{Hq, Hk, D, 1.0f / std::sqrt(float(D)),
+                            KVCacheShape{1, num_pages, ps, Hk, D, layout}};
+  PagedKVBatch own;
+  size_t next = 0;
+  for (auto [q_len, n] : entries) {
+    const size_t pages = size_t((n + ps - 1) / ps);
+    own.add(
+        q_len,
+        std::vector<int32_t>(perm.begin() + int64_t(next), perm.begin() + int64_t(next + pages)), n,
+        ps);
+    next += pages;
+    pr.step.num_tokens += q_len;
+  }
+  pr.step.levels.push_back(own);
+  return pr;
+}
+
+// Decode steps of `lengths` tokens per entry (one query row each).
+Fp8Problem decode_problem(std::mt19937& rng, const std::vector<int>& lengths, int Hq, int Hk, int D,
+                          int ps, KVLayout layout) {
+  std::vector<std::pair<int, int>> entries;
+  for (int n : lengths) entries.emplace_back(1, n);
+  return entries_problem(rng, entries, Hq, Hk, D, ps, layout);
+}
+
+// Our FP8 decode kernel (attn_decode_fp8.cuh, the decode table's fp8 path) over every GQA group
+// the decode table takes (1-8 use the MMA's first 8 rows, 16 both halves), both head dims, page
+// sizes that do and do not hold whole 16-token steps, both layouts, and batches that run one
+// block per entry, split the KV (a lone 5000-token entry) or end steps mid-page (lengths 1-40).
+TEST_F(CudaFp8Kv, OwnDecodeKernelMatchesTheCpu) {
+  std::uniform_int_distribution<int> short_len(1, 40), long_len(200, 2500);
+  for (int group : {1, 2, 3, 4, 6, 8, 16})
+    for (int D : {64, 128})
+      for (auto [ps, layout] : {std::tuple{16, KVLayout::NHD}, std::tuple{1, KVLayout::HND},
+                                std::tuple{7, KVLayout::NHD}, std::tuple{32, KVLayout::HND}}) {
+        const int Hk = group == 16 ? 1 : 2;
+        std::vector<std::vector<int>> batches = {{5000}, {}, {}};
+        for (int b = 0; b < 37; ++b) batches[1].push_back(short_len(rng));
+        for (int b = 0; b < 6; ++b) batches[2].push_back(long_len(rng));
+        for (const std::vector<int>& lengths : batches) {
+          const std::string label = "group " + std::to_string(group) + " hd" + std::to_string(D) +
+                                    " page " + std::to_string(ps) + " batch " +
+                                    std::to_string(lengths.size());
+          CudaBackendOptions opt;
+          opt.decode_kernel = DecodeKernel::CudaCores;  // the decode table, whatever the rule
+          check(decode_problem(rng, lengths, group * Hk, Hk, D, ps, layout), {0.5f, 2.0f}, opt,
+                label);
+        }
+      }
+}
+
+// A mixed step (decode entries first, as the scheduler orders them, then prefill chunks) splits
+// into a decode-table plan for its leading one-row entries and an FA2 plan for the rest
+// (cuda_attention_split.cc); a step that starts with a prefill chunk, or a cascade, does not.
+TEST_F(CudaFp8Kv, MixedStepsSplitTheirDecodeRows) {
+  std::uniform_int_distribution<int> len(1, 600), chunk(2, 40);
+  for (auto [ps, layout] : {std::tuple{16, KVLayout::NHD}, std::tuple{1, KVLayout::HND}})
+    for (int decodes : {0, 1, 9}) {
+      std::vector<std::pair<int, int>> entries;
+      for (int i = 0; i < decodes; ++i) entries.emplace_back(1, len(rng));
+      for (int i = 0; i < 4; ++i) {
+        const int q_len = chunk(rng);
+        entries.emplace_back(q_len, q_len + len(rng));
+      }
+      entries.emplace_back(1, len(rng));  // a one-row entry after the chunks stays with them
+      const Fp8Problem pr = entries_problem(rng, entries, 16, 4, 128, ps, layout);
+      const std::string label =
+          std::to_string(decodes) + " leading decodes, page " + std::to_string(ps);
+      const std::vector<bool> decode_levels =
+          cuda_plan_uses_decode_kernel(*gpu->plan_attention(pr.step, with_fp8(pr.shape, 1, 1)));
+      const std::vector<bool> expected =
+          decodes > 0 ? std::vector<bool>{true, false} : std::vector<bool>{false};
+      EXPECT_EQ(decode_levels, expected) << label;
+      check(pr, {0.5f, 2.0f}, CudaBackendOptions{}, label);
+    }
+  const Fp8Problem cascade = make_step(rng, StepKind::Cascade, 5, 16, 4, 128, 16, KVLayout::NHD);
+  EXPECT_EQ(cuda_plan_uses_decode_kernel(
+                *gpu->plan_attention(cascade.step, with_fp8(cascade.shape, 1, 1)))
+                .size(),
+            2u);
+}
+
+// The automatic choice for an fp8 decode step (cuda_attention.cc): the decode table (our FP8
+// kernel) for every group; with NC_FP8_DECODE_IMPL=fi, FlashInfer's CUDA-core kernel up to GQA
+// group 2 and its tensor-core kernel from group 4. The same in graph plans. Skipped when
+// NC_FP8_DECODE_KERNEL forces one (an A/B run).
 TEST_F(CudaFp8Kv, AutoDecodeKernelFollowsTheGroup) {
   if (std::getenv("NC_FP8_DECODE_KERNEL") != nullptr) GTEST_SKIP() << "NC_FP8_DECODE_KERNEL set";
+  const char* impl = std::getenv("NC_FP8_DECODE_IMPL");
+  const bool own = impl == nullptr || std::string(impl) != "fi";
   struct Heads {
     int Hq, Hk;
-    bool cuda_cores;
   };
-  for (Heads h : {Heads{8, 8, true}, Heads{8, 4, true}, Heads{8, 2, false}, Heads{16, 2, false}}) {
+  for (Heads h : {Heads{8, 8}, Heads{8, 4}, Heads{8, 2}, Heads{16, 2}}) {
     SCOPED_TRACE(std::to_string(h.Hq) + "/" + std::to_string(h.Hk) + " heads");
+    const bool decode_table = own || h.Hq / h.Hk <= 2;
     const Fp8Problem pr = make_step(rng, StepKind::Decode, 3, h.Hq, h.Hk, 128, 16, KVLayout::NHD);
     const AttentionShape shape = with_fp8(pr.shape, 1.0f, 1.0f);
     EXPECT_EQ(bool(cuda_plan_uses_decode_kernel(*gpu->plan_attention(pr.step, shape))[0]),
-              h.cuda_cores)
+              decode_table)
         << "eager plan";
     int max_pages = 1;
     for (int b = 0; b < pr.step.levels[0].batch_size(); ++b)
       max_pages = std::max(max_pages, pr.step.levels[0].num_pages(b));
     auto graph_plan = gpu->plan_attention_graph(pr.step, shape, 0, max_pages);
     ASSERT_NE(graph_plan, nullptr);
-    EXPECT_EQ(bool(cuda_plan_uses_decode_kernel(*graph_plan).back()), h.cuda_cores) << "graph plan";
+    EXPECT_EQ(bool(cuda_plan_uses_decode_kernel(*graph_plan).back()), decode_table) << "graph plan";
   }
 }
 

@@ -9,6 +9,8 @@
 #include <cstdlib>
 
 #include "backend/cuda/attn_common.cuh"
+#include "backend/cuda/attn_decode_fp8.cuh"
+#include "backend/cuda/fp8_decode_rule.h"
 
 namespace nc::cuda {
 
@@ -35,6 +37,14 @@ cudaError_t dispatch_group_size(int group, F&& f) {
   }
 }
 
+// Whether this configuration decodes on our FP8 kernel (fp8_decode_rule.h); plan and run agree.
+template <uint32_t HEAD_DIM, bool WINDOW, bool SOFT_CAP, typename KV>
+bool own_fp8_decode_path(int group) {
+  if constexpr (sizeof(KV) == 1 && (HEAD_DIM == 64 || HEAD_DIM == 128))
+    return own_fp8_decode_serves(group, int(HEAD_DIM), WINDOW, SOFT_CAP);
+  return false;
+}
+
 template <uint32_t HEAD_DIM, bool WINDOW, bool SOFT_CAP, typename KV = bf16>
 void decode_plan_impl(const PlanQuery& q, const PlanWorkspace* ws, PlanInfo* out, size_t* fbytes,
                       size_t* ibytes, cudaStream_t stream) {
@@ -43,8 +53,19 @@ void decode_plan_impl(const PlanQuery& q, const PlanWorkspace* ws, PlanInfo* out
   flashinfer::DecodePlanInfo plan;
   fi_call("decode plan", [&] {
     return dispatch_group_size(q.num_qo_heads / q.num_kv_heads, [&]<uint32_t GROUP>() {
-      auto estimate = flashinfer::BatchDecodeWithPagedKVCacheWorkEstimationDispatched<
-          GROUP, HEAD_DIM, flashinfer::PosEncodingMode::kNone, V, Params>;
+      auto estimate = [&](bool& split, uint32_t& grid, uint32_t& pages, uint32_t& new_batch,
+                          uint32_t& gdy, uint32_t batch, int32_t* indptr_h, uint32_t qo_heads,
+                          uint32_t page_size, bool graph, cudaStream_t s) {
+        if constexpr (sizeof(KV) == 1 && (HEAD_DIM == 64 || HEAD_DIM == 128)) {
+          if (own_fp8_decode_path<HEAD_DIM, WINDOW, SOFT_CAP, KV>(GROUP))
+            return fp8_decode::estimate_work<HEAD_DIM, Params>(split, grid, pages, new_batch, gdy,
+                                                               batch, indptr_h, page_size, graph,
+                                                               qo_heads / GROUP);
+        }
+        return flashinfer::BatchDecodeWithPagedKVCacheWorkEstimationDispatched<
+            GROUP, HEAD_DIM, flashinfer::PosEncodingMode::kNone, V, Params>(
+            split, grid, pages, new_batch, gdy, batch, indptr_h, qo_heads, page_size, graph, s);
+      };
       int32_t* indptr = const_cast<int32_t*>(q.kv_indptr_h);
       if (ws == nullptr) {
         return flashinfer::DecodePlanWorkspaceSize<HEAD_DIM, flashinfer::PosEncodingMode::kNone, V,
@@ -133,6 +154,13 @@ void decode_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Page
     tmp_s = at_offset<float>(ws.float_ws, plan.s_offset);
     if (plan.enable_cuda_graph) {
       p.block_valid_mask = at_offset<bool>(ws.int_ws, plan.block_valid_mask_offset);
+    }
+  }
+  if constexpr (sizeof(KV) == 1 && (HEAD_DIM == 64 || HEAD_DIM == 128)) {
+    if (own_fp8_decode_path<HEAD_DIM, WINDOW, SOFT_CAP, KV>(io.num_qo_heads / kv.num_kv_heads)) {
+      fi_call("batch decode (fp8, ours)",
+              [&] { return fp8_decode::launch<HEAD_DIM>(p, tmp_v, tmp_s, stream); });
+      return;
     }
   }
   if constexpr (sizeof(KV) == 1) {

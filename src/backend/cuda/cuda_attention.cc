@@ -6,6 +6,7 @@
 #include <string>
 
 #include "backend/cuda/decode_choice.h"
+#include "backend/cuda/fp8_decode_rule.h"
 
 namespace nc::cuda_host {
 namespace {
@@ -49,6 +50,8 @@ const CudaAttentionPlan& cuda_plan(const AttentionPlan& plan, const char* what) 
 std::unique_ptr<AttentionPlan> CudaAttention::plan(const AttentionStep& step,
                                                    const AttentionShape& shape) {
   validate_step(step, shape);
+  if (const int rows = fp8_decode_rows_to_split(step, shape); rows > 0)
+    return plan_split(step, shape, rows);
   auto plan = std::make_unique<CudaAttentionPlan>(ctx_);
   plan->shape = shape;
   plan->num_tokens = step.num_tokens;
@@ -168,20 +171,21 @@ void CudaAttention::run(const AttentionPlan& plan_base, const Tensor& q, const T
            "attention: kv pages {} do not hold {} pages of {} elements",
            shape_str(kv_pages.shape()), sh.kv.num_pages, sh.kv.elems_per_page());
   if (T == 0) return;
+  if (plan->split_head != nullptr) return run_split(*plan, q, k, v, kv_pages, out, append);
   run_levels(*plan, q, k, v, kv_pages, out, append);
 }
 
 // Head dims FlashInfer's kernels cannot take (96) run our kernel on every level (attn_generic.h).
-// An fp8 cache decodes on tensor cores from GQA group 4 up, whatever the bf16 tables say:
-// FlashInfer's CUDA-core kernel converts e4m3 in its inner loop, once per query head, and there
-// took 1.2-1.4x the bf16 kernel's time while the tensor-core kernel read fp8 1.42-1.62x faster
-// than bf16 (H100, 2026-12-06, docs/benchmarks.md "FP8 KV cache"). At group 2 the CUDA-core
-// kernel with two tokens a stage (attn_decode.cuh) is within 7% of the tensor-core one eagerly
-// (either way) and took 7% less time per decode step end to end under graphs (nano-vLLM's
-// workload, Qwen3-0.6B shape: 5.04 against 5.39 ms), so groups 1 and 2 take CUDA cores.
-// NC_FP8_DECODE_KERNEL=cc or tc forces one kernel on every fp8 decode level (A/B).
-// 1: CUDA cores, 0: tensor cores, -1: not an fp8 cache (the bf16 rules apply).
-static int fp8_decode_on_cuda_cores(const AttentionShape& sh) {
+// An fp8 cache decodes through the decode table, which runs our tensor-core FP8 kernel
+// (attn_decode_fp8.cuh, fp8_decode_rule.h) for head dims 64/128 without a window or soft cap.
+// Where that kernel does not serve (or NC_FP8_DECODE_IMPL=fi), FlashInfer's kernels as measured
+// on an H100 (2026-12-06, docs/benchmarks.md "FP8 KV cache"): its CUDA-core kernel converts e4m3
+// once per query head and from GQA group 4 took 1.2-1.4x the bf16 kernel's time, so groups 1-2
+// take its CUDA-core kernel (two tokens a stage, attn_decode.cuh) and larger groups its
+// tensor-core prefill kernel. NC_FP8_DECODE_KERNEL=cc or tc forces the decode table (cc) or the
+// prefill kernel (tc) on every fp8 decode level (A/B).
+// 1: the decode table, 0: the prefill kernel, -1: not an fp8 cache (the bf16 rules apply).
+int fp8_takes_decode_table(const AttentionShape& sh) {
   static const int forced = [] {  // the environment, read once: 1 cc, 0 tc, -1 unset
     const char* e = std::getenv("NC_FP8_DECODE_KERNEL");
     const std::string v = e != nullptr ? e : "";
@@ -189,7 +193,10 @@ static int fp8_decode_on_cuda_cores(const AttentionShape& sh) {
   }();
   if (!sh.kv.fp8) return -1;
   if (forced >= 0) return forced;
-  return sh.num_qo_heads / sh.num_kv_heads <= 2 ? 1 : 0;
+  const int group = sh.num_qo_heads / sh.num_kv_heads;
+  if (cuda::own_fp8_decode_serves(group, sh.head_dim, sh.window_left >= 0, sh.logits_soft_cap > 0))
+    return 1;
+  return group <= 2 ? 1 : 0;
 }
 
 LevelKernel CudaAttention::level_kernel(const PagedKVBatch& in, const AttentionShape& sh) const {
@@ -204,7 +211,7 @@ LevelKernel CudaAttention::level_kernel(const PagedKVBatch& in, const AttentionS
       keys += in.kv_len(b, sh.kv.page_size);
     }
     if (options_.decode_kernel == DecodeKernel::CudaCores) return true;
-    if (const int fp8_cc = fp8_decode_on_cuda_cores(sh); fp8_cc >= 0) return fp8_cc == 1;
+    if (const int fp8_table = fp8_takes_decode_table(sh); fp8_table >= 0) return fp8_table == 1;
     // Auto: the measured table (decode_choice.cc), from host data only.
     const int batch = std::max(1, in.batch_size());
     return auto_decode_kernel(sh.num_qo_heads / sh.num_kv_heads, sh.head_dim, batch,
@@ -226,8 +233,8 @@ LevelKernel CudaAttention::graph_own_kernel(const AttentionShape& sh, int batch)
     case DecodeKernel::Auto:
       break;
   }
-  if (const int fp8_cc = fp8_decode_on_cuda_cores(sh); fp8_cc >= 0)
-    return fp8_cc == 1 ? LevelKernel::Decode : LevelKernel::Prefill;
+  if (const int fp8_table = fp8_takes_decode_table(sh); fp8_table >= 0)
+    return fp8_table == 1 ? LevelKernel::Decode : LevelKernel::Prefill;
   return graph_decode_kernel(sh.num_qo_heads / sh.num_kv_heads, sh.head_dim, batch) ==
                  DecodeKernel::TensorCores
              ? LevelKernel::Prefill
@@ -268,8 +275,14 @@ const cuda::AttnKernelTable* CudaAttention::kernel_table(LevelKernel kernel, boo
 }
 
 std::vector<LevelKernel> plan_level_kernels(const AttentionPlan& plan, const char* what) {
+  const CudaAttentionPlan& p = cuda_plan(plan, what);
+  if (p.split_head != nullptr) {  // the decode rows' level, then the rest's
+    std::vector<LevelKernel> out = plan_level_kernels(*p.split_head, what);
+    for (LevelKernel k : plan_level_kernels(*p.split_tail, what)) out.push_back(k);
+    return out;
+  }
   std::vector<LevelKernel> out;
-  for (const LevelPlan& lp : cuda_plan(plan, what).levels) out.push_back(lp.kernel);
+  for (const LevelPlan& lp : p.levels) out.push_back(lp.kernel);
   return out;
 }
 

@@ -52,6 +52,13 @@ class CudaAttention {
   int64_t graph_device_bytes() const { return slots_.device_bytes(); }
 
  private:
+  // A mixed step over fp8 pages split into its decode rows and the rest (cuda_attention_split.cc):
+  // how many leading rows go to the decode table (0: no split), the plan, and its run.
+  int fp8_decode_rows_to_split(const AttentionStep& step, const AttentionShape& shape) const;
+  std::unique_ptr<AttentionPlan> plan_split(const AttentionStep& step, const AttentionShape& shape,
+                                            int rows);
+  void run_split(const CudaAttentionPlan& plan, const Tensor& q, const Tensor& k, const Tensor& v,
+                 Tensor kv_pages, Tensor out, bool append);
   // Eager planning (cuda_attention.cc).
   void lay_out_levels(CudaAttentionPlan& plan, const AttentionStep& step, StagingLayout& lay);
   std::vector<cuda::PlanQuery> choose_kernels(CudaAttentionPlan& plan, const AttentionStep& step,
@@ -78,8 +85,12 @@ class CudaAttention {
   std::shared_ptr<AttnRegistry> registry_;
 };
 
-// The plan's levels' kernels (tests and benchmarks, via cuda_backend.h); nc::Error naming
-// `what` when the plan is not a CUDA plan.
+// An fp8 cache's decode levels: 1 through the decode table (our FP8 kernel where it serves),
+// 0 on FlashInfer's prefill kernel, -1 not an fp8 cache (cuda_attention.cc).
+int fp8_takes_decode_table(const AttentionShape& sh);
+
+// The plan's levels' kernels (tests and benchmarks, via cuda_backend.h; a split mixed step's
+// decode rows first); nc::Error naming `what` when the plan is not a CUDA plan.
 std::vector<LevelKernel> plan_level_kernels(const AttentionPlan& plan, const char* what);
 
 }  // namespace nc::cuda_host

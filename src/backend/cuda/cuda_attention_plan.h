@@ -134,6 +134,10 @@ class CudaAttentionPlan final : public AttentionPlan {
   // back to the pool before the buffers are freed). A graph plan's live in its slot.
   StreamBuffers owned_buffers;
   PooledStaging owned_staging;
+  // A split mixed step (cuda_attention_split.cc): rows [0, split_rows) run split_head (decode
+  // entries), the rest split_tail; `levels` is then empty.
+  std::unique_ptr<AttentionPlan> split_head, split_tail;
+  int split_rows = 0;
 
   bool active(const LevelPlan& lp) const { return lp.batch_size > 0 && num_tokens > 0; }
 };
