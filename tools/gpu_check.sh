@@ -100,7 +100,9 @@ case "$mode" in
     mkdir -p "$stage/nc/bench"
     cp bench/*.py "$stage/nc/bench/"
     mkdir -p "$(dirname "$bundle")"
-    tar -C "$stage" -cJf "$bundle" nc
+    # xz -9e: the JIT cache's objects shrink to about half of the default level's bundle (15 MB
+    # against 32 MB with every pre-built key), which keeps a call's working tree under 64 MiB.
+    tar -C "$stage" -cf - nc | xz -9e -T"${NC_JOBS:-2}" > "$bundle"
     rm -rf "$stage"
     echo "gpu_check: packed $bundle ($(du -h "$bundle" | cut -f1))"
     ;;
