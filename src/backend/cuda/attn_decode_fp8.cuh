@@ -193,17 +193,21 @@ __device__ __forceinline__ void compute_step(const uint32_t (&qa)[D / 16][4],
 // Warp `warp` of the block runs the steps at start + (warp + kWarps i) * kStep, i = 0, 1, ...,
 // with three register sets in rotation: step i computes from one while i + 1 and i + 2 load.
 // (Two steps ahead took 1-3% less time than one in `nc_gpu_bench fp8kv`, H100, 2026-12-06.)
-template <uint32_t D, typename Paged>
+// The first two steps' loads are issued before `load_q` runs (q's latency then overlaps theirs
+// instead of delaying them: a block's fixed cost is a sizeable part of a short request's time).
+template <uint32_t D, typename Paged, typename LoadQ>
 __device__ __forceinline__ void run_steps(const Paged& kv, const TokenAddress<Paged>& addr,
-                                          const uint32_t (&qa)[D / 16][4], uint32_t start,
-                                          uint32_t end, uint32_t warp, uint32_t g, uint32_t c,
-                                          float scale_log2, WarpState<D>& st) {
+                                          LoadQ&& load_q, uint32_t start, uint32_t end,
+                                          uint32_t warp, uint32_t g, uint32_t c, float scale_log2,
+                                          WarpState<D>& st) {
   const uint32_t first = start + warp * kStep;
   const uint32_t steps = end > first ? (end - first + kWarps * kStep - 1) / (kWarps * kStep) : 0;
   auto step_t0 = [&](uint32_t i) { return first + kWarps * kStep * i; };
   StepCodes<D> s0, s1, s2;
   if (steps > 0) load_step<D>(kv, addr, step_t0(0), g, c, s0);
   if (steps > 1) load_step<D>(kv, addr, step_t0(1), g, c, s1);
+  uint32_t qa[D / 16][4];
+  load_q(qa);
   auto advance = [&](uint32_t i, const StepCodes<D>& cur, StepCodes<D>& free) {
     if (i + 2 < steps) load_step<D>(kv, addr, step_t0(i + 2), g, c, free);
     compute_step<D>(qa, cur, step_t0(i), end, c, scale_log2, st);
@@ -217,7 +221,8 @@ __device__ __forceinline__ void run_steps(const Paged& kv, const TokenAddress<Pa
   }
 }
 
-// q of heads g and g + 8 (zero past the group) at the lane's K dims, as A fragments per k-step.
+// q of heads g and g + 8 (zero past the group) at the lane's K dims (D / 4 contiguous values,
+// 16-byte loads), as A fragments per k-step.
 template <uint32_t D, bool WIDE, typename Params>
 __device__ __forceinline__ void load_q(const Params& p, uint32_t b, uint32_t kv_head,
                                        uint32_t group, uint32_t g, uint32_t c,
@@ -227,17 +232,20 @@ __device__ __forceinline__ void load_q(const Params& p, uint32_t b, uint32_t kv_
 #pragma unroll
   for (uint32_t r = 0; r < (WIDE ? 2 : 1); ++r) {
     const uint32_t row = g + 8 * r;
-    const bf16* q =
-        p.q + size_t(b) * p.q_stride_n + size_t(kv_head * group + row) * p.q_stride_h + c * (D / 4);
+    uint4 raw[D / 32] = {};  // 8 bf16 each
+    if (row < group) {
+      const bf16* q = p.q + size_t(b) * p.q_stride_n +
+                      size_t(kv_head * group + row) * p.q_stride_h + c * (D / 4);
+#pragma unroll
+      for (uint32_t i = 0; i < D / 32; ++i) raw[i] = __ldg(reinterpret_cast<const uint4*>(q) + i);
+    }
+    const bf16* x = reinterpret_cast<const bf16*>(raw);
 #pragma unroll
     for (uint32_t ks = 0; ks < D / 16; ++ks) {
-      float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      if (row < group) {
-#pragma unroll
-        for (uint32_t j = 0; j < 4; ++j) x[j] = __bfloat162float(q[4 * ks + j]);
-      }
-      qa[ks][r] = pack_f16x2(x[0], x[1]);      // a0 / a1: dims 4ks, 4ks+1
-      qa[ks][2 + r] = pack_f16x2(x[2], x[3]);  // a2 / a3: dims 4ks+2, 4ks+3
+      const float x0 = __bfloat162float(x[4 * ks]), x1 = __bfloat162float(x[4 * ks + 1]);
+      const float x2 = __bfloat162float(x[4 * ks + 2]), x3 = __bfloat162float(x[4 * ks + 3]);
+      qa[ks][r] = pack_f16x2(x0, x1);      // a0 / a1: dims 4ks, 4ks+1
+      qa[ks][2 + r] = pack_f16x2(x2, x3);  // a2 / a3: dims 4ks+2, 4ks+3
     }
   }
 }
@@ -270,15 +278,16 @@ __global__ void __launch_bounds__(kThreads, 2) decode_kernel(const __grid_consta
   const uint32_t end = min(start + chunk, kv_len);
   const float scale_log2 = p.sm_scale * 1.4426950408889634f;
 
-  uint32_t qa[D / 16][4];
-  load_q<D, WIDE>(p, b, kv_head, group, g, c, qa);
   WarpState<D> st;
 #pragma unroll
   for (uint32_t i = 0; i < D / 8; ++i) st.o[i][0] = st.o[i][1] = st.o[i][2] = st.o[i][3] = 0.0f;
 
   using Paged = std::remove_cvref_t<decltype(kv)>;
   const TokenAddress<Paged> addr{kv, uint32_t(kv.indptr[b]), kv_head, end};
-  run_steps<D>(kv, addr, qa, start, end, warp, g, c, scale_log2, st);
+  auto q_loader = [&](uint32_t(&qa)[D / 16][4]) {
+    load_q<D, WIDE>(p, b, kv_head, group, g, c, qa);
+  };
+  run_steps<D>(kv, addr, q_loader, start, end, warp, g, c, scale_log2, st);
   MergeSmem<D>& sm = *reinterpret_cast<MergeSmem<D>*>(smem_bytes);
 #pragma unroll
   for (uint32_t r = 0; r < (WIDE ? 2 : 1); ++r) {
