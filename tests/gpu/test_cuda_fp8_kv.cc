@@ -9,7 +9,8 @@
 // Tolerance: kBf16Tol (1e-2 relative), the bound of the bf16 cache's tests. Both backends read
 // identical codes (e4m3 decodes exactly to bf16 and to float32), the same bf16-rounded q, k, v
 // and the same scales, so what differs is what differs for a bf16 cache: the GPU's bf16 softmax
-// weights in the tensor-core PV product and its bf16 output rounding.
+// weights in the tensor-core PV product (f16 in our FP8 decode kernel) and its bf16 output
+// rounding.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -335,6 +336,11 @@ TEST_F(CudaFp8Kv, OwnDecodeKernelMatchesTheCpu) {
 // into a decode-table plan for its leading one-row entries and an FA2 plan for the rest
 // (cuda_attention_split.cc); a step that starts with a prefill chunk, or a cascade, does not.
 TEST_F(CudaFp8Kv, MixedStepsSplitTheirDecodeRows) {
+  // Group 4: the A/B settings that put its decode levels on the prefill kernel do not split.
+  const char* impl = std::getenv("NC_FP8_DECODE_IMPL");
+  if (std::getenv("NC_FP8_DECODE_KERNEL") != nullptr ||
+      (impl != nullptr && std::string(impl) == "fi"))
+    GTEST_SKIP() << "NC_FP8_DECODE_KERNEL or NC_FP8_DECODE_IMPL=fi set";
   std::uniform_int_distribution<int> len(1, 600), chunk(2, 40);
   for (auto [ps, layout] : {std::tuple{16, KVLayout::NHD}, std::tuple{1, KVLayout::HND}})
     for (int decodes : {0, 1, 9}) {

@@ -1,7 +1,9 @@
-// FlashInfer's CUDA-core batch decode over paged KV (one query row per entry), one head dim,
-// variant and page element type (KV: bf16, or fp8 with the params' v_scale) per instantiation
-// (attn_decode_hd*.cu ahead of time, attn_jit_entry.cuh at run time). Planning lives here too: its
-// work estimation needs the kernel's occupancy, hence the kernel's template.
+// The decode table: batch decode over paged KV (one query row per entry), one head dim, variant
+// and page element type (KV: bf16, or fp8 with the params' v_scale) per instantiation
+// (attn_decode_hd*.cu ahead of time, attn_jit_entry.cuh at run time). bf16 pages run FlashInfer's
+// CUDA-core kernel; fp8 pages our tensor-core kernel (attn_decode_fp8.cuh) where
+// fp8_decode_rule.h lets it, else FlashInfer's. Planning lives here too: its work estimation
+// needs the kernel's occupancy, hence the kernel's template.
 #pragma once
 #include <flashinfer/attention/decode.cuh>
 
@@ -60,7 +62,7 @@ void decode_plan_impl(const PlanQuery& q, const PlanWorkspace* ws, PlanInfo* out
           if (own_fp8_decode_path<HEAD_DIM, WINDOW, SOFT_CAP, KV>(GROUP))
             return fp8_decode::estimate_work<HEAD_DIM, Params>(split, grid, pages, new_batch, gdy,
                                                                batch, indptr_h, page_size, graph,
-                                                               qo_heads / GROUP);
+                                                               qo_heads / GROUP, GROUP > 8);
         }
         return flashinfer::BatchDecodeWithPagedKVCacheWorkEstimationDispatched<
             GROUP, HEAD_DIM, flashinfer::PosEncodingMode::kNone, V, Params>(
@@ -157,7 +159,10 @@ void decode_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Page
     }
   }
   if constexpr (sizeof(KV) == 1 && (HEAD_DIM == 64 || HEAD_DIM == 128)) {
-    if (own_fp8_decode_path<HEAD_DIM, WINDOW, SOFT_CAP, KV>(io.num_qo_heads / kv.num_kv_heads)) {
+    // Our grid's y is the padded batch (at most 65535 blocks); FlashInfer's kernel, whose batch
+    // is x, runs any plan of this table too.
+    if (own_fp8_decode_path<HEAD_DIM, WINDOW, SOFT_CAP, KV>(io.num_qo_heads / kv.num_kv_heads) &&
+        p.padded_batch_size <= fp8_decode::kMaxGridY) {
       fi_call("batch decode (fp8, ours)",
               [&] { return fp8_decode::launch<HEAD_DIM>(p, tmp_v, tmp_s, stream); });
       return;

@@ -19,6 +19,8 @@
 //     tokens as k. Lane (g, c) loads V bytes [g*D/8, (g+1)*D/8) of tokens t0+2c, +1, +8, +9 and
 //     pairs the two tokens' bytes (one byte_perm) for the B registers; n-tile i, column n is dim
 //     n*D/8 + i, which the epilogue undoes.
+// q is multiplied in f16 (exact for bf16 values of magnitude 6e-5 to 65504; a larger one would
+// become inf, far beyond any model's queries).
 // Online softmax in base 2 (scores times sm_scale*log2(e)), per warp; the block's 4 warps take
 // interleaved 16-token steps of the block's chunk and merge in shared memory at the end. The work
 // split (request, chunk) per block and the split-KV merge are FlashInfer's decode plan's (its
@@ -43,6 +45,7 @@ constexpr uint32_t kWarps = 4;
 constexpr uint32_t kThreads = kWarps * 32;
 constexpr uint32_t kStep = 16;  // tokens a warp takes per step: two 8-token score tiles
 constexpr uint32_t kMaxGroup = 16;
+constexpr uint32_t kMaxGridY = 65535;  // the grid's y: the plan's padded batch
 
 // Two e4m3 codes (low byte first) as an f16x2 register, exactly.
 __device__ __forceinline__ uint32_t e4m3x2_to_f16x2(uint32_t two) {
@@ -92,8 +95,8 @@ struct TokenAddress {
   }
 };
 
-// A lane loads a step's codes straight into registers (16-byte loads, whole 32-byte sectors per
-// quad of lanes), two steps ahead of the one it computes.
+// A lane loads a step's codes straight into registers (16-byte loads; V at head_dim 64: 8-byte
+// loads), two steps ahead of the one it computes.
 template <uint32_t BYTES>
 __device__ __forceinline__ void load_piece(const uint8_t* src, uint32_t* w) {
   if constexpr (BYTES % 16 == 0) {
@@ -365,12 +368,13 @@ template <uint32_t D, typename Params>
 cudaError_t estimate_work(bool& split_kv, uint32_t& max_grid_size,
                           uint32_t& max_num_pages_per_batch, uint32_t& new_batch_size,
                           uint32_t& gdy, uint32_t batch_size, int32_t* kv_indptr_h,
-                          uint32_t page_size, bool enable_cuda_graph, uint32_t num_kv_heads) {
+                          uint32_t page_size, bool enable_cuda_graph, uint32_t num_kv_heads,
+                          bool wide) {
   int dev = 0, num_sm = 0, per_sm = 0;
   cudaError_t st = cudaGetDevice(&dev);
   if (st == cudaSuccess) st = cudaDeviceGetAttribute(&num_sm, cudaDevAttrMultiProcessorCount, dev);
   if (st == cudaSuccess)
-    st = with_kernel<D, Params>(false, [&](auto k) { return k.blocks_per_sm(&per_sm); });
+    st = with_kernel<D, Params>(wide, [&](auto k) { return k.blocks_per_sm(&per_sm); });
   if (st != cudaSuccess) return st;
   gdy = num_kv_heads;
   static const uint32_t waves = uint32_t(env_int("NC_FP8_DECODE_WAVES", int(kWaves)));

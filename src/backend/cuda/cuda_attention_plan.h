@@ -76,7 +76,8 @@ struct LevelArrays {
 enum class LevelKernel {
   Prefill,      // FlashInfer's FA2 batch prefill (causal or not)
   SM90Prefill,  // FlashInfer's Hopper batch prefill (non-causal levels)
-  Decode,       // FlashInfer's CUDA-core batch decode (one query row per entry)
+  Decode,       // the decode table (one query row per entry): FlashInfer's CUDA-core batch
+                // decode, or over fp8 pages our tensor-core kernel (attn_decode_fp8.cuh)
   Generic,      // our kernel for head dims FlashInfer's cannot take (attn_generic.h), any level
 };
 

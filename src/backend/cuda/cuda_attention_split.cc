@@ -3,10 +3,12 @@
 // A level with any multi-row entry runs FA2's prefill kernel for all its entries, the one-row
 // (decode) entries included; over fp8 pages FA2 reads those entries' K/V well below the copy rate
 // (it dequantises tiles in shared memory), while the decode table's kernel (our FP8 kernel,
-// attn_decode_fp8.cuh) reads them near it. nano-vLLM's workload on the Qwen3-0.6B shape (H100,
+// attn_decode_fp8.cuh, where fp8_decode_rule.h lets it; FlashInfer's CUDA-core kernel elsewhere)
+// reads them near it. nano-vLLM's workload on the Qwen3-0.6B shape (H100,
 // 2026-12-06): its 75 mixed steps took 10.1 ms each over fp8 pages against 8.9 over bf16. The
-// scheduler puts decode entries first (Scheduler::schedule), so a one-level step's leading one-row
-// entries own rows [0, n) of q/k/v/out: they become one plan, the other entries another, each
+// scheduler puts decode entries first (Scheduler::schedule; in another order only the leading run
+// splits off), so a one-level step's leading one-row entries own rows [0, n) of q/k/v/out: they
+// become one plan, the other entries another, each
 // over the same pages, appending its own rows; their outputs are disjoint rows, so nothing merges.
 // Cascade steps (shared levels) are not split.
 #include <span>
