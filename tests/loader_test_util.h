@@ -2,10 +2,15 @@
 #pragma once
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <string>
+
+#include "core/error.h"
 
 namespace nc::loader_test {
 
@@ -50,5 +55,34 @@ class ScratchDir {
   static inline int counter_ = 0;
   std::filesystem::path path_;
 };
+
+// Runs f, expects an nc::Error whose message contains every needle.
+template <typename F>
+inline void expect_error(F&& f, std::initializer_list<std::string> needles) {
+  try {
+    f();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    for (const std::string& n : needles) {
+      EXPECT_NE(std::string(e.what()).find(n), std::string::npos)
+          << "message '" << e.what() << "' lacks '" << n << "'";
+    }
+  }
+}
+
+// expect_error, and the error's kind (what the server answers it with) is `kind`.
+template <typename F>
+inline void expect_error(F&& f, std::initializer_list<std::string> needles, ErrorKind kind) {
+  try {
+    f();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(error_kind_name(e.kind()), std::string(error_kind_name(kind))) << e.what();
+    for (const std::string& n : needles) {
+      EXPECT_NE(std::string(e.what()).find(n), std::string::npos)
+          << "message '" << e.what() << "' lacks '" << n << "'";
+    }
+  }
+}
 
 }  // namespace nc::loader_test
