@@ -1,7 +1,7 @@
 // nc_gpu_bench fp8kv: paged decode attention over a bf16 and an FP8 (e4m3) KV cache, one layer of
 // 8 kv heads with GQA group 2 (16 q heads), 4 (32) and 8 (64), head_dim 128, page 16, NHD, pages
 // shuffled over the pool; batch 64/128/256 x context 2048/8192. Per case and cache dtype, each
-// decode kernel (FlashInfer's CUDA-core decode, and its prefill kernel as decode on tensor cores)
+// decode path (the decode table, and FlashInfer's prefill kernel as decode on tensor cores)
 // with the step's k/v append included (the fp8 one quantises), as the decoder runs it; fp8
 // scales 1. Columns: microseconds per step, and the K/V bytes read (fp8: one byte a value) per
 // second as a fraction of the device-to-device copy rate measured in the same run (bytes read +

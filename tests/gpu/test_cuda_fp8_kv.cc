@@ -17,6 +17,7 @@
 #include <numeric>
 #include <string>
 
+#include "backend/cuda/fp8_decode_rule.h"
 #include "fp8_kv_test_util.h"
 
 namespace nc::testing {
@@ -337,9 +338,7 @@ TEST_F(CudaFp8Kv, OwnDecodeKernelMatchesTheCpu) {
 // (cuda_attention_split.cc); a step that starts with a prefill chunk, or a cascade, does not.
 TEST_F(CudaFp8Kv, MixedStepsSplitTheirDecodeRows) {
   // Group 4: the A/B settings that put its decode levels on the prefill kernel do not split.
-  const char* impl = std::getenv("NC_FP8_DECODE_IMPL");
-  if (std::getenv("NC_FP8_DECODE_KERNEL") != nullptr ||
-      (impl != nullptr && std::string(impl) == "fi"))
+  if (std::getenv("NC_FP8_DECODE_KERNEL") != nullptr || !cuda::own_fp8_decode_enabled())
     GTEST_SKIP() << "NC_FP8_DECODE_KERNEL or NC_FP8_DECODE_IMPL=fi set";
   std::uniform_int_distribution<int> len(1, 600), chunk(2, 40);
   for (auto [ps, layout] : {std::tuple{16, KVLayout::NHD}, std::tuple{1, KVLayout::HND}})
@@ -374,8 +373,7 @@ TEST_F(CudaFp8Kv, MixedStepsSplitTheirDecodeRows) {
 // NC_FP8_DECODE_KERNEL forces one (an A/B run).
 TEST_F(CudaFp8Kv, AutoDecodeKernelFollowsTheGroup) {
   if (std::getenv("NC_FP8_DECODE_KERNEL") != nullptr) GTEST_SKIP() << "NC_FP8_DECODE_KERNEL set";
-  const char* impl = std::getenv("NC_FP8_DECODE_IMPL");
-  const bool own = impl == nullptr || std::string(impl) != "fi";
+  const bool own = cuda::own_fp8_decode_enabled();
   struct Heads {
     int Hq, Hk;
   };

@@ -39,10 +39,14 @@ cudaError_t dispatch_group_size(int group, F&& f) {
   }
 }
 
-// Whether this configuration decodes on our FP8 kernel (fp8_decode_rule.h); plan and run agree.
+// The instantiations our FP8 kernel is compiled into (FP8 pages, head dim 64 or 128), and
+// whether a configuration decodes on it at run time (fp8_decode_rule.h); plan and run agree.
+template <uint32_t HEAD_DIM, typename KV>
+constexpr bool kOwnFp8Instance = sizeof(KV) == 1 && (HEAD_DIM == 64 || HEAD_DIM == 128);
+
 template <uint32_t HEAD_DIM, bool WINDOW, bool SOFT_CAP, typename KV>
 bool own_fp8_decode_path(int group) {
-  if constexpr (sizeof(KV) == 1 && (HEAD_DIM == 64 || HEAD_DIM == 128))
+  if constexpr (kOwnFp8Instance<HEAD_DIM, KV>)
     return own_fp8_decode_serves(group, int(HEAD_DIM), WINDOW, SOFT_CAP);
   return false;
 }
@@ -58,7 +62,7 @@ void decode_plan_impl(const PlanQuery& q, const PlanWorkspace* ws, PlanInfo* out
       auto estimate = [&](bool& split, uint32_t& grid, uint32_t& pages, uint32_t& new_batch,
                           uint32_t& gdy, uint32_t batch, int32_t* indptr_h, uint32_t qo_heads,
                           uint32_t page_size, bool graph, cudaStream_t s) {
-        if constexpr (sizeof(KV) == 1 && (HEAD_DIM == 64 || HEAD_DIM == 128)) {
+        if constexpr (kOwnFp8Instance<HEAD_DIM, KV>) {
           if (own_fp8_decode_path<HEAD_DIM, WINDOW, SOFT_CAP, KV>(GROUP))
             return fp8_decode::estimate_work<HEAD_DIM, Params>(split, grid, pages, new_batch, gdy,
                                                                batch, indptr_h, page_size, graph,
@@ -125,19 +129,10 @@ cudaError_t decode_fp8_launch(Params p, bf16* tmp_v, float* tmp_s, cudaStream_t 
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (st != cudaSuccess) return st;
     const dim3 grid(p.padded_batch_size, num_kv_heads), block(bdx, bdy, bdz);
-    bf16* o = p.o;
-    float* lse = p.lse;
-    p.partition_kv = tmp_v != nullptr;
-    if (p.partition_kv) {
-      p.o = tmp_v;
-      p.lse = tmp_s;
-    }
-    void* args[] = {static_cast<void*>(&p)};
-    st = cudaLaunchKernel(reinterpret_cast<void*>(kernel), grid, block, args, smem, stream);
-    if (st != cudaSuccess || !p.partition_kv) return st;
-    return flashinfer::VariableLengthMergeStates(tmp_v, tmp_s, p.o_indptr, o, lse,
-                                                 p.paged_kv.batch_size, nullptr, num_qo_heads,
-                                                 HEAD_DIM, /*enable_pdl=*/false, stream);
+    return fp8_decode::launch_then_merge<HEAD_DIM>(p, tmp_v, tmp_s, stream, [&](Params& q) {
+      void* args[] = {static_cast<void*>(&q)};
+      return cudaLaunchKernel(reinterpret_cast<void*>(kernel), grid, block, args, smem, stream);
+    });
   });
 }
 
@@ -158,7 +153,7 @@ void decode_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Page
       p.block_valid_mask = at_offset<bool>(ws.int_ws, plan.block_valid_mask_offset);
     }
   }
-  if constexpr (sizeof(KV) == 1 && (HEAD_DIM == 64 || HEAD_DIM == 128)) {
+  if constexpr (kOwnFp8Instance<HEAD_DIM, KV>) {
     // Our grid's y is the padded batch (at most 65535 blocks); FlashInfer's kernel, whose batch
     // is x, runs any plan of this table too.
     if (own_fp8_decode_path<HEAD_DIM, WINDOW, SOFT_CAP, KV>(io.num_qo_heads / kv.num_kv_heads) &&

@@ -397,9 +397,14 @@ cudaError_t estimate_work(bool& split_kv, uint32_t& max_grid_size,
   return cudaSuccess;
 }
 
-template <uint32_t D, typename Params>
-cudaError_t launch(Params p, bf16* tmp_v, float* tmp_s, cudaStream_t stream) {
-  const uint32_t num_qo_heads = p.num_qo_heads, num_kv_heads = p.paged_kv.num_heads;
+// A decode kernel's launch over FlashInfer's decode plan (ours, and FlashInfer's own kernel that
+// attn_decode.cuh launches over fp8 pages): with split-KV scratch (tmp_v), `launch_kernel` gets
+// params whose o/lse are the scratch and partition_kv set, each block writing its chunk's partial
+// output and LSE at its block index, and FlashInfer's merge then writes the real o/lse; without,
+// the kernel writes them itself.
+template <uint32_t D, typename Params, typename LaunchKernel>
+cudaError_t launch_then_merge(Params p, bf16* tmp_v, float* tmp_s, cudaStream_t stream,
+                              LaunchKernel&& launch_kernel) {
   bf16* o = p.o;
   float* lse = p.lse;
   p.partition_kv = tmp_v != nullptr;
@@ -407,13 +412,21 @@ cudaError_t launch(Params p, bf16* tmp_v, float* tmp_s, cudaStream_t stream) {
     p.o = tmp_v;
     p.lse = tmp_s;
   }
-  const dim3 grid(num_kv_heads, p.padded_batch_size);
-  cudaError_t st = with_kernel<D, Params>(num_qo_heads / num_kv_heads > 8,
-                                          [&](auto k) { return k.launch(grid, p, stream); });
+  cudaError_t st = launch_kernel(p);
   if (st != cudaSuccess || !p.partition_kv) return st;
   return flashinfer::VariableLengthMergeStates(tmp_v, tmp_s, p.o_indptr, o, lse,
-                                               p.paged_kv.batch_size, nullptr, num_qo_heads, D,
+                                               p.paged_kv.batch_size, nullptr, p.num_qo_heads, D,
                                                /*enable_pdl=*/false, stream);
+}
+
+template <uint32_t D, typename Params>
+cudaError_t launch(const Params& params, bf16* tmp_v, float* tmp_s, cudaStream_t stream) {
+  return launch_then_merge<D>(params, tmp_v, tmp_s, stream, [&](Params& p) {
+    const uint32_t num_kv_heads = p.paged_kv.num_heads;
+    const dim3 grid(num_kv_heads, p.padded_batch_size);
+    return with_kernel<D, Params>(p.num_qo_heads / num_kv_heads > 8,
+                                  [&](auto k) { return k.launch(grid, p, stream); });
+  });
 }
 
 }  // namespace nc::cuda::fp8_decode
