@@ -240,6 +240,12 @@ void Backend::silu_mul_linear(const Tensor& gate_up, const Tensor& w, const Tens
   linear(act, w, bias, out);
 }
 
+void Backend::silu_mlp(const Tensor& x, const Tensor& gate_up_w, const Tensor& down_w,
+                       Tensor gate_up, Tensor act, Tensor out) {
+  linear(x, gate_up_w, Tensor(), gate_up);
+  silu_mul_linear(gate_up, down_w, Tensor(), out, act);
+}
+
 bool Backend::qkv_split_norm_rope_append(const AttentionPlan&, Tensor, const Tensor& qkv,
                                          const Tensor& q_norm, const Tensor& k_norm, float eps,
                                          const Tensor& positions, const Tensor& cos_sin,

@@ -184,12 +184,12 @@ void LlamaModel::attention_block(size_t l, const Plans& plans, KVCache& kv, cons
 void LlamaModel::mlp_block(const Layer& L, const Tensor& in, Tensor out, int64_t T) {
   if (L.moe.router.defined()) return moe_block(backend_, cfg_.moe, L.moe, ws_.moe, in, out, T);
   Tensor gu = ws_.gate_up.slice(0, T), act = ws_.act.slice(0, T);
-  backend_.linear(in, L.gate_up, Tensor(), gu);
   if (cfg_.activation == Activation::GeluTanh) {
+    backend_.linear(in, L.gate_up, Tensor(), gu);
     backend_.gelu_tanh_and_mul(gu, act);
     backend_.linear(act, L.down, Tensor(), out);
   } else {
-    backend_.silu_mul_linear(gu, L.down, Tensor(), out, act);  // one kernel where CUDA fuses it
+    backend_.silu_mlp(in, L.gate_up, L.down, gu, act, out);  // fewer kernels where CUDA fuses
   }
 }
 

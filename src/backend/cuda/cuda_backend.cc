@@ -144,6 +144,11 @@ class CudaBackend final : public Backend {
     if (!fused_silu_mul_linear(*ctx_, fuse_, gate_up, w, bias, out))
       Backend::silu_mul_linear(gate_up, w, bias, out, act);
   }
+  void silu_mlp(const Tensor& x, const Tensor& gate_up_w, const Tensor& down_w, Tensor gate_up,
+                Tensor act, Tensor out) override {
+    if (!fp8_.silu_mlp(x, gate_up_w, down_w, gate_up, out))
+      Backend::silu_mlp(x, gate_up_w, down_w, gate_up, act, out);
+  }
   void moe_route(const Tensor& logits, const Tensor& bias, const MoeRouting& r, Tensor ids,
                  Tensor weights) override {
     moe_.route(logits, bias, r, ids, weights);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <string>
 
 #include "backend/cuda/fp8_kernels.h"
 
@@ -133,20 +134,10 @@ const char* fp8_path_name(Fp8Path p) {
   return "?";
 }
 
-// One chunk of rows: its activations, output rows and the weight's parts (device pointers).
-struct Fp8Gemm::Chunk {
-  const void* x;
-  const uint8_t* w;
-  const float* w_scale;
-  const float* input_scale;
-  const void* bias;
-  void* out;
-  int64_t n, m, k;
-  bool f32_out;
-};
-
 Fp8Gemm::Fp8Gemm(std::shared_ptr<Context> ctx) : ctx_(std::move(ctx)) {
   gemv_max_rows_ = env_rows("NC_FP8_GEMV_MAX_ROWS", gemv_max_rows_);
+  const char* fuse = std::getenv("NC_FP8_FUSED_MLP");
+  fuse_mlp_ = fuse == nullptr || std::string(fuse) != "0";
   cuda_check(cudaDeviceGetAttribute(&cc_major_, cudaDevAttrComputeCapabilityMajor, ctx_->device),
              "compute capability");
   cuda_check(cudaDeviceGetAttribute(&cc_minor_, cudaDevAttrComputeCapabilityMinor, ctx_->device),
@@ -180,7 +171,7 @@ int64_t Fp8Gemm::scratch_bytes() const {
 
 void Fp8Gemm::ensure_scratch() {
   if (scratch_.defined()) return;
-  scratch_ = device_alloc(ctx_, {kScratchCodeBytes + kMaxChunkRows * int64_t(sizeof(float))},
+  scratch_ = device_alloc(ctx_, {kScratchCodeBytes + 2 * kMaxChunkRows * int64_t(sizeof(float))},
                           DType::F8E4M3);
 }
 
@@ -203,7 +194,11 @@ Tensor Fp8Gemm::upload(const Fp8Weight& w) {
 // cuBLASLt's FP8 GEMM needs K and M multiples of 16 and 16-byte aligned operands (the weight's
 // codes and row scales, the output rows of every chunk; the quantised x lives in the scratch).
 bool Fp8Gemm::lt_shape_ok(const Tensor& x, const Tensor& w, const Tensor& out) const {
-  const int64_t K = x.dim(1), M = w.dim(0);
+  return lt_shape_ok(x.dim(1), w, out);
+}
+
+bool Fp8Gemm::lt_shape_ok(int64_t K, const Tensor& w, const Tensor& out) const {
+  const int64_t M = w.dim(0);
   return K % 16 == 0 && M % 16 == 0 && aligned16(w.data()) && aligned16(fp8_row_scales(w)) &&
          aligned16(out.data()) && chunk_rows(K) % 16 == 0;
 }
@@ -302,18 +297,19 @@ void Fp8Gemm::run_chunk(const Chunk& c, Fp8Path path, bool forced, bool product_
              fp8_path_name(path),
              path == Fp8Path::LtOuter ? "outer-vector scales" : "unit scalar scales", c.n, c.k, c.m,
              c.k);
-    if (p.ok) return run_lt(c, p, path, product_only);
+    if (p.ok) return run_lt(c, p, path, /*scale=*/!product_only);
   }
   k_call([&] {
     cuda::fp8_gemv(codes, scales, c.w, c.w_scale, c.bias, c.out, c.f32_out, c.n, c.m, c.k, s);
   });
 }
 
-// The cuBLASLt GEMM of one chunk, then (lt-outer) the bias where not fused or (lt-epilogue) the
-// scale epilogue with the bias.
-void Fp8Gemm::run_lt(const Chunk& c, const Plan& p, Fp8Path path, bool product_only) {
+// The cuBLASLt GEMM of one chunk over the scratch's codes, then (lt-outer) the bias where not
+// fused or (lt-epilogue, where `scale`) the scale epilogue with the bias.
+void Fp8Gemm::run_lt(const Chunk& c, const Plan& p, Fp8Path path, bool scale) {
   uint8_t* codes = static_cast<uint8_t*>(scratch_.data());
-  const float* scales = reinterpret_cast<const float*>(codes + kScratchCodeBytes);
+  const float* scales =
+      c.act_scales ? c.act_scales : reinterpret_cast<const float*>(codes + kScratchCodeBytes);
   const cudaStream_t s = ctx_->stream;
   const LtLayouts& lt = p.lt;
   if (path == Fp8Path::LtOuter) {
@@ -329,7 +325,7 @@ void Fp8Gemm::run_lt(const Chunk& c, const Plan& p, Fp8Path path, bool product_o
   if (path == Fp8Path::LtOuter) {
     if (c.bias && !p.bias_fused)
       k_call([&] { cuda::fp8_add_bias(c.out, c.bias, c.f32_out, c.n, c.m, s); });
-  } else if (!product_only) {
+  } else if (scale) {
     k_call(
         [&] { cuda::fp8_scale_output(c.out, c.f32_out, scales, c.w_scale, c.bias, c.n, c.m, s); });
   }

@@ -97,6 +97,18 @@ class Fp8Gemm : NonCopyable {
   // codes and scales the scratch holds, and lt-epilogue leaves out unscaled (no epilogue).
   void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor out,
               Fp8Path path = Fp8Path::Auto, bool product_only = false);
+  // The gated MLP's FP8 form with fewer kernels (backend.h's silu_mlp; fp8_mlp.cc): for each chunk
+  // of rows, x's quantiser, gate_up's GEMM, fp8_silu_mul_quantize (gate_up's scale epilogue,
+  // SiLU-and-mul and down's quantiser in one kernel) and down's GEMM and epilogue; 5 kernels
+  // where linear, silu_and_mul and linear run 7. The same bits as those three ops where all N rows
+  // fit one chunk of both projections (else gate_up's GEMM runs in smaller chunks: other
+  // cuBLASLt algorithms may sum in another order). x bf16 [N, H]; gate_up_w [2I, H] and down_w
+  // [M, I] FP8 weights; gate_up bf16 [N, 2I] scratch; out bf16 [N, M]. Returns false with
+  // nothing enqueued where it does not apply: NC_FP8_FUSED_MLP=0, N within the GEMV's rows, a
+  // path other than lt-epilogue for either projection, I not a multiple of 8 or too wide for
+  // the kernel's shared memory.
+  bool silu_mlp(const Tensor& x, const Tensor& gate_up_w, const Tensor& down_w, Tensor gate_up,
+                Tensor out);
   // The path linear() takes for these operands under Auto (never Auto).
   Fp8Path chosen(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& out);
   // Whether linear() with `path` forced runs on these operands (Auto and Gemv: always; a
@@ -132,20 +144,35 @@ class Fp8Gemm : NonCopyable {
     bool ok = false;          // cuBLASLt has an algorithm for the shape
     bool bias_fused = false;  // lt-outer: the bias rides cuBLASLt's epilogue (else a separate add)
   };
-  struct Chunk;
+  // One chunk of rows: its activations, output rows and the weight's parts (device pointers).
+  struct Chunk {
+    const void* x;
+    const uint8_t* w;
+    const float* w_scale;
+    const float* input_scale;
+    const void* bias;
+    void* out;
+    int64_t n, m, k;
+    bool f32_out;
+    const float* act_scales = nullptr;  // the codes' row scales (null: the scratch's first array)
+  };
 
   void ensure_scratch();
   bool lt_shape_ok(const Tensor& x, const Tensor& w, const Tensor& out) const;
   Plan& plan_for(const Key& key);
   Plan& plan_for(Fp8Path path, int64_t n, int64_t m, int64_t k, bool bias, bool f32_out);
   void run_chunk(const Chunk& c, Fp8Path path, bool forced, bool product_only);
-  void run_lt(const Chunk& c, const Plan& p, Fp8Path path, bool product_only);
+  void run_lt(const Chunk& c, const Plan& p, Fp8Path path, bool scale);
+  bool lt_shape_ok(int64_t k, const Tensor& w, const Tensor& out) const;
+  bool silu_mlp_applies(const Tensor& x, const Tensor& gate_up_w, const Tensor& down_w,
+                        const Tensor& gate_up, const Tensor& out);
 
   std::shared_ptr<Context> ctx_;
   int gemv_max_rows_ = 1;
   bool fast_accum_ = false;
   int cc_major_ = 0, cc_minor_ = 0;
-  Tensor scratch_;  // kScratchCodeBytes codes, then kMaxChunkRows float scales
+  bool fuse_mlp_ = true;
+  Tensor scratch_;  // kScratchCodeBytes codes, then twice kMaxChunkRows float scales
   std::map<Key, Plan> plans_;
 };
 

@@ -22,6 +22,15 @@
 //     multiply-add), rounded once to out's type (bf16, or float32 when f32_out); bias (null: none)
 //     [m] in out's dtype. Needs m a multiple of 8 (bf16) or 4 (float32) and out and col_scale
 //     16-byte aligned (16-byte vectors); throws otherwise.
+//   - fp8_silu_mul_quantize: the FP8 gated MLP's middle in one pass (fp8_mlp.cu). gate_up: bf16
+//     [rows, 2 inter], the gate/up projection's unscaled sums as cuBLASLt wrote them; row_scale
+//     [rows] its activation scales, col_scale [2 inter] its weight scales. Each gate and up value
+//     becomes bf16((sum * row_scale[n]) * col_scale[m]) (fp8_scale_output's value), the activation
+//     a = bf16(silu(gate) * up) (silu_and_mul's), and the row is quantised as fp8_quantize_rows
+//     quantises it with `input_scale` (the down projection's): codes [rows, inter], scales
+//     [rows]. Bit for bit the three unfused kernels' codes and scales. Needs inter a multiple of
+//     8 and at most fp8_silu_mul_quantize_max_inter() (the row waits in shared memory), gate_up
+//     and col_scale 16-byte aligned, codes 8-byte aligned; throws otherwise.
 //   - Work is enqueued on `stream`; a failed launch or a bad size throws std::runtime_error.
 #pragma once
 #include <cuda_runtime_api.h>
@@ -39,6 +48,12 @@ void fp8_gemv(const uint8_t* a, const float* a_scale, const uint8_t* w, const fl
 
 void fp8_add_bias(void* out, const void* bias, bool f32_out, int64_t rows, int64_t m,
                   cudaStream_t stream);
+
+void fp8_silu_mul_quantize(const void* gate_up, int64_t rows, int64_t inter,
+                           const float* row_scale, const float* col_scale,
+                           const float* input_scale, uint8_t* codes, float* scales,
+                           cudaStream_t stream);
+int64_t fp8_silu_mul_quantize_max_inter();  // on the current device
 
 void fp8_scale_output(void* out, bool f32_out, const float* row_scale, const float* col_scale,
                       const void* bias, int64_t rows, int64_t m, cudaStream_t stream);

@@ -13,41 +13,18 @@
 #include <string>
 
 #include "backend/cuda/cuda_check.cuh"
+#include "backend/cuda/fp8_device.cuh"
 #include "backend/cuda/fp8_kernels.h"
 
 namespace nc::cuda {
 namespace {
 
 using bf16 = __nv_bfloat16;
+using fp8_dev::block_max;
+using fp8_dev::codes8;
+using fp8_dev::e4m3;
+using fp8_dev::unpack8;
 constexpr int kThreads = 256;
-constexpr float kE4M3Max = 448.0f;  // core/fp8.h's kE4M3Max (a device constant here)
-
-__device__ __forceinline__ uint32_t e4m3(float v) {
-  return uint32_t(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
-}
-
-__device__ __forceinline__ void unpack8(const uint4& v, float f[8]) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 p = __bfloat1622float2(h[i]);
-    f[2 * i] = p.x;
-    f[2 * i + 1] = p.y;
-  }
-}
-
-// The largest v over the block (every thread gets it). Called once per block: the shared array
-// is written once, so one barrier suffices.
-__device__ float block_max(float v) {
-  __shared__ float warp_max[kThreads / 32];
-  for (int off = 16; off > 0; off /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
-  if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = v;
-  __syncthreads();
-  float m = warp_max[0];
-#pragma unroll
-  for (int i = 1; i < kThreads / 32; ++i) m = fmaxf(m, warp_max[i]);
-  return m;
-}
 
 // VEC: k % 8 == 0 and x 16-byte aligned (then every row is, and its codes 8-byte aligned).
 template <bool VEC>
@@ -71,20 +48,14 @@ __global__ void __launch_bounds__(kThreads)
       for (int i = threadIdx.x; i < k; i += kThreads)
         amax = fmaxf(amax, fabsf(__bfloat162float(xr[i])));
     }
-    amax = block_max(amax);
-    s = amax > 0.0f ? __fdiv_rn(amax, kE4M3Max) : 1.0f;
+    s = fp8_dev::dynamic_scale(block_max<kThreads>(amax));
   }
   if (threadIdx.x == 0) scales[r] = s;
   if (VEC) {
     for (int c = threadIdx.x; c < k / 8; c += kThreads) {
       float f[8];
       unpack8(__ldg(reinterpret_cast<const uint4*>(xr) + c), f);
-      uint2 out;
-      out.x = e4m3(__fdiv_rn(f[0], s)) | e4m3(__fdiv_rn(f[1], s)) << 8 |
-              e4m3(__fdiv_rn(f[2], s)) << 16 | e4m3(__fdiv_rn(f[3], s)) << 24;
-      out.y = e4m3(__fdiv_rn(f[4], s)) | e4m3(__fdiv_rn(f[5], s)) << 8 |
-              e4m3(__fdiv_rn(f[6], s)) << 16 | e4m3(__fdiv_rn(f[7], s)) << 24;
-      reinterpret_cast<uint2*>(cr)[c] = out;
+      reinterpret_cast<uint2*>(cr)[c] = codes8(f, s);
     }
   } else {
     for (int i = threadIdx.x; i < k; i += kThreads)

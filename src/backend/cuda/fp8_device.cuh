@@ -1,0 +1,68 @@
+// Device helpers shared by the FP8 activation quantisers (fp8_quant.cu, fp8_mlp.cu), so that
+// every kernel that writes activation codes converts and reduces the same way.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+
+#include <cstdint>
+
+namespace nc::cuda::fp8_dev {
+
+constexpr float kE4M3Max = 448.0f;  // core/fp8.h's kE4M3Max (a device constant here)
+
+// v's e4m3 code, rounded to nearest even and saturated (core/fp8.h's f32_to_e4m3).
+__device__ __forceinline__ uint32_t e4m3(float v) {
+  return uint32_t(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
+}
+
+// The 8 bf16 values of a 16-byte vector as floats.
+__device__ __forceinline__ void unpack8(const uint4& v, float f[8]) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 p = __bfloat1622float2(h[i]);
+    f[2 * i] = p.x;
+    f[2 * i + 1] = p.y;
+  }
+}
+
+// 8 floats rounded to bf16 (to nearest even) in a 16-byte vector.
+__device__ __forceinline__ uint4 pack8(const float f[8]) {
+  uint4 r;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&r);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+  return r;
+}
+
+// The codes of 8 values divided by s (IEEE division, as the CPU's rule), packed little-endian.
+__device__ __forceinline__ uint2 codes8(const float f[8], float s) {
+  uint2 out;
+  out.x = e4m3(__fdiv_rn(f[0], s)) | e4m3(__fdiv_rn(f[1], s)) << 8 |
+          e4m3(__fdiv_rn(f[2], s)) << 16 | e4m3(__fdiv_rn(f[3], s)) << 24;
+  out.y = e4m3(__fdiv_rn(f[4], s)) | e4m3(__fdiv_rn(f[5], s)) << 8 |
+          e4m3(__fdiv_rn(f[6], s)) << 16 | e4m3(__fdiv_rn(f[7], s)) << 24;
+  return out;
+}
+
+// The largest v over a block of THREADS threads (every thread gets it). Called once per block:
+// the shared array is written once, so one barrier suffices.
+template <int THREADS>
+__device__ float block_max(float v) {
+  __shared__ float warp_max[THREADS / 32];
+  for (int off = 16; off > 0; off /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = v;
+  __syncthreads();
+  float m = warp_max[0];
+#pragma unroll
+  for (int i = 1; i < THREADS / 32; ++i) m = fmaxf(m, warp_max[i]);
+  return m;
+}
+
+// A row's dynamic activation scale from its max |value| (fp8_activation_scale's rule without a
+// static input scale): amax / 448, 1 for an all-zero row.
+__device__ __forceinline__ float dynamic_scale(float amax) {
+  return amax > 0.0f ? __fdiv_rn(amax, kE4M3Max) : 1.0f;
+}
+
+}  // namespace nc::cuda::fp8_dev

@@ -1,0 +1,160 @@
+// The FP8 gated MLP with fewer kernels (backend/cuda/fp8_gemm.h: Fp8Gemm::silu_mlp, and the
+// fp8_silu_mul_quantize kernel of fp8_mlp.cu):
+//   - where all rows fit one chunk, its output equals the unfused ops' (linear, silu_and_mul,
+//     linear) bit for bit, with dynamic and static activation scales for the down projection,
+//     an all-zero row and rows of very different magnitudes; and it is close to the CPU's
+//     float32 form (which rounds nothing to bf16 between the ops: 3e-2 norm-wise, against O(1)
+//     for a wrong scale, code or row);
+//   - with more rows than one chunk (gate_up's GEMM then runs in smaller chunks) it stays within
+//     the bf16 output tolerance of the unfused ops;
+//   - it declines (returns false, nothing written) where it does not apply: one row (the GEMV's),
+//     bf16 weights, an intermediate width cuBLASLt cannot take;
+//   - Backend::silu_mlp on the CUDA backend takes it, and a graph capture replays it.
+#include <cmath>
+#include <string>
+
+#include "backend/cuda/fp8_gemm.h"
+#include "gpu_test_util.h"
+
+namespace nc::testing {
+namespace {
+
+using cuda_host::cuda_fp8_gemm;
+
+class CudaFp8Mlp : public GpuVsCpu {
+ protected:
+  struct Weights {
+    Fp8Weight gate_up, down;
+    Tensor gate_up_gpu, down_gpu, gate_up_cpu, down_cpu;
+  };
+  // Row r of a [rows, cols] matrix scaled by 2^(r % 7 - 3).
+  HostTensor graded(int64_t rows, int64_t cols, float scale = 1.0f) {
+    std::vector<float> v = random_vec(rng, size_t(rows * cols), scale);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        v[size_t(r * cols + c)] = round_bf16(v[size_t(r * cols + c)] * std::ldexp(1.0f, r % 7 - 3));
+    return HostTensor{{rows, cols}, v};
+  }
+  Weights weights(int64_t H, int64_t I, int64_t M, float down_input_scale) {
+    Weights w;
+    w.gate_up = quantize_fp8_weight(graded(2 * I, H, 0.05f));
+    w.down = quantize_fp8_weight(graded(M, I, 0.05f));
+    w.down.input_scale = down_input_scale;
+    w.gate_up_gpu = gpu->upload_fp8_linear(w.gate_up);
+    w.down_gpu = gpu->upload_fp8_linear(w.down);
+    w.gate_up_cpu = cpu->upload_fp8_linear(w.gate_up);
+    w.down_cpu = cpu->upload_fp8_linear(w.down);
+    return w;
+  }
+  Tensor nan_bf16(int64_t rows, int64_t cols) {
+    return gpu->upload(HostTensor{{rows, cols}, std::vector<float>(size_t(rows * cols), NAN)});
+  }
+  // The unfused ops on the GPU: linear, then silu_and_mul and linear (the CUDA backend's
+  // silu_mul_linear fuses only bf16 weights).
+  std::vector<float> unfused(const Tensor& x, const Weights& w) {
+    const int64_t N = x.dim(0), I = w.down.cols, M = w.down.rows;
+    Tensor gu = nan_bf16(N, 2 * I), act = nan_bf16(N, I), out = nan_bf16(N, M);
+    gpu->linear(x, w.gate_up_gpu, Tensor(), gu);
+    gpu->silu_mul_linear(gu, w.down_gpu, Tensor(), out, act);
+    return gpu->to_host_f32(out);
+  }
+  std::vector<float> fused(const Tensor& x, const Weights& w, bool* applied) {
+    const int64_t N = x.dim(0), I = w.down.cols, M = w.down.rows;
+    Tensor gu = nan_bf16(N, 2 * I), out = nan_bf16(N, M);
+    *applied = cuda_fp8_gemm(*gpu).silu_mlp(x, w.gate_up_gpu, w.down_gpu, gu, out);
+    return gpu->to_host_f32(out);
+  }
+  std::vector<float> on_cpu(const HostTensor& x, const Weights& w) {
+    const int64_t N = x.shape[0], I = w.down.cols, M = w.down.rows;
+    Tensor gu = cpu->alloc({N, 2 * I}, DType::F32), act = cpu->alloc({N, I}, DType::F32);
+    Tensor out = cpu->alloc({N, M}, DType::F32);
+    cpu->silu_mlp(cpu->upload(x), w.gate_up_cpu, w.down_cpu, gu, act, out);
+    return cpu->to_host_f32(out);
+  }
+};
+
+int bit_differences(const std::vector<float>& a, const std::vector<float>& b) {
+  int bad = 0;
+  for (size_t i = 0; i < a.size(); ++i) bad += !(a[i] == b[i]);  // NaN counts as different
+  return bad;
+}
+
+TEST_F(CudaFp8Mlp, EqualsTheUnfusedOpsBitForBitAndIsCloseToTheCpu) {
+  struct Shape3 {
+    int64_t H, I, M;
+  };
+  for (const Shape3 s : {Shape3{576, 1536, 576}, Shape3{1024, 3072, 1024}, Shape3{256, 512, 128}}) {
+    for (float down_input_scale : {0.0f, 0.02f}) {
+      const Weights w = weights(s.H, s.I, s.M, down_input_scale);
+      for (int64_t N : {2, 16, 37, 300}) {
+        SCOPED_TRACE("H " + std::to_string(s.H) + " I " + std::to_string(s.I) + " M " +
+                     std::to_string(s.M) + " N " + std::to_string(N) + " static scale " +
+                     std::to_string(down_input_scale));
+        HostTensor xh = graded(N, s.H);
+        std::fill(xh.data.begin(), xh.data.begin() + s.H, 0.0f);  // row 0 all zero
+        const Tensor x = gpu->upload(xh);
+        bool applied = false;
+        const std::vector<float> got = fused(x, w, &applied);
+        ASSERT_TRUE(applied);
+        const std::vector<float> want = unfused(x, w);
+        EXPECT_EQ(bit_differences(got, want), 0);
+        const double e = rel_error(got, on_cpu(xh, w));
+        std::printf("fp8 mlp H %ld I %ld M %ld N %ld scale %g: %.2e against the CPU\n", long(s.H),
+                    long(s.I), long(s.M), long(N), double(down_input_scale), e);
+        EXPECT_LE(e, 3e-2);
+      }
+    }
+  }
+}
+
+TEST_F(CudaFp8Mlp, RowsBeyondOneChunk) {
+  // I = 16384: chunk_rows(I) = 2048 rows, so 2085 rows run as 2048 + 37 (gate_up's own chunk
+  // would take them all at once).
+  const int64_t H = 256, I = 16384, M = 256, N = 2085;
+  ASSERT_EQ(cuda_host::Fp8Gemm::chunk_rows(I), 2048);
+  const Weights w = weights(H, I, M, 0.0f);
+  const Tensor x = gpu->upload(graded(N, H));
+  bool applied = false;
+  const std::vector<float> got = fused(x, w, &applied);
+  ASSERT_TRUE(applied);
+  EXPECT_LE(rel_error(got, unfused(x, w)), 5e-3);
+}
+
+TEST_F(CudaFp8Mlp, DeclinesWhereItDoesNotApply) {
+  const Weights w = weights(256, 512, 128, 0.0f);
+  bool applied = true;
+  fused(gpu->upload(graded(1, 256)), w, &applied);  // one row: the GEMV's
+  EXPECT_FALSE(applied);
+  // bf16 weights
+  const Tensor gu_bf16 = gpu->upload(graded(1024, 256)), down_bf16 = gpu->upload(graded(128, 512));
+  Tensor gu = nan_bf16(16, 1024), out = nan_bf16(16, 128);
+  EXPECT_FALSE(
+      cuda_fp8_gemm(*gpu).silu_mlp(gpu->upload(graded(16, 256)), gu_bf16, down_bf16, gu, out));
+  // I = 520 is a multiple of 8 but not of 16: cuBLASLt's FP8 GEMM cannot take it.
+  const Weights odd = weights(256, 520, 128, 0.0f);
+  fused(gpu->upload(graded(16, 256)), odd, &applied);
+  EXPECT_FALSE(applied);
+  const std::vector<float> out_host = gpu->to_host_f32(out);
+  EXPECT_TRUE(std::isnan(out_host[0]));  // nothing was written
+}
+
+TEST_F(CudaFp8Mlp, BackendOpTakesItAndGraphsReplayIt) {
+  const int64_t H = 576, I = 1536, M = 576, N = 64;
+  const Weights w = weights(H, I, M, 0.0f);
+  const Tensor x = gpu->upload(graded(N, H));
+  const std::vector<float> want = unfused(x, w);
+  Tensor gu = nan_bf16(N, 2 * I), act = nan_bf16(N, I), out = nan_bf16(N, M);
+  gpu->silu_mlp(x, w.gate_up_gpu, w.down_gpu, gu, act, out);
+  EXPECT_EQ(bit_differences(gpu->to_host_f32(out), want), 0);
+  if (!gpu->supports_graphs()) GTEST_SKIP() << "no graphs on this backend";
+  Tensor out2 = nan_bf16(N, M);
+  gpu->begin_capture();
+  gpu->silu_mlp(x, w.gate_up_gpu, w.down_gpu, gu, act, out2);
+  gpu->end_capture(7);
+  gpu->replay(7);
+  EXPECT_EQ(bit_differences(gpu->to_host_f32(out2), want), 0);
+  gpu->clear_graphs();
+}
+
+}  // namespace
+}  // namespace nc::testing
