@@ -240,9 +240,19 @@ void Backend::silu_mul_linear(const Tensor& gate_up, const Tensor& w, const Tens
   linear(act, w, bias, out);
 }
 
+void Backend::add_rmsnorm_linear(Tensor x, const AddNorm& norm, const Tensor& w, const Tensor& bias,
+                                 Tensor out) {
+  add_rmsnorm(x, norm.residual, norm.weight, norm.eps);
+  linear(x, w, bias, out);
+}
+
 void Backend::silu_mlp(const Tensor& x, const Tensor& gate_up_w, const Tensor& down_w,
-                       Tensor gate_up, Tensor act, Tensor out) {
-  linear(x, gate_up_w, Tensor(), gate_up);
+                       Tensor gate_up, Tensor act, Tensor out, const AddNorm* norm) {
+  if (norm != nullptr) {
+    add_rmsnorm_linear(x, *norm, gate_up_w, Tensor(), gate_up);
+  } else {
+    linear(x, gate_up_w, Tensor(), gate_up);
+  }
   silu_mul_linear(gate_up, down_w, Tensor(), out, act);
 }
 

@@ -80,6 +80,13 @@ struct RowSampling {
 
 // Kernels a backend built at run time (the CUDA backend's attention JIT, docs/gpu.md) since it
 // was made: objects compiled, the seconds spent compiling, objects loaded from the on-disk cache.
+// An add_rmsnorm folded into the op that reads its output (add_rmsnorm_linear, silu_mlp):
+// residual += x, then x = rmsnorm(residual) * weight, as add_rmsnorm does.
+struct AddNorm {
+  Tensor residual, weight;
+  float eps = 0;
+};
+
 struct KernelBuildStats {
   int64_t compiles = 0;
   int64_t cache_hits = 0;
@@ -174,13 +181,18 @@ class Backend {
   // small T: one kernel fewer per layer) where its result is the same.
   virtual void silu_mul_linear(const Tensor& gate_up, const Tensor& w, const Tensor& bias,
                                Tensor out, Tensor act = Tensor());
-  // The gated SiLU MLP in one op: gate_up = x @ gate_up_w^T as linear() writes it, then
-  // out = silu_mul_linear(gate_up, down_w) (no biases). x: [T, H]; gate_up_w: [2I, H]; down_w:
-  // [M, I]; gate_up: [T, 2I] and act: [T, I] scratch; out: [T, M]. The default runs those two
-  // ops; CUDA runs the FP8 form with fewer kernels (fp8_gemm.h: Fp8Gemm::silu_mlp), whose
-  // gate_up holds unscaled sums afterwards (neither scratch is a result).
+  // add_rmsnorm(x, norm.residual, norm.weight, norm.eps), then out = linear(x, w, bias). CUDA
+  // runs the FP8 form with the norm and the activation quantiser in one kernel (fp8_norm.cu).
+  virtual void add_rmsnorm_linear(Tensor x, const AddNorm& norm, const Tensor& w,
+                                  const Tensor& bias, Tensor out);
+  // The gated SiLU MLP in one op: with `norm` (may be null) add_rmsnorm_linear's norm first,
+  // gate_up = x @ gate_up_w^T as linear() writes it, then out = silu_mul_linear(gate_up, down_w)
+  // (no biases). x: [T, H]; gate_up_w: [2I, H]; down_w: [M, I]; gate_up: [T, 2I] and act: [T, I]
+  // scratch; out: [T, M]. The default runs those ops; CUDA runs the FP8 form with fewer kernels
+  // (fp8_gemm.h: Fp8Gemm::silu_mlp), whose gate_up holds unscaled sums afterwards (neither
+  // scratch is a result).
   virtual void silu_mlp(const Tensor& x, const Tensor& gate_up_w, const Tensor& down_w,
-                        Tensor gate_up, Tensor act, Tensor out);
+                        Tensor gate_up, Tensor act, Tensor out, const AddNorm* norm);
   // out = gelu_tanh(gate_up[:, :I]) * gate_up[:, I:] (GeGLU with the tanh approximation,
   // PyTorch's gelu(approximate="tanh"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))).
   virtual void gelu_tanh_and_mul(const Tensor& gate_up, Tensor out);

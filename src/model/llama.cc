@@ -145,13 +145,14 @@ void LlamaModel::validate_input(const ForwardInput& in, const KVCache& kv) const
 }
 
 void LlamaModel::attention_block(size_t l, const Plans& plans, KVCache& kv, const Tensor& in,
-                                 Tensor out, int64_t T) {
+                                 Tensor out, int64_t T, const AddNorm* norm) {
   const Layer& L = layers_[l];
   const int ki = kinds_.of_layer[l];
   const LayerKind& kind = kinds_.kinds[size_t(ki)];
   const AttentionPlan& plan = *plans[size_t(ki)];
   const Tensor& kv_pages = kv.layers[l];
   if (L.mla) {
+    if (norm) backend_.add_rmsnorm(in, norm->residual, norm->weight, norm->eps);
     mla_block(backend_, cfg_, *L.mla, mla_ws_, plan, kv_pages, ws_.positions.slice(0, T),
               kind.cos_sin, in, out, T);
     return;
@@ -159,7 +160,11 @@ void LlamaModel::attention_block(size_t l, const Plans& plans, KVCache& kv, cons
   const int64_t D = cfg_.head_dim;
   Tensor qkv = ws_.qkv.slice(0, T), q = ws_.q.slice(0, T), k = ws_.k.slice(0, T),
          v = ws_.v.slice(0, T);
-  backend_.linear(in, L.qkv, L.qkv_bias, qkv);
+  if (norm) {  // the layer's input norm with the projection (one kernel fewer where CUDA fuses)
+    backend_.add_rmsnorm_linear(in, *norm, L.qkv, L.qkv_bias, qkv);
+  } else {
+    backend_.linear(in, L.qkv, L.qkv_bias, qkv);
+  }
   Tensor attn = ws_.attn_out.slice(0, T);
   const AttentionPlan* sparse =
       sparse_step_.plans.empty() ? nullptr : sparse_step_.plans[size_t(ki)].get();
@@ -181,16 +186,18 @@ void LlamaModel::attention_block(size_t l, const Plans& plans, KVCache& kv, cons
   backend_.linear(attn, L.o_proj, L.o_bias, out);
 }
 
-void LlamaModel::mlp_block(const Layer& L, const Tensor& in, Tensor out, int64_t T) {
+void LlamaModel::mlp_block(const Layer& L, const Tensor& in, Tensor out, int64_t T,
+                           const AddNorm* norm) {
+  if (cfg_.activation == Activation::Silu && !L.moe.router.defined()) {
+    Tensor gu = ws_.gate_up.slice(0, T), act = ws_.act.slice(0, T);
+    return backend_.silu_mlp(in, L.gate_up, L.down, gu, act, out, norm);  // fewer kernels on CUDA
+  }
+  if (norm) backend_.add_rmsnorm(in, norm->residual, norm->weight, norm->eps);
   if (L.moe.router.defined()) return moe_block(backend_, cfg_.moe, L.moe, ws_.moe, in, out, T);
   Tensor gu = ws_.gate_up.slice(0, T), act = ws_.act.slice(0, T);
-  if (cfg_.activation == Activation::GeluTanh) {
-    backend_.linear(in, L.gate_up, Tensor(), gu);
-    backend_.gelu_tanh_and_mul(gu, act);
-    backend_.linear(act, L.down, Tensor(), out);
-  } else {
-    backend_.silu_mlp(in, L.gate_up, L.down, gu, act, out);  // fewer kernels where CUDA fuses
-  }
+  backend_.linear(in, L.gate_up, Tensor(), gu);
+  backend_.gelu_tanh_and_mul(gu, act);
+  backend_.linear(act, L.down, Tensor(), out);
 }
 
 AttentionShape LlamaModel::attention_shape(const KVCache& kv, const LayerKind& kind) const {
@@ -227,14 +234,12 @@ Tensor LlamaModel::run_decoder(const Plans& plans, KVCache& kv, int64_t T) {
   }
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& L = layers_[l];
-    if (l == 0) {
-      backend_.rmsnorm(residual, L.input_norm, float(cfg_.rms_eps), hidden);
-    } else {
-      backend_.add_rmsnorm(hidden, residual, L.input_norm, float(cfg_.rms_eps));
-    }
-    attention_block(l, plans, kv, hidden, hidden, T);
-    backend_.add_rmsnorm(hidden, residual, L.post_norm, float(cfg_.rms_eps));
-    mlp_block(L, hidden, hidden, T);
+    // Each add_rmsnorm travels with the op that reads its output (fused there on CUDA).
+    const float eps = float(cfg_.rms_eps);
+    const AddNorm input_norm{residual, L.input_norm, eps}, post_norm{residual, L.post_norm, eps};
+    if (l == 0) backend_.rmsnorm(residual, L.input_norm, eps, hidden);
+    attention_block(l, plans, kv, hidden, hidden, T, l == 0 ? nullptr : &input_norm);
+    mlp_block(L, hidden, hidden, T, &post_norm);
   }
   backend_.add_rmsnorm(hidden, residual, final_norm_, float(cfg_.rms_eps));
   return hidden;
@@ -245,10 +250,10 @@ Tensor LlamaModel::sandwich_layer(size_t l, const Plans& plans, KVCache& kv, Ten
   const float eps = float(cfg_.rms_eps);
   Tensor hidden = ws_.hidden.slice(0, T), residual = ws_.residual.slice(0, T);
   // x = input_norm(residual) here; the attention writes its output to hidden.
-  attention_block(l, plans, kv, x, hidden, T);
+  attention_block(l, plans, kv, x, hidden, T, nullptr);
   backend_.rmsnorm(hidden, L.attn_out_norm, eps, x);    // post-attention norm
   backend_.add_rmsnorm(x, residual, L.post_norm, eps);  // residual += it; x = pre-ffw norm
-  mlp_block(L, x, hidden, T);
+  mlp_block(L, x, hidden, T, nullptr);
   backend_.rmsnorm(hidden, L.mlp_out_norm, eps, x);  // post-feed-forward norm
   const Tensor& next = l + 1 < layers_.size() ? layers_[l + 1].input_norm : final_norm_;
   backend_.add_rmsnorm(x, residual, next, eps);  // residual += it; x = the next input

@@ -239,9 +239,10 @@ class LlamaModel {
   // Gemma's layer: norms around the attention and around the MLP. x holds the layer's normed
   // input; returns the tensor that holds the next layer's (or the final norm's) output.
   Tensor sandwich_layer(size_t l, const Plans& plans, KVCache& kv, Tensor x, int64_t T);
-  // Layer l's attention; in and out [T, H] may be the same tensor.
+  // Layer l's attention; in and out [T, H] may be the same tensor. `norm` (may be null): the
+  // add_rmsnorm that produces `in`, run with the q/k/v projection.
   void attention_block(size_t l, const Plans& plans, KVCache& kv, const Tensor& in, Tensor out,
-                       int64_t T);
+                       int64_t T, const AddNorm* norm);
   // Sparse attention, per pass (model/llama_sparse.cc). The pass's sparse state: a sparse plan
   // per layer kind where some entry is read sparsely (null: dense), the (page, valid slots)
   // pairs the pass appends into on the device, and whether attention_block updates the bounds
@@ -260,7 +261,8 @@ class LlamaModel {
                    const KVCache& kv);
   void update_bounds(size_t l, KVCache& kv);  // layer l's bounds over sparse_step_.page_slots
   void make_bounds(KVCache& kv) const;
-  void mlp_block(const Layer& layer, const Tensor& in, Tensor out, int64_t T);
+  // `norm` (may be null): the add_rmsnorm that produces `in`, run by the block's first op.
+  void mlp_block(const Layer& layer, const Tensor& in, Tensor out, int64_t T, const AddNorm* norm);
   // Applies the step's kv_shifts to every layer with its kind's frequencies (llama_kv_shift.cc).
   void shift_keys(const std::vector<KVPageShift>& shifts, KVCache& kv);
   // The step's logits on the device, [logit_rows, vocab] (undefined when there are none).

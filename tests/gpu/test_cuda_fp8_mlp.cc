@@ -9,11 +9,16 @@
 //     the bf16 output tolerance of the unfused ops;
 //   - it declines (returns false, nothing written) where it does not apply: one row (the GEMV's),
 //     bf16 weights, an intermediate width cuBLASLt cannot take;
-//   - Backend::silu_mlp on the CUDA backend takes it, and a graph capture replays it.
+//   - Backend::silu_mlp on the CUDA backend takes it, and a graph capture replays it;
+//   - the add_rmsnorm folded into the quantiser (add_rmsnorm_linear, silu_mlp with a norm,
+//     fp8_norm.cu): the residual equals add_rmsnorm's bit for bit, the normalised rows agree with
+//     add_rmsnorm's within one bf16 step (another summation order of the squares: 2e-3
+//     norm-wise), the outputs with the unfused ops' within 5e-3 and with the CPU's within 3e-2.
 #include <cmath>
 #include <string>
 
 #include "backend/cuda/fp8_gemm.h"
+#include "core/error.h"
 #include "gpu_test_util.h"
 
 namespace nc::testing {
@@ -61,14 +66,14 @@ class CudaFp8Mlp : public GpuVsCpu {
   std::vector<float> fused(const Tensor& x, const Weights& w, bool* applied) {
     const int64_t N = x.dim(0), I = w.down.cols, M = w.down.rows;
     Tensor gu = nan_bf16(N, 2 * I), out = nan_bf16(N, M);
-    *applied = cuda_fp8_gemm(*gpu).silu_mlp(x, w.gate_up_gpu, w.down_gpu, gu, out);
+    *applied = cuda_fp8_gemm(*gpu).silu_mlp(x, w.gate_up_gpu, w.down_gpu, gu, out, nullptr);
     return gpu->to_host_f32(out);
   }
   std::vector<float> on_cpu(const HostTensor& x, const Weights& w) {
     const int64_t N = x.shape[0], I = w.down.cols, M = w.down.rows;
     Tensor gu = cpu->alloc({N, 2 * I}, DType::F32), act = cpu->alloc({N, I}, DType::F32);
     Tensor out = cpu->alloc({N, M}, DType::F32);
-    cpu->silu_mlp(cpu->upload(x), w.gate_up_cpu, w.down_cpu, gu, act, out);
+    cpu->silu_mlp(cpu->upload(x), w.gate_up_cpu, w.down_cpu, gu, act, out, nullptr);
     return cpu->to_host_f32(out);
   }
 };
@@ -128,8 +133,8 @@ TEST_F(CudaFp8Mlp, DeclinesWhereItDoesNotApply) {
   // bf16 weights
   const Tensor gu_bf16 = gpu->upload(graded(1024, 256)), down_bf16 = gpu->upload(graded(128, 512));
   Tensor gu = nan_bf16(16, 1024), out = nan_bf16(16, 128);
-  EXPECT_FALSE(
-      cuda_fp8_gemm(*gpu).silu_mlp(gpu->upload(graded(16, 256)), gu_bf16, down_bf16, gu, out));
+  EXPECT_FALSE(cuda_fp8_gemm(*gpu).silu_mlp(gpu->upload(graded(16, 256)), gu_bf16, down_bf16, gu,
+                                            out, nullptr));
   // I = 520 is a multiple of 8 but not of 16: cuBLASLt's FP8 GEMM cannot take it.
   const Weights odd = weights(256, 520, 128, 0.0f);
   fused(gpu->upload(graded(16, 256)), odd, &applied);
@@ -144,16 +149,72 @@ TEST_F(CudaFp8Mlp, BackendOpTakesItAndGraphsReplayIt) {
   const Tensor x = gpu->upload(graded(N, H));
   const std::vector<float> want = unfused(x, w);
   Tensor gu = nan_bf16(N, 2 * I), act = nan_bf16(N, I), out = nan_bf16(N, M);
-  gpu->silu_mlp(x, w.gate_up_gpu, w.down_gpu, gu, act, out);
+  gpu->silu_mlp(x, w.gate_up_gpu, w.down_gpu, gu, act, out, nullptr);
   EXPECT_EQ(bit_differences(gpu->to_host_f32(out), want), 0);
   if (!gpu->supports_graphs()) GTEST_SKIP() << "no graphs on this backend";
   Tensor out2 = nan_bf16(N, M);
   gpu->begin_capture();
-  gpu->silu_mlp(x, w.gate_up_gpu, w.down_gpu, gu, act, out2);
+  gpu->silu_mlp(x, w.gate_up_gpu, w.down_gpu, gu, act, out2, nullptr);
   gpu->end_capture(7);
   gpu->replay(7);
   EXPECT_EQ(bit_differences(gpu->to_host_f32(out2), want), 0);
   gpu->clear_graphs();
+}
+
+// The norm's inputs on the GPU twice (the fused and the unfused path each change them) and on
+// the CPU.
+struct NormCase {
+  HostTensor x, residual, weight;
+};
+
+TEST_F(CudaFp8Mlp, NormRidesTheQuantiser) {
+  const int64_t H = 1024, I = 3072, M = 1024;
+  const Weights w = weights(H, I, M, 0.0f);
+  for (int64_t N : {1, 5, 64}) {
+    SCOPED_TRACE("N " + std::to_string(N));
+    NormCase c{graded(N, H), graded(N, H, 4.0f), HostTensor{{H}, random_vec(rng, size_t(H), 0.3f)}};
+    const float eps = 1e-5f;
+    const Tensor norm_w = gpu->upload(c.weight);
+    // add_rmsnorm_linear: fused on the GPU against add_rmsnorm then linear on the GPU.
+    Tensor xf = gpu->upload(c.x), rf = gpu->upload(c.residual), xu = gpu->upload(c.x),
+           ru = gpu->upload(c.residual);
+    ASSERT_TRUE(cuda_fp8_gemm(*gpu).norm_fusable(xf, AddNorm{rf, norm_w, eps}));
+    Tensor of = nan_bf16(N, 2 * I), ou = nan_bf16(N, 2 * I);
+    gpu->add_rmsnorm_linear(xf, AddNorm{rf, norm_w, eps}, w.gate_up_gpu, Tensor(), of);
+    gpu->add_rmsnorm(xu, ru, norm_w, eps);
+    gpu->linear(xu, w.gate_up_gpu, Tensor(), ou);
+    EXPECT_EQ(bit_differences(gpu->to_host_f32(rf), gpu->to_host_f32(ru)), 0) << "residual";
+    EXPECT_LE(rel_error(gpu->to_host_f32(xf), gpu->to_host_f32(xu)), 2e-3) << "normalised x";
+    EXPECT_LE(rel_error(gpu->to_host_f32(of), gpu->to_host_f32(ou)), 5e-3) << "gate_up";
+    // The CPU's add_rmsnorm_linear (float32 throughout).
+    Tensor xc = cpu->upload(c.x), rc = cpu->upload(c.residual),
+           oc = cpu->alloc({N, 2 * I}, DType::F32);
+    cpu->add_rmsnorm_linear(xc, AddNorm{rc, cpu->upload(c.weight), eps}, w.gate_up_cpu, Tensor(),
+                            oc);
+    EXPECT_LE(rel_error(gpu->to_host_f32(of), cpu->to_host_f32(oc)), 3e-2) << "against the CPU";
+    // silu_mlp with the norm: fused against add_rmsnorm then the unfused ops.
+    Tensor xm = gpu->upload(c.x), rm = gpu->upload(c.residual), gu = nan_bf16(N, 2 * I),
+           act = nan_bf16(N, I), om = nan_bf16(N, M);
+    const AddNorm norm{rm, norm_w, eps};
+    gpu->silu_mlp(xm, w.gate_up_gpu, w.down_gpu, gu, act, om, &norm);
+    Tensor xv = gpu->upload(c.x), rv = gpu->upload(c.residual);
+    gpu->add_rmsnorm(xv, rv, norm_w, eps);
+    EXPECT_EQ(bit_differences(gpu->to_host_f32(rm), gpu->to_host_f32(rv)), 0) << "mlp residual";
+    EXPECT_LE(rel_error(gpu->to_host_f32(om), unfused(xv, w)), 5e-3) << "mlp output";
+  }
+}
+
+TEST_F(CudaFp8Mlp, NormThatCannotRideIsRefusedByName) {
+  const Weights w = weights(256, 512, 128, 0.0f);
+  const Tensor x = gpu->upload(graded(4, 256));
+  const Tensor short_residual = gpu->upload(graded(3, 256));  // not x's shape
+  const AddNorm bad{short_residual, gpu->upload(HostTensor{{256}, std::vector<float>(256, 1.0f)}),
+                    1e-5f};
+  EXPECT_FALSE(cuda_fp8_gemm(*gpu).norm_fusable(x, bad));
+  Tensor out = nan_bf16(4, 1024);
+  EXPECT_THROW(cuda_fp8_gemm(*gpu).linear(x, w.gate_up_gpu, Tensor(), out, cuda_host::Fp8Path::Auto,
+                                          false, &bad),
+               Error);
 }
 
 }  // namespace

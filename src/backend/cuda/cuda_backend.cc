@@ -144,10 +144,16 @@ class CudaBackend final : public Backend {
     if (!fused_silu_mul_linear(*ctx_, fuse_, gate_up, w, bias, out))
       Backend::silu_mul_linear(gate_up, w, bias, out, act);
   }
+  void add_rmsnorm_linear(Tensor x, const AddNorm& norm, const Tensor& w, const Tensor& bias,
+                          Tensor out) override {
+    if (w.dtype() == DType::F8E4M3 && fp8_.norm_fusable(x, norm))
+      return fp8_.linear(x, w, bias, out, cuda_host::Fp8Path::Auto, false, &norm);
+    Backend::add_rmsnorm_linear(x, norm, w, bias, out);
+  }
   void silu_mlp(const Tensor& x, const Tensor& gate_up_w, const Tensor& down_w, Tensor gate_up,
-                Tensor act, Tensor out) override {
-    if (!fp8_.silu_mlp(x, gate_up_w, down_w, gate_up, out))
-      Backend::silu_mlp(x, gate_up_w, down_w, gate_up, act, out);
+                Tensor act, Tensor out, const AddNorm* norm) override {
+    if (!fp8_.silu_mlp(x, gate_up_w, down_w, gate_up, out, norm))
+      Backend::silu_mlp(x, gate_up_w, down_w, gate_up, act, out, norm);
   }
   void moe_route(const Tensor& logits, const Tensor& bias, const MoeRouting& r, Tensor ids,
                  Tensor weights) override {

@@ -3,8 +3,13 @@
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 namespace nc::cuda::fp8_dev {
 
@@ -59,10 +64,48 @@ __device__ float block_max(float v) {
   return m;
 }
 
+// The sum of v over a block of THREADS threads (every thread gets it); once per block, as
+// block_max.
+template <int THREADS>
+__device__ float block_sum(float v) {
+  __shared__ float warp_sum[THREADS / 32];
+  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  if (threadIdx.x % 32 == 0) warp_sum[threadIdx.x / 32] = v;
+  __syncthreads();
+  float s = warp_sum[0];
+#pragma unroll
+  for (int i = 1; i < THREADS / 32; ++i) s += warp_sum[i];
+  return s;
+}
+
 // A row's dynamic activation scale from its max |value| (fp8_activation_scale's rule without a
 // static input scale): amax / 448, 1 for an all-zero row.
 __device__ __forceinline__ float dynamic_scale(float amax) {
   return amax > 0.0f ? __fdiv_rn(amax, kE4M3Max) : 1.0f;
+}
+
+// Host: lets `kernel` take `bytes` of dynamic shared memory (above 48 KB it must be opted into
+// per kernel); `allowed` remembers the largest granted so far. Throws where the GPU refuses.
+template <typename Kernel>
+void allow_dynamic_smem(Kernel kernel, int bytes, int& allowed, const char* what) {
+  if (bytes <= allowed) return;
+  const cudaError_t e =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string(what) + ": " + std::to_string(bytes) +
+                             " bytes of shared memory refused: " + cudaGetErrorString(e));
+  allowed = bytes;
+}
+
+// Host: the most dynamic shared memory a block of the current device may opt into, less
+// `reserved` bytes (the kernel's static shared memory).
+inline int max_dynamic_smem(int reserved) {
+  int device = 0, optin = 0;
+  cudaGetDevice(&device);
+  if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
+      cudaSuccess)
+    optin = 48 << 10;
+  return std::max(optin, 48 << 10) - reserved;
 }
 
 }  // namespace nc::cuda::fp8_dev

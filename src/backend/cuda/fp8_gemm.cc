@@ -136,8 +136,12 @@ const char* fp8_path_name(Fp8Path p) {
 
 Fp8Gemm::Fp8Gemm(std::shared_ptr<Context> ctx) : ctx_(std::move(ctx)) {
   gemv_max_rows_ = env_rows("NC_FP8_GEMV_MAX_ROWS", gemv_max_rows_);
-  const char* fuse = std::getenv("NC_FP8_FUSED_MLP");
-  fuse_mlp_ = fuse == nullptr || std::string(fuse) != "0";
+  const auto on = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v == nullptr || std::string(v) != "0";
+  };
+  fuse_mlp_ = on("NC_FP8_FUSED_MLP");
+  fuse_norm_ = on("NC_FP8_FUSED_NORM");
   cuda_check(cudaDeviceGetAttribute(&cc_major_, cudaDevAttrComputeCapabilityMajor, ctx_->device),
              "compute capability");
   cuda_check(cudaDeviceGetAttribute(&cc_minor_, cudaDevAttrComputeCapabilityMinor, ctx_->device),
@@ -251,8 +255,11 @@ bool Fp8Gemm::can_run(Fp8Path path, const Tensor& x, const Tensor& w, const Tens
 }
 
 void Fp8Gemm::linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor out, Fp8Path path,
-                     bool product_only) {
+                     bool product_only, const AddNorm* norm) {
   check_args(x, w, bias, out);
+  NC_CHECK(norm == nullptr || norm_fusable(x, *norm),
+           "fp8 linear: the norm cannot ride the quantiser for input {} (norm_fusable)",
+           shape_str(x.shape()));
   const int64_t N = x.dim(0), K = x.dim(1), M = w.dim(0);
   if (N == 0 || M == 0) return;
   ensure_scratch();
@@ -276,7 +283,10 @@ void Fp8Gemm::linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tenso
                   M,
                   K,
                   f32_out};
-    run_chunk(c, path, forced, product_only);
+    Chunk cn = c;
+    if (norm) cn.residual = static_cast<uint8_t*>(norm->residual.data()) + r0 * K * 2;
+    cn.norm = norm;
+    run_chunk(cn, path, forced, product_only);
   }
 }
 
@@ -285,8 +295,7 @@ void Fp8Gemm::run_chunk(const Chunk& c, Fp8Path path, bool forced, bool product_
   uint8_t* codes = static_cast<uint8_t*>(scratch_.data());
   float* scales = reinterpret_cast<float*>(codes + kScratchCodeBytes);
   const cudaStream_t s = ctx_->stream;
-  if (!product_only)
-    k_call([&] { cuda::fp8_quantize_rows(c.x, c.n, c.k, c.input_scale, codes, scales, s); });
+  if (!product_only) quantize_chunk(c, codes, scales);
   if (path == Fp8Path::LtOuter || path == Fp8Path::LtEpilogue) {
     const Plan& p = plan_for(path, c.n, c.m, c.k, c.bias != nullptr, c.f32_out);
     // The rule chose this path from the first chunk's shape; a last, shorter chunk it has no
@@ -302,6 +311,30 @@ void Fp8Gemm::run_chunk(const Chunk& c, Fp8Path path, bool forced, bool product_
   k_call([&] {
     cuda::fp8_gemv(codes, scales, c.w, c.w_scale, c.bias, c.out, c.f32_out, c.n, c.m, c.k, s);
   });
+}
+
+// x's rows into codes and scales, with the norm first where the chunk carries one.
+void Fp8Gemm::quantize_chunk(const Chunk& c, uint8_t* codes, float* scales) {
+  const cudaStream_t s = ctx_->stream;
+  if (c.norm == nullptr)
+    return k_call([&] { cuda::fp8_quantize_rows(c.x, c.n, c.k, c.input_scale, codes, scales, s); });
+  k_call([&] {
+    cuda::fp8_add_rmsnorm_quantize(const_cast<void*>(c.x), c.residual, c.norm->weight.data(),
+                                   c.norm->eps, c.n, c.k, c.input_scale, codes, scales, s);
+  });
+}
+
+bool Fp8Gemm::norm_fusable(const Tensor& x, const AddNorm& norm) const {
+  if (!fuse_norm_ || !norm.residual.defined() || !norm.weight.defined()) return false;
+  if (x.dtype() != DType::BF16 || norm.residual.dtype() != DType::BF16 ||
+      norm.weight.dtype() != DType::BF16 || x.ndim() != 2 || !x.is_contiguous() ||
+      !norm.residual.is_contiguous() || norm.residual.shape() != x.shape())
+    return false;
+  const int64_t K = x.dim(1);
+  return norm.weight.numel() == K && K % 8 == 0 && K <= cuda::fp8_add_rmsnorm_quantize_max_k() &&
+         aligned16(x.data()) && aligned16(norm.residual.data()) && aligned16(norm.weight.data()) &&
+         x.device() == Device::CUDA && norm.residual.device() == Device::CUDA &&
+         norm.weight.device() == Device::CUDA;
 }
 
 // The cuBLASLt GEMM of one chunk over the scratch's codes, then (lt-outer) the bias where not

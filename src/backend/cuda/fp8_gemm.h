@@ -65,6 +65,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/gemm_candidates.h"
 #include "backend/fp8_weight.h"
@@ -95,8 +96,16 @@ class Fp8Gemm : NonCopyable {
   // cuBLASLt path throws where cuBLASLt cannot run the shape: see can_run). product_only
   // (benchmarks only, to time the product alone): x is not read, the product takes whatever
   // codes and scales the scratch holds, and lt-epilogue leaves out unscaled (no epilogue).
+  // `norm` (may be null; then norm_fusable(x, *norm) must hold): add_rmsnorm's norm first, in
+  // the activation quantiser's kernel (fp8_add_rmsnorm_quantize): residual += x, x = the
+  // normalised rows, then the product of x as linear() computes it.
   void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor out,
-              Fp8Path path = Fp8Path::Auto, bool product_only = false);
+              Fp8Path path = Fp8Path::Auto, bool product_only = false,
+              const AddNorm* norm = nullptr);
+  // Whether the norm can ride the quantiser for x: NC_FP8_FUSED_NORM is not 0, x and
+  // norm.residual bf16 [N, K] contiguous and 16-byte aligned, norm.weight bf16 [K], K a
+  // multiple of 8 that fits the kernel's shared memory.
+  bool norm_fusable(const Tensor& x, const AddNorm& norm) const;
   // The gated MLP's FP8 form with fewer kernels (backend.h's silu_mlp; fp8_mlp.cc): for each chunk
   // of rows, x's quantiser, gate_up's GEMM, fp8_silu_mul_quantize (gate_up's scale epilogue,
   // SiLU-and-mul and down's quantiser in one kernel) and down's GEMM and epilogue; 5 kernels
@@ -107,8 +116,10 @@ class Fp8Gemm : NonCopyable {
   // nothing enqueued where it does not apply: NC_FP8_FUSED_MLP=0, N within the GEMV's rows, a
   // path other than lt-epilogue for either projection, I not a multiple of 8 or too wide for
   // the kernel's shared memory.
+  // With `norm` (may be null), its add_rmsnorm rides x's quantiser as in linear(); where the
+  // norm cannot (norm_fusable), false.
   bool silu_mlp(const Tensor& x, const Tensor& gate_up_w, const Tensor& down_w, Tensor gate_up,
-                Tensor out);
+                Tensor out, const AddNorm* norm);
   // The path linear() takes for these operands under Auto (never Auto).
   Fp8Path chosen(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& out);
   // Whether linear() with `path` forced runs on these operands (Auto and Gemv: always; a
@@ -155,6 +166,8 @@ class Fp8Gemm : NonCopyable {
     int64_t n, m, k;
     bool f32_out;
     const float* act_scales = nullptr;  // the codes' row scales (null: the scratch's first array)
+    void* residual = nullptr;           // with a fused norm: the chunk's residual rows,
+    const AddNorm* norm = nullptr;      // and the norm (x's rows are then written too)
   };
 
   void ensure_scratch();
@@ -162,16 +175,17 @@ class Fp8Gemm : NonCopyable {
   Plan& plan_for(const Key& key);
   Plan& plan_for(Fp8Path path, int64_t n, int64_t m, int64_t k, bool bias, bool f32_out);
   void run_chunk(const Chunk& c, Fp8Path path, bool forced, bool product_only);
+  void quantize_chunk(const Chunk& c, uint8_t* codes, float* scales);
   void run_lt(const Chunk& c, const Plan& p, Fp8Path path, bool scale);
   bool lt_shape_ok(int64_t k, const Tensor& w, const Tensor& out) const;
   bool silu_mlp_applies(const Tensor& x, const Tensor& gate_up_w, const Tensor& down_w,
-                        const Tensor& gate_up, const Tensor& out);
+                        const Tensor& gate_up, const Tensor& out, const AddNorm* norm);
 
   std::shared_ptr<Context> ctx_;
   int gemv_max_rows_ = 1;
   bool fast_accum_ = false;
   int cc_major_ = 0, cc_minor_ = 0;
-  bool fuse_mlp_ = true;
+  bool fuse_mlp_ = true, fuse_norm_ = true;
   Tensor scratch_;  // kScratchCodeBytes codes, then twice kMaxChunkRows float scales
   std::map<Key, Plan> plans_;
 };

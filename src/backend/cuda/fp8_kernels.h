@@ -31,6 +31,13 @@
 //     [rows]. Bit for bit the three unfused kernels' codes and scales. Needs inter a multiple of
 //     8 and at most fp8_silu_mul_quantize_max_inter() (the row waits in shared memory), gate_up
 //     and col_scale 16-byte aligned, codes 8-byte aligned; throws otherwise.
+//   - fp8_add_rmsnorm_quantize: add_rmsnorm and the activation quantiser in one pass
+//     (fp8_norm.cu). For each row: residual += x (bf16 stored; the float32 sum is normalised),
+//     x = bf16(sum * rsqrt(mean(sum^2) + eps) * weight) (add_rmsnorm's contract), then x's row
+//     quantised as fp8_quantize_rows quantises it (the same codes and scales for the same x).
+//     x, residual: bf16 [rows, k]; weight: bf16 [k]. Needs k a multiple of 8 and at most
+//     fp8_add_rmsnorm_quantize_max_k() (the row's sums wait in shared memory), x, residual and
+//     weight 16-byte aligned, codes 8-byte aligned; throws otherwise.
 //   - Work is enqueued on `stream`; a failed launch or a bad size throws std::runtime_error.
 #pragma once
 #include <cuda_runtime_api.h>
@@ -49,11 +56,15 @@ void fp8_gemv(const uint8_t* a, const float* a_scale, const uint8_t* w, const fl
 void fp8_add_bias(void* out, const void* bias, bool f32_out, int64_t rows, int64_t m,
                   cudaStream_t stream);
 
-void fp8_silu_mul_quantize(const void* gate_up, int64_t rows, int64_t inter,
-                           const float* row_scale, const float* col_scale,
-                           const float* input_scale, uint8_t* codes, float* scales,
-                           cudaStream_t stream);
+void fp8_silu_mul_quantize(const void* gate_up, int64_t rows, int64_t inter, const float* row_scale,
+                           const float* col_scale, const float* input_scale, uint8_t* codes,
+                           float* scales, cudaStream_t stream);
 int64_t fp8_silu_mul_quantize_max_inter();  // on the current device
+
+void fp8_add_rmsnorm_quantize(void* x, void* residual, const void* weight, float eps, int64_t rows,
+                              int64_t k, const float* input_scale, uint8_t* codes, float* scales,
+                              cudaStream_t stream);
+int64_t fp8_add_rmsnorm_quantize_max_k();  // on the current device
 
 void fp8_scale_output(void* out, bool f32_out, const float* row_scale, const float* col_scale,
                       const void* bias, int64_t rows, int64_t m, cudaStream_t stream);

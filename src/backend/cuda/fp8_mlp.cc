@@ -11,8 +11,8 @@
 namespace nc::cuda_host {
 
 bool Fp8Gemm::silu_mlp_applies(const Tensor& x, const Tensor& gate_up_w, const Tensor& down_w,
-                               const Tensor& gate_up, const Tensor& out) {
-  if (!fuse_mlp_) return false;
+                               const Tensor& gate_up, const Tensor& out, const AddNorm* norm) {
+  if (!fuse_mlp_ || (norm && !norm_fusable(x, *norm))) return false;
   for (const Tensor* t : {&x, &gate_up_w, &down_w, &gate_up, &out})
     if (!t->defined() || t->device() != Device::CUDA || t->ndim() != 2 || !t->is_contiguous())
       return false;
@@ -38,8 +38,8 @@ bool Fp8Gemm::silu_mlp_applies(const Tensor& x, const Tensor& gate_up_w, const T
 }
 
 bool Fp8Gemm::silu_mlp(const Tensor& x, const Tensor& gate_up_w, const Tensor& down_w,
-                       Tensor gate_up, Tensor out) {
-  if (!silu_mlp_applies(x, gate_up_w, down_w, gate_up, out)) return false;
+                       Tensor gate_up, Tensor out, const AddNorm* norm) {
+  if (!silu_mlp_applies(x, gate_up_w, down_w, gate_up, out, norm)) return false;
   ensure_scratch();
   const int64_t N = x.dim(0), H = x.dim(1), I = down_w.dim(1), M = down_w.dim(0);
   const int64_t R = std::min(chunk_rows(H), chunk_rows(I));
@@ -56,8 +56,10 @@ bool Fp8Gemm::silu_mlp(const Tensor& x, const Tensor& gate_up_w, const Tensor& d
     auto* outr = static_cast<uint8_t*>(out.data()) + r0 * M * 2;
     const auto* guw = static_cast<const uint8_t*>(gate_up_w.data());
     const auto* dw = static_cast<const uint8_t*>(down_w.data());
-    k_call([&] { cuda::fp8_quantize_rows(xr, n, H, gu_scale + 2 * I, codes, x_scales, s); });
-    const Chunk gu{xr, guw, gu_scale, gu_scale + 2 * I, nullptr, gur, n, 2 * I, H, false, x_scales};
+    Chunk gu{xr, guw, gu_scale, gu_scale + 2 * I, nullptr, gur, n, 2 * I, H, false, x_scales};
+    if (norm) gu.residual = static_cast<uint8_t*>(norm->residual.data()) + r0 * H * 2;
+    gu.norm = norm;
+    quantize_chunk(gu, codes, x_scales);
     run_lt(gu, plan_for(Fp8Path::LtEpilogue, n, 2 * I, H, false, false), Fp8Path::LtEpilogue,
            /*scale=*/false);
     k_call([&] {

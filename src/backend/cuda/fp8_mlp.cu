@@ -79,28 +79,11 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Shared memory above 48 KB must be opted into per kernel; done once for the largest asked.
-void allow_smem(int bytes) {
-  static int allowed = kDefaultSmem;
-  if (bytes <= allowed) return;
-  const cudaError_t e = cudaFuncSetAttribute(silu_mul_quantize_kernel,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  if (e != cudaSuccess)
-    throw std::runtime_error("fp8 silu_mul_quantize: " + std::to_string(bytes) +
-                             " bytes of shared memory refused: " + cudaGetErrorString(e));
-  allowed = bytes;
-}
-
 }  // namespace
 
 int64_t fp8_silu_mul_quantize_max_inter() {
-  int device = 0, optin = 0;
-  cudaGetDevice(&device);
-  if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
-      cudaSuccess)
-    optin = kDefaultSmem;
   // The block max's few bytes of static shared memory come on top.
-  return int64_t(std::max(optin, kDefaultSmem) - 256) / 2 / 8 * 8;
+  return int64_t(fp8_dev::max_dynamic_smem(256)) / 2 / 8 * 8;
 }
 
 void fp8_silu_mul_quantize(const void* gate_up, int64_t rows, int64_t inter, const float* row_scale,
@@ -115,7 +98,8 @@ void fp8_silu_mul_quantize(const void* gate_up, int64_t rows, int64_t inter, con
                              " (a multiple of 8 whose row fits shared memory; gate_up and the "
                              "weight scales 16-byte aligned, codes 8-byte aligned)");
   const int smem = int(inter * 2);
-  allow_smem(smem);
+  static int allowed = kDefaultSmem;
+  fp8_dev::allow_dynamic_smem(silu_mul_quantize_kernel, smem, allowed, "fp8 silu_mul_quantize");
   silu_mul_quantize_kernel<<<unsigned(rows), kThreads, smem, stream>>>(
       static_cast<const bf16*>(gate_up), int(inter), row_scale, col_scale, input_scale, codes,
       scales);
