@@ -7,6 +7,7 @@
 //     for a wrong scale, code or row);
 //   - with more rows than one chunk (gate_up's GEMM then runs in smaller chunks) it stays within
 //     the bf16 output tolerance of the unfused ops;
+//   - rows as wide as the kernels' shared memory allows past 48 KB (the opt-in) fuse too;
 //   - it declines (returns false, nothing written) where it does not apply: one row (the GEMV's),
 //     bf16 weights, an intermediate width cuBLASLt cannot take;
 //   - Backend::silu_mlp on the CUDA backend takes it, and a graph capture replays it;
@@ -18,6 +19,7 @@
 #include <string>
 
 #include "backend/cuda/fp8_gemm.h"
+#include "backend/cuda/fp8_kernels.h"
 #include "core/error.h"
 #include "gpu_test_util.h"
 
@@ -56,12 +58,20 @@ class CudaFp8Mlp : public GpuVsCpu {
   }
   // The unfused ops on the GPU: linear, then silu_and_mul and linear (the CUDA backend's
   // silu_mul_linear fuses only bf16 weights).
-  std::vector<float> unfused(const Tensor& x, const Weights& w) {
+  std::vector<float> unfused(const Tensor& x, const Weights& w,
+                             std::vector<float>* gate_up = nullptr) {
     const int64_t N = x.dim(0), I = w.down.cols, M = w.down.rows;
     Tensor gu = nan_bf16(N, 2 * I), act = nan_bf16(N, I), out = nan_bf16(N, M);
     gpu->linear(x, w.gate_up_gpu, Tensor(), gu);
+    if (gate_up) *gate_up = gpu->to_host_f32(gu);
     gpu->silu_mul_linear(gu, w.down_gpu, Tensor(), out, act);
     return gpu->to_host_f32(out);
+  }
+  // Where cuBLASLt takes outer-vector scales (not Hopper with CUDA 13.0), linear() rounds once
+  // and silu_mlp declines by design (fp8_gemm.h).
+  bool lt_outer_available(const Tensor& x, const Weights& w) {
+    const Tensor o = gpu->alloc({x.dim(0), w.gate_up.rows}, DType::BF16);
+    return cuda_fp8_gemm(*gpu).chosen(x, w.gate_up_gpu, Tensor(), o) == cuda_host::Fp8Path::LtOuter;
   }
   std::vector<float> fused(const Tensor& x, const Weights& w, bool* applied) {
     const int64_t N = x.dim(0), I = w.down.cols, M = w.down.rows;
@@ -98,6 +108,7 @@ TEST_F(CudaFp8Mlp, EqualsTheUnfusedOpsBitForBitAndIsCloseToTheCpu) {
         HostTensor xh = graded(N, s.H);
         std::fill(xh.data.begin(), xh.data.begin() + s.H, 0.0f);  // row 0 all zero
         const Tensor x = gpu->upload(xh);
+        if (lt_outer_available(x, w)) GTEST_SKIP() << "cuBLASLt has outer-vector scales here";
         bool applied = false;
         const std::vector<float> got = fused(x, w, &applied);
         ASSERT_TRUE(applied);
@@ -119,10 +130,25 @@ TEST_F(CudaFp8Mlp, RowsBeyondOneChunk) {
   ASSERT_EQ(cuda_host::Fp8Gemm::chunk_rows(I), 2048);
   const Weights w = weights(H, I, M, 0.0f);
   const Tensor x = gpu->upload(graded(N, H));
+  if (lt_outer_available(x, w)) GTEST_SKIP() << "cuBLASLt has outer-vector scales here";
   bool applied = false;
   const std::vector<float> got = fused(x, w, &applied);
   ASSERT_TRUE(applied);
   EXPECT_LE(rel_error(got, unfused(x, w)), 5e-3);
+}
+
+TEST_F(CudaFp8Mlp, WidestRowsTakeTheSharedMemoryOptIn) {
+  // I = 24576: the activation row is 48 KB of shared memory, past what a launch gets without
+  // opting in; bit for bit as the unfused ops.
+  const int64_t H = 256, I = 24576, M = 128, N = 5;
+  ASSERT_LE(I, cuda::fp8_silu_mul_quantize_max_inter());
+  const Weights w = weights(H, I, M, 0.0f);
+  const Tensor x = gpu->upload(graded(N, H));
+  if (lt_outer_available(x, w)) GTEST_SKIP() << "cuBLASLt has outer-vector scales here";
+  bool applied = false;
+  const std::vector<float> got = fused(x, w, &applied);
+  ASSERT_TRUE(applied);
+  EXPECT_EQ(bit_differences(got, unfused(x, w)), 0);
 }
 
 TEST_F(CudaFp8Mlp, DeclinesWhereItDoesNotApply) {
@@ -135,22 +161,26 @@ TEST_F(CudaFp8Mlp, DeclinesWhereItDoesNotApply) {
   Tensor gu = nan_bf16(16, 1024), out = nan_bf16(16, 128);
   EXPECT_FALSE(cuda_fp8_gemm(*gpu).silu_mlp(gpu->upload(graded(16, 256)), gu_bf16, down_bf16, gu,
                                             out, nullptr));
+  EXPECT_TRUE(std::isnan(gpu->to_host_f32(out)[0]));  // nothing was written
   // I = 520 is a multiple of 8 but not of 16: cuBLASLt's FP8 GEMM cannot take it.
   const Weights odd = weights(256, 520, 128, 0.0f);
-  fused(gpu->upload(graded(16, 256)), odd, &applied);
+  const std::vector<float> odd_out = fused(gpu->upload(graded(16, 256)), odd, &applied);
   EXPECT_FALSE(applied);
-  const std::vector<float> out_host = gpu->to_host_f32(out);
-  EXPECT_TRUE(std::isnan(out_host[0]));  // nothing was written
+  EXPECT_TRUE(std::isnan(odd_out[0]));
 }
 
 TEST_F(CudaFp8Mlp, BackendOpTakesItAndGraphsReplayIt) {
   const int64_t H = 576, I = 1536, M = 576, N = 64;
   const Weights w = weights(H, I, M, 0.0f);
   const Tensor x = gpu->upload(graded(N, H));
-  const std::vector<float> want = unfused(x, w);
+  if (lt_outer_available(x, w)) GTEST_SKIP() << "cuBLASLt has outer-vector scales here";
+  std::vector<float> scaled_gate_up;
+  const std::vector<float> want = unfused(x, w, &scaled_gate_up);
   Tensor gu = nan_bf16(N, 2 * I), act = nan_bf16(N, I), out = nan_bf16(N, M);
   gpu->silu_mlp(x, w.gate_up_gpu, w.down_gpu, gu, act, out, nullptr);
   EXPECT_EQ(bit_differences(gpu->to_host_f32(out), want), 0);
+  // The fused path ran: its gate_up scratch holds the unscaled sums, not linear()'s values.
+  EXPECT_GT(bit_differences(gpu->to_host_f32(gu), scaled_gate_up), int(N * I));
   if (!gpu->supports_graphs()) GTEST_SKIP() << "no graphs on this backend";
   Tensor out2 = nan_bf16(N, M);
   gpu->begin_capture();
@@ -202,6 +232,26 @@ TEST_F(CudaFp8Mlp, NormRidesTheQuantiser) {
     EXPECT_EQ(bit_differences(gpu->to_host_f32(rm), gpu->to_host_f32(rv)), 0) << "mlp residual";
     EXPECT_LE(rel_error(gpu->to_host_f32(om), unfused(xv, w)), 5e-3) << "mlp output";
   }
+}
+
+TEST_F(CudaFp8Mlp, NormOverTwoChunksAndTheWidestRows) {
+  // K = 12288: the row's float32 sums are 48 KB of shared memory (the opt-in), and
+  // chunk_rows(K) = 2720, so 2725 rows run as two chunks (the residual offset of the second).
+  const int64_t H = 12288, M = 64, N = 2725;
+  ASSERT_EQ(cuda_host::Fp8Gemm::chunk_rows(H), 2720);
+  ASSERT_LE(H, cuda::fp8_add_rmsnorm_quantize_max_k());
+  Fp8Weight q = quantize_fp8_weight(graded(M, H, 0.05f));
+  const Tensor wg = gpu->upload_fp8_linear(q);
+  const HostTensor xh = graded(N, H), rh = graded(N, H, 2.0f);
+  const Tensor norm_w = gpu->upload(HostTensor{{H}, random_vec(rng, size_t(H), 0.3f)});
+  Tensor xf = gpu->upload(xh), rf = gpu->upload(rh), xu = gpu->upload(xh), ru = gpu->upload(rh);
+  Tensor of = nan_bf16(N, M), ou = nan_bf16(N, M);
+  gpu->add_rmsnorm_linear(xf, AddNorm{rf, norm_w, 1e-6f}, wg, Tensor(), of);
+  gpu->add_rmsnorm(xu, ru, norm_w, 1e-6f);
+  gpu->linear(xu, wg, Tensor(), ou);
+  EXPECT_EQ(bit_differences(gpu->to_host_f32(rf), gpu->to_host_f32(ru)), 0) << "residual";
+  EXPECT_LE(rel_error(gpu->to_host_f32(xf), gpu->to_host_f32(xu)), 2e-3) << "normalised x";
+  EXPECT_LE(rel_error(gpu->to_host_f32(of), gpu->to_host_f32(ou)), 5e-3) << "output";
 }
 
 TEST_F(CudaFp8Mlp, NormThatCannotRideIsRefusedByName) {

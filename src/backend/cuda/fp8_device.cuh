@@ -6,6 +6,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include <cstdint>
 #include <stdexcept>
@@ -84,28 +85,56 @@ __device__ __forceinline__ float dynamic_scale(float amax) {
   return amax > 0.0f ? __fdiv_rn(amax, kE4M3Max) : 1.0f;
 }
 
-// Host: lets `kernel` take `bytes` of dynamic shared memory (above 48 KB it must be opted into
-// per kernel); `allowed` remembers the largest granted so far. Throws where the GPU refuses.
+// Host side: dynamic shared memory beyond what a launch gets without asking. Static and dynamic
+// shared memory together must fit 48 KB unless the kernel was opted into more on the device
+// (cudaFuncSetAttribute, per kernel and device). kStaticReserve bounds the static arrays of the
+// kernels that use this (the block reductions' few floats).
+constexpr int kStaticReserve = 1024;
+constexpr int kMaxDevices = 64;
+
+// The current device (0..kMaxDevices-1; throws beyond).
+inline int current_device() {
+  int device = 0;
+  cudaGetDevice(&device);
+  if (device < 0 || device >= kMaxDevices)
+    throw std::runtime_error("fp8 kernels: device " + std::to_string(device) + " beyond " +
+                             std::to_string(kMaxDevices));
+  return device;
+}
+
+// Lets `kernel` take `bytes` of dynamic shared memory on the current device; `granted` (one
+// slot per device, zero-initialised by the caller's static storage) remembers the largest opted
+// into. Throws where the GPU refuses.
 template <typename Kernel>
-void allow_dynamic_smem(Kernel kernel, int bytes, int& allowed, const char* what) {
-  if (bytes <= allowed) return;
+void allow_dynamic_smem(Kernel kernel, int bytes, std::atomic<int> (&granted)[kMaxDevices],
+                        const char* what) {
+  if (bytes + kStaticReserve <= (48 << 10)) return;
+  std::atomic<int>& g = granted[current_device()];
+  if (bytes <= g.load(std::memory_order_relaxed)) return;
   const cudaError_t e =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (e != cudaSuccess)
     throw std::runtime_error(std::string(what) + ": " + std::to_string(bytes) +
                              " bytes of shared memory refused: " + cudaGetErrorString(e));
-  allowed = bytes;
+  int seen = g.load(std::memory_order_relaxed);
+  while (seen < bytes && !g.compare_exchange_weak(seen, bytes)) {
+  }
 }
 
-// Host: the most dynamic shared memory a block of the current device may opt into, less
-// `reserved` bytes (the kernel's static shared memory).
-inline int max_dynamic_smem(int reserved) {
-  int device = 0, optin = 0;
-  cudaGetDevice(&device);
-  if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
-      cudaSuccess)
-    optin = 48 << 10;
-  return std::max(optin, 48 << 10) - reserved;
+// The most dynamic shared memory a block of the current device may opt into, less the static
+// reserve (asked of the driver once per device).
+inline int max_dynamic_smem() {
+  static std::atomic<int> optin[kMaxDevices];
+  const int device = current_device();
+  int v = optin[device].load(std::memory_order_relaxed);
+  if (v == 0) {
+    if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
+            cudaSuccess ||
+        v < (48 << 10))
+      v = 48 << 10;
+    optin[device].store(v, std::memory_order_relaxed);
+  }
+  return v - kStaticReserve;
 }
 
 }  // namespace nc::cuda::fp8_dev

@@ -257,8 +257,9 @@ bool Fp8Gemm::can_run(Fp8Path path, const Tensor& x, const Tensor& w, const Tens
 void Fp8Gemm::linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor out, Fp8Path path,
                      bool product_only, const AddNorm* norm) {
   check_args(x, w, bias, out);
-  NC_CHECK(norm == nullptr || norm_fusable(x, *norm),
-           "fp8 linear: the norm cannot ride the quantiser for input {} (norm_fusable)",
+  NC_CHECK(norm == nullptr || (norm_fusable(x, *norm) && !product_only),
+           "fp8 linear: the norm cannot ride the quantiser for input {} (norm_fusable; never "
+           "with product_only, which skips the quantiser)",
            shape_str(x.shape()));
   const int64_t N = x.dim(0), K = x.dim(1), M = w.dim(0);
   if (N == 0 || M == 0) return;

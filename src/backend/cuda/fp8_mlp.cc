@@ -29,7 +29,9 @@ bool Fp8Gemm::silu_mlp_applies(const Tensor& x, const Tensor& gate_up_w, const T
   // Where cuBLASLt takes outer-vector scales (not on Hopper with CUDA 13.0: fp8_gemm.h), linear()
   // rounds once; the fused form would give that up.
   const int64_t R = std::min(chunk_rows(H), chunk_rows(I)), last = N - (N - 1) / R * R;
-  if (plan_for(Fp8Path::LtOuter, std::min(N, R), 2 * I, H, false, false).ok) return false;
+  if (plan_for(Fp8Path::LtOuter, std::min(N, R), 2 * I, H, false, false).ok ||
+      plan_for(Fp8Path::LtOuter, std::min(N, R), M, I, false, false).ok)
+    return false;
   for (int64_t n : {std::min(N, R), last})
     if (!plan_for(Fp8Path::LtEpilogue, n, 2 * I, H, false, false).ok ||
         !plan_for(Fp8Path::LtEpilogue, n, M, I, false, false).ok)

@@ -11,7 +11,7 @@
 // max and the conversion, so gate_up is read once.
 #include <cuda_bf16.h>
 
-#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -27,7 +27,6 @@ namespace {
 using bf16 = __nv_bfloat16;
 using fp8_dev::unpack8;
 constexpr int kThreads = 256;
-constexpr int kDefaultSmem = 48 << 10;
 
 __device__ __forceinline__ void load_scales8(const float* p, float s[8]) {
   const float4 a = __ldg(reinterpret_cast<const float4*>(p));
@@ -82,8 +81,7 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 int64_t fp8_silu_mul_quantize_max_inter() {
-  // The block max's few bytes of static shared memory come on top.
-  return int64_t(fp8_dev::max_dynamic_smem(256)) / 2 / 8 * 8;
+  return int64_t(fp8_dev::max_dynamic_smem()) / 2 / 8 * 8;
 }
 
 void fp8_silu_mul_quantize(const void* gate_up, int64_t rows, int64_t inter, const float* row_scale,
@@ -98,8 +96,8 @@ void fp8_silu_mul_quantize(const void* gate_up, int64_t rows, int64_t inter, con
                              " (a multiple of 8 whose row fits shared memory; gate_up and the "
                              "weight scales 16-byte aligned, codes 8-byte aligned)");
   const int smem = int(inter * 2);
-  static int allowed = kDefaultSmem;
-  fp8_dev::allow_dynamic_smem(silu_mul_quantize_kernel, smem, allowed, "fp8 silu_mul_quantize");
+  static std::atomic<int> granted[fp8_dev::kMaxDevices];
+  fp8_dev::allow_dynamic_smem(silu_mul_quantize_kernel, smem, granted, "fp8 silu_mul_quantize");
   silu_mul_quantize_kernel<<<unsigned(rows), kThreads, smem, stream>>>(
       static_cast<const bf16*>(gate_up), int(inter), row_scale, col_scale, input_scale, codes,
       scales);

@@ -11,6 +11,7 @@
 // The row's float32 sums wait in shared memory (k floats) between the passes.
 #include <cuda_bf16.h>
 
+#include <atomic>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -25,7 +26,6 @@ namespace {
 using bf16 = __nv_bfloat16;
 using fp8_dev::unpack8;
 constexpr int kThreads = 256;
-constexpr int kDefaultSmem = 48 << 10;
 
 __global__ void __launch_bounds__(kThreads)
     add_rmsnorm_quantize_kernel(bf16* __restrict__ x, bf16* __restrict__ residual,
@@ -83,7 +83,7 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 int64_t fp8_add_rmsnorm_quantize_max_k() {
-  return int64_t(fp8_dev::max_dynamic_smem(256)) / 4 / 8 * 8;
+  return int64_t(fp8_dev::max_dynamic_smem()) / 4 / 8 * 8;
 }
 
 void fp8_add_rmsnorm_quantize(void* x, void* residual, const void* weight, float eps, int64_t rows,
@@ -98,8 +98,8 @@ void fp8_add_rmsnorm_quantize(void* x, void* residual, const void* weight, float
                              " (a multiple of 8 whose row fits shared memory; x, residual and "
                              "the weight 16-byte aligned, codes 8-byte aligned)");
   const int smem = int(k * 4);
-  static int allowed = kDefaultSmem;
-  fp8_dev::allow_dynamic_smem(add_rmsnorm_quantize_kernel, smem, allowed,
+  static std::atomic<int> granted[fp8_dev::kMaxDevices];
+  fp8_dev::allow_dynamic_smem(add_rmsnorm_quantize_kernel, smem, granted,
                               "fp8 add_rmsnorm_quantize");
   add_rmsnorm_quantize_kernel<<<unsigned(rows), kThreads, smem, stream>>>(
       static_cast<bf16*>(x), static_cast<bf16*>(residual), static_cast<const bf16*>(weight), eps,
