@@ -82,6 +82,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n);
     return;
   }
+  std::lock_guard<std::mutex> one_job(callers_);
   job_ = &fn;
   job_n_ = n;
   remaining_.store(size(), std::memory_order_relaxed);

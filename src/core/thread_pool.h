@@ -28,7 +28,9 @@ class ThreadPool {
 
   int size() const { return int(workers_.size()) + 1; }
   // Calls fn(begin, end) on disjoint chunks covering [0, n); the caller's thread takes part.
-  // Not re-entrant: fn must not call parallel_for on the same pool.
+  // Not re-entrant: fn must not call parallel_for on the same pool. Calls from several threads
+  // at once (tensor-parallel ranks as threads, dist/thread_group.h) take turns: one job runs on
+  // the pool at a time.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
   // The process-wide pool (size from NC_NUM_THREADS or the hardware).
@@ -41,6 +43,7 @@ class ThreadPool {
   void run_chunks(uint64_t gen);
 
   std::vector<std::thread> workers_;
+  std::mutex callers_;  // held by the caller whose job the pool runs
   std::mutex mu_;
   std::condition_variable wake_, done_;
   // Written by the caller before it publishes a new ticket (release), read by a thread after its

@@ -184,20 +184,22 @@ void LlamaModel::attention_block(size_t l, const Plans& plans, KVCache& kv, cons
   }
   if (sparse_step_.update_in_layers) update_bounds(l, kv);
   backend_.linear(attn, L.o_proj, L.o_bias, out);
+  if (tp_) tp_->all_reduce_sum(out);  // each rank's heads' share of the projection
 }
 
 void LlamaModel::mlp_block(const Layer& L, const Tensor& in, Tensor out, int64_t T,
                            const AddNorm* norm) {
-  if (cfg_.activation == Activation::Silu && !L.moe.router.defined()) {
-    Tensor gu = ws_.gate_up.slice(0, T), act = ws_.act.slice(0, T);
-    return backend_.silu_mlp(in, L.gate_up, L.down, gu, act, out, norm);  // fewer kernels on CUDA
-  }
-  if (norm) backend_.add_rmsnorm(in, norm->residual, norm->weight, norm->eps);
-  if (L.moe.router.defined()) return moe_block(backend_, cfg_.moe, L.moe, ws_.moe, in, out, T);
   Tensor gu = ws_.gate_up.slice(0, T), act = ws_.act.slice(0, T);
-  backend_.linear(in, L.gate_up, Tensor(), gu);
-  backend_.gelu_tanh_and_mul(gu, act);
-  backend_.linear(act, L.down, Tensor(), out);
+  if (cfg_.activation == Activation::Silu && !L.moe.router.defined()) {
+    backend_.silu_mlp(in, L.gate_up, L.down, gu, act, out, norm);  // fewer kernels on CUDA
+  } else {
+    if (norm) backend_.add_rmsnorm(in, norm->residual, norm->weight, norm->eps);
+    if (L.moe.router.defined()) return moe_block(backend_, cfg_.moe, L.moe, ws_.moe, in, out, T);
+    backend_.linear(in, L.gate_up, Tensor(), gu);
+    backend_.gelu_tanh_and_mul(gu, act);
+    backend_.linear(act, L.down, Tensor(), out);
+  }
+  if (tp_) tp_->all_reduce_sum(out);  // each rank's features' share of the down projection
 }
 
 AttentionShape LlamaModel::attention_shape(const KVCache& kv, const LayerKind& kind) const {

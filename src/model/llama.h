@@ -20,6 +20,7 @@
 
 #include "backend/backend.h"
 #include "core/host_tensor.h"
+#include "dist/communicator.h"
 #include "kv/kv_dtype.h"
 #include "kv/page_shift.h"
 #include "kv/paged_kv.h"
@@ -140,6 +141,10 @@ class LlamaModel {
   // window or dense layers.
   void set_sparse_options(const SparseOptions& options);
   const SparseOptions& sparse_options() const { return sparse_; }
+  // Tensor parallelism (model/tensor_parallel.h): this model is rank comm->rank()'s shard, built
+  // from shard_config/shard_weights; after o_proj and down_proj each pass sums the ranks' partial
+  // outputs through `comm` (not owned; null: a whole model). Every rank runs the same passes.
+  void set_tensor_parallel(Communicator* comm) { tp_ = comm; }
   // Whether layer l keeps page bounds and reads decode entries sparsely (sparse on, l past the
   // dense layers, not a sliding-window layer).
   bool layer_is_sparse(int64_t l) const;
@@ -273,6 +278,7 @@ class LlamaModel {
 
   ModelConfig cfg_;
   Backend& backend_;
+  Communicator* tp_ = nullptr;  // set_tensor_parallel
   Tensor embed_, final_norm_, lm_head_;
   std::vector<Layer> layers_;
   LayerKinds kinds_;
