@@ -7,6 +7,9 @@
 //     unsplit model's are; greedy continuations equal transformers'.
 //   - SmolLM2-135M (9 heads, 3 KV heads, intermediate 1536: sizes 3 divides all of them), float32
 //     weights: within 1e-4 of transformers and the same greedy tokens.
+//   - The engine with tensor_parallel_size 2 and 4 (engine/tp_step_model.h): the same greedy tokens
+//     as the plain model for a batch of prompts with chunked prefills and preemption, and no page
+//     left in use; a size that does not split the model and the cuda backend are refused by name.
 //   - A rank that never runs its pass stops the others within the group's timeout, naming it;
 //     models that do not split are refused by name.
 #include <gtest/gtest.h>
@@ -14,14 +17,18 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <random>
 #include <thread>
 
 #include "core/error.h"
 #include "dist/thread_group.h"
+#include "engine/step_model.h"
+#include "fake_model.h"
 #include "formats/gguf.h"
 #include "golden.h"
 #include "model/model_loader.h"
 #include "model/tensor_parallel.h"
+#include "nanocascade/engine.h"
 #include "seq_runner.h"
 
 namespace nc {
@@ -183,6 +190,56 @@ TEST(SmolLM2TensorParallelSlow, ThreeRanksMatchTransformersAndGreedyTokens) {
   for (size_t p = 0; p < golden.size(); ++p) {
     EXPECT_LE(testing::rel_err(first[p].data(), golden[p].logits.data(), size_t(V)), 1e-4) << p;
     EXPECT_EQ(rank0[p], golden[p].greedy) << "prompt " << p;
+  }
+}
+
+// An engine over tiny-llama on the CPU with `tp` ranks and a pool of `pages` pages of 4 tokens.
+std::unique_ptr<Engine> tiny_tp_engine(int tp, int pages) {
+  StepModelOptions o;
+  o.tensor_parallel_size = tp;
+  auto model = make_llama_step_model(testing::fixtures_dir() + "/tiny-llama", o);
+  EngineConfig cfg;
+  cfg.page_size = 4;
+  cfg.max_num_batched_tokens = 24;
+  cfg.kv_cache_memory = std::to_string(model->kv_bytes_per_page(4) * pages);
+  return std::make_unique<Engine>(cfg, std::move(model), std::make_unique<fake::FakeCodec>());
+}
+
+TEST(TensorParallelEngine, SameGreedyTokensAsThePlainModel) {
+  std::mt19937 rng(5);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 12; ++i) {
+    std::vector<int32_t> p(size_t(1 + rng() % 30));
+    for (int32_t& t : p) t = int32_t(rng() % 512);
+    prompts.push_back(p);
+  }
+  SamplingParams sp;
+  sp.temperature = 0;
+  sp.max_tokens = 16;
+  sp.ignore_eos = true;
+  const auto want = tiny_tp_engine(1, 256)->generate(prompts, sp);
+  for (int tp : {2, 4}) {
+    auto e = tiny_tp_engine(tp, 14);  // 56 tokens: one request at a time fits, so some wait
+    const auto got = e->generate(prompts, sp);
+    for (size_t i = 0; i < prompts.size(); ++i)
+      EXPECT_EQ(got[i].token_ids, want[i].token_ids) << "tp " << tp << " prompt " << i;
+    EXPECT_GT(e->stats().num_preemptions, 0);
+    EXPECT_EQ(e->stats().used_pages, 0);
+  }
+}
+
+TEST(TensorParallelEngine, RefusesWhatItCannotSplitOrRun) {
+  StepModelOptions o;
+  o.tensor_parallel_size = 3;  // 4 heads
+  EXPECT_THROW(make_llama_step_model(testing::fixtures_dir() + "/tiny-llama", o), Error);
+  o.tensor_parallel_size = 2;
+  o.backend = "cuda";
+  try {
+    make_llama_step_model(testing::fixtures_dir() + "/tiny-llama", o);
+    FAIL() << "cuda ranks accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
+    EXPECT_NE(std::string(e.what()).find("NCCL"), std::string::npos) << e.what();
   }
 }
 

@@ -98,6 +98,11 @@ struct EngineConfig {
   // scale per output channel, per-token dynamic activation scales; quantised at load from any
   // checkpoint). Embeddings, norms and the LM head stay in the backend's dtype.
   std::string quantization = "auto";
+  // Tensor parallelism (docs/models.md, "Tensor parallelism"): the model split over this many
+  // ranks (its heads, KV heads and intermediate size must split), each with its shard of the
+  // weights and of the KV cache. 1: off. On the cpu backend the ranks are threads of this
+  // process; the cuda backend's NCCL ranks are not built yet.
+  int tensor_parallel_size = 1;
   // Bytes ("2GiB", "512MB", "1000000") or a fraction of the device memory free once the
   // weights and the activation workspace are allocated ("0.9"; physical memory on CPU).
   // Empty = "0.9" on CUDA, min(2 GiB, 25% of RAM) on CPU. Either way the pool holds at most the

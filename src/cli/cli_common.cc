@@ -65,6 +65,11 @@ void EngineFlags::add_to(CLI::App& app, bool with_trace) {
                  "dequantised) or fp8 (e4m3 per output channel, per-token activation scales)")
       ->check(CLI::IsMember({"auto", "none", "fp8"}))
       ->capture_default_str();
+  app.add_option("--tensor-parallel-size", cfg.tensor_parallel_size,
+                 "split the model over this many ranks (heads and MLP features; cpu: ranks as "
+                 "threads of this process)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   app.add_option("--kv-cache-memory", cfg.kv_cache_memory,
                  "KV cache size: bytes (2GiB, 512MB, 1000000) or a fraction of free memory (0.9). "
                  "Default: 0.9 of the free GPU memory on cuda, min(2GiB, 25% of RAM) on cpu; "

@@ -53,6 +53,9 @@ void check_config(const EngineConfig& cfg) {
               "engine: max_num_seqs must be >= 1, got {}", cfg.max_num_seqs);
   NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.max_model_len >= 0,
               "engine: max_model_len must be >= 0, got {}", cfg.max_model_len);
+  NC_CHECK_AS(ErrorKind::InvalidArgument,
+              cfg.tensor_parallel_size >= 1 && cfg.tensor_parallel_size <= 64,
+              "engine: tensor_parallel_size {} outside 1..64", cfg.tensor_parallel_size);
   check_sparse_config(cfg);
 }
 

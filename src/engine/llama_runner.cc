@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "engine/memory_plan.h"
 #include "engine/step_model.h"
+#include "engine/tp_step_model.h"
 #include "kv/page_pool.h"
 #include "model/llama.h"
 #include "model/model_loader.h"
@@ -155,6 +156,7 @@ StepModelOptions step_model_options(const EngineConfig& cfg) {
   o.sparse = SparseOptions{cfg.sparse_budget > 0, cfg.sparse_sink_pages, cfg.sparse_window,
                            cfg.sparse_dense_layers, cfg.sparse_per_head};
   o.quantization = cfg.quantization;
+  o.tensor_parallel_size = cfg.tensor_parallel_size;
   return o;
 }
 
@@ -231,6 +233,10 @@ std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
                                                  const StepModelOptions& o) {
   NC_CHECK_AS(ErrorKind::InvalidArgument, o.backend == "cpu" || o.backend == "cuda",
               "backend '{}': expected cpu or cuda", o.backend);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, o.tensor_parallel_size >= 1,
+              "tensor parallel size {} (must be >= 1)", o.tensor_parallel_size);
+  if (o.tensor_parallel_size > 1)
+    return make_tensor_parallel_step_model(path, o, o.tensor_parallel_size);
   std::unique_ptr<Backend> b = o.backend == "cuda" ? make_cuda_backend(0) : make_cpu_backend();
   std::unique_ptr<LlamaStepModel> m;
   if (o.dummy_weights) {

@@ -155,6 +155,7 @@ struct StepModelOptions {
   std::string kv_cache_dtype = "auto";  // kv/kv_dtype.h
   SparseOptions sparse;                 // sparse decode attention (off by default)
   std::string quantization = "auto";    // EngineConfig::quantization
+  int tensor_parallel_size = 1;  // EngineConfig::tensor_parallel_size (engine/tp_step_model.h)
 };
 
 // The real model for a path (.gguf or an HF folder) on a backend ("cpu" | "cuda"). Defined in

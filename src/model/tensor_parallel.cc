@@ -27,9 +27,23 @@ HostTensor slice_rows(const HostTensor& t, int64_t first, int64_t count) {
   return out;
 }
 
-// Columns [first, first + count) of a [R, C] matrix, as float32.
+// Columns [first, first + count) of a [R, C] matrix: raw bytes where the range falls on whole
+// blocks of a stored type (a GGUF's Q4_1 rows keep their format, so the rank's product runs
+// the same kernels as the whole model's), else float32.
 HostTensor slice_cols(const HostTensor& t, int64_t first, int64_t count) {
   NC_CHECK(t.shape.size() == 2, "tensor parallel: a column slice of a {}-d tensor", t.shape.size());
+  const int64_t block = t.is_raw() ? dtype_block_elems(t.dtype) : 1;
+  if (t.is_raw() && first % block == 0 && count % block == 0 && first + count <= t.shape[1]) {
+    const int64_t rows = t.shape[0];
+    const size_t row_bytes = dtype_bytes(t.dtype, t.shape[1]);
+    const size_t skip = dtype_bytes(t.dtype, first), take = dtype_bytes(t.dtype, count);
+    HostTensor out{{rows, count}, {}, t.dtype};
+    out.raw.resize(size_t(rows) * take);
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(out.raw.data() + size_t(r) * take, t.raw.data() + size_t(r) * row_bytes + skip,
+                  take);
+    return out;
+  }
   const HostTensor f = t.is_raw() ? dequantized(t) : t;
   const int64_t rows = f.shape[0], cols = f.shape[1];
   NC_CHECK(first >= 0 && count >= 0 && first + count <= cols,

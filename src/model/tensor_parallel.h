@@ -20,8 +20,8 @@
 //     up_proj by rows, down_proj by columns, the rank's features; a checkpoint's fused qkv_proj
 //     and gate_up_proj (Phi-3) part by part. A bias of o_proj or down_proj stays on rank 0 (the
 //     others get zeros: the all-reduce adds it once). Every other tensor (embeddings, norms, the
-//     LM head) is replicated. A row slice of a block-quantised (GGUF) matrix keeps its raw rows;
-//     a column slice dequantises it to float32.
+//     LM head) is replicated. A row slice of a block-quantised (GGUF) matrix keeps its raw rows,
+//     and so does a column slice on whole blocks; other column slices become float32.
 //   - With these, rank r's model computes exactly the full model's per-head and per-feature
 //     values for its share; the all-reduce then gives every rank the full block output, summed in
 //     rank order (the same bits on every rank), equal to the unsplit model's up to float32
