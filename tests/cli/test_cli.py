@@ -54,6 +54,17 @@ class Flags(unittest.TestCase):
         self.assertIn("=== [0] first prompt", r.stdout)
         self.assertIn("=== [1] second prompt", r.stdout)
 
+    @unittest.skipUnless(HAVE_MODEL, "no default model")
+    def test_tensor_parallel_generates_and_names_a_size_that_does_not_split(self):
+        # SmolLM2: 9 heads, 3 KV heads, 1536 MLP features: 3 ranks split it, 2 do not.
+        r = run("generate", "--tensor-parallel-size", "3", "The capital of France is", "-n", "4",
+                "-t", "0", "-q")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("Paris", r.stdout)
+        r = run("generate", "--tensor-parallel-size", "2", "prompt", "-n", "2", "-q")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("does not divide the model's 9 attention heads", r.stderr + r.stdout)
+
     def test_stop_without_value_is_an_error(self):
         r = run("generate", "prompt", "--stop")
         self.assertNotEqual(r.returncode, 0)
