@@ -43,7 +43,6 @@ std::vector<std::string> run_split(const LoadedModel& lm, int size,
                                    std::chrono::milliseconds timeout,
                                    const std::function<void(int, LlamaModel&)>& body) {
   auto group = ThreadGroup::make(size, timeout);
-  const ModelConfig cfg = shard_config(lm.config, size);
   std::vector<std::string> errors(static_cast<size_t>(size));
   std::vector<std::thread> threads;
   for (int r = 0; r < size; ++r)
@@ -51,7 +50,8 @@ std::vector<std::string> run_split(const LoadedModel& lm, int size,
       auto comm = group->communicator(r);
       try {
         auto backend = make_cpu_backend();
-        LlamaModel model(cfg, shard_weights(lm.config, lm.weights, r, size), *backend);
+        LlamaModel model(shard_config(lm.config, r, size),
+                         shard_weights(lm.config, lm.weights, r, size), *backend);
         model.set_tensor_parallel(comm.get());
         body(r, model);
       } catch (const std::exception& e) {
@@ -259,14 +259,22 @@ TEST(TensorParallelFaults, ARankThatNeverRunsStopsTheOthersNamingIt) {
 TEST(TensorParallelFaults, ModelsThatDoNotSplitAreRefusedByName) {
   const LoadedModel lm = load_model(testing::fixtures_dir() + "/tiny-llama");
   try {
-    shard_config(lm.config, 3);
+    shard_config(lm.config, 0, 3);
     FAIL() << "3 ranks over 4 heads accepted";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
     EXPECT_NE(std::string(e.what()).find("4 attention heads"), std::string::npos) << e.what();
   }
+  // The vocabulary splits where the size divides it: rank 1 of 2 holds rows 256..511 (and the
+  // embeddings one zero row more).
+  const ModelConfig half = shard_config(lm.config, 1, 2);
+  EXPECT_EQ(half.vocab_first, 256);
+  EXPECT_EQ(half.vocab_count, 256);
+  const WeightMap w1 = shard_weights(lm.config, lm.weights, 1, 2);
+  EXPECT_EQ(w1.at("model.embed_tokens.weight").shape, (Shape{257, lm.config.hidden_size}));
+  EXPECT_EQ(w1.at("lm_head.weight").shape, (Shape{256, lm.config.hidden_size}));
   const LoadedModel moe = load_model(testing::fixtures_dir() + "/tiny-qwen3-moe");
-  EXPECT_THROW(shard_config(moe.config, 2), Error);
+  EXPECT_THROW(shard_config(moe.config, 0, 2), Error);
   EXPECT_THROW(shard_weights(lm.config, lm.weights, 2, 2), Error);  // rank outside the group
 }
 

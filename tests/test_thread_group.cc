@@ -79,14 +79,15 @@ TEST(ThreadGroup, AllReduceSumsInRankOrderWithTheSameBitsEverywhere) {
   }
 }
 
-TEST(ThreadGroup, AllGatherConcatenatesInRankOrderAndBroadcastCopiesTheRoot) {
+TEST(ThreadGroup, AllGatherConcatenatesColumnsInRankOrderAndBroadcastCopiesTheRoot) {
   const int size = 3;
   auto group = ThreadGroup::make(size, milliseconds(10000));
   std::vector<std::vector<float>> gathered(size);
   std::vector<std::string> received(size);
   const auto errors = run_ranks(group, [&](int r, Communicator& c) {
-    Tensor x = host_f32({float(10 * r), float(10 * r + 1)}, {1, 2});
-    Tensor out = Tensor::empty_host({3, 2}, DType::F32);
+    Tensor x =
+        host_f32({float(10 * r), float(10 * r + 1), float(10 * r + 2), float(10 * r + 3)}, {2, 2});
+    Tensor out = Tensor::empty_host({2, 6}, DType::F32);
     c.all_gather(x, out);
     gathered[size_t(r)] = values(out);
     std::string msg = r == 1 ? "plan of step 7" : "stale";
@@ -97,7 +98,8 @@ TEST(ThreadGroup, AllGatherConcatenatesInRankOrderAndBroadcastCopiesTheRoot) {
   });
   for (int r = 0; r < size; ++r) {
     EXPECT_EQ(errors[size_t(r)], "");
-    EXPECT_EQ(gathered[size_t(r)], (std::vector<float>{0, 1, 10, 11, 20, 21}));
+    EXPECT_EQ(gathered[size_t(r)],
+              (std::vector<float>{0, 1, 10, 11, 20, 21, 2, 3, 12, 13, 22, 23}));
     EXPECT_EQ(received[size_t(r)], "plan of step 7");
   }
 }

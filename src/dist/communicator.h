@@ -10,8 +10,8 @@
 //   - all_reduce_sum(x): in place, x = the elementwise sum of every rank's x. Every rank gets
 //     the same bits: the ranks' values are added in rank order (0, 1, ..., size - 1), whatever
 //     the order in which they arrive.
-//   - all_gather(x, out): out = the ranks' x concatenated along dim 0 in rank order
-//     (out.dim(0) == size * x.dim(0), the other dims equal).
+//   - all_gather(x, out): out = the ranks' x [R, C] concatenated along the last dimension in rank
+//     order (out [R, size * C]: a vocabulary shard's logits become the whole vocabulary's).
 //   - broadcast(bytes, root): every rank's bytes become root's (rank 0 sends each step's plan,
 //     plain host arrays, to the others this way).
 //   - A rank that fails (abort) or does not arrive within the group's timeout stops the group:

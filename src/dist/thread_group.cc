@@ -1,6 +1,7 @@
 // Tensor parallelism's CPU communicator (dist/thread_group.h).
 #include "dist/thread_group.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
@@ -48,18 +49,19 @@ class ThreadCommunicator final : public Communicator {
   void all_gather(const Tensor& x, Tensor out) override {
     expect_host_contiguous(x, "all_gather");
     expect_host_contiguous(out, "all_gather output");
-    Shape want = x.shape();
-    NC_CHECK(!want.empty(), "tensor parallel all_gather: a scalar");
-    want[0] *= size();
-    out.expect_shape(want, "tensor parallel all_gather output");
+    NC_CHECK(x.ndim() == 2, "tensor parallel all_gather: x {} is not [rows, columns]",
+             shape_str(x.shape()));
+    out.expect_shape({x.dim(0), size() * x.dim(1)}, "tensor parallel all_gather output");
     out.expect_dtype(x.dtype(), "tensor parallel all_gather output");
     const auto parts =
         group_->meet(rank_, "all_gather", {x.data(), int64_t(x.nbytes())}, /*same_bytes=*/true);
+    const size_t row = size_t(x.nbytes()) / size_t(std::max<int64_t>(x.dim(0), 1));
     auto* dst = static_cast<std::byte*>(out.data());
-    for (const ThreadGroup::Published& p : parts) {
-      std::memcpy(dst, p.data, size_t(p.bytes));
-      dst += p.bytes;
-    }
+    for (int64_t r = 0; r < x.dim(0); ++r)
+      for (const ThreadGroup::Published& p : parts) {
+        std::memcpy(dst, static_cast<const std::byte*>(p.data) + size_t(r) * row, row);
+        dst += row;
+      }
     group_->release(rank_, "all_gather");
   }
 

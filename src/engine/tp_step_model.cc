@@ -133,13 +133,14 @@ std::unique_ptr<StepModel> make_tensor_parallel_step_model(const std::string& pa
   }
   NC_CHECK_AS(ErrorKind::InvalidArgument, o.quantization != "fp8",
               "--quantization fp8 needs the cuda backend");
-  const ModelConfig cfg = shard_config(full, size);
+  (void)shard_config(full, 0, size);  // refuses, by name, a model that does not split
   auto group = ThreadGroup::make(size, kCollectiveTimeout);
   std::vector<TensorParallelStepModel::Rank> ranks;
   for (int r = 0; r < size; ++r) {
     TensorParallelStepModel::Rank rank;
     rank.backend = make_cpu_backend();
     rank.comm = group->communicator(r);
+    const ModelConfig cfg = shard_config(full, r, size);
     rank.model = lm ? std::make_unique<LlamaModel>(cfg, shard_weights(full, lm->weights, r, size),
                                                    *rank.backend)
                     : std::make_unique<LlamaModel>(cfg, RandomWeights{o.dummy_seed + uint64_t(r)},

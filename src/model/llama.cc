@@ -106,13 +106,14 @@ void LlamaModel::ensure_workspace(int64_t T, int64_t R) {
   ws_.act = backend_.alloc({cap, cfg_.intermediate_size}, dt);
   ws_.last_hidden = backend_.alloc({rcap, H}, dt);
   ws_.logits = backend_.alloc({rcap, cfg_.vocab_size}, DType::F32);  // no bf16 rounding of logits
+  if (cfg_.vocab_count > 0) ws_.logits_part = backend_.alloc({rcap, cfg_.vocab_count}, DType::F32);
   ws_.moe.allocate(backend_, cfg_.moe, H, cap);
   ws_.bytes += ws_.moe.bytes;
   ws_.capacity = cap;
   ws_.row_capacity = rcap;
   for (const Tensor* t : {&ws_.ids, &ws_.positions, &ws_.rows, &ws_.hidden, &ws_.residual,
                           &ws_.normed, &ws_.qkv, &ws_.q, &ws_.k, &ws_.v, &ws_.attn_out,
-                          &ws_.gate_up, &ws_.act, &ws_.last_hidden, &ws_.logits})
+                          &ws_.gate_up, &ws_.act, &ws_.last_hidden, &ws_.logits, &ws_.logits_part})
     if (t->defined()) ws_.bytes += int64_t(t->nbytes());
   if (cfg_.mla.enabled()) {
     mla_ws_ = MlaWorkspace{};
@@ -221,6 +222,7 @@ std::vector<AttentionStep> LlamaModel::kind_steps(const AttentionStep& step, int
 Tensor LlamaModel::run_decoder(const Plans& plans, KVCache& kv, int64_t T) {
   Tensor hidden = ws_.hidden.slice(0, T), residual = ws_.residual.slice(0, T);
   backend_.embedding(embed_, ws_.ids.slice(0, T), hidden);
+  if (tp_ && cfg_.vocab_count > 0) tp_->all_reduce_sum(hidden);  // one rank holds each row
   if (cfg_.scale_embeddings) {
     // Hugging Face multiplies by sqrt(hidden) rounded to the activations' dtype.
     float s = float(std::sqrt(double(cfg_.hidden_size)));
@@ -310,6 +312,14 @@ std::unique_ptr<PendingTokens> LlamaModel::sample_logits_async(
 void LlamaModel::upload_token_ids(const ForwardInput& in, int64_t T) {
   std::vector<int32_t> ids = in.token_ids, pairs;
   ids.resize(size_t(T), 0);
+  if (cfg_.vocab_count > 0) {  // a vocabulary shard: ids it does not hold read its zero row
+    for (int32_t& id : ids) {
+      NC_CHECK(id >= 0, "forward: a sampled-token placeholder with a vocabulary shard");
+      id = id >= cfg_.vocab_first && id < cfg_.vocab_first + cfg_.vocab_count
+               ? int32_t(id - cfg_.vocab_first)
+               : int32_t(cfg_.vocab_count);
+    }
+  }
   for (size_t t = 0; t < in.token_ids.size(); ++t) {
     if (ids[t] >= 0) continue;
     pairs.push_back(int32_t(t));
@@ -358,7 +368,13 @@ Tensor LlamaModel::forward_device(const ForwardInput& in, KVCache& kv) {
   }
   Tensor last = ws_.last_hidden.slice(0, R), logits = ws_.logits.slice(0, R);
   backend_.gather_rows(final_hidden, ws_.rows.slice(0, R), last);
-  backend_.linear(last, lm_head_, Tensor(), logits);
+  if (tp_ && cfg_.vocab_count > 0) {  // each rank's vocabulary columns, gathered in rank order
+    Tensor part = ws_.logits_part.slice(0, R);
+    backend_.linear(last, lm_head_, Tensor(), part);
+    tp_->all_gather(part, logits);
+  } else {
+    backend_.linear(last, lm_head_, Tensor(), logits);
+  }
   if (cfg_.final_soft_cap > 0) backend_.soft_cap(logits, float(cfg_.final_soft_cap));
   backend_.mark_pass_end();
   return logits;

@@ -143,7 +143,8 @@ class LlamaModel {
   const SparseOptions& sparse_options() const { return sparse_; }
   // Tensor parallelism (model/tensor_parallel.h): this model is rank comm->rank()'s shard, built
   // from shard_config/shard_weights; after o_proj and down_proj each pass sums the ranks' partial
-  // outputs through `comm` (not owned; null: a whole model). Every rank runs the same passes.
+  // outputs through `comm` (not owned; null: a whole model), and with a vocabulary shard it sums
+  // the embedding lookups and gathers the logits' columns. Every rank runs the same passes.
   void set_tensor_parallel(Communicator* comm) { tp_ = comm; }
   // Whether layer l keeps page bounds and reads decode entries sparsely (sparse on, l past the
   // dense layers, not a sliding-window layer).
@@ -215,7 +216,8 @@ class LlamaModel {
     int64_t row_capacity = 0;  // logit rows
     int64_t bytes = 0;
     Tensor ids, positions, rows, hidden, residual, normed, qkv, q, k, v, attn_out, gate_up, act,
-        last_hidden, logits;  // normed: sandwich norms only
+        last_hidden, logits, logits_part;  // normed: sandwich norms only; logits_part: a
+                                           // vocabulary shard's columns
     MoeWorkspace moe;
   };
   // Gives a weight of the given name and shape on the device.

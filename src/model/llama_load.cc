@@ -174,9 +174,12 @@ void LlamaModel::load(const WeightFn& weight, bool has_lm_head) {
         t.dtype() == DType::F8E4M3 ? fp8_packed_bytes(t.dim(0), t.dim(1)) : int64_t(t.nbytes());
     return t;
   };
-  embed_ = up("model.embed_tokens.weight", {V, H});
+  // A vocabulary shard's embedding table has one more row, all zeros: the ids it does not hold
+  // look that row up (upload_token_ids), so the ranks' lookups sum to the whole table's.
+  const int64_t Vs = cfg_.vocab_count > 0 ? cfg_.vocab_count : V;
+  embed_ = up("model.embed_tokens.weight", {cfg_.vocab_count > 0 ? Vs + 1 : V, H});
   final_norm_ = up("model.norm.weight", {H});
-  lm_head_ = has_lm_head ? up("lm_head.weight", {V, H}) : embed_;
+  lm_head_ = has_lm_head ? up("lm_head.weight", {Vs, H}) : embed_;
   for (int64_t i = 0; i < cfg_.num_layers; ++i) {
     Layer L;
     auto lw = [&](const char* rest, const Shape& shape) { return up(layer_name(i, rest), shape); };

@@ -65,6 +65,9 @@ struct ModelConfig {
   int64_t head_dim = 0;
   int64_t intermediate_size = 0;
   int64_t vocab_size = 0;
+  // Tensor parallelism (model/tensor_parallel.h): this rank holds rows [vocab_first,
+  // vocab_first + vocab_count) of the embeddings and the LM head (0 rows: all of them).
+  int64_t vocab_first = 0, vocab_count = 0;
   int64_t max_position = 0;
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;

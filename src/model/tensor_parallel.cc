@@ -107,6 +107,27 @@ HostTensor shard_one(const std::string& name, const HostTensor& t, const Split& 
   return t;
 }
 
+// The rank's vocabulary rows of the embeddings (with the zero row its lookups of other ranks'
+// ids read: llama_load.cc) and of the LM head (the embeddings' rows where they are tied).
+void add_vocab_shard(const WeightMap& weights, const ModelConfig& c, WeightMap& out) {
+  auto it = weights.find("model.embed_tokens.weight");
+  NC_CHECK_AS(ErrorKind::InvalidArgument, it != weights.end(),
+              "model: missing tensor 'model.embed_tokens.weight'");
+  HostTensor embed = slice_rows(it->second, c.vocab_first, c.vocab_count);
+  auto head = weights.find("lm_head.weight");
+  out.emplace("lm_head.weight", head != weights.end()
+                                    ? slice_rows(head->second, c.vocab_first, c.vocab_count)
+                                    : embed);
+  const int64_t H = embed.shape.at(1);
+  if (embed.is_raw()) {
+    embed.raw.resize(embed.raw.size() + dtype_bytes(embed.dtype, H), 0);  // zero blocks: zeros
+  } else {
+    embed.data.resize(embed.data.size() + size_t(H), 0.0f);
+  }
+  embed.shape[0] += 1;
+  out.emplace("model.embed_tokens.weight", std::move(embed));
+}
+
 }  // namespace
 
 KvHeadRange kv_heads_of_rank(const ModelConfig& full, int rank, int size) {
@@ -116,9 +137,11 @@ KvHeadRange kv_heads_of_rank(const ModelConfig& full, int rank, int size) {
   return {(rank * q_per_rank) / group, 1};
 }
 
-ModelConfig shard_config(const ModelConfig& full, int size) {
+ModelConfig shard_config(const ModelConfig& full, int rank, int size) {
   NC_CHECK_AS(ErrorKind::InvalidArgument, size >= 1, "tensor parallel size {} (must be >= 1)",
               size);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, rank >= 0 && rank < size,
+              "tensor parallel: rank {} outside [0, {})", rank, size);
   NC_CHECK_AS(ErrorKind::Unsupported, !full.moe.enabled() && !full.mla.enabled(),
               "tensor parallel: {} layers are not split yet (tensor parallel size {})",
               full.moe.enabled() ? "mixture-of-experts" : "MLA", size);
@@ -136,13 +159,15 @@ ModelConfig shard_config(const ModelConfig& full, int size) {
   c.num_heads = full.num_heads / size;
   c.num_kv_heads = kv_heads_of_rank(full, 0, size).count;
   c.intermediate_size = full.intermediate_size / size;
+  if (size > 1 && full.vocab_size % size == 0) {  // else the vocabulary stays whole on every rank
+    c.vocab_count = full.vocab_size / size;
+    c.vocab_first = rank * c.vocab_count;
+  }
   return c;
 }
 
 WeightMap shard_weights(const ModelConfig& full, const WeightMap& weights, int rank, int size) {
-  NC_CHECK_AS(ErrorKind::InvalidArgument, rank >= 0 && rank < size,
-              "tensor parallel: rank {} outside [0, {})", rank, size);
-  const ModelConfig c = shard_config(full, size);  // checks that the model splits
+  const ModelConfig c = shard_config(full, rank, size);  // checks that the model splits
   const KvHeadRange kv = kv_heads_of_rank(full, rank, size);
   const Split s{full.head_dim,
                 rank * c.num_heads,
@@ -155,7 +180,12 @@ WeightMap shard_weights(const ModelConfig& full, const WeightMap& weights, int r
                 rank * c.intermediate_size,
                 c.intermediate_size};
   WeightMap out;
-  for (const auto& [name, t] : weights) out.emplace(name, shard_one(name, t, s, rank));
+  for (const auto& [name, t] : weights) {
+    if (c.vocab_count > 0 && (name == "model.embed_tokens.weight" || name == "lm_head.weight"))
+      continue;
+    out.emplace(name, shard_one(name, t, s, rank));
+  }
+  if (c.vocab_count > 0) add_vocab_shard(weights, c, out);
   return out;
 }
 
