@@ -228,7 +228,38 @@ TEST(TensorParallelEngine, SameGreedyTokensAsThePlainModel) {
   }
 }
 
+TEST(TensorParallelEngine, RandomWeightsWithATiedSplitVocabularyRun) {
+  // tiny-qwen2 ties its embeddings and 512 ids split in two: each rank's head is its own rows.
+  StepModelOptions o;
+  o.tensor_parallel_size = 2;
+  o.dummy_weights = true;
+  auto model = make_llama_step_model(testing::fixtures_dir() + "/tiny-qwen2/config.json", o);
+  EngineConfig cfg;
+  cfg.page_size = 4;
+  cfg.kv_cache_memory = std::to_string(model->kv_bytes_per_page(4) * 64);
+  Engine e(cfg, std::move(model), std::make_unique<fake::FakeCodec>());
+  SamplingParams sp;
+  sp.temperature = 0;
+  sp.max_tokens = 6;
+  sp.ignore_eos = true;
+  const std::vector<std::vector<int32_t>> prompts{{1, 2, 3}, {500, 7}};
+  const auto out = e.generate(prompts, sp);
+  ASSERT_EQ(out.size(), 2u);
+  for (const auto& o2 : out) EXPECT_EQ(o2.token_ids.size(), 6u);
+}
+
 TEST(TensorParallelEngine, RefusesWhatItCannotSplitOrRun) {
+  {
+    StepModelOptions fp8;
+    fp8.tensor_parallel_size = 2;
+    try {
+      make_llama_step_model(testing::fixtures_dir() + "/tiny-llama-fp8", fp8);
+      FAIL() << "an FP8 checkpoint split";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
+      EXPECT_NE(std::string(e.what()).find("FP8"), std::string::npos) << e.what();
+    }
+  }
   StepModelOptions o;
   o.tensor_parallel_size = 3;  // 4 heads
   EXPECT_THROW(make_llama_step_model(testing::fixtures_dir() + "/tiny-llama", o), Error);

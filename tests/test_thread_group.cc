@@ -154,6 +154,20 @@ TEST(ThreadGroup, MismatchedSizesAreAnErrorOnEveryRank) {
     EXPECT_NE(e.find("rank 0 has 12 bytes, rank 1 has 16"), std::string::npos) << e;
 }
 
+TEST(ThreadGroup, DifferentCollectivesAreAnErrorOnEveryRank) {
+  auto group = ThreadGroup::make(2, milliseconds(10000));
+  const auto errors = run_ranks(group, [&](int r, Communicator& c) {
+    Tensor t = host_f32({1, 2, 3, 4}, {2, 2});
+    if (r == 0) return c.all_reduce_sum(t);
+    Tensor out = Tensor::empty_host({2, 4}, DType::F32);
+    c.all_gather(t, out);
+  });
+  for (const std::string& e : errors)
+    EXPECT_NE(e.find("rank 0 called all_reduce_sum where rank 1 called all_gather"),
+              std::string::npos)
+        << e;
+}
+
 TEST(ThreadGroup, BadArgumentsAreRefusedByName) {
   EXPECT_THROW(ThreadGroup::make(0, milliseconds(10)), Error);
   EXPECT_THROW(ThreadGroup::make(2, milliseconds(0)), Error);

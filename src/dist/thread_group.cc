@@ -144,9 +144,19 @@ void ThreadGroup::wait_all(std::unique_lock<std::mutex>& lock, int rank, const c
 std::vector<ThreadGroup::Published> ThreadGroup::meet(int rank, const char* what, Published mine,
                                                       bool same_bytes) {
   std::unique_lock<std::mutex> lock(mutex_);
+  mine.what = what;
   slots_[size_t(rank)] = mine;
   wait_all(lock, rank, what);
   std::vector<Published> parts = slots_;
+  for (int r = 1; r < size_; ++r) {
+    if (std::strcmp(parts[size_t(r)].what, parts[0].what) == 0) continue;
+    if (failure_.empty())
+      failure_ = fmt::format("rank 0 called {} where rank {} called {}", parts[0].what, r,
+                             parts[size_t(r)].what);
+    cv_.notify_all();
+    fail_as(ErrorKind::Internal, "tensor parallel: rank 0 called {} where rank {} called {}",
+            parts[0].what, r, parts[size_t(r)].what);
+  }
   if (same_bytes) {
     for (int r = 1; r < size_; ++r) {
       if (parts[size_t(r)].bytes == parts[0].bytes) continue;

@@ -39,6 +39,7 @@ class ThreadGroup : public std::enable_shared_from_this<ThreadGroup> {
   struct Published {
     const void* data = nullptr;
     int64_t bytes = 0;
+    const char* what = "";  // the collective, checked to be the same on every rank
   };
   // Publishes rank's buffer for collective `what` and waits for every rank's; returns them in
   // rank order. Throws (and stops the group) on a timeout, a failed group or a size mismatch

@@ -131,8 +131,10 @@ std::unique_ptr<StepModel> make_tensor_parallel_step_model(const std::string& pa
     lm = load_model(path);  // freed once every rank has its shard
     full = lm->config;
   }
-  NC_CHECK_AS(ErrorKind::InvalidArgument, o.quantization != "fp8",
-              "--quantization fp8 needs the cuda backend");
+  NC_CHECK_AS(ErrorKind::InvalidArgument,
+              o.quantization == "auto" || o.quantization == "none" || o.quantization == "fp8",
+              "quantization '{}': expected auto, none or fp8", o.quantization);
+  if (o.quantization != "auto") full.quantization = o.quantization;  // fp8: refused below
   (void)shard_config(full, 0, size);  // refuses, by name, a model that does not split
   auto group = ThreadGroup::make(size, kCollectiveTimeout);
   std::vector<TensorParallelStepModel::Rank> ranks;

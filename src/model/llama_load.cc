@@ -157,12 +157,17 @@ LlamaModel::LlamaModel(const ModelConfig& config, const RandomWeights& random, B
           a = float(std::sqrt(3.0 / double(shape.back())));
         }
         backend_.fill_uniform(t, seed, -a, a);
+        if (name == "model.embed_tokens.weight" && cfg_.vocab_count > 0) {  // its zero row
+          Tensor last = t.slice(shape[0] - 1, shape[0]);
+          const std::vector<uint8_t> zeros(last.nbytes(), 0);
+          backend_.copy_from_host(last, zeros.data());
+        }
         if (cfg_.quantization == "fp8" && is_fp8_linear_name(name))  // the same values, quantised
           return backend_.upload_fp8_linear(
               quantize_fp8_weight(HostTensor{shape, backend_.to_host_f32(t)}));
         return t;
       },
-      !cfg_.tie_embeddings);
+      !cfg_.tie_embeddings || cfg_.vocab_count > 0);  // a vocabulary shard's head: no zero row
 }
 
 void LlamaModel::load(const WeightFn& weight, bool has_lm_head) {

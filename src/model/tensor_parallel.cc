@@ -145,6 +145,8 @@ ModelConfig shard_config(const ModelConfig& full, int rank, int size) {
   NC_CHECK_AS(ErrorKind::Unsupported, !full.moe.enabled() && !full.mla.enabled(),
               "tensor parallel: {} layers are not split yet (tensor parallel size {})",
               full.moe.enabled() ? "mixture-of-experts" : "MLA", size);
+  NC_CHECK_AS(ErrorKind::Unsupported, full.quantization != "fp8",
+              "tensor parallel: FP8 weights are not split yet (tensor parallel size {})", size);
   NC_CHECK_AS(ErrorKind::Unsupported, full.num_heads % size == 0,
               "tensor parallel size {} does not divide the model's {} attention heads", size,
               full.num_heads);
@@ -181,6 +183,10 @@ WeightMap shard_weights(const ModelConfig& full, const WeightMap& weights, int r
                 c.intermediate_size};
   WeightMap out;
   for (const auto& [name, t] : weights) {
+    NC_CHECK_AS(ErrorKind::Unsupported,
+                !name.ends_with("weight_scale") && !name.ends_with("weight_scale_inv") &&
+                    !name.ends_with("input_scale"),
+                "tensor parallel: FP8 checkpoints are not split yet ('{}')", name);
     if (c.vocab_count > 0 && (name == "model.embed_tokens.weight" || name == "lm_head.weight"))
       continue;
     out.emplace(name, shard_one(name, t, s, rank));
