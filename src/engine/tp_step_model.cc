@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "dist/thread_group.h"
 #include "kv/kv_dtype.h"
+#include "model/forward_wire.h"
 #include "model/llama.h"
 #include "model/model_loader.h"
 #include "model/tensor_parallel.h"
@@ -70,8 +71,16 @@ class TensorParallelStepModel final : public StepModel {
   void check_kv_shifts() override {
     for (Rank& r : ranks_) r.model->check_kv_shifts(r.kv);
   }
+  // Rank 0 holds the scheduler's plan and sends it to the others as bytes (model/forward_wire.h),
+  // as it would to other processes; they run what they received.
   std::vector<float> forward(const ForwardInput& in) override {
-    on_all_ranks([&](Rank& r) { r.logits = r.model->forward(in, r.kv); });
+    const std::vector<std::byte> plan = encode_forward_input(in);
+    on_all_ranks([&](Rank& r) {
+      const bool root = r.comm->rank() == 0;
+      std::vector<std::byte> bytes = root ? plan : std::vector<std::byte>{};
+      r.comm->broadcast(bytes, 0);
+      r.logits = r.model->forward(root ? in : decode_forward_input(bytes), r.kv);
+    });
     return std::move(ranks_[0].logits);
   }
 
