@@ -4,6 +4,7 @@
 # part writes raw files under $OUT (or ./gpu_out) and the console goes to fp8.log:
 #
 #   ceilings  bench/gpu_ceilings.py: copy bandwidth and bf16 GEMM rate of this GPU -> ceilings.json
+#   tests     the FP8 GPU tests and the fused-kernel tests                   -> gpu_tests.txt
 #   kernels   `nc_gpu_bench fp8kv` (paged decode over bf16 and FP8 pages, groups 2/4/8, against
 #             the copy rate), once with our FP8 decode kernel and once with FlashInfer's
 #             (NC_FP8_DECODE_IMPL=fi); `nc_gpu_bench fp8` (FP8 GEMM TFLOP/s against the card's FP8
@@ -11,12 +12,14 @@
 #   nano      nano-vLLM's workload on the Qwen3-0.6B shape: bf16, FP8 KV, FP8 KV on FlashInfer's
 #             kernels, FP8 weights + KV                                   -> nano_*.{log,json}
 #   8b        the Llama-3-8B shape, 512 + 512 tokens a request, batch 64 and 256: bf16, FP8 KV,
-#             FP8 weights + KV (FP8 weights quantise at load: ~40 s more)  -> l8b_*.{log,json}
+#             FP8 weights + KV, and FP8 weights + KV with the FP8 fusions off (NC_FP8_FUSED_MLP=0
+#             NC_FP8_FUSED_NORM=0) (FP8 weights quantise at load: ~40 s more a run)
+#                                                                           -> l8b_*.{log,json}
 #
 #   tools/gpu_fp8.sh BUNDLE
 #
-# About 5 minutes with the unpacking (8b is most of it). NC_PARTS picks parts (default
-# "ceilings kernels nano 8b").
+# About 7 minutes with the unpacking (8b is most of it). NC_PARTS picks parts (default
+# "ceilings tests kernels nano 8b").
 set -uo pipefail
 bundle=${1:?usage: tools/gpu_fp8.sh BUNDLE}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +30,7 @@ nc=/tmp/nc
 rm -rf "$nc" && tar -C /tmp -xJf "$bundle" || exit 1
 export LD_LIBRARY_PATH="$nc/lib:${LD_LIBRARY_PATH:-}"
 export NC_JIT_INCLUDE_DIR="$nc/jit" NC_JIT_CACHE="$nc/jit_cache"
-parts=" ${NC_PARTS:-ceilings kernels nano 8b} "
+parts=" ${NC_PARTS:-ceilings tests kernels nano 8b} "
 want() { [[ "$parts" == *" $1 "* ]]; }
 
 # bench NAME [env...] -- [flags...]: one `nanocascade bench` run, its console and JSON kept.
@@ -51,6 +54,11 @@ bench() {
     timeout 100 python3 "$repo/bench/gpu_ceilings.py" > "$out/ceilings.json" 2>&1
     cat "$out/ceilings.json"
   fi
+  if want tests; then  # the FP8 GPU tests, the fused MLP and norm's among them
+    NC_FIXTURES_DIR_OVERRIDE="$repo/tests/fixtures" timeout 200 "$nc/bin/nc_gpu_tests" \
+      --gtest_filter='*Fp8*:CudaFused*' > "$out/gpu_tests.txt" 2>&1
+    echo "gpu tests exit $?"; tail -3 "$out/gpu_tests.txt"
+  fi
   if want kernels; then
     (cd "$out" && timeout 120 "$nc/bin/nc_gpu_bench" fp8kv > fp8kv_ours.md 2>&1)
     (cd "$out" && NC_FP8_DECODE_IMPL=fi timeout 120 "$nc/bin/nc_gpu_bench" fp8kv > fp8kv_fi.md 2>&1)
@@ -72,6 +80,9 @@ bench() {
       bench "l8b_b${b}_bf16" -- "${L[@]}"
       bench "l8b_b${b}_fp8kv" -- "${L[@]}" --kv-cache-dtype fp8
       bench "l8b_b${b}_fp8w_fp8kv" -- "${L[@]}" --kv-cache-dtype fp8 --quantization fp8
+      # The FP8 fusions off (fp8_gemm.h: silu_mlp and the norm riding the quantiser), for the A/B.
+      bench "l8b_b${b}_fp8w_fp8kv_unfused" NC_FP8_FUSED_MLP=0 NC_FP8_FUSED_NORM=0 -- "${L[@]}" \
+        --kv-cache-dtype fp8 --quantization fp8
     done
   fi
 } 2>&1 | tee "$out/fp8.log"
