@@ -1,0 +1,3 @@
+# Stop 15, call 2 (the same warm H100 as call 1, 48 s of device time left): the bf16 baseline of
+# call 1's Llama-3-8B runs, from the bundle call 1 unpacked to /tmp/nc.
+nc=/tmp/nc; export LD_LIBRARY_PATH=$nc/lib NC_JIT_INCLUDE_DIR=$nc/jit NC_JIT_CACHE=$nc/jit_cache; timeout 40 $nc/bin/nanocascade bench --backend cuda --load-format dummy --max-model-len 4096 --max-num-batched-tokens 16384 --max-num-seqs 512 --model $nc/configs/llama-3-8b.json --no-prefix-cache --no-cascade --workload shared-prefix --system-len 0 --prompts-per-group 1 --question-len 512 --output-len 512 --groups 256 > $OUT/e2e_l8b_b256_bf16.log 2>&1; echo rc=$?; grep -h "throughput\|decode-only" $OUT/e2e_l8b_b256_bf16.log
