@@ -2,8 +2,10 @@
 // runs any mix of prefill chunks and decodes. The engine's scheduler does this for real.
 #pragma once
 #include <algorithm>
+#include <functional>
 #include <vector>
 
+#include "golden.h"
 #include "model/llama.h"
 
 namespace nc::testing {
@@ -106,6 +108,30 @@ inline int32_t argmax(const float* p, int64_t n) {
   for (int64_t i = 1; i < n; ++i)
     if (p[i] > p[best]) best = i;
   return int32_t(best);
+}
+
+// Feeds every golden prompt, then decodes greedily for as many tokens as the golden data has,
+// all prompts in the same steps. on_prompt_logits (optional) sees each prompt's last-token logits.
+inline std::vector<std::vector<int32_t>> greedy_decode(
+    SeqRunner& runner, const std::vector<GoldenPrompt>& golden, int64_t V,
+    const std::function<void(size_t, const float*)>& on_prompt_logits) {
+  std::vector<int> ids;
+  std::vector<std::vector<int32_t>> next;
+  for (const GoldenPrompt& g : golden) {
+    ids.push_back(runner.add_sequence());
+    next.push_back(g.ids);
+  }
+  std::vector<std::vector<int32_t>> generated(golden.size());
+  for (size_t step = 0; step < golden[0].greedy.size(); ++step) {
+    auto out = runner.step(ids, next);
+    for (size_t p = 0; p < golden.size(); ++p) {
+      const float* last = out[p].data() + out[p].size() - V;
+      if (step == 0 && on_prompt_logits) on_prompt_logits(p, last);
+      generated[p].push_back(argmax(last, V));
+      next[p] = {generated[p].back()};
+    }
+  }
+  return generated;
 }
 
 }  // namespace nc::testing

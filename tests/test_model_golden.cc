@@ -16,6 +16,7 @@ namespace nc {
 namespace {
 
 using testing::GoldenPrompt;
+using testing::greedy_decode;
 using testing::SeqRunner;
 
 using Mode = testing::ChunkMode;
@@ -59,30 +60,6 @@ TEST_P(TinyGolden, LogitsMatchTransformers) {
       ASSERT_LE(err, 1e-4) << "prompt " << p << " position " << r;
     }
   }
-}
-
-// Feeds every golden prompt, then decodes greedily for as many tokens as the golden data has,
-// all prompts in the same steps. on_prompt_logits (optional) sees each prompt's last-token logits.
-std::vector<std::vector<int32_t>> greedy_decode(
-    SeqRunner& runner, const std::vector<GoldenPrompt>& golden, int64_t V,
-    const std::function<void(size_t, const float*)>& on_prompt_logits) {
-  std::vector<int> ids;
-  std::vector<std::vector<int32_t>> next;
-  for (const GoldenPrompt& g : golden) {
-    ids.push_back(runner.add_sequence());
-    next.push_back(g.ids);
-  }
-  std::vector<std::vector<int32_t>> generated(golden.size());
-  for (size_t step = 0; step < golden[0].greedy.size(); ++step) {
-    auto out = runner.step(ids, next);
-    for (size_t p = 0; p < golden.size(); ++p) {
-      const float* last = out[p].data() + out[p].size() - V;
-      if (step == 0 && on_prompt_logits) on_prompt_logits(p, last);
-      generated[p].push_back(testing::argmax(last, V));
-      next[p] = {generated[p].back()};
-    }
-  }
-  return generated;
 }
 
 class TinyGreedy : public ::testing::TestWithParam<TinyCase> {};

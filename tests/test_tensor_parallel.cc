@@ -122,23 +122,14 @@ TEST_P(TinyTensorParallel, GreedyContinuationsEqualTransformers) {
   const std::vector<GoldenPrompt> golden = testing::read_golden(dir);
   const LoadedModel lm = load_model(dir);
   const int64_t V = lm.config.vocab_size;
-  std::vector<std::vector<int32_t>> rank0(golden.size());
+  std::vector<std::vector<int32_t>> rank0;
   const auto errors = run_split(lm, tc.size, std::chrono::seconds(60), [&](int r, LlamaModel& m) {
     SeqRunner runner(m, 16, 256);
-    std::vector<int> ids;
-    std::vector<std::vector<int32_t>> next;
-    for (const GoldenPrompt& g : golden)
-      ids.push_back(runner.add_sequence()), next.push_back(g.ids);
-    for (size_t step = 0; step < golden[0].greedy.size(); ++step) {
-      const auto out = runner.step(ids, next);
-      for (size_t p = 0; p < golden.size(); ++p) {
-        const int32_t t = testing::argmax(out[p].data() + out[p].size() - V, V);
-        next[p] = {t};
-        if (r == 0) rank0[p].push_back(t);
-      }
-    }
+    auto generated = testing::greedy_decode(runner, golden, V, nullptr);
+    if (r == 0) rank0 = std::move(generated);
   });
   for (const std::string& e : errors) EXPECT_EQ(e, "");
+  ASSERT_EQ(rank0.size(), golden.size());
   for (size_t p = 0; p < golden.size(); ++p) EXPECT_EQ(rank0[p], golden[p].greedy) << p;
 }
 
@@ -168,25 +159,17 @@ TEST(SmolLM2TensorParallelSlow, ThreeRanksMatchTransformersAndGreedyTokens) {
   LoadedModel lm = load_model(path);
   for (auto& [name, t] : lm.weights) t = dequantized(t);
   const int64_t V = lm.config.vocab_size;
-  std::vector<std::vector<int32_t>> rank0(golden.size());
+  std::vector<std::vector<int32_t>> rank0;
   std::vector<std::vector<float>> first(golden.size());
   const auto errors = run_split(lm, 3, std::chrono::seconds(120), [&](int r, LlamaModel& m) {
     SeqRunner runner(m, 16, 1024);
-    std::vector<int> ids;
-    std::vector<std::vector<int32_t>> next;
-    for (const GoldenPrompt& g : golden)
-      ids.push_back(runner.add_sequence()), next.push_back(g.ids);
-    for (size_t step = 0; step < golden[0].greedy.size(); ++step) {
-      const auto out = runner.step(ids, next);
-      for (size_t p = 0; p < golden.size(); ++p) {
-        const float* last = out[p].data() + out[p].size() - V;
-        if (r == 0 && step == 0) first[p].assign(last, last + V);
-        next[p] = {testing::argmax(last, V)};
-        if (r == 0) rank0[p].push_back(next[p][0]);
-      }
-    }
+    auto generated = testing::greedy_decode(runner, golden, V, [&](size_t p, const float* last) {
+      if (r == 0) first[p].assign(last, last + V);
+    });
+    if (r == 0) rank0 = std::move(generated);
   });
   for (const std::string& e : errors) EXPECT_EQ(e, "");
+  ASSERT_EQ(rank0.size(), golden.size());
   for (size_t p = 0; p < golden.size(); ++p) {
     EXPECT_LE(testing::rel_err(first[p].data(), golden[p].logits.data(), size_t(V)), 1e-4) << p;
     EXPECT_EQ(rank0[p], golden[p].greedy) << "prompt " << p;

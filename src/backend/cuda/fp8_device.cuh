@@ -1,5 +1,6 @@
-// Device helpers shared by the FP8 activation quantisers (fp8_quant.cu, fp8_mlp.cu), so that
-// every kernel that writes activation codes converts and reduces the same way.
+// Device helpers shared by the FP8 activation quantisers (fp8_quant.cu, fp8_mlp.cu, fp8_norm.cu),
+// so that every kernel that writes activation codes converts and reduces the same way (bf16
+// vectors: bf16_vec.cuh).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
@@ -12,6 +13,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "backend/cuda/bf16_vec.cuh"
+
 namespace nc::cuda::fp8_dev {
 
 constexpr float kE4M3Max = 448.0f;  // core/fp8.h's kE4M3Max (a device constant here)
@@ -19,26 +22,6 @@ constexpr float kE4M3Max = 448.0f;  // core/fp8.h's kE4M3Max (a device constant 
 // v's e4m3 code, rounded to nearest even and saturated (core/fp8.h's f32_to_e4m3).
 __device__ __forceinline__ uint32_t e4m3(float v) {
   return uint32_t(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
-}
-
-// The 8 bf16 values of a 16-byte vector as floats.
-__device__ __forceinline__ void unpack8(const uint4& v, float f[8]) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 p = __bfloat1622float2(h[i]);
-    f[2 * i] = p.x;
-    f[2 * i + 1] = p.y;
-  }
-}
-
-// 8 floats rounded to bf16 (to nearest even) in a 16-byte vector.
-__device__ __forceinline__ uint4 pack8(const float f[8]) {
-  uint4 r;
-  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&r);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
-  return r;
 }
 
 // The codes of 8 values divided by s (IEEE division, as the CPU's rule), packed little-endian.

@@ -25,7 +25,6 @@ namespace nc::cuda {
 namespace {
 
 using bf16 = __nv_bfloat16;
-using fp8_dev::unpack8;
 constexpr int kThreads = 256;
 
 __device__ __forceinline__ void load_scales8(const float* p, float s[8]) {
@@ -64,7 +63,7 @@ __global__ void __launch_bounds__(kThreads)
       a[i] = __bfloat162float(__float2bfloat16(silu(gi) * ui));
       amax = fmaxf(amax, fabsf(a[i]));
     }
-    act[c] = fp8_dev::pack8(a);
+    act[c] = pack8(a);
   }
   float s = __ldg(input_scale);
   if (!(s > 0)) s = fp8_dev::dynamic_scale(fp8_dev::block_max<kThreads>(amax));

@@ -24,7 +24,6 @@ namespace nc::cuda {
 namespace {
 
 using bf16 = __nv_bfloat16;
-using fp8_dev::unpack8;
 constexpr int kThreads = 256;
 
 __global__ void __launch_bounds__(kThreads)
@@ -47,7 +46,7 @@ __global__ void __launch_bounds__(kThreads)
       a[i] += b[i];
       ss += a[i] * a[i];
     }
-    rr[c] = fp8_dev::pack8(a);
+    rr[c] = pack8(a);
     sums[2 * c] = make_float4(a[0], a[1], a[2], a[3]);
     sums[2 * c + 1] = make_float4(a[4], a[5], a[6], a[7]);
   }
@@ -65,7 +64,7 @@ __global__ void __launch_bounds__(kThreads)
       y[i] = __bfloat162float(__float2bfloat16(v[i] * rms_rcp * w[i]));
       amax = fmaxf(amax, fabsf(y[i]));
     }
-    xr[c] = fp8_dev::pack8(y);
+    xr[c] = pack8(y);
     sums[2 * c] = make_float4(y[0], y[1], y[2], y[3]);  // the rounded values, for the codes
     sums[2 * c + 1] = make_float4(y[4], y[5], y[6], y[7]);
   }

@@ -23,7 +23,6 @@ using bf16 = __nv_bfloat16;
 using fp8_dev::block_max;
 using fp8_dev::codes8;
 using fp8_dev::e4m3;
-using fp8_dev::unpack8;
 constexpr int kThreads = 256;
 
 // VEC: k % 8 == 0 and x 16-byte aligned (then every row is, and its codes 8-byte aligned).

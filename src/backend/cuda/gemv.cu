@@ -18,6 +18,7 @@
 #include <string>
 
 #include "backend/cuda/act.cuh"
+#include "backend/cuda/bf16_vec.cuh"
 #include "backend/cuda/cuda_check.cuh"
 #include "backend/cuda/gemv_common.cuh"
 #include "backend/cuda/gemv_kernels.h"
@@ -29,16 +30,6 @@ namespace {
 using bf16 = __nv_bfloat16;
 constexpr int kThreads = 256, kWarps = kThreads / 32;
 constexpr int kPrefetch = 4;  // weight chunks per lane in flight before the PDL wait
-
-__device__ __forceinline__ void unpack8(const uint4& v, float f[8]) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 p = __bfloat1622float2(h[i]);
-    f[2 * i] = p.x;
-    f[2 * i + 1] = p.y;
-  }
-}
 
 // Chunk c (8 values) of x row j as floats. SILU: x is gate_up [rows, 2k] and the row's chunk is
 // bf16(silu(g) * u) of its gate and up chunks, rounded as silu_and_mul_bf16 rounds its output,
