@@ -4,7 +4,7 @@
 # part writes raw files under $OUT (or ./gpu_out) and the console goes to fp8.log:
 #
 #   ceilings  bench/gpu_ceilings.py: copy bandwidth and bf16 GEMM rate of this GPU -> ceilings.json
-#   tests     the FP8 GPU tests and the fused-kernel tests                   -> gpu_tests.txt
+#   tests     the FP8, fused-kernel and GEMM-choice GPU tests               -> gpu_tests.txt
 #   kernels   `nc_gpu_bench fp8kv` (paged decode over bf16 and FP8 pages, groups 2/4/8, against
 #             the copy rate), once with our FP8 decode kernel and once with FlashInfer's
 #             (NC_FP8_DECODE_IMPL=fi); `nc_gpu_bench fp8` (FP8 GEMM TFLOP/s against the card's FP8
@@ -56,7 +56,7 @@ bench() {
   fi
   if want tests; then  # the FP8 GPU tests, the fused MLP and norm's among them
     NC_FIXTURES_DIR_OVERRIDE="$repo/tests/fixtures" timeout 200 "$nc/bin/nc_gpu_tests" \
-      --gtest_filter='*Fp8*:CudaFused*' > "$out/gpu_tests.txt" 2>&1
+      --gtest_filter='*Fp8*:CudaFused*:CudaGemmChoice*' > "$out/gpu_tests.txt" 2>&1
     echo "gpu tests exit $?"; tail -3 "$out/gpu_tests.txt"
   fi
   if want kernels; then

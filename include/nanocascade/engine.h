@@ -100,9 +100,16 @@ struct EngineConfig {
   std::string quantization = "auto";
   // Tensor parallelism (docs/models.md, "Tensor parallelism"): the model split over this many
   // ranks (its heads, KV heads and intermediate size must split), each with its shard of the
-  // weights and of the KV cache. 1: off. On the cpu backend the ranks are threads of this
-  // process; the cuda backend's NCCL ranks are not built yet.
+  // weights and of the KV cache. 1: off. The ranks are threads of this process on the cpu
+  // backend with one node and no dist_init_addr; otherwise processes (one per GPU on cuda, over
+  // NCCL), rank 0 being this engine and the others started with run_tensor_parallel_rank().
   int tensor_parallel_size = 1;
+  // Ranks as processes (docs/models.md): the machines in the group (tensor_parallel_size ranks,
+  // the same number on each), this machine's index, and rank 0's "host:port", where every other
+  // rank connects (vLLM's and SGLang's --nnodes, --node-rank, --dist-init-addr).
+  int nnodes = 1;
+  int node_rank = 0;
+  std::string dist_init_addr;
   // Bytes ("2GiB", "512MB", "1000000") or a fraction of the device memory free once the
   // weights and the activation workspace are allocated ("0.9"; physical memory on CPU).
   // Empty = "0.9" on CUDA, min(2 GiB, 25% of RAM) on CPU. Either way the pool holds at most the
@@ -313,5 +320,11 @@ class Engine {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// Rank `rank` (1 <= rank < tensor_parallel_size) of a tensor-parallel group whose rank 0 is an
+// Engine made from the same config (another process, on this machine or another): loads this
+// rank's shard, joins the group at config.dist_init_addr and runs rank 0's steps until rank 0
+// stops it (returns) or the group fails (throws nc::Error naming the failed rank).
+void run_tensor_parallel_rank(const EngineConfig& config, int rank);
 
 }  // namespace nc

@@ -12,8 +12,10 @@
 //     the order in which they arrive.
 //   - all_gather(x, out): out = the ranks' x [R, C] concatenated along the last dimension in rank
 //     order (out [R, size * C]: a vocabulary shard's logits become the whole vocabulary's).
-//   - broadcast(bytes, root): every rank's bytes become root's (rank 0 sends each step's plan,
-//     plain host arrays, to the others this way).
+//   - broadcast(bytes, root, wait): every rank's bytes become root's (rank 0 sends each step's
+//     plan, plain host arrays, to the others this way). Wait::Unbounded lets a rank wait for the
+//     root without the group's timeout (a worker idle between steps); a root that fails or whose
+//     process ends still stops it at once.
 //   - A rank that fails (abort) or does not arrive within the group's timeout stops the group:
 //     every rank waiting in, or later entering, a collective throws an nc::Error naming the rank
 //     and the collective; no rank waits forever.
@@ -28,12 +30,13 @@ namespace nc {
 
 class Communicator {
  public:
+  enum class Wait { Bounded, Unbounded };
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual void all_reduce_sum(Tensor x) = 0;
   virtual void all_gather(const Tensor& x, Tensor out) = 0;
-  virtual void broadcast(std::vector<std::byte>& bytes, int root) = 0;
+  virtual void broadcast(std::vector<std::byte>& bytes, int root, Wait wait = Wait::Bounded) = 0;
   // This rank cannot go on (an exception in its step): the group stops, with `why` in the
   // errors the other ranks get.
   virtual void abort(const std::string& why) = 0;

@@ -65,11 +65,11 @@ class ThreadCommunicator final : public Communicator {
     group_->release(rank_, "all_gather");
   }
 
-  void broadcast(std::vector<std::byte>& bytes, int root) override {
+  void broadcast(std::vector<std::byte>& bytes, int root, Wait wait = Wait::Bounded) override {
     NC_CHECK(root >= 0 && root < size(), "tensor parallel broadcast: root {} outside [0, {})", root,
              size());
     const auto parts = group_->meet(rank_, "broadcast", {bytes.data(), int64_t(bytes.size())},
-                                    /*same_bytes=*/false);
+                                    /*same_bytes=*/false, wait == Wait::Unbounded);
     std::vector<std::byte> copy;
     if (rank_ != root) {
       const auto* p = static_cast<const std::byte*>(parts[size_t(root)].data);
@@ -119,7 +119,8 @@ void ThreadGroup::fail(int rank, const std::string& why) {
 }
 
 // Enters rank's next rendezvous and waits until every rank has entered it.
-void ThreadGroup::wait_all(std::unique_lock<std::mutex>& lock, int rank, const char* what) {
+void ThreadGroup::wait_all(std::unique_lock<std::mutex>& lock, int rank, const char* what,
+                           bool unbounded) {
   NC_CHECK(failure_.empty(), "tensor parallel group stopped before rank {}'s {}: {}", rank, what,
            failure_);
   const uint64_t round = ++arrivals_[size_t(rank)];
@@ -130,8 +131,12 @@ void ThreadGroup::wait_all(std::unique_lock<std::mutex>& lock, int rank, const c
     cv_.notify_all();
     return;
   }
-  const bool met =
-      cv_.wait_for(lock, timeout_, [&] { return completed_ >= round || !failure_.empty(); });
+  const auto done = [&] { return completed_ >= round || !failure_.empty(); };
+  bool met = true;
+  if (unbounded)
+    cv_.wait(lock, done);
+  else
+    met = cv_.wait_for(lock, timeout_, done);
   if (!met) {
     failure_ = fmt::format("rank {} waited {} ms in {} for rank(s) {}", rank, timeout_.count(),
                            what, missing_ranks(arrivals_, round));
@@ -142,11 +147,11 @@ void ThreadGroup::wait_all(std::unique_lock<std::mutex>& lock, int rank, const c
 }
 
 std::vector<ThreadGroup::Published> ThreadGroup::meet(int rank, const char* what, Published mine,
-                                                      bool same_bytes) {
+                                                      bool same_bytes, bool unbounded) {
   std::unique_lock<std::mutex> lock(mutex_);
   mine.what = what;
   slots_[size_t(rank)] = mine;
-  wait_all(lock, rank, what);
+  wait_all(lock, rank, what, unbounded);
   std::vector<Published> parts = slots_;
   for (int r = 1; r < size_; ++r) {
     if (std::strcmp(parts[size_t(r)].what, parts[0].what) == 0) continue;
@@ -173,7 +178,7 @@ std::vector<ThreadGroup::Published> ThreadGroup::meet(int rank, const char* what
 
 void ThreadGroup::release(int rank, const char* what) {
   std::unique_lock<std::mutex> lock(mutex_);
-  wait_all(lock, rank, what);
+  wait_all(lock, rank, what, /*unbounded=*/false);
 }
 
 }  // namespace nc

@@ -42,16 +42,17 @@ class ThreadGroup : public std::enable_shared_from_this<ThreadGroup> {
     const char* what = "";  // the collective, checked to be the same on every rank
   };
   // Publishes rank's buffer for collective `what` and waits for every rank's; returns them in
-  // rank order. Throws (and stops the group) on a timeout, a failed group or a size mismatch
-  // when `same_bytes`.
-  std::vector<Published> meet(int rank, const char* what, Published mine, bool same_bytes);
+  // rank order. Throws (and stops the group) on a timeout (none when `unbounded`), a failed group
+  // or a size mismatch when `same_bytes`.
+  std::vector<Published> meet(int rank, const char* what, Published mine, bool same_bytes,
+                              bool unbounded = false);
   // Waits until every rank has passed the same point (after reading the others' buffers).
   void release(int rank, const char* what);
   void fail(int rank, const std::string& why);
 
  private:
   ThreadGroup(int size, std::chrono::milliseconds timeout);
-  void wait_all(std::unique_lock<std::mutex>& lock, int rank, const char* what);
+  void wait_all(std::unique_lock<std::mutex>& lock, int rank, const char* what, bool unbounded);
 
   const int size_;
   const std::chrono::milliseconds timeout_;

@@ -156,6 +156,8 @@ struct StepModelOptions {
   SparseOptions sparse;                 // sparse decode attention (off by default)
   std::string quantization = "auto";    // EngineConfig::quantization
   int tensor_parallel_size = 1;  // EngineConfig::tensor_parallel_size (engine/tp_step_model.h)
+  int nnodes = 1;                // EngineConfig::nnodes
+  std::string dist_init_addr;    // EngineConfig::dist_init_addr
 };
 
 // The real model for a path (.gguf or an HF folder) on a backend ("cpu" | "cuda"). Defined in

@@ -2,16 +2,14 @@
 #include "engine/tp_step_model.h"
 
 #include <chrono>
-#include <optional>
+#include <cstring>
 #include <thread>
 
-#include "backend/backend.h"
+#include "backend/nccl.h"
 #include "core/error.h"
+#include "dist/socket_group.h"
 #include "dist/thread_group.h"
-#include "kv/kv_dtype.h"
-#include "model/forward_wire.h"
-#include "model/llama.h"
-#include "model/model_loader.h"
+#include "engine/tp_rank.h"
 #include "model/tensor_parallel.h"
 
 namespace nc {
@@ -20,111 +18,167 @@ namespace {
 // The longest one rank waits for the others in a collective: far beyond any step, short enough
 // that a dead rank is reported, not waited for forever.
 constexpr std::chrono::seconds kCollectiveTimeout{120};
+// The longest the ranks' processes wait for each other to start and load their shards.
+constexpr std::chrono::seconds kJoinTimeout{900};
 
+// Rank 0's view of the group: its own shard (a LlamaStepModel) behind the StepModel interface,
+// every call that the other ranks must repeat sent to them first as a command (tp_rank.h).
 class TensorParallelStepModel final : public StepModel {
  public:
-  struct Rank {
-    std::unique_ptr<Backend> backend;
-    std::unique_ptr<Communicator> comm;
-    std::unique_ptr<LlamaModel> model;
-    KVCache kv;
-    std::vector<float> logits;
+  struct Workers {  // ranks 1.. as threads of this process (the cpu backend); none for processes
+    std::vector<std::unique_ptr<Communicator>> comms;
+    std::vector<std::unique_ptr<StepModel>> shards;
+    std::vector<std::thread> threads;
   };
 
-  TensorParallelStepModel(std::shared_ptr<ThreadGroup> group, std::vector<Rank> ranks)
-      : group_(std::move(group)), ranks_(std::move(ranks)) {}
+  TensorParallelStepModel(std::unique_ptr<Communicator> comm, std::unique_ptr<LlamaStepModel> shard,
+                          Workers workers, bool shared_memory)
+      : comm_(std::move(comm)),
+        shard_(std::move(shard)),
+        workers_(std::move(workers)),
+        shared_memory_(shared_memory) {
+    for (size_t i = 0; i < workers_.shards.size(); ++i)
+      workers_.threads.emplace_back([this, i] {
+        try {
+          serve_tp_rank(*workers_.shards[i], *workers_.comms[i]);
+        } catch (const std::exception&) {  // the group knows (the rank aborted it)
+        }
+      });
+  }
+  ~TensorParallelStepModel() override {
+    try {
+      send(tp_stop_command());
+    } catch (const std::exception&) {  // a stopped group: its ranks have left already
+    }
+    for (std::thread& t : workers_.threads) t.join();
+  }
 
-  int vocab_size() const override { return int(first().config().vocab_size); }
-  int max_position() const override { return int(first().config().max_position); }
-  bool on_cuda() const override { return false; }
-  std::string kv_cache_dtype() const override {
-    return std::string(dtype_name(first().kv_page_dtype()));
-  }
-  std::string weight_dtype() const override { return first().linear_weight_dtype(); }
-  // Every rank's share of a page (the ranks live in this process's memory).
+  int vocab_size() const override { return shard_->vocab_size(); }
+  int max_position() const override { return shard_->max_position(); }
+  bool on_cuda() const override { return shard_->on_cuda(); }
+  std::string kv_cache_dtype() const override { return shard_->kv_cache_dtype(); }
+  std::string weight_dtype() const override { return shard_->weight_dtype(); }
+  // A page is a share on every rank: they add up where the ranks share this machine's memory
+  // (the cpu backend); on CUDA each GPU holds its own share.
   int64_t kv_bytes_per_page(int page_size) const override {
-    int64_t bytes = 0;
-    for (const Rank& r : ranks_) bytes += r.model->kv_bytes_per_page(page_size);
-    return bytes;
+    return shard_->kv_bytes_per_page(page_size) * (shared_memory_ ? comm_->size() : 1);
   }
-  AttentionCost attention_cost() const override {
-    const ModelConfig& c = first().config();
-    return {int(c.num_layers), 4.0 * double(c.num_heads) * double(c.head_dim)};
-  }
+  AttentionCost attention_cost() const override { return shard_->attention_cost(); }
+  int64_t free_memory_bytes() const override { return shard_->free_memory_bytes(); }
   void reserve(int max_tokens, int max_rows) override {
-    for (Rank& r : ranks_) r.model->reserve_workspace(max_tokens, max_rows);
+    send(tp_reserve_command(max_tokens, max_rows));
+    shard_->reserve(max_tokens, max_rows);
   }
   void allocate_kv(int num_pages, int page_size, KVLayout layout) override {
-    for (Rank& r : ranks_) {
-      r.kv = KVCache{};
-      r.kv = r.model->make_kv_cache(num_pages, page_size, layout);
-    }
+    send(tp_allocate_kv_command(num_pages, page_size, layout));
+    shard_->allocate_kv(num_pages, page_size, layout);
   }
+  // Rank 0's shard (the others' are alike), times the ranks where they share this memory.
   ModelMemory memory() const override {
-    ModelMemory m;
-    for (const Rank& r : ranks_) {
-      m.weight_bytes += r.model->weight_bytes();
-      m.workspace_bytes += r.model->workspace_bytes();
-    }
-    return m;
+    ModelMemory m = shard_->memory();
+    const int64_t n = shared_memory_ ? comm_->size() : 1;
+    return {m.weight_bytes * n, m.workspace_bytes * n};
   }
-  void check_kv_shifts() override {
-    for (Rank& r : ranks_) r.model->check_kv_shifts(r.kv);
-  }
-  // Rank 0 holds the scheduler's plan and sends it to the others as bytes (model/forward_wire.h),
-  // as it would to other processes; they run what they received.
+  int64_t graph_pool_bytes() const override { return shard_->graph_pool_bytes(); }
+  void check_kv_shifts() override { shard_->check_kv_shifts(); }
+  // Rank 0 holds the scheduler's plan and sends it to the others as bytes; they run what they
+  // received. Its logits (the whole vocabulary, gathered in the pass) are sampled on the host:
+  // the device draw would need the drawn tokens sent to the other ranks for the next step.
   std::vector<float> forward(const ForwardInput& in) override {
-    const std::vector<std::byte> plan = encode_forward_input(in);
-    on_all_ranks([&](Rank& r) {
-      const bool root = r.comm->rank() == 0;
-      std::vector<std::byte> bytes = root ? plan : std::vector<std::byte>{};
-      r.comm->broadcast(bytes, 0);
-      r.logits = r.model->forward(root ? in : decode_forward_input(bytes), r.kv);
-    });
-    return std::move(ranks_[0].logits);
+    send(tp_forward_command(in));
+    return guarded([&] { return shard_->forward(in); });
   }
+  std::unique_ptr<QueuedPass> forward_async(const ForwardInput& in) override {
+    send(tp_forward_command(in));
+    return guarded([&] { return shard_->forward_async(in); });
+  }
+  std::vector<float> take_logits(QueuedPass& pass) override {
+    return guarded([&] { return shard_->take_logits(pass); });
+  }
+  std::vector<int> graph_batch_sizes() const override { return shard_->graph_batch_sizes(); }
+  ModelTimings timings() override { return shard_->timings(); }
 
  private:
-  const LlamaModel& first() const { return *ranks_[0].model; }
-
-  // Runs fn on every rank at once, rank 0 on the calling thread. A rank that throws stops the
-  // group (the others' collectives then throw too); the first failure is rethrown.
+  void send(std::vector<std::byte> bytes) { comm_->broadcast(bytes, 0); }
+  // A failure of rank 0's own pass stops the group, so the other ranks do not wait for it.
   template <typename F>
-  void on_all_ranks(F fn) {
-    const std::string stopped = group_->failure();
-    NC_CHECK(stopped.empty(), "tensor parallel group stopped earlier: {}", stopped);
-    std::vector<std::string> errors(ranks_.size());
-    const auto run = [&](size_t i) {
-      try {
-        fn(ranks_[i]);
-      } catch (const std::exception& e) {
-        errors[i] = e.what();
-        ranks_[i].comm->abort(e.what());
-      }
-    };
-    std::vector<std::thread> threads;
-    for (size_t i = 1; i < ranks_.size(); ++i) threads.emplace_back(run, i);
-    run(0);
-    for (std::thread& t : threads) t.join();
-    const std::string failure = group_->failure();
-    for (size_t i = 0; i < errors.size(); ++i)
-      NC_CHECK(errors[i].empty(), "tensor parallel: {}",
-               failure.empty() ? fmt::format("rank {}: {}", i, errors[i]) : failure);
+  auto guarded(F fn) -> decltype(fn()) {
+    try {
+      return fn();
+    } catch (const std::exception& e) {
+      comm_->abort(e.what());
+      throw;
+    }
   }
 
-  std::shared_ptr<ThreadGroup> group_;
-  std::vector<Rank> ranks_;
+  std::unique_ptr<Communicator> comm_;
+  std::unique_ptr<LlamaStepModel> shard_;
+  Workers workers_;
+  bool shared_memory_;
 };
 
 void check_options(const StepModelOptions& o, int size) {
   NC_CHECK_AS(ErrorKind::InvalidArgument, size >= 2 && size <= 64,
               "tensor parallel size {} (2..64 here; 1 is the plain model)", size);
-  NC_CHECK_AS(ErrorKind::Unsupported, o.backend == "cpu",
-              "tensor parallelism on the {} backend needs NCCL ranks, not built yet (the cpu "
-              "backend runs ranks as threads)",
+  NC_CHECK_AS(ErrorKind::InvalidArgument, o.nnodes >= 1 && size % o.nnodes == 0,
+              "tensor parallel size {} over {} nodes: each node must run the same number of ranks",
+              size, o.nnodes);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, o.backend == "cpu" || o.backend == "cuda",
+              "backend '{}': expected cpu or cuda", o.backend);
+  NC_CHECK_AS(ErrorKind::Unsupported, o.backend == "cpu" || nccl_built(),
+              "tensor parallelism on the {} backend needs NCCL, and this build has none (a CUDA "
+              "build with tools/setup.sh's NCCL header; the cpu backend runs ranks as threads)",
               o.backend);
   NC_CHECK_AS(ErrorKind::Unsupported, !o.sparse.enabled,
               "sparse attention with tensor parallelism is not supported yet");
+}
+
+// Ranks as processes: on CUDA always (one per GPU), on the cpu backend with several nodes or an
+// address to meet at.
+bool ranks_are_processes(const StepModelOptions& o) {
+  return o.backend == "cuda" || o.nnodes > 1 || !o.dist_init_addr.empty();
+}
+
+HostPort group_address(const StepModelOptions& o) {
+  NC_CHECK_AS(ErrorKind::InvalidArgument, !o.dist_init_addr.empty(),
+              "tensor parallelism over processes needs dist_init_addr (host:port of rank 0; "
+              "`nanocascade` sets one for a single machine)");
+  return parse_host_port(o.dist_init_addr);
+}
+
+std::unique_ptr<Backend> rank_backend(const StepModelOptions& o, int rank, int size) {
+  const int local_rank = rank % (size / o.nnodes);  // this machine's GPU
+  return o.backend == "cuda" ? make_cuda_backend(local_rank) : make_cpu_backend();
+}
+
+// The rank's collectives: the socket group itself on the cpu backend, NCCL over it on CUDA.
+std::unique_ptr<Communicator> tensor_comm(const StepModelOptions& o, Backend& backend,
+                                          std::unique_ptr<Communicator> control) {
+  if (o.backend == "cpu") return control;
+  std::vector<std::byte> id(sizeof(NcclUniqueId));
+  if (control->rank() == 0) {
+    const NcclUniqueId made = nccl_unique_id();
+    std::memcpy(id.data(), made.data(), made.size());
+  }
+  control->broadcast(id, 0);
+  NcclUniqueId got{};
+  NC_CHECK(id.size() == got.size(), "tensor parallel: NCCL id of {} bytes", id.size());
+  std::memcpy(got.data(), id.data(), got.size());
+  return make_nccl_communicator(backend, std::move(control), got);
+}
+
+std::unique_ptr<StepModel> make_thread_group(const TpSource& src, const StepModelOptions& o,
+                                             int size) {
+  auto group = ThreadGroup::make(size, kCollectiveTimeout);
+  std::unique_ptr<Communicator> comm0 = group->communicator(0);
+  auto shard0 = make_tp_shard(src, o, 0, size, make_cpu_backend(), *comm0);
+  TensorParallelStepModel::Workers workers;
+  for (int r = 1; r < size; ++r) {
+    workers.comms.push_back(group->communicator(r));
+    workers.shards.push_back(make_tp_shard(src, o, r, size, make_cpu_backend(), *workers.comms.back()));
+  }
+  return std::make_unique<TensorParallelStepModel>(std::move(comm0), std::move(shard0),
+                                                   std::move(workers), /*shared_memory=*/true);
 }
 
 }  // namespace
@@ -132,35 +186,35 @@ void check_options(const StepModelOptions& o, int size) {
 std::unique_ptr<StepModel> make_tensor_parallel_step_model(const std::string& path,
                                                            const StepModelOptions& o, int size) {
   check_options(o, size);
-  std::optional<LoadedModel> lm;
-  ModelConfig full;
-  if (o.dummy_weights) {
-    full = load_model_config(path);
-  } else {
-    lm = load_model(path);  // freed once every rank has its shard
-    full = lm->config;
-  }
-  NC_CHECK_AS(ErrorKind::InvalidArgument,
-              o.quantization == "auto" || o.quantization == "none" || o.quantization == "fp8",
-              "quantization '{}': expected auto, none or fp8", o.quantization);
-  if (o.quantization != "auto") full.quantization = o.quantization;  // fp8: refused below
-  (void)shard_config(full, 0, size);  // refuses, by name, a model that does not split
-  auto group = ThreadGroup::make(size, kCollectiveTimeout);
-  std::vector<TensorParallelStepModel::Rank> ranks;
-  for (int r = 0; r < size; ++r) {
-    TensorParallelStepModel::Rank rank;
-    rank.backend = make_cpu_backend();
-    rank.comm = group->communicator(r);
-    const ModelConfig cfg = shard_config(full, r, size);
-    rank.model = lm ? std::make_unique<LlamaModel>(cfg, shard_weights(full, lm->weights, r, size),
-                                                   *rank.backend)
-                    : std::make_unique<LlamaModel>(cfg, RandomWeights{o.dummy_seed + uint64_t(r)},
-                                                   *rank.backend);
-    rank.model->set_tensor_parallel(rank.comm.get());
-    rank.model->set_kv_cache_dtype(parse_kv_cache_dtype(o.kv_cache_dtype));
-    ranks.push_back(std::move(rank));
-  }
-  return std::make_unique<TensorParallelStepModel>(std::move(group), std::move(ranks));
+  TpSource src = load_tp_source(path, o);
+  (void)shard_config(src.full, 0, size);  // refuses, by name, a model that does not split
+  if (!ranks_are_processes(o)) return make_thread_group(src, o, size);
+  // Rank 0 of processes: this machine's other ranks, and other machines', join at the address.
+  const HostPort at = group_address(o);
+  auto listener = std::make_unique<TcpListener>(at);  // before loading: the others may connect
+  std::unique_ptr<Backend> backend = rank_backend(o, 0, size);
+  std::unique_ptr<Communicator> comm =
+      tensor_comm(o, *backend, make_socket_root(std::move(listener), size, kJoinTimeout,
+                                                kCollectiveTimeout));
+  auto shard = make_tp_shard(src, o, 0, size, std::move(backend), *comm);
+  src = TpSource{};  // the checkpoint's mapping, now that the shard holds its copy
+  return std::make_unique<TensorParallelStepModel>(std::move(comm), std::move(shard),
+                                                   TensorParallelStepModel::Workers{},
+                                                   o.backend == "cpu");
+}
+
+void run_tensor_parallel_worker(const std::string& path, const StepModelOptions& o, int rank) {
+  const int size = o.tensor_parallel_size;
+  check_options(o, size);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, rank >= 1 && rank < size,
+              "tensor parallel rank {} outside [1, {})", rank, size);
+  const TpSource src = load_tp_source(path, o);
+  std::unique_ptr<Backend> backend = rank_backend(o, rank, size);
+  std::unique_ptr<Communicator> comm = tensor_comm(
+      o, *backend,
+      make_socket_peer(group_address(o), rank, size, kJoinTimeout, kCollectiveTimeout));
+  std::unique_ptr<LlamaStepModel> shard = make_tp_shard(src, o, rank, size, std::move(backend), *comm);
+  serve_tp_rank(*shard, *comm);
 }
 
 }  // namespace nc

@@ -12,3 +12,22 @@ std::unique_ptr<Backend> make_cuda_backend(int device_index) {
 
 }  // namespace nc
 #endif
+
+#ifndef NC_HAVE_CUDA
+#include "backend/nccl.h"
+
+namespace nc {
+
+bool nccl_built() { return false; }
+
+NcclUniqueId nccl_unique_id() {
+  fail_as(ErrorKind::Unsupported, "NCCL: built without CUDA (configure with -DNC_CUDA=ON)");
+}
+
+std::unique_ptr<Communicator> make_nccl_communicator(Backend&, std::unique_ptr<Communicator>,
+                                                     const NcclUniqueId&) {
+  fail_as(ErrorKind::Unsupported, "NCCL: built without CUDA (configure with -DNC_CUDA=ON)");
+}
+
+}  // namespace nc
+#endif
