@@ -278,6 +278,9 @@ class Engine {
   // unpinned requests, for session_pin_seconds. No effect without the prefix cache.
   void set_session(RequestId id, const std::string& session);
   bool has_unfinished() const;
+  // "" while the model can run steps; else why not (a tensor-parallel rank failed or went
+  // away, noticed without a step). Call it from the thread that calls step().
+  std::string health_error();
 
   // Runs the given prompts to completion (with any already queued requests).
   std::vector<CompletionOutput> generate(const std::vector<std::string>& prompts,

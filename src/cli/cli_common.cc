@@ -12,6 +12,19 @@
 
 namespace nc::cli {
 
+namespace {
+std::vector<std::string>& stored_command_line() {
+  static std::vector<std::string> line;
+  return line;
+}
+}  // namespace
+
+void set_command_line(int argc, char** argv) {
+  stored_command_line().assign(argv, argv + argc);
+}
+
+const std::vector<std::string>& command_line() { return stored_command_line(); }
+
 CLI::Option* repeatable(CLI::Option* opt) {
   return opt->expected(1)->allow_extra_args(false)->multi_option_policy(
       CLI::MultiOptionPolicy::TakeAll);
@@ -66,10 +79,24 @@ void EngineFlags::add_to(CLI::App& app, bool with_trace) {
       ->check(CLI::IsMember({"auto", "none", "fp8"}))
       ->capture_default_str();
   app.add_option("--tensor-parallel-size", cfg.tensor_parallel_size,
-                 "split the model over this many ranks (heads and MLP features; cpu: ranks as "
-                 "threads of this process)")
+                 "split the model over this many ranks (heads, MLP features, vocabulary; cpu: "
+                 "threads of this process; cuda: one process per GPU, over NCCL)")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  app.add_option("--nnodes", cfg.nnodes, "machines in the tensor-parallel group")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--node-rank", cfg.node_rank,
+                 "this machine's index in the group (0 runs the engine and the server)")
+      ->check(CLI::Range(0, 63))
+      ->capture_default_str();
+  app.add_option("--dist-init-addr", cfg.dist_init_addr,
+                 "host:port of node 0, where every rank meets (default with one machine: a "
+                 "free port of 127.0.0.1)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--tp-rank", tp_rank, "internal: serve this tensor-parallel rank")
+      ->group("")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--kv-cache-memory", cfg.kv_cache_memory,
                  "KV cache size: bytes (2GiB, 512MB, 1000000) or a fraction of free memory (0.9). "
                  "Default: 0.9 of the free GPU memory on cuda, min(2GiB, 25% of RAM) on cpu; "

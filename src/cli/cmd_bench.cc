@@ -18,6 +18,7 @@
 #include <memory>
 
 #include "cli/cli_common.h"
+#include "cli/tp_ranks.h"
 #include "cli/cpu_floor.h"
 #include "cli/page_peaks.h"
 #include "cli/py_random.h"
@@ -267,6 +268,8 @@ void write_json(const BenchArgs& a, const RunResult& run, const EngineStats& d) 
 }
 
 void run_bench(BenchArgs a) {
+  TensorParallelRanks ranks(a.engine);
+  if (ranks.served()) return;  // this process was another rank of the group
   NC_CHECK(a.num_requests >= 1, "bench: --num-requests must be >= 1");
   if (!a.json_schema.empty()) {
     std::ifstream f(a.json_schema);
@@ -283,7 +286,7 @@ void run_bench(BenchArgs a) {
   const auto trace = a.engine.open_memory_trace();
   // The CPU's copy bandwidth, measured before the engine's threads exist (cpu_floor.h).
   const double copy_bw = a.engine.cfg.backend == "cpu" ? measure_copy_bandwidth() : 0.0;
-  Engine engine(a.engine.cfg);
+  Engine engine(ranks.config());
   // Warm-up outside the measurement (as nano-vLLM does); every CUDA graph is captured in it.
   engine.warmup();
   if (a.structured.active()) engine.compile_grammar(a.structured);  // compiled before, cached

@@ -10,6 +10,7 @@
 
 #include "cli/chat_input.h"
 #include "cli/cli_common.h"
+#include "cli/tp_ranks.h"
 #include "core/error.h"
 
 namespace nc::cli {
@@ -71,8 +72,10 @@ void print_history(const std::vector<ChatMessage>& history) {
 }
 
 void run_chat(const ChatArgs& a) {
+  TensorParallelRanks ranks(a.engine);
+  if (ranks.served()) return;  // this process was another rank of the group
   const auto trace = a.engine.open_memory_trace();
-  Engine engine(a.engine.cfg);
+  Engine engine(ranks.config());
   attach_memory_trace(engine, trace);
   LineReader input;
   std::vector<ChatMessage> history;

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "cli/cli_common.h"
+#include "cli/tp_ranks.h"
 #include "cli/cpu_floor.h"
 #include "core/error.h"
 
@@ -60,11 +61,13 @@ void print_summary(const Engine& e, size_t requests, int64_t prompt_tokens, int6
 }
 
 void run_generate(const GenerateArgs& a) {
+  TensorParallelRanks ranks(a.engine);
+  if (ranks.served()) return;  // this process was another rank of the group
   const std::vector<std::string> texts = read_prompts(a);
   const auto trace = a.engine.open_memory_trace();
   // Measured before the engine exists, while nothing else runs (cpu_floor.h).
   const double copy_bw = !a.quiet && a.engine.cfg.backend == "cpu" ? measure_copy_bandwidth() : 0.0;
-  Engine engine(a.engine.cfg);
+  Engine engine(ranks.config());
   attach_memory_trace(engine, trace);
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<std::vector<int32_t>> ids;

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "cli/cli_common.h"
+#include "cli/tp_ranks.h"
 #include "core/error.h"
 #include "server/http_checks.h"
 #include "server/http_server.h"
@@ -50,6 +51,8 @@ void install_stop_handlers() {
 }
 
 void run_serve(const ServeArgs& a) {
+  TensorParallelRanks ranks(a.engine);  // on node_rank > 0: serves its ranks, no server
+  if (ranks.served()) return;
   install_stop_handlers();
   // What can fail at once fails before the model loads: the bind, the CORS origins.
   server::Server::check_can_bind(a.server.host, a.server.port);
@@ -57,7 +60,7 @@ void run_serve(const ServeArgs& a) {
   // Idle connections cost a descriptor each, no thread: the default cap follows the fd limit.
   server::raise_open_file_limit();
   const auto trace = a.engine.open_memory_trace();
-  EngineConfig cfg = a.engine.cfg;
+  EngineConfig cfg = ranks.config();
   cfg.seed = a.seed;
   Engine engine(cfg);
   attach_memory_trace(engine, trace);

@@ -27,6 +27,7 @@ std::string version_string() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  nc::cli::set_command_line(argc, argv);
   CLI::App app{"nanocascade: LLM inference with continuous batching over a paged KV cache"};
   app.set_version_flag("--version,-V", version_string(), "print the version and exit");
   app.require_subcommand(1);

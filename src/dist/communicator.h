@@ -40,6 +40,9 @@ class Communicator {
   // This rank cannot go on (an exception in its step): the group stops, with `why` in the
   // errors the other ranks get.
   virtual void abort(const std::string& why) = 0;
+  // Why the group has stopped, or "" while it runs; never blocks. Called between collectives
+  // (an idle server's health check), it also notices a rank that failed or went away since.
+  virtual std::string failure() = 0;
 };
 
 }  // namespace nc

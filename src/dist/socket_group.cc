@@ -138,7 +138,9 @@ class SocketCommunicator final : public Communicator {
         }
         const Deadline first = wait == Wait::Unbounded ? Deadline::never() : d;
         bytes.resize(size_t(expect(*links_[0], Op::Broadcast, -1, first)));
-        links_[0]->recv(bytes.data(), bytes.size(), d, "broadcast");
+        // The payload follows its header at once: the group's timeout from there.
+        const Deadline rest = wait == Wait::Unbounded ? Deadline::after(timeout_) : d;
+        links_[0]->recv(bytes.data(), bytes.size(), rest, "broadcast");
         return;
       }
       if (root != 0) {  // rank 0 relays the root's bytes to the others
@@ -149,6 +151,24 @@ class SocketCommunicator final : public Communicator {
         if (r != root)
           send_msg(*links_[size_t(r)], Op::Broadcast, bytes.data(), int64_t(bytes.size()), d);
     });
+  }
+
+  // Between collectives a rank sends nothing unasked: a readable link carries an abort, or the
+  // end of a connection whose process died.
+  std::string failure() override {
+    if (!failure_.empty()) return failure_;
+    for (auto& link : links_) {
+      if (!link || !link->readable()) continue;
+      try {
+        expect(*link, Op::Abort, -1, Deadline::after(timeout_));
+        failure_ = fmt::format("{} sent an unexpected message between collectives", link->peer());
+      } catch (const Error& e) {
+        failure_ = e.what();
+      }
+      tell_others(failure_);
+      break;
+    }
+    return failure_;
   }
 
   void abort(const std::string& why) override {

@@ -69,6 +69,11 @@ TcpLink::~TcpLink() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+bool TcpLink::readable() const {
+  pollfd p{fd_, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0;
+}
+
 void TcpLink::wait(short events, Deadline deadline, const char* what, size_t done, size_t bytes) {
   pollfd p{fd_, events, 0};
   for (;;) {

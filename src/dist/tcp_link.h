@@ -51,6 +51,8 @@ class TcpLink {
 
   void send(const void* data, size_t bytes, Deadline deadline, const char* what);
   void recv(void* data, size_t bytes, Deadline deadline, const char* what);
+  // Whether a receive would not block now (data, or the peer's end of the connection).
+  bool readable() const;
   const std::string& peer() const { return peer_; }
   void set_peer(std::string peer) { peer_ = std::move(peer); }
 

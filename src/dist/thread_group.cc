@@ -80,6 +80,7 @@ class ThreadCommunicator final : public Communicator {
   }
 
   void abort(const std::string& why) override { group_->fail(rank_, why); }
+  std::string failure() override { return group_->failure(); }
 
  private:
   std::shared_ptr<ThreadGroup> group_;

@@ -56,6 +56,10 @@ void check_config(const EngineConfig& cfg) {
   NC_CHECK_AS(ErrorKind::InvalidArgument,
               cfg.tensor_parallel_size >= 1 && cfg.tensor_parallel_size <= 64,
               "engine: tensor_parallel_size {} outside 1..64", cfg.tensor_parallel_size);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, cfg.nnodes >= 1 && cfg.node_rank == 0,
+              "engine: nnodes {} node_rank {} (the engine is rank 0, on node 0; other nodes "
+              "serve ranks: run_tensor_parallel_rank)",
+              cfg.nnodes, cfg.node_rank);
   check_sparse_config(cfg);
 }
 
@@ -260,6 +264,8 @@ void Engine::abort(RequestId id) {
   if (r == nullptr || r->finished) return;
   impl_->requests->finish(*r, FinishReason::Abort);
 }
+
+std::string Engine::health_error() { return impl_->model->health_error(); }
 
 bool Engine::has_unfinished() const {
   // The step in flight's tokens come with the next step().

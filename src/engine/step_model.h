@@ -130,6 +130,9 @@ class StepModel {
   // Decode batch sizes that run as a captured CUDA graph (each captured by its first step);
   // empty when the model uses no graphs.
   virtual std::vector<int> graph_batch_sizes() const { return {}; }
+  // "" while the model can run; else why not (a tensor-parallel group that stopped). Cheap;
+  // called between steps (Engine::health_error).
+  virtual std::string health_error() { return {}; }
   virtual ModelTimings timings() { return {}; }
 
   // ---- Sparse attention (EngineConfig::sparse_budget; LlamaModel::set_sparse_options) ----

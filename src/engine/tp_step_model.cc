@@ -96,6 +96,7 @@ class TensorParallelStepModel final : public StepModel {
     return guarded([&] { return shard_->take_logits(pass); });
   }
   std::vector<int> graph_batch_sizes() const override { return shard_->graph_batch_sizes(); }
+  std::string health_error() override { return comm_->failure(); }
   ModelTimings timings() override { return shard_->timings(); }
 
  private:

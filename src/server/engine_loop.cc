@@ -10,6 +10,9 @@ namespace nc::server {
 
 namespace {
 
+// How often an idle loop asks the engine whether its model can still run.
+constexpr std::chrono::milliseconds kIdleHealthCheck{500};
+
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) {
@@ -289,13 +292,26 @@ void EngineLoop::route(RequestOutput& o) {
   h->push(std::move(ev));
 }
 
+void EngineLoop::check_idle_health() {
+  const std::string why = engine_.health_error();
+  if (why.empty() || !healthy_.exchange(false)) return;
+  std::fprintf(stderr, "nanocascade server: the model cannot run: %s\n", why.c_str());
+}
+
 void EngineLoop::run() {
   for (;;) {
     std::deque<std::shared_ptr<RequestHandle>> batch;
     const bool busy = engine_.has_unfinished();
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || wake_ || busy || !pending_.empty(); });
+      // Idle, it checks the model now and then: a tensor-parallel rank that dies between
+      // requests makes /health unhealthy without waiting for a request to fail.
+      if (!cv_.wait_for(lock, kIdleHealthCheck,
+                        [&] { return stop_ || wake_ || busy || !pending_.empty(); })) {
+        lock.unlock();
+        check_idle_health();
+        continue;
+      }
       if (stop_) break;
       wake_ = false;
       batch.swap(pending_);

@@ -130,6 +130,7 @@ class EngineLoop {
   // The request field an engine error names (context_param, or stop_token_ids), "" for none.
   std::string error_param(const ParsedRequest& req, const Error& e, int num_prompt) const;
   void step_once();
+  void check_idle_health();
   void fail_all(const ApiError& e);
   void release(RequestHandle& h);  // one request fewer in flight
   void publish_stats();
