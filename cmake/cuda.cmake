@@ -139,3 +139,16 @@ target_compile_definitions(nc_backend_cuda PRIVATE
   NC_JIT_NVCC_VERSION="${CMAKE_CUDA_COMPILER_VERSION}"
   NC_FLASHINFER_VERSION="${_fi_version}")
 target_link_libraries(nc_backend_cuda PRIVATE ${CMAKE_DL_LIBS})
+
+# NCCL (tensor parallelism on CUDA, backend/nccl.h): the header from the nvidia-nccl-cu13 wheel
+# (tools/setup.sh unpacks it with its library into third_party/nccl); the library is dlopen'ed at
+# run time (NC_NCCL_LIBRARY, then that copy, then the system's), so nothing links against it.
+set(NC_NCCL_DIR "${CMAKE_SOURCE_DIR}/third_party/nccl" CACHE PATH "NCCL header and library")
+if(EXISTS "${NC_NCCL_DIR}/include/nccl.h")
+  set_source_files_properties(${CMAKE_SOURCE_DIR}/src/backend/cuda/nccl_communicator.cc PROPERTIES
+    INCLUDE_DIRECTORIES "${NC_NCCL_DIR}/include"
+    COMPILE_DEFINITIONS "NC_HAVE_NCCL_HEADER;NC_NCCL_LIBRARY_PATH=\"${NC_NCCL_DIR}/lib/libnccl.so.2\"")
+else()
+  message(STATUS "nanocascade: no NCCL header under ${NC_NCCL_DIR}: tensor parallelism on CUDA "
+                 "is not built (run tools/setup.sh)")
+endif()

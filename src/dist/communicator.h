@@ -43,6 +43,9 @@ class Communicator {
   // Why the group has stopped, or "" while it runs; never blocks. Called between collectives
   // (an idle server's health check), it also notices a rank that failed or went away since.
   virtual std::string failure() = 0;
+  // Scratch that all_gather of up to `bytes` of output needs, made now (before graph capture);
+  // none on the CPU.
+  virtual void reserve_gather(int64_t /*bytes*/) {}
 };
 
 }  // namespace nc

@@ -106,7 +106,11 @@ void LlamaModel::ensure_workspace(int64_t T, int64_t R) {
   ws_.act = backend_.alloc({cap, cfg_.intermediate_size}, dt);
   ws_.last_hidden = backend_.alloc({rcap, H}, dt);
   ws_.logits = backend_.alloc({rcap, cfg_.vocab_size}, DType::F32);  // no bf16 rounding of logits
-  if (cfg_.vocab_count > 0) ws_.logits_part = backend_.alloc({rcap, cfg_.vocab_count}, DType::F32);
+  if (cfg_.vocab_count > 0) {
+    ws_.logits_part = backend_.alloc({rcap, cfg_.vocab_count}, DType::F32);
+    // The gather's own scratch, before any graph is captured.
+    if (tp_) tp_->reserve_gather(int64_t(ws_.logits_part.nbytes()) * tp_->size());
+  }
   ws_.moe.allocate(backend_, cfg_.moe, H, cap);
   ws_.bytes += ws_.moe.bytes;
   ws_.capacity = cap;

@@ -312,6 +312,7 @@ class CudaBackend final : public Backend {
     const JitStats st = registry_->stats();
     return {st.compiles, st.hits, st.compile_seconds};
   }
+  const Context& context() const { return *ctx_; }
 
  private:
   // Destroyed in reverse order: the parts before the context they share.
@@ -355,6 +356,12 @@ std::unique_ptr<Backend> make_cuda_backend(int device_index) {
 
 void cuda_synchronize(Backend& cuda) {
   cuda_backend(cuda, "cuda_synchronize").synchronize();
+}
+
+int cuda_device_of(Backend& cuda) { return cuda_backend(cuda, "cuda_device_of").context().device; }
+
+void* cuda_stream_of(Backend& cuda) {
+  return cuda_backend(cuda, "cuda_stream_of").context().stream;
 }
 
 namespace cuda_host {

@@ -48,6 +48,10 @@ std::unique_ptr<Backend> make_cuda_backend(int device_index, const CudaBackendOp
 
 // Waits until everything enqueued on the backend's stream has run (benchmarks' timing brackets).
 void cuda_synchronize(Backend& cuda);
+// The backend's device and main stream (a cudaStream_t): NCCL's collectives run there, ordered
+// with the model's kernels (backend/nccl.h).
+int cuda_device_of(Backend& cuda);
+void* cuda_stream_of(Backend& cuda);
 // The standalone rope kernel (Backend's rope contract: in place, rotate-half; q: [T, Hq*D],
 // k: [T, Hk*D], positions: i32 [T], cos_sin: [max_pos, D]); the model uses qkv_split_norm_rope.
 void cuda_rope(Backend& cuda, Tensor q, Tensor k, const Tensor& positions, const Tensor& cos_sin,
