@@ -17,7 +17,11 @@
 //   - all_gather needs a scratch of size * x's bytes; it grows outside graph capture and is an
 //     error (naming the bytes) if a captured pass needs more than reserve_gather() made.
 //   - A rank that fails aborts the NCCL communicator (ncclCommAbort) as well as the control
-//     group, so no rank waits forever in a collective.
+//     group, so no rank waits forever in a collective. While a pass runs, a watchdog thread
+//     (every 200 ms) aborts the NCCL group when rank 0's control links show a failed or ended
+//     rank, or NCCL reports an error of its own; failure() then says why.
+//   - Unlike the CPU communicators, NCCL does not check that every rank calls the same
+//     collective with the same size: the ranks run one plan (engine/tp_rank.h), so they do.
 #pragma once
 #include <array>
 #include <cstddef>

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <exception>
 #include <thread>
 
 #include "core/error.h"
@@ -55,10 +56,21 @@ TensorParallelRanks::TensorParallelRanks(const EngineFlags& flags) : cfg_(flags.
   if (cfg_.dist_init_addr.empty()) cfg_.dist_init_addr = free_local_address();
   const int per_node = cfg_.tensor_parallel_size / cfg_.nnodes;
   const int first = cfg_.node_rank * per_node;
-  start_children(first + 1, per_node - 1);
-  if (cfg_.node_rank == 0) return;  // this process is rank 0: the command's engine
-  run_tensor_parallel_rank(cfg_, first);
-  served_ = true;
+  try {
+    start_children(first + 1, per_node - 1);
+    if (cfg_.node_rank == 0) return;  // this process is rank 0: the command's engine
+    run_tensor_parallel_rank(cfg_, first);
+    served_ = true;
+  } catch (...) {
+    stop_children();  // no destructor runs for a constructor that throws
+    throw;
+  }
+}
+
+void TensorParallelRanks::stop_children() {
+  for (pid_t pid : children_) ::kill(pid, SIGKILL);
+  for (pid_t pid : children_) ::waitpid(pid, nullptr, 0);
+  children_.clear();
 }
 
 void TensorParallelRanks::start_children(int first_rank, int count) {
@@ -74,6 +86,10 @@ void TensorParallelRanks::start_children(int first_rank, int count) {
     NC_CHECK(pid >= 0, "tensor parallel: cannot start rank {} (fork failed)", r);
     if (pid == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // the group ends with its rank 0's process
+      // Ctrl-C reaches the whole process group: the parent stops its ranks itself.
+      struct sigaction ignore {};
+      ignore.sa_handler = SIG_IGN;
+      ::sigaction(SIGINT, &ignore, nullptr);
       if (::getppid() != parent) ::_exit(1);
       ::execv("/proc/self/exe", argv.data());
       ::_exit(127);
@@ -83,6 +99,12 @@ void TensorParallelRanks::start_children(int first_rank, int count) {
 }
 
 TensorParallelRanks::~TensorParallelRanks() {
+  // Leaving on an error (rank 0's engine never came up, or failed): the children may be waiting
+  // to join a group that will not form.
+  if (std::uncaught_exceptions() > 0) {
+    stop_children();
+    return;
+  }
   const auto deadline = std::chrono::steady_clock::now() + kChildExitWait;
   for (pid_t pid : children_) {
     int status = 0;

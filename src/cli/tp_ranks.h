@@ -35,6 +35,7 @@ class TensorParallelRanks {
 
  private:
   void start_children(int first_rank, int count);
+  void stop_children();
   EngineConfig cfg_;
   std::vector<pid_t> children_;
   bool served_ = false;

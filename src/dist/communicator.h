@@ -40,8 +40,9 @@ class Communicator {
   // This rank cannot go on (an exception in its step): the group stops, with `why` in the
   // errors the other ranks get.
   virtual void abort(const std::string& why) = 0;
-  // Why the group has stopped, or "" while it runs; never blocks. Called between collectives
-  // (an idle server's health check), it also notices a rank that failed or went away since.
+  // Why the group has stopped, or "" while it runs; never blocks. Called on rank 0 between
+  // collectives (an idle server's health check), it also notices a rank that failed or went
+  // away since; not thread-safe with the collectives unless the communicator says so.
   virtual std::string failure() = 0;
   // Scratch that all_gather of up to `bytes` of output needs, made now (before graph capture);
   // none on the CPU.

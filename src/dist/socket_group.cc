@@ -21,6 +21,8 @@ struct Header {
 struct Hello {
   int32_t rank = 0, size = 0;
 };
+// How long a connecting rank has to name itself.
+constexpr std::chrono::milliseconds kHelloTime{10000};
 // How long a failing rank tries to tell the others why.
 constexpr std::chrono::milliseconds kAbortSendTime{1000};
 
@@ -153,10 +155,11 @@ class SocketCommunicator final : public Communicator {
     });
   }
 
-  // Between collectives a rank sends nothing unasked: a readable link carries an abort, or the
-  // end of a connection whose process died.
+  // Between collectives the other ranks send rank 0 nothing unasked: a readable link carries an
+  // abort, or the end of a connection whose process died. (Only rank 0 looks: the others' link
+  // carries rank 0's next command, which only a collective may read.)
   std::string failure() override {
-    if (!failure_.empty()) return failure_;
+    if (!failure_.empty() || rank_ != 0) return failure_;
     for (auto& link : links_) {
       if (!link || !link->readable()) continue;
       try {
@@ -233,11 +236,18 @@ std::unique_ptr<Communicator> make_socket_root(std::unique_ptr<TcpListener> list
   check_socket_group(0, size);
   const Deadline d = Deadline::after(join);
   std::vector<std::unique_ptr<TcpLink>> links(static_cast<size_t>(size));
-  for (int joined = 1; joined < size; ++joined) {
+  for (int joined = 1; joined < size;) {
     std::unique_ptr<TcpLink> link = listener->accept(d);
+    // A rank says who it is at once; a connection that does not (a port scan, another program)
+    // is dropped and the wait goes on.
     Hello hello;
-    expect(*link, Op::Hello, sizeof(hello), d);
-    link->recv(&hello, sizeof(hello), d, "set-up");
+    try {
+      const Deadline hello_d = Deadline::after(kHelloTime);
+      expect(*link, Op::Hello, sizeof(hello), hello_d);
+      link->recv(&hello, sizeof(hello), hello_d, "set-up");
+    } catch (const Error&) {
+      continue;
+    }
     std::string bad;
     if (hello.size != size)
       bad = fmt::format("rank {} was started for a group of {}, rank 0 for {}", hello.rank,
@@ -252,6 +262,7 @@ std::unique_ptr<Communicator> make_socket_root(std::unique_ptr<TcpListener> list
     }
     link->set_peer(fmt::format("rank {}", hello.rank));
     links[size_t(hello.rank)] = std::move(link);
+    ++joined;
   }
   for (int r = 1; r < size; ++r) send_msg(*links[size_t(r)], Op::Hello, nullptr, 0, d);
   return std::make_unique<SocketCommunicator>(0, size, std::move(links), timeout);

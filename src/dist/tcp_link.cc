@@ -141,7 +141,7 @@ std::unique_ptr<TcpLink> TcpListener::accept(Deadline deadline) {
     NC_CHECK(rc != 0, "tensor parallel: no rank connected to port {} in time", port_);
     if (rc < 0 && errno == EINTR) continue;
     NC_CHECK(rc > 0, "tensor parallel: poll(): {}", errno_text());
-    const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0 && (errno == EINTR || errno == ECONNABORTED)) continue;
     NC_CHECK(fd >= 0, "tensor parallel: accept(): {}", errno_text());
     set_no_delay(fd);
@@ -149,17 +149,31 @@ std::unique_ptr<TcpLink> TcpListener::accept(Deadline deadline) {
   }
 }
 
+// One non-blocking connect, finished within `wait_ms`; the error text, or "" when connected.
+std::string try_connect(int fd, const sockaddr_storage& addr, socklen_t len, int wait_ms) {
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), len) == 0) return {};
+  if (errno != EINPROGRESS) return errno_text();
+  pollfd p{fd, POLLOUT, 0};
+  if (::poll(&p, 1, wait_ms) <= 0) return "no answer";
+  int err = 0;
+  socklen_t elen = sizeof(err);
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) return errno_text();
+  return err == 0 ? std::string() : std::string(std::strerror(err));
+}
+
 std::unique_ptr<TcpLink> tcp_connect(const HostPort& to, Deadline deadline) {
   socklen_t len = 0;
   const sockaddr_storage addr = resolve(to, &len);
   for (;;) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    // Non-blocking, as every link is: no call waits past its deadline.
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     NC_CHECK(fd >= 0, "tensor parallel: socket(): {}", errno_text());
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), len) == 0) {
+    const int left = deadline.poll_ms();
+    const std::string why = try_connect(fd, addr, len, left < 0 ? 1000 : std::min(left, 1000));
+    if (why.empty()) {
       set_no_delay(fd);
       return std::make_unique<TcpLink>(fd, fmt::format("rank 0 at {}:{}", to.host, to.port));
     }
-    const std::string why = errno_text();
     ::close(fd);
     // Rank 0 may not listen yet: retry until the deadline.
     NC_CHECK(deadline.poll_ms() != 0, "tensor parallel: cannot reach rank 0 at {}:{}: {}", to.host,

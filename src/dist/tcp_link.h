@@ -10,6 +10,8 @@
 //   - A deadline of Deadline::never() waits without bound (a worker idle between steps), still
 //     failing at once when the peer goes away.
 //   - connect() retries a refused connection until its deadline: the ranks start in any order.
+//   - Sockets are non-blocking: a send into a full buffer waits in poll(), under the deadline,
+//     never inside send().
 #pragma once
 #include <chrono>
 #include <cstddef>

@@ -28,6 +28,7 @@ class LlamaStepModel : public StepModel {
       : backend_(std::move(backend)), model_(std::move(model)) {}
 
   LlamaModel& model() { return *model_; }
+  Backend& backend() { return *backend_; }
 
   int vocab_size() const override { return int(model_->config().vocab_size); }
   int max_position() const override { return int(model_->config().max_position); }

@@ -88,8 +88,8 @@ TpSource load_tp_source(const std::string& path, const StepModelOptions& o) {
 }
 
 std::unique_ptr<LlamaStepModel> make_tp_shard(const TpSource& source, const StepModelOptions& o,
-                                              int rank, int size, std::unique_ptr<Backend> backend,
-                                              Communicator& comm) {
+                                              int rank, int size,
+                                              std::unique_ptr<Backend> backend) {
   const ModelConfig cfg = shard_config(source.full, rank, size);
   auto model =
       source.loaded
@@ -97,21 +97,20 @@ std::unique_ptr<LlamaStepModel> make_tp_shard(const TpSource& source, const Step
                 cfg, shard_weights(source.full, source.loaded->weights, rank, size), *backend)
           : std::make_unique<LlamaModel>(cfg, RandomWeights{o.dummy_seed + uint64_t(rank)},
                                          *backend);
-  model->set_tensor_parallel(&comm);
   configure_llama_model(*model, o);
   return std::make_unique<LlamaStepModel>(std::move(backend), std::move(model));
 }
 
 void serve_tp_rank(StepModel& shard, Communicator& comm) {
-  for (;;) {
-    std::vector<std::byte> bytes;
-    comm.broadcast(bytes, 0, Communicator::Wait::Unbounded);  // idle until rank 0's next step
-    try {
+  try {
+    for (;;) {
+      std::vector<std::byte> bytes;
+      comm.broadcast(bytes, 0, Communicator::Wait::Unbounded);  // idle until rank 0's next step
       if (!run_command(shard, bytes)) return;
-    } catch (const std::exception& e) {
-      comm.abort(e.what());
-      throw;
     }
+  } catch (const std::exception& e) {
+    comm.abort(e.what());
+    throw;
   }
 }
 

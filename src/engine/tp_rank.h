@@ -36,14 +36,14 @@ struct TpSource {
 };
 TpSource load_tp_source(const std::string& path, const StepModelOptions& o);
 
-// Rank `rank`'s shard on `backend`, its collectives through `comm` (which must outlive it).
+// Rank `rank`'s shard on `backend`; its collectives go through the communicator given to
+// shard->model().set_tensor_parallel() (made after the shard: a rank loads, then joins).
 std::unique_ptr<LlamaStepModel> make_tp_shard(const TpSource& source, const StepModelOptions& o,
-                                              int rank, int size, std::unique_ptr<Backend> backend,
-                                              Communicator& comm);
+                                              int rank, int size, std::unique_ptr<Backend> backend);
 
-// A rank other than 0: runs rank 0's commands on `shard` until Stop. A command that fails stops
-// the group (comm.abort) and is rethrown; a group that stops (rank 0 failed or went away)
-// throws its reason.
+// A rank other than 0: runs rank 0's commands on `shard` until Stop. Any failure (a command's,
+// or the group's: rank 0 failed or went away) aborts this rank's end of the group (NCCL's too,
+// so no kernel waits on a collective that will not come) and is rethrown.
 void serve_tp_rank(StepModel& shard, Communicator& comm);
 
 }  // namespace nc

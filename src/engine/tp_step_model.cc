@@ -33,8 +33,8 @@ class TensorParallelStepModel final : public StepModel {
 
   TensorParallelStepModel(std::unique_ptr<Communicator> comm, std::unique_ptr<LlamaStepModel> shard,
                           Workers workers, bool shared_memory)
-      : comm_(std::move(comm)),
-        shard_(std::move(shard)),
+      : shard_(std::move(shard)),
+        comm_(std::move(comm)),
         workers_(std::move(workers)),
         shared_memory_(shared_memory) {
     for (size_t i = 0; i < workers_.shards.size(); ++i)
@@ -86,14 +86,22 @@ class TensorParallelStepModel final : public StepModel {
   // the device draw would need the drawn tokens sent to the other ranks for the next step.
   std::vector<float> forward(const ForwardInput& in) override {
     send(tp_forward_command(in));
-    return guarded([&] { return shard_->forward(in); });
+    std::vector<float> logits = guarded([&] { return shard_->forward(in); });
+    const std::string failed = comm_->failure();
+    NC_CHECK(failed.empty(), "tensor parallel: {}", failed);
+    return logits;
   }
   std::unique_ptr<QueuedPass> forward_async(const ForwardInput& in) override {
     send(tp_forward_command(in));
     return guarded([&] { return shard_->forward_async(in); });
   }
+  // A group that failed during the pass (an NCCL group aborted by its watchdog) may have left
+  // the logits unfinished: an error, never those logits.
   std::vector<float> take_logits(QueuedPass& pass) override {
-    return guarded([&] { return shard_->take_logits(pass); });
+    std::vector<float> logits = guarded([&] { return shard_->take_logits(pass); });
+    const std::string failed = comm_->failure();
+    NC_CHECK(failed.empty(), "tensor parallel: {}", failed);
+    return logits;
   }
   std::vector<int> graph_batch_sizes() const override { return shard_->graph_batch_sizes(); }
   std::string health_error() override { return comm_->failure(); }
@@ -112,8 +120,10 @@ class TensorParallelStepModel final : public StepModel {
     }
   }
 
-  std::unique_ptr<Communicator> comm_;
+  // Destroyed in reverse: the workers' threads, then the communicator (an NCCL group ends before
+  // the backend whose teardown waits for its stream), then rank 0's shard.
   std::unique_ptr<LlamaStepModel> shard_;
+  std::unique_ptr<Communicator> comm_;
   Workers workers_;
   bool shared_memory_;
 };
@@ -172,11 +182,14 @@ std::unique_ptr<StepModel> make_thread_group(const TpSource& src, const StepMode
                                              int size) {
   auto group = ThreadGroup::make(size, kCollectiveTimeout);
   std::unique_ptr<Communicator> comm0 = group->communicator(0);
-  auto shard0 = make_tp_shard(src, o, 0, size, make_cpu_backend(), *comm0);
+  auto shard0 = make_tp_shard(src, o, 0, size, make_cpu_backend());
+  shard0->model().set_tensor_parallel(comm0.get());
   TensorParallelStepModel::Workers workers;
   for (int r = 1; r < size; ++r) {
     workers.comms.push_back(group->communicator(r));
-    workers.shards.push_back(make_tp_shard(src, o, r, size, make_cpu_backend(), *workers.comms.back()));
+    auto shard = make_tp_shard(src, o, r, size, make_cpu_backend());
+    shard->model().set_tensor_parallel(workers.comms.back().get());
+    workers.shards.push_back(std::move(shard));
   }
   return std::make_unique<TensorParallelStepModel>(std::move(comm0), std::move(shard0),
                                                    std::move(workers), /*shared_memory=*/true);
@@ -193,12 +206,13 @@ std::unique_ptr<StepModel> make_tensor_parallel_step_model(const std::string& pa
   // Rank 0 of processes: this machine's other ranks, and other machines', join at the address.
   const HostPort at = group_address(o);
   auto listener = std::make_unique<TcpListener>(at);  // before loading: the others may connect
-  std::unique_ptr<Backend> backend = rank_backend(o, 0, size);
-  std::unique_ptr<Communicator> comm =
-      tensor_comm(o, *backend, make_socket_root(std::move(listener), size, kJoinTimeout,
-                                                kCollectiveTimeout));
-  auto shard = make_tp_shard(src, o, 0, size, std::move(backend), *comm);
+  // Each rank loads its shard, then joins: a slow load is not a collective's timeout.
+  auto shard = make_tp_shard(src, o, 0, size, rank_backend(o, 0, size));
   src = TpSource{};  // the checkpoint's mapping, now that the shard holds its copy
+  std::unique_ptr<Communicator> comm =
+      tensor_comm(o, shard->backend(), make_socket_root(std::move(listener), size, kJoinTimeout,
+                                                        kCollectiveTimeout));
+  shard->model().set_tensor_parallel(comm.get());
   return std::make_unique<TensorParallelStepModel>(std::move(comm), std::move(shard),
                                                    TensorParallelStepModel::Workers{},
                                                    o.backend == "cpu");
@@ -209,13 +223,14 @@ void run_tensor_parallel_worker(const std::string& path, const StepModelOptions&
   check_options(o, size);
   NC_CHECK_AS(ErrorKind::InvalidArgument, rank >= 1 && rank < size,
               "tensor parallel rank {} outside [1, {})", rank, size);
-  const TpSource src = load_tp_source(path, o);
-  std::unique_ptr<Backend> backend = rank_backend(o, rank, size);
+  std::unique_ptr<LlamaStepModel> shard =
+      make_tp_shard(load_tp_source(path, o), o, rank, size, rank_backend(o, rank, size));
   std::unique_ptr<Communicator> comm = tensor_comm(
-      o, *backend,
+      o, shard->backend(),
       make_socket_peer(group_address(o), rank, size, kJoinTimeout, kCollectiveTimeout));
-  std::unique_ptr<LlamaStepModel> shard = make_tp_shard(src, o, rank, size, std::move(backend), *comm);
-  serve_tp_rank(*shard, *comm);
+  shard->model().set_tensor_parallel(comm.get());
+  serve_tp_rank(*shard, *comm);  // comm goes first (declared last): NCCL's group before the
+                                 // backend whose teardown waits for its stream
 }
 
 }  // namespace nc

@@ -70,6 +70,12 @@ void LlamaModel::set_kv_cache_dtype(KVCacheDType t, float k_scale, float v_scale
   kv_v_scale_ = v_scale;
 }
 
+void LlamaModel::set_tensor_parallel(Communicator* comm) {
+  tp_ = comm;
+  if (tp_ && ws_.logits_part.defined())  // a workspace made already: the gather's scratch too
+    tp_->reserve_gather(int64_t(ws_.logits_part.nbytes()) * tp_->size());
+}
+
 void LlamaModel::reserve_workspace(int64_t max_tokens, int64_t max_rows) {
   ensure_workspace(std::max<int64_t>(max_tokens, 1), std::max<int64_t>(max_rows, 1));
   const int64_t R = ws_.row_capacity;
@@ -223,6 +229,18 @@ std::vector<AttentionStep> LlamaModel::kind_steps(const AttentionStep& step, int
   return out;
 }
 
+void LlamaModel::project_logits(const Tensor& last, Tensor logits) {
+  const int64_t R = last.dim(0);
+  if (tp_ && cfg_.vocab_count > 0) {  // each rank's vocabulary columns, gathered in rank order
+    Tensor part = ws_.logits_part.slice(0, R);
+    backend_.linear(last, lm_head_, Tensor(), part);
+    tp_->all_gather(part, logits);
+  } else {
+    backend_.linear(last, lm_head_, Tensor(), logits);
+  }
+  if (cfg_.final_soft_cap > 0) backend_.soft_cap(logits, float(cfg_.final_soft_cap));
+}
+
 Tensor LlamaModel::run_decoder(const Plans& plans, KVCache& kv, int64_t T) {
   Tensor hidden = ws_.hidden.slice(0, T), residual = ws_.residual.slice(0, T);
   backend_.embedding(embed_, ws_.ids.slice(0, T), hidden);
@@ -372,14 +390,7 @@ Tensor LlamaModel::forward_device(const ForwardInput& in, KVCache& kv) {
   }
   Tensor last = ws_.last_hidden.slice(0, R), logits = ws_.logits.slice(0, R);
   backend_.gather_rows(final_hidden, ws_.rows.slice(0, R), last);
-  if (tp_ && cfg_.vocab_count > 0) {  // each rank's vocabulary columns, gathered in rank order
-    Tensor part = ws_.logits_part.slice(0, R);
-    backend_.linear(last, lm_head_, Tensor(), part);
-    tp_->all_gather(part, logits);
-  } else {
-    backend_.linear(last, lm_head_, Tensor(), logits);
-  }
-  if (cfg_.final_soft_cap > 0) backend_.soft_cap(logits, float(cfg_.final_soft_cap));
+  project_logits(last, logits);
   backend_.mark_pass_end();
   return logits;
 }

@@ -145,7 +145,7 @@ class LlamaModel {
   // from shard_config/shard_weights; after o_proj and down_proj each pass sums the ranks' partial
   // outputs through `comm` (not owned; null: a whole model), and with a vocabulary shard it sums
   // the embedding lookups and gathers the logits' columns. Every rank runs the same passes.
-  void set_tensor_parallel(Communicator* comm) { tp_ = comm; }
+  void set_tensor_parallel(Communicator* comm);
   // Whether layer l keeps page bounds and reads decode entries sparsely (sparse on, l past the
   // dense layers, not a sliding-window layer).
   bool layer_is_sparse(int64_t l) const;
@@ -243,6 +243,9 @@ class LlamaModel {
   // Embedding, every layer and the final norm over the first T rows (ids already uploaded);
   // returns the final hidden states [T, H] (a workspace slice).
   Tensor run_decoder(const Plans& plans, KVCache& kv, int64_t T);
+  // The LM head over `last` [R, hidden] into logits [R, vocab]: a vocabulary shard's columns
+  // gathered across ranks, then the final soft cap.
+  void project_logits(const Tensor& last, Tensor logits);
   // Gemma's layer: norms around the attention and around the MLP. x holds the layer's normed
   // input; returns the tensor that holds the next layer's (or the final norm's) output.
   Tensor sandwich_layer(size_t l, const Plans& plans, KVCache& kv, Tensor x, int64_t T);

@@ -101,9 +101,7 @@ std::optional<Tensor> LlamaModel::forward_graph(const ForwardInput& in, KVCache&
   backend_.copy_from_host(ws_.positions.slice(0, B), pos.data());
   Tensor logits = ws_.logits.slice(0, B);
   auto body = [&] {
-    const Tensor final_hidden = run_decoder(plans, kv, B);
-    backend_.linear(final_hidden, lm_head_, Tensor(), logits);
-    if (cfg_.final_soft_cap > 0) backend_.soft_cap(logits, float(cfg_.final_soft_cap));
+    project_logits(run_decoder(plans, kv, B), logits);  // every row: a decode row each
   };
   host_prep_s_ +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_called_).count();

@@ -45,10 +45,12 @@ TEST(CudaNccl, AGroupOfOneRunsTheShardedPathWithThePlainModelsExactLogits) {
   auto plain_b = make_cuda_backend(0), tp_b = make_cuda_backend(0);
   std::unique_ptr<Communicator> comm = nccl_group_of_one(*tp_b);
   if (!comm) GTEST_SKIP() << "no NCCL";
-  // The size-1 shard's config (the vocabulary "split" in one: logits through the all-gather)
-  // for both, so both draw the same random weights; only the TP model runs the collectives.
-  const ModelConfig cfg = shard_config(hd64_llama(), 0, 1);
-  ASSERT_EQ(cfg.vocab_count, cfg.vocab_size);
+  // A vocabulary shard holding all of it (shard_config splits only from 2 ranks): the TP model's
+  // logits go through the all-gather and its embeddings through the all-reduce. Both models
+  // have this config, so both draw the same random weights; only the TP one runs collectives.
+  ModelConfig cfg = shard_config(hd64_llama(), 0, 1);
+  cfg.vocab_first = 0;
+  cfg.vocab_count = cfg.vocab_size;
   LlamaModel plain(cfg, RandomWeights{11}, *plain_b), tp(cfg, RandomWeights{11}, *tp_b);
   tp.set_tensor_parallel(comm.get());
   for (LlamaModel* m : {&plain, &tp}) {

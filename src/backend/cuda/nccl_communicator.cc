@@ -6,10 +6,14 @@
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "backend/cuda/cuda_backend.h"
 #include "core/error.h"
@@ -106,10 +110,19 @@ class NcclCommunicator final : public Communicator {
     check_cuda(cudaSetDevice(device_), "cudaSetDevice");
     check_nccl(nccl().init_rank(&comm_, control_->size(), uid, control_->rank()),
                "ncclCommInitRank");
+    watchdog_ = std::thread([this] { watch(); });
   }
   ~NcclCommunicator() override {
+    {
+      std::lock_guard<std::mutex> lock(watch_mu_);
+      stopping_ = true;
+    }
+    watch_cv_.notify_all();
+    watchdog_.join();
+    // A failed group's kernels may wait on a rank that is gone: abort before anything syncs.
+    if (!failure().empty()) abort_nccl();
     if (scratch_) cudaFree(scratch_);
-    if (comm_ && !aborted_) nccl().destroy(comm_);
+    if (!aborted_.exchange(true)) nccl().destroy(comm_);
   }
 
   int rank() const override { return control_->rank(); }
@@ -146,26 +159,63 @@ class NcclCommunicator final : public Communicator {
   }
 
   void broadcast(std::vector<std::byte>& bytes, int root, Wait wait = Wait::Bounded) override {
+    std::lock_guard<std::mutex> lock(control_mu_);
     control_->broadcast(bytes, root, wait);
   }
 
   void abort(const std::string& why) override {
-    control_->abort(why);
-    if (comm_ && !aborted_) nccl().abort(comm_);  // a rank stuck in a collective returns
-    aborted_ = true;
+    {
+      std::lock_guard<std::mutex> lock(control_mu_);
+      control_->abort(why);
+    }
+    abort_nccl();  // a rank stuck in a collective returns
   }
 
   std::string failure() override {
-    std::string why = control_->failure();
-    if (why.empty() && comm_ && !aborted_) {
-      ncclResult_t async = ncclSuccess;
-      if (nccl().async_error(comm_, &async) == ncclSuccess && async != ncclSuccess)
-        why = fmt::format("NCCL: {}", nccl().error_string(async));
+    std::string why;
+    {
+      std::lock_guard<std::mutex> lock(control_mu_);
+      why = control_->failure();
+    }
+    if (why.empty()) why = nccl_error();
+    if (why.empty()) {
+      std::lock_guard<std::mutex> w(why_mu_);
+      why = watchdog_why_;
     }
     return why;
   }
 
  private:
+  // While a pass runs, rank 0 waits in a stream sync that a dead rank would make endless: every
+  // 200 ms this thread looks at the control links (rank 0; a rank that failed or whose process
+  // ended) and at NCCL's own error state, and aborts the NCCL group if either says so, which
+  // ends the waiting kernels. The other ranks learn of rank 0's end from their own links.
+  void watch() {
+    std::unique_lock<std::mutex> lock(watch_mu_);
+    while (!watch_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_; })) {
+      if (aborted_) continue;
+      std::string why = nccl_error();
+      std::unique_lock<std::mutex> control(control_mu_, std::try_to_lock);
+      if (why.empty() && control.owns_lock() && rank() == 0) why = control_->failure();
+      if (why.empty()) continue;
+      {
+        std::lock_guard<std::mutex> w(why_mu_);
+        watchdog_why_ = why;
+      }
+      abort_nccl();
+    }
+  }
+  std::string nccl_error() {
+    if (aborted_) return {};
+    ncclResult_t async = ncclSuccess;
+    if (nccl().async_error(comm_, &async) == ncclSuccess && async != ncclSuccess)
+      return fmt::format("NCCL: {}", nccl().error_string(async));
+    return {};
+  }
+  void abort_nccl() {
+    if (!aborted_.exchange(true)) nccl().abort(comm_);
+  }
+
   ncclComm_t live() const {
     NC_CHECK(!aborted_, "tensor parallel: the NCCL communicator was aborted: {}",
              control_->failure());
@@ -195,10 +245,17 @@ class NcclCommunicator final : public Communicator {
 
  private:
   std::unique_ptr<Communicator> control_;
+  std::mutex control_mu_;  // the control group is used by this rank's thread and the watchdog
   int device_;
   cudaStream_t stream_;
   ncclComm_t comm_ = nullptr;
-  bool aborted_ = false;
+  std::atomic<bool> aborted_{false};  // comm_ aborted or destroyed: never used again
+  std::thread watchdog_;
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  bool stopping_ = false;
+  std::mutex why_mu_;
+  std::string watchdog_why_;  // why the watchdog aborted the group
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
 };
