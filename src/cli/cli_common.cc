@@ -23,7 +23,9 @@ void set_command_line(int argc, char** argv) {
   stored_command_line().assign(argv, argv + argc);
 }
 
-const std::vector<std::string>& command_line() { return stored_command_line(); }
+const std::vector<std::string>& command_line() {
+  return stored_command_line();
+}
 
 CLI::Option* repeatable(CLI::Option* opt) {
   return opt->expected(1)->allow_extra_args(false)->multi_option_policy(

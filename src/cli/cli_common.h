@@ -23,7 +23,7 @@ struct EngineFlags {
   // the process when the flag is parsed; it wins over NC_CPU_ACTIVATIONS.
   std::string cpu_activations;
   std::string memory_trace;  // --memory-trace FILE: Chrome trace JSON of the KV pages per step
-  int tp_rank = -1;  // --tp-rank (hidden): this process serves that rank (cli/tp_ranks.h)
+  int tp_rank = -1;          // --tp-rank (hidden): this process serves that rank (cli/tp_ranks.h)
   void add_to(CLI::App& app, bool with_trace = true);
   // The --memory-trace writer (null without the flag), its file open: call it before any work
   // so that a path that cannot be written fails first (nc::Error naming it).

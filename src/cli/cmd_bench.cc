@@ -18,10 +18,10 @@
 #include <memory>
 
 #include "cli/cli_common.h"
-#include "cli/tp_ranks.h"
 #include "cli/cpu_floor.h"
 #include "cli/page_peaks.h"
 #include "cli/py_random.h"
+#include "cli/tp_ranks.h"
 #include "core/error.h"
 
 namespace nc::cli {

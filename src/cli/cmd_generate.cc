@@ -7,8 +7,8 @@
 #include <memory>
 
 #include "cli/cli_common.h"
-#include "cli/tp_ranks.h"
 #include "cli/cpu_floor.h"
+#include "cli/tp_ranks.h"
 #include "core/error.h"
 
 namespace nc::cli {

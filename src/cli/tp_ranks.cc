@@ -77,8 +77,8 @@ void TensorParallelRanks::start_children(int first_rank, int count) {
   const pid_t parent = ::getpid();
   for (int r = first_rank; r < first_rank + count; ++r) {
     std::vector<std::string> args = command_line();
-    args.insert(args.end(), {"--dist-init-addr", cfg_.dist_init_addr, "--tp-rank",
-                             std::to_string(r)});
+    args.insert(args.end(),
+                {"--dist-init-addr", cfg_.dist_init_addr, "--tp-rank", std::to_string(r)});
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -1,8 +1,8 @@
 // Tensor parallelism's communicator between processes, over TCP (dist/socket_group.h).
 #include "dist/socket_group.h"
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "core/error.h"
@@ -28,11 +28,16 @@ constexpr std::chrono::milliseconds kAbortSendTime{1000};
 
 const char* socket_op_name(Op op) {
   switch (op) {
-    case Op::Hello: return "set-up";
-    case Op::AllReduce: return "all_reduce_sum";
-    case Op::AllGather: return "all_gather";
-    case Op::Broadcast: return "broadcast";
-    case Op::Abort: return "abort";
+    case Op::Hello:
+      return "set-up";
+    case Op::AllReduce:
+      return "all_reduce_sum";
+    case Op::AllGather:
+      return "all_gather";
+    case Op::Broadcast:
+      return "broadcast";
+    case Op::Abort:
+      return "abort";
   }
   return "an unknown message";
 }
@@ -55,8 +60,8 @@ int64_t expect(TcpLink& link, Op op, int64_t bytes, Deadline d) {
     link.recv(why.data(), why.size(), d, "abort");
     fail("tensor parallel: {} stopped the group: {}", link.peer(), why);
   }
-  NC_CHECK(h.op == op, "tensor parallel: this rank called {} where {} called {}", socket_op_name(op),
-           link.peer(), socket_op_name(h.op));
+  NC_CHECK(h.op == op, "tensor parallel: this rank called {} where {} called {}",
+           socket_op_name(op), link.peer(), socket_op_name(h.op));
   NC_CHECK(bytes < 0 || h.bytes == bytes, "tensor parallel {}: this rank has {} bytes, {} has {}",
            socket_op_name(op), bytes, link.peer(), h.bytes);
   return h.bytes;

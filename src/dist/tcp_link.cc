@@ -18,7 +18,9 @@
 namespace nc {
 namespace {
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 // The first IPv4 address of host:port (numeric or a name).
 sockaddr_storage resolve(const HostPort& hp, socklen_t* len) {
@@ -60,8 +62,8 @@ HostPort parse_host_port(const std::string& text) {
 
 int Deadline::poll_ms() const {
   if (unbounded()) return -1;
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      at_ - std::chrono::steady_clock::now());
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(at_ - std::chrono::steady_clock::now());
   return int(std::clamp<int64_t>(left.count(), 0, 1 << 30));
 }
 
@@ -80,8 +82,8 @@ void TcpLink::wait(short events, Deadline deadline, const char* what, size_t don
     const int rc = ::poll(&p, 1, deadline.poll_ms());
     if (rc > 0) return;  // ready, or an error that the read or write reports
     if (rc < 0 && errno == EINTR) continue;
-    NC_CHECK(rc < 0, "tensor parallel: timed out in {} with {} ({} of {} bytes)", what, peer_,
-             done, bytes);
+    NC_CHECK(rc < 0, "tensor parallel: timed out in {} with {} ({} of {} bytes)", what, peer_, done,
+             bytes);
     fail("tensor parallel: poll() in {} with {}: {}", what, peer_, errno_text());
   }
 }
@@ -103,8 +105,8 @@ void TcpLink::recv(void* data, size_t bytes, Deadline deadline, const char* what
     wait(POLLIN, deadline, what, done, bytes);
     const ssize_t n = ::recv(fd_, p + done, bytes - done, 0);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    NC_CHECK(n != 0, "tensor parallel: {} closed the connection in {} (its process ended?)",
-             peer_, what);
+    NC_CHECK(n != 0, "tensor parallel: {} closed the connection in {} (its process ended?)", peer_,
+             what);
     NC_CHECK(n > 0, "tensor parallel: {} lost in {} ({})", peer_, what, errno_text());
     done += size_t(n);
   }

@@ -265,7 +265,9 @@ void Engine::abort(RequestId id) {
   impl_->requests->finish(*r, FinishReason::Abort);
 }
 
-std::string Engine::health_error() { return impl_->model->health_error(); }
+std::string Engine::health_error() {
+  return impl_->model->health_error();
+}
 
 bool Engine::has_unfinished() const {
   // The step in flight's tokens come with the next step().

@@ -5,8 +5,8 @@
 
 #include "backend/backend.h"
 #include "core/error.h"
-#include "engine/memory_plan.h"
 #include "engine/llama_step_model.h"
+#include "engine/memory_plan.h"
 #include "engine/step_model.h"
 #include "engine/tp_step_model.h"
 #include "kv/page_pool.h"

@@ -48,7 +48,8 @@ bool run_command(StepModel& shard, std::span<const std::byte> bytes) {
       // The pass is queued (run, on the CPU); its logits stay unread: rank 0 samples.
       (void)shard.forward_async(decode_forward_input(payload));
       return true;
-    case TpCommand::Stop: return false;
+    case TpCommand::Stop:
+      return false;
   }
   fail("tensor parallel: unknown command {} from rank 0", int(bytes[0]));
 }
@@ -70,7 +71,9 @@ std::vector<std::byte> tp_forward_command(const ForwardInput& in) {
   return out;
 }
 
-std::vector<std::byte> tp_stop_command() { return command(TpCommand::Stop, {}); }
+std::vector<std::byte> tp_stop_command() {
+  return command(TpCommand::Stop, {});
+}
 
 TpSource load_tp_source(const std::string& path, const StepModelOptions& o) {
   TpSource s;

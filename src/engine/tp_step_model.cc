@@ -210,12 +210,11 @@ std::unique_ptr<StepModel> make_tensor_parallel_step_model(const std::string& pa
   auto shard = make_tp_shard(src, o, 0, size, rank_backend(o, 0, size));
   src = TpSource{};  // the checkpoint's mapping, now that the shard holds its copy
   std::unique_ptr<Communicator> comm =
-      tensor_comm(o, shard->backend(), make_socket_root(std::move(listener), size, kJoinTimeout,
-                                                        kCollectiveTimeout));
+      tensor_comm(o, shard->backend(),
+                  make_socket_root(std::move(listener), size, kJoinTimeout, kCollectiveTimeout));
   shard->model().set_tensor_parallel(comm.get());
-  return std::make_unique<TensorParallelStepModel>(std::move(comm), std::move(shard),
-                                                   TensorParallelStepModel::Workers{},
-                                                   o.backend == "cpu");
+  return std::make_unique<TensorParallelStepModel>(
+      std::move(comm), std::move(shard), TensorParallelStepModel::Workers{}, o.backend == "cpu");
 }
 
 void run_tensor_parallel_worker(const std::string& path, const StepModelOptions& o, int rank) {
@@ -225,9 +224,9 @@ void run_tensor_parallel_worker(const std::string& path, const StepModelOptions&
               "tensor parallel rank {} outside [1, {})", rank, size);
   std::unique_ptr<LlamaStepModel> shard =
       make_tp_shard(load_tp_source(path, o), o, rank, size, rank_backend(o, rank, size));
-  std::unique_ptr<Communicator> comm = tensor_comm(
-      o, shard->backend(),
-      make_socket_peer(group_address(o), rank, size, kJoinTimeout, kCollectiveTimeout));
+  std::unique_ptr<Communicator> comm =
+      tensor_comm(o, shard->backend(),
+                  make_socket_peer(group_address(o), rank, size, kJoinTimeout, kCollectiveTimeout));
   shard->model().set_tensor_parallel(comm.get());
   serve_tp_rank(*shard, *comm);  // comm goes first (declared last): NCCL's group before the
                                  // backend whose teardown waits for its stream

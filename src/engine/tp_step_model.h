@@ -32,7 +32,6 @@ std::unique_ptr<StepModel> make_tensor_parallel_step_model(const std::string& pa
 // Rank `rank` (1 .. size - 1) as a process: loads its shard, joins rank 0 at
 // options.dist_init_addr and serves its steps until rank 0 stops (returns) or the group fails
 // (throws).
-void run_tensor_parallel_worker(const std::string& path, const StepModelOptions& options,
-                                int rank);
+void run_tensor_parallel_worker(const std::string& path, const StepModelOptions& options, int rank);
 
 }  // namespace nc

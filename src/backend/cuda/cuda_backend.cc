@@ -358,7 +358,9 @@ void cuda_synchronize(Backend& cuda) {
   cuda_backend(cuda, "cuda_synchronize").synchronize();
 }
 
-int cuda_device_of(Backend& cuda) { return cuda_backend(cuda, "cuda_device_of").context().device; }
+int cuda_device_of(Backend& cuda) {
+  return cuda_backend(cuda, "cuda_device_of").context().device;
+}
 
 void* cuda_stream_of(Backend& cuda) {
   return cuda_backend(cuda, "cuda_stream_of").context().stream;

@@ -90,10 +90,14 @@ void check_cuda(cudaError_t e, const char* what) {
 
 ncclDataType_t nccl_type(DType t, const char* what) {
   switch (t) {
-    case DType::F32: return ncclFloat32;
-    case DType::BF16: return ncclBfloat16;
-    case DType::F16: return ncclFloat16;
-    default: break;
+    case DType::F32:
+      return ncclFloat32;
+    case DType::BF16:
+      return ncclBfloat16;
+    case DType::F16:
+      return ncclFloat16;
+    default:
+      break;
   }
   fail("tensor parallel {}: dtype {} (f32, bf16 or f16)", what, dtype_name(t));
 }
@@ -262,7 +266,9 @@ class NcclCommunicator final : public Communicator {
 
 }  // namespace
 
-bool nccl_built() { return true; }
+bool nccl_built() {
+  return true;
+}
 
 NcclUniqueId nccl_unique_id() {
   ncclUniqueId uid;
@@ -284,7 +290,9 @@ std::unique_ptr<Communicator> make_nccl_communicator(Backend& cuda,
 
 namespace nc {
 
-bool nccl_built() { return false; }
+bool nccl_built() {
+  return false;
+}
 
 NcclUniqueId nccl_unique_id() {
   fail_as(ErrorKind::Unsupported, "NCCL: this build has no NCCL header (run tools/setup.sh)");

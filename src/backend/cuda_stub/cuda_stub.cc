@@ -18,7 +18,9 @@ std::unique_ptr<Backend> make_cuda_backend(int device_index) {
 
 namespace nc {
 
-bool nccl_built() { return false; }
+bool nccl_built() {
+  return false;
+}
 
 NcclUniqueId nccl_unique_id() {
   fail_as(ErrorKind::Unsupported, "NCCL: built without CUDA (configure with -DNC_CUDA=ON)");
