@@ -19,7 +19,7 @@
 #   tools/gpu_fp8.sh BUNDLE
 #
 # About 7 minutes with the unpacking (8b is most of it). NC_PARTS picks parts (default
-# "ceilings tests kernels nano 8b").
+# "ceilings tests kernels nano 8b"), NC_8B_BATCHES the 8b part's batches (default "64 256").
 set -uo pipefail
 bundle=${1:?usage: tools/gpu_fp8.sh BUNDLE}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,7 +73,7 @@ bench() {
     bench nano_fp8w_fp8kv -- "${N[@]}" --kv-cache-dtype fp8 --quantization fp8
   fi
   if want 8b; then
-    for b in 64 256; do
+    for b in ${NC_8B_BATCHES:-64 256}; do
       L=(--model "$nc/configs/llama-3-8b.json" --max-model-len 4096 --max-num-batched-tokens 16384
          --max-num-seqs 512 --no-prefix-cache --no-cascade --workload shared-prefix --system-len 0
          --prompts-per-group 1 --question-len 512 --output-len 512 --groups "$b")
