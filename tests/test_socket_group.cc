@@ -45,18 +45,23 @@ Outcome run_ranks(int size, milliseconds timeout,
   out.errors.resize(static_cast<size_t>(size));
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;
+  // Rank 0's end stays open until every rank is done, as a live rank 0 process's does (the
+  // others close theirs when their thread ends, as a process that exits does).
+  std::unique_ptr<Communicator> root;
   for (int r = 0; r < size; ++r)
     threads.emplace_back([&, r] {
+      std::unique_ptr<Communicator> mine;
       try {
-        std::unique_ptr<Communicator> comm =
-            r == 0 ? make_socket_root(std::move(listener), size, milliseconds(10000), timeout)
-                   : make_socket_peer(at, r, size, milliseconds(10000), timeout);
+        std::unique_ptr<Communicator>& comm = r == 0 ? root : mine;
+        comm = r == 0 ? make_socket_root(std::move(listener), size, milliseconds(10000), timeout)
+                      : make_socket_peer(at, r, size, milliseconds(10000), timeout);
         body(r, *comm);
       } catch (const std::exception& e) {
         out.errors[size_t(r)] = e.what();
       }
     });
   for (std::thread& t : threads) t.join();
+  root.reset();
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
 }

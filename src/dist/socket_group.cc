@@ -196,9 +196,26 @@ class SocketCommunicator final : public Communicator {
       body(Deadline::after(timeout_));
     } catch (const Error& e) {
       failure_ = e.what();
+      // A send that failed because rank 0 stopped the group and closed: its reason, when it
+      // arrived before the close, names the rank that failed.
+      const std::string why = rank_ != 0 ? pending_abort(*links_[0]) : std::string();
+      if (!why.empty()) failure_ = why;
       tell_others(failure_);
+      if (!why.empty()) fail("{}", why);
       throw;
     }
+  }
+
+  // The abort waiting on `link`, as its error text; "" if none is there.
+  static std::string pending_abort(TcpLink& link) {
+    if (!link.readable()) return {};
+    try {
+      expect(link, Op::Abort, -1, Deadline::after(std::chrono::milliseconds(100)));
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      if (what.find("stopped the group") != std::string::npos) return what;
+    }
+    return {};
   }
 
   void tell_others(const std::string& why) {
