@@ -86,3 +86,9 @@ bench() {
     done
   fi
 } 2>&1 | tee "$out/fp8.log"
+# The device tool returns at most 8 files a call: under $OUT everything but the console goes into
+# one archive (NC_KEEP_FILES=1 keeps the loose files).
+if [ -n "${OUT:-}" ] && [ "${NC_KEEP_FILES:-0}" != 1 ]; then
+  (cd "$out" && find . -maxdepth 1 -type f ! -name fp8.log ! -name '*.tar.xz' -printf '%P\n' \
+     | tar -cJf fp8_results.tar.xz -T - --remove-files)
+fi

@@ -90,3 +90,9 @@ bench() {  # bench NAME [flags...]: one `nanocascade bench` run, console and JSO
     bench nodes_single "${L8[@]}" --groups 16 --tensor-parallel-size 2
   fi
 } 2>&1 | tee "$out/tp.log"
+# The device tool returns at most 8 files a call: under $OUT everything but the console goes into
+# one archive (NC_KEEP_FILES=1 keeps the loose files).
+if [ -n "${OUT:-}" ] && [ "${NC_KEEP_FILES:-0}" != 1 ]; then
+  (cd "$out" && find . -maxdepth 1 -type f ! -name tp.log ! -name '*.tar.xz' -printf '%P\n' \
+     | tar -cJf tp_results.tar.xz -T - --remove-files)
+fi
