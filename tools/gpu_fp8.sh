@@ -26,10 +26,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-gpu_out}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-nc=/tmp/nc
-rm -rf "$nc" && tar -C /tmp -xJf "$bundle" || exit 1
-export LD_LIBRARY_PATH="$nc/lib:${LD_LIBRARY_PATH:-}"
-export NC_JIT_INCLUDE_DIR="$nc/jit" NC_JIT_CACHE="$nc/jit_cache"
+source "$(dirname "$0")/gpu_bundle.sh"
+gpu_unpack "$bundle" || exit 1
 parts=" ${NC_PARTS:-ceilings tests kernels nano 8b} "
 want() { [[ "$parts" == *" $1 "* ]]; }
 
@@ -86,9 +84,4 @@ bench() {
     done
   fi
 } 2>&1 | tee "$out/fp8.log"
-# The device tool returns at most 8 files a call: under $OUT everything but the console goes into
-# one archive (NC_KEEP_FILES=1 keeps the loose files).
-if [ -n "${OUT:-}" ] && [ "${NC_KEEP_FILES:-0}" != 1 ]; then
-  (cd "$out" && find . -maxdepth 1 -type f ! -name fp8.log ! -name '*.tar.xz' -printf '%P\n' \
-     | tar -cJf fp8_results.tar.xz -T - --remove-files)
-fi
+gpu_pack_out "$out" fp8 fp8.log

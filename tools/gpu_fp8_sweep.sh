@@ -13,8 +13,8 @@ out=${OUT:-gpu_out}
 mkdir -p "$out"
 log=$(cd "$out" && pwd)/sweep.log
 { nvidia-smi --query-gpu=name --format=csv,noheader; date -u; } > "$log"
-nc=/tmp/nc; rm -rf $nc; tar -C /tmp -xJf "$bundle" || exit 1
-export LD_LIBRARY_PATH=$nc/lib NC_JIT_INCLUDE_DIR=$nc/jit NC_JIT_CACHE=$nc/jit_cache
+source "$(dirname "$0")/gpu_bundle.sh"
+gpu_unpack "$bundle" || exit 1
 timeout 60 python3 "$repo/bench/gpu_ceilings.py" >> "$log" 2>&1
 for w in ${NC_WAVES:-3 2 4}; do
   for mc in ${NC_MIN_CHUNKS:-256 128 512}; do

@@ -22,9 +22,8 @@ bundle=${1:?usage: tools/gpu_host_tier.sh BUNDLE}
 out=${OUT:-gpu_out}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-nc=/tmp/nc
-rm -rf "$nc" && tar -C /tmp -xJf "$bundle" || exit 1
-export LD_LIBRARY_PATH="$nc/lib:${LD_LIBRARY_PATH:-}"
+source "$(dirname "$0")/gpu_bundle.sh"
+gpu_unpack "$bundle" || exit 1
 cd "$nc"
 FLAGS=(--backend cuda --load-format dummy --model configs/qwen3-0.6b.json --max-model-len 8192
        --max-num-batched-tokens 16384 --max-num-seqs 256 --kv-cache-memory "${NC_KV:-22GiB}")

@@ -29,11 +29,8 @@ bundle=${1:?usage: tools/gpu_moe_mla.sh BUNDLE}
 out=${OUT:-gpu_out}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-nc=/tmp/nc
-rm -rf "$nc" && tar -C /tmp -xJf "$bundle" || exit 1
-export LD_LIBRARY_PATH="$nc/lib:${LD_LIBRARY_PATH:-}"
-export NC_FIXTURES_DIR_OVERRIDE="$nc/fixtures"
-export NC_JIT_INCLUDE_DIR="$nc/jit" NC_JIT_CACHE="$nc/jit_cache"
+source "$(dirname "$0")/gpu_bundle.sh"
+gpu_unpack "$bundle" || exit 1
 cd "$nc"
 t=${NC_TIMEOUT:-75}
 parts=" ${NC_PARTS:-tests moe mla e2e} "

@@ -23,10 +23,9 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-gpu_out}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-nc=/tmp/nc
-rm -rf "$nc" && tar -C /tmp -xJf "$bundle" || exit 1
-export LD_LIBRARY_PATH="$nc/lib:${LD_LIBRARY_PATH:-}" NCCL_NVLS_ENABLE=0
-export NC_JIT_INCLUDE_DIR="$nc/jit" NC_JIT_CACHE="$nc/jit_cache"
+source "$(dirname "$0")/gpu_bundle.sh"
+gpu_unpack "$bundle" || exit 1
+export NCCL_NVLS_ENABLE=0
 export NC_NCCL_LIBRARY=${NC_NCCL_LIBRARY:-$(python3 -c \
   "import nvidia.nccl as n; print(list(n.__path__)[0])")/lib/libnccl.so.2}
 parts=" ${NC_PARTS:-ceilings busbw tests 8b 70b nodes} "
@@ -90,9 +89,4 @@ bench() {  # bench NAME [flags...]: one `nanocascade bench` run, console and JSO
     bench nodes_single "${L8[@]}" --groups 16 --tensor-parallel-size 2
   fi
 } 2>&1 | tee "$out/tp.log"
-# The device tool returns at most 8 files a call: under $OUT everything but the console goes into
-# one archive (NC_KEEP_FILES=1 keeps the loose files).
-if [ -n "${OUT:-}" ] && [ "${NC_KEEP_FILES:-0}" != 1 ]; then
-  (cd "$out" && find . -maxdepth 1 -type f ! -name tp.log ! -name '*.tar.xz' -printf '%P\n' \
-     | tar -cJf tp_results.tar.xz -T - --remove-files)
-fi
+gpu_pack_out "$out" tp tp.log
