@@ -12,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "comm_test_util.h"
 #include "core/error.h"
 #include "dist/socket_group.h"
 
@@ -19,17 +20,10 @@ namespace nc {
 namespace {
 
 using std::chrono::milliseconds;
-
-Tensor host_f32(const std::vector<float>& v, Shape shape) {
-  Tensor t = Tensor::empty_host(std::move(shape), DType::F32);
-  std::memcpy(t.data(), v.data(), v.size() * sizeof(float));
-  return t;
-}
-
-std::vector<float> values(const Tensor& t) {
-  const float* p = static_cast<const float*>(t.data());
-  return std::vector<float>(p, p + t.numel());
-}
+using testing::host_f32;
+using testing::rank_inputs;
+using testing::rank_order_sum;
+using testing::values;
 
 // Runs body(rank, comm) for `size` ranks, each a thread with its own TCP connection; returns
 // each rank's error ("" if none) and how long the slowest took.
@@ -69,14 +63,8 @@ Outcome run_ranks(int size, milliseconds timeout,
 TEST(SocketGroup, AllReduceSumsInRankOrderWithTheSameBitsEverywhere) {
   for (int size : {1, 2, 4}) {
     const int64_t n = 5000;
-    std::vector<std::vector<float>> inputs(static_cast<size_t>(size));
-    std::mt19937 rng(static_cast<uint32_t>(size));
-    std::normal_distribution<float> normal(0.0f, 1e3f);
-    for (auto& v : inputs)
-      for (int64_t i = 0; i < n; ++i) v.push_back(normal(rng) * (i % 7 == 0 ? 1e-6f : 1.0f));
-    std::vector<float> want = inputs[0];
-    for (int r = 1; r < size; ++r)
-      for (int64_t i = 0; i < n; ++i) want[size_t(i)] += inputs[size_t(r)][size_t(i)];
+    const auto inputs = rank_inputs(size, n);
+    const std::vector<float> want = rank_order_sum(inputs);
     std::vector<std::vector<float>> got(static_cast<size_t>(size));
     const Outcome o = run_ranks(size, milliseconds(10000), [&](int r, Communicator& c) {
       Tensor t = host_f32(inputs[size_t(r)], {n});

@@ -12,6 +12,11 @@
 //     left in use; a size that does not split the model and the cuda backend are refused by name.
 //   - A rank that never runs its pass stops the others within the group's timeout, naming it;
 //     models that do not split are refused by name.
+//   - Ranks that meet over TCP (engine/tp_step_model.h's processes, here threads of the test so
+//     that the sanitizers see both ends: ranks 1..3 run by run_tensor_parallel_worker, as
+//     `nanocascade --tp-rank` runs them): the thread group's greedy tokens, with preemption;
+//     every worker returns once the engine is gone; a worker that leaves mid-run stops the
+//     engine's next step with an error naming it.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -21,8 +26,11 @@
 #include <thread>
 
 #include "core/error.h"
+#include "dist/socket_group.h"
+#include "dist/tcp_link.h"
 #include "dist/thread_group.h"
 #include "engine/step_model.h"
+#include "engine/tp_step_model.h"
 #include "fake_model.h"
 #include "formats/gguf.h"
 #include "golden.h"
@@ -176,11 +184,22 @@ TEST(SmolLM2TensorParallelSlow, ThreeRanksMatchTransformersAndGreedyTokens) {
   }
 }
 
-// An engine over tiny-llama on the CPU with `tp` ranks and a pool of `pages` pages of 4 tokens.
-std::unique_ptr<Engine> tiny_tp_engine(int tp, int pages) {
+const std::string kTinyLlama = "/tiny-llama";
+
+// tiny-llama split as `o` says (o.tensor_parallel_size ranks: threads, or ranks meeting at
+// o.dist_init_addr).
+std::unique_ptr<StepModel> tiny_llama(const StepModelOptions& o) {
+  return make_llama_step_model(testing::fixtures_dir() + kTinyLlama, o);
+}
+
+StepModelOptions split(int tp) {
   StepModelOptions o;
   o.tensor_parallel_size = tp;
-  auto model = make_llama_step_model(testing::fixtures_dir() + "/tiny-llama", o);
+  return o;
+}
+
+// An engine on the CPU over `model` with a pool of `pages` pages of 4 tokens.
+std::unique_ptr<Engine> engine_over(std::unique_ptr<StepModel> model, int pages) {
   EngineConfig cfg;
   cfg.page_size = 4;
   cfg.max_num_batched_tokens = 24;
@@ -188,21 +207,24 @@ std::unique_ptr<Engine> tiny_tp_engine(int tp, int pages) {
   return std::make_unique<Engine>(cfg, std::move(model), std::make_unique<fake::FakeCodec>());
 }
 
-TEST(TensorParallelEngine, SameGreedyTokensAsThePlainModel) {
-  std::mt19937 rng(5);
-  std::vector<std::vector<int32_t>> prompts;
-  for (int i = 0; i < 12; ++i) {
+// n prompts of 1..30 ids below 512.
+std::vector<std::vector<int32_t>> random_prompts(int n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<std::vector<int32_t>> out;
+  for (int i = 0; i < n; ++i) {
     std::vector<int32_t> p(size_t(1 + rng() % 30));
     for (int32_t& t : p) t = int32_t(rng() % 512);
-    prompts.push_back(p);
+    out.push_back(p);
   }
-  SamplingParams sp;
-  sp.temperature = 0;
-  sp.max_tokens = 16;
-  sp.ignore_eos = true;
-  const auto want = tiny_tp_engine(1, 256)->generate(prompts, sp);
+  return out;
+}
+
+TEST(TensorParallelEngine, SameGreedyTokensAsThePlainModel) {
+  const auto prompts = random_prompts(12, 5);
+  const SamplingParams sp = fake::greedy_ignoring_eos(16);
+  const auto want = engine_over(tiny_llama(split(1)), 256)->generate(prompts, sp);
   for (int tp : {2, 4}) {
-    auto e = tiny_tp_engine(tp, 14);  // 56 tokens: one request at a time fits, so some wait
+    auto e = engine_over(tiny_llama(split(tp)), 14);  // 56 tokens: one at a time fits, some wait
     const auto got = e->generate(prompts, sp);
     for (size_t i = 0; i < prompts.size(); ++i)
       EXPECT_EQ(got[i].token_ids, want[i].token_ids) << "tp " << tp << " prompt " << i;
@@ -221,12 +243,8 @@ TEST(TensorParallelEngine, RandomWeightsWithATiedSplitVocabularyRun) {
   cfg.page_size = 4;
   cfg.kv_cache_memory = std::to_string(model->kv_bytes_per_page(4) * 64);
   Engine e(cfg, std::move(model), std::make_unique<fake::FakeCodec>());
-  SamplingParams sp;
-  sp.temperature = 0;
-  sp.max_tokens = 6;
-  sp.ignore_eos = true;
   const std::vector<std::vector<int32_t>> prompts{{1, 2, 3}, {500, 7}};
-  const auto out = e.generate(prompts, sp);
+  const auto out = e.generate(prompts, fake::greedy_ignoring_eos(6));
   ASSERT_EQ(out.size(), 2u);
   for (const auto& o2 : out) EXPECT_EQ(o2.token_ids.size(), 6u);
 }
@@ -290,6 +308,74 @@ TEST(TensorParallelFaults, ModelsThatDoNotSplitAreRefusedByName) {
   const LoadedModel moe = load_model(testing::fixtures_dir() + "/tiny-qwen3-moe");
   EXPECT_THROW(shard_config(moe.config, 0, 2), Error);
   EXPECT_THROW(shard_weights(lm.config, lm.weights, 2, 2), Error);  // rank outside the group
+}
+
+// Ranks 1..size-1 of a group at `addr`, each on its own thread; their errors ("" if none).
+struct Workers {
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors;
+  Workers(const std::string& path, StepModelOptions o, int size) : errors(size_t(size)) {
+    for (int r = 1; r < size; ++r)
+      threads.emplace_back([this, path, o, r] {
+        try {
+          run_tensor_parallel_worker(path, o, r);
+        } catch (const std::exception& e) {
+          errors[size_t(r)] = e.what();
+        }
+      });
+  }
+  void join() {
+    for (std::thread& t : threads) t.join();
+    threads.clear();
+  }
+  ~Workers() { join(); }
+};
+
+TEST(TensorParallelSockets, RanksOverTcpGiveTheThreadGroupsTokens) {
+  const std::string path = testing::fixtures_dir() + kTinyLlama;
+  const auto ps = random_prompts(10, 9);
+  const auto want =
+      engine_over(tiny_llama(split(4)), 256)->generate(ps, fake::greedy_ignoring_eos(12));
+  StepModelOptions sockets = split(4);
+  sockets.dist_init_addr = free_local_address();
+  Workers workers(path, sockets, 4);
+  {
+    auto e = engine_over(tiny_llama(sockets), 14);  // some requests must wait
+    const auto got = e->generate(ps, fake::greedy_ignoring_eos(12));
+    for (size_t i = 0; i < ps.size(); ++i)
+      EXPECT_EQ(got[i].token_ids, want[i].token_ids) << "prompt " << i;
+    EXPECT_GT(e->stats().num_preemptions, 0);
+    EXPECT_EQ(e->health_error(), "");
+  }  // the engine's model stops the workers
+  workers.join();
+  for (const std::string& err : workers.errors) EXPECT_EQ(err, "");
+}
+
+TEST(TensorParallelSockets, AWorkerThatLeavesStopsTheEngineNamingIt) {
+  StepModelOptions o = split(2);
+  o.dist_init_addr = free_local_address();
+  // Rank 1 joins, takes the engine's set-up commands (reserve, allocate the pages), then its
+  // "process" ends: its end of the connection closes.
+  std::thread leaver([&] {
+    try {
+      auto comm = make_socket_peer(parse_host_port(o.dist_init_addr), 1, 2,
+                                   std::chrono::seconds(30), std::chrono::seconds(30));
+      for (int command = 0; command < 2; ++command) {
+        std::vector<std::byte> bytes;
+        comm->broadcast(bytes, 0, Communicator::Wait::Unbounded);
+      }
+    } catch (const std::exception&) {
+    }
+  });
+  auto e = engine_over(tiny_llama(o), 64);
+  leaver.join();
+  try {
+    e->generate(random_prompts(2, 9), fake::greedy_ignoring_eos(4));
+    FAIL() << "a step ran without rank 1";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("rank 1"), std::string::npos) << err.what();
+  }
+  EXPECT_NE(e->health_error().find("rank 1"), std::string::npos) << e->health_error();
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "comm_test_util.h"
 #include "core/error.h"
 #include "dist/thread_group.h"
 
@@ -18,17 +19,10 @@ namespace nc {
 namespace {
 
 using std::chrono::milliseconds;
-
-Tensor host_f32(const std::vector<float>& v, Shape shape) {
-  Tensor t = Tensor::empty_host(std::move(shape), DType::F32);
-  std::memcpy(t.data(), v.data(), v.size() * sizeof(float));
-  return t;
-}
-
-std::vector<float> values(const Tensor& t) {
-  const float* p = static_cast<const float*>(t.data());
-  return std::vector<float>(p, p + t.numel());
-}
+using testing::host_f32;
+using testing::rank_inputs;
+using testing::rank_order_sum;
+using testing::values;
 
 // Runs body(rank, comm) on `size` threads; returns each rank's error message ("" if none).
 std::vector<std::string> run_ranks(const std::shared_ptr<ThreadGroup>& group,
@@ -51,16 +45,8 @@ std::vector<std::string> run_ranks(const std::shared_ptr<ThreadGroup>& group,
 TEST(ThreadGroup, AllReduceSumsInRankOrderWithTheSameBitsEverywhere) {
   for (int size : {1, 2, 3, 4}) {
     const int64_t n = 1000;
-    std::vector<std::vector<float>> inputs(static_cast<size_t>(size));
-    std::mt19937 rng(static_cast<uint32_t>(size));
-    std::normal_distribution<float> normal(0.0f, 1e3f);
-    for (auto& v : inputs)
-      for (int64_t i = 0; i < n; ++i) v.push_back(normal(rng) * (i % 7 == 0 ? 1e-6f : 1.0f));
-    std::vector<float> want(size_t(n), 0.0f);
-    for (int64_t i = 0; i < n; ++i) {
-      want[size_t(i)] = inputs[0][size_t(i)];
-      for (int r = 1; r < size; ++r) want[size_t(i)] += inputs[size_t(r)][size_t(i)];
-    }
+    const auto inputs = rank_inputs(size, n);
+    const std::vector<float> want = rank_order_sum(inputs);
     std::vector<std::vector<float>> got(static_cast<size_t>(size));
     auto group = ThreadGroup::make(size, milliseconds(10000));
     const auto errors = run_ranks(group, [&](int r, Communicator& c) {

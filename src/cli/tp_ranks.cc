@@ -1,7 +1,6 @@
 // Tensor parallelism's processes on this machine (cli/tp_ranks.h).
 #include "cli/tp_ranks.h"
 
-#include <fmt/format.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -35,12 +34,6 @@ void check_layout(const EngineConfig& c) {
   NC_CHECK_AS(ErrorKind::InvalidArgument, c.nnodes == 1 || !c.dist_init_addr.empty(),
               "--nnodes {} needs --dist-init-addr (host:port of node 0)", c.nnodes);
   if (!c.dist_init_addr.empty()) (void)parse_host_port(c.dist_init_addr);  // names a bad one
-}
-
-// A port of 127.0.0.1 free now (the group's rank 0 binds it again at once).
-std::string free_local_address() {
-  TcpListener probe(HostPort{"127.0.0.1", 0});
-  return fmt::format("127.0.0.1:{}", probe.port());
 }
 
 }  // namespace

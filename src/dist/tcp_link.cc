@@ -163,6 +163,11 @@ std::string try_connect(int fd, const sockaddr_storage& addr, socklen_t len, int
   return err == 0 ? std::string() : std::string(std::strerror(err));
 }
 
+std::string free_local_address() {
+  const TcpListener probe(HostPort{"127.0.0.1", 0});
+  return fmt::format("127.0.0.1:{}", probe.port());
+}
+
 std::unique_ptr<TcpLink> tcp_connect(const HostPort& to, Deadline deadline) {
   socklen_t len = 0;
   const sockaddr_storage addr = resolve(to, &len);

@@ -81,4 +81,7 @@ class TcpListener {
 
 std::unique_ptr<TcpLink> tcp_connect(const HostPort& to, Deadline deadline);
 
+// "127.0.0.1:<port>" with a port free now (for a group on one machine: rank 0 binds it at once).
+std::string free_local_address();
+
 }  // namespace nc

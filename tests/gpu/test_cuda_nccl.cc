@@ -10,6 +10,7 @@
 #include "gpu_test_util.h"
 #include "model/tensor_parallel.h"
 #include "seq_runner.h"
+#include "synthetic_model.h"
 
 namespace nc::testing {
 namespace {
@@ -27,17 +28,10 @@ std::unique_ptr<Communicator> nccl_group_of_one(Backend& cuda) {
   }
 }
 
+// The synthetic head_dim-64 Llama, untied (the vocabulary shard's head is its own tensor).
 ModelConfig hd64_llama() {
-  ModelConfig c;
-  c.architecture = "llama";
-  c.num_layers = 3;
-  c.hidden_size = 256;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 64;
-  c.intermediate_size = 512;
-  c.vocab_size = 1000;
-  c.max_position = 4096;
+  ModelConfig c = synthetic_config("llama");
+  c.tie_embeddings = false;
   return c;
 }
 
