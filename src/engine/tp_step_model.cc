@@ -86,10 +86,7 @@ class TensorParallelStepModel final : public StepModel {
   // the device draw would need the drawn tokens sent to the other ranks for the next step.
   std::vector<float> forward(const ForwardInput& in) override {
     send(tp_forward_command(in));
-    std::vector<float> logits = guarded([&] { return shard_->forward(in); });
-    const std::string failed = comm_->failure();
-    NC_CHECK(failed.empty(), "tensor parallel: {}", failed);
-    return logits;
+    return unfailed(guarded([&] { return shard_->forward(in); }));
   }
   std::unique_ptr<QueuedPass> forward_async(const ForwardInput& in) override {
     send(tp_forward_command(in));
@@ -98,10 +95,7 @@ class TensorParallelStepModel final : public StepModel {
   // A group that failed during the pass (an NCCL group aborted by its watchdog) may have left
   // the logits unfinished: an error, never those logits.
   std::vector<float> take_logits(QueuedPass& pass) override {
-    std::vector<float> logits = guarded([&] { return shard_->take_logits(pass); });
-    const std::string failed = comm_->failure();
-    NC_CHECK(failed.empty(), "tensor parallel: {}", failed);
-    return logits;
+    return unfailed(guarded([&] { return shard_->take_logits(pass); }));
   }
   std::vector<int> graph_batch_sizes() const override { return shard_->graph_batch_sizes(); }
   std::string health_error() override { return comm_->failure(); }
@@ -109,6 +103,12 @@ class TensorParallelStepModel final : public StepModel {
 
  private:
   void send(std::vector<std::byte> bytes) { comm_->broadcast(bytes, 0); }
+  // A pass's logits, unless the group failed while it ran.
+  std::vector<float> unfailed(std::vector<float> logits) {
+    const std::string failed = comm_->failure();
+    NC_CHECK(failed.empty(), "tensor parallel: {}", failed);
+    return logits;
+  }
   // A failure of rank 0's own pass stops the group, so the other ranks do not wait for it.
   template <typename F>
   auto guarded(F fn) -> decltype(fn()) {
