@@ -3,7 +3,8 @@
 // draws on the device) against its weight-read floor (the weights' bytes at the device-to-device
 // copy rate measured in the same run), with the kernels a step (counted from the batch-1 graph:
 // cudaGraphGetNodes) and the programmatic (PDL) edges in it, for PDL on and off and fusion on and
-// off (NC_PDL, NC_FUSE: cuda_backend.h). Defaults: configs/qwen3-0.6b.json and
+// off (NC_PDL, NC_FUSE: cuda_backend.h) and the whole-layer kernel on and off
+// (CudaBackendOptions::decode_layer: cuda_decode_layer.h). Defaults: configs/qwen3-0.6b.json and
 // configs/llama-3-8b.json (from the working directory, as gemm-decode), a 512-token context.
 #include <chrono>
 #include <cstdio>
@@ -23,15 +24,55 @@ struct B1Result {
   double step_s = 0;
   double weight_gb = 0;
   CudaGraphStats graph;
+  std::vector<uint64_t> trace;  // the whole-layer kernel's (NC_DECODE_LAYER_TRACE=1)
 };
+
+// The trace's intervals (us, averaged over the launches after the first `skip`): each stage and
+// barrier as block 0 saw it, and the gap from one launch's end to the next one's start.
+void print_trace(const std::vector<uint64_t>& t, int layers) {
+  constexpr int S = 11;
+  const size_t n = t.empty() ? 0 : size_t(t[0]);
+  if (n < size_t(4 * layers) || t.size() < 1 + n * S) return;
+  static const char* names[] = {"to the PDL wait",
+                                "S1 qkv",
+                                "barrier 1",
+                                "S2 attention",
+                                "barrier 2",
+                                "S3 o",
+                                "barrier 3",
+                                "S4 gate/up",
+                                "barrier 4",
+                                "S5 down",
+                                "gap to the next launch"};
+  double sum[S] = {};
+  size_t count = 0, gaps = 0;
+  for (size_t i = n / 2; i < n; ++i) {  // the second half: warm, captured launches
+    const uint64_t* st = &t[1 + i * S];
+    for (int k = 0; k + 1 < S; ++k) sum[k] += double(st[k + 1] - st[k]) * 1e-3;
+    ++count;
+    if (i + 1 < n && (i + 1) % size_t(layers) != 0) {  // the next layer of the same step
+      sum[S - 1] += double(t[1 + (i + 1) * S] - st[S - 1]) * 1e-3;
+      ++gaps;
+    }
+  }
+  std::printf("  block 0's view, us a layer:");
+  for (int k = 0; k < S; ++k)
+    std::printf(" %s %.2f;", names[k],
+                sum[k] / double(k + 1 < S ? count : std::max<size_t>(gaps, 1)));
+  std::printf("\n");
+}
 
 // Prefills `ctx` tokens in one step, then times `steps` single-token decodes (forward_sample:
 // the draw and its copy to the host included, as a serving loop waits for each token).
-B1Result run_b1(const ModelConfig& cfg, bool fuse, bool pdl, int ctx, int steps) {
+B1Result run_b1(const ModelConfig& cfg, bool fuse, bool layer, bool pdl, int ctx, int steps,
+                bool trace = false) {
   cuda_set_pdl(pdl);
+  if (trace) setenv("NC_DECODE_LAYER_TRACE", "1", 1);
   CudaBackendOptions opt;
   opt.fuse_small_ops = fuse;
+  opt.decode_layer = layer ? DecodeLayerMode::On : DecodeLayerMode::Off;
   std::unique_ptr<Backend> be = make_cuda_backend(0, opt);
+  unsetenv("NC_DECODE_LAYER_TRACE");
   LlamaModel model(cfg, RandomWeights{1}, *be);
   model.set_graph_options(GraphOptions{true, 1});
   const int page_size = 16, pages = (ctx + steps + page_size) / page_size + 1;
@@ -66,6 +107,7 @@ B1Result run_b1(const ModelConfig& cfg, bool fuse, bool pdl, int ctx, int steps)
   r.weight_gb = double(model.weight_bytes()) / 1e9;
   const std::vector<int> keys = cuda_graph_keys(*be);
   if (!keys.empty()) r.graph = cuda_graph_stats(*be, keys.front());
+  if (trace) r.trace = cuda_decode_layer_trace(*be);
   return r;
 }
 
@@ -87,25 +129,42 @@ void bench_decode_b1(std::vector<std::string> configs) {
       "%.2f TB/s ==\n",
       tbs);
   std::printf(
-      "| config | weights GB | floor ms | fuse | PDL | ms/token | x floor | kernels/step "
-      "| kernels/layer | PDL edges |\n|---|---|---|---|---|---|---|---|---|---|\n");
+      "| config | weights GB | floor ms | layer kernel | fuse | PDL | ms/token | x floor "
+      "| kernels/step | kernels/layer | PDL edges "
+      "|\n|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const std::string& path : configs) {
     if (!std::filesystem::exists(path)) {
       std::printf("| %s | (not found) |\n", path.c_str());
       continue;
     }
     const ModelConfig cfg = load_model_config(path);
-    for (bool fuse : {true, false})
-      for (bool pdl : {true, false}) {
-        const B1Result r = run_b1(cfg, fuse, pdl, 512, 200);
+    struct Row {
+      bool layer, fuse, pdl;
+    };
+    for (const Row& row :
+         {Row{true, false, true}, Row{true, false, false}, Row{false, true, true},
+          Row{false, true, false}, Row{false, false, true}, Row{false, false, false}}) {
+      {
+        const bool fuse = row.fuse, pdl = row.pdl;
+        const B1Result r = run_b1(cfg, fuse, row.layer, pdl, 512, 200);
         const double floor_ms = r.weight_gb / tbs;  // GB / (TB/s) = ms
-        std::printf("| %s | %.3f | %.3f | %s | %s | %.3f | %.2f | %d | %.1f | %d |\n",
+        std::printf("| %s | %.3f | %.3f | %s | %s | %s | %.3f | %.2f | %d | %.1f | %d |\n",
                     std::filesystem::path(path).filename().c_str(), r.weight_gb, floor_ms,
-                    fuse ? "on" : "off", pdl ? "on" : "off", r.step_s * 1e3,
-                    r.step_s * 1e3 / floor_ms, r.graph.kernels,
+                    row.layer ? "on" : "off", fuse ? "on" : "off", pdl ? "on" : "off",
+                    r.step_s * 1e3, r.step_s * 1e3 / floor_ms, r.graph.kernels,
                     double(r.graph.kernels) / double(cfg.num_layers), r.graph.programmatic_edges);
         std::fflush(stdout);
       }
+    }
+    // The layer kernel traced, with its A/B switches (cuda_decode_layer.cc: NC_DECODE_LAYER_FLAGS).
+    for (const char* flags : {"0", "1"}) {
+      setenv("NC_DECODE_LAYER_FLAGS", flags, 1);
+      const B1Result traced = run_b1(cfg, false, true, true, 512, 100, /*trace=*/true);
+      std::printf("| %s | traced run, flags %s: %.3f ms/token |\n",
+                  std::filesystem::path(path).filename().c_str(), flags, traced.step_s * 1e3);
+      print_trace(traced.trace, int(cfg.num_layers));
+    }
+    unsetenv("NC_DECODE_LAYER_FLAGS");
   }
   cuda_set_pdl(pdl_default);
 }

@@ -264,6 +264,11 @@ bool Backend::qkv_split_norm_rope_append(const AttentionPlan&, Tensor, const Ten
   return false;
 }
 
+bool Backend::decode_layer(const AttentionPlan&, Tensor, const DecodeLayerWeights&,
+                           const DecodeLayerIo&) {
+  return false;
+}
+
 void Backend::attention_appended(const AttentionPlan&, const Tensor&, const Tensor&, const Tensor&,
                                  Tensor, Tensor) {
   fail_as(ErrorKind::Unsupported,

@@ -87,6 +87,25 @@ struct AddNorm {
   float eps = 0;
 };
 
+// A dense pre-norm decoder layer (Llama, Qwen2/3, Mistral: RMSNorm, rope, SiLU MLP) as
+// Backend::decode_layer takes it. Weights as LlamaModel holds them: qkv [(Hq + 2 Hk) D, H] and
+// gate_up [2 I, H] fused; biases, q_norm and k_norm may be undefined.
+// next_qkv and next_o_proj: the next layer's (undefined for the last), which a backend may ask
+// its cache for ahead.
+struct DecodeLayerWeights {
+  Tensor input_norm, qkv, qkv_bias, q_norm, k_norm, o_proj, o_bias, post_norm, gate_up, down;
+  Tensor next_qkv, next_o_proj;
+};
+// Its one token's rows: hidden and residual [1, H] (the layer loop's convention, below), the
+// scratch rows qkv, attn and act, the rope position (i32 [1]) and table, the norms' eps.
+struct DecodeLayerIo {
+  Tensor hidden, residual;
+  bool add_hidden = true;  // false for the first layer: hidden holds nothing to add
+  Tensor qkv, attn, act;
+  Tensor positions, cos_sin;
+  float eps = 1e-6f;
+};
+
 struct KernelBuildStats {
   int64_t compiles = 0;
   int64_t cache_hits = 0;
@@ -255,6 +274,16 @@ class Backend {
   // Unsupported nc::Error naming the backend.
   virtual void attention_appended(const AttentionPlan& plan, const Tensor& q, const Tensor& k,
                                   const Tensor& v, Tensor kv_pages, Tensor out);
+
+  // One whole decoder layer of a decode step of one request, where the backend has it as one
+  // kernel (CUDA: decode_layer_kernels.h); returns false, nothing enqueued, where it does not.
+  // Equals, up to the order of float32 sums: add_rmsnorm(hidden, residual, input_norm) (only
+  // rmsnorm(residual) into x without add_hidden), qkv = linear, qkv_split_norm_rope, attention
+  // over plan (appending k/v), o = linear, add_rmsnorm(o, residual, post_norm), gate_up,
+  // silu_and_mul, hidden = linear(act, down): residual then holds the stream up to the
+  // attention's add and hidden the MLP's output. The default returns false.
+  virtual bool decode_layer(const AttentionPlan& plan, Tensor kv_pages, const DecodeLayerWeights& w,
+                            const DecodeLayerIo& io);
 
   // MLA (DeepSeek's multi-head latent attention, docs/models.md), in the absorbed form. The
   // defaults throw an Unsupported nc::Error naming the backend.

@@ -259,6 +259,7 @@ Tensor LlamaModel::run_decoder(const Plans& plans, KVCache& kv, int64_t T) {
     return x;
   }
   for (size_t l = 0; l < layers_.size(); ++l) {
+    if (whole_decode_layer(l, plans, kv, T)) continue;
     const Layer& L = layers_[l];
     // Each add_rmsnorm travels with the op that reads its output (fused there on CUDA).
     const float eps = float(cfg_.rms_eps);
@@ -269,6 +270,38 @@ Tensor LlamaModel::run_decoder(const Plans& plans, KVCache& kv, int64_t T) {
   }
   backend_.add_rmsnorm(hidden, residual, final_norm_, float(cfg_.rms_eps));
   return hidden;
+}
+
+bool LlamaModel::whole_decode_layer(size_t l, const Plans& plans, KVCache& kv, int64_t T) {
+  const Layer& L = layers_[l];
+  if (T != 1 || tp_ || L.mla || L.moe.router.defined() || cfg_.activation != Activation::Silu ||
+      !sparse_step_.plans.empty() || sparse_step_.update_in_layers)
+    return false;
+  const int ki = kinds_.of_layer[l];
+  const bool last = l + 1 == layers_.size();
+  const DecodeLayerWeights w{L.input_norm,
+                             L.qkv,
+                             L.qkv_bias,
+                             L.q_norm,
+                             L.k_norm,
+                             L.o_proj,
+                             L.o_bias,
+                             L.post_norm,
+                             L.gate_up,
+                             L.down,
+                             last ? Tensor() : layers_[l + 1].qkv,
+                             last ? Tensor() : layers_[l + 1].o_proj};
+  DecodeLayerIo io;
+  io.hidden = ws_.hidden.slice(0, 1);
+  io.residual = ws_.residual.slice(0, 1);
+  io.add_hidden = l > 0;  // the first layer's input is the embeddings alone
+  io.qkv = ws_.qkv.slice(0, 1);
+  io.attn = ws_.attn_out.slice(0, 1);
+  io.act = ws_.act.slice(0, 1);
+  io.positions = ws_.positions.slice(0, 1);
+  io.cos_sin = kinds_.kinds[size_t(ki)].cos_sin;
+  io.eps = float(cfg_.rms_eps);
+  return backend_.decode_layer(*plans[size_t(ki)], kv.layers[l], w, io);
 }
 
 Tensor LlamaModel::sandwich_layer(size_t l, const Plans& plans, KVCache& kv, Tensor x, int64_t T) {

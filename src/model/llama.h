@@ -273,6 +273,9 @@ class LlamaModel {
   void make_bounds(KVCache& kv) const;
   // `norm` (may be null): the add_rmsnorm that produces `in`, run by the block's first op.
   void mlp_block(const Layer& layer, const Tensor& in, Tensor out, int64_t T, const AddNorm* norm);
+  // Layer l of a one-token pass as one backend op (Backend::decode_layer) where the layer is a
+  // plain dense one (no MoE, MLA, sparse bounds or tensor parallelism); false: run it op by op.
+  bool whole_decode_layer(size_t l, const Plans& plans, KVCache& kv, int64_t T);
   // Applies the step's kv_shifts to every layer with its kind's frequencies (llama_kv_shift.cc).
   void shift_keys(const std::vector<KVPageShift>& shifts, KVCache& kv);
   // The step's logits on the device, [logit_rows, vocab] (undefined when there are none).

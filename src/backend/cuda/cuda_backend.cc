@@ -21,6 +21,7 @@
 #include <optional>
 
 #include "backend/cuda/cuda_attention.h"
+#include "backend/cuda/cuda_decode_layer.h"
 #include "backend/cuda/cuda_fused.h"
 #include "backend/cuda/cuda_gemm.h"
 #include "backend/cuda/cuda_graphs.h"
@@ -63,7 +64,8 @@ class CudaBackend final : public Backend {
         timer_(ctx_, graphs_),
         moe_(ctx_),
         mla_slots_(ctx_, graphs_),
-        kv_copier_(ctx_) {}
+        kv_copier_(ctx_),
+        decode_layer_(ctx_, options.decode_layer) {}
   // As before the split: on the backend's device, once both streams are idle, the graphs go
   // before the slot and scratch buffers they read (the parts' destructors then free those).
   ~CudaBackend() override {
@@ -137,6 +139,10 @@ class CudaBackend final : public Backend {
     NC_CHECK(!is_mla_plan(plan) && !is_sparse_plan(plan),
              "attention_appended: an MLA or sparse plan appends in its own op");
     attention_.run(plan, q, k, v, kv_pages, out, /*append=*/false);
+  }
+  bool decode_layer(const AttentionPlan& plan, Tensor kv_pages, const DecodeLayerWeights& w,
+                    const DecodeLayerIo& io) override {
+    return decode_layer_.run(plan, kv_pages, w, io);
   }
   void silu_and_mul(const Tensor& gate_up, Tensor out) override { ops_.silu_and_mul(gate_up, out); }
   void silu_mul_linear(const Tensor& gate_up, const Tensor& w, const Tensor& bias, Tensor out,
@@ -313,6 +319,7 @@ class CudaBackend final : public Backend {
     return {st.compiles, st.hits, st.compile_seconds};
   }
   const Context& context() const { return *ctx_; }
+  DecodeLayerRunner& decode_layer_runner() { return decode_layer_; }
 
  private:
   // Destroyed in reverse order: the parts before the context they share.
@@ -330,6 +337,7 @@ class CudaBackend final : public Backend {
   CudaMoe moe_;
   MlaGraphSlots mla_slots_;
   KvCopier kv_copier_;
+  DecodeLayerRunner decode_layer_;
 };
 
 CudaBackend& cuda_backend(Backend& b, const char* what) {
@@ -395,6 +403,10 @@ CudaGraphStats cuda_graph_stats(Backend& cuda, int key) {
 
 std::vector<int> cuda_graph_keys(Backend& cuda) {
   return cuda_backend(cuda, "cuda_graph_keys").graphs().keys();
+}
+
+std::vector<uint64_t> cuda_decode_layer_trace(Backend& cuda) {
+  return cuda_backend(cuda, "cuda_decode_layer_trace").decode_layer_runner().take_trace();
 }
 
 std::vector<bool> cuda_plan_uses_decode_kernel(const AttentionPlan& plan) {

@@ -28,6 +28,14 @@ enum class SharedLevelKernel {
   SM90,  // where available, else FA2
 };
 
+// Whether a one-request decode step runs each dense layer as one persistent kernel
+// (cuda_decode_layer.h).
+enum class DecodeLayerMode {
+  Auto,  // the environment's NC_DECODE_LAYER=1 / 0; unset, kDecodeLayerByDefault
+  On,
+  Off,
+};
+
 struct CudaBackendOptions {
   DecodeKernel decode_kernel = DecodeKernel::Auto;
   // Cascade steps: run the shared levels on a second stream while the last (own) level runs on
@@ -42,6 +50,7 @@ struct CudaBackendOptions {
   // qkv prologue), where the environment allows them (cuda_fused.h: NC_FUSE=1 on, 0 off; unset:
   // off, measured slower on the 8B shape).
   bool fuse_small_ops = true;
+  DecodeLayerMode decode_layer = DecodeLayerMode::Auto;
 };
 
 std::unique_ptr<Backend> make_cuda_backend(int device_index, const CudaBackendOptions& options);
@@ -71,6 +80,10 @@ struct CudaGraphStats {
 };
 CudaGraphStats cuda_graph_stats(Backend& cuda, int key);
 std::vector<int> cuda_graph_keys(Backend& cuda);
+
+// The whole-layer decode kernel's trace (cuda_decode_layer.h, NC_DECODE_LAYER_TRACE=1 when the
+// backend was made): [launches, then kDecodeLayerStamps ns stamps a launch], and starts over.
+std::vector<uint64_t> cuda_decode_layer_trace(Backend& cuda);
 
 // What the last plan_attention() chose per level (for tests and benchmarks): true where a level
 // ran FlashInfer's CUDA-core decode kernel.

@@ -1,0 +1,172 @@
+// The CUDA backend's whole-layer decode kernel, host side (cuda_decode_layer.h).
+#include "backend/cuda/cuda_decode_layer.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "backend/cuda/cuda_attention_plan.h"
+#include "backend/cuda/decode_layer_kernels.h"
+
+namespace nc::cuda_host {
+namespace {
+
+size_t trace_bytes() {
+  return (1 + size_t(cuda::kDecodeLayerTraceLaunches) * cuda::kDecodeLayerStamps) *
+         sizeof(unsigned long long);
+}
+
+bool mode_on(DecodeLayerMode mode) {
+  if (mode != DecodeLayerMode::Auto) return mode == DecodeLayerMode::On;
+  const char* v = std::getenv("NC_DECODE_LAYER");
+  if (v == nullptr || *v == '\0') return kDecodeLayerByDefault;
+  return std::strcmp(v, "0") != 0;
+}
+
+// A bf16 tensor on the device, contiguous, 16-byte aligned, of n elements.
+bool bf16_row(const Tensor& t, int64_t n) {
+  return t.defined() && t.device() == Device::CUDA && t.dtype() == DType::BF16 &&
+         t.is_contiguous() && t.numel() == n && reinterpret_cast<uintptr_t>(t.data()) % 16 == 0;
+}
+
+bool bf16_matrix(const Tensor& t, int64_t rows, int64_t cols) {
+  return t.ndim() == 2 && t.dim(0) == rows && t.dim(1) == cols && bf16_row(t, rows * cols);
+}
+
+// Undefined, or a bf16 row of n.
+bool optional_row(const Tensor& t, int64_t n) {
+  return !t.defined() || bf16_row(t, n);
+}
+
+const void* data_or_null(const Tensor& t) {
+  return t.defined() ? t.data() : nullptr;
+}
+
+// The layer's sizes when the plan is one it can run (cuda_decode_layer.h), else false.
+bool plan_fits(const AttentionPlan& plan_base, const Tensor& pages, const CudaAttentionPlan** out) {
+  const auto* plan = dynamic_cast<const CudaAttentionPlan*>(&plan_base);
+  if (plan == nullptr || plan->split_head || plan->levels.size() != 1 || plan->num_tokens != 1 ||
+      plan->levels[0].batch_size != 1)
+    return false;
+  const AttentionShape& sh = plan->shape;
+  if (sh.latent_dim > 0 || sh.kv.latent || sh.kv.fp8 || sh.logits_soft_cap > 0 ||
+      sh.window_left >= 0 || sh.num_kv_heads <= 0 || sh.num_qo_heads % sh.num_kv_heads != 0)
+    return false;
+  if (!cuda::decode_layer_supported(sh.head_dim, sh.num_qo_heads / sh.num_kv_heads) ||
+      sh.num_kv_heads > cuda::decode_layer_blocks())
+    return false;
+  if (!bf16_row(pages, int64_t(sh.kv.num_pages) * sh.kv.elems_per_page())) return false;
+  *out = plan;
+  return true;
+}
+
+}  // namespace
+
+DecodeLayerRunner::DecodeLayerRunner(std::shared_ptr<Context> ctx, DecodeLayerMode mode)
+    : ctx_(std::move(ctx)) {
+  if (!mode_on(mode)) return;
+  const size_t bytes = cuda::decode_layer_scratch_bytes(cuda::decode_layer_blocks());
+  cuda_check(cudaMalloc(&scratch_, bytes), "cudaMalloc (decode layer scratch)");
+  cuda_check(cudaMemset(scratch_, 0, bytes), "cudaMemset (decode layer scratch)");
+  const char* trace = std::getenv("NC_DECODE_LAYER_TRACE");
+  if (trace != nullptr && std::strcmp(trace, "1") == 0) {
+    cuda_check(cudaMalloc(reinterpret_cast<void**>(&trace_), trace_bytes()),
+               "cudaMalloc (decode layer trace)");
+    cuda_check(cudaMemset(trace_, 0, trace_bytes()), "cudaMemset (decode layer trace)");
+  }
+}
+
+DecodeLayerRunner::~DecodeLayerRunner() {
+  if (scratch_) cudaFree(scratch_);
+  if (trace_) cudaFree(trace_);
+}
+
+std::vector<uint64_t> DecodeLayerRunner::take_trace() {
+  if (trace_ == nullptr) return {};
+  ctx_->synchronize();
+  std::vector<uint64_t> out(trace_bytes() / sizeof(uint64_t));
+  cuda_check(cudaMemcpy(out.data(), trace_, trace_bytes(), cudaMemcpyDeviceToHost),
+             "decode layer trace");
+  cuda_check(cudaMemset(trace_, 0, sizeof(uint64_t)), "decode layer trace");
+  const uint64_t launches = std::min<uint64_t>(out[0], cuda::kDecodeLayerTraceLaunches);
+  out.resize(1 + launches * cuda::kDecodeLayerStamps);
+  return out;
+}
+
+bool DecodeLayerRunner::run(const AttentionPlan& plan_base, const Tensor& pages,
+                            const DecodeLayerWeights& w, const DecodeLayerIo& io) {
+  const CudaAttentionPlan* plan = nullptr;
+  if (!enabled() || !plan_fits(plan_base, pages, &plan)) return false;
+  const AttentionShape& sh = plan->shape;
+  const int64_t D = sh.head_dim, hq = sh.num_qo_heads, hk = sh.num_kv_heads;
+  const int64_t H = io.residual.numel(), I = w.down.ndim() == 2 ? w.down.dim(1) : 0;
+  const int64_t qkv_rows = (hq + 2 * hk) * D;
+  if (H % 8 != 0 || I % 8 != 0 || I == 0 || H > cuda::kDecodeLayerMaxHidden ||
+      H > int64_t(cuda::kDecodeLayerMaxRowsPerBlock) * cuda::decode_layer_blocks() ||
+      !bf16_row(io.hidden, H) || !bf16_row(io.residual, H))
+    return false;
+  if (!bf16_row(io.qkv, qkv_rows) || !bf16_row(io.attn, hq * D) || !bf16_row(io.act, I))
+    return false;
+  if (!bf16_row(w.input_norm, H) || !bf16_row(w.post_norm, H) || !bf16_matrix(w.qkv, qkv_rows, H) ||
+      !bf16_matrix(w.o_proj, H, hq * D) || !bf16_matrix(w.gate_up, 2 * I, H) ||
+      !bf16_matrix(w.down, H, I))
+    return false;
+  if (!optional_row(w.qkv_bias, qkv_rows) || !optional_row(w.o_bias, H) ||
+      !optional_row(w.q_norm, D) || !optional_row(w.k_norm, D))
+    return false;
+  if (!io.positions.defined() || io.positions.device() != Device::CUDA ||
+      io.positions.dtype() != DType::I32 || io.positions.numel() != 1)
+    return false;
+  if (!io.cos_sin.defined() || io.cos_sin.device() != Device::CUDA ||
+      io.cos_sin.dtype() != DType::F32 || io.cos_sin.ndim() != 2 || io.cos_sin.dim(1) != D)
+    return false;
+  if (cuda::decode_layer_smem_bytes(int(H), int(hq * D), int(I), int(hq / hk), int(D)) >
+      cuda::decode_layer_max_smem())
+    return false;
+  const LevelPlan& own = plan->levels.back();
+  cuda::DecodeLayerParams p;
+  p.hidden = io.hidden.data();
+  p.residual = io.residual.data();
+  p.add_hidden = io.add_hidden;
+  p.qkv = io.qkv.data();
+  p.attn = io.attn.data();
+  p.act = io.act.data();
+  p.input_norm = w.input_norm.data();
+  p.qkv_w = w.qkv.data();
+  p.qkv_bias = data_or_null(w.qkv_bias);
+  p.q_norm = data_or_null(w.q_norm);
+  p.k_norm = data_or_null(w.k_norm);
+  p.o_w = w.o_proj.data();
+  p.o_bias = data_or_null(w.o_bias);
+  p.post_norm = w.post_norm.data();
+  p.gate_up_w = w.gate_up.data();
+  p.down_w = w.down.data();
+  if (bf16_matrix(w.next_qkv, qkv_rows, H) && bf16_matrix(w.next_o_proj, H, hq * D)) {
+    p.next_qkv_w = w.next_qkv.data();
+    p.next_o_w = w.next_o_proj.data();
+  }
+  p.eps = io.eps;
+  p.hidden_size = int(H);
+  p.num_qo_heads = int(hq);
+  p.num_kv_heads = int(hk);
+  p.head_dim = int(D);
+  p.intermediate = int(I);
+  p.rope_position = static_cast<const int32_t*>(io.positions.data());
+  p.cos_sin = static_cast<const float*>(io.cos_sin.data());
+  p.sm_scale = sh.sm_scale;
+  p.kv.pages = pages.data();
+  p.kv.page_size = sh.kv.page_size;
+  p.kv.hnd = sh.kv.layout == KVLayout::HND;
+  p.kv.kv_indptr = plan->staging.dev_ptr(own.arrays.kv_indptr);
+  p.kv.kv_indices = plan->staging.dev_ptr(own.arrays.kv_indices);
+  p.kv.batch_indices = plan->staging.dev_ptr(plan->batch_indices);
+  p.kv.positions = plan->staging.dev_ptr(plan->positions);
+  p.last_page_len = plan->staging.dev_ptr(own.arrays.last_page_len);
+  p.scratch = scratch_;
+  p.trace = trace_;
+  if (const char* f = std::getenv("NC_DECODE_LAYER_FLAGS"); f != nullptr) p.flags = std::atoi(f);
+  k_call([&] { cuda::decode_layer_bf16(p, ctx_->stream); });
+  return true;
+}
+
+}  // namespace nc::cuda_host

@@ -1,0 +1,46 @@
+// The CUDA backend's Backend::decode_layer: a one-request decode step's whole dense layer as one
+// persistent kernel (decode_layer_kernels.h), where it fits; the caller runs the layer's ops one
+// by one where it does not.
+//
+// It fits when the runner is on, the plan is this backend's ordinary attention plan of one level
+// (no cascade) with one entry and one token, over bf16 pages (no fp8, latent, window or soft cap),
+// head_dim 64 or 128 with a GQA group of 1, 2, 4 or 8, and every weight and row is bf16, on the
+// device, contiguous, 16-byte aligned and of the layer's shape (decode_layer_kernels.h).
+//
+// On or off: CudaBackendOptions::decode_layer (On, Off, or Auto: the environment's
+// NC_DECODE_LAYER=1 / 0, unset kDecodeLayerByDefault). The runner owns the kernel's scratch (a
+// few hundred KB, allocated when it is made and on, so that graph captures never allocate).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_context.h"
+
+namespace nc::cuda_host {
+
+// Off until measured on a GPU (docs/benchmarks.md, issue #16).
+inline constexpr bool kDecodeLayerByDefault = false;
+
+class DecodeLayerRunner : NonCopyable {
+ public:
+  DecodeLayerRunner(std::shared_ptr<Context> ctx, DecodeLayerMode mode);
+  ~DecodeLayerRunner();
+  bool enabled() const { return scratch_ != nullptr; }
+  // Enqueues the layer and returns true where it fits (above); false, nothing enqueued, else.
+  bool run(const AttentionPlan& plan, const Tensor& kv_pages, const DecodeLayerWeights& w,
+           const DecodeLayerIo& io);
+  // With NC_DECODE_LAYER_TRACE=1 when the runner was made, every launch records block 0's clock at
+  // its stage boundaries (decode_layer_kernels.h); this returns [launches, stamps...] so far and
+  // starts over (synchronises). Empty without the trace.
+  std::vector<uint64_t> take_trace();
+
+ private:
+  std::shared_ptr<Context> ctx_;
+  void* scratch_ = nullptr;
+  unsigned long long* trace_ = nullptr;
+};
+
+}  // namespace nc::cuda_host
