@@ -157,7 +157,7 @@ void bench_decode_b1(std::vector<std::string> configs) {
       }
     }
     // The layer kernel traced, with its A/B switches (cuda_decode_layer.cc: NC_DECODE_LAYER_FLAGS).
-    for (const char* flags : {"0", "1"}) {
+    for (const char* flags : {"0", "1", "2", "3", "4"}) {
       setenv("NC_DECODE_LAYER_FLAGS", flags, 1);
       const B1Result traced = run_b1(cfg, false, true, true, 512, 100, /*trace=*/true);
       std::printf("| %s | traced run, flags %s: %.3f ms/token |\n",

@@ -31,7 +31,9 @@ constexpr unsigned long long kTraceLaunches = kDecodeLayerTraceLaunches;
 constexpr int kMaxRowsPerBlock = kDecodeLayerMaxRowsPerBlock;
 // block_sum's scratch and the kept rows (keep_r, keep_o), before the stage's own
 constexpr size_t kRedBytes = (kWarps + 2 * kMaxRowsPerBlock) * sizeof(float);
-constexpr int kNoNextPrefetch = 1;  // DecodeLayerParams::flags
+// DecodeLayerParams::flags: no prefetch of the next layer's weights; L2 prefetches by line
+// instead of bulk; no L2 prefetches at all.
+constexpr int kNoNextPrefetch = 1, kPrefetchLines = 2, kNoPrefetch = 4;
 
 template <int D, int G>
 __global__ void __launch_bounds__(kThreads, 1) decode_layer_kernel(const DecodeLayerParams p) {
@@ -68,11 +70,14 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layer_kernel(const DecodeL
   };
   // Before the wait: only weights and the plan's arrays (uploaded before the step's kernels).
   // The layer before asked the L2 for this one's qkv and o rows already (next_qkv_w).
+  const Prefetch how = p.flags & kNoPrefetch      ? Prefetch::Off
+                       : p.flags & kPrefetchLines ? Prefetch::Lines
+                                                  : Prefetch::Bulk;
   Preload pl;
   preload_rows(qkv_w, qkv_r, H, pl);
-  prefetch_rows(qkv_w, qkv_r, H);
-  if (attends) prefetch_kv<D>(p, h, chunk, chunks);
-  prefetch_rows(o_w, h_r, q_width);
+  prefetch_rows(qkv_w, qkv_r, H, how);
+  if (attends) prefetch_kv<D>(p, h, chunk, chunks, how);
+  prefetch_rows(o_w, h_r, q_width, how);
   pdl_wait();
   if (tracing && p.trace[0] < kTraceLaunches) {
     trace = p.trace + 1 + p.trace[0] * kStamps;
@@ -91,19 +96,19 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layer_kernel(const DecodeL
   rows_dot(qkv_w, xs, qkv_r, H, pl, [&](int r, float s) {
     qkv[r] = __float2bfloat16(qkv_bias ? s + __bfloat162float(qkv_bias[r]) : s);
   });
-  prefetch_rows(gu_w, i_r, H);
-  prefetch_rows(gu_w + int64_t(I) * H, i_r, H);
+  prefetch_rows(gu_w, i_r, H, how);
+  prefetch_rows(gu_w + int64_t(I) * H, i_r, H, how);
   mark(2);
   grid_barrier(counters, 1);
   mark(3);
 
   // S2: attention.
   if (attends) attention_stage<D, G>(p, h, chunk, chunks, partials, counters + 2, attn_sm);
-  prefetch_rows(down_w, h_r, I);
+  prefetch_rows(down_w, h_r, I, how);
   if (p.next_qkv_w != nullptr &&
       (p.flags & kNoNextPrefetch) == 0) {  // the next layer's first stages, behind this one's
-    prefetch_rows(p.next_qkv_w, qkv_r, H);
-    prefetch_rows(p.next_o_w, h_r, q_width);
+    prefetch_rows(p.next_qkv_w, qkv_r, H, how);
+    prefetch_rows(p.next_o_w, h_r, q_width, how);
   }
   preload_rows(o_w, h_r, q_width, pl);
   mark(4);

@@ -278,7 +278,8 @@ __device__ void attention_stage(const DecodeLayerParams& p, int h, int chunk, in
 // The K/V of kv head h's chunk (first `chunks` blocks of each head), asked of the L2 when the
 // whole context is small enough.
 template <int D>
-__device__ void prefetch_kv(const DecodeLayerParams& p, int h, int chunk, int chunks) {
+__device__ void prefetch_kv(const DecodeLayerParams& p, int h, int chunk, int chunks,
+                            Prefetch how) {
   const int base = p.kv.kv_indptr[0];
   const int len = (p.kv.kv_indptr[1] - base - 1) * p.kv.page_size + p.last_page_len[0];
   if (int64_t(len) * p.num_kv_heads * D * 4 > kMaxKvPrefetch) return;
@@ -288,12 +289,8 @@ __device__ void prefetch_kv(const DecodeLayerParams& p, int h, int chunk, int ch
   const int64_t half = int64_t(p.kv.page_size) * p.num_kv_heads * D;
   for (int t = t0 + int(threadIdx.x); t < t1; t += kThreads) {  // the newest is not there yet
     const bf16* k = kv_row<D>(p.kv, base, t, h, p.num_kv_heads);
-#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900)
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(k), "r"(uint32_t(D * 2))
-                 : "memory");
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(k + half), "r"(uint32_t(D * 2))
-                 : "memory");
-#endif
+    prefetch_span(k, D * 2, how);
+    prefetch_span(k + half, D * 2, how);
   }
 }
 

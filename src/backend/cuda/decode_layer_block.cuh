@@ -67,17 +67,39 @@ __device__ void grid_barrier(unsigned* counter, unsigned n) {
   __syncthreads();
 }
 
-// Asks the L2 for bytes [0, n) from p (16-byte aligned, n a multiple of 16), the block's threads
-// issuing 16 KB pieces. Nothing waits for it: the reads that follow find the lines there.
-__device__ void prefetch_l2(const void* p, int64_t n) {
+// How the L2 is asked for lines ahead (DecodeLayerParams::flags, for A/B runs): the TMA unit's
+// bulk prefetch (16 KB a request), one prefetch instruction per 128-byte line, or not at all.
+enum class Prefetch { Bulk, Lines, Off };
+
+// The calling thread alone asks the L2 for bytes [0, n) from p (16-byte aligned, n a multiple of
+// 16, n <= 16 KB).
+__device__ __forceinline__ void prefetch_span(const void* p, uint32_t n, Prefetch how) {
 #if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900)
-  constexpr int64_t kPiece = 16384;
-  for (int64_t off = int64_t(threadIdx.x) * kPiece; off < n; off += int64_t(kThreads) * kPiece) {
-    const uint32_t bytes = uint32_t(min(kPiece, n - off));
-    asm volatile(
-        "cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(static_cast<const char*>(p) + off),
-        "r"(bytes)
-        : "memory");
+  const char* base = static_cast<const char*>(p);
+  if (how == Prefetch::Bulk) {
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base), "r"(n) : "memory");
+  } else if (how == Prefetch::Lines) {
+    for (uint32_t off = 0; off < n; off += 128)
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(base + off));
+  }
+#endif
+}
+
+// Asks the L2 for bytes [0, n) from p (16-byte aligned, n a multiple of 16), spread over the
+// block's threads. Nothing waits for it: the reads that follow find the lines there.
+__device__ void prefetch_l2(const void* p, int64_t n, Prefetch how) {
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900)
+  const char* base = static_cast<const char*>(p);
+  if (how == Prefetch::Bulk) {
+    constexpr int64_t kPiece = 16384;
+    for (int64_t off = int64_t(threadIdx.x) * kPiece; off < n; off += int64_t(kThreads) * kPiece) {
+      const uint32_t bytes = uint32_t(min(kPiece, n - off));
+      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base + off), "r"(bytes)
+                   : "memory");
+    }
+  } else if (how == Prefetch::Lines) {
+    for (int64_t off = int64_t(threadIdx.x) * 128; off < n; off += int64_t(kThreads) * 128)
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(base + off));
   }
 #endif
 }
@@ -90,9 +112,9 @@ __device__ __forceinline__ Rows block_rows(int n) {
   return {int(int64_t(n) * blockIdx.x / gridDim.x), int(int64_t(n) * (blockIdx.x + 1) / gridDim.x)};
 }
 
-__device__ void prefetch_rows(const void* w, Rows r, int k) {
+__device__ void prefetch_rows(const void* w, Rows r, int k, Prefetch how) {
   prefetch_l2(static_cast<const bf16*>(w) + int64_t(r.first) * k,
-              int64_t(r.last - r.first) * k * int64_t(sizeof(bf16)));
+              int64_t(r.last - r.first) * k * int64_t(sizeof(bf16)), how);
 }
 
 // Sum over the block (every thread gets it); red: kWarps floats of shared memory.

@@ -75,7 +75,8 @@ struct DecodeLayerParams {
   // kDecodeLayerStamps %globaltimer values of block 0 (ns): start, after the PDL wait, then
   // before and after each of the four barriers, and the end.
   unsigned long long* trace = nullptr;
-  // A/B switch (NC_DECODE_LAYER_FLAGS): 1 no L2 prefetch of the next layer's weights.
+  // A/B switches (NC_DECODE_LAYER_FLAGS): 1 no L2 prefetch of the next layer's weights, 2 L2
+  // prefetches a 128-byte line at a time instead of the TMA's bulk prefetch, 4 none at all.
   int flags = 0;
 };
 
