@@ -218,7 +218,7 @@ int decode_layer_blocks() {
 }
 
 size_t decode_layer_scratch_bytes(int blocks) {
-  return kCounterWords * 4 + size_t(blocks) * 8 * (128 + 2) * sizeof(float);
+  return kCounterWords * 4 + size_t(blocks) * kPartFloats<128, 8> * sizeof(float);
 }
 
 size_t decode_layer_smem_bytes(int hidden, int q_width, int intermediate, int group, int head_dim) {

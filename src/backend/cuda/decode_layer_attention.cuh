@@ -93,6 +93,12 @@ struct AttnSmem {
   int last;
 };
 
+// A block's partial state in the scratch: the group's unnormalised outputs [G][D], then the
+// maxima and sums [G] each, padded to whole float4s (the merge reads the outputs 16 bytes at a
+// time).
+template <int D, int G>
+constexpr int kPartFloats = G* D + (2 * G + 3) / 4 * 4;
+
 // Tokens a warp loads before it uses them (their K and V rows in registers).
 template <int G>
 constexpr int kTokens = G == 1 ? 4 : 2;
@@ -121,7 +127,7 @@ __device__ __forceinline__ void attend_token(const float (&q)[G][P], const float
 // unrolled so that they are in flight together.
 template <int D, int G>
 __device__ void merge_chunks(const float* first, int chunks, bf16* attn, AttnSmem<D, G>& sm) {
-  constexpr int kStride = G * (D + 2);
+  constexpr int kStride = kPartFloats<D, G>;
   float* sums = &sm.acc[0][0][0];  // the warps' states are merged already: scratch now
   for (int i = threadIdx.x; i < chunks * G; i += kThreads) {
     const int c = i / G, g = i % G;
@@ -157,7 +163,7 @@ __device__ void merge_chunks(const float* first, int chunks, bf16* attn, AttnSme
 
 // Chunks of the context a kv head's attention is split into: one block each, about
 // kChunkTokens tokens a chunk (every warp then loads its tokens at once) up to the grid's share.
-constexpr int kChunkTokens = 64;
+constexpr int kChunkTokens = 32;
 __device__ int attention_chunks(const DecodeLayerParams& p, int hk) {
   const int base = p.kv.kv_indptr[0];
   const int len = (p.kv.kv_indptr[1] - base - 1) * p.kv.page_size + p.last_page_len[0];
@@ -246,7 +252,7 @@ __device__ void attention_stage(const DecodeLayerParams& p, int h, int chunk, in
   }
   __syncthreads();
   // The block's state per q head: unnormalised output, max and sum (base 2).
-  float* part = partials + int64_t(blockIdx.x) * G * (D + 2);
+  float* part = partials + int64_t(blockIdx.x) * kPartFloats<D, G>;
   for (int idx = threadIdx.x; idx < G * D; idx += kThreads) {
     const int g = idx / D, d = idx % D;
     float mx = -INFINITY;
@@ -271,7 +277,7 @@ __device__ void attention_stage(const DecodeLayerParams& p, int h, int chunk, in
   __syncthreads();
   if (!sm.last) return;
   __threadfence();
-  merge_chunks<D, G>(partials + int64_t(h) * chunks * G * (D + 2), chunks,
+  merge_chunks<D, G>(partials + int64_t(h) * chunks * kPartFloats<D, G>, chunks,
                      static_cast<bf16*>(p.attn) + int64_t(h) * G * D, sm);
 }
 
