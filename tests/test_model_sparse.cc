@@ -12,6 +12,7 @@
 
 #include "backend/backend.h"
 #include "core/error.h"
+#include "forwarding_backend.h"
 #include "golden.h"
 #include "kv/page_bounds.h"
 #include "model/llama.h"
@@ -22,56 +23,11 @@ namespace {
 
 // The CPU backend, except that sparse_attention is the reference: dense attention over the
 // selected step, with scores from bounds rebuilt from the pages' contents.
-class RefSparseBackend : public Backend {
+class RefSparseBackend : public testing::ForwardingBackend {
  public:
-  std::unique_ptr<Backend> in = make_cpu_backend();
   int sparse_calls = 0;
 
   std::string name() const override { return "ref-sparse"; }
-  Device device() const override { return in->device(); }
-  DType dtype() const override { return in->dtype(); }
-  Tensor alloc(const Shape& s, DType t) override { return in->alloc(s, t); }
-  Tensor upload(const HostTensor& t) override { return in->upload(t); }
-  bool keeps_weight_dtype(DType t) const override { return in->keeps_weight_dtype(t); }
-  bool supports_kv_dtype(DType t) const override { return in->supports_kv_dtype(t); }
-  void copy_from_host(Tensor d, const void* s) override { in->copy_from_host(d, s); }
-  std::vector<float> to_host_f32(const Tensor& t) override { return in->to_host_f32(t); }
-  void embedding(const Tensor& a, const Tensor& b, Tensor o) override { in->embedding(a, b, o); }
-  void rmsnorm(const Tensor& x, const Tensor& w, float e, Tensor o) override {
-    in->rmsnorm(x, w, e, o);
-  }
-  void add_rmsnorm(Tensor x, Tensor r, const Tensor& w, float e) override {
-    in->add_rmsnorm(x, r, w, e);
-  }
-  void linear(const Tensor& x, const Tensor& w, const Tensor& b, Tensor o) override {
-    in->linear(x, w, b, o);
-  }
-  void qkv_split_norm_rope(const Tensor& qkv, const Tensor& qn, const Tensor& kn, float e,
-                           const Tensor& p, const Tensor& cs, int d, Tensor q, Tensor k,
-                           Tensor v) override {
-    in->qkv_split_norm_rope(qkv, qn, kn, e, p, cs, d, q, k, v);
-  }
-  void silu_and_mul(const Tensor& g, Tensor o) override { in->silu_and_mul(g, o); }
-  void copy_rows(const Tensor& s, Tensor d) override { in->copy_rows(s, d); }
-  void add(Tensor x, const Tensor& y) override { in->add(x, y); }
-  void gather_rows(const Tensor& x, const Tensor& r, Tensor o) override {
-    in->gather_rows(x, r, o);
-  }
-  void scatter_ids(const Tensor& s, const Tensor& p, Tensor d) override {
-    in->scatter_ids(s, p, d);
-  }
-  std::unique_ptr<AttentionPlan> plan_attention(const AttentionStep& st,
-                                                const AttentionShape& sh) override {
-    return in->plan_attention(st, sh);
-  }
-  void attention(const AttentionPlan& p, const Tensor& q, const Tensor& k, const Tensor& v,
-                 Tensor pages, Tensor out) override {
-    in->attention(p, q, k, v, pages, out);
-  }
-  void update_page_bounds(const Tensor& pages, const KVCacheShape& kv, const Tensor& slots,
-                          Tensor bounds) override {
-    in->update_page_bounds(pages, kv, slots, bounds);
-  }
 
   struct Plan : AttentionPlan {
     AttentionStep step;
