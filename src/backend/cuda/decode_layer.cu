@@ -31,9 +31,10 @@ constexpr unsigned long long kTraceLaunches = kDecodeLayerTraceLaunches;
 constexpr int kMaxRowsPerBlock = kDecodeLayerMaxRowsPerBlock;
 // block_sum's scratch and the kept rows (keep_r, keep_o), before the stage's own
 constexpr size_t kRedBytes = (kWarps + 2 * kMaxRowsPerBlock) * sizeof(float);
-// DecodeLayerParams::flags: no prefetch of the next layer's weights; L2 prefetches by line
-// instead of bulk; no L2 prefetches at all.
-constexpr int kNoNextPrefetch = 1, kPrefetchLines = 2, kNoPrefetch = 4;
+// DecodeLayerParams::flags (A/B runs; 0 is the measured best: docs/benchmarks.md, stop 17): also
+// prefetch the next layer's qkv and o during the attention; bulk (TMA) prefetches instead of one
+// per 128-byte line; no L2 prefetches at all.
+constexpr int kNextPrefetch = 1, kPrefetchBulk = 2, kNoPrefetch = 4;
 
 template <int D, int G>
 __global__ void __launch_bounds__(kThreads, 1) decode_layer_kernel(const DecodeLayerParams p) {
@@ -69,10 +70,10 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layer_kernel(const DecodeL
     if (trace != nullptr) trace[i] = now_ns();
   };
   // Before the wait: only weights and the plan's arrays (uploaded before the step's kernels).
-  // The layer before asked the L2 for this one's qkv and o rows already (next_qkv_w).
-  const Prefetch how = p.flags & kNoPrefetch      ? Prefetch::Off
-                       : p.flags & kPrefetchLines ? Prefetch::Lines
-                                                  : Prefetch::Bulk;
+  // (With flags & kNextPrefetch the layer before asked the L2 for this one's qkv and o already.)
+  const Prefetch how = p.flags & kNoPrefetch     ? Prefetch::Off
+                       : p.flags & kPrefetchBulk ? Prefetch::Bulk
+                                                 : Prefetch::Lines;
   Preload pl;
   preload_rows(qkv_w, qkv_r, H, pl);
   prefetch_rows(qkv_w, qkv_r, H, how);
@@ -106,7 +107,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layer_kernel(const DecodeL
   if (attends) attention_stage<D, G>(p, h, chunk, chunks, partials, counters + 2, attn_sm);
   prefetch_rows(down_w, h_r, I, how);
   if (p.next_qkv_w != nullptr &&
-      (p.flags & kNoNextPrefetch) == 0) {  // the next layer's first stages, behind this one's
+      (p.flags & kNextPrefetch) != 0) {  // the next layer's first stages, behind this one's
     prefetch_rows(p.next_qkv_w, qkv_r, H, how);
     prefetch_rows(p.next_o_w, h_r, q_width, how);
   }
