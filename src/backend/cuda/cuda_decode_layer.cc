@@ -60,6 +60,22 @@ bool plan_fits(const AttentionPlan& plan_base, const Tensor& pages, const CudaAt
   return true;
 }
 
+// Whether the kernel's L2 prefetches pay: every stage's weights within a quarter of the L2.
+// Measured on an H100 (docs/benchmarks.md, stop 17): 2% faster on the Qwen3-0.6B shape (stages up
+// to 12.6 MB), 22% slower on Llama-3-8B's (stages of 33-117 MB, which push each other out of the
+// cache).
+bool prefetch_fits(int64_t qkv_rows, int64_t hidden, int64_t q_width, int64_t inter) {
+  static const int64_t l2 = [] {
+    int dev = 0, bytes = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&bytes, cudaDevAttrL2CacheSize, dev);
+    return int64_t(bytes);
+  }();
+  const int64_t largest =
+      2 * std::max({qkv_rows * hidden, hidden * q_width, 2 * inter * hidden, hidden * inter});
+  return largest <= l2 / 4;
+}
+
 }  // namespace
 
 DecodeLayerRunner::DecodeLayerRunner(std::shared_ptr<Context> ctx, DecodeLayerMode mode)
@@ -164,6 +180,7 @@ bool DecodeLayerRunner::run(const AttentionPlan& plan_base, const Tensor& pages,
   p.last_page_len = plan->staging.dev_ptr(own.arrays.last_page_len);
   p.scratch = scratch_;
   p.trace = trace_;
+  p.flags = prefetch_fits(qkv_rows, H, hq * D, I) ? 0 : cuda::kDecodeLayerNoPrefetch;
   if (const char* f = std::getenv("NC_DECODE_LAYER_FLAGS"); f != nullptr) p.flags = std::atoi(f);
   k_call([&] { cuda::decode_layer_bf16(p, ctx_->stream); });
   return true;

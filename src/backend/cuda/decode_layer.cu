@@ -31,10 +31,10 @@ constexpr unsigned long long kTraceLaunches = kDecodeLayerTraceLaunches;
 constexpr int kMaxRowsPerBlock = kDecodeLayerMaxRowsPerBlock;
 // block_sum's scratch and the kept rows (keep_r, keep_o), before the stage's own
 constexpr size_t kRedBytes = (kWarps + 2 * kMaxRowsPerBlock) * sizeof(float);
-// DecodeLayerParams::flags (A/B runs; 0 is the measured best: docs/benchmarks.md, stop 17): also
-// prefetch the next layer's qkv and o during the attention; bulk (TMA) prefetches instead of one
-// per 128-byte line; no L2 prefetches at all.
-constexpr int kNextPrefetch = 1, kPrefetchBulk = 2, kNoPrefetch = 4;
+// DecodeLayerParams::flags (docs/benchmarks.md, stop 17; the host picks 0 or kNoPrefetch by the
+// layer's size, NC_DECODE_LAYER_FLAGS overrides): also prefetch the next layer's qkv and o during
+// the attention; bulk (TMA) prefetches instead of one per 128-byte line; no L2 prefetches at all.
+constexpr int kNextPrefetch = 1, kPrefetchBulk = 2, kNoPrefetch = kDecodeLayerNoPrefetch;
 
 template <int D, int G>
 __global__ void __launch_bounds__(kThreads, 1) decode_layer_kernel(const DecodeLayerParams p) {

@@ -75,13 +75,17 @@ struct DecodeLayerParams {
   // kDecodeLayerStamps %globaltimer values of block 0 (ns): start, after the PDL wait, then
   // before and after each of the four barriers, and the end.
   unsigned long long* trace = nullptr;
-  // A/B switches (NC_DECODE_LAYER_FLAGS; 0, the default, measured best on an H100): 1 also asks
-  // the L2 for the next layer's qkv and o during the attention, 2 bulk (TMA) L2 prefetches instead
-  // of one per 128-byte line, 4 no L2 prefetches at all.
+  // Switches: 1 also asks the L2 for the next layer's qkv and o during the attention, 2 bulk (TMA)
+  // L2 prefetches instead of one per 128-byte line, 4 no L2 prefetches at all. The host sets 0
+  // where every stage's weights fit a quarter of the L2, else 4 (both measured best there);
+  // NC_DECODE_LAYER_FLAGS overrides it for A/B runs.
   int flags = 0;
 };
 
 inline constexpr int kDecodeLayerStamps = 11;
+// DecodeLayerParams::flags bit: no L2 prefetches (what the host sets where a stage's weights would
+// not fit a quarter of the L2: cuda_decode_layer.cc).
+inline constexpr int kDecodeLayerNoPrefetch = 4;
 // The largest hidden size (the norms hold their rows in registers: 2 x 16 bytes a thread).
 inline constexpr int kDecodeLayerMaxHidden = 8192;
 // and at most this many of its rows a block (H <= this x decode_layer_blocks()).
