@@ -60,11 +60,101 @@ bool plan_fits(const AttentionPlan& plan_base, const Tensor& pages, const CudaAt
   return true;
 }
 
+// The layer's sizes: head_dim, q and kv heads, hidden, intermediate, and qkv's rows.
+struct LayerSizes {
+  int64_t D = 0, hq = 0, hk = 0, H = 0, I = 0, qkv_rows = 0;
+};
+
+LayerSizes sizes_of(const AttentionShape& sh, const DecodeLayerWeights& w,
+                    const DecodeLayerIo& io) {
+  LayerSizes n;
+  n.D = sh.head_dim, n.hq = sh.num_qo_heads, n.hk = sh.num_kv_heads;
+  n.H = io.residual.numel();
+  n.I = w.down.ndim() == 2 ? w.down.dim(1) : 0;
+  n.qkv_rows = (n.hq + 2 * n.hk) * n.D;
+  return n;
+}
+
+// Every row and weight of the layer as the kernel takes it (decode_layer_kernels.h).
+bool layer_fits(const LayerSizes& n, const DecodeLayerWeights& w, const DecodeLayerIo& io) {
+  const int64_t H = n.H, I = n.I, q_width = n.hq * n.D;
+  if (H % 8 != 0 || I % 8 != 0 || I == 0 || H > cuda::kDecodeLayerMaxHidden ||
+      H > int64_t(cuda::kDecodeLayerMaxRowsPerBlock) * cuda::decode_layer_blocks())
+    return false;
+  if (!bf16_row(io.hidden, H) || !bf16_row(io.residual, H) || !bf16_row(io.qkv, n.qkv_rows) ||
+      !bf16_row(io.attn, q_width) || !bf16_row(io.act, I))
+    return false;
+  if (!bf16_row(w.input_norm, H) || !bf16_row(w.post_norm, H) ||
+      !bf16_matrix(w.qkv, n.qkv_rows, H) || !bf16_matrix(w.o_proj, H, q_width) ||
+      !bf16_matrix(w.gate_up, 2 * I, H) || !bf16_matrix(w.down, H, I))
+    return false;
+  if (!optional_row(w.qkv_bias, n.qkv_rows) || !optional_row(w.o_bias, H) ||
+      !optional_row(w.q_norm, n.D) || !optional_row(w.k_norm, n.D))
+    return false;
+  if (!io.positions.defined() || io.positions.device() != Device::CUDA ||
+      io.positions.dtype() != DType::I32 || io.positions.numel() != 1)
+    return false;
+  if (!io.cos_sin.defined() || io.cos_sin.device() != Device::CUDA ||
+      io.cos_sin.dtype() != DType::F32 || io.cos_sin.ndim() != 2 || io.cos_sin.dim(1) != n.D)
+    return false;
+  return cuda::decode_layer_smem_bytes(int(H), int(q_width), int(I), int(n.hq / n.hk), int(n.D)) <=
+         cuda::decode_layer_max_smem();
+}
+
+void set_rows(cuda::DecodeLayerParams& p, const DecodeLayerIo& io, const LayerSizes& n) {
+  p.hidden = io.hidden.data();
+  p.residual = io.residual.data();
+  p.add_hidden = io.add_hidden;
+  p.qkv = io.qkv.data();
+  p.attn = io.attn.data();
+  p.act = io.act.data();
+  p.eps = io.eps;
+  p.rope_position = static_cast<const int32_t*>(io.positions.data());
+  p.cos_sin = static_cast<const float*>(io.cos_sin.data());
+  p.hidden_size = int(n.H);
+  p.num_qo_heads = int(n.hq);
+  p.num_kv_heads = int(n.hk);
+  p.head_dim = int(n.D);
+  p.intermediate = int(n.I);
+}
+
+void set_weights(cuda::DecodeLayerParams& p, const DecodeLayerWeights& w, const LayerSizes& n) {
+  p.input_norm = w.input_norm.data();
+  p.qkv_w = w.qkv.data();
+  p.qkv_bias = data_or_null(w.qkv_bias);
+  p.q_norm = data_or_null(w.q_norm);
+  p.k_norm = data_or_null(w.k_norm);
+  p.o_w = w.o_proj.data();
+  p.o_bias = data_or_null(w.o_bias);
+  p.post_norm = w.post_norm.data();
+  p.gate_up_w = w.gate_up.data();
+  p.down_w = w.down.data();
+  if (bf16_matrix(w.next_qkv, n.qkv_rows, n.H) && bf16_matrix(w.next_o_proj, n.H, n.hq * n.D)) {
+    p.next_qkv_w = w.next_qkv.data();
+    p.next_o_w = w.next_o_proj.data();
+  }
+}
+
+// The pages and the plan's own level: the one entry's CSR arrays and its append slot.
+void set_kv(cuda::DecodeLayerParams& p, const CudaAttentionPlan& plan, const Tensor& pages) {
+  const AttentionShape& sh = plan.shape;
+  const LevelPlan& own = plan.levels.back();
+  p.sm_scale = sh.sm_scale;
+  p.kv.pages = pages.data();
+  p.kv.page_size = sh.kv.page_size;
+  p.kv.hnd = sh.kv.layout == KVLayout::HND;
+  p.kv.kv_indptr = plan.staging.dev_ptr(own.arrays.kv_indptr);
+  p.kv.kv_indices = plan.staging.dev_ptr(own.arrays.kv_indices);
+  p.kv.batch_indices = plan.staging.dev_ptr(plan.batch_indices);
+  p.kv.positions = plan.staging.dev_ptr(plan.positions);
+  p.last_page_len = plan.staging.dev_ptr(own.arrays.last_page_len);
+}
+
 // Whether the kernel's L2 prefetches pay: every stage's weights within a quarter of the L2.
 // Measured on an H100 (docs/benchmarks.md, stop 17): 2% faster on the Qwen3-0.6B shape (stages up
 // to 12.6 MB), 22% slower on Llama-3-8B's (stages of 33-117 MB, which push each other out of the
 // cache).
-bool prefetch_fits(int64_t qkv_rows, int64_t hidden, int64_t q_width, int64_t inter) {
+bool prefetch_fits(const LayerSizes& n) {
   static const int64_t l2 = [] {
     int dev = 0, bytes = 0;
     cudaGetDevice(&dev);
@@ -72,7 +162,7 @@ bool prefetch_fits(int64_t qkv_rows, int64_t hidden, int64_t q_width, int64_t in
     return int64_t(bytes);
   }();
   const int64_t largest =
-      2 * std::max({qkv_rows * hidden, hidden * q_width, 2 * inter * hidden, hidden * inter});
+      2 * std::max({n.qkv_rows * n.H, n.H * n.hq * n.D, 2 * n.I * n.H, n.H * n.I});
   return largest <= l2 / 4;
 }
 
@@ -113,74 +203,15 @@ bool DecodeLayerRunner::run(const AttentionPlan& plan_base, const Tensor& pages,
                             const DecodeLayerWeights& w, const DecodeLayerIo& io) {
   const CudaAttentionPlan* plan = nullptr;
   if (!enabled() || !plan_fits(plan_base, pages, &plan)) return false;
-  const AttentionShape& sh = plan->shape;
-  const int64_t D = sh.head_dim, hq = sh.num_qo_heads, hk = sh.num_kv_heads;
-  const int64_t H = io.residual.numel(), I = w.down.ndim() == 2 ? w.down.dim(1) : 0;
-  const int64_t qkv_rows = (hq + 2 * hk) * D;
-  if (H % 8 != 0 || I % 8 != 0 || I == 0 || H > cuda::kDecodeLayerMaxHidden ||
-      H > int64_t(cuda::kDecodeLayerMaxRowsPerBlock) * cuda::decode_layer_blocks() ||
-      !bf16_row(io.hidden, H) || !bf16_row(io.residual, H))
-    return false;
-  if (!bf16_row(io.qkv, qkv_rows) || !bf16_row(io.attn, hq * D) || !bf16_row(io.act, I))
-    return false;
-  if (!bf16_row(w.input_norm, H) || !bf16_row(w.post_norm, H) || !bf16_matrix(w.qkv, qkv_rows, H) ||
-      !bf16_matrix(w.o_proj, H, hq * D) || !bf16_matrix(w.gate_up, 2 * I, H) ||
-      !bf16_matrix(w.down, H, I))
-    return false;
-  if (!optional_row(w.qkv_bias, qkv_rows) || !optional_row(w.o_bias, H) ||
-      !optional_row(w.q_norm, D) || !optional_row(w.k_norm, D))
-    return false;
-  if (!io.positions.defined() || io.positions.device() != Device::CUDA ||
-      io.positions.dtype() != DType::I32 || io.positions.numel() != 1)
-    return false;
-  if (!io.cos_sin.defined() || io.cos_sin.device() != Device::CUDA ||
-      io.cos_sin.dtype() != DType::F32 || io.cos_sin.ndim() != 2 || io.cos_sin.dim(1) != D)
-    return false;
-  if (cuda::decode_layer_smem_bytes(int(H), int(hq * D), int(I), int(hq / hk), int(D)) >
-      cuda::decode_layer_max_smem())
-    return false;
-  const LevelPlan& own = plan->levels.back();
+  const LayerSizes n = sizes_of(plan->shape, w, io);
+  if (!layer_fits(n, w, io)) return false;
   cuda::DecodeLayerParams p;
-  p.hidden = io.hidden.data();
-  p.residual = io.residual.data();
-  p.add_hidden = io.add_hidden;
-  p.qkv = io.qkv.data();
-  p.attn = io.attn.data();
-  p.act = io.act.data();
-  p.input_norm = w.input_norm.data();
-  p.qkv_w = w.qkv.data();
-  p.qkv_bias = data_or_null(w.qkv_bias);
-  p.q_norm = data_or_null(w.q_norm);
-  p.k_norm = data_or_null(w.k_norm);
-  p.o_w = w.o_proj.data();
-  p.o_bias = data_or_null(w.o_bias);
-  p.post_norm = w.post_norm.data();
-  p.gate_up_w = w.gate_up.data();
-  p.down_w = w.down.data();
-  if (bf16_matrix(w.next_qkv, qkv_rows, H) && bf16_matrix(w.next_o_proj, H, hq * D)) {
-    p.next_qkv_w = w.next_qkv.data();
-    p.next_o_w = w.next_o_proj.data();
-  }
-  p.eps = io.eps;
-  p.hidden_size = int(H);
-  p.num_qo_heads = int(hq);
-  p.num_kv_heads = int(hk);
-  p.head_dim = int(D);
-  p.intermediate = int(I);
-  p.rope_position = static_cast<const int32_t*>(io.positions.data());
-  p.cos_sin = static_cast<const float*>(io.cos_sin.data());
-  p.sm_scale = sh.sm_scale;
-  p.kv.pages = pages.data();
-  p.kv.page_size = sh.kv.page_size;
-  p.kv.hnd = sh.kv.layout == KVLayout::HND;
-  p.kv.kv_indptr = plan->staging.dev_ptr(own.arrays.kv_indptr);
-  p.kv.kv_indices = plan->staging.dev_ptr(own.arrays.kv_indices);
-  p.kv.batch_indices = plan->staging.dev_ptr(plan->batch_indices);
-  p.kv.positions = plan->staging.dev_ptr(plan->positions);
-  p.last_page_len = plan->staging.dev_ptr(own.arrays.last_page_len);
+  set_rows(p, io, n);
+  set_weights(p, w, n);
+  set_kv(p, *plan, pages);
   p.scratch = scratch_;
   p.trace = trace_;
-  p.flags = prefetch_fits(qkv_rows, H, hq * D, I) ? 0 : cuda::kDecodeLayerNoPrefetch;
+  p.flags = prefetch_fits(n) ? 0 : cuda::kDecodeLayerNoPrefetch;
   if (const char* f = std::getenv("NC_DECODE_LAYER_FLAGS"); f != nullptr) p.flags = std::atoi(f);
   k_call([&] { cuda::decode_layer_bf16(p, ctx_->stream); });
   return true;
