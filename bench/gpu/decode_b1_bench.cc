@@ -51,7 +51,8 @@ void print_trace(const std::vector<uint64_t>& t, int layers) {
     for (int k = 0; k + 1 < S; ++k) sum[k] += double(st[k + 1] - st[k]) * 1e-3;
     ++count;
     if (i + 1 < n && (i + 1) % size_t(layers) != 0) {  // the next layer of the same step
-      sum[S - 1] += double(t[1 + (i + 1) * S] - st[S - 1]) * 1e-3;
+      // Signed: with PDL the next launch may start before this one's last stamp.
+      sum[S - 1] += double(int64_t(t[1 + (i + 1) * S] - st[S - 1])) * 1e-3;
       ++gaps;
     }
   }

@@ -164,10 +164,24 @@ __device__ void merge_chunks(const float* first, int chunks, bf16* attn, AttnSme
 // Chunks of the context a kv head's attention is split into: one block each, about
 // kChunkTokens tokens a chunk (every warp then loads its tokens at once) up to the grid's share.
 constexpr int kChunkTokens = 32;
+
+// The one entry's context from the plan's CSR arrays: its first page-id index (base), its length
+// including the new token, and chunk `chunk` of `chunks`'s positions [t0, t1).
+struct ChunkRange {
+  int base, len, t0, t1;
+};
+__device__ __forceinline__ int context_len(const DecodeLayerParams& p) {
+  return (p.kv.kv_indptr[1] - p.kv.kv_indptr[0] - 1) * p.kv.page_size + p.last_page_len[0];
+}
+__device__ __forceinline__ ChunkRange chunk_range(const DecodeLayerParams& p, int chunk,
+                                                  int chunks) {
+  const int len = context_len(p), per = (len + chunks - 1) / chunks, t0 = chunk * per;
+  return {p.kv.kv_indptr[0], len, t0, min(len, t0 + per)};
+}
+
 __device__ int attention_chunks(const DecodeLayerParams& p, int hk) {
-  const int base = p.kv.kv_indptr[0];
-  const int len = (p.kv.kv_indptr[1] - base - 1) * p.kv.page_size + p.last_page_len[0];
-  return max(1, min(min(int(gridDim.x) / hk, kMaxChunks), (len + kChunkTokens - 1) / kChunkTokens));
+  return max(1, min(min(int(gridDim.x) / hk, kMaxChunks),
+                    (context_len(p) + kChunkTokens - 1) / kChunkTokens));
 }
 
 // S2 for kv head h, chunk `chunk` of `chunks`: see decode_layer_kernels.h.
@@ -177,10 +191,8 @@ __device__ void attention_stage(const DecodeLayerParams& p, int h, int chunk, in
   constexpr int P = D / 32, T = kTokens<G>;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int hq = p.num_qo_heads, hk = p.num_kv_heads;
-  const int base = p.kv.kv_indptr[0];
-  const int len = (p.kv.kv_indptr[1] - base - 1) * p.kv.page_size + p.last_page_len[0];
-  const int per = (len + chunks - 1) / chunks, t0 = chunk * per, t1 = min(len, t0 + per);
-  const int newest = len - 1;
+  const ChunkRange range = chunk_range(p, chunk, chunks);
+  const int base = range.base, t0 = range.t0, t1 = range.t1, newest = range.len - 1;
   const bool own_new = t0 <= newest && newest < t1, writes_new = chunk == 0;
   const bf16* qkv = static_cast<const bf16*>(p.qkv);
   const int pos = *p.rope_position;
@@ -286,15 +298,13 @@ __device__ void attention_stage(const DecodeLayerParams& p, int h, int chunk, in
 template <int D>
 __device__ void prefetch_kv(const DecodeLayerParams& p, int h, int chunk, int chunks,
                             Prefetch how) {
-  const int base = p.kv.kv_indptr[0];
-  const int len = (p.kv.kv_indptr[1] - base - 1) * p.kv.page_size + p.last_page_len[0];
-  if (int64_t(len) * p.num_kv_heads * D * 4 > kMaxKvPrefetch) return;
+  const ChunkRange range = chunk_range(p, chunk, chunks);
+  if (int64_t(range.len) * p.num_kv_heads * D * 4 > kMaxKvPrefetch) return;
   // The newest token's slot is written in this launch, not read from the pages.
-  const int per = (len + chunks - 1) / chunks, t0 = chunk * per,
-            t1 = min(min(len, t0 + per), len - 1);
+  const int t1 = min(range.t1, range.len - 1);
   const int64_t half = int64_t(p.kv.page_size) * p.num_kv_heads * D;
-  for (int t = t0 + int(threadIdx.x); t < t1; t += kThreads) {  // the newest is not there yet
-    const bf16* k = kv_row<D>(p.kv, base, t, h, p.num_kv_heads);
+  for (int t = range.t0 + int(threadIdx.x); t < t1; t += kThreads) {
+    const bf16* k = kv_row<D>(p.kv, range.base, t, h, p.num_kv_heads);
     prefetch_span(k, D * 2, how);
     prefetch_span(k + half, D * 2, how);
   }
