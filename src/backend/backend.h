@@ -90,11 +90,8 @@ struct AddNorm {
 // A dense pre-norm decoder layer (Llama, Qwen2/3, Mistral: RMSNorm, rope, SiLU MLP) as
 // Backend::decode_layer takes it. Weights as LlamaModel holds them: qkv [(Hq + 2 Hk) D, H] and
 // gate_up [2 I, H] fused; biases, q_norm and k_norm may be undefined.
-// next_qkv and next_o_proj: the next layer's (undefined for the last), which a backend may ask
-// its cache for ahead.
 struct DecodeLayerWeights {
   Tensor input_norm, qkv, qkv_bias, q_norm, k_norm, o_proj, o_bias, post_norm, gate_up, down;
-  Tensor next_qkv, next_o_proj;
 };
 // Its one token's rows: hidden and residual [1, H] (the layer loop's convention, below), the
 // scratch rows qkv, attn and act, the rope position (i32 [1]) and table, the norms' eps.

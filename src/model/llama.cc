@@ -278,19 +278,8 @@ bool LlamaModel::whole_decode_layer(size_t l, const Plans& plans, KVCache& kv, i
       !sparse_step_.plans.empty() || sparse_step_.update_in_layers)
     return false;
   const int ki = kinds_.of_layer[l];
-  const bool last = l + 1 == layers_.size();
-  const DecodeLayerWeights w{L.input_norm,
-                             L.qkv,
-                             L.qkv_bias,
-                             L.q_norm,
-                             L.k_norm,
-                             L.o_proj,
-                             L.o_bias,
-                             L.post_norm,
-                             L.gate_up,
-                             L.down,
-                             last ? Tensor() : layers_[l + 1].qkv,
-                             last ? Tensor() : layers_[l + 1].o_proj};
+  const DecodeLayerWeights w{L.input_norm, L.qkv,    L.qkv_bias,  L.q_norm,  L.k_norm,
+                             L.o_proj,     L.o_bias, L.post_norm, L.gate_up, L.down};
   DecodeLayerIo io;
   io.hidden = ws_.hidden.slice(0, 1);
   io.residual = ws_.residual.slice(0, 1);

@@ -5,9 +5,10 @@
 // bound: bf16 activations through the layers, here with float32 sums in another order). Cases
 // cover head_dim 64 and 128, GQA groups 1, 2, 4 and 8, q/k norms, q/k/v and o biases, NHD and
 // HND pages of 4 and 16 tokens, pages not in order (a second sequence prefilled beside the
-// first), contexts shorter than the kernel's chunk count and of several hundred tokens, eager
-// steps and CUDA graphs. Under graphs the batch-1 graph must have at least three kernels a layer
-// fewer with the kernel on (it ran, not the fallback).
+// first), contexts shorter than the kernel's chunk count, of several hundred and of 1500 tokens
+// (chunks longer than the staged tokens), layers narrow and wide (rows split across warps or not),
+// eager steps and CUDA graphs. Under graphs the batch-1 graph must have at least three kernels a
+// layer fewer with the kernel on (it ran, not the fallback).
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -26,13 +27,14 @@ struct Case {
   KVLayout layout;
   int page_size, prompt_len, steps;
   bool graphs;
+  int hidden = 512;  // 512: at most 16 rows of o and down a block (the warps split each row)
 };
 
 ModelConfig dense_config(const Case& c) {
   ModelConfig m;
   m.architecture = c.qk_norm ? "qwen3" : "llama";
   m.num_layers = 3;
-  m.hidden_size = 512;
+  m.hidden_size = c.hidden;
   m.num_heads = c.heads;
   m.num_kv_heads = c.kv_heads;
   m.head_dim = c.head_dim;
@@ -116,6 +118,14 @@ TEST_F(CudaDecodeLayer, BiasedHd64Group8HndEager) {
 
 TEST_F(CudaDecodeLayer, LongContextGroup4Graphs) {
   check({"hd128 g4 nhd16 700", 128, 8, 2, false, false, KVLayout::NHD, 16, 700, 6, true});
+}
+
+// Hidden 2304 and 32 heads of q/k/v: more than 16 rows a block in every projection (a warp takes
+// whole rows); 1500 tokens over 16 chunks of 94: the first 64 of a chunk are staged in shared
+// memory at the launch's start, the rest read from the pages.
+TEST_F(CudaDecodeLayer, WideLayerAndChunksPastTheStagedTokens) {
+  check({"hd128 g2 qk-norm nhd16 1500 wide", 128, 16, 8, true, false, KVLayout::NHD, 16, 1500, 4,
+         true, 2304});
 }
 
 TEST_F(CudaDecodeLayer, Group1HndGraphsAndShortContext) {

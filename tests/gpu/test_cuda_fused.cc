@@ -380,19 +380,23 @@ double decode_one(Models& m, const std::vector<int32_t>& prompt, int steps,
 
 class CudaFusedModel : public GpuVsCpu {
  protected:
-  // Fusion on (this fixture's gpu) against off (a second backend), both with graphs; PDL on in
+  // Fusion on against off (two backends of their own), both with graphs; PDL on in
   // the first pass, off in the second: all four runs equal bit for bit.
   template <typename MakeModel>
   void check(const char* name, MakeModel&& make, const std::vector<int32_t>& prompt) {
     SCOPED_TRACE(name);
     PdlGuard guard;
-    CudaBackendOptions off;
-    off.fuse_small_ops = false;
-    std::unique_ptr<Backend> plain_backend = make_cuda_backend(0, off);
+    // Both op by op (the whole-layer kernel, which Auto takes for layers this small, would leave
+    // nothing to fuse), fused or not.
+    CudaBackendOptions fused_opt, plain_opt;
+    fused_opt.decode_layer = plain_opt.decode_layer = DecodeLayerMode::Off;
+    plain_opt.fuse_small_ops = false;
+    std::unique_ptr<Backend> fused_backend = make_cuda_backend(0, fused_opt);
+    std::unique_ptr<Backend> plain_backend = make_cuda_backend(0, plain_opt);
     std::vector<std::vector<float>> passes[2];
     for (bool pdl : {true, false}) {
       cuda_set_pdl(pdl);
-      Models m{make(*gpu), make(*plain_backend), make(*cpu)};
+      Models m{make(*fused_backend), make(*plain_backend), make(*cpu)};
       m.fused->set_graph_options(GraphOptions{true, 16});
       m.plain->set_graph_options(GraphOptions{true, 16});
       const double worst = decode_one(m, prompt, 6, passes[pdl ? 0 : 1]);
@@ -401,11 +405,11 @@ class CudaFusedModel : public GpuVsCpu {
       EXPECT_EQ(m.fused->num_graph_steps(), 6);
       // Only the batch-1 bucket was captured: two kernels per layer fewer (silu_and_mul folded
       // into the down projection, the K/V append into the qkv prologue).
-      const std::vector<int> keys = cuda_graph_keys(*gpu);
+      const std::vector<int> keys = cuda_graph_keys(*fused_backend);
       ASSERT_EQ(keys, cuda_graph_keys(*plain_backend));
       ASSERT_FALSE(keys.empty());
       for (int key : keys) {
-        const int on = cuda_graph_stats(*gpu, key).kernels;
+        const int on = cuda_graph_stats(*fused_backend, key).kernels;
         const int not_fused = cuda_graph_stats(*plain_backend, key).kernels;
         std::printf("%s graph %d: %d kernels fused, %d not\n", name, key, on, not_fused);
         EXPECT_EQ(not_fused - on, 2 * m.fused->config().num_layers) << "graph " << key;

@@ -31,7 +31,7 @@ enum class SharedLevelKernel {
 // Whether a one-request decode step runs each dense layer as one persistent kernel
 // (cuda_decode_layer.h).
 enum class DecodeLayerMode {
-  Auto,  // the environment's NC_DECODE_LAYER=1 / 0; unset, kDecodeLayerByDefault
+  Auto,  // the environment's NC_DECODE_LAYER=1 / 0; unset, layers up to kDecodeLayerAutoMaxBytes
   On,
   Off,
 };

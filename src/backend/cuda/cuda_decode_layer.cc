@@ -16,11 +16,12 @@ size_t trace_bytes() {
          sizeof(unsigned long long);
 }
 
-bool mode_on(DecodeLayerMode mode) {
-  if (mode != DecodeLayerMode::Auto) return mode == DecodeLayerMode::On;
+// Auto resolved: On or Off by the environment's NC_DECODE_LAYER, else Auto (by the layer's size).
+DecodeLayerMode resolve(DecodeLayerMode mode) {
+  if (mode != DecodeLayerMode::Auto) return mode;
   const char* v = std::getenv("NC_DECODE_LAYER");
-  if (v == nullptr || *v == '\0') return kDecodeLayerByDefault;
-  return std::strcmp(v, "0") != 0;
+  if (v == nullptr || *v == '\0') return DecodeLayerMode::Auto;
+  return std::strcmp(v, "0") != 0 ? DecodeLayerMode::On : DecodeLayerMode::Off;
 }
 
 // A bf16 tensor on the device, contiguous, 16-byte aligned, of n elements.
@@ -95,7 +96,8 @@ bool layer_fits(const LayerSizes& n, const DecodeLayerWeights& w, const DecodeLa
       io.positions.dtype() != DType::I32 || io.positions.numel() != 1)
     return false;
   if (!io.cos_sin.defined() || io.cos_sin.device() != Device::CUDA ||
-      io.cos_sin.dtype() != DType::F32 || io.cos_sin.ndim() != 2 || io.cos_sin.dim(1) != n.D)
+      io.cos_sin.dtype() != DType::F32 || io.cos_sin.ndim() != 2 || io.cos_sin.dim(1) != n.D ||
+      reinterpret_cast<uintptr_t>(io.cos_sin.data()) % 16 != 0)
     return false;
   return cuda::decode_layer_smem_bytes(int(H), int(q_width), int(I), int(n.hq / n.hk), int(n.D)) <=
          cuda::decode_layer_max_smem();
@@ -129,10 +131,6 @@ void set_weights(cuda::DecodeLayerParams& p, const DecodeLayerWeights& w, const 
   p.post_norm = w.post_norm.data();
   p.gate_up_w = w.gate_up.data();
   p.down_w = w.down.data();
-  if (bf16_matrix(w.next_qkv, n.qkv_rows, n.H) && bf16_matrix(w.next_o_proj, n.H, n.hq * n.D)) {
-    p.next_qkv_w = w.next_qkv.data();
-    p.next_o_w = w.next_o_proj.data();
-  }
 }
 
 // The pages and the plan's own level: the one entry's CSR arrays and its append slot.
@@ -154,6 +152,10 @@ void set_kv(cuda::DecodeLayerParams& p, const CudaAttentionPlan& plan, const Ten
 // Measured on an H100 (docs/benchmarks.md, stop 17): 2% faster on the Qwen3-0.6B shape (stages up
 // to 12.6 MB), 22% slower on Llama-3-8B's (stages of 33-117 MB, which push each other out of the
 // cache).
+int64_t layer_weight_bytes(const LayerSizes& n) {
+  return 2 * (n.qkv_rows * n.H + n.H * n.hq * n.D + 3 * n.I * n.H);
+}
+
 bool prefetch_fits(const LayerSizes& n) {
   static const int64_t l2 = [] {
     int dev = 0, bytes = 0;
@@ -170,7 +172,9 @@ bool prefetch_fits(const LayerSizes& n) {
 
 DecodeLayerRunner::DecodeLayerRunner(std::shared_ptr<Context> ctx, DecodeLayerMode mode)
     : ctx_(std::move(ctx)) {
-  if (!mode_on(mode)) return;
+  mode = resolve(mode);
+  if (mode == DecodeLayerMode::Off) return;
+  by_size_ = mode == DecodeLayerMode::Auto;
   const size_t bytes = cuda::decode_layer_scratch_bytes(cuda::decode_layer_blocks());
   cuda_check(cudaMalloc(&scratch_, bytes), "cudaMalloc (decode layer scratch)");
   cuda_check(cudaMemset(scratch_, 0, bytes), "cudaMemset (decode layer scratch)");
@@ -205,6 +209,7 @@ bool DecodeLayerRunner::run(const AttentionPlan& plan_base, const Tensor& pages,
   if (!enabled() || !plan_fits(plan_base, pages, &plan)) return false;
   const LayerSizes n = sizes_of(plan->shape, w, io);
   if (!layer_fits(n, w, io)) return false;
+  if (by_size_ && layer_weight_bytes(n) > kDecodeLayerAutoMaxBytes) return false;
   cuda::DecodeLayerParams p;
   set_rows(p, io, n);
   set_weights(p, w, n);

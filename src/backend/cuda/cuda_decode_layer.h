@@ -8,8 +8,9 @@
 // device, contiguous, 16-byte aligned and of the layer's shape (decode_layer_kernels.h).
 //
 // On or off: CudaBackendOptions::decode_layer (On, Off, or Auto: the environment's
-// NC_DECODE_LAYER=1 / 0, unset kDecodeLayerByDefault). The runner owns the kernel's scratch (a
-// few hundred KB, allocated when it is made and on, so that graph captures never allocate).
+// NC_DECODE_LAYER=1 / 0; unset, on for layers of at most kDecodeLayerAutoMaxBytes of weights). The
+// runner owns the kernel's scratch (a few hundred KB, allocated when it is made and not off, so
+// that graph captures never allocate).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -21,8 +22,12 @@
 
 namespace nc::cuda_host {
 
-// Off until measured on a GPU (docs/benchmarks.md, issue #16).
-inline constexpr bool kDecodeLayerByDefault = false;
+// Auto's limit: a layer's bf16 weights. Measured on an H100 (docs/benchmarks.md, stop 18), batch
+// 1 against the op-by-op layer: 18% faster at 31 MB a layer (Qwen3-0.6B shape), 6% at 122 MB
+// (Llama-3.2-1B), 4% slower at 436 MB (Llama-3-8B; each stage's weights far past the L2, and the
+// stages' ramps cost more than the launches saved). Nothing between was measured: the limit
+// takes the measured wins only.
+inline constexpr int64_t kDecodeLayerAutoMaxBytes = int64_t(128) << 20;
 
 class DecodeLayerRunner : NonCopyable {
  public:
@@ -39,6 +44,7 @@ class DecodeLayerRunner : NonCopyable {
 
  private:
   std::shared_ptr<Context> ctx_;
+  bool by_size_ = false;  // Auto without the environment's word: kDecodeLayerAutoMaxBytes decides
   void* scratch_ = nullptr;
   unsigned long long* trace_ = nullptr;
 };

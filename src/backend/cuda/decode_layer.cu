@@ -29,24 +29,37 @@ constexpr size_t kMaxSmem = 200 * 1024;
 constexpr int kStamps = kDecodeLayerStamps;
 constexpr unsigned long long kTraceLaunches = kDecodeLayerTraceLaunches;
 constexpr int kMaxRowsPerBlock = kDecodeLayerMaxRowsPerBlock;
-// block_sum's scratch and the kept rows (keep_r, keep_o), before the stage's own
-constexpr size_t kRedBytes = (kWarps + 2 * kMaxRowsPerBlock) * sizeof(float);
-// DecodeLayerParams::flags (docs/benchmarks.md, stop 17; the host picks 0 or kNoPrefetch by the
-// layer's size, NC_DECODE_LAYER_FLAGS overrides): also prefetch the next layer's qkv and o during
-// the attention; bulk (TMA) prefetches instead of one per 128-byte line; no L2 prefetches at all.
-constexpr int kNextPrefetch = 1, kPrefetchBulk = 2, kNoPrefetch = kDecodeLayerNoPrefetch;
+// block_sum's scratch, rows_dot's split sums and the kept rows (keep_r, keep_o), before the
+// stage's own
+constexpr size_t kRedBytes = (2 * kWarps + 2 * kMaxRowsPerBlock) * sizeof(float);
+
+// Shared memory: kRedBytes, then the stages' body (S1/S3/S4/S5's input as bf16, or S2's
+// AttnSmem), then what is staged at the start (StagedSmem, the input and post-attention norms).
+template <int D, int G>
+__host__ __device__ constexpr size_t body_bytes(int hidden, int q_width, int intermediate) {
+  const int widest = hidden > q_width ? (hidden > intermediate ? hidden : intermediate)
+                                      : (q_width > intermediate ? q_width : intermediate);
+  const size_t xs = size_t(widest) * sizeof(bf16), attn = sizeof(AttnSmem<D, G>);
+  return ((xs > attn ? xs : attn) + 15) / 16 * 16;
+}
 
 template <int D, int G>
 __global__ void __launch_bounds__(kThreads, 1) decode_layer_kernel(const DecodeLayerParams p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   float* red = reinterpret_cast<float*>(smem_raw);
+  float* split_sums = red + kWarps;
   // This block's rows of the residual stream between stages: r1 (the stream after the previous
   // layer's MLP add) and o, so that S3 and S5 write their rows without reading them back.
-  float* keep_r = red + kWarps;
+  float* keep_r = split_sums + kWarps;
   float* keep_o = keep_r + kMaxRowsPerBlock;
   unsigned char* body = smem_raw + kRedBytes;
   bf16* xs = reinterpret_cast<bf16*>(body);
   auto& attn_sm = *reinterpret_cast<AttnSmem<D, G>*>(body);
+  unsigned char* staged_raw =
+      body + body_bytes<D, G>(p.hidden_size, p.num_qo_heads * D, p.intermediate);
+  auto& staged = *reinterpret_cast<StagedSmem<D>*>(staged_raw);
+  bf16* input_norm = reinterpret_cast<bf16*>(staged_raw + sizeof(StagedSmem<D>));
+  bf16* post_norm = input_norm + p.hidden_size;
   unsigned* counters = static_cast<unsigned*>(p.scratch);
   float* partials = reinterpret_cast<float*>(static_cast<char*>(p.scratch) + kCounterWords * 4);
   const int H = p.hidden_size, hq = p.num_qo_heads, hk = p.num_kv_heads, I = p.intermediate;
@@ -69,17 +82,25 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layer_kernel(const DecodeL
   auto mark = [&](int i) {
     if (trace != nullptr) trace[i] = now_ns();
   };
-  // Before the wait: only weights and the plan's arrays (uploaded before the step's kernels).
-  // (With flags & kNextPrefetch the layer before asked the L2 for this one's qkv and o already.)
-  const Prefetch how = p.flags & kNoPrefetch     ? Prefetch::Off
-                       : p.flags & kPrefetchBulk ? Prefetch::Bulk
-                                                 : Prefetch::Lines;
+  // Before the wait: only weights, the plan's arrays and the position (uploaded before the step's
+  // kernels), and K/V written by earlier launches.
+  const Prefetch how = p.flags & kDecodeLayerNoPrefetch ? Prefetch::Off : Prefetch::Lines;
+  // Two groups of copies into shared memory: S1's norm weights, then the rest (S2's rope row,
+  // norms and K/V; S4's norm weights).
+  stage_bytes(input_norm, p.input_norm, H * 2);
+  cp_async_commit();
+  stage_bytes(post_norm, p.post_norm, H * 2);
+  AttnTask task;
+  if (attends) task = stage_attention<D>(p, h, chunk, chunks, staged);
+  cp_async_commit();
   Preload pl;
   preload_rows(qkv_w, qkv_r, H, pl);
   prefetch_rows(qkv_w, qkv_r, H, how);
-  if (attends) prefetch_kv<D>(p, h, chunk, chunks, how);
+  if (attends) prefetch_kv<D>(p, h, task, how);
   prefetch_rows(o_w, h_r, q_width, how);
   pdl_wait();
+  cp_async_wait<1>();
+  __syncthreads();
   if (tracing && p.trace[0] < kTraceLaunches) {
     trace = p.trace + 1 + p.trace[0] * kStamps;
     trace[0] = started;
@@ -90,27 +111,24 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layer_kernel(const DecodeL
   for (int r = h_r.first + int(threadIdx.x); r < h_r.last; r += kThreads)
     keep_r[r - h_r.first] =
         p.add_hidden ? round_bf16(bf(residual, r) + bf(hidden, r)) : bf(residual, r);
-  norm_to_smem(residual, p.add_hidden ? hidden : nullptr, static_cast<const bf16*>(p.input_norm), H,
-               p.eps, xs, red);
+  norm_to_smem(residual, p.add_hidden ? hidden : nullptr, input_norm, H, p.eps, xs, red);
   const bf16* qkv_bias = static_cast<const bf16*>(p.qkv_bias);
   bf16* qkv = static_cast<bf16*>(p.qkv);
-  rows_dot(qkv_w, xs, qkv_r, H, pl, [&](int r, float s) {
+  rows_dot(qkv_w, xs, qkv_r, H, pl, split_sums, [&](int r, float s) {
     qkv[r] = __float2bfloat16(qkv_bias ? s + __bfloat162float(qkv_bias[r]) : s);
   });
   prefetch_rows(gu_w, i_r, H, how);
   prefetch_rows(gu_w + int64_t(I) * H, i_r, H, how);
   mark(2);
   grid_barrier(counters, 1);
+  cp_async_wait<0>();
+  __syncthreads();
   mark(3);
 
   // S2: attention.
-  if (attends) attention_stage<D, G>(p, h, chunk, chunks, partials, counters + 2, attn_sm);
+  if (attends)
+    attention_stage<D, G>(p, h, chunk, chunks, task, staged, partials, counters + 2, attn_sm);
   prefetch_rows(down_w, h_r, I, how);
-  if (p.next_qkv_w != nullptr &&
-      (p.flags & kNextPrefetch) != 0) {  // the next layer's first stages, behind this one's
-    prefetch_rows(p.next_qkv_w, qkv_r, H, how);
-    prefetch_rows(p.next_o_w, h_r, q_width, how);
-  }
   preload_rows(o_w, h_r, q_width, pl);
   mark(4);
   grid_barrier(counters, 2);
@@ -119,7 +137,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layer_kernel(const DecodeL
   // S3: o projection; the attention's residual add for this block's rows.
   copy_to_smem(static_cast<const bf16*>(p.attn), q_width, xs);
   const bf16* o_bias = static_cast<const bf16*>(p.o_bias);
-  rows_dot(o_w, xs, h_r, q_width, pl, [&](int r, float s) {
+  rows_dot(o_w, xs, h_r, q_width, pl, split_sums, [&](int r, float s) {
     const bf16 o = __float2bfloat16(o_bias ? s + __bfloat162float(o_bias[r]) : s);
     if (p.add_hidden) residual[r] = __float2bfloat16(keep_r[r - h_r.first]);
     hidden[r] = o;
@@ -131,7 +149,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layer_kernel(const DecodeL
   mark(7);
 
   // S4: the post-attention norm, gate and up, SiLU.
-  norm_to_smem(residual, hidden, static_cast<const bf16*>(p.post_norm), H, p.eps, xs, red);
+  norm_to_smem(residual, hidden, post_norm, H, p.eps, xs, red);
   bf16* act = static_cast<bf16*>(p.act);
   pair_dot(gu_w, xs, i_r, I, H, pl, [&](int i, float g, float u) {
     act[i] = __float2bfloat16(silu(round_bf16(g)) * round_bf16(u));
@@ -144,7 +162,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layer_kernel(const DecodeL
 
   // S5: down projection; the MLP's input add for this block's rows.
   copy_to_smem(act, I, xs);
-  rows_dot(down_w, xs, h_r, I, pl, [&](int r, float s) {
+  rows_dot(down_w, xs, h_r, I, pl, split_sums, [&](int r, float s) {
     residual[r] = __float2bfloat16(keep_r[r - h_r.first] + keep_o[r - h_r.first]);
     hidden[r] = __float2bfloat16(s);
   });
@@ -166,8 +184,8 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layer_kernel(const DecodeL
 
 template <int D, int G>
 size_t smem_bytes(int hidden, int q_width, int intermediate) {
-  const size_t xs = size_t(std::max({hidden, q_width, intermediate})) * sizeof(bf16);
-  return kRedBytes + (std::max(xs, sizeof(AttnSmem<D, G>)) + 15) / 16 * 16;
+  return kRedBytes + body_bytes<D, G>(hidden, q_width, intermediate) + sizeof(StagedSmem<D>) +
+         2 * size_t(hidden) * sizeof(bf16);
 }
 
 template <int D>

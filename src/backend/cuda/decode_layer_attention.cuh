@@ -47,11 +47,12 @@ __device__ __forceinline__ bf16* kv_row(const KvAppendTarget& kv, int base, int 
   return static_cast<bf16*>(kv.pages) + page * 2 * half + in_half;
 }
 
-// One warp: head `src` (D bf16) RMS-normalised with w (if any) and rotated (rotate-half) at
-// position pos, rounded to bf16, into dst (floats); qkv_norm_rope.cu's arithmetic.
+// One warp: head `src` (D bf16) RMS-normalised with w (if any) and rotated (rotate-half) by the
+// position's rope row cs (D floats: cos, then sin), rounded to bf16, into dst (floats);
+// qkv_norm_rope.cu's arithmetic.
 template <int D>
-__device__ void norm_rope_head(const bf16* src, const bf16* w, float eps, int pos,
-                               const float* cos_sin, bool rotate, float* dst) {
+__device__ void norm_rope_head(const bf16* src, const bf16* w, float eps, const float* cs,
+                               bool rotate, float* dst) {
   constexpr int kHalf = D / 2, P = kHalf / 32;
   const int lane = threadIdx.x % 32, d0 = lane * P;
   float x1[P], x2[P];
@@ -71,7 +72,7 @@ __device__ void norm_rope_head(const bf16* src, const bf16* w, float eps, int po
       x2[i] = __bfloat162float(w[kHalf + d0 + i]) * (x2[i] * inv);
     }
   }
-  const float* c = cos_sin + int64_t(pos) * D + d0;
+  const float* c = cs + d0;
   const float* s = c + kHalf;
 #pragma unroll
   for (int i = 0; i < P; ++i) {
@@ -98,6 +99,17 @@ struct AttnSmem {
 // time).
 template <int D, int G>
 constexpr int kPartFloats = G* D + (2 * G + 3) / 4 * 4;
+
+// What the attention stage reads that no stage of the launch writes, copied into shared memory at
+// the launch's start (stage_attention): the token's rope row, the q/k norm weights and the K/V of
+// the chunk's first kStageTokens tokens (K row, then V row).
+constexpr int kStageTokens = 64;
+template <int D>
+struct StagedSmem {
+  float cos_sin[D];
+  bf16 q_norm[D], k_norm[D];
+  bf16 kv[kStageTokens][2][D];
+};
 
 // Tokens a warp loads before it uses them (their K and V rows in registers).
 template <int G>
@@ -184,32 +196,67 @@ __device__ int attention_chunks(const DecodeLayerParams& p, int hk) {
                     (context_len(p) + kChunkTokens - 1) / kChunkTokens));
 }
 
-// S2 for kv head h, chunk `chunk` of `chunks`: see decode_layer_kernels.h.
+// A block's place in the attention stage, found at the launch's start (the plan's arrays are on
+// the device before the step's first kernel): its chunk of the context, how many of the chunk's
+// tokens are staged, and, for chunk 0 (which writes the new token's K/V), that token's K row.
+struct AttnTask {
+  ChunkRange range;
+  int staged = 0;
+  bf16* new_k_row = nullptr;
+};
+
+// Copies what stage S2 of kv head h's chunk reads and no stage writes into st (cp.async; the
+// caller commits and waits) and returns the block's task. The newest token is not staged: chunk 0
+// writes its slot in this launch, and the attention takes it from S1's qkv.
+template <int D>
+__device__ AttnTask stage_attention(const DecodeLayerParams& p, int h, int chunk, int chunks,
+                                    StagedSmem<D>& st) {
+  AttnTask task;
+  task.range = chunk_range(p, chunk, chunks);
+  const ChunkRange& r = task.range;
+  stage_bytes(st.cos_sin, p.cos_sin + int64_t(*p.rope_position) * D, D * 4);
+  if (p.q_norm != nullptr) stage_bytes(st.q_norm, p.q_norm, D * 2);
+  if (p.k_norm != nullptr) stage_bytes(st.k_norm, p.k_norm, D * 2);
+  task.staged = max(0, min(kStageTokens, min(r.t1, r.len - 1) - r.t0));
+  const int64_t half = int64_t(p.kv.page_size) * p.num_kv_heads * D;
+  constexpr int kPieces = D * 2 / 16;  // 16-byte pieces of a row
+  for (int i = threadIdx.x; i < task.staged * 2 * kPieces; i += kThreads) {
+    const int t = i / (2 * kPieces), kind = i / kPieces % 2, piece = i % kPieces;
+    const bf16* row = kv_row<D>(p.kv, r.base, r.t0 + t, h, p.num_kv_heads) + kind * half;
+    cp_async16(&st.kv[t][kind][piece * 8], row + piece * 8);
+  }
+  if (chunk == 0)
+    task.new_k_row = kv_row<D>(p.kv, p.kv.kv_indptr[p.kv.batch_indices[0]], p.kv.positions[0], h,
+                               p.num_kv_heads);
+  return task;
+}
+
+// S2 for kv head h, chunk `chunk` of `chunks`: see decode_layer_kernels.h. The staged copies
+// (stage_attention) must be complete and visible.
 template <int D, int G>
 __device__ void attention_stage(const DecodeLayerParams& p, int h, int chunk, int chunks,
-                                float* partials, unsigned* head_done, AttnSmem<D, G>& sm) {
+                                const AttnTask& task, const StagedSmem<D>& st, float* partials,
+                                unsigned* head_done, AttnSmem<D, G>& sm) {
   constexpr int P = D / 32, T = kTokens<G>;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int hq = p.num_qo_heads, hk = p.num_kv_heads;
-  const ChunkRange range = chunk_range(p, chunk, chunks);
+  const ChunkRange range = task.range;
   const int base = range.base, t0 = range.t0, t1 = range.t1, newest = range.len - 1;
-  const bool own_new = t0 <= newest && newest < t1, writes_new = chunk == 0;
+  const int staged_end = t0 + task.staged;
+  const bool own_new = t0 <= newest && newest < t1, writes_new = task.new_k_row != nullptr;
   const bf16* qkv = static_cast<const bf16*>(p.qkv);
-  const int pos = *p.rope_position;
+  const bf16* q_norm = p.q_norm != nullptr ? st.q_norm : nullptr;
+  const bf16* k_norm = p.k_norm != nullptr ? st.k_norm : nullptr;
   if (warp < G) {
-    norm_rope_head<D>(qkv + int64_t(h * G + warp) * D, static_cast<const bf16*>(p.q_norm), p.eps,
-                      pos, p.cos_sin, true, sm.q[warp]);
+    norm_rope_head<D>(qkv + int64_t(h * G + warp) * D, q_norm, p.eps, st.cos_sin, true, sm.q[warp]);
   } else if (warp == G && (own_new || writes_new)) {
-    norm_rope_head<D>(qkv + int64_t(hq + h) * D, static_cast<const bf16*>(p.k_norm), p.eps, pos,
-                      p.cos_sin, true, sm.k_new);
+    norm_rope_head<D>(qkv + int64_t(hq + h) * D, k_norm, p.eps, st.cos_sin, true, sm.k_new);
   } else if (warp == G + 1 && (own_new || writes_new)) {
-    norm_rope_head<D>(qkv + int64_t(hq + hk + h) * D, nullptr, p.eps, pos, p.cos_sin, false,
-                      sm.v_new);
+    norm_rope_head<D>(qkv + int64_t(hq + hk + h) * D, nullptr, p.eps, st.cos_sin, false, sm.v_new);
   }
   __syncthreads();
   if (writes_new) {  // the new token's slot (the attention below takes it from shared memory)
-    const int slot_pos = p.kv.positions[0];
-    bf16* krow = kv_row<D>(p.kv, p.kv.kv_indptr[p.kv.batch_indices[0]], slot_pos, h, hk);
+    bf16* krow = task.new_k_row;
     const int64_t half = int64_t(p.kv.page_size) * hk * D;
     for (int d = threadIdx.x; d < D; d += kThreads) {
       krow[d] = __float2bfloat16(sm.k_new[d]);
@@ -243,6 +290,9 @@ __device__ void attention_stage(const DecodeLayerParams& p, int h, int chunk, in
           k[j][i] = sm.k_new[lane * P + i];
           v[j][i] = sm.v_new[lane * P + i];
         }
+      } else if (tj < staged_end) {
+        load_bf16<P>(&st.kv[tj - t0][0][lane * P], k[j]);
+        load_bf16<P>(&st.kv[tj - t0][1][lane * P], v[j]);
       } else {
         const bf16* kr = kv_row<D>(p.kv, base, tj, h, hk) + lane * P;
         load_bf16<P>(kr, k[j]);
@@ -293,17 +343,16 @@ __device__ void attention_stage(const DecodeLayerParams& p, int h, int chunk, in
                      static_cast<bf16*>(p.attn) + int64_t(h) * G * D, sm);
 }
 
-// The K/V of kv head h's chunk (first `chunks` blocks of each head), asked of the L2 when the
-// whole context is small enough.
+// The K/V of the block's chunk past its staged tokens, asked of the L2 when the whole context is
+// small enough.
 template <int D>
-__device__ void prefetch_kv(const DecodeLayerParams& p, int h, int chunk, int chunks,
-                            Prefetch how) {
-  const ChunkRange range = chunk_range(p, chunk, chunks);
+__device__ void prefetch_kv(const DecodeLayerParams& p, int h, const AttnTask& task, Prefetch how) {
+  const ChunkRange& range = task.range;
   if (int64_t(range.len) * p.num_kv_heads * D * 4 > kMaxKvPrefetch) return;
   // The newest token's slot is written in this launch, not read from the pages.
   const int t1 = min(range.t1, range.len - 1);
   const int64_t half = int64_t(p.kv.page_size) * p.num_kv_heads * D;
-  for (int t = range.t0 + int(threadIdx.x); t < t1; t += kThreads) {
+  for (int t = range.t0 + task.staged + int(threadIdx.x); t < t1; t += kThreads) {
     const bf16* k = kv_row<D>(p.kv, range.base, t, h, p.num_kv_heads);
     prefetch_span(k, D * 2, how);
     prefetch_span(k + half, D * 2, how);

@@ -67,41 +67,48 @@ __device__ void grid_barrier(unsigned* counter, unsigned n) {
   __syncthreads();
 }
 
-// How the L2 is asked for lines ahead (DecodeLayerParams::flags, for A/B runs): the TMA unit's
-// bulk prefetch (16 KB a request), one prefetch instruction per 128-byte line, or not at all.
-enum class Prefetch { Bulk, Lines, Off };
-
-// The calling thread alone asks the L2 for bytes [0, n) from p (16-byte aligned, n a multiple of
-// 16, n <= 16 KB).
-__device__ __forceinline__ void prefetch_span(const void* p, uint32_t n, Prefetch how) {
-#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900)
-  const char* base = static_cast<const char*>(p);
-  if (how == Prefetch::Bulk) {
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base), "r"(n) : "memory");
-  } else if (how == Prefetch::Lines) {
-    for (uint32_t off = 0; off < n; off += 128)
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(base + off));
-  }
-#endif
+// Asynchronous copies into shared memory (cp.async, 16 bytes each, both addresses 16-byte aligned):
+// what a stage reads that no earlier stage writes (the norm weights, the token's rope row, the
+// context's K/V) is copied at the launch's start, so that no stage waits for it after its barrier.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+// Until at most N of this thread's groups are in flight; a __syncthreads after it makes every
+// thread's copies visible to the block.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
 
-// Asks the L2 for bytes [0, n) from p (16-byte aligned, n a multiple of 16), spread over the
-// block's threads. Nothing waits for it: the reads that follow find the lines there.
-__device__ void prefetch_l2(const void* p, int64_t n, Prefetch how) {
-#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900)
+// The block copies bytes [0, n) of src into dst (n a multiple of 16).
+__device__ __forceinline__ void stage_bytes(void* dst, const void* src, int n) {
+  for (int off = int(threadIdx.x) * 16; off < n; off += kThreads * 16)
+    cp_async16(static_cast<char*>(dst) + off, static_cast<const char*>(src) + off);
+}
+
+// Whether the L2 is asked for lines ahead (DecodeLayerParams::flags): one prefetch instruction per
+// 128-byte line, or none.
+enum class Prefetch { Lines, Off };
+
+// The calling thread alone asks the L2 for bytes [0, n) from p.
+__device__ __forceinline__ void prefetch_span(const void* p, uint32_t n, Prefetch how) {
+  if (how == Prefetch::Off) return;
   const char* base = static_cast<const char*>(p);
-  if (how == Prefetch::Bulk) {
-    constexpr int64_t kPiece = 16384;
-    for (int64_t off = int64_t(threadIdx.x) * kPiece; off < n; off += int64_t(kThreads) * kPiece) {
-      const uint32_t bytes = uint32_t(min(kPiece, n - off));
-      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base + off), "r"(bytes)
-                   : "memory");
-    }
-  } else if (how == Prefetch::Lines) {
-    for (int64_t off = int64_t(threadIdx.x) * 128; off < n; off += int64_t(kThreads) * 128)
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(base + off));
-  }
-#endif
+  for (uint32_t off = 0; off < n; off += 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(base + off));
+}
+
+// Asks the L2 for bytes [0, n) from p, spread over the block's threads. Nothing waits for it: the
+// reads that follow find the lines there.
+__device__ void prefetch_l2(const void* p, int64_t n, Prefetch how) {
+  if (how == Prefetch::Off) return;
+  const char* base = static_cast<const char*>(p);
+  for (int64_t off = int64_t(threadIdx.x) * 128; off < n; off += int64_t(kThreads) * 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(base + off));
 }
 
 // This block's share [first, last) of n rows.
@@ -174,9 +181,31 @@ __device__ void copy_to_smem(const bf16* src, int n, bf16* xs) {
   __syncthreads();
 }
 
-// The first kPreload 16-byte chunks a lane streams of its warp's first two rows, loaded into
-// registers before the stage's barrier (the weights never depend on the stage before), so that
-// the stage starts with them at hand.
+// How a block's warps share a stage's rows. With more rows than warps a warp takes whole rows, two
+// at a time (r and r + kWarps). With at most kWarps rows, `split` warps take each row (a power of
+// two up to kMaxSplit), each a contiguous slice of its 16-byte chunks: no warp idles, and a slice
+// is short enough to be preloaded whole (o and down of the Qwen3-0.6B shape: 8 rows a block).
+constexpr int kMaxSplit = 8;
+__device__ __forceinline__ int row_split(Rows rows) {
+  const int n = rows.last - rows.first;
+  if (n > kWarps) return 0;
+  int s = 1;
+  while (s < kMaxSplit && 2 * s * n <= kWarps) s *= 2;
+  return s;
+}
+
+// Split mode: the warp's row and its slice [c0, c1) of the row's chunks.
+struct Slice {
+  int row, c0, c1;
+};
+__device__ __forceinline__ Slice warp_slice(Rows rows, int split, int chunks) {
+  const int warp = threadIdx.x / 32, part = warp % split;
+  return {rows.first + warp / split, chunks * part / split, chunks * (part + 1) / split};
+}
+
+// The first 16-byte chunks a lane streams, loaded into registers before the stage's barrier (the
+// weights never depend on the stage before), so that the stage starts with them at hand: kPreload
+// of each of the warp's first two rows, or in split mode 2 kPreload of its slice (a, then b).
 constexpr int kPreload = 4;
 struct Preload {
   uint4 a[kPreload], b[kPreload];
@@ -196,8 +225,22 @@ __device__ void preload_rows(const bf16* __restrict__ w, int r, int r2, int last
   }
 }
 
-// For rows_dot: the warp's first two rows of `rows`.
+// Split mode: chunks c0 + lane + 32 j of the warp's slice, j < 2 kPreload.
+__device__ void preload_slice(const bf16* __restrict__ w, Slice s, int last, int k, Preload& pl) {
+  const int lane = threadIdx.x % 32;
+  const uint4* row = reinterpret_cast<const uint4*>(w + int64_t(s.row < last ? s.row : 0) * k);
+#pragma unroll
+  for (int j = 0; j < kPreload; ++j) {
+    const int c = s.c0 + lane + 32 * j, c2 = c + 32 * kPreload;
+    pl.a[j] = s.row < last && c < s.c1 ? __ldcs(row + c) : make_uint4(0, 0, 0, 0);
+    pl.b[j] = s.row < last && c2 < s.c1 ? __ldcs(row + c2) : make_uint4(0, 0, 0, 0);
+  }
+}
+
+// For rows_dot: the warp's first two rows of `rows`, or its slice.
 __device__ void preload_rows(const bf16* w, Rows rows, int k, Preload& pl) {
+  if (const int split = row_split(rows); split > 0)
+    return preload_slice(w, warp_slice(rows, split, k / 8), rows.last, k, pl);
   const int r = rows.first + int(threadIdx.x / 32);
   preload_rows(w, r, r + kWarps, rows.last, k, pl);
 }
@@ -235,14 +278,48 @@ __device__ __forceinline__ void dot_two(const uint4* row, const uint4* row2, boo
   }
 }
 
-// Rows r of w [*, k] for r in `rows`: epi(r, w[r] . xs) on lane 0 of the row's warp. A warp takes
-// two rows at once (r and r + kWarps), so that its lanes have twice the loads in flight; its first
-// two come preloaded (preload_rows).
+// Split mode of rows_dot: each warp's slice from its preloaded chunks (and the rest, if any,
+// streamed), the slices' sums added in shared memory (sums: kWarps floats) by the row's first
+// warp. Every thread of the block must call it (it synchronises the block).
+template <typename Epi>
+__device__ void rows_dot_split(const bf16* __restrict__ w, const uint4* xv, Rows rows, int k,
+                               int split, const Preload& pl, float* sums, Epi&& epi) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const Slice s = warp_slice(rows, split, k / 8);
+  float acc = 0.0f;
+  if (s.row < rows.last) {
+#pragma unroll
+    for (int j = 0; j < kPreload; ++j) {
+      const int c = s.c0 + lane + 32 * j, c2 = c + 32 * kPreload;
+      if (c < s.c1) acc += dot8(pl.a[j], xv[c]);
+      if (c2 < s.c1) acc += dot8(pl.b[j], xv[c2]);
+    }
+    const uint4* row = reinterpret_cast<const uint4*>(w + int64_t(s.row) * k);
+#pragma unroll 4
+    for (int c = s.c0 + lane + 64 * kPreload; c < s.c1; c += 32)
+      acc += dot8(__ldcs(row + c), xv[c]);
+    acc = warp_sum(acc);
+  }
+  if (lane == 0) sums[warp] = acc;
+  __syncthreads();
+  if (lane == 0 && warp % split == 0 && s.row < rows.last) {
+    float total = 0.0f;
+    for (int i = 0; i < split; ++i) total += sums[warp + i];
+    epi(s.row, total);
+  }
+}
+
+// Rows r of w [*, k] for r in `rows`: epi(r, w[r] . xs) on one lane of the row's (first) warp.
+// Either a warp takes two rows at once (r and r + kWarps), so that its lanes have twice the loads
+// in flight, its first two preloaded (preload_rows); or, with at most kWarps rows, split warps
+// share each row (rows_dot_split; sums: kWarps floats of shared memory).
 template <typename Epi>
 __device__ void rows_dot(const bf16* __restrict__ w, const bf16* xs, Rows rows, int k,
-                         const Preload& pl, Epi&& epi) {
+                         const Preload& pl, float* sums, Epi&& epi) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const uint4* xv = reinterpret_cast<const uint4*>(xs);
+  if (const int split = row_split(rows); split > 0)
+    return rows_dot_split(w, xv, rows, k, split, pl, sums, epi);
   for (int r = rows.first + warp; r < rows.last; r += 2 * kWarps) {
     const int r2 = r + kWarps;
     const bool two = r2 < rows.last;

@@ -6,7 +6,12 @@
 // the next to start. This kernel runs the layer on one block per multiprocessor, its stages
 // separated by grid-wide barriers (counters in `counters`), and keeps the memory busy across
 // them: every block asks the L2 for its slice of the next stage's weights (and its share of the
-// K/V) before it waits, so a barrier costs its latency, not a drained memory pipe.
+// K/V) before it waits, so a barrier costs its latency, not a drained memory pipe. What a stage
+// reads that no stage of the launch writes (the two norms' weights, the token's rope row, the q/k
+// norms and the first 64 tokens of each attention block's K/V) is copied into shared memory at
+// the launch's start (cp.async), and each block's first weight chunks of a stage are loaded into
+// registers before its barrier, so that after a barrier a stage waits only for what the stage
+// before wrote.
 //
 //   S1  every block: x = rmsnorm(residual (+ hidden)) * input_norm; its rows of qkv = W_qkv x + b
 //   S2  one block per (kv head, chunk of the context): q/k RMSNorm (Qwen3) and rope of the group's
@@ -54,10 +59,6 @@ struct DecodeLayerParams {
   const void* post_norm = nullptr;
   const void* gate_up_w = nullptr;  // [2 I, H]: gate rows, then up rows
   const void* down_w = nullptr;
-  // The next layer's qkv and o weights (same shapes), asked of the L2 during this layer's
-  // attention with flags & 1 (measured slower: off by default); null for the last layer.
-  const void* next_qkv_w = nullptr;
-  const void* next_o_w = nullptr;
   float eps = 1e-6f;
   int hidden_size = 0, num_qo_heads = 0, num_kv_heads = 0, head_dim = 0, intermediate = 0;
   // Rope (rotate-half): the token's position and the table [max_pos, D] (cos, then sin).
@@ -75,10 +76,10 @@ struct DecodeLayerParams {
   // kDecodeLayerStamps %globaltimer values of block 0 (ns): start, after the PDL wait, then
   // before and after each of the four barriers, and the end.
   unsigned long long* trace = nullptr;
-  // Switches: 1 also asks the L2 for the next layer's qkv and o during the attention, 2 bulk (TMA)
-  // L2 prefetches instead of one per 128-byte line, 4 no L2 prefetches at all. The host sets 0
-  // where every stage's weights fit a quarter of the L2, else 4 (both measured best there);
-  // NC_DECODE_LAYER_FLAGS overrides it for A/B runs.
+  // kDecodeLayerNoPrefetch: no L2 prefetches of the stages' weights and the K/V, which the host
+  // sets where a stage's weights exceed a quarter of the L2 (measured best both ways, stop 17);
+  // NC_DECODE_LAYER_FLAGS overrides it for A/B runs. (Prefetching the next layer's weights too, and
+  // the TMA unit's bulk prefetches instead of one per line, were measured slower there: removed.)
   int flags = 0;
 };
 
