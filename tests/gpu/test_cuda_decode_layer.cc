@@ -14,7 +14,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <string>
 
 #include "gpu_test_util.h"
 #include "model/llama.h"
@@ -66,15 +65,9 @@ class CudaDecodeLayer : public GpuVsCpu {
     CudaBackendOptions on_opt, off_opt;
     on_opt.decode_layer = DecodeLayerMode::On;
     off_opt.decode_layer = DecodeLayerMode::Off;
-    const char* before = std::getenv("NC_DECODE_LAYER_LOOP");
-    const std::string saved = before != nullptr ? before : "";
     setenv("NC_DECODE_LAYER_LOOP", c.launch_a_layer ? "0" : "1", 1);
     std::unique_ptr<Backend> on_be = make_cuda_backend(0, on_opt);
-    if (before != nullptr) {
-      setenv("NC_DECODE_LAYER_LOOP", saved.c_str(), 1);
-    } else {
-      unsetenv("NC_DECODE_LAYER_LOOP");
-    }
+    unsetenv("NC_DECODE_LAYER_LOOP");
     std::unique_ptr<Backend> off_be = make_cuda_backend(0, off_opt);
     LlamaModel on(cfg, RandomWeights{31}, *on_be), off(cfg, RandomWeights{31}, *off_be),
         ref(cfg, RandomWeights{31}, *cpu);

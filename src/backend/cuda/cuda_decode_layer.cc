@@ -176,8 +176,7 @@ DecodeLayerRunner::DecodeLayerRunner(std::shared_ptr<Context> ctx, DecodeLayerMo
   if (mode == DecodeLayerMode::Off) return;
   by_size_ = mode == DecodeLayerMode::Auto;
   const char* loop = std::getenv("NC_DECODE_LAYER_LOOP");
-  loop_ =
-      loop == nullptr || *loop == '\0' ? kDecodeLayerLoopByDefault : std::strcmp(loop, "0") != 0;
+  loop_ = loop == nullptr || std::strcmp(loop, "0") != 0;
   const size_t bytes = cuda::decode_layer_scratch_bytes(cuda::decode_layer_blocks());
   cuda_check(cudaMalloc(&scratch_, bytes), "cudaMalloc (decode layer scratch)");
   cuda_check(cudaMemset(scratch_, 0, bytes), "cudaMemset (decode layer scratch)");

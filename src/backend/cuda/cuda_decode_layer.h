@@ -29,8 +29,6 @@ namespace nc::cuda_host {
 // stages' ramps cost more than the launches saved). Nothing between was measured: the limit
 // takes the measured wins only.
 inline constexpr int64_t kDecodeLayerAutoMaxBytes = int64_t(128) << 20;
-// All layers of a step in one launch (run_layers) unless NC_DECODE_LAYER_LOOP says otherwise.
-inline constexpr bool kDecodeLayerLoopByDefault = false;
 
 class DecodeLayerRunner : NonCopyable {
  public:
@@ -41,8 +39,7 @@ class DecodeLayerRunner : NonCopyable {
   bool run(const AttentionPlan& plan, const Tensor& kv_pages, const DecodeLayerWeights& w,
            const DecodeLayerIo& io);
   // Consecutive layers of one shape and plan in one launch (Backend::decode_layers), up to
-  // kDecodeLayerMaxLayers, where NC_DECODE_LAYER_LOOP=1 (or, unset, kDecodeLayerLoopByDefault);
-  // else false for more than one.
+  // kDecodeLayerMaxLayers, unless NC_DECODE_LAYER_LOOP=0 (then false for more than one).
   bool run_layers(const AttentionPlan& plan, std::span<const Tensor> kv_pages,
                   std::span<const DecodeLayerWeights> weights, const DecodeLayerIo& io);
   // With NC_DECODE_LAYER_TRACE=1 when the runner was made, every launch records block 0's clock at
@@ -53,8 +50,8 @@ class DecodeLayerRunner : NonCopyable {
  private:
   std::shared_ptr<Context> ctx_;
   bool by_size_ = false;
-  bool loop_ = false;  // several layers a launch  // Auto without the
-                       // environment's word: kDecodeLayerAutoMaxBytes decides
+  bool loop_ = true;  // several layers a launch (NC_DECODE_LAYER_LOOP=0: one)  // Auto without the
+                      // environment's word: kDecodeLayerAutoMaxBytes decides
   void* scratch_ = nullptr;
   unsigned long long* trace_ = nullptr;
 };
