@@ -11,7 +11,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "bench_util.h"
@@ -34,7 +33,7 @@ void print_trace(const std::vector<uint64_t>& t, int layers) {
   constexpr int S = 11;
   const size_t n = t.empty() ? 0 : size_t(t[0]);
   if (n < size_t(4 * layers) || t.size() < 1 + n * S) return;
-  static const char* names[] = {"to the PDL wait (or the barrier between layers)",
+  static const char* names[] = {"to the PDL wait",
                                 "S1 qkv",
                                 "barrier 1",
                                 "S2 attention",
@@ -67,16 +66,14 @@ void print_trace(const std::vector<uint64_t>& t, int layers) {
 // Prefills `ctx` tokens in one step, then times `steps` single-token decodes (forward_sample:
 // the draw and its copy to the host included, as a serving loop waits for each token).
 B1Result run_b1(const ModelConfig& cfg, bool fuse, bool layer, bool pdl, int ctx, int steps,
-                bool trace = false, bool loop = true) {
+                bool trace = false) {
   cuda_set_pdl(pdl);
   if (trace) setenv("NC_DECODE_LAYER_TRACE", "1", 1);
-  setenv("NC_DECODE_LAYER_LOOP", loop ? "1" : "0", 1);
   CudaBackendOptions opt;
   opt.fuse_small_ops = fuse;
   opt.decode_layer = layer ? DecodeLayerMode::On : DecodeLayerMode::Off;
   std::unique_ptr<Backend> be = make_cuda_backend(0, opt);
   unsetenv("NC_DECODE_LAYER_TRACE");
-  unsetenv("NC_DECODE_LAYER_LOOP");
   LlamaModel model(cfg, RandomWeights{1}, *be);
   model.set_graph_options(GraphOptions{true, 1});
   const int page_size = 16, pages = (ctx + steps + page_size) / page_size + 1;
@@ -133,8 +130,7 @@ void bench_decode_b1(std::vector<std::string> configs) {
       "%.2f TB/s ==\n",
       tbs);
   std::printf(
-      "| config | weights GB | floor ms | layer kernel (launches) | fuse | PDL | ms/token | x "
-      "floor "
+      "| config | weights GB | floor ms | layer kernel | fuse | PDL | ms/token | x floor "
       "| kernels/step | kernels/layer | PDL edges "
       "|\n|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const std::string& path : configs) {
@@ -144,22 +140,19 @@ void bench_decode_b1(std::vector<std::string> configs) {
     }
     const ModelConfig cfg = load_model_config(path);
     struct Row {
-      bool layer, fuse, pdl, loop;
+      bool layer, fuse, pdl;
     };
-    // The layer kernel with all layers in one launch (NC_DECODE_LAYER_LOOP, the default) or one
-    // launch a layer; op by op with and without the fused kernels; each with PDL on and off.
-    for (const Row& row : {Row{true, false, true, true}, Row{true, false, true, false},
-                           Row{true, false, false, true}, Row{false, true, true, true},
-                           Row{false, false, true, true}, Row{false, false, false, true}}) {
+    for (const Row& row :
+         {Row{true, false, true}, Row{true, false, false}, Row{false, true, true},
+          Row{false, true, false}, Row{false, false, true}, Row{false, false, false}}) {
       {
         const bool fuse = row.fuse, pdl = row.pdl;
-        const B1Result r = run_b1(cfg, fuse, row.layer, pdl, 512, 200, false, row.loop);
+        const B1Result r = run_b1(cfg, fuse, row.layer, pdl, 512, 200);
         const double floor_ms = r.weight_gb / tbs;  // GB / (TB/s) = ms
         std::printf("| %s | %.3f | %.3f | %s | %s | %s | %.3f | %.2f | %d | %.1f | %d |\n",
                     std::filesystem::path(path).filename().c_str(), r.weight_gb, floor_ms,
-                    row.layer ? (row.loop ? "on (1 a step)" : "on (1 a layer)") : "off",
-                    fuse ? "on" : "off", pdl ? "on" : "off", r.step_s * 1e3,
-                    r.step_s * 1e3 / floor_ms, r.graph.kernels,
+                    row.layer ? "on" : "off", fuse ? "on" : "off", pdl ? "on" : "off",
+                    r.step_s * 1e3, r.step_s * 1e3 / floor_ms, r.graph.kernels,
                     double(r.graph.kernels) / double(cfg.num_layers), r.graph.programmatic_edges);
         std::fflush(stdout);
       }
@@ -167,13 +160,11 @@ void bench_decode_b1(std::vector<std::string> configs) {
     // The layer kernel traced, with its L2 prefetches (flags 0) and without (4)
     // (decode_layer_kernels.h; 1-3, the next layer's weights and bulk prefetches, were measured
     // slower in stop 17).
-    for (const auto& [flags, loop] :
-         {std::pair{"0", true}, std::pair{"4", true}, std::pair{"4", false}}) {
+    for (const char* flags : {"0", "4"}) {
       setenv("NC_DECODE_LAYER_FLAGS", flags, 1);
-      const B1Result traced = run_b1(cfg, false, true, true, 512, 100, /*trace=*/true, loop);
-      std::printf("| %s | traced run, flags %s, %s: %.3f ms/token |\n",
-                  std::filesystem::path(path).filename().c_str(), flags,
-                  loop ? "one launch a step" : "one launch a layer", traced.step_s * 1e3);
+      const B1Result traced = run_b1(cfg, false, true, true, 512, 100, /*trace=*/true);
+      std::printf("| %s | traced run, flags %s: %.3f ms/token |\n",
+                  std::filesystem::path(path).filename().c_str(), flags, traced.step_s * 1e3);
       print_trace(traced.trace, int(cfg.num_layers));
     }
     unsetenv("NC_DECODE_LAYER_FLAGS");

@@ -269,11 +269,6 @@ bool Backend::decode_layer(const AttentionPlan&, Tensor, const DecodeLayerWeight
   return false;
 }
 
-bool Backend::decode_layers(const AttentionPlan&, std::span<const Tensor>,
-                            std::span<const DecodeLayerWeights>, const DecodeLayerIo&) {
-  return false;
-}
-
 void Backend::attention_appended(const AttentionPlan&, const Tensor&, const Tensor&, const Tensor&,
                                  Tensor, Tensor) {
   fail_as(ErrorKind::Unsupported,

@@ -281,12 +281,6 @@ class Backend {
   // attention's add and hidden the MLP's output. The default returns false.
   virtual bool decode_layer(const AttentionPlan& plan, Tensor kv_pages, const DecodeLayerWeights& w,
                             const DecodeLayerIo& io);
-  // Consecutive layers of one plan in one call (CUDA: one launch): decode_layer of layer i over
-  // kv_pages[i] with weights[i], io as given for the first (its add_hidden) and every later layer
-  // adding. Returns false, nothing enqueued, where the backend cannot (the default); the caller
-  // then goes layer by layer.
-  virtual bool decode_layers(const AttentionPlan& plan, std::span<const Tensor> kv_pages,
-                             std::span<const DecodeLayerWeights> weights, const DecodeLayerIo& io);
 
   // MLA (DeepSeek's multi-head latent attention, docs/models.md), in the absorbed form. The
   // defaults throw an Unsupported nc::Error naming the backend.

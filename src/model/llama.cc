@@ -258,8 +258,7 @@ Tensor LlamaModel::run_decoder(const Plans& plans, KVCache& kv, int64_t T) {
     for (size_t l = 0; l < layers_.size(); ++l) x = sandwich_layer(l, plans, kv, x, T);
     return x;
   }
-  const bool all_whole = whole_decode_layers(plans, kv, T);
-  for (size_t l = 0; l < layers_.size() && !all_whole; ++l) {
+  for (size_t l = 0; l < layers_.size(); ++l) {
     if (whole_decode_layer(l, plans, kv, T)) continue;
     const Layer& L = layers_[l];
     // Each add_rmsnorm travels with the op that reads its output (fused there on CUDA).
@@ -273,50 +272,25 @@ Tensor LlamaModel::run_decoder(const Plans& plans, KVCache& kv, int64_t T) {
   return hidden;
 }
 
-bool LlamaModel::decode_layer_applies(size_t l, int64_t T) const {
+bool LlamaModel::whole_decode_layer(size_t l, const Plans& plans, KVCache& kv, int64_t T) {
   const Layer& L = layers_[l];
-  return T == 1 && !tp_ && !L.mla && !L.moe.router.defined() &&
-         cfg_.activation == Activation::Silu && sparse_step_.plans.empty() &&
-         !sparse_step_.update_in_layers;
-}
-
-DecodeLayerWeights LlamaModel::decode_layer_weights(size_t l) const {
-  const Layer& L = layers_[l];
-  return {L.input_norm, L.qkv,    L.qkv_bias,  L.q_norm,  L.k_norm,
-          L.o_proj,     L.o_bias, L.post_norm, L.gate_up, L.down};
-}
-
-// The token's rows for Backend::decode_layer(s), starting at layer `first`.
-DecodeLayerIo LlamaModel::decode_layer_io(size_t first, int ki) {
+  if (T != 1 || tp_ || L.mla || L.moe.router.defined() || cfg_.activation != Activation::Silu ||
+      !sparse_step_.plans.empty() || sparse_step_.update_in_layers)
+    return false;
+  const int ki = kinds_.of_layer[l];
+  const DecodeLayerWeights w{L.input_norm, L.qkv,    L.qkv_bias,  L.q_norm,  L.k_norm,
+                             L.o_proj,     L.o_bias, L.post_norm, L.gate_up, L.down};
   DecodeLayerIo io;
   io.hidden = ws_.hidden.slice(0, 1);
   io.residual = ws_.residual.slice(0, 1);
-  io.add_hidden = first > 0;  // the first layer's input is the embeddings alone
+  io.add_hidden = l > 0;  // the first layer's input is the embeddings alone
   io.qkv = ws_.qkv.slice(0, 1);
   io.attn = ws_.attn_out.slice(0, 1);
   io.act = ws_.act.slice(0, 1);
   io.positions = ws_.positions.slice(0, 1);
   io.cos_sin = kinds_.kinds[size_t(ki)].cos_sin;
   io.eps = float(cfg_.rms_eps);
-  return io;
-}
-
-bool LlamaModel::whole_decode_layer(size_t l, const Plans& plans, KVCache& kv, int64_t T) {
-  if (!decode_layer_applies(l, T)) return false;
-  const int ki = kinds_.of_layer[l];
-  return backend_.decode_layer(*plans[size_t(ki)], kv.layers[l], decode_layer_weights(l),
-                               decode_layer_io(l, ki));
-}
-
-// Every layer in one Backend::decode_layers call, where each applies and all share one kind.
-bool LlamaModel::whole_decode_layers(const Plans& plans, KVCache& kv, int64_t T) {
-  const int ki = kinds_.of_layer[0];
-  std::vector<DecodeLayerWeights> weights;
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    if (!decode_layer_applies(l, T) || kinds_.of_layer[l] != ki) return false;
-    weights.push_back(decode_layer_weights(l));
-  }
-  return backend_.decode_layers(*plans[size_t(ki)], kv.layers, weights, decode_layer_io(0, ki));
+  return backend_.decode_layer(*plans[size_t(ki)], kv.layers[l], w, io);
 }
 
 Tensor LlamaModel::sandwich_layer(size_t l, const Plans& plans, KVCache& kv, Tensor x, int64_t T) {

@@ -275,13 +275,7 @@ class LlamaModel {
   void mlp_block(const Layer& layer, const Tensor& in, Tensor out, int64_t T, const AddNorm* norm);
   // Layer l of a one-token pass as one backend op (Backend::decode_layer) where the layer is a
   // plain dense one (no MoE, MLA, sparse bounds or tensor parallelism); false: run it op by op.
-  // whole_decode_layers: every layer in one op (Backend::decode_layers) where each applies and all
-  // share one layer kind; false: layer by layer.
-  bool decode_layer_applies(size_t l, int64_t T) const;
-  DecodeLayerWeights decode_layer_weights(size_t l) const;
-  DecodeLayerIo decode_layer_io(size_t first, int ki);
   bool whole_decode_layer(size_t l, const Plans& plans, KVCache& kv, int64_t T);
-  bool whole_decode_layers(const Plans& plans, KVCache& kv, int64_t T);
   // Applies the step's kv_shifts to every layer with its kind's frequencies (llama_kv_shift.cc).
   void shift_keys(const std::vector<KVPageShift>& shifts, KVCache& kv);
   // The step's logits on the device, [logit_rows, vocab] (undefined when there are none).

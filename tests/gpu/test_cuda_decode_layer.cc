@@ -7,12 +7,10 @@
 // HND pages of 4 and 16 tokens, pages not in order (a second sequence prefilled beside the
 // first), contexts shorter than the kernel's chunk count, of several hundred and of 1500 tokens
 // (chunks longer than the staged tokens), layers narrow and wide (rows split across warps or not),
-// eager steps and CUDA graphs, all layers in one launch (the default) or one launch a layer. Under
-// graphs the batch-1 graph must have at least three kernels a layer fewer with the kernel on (it
-// ran, not the fallback).
+// eager steps and CUDA graphs. Under graphs the batch-1 graph must have at least three kernels a
+// layer fewer with the kernel on (it ran, not the fallback).
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <memory>
 
 #include "gpu_test_util.h"
@@ -30,7 +28,6 @@ struct Case {
   int page_size, prompt_len, steps;
   bool graphs;
   int hidden = 512;  // 512: at most 16 rows of o and down a block (the warps split each row)
-  bool launch_a_layer = false;  // NC_DECODE_LAYER_LOOP=0: one launch a layer, not a step
 };
 
 ModelConfig dense_config(const Case& c) {
@@ -65,9 +62,7 @@ class CudaDecodeLayer : public GpuVsCpu {
     CudaBackendOptions on_opt, off_opt;
     on_opt.decode_layer = DecodeLayerMode::On;
     off_opt.decode_layer = DecodeLayerMode::Off;
-    setenv("NC_DECODE_LAYER_LOOP", c.launch_a_layer ? "0" : "1", 1);
     std::unique_ptr<Backend> on_be = make_cuda_backend(0, on_opt);
-    unsetenv("NC_DECODE_LAYER_LOOP");
     std::unique_ptr<Backend> off_be = make_cuda_backend(0, off_opt);
     LlamaModel on(cfg, RandomWeights{31}, *on_be), off(cfg, RandomWeights{31}, *off_be),
         ref(cfg, RandomWeights{31}, *cpu);
@@ -119,11 +114,6 @@ TEST_F(CudaDecodeLayer, Qwen3StyleHd128Group2Graphs) {
 
 TEST_F(CudaDecodeLayer, BiasedHd64Group8HndEager) {
   check({"hd64 g8 bias hnd4", 64, 8, 1, false, true, KVLayout::HND, 4, 40, 8, false});
-}
-
-TEST_F(CudaDecodeLayer, OneLaunchALayerGroup2Graphs) {
-  check({"hd128 g2 qk-norm nhd16 launch a layer", 128, 4, 2, true, false, KVLayout::NHD, 16, 90, 8,
-         true, 512, true});
 }
 
 TEST_F(CudaDecodeLayer, LongContextGroup4Graphs) {

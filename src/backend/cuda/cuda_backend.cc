@@ -144,11 +144,6 @@ class CudaBackend final : public Backend {
                     const DecodeLayerIo& io) override {
     return decode_layer_.run(plan, kv_pages, w, io);
   }
-  bool decode_layers(const AttentionPlan& plan, std::span<const Tensor> kv_pages,
-                     std::span<const DecodeLayerWeights> weights,
-                     const DecodeLayerIo& io) override {
-    return decode_layer_.run_layers(plan, kv_pages, weights, io);
-  }
   void silu_and_mul(const Tensor& gate_up, Tensor out) override { ops_.silu_and_mul(gate_up, out); }
   void silu_mul_linear(const Tensor& gate_up, const Tensor& w, const Tensor& bias, Tensor out,
                        Tensor act) override {

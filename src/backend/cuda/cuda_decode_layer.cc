@@ -120,25 +120,25 @@ void set_rows(cuda::DecodeLayerParams& p, const DecodeLayerIo& io, const LayerSi
   p.intermediate = int(n.I);
 }
 
-void set_layer(cuda::DecodeLayerWeightPtrs& l, const DecodeLayerWeights& w, const Tensor& pages) {
-  l.input_norm = w.input_norm.data();
-  l.qkv_w = w.qkv.data();
-  l.qkv_bias = data_or_null(w.qkv_bias);
-  l.q_norm = data_or_null(w.q_norm);
-  l.k_norm = data_or_null(w.k_norm);
-  l.o_w = w.o_proj.data();
-  l.o_bias = data_or_null(w.o_bias);
-  l.post_norm = w.post_norm.data();
-  l.gate_up_w = w.gate_up.data();
-  l.down_w = w.down.data();
-  l.pages = pages.data();
+void set_weights(cuda::DecodeLayerParams& p, const DecodeLayerWeights& w, const LayerSizes& n) {
+  p.input_norm = w.input_norm.data();
+  p.qkv_w = w.qkv.data();
+  p.qkv_bias = data_or_null(w.qkv_bias);
+  p.q_norm = data_or_null(w.q_norm);
+  p.k_norm = data_or_null(w.k_norm);
+  p.o_w = w.o_proj.data();
+  p.o_bias = data_or_null(w.o_bias);
+  p.post_norm = w.post_norm.data();
+  p.gate_up_w = w.gate_up.data();
+  p.down_w = w.down.data();
 }
 
-// The plan's own level: the one entry's CSR arrays and its append slot.
-void set_kv(cuda::DecodeLayerParams& p, const CudaAttentionPlan& plan) {
+// The pages and the plan's own level: the one entry's CSR arrays and its append slot.
+void set_kv(cuda::DecodeLayerParams& p, const CudaAttentionPlan& plan, const Tensor& pages) {
   const AttentionShape& sh = plan.shape;
   const LevelPlan& own = plan.levels.back();
   p.sm_scale = sh.sm_scale;
+  p.kv.pages = pages.data();
   p.kv.page_size = sh.kv.page_size;
   p.kv.hnd = sh.kv.layout == KVLayout::HND;
   p.kv.kv_indptr = plan.staging.dev_ptr(own.arrays.kv_indptr);
@@ -175,8 +175,6 @@ DecodeLayerRunner::DecodeLayerRunner(std::shared_ptr<Context> ctx, DecodeLayerMo
   mode = resolve(mode);
   if (mode == DecodeLayerMode::Off) return;
   by_size_ = mode == DecodeLayerMode::Auto;
-  const char* loop = std::getenv("NC_DECODE_LAYER_LOOP");
-  loop_ = loop == nullptr || std::strcmp(loop, "0") != 0;
   const size_t bytes = cuda::decode_layer_scratch_bytes(cuda::decode_layer_blocks());
   cuda_check(cudaMalloc(&scratch_, bytes), "cudaMalloc (decode layer scratch)");
   cuda_check(cudaMemset(scratch_, 0, bytes), "cudaMemset (decode layer scratch)");
@@ -205,32 +203,17 @@ std::vector<uint64_t> DecodeLayerRunner::take_trace() {
   return out;
 }
 
-bool DecodeLayerRunner::run(const AttentionPlan& plan, const Tensor& pages,
+bool DecodeLayerRunner::run(const AttentionPlan& plan_base, const Tensor& pages,
                             const DecodeLayerWeights& w, const DecodeLayerIo& io) {
-  return run_layers(plan, std::span<const Tensor>(&pages, 1),
-                    std::span<const DecodeLayerWeights>(&w, 1), io);
-}
-
-bool DecodeLayerRunner::run_layers(const AttentionPlan& plan_base, std::span<const Tensor> pages,
-                                   std::span<const DecodeLayerWeights> weights,
-                                   const DecodeLayerIo& io) {
-  const size_t layers = weights.size();
-  if (!enabled() || layers == 0 || pages.size() != layers ||
-      layers > size_t(cuda::kDecodeLayerMaxLayers) || (layers > 1 && !loop_))
-    return false;
   const CudaAttentionPlan* plan = nullptr;
-  if (!plan_fits(plan_base, pages[0], &plan)) return false;
-  const LayerSizes n = sizes_of(plan->shape, weights[0], io);
+  if (!enabled() || !plan_fits(plan_base, pages, &plan)) return false;
+  const LayerSizes n = sizes_of(plan->shape, w, io);
+  if (!layer_fits(n, w, io)) return false;
   if (by_size_ && layer_weight_bytes(n) > kDecodeLayerAutoMaxBytes) return false;
   cuda::DecodeLayerParams p;
-  for (size_t i = 0; i < layers; ++i) {
-    const CudaAttentionPlan* same = nullptr;
-    if (!plan_fits(plan_base, pages[i], &same) || !layer_fits(n, weights[i], io)) return false;
-    set_layer(p.layer[i], weights[i], pages[i]);
-  }
-  p.num_layers = int(layers);
   set_rows(p, io, n);
-  set_kv(p, *plan);
+  set_weights(p, w, n);
+  set_kv(p, *plan, pages);
   p.scratch = scratch_;
   p.trace = trace_;
   p.flags = prefetch_fits(n) ? 0 : cuda::kDecodeLayerNoPrefetch;

@@ -14,7 +14,6 @@
 #pragma once
 #include <cstdint>
 #include <memory>
-#include <span>
 #include <vector>
 
 #include "backend/backend.h"
@@ -38,10 +37,6 @@ class DecodeLayerRunner : NonCopyable {
   // Enqueues the layer and returns true where it fits (above); false, nothing enqueued, else.
   bool run(const AttentionPlan& plan, const Tensor& kv_pages, const DecodeLayerWeights& w,
            const DecodeLayerIo& io);
-  // Consecutive layers of one shape and plan in one launch (Backend::decode_layers), up to
-  // kDecodeLayerMaxLayers, unless NC_DECODE_LAYER_LOOP=0 (then false for more than one).
-  bool run_layers(const AttentionPlan& plan, std::span<const Tensor> kv_pages,
-                  std::span<const DecodeLayerWeights> weights, const DecodeLayerIo& io);
   // With NC_DECODE_LAYER_TRACE=1 when the runner was made, every launch records block 0's clock at
   // its stage boundaries (decode_layer_kernels.h); this returns [launches, stamps...] so far and
   // starts over (synchronises). Empty without the trace.
@@ -49,9 +44,7 @@ class DecodeLayerRunner : NonCopyable {
 
  private:
   std::shared_ptr<Context> ctx_;
-  bool by_size_ = false;
-  bool loop_ = true;  // several layers a launch (NC_DECODE_LAYER_LOOP=0: one)  // Auto without the
-                      // environment's word: kDecodeLayerAutoMaxBytes decides
+  bool by_size_ = false;  // Auto without the environment's word: kDecodeLayerAutoMaxBytes decides
   void* scratch_ = nullptr;
   unsigned long long* trace_ = nullptr;
 };

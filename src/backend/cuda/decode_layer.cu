@@ -43,11 +43,8 @@ __host__ __device__ constexpr size_t body_bytes(int hidden, int q_width, int int
   return ((xs > attn ? xs : attn) + 15) / 16 * 16;
 }
 
-// kLoop: p.num_layers layers (> 1); else one, compiled apart: the loop keeps more state live
-// across its barriers.
-template <int D, int G, bool kLoop>
-__global__ void __launch_bounds__(kThreads, 1)
-    decode_layer_kernel(const __grid_constant__ DecodeLayerParams p) {
+template <int D, int G>
+__global__ void __launch_bounds__(kThreads, 1) decode_layer_kernel(const DecodeLayerParams p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   float* red = reinterpret_cast<float*>(smem_raw);
   float* split_sums = red + kWarps;
@@ -71,127 +68,104 @@ __global__ void __launch_bounds__(kThreads, 1)
   const bool attends = int(blockIdx.x) < hk * chunks;
   const int h = attends ? int(blockIdx.x) / chunks : 0, chunk = int(blockIdx.x) % chunks;
   const Rows qkv_r = block_rows(qkv_rows), h_r = block_rows(H), i_r = block_rows(I);
+  const bf16* qkv_w = static_cast<const bf16*>(p.qkv_w);
+  const bf16* o_w = static_cast<const bf16*>(p.o_w);
+  const bf16* gu_w = static_cast<const bf16*>(p.gate_up_w);
+  const bf16* down_w = static_cast<const bf16*>(p.down_w);
   bf16* hidden = static_cast<bf16*>(p.hidden);
   bf16* residual = static_cast<bf16*>(p.residual);
-  bf16* qkv = static_cast<bf16*>(p.qkv);
-  bf16* act = static_cast<bf16*>(p.act);
-  // Block 0's clock at each stage boundary of each layer (decode_layer_kernels.h: trace). Entries
-  // are taken after the launch's wait (the launch before writes its last one up to its end).
+  // Block 0's clock at each stage boundary (decode_layer_kernels.h: trace).
+  // Launches are serialised (each waits for the one before): one writer of the trace at a time.
   const bool tracing = p.trace != nullptr && blockIdx.x == 0 && threadIdx.x == 0;
   const unsigned long long started = tracing ? now_ns() : 0;
   unsigned long long* trace = nullptr;
   auto mark = [&](int i) {
     if (trace != nullptr) trace[i] = now_ns();
   };
-  auto begin_trace = [&]() {  // a new entry for the next layer, its stamp 0 now
-    trace = tracing && p.trace[0] < kTraceLaunches ? p.trace + 1 + p.trace[0] * kStamps : nullptr;
-    mark(0);
-  };
+  // Before the wait: only weights, the plan's arrays and the position (uploaded before the step's
+  // kernels), and K/V written by earlier launches.
   const Prefetch how = p.flags & kDecodeLayerNoPrefetch ? Prefetch::Off : Prefetch::Lines;
+  // Two groups of copies into shared memory: S1's norm weights, then the rest (S2's rope row,
+  // norms and K/V; S4's norm weights).
+  stage_bytes(input_norm, p.input_norm, H * 2);
+  cp_async_commit();
+  stage_bytes(post_norm, p.post_norm, H * 2);
   AttnTask task;
+  if (attends) task = stage_attention<D>(p, h, chunk, chunks, staged);
+  cp_async_commit();
   Preload pl;
-  // Layer l's copies into shared memory (two groups: S1's norm weights, then S2's rope row, norms
-  // and K/V and S4's norm weights), its first qkv chunks into registers and its L2 prefetches,
-  // issued before the wait that precedes its S1: none of it is written by this launch's stages.
-  auto ahead = [&](const DecodeLayerWeightPtrs& w, bool preload) {
-    stage_bytes(input_norm, w.input_norm, H * 2);
-    cp_async_commit();
-    stage_bytes(post_norm, w.post_norm, H * 2);
-    if (attends) task = stage_attention<D>(p, w, h, chunk, chunks, staged);
-    cp_async_commit();
-    if (preload) preload_rows(static_cast<const bf16*>(w.qkv_w), qkv_r, H, pl);
-    prefetch_rows(w.qkv_w, qkv_r, H, how);
-    if (attends) prefetch_kv<D>(p, w, h, task, how);
-    prefetch_rows(w.o_w, h_r, q_width, how);
-  };
-  // Before the launch's wait: only weights, the plan's arrays and the position (uploaded before
-  // the step's kernels), and K/V written by earlier launches.
-  ahead(p.layer[0], true);
+  preload_rows(qkv_w, qkv_r, H, pl);
+  prefetch_rows(qkv_w, qkv_r, H, how);
+  if (attends) prefetch_kv<D>(p, h, task, how);
+  prefetch_rows(o_w, h_r, q_width, how);
   pdl_wait();
-  begin_trace();
-  if (trace != nullptr) trace[0] = started;
-  unsigned barrier = 0;
-  const int layers = kLoop ? p.num_layers : 1;
-#pragma unroll 1
-  for (int l = 0; l < layers; ++l) {
-    const DecodeLayerWeightPtrs& w = p.layer[l];
-    const bool add_hidden = l > 0 || p.add_hidden;
-    const bf16* qkv_w = static_cast<const bf16*>(w.qkv_w);
-    const bf16* o_w = static_cast<const bf16*>(w.o_w);
-    const bf16* gu_w = static_cast<const bf16*>(w.gate_up_w);
-    const bf16* down_w = static_cast<const bf16*>(w.down_w);
-    cp_async_wait<1>();
-    __syncthreads();
-    mark(1);
-
-    // S1: the input norm and this block's qkv rows; r1 of this block's rows kept.
-    for (int r = h_r.first + int(threadIdx.x); r < h_r.last; r += kThreads)
-      keep_r[r - h_r.first] =
-          add_hidden ? round_bf16(bf(residual, r) + bf(hidden, r)) : bf(residual, r);
-    norm_to_smem(residual, add_hidden ? hidden : nullptr, input_norm, H, p.eps, xs, red);
-    const bf16* qkv_bias = static_cast<const bf16*>(w.qkv_bias);
-    if (l > 0) preload_rows(qkv_w, qkv_r, H, pl);  // (layer 0's were loaded before the wait)
-    rows_dot(qkv_w, xs, qkv_r, H, pl, split_sums, [&](int r, float s) {
-      qkv[r] = __float2bfloat16(qkv_bias ? s + __bfloat162float(qkv_bias[r]) : s);
-    });
-    prefetch_rows(gu_w, i_r, H, how);
-    prefetch_rows(gu_w + int64_t(I) * H, i_r, H, how);
-    mark(2);
-    grid_barrier(counters, ++barrier);
-    cp_async_wait<0>();
-    __syncthreads();
-    mark(3);
-
-    // S2: attention.
-    if (attends)
-      attention_stage<D, G>(p, w, h, chunks, task, staged, partials, counters + 2, attn_sm);
-    prefetch_rows(down_w, h_r, I, how);
-    preload_rows(o_w, h_r, q_width, pl);
-    mark(4);
-    grid_barrier(counters, ++barrier);
-    mark(5);
-
-    // S3: o projection; the attention's residual add for this block's rows.
-    copy_to_smem(static_cast<const bf16*>(p.attn), q_width, xs);
-    const bf16* o_bias = static_cast<const bf16*>(w.o_bias);
-    rows_dot(o_w, xs, h_r, q_width, pl, split_sums, [&](int r, float s) {
-      const bf16 o = __float2bfloat16(o_bias ? s + __bfloat162float(o_bias[r]) : s);
-      if (add_hidden) residual[r] = __float2bfloat16(keep_r[r - h_r.first]);
-      hidden[r] = o;
-      keep_o[r - h_r.first] = __bfloat162float(o);
-    });
-    preload_pair(gu_w, i_r, I, H, pl);
-    mark(6);
-    grid_barrier(counters, ++barrier);
-    mark(7);
-
-    // S4: the post-attention norm, gate and up, SiLU.
-    norm_to_smem(residual, hidden, post_norm, H, p.eps, xs, red);
-    pair_dot(gu_w, xs, i_r, I, H, pl, [&](int i, float g, float u) {
-      act[i] = __float2bfloat16(silu(round_bf16(g)) * round_bf16(u));
-    });
-    preload_rows(down_w, h_r, I, pl);
-    mark(8);
-    grid_barrier(counters, ++barrier);
-    mark(9);
-    const bool last = l + 1 == layers;
-    if (last) pdl_trigger();  // every block is past the last barrier: the next kernel may start
-
-    // S5: down projection; the MLP's input add for this block's rows.
-    copy_to_smem(act, I, xs);
-    rows_dot(down_w, xs, h_r, I, pl, split_sums, [&](int r, float s) {
-      residual[r] = __float2bfloat16(keep_r[r - h_r.first] + keep_o[r - h_r.first]);
-      hidden[r] = __float2bfloat16(s);
-    });
-    mark(10);
-    if (tracing && trace != nullptr) ++p.trace[0];
-    if (last) break;
-    // The next layer reads every block's rows of this one: its copies go out, then the barrier.
-    begin_trace();
-    __syncthreads();  // S5's reads of shared memory are done before the copies overwrite it
-    ahead(p.layer[l + 1], false);
-    grid_barrier(counters, ++barrier);
+  cp_async_wait<1>();
+  __syncthreads();
+  if (tracing && p.trace[0] < kTraceLaunches) {
+    trace = p.trace + 1 + p.trace[0] * kStamps;
+    trace[0] = started;
   }
+  mark(1);
+
+  // S1: the input norm and this block's qkv rows; r1 of this block's rows kept.
+  for (int r = h_r.first + int(threadIdx.x); r < h_r.last; r += kThreads)
+    keep_r[r - h_r.first] =
+        p.add_hidden ? round_bf16(bf(residual, r) + bf(hidden, r)) : bf(residual, r);
+  norm_to_smem(residual, p.add_hidden ? hidden : nullptr, input_norm, H, p.eps, xs, red);
+  const bf16* qkv_bias = static_cast<const bf16*>(p.qkv_bias);
+  bf16* qkv = static_cast<bf16*>(p.qkv);
+  rows_dot(qkv_w, xs, qkv_r, H, pl, split_sums, [&](int r, float s) {
+    qkv[r] = __float2bfloat16(qkv_bias ? s + __bfloat162float(qkv_bias[r]) : s);
+  });
+  prefetch_rows(gu_w, i_r, H, how);
+  prefetch_rows(gu_w + int64_t(I) * H, i_r, H, how);
+  mark(2);
+  grid_barrier(counters, 1);
+  cp_async_wait<0>();
+  __syncthreads();
+  mark(3);
+
+  // S2: attention.
+  if (attends)
+    attention_stage<D, G>(p, h, chunk, chunks, task, staged, partials, counters + 2, attn_sm);
+  prefetch_rows(down_w, h_r, I, how);
+  preload_rows(o_w, h_r, q_width, pl);
+  mark(4);
+  grid_barrier(counters, 2);
+  mark(5);
+
+  // S3: o projection; the attention's residual add for this block's rows.
+  copy_to_smem(static_cast<const bf16*>(p.attn), q_width, xs);
+  const bf16* o_bias = static_cast<const bf16*>(p.o_bias);
+  rows_dot(o_w, xs, h_r, q_width, pl, split_sums, [&](int r, float s) {
+    const bf16 o = __float2bfloat16(o_bias ? s + __bfloat162float(o_bias[r]) : s);
+    if (p.add_hidden) residual[r] = __float2bfloat16(keep_r[r - h_r.first]);
+    hidden[r] = o;
+    keep_o[r - h_r.first] = __bfloat162float(o);
+  });
+  preload_pair(gu_w, i_r, I, H, pl);
+  mark(6);
+  grid_barrier(counters, 3);
+  mark(7);
+
+  // S4: the post-attention norm, gate and up, SiLU.
+  norm_to_smem(residual, hidden, post_norm, H, p.eps, xs, red);
+  bf16* act = static_cast<bf16*>(p.act);
+  pair_dot(gu_w, xs, i_r, I, H, pl, [&](int i, float g, float u) {
+    act[i] = __float2bfloat16(silu(round_bf16(g)) * round_bf16(u));
+  });
+  preload_rows(down_w, h_r, I, pl);
+  mark(8);
+  grid_barrier(counters, 4);
+  mark(9);
+  pdl_trigger();  // every block is past the last barrier: the next kernel may take free room
+
+  // S5: down projection; the MLP's input add for this block's rows.
+  copy_to_smem(act, I, xs);
+  rows_dot(down_w, xs, h_r, I, pl, split_sums, [&](int r, float s) {
+    residual[r] = __float2bfloat16(keep_r[r - h_r.first] + keep_o[r - h_r.first]);
+    hidden[r] = __float2bfloat16(s);
+  });
 
   // The counters back to zero once every block is done with them.
   __syncthreads();
@@ -204,6 +178,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       __threadfence();
     }
   }
+  mark(10);
+  if (tracing) ++p.trace[0];
 }
 
 template <int D, int G>
@@ -226,24 +202,18 @@ size_t smem_for_group(int hidden, int q_width, int intermediate, int group) {
   }
 }
 
-template <int D, int G, bool kLoop>
-void launch_kernel(const DecodeLayerParams& p, cudaStream_t stream) {
+template <int D, int G>
+void launch(const DecodeLayerParams& p, cudaStream_t stream) {
   const size_t smem = smem_bytes<D, G>(p.hidden_size, p.num_qo_heads * D, p.intermediate);
   static const bool attr_set = [] {
-    check_cuda(cudaFuncSetAttribute(decode_layer_kernel<D, G, kLoop>,
+    check_cuda(cudaFuncSetAttribute(decode_layer_kernel<D, G>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, int(kMaxSmem)),
                "decode_layer (shared memory)");
     return true;
   }();
   (void)attr_set;
-  launch_maybe_pdl("decode_layer", decode_layer_kernel<D, G, kLoop>,
-                   dim3(unsigned(decode_layer_blocks())), dim3(kThreads), smem, stream, p);
-}
-
-template <int D, int G>
-void launch(const DecodeLayerParams& p, cudaStream_t stream) {
-  if (p.num_layers > 1) return launch_kernel<D, G, true>(p, stream);
-  launch_kernel<D, G, false>(p, stream);
+  launch_maybe_pdl("decode_layer", decode_layer_kernel<D, G>, dim3(unsigned(decode_layer_blocks())),
+                   dim3(kThreads), smem, stream, p);
 }
 
 template <int D>

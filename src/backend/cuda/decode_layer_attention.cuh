@@ -40,12 +40,11 @@ __device__ __forceinline__ void load_bf16(const bf16* p, float (&x)[P]) {
 
 // Where position t of the entry lives in the pages: its k row for kv head h (v: + half).
 template <int D>
-__device__ __forceinline__ bf16* kv_row(const KvAppendTarget& kv, void* pages, int base, int t,
-                                        int h, int hk) {
+__device__ __forceinline__ bf16* kv_row(const KvAppendTarget& kv, int base, int t, int h, int hk) {
   const int64_t page = kv.kv_indices[base + t / kv.page_size], slot = t % kv.page_size;
   const int64_t half = int64_t(kv.page_size) * hk * D;
   const int64_t in_half = kv.hnd ? (int64_t(h) * kv.page_size + slot) * D : (slot * hk + h) * D;
-  return static_cast<bf16*>(pages) + page * 2 * half + in_half;
+  return static_cast<bf16*>(kv.pages) + page * 2 * half + in_half;
 }
 
 // One warp: head `src` (D bf16) RMS-normalised with w (if any) and rotated (rotate-half) by the
@@ -210,34 +209,34 @@ struct AttnTask {
 // caller commits and waits) and returns the block's task. The newest token is not staged: chunk 0
 // writes its slot in this launch, and the attention takes it from S1's qkv.
 template <int D>
-__device__ AttnTask stage_attention(const DecodeLayerParams& p, const DecodeLayerWeightPtrs& w,
-                                    int h, int chunk, int chunks, StagedSmem<D>& st) {
+__device__ AttnTask stage_attention(const DecodeLayerParams& p, int h, int chunk, int chunks,
+                                    StagedSmem<D>& st) {
   AttnTask task;
   task.range = chunk_range(p, chunk, chunks);
   const ChunkRange& r = task.range;
   stage_bytes(st.cos_sin, p.cos_sin + int64_t(*p.rope_position) * D, D * 4);
-  if (w.q_norm != nullptr) stage_bytes(st.q_norm, w.q_norm, D * 2);
-  if (w.k_norm != nullptr) stage_bytes(st.k_norm, w.k_norm, D * 2);
+  if (p.q_norm != nullptr) stage_bytes(st.q_norm, p.q_norm, D * 2);
+  if (p.k_norm != nullptr) stage_bytes(st.k_norm, p.k_norm, D * 2);
   task.staged = max(0, min(kStageTokens, min(r.t1, r.len - 1) - r.t0));
   const int64_t half = int64_t(p.kv.page_size) * p.num_kv_heads * D;
   constexpr int kPieces = D * 2 / 16;  // 16-byte pieces of a row
   for (int i = threadIdx.x; i < task.staged * 2 * kPieces; i += kThreads) {
     const int t = i / (2 * kPieces), kind = i / kPieces % 2, piece = i % kPieces;
-    const bf16* row = kv_row<D>(p.kv, w.pages, r.base, r.t0 + t, h, p.num_kv_heads) + kind * half;
+    const bf16* row = kv_row<D>(p.kv, r.base, r.t0 + t, h, p.num_kv_heads) + kind * half;
     cp_async16(&st.kv[t][kind][piece * 8], row + piece * 8);
   }
   if (chunk == 0)
-    task.new_k_row = kv_row<D>(p.kv, w.pages, p.kv.kv_indptr[p.kv.batch_indices[0]],
-                               p.kv.positions[0], h, p.num_kv_heads);
+    task.new_k_row = kv_row<D>(p.kv, p.kv.kv_indptr[p.kv.batch_indices[0]], p.kv.positions[0], h,
+                               p.num_kv_heads);
   return task;
 }
 
 // S2 for kv head h, chunk `chunk` of `chunks`: see decode_layer_kernels.h. The staged copies
 // (stage_attention) must be complete and visible.
 template <int D, int G>
-__device__ void attention_stage(const DecodeLayerParams& p, const DecodeLayerWeightPtrs& w, int h,
-                                int chunks, const AttnTask& task, const StagedSmem<D>& st,
-                                float* partials, unsigned* head_done, AttnSmem<D, G>& sm) {
+__device__ void attention_stage(const DecodeLayerParams& p, int h, int chunk, int chunks,
+                                const AttnTask& task, const StagedSmem<D>& st, float* partials,
+                                unsigned* head_done, AttnSmem<D, G>& sm) {
   constexpr int P = D / 32, T = kTokens<G>;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int hq = p.num_qo_heads, hk = p.num_kv_heads;
@@ -246,8 +245,8 @@ __device__ void attention_stage(const DecodeLayerParams& p, const DecodeLayerWei
   const int staged_end = t0 + task.staged;
   const bool own_new = t0 <= newest && newest < t1, writes_new = task.new_k_row != nullptr;
   const bf16* qkv = static_cast<const bf16*>(p.qkv);
-  const bf16* q_norm = w.q_norm != nullptr ? st.q_norm : nullptr;
-  const bf16* k_norm = w.k_norm != nullptr ? st.k_norm : nullptr;
+  const bf16* q_norm = p.q_norm != nullptr ? st.q_norm : nullptr;
+  const bf16* k_norm = p.k_norm != nullptr ? st.k_norm : nullptr;
   if (warp < G) {
     norm_rope_head<D>(qkv + int64_t(h * G + warp) * D, q_norm, p.eps, st.cos_sin, true, sm.q[warp]);
   } else if (warp == G && (own_new || writes_new)) {
@@ -295,7 +294,7 @@ __device__ void attention_stage(const DecodeLayerParams& p, const DecodeLayerWei
         load_bf16<P>(&st.kv[tj - t0][0][lane * P], k[j]);
         load_bf16<P>(&st.kv[tj - t0][1][lane * P], v[j]);
       } else {
-        const bf16* kr = kv_row<D>(p.kv, w.pages, base, tj, h, hk) + lane * P;
+        const bf16* kr = kv_row<D>(p.kv, base, tj, h, hk) + lane * P;
         load_bf16<P>(kr, k[j]);
         load_bf16<P>(kr + half, v[j]);
       }
@@ -336,8 +335,6 @@ __device__ void attention_stage(const DecodeLayerParams& p, const DecodeLayerWei
   if (threadIdx.x == 0) {
     __threadfence();
     sm.last = atomicAdd(head_done + h, 1u) == unsigned(chunks - 1);
-    // Every chunk of the head has counted: back to zero for the next layer (two barriers on).
-    if (sm.last) head_done[h] = 0;
   }
   __syncthreads();
   if (!sm.last) return;
@@ -349,15 +346,14 @@ __device__ void attention_stage(const DecodeLayerParams& p, const DecodeLayerWei
 // The K/V of the block's chunk past its staged tokens, asked of the L2 when the whole context is
 // small enough.
 template <int D>
-__device__ void prefetch_kv(const DecodeLayerParams& p, const DecodeLayerWeightPtrs& w, int h,
-                            const AttnTask& task, Prefetch how) {
+__device__ void prefetch_kv(const DecodeLayerParams& p, int h, const AttnTask& task, Prefetch how) {
   const ChunkRange& range = task.range;
   if (int64_t(range.len) * p.num_kv_heads * D * 4 > kMaxKvPrefetch) return;
   // The newest token's slot is written in this launch, not read from the pages.
   const int t1 = min(range.t1, range.len - 1);
   const int64_t half = int64_t(p.kv.page_size) * p.num_kv_heads * D;
   for (int t = range.t0 + task.staged + int(threadIdx.x); t < t1; t += kThreads) {
-    const bf16* k = kv_row<D>(p.kv, w.pages, range.base, t, h, p.num_kv_heads);
+    const bf16* k = kv_row<D>(p.kv, range.base, t, h, p.num_kv_heads);
     prefetch_span(k, D * 2, how);
     prefetch_span(k + half, D * 2, how);
   }

@@ -38,9 +38,17 @@
 
 namespace nc::cuda {
 
-// One layer's weights, bf16 row-major [out, in] (the biases, q_norm and k_norm may be null), and
-// its K/V pages.
-struct DecodeLayerWeightPtrs {
+struct DecodeLayerParams {
+  // Activations, bf16 rows of one token: hidden [H] (in: the previous layer's MLP output when
+  // add_hidden, else unused; out: this layer's), residual [H], scratch qkv [(Hq + 2 Hk) D],
+  // attn [Hq D], act [I].
+  void* hidden = nullptr;
+  void* residual = nullptr;
+  bool add_hidden = true;
+  void* qkv = nullptr;
+  void* attn = nullptr;
+  void* act = nullptr;
+  // Weights, bf16 row-major [out, in]; the biases, q_norm and k_norm may be null.
   const void* input_norm = nullptr;
   const void* qkv_w = nullptr;
   const void* qkv_bias = nullptr;
@@ -51,43 +59,22 @@ struct DecodeLayerWeightPtrs {
   const void* post_norm = nullptr;
   const void* gate_up_w = nullptr;  // [2 I, H]: gate rows, then up rows
   const void* down_w = nullptr;
-  void* pages = nullptr;
-};
-
-// The most layers one launch runs (their pointers travel in the launch's parameters, < 4 KB).
-inline constexpr int kDecodeLayerMaxLayers = 32;
-
-struct DecodeLayerParams {
-  // Activations, bf16 rows of one token: hidden [H] (in: the previous layer's MLP output when
-  // add_hidden, else unused; out: the last layer's), residual [H], scratch qkv [(Hq + 2 Hk) D],
-  // attn [Hq D], act [I]. add_hidden is the first layer's; every later one adds.
-  void* hidden = nullptr;
-  void* residual = nullptr;
-  bool add_hidden = true;
-  void* qkv = nullptr;
-  void* attn = nullptr;
-  void* act = nullptr;
-  // Consecutive layers of one shape, run one after the other in this launch, a grid barrier
-  // between them.
-  DecodeLayerWeightPtrs layer[kDecodeLayerMaxLayers];
-  int num_layers = 1;
   float eps = 1e-6f;
   int hidden_size = 0, num_qo_heads = 0, num_kv_heads = 0, head_dim = 0, intermediate = 0;
   // Rope (rotate-half): the token's position and the table [max_pos, D] (cos, then sin).
   const int32_t* rope_position = nullptr;
   const float* cos_sin = nullptr;
   float sm_scale = 1.0f;
-  // The one entry's CSR arrays (fused_kernels.h; its pages are each layer's); last_page_len[0]
-  // completes the entry's length.
+  // The K/V pages and the one entry's CSR arrays (fused_kernels.h); last_page_len[0] completes
+  // the entry's length.
   KvAppendTarget kv;
   const int32_t* last_page_len = nullptr;
   // decode_layer_scratch_bytes() of zeroed device memory, kept for the kernel (its counters
   // return to zero at the end of every launch).
   void* scratch = nullptr;
-  // Null, or a trace: [0] layers so far, then per layer (up to kDecodeLayerTraceLaunches)
-  // kDecodeLayerStamps %globaltimer values of block 0 (ns): start (the launch's, or the end of the
-  // layer before), after the PDL wait (or the barrier between layers), then before and after
-  // each of the four barriers, and the end of S5.
+  // Null, or a trace: [0] launches so far, then per launch (up to kDecodeLayerTraceLaunches)
+  // kDecodeLayerStamps %globaltimer values of block 0 (ns): start, after the PDL wait, then
+  // before and after each of the four barriers, and the end.
   unsigned long long* trace = nullptr;
   // kDecodeLayerNoPrefetch: no L2 prefetches of the stages' weights and the K/V, which the host
   // sets where a stage's weights exceed a quarter of the L2 (measured best both ways, stop 17);
@@ -95,7 +82,6 @@ struct DecodeLayerParams {
   // the TMA unit's bulk prefetches instead of one per line, were measured slower there: removed.)
   int flags = 0;
 };
-static_assert(sizeof(DecodeLayerParams) <= 4096, "a launch's parameters");
 
 inline constexpr int kDecodeLayerStamps = 11;
 // DecodeLayerParams::flags bit: no L2 prefetches (what the host sets where a stage's weights would
