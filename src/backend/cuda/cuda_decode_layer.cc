@@ -148,24 +148,8 @@ void set_kv(cuda::DecodeLayerParams& p, const CudaAttentionPlan& plan, const Ten
   p.last_page_len = plan.staging.dev_ptr(own.arrays.last_page_len);
 }
 
-// Whether the kernel's L2 prefetches pay: every stage's weights within a quarter of the L2.
-// Measured on an H100 (docs/benchmarks.md, stop 17): 2% faster on the Qwen3-0.6B shape (stages up
-// to 12.6 MB), 22% slower on Llama-3-8B's (stages of 33-117 MB, which push each other out of the
-// cache).
 int64_t layer_weight_bytes(const LayerSizes& n) {
   return 2 * (n.qkv_rows * n.H + n.H * n.hq * n.D + 3 * n.I * n.H);
-}
-
-bool prefetch_fits(const LayerSizes& n) {
-  static const int64_t l2 = [] {
-    int dev = 0, bytes = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&bytes, cudaDevAttrL2CacheSize, dev);
-    return int64_t(bytes);
-  }();
-  const int64_t largest =
-      2 * std::max({n.qkv_rows * n.H, n.H * n.hq * n.D, 2 * n.I * n.H, n.H * n.I});
-  return largest <= l2 / 4;
 }
 
 }  // namespace
@@ -216,7 +200,9 @@ bool DecodeLayerRunner::run(const AttentionPlan& plan_base, const Tensor& pages,
   set_kv(p, *plan, pages);
   p.scratch = scratch_;
   p.trace = trace_;
-  p.flags = prefetch_fits(n) ? 0 : cuda::kDecodeLayerNoPrefetch;
+  // No L2 prefetches: with the stages' inputs staged at the start they cost 2% on the Qwen3-0.6B
+  // shape and far more on larger layers (docs/benchmarks.md, stops 17 and 18).
+  p.flags = cuda::kDecodeLayerNoPrefetch;
   if (const char* f = std::getenv("NC_DECODE_LAYER_FLAGS"); f != nullptr) p.flags = std::atoi(f);
   k_call([&] { cuda::decode_layer_bf16(p, ctx_->stream); });
   return true;

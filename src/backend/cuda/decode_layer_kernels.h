@@ -5,8 +5,8 @@
 // layer, not by its bytes: each kernel reads a few MB in about a microsecond and then waits for
 // the next to start. This kernel runs the layer on one block per multiprocessor, its stages
 // separated by grid-wide barriers (counters in `counters`), and keeps the memory busy across
-// them: every block asks the L2 for its slice of the next stage's weights (and its share of the
-// K/V) before it waits, so a barrier costs its latency, not a drained memory pipe. What a stage
+// them. (It can also ask the L2 for each block's slice of the next stage's weights and its share
+// of the K/V before it waits: measured slower, off unless flags say so.) What a stage
 // reads that no stage of the launch writes (the two norms' weights, the token's rope row, the q/k
 // norms and the first 64 tokens of each attention block's K/V) is copied into shared memory at
 // the launch's start (cp.async), and each block's first weight chunks of a stage are loaded into
@@ -76,16 +76,14 @@ struct DecodeLayerParams {
   // kDecodeLayerStamps %globaltimer values of block 0 (ns): start, after the PDL wait, then
   // before and after each of the four barriers, and the end.
   unsigned long long* trace = nullptr;
-  // kDecodeLayerNoPrefetch: no L2 prefetches of the stages' weights and the K/V, which the host
-  // sets where a stage's weights exceed a quarter of the L2 (measured best both ways, stop 17);
-  // NC_DECODE_LAYER_FLAGS overrides it for A/B runs. (Prefetching the next layer's weights too, and
-  // the TMA unit's bulk prefetches instead of one per line, were measured slower there: removed.)
+  // kDecodeLayerNoPrefetch: no L2 prefetches of the stages' weights and the K/V (what the host
+  // sets: measured faster on every shape since the stages' inputs are staged, stop 18); 0: one
+  // prefetch a 128-byte line (NC_DECODE_LAYER_FLAGS=0, for A/B runs).
   int flags = 0;
 };
 
 inline constexpr int kDecodeLayerStamps = 11;
-// DecodeLayerParams::flags bit: no L2 prefetches (what the host sets where a stage's weights would
-// not fit a quarter of the L2: cuda_decode_layer.cc).
+// DecodeLayerParams::flags bit: no L2 prefetches (what the host sets: cuda_decode_layer.cc).
 inline constexpr int kDecodeLayerNoPrefetch = 4;
 // The largest hidden size (the norms hold their rows in registers: 2 x 16 bytes a thread).
 inline constexpr int kDecodeLayerMaxHidden = 8192;
