@@ -43,7 +43,8 @@ const void* data_or_null(const Tensor& t) {
   return t.defined() ? t.data() : nullptr;
 }
 
-// The layer's sizes when the plan is one it can run (cuda_decode_layer.h), else false.
+// Whether the plan is one the kernel can run over these pages (cuda_decode_layer.h); *out: the
+// plan as the CUDA backend's.
 bool plan_fits(const AttentionPlan& plan_base, const Tensor& pages, const CudaAttentionPlan** out) {
   const auto* plan = dynamic_cast<const CudaAttentionPlan*>(&plan_base);
   if (plan == nullptr || plan->split_head || plan->levels.size() != 1 || plan->num_tokens != 1 ||
@@ -120,7 +121,7 @@ void set_rows(cuda::DecodeLayerParams& p, const DecodeLayerIo& io, const LayerSi
   p.intermediate = int(n.I);
 }
 
-void set_weights(cuda::DecodeLayerParams& p, const DecodeLayerWeights& w, const LayerSizes& n) {
+void set_weights(cuda::DecodeLayerParams& p, const DecodeLayerWeights& w) {
   p.input_norm = w.input_norm.data();
   p.qkv_w = w.qkv.data();
   p.qkv_bias = data_or_null(w.qkv_bias);
@@ -162,6 +163,7 @@ DecodeLayerRunner::DecodeLayerRunner(std::shared_ptr<Context> ctx, DecodeLayerMo
   const size_t bytes = cuda::decode_layer_scratch_bytes(cuda::decode_layer_blocks());
   cuda_check(cudaMalloc(&scratch_, bytes), "cudaMalloc (decode layer scratch)");
   cuda_check(cudaMemset(scratch_, 0, bytes), "cudaMemset (decode layer scratch)");
+  if (const char* f = std::getenv("NC_DECODE_LAYER_FLAGS"); f != nullptr) flags_ = std::atoi(f);
   const char* trace = std::getenv("NC_DECODE_LAYER_TRACE");
   if (trace != nullptr && std::strcmp(trace, "1") == 0) {
     cuda_check(cudaMalloc(reinterpret_cast<void**>(&trace_), trace_bytes()),
@@ -196,14 +198,11 @@ bool DecodeLayerRunner::run(const AttentionPlan& plan_base, const Tensor& pages,
   if (by_size_ && layer_weight_bytes(n) > kDecodeLayerAutoMaxBytes) return false;
   cuda::DecodeLayerParams p;
   set_rows(p, io, n);
-  set_weights(p, w, n);
+  set_weights(p, w);
   set_kv(p, *plan, pages);
   p.scratch = scratch_;
   p.trace = trace_;
-  // No L2 prefetches: with the stages' inputs staged at the start they cost 2% on the Qwen3-0.6B
-  // shape and far more on larger layers (docs/benchmarks.md, stops 17 and 18).
-  p.flags = cuda::kDecodeLayerNoPrefetch;
-  if (const char* f = std::getenv("NC_DECODE_LAYER_FLAGS"); f != nullptr) p.flags = std::atoi(f);
+  p.flags = flags_;
   k_call([&] { cuda::decode_layer_bf16(p, ctx_->stream); });
   return true;
 }

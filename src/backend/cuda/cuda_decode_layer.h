@@ -19,6 +19,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_context.h"
+#include "backend/cuda/decode_layer_kernels.h"
 
 namespace nc::cuda_host {
 
@@ -45,6 +46,10 @@ class DecodeLayerRunner : NonCopyable {
  private:
   std::shared_ptr<Context> ctx_;
   bool by_size_ = false;  // Auto without the environment's word: kDecodeLayerAutoMaxBytes decides
+  // DecodeLayerParams::flags: no L2 prefetches, which with the stages' inputs staged at the start
+  // cost 2% on the Qwen3-0.6B shape and far more on larger layers (docs/benchmarks.md, stops 17
+  // and 18); NC_DECODE_LAYER_FLAGS, read when the runner is made, overrides it for A/B runs.
+  int flags_ = cuda::kDecodeLayerNoPrefetch;
   void* scratch_ = nullptr;
   unsigned long long* trace_ = nullptr;
 };

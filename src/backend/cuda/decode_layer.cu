@@ -126,8 +126,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layer_kernel(const DecodeL
   mark(3);
 
   // S2: attention.
-  if (attends)
-    attention_stage<D, G>(p, h, chunk, chunks, task, staged, partials, counters + 2, attn_sm);
+  if (attends) attention_stage<D, G>(p, h, chunks, task, staged, partials, counters + 2, attn_sm);
   prefetch_rows(down_w, h_r, I, how);
   preload_rows(o_w, h_r, q_width, pl);
   mark(4);

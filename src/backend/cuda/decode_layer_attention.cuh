@@ -231,12 +231,12 @@ __device__ AttnTask stage_attention(const DecodeLayerParams& p, int h, int chunk
   return task;
 }
 
-// S2 for kv head h, chunk `chunk` of `chunks`: see decode_layer_kernels.h. The staged copies
-// (stage_attention) must be complete and visible.
+// S2 for kv head h, the chunk of task (one of `chunks`): see decode_layer_kernels.h. The staged
+// copies (stage_attention) must be complete and visible.
 template <int D, int G>
-__device__ void attention_stage(const DecodeLayerParams& p, int h, int chunk, int chunks,
-                                const AttnTask& task, const StagedSmem<D>& st, float* partials,
-                                unsigned* head_done, AttnSmem<D, G>& sm) {
+__device__ void attention_stage(const DecodeLayerParams& p, int h, int chunks, const AttnTask& task,
+                                const StagedSmem<D>& st, float* partials, unsigned* head_done,
+                                AttnSmem<D, G>& sm) {
   constexpr int P = D / 32, T = kTokens<G>;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int hq = p.num_qo_heads, hk = p.num_kv_heads;

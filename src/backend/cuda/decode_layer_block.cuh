@@ -137,8 +137,9 @@ __device__ float block_sum(float v, float* red) {
 }
 
 // xs = bf16(x * rsqrt(mean(x^2) + eps) * w) with x = a (+ b) in float32, unrounded, as
-// FlashInfer's (fused add) RMSNorm computes it. n % 8 == 0, n <= kMaxNorm: each thread holds its
-// (at most kNormChunks) 16-byte chunks in registers, so the inputs are read once, all at once.
+// FlashInfer's (fused add) RMSNorm computes it. n % 8 == 0, n <= kDecodeLayerMaxHidden: each
+// thread holds its (at most kNormChunks) 16-byte chunks in registers, so the inputs are read once,
+// all at once.
 constexpr int kNormChunks = 2;
 static_assert(kNormChunks * kThreads * 8 == kDecodeLayerMaxHidden, "the norm's registers");
 __device__ void norm_to_smem(const bf16* a, const bf16* b, const bf16* w, int n, float eps,
