@@ -93,16 +93,8 @@ else
   bin=$build/bin/llama-batched-bench
   start=$SECONDS
   {
-    # Only what batched-bench needs: ggml (CPU + CUDA for sm_90a only), llama, common. The
-    # vector FA kernels for matching K/V types only (GGML_CUDA_FA_ALL_QUANTS off), no NCCL, no
-    # fatbin compression (a little less build time). ~280 build steps, ~145 of them CUDA.
-    [ -f "$build/build.ninja" ] ||
-      cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-        -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DGGML_NATIVE=OFF \
-        -DGGML_CUDA_FA=ON -DGGML_CUDA_FA_ALL_QUANTS=OFF -DGGML_CUDA_GRAPHS=ON \
-        -DGGML_CUDA_NCCL=OFF -DGGML_CUDA_COMPRESSION_MODE=none \
-        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
-        -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF
+    source tools/llamacpp_configure.sh
+    llamacpp_configure "$src" "$build"
     timeout "${LLAMA_BUILD_LIMIT:-470}" cmake --build "$build" -j "$(nproc)" \
       --target llama-batched-bench
   } > "$out/build.log" 2>&1

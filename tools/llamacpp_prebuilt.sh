@@ -6,7 +6,8 @@
 #                                      from tools/fetch_llamacpp.sh) -> build-llama/
 #   tools/llamacpp_prebuilt.sh stash   (on the GPU machine, carry ["build-llama"]) -> build-llamacpp/
 #
-# pack builds llama-batched-bench for sm_90a with gpu_peer_llamacpp.sh's options in
+# pack builds llama-batched-bench for sm_90a with gpu_peer_llamacpp.sh's options
+# (llamacpp_configure.sh) in
 # build-llamacpp-host/, strips it and compresses it (434 MB -> 27 MB with xz -9e), with gguf-py
 # beside it (0.1 MB). The repository (~34 MB) plus that leaves no room for the engine's bundle
 # (~16 MB) under the device tool's 64 MiB, so the peer takes two calls on one warm machine: first
@@ -22,13 +23,8 @@ case "${1:-}" in
   pack)
     src=third_party/llama.cpp host=build-llamacpp-host
     [ -f "$src/CMakeLists.txt" ] || { echo "llamacpp_prebuilt: run tools/fetch_llamacpp.sh first" >&2; exit 2; }
-    [ -f "$host/build.ninja" ] ||
-      cmake -S "$src" -B "$host" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-        -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DGGML_NATIVE=OFF \
-        -DGGML_CUDA_FA=ON -DGGML_CUDA_FA_ALL_QUANTS=OFF -DGGML_CUDA_GRAPHS=ON \
-        -DGGML_CUDA_NCCL=OFF -DGGML_CUDA_COMPRESSION_MODE=none \
-        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
-        -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF > /dev/null
+    source tools/llamacpp_configure.sh
+    llamacpp_configure "$src" "$host" > /dev/null
     cmake --build "$host" -j "$(nproc)" --target llama-batched-bench
     mkdir -p build-llama
     strip -o build-llama/llama-batched-bench "$host/bin/llama-batched-bench"
