@@ -75,6 +75,11 @@ class ForwardingBackend : public Backend {
                      Tensor kv_pages, Tensor out) override {
     in->mla_attention(plan, q_mla, latent, kv_pages, out);
   }
+  void mla_attention_values(const AttentionPlan& plan, const Tensor& q, Tensor q_mla,
+                            const Tensor& latent, Tensor kv_pages, const Tensor& w_uk_t,
+                            const Tensor& w_uv, Tensor o_lat, Tensor attn) override {
+    in->mla_attention_values(plan, q, q_mla, latent, kv_pages, w_uk_t, w_uv, o_lat, attn);
+  }
   void update_page_bounds(const Tensor& pages, const KVCacheShape& kv, const Tensor& slots,
                           Tensor bounds) override {
     in->update_page_bounds(pages, kv, slots, bounds);

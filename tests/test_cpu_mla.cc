@@ -1,14 +1,17 @@
-// MLA on the CPU backend (absorbed form, latent pages) against a dense double reference in the
-// expanded form (k_nope = W_UK c_kv and v = W_UV c_kv per head, then ordinary attention): page
-// sizes 1, 4 and 16, prefills split into chunks, decodes, and a cascade step whose shared level
-// holds a prefix two sequences share. Also the MLA prologue (mla_rope_norm) against a direct
-// computation, for both rope layouts.
+// MLA on the CPU backend (latent pages) against a dense double reference in the expanded form
+// (k_nope = W_UK c_kv and v = W_UV c_kv per head, then ordinary attention): page sizes 1, 4 and
+// 16, prefills split into chunks, decodes, and a cascade step whose shared level holds a prefix
+// two sequences share; each through the absorbed ops (head_linear, mla_attention, head_linear)
+// and through mla_attention_values with each entry absorbed, expanded, or as the cost model
+// chooses. Also the MLA prologue (mla_rope_norm) against a direct computation, for both rope
+// layouts.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_mla.h"
 #include "core/host_tensor.h"
 
 namespace nc {
@@ -78,10 +81,13 @@ struct Chunk {
   int shared_pages = 0;
 };
 
+// How a step computes the values: the three absorbed ops, or mla_attention_values in a form.
+enum class Path { AbsorbedOps, Absorbed, Expanded, Auto };
+
 // Runs one step over the chunks (rows in order); returns [T, H*Dv] and checks it against the
 // reference. Chunks with shared pages > 0 get a shared level over those pages (one entry for all
 // of them: they must share the same pages).
-void run_step(Fixture& f, std::vector<Chunk> chunks, int ps, int num_pages) {
+void run_step(Fixture& f, std::vector<Chunk> chunks, int ps, int num_pages, Path path) {
   AttentionStep step;
   PagedKVBatch own, shared;
   shared.causal = false;
@@ -122,11 +128,29 @@ void run_step(Fixture& f, std::vector<Chunk> chunks, int ps, int num_pages) {
     for (int h = 0; h < H; ++h)
       std::copy_n(qp.begin() + (t * H + h) * Dr, Dr, q_host.begin() + (t * H + h) * D + Dl);
   Tensor q_mla = f.upload(q_host, {T, H * D});
-  f.be->head_linear(f.upload(qn, {T, H * Dn}), f.upload(wuk_t, {H, Dl, Dn}), q_mla);
   Tensor out_lat = f.be->alloc({T, H * Dl}, DType::F32), out = f.be->alloc({T, H * Dv}, DType::F32);
+  const Tensor wuk_t_dev = f.upload(wuk_t, {H, Dl, Dn}), wuv_dev = f.upload(f.wuv, {H, Dv, Dl});
   auto plan = f.be->plan_attention(step, shape);
-  f.be->mla_attention(*plan, q_mla, f.upload(lat, {T, D}), f.pages, out_lat);
-  f.be->head_linear(out_lat, f.upload(f.wuv, {H, Dv, Dl}), out);
+  if (path == Path::AbsorbedOps) {
+    f.be->head_linear(f.upload(qn, {T, H * Dn}), wuk_t_dev, q_mla);
+    f.be->mla_attention(*plan, q_mla, f.upload(lat, {T, D}), f.pages, out_lat);
+    f.be->head_linear(out_lat, wuv_dev, out);
+  } else {
+    std::vector<float> q_full;  // [T, H, Dn + Dr]: q_nope, then q_pe (the op reads q_mla's)
+    for (int t = 0; t < T; ++t)
+      for (int h = 0; h < H; ++h) {
+        q_full.insert(q_full.end(), qn.begin() + (t * H + h) * Dn,
+                      qn.begin() + (t * H + h + 1) * Dn);
+        q_full.insert(q_full.end(), qp.begin() + (t * H + h) * Dr,
+                      qp.begin() + (t * H + h + 1) * Dr);
+      }
+    set_cpu_mla_form(path == Path::Absorbed   ? MlaForm::Absorbed
+                     : path == Path::Expanded ? MlaForm::Expanded
+                                              : MlaForm::Auto);
+    f.be->mla_attention_values(*plan, f.upload(q_full, {T, H * (Dn + Dr)}), q_mla,
+                               f.upload(lat, {T, D}), f.pages, wuk_t_dev, wuv_dev, out_lat, out);
+    set_cpu_mla_form(MlaForm::Auto);
+  }
   const std::vector<float> got = f.be->to_host_f32(out);
   int row = 0;
   for (const Chunk& c : chunks)
@@ -151,25 +175,34 @@ Seq make_seq(Fixture& f, int kv_len, int ps, int& next_page, const Seq* share = 
   return s;
 }
 
-class CpuMla : public ::testing::TestWithParam<int> {};
+struct MlaCase {
+  int page_size;
+  Path path;
+};
+
+class CpuMla : public ::testing::TestWithParam<MlaCase> {};
 
 TEST_P(CpuMla, ChunkedPrefillAndDecodeMatchDenseReference) {
-  const int ps = GetParam();
+  const int ps = GetParam().page_size;
+  const Path path = GetParam().path;
   Fixture f;
   f.wuk = f.randn(H * Dn * Dl);
   f.wuv = f.randn(H * Dv * Dl);
   int next = 0;
   Seq a = make_seq(f, 23, ps, next), b = make_seq(f, 9, ps, next);
   const int num_pages = next + 2;
-  // Prefill in two chunks (b in one), then decodes of the last tokens.
-  run_step(f, {{&a, 0, 7}, {&b, 0, 8}}, ps, num_pages);
-  run_step(f, {{&a, 7, 21}, {&b, 8, 9}}, ps, num_pages);
-  run_step(f, {{&a, 21, 22}}, ps, num_pages);
-  run_step(f, {{&a, 22, 23}}, ps, num_pages);
+  // a's prompt in three chunks, b's in one, then decodes of the last tokens. (Auto: the second
+  // step mixes the forms, b's whole prompt expanded beside a's one row absorbed.)
+  run_step(f, {{&a, 0, 7}}, ps, num_pages, path);
+  run_step(f, {{&a, 7, 8}, {&b, 0, 8}}, ps, num_pages, path);
+  run_step(f, {{&a, 8, 21}, {&b, 8, 9}}, ps, num_pages, path);
+  run_step(f, {{&a, 21, 22}}, ps, num_pages, path);
+  run_step(f, {{&a, 22, 23}}, ps, num_pages, path);
 }
 
 TEST_P(CpuMla, CascadeSharedLevelMergesLatentStates) {
-  const int ps = GetParam();
+  const int ps = GetParam().page_size;
+  const Path path = GetParam().path;
   Fixture f;
   f.wuk = f.randn(H * Dn * Dl);
   f.wuv = f.randn(H * Dv * Dl);
@@ -179,16 +212,53 @@ TEST_P(CpuMla, CascadeSharedLevelMergesLatentStates) {
   Seq b = make_seq(f, shared + 6, ps, next, &a, shared);
   Seq c = make_seq(f, 6, ps, next);
   const int num_pages = next + 1;
-  run_step(f, {{&a, 0, shared}}, ps, num_pages);  // writes the shared pages
+  run_step(f, {{&a, 0, shared}}, ps, num_pages, path);  // writes the shared pages
   // a and b read the shared prefix in one non-causal level; c has an empty entry there.
   const int sp = shared / ps;
   run_step(f, {{&a, shared, shared + 10, sp}, {&b, shared, shared + 5, sp}, {&c, 0, 6}}, ps,
-           num_pages);
-  run_step(f, {{&a, shared + 10, shared + 11, sp}, {&b, shared + 5, shared + 6, sp}}, ps,
-           num_pages);
+           num_pages, path);
+  run_step(f, {{&a, shared + 10, shared + 11, sp}, {&b, shared + 5, shared + 6, sp}}, ps, num_pages,
+           path);
 }
 
-INSTANTIATE_TEST_SUITE_P(PageSizes, CpuMla, ::testing::Values(1, 4, 16));
+// The cost rule at DeepSeek-V2-Lite's shape (16 heads, Dl 512, Dr 64, Dn 128, Dv 128): decode rows
+// stay absorbed, a whole prompt goes expanded from its first tokens, and a chunk after 1024
+// cached tokens goes expanded between 256 and 512 rows (bench/cpu/bench_mla_forms.cc measured the
+// same order on this machine's CPU).
+TEST(CpuMlaForms, CostRuleAtDeepseekShape) {
+  AttentionShape s{16, 1, 576, 0.07f, KVCacheShape{1, 256, 16, 1, 576}};
+  s.kv.latent = true;
+  s.latent_dim = 512;
+  auto chunk = [&](int rows, int cached) {
+    PagedKVBatch b;
+    std::vector<int32_t> pages((rows + cached + 15) / 16);
+    for (size_t i = 0; i < pages.size(); ++i) pages[i] = int32_t(i);
+    b.add(rows, pages, rows + cached, 16);
+    return cpu_mla_expanded_pays(b, 0, s, 128, 128);
+  };
+  EXPECT_FALSE(chunk(1, 4000));
+  EXPECT_FALSE(chunk(1, 1));  // (a one-token prompt costs the same either way)
+  EXPECT_TRUE(chunk(64, 0));
+  EXPECT_TRUE(chunk(512, 0));
+  EXPECT_FALSE(chunk(64, 1024));
+  EXPECT_FALSE(chunk(256, 1024));
+  EXPECT_TRUE(chunk(512, 1024));
+}
+
+std::vector<MlaCase> mla_cases() {
+  std::vector<MlaCase> out;
+  for (int ps : {1, 4, 16})
+    for (Path p : {Path::AbsorbedOps, Path::Absorbed, Path::Expanded, Path::Auto})
+      out.push_back({ps, p});
+  return out;
+}
+
+std::string mla_case_name(const ::testing::TestParamInfo<MlaCase>& info) {
+  const char* path[] = {"AbsorbedOps", "Absorbed", "Expanded", "Auto"};
+  return "page" + std::to_string(info.param.page_size) + "_" + path[int(info.param.path)];
+}
+
+INSTANTIATE_TEST_SUITE_P(PagesAndForms, CpuMla, ::testing::ValuesIn(mla_cases()), mla_case_name);
 
 void rope_ref(const float* x, double* out, const float* c, const float* s, bool interleaved) {
   for (int i = 0; i < Dr / 2; ++i) {

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "backend/cpu/cpu_mla.h"
 #include "engine/sampling.h"
 #include "engine/step_model.h"
 #include "fake_model.h"
@@ -63,8 +64,7 @@ class VariantGolden : public ::testing::TestWithParam<VariantCase> {};
 
 // All prompts advance together, one chunk each per step, so prefills and decodes of different
 // lengths share steps.
-TEST_P(VariantGolden, LogitsMatchTransformers) {
-  const VariantCase& tc = GetParam();
+void check_logits(const VariantCase& tc) {
   const std::vector<GoldenPrompt> golden = testing::read_golden(dir_of(tc.model));
   ASSERT_FALSE(golden.empty()) << "no golden data in " << dir_of(tc.model);
   LoadedModel lm = load_model(dir_of(tc.model));
@@ -83,6 +83,10 @@ TEST_P(VariantGolden, LogitsMatchTransformers) {
       ASSERT_LE(err, 1e-4) << "prompt " << p << " position " << r;
     }
   }
+}
+
+TEST_P(VariantGolden, LogitsMatchTransformers) {
+  check_logits(GetParam());
 }
 
 // Every prompt prefilled, then decoded greedily for as many tokens as the golden data has, all
@@ -183,8 +187,8 @@ double log_softmax_at(const float* logits, int64_t V, int32_t id) {
 // the prefix cache, and two requests sharing it: a cascade level). Every output is transformers'
 // greedy continuation, and the first token's log-probability (with the top 5) matches the golden
 // logits within 1e-4.
-TEST_P(VariantEngine, CachedAndCascadeRunsMatchTransformers) {
-  const std::string dir = dir_of(GetParam());
+void check_engine(const std::string& model_name) {
+  const std::string dir = dir_of(model_name);
   const std::vector<GoldenPrompt> golden = testing::read_golden(dir);
   ASSERT_FALSE(golden.empty());
   for (int ps : {2, 4}) {
@@ -228,6 +232,23 @@ TEST_P(VariantEngine, CachedAndCascadeRunsMatchTransformers) {
     EXPECT_GT(st.cache.hit_tokens, 0);
     EXPECT_GE(st.cache.max_levels, 2);
   }
+}
+
+TEST_P(VariantEngine, CachedAndCascadeRunsMatchTransformers) {
+  check_engine(GetParam());
+}
+
+// MLA's expanded form (cpu_mla.h) forced for every entry, prefill and decode, plain, chunked, and
+// with prefix-cache hits and cascade levels: the same logits and continuations. (Auto takes it
+// only for entries of more rows than these prompts have.)
+TEST(DeepseekExpandedForm, LogitsAndCachedCascadeRunsMatchTransformers) {
+  set_cpu_mla_form(MlaForm::Expanded);
+  for (const char* m : {"tiny-deepseek-v2-lite", "tiny-deepseek-v2", "tiny-deepseek-v3"}) {
+    SCOPED_TRACE(m);
+    for (Mode mode : {Mode::OneChunk, Mode::Chunks}) check_logits({m, 4, mode});
+    check_engine(m);
+  }
+  set_cpu_mla_form(MlaForm::Auto);
 }
 
 std::string engine_case_name(const ::testing::TestParamInfo<std::string>& info) {

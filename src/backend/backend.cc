@@ -299,6 +299,13 @@ void Backend::mla_rope_norm(const Tensor&, const Tensor&, const Tensor&, float, 
                             const Tensor&, bool, int, Tensor, Tensor) {
   fail_as(ErrorKind::Unsupported, "backend {}: MLA (mla_rope_norm) is not implemented", name());
 }
+void Backend::mla_attention_values(const AttentionPlan& plan, const Tensor& q, Tensor q_mla,
+                                   const Tensor& latent, Tensor kv_pages, const Tensor& w_uk_t,
+                                   const Tensor& w_uv, Tensor o_lat, Tensor attn) {
+  head_linear(q, w_uk_t, q_mla);  // q_nope -> the first Dl values of each q_mla head
+  mla_attention(plan, q_mla, latent, kv_pages, o_lat);
+  head_linear(o_lat, w_uv, attn);
+}
 void Backend::mla_attention(const AttentionPlan&, const Tensor&, const Tensor&, Tensor, Tensor) {
   fail_as(ErrorKind::Unsupported, "backend {}: MLA attention is not implemented", name());
 }

@@ -307,6 +307,14 @@ class Backend {
   // attention() does. q_mla: [T, H*(Dl+Dr)]; out: [T, H*Dl].
   virtual void mla_attention(const AttentionPlan& plan, const Tensor& q_mla, const Tensor& latent,
                              Tensor kv_pages, Tensor out);
+  // The whole MLA attention in value space: attn [T, H*Dv] from q [T, H*(Dn+Dr)] (its q_nope) and
+  // q_mla (its rope'd q_pe, mla_rope_norm's), w_uk_t [H, Dl, Dn], w_uv [H, Dv, Dl]; o_lat
+  // [T, H*Dl] scratch. The default is the absorbed form: head_linear(q, w_uk_t, q_mla),
+  // mla_attention, head_linear(o_lat, w_uv, attn). A backend may instead decompress the keys and
+  // values of an entry's context where that costs less (a long prefill chunk: cpu_mla.h).
+  virtual void mla_attention_values(const AttentionPlan& plan, const Tensor& q, Tensor q_mla,
+                                    const Tensor& latent, Tensor kv_pages, const Tensor& w_uk_t,
+                                    const Tensor& w_uv, Tensor o_lat, Tensor attn);
 
   // Query-aware sparse decode attention (Quest; kv/page_bounds.h, kv/page_selection.h,
   // docs/long_context.md). The defaults throw an Unsupported nc::Error naming the backend.

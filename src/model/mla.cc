@@ -130,9 +130,7 @@ void mla_block(Backend& be, const ModelConfig& cfg, const MlaLayer& L, MlaWorksp
   be.linear(in, L.kv_a, L.kv_a_bias, kv_a);
   be.mla_rope_norm(q, kv_a, L.kv_a_norm, kLatentNormEps, positions, cos_sin, m.rope_interleave,
                    int(m.qk_nope_head_dim), q_mla, latent);
-  be.head_linear(q, L.w_uk_t, q_mla);  // q_nope -> the first Dl values of each q_mla head
-  be.mla_attention(plan, q_mla, latent, kv_pages, o_lat);
-  be.head_linear(o_lat, L.w_uv, attn);
+  be.mla_attention_values(plan, q, q_mla, latent, kv_pages, L.w_uk_t, L.w_uv, o_lat, attn);
   be.linear(attn, L.o_proj, L.o_bias, out);
 }
 

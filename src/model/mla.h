@@ -8,10 +8,14 @@
 //   out    = o_proj(W_UV[h] o_lat[h] per head)
 //
 // W_UK and W_UV are kv_b_proj's per-head key and value rows, taken apart at load time ("weight
-// absorption": the cache never holds expanded keys or values). Prefill uses the same absorbed
-// form: exact, and the one path the cascade levels merge over (their partial outputs are
-// latent vectors). Dl = kv_lora_rank, Dr = qk_rope_head_dim (ModelConfig::head_dim),
-// Dn = qk_nope_head_dim, Dv = v_head_dim.
+// absorption": the cache never holds expanded keys or values). The last three lines are one
+// Backend op, mla_attention_values: the CPU backend takes, per entry of the step's plan, the
+// absorbed form above or the expanded one (the entry's keys W_UK c_kv and values W_UV c_kv
+// decompressed once, then attention at head size Dn + Dr and Dv), whichever costs fewer
+// multiply-adds: the expanded one for prefill chunks longer than about Dl (Dn + Dv) / (2 Dl - Dn -
+// Dv) rows, 128 on DeepSeek's shapes (cpu_mla.h); the CUDA backend runs the absorbed form.
+// Dl = kv_lora_rank, Dr = qk_rope_head_dim (ModelConfig::head_dim), Dn = qk_nope_head_dim,
+// Dv = v_head_dim.
 #pragma once
 #include <cstdint>
 #include <functional>

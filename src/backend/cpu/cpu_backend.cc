@@ -447,6 +447,12 @@ class CpuBackend final : public Backend {
     const auto& plan = static_cast<const CpuAttentionPlan&>(plan_base);
     cpu_mla_attention(plan.step, plan.shape, q_mla, latent, kv_pages, out);
   }
+  void mla_attention_values(const AttentionPlan& plan_base, const Tensor& q, Tensor q_mla,
+                            const Tensor& latent, Tensor kv_pages, const Tensor& w_uk_t,
+                            const Tensor& w_uv, Tensor /*o_lat*/, Tensor attn) override {
+    const auto& plan = static_cast<const CpuAttentionPlan&>(plan_base);
+    cpu_mla_attention_values(plan.step, plan.shape, q, q_mla, latent, kv_pages, w_uk_t, w_uv, attn);
+  }
   void shift_key_positions(Tensor kv_pages, const KVCacheShape& kv, const Tensor& shifts,
                            const Tensor& inv_freq) override {
     cpu_shift_key_positions(kv_pages, kv, shifts, inv_freq);

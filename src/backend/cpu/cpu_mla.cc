@@ -2,7 +2,10 @@
 #include "backend/cpu/cpu_mla.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -219,6 +222,226 @@ void cpu_mla_rope_norm(const Tensor& q, const Tensor& kv_a, const Tensor& kv_nor
     const float inv = 1.0f / std::sqrt(ss / float(Dl) + eps);
     for (int64_t i = 0; i < Dl; ++i) lat[t * D + i] = pw[i] * (a[i] * inv);
     rope_part(a + Dl, lat + t * D + Dl, c, c + half, half, interleaved);
+  }
+}
+
+// ---- The value-space op: the absorbed or the expanded form per entry ----
+
+namespace {
+
+MlaForm form_from_env() {
+  const char* f = std::getenv("NC_MLA_FORM");
+  if (f == nullptr || *f == '\0' || std::strcmp(f, "auto") == 0) return MlaForm::Auto;
+  if (std::strcmp(f, "absorbed") == 0) return MlaForm::Absorbed;
+  NC_CHECK(std::strcmp(f, "expanded") == 0,
+           "NC_MLA_FORM: '{}' is not one of auto, absorbed, expanded", f);
+  return MlaForm::Expanded;
+}
+
+std::atomic<MlaForm>& form_setting() {
+  static std::atomic<MlaForm> form{form_from_env()};
+  return form;
+}
+
+struct MlaDims {
+  int64_t H, D, Dl, Dr, Dn, Dv;
+};
+
+// Row i of entry b: the keys [0, limit) it attends (causal: up to its own position).
+int key_limit(const PagedKVBatch& batch, int b, int i, int ps) {
+  const int kv_len = batch.kv_len(b, ps);
+  return batch.causal ? kv_len - batch.q_len(b) + i + 1 : kv_len;
+}
+
+// Whether entry b costs less (per head) expanded: every key's K_nope and V decompressed once
+// (Dl (Dn + Dv) multiply-adds) and each (row, key) pair at Dn + Dr and Dv; absorbed, each pair at
+// Dl + Dr and Dl, and each row through W_UK^T and W_UV (Dl (Dn + Dv)). The per-key and per-row
+// projections count kProjectionCost each: their loops run at about half the attention row
+// kernels' rate (bench/cpu/bench_mla_forms.cc, docs/benchmarks.md).
+constexpr int64_t kProjectionCost = 2;
+bool expanded_pays(const PagedKVBatch& batch, int b, int ps, const MlaDims& d) {
+  const int rows = batch.q_len(b), keys = batch.kv_len(b, ps);
+  int64_t pairs = 0;
+  for (int i = 0; i < rows; ++i) pairs += key_limit(batch, b, i, ps);
+  const int64_t decompress = kProjectionCost * d.Dl * (d.Dn + d.Dv);
+  const int64_t absorbed = pairs * (d.D + d.Dl) + rows * decompress;
+  const int64_t expanded = keys * decompress + pairs * (d.Dn + d.Dr + d.Dv);
+  return expanded < absorbed;
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// Entry b's keys [H][keys][Dn + Dr] (W_UK c_kv | k_pe) and values [H][keys][Dv] (W_UV c_kv).
+void decompress_entry(const PagedKVBatch& batch, const AttentionShape& s, const MlaDims& d, int b,
+                      const float* pages, const float* wuk_t, const float* wuv,
+                      std::vector<float>& k, std::vector<float>& v) {
+  const int64_t keys = batch.kv_len(b, s.kv.page_size), Dk = d.Dn + d.Dr;
+  k.assign(size_t(d.H * keys * Dk), 0.0f);
+  v.resize(size_t(d.H * keys * d.Dv));
+  ThreadPool::global().parallel_for(keys * d.H, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t j = item / d.H, h = item % d.H;
+      const float* c = pages + row_offset(batch, s.kv, b, int(j));
+      float* kj = k.data() + (h * keys + j) * Dk;
+      for (int64_t l = 0; l < d.Dl; ++l) {  // W_UK[h] = w_uk_t[h]^T: rows of w_uk_t[h] by l
+        const float* w = wuk_t + (h * d.Dl + l) * d.Dn;
+        for (int64_t n = 0; n < d.Dn; ++n) kj[n] += w[n] * c[l];
+      }
+      std::copy_n(c + d.Dl, d.Dr, kj + d.Dn);
+      float* vj = v.data() + (h * keys + j) * d.Dv;
+      for (int64_t m = 0; m < d.Dv; ++m) vj[m] = dot(wuv + (h * d.Dv + m) * d.Dl, c, d.Dl);
+    }
+  });
+}
+
+// Entry b's rows in the expanded form over its decompressed keys and values: out [T, H*Dv] and
+// lse (base 2) at those rows.
+void attend_expanded(const PagedKVBatch& batch, const AttentionShape& s, const MlaDims& d, int b,
+                     const float* q, const float* q_mla, const std::vector<float>& k,
+                     const std::vector<float>& v, float* out, float* lse) {
+  const attn::RowKernels& rk = row_kernels();
+  const int64_t keys = batch.kv_len(b, s.kv.page_size), Dk = d.Dn + d.Dr, r0 = batch.qo_indptr[b];
+  ThreadPool::global().parallel_for(batch.q_len(b) * d.H, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores, qk;
+    qk.resize(size_t(Dk));
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t i = item / d.H, h = item % d.H, row = r0 + i;
+      const int n = key_limit(batch, b, int(i), s.kv.page_size);
+      float* o = out + (row * d.H + h) * d.Dv;
+      float* l = lse ? lse + row * d.H + h : nullptr;
+      std::fill(o, o + d.Dv, 0.0f);
+      if (n <= 0) {
+        if (l) *l = -std::numeric_limits<float>::infinity();
+        continue;
+      }
+      std::copy_n(q + (row * d.H + h) * Dk, d.Dn, qk.data());                     // q_nope
+      std::copy_n(q_mla + (row * d.H + h) * d.D + d.Dl, d.Dr, qk.data() + d.Dn);  // rope(q_pe)
+      scores.resize(size_t(n));
+      rk.scores(qk.data(), k.data() + h * keys * Dk, Dk, n, int(Dk), s.sm_scale, scores.data());
+      const float max_s = *std::max_element(scores.begin(), scores.end());
+      float sum = 0.0f;
+      for (float& x : scores) sum += (x = std::exp(x - max_s));
+      for (float& x : scores) x *= 1.0f / sum;
+      rk.accumulate(scores.data(), v.data() + h * keys * d.Dv, d.Dv, n, int(d.Dv), o);
+      if (l) *l = max_s * kLog2e + std::log2(sum);
+    }
+  });
+}
+
+// One level in value space: every row's out [H*Dv] and lse; entries marked in `expanded` take
+// that form, the others the absorbed one (q_mla's latent parts must be there for their rows).
+void level_values(const PagedKVBatch& batch, const AttentionShape& s, const MlaDims& d,
+                  const std::vector<char>& expanded, const float* q, const float* q_mla,
+                  const float* pages, const float* wuk_t, const float* wuv, float* out,
+                  float* lse) {
+  const int64_t T = batch.qo_indptr.back();
+  std::vector<int> entry_of_row(static_cast<size_t>(T));
+  for (int b = 0; b < batch.batch_size(); ++b)
+    std::fill(entry_of_row.begin() + batch.qo_indptr[b],
+              entry_of_row.begin() + batch.qo_indptr[b + 1], b);
+  ThreadPool::global().parallel_for(T * d.H, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores, o_lat;
+    o_lat.resize(size_t(d.Dl));
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t row = item / d.H, h = item % d.H;
+      const int b = entry_of_row[size_t(row)];
+      if (expanded[size_t(b)]) continue;
+      const int n = key_limit(batch, b, int(row - batch.qo_indptr[b]), s.kv.page_size);
+      attend_row(batch, s, b, 0, n, q_mla + item * d.D, pages, o_lat.data(),
+                 lse ? lse + item : nullptr, scores);
+      for (int64_t m = 0; m < d.Dv; ++m)
+        out[item * d.Dv + m] = dot(wuv + (h * d.Dv + m) * d.Dl, o_lat.data(), d.Dl);
+    }
+  });
+  std::vector<float> k, v;
+  for (int b = 0; b < batch.batch_size(); ++b) {
+    if (!expanded[size_t(b)]) continue;
+    decompress_entry(batch, s, d, b, pages, wuk_t, wuv, k, v);
+    attend_expanded(batch, s, d, b, q, q_mla, k, v, out, lse);
+  }
+}
+
+}  // namespace
+
+bool cpu_mla_expanded_pays(const PagedKVBatch& batch, int entry, const AttentionShape& s,
+                           int nope_dim, int v_dim) {
+  const MlaDims d{s.num_qo_heads, s.head_dim, s.latent_dim, s.head_dim - s.latent_dim,
+                  nope_dim,       v_dim};
+  return expanded_pays(batch, entry, s.kv.page_size, d);
+}
+
+void set_cpu_mla_form(MlaForm form) {
+  form_setting().store(form);
+}
+
+MlaForm cpu_mla_form() {
+  return form_setting().load();
+}
+
+void cpu_mla_attention_values(const AttentionStep& step, const AttentionShape& s, const Tensor& q,
+                              Tensor q_mla, const Tensor& latent, Tensor pages_t,
+                              const Tensor& w_uk_t, const Tensor& w_uv, Tensor attn) {
+  check_mla_shape(s);
+  NC_CHECK(w_uk_t.ndim() == 3 && w_uv.ndim() == 3 && w_uk_t.dim(0) == s.num_qo_heads &&
+               w_uk_t.dim(1) == s.latent_dim && w_uv.dim(0) == s.num_qo_heads &&
+               w_uv.dim(2) == s.latent_dim,
+           "mla: w_uk_t {} and w_uv {} for {} heads of latent dim {}", shape_str(w_uk_t.shape()),
+           shape_str(w_uv.shape()), s.num_qo_heads, s.latent_dim);
+  const MlaDims d{s.num_qo_heads, s.head_dim, s.latent_dim, s.head_dim - s.latent_dim,
+                  w_uk_t.dim(2),  w_uv.dim(1)};
+  const int64_t T = step.num_tokens;
+  q.expect_shape({T, d.H * (d.Dn + d.Dr)}, "mla q");
+  q_mla.expect_shape({T, d.H * d.D}, "mla q_mla");
+  latent.expect_shape({T, d.D}, "mla latent");
+  attn.expect_shape({T, d.H * d.Dv}, "mla values");
+  NC_CHECK(pages_t.numel() == int64_t(s.kv.num_pages) * s.kv.elems_per_page(),
+           "mla: page tensor of shape {} for {} pages of {} values", shape_str(pages_t.shape()),
+           s.kv.num_pages, s.kv.elems_per_page());
+  float* pages = f32_data(pages_t, "mla pages");
+  cpu_mla_append(step.levels.back(), s.kv, f32_data(latent, "mla latent"), pages);
+  const float *pq = f32_data(q, "mla q"), *wuk = f32_data(w_uk_t, "mla w_uk_t"),
+              *wuv = f32_data(w_uv, "mla w_uv");
+  float* pqm = f32_data(q_mla, "mla q_mla");
+  // Each entry's form, and the rows an absorbed entry reads q_mla's latent part of.
+  const MlaForm form = cpu_mla_form();
+  std::vector<std::vector<char>> expanded(step.levels.size());
+  std::vector<char> needs_latent(size_t(T), 0);
+  for (size_t lv = 0; lv < step.levels.size(); ++lv) {
+    const PagedKVBatch& batch = step.levels[lv];
+    for (int b = 0; b < batch.batch_size(); ++b) {
+      const bool e = form == MlaForm::Expanded ||
+                     (form == MlaForm::Auto && expanded_pays(batch, b, s.kv.page_size, d));
+      expanded[lv].push_back(char(e));
+      if (!e)
+        std::fill(needs_latent.begin() + batch.qo_indptr[b],
+                  needs_latent.begin() + batch.qo_indptr[b + 1], char(1));
+    }
+  }
+  ThreadPool::global().parallel_for(T * d.H, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {  // q_mla latent = W_UK[h]^T q_nope
+      const int64_t row = item / d.H, h = item % d.H;
+      if (!needs_latent[size_t(row)]) continue;
+      const float* qn = pq + item * (d.Dn + d.Dr);
+      for (int64_t l = 0; l < d.Dl; ++l)
+        pqm[item * d.D + l] = dot(wuk + (h * d.Dl + l) * d.Dn, qn, d.Dn);
+    }
+  });
+  float* o = f32_data(attn, "mla values");
+  if (step.levels.size() == 1) {
+    level_values(step.levels[0], s, d, expanded[0], pq, pqm, pages, wuk, wuv, o, nullptr);
+    return;
+  }
+  std::vector<float> lse(size_t(T * d.H)), o_level(size_t(T * d.H * d.Dv)),
+      lse_level(size_t(T * d.H));
+  level_values(step.levels[0], s, d, expanded[0], pq, pqm, pages, wuk, wuv, o, lse.data());
+  for (size_t lv = 1; lv < step.levels.size(); ++lv) {
+    level_values(step.levels[lv], s, d, expanded[lv], pq, pqm, pages, wuk, wuv, o_level.data(),
+                 lse_level.data());
+    merge_attention_states(o, lse.data(), o_level.data(), lse_level.data(), T, int(d.H), int(d.Dv));
   }
 }
 

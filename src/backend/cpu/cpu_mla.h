@@ -35,6 +35,27 @@ void cpu_mla_paged_attention(const PagedKVBatch& batch, const AttentionShape& sh
 void cpu_mla_attention(const AttentionStep& step, const AttentionShape& shape, const Tensor& q,
                        const Tensor& latent, Tensor pages, Tensor out);
 
+// Backend::mla_attention_values: attn [T, H*Dv] over every level, each entry of a level in the
+// absorbed form (as cpu_mla_attention, then W_UV per row) or the expanded one: the entry's keys
+// [W_UK c_kv | k_pe] and values W_UV c_kv decompressed once from its pages, then ordinary
+// attention of [q_nope | rope(q_pe)] at head sizes Dn + Dr and Dv. Per head, absorbed costs
+// pairs (2 Dl + Dr) + 2 rows Dl (Dn + Dv), expanded 2 keys Dl (Dn + Dv) + pairs (Dn + Dr + Dv)
+// (pairs: the entry's (row, key) pairs; the projections' multiply-adds count twice, as measured);
+// MlaForm::Auto takes the cheaper, so prefill chunks of more than about 2 Dl (Dn + Dv) / (2 Dl -
+// Dn - Dv) rows against a long context (341 at DeepSeek's 512 / 128 / 128), and whole prompts
+// from their first tokens, go expanded, and decode rows stay absorbed. Both are exact; they
+// differ by float32 rounding. Writes q_mla's latent part for the absorbed entries' rows.
+enum class MlaForm { Auto, Absorbed, Expanded };
+void cpu_mla_attention_values(const AttentionStep& step, const AttentionShape& shape,
+                              const Tensor& q, Tensor q_mla, const Tensor& latent, Tensor pages,
+                              const Tensor& w_uk_t, const Tensor& w_uv, Tensor attn);
+// Whether MlaForm::Auto takes the expanded form for entry `entry` of `batch`.
+bool cpu_mla_expanded_pays(const PagedKVBatch& batch, int entry, const AttentionShape& shape,
+                           int nope_dim, int v_dim);
+// Process-wide; NC_MLA_FORM=auto|absorbed|expanded sets the first value (tests force a form).
+void set_cpu_mla_form(MlaForm form);
+MlaForm cpu_mla_form();
+
 // Backend::head_linear and Backend::mla_rope_norm on float32 host tensors.
 void cpu_head_linear(const Tensor& x, const Tensor& w, Tensor out);
 void cpu_mla_rope_norm(const Tensor& q, const Tensor& kv_a, const Tensor& kv_norm, float eps,
