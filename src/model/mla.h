@@ -8,12 +8,12 @@
 //   out    = o_proj(W_UV[h] o_lat[h] per head)
 //
 // W_UK and W_UV are kv_b_proj's per-head key and value rows, taken apart at load time ("weight
-// absorption": the cache never holds expanded keys or values). The last three lines are one
-// Backend op, mla_attention_values: the CPU backend takes, per entry of the step's plan, the
-// absorbed form above or the expanded one (the entry's keys W_UK c_kv and values W_UV c_kv
-// decompressed once, then attention at head size Dn + Dr and Dv), whichever costs fewer
-// multiply-adds: the expanded one for prefill chunks longer than about Dl (Dn + Dv) / (2 Dl - Dn -
-// Dv) rows, 128 on DeepSeek's shapes (cpu_mla.h); the CUDA backend runs the absorbed form.
+// absorption": the cache never holds expanded keys or values). W_UK^T q_nope, the attention and
+// W_UV are one Backend op, mla_attention_values: the CUDA backend runs the absorbed form above;
+// the CPU backend takes, per entry of the step's plan, that form or the expanded one (the
+// entry's keys W_UK c_kv and values W_UV c_kv decompressed once, then attention at head sizes
+// Dn + Dr and Dv), whichever costs less: decode rows stay absorbed, whole prompts and long
+// prefill chunks go expanded (cpu_mla.h has the rule).
 // Dl = kv_lora_rank, Dr = qk_rope_head_dim (ModelConfig::head_dim), Dn = qk_nope_head_dim,
 // Dv = v_head_dim.
 #pragma once
