@@ -35,6 +35,62 @@ float* f32_data(const Tensor& t, const char* what) {
   return t.ptr<float>();
 }
 
+float dot(const float* a, const float* b, int64_t n) {
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// Each query row's entry in batch.
+std::vector<int> entry_of_rows(const PagedKVBatch& batch) {
+  std::vector<int> entry(static_cast<size_t>(batch.qo_indptr.back()));
+  for (int b = 0; b < batch.batch_size(); ++b)
+    std::fill(entry.begin() + batch.qo_indptr[b], entry.begin() + batch.qo_indptr[b + 1], b);
+  return entry;
+}
+
+// Row i of entry b: the keys [0, limit) it attends (causal: up to its own position).
+int key_limit(const PagedKVBatch& batch, int b, int i, int ps) {
+  const int kv_len = batch.kv_len(b, ps);
+  return batch.causal ? kv_len - batch.q_len(b) + i + 1 : kv_len;
+}
+
+// scores -> softmax(scores) in place; *lse (if given) = the base-2 log-sum-exp.
+void softmax_in_place(std::vector<float>& scores, float* lse) {
+  float max_s = -std::numeric_limits<float>::infinity();
+  for (float x : scores) max_s = std::max(max_s, x);
+  float sum = 0.0f;
+  for (float& x : scores) {
+    x = std::exp(x - max_s);
+    sum += x;
+  }
+  const float inv_sum = 1.0f / sum;
+  for (float& x : scores) x *= inv_sum;
+  if (lse) *lse = max_s * kLog2e + std::log2(sum);
+}
+
+// The page tensor's data, checked against the shape's pool.
+float* mla_pages(const Tensor& pages, const AttentionShape& s) {
+  NC_CHECK(pages.numel() == int64_t(s.kv.num_pages) * s.kv.elems_per_page(),
+           "mla: page tensor of shape {} for {} pages of {} values", shape_str(pages.shape()),
+           s.kv.num_pages, s.kv.elems_per_page());
+  return f32_data(pages, "mla pages");
+}
+
+// out [T, H * dim] over every level of the step: level(l, out_l, lse_l) writes level l's rows
+// (lse_l null when there is one level); the levels' states merge by their LSE.
+template <typename Level>
+void attend_levels(const AttentionStep& step, int64_t T, int64_t H, int64_t dim, float* out,
+                   Level&& level) {
+  if (step.levels.size() == 1) return level(size_t(0), out, nullptr);
+  std::vector<float> lse(size_t(T * H)), o_level(size_t(T * H * dim)), lse_level(size_t(T * H));
+  level(size_t(0), out, lse.data());
+  for (size_t l = 1; l < step.levels.size(); ++l) {
+    level(l, o_level.data(), lse_level.data());
+    merge_attention_states(out, lse.data(), o_level.data(), lse_level.data(), T, int(H), int(dim));
+  }
+}
+
 // Element offset of the row of token `pos` of entry b.
 int64_t row_offset(const PagedKVBatch& batch, const KVCacheShape& kv, int b, int pos) {
   const int32_t page = batch.kv_indices[batch.kv_indptr[b] + pos / kv.page_size];
@@ -64,19 +120,10 @@ void attend_row(const PagedKVBatch& batch, const AttentionShape& s, int b, int l
   for_runs([&](int i, int n, int64_t off) {
     rk.scores(q, pages + off, D, n, D, s.sm_scale, scores.data() + i);
   });
-  float max_s = -std::numeric_limits<float>::infinity();
-  for (float x : scores) max_s = std::max(max_s, x);
-  float sum = 0.0f;
-  for (float& x : scores) {
-    x = std::exp(x - max_s);
-    sum += x;
-  }
-  const float inv_sum = 1.0f / sum;
-  for (float& x : scores) x *= inv_sum;
+  softmax_in_place(scores, lse);
   for_runs([&](int i, int n, int64_t off) {
     rk.accumulate(scores.data() + i, pages + off, D, n, Dl, out);
   });
-  if (lse) *lse = max_s * kLog2e + std::log2(sum);
 }
 
 }  // namespace
@@ -108,19 +155,15 @@ void cpu_mla_paged_attention(const PagedKVBatch& batch, const AttentionShape& s,
                              const float* pages, float* out, float* lse) {
   const int H = s.num_qo_heads, D = s.head_dim, Dl = s.latent_dim;
   const int64_t T = batch.qo_indptr.back();
-  std::vector<int> entry_of_row(static_cast<size_t>(T));
-  for (int b = 0; b < batch.batch_size(); ++b)
-    std::fill(entry_of_row.begin() + batch.qo_indptr[b],
-              entry_of_row.begin() + batch.qo_indptr[b + 1], b);
+  const std::vector<int> entry_of_row = entry_of_rows(batch);
   ThreadPool::global().parallel_for(T * H, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t row = item / H;
       const int b = entry_of_row[size_t(row)];
-      const int kv_len = batch.kv_len(b, s.kv.page_size);
-      const int pos = kv_len - batch.q_len(b) + int(row - batch.qo_indptr[b]);
-      attend_row(batch, s, b, 0, batch.causal ? pos + 1 : kv_len, q + item * D, pages,
-                 out + item * Dl, lse ? lse + item : nullptr, scores);
+      const int n = key_limit(batch, b, int(row - batch.qo_indptr[b]), s.kv.page_size);
+      attend_row(batch, s, b, 0, n, q + item * D, pages, out + item * Dl,
+                 lse ? lse + item : nullptr, scores);
     }
   });
 }
@@ -132,24 +175,13 @@ void cpu_mla_attention(const AttentionStep& step, const AttentionShape& s, const
   q.expect_shape({T, H * s.head_dim}, "mla q");
   latent.expect_shape({T, s.head_dim}, "mla latent");
   out.expect_shape({T, H * Dl}, "mla output");
-  NC_CHECK(pages_t.numel() == int64_t(s.kv.num_pages) * s.kv.elems_per_page(),
-           "mla: page tensor of shape {} for {} pages of {} values", shape_str(pages_t.shape()),
-           s.kv.num_pages, s.kv.elems_per_page());
-  float* pages = f32_data(pages_t, "mla pages");
+  float* pages = mla_pages(pages_t, s);
   cpu_mla_append(step.levels.back(), s.kv, f32_data(latent, "mla latent"), pages);
-  float* o = f32_data(out, "mla output");
   const float* pq = f32_data(q, "mla q");
-  if (step.levels.size() == 1) {
-    cpu_mla_paged_attention(step.levels[0], s, pq, pages, o, nullptr);
-    return;
-  }
   // Each level's output is a latent vector per (row, head): the states merge as any attention's.
-  std::vector<float> lse(size_t(T * H)), o_level(size_t(T * H * Dl)), lse_level(size_t(T * H));
-  cpu_mla_paged_attention(step.levels[0], s, pq, pages, o, lse.data());
-  for (size_t l = 1; l < step.levels.size(); ++l) {
-    cpu_mla_paged_attention(step.levels[l], s, pq, pages, o_level.data(), lse_level.data());
-    merge_attention_states(o, lse.data(), o_level.data(), lse_level.data(), T, int(H), int(Dl));
-  }
+  attend_levels(step, T, H, Dl, f32_data(out, "mla output"), [&](size_t l, float* o, float* lse) {
+    cpu_mla_paged_attention(step.levels[l], s, pq, pages, o, lse);
+  });
 }
 
 void cpu_head_linear(const Tensor& x, const Tensor& w, Tensor out) {
@@ -168,12 +200,8 @@ void cpu_head_linear(const Tensor& x, const Tensor& w, Tensor out) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t t = item / H, h = item % H;
       const float* xi = px + t * H * Sx + h * Sx;
-      for (int64_t m = 0; m < M; ++m) {
-        const float* wr = pw + (h * M + m) * K;
-        float acc = 0.0f;
-        for (int64_t k = 0; k < K; ++k) acc += xi[k] * wr[k];
-        po[t * H * So + h * So + m] = acc;
-      }
+      for (int64_t m = 0; m < M; ++m)
+        po[t * H * So + h * So + m] = dot(xi, pw + (h * M + m) * K, K);
     }
   });
 }
@@ -247,12 +275,6 @@ struct MlaDims {
   int64_t H, D, Dl, Dr, Dn, Dv;
 };
 
-// Row i of entry b: the keys [0, limit) it attends (causal: up to its own position).
-int key_limit(const PagedKVBatch& batch, int b, int i, int ps) {
-  const int kv_len = batch.kv_len(b, ps);
-  return batch.causal ? kv_len - batch.q_len(b) + i + 1 : kv_len;
-}
-
 // Whether entry b costs less (per head) expanded: every key's K_nope and V decompressed once
 // (Dl (Dn + Dv) multiply-adds) and each (row, key) pair at Dn + Dr and Dv; absorbed, each pair at
 // Dl + Dr and Dl, and each row through W_UK^T and W_UV (Dl (Dn + Dv)). The per-key and per-row
@@ -267,12 +289,6 @@ bool expanded_pays(const PagedKVBatch& batch, int b, int ps, const MlaDims& d) {
   const int64_t absorbed = pairs * (d.D + d.Dl) + rows * decompress;
   const int64_t expanded = keys * decompress + pairs * (d.Dn + d.Dr + d.Dv);
   return expanded < absorbed;
-}
-
-float dot(const float* a, const float* b, int64_t n) {
-  float s = 0.0f;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
 }
 
 // Entry b's keys [H][keys][Dn + Dr] (W_UK c_kv | k_pe) and values [H][keys][Dv] (W_UV c_kv).
@@ -322,12 +338,8 @@ void attend_expanded(const PagedKVBatch& batch, const AttentionShape& s, const M
       std::copy_n(q_mla + (row * d.H + h) * d.D + d.Dl, d.Dr, qk.data() + d.Dn);  // rope(q_pe)
       scores.resize(size_t(n));
       rk.scores(qk.data(), k.data() + h * keys * Dk, Dk, n, int(Dk), s.sm_scale, scores.data());
-      const float max_s = *std::max_element(scores.begin(), scores.end());
-      float sum = 0.0f;
-      for (float& x : scores) sum += (x = std::exp(x - max_s));
-      for (float& x : scores) x *= 1.0f / sum;
+      softmax_in_place(scores, l);
       rk.accumulate(scores.data(), v.data() + h * keys * d.Dv, d.Dv, n, int(d.Dv), o);
-      if (l) *l = max_s * kLog2e + std::log2(sum);
     }
   });
 }
@@ -339,10 +351,7 @@ void level_values(const PagedKVBatch& batch, const AttentionShape& s, const MlaD
                   const float* pages, const float* wuk_t, const float* wuv, float* out,
                   float* lse) {
   const int64_t T = batch.qo_indptr.back();
-  std::vector<int> entry_of_row(static_cast<size_t>(T));
-  for (int b = 0; b < batch.batch_size(); ++b)
-    std::fill(entry_of_row.begin() + batch.qo_indptr[b],
-              entry_of_row.begin() + batch.qo_indptr[b + 1], b);
+  const std::vector<int> entry_of_row = entry_of_rows(batch);
   ThreadPool::global().parallel_for(T * d.H, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores, o_lat;
     o_lat.resize(size_t(d.Dl));
@@ -398,10 +407,7 @@ void cpu_mla_attention_values(const AttentionStep& step, const AttentionShape& s
   q_mla.expect_shape({T, d.H * d.D}, "mla q_mla");
   latent.expect_shape({T, d.D}, "mla latent");
   attn.expect_shape({T, d.H * d.Dv}, "mla values");
-  NC_CHECK(pages_t.numel() == int64_t(s.kv.num_pages) * s.kv.elems_per_page(),
-           "mla: page tensor of shape {} for {} pages of {} values", shape_str(pages_t.shape()),
-           s.kv.num_pages, s.kv.elems_per_page());
-  float* pages = f32_data(pages_t, "mla pages");
+  float* pages = mla_pages(pages_t, s);
   cpu_mla_append(step.levels.back(), s.kv, f32_data(latent, "mla latent"), pages);
   const float *pq = f32_data(q, "mla q"), *wuk = f32_data(w_uk_t, "mla w_uk_t"),
               *wuv = f32_data(w_uv, "mla w_uv");
@@ -430,19 +436,10 @@ void cpu_mla_attention_values(const AttentionStep& step, const AttentionShape& s
         pqm[item * d.D + l] = dot(wuk + (h * d.Dl + l) * d.Dn, qn, d.Dn);
     }
   });
-  float* o = f32_data(attn, "mla values");
-  if (step.levels.size() == 1) {
-    level_values(step.levels[0], s, d, expanded[0], pq, pqm, pages, wuk, wuv, o, nullptr);
-    return;
-  }
-  std::vector<float> lse(size_t(T * d.H)), o_level(size_t(T * d.H * d.Dv)),
-      lse_level(size_t(T * d.H));
-  level_values(step.levels[0], s, d, expanded[0], pq, pqm, pages, wuk, wuv, o, lse.data());
-  for (size_t lv = 1; lv < step.levels.size(); ++lv) {
-    level_values(step.levels[lv], s, d, expanded[lv], pq, pqm, pages, wuk, wuv, o_level.data(),
-                 lse_level.data());
-    merge_attention_states(o, lse.data(), o_level.data(), lse_level.data(), T, int(d.H), int(d.Dv));
-  }
+  attend_levels(step, T, d.H, d.Dv, f32_data(attn, "mla values"),
+                [&](size_t l, float* o, float* lse) {
+                  level_values(step.levels[l], s, d, expanded[l], pq, pqm, pages, wuk, wuv, o, lse);
+                });
 }
 
 }  // namespace nc
