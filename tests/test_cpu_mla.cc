@@ -144,12 +144,12 @@ void run_step(Fixture& f, std::vector<Chunk> chunks, int ps, int num_pages, Path
         q_full.insert(q_full.end(), qp.begin() + (t * H + h) * Dr,
                       qp.begin() + (t * H + h + 1) * Dr);
       }
-    set_cpu_mla_form(path == Path::Absorbed   ? MlaForm::Absorbed
+    set_mla_form(path == Path::Absorbed   ? MlaForm::Absorbed
                      : path == Path::Expanded ? MlaForm::Expanded
                                               : MlaForm::Auto);
     f.be->mla_attention_values(*plan, f.upload(q_full, {T, H * (Dn + Dr)}), q_mla,
                                f.upload(lat, {T, D}), f.pages, wuk_t_dev, wuv_dev, out_lat, out);
-    set_cpu_mla_form(MlaForm::Auto);
+    set_mla_form(MlaForm::Auto);
   }
   const std::vector<float> got = f.be->to_host_f32(out);
   int row = 0;
@@ -243,6 +243,28 @@ TEST(CpuMlaForms, CostRuleAtDeepseekShape) {
   EXPECT_FALSE(chunk(64, 1024));
   EXPECT_FALSE(chunk(256, 1024));
   EXPECT_TRUE(chunk(512, 1024));
+}
+
+// The shared rule (mla_form.h) at DeepSeek's shape: the projections' weight moves the chunk size
+// above which a chunk after 1024 cached tokens goes expanded (159 rows at weight 1, the CUDA
+// backend's; 298 at 2, the CPU's); the pair count of a non-causal entry is rows x keys (149).
+TEST(CpuMlaForms, RuleWeighsProjections) {
+  const MlaDims d{16, 576, 512, 64, 128, 128};
+  auto pays = [&](int rows, int cached, int64_t weight, bool causal = true) {
+    PagedKVBatch b;
+    b.causal = causal;
+    std::vector<int32_t> pages((rows + cached + 15) / 16);
+    for (size_t i = 0; i < pages.size(); ++i) pages[i] = int32_t(i);
+    b.add(rows, pages, rows + cached, 16);
+    return mla_expanded_pays(b, 0, 16, d, weight);
+  };
+  EXPECT_FALSE(pays(158, 1024, 1));
+  EXPECT_TRUE(pays(159, 1024, 1));
+  EXPECT_FALSE(pays(297, 1024, 2));
+  EXPECT_TRUE(pays(298, 1024, 2));
+  EXPECT_FALSE(pays(148, 1024, 1, /*causal=*/false));
+  EXPECT_TRUE(pays(149, 1024, 1, /*causal=*/false));
+  EXPECT_FALSE(pays(1, 4000, 1));
 }
 
 std::vector<MlaCase> mla_cases() {

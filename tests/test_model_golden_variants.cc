@@ -242,13 +242,13 @@ TEST_P(VariantEngine, CachedAndCascadeRunsMatchTransformers) {
 // with prefix-cache hits and cascade levels: the same logits and continuations. (Auto takes it
 // only for entries of more rows than these prompts have.)
 TEST(DeepseekExpandedForm, LogitsAndCachedCascadeRunsMatchTransformers) {
-  set_cpu_mla_form(MlaForm::Expanded);
+  set_mla_form(MlaForm::Expanded);
   for (const char* m : {"tiny-deepseek-v2-lite", "tiny-deepseek-v2", "tiny-deepseek-v3"}) {
     SCOPED_TRACE(m);
     for (Mode mode : {Mode::OneChunk, Mode::Chunks}) check_logits({m, 4, mode});
     check_engine(m);
   }
-  set_cpu_mla_form(MlaForm::Auto);
+  set_mla_form(MlaForm::Auto);
 }
 
 std::string engine_case_name(const ::testing::TestParamInfo<std::string>& info) {

@@ -43,6 +43,9 @@ jit_keys() {
            decode_hd128_w0_sc0 prefill_causal_hd128_w0_sc0 prefill_none_hd128_w0_sc0; do
     echo "${k}_bf16_kvfp8"
   done
+  # MLA's expanded form at DeepSeek's head dims (tests/gpu/test_cuda_mla_expanded.cc, the V2-Lite
+  # model tests, nc_gpu_bench mla-forms, the DeepSeek configs' end-to-end runs).
+  echo ragged_causal_hd192_vo128_w0_sc0_bf16
 }
 build=${NC_BUILD_DIR:-build-cuda}
 

@@ -53,12 +53,12 @@ void BM_MlaPrefillChunk(benchmark::State& state, MlaForm form) {
   Tensor o_lat = be->alloc({rows, kH * kDl}, DType::F32),
          out = be->alloc({rows, kH * kDv}, DType::F32);
   auto plan = be->plan_attention(step, shape);
-  set_cpu_mla_form(form);
+  set_mla_form(form);
   for (auto _ : state) {
     be->mla_attention_values(*plan, q, q_mla, latent, kv, wuk, wuv, o_lat, out);
     benchmark::DoNotOptimize(out.data());
   }
-  set_cpu_mla_form(MlaForm::Auto);
+  set_mla_form(MlaForm::Auto);
   state.counters["rows"] = rows;
   state.counters["cached"] = cached;
 }

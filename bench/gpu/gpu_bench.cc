@@ -20,6 +20,8 @@
 //   gemm-decode [config.json ...]  every GEMM candidate of linear() at the models' projections
 //           and decode batch sizes, against the copy rate (gemm_decode_bench.cc)
 //   moe, mla  issue #14's MoE expert GEMMs (moe_mla_bench.cc) and MLA decode (mla_bench.cc)
+//   mla-forms  MLA's absorbed and expanded forms on prompts, chunks and decodes, and the rule's
+//           pick (mla_forms_bench.cc)
 //   sparse  issue #13's sparse decode attention against dense and its floor (sparse_bench.cc)
 //   sparse-parts  its page-score and selection kernels alone (sparse_bench.cc)
 //   decode-b1 [config.json ...]  a whole model's batch-1 decode step against its weight-read
@@ -28,7 +30,7 @@
 //   fp8     issue #17's FP8 linear: prefill TFLOP/s against the card's FP8 rate and bf16, decode
 //           against the copy rate counting FP8 weight bytes (fp8_bench.cc)
 // Usage: nc_gpu_bench [decode|decode-grid|gemm|cascade|cascade-ab|variants|decode-choice|
-//                      gemm-decode|decode-b1|moe|mla|sparse|sparse-parts|fp8kv|fp8|all]
+//                      gemm-decode|decode-b1|moe|mla|mla-forms|sparse|sparse-parts|fp8kv|fp8|all]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -415,6 +417,7 @@ void bench_variants();                                     // variant_bench.cc
 void bench_decode_choice();                                // decode_choice_bench.cc
 void bench_gemm_decode(std::vector<std::string> configs);  // gemm_decode_bench.cc
 void bench_moe_mla(const std::string& what);               // moe_mla_bench.cc
+void bench_mla_forms();                                    // mla_forms_bench.cc
 void bench_sparse();                                       // sparse_bench.cc
 void bench_sparse_parts();                                 // sparse_bench.cc
 void bench_fp8kv();                                        // fp8kv_bench.cc
@@ -439,6 +442,7 @@ int main(int argc, char** argv) {
     if (what == "decode-choice") nc::bench_decode_choice();
     if (what == "gemm-decode") nc::bench_gemm_decode({argv + 2, argv + argc});
     nc::bench_moe_mla(what);  // moe, mla
+    if (what == "mla-forms") nc::bench_mla_forms();
     if (what == "sparse") nc::bench_sparse();
     if (what == "sparse-parts") nc::bench_sparse_parts();
     if (what == "fp8kv") nc::bench_fp8kv();

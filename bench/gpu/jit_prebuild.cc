@@ -1,7 +1,7 @@
 // nc_jit_prebuild KEY...: compiles attention configurations into the JIT cache ahead of a run
 // (tools/gpu_check.sh pack fills the bundle's cache with the keys the GPU tests and benchmarks
 // use). Keys as attn_key_string names them (e.g. decode_hd256_w0_sc0_bf16,
-// decode_hd128_w0_sc0_bf16_kvfp8). Without a GPU, set
+// decode_hd128_w0_sc0_bf16_kvfp8, ragged_causal_hd192_vo128_w0_sc0_bf16). Without a GPU, set
 // NC_JIT_ARCH (e.g. sm_90a); the cache folder is NC_JIT_CACHE's (or the default).
 #include <cstdio>
 #include <regex>
@@ -13,17 +13,21 @@ namespace {
 
 nc::cuda::AttnKernelKey parse_key(const std::string& s) {
   static const std::regex re(
-      "^(decode|prefill_causal|prefill_none)_hd([0-9]+)_w([01])_sc([01])_bf16(_kvfp8)?$");
+      "^(decode|prefill_causal|prefill_none|ragged_causal)_hd([0-9]+)(_vo([0-9]+))?_w([01])_sc([01]"
+      ")_"
+      "bf16(_kvfp8)?$");
   std::smatch m;
   if (!std::regex_match(s, m, re)) throw std::runtime_error("bad key '" + s + "'");
   nc::cuda::AttnKernelKey k;
   k.kind = m[1] == "decode"           ? nc::cuda::AttnKind::Decode
            : m[1] == "prefill_causal" ? nc::cuda::AttnKind::PrefillCausal
+           : m[1] == "ragged_causal"  ? nc::cuda::AttnKind::RaggedCausal
                                       : nc::cuda::AttnKind::PrefillNone;
   k.head_dim = std::stoi(m[2]);
-  k.window = m[3] == "1";
-  k.soft_cap = m[4] == "1";
-  k.kv_fp8 = m[5].matched;
+  if (m[4].matched) k.head_dim_vo = std::stoi(m[4]);
+  k.window = m[5] == "1";
+  k.soft_cap = m[6] == "1";
+  k.kv_fp8 = m[7].matched;
   return k;
 }
 

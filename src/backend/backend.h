@@ -36,6 +36,8 @@ namespace nc {
 //   latent_dim       > 0: MLA (Backend::mla_attention): one key "head" per token, the cached
 //                    [c_kv | k_pe] row of head_dim values (kv.latent), and the value is its first
 //                    latent_dim values (c_kv); num_kv_heads 1. 0: ordinary attention.
+//   mla_nope_dim, mla_v_dim  MLA: the heads' nope and value dims (W_UK's and W_UV's), which a
+//                    plan needs to choose the expanded form (mla_form.h); 0: absorbed only.
 struct AttentionShape {
   int num_qo_heads = 0;
   int num_kv_heads = 0;
@@ -45,6 +47,8 @@ struct AttentionShape {
   float logits_soft_cap = 0.0f;
   int window_left = -1;
   int latent_dim = 0;
+  int mla_nope_dim = 0;
+  int mla_v_dim = 0;
 };
 
 // What a backend builds once per step from the host-side AttentionStep (FlashInfer's "plan"),

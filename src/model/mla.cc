@@ -109,6 +109,8 @@ Shape mla_page_tensor_shape(const KVCacheShape& kv) {
 AttentionShape mla_attention_shape(const ModelConfig& cfg, const KVCacheShape& kv, float sm_scale) {
   AttentionShape s{int(cfg.num_heads), 1, kv.head_dim, sm_scale, kv};
   s.latent_dim = int(cfg.mla.kv_lora_rank);
+  s.mla_nope_dim = int(cfg.mla.qk_nope_head_dim);
+  s.mla_v_dim = int(cfg.mla.v_head_dim);
   return s;
 }
 

@@ -2,10 +2,7 @@
 #include "backend/cpu/cpu_mla.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -257,38 +254,12 @@ void cpu_mla_rope_norm(const Tensor& q, const Tensor& kv_a, const Tensor& kv_nor
 
 namespace {
 
-MlaForm form_from_env() {
-  const char* f = std::getenv("NC_MLA_FORM");
-  if (f == nullptr || *f == '\0' || std::strcmp(f, "auto") == 0) return MlaForm::Auto;
-  if (std::strcmp(f, "absorbed") == 0) return MlaForm::Absorbed;
-  NC_CHECK(std::strcmp(f, "expanded") == 0,
-           "NC_MLA_FORM: '{}' is not one of auto, absorbed, expanded", f);
-  return MlaForm::Expanded;
-}
-
-std::atomic<MlaForm>& form_setting() {
-  static std::atomic<MlaForm> form{form_from_env()};
-  return form;
-}
-
-struct MlaDims {
-  int64_t H, D, Dl, Dr, Dn, Dv;
-};
-
-// Whether entry b costs less (per head) expanded: every key's K_nope and V decompressed once
-// (Dl (Dn + Dv) multiply-adds) and each (row, key) pair at Dn + Dr and Dv; absorbed, each pair at
-// Dl + Dr and Dl, and each row through W_UK^T and W_UV (Dl (Dn + Dv)). The per-key and per-row
-// projections count kProjectionCost each: their loops run at about half the attention row
-// kernels' rate (bench/cpu/bench_mla_forms.cc, docs/benchmarks.md).
+// Per entry, the expanded form's projections count kProjectionCost each against the attention's
+// multiply-adds (mla_form.h): their loops run at about half the attention row kernels' rate
+// (bench/cpu/bench_mla_forms.cc, docs/benchmarks.md).
 constexpr int64_t kProjectionCost = 2;
 bool expanded_pays(const PagedKVBatch& batch, int b, int ps, const MlaDims& d) {
-  const int rows = batch.q_len(b), keys = batch.kv_len(b, ps);
-  int64_t pairs = 0;
-  for (int i = 0; i < rows; ++i) pairs += key_limit(batch, b, i, ps);
-  const int64_t decompress = kProjectionCost * d.Dl * (d.Dn + d.Dv);
-  const int64_t absorbed = pairs * (d.D + d.Dl) + rows * decompress;
-  const int64_t expanded = keys * decompress + pairs * (d.Dn + d.Dr + d.Dv);
-  return expanded < absorbed;
+  return mla_expanded_pays(batch, b, ps, d, kProjectionCost);
 }
 
 // Entry b's keys [H][keys][Dn + Dr] (W_UK c_kv | k_pe) and values [H][keys][Dv] (W_UV c_kv).
@@ -383,14 +354,6 @@ bool cpu_mla_expanded_pays(const PagedKVBatch& batch, int entry, const Attention
   return expanded_pays(batch, entry, s.kv.page_size, d);
 }
 
-void set_cpu_mla_form(MlaForm form) {
-  form_setting().store(form);
-}
-
-MlaForm cpu_mla_form() {
-  return form_setting().load();
-}
-
 void cpu_mla_attention_values(const AttentionStep& step, const AttentionShape& s, const Tensor& q,
                               Tensor q_mla, const Tensor& latent, Tensor pages_t,
                               const Tensor& w_uk_t, const Tensor& w_uv, Tensor attn) {
@@ -413,7 +376,7 @@ void cpu_mla_attention_values(const AttentionStep& step, const AttentionShape& s
               *wuv = f32_data(w_uv, "mla w_uv");
   float* pqm = f32_data(q_mla, "mla q_mla");
   // Each entry's form, and the rows an absorbed entry reads q_mla's latent part of.
-  const MlaForm form = cpu_mla_form();
+  const MlaForm form = mla_form();
   std::vector<std::vector<char>> expanded(step.levels.size());
   std::vector<char> needs_latent(size_t(T), 0);
   for (size_t lv = 0; lv < step.levels.size(); ++lv) {

@@ -9,6 +9,7 @@
 // threaded by (row, head), each pair in a fixed order: batch invariant. LSE is base 2 as in
 // cpu_attention.h, so levels (cascade) merge exactly with merge_attention_states.
 #pragma once
+#include "backend/mla_form.h"  // MlaForm, set_mla_form
 #include "core/tensor.h"
 #include "kv/paged_kv.h"
 
@@ -45,16 +46,12 @@ void cpu_mla_attention(const AttentionStep& step, const AttentionShape& shape, c
 // Dn - Dv) rows against a long context (341 at DeepSeek's 512 / 128 / 128), and whole prompts
 // from their first tokens, go expanded, and decode rows stay absorbed. Both are exact; they
 // differ by float32 rounding. Writes q_mla's latent part for the absorbed entries' rows.
-enum class MlaForm { Auto, Absorbed, Expanded };
 void cpu_mla_attention_values(const AttentionStep& step, const AttentionShape& shape,
                               const Tensor& q, Tensor q_mla, const Tensor& latent, Tensor pages,
                               const Tensor& w_uk_t, const Tensor& w_uv, Tensor attn);
 // Whether MlaForm::Auto takes the expanded form for entry `entry` of `batch`.
 bool cpu_mla_expanded_pays(const PagedKVBatch& batch, int entry, const AttentionShape& shape,
                            int nope_dim, int v_dim);
-// Process-wide; NC_MLA_FORM=auto|absorbed|expanded sets the first value (tests force a form).
-void set_cpu_mla_form(MlaForm form);
-MlaForm cpu_mla_form();
 
 // Backend::head_linear and Backend::mla_rope_norm on float32 host tensors.
 void cpu_head_linear(const Tensor& x, const Tensor& w, Tensor out);

@@ -3,6 +3,8 @@
 #include <flashinfer/attention/cascade.cuh>
 #include <flashinfer/attention/mask.cuh>
 
+#include <cstdlib>
+
 #include "backend/cuda/attn_common.cuh"
 
 namespace nc::cuda {
@@ -30,11 +32,27 @@ bool flashinfer_dispatches(int head_dim) {
   return head_dim == 64 || head_dim == 128 || head_dim == 256 || head_dim == 512;
 }
 
+// FlashInfer's KV chunk for a split plan, in pages: NC_PREFILL_SPLIT_PAGES where set (> 0: a
+// benchmark's sweep of the tile/split choice; nc_gpu_bench sparse, decode-choice), else -1 (its
+// own binary search). Never for a graph plan, whose padded grid assumes the search's split.
+int fixed_split_pages(const PlanQuery& q) {
+  static const int pages = [] {
+    const char* e = std::getenv("NC_PREFILL_SPLIT_PAGES");
+    return e != nullptr ? std::atoi(e) : -1;
+  }();
+  return q.cuda_graph || pages <= 0 ? -1 : pages;
+}
+
+// The head dim of the values: the split-KV merge runs over it.
+int value_dim(const PlanQuery& q) {
+  return q.head_dim_vo > 0 ? q.head_dim_vo : q.head_dim;
+}
+
 template <typename Fn>
 cudaError_t prefill_plan_impl(const PlanQuery& q, Fn&& fn) {
   return fn(const_cast<int32_t*>(q.qo_indptr_h), const_cast<int32_t*>(q.kv_indptr_h),
             uint32_t(q.total_rows), uint32_t(q.batch_size), uint32_t(q.num_qo_heads),
-            uint32_t(q.num_kv_heads), uint32_t(q.head_dim), uint32_t(q.head_dim),
+            uint32_t(q.num_kv_heads), uint32_t(q.head_dim), uint32_t(value_dim(q)),
             uint32_t(q.page_size));
 }
 
@@ -52,7 +70,8 @@ void prefill_workspace_size(const PlanQuery& q, size_t* float_bytes, size_t* int
           return flashinfer::PrefillPlanWorkspaceSize<int32_t>(
               *float_bytes, *int_bytes, qo, kv, rows, b, hq, hk, dqk, dvo, ps, q.cuda_graph,
               /*sizeof_dtype_o=*/2, q.window_left,
-              /*fixed_split_size=*/-1, !flashinfer_dispatches(q.head_dim), /*num_colocated_ctas=*/0,
+              /*fixed_split_size=*/fixed_split_pages(q), !flashinfer_dispatches(value_dim(q)),
+              /*num_colocated_ctas=*/0,
               /*uniform_q_len=*/0, /*stream=*/nullptr);
         });
   });
@@ -67,7 +86,7 @@ PlanInfo prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t 
           return flashinfer::PrefillPlan<int32_t>(
               ws.float_ws, ws.float_bytes, ws.int_ws, ws.int_pinned, ws.int_bytes, plan, qo, kv,
               rows, b, hq, hk, dqk, dvo, ps, q.cuda_graph, /*sizeof_dtype_o=*/2, q.window_left,
-              /*fixed_split_size=*/-1, !flashinfer_dispatches(q.head_dim),
+              /*fixed_split_size=*/fixed_split_pages(q), !flashinfer_dispatches(value_dim(q)),
               /*num_colocated_ctas=*/0, /*uniform_q_len=*/0, stream);
         });
   });
@@ -77,7 +96,8 @@ PlanInfo prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t 
 const AttnKernelTable* aot_attn_table(const AttnKernelKey& key) {
   if (const AttnKernelTable* t = aot_extra_attn_table(attn_key_string(key))) return t;
   // FP8 pages: run-time compiled (or NC_AOT_ATTENTION) only, see attn_kernels.h.
-  if (key.kv_fp8 || key.window || key.soft_cap || (key.head_dim != 64 && key.head_dim != 128))
+  if (key.kv_fp8 || key.window || key.soft_cap || (key.head_dim != 64 && key.head_dim != 128) ||
+      key.kind == AttnKind::RaggedCausal)
     return nullptr;
   const bool hd64 = key.head_dim == 64;
   switch (key.kind) {
@@ -87,6 +107,8 @@ const AttnKernelTable* aot_attn_table(const AttnKernelKey& key) {
       return hd64 ? aot_prefill_hd64_causal() : aot_prefill_hd128_causal();
     case AttnKind::PrefillNone:
       return hd64 ? aot_prefill_hd64_none() : aot_prefill_hd128_none();
+    case AttnKind::RaggedCausal:
+      return nullptr;
   }
   return nullptr;
 }

@@ -29,6 +29,7 @@
 #include "backend/cuda/cuda_kv_shift.h"
 #include "backend/cuda/cuda_logprobs.h"
 #include "backend/cuda/cuda_mla.h"
+#include "backend/cuda/cuda_mla_expanded.h"
 #include "backend/cuda/cuda_moe.h"
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/cuda_sampler.h"
@@ -194,7 +195,7 @@ class CudaBackend final : public Backend {
 
   std::unique_ptr<AttentionPlan> plan_attention(const AttentionStep& step,
                                                 const AttentionShape& shape) override {
-    if (shape.latent_dim > 0) return plan_mla(ctx_, step, shape);  // cuda_mla.h
+    if (shape.latent_dim > 0) return plan_mla_step(ctx_, *registry_, step, shape);
     return attention_.plan(step, shape);
   }
   void attention(const AttentionPlan& plan, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -233,6 +234,13 @@ class CudaBackend final : public Backend {
   void mla_attention(const AttentionPlan& plan, const Tensor& q_mla, const Tensor& latent,
                      Tensor kv_pages, Tensor out) override {
     run_mla(ctx_, plan, q_mla, latent, kv_pages, out);
+  }
+  // The expanded form where the plan chose it for some entries (cuda_mla_expanded.h).
+  void mla_attention_values(const AttentionPlan& plan, const Tensor& q, Tensor q_mla,
+                            const Tensor& latent, Tensor kv_pages, const Tensor& w_uk_t,
+                            const Tensor& w_uv, Tensor o_lat, Tensor attn) override {
+    if (!run_mla_expanded(ctx_, plan, q, q_mla, latent, kv_pages, w_uk_t, w_uv, o_lat, attn))
+      Backend::mla_attention_values(plan, q, q_mla, latent, kv_pages, w_uk_t, w_uv, o_lat, attn);
   }
 
   bool supports_graphs() const override { return true; }

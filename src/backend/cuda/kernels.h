@@ -106,6 +106,20 @@ struct PagedKV {
   int32_t* last_page_len = nullptr;
 };
 
+// Ragged (contiguous) K and V of a batch (AttnKind::RaggedCausal): entry b's keys are rows
+// [kv_indptr[b], kv_indptr[b + 1]) of k [N, Hk, head_dim_qk] and v [N, Hk, head_dim_vo], bf16,
+// contiguous; its queries are io.q's rows [qo_indptr[b], qo_indptr[b + 1]) with head_dim_qk values
+// a head, and its outputs io.o's same rows with head_dim_vo. The causal mask aligns each entry's
+// last query with its last key (a chunk after kv_len - q_len earlier keys).
+struct RaggedKV {
+  const void* k = nullptr;
+  const void* v = nullptr;
+  int32_t* kv_indptr = nullptr;  // device, batch + 1
+  int num_kv_heads = 0;
+  int head_dim_qk = 0;
+  int head_dim_vo = 0;
+};
+
 struct AttnIO {
   const void* q = nullptr;  // bf16 [T, Hq, D]
   void* o = nullptr;        // bf16 [T, Hq, D]
@@ -141,7 +155,8 @@ struct PlanQuery {
   int num_qo_heads = 0;
   int num_kv_heads = 0;
   int head_dim = 0;
-  int page_size = 0;
+  int head_dim_vo = 0;  // values' head dim where it differs (ragged MLA prefill); 0: head_dim
+  int page_size = 0;    // ragged: 1 (kv_indptr_h counts keys)
   // Plans for CUDA graphs: FlashInfer's fixed-grid variant. Decode: the launch shape depends on
   // the batch size only; the KV chunk size is read from device memory. Prefill: it depends on
   // the batch size and total_rows only (KV always split, padding CTAs masked, row count and

@@ -85,4 +85,20 @@ struct MlaFiRunArgs {
 void mla_fi_run_fa2(const MlaFiRunArgs& a, cudaStream_t stream);
 void mla_fi_run_sm90(const MlaFiRunArgs& a, cudaStream_t stream);
 
+// The expanded form's data movement (mla_expand.cu; cuda_mla_expanded.h). Widths, strides and
+// head dims in bf16 values, multiples of 8; rows 16-byte aligned.
+// dst[dst_row[i], :width] = src[src_row[i], :width] for i < rows (a null index: i itself).
+void gather_rows_bf16(const void* src, int64_t src_stride, const int32_t* src_row, void* dst,
+                      int64_t dst_stride, const int32_t* dst_row, int64_t rows, int width,
+                      cudaStream_t stream);
+// q_exp [rows, H, Dn + Dr]: row i = [q_nope | rotated q_pe] of step row rows_index[i], from q
+// [T, H, Dn + Dr] (its nope part) and q_mla [T, H, Dl + Dr] (its rotated rope part).
+void mla_expand_q_bf16(const void* q, const void* q_mla, const int32_t* rows_index, int64_t rows,
+                       int heads, int nope_dim, int rope_dim, int latent_dim, void* q_exp,
+                       cudaStream_t stream);
+// k [keys, H, Dn + Dr]: every head's rope part (after Dn) = the cached row's k_pe, from c_rows
+// [keys, Dl + Dr] (the nope parts are the W_UK projection's, written apart).
+void mla_expand_k_pe_bf16(const void* c_rows, int64_t keys, int heads, int nope_dim, int rope_dim,
+                          int latent_dim, void* k, cudaStream_t stream);
+
 }  // namespace nc::cuda

@@ -8,6 +8,7 @@
 // while the slot keeps its shape, so a graph captured with one plan of the slot replays
 // correctly after any later plan of it.
 #pragma once
+#include <memory>
 #include <vector>
 
 #include "backend/backend.h"
@@ -15,6 +16,8 @@
 #include "backend/cuda/mla_kernels.h"
 
 namespace nc::cuda_host {
+
+struct MlaExpandedPart;  // cuda_mla_expanded.cc
 
 class CudaMlaPlan final : public AttentionPlan {
  public:
@@ -32,6 +35,9 @@ class CudaMlaPlan final : public AttentionPlan {
   void* o_level = nullptr;
   std::vector<Tensor> owned;  // an eager plan's device arrays
   PooledStaging fi_staging;   // an eager plan's FlashInfer int workspaces
+  // The entries that mla_attention_values runs in the expanded form, and an absorbed plan of the
+  // others (cuda_mla_expanded.h); null: every entry absorbed.
+  std::shared_ptr<const MlaExpandedPart> expanded;
 };
 
 }  // namespace nc::cuda_host

@@ -1,0 +1,318 @@
+// MLA's expanded form on CUDA (contract: cuda_mla_expanded.h).
+#include "backend/cuda/cuda_mla_expanded.h"
+
+#include <cstdio>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "backend/cuda/cuda_mla.h"
+#include "backend/cuda/kernels.h"
+#include "backend/cuda/mla_kernels.h"
+#include "backend/cuda/mla_plan.h"
+#include "backend/mla_form.h"
+
+namespace nc::cuda_host {
+
+// The expanded entries of a step and an absorbed plan of the rest (cuda_mla_expanded.h).
+struct MlaExpandedPart {
+  MlaDims d{};
+  int64_t rows = 0;  // the expanded entries' query rows
+  int64_t keys = 0;  // their keys, entry after entry
+  Tensor q_rows;     // [rows] i32: each expanded row's row in the step
+  Tensor key_slots;  // [keys] i32: page * page_size + slot of each key
+  Tensor qo_indptr;  // [entries + 1] i32, over the expanded rows
+  Tensor kv_indptr;  // [entries + 1] i32, over the keys
+  const cuda::AttnKernelTable* table = nullptr;
+  cuda::PlanInfo info;
+  PooledStaging staging;  // the ragged plan's int workspace
+  size_t int_bytes = 0;
+  size_t float_bytes = 0;                   // of ctx->attn_ws its split-KV scratch needs
+  std::unique_ptr<AttentionPlan> absorbed;  // plan_mla of the other entries (null: none)
+  Tensor absorbed_rows;                     // [their rows] i32: each one's row in the step
+  int64_t absorbed_count = 0;
+};
+
+namespace {
+
+// On the GPU the projections are cuBLAS GEMMs at the tensor cores' rate, the attention FA2 (the
+// expanded form) or FlashInfer's MLA kernel (the absorbed one): a projection's multiply-add
+// counts as one of the attention's until `nc_gpu_bench mla-forms` says otherwise.
+constexpr int64_t kGpuProjectionCost = 1;
+
+Tensor upload(const std::shared_ptr<Context>& ctx, std::vector<int32_t> v) {
+  if (v.empty()) v.push_back(0);
+  Tensor t = device_alloc(ctx, {int64_t(v.size())}, DType::I32);
+  // From pageable memory the call returns once v has been staged.
+  cuda_check(cudaMemcpyAsync(t.data(), v.data(), t.nbytes(), cudaMemcpyHostToDevice, ctx->stream),
+             "mla expanded plan copy");
+  return t;
+}
+
+// The dims, or H = 0 where the ragged kernel cannot take them (FA2's MMA tiles: head dims that
+// are multiples of 16, at most 256; the copies move 8 values at a time).
+MlaDims expanded_dims(const AttentionShape& s) {
+  const int64_t Dl = s.latent_dim, Dr = s.head_dim - s.latent_dim;
+  const int64_t Dn = s.mla_nope_dim, Dv = s.mla_v_dim, Dqk = Dn + Dr;
+  const bool fits = Dn > 0 && Dv > 0 && Dqk % 16 == 0 && Dv % 16 == 0 && Dqk <= 256 && Dv <= 256 &&
+                    Dn % 8 == 0 && Dr % 8 == 0 && Dl % 8 == 0;
+  return fits ? MlaDims{s.num_qo_heads, s.head_dim, Dl, Dr, Dn, Dv} : MlaDims{};
+}
+
+// Which entries of a one-level step go expanded (empty: none).
+std::vector<char> choose_entries(const AttentionStep& step, const AttentionShape& s,
+                                 const MlaDims& d) {
+  const MlaForm form = mla_form();
+  if (form == MlaForm::Absorbed || d.H == 0 || step.levels.size() != 1 || step.num_tokens == 0)
+    return {};
+  const PagedKVBatch& own = step.levels[0];
+  const int ps = s.kv.page_size;
+  const int64_t key_bytes = 2 * d.H * (d.Dn + d.Dr + d.Dv);
+  std::vector<char> chosen(size_t(own.batch_size()), 0);
+  int64_t bytes = 0;
+  bool any = false;
+  for (int b = 0; b < own.batch_size(); ++b) {
+    if (own.q_len(b) == 0) continue;
+    if (form == MlaForm::Auto && !mla_expanded_pays(own, b, ps, d, kGpuProjectionCost)) continue;
+    const int64_t need = own.kv_len(b, ps) * key_bytes;
+    if (bytes + need > kExpandedBytes) continue;
+    bytes += need;
+    chosen[size_t(b)] = 1;
+    any = true;
+  }
+  return any ? chosen : std::vector<char>{};
+}
+
+// The ragged kernel's table, or null (logged once) where the JIT cannot provide it.
+const cuda::AttnKernelTable* ragged_table(AttnRegistry& registry, const MlaDims& d) {
+  cuda::AttnKernelKey key;
+  key.kind = cuda::AttnKind::RaggedCausal;
+  key.head_dim = int(d.Dn + d.Dr);
+  key.head_dim_vo = int(d.Dv);
+  try {
+    return &registry.get(key);
+  } catch (const Error& e) {
+    static std::once_flag logged;
+    std::call_once(logged, [&] {
+      std::fprintf(stderr, "nc: mla: the expanded form is off (%s)\n", e.what());
+    });
+    return nullptr;
+  }
+}
+
+// FlashInfer's plan of the ragged prefill over the expanded entries (host arrays in keys).
+void plan_ragged(const std::shared_ptr<Context>& ctx, const std::vector<int32_t>& qo,
+                 const std::vector<int32_t>& kv, MlaExpandedPart& x) {
+  cuda::PlanQuery q;
+  q.qo_indptr_h = qo.data();
+  q.kv_indptr_h = kv.data();
+  q.total_rows = int(x.rows);
+  q.batch_size = int(qo.size()) - 1;
+  q.num_qo_heads = int(x.d.H);
+  q.num_kv_heads = int(x.d.H);  // expanded, every head has its own keys
+  q.head_dim = int(x.d.Dn + x.d.Dr);
+  q.head_dim_vo = int(x.d.Dv);
+  q.page_size = 1;
+  q.kernels = x.table;
+  k_call([&] { cuda::prefill_workspace_size(q, &x.float_bytes, &x.int_bytes); });
+  ctx->attn_ws.ensure(x.float_bytes);
+  x.staging = PooledStaging(ctx, x.int_bytes);
+  const Staging& st = x.staging.get();
+  cuda::PlanWorkspace ws{ctx->attn_ws.ptr, ctx->attn_ws.bytes, st.dev, st.host, x.int_bytes};
+  k_call([&] { x.info = cuda::prefill_plan(q, ws, ctx->stream); });
+  cuda_check(cudaEventRecord(st.copied, ctx->stream), "cudaEventRecord");
+}
+
+// The expanded entries' rows, keys and ragged plan; the others as a step of their own.
+std::shared_ptr<MlaExpandedPart> plan_part(const std::shared_ptr<Context>& ctx,
+                                           const AttentionStep& step, const AttentionShape& s,
+                                           const std::vector<char>& chosen,
+                                           const cuda::AttnKernelTable* table, const MlaDims& d) {
+  const PagedKVBatch& own = step.levels[0];
+  const int ps = s.kv.page_size;
+  auto x = std::make_shared<MlaExpandedPart>();
+  x->d = d;
+  x->table = table;
+  std::vector<int32_t> q_rows, slots, qo{0}, kv{0}, rest_rows;
+  PagedKVBatch rest;
+  rest.causal = own.causal;
+  const std::span<const int32_t> pages(own.kv_indices);
+  for (int b = 0; b < own.batch_size(); ++b) {
+    std::vector<int32_t>& rows = chosen[size_t(b)] ? q_rows : rest_rows;
+    for (int r = own.qo_indptr[b]; r < own.qo_indptr[b + 1]; ++r) rows.push_back(r);
+    const int keys = own.kv_len(b, ps);
+    if (!chosen[size_t(b)]) {
+      rest.add_pages(own.q_len(b),
+                     pages.subspan(size_t(own.kv_indptr[b]), size_t(own.num_pages(b))), keys, ps);
+      continue;
+    }
+    for (int j = 0; j < keys; ++j)
+      slots.push_back(own.kv_indices[size_t(own.kv_indptr[b] + j / ps)] * ps + j % ps);
+    qo.push_back(int32_t(q_rows.size()));
+    kv.push_back(int32_t(slots.size()));
+  }
+  x->rows = int64_t(q_rows.size());
+  x->keys = int64_t(slots.size());
+  x->absorbed_count = int64_t(rest_rows.size());
+  plan_ragged(ctx, qo, kv, *x);
+  x->q_rows = upload(ctx, std::move(q_rows));
+  x->key_slots = upload(ctx, std::move(slots));
+  x->qo_indptr = upload(ctx, std::move(qo));
+  x->kv_indptr = upload(ctx, std::move(kv));
+  if (x->absorbed_count > 0) {
+    AttentionStep sub;
+    sub.num_tokens = int(x->absorbed_count);
+    sub.levels.push_back(std::move(rest));
+    x->absorbed = plan_mla(ctx, sub, s);
+    x->absorbed_rows = upload(ctx, std::move(rest_rows));
+  }
+  return x;
+}
+
+Tensor rows_of(const std::shared_ptr<Context>& ctx, int64_t rows, int64_t width) {
+  return device_alloc(ctx, {rows, width}, DType::BF16);
+}
+
+// k_nope [keys, H, Dn + Dr] (its first Dn of each head) = c W_UK, v [keys, H, Dv] = c W_UV^T per
+// head (column-major views, as mla_head_linear: the shared c [keys, Dl] (ld Dl + Dr) has batch
+// stride 0).
+void project_keys_values(Context& ctx, const MlaDims& d, const Tensor& c, const Tensor& w_uk_t,
+                         const Tensor& w_uv, Tensor k, Tensor v) {
+  const int64_t N = c.dim(0), Dqk = d.Dn + d.Dr;
+  const float alpha = 1.0f, beta = 0.0f;
+  cublas_check(cublasGemmStridedBatchedEx(ctx.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(d.Dn), int(N),
+                                          int(d.Dl), &alpha, w_uk_t.data(), CUDA_R_16BF, int(d.Dn),
+                                          d.Dl * d.Dn, c.data(), CUDA_R_16BF, int(d.D), 0, &beta,
+                                          k.data(), CUDA_R_16BF, int(d.H * Dqk), Dqk, int(d.H),
+                                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+               "mla expanded keys: cublasGemmStridedBatchedEx");
+  cublas_check(cublasGemmStridedBatchedEx(ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(d.Dv), int(N),
+                                          int(d.Dl), &alpha, w_uv.data(), CUDA_R_16BF, int(d.Dl),
+                                          d.Dv * d.Dl, c.data(), CUDA_R_16BF, int(d.D), 0, &beta,
+                                          v.data(), CUDA_R_16BF, int(d.H * d.Dv), d.Dv, int(d.H),
+                                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+               "mla expanded values: cublasGemmStridedBatchedEx");
+}
+
+void run_expanded_entries(const std::shared_ptr<Context>& ctx, const CudaMlaPlan& plan,
+                          const MlaExpandedPart& x, const Tensor& q, const Tensor& q_mla,
+                          const Tensor& kv_pages, const Tensor& w_uk_t, const Tensor& w_uv,
+                          Tensor attn) {
+  const MlaDims& d = x.d;
+  const int64_t Dqk = d.Dn + d.Dr;
+  const cudaStream_t st = ctx->stream;
+  Tensor c = rows_of(ctx, x.keys, d.D), k = rows_of(ctx, x.keys, d.H * Dqk),
+         v = rows_of(ctx, x.keys, d.H * d.Dv), qe = rows_of(ctx, x.rows, d.H * Dqk),
+         oe = rows_of(ctx, x.rows, d.H * d.Dv);
+  k_call([&] {
+    cuda::gather_rows_bf16(kv_pages.data(), d.D, x.key_slots.ptr<int32_t>(), c.data(), d.D, nullptr,
+                           x.keys, int(d.D), st);
+  });
+  project_keys_values(*ctx, d, c, w_uk_t, w_uv, k, v);
+  NC_CHECK(ctx->attn_ws.bytes >= x.float_bytes,
+           "mla expanded: float workspace of {} bytes, the ragged plan needs {}",
+           ctx->attn_ws.bytes, x.float_bytes);
+  const Staging& stg = x.staging.get();
+  const cuda::PlanWorkspace ws{ctx->attn_ws.ptr, ctx->attn_ws.bytes, stg.dev, stg.host,
+                               x.int_bytes};
+  cuda::RaggedKV kv{k.data(), v.data(), x.kv_indptr.ptr<int32_t>(), int(d.H), int(Dqk), int(d.Dv)};
+  cuda::AttnIO io;
+  io.q = qe.data();
+  io.o = oe.data();
+  io.num_qo_heads = int(d.H);
+  io.sm_scale = plan.shape.sm_scale;
+  k_call([&] {
+    cuda::mla_expand_k_pe_bf16(c.data(), x.keys, int(d.H), int(d.Dn), int(d.Dr), int(d.Dl),
+                               k.data(), st);
+    cuda::mla_expand_q_bf16(q.data(), q_mla.data(), x.q_rows.ptr<int32_t>(), x.rows, int(d.H),
+                            int(d.Dn), int(d.Dr), int(d.Dl), qe.data(), st);
+    x.table->ragged_run(x.info, ws, kv, x.qo_indptr.ptr<int32_t>(), io, st);
+    cuda::gather_rows_bf16(oe.data(), d.H * d.Dv, nullptr, attn.data(), d.H * d.Dv,
+                           x.q_rows.ptr<int32_t>(), x.rows, int(d.H * d.Dv), st);
+  });
+}
+
+// The absorbed form over the other entries' rows, gathered into scratch and scattered back.
+void run_absorbed_rest(const std::shared_ptr<Context>& ctx, const MlaExpandedPart& x,
+                       const Tensor& q, const Tensor& q_mla, const Tensor& latent, Tensor kv_pages,
+                       const Tensor& w_uk_t, const Tensor& w_uv, Tensor o_lat, Tensor attn) {
+  const MlaDims& d = x.d;
+  const int64_t n = x.absorbed_count, wq = q.dim(1), wm = d.H * d.D, wa = d.H * d.Dv;
+  const int32_t* rows = x.absorbed_rows.ptr<int32_t>();
+  const cudaStream_t st = ctx->stream;
+  Tensor qa = rows_of(ctx, n, wq), qma = rows_of(ctx, n, wm), la = rows_of(ctx, n, d.D),
+         aa = rows_of(ctx, n, wa);
+  k_call([&] {
+    cuda::gather_rows_bf16(q.data(), wq, rows, qa.data(), wq, nullptr, n, int(wq), st);
+    cuda::gather_rows_bf16(q_mla.data(), wm, rows, qma.data(), wm, nullptr, n, int(wm), st);
+    cuda::gather_rows_bf16(latent.data(), d.D, rows, la.data(), d.D, nullptr, n, int(d.D), st);
+  });
+  Tensor ola = o_lat.slice(0, n);
+  mla_head_linear(*ctx, qa, w_uk_t, qma);
+  run_mla(ctx, *x.absorbed, qma, la, kv_pages, ola);
+  mla_head_linear(*ctx, ola, w_uv, aa);
+  k_call([&] {
+    cuda::gather_rows_bf16(aa.data(), wa, nullptr, attn.data(), wa, rows, n, int(wa), st);
+  });
+}
+
+void expect_rows(const Tensor& t, int64_t rows, int64_t cols, const char* what) {
+  expect_bf16(t, what);
+  t.expect_contiguous(what);
+  t.expect_shape({rows, cols}, what);
+}
+
+}  // namespace
+
+std::unique_ptr<AttentionPlan> plan_mla_step(const std::shared_ptr<Context>& ctx,
+                                             AttnRegistry& registry, const AttentionStep& step,
+                                             const AttentionShape& shape) {
+  std::unique_ptr<AttentionPlan> plan = plan_mla(ctx, step, shape);
+  const MlaDims d = expanded_dims(shape);
+  const std::vector<char> chosen = choose_entries(step, shape, d);
+  if (chosen.empty()) return plan;
+  const cuda::AttnKernelTable* table = ragged_table(registry, d);
+  if (table == nullptr || table->ragged_run == nullptr) return plan;
+  static_cast<CudaMlaPlan&>(*plan).expanded = plan_part(ctx, step, shape, chosen, table, d);
+  return plan;
+}
+
+bool run_mla_expanded(const std::shared_ptr<Context>& ctx, const AttentionPlan& plan_base,
+                      const Tensor& q, const Tensor& q_mla, const Tensor& latent, Tensor kv_pages,
+                      const Tensor& w_uk_t, const Tensor& w_uv, Tensor o_lat, Tensor attn) {
+  const auto* plan = dynamic_cast<const CudaMlaPlan*>(&plan_base);
+  if (plan == nullptr || plan->expanded == nullptr) return false;
+  const MlaExpandedPart& x = *plan->expanded;
+  const MlaDims& d = x.d;
+  const int64_t T = plan->num_tokens;
+  expect_rows(q, T, d.H * (d.Dn + d.Dr), "mla q");
+  expect_rows(q_mla, T, d.H * d.D, "mla q_mla");
+  expect_rows(latent, T, d.D, "mla latent");
+  expect_rows(attn, T, d.H * d.Dv, "mla attn");
+  expect_rows(o_lat, T, d.H * d.Dl, "mla o_lat");
+  NC_CHECK(w_uk_t.shape() == Shape({d.H, d.Dl, d.Dn}) && w_uv.shape() == Shape({d.H, d.Dv, d.Dl}),
+           "mla: w_uk_t {} and w_uv {} for {} heads of latent {}, nope {}, value {}",
+           shape_str(w_uk_t.shape()), shape_str(w_uv.shape()), d.H, d.Dl, d.Dn, d.Dv);
+  expect_bf16(kv_pages, "mla pages");
+  const AttentionShape& s = plan->shape;
+  NC_CHECK(kv_pages.numel() == int64_t(s.kv.num_pages) * s.kv.elems_per_page(),
+           "mla: page tensor of shape {} for {} pages of {} values", shape_str(kv_pages.shape()),
+           s.kv.num_pages, s.kv.elems_per_page());
+  // Every row's latent first: an expanded entry reads its own new rows from the pages. The
+  // absorbed plan appends its rows again (the same values into the same slots).
+  k_call([&] {
+    cuda::mla_append_bf16(latent.data(), kv_pages.data(), plan->dst_page, plan->dst_slot, T,
+                          s.kv.page_size, int(d.D), ctx->stream);
+  });
+  run_expanded_entries(ctx, *plan, x, q, q_mla, kv_pages, w_uk_t, w_uv, attn);
+  if (x.absorbed != nullptr)
+    run_absorbed_rest(ctx, x, q, q_mla, latent, kv_pages, w_uk_t, w_uv, o_lat, attn);
+  return true;
+}
+
+int64_t mla_expanded_rows(const AttentionPlan& plan) {
+  const auto* p = dynamic_cast<const CudaMlaPlan*>(&plan);
+  return p != nullptr && p->expanded != nullptr ? p->expanded->rows : 0;
+}
+
+}  // namespace nc::cuda_host

@@ -1,0 +1,37 @@
+// Which form computes MLA's attention values (Backend::mla_attention_values) for an entry of a
+// step, on every backend: the absorbed form (the queries taken into latent space through W_UK^T,
+// attention over the cached latent rows, the output taken out through W_UV, per row) or the
+// expanded one (the entry's keys [W_UK c_kv | k_pe] and values W_UV c_kv decompressed once, then
+// ordinary attention at head sizes Dn + Dr and Dv). cpu_mla.h and cuda_mla_expanded.h say how each
+// backend runs them.
+//
+// The cost rule counts multiply-adds per head. Absorbed: each (row, key) pair at Dl + Dr (score)
+// and Dl (value), each row through both projections (Dl (Dn + Dv)). Expanded: each key through
+// both projections, each pair at Dn + Dr and Dv. The projections are weighted by
+// `projection_cost`, the backend's measured rate of its projections against its attention
+// kernels. So decode rows stay absorbed and long prefill chunks (and whole prompts from their
+// first tokens) go expanded.
+#pragma once
+#include <cstdint>
+
+#include "kv/paged_kv.h"
+
+namespace nc {
+
+enum class MlaForm { Auto, Absorbed, Expanded };
+
+// Process-wide; NC_MLA_FORM=auto|absorbed|expanded sets the first value (tests and benchmarks
+// force a form; nc::Error names a bad value).
+void set_mla_form(MlaForm form);
+MlaForm mla_form();
+
+// H heads; D = Dl + Dr the cached row; Dn, Dr, Dv the nope, rope and value head dims.
+struct MlaDims {
+  int64_t H, D, Dl, Dr, Dn, Dv;
+};
+
+// Whether entry `b` of `batch` costs less expanded (MlaForm::Auto's rule).
+bool mla_expanded_pays(const PagedKVBatch& batch, int b, int page_size, const MlaDims& d,
+                       int64_t projection_cost);
+
+}  // namespace nc

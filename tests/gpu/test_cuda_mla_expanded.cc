@@ -1,0 +1,131 @@
+// MLA's expanded form on CUDA (cuda_mla_expanded.h) against the CPU reference (cpu_mla.h),
+// through Backend::mla_attention_values at DeepSeek-V2-Lite's head shape (16 heads; latent 512,
+// rope 64, nope 128, value 128), page sizes 1 and 16, over
+//   - a whole prompt (300 rows, no cache): Auto takes it expanded,
+//   - a mixed step: a 400-row chunk after 1000 cached tokens (expanded under Auto) between decodes
+//     over 300 and 1500 tokens (absorbed under Auto), so that both forms and their row gathers
+//     and scatters run in one step,
+// with the form forced each way (NC_MLA_FORM's setting, mla_form.h) and left to the rule. Each run
+// checks which rows the plan took expanded (mla_expanded_rows), the output against the CPU's
+// (kBf16Tol: the GPU rounds q, the decompressed K/V and the softmax weights to bf16) and the
+// appended rows (exact). Pages are drawn at random ids, so a wrong slot reads other values.
+#include <algorithm>
+#include <cstdio>
+
+#include "backend/cuda/cuda_mla_expanded.h"
+#include "backend/mla_form.h"
+#include "gpu_test_util.h"
+
+namespace nc::testing {
+namespace {
+
+constexpr int kH = 16, kDl = 512, kDr = 64, kD = kDl + kDr, kDn = 128, kDv = 128;
+
+struct FormScope {
+  explicit FormScope(MlaForm f) : saved(mla_form()) { set_mla_form(f); }
+  ~FormScope() { set_mla_form(saved); }
+  MlaForm saved;
+};
+
+class CudaMlaExpanded : public GpuVsCpu {
+ protected:
+  void new_pool(int ps) {
+    pool = 4000 / ps + 16;
+    perm.resize(size_t(pool));
+    for (int i = 0; i < pool; ++i) perm[size_t(i)] = i;
+    std::shuffle(perm.begin(), perm.end(), rng);
+    next = 0;
+  }
+  AttentionShape shape(int ps) const {
+    AttentionShape s{kH, 1, kD, 1.0f / std::sqrt(float(kDn + kDr)),
+                     KVCacheShape{1, pool, ps, 1, kD}};
+    s.kv.latent = true;
+    s.latent_dim = kDl;
+    s.mla_nope_dim = kDn;
+    s.mla_v_dim = kDv;
+    return s;
+  }
+  std::vector<int32_t> pages(int tokens, int ps) {
+    std::vector<int32_t> p;
+    for (int i = 0; i < (tokens + ps - 1) / ps; ++i) p.push_back(perm[size_t(next++ % pool)]);
+    return p;
+  }
+  // The step under each form; `auto_rows`: the rows Auto should take expanded.
+  void check(const AttentionStep& step, int ps, int64_t auto_rows, const char* what);
+
+  std::vector<int32_t> perm;
+  int pool = 0, next = 0;
+};
+
+void CudaMlaExpanded::check(const AttentionStep& step, int ps, int64_t auto_rows,
+                            const char* what) {
+  const AttentionShape sh = shape(ps);
+  const int64_t T = step.num_tokens;
+  auto [pc, pg] = both_random({pool, ps, 1, kD});
+  auto [qc, qg] = both_random({T, kH * (kDn + kDr)});
+  auto [mc, mg] = both_random({T, kH * kD});  // rope parts read; latent parts rewritten
+  auto [lc, lg] = both_random({T, kD});
+  auto [uc, ug] = both_random({kH, kDl, kDn}, 0.08f);
+  auto [vc, vg] = both_random({kH, kDv, kDl}, 0.08f);
+  std::vector<float> ref;
+  {
+    const FormScope absorbed(MlaForm::Absorbed);
+    Tensor oc = cpu->alloc({T, kH * kDl}, DType::F32), ac = cpu->alloc({T, kH * kDv}, DType::F32);
+    cpu->mla_attention_values(*cpu->plan_attention(step, sh), qc, mc, lc, pc, uc, vc, oc, ac);
+    ref = cpu->to_host_f32(ac);
+  }
+  for (const MlaForm form : {MlaForm::Absorbed, MlaForm::Expanded, MlaForm::Auto}) {
+    const char* name = form == MlaForm::Absorbed   ? "absorbed"
+                       : form == MlaForm::Expanded ? "expanded"
+                                                   : "auto";
+    SCOPED_TRACE(::testing::Message() << what << ", page size " << ps << ", " << name);
+    const FormScope scope(form);
+    const std::unique_ptr<AttentionPlan> plan = gpu->plan_attention(step, sh);
+    const int64_t want = form == MlaForm::Absorbed ? 0 : form == MlaForm::Expanded ? T : auto_rows;
+    EXPECT_EQ(cuda_host::mla_expanded_rows(*plan), want);
+    Tensor mg2 = gpu->upload(HostTensor{{T, kH * kD}, gpu->to_host_f32(mg)});
+    const Tensor og = outputs({T, kH * kDl}).second, ag = outputs({T, kH * kDv}).second;
+    gpu->mla_attention_values(*plan, qg, mg2, lg, pg, ug, vg, og, ag);
+    const std::vector<float> got = gpu->to_host_f32(ag);
+    const double e = rel_error(got, ref);
+    std::printf("mla values %s (%s, ps %d, %lld rows, %lld expanded): rel err %.3e\n", what, name,
+                ps, static_cast<long long>(T), static_cast<long long>(want), e);
+    EXPECT_LT(e, kBf16Tol) << "first values: gpu " << got[0] << " " << got[1] << ", cpu " << ref[0]
+                           << " " << ref[1];
+    EXPECT_LT(err(*gpu, pg, pc), 1e-6) << "appended rows";
+  }
+}
+
+TEST_F(CudaMlaExpanded, FormsMatchCpu) {
+  for (int ps : {1, 16}) {
+    new_pool(ps);
+    AttentionStep prompt{300, {}};
+    prompt.levels.emplace_back();
+    prompt.levels[0].add(300, pages(300, ps), 300, ps);
+    check(prompt, ps, 300, "whole prompt");
+    next = 0;
+    AttentionStep mixed{402, {}};
+    mixed.levels.emplace_back();
+    mixed.levels[0].add(1, pages(300, ps), 300, ps);
+    mixed.levels[0].add(400, pages(1400, ps), 1400, ps);
+    mixed.levels[0].add(1, pages(1500, ps), 1500, ps);
+    check(mixed, ps, 400, "mixed step");
+  }
+}
+
+// A cascade step (a shared level) stays absorbed whatever the form: the expanded form runs
+// one-level steps only.
+TEST_F(CudaMlaExpanded, CascadeStepsStayAbsorbed) {
+  new_pool(16);
+  AttentionStep casc{2, {}};
+  PagedKVBatch shared, own;
+  shared.causal = false;
+  shared.add(2, pages(512, 16), 512, 16);
+  for (int b = 0; b < 2; ++b) own.add(1, pages(5, 16), 5, 16);
+  casc.levels = {shared, own};
+  const FormScope scope(MlaForm::Expanded);
+  EXPECT_EQ(cuda_host::mla_expanded_rows(*gpu->plan_attention(casc, shape(16))), 0);
+}
+
+}  // namespace
+}  // namespace nc::testing
