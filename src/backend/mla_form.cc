@@ -24,10 +24,9 @@ std::atomic<MlaForm>& form_setting() {
   return form;
 }
 
-// The (row, key) pairs of entry b: row i of a causal entry sees kv_len - q_len + i + 1 keys.
-int64_t entry_pairs(const PagedKVBatch& batch, int b, int page_size) {
-  const int64_t rows = batch.q_len(b), keys = batch.kv_len(b, page_size);
-  if (!batch.causal) return rows * keys;
+// The (row, key) pairs: row i of a causal entry sees keys - rows + i + 1 keys.
+int64_t entry_pairs(int64_t rows, int64_t keys, bool causal) {
+  if (!causal) return rows * keys;
   return rows * (keys - rows) + rows * (rows + 1) / 2;
 }
 
@@ -43,8 +42,13 @@ MlaForm mla_form() {
 
 bool mla_expanded_pays(const PagedKVBatch& batch, int b, int page_size, const MlaDims& d,
                        int64_t projection_cost) {
-  const int64_t rows = batch.q_len(b), keys = batch.kv_len(b, page_size);
-  const int64_t pairs = entry_pairs(batch, b, page_size);
+  return mla_expanded_pays(batch.q_len(b), batch.kv_len(b, page_size), batch.causal, d,
+                           projection_cost);
+}
+
+bool mla_expanded_pays(int64_t rows, int64_t keys, bool causal, const MlaDims& d,
+                       int64_t projection_cost) {
+  const int64_t pairs = entry_pairs(rows, keys, causal);
   const int64_t decompress = projection_cost * d.Dl * (d.Dn + d.Dv);
   const int64_t absorbed = pairs * (d.D + d.Dl) + rows * decompress;
   const int64_t expanded = keys * decompress + pairs * (d.Dn + d.Dr + d.Dv);

@@ -33,5 +33,9 @@ struct MlaDims {
 // Whether entry `b` of `batch` costs less expanded (MlaForm::Auto's rule).
 bool mla_expanded_pays(const PagedKVBatch& batch, int b, int page_size, const MlaDims& d,
                        int64_t projection_cost);
+// The same for `rows` query rows against `keys` keys (causal: the last row sees every key, the
+// rows before it one fewer each).
+bool mla_expanded_pays(int64_t rows, int64_t keys, bool causal, const MlaDims& d,
+                       int64_t projection_cost);
 
 }  // namespace nc

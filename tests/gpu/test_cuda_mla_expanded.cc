@@ -5,6 +5,9 @@
 //   - a mixed step: a 400-row chunk after 1000 cached tokens (expanded under Auto) between decodes
 //     over 300 and 1500 tokens (absorbed under Auto), so that both forms and their row gathers
 //     and scatters run in one step,
+//   - a cascade step: a chunk (expanded under Auto, over the shared prefix's keys and its own)
+//     and a decode under a shared level, and a decode without one (the absorbed part keeps both
+//     levels, restricted to its rows),
 // with the form forced each way (NC_MLA_FORM's setting, mla_form.h) and left to the rule. Each run
 // checks which rows the plan took expanded (mla_expanded_rows), the output against the CPU's
 // (kBf16Tol: the GPU rounds q, the decompressed K/V and the softmax weights to bf16) and the
@@ -110,21 +113,20 @@ TEST_F(CudaMlaExpanded, FormsMatchCpu) {
     mixed.levels[0].add(400, pages(1400, ps), 1400, ps);
     mixed.levels[0].add(1, pages(1500, ps), 1500, ps);
     check(mixed, ps, 400, "mixed step");
+    // Cascade: a 300-row chunk and a decode share a 400-token prefix (a non-causal level), a
+    // second decode has none; the chunk goes expanded over the prefix's keys and its own.
+    next = 0;
+    AttentionStep casc{302, {}};
+    PagedKVBatch shared, own;
+    shared.causal = false;
+    shared.add(301, pages(400, ps), 400, ps);
+    shared.add(1, {}, 0, ps);
+    own.add(300, pages(300, ps), 300, ps);
+    own.add(1, pages(50, ps), 50, ps);
+    own.add(1, pages(700, ps), 700, ps);
+    casc.levels = {shared, own};
+    check(casc, ps, 300, "cascade step");
   }
-}
-
-// A cascade step (a shared level) stays absorbed whatever the form: the expanded form runs
-// one-level steps only.
-TEST_F(CudaMlaExpanded, CascadeStepsStayAbsorbed) {
-  new_pool(16);
-  AttentionStep casc{2, {}};
-  PagedKVBatch shared, own;
-  shared.causal = false;
-  shared.add(2, pages(512, 16), 512, 16);
-  for (int b = 0; b < 2; ++b) own.add(1, pages(5, 16), 5, 16);
-  casc.levels = {shared, own};
-  const FormScope scope(MlaForm::Expanded);
-  EXPECT_EQ(cuda_host::mla_expanded_rows(*gpu->plan_attention(casc, shape(16))), 0);
 }
 
 }  // namespace

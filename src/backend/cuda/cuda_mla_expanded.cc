@@ -1,9 +1,11 @@
 // MLA's expanded form on CUDA (contract: cuda_mla_expanded.h).
 #include "backend/cuda/cuda_mla_expanded.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <mutex>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda/cuda_mla.h"
@@ -59,24 +61,53 @@ MlaDims expanded_dims(const AttentionShape& s) {
   return fits ? MlaDims{s.num_qo_heads, s.head_dim, Dl, Dr, Dn, Dv} : MlaDims{};
 }
 
-// Which entries of a one-level step go expanded (empty: none).
+// Level `lv`'s entry whose rows hold all of own entry b's rows [first, last) (every level's entries
+// partition the step's rows), or -1.
+int covering_entry(const PagedKVBatch& lv, int first, int last) {
+  const auto it = std::upper_bound(lv.qo_indptr.begin(), lv.qo_indptr.end(), first);
+  const int e = int(it - lv.qo_indptr.begin()) - 1;
+  return e >= 0 && e < lv.batch_size() && lv.qo_indptr[size_t(e) + 1] >= last ? e : -1;
+}
+
+// Own entry b's keys in sequence order: its entry of each shared level (non-causal, all seen),
+// then its own (causal); (level, entry) pairs, or empty where a level does not cover its rows.
+std::vector<std::pair<int, int>> entry_levels(const AttentionStep& step, int b) {
+  const PagedKVBatch& own = step.levels.back();
+  const int first = own.qo_indptr[size_t(b)], last = own.qo_indptr[size_t(b) + 1];
+  std::vector<std::pair<int, int>> out;
+  for (size_t l = 0; l + 1 < step.levels.size(); ++l) {
+    const int e = covering_entry(step.levels[l], first, last);
+    if (e < 0) return {};
+    out.emplace_back(int(l), e);
+  }
+  out.emplace_back(int(step.levels.size()) - 1, b);
+  return out;
+}
+
+// Which own-level entries go expanded (empty: none). Their keys over every level, concatenated,
+// under one causal mask aligned at the end are exactly the levels' masks (the shared levels
+// precede and are seen whole), so an expanded entry needs no merge.
 std::vector<char> choose_entries(const AttentionStep& step, const AttentionShape& s,
                                  const MlaDims& d) {
   const MlaForm form = mla_form();
-  if (form == MlaForm::Absorbed || d.H == 0 || step.levels.size() != 1 || step.num_tokens == 0)
+  if (form == MlaForm::Absorbed || d.H == 0 || step.num_tokens == 0 || !step.levels.back().causal)
     return {};
-  const PagedKVBatch& own = step.levels[0];
+  const PagedKVBatch& own = step.levels.back();
   const int ps = s.kv.page_size;
   const int64_t key_bytes = 2 * d.H * (d.Dn + d.Dr + d.Dv);
   std::vector<char> chosen(size_t(own.batch_size()), 0);
   int64_t bytes = 0;
   bool any = false;
   for (int b = 0; b < own.batch_size(); ++b) {
-    if (own.q_len(b) == 0) continue;
-    if (form == MlaForm::Auto && !mla_expanded_pays(own, b, ps, d, kGpuProjectionCost)) continue;
-    const int64_t need = own.kv_len(b, ps) * key_bytes;
-    if (bytes + need > kExpandedBytes) continue;
-    bytes += need;
+    const auto levels = entry_levels(step, b);
+    if (own.q_len(b) == 0 || levels.empty()) continue;
+    int64_t keys = 0;
+    for (const auto& [l, e] : levels) keys += step.levels[size_t(l)].kv_len(e, ps);
+    if (form == MlaForm::Auto &&
+        !mla_expanded_pays(own.q_len(b), keys, true, d, kGpuProjectionCost))
+      continue;
+    if (bytes + keys * key_bytes > kExpandedBytes) continue;
+    bytes += keys * key_bytes;
     chosen[size_t(b)] = 1;
     any = true;
   }
@@ -123,31 +154,54 @@ void plan_ragged(const std::shared_ptr<Context>& ctx, const std::vector<int32_t>
   cuda_check(cudaEventRecord(st.copied, ctx->stream), "cudaEventRecord");
 }
 
+// The step restricted to the rows not in `expanded` (renumbered in order): each level keeps its
+// entries that hold such rows, with their pages.
+AttentionStep absorbed_step(const AttentionStep& step, const std::vector<char>& expanded_row,
+                            int page_size) {
+  std::vector<int32_t> before(expanded_row.size() + 1, 0);  // absorbed rows before each row
+  for (size_t r = 0; r < expanded_row.size(); ++r) before[r + 1] = before[r] + !expanded_row[r];
+  AttentionStep sub;
+  sub.num_tokens = before.back();
+  for (const PagedKVBatch& lv : step.levels) {
+    PagedKVBatch part;
+    part.causal = lv.causal;
+    const std::span<const int32_t> pages(lv.kv_indices);
+    for (int e = 0; e < lv.batch_size(); ++e) {
+      const int n =
+          before[size_t(lv.qo_indptr[size_t(e) + 1])] - before[size_t(lv.qo_indptr[size_t(e)])];
+      if (n > 0)
+        part.add_pages(n, pages.subspan(size_t(lv.kv_indptr[size_t(e)]), size_t(lv.num_pages(e))),
+                       lv.kv_len(e, page_size), page_size);
+    }
+    sub.levels.push_back(std::move(part));
+  }
+  return sub;
+}
+
 // The expanded entries' rows, keys and ragged plan; the others as a step of their own.
 std::shared_ptr<MlaExpandedPart> plan_part(const std::shared_ptr<Context>& ctx,
                                            const AttentionStep& step, const AttentionShape& s,
                                            const std::vector<char>& chosen,
                                            const cuda::AttnKernelTable* table, const MlaDims& d) {
-  const PagedKVBatch& own = step.levels[0];
+  const PagedKVBatch& own = step.levels.back();
   const int ps = s.kv.page_size;
   auto x = std::make_shared<MlaExpandedPart>();
   x->d = d;
   x->table = table;
   std::vector<int32_t> q_rows, slots, qo{0}, kv{0}, rest_rows;
-  PagedKVBatch rest;
-  rest.causal = own.causal;
-  const std::span<const int32_t> pages(own.kv_indices);
+  std::vector<char> expanded_row(size_t(step.num_tokens), 0);
   for (int b = 0; b < own.batch_size(); ++b) {
-    std::vector<int32_t>& rows = chosen[size_t(b)] ? q_rows : rest_rows;
-    for (int r = own.qo_indptr[b]; r < own.qo_indptr[b + 1]; ++r) rows.push_back(r);
-    const int keys = own.kv_len(b, ps);
-    if (!chosen[size_t(b)]) {
-      rest.add_pages(own.q_len(b),
-                     pages.subspan(size_t(own.kv_indptr[b]), size_t(own.num_pages(b))), keys, ps);
-      continue;
+    const bool ex = chosen[size_t(b)];
+    for (int r = own.qo_indptr[size_t(b)]; r < own.qo_indptr[size_t(b) + 1]; ++r) {
+      (ex ? q_rows : rest_rows).push_back(r);
+      expanded_row[size_t(r)] = char(ex);
     }
-    for (int j = 0; j < keys; ++j)
-      slots.push_back(own.kv_indices[size_t(own.kv_indptr[b] + j / ps)] * ps + j % ps);
+    if (!ex) continue;
+    for (const auto& [l, e] : entry_levels(step, b)) {
+      const PagedKVBatch& lv = step.levels[size_t(l)];
+      const int32_t* pages = lv.kv_indices.data() + lv.kv_indptr[size_t(e)];
+      for (int j = 0; j < lv.kv_len(e, ps); ++j) slots.push_back(pages[j / ps] * ps + j % ps);
+    }
     qo.push_back(int32_t(q_rows.size()));
     kv.push_back(int32_t(slots.size()));
   }
@@ -160,10 +214,7 @@ std::shared_ptr<MlaExpandedPart> plan_part(const std::shared_ptr<Context>& ctx,
   x->qo_indptr = upload(ctx, std::move(qo));
   x->kv_indptr = upload(ctx, std::move(kv));
   if (x->absorbed_count > 0) {
-    AttentionStep sub;
-    sub.num_tokens = int(x->absorbed_count);
-    sub.levels.push_back(std::move(rest));
-    x->absorbed = plan_mla(ctx, sub, s);
+    x->absorbed = plan_mla(ctx, absorbed_step(step, expanded_row, ps), s);
     x->absorbed_rows = upload(ctx, std::move(rest_rows));
   }
   return x;

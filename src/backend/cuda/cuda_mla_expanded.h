@@ -1,12 +1,14 @@
 // MLA's expanded form on CUDA (mla_form.h says what the two forms are and when the expanded one
 // pays; backend/cpu/cpu_mla.h is the reference).
 //
-// Plan (eager steps of one level: no cascade shared level; graph plans are decode steps and stay
-// absorbed): plan_mla's plan of the whole step as before (what mla_attention runs), plus, where
-// the form setting (NC_MLA_FORM) and the cost rule send entries to the expanded form, their part:
-// each expanded entry's step rows and the flat page slot of each of its keys, and FlashInfer's
-// plan of a causal ragged prefill over them (the JIT's ragged_causal kernel at head dims Dn + Dr
-// and Dv); and plan_mla's plan of the other entries as a step of their own. Entries stay absorbed
+// Plan (eager steps; graph plans are decode steps and stay absorbed): plan_mla's plan of the whole
+// step as before (what mla_attention runs), plus, where the form setting (NC_MLA_FORM) and the
+// cost rule send own-level entries to the expanded form, their part: each expanded entry's step
+// rows and the flat page slot of each of its keys (its shared levels' keys, then its own: under
+// one causal mask aligned at the end that is exactly the levels' masks, so no merge), and
+// FlashInfer's plan of a causal ragged prefill over them (the JIT's ragged_causal kernel at head
+// dims Dn + Dr and Dv); and plan_mla's plan of the other rows as a step of their own (every level
+// restricted to them). Entries stay absorbed
 // where the head dims do not fit the ragged kernel (multiples of 16, at most 256), where the JIT
 // cannot provide it (no nvcc and no cached object: logged once), and beyond a budget of
 // decompressed K/V bytes a step (kExpandedBytes) that keeps a long context's expansion bounded.
