@@ -145,8 +145,8 @@ void run_step(Fixture& f, std::vector<Chunk> chunks, int ps, int num_pages, Path
                       qp.begin() + (t * H + h + 1) * Dr);
       }
     set_mla_form(path == Path::Absorbed   ? MlaForm::Absorbed
-                     : path == Path::Expanded ? MlaForm::Expanded
-                                              : MlaForm::Auto);
+                 : path == Path::Expanded ? MlaForm::Expanded
+                                          : MlaForm::Auto);
     f.be->mla_attention_values(*plan, f.upload(q_full, {T, H * (Dn + Dr)}), q_mla,
                                f.upload(lat, {T, D}), f.pages, wuk_t_dev, wuv_dev, out_lat, out);
     set_mla_form(MlaForm::Auto);
@@ -256,7 +256,7 @@ TEST(CpuMlaForms, RuleWeighsProjections) {
     std::vector<int32_t> pages((rows + cached + 15) / 16);
     for (size_t i = 0; i < pages.size(); ++i) pages[i] = int32_t(i);
     b.add(rows, pages, rows + cached, 16);
-    return mla_expanded_pays(b, 0, 16, d, weight);
+    return mla_expanded_pays(b, 0, 16, d, MlaFormCosts{weight, 0});
   };
   EXPECT_FALSE(pays(158, 1024, 1));
   EXPECT_TRUE(pays(159, 1024, 1));
@@ -265,6 +265,12 @@ TEST(CpuMlaForms, RuleWeighsProjections) {
   EXPECT_FALSE(pays(148, 1024, 1, /*causal=*/false));
   EXPECT_TRUE(pays(149, 1024, 1, /*causal=*/false));
   EXPECT_FALSE(pays(1, 4000, 1));
+  // A fixed cost keeps a short prompt absorbed where the heads are few (CUDA's costs at 16 and 128
+  // heads: 512-token prompts, measured absorbed-faster at 16 heads, expanded-faster at 128).
+  const MlaFormCosts cuda{2, int64_t(1) << 31};
+  EXPECT_FALSE(mla_expanded_pays(512, 512, true, d, cuda));
+  EXPECT_TRUE(mla_expanded_pays(2048, 2048, true, d, cuda));
+  EXPECT_TRUE(mla_expanded_pays(512, 512, true, MlaDims{128, 576, 512, 64, 128, 128}, cuda));
 }
 
 std::vector<MlaCase> mla_cases() {

@@ -41,18 +41,17 @@ MlaForm mla_form() {
 }
 
 bool mla_expanded_pays(const PagedKVBatch& batch, int b, int page_size, const MlaDims& d,
-                       int64_t projection_cost) {
-  return mla_expanded_pays(batch.q_len(b), batch.kv_len(b, page_size), batch.causal, d,
-                           projection_cost);
+                       const MlaFormCosts& costs) {
+  return mla_expanded_pays(batch.q_len(b), batch.kv_len(b, page_size), batch.causal, d, costs);
 }
 
 bool mla_expanded_pays(int64_t rows, int64_t keys, bool causal, const MlaDims& d,
-                       int64_t projection_cost) {
+                       const MlaFormCosts& costs) {
   const int64_t pairs = entry_pairs(rows, keys, causal);
-  const int64_t decompress = projection_cost * d.Dl * (d.Dn + d.Dv);
+  const int64_t decompress = costs.projection * d.Dl * (d.Dn + d.Dv);
   const int64_t absorbed = pairs * (d.D + d.Dl) + rows * decompress;
   const int64_t expanded = keys * decompress + pairs * (d.Dn + d.Dr + d.Dv);
-  return expanded < absorbed;
+  return d.H * expanded + costs.fixed < d.H * absorbed;
 }
 
 }  // namespace nc

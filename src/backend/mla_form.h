@@ -7,10 +7,10 @@
 //
 // The cost rule counts multiply-adds per head. Absorbed: each (row, key) pair at Dl + Dr (score)
 // and Dl (value), each row through both projections (Dl (Dn + Dv)). Expanded: each key through
-// both projections, each pair at Dn + Dr and Dv. The projections are weighted by
-// `projection_cost`, the backend's measured rate of its projections against its attention
-// kernels. So decode rows stay absorbed and long prefill chunks (and whole prompts from their
-// first tokens) go expanded.
+// both projections, each pair at Dn + Dr and Dv, plus a fixed cost per entry. The backend's
+// MlaFormCosts weigh the projections against its attention kernels and say the fixed cost, as
+// measured. So decode rows stay absorbed and long prefill chunks (and whole prompts past the
+// fixed cost) go expanded.
 #pragma once
 #include <cstdint>
 
@@ -30,12 +30,17 @@ struct MlaDims {
   int64_t H, D, Dl, Dr, Dn, Dv;
 };
 
+struct MlaFormCosts {
+  int64_t projection = 1;  // one projection multiply-add, in attention multiply-adds
+  int64_t fixed = 0;       // the expanded form's own cost an entry, multiply-adds over all heads
+};
+
 // Whether entry `b` of `batch` costs less expanded (MlaForm::Auto's rule).
 bool mla_expanded_pays(const PagedKVBatch& batch, int b, int page_size, const MlaDims& d,
-                       int64_t projection_cost);
+                       const MlaFormCosts& costs);
 // The same for `rows` query rows against `keys` keys (causal: the last row sees every key, the
 // rows before it one fewer each).
 bool mla_expanded_pays(int64_t rows, int64_t keys, bool causal, const MlaDims& d,
-                       int64_t projection_cost);
+                       const MlaFormCosts& costs);
 
 }  // namespace nc

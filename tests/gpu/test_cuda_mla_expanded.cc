@@ -1,8 +1,8 @@
 // MLA's expanded form on CUDA (cuda_mla_expanded.h) against the CPU reference (cpu_mla.h),
 // through Backend::mla_attention_values at DeepSeek-V2-Lite's head shape (16 heads; latent 512,
 // rope 64, nope 128, value 128), page sizes 1 and 16, over
-//   - a whole prompt (300 rows, no cache): Auto takes it expanded,
-//   - a mixed step: a 400-row chunk after 1000 cached tokens (expanded under Auto) between decodes
+//   - a whole prompt (1200 rows, no cache): Auto takes it expanded,
+//   - a mixed step: an 800-row chunk after 1000 cached tokens (expanded under Auto) between decodes
 //     over 300 and 1500 tokens (absorbed under Auto), so that both forms and their row gathers
 //     and scatters run in one step,
 //   - a cascade step: a chunk (expanded under Auto, over the shared prefix's keys and its own)
@@ -102,30 +102,30 @@ void CudaMlaExpanded::check(const AttentionStep& step, int ps, int64_t auto_rows
 TEST_F(CudaMlaExpanded, FormsMatchCpu) {
   for (int ps : {1, 16}) {
     new_pool(ps);
-    AttentionStep prompt{300, {}};
+    AttentionStep prompt{1200, {}};
     prompt.levels.emplace_back();
-    prompt.levels[0].add(300, pages(300, ps), 300, ps);
-    check(prompt, ps, 300, "whole prompt");
+    prompt.levels[0].add(1200, pages(1200, ps), 1200, ps);
+    check(prompt, ps, 1200, "whole prompt");
     next = 0;
-    AttentionStep mixed{402, {}};
+    AttentionStep mixed{802, {}};
     mixed.levels.emplace_back();
     mixed.levels[0].add(1, pages(300, ps), 300, ps);
-    mixed.levels[0].add(400, pages(1400, ps), 1400, ps);
+    mixed.levels[0].add(800, pages(1800, ps), 1800, ps);
     mixed.levels[0].add(1, pages(1500, ps), 1500, ps);
-    check(mixed, ps, 400, "mixed step");
-    // Cascade: a 300-row chunk and a decode share a 400-token prefix (a non-causal level), a
+    check(mixed, ps, 800, "mixed step");
+    // Cascade: a 1000-row chunk and a decode share a 400-token prefix (a non-causal level), a
     // second decode has none; the chunk goes expanded over the prefix's keys and its own.
     next = 0;
-    AttentionStep casc{302, {}};
+    AttentionStep casc{1002, {}};
     PagedKVBatch shared, own;
     shared.causal = false;
-    shared.add(301, pages(400, ps), 400, ps);
+    shared.add(1001, pages(400, ps), 400, ps);
     shared.add(1, {}, 0, ps);
-    own.add(300, pages(300, ps), 300, ps);
+    own.add(1000, pages(1000, ps), 1000, ps);
     own.add(1, pages(50, ps), 50, ps);
     own.add(1, pages(700, ps), 700, ps);
     casc.levels = {shared, own};
-    check(casc, ps, 300, "cascade step");
+    check(casc, ps, 1000, "cascade step");
   }
 }
 

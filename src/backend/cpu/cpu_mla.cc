@@ -259,7 +259,7 @@ namespace {
 // (bench/cpu/bench_mla_forms.cc, docs/benchmarks.md).
 constexpr int64_t kProjectionCost = 2;
 bool expanded_pays(const PagedKVBatch& batch, int b, int ps, const MlaDims& d) {
-  return mla_expanded_pays(batch, b, ps, d, kProjectionCost);
+  return mla_expanded_pays(batch, b, ps, d, MlaFormCosts{kProjectionCost, 0});
 }
 
 // Entry b's keys [H][keys][Dn + Dr] (W_UK c_kv | k_pe) and values [H][keys][Dv] (W_UV c_kv).

@@ -37,10 +37,14 @@ struct MlaExpandedPart {
 
 namespace {
 
-// On the GPU the projections are cuBLAS GEMMs at the tensor cores' rate, the attention FA2 (the
-// expanded form) or FlashInfer's MLA kernel (the absorbed one): a projection's multiply-add
-// counts as one of the attention's until `nc_gpu_bench mla-forms` says otherwise.
-constexpr int64_t kGpuProjectionCost = 1;
+// The CUDA backend's costs (mla_form.h), from `nc_gpu_bench mla-forms` on an H100 (2026-12-07,
+// docs/benchmarks.md): with the projections at weight 1, Auto took a 256-row chunk after 4096
+// cached tokens expanded at 16 heads (1.30x slower than absorbed) and a 512-token prompt too
+// (1.16x); weight 2 moves the chunk threshold past 256 (absorbed and expanded tie there at 128
+// heads), and a fixed 2^31 multiply-adds an entry (the gathers, the expansion's launches: about
+// 10 us) keeps short prompts absorbed at 16 heads (62 against 72 us) but not at 128 (203 against
+// 150 us).
+constexpr MlaFormCosts kCudaCosts{2, int64_t(1) << 31};
 
 Tensor upload(const std::shared_ptr<Context>& ctx, std::vector<int32_t> v) {
   if (v.empty()) v.push_back(0);
@@ -103,8 +107,7 @@ std::vector<char> choose_entries(const AttentionStep& step, const AttentionShape
     if (own.q_len(b) == 0 || levels.empty()) continue;
     int64_t keys = 0;
     for (const auto& [l, e] : levels) keys += step.levels[size_t(l)].kv_len(e, ps);
-    if (form == MlaForm::Auto &&
-        !mla_expanded_pays(own.q_len(b), keys, true, d, kGpuProjectionCost))
+    if (form == MlaForm::Auto && !mla_expanded_pays(own.q_len(b), keys, true, d, kCudaCosts))
       continue;
     if (bytes + keys * key_bytes > kExpandedBytes) continue;
     bytes += keys * key_bytes;

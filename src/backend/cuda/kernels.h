@@ -155,8 +155,7 @@ struct PlanQuery {
   int num_qo_heads = 0;
   int num_kv_heads = 0;
   int head_dim = 0;
-  int head_dim_vo = 0;  // values' head dim where it differs (ragged MLA prefill); 0: head_dim
-  int page_size = 0;    // ragged: 1 (kv_indptr_h counts keys)
+  int page_size = 0;  // ragged: 1 (kv_indptr_h counts keys)
   // Plans for CUDA graphs: FlashInfer's fixed-grid variant. Decode: the launch shape depends on
   // the batch size only; the KV chunk size is read from device memory. Prefill: it depends on
   // the batch size and total_rows only (KV always split, padding CTAs masked, row count and
@@ -169,6 +168,9 @@ struct PlanQuery {
   // The level's sliding window (-1: none; only the own level has one). FlashInfer's prefill plan
   // must see it: its kernel skips the KV tiles before the window and sizes its KV split by it.
   int window_left = -1;
+  // The values' head dim where it differs (ragged MLA prefill); 0: head_dim. Last, so that the
+  // positional initialisations of the fields above stay as they were.
+  int head_dim_vo = 0;
 };
 
 // Workspace bytes (float, int) that a plan needs.
