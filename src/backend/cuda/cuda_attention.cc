@@ -111,8 +111,14 @@ std::vector<cuda::PlanQuery> CudaAttention::choose_kernels(CudaAttentionPlan& pl
     LevelPlan& lp = plan.levels[l];
     if (!plan.active(lp)) continue;
     cuda::PlanQuery& q = queries[l];
-    q = {in.qo_indptr.data(), in.kv_indptr.data(), plan.num_tokens, lp.batch_size,
-         shape.num_qo_heads,  shape.num_kv_heads,  shape.head_dim,  shape.kv.page_size};
+    q = {.qo_indptr_h = in.qo_indptr.data(),
+         .kv_indptr_h = in.kv_indptr.data(),
+         .total_rows = plan.num_tokens,
+         .batch_size = lp.batch_size,
+         .num_qo_heads = shape.num_qo_heads,
+         .num_kv_heads = shape.num_kv_heads,
+         .head_dim = shape.head_dim,
+         .page_size = shape.kv.page_size};
     q.kv_last_page_len_h = in.kv_last_page_len.data();
     q.window_left = l + 1 == step.levels.size() ? shape.window_left : -1;
     lp.kernel = level_kernel(in, shape);

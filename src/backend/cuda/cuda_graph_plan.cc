@@ -72,10 +72,15 @@ std::unique_ptr<AttentionPlan> CudaAttention::plan_for_graph(const AttentionStep
   std::vector<cuda::PlanQuery> queries(nl);
   for (size_t l = 0; l < nl; ++l) {
     const PagedKVBatch& in = *g.levels[l];
-    queries[l] =
-        cuda::PlanQuery{in.qo_indptr.data(), in.kv_indptr.data(), B,         B, shape.num_qo_heads,
-                        shape.num_kv_heads,  shape.head_dim,      page_size,
-                        /*cuda_graph=*/true};
+    queries[l] = cuda::PlanQuery{.qo_indptr_h = in.qo_indptr.data(),
+                                 .kv_indptr_h = in.kv_indptr.data(),
+                                 .total_rows = B,
+                                 .batch_size = B,
+                                 .num_qo_heads = shape.num_qo_heads,
+                                 .num_kv_heads = shape.num_kv_heads,
+                                 .head_dim = shape.head_dim,
+                                 .page_size = page_size,
+                                 .cuda_graph = true};
     const bool own = l + 1 == nl;
     queries[l].window_left = own ? shape.window_left : -1;
     const LevelKernel kernel = graph_level_kernel(own, shape.head_dim, own_kernel);
