@@ -10,16 +10,6 @@ namespace nc::cuda_host {
 
 namespace {
 
-// A device copy of v (at least one element: empty arrays still get a valid pointer).
-Tensor to_device(const std::shared_ptr<Context>& ctx, std::vector<int32_t> v) {
-  if (v.empty()) v.push_back(0);
-  Tensor t = device_alloc(ctx, {int64_t(v.size())}, DType::I32);
-  // From pageable memory the call returns once v has been staged.
-  cuda_check(cudaMemcpyAsync(t.data(), v.data(), t.nbytes(), cudaMemcpyHostToDevice, ctx->stream),
-             "mla plan copy");
-  return t;
-}
-
 // Level `b` as device copies (kept alive by plan.owned).
 cuda::MlaLevel upload_level(const std::shared_ptr<Context>& ctx, const PagedKVBatch& b,
                             int page_size, CudaMlaPlan& plan) {
@@ -27,7 +17,7 @@ cuda::MlaLevel upload_level(const std::shared_ptr<Context>& ctx, const PagedKVBa
   for (int e = 0; e < b.batch_size(); ++e)
     for (int r = b.qo_indptr[e]; r < b.qo_indptr[e + 1]; ++r) row_entry[size_t(r)] = e;
   auto up = [&](std::vector<int32_t> v) {
-    plan.owned.push_back(to_device(ctx, std::move(v)));
+    plan.owned.push_back(mla_plan_array(ctx, std::move(v)));
     return plan.owned.back().ptr<int32_t>();
   };
   cuda::MlaLevel d;
@@ -76,6 +66,15 @@ void expect_rows(const Tensor& t, int64_t rows, int64_t cols, const char* what) 
 }
 
 }  // namespace
+
+Tensor mla_plan_array(const std::shared_ptr<Context>& ctx, std::vector<int32_t> v) {
+  if (v.empty()) v.push_back(0);
+  Tensor t = device_alloc(ctx, {int64_t(v.size())}, DType::I32);
+  // From pageable memory the call returns once v has been staged.
+  cuda_check(cudaMemcpyAsync(t.data(), v.data(), t.nbytes(), cudaMemcpyHostToDevice, ctx->stream),
+             "mla plan copy");
+  return t;
+}
 
 void mla_head_linear(Context& ctx, const Tensor& x, const Tensor& w, Tensor out) {
   NC_CHECK(w.ndim() == 3 && x.ndim() == 2 && out.ndim() == 2 && x.dim(0) == out.dim(0),
@@ -157,9 +156,9 @@ std::unique_ptr<AttentionPlan> plan_mla(const std::shared_ptr<Context>& ctx,
       slot[row] = (first + j) % ps;
     }
   }
-  plan->owned.push_back(to_device(ctx, std::move(page)));
+  plan->owned.push_back(mla_plan_array(ctx, std::move(page)));
   plan->dst_page = plan->owned.back().ptr<int32_t>();
-  plan->owned.push_back(to_device(ctx, std::move(slot)));
+  plan->owned.push_back(mla_plan_array(ctx, std::move(slot)));
   plan->dst_slot = plan->owned.back().ptr<int32_t>();
   if (mla_kernel(shape) != MlaKernel::Fallback && step.num_tokens > 0)
     plan_fi(ctx, step, shape, *plan);

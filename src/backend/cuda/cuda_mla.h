@@ -4,6 +4,7 @@
 // backend/cpu/cpu_mla.h; docs/models.md "MLA" describes the cache and the absorbed form.
 #pragma once
 #include <memory>
+#include <vector>
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_context.h"
@@ -11,6 +12,9 @@
 
 namespace nc::cuda_host {
 
+// A device copy of a plan's host array, in stream order (at least one element: an empty array
+// still gets a valid pointer).
+Tensor mla_plan_array(const std::shared_ptr<Context>& ctx, std::vector<int32_t> v);
 void mla_head_linear(Context& ctx, const Tensor& x, const Tensor& w, Tensor out);
 void mla_rope_norm(Context& ctx, const Tensor& q, const Tensor& kv_a, const Tensor& kv_norm,
                    float eps, const Tensor& positions, const Tensor& cos_sin, bool interleaved,

@@ -46,15 +46,6 @@ namespace {
 // 150 us).
 constexpr MlaFormCosts kCudaCosts{2, int64_t(1) << 31};
 
-Tensor upload(const std::shared_ptr<Context>& ctx, std::vector<int32_t> v) {
-  if (v.empty()) v.push_back(0);
-  Tensor t = device_alloc(ctx, {int64_t(v.size())}, DType::I32);
-  // From pageable memory the call returns once v has been staged.
-  cuda_check(cudaMemcpyAsync(t.data(), v.data(), t.nbytes(), cudaMemcpyHostToDevice, ctx->stream),
-             "mla expanded plan copy");
-  return t;
-}
-
 // The dims, or H = 0 where the ragged kernel cannot take them (FA2's MMA tiles: head dims that
 // are multiples of 16, at most 256; the copies move 8 values at a time).
 MlaDims expanded_dims(const AttentionShape& s) {
@@ -212,13 +203,13 @@ std::shared_ptr<MlaExpandedPart> plan_part(const std::shared_ptr<Context>& ctx,
   x->keys = int64_t(slots.size());
   x->absorbed_count = int64_t(rest_rows.size());
   plan_ragged(ctx, qo, kv, *x);
-  x->q_rows = upload(ctx, std::move(q_rows));
-  x->key_slots = upload(ctx, std::move(slots));
-  x->qo_indptr = upload(ctx, std::move(qo));
-  x->kv_indptr = upload(ctx, std::move(kv));
+  x->q_rows = mla_plan_array(ctx, std::move(q_rows));
+  x->key_slots = mla_plan_array(ctx, std::move(slots));
+  x->qo_indptr = mla_plan_array(ctx, std::move(qo));
+  x->kv_indptr = mla_plan_array(ctx, std::move(kv));
   if (x->absorbed_count > 0) {
     x->absorbed = plan_mla(ctx, absorbed_step(step, expanded_row, ps), s);
-    x->absorbed_rows = upload(ctx, std::move(rest_rows));
+    x->absorbed_rows = mla_plan_array(ctx, std::move(rest_rows));
   }
   return x;
 }
