@@ -96,4 +96,48 @@ void set_work_indices(Params& p, const Plan& plan, const PlanWorkspace& ws) {
   p.padded_batch_size = plan.padded_batch_size;
 }
 
+// The split-KV scratch of a prefill launch (null: the plan does not split).
+struct PrefillScratch {
+  bf16* v = nullptr;
+  float* s = nullptr;
+};
+
+// FlashInfer's prefill plan in a prefill launch's params, paged or ragged: the work partition,
+// the query tiles, the split-KV merge arrays and scratch where it splits, and a graph plan's
+// valid-block mask and row count.
+template <typename Params>
+PrefillScratch set_prefill_plan(Params& p, const flashinfer::PrefillPlanInfo& plan,
+                                const PlanWorkspace& ws) {
+  set_work_indices(p, plan, ws);
+  p.qo_tile_indices = at_offset<int32_t>(ws.int_ws, plan.qo_tile_indices_offset);
+  PrefillScratch scratch;
+  if (plan.split_kv) {
+    p.merge_indptr = at_offset<int32_t>(ws.int_ws, plan.merge_indptr_offset);
+    scratch.v = at_offset<bf16>(ws.float_ws, plan.v_offset);
+    scratch.s = at_offset<float>(ws.float_ws, plan.s_offset);
+  }
+  p.max_total_num_rows = plan.total_num_rows;
+  if (plan.enable_cuda_graph) {
+    p.block_valid_mask = at_offset<bool>(ws.int_ws, plan.block_valid_mask_offset);
+    p.total_num_rows = at_offset<uint32_t>(ws.int_ws, plan.total_num_rows_offset);
+  }
+  return scratch;
+}
+
+// launch(std::integral_constant<uint32_t, T>) for the query tile T the plan chose (16, 64 or
+// 128: FA2's prefill tiles); std::runtime_error for any other.
+template <typename Launch>
+cudaError_t with_cta_tile_q(uint32_t cta_tile_q, Launch&& launch) {
+  switch (cta_tile_q) {
+    case 16:
+      return launch(std::integral_constant<uint32_t, 16>{});
+    case 64:
+      return launch(std::integral_constant<uint32_t, 64>{});
+    case 128:
+      return launch(std::integral_constant<uint32_t, 128>{});
+    default:
+      throw std::runtime_error("unexpected cta_tile_q " + std::to_string(cta_tile_q));
+  }
+}
+
 }  // namespace nc::cuda

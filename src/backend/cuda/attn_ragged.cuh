@@ -38,38 +38,14 @@ void ragged_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Ragg
   p.sm_scale = io.sm_scale;
   p.rope_rcp_scale = 1.0f;
   p.rope_rcp_theta = 1.0f / 1e4f;
-  set_work_indices(p, plan, ws);
-  p.qo_tile_indices = at_offset<int32_t>(ws.int_ws, plan.qo_tile_indices_offset);
-  bf16* tmp_v = nullptr;
-  float* tmp_s = nullptr;
-  if (plan.split_kv) {
-    p.merge_indptr = at_offset<int32_t>(ws.int_ws, plan.merge_indptr_offset);
-    tmp_v = at_offset<bf16>(ws.float_ws, plan.v_offset);
-    tmp_s = at_offset<float>(ws.float_ws, plan.s_offset);
-  }
-  p.max_total_num_rows = plan.total_num_rows;
-  if (plan.enable_cuda_graph) {
-    p.block_valid_mask = at_offset<bool>(ws.int_ws, plan.block_valid_mask_offset);
-    p.total_num_rows = at_offset<uint32_t>(ws.int_ws, plan.total_num_rows_offset);
-  }
+  const PrefillScratch tmp = set_prefill_plan(p, plan, ws);
   fi_call("batch ragged prefill", [&] {
-    cudaError_t st = cudaErrorInvalidValue;
-    switch (plan.cta_tile_q) {
-#define NC_RAGGED_TILE(T)                                                                          \
-  case T:                                                                                          \
-    st = flashinfer::BatchPrefillWithRaggedKVCacheDispatched<                                      \
-        T, HEAD_DIM_QK, HEAD_DIM_VO, flashinfer::PosEncodingMode::kNone,                           \
-        /*USE_FP16_QK_REDUCTION=*/false, flashinfer::MaskMode::kCausal, Variant<WINDOW, SOFT_CAP>, \
-        RaggedParams>(p, tmp_v, tmp_s, /*enable_pdl=*/false, stream);                              \
-    break;
-      NC_RAGGED_TILE(16)
-      NC_RAGGED_TILE(64)
-      NC_RAGGED_TILE(128)
-#undef NC_RAGGED_TILE
-      default:
-        throw std::runtime_error("unexpected cta_tile_q " + std::to_string(plan.cta_tile_q));
-    }
-    return st;
+    return with_cta_tile_q(plan.cta_tile_q, [&](auto tile) {
+      return flashinfer::BatchPrefillWithRaggedKVCacheDispatched<
+          decltype(tile)::value, HEAD_DIM_QK, HEAD_DIM_VO, flashinfer::PosEncodingMode::kNone,
+          /*USE_FP16_QK_REDUCTION=*/false, flashinfer::MaskMode::kCausal, Variant<WINDOW, SOFT_CAP>,
+          RaggedParams>(p, tmp.v, tmp.s, /*enable_pdl=*/false, stream);
+    });
   });
 }
 
