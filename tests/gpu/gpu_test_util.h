@@ -3,6 +3,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -82,6 +83,35 @@ inline SharedPrefixDecode shared_prefix_decode(std::mt19937& rng, int Hq, int Hk
   d.v = HostTensor{{batch, Hk * D}, random_vec(rng, size_t(batch) * Hk * D)};
   return d;
 }
+
+// Page ids handed out in a shuffled order, so that a wrong page index or stride reads another
+// page's values: reset() makes `count` ids (`tokens` tokens' pages at page size ps, plus 16
+// spares), take() hands out the next ones for `tokens` tokens (a test pool too small fails), and
+// rewind() starts again from the first.
+class ShuffledPages {
+ public:
+  void reset(int tokens, int ps, std::mt19937& rng) {
+    count = tokens / ps + 16;
+    perm_.resize(size_t(count));
+    std::iota(perm_.begin(), perm_.end(), 0);
+    std::shuffle(perm_.begin(), perm_.end(), rng);
+    next_ = 0;
+  }
+  void rewind() { next_ = 0; }
+  std::vector<int32_t> take(int tokens, int ps) {
+    std::vector<int32_t> p;
+    for (int i = 0; i < (tokens + ps - 1) / ps; ++i) {
+      EXPECT_LT(next_, count) << "test pool too small";
+      p.push_back(perm_[size_t(next_++ % count)]);
+    }
+    return p;
+  }
+  int count = 0;
+
+ private:
+  std::vector<int32_t> perm_;
+  int next_ = 0;
+};
 
 class GpuVsCpu : public ::testing::Test {
  protected:

@@ -12,7 +12,6 @@
 // checks which rows the plan took expanded (mla_expanded_rows), the output against the CPU's
 // (kBf16Tol: the GPU rounds q, the decompressed K/V and the softmax weights to bf16) and the
 // appended rows (exact). Pages are drawn at random ids, so a wrong slot reads other values.
-#include <algorithm>
 #include <cstdio>
 
 #include "backend/cuda/cuda_mla_expanded.h"
@@ -32,39 +31,26 @@ struct FormScope {
 
 class CudaMlaExpanded : public GpuVsCpu {
  protected:
-  void new_pool(int ps) {
-    pool = 4000 / ps + 16;
-    perm.resize(size_t(pool));
-    for (int i = 0; i < pool; ++i) perm[size_t(i)] = i;
-    std::shuffle(perm.begin(), perm.end(), rng);
-    next = 0;
-  }
   AttentionShape shape(int ps) const {
     AttentionShape s{kH, 1, kD, 1.0f / std::sqrt(float(kDn + kDr)),
-                     KVCacheShape{1, pool, ps, 1, kD}};
+                     KVCacheShape{1, pool_.count, ps, 1, kD}};
     s.kv.latent = true;
     s.latent_dim = kDl;
     s.mla_nope_dim = kDn;
     s.mla_v_dim = kDv;
     return s;
   }
-  std::vector<int32_t> pages(int tokens, int ps) {
-    std::vector<int32_t> p;
-    for (int i = 0; i < (tokens + ps - 1) / ps; ++i) p.push_back(perm[size_t(next++ % pool)]);
-    return p;
-  }
   // The step under each form; `auto_rows`: the rows Auto should take expanded.
   void check(const AttentionStep& step, int ps, int64_t auto_rows, const char* what);
 
-  std::vector<int32_t> perm;
-  int pool = 0, next = 0;
+  ShuffledPages pool_;  // 4000 tokens' pages
 };
 
 void CudaMlaExpanded::check(const AttentionStep& step, int ps, int64_t auto_rows,
                             const char* what) {
   const AttentionShape sh = shape(ps);
   const int64_t T = step.num_tokens;
-  auto [pc, pg] = both_random({pool, ps, 1, kD});
+  auto [pc, pg] = both_random({pool_.count, ps, 1, kD});
   auto [qc, qg] = both_random({T, kH * (kDn + kDr)});
   auto [mc, mg] = both_random({T, kH * kD});  // rope parts read; latent parts rewritten
   auto [lc, lg] = both_random({T, kD});
@@ -101,29 +87,29 @@ void CudaMlaExpanded::check(const AttentionStep& step, int ps, int64_t auto_rows
 
 TEST_F(CudaMlaExpanded, FormsMatchCpu) {
   for (int ps : {1, 16}) {
-    new_pool(ps);
+    pool_.reset(4000, ps, rng);
     AttentionStep prompt{1200, {}};
     prompt.levels.emplace_back();
-    prompt.levels[0].add(1200, pages(1200, ps), 1200, ps);
+    prompt.levels[0].add(1200, pool_.take(1200, ps), 1200, ps);
     check(prompt, ps, 1200, "whole prompt");
-    next = 0;
+    pool_.rewind();
     AttentionStep mixed{802, {}};
     mixed.levels.emplace_back();
-    mixed.levels[0].add(1, pages(300, ps), 300, ps);
-    mixed.levels[0].add(800, pages(1800, ps), 1800, ps);
-    mixed.levels[0].add(1, pages(1500, ps), 1500, ps);
+    mixed.levels[0].add(1, pool_.take(300, ps), 300, ps);
+    mixed.levels[0].add(800, pool_.take(1800, ps), 1800, ps);
+    mixed.levels[0].add(1, pool_.take(1500, ps), 1500, ps);
     check(mixed, ps, 800, "mixed step");
     // Cascade: a 1000-row chunk and a decode share a 400-token prefix (a non-causal level), a
     // second decode has none; the chunk goes expanded over the prefix's keys and its own.
-    next = 0;
+    pool_.rewind();
     AttentionStep casc{1002, {}};
     PagedKVBatch shared, own;
     shared.causal = false;
-    shared.add(1001, pages(400, ps), 400, ps);
+    shared.add(1001, pool_.take(400, ps), 400, ps);
     shared.add(1, {}, 0, ps);
-    own.add(1000, pages(1000, ps), 1000, ps);
-    own.add(1, pages(50, ps), 50, ps);
-    own.add(1, pages(700, ps), 700, ps);
+    own.add(1000, pool_.take(1000, ps), 1000, ps);
+    own.add(1, pool_.take(50, ps), 50, ps);
+    own.add(1, pool_.take(700, ps), 700, ps);
     casc.levels = {shared, own};
     check(casc, ps, 1000, "cascade step");
   }

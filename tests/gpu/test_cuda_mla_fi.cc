@@ -12,7 +12,6 @@
 // and p (the softmax weights, in the P.V product) to bf16 where the CPU keeps float32.
 #include <cuda_runtime_api.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -41,35 +40,17 @@ struct KernelEnv {
 
 class CudaMlaFi : public GpuVsCpu {
  protected:
-  // A pool of 9600 tokens' pages (plus spares) in shuffled order.
-  void new_pool(int ps) {
-    pool = 9600 / ps + 16;
-    perm.resize(size_t(pool));
-    for (int i = 0; i < pool; ++i) perm[size_t(i)] = i;
-    std::shuffle(perm.begin(), perm.end(), rng);
-    next = 0;
-  }
   AttentionShape shape(int H, int ps) const {
     // DeepSeek's scale: 1 / sqrt(qk_nope + qk_rope = 128 + 64).
-    AttentionShape s{H, 1, kD, 1.0f / std::sqrt(192.0f), KVCacheShape{1, pool, ps, 1, kD}};
+    AttentionShape s{H, 1, kD, 1.0f / std::sqrt(192.0f), KVCacheShape{1, pool_.count, ps, 1, kD}};
     s.kv.latent = true;
     s.latent_dim = kDl;
     return s;
   }
-  // The next unused pages of the shuffled pool for `tokens` tokens.
-  std::vector<int32_t> pages(int tokens, int ps) {
-    std::vector<int32_t> p;
-    for (int i = 0; i < (tokens + ps - 1) / ps; ++i) {
-      EXPECT_LT(next, pool) << "test pool too small";
-      p.push_back(perm[size_t(next++ % pool)]);
-    }
-    return p;
-  }
   void check(const AttentionStep& step, int H, int ps, const char* what);
   void run_all(int H, int ps);
 
-  std::vector<int32_t> perm;
-  int pool = 0, next = 0;
+  ShuffledPages pool_;  // 9600 tokens' pages
 };
 
 // One step (fresh random q, latent rows and pool) on the CPU once and on the GPU through the
@@ -79,7 +60,7 @@ class CudaMlaFi : public GpuVsCpu {
 void CudaMlaFi::check(const AttentionStep& step, int H, int ps, const char* what) {
   const AttentionShape sh = shape(H, ps);
   const int64_t T = step.num_tokens;
-  auto [pc, pg] = both_random({pool, ps, 1, kD});
+  auto [pc, pg] = both_random({pool_.count, ps, 1, kD});
   auto [qc, qg] = both_random({T, H * kD}, 0.5f);
   auto [lc, lg] = both_random({T, kD});
   Tensor oc = cpu->alloc({T, H * kDl}, DType::F32);
@@ -111,28 +92,28 @@ void CudaMlaFi::check(const AttentionStep& step, int H, int ps, const char* what
 }
 
 void CudaMlaFi::run_all(int H, int ps) {
-  new_pool(ps);
+  pool_.reset(9600, ps, rng);
   // A prefill chunk of 40 tokens after 100 cached ones, next to decodes over 300, 1 and 1500.
   AttentionStep mixed{43, {}};
   mixed.levels.emplace_back();
-  mixed.levels[0].add(40, pages(140, ps), 140, ps);
-  for (int ctx : {300, 1, 1500}) mixed.levels[0].add(1, pages(ctx, ps), ctx, ps);
+  mixed.levels[0].add(40, pool_.take(140, ps), 140, ps);
+  for (int ctx : {300, 1, 1500}) mixed.levels[0].add(1, pool_.take(ctx, ps), ctx, ps);
   check(mixed, H, ps, "mixed step");
   // Cascade: 5 decodes share a 700-token prefix, a sixth has none; then each one's own tokens.
-  next = 0;
+  pool_.rewind();
   AttentionStep casc{6, {}};
   PagedKVBatch shared, own;
   shared.causal = false;
-  shared.add(5, pages(700, ps), 700, ps);
+  shared.add(5, pool_.take(700, ps), 700, ps);
   shared.add(1, {}, 0, ps);
-  for (int b = 0; b < 6; ++b) own.add(1, pages(3 + 17 * b, ps), 3 + 17 * b, ps);
+  for (int b = 0; b < 6; ++b) own.add(1, pool_.take(3 + 17 * b, ps), 3 + 17 * b, ps);
   casc.levels = {shared, own};
   check(casc, H, ps, "cascade decode");
   // Long decodes: 3 rows of 3000 keys (MLAPlan splits each row's KV over many CTAs).
-  next = 0;
+  pool_.rewind();
   AttentionStep longd{3, {}};
   longd.levels.emplace_back();
-  for (int b = 0; b < 3; ++b) longd.levels[0].add(1, pages(3000, ps), 3000, ps);
+  for (int b = 0; b < 3; ++b) longd.levels[0].add(1, pool_.take(3000, ps), 3000, ps);
   check(longd, H, ps, "long decode");
 }
 
@@ -147,7 +128,7 @@ TEST_F(CudaMlaFi, V3HeadsMatchCpu) {
 // Tiny shapes keep the fallback (FlashInfer's kernels are compiled for 512 + 64 only), and
 // NC_MLA_KERNEL=fallback forces it at DeepSeek's shape; a bad value is an error naming it.
 TEST_F(CudaMlaFi, RuleKeepsTheFallback) {
-  new_pool(16);
+  pool_.reset(9600, 16, rng);
   AttentionStep step{1, {}};
   step.levels.emplace_back();
   step.levels[0].add(1, {0}, 1, 16);

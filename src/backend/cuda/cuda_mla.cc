@@ -59,13 +59,20 @@ void plan_fi(const std::shared_ptr<Context>& ctx, const AttentionStep& step,
   plan.kernel = mla_kernel(shape);
 }
 
-void expect_rows(const Tensor& t, int64_t rows, int64_t cols, const char* what) {
+}  // namespace
+
+void expect_mla_rows(const Tensor& t, int64_t rows, int64_t cols, const char* what) {
   expect_bf16(t, what);
   t.expect_contiguous(what);
   t.expect_shape({rows, cols}, what);
 }
 
-}  // namespace
+void expect_mla_pages(const Tensor& kv_pages, const AttentionShape& s) {
+  expect_bf16(kv_pages, "mla pages");
+  NC_CHECK(kv_pages.numel() == int64_t(s.kv.num_pages) * s.kv.elems_per_page(),
+           "mla: page tensor of shape {} for {} pages of {} values", shape_str(kv_pages.shape()),
+           s.kv.num_pages, s.kv.elems_per_page());
+}
 
 Tensor mla_plan_array(const std::shared_ptr<Context>& ctx, std::vector<int32_t> v) {
   if (v.empty()) v.push_back(0);
@@ -112,10 +119,10 @@ void mla_rope_norm(Context& ctx, const Tensor& q, const Tensor& kv_a, const Tens
   NC_CHECK(Dl > 0 && Dr % 2 == 0 && q.dim(1) == H * (nope_dim + Dr) && kv_norm.numel() == Dl,
            "mla_rope_norm: q {}, kv_a {}, kv_norm {}, rope dim {}", shape_str(q.shape()),
            shape_str(kv_a.shape()), shape_str(kv_norm.shape()), Dr);
-  expect_rows(q, T, H * (nope_dim + Dr), "mla_rope_norm q");
-  expect_rows(kv_a, T, D, "mla_rope_norm kv_a");
-  expect_rows(q_mla, T, H * D, "mla_rope_norm q_mla");
-  expect_rows(latent, T, D, "mla_rope_norm latent");
+  expect_mla_rows(q, T, H * (nope_dim + Dr), "mla_rope_norm q");
+  expect_mla_rows(kv_a, T, D, "mla_rope_norm kv_a");
+  expect_mla_rows(q_mla, T, H * D, "mla_rope_norm q_mla");
+  expect_mla_rows(latent, T, D, "mla_rope_norm latent");
   expect_bf16(kv_norm, "mla_rope_norm norm");
   expect_i32(positions, "mla_rope_norm positions");
   cos_sin.expect_dtype(DType::F32, "mla_rope_norm cos_sin");
@@ -175,13 +182,10 @@ void run_mla(const std::shared_ptr<Context>& ctx, const AttentionPlan& plan_base
   NC_CHECK(plan != nullptr, "mla_attention: the plan is not an MLA plan (latent_dim 0)");
   const AttentionShape& s = plan->shape;
   const int64_t T = plan->num_tokens, H = s.num_qo_heads, D = s.head_dim, Dl = s.latent_dim;
-  expect_rows(q_mla, T, H * D, "mla q");
-  expect_rows(latent, T, D, "mla latent");
-  expect_rows(out, T, H * Dl, "mla output");
-  expect_bf16(kv_pages, "mla pages");
-  NC_CHECK(kv_pages.numel() == int64_t(s.kv.num_pages) * s.kv.elems_per_page(),
-           "mla: page tensor of shape {} for {} pages of {} values", shape_str(kv_pages.shape()),
-           s.kv.num_pages, s.kv.elems_per_page());
+  expect_mla_rows(q_mla, T, H * D, "mla q");
+  expect_mla_rows(latent, T, D, "mla latent");
+  expect_mla_rows(out, T, H * Dl, "mla output");
+  expect_mla_pages(kv_pages, s);
   cudaStream_t st = ctx->stream;
   k_call([&] {
     cuda::mla_append_bf16(latent.data(), kv_pages.data(), plan->dst_page, plan->dst_slot, T,

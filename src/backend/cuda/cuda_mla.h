@@ -15,6 +15,10 @@ namespace nc::cuda_host {
 // A device copy of a plan's host array, in stream order (at least one element: an empty array
 // still gets a valid pointer).
 Tensor mla_plan_array(const std::shared_ptr<Context>& ctx, std::vector<int32_t> v);
+// The MLA ops' argument checks (nc::Error naming `what` or the pages): a bf16 contiguous
+// [rows, cols] tensor; a bf16 page tensor holding the shape's pool.
+void expect_mla_rows(const Tensor& t, int64_t rows, int64_t cols, const char* what);
+void expect_mla_pages(const Tensor& kv_pages, const AttentionShape& shape);
 void mla_head_linear(Context& ctx, const Tensor& x, const Tensor& w, Tensor out);
 void mla_rope_norm(Context& ctx, const Tensor& q, const Tensor& kv_a, const Tensor& kv_norm,
                    float eps, const Tensor& positions, const Tensor& cos_sin, bool interleaved,

@@ -301,12 +301,6 @@ void run_absorbed_rest(const std::shared_ptr<Context>& ctx, const MlaExpandedPar
   });
 }
 
-void expect_rows(const Tensor& t, int64_t rows, int64_t cols, const char* what) {
-  expect_bf16(t, what);
-  t.expect_contiguous(what);
-  t.expect_shape({rows, cols}, what);
-}
-
 }  // namespace
 
 std::unique_ptr<AttentionPlan> plan_mla_step(const std::shared_ptr<Context>& ctx,
@@ -330,19 +324,16 @@ bool run_mla_expanded(const std::shared_ptr<Context>& ctx, const AttentionPlan& 
   const MlaExpandedPart& x = *plan->expanded;
   const MlaDims& d = x.d;
   const int64_t T = plan->num_tokens;
-  expect_rows(q, T, d.H * (d.Dn + d.Dr), "mla q");
-  expect_rows(q_mla, T, d.H * d.D, "mla q_mla");
-  expect_rows(latent, T, d.D, "mla latent");
-  expect_rows(attn, T, d.H * d.Dv, "mla attn");
-  expect_rows(o_lat, T, d.H * d.Dl, "mla o_lat");
+  expect_mla_rows(q, T, d.H * (d.Dn + d.Dr), "mla q");
+  expect_mla_rows(q_mla, T, d.H * d.D, "mla q_mla");
+  expect_mla_rows(latent, T, d.D, "mla latent");
+  expect_mla_rows(attn, T, d.H * d.Dv, "mla attn");
+  expect_mla_rows(o_lat, T, d.H * d.Dl, "mla o_lat");
   NC_CHECK(w_uk_t.shape() == Shape({d.H, d.Dl, d.Dn}) && w_uv.shape() == Shape({d.H, d.Dv, d.Dl}),
            "mla: w_uk_t {} and w_uv {} for {} heads of latent {}, nope {}, value {}",
            shape_str(w_uk_t.shape()), shape_str(w_uv.shape()), d.H, d.Dl, d.Dn, d.Dv);
-  expect_bf16(kv_pages, "mla pages");
   const AttentionShape& s = plan->shape;
-  NC_CHECK(kv_pages.numel() == int64_t(s.kv.num_pages) * s.kv.elems_per_page(),
-           "mla: page tensor of shape {} for {} pages of {} values", shape_str(kv_pages.shape()),
-           s.kv.num_pages, s.kv.elems_per_page());
+  expect_mla_pages(kv_pages, s);
   // Every row's latent first: an expanded entry reads its own new rows from the pages. The
   // absorbed plan appends its rows again (the same values into the same slots).
   k_call([&] {
