@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "backend/cuda/cuda_mla_expanded.h"
 #include "backend/cuda/mla_plan.h"
 
 namespace nc::cuda_host {
@@ -134,8 +135,7 @@ void mla_rope_norm(Context& ctx, const Tensor& q, const Tensor& kv_a, const Tens
   });
 }
 
-std::unique_ptr<AttentionPlan> plan_mla(const std::shared_ptr<Context>& ctx,
-                                        const AttentionStep& step, const AttentionShape& shape) {
+std::unique_ptr<CudaMlaPlan> mla_plan_base(const AttentionStep& step, const AttentionShape& shape) {
   NC_CHECK(!step.levels.empty(), "mla plan: no levels");
   NC_CHECK(shape.latent_dim > 0 && shape.latent_dim < shape.head_dim && shape.kv.latent &&
                shape.num_kv_heads == 1 && shape.kv.head_dim == shape.head_dim,
@@ -145,15 +145,18 @@ std::unique_ptr<AttentionPlan> plan_mla(const std::shared_ptr<Context>& ctx,
   NC_CHECK(shape.window_left == -1 && shape.logits_soft_cap == 0.0f,
            "mla plan: no window or soft cap (window_left {}, logits_soft_cap {})",
            shape.window_left, shape.logits_soft_cap);
+  for (const PagedKVBatch& level : step.levels)
+    level.validate(step.num_tokens, shape.kv.page_size, shape.kv.num_pages);
   auto plan = std::make_unique<CudaMlaPlan>();
   plan->shape = shape;
   plan->num_tokens = step.num_tokens;
-  const int ps = shape.kv.page_size;
-  for (const PagedKVBatch& level : step.levels) {
-    level.validate(step.num_tokens, ps, shape.kv.num_pages);
-    plan->levels.push_back(upload_level(ctx, level, ps, *plan));
-  }
+  return plan;
+}
+
+void add_mla_append_slots(const std::shared_ptr<Context>& ctx, const AttentionStep& step,
+                          CudaMlaPlan& plan) {
   const PagedKVBatch& own = step.levels.back();
+  const int ps = plan.shape.kv.page_size;
   std::vector<int32_t> page(size_t(step.num_tokens)), slot(size_t(step.num_tokens));
   for (int b = 0; b < own.batch_size(); ++b) {
     const int first = own.kv_len(b, ps) - own.q_len(b);
@@ -163,12 +166,25 @@ std::unique_ptr<AttentionPlan> plan_mla(const std::shared_ptr<Context>& ctx,
       slot[row] = (first + j) % ps;
     }
   }
-  plan->owned.push_back(mla_plan_array(ctx, std::move(page)));
-  plan->dst_page = plan->owned.back().ptr<int32_t>();
-  plan->owned.push_back(mla_plan_array(ctx, std::move(slot)));
-  plan->dst_slot = plan->owned.back().ptr<int32_t>();
-  if (mla_kernel(shape) != MlaKernel::Fallback && step.num_tokens > 0)
-    plan_fi(ctx, step, shape, *plan);
+  plan.owned.push_back(mla_plan_array(ctx, std::move(page)));
+  plan.dst_page = plan.owned.back().ptr<int32_t>();
+  plan.owned.push_back(mla_plan_array(ctx, std::move(slot)));
+  plan.dst_slot = plan.owned.back().ptr<int32_t>();
+}
+
+void add_mla_levels(const std::shared_ptr<Context>& ctx, const AttentionStep& step,
+                    CudaMlaPlan& plan) {
+  for (const PagedKVBatch& level : step.levels)
+    plan.levels.push_back(upload_level(ctx, level, plan.shape.kv.page_size, plan));
+  if (mla_kernel(plan.shape) != MlaKernel::Fallback && step.num_tokens > 0)
+    plan_fi(ctx, step, plan.shape, plan);
+}
+
+std::unique_ptr<AttentionPlan> plan_mla(const std::shared_ptr<Context>& ctx,
+                                        const AttentionStep& step, const AttentionShape& shape) {
+  std::unique_ptr<CudaMlaPlan> plan = mla_plan_base(step, shape);
+  add_mla_append_slots(ctx, step, *plan);
+  add_mla_levels(ctx, step, *plan);
   return plan;
 }
 
@@ -180,6 +196,9 @@ void run_mla(const std::shared_ptr<Context>& ctx, const AttentionPlan& plan_base
              const Tensor& q_mla, const Tensor& latent, Tensor kv_pages, Tensor out) {
   const auto* plan = dynamic_cast<const CudaMlaPlan*>(&plan_base);
   NC_CHECK(plan != nullptr, "mla_attention: the plan is not an MLA plan (latent_dim 0)");
+  NC_CHECK(plan->expanded == nullptr,
+           "mla_attention: the plan runs {} rows in the expanded form; mla_attention_values runs it",
+           mla_expanded_rows(*plan));
   const AttentionShape& s = plan->shape;
   const int64_t T = plan->num_tokens, H = s.num_qo_heads, D = s.head_dim, Dl = s.latent_dim;
   expect_mla_rows(q_mla, T, H * D, "mla q");
@@ -187,10 +206,11 @@ void run_mla(const std::shared_ptr<Context>& ctx, const AttentionPlan& plan_base
   expect_mla_rows(out, T, H * Dl, "mla output");
   expect_mla_pages(kv_pages, s);
   cudaStream_t st = ctx->stream;
-  k_call([&] {
-    cuda::mla_append_bf16(latent.data(), kv_pages.data(), plan->dst_page, plan->dst_slot, T,
-                          s.kv.page_size, int(D), st);
-  });
+  if (plan->dst_page != nullptr)
+    k_call([&] {
+      cuda::mla_append_bf16(latent.data(), kv_pages.data(), plan->dst_page, plan->dst_slot, T,
+                            s.kv.page_size, int(D), st);
+    });
   const size_t n = plan->levels.size();
   // The merge state: the plan's fixed buffers (graph plans), else from the pool.
   float *lse = plan->lse, *lse_level = plan->lse_level;

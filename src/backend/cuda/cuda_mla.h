@@ -12,6 +12,8 @@
 
 namespace nc::cuda_host {
 
+class CudaMlaPlan;  // mla_plan.h
+
 // A device copy of a plan's host array, in stream order (at least one element: an empty array
 // still gets a valid pointer).
 Tensor mla_plan_array(const std::shared_ptr<Context>& ctx, std::vector<int32_t> v);
@@ -27,6 +29,15 @@ void mla_rope_norm(Context& ctx, const Tensor& q, const Tensor& kv_a, const Tens
 // (mla_plan.h; graph-safe plans: mla_graph.h).
 std::unique_ptr<AttentionPlan> plan_mla(const std::shared_ptr<Context>& ctx,
                                         const AttentionStep& step, const AttentionShape& shape);
+// plan_mla's parts, for plans that need only some of them (the expanded form: the whole step's
+// append slots, the absorbed rest's levels): the shape's and the step's checks (nc::Error), each
+// token's append slot, every level's arrays and FlashInfer's plans. A plan without append slots
+// attends over pages that already hold its rows' latents.
+std::unique_ptr<CudaMlaPlan> mla_plan_base(const AttentionStep& step, const AttentionShape& shape);
+void add_mla_append_slots(const std::shared_ptr<Context>& ctx, const AttentionStep& step,
+                          CudaMlaPlan& plan);
+void add_mla_levels(const std::shared_ptr<Context>& ctx, const AttentionStep& step,
+                    CudaMlaPlan& plan);
 bool is_mla_plan(const AttentionPlan& plan);
 // nc::Error unless `plan` came from plan_mla or MlaGraphSlots::plan.
 void run_mla(const std::shared_ptr<Context>& ctx, const AttentionPlan& plan, const Tensor& q_mla,

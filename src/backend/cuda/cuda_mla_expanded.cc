@@ -208,7 +208,11 @@ std::shared_ptr<MlaExpandedPart> plan_part(const std::shared_ptr<Context>& ctx,
   x->qo_indptr = mla_plan_array(ctx, std::move(qo));
   x->kv_indptr = mla_plan_array(ctx, std::move(kv));
   if (x->absorbed_count > 0) {
-    x->absorbed = plan_mla(ctx, absorbed_step(step, expanded_row, ps), s);
+    // Attention only: run_mla_expanded appends every row's latent before either form runs.
+    const AttentionStep rest = absorbed_step(step, expanded_row, ps);
+    std::unique_ptr<CudaMlaPlan> absorbed = mla_plan_base(rest, s);
+    add_mla_levels(ctx, rest, *absorbed);
+    x->absorbed = std::move(absorbed);
     x->absorbed_rows = mla_plan_array(ctx, std::move(rest_rows));
   }
   return x;
@@ -306,13 +310,15 @@ void run_absorbed_rest(const std::shared_ptr<Context>& ctx, const MlaExpandedPar
 std::unique_ptr<AttentionPlan> plan_mla_step(const std::shared_ptr<Context>& ctx,
                                              AttnRegistry& registry, const AttentionStep& step,
                                              const AttentionShape& shape) {
-  std::unique_ptr<AttentionPlan> plan = plan_mla(ctx, step, shape);
+  std::unique_ptr<CudaMlaPlan> plan = mla_plan_base(step, shape);  // checks the step first
+  add_mla_append_slots(ctx, step, *plan);
   const MlaDims d = expanded_dims(shape);
   const std::vector<char> chosen = choose_entries(step, shape, d);
-  if (chosen.empty()) return plan;
-  const cuda::AttnKernelTable* table = ragged_table(registry, d);
-  if (table == nullptr || table->ragged_run == nullptr) return plan;
-  static_cast<CudaMlaPlan&>(*plan).expanded = plan_part(ctx, step, shape, chosen, table, d);
+  const cuda::AttnKernelTable* table = chosen.empty() ? nullptr : ragged_table(registry, d);
+  if (table == nullptr || table->ragged_run == nullptr)
+    add_mla_levels(ctx, step, *plan);  // every entry absorbed
+  else
+    plan->expanded = plan_part(ctx, step, shape, chosen, table, d);  // levels of the rest only
   return plan;
 }
 
@@ -334,8 +340,8 @@ bool run_mla_expanded(const std::shared_ptr<Context>& ctx, const AttentionPlan& 
            shape_str(w_uk_t.shape()), shape_str(w_uv.shape()), d.H, d.Dl, d.Dn, d.Dv);
   const AttentionShape& s = plan->shape;
   expect_mla_pages(kv_pages, s);
-  // Every row's latent first: an expanded entry reads its own new rows from the pages. The
-  // absorbed plan appends its rows again (the same values into the same slots).
+  // Every row's latent first: an expanded entry reads its own new rows from the pages (the
+  // absorbed rest's plan has no append slots).
   k_call([&] {
     cuda::mla_append_bf16(latent.data(), kv_pages.data(), plan->dst_page, plan->dst_slot, T,
                           s.kv.page_size, int(d.D), ctx->stream);

@@ -27,7 +27,9 @@ class CudaMlaPlan final : public AttentionPlan {
   MlaKernel kernel = MlaKernel::Fallback;
   std::vector<FiLevel> fi;   // FlashInfer's kernels: each level's plan (else empty)
   void* fi_float = nullptr;  // their split-KV scratch fixed for a graph; null: ctx->attn_ws
-  const int32_t* dst_page = nullptr;  // [num_tokens]: each token's append slot
+  // [num_tokens]: each token's append slot; null: the pages already hold the rows' latents (the
+  // expanded form's absorbed rest, cuda_mla_expanded.cc).
+  const int32_t* dst_page = nullptr;
   const int32_t* dst_slot = nullptr;
   // Cascade merge state ([T, H] f32 twice, [T, H * latent_dim] bf16); null: from the pool.
   float* lse = nullptr;
