@@ -3,6 +3,8 @@
 #include <flashinfer/attention/cascade.cuh>
 #include <flashinfer/attention/mask.cuh>
 
+#include <cstdlib>
+
 #include "backend/cuda/attn_common.cuh"
 
 namespace nc::cuda {
@@ -28,6 +30,17 @@ namespace {
 // The head dims FlashInfer's append and merge kernels dispatch.
 bool flashinfer_dispatches(int head_dim) {
   return head_dim == 64 || head_dim == 128 || head_dim == 256 || head_dim == 512;
+}
+
+// FlashInfer's KV chunk for a split plan, in pages: NC_PREFILL_SPLIT_PAGES where set (> 0: a
+// benchmark's sweep of the tile/split choice; nc_gpu_bench sparse, decode-choice), else -1 (its
+// own binary search). Never for a graph plan, whose padded grid assumes the search's split.
+int fixed_split_pages(const PlanQuery& q) {
+  static const int pages = [] {
+    const char* e = std::getenv("NC_PREFILL_SPLIT_PAGES");
+    return e != nullptr ? std::atoi(e) : -1;
+  }();
+  return q.cuda_graph || pages <= 0 ? -1 : pages;
 }
 
 // The head dim of the values: the split-KV merge runs over it.
@@ -57,7 +70,7 @@ void prefill_workspace_size(const PlanQuery& q, size_t* float_bytes, size_t* int
           return flashinfer::PrefillPlanWorkspaceSize<int32_t>(
               *float_bytes, *int_bytes, qo, kv, rows, b, hq, hk, dqk, dvo, ps, q.cuda_graph,
               /*sizeof_dtype_o=*/2, q.window_left,
-              /*fixed_split_size=*/-1, !flashinfer_dispatches(value_dim(q)),
+              /*fixed_split_size=*/fixed_split_pages(q), !flashinfer_dispatches(value_dim(q)),
               /*num_colocated_ctas=*/0,
               /*uniform_q_len=*/0, /*stream=*/nullptr);
         });
@@ -73,7 +86,7 @@ PlanInfo prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t 
           return flashinfer::PrefillPlan<int32_t>(
               ws.float_ws, ws.float_bytes, ws.int_ws, ws.int_pinned, ws.int_bytes, plan, qo, kv,
               rows, b, hq, hk, dqk, dvo, ps, q.cuda_graph, /*sizeof_dtype_o=*/2, q.window_left,
-              /*fixed_split_size=*/-1, !flashinfer_dispatches(value_dim(q)),
+              /*fixed_split_size=*/fixed_split_pages(q), !flashinfer_dispatches(value_dim(q)),
               /*num_colocated_ctas=*/0, /*uniform_q_len=*/0, stream);
         });
   });
