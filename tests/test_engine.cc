@@ -10,44 +10,13 @@
 #include "core/error.h"
 #include "engine/sampling.h"
 #include "engine/step_model.h"
+#include "fake_engine.h"
 #include "fake_model.h"
 #include "golden.h"
 #include "nanocascade/engine.h"
 
 namespace nc {
 namespace {
-
-constexpr int kVocab = 300;
-
-// How the engine samples: on the host from logits, with the model ("device") waiting for each
-// step's tokens, or with the model and asynchronous scheduling (the next step is queued before
-// the tokens are taken; its ids are placeholders the model resolves).
-enum class Sampling { Host, Device, DeviceAsync };
-
-std::string sampling_name(const ::testing::TestParamInfo<Sampling>& info) {
-  switch (info.param) {
-    case Sampling::Host:
-      return "host";
-    case Sampling::Device:
-      return "device";
-    default:
-      return "device_async";
-  }
-}
-
-std::unique_ptr<Engine> fake_engine(int page_size = 16, int budget = 2048, int pages = 4096,
-                                    int max_seqs = 256, int max_pos = 4096,
-                                    Sampling sampling = Sampling::Host) {
-  EngineConfig cfg;
-  cfg.page_size = page_size;
-  cfg.max_num_batched_tokens = budget;
-  cfg.max_num_seqs = max_seqs;
-  cfg.kv_cache_memory = std::to_string(int64_t(pages) * page_size * 8);  // 8 bytes per slot
-  cfg.async_scheduling = sampling == Sampling::DeviceAsync;
-  return std::make_unique<Engine>(
-      cfg, std::make_unique<fake::FakeModel>(kVocab, max_pos, sampling != Sampling::Host),
-      std::make_unique<fake::FakeCodec>());
-}
 
 // The engine tests below run in each sampling mode: fake_engine() inside them makes an engine of
 // the test's mode.
@@ -75,19 +44,12 @@ std::vector<std::vector<int32_t>> random_prompts(int n, int max_len, uint32_t se
 std::vector<int32_t> reference_greedy(std::vector<int32_t> seq, int max_tokens, bool ignore_eos) {
   std::vector<int32_t> out;
   while (int(out.size()) < max_tokens) {
-    const int32_t t = argmax(fake::reference_logits(seq, kVocab));
+    const int32_t t = argmax(fake::reference_logits(seq, kFakeVocab));
     out.push_back(t);
     seq.push_back(t);
     if (!ignore_eos && t == fake::FakeCodec::kEos) break;
   }
   return out;
-}
-
-SamplingParams greedy(int max_tokens) {
-  SamplingParams p;
-  p.temperature = 0;
-  p.max_tokens = max_tokens;
-  return p;
 }
 
 }  // namespace
@@ -375,7 +337,7 @@ MixedRun run_mixed(Engine& e, const std::set<int>& abort_at_step_3) {
       out.tokens[o.id].insert(out.tokens[o.id].end(), o.new_token_ids.begin(),
                               o.new_token_ids.end());
       out.text[o.id] += o.text_delta;
-      for (int32_t t : o.new_token_ids) EXPECT_TRUE(t >= 0 && t < kVocab) << t;
+      for (int32_t t : o.new_token_ids) EXPECT_TRUE(t >= 0 && t < kFakeVocab) << t;
       if (o.finished) done.insert(o.id), out.reason[o.id] = o.finish_reason;
     }
   }
@@ -423,7 +385,7 @@ TEST(EngineAsync, AFailedStepAbortsItsRequestsAndTheEngineGoesOn) {
   cfg.page_size = 4;
   cfg.max_num_batched_tokens = 64;
   cfg.kv_cache_memory = std::to_string(4096 * 4 * 8);
-  auto model = std::make_unique<fake::FakeModel>(kVocab, 4096, /*device_sampling=*/true);
+  auto model = std::make_unique<fake::FakeModel>(kFakeVocab, 4096, /*device_sampling=*/true);
   model->fail_wait_at = 3;
   Engine e(cfg, std::move(model), std::make_unique<fake::FakeCodec>());
   SamplingParams p = greedy(12);
@@ -468,7 +430,7 @@ INSTANTIATE_TEST_SUITE_P(Sampling, EngineModes,
 
 TEST(Engine, ConfigErrors) {
   auto make = [](EngineConfig cfg) {
-    return Engine(cfg, std::make_unique<fake::FakeModel>(kVocab, 1024),
+    return Engine(cfg, std::make_unique<fake::FakeModel>(kFakeVocab, 1024),
                   std::make_unique<fake::FakeCodec>());
   };
   EngineConfig c;
@@ -490,71 +452,4 @@ TEST(Engine, ConfigErrors) {
   EXPECT_THROW(make(c), Error);
 }
 
-}  // namespace nc
-
-namespace nc {
-namespace {
-
-// A conversation marked with set_session keeps its cached pages under eviction pressure that
-// takes the pages of an unpinned request instead, although the conversation's are older.
-TEST(EngineSessions, PinnedConversationSurvivesEviction) {
-  auto run = [](bool pin) {
-    auto e = fake_engine(/*page_size=*/4, /*budget=*/256, /*pages=*/24);
-    SamplingParams p = greedy(1);
-    auto finish = [&](const std::vector<int32_t>& prompt, const std::string& session) {
-      const RequestId id = e->add_request(prompt, p);
-      if (!session.empty()) e->set_session(id, session);
-      while (e->has_unfinished()) e->step();
-    };
-    std::vector<int32_t> alice(32), bob(32), carol(44);
-    for (int i = 0; i < 32; ++i) alice[i] = 1 + i, bob[i] = 100 + i;
-    for (int i = 0; i < 44; ++i) carol[i] = 200 + i;
-    finish(alice, pin ? "alice" : "");  // 8 cached pages, the oldest
-    finish(bob, "");                    // 8 cached pages
-    finish(carol, "");                  // needs 11: 3 must be evicted
-    const int64_t hits_before = e->stats().cache.hit_tokens;
-    std::vector<int32_t> follow_up = alice;
-    follow_up.push_back(7);
-    finish(follow_up, pin ? "alice" : "");
-    EXPECT_GT(e->stats().cache.evicted_pages, 0);
-    EXPECT_EQ(e->stats().used_pages, 0);
-    return e->stats().cache.hit_tokens - hits_before;
-  };
-  EXPECT_EQ(run(/*pin=*/true), 32);   // alice's whole prompt is still cached
-  EXPECT_LT(run(/*pin=*/false), 32);  // LRU took alice's oldest pages
-}
-
-// Requests sent together with one system prompt: the first one's prompt pages enter the prefix
-// cache when its prefill is done, so requests admitted after it reuse them while it still runs.
-TEST(EnginePrefixCache, PromptPagesAreSharedBeforeTheFirstRequestFinishes) {
-  auto e = fake_engine(/*page_size=*/4, /*budget=*/40, /*pages=*/4096);
-  std::vector<std::vector<int32_t>> prompts;
-  for (int r = 0; r < 8; ++r) {
-    std::vector<int32_t> p;
-    for (int i = 0; i < 32; ++i) p.push_back(1 + i);  // the shared system prompt
-    for (int i = 0; i < 5; ++i) p.push_back(100 + 10 * r + i);
-    prompts.push_back(p);
-  }
-  SamplingParams p = greedy(20);
-  p.ignore_eos = true;
-  auto alone = fake_engine(4, 40, 4096)->generate({prompts[3]}, p);
-  const auto outs = e->generate(prompts, p);
-  const EngineStats st = e->stats();
-  // Step 1 runs request 0's 37 tokens; the 7 others share its 32-token prefix and wait for its
-  // prefill (not admitted in step 1 although the budget has room for 3 more tokens), then find
-  // the prefix in the cache while request 0 is still decoding.
-  EXPECT_EQ(st.cache.hit_tokens, 7 * 32);
-  EXPECT_EQ(outs[3].token_ids, alone[0].token_ids);
-  EXPECT_EQ(st.used_pages, 0);
-}
-
-TEST(EngineSessions, SetSessionErrors) {
-  auto e = fake_engine();
-  EXPECT_THROW(e->set_session(12345, "x"), Error);
-  const RequestId id = e->add_request(std::vector<int32_t>{1, 2, 3}, greedy(2));
-  e->step();
-  EXPECT_THROW(e->set_session(id, "late"), Error);  // already running
-}
-
-}  // namespace
 }  // namespace nc
