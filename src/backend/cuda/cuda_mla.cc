@@ -196,9 +196,10 @@ void run_mla(const std::shared_ptr<Context>& ctx, const AttentionPlan& plan_base
              const Tensor& q_mla, const Tensor& latent, Tensor kv_pages, Tensor out) {
   const auto* plan = dynamic_cast<const CudaMlaPlan*>(&plan_base);
   NC_CHECK(plan != nullptr, "mla_attention: the plan is not an MLA plan (latent_dim 0)");
-  NC_CHECK(plan->expanded == nullptr,
-           "mla_attention: the plan runs {} rows in the expanded form; mla_attention_values runs it",
-           mla_expanded_rows(*plan));
+  NC_CHECK(
+      plan->expanded == nullptr,
+      "mla_attention: the plan runs {} rows in the expanded form; mla_attention_values runs it",
+      mla_expanded_rows(*plan));
   const AttentionShape& s = plan->shape;
   const int64_t T = plan->num_tokens, H = s.num_qo_heads, D = s.head_dim, Dl = s.latent_dim;
   expect_mla_rows(q_mla, T, H * D, "mla q");
