@@ -203,15 +203,16 @@ void run_mla(const std::shared_ptr<Context>& ctx, const AttentionPlan& plan_base
   const AttentionShape& s = plan->shape;
   const int64_t T = plan->num_tokens, H = s.num_qo_heads, D = s.head_dim, Dl = s.latent_dim;
   expect_mla_rows(q_mla, T, H * D, "mla q");
-  expect_mla_rows(latent, T, D, "mla latent");
   expect_mla_rows(out, T, H * Dl, "mla output");
   expect_mla_pages(kv_pages, s);
   cudaStream_t st = ctx->stream;
-  if (plan->dst_page != nullptr)
+  if (plan->dst_page != nullptr) {  // the latent is read only to append it
+    expect_mla_rows(latent, T, D, "mla latent");
     k_call([&] {
       cuda::mla_append_bf16(latent.data(), kv_pages.data(), plan->dst_page, plan->dst_slot, T,
                             s.kv.page_size, int(D), st);
     });
+  }
   const size_t n = plan->levels.size();
   // The merge state: the plan's fixed buffers (graph plans), else from the pool.
   float *lse = plan->lse, *lse_level = plan->lse_level;

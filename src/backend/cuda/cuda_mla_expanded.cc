@@ -30,7 +30,7 @@ struct MlaExpandedPart {
   PooledStaging staging;  // the ragged plan's int workspace
   size_t int_bytes = 0;
   size_t float_bytes = 0;                   // of ctx->attn_ws its split-KV scratch needs
-  std::unique_ptr<AttentionPlan> absorbed;  // plan_mla of the other entries (null: none)
+  std::unique_ptr<AttentionPlan> absorbed;  // the other entries' levels, no append slots (or null)
   Tensor absorbed_rows;                     // [their rows] i32: each one's row in the step
   int64_t absorbed_count = 0;
 };
@@ -282,23 +282,22 @@ void run_expanded_entries(const std::shared_ptr<Context>& ctx, const CudaMlaPlan
 }
 
 // The absorbed form over the other entries' rows, gathered into scratch and scattered back.
+// Their latents are in the pages already (run_mla_expanded appends every row's first).
 void run_absorbed_rest(const std::shared_ptr<Context>& ctx, const MlaExpandedPart& x,
-                       const Tensor& q, const Tensor& q_mla, const Tensor& latent, Tensor kv_pages,
-                       const Tensor& w_uk_t, const Tensor& w_uv, Tensor o_lat, Tensor attn) {
+                       const Tensor& q, const Tensor& q_mla, Tensor kv_pages, const Tensor& w_uk_t,
+                       const Tensor& w_uv, Tensor o_lat, Tensor attn) {
   const MlaDims& d = x.d;
   const int64_t n = x.absorbed_count, wq = q.dim(1), wm = d.H * d.D, wa = d.H * d.Dv;
   const int32_t* rows = x.absorbed_rows.ptr<int32_t>();
   const cudaStream_t st = ctx->stream;
-  Tensor qa = rows_of(ctx, n, wq), qma = rows_of(ctx, n, wm), la = rows_of(ctx, n, d.D),
-         aa = rows_of(ctx, n, wa);
+  Tensor qa = rows_of(ctx, n, wq), qma = rows_of(ctx, n, wm), aa = rows_of(ctx, n, wa);
   k_call([&] {
     cuda::gather_rows_bf16(q.data(), wq, rows, qa.data(), wq, nullptr, n, int(wq), st);
     cuda::gather_rows_bf16(q_mla.data(), wm, rows, qma.data(), wm, nullptr, n, int(wm), st);
-    cuda::gather_rows_bf16(latent.data(), d.D, rows, la.data(), d.D, nullptr, n, int(d.D), st);
   });
   Tensor ola = o_lat.slice(0, n);
   mla_head_linear(*ctx, qa, w_uk_t, qma);
-  run_mla(ctx, *x.absorbed, qma, la, kv_pages, ola);
+  run_mla(ctx, *x.absorbed, qma, Tensor{}, kv_pages, ola);  // no append slots: no latent read
   mla_head_linear(*ctx, ola, w_uv, aa);
   k_call([&] {
     cuda::gather_rows_bf16(aa.data(), wa, nullptr, attn.data(), wa, rows, n, int(wa), st);
@@ -348,7 +347,7 @@ bool run_mla_expanded(const std::shared_ptr<Context>& ctx, const AttentionPlan& 
   });
   run_expanded_entries(ctx, *plan, x, q, q_mla, kv_pages, w_uk_t, w_uv, attn);
   if (x.absorbed != nullptr)
-    run_absorbed_rest(ctx, x, q, q_mla, latent, kv_pages, w_uk_t, w_uv, o_lat, attn);
+    run_absorbed_rest(ctx, x, q, q_mla, kv_pages, w_uk_t, w_uv, o_lat, attn);
   return true;
 }
 
