@@ -2,8 +2,8 @@
 # CMakeLists when NC_CUDA=ON (without it, backend_cuda is src/backend/cuda_stub).
 #
 # Layout: the device code (src/backend/cuda/*.cu) builds into the static library nc_cuda_kernels,
-# which includes FlashInfer and CUDA headers and, of ours, only the include views of core and
-# backend_cuda; the host side (src/backend/cuda/*.cc: the Backend class, memory, cuBLASLt, plans)
+# which includes FlashInfer and CUDA headers and, of ours, only the include views of core, backend
+# (host-only headers such as sm90_schedule.h) and backend_cuda; the host side (src/backend/cuda/*.cc: the Backend class, memory, cuBLASLt, plans)
 # is the layer nc_backend_cuda (on top of backend), which links the kernels.
 if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
   # sm_90a: FlashInfer's Hopper paths (wgmma) need the arch-specific target.
@@ -110,8 +110,10 @@ set_source_files_properties(${CMAKE_SOURCE_DIR}/src/backend/cuda/attn_prefill_sm
   # a deprecated cute::copy_if overload that FlashInfer's epilogue calls.
   COMPILE_OPTIONS "-diag-suppress=2908,1444")
 nc_layer_view(core NC_CORE_VIEW)
+nc_layer_view(backend NC_BACKEND_VIEW)  # host-only headers the kernels share (sm90_schedule.h)
 nc_layer_view(backend_cuda NC_BACKEND_CUDA_VIEW)
-target_include_directories(nc_cuda_kernels PRIVATE ${NC_CORE_VIEW} ${NC_BACKEND_CUDA_VIEW})
+target_include_directories(nc_cuda_kernels PRIVATE ${NC_CORE_VIEW} ${NC_BACKEND_VIEW}
+                           ${NC_BACKEND_CUDA_VIEW})
 target_compile_options(nc_cuda_kernels PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr --expt-extended-lambda
                             -Xcompiler=-Wno-unused-parameter>)

@@ -72,8 +72,9 @@ void CudaMlaExpanded::check(const AttentionStep& step, int ps, int64_t auto_rows
     const std::unique_ptr<AttentionPlan> plan = gpu->plan_attention(step, sh);
     const int64_t want = form == MlaForm::Absorbed ? 0 : form == MlaForm::Expanded ? T : auto_rows;
     EXPECT_EQ(cuda_host::mla_expanded_rows(*plan), want);
-    if (want > 0)  // the latent-space op has no expanded form: a clear error, nothing appended
+    if (want > 0) {  // the latent-space op has no expanded form: a clear error, nothing appended
       EXPECT_THROW(gpu->mla_attention(*plan, mg, lg, pg, outputs({T, kH * kDl}).second), Error);
+    }
     Tensor mg2 = gpu->upload(HostTensor{{T, kH * kD}, gpu->to_host_f32(mg)});
     const Tensor og = outputs({T, kH * kDl}).second, ag = outputs({T, kH * kDv}).second;
     gpu->mla_attention_values(*plan, qg, mg2, lg, pg, ug, vg, og, ag);

@@ -186,6 +186,9 @@ PlanInfo prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t 
 bool sm90_prefill_available(int num_qo_heads, int num_kv_heads, int head_dim);
 // Whether the current device has compute capability 9.0 (Hopper's wgmma kernels), asked once.
 bool device_is_sm90();
+// The current device's SM count (the sm90 plan's persistent CTAs).
+int device_sm_count();
+// attn_prefill_sm90_plan.cc: the schedule of backend/sm90_schedule.h for this device.
 void sm90_prefill_workspace_size(const PlanQuery& q, size_t* float_bytes, size_t* int_bytes);
 PlanInfo sm90_prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t stream);
 void sm90_prefill_run(const PlanInfo& plan, const PlanWorkspace& ws, const PagedKV& kv,

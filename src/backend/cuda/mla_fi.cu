@@ -20,13 +20,6 @@ namespace {
 // MLAPlan reserves this many work items per array (its max_total_num_works).
 constexpr size_t kMaxWorks = 16384;
 
-int sm_count() {
-  int dev = 0, n = 0;
-  check_cuda(cudaGetDevice(&dev), "cudaGetDevice");
-  check_cuda(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev), "SM count");
-  return n;
-}
-
 size_t align16(size_t n) {
   return (n + 15) / 16 * 16;
 }
@@ -36,14 +29,14 @@ size_t align16(size_t n) {
 // MLAPlan's int arrays: nine of kMaxWorks entries and five of one entry per SM, each 16-byte
 // aligned; rounded up with room to spare.
 size_t mla_fi_int_bytes() {
-  const size_t per_sm = align16(size_t(sm_count()) * sizeof(int32_t));
+  const size_t per_sm = align16(size_t(device_sm_count()) * sizeof(int32_t));
   return align16(9 * kMaxWorks * sizeof(int32_t) + 5 * per_sm + 4096);
 }
 
 // MLAPlan's partial outputs: 2 * clusters * cluster_tile_q rows of 512 bf16 and their LSE, where
 // clusters * cluster_tile_q is SMs * 64 for either cluster size.
 size_t mla_fi_float_bytes() {
-  const size_t rows = 2 * size_t(sm_count()) * 64;
+  const size_t rows = 2 * size_t(device_sm_count()) * 64;
   return align16(rows * kMlaFiLatentDim * 2) + align16(rows * sizeof(float)) + 256;
 }
 
