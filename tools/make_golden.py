@@ -15,6 +15,11 @@ and logits_<i>.bin (raw little-endian float32, row-major [T, V]). docs/golden.md
 Weights are drawn with numpy's PCG64 (stable across numpy versions), not with transformers'
 initializers, so the checkpoints do not depend on the transformers version. Nothing is downloaded.
 
+This file holds the CLI and the tiny models (configs, seeded weights, checkpoints, goldens and
+their checks); golden_specs.py the attention-variant specs, golden_hf.py the shared Hugging Face
+helpers (loading, forward, greedy, self-consistency, logits I/O, meta, Compare; re-exported here for
+make_gguf_goldens.py) and golden_smollm2.py the SmolLM2 goldens.
+
   python tools/make_golden.py                  # write everything (CPU)
   python tools/make_golden.py --verify         # recompute from the committed files, compare
   python tools/make_golden.py --device cuda --only tiny --verify   # e.g. on the GPU machine
@@ -28,21 +33,21 @@ import os
 import shutil
 import sys
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
-from transformers import (AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaConfig,
-                          Qwen2Config, Qwen3Config)
+from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config, Qwen3Config
 
+# Also make_gguf_goldens.py's API (it imports this file as mg): keep these names importable here.
+from golden_hf import (Compare, check_consistency, forward_logits, greedy, load_hf, meta,
+                       read_logits, write_logits)
+from golden_smollm2 import make_smollm2
 from golden_specs import LONG_ROPE_PROMPT_LENGTHS, NEW_SPECS, TinySpec
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Tolerances of the self-consistency checks, relative to max(1, max |logit|).
-CONSISTENCY_TOL = 1e-4
 # A tiny model's prompt is redrawn while some greedy step's top-2 margin is below this, so that
 # float32 rounding differences (about 1e-5 here) in another engine cannot flip a greedy token.
 TINY_MIN_MARGIN = 1e-2
@@ -51,7 +56,6 @@ TINY_MIN_MARGIN = 1e-2
 TINY_MIN_DISTINCT = 8
 TINY_PROMPT_LENGTHS = (7, 19, 40)
 TINY_GREEDY = 16
-SMOLLM2_GREEDY = 32
 
 
 # ----------------------------------------------------------------------------- tiny models
@@ -163,137 +167,6 @@ def prompt_lengths(spec: TinySpec) -> tuple:
 def tiny_prompt(spec: TinySpec, index: int, attempt: int, vocab: int) -> list[int]:
     rng = np.random.default_rng([spec.seed, index, attempt])
     return rng.integers(0, vocab, prompt_lengths(spec)[index]).tolist()
-
-
-# ----------------------------------------------------------------------------- HF computations
-
-
-def load_hf(folder: Path, device: str, **kwargs) -> torch.nn.Module:
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
-                                                 attn_implementation="eager", **kwargs)
-    # generate() fills unset fields of the config it is given from these: clear eos there too.
-    model.generation_config.eos_token_id = None
-    model.config.eos_token_id = None
-    return model.to(device).eval()
-
-
-def greedy_config(n: int) -> GenerationConfig:
-    # eos_token_id=None: no stopping and no eos suppression (min_new_tokens would ban eos and so
-    # change the argmax); the continuation is the plain argmax chain an engine with ignore_eos gives.
-    return GenerationConfig(do_sample=False, max_new_tokens=n, eos_token_id=None,
-                            bos_token_id=None, pad_token_id=0, temperature=None, top_p=None,
-                            top_k=None)
-
-
-@torch.no_grad()
-def forward_logits(model, ids: list[int], device: str) -> torch.Tensor:
-    x = torch.tensor([ids], device=device)
-    return model(input_ids=x, use_cache=False).logits[0].float()
-
-
-@torch.no_grad()
-def greedy(model, ids: list[int], n: int, device: str) -> tuple[list[int], list[float]]:
-    x = torch.tensor([ids], device=device)
-    out = model.generate(input_ids=x, attention_mask=torch.ones_like(x),
-                         generation_config=greedy_config(n), output_logits=True,
-                         return_dict_in_generate=True)
-    tokens = out.sequences[0, len(ids):].tolist()
-    margins = []
-    for step_logits in out.logits:
-        top2 = torch.topk(step_logits[0].float(), 2).values
-        margins.append(float(top2[0] - top2[1]))
-    assert len(tokens) == n, f"generate gave {len(tokens)} tokens, wanted {n}"
-    return tokens, margins
-
-
-@torch.no_grad()
-def check_consistency(model, ids: list[int], gen: list[int], device: str, label: str,
-                      min_first_chunk: int = 1) -> float:
-    """Prefill-all vs. chunked prefill and token-by-token decode with past_key_values, and
-    greedy tokens vs. the argmax of a full forward. Returns the worst relative difference."""
-    seq = ids + gen[:-1]
-    full = forward_logits(model, seq, device)
-    scale = max(1.0, float(full.abs().max()))
-
-    # Prefill the prompt in two chunks, then decode the continuation one token at a time.
-    cache = None  # the first call creates it (works across transformers versions)
-    split = min(len(ids), max(min_first_chunk, len(ids) // 2))
-    parts = [ids[:split], ids[split:]] + [[t] for t in gen[:-1]]
-    rows = []
-    pos = 0
-    for part in parts:
-        if not part:
-            continue
-        x = torch.tensor([part], device=device)
-        out = model(input_ids=x, past_key_values=cache, use_cache=True,
-                    position_ids=torch.arange(pos, pos + len(part), device=device)[None])
-        cache = out.past_key_values
-        rows.append(out.logits[0].float())
-        pos += len(part)
-    incremental = torch.cat(rows)
-    worst = float((incremental - full).abs().max()) / scale
-
-    prompt_only = forward_logits(model, ids, device)
-    worst = max(worst, float((prompt_only - full[: len(ids)]).abs().max()) / scale)
-    assert worst < CONSISTENCY_TOL, f"{label}: cached vs. full logits differ by {worst:.3g} (rel)"
-
-    argmax = full[len(ids) - 1:].argmax(-1).tolist()
-    assert argmax == gen, f"{label}: greedy {gen} != argmax of full forward {argmax}"
-    return worst
-
-
-# ----------------------------------------------------------------------------- golden I/O
-
-
-def write_logits(path: Path, logits: torch.Tensor) -> list[int]:
-    arr = logits.detach().cpu().numpy().astype("<f4")
-    arr.tofile(path)
-    return list(arr.shape)
-
-
-def read_logits(path: Path, shape: list[int]) -> np.ndarray:
-    return np.fromfile(path, dtype="<f4").reshape(shape)
-
-
-def meta(extra: dict | None = None) -> dict:
-    m = {"generator": "tools/make_golden.py", "torch": torch.__version__,
-         "transformers": transformers.__version__, "numpy": np.__version__,
-         "attn_implementation": "eager", "dtype": "float32"}
-    try:
-        import gguf  # noqa: PLC0415
-        from importlib.metadata import version  # noqa: PLC0415
-        m["gguf"] = version("gguf")
-    except Exception:  # gguf is needed only for the SmolLM2 fixture
-        pass
-    m.update(extra or {})
-    return m
-
-
-@dataclass
-class Compare:
-    """Collects differences between recomputed and stored goldens in --verify mode."""
-    max_rel: float = 0.0
-    failures: list = field(default_factory=list)
-
-    def logits(self, label, got: np.ndarray, want: np.ndarray, tol: float) -> None:
-        if got.shape != want.shape:
-            self.failures.append(f"{label}: shape {got.shape} != {want.shape}")
-            return
-        rel = float(np.abs(got - want).max()) / max(1.0, float(np.abs(want).max()))
-        self.max_rel = max(self.max_rel, rel)
-        if rel > tol:
-            self.failures.append(f"{label}: logits differ by {rel:.3g} (rel) > {tol}")
-
-    def equal(self, label, got, want) -> None:
-        if got != want:
-            self.failures.append(f"{label}: {got} != {want}")
-
-    def report(self) -> int:
-        """Prints the largest difference and every failure; the exit status (1 on a failure)."""
-        print(f"verify: largest relative logit difference {self.max_rel:.3g}")
-        for f in self.failures:
-            print("FAIL:", f)
-        return 1 if self.failures else 0
 
 
 # ----------------------------------------------------------------------------- tiny goldens
@@ -446,80 +319,6 @@ def same_goldens(a: Path, b: Path) -> None:
         la = read_logits(a / pa["logits_file"], pa["logits_shape"])
         lb = read_logits(b / pb["logits_file"], pb["logits_shape"])
         assert np.array_equal(la, lb), f"{b} logits != {a} logits"
-
-
-# ----------------------------------------------------------------------------- SmolLM2
-
-
-SMOLLM2_PROMPTS = [
-    {"text": "The capital of France is"},
-    {"text": "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"},
-    {"text": "Ünïcödé, emoji 🙂 and  double  spaces\tand tabs are split into bytes:"},
-    {"messages": [{"role": "user", "content": "What is the capital of France?"}]},
-    {"messages": [{"role": "system", "content": "You are a concise assistant."},
-                  {"role": "user", "content": "Write a haiku about the sea."}]},
-]
-
-
-def chat_ids(tok, messages) -> tuple[str, list[int]]:
-    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    ids = tok(text, add_special_tokens=False)["input_ids"]
-    via_template = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
-    if not isinstance(via_template, list):  # a BatchEncoding in transformers 5
-        via_template = via_template["input_ids"]
-    assert via_template == ids, "apply_chat_template(tokenize=True) disagrees with tok(text)"
-    return text, ids
-
-
-def make_smollm2(out: Path, gguf_path: Path, device: str, verify: Compare | None) -> None:
-    folder = out / "smollm2"
-    print(f"smollm2 ({gguf_path}):")
-    kwargs = {"gguf_file": gguf_path.name}
-    tok = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
-    model = load_hf(gguf_path.parent, device, **kwargs)
-    stored = json.loads((folder / "golden.json").read_text()) if verify else None
-    if not verify:
-        folder.mkdir(parents=True, exist_ok=True)
-    prompts = []
-    for i, p in enumerate(SMOLLM2_PROMPTS):
-        entry = {}
-        if "messages" in p:
-            text, ids = chat_ids(tok, p["messages"])
-            entry.update(text=text, messages=p["messages"], chat_template=True,
-                         add_special_tokens=False)
-        else:
-            text = p["text"]
-            ids = tok(text)["input_ids"]  # HF's default, add_special_tokens=True
-            assert ids == tok(text, add_special_tokens=False)["input_ids"], \
-                "SmolLM2's tokenizer is expected to add no BOS"
-            entry.update(text=text, chat_template=False, add_special_tokens=True)
-        label = f"smollm2 prompt {i}"
-        gen, margins = greedy(model, ids, SMOLLM2_GREEDY, device)
-        worst = check_consistency(model, ids, gen, device, label)
-        last = forward_logits(model, ids, device)[-1:]
-        entry.update(ids=ids, logits_file=f"logits_{i}.bin", logits_shape=list(last.shape),
-                     logits_position=len(ids) - 1, greedy=gen,
-                     greedy_text=tok.decode(gen), greedy_margins=[round(m, 5) for m in margins])
-        if verify:
-            want = stored["prompts"][i]
-            verify.equal(f"{label} ids", ids, want["ids"])
-            verify.equal(f"{label} greedy", gen, want["greedy"])
-            verify.logits(label, last.cpu().numpy(),
-                          read_logits(folder / want["logits_file"], want["logits_shape"]),
-                          tol=1e-4)
-        else:
-            write_logits(folder / entry["logits_file"], last)
-        low = sorted(range(len(margins)), key=lambda k: margins[k])[:3]
-        print(f"  {label}: T={len(ids)} consistency={worst:.2g} greedy={tok.decode(gen)!r}\n"
-              f"    smallest margins: " + ", ".join(f"step {k}: {margins[k]:.4f}" for k in low))
-        prompts.append(entry)
-    golden = {"prompts": prompts, "meta": meta({
-        "model": gguf_path.name, "loader": "AutoModelForCausalLM.from_pretrained(gguf_file=...), "
-        "dequantized to float32 by transformers (q/k un-permuted)",
-        "tokenizer": "AutoTokenizer.from_pretrained(gguf_file=...)",
-        "note": "logits of the last prompt position only; greedy = argmax chain, no eos stopping"})}
-    if not verify:
-        (folder / "golden.json").write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n")
 
 
 # ----------------------------------------------------------------------------- main
