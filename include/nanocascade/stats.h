@@ -131,7 +131,8 @@ struct EngineStats {
     int64_t attn_pairs = 0;  // (query, key) pairs attention computed, causal
     double device_s = 0;
     double wall_s = 0;
-    double model_prep_s = 0;  // host time in the model before its device work (plan, copies)
+    double model_prep_s = 0;  // host time in the model before its device work (plan, copies;
+                              // a copy may wait on the previous step still running)
   };
   StepKind decode_steps, prefill_steps;
   int64_t num_device_sampled = 0;  // tokens sampled on the device

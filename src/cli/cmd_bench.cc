@@ -237,7 +237,7 @@ void print_engine_stats(const BenchArgs& a, const RunResult& run, const EngineSt
     if (k.steps == 0) continue;
     fmt::print(
         "{} steps: {}, {:.1f} tokens and {:.0f} kv tokens per step, {}{:.3f} ms wall per step "
-        "({:.3f} ms of it in the model's host preparation)\n",
+        "({:.3f} ms of it in the model's host preparation, waits on a busy device included)\n",
         name, k.steps, double(k.tokens) / k.steps, double(k.kv_tokens) / k.steps,
         d.device_s > 0 ? fmt::format("{:.3f} ms device, ", ms_per(k.device_s, k.steps)) : "",
         ms_per(k.wall_s, k.steps), ms_per(k.model_prep_s, k.steps));
