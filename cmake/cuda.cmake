@@ -3,8 +3,9 @@
 #
 # Layout: the device code (src/backend/cuda/*.cu) builds into the static library nc_cuda_kernels,
 # which includes FlashInfer and CUDA headers and, of ours, only the include views of core, backend
-# (host-only headers such as sm90_schedule.h) and backend_cuda; the host side (src/backend/cuda/*.cc: the Backend class, memory, cuBLASLt, plans)
-# is the layer nc_backend_cuda (on top of backend), which links the kernels.
+# (host-only headers such as sm90_schedule.h) and backend_cuda; the host side
+# (src/backend/cuda/*.cc: the Backend class, memory, cuBLASLt, plans) is the layer nc_backend_cuda
+# (on top of backend), which links the kernels.
 if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
   # sm_90a: FlashInfer's Hopper paths (wgmma) need the arch-specific target.
   set(CMAKE_CUDA_ARCHITECTURES 90a)
