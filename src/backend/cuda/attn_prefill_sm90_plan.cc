@@ -31,24 +31,26 @@ int forced_chunk_pages() {
   return env != nullptr ? std::max(0, std::atoi(env)) : -1;
 }
 
-Sm90Schedule schedule_of(const PlanQuery& q) {
-  return make_sm90_schedule(level_of(q), device_sm_count(), forced_chunk_pages());
+Sm90Schedule schedule_of(const Sm90Level& level) {
+  return make_sm90_schedule(level, device_sm_count(), forced_chunk_pages());
 }
 
 }  // namespace
 
 void sm90_prefill_workspace_size(const PlanQuery& q, size_t* float_bytes, size_t* int_bytes) {
-  const Sm90Schedule s = schedule_of(q);
+  const Sm90Level level = level_of(q);
+  const Sm90Schedule s = schedule_of(level);
   PlanInfo info;
-  *int_bytes = layout_sm90_schedule(s, level_of(q), &info, nullptr);
+  *int_bytes = layout_sm90_schedule(s, level, &info, nullptr);
   *float_bytes =
       s.chunk_pages > 0 ? sm90_split_buffers(s.rep_rows, q.num_qo_heads, q.head_dim).bytes : 0;
 }
 
 PlanInfo sm90_prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStream_t stream) {
-  const Sm90Schedule s = schedule_of(q);
+  const Sm90Level level = level_of(q);
+  const Sm90Schedule s = schedule_of(level);
   PlanInfo info;
-  const size_t bytes = layout_sm90_schedule(s, level_of(q), &info, nullptr);
+  const size_t bytes = layout_sm90_schedule(s, level, &info, nullptr);
   NC_CHECK(bytes <= ws.int_bytes, "sm90 prefill plan: int workspace of {} bytes, {} needed",
            ws.int_bytes, bytes);
   if (s.chunk_pages > 0) {
@@ -56,7 +58,7 @@ PlanInfo sm90_prefill_plan(const PlanQuery& q, const PlanWorkspace& ws, cudaStre
     NC_CHECK(need <= ws.float_bytes, "sm90 prefill plan: float workspace of {} bytes, {} needed",
              ws.float_bytes, need);
   }
-  layout_sm90_schedule(s, level_of(q), &info, static_cast<char*>(ws.int_pinned));
+  layout_sm90_schedule(s, level, &info, static_cast<char*>(ws.int_pinned));
   cuda_host::cuda_check(
       cudaMemcpyAsync(ws.int_ws, ws.int_pinned, bytes, cudaMemcpyHostToDevice, stream),
       "sm90 prefill plan copy");
