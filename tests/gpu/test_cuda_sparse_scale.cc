@@ -10,21 +10,26 @@ struct LongCase {
   int ps;
   std::vector<int> lens;  // tokens per decode entry
   PageSelection sel;
+  bool flat = false;  // every non-empty page bounds the same keys: one tie across all candidates
+  bool wide = false;  // bounds in [-1000, 1300]: scores spread, few or no ties at the threshold
 };
 
 // Bounds straight from the host (no page contents needed for the selection): per (page, head,
 // dim) min in [-4, 4] and max up to 3 above, so scores are exact (sparse_test_util.h) and many
-// pages tie; every 97th page of the first entry stays empty (-inf).
-PageBounds long_bounds(std::mt19937& rng, const KVCacheShape& kv, const PagedKVBatch& own) {
+// pages tie; every 97th page of the first entry stays empty (-inf). `flat`: one draw for all
+// pages, so every non-empty candidate ties (the selection's path for bunched scores).
+PageBounds long_bounds(std::mt19937& rng, const KVCacheShape& kv, const PagedKVBatch& own,
+                       bool flat, bool wide) {
+  const int span = wide ? 1000 : 4, gap = wide ? 300 : 3;
   PageBounds b(kv.num_pages, kv.num_kv_heads, kv.head_dim);
   const size_t hd = size_t(kv.num_kv_heads) * kv.head_dim;
   std::vector<float> lo(hd), hi(hd);
   for (int p = 0; p < kv.num_pages; ++p) {
     const int i = p - own.kv_indptr[0];
     if (i >= 0 && i < own.num_pages(0) && i % 97 == 50) continue;
-    for (size_t x = 0; x < hd; ++x) {
-      lo[x] = small_int(rng, -4, 4);
-      hi[x] = lo[x] + small_int(rng, 0, 3);
+    for (size_t x = 0; x < hd && !(flat && p > 0); ++x) {
+      lo[x] = small_int(rng, -span, span);
+      hi[x] = lo[x] + small_int(rng, 0, gap);
     }
     b.fold(p, lo.data());
     b.fold(p, hi.data());
@@ -49,7 +54,7 @@ class CudaSparseLong : public GpuVsCpu {
     step.num_tokens = own.batch_size();
     step.levels = {own};
     const AttentionShape shape{Hq, Hk, D, 0.125f, KVCacheShape{1, next, ps, Hk, D, KVLayout::NHD}};
-    const PageBounds cb = long_bounds(rng, shape.kv, own);
+    const PageBounds cb = long_bounds(rng, shape.kv, own, c.flat, c.wide);
     Tensor bg = gpu->alloc({next, 2, Hk, D}, DType::F32);
     const std::vector<float> host_bounds = bounds_as_tensor(cb);
     gpu->copy_from_host(bg, host_bounds.data());
@@ -64,7 +69,9 @@ class CudaSparseLong : public GpuVsCpu {
       const std::vector<float> q = exact_queries(rng, size_t(T) * Hq * D);
       int ties = 0;
       const AttentionStep want = expected_sparse_step(step, cb, q, Hq, c.sel, ps, &ties);
-      EXPECT_GT(ties, 0) << "layer " << layer << ": no tie across the boundary";
+      if (!c.wide) {
+        EXPECT_GT(ties, 0) << "layer " << layer << ": no tie across the boundary";
+      }
       gpu->sparse_attention(*plan, gpu->upload(HostTensor{{T, Hq * D}, q}), kg, vg, pg, bg, og);
       const std::vector<int32_t> got = cuda_sparse_selected_pages(*plan);
       const PagedKVBatch& w = want.levels.back();
@@ -85,6 +92,10 @@ TEST_F(CudaSparseLong, SelectionOverThousandsOfPagesMatchesTheCpuRule) {
   // Page size 1: 30000 candidates in one entry, more than the selection keeps in shared memory
   // (it reads their scores each pass), beside one whose keys it does keep there.
   check(LongCase{1, {30000, 3000}, PageSelection{1024, 4, 64}});
+  // Every candidate ties: more tied keys than the selection's coarse pass takes (its fallback).
+  check(LongCase{16, {65536, 300 * 16}, PageSelection{2048, 2, 256}, /*flat=*/true});
+  // Scores spread wide: the threshold's coarse bin holds few keys (ranked by one warp).
+  check(LongCase{16, {131072, 32768, 300 * 16}, PageSelection{2048, 2, 256}, false, /*wide=*/true});
 }
 
 template <typename F>

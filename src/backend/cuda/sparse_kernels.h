@@ -17,8 +17,12 @@
 // on an empty page); the sum's order differs from the CPU's (lanes, then a tree), so scores may
 // differ from the CPU's in the last bits. sparse_select_pages keeps, per entry, the forced pages
 // and the `keep` candidates of highest score (ties: the earlier page), exactly as select_pages
-// orders them (-0 and +0 tie), by a radix select of the threshold over the scores' bits and an
-// ordered compaction; it writes exactly the planned number of ids whatever the scores hold.
+// orders them (-0 and +0 tie): the threshold from one histogram over the scores' range and then
+// the keys of the threshold's bin alone (a radix select over every key where scores bunch, or
+// where an entry has more candidates than shared memory holds), then an ordered compaction; it
+// writes exactly the planned number of ids whatever the scores hold. On compute capability 9.x
+// both launch with programmatic dependent launch (pdl.h): the selection's launch overlaps the
+// scores' tail.
 //
 // Every function enqueues work on `stream` and throws std::runtime_error when a launch fails.
 #pragma once
