@@ -10,23 +10,27 @@ struct LongCase {
   int ps;
   std::vector<int> lens;  // tokens per decode entry
   PageSelection sel;
-  bool flat = false;  // every non-empty page bounds the same keys: one tie across all candidates
-  bool wide = false;  // bounds in [-1000, 1300]: scores spread, few or no ties at the threshold
+  // kSmall: many ties; kFlat: every non-empty page bounds the same keys (one tie across all
+  // candidates); kWide: scores spread, few or no ties at the threshold; kSkewed: small scores
+  // with every 50th page's far larger, so the first coarse bins are crowded.
+  enum Scores { kSmall, kFlat, kWide, kSkewed } scores = kSmall;
 };
 
 // Bounds straight from the host (no page contents needed for the selection): per (page, head,
 // dim) min in [-4, 4] and max up to 3 above, so scores are exact (sparse_test_util.h) and many
-// pages tie; every 97th page of the first entry stays empty (-inf). `flat`: one draw for all
-// pages, so every non-empty candidate ties (the selection's path for bunched scores).
+// pages tie; every 97th page of the first entry stays empty (-inf). The other kinds of scores:
+// LongCase::Scores.
 PageBounds long_bounds(std::mt19937& rng, const KVCacheShape& kv, const PagedKVBatch& own,
-                       bool flat, bool wide) {
-  const int span = wide ? 1000 : 4, gap = wide ? 300 : 3;
+                       LongCase::Scores scores) {
+  const bool flat = scores == LongCase::kFlat;
   PageBounds b(kv.num_pages, kv.num_kv_heads, kv.head_dim);
   const size_t hd = size_t(kv.num_kv_heads) * kv.head_dim;
   std::vector<float> lo(hd), hi(hd);
   for (int p = 0; p < kv.num_pages; ++p) {
     const int i = p - own.kv_indptr[0];
     if (i >= 0 && i < own.num_pages(0) && i % 97 == 50) continue;
+    const bool large = scores == LongCase::kWide || (scores == LongCase::kSkewed && p % 50 == 7);
+    const int span = large ? 1000 : 4, gap = large ? 300 : 3;
     for (size_t x = 0; x < hd && !(flat && p > 0); ++x) {
       lo[x] = small_int(rng, -span, span);
       hi[x] = lo[x] + small_int(rng, 0, gap);
@@ -54,7 +58,7 @@ class CudaSparseLong : public GpuVsCpu {
     step.num_tokens = own.batch_size();
     step.levels = {own};
     const AttentionShape shape{Hq, Hk, D, 0.125f, KVCacheShape{1, next, ps, Hk, D, KVLayout::NHD}};
-    const PageBounds cb = long_bounds(rng, shape.kv, own, c.flat, c.wide);
+    const PageBounds cb = long_bounds(rng, shape.kv, own, c.scores);
     Tensor bg = gpu->alloc({next, 2, Hk, D}, DType::F32);
     const std::vector<float> host_bounds = bounds_as_tensor(cb);
     gpu->copy_from_host(bg, host_bounds.data());
@@ -69,7 +73,7 @@ class CudaSparseLong : public GpuVsCpu {
       const std::vector<float> q = exact_queries(rng, size_t(T) * Hq * D);
       int ties = 0;
       const AttentionStep want = expected_sparse_step(step, cb, q, Hq, c.sel, ps, &ties);
-      if (!c.wide) {
+      if (c.scores != LongCase::kWide) {
         EXPECT_GT(ties, 0) << "layer " << layer << ": no tie across the boundary";
       }
       gpu->sparse_attention(*plan, gpu->upload(HostTensor{{T, Hq * D}, q}), kg, vg, pg, bg, og);
@@ -93,9 +97,11 @@ TEST_F(CudaSparseLong, SelectionOverThousandsOfPagesMatchesTheCpuRule) {
   // (it reads their scores each pass), beside one whose keys it does keep there.
   check(LongCase{1, {30000, 3000}, PageSelection{1024, 4, 64}});
   // Every candidate ties: more tied keys than the selection's coarse pass takes (its fallback).
-  check(LongCase{16, {65536, 300 * 16}, PageSelection{2048, 2, 256}, /*flat=*/true});
+  check(LongCase{16, {65536, 300 * 16}, PageSelection{2048, 2, 256}, LongCase::kFlat});
   // Scores spread wide: the threshold's coarse bin holds few keys (ranked by one warp).
-  check(LongCase{16, {131072, 32768, 300 * 16}, PageSelection{2048, 2, 256}, false, /*wide=*/true});
+  check(LongCase{16, {131072, 32768, 300 * 16}, PageSelection{2048, 2, 256}, LongCase::kWide});
+  // A few large scores stretch the range: the bins are laid again over the crowded one.
+  check(LongCase{16, {131072, 32768, 300 * 16}, PageSelection{8192, 2, 256}, LongCase::kSkewed});
 }
 
 template <typename F>
