@@ -328,7 +328,9 @@ __global__ void __launch_bounds__(kSelectThreads)
 #pragma unroll
   for (int j = 0; j < kIdsAhead; ++j)
     if (lo + 32 * j < hi) write_round(lo + 32 * j, ids[j]);
-  for (int base = lo + 32 * kIdsAhead; base < hi; base += 32) write_round(base, src[base + lane]);
+  // (Lanes past the segment's end load nothing: past the last entry lies the end of the list.)
+  for (int base = lo + 32 * kIdsAhead; base < hi; base += 32)
+    write_round(base, base + lane < hi ? src[base + lane] : 0);
 }
 
 }  // namespace
