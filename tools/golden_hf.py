@@ -138,6 +138,11 @@ class Compare:
         if rel > tol:
             self.failures.append(f"{label}: logits differ by {rel:.3g} (rel) > {tol}")
 
+    def stored_logits(self, label, got: torch.Tensor, folder: Path, want: dict, tol: float) -> None:
+        """Compares `got` with the logits file that a stored golden entry `want` names."""
+        self.logits(label, got.detach().cpu().numpy(),
+                    read_logits(folder / want["logits_file"], want["logits_shape"]), tol)
+
     def equal(self, label, got, want) -> None:
         if got != want:
             self.failures.append(f"{label}: {got} != {want}")

@@ -12,7 +12,7 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from golden_hf import (Compare, check_consistency, forward_logits, greedy, load_hf, meta,
-                       read_logits, write_logits)
+                       write_logits)
 
 SMOLLM2_GREEDY = 32
 
@@ -69,9 +69,7 @@ def make_smollm2(out: Path, gguf_path: Path, device: str, verify: Compare | None
             want = stored["prompts"][i]
             verify.equal(f"{label} ids", ids, want["ids"])
             verify.equal(f"{label} greedy", gen, want["greedy"])
-            verify.logits(label, last.cpu().numpy(),
-                          read_logits(folder / want["logits_file"], want["logits_shape"]),
-                          tol=1e-4)
+            verify.stored_logits(label, last, folder, want, tol=1e-4)
         else:
             write_logits(folder / entry["logits_file"], last)
         low = sorted(range(len(margins)), key=lambda k: margins[k])[:3]

@@ -176,9 +176,7 @@ def gguf_goldens(name: str, folder: Path, device: str, verify: mg.Compare | None
         if verify:
             want = stored["prompts"][i]
             verify.equal(f"{label} greedy", gen, want["greedy"])
-            verify.logits(label, logits.cpu().numpy(),
-                          mg.read_logits(folder / want["logits_file"], want["logits_shape"]),
-                          tol=1e-4)
+            verify.stored_logits(label, logits, folder, want, tol=1e-4)
         else:
             mg.write_logits(folder / entry["logits_file"], logits)
         change = float((logits.cpu() - torch.from_numpy(mg.read_logits(

@@ -198,9 +198,7 @@ def tiny_goldens(spec: TinySpec, folder: Path, device: str, verify: Compare | No
         if verify:
             want = stored["prompts"][i]
             verify.equal(f"{label} greedy", gen, want["greedy"])
-            verify.logits(label, logits.cpu().numpy(),
-                          read_logits(folder / want["logits_file"], want["logits_shape"]),
-                          tol=1e-4)
+            verify.stored_logits(label, logits, folder, want, tol=1e-4)
         else:
             write_logits(folder / entry["logits_file"], logits)
             if not attempt == 0:
