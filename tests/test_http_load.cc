@@ -1,10 +1,10 @@
 // Issue #19's check, bounded, over raw loopback sockets: 1,000 idle connections plus 50 clients
 // trickling a header one byte a second do not delay /health or a short chat completion by more
-// than 100 ms, and all of them stay open under the default connection cap, held by the parking
-// reactor without a thread each (a request sent later on each idle one is answered); a streaming
-// client that stops reading does not block others, nor the server's stop; silent connections
-// beyond the cap do not delay the 503 of others. The fake model answers at once, so the times
-// measured are the front end's.
+// than 100 ms at the median (none waits 1 s), and all of them stay open under the default
+// connection cap, held by the parking reactor without a thread each (a request sent later on each
+// idle one is answered); a streaming client that stops reading does not block others, nor the
+// server's stop; silent connections beyond the cap do not delay the 503 of others. The fake model
+// answers at once, so the times measured are the front end's.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
@@ -13,10 +13,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -88,21 +90,52 @@ bool raise_nofile(rlim_t need, rlim_t& hard) {
   return ::setrlimit(RLIMIT_NOFILE, &r) == 0;
 }
 
+// Times /health and a short chat completion, each on a fresh connection, as often as run() is
+// called. The checks compare medians: on a shared CI machine (two test shards, ASan) a single
+// round trip now and then takes ~100 ms more for reasons outside the server, while a server that
+// let a slow client hold a worker would delay every probe, by up to the trickle's 1 s interval.
 struct Probe {
-  std::string model = "fake-model";
-  double worst_health_ms = 0, worst_chat_ms = 0;
+  explicit Probe(std::string model_name = "fake-model") : model(std::move(model_name)) {}
+  std::string model;
+  std::vector<double> health_ms, chat_ms;
   void run(int port) {
     auto t0 = Clock::now();
     const std::string h = round_trip(port, kHealth);
-    worst_health_ms = std::max(worst_health_ms, ms_since(t0));
+    health_ms.push_back(ms_since(t0));
     EXPECT_TRUE(h.starts_with("HTTP/1.1 200")) << h;
     t0 = Clock::now();
     const std::string c = round_trip(port, chat_request(model, 4, false));
-    worst_chat_ms = std::max(worst_chat_ms, ms_since(t0));
+    chat_ms.push_back(ms_since(t0));
     EXPECT_TRUE(c.starts_with("HTTP/1.1 200")) << c;
     EXPECT_NE(c.find("chat.completion"), std::string::npos) << c;
   }
+  void run(int port, int times) {
+    for (int i = 0; i < times; ++i) run(port);
+  }
 };
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+double worst(const std::vector<double>& v) {
+  return v.empty() ? 0 : *std::max_element(v.begin(), v.end());
+}
+
+// `loaded` is not slower than `alone` by more than 100 ms at the median, and no probe waited
+// as long as the trickling clients' 1 s between bytes.
+void expect_not_delayed(const Probe& alone, const Probe& loaded, const char* beside) {
+  fmt::print(
+      "[http] {}: /health median {:.1f} ms worst {:.1f} (alone {:.1f} / {:.1f}), chat median "
+      "{:.1f} worst {:.1f} (alone {:.1f} / {:.1f})\n",
+      beside, median(loaded.health_ms), worst(loaded.health_ms), median(alone.health_ms),
+      worst(alone.health_ms), median(loaded.chat_ms), worst(loaded.chat_ms), median(alone.chat_ms),
+      worst(alone.chat_ms));
+  EXPECT_LT(median(loaded.health_ms), median(alone.health_ms) + 100) << beside;
+  EXPECT_LT(median(loaded.chat_ms), median(alone.chat_ms) + 100) << beside;
+  EXPECT_LT(worst(loaded.health_ms), 1000) << beside;
+  EXPECT_LT(worst(loaded.chat_ms), 1000) << beside;
+}
 
 TEST(HttpLoad, IdleAndTricklingClientsDoNotDelayHealthOrChat) {
   constexpr int kIdle = 1000, kTrickling = 50;
@@ -116,7 +149,7 @@ TEST(HttpLoad, IdleAndTricklingClientsDoNotDelayHealthOrChat) {
   auto s = load_server(o);
   const int port = s->port();
   Probe before;
-  before.run(port);
+  before.run(port, 5);
   std::vector<int> idle, trickling;
   for (int i = 0; i < kIdle; ++i) idle.push_back(test::connect_loopback(port));
   for (int i = 0; i < kTrickling; ++i) {
@@ -127,7 +160,7 @@ TEST(HttpLoad, IdleAndTricklingClientsDoNotDelayHealthOrChat) {
   for (int second = 0; second < 5; ++second) {
     const auto tick = Clock::now();
     for (int fd : trickling) send_all(fd, "x");
-    for (int i = 0; i < 4; ++i) under_load.run(port);
+    under_load.run(port, 4);
     std::this_thread::sleep_until(tick + milliseconds(1000));
   }
   int idle_open = 0;
@@ -149,14 +182,11 @@ TEST(HttpLoad, IdleAndTricklingClientsDoNotDelayHealthOrChat) {
       ++answered;
     }
   }
+  expect_not_delayed(before, under_load, "beside 1000 idle + 50 trickling connections");
   fmt::print(
-      "[http] {} idle + {} trickling connections: /health worst {:.1f} ms (alone {:.1f}), chat "
-      "worst {:.1f} ms (alone {:.1f}); {} idle connections still open, {} parked, {} worker "
-      "threads; {} idle ones answered a later request\n",
-      kIdle, kTrickling, under_load.worst_health_ms, before.worst_health_ms,
-      under_load.worst_chat_ms, before.worst_chat_ms, idle_open, parked, threads, answered);
-  EXPECT_LT(under_load.worst_health_ms, before.worst_health_ms + 100);
-  EXPECT_LT(under_load.worst_chat_ms, before.worst_chat_ms + 100);
+      "[http] {} idle connections still open, {} parked, {} worker threads; {} idle ones "
+      "answered a later request\n",
+      idle_open, parked, threads, answered);
   EXPECT_EQ(idle_open, kIdle);
   EXPECT_GE(parked, kIdle + kTrickling);  // the idle and the trickling ones, no thread each
   EXPECT_LE(threads, 8);  // the probes, one at a time: accepting and parking starts no worker
@@ -191,18 +221,15 @@ TEST(HttpLoad, StreamingClientThatStopsReadingBlocksNeitherOthersNorStop) {
   o.model_name = std::string(8000, 'm');
   auto s = load_server(o);
   const int port = s->port();
-  Probe before{o.model_name};
-  before.run(port);
+  Probe before(o.model_name);
+  before.run(port, 5);
   const int stalled = test::connect_loopback(port, /*rcvbuf=*/1024);
   ASSERT_GE(stalled, 0);
   ASSERT_TRUE(send_all(stalled, chat_request(o.model_name, 900, true)));
   std::this_thread::sleep_for(milliseconds(1000));  // its socket buffers fill; it reads nothing
-  Probe beside{o.model_name};
-  for (int i = 0; i < 5; ++i) beside.run(port);
-  fmt::print("[http] beside a stalled stream: /health worst {:.1f} ms, chat worst {:.1f} ms\n",
-             beside.worst_health_ms, beside.worst_chat_ms);
-  EXPECT_LT(beside.worst_health_ms, before.worst_health_ms + 100);
-  EXPECT_LT(beside.worst_chat_ms, before.worst_chat_ms + 100);
+  Probe beside(o.model_name);
+  beside.run(port, 5);
+  expect_not_delayed(before, beside, "beside a stalled stream");
   const auto t0 = Clock::now();
   s.reset();  // stop() must not wait for the stalled reader's write timeout (30 s)
   EXPECT_LT(ms_since(t0), 2000);
