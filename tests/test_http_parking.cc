@@ -136,7 +136,7 @@ TEST(HttpParking, SilentAndTricklingConnectionsHoldNoWorker) {
     bool closed = false;
     const auto t0 = Clock::now();
     EXPECT_TRUE(read_for(fd, 5, "", 0, &closed).starts_with("HTTP/1.1 200"));
-    EXPECT_LT(seconds_since(t0), 0.5);
+    EXPECT_LT(seconds_since(t0), 2.0);  // a server waiting on the parked ones: 5 s or more
     ::close(fd);
   }
   EXPECT_LE(s.srv->http_threads_started(), 2);
