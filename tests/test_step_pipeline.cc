@@ -47,7 +47,9 @@ struct Rig {
   StepPipeline pipe{StepPipelineParts{cfg, model, sched, nullptr, requests, acct}};
 };
 
-SamplingParams greedy(int max_tokens) { return fake::greedy_ignoring_eos(max_tokens); }
+SamplingParams greedy(int max_tokens) {
+  return fake::greedy_ignoring_eos(max_tokens);
+}
 
 std::vector<int32_t> reference_greedy(std::vector<int32_t> seq, int n) {
   std::vector<int32_t> out;

@@ -1,8 +1,9 @@
 // nc_gpu_bench sparse: query-aware sparse decode attention (Quest, issue #13) against dense decode
 // attention, one layer of 32 q / 8 kv heads, head_dim 128, page 16 (NC_SPARSE_PAGE: another size,
 // e.g. 8, the page at which per-request selection met #13's passkey check), NHD, bf16, pages
-// shuffled over one pool of 64 x 128k tokens (34 GB and its bounds, allocated once). Per case (context 32k and 128k,
-// batch 16 and 64, budget 2048 and 4096 tokens, 1 sink page, a 128-token window):
+// shuffled over one pool of 64 x 128k tokens (34 GB and its bounds, allocated once). Per case
+// (context 32k and 128k, batch 16 and 64, budget 2048 and 4096 tokens, 1 sink page, a 128-token
+// window):
 //   sparse    sparse_attention: page scores + selection + attention over the kept pages (the
 //             step's k/v append included, as in dense); the bounds update is not in it
 //   dense     attention over every page

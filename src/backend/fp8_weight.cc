@@ -33,7 +33,8 @@ Fp8Weight quantize_fp8_weight(const HostTensor& w) {
       }
       const float s = amax > 0 ? amax / kE4M3Max : 1.0f;
       q.scales[size_t(m)] = s;
-      for (int64_t k = 0; k < q.cols; ++k) q.codes[size_t(m * q.cols + k)] = f32_to_e4m3(row[k] / s);
+      for (int64_t k = 0; k < q.cols; ++k)
+        q.codes[size_t(m * q.cols + k)] = f32_to_e4m3(row[k] / s);
     }
   });
   NC_CHECK(bad_row.load() < 0, "fp8: row {} of a weight [{}, {}] is not finite", bad_row.load(),

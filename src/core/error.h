@@ -44,12 +44,18 @@ template <typename... Args>
 
 inline const char* error_kind_name(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::Internal: return "internal";
-    case ErrorKind::InvalidArgument: return "invalid_argument";
-    case ErrorKind::ContextLength: return "context_length";
-    case ErrorKind::Unsupported: return "unsupported";
-    case ErrorKind::NotFound: return "not_found";
-    case ErrorKind::Overloaded: return "overloaded";
+    case ErrorKind::Internal:
+      return "internal";
+    case ErrorKind::InvalidArgument:
+      return "invalid_argument";
+    case ErrorKind::ContextLength:
+      return "context_length";
+    case ErrorKind::Unsupported:
+      return "unsupported";
+    case ErrorKind::NotFound:
+      return "not_found";
+    case ErrorKind::Overloaded:
+      return "overloaded";
   }
   return "internal";
 }
@@ -62,7 +68,7 @@ inline const char* error_kind_name(ErrorKind kind) {
     if (!(cond)) ::nc::fail(__VA_ARGS__); \
   } while (0)
 // NC_CHECK_AS(kind, cond, "format {}", args...): the same with an ErrorKind.
-#define NC_CHECK_AS(kind, cond, ...)                \
-  do {                                              \
+#define NC_CHECK_AS(kind, cond, ...)                 \
+  do {                                               \
     if (!(cond)) ::nc::fail_as((kind), __VA_ARGS__); \
   } while (0)

@@ -129,8 +129,7 @@ void validate(const std::vector<CascadeRequest>& reqs, int ps) {
   } reset{reqs};
   // Per request: its first page holding a new token (one division each, not one per page).
   std::vector<int> first_written(reqs.size());
-  for (size_t r = 0; r < reqs.size(); ++r)
-    first_written[r] = (reqs[r].kv_len - reqs[r].q_len) / ps;
+  for (size_t r = 0; r < reqs.size(); ++r) first_written[r] = (reqs[r].kv_len - reqs[r].q_len) / ps;
   for (int r = 0; r < int(reqs.size()); ++r) {
     const CascadeRequest& q = reqs[r];
     for (int i = 0; i < int(q.pages.size()); ++i) {
