@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "server/api_error.h"
+#include "server/json_fields.h"
 
 namespace nc::server {
 
@@ -16,97 +17,9 @@ namespace {
 
 using json = nlohmann::json;
 
-const char* type_name(const json& v) {
-  return v.type_name();
-}
-
-// The field's value, or nullptr when it is absent or null (OpenAI treats null as "not given").
-const json* field(const json& obj, const char* key) {
-  auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-ApiError wrong_type(const std::string& param, const char* expected, const json& v) {
-  return invalid_param(param,
-                       fmt::format("'{}' must be {}, got {}", param, expected, type_name(v)));
-}
-
-// A number in [lo, hi] (lo excluded when lo_open).
-std::optional<double> get_number(const json& obj, const char* key, double lo, double hi,
-                                 bool lo_open = false) {
-  const json* v = field(obj, key);
-  if (!v) return std::nullopt;
-  if (!v->is_number()) throw wrong_type(key, "a number", *v);
-  const double x = v->get<double>();
-  const bool ok = std::isfinite(x) && (lo_open ? x > lo : x >= lo) && x <= hi;
-  if (!ok) {
-    throw invalid_param(key, fmt::format("'{}' must be in {}{}, {}], got {}", key,
-                                         lo_open ? "(" : "[", lo, hi, v->dump()));
-  }
-  return x;
-}
-
-// An integer in [lo, hi]. Non-integral numbers (2.5, 1e30) are rejected.
-std::optional<int64_t> get_int(const json& obj, const char* key, int64_t lo, int64_t hi) {
-  const json* v = field(obj, key);
-  if (!v) return std::nullopt;
-  if (!v->is_number_integer()) throw wrong_type(key, "an integer", *v);
-  bool ok = false;
-  int64_t x = 0;
-  if (v->is_number_unsigned()) {
-    const uint64_t u = v->get<uint64_t>();
-    ok = u <= uint64_t(std::numeric_limits<int64_t>::max());
-    x = ok ? int64_t(u) : 0;
-  } else {
-    x = v->get<int64_t>();
-    ok = true;
-  }
-  if (!ok || x < lo || x > hi) {
-    throw invalid_param(
-        key, fmt::format("'{}' must be an integer in [{}, {}], got {}", key, lo, hi, v->dump()));
-  }
-  return x;
-}
-
-std::optional<bool> get_bool(const json& obj, const char* key) {
-  const json* v = field(obj, key);
-  if (!v) return std::nullopt;
-  if (!v->is_boolean()) throw wrong_type(key, "a boolean", *v);
-  return v->get<bool>();
-}
-
-std::optional<std::string> get_string(const json& obj, const char* key) {
-  const json* v = field(obj, key);
-  if (!v) return std::nullopt;
-  if (!v->is_string()) throw wrong_type(key, "a string", *v);
-  return v->get<std::string>();
-}
-
-ApiError unsupported(const std::string& param, const std::string& what) {
-  return invalid_param(param, what + " is not supported by this server", "unsupported_parameter");
-}
-
-json parse_json(std::string_view body) {
-  // The callback bounds the nesting depth before the parser builds anything deep.
-  const json::parser_callback_t depth_guard = [](int depth, json::parse_event_t, json&) {
-    if (depth > kMaxJsonDepth) {
-      throw invalid_param("", fmt::format("JSON nested deeper than {} levels", kMaxJsonDepth));
-    }
-    return true;
-  };
-  try {
-    return json::parse(body.begin(), body.end(), depth_guard, /*allow_exceptions=*/true);
-  } catch (const json::exception& e) {
-    // parse_error, and out_of_range for numbers beyond a double (1e400).
-    throw invalid_param("", fmt::format("the body is not valid JSON: {}", e.what()),
-                        "invalid_json");
-  }
-}
-
 std::string message_content(const json& msg, const std::string& role, size_t i) {
   const std::string param = fmt::format("messages[{}].content", i);
-  const json* c = field(msg, "content");
+  const json* c = present_field(msg, "content");
   if (!c) {
     // An assistant turn that only made tool calls has no content.
     if (role == "assistant") return "";
@@ -123,7 +36,7 @@ std::string message_content(const json& msg, const std::string& role, size_t i) 
     if (type != "text") {
       throw unsupported(pp + ".type", fmt::format("content part type '{}'", type));
     }
-    const json* t = field(part, "text");
+    const json* t = present_field(part, "text");
     if (!t || !t->is_string())
       throw invalid_param(pp + ".text", "a text part needs a string 'text'");
     if (!text.empty()) text += '\n';
@@ -133,7 +46,7 @@ std::string message_content(const json& msg, const std::string& role, size_t i) 
 }
 
 std::vector<ChatMessage> parse_messages(const json& body) {
-  const json* m = field(body, "messages");
+  const json* m = present_field(body, "messages");
   if (!m) throw invalid_param("messages", "'messages' is required");
   if (!m->is_array()) throw wrong_type("messages", "an array", *m);
   if (m->empty()) throw invalid_param("messages", "'messages' must not be empty");
@@ -142,7 +55,7 @@ std::vector<ChatMessage> parse_messages(const json& body) {
     const json& msg = (*m)[i];
     const std::string param = fmt::format("messages[{}]", i);
     if (!msg.is_object()) throw wrong_type(param, "an object", msg);
-    const json* r = field(msg, "role");
+    const json* r = present_field(msg, "role");
     if (!r) throw invalid_param(param + ".role", fmt::format("'{}.role' is required", param));
     if (!r->is_string()) throw wrong_type(param + ".role", "a string", *r);
     std::string role = r->get<std::string>();
@@ -178,7 +91,7 @@ std::vector<int32_t> token_ids(const json& arr, const std::string& param) {
 
 // prompt: a string, a list of token ids, or a batch of one of either.
 void parse_prompt(const json& body, ParsedRequest& r) {
-  const json* p = field(body, "prompt");
+  const json* p = present_field(body, "prompt");
   if (!p) throw invalid_param("prompt", "'prompt' is required");
   if (p->is_array() && p->size() == 1 && ((*p)[0].is_string() || (*p)[0].is_array())) {
     p = &(*p)[0];  // a batch of one
@@ -198,7 +111,7 @@ void parse_prompt(const json& body, ParsedRequest& r) {
 }
 
 void parse_stop(const json& body, SamplingParams& sp) {
-  const json* s = field(body, "stop");
+  const json* s = present_field(body, "stop");
   if (!s) return;
   std::vector<std::string> stops;
   if (s->is_string()) {
@@ -228,9 +141,10 @@ void parse_stop(const json& body, SamplingParams& sp) {
 void reject_unsupported(const json& body, ApiKind kind) {
   if (kind == ApiKind::Completion && !get_string(body, "suffix").value_or("").empty())
     throw unsupported("suffix", "'suffix'");
-  if (kind == ApiKind::Completion && (field(body, "tools") || field(body, "tool_choice")))
+  if (kind == ApiKind::Completion &&
+      (present_field(body, "tools") || present_field(body, "tool_choice")))
     throw invalid_param("tools", "'tools' and 'tool_choice' are for /v1/chat/completions");
-  if (const json* t = field(body, "functions")) {
+  if (const json* t = present_field(body, "functions")) {
     if (!t->is_array()) throw wrong_type("functions", "an array", *t);
     if (!t->empty()) throw unsupported("functions", "'functions' (use 'tools')");
   }
@@ -275,7 +189,7 @@ void parse_logprobs(const json& body, ApiKind kind, ParsedRequest& r) {
 
 // logit_bias: {"<token id>": bias in [-100, 100]}.
 void parse_logit_bias(const json& body, SamplingParams& sp) {
-  const json* lb = field(body, "logit_bias");
+  const json* lb = present_field(body, "logit_bias");
   if (!lb) return;
   if (!lb->is_object()) throw wrong_type("logit_bias", "an object", *lb);
   if (lb->size() > size_t(kMaxLogitBiasEntries)) {
@@ -310,7 +224,7 @@ void parse_sampling(const json& body, ApiKind kind, ParsedRequest& r) {
   if (auto x = get_number(body, "repetition_penalty", 0, 100, /*lo_open=*/true)) {
     sp.repetition_penalty = float(*x);
   }
-  if (const json* s = field(body, "seed")) {
+  if (const json* s = present_field(body, "seed")) {
     if (!s->is_number_integer()) throw wrong_type("seed", "an integer", *s);
     sp.seed = s->is_number_unsigned() ? s->get<uint64_t>() : uint64_t(s->get<int64_t>());
   }
@@ -337,7 +251,7 @@ void parse_sampling(const json& body, ApiKind kind, ParsedRequest& r) {
   if (auto x = get_int(body, "sparse_budget", -1, std::numeric_limits<int32_t>::max()))
     sp.sparse_budget = int(*x);
   if (auto x = get_bool(body, "skip_special_tokens")) sp.skip_special_tokens = *x;
-  if (const json* ids = field(body, "stop_token_ids")) {
+  if (const json* ids = present_field(body, "stop_token_ids")) {
     if (!ids->is_array()) throw wrong_type("stop_token_ids", "an array of token ids", *ids);
     if (ids->size() > size_t(kMaxStopTokenIds)) {
       throw invalid_param("stop_token_ids",
@@ -377,7 +291,7 @@ TokenizeRequest parse_tokenize(std::string_view body_text) {
   const json body = object_body(body_text);
   TokenizeRequest r;
   r.model = get_string(body, "model").value_or("");
-  if (field(body, "messages")) {
+  if (present_field(body, "messages")) {
     r.chat = true;
     r.messages = parse_messages(body);
     if (needs_tool_request(body))
@@ -399,7 +313,7 @@ DetokenizeRequest parse_detokenize(std::string_view body_text) {
   const json body = object_body(body_text);
   DetokenizeRequest r;
   r.model = get_string(body, "model").value_or("");
-  const json* t = field(body, "tokens");
+  const json* t = present_field(body, "tokens");
   if (!t) throw invalid_param("tokens", "'tokens' is required");
   if (!t->is_array()) throw wrong_type("tokens", "an array of token ids", *t);
   r.tokens = token_ids(*t, "tokens");
@@ -435,7 +349,7 @@ ParsedRequest parse_request(ApiKind kind, std::string_view body_text, const Pars
   parse_sampling(body, kind, r);
   parse_special_flag(body, kind, r);
   r.stream = get_bool(body, "stream").value_or(false);
-  if (const json* so = field(body, "stream_options")) {
+  if (const json* so = present_field(body, "stream_options")) {
     if (!so->is_object()) throw wrong_type("stream_options", "an object", *so);
     if (!r.stream) {
       throw invalid_param("stream_options",

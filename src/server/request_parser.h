@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "nanocascade/engine.h"
+#include "server/json_fields.h"  // kMaxJsonDepth
 #include "server/structured_request.h"
 #include "server/tool_request.h"
 
@@ -54,8 +55,6 @@ struct ParsedRequest {
   std::string user;            // the `user` field (a session hint)
 };
 
-// Nesting deeper than this is rejected (bounds the parser's work on hostile input).
-inline constexpr int kMaxJsonDepth = 64;
 inline constexpr int kMaxStopStrings = 16;
 inline constexpr int kMaxStopStringBytes = 1024;
 inline constexpr int kMaxStopTokenIds = 1024;

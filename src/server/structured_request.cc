@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "server/api_error.h"
+#include "server/json_fields.h"
 
 namespace nc::server {
 namespace {
@@ -11,12 +12,6 @@ namespace {
 // Ordered: a schema keeps the request's property order (xgrammar writes properties in it).
 using ojson = nlohmann::ordered_json;
 using Kind = StructuredOutput::Kind;
-
-const ojson* present_field(const ojson& obj, const char* key) {
-  auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) return nullptr;
-  return &*it;
-}
 
 // A schema given as an object or as its JSON text (vLLM accepts both).
 std::string schema_text(const ojson& v, const std::string& param) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "server/api_error.h"
+#include "server/json_fields.h"
 #include "server/tool_call_id.h"
 
 namespace nc::server {
@@ -11,18 +12,12 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-const ojson* field(const ojson& obj, const char* key) {
-  auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
 ApiError bad(const std::string& param, const std::string& msg) {
   return invalid_param(param, fmt::format("'{}' {}", param, msg));
 }
 
 const std::string& required_string(const ojson& obj, const char* key, const std::string& param) {
-  const ojson* v = field(obj, key);
+  const ojson* v = present_field(obj, key);
   if (!v || !v->is_string() || v->get_ref<const std::string&>().empty())
     throw bad(param + "." + key, "is required and must be a non-empty string");
   return v->get_ref<const std::string&>();
@@ -35,22 +30,22 @@ ojson parse_tools(const ojson& t) {
     const std::string p = fmt::format("tools[{}]", i);
     const ojson& tool = t[i];
     if (!tool.is_object()) throw bad(p, "must be an object");
-    const ojson* type = field(tool, "type");
+    const ojson* type = present_field(tool, "type");
     if (!type || *type != "function")
       throw bad(p + ".type", "must be \"function\" (the only tool type)");
-    const ojson* f = field(tool, "function");
+    const ojson* f = present_field(tool, "function");
     if (!f || !f->is_object()) throw bad(p + ".function", "is required and must be an object");
     required_string(*f, "name", p + ".function");
-    if (const ojson* d = field(*f, "description"); d && !d->is_string())
+    if (const ojson* d = present_field(*f, "description"); d && !d->is_string())
       throw bad(p + ".function.description", "must be a string");
-    if (const ojson* s = field(*f, "parameters"); s && !s->is_object())
+    if (const ojson* s = present_field(*f, "parameters"); s && !s->is_object())
       throw bad(p + ".function.parameters", "must be an object (a JSON schema)");
   }
   return t;
 }
 
 void parse_choice(const ojson& body, ToolRequest& r) {
-  const ojson* c = field(body, "tool_choice");
+  const ojson* c = present_field(body, "tool_choice");
   if (!c) {
     r.choice = r.tools.is_array() ? ToolChoiceKind::Auto : ToolChoiceKind::None;
     return;
@@ -68,8 +63,9 @@ void parse_choice(const ojson& body, ToolRequest& r) {
                                            "'{}'",
                                            s));
   } else if (c->is_object()) {
-    const ojson* f = field(*c, "function");
-    if (field(*c, "type") == nullptr || *field(*c, "type") != "function" || !f || !f->is_object())
+    const ojson* f = present_field(*c, "function");
+    if (present_field(*c, "type") == nullptr || *present_field(*c, "type") != "function" || !f ||
+        !f->is_object())
       throw bad("tool_choice",
                 "as an object must be {\"type\": \"function\", \"function\": "
                 "{\"name\": ...}}");
@@ -96,15 +92,15 @@ ojson parse_calls(const ojson& calls, const std::string& param) {
     const std::string p = fmt::format("{}[{}]", param, k);
     ojson call = calls[k];
     if (!call.is_object()) throw bad(p, "must be an object");
-    if (const ojson* type = field(call, "type"); type && *type != "function")
+    if (const ojson* type = present_field(call, "type"); type && *type != "function")
       throw bad(p + ".type", "must be \"function\"");
     // As OpenAI: the id the tool turn's tool_call_id names (templates such as Mistral's write it).
-    if (const ojson* id = field(call, "id"); !id || !id->is_string())
+    if (const ojson* id = present_field(call, "id"); !id || !id->is_string())
       throw bad(p + ".id", "is required (a string): the id the tool result names");
     ojson* f = call.contains("function") ? &call["function"] : nullptr;
     if (!f || !f->is_object()) throw bad(p + ".function", "is required and must be an object");
     required_string(*f, "name", p + ".function");
-    const ojson* a = field(*f, "arguments");
+    const ojson* a = present_field(*f, "arguments");
     if (a && a->is_string()) {
       const std::string& text = a->get_ref<const std::string&>();
       ojson parsed = ojson::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -128,14 +124,14 @@ ojson parse_message(const ojson& m, size_t i) {
   ojson out = m;
   if (out["role"] == "developer") out["role"] = "system";
   if (out["role"] == "tool") {
-    const ojson* id = field(m, "tool_call_id");
+    const ojson* id = present_field(m, "tool_call_id");
     if (!id || !id->is_string())
       throw bad(p + ".tool_call_id", "is required (a string) for role 'tool'");
   }
-  if (const ojson* calls = field(m, "tool_calls")) {
+  if (const ojson* calls = present_field(m, "tool_calls")) {
     if (out["role"] != "assistant") throw bad(p + ".tool_calls", "is only for role 'assistant'");
     out["tool_calls"] = parse_calls(*calls, p + ".tool_calls");
-    if (!field(m, "content")) out["content"] = "";  // templates concatenate it
+    if (!present_field(m, "content")) out["content"] = "";  // templates concatenate it
   }
   return out;
 }
@@ -159,9 +155,9 @@ bool needs_tool_request(const nlohmann::json& body) {
 ToolRequest parse_tool_request(const ojson& body) {
   ToolRequest r;
   r.active = true;
-  if (const ojson* t = field(body, "tools")) r.tools = parse_tools(*t);
+  if (const ojson* t = present_field(body, "tools")) r.tools = parse_tools(*t);
   parse_choice(body, r);
-  if (const ojson* p = field(body, "parallel_tool_calls")) {
+  if (const ojson* p = present_field(body, "parallel_tool_calls")) {
     if (!p->is_boolean())
       throw bad("parallel_tool_calls", fmt::format("must be a boolean, got {}", p->type_name()));
     r.parallel_calls = p->get<bool>();

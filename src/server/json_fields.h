@@ -1,0 +1,44 @@
+// Reading an OpenAI request body's fields: present_field (absent and null are both "not given",
+// as OpenAI treats them), typed getters that check the type and range and throw an ApiError
+// naming the field, the value and what was expected, and the body's JSON parse with a bound on
+// its nesting depth. Used by the request parser and the tool and structured-output readers.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "server/api_error.h"
+
+namespace nc::server {
+
+// The field's value, or nullptr when it is absent or null. For json and ordered_json alike.
+template <class Json>
+const Json* present_field(const Json& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+// "'<param>' must be <expected>, got <v's type>".
+ApiError wrong_type(const std::string& param, const char* expected, const nlohmann::json& v);
+// "<what> is not supported by this server" (code unsupported_parameter).
+ApiError unsupported(const std::string& param, const std::string& what);
+
+// Each: nullopt when the field is not given; an ApiError when it has the wrong type or range.
+// A number in [lo, hi] (lo excluded when lo_open).
+std::optional<double> get_number(const nlohmann::json& obj, const char* key, double lo, double hi,
+                                 bool lo_open = false);
+// An integer in [lo, hi]. Non-integral numbers (2.5, 1e30) are rejected.
+std::optional<int64_t> get_int(const nlohmann::json& obj, const char* key, int64_t lo, int64_t hi);
+std::optional<bool> get_bool(const nlohmann::json& obj, const char* key);
+std::optional<std::string> get_string(const nlohmann::json& obj, const char* key);
+
+// The body as JSON; an ApiError (invalid_json) when it is not JSON or nests deeper than
+// kMaxJsonDepth levels (which bounds the parser's work on hostile input).
+inline constexpr int kMaxJsonDepth = 64;
+nlohmann::json parse_json(std::string_view body);
+
+}  // namespace nc::server
