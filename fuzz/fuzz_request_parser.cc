@@ -1,13 +1,14 @@
 // libFuzzer target for the HTTP server's request parser: any bytes as the body of
-// POST /v1/chat/completions and POST /v1/completions. The parser must either return a request
-// that passes the engine's own validation or throw ApiError (400) — never crash, hang or throw
-// anything else. Error bodies must serialize whatever the input bytes were.
+// POST /v1/chat/completions, POST /v1/completions and POST /v1/responses. The parser must either
+// return a request that passes the engine's own validation or throw ApiError (400) — never crash,
+// hang or throw anything else. Error bodies must serialize whatever the input bytes were.
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
 #include "server/api_error.h"
 #include "server/request_parser.h"
+#include "server/responses_request.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);
@@ -23,6 +24,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (e.status() != 400) std::abort();
       (void)nc::server::error_body(e);
     }
+  }
+  try {
+    const nc::server::ResponsesRequest r = nc::server::parse_responses_request(body);
+    r.chat.sampling.validate();
+    if (r.chat.messages.empty() || r.chat.n != 1) std::abort();
+  } catch (const nc::server::ApiError& e) {
+    if (e.status() != 400) std::abort();
+    (void)nc::server::error_body(e);
   }
   return 0;
 }

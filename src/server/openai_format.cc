@@ -8,12 +8,15 @@ namespace nc::server {
 
 using json = nlohmann::json;
 
-std::string new_response_id(ApiKind kind) {
+std::string random_id(std::string prefix) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char* kHex = "0123456789abcdef";
-  std::string id = kind == ApiKind::Chat ? "chatcmpl-" : "cmpl-";
-  for (int i = 0; i < 24; ++i) id += kHex[rng() & 15];
-  return id;
+  for (int i = 0; i < 24; ++i) prefix += kHex[rng() & 15];
+  return prefix;
+}
+
+std::string new_response_id(ApiKind kind) {
+  return random_id(kind == ApiKind::Chat ? "chatcmpl-" : "cmpl-");
 }
 
 json usage_json(int prompt_tokens, int completion_tokens) {

@@ -100,7 +100,7 @@ json ResponseBuilder::response() const {
   return completion_response(meta_, out, prompt_tokens_, completion_tokens);
 }
 
-std::string ResponseBuilder::start() const {
+std::string ResponseBuilder::start() {
   std::string out;
   if (meta_.kind != ApiKind::Chat) return out;
   for (int i = 0; i < int(choices_.size()); ++i)
@@ -171,7 +171,7 @@ std::string ResponseBuilder::stream(const StreamEvent& ev) {
   return out;
 }
 
-std::string ResponseBuilder::end() const {
+std::string ResponseBuilder::end() {
   std::string out;
   if (shape_.include_usage) {
     int completion_tokens = 0;

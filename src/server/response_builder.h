@@ -23,6 +23,7 @@
 
 #include "server/engine_loop.h"
 #include "server/openai_format.h"
+#include "server/output_builder.h"
 #include "server/request_parser.h"
 
 namespace nc::server {
@@ -40,18 +41,21 @@ struct ResponseShape {
   static ResponseShape of(const ParsedRequest& r);
 };
 
-class ResponseBuilder {
+class ResponseBuilder final : public OutputBuilder {
  public:
   ResponseBuilder(ResponseMeta meta, ResponseShape shape, const StreamEvent& accepted);
 
-  void add(const StreamEvent& ev);  // an Output event
-  bool done() const { return unfinished_ == 0; }
-  bool aborted() const { return aborted_; }
-  nlohmann::json response() const;
+  void add(const StreamEvent& ev) override;  // an Output event
+  bool done() const override { return unfinished_ == 0; }
+  bool aborted() const override { return aborted_; }
+  nlohmann::json response() const override;
 
-  std::string start() const;
-  std::string stream(const StreamEvent& ev);
-  std::string end() const;
+  std::string start() override;
+  std::string stream(const StreamEvent& ev) override;
+  std::string end() override;
+  // The error object as one event (OpenAI's way once the headers are out); then [DONE].
+  std::string stream_error(const ApiError& e) override { return sse_event(e.to_json()); }
+  std::string aborted_end() override { return kSseDone; }
 
  private:
   struct Choice {

@@ -63,39 +63,68 @@ json Server::Impl::model_card() const {
           {"max_model_len", loop.stats().max_model_len}};
 }
 
+void Server::Impl::check_content_type(const Request& req) const {
+  const std::string ct = req.get_header_value("Content-Type");
+  if (!ct.empty() && lower(trim(ct.substr(0, ct.find(';')))) != "application/json") {
+    throw ApiError(415, fmt::format("Content-Type must be application/json, got '{}'", ct),
+                   "invalid_request_error", "", "unsupported_media_type");
+  }
+}
+
 void Server::Impl::handle_generate(ApiKind kind, const Request& req, const std::string& body,
                                    Response& res) {
   try {
-    const std::string ct = req.get_header_value("Content-Type");
-    if (!ct.empty() && lower(trim(ct.substr(0, ct.find(';')))) != "application/json") {
-      throw ApiError(415, fmt::format("Content-Type must be application/json, got '{}'", ct),
-                     "invalid_request_error", "", "unsupported_media_type");
-    }
+    check_content_type(req);
     ParsedRequest pr = parse_request(kind, body, ParseLimits{opts.max_n});
-    check_model(pr.model);
-    prepare_structured(pr);
-    std::string session = req.get_header_value("X-Session-Id");
-    if (session.empty()) session = pr.user;
     const ResponseShape shape = ResponseShape::of(pr);  // what the response needs
-    const bool stream = pr.stream;
-    std::shared_ptr<RequestHandle> h = loop.submit(std::move(pr), std::move(session));
-    CancelGuard guard(h);
-    ClientConnection conn(req);
-    StreamEvent ev;
-    if (!wait_event(*h, conn, ev)) return;  // the client left; the guard aborts the request
-    if (ev.kind == StreamEvent::Kind::Error) {
-      guard.disarm();
-      throw *ev.error;
-    }
-    const ResponseMeta meta{kind, new_response_id(kind), int64_t(std::time(nullptr)), model_name};
-    auto builder = std::make_shared<ResponseBuilder>(meta, shape, ev);
-    if (stream) {
-      respond_stream(builder, h, guard, req, res);
-    } else {
-      respond_whole(*builder, h, guard, conn, res);
+    generate(std::move(pr), req, res, [&](const StreamEvent& accepted) {
+      const ResponseMeta meta{kind, new_response_id(kind), int64_t(std::time(nullptr)), model_name};
+      return std::make_shared<ResponseBuilder>(meta, shape, accepted);
+    });
+  } catch (const ApiError& e) {
+    send_error(res, e);
+  }
+}
+
+void Server::Impl::handle_responses(const Request& req, const std::string& body, Response& res) {
+  try {
+    check_content_type(req);
+    ResponsesRequest r = parse_responses_request(body, ParseLimits{opts.max_n});
+    ResponsesMeta meta{random_id("resp_"), int64_t(std::time(nullptr)), model_name,
+                       std::move(r.echo), r.chat.want_logprobs};
+    try {
+      generate(std::move(r.chat), req, res, [&](const StreamEvent& accepted) {
+        return std::make_shared<ResponsesBuilder>(std::move(meta), accepted);
+      });
+    } catch (const ApiError& e) {
+      throw as_responses_error(e);  // the engine's errors name chat fields
     }
   } catch (const ApiError& e) {
     send_error(res, e);
+  }
+}
+
+void Server::Impl::generate(ParsedRequest pr, const Request& req, Response& res,
+                            const BuilderFactory& make_builder) {
+  check_model(pr.model);
+  prepare_structured(pr);
+  std::string session = req.get_header_value("X-Session-Id");
+  if (session.empty()) session = pr.user;
+  const bool stream = pr.stream;
+  std::shared_ptr<RequestHandle> h = loop.submit(std::move(pr), std::move(session));
+  CancelGuard guard(h);
+  ClientConnection conn(req);
+  StreamEvent ev;
+  if (!wait_event(*h, conn, ev)) return;  // the client left; the guard aborts the request
+  if (ev.kind == StreamEvent::Kind::Error) {
+    guard.disarm();
+    throw *ev.error;
+  }
+  std::shared_ptr<OutputBuilder> builder = make_builder(ev);
+  if (stream) {
+    respond_stream(builder, h, guard, req, res);
+  } else {
+    respond_whole(*builder, h, guard, conn, res);
   }
 }
 
@@ -124,7 +153,7 @@ void Server::Impl::prepare_structured(ParsedRequest& pr) const {
   }
 }
 
-void Server::Impl::respond_whole(ResponseBuilder& b, const std::shared_ptr<RequestHandle>& h,
+void Server::Impl::respond_whole(OutputBuilder& b, const std::shared_ptr<RequestHandle>& h,
                                  CancelGuard& guard, ClientConnection& conn, Response& res) {
   while (!b.done()) {
     StreamEvent ev;
@@ -140,13 +169,13 @@ void Server::Impl::respond_whole(ResponseBuilder& b, const std::shared_ptr<Reque
   send_json(res, 200, b.response());
 }
 
-void Server::Impl::respond_stream(const std::shared_ptr<ResponseBuilder>& b,
+void Server::Impl::respond_stream(const std::shared_ptr<OutputBuilder>& b,
                                   const std::shared_ptr<RequestHandle>& h, CancelGuard& guard,
                                   const Request& req, Response& res) {
   struct State {
     std::shared_ptr<RequestHandle> h;
     ClientConnection conn;
-    std::shared_ptr<ResponseBuilder> b;
+    std::shared_ptr<OutputBuilder> b;
     bool finished = false;
   };
   auto st = std::make_shared<State>(State{h, ClientConnection(req), b, false});
@@ -165,22 +194,19 @@ void Server::Impl::respond_stream(const std::shared_ptr<ResponseBuilder>& b,
       if (ev.kind == StreamEvent::Kind::Error) {
         // Headers are out: the error goes in the stream, as OpenAI does.
         st->finished = true;
-        write(sse_event(ev.error->to_json()));
-        write(kSseDone);
+        write(st->b->stream_error(*ev.error));
+        write(st->b->aborted_end());
         sink.done();
         return true;
       }
       if (!write(st->b->stream(ev))) return false;
       if (ev.output.finished && ev.output.finish_reason == FinishReason::Abort) {
-        write(sse_event(
-            ApiError(503, "the request was aborted by the engine", "server_error").to_json()));
+        write(st->b->stream_error(
+            ApiError(503, "the request was aborted by the engine", "server_error")));
       }
       if (!st->b->done()) continue;
       st->finished = true;
-      if (!st->b->aborted())
-        write(st->b->end());
-      else
-        write(kSseDone);
+      write(st->b->aborted() ? st->b->aborted_end() : st->b->end());
       sink.done();
       return true;
     }

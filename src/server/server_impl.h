@@ -19,6 +19,8 @@
 #include "server/openai_format.h"
 #include "server/request_parser.h"
 #include "server/response_builder.h"
+#include "server/responses_builder.h"
+#include "server/responses_request.h"
 #include "server/server.h"
 
 namespace nc::server {
@@ -81,16 +83,24 @@ struct Server::Impl {
   void handle_post(const Request& req, Response& res, const httplib::ContentReader& read,
                    const BodyHandler& handle);
   bool authorized(const Request& req) const;
+  void check_content_type(const Request& req) const;  // 415 unless JSON (or not said)
   void handle_generate(ApiKind kind, const Request& req, const std::string& body, Response& res);
+  // POST /v1/responses (server/responses_request.h, server/responses_builder.h).
+  void handle_responses(const Request& req, const std::string& body, Response& res);
+  // Submits the request and answers it, whole or streamed, with the builder made from its
+  // Accepted event. Throws ApiError for what fails before the answer starts.
+  using BuilderFactory = std::function<std::shared_ptr<OutputBuilder>(const StreamEvent&)>;
+  void generate(ParsedRequest pr, const Request& req, Response& res,
+                const BuilderFactory& make_builder);
   // 404 unless the model is the served one (or not named).
   void check_model(const std::string& model) const;
   // Structured output: tool_choice "required" / named becomes its grammar (in the model's call
   // format), and the request's grammar is compiled here, on the HTTP thread, so that the engine
   // thread finds it cached; one that does not compile (in time) is a 400 naming its field.
   void prepare_structured(ParsedRequest& pr) const;
-  void respond_whole(ResponseBuilder& b, const std::shared_ptr<RequestHandle>& h,
-                     CancelGuard& guard, ClientConnection& conn, Response& res);
-  void respond_stream(const std::shared_ptr<ResponseBuilder>& b,
+  void respond_whole(OutputBuilder& b, const std::shared_ptr<RequestHandle>& h, CancelGuard& guard,
+                     ClientConnection& conn, Response& res);
+  void respond_stream(const std::shared_ptr<OutputBuilder>& b,
                       const std::shared_ptr<RequestHandle>& h, CancelGuard& guard,
                       const Request& req, Response& res);
   // POST /tokenize and /detokenize (vLLM's shapes).

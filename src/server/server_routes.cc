@@ -16,8 +16,8 @@ namespace {
 
 // The method a known route takes ("" for an unknown route).
 std::string allowed_method(const std::string& path) {
-  if (path == "/v1/chat/completions" || path == "/v1/completions" || path == "/tokenize" ||
-      path == "/detokenize") {
+  if (path == "/v1/chat/completions" || path == "/v1/completions" || path == "/v1/responses" ||
+      path == "/tokenize" || path == "/detokenize") {
     return "POST";
   }
   if (path == "/v1/models" || path.starts_with("/v1/models/") || path == "/health" ||
@@ -168,6 +168,10 @@ void Server::Impl::setup_routes() {
                  });
                });
   }
+  http->Post("/v1/responses", [this](const Request& req, Response& res,
+                                     const httplib::ContentReader& read) {
+    handle_post(req, res, read, [&](const std::string& body) { handle_responses(req, body, res); });
+  });
   http->Post(
       "/tokenize", [this](const Request& req, Response& res, const httplib::ContentReader& read) {
         handle_post(req, res, read, [&](const std::string& body) { handle_tokenize(body, res); });
@@ -219,7 +223,8 @@ void Server::Impl::setup_routes() {
                                "invalid_request_error", "", "method_not_allowed"));
     };
   };
-  for (const char* path : {"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize"}) {
+  for (const char* path :
+       {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/tokenize", "/detokenize"}) {
     http->Get(path, not_allowed("POST"));
     http->Put(path, not_allowed("POST"));
     http->Patch(path, not_allowed("POST"));

@@ -1,0 +1,96 @@
+// ResponsesBuilder: one request's events (engine_loop.h) as the Responses API's answer
+// (POST /v1/responses; the request side is server/responses_request.h).
+//
+// The answer is a `response` object whose `output` is a list of items, in the order the model
+// wrote them: a `reasoning` item (the <think> block, as reasoning_text content), a `message`
+// item (the answer's text as one output_text part, with its log-probabilities when asked), and
+// one `function_call` item per tool call (call_id, name, arguments). The output is read with the
+// chat API's rules (server/tool_calls.h): the same reasoning and call formats, held back and
+// streamed the same way. status is "completed", or "incomplete" with incomplete_details.reason
+// "max_output_tokens" when the token limit ended it. usage counts input and output tokens
+// (cached_tokens and reasoning_tokens are not counted: 0).
+//
+// Streams are typed server-sent events (`event: <type>` and `data: {"type", "sequence_number",
+// ...}`): response.created and response.in_progress; per item output_item.added, its deltas
+// (reasoning_text.delta; content_part.added then output_text.delta; function_call_arguments.delta)
+// and their done events, then output_item.done; then response.completed (or
+// response.incomplete) holding the whole response. An error after the headers is an `error`
+// event, and an aborted request ends with response.failed. There is no [DONE] line.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "server/engine_loop.h"
+#include "server/openai_format.h"
+#include "server/output_builder.h"
+#include "server/tool_calls.h"
+
+namespace nc::server {
+
+struct ResponsesMeta {
+  std::string id;  // "resp_..."
+  int64_t created_at = 0;
+  std::string model;
+  nlohmann::json echo;  // ResponsesRequest::echo
+  bool want_logprobs = false;
+};
+
+class ResponsesBuilder final : public OutputBuilder {
+ public:
+  ResponsesBuilder(ResponsesMeta meta, const StreamEvent& accepted);
+
+  void add(const StreamEvent& ev) override;
+  bool done() const override { return finished_; }
+  bool aborted() const override { return aborted_; }
+  nlohmann::json response() const override;
+
+  std::string start() override;
+  std::string stream(const StreamEvent& ev) override;
+  std::string end() override;
+  std::string stream_error(const ApiError& e) override;
+  std::string aborted_end() override;
+
+ private:
+  enum class ItemKind { Reasoning, Message, Call };
+  struct OpenItem {
+    ItemKind kind;
+    std::string id;
+    std::string text;  // reasoning or message text; a call's arguments
+    std::vector<LogprobToken> logprobs;
+    std::string call_id, name;  // Call
+    int call_index = -1;        // Call: the OutputStream's index
+  };
+
+  nlohmann::json envelope(const char* status, const nlohmann::json& output) const;
+  nlohmann::json finished_items() const;  // whole: the text read by parse_output
+  std::string event(nlohmann::json e);
+  std::string open(ItemKind kind, std::string call_id = "", std::string name = "", int index = -1);
+  std::string close();
+  std::string add_reasoning(const std::string& text);
+  std::string add_content(const std::string& text, const std::vector<LogprobToken>& logprobs);
+  std::string add_call(const ToolCallDelta& d);
+  int output_index() const { return int(streamed_.size()); }
+
+  ResponsesMeta meta_;
+  OutputFormat format_;
+  int input_tokens_ = 0;
+  int output_tokens_ = 0;
+  std::string text_;  // all the output text
+  std::vector<LogprobToken> logprobs_;
+  FinishReason finish_ = FinishReason::None;
+  bool finished_ = false;
+  bool aborted_ = false;
+  // Streams.
+  int sequence_ = 0;
+  std::optional<OutputStream> out_;
+  std::optional<OpenItem> open_;
+  nlohmann::json streamed_ = nlohmann::json::array();  // the items closed so far
+  std::vector<LogprobToken> pending_;                  // log-probabilities of text not sent yet
+  nlohmann::json failure_;  // the error response.failed names (stream_error's)
+};
+
+}  // namespace nc::server

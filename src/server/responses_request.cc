@@ -1,0 +1,306 @@
+#include "server/responses_request.h"
+
+#include <algorithm>
+#include <initializer_list>
+#include <optional>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "server/json_fields.h"
+
+namespace nc::server {
+
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+// Fields that mean the same in both APIs (the chat parser checks them).
+constexpr const char* kSameFields[] = {"model",
+                                       "temperature",
+                                       "top_p",
+                                       "stream",
+                                       "user",
+                                       "parallel_tool_calls",
+                                       "top_k",
+                                       "min_p",
+                                       "seed",
+                                       "stop",
+                                       "presence_penalty",
+                                       "frequency_penalty",
+                                       "logit_bias",
+                                       "repetition_penalty",
+                                       "min_tokens",
+                                       "ignore_eos",
+                                       "stop_token_ids",
+                                       "skip_special_tokens"};
+
+// The include values this server honours (encrypted reasoning is never produced: accepted, empty).
+constexpr const char* kIncludes[] = {"message.output_text.logprobs", "reasoning.encrypted_content"};
+
+ApiError bad(const std::string& param, const std::string& msg) {
+  return invalid_param(param, fmt::format("'{}' {}", param, msg));
+}
+
+const std::string& required_string(const ojson& obj, const char* key, const std::string& at) {
+  const ojson* v = present_field(obj, key);
+  if (!v || !v->is_string()) throw bad(at + "." + key, "is required and must be a string");
+  return v->get_ref<const std::string&>();
+}
+
+void reject_stateful(const ojson& b) {
+  if (present_field(b, "previous_response_id"))
+    throw unsupported("previous_response_id",
+                      "'previous_response_id' (this server stores no responses: send the whole "
+                      "conversation in 'input')");
+  if (present_field(b, "conversation"))
+    throw unsupported("conversation", "'conversation' (this server stores no conversations)");
+  if (const ojson* bg = present_field(b, "background"); bg && *bg != false)
+    throw unsupported("background", "'background': true");
+  if (present_field(b, "prompt")) throw unsupported("prompt", "'prompt' (stored prompt templates)");
+}
+
+// Whether the client asked for the output's log-probabilities; other include values: 400.
+bool read_include(const ojson& b) {
+  const ojson* inc = present_field(b, "include");
+  if (!inc) return false;
+  if (!inc->is_array()) throw bad("include", "must be an array of strings");
+  bool logprobs = false;
+  for (size_t i = 0; i < inc->size(); ++i) {
+    const ojson& v = (*inc)[i];
+    const std::string p = fmt::format("include[{}]", i);
+    if (!v.is_string()) throw bad(p, "must be a string");
+    const std::string& s = v.get_ref<const std::string&>();
+    if (std::find(std::begin(kIncludes), std::end(kIncludes), s) == std::end(kIncludes))
+      throw unsupported(p, fmt::format("include value '{}'", s));
+    logprobs = logprobs || s == kIncludes[0];
+  }
+  return logprobs;
+}
+
+// An item's content as chat content: a string, or its text parts.
+ojson chat_content(const ojson& c, const std::string& at) {
+  if (c.is_string()) return c;
+  if (!c.is_array()) throw bad(at, "must be a string or an array of content parts");
+  ojson parts = ojson::array();
+  for (size_t j = 0; j < c.size(); ++j) {
+    const std::string p = fmt::format("{}[{}]", at, j);
+    if (!c[j].is_object()) throw bad(p, "must be an object");
+    const std::string& type = required_string(c[j], "type", p);
+    if (type == "input_text" || type == "output_text" || type == "text") {
+      parts.push_back({{"type", "text"}, {"text", required_string(c[j], "text", p)}});
+    } else if (type == "refusal") {
+      parts.push_back({{"type", "text"}, {"text", required_string(c[j], "refusal", p)}});
+    } else if (type == "input_image" || type == "input_file" || type == "input_audio") {
+      throw unsupported(p + ".type", fmt::format("'{}' content (the model reads text)", type));
+    } else {
+      throw bad(p + ".type", fmt::format("'{}' is not a content part type", type));
+    }
+  }
+  return parts;
+}
+
+void add_message(const ojson& item, const std::string& at, ojson& messages) {
+  const std::string& role = required_string(item, "role", at);
+  if (role != "user" && role != "assistant" && role != "system" && role != "developer")
+    throw bad(at + ".role",
+              fmt::format("'{}' is not one of user, assistant, system, developer", role));
+  const ojson* c = present_field(item, "content");
+  if (!c) throw bad(at + ".content", "is required");
+  messages.push_back({{"role", role}, {"content", chat_content(*c, at + ".content")}});
+}
+
+// A function_call item joins the assistant message before it (its text, or earlier calls).
+void add_function_call(const ojson& item, const std::string& at, ojson& messages) {
+  ojson call = {{"id", required_string(item, "call_id", at)},
+                {"type", "function"},
+                {"function",
+                 {{"name", required_string(item, "name", at)},
+                  {"arguments", required_string(item, "arguments", at)}}}};
+  if (messages.empty() || messages.back()["role"] != "assistant")
+    messages.push_back({{"role", "assistant"}, {"content", nullptr}});
+  ojson& last = messages.back();
+  if (!last.contains("tool_calls")) last["tool_calls"] = ojson::array();
+  last["tool_calls"].push_back(std::move(call));
+}
+
+void add_function_output(const ojson& item, const std::string& at, ojson& messages) {
+  const ojson* out = present_field(item, "output");
+  if (!out) throw bad(at + ".output", "is required");
+  messages.push_back({{"role", "tool"},
+                      {"tool_call_id", required_string(item, "call_id", at)},
+                      {"content", chat_content(*out, at + ".output")}});
+}
+
+ojson chat_messages(const ojson& b) {
+  ojson messages = ojson::array();
+  if (const ojson* ins = present_field(b, "instructions")) {
+    if (!ins->is_string()) throw bad("instructions", "must be a string");
+    messages.push_back({{"role", "system"}, {"content", *ins}});
+  }
+  const ojson* input = present_field(b, "input");
+  if (!input) throw bad("input", "is required");
+  if (input->is_string()) {
+    messages.push_back({{"role", "user"}, {"content", *input}});
+    return messages;
+  }
+  if (!input->is_array() || input->empty())
+    throw bad("input", "must be a string or a non-empty array of items");
+  for (size_t i = 0; i < input->size(); ++i) {
+    const ojson& item = (*input)[i];
+    const std::string at = fmt::format("input[{}]", i);
+    if (!item.is_object()) throw bad(at, "must be an object");
+    const ojson* t = present_field(item, "type");
+    if (t && !t->is_string()) throw bad(at + ".type", "must be a string");
+    const std::string type = t ? t->get<std::string>() : "message";
+    if (type == "message") {
+      add_message(item, at, messages);
+    } else if (type == "function_call") {
+      add_function_call(item, at, messages);
+    } else if (type == "function_call_output") {
+      add_function_output(item, at, messages);
+    } else if (type == "item_reference") {
+      throw unsupported(at + ".type", "'item_reference' (this server stores no items)");
+    } else if (type != "reasoning") {
+      throw bad(at + ".type",
+                fmt::format("'{}' is not an input item type this server reads", type));
+    }
+  }
+  return messages;
+}
+
+ojson chat_tools(const ojson& tools) {
+  if (!tools.is_array()) throw bad("tools", "must be an array");
+  ojson out = ojson::array();
+  for (size_t i = 0; i < tools.size(); ++i) {
+    const std::string at = fmt::format("tools[{}]", i);
+    if (!tools[i].is_object()) throw bad(at, "must be an object");
+    const std::string& type = required_string(tools[i], "type", at);
+    if (type != "function")
+      throw unsupported(at + ".type", fmt::format("'{}' tools (only function tools)", type));
+    ojson fn = {{"name", required_string(tools[i], "name", at)}};
+    for (const char* k : {"description", "parameters", "strict"})
+      if (const ojson* v = present_field(tools[i], k)) fn[k] = *v;
+    out.push_back({{"type", "function"}, {"function", std::move(fn)}});
+  }
+  return out;
+}
+
+ojson chat_tool_choice(const ojson& c) {
+  if (c.is_string()) return c;
+  if (!c.is_object()) throw bad("tool_choice", "must be a string or an object");
+  const std::string& type = required_string(c, "type", "tool_choice");
+  if (type != "function")
+    throw unsupported("tool_choice.type", fmt::format("tool_choice type '{}'", type));
+  return {{"type", "function"},
+          {"function", {{"name", required_string(c, "name", "tool_choice")}}}};
+}
+
+// text.format as chat's response_format (null for plain text).
+ojson chat_response_format(const ojson& text) {
+  if (!text.is_object()) throw bad("text", "must be an object");
+  const ojson* f = present_field(text, "format");
+  if (!f) return nullptr;
+  if (!f->is_object()) throw bad("text.format", "must be an object");
+  const std::string& type = required_string(*f, "type", "text.format");
+  if (type == "text") return nullptr;
+  if (type == "json_object") return {{"type", "json_object"}};
+  if (type != "json_schema")
+    throw bad("text.format.type",
+              fmt::format("'{}' is not one of text, json_object, json_schema", type));
+  ojson schema = {{"name", required_string(*f, "name", "text.format")}};
+  for (const char* k : {"schema", "strict", "description"})
+    if (const ojson* v = present_field(*f, k)) schema[k] = *v;
+  return {{"type", "json_schema"}, {"json_schema", std::move(schema)}};
+}
+
+ojson chat_body(const ojson& b, bool want_logprobs) {
+  ojson chat = ojson::object();
+  chat["messages"] = chat_messages(b);
+  for (const char* k : kSameFields)
+    if (const ojson* v = present_field(b, k)) chat[k] = *v;
+  if (const ojson* v = present_field(b, "max_output_tokens")) chat["max_completion_tokens"] = *v;
+  if (const ojson* v = present_field(b, "tools")) chat["tools"] = chat_tools(*v);
+  if (const ojson* v = present_field(b, "tool_choice")) chat["tool_choice"] = chat_tool_choice(*v);
+  if (const ojson* v = present_field(b, "text")) {
+    ojson rf = chat_response_format(*v);
+    if (!rf.is_null()) chat["response_format"] = std::move(rf);
+  }
+  const ojson* top = present_field(b, "top_logprobs");
+  if (want_logprobs || top) chat["logprobs"] = true;
+  if (top) chat["top_logprobs"] = *top;
+  return chat;
+}
+
+nlohmann::json echo_fields(const ojson& b) {
+  auto get = [&](const char* k, ojson fallback) {
+    const ojson* v = present_field(b, k);
+    return v ? *v : fallback;
+  };
+  const ojson echo = {{"instructions", get("instructions", nullptr)},
+                      {"tools", get("tools", ojson::array())},
+                      {"tool_choice", get("tool_choice", "auto")},
+                      {"parallel_tool_calls", get("parallel_tool_calls", true)},
+                      {"temperature", get("temperature", 1.0)},
+                      {"top_p", get("top_p", 1.0)},
+                      {"max_output_tokens", get("max_output_tokens", nullptr)},
+                      {"top_logprobs", get("top_logprobs", 0)},
+                      {"text", get("text", {{"format", {{"type", "text"}}}})},
+                      {"metadata", get("metadata", ojson::object())},
+                      {"user", get("user", nullptr)}};
+  return nlohmann::json::parse(echo.dump());  // the response is written unordered
+}
+
+}  // namespace
+
+std::string responses_param(const std::string& p) {
+  auto swap = [&](std::string_view from, std::string_view to) -> std::optional<std::string> {
+    if (!p.starts_with(from)) return std::nullopt;
+    return std::string(to) + p.substr(from.size());
+  };
+  for (auto [from, to] : std::initializer_list<std::pair<std::string_view, std::string_view>>{
+           {"max_completion_tokens", "max_output_tokens"},
+           {"max_tokens", "max_output_tokens"},
+           {"response_format.json_schema", "text.format"},
+           {"response_format", "text.format"},
+           {"tool_choice.function", "tool_choice"},
+           {"logprobs", "include"}}) {
+    if (auto s = swap(from, to)) return *s;
+  }
+  if (p.starts_with("messages")) return "input";
+  if (p.starts_with("tools[")) {  // tools[i].function.x -> tools[i].x
+    const size_t f = p.find(".function");
+    if (f != std::string::npos) return p.substr(0, f) + p.substr(f + 9);
+  }
+  return p;
+}
+
+ApiError as_responses_error(const ApiError& e) {
+  const std::string param = responses_param(e.param());
+  std::string message = e.what();
+  if (param != e.param()) {  // the message quotes the chat name: quote the Responses one
+    const std::string from = "'" + e.param() + "'";
+    for (size_t at = message.find(from); at != std::string::npos; at = message.find(from, at))
+      message.replace(at, from.size(), "'" + param + "'");
+  }
+  return ApiError(e.status(), message, e.type(), param, e.code());
+}
+
+ResponsesRequest parse_responses_request(std::string_view body, const ParseLimits& limits) {
+  if (!parse_json(body).is_object()) throw invalid_param("", "the body must be a JSON object");
+  const ojson b = ojson::parse(body.begin(), body.end());  // valid: parse_json read it
+  reject_stateful(b);
+  if (const ojson* n = present_field(b, "n"); n && *n != 1)
+    throw unsupported("n", "'n' other than 1 in the Responses API");
+  const bool want_logprobs = read_include(b);
+  ResponsesRequest r;
+  try {
+    r.chat = parse_request(ApiKind::Chat, chat_body(b, want_logprobs).dump(), limits);
+  } catch (const ApiError& e) {
+    throw as_responses_error(e);
+  }
+  r.echo = echo_fields(b);
+  return r;
+}
+
+}  // namespace nc::server
