@@ -151,6 +151,10 @@ TEST(ResponsesRequest, ErrorsNameTheResponsesField) {
        "unsupported_parameter"},
       {{{"input", "x"}, {"n", 2}}, "n", "unsupported_parameter"},
       {{{"input", "x"}, {"temperature", "hot"}}, "temperature", ""},
+      {{{"input", "x"}, {"max_tokens", 5}}, "max_tokens", ""},
+      {{{"input", "x"}, {"messages", json::array()}}, "messages", ""},
+      {{{"input", "x"}, {"metadata", "tag"}}, "metadata", ""},
+      {{{"input", "x"}, {"metadata", {{"k", 1}}}}, "metadata.k", ""},
   };
   for (const Case& c : cases) {
     const ApiError e = error_of(c.body);
@@ -263,11 +267,10 @@ TEST(ResponsesBuilder, StreamCarriesTheSameItemsInOrder) {
   EXPECT_EQ(evs[1]["type"], "response.in_progress");
   EXPECT_EQ(evs.back()["type"], "response.completed");
   EXPECT_EQ(reasoning, "plan it");
-  // The text before a call goes out before the call is seen, with its newline; the whole
-  // response trims it, as the chat API's stream and message do.
-  EXPECT_EQ(text, "Let me look.\n");
+  EXPECT_EQ(text, "Let me look.");  // the newline before the call held, then dropped
   EXPECT_EQ(json::parse(arguments), json({{"city", "Paris"}}));
   EXPECT_EQ(added, (std::vector<std::string>{"reasoning", "message", "function_call"}));
+  ASSERT_EQ(evs.back()["type"], "response.completed");
   const json& r = evs.back()["response"];
   ASSERT_EQ(r["output"].size(), 3u);
   EXPECT_EQ(r["output"][1]["content"][0]["text"], text);
@@ -298,6 +301,87 @@ TEST(ResponsesBuilder, TokenLimitMakesItIncompleteAndErrorsEndAsFailed) {
   EXPECT_EQ(evs.back()["type"], "response.failed");
   EXPECT_EQ(evs.back()["response"]["error"]["message"], "engine failed");
   EXPECT_EQ(evs.back()["response"]["output"][0]["content"][0]["text"], "a");
+}
+
+// The whole answer and the final response of a stream of the same events.
+struct BothWays {
+  json whole, streamed;
+  std::vector<json> events;
+};
+
+BothWays both_ways(const std::vector<StreamEvent>& evs, ToolFormat tools, bool logprobs = false) {
+  ResponsesMeta m = meta();
+  m.want_logprobs = logprobs;
+  ResponsesBuilder whole(m, accepted(tools)), stream(m, accepted(tools));
+  std::string body = stream.start();
+  for (const StreamEvent& ev : evs) {
+    whole.add(ev);
+    body += stream.stream(ev);
+  }
+  body += stream.end();
+  BothWays b{whole.response(), json(), typed_events(body)};
+  if (!b.events.empty()) b.streamed = b.events.back()["response"];
+  return b;
+}
+
+// Item types and texts (ids differ between the two).
+std::vector<std::string> summary(const json& response) {
+  std::vector<std::string> out;
+  for (const json& item : response["output"]) {
+    std::string s = item["type"].get<std::string>() + ":";
+    if (item["type"] == "function_call")
+      s += item["name"].get<std::string>() + item["arguments"].get<std::string>();
+    if (item["type"] != "function_call") s += item["content"][0]["text"].get<std::string>();
+    if (item.contains("status")) s += ":" + item["status"].get<std::string>();
+    out.push_back(s);
+  }
+  return out;
+}
+
+TEST(ResponsesBuilder, WholeAndStreamAgreeOnEdgeCases) {
+  using V = std::vector<std::string>;
+  // Cut off inside the reasoning block: the reasoning and an empty, incomplete message.
+  BothWays b =
+      both_ways(outputs({"<think>still", " going"}, FinishReason::Length), ToolFormat::Hermes);
+  EXPECT_EQ(summary(b.whole), (V{"reasoning:still going", "message::incomplete"}));
+  EXPECT_EQ(summary(b.streamed), summary(b.whole));
+  EXPECT_EQ(b.whole["status"], "incomplete");
+  // Blanks before a call make no message.
+  b = both_ways(outputs({"\n\n", "<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>"},
+                        FinishReason::Stop),
+                ToolFormat::Hermes);
+  EXPECT_EQ(summary(b.whole), (V{"function_call:f{}:completed"}));
+  EXPECT_EQ(summary(b.streamed), summary(b.whole));
+  // Without tools or reasoning the text is kept as written, blanks and all.
+  b = both_ways(outputs({"  a ", " b  "}, FinishReason::Stop), ToolFormat::None);
+  EXPECT_EQ(summary(b.whole), (V{"message:  a  b  :completed"}));
+  EXPECT_EQ(summary(b.streamed), summary(b.whole));
+  // Nothing at all: one empty message.
+  b = both_ways(outputs({""}, FinishReason::Stop), ToolFormat::None);
+  EXPECT_EQ(summary(b.whole), (V{"message::completed"}));
+  EXPECT_EQ(summary(b.streamed), summary(b.whole));
+}
+
+TEST(ResponsesBuilder, MessageLogprobsAreThoseOfItsText) {
+  std::vector<StreamEvent> evs = outputs(kThinkTextCall, FinishReason::Stop);
+  for (size_t i = 0; i < evs.size(); ++i) {  // one token per piece, named by its piece
+    LogprobToken t;
+    t.id = int32_t(i);
+    t.text = kThinkTextCall[i];
+    t.logprob = -float(i + 1);
+    evs[i].logprobs = {t};
+  }
+  const BothWays b = both_ways(evs, ToolFormat::Hermes, /*logprobs=*/true);
+  for (const json* r : {&b.whole, &b.streamed}) {
+    const json& lp = (*r)["output"][1]["content"][0]["logprobs"];
+    ASSERT_EQ(lp.size(), 1u) << lp.dump();
+    EXPECT_EQ(lp[0]["token"], "Let me look.");
+    EXPECT_EQ(lp[0]["logprob"], -3.0);
+  }
+  size_t deltas_with_logprobs = 0;
+  for (const json& ev : b.events)
+    if (ev["type"] == "response.output_text.delta") deltas_with_logprobs += ev["logprobs"].size();
+  EXPECT_EQ(deltas_with_logprobs, 1u);
 }
 
 // --- end to end on the fake model ---------------------------------------------------------------
@@ -338,6 +422,9 @@ TEST(ServerResponses, WholeAndStreamedEqualTheConversationRunAlone) {
     if (ev["type"] == "response.output_text.delta") text += ev["delta"].get<std::string>();
   EXPECT_EQ(text, ref.text);
   ASSERT_FALSE(evs.empty());
+  ASSERT_EQ(evs.back()["type"],
+            j["status"] == "completed" ? "response.completed" : "response.incomplete");
+  EXPECT_EQ(evs.back()["response"]["output"][0]["content"][0]["text"], ref.text);
   EXPECT_EQ(evs.back()["response"]["usage"]["output_tokens"], ref.completion_tokens);
   EXPECT_TRUE(ts.wait_idle());
 }
@@ -345,6 +432,7 @@ TEST(ServerResponses, WholeAndStreamedEqualTheConversationRunAlone) {
 TEST(ServerResponses, BadRequestsAndMethods) {
   TestServer ts;
   auto r = ts.post("/v1/responses", json{{"input", "x"}, {"previous_response_id", "resp_1"}});
+  ASSERT_TRUE(r);
   test_server::expect_openai_error(r, 400, "previous_response_id");
   EXPECT_EQ(json::parse(r->body)["error"]["param"], "previous_response_id");
   r = ts.post("/v1/responses", json{{"input", "x"}, {"model", "other"}});

@@ -7,8 +7,9 @@
 // one `function_call` item per tool call (call_id, name, arguments). The output is read with the
 // chat API's rules (server/tool_calls.h): the same reasoning and call formats, held back and
 // streamed the same way. status is "completed", or "incomplete" with incomplete_details.reason
-// "max_output_tokens" when the token limit ended it. usage counts input and output tokens
-// (cached_tokens and reasoning_tokens are not counted: 0).
+// "max_output_tokens" when the token limit ended it (the item it cut short says "incomplete"
+// too). A message's log-probabilities are those of the tokens of its text. usage counts input
+// and output tokens (cached_tokens and reasoning_tokens are not counted: 0).
 //
 // Streams are typed server-sent events (`event: <type>` and `data: {"type", "sequence_number",
 // ...}`): response.created and response.in_progress; per item output_item.added, its deltas
@@ -46,6 +47,8 @@ class ResponsesBuilder final : public OutputBuilder {
   void add(const StreamEvent& ev) override;
   bool done() const override { return finished_; }
   bool aborted() const override { return aborted_; }
+  // The items a stream of the same events ends with (the events replayed): whole and streamed
+  // answers agree item for item.
   nlohmann::json response() const override;
 
   std::string start() override;
@@ -65,13 +68,15 @@ class ResponsesBuilder final : public OutputBuilder {
     int call_index = -1;        // Call: the OutputStream's index
   };
 
+  ResponsesBuilder(const ResponsesMeta& meta, OutputFormat format, int input_tokens);
+  void record(const StreamEvent& ev);  // counts, finish reason, abort
   nlohmann::json envelope(const char* status, const nlohmann::json& output) const;
-  nlohmann::json finished_items() const;  // whole: the text read by parse_output
   std::string event(nlohmann::json e);
   std::string open(ItemKind kind, std::string call_id = "", std::string name = "", int index = -1);
   std::string close();
+  nlohmann::json open_item_as_is(const char* status) const;
   std::string add_reasoning(const std::string& text);
-  std::string add_content(const std::string& text, const std::vector<LogprobToken>& logprobs);
+  std::string add_content(const std::string& text);
   std::string add_call(const ToolCallDelta& d);
   int output_index() const { return int(streamed_.size()); }
 
@@ -79,17 +84,21 @@ class ResponsesBuilder final : public OutputBuilder {
   OutputFormat format_;
   int input_tokens_ = 0;
   int output_tokens_ = 0;
-  std::string text_;  // all the output text
-  std::vector<LogprobToken> logprobs_;
   FinishReason finish_ = FinishReason::None;
   bool finished_ = false;
   bool aborted_ = false;
+  std::vector<StreamEvent> events_;  // whole answers: replayed by response()
   // Streams.
   int sequence_ = 0;
   std::optional<OutputStream> out_;
   std::optional<OpenItem> open_;
   nlohmann::json streamed_ = nlohmann::json::array();  // the items closed so far
-  std::vector<LogprobToken> pending_;                  // log-probabilities of text not sent yet
+  bool has_message_ = false, has_call_ = false;
+  // Log-probabilities of tokens whose text has not gone out yet: they ride on the next text
+  // delta, and are dropped when reasoning or a call goes out instead (they were its tokens).
+  std::vector<LogprobToken> pending_;
+  bool trims_ = false;      // messages are trimmed (add_content)
+  std::string held_space_;  // blanks at the open message's end, sent when more text comes
   nlohmann::json failure_;  // the error response.failed names (stream_error's)
 };
 

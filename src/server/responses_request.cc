@@ -56,8 +56,35 @@ void reject_stateful(const ojson& b) {
   if (present_field(b, "conversation"))
     throw unsupported("conversation", "'conversation' (this server stores no conversations)");
   if (const ojson* bg = present_field(b, "background"); bg && *bg != false)
-    throw unsupported("background", "'background': true");
+    throw unsupported("background", "'background' other than false");
   if (present_field(b, "prompt")) throw unsupported("prompt", "'prompt' (stored prompt templates)");
+}
+
+// The chat API's names for fields the Responses API names otherwise: a client that sends them
+// means something this server would otherwise ignore (max_tokens: no length limit at all).
+void reject_chat_names(const ojson& b) {
+  for (auto [chat, responses] :
+       {std::pair{"max_tokens", "max_output_tokens"},
+        std::pair{"max_completion_tokens", "max_output_tokens"}, std::pair{"messages", "input"},
+        std::pair{"response_format", "text.format"}}) {
+    if (present_field(b, chat))
+      throw bad(chat,
+                fmt::format("is the chat API's name: the Responses API's is '{}'", responses));
+  }
+}
+
+// metadata: an object of at most 16 string values (OpenAI's limits: keys up to 64 characters,
+// values up to 512).
+void check_metadata(const ojson& b) {
+  const ojson* m = present_field(b, "metadata");
+  if (!m) return;
+  if (!m->is_object() || m->size() > 16)
+    throw bad("metadata", "must be an object of at most 16 string values");
+  for (const auto& [k, v] : m->items()) {
+    if (k.size() > 64 || !v.is_string() || v.get_ref<const std::string&>().size() > 512)
+      throw bad("metadata." + k,
+                "must be a string of at most 512 characters under a key of at most 64");
+  }
 }
 
 // Whether the client asked for the output's log-probabilities; other include values: 400.
@@ -227,7 +254,7 @@ ojson chat_body(const ojson& b, bool want_logprobs) {
     if (!rf.is_null()) chat["response_format"] = std::move(rf);
   }
   const ojson* top = present_field(b, "top_logprobs");
-  if (want_logprobs || top) chat["logprobs"] = true;
+  if (want_logprobs || (top && *top != 0)) chat["logprobs"] = true;
   if (top) chat["top_logprobs"] = *top;
   return chat;
 }
@@ -280,8 +307,10 @@ ApiError as_responses_error(const ApiError& e) {
   std::string message = e.what();
   if (param != e.param()) {  // the message quotes the chat name: quote the Responses one
     const std::string from = "'" + e.param() + "'";
-    for (size_t at = message.find(from); at != std::string::npos; at = message.find(from, at))
-      message.replace(at, from.size(), "'" + param + "'");
+    const std::string to = "'" + param + "'";
+    for (size_t at = message.find(from); at != std::string::npos;
+         at = message.find(from, at + to.size()))
+      message.replace(at, from.size(), to);
   }
   return ApiError(e.status(), message, e.type(), param, e.code());
 }
@@ -290,6 +319,8 @@ ResponsesRequest parse_responses_request(std::string_view body, const ParseLimit
   if (!parse_json(body).is_object()) throw invalid_param("", "the body must be a JSON object");
   const ojson b = ojson::parse(body.begin(), body.end());  // valid: parse_json read it
   reject_stateful(b);
+  reject_chat_names(b);
+  check_metadata(b);
   if (const ojson* n = present_field(b, "n"); n && *n != 1)
     throw unsupported("n", "'n' other than 1 in the Responses API");
   const bool want_logprobs = read_include(b);

@@ -22,8 +22,9 @@
 // serves no hosted tools: previous_response_id, conversation, background: true, prompt (stored
 // prompt templates), item_reference items, non-function tools (web_search, file_search, ...),
 // image, file and audio content, and include values other than message.output_text.logprobs
-// and reasoning.encrypted_content. store and reasoning are accepted and ignored (the response
-// says store: false). n is always 1.
+// and reasoning.encrypted_content. The chat API's names (max_tokens, max_completion_tokens,
+// messages, response_format) are refused with a 400 naming the Responses field to use. store
+// and reasoning are accepted and ignored (the response says store: false). n is always 1.
 #pragma once
 #include <string>
 #include <string_view>

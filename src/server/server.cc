@@ -93,8 +93,8 @@ void Server::Impl::handle_responses(const Request& req, const std::string& body,
     ResponsesMeta meta{random_id("resp_"), int64_t(std::time(nullptr)), model_name,
                        std::move(r.echo), r.chat.want_logprobs};
     try {
-      generate(std::move(r.chat), req, res, [&](const StreamEvent& accepted) {
-        return std::make_shared<ResponsesBuilder>(std::move(meta), accepted);
+      generate(std::move(r.chat), req, res, [m = std::move(meta)](const StreamEvent& accepted) {
+        return std::make_shared<ResponsesBuilder>(m, accepted);
       });
     } catch (const ApiError& e) {
       throw as_responses_error(e);  // the engine's errors name chat fields

@@ -27,6 +27,13 @@ bool avx512_usable() {
   const uint32_t state = 0xE6;  // bits 1, 2, 5, 6, 7
   return (lo & state) == state;
 }
+
+// F16C (leaf 1 ecx bit 29), read from CPUID: clang before 15 has no "f16c" for
+// __builtin_cpu_supports.
+bool f16c_supported() {
+  unsigned a, b, c, d;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
 #endif
 
 }  // namespace
@@ -52,8 +59,7 @@ bool cpu_isa_supported(CpuIsa isa) {
       // libgcc's checks include the OS's XSAVE support for the YMM registers; the init makes
       // them valid even when called before libgcc's own constructor has run.
       __builtin_cpu_init();
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c_supported();
 #else
       return false;
 #endif
