@@ -9,7 +9,7 @@
 // (SparseEntry below), built on the host by the plan: the entry's page list (full_indices from
 // src_off, n pages), its candidate pages [cand0, cand1) (the pages that are neither sinks nor
 // window nor the last page; forced pages are [0, cand0) and [cand1, n)), how many candidates to
-// keep (0 <= keep < cand1 - cand0, fixed by the token budget) and where its kept page ids go in
+// keep (0 <= keep <= cand1 - cand0, fixed by the token budget) and where its kept page ids go in
 // the attention plan's kv_indices (out_off, cand0 + (n - cand1) + keep ids in sequence order).
 //
 // sparse_page_scores writes scores[src_off + i] for each candidate i of each entry: the maximum
