@@ -192,7 +192,7 @@ std::vector<StreamEvent> outputs(const std::vector<std::string>& pieces, FinishR
 }
 
 ResponsesMeta meta() {
-  return ResponsesMeta{"resp_test", 1, "m", json::object(), false};
+  return ResponsesMeta{"resp_test", 1, "m", json::object(), false, nullptr};
 }
 
 // The typed events of a Responses stream, each checked to name its type twice.

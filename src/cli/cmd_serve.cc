@@ -115,6 +115,11 @@ void add_serve_command(CLI::App& app) {
                   "the most choices one request may ask for (n, best_of); more get 400")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_option_function<size_t>(
+         "--responses-store-mb", [&o](size_t mb) { o.responses_store_bytes = mb << 20; },
+         "MiB of memory for stored Responses API answers (previous_response_id, GET "
+         "/v1/responses/{id}), least recently used dropped first; 0 stores none [64]")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--default-max-tokens", o.default_max_tokens,
                   "max_tokens when a request gives none (0: the rest of the context)")
       ->check(CLI::NonNegativeNumber)

@@ -107,10 +107,14 @@ json ResponsesBuilder::envelope(const char* status, const json& output) const {
 }
 
 json ResponsesBuilder::response() const {
-  ResponsesBuilder replay(meta_, format_, input_tokens_);
+  ResponsesMeta m = meta_;
+  m.on_done = nullptr;  // called here, once
+  ResponsesBuilder replay(m, format_, input_tokens_);
   for (const StreamEvent& ev : events_) replay.stream(ev);
   replay.end();
-  return replay.envelope(final_status(finish_), replay.streamed_);
+  json r = replay.envelope(final_status(finish_), replay.streamed_);
+  if (meta_.on_done) meta_.on_done(r);
+  return r;
 }
 
 std::string ResponsesBuilder::event(json e) {
@@ -294,8 +298,9 @@ std::string ResponsesBuilder::end() {
     s += close();
   }
   const char* status = final_status(finish_);
-  return s + event({{"type", std::string("response.") + status},
-                    {"response", envelope(status, streamed_)}});
+  const json r = envelope(status, streamed_);
+  if (meta_.on_done) meta_.on_done(r);
+  return s + event({{"type", std::string("response.") + status}, {"response", r}});
 }
 
 std::string ResponsesBuilder::stream_error(const ApiError& e) {

@@ -19,6 +19,7 @@
 // event, and an aborted request ends with response.failed. There is no [DONE] line.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,6 +39,8 @@ struct ResponsesMeta {
   std::string model;
   nlohmann::json echo;  // ResponsesRequest::echo
   bool want_logprobs = false;
+  // Called once with the finished response (completed or incomplete; not a failed one).
+  std::function<void(const nlohmann::json& response)> on_done;
 };
 
 class ResponsesBuilder final : public OutputBuilder {

@@ -48,11 +48,27 @@ const std::string& required_string(const ojson& obj, const char* key, const std:
   return v->get_ref<const std::string&>();
 }
 
-void reject_stateful(const ojson& b) {
-  if (present_field(b, "previous_response_id"))
+// The conversation previous_response_id continues (none when absent).
+ojson earlier_conversation(const ojson& b, const HistoryLookup& history) {
+  const ojson* prev = present_field(b, "previous_response_id");
+  if (!prev) return ojson::array();
+  if (!history)
     throw unsupported("previous_response_id",
                       "'previous_response_id' (this server stores no responses: send the whole "
                       "conversation in 'input')");
+  if (!prev->is_string()) throw bad("previous_response_id", "must be a string");
+  std::optional<ojson> h = history(prev->get<std::string>());
+  if (!h) {
+    throw ApiError(400,
+                   fmt::format("previous response '{}' not found (responses are kept in memory, "
+                               "the least recently used dropped first)",
+                               prev->get<std::string>()),
+                   "invalid_request_error", "previous_response_id", "previous_response_not_found");
+  }
+  return std::move(*h);
+}
+
+void reject_stateful(const ojson& b) {
   if (present_field(b, "conversation"))
     throw unsupported("conversation", "'conversation' (this server stores no conversations)");
   if (const ojson* bg = present_field(b, "background"); bg && *bg != false)
@@ -159,12 +175,9 @@ void add_function_output(const ojson& item, const std::string& at, ojson& messag
                       {"content", chat_content(*out, at + ".output")}});
 }
 
-ojson chat_messages(const ojson& b) {
-  ojson messages = ojson::array();
-  if (const ojson* ins = present_field(b, "instructions")) {
-    if (!ins->is_string()) throw bad("instructions", "must be a string");
-    messages.push_back({{"role", "system"}, {"content", *ins}});
-  }
+// The input items as chat messages after `earlier` (a stored conversation, or none): a
+// function_call first in the input joins the assistant turn that ends it.
+ojson conversation_of(const ojson& b, ojson messages) {
   const ojson* input = present_field(b, "input");
   if (!input) throw bad("input", "is required");
   if (input->is_string()) {
@@ -241,9 +254,20 @@ ojson chat_response_format(const ojson& text) {
   return {{"type", "json_schema"}, {"json_schema", std::move(schema)}};
 }
 
-ojson chat_body(const ojson& b, bool want_logprobs) {
+// instructions (not carried from a previous response, as OpenAI's) and the conversation.
+ojson chat_messages(const ojson& b, const ojson& conversation) {
+  ojson messages = ojson::array();
+  if (const ojson* ins = present_field(b, "instructions")) {
+    if (!ins->is_string()) throw bad("instructions", "must be a string");
+    messages.push_back({{"role", "system"}, {"content", *ins}});
+  }
+  for (const ojson& m : conversation) messages.push_back(m);
+  return messages;
+}
+
+ojson chat_body(const ojson& b, bool want_logprobs, const ojson& conversation) {
   ojson chat = ojson::object();
-  chat["messages"] = chat_messages(b);
+  chat["messages"] = chat_messages(b, conversation);
   for (const char* k : kSameFields)
     if (const ojson* v = present_field(b, k)) chat[k] = *v;
   if (const ojson* v = present_field(b, "max_output_tokens")) chat["max_completion_tokens"] = *v;
@@ -280,6 +304,29 @@ nlohmann::json echo_fields(const ojson& b) {
 
 }  // namespace
 
+ojson with_output_turn(ojson conversation, const nlohmann::json& response) {
+  std::string text;
+  ojson calls = ojson::array();
+  for (const nlohmann::json& item : response.at("output")) {
+    if (item.at("type") == "message") {
+      for (const nlohmann::json& part : item.at("content"))
+        text += part.at("text").get<std::string>();
+    } else if (item.at("type") == "function_call") {
+      calls.push_back(
+          {{"id", item.at("call_id")},
+           {"type", "function"},
+           {"function", {{"name", item.at("name")}, {"arguments", item.at("arguments")}}}});
+    }
+  }
+  ojson turn = {{"role", "assistant"}, {"content", text}};
+  if (!calls.empty()) {
+    if (text.empty()) turn["content"] = nullptr;
+    turn["tool_calls"] = std::move(calls);
+  }
+  conversation.push_back(std::move(turn));
+  return conversation;
+}
+
 std::string responses_param(const std::string& p) {
   auto swap = [&](std::string_view from, std::string_view to) -> std::optional<std::string> {
     if (!p.starts_with(from)) return std::nullopt;
@@ -315,22 +362,29 @@ ApiError as_responses_error(const ApiError& e) {
   return ApiError(e.status(), message, e.type(), param, e.code());
 }
 
-ResponsesRequest parse_responses_request(std::string_view body, const ParseLimits& limits) {
+ResponsesRequest parse_responses_request(std::string_view body, const ParseLimits& limits,
+                                         const HistoryLookup& history) {
   if (!parse_json(body).is_object()) throw invalid_param("", "the body must be a JSON object");
   const ojson b = ojson::parse(body.begin(), body.end());  // valid: parse_json read it
   reject_stateful(b);
   reject_chat_names(b);
   check_metadata(b);
+  const ojson* store = present_field(b, "store");
+  if (store && !store->is_boolean()) throw bad("store", "must be a boolean");
   if (const ojson* n = present_field(b, "n"); n && *n != 1)
     throw unsupported("n", "'n' other than 1 in the Responses API");
   const bool want_logprobs = read_include(b);
   ResponsesRequest r;
   try {
-    r.chat = parse_request(ApiKind::Chat, chat_body(b, want_logprobs).dump(), limits);
+    r.conversation = conversation_of(b, earlier_conversation(b, history));
+    r.store = !store || store->get<bool>();
+    r.chat =
+        parse_request(ApiKind::Chat, chat_body(b, want_logprobs, r.conversation).dump(), limits);
   } catch (const ApiError& e) {
     throw as_responses_error(e);
   }
   r.echo = echo_fields(b);
+  r.echo["store"] = r.store;
   return r;
 }
 

@@ -18,14 +18,22 @@
 // A chat parser error names the Responses field (max_output_tokens, text.format, input[i],
 // tools[i].name, ...), not the chat one.
 //
-// Refused with 400 unsupported_parameter, since this server keeps no state between requests and
-// serves no hosted tools: previous_response_id, conversation, background: true, prompt (stored
+// previous_response_id continues a stored response's conversation (server/response_store.h): its
+// messages, its input and its output turn come before this request's input; its instructions do
+// not carry over (OpenAI's rule). An id the store does not hold is a 400
+// (previous_response_not_found); without a store (history lookup empty) it is unsupported.
+//
+// Refused with 400 unsupported_parameter, since this server keeps no other state and serves no
+// hosted tools: conversation, background: true, prompt (stored
 // prompt templates), item_reference items, non-function tools (web_search, file_search, ...),
 // image, file and audio content, and include values other than message.output_text.logprobs
 // and reasoning.encrypted_content. The chat API's names (max_tokens, max_completion_tokens,
 // messages, response_format) are refused with a 400 naming the Responses field to use. store
-// and reasoning are accepted and ignored (the response says store: false). n is always 1.
+// (default true) says whether the response is kept for later requests; reasoning is accepted and
+// ignored. n is always 1.
 #pragma once
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -38,14 +46,29 @@ namespace nc::server {
 
 struct ResponsesRequest {
   ParsedRequest chat;  // the equivalent chat request, validated
+  // The conversation in chat form without the instructions: the previous response's (when
+  // named), then this input. What the store keeps, with this response's output turn.
+  nlohmann::ordered_json conversation;
+  bool store = true;
   // What the response object repeats from the request: instructions, tools (as given),
   // tool_choice, parallel_tool_calls, temperature, top_p, max_output_tokens, text, metadata,
   // top_logprobs, user (null or defaults where absent).
   nlohmann::json echo;
 };
 
+// A stored response's conversation by id (nullopt: not held).
+using HistoryLookup =
+    std::function<std::optional<nlohmann::ordered_json>(const std::string& response_id)>;
+
 // Throws ApiError (400) naming the bad Responses field.
-ResponsesRequest parse_responses_request(std::string_view body, const ParseLimits& limits = {});
+ResponsesRequest parse_responses_request(std::string_view body, const ParseLimits& limits = {},
+                                         const HistoryLookup& history = {});
+
+// The conversation a stored response continues from: `conversation` (its chat messages) and its
+// output as an assistant turn (the message items' text as content, function_call items as
+// tool_calls; reasoning is not carried, as chat templates drop it).
+nlohmann::ordered_json with_output_turn(nlohmann::ordered_json conversation,
+                                        const nlohmann::json& response);
 
 // The Responses API's name for a chat request's field in an error ("max_completion_tokens" ->
 // "max_output_tokens", "response_format..." -> "text.format", "messages..." -> "input", ...);

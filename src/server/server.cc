@@ -89,9 +89,25 @@ void Server::Impl::handle_generate(ApiKind kind, const Request& req, const std::
 void Server::Impl::handle_responses(const Request& req, const std::string& body, Response& res) {
   try {
     check_content_type(req);
-    ResponsesRequest r = parse_responses_request(body, ParseLimits{opts.max_n});
+    HistoryLookup history;
+    if (responses.enabled()) {
+      history = [this](const std::string& id) -> std::optional<nlohmann::ordered_json> {
+        std::optional<ResponseStore::Entry> e = responses.get(id);
+        if (!e) return std::nullopt;
+        return std::move(e->conversation);
+      };
+    }
+    ResponsesRequest r = parse_responses_request(body, ParseLimits{opts.max_n}, history);
+    const bool keep = r.store && responses.enabled();
+    r.echo["store"] = keep;
     ResponsesMeta meta{random_id("resp_"), int64_t(std::time(nullptr)), model_name,
-                       std::move(r.echo), r.chat.want_logprobs};
+                       std::move(r.echo),  r.chat.want_logprobs,        nullptr};
+    if (keep) {
+      meta.on_done = [this, conversation = std::move(r.conversation)](const json& response) {
+        responses.put(response["id"].get<std::string>(),
+                      {with_output_turn(conversation, response), response});
+      };
+    }
     try {
       generate(std::move(r.chat), req, res, [m = std::move(meta)](const StreamEvent& accepted) {
         return std::make_shared<ResponsesBuilder>(m, accepted);
@@ -101,6 +117,20 @@ void Server::Impl::handle_responses(const Request& req, const std::string& body,
     }
   } catch (const ApiError& e) {
     send_error(res, e);
+  }
+}
+
+void Server::Impl::handle_stored_response(const Request& req, Response& res) {
+  const std::string id = req.matches[1];
+  std::optional<ResponseStore::Entry> e = req.method == "GET" ? responses.get(id) : std::nullopt;
+  const bool found = req.method == "GET" ? e.has_value() : responses.erase(id);
+  if (!found) {
+    send_error(res, ApiError(404, fmt::format("no stored response '{}'", id),
+                             "invalid_request_error", "response_id", "not_found"));
+  } else if (req.method == "GET") {
+    send_json(res, 200, e->response);
+  } else {
+    send_json(res, 200, {{"id", id}, {"object", "response"}, {"deleted", true}});
   }
 }
 

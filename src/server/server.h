@@ -24,6 +24,9 @@ struct ServerOptions {
   int max_waiting = 128;                    // see EngineLoopOptions
   int default_max_tokens = 0;               // 0 = the rest of the context
   int max_n = 16;                           // n and best_of at most (larger: 400)
+  // Responses kept for previous_response_id and GET /v1/responses/{id}, in memory, least
+  // recently used dropped first (server/response_store.h); 0 keeps none.
+  size_t responses_store_bytes = size_t(64) << 20;
   // Worker threads, started as requests come (connections between requests hold none): 0 =
   // max_num_seqs + max_waiting + 16 (one per request the engine admits, and some for /health and
   // the like), at most max_connections.

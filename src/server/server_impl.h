@@ -19,6 +19,7 @@
 #include "server/openai_format.h"
 #include "server/request_parser.h"
 #include "server/response_builder.h"
+#include "server/response_store.h"
 #include "server/responses_builder.h"
 #include "server/responses_request.h"
 #include "server/server.h"
@@ -56,6 +57,7 @@ struct Server::Impl {
   std::string model_name;
   ServerMetrics metrics;
   EngineLoop loop;
+  ResponseStore responses;
   std::unique_ptr<HttpServer> http;
   CorsPolicy cors;
   std::thread listener;
@@ -69,7 +71,8 @@ struct Server::Impl {
         opts(std::move(o)),
         model_name(opts.model_name.empty() ? default_model_name(e.config().model)
                                            : opts.model_name),
-        loop(e, EngineLoopOptions{opts.max_waiting, opts.default_max_tokens}, metrics) {}
+        loop(e, EngineLoopOptions{opts.max_waiting, opts.default_max_tokens}, metrics),
+        responses(opts.responses_store_bytes) {}
 
   std::chrono::milliseconds poll() const {
     return std::chrono::milliseconds(std::max(1, opts.poll_interval_ms));
@@ -87,6 +90,8 @@ struct Server::Impl {
   void handle_generate(ApiKind kind, const Request& req, const std::string& body, Response& res);
   // POST /v1/responses (server/responses_request.h, server/responses_builder.h).
   void handle_responses(const Request& req, const std::string& body, Response& res);
+  // GET and DELETE /v1/responses/{id} (the store).
+  void handle_stored_response(const Request& req, Response& res);
   // Submits the request and answers it, whole or streamed, with the builder made from its
   // Accepted event. Throws ApiError for what fails before the answer starts.
   using BuilderFactory = std::function<std::shared_ptr<OutputBuilder>(const StreamEvent&)>;

@@ -20,6 +20,7 @@ std::string allowed_method(const std::string& path) {
       path == "/tokenize" || path == "/detokenize") {
     return "POST";
   }
+  if (path.starts_with("/v1/responses/")) return "GET";  // and DELETE
   if (path == "/v1/models" || path.starts_with("/v1/models/") || path == "/health" ||
       path == "/metrics" || path == "/get_model_info" || path == "/get_server_info") {
     return "GET";
@@ -172,6 +173,10 @@ void Server::Impl::setup_routes() {
                                      const httplib::ContentReader& read) {
     handle_post(req, res, read, [&](const std::string& body) { handle_responses(req, body, res); });
   });
+  http->Get(R"(/v1/responses/([^/]+))",
+            [this](const Request& req, Response& res) { handle_stored_response(req, res); });
+  http->Delete(R"(/v1/responses/([^/]+))",
+               [this](const Request& req, Response& res) { handle_stored_response(req, res); });
   http->Post(
       "/tokenize", [this](const Request& req, Response& res, const httplib::ContentReader& read) {
         handle_post(req, res, read, [&](const std::string& body) { handle_tokenize(body, res); });

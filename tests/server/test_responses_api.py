@@ -120,11 +120,27 @@ class ResponsesTest(ServerTestCase):
                                           "schema": schema, "strict": True}})
         self.assertIsInstance(json.loads(r.output_text)["city"], str)
 
+    def test_previous_response_continues_and_store_answers(self):
+        first = self.respond(input="Hi!", max_output_tokens=12)
+        second = self.respond(input=PROMPT, previous_response_id=first.id, max_output_tokens=16)
+        ref = self.chat([{"role": "user", "content": "Hi!"},
+                         {"role": "assistant", "content": first.output_text},
+                         {"role": "user", "content": PROMPT}], max_tokens=16)
+        self.assertEqual(second.output_text, ref.choices[0].message.content)
+        self.assertEqual(second.usage.input_tokens, ref.usage.prompt_tokens)
+        self.assertEqual(self.client.responses.retrieve(first.id).output_text, first.output_text)
+        self.client.responses.delete(first.id)
+        with self.assertRaises(self.openai.NotFoundError):
+            self.client.responses.retrieve(first.id)
+        with self.assertRaises(self.openai.BadRequestError) as e:
+            self.respond(input=PROMPT, previous_response_id=first.id)
+        self.assertEqual(e.exception.code, "previous_response_not_found")
+
     def test_errors(self):
         o = self.openai
         with self.assertRaises(o.BadRequestError) as e:
-            self.respond(input=PROMPT, previous_response_id="resp_0")
-        self.assertEqual(e.exception.param, "previous_response_id")
+            self.respond(input=PROMPT, conversation="conv_0")
+        self.assertEqual(e.exception.param, "conversation")
         with self.assertRaises(o.BadRequestError) as e:
             self.respond(input=PROMPT, max_output_tokens=10 ** 7)
         self.assertEqual(e.exception.param, "max_output_tokens")

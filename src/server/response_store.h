@@ -1,0 +1,56 @@
+// The Responses API's stored responses (POST /v1/responses with store, previous_response_id,
+// GET and DELETE /v1/responses/{id}): in memory only, bounded in bytes, the least recently used
+// dropped first. Nothing survives a restart, and a response dropped for room is as unknown as
+// one never stored (a 400 naming previous_response_id), so clients that need a conversation to
+// last should send it whole in `input`.
+//
+// Each entry holds the response object as it was returned and its conversation in chat form
+// (server/responses_request.h): every message before it, its own input, and its output as an
+// assistant turn, so that a request naming it as previous_response_id continues from there.
+// Thread-safe (one mutex); entries are copied out.
+#pragma once
+#include <cstddef>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+namespace nc::server {
+
+class ResponseStore {
+ public:
+  struct Entry {
+    nlohmann::ordered_json conversation;  // chat messages, the response's output turn last
+    nlohmann::json response;
+  };
+
+  // max_bytes: the entries' serialized size at most; 0 stores nothing.
+  explicit ResponseStore(size_t max_bytes) : max_bytes_(max_bytes) {}
+
+  bool enabled() const { return max_bytes_ > 0; }
+  // Stores (or replaces) it; an entry larger than the whole store is not kept.
+  void put(const std::string& id, Entry e);
+  std::optional<Entry> get(const std::string& id);  // and marks it recently used
+  bool erase(const std::string& id);
+  size_t bytes() const;
+  size_t size() const;
+
+ private:
+  struct Slot {
+    Entry entry;
+    size_t bytes = 0;
+    std::list<std::string>::iterator age;  // in lru_, the most recently used first
+  };
+  void drop(std::unordered_map<std::string, Slot>::iterator it);
+
+  const size_t max_bytes_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Slot> slots_;
+  std::list<std::string> lru_;
+  size_t bytes_ = 0;
+};
+
+}  // namespace nc::server
