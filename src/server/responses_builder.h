@@ -29,6 +29,7 @@
 #include "server/engine_loop.h"
 #include "server/openai_format.h"
 #include "server/output_builder.h"
+#include "server/output_items.h"
 #include "server/tool_calls.h"
 
 namespace nc::server {
@@ -43,7 +44,7 @@ struct ResponsesMeta {
   std::function<void(const nlohmann::json& response)> on_done;
 };
 
-class ResponsesBuilder final : public OutputBuilder {
+class ResponsesBuilder final : public OutputBuilder, private OutputItems::Listener {
  public:
   ResponsesBuilder(ResponsesMeta meta, const StreamEvent& accepted);
 
@@ -61,27 +62,17 @@ class ResponsesBuilder final : public OutputBuilder {
   std::string aborted_end() override;
 
  private:
-  enum class ItemKind { Reasoning, Message, Call };
-  struct OpenItem {
-    ItemKind kind;
-    std::string id;
-    std::string text;  // reasoning or message text; a call's arguments
-    std::vector<LogprobToken> logprobs;
-    std::string call_id, name;  // Call
-    int call_index = -1;        // Call: the OutputStream's index
-  };
-
   ResponsesBuilder(const ResponsesMeta& meta, OutputFormat format, int input_tokens);
   void record(const StreamEvent& ev);  // counts, finish reason, abort
   nlohmann::json envelope(const char* status, const nlohmann::json& output) const;
-  std::string event(nlohmann::json e);
-  std::string open(ItemKind kind, std::string call_id = "", std::string name = "", int index = -1);
-  std::string close();
-  nlohmann::json open_item_as_is(const char* status) const;
-  std::string add_reasoning(const std::string& text);
-  std::string add_content(const std::string& text);
-  std::string add_call(const ToolCallDelta& d);
-  int output_index() const { return int(streamed_.size()); }
+  nlohmann::json item_json(const OutputItem& it, const char* status) const;
+  void event(nlohmann::json e);  // appended to events_
+  std::string take_events();
+
+  void opened(const OutputItem& it) override;
+  void grew(const OutputItem& it, const std::string& delta,
+            const std::vector<LogprobToken>& logprobs) override;
+  void closed(const OutputItem& it) override;
 
   ResponsesMeta meta_;
   OutputFormat format_;
@@ -90,18 +81,12 @@ class ResponsesBuilder final : public OutputBuilder {
   FinishReason finish_ = FinishReason::None;
   bool finished_ = false;
   bool aborted_ = false;
-  std::vector<StreamEvent> events_;  // whole answers: replayed by response()
-  // Streams.
+  std::vector<StreamEvent> whole_;  // whole answers: replayed by response()
+  OutputItems items_;
+  std::vector<std::string> ids_;  // the items' ids, by index
   int sequence_ = 0;
-  std::optional<OutputStream> out_;
-  std::optional<OpenItem> open_;
+  std::string events_;                                 // written, not yet returned
   nlohmann::json streamed_ = nlohmann::json::array();  // the items closed so far
-  bool has_message_ = false, has_call_ = false;
-  // Log-probabilities of tokens whose text has not gone out yet: they ride on the next text
-  // delta, and are dropped when reasoning or a call goes out instead (they were its tokens).
-  std::vector<LogprobToken> pending_;
-  bool trims_ = false;      // messages are trimmed (add_content)
-  std::string held_space_;  // blanks at the open message's end, sent when more text comes
   nlohmann::json failure_;  // the error response.failed names (stream_error's)
 };
 
