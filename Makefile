@@ -55,6 +55,7 @@ test-release-lane:
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_structured_output.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_router.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_responses_api.py
+	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/server/test_anthropic_api.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/cli/test_cli.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/cli/test_tp_processes.py
 	NANOCASCADE_BIN=$(BUILD)/nanocascade python3 tests/cli/test_memory_cli.py

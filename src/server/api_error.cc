@@ -47,6 +47,17 @@ ApiError api_error_from(const Error& e, const std::string& param) {
   }
 }
 
+ApiError with_param(const ApiError& e, const std::string& param) {
+  std::string message = e.what();
+  if (param != e.param() && !e.param().empty()) {
+    const std::string from = "'" + e.param() + "'", to = "'" + param + "'";
+    for (size_t at = message.find(from); at != std::string::npos;
+         at = message.find(from, at + to.size()))
+      message.replace(at, from.size(), to);
+  }
+  return ApiError(e.status(), message, e.type(), param, e.code());
+}
+
 std::string error_body(const ApiError& e) {
   return dump_json(e.to_json());
 }

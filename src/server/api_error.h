@@ -52,6 +52,10 @@ class ApiError : public std::exception {
 ApiError invalid_param(const std::string& param, const std::string& message,
                        const std::string& code = "");
 
+// The same error naming `param` instead: where the message quotes the old name ('name'), the
+// new one is quoted instead (an API that reads a request as another API's names its own fields).
+ApiError with_param(const ApiError& e, const std::string& param);
+
 // The HTTP status of an nc::Error of this kind (the table above).
 int http_status(ErrorKind kind);
 

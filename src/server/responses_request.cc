@@ -350,16 +350,7 @@ std::string responses_param(const std::string& p) {
 }
 
 ApiError as_responses_error(const ApiError& e) {
-  const std::string param = responses_param(e.param());
-  std::string message = e.what();
-  if (param != e.param()) {  // the message quotes the chat name: quote the Responses one
-    const std::string from = "'" + e.param() + "'";
-    const std::string to = "'" + param + "'";
-    for (size_t at = message.find(from); at != std::string::npos;
-         at = message.find(from, at + to.size()))
-      message.replace(at, from.size(), to);
-  }
-  return ApiError(e.status(), message, e.type(), param, e.code());
+  return with_param(e, responses_param(e.param()));
 }
 
 ResponsesRequest parse_responses_request(std::string_view body, const ParseLimits& limits,

@@ -40,6 +40,8 @@ std::string default_model_name(const std::string& model_path) {
 
 bool Server::Impl::authorized(const Request& req) const {
   if (opts.api_key.empty()) return true;
+  // Anthropic's clients send the key as x-api-key.
+  if (same_secret(trim(req.get_header_value("x-api-key")), opts.api_key)) return true;
   const std::string auth = req.get_header_value("Authorization");
   const std::string prefix = "Bearer ";
   if (auth.size() < prefix.size() || lower(auth.substr(0, prefix.size())) != "bearer ")
@@ -117,6 +119,35 @@ void Server::Impl::handle_responses(const Request& req, const std::string& body,
     }
   } catch (const ApiError& e) {
     send_error(res, e);
+  }
+}
+
+void Server::Impl::handle_anthropic(const Request& req, const std::string& body, Response& res) {
+  try {
+    check_content_type(req);
+    ParsedRequest pr = parse_anthropic_request(body, ParseLimits{opts.max_n});
+    generate(std::move(pr), req, res, [this](const StreamEvent& accepted) {
+      return std::make_shared<AnthropicBuilder>(random_id("msg_"), model_name, accepted);
+    });
+  } catch (const ApiError& e) {
+    send_anthropic_error(res, e);
+  }
+}
+
+void Server::Impl::handle_anthropic_count(const std::string& body, Response& res) {
+  try {
+    const TokenizeRequest r = parse_anthropic_count(body);
+    check_model(r.model);
+    OutputFormat format;
+    size_t n = 0;
+    try {
+      n = render_chat(engine, r.messages, r.tools, true, format).ids.size();
+    } catch (const Error& e) {
+      throw api_error_from(e, "messages");
+    }
+    send_json(res, 200, {{"input_tokens", n}});
+  } catch (const ApiError& e) {
+    send_anthropic_error(res, e);
   }
 }
 

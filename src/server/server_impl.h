@@ -10,6 +10,8 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "server/anthropic_builder.h"
+#include "server/anthropic_request.h"
 #include "server/api_error.h"
 #include "server/client_connection.h"
 #include "server/engine_loop.h"
@@ -47,6 +49,7 @@ std::string lower(std::string s);
 std::string trim(const std::string& s);
 void send_json(Response& res, int status, const json& j);
 void send_error(Response& res, const ApiError& e);
+void send_anthropic_error(Response& res, const ApiError& e);
 // The error for statuses httplib produces itself (bad request line, oversized body, ...) and
 // for routes that do not exist.
 ApiError http_error(const Request& req, int status, size_t max_body);
@@ -90,6 +93,10 @@ struct Server::Impl {
   void handle_generate(ApiKind kind, const Request& req, const std::string& body, Response& res);
   // POST /v1/responses (server/responses_request.h, server/responses_builder.h).
   void handle_responses(const Request& req, const std::string& body, Response& res);
+  // POST /v1/messages and /v1/messages/count_tokens (server/anthropic_request.h); errors in
+  // Anthropic's shape.
+  void handle_anthropic(const Request& req, const std::string& body, Response& res);
+  void handle_anthropic_count(const std::string& body, Response& res);
   // GET and DELETE /v1/responses/{id} (the store).
   void handle_stored_response(const Request& req, Response& res);
   // Submits the request and answers it, whole or streamed, with the builder made from its

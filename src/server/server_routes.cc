@@ -17,7 +17,8 @@ namespace {
 // The method a known route takes ("" for an unknown route).
 std::string allowed_method(const std::string& path) {
   if (path == "/v1/chat/completions" || path == "/v1/completions" || path == "/v1/responses" ||
-      path == "/tokenize" || path == "/detokenize") {
+      path == "/v1/messages" || path == "/v1/messages/count_tokens" || path == "/tokenize" ||
+      path == "/detokenize") {
     return "POST";
   }
   if (path.starts_with("/v1/responses/")) return "GET";  // and DELETE
@@ -44,6 +45,11 @@ std::string trim(const std::string& s) {
 void send_json(Response& res, int status, const json& j) {
   res.status = status;
   res.set_content(dump_json(j), "application/json");
+}
+
+void send_anthropic_error(Response& res, const ApiError& e) {
+  send_error(res, e);  // the status and headers
+  res.set_content(dump_json(anthropic_error_json(e)), "application/json");
 }
 
 void send_error(Response& res, const ApiError& e) {
@@ -173,6 +179,15 @@ void Server::Impl::setup_routes() {
                                      const httplib::ContentReader& read) {
     handle_post(req, res, read, [&](const std::string& body) { handle_responses(req, body, res); });
   });
+  http->Post("/v1/messages", [this](const Request& req, Response& res,
+                                    const httplib::ContentReader& read) {
+    handle_post(req, res, read, [&](const std::string& body) { handle_anthropic(req, body, res); });
+  });
+  http->Post("/v1/messages/count_tokens",
+             [this](const Request& req, Response& res, const httplib::ContentReader& read) {
+               handle_post(req, res, read,
+                           [&](const std::string& body) { handle_anthropic_count(body, res); });
+             });
   http->Get(R"(/v1/responses/([^/]+))",
             [this](const Request& req, Response& res) { handle_stored_response(req, res); });
   http->Delete(R"(/v1/responses/([^/]+))",
@@ -229,7 +244,8 @@ void Server::Impl::setup_routes() {
     };
   };
   for (const char* path :
-       {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/tokenize", "/detokenize"}) {
+       {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages",
+        "/v1/messages/count_tokens", "/tokenize", "/detokenize"}) {
     http->Get(path, not_allowed("POST"));
     http->Put(path, not_allowed("POST"));
     http->Patch(path, not_allowed("POST"));

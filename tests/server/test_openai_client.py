@@ -26,9 +26,10 @@ MODEL_ID = "SmolLM2-135M-Instruct.Q4_1"
 API_KEY = "sk-nanocascade-test"
 
 
-# What the server suites import: the openai client, jsonschema (structured output's checks) and
-# gguf (ggml-org's GGUF reader/writer: tests/server/mistral_controls.py).
-PACKAGES = ("openai", "jsonschema", "gguf")
+# What the server suites import: the openai client, jsonschema (structured output's checks),
+# gguf (ggml-org's GGUF reader/writer: tests/server/mistral_controls.py) and the anthropic client
+# (tests/server/test_anthropic_api.py).
+PACKAGES = ("openai", "jsonschema", "gguf", "anthropic")
 
 
 def ensure_openai():

@@ -1,0 +1,136 @@
+#include "server/anthropic_builder.h"
+
+#include <utility>
+
+#include "server/anthropic_request.h"
+
+namespace nc::server {
+
+using json = nlohmann::json;
+
+namespace {
+
+// A call's arguments as the `input` object (they are a JSON object's text by the output parser's
+// rules; anything else is kept whole under "arguments").
+json input_of(const std::string& arguments) {
+  json j = json::parse(arguments, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object()) return j;
+  return {{"arguments", arguments}};
+}
+
+json block_of(const OutputItem& it) {
+  switch (it.kind) {
+    case OutputItem::Kind::Reasoning:
+      return {{"type", "thinking"}, {"thinking", it.text}, {"signature", ""}};
+    case OutputItem::Kind::Text:
+      return {{"type", "text"}, {"text", it.text}};
+    case OutputItem::Kind::Call:
+      break;
+  }
+  return {
+      {"type", "tool_use"}, {"id", it.call_id}, {"name", it.name}, {"input", input_of(it.text)}};
+}
+
+}  // namespace
+
+AnthropicBuilder::AnthropicBuilder(std::string id, std::string model, const StreamEvent& accepted)
+    : AnthropicBuilder(std::move(id), std::move(model), accepted.format,
+                       accepted.num_prompt_tokens) {}
+
+AnthropicBuilder::AnthropicBuilder(std::string id, std::string model, OutputFormat format,
+                                   int input_tokens)
+    : id_(std::move(id)),
+      model_(std::move(model)),
+      format_(format),
+      input_tokens_(input_tokens),
+      items_(format_, /*want_logprobs=*/false, *this) {}
+
+void AnthropicBuilder::add(const StreamEvent& ev) {
+  whole_.push_back(ev);
+  if (!ev.output.finished) return;
+  finished_ = true;
+  finish_ = ev.output.finish_reason;
+  aborted_ = finish_ == FinishReason::Abort;
+  output_tokens_ = ev.output.num_completion_tokens;
+}
+
+const char* AnthropicBuilder::stop_reason() const {
+  if (has_call_) return "tool_use";
+  return finish_ == FinishReason::Length ? "max_tokens" : "end_turn";
+}
+
+json AnthropicBuilder::message(const json& content) const {
+  return {{"id", id_},
+          {"type", "message"},
+          {"role", "assistant"},
+          {"model", model_},
+          {"content", content},
+          {"stop_reason", finished_ ? json(stop_reason()) : json(nullptr)},
+          {"stop_sequence", nullptr},
+          {"usage", {{"input_tokens", input_tokens_}, {"output_tokens", output_tokens_}}}};
+}
+
+json AnthropicBuilder::response() const {
+  AnthropicBuilder replay(id_, model_, format_, input_tokens_);
+  for (const StreamEvent& ev : whole_) replay.stream(ev);
+  replay.end();
+  return replay.message(replay.blocks_);
+}
+
+void AnthropicBuilder::event(const json& e) {
+  events_ += "event: " + e["type"].get<std::string>() + "\ndata: " + dump_json(e) + "\n\n";
+}
+
+std::string AnthropicBuilder::take_events() {
+  return std::exchange(events_, std::string());
+}
+
+std::string AnthropicBuilder::start() {
+  event({{"type", "message_start"}, {"message", message(json::array())}});
+  return take_events();
+}
+
+void AnthropicBuilder::opened(const OutputItem& it) {
+  has_call_ = has_call_ || it.kind == OutputItem::Kind::Call;
+  json block = block_of(it);
+  if (it.kind == OutputItem::Kind::Call) block["input"] = json::object();  // its JSON follows
+  event({{"type", "content_block_start"}, {"index", it.index}, {"content_block", block}});
+}
+
+void AnthropicBuilder::grew(const OutputItem& it, const std::string& delta,
+                            const std::vector<LogprobToken>&) {
+  json d = it.kind == OutputItem::Kind::Reasoning
+               ? json{{"type", "thinking_delta"}, {"thinking", delta}}
+           : it.kind == OutputItem::Kind::Text
+               ? json{{"type", "text_delta"}, {"text", delta}}
+               : json{{"type", "input_json_delta"}, {"partial_json", delta}};
+  event({{"type", "content_block_delta"}, {"index", it.index}, {"delta", std::move(d)}});
+}
+
+void AnthropicBuilder::closed(const OutputItem& it) {
+  event({{"type", "content_block_stop"}, {"index", it.index}});
+  blocks_.push_back(block_of(it));
+}
+
+std::string AnthropicBuilder::stream(const StreamEvent& ev) {
+  add(ev);
+  whole_.clear();  // a stream is not replayed
+  items_.add(ev);
+  return take_events();
+}
+
+std::string AnthropicBuilder::end() {
+  items_.finish();
+  event({{"type", "message_delta"},
+         {"delta", {{"stop_reason", stop_reason()}, {"stop_sequence", nullptr}}},
+         {"usage", {{"output_tokens", output_tokens_}}}});
+  event({{"type", "message_stop"}});
+  return take_events();
+}
+
+std::string AnthropicBuilder::stream_error(const ApiError& e) {
+  event(anthropic_error_json(e));
+  return take_events();
+}
+
+}  // namespace nc::server

@@ -1,0 +1,232 @@
+#include "server/anthropic_request.h"
+
+#include <fmt/format.h>
+
+#include "server/json_fields.h"
+
+namespace nc::server {
+
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+ApiError bad(const std::string& param, const std::string& msg) {
+  return invalid_param(param, fmt::format("{}: {}", param, msg));
+}
+
+const std::string& required_string(const ojson& obj, const char* key, const std::string& at) {
+  const ojson* v = present_field(obj, key);
+  if (!v || !v->is_string()) throw bad(at + "." + key, "is required and must be a string");
+  return v->get_ref<const std::string&>();
+}
+
+// A string, or text blocks joined with "\n" (image and document blocks: unsupported).
+std::string text_of(const ojson& c, const std::string& at) {
+  if (c.is_string()) return c.get<std::string>();
+  if (!c.is_array()) throw bad(at, "must be a string or an array of content blocks");
+  std::string text;
+  for (size_t j = 0; j < c.size(); ++j) {
+    const std::string p = fmt::format("{}.{}", at, j);
+    if (!c[j].is_object()) throw bad(p, "must be an object");
+    const std::string& type = required_string(c[j], "type", p);
+    if (type != "text")
+      throw unsupported(p + ".type", fmt::format("'{}' content (the model reads text)", type));
+    if (!text.empty()) text += "\n";
+    text += required_string(c[j], "text", p);
+  }
+  return text;
+}
+
+void add_user(const ojson& content, const std::string& at, ojson& messages) {
+  if (content.is_string()) {
+    messages.push_back({{"role", "user"}, {"content", content}});
+    return;
+  }
+  if (!content.is_array()) throw bad(at, "must be a string or an array of content blocks");
+  ojson text = ojson::array();
+  for (size_t j = 0; j < content.size(); ++j) {
+    const ojson& block = content[j];
+    const std::string p = fmt::format("{}.{}", at, j);
+    if (!block.is_object()) throw bad(p, "must be an object");
+    const std::string& type = required_string(block, "type", p);
+    if (type == "tool_result") {
+      const ojson* c = present_field(block, "content");
+      messages.push_back({{"role", "tool"},
+                          {"tool_call_id", required_string(block, "tool_use_id", p)},
+                          {"content", c ? text_of(*c, p + ".content") : std::string()}});
+    } else if (type == "text") {
+      text.push_back(block);
+    } else if (type != "thinking" && type != "redacted_thinking") {
+      throw unsupported(p + ".type", fmt::format("'{}' content (the model reads text)", type));
+    }
+  }
+  if (!text.empty()) messages.push_back({{"role", "user"}, {"content", text_of(text, at)}});
+}
+
+void add_assistant(const ojson& content, const std::string& at, ojson& messages) {
+  if (content.is_string()) {
+    messages.push_back({{"role", "assistant"}, {"content", content}});
+    return;
+  }
+  if (!content.is_array()) throw bad(at, "must be a string or an array of content blocks");
+  std::string text;
+  ojson calls = ojson::array();
+  for (size_t j = 0; j < content.size(); ++j) {
+    const ojson& block = content[j];
+    const std::string p = fmt::format("{}.{}", at, j);
+    if (!block.is_object()) throw bad(p, "must be an object");
+    const std::string& type = required_string(block, "type", p);
+    if (type == "text") {
+      text += required_string(block, "text", p);
+    } else if (type == "tool_use") {
+      const ojson* input = present_field(block, "input");
+      if (!input || !input->is_object()) throw bad(p + ".input", "must be an object");
+      calls.push_back(
+          {{"id", required_string(block, "id", p)},
+           {"type", "function"},
+           {"function",
+            {{"name", required_string(block, "name", p)}, {"arguments", input->dump()}}}});
+    } else if (type != "thinking" && type != "redacted_thinking") {
+      throw unsupported(p + ".type", fmt::format("'{}' content in an assistant turn", type));
+    }
+  }
+  ojson m = {{"role", "assistant"}, {"content", text}};
+  if (!calls.empty()) {
+    if (text.empty()) m["content"] = nullptr;
+    m["tool_calls"] = std::move(calls);
+  }
+  messages.push_back(std::move(m));
+}
+
+ojson chat_messages(const ojson& b) {
+  ojson messages = ojson::array();
+  if (const ojson* sys = present_field(b, "system"))
+    messages.push_back({{"role", "system"}, {"content", text_of(*sys, "system")}});
+  const ojson* ms = present_field(b, "messages");
+  if (!ms || !ms->is_array() || ms->empty())
+    throw bad("messages", "is required and must be a non-empty array");
+  for (size_t i = 0; i < ms->size(); ++i) {
+    const ojson& m = (*ms)[i];
+    const std::string at = fmt::format("messages.{}", i);
+    if (!m.is_object()) throw bad(at, "must be an object");
+    const std::string& role = required_string(m, "role", at);
+    const ojson* content = present_field(m, "content");
+    if (!content) throw bad(at + ".content", "is required");
+    if (role == "user") {
+      add_user(*content, at + ".content", messages);
+    } else if (role == "assistant") {
+      add_assistant(*content, at + ".content", messages);
+    } else {
+      throw bad(at + ".role", fmt::format("'{}' is not one of user, assistant", role));
+    }
+  }
+  return messages;
+}
+
+ojson chat_tools(const ojson& tools) {
+  if (!tools.is_array()) throw bad("tools", "must be an array");
+  ojson out = ojson::array();
+  for (size_t i = 0; i < tools.size(); ++i) {
+    const std::string at = fmt::format("tools.{}", i);
+    if (!tools[i].is_object()) throw bad(at, "must be an object");
+    if (const ojson* t = present_field(tools[i], "type"); t && *t != "custom")
+      throw unsupported(at + ".type",
+                        fmt::format("server tool '{}' (only custom tools)", t->dump()));
+    ojson fn = {{"name", required_string(tools[i], "name", at)}};
+    if (const ojson* d = present_field(tools[i], "description")) fn["description"] = *d;
+    if (const ojson* s = present_field(tools[i], "input_schema")) fn["parameters"] = *s;
+    out.push_back({{"type", "function"}, {"function", std::move(fn)}});
+  }
+  return out;
+}
+
+void add_tool_choice(const ojson& c, ojson& chat) {
+  if (!c.is_object()) throw bad("tool_choice", "must be an object");
+  const std::string& type = required_string(c, "type", "tool_choice");
+  if (type == "auto" || type == "none") {
+    chat["tool_choice"] = type;
+  } else if (type == "any") {
+    chat["tool_choice"] = "required";
+  } else if (type == "tool") {
+    chat["tool_choice"] = {{"type", "function"},
+                           {"function", {{"name", required_string(c, "name", "tool_choice")}}}};
+  } else {
+    throw bad("tool_choice.type", fmt::format("'{}' is not one of auto, any, tool, none", type));
+  }
+  if (const ojson* p = present_field(c, "disable_parallel_tool_use")) {
+    if (!p->is_boolean()) throw bad("tool_choice.disable_parallel_tool_use", "must be a boolean");
+    chat["parallel_tool_calls"] = !p->get<bool>();
+  }
+}
+
+ojson chat_body(const ojson& b) {
+  ojson chat = {{"messages", chat_messages(b)}};
+  for (const char* k : {"model", "max_tokens", "temperature", "top_p", "top_k", "stream"})
+    if (const ojson* v = present_field(b, k)) chat[k] = *v;
+  if (const ojson* v = present_field(b, "stop_sequences")) {
+    if (!v->is_array()) throw bad("stop_sequences", "must be an array of strings");
+    chat["stop"] = *v;
+  }
+  if (const ojson* v = present_field(b, "tools")) chat["tools"] = chat_tools(*v);
+  if (const ojson* v = present_field(b, "tool_choice")) add_tool_choice(*v, chat);
+  if (const ojson* m = present_field(b, "metadata"); m && m->is_object())
+    if (const ojson* u = present_field(*m, "user_id")) chat["user"] = *u;
+  return chat;
+}
+
+// The Anthropic name of a chat field in an error ("stop" -> "stop_sequences", "messages[3]..."
+// -> "messages": the chat messages are not the Anthropic ones one for one).
+std::string anthropic_param(const std::string& p) {
+  if (p.starts_with("stop")) return "stop_sequences";
+  if (p.starts_with("messages")) return "messages";
+  if (p.starts_with("tools[")) return "tools";
+  if (p.starts_with("tool_choice")) return "tool_choice";
+  if (p == "parallel_tool_calls") return "tool_choice.disable_parallel_tool_use";
+  return p;
+}
+
+ojson object_body(std::string_view body) {
+  if (!parse_json(body).is_object()) throw invalid_param("", "the body must be a JSON object");
+  return ojson::parse(body.begin(), body.end());  // valid: parse_json read it
+}
+
+}  // namespace
+
+ParsedRequest parse_anthropic_request(std::string_view body, const ParseLimits& limits) {
+  const ojson b = object_body(body);
+  if (!present_field(b, "max_tokens")) throw bad("max_tokens", "is required");
+  const std::string chat = chat_body(b).dump();  // its errors name Anthropic fields already
+  try {
+    return parse_request(ApiKind::Chat, chat, limits);
+  } catch (const ApiError& e) {
+    throw with_param(e, anthropic_param(e.param()));
+  }
+}
+
+TokenizeRequest parse_anthropic_count(std::string_view body) {
+  const ojson b = object_body(body);
+  ojson chat = chat_body(b);
+  chat.erase("max_tokens");
+  chat.erase("stream");
+  const std::string text = chat.dump();
+  try {
+    return parse_tokenize(text);
+  } catch (const ApiError& e) {
+    throw with_param(e, anthropic_param(e.param()));
+  }
+}
+
+nlohmann::json anthropic_error_json(const ApiError& e) {
+  const int s = e.status();
+  const char* type = s == 401   ? "authentication_error"
+                     : s == 403 ? "permission_error"
+                     : s == 404 ? "not_found_error"
+                     : s == 413 ? "request_too_large"
+                     : s == 429 ? "rate_limit_error"
+                     : s == 529 ? "overloaded_error"
+                     : s >= 500 ? "api_error"
+                                : "invalid_request_error";
+  return {{"type", "error"}, {"error", {{"type", type}, {"message", e.what()}}}};
+}
+
+}  // namespace nc::server

@@ -1,0 +1,306 @@
+// POST /v1/messages and /v1/messages/count_tokens (server/anthropic_request.h,
+// server/anthropic_builder.h): the Anthropic body read as its chat equivalent, block by block and
+// error by error; the content blocks and stream built from known event sequences; and end to end
+// on the fake model, against the same conversation run alone, with Anthropic's error shape and
+// its x-api-key header.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "server/anthropic_builder.h"
+#include "server/anthropic_request.h"
+#include "server/api_error.h"
+#include "server_harness.h"
+
+namespace nc {
+namespace {
+
+using namespace server;  // NOLINT: the suite's subject
+using json = nlohmann::json;
+
+ParsedRequest read(const json& body) {
+  return parse_anthropic_request(body.dump());
+}
+
+ApiError error_reading(const json& body) {
+  try {
+    parse_anthropic_request(body.dump());
+  } catch (const ApiError& e) {
+    return e;
+  }
+  return ApiError(0, "", "");
+}
+
+TEST(AnthropicRequest, BlocksBecomeChatTurns) {
+  const ParsedRequest r =
+      read({{"max_tokens", 9},
+            {"system",
+             {{{"type", "text"}, {"text", "rule one"}}, {{"type", "text"}, {"text", "rule two"}}}},
+            {"stop_sequences", {"END"}},
+            {"top_k", 5},
+            {"metadata", {{"user_id", "u1"}}},
+            {"tools",
+             {{{"name", "weather"},
+               {"description", "the weather"},
+               {"input_schema",
+                {{"type", "object"}, {"properties", {{"city", {{"type", "string"}}}}}}}}}},
+            {"tool_choice",
+             {{"type", "tool"}, {"name", "weather"}, {"disable_parallel_tool_use", true}}},
+            {"messages",
+             {{{"role", "user"}, {"content", "Paris?"}},
+              {{"role", "assistant"},
+               {"content",
+                {{{"type", "thinking"}, {"thinking", "hmm"}, {"signature", "x"}},
+                 {{"type", "text"}, {"text", "Checking."}},
+                 {{"type", "tool_use"},
+                  {"id", "toolu_1"},
+                  {"name", "weather"},
+                  {"input", {{"city", "Paris"}}}}}}},
+              {{"role", "user"},
+               {"content",
+                {{{"type", "tool_result"}, {"tool_use_id", "toolu_1"}, {"content", "sunny"}},
+                 {{"type", "text"}, {"text", "thanks"}}}}}}}});
+  EXPECT_EQ(r.sampling.max_tokens, 9);
+  EXPECT_EQ(r.sampling.top_k, 5);
+  EXPECT_EQ(r.sampling.stop, std::vector<std::string>{"END"});
+  EXPECT_EQ(r.user, "u1");
+  EXPECT_EQ(r.tools.choice, ToolChoiceKind::Named);
+  EXPECT_FALSE(r.tools.parallel_calls);
+  ASSERT_EQ(r.tools.tools.size(), 1u);
+  EXPECT_EQ(r.tools.tools[0]["function"]["parameters"]["type"], "object");
+  const auto& m = r.tools.messages;
+  ASSERT_EQ(m.size(), 5u);  // system, user, assistant (text + call), tool, user
+  EXPECT_EQ(m[0]["content"], "rule one\nrule two");
+  EXPECT_EQ(m[2]["content"], "Checking.");
+  EXPECT_EQ(m[2]["tool_calls"][0]["id"], "toolu_1");
+  EXPECT_EQ(m[2]["tool_calls"][0]["function"]["arguments"]["city"], "Paris");
+  EXPECT_EQ(m[3]["role"], "tool");
+  EXPECT_EQ(m[3]["tool_call_id"], "toolu_1");
+  EXPECT_EQ(m[3]["content"], "sunny");
+  EXPECT_EQ(m[4]["content"], "thanks");
+
+  EXPECT_EQ(read({{"max_tokens", 1},
+                  {"messages", {{{"role", "user"}, {"content", "x"}}}},
+                  {"tool_choice", {{"type", "any"}}},
+                  {"tools", {{{"name", "f"}}}}})
+                .tools.choice,
+            ToolChoiceKind::Required);
+}
+
+TEST(AnthropicRequest, ErrorsNameTheAnthropicField) {
+  const json user = {{{"role", "user"}, {"content", "x"}}};
+  struct Case {
+    json body;
+    const char* param;
+  };
+  const std::vector<Case> cases = {
+      {{{"messages", user}}, "max_tokens"},
+      {{{"max_tokens", 0}, {"messages", user}}, "max_tokens"},
+      {{{"max_tokens", 5}}, "messages"},
+      {{{"max_tokens", 5}, {"messages", {{{"role", "system"}, {"content", "x"}}}}},
+       "messages.0.role"},
+      {{{"max_tokens", 5}, {"messages", {{{"role", "user"}, {"content", {{{"type", "image"}}}}}}}},
+       "messages.0.content.0.type"},
+      {{{"max_tokens", 5},
+        {"messages",
+         {{{"role", "assistant"},
+           {"content", {{{"type", "tool_use"}, {"id", "a"}, {"name", "f"}}}}}}}},
+       "messages.0.content.0.input"},
+      {{{"max_tokens", 5},
+        {"messages", user},
+        {"tools", {{{"type", "web_search_20250305"}, {"name", "w"}}}}},
+       "tools.0.type"},
+      {{{"max_tokens", 5}, {"messages", user}, {"tool_choice", {{"type", "maybe"}}}},
+       "tool_choice.type"},
+      {{{"max_tokens", 5}, {"messages", user}, {"stop_sequences", "END"}}, "stop_sequences"},
+      {{{"max_tokens", 5}, {"messages", user}, {"temperature", -1}}, "temperature"},
+  };
+  for (const Case& c : cases) {
+    const ApiError e = error_reading(c.body);
+    EXPECT_EQ(e.status(), 400) << c.body.dump();
+    EXPECT_EQ(e.param(), c.param) << c.body.dump() << ": " << e.what();
+  }
+  const json shape = anthropic_error_json(ApiError(404, "gone", "invalid_request_error"));
+  EXPECT_EQ(shape, (json{{"type", "error"},
+                         {"error", {{"type", "not_found_error"}, {"message", "gone"}}}}));
+}
+
+// --- the builder over known events ---------------------------------------------------------------
+
+StreamEvent accepted() {
+  StreamEvent ev;
+  ev.kind = StreamEvent::Kind::Accepted;
+  ev.num_prompt_tokens = 7;
+  ev.format = OutputFormat{ToolFormat::Hermes, false};
+  return ev;
+}
+
+std::vector<StreamEvent> outputs(const std::vector<std::string>& pieces, FinishReason end) {
+  std::vector<StreamEvent> evs;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    StreamEvent ev;
+    ev.output.text_delta = pieces[i];
+    ev.output.finished = i + 1 == pieces.size();
+    ev.output.finish_reason = ev.output.finished ? end : FinishReason::None;
+    ev.output.num_completion_tokens = int(i + 1);
+    evs.push_back(ev);
+  }
+  return evs;
+}
+
+std::vector<json> sse(const std::string& body) {
+  std::vector<json> out;
+  for (size_t pos = 0, end; (end = body.find("\n\n", pos)) != std::string::npos; pos = end + 2) {
+    const std::string ev = body.substr(pos, end - pos);
+    const size_t nl = ev.find('\n');
+    if (!ev.starts_with("event: ") || nl == std::string::npos) {
+      ADD_FAILURE() << ev;
+      continue;
+    }
+    out.push_back(json::parse(ev.substr(nl + 7)));
+    EXPECT_EQ(out.back()["type"], ev.substr(7, nl - 7));
+  }
+  return out;
+}
+
+TEST(AnthropicBuilder, WholeAndStreamedBlocksAgree) {
+  const std::vector<StreamEvent> evs =
+      outputs({"<think>plan</think>", "On it.", "\n<tool_call>\n{\"name\": \"weather\", ",
+               "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"},
+              FinishReason::Stop);
+  AnthropicBuilder whole("msg_1", "m", accepted()), stream("msg_1", "m", accepted());
+  std::string body = stream.start();
+  for (const StreamEvent& ev : evs) {
+    whole.add(ev);
+    body += stream.stream(ev);
+  }
+  body += stream.end();
+  const json w = whole.response();
+  EXPECT_EQ(w["type"], "message");
+  EXPECT_EQ(w["stop_reason"], "tool_use");
+  EXPECT_EQ(w["usage"], (json{{"input_tokens", 7}, {"output_tokens", 4}}));
+  ASSERT_EQ(w["content"].size(), 3u);
+  EXPECT_EQ(w["content"][0], (json{{"type", "thinking"}, {"thinking", "plan"}, {"signature", ""}}));
+  EXPECT_EQ(w["content"][1], (json{{"type", "text"}, {"text", "On it."}}));
+  EXPECT_EQ(w["content"][2]["type"], "tool_use");
+  EXPECT_EQ(w["content"][2]["name"], "weather");
+  EXPECT_EQ(w["content"][2]["input"], (json{{"city", "Paris"}}));
+
+  // The stream rebuilt block by block, as a client does.
+  json blocks = json::array();
+  std::vector<std::string> partial;
+  std::string stop_reason;
+  const std::vector<json> events = sse(body);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.front()["type"], "message_start");
+  EXPECT_EQ(events.back()["type"], "message_stop");
+  for (const json& e : events) {
+    if (e["type"] == "content_block_start") {
+      EXPECT_EQ(e["index"], int(blocks.size()));
+      blocks.push_back(e["content_block"]);
+      partial.emplace_back();
+    } else if (e["type"] == "content_block_delta") {
+      json& b = blocks[e["index"].get<size_t>()];
+      const json& d = e["delta"];
+      if (d["type"] == "text_delta")
+        b["text"] = b["text"].get<std::string>() + d["text"].get<std::string>();
+      if (d["type"] == "thinking_delta")
+        b["thinking"] = b["thinking"].get<std::string>() + d["thinking"].get<std::string>();
+      if (d["type"] == "input_json_delta")
+        partial[e["index"].get<size_t>()] += d["partial_json"].get<std::string>();
+    } else if (e["type"] == "content_block_stop") {
+      const size_t i = e["index"];
+      if (blocks[i]["type"] == "tool_use") blocks[i]["input"] = json::parse(partial[i]);
+    } else if (e["type"] == "message_delta") {
+      stop_reason = e["delta"]["stop_reason"];
+    }
+  }
+  // The same blocks; a call's id is made per answer.
+  json whole_blocks = w["content"];
+  EXPECT_FALSE(blocks[2]["id"].get<std::string>().empty());
+  blocks[2].erase("id");
+  whole_blocks[2].erase("id");
+  EXPECT_EQ(blocks, whole_blocks);
+  EXPECT_EQ(stop_reason, "tool_use");
+
+  AnthropicBuilder cut("msg_2", "m", accepted());
+  for (const StreamEvent& ev : outputs({"a", "b"}, FinishReason::Length)) cut.add(ev);
+  EXPECT_EQ(cut.response()["stop_reason"], "max_tokens");
+  EXPECT_EQ(cut.response()["content"], (json::array({{{"type", "text"}, {"text", "ab"}}})));
+}
+
+// --- end to end on the fake model
+// ------------------------------------------------------------------
+
+using test_server::TestServer;
+
+TEST(ServerAnthropic, MessagesEqualTheChatRunAloneAndCountTokensAgrees) {
+  TestServer ts;
+  const test_server::Alone ref = test_server::chat_alone(
+      {{"system", "be short"}, {"user", "hello there"}}, test_server::greedy(12));
+  const json body = {{"model", test_server::kModel},
+                     {"max_tokens", 12},
+                     {"temperature", 0},
+                     {"system", "be short"},
+                     {"messages", {{{"role", "user"}, {"content", "hello there"}}}}};
+  auto r = ts.post("/v1/messages", body);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json j = json::parse(r->body);
+  EXPECT_EQ(j["content"][0]["text"], ref.text);
+  EXPECT_EQ(j["usage"]["input_tokens"], ref.prompt_tokens);
+  EXPECT_EQ(j["usage"]["output_tokens"], ref.completion_tokens);
+  EXPECT_EQ(j["stop_reason"], ref.finish_reason == "length" ? "max_tokens" : "end_turn");
+
+  json count = body;
+  count.erase("max_tokens");
+  r = ts.post("/v1/messages/count_tokens", count);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(r->body)["input_tokens"], ref.prompt_tokens);
+
+  json streamed = body;
+  streamed["stream"] = true;
+  r = ts.post("/v1/messages", streamed);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  std::string text;
+  for (const json& e : sse(r->body))
+    if (e["type"] == "content_block_delta") text += e["delta"]["text"].get<std::string>();
+  EXPECT_EQ(text, ref.text);
+  EXPECT_TRUE(ts.wait_idle());
+}
+
+TEST(ServerAnthropic, ErrorsHaveAnthropicsShapeAndTheKeyMayComeAsXApiKey) {
+  server::ServerOptions o;
+  o.api_key = "sk-test";
+  TestServer ts({}, o);
+  const json body = {{"max_tokens", 3}, {"messages", {{{"role", "user"}, {"content", "x"}}}}};
+  auto r = ts.post("/v1/messages", body.dump(), {{"x-api-key", "sk-test"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  r = ts.post("/v1/messages", body.dump(), {{"x-api-key", "wrong"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  json bad = body;
+  bad.erase("max_tokens");
+  r = ts.post("/v1/messages", bad.dump(), {{"x-api-key", "sk-test"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  const json e = json::parse(r->body);
+  EXPECT_EQ(e["type"], "error");
+  EXPECT_EQ(e["error"]["type"], "invalid_request_error");
+  EXPECT_NE(e["error"]["message"].get<std::string>().find("max_tokens"), std::string::npos);
+  bad = body;
+  bad["model"] = "claude-other";
+  r = ts.post("/v1/messages", bad.dump(), {{"x-api-key", "sk-test"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(json::parse(r->body)["error"]["type"], "not_found_error");
+}
+
+}  // namespace
+}  // namespace nc
