@@ -64,6 +64,7 @@ TEST(AnthropicRequest, BlocksBecomeChatTurns) {
                 {{{"type", "tool_result"}, {"tool_use_id", "toolu_1"}, {"content", "sunny"}},
                  {{"type", "text"}, {"text", "thanks"}}}}}}}});
   EXPECT_EQ(r.sampling.max_tokens, 9);
+  EXPECT_TRUE(r.max_tokens_is_cap);
   EXPECT_EQ(r.sampling.top_k, 5);
   EXPECT_EQ(r.sampling.stop, std::vector<std::string>{"END"});
   EXPECT_EQ(r.user, "u1");
@@ -254,6 +255,13 @@ TEST(ServerAnthropic, MessagesEqualTheChatRunAloneAndCountTokensAgrees) {
   EXPECT_EQ(j["usage"]["input_tokens"], ref.prompt_tokens);
   EXPECT_EQ(j["usage"]["output_tokens"], ref.completion_tokens);
   EXPECT_EQ(j["stop_reason"], ref.finish_reason == "length" ? "max_tokens" : "end_turn");
+
+  // A max_tokens far past the context (4096 here) is a bound, not an error.
+  json big = body;
+  big["max_tokens"] = 64000;
+  r = ts.post("/v1/messages", big);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
 
   json count = body;
   count.erase("max_tokens");

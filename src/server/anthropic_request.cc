@@ -197,7 +197,9 @@ ParsedRequest parse_anthropic_request(std::string_view body, const ParseLimits& 
   if (!present_field(b, "max_tokens")) throw bad("max_tokens", "is required");
   const std::string chat = chat_body(b).dump();  // its errors name Anthropic fields already
   try {
-    return parse_request(ApiKind::Chat, chat, limits);
+    ParsedRequest r = parse_request(ApiKind::Chat, chat, limits);
+    r.max_tokens_is_cap = true;
+    return r;
   } catch (const ApiError& e) {
     throw with_param(e, anthropic_param(e.param()));
   }

@@ -12,7 +12,9 @@
 //   tools [{name, description, input_schema}] -> chat's function tools
 //   tool_choice auto / any / tool {name} / none -> "auto" / "required" / the named function /
 //                                     "none"; disable_parallel_tool_use -> parallel_tool_calls
-//   max_tokens (required), temperature, top_p, top_k, stream; stop_sequences -> stop;
+//   max_tokens (required; a bound: lowered to what the context leaves after the prompt, since
+//   clients send their model's output limit), temperature, top_p, top_k, stream;
+//   stop_sequences -> stop;
 //   metadata.user_id -> user. thinking is accepted and ignored.
 // Refused with 400 (unsupported): image and document blocks, server tools (a tool with a type
 // other than "custom": web_search, code_execution, ...). Errors name the Anthropic field.

@@ -161,6 +161,8 @@ std::vector<int32_t> EngineLoop::tokenize(const ParsedRequest& r, OutputFormat& 
 
 SamplingParams EngineLoop::engine_sampling(const ParsedRequest& r, int num_prompt) const {
   SamplingParams sp = r.sampling;
+  if (r.max_tokens_given && r.max_tokens_is_cap)
+    sp.max_tokens = std::min(sp.max_tokens, std::max(1, max_model_len_ - num_prompt));
   if (r.max_tokens_given) return sp;
   // At least 1: a prompt over the context then meets the engine's own check (ContextLength).
   sp.max_tokens = std::max(1, max_model_len_ - num_prompt);

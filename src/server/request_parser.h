@@ -41,6 +41,10 @@ struct ParsedRequest {
   // the server to "tool_choice" when tool_choice forces a call); "" for none.
   std::string structured_param;
   bool max_tokens_given = false;  // else the engine loop fills the rest of the context
+  // max_tokens only bounds the output: the engine loop lowers it to what the context leaves after
+  // the prompt instead of refusing the request (Anthropic's clients send their model's output
+  // limit, 32k or more, whatever the server's context).
+  bool max_tokens_is_cap = false;
   // Choices: n returned; best_of (completions, >= n) generated, the n with the highest summed
   // log-probability returned.
   int n = 1;
