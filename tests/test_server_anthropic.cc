@@ -91,6 +91,49 @@ TEST(AnthropicRequest, BlocksBecomeChatTurns) {
             ToolChoiceKind::Required);
 }
 
+// What Claude Code sends (cache_control on blocks and tools, thinking, context_management,
+// metadata, system blocks) is read, and blocks the model cannot read become placeholders.
+TEST(AnthropicRequest, AnAgentsRequestIsRead) {
+  const json cache = {{"type", "ephemeral"}};
+  const ParsedRequest r = read(
+      {{"model", "m"},
+       {"max_tokens", 32000},
+       {"stream", true},
+       {"thinking", {{"type", "enabled"}, {"budget_tokens", 1024}}},
+       {"context_management", {{"edits", json::array()}}},
+       {"metadata", {{"user_id", "user_abc"}}},
+       {"system", {{{"type", "text"}, {"text", "You are an agent."}, {"cache_control", cache}}}},
+       {"tools",
+        {{{"name", "Read"},
+          {"description", "read a file"},
+          {"input_schema", {{"type", "object"}}},
+          {"cache_control", cache}}}},
+       {"messages",
+        {{{"role", "user"},
+          {"content",
+           {{{"type", "text"}, {"text", "look"}, {"cache_control", cache}},
+            {{"type", "image"}, {"source", {{"type", "base64"}, {"data", "AAAA"}}}}}}},
+         {{"role", "assistant"},
+          {"content",
+           {{{"type", "tool_use"},
+             {"id", "t1"},
+             {"name", "Read"},
+             {"input", {{"path", "a.png"}}}}}}},
+         {{"role", "user"},
+          {"content",
+           {{{"type", "tool_result"},
+             {"tool_use_id", "t1"},
+             {"is_error", true},
+             {"content", {{{"type", "image"}, {"source", json::object()}}}}}}}}}}});
+  const auto& m = r.tools.messages;
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(m[0]["content"], "You are an agent.");
+  EXPECT_EQ(m[1]["content"], "look\n[image omitted: this model reads text only]");
+  EXPECT_EQ(m[3]["content"], "Error: [image omitted: this model reads text only]");
+  EXPECT_EQ(r.user, "user_abc");
+  EXPECT_TRUE(r.stream);
+}
+
 TEST(AnthropicRequest, ErrorsNameTheAnthropicField) {
   const json user = {{{"role", "user"}, {"content", "x"}}};
   struct Case {
@@ -103,8 +146,11 @@ TEST(AnthropicRequest, ErrorsNameTheAnthropicField) {
       {{{"max_tokens", 5}}, "messages"},
       {{{"max_tokens", 5}, {"messages", {{{"role", "system"}, {"content", "x"}}}}},
        "messages.0.role"},
-      {{{"max_tokens", 5}, {"messages", {{{"role", "user"}, {"content", {{{"type", "image"}}}}}}}},
+      {{{"max_tokens", 5},
+        {"messages", {{{"role", "user"}, {"content", {{{"text", "no type"}}}}}}}},
        "messages.0.content.0.type"},
+      {{{"max_tokens", 5}, {"messages", {user[0], {{"role", "assistant"}, {"content", "Sure, "}}}}},
+       "messages.1"},
       {{{"max_tokens", 5},
         {"messages",
          {{{"role", "assistant"},
@@ -227,6 +273,14 @@ TEST(AnthropicBuilder, WholeAndStreamedBlocksAgree) {
   EXPECT_EQ(blocks, whole_blocks);
   EXPECT_EQ(stop_reason, "tool_use");
 
+  // A call the limit cut short: max_tokens, not tool_use (nothing to run).
+  AnthropicBuilder cut_call("msg_3", "m", accepted());
+  for (const StreamEvent& ev :
+       outputs({"<tool_call>\n{\"name\": \"sh\", \"arguments\": {\"cmd\": \"rm -rf /tm"},
+               FinishReason::Length))
+    cut_call.add(ev);
+  EXPECT_EQ(cut_call.response()["stop_reason"], "max_tokens");
+
   AnthropicBuilder cut("msg_2", "m", accepted());
   for (const StreamEvent& ev : outputs({"a", "b"}, FinishReason::Length)) cut.add(ev);
   EXPECT_EQ(cut.response()["stop_reason"], "max_tokens");
@@ -291,6 +345,10 @@ TEST(ServerAnthropic, ErrorsHaveAnthropicsShapeAndTheKeyMayComeAsXApiKey) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
   r = ts.post("/v1/messages", body.dump(), {{"x-api-key", "wrong"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(json::parse(r->body)["error"]["type"], "authentication_error") << r->body;
+  r = ts.post("/v1/messages", body.dump(), {{"x-api-key", ""}});
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 401);
   json bad = body;

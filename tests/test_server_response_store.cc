@@ -50,6 +50,19 @@ TEST(ResponseStore, KeepsWithinItsBytesDroppingTheLeastRecentlyUsed) {
   EXPECT_FALSE(ResponseStore(0).enabled());
 }
 
+TEST(ResponseStore, KeepsTextCutInsideACharacterAsReplacement) {
+  ResponseStore s(1 << 20);
+  const std::string cut = "ok \xF0\x9F";  // an emoji's first two bytes: a token limit hit there
+  ASSERT_TRUE(s.put("r", {ojson::array({{{"role", "assistant"}, {"content", cut}}}),
+                          json{{"output", {{{"type", "message"}, {"text", cut}}}}}}));
+  const std::optional<ResponseStore::Entry> e = s.get("r");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->conversation[0]["content"], "ok \xEF\xBF\xBD");  // U+FFFD
+  EXPECT_NO_THROW((void)e->conversation.dump());
+  EXPECT_NO_THROW((void)e->response.dump());
+  EXPECT_FALSE(ResponseStore(8).put("too-large", entry_of("aaaa")));
+}
+
 TEST(ResponsesRequest, PreviousResponseContinuesItsConversation) {
   const ojson stored = ojson::array(
       {{{"role", "user"}, {"content", "first"}}, {{"role", "assistant"}, {"content", "answer"}}});

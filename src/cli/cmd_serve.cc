@@ -119,7 +119,7 @@ void add_serve_command(CLI::App& app) {
          "--responses-store-mb", [&o](size_t mb) { o.responses_store_bytes = mb << 20; },
          "MiB of memory for stored Responses API answers (previous_response_id, GET "
          "/v1/responses/{id}), least recently used dropped first; 0 stores none [64]")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(size_t(0), size_t(1) << 20));
   cmd->add_option("--default-max-tokens", o.default_max_tokens,
                   "max_tokens when a request gives none (0: the rest of the context)")
       ->check(CLI::NonNegativeNumber)

@@ -55,8 +55,9 @@ void AnthropicBuilder::add(const StreamEvent& ev) {
 }
 
 const char* AnthropicBuilder::stop_reason() const {
-  if (has_call_) return "tool_use";
-  return finish_ == FinishReason::Length ? "max_tokens" : "end_turn";
+  // A call the limit cut short is no call to run: max_tokens first, as Anthropic says it.
+  if (finish_ == FinishReason::Length) return "max_tokens";
+  return has_call_ ? "tool_use" : "end_turn";
 }
 
 json AnthropicBuilder::message(const json& content) const {

@@ -4,9 +4,10 @@
 // The answer is a `message` whose `content` lists the output's blocks in the order the model
 // wrote them (server/output_items.h): `thinking` (the <think> block; an empty signature, since
 // nothing here signs it), `text`, and `tool_use` per call (its id, name and `input`, the
-// arguments parsed as a JSON object). stop_reason: "tool_use" when there are calls, "max_tokens"
-// when the limit ended it, else "end_turn" (a stop sequence too: the engine does not say which
-// of the two stopped it, so stop_sequence is always null). usage: input_tokens, output_tokens.
+// arguments parsed as a JSON object). stop_reason: "max_tokens" when the limit ended it (a call
+// it cut short included), else "tool_use" when there are calls, else "end_turn" (a stop sequence
+// too: the engine does not say which of the two stopped it, so stop_sequence is always null).
+// usage: input_tokens, output_tokens.
 //
 // Streams are server-sent events `event: <type>` / `data: {"type", ...}`: message_start, then
 // per block content_block_start, its deltas (thinking_delta, text_delta, input_json_delta) and

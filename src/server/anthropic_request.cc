@@ -20,21 +20,41 @@ const std::string& required_string(const ojson& obj, const char* key, const std:
   return v->get_ref<const std::string&>();
 }
 
-// A string, or text blocks joined with "\n" (image and document blocks: unsupported).
+// What stands for a block the model cannot read (an image, a document, a tool reference...):
+// refusing the request would make every later turn of an agent's conversation fail too, since
+// clients resend the whole history.
+std::string placeholder(const std::string& type) {
+  return fmt::format("[{} omitted: this model reads text only]", type);
+}
+
+// The text of one content block: a text block's text, a placeholder for other kinds.
+std::string block_text(const ojson& block, const std::string& at) {
+  if (!block.is_object()) throw bad(at, "must be an object");
+  const std::string& type = required_string(block, "type", at);
+  if (type == "text") return required_string(block, "text", at);
+  return placeholder(type);
+}
+
+// A string, or blocks' texts joined with "\n".
 std::string text_of(const ojson& c, const std::string& at) {
   if (c.is_string()) return c.get<std::string>();
   if (!c.is_array()) throw bad(at, "must be a string or an array of content blocks");
   std::string text;
   for (size_t j = 0; j < c.size(); ++j) {
-    const std::string p = fmt::format("{}.{}", at, j);
-    if (!c[j].is_object()) throw bad(p, "must be an object");
-    const std::string& type = required_string(c[j], "type", p);
-    if (type != "text")
-      throw unsupported(p + ".type", fmt::format("'{}' content (the model reads text)", type));
-    if (!text.empty()) text += "\n";
-    text += required_string(c[j], "text", p);
+    if (j > 0) text += "\n";
+    text += block_text(c[j], fmt::format("{}.{}", at, j));
   }
   return text;
+}
+
+void add_tool_result(const ojson& block, const std::string& at, ojson& messages) {
+  const ojson* c = present_field(block, "content");
+  std::string text = c ? text_of(*c, at + ".content") : std::string();
+  if (const ojson* err = present_field(block, "is_error"); err && *err == true)
+    text = "Error: " + text;
+  messages.push_back({{"role", "tool"},
+                      {"tool_call_id", required_string(block, "tool_use_id", at)},
+                      {"content", std::move(text)}});
 }
 
 void add_user(const ojson& content, const std::string& at, ojson& messages) {
@@ -43,24 +63,22 @@ void add_user(const ojson& content, const std::string& at, ojson& messages) {
     return;
   }
   if (!content.is_array()) throw bad(at, "must be a string or an array of content blocks");
-  ojson text = ojson::array();
+  std::string text;
+  bool any_text = false;
   for (size_t j = 0; j < content.size(); ++j) {
     const ojson& block = content[j];
     const std::string p = fmt::format("{}.{}", at, j);
     if (!block.is_object()) throw bad(p, "must be an object");
     const std::string& type = required_string(block, "type", p);
     if (type == "tool_result") {
-      const ojson* c = present_field(block, "content");
-      messages.push_back({{"role", "tool"},
-                          {"tool_call_id", required_string(block, "tool_use_id", p)},
-                          {"content", c ? text_of(*c, p + ".content") : std::string()}});
-    } else if (type == "text") {
-      text.push_back(block);
+      add_tool_result(block, p, messages);
     } else if (type != "thinking" && type != "redacted_thinking") {
-      throw unsupported(p + ".type", fmt::format("'{}' content (the model reads text)", type));
+      if (any_text) text += "\n";
+      text += block_text(block, p);
+      any_text = true;
     }
   }
-  if (!text.empty()) messages.push_back({{"role", "user"}, {"content", text_of(text, at)}});
+  if (any_text) messages.push_back({{"role", "user"}, {"content", text}});
 }
 
 void add_assistant(const ojson& content, const std::string& at, ojson& messages) {
@@ -77,6 +95,7 @@ void add_assistant(const ojson& content, const std::string& at, ojson& messages)
     if (!block.is_object()) throw bad(p, "must be an object");
     const std::string& type = required_string(block, "type", p);
     if (type == "text") {
+      if (!text.empty()) text += "\n";
       text += required_string(block, "text", p);
     } else if (type == "tool_use") {
       const ojson* input = present_field(block, "input");
@@ -120,6 +139,11 @@ ojson chat_messages(const ojson& b) {
       throw bad(at + ".role", fmt::format("'{}' is not one of user, assistant", role));
     }
   }
+  // A last assistant turn asks the model to continue it; the chat path closes every turn, so
+  // the answer would not continue that text: refused rather than answered wrongly.
+  if (ms->back().is_object() && ms->back().value("role", "") == "assistant")
+    throw unsupported(fmt::format("messages.{}", ms->size() - 1),
+                      "a last assistant turn (prefill)");
   return messages;
 }
 
@@ -130,8 +154,9 @@ ojson chat_tools(const ojson& tools) {
     const std::string at = fmt::format("tools.{}", i);
     if (!tools[i].is_object()) throw bad(at, "must be an object");
     if (const ojson* t = present_field(tools[i], "type"); t && *t != "custom")
-      throw unsupported(at + ".type",
-                        fmt::format("server tool '{}' (only custom tools)", t->dump()));
+      throw unsupported(
+          at + ".type",
+          fmt::format("tool type {} (only custom tools, with an input_schema)", t->dump()));
     ojson fn = {{"name", required_string(tools[i], "name", at)}};
     if (const ojson* d = present_field(tools[i], "description")) fn["description"] = *d;
     if (const ojson* s = present_field(tools[i], "input_schema")) fn["parameters"] = *s;
@@ -182,6 +207,7 @@ std::string anthropic_param(const std::string& p) {
   if (p.starts_with("tools[")) return "tools";
   if (p.starts_with("tool_choice")) return "tool_choice";
   if (p == "parallel_tool_calls") return "tool_choice.disable_parallel_tool_use";
+  if (p == "user") return "metadata.user_id";
   return p;
 }
 

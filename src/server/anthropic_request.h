@@ -16,8 +16,12 @@
 //   clients send their model's output limit), temperature, top_p, top_k, stream;
 //   stop_sequences -> stop;
 //   metadata.user_id -> user. thinking is accepted and ignored.
-// Refused with 400 (unsupported): image and document blocks, server tools (a tool with a type
-// other than "custom": web_search, code_execution, ...). Errors name the Anthropic field.
+// Blocks the model cannot read (image, document, search_result, ...) become a text placeholder
+// ("[image omitted: this model reads text only]"), not an error: agents resend the whole history,
+// so one refused turn would fail every later one. A tool_result with is_error is prefixed
+// "Error: ". Refused with 400 (unsupported): tools with a type other than "custom" (web_search,
+// code_execution, bash_..., ...) and a last assistant turn (prefill: the chat path would not
+// continue it). Errors name the Anthropic field.
 #pragma once
 #include <string>
 #include <string_view>

@@ -1,6 +1,6 @@
 #include "server/openai_format.h"
 
-#include <random>
+#include <sys/random.h>
 
 #include "server/api_error.h"
 
@@ -8,10 +8,20 @@ namespace nc::server {
 
 using json = nlohmann::json;
 
+// From the kernel's CSPRNG: a stored response's id is what lets a client read it back, so ids
+// must not be predictable from others (a seeded generator's are).
 std::string random_id(std::string prefix) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char* kHex = "0123456789abcdef";
-  for (int i = 0; i < 24; ++i) prefix += kHex[rng() & 15];
+  unsigned char bytes[12];
+  size_t got = 0;
+  while (got < sizeof(bytes)) {
+    const ssize_t n = ::getrandom(bytes + got, sizeof(bytes) - got, 0);
+    if (n > 0) got += size_t(n);
+  }
+  for (unsigned char b : bytes) {
+    prefix += kHex[b >> 4];
+    prefix += kHex[b & 15];
+  }
   return prefix;
 }
 

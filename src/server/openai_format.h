@@ -56,7 +56,7 @@ nlohmann::json tool_call_deltas_json(const std::vector<ToolCallDelta>& deltas);
 nlohmann::json delta_chunk(const ResponseMeta& m, nlohmann::json delta, bool with_usage_null,
                            int index, const nlohmann::json& logprobs = nullptr);
 
-// A fresh id: the prefix and 24 random hex digits.
+// A fresh id: the prefix and 24 hex digits from the kernel's CSPRNG (unpredictable).
 std::string random_id(std::string prefix);
 // A fresh response id for the kind ("chatcmpl-" or "cmpl-" and 24 hex digits).
 std::string new_response_id(ApiKind kind);

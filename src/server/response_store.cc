@@ -10,15 +10,30 @@ void ResponseStore::drop(std::unordered_map<std::string, Slot>::iterator it) {
   slots_.erase(it);
 }
 
-void ResponseStore::put(const std::string& id, Entry e) {
-  const size_t bytes = e.conversation.dump().size() + e.response.dump().size() + id.size();
+namespace {
+
+// j with invalid UTF-8 replaced (U+FFFD), and its serialized size.
+template <class Json>
+std::pair<Json, size_t> valid_utf8(const Json& j) {
+  const std::string text = j.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return {Json::parse(text), text.size()};
+}
+
+}  // namespace
+
+bool ResponseStore::put(const std::string& id, Entry e) {
+  auto [conversation, conversation_bytes] = valid_utf8(e.conversation);
+  auto [response, response_bytes] = valid_utf8(e.response);
+  e = Entry{std::move(conversation), std::move(response)};
+  const size_t bytes = conversation_bytes + response_bytes + id.size();
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = slots_.find(id); it != slots_.end()) drop(it);
-  if (bytes > max_bytes_) return;
+  if (bytes > max_bytes_) return false;
   while (bytes_ + bytes > max_bytes_) drop(slots_.find(lru_.back()));
   lru_.push_front(id);
   slots_.emplace(id, Slot{std::move(e), bytes, lru_.begin()});
   bytes_ += bytes;
+  return true;
 }
 
 std::optional<ResponseStore::Entry> ResponseStore::get(const std::string& id) {

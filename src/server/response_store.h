@@ -31,8 +31,10 @@ class ResponseStore {
   explicit ResponseStore(size_t max_bytes) : max_bytes_(max_bytes) {}
 
   bool enabled() const { return max_bytes_ > 0; }
-  // Stores (or replaces) it; an entry larger than the whole store is not kept.
-  void put(const std::string& id, Entry e);
+  // Stores (or replaces) it; false when it is not kept (larger than the whole store). Text that
+  // is not valid UTF-8 (an output cut inside a character) is kept with U+FFFD in its place, so
+  // that what is stored always serializes. Never throws but for memory.
+  bool put(const std::string& id, Entry e);
   std::optional<Entry> get(const std::string& id);  // and marks it recently used
   bool erase(const std::string& id);
   size_t bytes() const;

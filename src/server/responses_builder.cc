@@ -214,7 +214,7 @@ std::string ResponsesBuilder::stream(const StreamEvent& ev) {
 std::string ResponsesBuilder::end() {
   items_.finish();
   const char* status = final_status(finish_);
-  const json r = envelope(status, streamed_);
+  json r = envelope(status, streamed_);
   if (meta_.on_done) meta_.on_done(r);
   event({{"type", std::string("response.") + status}, {"response", r}});
   return take_events();

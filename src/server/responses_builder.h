@@ -40,8 +40,9 @@ struct ResponsesMeta {
   std::string model;
   nlohmann::json echo;  // ResponsesRequest::echo
   bool want_logprobs = false;
-  // Called once with the finished response (completed or incomplete; not a failed one).
-  std::function<void(const nlohmann::json& response)> on_done;
+  // Called once with the finished response (completed or incomplete; not a failed one), before
+  // it goes out: it may set fields (the store says whether it kept it).
+  std::function<void(nlohmann::json& response)> on_done;
 };
 
 class ResponsesBuilder final : public OutputBuilder, private OutputItems::Listener {

@@ -376,6 +376,8 @@ ResponsesRequest parse_responses_request(std::string_view body, const ParseLimit
   }
   r.echo = echo_fields(b);
   r.echo["store"] = r.store;
+  if (const ojson* prev = present_field(b, "previous_response_id"))
+    r.echo["previous_response_id"] = *prev;
   return r;
 }
 

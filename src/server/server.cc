@@ -104,10 +104,10 @@ void Server::Impl::handle_responses(const Request& req, const std::string& body,
     r.echo["store"] = keep;
     ResponsesMeta meta{random_id("resp_"), int64_t(std::time(nullptr)), model_name,
                        std::move(r.echo),  r.chat.want_logprobs,        nullptr};
-    if (keep) {
-      meta.on_done = [this, conversation = std::move(r.conversation)](const json& response) {
-        responses.put(response["id"].get<std::string>(),
-                      {with_output_turn(conversation, response), response});
+    if (keep) {  // the response says whether it was kept (one too large for the store is not)
+      meta.on_done = [this, conversation = std::move(r.conversation)](json& response) {
+        response["store"] = responses.put(response["id"].get<std::string>(),
+                                          {with_output_turn(conversation, response), response});
       };
     }
     try {
@@ -244,7 +244,7 @@ void Server::Impl::respond_stream(const std::shared_ptr<OutputBuilder>& b,
   const auto poll_interval = poll();
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
-  auto provider = [st, poll_interval](size_t, httplib::DataSink& sink) -> bool {
+  auto stream_events = [st, poll_interval](httplib::DataSink& sink) -> bool {
     auto write = [&](const std::string& s) { return s.empty() || sink.write(s.data(), s.size()); };
     if (!write(st->b->start())) return false;
     for (;;) {
@@ -268,6 +268,23 @@ void Server::Impl::respond_stream(const std::shared_ptr<OutputBuilder>& b,
       if (!st->b->done()) continue;
       st->finished = true;
       write(st->b->aborted() ? st->b->aborted_end() : st->b->end());
+      sink.done();
+      return true;
+    }
+  };
+  // Nothing thrown here may reach the HTTP worker (no handler there: the process would end); a
+  // bug in a builder ends this stream with an error event instead.
+  auto provider = [st, stream_events](size_t, httplib::DataSink& sink) -> bool {
+    try {
+      return stream_events(sink);
+    } catch (const std::exception& e) {
+      st->finished = true;
+      st->h->cancel();
+      const std::string out =
+          st->b->stream_error(
+              ApiError(500, fmt::format("internal error: {}", e.what()), "server_error")) +
+          st->b->aborted_end();
+      sink.write(out.data(), out.size());
       sink.done();
       return true;
     }

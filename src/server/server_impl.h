@@ -50,6 +50,8 @@ std::string trim(const std::string& s);
 void send_json(Response& res, int status, const json& j);
 void send_error(Response& res, const ApiError& e);
 void send_anthropic_error(Response& res, const ApiError& e);
+// The error in the shape of the API the request's path belongs to (Anthropic's for /v1/messages).
+void send_error_for(const Request& req, Response& res, const ApiError& e);
 // The error for statuses httplib produces itself (bad request line, oversized body, ...) and
 // for routes that do not exist.
 ApiError http_error(const Request& req, int status, size_t max_body);

@@ -52,6 +52,13 @@ void send_anthropic_error(Response& res, const ApiError& e) {
   res.set_content(dump_json(anthropic_error_json(e)), "application/json");
 }
 
+void send_error_for(const Request& req, Response& res, const ApiError& e) {
+  if (req.path == "/v1/messages" || req.path.starts_with("/v1/messages/"))
+    send_anthropic_error(res, e);
+  else
+    send_error(res, e);
+}
+
 void send_error(Response& res, const ApiError& e) {
   res.status = e.status();
   if (e.status() == 429) res.set_header("Retry-After", "1");
@@ -88,8 +95,8 @@ void Server::Impl::setup_checks() {
     cors.add_headers(req, res);
     if (connection_rejected()) {
       close_connection_after(res);
-      send_error(
-          res,
+      send_error_for(
+          req, res,
           ApiError(503, fmt::format("too many connections (the limit is {})", opts.max_connections),
                    "server_error", "", "too_many_connections"));
       return HR::Handled;
@@ -97,7 +104,7 @@ void Server::Impl::setup_checks() {
     if (cors.answer_preflight(req, res)) return HR::Handled;
     if (std::optional<ApiError> e = body_framing_error(req, opts.max_body_bytes)) {
       close_connection_after(res);
-      send_error(res, *e);
+      send_error_for(req, res, *e);
       return HR::Handled;
     }
     const std::string allow = allowed_method(req.path);
@@ -105,13 +112,14 @@ void Server::Impl::setup_checks() {
       close_connection_after(res);  // the body stays unread
       if (req.method != "GET" && req.method != "HEAD" && req.method != allow) {
         if (allow.empty()) {
-          send_error(res, http_error(req, 404, opts.max_body_bytes));
+          send_error_for(req, res, http_error(req, 404, opts.max_body_bytes));
         } else {
           res.set_header("Allow", allow);
-          send_error(res, ApiError(405,
-                                   fmt::format("{} is not allowed on {} (use {})", req.method,
-                                               req.path, allow),
-                                   "invalid_request_error", "", "method_not_allowed"));
+          send_error_for(
+              req, res,
+              ApiError(405,
+                       fmt::format("{} is not allowed on {} (use {})", req.method, req.path, allow),
+                       "invalid_request_error", "", "method_not_allowed"));
         }
         return HR::Handled;
       }
@@ -119,8 +127,11 @@ void Server::Impl::setup_checks() {
     const bool guarded = req.path == "/v1" || req.path.starts_with("/v1/") ||
                          req.path == "/tokenize" || req.path == "/detokenize";
     if (guarded && !authorized(req)) {
-      send_error(res, ApiError(401, "invalid or missing API key (Authorization: Bearer <key>)",
-                               "invalid_request_error", "", "invalid_api_key"));
+      send_error_for(
+          req, res,
+          ApiError(401,
+                   "invalid or missing API key (Authorization: Bearer <key>, or x-api-key: <key>)",
+                   "invalid_request_error", "", "invalid_api_key"));
       return HR::Handled;
     }
     return HR::Unhandled;
@@ -131,7 +142,7 @@ void Server::Impl::setup_checks() {
     if (std::optional<ApiError> e = body_framing_error(req, opts.max_body_bytes)) {
       close_connection_after(res);
       cors.add_headers(req, res);
-      send_error(res, *e);
+      send_error_for(req, res, *e);
       return e->status();
     }
     return 100;
@@ -157,9 +168,10 @@ void Server::Impl::handle_post(const Request& req, Response& res,
   });
   if (over || !ok) {
     close_connection_after(res);
-    send_error(res, over                  ? http_error(req, 413, opts.max_body_bytes)
-                    : request_timed_out() ? http_error(req, 408, opts.max_body_bytes)
-                                          : http_error(req, 400, opts.max_body_bytes));
+    send_error_for(req, res,
+                   over                  ? http_error(req, 413, opts.max_body_bytes)
+                   : request_timed_out() ? http_error(req, 408, opts.max_body_bytes)
+                                         : http_error(req, 400, opts.max_body_bytes));
     return;
   }
   handle(body);
@@ -237,10 +249,11 @@ void Server::Impl::setup_routes() {
   auto not_allowed = [](const char* allow) {
     return [allow](const Request& req, Response& res) {
       res.set_header("Allow", allow);
-      send_error(res, ApiError(405,
-                               fmt::format("{} is not allowed on {} (use {})", req.method, req.path,
-                                           allow),
-                               "invalid_request_error", "", "method_not_allowed"));
+      send_error_for(
+          req, res,
+          ApiError(405,
+                   fmt::format("{} is not allowed on {} (use {})", req.method, req.path, allow),
+                   "invalid_request_error", "", "method_not_allowed"));
     };
   };
   for (const char* path :
@@ -266,10 +279,10 @@ void Server::Impl::setup_routes() {
           res.status = 408;
           close_connection_after(res);
         }
-        send_error(res, http_error(req, res.status, opts.max_body_bytes));
+        send_error_for(req, res, http_error(req, res.status, opts.max_body_bytes));
         return httplib::Server::HandlerResponse::Handled;
       }));
-  http->set_exception_handler([](const Request&, Response& res, std::exception_ptr ep) {
+  http->set_exception_handler([](const Request& req, Response& res, std::exception_ptr ep) {
     std::string what = "unknown exception";
     try {
       std::rethrow_exception(ep);
@@ -277,7 +290,8 @@ void Server::Impl::setup_routes() {
       what = e.what();
     } catch (...) {
     }
-    send_error(res, ApiError(500, fmt::format("internal error: {}", what), "server_error"));
+    send_error_for(req, res,
+                   ApiError(500, fmt::format("internal error: {}", what), "server_error"));
   });
   http->set_logger(
       [this](const Request&, const Response& res) { metrics.on_http_response(res.status); });

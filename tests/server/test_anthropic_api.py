@@ -111,10 +111,15 @@ class AnthropicTest(ServerTestCase):
 
     def test_errors(self):
         a = self.anthropic
-        with self.assertRaises(a.BadRequestError) as e:
-            self.create(max_tokens=5, messages=[{"role": "user", "content": [
-                {"type": "image", "source": {"type": "url", "url": "http://x/y.png"}}]}])
+        with self.assertRaises(a.BadRequestError) as e:  # a server tool
+            self.create(max_tokens=5, messages=[{"role": "user", "content": PROMPT}],
+                        tools=[{"type": "web_search_20250305", "name": "web_search"}])
         self.assertEqual(e.exception.body["error"]["type"], "invalid_request_error")
+        # An image is read as a placeholder, not refused (agents resend their history).
+        m = self.create(max_tokens=5, messages=[{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": "http://x/y.png"}},
+            {"type": "text", "text": PROMPT}]}])
+        self.assertEqual(m.type, "message")
         with self.assertRaises(a.NotFoundError):
             self.create(model="claude-sonnet-4-5", max_tokens=5,
                         messages=[{"role": "user", "content": PROMPT}])
