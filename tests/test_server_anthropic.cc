@@ -83,6 +83,14 @@ TEST(AnthropicRequest, BlocksBecomeChatTurns) {
   EXPECT_EQ(m[3]["content"], "sunny");
   EXPECT_EQ(m[4]["content"], "thanks");
 
+  const ParsedRequest structured =
+      read({{"max_tokens", 5},
+            {"messages", {{{"role", "user"}, {"content", "x"}}}},
+            {"output_config",
+             {{"effort", "low"},
+              {"format", {{"type", "json_schema"}, {"schema", {{"type", "object"}}}}}}}});
+  EXPECT_EQ(structured.sampling.structured.kind, StructuredOutput::Kind::JsonSchema);
+
   EXPECT_EQ(read({{"max_tokens", 1},
                   {"messages", {{{"role", "user"}, {"content", "x"}}}},
                   {"tool_choice", {{"type", "any"}}},
@@ -164,6 +172,10 @@ TEST(AnthropicRequest, ErrorsNameTheAnthropicField) {
        "tool_choice.type"},
       {{{"max_tokens", 5}, {"messages", user}, {"stop_sequences", "END"}}, "stop_sequences"},
       {{{"max_tokens", 5}, {"messages", user}, {"temperature", -1}}, "temperature"},
+      {{{"max_tokens", 5},
+        {"messages", user},
+        {"output_config", {{"format", {{"type", "regex"}}}}}},
+       "output_config.format.type"},
   };
   for (const Case& c : cases) {
     const ApiError e = error_reading(c.body);

@@ -184,6 +184,22 @@ void add_tool_choice(const ojson& c, ojson& chat) {
   }
 }
 
+// output_config.format {type: json_schema, schema}: chat's response_format (enforced by the
+// grammar, as there). effort is accepted and ignored.
+void add_output_format(const ojson& oc, ojson& chat) {
+  if (!oc.is_object()) throw bad("output_config", "must be an object");
+  const ojson* f = present_field(oc, "format");
+  if (!f) return;
+  if (!f->is_object()) throw bad("output_config.format", "must be an object");
+  const std::string& type = required_string(*f, "type", "output_config.format");
+  if (type != "json_schema")
+    throw bad("output_config.format.type", fmt::format("'{}' is not json_schema", type));
+  const ojson* schema = present_field(*f, "schema");
+  if (!schema) throw bad("output_config.format.schema", "is required");
+  chat["response_format"] = {{"type", "json_schema"},
+                             {"json_schema", {{"name", "output"}, {"schema", *schema}}}};
+}
+
 ojson chat_body(const ojson& b) {
   ojson chat = {{"messages", chat_messages(b)}};
   for (const char* k : {"model", "max_tokens", "temperature", "top_p", "top_k", "stream"})
@@ -194,6 +210,7 @@ ojson chat_body(const ojson& b) {
   }
   if (const ojson* v = present_field(b, "tools")) chat["tools"] = chat_tools(*v);
   if (const ojson* v = present_field(b, "tool_choice")) add_tool_choice(*v, chat);
+  if (const ojson* oc = present_field(b, "output_config")) add_output_format(*oc, chat);
   if (const ojson* m = present_field(b, "metadata"); m && m->is_object())
     if (const ojson* u = present_field(*m, "user_id")) chat["user"] = *u;
   return chat;
@@ -206,6 +223,7 @@ std::string anthropic_param(const std::string& p) {
   if (p.starts_with("messages")) return "messages";
   if (p.starts_with("tools[")) return "tools";
   if (p.starts_with("tool_choice")) return "tool_choice";
+  if (p.starts_with("response_format")) return "output_config.format";
   if (p == "parallel_tool_calls") return "tool_choice.disable_parallel_tool_use";
   if (p == "user") return "metadata.user_id";
   return p;

@@ -14,7 +14,7 @@
 //                                     "none"; disable_parallel_tool_use -> parallel_tool_calls
 //   max_tokens (required; a bound: lowered to what the context leaves after the prompt, since
 //   clients send their model's output limit), temperature, top_p, top_k, stream;
-//   stop_sequences -> stop;
+//   stop_sequences -> stop; output_config.format (json_schema) -> response_format;
 //   metadata.user_id -> user. thinking is accepted and ignored.
 // Blocks the model cannot read (image, document, search_result, ...) become a text placeholder
 // ("[image omitted: this model reads text only]"), not an error: agents resend the whole history,

@@ -109,6 +109,13 @@ class AnthropicTest(ServerTestCase):
         self.assertEqual(uses[0].input, {"city": "Paris"})
         self.assertEqual(final.stop_reason, "tool_use")
 
+    def test_json_schema_output(self):
+        schema = {"type": "object", "properties": {"city": {"type": "string"}},
+                  "required": ["city"], "additionalProperties": False}
+        m = self.create(max_tokens=40, messages=[{"role": "user", "content": PROMPT}],
+                        output_config={"format": {"type": "json_schema", "schema": schema}})
+        self.assertIsInstance(json.loads(m.content[0].text)["city"], str)
+
     def test_errors(self):
         a = self.anthropic
         with self.assertRaises(a.BadRequestError) as e:  # a server tool
