@@ -21,13 +21,13 @@ using namespace server;  // NOLINT: the suite's subject
 using json = nlohmann::json;
 using ojson = nlohmann::ordered_json;
 
-ResponseStore::Entry entry_of(const std::string& text) {
-  return {ojson::array({{{"role", "user"}, {"content", text}}}), json{{"id", text}}};
+ResponseStore::Entry entry_of(const std::string& text, const std::string& parent = "") {
+  return {parent, ojson::array({{{"role", "user"}, {"content", text}}}), json{{"id", text}}};
 }
 
 TEST(ResponseStore, KeepsWithinItsBytesDroppingTheLeastRecentlyUsed) {
   const size_t one =
-      entry_of("aaaa").conversation.dump().size() + entry_of("aaaa").response.dump().size() + 4;
+      entry_of("aaaa").turn.dump().size() + entry_of("aaaa").response.dump().size() + 4;
   ResponseStore s(3 * one);
   s.put("aaaa", entry_of("aaaa"));
   s.put("bbbb", entry_of("bbbb"));
@@ -50,15 +50,31 @@ TEST(ResponseStore, KeepsWithinItsBytesDroppingTheLeastRecentlyUsed) {
   EXPECT_FALSE(ResponseStore(0).enabled());
 }
 
+TEST(ResponseStore, AChainIsItsTurnsInOrderAndBreaksWithALink) {
+  ResponseStore s(1 << 20);
+  s.put("r1", entry_of("one"));
+  s.put("r2", entry_of("two", "r1"));
+  s.put("r3", entry_of("three", "r2"));
+  const std::optional<ojson> c = s.conversation("r3");
+  ASSERT_TRUE(c);
+  ASSERT_EQ(c->size(), 3u);
+  EXPECT_EQ((*c)[0]["content"], "one");
+  EXPECT_EQ((*c)[2]["content"], "three");
+  EXPECT_EQ(s.conversation("r1")->size(), 1u);
+  s.erase("r2");
+  EXPECT_FALSE(s.conversation("r3"));  // an earlier link dropped: the chain is unknown
+  EXPECT_TRUE(s.conversation("r1"));
+}
+
 TEST(ResponseStore, KeepsTextCutInsideACharacterAsReplacement) {
   ResponseStore s(1 << 20);
   const std::string cut = "ok \xF0\x9F";  // an emoji's first two bytes: a token limit hit there
-  ASSERT_TRUE(s.put("r", {ojson::array({{{"role", "assistant"}, {"content", cut}}}),
+  ASSERT_TRUE(s.put("r", {"", ojson::array({{{"role", "assistant"}, {"content", cut}}}),
                           json{{"output", {{{"type", "message"}, {"text", cut}}}}}}));
   const std::optional<ResponseStore::Entry> e = s.get("r");
   ASSERT_TRUE(e);
-  EXPECT_EQ(e->conversation[0]["content"], "ok \xEF\xBF\xBD");  // U+FFFD
-  EXPECT_NO_THROW((void)e->conversation.dump());
+  EXPECT_EQ(e->turn[0]["content"], "ok \xEF\xBF\xBD");  // U+FFFD
+  EXPECT_NO_THROW((void)e->turn.dump());
   EXPECT_NO_THROW((void)e->response.dump());
   EXPECT_FALSE(ResponseStore(8).put("too-large", entry_of("aaaa")));
 }
@@ -78,8 +94,9 @@ TEST(ResponsesRequest, PreviousResponseContinuesItsConversation) {
   EXPECT_EQ(r.chat.messages[1].content, "first");
   EXPECT_EQ(r.chat.messages[2].content, "answer");
   EXPECT_EQ(r.chat.messages[3].content, "second");
-  ASSERT_EQ(r.conversation.size(), 3u);  // without the instructions
-  EXPECT_EQ(r.conversation[2]["content"], "second");
+  ASSERT_EQ(r.input.size(), 1u);  // this turn's input only: the store links the rest
+  EXPECT_EQ(r.input[0]["content"], "second");
+  EXPECT_EQ(r.previous_response_id, "resp_a");
   EXPECT_TRUE(r.store);
 
   json unknown = body;
@@ -147,6 +164,22 @@ TEST(ServerResponseStore, ChainsRetrievesAndDeletes) {
       {{"user", "hello"}, {"assistant", answer}, {"user", "more"}}, test_server::greedy(6));
   EXPECT_EQ(second["usage"]["input_tokens"], ref.prompt_tokens);
   EXPECT_EQ(second["output"][0]["content"][0]["text"], ref.text);
+
+  // A third turn continues the chain of both.
+  const json third = respond(ts, {{"previous_response_id", second["id"]},
+                                  {"input", "last"},
+                                  {"max_output_tokens", 6},
+                                  {"temperature", 0}});
+  ASSERT_EQ(third["http_status"], 200) << third.dump();
+  const test_server::Alone ref3 = test_server::chat_alone(
+      {{"user", "hello"},
+       {"assistant", answer},
+       {"user", "more"},
+       {"assistant", second["output"][0]["content"][0]["text"].get<std::string>()},
+       {"user", "last"}},
+      test_server::greedy(6));
+  EXPECT_EQ(third["usage"]["input_tokens"], ref3.prompt_tokens);
+  EXPECT_EQ(third["output"][0]["content"][0]["text"], ref3.text);
 
   auto got = ts.client()->Get(("/v1/responses/" + id).c_str());
   ASSERT_TRUE(got);

@@ -1,6 +1,7 @@
 #include "server/response_store.h"
 
 #include <utility>
+#include <vector>
 
 namespace nc::server {
 
@@ -22,10 +23,10 @@ std::pair<Json, size_t> valid_utf8(const Json& j) {
 }  // namespace
 
 bool ResponseStore::put(const std::string& id, Entry e) {
-  auto [conversation, conversation_bytes] = valid_utf8(e.conversation);
+  auto [turn, turn_bytes] = valid_utf8(e.turn);
   auto [response, response_bytes] = valid_utf8(e.response);
-  e = Entry{std::move(conversation), std::move(response)};
-  const size_t bytes = conversation_bytes + response_bytes + id.size();
+  e = Entry{std::move(e.parent), std::move(turn), std::move(response)};
+  const size_t bytes = turn_bytes + response_bytes + id.size() + e.parent.size();
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = slots_.find(id); it != slots_.end()) drop(it);
   if (bytes > max_bytes_) return false;
@@ -42,6 +43,22 @@ std::optional<ResponseStore::Entry> ResponseStore::get(const std::string& id) {
   if (it == slots_.end()) return std::nullopt;
   lru_.splice(lru_.begin(), lru_, it->second.age);
   return it->second.entry;
+}
+
+std::optional<nlohmann::ordered_json> ResponseStore::conversation(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<const nlohmann::ordered_json*> turns;  // the last response's first
+  for (std::string at = id; !at.empty();) {
+    auto it = slots_.find(at);
+    if (it == slots_.end() || turns.size() > slots_.size()) return std::nullopt;
+    lru_.splice(lru_.begin(), lru_, it->second.age);
+    turns.push_back(&it->second.entry.turn);
+    at = it->second.entry.parent;
+  }
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (auto t = turns.rbegin(); t != turns.rend(); ++t)
+    for (const nlohmann::ordered_json& m : **t) out.push_back(m);
+  return out;
 }
 
 bool ResponseStore::erase(const std::string& id) {

@@ -4,10 +4,11 @@
 // one never stored (a 400 naming previous_response_id), so clients that need a conversation to
 // last should send it whole in `input`.
 //
-// Each entry holds the response object as it was returned and its conversation in chat form
-// (server/responses_request.h): every message before it, its own input, and its output as an
-// assistant turn, so that a request naming it as previous_response_id continues from there.
-// Thread-safe (one mutex); entries are copied out.
+// Each entry holds the response object as it was returned, its own turn in chat form
+// (server/responses_request.h: its input and its output as an assistant turn) and the id of the
+// response it continued, so that a request naming it as previous_response_id continues the chain
+// of turns; a chain whose earlier link was dropped is as unknown as a dropped id. Reading a chain
+// marks every link recently used. Thread-safe (one mutex); entries are copied out.
 #pragma once
 #include <cstddef>
 #include <list>
@@ -23,7 +24,8 @@ namespace nc::server {
 class ResponseStore {
  public:
   struct Entry {
-    nlohmann::ordered_json conversation;  // chat messages, the response's output turn last
+    std::string parent;           // the response it continued ("" for none)
+    nlohmann::ordered_json turn;  // its input and output turn, chat messages
     nlohmann::json response;
   };
 
@@ -36,6 +38,9 @@ class ResponseStore {
   // that what is stored always serializes. Never throws but for memory.
   bool put(const std::string& id, Entry e);
   std::optional<Entry> get(const std::string& id);  // and marks it recently used
+  // The chain's turns, the first response's first: the conversation a request continuing `id`
+  // comes after. nullopt when `id` or a link before it is not held.
+  std::optional<nlohmann::ordered_json> conversation(const std::string& id);
   bool erase(const std::string& id);
   size_t bytes() const;
   size_t size() const;

@@ -367,10 +367,12 @@ ResponsesRequest parse_responses_request(std::string_view body, const ParseLimit
   const bool want_logprobs = read_include(b);
   ResponsesRequest r;
   try {
-    r.conversation = conversation_of(b, earlier_conversation(b, history));
+    const ojson conversation = conversation_of(b, earlier_conversation(b, history));
+    r.input = conversation_of(b, ojson::array());
     r.store = !store || store->get<bool>();
-    r.chat =
-        parse_request(ApiKind::Chat, chat_body(b, want_logprobs, r.conversation).dump(), limits);
+    if (const ojson* prev = present_field(b, "previous_response_id"))
+      r.previous_response_id = prev->get<std::string>();  // a string: earlier_conversation read it
+    r.chat = parse_request(ApiKind::Chat, chat_body(b, want_logprobs, conversation).dump(), limits);
   } catch (const ApiError& e) {
     throw as_responses_error(e);
   }

@@ -18,9 +18,9 @@
 // A chat parser error names the Responses field (max_output_tokens, text.format, input[i],
 // tools[i].name, ...), not the chat one.
 //
-// previous_response_id continues a stored response's conversation (server/response_store.h): its
-// messages, its input and its output turn come before this request's input; its instructions do
-// not carry over (OpenAI's rule). An id the store does not hold is a 400
+// previous_response_id continues a stored response's conversation (server/response_store.h): the
+// chain's turns (each response's input and output) come before this request's input; earlier
+// instructions do not carry over (OpenAI's rule). An id the store does not hold is a 400
 // (previous_response_not_found); without a store (history lookup empty) it is unsupported.
 //
 // Refused with 400 unsupported_parameter, since this server keeps no other state and serves no
@@ -46,9 +46,9 @@ namespace nc::server {
 
 struct ResponsesRequest {
   ParsedRequest chat;  // the equivalent chat request, validated
-  // The conversation in chat form without the instructions: the previous response's (when
-  // named), then this input. What the store keeps, with this response's output turn.
-  nlohmann::ordered_json conversation;
+  // This request's input in chat form: what the store keeps as its turn, with its output.
+  nlohmann::ordered_json input;
+  std::string previous_response_id;  // "" for none
   bool store = true;
   // What the response object repeats from the request: instructions, tools (as given),
   // tool_choice, parallel_tool_calls, temperature, top_p, max_output_tokens, text, metadata,

@@ -93,11 +93,7 @@ void Server::Impl::handle_responses(const Request& req, const std::string& body,
     check_content_type(req);
     HistoryLookup history;
     if (responses.enabled()) {
-      history = [this](const std::string& id) -> std::optional<nlohmann::ordered_json> {
-        std::optional<ResponseStore::Entry> e = responses.get(id);
-        if (!e) return std::nullopt;
-        return std::move(e->conversation);
-      };
+      history = [this](const std::string& id) { return responses.conversation(id); };
     }
     ResponsesRequest r = parse_responses_request(body, ParseLimits{opts.max_n}, history);
     const bool keep = r.store && responses.enabled();
@@ -105,9 +101,10 @@ void Server::Impl::handle_responses(const Request& req, const std::string& body,
     ResponsesMeta meta{random_id("resp_"), int64_t(std::time(nullptr)), model_name,
                        std::move(r.echo),  r.chat.want_logprobs,        nullptr};
     if (keep) {  // the response says whether it was kept (one too large for the store is not)
-      meta.on_done = [this, conversation = std::move(r.conversation)](json& response) {
+      meta.on_done = [this, input = std::move(r.input),
+                      parent = std::move(r.previous_response_id)](json& response) {
         response["store"] = responses.put(response["id"].get<std::string>(),
-                                          {with_output_turn(conversation, response), response});
+                                          {parent, with_output_turn(input, response), response});
       };
     }
     try {
