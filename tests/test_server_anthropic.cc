@@ -335,6 +335,10 @@ TEST(ServerAnthropic, MessagesEqualTheChatRunAloneAndCountTokensAgrees) {
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(json::parse(r->body)["input_tokens"], ref.prompt_tokens);
+  r = ts.post("/v1/messages/count_tokens", count.dump(), {}, "text/plain");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 415);
+  EXPECT_EQ(json::parse(r->body)["type"], "error");
 
   json streamed = body;
   streamed["stream"] = true;

@@ -131,8 +131,10 @@ void Server::Impl::handle_anthropic(const Request& req, const std::string& body,
   }
 }
 
-void Server::Impl::handle_anthropic_count(const std::string& body, Response& res) {
+void Server::Impl::handle_anthropic_count(const Request& req, const std::string& body,
+                                          Response& res) {
   try {
+    check_content_type(req);
     const TokenizeRequest r = parse_anthropic_count(body);
     check_model(r.model);
     OutputFormat format;

@@ -98,7 +98,7 @@ struct Server::Impl {
   // POST /v1/messages and /v1/messages/count_tokens (server/anthropic_request.h); errors in
   // Anthropic's shape.
   void handle_anthropic(const Request& req, const std::string& body, Response& res);
-  void handle_anthropic_count(const std::string& body, Response& res);
+  void handle_anthropic_count(const Request& req, const std::string& body, Response& res);
   // GET and DELETE /v1/responses/{id} (the store).
   void handle_stored_response(const Request& req, Response& res);
   // Submits the request and answers it, whole or streamed, with the builder made from its

@@ -197,8 +197,9 @@ void Server::Impl::setup_routes() {
   });
   http->Post("/v1/messages/count_tokens",
              [this](const Request& req, Response& res, const httplib::ContentReader& read) {
-               handle_post(req, res, read,
-                           [&](const std::string& body) { handle_anthropic_count(body, res); });
+               handle_post(req, res, read, [&](const std::string& body) {
+                 handle_anthropic_count(req, body, res);
+               });
              });
   http->Get(R"(/v1/responses/([^/]+))",
             [this](const Request& req, Response& res) { handle_stored_response(req, res); });
