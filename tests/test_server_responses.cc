@@ -62,6 +62,16 @@ TEST(ResponsesRequest, InstructionsAndInputBecomeMessages) {
   EXPECT_EQ(r.messages[1].content, "a\nb");
   EXPECT_EQ(r.messages[2].role, "assistant");
   EXPECT_EQ(r.messages[2].content, "c");
+
+  // An image part reads as a placeholder (a refused turn would fail every later request).
+  r = chat_of({{"input",
+                {{{"role", "user"},
+                  {"content",
+                   {{{"type", "input_image"}, {"image_url", "data:image/png;base64,AAAA"}},
+                    {{"type", "input_text"}, {"text", "what is this?"}}}}}}}});
+  ASSERT_EQ(r.messages.size(), 1u);
+  EXPECT_EQ(r.messages[0].content,
+            "[input_image omitted: this model reads text only]\nwhat is this?");
 }
 
 TEST(ResponsesRequest, FunctionCallsAndOutputsBecomeToolTurns) {
@@ -137,9 +147,9 @@ TEST(ResponsesRequest, ErrorsNameTheResponsesField) {
       {{{"input", {{{"type", "item_reference"}, {"id", "x"}}}}},
        "input[0].type",
        "unsupported_parameter"},
-      {{{"input", {{{"role", "user"}, {"content", {{{"type", "input_image"}}}}}}}},
+      {{{"input", {{{"role", "user"}, {"content", {{{"type", "input_video"}}}}}}}},
        "input[0].content[0].type",
-       "unsupported_parameter"},
+       ""},
       {{{"input", "x"}, {"tools", {{{"type", "web_search"}}}}},
        "tools[0].type",
        "unsupported_parameter"},

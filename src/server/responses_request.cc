@@ -135,7 +135,10 @@ ojson chat_content(const ojson& c, const std::string& at) {
     } else if (type == "refusal") {
       parts.push_back({{"type", "text"}, {"text", required_string(c[j], "refusal", p)}});
     } else if (type == "input_image" || type == "input_file" || type == "input_audio") {
-      throw unsupported(p + ".type", fmt::format("'{}' content (the model reads text)", type));
+      // A placeholder, not a 400: clients resend the whole history, so a refused turn would fail
+      // every later request of the conversation (as the Messages API does).
+      parts.push_back({{"type", "text"},
+                       {"text", fmt::format("[{} omitted: this model reads text only]", type)}});
     } else {
       throw bad(p + ".type", fmt::format("'{}' is not a content part type", type));
     }

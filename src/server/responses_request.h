@@ -26,8 +26,10 @@
 // Refused with 400 unsupported_parameter, since this server keeps no other state and serves no
 // hosted tools: conversation, background: true, prompt (stored
 // prompt templates), item_reference items, non-function tools (web_search, file_search, ...),
-// image, file and audio content, and include values other than message.output_text.logprobs
-// and reasoning.encrypted_content. The chat API's names (max_tokens, max_completion_tokens,
+// and include values other than message.output_text.logprobs and reasoning.encrypted_content.
+// Image, file and audio content parts become a text placeholder ("[input_image omitted: this
+// model reads text only]"): clients resend their history, so a refusal would fail every later
+// turn. The chat API's names (max_tokens, max_completion_tokens,
 // messages, response_format) are refused with a 400 naming the Responses field to use. store
 // (default true) says whether the response is kept for later requests; reasoning is accepted and
 // ignored. n is always 1.
