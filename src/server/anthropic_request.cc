@@ -229,15 +229,10 @@ std::string anthropic_param(const std::string& p) {
   return p;
 }
 
-ojson object_body(std::string_view body) {
-  if (!parse_json(body).is_object()) throw invalid_param("", "the body must be a JSON object");
-  return ojson::parse(body.begin(), body.end());  // valid: parse_json read it
-}
-
 }  // namespace
 
 ParsedRequest parse_anthropic_request(std::string_view body, const ParseLimits& limits) {
-  const ojson b = object_body(body);
+  const ojson b = parse_ordered_object(body);
   if (!present_field(b, "max_tokens")) throw bad("max_tokens", "is required");
   const std::string chat = chat_body(b).dump();  // its errors name Anthropic fields already
   try {
@@ -250,7 +245,7 @@ ParsedRequest parse_anthropic_request(std::string_view body, const ParseLimits& 
 }
 
 TokenizeRequest parse_anthropic_count(std::string_view body) {
-  const ojson b = object_body(body);
+  const ojson b = parse_ordered_object(body);
   ojson chat = chat_body(b);
   chat.erase("max_tokens");
   chat.erase("stream");

@@ -84,4 +84,15 @@ json parse_json(std::string_view body) {
   }
 }
 
+json parse_json_object(std::string_view body) {
+  json j = parse_json(body);
+  if (!j.is_object()) throw invalid_param("", "the body must be a JSON object");
+  return j;
+}
+
+nlohmann::ordered_json parse_ordered_object(std::string_view body) {
+  (void)parse_json_object(body);  // the checks (depth, validity, an object)
+  return nlohmann::ordered_json::parse(body.begin(), body.end());
+}
+
 }  // namespace nc::server

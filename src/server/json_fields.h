@@ -40,5 +40,10 @@ std::optional<std::string> get_string(const nlohmann::json& obj, const char* key
 // kMaxJsonDepth levels (which bounds the parser's work on hostile input).
 inline constexpr int kMaxJsonDepth = 64;
 nlohmann::json parse_json(std::string_view body);
+// parse_json, then an ApiError unless the body is a JSON object.
+nlohmann::json parse_json_object(std::string_view body);
+// The same object with its keys in the body's order (for what a template or grammar writes in
+// the client's order: tool schemas, response formats).
+nlohmann::ordered_json parse_ordered_object(std::string_view body);
 
 }  // namespace nc::server

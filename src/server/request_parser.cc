@@ -277,18 +277,8 @@ void parse_special_flag(const json& body, ApiKind kind, ParsedRequest& r) {
 
 }  // namespace
 
-namespace {
-
-json object_body(std::string_view body_text) {
-  json body = parse_json(body_text);
-  if (!body.is_object()) throw invalid_param("", "the body must be a JSON object");
-  return body;
-}
-
-}  // namespace
-
 TokenizeRequest parse_tokenize(std::string_view body_text) {
-  const json body = object_body(body_text);
+  const json body = parse_json_object(body_text);
   TokenizeRequest r;
   r.model = get_string(body, "model").value_or("");
   if (present_field(body, "messages")) {
@@ -310,7 +300,7 @@ TokenizeRequest parse_tokenize(std::string_view body_text) {
 }
 
 DetokenizeRequest parse_detokenize(std::string_view body_text) {
-  const json body = object_body(body_text);
+  const json body = parse_json_object(body_text);
   DetokenizeRequest r;
   r.model = get_string(body, "model").value_or("");
   const json* t = present_field(body, "tokens");
@@ -321,8 +311,7 @@ DetokenizeRequest parse_detokenize(std::string_view body_text) {
 }
 
 ParsedRequest parse_request(ApiKind kind, std::string_view body_text, const ParseLimits& limits) {
-  const json body = parse_json(body_text);
-  if (!body.is_object()) throw invalid_param("", "the body must be a JSON object");
+  const json body = parse_json_object(body_text);
   ParsedRequest r;
   r.kind = kind;
   // Optional: without it the served model answers (as vLLM and llama.cpp's server).

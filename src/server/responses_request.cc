@@ -358,8 +358,7 @@ ApiError as_responses_error(const ApiError& e) {
 
 ResponsesRequest parse_responses_request(std::string_view body, const ParseLimits& limits,
                                          const HistoryLookup& history) {
-  if (!parse_json(body).is_object()) throw invalid_param("", "the body must be a JSON object");
-  const ojson b = ojson::parse(body.begin(), body.end());  // valid: parse_json read it
+  const ojson b = parse_ordered_object(body);
   reject_stateful(b);
   reject_chat_names(b);
   check_metadata(b);
