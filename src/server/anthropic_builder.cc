@@ -46,17 +46,13 @@ AnthropicBuilder::AnthropicBuilder(std::string id, std::string model, OutputForm
       items_(format_, /*want_logprobs=*/false, *this) {}
 
 void AnthropicBuilder::add(const StreamEvent& ev) {
+  progress_.record(ev);
   whole_.push_back(ev);
-  if (!ev.output.finished) return;
-  finished_ = true;
-  finish_ = ev.output.finish_reason;
-  aborted_ = finish_ == FinishReason::Abort;
-  output_tokens_ = ev.output.num_completion_tokens;
 }
 
 const char* AnthropicBuilder::stop_reason() const {
   // A call the limit cut short is no call to run: max_tokens first, as Anthropic says it.
-  if (finish_ == FinishReason::Length) return "max_tokens";
+  if (progress_.finish == FinishReason::Length) return "max_tokens";
   return has_call_ ? "tool_use" : "end_turn";
 }
 
@@ -66,9 +62,9 @@ json AnthropicBuilder::message(const json& content) const {
           {"role", "assistant"},
           {"model", model_},
           {"content", content},
-          {"stop_reason", finished_ ? json(stop_reason()) : json(nullptr)},
+          {"stop_reason", progress_.finished ? json(stop_reason()) : json(nullptr)},
           {"stop_sequence", nullptr},
-          {"usage", {{"input_tokens", input_tokens_}, {"output_tokens", output_tokens_}}}};
+          {"usage", {{"input_tokens", input_tokens_}, {"output_tokens", progress_.output_tokens}}}};
 }
 
 json AnthropicBuilder::response() const {
@@ -79,7 +75,7 @@ json AnthropicBuilder::response() const {
 }
 
 void AnthropicBuilder::event(const json& e) {
-  events_ += "event: " + e["type"].get<std::string>() + "\ndata: " + dump_json(e) + "\n\n";
+  events_ += typed_sse_event(e);
 }
 
 std::string AnthropicBuilder::take_events() {
@@ -114,8 +110,7 @@ void AnthropicBuilder::closed(const OutputItem& it) {
 }
 
 std::string AnthropicBuilder::stream(const StreamEvent& ev) {
-  add(ev);
-  whole_.clear();  // a stream is not replayed
+  progress_.record(ev);
   items_.add(ev);
   return take_events();
 }
@@ -124,7 +119,7 @@ std::string AnthropicBuilder::end() {
   items_.finish();
   event({{"type", "message_delta"},
          {"delta", {{"stop_reason", stop_reason()}, {"stop_sequence", nullptr}}},
-         {"usage", {{"output_tokens", output_tokens_}}}});
+         {"usage", {{"output_tokens", progress_.output_tokens}}}});
   event({{"type", "message_stop"}});
   return take_events();
 }

@@ -31,8 +31,8 @@ class AnthropicBuilder final : public OutputBuilder, private OutputItems::Listen
   AnthropicBuilder(std::string id, std::string model, const StreamEvent& accepted);
 
   void add(const StreamEvent& ev) override;
-  bool done() const override { return finished_; }
-  bool aborted() const override { return aborted_; }
+  bool done() const override { return progress_.finished; }
+  bool aborted() const override { return progress_.aborted; }
   nlohmann::json response() const override;
 
   std::string start() override;
@@ -56,9 +56,8 @@ class AnthropicBuilder final : public OutputBuilder, private OutputItems::Listen
   std::string id_, model_;
   OutputFormat format_;
   int input_tokens_ = 0;
-  int output_tokens_ = 0;
-  FinishReason finish_ = FinishReason::None;
-  bool finished_ = false, aborted_ = false, has_call_ = false;
+  OutputProgress progress_;
+  bool has_call_ = false;
   std::vector<StreamEvent> whole_;  // whole answers: replayed by response()
   OutputItems items_;
   std::string events_;

@@ -207,4 +207,8 @@ std::string sse_event(const json& j) {
   return "data: " + dump_json(j) + "\n\n";
 }
 
+std::string typed_sse_event(const json& e) {
+  return "event: " + e.at("type").get<std::string>() + "\ndata: " + dump_json(e) + "\n\n";
+}
+
 }  // namespace nc::server

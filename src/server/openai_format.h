@@ -90,6 +90,8 @@ nlohmann::json usage_chunk(const ResponseMeta& m, int prompt_tokens, int complet
 
 // "data: <json>\n\n"
 std::string sse_event(const nlohmann::json& j);
+// "event: <type>\ndata: <json>\n\n": a typed event, as the Responses and Messages APIs stream.
+std::string typed_sse_event(const nlohmann::json& e);
 inline constexpr const char* kSseDone = "data: [DONE]\n\n";
 
 }  // namespace nc::server

@@ -10,6 +10,15 @@ OutputItems::OutputItems(const OutputFormat& format, bool want_logprobs, Listene
       trims_(format.tools != ToolFormat::None || format.starts_in_think),
       out_(format) {}
 
+void OutputProgress::record(const StreamEvent& ev) {
+  const RequestOutput& o = ev.output;
+  if (!o.finished) return;
+  finished = true;
+  finish = o.finish_reason;
+  aborted = o.finish_reason == FinishReason::Abort;
+  output_tokens = o.num_completion_tokens;
+}
+
 void OutputItems::open(OutputItem::Kind kind, std::string call_id, std::string name,
                        int call_index) {
   close();

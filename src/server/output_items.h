@@ -37,6 +37,15 @@ struct OutputItem {
   int call_index = -1;                 // Call: its index among the OutputStream's calls
 };
 
+// How far a request's output went: its token count and how it ended, from its Output events.
+struct OutputProgress {
+  int output_tokens = 0;
+  FinishReason finish = FinishReason::None;
+  bool finished = false;
+  bool aborted = false;
+  void record(const StreamEvent& ev);
+};
+
 class OutputItems {
  public:
   class Listener {

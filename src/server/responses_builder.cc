@@ -62,17 +62,8 @@ ResponsesBuilder::ResponsesBuilder(const ResponsesMeta& meta, OutputFormat forma
       input_tokens_(input_tokens),
       items_(format_, meta_.want_logprobs, *this) {}
 
-void ResponsesBuilder::record(const StreamEvent& ev) {
-  const RequestOutput& o = ev.output;
-  if (!o.finished) return;
-  finished_ = true;
-  finish_ = o.finish_reason;
-  aborted_ = o.finish_reason == FinishReason::Abort;
-  output_tokens_ = o.num_completion_tokens;
-}
-
 void ResponsesBuilder::add(const StreamEvent& ev) {
-  record(ev);
+  progress_.record(ev);
   whole_.push_back(ev);
 }
 
@@ -93,12 +84,12 @@ json ResponsesBuilder::envelope(const char* status, const json& output) const {
   for (const auto& [k, v] : meta_.echo.items()) r[k] = v;
   if (std::string(status) == "incomplete")
     r["incomplete_details"] = {{"reason", "max_output_tokens"}};
-  if (finished_) {
+  if (progress_.finished) {
     r["usage"] = {{"input_tokens", input_tokens_},
                   {"input_tokens_details", {{"cached_tokens", 0}}},
-                  {"output_tokens", output_tokens_},
+                  {"output_tokens", progress_.output_tokens},
                   {"output_tokens_details", {{"reasoning_tokens", 0}}},
-                  {"total_tokens", input_tokens_ + output_tokens_}};
+                  {"total_tokens", input_tokens_ + progress_.output_tokens}};
   }
   return r;
 }
@@ -109,14 +100,14 @@ json ResponsesBuilder::response() const {
   ResponsesBuilder replay(m, format_, input_tokens_);
   for (const StreamEvent& ev : whole_) replay.stream(ev);
   replay.end();
-  json r = replay.envelope(final_status(finish_), replay.streamed_);
+  json r = replay.envelope(final_status(progress_.finish), replay.streamed_);
   if (meta_.on_done) meta_.on_done(r);
   return r;
 }
 
 void ResponsesBuilder::event(json e) {
   e["sequence_number"] = sequence_++;
-  events_ += "event: " + e["type"].get<std::string>() + "\ndata: " + dump_json(e) + "\n\n";
+  events_ += typed_sse_event(e);
 }
 
 std::string ResponsesBuilder::take_events() {
@@ -176,7 +167,8 @@ void ResponsesBuilder::grew(const OutputItem& it, const std::string& delta,
 void ResponsesBuilder::closed(const OutputItem& it) {
   // The item the token limit cut short is incomplete, as OpenAI marks it.
   const json item =
-      item_json(it, finished_ && finish_ == FinishReason::Length ? "incomplete" : "completed");
+      item_json(it, progress_.finished && progress_.finish == FinishReason::Length ? "incomplete"
+                                                                                   : "completed");
   const json at = {{"item_id", ids_.at(size_t(it.index))}, {"output_index", it.index}};
   auto at_with = [&](json fields) {
     json e = at;
@@ -206,14 +198,14 @@ void ResponsesBuilder::closed(const OutputItem& it) {
 }
 
 std::string ResponsesBuilder::stream(const StreamEvent& ev) {
-  record(ev);
+  progress_.record(ev);
   items_.add(ev);
   return take_events();
 }
 
 std::string ResponsesBuilder::end() {
   items_.finish();
-  const char* status = final_status(finish_);
+  const char* status = final_status(progress_.finish);
   json r = envelope(status, streamed_);
   if (meta_.on_done) meta_.on_done(r);
   event({{"type", std::string("response.") + status}, {"response", r}});

@@ -50,8 +50,8 @@ class ResponsesBuilder final : public OutputBuilder, private OutputItems::Listen
   ResponsesBuilder(ResponsesMeta meta, const StreamEvent& accepted);
 
   void add(const StreamEvent& ev) override;
-  bool done() const override { return finished_; }
-  bool aborted() const override { return aborted_; }
+  bool done() const override { return progress_.finished; }
+  bool aborted() const override { return progress_.aborted; }
   // The items a stream of the same events ends with (the events replayed): whole and streamed
   // answers agree item for item.
   nlohmann::json response() const override;
@@ -64,10 +64,9 @@ class ResponsesBuilder final : public OutputBuilder, private OutputItems::Listen
 
  private:
   ResponsesBuilder(const ResponsesMeta& meta, OutputFormat format, int input_tokens);
-  void record(const StreamEvent& ev);  // counts, finish reason, abort
   nlohmann::json envelope(const char* status, const nlohmann::json& output) const;
   nlohmann::json item_json(const OutputItem& it, const char* status) const;
-  void event(nlohmann::json e);  // appended to events_
+  void event(nlohmann::json e);  // numbered, appended to events_
   std::string take_events();
 
   void opened(const OutputItem& it) override;
@@ -78,10 +77,7 @@ class ResponsesBuilder final : public OutputBuilder, private OutputItems::Listen
   ResponsesMeta meta_;
   OutputFormat format_;
   int input_tokens_ = 0;
-  int output_tokens_ = 0;
-  FinishReason finish_ = FinishReason::None;
-  bool finished_ = false;
-  bool aborted_ = false;
+  OutputProgress progress_;
   std::vector<StreamEvent> whole_;  // whole answers: replayed by response()
   OutputItems items_;
   std::vector<std::string> ids_;  // the items' ids, by index
