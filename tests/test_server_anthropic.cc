@@ -14,6 +14,7 @@
 #include "server/anthropic_request.h"
 #include "server/api_error.h"
 #include "server_harness.h"
+#include "typed_events.h"
 
 namespace nc {
 namespace {
@@ -197,39 +198,11 @@ StreamEvent accepted() {
   return ev;
 }
 
-std::vector<StreamEvent> outputs(const std::vector<std::string>& pieces, FinishReason end) {
-  std::vector<StreamEvent> evs;
-  for (size_t i = 0; i < pieces.size(); ++i) {
-    StreamEvent ev;
-    ev.output.text_delta = pieces[i];
-    ev.output.finished = i + 1 == pieces.size();
-    ev.output.finish_reason = ev.output.finished ? end : FinishReason::None;
-    ev.output.num_completion_tokens = int(i + 1);
-    evs.push_back(ev);
-  }
-  return evs;
-}
-
-std::vector<json> sse(const std::string& body) {
-  std::vector<json> out;
-  for (size_t pos = 0, end; (end = body.find("\n\n", pos)) != std::string::npos; pos = end + 2) {
-    const std::string ev = body.substr(pos, end - pos);
-    const size_t nl = ev.find('\n');
-    if (!ev.starts_with("event: ") || nl == std::string::npos) {
-      ADD_FAILURE() << ev;
-      continue;
-    }
-    out.push_back(json::parse(ev.substr(nl + 7)));
-    EXPECT_EQ(out.back()["type"], ev.substr(7, nl - 7));
-  }
-  return out;
-}
-
 TEST(AnthropicBuilder, WholeAndStreamedBlocksAgree) {
-  const std::vector<StreamEvent> evs =
-      outputs({"<think>plan</think>", "On it.", "\n<tool_call>\n{\"name\": \"weather\", ",
-               "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"},
-              FinishReason::Stop);
+  const std::vector<StreamEvent> evs = test::output_events(
+      {"<think>plan</think>", "On it.", "\n<tool_call>\n{\"name\": \"weather\", ",
+       "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"},
+      FinishReason::Stop);
   AnthropicBuilder whole("msg_1", "m", accepted()), stream("msg_1", "m", accepted());
   std::string body = stream.start();
   for (const StreamEvent& ev : evs) {
@@ -252,7 +225,7 @@ TEST(AnthropicBuilder, WholeAndStreamedBlocksAgree) {
   json blocks = json::array();
   std::vector<std::string> partial;
   std::string stop_reason;
-  const std::vector<json> events = sse(body);
+  const std::vector<json> events = test::typed_sse_events(body);
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.front()["type"], "message_start");
   EXPECT_EQ(events.back()["type"], "message_stop");
@@ -287,14 +260,14 @@ TEST(AnthropicBuilder, WholeAndStreamedBlocksAgree) {
 
   // A call the limit cut short: max_tokens, not tool_use (nothing to run).
   AnthropicBuilder cut_call("msg_3", "m", accepted());
-  for (const StreamEvent& ev :
-       outputs({"<tool_call>\n{\"name\": \"sh\", \"arguments\": {\"cmd\": \"rm -rf /tm"},
-               FinishReason::Length))
+  for (const StreamEvent& ev : test::output_events(
+           {"<tool_call>\n{\"name\": \"sh\", \"arguments\": {\"cmd\": \"rm -rf /tm"},
+           FinishReason::Length))
     cut_call.add(ev);
   EXPECT_EQ(cut_call.response()["stop_reason"], "max_tokens");
 
   AnthropicBuilder cut("msg_2", "m", accepted());
-  for (const StreamEvent& ev : outputs({"a", "b"}, FinishReason::Length)) cut.add(ev);
+  for (const StreamEvent& ev : test::output_events({"a", "b"}, FinishReason::Length)) cut.add(ev);
   EXPECT_EQ(cut.response()["stop_reason"], "max_tokens");
   EXPECT_EQ(cut.response()["content"], (json::array({{{"type", "text"}, {"text", "ab"}}})));
 }
@@ -346,7 +319,7 @@ TEST(ServerAnthropic, MessagesEqualTheChatRunAloneAndCountTokensAgrees) {
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200);
   std::string text;
-  for (const json& e : sse(r->body))
+  for (const json& e : test::typed_sse_events(r->body))
     if (e["type"] == "content_block_delta") text += e["delta"]["text"].get<std::string>();
   EXPECT_EQ(text, ref.text);
   EXPECT_TRUE(ts.wait_idle());

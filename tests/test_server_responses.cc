@@ -13,6 +13,7 @@
 #include "server/responses_builder.h"
 #include "server/responses_request.h"
 #include "server_harness.h"
+#include "typed_events.h"
 
 namespace nc {
 namespace {
@@ -188,43 +189,8 @@ StreamEvent accepted(ToolFormat tools) {
   return ev;
 }
 
-std::vector<StreamEvent> outputs(const std::vector<std::string>& pieces, FinishReason end) {
-  std::vector<StreamEvent> evs;
-  for (size_t i = 0; i < pieces.size(); ++i) {
-    StreamEvent ev;
-    ev.output.text_delta = pieces[i];
-    ev.output.finished = i + 1 == pieces.size();
-    ev.output.finish_reason = ev.output.finished ? end : FinishReason::None;
-    ev.output.num_completion_tokens = int(i + 1);
-    evs.push_back(ev);
-  }
-  return evs;
-}
-
 ResponsesMeta meta() {
   return ResponsesMeta{"resp_test", 1, "m", json::object(), false, nullptr};
-}
-
-// The typed events of a Responses stream, each checked to name its type twice.
-std::vector<json> typed_events(const std::string& body) {
-  std::vector<json> out;
-  size_t pos = 0;
-  while (pos < body.size()) {
-    const size_t end = body.find("\n\n", pos);
-    if (end == std::string::npos) {
-      ADD_FAILURE() << "unterminated event: " << body.substr(pos);
-      break;
-    }
-    const std::string ev = body.substr(pos, end - pos);
-    pos = end + 2;
-    const size_t nl = ev.find('\n');
-    EXPECT_TRUE(ev.starts_with("event: ") && nl != std::string::npos) << ev;
-    if (nl == std::string::npos) continue;
-    json data = json::parse(ev.substr(nl + 1 + std::string("data: ").size()));
-    EXPECT_EQ(data["type"], ev.substr(7, nl - 7));
-    out.push_back(std::move(data));
-  }
-  return out;
 }
 
 const std::vector<std::string> kThinkTextCall = {
@@ -233,7 +199,7 @@ const std::vector<std::string> kThinkTextCall = {
 
 TEST(ResponsesBuilder, WholeResponseHasReasoningMessageAndCallItems) {
   ResponsesBuilder b(meta(), accepted(ToolFormat::Hermes));
-  for (const StreamEvent& ev : outputs(kThinkTextCall, FinishReason::Stop)) b.add(ev);
+  for (const StreamEvent& ev : test::output_events(kThinkTextCall, FinishReason::Stop)) b.add(ev);
   ASSERT_TRUE(b.done());
   const json r = b.response();
   EXPECT_EQ(r["object"], "response");
@@ -255,9 +221,10 @@ TEST(ResponsesBuilder, WholeResponseHasReasoningMessageAndCallItems) {
 TEST(ResponsesBuilder, StreamCarriesTheSameItemsInOrder) {
   ResponsesBuilder b(meta(), accepted(ToolFormat::Hermes));
   std::string body = b.start();
-  for (const StreamEvent& ev : outputs(kThinkTextCall, FinishReason::Stop)) body += b.stream(ev);
+  for (const StreamEvent& ev : test::output_events(kThinkTextCall, FinishReason::Stop))
+    body += b.stream(ev);
   body += b.end();
-  const std::vector<json> evs = typed_events(body);
+  const std::vector<json> evs = test::typed_sse_events(body);
   ASSERT_GE(evs.size(), 3u);
   std::string reasoning, text, arguments;
   std::vector<std::string> added;
@@ -290,21 +257,22 @@ TEST(ResponsesBuilder, StreamCarriesTheSameItemsInOrder) {
 
 TEST(ResponsesBuilder, TokenLimitMakesItIncompleteAndErrorsEndAsFailed) {
   ResponsesBuilder whole(meta(), accepted(ToolFormat::None));
-  for (const StreamEvent& ev : outputs({"a", "b"}, FinishReason::Length)) whole.add(ev);
+  for (const StreamEvent& ev : test::output_events({"a", "b"}, FinishReason::Length)) whole.add(ev);
   EXPECT_EQ(whole.response()["status"], "incomplete");
   EXPECT_EQ(whole.response()["incomplete_details"]["reason"], "max_output_tokens");
 
   ResponsesBuilder s(meta(), accepted(ToolFormat::None));
   std::string body = s.start();
-  for (const StreamEvent& ev : outputs({"a", "b"}, FinishReason::Length)) body += s.stream(ev);
+  for (const StreamEvent& ev : test::output_events({"a", "b"}, FinishReason::Length))
+    body += s.stream(ev);
   body += s.end();
-  EXPECT_EQ(typed_events(body).back()["type"], "response.incomplete");
+  EXPECT_EQ(test::typed_sse_events(body).back()["type"], "response.incomplete");
 
   ResponsesBuilder f(meta(), accepted(ToolFormat::None));
-  body = f.start() + f.stream(outputs({"a", "b"}, FinishReason::Stop)[0]);
+  body = f.start() + f.stream(test::output_events({"a", "b"}, FinishReason::Stop)[0]);
   body += f.stream_error(ApiError(503, "engine failed", "server_error"));
   body += f.aborted_end();
-  const std::vector<json> evs = typed_events(body);
+  const std::vector<json> evs = test::typed_sse_events(body);
   ASSERT_GE(evs.size(), 2u);
   EXPECT_EQ(evs[evs.size() - 2]["type"], "error");
   EXPECT_EQ(evs[evs.size() - 2]["message"], "engine failed");
@@ -329,7 +297,7 @@ BothWays both_ways(const std::vector<StreamEvent>& evs, ToolFormat tools, bool l
     body += stream.stream(ev);
   }
   body += stream.end();
-  BothWays b{whole.response(), json(), typed_events(body)};
+  BothWays b{whole.response(), json(), test::typed_sse_events(body)};
   if (!b.events.empty()) b.streamed = b.events.back()["response"];
   return b;
 }
@@ -351,29 +319,30 @@ std::vector<std::string> summary(const json& response) {
 TEST(ResponsesBuilder, WholeAndStreamAgreeOnEdgeCases) {
   using V = std::vector<std::string>;
   // Cut off inside the reasoning block: the reasoning and an empty, incomplete message.
-  BothWays b =
-      both_ways(outputs({"<think>still", " going"}, FinishReason::Length), ToolFormat::Hermes);
+  BothWays b = both_ways(test::output_events({"<think>still", " going"}, FinishReason::Length),
+                         ToolFormat::Hermes);
   EXPECT_EQ(summary(b.whole), (V{"reasoning:still going", "message::incomplete"}));
   EXPECT_EQ(summary(b.streamed), summary(b.whole));
   EXPECT_EQ(b.whole["status"], "incomplete");
   // Blanks before a call make no message.
-  b = both_ways(outputs({"\n\n", "<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>"},
-                        FinishReason::Stop),
+  b = both_ways(test::output_events(
+                    {"\n\n", "<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>"},
+                    FinishReason::Stop),
                 ToolFormat::Hermes);
   EXPECT_EQ(summary(b.whole), (V{"function_call:f{}:completed"}));
   EXPECT_EQ(summary(b.streamed), summary(b.whole));
   // Without tools or reasoning the text is kept as written, blanks and all.
-  b = both_ways(outputs({"  a ", " b  "}, FinishReason::Stop), ToolFormat::None);
+  b = both_ways(test::output_events({"  a ", " b  "}, FinishReason::Stop), ToolFormat::None);
   EXPECT_EQ(summary(b.whole), (V{"message:  a  b  :completed"}));
   EXPECT_EQ(summary(b.streamed), summary(b.whole));
   // Nothing at all: one empty message.
-  b = both_ways(outputs({""}, FinishReason::Stop), ToolFormat::None);
+  b = both_ways(test::output_events({""}, FinishReason::Stop), ToolFormat::None);
   EXPECT_EQ(summary(b.whole), (V{"message::completed"}));
   EXPECT_EQ(summary(b.streamed), summary(b.whole));
 }
 
 TEST(ResponsesBuilder, MessageLogprobsAreThoseOfItsText) {
-  std::vector<StreamEvent> evs = outputs(kThinkTextCall, FinishReason::Stop);
+  std::vector<StreamEvent> evs = test::output_events(kThinkTextCall, FinishReason::Stop);
   for (size_t i = 0; i < evs.size(); ++i) {  // one token per piece, named by its piece
     LogprobToken t;
     t.id = int32_t(i);
@@ -427,7 +396,7 @@ TEST(ServerResponses, WholeAndStreamedEqualTheConversationRunAlone) {
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(r->get_header_value("Content-Type"), "text/event-stream");
   std::string text;
-  const std::vector<json> evs = typed_events(r->body);
+  const std::vector<json> evs = test::typed_sse_events(r->body);
   for (const json& ev : evs)
     if (ev["type"] == "response.output_text.delta") text += ev["delta"].get<std::string>();
   EXPECT_EQ(text, ref.text);

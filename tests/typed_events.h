@@ -1,0 +1,53 @@
+// Test helpers for the item builders (server/responses_builder.h, server/anthropic_builder.h):
+// a request's Output events made from text pieces, and the typed SSE events of a stream body,
+// each checked to be well formed and to name its type in both lines.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "server/engine_loop.h"
+
+namespace nc::test {
+
+// One Output event per piece, a token each; the last finishes with `end`.
+inline std::vector<server::StreamEvent> output_events(const std::vector<std::string>& pieces,
+                                                      FinishReason end) {
+  std::vector<server::StreamEvent> evs;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    server::StreamEvent ev;
+    ev.output.text_delta = pieces[i];
+    ev.output.finished = i + 1 == pieces.size();
+    ev.output.finish_reason = ev.output.finished ? end : FinishReason::None;
+    ev.output.num_completion_tokens = int(i + 1);
+    evs.push_back(ev);
+  }
+  return evs;
+}
+
+// The data objects of "event: <type>\ndata: <json>\n\n" events, in order.
+inline std::vector<nlohmann::json> typed_sse_events(const std::string& body) {
+  std::vector<nlohmann::json> out;
+  size_t pos = 0;
+  while (pos < body.size()) {
+    const size_t end = body.find("\n\n", pos);
+    if (end == std::string::npos) {
+      ADD_FAILURE() << "unterminated event: " << body.substr(pos);
+      break;
+    }
+    const std::string ev = body.substr(pos, end - pos);
+    pos = end + 2;
+    const size_t nl = ev.find('\n');
+    EXPECT_TRUE(ev.starts_with("event: ") && nl != std::string::npos) << ev;
+    if (nl == std::string::npos) continue;
+    nlohmann::json data = nlohmann::json::parse(ev.substr(nl + 1 + std::string("data: ").size()));
+    EXPECT_EQ(data["type"], ev.substr(7, nl - 7));
+    out.push_back(std::move(data));
+  }
+  return out;
+}
+
+}  // namespace nc::test
