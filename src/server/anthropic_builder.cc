@@ -69,13 +69,14 @@ json AnthropicBuilder::message(const json& content) const {
 
 json AnthropicBuilder::response() const {
   AnthropicBuilder replay(id_, model_, format_, input_tokens_);
+  replay.quiet_ = true;
   for (const StreamEvent& ev : whole_) replay.stream(ev);
   replay.end();
   return replay.message(replay.blocks_);
 }
 
 void AnthropicBuilder::event(const json& e) {
-  events_ += typed_sse_event(e);
+  if (!quiet_) events_ += typed_sse_event(e);
 }
 
 std::string AnthropicBuilder::take_events() {

@@ -61,6 +61,7 @@ class AnthropicBuilder final : public OutputBuilder, private OutputItems::Listen
   std::vector<StreamEvent> whole_;  // whole answers: replayed by response()
   OutputItems items_;
   std::string events_;
+  bool quiet_ = false;  // a whole answer's replay: its events are not written
   nlohmann::json blocks_ = nlohmann::json::array();  // closed so far
 };
 

@@ -98,6 +98,7 @@ json ResponsesBuilder::response() const {
   ResponsesMeta m = meta_;
   m.on_done = nullptr;  // called here, once
   ResponsesBuilder replay(m, format_, input_tokens_);
+  replay.quiet_ = true;
   for (const StreamEvent& ev : whole_) replay.stream(ev);
   replay.end();
   json r = replay.envelope(final_status(progress_.finish), replay.streamed_);
@@ -106,6 +107,7 @@ json ResponsesBuilder::response() const {
 }
 
 void ResponsesBuilder::event(json e) {
+  if (quiet_) return;
   e["sequence_number"] = sequence_++;
   events_ += typed_sse_event(e);
 }

@@ -82,7 +82,8 @@ class ResponsesBuilder final : public OutputBuilder, private OutputItems::Listen
   OutputItems items_;
   std::vector<std::string> ids_;  // the items' ids, by index
   int sequence_ = 0;
-  std::string events_;                                 // written, not yet returned
+  std::string events_;  // written, not yet returned
+  bool quiet_ = false;  // a whole answer's replay: its events are not written
   nlohmann::json streamed_ = nlohmann::json::array();  // the items closed so far
   nlohmann::json failure_;  // the error response.failed names (stream_error's)
 };
