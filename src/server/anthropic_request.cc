@@ -10,16 +10,6 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-ApiError bad(const std::string& param, const std::string& msg) {
-  return invalid_param(param, fmt::format("{}: {}", param, msg));
-}
-
-const std::string& required_string(const ojson& obj, const char* key, const std::string& at) {
-  const ojson* v = present_field(obj, key);
-  if (!v || !v->is_string()) throw bad(at + "." + key, "is required and must be a string");
-  return v->get_ref<const std::string&>();
-}
-
 // What stands for a block the model cannot read (an image, a document, a tool reference...):
 // refusing the request would make every later turn of an agent's conversation fail too, since
 // clients resend the whole history.
@@ -29,7 +19,7 @@ std::string placeholder(const std::string& type) {
 
 // The text of one content block: a text block's text, a placeholder for other kinds.
 std::string block_text(const ojson& block, const std::string& at) {
-  if (!block.is_object()) throw bad(at, "must be an object");
+  if (!block.is_object()) throw field_error(at, "must be an object");
   const std::string& type = required_string(block, "type", at);
   if (type == "text") return required_string(block, "text", at);
   return placeholder(type);
@@ -38,7 +28,7 @@ std::string block_text(const ojson& block, const std::string& at) {
 // A string, or blocks' texts joined with "\n".
 std::string text_of(const ojson& c, const std::string& at) {
   if (c.is_string()) return c.get<std::string>();
-  if (!c.is_array()) throw bad(at, "must be a string or an array of content blocks");
+  if (!c.is_array()) throw field_error(at, "must be a string or an array of content blocks");
   std::string text;
   for (size_t j = 0; j < c.size(); ++j) {
     if (j > 0) text += "\n";
@@ -62,13 +52,13 @@ void add_user(const ojson& content, const std::string& at, ojson& messages) {
     messages.push_back({{"role", "user"}, {"content", content}});
     return;
   }
-  if (!content.is_array()) throw bad(at, "must be a string or an array of content blocks");
+  if (!content.is_array()) throw field_error(at, "must be a string or an array of content blocks");
   std::string text;
   bool any_text = false;
   for (size_t j = 0; j < content.size(); ++j) {
     const ojson& block = content[j];
     const std::string p = fmt::format("{}.{}", at, j);
-    if (!block.is_object()) throw bad(p, "must be an object");
+    if (!block.is_object()) throw field_error(p, "must be an object");
     const std::string& type = required_string(block, "type", p);
     if (type == "tool_result") {
       add_tool_result(block, p, messages);
@@ -86,20 +76,20 @@ void add_assistant(const ojson& content, const std::string& at, ojson& messages)
     messages.push_back({{"role", "assistant"}, {"content", content}});
     return;
   }
-  if (!content.is_array()) throw bad(at, "must be a string or an array of content blocks");
+  if (!content.is_array()) throw field_error(at, "must be a string or an array of content blocks");
   std::string text;
   ojson calls = ojson::array();
   for (size_t j = 0; j < content.size(); ++j) {
     const ojson& block = content[j];
     const std::string p = fmt::format("{}.{}", at, j);
-    if (!block.is_object()) throw bad(p, "must be an object");
+    if (!block.is_object()) throw field_error(p, "must be an object");
     const std::string& type = required_string(block, "type", p);
     if (type == "text") {
       if (!text.empty()) text += "\n";
       text += required_string(block, "text", p);
     } else if (type == "tool_use") {
       const ojson* input = present_field(block, "input");
-      if (!input || !input->is_object()) throw bad(p + ".input", "must be an object");
+      if (!input || !input->is_object()) throw field_error(p + ".input", "must be an object");
       calls.push_back(
           {{"id", required_string(block, "id", p)},
            {"type", "function"},
@@ -123,20 +113,20 @@ ojson chat_messages(const ojson& b) {
     messages.push_back({{"role", "system"}, {"content", text_of(*sys, "system")}});
   const ojson* ms = present_field(b, "messages");
   if (!ms || !ms->is_array() || ms->empty())
-    throw bad("messages", "is required and must be a non-empty array");
+    throw field_error("messages", "is required and must be a non-empty array");
   for (size_t i = 0; i < ms->size(); ++i) {
     const ojson& m = (*ms)[i];
     const std::string at = fmt::format("messages.{}", i);
-    if (!m.is_object()) throw bad(at, "must be an object");
+    if (!m.is_object()) throw field_error(at, "must be an object");
     const std::string& role = required_string(m, "role", at);
     const ojson* content = present_field(m, "content");
-    if (!content) throw bad(at + ".content", "is required");
+    if (!content) throw field_error(at + ".content", "is required");
     if (role == "user") {
       add_user(*content, at + ".content", messages);
     } else if (role == "assistant") {
       add_assistant(*content, at + ".content", messages);
     } else {
-      throw bad(at + ".role", fmt::format("'{}' is not one of user, assistant", role));
+      throw field_error(at + ".role", fmt::format("'{}' is not one of user, assistant", role));
     }
   }
   // A last assistant turn asks the model to continue it; the chat path closes every turn, so
@@ -148,11 +138,11 @@ ojson chat_messages(const ojson& b) {
 }
 
 ojson chat_tools(const ojson& tools) {
-  if (!tools.is_array()) throw bad("tools", "must be an array");
+  if (!tools.is_array()) throw field_error("tools", "must be an array");
   ojson out = ojson::array();
   for (size_t i = 0; i < tools.size(); ++i) {
     const std::string at = fmt::format("tools.{}", i);
-    if (!tools[i].is_object()) throw bad(at, "must be an object");
+    if (!tools[i].is_object()) throw field_error(at, "must be an object");
     if (const ojson* t = present_field(tools[i], "type"); t && *t != "custom")
       throw unsupported(
           at + ".type",
@@ -166,7 +156,7 @@ ojson chat_tools(const ojson& tools) {
 }
 
 void add_tool_choice(const ojson& c, ojson& chat) {
-  if (!c.is_object()) throw bad("tool_choice", "must be an object");
+  if (!c.is_object()) throw field_error("tool_choice", "must be an object");
   const std::string& type = required_string(c, "type", "tool_choice");
   if (type == "auto" || type == "none") {
     chat["tool_choice"] = type;
@@ -176,10 +166,12 @@ void add_tool_choice(const ojson& c, ojson& chat) {
     chat["tool_choice"] = {{"type", "function"},
                            {"function", {{"name", required_string(c, "name", "tool_choice")}}}};
   } else {
-    throw bad("tool_choice.type", fmt::format("'{}' is not one of auto, any, tool, none", type));
+    throw field_error("tool_choice.type",
+                      fmt::format("'{}' is not one of auto, any, tool, none", type));
   }
   if (const ojson* p = present_field(c, "disable_parallel_tool_use")) {
-    if (!p->is_boolean()) throw bad("tool_choice.disable_parallel_tool_use", "must be a boolean");
+    if (!p->is_boolean())
+      throw field_error("tool_choice.disable_parallel_tool_use", "must be a boolean");
     chat["parallel_tool_calls"] = !p->get<bool>();
   }
 }
@@ -187,15 +179,15 @@ void add_tool_choice(const ojson& c, ojson& chat) {
 // output_config.format {type: json_schema, schema}: chat's response_format (enforced by the
 // grammar, as there). effort is accepted and ignored.
 void add_output_format(const ojson& oc, ojson& chat) {
-  if (!oc.is_object()) throw bad("output_config", "must be an object");
+  if (!oc.is_object()) throw field_error("output_config", "must be an object");
   const ojson* f = present_field(oc, "format");
   if (!f) return;
-  if (!f->is_object()) throw bad("output_config.format", "must be an object");
+  if (!f->is_object()) throw field_error("output_config.format", "must be an object");
   const std::string& type = required_string(*f, "type", "output_config.format");
   if (type != "json_schema")
-    throw bad("output_config.format.type", fmt::format("'{}' is not json_schema", type));
+    throw field_error("output_config.format.type", fmt::format("'{}' is not json_schema", type));
   const ojson* schema = present_field(*f, "schema");
-  if (!schema) throw bad("output_config.format.schema", "is required");
+  if (!schema) throw field_error("output_config.format.schema", "is required");
   chat["response_format"] = {{"type", "json_schema"},
                              {"json_schema", {{"name", "output"}, {"schema", *schema}}}};
 }
@@ -205,7 +197,7 @@ ojson chat_body(const ojson& b) {
   for (const char* k : {"model", "max_tokens", "temperature", "top_p", "top_k", "stream"})
     if (const ojson* v = present_field(b, k)) chat[k] = *v;
   if (const ojson* v = present_field(b, "stop_sequences")) {
-    if (!v->is_array()) throw bad("stop_sequences", "must be an array of strings");
+    if (!v->is_array()) throw field_error("stop_sequences", "must be an array of strings");
     chat["stop"] = *v;
   }
   if (const ojson* v = present_field(b, "tools")) chat["tools"] = chat_tools(*v);
@@ -233,7 +225,7 @@ std::string anthropic_param(const std::string& p) {
 
 ParsedRequest parse_anthropic_request(std::string_view body, const ParseLimits& limits) {
   const ojson b = parse_ordered_object(body);
-  if (!present_field(b, "max_tokens")) throw bad("max_tokens", "is required");
+  if (!present_field(b, "max_tokens")) throw field_error("max_tokens", "is required");
   const std::string chat = chat_body(b).dump();  // its errors name Anthropic fields already
   try {
     ParsedRequest r = parse_request(ApiKind::Chat, chat, limits);

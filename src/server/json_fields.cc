@@ -63,6 +63,10 @@ std::optional<std::string> get_string(const json& obj, const char* key) {
   return v->get<std::string>();
 }
 
+ApiError field_error(const std::string& param, const std::string& problem) {
+  return invalid_param(param, fmt::format("'{}' {}", param, problem));
+}
+
 ApiError unsupported(const std::string& param, const std::string& what) {
   return invalid_param(param, what + " is not supported by this server", "unsupported_parameter");
 }

@@ -26,6 +26,20 @@ const Json* present_field(const Json& obj, const char* key) {
 ApiError wrong_type(const std::string& param, const char* expected, const nlohmann::json& v);
 // "<what> is not supported by this server" (code unsupported_parameter).
 ApiError unsupported(const std::string& param, const std::string& what);
+// "'<param>' <problem>": the one form of a bad field's message in every request reader.
+ApiError field_error(const std::string& param, const std::string& problem);
+
+// The string at obj[key]; an ApiError naming "<at>.<key>" when it is absent, null or not a
+// string, or empty where `non_empty`.
+template <class Json>
+const std::string& required_string(const Json& obj, const char* key, const std::string& at,
+                                   bool non_empty = false) {
+  const Json* v = present_field(obj, key);
+  if (!v || !v->is_string() || (non_empty && v->template get_ref<const std::string&>().empty()))
+    throw field_error(at + "." + key, non_empty ? "is required and must be a non-empty string"
+                                                : "is required and must be a string");
+  return v->template get_ref<const std::string&>();
+}
 
 // Each: nullopt when the field is not given; an ApiError when it has the wrong type or range.
 // A number in [lo, hi] (lo excluded when lo_open).

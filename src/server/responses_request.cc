@@ -38,16 +38,6 @@ constexpr const char* kSameFields[] = {"model",
 // The include values this server honours (encrypted reasoning is never produced: accepted, empty).
 constexpr const char* kIncludes[] = {"message.output_text.logprobs", "reasoning.encrypted_content"};
 
-ApiError bad(const std::string& param, const std::string& msg) {
-  return invalid_param(param, fmt::format("'{}' {}", param, msg));
-}
-
-const std::string& required_string(const ojson& obj, const char* key, const std::string& at) {
-  const ojson* v = present_field(obj, key);
-  if (!v || !v->is_string()) throw bad(at + "." + key, "is required and must be a string");
-  return v->get_ref<const std::string&>();
-}
-
 // The conversation previous_response_id continues (none when absent).
 ojson earlier_conversation(const ojson& b, const HistoryLookup& history) {
   const ojson* prev = present_field(b, "previous_response_id");
@@ -56,7 +46,7 @@ ojson earlier_conversation(const ojson& b, const HistoryLookup& history) {
     throw unsupported("previous_response_id",
                       "'previous_response_id' (this server stores no responses: send the whole "
                       "conversation in 'input')");
-  if (!prev->is_string()) throw bad("previous_response_id", "must be a string");
+  if (!prev->is_string()) throw field_error("previous_response_id", "must be a string");
   std::optional<ojson> h = history(prev->get<std::string>());
   if (!h) {
     throw ApiError(400,
@@ -84,8 +74,8 @@ void reject_chat_names(const ojson& b) {
         std::pair{"max_completion_tokens", "max_output_tokens"}, std::pair{"messages", "input"},
         std::pair{"response_format", "text.format"}}) {
     if (present_field(b, chat))
-      throw bad(chat,
-                fmt::format("is the chat API's name: the Responses API's is '{}'", responses));
+      throw field_error(
+          chat, fmt::format("is the chat API's name: the Responses API's is '{}'", responses));
   }
 }
 
@@ -95,11 +85,11 @@ void check_metadata(const ojson& b) {
   const ojson* m = present_field(b, "metadata");
   if (!m) return;
   if (!m->is_object() || m->size() > 16)
-    throw bad("metadata", "must be an object of at most 16 string values");
+    throw field_error("metadata", "must be an object of at most 16 string values");
   for (const auto& [k, v] : m->items()) {
     if (k.size() > 64 || !v.is_string() || v.get_ref<const std::string&>().size() > 512)
-      throw bad("metadata." + k,
-                "must be a string of at most 512 characters under a key of at most 64");
+      throw field_error("metadata." + k,
+                        "must be a string of at most 512 characters under a key of at most 64");
   }
 }
 
@@ -107,12 +97,12 @@ void check_metadata(const ojson& b) {
 bool read_include(const ojson& b) {
   const ojson* inc = present_field(b, "include");
   if (!inc) return false;
-  if (!inc->is_array()) throw bad("include", "must be an array of strings");
+  if (!inc->is_array()) throw field_error("include", "must be an array of strings");
   bool logprobs = false;
   for (size_t i = 0; i < inc->size(); ++i) {
     const ojson& v = (*inc)[i];
     const std::string p = fmt::format("include[{}]", i);
-    if (!v.is_string()) throw bad(p, "must be a string");
+    if (!v.is_string()) throw field_error(p, "must be a string");
     const std::string& s = v.get_ref<const std::string&>();
     if (std::find(std::begin(kIncludes), std::end(kIncludes), s) == std::end(kIncludes))
       throw unsupported(p, fmt::format("include value '{}'", s));
@@ -124,11 +114,11 @@ bool read_include(const ojson& b) {
 // An item's content as chat content: a string, or its text parts.
 ojson chat_content(const ojson& c, const std::string& at) {
   if (c.is_string()) return c;
-  if (!c.is_array()) throw bad(at, "must be a string or an array of content parts");
+  if (!c.is_array()) throw field_error(at, "must be a string or an array of content parts");
   ojson parts = ojson::array();
   for (size_t j = 0; j < c.size(); ++j) {
     const std::string p = fmt::format("{}[{}]", at, j);
-    if (!c[j].is_object()) throw bad(p, "must be an object");
+    if (!c[j].is_object()) throw field_error(p, "must be an object");
     const std::string& type = required_string(c[j], "type", p);
     if (type == "input_text" || type == "output_text" || type == "text") {
       parts.push_back({{"type", "text"}, {"text", required_string(c[j], "text", p)}});
@@ -140,7 +130,7 @@ ojson chat_content(const ojson& c, const std::string& at) {
       parts.push_back({{"type", "text"},
                        {"text", fmt::format("[{} omitted: this model reads text only]", type)}});
     } else {
-      throw bad(p + ".type", fmt::format("'{}' is not a content part type", type));
+      throw field_error(p + ".type", fmt::format("'{}' is not a content part type", type));
     }
   }
   return parts;
@@ -149,10 +139,10 @@ ojson chat_content(const ojson& c, const std::string& at) {
 void add_message(const ojson& item, const std::string& at, ojson& messages) {
   const std::string& role = required_string(item, "role", at);
   if (role != "user" && role != "assistant" && role != "system" && role != "developer")
-    throw bad(at + ".role",
-              fmt::format("'{}' is not one of user, assistant, system, developer", role));
+    throw field_error(at + ".role",
+                      fmt::format("'{}' is not one of user, assistant, system, developer", role));
   const ojson* c = present_field(item, "content");
-  if (!c) throw bad(at + ".content", "is required");
+  if (!c) throw field_error(at + ".content", "is required");
   messages.push_back({{"role", role}, {"content", chat_content(*c, at + ".content")}});
 }
 
@@ -172,7 +162,7 @@ void add_function_call(const ojson& item, const std::string& at, ojson& messages
 
 void add_function_output(const ojson& item, const std::string& at, ojson& messages) {
   const ojson* out = present_field(item, "output");
-  if (!out) throw bad(at + ".output", "is required");
+  if (!out) throw field_error(at + ".output", "is required");
   messages.push_back({{"role", "tool"},
                       {"tool_call_id", required_string(item, "call_id", at)},
                       {"content", chat_content(*out, at + ".output")}});
@@ -182,19 +172,19 @@ void add_function_output(const ojson& item, const std::string& at, ojson& messag
 // function_call first in the input joins the assistant turn that ends it.
 ojson conversation_of(const ojson& b, ojson messages) {
   const ojson* input = present_field(b, "input");
-  if (!input) throw bad("input", "is required");
+  if (!input) throw field_error("input", "is required");
   if (input->is_string()) {
     messages.push_back({{"role", "user"}, {"content", *input}});
     return messages;
   }
   if (!input->is_array() || input->empty())
-    throw bad("input", "must be a string or a non-empty array of items");
+    throw field_error("input", "must be a string or a non-empty array of items");
   for (size_t i = 0; i < input->size(); ++i) {
     const ojson& item = (*input)[i];
     const std::string at = fmt::format("input[{}]", i);
-    if (!item.is_object()) throw bad(at, "must be an object");
+    if (!item.is_object()) throw field_error(at, "must be an object");
     const ojson* t = present_field(item, "type");
-    if (t && !t->is_string()) throw bad(at + ".type", "must be a string");
+    if (t && !t->is_string()) throw field_error(at + ".type", "must be a string");
     const std::string type = t ? t->get<std::string>() : "message";
     if (type == "message") {
       add_message(item, at, messages);
@@ -205,19 +195,19 @@ ojson conversation_of(const ojson& b, ojson messages) {
     } else if (type == "item_reference") {
       throw unsupported(at + ".type", "'item_reference' (this server stores no items)");
     } else if (type != "reasoning") {
-      throw bad(at + ".type",
-                fmt::format("'{}' is not an input item type this server reads", type));
+      throw field_error(at + ".type",
+                        fmt::format("'{}' is not an input item type this server reads", type));
     }
   }
   return messages;
 }
 
 ojson chat_tools(const ojson& tools) {
-  if (!tools.is_array()) throw bad("tools", "must be an array");
+  if (!tools.is_array()) throw field_error("tools", "must be an array");
   ojson out = ojson::array();
   for (size_t i = 0; i < tools.size(); ++i) {
     const std::string at = fmt::format("tools[{}]", i);
-    if (!tools[i].is_object()) throw bad(at, "must be an object");
+    if (!tools[i].is_object()) throw field_error(at, "must be an object");
     const std::string& type = required_string(tools[i], "type", at);
     if (type != "function")
       throw unsupported(at + ".type", fmt::format("'{}' tools (only function tools)", type));
@@ -231,7 +221,7 @@ ojson chat_tools(const ojson& tools) {
 
 ojson chat_tool_choice(const ojson& c) {
   if (c.is_string()) return c;
-  if (!c.is_object()) throw bad("tool_choice", "must be a string or an object");
+  if (!c.is_object()) throw field_error("tool_choice", "must be a string or an object");
   const std::string& type = required_string(c, "type", "tool_choice");
   if (type != "function")
     throw unsupported("tool_choice.type", fmt::format("tool_choice type '{}'", type));
@@ -241,16 +231,16 @@ ojson chat_tool_choice(const ojson& c) {
 
 // text.format as chat's response_format (null for plain text).
 ojson chat_response_format(const ojson& text) {
-  if (!text.is_object()) throw bad("text", "must be an object");
+  if (!text.is_object()) throw field_error("text", "must be an object");
   const ojson* f = present_field(text, "format");
   if (!f) return nullptr;
-  if (!f->is_object()) throw bad("text.format", "must be an object");
+  if (!f->is_object()) throw field_error("text.format", "must be an object");
   const std::string& type = required_string(*f, "type", "text.format");
   if (type == "text") return nullptr;
   if (type == "json_object") return {{"type", "json_object"}};
   if (type != "json_schema")
-    throw bad("text.format.type",
-              fmt::format("'{}' is not one of text, json_object, json_schema", type));
+    throw field_error("text.format.type",
+                      fmt::format("'{}' is not one of text, json_object, json_schema", type));
   ojson schema = {{"name", required_string(*f, "name", "text.format")}};
   for (const char* k : {"schema", "strict", "description"})
     if (const ojson* v = present_field(*f, k)) schema[k] = *v;
@@ -261,7 +251,7 @@ ojson chat_response_format(const ojson& text) {
 ojson chat_messages(const ojson& b, const ojson& conversation) {
   ojson messages = ojson::array();
   if (const ojson* ins = present_field(b, "instructions")) {
-    if (!ins->is_string()) throw bad("instructions", "must be a string");
+    if (!ins->is_string()) throw field_error("instructions", "must be a string");
     messages.push_back({{"role", "system"}, {"content", *ins}});
   }
   for (const ojson& m : conversation) messages.push_back(m);
@@ -363,7 +353,7 @@ ResponsesRequest parse_responses_request(std::string_view body, const ParseLimit
   reject_chat_names(b);
   check_metadata(b);
   const ojson* store = present_field(b, "store");
-  if (store && !store->is_boolean()) throw bad("store", "must be a boolean");
+  if (store && !store->is_boolean()) throw field_error("store", "must be a boolean");
   if (const ojson* n = present_field(b, "n"); n && *n != 1)
     throw unsupported("n", "'n' other than 1 in the Responses API");
   const bool want_logprobs = read_include(b);

@@ -12,34 +12,25 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-ApiError bad(const std::string& param, const std::string& msg) {
-  return invalid_param(param, fmt::format("'{}' {}", param, msg));
-}
-
-const std::string& required_string(const ojson& obj, const char* key, const std::string& param) {
-  const ojson* v = present_field(obj, key);
-  if (!v || !v->is_string() || v->get_ref<const std::string&>().empty())
-    throw bad(param + "." + key, "is required and must be a non-empty string");
-  return v->get_ref<const std::string&>();
-}
-
 ojson parse_tools(const ojson& t) {
-  if (!t.is_array()) throw bad("tools", fmt::format("must be an array, got {}", t.type_name()));
+  if (!t.is_array())
+    throw field_error("tools", fmt::format("must be an array, got {}", t.type_name()));
   if (t.empty()) return nullptr;  // as no tools
   for (size_t i = 0; i < t.size(); ++i) {
     const std::string p = fmt::format("tools[{}]", i);
     const ojson& tool = t[i];
-    if (!tool.is_object()) throw bad(p, "must be an object");
+    if (!tool.is_object()) throw field_error(p, "must be an object");
     const ojson* type = present_field(tool, "type");
     if (!type || *type != "function")
-      throw bad(p + ".type", "must be \"function\" (the only tool type)");
+      throw field_error(p + ".type", "must be \"function\" (the only tool type)");
     const ojson* f = present_field(tool, "function");
-    if (!f || !f->is_object()) throw bad(p + ".function", "is required and must be an object");
-    required_string(*f, "name", p + ".function");
+    if (!f || !f->is_object())
+      throw field_error(p + ".function", "is required and must be an object");
+    required_string(*f, "name", p + ".function", true);
     if (const ojson* d = present_field(*f, "description"); d && !d->is_string())
-      throw bad(p + ".function.description", "must be a string");
+      throw field_error(p + ".function.description", "must be a string");
     if (const ojson* s = present_field(*f, "parameters"); s && !s->is_object())
-      throw bad(p + ".function.parameters", "must be an object (a JSON schema)");
+      throw field_error(p + ".function.parameters", "must be an object (a JSON schema)");
   }
   return t;
 }
@@ -59,58 +50,61 @@ void parse_choice(const ojson& body, ToolRequest& r) {
     else if (s == "required")
       r.choice = ToolChoiceKind::Required;
     else
-      throw bad("tool_choice", fmt::format("must be none, auto, required or an object, got "
-                                           "'{}'",
-                                           s));
+      throw field_error("tool_choice", fmt::format("must be none, auto, required or an object, got "
+                                                   "'{}'",
+                                                   s));
   } else if (c->is_object()) {
     const ojson* f = present_field(*c, "function");
     if (present_field(*c, "type") == nullptr || *present_field(*c, "type") != "function" || !f ||
         !f->is_object())
-      throw bad("tool_choice",
-                "as an object must be {\"type\": \"function\", \"function\": "
-                "{\"name\": ...}}");
+      throw field_error("tool_choice",
+                        "as an object must be {\"type\": \"function\", \"function\": "
+                        "{\"name\": ...}}");
     r.choice = ToolChoiceKind::Named;
-    r.choice_name = required_string(*f, "name", "tool_choice.function");
+    r.choice_name = required_string(*f, "name", "tool_choice.function", true);
   } else {
-    throw bad("tool_choice", fmt::format("must be a string or an object, got {}", c->type_name()));
+    throw field_error("tool_choice",
+                      fmt::format("must be a string or an object, got {}", c->type_name()));
   }
   if (r.choice != ToolChoiceKind::None && !r.tools.is_array())
-    throw bad("tool_choice", "needs 'tools'");
+    throw field_error("tool_choice", "needs 'tools'");
   if (r.choice == ToolChoiceKind::Named) {
     for (const ojson& t : r.tools)
       if (t["function"]["name"] == r.choice_name) return;
-    throw bad("tool_choice",
-              fmt::format("names the function '{}', which is not in 'tools'", r.choice_name));
+    throw field_error("tool_choice", fmt::format("names the function '{}', which is not in 'tools'",
+                                                 r.choice_name));
   }
 }
 
 // An assistant turn's tool_calls: arguments parsed from their JSON string into an object.
 ojson parse_calls(const ojson& calls, const std::string& param) {
-  if (!calls.is_array()) throw bad(param, "must be an array");
+  if (!calls.is_array()) throw field_error(param, "must be an array");
   ojson out = ojson::array();
   for (size_t k = 0; k < calls.size(); ++k) {
     const std::string p = fmt::format("{}[{}]", param, k);
     ojson call = calls[k];
-    if (!call.is_object()) throw bad(p, "must be an object");
+    if (!call.is_object()) throw field_error(p, "must be an object");
     if (const ojson* type = present_field(call, "type"); type && *type != "function")
-      throw bad(p + ".type", "must be \"function\"");
+      throw field_error(p + ".type", "must be \"function\"");
     // As OpenAI: the id the tool turn's tool_call_id names (templates such as Mistral's write it).
     if (const ojson* id = present_field(call, "id"); !id || !id->is_string())
-      throw bad(p + ".id", "is required (a string): the id the tool result names");
+      throw field_error(p + ".id", "is required (a string): the id the tool result names");
     ojson* f = call.contains("function") ? &call["function"] : nullptr;
-    if (!f || !f->is_object()) throw bad(p + ".function", "is required and must be an object");
-    required_string(*f, "name", p + ".function");
+    if (!f || !f->is_object())
+      throw field_error(p + ".function", "is required and must be an object");
+    required_string(*f, "name", p + ".function", true);
     const ojson* a = present_field(*f, "arguments");
     if (a && a->is_string()) {
       const std::string& text = a->get_ref<const std::string&>();
       ojson parsed = ojson::parse(text, nullptr, /*allow_exceptions=*/false);
       if (!parsed.is_object())
-        throw bad(p + ".function.arguments", fmt::format("must be a JSON object's text, got "
-                                                         "'{}'",
-                                                         text.substr(0, 200)));
+        throw field_error(p + ".function.arguments",
+                          fmt::format("must be a JSON object's text, got "
+                                      "'{}'",
+                                      text.substr(0, 200)));
       (*f)["arguments"] = std::move(parsed);
     } else if (a && !a->is_object()) {
-      throw bad(p + ".function.arguments", "must be a JSON object's text");
+      throw field_error(p + ".function.arguments", "must be a JSON object's text");
     } else if (!a) {
       (*f)["arguments"] = ojson::object();
     }
@@ -126,10 +120,11 @@ ojson parse_message(const ojson& m, size_t i) {
   if (out["role"] == "tool") {
     const ojson* id = present_field(m, "tool_call_id");
     if (!id || !id->is_string())
-      throw bad(p + ".tool_call_id", "is required (a string) for role 'tool'");
+      throw field_error(p + ".tool_call_id", "is required (a string) for role 'tool'");
   }
   if (const ojson* calls = present_field(m, "tool_calls")) {
-    if (out["role"] != "assistant") throw bad(p + ".tool_calls", "is only for role 'assistant'");
+    if (out["role"] != "assistant")
+      throw field_error(p + ".tool_calls", "is only for role 'assistant'");
     out["tool_calls"] = parse_calls(*calls, p + ".tool_calls");
     if (!present_field(m, "content")) out["content"] = "";  // templates concatenate it
   }
@@ -159,7 +154,8 @@ ToolRequest parse_tool_request(const ojson& body) {
   parse_choice(body, r);
   if (const ojson* p = present_field(body, "parallel_tool_calls")) {
     if (!p->is_boolean())
-      throw bad("parallel_tool_calls", fmt::format("must be a boolean, got {}", p->type_name()));
+      throw field_error("parallel_tool_calls",
+                        fmt::format("must be a boolean, got {}", p->type_name()));
     r.parallel_calls = p->get<bool>();
   }
   const ojson& msgs = body.at("messages");
