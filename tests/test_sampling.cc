@@ -223,6 +223,24 @@ TEST(StopStrings, HeldBackAndNotEmitted) {
   EXPECT_TRUE(unchecked.stopped());
 }
 
+TEST(StopStrings, MatchedNamesTheStopThatEndedTheText) {
+  StopStringMatcher m({"lo", "hel"});
+  EXPECT_EQ(m.matched(), "");
+  EXPECT_EQ(m.append("xhe"), "x");
+  EXPECT_EQ(m.matched(), "");
+  EXPECT_EQ(m.append("llo"), "");  // "hel" starts first, though "lo" is listed first
+  EXPECT_EQ(m.matched(), "hel");
+
+  StopStringMatcher tie({"abc", "ab"});
+  tie.append("zabcd");
+  EXPECT_EQ(tie.matched(), "abc");  // both start at 1: the first given
+  StopStringMatcher none({"q"});
+  none.append("abc");
+  none.flush();
+  EXPECT_FALSE(none.stopped());
+  EXPECT_EQ(none.matched(), "");
+}
+
 TEST(Detokenizer, NeverEmitsHalfACharacter) {
   fake::FakeCodec codec;
   const std::string text = "h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x98\x80!";  // héllo € 😀!

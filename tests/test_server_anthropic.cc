@@ -272,6 +272,37 @@ TEST(AnthropicBuilder, WholeAndStreamedBlocksAgree) {
   EXPECT_EQ(cut.response()["content"], (json::array({{{"type", "text"}, {"text", "ab"}}})));
 }
 
+TEST(AnthropicBuilder, AStopSequenceIsNamed) {
+  std::vector<StreamEvent> evs = test::output_events({"Paris", " is"}, FinishReason::Stop);
+  evs.back().output.stop_string = "\n\n";
+  AnthropicBuilder whole("msg_1", "m", accepted()), stream("msg_1", "m", accepted());
+  std::string body = stream.start();
+  for (const StreamEvent& ev : evs) {
+    whole.add(ev);
+    body += stream.stream(ev);
+  }
+  body += stream.end();
+  const json w = whole.response();
+  EXPECT_EQ(w["stop_reason"], "stop_sequence");
+  EXPECT_EQ(w["stop_sequence"], "\n\n");
+  int deltas = 0;
+  for (const json& e : test::typed_sse_events(body)) {
+    if (e["type"] == "message_start") {
+      EXPECT_TRUE(e["message"]["stop_sequence"].is_null());
+    }
+    if (e["type"] != "message_delta") continue;
+    ++deltas;
+    EXPECT_EQ(e["delta"]["stop_reason"], "stop_sequence");
+    EXPECT_EQ(e["delta"]["stop_sequence"], "\n\n");
+  }
+  EXPECT_EQ(deltas, 1);
+
+  AnthropicBuilder eos("msg_2", "m", accepted());
+  for (const StreamEvent& ev : test::output_events({"Paris"}, FinishReason::Stop)) eos.add(ev);
+  EXPECT_EQ(eos.response()["stop_reason"], "end_turn");
+  EXPECT_TRUE(eos.response()["stop_sequence"].is_null());
+}
+
 // --- end to end on the fake model
 // ------------------------------------------------------------------
 
@@ -322,6 +353,19 @@ TEST(ServerAnthropic, MessagesEqualTheChatRunAloneAndCountTokensAgrees) {
   for (const json& e : test::typed_sse_events(r->body))
     if (e["type"] == "content_block_delta") text += e["delta"]["text"].get<std::string>();
   EXPECT_EQ(text, ref.text);
+
+  // A stop sequence from the middle of that answer: the text ends before it, and it is named.
+  ASSERT_GE(ref.text.size(), 6u);
+  const std::string stop = ref.text.substr(ref.text.size() / 2, 2);
+  json stopped = body;
+  stopped["stop_sequences"] = {"never-in-the-text", stop};
+  r = ts.post("/v1/messages", stopped);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json s = json::parse(r->body);
+  EXPECT_EQ(s["content"][0]["text"], ref.text.substr(0, ref.text.find(stop)));
+  EXPECT_EQ(s["stop_reason"], "stop_sequence");
+  EXPECT_EQ(s["stop_sequence"], stop);
   EXPECT_TRUE(ts.wait_idle());
 }
 

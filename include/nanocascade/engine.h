@@ -197,6 +197,9 @@ struct RequestOutput {
   std::string text_delta;  // new text (never half a UTF-8 character)
   bool finished = false;
   FinishReason finish_reason = FinishReason::None;
+  // Finished on one of SamplingParams::stop: that string (empty otherwise; vLLM's stop_reason,
+  // Anthropic's stop_sequence).
+  std::string stop_string;
   int num_prompt_tokens = 0;
   int num_completion_tokens = 0;
   double time_to_first_token_s = 0;    // from add_request to the first token (0 until then)
@@ -212,6 +215,7 @@ struct CompletionOutput {
   std::vector<TokenLogprob> logprobs;         // per token of token_ids, when asked
   std::vector<TokenLogprob> prompt_logprobs;  // prompt tokens 1..P-1, when asked
   FinishReason finish_reason = FinishReason::None;
+  std::string stop_string;  // as RequestOutput's
   double time_to_first_token_s = 0;
   double time_per_output_token_s = 0;
 

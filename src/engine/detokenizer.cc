@@ -90,7 +90,13 @@ std::string StopStringMatcher::append(const std::string& text, bool check) {
   // not before emitted_ (emitted text was no possible start of one, or was not checked).
   const size_t from = std::max(emitted_, old >= max_len_ ? old - max_len_ + 1 : 0);
   size_t cut = std::string::npos;
-  for (const std::string& s : stops_) cut = std::min(cut, text_.find(s, from));
+  for (const std::string& s : stops_) {
+    const size_t at = text_.find(s, from);
+    if (at < cut) {
+      cut = at;
+      matched_ = s;
+    }
+  }
   if (cut != std::string::npos) {
     stopped_ = true;
     text_.resize(cut);

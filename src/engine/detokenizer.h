@@ -49,6 +49,9 @@ class StopStringMatcher {
   // Releases the held-back text (at the end of generation).
   std::string flush();
   bool stopped() const { return stopped_; }
+  // The stop string that completed (the earliest in the text; of two starting there, the first
+  // given); empty until stopped().
+  const std::string& matched() const { return matched_; }
   const std::string& text() const { return text_; }  // all text so far (cut at a stop)
 
  private:
@@ -57,6 +60,7 @@ class StopStringMatcher {
   std::string text_;
   size_t emitted_ = 0;
   bool stopped_ = false;
+  std::string matched_;
 };
 
 }  // namespace nc

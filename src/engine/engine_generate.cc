@@ -16,6 +16,7 @@ bool CompletionOutput::append(const RequestOutput& o) {
   text += o.text_delta;
   if (o.finished) {
     finish_reason = o.finish_reason;
+    stop_string = o.stop_string;
     time_to_first_token_s = o.time_to_first_token_s;
     time_per_output_token_s = o.time_per_output_token_s;
   }

@@ -174,6 +174,7 @@ RequestOutput RequestTable::take_output(Request& r) {
   o.text_delta = std::move(r.delta);
   o.finished = r.finished;
   o.finish_reason = r.reason;
+  if (r.finished && r.stop->stopped()) o.stop_string = r.stop->matched();
   o.num_prompt_tokens = r.seq.num_prompt;
   // Tokens out so far: not a placeholder still being sampled (asynchronous scheduling).
   const int n = r.seq.num_known() - r.seq.num_prompt;

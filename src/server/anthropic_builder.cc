@@ -53,7 +53,13 @@ void AnthropicBuilder::add(const StreamEvent& ev) {
 const char* AnthropicBuilder::stop_reason() const {
   // A call the limit cut short is no call to run: max_tokens first, as Anthropic says it.
   if (progress_.finish == FinishReason::Length) return "max_tokens";
-  return has_call_ ? "tool_use" : "end_turn";
+  if (has_call_) return "tool_use";
+  return progress_.stop_string.empty() ? "end_turn" : "stop_sequence";
+}
+
+json AnthropicBuilder::stop_sequence() const {
+  if (!progress_.finished || progress_.stop_string.empty()) return nullptr;
+  return progress_.stop_string;
 }
 
 json AnthropicBuilder::message(const json& content) const {
@@ -63,7 +69,7 @@ json AnthropicBuilder::message(const json& content) const {
           {"model", model_},
           {"content", content},
           {"stop_reason", progress_.finished ? json(stop_reason()) : json(nullptr)},
-          {"stop_sequence", nullptr},
+          {"stop_sequence", stop_sequence()},
           {"usage", {{"input_tokens", input_tokens_}, {"output_tokens", progress_.output_tokens}}}};
 }
 
@@ -119,7 +125,7 @@ std::string AnthropicBuilder::stream(const StreamEvent& ev) {
 std::string AnthropicBuilder::end() {
   items_.finish();
   event({{"type", "message_delta"},
-         {"delta", {{"stop_reason", stop_reason()}, {"stop_sequence", nullptr}}},
+         {"delta", {{"stop_reason", stop_reason()}, {"stop_sequence", stop_sequence()}}},
          {"usage", {{"output_tokens", progress_.output_tokens}}}});
   event({{"type", "message_stop"}});
   return take_events();

@@ -45,6 +45,7 @@ class AnthropicBuilder final : public OutputBuilder, private OutputItems::Listen
   AnthropicBuilder(std::string id, std::string model, OutputFormat format, int input_tokens);
   nlohmann::json message(const nlohmann::json& content) const;
   const char* stop_reason() const;
+  nlohmann::json stop_sequence() const;  // the matched stop string, or null
   void event(const nlohmann::json& e);
   std::string take_events();
 

@@ -15,6 +15,7 @@ void OutputProgress::record(const StreamEvent& ev) {
   if (!o.finished) return;
   finished = true;
   finish = o.finish_reason;
+  stop_string = o.stop_string;
   aborted = o.finish_reason == FinishReason::Abort;
   output_tokens = o.num_completion_tokens;
 }

@@ -41,6 +41,7 @@ struct OutputItem {
 struct OutputProgress {
   int output_tokens = 0;
   FinishReason finish = FinishReason::None;
+  std::string stop_string;  // the stop string that ended it (RequestOutput's)
   bool finished = false;
   bool aborted = false;
   void record(const StreamEvent& ev);
