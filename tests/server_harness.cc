@@ -156,7 +156,10 @@ Streamed collect(const SseBody& sse, bool chat) {
     } else {
       s.text += c["text"].get<std::string>();
     }
-    if (!c["finish_reason"].is_null()) s.finish_reason = c["finish_reason"];
+    if (!c["finish_reason"].is_null()) {
+      s.finish_reason = c["finish_reason"];
+      s.stop_reason = c.value("stop_reason", json("absent"));
+    }
   }
   return s;
 }

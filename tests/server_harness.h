@@ -121,6 +121,7 @@ SseBody parse_sse(const std::string& body);
 // The text, finish reason and usage a stream carries.
 struct Streamed {
   std::string text, finish_reason;
+  json stop_reason;  // vLLM's, from the chunk that carries the finish_reason
   json usage;
   int role_chunks = 0;
 };

@@ -235,17 +235,33 @@ TEST(ServerEndpoints, StopStringCutsTheText) {
     ASSERT_TRUE(r);
     ASSERT_EQ(r->status, 200) << r->body;
     std::string text, reason;
+    json stop_reason;
     if (stream) {
       const Streamed s = collect(parse_sse(r->body), false);
       text = s.text;
       reason = s.finish_reason;
+      stop_reason = s.stop_reason;
     } else {
       const json j = json::parse(r->body);
       text = j["choices"][0]["text"];
       reason = j["choices"][0]["finish_reason"];
+      stop_reason = j["choices"][0]["stop_reason"];
     }
     EXPECT_EQ(text, full.text.substr(0, full.text.find(stop))) << "stream=" << stream;
     EXPECT_EQ(reason, "stop");
+    EXPECT_EQ(stop_reason, stop) << "stream=" << stream;  // vLLM's field: which stop it was
+  }
+  // Ended otherwise (here by the length), the field is null.
+  body["stop"] = json::array({"never-in-output-\x01"});
+  body["max_tokens"] = 4;
+  for (bool stream : {false, true}) {
+    body["stream"] = stream;
+    auto r = ts.post("/v1/completions", body);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    const json stop_reason = stream ? collect(parse_sse(r->body), false).stop_reason
+                                    : json::parse(r->body)["choices"][0]["stop_reason"];
+    EXPECT_TRUE(stop_reason.is_null()) << stop_reason << " stream=" << stream;
   }
 }
 

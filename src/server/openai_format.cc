@@ -116,7 +116,8 @@ json completion_response(const ResponseMeta& m, const std::vector<ChoiceResult>&
   for (const ChoiceResult& c : choices) {
     json choice = {{"index", c.index},
                    {"logprobs", c.logprobs},
-                   {"finish_reason", reason_json(c.finish_reason)}};
+                   {"finish_reason", reason_json(c.finish_reason)},
+                   {"stop_reason", c.stop_reason}};
     if (m.kind == ApiKind::Chat) {
       json msg = {{"role", "assistant"}, {"content", c.text}};
       if (c.text.empty() && !c.calls.empty()) msg["content"] = nullptr;
@@ -136,7 +137,7 @@ json completion_response(const ResponseMeta& m, const std::vector<ChoiceResult>&
 json completion_response(const ResponseMeta& m, const std::string& text,
                          const std::string& finish_reason, int prompt_tokens,
                          int completion_tokens) {
-  return completion_response(m, {ChoiceResult{0, text, finish_reason, nullptr, {}, {}}},
+  return completion_response(m, {ChoiceResult{0, text, finish_reason, nullptr, nullptr, {}, {}}},
                              prompt_tokens, completion_tokens);
 }
 

@@ -54,6 +54,7 @@ void ResponseBuilder::add(const StreamEvent& ev) {
   --unfinished_;
   if (o.finish_reason == FinishReason::Abort) aborted_ = true;
   c.finish_reason = finish_reason_name(o.finish_reason);
+  c.stop_string = o.stop_string;
   c.tokens = o.num_completion_tokens;
 }
 
@@ -63,6 +64,7 @@ ChoiceResult ResponseBuilder::result(const Choice& c, int index) const {
   r.index = index;
   r.text = (shape_.echo ? prompt_text_ : std::string()) + (zero ? std::string() : c.text);
   r.finish_reason = zero ? "length" : c.finish_reason;
+  if (!zero && !c.stop_string.empty()) r.stop_reason = c.stop_string;
   if (shape_.kind == ApiKind::Chat) {
     ParsedOutput p = parse_output(c.text, format_);
     r.text = std::move(p.content);
@@ -140,9 +142,17 @@ std::string ResponseBuilder::stream_chat(Choice& c, const StreamEvent& ev, int i
   if (end) {
     const std::string reason =
         c.out->has_calls() ? std::string("tool_calls") : finish_reason_name(o.finish_reason);
-    out += sse_event(stream_chunk(meta_, "", reason, false, u, i));
+    out += final_chunk(reason, o, i);
   }
   return out;
+}
+
+std::string ResponseBuilder::final_chunk(const std::string& reason, const RequestOutput& o,
+                                         int i) const {
+  nlohmann::json chunk = stream_chunk(meta_, "", reason, false, shape_.include_usage, i);
+  const bool stopped = !shape_.max_tokens_zero && !o.stop_string.empty();
+  chunk["choices"][0]["stop_reason"] = stopped ? nlohmann::json(o.stop_string) : nullptr;
+  return sse_event(chunk);
 }
 
 std::string ResponseBuilder::stream(const StreamEvent& ev) {
@@ -166,7 +176,7 @@ std::string ResponseBuilder::stream(const StreamEvent& ev) {
   if (o.finished && o.finish_reason != FinishReason::Abort) {
     const std::string reason =
         shape_.max_tokens_zero ? std::string("length") : finish_reason_name(o.finish_reason);
-    out += sse_event(stream_chunk(meta_, "", reason, false, u, i));
+    out += final_chunk(reason, o, i);
   }
   return out;
 }

@@ -62,6 +62,7 @@ class ResponseBuilder final : public OutputBuilder {
     std::string text;
     std::vector<LogprobToken> logprobs;
     std::string finish_reason;
+    std::string stop_string;  // the stop string that ended it (vLLM's stop_reason)
     int tokens = 0;
     double sum_logprob = 0;
     bool started = false;             // stream: its first chunk went out
@@ -69,6 +70,8 @@ class ResponseBuilder final : public OutputBuilder {
     std::optional<OutputStream> out;  // stream, chat: reasoning, content and tool calls
   };
   std::string stream_chat(Choice& c, const StreamEvent& ev, int i);
+  // A choice's last chunk: its finish_reason, and vLLM's stop_reason.
+  std::string final_chunk(const std::string& reason, const RequestOutput& o, int i) const;
   void take_prompt_logprobs(const StreamEvent& ev);
   std::vector<LogprobToken> prompt_tokens() const;
   ChoiceResult result(const Choice& c, int index) const;
