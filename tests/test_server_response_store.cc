@@ -26,8 +26,8 @@ ResponseStore::Entry entry_of(const std::string& text, const std::string& parent
 }
 
 TEST(ResponseStore, KeepsWithinItsBytesDroppingTheLeastRecentlyUsed) {
-  const size_t one =
-      entry_of("aaaa").turn.dump().size() + entry_of("aaaa").response.dump().size() + 4;
+  const size_t one = entry_of("aaaa").turn.dump().size() + entry_of("aaaa").response.dump().size() +
+                     4 + ResponseStore::kEntryOverhead;
   ResponseStore s(3 * one);
   s.put("aaaa", entry_of("aaaa"));
   s.put("bbbb", entry_of("bbbb"));

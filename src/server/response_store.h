@@ -9,6 +9,10 @@
 // response it continued, so that a request naming it as previous_response_id continues the chain
 // of turns; a chain whose earlier link was dropped is as unknown as a dropped id. Reading a chain
 // marks every link recently used. Thread-safe (one mutex); entries are copied out.
+//
+// Entries are held serialized, so the bound is the memory they take: their text plus
+// kEntryOverhead for the map and list nodes and the strings' headers (a JSON document in memory
+// takes several times its text). Reading parses them again, outside the lock.
 #pragma once
 #include <cstddef>
 #include <list>
@@ -29,7 +33,10 @@ class ResponseStore {
     nlohmann::json response;
   };
 
-  // max_bytes: the entries' serialized size at most; 0 stores nothing.
+  // What an entry costs beside its text: the hash and list nodes and the strings' headers.
+  static constexpr size_t kEntryOverhead = 256;
+
+  // max_bytes: the entries' serialized size (and kEntryOverhead each) at most; 0 stores nothing.
   explicit ResponseStore(size_t max_bytes) : max_bytes_(max_bytes) {}
 
   bool enabled() const { return max_bytes_ > 0; }
@@ -47,7 +54,7 @@ class ResponseStore {
 
  private:
   struct Slot {
-    Entry entry;
+    std::string parent, turn, response;  // serialized, valid UTF-8
     size_t bytes = 0;
     std::list<std::string>::iterator age;  // in lru_, the most recently used first
   };
