@@ -272,6 +272,32 @@ TEST(AnthropicBuilder, WholeAndStreamedBlocksAgree) {
   EXPECT_EQ(cut.response()["content"], (json::array({{{"type", "text"}, {"text", "ab"}}})));
 }
 
+TEST(AnthropicBuilder, ACallTheLimitCutIsOneToolUseBlock) {
+  const std::vector<StreamEvent> evs =
+      test::output_events({"<tool_call>\n{\"name\": \"Write\", ",
+                           "\"arguments\": {\"content\": ", "\"line1\\n", "line2"},
+                          FinishReason::Length);
+  AnthropicBuilder whole("msg_1", "m", accepted()), stream("msg_1", "m", accepted());
+  std::string body = stream.start();
+  for (const StreamEvent& ev : evs) {
+    whole.add(ev);
+    body += stream.stream(ev);
+  }
+  body += stream.end();
+  const json w = whole.response();
+  ASSERT_EQ(w["content"].size(), 1u) << w.dump();
+  EXPECT_EQ(w["content"][0]["type"], "tool_use");
+  EXPECT_EQ(w["content"][0]["name"], "Write");
+  EXPECT_EQ(w["stop_reason"], "max_tokens");
+  int starts = 0;
+  for (const json& e : test::typed_sse_events(body)) {
+    if (e["type"] != "content_block_start") continue;
+    ++starts;
+    EXPECT_EQ(e["content_block"]["name"], "Write");
+  }
+  EXPECT_EQ(starts, 1);
+}
+
 TEST(AnthropicBuilder, AStopSequenceIsNamed) {
   std::vector<StreamEvent> evs = test::output_events({"Paris", " is"}, FinishReason::Stop);
   evs.back().output.stop_string = "\n\n";
@@ -296,6 +322,15 @@ TEST(AnthropicBuilder, AStopSequenceIsNamed) {
     EXPECT_EQ(e["delta"]["stop_sequence"], "\n\n");
   }
   EXPECT_EQ(deltas, 1);
+
+  // A call stops the turn first: no stop sequence is named then.
+  std::vector<StreamEvent> call = test::output_events(
+      {"<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>"}, FinishReason::Stop);
+  call.back().output.stop_string = "STOP";
+  AnthropicBuilder with_call("msg_3", "m", accepted());
+  for (const StreamEvent& ev : call) with_call.add(ev);
+  EXPECT_EQ(with_call.response()["stop_reason"], "tool_use");
+  EXPECT_TRUE(with_call.response()["stop_sequence"].is_null());
 
   AnthropicBuilder eos("msg_2", "m", accepted());
   for (const StreamEvent& ev : test::output_events({"Paris"}, FinishReason::Stop)) eos.add(ev);

@@ -135,6 +135,25 @@ TEST(ResponsesRequest, OutputTurnCarriesTextAndCalls) {
   EXPECT_EQ(c[0]["tool_calls"][0]["function"]["arguments"], R"({"a":1})");
 }
 
+TEST(ResponsesRequest, AStoredCallWhoseArgumentsAreNoObjectStillContinues) {
+  // A model may write "arguments": "x=1" (the output parser keeps it as written); the server
+  // must take its own answer back (review of 2026-12-07: a 400 on 'input').
+  const json response = {{"output",
+                          {{{"type", "function_call"},
+                            {"call_id", "call_1"},
+                            {"name", "Write"},
+                            {"arguments", "x=1"}}}}};
+  const ojson stored =
+      with_output_turn(ojson::array({{{"role", "user"}, {"content", "go"}}}), response);
+  const HistoryLookup history = [&](const std::string&) -> std::optional<ojson> { return stored; };
+  const json body = {
+      {"previous_response_id", "resp_a"},
+      {"input", {{{"type", "function_call_output"}, {"call_id", "call_1"}, {"output", "ok"}}}}};
+  const ResponsesRequest r = parse_responses_request(body.dump(), {}, history);
+  ASSERT_EQ(r.chat.messages.size(), 3u);
+  EXPECT_EQ(r.chat.messages[1].role, "assistant");
+}
+
 using test_server::TestServer;
 
 json respond(const TestServer& ts, const json& body) {

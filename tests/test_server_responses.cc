@@ -363,6 +363,65 @@ TEST(ResponsesBuilder, MessageLogprobsAreThoseOfItsText) {
   EXPECT_EQ(deltas_with_logprobs, 1u);
 }
 
+// Each piece one token named by its text, with logprob -(its place + 1).
+std::vector<StreamEvent> with_logprobs(std::vector<StreamEvent> evs) {
+  for (size_t i = 0; i < evs.size(); ++i) {
+    LogprobToken t;
+    t.id = int32_t(i);
+    t.text = evs[i].output.text_delta;
+    t.logprob = -float(i + 1);
+    evs[i].logprobs = {t};
+  }
+  return evs;
+}
+
+TEST(ResponsesBuilder, ACallTheLimitCutIsOneIncompleteCallAndNoText) {
+  using V = std::vector<std::string>;
+  // Review of 2026-12-07: the markup came back as a message and the last fragment as a call with
+  // no id and no name.
+  BothWays b =
+      both_ways(test::output_events({"<tool_call>\n{\"name\": \"Write\", ",
+                                     "\"arguments\": {\"content\": ", "\"line1\\n", "line2"},
+                                    FinishReason::Length),
+                ToolFormat::Hermes);
+  EXPECT_EQ(summary(b.whole), (V{"function_call:Write{\"content\": \"line1\\nline2:incomplete"}));
+  EXPECT_EQ(summary(b.streamed), summary(b.whole));
+  EXPECT_EQ(b.whole["status"], "incomplete");
+  EXPECT_FALSE(b.whole["output"][0]["call_id"].get<std::string>().empty());
+
+  // A complete call, then text the limit cut: the call is complete, the message is not.
+  b = both_ways(test::output_events({"Intro ", "<tool_call>\n{\"name\": \"f\", \"arguments\": {}}",
+                                     "\n</tool_call>", "\nmore text"},
+                                    FinishReason::Length),
+                ToolFormat::Hermes);
+  EXPECT_EQ(summary(b.whole), (V{"message:Intro:completed", "function_call:f{}:completed",
+                                 "message:more text:incomplete"}));
+  EXPECT_EQ(summary(b.streamed), summary(b.whole));
+
+  // The last event ends a call and brings text after it: the call's last fragment stays its own.
+  b = both_ways(test::output_events({"<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": ",
+                                     "\"abc", "\"}}\n</tool_call>\nDone"},
+                                    FinishReason::Stop),
+                ToolFormat::Hermes);
+  EXPECT_EQ(summary(b.whole),
+            (V{"function_call:f{\"x\": \"abc\"}:completed", "message:Done:completed"}));
+  EXPECT_EQ(summary(b.streamed), summary(b.whole));
+}
+
+TEST(ResponsesBuilder, TheClosingThinkTokenIsNotTheMessages) {
+  const BothWays b =
+      both_ways(with_logprobs(test::output_events(
+                    {"<think>", "x", "</think>", "\n\n", "Ans", " wer"}, FinishReason::Stop)),
+                ToolFormat::None, /*logprobs=*/true);
+  for (const json* r : {&b.whole, &b.streamed}) {
+    ASSERT_EQ((*r)["output"].size(), 2u) << r->dump();
+    std::string tokens;
+    for (const json& t : (*r)["output"][1]["content"][0]["logprobs"])
+      tokens += t["token"].get<std::string>() + "|";
+    EXPECT_EQ(tokens, "\n\n|Ans| wer|");
+  }
+}
+
 // --- end to end on the fake model ---------------------------------------------------------------
 
 using test_server::TestServer;

@@ -258,6 +258,42 @@ TEST(ToolCalls, ArgumentsStreamAsTheyCome) {
   EXPECT_TRUE(s.has_calls());
 }
 
+TEST(ToolCalls, ACallTheEndCutIsNotContent) {
+  // Hermes: the call went out as far as it was written; text and calls before it are read.
+  OutputStream s(kHermes);
+  std::string content;
+  int firsts = 0;
+  for (const char* piece :
+       {"Sure.<tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call>",
+        "<tool_call>\n{\"name\": \"Write\", \"arguments\": {\"content\": \"line"}) {
+    const OutputStream::Delta d = s.add(piece);
+    content += d.content;
+    for (const ToolCallDelta& c : d.calls) firsts += c.first;
+  }
+  EXPECT_FALSE(s.call_cut());
+  const OutputStream::Delta d = s.finish();
+  EXPECT_TRUE(s.call_cut());
+  EXPECT_EQ(content + d.content, "Sure.");
+  for (const ToolCallDelta& c : d.calls) firsts += c.first;
+  EXPECT_EQ(firsts, 2);  // a and Write, each announced once
+
+  // Mistral's list cut inside its second call: nothing after the streamed calls is content.
+  OutputStream m(OutputFormat{ToolFormat::Mistral, false});
+  m.add(
+      "[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {\"x\": 1}}, {\"name\": \"b\", "
+      "\"arguments\": {\"y\": ");
+  const OutputStream::Delta md = m.finish();
+  EXPECT_TRUE(m.call_cut());
+  EXPECT_EQ(md.content, "");
+  EXPECT_TRUE(md.calls.empty());
+
+  // Closed arguments are no cut, even without the closing tag.
+  OutputStream c(kHermes);
+  c.add("<tool_call>{\"name\": \"a\", \"arguments\": {}}");
+  c.finish();
+  EXPECT_FALSE(c.call_cut());
+}
+
 TEST(ToolCalls, StreamSendsContentBeforeTheCall) {
   OutputStream s(kHermes);
   EXPECT_EQ(s.add("Hello <tool").content, "Hello ");  // "<tool" held: it may be a tag

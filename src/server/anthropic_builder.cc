@@ -1,5 +1,6 @@
 #include "server/anthropic_builder.h"
 
+#include <string_view>
 #include <utility>
 
 #include "server/anthropic_request.h"
@@ -58,7 +59,7 @@ const char* AnthropicBuilder::stop_reason() const {
 }
 
 json AnthropicBuilder::stop_sequence() const {
-  if (!progress_.finished || progress_.stop_string.empty()) return nullptr;
+  if (!progress_.finished || std::string_view(stop_reason()) != "stop_sequence") return nullptr;
   return progress_.stop_string;
 }
 

@@ -72,8 +72,10 @@ void OutputItems::add_text(const std::string& text) {
 }
 
 void OutputItems::add_call(const ToolCallDelta& d) {
-  if (d.first || !open_ || open_->kind != OutputItem::Kind::Call || open_->call_index != d.index)
-    open(OutputItem::Kind::Call, d.id, d.name, d.index);
+  const bool in_call =
+      open_ && open_->kind == OutputItem::Kind::Call && open_->call_index == d.index;
+  if (!d.first && !in_call) return;  // cannot happen: add_delta keeps a call's pieces together
+  if (d.first) open(OutputItem::Kind::Call, d.id, d.name, d.index);
   pending_.clear();  // the call's tokens
   held_space_.clear();
   if (d.arguments.empty()) return;
@@ -81,28 +83,35 @@ void OutputItems::add_call(const ToolCallDelta& d) {
   listener_.grew(*open_, d.arguments, {});
 }
 
-void OutputItems::add(const StreamEvent& ev) {
-  const RequestOutput& o = ev.output;
-  OutputStream::Delta d = out_.add(o.text_delta);
-  if (o.finished && o.finish_reason != FinishReason::Abort) {
-    OutputStream::Delta rest = out_.finish();
-    d.reasoning += rest.reasoning;
-    d.content += rest.content;
-    d.calls.insert(d.calls.end(), rest.calls.begin(), rest.calls.end());
-  }
-  if (want_logprobs_) pending_.insert(pending_.end(), ev.logprobs.begin(), ev.logprobs.end());
+void OutputItems::add_delta(const OutputStream::Delta& d) {
   if (!d.reasoning.empty()) add_reasoning(d.reasoning);
   if (!d.content.empty()) add_text(d.content);
   for (const ToolCallDelta& c : d.calls) add_call(c);
+}
+
+void OutputItems::add(const StreamEvent& ev) {
+  const RequestOutput& o = ev.output;
+  if (want_logprobs_) pending_.insert(pending_.end(), ev.logprobs.begin(), ev.logprobs.end());
+  const bool was_thinking = out_.in_think();
+  const OutputStream::Delta d = out_.add(o.text_delta);
+  add_delta(d);
+  // The tokens that closed the reasoning block (</think>) and made no text are the block's.
+  if (was_thinking && !out_.in_think() && d.content.empty() && d.calls.empty()) pending_.clear();
+  if (o.finished && o.finish_reason != FinishReason::Abort) {
+    length_ = o.finish_reason == FinishReason::Length;
+    add_delta(out_.finish());
+  }
 }
 
 void OutputItems::finish() {
   if (open_ && open_->kind == OutputItem::Kind::Text)  // tokens whose text went out before
     open_->logprobs.insert(open_->logprobs.end(), pending_.begin(), pending_.end());
   pending_.clear();
+  if (open_ && length_) open_->cut = open_->kind != OutputItem::Kind::Call || out_.call_cut();
   close();
-  if (!has_text_ && !has_call_) {
+  if (!has_text_ && !has_call_) {  // the message the limit left unwritten is cut too
     open(OutputItem::Kind::Text);
+    open_->cut = length_;
     close();
   }
 }

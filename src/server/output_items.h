@@ -13,8 +13,12 @@
 //   (dropped before a call and at the end), so "\n\n<tool_call>..." makes no text item of blanks.
 //   Elsewhere text goes out as the model wrote it.
 // - A text delta carries the log-probabilities of the tokens that arrived since the last one
-//   (when asked); tokens that turn out to be reasoning or a call's are dropped, so a text item's
-//   log-probabilities are those of its own tokens.
+//   (when asked); tokens that turn out to be reasoning or a call's (the closing </think> too) are
+//   dropped, so a text item's log-probabilities are those of its own tokens. (Text after a
+//   Hermes call is read only at the end: it carries the call's closing tokens, which the stream
+//   cannot tell apart.)
+// - An event's own pieces go out before what the end releases, in the order the model wrote
+//   them; a call's fragment never opens an item (it extends the call its first piece opened).
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -35,6 +39,9 @@ struct OutputItem {
   std::vector<LogprobToken> logprobs;  // Text, when asked
   std::string call_id, name;           // Call
   int call_index = -1;                 // Call: its index among the OutputStream's calls
+  // Closed by the end of an output the token limit cut while it was being written: text or
+  // reasoning, or a call whose arguments never closed (OpenAI marks it incomplete).
+  bool cut = false;
 };
 
 // How far a request's output went: its token count and how it ended, from its Output events.
@@ -79,6 +86,7 @@ class OutputItems {
   void add_reasoning(const std::string& text);
   void add_text(const std::string& text);
   void add_call(const ToolCallDelta& d);
+  void add_delta(const OutputStream::Delta& d);
 
   Listener& listener_;
   bool want_logprobs_;
@@ -87,6 +95,7 @@ class OutputItems {
   std::optional<OutputItem> open_;
   int count_ = 0;
   bool has_text_ = false, has_call_ = false;
+  bool length_ = false;                // the output ended at the token limit
   std::vector<LogprobToken> pending_;  // tokens whose text has not gone out yet
   std::string held_space_;             // blanks at the open text's end
 };

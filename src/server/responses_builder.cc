@@ -168,9 +168,7 @@ void ResponsesBuilder::grew(const OutputItem& it, const std::string& delta,
 
 void ResponsesBuilder::closed(const OutputItem& it) {
   // The item the token limit cut short is incomplete, as OpenAI marks it.
-  const json item =
-      item_json(it, progress_.finished && progress_.finish == FinishReason::Length ? "incomplete"
-                                                                                   : "completed");
+  const json item = item_json(it, it.cut ? "incomplete" : "completed");
   const json at = {{"item_id", ids_.at(size_t(it.index))}, {"output_index", it.index}};
   auto at_with = [&](json fields) {
     json e = at;

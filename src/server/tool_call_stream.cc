@@ -84,6 +84,7 @@ bool CallArgStreamer::find_open(std::string_view held) {
   const std::string_view tag = format_ == ToolFormat::Hermes ? "<tool_call>" : "[TOOL_CALLS]";
   const size_t at = held.find(tag, pos_);
   if (at == std::string_view::npos) return false;
+  call_start_ = at;
   pos_ = at + tag.size();
   state_ = State::Header;
   return true;
@@ -112,6 +113,7 @@ bool CallArgStreamer::match_header(std::string_view held, std::vector<ToolCallDe
   } else {
     return false;
   }
+  if (format_ != ToolFormat::Hermes) call_start_ = pos_;  // Hermes: its tag (find_open)
   // From the arguments' opening brace on.
   pos_ += size_t(m.length(0)) - 1;
   depth_ = 0;
@@ -155,6 +157,11 @@ void CallArgStreamer::scan_args(std::string_view held, std::vector<ToolCallDelta
   }
   // The next call: the list goes on (Mistral), or after the next opening tag.
   if (closed) state_ = in_list_ || format_ == ToolFormat::Llama3Json ? State::Header : State::Open;
+}
+
+std::optional<size_t> CallArgStreamer::cut_call_start() const {
+  if (state_ != State::Args) return std::nullopt;
+  return call_start_;
 }
 
 std::vector<ToolCallDelta> CallArgStreamer::reconcile(std::vector<ToolCall>& calls) const {

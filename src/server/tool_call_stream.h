@@ -20,6 +20,7 @@
 // server/tool_call_id.h in the format's shape, distinct within the choice.
 #pragma once
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +39,9 @@ class CallArgStreamer {
   // arguments).
   std::vector<ToolCallDelta> reconcile(std::vector<ToolCall>& calls) const;
   int announced() const { return int(ids_.size()); }
+  // Where the call the held text ended inside of (its arguments' object never closed) starts:
+  // its <tool_call> tag (Hermes) or its header. nullopt when no call is cut.
+  std::optional<size_t> cut_call_start() const;
 
  private:
   enum class State { Open, Header, Args, Done };
@@ -47,7 +51,8 @@ class CallArgStreamer {
 
   ToolFormat format_;
   State state_;
-  size_t pos_ = 0;  // how far the held text has been read
+  size_t pos_ = 0;         // how far the held text has been read
+  size_t call_start_ = 0;  // where the call being read starts
   // Args: the object's nesting depth, and the string state of the scan.
   int depth_ = 0;
   bool in_string_ = false;

@@ -341,7 +341,12 @@ OutputStream::Delta OutputStream::finish() {
   stream_calls(d);
   OutputFormat f = f_;
   f.starts_in_think = false;
-  ParsedOutput p = parse_output(held_, f);
+  std::string_view whole = held_;
+  if (const std::optional<size_t> cut = calls_->cut_call_start()) {
+    call_cut_ = true;
+    whole = f_.tools == ToolFormat::Hermes ? whole.substr(0, *cut) : std::string_view();
+  }
+  ParsedOutput p = parse_output(std::string(whole), f);
   held_.clear();
   if (!p.content.empty()) d.content += p.content;
   std::vector<ToolCallDelta> rest = calls_->reconcile(p.calls);

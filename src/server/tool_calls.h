@@ -81,8 +81,14 @@ class OutputStream {
     std::vector<ToolCallDelta> calls;
   };
   Delta add(const std::string& text_delta);
-  Delta finish();  // what was held back, and the tool calls not streamed yet
+  // What was held back, and the tool calls not streamed yet. A call the end cut inside its
+  // arguments went out as far as it was written; its text is not content (call_cut()), and for
+  // Mistral and Llama 3, whose calls are the whole output, nothing after it is read.
+  Delta finish();
   bool has_calls() const { return saw_calls_; }
+  bool call_cut() const { return call_cut_; }
+  // Inside the reasoning block (after its <think>, before its </think>).
+  bool in_think() const { return state_ == State::Think; }
 
  private:
   void route(Delta& d, bool at_end);
@@ -93,6 +99,7 @@ class OutputStream {
   std::string pending_;  // not yet routed
   std::string held_;     // State::Held: from the first tool call on
   bool saw_calls_ = false;
+  bool call_cut_ = false;
   std::unique_ptr<CallArgStreamer> calls_;
 };
 

@@ -76,7 +76,8 @@ void parse_choice(const ojson& body, ToolRequest& r) {
   }
 }
 
-// An assistant turn's tool_calls: arguments parsed from their JSON string into an object.
+// An assistant turn's tool_calls: arguments parsed from their JSON string into an object (other
+// text kept as the string it is).
 ojson parse_calls(const ojson& calls, const std::string& param) {
   if (!calls.is_array()) throw field_error(param, "must be an array");
   ojson out = ojson::array();
@@ -95,14 +96,12 @@ ojson parse_calls(const ojson& calls, const std::string& param) {
     required_string(*f, "name", p + ".function", true);
     const ojson* a = present_field(*f, "arguments");
     if (a && a->is_string()) {
-      const std::string& text = a->get_ref<const std::string&>();
-      ojson parsed = ojson::parse(text, nullptr, /*allow_exceptions=*/false);
-      if (!parsed.is_object())
-        throw field_error(p + ".function.arguments",
-                          fmt::format("must be a JSON object's text, got "
-                                      "'{}'",
-                                      text.substr(0, 200)));
-      (*f)["arguments"] = std::move(parsed);
+      // An object's text becomes the object (templates write it with tojson). Other text stays
+      // a string: a model may write arguments that are no object (the output parser keeps them
+      // as written), and a client sends the server's own answer back in the next turn.
+      ojson parsed = ojson::parse(a->get_ref<const std::string&>(), nullptr,
+                                  /*allow_exceptions=*/false);
+      if (parsed.is_object()) (*f)["arguments"] = std::move(parsed);
     } else if (a && !a->is_object()) {
       throw field_error(p + ".function.arguments", "must be a JSON object's text");
     } else if (!a) {

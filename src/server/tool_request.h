@@ -5,7 +5,8 @@
 // field.
 //
 // OpenAI sends a call's `arguments` as a JSON string; the templates (Qwen, Llama 3, Hermes)
-// expect an object, so the string is parsed here (not JSON, or not an object: 400).
+// expect an object, so an object's text is parsed here; other text stays a string (a model's
+// own arguments need not be an object, and its answer comes back in the next turn).
 //
 // Call ids in the messages are kept as the client sent them; template_messages() fits them to
 // the template's format when it renders (Mistral's need 9 alphanumerics: server/tool_call_id.h).
