@@ -70,7 +70,8 @@ ChoiceResult ResponseBuilder::result(const Choice& c, int index) const {
     r.text = std::move(p.content);
     r.reasoning = std::move(p.reasoning);
     r.calls = std::move(p.calls);
-    if (!r.calls.empty() && r.finish_reason != "abort") r.finish_reason = "tool_calls";
+    // The limit's "length" stands (as the Responses and Messages APIs say it first).
+    if (!r.calls.empty() && r.finish_reason == "stop") r.finish_reason = "tool_calls";
   }
   if (!shape_.want_logprobs) return r;
   if (shape_.kind == ApiKind::Chat) {
@@ -140,8 +141,9 @@ std::string ResponseBuilder::stream_chat(Choice& c, const StreamEvent& ev, int i
   if (!d.calls.empty())
     out += sse_event(delta_chunk(meta_, {{"tool_calls", tool_call_deltas_json(d.calls)}}, u, i));
   if (end) {
+    const bool calls = c.out->has_calls() && o.finish_reason == FinishReason::Stop;
     const std::string reason =
-        c.out->has_calls() ? std::string("tool_calls") : finish_reason_name(o.finish_reason);
+        calls ? std::string("tool_calls") : finish_reason_name(o.finish_reason);
     out += final_chunk(reason, o, i);
   }
   return out;
