@@ -196,9 +196,6 @@ class ToolCallTest(ServerTestCase):
             (dict(messages=user + [{"role": "tool", "content": "x"}]),
              "messages[1].tool_call_id"),
             (dict(messages=user + [{"role": "assistant", "tool_calls": [
-                dict(call, function={"name": "get_weather", "arguments": "{not json"})]}]),
-             "messages[1].tool_calls[0].function.arguments"),
-            (dict(messages=user + [{"role": "assistant", "tool_calls": [
                 dict(call, function={"arguments": "{}"})]}]),
              "messages[1].tool_calls[0].function.name"),
             (dict(messages=[{"role": "user", "content": "hi", "tool_calls": [call]}]),
@@ -216,6 +213,13 @@ class ToolCallTest(ServerTestCase):
         with urllib.request.urlopen(self.root + "/health", timeout=10) as h:
             self.assertEqual(h.status, 200)
         self.assertEqual(self.chat(messages=user, max_tokens=2).choices[0].finish_reason, "length")
+        # Arguments that are no JSON object (a model may write them; the server answers them as
+        # written) come back as a string: the server takes its own answer back.
+        not_json = user + [{"role": "assistant", "tool_calls": [
+            dict(call, function={"name": "get_weather", "arguments": "{not json"})]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
+        self.assertEqual(self.chat(messages=not_json, max_tokens=2).choices[0].finish_reason,
+                         "length")
 
 
 if __name__ == "__main__":
