@@ -135,6 +135,40 @@ TEST(ResponsesRequest, OutputTurnCarriesTextAndCalls) {
   EXPECT_EQ(c[0]["tool_calls"][0]["function"]["arguments"], R"({"a":1})");
 }
 
+TEST(ResponsesRequest, AChainReadsAsItsRequestsReadIt) {
+  // Input that starts with a function_call joins the stored answer's assistant turn; the chain
+  // rebuilt later must read the same way (review of 2026-12-07: two assistant turns in a row).
+  ResponseStore s(1 << 20);
+  const json answer = {
+      {"output",
+       {{{"type", "message"}, {"content", {{{"type", "output_text"}, {"text", "ok"}}}}}}}};
+  s.put("r1", {"", with_output_turn(ojson::array({{{"role", "user"}, {"content", "go"}}}), answer),
+               answer});
+  const HistoryLookup history = [&](const std::string& id) { return s.conversation(id); };
+  const json body = {
+      {"previous_response_id", "r1"},
+      {"input",
+       {{{"type", "function_call"}, {"call_id", "c1"}, {"name", "f"}, {"arguments", "{}"}},
+        {{"type", "function_call_output"}, {"call_id", "c1"}, {"output", "42"}}}}};
+  const ResponsesRequest r = parse_responses_request(body.dump(), {}, history);
+  std::vector<std::string> read;
+  for (const ChatMessage& m : r.chat.messages) read.push_back(m.role);
+  EXPECT_EQ(read, (std::vector<std::string>{"user", "assistant", "tool"}));
+
+  const json done = {
+      {"output",
+       {{{"type", "message"}, {"content", {{{"type", "output_text"}, {"text", "done"}}}}}}}};
+  s.put("r2", {"r1", with_output_turn(r.input, done), done});
+  const std::optional<ojson> c = s.conversation("r2");
+  ASSERT_TRUE(c);
+  std::vector<std::string> rebuilt;
+  for (const ojson& m : *c) rebuilt.push_back(m["role"]);
+  EXPECT_EQ(rebuilt, (std::vector<std::string>{"user", "assistant", "tool", "assistant"}));
+  EXPECT_EQ((*c)[1]["content"], "ok");
+  ASSERT_EQ((*c)[1]["tool_calls"].size(), 1u);
+  EXPECT_EQ((*c)[1]["tool_calls"][0]["id"], "c1");
+}
+
 TEST(ResponsesRequest, AStoredCallWhoseArgumentsAreNoObjectStillContinues) {
   // A model may write "arguments": "x=1" (the output parser keeps it as written); the server
   // must take its own answer back (review of 2026-12-07: a 400 on 'input').

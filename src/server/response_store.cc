@@ -13,6 +13,24 @@ void ResponseStore::drop(std::unordered_map<std::string, Slot>::iterator it) {
 
 namespace {
 
+// Appends a turn's messages. A turn that starts with calls alone (a request whose input began
+// with function_call items) joins them to the assistant message before it, as the request that
+// made it read them (responses_request.cc: add_function_call).
+void join_turn(nlohmann::ordered_json& out, nlohmann::ordered_json turn) {
+  for (size_t i = 0; i < turn.size(); ++i) {
+    nlohmann::ordered_json& m = turn[i];
+    const bool calls_alone =
+        m["role"] == "assistant" && m["content"].is_null() && m.contains("tool_calls");
+    if (i == 0 && calls_alone && !out.empty() && out.back()["role"] == "assistant") {
+      nlohmann::ordered_json& last = out.back();
+      if (!last.contains("tool_calls")) last["tool_calls"] = nlohmann::ordered_json::array();
+      for (nlohmann::ordered_json& c : m["tool_calls"]) last["tool_calls"].push_back(std::move(c));
+      continue;
+    }
+    out.push_back(std::move(m));
+  }
+}
+
 // j serialized, invalid UTF-8 replaced (U+FFFD).
 template <class Json>
 std::string serialized(const Json& j) {
@@ -69,7 +87,7 @@ std::optional<nlohmann::ordered_json> ResponseStore::conversation(const std::str
   }
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
   for (auto t = turns.rbegin(); t != turns.rend(); ++t)
-    for (nlohmann::ordered_json& m : nlohmann::ordered_json::parse(*t)) out.push_back(std::move(m));
+    join_turn(out, nlohmann::ordered_json::parse(*t));
   return out;
 }
 

@@ -46,7 +46,8 @@ class ResponseStore {
   bool put(const std::string& id, Entry e);
   std::optional<Entry> get(const std::string& id);  // and marks it recently used
   // The chain's turns, the first response's first: the conversation a request continuing `id`
-  // comes after. nullopt when `id` or a link before it is not held.
+  // comes after (a turn that starts with calls alone joins them to the assistant message before
+  // it, as its request read them). nullopt when `id` or a link before it is not held.
   std::optional<nlohmann::ordered_json> conversation(const std::string& id);
   bool erase(const std::string& id);
   size_t bytes() const;
