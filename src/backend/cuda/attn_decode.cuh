@@ -129,10 +129,11 @@ cudaError_t decode_fp8_launch(Params p, bf16* tmp_v, float* tmp_s, cudaStream_t 
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (st != cudaSuccess) return st;
     const dim3 grid(p.padded_batch_size, num_kv_heads), block(bdx, bdy, bdz);
-    return fp8_decode::launch_then_merge<HEAD_DIM>(p, tmp_v, tmp_s, stream, [&](Params& q) {
-      void* args[] = {static_cast<void*>(&q)};
-      return cudaLaunchKernel(reinterpret_cast<void*>(kernel), grid, block, args, smem, stream);
-    });
+    return fp8_decode::launch_then_merge<HEAD_DIM>(
+        p, tmp_v, tmp_s, stream, /*pdl=*/false, [&](Params& q) {
+          void* args[] = {static_cast<void*>(&q)};
+          return cudaLaunchKernel(reinterpret_cast<void*>(kernel), grid, block, args, smem, stream);
+        });
   });
 }
 
@@ -159,7 +160,7 @@ void decode_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Page
     if (own_fp8_decode_path<HEAD_DIM, WINDOW, SOFT_CAP, KV>(io.num_qo_heads / kv.num_kv_heads) &&
         p.padded_batch_size <= fp8_decode::kMaxGridY) {
       fi_call("batch decode (fp8, ours)",
-              [&] { return fp8_decode::launch<HEAD_DIM>(p, tmp_v, tmp_s, stream); });
+              [&] { return fp8_decode::launch<HEAD_DIM>(p, tmp_v, tmp_s, stream, io.pdl); });
       return;
     }
   }
@@ -175,9 +176,8 @@ void decode_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Page
   }
   fi_call("batch decode", [&] {
     return flashinfer::BatchDecodeWithPagedKVCacheDispatched<
-        HEAD_DIM, flashinfer::PosEncodingMode::kNone, Variant<WINDOW, SOFT_CAP>>(
-        p, tmp_v, tmp_s,
-        /*enable_pdl=*/false, stream);
+        HEAD_DIM, flashinfer::PosEncodingMode::kNone, Variant<WINDOW, SOFT_CAP>>(p, tmp_v, tmp_s,
+                                                                                 io.pdl, stream);
   });
 }
 

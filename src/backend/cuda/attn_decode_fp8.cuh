@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "backend/cuda/attn_common.cuh"
+#include "backend/cuda/pdl.cuh"
 
 namespace nc::cuda::fp8_decode {
 
@@ -270,6 +271,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_kernel(const __grid_consta
   // The KV heads of one (request, chunk) are neighbours in launch order: they read the same pages
   // (NHD: interleaved rows) at about the same time.
   const uint32_t bx = blockIdx.y, kv_head = blockIdx.x;
+  pdl_wait();  // q, the pages and the plan come from the work before (PDL, pdl.cuh)
   if (p.block_valid_mask != nullptr && !p.block_valid_mask[bx]) return;
   const uint32_t lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, c = lane % 4;
   const auto& kv = p.paged_kv;
@@ -291,6 +293,7 @@ __global__ void __launch_bounds__(kThreads, 2) decode_kernel(const __grid_consta
     load_q<D, WIDE>(p, b, kv_head, group, g, c, qa);
   };
   run_steps<D>(kv, addr, q_loader, start, end, warp, g, c, scale_log2, st);
+  pdl_trigger();  // the merge (or the next kernel) may be scheduled; it waits for this one
   MergeSmem<D>& sm = *reinterpret_cast<MergeSmem<D>*>(smem_bytes);
 #pragma unroll
   for (uint32_t r = 0; r < (WIDE ? 2 : 1); ++r) {
@@ -344,9 +347,18 @@ struct Kernel {
     return cudaOccupancyMaxActiveBlocksPerMultiprocessor(n, decode_kernel<D, WIDE, Params>,
                                                          kThreads, kSmem);
   }
-  static cudaError_t launch(dim3 grid, const Params& p, cudaStream_t stream) {
-    decode_kernel<D, WIDE, Params><<<grid, kThreads, kSmem, stream>>>(p);
-    return cudaGetLastError();
+  static cudaError_t launch(dim3 grid, const Params& p, cudaStream_t stream, bool pdl) {
+    cudaLaunchConfig_t config{};
+    config.gridDim = grid;
+    config.blockDim = dim3(kThreads);
+    config.dynamicSmemBytes = kSmem;
+    config.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = attr;
+    config.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&config, decode_kernel<D, WIDE, Params>, p);
   }
 };
 
@@ -403,7 +415,7 @@ cudaError_t estimate_work(bool& split_kv, uint32_t& max_grid_size,
 // output and LSE at its block index, and FlashInfer's merge then writes the real o/lse; without,
 // the kernel writes them itself.
 template <uint32_t D, typename Params, typename LaunchKernel>
-cudaError_t launch_then_merge(Params p, bf16* tmp_v, float* tmp_s, cudaStream_t stream,
+cudaError_t launch_then_merge(Params p, bf16* tmp_v, float* tmp_s, cudaStream_t stream, bool pdl,
                               LaunchKernel&& launch_kernel) {
   bf16* o = p.o;
   float* lse = p.lse;
@@ -416,16 +428,16 @@ cudaError_t launch_then_merge(Params p, bf16* tmp_v, float* tmp_s, cudaStream_t 
   if (st != cudaSuccess || !p.partition_kv) return st;
   return flashinfer::VariableLengthMergeStates(tmp_v, tmp_s, p.o_indptr, o, lse,
                                                p.paged_kv.batch_size, nullptr, p.num_qo_heads, D,
-                                               /*enable_pdl=*/false, stream);
+                                               pdl, stream);
 }
 
 template <uint32_t D, typename Params>
-cudaError_t launch(const Params& params, bf16* tmp_v, float* tmp_s, cudaStream_t stream) {
-  return launch_then_merge<D>(params, tmp_v, tmp_s, stream, [&](Params& p) {
+cudaError_t launch(const Params& params, bf16* tmp_v, float* tmp_s, cudaStream_t stream, bool pdl) {
+  return launch_then_merge<D>(params, tmp_v, tmp_s, stream, pdl, [&](Params& p) {
     const uint32_t num_kv_heads = p.paged_kv.num_heads;
     const dim3 grid(num_kv_heads, p.padded_batch_size);
     return with_kernel<D, Params>(p.num_qo_heads / num_kv_heads > 8,
-                                  [&](auto k) { return k.launch(grid, p, stream); });
+                                  [&](auto k) { return k.launch(grid, p, stream, pdl); });
   });
 }
 

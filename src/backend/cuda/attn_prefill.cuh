@@ -26,7 +26,7 @@ void prefill_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Pag
       return flashinfer::BatchPrefillWithPagedKVCacheDispatched<
           /*SAME_KV_STRIDES=*/true, decltype(tile)::value, HEAD_DIM, HEAD_DIM,
           flashinfer::PosEncodingMode::kNone, /*USE_FP16_QK_REDUCTION=*/false, MASK,
-          Variant<WINDOW, SOFT_CAP>, Params>(p, tmp.v, tmp.s, /*enable_pdl=*/false, stream);
+          Variant<WINDOW, SOFT_CAP>, Params>(p, tmp.v, tmp.s, io.pdl, stream);
     });
   });
 }

@@ -44,7 +44,7 @@ void ragged_run_hd(const PlanInfo& plan_vec, const PlanWorkspace& ws, const Ragg
       return flashinfer::BatchPrefillWithRaggedKVCacheDispatched<
           decltype(tile)::value, HEAD_DIM_QK, HEAD_DIM_VO, flashinfer::PosEncodingMode::kNone,
           /*USE_FP16_QK_REDUCTION=*/false, flashinfer::MaskMode::kCausal, Variant<WINDOW, SOFT_CAP>,
-          RaggedParams>(p, tmp.v, tmp.s, /*enable_pdl=*/false, stream);
+          RaggedParams>(p, tmp.v, tmp.s, io.pdl, stream);
     });
   });
 }

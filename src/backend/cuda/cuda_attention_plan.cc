@@ -2,6 +2,8 @@
 // run calls per level, the append of the step's k/v, and the cascade merges.
 #include "backend/cuda/cuda_attention_plan.h"
 
+#include "backend/cuda/pdl.h"
+
 #include <cmath>
 #include <cstring>
 
@@ -54,6 +56,7 @@ void run_level(const CudaAttentionPlan& plan, const LevelPlan& lp, const Tensor&
   io.v_scale = kvs.fp8 ? kvs.v_scale : 1.0f;
   io.logits_soft_cap = plan.shape.logits_soft_cap;
   io.window_left = &lp == &plan.levels.back() ? plan.shape.window_left : -1;
+  io.pdl = cuda::pdl_enabled();
   const cuda::PlanWorkspace ws = level_workspace(plan, lp);
   const cuda::PagedKV kv = paged(plan, lp, pages);
   k_call([&] {

@@ -270,6 +270,7 @@ void run_expanded_entries(const std::shared_ptr<Context>& ctx, const CudaMlaPlan
   io.o = oe.data();
   io.num_qo_heads = int(d.H);
   io.sm_scale = plan.shape.sm_scale;
+  io.pdl = cuda::pdl_enabled();
   k_call([&] {
     cuda::mla_expand_k_pe_bf16(c.data(), x.keys, int(d.H), int(d.Dn), int(d.Dr), int(d.Dl),
                                k.data(), st);

@@ -95,9 +95,10 @@ std::string device_arch(int device) {
 // What the generated source includes of ours, hashed into the key.
 std::string source_fingerprint(const std::string& src_dir) {
   std::string all;
-  for (const char* f : {"attn_jit_entry.cuh", "attn_decode.cuh", "attn_decode_fp8.cuh",
-                        "fp8_decode_rule.h", "attn_prefill.cuh", "attn_ragged.cuh",
-                        "attn_common.cuh", "attn_kernels.h", "kernels.h", "cuda_check.cuh"}) {
+  for (const char* f :
+       {"attn_jit_entry.cuh", "attn_decode.cuh", "attn_decode_fp8.cuh", "fp8_decode_rule.h",
+        "attn_prefill.cuh", "attn_ragged.cuh", "attn_common.cuh", "attn_kernels.h", "kernels.h",
+        "cuda_check.cuh", "pdl.cuh", "pdl.h"}) {
     std::ifstream in(src_dir + "/backend/cuda/" + f, std::ios::binary);
     NC_CHECK(in.good(), "jit: header {} not found under {} (set NC_JIT_INCLUDE_DIR)", f, src_dir);
     std::ostringstream s;

@@ -132,6 +132,10 @@ struct AttnIO {
   // FP8 pages: the cache's v_scale, multiplied into the output (in float, before its bf16
   // rounding); bf16 kernels ignore it.
   float v_scale = 1.0f;
+  // Launch the attention kernels (and their split-KV merge) with programmatic dependent launch
+  // (pdl.h): each may start while the kernel before it finishes, and waits for it before it reads
+  // q, the pages or the indices (FlashInfer's kernels read only plan arrays before their wait).
+  bool pdl = false;
 };
 
 // FlashInfer's Prefill/DecodePlanInfo in its ToVector() form.
