@@ -12,6 +12,7 @@
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/mla_kernels.h"
 #include "backend/cuda/mla_plan.h"
+#include "backend/cuda/pdl.h"
 #include "backend/mla_form.h"
 
 namespace nc::cuda_host {
