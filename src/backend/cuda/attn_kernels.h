@@ -52,8 +52,8 @@ inline std::string attn_key_string(const AttnKernelKey& k) {
 }
 
 // Bumped whenever AttnKernelTable or the signatures below change.
-// 2: PagedKV::fp8 and AttnIO::v_scale (FP8 pages). 3: ragged_run (RaggedCausal).
-constexpr int kAttnTableAbi = 3;
+// 2: PagedKV::fp8 and AttnIO::v_scale (FP8 pages). 3: ragged_run (RaggedCausal). 4: AttnIO::pdl.
+constexpr int kAttnTableAbi = 4;
 constexpr const char* kAttnEntrySymbol = "nc_attn_kernel_table";
 
 struct AttnKernelTable {

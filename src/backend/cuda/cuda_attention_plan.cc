@@ -56,7 +56,10 @@ void run_level(const CudaAttentionPlan& plan, const LevelPlan& lp, const Tensor&
   io.v_scale = kvs.fp8 ? kvs.v_scale : 1.0f;
   io.logits_soft_cap = plan.shape.logits_soft_cap;
   io.window_left = &lp == &plan.levels.back() ? plan.shape.window_left : -1;
-  io.pdl = cuda::pdl_enabled();
+  // Shared levels launch without PDL: a graph plan pads them to the batch, and a level without a
+  // row masks every block of FlashInfer's grid before its griddepcontrol.wait, so the merge after
+  // it would wait on nothing (review of 2026-12-07). The own level always has rows.
+  io.pdl = cuda::pdl_enabled() && &lp == &plan.levels.back();
   const cuda::PlanWorkspace ws = level_workspace(plan, lp);
   const cuda::PagedKV kv = paged(plan, lp, pages);
   k_call([&] {
