@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <random>
 
 #include "core/error.h"
@@ -196,6 +197,92 @@ TEST(EngineStreamingCache, ARequestThatMayEvictSharesOnlyItsSinkPages) {
   run(*f, {short_prompt}, 3);
   EXPECT_EQ(f->stats().cache.hit_tokens, 12);
   EXPECT_EQ(f->stats().streaming.evictions, 0);
+}
+
+// Review of 2026-12-07: a request whose whole cache is exactly sinks + window + a page was taken
+// to never evict and shared all its pages; preempted with its last token in flight (async), it
+// evicted, and the step threw ("evicted tokens but shares its pages"), aborting every request.
+TEST(EngineStreamingCache, APreemptedRequestAtItsLastTokenStillFinishes) {
+  int runs = 0;
+  for (int pages = 6; pages <= 8; ++pages) {
+    for (int a_max = 8; a_max <= 16; ++a_max) {
+      EngineConfig cfg;
+      cfg.page_size = 4;
+      cfg.max_num_batched_tokens = 64;
+      cfg.kv_cache_memory = std::to_string(pages * 4 * 8);  // the fake model: 8 bytes a token
+      cfg.streaming_window = 8;
+      cfg.streaming_sink_pages = 1;
+      cfg.async_scheduling = true;
+      cfg.check_invariants = true;
+      Engine e(cfg, std::make_unique<fake::FakeModel>(300, 64, true),
+               std::make_unique<fake::FakeCodec>());
+      std::vector<int32_t> a(3), b(7);
+      for (int i = 0; i < 3; ++i) a[size_t(i)] = i;
+      for (int i = 0; i < 7; ++i) b[size_t(i)] = 100 + i;
+      const RequestId ra = e.add_request(a, fake::greedy_ignoring_eos(a_max));
+      const RequestId rb = e.add_request(b, fake::greedy_ignoring_eos(10));  // 7 + 10 - 1 = 16
+      std::map<RequestId, int> tokens;
+      ASSERT_NO_THROW({
+        while (e.has_unfinished())
+          for (const RequestOutput& o : e.step()) tokens[o.id] += int(o.new_token_ids.size());
+      }) << "pages "
+         << pages << " a_max " << a_max;
+      EXPECT_EQ(tokens[ra], a_max);
+      EXPECT_EQ(tokens[rb], 10);
+      runs += e.stats().num_preemptions > 0;
+    }
+  }
+  EXPECT_GT(runs, 0);  // the case needs a preemption
+}
+
+// A fake model whose forward pass fails to be queued at its `fail_at`-th call.
+struct FlakyModel : fake::FakeModel {
+  FlakyModel() : fake::FakeModel(300, 64, true) {}
+  int calls = 0, fail_at = -1;
+  std::unique_ptr<QueuedPass> forward_async(const ForwardInput& in) override {
+    if (calls++ == fail_at) fail("flaky model: the pass could not be queued");
+    return FakeModel::forward_async(in);
+  }
+};
+
+// Review of 2026-12-07: a launch that failed after schedule() had run left its requests running
+// without the window's key shifts, so the retry saw unrotated keys (here the fake model's
+// position check). A failed launch now aborts its requests, and the engine goes on.
+TEST(EngineStreamingErrors, AFailedLaunchAbortsItsRequestsAndTheEngineGoesOn) {
+  for (int fail_at = 0; fail_at < 24; ++fail_at) {
+    for (bool async : {false, true}) {
+      SCOPED_TRACE(testing::Message() << "fail_at " << fail_at << " async " << async);
+      EngineConfig cfg;
+      cfg.page_size = 4;
+      cfg.max_num_batched_tokens = 64;
+      cfg.kv_cache_memory = std::to_string(64 * 4 * 8);
+      cfg.streaming_window = 8;
+      cfg.streaming_sink_pages = 1;
+      cfg.async_scheduling = async;
+      cfg.check_invariants = true;
+      auto model = std::make_unique<FlakyModel>();
+      model->fail_at = fail_at;
+      Engine e(cfg, std::move(model), std::make_unique<fake::FakeCodec>());
+      e.add_request(std::vector<int32_t>{1, 2, 3, 4, 5}, fake::greedy_ignoring_eos(40));
+      int errors = 0;
+      FinishReason end = FinishReason::None;
+      while (e.has_unfinished() && errors < 3) {
+        try {
+          for (const RequestOutput& o : e.step())
+            if (o.finished) end = o.finish_reason;
+        } catch (const Error&) {
+          ++errors;
+        }
+      }
+      ASSERT_EQ(errors, 1);
+      EXPECT_EQ(end, FinishReason::Abort);
+      // Still serving: a new request runs to its end.
+      const CompletionOutput after = e.generate(std::vector<std::vector<int32_t>>{{7, 8, 9}},
+                                                fake::greedy_ignoring_eos(12))[0];
+      EXPECT_EQ(after.token_ids.size(), 12u);
+      EXPECT_EQ(after.finish_reason, FinishReason::Length);
+    }
+  }
 }
 
 // A model whose forward passes cannot carry kv_shifts (the StepModel default).

@@ -160,6 +160,20 @@ void StepPipeline::complete(StepsToComplete& steps) {
 std::unique_ptr<LaunchedStep> StepPipeline::launch() {
   const auto t0 = EngineClock::now();
   const ScheduleResult sr = sched_.schedule();
+  try {
+    return launch_scheduled(sr, t0);
+  } catch (...) {
+    // schedule() has acted (pages taken, a streaming window's pages dropped with their key
+    // shifts handed to this pass): the step cannot be retried as it stands. Its requests finish
+    // as aborted (pages freed), as when a step's tokens never arrive; the error propagates.
+    for (const ScheduledSeq& e : sr.scheduled)
+      if (Request* r = requests_.find(e.seq->id)) requests_.finish(*r, FinishReason::Abort);
+    throw;
+  }
+}
+
+std::unique_ptr<LaunchedStep> StepPipeline::launch_scheduled(const ScheduleResult& sr,
+                                                             EngineClock::time_point t0) {
   // The host tier's copies decided while scheduling (offloads of evicted pages, restores of hit
   // ones) go before the step's forward pass, in order; on CUDA the device orders them.
   if (host_tier_ && host_tier_->has_copies()) model_.transfer_kv(host_tier_->take_copies());

@@ -104,7 +104,10 @@ class StepPipeline {
   std::optional<int64_t> in_flight_serial() const;
 
  private:
+  // Schedules a step and launches it; a launch that fails aborts the scheduled requests.
   std::unique_ptr<LaunchedStep> launch();
+  std::unique_ptr<LaunchedStep> launch_scheduled(const ScheduleResult& sr,
+                                                 EngineClock::time_point t0);
   // Fills the bitmasks of the step's grammar rows, then queues its draw (device sampling) or
   // takes its host logits.
   void finish_launch(LaunchedStep& s);

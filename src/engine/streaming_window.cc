@@ -24,9 +24,11 @@ StreamingWindow::StreamingWindow(const StreamingConfig& c) : cfg_(c) {
 void StreamingWindow::setup(Sequence& seq) const {
   seq.streaming = true;
   seq.sink_tokens = sink_tokens();
-  // It evicts once its cache holds sinks + window + a page before a step (kv_len <= max - 1).
+  // It evicts once its cache holds sinks + window + a page: before a step (kv_len <= max - 1),
+  // or when it is preempted (recompute drops what its next prefill would not keep) with all of
+  // its tokens computed, its last still in flight (asynchronous scheduling: kv_len == max).
   const int64_t first_eviction = int64_t(sink_tokens()) + cfg_.window + cfg_.page_size;
-  seq.share_limit = int64_t(seq.max_kv_tokens) - 1 >= first_eviction ? sink_tokens() : -1;
+  seq.share_limit = int64_t(seq.max_kv_tokens) >= first_eviction ? sink_tokens() : -1;
 }
 
 int StreamingWindow::evict(Sequence& seq, PagePool& pool, std::vector<KVPageShift>& shifts) {
