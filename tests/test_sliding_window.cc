@@ -242,9 +242,11 @@ struct Coverage {
   int kept = 0, removed_levels = 0, folded = 0, cut = 0;
 };
 
-void planner_case(std::mt19937& rng, int ps, int W, Coverage& cov) {
+void planner_case(std::mt19937& rng, int ps, int W, Coverage& cov,
+                  const CascadePlanner* auto_planner = nullptr) {
   const testing::SharedPrefixScenario sc = testing::shared_prefix_scenario(rng, ps, 3, 7, 2 * ps);
-  const CascadePlan plan = CascadePlanner(ps, CascadeMode::Always).plan(sc.reqs);
+  const CascadePlan plan = auto_planner ? auto_planner->plan(sc.reqs)
+                                        : CascadePlanner(ps, CascadeMode::Always).plan(sc.reqs);
   std::vector<Truth> truth;
   for (int i : plan.order) truth.push_back({sc.reqs[i].q_len, sc.reqs[i].kv_len, sc.reqs[i].pages});
   const AttentionStep out = window_view(plan.step, W, ps);
@@ -278,6 +280,49 @@ TEST(SlidingWindow, PlannerStepsSeeExactlyTheirWindows) {
     EXPECT_GT(cov.folded, 0) << "page size " << ps;
     EXPECT_GT(cov.cut, 0) << "page size " << ps;
   }
+}
+
+// The cost model folds some levels and keeps deeper ones (review of 2026-12-07: a folded shallow
+// level went into the own entries, out of sequence order, and the window saw the wrong keys).
+TEST(SlidingWindow, AutoPlannerStepsSeeExactlyTheirWindows) {
+  CascadeCostModel cost;
+  cost.l2_resident_bytes = 0;
+  cost.reread_bandwidth_bytes_per_us = cost.bandwidth_bytes_per_us;
+  cost.extra_bytes_per_row = 0;
+  for (double overhead : {0.02, 0.2, 2.0}) {
+    cost.level_overhead_us = overhead;
+    for (int ps : {1, 3, 16}) {
+      const CascadePlanner planner(ps, CascadeMode::Auto, cost);
+      std::mt19937 rng(2000 + ps);
+      Coverage cov;
+      for (int iter = 0; iter < 20; ++iter)
+        for (int W : {0, ps, 2 * ps + 1, 20, 90, 1000}) {
+          SCOPED_TRACE("overhead " + std::to_string(overhead) + " page size " + std::to_string(ps) +
+                       " W " + std::to_string(W));
+          planner_case(rng, ps, W, cov, &planner);
+          if (::testing::Test::HasFatalFailure()) return;
+        }
+    }
+  }
+  // The reviewer's shape: a 1-page header for all (folded: it saves little), a 32-page prefix
+  // per group of 4 (kept), a tail page each; the window reaches into the group prefix.
+  const int ps = 16, W = 100;
+  std::vector<Truth> truth;
+  std::vector<CascadeRequest> reqs;
+  for (int r = 0; r < 8; ++r) {
+    CascadeRequest q;
+    q.q_len = 1;
+    q.pages.push_back(0);
+    for (int i = 0; i < 32; ++i) q.pages.push_back((r < 4 ? 100 : 200) + i);
+    q.pages.push_back(300 + r);
+    q.kv_len = 33 * ps + 5;
+    reqs.push_back(q);
+  }
+  cost.level_overhead_us = 0.2;
+  const CascadePlan plan = CascadePlanner(ps, CascadeMode::Auto, cost).plan(reqs);
+  ASSERT_GE(plan.step.levels.size(), 2u);  // the group prefixes are kept
+  for (int i : plan.order) truth.push_back({reqs[i].q_len, reqs[i].kv_len, reqs[i].pages});
+  check_view(plan.step, window_view(plan.step, W, ps), truth, W, ps);
 }
 
 void expect_rejected(const std::function<void()>& f, const std::string& words) {

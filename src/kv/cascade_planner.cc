@@ -48,6 +48,11 @@ struct TrieNode {
   std::vector<int> members;  // input indices
   bool kept = false;
   int level = -1;  // among kept nodes; -1 when folded
+  // Kept: where its level's entry starts, the end of its nearest kept ancestor (0 for none). A
+  // folded ancestor's pages go into the entries of its kept descendants (read once a group, not
+  // once a request), so that every request's levels stay consecutive stretches of its sequence
+  // (kv/sliding_window.h places a row's keys by that).
+  int span_start = 0;
 };
 
 class TrieBuilder {
@@ -148,14 +153,21 @@ void validate(const std::vector<CascadeRequest>& reqs, int ps) {
   }
 }
 
-// Levels of kept nodes: a kept node's level is the number of its kept ancestors.
+// Levels of kept nodes: a kept node's level is the number of its kept ancestors; its entry
+// starts where the nearest of them ends.
 int assign_levels(std::vector<TrieNode>& nodes) {
   int num_levels = 0;
   for (TrieNode& n : nodes) {  // parents come before children
     n.level = -1;
     if (!n.kept) continue;
     int above = 0;
-    for (int p = n.parent; p >= 0; p = nodes[p].parent) above += nodes[p].kept;
+    n.span_start = -1;
+    for (int p = n.parent; p >= 0; p = nodes[p].parent) {
+      if (!nodes[p].kept) continue;
+      ++above;
+      if (n.span_start < 0) n.span_start = nodes[p].offset + nodes[p].num_pages;
+    }
+    if (n.span_start < 0) n.span_start = 0;
     n.level = above;
     num_levels = std::max(num_levels, above + 1);
   }
@@ -268,7 +280,8 @@ CascadePlan CascadePlanner::plan(const std::vector<CascadeRequest>& reqs) const 
     if (!t.kept) continue;
     for (int r : t.members) {
       node_at[size_t(r) * num_shared_levels + t.level] = i;
-      std::fill_n(in_shared.begin() + std::ptrdiff_t(page_base[r] + t.offset), t.num_pages, 1);
+      std::fill_n(in_shared.begin() + std::ptrdiff_t(page_base[r] + t.span_start),
+                  t.offset + t.num_pages - t.span_start, 1);
     }
   }
 
@@ -290,8 +303,9 @@ CascadePlan CascadePlanner::plan(const std::vector<CascadeRequest>& reqs) const 
       const TrieNode& t = nodes[id];
       int q = 0;
       for (int m : t.members) q += reqs[m].q_len;
-      const std::span<const int32_t> pages(reqs[r].pages.data() + t.offset, size_t(t.num_pages));
-      level.add_pages(q, pages, t.num_pages * ps, ps);
+      const int span = t.offset + t.num_pages - t.span_start;
+      const std::span<const int32_t> pages(reqs[r].pages.data() + t.span_start, size_t(span));
+      level.add_pages(q, pages, span * ps, ps);
       i += int(t.members.size());  // members are contiguous in the order
     }
     out.stats.pages_per_level.push_back(int(level.kv_indices.size()));

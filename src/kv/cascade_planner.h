@@ -12,11 +12,14 @@
 //
 // Levels: a kept shared node at depth d (counting only kept ancestors) is one entry of level
 // d, spanning the query rows of all its sharers (contiguous, because requests are ordered
-// depth-first by their path), over the node's pages, non-causal. A request with nothing at a
-// level gets an empty entry (0 pages, kv_last_page_len 0) for its rows. The last level holds,
-// per request, every page not read by a shared level (its own pages, the new tokens' slots,
-// and the pages of shared nodes the cost model folded back), causal. All levels index the
-// same physical pages: nothing is copied.
+// depth-first by their path), over the node's pages and those of its folded ancestors below
+// its nearest kept one (a folded node's pages are read once per kept descendant), non-causal.
+// A request with nothing at a level gets an empty entry (0 pages, kv_last_page_len 0) for its
+// rows. The last level holds, per request, every page not read by a shared level (its own
+// pages, the new tokens' slots, and the pages of shared nodes the cost model folded back below
+// its deepest kept one), causal. So a request's entries, level by level, are consecutive
+// stretches of its sequence (kv/sliding_window.h relies on it). All levels index the same
+// physical pages: nothing is copied.
 //
 // Order: the planner returns `order`, the permutation of the input requests in the step:
 // request order[i] is the i-th entry of every level, and the caller lays out the step's token
