@@ -82,7 +82,9 @@ class Scheduler {
 
   const SchedulerConfig& config() const { return cfg_; }
   // Pages needed to hold n tokens (cache tokens).
-  int pages_for(int n) const { return (n + cfg_.page_size - 1) / cfg_.page_size; }
+  int pages_for(int n) const {  // in 64 bits: n may be INT32_MAX - 1 (an endless stream)
+    return int((int64_t(n) + cfg_.page_size - 1) / cfg_.page_size);
+  }
 
   // Queues a request (status Waiting). Throws nc::Error when it could not fit in the whole pool
   // even alone (max_kv_tokens, or with a streaming window its decode bound, needs more pages than
