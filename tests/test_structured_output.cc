@@ -236,6 +236,26 @@ TEST(GrammarCache, CachesByKindAndText) {
   EXPECT_TRUE(m->terminated());
 }
 
+TEST(GrammarCache, CompilationsAtOnceAreBounded) {
+  // A compilation past its time limit goes on; a client must not start them without bound.
+  fake::FakeCodec codec;
+  GrammarCache cache(codec, kVocab, 1e-6);
+  int timed_out = 0, overloaded = 0;
+  for (int i = 0; i < 12; ++i) {
+    try {
+      cache.compile({StructuredOutput::Kind::Regex, "([ab]c?){" + std::to_string(20000 + i) + "}"});
+    } catch (const Error& e) {
+      timed_out += e.kind() == ErrorKind::InvalidArgument;
+      overloaded += e.kind() == ErrorKind::Overloaded;
+      if (e.kind() == ErrorKind::Overloaded) {
+        EXPECT_NE(std::string(e.what()).find("still compiling"), std::string::npos) << e.what();
+      }
+    }
+  }
+  if (overloaded == 0 && timed_out < 5) GTEST_SKIP() << "compiled too fast to overlap";
+  EXPECT_GT(overloaded, 0);
+}
+
 TEST(GrammarCache, StaysBoundedSlow) {  // "Slow": 1100 compilations, not in the ASan run
   // A client can send a new grammar with every request: past 1024 entries the finished ones go.
   fake::FakeCodec codec;

@@ -67,6 +67,18 @@ TEST(StructuredRequest, BadFieldsNameThemselves) {
   EXPECT_EQ(param_of_error(R"({"response_format": "json"})"), "response_format");
   EXPECT_EQ(param_of_error(R"({"response_format": {"type": "json_schema"}})"), "response_format");
   EXPECT_EQ(param_of_error(R"({"guided_json": "{nope"})"), "guided_json");
+  // Review of 2026-12-07: a format without its type was read as text (unconstrained).
+  EXPECT_EQ(param_of_error(R"({"response_format": {"json_schema": {"schema": {}}}})"),
+            "response_format");
+  EXPECT_EQ(param_of_error(R"({"response_format": {"type": 3}})"), "response_format");
+  // A schema string nested past the body's bound (its dump recursed once a level: a stack
+  // overflow took the server down, review of 2026-12-07) is a 400 like the body would be.
+  const std::string deep = "{\"a\":" + std::string(200000, '[') + std::string(200000, ']') + "}";
+  EXPECT_EQ(param_of_error(json{{"guided_json", deep}}.dump()), "guided_json");
+  EXPECT_EQ(param_of_error(json{{"response_format",
+                                 {{"type", "json_schema"}, {"json_schema", {{"schema", deep}}}}}}
+                               .dump()),
+            "response_format");
   EXPECT_EQ(param_of_error(R"({"guided_regex": ""})"), "guided_regex");
   EXPECT_EQ(param_of_error(R"({"guided_choice": []})"), "guided_choice");
   EXPECT_EQ(param_of_error(R"({"structured_outputs": {}})"), "structured_outputs");

@@ -175,6 +175,17 @@ struct GrammarCache::Impl {
     }
   }
 
+  // Compilations running at once at most: one past its time limit goes on (it cannot be
+  // stopped) and holds a core and its memory, so a client sending slow schemas must not be able
+  // to start them without bound (review of 2026-12-07: one held a core for 90 s and 2 GB).
+  static constexpr size_t kMaxCompiling = 4;
+  size_t compiling() const {
+    size_t n = 0;
+    for (const auto& [key, f] : cache)
+      n += f.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
+    return n;
+  }
+
   // The compilation of s: started on a thread of its own unless one is cached.
   std::shared_future<xgrammar::CompiledGrammar> find_or_start(const StructuredOutput& s) {
     xgrammar::GrammarCompiler& c = get_compiler();
@@ -183,6 +194,10 @@ struct GrammarCache::Impl {
     auto it = cache.find(key);
     if (it != cache.end()) return it->second;
     if (cache.size() >= kMaxCached) drop_finished();
+    const size_t running = compiling();
+    NC_CHECK_AS(ErrorKind::Overloaded, running < kMaxCompiling,
+                "{}: {} grammars are still compiling (at most {} at once); try again later",
+                structured_kind_name(s.kind), running, kMaxCompiling);
     std::promise<xgrammar::CompiledGrammar> promise;
     std::shared_future<xgrammar::CompiledGrammar> f = promise.get_future().share();
     // Detached: a compilation past the time limit finishes on its own and stays cached. It

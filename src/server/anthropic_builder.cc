@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "server/anthropic_request.h"
+#include "server/json_fields.h"
 
 namespace nc::server {
 
@@ -14,8 +15,8 @@ namespace {
 // A call's arguments as the `input` object (they are a JSON object's text by the output parser's
 // rules; anything else is kept whole under "arguments").
 json input_of(const std::string& arguments) {
-  json j = json::parse(arguments, nullptr, /*allow_exceptions=*/false);
-  if (j.is_object()) return j;
+  const nlohmann::ordered_json j = parse_bounded(arguments);  // a model's text: bounded
+  if (j.is_object()) return json::parse(j.dump());
   return {{"arguments", arguments}};
 }
 

@@ -88,6 +88,21 @@ json parse_json(std::string_view body) {
   }
 }
 
+nlohmann::ordered_json parse_bounded(std::string_view text) {
+  struct TooDeep {};
+  const nlohmann::ordered_json::parser_callback_t guard =
+      [](int depth, nlohmann::ordered_json::parse_event_t, nlohmann::ordered_json&) {
+        if (depth > kMaxJsonDepth) throw TooDeep{};
+        return true;
+      };
+  try {
+    return nlohmann::ordered_json::parse(text.begin(), text.end(), guard,
+                                         /*allow_exceptions=*/false);
+  } catch (const TooDeep&) {
+    return nlohmann::ordered_json(nlohmann::ordered_json::value_t::discarded);
+  }
+}
+
 json parse_json_object(std::string_view body) {
   json j = parse_json(body);
   if (!j.is_object()) throw invalid_param("", "the body must be a JSON object");

@@ -54,6 +54,12 @@ std::optional<std::string> get_string(const nlohmann::json& obj, const char* key
 // kMaxJsonDepth levels (which bounds the parser's work on hostile input).
 inline constexpr int kMaxJsonDepth = 64;
 nlohmann::json parse_json(std::string_view body);
+// Text from inside a request or a model's output (a schema or arguments given as a string)
+// parsed, or a discarded value (is_discarded()) when it is not JSON or nests deeper than
+// kMaxJsonDepth: what the body's bound guards against (a recursive dump, a deep destructor)
+// must not come back through a string.
+nlohmann::ordered_json parse_bounded(std::string_view text);
+
 // parse_json, then an ApiError unless the body is a JSON object.
 nlohmann::json parse_json_object(std::string_view body);
 // The same object with its keys in the body's order (for what a template or grammar writes in

@@ -17,9 +17,11 @@ using Kind = StructuredOutput::Kind;
 std::string schema_text(const ojson& v, const std::string& param) {
   if (v.is_object() || v.is_boolean()) return v.dump();
   if (v.is_string()) {
-    ojson parsed = ojson::parse(v.get<std::string>(), nullptr, /*allow_exceptions=*/false);
+    const ojson parsed = parse_bounded(v.get_ref<const std::string&>());
     if (parsed.is_discarded() || !(parsed.is_object() || parsed.is_boolean()))
-      throw invalid_param(param, fmt::format("'{}' must be a JSON schema", param));
+      throw invalid_param(param, fmt::format("'{}' must be a JSON schema (JSON nested at most {} "
+                                             "levels deep)",
+                                             param, kMaxJsonDepth));
     return parsed.dump();
   }
   throw invalid_param(param, fmt::format("'{}' must be a JSON schema (an object)", param));
@@ -53,7 +55,11 @@ StructuredOutput from_response_format(const ojson& rf) {
   if (!rf.is_object())
     throw invalid_param("response_format", "'response_format' must be an object");
   const ojson* t = present_field(rf, "type");
-  const std::string type = t && t->is_string() ? t->get<std::string>() : "text";
+  if (!t || !t->is_string())  // as OpenAI: a format without its type is no format
+    throw invalid_param("response_format",
+                        "'response_format.type' is required (text, json_object, json_schema or "
+                        "structural_tag)");
+  const std::string type = t->get<std::string>();
   if (type == "text") return {};
   if (type == "json_object") return {Kind::Json, ""};
   if (type == "json_schema") {
@@ -62,7 +68,8 @@ StructuredOutput from_response_format(const ojson& rf) {
       throw invalid_param("response_format", "'response_format.json_schema' must be an object");
     const ojson* schema = present_field(*js, "schema");
     // A json_schema without a schema allows any JSON object.
-    return {Kind::JsonSchema, schema ? schema_text(*schema, "response_format") : "{}"};
+    return {Kind::JsonSchema,
+            schema ? schema_text(*schema, "response_format") : R"({"type": "object"})"};
   }
   if (type == "structural_tag") return {Kind::StructuralTag, rf.dump()};
   throw invalid_param("response_format",

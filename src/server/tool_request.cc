@@ -99,8 +99,7 @@ ojson parse_calls(const ojson& calls, const std::string& param) {
       // An object's text becomes the object (templates write it with tojson). Other text stays
       // a string: a model may write arguments that are no object (the output parser keeps them
       // as written), and a client sends the server's own answer back in the next turn.
-      ojson parsed = ojson::parse(a->get_ref<const std::string&>(), nullptr,
-                                  /*allow_exceptions=*/false);
+      ojson parsed = parse_bounded(a->get_ref<const std::string&>());
       if (parsed.is_object()) (*f)["arguments"] = std::move(parsed);
     } else if (a && !a->is_object()) {
       throw field_error(p + ".function.arguments", "must be a JSON object's text");
