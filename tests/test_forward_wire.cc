@@ -56,6 +56,25 @@ TEST(ForwardWire, EveryFieldRoundTrips) {
   expect_same(decode_forward_input(encode_forward_input(ForwardInput{})), ForwardInput{});
 }
 
+TEST(ForwardWire, AnyNumberOfLevelsRoundTrips) {
+  // Cascade Always over nested prefixes makes as many levels as the sharing is deep; a fixed cap
+  // of 64 here stopped a tensor-parallel group that rank 0 had planned (review of 2026-12-07).
+  ForwardInput in;
+  in.attention.num_tokens = 1;
+  for (int l = 0; l < 100; ++l) {
+    PagedKVBatch b;
+    b.add(1, {l}, 16, 16);
+    b.causal = l == 99;
+    in.attention.levels.push_back(b);
+  }
+  expect_same(decode_forward_input(encode_forward_input(in)), in);
+  // A level count the bytes cannot hold is still an error.
+  std::vector<std::byte> bytes = encode_forward_input(ForwardInput{});
+  const int32_t many = 1 << 20;
+  std::memcpy(bytes.data() + 3 * sizeof(int32_t), &many, sizeof(many));  // the level count
+  EXPECT_THROW(decode_forward_input(bytes), Error);
+}
+
 TEST(ForwardWire, DamagedBytesAreErrorsNamingWhatWasRead) {
   const std::vector<std::byte> good = encode_forward_input(sample_plan());
   for (size_t cut : {size_t(0), size_t(3), good.size() / 2, good.size() - 1}) {

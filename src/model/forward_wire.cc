@@ -75,7 +75,12 @@ ForwardInput decode_forward_input(std::span<const std::byte> bytes) {
   in.positions = r.array("positions");
   in.attention.num_tokens = r.i32("the token count");
   const int32_t levels = r.i32("the level count");
-  NC_CHECK(levels >= 0 && levels <= 64, "step plan: {} attention levels (0..64)", levels);
+  // Bounded by the bytes (each level holds four array lengths and its causal flag), not by a
+  // fixed count: rank 0's planner may make any number (cascade Always over nested prefixes;
+  // a cap of 64 here stopped a tensor-parallel group at 70, review of 2026-12-07).
+  constexpr size_t kMinLevelBytes = 5 * sizeof(int32_t);
+  NC_CHECK(levels >= 0 && size_t(levels) <= (r.bytes.size() - r.pos) / kMinLevelBytes,
+           "step plan: {} attention levels with {} bytes left", levels, r.bytes.size() - r.pos);
   for (int32_t l = 0; l < levels; ++l) {
     PagedKVBatch b;
     b.qo_indptr = r.array("qo_indptr");
