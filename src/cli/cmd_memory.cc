@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli_common.h"
+#include "cli/tp_ranks.h"
 #include "engine/memory_plan.h"
 
 namespace nc::cli {
@@ -91,7 +92,11 @@ void print_json(const MemoryPlan& p) {
 }
 
 void run_memory(const MemoryArgs& a) {
-  const MemoryPlan plan = plan_memory_for_config(a.engine.cfg, a.request_len);
+  // Ranks that are processes join rank 0's group while it loads the model: they start here as
+  // for every command (without them rank 0 waited 15 minutes for its peers).
+  TensorParallelRanks ranks(a.engine);
+  if (ranks.served()) return;  // this process was another rank of the group
+  const MemoryPlan plan = plan_memory_for_config(ranks.config(), a.request_len);
   if (a.json) {
     print_json(plan);
   } else {

@@ -86,6 +86,18 @@ class SameTextEveryWay(unittest.TestCase):
 
 
 @unittest.skipUnless(HAVE_MODEL, "no default model")
+class MemoryPlan(unittest.TestCase):
+    def test_memory_starts_its_ranks_as_the_other_commands_do(self):
+        # Review of 2026-12-07: rank 0 waited 15 minutes for peers `memory` never started.
+        args = ["memory", "--tensor-parallel-size", "3"]
+        threads = run(*args, timeout=60)
+        self.assertEqual(threads.returncode, 0, threads.stderr)
+        children = run(*args, "--dist-init-addr", f"127.0.0.1:{free_port()}", timeout=60)
+        self.assertEqual(children.returncode, 0, children.stderr)
+        self.assertIn("kv pages", children.stdout)
+
+
+@unittest.skipUnless(HAVE_MODEL, "no default model")
 class AKilledNode(unittest.TestCase):
     def test_health_turns_unhealthy_and_the_group_stops_with_the_rank_named(self):
         port, addr = free_port(), f"127.0.0.1:{free_port()}"
