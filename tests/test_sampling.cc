@@ -49,6 +49,12 @@ TEST(Sampling, ValidationNamesTheBadParameter) {
   bad([](SamplingParams& p) { p.min_p = 1.5f; }, "min_p");
   bad([](SamplingParams& p) { p.max_tokens = 0; }, "max_tokens");
   bad([](SamplingParams& p) { p.min_tokens = 20; }, "min_tokens");
+  bad(
+      [](SamplingParams& p) {
+        p.min_tokens = 2;
+        p.structured = {StructuredOutput::Kind::Regex, "yes|no"};
+      },
+      "min_tokens (2) cannot be combined with structured output");
   bad([](SamplingParams& p) { p.repetition_penalty = 0; }, "repetition_penalty");
   bad([](SamplingParams& p) { p.presence_penalty = 3; }, "presence_penalty");
   bad([](SamplingParams& p) { p.frequency_penalty = -2.5f; }, "frequency_penalty");

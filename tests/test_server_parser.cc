@@ -87,6 +87,11 @@ TEST(ServerParser, RejectsWithParamNames) {
       {ApiKind::Completion, R"({"model":"m","prompt":[1,-2]})", "prompt"},
       {ApiKind::Completion, R"({"model":"m","prompt":"x","logprobs":6})", "logprobs"},
       {ApiKind::Completion, R"({"model":"m","prompt":"x","max_tokens":2.0})", "max_tokens"},
+      // A grammar decides where the output ends; min_tokens would mask its stop (a 503 before).
+      {ApiKind::Chat,
+       R"({"model":"m","messages":[{"role":"user","content":"x"}],"guided_choice":["yes","no"],)"
+       R"("min_tokens":5})",
+       ""},  // validate()'s: its message names min_tokens
   };
   for (const Case& c : cases) {
     try {

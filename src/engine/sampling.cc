@@ -31,6 +31,12 @@ void SamplingParams::validate() const {
               "sampling: max_tokens must be >= 1, got {}", max_tokens);
   NC_CHECK_AS(ErrorKind::InvalidArgument, min_tokens >= 0 && min_tokens <= max_tokens,
               "sampling: min_tokens must be in [0, max_tokens={}], got {}", max_tokens, min_tokens);
+  // A grammar that is complete allows only its stop token, which min_tokens would mask: every
+  // token masked (review of 2026-12-07: the request ended as a 503).
+  NC_CHECK_AS(ErrorKind::InvalidArgument, min_tokens == 0 || !structured.active(),
+              "sampling: min_tokens ({}) cannot be combined with structured output ({}): the "
+              "grammar decides where the output ends",
+              min_tokens, structured_kind_name(structured.kind));
   for (int32_t id : stop_token_ids) {
     NC_CHECK_AS(ErrorKind::InvalidArgument, id >= 0, "sampling: stop token id {} is negative", id);
   }
