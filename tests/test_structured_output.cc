@@ -236,6 +236,37 @@ TEST(GrammarCache, CachesByKindAndText) {
   EXPECT_TRUE(m->terminated());
 }
 
+TEST(GrammarCache, SchemaKeywordsTheEngineCannotHoldAreRefused) {
+  // xgrammar compiles these away; the output would break the schema (review of 2026-12-07).
+  fake::FakeCodec codec;
+  GrammarCache cache(codec, kVocab, 30);
+  auto refusal = [&](const std::string& schema) -> std::string {
+    try {
+      cache.compile({StructuredOutput::Kind::JsonSchema, schema});
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument) << e.what();
+      return e.what();
+    }
+    return "(compiled)";
+  };
+  EXPECT_NE(
+      refusal(R"({"type":"object","properties":{"tags":{"type":"array","uniqueItems":true}}})")
+          .find("'uniqueItems' at '/properties/tags'"),
+      std::string::npos);
+  EXPECT_NE(refusal(R"({"allOf":[{"type":"object"},{"type":"object"}]})").find("'allOf' at '/'"),
+            std::string::npos);
+  EXPECT_NE(refusal(R"({"$defs":{"a":{"not":{"type":"string"}}},"$ref":"#/$defs/a"})")
+                .find("'not' at '/$defs/a'"),
+            std::string::npos);
+  EXPECT_NE(refusal(R"({"anyOf":[{"type":"array","contains":{"type":"integer"}}]})")
+                .find("'contains' at '/anyOf/0'"),
+            std::string::npos);
+  // A property named like a keyword is a property; what the engine holds compiles.
+  EXPECT_EQ(refusal(R"({"type":"object","properties":{"not":{"type":"string"},)"
+                    R"("if":{"type":"integer","minimum":1}},"required":["not"]})"),
+            "(compiled)");
+}
+
 TEST(GrammarCache, CompilationsAtOnceAreBounded) {
   // A compilation past its time limit goes on; a client must not start them without bound.
   fake::FakeCodec codec;

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "engine/schema_support.h"
 
 namespace nc {
 
@@ -86,6 +87,7 @@ xgrammar::CompiledGrammar compile_with(xgrammar::GrammarCompiler& c, const Struc
     case K::Json:
       return c.CompileJSONSchema(R"({"type": "object"})", /*any_whitespace=*/false);
     case K::JsonSchema:
+      check_schema_supported(s.spec);
       return c.CompileJSONSchema(s.spec, /*any_whitespace=*/false);
     case K::Regex:
       return c.CompileRegex(s.spec);
