@@ -75,8 +75,8 @@ TEST(StructuredRequest, BadFieldsNameThemselves) {
   // overflow took the server down, review of 2026-12-07) is a 400 like the body would be.
   const std::string deep = "{\"a\":" + std::string(200000, '[') + std::string(200000, ']') + "}";
   EXPECT_EQ(param_of_error(json{{"guided_json", deep}}.dump()), "guided_json");
-  EXPECT_EQ(param_of_error(json{{"response_format",
-                                 {{"type", "json_schema"}, {"json_schema", {{"schema", deep}}}}}}
+  EXPECT_EQ(param_of_error(json{
+                {"response_format", {{"type", "json_schema"}, {"json_schema", {{"schema", deep}}}}}}
                                .dump()),
             "response_format");
   EXPECT_EQ(param_of_error(R"({"guided_regex": ""})"), "guided_regex");
