@@ -204,12 +204,7 @@ TEST(AnthropicBuilder, WholeAndStreamedBlocksAgree) {
        "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"},
       FinishReason::Stop);
   AnthropicBuilder whole("msg_1", "m", accepted()), stream("msg_1", "m", accepted());
-  std::string body = stream.start();
-  for (const StreamEvent& ev : evs) {
-    whole.add(ev);
-    body += stream.stream(ev);
-  }
-  body += stream.end();
+  const std::string body = test::whole_and_streamed(whole, stream, evs);
   const json w = whole.response();
   EXPECT_EQ(w["type"], "message");
   EXPECT_EQ(w["stop_reason"], "tool_use");
@@ -278,12 +273,7 @@ TEST(AnthropicBuilder, ACallTheLimitCutIsOneToolUseBlock) {
                            "\"arguments\": {\"content\": ", "\"line1\\n", "line2"},
                           FinishReason::Length);
   AnthropicBuilder whole("msg_1", "m", accepted()), stream("msg_1", "m", accepted());
-  std::string body = stream.start();
-  for (const StreamEvent& ev : evs) {
-    whole.add(ev);
-    body += stream.stream(ev);
-  }
-  body += stream.end();
+  const std::string body = test::whole_and_streamed(whole, stream, evs);
   const json w = whole.response();
   ASSERT_EQ(w["content"].size(), 1u) << w.dump();
   EXPECT_EQ(w["content"][0]["type"], "tool_use");
@@ -302,12 +292,7 @@ TEST(AnthropicBuilder, AStopSequenceIsNamed) {
   std::vector<StreamEvent> evs = test::output_events({"Paris", " is"}, FinishReason::Stop);
   evs.back().output.stop_string = "\n\n";
   AnthropicBuilder whole("msg_1", "m", accepted()), stream("msg_1", "m", accepted());
-  std::string body = stream.start();
-  for (const StreamEvent& ev : evs) {
-    whole.add(ev);
-    body += stream.stream(ev);
-  }
-  body += stream.end();
+  const std::string body = test::whole_and_streamed(whole, stream, evs);
   const json w = whole.response();
   EXPECT_EQ(w["stop_reason"], "stop_sequence");
   EXPECT_EQ(w["stop_sequence"], "\n\n");

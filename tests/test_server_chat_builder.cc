@@ -29,12 +29,7 @@ ChatAnswer chat_answer(const std::vector<StreamEvent>& evs) {
   accepted.format = OutputFormat{ToolFormat::Hermes, false};
   const ResponseMeta meta{ApiKind::Chat, "chatcmpl-1", 0, "m"};
   ResponseBuilder whole(meta, ResponseShape{}, accepted), stream(meta, ResponseShape{}, accepted);
-  std::string body = stream.start();
-  for (const StreamEvent& ev : evs) {
-    whole.add(ev);
-    body += stream.stream(ev);
-  }
-  body += stream.end();
+  const std::string body = test::whole_and_streamed(whole, stream, evs);
   const json w = whole.response();
   const test_server::Streamed s = test_server::collect(test_server::parse_sse(body), true);
   return {w["choices"][0]["finish_reason"], s.finish_reason, w["choices"][0]["stop_reason"],

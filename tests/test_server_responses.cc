@@ -291,12 +291,7 @@ BothWays both_ways(const std::vector<StreamEvent>& evs, ToolFormat tools, bool l
   ResponsesMeta m = meta();
   m.want_logprobs = logprobs;
   ResponsesBuilder whole(m, accepted(tools)), stream(m, accepted(tools));
-  std::string body = stream.start();
-  for (const StreamEvent& ev : evs) {
-    whole.add(ev);
-    body += stream.stream(ev);
-  }
-  body += stream.end();
+  const std::string body = test::whole_and_streamed(whole, stream, evs);
   BothWays b{whole.response(), json(), test::typed_sse_events(body)};
   if (!b.events.empty()) b.streamed = b.events.back()["response"];
   return b;

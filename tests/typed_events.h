@@ -1,6 +1,7 @@
-// Test helpers for the item builders (server/responses_builder.h, server/anthropic_builder.h):
-// a request's Output events made from text pieces, and the typed SSE events of a stream body,
-// each checked to be well formed and to name its type in both lines.
+// Test helpers for the answer builders (server/output_builder.h):
+// a request's Output events made from text pieces, the same events fed to a whole and a
+// streaming builder, and the typed SSE events of a stream body, each checked to be well formed
+// and to name its type in both lines.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server/engine_loop.h"
+#include "server/output_builder.h"
 
 namespace nc::test {
 
@@ -26,6 +28,18 @@ inline std::vector<server::StreamEvent> output_events(const std::vector<std::str
     evs.push_back(ev);
   }
   return evs;
+}
+
+// The same events into two builders: `whole` by add(), `stream` as the server streams them.
+// Returns the stream's body (start, one piece per event, end).
+inline std::string whole_and_streamed(server::OutputBuilder& whole, server::OutputBuilder& stream,
+                                      const std::vector<server::StreamEvent>& evs) {
+  std::string body = stream.start();
+  for (const server::StreamEvent& ev : evs) {
+    whole.add(ev);
+    body += stream.stream(ev);
+  }
+  return body + stream.end();
 }
 
 // The data objects of "event: <type>\ndata: <json>\n\n" events, in order.
