@@ -3,10 +3,14 @@
 // thread group (sums in rank order, same bits on every rank; gathers in rank order; broadcasts
 // from any root), and faults that stop the group with an error naming the rank within a bounded
 // time: an abort with its reason, a rank whose connection closes (its process died), a rank that
-// never comes, a second process claiming a rank or another group size.
+// never comes, a second process claiming a rank or another group size; during the set-up, a rank
+// that cannot join (it reports why) and a rank process that dies (its watcher reports it).
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -14,6 +18,7 @@
 
 #include "comm_test_util.h"
 #include "core/error.h"
+#include "dist/rank_watch.h"
 #include "dist/socket_group.h"
 
 namespace nc {
@@ -211,6 +216,78 @@ TEST(SocketGroup, AddressesAreCheckedAndAnAbsentRootIsReportedInTime) {
         << e.what();
   }
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 5.0);
+}
+
+// Rank 0's set-up for a group of `size` with a long join time: its error (or "" once formed)
+// and the seconds it took, while `others` runs on this thread.
+struct JoinOutcome {
+  std::string error;
+  double seconds = 0;
+};
+JoinOutcome set_up_while(int size, const std::function<void(const HostPort&)>& others) {
+  auto listener = std::make_unique<TcpListener>(HostPort{"127.0.0.1", 0});
+  const HostPort at{"127.0.0.1", listener->port()};
+  JoinOutcome out;
+  const auto start = std::chrono::steady_clock::now();
+  std::thread root([&] {
+    try {
+      make_socket_root(std::move(listener), size, milliseconds(60000), milliseconds(5000));
+    } catch (const Error& e) {
+      out.error = e.what();
+    }
+    out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  });
+  others(at);
+  root.join();
+  return out;
+}
+
+TEST(SocketGroup, ARankThatCannotJoinStopsTheSetUpAtOnceWithItsReason) {
+  std::string joined_error;
+  const JoinOutcome s = set_up_while(3, [&](const HostPort& at) {
+    std::thread joined([&] {  // rank 1 joined first: it hears why the group will not form
+      try {
+        make_socket_peer(at, 1, 3, milliseconds(60000), milliseconds(5000));
+      } catch (const Error& e) {
+        joined_error = e.what();
+      }
+    });
+    std::this_thread::sleep_for(milliseconds(200));
+    report_join_failure(at, 2, "cannot open shard model-00002.safetensors", milliseconds(5000));
+    joined.join();
+  });
+  EXPECT_NE(s.error.find("rank 2 could not join: cannot open shard model-00002.safetensors"),
+            std::string::npos)
+      << s.error;
+  EXPECT_LT(s.seconds, 10.0);  // not the 60 s join time
+  EXPECT_NE(joined_error.find("rank 2 could not join"), std::string::npos) << joined_error;
+}
+
+TEST(SocketGroup, AWatchedRankProcessThatDiesIsReportedAndOneThatExitsCleanlyIsNot) {
+  // Rank 1's process exits with status 0 (not a failure), rank 2's is killed before joining.
+  const pid_t clean = ::fork();
+  if (clean == 0) ::_exit(0);
+  const pid_t killed = ::fork();
+  if (killed == 0) ::raise(SIGKILL);
+  ASSERT_GT(clean, 0);
+  ASSERT_GT(killed, 0);
+  const JoinOutcome s = set_up_while(3, [&](const HostPort& at) {
+    const RankProcessWatch watch(at, {{clean, 1}, {killed, 2}});
+    std::this_thread::sleep_for(milliseconds(1000));  // its report arrives meanwhile
+  });
+  EXPECT_NE(s.error.find(fmt::format("rank 2 could not join: its process (pid {}) was killed by "
+                                     "signal {}",
+                                     killed, SIGKILL)),
+            std::string::npos)
+      << s.error;
+  EXPECT_EQ(s.error.find("rank 1"), std::string::npos) << s.error;
+  EXPECT_LT(s.seconds, 10.0);
+  // The watch did not reap them: their owner still can.
+  int status = 0;
+  EXPECT_EQ(::waitpid(clean, &status, 0), clean);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(::waitpid(killed, &status, 0), killed);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 }
 
 }  // namespace

@@ -378,5 +378,32 @@ TEST(TensorParallelSockets, AWorkerThatLeavesStopsTheEngineNamingIt) {
   EXPECT_NE(e->health_error().find("rank 1"), std::string::npos) << e->health_error();
 }
 
+TEST(TensorParallelSockets, AWorkerWhoseShardCannotLoadStopsTheEnginesSetUpNamingIt) {
+  StepModelOptions o = split(2);
+  o.dist_init_addr = free_local_address();
+  const std::string missing = testing::fixtures_dir() + "/no-such-model";
+  std::string worker_error;
+  std::thread worker([&] {
+    try {
+      run_tensor_parallel_worker(missing, o, 1);
+    } catch (const std::exception& e) {
+      worker_error = e.what();
+    }
+  });
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    engine_over(tiny_llama(o), 64);
+    ADD_FAILURE() << "the engine formed a group without rank 1";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("rank 1 could not join"), std::string::npos) << what;
+    EXPECT_NE(what.find("no-such-model"), std::string::npos) << what;
+  }
+  // At once, not after the join time (900 s).
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 60.0);
+  worker.join();
+  EXPECT_NE(worker_error.find("no-such-model"), std::string::npos) << worker_error;
+}
+
 }  // namespace
 }  // namespace nc

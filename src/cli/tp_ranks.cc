@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "dist/rank_watch.h"
 #include "dist/tcp_link.h"
 
 namespace nc::cli {
@@ -51,6 +52,7 @@ TensorParallelRanks::TensorParallelRanks(const EngineFlags& flags) : cfg_(flags.
   const int first = cfg_.node_rank * per_node;
   try {
     start_children(first + 1, per_node - 1);
+    watch_ = std::make_unique<RankProcessWatch>(parse_host_port(cfg_.dist_init_addr), children_);
     if (cfg_.node_rank == 0) return;  // this process is rank 0: the command's engine
     run_tensor_parallel_rank(cfg_, first);
     served_ = true;
@@ -61,8 +63,9 @@ TensorParallelRanks::TensorParallelRanks(const EngineFlags& flags) : cfg_(flags.
 }
 
 void TensorParallelRanks::stop_children() {
-  for (pid_t pid : children_) ::kill(pid, SIGKILL);
-  for (pid_t pid : children_) ::waitpid(pid, nullptr, 0);
+  watch_.reset();
+  for (const RankProcess& c : children_) ::kill(c.pid, SIGKILL);
+  for (const RankProcess& c : children_) ::waitpid(c.pid, nullptr, 0);
   children_.clear();
 }
 
@@ -87,11 +90,12 @@ void TensorParallelRanks::start_children(int first_rank, int count) {
       ::execv("/proc/self/exe", argv.data());
       ::_exit(127);
     }
-    children_.push_back(pid);
+    children_.push_back({pid, r});
   }
 }
 
 TensorParallelRanks::~TensorParallelRanks() {
+  watch_.reset();
   // Leaving on an error (rank 0's engine never came up, or failed): the children may be waiting
   // to join a group that will not form.
   if (std::uncaught_exceptions() > 0) {
@@ -99,7 +103,8 @@ TensorParallelRanks::~TensorParallelRanks() {
     return;
   }
   const auto deadline = std::chrono::steady_clock::now() + kChildExitWait;
-  for (pid_t pid : children_) {
+  for (const RankProcess& c : children_) {
+    const pid_t pid = c.pid;
     int status = 0;
     while (::waitpid(pid, &status, WNOHANG) == 0) {
       if (std::chrono::steady_clock::now() > deadline) {

@@ -13,13 +13,18 @@
 // Ranks are processes on the cuda backend (one per GPU), with --nnodes > 1, or when
 // --dist-init-addr is given; otherwise (cpu, one node) they are threads and nothing starts here.
 // A single machine without --dist-init-addr meets on a free port of 127.0.0.1. Children die with
-// their parent (PR_SET_PDEATHSIG); the destructor waits for them (then kills what is left).
+// their parent (PR_SET_PDEATHSIG); the destructor waits for them (then kills what is left). A
+// child that ends abnormally (a crash, the OOM killer) cannot tell rank 0 itself: a watcher
+// (dist/rank_watch.h) tells rank 0 for it, so that a group still forming fails at once, naming
+// the rank, instead of waiting out the join time.
 #pragma once
 #include <sys/types.h>
 
+#include <memory>
 #include <vector>
 
 #include "cli/cli_common.h"
+#include "dist/rank_watch.h"
 
 namespace nc::cli {
 
@@ -37,7 +42,8 @@ class TensorParallelRanks {
   void start_children(int first_rank, int count);
   void stop_children();
   EngineConfig cfg_;
-  std::vector<pid_t> children_;
+  std::vector<RankProcess> children_;
+  std::unique_ptr<RankProcessWatch> watch_;  // while the children run
   bool served_ = false;
 };
 

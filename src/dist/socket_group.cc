@@ -25,6 +25,8 @@ struct Hello {
 constexpr std::chrono::milliseconds kHelloTime{10000};
 // How long a failing rank tries to tell the others why.
 constexpr std::chrono::milliseconds kAbortSendTime{1000};
+// The longest reason a rank that cannot join sends (its error text, cut there).
+constexpr int64_t kMaxJoinFailureBytes = 4096;
 
 const char* socket_op_name(Op op) {
   switch (op) {
@@ -46,6 +48,14 @@ void send_msg(TcpLink& link, Op op, const void* data, int64_t bytes, Deadline d)
   const Header h{kMagic, op, bytes};
   link.send(&h, sizeof(h), d, socket_op_name(op));
   if (bytes > 0) link.send(data, size_t(bytes), d, socket_op_name(op));
+}
+
+// Best effort: a rank that is gone already needs no telling.
+void try_send_abort(TcpLink& link, const std::string& why, Deadline d) {
+  try {
+    send_msg(link, Op::Abort, why.data(), int64_t(why.size()), d);
+  } catch (const Error&) {  // that rank is gone already: nothing to tell
+  }
 }
 
 // Receives the next header, which must be `op` (with `bytes` bytes unless bytes < 0); an abort
@@ -220,13 +230,8 @@ class SocketCommunicator final : public Communicator {
 
   void tell_others(const std::string& why) {
     const Deadline d = Deadline::after(kAbortSendTime);
-    for (auto& link : links_) {
-      if (!link) continue;
-      try {
-        send_msg(*link, Op::Abort, why.data(), int64_t(why.size()), d);
-      } catch (const Error&) {  // that rank is gone already: nothing to tell
-      }
-    }
+    for (auto& link : links_)
+      if (link) try_send_abort(*link, why, d);
   }
 
   // Rank r's [R, C] block into columns [r * C, (r + 1) * C) of out [R, size * C].
@@ -250,7 +255,48 @@ void check_socket_group(int rank, int size) {
               size);
 }
 
+// A connecting process's first message: a rank's Hello, the reason a rank cannot join (an abort,
+// from report_join_failure), or neither (a port scan, another program: dropped, the wait goes on).
+struct JoinMessage {
+  enum Kind { Joined, Failed, Stranger } kind = Stranger;
+  Hello hello;
+  std::string failure;
+};
+
+JoinMessage read_join_message(TcpLink& link) {
+  JoinMessage m;
+  try {
+    const Deadline d = Deadline::after(kHelloTime);
+    Header h;
+    link.recv(&h, sizeof(h), d, "set-up");
+    if (h.magic != kMagic) return m;
+    if (h.op == Op::Abort && h.bytes >= 0 && h.bytes <= kMaxJoinFailureBytes) {
+      m.failure.resize(size_t(h.bytes));
+      link.recv(m.failure.data(), m.failure.size(), d, "set-up");
+      m.kind = JoinMessage::Failed;
+    } else if (h.op == Op::Hello && h.bytes == int64_t(sizeof(Hello))) {
+      link.recv(&m.hello, sizeof(Hello), d, "set-up");
+      m.kind = JoinMessage::Joined;
+    }
+  } catch (const Error&) {
+    m.kind = JoinMessage::Stranger;
+  }
+  return m;
+}
+
 }  // namespace
+
+void report_join_failure(const HostPort& root, int rank, const std::string& why,
+                         std::chrono::milliseconds wait) {
+  std::string text = fmt::format("rank {} could not join: {}", rank, why);
+  text.resize(std::min(text.size(), size_t(kMaxJoinFailureBytes)));
+  try {
+    const Deadline d = Deadline::after(wait);
+    const std::unique_ptr<TcpLink> link = tcp_connect(root, d);
+    send_msg(*link, Op::Abort, text.data(), int64_t(text.size()), d);
+  } catch (const Error&) {  // rank 0 is gone or not listening any more: nobody waits for this rank
+  }
+}
 
 std::unique_ptr<Communicator> make_socket_root(std::unique_ptr<TcpListener> listener, int size,
                                                std::chrono::milliseconds join,
@@ -258,30 +304,27 @@ std::unique_ptr<Communicator> make_socket_root(std::unique_ptr<TcpListener> list
   check_socket_group(0, size);
   const Deadline d = Deadline::after(join);
   std::vector<std::unique_ptr<TcpLink>> links(static_cast<size_t>(size));
+  // Stops the set-up: every rank joined so far (and `link`, if any) hears why.
+  auto stop = [&](TcpLink* link, const std::string& why, ErrorKind kind) {
+    const Deadline tell = Deadline::after(kAbortSendTime);
+    for (auto& l : links)
+      if (l) try_send_abort(*l, why, tell);
+    if (link) try_send_abort(*link, why, tell);
+    fail_as(kind, "tensor parallel set-up: {}", why);
+  };
   for (int joined = 1; joined < size;) {
     std::unique_ptr<TcpLink> link = listener->accept(d);
-    // A rank says who it is at once; a connection that does not (a port scan, another program)
-    // is dropped and the wait goes on.
-    Hello hello;
-    try {
-      const Deadline hello_d = Deadline::after(kHelloTime);
-      expect(*link, Op::Hello, sizeof(hello), hello_d);
-      link->recv(&hello, sizeof(hello), hello_d, "set-up");
-    } catch (const Error&) {
-      continue;
-    }
+    const JoinMessage first = read_join_message(*link);
+    if (first.kind == JoinMessage::Stranger) continue;
+    if (first.kind == JoinMessage::Failed) stop(nullptr, first.failure, ErrorKind::Internal);
+    const Hello hello = first.hello;
     std::string bad;
     if (hello.size != size)
       bad = fmt::format("rank {} was started for a group of {}, rank 0 for {}", hello.rank,
                         hello.size, size);
     else if (hello.rank < 1 || hello.rank >= size || links[size_t(hello.rank)])
       bad = fmt::format("two processes claim rank {} (or it is outside [1, {}))", hello.rank, size);
-    if (!bad.empty()) {
-      send_msg(*link, Op::Abort, bad.data(), int64_t(bad.size()), d);
-      for (auto& l : links)
-        if (l) send_msg(*l, Op::Abort, bad.data(), int64_t(bad.size()), d);
-      fail_as(ErrorKind::InvalidArgument, "tensor parallel set-up: {}", bad);
-    }
+    if (!bad.empty()) stop(link.get(), bad, ErrorKind::InvalidArgument);
     link->set_peer(fmt::format("rank {}", hello.rank));
     links[size_t(hello.rank)] = std::move(link);
     ++joined;

@@ -15,7 +15,10 @@
 //   auto comm = make_socket_peer({"10.0.0.1", 29500}, r, 4, 600s, 30s);
 //
 // Set-up: rank 0 waits (up to the timeout) until size - 1 ranks have connected, each naming its
-// rank and the group size; a duplicate rank or a different size is an error on both sides.
+// rank and the group size; a duplicate rank or a different size is an error on both sides. A
+// rank that cannot join (its shard did not load; or its process died, told by the process that
+// started it, cli/tp_ranks.h) sends the reason instead (report_join_failure): rank 0 stops the
+// set-up at once with it, instead of waiting out the join time.
 // Faults: a rank that fails sends the reason (abort), and rank 0 passes it to the others; a rank
 // whose process dies closes its socket, which the others see at once; a rank that does not come
 // within the timeout stops the group. In every case each rank's collective throws an nc::Error
@@ -23,6 +26,7 @@
 #pragma once
 #include <chrono>
 #include <memory>
+#include <string>
 
 #include "dist/communicator.h"
 #include "dist/tcp_link.h"
@@ -37,5 +41,10 @@ std::unique_ptr<Communicator> make_socket_root(std::unique_ptr<TcpListener> list
 std::unique_ptr<Communicator> make_socket_peer(const HostPort& root, int rank, int size,
                                                std::chrono::milliseconds join,
                                                std::chrono::milliseconds timeout);
+
+// Tells rank 0 at `root` that rank `rank` will not join, and why; its set-up then fails with that
+// reason. Best effort within `wait`: nothing happens when rank 0 is not listening (any more).
+void report_join_failure(const HostPort& root, int rank, const std::string& why,
+                         std::chrono::milliseconds wait);
 
 }  // namespace nc

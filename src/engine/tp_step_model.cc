@@ -20,6 +20,8 @@ namespace {
 constexpr std::chrono::seconds kCollectiveTimeout{120};
 // The longest the ranks' processes wait for each other to start and load their shards.
 constexpr std::chrono::seconds kJoinTimeout{900};
+// How long a rank that cannot join tries to tell rank 0 so.
+constexpr std::chrono::seconds kReportTime{5};
 
 // Rank 0's view of the group: its own shard (a LlamaStepModel) behind the StepModel interface,
 // every call that the other ranks must repeat sent to them first as a command (tp_rank.h).
@@ -222,11 +224,16 @@ void run_tensor_parallel_worker(const std::string& path, const StepModelOptions&
   check_options(o, size);
   NC_CHECK_AS(ErrorKind::InvalidArgument, rank >= 1 && rank < size,
               "tensor parallel rank {} outside [1, {})", rank, size);
-  std::unique_ptr<LlamaStepModel> shard =
-      make_tp_shard(load_tp_source(path, o), o, rank, size, rank_backend(o, rank, size));
-  std::unique_ptr<Communicator> comm =
-      tensor_comm(o, shard->backend(),
-                  make_socket_peer(group_address(o), rank, size, kJoinTimeout, kCollectiveTimeout));
+  const HostPort root = group_address(o);
+  std::unique_ptr<LlamaStepModel> shard;
+  try {
+    shard = make_tp_shard(load_tp_source(path, o), o, rank, size, rank_backend(o, rank, size));
+  } catch (const std::exception& e) {  // rank 0 would wait for this rank until kJoinTimeout
+    report_join_failure(root, rank, e.what(), kReportTime);
+    throw;
+  }
+  std::unique_ptr<Communicator> comm = tensor_comm(
+      o, shard->backend(), make_socket_peer(root, rank, size, kJoinTimeout, kCollectiveTimeout));
   shard->model().set_tensor_parallel(comm.get());
   serve_tp_rank(*shard, *comm);  // comm goes first (declared last): NCCL's group before the
                                  // backend whose teardown waits for its stream
