@@ -378,6 +378,25 @@ TEST(TensorParallelSockets, AWorkerThatLeavesStopsTheEngineNamingIt) {
   EXPECT_NE(e->health_error().find("rank 1"), std::string::npos) << e->health_error();
 }
 
+TEST(TensorParallelSockets, APageCountsTheShardsOfTheRanksOnThisMachineOnly) {
+  const std::string path = testing::fixtures_dir() + kTinyLlama;
+  const int64_t whole = tiny_llama(split(1))->kv_bytes_per_page(4);
+  for (int nnodes : {1, 2}) {  // 2: rank 1 is "another machine", its shard in its own memory
+    StepModelOptions o = split(2);
+    o.nnodes = nnodes;
+    o.dist_init_addr = free_local_address();
+    Workers workers(path, o, 2);
+    {
+      auto model = tiny_llama(o);
+      EXPECT_EQ(model->kv_bytes_per_page(4), whole / nnodes) << nnodes << " nodes";
+      EXPECT_EQ(model->memory().weight_bytes * nnodes, tiny_llama(split(2))->memory().weight_bytes)
+          << nnodes << " nodes";
+    }  // stops rank 1
+    workers.join();
+    for (const std::string& err : workers.errors) EXPECT_EQ(err, "");
+  }
+}
+
 TEST(TensorParallelSockets, AWorkerWhoseShardCannotLoadStopsTheEnginesSetUpNamingIt) {
   StepModelOptions o = split(2);
   o.dist_init_addr = free_local_address();

@@ -33,12 +33,13 @@ class TensorParallelStepModel final : public StepModel {
     std::vector<std::thread> threads;
   };
 
+  // ranks_here: the ranks whose shards share this machine's memory (rank 0's included).
   TensorParallelStepModel(std::unique_ptr<Communicator> comm, std::unique_ptr<LlamaStepModel> shard,
-                          Workers workers, bool shared_memory)
+                          Workers workers, int ranks_here)
       : shard_(std::move(shard)),
         comm_(std::move(comm)),
         workers_(std::move(workers)),
-        shared_memory_(shared_memory) {
+        ranks_here_(ranks_here) {
     for (size_t i = 0; i < workers_.shards.size(); ++i)
       workers_.threads.emplace_back([this, i] {
         try {
@@ -60,10 +61,10 @@ class TensorParallelStepModel final : public StepModel {
   bool on_cuda() const override { return shard_->on_cuda(); }
   std::string kv_cache_dtype() const override { return shard_->kv_cache_dtype(); }
   std::string weight_dtype() const override { return shard_->weight_dtype(); }
-  // A page is a share on every rank: they add up where the ranks share this machine's memory
-  // (the cpu backend); on CUDA each GPU holds its own share.
+  // A page is a share on every rank: they add up over the ranks that share this machine's
+  // memory (the cpu backend: this node's ranks); on CUDA each GPU holds its own share.
   int64_t kv_bytes_per_page(int page_size) const override {
-    return shard_->kv_bytes_per_page(page_size) * (shared_memory_ ? comm_->size() : 1);
+    return shard_->kv_bytes_per_page(page_size) * ranks_here_;
   }
   AttentionCost attention_cost() const override { return shard_->attention_cost(); }
   int64_t free_memory_bytes() const override { return shard_->free_memory_bytes(); }
@@ -75,11 +76,10 @@ class TensorParallelStepModel final : public StepModel {
     send(tp_allocate_kv_command(num_pages, page_size, layout));
     shard_->allocate_kv(num_pages, page_size, layout);
   }
-  // Rank 0's shard (the others' are alike), times the ranks where they share this memory.
+  // Rank 0's shard (the others' are alike), times the ranks that share this memory.
   ModelMemory memory() const override {
     ModelMemory m = shard_->memory();
-    const int64_t n = shared_memory_ ? comm_->size() : 1;
-    return {m.weight_bytes * n, m.workspace_bytes * n};
+    return {m.weight_bytes * ranks_here_, m.workspace_bytes * ranks_here_};
   }
   int64_t graph_pool_bytes() const override { return shard_->graph_pool_bytes(); }
   void check_kv_shifts() override { shard_->check_kv_shifts(); }
@@ -127,7 +127,7 @@ class TensorParallelStepModel final : public StepModel {
   std::unique_ptr<LlamaStepModel> shard_;
   std::unique_ptr<Communicator> comm_;
   Workers workers_;
-  bool shared_memory_;
+  int ranks_here_;
 };
 
 void check_options(const StepModelOptions& o, int size) {
@@ -194,7 +194,7 @@ std::unique_ptr<StepModel> make_thread_group(const TpSource& src, const StepMode
     workers.shards.push_back(std::move(shard));
   }
   return std::make_unique<TensorParallelStepModel>(std::move(comm0), std::move(shard0),
-                                                   std::move(workers), /*shared_memory=*/true);
+                                                   std::move(workers), /*ranks_here=*/size);
 }
 
 }  // namespace
@@ -215,8 +215,10 @@ std::unique_ptr<StepModel> make_tensor_parallel_step_model(const std::string& pa
       tensor_comm(o, shard->backend(),
                   make_socket_root(std::move(listener), size, kJoinTimeout, kCollectiveTimeout));
   shard->model().set_tensor_parallel(comm.get());
-  return std::make_unique<TensorParallelStepModel>(
-      std::move(comm), std::move(shard), TensorParallelStepModel::Workers{}, o.backend == "cpu");
+  // On the cpu backend this node's ranks (processes) share its memory; a GPU holds one rank's.
+  const int ranks_here = o.backend == "cpu" ? size / o.nnodes : 1;
+  return std::make_unique<TensorParallelStepModel>(std::move(comm), std::move(shard),
+                                                   TensorParallelStepModel::Workers{}, ranks_here);
 }
 
 void run_tensor_parallel_worker(const std::string& path, const StepModelOptions& o, int rank) {
