@@ -230,6 +230,31 @@ TEST(HttpLimits, PipelinedRequestsAreAnsweredInOrder) {
   EXPECT_TRUE(c.closed());
 }
 
+// After a request line it cannot parse, the server answers 400 (414 for one too long) once and
+// closes: the lines after it are that request's, never requests of their own (a hidden POST
+// in them must not run).
+TEST(HttpLimits, AnUnparsableRequestLineIsOne400AndTheConnectionCloses) {
+  LimitServer s(small_body_opts());
+  const std::string hidden = "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  for (const std::string& line :
+       {std::string("POST /v1/completions HTTP/1.1 extra\r\n"),
+        std::string("FOO /health HTTP/1.1\r\n"), std::string("GET /health HTTP/1.1\n"),
+        "GET /" + std::string(9000, 'a') + " HTTP/1.1\r\n"}) {
+    Raw c(s.port());
+    ASSERT_TRUE(c.ok());
+    const auto t0 = Clock::now();
+    ASSERT_TRUE(c.send(line + "Host: a\r\n" + hidden));
+    const std::string r = c.read(10);
+    const std::string head = line.substr(0, 24);
+    EXPECT_TRUE(r.starts_with("HTTP/1.1 400") || r.starts_with("HTTP/1.1 414"))
+        << head << ": " << r;
+    EXPECT_EQ(r.find("HTTP/1.1", 8), std::string::npos) << head << ": more than one answer: " << r;
+    EXPECT_EQ(r.find("\"object\":\"list\""), std::string::npos) << head << ": " << r;
+    EXPECT_TRUE(c.closed()) << head;
+    EXPECT_LT(seconds_since(t0), 5.0) << head;
+  }
+}
+
 TEST(HttpLimits, Http10StreamHasNoChunkedEncoding) {
   LimitServer s(small_body_opts());
   Raw c(s.port());

@@ -73,6 +73,36 @@ TEST(ServerEndpoints, ModelsHealthMetrics) {
   }
 }
 
+// requests_waiting counts sequences, as requests_running does: a request of n choices beyond
+// the engine's two seats leaves its other choices, and the request after it, waiting.
+TEST(ServerEndpoints, MetricsCountEveryWaitingChoice) {
+  EngineSetup es;
+  es.max_num_seqs = 2;
+  TestServer ts(es, {}, /*delay_us=*/2000);
+  json four = completion_body("story", 200);
+  four["n"] = 4;
+  four["ignore_eos"] = true;
+  json one = completion_body("another", 200);
+  one["ignore_eos"] = true;
+  std::thread a([&] { ts.post("/v1/completions", four); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::thread b([&] { ts.post("/v1/completions", one); });
+  std::string seen;
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (Clock::now() < deadline) {
+    seen = ts.client()->Get("/metrics")->body;
+    if (seen.find("nanocascade_requests_waiting 3\n") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_NE(seen.find("nanocascade_requests_running 2\n"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("nanocascade_requests_waiting 3\n"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("vllm:num_requests_waiting{model_name="), std::string::npos) << seen;
+  ts.delay_us->store(0);
+  a.join();
+  b.join();
+  EXPECT_TRUE(ts.wait_idle());
+}
+
 TEST(ServerEndpoints, CompletionEqualsEngineAlone) {
   TestServer ts;
   const std::string prompt = "The quick brown fox";
@@ -344,7 +374,9 @@ TEST(ServerDisconnect, MidStreamAbortsAndFreesPages) {
       << metrics;
 }
 
-TEST(ServerDisconnect, WaitingNonStreamingClientAborts) {
+// A non-streaming client hangs up while its request generates; with `pipelined`, it sent a next
+// request first, whose unread bytes sit in front of the hang-up.
+void hang_up_while_generating(bool pipelined) {
   TestServer ts({}, {}, /*delay_us=*/1000);
   json body = completion_body("a long one", 3000);
   body["ignore_eos"] = true;
@@ -363,6 +395,11 @@ TEST(ServerDisconnect, WaitingNonStreamingClientAborts) {
   }
   EXPECT_GE(ts.stats().num_generated_tokens, 10);
   EXPECT_GT(ts.stats().used_pages, 0);
+  if (pipelined) {
+    const std::string next = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    ASSERT_EQ(::send(fd, next.data(), next.size(), 0), ssize_t(next.size()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   ::close(fd);
   EXPECT_TRUE(ts.wait_idle(10)) << "pages in use: " << ts.stats().used_pages;
   EXPECT_LT(ts.stats().num_generated_tokens, 3000);
@@ -370,6 +407,14 @@ TEST(ServerDisconnect, WaitingNonStreamingClientAborts) {
   EXPECT_NE(metrics.find("nanocascade_requests_finished_total{finish_reason=\"abort\"} 1"),
             std::string::npos)
       << metrics;
+}
+
+TEST(ServerDisconnect, WaitingNonStreamingClientAborts) {
+  hang_up_while_generating(false);
+}
+
+TEST(ServerDisconnect, AClientThatPipelinedANextRequestAndLeftAborts) {
+  hang_up_while_generating(true);
 }
 
 // ---------------------------------------------------------------------------------------------

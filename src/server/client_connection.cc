@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -48,11 +49,11 @@ bool ClientConnection::closed_every(std::chrono::milliseconds every) {
 bool ClientConnection::closed() {
   if (fd_ == -2) fd_ = find_socket();
   if (fd_ < 0) return false;  // not found: assume it is there
-  char c;
-  const ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n > 0) return false;  // a pipelined request is waiting: still connected
-  if (n == 0) return true;  // orderly shutdown by the peer
-  return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+  // POLLRDHUP: the peer's end arrived, even behind bytes not read yet (a pipelined request, a
+  // stray CRLF), which a peek at the next byte would take for a live client.
+  pollfd p{fd_, POLLRDHUP, 0};
+  if (::poll(&p, 1, 0) <= 0) return false;
+  return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 int ClientConnection::find_socket() const {

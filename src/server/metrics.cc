@@ -82,10 +82,12 @@ void ServerMetrics::on_prompt_tokens(int n) {
   prompt_tokens_ += n;
 }
 
-std::string ServerMetrics::render(const EngineStats& s, int num_in_flight) const {
+std::string ServerMetrics::render(const EngineStats& s) const {
   std::string out;
-  gauge(out, "nanocascade_requests_waiting", "Requests waiting for the engine to admit them.",
-        std::max(0, num_in_flight - s.num_running));
+  // Sequences, as requests_running counts them (a request with n choices is n of each).
+  gauge(out, "nanocascade_requests_waiting",
+        "Sequences waiting for the engine to admit them (n per request of n choices).",
+        s.num_waiting);
   {
     std::lock_guard<std::mutex> lock(mu_);
     counter(out, "nanocascade_prompt_tokens_total", "Prompt tokens of accepted requests.",
@@ -113,13 +115,13 @@ std::string ServerMetrics::render(const EngineStats& s, int num_in_flight) const
   e2e_.render("nanocascade_e2e_request_latency_seconds", "Time from arrival to the last token.",
               out);
   render_engine_metrics(s, out);
-  render_vllm(s, std::max(0, num_in_flight - s.num_running), out);
+  render_vllm(s, out);
   return out;
 }
 
 // The names vLLM exports (its metrics page), from the same numbers: prefix-cache counts are
 // tokens; time per output token is each request's mean gap after its first token.
-void ServerMetrics::render_vllm(const EngineStats& s, int num_waiting, std::string& out) const {
+void ServerMetrics::render_vllm(const EngineStats& s, std::string& out) const {
   std::string name = model_name_;
   for (char& c : name)
     if (c == '"' || c == '\\' || c == '\n') c = '_';
@@ -130,7 +132,7 @@ void ServerMetrics::render_vllm(const EngineStats& s, int num_waiting, std::stri
   };
   const double usage = s.total_pages > 0 ? double(s.used_pages) / s.total_pages : 0.0;
   sample("vllm:num_requests_running", "gauge", "Requests running on the engine.", s.num_running);
-  sample("vllm:num_requests_waiting", "gauge", "Requests waiting to be admitted.", num_waiting);
+  sample("vllm:num_requests_waiting", "gauge", "Requests waiting to be admitted.", s.num_waiting);
   sample("vllm:gpu_cache_usage_perc", "gauge", "KV-cache usage (1 = full).", usage);
   sample("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage (1 = full).", usage);
   sample("vllm:prefix_cache_queries_total", "counter",

@@ -46,10 +46,10 @@ class ServerMetrics {
   void set_model_name(std::string name) { model_name_ = std::move(name); }
 
   // The whole exposition: server counters plus the engine's latest stats.
-  std::string render(const EngineStats& stats, int num_in_flight) const;
+  std::string render(const EngineStats& stats) const;
 
  private:
-  void render_vllm(const EngineStats& s, int num_waiting, std::string& out) const;
+  void render_vllm(const EngineStats& s, std::string& out) const;
 
   std::string model_name_;
   mutable std::mutex mu_;

@@ -78,9 +78,15 @@ json chat_logprobs_json(const std::vector<LogprobToken>& tokens) {
   return {{"content", std::move(content)}};
 }
 
+size_t text_offset_length(std::string_view text) {
+  size_t n = 0;
+  for (const char c : text) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return n;
+}
+
 size_t tokens_text_size(const std::vector<LogprobToken>& tokens) {
   size_t n = 0;
-  for (const LogprobToken& t : tokens) n += t.text.size();
+  for (const LogprobToken& t : tokens) n += text_offset_length(t.text);
   return n;
 }
 
@@ -89,7 +95,7 @@ json completion_logprobs_json(const std::vector<LogprobToken>& tokens, size_t of
   for (const LogprobToken& t : tokens) {
     toks.push_back(t.text);
     offs.push_back(offset);
-    offset += t.text.size();
+    offset += text_offset_length(t.text);
     if (!t.logprob) {  // the first prompt token: nothing before it to predict it
       lps.push_back(nullptr);
       tops.push_back(nullptr);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -68,10 +69,14 @@ nlohmann::json usage_json(int prompt_tokens, int completion_tokens);
 // Chat's logprobs object for these tokens.
 nlohmann::json chat_logprobs_json(const std::vector<LogprobToken>& tokens);
 // Completions' logprobs object; text_offset counts from `offset` (the text before the first
-// token: the prompt's length when it is not echoed, else 0), summing the tokens' text lengths.
+// token: the prompt's length when it is not echoed, else 0), summing the tokens' text lengths
+// (text_offset_length).
 nlohmann::json completion_logprobs_json(const std::vector<LogprobToken>& tokens, size_t offset);
-// The text the tokens' texts make (for completions' text offsets).
+// The length of the text the tokens' texts make, in text_offset_length's unit.
 size_t tokens_text_size(const std::vector<LogprobToken>& tokens);
+// Completions' text offsets count characters (Unicode code points, as OpenAI's and vLLM's
+// Python strings do), not UTF-8 bytes: the code points that start in `text`.
+size_t text_offset_length(std::string_view text);
 
 // The whole (non-streaming) response.
 nlohmann::json completion_response(const ResponseMeta& m, const std::vector<ChoiceResult>& choices,

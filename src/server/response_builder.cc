@@ -29,7 +29,7 @@ ResponseBuilder::ResponseBuilder(ResponseMeta meta, ResponseShape shape,
       prompt_first_(accepted.prompt_first),
       choices_(size_t(std::max(1, shape.best_of))),
       unfinished_(int(choices_.size())) {
-  for (Choice& c : choices_) c.offset = prompt_text_.size();
+  for (Choice& c : choices_) c.offset = text_offset_length(prompt_text_);
 }
 
 void ResponseBuilder::take_prompt_logprobs(const StreamEvent& ev) {
@@ -80,7 +80,7 @@ ChoiceResult ResponseBuilder::result(const Choice& c, int index) const {
   }
   std::vector<LogprobToken> toks = shape_.echo ? prompt_tokens() : std::vector<LogprobToken>{};
   if (!zero) toks.insert(toks.end(), c.logprobs.begin(), c.logprobs.end());
-  r.logprobs = completion_logprobs_json(toks, shape_.echo ? 0 : prompt_text_.size());
+  r.logprobs = completion_logprobs_json(toks, shape_.echo ? 0 : text_offset_length(prompt_text_));
   return r;
 }
 

@@ -242,7 +242,7 @@ void Server::Impl::setup_routes() {
     send_json(res, ok ? 200 : 503, {{"status", ok ? "ok" : "unhealthy"}});
   });
   http->Get("/metrics", [this](const Request&, Response& res) {
-    res.set_content(metrics.render(loop.stats(), loop.num_in_flight()),
+    res.set_content(metrics.render(loop.stats()),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
 
@@ -280,6 +280,10 @@ void Server::Impl::setup_routes() {
           res.status = 408;
           close_connection_after(res);
         }
+        // httplib's own 400 / 414 (a request line or header it could not parse) leaves the rest
+        // of that request unread: what follows on the connection is not a request boundary, so
+        // it closes (RFC 9112, section 2.2) instead of running those bytes as requests.
+        if (res.status == 400 || res.status == 414) close_connection_after(res);
         send_error_for(req, res, http_error(req, res.status, opts.max_body_bytes));
         return httplib::Server::HandlerResponse::Handled;
       }));
