@@ -78,5 +78,44 @@ TEST(TokenizerJsonSpm, UnsupportedComponentsAreNamed) {
   }
 }
 
+// Ids that would size the vocabulary wrongly are refused by name before anything is sized: the
+// largest int64 (whose + 1 wrapped), past the id limit, negative, not an integer, in the
+// vocabulary or among the added tokens.
+TEST(TokenizerJsonSpm, BadTokenIdsAreNamedNotSized) {
+  const json bad_ids[] = {json(int64_t(9223372036854775807)),
+                          json(uint64_t(18446744073709551615u)),
+                          json(int64_t(1) << 40),
+                          json(-1),
+                          json(2.5),
+                          json("7")};
+  int k = 0;
+  for (const json& id : bad_ids) {
+    for (const bool in_added : {false, true}) {
+      json vocab = {{"a", 0}, {"b", 1}};
+      json added = json::array();
+      if (in_added)
+        added.push_back({{"id", id}, {"content", "<bad>"}, {"special", true}});
+      else
+        vocab["bad"] = id;
+      const json j = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}},
+                      {"pre_tokenizer", {{"type", "ByteLevel"}}},
+                      {"added_tokens", added}};
+      const fs::path dir = fs::temp_directory_path() / ("nc_tok_badid_" + std::to_string(k++) +
+                                                        "_" + std::to_string(::getpid()));
+      fs::create_directories(dir);
+      std::ofstream(dir / "tokenizer.json") << j.dump();
+      try {
+        Tokenizer::from_hf_json((dir / "tokenizer.json").string());
+        ADD_FAILURE() << "accepted id " << id.dump();
+      } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument) << e.what();
+        const std::string what = e.what();
+        EXPECT_NE(what.find(in_added ? "<bad>" : "'bad'"), std::string::npos) << what;
+      }
+      fs::remove_all(dir);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace nc

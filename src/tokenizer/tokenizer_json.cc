@@ -17,6 +17,10 @@ namespace nc {
 
 namespace {
 
+// Token ids are int32, and a vocabulary past 2^24 tokens is not a real one: its size would be a
+// vector of that many strings, from one malformed id.
+constexpr int64_t kMaxTokenId = int64_t{1} << 24;
+
 using nlohmann::json;
 using tok_detail::find_token;
 using tok_detail::split_merge;
@@ -129,6 +133,19 @@ std::string token_name(const json& cfg, const char* key) {
   return v.value("content", "");
 }
 
+// A token's id: an integer in [0, kMaxTokenId), checked before it sizes the vocabulary.
+int64_t checked_token_id(const json& id, const std::string& token) {
+  NC_CHECK_AS(ErrorKind::InvalidArgument, id.is_number_integer(),
+              "tokenizer.json token '{}' has id {}, not an integer", token, id.dump());
+  const int64_t i = id.is_number_unsigned() && id.get<uint64_t>() > uint64_t(INT64_MAX)
+                        ? INT64_MAX
+                        : id.get<int64_t>();
+  NC_CHECK_AS(ErrorKind::InvalidArgument, i >= 0 && i < kMaxTokenId,
+              "tokenizer.json token '{}' has id {} (ids are 0..{})", token, id.dump(),
+              kMaxTokenId - 1);
+  return i;
+}
+
 }  // namespace
 
 std::unique_ptr<Tokenizer> Tokenizer::from_hf_json(const std::string& path) {
@@ -165,27 +182,24 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_json(const std::string& path) {
     }
     spec.ignore_merges = model.value("ignore_merges", false);
 
-    // Ids may leave gaps (between the vocabulary and added tokens): those become unused.
+    // Ids may leave gaps (between the vocabulary and added tokens): those become unused. Each
+    // id is checked before it sizes anything (an id of 2^63 - 1 must not wrap the size).
     int64_t n = 0;
     for (const auto& [tok, id] : model.at("vocab").items())
-      n = std::max<int64_t>(n, id.get<int64_t>() + 1);
+      n = std::max(n, checked_token_id(id, tok) + 1);
     const json added = j.value("added_tokens", json::array());
-    for (const json& a : added) n = std::max<int64_t>(n, a.at("id").get<int64_t>() + 1);
-    NC_CHECK_AS(ErrorKind::InvalidArgument, n > 0 && n < (int64_t{1} << 31),
-                "tokenizer.json vocabulary size {} is invalid", n);
+    for (const json& a : added)
+      n = std::max(n, checked_token_id(a.at("id"), a.value("content", "")) + 1);
+    NC_CHECK_AS(ErrorKind::InvalidArgument, n > 0, "tokenizer.json has no tokens");
     spec.tokens.assign(n, "");
     spec.types.assign(n, TokenType::kUnused);
     for (const auto& [tok, id] : model.at("vocab").items()) {
-      const int64_t i = id.get<int64_t>();
-      NC_CHECK_AS(ErrorKind::InvalidArgument, i >= 0, "tokenizer.json token '{}' has a negative id",
-                  tok);
+      const int64_t i = checked_token_id(id, tok);
       spec.tokens[i] = tok;
       spec.types[i] = byte_fallback && is_byte_token(tok) ? TokenType::kByte : TokenType::kNormal;
     }
     for (const json& a : added) {
-      const int64_t i = a.at("id").get<int64_t>();
-      NC_CHECK_AS(ErrorKind::InvalidArgument, i >= 0,
-                  "tokenizer.json added token has a negative id");
+      const int64_t i = checked_token_id(a.at("id"), a.value("content", ""));
       spec.tokens[i] = a.at("content").get<std::string>();
       spec.types[i] = a.value("special", false) ? TokenType::kControl : TokenType::kUserDefined;
     }
