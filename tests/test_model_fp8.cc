@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/fp8_weight.h"
 #include "core/error.h"
 #include "golden.h"
 #include "model/fp8_load.h"
@@ -107,6 +108,33 @@ TEST(Fp8Quantize, WeightBytes) {
   stored.config.quantization = "none";
   const LlamaModel deq(stored.config, stored.weights, *backend);
   EXPECT_EQ(deq.weight_bytes(), f32.weight_bytes());
+}
+
+// An FP8-stored tensor outside the FP8 linears (here the LM head) is read as its dequantised
+// values, never as raw codes without their scales: the same logits as the model whose head holds
+// those values in float32; without its scale tensor it is refused by name.
+TEST(Fp8Checkpoint, AnFp8TensorOutsideTheLinearsIsDequantisedWithItsScales) {
+  LoadedModel lm = load_model(fixture("tiny-llama"));
+  ASSERT_TRUE(lm.weights.count("lm_head.weight"));
+  const Fp8Weight head = quantize_fp8_weight(lm.weights.at("lm_head.weight"));
+  WeightMap fp8 = lm.weights;
+  fp8["lm_head.weight"] = HostTensor{{head.rows, head.cols}, {}, DType::F8E4M3, head.codes};
+  fp8["lm_head.weight_scale"] = HostTensor{{head.rows}, head.scales};
+  WeightMap plain = lm.weights;
+  plain["lm_head.weight"] = dequantize_fp8_weight(head);
+  auto backend = make_cpu_backend();
+  LlamaModel a(lm.config, fp8, *backend), b(lm.config, plain, *backend);
+  SeqRunner ra(a, 16, 64), rb(b, 16, 64);
+  const std::vector<int32_t> ids = {1, 17, 42, 99, 3};
+  const auto la = ra.step({ra.add_sequence()}, {ids}), lb = rb.step({rb.add_sequence()}, {ids});
+  EXPECT_EQ(la[0], lb[0]);
+  fp8.erase("lm_head.weight_scale");
+  try {
+    LlamaModel c(lm.config, fp8, *backend);
+    FAIL() << "an FP8 head without its scales was loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("lm_head.weight_scale"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Fp8Config, BlockScalesAndOtherMethodsAreRefused) {

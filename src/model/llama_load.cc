@@ -85,6 +85,16 @@ std::vector<std::pair<std::string, int64_t>> fused_parts(const ModelConfig& cfg,
   return out;
 }
 
+// An F8_E4M3 tensor that is not one of the FP8 linears (fp8_load.h; an FP8 checkpoint's LM head,
+// MLA projections or router): its values, dequantised with its scales, kept in the backend's
+// dtype like any other weight. Never its raw codes: nothing reads those without the scales.
+HostTensor dequantized_fp8(const WeightMap& w, const std::string& name, const Shape& shape) {
+  NC_CHECK_AS(ErrorKind::Unsupported, shape.size() == 2,
+              "model: tensor '{}' of shape {} is stored as F8_E4M3, read only for 2-D weights",
+              name, shape_str(shape));
+  return dequantize_fp8_weight(fp8_weight_from(w, name, shape));
+}
+
 }  // namespace
 
 LlamaModel::LlamaModel(const ModelConfig& config, const WeightMap& w, Backend& backend)
@@ -94,12 +104,17 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightMap& w, Backend& b
       [&](const std::string& name, const Shape& shape) {
         const auto parts = fused_parts(cfg_, w, name);
         if (is_fp8_linear_name(name)) return upload_linear(w, name, shape, parts);
-        if (parts.empty()) return upload_weight(require(w, name, shape));
+        if (parts.empty()) {
+          const HostTensor& t = require(w, name, shape);
+          return upload_weight(t.dtype == DType::F8E4M3 ? dequantized_fp8(w, name, shape) : t);
+        }
         std::vector<const HostTensor*> ps;
         for (const auto& [part, rows] : parts) {
           Shape part_shape = shape;
           part_shape[0] = rows;
           ps.push_back(&require(w, part, part_shape));
+          NC_CHECK_AS(ErrorKind::Unsupported, ps.back()->dtype != DType::F8E4M3,
+                      "model: tensor '{}' is stored as F8_E4M3, read only for 2-D weights", part);
         }
         return upload_weight(stack_rows(ps, shape));
       },
