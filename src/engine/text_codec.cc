@@ -45,8 +45,15 @@ class TokenizerCodec : public TextCodec {
   void set_chat_template_override(const std::string& template_str) override {
     override_ = template_str;
   }
+  // Ids past the tokenizer's last token are the rows a model pads its embedding with (Qwen2.5:
+  // 151,665 tokens in 151,936 rows): they have no text, as in Hugging Face's decode. Sampled
+  // (or forced by logit_bias) they must not fail the step of every running request.
   std::string decode(const int32_t* ids, size_t n, bool skip_special_tokens) const override {
-    return tok_->decode(std::vector<int32_t>(ids, ids + n), skip_special_tokens);
+    std::vector<int32_t> known;
+    known.reserve(n);
+    for (size_t i = 0; i < n; ++i)
+      if (ids[i] < tok_->vocab_size()) known.push_back(ids[i]);
+    return tok_->decode(known, skip_special_tokens);
   }
   std::vector<int32_t> eos_token_ids() const override { return tok_->eos_ids(); }
   std::string apply_chat_template(const std::vector<ChatMessage>& messages,
