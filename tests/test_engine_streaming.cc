@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <climits>
 #include <map>
 #include <random>
 
@@ -323,6 +324,15 @@ TEST(EngineStreamingErrors, BadSettingsAreRefusedByName) {
   cfg.streaming_window = 60;  // 1 + 15 + 1 pages of 4 > 64 positions
   EXPECT_EQ(error_of(cfg, "do not fit the context"),
             std::make_pair(ErrorKind::ContextLength, true));
+  // Sizes whose int sums wrapped negative (and passed the check, then hung the stream).
+  cfg.streaming_window = INT_MAX;
+  EXPECT_EQ(error_of(cfg, "do not fit the context"),
+            std::make_pair(ErrorKind::ContextLength, true));
+  cfg.streaming_window = 16;
+  cfg.streaming_sink_pages = INT_MAX - 1;
+  EXPECT_EQ(error_of(cfg, "do not fit the context"),
+            std::make_pair(ErrorKind::ContextLength, true));
+  cfg.streaming_sink_pages = 1;
   cfg.streaming_window = 16;
   cfg.sparse_budget = 256;
   EXPECT_EQ(error_of(cfg, "sparse"), std::make_pair(ErrorKind::InvalidArgument, true));

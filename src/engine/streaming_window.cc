@@ -14,11 +14,14 @@ StreamingWindow::StreamingWindow(const StreamingConfig& c) : cfg_(c) {
               cfg_.window, cfg_.page_size);
   NC_CHECK_AS(ErrorKind::InvalidArgument, cfg_.sink_pages >= 0,
               "streaming_sink_pages must be >= 0, got {}", cfg_.sink_pages);
-  const int64_t need = int64_t(max_decode_pages()) * cfg_.page_size;
+  // In 64 bits, before the int accessors run: a window of INT_MAX ("unbounded") must not wrap
+  // into a small page count that fits. Once this holds, every accessor's sum fits an int.
+  const int64_t ps = cfg_.page_size, window_pages = (int64_t(cfg_.window) + ps - 1) / ps;
+  const int64_t need = (int64_t(cfg_.sink_pages) + window_pages + 1) * ps;
   NC_CHECK_AS(ErrorKind::ContextLength, need <= cfg_.max_len,
               "streaming window: {} sink pages + {} window pages + 1 page of {} tokens ({} "
               "positions) do not fit the context of {} tokens",
-              cfg_.sink_pages, window_pages(), cfg_.page_size, need, cfg_.max_len);
+              cfg_.sink_pages, window_pages, cfg_.page_size, need, cfg_.max_len);
 }
 
 void StreamingWindow::setup(Sequence& seq) const {
