@@ -202,6 +202,47 @@ std::string mode_name(const ::testing::TestParamInfo<bool>& p) {
 }
 INSTANTIATE_TEST_SUITE_P(SyncAndAsync, EngineHostTier, ::testing::Bool(), mode_name);
 
+// A fake model whose next n-th KV page transfer fails (the host tier's copies).
+struct FailingTransferModel : fake::FakeModel {
+  using FakeModel::FakeModel;
+  int fail_next = 0;
+  void transfer_kv(std::span<const KVPageCopy> copies) override {
+    if (fail_next > 0 && --fail_next == 0) fail("injected transfer failure");
+    FakeModel::transfer_kv(copies);
+  }
+};
+
+// A host-tier copy that fails leaves the tree naming pages whose K/V never arrived: the engine
+// then runs no step (an error naming the failure, and health_error says it) rather than serve a
+// later hit's stale prefix as if it were right.
+TEST(EngineHostTierFaults, AFailedCopyStopsTheEngineInsteadOfServingStaleKV) {
+  EngineConfig cfg;
+  cfg.page_size = 4;
+  cfg.max_num_batched_tokens = 64;
+  cfg.kv_cache_memory = std::to_string(8 * 4 * 8);
+  cfg.host_kv_cache = std::to_string(16 * 4 * 8);
+  cfg.check_invariants = true;
+  auto m = std::make_unique<FailingTransferModel>(kVocab, 4096);
+  m->weight_bytes = int64_t(1) << 24;
+  FailingTransferModel* model = m.get();
+  Engine e(cfg, std::move(m), std::make_unique<fake::FakeCodec>());
+  std::vector<int32_t> a, b;
+  for (int i = 0; i < 17; ++i) a.push_back(10 + i), b.push_back(100 + i);
+  (void)e.generate({a}, fake::greedy_ignoring_eos(3));  // a's pages cached
+  EXPECT_EQ(e.health_error(), "");
+  model->fail_next = 1;  // b's step offloads a's pages to the host: that copy fails
+  EXPECT_THROW(e.generate({b}, fake::greedy_ignoring_eos(3)), Error);
+  EXPECT_NE(e.health_error().find("injected transfer failure"), std::string::npos)
+      << e.health_error();
+  try {
+    e.generate({a}, fake::greedy_ignoring_eos(3));
+    FAIL() << "a step ran over the stale prefix";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("host-tier KV page copy failed"), std::string::npos)
+        << err.what();
+  }
+}
+
 TEST(EngineHostTierConfig, ATierLargerThanTheMachineFailsBeforeTheModelLoads) {
   EngineConfig cfg;
   cfg.model = "/nonexistent/model.gguf";  // never reached

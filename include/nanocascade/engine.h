@@ -283,7 +283,8 @@ class Engine {
   void set_session(RequestId id, const std::string& session);
   bool has_unfinished() const;
   // "" while the model can run steps; else why not (a tensor-parallel rank failed or went
-  // away, noticed without a step). Call it from the thread that calls step().
+  // away, noticed without a step; a host-tier KV copy failed). Call it from the thread that
+  // calls step().
   std::string health_error();
 
   // Runs the given prompts to completion (with any already queued requests).

@@ -266,6 +266,7 @@ void Engine::abort(RequestId id) {
 }
 
 std::string Engine::health_error() {
+  if (!impl_->pipeline->kv_failure().empty()) return impl_->pipeline->kv_failure();
   return impl_->model->health_error();
 }
 

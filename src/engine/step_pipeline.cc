@@ -158,6 +158,10 @@ void StepPipeline::complete(StepsToComplete& steps) {
 }
 
 std::unique_ptr<LaunchedStep> StepPipeline::launch() {
+  NC_CHECK_AS(ErrorKind::Internal, kv_failure_.empty(),
+              "engine: {}; the prefix cache may name pages whose K/V never arrived, so no step "
+              "runs any more (restart the engine)",
+              kv_failure_);
   const auto t0 = EngineClock::now();
   const ScheduleResult sr = sched_.schedule();
   try {
@@ -176,7 +180,17 @@ std::unique_ptr<LaunchedStep> StepPipeline::launch_scheduled(const ScheduleResul
                                                              EngineClock::time_point t0) {
   // The host tier's copies decided while scheduling (offloads of evicted pages, restores of hit
   // ones) go before the step's forward pass, in order; on CUDA the device orders them.
-  if (host_tier_ && host_tier_->has_copies()) model_.transfer_kv(host_tier_->take_copies());
+  if (host_tier_ && host_tier_->has_copies()) {
+    try {
+      model_.transfer_kv(host_tier_->take_copies());
+    } catch (const std::exception& e) {
+      // The tree already points at the copies' targets (offloaded nodes at host pages, restored
+      // ones at device pages) whose bytes never came: a later hit would read stale K/V as its
+      // prefix. No step runs after this (launch), rather than one that serves wrong text.
+      kv_failure_ = fmt::format("a host-tier KV page copy failed: {}", e.what());
+      throw;
+    }
+  }
   if (sr.empty()) return nullptr;
   auto s = std::make_unique<LaunchedStep>();
   s->serial = next_serial_++;

@@ -38,6 +38,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "engine/request.h"
@@ -100,6 +101,9 @@ class StepPipeline {
   void complete(StepsToComplete& steps);
 
   bool has_in_flight() const { return in_flight_ != nullptr; }
+  // Why no step runs any more ("" while steps run): a host-tier copy failed, so the prefix tree
+  // names pages whose K/V never arrived (Engine::health_error reports it).
+  const std::string& kv_failure() const { return kv_failure_; }
   // The step in flight's serial (requests it names must stay); nullopt when none.
   std::optional<int64_t> in_flight_serial() const;
 
@@ -139,6 +143,7 @@ class StepPipeline {
   int64_t next_serial_ = 0;
   // The step whose tokens are still on their way (asynchronous scheduling).
   std::unique_ptr<LaunchedStep> in_flight_;
+  std::string kv_failure_;
 };
 
 }  // namespace nc
