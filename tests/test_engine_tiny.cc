@@ -10,10 +10,12 @@
 #include <vector>
 
 #include "core/error.h"
+#include "engine/llama_step_model.h"
 #include "engine/step_model.h"
 #include "fake_model.h"
 #include "golden.h"
 #include "nanocascade/engine.h"
+#include "seq_runner.h"
 
 namespace nc {
 namespace {
@@ -110,6 +112,42 @@ TEST_P(EngineTiny, GreedyMatchesTransformers) {
     auto e = tiny_engine(GetParam(), page, budget, pages);
     const auto outs = e->generate(prompts, p);
     for (size_t i = 0; i < golden.size(); ++i) EXPECT_EQ(outs[i].token_ids, golden[i].greedy) << i;
+  }
+}
+
+// max_model_len below the checkpoint's maximum sizes the rope tables to it (a 1M-position config
+// must not cost a 1M-row table per rope kind) and changes nothing else: longrope still takes its
+// long factors from the checkpoint's max_position (128 > original 4), so the greedy tokens stay
+// transformers'; a position past the served ones is refused by name.
+TEST(EngineTinyServedPositions, MaxModelLenSizesTheRopeTablesOnly) {
+  const std::string dir = tiny_dir("tiny-phi3-longrope");
+  StepModelOptions whole, served;
+  served.max_model_len = 64;
+  auto full = make_llama_step_model(dir, whole);
+  auto cut = make_llama_step_model(dir, served);
+  EXPECT_EQ(full->max_position(), 128);
+  EXPECT_EQ(cut->max_position(), 128);
+  const LlamaModel& m = dynamic_cast<LlamaStepModel&>(*cut).model();
+  const int64_t table_row = m.config().head_dim * 4;  // float32 cos and sin halves
+  EXPECT_EQ(full->memory().weight_bytes - cut->memory().weight_bytes, (128 - 64) * table_row);
+  const auto golden = ::nc::testing::read_golden(dir);
+  ASSERT_FALSE(golden.empty());
+  EngineConfig cfg;
+  cfg.page_size = 16;
+  cfg.max_model_len = 64;
+  cfg.kv_cache_memory = std::to_string(cut->kv_bytes_per_page(16) * 32);
+  Engine e(cfg, std::move(cut), std::make_unique<fake::FakeCodec>());
+  SamplingParams p = greedy_tokens(int(golden[0].greedy.size()));
+  p.ignore_eos = true;
+  for (const auto& g : golden) EXPECT_EQ(e.generate({g.ids}, p)[0].token_ids, g.greedy);
+  auto again = make_llama_step_model(dir, served);
+  ::nc::testing::SeqRunner runner(dynamic_cast<LlamaStepModel&>(*again).model(), 16, 8);
+  try {
+    runner.step({runner.add_sequence()}, {std::vector<int32_t>(65, 1)});  // positions 0..64
+    ADD_FAILURE() << "position 64 accepted";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("position 64 outside [0, 64)"), std::string::npos)
+        << err.what();
   }
 }
 

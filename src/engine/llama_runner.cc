@@ -38,6 +38,7 @@ StepModelOptions step_model_options(const EngineConfig& cfg) {
   o.tensor_parallel_size = cfg.tensor_parallel_size;
   o.nnodes = cfg.nnodes;
   o.dist_init_addr = cfg.dist_init_addr;
+  o.max_model_len = cfg.max_model_len;
   return o;
 }
 
@@ -103,11 +104,14 @@ std::vector<float> StepModel::take_logits(QueuedPass& pass) {
   return forward(take_deferred(pass).in);
 }
 
-// EngineConfig::quantization over the checkpoint's own (ModelConfig::quantization).
-static void apply_quantization(const std::string& q, ModelConfig& c) {
+// EngineConfig::quantization over the checkpoint's own (ModelConfig::quantization), and the
+// positions served (the rope tables cover max_model_len, not a 1M-position checkpoint's all).
+void apply_step_model_options(const StepModelOptions& o, ModelConfig& c) {
+  const std::string& q = o.quantization;
   NC_CHECK_AS(ErrorKind::InvalidArgument, q == "auto" || q == "none" || q == "fp8",
               "quantization '{}': expected auto, none or fp8", q);
   if (q != "auto") c.quantization = q;
+  c.max_served_position = std::max(o.max_model_len, 0);
 }
 
 std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
@@ -122,11 +126,11 @@ std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
   std::unique_ptr<LlamaStepModel> m;
   if (o.dummy_weights) {
     ModelConfig c = load_model_config(path);
-    apply_quantization(o.quantization, c);
+    apply_step_model_options(o, c);
     m = std::make_unique<LlamaStepModel>(c, o.dummy_seed, std::move(b));
   } else {
     LoadedModel lm = load_model(path);  // freed once the weights are uploaded
-    apply_quantization(o.quantization, lm.config);
+    apply_step_model_options(o, lm.config);
     m = std::make_unique<LlamaStepModel>(lm, std::move(b));
   }
   configure_llama_model(m->model(), o);

@@ -161,7 +161,12 @@ struct StepModelOptions {
   int tensor_parallel_size = 1;  // EngineConfig::tensor_parallel_size (engine/tp_step_model.h)
   int nnodes = 1;                // EngineConfig::nnodes
   std::string dist_init_addr;    // EngineConfig::dist_init_addr
+  int max_model_len = 0;         // EngineConfig::max_model_len (0: the model's maximum)
 };
+
+// The options that change the model's config: quantization over the checkpoint's own, and the
+// positions served (max_model_len). Throws for an unknown quantization. In llama_runner.cc.
+void apply_step_model_options(const StepModelOptions& o, ModelConfig& c);
 
 // The real model for a path (.gguf or an HF folder) on a backend ("cpu" | "cuda"). Defined in
 // llama_runner.cc.

@@ -83,10 +83,7 @@ TpSource load_tp_source(const std::string& path, const StepModelOptions& o) {
     s.loaded = load_model(path);  // weights mapped from the file; each rank copies its slices
     s.full = s.loaded->config;
   }
-  NC_CHECK_AS(ErrorKind::InvalidArgument,
-              o.quantization == "auto" || o.quantization == "none" || o.quantization == "fp8",
-              "quantization '{}': expected auto, none or fp8", o.quantization);
-  if (o.quantization != "auto") s.full.quantization = o.quantization;  // fp8: refused by shard
+  apply_step_model_options(o, s.full);  // fp8: refused by shard
   return s;
 }
 

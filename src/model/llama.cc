@@ -149,8 +149,8 @@ void LlamaModel::validate_input(const ForwardInput& in, const KVCache& kv) const
              -int64_t(id) - 1, sampled_rows_);
   }
   for (int32_t p : in.positions)
-    NC_CHECK(p >= 0 && p < cfg_.max_position, "forward: position {} outside [0, {})", p,
-             cfg_.max_position);
+    NC_CHECK(p >= 0 && p < cfg_.served_positions(), "forward: position {} outside [0, {})", p,
+             cfg_.served_positions());
   for (int32_t r : in.logit_rows)
     NC_CHECK(r >= 0 && r < T, "forward: logit row {} outside [0, {})", r, T);
 }

@@ -79,7 +79,7 @@ std::optional<Tensor> LlamaModel::forward_graph(const ForwardInput& in, KVCache&
     for (size_t l = 0; l + 1 < step.levels.size(); ++l) step.levels[l].add(1, {}, 0, ps);
     step.levels.back().add(1, {scratch_page_}, 1, ps);
   }
-  const int max_pages = int((cfg_.max_position + ps - 1) / ps);
+  const int max_pages = int((cfg_.served_positions() + ps - 1) / ps);
   const std::vector<AttentionStep> steps = kind_steps(step, ps);
   std::vector<size_t> levels;
   for (const AttentionStep& s : steps) {

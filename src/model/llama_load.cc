@@ -262,7 +262,7 @@ void LlamaModel::load_rope_tables() {
     }
     // float32 on every backend (upload() would convert to the backend's dtype, and bf16 cos/sin
     // visibly shifts long-range attention).
-    const HostTensor table = rope_cos_sin_table(cfg_, cfg_.max_position, k.sliding);
+    const HostTensor table = rope_cos_sin_table(cfg_, cfg_.served_positions(), k.sliding);
     k.cos_sin = backend_.alloc(table.shape, DType::F32);
     backend_.copy_from_host(k.cos_sin, table.data.data());
     weight_bytes_ += int64_t(k.cos_sin.nbytes());

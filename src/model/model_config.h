@@ -5,6 +5,7 @@
 // Llama config reads as before. A config the decoder cannot serve is an nc::Error naming the
 // field and its value (docs/models.md).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -69,6 +70,13 @@ struct ModelConfig {
   // vocab_first + vocab_count) of the embeddings and the LM head (0 rows: all of them).
   int64_t vocab_first = 0, vocab_count = 0;
   int64_t max_position = 0;
+  // Positions this instance serves (the engine's max_model_len; 0: max_position): the rope
+  // tables and position checks cover [0, served_positions()). max_position stays the
+  // checkpoint's, which rope scaling reads (longrope's factor, YaRN's mscale).
+  int64_t max_served_position = 0;
+  int64_t served_positions() const {
+    return max_served_position > 0 ? std::min(max_served_position, max_position) : max_position;
+  }
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
   double rms_eps = 1e-6;
