@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "golden.h"
 #include "loader_test_util.h"
 #include "model/model_loader.h"
 
@@ -158,6 +159,13 @@ TEST(ModelConfigHf, Errors) {
       {"architectures"});
   expect_error([&] { config_from_hf_json(with([](json& j) { j.erase("num_hidden_layers"); })); },
                {"num_hidden_layers"});
+  // A bad layer count is named where it is read, before it sizes Gemma 2's per-layer flags.
+  for (const int64_t layers : {int64_t(-1), int64_t(0), int64_t(1) << 40}) {
+    json gemma = testing::fixture_config("tiny-gemma2");
+    gemma["num_hidden_layers"] = layers;
+    expect_error([&] { config_from_hf_json(gemma); },
+                 {"num_hidden_layers = " + std::to_string(layers)});
+  }
   expect_error([&] { config_from_hf_json(with([](json& j) { j["hidden_size"] = "576"; })); },
                {"hidden_size", "integer"});
   expect_error([&] { config_from_hf_json(with([](json& j) { j["num_key_value_heads"] = 4; })); },
@@ -165,7 +173,7 @@ TEST(ModelConfigHf, Errors) {
   expect_error([&] { config_from_hf_json(with([](json& j) { j["hidden_size"] = 580; })); },
                {"hidden_size 580", "num_attention_heads 9"});
   expect_error([&] { config_from_hf_json(with([](json& j) { j["num_hidden_layers"] = 0; })); },
-               {"num_layers"});
+               {"num_hidden_layers = 0"});
   expect_error([&] { config_from_hf_json(with([](json& j) { j["num_attention_heads"] = 0; })); },
                {"num_attention_heads"});
   expect_error([&] { config_from_hf_json(with([](json& j) { j["vocab_size"] = -5; })); },

@@ -185,7 +185,7 @@ ModelConfig config_from_gguf(const GgufFile& f) {
               arch);
   c.architecture = arch == "qwen3moe" ? "qwen3_moe" : arch;
   const std::string p = arch + ".";
-  c.num_layers = f.get_int(p + "block_count");
+  c.num_layers = checked_layer_count(f.get_int(p + "block_count"), "block_count");
   c.hidden_size = f.get_int(p + "embedding_length");
   c.num_heads = f.get_int(p + "attention.head_count");
   NC_CHECK_AS(ErrorKind::InvalidArgument, c.num_heads > 0,

@@ -35,7 +35,7 @@ RopeScaling deepseek2_rope(const GgufFile& f, const std::string& p) {
 ModelConfig config_from_gguf_deepseek2(const GgufFile& f) {
   const std::string p = "deepseek2.";
   ModelConfig c;
-  c.num_layers = f.get_int(p + "block_count");
+  c.num_layers = checked_layer_count(f.get_int(p + "block_count"), "block_count");
   c.architecture = "deepseek_v2";
   c.hidden_size = f.get_int(p + "embedding_length");
   c.num_heads = f.get_int(p + "attention.head_count");

@@ -360,7 +360,7 @@ ModelConfig config_from_hf_json(const json& j) {
   ModelConfig c;
   c.architecture = hf_architecture(j);
   const bool gemma = c.architecture.starts_with("gemma");
-  c.num_layers = req_int(j, "num_hidden_layers");
+  c.num_layers = checked_layer_count(req_int(j, "num_hidden_layers"), "num_hidden_layers");
   c.hidden_size = req_int(j, "hidden_size");
   c.num_heads = req_int(j, "num_attention_heads");
   NC_CHECK_AS(ErrorKind::InvalidArgument, c.num_heads > 0,

@@ -11,6 +11,15 @@
 
 namespace nc {
 
+// Generous upper bounds (far beyond any real model) for every size of a config.
+constexpr int64_t kMaxConfigSize = int64_t(1) << 24;
+
+int64_t checked_layer_count(int64_t n, const char* field) {
+  NC_CHECK_AS(ErrorKind::InvalidArgument, n > 0 && n <= kMaxConfigSize,
+              "model config: {} = {} (expected 1..{})", field, n, kMaxConfigSize);
+  return n;
+}
+
 void ModelConfig::validate() const {
   static const char* kArchs[] = {"llama",  "qwen2",  "qwen3",     "mistral",     "phi3",
                                  "gemma2", "gemma3", "qwen3_moe", "deepseek_v2", "deepseek_v3"};
@@ -25,9 +34,9 @@ void ModelConfig::validate() const {
       {"num_heads", num_heads},   {"num_kv_heads", num_kv_heads},
       {"head_dim", head_dim},     {"intermediate_size", intermediate_size},
       {"vocab_size", vocab_size}, {"max_position", max_position}};
-  // Generous upper bounds (far beyond any real model) keep products such as vocab * hidden or
-  // heads * head_dim well inside int64 for every consumer of the config.
-  constexpr int64_t kMaxSize = int64_t(1) << 24;
+  // The bounds keep products such as vocab * hidden or heads * head_dim well inside int64 for
+  // every consumer of the config.
+  constexpr int64_t kMaxSize = kMaxConfigSize;
   for (const auto& [name, v] : sizes) {
     NC_CHECK_AS(ErrorKind::InvalidArgument, v > 0, "model config: {} must be positive, got {}",
                 name, v);

@@ -127,6 +127,10 @@ struct ModelConfig {
   void validate_mla() const;
 };
 
+// A checkpoint's layer count, checked where it is read (before it sizes per-layer vectors):
+// 1..2^24 as validate() allows; the error names `field` and the value.
+int64_t checked_layer_count(int64_t n, const char* field);
+
 // Both throw nc::Error naming the missing or malformed key, or the unsupported architecture.
 // Both return a validated config.
 ModelConfig config_from_hf_json(const nlohmann::json& j);
