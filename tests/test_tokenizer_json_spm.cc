@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
 
 namespace nc {
 namespace {
@@ -115,6 +116,42 @@ TEST(TokenizerJsonSpm, BadTokenIdsAreNamedNotSized) {
       fs::remove_all(dir);
     }
   }
+}
+
+// tokenizer.json's NFC normalizer (Qwen2's) is applied as Hugging Face applies it: "e" + U+0301
+// (decomposed) encodes as the composed "é", here one merged byte-level token; without the
+// normalizer the two spellings stay different ids.
+TEST(TokenizerJsonNfc, TheNfcNormalizerComposesBeforeTokenizing) {
+  json vocab = json::object();
+  for (int b = 0; b < 256; ++b) vocab[unicode::byte_to_utf8(uint8_t(b))] = b;
+  const std::string e_acute = unicode::byte_to_utf8(0xC3) + unicode::byte_to_utf8(0xA9);
+  vocab[e_acute] = 256;  // "é" = C3 A9
+  auto write = [&](const std::string& name, const json& normalizer) {
+    const json j = {{"model",
+                     {{"type", "BPE"},
+                      {"vocab", vocab},
+                      {"merges", json::array({unicode::byte_to_utf8(0xC3) + " " +
+                                              unicode::byte_to_utf8(0xA9)})}}},
+                    {"normalizer", normalizer},
+                    {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}},
+                    {"added_tokens", json::array()}};
+    const fs::path dir =
+        fs::temp_directory_path() / ("nc_tok_nfc_" + name + "_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    std::ofstream(dir / "tokenizer.json") << j.dump();
+    return (dir / "tokenizer.json").string();
+  };
+  const auto nfc = Tokenizer::from_hf_json(write("on", {{"type", "NFC"}}));
+  const auto none = Tokenizer::from_hf_json(write("off", nullptr));
+  const std::string composed = "caf\xC3\xA9", decomposed = "cafe\xCC\x81";
+  const std::vector<int32_t> want = {'c', 'a', 'f', 256};
+  EXPECT_EQ(nfc->encode(composed, false, false), want);
+  EXPECT_EQ(nfc->encode(decomposed, false, false), want);
+  EXPECT_EQ(none->encode(composed, false, false), want);
+  EXPECT_EQ(none->encode(decomposed, false, false),
+            (std::vector<int32_t>{'c', 'a', 'f', 'e', 0xCC, 0x81}));
+  // Text that is not UTF-8 is tokenized byte for byte, normalizer or not.
+  EXPECT_EQ(nfc->encode("a\xFF", false, false), (std::vector<int32_t>{'a', 0xFF}));
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(cmake ninja-build g++ ccache pkg-config libpcre2-dev nlohmann-json3-dev
+APT_PACKAGES=(cmake ninja-build g++ ccache pkg-config libpcre2-dev libutf8proc-dev nlohmann-json3-dev
               libcpp-httplib-dev libcli11-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
               libedit-dev tmux
               python3 python3-pip python3-venv unzip curl)

@@ -160,6 +160,11 @@ bool Tokenizer::is_eos(int32_t id) const {
 void Tokenizer::encode_segment(std::string_view text, bool first_segment,
                                std::vector<int32_t>& out) const {
   if (text.empty()) return;
+  std::string normalized;  // NFC per segment, as Hugging Face normalizes around added tokens
+  if (spec_.nfc) {
+    normalized = unicode::utf8_nfc(text);
+    text = normalized;
+  }
   if (spec_.kind == TokenizerKind::kSentencePieceBpe) {
     spm_segment(text, spec_.add_prefix_space, out);
     return;

@@ -70,6 +70,10 @@ struct TokenizerSpec {
   // The U+2581 of add_prefix_space goes only in front of the text's first segment (before
   // any special token), as Metaspace's prepend_scheme "first" does.
   bool prefix_first_only = false;
+  // Each text segment (between special tokens) is put in Unicode NFC first: tokenizer.json's NFC
+  // normalizer (Qwen2's), as Hugging Face applies it. GGUF files do not say so (llama.cpp
+  // normalizes nothing), so it is off for them.
+  bool nfc = false;
   std::vector<std::string> tokens;  // byte-level: in GPT-2's byte->unicode form
   std::vector<TokenType> types;     // empty: all normal
   std::vector<float> scores;        // SentencePiece: merge priority of each token

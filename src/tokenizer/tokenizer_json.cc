@@ -37,20 +37,21 @@ struct JsonPipeline {
   bool escape_spaces = false;  // ' ' becomes U+2581 (Replace normalizer or Metaspace)
   bool prepend = false;        // U+2581 prepended (Prepend normalizer or Metaspace)
   bool prepend_first_only = false;
+  bool nfc = false;  // an NFC normalizer
 };
 
 bool is_byte_token(const std::string& t) {
   return t.size() == 6 && t.rfind("<0x", 0) == 0 && t[5] == '>';
 }
 
-// A normalizer node: NFC (accepted, not applied: text is taken to be NFC already, as llama.cpp
-// does), Replace(' ' -> U+2581), Prepend(U+2581), and Sequences of them.
+// A normalizer node: NFC, Replace(' ' -> U+2581), Prepend(U+2581), and Sequences of them.
 void parse_normalizer(const json& node, JsonPipeline& pipe) {
   if (node.is_null()) return;
   const std::string type = node.value("type", "");
   if (type == "Sequence") {
     for (const json& sub : node.at("normalizers")) parse_normalizer(sub, pipe);
   } else if (type == "NFC") {
+    pipe.nfc = true;
   } else if (type == "Replace") {
     const json& pat = node.at("pattern");
     const std::string from = pat.contains("String") ? pat.at("String").get<std::string>() : "";
@@ -181,6 +182,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_json(const std::string& path) {
       spec.prefix_first_only = pipe.prepend_first_only;
     }
     spec.ignore_merges = model.value("ignore_merges", false);
+    spec.nfc = pipe.nfc;
 
     // Ids may leave gaps (between the vocabulary and added tokens): those become unused. Each
     // id is checked before it sizes anything (an id of 2^63 - 1 must not wrap the size).

@@ -1,6 +1,10 @@
 #include "tokenizer/unicode.h"
 
+#include <utf8proc.h>
+
 #include <array>
+#include <cstdlib>
+#include <memory>
 
 namespace nc::unicode {
 
@@ -89,6 +93,20 @@ int cp_to_byte(uint32_t cp) {
 
 const std::string& byte_to_utf8(uint8_t b) {
   return byte_map().to_utf8[b];
+}
+
+std::string utf8_nfc(std::string_view text) {
+  // ASCII is its own NFC: the common case costs one scan.
+  bool ascii = true;
+  for (const char c : text) ascii = ascii && static_cast<unsigned char>(c) < 0x80;
+  if (ascii) return std::string(text);
+  utf8proc_uint8_t* out = nullptr;
+  const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
+                                          utf8proc_ssize_t(text.size()), &out,
+                                          utf8proc_option_t(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  const std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> owned(out, &std::free);
+  if (n < 0) return std::string(text);  // not valid UTF-8
+  return std::string(reinterpret_cast<const char*>(out), size_t(n));
 }
 
 }  // namespace nc::unicode

@@ -12,6 +12,9 @@ int utf8_len(unsigned char c);
 // value 0xDC00 + byte, a lone surrogate no valid text contains) so nothing is lost.
 uint32_t utf8_next(std::string_view s, size_t& i);
 void utf8_append(uint32_t cp, std::string& out);
+// The text in Unicode Normalization Form C (utf8proc's tables); text that is not valid UTF-8 is
+// returned as it is (the tokenizer then reads its bytes as they are).
+std::string utf8_nfc(std::string_view text);
 
 // GPT-2: every byte maps to a printable code point (bytes 33..126, 161..172, 174..255 to
 // themselves, the others to 256 + n in order).
