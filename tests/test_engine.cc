@@ -424,6 +424,33 @@ TEST(EngineAsync, AFailedStepAbortsItsRequestsAndTheEngineGoesOn) {
   EXPECT_EQ(e.stats().used_pages, 0);
 }
 
+// A temperature too small for 1 / t in float (1e-40 is denormal; 1e-38 overflows logit / t) is
+// greedy, as in vLLM below 1e-5: the same tokens as temperature 0 in every mode, and no step
+// fails for the requests beside it.
+TEST_P(EngineModes, ATinyTemperatureIsGreedy) {
+  const auto prompts = random_prompts(3, 20, 23);
+  auto e = fake_engine();
+  std::vector<SamplingParams> ps;
+  for (float t : {1e-40f, 1e-38f, 1e-6f}) {
+    SamplingParams p = greedy(12);
+    p.temperature = t;
+    p.ignore_eos = true;
+    p.top_k = 5;  // the filtered path too
+    ps.push_back(p);
+  }
+  std::vector<RequestId> ids;
+  for (size_t i = 0; i < ps.size(); ++i) ids.push_back(e->add_request(prompts[i], ps[i]));
+  std::map<RequestId, std::vector<int32_t>> got;
+  while (e->has_unfinished())
+    for (const RequestOutput& o : e->step()) {
+      EXPECT_NE(o.finish_reason, FinishReason::Abort);
+      got[o.id].insert(got[o.id].end(), o.new_token_ids.begin(), o.new_token_ids.end());
+    }
+  for (size_t i = 0; i < ids.size(); ++i)
+    EXPECT_EQ(got[ids[i]], reference_greedy(prompts[i], 12, true))
+        << "temperature " << ps[i].temperature;
+}
+
 INSTANTIATE_TEST_SUITE_P(Sampling, EngineModes,
                          ::testing::Values(Sampling::Host, Sampling::Device, Sampling::DeviceAsync),
                          sampling_name);

@@ -94,12 +94,14 @@ TEST(RequestTable, StopStringsCountOnlyAfterMinTokens) {
   p.min_tokens = 2;
   const RequestId id = t.requests.add({1}, p);
   Request& r = t.requests.at(id);
-  arrive(t.requests, r, 'b');  // before min_tokens: text
+  arrive(t.requests, r, 'b');  // tokens 1 and 2, up to min_tokens: text (vLLM: checks when the
+  EXPECT_FALSE(r.finished);    // output is longer than min_tokens)
+  arrive(t.requests, r, 'b');
   EXPECT_FALSE(r.finished);
   arrive(t.requests, r, 'b');
   EXPECT_TRUE(r.finished);
   EXPECT_EQ(r.reason, FinishReason::Stop);
-  EXPECT_EQ(t.requests.take_outputs(std::nullopt)[0].text_delta, "b");
+  EXPECT_EQ(t.requests.take_outputs(std::nullopt)[0].text_delta, "bb");
 }
 
 TEST(RequestTable, FinishCutsPlaceholdersAndStaysWhileTheStepInFlightNamesIt) {

@@ -229,6 +229,24 @@ TEST(StopStrings, HeldBackAndNotEmitted) {
   EXPECT_TRUE(unchecked.stopped());
 }
 
+// vLLM's rule around min_tokens: a stop string counts when it ends in checked text, wherever it
+// starts (its start, in text not yet checked, is held back meanwhile); one that lies wholly in
+// unchecked text does not stop.
+TEST(StopStrings, AStopBegunBeforeMinTokensEndsInCheckedText) {
+  StopStringMatcher m({"abc"});
+  EXPECT_EQ(m.append("xa", false), "x");  // "a" could start "abc": held, though not checked
+  EXPECT_EQ(m.append("b", false), "");
+  EXPECT_EQ(m.append("cd"), "");
+  EXPECT_TRUE(m.stopped());
+  EXPECT_EQ(m.text(), "x");
+  StopStringMatcher inside({"a"});
+  EXPECT_EQ(inside.append("a", false), "a");  // wholly unchecked: no stop
+  EXPECT_EQ(inside.append("xy"), "xy");
+  EXPECT_FALSE(inside.stopped());
+  EXPECT_EQ(inside.append("za"), "z");
+  EXPECT_TRUE(inside.stopped());
+}
+
 TEST(StopStrings, MatchedNamesTheStopThatEndedTheText) {
   StopStringMatcher m({"lo", "hel"});
   EXPECT_EQ(m.matched(), "");

@@ -42,7 +42,7 @@ struct StructuredOutput {
 const char* structured_kind_name(StructuredOutput::Kind k);  // "json", "json_schema", ...
 
 struct SamplingParams {
-  float temperature = 1.0f;         // 0 = greedy (argmax, ties to the lowest id)
+  float temperature = 1.0f;         // 0 (or below 1e-5) = greedy (argmax, ties to the lowest id)
   int top_k = -1;                   // -1 = off; else >= 1
   float top_p = 1.0f;               // (0, 1]
   float min_p = 0.0f;               // [0, 1]

@@ -73,24 +73,24 @@ std::string IncrementalDetokenizer::flush() {
   return now.substr(before.size());
 }
 
-StopStringMatcher::StopStringMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {
-  for (const std::string& s : stops_) max_len_ = std::max(max_len_, s.size());
-}
+StopStringMatcher::StopStringMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {}
 
 std::string StopStringMatcher::append(const std::string& text, bool check) {
   if (stopped_) return {};
   const size_t old = text_.size();
   text_ += text;
-  if (stops_.empty() || !check) {
+  if (stops_.empty()) {
     std::string out = text_.substr(emitted_);
     emitted_ = text_.size();
     return out;
   }
-  // A new match ends in the new text, so it starts at most max_len_ - 1 bytes before it; and
-  // not before emitted_ (emitted text was no possible start of one, or was not checked).
-  const size_t from = std::max(emitted_, old >= max_len_ ? old - max_len_ + 1 : 0);
+  // A match counts only when it ends in the new text (vLLM's window): a stop string inside text
+  // that was not checked (before min_tokens) does not stop, one completed by checked text does.
+  // It starts after emitted_: the possible start of a stop string is always held back.
   size_t cut = std::string::npos;
-  for (const std::string& s : stops_) {
+  for (size_t i = 0; check && i < stops_.size(); ++i) {
+    const std::string& s = stops_[i];
+    const size_t from = std::max(emitted_, old + 1 >= s.size() ? old + 1 - s.size() : 0);
     const size_t at = text_.find(s, from);
     if (at < cut) {
       cut = at;

@@ -43,8 +43,9 @@ class StopStringMatcher {
  public:
   explicit StopStringMatcher(std::vector<std::string> stops);
   // Appends text; returns the part that is now safe to emit. Sets stopped() when a stop string
-  // completed (the text is cut just before it and nothing after it is emitted). With
-  // check == false (before min_tokens) the text passes straight through, unmatched.
+  // completed in this text (the text is cut just before it and nothing after it is emitted).
+  // With check == false (min_tokens not reached) nothing is matched, but the possible start of
+  // a stop string is still held back: checked text may complete it (vLLM's semantics).
   std::string append(const std::string& text, bool check = true);
   // Releases the held-back text (at the end of generation).
   std::string flush();
@@ -56,7 +57,6 @@ class StopStringMatcher {
 
  private:
   std::vector<std::string> stops_;
-  size_t max_len_ = 0;
   std::string text_;
   size_t emitted_ = 0;
   bool stopped_ = false;

@@ -79,6 +79,7 @@ RequestId RequestTable::add(std::vector<int32_t> prompt, const SamplingParams& p
   if (window_) window_->setup(r->seq);
   r->seq.tokens = std::move(prompt);
   r->params = p;
+  if (r->params.temperature < kGreedyTemperature) r->params.temperature = 0;  // sampling.h
   r->sparse_budget = sparse_budget;
   r->rng.seed(p.seed ? *p.seed : seed_rng_());
   r->detok = std::make_unique<IncrementalDetokenizer>(codec_, r->seq.tokens, p.skip_special_tokens);
@@ -149,8 +150,9 @@ void RequestTable::on_token(Request& r, int index, EngineClock::time_point now) 
     return;
   }
   const std::string text = r.detok->push(tok);
-  // Stop strings count only once min_tokens are out.
-  r.delta += r.stop->append(text, num_output >= p.min_tokens);
+  // Stop strings count only in the text of tokens after the min_tokens-th (vLLM's rule; EOS and
+  // stop ids are masked for the first min_tokens, so they too can end token min_tokens + 1).
+  r.delta += r.stop->append(text, num_output > p.min_tokens);
   if (r.stop->stopped() || (r.grammar && r.grammar->terminated())) {
     finish(r, FinishReason::Stop);
   } else if (num_output >= p.max_tokens || (!window_ && index + 1 >= max_model_len_) ||

@@ -11,6 +11,10 @@
 
 namespace nc {
 
+// A temperature below this samples greedily (vLLM's epsilon): 1 / t overflows float from about
+// 3e-39, logits times 1 / t from far earlier, and the distribution is an argmax long before.
+constexpr float kGreedyTemperature = 1e-5f;
+
 // Repetition penalty (prompt and output tokens: a positive logit is divided by it, a negative
 // one multiplied), then presence and frequency penalties (output tokens: logit -= presence +
 // frequency * count).
