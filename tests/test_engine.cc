@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "engine/detokenizer.h"
 #include "engine/sampling.h"
 #include "engine/step_model.h"
 #include "fake_engine.h"
@@ -150,6 +151,12 @@ TEST_P(EngineModes, StopStringsStopAndAreNotEmitted) {
     if (full.size() < 20) continue;
     const std::string stop = full.substr(10, 3);
     const size_t first = full.find(stop);
+    // Bytes that finish a character the prompt began are no output (detokenizer.h).
+    const std::string prompt_text = e->decode(pr);
+    size_t skip = 0;
+    if (utf8_complete_length(prompt_text) < prompt_text.size())
+      while (skip < full.size() && (uint8_t(full[skip]) & 0xC0) == 0x80) ++skip;
+    if (first < skip) continue;
     SamplingParams q = p;
     q.stop = {stop};
     std::string streamed;
@@ -166,7 +173,7 @@ TEST_P(EngineModes, StopStringsStopAndAreNotEmitted) {
     }
     EXPECT_TRUE(finished);
     EXPECT_EQ(reason, FinishReason::Stop);
-    EXPECT_EQ(streamed, full.substr(0, first));
+    EXPECT_EQ(streamed, full.substr(skip, first - skip));
     ++checked;
   }
   EXPECT_GT(checked, 5);

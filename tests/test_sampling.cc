@@ -279,6 +279,31 @@ TEST(Detokenizer, NeverEmitsHalfACharacter) {
   EXPECT_EQ(out, text);
   EXPECT_EQ(utf8_complete_length("a\xE2\x82"), 1u);
   EXPECT_EQ(utf8_complete_length("a\xE2\x82\xAC"), 4u);
+  // A prompt that ends inside a character (a continuation of an output cut mid-character): the
+  // bytes that finish it are dropped, the output starts at the next whole character.
+  IncrementalDetokenizer cut(codec, {'x', 0xE4}, true);
+  EXPECT_EQ(cut.push(0xB8), "");
+  EXPECT_EQ(cut.push(0xAD), "");
+  EXPECT_EQ(cut.push('!'), "!");
+}
+
+// NaN logits (a broken model) are never drawn: greedy skips them as the device's draw does, and
+// the plain temperature draw weighs them 0 instead of making every weight NaN.
+TEST(Sampling, NanLogitsAreNeverDrawn) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> g = {nan, 1, 5};
+  EXPECT_EQ(argmax(g), 2);
+  SamplingParams p;
+  p.temperature = 1;
+  int counts[4] = {0, 0, 0, 0};
+  for (uint64_t seed = 0; seed < 400; ++seed) {
+    std::vector<float> l = {0, nan, 2, 1};
+    std::mt19937_64 rng(seed);
+    ++counts[sample_token(l, p, {}, {}, {}, rng)];
+  }
+  EXPECT_EQ(counts[1], 0);
+  EXPECT_GT(counts[2], counts[3]);  // e^2 against e^1 and e^0
+  EXPECT_GT(counts[3], counts[0]);
 }
 
 }  // namespace nc

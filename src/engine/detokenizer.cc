@@ -59,6 +59,13 @@ std::string IncrementalDetokenizer::push(int32_t id) {
     return {};
   }
   std::string delta = now.substr(before.size());
+  // The prompt ended inside a character: the bytes that finish it are no character of the
+  // output (vLLM drops them too), and a delta never starts with half of one.
+  if (utf8_complete_length(before) < before.size()) {
+    size_t k = 0;
+    while (k < delta.size() && (uint8_t(delta[k]) & 0xC0) == 0x80) ++k;
+    delta.erase(0, k);
+  }
   prefix_ = read_;
   read_ = ids_.size();
   return delta;

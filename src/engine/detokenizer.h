@@ -24,7 +24,8 @@ class IncrementalDetokenizer {
  public:
   IncrementalDetokenizer(const TextCodec& codec, const std::vector<int32_t>& prompt,
                          bool skip_special_tokens);
-  // New complete text after appending `id` (may be empty while a character is incomplete).
+  // New complete text after appending `id` (may be empty while a character is incomplete; the
+  // bytes that finish a character the prompt began are dropped).
   std::string push(int32_t id);
   // Whatever is still held back (an incomplete character at the end of the output).
   std::string flush();

@@ -88,11 +88,13 @@ void apply_penalties(std::span<float> logits, const SamplingParams& p,
 
 int32_t argmax(std::span<const float> logits) {
   NC_CHECK(!logits.empty(), "sampling: empty logits");
-  int32_t best = 0;
-  for (size_t i = 1; i < logits.size(); ++i) {
-    if (logits[i] > logits[best]) best = int32_t(i);  // strict: ties keep the lower id
+  // NaN is never the best (the device's draw skips it too); all NaN: id 0.
+  int32_t best = -1;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (std::isnan(logits[i])) continue;
+    if (best < 0 || logits[i] > logits[best]) best = int32_t(i);  // strict: ties keep the lower id
   }
-  return best;
+  return std::max(best, 0);
 }
 
 double uniform01(std::mt19937_64& rng) {
@@ -127,8 +129,9 @@ int32_t sample_token(std::span<float> logits, const SamplingParams& p,
   // Plain temperature sampling: no sort, one pass over the vocabulary.
   const double inv_t = 1.0 / double(p.temperature);
   const double top = double(logits[argmax(logits)]) * inv_t;
-  double sum = 0;
-  for (float l : logits) sum += std::exp(double(l) * inv_t - top);
+  double sum = 0;  // over the ids the draw below can take: no -inf, no NaN
+  for (float l : logits)
+    if (l > -std::numeric_limits<float>::infinity()) sum += std::exp(double(l) * inv_t - top);
   const double target = u * sum;
   double cum = 0;
   int32_t last = 0;
