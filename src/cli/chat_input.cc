@@ -39,6 +39,7 @@ std::optional<std::string> LineReader::read(const char* prompt) {
   }
   std::string line;
   if (!std::getline(std::cin, line)) return std::nullopt;
+  if (!line.empty() && line.back() == '\r') line.pop_back();  // a CRLF file: "/exit\r" is /exit
   return line;
 }
 

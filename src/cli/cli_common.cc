@@ -39,22 +39,22 @@ void add_sparse_flags(CLI::App& app, EngineConfig& cfg) {
   app.add_option("--sparse-budget", cfg.sparse_budget,
                  "sparse decode attention: each decode request reads at most this many KV tokens "
                  "per layer (sinks, recent window, then the pages of highest score bound); 0: off")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegativeInt)
       ->capture_default_str();
   app.add_option("--sparse-sink-pages", cfg.sparse_sink_pages,
                  "sparse attention: first pages always read (attention sinks)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegativeInt)
       ->capture_default_str();
   app.add_option("--sparse-window", cfg.sparse_window,
                  "sparse attention: most recent tokens always read")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegativeInt)
       ->capture_default_str();
   app.add_flag("--sparse-per-head", cfg.sparse_per_head,
                "sparse attention: each KV head keeps its own pages by its own query heads' bounds "
                "(Quest's granularity); needs --kv-layout HND (NHD: one page list per request)");
   app.add_option("--sparse-dense-layers", cfg.sparse_dense_layers,
                  "sparse attention: the first layers stay dense")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegativeInt)
       ->capture_default_str();
 }
 
@@ -110,10 +110,10 @@ void EngineFlags::add_to(CLI::App& app, bool with_trace) {
                  "evicted cached pages move there and prefix hits copy them back (default: off)");
   add_sparse_flags(app, cfg);
   app.add_option("--max-num-batched-tokens", cfg.max_num_batched_tokens, "token budget of one step")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositiveInt)
       ->capture_default_str();
   app.add_option("--max-num-seqs", cfg.max_num_seqs, "running requests at most")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositiveInt)
       ->capture_default_str();
   app.add_option("--max-model-len", cfg.max_model_len, "context length (0: the model's)")
       ->capture_default_str();
@@ -121,11 +121,11 @@ void EngineFlags::add_to(CLI::App& app, bool with_trace) {
                  "StreamingLLM: every request keeps its sink pages and its most recent N tokens "
                  "(whole pages), the pages between freed and kept keys moved to positions within "
                  "the cache, so a stream runs in bounded memory past --max-model-len (0: off)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegativeInt)
       ->capture_default_str();
   app.add_option("--streaming-sink-pages", cfg.streaming_sink_pages,
                  "StreamingLLM: the first pages every request keeps (attention sinks)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegativeInt)
       ->capture_default_str();
   app.add_option("--load-format", cfg.load_format,
                  "auto (weights from --model) or dummy (seeded random weights from the config "
@@ -145,7 +145,7 @@ void EngineFlags::add_to(CLI::App& app, bool with_trace) {
                "run decode steps eagerly instead of replaying CUDA graphs");
   app.add_option("--graph-max-batch", cfg.graph_max_batch,
                  "largest decode batch run as a CUDA graph")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositiveInt)
       ->capture_default_str();
   app.add_flag("!--no-device-sampling", cfg.device_sampling,
                "always copy logits to the host and sample there");

@@ -3,6 +3,8 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,6 +14,12 @@
 #include "nanocascade/engine.h"
 
 namespace nc::cli {
+
+// Integer checks whose message names the range one can type ("Value 0 not in range 1 to
+// 2147483647"), where CLI11's PositiveNumber said "not in range 0.000000 to 1.79...e308".
+inline const CLI::Range kPositiveInt{1, std::numeric_limits<int>::max()};
+inline const CLI::Range kNonNegativeInt{0, std::numeric_limits<int>::max()};
+inline const CLI::Range kPositiveSize{int64_t{1}, std::numeric_limits<int64_t>::max()};
 
 // A vector option that takes exactly one value per occurrence (`--stop . --stop ,`), so that
 // it never swallows the positional arguments after it.

@@ -105,15 +105,15 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-body-bytes", o.max_body_bytes,
                   "larger request bodies get 413, whatever their framing (Content-Length, "
                   "chunked)")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositiveSize)
       ->capture_default_str();
   cmd->add_option("--max-waiting", o.max_waiting,
                   "requests that may wait beyond --max-num-seqs; more get 429")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegativeInt)
       ->capture_default_str();
   cmd->add_option("--max-n", o.max_n,
                   "the most choices one request may ask for (n, best_of); more get 400")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositiveInt)
       ->capture_default_str();
   cmd->add_option_function<size_t>(
          "--responses-store-mb", [&o](size_t mb) { o.responses_store_bytes = mb << 20; },
@@ -122,36 +122,36 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::Range(size_t(0), size_t(1) << 20));
   cmd->add_option("--default-max-tokens", o.default_max_tokens,
                   "max_tokens when a request gives none (0: the rest of the context)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegativeInt)
       ->capture_default_str();
   cmd->add_option("--http-threads", o.http_threads,
                   "most HTTP worker threads, started as requests come (0: max-num-seqs + "
                   "max-waiting + 16, one per request the engine admits and 16 for /health and "
                   "the like, at most --max-connections)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegativeInt)
       ->capture_default_str();
   cmd->add_option("--max-connections", o.max_connections,
                   "open connections at most, idle ones included; more get 503 and are closed "
                   "(0: 7/8 of the open-file limit, which serve raises to its hard limit, at most "
                   "16384; an idle or slow connection holds no thread, only a descriptor)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegativeInt)
       ->capture_default_str();
   cmd->add_option("--read-timeout", o.read_timeout_s, "seconds one read of a request may stall")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositiveInt)
       ->capture_default_str();
   cmd->add_option("--header-timeout", o.header_timeout_s,
                   "seconds for a whole request header, however it trickles in (then 408)")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositiveInt)
       ->capture_default_str();
   cmd->add_option("--body-timeout", o.body_timeout_s, "seconds for a whole request body")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositiveInt)
       ->capture_default_str();
   cmd->add_option("--keep-alive-timeout", o.keep_alive_timeout_s,
                   "seconds a connection may idle between requests")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositiveInt)
       ->capture_default_str();
   cmd->add_option("--write-timeout", o.write_timeout_s, "seconds a client may stall reading")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositiveInt)
       ->capture_default_str();
   cmd->add_option("--allowed-origins", o.allowed_origins,
                   "CORS: origins allowed to call the API from a browser, a comma list or '*' "

@@ -2,6 +2,10 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
 #include <string>
 
 #include "cli/cli_common.h"
@@ -46,6 +50,13 @@ int main(int argc, char** argv) {
     return 1;
   } catch (const std::exception& e) {
     fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  // Output that could not be written (a full disk, a closed pipe's reader gone) is a failure,
+  // not a silent success.
+  std::cout.flush();
+  if (!std::cout || std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    fmt::print(stderr, "error: writing the output failed: {}\n", std::strerror(errno));
     return 1;
   }
   return 0;

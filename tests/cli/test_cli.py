@@ -65,6 +65,29 @@ class Flags(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("does not divide the model's 9 attention heads", r.stderr + r.stdout)
 
+    def test_a_count_below_one_names_the_range_one_can_type(self):
+        r = run("generate", "prompt", "--max-num-seqs", "0")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--max-num-seqs: Value 0 not in range 1 to 2147483647", r.stderr + r.stdout)
+
+    @unittest.skipUnless(HAVE_MODEL and os.path.exists("/dev/full"), "no model or /dev/full")
+    def test_output_that_cannot_be_written_fails(self):
+        with open("/dev/full", "w") as full:
+            r = subprocess.run([BIN, "tokenize", "Hello"], stdout=full, stderr=subprocess.PIPE,
+                               text=True, timeout=120)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("writing the output failed", r.stderr)
+
+    @unittest.skipUnless(HAVE_MODEL, "no default model")
+    def test_chat_reads_crlf_lines_as_their_commands(self):
+        # "/exit\r\n" from a Windows-edited file is /exit: the question after it is never asked.
+        r = subprocess.run([BIN, "chat", "-t", "0", "-n", "4"],
+                           input="Hi\r\n/exit\r\nWhat is 2+2?\r\n", capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        replies = [line for line in r.stdout.splitlines() if line.strip()]
+        self.assertEqual(len(replies), 1, r.stdout)  # "Hi" only (a reply a line, not a tty)
+
     def test_stop_without_value_is_an_error(self):
         r = run("generate", "prompt", "--stop")
         self.assertNotEqual(r.returncode, 0)
