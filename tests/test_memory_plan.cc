@@ -77,6 +77,25 @@ TEST(MemoryPlan, NotOneRequestFitsIsAnErrorNamingTheSizes) {
   EXPECT_THROW(plan_memory(cfg, model, 4096, -3), Error);
 }
 
+// On the CPU the pool's pages come as they are written: a plan past the machine's memory would
+// run until real load and then meet the OOM killer. It is refused at once, naming the sizes.
+TEST(MemoryPlan, MoreThanTheMachinesMemoryIsRefusedOnTheCpu) {
+  fake::FakeModel model(300, 4096);
+  model.weight_bytes = int64_t(1) << 52;  // 4 PiB of "weights"
+  const EngineConfig cfg = fake_config(16, "1MiB", 256, 0);
+  try {
+    plan_memory(cfg, model, 4096);
+    FAIL() << "a plan past the machine's memory was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("more than this machine's physical memory"),
+              std::string::npos)
+        << e.what();
+  }
+  model.weight_bytes = 0;
+  EXPECT_NO_THROW(plan_memory(cfg, model, 4096));
+}
+
 TEST(MemoryPlan, EqualsTheEngineOverTheEmbeddedModel) {
   EngineConfig cfg;
   cfg.model = EngineConfig::default_model_path();

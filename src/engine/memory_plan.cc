@@ -18,6 +18,24 @@ int resolve_max_model_len(const EngineConfig& cfg, const StepModel& model) {
   return cfg.max_model_len;
 }
 
+namespace {
+
+// On the CPU the pool's pages are taken as they are written: a budget past the machine's memory
+// is accepted at start and ends, under load, in the OOM killer. Refused here instead, by name.
+void check_fits_host(const EngineConfig& cfg, const MemoryPlan& p) {
+  const int64_t physical = physical_memory_bytes();
+  const int64_t need = p.kv_bytes + p.weight_bytes + p.workspace_bytes;
+  constexpr double kGiB = double(int64_t(1) << 30);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, physical <= 0 || need <= physical,
+              "kv cache memory '{}' is {:.1f} GiB ({} pages), which with the weights and "
+              "workspace ({:.1f} GiB) is more than this machine's physical memory ({:.1f} GiB)",
+              cfg.kv_cache_memory.empty() ? "(the default)" : cfg.kv_cache_memory,
+              double(p.kv_bytes) / kGiB, p.pages, double(p.weight_bytes + p.workspace_bytes) / kGiB,
+              double(physical) / kGiB);
+}
+
+}  // namespace
+
 MemoryPlan plan_memory(const EngineConfig& cfg, const StepModel& model, int max_model_len,
                        int request_len) {
   MemoryPlan p;
@@ -51,6 +69,7 @@ MemoryPlan plan_memory(const EngineConfig& cfg, const StepModel& model, int max_
   p.kv_bytes = p.pages * in.bytes_per_page;
   p.bounds_bytes = p.pages * p.bounds_bytes_per_page;
   p.tokens = p.pages * cfg.page_size;
+  if (!in.cuda) check_fits_host(cfg, p);
   p.request_len = request_len != 0 ? request_len : max_model_len;
   NC_CHECK_AS(ErrorKind::InvalidArgument, p.request_len >= 1 && p.request_len <= max_model_len,
               "memory plan: request length {} outside 1..{} (max_model_len)", p.request_len,
