@@ -271,6 +271,9 @@ void run_bench(BenchArgs a) {
   TensorParallelRanks ranks(a.engine);
   if (ranks.served()) return;  // this process was another rank of the group
   NC_CHECK(a.num_requests >= 1, "bench: --num-requests must be >= 1");
+  // Where the results go is checked before the run, not found unwritable after it.
+  if (!a.json.empty())
+    NC_CHECK(std::ofstream(a.json, std::ios::app).good(), "bench: cannot write --json {}", a.json);
   if (!a.json_schema.empty()) {
     std::ifstream f(a.json_schema);
     NC_CHECK(f.good(), "bench: cannot read --json-schema {}", a.json_schema);

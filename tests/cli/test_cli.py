@@ -88,6 +88,12 @@ class Flags(unittest.TestCase):
         replies = [line for line in r.stdout.splitlines() if line.strip()]
         self.assertEqual(len(replies), 1, r.stdout)  # "Hi" only (a reply a line, not a tty)
 
+    def test_bench_refuses_an_unwritable_json_path_before_it_runs(self):
+        r = run("bench", "--json", "/nonexistent-dir/results.json", "--num-requests", "1",
+                timeout=20)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("cannot write --json /nonexistent-dir/results.json", r.stderr)
+
     def test_stop_without_value_is_an_error(self):
         r = run("generate", "prompt", "--stop")
         self.assertNotEqual(r.returncode, 0)
