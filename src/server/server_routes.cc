@@ -242,8 +242,7 @@ void Server::Impl::setup_routes() {
     send_json(res, ok ? 200 : 503, {{"status", ok ? "ok" : "unhealthy"}});
   });
   http->Get("/metrics", [this](const Request&, Response& res) {
-    res.set_content(metrics.render(loop.stats()),
-                    "text/plain; version=0.0.4; charset=utf-8");
+    res.set_content(metrics.render(loop.stats()), "text/plain; version=0.0.4; charset=utf-8");
   });
 
   // 405 for the known routes under the wrong method.
