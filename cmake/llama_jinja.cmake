@@ -2,7 +2,9 @@
 # templates (src/tokenizer/jinja_render.cc). Its files are not in the repository: tools/setup.sh
 # unpacks them from llama-cpp-python's sdist into third_party/llama-jinja (git-ignored).
 #
-# Built as they are, with their own warnings silenced (third-party code: -w on these files only).
+# Built as they are but for one patch that tools/setup.sh applies (tools/patches/
+# llama_jinja_limits.patch: bounds on a template's nesting, range() and statements, so that a
+# model's template cannot crash or stall the server), with their own warnings silenced (third-party code: -w on these files only).
 # The one outside name they use, json.cpp's "ggml.h" (for GGML_ASSERT), is a shim generated here.
 # Consumers see the headers as system headers ("jinja/runtime.h", ...), so that the project's
 # warnings stay on for its own code only.

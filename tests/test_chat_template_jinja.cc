@@ -18,6 +18,7 @@
 #include "engine/text_codec.h"
 #include "formats/gguf.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/jinja_render.h"
 
 namespace nc {
 namespace test_chat_template_jinja {
@@ -290,6 +291,39 @@ TEST(ChatTemplateJinja, RaiseExceptionAndBadInputAreErrors) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("'<|im_start|>'"), std::string::npos) << e.what();
   }
+}
+
+// A model's template cannot crash or stall the server (tools/patches/llama_jinja_limits.patch): a
+// macro that calls itself stops at the nesting bound, a range() past Jinja2's sandbox bound
+// (100,000, as Hugging Face renders) and a loop past the statement bound are errors naming the
+// bound; a template well inside them renders.
+TEST(ChatTemplateJinja, RunawayTemplatesAreBoundedErrors) {
+  const ojson msgs = ojson::array({{{"role", "user"}, {"content", "hi"}}});
+  auto error_of = [&](const std::string& tmpl) -> std::string {
+    try {
+      render_chat_template_json(tmpl, msgs, nullptr, false);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(error_of("{% macro f(x) %}{{ f(x) }}{% endmacro %}{{ f(1) }}").find("deeper than 400"),
+            std::string::npos);
+  EXPECT_NE(error_of("{% for i in range(2000000000) %}{{ 'x' }}{% endfor %}")
+                .find("range() of more than 100000 items"),
+            std::string::npos);
+  set_jinja_statement_limit(50000);  // the default's 2,000,000 take ~14 s: the same rule, sooner
+  EXPECT_NE(error_of("{% for i in range(100000) %}{% for j in range(100000) %}{{ 'x' }}"
+                     "{% endfor %}{% endfor %}")
+                .find("more than 50000 statements"),
+            std::string::npos);
+  set_jinja_statement_limit(2000000);
+  // A recursion 20 deep and a loop of 10,000 are fine.
+  const RenderedChat ok = render_chat_template_json(
+      "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{% endif %}{{ n }}{% endmacro %}{{ f(20) }}"
+      "{% for i in range(10000) %}{% endfor %}",
+      msgs, nullptr, false);
+  EXPECT_EQ(ok.text.substr(0, 3), "012");
 }
 
 // A ChatML template that the engine cannot parse (an unknown tag) is rendered by the fallback;

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(cmake ninja-build g++ ccache pkg-config libpcre2-dev libutf8proc-dev nlohmann-json3-dev
+APT_PACKAGES=(cmake ninja-build g++ ccache pkg-config patch libpcre2-dev libutf8proc-dev nlohmann-json3-dev
               libcpp-httplib-dev libcli11-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
               libedit-dev tmux
               python3 python3-pip python3-venv unzip curl)
@@ -108,6 +108,12 @@ if [ ! -f third_party/llama-jinja/NC_SOURCE ] || [ ! -f third_party/llama-vocab/
   echo "$LLAMA_JINJA_PKG" > third_party/llama-jinja/NC_SOURCE
   echo "$LLAMA_JINJA_PKG" > third_party/llama-vocab/NC_SOURCE
   rm -rf "$tmp"
+fi
+# Our one change to the engine: bounds on a template's run (nesting depth, statements), so that a
+# model's template cannot crash the server with a macro that calls itself or stall it with an
+# endless loop (tools/patches/llama_jinja_limits.patch; applied once, on a fresh unpack too).
+if ! grep -q nc_exec_guard third_party/llama-jinja/jinja/runtime.cpp; then
+  patch -s -p1 -d third_party/llama-jinja < tools/patches/llama_jinja_limits.patch
 fi
 # xgrammar's C++ library (Apache-2.0), from its PyPI source distribution, taken as a file source
 # and never committed: the grammar engine behind structured output (response_format json_object /

@@ -184,6 +184,10 @@ bool jinja_supports_typed_content(const std::string& template_str) {
   return typed;
 }
 
+void set_jinja_statement_limit(int64_t n) {
+  jinja::set_statement_limit(n);
+}
+
 JinjaRendered render_jinja(const std::string& template_str, const JinjaChatInput& input) {
   NC_CHECK_AS(ErrorKind::InvalidArgument, input.messages.is_array(),
               "chat template: messages must be a JSON array, got {}", input.messages.type_name());

@@ -17,6 +17,7 @@
 // holds msg; anything else the engine cannot do (a syntax it does not parse, a missing filter)
 // is a JinjaEngineError, which callers may answer with a fallback.
 #pragma once
+#include <cstdint>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -47,6 +48,12 @@ struct JinjaRendered {
 struct JinjaEngineError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// Bounds on one render, so that a model's template cannot crash or stall the server: nesting
+// stops at 400 statements, a range() at 100,000 items (Jinja2's sandbox, as Hugging Face
+// renders), a run at `n` statements from each top-level one (2,000,000 by default: a Gemma 4
+// chat of 800 messages runs ~550,000). Each is an error naming the bound.
+void set_jinja_statement_limit(int64_t n);
 
 JinjaRendered render_jinja(const std::string& template_str, const JinjaChatInput& input);
 
