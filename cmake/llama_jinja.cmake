@@ -17,6 +17,11 @@ endif()
 # checks every allocation and access of the project's own code, whose heap this code shares):
 # the Release build's copy when NC_THIRD_PARTY_FROM names that build folder (nc_third_party_import,
 # cmake/third_party.cmake; the Makefile's asan-build does so), else compiled here without sanitizers.
+file(STRINGS "${NC_LLAMA_JINJA_DIR}/jinja/runtime.cpp" _nc_patched REGEX "nc_exec_guard")
+if(NOT _nc_patched)
+  message(FATAL_ERROR "llama.cpp's Jinja engine at ${NC_LLAMA_JINJA_DIR} lacks our bounds patch "
+                      "(tools/patches/llama_jinja_limits.patch): run tools/setup.sh")
+endif()
 nc_third_party_import(nc_llama_jinja _imported)
 if(_imported)
   target_include_directories(nc_llama_jinja SYSTEM INTERFACE "${NC_LLAMA_JINJA_DIR}")

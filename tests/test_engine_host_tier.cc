@@ -216,30 +216,39 @@ struct FailingTransferModel : fake::FakeModel {
 // then runs no step (an error naming the failure, and health_error says it) rather than serve a
 // later hit's stale prefix as if it were right.
 TEST(EngineHostTierFaults, AFailedCopyStopsTheEngineInsteadOfServingStaleKV) {
-  EngineConfig cfg;
-  cfg.page_size = 4;
-  cfg.max_num_batched_tokens = 64;
-  cfg.kv_cache_memory = std::to_string(8 * 4 * 8);
-  cfg.host_kv_cache = std::to_string(16 * 4 * 8);
-  cfg.check_invariants = true;
-  auto m = std::make_unique<FailingTransferModel>(kVocab, 4096);
-  m->weight_bytes = int64_t(1) << 24;
-  FailingTransferModel* model = m.get();
-  Engine e(cfg, std::move(m), std::make_unique<fake::FakeCodec>());
-  std::vector<int32_t> a, b;
-  for (int i = 0; i < 17; ++i) a.push_back(10 + i), b.push_back(100 + i);
-  (void)e.generate({a}, fake::greedy_ignoring_eos(3));  // a's pages cached
-  EXPECT_EQ(e.health_error(), "");
-  model->fail_next = 1;  // b's step offloads a's pages to the host: that copy fails
-  EXPECT_THROW(e.generate({b}, fake::greedy_ignoring_eos(3)), Error);
-  EXPECT_NE(e.health_error().find("injected transfer failure"), std::string::npos)
-      << e.health_error();
-  try {
-    e.generate({a}, fake::greedy_ignoring_eos(3));
-    FAIL() << "a step ran over the stale prefix";
-  } catch (const Error& err) {
-    EXPECT_NE(std::string(err.what()).find("host-tier KV page copy failed"), std::string::npos)
-        << err.what();
+  for (const bool async : {false, true}) {
+    SCOPED_TRACE(async ? "async" : "sync");
+    EngineConfig cfg;
+    cfg.async_scheduling = async;
+    cfg.page_size = 4;
+    cfg.max_num_batched_tokens = 64;
+    cfg.kv_cache_memory = std::to_string(8 * 4 * 8);
+    cfg.host_kv_cache = std::to_string(16 * 4 * 8);
+    cfg.check_invariants = true;
+    auto m = std::make_unique<FailingTransferModel>(kVocab, 4096, async);
+    m->weight_bytes = int64_t(1) << 24;
+    FailingTransferModel* model = m.get();
+    Engine e(cfg, std::move(m), std::make_unique<fake::FakeCodec>());
+    std::vector<int32_t> a, b;
+    for (int i = 0; i < 17; ++i) a.push_back(10 + i), b.push_back(100 + i);
+    (void)e.generate({a}, fake::greedy_ignoring_eos(3));  // a's pages cached
+    EXPECT_EQ(e.health_error(), "");
+    model->fail_next = 1;  // b's step offloads a's pages to the host: that copy fails
+    EXPECT_THROW(e.generate({b}, fake::greedy_ignoring_eos(3)), Error);
+    EXPECT_NE(e.health_error().find("injected transfer failure"), std::string::npos)
+        << e.health_error();
+    // What it still held finishes as aborted in one step, and then it holds nothing (a server's
+    // loop goes idle and reports health_error, rather than spin on failing steps).
+    for (const RequestOutput& o : e.step()) EXPECT_EQ(o.finish_reason, FinishReason::Abort);
+    EXPECT_FALSE(e.has_unfinished());
+    EXPECT_EQ(e.stats().used_pages, 0);
+    try {
+      e.add_request(a, fake::greedy_ignoring_eos(3));
+      FAIL() << "a request was taken over the stale prefix cache";
+    } catch (const Error& err) {
+      EXPECT_NE(std::string(err.what()).find("host-tier KV page copy failed"), std::string::npos)
+          << err.what();
+    }
   }
 }
 

@@ -290,5 +290,27 @@ TEST(SocketGroup, AWatchedRankProcessThatDiesIsReportedAndOneThatExitsCleanlyIsN
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 }
 
+// A rank process that dies before rank 0 listens (rank 0 loads its own shard first) is still
+// reported: the watch offers the report until rank 0's listener takes it.
+TEST(SocketGroup, ARankProcessThatDiesBeforeRankZeroListensIsStillReported) {
+  const pid_t killed = ::fork();
+  if (killed == 0) ::raise(SIGKILL);
+  ASSERT_GT(killed, 0);
+  const HostPort at = parse_host_port(free_local_address());
+  const RankProcessWatch watch(at, {{killed, 1}});
+  std::this_thread::sleep_for(milliseconds(1500));  // rank 0 "loading": nobody listens yet
+  std::string error;
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    make_socket_root(std::make_unique<TcpListener>(at), 2, milliseconds(60000), milliseconds(5000));
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  EXPECT_NE(error.find("rank 1 could not join"), std::string::npos) << error;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 10.0);
+  int status = 0;
+  EXPECT_EQ(::waitpid(killed, &status, 0), killed);
+}
+
 }  // namespace
 }  // namespace nc

@@ -7,11 +7,14 @@
 // share one random system prompt, each with its own random question) and --workload multi-turn
 // (conversations whose every turn re-sends the whole history). Both print the mean time to first
 // token and the engine's cache stats besides the throughput.
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -271,9 +274,15 @@ void run_bench(BenchArgs a) {
   TensorParallelRanks ranks(a.engine);
   if (ranks.served()) return;  // this process was another rank of the group
   NC_CHECK(a.num_requests >= 1, "bench: --num-requests must be >= 1");
-  // Where the results go is checked before the run, not found unwritable after it.
-  if (!a.json.empty())
-    NC_CHECK(std::ofstream(a.json, std::ios::app).good(), "bench: cannot write --json {}", a.json);
+  // Where the results go is checked before the run (without creating the file), not found
+  // unwritable after it.
+  if (!a.json.empty()) {
+    const std::filesystem::path out(a.json);
+    const std::filesystem::path dir = out.has_parent_path() ? out.parent_path() : ".";
+    const bool writable = std::filesystem::exists(out) ? ::access(out.c_str(), W_OK) == 0
+                                                       : ::access(dir.c_str(), W_OK) == 0;
+    NC_CHECK(writable, "bench: cannot write --json {}", a.json);
+  }
   if (!a.json_schema.empty()) {
     std::ifstream f(a.json_schema);
     NC_CHECK(f.good(), "bench: cannot read --json-schema {}", a.json_schema);

@@ -11,9 +11,11 @@
 // Contract:
 //   - A thread looks at each process every 100 ms without reaping it (the owner still waits for
 //     its children); an exit with status 0 is a rank that served and left, not reported.
-//   - Each process's end is reported once, best effort within 2 s (after the group formed
-//     nobody listens at the address any more: the dead rank's closed socket told rank 0 first).
-//   - Destroying the watch stops the thread (before its owner kills or reaps the processes).
+//   - Each process's end is reported once, offered every ~0.35 s until rank 0 takes it (its
+//     listener may not be up yet) or 900 s pass (after the group formed nobody listens at the
+//     address any more: the dead rank's closed socket told rank 0 first).
+//   - Destroying the watch stops the thread within ~0.35 s (before its owner kills or reaps
+//     the processes).
 #pragma once
 #include <sys/types.h>
 

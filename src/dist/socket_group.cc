@@ -286,7 +286,7 @@ JoinMessage read_join_message(TcpLink& link) {
 
 }  // namespace
 
-void report_join_failure(const HostPort& root, int rank, const std::string& why,
+bool report_join_failure(const HostPort& root, int rank, const std::string& why,
                          std::chrono::milliseconds wait) {
   std::string text = fmt::format("rank {} could not join: {}", rank, why);
   text.resize(std::min(text.size(), size_t(kMaxJoinFailureBytes)));
@@ -294,7 +294,9 @@ void report_join_failure(const HostPort& root, int rank, const std::string& why,
     const Deadline d = Deadline::after(wait);
     const std::unique_ptr<TcpLink> link = tcp_connect(root, d);
     send_msg(*link, Op::Abort, text.data(), int64_t(text.size()), d);
-  } catch (const Error&) {  // rank 0 is gone or not listening any more: nobody waits for this rank
+    return true;
+  } catch (const Error&) {  // rank 0 is gone or not listening (yet)
+    return false;
   }
 }
 

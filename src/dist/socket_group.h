@@ -43,8 +43,8 @@ std::unique_ptr<Communicator> make_socket_peer(const HostPort& root, int rank, i
                                                std::chrono::milliseconds timeout);
 
 // Tells rank 0 at `root` that rank `rank` will not join, and why; its set-up then fails with that
-// reason. Best effort within `wait`: nothing happens when rank 0 is not listening (any more).
-void report_join_failure(const HostPort& root, int rank, const std::string& why,
+// reason. Best effort within `wait`: false when rank 0 was not listening (not yet, or any more).
+bool report_join_failure(const HostPort& root, int rank, const std::string& why,
                          std::chrono::milliseconds wait);
 
 }  // namespace nc

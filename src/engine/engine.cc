@@ -185,18 +185,28 @@ Engine::Engine(const EngineConfig& config, std::unique_ptr<StepModel> model,
 
 Engine::~Engine() = default;
 
+void Engine::Impl::check_serving() const {
+  NC_CHECK_AS(ErrorKind::Internal, pipeline->kv_failure().empty(),
+              "engine: {}; the prefix cache may name pages whose K/V never arrived, so it takes "
+              "no requests any more (restart the engine)",
+              pipeline->kv_failure());
+}
+
 RequestId Engine::add_request(const std::string& prompt, const SamplingParams& params) {
+  impl_->check_serving();
   NC_CHECK_AS(ErrorKind::InvalidArgument, !prompt.empty(), "request: empty prompt");
   return impl_->requests->add(impl_->codec->encode_plain(prompt, true), params);
 }
 
 RequestId Engine::add_request(const std::vector<int32_t>& prompt_token_ids,
                               const SamplingParams& params) {
+  impl_->check_serving();
   return impl_->requests->add(prompt_token_ids, params);
 }
 
 std::vector<RequestId> Engine::add_requests(const std::vector<int32_t>& prompt_token_ids,
                                             const SamplingParams& params, int n) {
+  impl_->check_serving();
   NC_CHECK_AS(ErrorKind::InvalidArgument, n >= 1, "request: n must be >= 1, got {}", n);
   std::vector<RequestId> ids;
   try {
@@ -219,6 +229,7 @@ std::vector<RequestId> Engine::add_requests(const std::vector<int32_t>& prompt_t
 
 RequestId Engine::add_chat_request(const std::vector<ChatMessage>& messages,
                                    const SamplingParams& params) {
+  impl_->check_serving();
   NC_CHECK_AS(ErrorKind::InvalidArgument, !messages.empty(), "chat request: no messages");
   static const std::set<std::string> kRoles = {"system", "user", "assistant", "tool"};
   for (const ChatMessage& m : messages) {
@@ -234,6 +245,13 @@ void Engine::compile_grammar(const StructuredOutput& s) const {
 
 std::vector<RequestOutput> Engine::step() {
   Impl& e = *impl_;
+  if (!e.pipeline->kv_failure().empty()) {
+    // An engine whose KV cache is no longer trusted runs no step: what it still holds finishes
+    // as aborted (pages freed), and then it holds nothing (has_unfinished() is false).
+    e.requests->abort_all();
+    e.pipeline->drop_in_flight();
+    return e.requests->take_outputs(std::nullopt);
+  }
   e.accounting->begin_call();
   // Schedule and launch step n + 1 before step n's tokens are taken: with device sampling the
   // device runs it while the host does step n's bookkeeping (step_pipeline.h).

@@ -68,6 +68,8 @@ struct Engine::Impl {
   // Debug builds (or cfg.check_invariants): scheduler, prefix tree and host tier invariants after
   // each step.
   void check_invariants() const;
+  // Refuses new requests once a host-tier copy failed (StepPipeline::kv_failure).
+  void check_serving() const;
   // Sparse attention's invariant: (page id, valid slots) of every page whose contents are known
   // (running requests' computed tokens, cached pages whole), for StepModel::check_page_bounds.
   std::vector<int32_t> pages_with_contents() const;

@@ -97,6 +97,8 @@ class RequestTable {
   void on_token(Request& r, int index, EngineClock::time_point now);
   // Ends r (no-op when already finished) and frees its pages.
   void finish(Request& r, FinishReason reason);
+  // Ends every unfinished request as aborted.
+  void abort_all();
   // An output for every request touched since the last call, in id order; finished requests go,
   // except those whose last step is the step in flight (`in_flight_serial`).
   std::vector<RequestOutput> take_outputs(std::optional<int64_t> in_flight_serial);

@@ -202,6 +202,11 @@ std::vector<RequestOutput> RequestTable::take_outputs(std::optional<int64_t> in_
   return outs;
 }
 
+void RequestTable::abort_all() {
+  for (auto& [id, r] : requests_)
+    if (!r->finished) finish(*r, FinishReason::Abort);
+}
+
 bool RequestTable::has_unfinished() const {
   for (const auto& [id, r] : requests_) {
     if (!r->finished || r->touched) return true;

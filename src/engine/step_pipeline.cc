@@ -296,6 +296,12 @@ void StepPipeline::record_prompt_rows(LaunchedStep& s) {
   }
 }
 
+void StepPipeline::drop_in_flight() {
+  if (!in_flight_) return;
+  abort_requests_of(*in_flight_);
+  in_flight_.reset();
+}
+
 void StepPipeline::abort_requests_of(const LaunchedStep& s) {
   for (const StepEntry& e : s.plan.entries) {
     if (Request* r = requests_.find(e.seq->id)) requests_.finish(*r, FinishReason::Abort);

@@ -104,6 +104,8 @@ class StepPipeline {
   // Why no step runs any more ("" while steps run): a host-tier copy failed, so the prefix tree
   // names pages whose K/V never arrived (Engine::health_error reports it).
   const std::string& kv_failure() const { return kv_failure_; }
+  // Aborts the requests of the step in flight and forgets it (its tokens never arrive).
+  void drop_in_flight();
   // The step in flight's serial (requests it names must stay); nullopt when none.
   std::optional<int64_t> in_flight_serial() const;
 

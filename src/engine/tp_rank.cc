@@ -84,6 +84,9 @@ TpSource load_tp_source(const std::string& path, const StepModelOptions& o) {
     s.full = s.loaded->config;
   }
   apply_step_model_options(o, s.full);  // fp8: refused by shard
+  // Each node's ranks read their own command line: rope tables sized by one node's
+  // --max-model-len could refuse positions rank 0 serves. Every rank covers the whole range.
+  s.full.max_served_position = 0;
   return s;
 }
 

@@ -106,7 +106,9 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightMap& w, Backend& b
         if (is_fp8_linear_name(name)) return upload_linear(w, name, shape, parts);
         if (parts.empty()) {
           const HostTensor& t = require(w, name, shape);
-          return upload_weight(t.dtype == DType::F8E4M3 ? dequantized_fp8(w, name, shape) : t);
+          // Two returns, not a ?: (which would copy t, a whole embedding, into a temporary).
+          if (t.dtype == DType::F8E4M3) return upload_weight(dequantized_fp8(w, name, shape));
+          return upload_weight(t);
         }
         std::vector<const HostTensor*> ps;
         for (const auto& [part, rows] : parts) {
