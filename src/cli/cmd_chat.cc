@@ -44,8 +44,9 @@ std::string stream_reply(Engine& engine, RequestId id) {
   return reply;
 }
 
-// Runs one user turn: the reply joins the history, or an error leaves the history as it was.
-void run_turn(Engine& engine, const ChatArgs& a, std::vector<ChatMessage>& history,
+// Runs one user turn: the reply joins the history, or an error leaves the history as it was
+// (false).
+bool run_turn(Engine& engine, const ChatArgs& a, std::vector<ChatMessage>& history,
               const std::string& line) {
   history.push_back({"user", line});
   RequestId id = 0;
@@ -56,9 +57,10 @@ void run_turn(Engine& engine, const ChatArgs& a, std::vector<ChatMessage>& histo
   } catch (const Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     history.pop_back();
-    return;
+    return false;
   }
   history.push_back({"assistant", stream_reply(engine, id)});
+  return true;
 }
 
 // "(history: 2 messages: user 26 chars, assistant 113 chars)" on stderr.
@@ -85,6 +87,7 @@ void run_chat(const ChatArgs& a) {
                "nanocascade chat: /exit or Ctrl-D to quit, /reset to start over, /history to "
                "list the conversation, Ctrl-C stops a reply\n");
   }
+  int turns = 0, failed = 0;
   for (;;) {
     const std::optional<std::string> line = input.read("> ");
     if (!line) {
@@ -102,8 +105,12 @@ void run_chat(const ChatArgs& a) {
       continue;
     }
     if (line->empty()) continue;
-    run_turn(engine, a, history, *line);
+    ++turns;
+    if (!run_turn(engine, a, history, *line)) ++failed;
   }
+  // A script's chat (stdin not a terminal) that lost a turn fails, as a batch job would; each
+  // error was printed when it happened.
+  NC_CHECK(input.interactive() || failed == 0, "chat: {} of {} turns failed", failed, turns);
 }
 
 }  // namespace

@@ -94,6 +94,13 @@ class Flags(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("cannot write --json /nonexistent-dir/results.json", r.stderr)
 
+    @unittest.skipUnless(HAVE_MODEL, "no default model")
+    def test_a_scripted_chat_that_lost_a_turn_fails(self):
+        r = subprocess.run([BIN, "chat", "--max-model-len", "8"], input="Hi\n",
+                           capture_output=True, text=True, timeout=120)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("chat: 1 of 1 turns failed", r.stderr)
+
     def test_stop_without_value_is_an_error(self):
         r = run("generate", "prompt", "--stop")
         self.assertNotEqual(r.returncode, 0)
