@@ -22,6 +22,16 @@ namespace fs = std::filesystem;
 
 const std::string kSp = "\xE2\x96\x81";  // U+2581
 
+// `j` written as a tokenizer.json of its own folder, named for the test; returns its path. Per
+// process: the suite may run as concurrent shards (tools/gtest_shards.sh).
+std::string write_tokenizer_json(const std::string& name, const json& j) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("nc_tok_" + name + "_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "tokenizer.json") << j.dump();
+  return (dir / "tokenizer.json").string();
+}
+
 // A tokenizer.json with the given normalizer and pre_tokenizer; returns its path.
 std::string write_json(const std::string& name, const json& normalizer, const json& pre) {
   const json vocab = {{"<unk>", 0}, {kSp, 1},        {"h", 2},      {"i", 3},
@@ -35,12 +45,7 @@ std::string write_json(const std::string& name, const json& normalizer, const js
                   {"normalizer", normalizer},
                   {"pre_tokenizer", pre},
                   {"added_tokens", json::array()}};
-  // Per process: the suite may run as concurrent shards (tools/gtest_shards.sh).
-  const fs::path dir =
-      fs::temp_directory_path() / ("nc_tok_spm_" + name + "_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  std::ofstream(dir / "tokenizer.json") << j.dump();
-  return (dir / "tokenizer.json").string();
+  return write_tokenizer_json("spm_" + name, j);
 }
 
 void expect_spm_like(const Tokenizer& t) {
@@ -101,19 +106,16 @@ TEST(TokenizerJsonSpm, BadTokenIdsAreNamedNotSized) {
       const json j = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}},
                       {"pre_tokenizer", {{"type", "ByteLevel"}}},
                       {"added_tokens", added}};
-      const fs::path dir = fs::temp_directory_path() / ("nc_tok_badid_" + std::to_string(k++) +
-                                                        "_" + std::to_string(::getpid()));
-      fs::create_directories(dir);
-      std::ofstream(dir / "tokenizer.json") << j.dump();
+      const std::string path = write_tokenizer_json("badid_" + std::to_string(k++), j);
       try {
-        Tokenizer::from_hf_json((dir / "tokenizer.json").string());
+        Tokenizer::from_hf_json(path);
         ADD_FAILURE() << "accepted id " << id.dump();
       } catch (const Error& e) {
         EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument) << e.what();
         const std::string what = e.what();
         EXPECT_NE(what.find(in_added ? "<bad>" : "'bad'"), std::string::npos) << what;
       }
-      fs::remove_all(dir);
+      fs::remove_all(fs::path(path).parent_path());
     }
   }
 }
@@ -135,11 +137,7 @@ TEST(TokenizerJsonNfc, TheNfcNormalizerComposesBeforeTokenizing) {
                     {"normalizer", normalizer},
                     {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}},
                     {"added_tokens", json::array()}};
-    const fs::path dir =
-        fs::temp_directory_path() / ("nc_tok_nfc_" + name + "_" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    std::ofstream(dir / "tokenizer.json") << j.dump();
-    return (dir / "tokenizer.json").string();
+    return write_tokenizer_json("nfc_" + name, j);
   };
   const auto nfc = Tokenizer::from_hf_json(write("on", {{"type", "NFC"}}));
   const auto none = Tokenizer::from_hf_json(write("off", nullptr));
