@@ -104,15 +104,22 @@ std::vector<float> StepModel::take_logits(QueuedPass& pass) {
   return forward(take_deferred(pass).in);
 }
 
-// EngineConfig::quantization over the checkpoint's own (ModelConfig::quantization), and the
-// positions served (the rope tables cover max_model_len, not a 1M-position checkpoint's all).
-void apply_step_model_options(const StepModelOptions& o, ModelConfig& c) {
-  const std::string& q = o.quantization;
+void apply_quantization_option(const std::string& q, ModelConfig& c) {
   NC_CHECK_AS(ErrorKind::InvalidArgument, q == "auto" || q == "none" || q == "fp8",
               "quantization '{}': expected auto, none or fp8", q);
   if (q != "auto") c.quantization = q;
+}
+
+namespace {
+
+// The options that change one model's config: its quantization, and the positions served (the
+// rope tables cover max_model_len, not a 1M-position checkpoint's all).
+void apply_step_model_options(const StepModelOptions& o, ModelConfig& c) {
+  apply_quantization_option(o.quantization, c);
   c.max_served_position = std::max(o.max_model_len, 0);
 }
+
+}  // namespace
 
 std::unique_ptr<StepModel> make_llama_step_model(const std::string& path,
                                                  const StepModelOptions& o) {

@@ -164,9 +164,9 @@ struct StepModelOptions {
   int max_model_len = 0;         // EngineConfig::max_model_len (0: the model's maximum)
 };
 
-// The options that change the model's config: quantization over the checkpoint's own, and the
-// positions served (max_model_len). Throws for an unknown quantization. In llama_runner.cc.
-void apply_step_model_options(const StepModelOptions& o, ModelConfig& c);
+// EngineConfig::quantization ("auto", "none" or "fp8") over the checkpoint's own
+// (ModelConfig::quantization); throws for another. In llama_runner.cc.
+void apply_quantization_option(const std::string& quantization, ModelConfig& c);
 
 // The real model for a path (.gguf or an HF folder) on a backend ("cpu" | "cuda"). Defined in
 // llama_runner.cc.

@@ -83,10 +83,10 @@ TpSource load_tp_source(const std::string& path, const StepModelOptions& o) {
     s.loaded = load_model(path);  // weights mapped from the file; each rank copies its slices
     s.full = s.loaded->config;
   }
-  apply_step_model_options(o, s.full);  // fp8: refused by shard
-  // Each node's ranks read their own command line: rope tables sized by one node's
-  // --max-model-len could refuse positions rank 0 serves. Every rank covers the whole range.
-  s.full.max_served_position = 0;
+  // fp8: refused by shard. The served positions stay max_position: each node's ranks read their
+  // own command line, and rope tables sized by one node's --max-model-len could refuse positions
+  // rank 0 serves.
+  apply_quantization_option(o.quantization, s.full);
   return s;
 }
 
