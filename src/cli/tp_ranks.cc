@@ -52,7 +52,8 @@ TensorParallelRanks::TensorParallelRanks(const EngineFlags& flags) : cfg_(flags.
   const int first = cfg_.node_rank * per_node;
   try {
     start_children(first + 1, per_node - 1);
-    watch_ = std::make_unique<RankProcessWatch>(parse_host_port(cfg_.dist_init_addr), children_);
+    if (!children_.empty())  // one rank a node: nothing to watch, no thread
+      watch_ = std::make_unique<RankProcessWatch>(parse_host_port(cfg_.dist_init_addr), children_);
     if (cfg_.node_rank == 0) return;  // this process is rank 0: the command's engine
     run_tensor_parallel_rank(cfg_, first);
     served_ = true;
