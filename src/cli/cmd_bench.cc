@@ -49,10 +49,12 @@ struct BenchArgs {
   StructuredOutput structured;  // from json_schema
 };
 
-// Token ids in [0, 10000], as the nano-vLLM workload draws them.
-std::vector<int32_t> random_ids(PyRandom& rng, int n) {
+// Token ids in [0, 10000], as the nano-vLLM workload draws them; on a vocabulary of fewer ids
+// (tiny test models) taken modulo its size, so the draws, and with them the lengths drawn
+// after, stay those of the Python benchmark.
+std::vector<int32_t> random_ids(PyRandom& rng, int n, int vocab_size) {
   std::vector<int32_t> ids(size_t(std::max(n, 0)));
-  for (int32_t& t : ids) t = int32_t(rng.randint(0, 10000));
+  for (int32_t& t : ids) t = int32_t(rng.randint(0, 10000) % vocab_size);
   return ids;
 }
 
@@ -96,7 +98,8 @@ RunResult run_nano_vllm(Engine& engine, const BenchArgs& a) {
       "bench: --max-input and --max-output must be >= 100 (lengths are drawn from [100, max])");
   PyRandom rng(a.seed);
   std::vector<std::vector<int32_t>> prompts(a.num_requests);
-  for (auto& p : prompts) p = random_ids(rng, int(rng.randint(100, a.max_input)));
+  for (auto& p : prompts)
+    p = random_ids(rng, int(rng.randint(100, a.max_input)), engine.vocab_size());
   std::vector<SamplingParams> params(a.num_requests);
   for (auto& p : params) p = workload_params(int(rng.randint(100, a.max_output)), a.structured);
   return run_prompts(engine, prompts, params);
@@ -108,10 +111,10 @@ RunResult run_shared_prefix(Engine& engine, const BenchArgs& a) {
   PyRandom rng(a.seed);
   std::vector<std::vector<int32_t>> prompts;
   for (int g = 0; g < a.groups; ++g) {
-    const std::vector<int32_t> system = random_ids(rng, a.system_len);
+    const std::vector<int32_t> system = random_ids(rng, a.system_len, engine.vocab_size());
     for (int i = 0; i < a.prompts_per_group; ++i) {
       std::vector<int32_t> p = system;
-      const std::vector<int32_t> q = random_ids(rng, a.question_len);
+      const std::vector<int32_t> q = random_ids(rng, a.question_len, engine.vocab_size());
       p.insert(p.end(), q.begin(), q.end());
       prompts.push_back(std::move(p));
     }
@@ -127,7 +130,7 @@ RunResult run_shared_prefix(Engine& engine, const BenchArgs& a) {
 // a new user message of a.question_len random ids.
 RunResult run_multi_turn(Engine& engine, const BenchArgs& a) {
   PyRandom rng(a.seed);
-  const std::vector<int32_t> system = random_ids(rng, a.system_len);
+  const std::vector<int32_t> system = random_ids(rng, a.system_len, engine.vocab_size());
   struct Conv {
     std::vector<int32_t> prompt;  // the current turn's prompt
     std::vector<int32_t> answer;  // what the current turn generated so far
@@ -138,7 +141,7 @@ RunResult run_multi_turn(Engine& engine, const BenchArgs& a) {
   RunResult r;
   auto submit = [&](size_t c) {
     Conv& cv = convs[c];
-    const std::vector<int32_t> user = random_ids(rng, a.question_len);
+    const std::vector<int32_t> user = random_ids(rng, a.question_len, engine.vocab_size());
     cv.prompt.insert(cv.prompt.end(), user.begin(), user.end());
     cv.answer.clear();
     const SamplingParams p =

@@ -147,6 +147,21 @@ class Streaming(unittest.TestCase):
         self.assertIn("smaller than a page", r.stderr + r.stdout)
 
 
+class TinyVocabulary(unittest.TestCase):
+    def test_bench_draws_ids_inside_a_vocabulary_smaller_than_its_range(self):
+        # The workloads draw ids in [0, 10000]; tests/data/tiny-llama3-128k.json has 512.
+        tiny = os.path.join(ROOT, "tests", "data", "tiny-llama3-128k.json")
+        for workload in ("nano-vllm", "shared-prefix"):
+            with self.subTest(workload=workload):
+                r = run("bench", "--model", tiny, "--load-format", "dummy", "--workload",
+                        workload, "--num-requests", "2", "--max-input", "100",
+                        "--max-output", "100", "--groups", "1", "--prompts-per-group", "2",
+                        "--system-len", "16", "--question-len", "4", "--output-len", "2",
+                        "--max-model-len", "512")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("throughput:", r.stdout)
+
+
 @unittest.skipUnless(HAVE_MODEL, "no default model")
 class Bench(unittest.TestCase):
     def test_cpu_bench_prints_only_what_it_measured(self):
