@@ -374,9 +374,12 @@ TEST(ServerDisconnect, MidStreamAbortsAndFreesPages) {
       << metrics;
 }
 
-// A non-streaming client hangs up while its request generates; with `pipelined`, it sent a next
-// request first, whose unread bytes sit in front of the hang-up.
-void hang_up_while_generating(bool pipelined) {
+// A non-streaming client hangs up while its request generates: it closes (Close), sends a next
+// request whose unread bytes sit in front of the hang-up and closes (PipelinedClose), or resets
+// the connection right after sending, before the server first looks at it (ResetAtOnce).
+enum class HangUp { Close, PipelinedClose, ResetAtOnce };
+
+void hang_up_while_generating(HangUp how) {
   TestServer ts({}, {}, /*delay_us=*/1000);
   json body = completion_body("a long one", 3000);
   body["ignore_eos"] = true;
@@ -388,33 +391,46 @@ void hang_up_while_generating(bool pipelined) {
   const int fd = connect_loopback(ts.srv->port());
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::send(fd, req.data(), req.size(), 0), ssize_t(req.size()));
-  // Hang up once the request is generating (a non-streaming response is still far off).
-  const auto deadline = Clock::now() + std::chrono::seconds(20);
-  while (ts.stats().num_generated_tokens < 10 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  if (how == HangUp::ResetAtOnce) {
+    const linger reset{1, 0};  // close() sends RST
+    ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)), 0);
+  } else {
+    // Hang up once the request is generating (a non-streaming response is still far off).
+    const auto deadline = Clock::now() + std::chrono::seconds(20);
+    while (ts.stats().num_generated_tokens < 10 && Clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    EXPECT_GE(ts.stats().num_generated_tokens, 10);
+    EXPECT_GT(ts.stats().used_pages, 0);
   }
-  EXPECT_GE(ts.stats().num_generated_tokens, 10);
-  EXPECT_GT(ts.stats().used_pages, 0);
-  if (pipelined) {
+  if (how == HangUp::PipelinedClose) {
     const std::string next = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     ASSERT_EQ(::send(fd, next.data(), next.size(), 0), ssize_t(next.size()));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ::close(fd);
+  // The request ends as an abort (a reset one may not have started yet: wait for its end).
+  const std::string aborted = "nanocascade_requests_finished_total{finish_reason=\"abort\"} 1";
+  std::string metrics;
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  do {
+    metrics = ts.client()->Get("/metrics")->body;
+  } while (metrics.find(aborted) == std::string::npos && Clock::now() < deadline &&
+           (std::this_thread::sleep_for(std::chrono::milliseconds(5)), true));
+  EXPECT_NE(metrics.find(aborted), std::string::npos) << metrics;
   EXPECT_TRUE(ts.wait_idle(10)) << "pages in use: " << ts.stats().used_pages;
   EXPECT_LT(ts.stats().num_generated_tokens, 3000);
-  const std::string metrics = ts.client()->Get("/metrics")->body;
-  EXPECT_NE(metrics.find("nanocascade_requests_finished_total{finish_reason=\"abort\"} 1"),
-            std::string::npos)
-      << metrics;
 }
 
 TEST(ServerDisconnect, WaitingNonStreamingClientAborts) {
-  hang_up_while_generating(false);
+  hang_up_while_generating(HangUp::Close);
 }
 
 TEST(ServerDisconnect, AClientThatPipelinedANextRequestAndLeftAborts) {
-  hang_up_while_generating(true);
+  hang_up_while_generating(HangUp::PipelinedClose);
+}
+
+TEST(ServerDisconnect, AClientThatResetRightAfterSendingAborts) {
+  hang_up_while_generating(HangUp::ResetAtOnce);
 }
 
 // ---------------------------------------------------------------------------------------------

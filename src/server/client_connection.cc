@@ -37,6 +37,12 @@ bool port_and_addr(int fd, bool peer, int& port, std::string& addr) {
   return true;
 }
 
+bool is_listening(int fd) {
+  int on = 0;
+  socklen_t len = sizeof(on);
+  return ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on != 0;
+}
+
 }  // namespace
 
 bool ClientConnection::closed_every(std::chrono::milliseconds every) {
@@ -47,7 +53,8 @@ bool ClientConnection::closed_every(std::chrono::milliseconds every) {
 }
 
 bool ClientConnection::closed() {
-  if (fd_ == -2) fd_ = find_socket();
+  if (fd_ == kNotLookedUp) fd_ = find_socket();
+  if (fd_ == kGone) return true;
   if (fd_ < 0) return false;  // not found: assume it is there
   // POLLRDHUP: the peer's end arrived, even behind bytes not read yet (a pipelined request, a
   // stray CRLF), which a peek at the next byte would take for a live client.
@@ -59,7 +66,8 @@ bool ClientConnection::closed() {
 int ClientConnection::find_socket() const {
   DIR* dir = ::opendir("/proc/self/fd");
   if (!dir) return -1;
-  int found = -1;
+  int found = kNotFound;
+  bool peerless = false;  // a connection on the server's port whose peer is gone
   while (dirent* e = ::readdir(dir)) {
     char* end = nullptr;
     const long fd = std::strtol(e->d_name, &end, 10);
@@ -67,13 +75,18 @@ int ClientConnection::find_socket() const {
     int port = 0;
     std::string addr;
     if (!port_and_addr(int(fd), false, port, addr) || port != local_port_) continue;
-    if (!port_and_addr(int(fd), true, port, addr) || port != remote_port_) continue;
-    if (addr != remote_addr_) continue;
+    if (!port_and_addr(int(fd), true, port, addr)) {
+      peerless = peerless || (errno == ENOTCONN && !is_listening(int(fd)));
+      continue;
+    }
+    if (port != remote_port_ || addr != remote_addr_) continue;
     found = int(fd);
     break;
   }
   ::closedir(dir);
-  return found;
+  // Our socket stays open while the handler runs. If no connected socket has our peer, ours is
+  // one whose peer reset it before the first look (getpeername: ENOTCONN), so the client left.
+  return found == kNotFound && peerless ? kGone : found;
 }
 
 }  // namespace nc::server

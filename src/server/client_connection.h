@@ -4,7 +4,9 @@
 // waits for tokens needs to know, so that a client that went away aborts its request and its KV
 // pages return at once. The connection's socket is found by its addresses (the only socket of
 // this process whose local port is the server's and whose peer is the request's remote
-// address); it stays ours while the handler runs, since httplib closes it only afterwards.
+// address); it stays ours while the handler runs, since httplib closes it only afterwards. A
+// client that reset its connection before the first look has no peer address any more: when no
+// connected socket has our peer and some connection on the server's port has none, ours is it.
 #pragma once
 #include <chrono>
 #include <string>
@@ -26,11 +28,14 @@ class ClientConnection {
   bool closed();
 
  private:
+  static constexpr int kNotLookedUp = -2, kNotFound = -1, kGone = -3;
+  // The socket's fd; kGone when the connection lost its peer before the look (a reset);
+  // kNotFound when no socket matches.
   int find_socket() const;
 
   std::string remote_addr_;
   int remote_port_ = -1, local_port_ = -1;
-  int fd_ = -2;  // -2: not looked up yet; -1: not found
+  int fd_ = kNotLookedUp;  // else find_socket()'s answer
   std::chrono::steady_clock::time_point last_check_ = std::chrono::steady_clock::now();
 };
 
