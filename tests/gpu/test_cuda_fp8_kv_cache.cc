@@ -134,13 +134,14 @@ TEST_F(CudaFp8KvCache, AppendWritesCoreFp8Codes) {
 // Keys that are small integers (k_scale 0.5: codes -6..6, exact) and exact queries make the page
 // scores exact, so the GPU's selection must be the CPU rule's page for page; bounds of fp8 pages
 // (decoded, times k_scale) must equal the CPU backend's bit for bit.
-TEST_F(CudaFp8KvCache, SparseBoundsAndSelectionOverFp8Pages) {
-  const int Hq = 8, Hk = 2, D = 64, ps = 16;
+// `entries`: each request's (KV length, query rows); entries of one row past the budget select.
+void check_sparse_over_fp8(Backend* gpu, Backend* cpu, std::mt19937& rng, int Hq, int Hk, int D,
+                           const std::vector<std::pair<int, int>>& entries) {
+  const int ps = 16;
   for (KVLayout layout : {KVLayout::NHD, KVLayout::HND}) {
     SCOPED_TRACE(::testing::Message() << "layout " << int(layout));
-    const std::vector<int> lens = {400, 60, 333, 700};
     int num_pages = 1;
-    for (int len : lens) num_pages += (len + ps - 1) / ps;
+    for (auto [len, rows] : entries) num_pages += (len + ps - 1) / ps;
     const AttentionShape shape =
         with_fp8(AttentionShape{Hq, Hk, D, 0.125f, KVCacheShape{1, num_pages, ps, Hk, D, layout}},
                  0.5f, 1.5f);
@@ -148,13 +149,13 @@ TEST_F(CudaFp8KvCache, SparseBoundsAndSelectionOverFp8Pages) {
     AttentionStep step;
     PagedKVBatch own;
     int next = 0;
-    for (int len : lens) {
+    for (auto [len, rows] : entries) {
       std::vector<int32_t> pages(size_t((len + ps - 1) / ps));
       std::iota(pages.begin(), pages.end(), next);
       next += int(pages.size());
-      own.add(1, pages, len, ps);
+      own.add(rows, pages, len, ps);
+      step.num_tokens += rows;
     }
-    step.num_tokens = int(lens.size());
     step.levels = {own};
     // Codes: K of small integers over k_scale, V random; `keys` the K values as float32 pages.
     std::vector<uint8_t> codes = random_codes(rng, size_t(num_pages) * kv.elems_per_page(), 1.5f);
@@ -203,6 +204,36 @@ TEST_F(CudaFp8KvCache, SparseBoundsAndSelectionOverFp8Pages) {
     EXPECT_LE(rel_error(gpu->to_host_f32(og), cpu->to_host_f32(oc)), kBf16Tol);
     EXPECT_EQ(first_code_difference(read_bytes(*gpu, pg), read_bytes(*cpu, pc)), -1);
   }
+}
+
+TEST_F(CudaFp8KvCache, SparseBoundsAndSelectionOverFp8Pages) {
+  check_sparse_over_fp8(gpu.get(), cpu.get(), rng, 8, 2, 64,
+                        {{400, 1}, {60, 1}, {333, 1}, {700, 1}});
+}
+
+// A mixed step (decode rows, then a prompt's chunk) over fp8 pages at group 2: the plain plan
+// splits it into the decode table's rows and the rest; the sparse plan must not (its selection
+// writes one plan's own level), and selects the decode rows' pages as on a decode-only step.
+TEST_F(CudaFp8KvCache, SparseMixedStepOverFp8PagesIsNotSplit) {
+  const std::vector<std::pair<int, int>> entries = {{400, 1}, {60, 1}, {333, 1}, {700, 5}};
+  const int Hq = 4, Hk = 2, D = 128;
+  AttentionStep step;
+  PagedKVBatch own;
+  int next = 0;
+  for (auto [len, rows] : entries) {
+    std::vector<int32_t> pages(size_t((len + 15) / 16));
+    std::iota(pages.begin(), pages.end(), next);
+    next += int(pages.size());
+    own.add(rows, pages, len, 16);
+    step.num_tokens += rows;
+  }
+  step.levels = {own};
+  const AttentionShape shape = with_fp8(
+      AttentionShape{Hq, Hk, D, 0.125f, KVCacheShape{1, next + 1, 16, Hk, D, KVLayout::NHD}}, 0.5f,
+      1.5f);
+  ASSERT_EQ(cuda_plan_uses_decode_kernel(*gpu->plan_attention(step, shape)).size(), 2u)
+      << "the plain plan of this step is no longer split: the test does not reach the split";
+  check_sparse_over_fp8(gpu.get(), cpu.get(), rng, Hq, Hk, D, entries);
 }
 
 // The host tier moves pages as bytes: an fp8 layer's page is half a bf16 one's, and pages go out

@@ -52,6 +52,12 @@ std::unique_ptr<AttentionPlan> CudaAttention::plan(const AttentionStep& step,
   validate_step(step, shape);
   if (const int rows = fp8_decode_rows_to_split(step, shape); rows > 0)
     return plan_split(step, shape, rows);
+  return plan_unsplit(step, shape);
+}
+
+std::unique_ptr<AttentionPlan> CudaAttention::plan_unsplit(const AttentionStep& step,
+                                                           const AttentionShape& shape) {
+  validate_step(step, shape);
   auto plan = std::make_unique<CudaAttentionPlan>(ctx_);
   plan->shape = shape;
   plan->num_tokens = step.num_tokens;
@@ -231,6 +237,11 @@ LevelKernel CudaAttention::level_kernel(const PagedKVBatch& in, const AttentionS
 // Graph plans: by option, else by the graph table (by batch size only: a graph serves every
 // context of its batch size).
 LevelKernel CudaAttention::graph_own_kernel(const AttentionShape& sh, int batch) const {
+  // Groups FlashInfer's decode has no instance for (5, 7, 10, ...: Qwen2.5-7B/14B/32B) run FA2,
+  // as level_kernel() does for eager plans, whatever the option asks.
+  if (!cuda::generic_attention_serves(sh.head_dim) &&
+      !cuda::decode_supported(sh.num_qo_heads, sh.num_kv_heads, sh.head_dim))
+    return LevelKernel::Prefill;
   switch (options_.decode_kernel) {
     case DecodeKernel::CudaCores:
       return LevelKernel::Decode;

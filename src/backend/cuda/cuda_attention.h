@@ -40,6 +40,10 @@ class CudaAttention {
         registry_(std::move(registry)) {}
 
   std::unique_ptr<AttentionPlan> plan(const AttentionStep& step, const AttentionShape& shape);
+  // plan() without the fp8 split of a mixed step: one plan whose levels are the step's, for
+  // callers that address a level's arrays (the sparse selection writes the own level's pages).
+  std::unique_ptr<AttentionPlan> plan_unsplit(const AttentionStep& step,
+                                              const AttentionShape& shape);
   std::unique_ptr<AttentionPlan> plan_for_graph(const AttentionStep& step,
                                                 const AttentionShape& shape, int slot_id,
                                                 int max_pages);

@@ -27,8 +27,10 @@ void FloatWorkspace::ensure(size_t need) {
   // cudaFree waits for the device, so no queued kernel still uses the old buffer.
   if (ptr) cuda_check(cudaFree(ptr), "cudaFree");
   ptr = nullptr;
-  bytes = std::max(align_up(need, size_t(1) << 20), size_t(32) << 20);
-  cuda_check(cudaMalloc(&ptr, bytes), "cudaMalloc (attention workspace)");
+  bytes = 0;  // until the new buffer exists: a failed allocation leaves an empty workspace
+  const size_t want = std::max(align_up(need, size_t(1) << 20), size_t(32) << 20);
+  cuda_check(cudaMalloc(&ptr, want), "cudaMalloc (attention workspace)");
+  bytes = want;
 }
 
 Context::~Context() {

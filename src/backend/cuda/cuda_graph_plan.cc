@@ -26,7 +26,8 @@ struct GraphLevels {
 
 // Fills `out` and returns true when the step is a decode step a graph can run: B one-row entries
 // of 1..max_pages pages in the own level, non-causal shared levels of at most B entries and
-// B * max_pages pages on FA2, a decode kernel for the head shape.
+// B * max_pages pages on FA2. The own level runs the decode kernel where FlashInfer's has the
+// head shape (graph_own_kernel), else FA2 (any GQA group, as in eager plans).
 bool CudaAttention::pad_graph_levels(const AttentionStep& step, const AttentionShape& shape,
                                      int max_pages, std::vector<PagedKVBatch>& padded) const {
   const size_t nl = step.levels.size();
@@ -39,9 +40,6 @@ bool CudaAttention::pad_graph_levels(const AttentionStep& step, const AttentionS
     if (step.levels[l].causal) return false;
   for (const PagedKVBatch& level : step.levels)
     level.validate(step.num_tokens, page_size, shape.kv.num_pages);
-  if (!cuda::decode_supported(shape.num_qo_heads, shape.num_kv_heads, shape.head_dim) &&
-      !cuda::generic_attention_serves(shape.head_dim))
-    return false;
   for (int b = 0; b < B; ++b) {
     if (own.q_len(b) != 1 || own.num_pages(b) < 1 || own.num_pages(b) > max_pages) return false;
   }

@@ -37,7 +37,12 @@ GraphSlot& GraphSlots::get(int slot_id, const std::vector<cuda::PlanQuery>& quer
     release(g);
     graphs_.drop(slot_id);
   }
-  make(g, queries, max_pages);
+  try {
+    make(g, queries, max_pages);
+  } catch (...) {  // a failed allocation: free what was made, leave an empty slot
+    release(g);
+    throw;
+  }
   return g;
 }
 
@@ -103,10 +108,13 @@ void GraphSlots::release(GraphSlot& g) {
 // use of it is fixed).
 char* GraphSlots::scratch(size_t bytes) {
   if (bytes > scratch_bytes_) {
+    // Allocated before the old one is retired: a failed allocation leaves the old one in place.
+    const size_t want = std::max(align_up(bytes, size_t(1) << 20), 2 * scratch_bytes_);
+    void* fresh = nullptr;
+    cuda_check(cudaMalloc(&fresh, want), "cudaMalloc (graph cascade scratch)");
     if (scratch_) retired_.push_back(scratch_), retired_bytes_ += scratch_bytes_;
-    scratch_ = nullptr;
-    scratch_bytes_ = std::max(align_up(bytes, size_t(1) << 20), 2 * scratch_bytes_);
-    cuda_check(cudaMalloc(&scratch_, scratch_bytes_), "cudaMalloc (graph cascade scratch)");
+    scratch_ = fresh;
+    scratch_bytes_ = want;
   }
   return static_cast<char*>(scratch_);
 }

@@ -201,7 +201,8 @@ std::unique_ptr<AttentionPlan> CudaSparse::plan(const AttentionStep& step,
   AttentionStep selected = step;
   selected.levels.back() = selected_level(own, ps, sel, sparse);
   auto plan = std::make_unique<CudaSparsePlan>(ctx_);
-  plan->dense = attention_.plan(selected, shape);
+  // Unsplit: the selection kernel writes the own level's page list of this one plan.
+  plan->dense = attention_.plan_unsplit(selected, shape);
   plan->num_entries = int(sparse.size());
   const PagedKVBatch& sel_own = selected.levels.back();
   for (int b = 0; b < sel_own.batch_size(); ++b) plan->entry_pages.push_back(sel_own.num_pages(b));

@@ -148,11 +148,20 @@ MlaGraphSlots::Slot& MlaGraphSlots::get(int slot_id, int nl, int B, int mp,
   if (s) {
     ctx_->synchronize();  // nothing queued reads the old region any more
     release(*s);
+    s.reset();
     graphs_.drop(slot_id);
   }
-  s = std::make_unique<Slot>();
-  make(*s, ctx_, nl, B, mp, sh, kernel);
-  if (kernel != MlaKernel::Fallback) fi_float_.ensure(cuda::mla_fi_float_bytes());
+  // Built aside and kept only once every allocation succeeded: a half-built slot would fit().
+  auto fresh = std::make_unique<Slot>();
+  try {
+    make(*fresh, ctx_, nl, B, mp, sh, kernel);
+    if (kernel != MlaKernel::Fallback) fi_float_.ensure(cuda::mla_fi_float_bytes());
+  } catch (...) {
+    release(*fresh);
+    slots_.erase(slot_id);  // no null slot for the destructor or device_bytes() to meet
+    throw;
+  }
+  s = std::move(fresh);
   return *s;
 }
 
