@@ -414,5 +414,21 @@ TEST(HttpLimits, BindIsCheckedBeforeTheModelLoads) {
   EXPECT_NO_THROW(server::Server::check_can_bind("127.0.0.1", 0));
 }
 
+// A server that closed connections first leaves them in TIME_WAIT on its port; a new server must
+// still bind there at once (a supervisor's restart), and a second live server must not.
+TEST(HttpLimits, APortLeftInTimeWaitCanBeBoundAgain) {
+  auto s = std::make_unique<LimitServer>(small_body_opts());
+  const int port = s->port();
+  {
+    Raw c(port);
+    ASSERT_TRUE(c.send("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    EXPECT_NE(c.read(5).find("200"), std::string::npos);
+    EXPECT_TRUE(c.closed()) << "the server did not close first";
+  }
+  EXPECT_THROW(server::Server::check_can_bind("127.0.0.1", port), Error) << "a live server";
+  s.reset();
+  EXPECT_NO_THROW(server::Server::check_can_bind("127.0.0.1", port));
+}
+
 }  // namespace
 }  // namespace nc

@@ -197,6 +197,13 @@ HttpServer::HttpServer(HttpLimits limits) : limits_(limits) {
     pool_ = p;
     return p;
   };
+  // SO_REUSEADDR instead of httplib's SO_REUSEPORT: the accepted sockets inherit it, so the
+  // TIME_WAIT they leave does not block a restart on the port (as uvicorn does); and a second
+  // server on a live port is refused instead of sharing its connections.
+  set_socket_options([](socket_t sock) {
+    const int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   set_keep_alive_max_count(std::max<size_t>(1, limits_.keep_alive_max_requests));
   set_keep_alive_timeout(std::max<time_t>(1, limits_.idle_timeout.count() / 1000));
 }
