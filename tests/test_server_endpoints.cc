@@ -295,20 +295,35 @@ TEST(ServerEndpoints, StopStringCutsTheText) {
   }
 }
 
-TEST(ServerEndpoints, MissingMaxTokensFillsTheContext) {
+// Without max_tokens a completion stops at 16 tokens (OpenAI's default), or at the context's
+// end when fewer are left; a chat runs to the context's end (vLLM's).
+TEST(ServerEndpoints, MissingMaxTokensIs16ForCompletionsAndTheContextForChat) {
   EngineSetup es;
   es.max_model_len = 48;
   TestServer ts(es);
+  auto usage_of = [&](const std::string& path, const json& body) {
+    auto r = ts.post(path, body);
+    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+    const json j = r && r->status == 200 ? json::parse(r->body) : json::object();
+    EXPECT_EQ(j.value("choices", json::array({json::object()}))[0].value("finish_reason", ""),
+              "length");
+    return j.value("usage", json::object());
+  };
   json body = {
       {"model", kModel}, {"prompt", "0123456789"}, {"temperature", 0}, {"ignore_eos", true}};
-  auto r = ts.post("/v1/completions", body);
-  ASSERT_TRUE(r);
-  ASSERT_EQ(r->status, 200) << r->body;
-  const json j = json::parse(r->body);
-  EXPECT_EQ(j["usage"]["prompt_tokens"], 11);
-  EXPECT_EQ(j["usage"]["completion_tokens"], 48 - 11);
-  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  json u = usage_of("/v1/completions", body);
+  EXPECT_EQ(u["prompt_tokens"], 11);
+  EXPECT_EQ(u["completion_tokens"], 16);
+  body["prompt"] = std::string(40, '7');  // 41 tokens: 7 left
+  EXPECT_EQ(usage_of("/v1/completions", body)["completion_tokens"], 48 - 41);
+  json chat = {{"model", kModel},
+               {"messages", {{{"role", "user"}, {"content", "hi"}}}},
+               {"temperature", 0},
+               {"ignore_eos", true}};
+  u = usage_of("/v1/chat/completions", chat);
+  EXPECT_EQ(u["completion_tokens"].get<int>(), 48 - u["prompt_tokens"].get<int>());
   // Explicit max_tokens over the rest of the context is an error.
+  body["prompt"] = "0123456789";
   body["max_tokens"] = 48 - 11 + 1;
   auto bad = ts.post("/v1/completions", body);
   expect_openai_error(bad, 400, "max_tokens past the context");

@@ -121,7 +121,8 @@ void add_serve_command(CLI::App& app) {
          "/v1/responses/{id}), least recently used dropped first; 0 stores none [64]")
       ->check(CLI::Range(size_t(0), size_t(1) << 20));
   cmd->add_option("--default-max-tokens", o.default_max_tokens,
-                  "max_tokens when a request gives none (0: the rest of the context)")
+                  "max_tokens when a request gives none (0: the API's default, 16 for completions, "
+                  "the rest of the context for chat)")
       ->check(kNonNegativeInt)
       ->capture_default_str();
   cmd->add_option("--http-threads", o.http_threads,

@@ -166,8 +166,11 @@ SamplingParams EngineLoop::engine_sampling(const ParsedRequest& r, int num_promp
   if (r.max_tokens_given) return sp;
   // At least 1: a prompt over the context then meets the engine's own check (ContextLength).
   sp.max_tokens = std::max(1, max_model_len_ - num_prompt);
-  if (opts_.default_max_tokens > 0)
-    sp.max_tokens = std::min(sp.max_tokens, opts_.default_max_tokens);
+  // The operator's default, else the API's: 16 for completions (OpenAI's and vLLM's), the rest
+  // of the context for chat (vLLM's).
+  const int api_default = r.kind == ApiKind::Completion ? kCompletionsDefaultMaxTokens : 0;
+  const int fallback = opts_.default_max_tokens > 0 ? opts_.default_max_tokens : api_default;
+  if (fallback > 0) sp.max_tokens = std::min(sp.max_tokens, std::max(fallback, sp.min_tokens));
   return sp;
 }
 

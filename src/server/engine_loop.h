@@ -28,6 +28,9 @@
 
 namespace nc::server {
 
+// max_tokens of a /v1/completions request that gives none (the OpenAI reference's default).
+inline constexpr int kCompletionsDefaultMaxTokens = 16;
+
 // A chat's prompt as a chat request renders it: with tools or tool turns (tools.active) through
 // the model's Jinja template, call ids fitted to its tool format; otherwise Engine::chat_prompt.
 // format: the tool format and reasoning state the prompt implies (forced_calls left false).
@@ -122,7 +125,7 @@ class EngineLoop {
   // The prompt's ids; for chat, format says how to read the output (from the rendered prompt).
   std::vector<int32_t> tokenize(const ParsedRequest& req, OutputFormat& format) const;
   // The request's sampling parameters for the engine: without max_tokens, the rest of the
-  // context, capped by default_max_tokens.
+  // context, capped by default_max_tokens, else for completions by 16.
   SamplingParams engine_sampling(const ParsedRequest& req, int num_prompt) const;
   // The request field a ContextLength error of the engine names: the prompt (or messages) when
   // the prompt alone fills the context, else max_tokens. (The engine knows no JSON names.)

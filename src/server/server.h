@@ -22,8 +22,8 @@ struct ServerOptions {
   std::string model_name;          // the id clients send as "model"; empty = from the model path
   size_t max_body_bytes = size_t(4) << 20;  // larger bodies get 413
   int max_waiting = 128;                    // see EngineLoopOptions
-  int default_max_tokens = 0;               // 0 = the rest of the context
-  int max_n = 16;                           // n and best_of at most (larger: 400)
+  int default_max_tokens = 0;  // 0 = the API's: 16 for completions, the context for chat
+  int max_n = 16;              // n and best_of at most (larger: 400)
   // Responses kept for previous_response_id and GET /v1/responses/{id}, in memory, least
   // recently used dropped first (server/response_store.h); 0 keeps none.
   size_t responses_store_bytes = size_t(64) << 20;
