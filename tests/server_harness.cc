@@ -92,6 +92,7 @@ Alone run_alone(const std::function<RequestId(Engine&)>& add, const EngineSetup&
     for (const RequestOutput& o : e->step()) {
       if (o.id != id) continue;
       a.text += o.text_delta;
+      a.token_ids.insert(a.token_ids.end(), o.new_token_ids.begin(), o.new_token_ids.end());
       if (o.finished) {
         a.finish_reason = finish_reason_name(o.finish_reason);
         a.prompt_tokens = o.num_prompt_tokens;

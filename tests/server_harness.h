@@ -99,6 +99,7 @@ struct TestServer {
 // What a request gives when run alone on a fresh engine.
 struct Alone {
   std::string text;
+  std::vector<int32_t> token_ids;
   std::string finish_reason;
   int prompt_tokens = 0;
   int completion_tokens = 0;

@@ -293,6 +293,20 @@ TEST(ServerEndpoints, StopStringCutsTheText) {
                                     : json::parse(r->body)["choices"][0]["stop_reason"];
     EXPECT_TRUE(stop_reason.is_null()) << stop_reason << " stream=" << stream;
   }
+  // Ended by one of stop_token_ids, the field is that id (vLLM's).
+  body.erase("stop");
+  body["max_tokens"] = 40;
+  const int32_t third = full.token_ids.at(2);
+  body["stop_token_ids"] = json::array({third});
+  for (bool stream : {false, true}) {
+    body["stream"] = stream;
+    auto r = ts.post("/v1/completions", body);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    const json stop_reason = stream ? collect(parse_sse(r->body), false).stop_reason
+                                    : json::parse(r->body)["choices"][0]["stop_reason"];
+    EXPECT_EQ(stop_reason, third) << " stream=" << stream;
+  }
 }
 
 // Without max_tokens a completion stops at 16 tokens (OpenAI's default), or at the context's

@@ -200,6 +200,9 @@ struct RequestOutput {
   // Finished on one of SamplingParams::stop: that string (empty otherwise; vLLM's stop_reason,
   // Anthropic's stop_sequence).
   std::string stop_string;
+  // Finished on one of SamplingParams::stop_token_ids (not an EOS id): that id, else -1 (vLLM's
+  // stop_reason then).
+  int32_t stop_token_id = -1;
   int num_prompt_tokens = 0;
   int num_completion_tokens = 0;
   double time_to_first_token_s = 0;    // from add_request to the first token (0 until then)
@@ -215,7 +218,8 @@ struct CompletionOutput {
   std::vector<TokenLogprob> logprobs;         // per token of token_ids, when asked
   std::vector<TokenLogprob> prompt_logprobs;  // prompt tokens 1..P-1, when asked
   FinishReason finish_reason = FinishReason::None;
-  std::string stop_string;  // as RequestOutput's
+  std::string stop_string;     // as RequestOutput's
+  int32_t stop_token_id = -1;  // as RequestOutput's
   double time_to_first_token_s = 0;
   double time_per_output_token_s = 0;
 

@@ -52,6 +52,7 @@ struct Request {
   int sparse_budget = 0;   // params.sparse_budget resolved (SparseRule): 0 = dense
   bool finished = false;
   FinishReason reason = FinishReason::None;
+  int32_t stop_token = -1;  // the stop_token_ids id that ended it (not EOS), else -1
   // Prompt logprobs (params.prompt_logprobs >= 0): entry p is the prompt token at p + 1; sent
   // once, with the first output token.
   std::vector<TokenLogprob> prompt_lps;

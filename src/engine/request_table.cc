@@ -146,6 +146,7 @@ void RequestTable::on_token(Request& r, int index, EngineClock::time_point now) 
   }
   const bool is_eos = !p.ignore_eos && contains(eos_, tok);
   if (is_eos || contains(p.stop_token_ids, tok)) {  // their text is not part of the output
+    if (!is_eos) r.stop_token = tok;
     finish(r, FinishReason::Stop);
     return;
   }
@@ -177,6 +178,7 @@ RequestOutput RequestTable::take_output(Request& r) {
   o.finished = r.finished;
   o.finish_reason = r.reason;
   if (r.finished && r.stop->stopped()) o.stop_string = r.stop->matched();
+  if (r.finished) o.stop_token_id = r.stop_token;
   o.num_prompt_tokens = r.seq.num_prompt;
   // Tokens out so far: not a placeholder still being sampled (asynchronous scheduling).
   const int n = r.seq.num_known() - r.seq.num_prompt;

@@ -7,6 +7,16 @@ namespace nc::server {
 
 using json = nlohmann::json;
 
+namespace {
+
+// vLLM's stop_reason: the stop string that ended a choice, else the stop token id, else null.
+json stop_reason(const std::string& stop_string, int32_t stop_token_id) {
+  if (!stop_string.empty()) return stop_string;
+  return stop_token_id >= 0 ? json(stop_token_id) : json(nullptr);
+}
+
+}  // namespace
+
 ResponseShape ResponseShape::of(const ParsedRequest& r) {
   ResponseShape s;
   s.kind = r.kind;
@@ -55,6 +65,7 @@ void ResponseBuilder::add(const StreamEvent& ev) {
   if (o.finish_reason == FinishReason::Abort) aborted_ = true;
   c.finish_reason = finish_reason_name(o.finish_reason);
   c.stop_string = o.stop_string;
+  c.stop_token_id = o.stop_token_id;
   c.tokens = o.num_completion_tokens;
 }
 
@@ -64,7 +75,7 @@ ChoiceResult ResponseBuilder::result(const Choice& c, int index) const {
   r.index = index;
   r.text = (shape_.echo ? prompt_text_ : std::string()) + (zero ? std::string() : c.text);
   r.finish_reason = zero ? "length" : c.finish_reason;
-  if (!zero && !c.stop_string.empty()) r.stop_reason = c.stop_string;
+  if (!zero) r.stop_reason = stop_reason(c.stop_string, c.stop_token_id);
   if (shape_.kind == ApiKind::Chat) {
     ParsedOutput p = parse_output(c.text, format_);
     r.text = std::move(p.content);
@@ -152,8 +163,9 @@ std::string ResponseBuilder::stream_chat(Choice& c, const StreamEvent& ev, int i
 std::string ResponseBuilder::final_chunk(const std::string& reason, const RequestOutput& o,
                                          int i) const {
   nlohmann::json chunk = stream_chunk(meta_, "", reason, false, shape_.include_usage, i);
-  const bool stopped = !shape_.max_tokens_zero && !o.stop_string.empty();
-  chunk["choices"][0]["stop_reason"] = stopped ? nlohmann::json(o.stop_string) : nullptr;
+  chunk["choices"][0]["stop_reason"] = shape_.max_tokens_zero
+                                           ? nlohmann::json(nullptr)
+                                           : stop_reason(o.stop_string, o.stop_token_id);
   return sse_event(chunk);
 }
 

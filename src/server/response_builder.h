@@ -62,7 +62,8 @@ class ResponseBuilder final : public OutputBuilder {
     std::string text;
     std::vector<LogprobToken> logprobs;
     std::string finish_reason;
-    std::string stop_string;  // the stop string that ended it (vLLM's stop_reason)
+    std::string stop_string;     // the stop string that ended it (vLLM's stop_reason)
+    int32_t stop_token_id = -1;  // else the stop token id that ended it (also vLLM's stop_reason)
     int tokens = 0;
     double sum_logprob = 0;
     bool started = false;             // stream: its first chunk went out
