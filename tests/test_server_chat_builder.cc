@@ -3,6 +3,7 @@
 // Messages builders' tests check theirs.
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,35 @@ TEST(ChatBuilder, StopReasonNamesTheStopString) {
   a = chat_answer(test::output_events({"Hello"}, FinishReason::Stop));
   EXPECT_TRUE(a.whole_stop_reason.is_null());
   EXPECT_TRUE(a.streamed_stop_reason.is_null());
+}
+
+// A chunk names each call once (vLLM's shape): a call's start and its first argument bytes in
+// one event make one entry, so a client that reads delta.tool_calls[0] loses nothing.
+TEST(ChatBuilder, AStreamedChunkHasOneEntryPerCall) {
+  StreamEvent accepted;
+  accepted.kind = StreamEvent::Kind::Accepted;
+  accepted.num_prompt_tokens = 5;
+  accepted.format = OutputFormat{ToolFormat::Hermes, false};
+  const ResponseMeta meta{ApiKind::Chat, "chatcmpl-1", 0, "m"};
+  ResponseBuilder whole(meta, ResponseShape{}, accepted), stream(meta, ResponseShape{}, accepted);
+  const std::vector<std::string> pieces = {"<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\"",
+                                           ": 1}}\n</tool_call>"};
+  const std::string body =
+      test::whole_and_streamed(whole, stream, test::output_events(pieces, FinishReason::Stop));
+  std::string arguments;
+  int entries = 0;
+  for (const json& ev : test_server::parse_sse(body).events) {
+    const json& delta = ev["choices"][0]["delta"];
+    if (!delta.contains("tool_calls")) continue;
+    std::set<int> seen;
+    for (const json& call : delta["tool_calls"]) {
+      EXPECT_TRUE(seen.insert(call["index"].get<int>()).second) << "twice in one chunk: " << delta;
+      arguments += call["function"]["arguments"].get<std::string>();
+      ++entries;
+    }
+  }
+  EXPECT_GT(entries, 0);
+  EXPECT_EQ(json::parse(arguments), json::parse(R"({"a": 1})")) << arguments;
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "server/openai_format.h"
 
+#include <algorithm>
+
 #include <sys/random.h>
 
 #include "server/api_error.h"
@@ -180,13 +182,20 @@ json tool_calls_json(const std::vector<ToolCall>& calls, bool stream) {
 json tool_call_deltas_json(const std::vector<ToolCallDelta>& deltas) {
   json arr = json::array();
   for (const ToolCallDelta& d : deltas) {
-    json call = {{"index", d.index}, {"function", {{"arguments", d.arguments}}}};
+    // One entry per call a chunk (as vLLM): a call's start and its first argument bytes merge.
+    auto same =
+        std::find_if(arr.begin(), arr.end(), [&](const json& c) { return c["index"] == d.index; });
+    if (same == arr.end()) {
+      arr.push_back({{"index", d.index}, {"function", {{"arguments", ""}}}});
+      same = arr.end() - 1;
+    }
+    json& call = *same;
+    call["function"]["arguments"] = call["function"]["arguments"].get<std::string>() + d.arguments;
     if (d.first) {
       call["id"] = d.id;
       call["type"] = "function";
       call["function"]["name"] = d.name;
     }
-    arr.push_back(std::move(call));
   }
   return arr;
 }
