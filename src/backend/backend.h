@@ -377,7 +377,8 @@ class Backend {
   // captured with one plan of a slot replays correctly after a later plan of the same slot with
   // the same batch size and number of levels (cascade steps: non-causal shared levels of at
   // most B entries each, then the own level of B one-row entries); it returns null when the
-  // step cannot be planned that way. No entry may have more than max_pages pages.
+  // step cannot be planned that way. No entry may have more than max_pages pages. A plan that
+  // needs a slot of another shape remakes it and drops every graph (slot ids are not graph keys).
   // begin_capture()/end_capture(key) record the work enqueued between them as graph `key` (it
   // does not run); replay(key) runs it.
   virtual bool supports_graphs() const { return false; }

@@ -35,7 +35,9 @@ GraphSlot& GraphSlots::get(int slot_id, const std::vector<cuda::PlanQuery>& quer
   if (g.shape.batch != 0) {
     ctx_->synchronize();
     release(g);
-    graphs_.drop(slot_id);
+    // Every graph, not graph `slot_id`: a model with several layer kinds numbers its slots
+    // key * kinds + kind (llama_graphs.cc), so the graph that read this slot has another key.
+    graphs_.clear();
   }
   try {
     make(g, queries, max_pages);

@@ -149,7 +149,9 @@ MlaGraphSlots::Slot& MlaGraphSlots::get(int slot_id, int nl, int B, int mp,
     ctx_->synchronize();  // nothing queued reads the old region any more
     release(*s);
     s.reset();
-    graphs_.drop(slot_id);
+    // Every graph, not graph `slot_id`: a model with several layer kinds numbers its slots
+    // key * kinds + kind (llama_graphs.cc), so the graph that read this slot has another key.
+    graphs_.clear();
   }
   // Built aside and kept only once every allocation succeeded: a half-built slot would fit().
   auto fresh = std::make_unique<Slot>();
