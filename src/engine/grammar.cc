@@ -94,6 +94,7 @@ xgrammar::CompiledGrammar compile_with(xgrammar::GrammarCompiler& c, const Struc
     case K::Grammar:
       return c.CompileGrammar(s.spec, "root");
     case K::StructuralTag:
+      check_structural_tag_schemas(s.spec);
       return c.CompileStructuralTag(s.spec);
     case K::None:
       break;
