@@ -267,6 +267,21 @@ TEST(GrammarCache, SchemaKeywordsTheEngineCannotHoldAreRefused) {
             "(compiled)");
 }
 
+// A schema the compiler refuses is named in the compiler's words, without its log prefix.
+TEST(GrammarCache, CompilerErrorsReachTheClientWithoutTheLogPrefix) {
+  fake::FakeCodec codec;
+  GrammarCache cache(codec, kVocab, 30);
+  try {
+    cache.compile({StructuredOutput::Kind::JsonSchema, R"({"type":"array","items":5})"});
+    ADD_FAILURE() << "compiled";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("json_schema: items must be"), std::string::npos) << m;
+    EXPECT_EQ(m.find(".cc:"), std::string::npos) << m;
+    EXPECT_NE(m.back(), '\n') << m;
+  }
+}
+
 TEST(GrammarCache, CompilationsAtOnceAreBounded) {
   // A compilation past its time limit goes on; a client must not start them without bound.
   fake::FakeCodec codec;

@@ -104,6 +104,19 @@ xgrammar::CompiledGrammar compile_with(xgrammar::GrammarCompiler& c, const Struc
 
 using Key = std::pair<int, std::string>;
 
+// xgrammar's error text without its log prefix ("[19:20:19] ../cpp/file.cc:5082: ") and the
+// trailing newline: what a client is told.
+std::string compiler_message(std::string_view what) {
+  std::string_view m = what;
+  if (m.starts_with('[')) {
+    const size_t src = m.find(".cc:");
+    const size_t colon = src == std::string_view::npos ? src : m.find(": ", src + 4);
+    if (colon != std::string_view::npos) m.remove_prefix(colon + 2);
+  }
+  while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.remove_suffix(1);
+  return std::string(m);
+}
+
 }  // namespace
 
 // ---- TokenGrammar ----
@@ -228,7 +241,8 @@ struct GrammarCache::Impl {
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {
-      fail_as(ErrorKind::InvalidArgument, "{}: {}", structured_kind_name(s.kind), e.what());
+      fail_as(ErrorKind::InvalidArgument, "{}: {}", structured_kind_name(s.kind),
+              compiler_message(e.what()));
     }
   }
 };
