@@ -125,8 +125,9 @@ TEST(ConfigVariants, MistralWindowOnEveryLayer) {
   EXPECT_EQ(config_from_hf_json(j).sliding_window, 4096);
 }
 
-// Phi-3's longrope: the long factors when the served context exceeds the original one, the
-// short ones otherwise; cos/sin scaled by sqrt(1 + ln(s) / ln(original)).
+// Phi-3's longrope: the long factors when the served context (--max-model-len, else the
+// checkpoint's) exceeds the original one, the short ones otherwise; cos/sin scaled by
+// sqrt(1 + ln(s) / ln(original)) with s from the checkpoint's context.
 TEST(ConfigVariants, LongropePicksFactorsByServedContext) {
   json j = fixture_config("tiny-mistral");
   j["architectures"] = {"Phi3ForCausalLM"};
@@ -150,6 +151,11 @@ TEST(ConfigVariants, LongropePicksFactorsByServedContext) {
   };
   const double base = std::pow(10000.0, 30.0 / 32.0);
   EXPECT_NEAR(angle_cos(c), af * std::cos(1.0 / (16.0 * base)), 1e-6);
+  // --max-model-len within the original context: the short factors, the checkpoint's attention
+  // factor (what transformers computes for a sequence that short).
+  ModelConfig served = c;
+  served.max_served_position = 16;
+  EXPECT_NEAR(angle_cos(served), af * std::cos(1.0 / (s[15] * base)), 1e-6);
   c.max_position = 16;  // served context within the original: short factors, no scaling
   EXPECT_NEAR(angle_cos(c), std::cos(1.0 / (s[15] * base)), 1e-6);
   j["rope_scaling"]["long_factor"] = std::vector<double>(3, 1.0);

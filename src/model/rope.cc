@@ -99,7 +99,7 @@ std::vector<float> rope_inverse_frequencies(const ModelConfig& cfg, bool sliding
   const bool own = sliding && cfg.sliding_rope_theta > 0;  // Gemma 3's local rope
   const RopeScaling none;
   return inverse_frequencies(cfg.head_dim, own ? cfg.sliding_rope_theta : cfg.rope_theta,
-                             own ? none : cfg.rope_scaling, cfg.max_position);
+                             own ? none : cfg.rope_scaling, cfg.served_positions());
 }
 
 void check_rope_position_shift(const ModelConfig& cfg) {

@@ -4,10 +4,11 @@
 //
 // A layer kind has its own table: Gemma 3's sliding layers use their own base and no scaling
 // (ModelConfig::sliding_rope_theta). Longrope picks one factor list for every position: the long
-// factors when the served context (ModelConfig::max_position) exceeds the original context,
-// else the short ones (transformers switches per forward pass on the sequence length; serving
-// one table keeps a sequence's cached keys consistent), and multiplies cos and sin by the
-// attention factor.
+// factors when the served context (ModelConfig::served_positions(): --max-model-len, else the
+// checkpoint's max_position) exceeds the original context, else the short ones (transformers
+// switches per forward pass on the sequence length; serving one table keeps a sequence's cached
+// keys consistent, and a context within the original one gives transformers' short factors),
+// and multiplies cos and sin by the attention factor, which the checkpoint's max_position sets.
 #pragma once
 #include <cstdint>
 #include <vector>
