@@ -55,6 +55,22 @@ void expect_spm_like(const Tokenizer& t) {
   EXPECT_EQ(t.decode({5, 5, 6}), "hi hi!");  // the prepended space is given back
 }
 
+// generation_config.json's eos ids stop generation beside tokenizer_config.json's eos_token, as
+// transformers' generate() and vLLM stop (Llama-3-Instruct: <|end_of_text|> and <|eot_id|>).
+TEST(TokenizerJsonSpm, GenerationConfigEosIdsAreEos) {
+  const fs::path file = write_json("gen_eos", nullptr, nullptr);
+  std::ofstream(file.parent_path() / "tokenizer_config.json") << R"({"eos_token": "<unk>"})";
+  std::ofstream(file.parent_path() / "generation_config.json")
+      << R"({"eos_token_id": [0, 6, 999999], "bos_token_id": 1})";
+  const auto t = Tokenizer::from_hf_json(file.string());
+  EXPECT_TRUE(t->is_eos(0));
+  EXPECT_TRUE(t->is_eos(6));
+  EXPECT_FALSE(t->is_eos(5));
+  EXPECT_EQ(t->eos_ids().size(), 2u) << "an id past the vocabulary is left out";
+  std::ofstream(file.parent_path() / "generation_config.json") << R"({"eos_token_id": 7})";
+  EXPECT_TRUE(Tokenizer::from_hf_json(file.string())->is_eos(7));
+}
+
 TEST(TokenizerJsonSpm, ReplaceAndPrependNormalizers) {
   const json norm = {{"type", "Sequence"},
                      {"normalizers",

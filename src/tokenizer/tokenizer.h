@@ -82,7 +82,9 @@ struct TokenizerSpec {
   int32_t eos_id = -1;
   int32_t unk_id = -1;
   bool add_bos = false;
-  std::vector<int32_t> extra_eos_ids;  // end-of-turn ids named by the model file (eot, eom)
+  // End-of-turn ids named by the model files (GGUF's eot/eom, generation_config.json's
+  // eos_token_id list).
+  std::vector<int32_t> extra_eos_ids;
   std::string chat_template;
   std::string chat_template_tool_use;  // the named "tool_use" template, for requests with tools
   std::string name;  // family, for messages ("gpt-2", "llama-bpe", "llama-spm", ...)

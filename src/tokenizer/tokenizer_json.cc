@@ -147,6 +147,24 @@ int64_t checked_token_id(const json& id, const std::string& token) {
   return i;
 }
 
+// generation_config.json's eos_token_id (an id or a list), which transformers' generate() and
+// vLLM stop on beside the tokenizer's eos_token: Llama-3-Instruct's <|end_of_text|> and
+// <|eom_id|> beside <|eot_id|>, Qwen2.5's <|endoftext|> beside <|im_end|>. Ids outside the
+// vocabulary are left out (a padded embedding row decodes to nothing).
+void add_generation_eos(const json& gen, TokenizerSpec& spec) {
+  const json eos = gen.is_object() ? gen.value("eos_token_id", json()) : json();
+  auto add = [&](const json& id) {
+    if (id.is_number_integer() && id.get<int64_t>() >= 0 &&
+        id.get<int64_t>() < int64_t(spec.tokens.size()))
+      spec.extra_eos_ids.push_back(int32_t(id.get<int64_t>()));
+  };
+  if (eos.is_array()) {
+    for (const json& id : eos) add(id);
+  } else {
+    add(eos);
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<Tokenizer> Tokenizer::from_hf_json(const std::string& path) {
@@ -217,6 +235,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_json(const std::string& path) {
     // BOS: tokenizer_config.json names it; the post-processor tells whether it is added.
     spec.bos_id = find_token(spec, token_name(cfg, "bos_token"));
     spec.eos_id = find_token(spec, token_name(cfg, "eos_token"));
+    const fs::path gen_path = file.parent_path() / "generation_config.json";
+    if (fs::exists(gen_path)) add_generation_eos(read_json_file(gen_path), spec);
     bool add_bos = false;
     const json& post = j.value("post_processor", json());
     if (!post.is_null() && post.value("type", "") == "TemplateProcessing") {
