@@ -178,13 +178,14 @@ TEST(ModelConfigHf, Errors) {
                {"num_attention_heads"});
   expect_error([&] { config_from_hf_json(with([](json& j) { j["vocab_size"] = -5; })); },
                {"vocab_size"});
-  expect_error(
-      [&] {
-        config_from_hf_json(with([](json& j) {
-          j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
-        }));
-      },
-      {"yarn"});
+  {  // YaRN without original_max_position_embeddings: max_position_embeddings (transformers')
+    const ModelConfig c = config_from_hf_json(with([](json& j) {
+      j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+    }));
+    EXPECT_EQ(c.rope_scaling.type, "yarn");
+    EXPECT_EQ(c.rope_scaling.original_max_position, c.max_position);
+    EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 4.0);
+  }
   expect_error(
       [&] {
         config_from_hf_json(with([](json& j) {

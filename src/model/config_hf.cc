@@ -141,8 +141,11 @@ RopeScaling parse_yarn(const json& rs, const json& top) {
   out.type = "yarn";
   auto orig = opt_int(rs, "original_max_position_embeddings");
   if (!orig) orig = opt_int(top, "original_max_position_embeddings");
-  NC_CHECK_AS(ErrorKind::InvalidArgument, orig.has_value(),
-              "config.json: yarn rope scaling needs 'original_max_position_embeddings'");
+  // Neither given: transformers takes max_position_embeddings (then factor must be given).
+  if (!orig) orig = opt_int(top, "max_position_embeddings");
+  NC_CHECK_AS(ErrorKind::InvalidArgument, orig.has_value() && *orig > 0,
+              "config.json: yarn rope scaling needs 'original_max_position_embeddings' or "
+              "'max_position_embeddings'");
   out.original_max_position = *orig;
   auto factor = opt_float(rs, "factor");
   out.factor = factor ? *factor : double(req_int(top, "max_position_embeddings")) / double(*orig);
