@@ -261,6 +261,26 @@ TEST(ServerErrorKinds, EngineErrorOfEachKindReachesTheClient) {
   EXPECT_TRUE(ts.wait_idle());
 }
 
+// A grammar that cannot be completed is the request's fault: 400 saying so (whole), an error event
+// of type invalid_request_error (streamed); not 503, the server's fault.
+TEST(ServerErrorKinds, AGrammarWithNoWayOnIsA400) {
+  TestServer ts;
+  json body = {{"model", kModel},
+               {"prompt", "g"},
+               {"max_tokens", 20},
+               {"guided_grammar", "root ::= \"ab\" x\nx ::= x \"b\""}};
+  auto r = ts.post("/v1/completions", body);
+  expect_openai_error(r, 400, "a grammar with no way on");
+  EXPECT_NE(r->body.find("nothing can follow"), std::string::npos) << r->body;
+  body["stream"] = true;
+  auto s = ts.post("/v1/completions", body);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->status, 200);
+  EXPECT_NE(s->body.find("invalid_request_error"), std::string::npos) << s->body;
+  EXPECT_NE(s->body.find("nothing can follow"), std::string::npos) << s->body;
+  EXPECT_TRUE(ts.wait_idle());
+}
+
 TEST(ServerErrors, MalformedHttpGetsAnError) {
   TestServer ts;
   const int fd = connect_loopback(ts.srv->port());

@@ -159,6 +159,21 @@ TEST_P(StructuredModes, UnconstrainedBatchmatesAreUnchanged) {
   EXPECT_FALSE(toks[g].empty());
 }
 
+// A grammar that cannot be completed (x has no base case) leaves no token after "ab": the request
+// ends as an abort that says why (the server answers 400 with it), in every sampling mode.
+TEST_P(StructuredModes, AGrammarWithNoWayOnAbortsWithItsReason) {
+  auto engine = fake_engine(GetParam());
+  auto outs = engine->generate(
+      std::vector<std::string>{"g"},
+      structured(StructuredOutput::Kind::Grammar, "root ::= \"ab\" x\nx ::= x \"b\"", 20));
+  EXPECT_EQ(outs[0].finish_reason, FinishReason::Abort);
+  EXPECT_EQ(outs[0].text, "ab");
+  EXPECT_NE(outs[0].abort_reason.find("nothing can follow the first 2 generated tokens"),
+            std::string::npos)
+      << outs[0].abort_reason;
+  EXPECT_EQ(engine->stats().used_pages, 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, StructuredModes,
                          ::testing::Values(Mode::Host, Mode::Device, Mode::DeviceAsync));
 

@@ -203,6 +203,9 @@ struct RequestOutput {
   // Finished on one of SamplingParams::stop_token_ids (not an EOS id): that id, else -1 (vLLM's
   // stop_reason then).
   int32_t stop_token_id = -1;
+  // Aborted (FinishReason::Abort) for a fault of the request itself: what it was (a structured
+  // output whose grammar admits no next token). Empty for other aborts.
+  std::string abort_reason;
   int num_prompt_tokens = 0;
   int num_completion_tokens = 0;
   double time_to_first_token_s = 0;    // from add_request to the first token (0 until then)
@@ -220,6 +223,7 @@ struct CompletionOutput {
   FinishReason finish_reason = FinishReason::None;
   std::string stop_string;     // as RequestOutput's
   int32_t stop_token_id = -1;  // as RequestOutput's
+  std::string abort_reason;    // as RequestOutput's
   double time_to_first_token_s = 0;
   double time_per_output_token_s = 0;
 

@@ -18,6 +18,7 @@ bool CompletionOutput::append(const RequestOutput& o) {
     finish_reason = o.finish_reason;
     stop_string = o.stop_string;
     stop_token_id = o.stop_token_id;
+    abort_reason = o.abort_reason;
     time_to_first_token_s = o.time_to_first_token_s;
     time_per_output_token_s = o.time_per_output_token_s;
   }

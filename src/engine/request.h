@@ -52,7 +52,8 @@ struct Request {
   int sparse_budget = 0;   // params.sparse_budget resolved (SparseRule): 0 = dense
   bool finished = false;
   FinishReason reason = FinishReason::None;
-  int32_t stop_token = -1;  // the stop_token_ids id that ended it (not EOS), else -1
+  int32_t stop_token = -1;   // the stop_token_ids id that ended it (not EOS), else -1
+  std::string abort_reason;  // why the engine aborted it, where the request is at fault
   // Prompt logprobs (params.prompt_logprobs >= 0): entry p is the prompt token at p + 1; sent
   // once, with the first output token.
   std::vector<TokenLogprob> prompt_lps;

@@ -139,8 +139,13 @@ void RequestTable::on_token(Request& r, int index, EngineClock::time_point now) 
   r.touched = true;
   if (num_output == 1) r.first_token = now;
   r.last_token = now;
-  // Drawn under the grammar's bitmask, so the grammar takes it; one it refuses ends the request.
+  // Drawn under the grammar's bitmask, so the grammar takes it; one it refuses was drawn from an
+  // empty mask (no token can go on: a grammar, regex or schema that cannot be completed).
   if (r.grammar && !r.grammar->accept(tok)) {
+    r.abort_reason = fmt::format(
+        "structured output: nothing can follow the first {} generated tokens (the grammar, "
+        "regex or schema admits no next token)",
+        num_output - 1);
     finish(r, FinishReason::Abort);
     return;
   }
@@ -179,6 +184,7 @@ RequestOutput RequestTable::take_output(Request& r) {
   o.finish_reason = r.reason;
   if (r.finished && r.stop->stopped()) o.stop_string = r.stop->matched();
   if (r.finished) o.stop_token_id = r.stop_token;
+  if (r.finished) o.abort_reason = r.abort_reason;
   o.num_prompt_tokens = r.seq.num_prompt;
   // Tokens out so far: not a placeholder still being sampled (asynchronous scheduling).
   const int n = r.seq.num_known() - r.seq.num_prompt;

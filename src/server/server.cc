@@ -28,6 +28,13 @@ bool same_secret(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+// An engine abort: the request's own fault (400 naming it) when the engine says what it was,
+// else the server's (503).
+ApiError abort_error(const std::string& reason) {
+  if (!reason.empty()) return ApiError(400, reason, "invalid_request_error");
+  return ApiError(503, "the request was aborted by the engine", "server_error");
+}
+
 }  // namespace
 
 std::string default_model_name(const std::string& model_path) {
@@ -215,6 +222,7 @@ void Server::Impl::prepare_structured(ParsedRequest& pr) const {
 
 void Server::Impl::respond_whole(OutputBuilder& b, const std::shared_ptr<RequestHandle>& h,
                                  CancelGuard& guard, ClientConnection& conn, Response& res) {
+  std::string abort_reason;  // the first choice's, when the request was at fault
   while (!b.done()) {
     StreamEvent ev;
     if (!wait_event(*h, conn, ev)) return;  // the client left
@@ -222,10 +230,11 @@ void Server::Impl::respond_whole(OutputBuilder& b, const std::shared_ptr<Request
       guard.disarm();
       throw *ev.error;
     }
+    if (abort_reason.empty()) abort_reason = ev.output.abort_reason;
     b.add(ev);
   }
   guard.disarm();
-  if (b.aborted()) throw ApiError(503, "the request was aborted by the engine", "server_error");
+  if (b.aborted()) throw abort_error(abort_reason);
   send_json(res, 200, b.response());
 }
 
@@ -260,10 +269,8 @@ void Server::Impl::respond_stream(const std::shared_ptr<OutputBuilder>& b,
         return true;
       }
       if (!write(st->b->stream(ev))) return false;
-      if (ev.output.finished && ev.output.finish_reason == FinishReason::Abort) {
-        write(st->b->stream_error(
-            ApiError(503, "the request was aborted by the engine", "server_error")));
-      }
+      if (ev.output.finished && ev.output.finish_reason == FinishReason::Abort)
+        write(st->b->stream_error(abort_error(ev.output.abort_reason)));
       if (!st->b->done()) continue;
       st->finished = true;
       write(st->b->aborted() ? st->b->aborted_end() : st->b->end());
