@@ -22,7 +22,7 @@
 #include "fake_model.h"
 #include "nanocascade/engine.h"
 
-namespace nc {
+namespace nc::test_engine_random_mix {
 namespace {
 
 // Greedy decoding of `seq` by the fake model, as the engine does it: EOS ends the output unless
@@ -158,4 +158,4 @@ TEST(EngineRandomMix, StreamingWindowKeepsInvariants) {
 }
 
 }  // namespace
-}  // namespace nc
+}  // namespace nc::test_engine_random_mix

@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "engine/schema_support.h"
 
-namespace nc {
+namespace nc::test_schema_support {
 namespace {
 
 // The refusal's message, or "(accepted)".
@@ -105,4 +105,4 @@ TEST(SchemaSupport, StructuralTagsHaveTheirSchemasChecked) {
 }
 
 }  // namespace
-}  // namespace nc
+}  // namespace nc::test_schema_support
