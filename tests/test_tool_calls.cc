@@ -61,6 +61,10 @@ TEST(ToolCalls, HermesUnclosedAndMalformed) {
   ParsedOutput p = parse_output("<tool_call>{\"name\": \"a\", \"arguments\": {}}", kHermes);
   ASSERT_EQ(p.calls.size(), 1u);
   EXPECT_EQ(p.calls[0].arguments, "{}");
+  // ... or inside its closing tag: the tag's start is not content.
+  p = parse_output("<tool_call>\n{\"name\": \"a\", \"arguments\": {}}\n</tool", kHermes);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.content, "");
   // Not JSON, or no name: left as content.
   p = parse_output("x <tool_call>{\"name\": </tool_call> y", kHermes);
   EXPECT_TRUE(p.calls.empty());
@@ -168,6 +172,9 @@ TEST(ToolCalls, StreamMatchesWholeParseInEveryChunking) {
   expect_stream_matches("{\"name\": \"f\", \"parameters\": {\"a\": 1}}", kLlama);
   expect_stream_matches("no call here", kLlama);
   expect_stream_matches("r1 </think> answer", OutputFormat{ToolFormat::None, true});
+  // Cut by max_tokens inside the closing tag: one call, no markup as content, streamed or whole.
+  expect_stream_matches("<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</", kHermes);
+  expect_stream_matches("<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_c", kHermes);
 }
 
 TEST(ToolCalls, MistralListAndNamedForms) {

@@ -97,7 +97,10 @@ void parse_hermes(std::string_view text, ParsedOutput& out) {
     content += text.substr(pos, open - pos);
     const size_t body = open + kCallOpen.size();
     size_t close = text.find(kCallClose, body);
-    const size_t body_end = close == std::string_view::npos ? text.size() : close;
+    // Cut by the end inside its closing tag ("...}}\n</"): the call is whole, the tag's start is
+    // no content (the streamed answer has sent the call already).
+    const size_t body_end =
+        close == std::string_view::npos ? text.size() - partial_tag(text, kCallClose) : close;
     ToolCall call;
     if (call_from_json(trim(text.substr(body, body_end - body)), call)) {
       out.calls.push_back(std::move(call));
