@@ -177,6 +177,27 @@ TEST(ToolCalls, StreamMatchesWholeParseInEveryChunking) {
   expect_stream_matches("<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_c", kHermes);
 }
 
+// A model that writes a long run of blanks (or a never-ending name) where a call's header should
+// be: no stack overflow in the header's regex (30k blanks crashed the server), no call, the text
+// as content, in every format.
+TEST(ToolCalls, ALongRunWhereAHeaderShouldBeIsNoCrash) {
+  const std::string blanks(40000, ' ');
+  const std::vector<std::pair<std::string, OutputFormat>> cases = {
+      {"<tool_call>" + blanks, kHermes},
+      {"<tool_call>{\"name\": \"" + std::string(60000, 'x'), kHermes},
+      {"{" + blanks, kLlama},
+      {"[TOOL_CALLS][" + blanks, OutputFormat{ToolFormat::Mistral, false}},
+      {"[TOOL_CALLS]" + std::string(60000, 'x'), OutputFormat{ToolFormat::Mistral, false}}};
+  for (const auto& [text, format] : cases) {
+    OutputStream s(format);
+    size_t calls = 0;
+    for (size_t i = 0; i < text.size(); i += 16) calls += s.add(text.substr(i, 16)).calls.size();
+    calls += s.finish().calls.size();
+    EXPECT_EQ(calls, 0u) << text.substr(0, 20);
+    EXPECT_FALSE(s.has_calls());
+  }
+}
+
 TEST(ToolCalls, MistralListAndNamedForms) {
   ParsedOutput p = parse_output(
       R"(Let me check.[TOOL_CALLS] [{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {}}])",

@@ -1,6 +1,7 @@
 // CallArgStreamer (server/tool_call_stream.h).
 #include "server/tool_call_stream.h"
 
+#include <algorithm>
 #include <regex>
 
 #include "server/tool_call_id.h"
@@ -47,9 +48,15 @@ const std::regex& mistral_named_header() {
   return re;
 }
 
+// A call's header is short. std::regex recurses once per repeated character (a model that wrote
+// 30k blanks after <tool_call> overflowed the stack and ended the server) and a failed match is
+// retried on every delta, so a header is looked for in this many bytes only; one that does not
+// fit is left to the whole-text parse at the end.
+constexpr size_t kMaxHeaderBytes = 1024;
+
 bool match_at(std::string_view s, size_t pos, const std::regex& re, std::cmatch& m) {
-  return std::regex_search(s.data() + pos, s.data() + s.size(), m, re,
-                           std::regex_constants::match_continuous);
+  const char* end = s.data() + std::min(s.size(), pos + kMaxHeaderBytes);
+  return std::regex_search(s.data() + pos, end, m, re, std::regex_constants::match_continuous);
 }
 
 std::string unescape_name(const std::string& json_text) {
@@ -91,6 +98,12 @@ bool CallArgStreamer::find_open(std::string_view held) {
 }
 
 bool CallArgStreamer::match_header(std::string_view held, std::vector<ToolCallDelta>& out) {
+  if (read_header(held, out)) return true;
+  if (held.size() - pos_ >= kMaxHeaderBytes) state_ = State::Done;  // the whole parse decides
+  return false;
+}
+
+bool CallArgStreamer::read_header(std::string_view held, std::vector<ToolCallDelta>& out) {
   std::cmatch m;
   std::string name;
   if (format_ == ToolFormat::Hermes) {

@@ -46,7 +46,9 @@ class CallArgStreamer {
  private:
   enum class State { Open, Header, Args, Done };
   bool find_open(std::string_view held);
+  // The next call's header (read_header), else Done once a header could no longer fit.
   bool match_header(std::string_view held, std::vector<ToolCallDelta>& out);
+  bool read_header(std::string_view held, std::vector<ToolCallDelta>& out);
   void scan_args(std::string_view held, std::vector<ToolCallDelta>& out);
 
   ToolFormat format_;
