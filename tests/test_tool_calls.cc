@@ -98,6 +98,16 @@ TEST(ToolCalls, Llama3Json) {
   p = parse_output("The answer is {not json}", kLlama);
   EXPECT_TRUE(p.calls.empty());
   EXPECT_EQ(p.content, "The answer is {not json}");
+  // A JSON answer with a "name" but no arguments is an answer (as vLLM's llama3_json), not a
+  // call to a function "Alice".
+  p = parse_output(R"({"name": "Alice", "age": 30})", kLlama);
+  EXPECT_TRUE(p.calls.empty());
+  EXPECT_EQ(p.content, R"({"name": "Alice", "age": 30})");
+  // Arguments keep the order the model wrote their keys in.
+  p = parse_output(R"(<tool_call>{"name": "f", "arguments": {"z": 1, "a": 2}}</tool_call>)",
+                   kHermes);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0].arguments, R"({"z":1,"a":2})");
 }
 
 TEST(ToolCalls, ThinkBlockIsReasoning) {
@@ -171,6 +181,7 @@ TEST(ToolCalls, StreamMatchesWholeParseInEveryChunking) {
   expect_stream_matches("<think>a</thi</think>b", kPlain);
   expect_stream_matches("{\"name\": \"f\", \"parameters\": {\"a\": 1}}", kLlama);
   expect_stream_matches("no call here", kLlama);
+  expect_stream_matches(R"({"name": "Alice", "age": 30})", kLlama);
   expect_stream_matches("r1 </think> answer", OutputFormat{ToolFormat::None, true});
   // Cut by max_tokens inside the closing tag: one call, no markup as content, streamed or whole.
   expect_stream_matches("<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</", kHermes);

@@ -65,16 +65,22 @@ bool nesting_within(std::string_view text, int limit) {
   return true;
 }
 
+// Calls are read in the order the model wrote their keys (arguments are dumped again).
+using ojson = nlohmann::ordered_json;
+
 // {"name": ..., "arguments"|"parameters": {...} or a JSON string} as a call; false if not one.
-// The id is given later (parse_output), whatever id the model wrote.
-bool call_from_json(std::string_view text, ToolCall& out) {
+// Without `need_arguments` a call may leave its arguments out (a tag said it is a call); Llama 3's
+// bare JSON needs them (else any JSON answer with a "name" would be a call). The id is given
+// later (parse_output), whatever id the model wrote.
+bool call_from_json(std::string_view text, ToolCall& out, bool need_arguments = false) {
   if (!nesting_within(text, kMaxCallDepth)) return false;
-  const json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  const ojson j = ojson::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return false;
   auto name = j.find("name");
   if (name == j.end() || !name->is_string()) return false;
   auto args = j.find("arguments");
   if (args == j.end()) args = j.find("parameters");
+  if (need_arguments && args == j.end()) return false;
   out.name = name->get<std::string>();
   if (args == j.end() || args->is_null()) {
     out.arguments = "{}";
@@ -124,10 +130,11 @@ void parse_llama3(std::string_view text, ParsedOutput& out) {
     size_t semi = t.find(';', pos);
     ToolCall call;
     // A ';' inside a string argument: try the longer piece when the short one is no call.
-    while (semi != std::string_view::npos && !call_from_json(t.substr(pos, semi - pos), call))
+    while (semi != std::string_view::npos &&
+           !call_from_json(t.substr(pos, semi - pos), call, /*need_arguments=*/true))
       semi = t.find(';', semi + 1);
     if (semi == std::string_view::npos) {
-      ok = call_from_json(t.substr(pos), call);
+      ok = call_from_json(t.substr(pos), call, /*need_arguments=*/true);
       if (ok) calls.push_back(std::move(call));
       break;
     }
@@ -146,10 +153,10 @@ void parse_llama3(std::string_view text, ParsedOutput& out) {
 bool mistral_json_calls(std::string_view body, std::vector<ToolCall>& calls) {
   const std::string t = trim(body);
   if (!nesting_within(t, kMaxCallDepth)) return false;
-  const json j = json::parse(t, nullptr, /*allow_exceptions=*/false);
+  const ojson j = ojson::parse(t, nullptr, /*allow_exceptions=*/false);
   if (j.is_object()) return call_from_json(t, calls.emplace_back());
   if (!j.is_array() || j.empty()) return false;
-  for (const json& c : j) {
+  for (const ojson& c : j) {
     ToolCall call;
     if (!call_from_json(c.dump(), call)) return false;
     calls.push_back(std::move(call));
@@ -167,7 +174,7 @@ bool mistral_named_call(std::string_view body, ToolCall& call) {
   const std::string n = trim(name);
   const std::string a = trim(body.substr(args + kMistralArgs.size()));
   if (n.empty() || !nesting_within(a, kMaxCallDepth)) return false;
-  const json j = json::parse(a, nullptr, /*allow_exceptions=*/false);
+  const ojson j = ojson::parse(a, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return false;
   call.name = n;
   call.arguments = j.dump();
