@@ -173,6 +173,8 @@ TEST(AnthropicRequest, ErrorsNameTheAnthropicField) {
        "tool_choice.type"},
       {{{"max_tokens", 5}, {"messages", user}, {"stop_sequences", "END"}}, "stop_sequences"},
       {{{"max_tokens", 5}, {"messages", user}, {"temperature", -1}}, "temperature"},
+      {{{"max_tokens", 5}, {"messages", user}, {"temperature", 1.5}}, "temperature"},  // 0 to 1
+      {{{"max_tokens", 5}, {"messages", user}, {"guided_regex", "a+"}}, "guided_regex"},
       {{{"max_tokens", 5},
         {"messages", user},
         {"output_config", {{"format", {{"type", "regex"}}}}}},
@@ -278,6 +280,9 @@ TEST(AnthropicBuilder, ACallTheLimitCutIsOneToolUseBlock) {
   ASSERT_EQ(w["content"].size(), 1u) << w.dump();
   EXPECT_EQ(w["content"][0]["type"], "tool_use");
   EXPECT_EQ(w["content"][0]["name"], "Write");
+  // Cut inside its arguments: {} whole, as a client makes of the streamed fragments (no key of
+  // our own that the tool's input_schema does not have).
+  EXPECT_EQ(w["content"][0]["input"], json::object()) << w.dump();
   EXPECT_EQ(w["stop_reason"], "max_tokens");
   int starts = 0;
   for (const json& e : test::typed_sse_events(body)) {

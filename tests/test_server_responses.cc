@@ -166,6 +166,9 @@ TEST(ResponsesRequest, ErrorsNameTheResponsesField) {
       {{{"input", "x"}, {"messages", json::array()}}, "messages", ""},
       {{{"input", "x"}, {"metadata", "tag"}}, "metadata", ""},
       {{{"input", "x"}, {"metadata", {{"k", 1}}}}, "metadata.k", ""},
+      {{{"input", "x"}, {"truncation", "bogus"}}, "truncation", ""},
+      {{{"input", "x"}, {"truncation", "auto"}}, "truncation", "unsupported_parameter"},
+      {{{"input", "x"}, {"guided_regex", "a+"}}, "guided_regex", "unsupported_parameter"},
   };
   for (const Case& c : cases) {
     const ApiError e = error_of(c.body);

@@ -12,12 +12,12 @@ using json = nlohmann::json;
 
 namespace {
 
-// A call's arguments as the `input` object (they are a JSON object's text by the output parser's
-// rules; anything else is kept whole under "arguments").
+// A call's arguments as the `input` object; arguments that are no JSON object (a call the limit
+// cut inside them) give {}, as the streamed input_json_delta fragments give a client.
 json input_of(const std::string& arguments) {
   const nlohmann::ordered_json j = parse_bounded(arguments);  // a model's text: bounded
   if (j.is_object()) return json::parse(j.dump());
-  return {{"arguments", arguments}};
+  return json::object();
 }
 
 json block_of(const OutputItem& it) {

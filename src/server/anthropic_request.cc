@@ -193,6 +193,16 @@ void add_output_format(const ojson& oc, ojson& chat) {
 }
 
 ojson chat_body(const ojson& b) {
+  if (const ojson* t = present_field(b, "temperature"); t && t->is_number())
+    if (t->get<double>() < 0.0 || t->get<double>() > 1.0)
+      throw field_error("temperature", "must be between 0 and 1");
+  // vLLM's chat extensions for structured output: this API's is output_config.format.
+  for (const char* k : {"guided_json", "guided_regex", "guided_choice", "guided_grammar",
+                        "structured_outputs", "response_format"})
+    if (present_field(b, k))
+      throw unsupported(k, fmt::format("'{}' (the Messages API's structured output is "
+                                       "'output_config.format')",
+                                       k));
   ojson chat = {{"messages", chat_messages(b)}};
   for (const char* k : {"model", "max_tokens", "temperature", "top_p", "top_k", "stream"})
     if (const ojson* v = present_field(b, k)) chat[k] = *v;

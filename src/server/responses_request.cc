@@ -64,6 +64,22 @@ void reject_stateful(const ojson& b) {
   if (const ojson* bg = present_field(b, "background"); bg && *bg != false)
     throw unsupported("background", "'background' other than false");
   if (present_field(b, "prompt")) throw unsupported("prompt", "'prompt' (stored prompt templates)");
+  // "auto" would drop the conversation's first items to fit the context: not done here.
+  if (const ojson* t = present_field(b, "truncation")) {
+    if (!t->is_string() || (*t != "disabled" && *t != "auto"))
+      throw field_error("truncation", "must be 'disabled' or 'auto'");
+    if (*t == "auto")
+      throw unsupported("truncation",
+                        "'truncation' 'auto' (a conversation over the context is "
+                        "refused: 'disabled')");
+  }
+  // vLLM's chat extensions for structured output: this API's is text.format.
+  for (const char* k :
+       {"guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs"})
+    if (present_field(b, k))
+      throw unsupported(k, fmt::format("'{}' (the Responses API's structured output is "
+                                       "'text.format')",
+                                       k));
 }
 
 // The chat API's names for fields the Responses API names otherwise: a client that sends them
