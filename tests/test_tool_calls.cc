@@ -2,6 +2,8 @@
 // calls, <think> reasoning, and the streaming splitter fed the same texts in every chunking.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <nlohmann/json.hpp>
 
 #include "server/tool_calls.h"
@@ -186,6 +188,38 @@ TEST(ToolCalls, StreamMatchesWholeParseInEveryChunking) {
   // Cut by max_tokens inside the closing tag: one call, no markup as content, streamed or whole.
   expect_stream_matches("<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</", kHermes);
   expect_stream_matches("<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_c", kHermes);
+}
+
+// A call streamed from its header that the whole parse then refuses (an extra '}') must not take
+// the place of the next call, which the stream could not follow (keys in the other order): that
+// call is sent whole under a new index, not lost. (The refused one cannot be taken back.)
+TEST(ToolCalls, AStreamedCallTheParseRefusesDoesNotHideTheNext) {
+  const std::string text =
+      "<tool_call>{\"name\": \"f\", \"arguments\": {\"a\": 1}}}</tool_call>\n"
+      "<tool_call>{\"arguments\": {\"b\": 2}, \"name\": \"g\"}</tool_call>";
+  const ParsedOutput whole = parse_output(text, kHermes);
+  ASSERT_EQ(whole.calls.size(), 1u);
+  ASSERT_EQ(whole.calls[0].name, "g");
+  OutputStream s(kHermes);
+  std::vector<ToolCallDelta> deltas;
+  for (size_t i = 0; i < text.size(); i += 7) {
+    auto d = s.add(text.substr(i, 7));
+    deltas.insert(deltas.end(), d.calls.begin(), d.calls.end());
+  }
+  auto d = s.finish();
+  deltas.insert(deltas.end(), d.calls.begin(), d.calls.end());
+  std::map<int, ToolCall> calls;
+  for (const ToolCallDelta& c : deltas) {
+    if (c.first) calls[c.index].name = c.name;
+    calls[c.index].arguments += c.arguments;
+  }
+  bool saw_g = false;
+  for (const auto& [index, call] : calls) {
+    if (call.name != "g") continue;
+    saw_g = true;
+    EXPECT_EQ(json::parse(call.arguments), json::parse(R"({"b": 2})"));
+  }
+  EXPECT_TRUE(saw_g) << "the call g was lost";
 }
 
 // A model that writes a long run of blanks (or a never-ending name) where a call's header should

@@ -137,6 +137,7 @@ bool CallArgStreamer::read_header(std::string_view held, std::vector<ToolCallDel
   d.id = new_tool_call_id(format_, ids_);
   d.name = std::move(name);
   ids_.push_back(d.id);
+  starts_.push_back(call_start_);
   out.push_back(std::move(d));
   state_ = State::Args;
   return true;
@@ -177,19 +178,29 @@ std::optional<size_t> CallArgStreamer::cut_call_start() const {
   return call_start_;
 }
 
+// The announced call a parsed one is: Hermes by where its tag starts (a streamed call the whole
+// parse refused must not take a later call's place), the other formats by order.
+std::optional<size_t> CallArgStreamer::announced_as(const ToolCall& call, size_t k) const {
+  if (format_ != ToolFormat::Hermes) return k < ids_.size() ? std::optional(k) : std::nullopt;
+  for (size_t j = 0; j < starts_.size(); ++j)
+    if (starts_[j] == call.at) return j;
+  return std::nullopt;
+}
+
 std::vector<ToolCallDelta> CallArgStreamer::reconcile(std::vector<ToolCall>& calls) const {
   std::vector<ToolCallDelta> out;
   std::vector<std::string> taken = ids_;
+  int next_index = int(ids_.size());
   for (size_t k = 0; k < calls.size(); ++k) {
-    if (k < ids_.size()) {
-      calls[k].id = ids_[k];
+    if (const std::optional<size_t> j = announced_as(calls[k], k)) {
+      calls[k].id = ids_[*j];
       continue;
     }
     // The whole parse drew its ids apart from each other, not from the streamed ones.
     calls[k].id = new_tool_call_id(format_, taken);
     taken.push_back(calls[k].id);
     ToolCallDelta d;
-    d.index = int(k);
+    d.index = next_index++;
     d.first = true;
     d.id = calls[k].id;
     d.name = calls[k].name;

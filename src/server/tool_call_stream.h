@@ -49,6 +49,7 @@ class CallArgStreamer {
   // The next call's header (read_header), else Done once a header could no longer fit.
   bool match_header(std::string_view held, std::vector<ToolCallDelta>& out);
   bool read_header(std::string_view held, std::vector<ToolCallDelta>& out);
+  std::optional<size_t> announced_as(const ToolCall& call, size_t k) const;
   void scan_args(std::string_view held, std::vector<ToolCallDelta>& out);
 
   ToolFormat format_;
@@ -61,6 +62,7 @@ class CallArgStreamer {
   bool escape_ = false;
   bool in_list_ = false;  // Mistral: inside a [...] call list
   std::vector<std::string> ids_;
+  std::vector<size_t> starts_;  // per announced call, where it starts (call_start_)
 };
 
 }  // namespace nc::server

@@ -109,6 +109,7 @@ void parse_hermes(std::string_view text, ParsedOutput& out) {
         close == std::string_view::npos ? text.size() - partial_tag(text, kCallClose) : close;
     ToolCall call;
     if (call_from_json(trim(text.substr(body, body_end - body)), call)) {
+      call.at = open;
       out.calls.push_back(std::move(call));
     } else {
       content += text.substr(open, body_end - open);

@@ -49,6 +49,8 @@ struct ToolCall {
   std::string id;  // the format's shape (server/tool_call_id.h), distinct within the output
   std::string name;
   std::string arguments;  // a JSON object's text
+  // Hermes: where its <tool_call> tag starts in the parsed text (matches a streamed call to it).
+  size_t at = std::string::npos;
 };
 
 struct ParsedOutput {
