@@ -70,7 +70,7 @@ TEST(ToolCalls, HermesUnclosedAndMalformed) {
   // Not JSON, or no name: left as content.
   p = parse_output("x <tool_call>{\"name\": </tool_call> y", kHermes);
   EXPECT_TRUE(p.calls.empty());
-  EXPECT_EQ(p.content, "x <tool_call>{\"name\":  y");
+  EXPECT_EQ(p.content, "x <tool_call>{\"name\": </tool_call> y");
   p = parse_output("<tool_call>{\"arguments\": {}}</tool_call>", kHermes);
   EXPECT_TRUE(p.calls.empty());
   // Nesting past 64 levels is no call (bounded work on untrusted output); 60 is.

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "server/tool_call_xml.h"
 
 namespace nc::server {
 
@@ -141,6 +142,9 @@ ChatPrompt render_chat(const Engine& engine, const std::vector<ChatMessage>& mes
     ChatPrompt prompt =
         engine.chat_prompt_json(msgs.dump(), tools.tools.dump(), add_generation_prompt);
     format = detect_output_format(tmpl, prompt.text, tools.parse_calls());
+    if (format.tools == ToolFormat::QwenXml)
+      format.param_types =
+          std::make_shared<ParamTypeTable>(ParamTypeTable{param_types_of(tools.tools)});
     return prompt;
   }
   ChatPrompt prompt = engine.chat_prompt(messages, add_generation_prompt);

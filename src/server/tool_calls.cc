@@ -2,6 +2,7 @@
 
 #include "server/tool_call_id.h"
 #include "server/tool_call_stream.h"
+#include "server/tool_call_xml.h"
 
 #include <nlohmann/json.hpp>
 
@@ -93,8 +94,10 @@ bool call_from_json(std::string_view text, ToolCall& out, bool need_arguments = 
 }
 
 // Hermes/Qwen: every <tool_call>...</tool_call> (the last may be cut off by the end) whose body
-// is a call; what is not a call stays in the content.
-void parse_hermes(std::string_view text, ParsedOutput& out) {
+// is a call; what is not a call stays in the content. xml: Qwen3-Coder's bodies (a JSON body,
+// as a forced call's grammar writes it, is read too).
+void parse_hermes(std::string_view text, ParsedOutput& out, bool xml = false,
+                  const ParamTypes* types = nullptr) {
   std::string content;
   size_t pos = 0;
   while (true) {
@@ -108,11 +111,14 @@ void parse_hermes(std::string_view text, ParsedOutput& out) {
     const size_t body_end =
         close == std::string_view::npos ? text.size() - partial_tag(text, kCallClose) : close;
     ToolCall call;
-    if (call_from_json(trim(text.substr(body, body_end - body)), call)) {
+    const std::string b = trim(text.substr(body, body_end - body));
+    if (xml && !b.starts_with('{') ? xml_call(b, types, call) : call_from_json(b, call)) {
       call.at = open;
       out.calls.push_back(std::move(call));
-    } else {
-      content += text.substr(open, body_end - open);
+    } else {  // not a call: its text as written, closing tag and all
+      pos = close == std::string_view::npos ? text.size() : close + kCallClose.size();
+      content += text.substr(open, pos - open);
+      continue;
     }
     pos = close == std::string_view::npos ? text.size() : close + kCallClose.size();
   }
@@ -213,6 +219,10 @@ void parse_mistral(std::string_view text, bool forced, ParsedOutput& out) {
 
 ToolFormat template_tool_format(const std::string& template_text) {
   const std::string_view t = template_text;
+  // Qwen3-Coder / Qwen3.5: <tool_call> around XML (before Hermes, whose tag it shares).
+  if (t.find("<function=") != std::string_view::npos &&
+      t.find("<parameter=") != std::string_view::npos)
+    return ToolFormat::QwenXml;
   if (t.find(kCallOpen) != std::string_view::npos) return ToolFormat::Hermes;
   // Before Llama 3: Mistral's tools' schemas say "parameters" too.
   if (t.find(kMistralCalls) != std::string_view::npos) return ToolFormat::Mistral;
@@ -249,6 +259,9 @@ ParsedOutput parse_output(const std::string& text, const OutputFormat& f) {
   switch (f.tools) {
     case ToolFormat::Hermes:
       parse_hermes(rest, out);
+      break;
+    case ToolFormat::QwenXml:
+      parse_hermes(rest, out, true, f.param_types ? &f.param_types->types : nullptr);
       break;
     case ToolFormat::Llama3Json:
       parse_llama3(rest, out);
@@ -326,8 +339,9 @@ void OutputStream::route(Delta& d, bool at_end) {
     if (!at_end && (t.empty() || std::string_view(kPythonTag).starts_with(t))) return;
     f_.tools = ToolFormat::None;  // content, not a call
   }
-  if (f_.tools == ToolFormat::Hermes || f_.tools == ToolFormat::Mistral) {
-    const std::string_view tag = f_.tools == ToolFormat::Hermes ? kCallOpen : kMistralCalls;
+  if (f_.tools == ToolFormat::Hermes || f_.tools == ToolFormat::QwenXml ||
+      f_.tools == ToolFormat::Mistral) {
+    const std::string_view tag = f_.tools == ToolFormat::Mistral ? kMistralCalls : kCallOpen;
     const size_t open = f_.forced_calls ? 0 : pending_.find(tag);
     if (open != std::string::npos) {
       d.content += pending_.substr(0, open);

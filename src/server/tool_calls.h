@@ -6,8 +6,11 @@
 // `[TOOL_CALLS]` (a JSON list of calls, or `name[ARGS]{...}` per call) when it writes
 // "[TOOL_CALLS]" (checked before Llama 3's; the request then keeps special tokens in its text so
 // that the control token reaches the parser), and Hermes for a template that shows neither (the
-// most common format). Tool calls are only looked for when the request has tools and
-// tool_choice is not "none".
+// most common format). Qwen3-Coder's and Qwen3.5's XML calls (`<tool_call><function=name>
+// <parameter=p>value</parameter></function></tool_call>`, server/tool_call_xml.h) when the
+// template writes "<function=" and "<parameter="; a forced call there is Hermes' JSON body (the
+// grammar's), which the XML format's parser reads too. Tool calls are only looked for when the
+// request has tools and tool_choice is not "none".
 //
 // Reasoning: an output that starts with `<think>` (Qwen3, DeepSeek-R1 distills) has the block's
 // text as reasoning_content, stripped from content; a prompt that ends inside `<think>` (R1
@@ -17,8 +20,8 @@
 // reasoning and content go out as they come (holding back only text that may be the start of a
 // tag), and text from the first tool call on is held: Hermes, Mistral and Llama 3 calls stream
 // as OpenAI streams them (a first delta with index, id and name, then argument fragments as they
-// come: server/tool_call_stream.h); the held text is parsed at the end, which sends any call not
-// streamed whole (and the content outside the calls).
+// come: server/tool_call_stream.h; XML calls go out whole at the end); the held text is parsed at
+// the end, which sends any call not streamed whole (and the content outside the calls).
 #pragma once
 #include <memory>
 #include <string>
@@ -26,7 +29,9 @@
 
 namespace nc::server {
 
-enum class ToolFormat { None, Hermes, Llama3Json, Mistral };
+enum class ToolFormat { None, Hermes, Llama3Json, Mistral, QwenXml };
+
+struct ParamTypeTable;  // server/tool_call_xml.h
 
 struct OutputFormat {
   ToolFormat tools = ToolFormat::None;
@@ -34,6 +39,8 @@ struct OutputFormat {
   // tool_choice forced a call through a grammar (server/structured_request.h): for Mistral the
   // output is the call list without its [TOOL_CALLS] control token.
   bool forced_calls = false;
+  // QwenXml: the request's tools' parameter types, which type the calls' values (may be null).
+  std::shared_ptr<const ParamTypeTable> param_types = nullptr;
 };
 
 // The tool-call format a chat template writes (the rules above), whether or not the request has

@@ -1,0 +1,108 @@
+// Qwen3-Coder's XML tool calls (server/tool_call_xml.h): the format is told from the template,
+// values are typed by the request's tool schema (as vLLM's qwen3_coder parser types them), the
+// streamed answer sends each call whole at the end with the same arguments, and a forced call's
+// JSON body (the grammar's) is read too.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "server/tool_call_xml.h"
+#include "server/tool_calls.h"
+
+namespace nc::server::test_tool_call_xml {
+namespace {
+
+using json = nlohmann::json;
+
+// What Qwen3-Coder's template writes about its format (an excerpt).
+const std::string kTemplate =
+    "<tool_call>\\n<function=example_function_name>\\n<parameter=example_parameter_1>\\nvalue_1\\n"
+    "</parameter>\\n</function>\\n</tool_call>";
+
+OutputFormat xml_format() {
+  const nlohmann::ordered_json tools = nlohmann::ordered_json::parse(R"([
+    {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object",
+      "properties": {"city": {"type": "string"}, "days": {"type": "integer"},
+                     "metric": {"type": "boolean"}, "where": {"type": "object"},
+                     "zip": {"type": "string"}}}}},
+    {"type": "function", "function": {"name": "note", "parameters": {"type": "object",
+      "properties": {"text": {"type": "string"}}}}}])");
+  OutputFormat f = detect_output_format(kTemplate, "", true);
+  f.param_types = std::make_shared<ParamTypeTable>(ParamTypeTable{param_types_of(tools)});
+  return f;
+}
+
+const std::string kTwoCalls =
+    "Let me check.\n<tool_call>\n<function=get_weather>\n<parameter=city>\nSan Francisco\n"
+    "</parameter>\n<parameter=days>\n3\n</parameter>\n<parameter=metric>\nTrue\n</parameter>\n"
+    "<parameter=where>\n{\"lat\": 37.7}\n</parameter>\n<parameter=zip>\n94103\n</parameter>\n"
+    "<parameter=extra>\n7\n</parameter>\n</function>\n</tool_call>\n<tool_call>\n"
+    "<function=note>\n<parameter=text>\nline 1\nline 2\n</parameter>\n</function>\n</tool_call>";
+
+TEST(ToolCallXml, TheTemplateTellsTheFormat) {
+  EXPECT_EQ(detect_output_format(kTemplate, "", true).tools, ToolFormat::QwenXml);
+  EXPECT_EQ(detect_output_format("... <tool_call></tool_call> XML tags", "", true).tools,
+            ToolFormat::Hermes);
+}
+
+TEST(ToolCallXml, ValuesAreTypedByTheToolSchema) {
+  const ParsedOutput p = parse_output(kTwoCalls, xml_format());
+  EXPECT_EQ(p.content, "Let me check.");
+  ASSERT_EQ(p.calls.size(), 2u);
+  EXPECT_EQ(p.calls[0].name, "get_weather");
+  EXPECT_EQ(json::parse(p.calls[0].arguments),
+            json::parse(R"({"city": "San Francisco", "days": 3, "metric": true,
+                            "where": {"lat": 37.7}, "zip": "94103", "extra": "7"})"));
+  EXPECT_EQ(p.calls[1].name, "note");
+  EXPECT_EQ(json::parse(p.calls[1].arguments), json::parse(R"({"text": "line 1\nline 2"})"));
+  EXPECT_NE(p.calls[0].id, p.calls[1].id);
+}
+
+TEST(ToolCallXml, StreamedCallsEqualTheWholeParse) {
+  const OutputFormat f = xml_format();
+  const ParsedOutput whole = parse_output(kTwoCalls, f);
+  for (size_t step : {size_t(1), size_t(5), size_t(64), kTwoCalls.size()}) {
+    OutputStream s(f);
+    std::string content;
+    std::map<int, ToolCall> calls;
+    auto take = [&](const OutputStream::Delta& d) {
+      content += d.content;
+      for (const ToolCallDelta& c : d.calls) {
+        if (c.first) calls[c.index].name = c.name;
+        calls[c.index].arguments += c.arguments;
+      }
+    };
+    for (size_t i = 0; i < kTwoCalls.size(); i += step) take(s.add(kTwoCalls.substr(i, step)));
+    take(s.finish());
+    SCOPED_TRACE(step);
+    EXPECT_EQ(content.substr(0, content.find_last_not_of(" \n") + 1), whole.content);
+    ASSERT_EQ(calls.size(), 2u);
+    for (int k = 0; k < 2; ++k) {
+      EXPECT_EQ(calls[k].name, whole.calls[size_t(k)].name);
+      EXPECT_EQ(json::parse(calls[k].arguments), json::parse(whole.calls[size_t(k)].arguments));
+    }
+  }
+}
+
+TEST(ToolCallXml, AForcedJsonBodyAndACutValueAreCalls) {
+  const OutputFormat f = xml_format();
+  ParsedOutput p = parse_output(
+      "<tool_call>\n{\"name\": \"note\", \"arguments\": {\"text\": \"hi\"}}\n</tool_call>", f);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(json::parse(p.calls[0].arguments), json::parse(R"({"text": "hi"})"));
+  // max_tokens inside a value: the call with the value so far.
+  p = parse_output("<tool_call>\n<function=note>\n<parameter=text>\nhalf a sent", f);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(json::parse(p.calls[0].arguments), json::parse(R"({"text": "half a sent"})"));
+  // No <function=...>: not a call, the text stays.
+  p = parse_output("<tool_call>\nnothing here\n</tool_call>", f);
+  EXPECT_TRUE(p.calls.empty());
+  EXPECT_EQ(p.content, "<tool_call>\nnothing here\n</tool_call>");
+}
+
+}  // namespace
+}  // namespace nc::server::test_tool_call_xml
