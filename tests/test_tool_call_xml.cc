@@ -104,5 +104,29 @@ TEST(ToolCallXml, AForcedJsonBodyAndACutValueAreCalls) {
   EXPECT_EQ(p.content, "<tool_call>\nnothing here\n</tool_call>");
 }
 
+// Optional parameters (a type list, pydantic's anyOf with null) are typed by their other type;
+// `null` is null whatever the type; untrusted values nested past 64 levels or cut inside a UTF-8
+// character stay text (no stack overflow in dump(), no 500).
+TEST(ToolCallXml, OptionalTypesNullsAndHostileValues) {
+  const nlohmann::ordered_json tools = nlohmann::ordered_json::parse(R"([{"type": "function",
+    "function": {"name": "f", "parameters": {"type": "object", "properties": {
+      "a": {"type": ["integer", "null"]}, "b": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+      "c": {"type": "integer"}, "d": {"type": "array"}, "e": {"type": "string"}}}}}])");
+  OutputFormat f = detect_output_format(kTemplate, "", true);
+  f.param_types = std::make_shared<ParamTypeTable>(ParamTypeTable{param_types_of(tools)});
+  auto args_of = [&](const std::string& params) {
+    const ParsedOutput p = parse_output("<tool_call>\n<function=f>\n" + params, f);
+    EXPECT_EQ(p.calls.size(), 1u) << params;
+    return p.calls.empty() ? json() : json::parse(p.calls[0].arguments);
+  };
+  EXPECT_EQ(args_of("<parameter=a>\n5\n</parameter>\n<parameter=b>\n6\n</parameter>\n"
+                    "<parameter=c>\nnull\n</parameter>"),
+            json::parse(R"({"a": 5, "b": 6, "c": null})"));
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_EQ(args_of("<parameter=d>\n" + deep + "\n</parameter>")["d"], deep);
+  const json cut = args_of("<parameter=e>\nsnow \xE2\x9D");  // U+2744 cut after 2 bytes
+  EXPECT_EQ(cut["e"].get<std::string>().substr(0, 5), "snow ");
+}
+
 }  // namespace
 }  // namespace nc::server::test_tool_call_xml

@@ -243,6 +243,14 @@ TEST(ToolCalls, ALongRunWhereAHeaderShouldBeIsNoCrash) {
   }
 }
 
+// A forced Mistral call (no control token) that is no call leaves no empty call behind.
+TEST(ToolCalls, AForcedMistralObjectWithoutANameIsContentOnly) {
+  const ParsedOutput p =
+      parse_output(R"({"arguments": {}})", OutputFormat{ToolFormat::Mistral, false, true});
+  EXPECT_TRUE(p.calls.empty());
+  EXPECT_EQ(p.content, R"({"arguments": {}})");
+}
+
 TEST(ToolCalls, MistralListAndNamedForms) {
   ParsedOutput p = parse_output(
       R"(Let me check.[TOOL_CALLS] [{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {}}])",

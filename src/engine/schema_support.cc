@@ -114,11 +114,11 @@ class SchemaChecker {
   // xgrammar matches a pattern against the characters between the quotes as written in JSON
   // (escapes and all), and drops length bounds beside a pattern or format.
   void check_strings(const json& s, const std::string& at) {
-    const bool bounded = s.contains("minLength") || s.contains("maxLength");
-    for (const char* k : {"pattern", "format"})
-      if (bounded && s.contains(k))
-        refuse(at, fmt::format("'minLength'/'maxLength' beside '{}'", k),
-               "not supported by the grammar engine (it drops the bounds)");
+    // Beside a format the bounds go too, but pydantic's URL types and zod's .email().max() write
+    // that everywhere: accepted, the bounds unenforced (docs/server.md); beside a pattern, refused.
+    if ((s.contains("minLength") || s.contains("maxLength")) && s.contains("pattern"))
+      refuse(at, "'minLength'/'maxLength' beside 'pattern'",
+             "not supported by the grammar engine (it drops the bounds)");
     if (!s.contains("pattern") || !s["pattern"].is_string()) return;
     const std::string p = s["pattern"].get<std::string>();
     if (p.find('"') != std::string::npos || p.find("\\\\") != std::string::npos)

@@ -67,7 +67,7 @@ int ClientConnection::find_socket() const {
   DIR* dir = ::opendir("/proc/self/fd");
   if (!dir) return -1;
   int found = kNotFound;
-  bool peerless = false;  // a connection on the server's port whose peer is gone
+  int peerless = 0;  // connections on the server's port whose peer is gone
   while (dirent* e = ::readdir(dir)) {
     char* end = nullptr;
     const long fd = std::strtol(e->d_name, &end, 10);
@@ -76,7 +76,7 @@ int ClientConnection::find_socket() const {
     std::string addr;
     if (!port_and_addr(int(fd), false, port, addr) || port != local_port_) continue;
     if (!port_and_addr(int(fd), true, port, addr)) {
-      peerless = peerless || (errno == ENOTCONN && !is_listening(int(fd)));
+      peerless += errno == ENOTCONN && !is_listening(int(fd));
       continue;
     }
     if (port != remote_port_ || addr != remote_addr_) continue;
@@ -85,8 +85,9 @@ int ClientConnection::find_socket() const {
   }
   ::closedir(dir);
   // Our socket stays open while the handler runs. If no connected socket has our peer, ours is
-  // one whose peer reset it before the first look (getpeername: ENOTCONN), so the client left.
-  return found == kNotFound && peerless ? kGone : found;
+  // one whose peer reset it before the first look (getpeername: ENOTCONN), so the client left;
+  // sure only when exactly one such socket exists (else another client's reset could be it).
+  return found == kNotFound && peerless == 1 ? kGone : found;
 }
 
 }  // namespace nc::server

@@ -41,7 +41,8 @@ struct ChoiceResult {
   int index = 0;
   std::string text;
   std::string finish_reason;
-  // vLLM's stop_reason: the stop string that ended the choice, else null.
+  // vLLM's stop_reason: the stop string that ended the choice, else the stop_token_ids id that
+  // did, else null.
   nlohmann::json stop_reason;
   nlohmann::json logprobs;  // null when not asked
   // Chat: what parse_output read from the text (text is then the content; null when empty and

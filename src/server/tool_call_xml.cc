@@ -27,20 +27,64 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-// The value as the schema's type has it, else the text.
-ojson typed_value(std::string_view text, const std::string& type) {
-  if (type.empty() || type == "string") return std::string(text);
-  if (type == "boolean") {
-    const std::string t = lower(text);
-    if (t == "true" || t == "false") return t == "true";
-    return std::string(text);
+// Deeper than this a value stays text (a parsed value's dump() recurses per level).
+constexpr int kMaxValueDepth = 64;
+
+bool nesting_within(std::string_view s, int limit) {
+  int depth = 0;
+  bool in_string = false, escape = false;
+  for (char c : s) {
+    if (escape) {
+      escape = false;
+    } else if (in_string) {
+      escape = c == '\\';
+      in_string = c != '"';
+    } else if (c == '"') {
+      in_string = true;
+    } else if ((c == '[' || c == '{') && ++depth > limit) {
+      return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
   }
-  if (type == "null" && lower(text) == "null") return nullptr;
-  const ojson j = ojson::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  const bool fits = (type == "integer" && j.is_number_integer()) ||
-                    (type == "number" && j.is_number()) || (type == "object" && j.is_object()) ||
-                    (type == "array" && j.is_array());
-  return fits ? j : ojson(std::string(text));
+  return true;
+}
+
+// The value as one of the schema's types has it (in their order), else the text.
+ojson typed_value(std::string_view text, const std::vector<std::string>& types) {
+  if (types.empty()) return std::string(text);
+  const std::string low = lower(text);
+  if (low == "null") return nullptr;
+  for (const std::string& type : types) {
+    if (type == "boolean" && (low == "true" || low == "false")) return low == "true";
+    if (type != "integer" && type != "number" && type != "object" && type != "array") continue;
+    if (!nesting_within(text, kMaxValueDepth)) break;
+    const ojson j = ojson::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+    if ((type == "integer" && j.is_number_integer()) || (type == "number" && j.is_number()) ||
+        (type == "object" && j.is_object()) || (type == "array" && j.is_array()))
+      return j;
+  }
+  return std::string(text);
+}
+
+// A parameter schema's types other than null: "type" (a string or a list), else anyOf's.
+std::vector<std::string> schema_types(const ojson& schema) {
+  std::vector<std::string> out;
+  if (!schema.is_object()) return out;
+  auto add = [&](const ojson& t) {
+    if (t.is_string() && t != "null") out.push_back(t.get<std::string>());
+  };
+  if (const auto t = schema.find("type"); t != schema.end()) {
+    if (t->is_array()) {
+      for (const ojson& e : *t) add(e);
+    } else {
+      add(*t);
+    }
+  } else if (const auto any = schema.find("anyOf"); any != schema.end() && any->is_array()) {
+    for (const ojson& e : *any)
+      if (e.is_object() && e.contains("type")) add(e["type"]);
+  }
+  return out;
 }
 
 }  // namespace
@@ -54,11 +98,8 @@ ParamTypes param_types_of(const nlohmann::ordered_json& tools) {
     auto& params = out[(*fn)["name"].get<std::string>()];
     const auto p = fn->find("parameters");
     if (p == fn->end() || !p->is_object() || !p->contains("properties")) continue;
-    for (const auto& [name, schema] : (*p)["properties"].items()) {
-      const bool typed =
-          schema.is_object() && schema.contains("type") && schema["type"].is_string();
-      params[name] = typed ? schema["type"].get<std::string>() : "";
-    }
+    for (const auto& [name, schema] : (*p)["properties"].items())
+      params[name] = schema_types(schema);
   }
   return out;
 }
@@ -71,7 +112,7 @@ bool xml_call(std::string_view body, const ParamTypes* types, ToolCall& out) {
   const std::string name(
       body.substr(f + kFunctionOpen.size(), name_end - f - kFunctionOpen.size()));
   if (name.empty()) return false;
-  const std::map<std::string, std::string>* param_types = nullptr;
+  const std::map<std::string, std::vector<std::string>>* param_types = nullptr;
   if (types != nullptr)
     if (auto it = types->find(name); it != types->end()) param_types = &it->second;
   std::string_view rest = body.substr(name_end + 1);
@@ -86,15 +127,17 @@ bool xml_call(std::string_view body, const ParamTypes* types, ToolCall& out) {
     // Cut by the end inside a value: the value so far (the call is cut: finish_reason length).
     const std::string_view value = strip_layout(rest.substr(
         key_end + 1, (close == std::string_view::npos ? rest.size() : close) - key_end - 1));
-    std::string type;
+    static const std::vector<std::string> kText;
+    const std::vector<std::string>* types_of_key = &kText;
     if (param_types != nullptr)
-      if (auto it = param_types->find(key); it != param_types->end()) type = it->second;
-    args[key] = typed_value(value, type);
+      if (auto it = param_types->find(key); it != param_types->end()) types_of_key = &it->second;
+    args[key] = typed_value(value, *types_of_key);
     if (close == std::string_view::npos) break;
     from = close + kParamClose.size();
   }
   out.name = name;
-  out.arguments = args.dump();
+  // A value cut inside a UTF-8 character (max_tokens) is replaced, not a 500.
+  out.arguments = args.dump(-1, ' ', false, ojson::error_handler_t::replace);
   return true;
 }
 

@@ -7,14 +7,16 @@
 //   </function>
 //
 // A parameter's value is raw text (one newline after its tag and one before its closing tag are
-// layout). It becomes a JSON value by the type the request's tool schema gives the parameter
-// (integer, number, boolean, null, object, array: parsed when it parses as one; string and
-// anything else: the text), as vLLM's qwen3_coder parser does; a parameter the schema does not
-// name stays a string.
+// layout). It becomes a JSON value by the types the request's tool schema gives the parameter
+// (integer, number, boolean, object, array: the first that the text parses as; string and
+// anything else: the text), as vLLM's qwen3_coder parser does; `null` is null whatever the type;
+// a parameter the schema does not name stays a string. Model output is untrusted: a value
+// nested deeper than 64 levels stays text, and bytes that are not UTF-8 are replaced.
 #pragma once
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -22,8 +24,9 @@
 
 namespace nc::server {
 
-// Per function name, per parameter, its JSON-schema "type" ("" when not one string).
-using ParamTypes = std::map<std::string, std::map<std::string, std::string>>;
+// Per function name, per parameter, the JSON-schema types it may take other than null (a "type"
+// string or list, or anyOf's entries' types, as pydantic writes Optional[int]); empty: a string.
+using ParamTypes = std::map<std::string, std::map<std::string, std::vector<std::string>>>;
 struct ParamTypeTable {
   ParamTypes types;
 };

@@ -194,7 +194,11 @@ bool mistral_named_call(std::string_view body, ToolCall& call) {
 void parse_mistral(std::string_view text, bool forced, ParsedOutput& out) {
   size_t open = text.find(kMistralCalls);
   if (open == std::string_view::npos) {
-    if (forced && mistral_json_calls(text, out.calls)) return;
+    std::vector<ToolCall> calls;  // filled only when all of them parse
+    if (forced && mistral_json_calls(text, calls)) {
+      out.calls = std::move(calls);
+      return;
+    }
     out.content = trim(text);
     return;
   }
