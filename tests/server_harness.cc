@@ -76,6 +76,7 @@ std::unique_ptr<Engine> make_engine(const EngineSetup& s,
   cfg.max_num_seqs = s.max_num_seqs;
   cfg.max_model_len = s.max_model_len;
   cfg.max_num_batched_tokens = 2048;
+  cfg.grammar_compile_timeout_s = s.grammar_timeout_s;
   cfg.kv_cache_memory = std::to_string(int64_t(s.pages) * s.page_size * 8);
   std::unique_ptr<StepModel> model = std::make_unique<fake::FakeModel>(kVocab, s.max_pos);
   if (delay_us) model = std::make_unique<SlowModel>(std::move(model), delay_us);

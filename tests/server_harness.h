@@ -40,7 +40,8 @@ struct EngineSetup {
   int max_model_len = 0;
   int pages = 8192;
   int page_size = 16;
-  bool raising_codec = false;  // RaisingCodec instead of AsciiCodec
+  bool raising_codec = false;     // RaisingCodec instead of AsciiCodec
+  double grammar_timeout_s = 30;  // EngineConfig::grammar_compile_timeout_s
 };
 
 // An engine over the fake model; with delay_us, each forward first sleeps that many microseconds

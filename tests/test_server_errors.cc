@@ -2,7 +2,9 @@
 // and an OpenAI-shaped error while the server stays up, and each nc::Error kind raised by the
 // engine reaches the client with its status.
 #include <gtest/gtest.h>
+
 #include <httplib.h>
+#include <future>
 
 #include <algorithm>
 #include <atomic>
@@ -279,6 +281,40 @@ TEST(ServerErrorKinds, AGrammarWithNoWayOnIsA400) {
   EXPECT_NE(s->body.find("invalid_request_error"), std::string::npos) << s->body;
   EXPECT_NE(s->body.find("nothing can follow"), std::string::npos) << s->body;
   EXPECT_TRUE(ts.wait_idle());
+}
+
+// More grammars compiling at once than the cache allows is the server's load: 429 server_busy
+// (clients retry it), never a 400 blaming the request.
+TEST(ServerErrorKinds, TooManyGrammarsCompilingIsA429) {
+  EngineSetup es;
+  es.grammar_timeout_s = 1e-6;  // each request returns at once; its compilation goes on
+  TestServer ts(es);
+  std::vector<std::future<std::pair<int, std::string>>> replies;
+  for (int i = 0; i < 12; ++i) {  // at once: more compilations than the 4 slots
+    replies.push_back(std::async(std::launch::async, [&ts, i] {
+      const json body = {{"model", kModel},
+                         {"prompt", "g"},
+                         {"max_tokens", 2},
+                         {"guided_regex", "([ab]c?){" + std::to_string(20000 + i) + "}"}};
+      auto r = ts.post("/v1/completions", body);
+      return r ? std::pair{r->status, r->body} : std::pair{0, std::string()};
+    }));
+  }
+  int busy = 0, timed_out = 0;
+  for (auto& f : replies) {
+    const auto [status, body] = f.get();
+    ASSERT_NE(status, 0);
+    const json e = json::parse(body).value("error", json::object());  // 200: compiled in time
+    if (e.value("message", "").find("still compiling") != std::string::npos) {
+      EXPECT_EQ(status, 429) << body;
+      EXPECT_EQ(e["type"], "rate_limit_error") << body;
+      ++busy;
+    } else {
+      timed_out += status == 400;
+    }
+  }
+  if (busy == 0 && timed_out < 5) GTEST_SKIP() << "compiled too fast to overlap";
+  EXPECT_GT(busy, 0);
 }
 
 TEST(ServerErrors, MalformedHttpGetsAnError) {

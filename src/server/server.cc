@@ -216,6 +216,9 @@ void Server::Impl::prepare_structured(ParsedRequest& pr) const {
   try {
     engine.compile_grammar(pr.sampling.structured);
   } catch (const Error& e) {
+    // Too many compiling at once is the server's load (429 server_busy, which clients retry),
+    // not the request's fault.
+    if (e.kind() == ErrorKind::Overloaded) throw api_error_from(e, pr.structured_param);
     throw invalid_param(pr.structured_param, e.what());
   }
 }
