@@ -1,6 +1,8 @@
 // Qwen3-Coder's XML tool calls (server/tool_call_xml.h).
 #include "server/tool_call_xml.h"
 
+#include "server/json_fields.h"
+
 #include <algorithm>
 #include <cctype>
 
@@ -27,29 +29,6 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-// Deeper than this a value stays text (a parsed value's dump() recurses per level).
-constexpr int kMaxValueDepth = 64;
-
-bool nesting_within(std::string_view s, int limit) {
-  int depth = 0;
-  bool in_string = false, escape = false;
-  for (char c : s) {
-    if (escape) {
-      escape = false;
-    } else if (in_string) {
-      escape = c == '\\';
-      in_string = c != '"';
-    } else if (c == '"') {
-      in_string = true;
-    } else if ((c == '[' || c == '{') && ++depth > limit) {
-      return false;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return true;
-}
-
 // The value as one of the schema's types has it (in their order), else the text.
 ojson typed_value(std::string_view text, const std::vector<std::string>& types) {
   if (types.empty()) return std::string(text);
@@ -58,8 +37,7 @@ ojson typed_value(std::string_view text, const std::vector<std::string>& types) 
   for (const std::string& type : types) {
     if (type == "boolean" && (low == "true" || low == "false")) return low == "true";
     if (type != "integer" && type != "number" && type != "object" && type != "array") continue;
-    if (!nesting_within(text, kMaxValueDepth)) break;
-    const ojson j = ojson::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+    const ojson j = parse_bounded(text);  // a model's text: past kMaxJsonDepth, discarded
     if ((type == "integer" && j.is_number_integer()) || (type == "number" && j.is_number()) ||
         (type == "object" && j.is_object()) || (type == "array" && j.is_array()))
       return j;

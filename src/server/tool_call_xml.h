@@ -11,7 +11,8 @@
 // (integer, number, boolean, object, array: the first that the text parses as; string and
 // anything else: the text), as vLLM's qwen3_coder parser does; `null` is null whatever the type;
 // a parameter the schema does not name stays a string. Model output is untrusted: a value
-// nested deeper than 64 levels stays text, and bytes that are not UTF-8 are replaced.
+// nested deeper than kMaxJsonDepth (64, parse_bounded) stays text, and bytes that are not UTF-8 are
+// replaced.
 #pragma once
 #include <map>
 #include <string>
