@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "server/json_fields.h"
+#include "server/structured_request.h"
 
 namespace nc::server {
 
@@ -197,12 +198,14 @@ ojson chat_body(const ojson& b) {
     if (t->get<double>() < 0.0 || t->get<double>() > 1.0)
       throw field_error("temperature", "must be between 0 and 1");
   // vLLM's chat extensions for structured output: this API's is output_config.format.
-  for (const char* k : {"guided_json", "guided_regex", "guided_choice", "guided_grammar",
-                        "structured_outputs", "response_format"})
+  auto refuse_chat_field = [&](const char* k) {
     if (present_field(b, k))
       throw unsupported(k, fmt::format("'{}' (the Messages API's structured output is "
                                        "'output_config.format')",
                                        k));
+  };
+  refuse_chat_field("response_format");
+  for (const char* k : kGuidedFields) refuse_chat_field(k);
   ojson chat = {{"messages", chat_messages(b)}};
   for (const char* k : {"model", "max_tokens", "temperature", "top_p", "top_k", "stream"})
     if (const ojson* v = present_field(b, k)) chat[k] = *v;

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "server/json_fields.h"
+#include "server/structured_request.h"
 
 namespace nc::server {
 
@@ -74,8 +75,7 @@ void reject_stateful(const ojson& b) {
                         "refused: 'disabled')");
   }
   // vLLM's chat extensions for structured output: this API's is text.format.
-  for (const char* k :
-       {"guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs"})
+  for (const char* k : kGuidedFields)  // (response_format: reject_chat_names names it)
     if (present_field(b, k))
       throw unsupported(k, fmt::format("'{}' (the Responses API's structured output is "
                                        "'text.format')",

@@ -149,16 +149,16 @@ ojson several_calls(const ojson& tags, ToolFormat format) {
                                      ojson{{"type", "const_string"}, {"value", "]"}}})}};
 }
 
-constexpr const char* kFields[] = {"response_format", "guided_json",   "guided_regex",
-                                   "guided_grammar",  "guided_choice", "structured_outputs"};
-
 }  // namespace
 
 bool needs_structured(const nlohmann::json& body) {
-  for (const char* f : kFields) {
+  auto given = [&](const char* f) {
     auto it = body.find(f);
-    if (it != body.end() && !it->is_null()) return true;
-  }
+    return it != body.end() && !it->is_null();
+  };
+  if (given("response_format")) return true;
+  for (const char* f : kGuidedFields)
+    if (given(f)) return true;
   return false;
 }
 

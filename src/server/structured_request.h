@@ -17,6 +17,7 @@
 // or more calls with parallel_tool_calls (the default; separated as the format's parser splits
 // them), exactly one without; each call's arguments valid for that tool's parameter schema.
 #pragma once
+#include <array>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -35,6 +36,11 @@ struct StructuredRequest {
 // Whether the body has any of the fields above (then parse_structured reads it, key order kept:
 // a schema's properties are generated in the order the request gives them).
 bool needs_structured(const nlohmann::json& body);
+
+// vLLM's chat-API extensions for structured output (beside OpenAI's response_format); the
+// Responses and Messages APIs, which have their own field, refuse them.
+inline constexpr std::array<const char*, 5> kGuidedFields = {
+    "guided_json", "guided_regex", "guided_grammar", "guided_choice", "structured_outputs"};
 StructuredRequest parse_structured(const nlohmann::ordered_json& body);
 
 // The grammar that enforces tool_choice "required" / named for the format; kind None when
