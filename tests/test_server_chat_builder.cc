@@ -23,7 +23,8 @@ struct ChatAnswer {
   json whole_stop_reason, streamed_stop_reason;
 };
 
-ChatAnswer chat_answer(const std::vector<StreamEvent>& evs) {
+// One chat answer over fixed events (Hermes tools): the whole response and the streamed body.
+std::pair<json, std::string> chat_bodies(const std::vector<StreamEvent>& evs) {
   StreamEvent accepted;
   accepted.kind = StreamEvent::Kind::Accepted;
   accepted.num_prompt_tokens = 5;
@@ -31,7 +32,11 @@ ChatAnswer chat_answer(const std::vector<StreamEvent>& evs) {
   const ResponseMeta meta{ApiKind::Chat, "chatcmpl-1", 0, "m"};
   ResponseBuilder whole(meta, ResponseShape{}, accepted), stream(meta, ResponseShape{}, accepted);
   const std::string body = test::whole_and_streamed(whole, stream, evs);
-  const json w = whole.response();
+  return {whole.response(), body};
+}
+
+ChatAnswer chat_answer(const std::vector<StreamEvent>& evs) {
+  const auto [w, body] = chat_bodies(evs);
   const test_server::Streamed s = test_server::collect(test_server::parse_sse(body), true);
   return {w["choices"][0]["finish_reason"], s.finish_reason, w["choices"][0]["stop_reason"],
           s.stop_reason};
@@ -65,16 +70,9 @@ TEST(ChatBuilder, StopReasonNamesTheStopString) {
 // A chunk names each call once (vLLM's shape): a call's start and its first argument bytes in
 // one event make one entry, so a client that reads delta.tool_calls[0] loses nothing.
 TEST(ChatBuilder, AStreamedChunkHasOneEntryPerCall) {
-  StreamEvent accepted;
-  accepted.kind = StreamEvent::Kind::Accepted;
-  accepted.num_prompt_tokens = 5;
-  accepted.format = OutputFormat{ToolFormat::Hermes, false};
-  const ResponseMeta meta{ApiKind::Chat, "chatcmpl-1", 0, "m"};
-  ResponseBuilder whole(meta, ResponseShape{}, accepted), stream(meta, ResponseShape{}, accepted);
   const std::vector<std::string> pieces = {"<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\"",
                                            ": 1}}\n</tool_call>"};
-  const std::string body =
-      test::whole_and_streamed(whole, stream, test::output_events(pieces, FinishReason::Stop));
+  const std::string body = chat_bodies(test::output_events(pieces, FinishReason::Stop)).second;
   std::string arguments;
   int entries = 0;
   for (const json& ev : test_server::parse_sse(body).events) {

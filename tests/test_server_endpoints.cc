@@ -281,32 +281,27 @@ TEST(ServerEndpoints, StopStringCutsTheText) {
     EXPECT_EQ(reason, "stop");
     EXPECT_EQ(stop_reason, stop) << "stream=" << stream;  // vLLM's field: which stop it was
   }
+  // The body's stop_reason, whole or streamed (null when the request failed: asserted).
+  auto stop_reason_of = [&](bool stream) {
+    body["stream"] = stream;
+    auto r = ts.post("/v1/completions", body);
+    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+    if (!r || r->status != 200) return json();
+    return stream ? collect(parse_sse(r->body), false).stop_reason
+                  : json::parse(r->body)["choices"][0]["stop_reason"];
+  };
   // Ended otherwise (here by the length), the field is null.
   body["stop"] = json::array({"never-in-output-\x01"});
   body["max_tokens"] = 4;
-  for (bool stream : {false, true}) {
-    body["stream"] = stream;
-    auto r = ts.post("/v1/completions", body);
-    ASSERT_TRUE(r);
-    ASSERT_EQ(r->status, 200) << r->body;
-    const json stop_reason = stream ? collect(parse_sse(r->body), false).stop_reason
-                                    : json::parse(r->body)["choices"][0]["stop_reason"];
-    EXPECT_TRUE(stop_reason.is_null()) << stop_reason << " stream=" << stream;
-  }
+  for (bool stream : {false, true})
+    EXPECT_TRUE(stop_reason_of(stream).is_null()) << " stream=" << stream;
   // Ended by one of stop_token_ids, the field is that id (vLLM's).
   body.erase("stop");
   body["max_tokens"] = 40;
   const int32_t third = full.token_ids.at(2);
   body["stop_token_ids"] = json::array({third});
-  for (bool stream : {false, true}) {
-    body["stream"] = stream;
-    auto r = ts.post("/v1/completions", body);
-    ASSERT_TRUE(r);
-    ASSERT_EQ(r->status, 200) << r->body;
-    const json stop_reason = stream ? collect(parse_sse(r->body), false).stop_reason
-                                    : json::parse(r->body)["choices"][0]["stop_reason"];
-    EXPECT_EQ(stop_reason, third) << " stream=" << stream;
-  }
+  for (bool stream : {false, true})
+    EXPECT_EQ(stop_reason_of(stream), third) << " stream=" << stream;
 }
 
 // Without max_tokens a completion stops at 16 tokens (OpenAI's default), or at the context's
