@@ -161,6 +161,7 @@ struct GrammarCache::Impl {
   std::shared_ptr<xgrammar::GrammarCompiler> compiler;
   mutable std::mutex mu;
   std::map<Key, std::shared_future<xgrammar::CompiledGrammar>> cache;
+  std::function<void()> compile_hook;  // set_compile_hook (tests)
 
   Impl(const TextCodec& c, int v, double t) : codec(c), vocab(v), timeout_s(t) {}
 
@@ -218,8 +219,9 @@ struct GrammarCache::Impl {
     std::shared_future<xgrammar::CompiledGrammar> f = promise.get_future().share();
     // Detached: a compilation past the time limit finishes on its own and stays cached. It
     // holds the compiler by value (xgrammar objects share their state).
-    std::thread([c, s, p = std::move(promise)]() mutable {
+    std::thread([c, s, hook = compile_hook, p = std::move(promise)]() mutable {
       try {
+        if (hook) hook();
         p.set_value(compile_with(c, s));
       } catch (...) {
         p.set_exception(std::current_exception());
@@ -263,6 +265,11 @@ std::unique_ptr<TokenGrammar> GrammarCache::matcher(const StructuredOutput& s) {
       xgrammar::GrammarMatcher(g, std::nullopt, /*terminate_without_stop_token=*/!impl_->has_stop),
       impl_->vocab});
   return std::make_unique<TokenGrammar>(std::move(m));
+}
+
+void GrammarCache::set_compile_hook(std::function<void()> hook) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->compile_hook = std::move(hook);
 }
 
 size_t GrammarCache::size() const {

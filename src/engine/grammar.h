@@ -26,6 +26,7 @@
 // advances by the token drawn. Not thread-safe (one request, the engine thread).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -75,6 +76,9 @@ class GrammarCache {
   std::unique_ptr<TokenGrammar> matcher(const StructuredOutput& s);
   // Grammars compiled or being compiled.
   size_t size() const;
+  // Tests: `hook` runs on each compilation's thread before it compiles (to hold compilations
+  // open, so that what happens while they run does not depend on the machine's speed).
+  void set_compile_hook(std::function<void()> hook);
 
   struct Impl;
 
