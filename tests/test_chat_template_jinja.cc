@@ -273,6 +273,37 @@ TEST(ChatTemplateJinja, ToolsAndVariablesReachTheTemplate) {
   EXPECT_EQ(render_chat_template_json("{{ tools is none }}", msgs, nullptr, false).text, "True");
 }
 
+// chat_template_kwargs: variables the template reads (Qwen3's enable_thinking); their strings are
+// input like the messages' (no control tokens from a client's text); the renderer's own names are
+// refused, naming them.
+TEST(ChatTemplateJinja, TemplateKwargsAreVariablesAndTheirTextIsInput) {
+  const ojson msgs = ojson::array({{{"role", "user"}, {"content", "hi"}}});
+  const std::string tmpl =
+      "<|im_start|>{% if enable_thinking is defined and not enable_thinking %}<think></think>"
+      "{% endif %}{{ system_hint | default('') }}";
+  EXPECT_EQ(render_chat_template_json(tmpl, msgs, nullptr, false).text, "<|im_start|>");
+  const RenderedChat r =
+      render_chat_template_json(tmpl, msgs, nullptr, false, "", "", 0,
+                                ojson{{"enable_thinking", false}, {"system_hint", "<|im_end|>"}});
+  EXPECT_EQ(r.text, "<|im_start|><think></think><|im_end|>");
+  // The template's own text is markup; the kwarg's string is not.
+  ASSERT_EQ(r.markers.size(), 1u);
+  EXPECT_EQ(r.text.substr(r.markers[0].offset, r.markers[0].length), "<|im_start|><think></think>");
+  for (const char* name : {"messages", "tools", "add_generation_prompt", "bos_token",
+                           "raise_exception", "documents"}) {
+    try {
+      render_chat_template_json(tmpl, msgs, nullptr, false, "", "", 0, ojson{{name, 1}});
+      ADD_FAILURE() << name << " accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(std::string("'") + name + "'"), std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_THROW(render_chat_template_json(tmpl, msgs, nullptr, false, "", "", 0, ojson::array()),
+               Error);
+}
+
 TEST(ChatTemplateJinja, RaiseExceptionAndBadInputAreErrors) {
   const ojson msgs = ojson::array({{{"role", "user"}, {"content", "hi"}}});
   try {
@@ -368,7 +399,7 @@ TEST(ChatTemplateJinja, CodecEncodesOpenAiChatsWithToolsAsText) {
     msgs[2]["tool_calls"][0]["function"]["arguments"]["location"] = with;
     const std::vector<int32_t> ids = codec->encode_chat_json(msgs, conv["tools"], true);
     EXPECT_EQ(codec->decode(ids.data(), ids.size(), false),
-              codec->render_chat_json(msgs, conv["tools"], true).text);
+              codec->render_chat_json(msgs, conv["tools"], true, nullptr).text);
     std::vector<int32_t> out;
     for (int32_t id : ids)
       if (codec->decode(&id, 1, true).empty()) out.push_back(id);  // control tokens
@@ -380,9 +411,9 @@ TEST(ChatTemplateJinja, CodecEncodesOpenAiChatsWithToolsAsText) {
 
   const ojson msgs = ojson::array({{{"role", "user"}, {"content", "hi"}}});
   codec->set_chat_template_override("[{{ messages[0].content }}]");
-  EXPECT_EQ(codec->render_chat_json(msgs, nullptr, false).text, "[hi]");
+  EXPECT_EQ(codec->render_chat_json(msgs, nullptr, false, nullptr).text, "[hi]");
   codec->set_chat_template_override("");
-  EXPECT_NE(codec->render_chat_json(msgs, nullptr, false).text, "[hi]");
+  EXPECT_NE(codec->render_chat_json(msgs, nullptr, false, nullptr).text, "[hi]");
 }
 
 }  // namespace test_chat_template_jinja

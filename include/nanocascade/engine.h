@@ -314,9 +314,11 @@ class Engine {
                          bool add_generation_prompt = true) const;
   // OpenAI-style chat (TextCodec::render_chat_json): messages and tools as JSON text (a JSON
   // array each; tools "null" for none; key order kept), rendered once by the model's Jinja
-  // template: the prompt's text and its ids.
+  // template: the prompt's text and its ids. template_kwargs_json: more variables for the
+  // template (a JSON object's text, e.g. {"enable_thinking": false}; "null" for none).
   ChatPrompt chat_prompt_json(const std::string& messages_json, const std::string& tools_json,
-                              bool add_generation_prompt = true) const;
+                              bool add_generation_prompt = true,
+                              const std::string& template_kwargs_json = "null") const;
   // The Jinja chat template render_chat_json uses ("" when none; TextCodec::chat_template_text).
   std::string chat_template_text(bool with_tools) const;
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens = true) const;

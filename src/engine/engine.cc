@@ -322,10 +322,11 @@ nlohmann::ordered_json parse_chat_json(const std::string& text, const char* what
 }  // namespace
 
 ChatPrompt Engine::chat_prompt_json(const std::string& messages_json, const std::string& tools_json,
-                                    bool add_generation_prompt) const {
-  RenderedChat chat =
-      impl_->codec->render_chat_json(parse_chat_json(messages_json, "messages"),
-                                     parse_chat_json(tools_json, "tools"), add_generation_prompt);
+                                    bool add_generation_prompt,
+                                    const std::string& template_kwargs_json) const {
+  RenderedChat chat = impl_->codec->render_chat_json(
+      parse_chat_json(messages_json, "messages"), parse_chat_json(tools_json, "tools"),
+      add_generation_prompt, parse_chat_json(template_kwargs_json, "template kwargs"));
   std::vector<int32_t> ids = impl_->codec->encode_rendered(chat);
   return ChatPrompt{std::move(chat.text), std::move(ids)};
 }

@@ -32,12 +32,12 @@ class TokenizerCodec : public TextCodec {
     return tok_->encode_marked(chat.text, chat.markers, false);
   }
   RenderedChat render_chat_json(const nlohmann::ordered_json& messages,
-                                const nlohmann::ordered_json& tools,
-                                bool add_generation_prompt) const override {
+                                const nlohmann::ordered_json& tools, bool add_generation_prompt,
+                                const nlohmann::ordered_json& template_kwargs) const override {
     const bool with_tools = tools.is_array() && !tools.empty();
     return render_chat_template_json(template_for(with_tools), messages, tools,
                                      add_generation_prompt, piece(tok_->bos_id()),
-                                     piece(tok_->eos_id()));
+                                     piece(tok_->eos_id()), 0, template_kwargs);
   }
   std::string chat_template_text(bool with_tools) const override {
     return override_.empty() ? tok_->chat_template(with_tools) : override_;
@@ -124,7 +124,8 @@ class NumberCodec : public TextCodec {
 }  // namespace
 
 RenderedChat TextCodec::render_chat_json(const nlohmann::ordered_json&,
-                                         const nlohmann::ordered_json&, bool) const {
+                                         const nlohmann::ordered_json&, bool,
+                                         const nlohmann::ordered_json&) const {
   fail_as(ErrorKind::Unsupported, "this model's text codec has no chat template");
 }
 

@@ -54,16 +54,18 @@ class TextCodec {
   // developer, user, assistant, tool; content a string or text parts; tool_calls), tools a JSON
   // array or null. The template is the model's "tool_use" one when tools are given and it has
   // one, else its default (or the override). Keep the request's key order (ordered_json): the
-  // template's tojson writes keys in that order, as HF does. The defaults refuse (no template).
+  // template's tojson writes keys in that order, as HF does. template_kwargs: more variables
+  // for the template (an object, or null). The defaults refuse (no template).
   virtual RenderedChat render_chat_json(const nlohmann::ordered_json& messages,
                                         const nlohmann::ordered_json& tools,
-                                        bool add_generation_prompt) const;
+                                        bool add_generation_prompt,
+                                        const nlohmann::ordered_json& template_kwargs) const;
   // The ids of render_chat_json's text: the template's markers are control tokens, every
   // string of the messages and tools ordinary text.
   std::vector<int32_t> encode_chat_json(const nlohmann::ordered_json& messages,
                                         const nlohmann::ordered_json& tools,
                                         bool add_generation_prompt) const {
-    return encode_rendered(render_chat_json(messages, tools, add_generation_prompt));
+    return encode_rendered(render_chat_json(messages, tools, add_generation_prompt, nullptr));
   }
   // The Jinja template render_chat_json uses (the override, else the model's tool_use one when
   // with_tools and it has one, else its default); "" when there is none. The server reads the

@@ -139,8 +139,8 @@ ChatPrompt render_chat(const Engine& engine, const std::vector<ChatMessage>& mes
     // Tools and tool turns go through the model's Jinja template, call ids fitted to its format.
     const std::string tmpl = engine.chat_template_text(tools.tools.is_array());
     const nlohmann::ordered_json msgs = template_messages(tools, template_tool_format(tmpl));
-    ChatPrompt prompt =
-        engine.chat_prompt_json(msgs.dump(), tools.tools.dump(), add_generation_prompt);
+    ChatPrompt prompt = engine.chat_prompt_json(
+        msgs.dump(), tools.tools.dump(), add_generation_prompt, tools.template_kwargs.dump());
     format = detect_output_format(tmpl, prompt.text, tools.parse_calls());
     if (format.tools == ToolFormat::QwenXml)
       format.param_types =
@@ -157,6 +157,9 @@ std::vector<int32_t> EngineLoop::tokenize(const ParsedRequest& r, OutputFormat& 
   if (r.kind == ApiKind::Chat) {
     ChatPrompt prompt = render_chat(engine_, r.messages, r.tools, true, format);
     format.forced_calls = r.tools.active && r.structured_param == "tool_choice";
+    // The grammar writes the calls at once: no reasoning block, even where the prompt opened
+    // one (QwQ's and R1 distills' generation prompts end in <think>).
+    if (format.forced_calls) format.starts_in_think = false;
     return std::move(prompt.ids);
   }
   if (r.prompt_is_ids) return r.prompt_ids;
@@ -218,8 +221,10 @@ void EngineLoop::admit(const std::shared_ptr<RequestHandle>& h) {
     // template); its error's kind says which HTTP answer it gets. Choices after the first
     // share the first one's prompt pages (Engine::add_requests).
     SamplingParams sp = engine_sampling(r, n);
-    // Mistral's [TOOL_CALLS] is a control token: the parser must see it in the text.
-    if (ev.format.tools == ToolFormat::Mistral) sp.skip_special_tokens = false;
+    // Mistral's [TOOL_CALLS] is a control token (DeepSeek's may be special): the parser must
+    // see it in the text.
+    if (ev.format.tools == ToolFormat::Mistral || ev.format.tools == ToolFormat::DeepSeek)
+      sp.skip_special_tokens = false;
     h->ids_ = engine_.add_requests(ids, sp, r.best_of);
     h->unfinished_ = int(h->ids_.size());
     for (size_t i = 0; i < h->ids_.size(); ++i) {

@@ -135,6 +135,7 @@ bool needs_tool_request(const nlohmann::json& body) {
   if (auto t = body.find("tools"); t != body.end() && !t->is_null()) return true;
   if (auto p = body.find("parallel_tool_calls"); p != body.end() && !p->is_null()) return true;
   if (auto c = body.find("tool_choice"); c != body.end() && !c->is_null()) return true;
+  if (auto k = body.find("chat_template_kwargs"); k != body.end() && !k->is_null()) return true;
   auto m = body.find("messages");
   if (m == body.end() || !m->is_array()) return false;
   for (const auto& msg : *m) {
@@ -155,6 +156,12 @@ ToolRequest parse_tool_request(const ojson& body) {
       throw field_error("parallel_tool_calls",
                         fmt::format("must be a boolean, got {}", p->type_name()));
     r.parallel_calls = p->get<bool>();
+  }
+  if (const ojson* k = present_field(body, "chat_template_kwargs")) {
+    if (!k->is_object())
+      throw field_error("chat_template_kwargs",
+                        fmt::format("must be an object, got {}", k->type_name()));
+    r.template_kwargs = *k;
   }
   const ojson& msgs = body.at("messages");
   for (size_t i = 0; i < msgs.size(); ++i) r.messages.push_back(parse_message(msgs[i], i));

@@ -27,18 +27,23 @@ namespace nc::server {
 enum class ToolChoiceKind { None, Auto, Required, Named };
 
 struct ToolRequest {
-  bool active = false;  // tools given, or tool turns in the messages: render through Jinja
+  // Tools given, tool turns in the messages, or chat_template_kwargs: render through Jinja.
+  bool active = false;
   nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   nlohmann::ordered_json tools;  // an array, or null when none
   ToolChoiceKind choice = ToolChoiceKind::Auto;
   std::string choice_name;     // Named
   bool parallel_calls = true;  // parallel_tool_calls: a forced choice may make several calls
+  // chat_template_kwargs (vLLM's field): more variables for the template, e.g.
+  // {"enable_thinking": false}; an object, or null for none (tokenizer/jinja_render.h).
+  nlohmann::ordered_json template_kwargs;
   // Parse the output for calls: tools given and tool_choice not "none".
   bool parse_calls() const { return tools.is_array() && choice != ToolChoiceKind::None; }
 };
 
-// Whether the body needs parse_tool_request: it has tools, or a message with role tool or
-// tool_calls (checked on the already parsed body, so the ordered parse happens only then).
+// Whether the body needs parse_tool_request: it has tools, chat_template_kwargs, or a message
+// with role tool or tool_calls (checked on the already parsed body, so the ordered parse happens
+// only then).
 bool needs_tool_request(const nlohmann::json& body);
 
 // body: the chat request's body parsed with key order kept; the messages already validated by

@@ -314,7 +314,8 @@ RenderedChat render_chat_template_json(const std::string& template_str,
                                        const nlohmann::ordered_json& messages,
                                        const nlohmann::ordered_json& tools,
                                        bool add_generation_prompt, const std::string& bos_token,
-                                       const std::string& eos_token, std::time_t now) {
+                                       const std::string& eos_token, std::time_t now,
+                                       const nlohmann::ordered_json& template_kwargs) {
   NC_CHECK_AS(ErrorKind::Unsupported, !template_str.empty(),
               "unsupported chat template (the model has none): use raw completion prompts or "
               "give a template (--chat-template)");
@@ -329,6 +330,7 @@ RenderedChat render_chat_template_json(const std::string& template_str,
   in.bos_token = bos_token;
   in.eos_token = eos_token;
   in.now = now;
+  in.extra = template_kwargs;
   std::string engine_error;
   try {
     JinjaRendered r = render_jinja(template_str, in);

@@ -49,8 +49,9 @@ struct RenderedChat {
 // Renders messages (a JSON array) with tools (a JSON array, or null for none).
 // bos_token/eos_token are the texts the template's bos_token/eos_token stand for.
 // add_generation_prompt appends the header of the assistant's turn. now: strftime_now's clock
-// (0: the current time; tests fix it). Errors (nc::Error): an empty template or one neither the
-// engine nor the fallback renders (Unsupported); messages that are not an array of objects, a
+// (0: the current time; tests fix it). template_kwargs: more variables (chat_template_kwargs, an
+// object or null: tokenizer/jinja_render.h). Errors (nc::Error): an empty template or one neither
+// the engine nor the fallback renders (Unsupported); messages that are not an array of objects, a
 // role outside system/developer/user/assistant/tool (naming it), and the template's own
 // raise_exception (its message) (InvalidArgument).
 RenderedChat render_chat_template_json(const std::string& template_str,
@@ -58,7 +59,8 @@ RenderedChat render_chat_template_json(const std::string& template_str,
                                        const nlohmann::ordered_json& tools,
                                        bool add_generation_prompt,
                                        const std::string& bos_token = "",
-                                       const std::string& eos_token = "", std::time_t now = 0);
+                                       const std::string& eos_token = "", std::time_t now = 0,
+                                       const nlohmann::ordered_json& template_kwargs = nullptr);
 
 // A tokenizer_config.json "chat_template" value: a string, or a list of {"name", "template"}:
 // "tool_use" when with_tools and there is one, else "default", else the first ("" for none).

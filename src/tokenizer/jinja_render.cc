@@ -54,10 +54,17 @@ void fill_context(jinja::context& ctx, const JinjaChatInput& in) {
                                 {"eos_token", in.eos_token},
                                 {"documents", nullptr}};
   if (in.tools.is_null()) own["tools"] = nullptr;
-  if (in.extra.is_object()) {
-    for (const auto& [k, v] : in.extra.items()) own[k] = v;
-  }
   jinja::global_from_json(ctx, to_engine_json(own), /*mark_input=*/false);
+  if (!in.extra.is_null()) {
+    NC_CHECK_AS(ErrorKind::InvalidArgument, in.extra.is_object(),
+                "chat_template_kwargs must be an object, got {}", in.extra.type_name());
+    for (const auto& [k, v] : in.extra.items())
+      NC_CHECK_AS(
+          ErrorKind::InvalidArgument,
+          !user.contains(k) && !own.contains(k) && k != "raise_exception" && k != "strftime_now",
+          "chat_template_kwargs: '{}' is set by the server, not by a request", k);
+    jinja::global_from_json(ctx, to_engine_json(in.extra), /*mark_input=*/true);
+  }
   ctx.current_time = in.now != 0 ? in.now : std::time(nullptr);
 }
 
@@ -138,6 +145,7 @@ void unmark_json_copies(const JinjaChatInput& in, JinjaRendered& r) {
   std::vector<std::string> strings;
   for (const auto& m : in.messages) collect_input_strings(m, false, strings);
   collect_input_strings(in.tools, false, strings);
+  collect_input_strings(in.extra, false, strings);
   std::vector<TextSpan> holes;
   for (const std::string& s : strings) {
     const std::string q = json_quoted(s);

@@ -36,7 +36,10 @@ struct JinjaChatInput {
   std::string eos_token;
   // strftime_now's clock (local time, as Python's datetime.now()); 0 means the current time.
   std::time_t now = 0;
-  // More variables (an object, e.g. {"enable_thinking": false}); null for none.
+  // More variables from the request (chat_template_kwargs: an object, e.g.
+  // {"enable_thinking": false}); null for none. Their strings are input, as the messages' are;
+  // a name the renderer sets itself (messages, tools, documents, add_generation_prompt,
+  // bos_token, eos_token, raise_exception, strftime_now) is refused (InvalidArgument).
   nlohmann::ordered_json extra;
 };
 

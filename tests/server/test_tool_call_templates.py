@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import unittest
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -162,6 +163,90 @@ class MistralNemoTemplateToolCallTest(MistralRoundTrip, ServerTestCase):
 class MistralSmallTemplateToolCallTest(MistralRoundTrip, ServerTestCase):
     # [TOOL_CALLS]name[CALL_ID]id[ARGS]{...}; raises on an id that is not a 9-long string.
     TEMPLATE = "Mistral-Small-3.2-24B-Instruct-2506.jinja"
+
+
+@unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
+class DeepSeekV31TemplateToolCallTest(RoundTrip, ServerTestCase):
+    # <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>name<｜tool▁sep｜>{...}<｜tool▁call▁end｜>: the format
+    # the server reads from this template; a forced call is the grammar's Hermes tag.
+    TEMPLATE = "deepseek-ai-DeepSeek-V3.1.jinja"
+
+
+def post_json(root, path, body):
+    """(status, parsed body) of a POST, errors included."""
+    req = urllib.request.Request(root + path, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
+class ChatTemplateKwargsTest(ServerTestCase):
+    """vLLM's chat_template_kwargs reach the template: Qwen3's enable_thinking: false writes its
+    empty think block into the generation prompt; bad values are 400s naming the field."""
+    SERVER_ARGS = ("--chat-template", os.path.join(TEMPLATES, "Qwen-Qwen3-0.6B.jinja"))
+
+    def prompt(self, **extra):
+        status, body = post_json(self.root, "/tokenize",
+                                 {"messages": QUESTION, "add_generation_prompt": True, **extra})
+        self.assertEqual(status, 200, body)
+        return body["tokens"]
+
+    def test_enable_thinking_reaches_the_template(self):
+        plain = self.prompt()
+        off = self.prompt(chat_template_kwargs={"enable_thinking": False})
+        self.assertGreater(len(off), len(plain))
+        self.assertEqual(off[:len(plain)], plain)
+        self.assertEqual(self.prompt(chat_template_kwargs={"enable_thinking": True}), plain)
+        # The chat API renders the same prompt.
+        r = self.client.chat.completions.create(
+            model=MODEL_ID, messages=QUESTION, max_tokens=1, temperature=0,
+            extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+        self.assertEqual(r.usage.prompt_tokens, len(off))
+
+    def test_bad_kwargs_are_400s(self):
+        for kwargs, word in (([1], "chat_template_kwargs"), ({"messages": []}, "'messages'")):
+            with self.subTest(kwargs=kwargs):
+                status, body = post_json(self.root, "/v1/chat/completions",
+                                         {"model": MODEL_ID, "messages": QUESTION,
+                                          "max_tokens": 1, "chat_template_kwargs": kwargs})
+                self.assertEqual(status, 400, body)
+                self.assertIn(word, body["error"]["message"])
+
+
+@unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
+class ThinkingPromptForcedCallTest(ServerTestCase):
+    """An R1 distill's template with enable_thinking on ends its generation prompt in <think>:
+    a forced call (the grammar writes it at once) is still a call, not reasoning."""
+    SERVER_ARGS = ("--chat-template",
+                   os.path.join(TEMPLATES, "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja"))
+
+    def test_forced_call_after_an_open_think(self):
+        # The city an enum: a 135M model's free string may run to max_tokens.
+        tools = json.loads(json.dumps(TOOLS))
+        tools[0]["function"]["parameters"]["properties"]["city"]["enum"] = ["Paris", "Rome"]
+        for stream in (False, True):
+            with self.subTest(stream=stream):
+                kw = dict(model=MODEL_ID, messages=QUESTION, tools=tools, tool_choice=FORCED,
+                          temperature=0, max_tokens=60, parallel_tool_calls=False,
+                          extra_body={"chat_template_kwargs": {"enable_thinking": True}})
+                if not stream:
+                    c = self.client.chat.completions.create(**kw).choices[0]
+                    self.assertEqual(c.finish_reason, "tool_calls", c.message)
+                    self.assertEqual(c.message.tool_calls[0].function.name, "get_weather")
+                    self.assertIsNone(getattr(c.message, "reasoning_content", None))
+                    continue
+                names, reasons = [], []
+                for chunk in self.client.chat.completions.create(stream=True, **kw):
+                    for c in chunk.choices:
+                        reasons += [c.finish_reason] if c.finish_reason else []
+                        self.assertIsNone(getattr(c.delta, "reasoning_content", None))
+                        names += [d.function.name for d in c.delta.tool_calls or []
+                                  if d.function.name]
+                self.assertEqual((names, reasons), (["get_weather"], ["tool_calls"]))
 
 
 CONTROLS_MODEL = os.path.join(ROOT, "build", "test-models", "SmolLM2-mistral-controls.gguf")

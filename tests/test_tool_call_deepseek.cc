@@ -1,0 +1,154 @@
+// DeepSeek's tool calls (server/tool_call_deepseek.h): the format is told from the template,
+// V3/R1's fenced shape and V3.1's bare shape are both read, text outside the calls is content,
+// a streamed answer sends the calls whole at the end with the whole parse's arguments, and a
+// forced call (the grammar's Hermes tag) is read too.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "server/tool_call_deepseek.h"
+#include "server/tool_calls.h"
+
+namespace nc::server::test_tool_call_deepseek {
+namespace {
+
+using json = nlohmann::json;
+
+// How DeepSeek-V3's template writes an earlier call (an excerpt).
+const std::string kTemplate =
+    "{{'<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>' + tool['type'] + "
+    "'<｜tool▁sep｜>' + tool['function']['name'] + '\\n' + '```json' + '\\n' + "
+    "tool['function']['arguments'] + '\\n' + '```' + '<｜tool▁call▁end｜>'}}";
+
+OutputFormat deepseek_format() {
+  return detect_output_format(kTemplate, "", true);
+}
+
+// V3 / R1: the call's type, then the name and fenced arguments.
+const std::string kV3Calls =
+    "Checking both.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n"
+    "```json\n{\"city\": \"Paris\", \"days\": 3}\n```<｜tool▁call▁end｜>\n"
+    "<｜tool▁call▁begin｜>function<｜tool▁sep｜>note\n```json\n{\"text\": \"a\\nb\"}\n```"
+    "<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+
+// V3.1: the name, then the arguments as they are.
+const std::string kV31Calls =
+    "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Paris\", "
+    "\"days\": 3}<｜tool▁call▁end｜><｜tool▁call▁begin｜>note<｜tool▁sep｜>{\"text\": \"a\\nb\"}"
+    "<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+
+void expect_two_calls(const ParsedOutput& p) {
+  ASSERT_EQ(p.calls.size(), 2u);
+  EXPECT_EQ(p.calls[0].name, "get_weather");
+  EXPECT_EQ(json::parse(p.calls[0].arguments), json::parse(R"({"city": "Paris", "days": 3})"));
+  EXPECT_EQ(p.calls[1].name, "note");
+  EXPECT_EQ(json::parse(p.calls[1].arguments), json::parse(R"({"text": "a\nb"})"));
+  EXPECT_NE(p.calls[0].id, p.calls[1].id);
+  EXPECT_TRUE(p.calls[0].id.starts_with("call_")) << p.calls[0].id;
+}
+
+TEST(ToolCallDeepSeek, TheTemplateTellsTheFormat) {
+  EXPECT_EQ(deepseek_format().tools, ToolFormat::DeepSeek);
+  EXPECT_EQ(detect_output_format(kTemplate, "", false).tools, ToolFormat::None);
+  EXPECT_EQ(detect_output_format("<tool_call></tool_call>", "", true).tools, ToolFormat::Hermes);
+}
+
+TEST(ToolCallDeepSeek, BothShapesAreRead) {
+  const ParsedOutput v3 = parse_output(kV3Calls, deepseek_format());
+  EXPECT_EQ(v3.content, "Checking both.");
+  expect_two_calls(v3);
+  const ParsedOutput v31 =
+      parse_output("<think>which city</think>\n\n" + kV31Calls, deepseek_format());
+  EXPECT_EQ(v31.reasoning, "which city");
+  EXPECT_EQ(v31.content, "");
+  expect_two_calls(v31);
+}
+
+TEST(ToolCallDeepSeek, WhatIsNoCallStaysContent) {
+  const OutputFormat f = deepseek_format();
+  EXPECT_EQ(parse_output("No tools needed: 2 + 2 = 4.", f).content, "No tools needed: 2 + 2 = 4.");
+  // A body without its separator, or arguments that are no JSON object, stay as written;
+  // text after the section is content.
+  const std::string bad = "<｜tool▁call▁begin｜>get_weather {\"city\": 1}<｜tool▁call▁end｜>";
+  const std::string list = "<｜tool▁call▁begin｜>f<｜tool▁sep｜>[1, 2]<｜tool▁call▁end｜>";
+  ParsedOutput p = parse_output("<｜tool▁calls▁begin｜>" + bad + list +
+                                    "<｜tool▁call▁begin｜>f<｜tool▁sep｜>{}<｜tool▁call▁end｜>"
+                                    "<｜tool▁calls▁end｜> Done.",
+                                f);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0].name, "f");
+  EXPECT_EQ(p.calls[0].arguments, "{}");
+  EXPECT_EQ(p.content, bad + list + " Done.");
+  // A V3.1 tool named "function" is not taken for V3's type field.
+  p = parse_output(
+      "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>{\"x\": 1}"
+      "<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+      f);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0].name, "function");
+  // max_tokens inside the second call's arguments: the first call, and no markup as content.
+  p = parse_output(kV31Calls.substr(0, kV31Calls.find("{\"text") + 4), f);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0].name, "get_weather");
+  EXPECT_EQ(p.content, "");
+}
+
+TEST(ToolCallDeepSeek, StreamedCallsEqualTheWholeParse) {
+  const OutputFormat f = deepseek_format();
+  for (const std::string& text : {kV3Calls, kV31Calls}) {
+    const ParsedOutput whole = parse_output(text, f);
+    for (size_t step : {size_t(1), size_t(3), size_t(40), text.size()}) {
+      OutputStream s(f);
+      std::string content;
+      std::map<int, ToolCall> calls;
+      auto take = [&](const OutputStream::Delta& d) {
+        content += d.content;
+        for (const ToolCallDelta& c : d.calls) {
+          if (c.first) calls[c.index].name = c.name;
+          calls[c.index].arguments += c.arguments;
+        }
+      };
+      for (size_t i = 0; i < text.size(); i += step) take(s.add(text.substr(i, step)));
+      take(s.finish());
+      SCOPED_TRACE(step);
+      EXPECT_EQ(content, whole.content);  // no piece of a token leaks into the content
+      EXPECT_TRUE(s.has_calls());
+      ASSERT_EQ(calls.size(), 2u);
+      for (int k = 0; k < 2; ++k) {
+        EXPECT_EQ(calls[k].name, whole.calls[size_t(k)].name);
+        EXPECT_EQ(calls[k].arguments, whole.calls[size_t(k)].arguments);
+      }
+    }
+  }
+}
+
+TEST(ToolCallDeepSeek, AForcedCallIsTheGrammarsHermesTag) {
+  OutputFormat f = deepseek_format();
+  f.forced_calls = true;
+  const ParsedOutput p = parse_output(
+      "<tool_call>\n{\"name\": \"note\", \"arguments\": {\"text\": \"hi\"}}\n</tool_call>", f);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0].name, "note");
+  EXPECT_EQ(json::parse(p.calls[0].arguments), json::parse(R"({"text": "hi"})"));
+  // Streamed, its arguments go out as they come (as a Hermes call's), not whole at the end.
+  const std::string text =
+      "<tool_call>\n{\"name\": \"note\", \"arguments\": {\"text\": \"hello there\"}}\n</tool_call>";
+  OutputStream s(f);
+  std::string args;
+  int fragments = 0;
+  for (size_t i = 0; i < text.size(); i += 4) {
+    for (const ToolCallDelta& c : s.add(text.substr(i, 4)).calls) {
+      args += c.arguments;
+      fragments += !c.arguments.empty();
+    }
+  }
+  for (const ToolCallDelta& c : s.finish().calls) args += c.arguments;
+  EXPECT_GT(fragments, 2);
+  EXPECT_EQ(json::parse(args), json::parse(R"({"text": "hello there"})"));
+}
+
+}  // namespace
+}  // namespace nc::server::test_tool_call_deepseek
