@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "server/tool_call_sections.h"
 #include "server/tool_call_xml.h"
 
 namespace nc::server {
@@ -221,9 +222,9 @@ void EngineLoop::admit(const std::shared_ptr<RequestHandle>& h) {
     // template); its error's kind says which HTTP answer it gets. Choices after the first
     // share the first one's prompt pages (Engine::add_requests).
     SamplingParams sp = engine_sampling(r, n);
-    // Mistral's [TOOL_CALLS] is a control token (DeepSeek's may be special): the parser must
-    // see it in the text.
-    if (ev.format.tools == ToolFormat::Mistral || ev.format.tools == ToolFormat::DeepSeek)
+    // Mistral's [TOOL_CALLS] is a control token (DeepSeek's and Kimi's may be special): the
+    // parser must see it in the text.
+    if (ev.format.tools == ToolFormat::Mistral || is_section_format(ev.format.tools))
       sp.skip_special_tokens = false;
     h->ids_ = engine_.add_requests(ids, sp, r.best_of);
     h->unfinished_ = int(h->ids_.size());

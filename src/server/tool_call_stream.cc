@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "server/tool_call_id.h"
+#include "server/tool_call_sections.h"
 
 #include <nlohmann/json.hpp>
 
@@ -71,9 +72,9 @@ CallArgStreamer::CallArgStreamer(ToolFormat format, bool forced)
       state_(forced && format == ToolFormat::Mistral ? State::Header : State::Open) {
   // Llama 3's output is held from its first character only when it may be a call.
   if (format == ToolFormat::Llama3Json) state_ = State::Header;
-  // Nothing to stream: no calls, or XML and DeepSeek calls (sent whole once the output is
-  // parsed).
-  if (format == ToolFormat::None || format == ToolFormat::QwenXml || format == ToolFormat::DeepSeek)
+  // Nothing to stream: no calls, or XML, DeepSeek and Kimi calls (sent whole once the output
+  // is parsed).
+  if (format == ToolFormat::None || format == ToolFormat::QwenXml || is_section_format(format))
     state_ = State::Done;
 }
 

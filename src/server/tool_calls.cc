@@ -1,7 +1,7 @@
 #include "server/tool_calls.h"
 
-#include "server/tool_call_deepseek.h"
 #include "server/tool_call_id.h"
+#include "server/tool_call_sections.h"
 #include "server/tool_call_stream.h"
 #include "server/tool_call_xml.h"
 
@@ -224,7 +224,7 @@ void parse_mistral(std::string_view text, bool forced, ParsedOutput& out) {
 
 ToolFormat template_tool_format(const std::string& template_text) {
   const std::string_view t = template_text;
-  if (deepseek_template(t)) return ToolFormat::DeepSeek;
+  if (const ToolFormat f = section_template_format(t); f != ToolFormat::None) return f;
   // Qwen3-Coder / Qwen3.5: <tool_call> around XML (before Hermes, whose tag it shares).
   if (t.find("<function=") != std::string_view::npos &&
       t.find("<parameter=") != std::string_view::npos)
@@ -275,8 +275,9 @@ ParsedOutput parse_output(const std::string& text, const OutputFormat& f) {
     case ToolFormat::Mistral:
       parse_mistral(rest, f.forced_calls, out);
       break;
-    case ToolFormat::DeepSeek:  // a forced call is the grammar's Hermes tag
-      f.forced_calls ? parse_hermes(rest, out) : parse_deepseek(rest, out);
+    case ToolFormat::DeepSeek:
+    case ToolFormat::Kimi:  // a forced call is the grammar's Hermes tag
+      f.forced_calls ? parse_hermes(rest, out) : parse_section_calls(rest, f.tools, out);
       break;
     case ToolFormat::None:
       out.content = trim(rest);
@@ -290,9 +291,9 @@ ParsedOutput parse_output(const std::string& text, const OutputFormat& f) {
 OutputStream::OutputStream(const OutputFormat& f)
     : f_(f),
       state_(f.starts_in_think ? State::Think : State::Start),
-      // A forced DeepSeek call is the grammar's Hermes tag: it streams as one.
+      // A forced DeepSeek or Kimi call is the grammar's Hermes tag: it streams as one.
       calls_(std::make_unique<CallArgStreamer>(
-          f.forced_calls && f.tools == ToolFormat::DeepSeek ? ToolFormat::Hermes : f.tools,
+          f.forced_calls && is_section_format(f.tools) ? ToolFormat::Hermes : f.tools,
           f.forced_calls)) {}
 OutputStream::~OutputStream() = default;
 OutputStream::OutputStream(OutputStream&&) noexcept = default;
@@ -352,10 +353,10 @@ void OutputStream::route(Delta& d, bool at_end) {
     f_.tools = ToolFormat::None;  // content, not a call
   }
   if (f_.tools == ToolFormat::Hermes || f_.tools == ToolFormat::QwenXml ||
-      f_.tools == ToolFormat::Mistral || f_.tools == ToolFormat::DeepSeek) {
-    const std::string_view tag = f_.tools == ToolFormat::Mistral    ? kMistralCalls
-                                 : f_.tools == ToolFormat::DeepSeek ? kDeepSeekCallsBegin
-                                                                    : kCallOpen;
+      f_.tools == ToolFormat::Mistral || is_section_format(f_.tools)) {
+    const std::string_view tag = f_.tools == ToolFormat::Mistral ? kMistralCalls
+                                 : is_section_format(f_.tools)   ? section_begin_token(f_.tools)
+                                                                 : kCallOpen;
     const size_t open = f_.forced_calls ? 0 : pending_.find(tag);
     if (open != std::string::npos) {
       d.content += pending_.substr(0, open);

@@ -9,12 +9,12 @@
 // most common format). Qwen3-Coder's and Qwen3.5's XML calls (`<tool_call><function=name>
 // <parameter=p>value</parameter></function></tool_call>`, server/tool_call_xml.h) when the
 // template writes "<function=" and "<parameter="; a forced call there is Hermes' JSON body (the
-// grammar's), which the XML format's parser reads too. DeepSeek's (V3, R1, V3.1: a section of
-// calls between <｜tool▁calls▁begin｜> and <｜tool▁calls▁end｜>, server/tool_call_deepseek.h) when
-// the template writes that token (special tokens are then kept in the text, as for Mistral); a
-// forced call there is Hermes' tag with its JSON body (the grammar's; those tokens may be special,
-// which a grammar over text cannot write). Tool calls are only looked for when the request has
-// tools and tool_choice is not "none".
+// grammar's), which the XML format's parser reads too. DeepSeek's (V3, R1, V3.1) and Kimi-K2's
+// sections of calls between control tokens (server/tool_call_sections.h) when the template
+// writes the section's first token (special tokens are then kept in the text, as for Mistral); a
+// forced call there is Hermes' tag with its JSON body (the grammar's; those tokens may be
+// special, which a grammar over text cannot write). Tool calls are only looked for when the request
+// has tools and tool_choice is not "none".
 //
 // Reasoning: an output that starts with `<think>` (Qwen3, DeepSeek-R1 distills) has the block's
 // text as reasoning_content, stripped from content; a prompt that ends inside `<think>` (R1
@@ -24,8 +24,8 @@
 // reasoning and content go out as they come (holding back only text that may be the start of a
 // tag), and text from the first tool call on is held: Hermes, Mistral and Llama 3 calls stream
 // as OpenAI streams them (a first delta with index, id and name, then argument fragments as they
-// come: server/tool_call_stream.h; XML and DeepSeek calls go out whole at the end); the held text
-// is parsed at the end, which sends any call not streamed whole (and the content outside the
+// come: server/tool_call_stream.h; XML, DeepSeek and Kimi calls go out whole at the end); the held
+// text is parsed at the end, which sends any call not streamed whole (and the content outside the
 // calls).
 #pragma once
 #include <memory>
@@ -34,7 +34,7 @@
 
 namespace nc::server {
 
-enum class ToolFormat { None, Hermes, Llama3Json, Mistral, QwenXml, DeepSeek };
+enum class ToolFormat { None, Hermes, Llama3Json, Mistral, QwenXml, DeepSeek, Kimi };
 
 struct ParamTypeTable;  // server/tool_call_xml.h
 

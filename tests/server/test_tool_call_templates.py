@@ -172,6 +172,13 @@ class DeepSeekV31TemplateToolCallTest(RoundTrip, ServerTestCase):
     TEMPLATE = "deepseek-ai-DeepSeek-V3.1.jinja"
 
 
+@unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
+class KimiK2TemplateToolCallTest(RoundTrip, ServerTestCase):
+    # <|tool_calls_section_begin|><|tool_call_begin|>functions.name:0<|tool_call_argument_begin|>
+    # {...}<|tool_call_end|>: the template numbers the calls itself.
+    TEMPLATE = "Kimi-K2-Instruct.jinja"
+
+
 def post_json(root, path, body):
     """(status, parsed body) of a POST, errors included."""
     req = urllib.request.Request(root + path, data=json.dumps(body).encode(),

@@ -1,7 +1,7 @@
-// DeepSeek's tool calls (server/tool_call_deepseek.h): the format is told from the template,
-// V3/R1's fenced shape and V3.1's bare shape are both read, text outside the calls is content,
-// a streamed answer sends the calls whole at the end with the whole parse's arguments, and a
-// forced call (the grammar's Hermes tag) is read too.
+// DeepSeek's and Kimi-K2's tool calls (server/tool_call_sections.h): the format is told from the
+// template, DeepSeek V3/R1's fenced shape and V3.1's bare shape and Kimi's are all read, text
+// outside the calls is content, a streamed answer sends the calls whole at the end with the whole
+// parse's arguments, and a forced call (the grammar's Hermes tag) is read too.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -9,10 +9,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "server/tool_call_deepseek.h"
+#include "server/tool_call_sections.h"
 #include "server/tool_calls.h"
 
-namespace nc::server::test_tool_call_deepseek {
+namespace nc::server::test_tool_call_sections {
 namespace {
 
 using json = nlohmann::json;
@@ -40,6 +40,16 @@ const std::string kV31Calls =
     "\"days\": 3}<｜tool▁call▁end｜><｜tool▁call▁begin｜>note<｜tool▁sep｜>{\"text\": \"a\\nb\"}"
     "<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
 
+// Kimi-K2: the call's id (functions.NAME:K), then the arguments.
+const std::string kKimiTemplate =
+    "<|tool_calls_section_begin|>{%- for tool_call in message['tool_calls'] -%}"
+    "<|tool_call_begin|>{{ formatted_id }}<|tool_call_argument_begin|>";
+const std::string kKimiCalls =
+    "Checking.<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0"
+    "<|tool_call_argument_begin|>{\"city\": \"Paris\", \"days\": 3}<|tool_call_end|>"
+    "<|tool_call_begin|>functions.note:1<|tool_call_argument_begin|>{\"text\": \"a\\nb\"}"
+    "<|tool_call_end|><|tool_calls_section_end|>";
+
 void expect_two_calls(const ParsedOutput& p) {
   ASSERT_EQ(p.calls.size(), 2u);
   EXPECT_EQ(p.calls[0].name, "get_weather");
@@ -50,13 +60,14 @@ void expect_two_calls(const ParsedOutput& p) {
   EXPECT_TRUE(p.calls[0].id.starts_with("call_")) << p.calls[0].id;
 }
 
-TEST(ToolCallDeepSeek, TheTemplateTellsTheFormat) {
+TEST(ToolCallSections, TheTemplateTellsTheFormat) {
   EXPECT_EQ(deepseek_format().tools, ToolFormat::DeepSeek);
   EXPECT_EQ(detect_output_format(kTemplate, "", false).tools, ToolFormat::None);
   EXPECT_EQ(detect_output_format("<tool_call></tool_call>", "", true).tools, ToolFormat::Hermes);
+  EXPECT_EQ(detect_output_format(kKimiTemplate, "", true).tools, ToolFormat::Kimi);
 }
 
-TEST(ToolCallDeepSeek, BothShapesAreRead) {
+TEST(ToolCallSections, BothShapesAreRead) {
   const ParsedOutput v3 = parse_output(kV3Calls, deepseek_format());
   EXPECT_EQ(v3.content, "Checking both.");
   expect_two_calls(v3);
@@ -65,9 +76,27 @@ TEST(ToolCallDeepSeek, BothShapesAreRead) {
   EXPECT_EQ(v31.reasoning, "which city");
   EXPECT_EQ(v31.content, "");
   expect_two_calls(v31);
+  const ParsedOutput kimi = parse_output(kKimiCalls, detect_output_format(kKimiTemplate, "", true));
+  EXPECT_EQ(kimi.content, "Checking.");
+  expect_two_calls(kimi);
 }
 
-TEST(ToolCallDeepSeek, WhatIsNoCallStaysContent) {
+TEST(ToolCallSections, KimiIdsGiveTheName) {
+  const OutputFormat f = detect_output_format(kKimiTemplate, "", true);
+  auto name_of = [&](const std::string& id) {
+    const ParsedOutput p = parse_output("<|tool_calls_section_begin|><|tool_call_begin|>" + id +
+                                            "<|tool_call_argument_begin|>{}<|tool_call_end|>",
+                                        f);
+    return p.calls.size() == 1 ? p.calls[0].name : "(no call)";
+  };
+  EXPECT_EQ(name_of("functions.get_weather:12"), "get_weather");
+  EXPECT_EQ(name_of("functions.ns.tool:0"), "ns.tool");  // a dotted name stays whole
+  EXPECT_EQ(name_of("lookup"), "lookup");
+  EXPECT_EQ(name_of("functions.a:b"), "a:b");  // not a call number
+  EXPECT_EQ(name_of(""), "(no call)");
+}
+
+TEST(ToolCallSections, WhatIsNoCallStaysContent) {
   const OutputFormat f = deepseek_format();
   EXPECT_EQ(parse_output("No tools needed: 2 + 2 = 4.", f).content, "No tools needed: 2 + 2 = 4.");
   // A body without its separator, or arguments that are no JSON object, stay as written;
@@ -96,9 +125,10 @@ TEST(ToolCallDeepSeek, WhatIsNoCallStaysContent) {
   EXPECT_EQ(p.content, "");
 }
 
-TEST(ToolCallDeepSeek, StreamedCallsEqualTheWholeParse) {
-  const OutputFormat f = deepseek_format();
-  for (const std::string& text : {kV3Calls, kV31Calls}) {
+TEST(ToolCallSections, StreamedCallsEqualTheWholeParse) {
+  for (const std::string& text : {kV3Calls, kV31Calls, kKimiCalls}) {
+    const OutputFormat f =
+        text == kKimiCalls ? detect_output_format(kKimiTemplate, "", true) : deepseek_format();
     const ParsedOutput whole = parse_output(text, f);
     for (size_t step : {size_t(1), size_t(3), size_t(40), text.size()}) {
       OutputStream s(f);
@@ -125,30 +155,34 @@ TEST(ToolCallDeepSeek, StreamedCallsEqualTheWholeParse) {
   }
 }
 
-TEST(ToolCallDeepSeek, AForcedCallIsTheGrammarsHermesTag) {
-  OutputFormat f = deepseek_format();
-  f.forced_calls = true;
-  const ParsedOutput p = parse_output(
-      "<tool_call>\n{\"name\": \"note\", \"arguments\": {\"text\": \"hi\"}}\n</tool_call>", f);
-  ASSERT_EQ(p.calls.size(), 1u);
-  EXPECT_EQ(p.calls[0].name, "note");
-  EXPECT_EQ(json::parse(p.calls[0].arguments), json::parse(R"({"text": "hi"})"));
-  // Streamed, its arguments go out as they come (as a Hermes call's), not whole at the end.
-  const std::string text =
-      "<tool_call>\n{\"name\": \"note\", \"arguments\": {\"text\": \"hello there\"}}\n</tool_call>";
-  OutputStream s(f);
-  std::string args;
-  int fragments = 0;
-  for (size_t i = 0; i < text.size(); i += 4) {
-    for (const ToolCallDelta& c : s.add(text.substr(i, 4)).calls) {
-      args += c.arguments;
-      fragments += !c.arguments.empty();
+TEST(ToolCallSections, AForcedCallIsTheGrammarsHermesTag) {
+  for (const std::string& tmpl : {kTemplate, kKimiTemplate}) {
+    OutputFormat f = detect_output_format(tmpl, "", true);
+    f.forced_calls = true;
+    SCOPED_TRACE(int(f.tools));
+    const ParsedOutput p = parse_output(
+        "<tool_call>\n{\"name\": \"note\", \"arguments\": {\"text\": \"hi\"}}\n</tool_call>", f);
+    ASSERT_EQ(p.calls.size(), 1u);
+    EXPECT_EQ(p.calls[0].name, "note");
+    EXPECT_EQ(json::parse(p.calls[0].arguments), json::parse(R"({"text": "hi"})"));
+    // Streamed, its arguments go out as they come (as a Hermes call's), not whole at the end.
+    const std::string text =
+        "<tool_call>\n{\"name\": \"note\", \"arguments\": {\"text\": \"hello "
+        "there\"}}\n</tool_call>";
+    OutputStream s(f);
+    std::string args;
+    int fragments = 0;
+    for (size_t i = 0; i < text.size(); i += 4) {
+      for (const ToolCallDelta& c : s.add(text.substr(i, 4)).calls) {
+        args += c.arguments;
+        fragments += !c.arguments.empty();
+      }
     }
+    for (const ToolCallDelta& c : s.finish().calls) args += c.arguments;
+    EXPECT_GT(fragments, 2);
+    EXPECT_EQ(json::parse(args), json::parse(R"({"text": "hello there"})"));
   }
-  for (const ToolCallDelta& c : s.finish().calls) args += c.arguments;
-  EXPECT_GT(fragments, 2);
-  EXPECT_EQ(json::parse(args), json::parse(R"({"text": "hello there"})"));
 }
 
 }  // namespace
-}  // namespace nc::server::test_tool_call_deepseek
+}  // namespace nc::server::test_tool_call_sections

@@ -1,0 +1,129 @@
+#include "server/tool_call_sections.h"
+
+#include <cctype>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "server/json_fields.h"
+
+namespace nc::server {
+
+namespace {
+
+struct SectionTokens {
+  std::string_view calls_begin, calls_end, call_begin, sep, call_end;
+};
+
+constexpr SectionTokens kDeepSeek = {"<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>",
+                                     "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>",
+                                     "<｜tool▁call▁end｜>"};
+constexpr SectionTokens kKimi = {"<|tool_calls_section_begin|>", "<|tool_calls_section_end|>",
+                                 "<|tool_call_begin|>", "<|tool_call_argument_begin|>",
+                                 "<|tool_call_end|>"};
+constexpr std::string_view kFence = "```";
+
+const SectionTokens& tokens_of(ToolFormat format) {
+  NC_CHECK(format == ToolFormat::DeepSeek || format == ToolFormat::Kimi,
+           "tool calls: format {} has no section of calls", int(format));
+  return format == ToolFormat::Kimi ? kKimi : kDeepSeek;
+}
+
+std::string_view trimmed(std::string_view s) {
+  const size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
+
+// DeepSeek V3's "NAME\n```json\n{...}\n```": the name and the fenced arguments (unfenced: the
+// rest).
+void split_fenced(std::string_view after_sep, std::string_view& name, std::string_view& args) {
+  const size_t line_end = after_sep.find('\n');
+  name = trimmed(after_sep.substr(0, line_end));
+  args = line_end == std::string_view::npos ? std::string_view() : after_sep.substr(line_end + 1);
+  args = trimmed(args);
+  if (args.starts_with(kFence)) {
+    const size_t body = args.find('\n');
+    args = body == std::string_view::npos ? std::string_view() : args.substr(body + 1);
+    if (const size_t close = args.rfind(kFence); close != std::string_view::npos)
+      args = args.substr(0, close);
+  }
+  args = trimmed(args);
+}
+
+// Kimi's "functions.NAME:K": NAME (an id of another shape is taken as the name).
+std::string_view kimi_name(std::string_view id) {
+  if (id.starts_with("functions.")) id.remove_prefix(10);
+  const size_t colon = id.rfind(':');
+  if (colon != std::string_view::npos && colon + 1 < id.size() &&
+      id.find_first_not_of("0123456789", colon + 1) == std::string_view::npos)
+    id = id.substr(0, colon);
+  return id;
+}
+
+// One call's body (between its begin and end tokens); false when it is not a call.
+bool section_call(std::string_view body, ToolFormat format, ToolCall& call) {
+  const std::string_view sep_token = tokens_of(format).sep;
+  const size_t sep = body.find(sep_token);
+  if (sep == std::string_view::npos) return false;
+  std::string_view name = trimmed(body.substr(0, sep));
+  std::string_view args = trimmed(body.substr(sep + sep_token.size()));
+  if (format == ToolFormat::Kimi)
+    name = kimi_name(name);
+  else if (name == "function" && !args.starts_with('{'))
+    split_fenced(args, name, args);
+  if (name.empty()) return false;
+  const nlohmann::ordered_json j = parse_bounded(args);
+  if (!j.is_object()) return false;
+  call.name = std::string(name);
+  call.arguments = j.dump();
+  return true;
+}
+
+}  // namespace
+
+ToolFormat section_template_format(std::string_view template_text) {
+  for (ToolFormat f : {ToolFormat::DeepSeek, ToolFormat::Kimi})
+    if (template_text.find(tokens_of(f).calls_begin) != std::string_view::npos) return f;
+  return ToolFormat::None;
+}
+
+std::string_view section_begin_token(ToolFormat format) {
+  return tokens_of(format).calls_begin;
+}
+
+void parse_section_calls(std::string_view text, ToolFormat format, ParsedOutput& out) {
+  const SectionTokens& t = tokens_of(format);
+  const size_t section = text.find(t.calls_begin);
+  if (section == std::string_view::npos) {
+    out.content = std::string(trimmed(text));
+    return;
+  }
+  std::string content(text.substr(0, section));
+  const size_t section_end = text.find(t.calls_end, section);
+  const size_t stop = section_end == std::string_view::npos ? text.size() : section_end;
+  size_t pos = section + t.calls_begin.size();
+  while (pos < stop) {
+    const size_t open = text.find(t.call_begin, pos);
+    if (open == std::string_view::npos || open >= stop) break;
+    content += trimmed(text.substr(pos, open - pos));  // stray text between calls
+    const size_t body = open + t.call_begin.size();
+    const size_t close = std::min(text.find(t.call_end, body), stop);
+    const size_t next = close == stop ? stop : close + t.call_end.size();
+    ToolCall call;
+    if (section_call(text.substr(body, close - body), format, call)) {
+      call.at = open;
+      out.calls.push_back(std::move(call));
+    } else if (close != stop || section_end != std::string_view::npos) {
+      content += text.substr(open, next - open);  // not a call: as written
+    }  // else cut by the end inside the call (max_tokens): neither a call nor content
+    pos = next;
+  }
+  content += trimmed(text.substr(pos, stop - pos));
+  if (section_end != std::string_view::npos)
+    content += text.substr(section_end + t.calls_end.size());
+  out.content = std::string(trimmed(content));
+}
+
+}  // namespace nc::server
