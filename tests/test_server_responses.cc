@@ -169,6 +169,15 @@ TEST(ResponsesRequest, ErrorsNameTheResponsesField) {
       {{{"input", "x"}, {"truncation", "bogus"}}, "truncation", ""},
       {{{"input", "x"}, {"truncation", "auto"}}, "truncation", "unsupported_parameter"},
       {{{"input", "x"}, {"guided_regex", "a+"}}, "guided_regex", "unsupported_parameter"},
+      // An output for a call nobody made (OpenAI: 400), and one answering a later call.
+      {{{"input", {{{"type", "function_call_output"}, {"call_id", "call_9"}, {"output", "x"}}}}},
+       "input[0].call_id",
+       ""},
+      {{{"input",
+         {{{"type", "function_call_output"}, {"call_id", "c"}, {"output", "x"}},
+          {{"type", "function_call"}, {"call_id", "c"}, {"name", "f"}, {"arguments", "{}"}}}}},
+       "input[0].call_id",
+       ""},
   };
   for (const Case& c : cases) {
     const ApiError e = error_of(c.body);

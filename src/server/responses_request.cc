@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <initializer_list>
 #include <optional>
+#include <set>
 #include <utility>
 
 #include <fmt/format.h>
@@ -182,6 +183,32 @@ void add_function_output(const ojson& item, const std::string& at, ojson& messag
   messages.push_back({{"role", "tool"},
                       {"tool_call_id", required_string(item, "call_id", at)},
                       {"content", chat_content(*out, at + ".output")}});
+}
+
+// Every function_call_output answers a call made before it (in the input or the stored
+// conversation), as OpenAI requires: an unknown call_id is a 400 naming the input item, not a
+// tool turn the template cannot place.
+void check_outputs_answer_calls(const ojson& b, const ojson& conversation) {
+  std::set<std::string> made;
+  for (const ojson& m : conversation) {
+    if (const auto calls = m.find("tool_calls"); calls != m.end())
+      for (const ojson& c : *calls) made.insert(c.value("id", ""));
+    if (m.value("role", "") != "tool") continue;
+    const std::string id = m.value("tool_call_id", "");
+    if (made.count(id)) continue;
+    std::string at = "input";
+    if (const ojson* input = present_field(b, "input"); input && input->is_array())
+      for (size_t i = 0; i < input->size(); ++i)
+        if ((*input)[i].value("type", "") == "function_call_output" &&
+            (*input)[i].value("call_id", "") == id) {
+          at = fmt::format("input[{}]", i);
+          break;
+        }
+    throw field_error(at + ".call_id",
+                      fmt::format("'{}' answers no function_call before it (in the input or the "
+                                  "previous response)",
+                                  id));
+  }
 }
 
 // The input items as chat messages after `earlier` (a stored conversation, or none): a
@@ -376,6 +403,7 @@ ResponsesRequest parse_responses_request(std::string_view body, const ParseLimit
   ResponsesRequest r;
   try {
     const ojson conversation = conversation_of(b, earlier_conversation(b, history));
+    check_outputs_answer_calls(b, conversation);
     r.input = conversation_of(b, ojson::array());
     r.store = !store || store->get<bool>();
     if (const ojson* prev = present_field(b, "previous_response_id"))
