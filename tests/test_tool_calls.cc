@@ -160,10 +160,8 @@ void expect_stream_matches(const std::string& text, const OutputFormat& f) {
     content += d.content;
     SCOPED_TRACE(testing::Message() << "step " << step << " text " << text);
     EXPECT_EQ(reasoning, whole.reasoning);
-    // The stream does not trim what it already sent; the whole parse does.
-    const size_t b = content.find_first_not_of(" \n");
-    const size_t e = content.find_last_not_of(" \n");
-    EXPECT_EQ(b == std::string::npos ? std::string() : content.substr(b, e - b + 1), whole.content);
+    // Whitespace the whole parse trims is held back, not streamed.
+    EXPECT_EQ(content, whole.content);
     ASSERT_EQ(calls.size(), whole.calls.size());
     EXPECT_EQ(s.has_calls(), !whole.calls.empty());
     for (size_t k = 0; k < calls.size(); ++k) {
@@ -185,6 +183,17 @@ TEST(ToolCalls, StreamMatchesWholeParseInEveryChunking) {
   expect_stream_matches("no call here", kLlama);
   expect_stream_matches(R"({"name": "Alice", "age": 30})", kLlama);
   expect_stream_matches("r1 </think> answer", OutputFormat{ToolFormat::None, true});
+  // Blanks around the content, or all of it, never stream where the whole parse trims them.
+  expect_stream_matches(
+      "<think>a</think>\n\n<tool_call>{\"name\": \"f\", \"arguments\": {}}"
+      "</tool_call>\n",
+      kHermes);
+  expect_stream_matches(
+      "\n Sure, one moment. \n<tool_call>{\"name\": \"f\", \"arguments\": "
+      "{}}</tool_call>",
+      kHermes);
+  expect_stream_matches("<think>a</think>\n\nThe answer.\n\n", kPlain);
+  expect_stream_matches("  plain text, kept as written \n", kPlain);
   // Cut by max_tokens inside the closing tag: one call, no markup as content, streamed or whole.
   expect_stream_matches("<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</", kHermes);
   expect_stream_matches("<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_c", kHermes);
@@ -377,7 +386,8 @@ TEST(ToolCalls, ACallTheEndCutIsNotContent) {
 
 TEST(ToolCalls, StreamSendsContentBeforeTheCall) {
   OutputStream s(kHermes);
-  EXPECT_EQ(s.add("Hello <tool").content, "Hello ");  // "<tool" held: it may be a tag
+  // "<tool" held: it may be a tag; the blank too, until text follows it.
+  EXPECT_EQ(s.add("Hello <tool").content, "Hello");
   EXPECT_EQ(s.add("_call>{\"name\": \"a\"}").content, "");
   const OutputStream::Delta d = s.finish();
   ASSERT_EQ(d.calls.size(), 1u);  // no "arguments": not streamed, sent whole at the end

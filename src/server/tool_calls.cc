@@ -291,6 +291,7 @@ ParsedOutput parse_output(const std::string& text, const OutputFormat& f) {
 OutputStream::OutputStream(const OutputFormat& f)
     : f_(f),
       state_(f.starts_in_think ? State::Think : State::Start),
+      trims_(f.tools != ToolFormat::None || f.starts_in_think),
       // A forced DeepSeek or Kimi call is the grammar's Hermes tag: it streams as one.
       calls_(std::make_unique<CallArgStreamer>(
           f.forced_calls && is_section_format(f.tools) ? ToolFormat::Hermes : f.tools,
@@ -316,12 +317,27 @@ void OutputStream::stream_calls(Delta& d) {
   d.calls.insert(d.calls.end(), calls.begin(), calls.end());
 }
 
+void OutputStream::send_content(Delta& d, std::string_view text) {
+  if (!trims_) {
+    d.content += text;
+    return;
+  }
+  blanks_ += text;
+  const size_t last = blanks_.find_last_not_of(" \t\r\n");
+  if (last == std::string::npos) return;
+  const std::string_view out = std::string_view(blanks_).substr(0, last + 1);
+  d.content += sent_content_ ? out : ltrim(out);
+  sent_content_ = true;
+  blanks_.erase(0, last + 1);
+}
+
 void OutputStream::route(Delta& d, bool at_end) {
   if (state_ == State::Start) {
     const std::string_view t = ltrim(pending_);
     if (t.starts_with(kThinkOpen)) {
       pending_ = std::string(t.substr(kThinkOpen.size()));
       state_ = State::Think;
+      trims_ = true;
     } else if (!at_end && (t.empty() || std::string_view(kThinkOpen).starts_with(t))) {
       return;  // may still become <think>
     } else {
@@ -359,18 +375,18 @@ void OutputStream::route(Delta& d, bool at_end) {
                                                                  : kCallOpen;
     const size_t open = f_.forced_calls ? 0 : pending_.find(tag);
     if (open != std::string::npos) {
-      d.content += pending_.substr(0, open);
+      send_content(d, std::string_view(pending_).substr(0, open));
       held_ = pending_.substr(open);
       pending_.clear();
       state_ = State::Held;
       return;
     }
     const size_t keep = at_end ? 0 : partial_tag(pending_, tag);
-    d.content += pending_.substr(0, pending_.size() - keep);
+    send_content(d, std::string_view(pending_).substr(0, pending_.size() - keep));
     pending_.erase(0, pending_.size() - keep);
     return;
   }
-  d.content += pending_;
+  send_content(d, pending_);
   pending_.clear();
 }
 
@@ -388,7 +404,7 @@ OutputStream::Delta OutputStream::finish() {
   }
   ParsedOutput p = parse_output(std::string(whole), f);
   held_.clear();
-  if (!p.content.empty()) d.content += p.content;
+  if (!p.content.empty()) send_content(d, p.content);
   std::vector<ToolCallDelta> rest = calls_->reconcile(p.calls);
   d.calls.insert(d.calls.end(), rest.begin(), rest.end());
   saw_calls_ = saw_calls_ || !p.calls.empty();

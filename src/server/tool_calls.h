@@ -30,6 +30,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace nc::server {
@@ -107,6 +108,9 @@ class OutputStream {
  private:
   void route(Delta& d, bool at_end);
   void stream_calls(Delta& d);
+  // Content as the whole parse gives it: where that trims (tools or a reasoning block), leading
+  // and trailing whitespace is held back until text follows it.
+  void send_content(Delta& d, std::string_view text);
 
   OutputFormat f_;
   enum class State { Start, Think, Content, Held } state_;
@@ -114,6 +118,9 @@ class OutputStream {
   std::string held_;     // State::Held: from the first tool call on
   bool saw_calls_ = false;
   bool call_cut_ = false;
+  bool trims_ = false;         // the whole parse trims the content
+  bool sent_content_ = false;  // some content went out
+  std::string blanks_;         // trailing whitespace held back (trims_)
   std::unique_ptr<CallArgStreamer> calls_;
 };
 
