@@ -273,6 +273,35 @@ TEST(ChatTemplateJinja, ToolsAndVariablesReachTheTemplate) {
   EXPECT_EQ(render_chat_template_json("{{ tools is none }}", msgs, nullptr, false).text, "True");
 }
 
+// continue_final_message: the chat is cut right after the final message's text (trimmed, for
+// templates that trim contents), markers past the cut dropped; a text the template does not
+// write, or none, is an error.
+TEST(ChatTemplateJinja, ContinueFinalMessageCutsAfterItsText) {
+  const ojson msgs = ojson::parse(R"([{"role": "user", "content": "Capital of France?"},
+                                      {"role": "assistant", "content": "The capital is "}])");
+  const std::string chatml =
+      "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
+      "{% endfor %}";
+  RenderedChat r = render_chat_template_json(chatml, msgs, nullptr, false);
+  continue_final_message(r, "The capital is ");
+  EXPECT_EQ(
+      r.text,
+      "<|im_start|>user\nCapital of France?<|im_end|>\n<|im_start|>assistant\nThe capital is ");
+  ASSERT_FALSE(r.markers.empty());
+  const TextSpan& last = r.markers.back();  // the markup before the text, not the text
+  EXPECT_TRUE(r.text.substr(last.offset, last.length).ends_with("<|im_start|>assistant\n"));
+  EXPECT_EQ(last.offset + last.length, r.text.size() - 15);
+  // A template that trims contents writes "The capital is": the cut follows that.
+  r = render_chat_template_json("{% for m in messages %}[{{ m.content | trim }}]{% endfor %}", msgs,
+                                nullptr, false);
+  continue_final_message(r, "The capital is ");
+  EXPECT_EQ(r.text, "[Capital of France?][The capital is");
+  for (const std::string& text : {std::string(" \n"), std::string("not in the chat")}) {
+    r = render_chat_template_json(chatml, msgs, nullptr, false);
+    EXPECT_THROW(continue_final_message(r, text), Error) << text;
+  }
+}
+
 // chat_template_kwargs: variables the template reads (Qwen3's enable_thinking); their strings are
 // input like the messages' (no control tokens from a client's text); the renderer's own names are
 // refused, naming them.

@@ -43,6 +43,22 @@ TEST(ServerParser, ChatFieldsMapToSamplingParams) {
   EXPECT_TRUE(r.include_usage);
 }
 
+// vLLM's add_generation_prompt (default on) and continue_final_message (which turns the
+// generation prompt's default off).
+TEST(ServerParser, ChatPromptEnding) {
+  using server::ApiKind;
+  const std::string msgs = R"("messages":[{"role":"user","content":"x"}])";
+  auto ending = [&](const std::string& extra) {
+    return server::parse_request(ApiKind::Chat, "{" + msgs + extra + "}").prompt_ending;
+  };
+  EXPECT_TRUE(ending("").add_generation_prompt);
+  EXPECT_FALSE(ending("").continue_final_message);
+  EXPECT_FALSE(ending(R"(,"add_generation_prompt":false)").add_generation_prompt);
+  const ChatPromptOptions cont = ending(R"(,"continue_final_message":true)");
+  EXPECT_FALSE(cont.add_generation_prompt);
+  EXPECT_TRUE(cont.continue_final_message);
+}
+
 TEST(ServerParser, CompletionPromptForms) {
   using server::ApiKind;
   auto p = server::parse_request(ApiKind::Completion, R"({"model":"m","prompt":"hi"})");
@@ -87,6 +103,13 @@ TEST(ServerParser, RejectsWithParamNames) {
       {ApiKind::Completion, R"({"model":"m","prompt":[1,-2]})", "prompt"},
       {ApiKind::Completion, R"({"model":"m","prompt":"x","logprobs":6})", "logprobs"},
       {ApiKind::Completion, R"({"model":"m","prompt":"x","max_tokens":2.0})", "max_tokens"},
+      {ApiKind::Chat,
+       R"({"messages":[{"role":"user","content":"x"}],"continue_final_message":true,)"
+       R"("add_generation_prompt":true})",
+       "continue_final_message"},
+      {ApiKind::Chat,
+       R"({"messages":[{"role":"user","content":"x"}],"add_generation_prompt":"yes"})",
+       "add_generation_prompt"},
       // A grammar decides where the output ends; min_tokens would mask its stop (a 503 before).
       {ApiKind::Chat,
        R"({"model":"m","messages":[{"role":"user","content":"x"}],"guided_choice":["yes","no"],)"

@@ -238,6 +238,18 @@ struct ChatPrompt {
   std::vector<int32_t> ids;
 };
 
+// How a chat prompt ends, and what more its template reads.
+struct ChatPromptOptions {
+  bool add_generation_prompt = true;  // the header of the assistant's turn
+  // Leave the last message (an assistant's, with text) open, so that the output continues it
+  // (Hugging Face's and vLLM's continue_final_message; Anthropic's prefill). Not with
+  // add_generation_prompt.
+  bool continue_final_message = false;
+  // More variables for the template (a JSON object's text, e.g. {"enable_thinking": false};
+  // "null" for none). Only the JSON chat (chat_prompt_json) takes them.
+  std::string template_kwargs_json = "null";
+};
+
 class Engine {
  public:
   // Loads the model and tokenizer named by the config and sizes the KV cache.
@@ -309,16 +321,15 @@ class Engine {
   std::vector<int32_t> encode_chat(const std::vector<ChatMessage>& messages,
                                    bool add_generation_prompt = true) const;
   // The chat prompt rendered once: its text (the server reads the output format from it) and
-  // its ids, as encode_chat makes them.
+  // its ids, as encode_chat makes them. Throws nc::Error (InvalidArgument) for options that do
+  // not fit the messages (continue_final_message without a last assistant message).
   ChatPrompt chat_prompt(const std::vector<ChatMessage>& messages,
-                         bool add_generation_prompt = true) const;
+                         const ChatPromptOptions& options = {}) const;
   // OpenAI-style chat (TextCodec::render_chat_json): messages and tools as JSON text (a JSON
   // array each; tools "null" for none; key order kept), rendered once by the model's Jinja
-  // template: the prompt's text and its ids. template_kwargs_json: more variables for the
-  // template (a JSON object's text, e.g. {"enable_thinking": false}; "null" for none).
+  // template: the prompt's text and its ids.
   ChatPrompt chat_prompt_json(const std::string& messages_json, const std::string& tools_json,
-                              bool add_generation_prompt = true,
-                              const std::string& template_kwargs_json = "null") const;
+                              const ChatPromptOptions& options = {}) const;
   // The Jinja chat template render_chat_json uses ("" when none; TextCodec::chat_template_text).
   std::string chat_template_text(bool with_tools) const;
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens = true) const;

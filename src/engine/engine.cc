@@ -304,9 +304,34 @@ std::vector<int32_t> Engine::encode_chat(const std::vector<ChatMessage>& message
   return impl_->codec->encode_chat(messages, add_generation_prompt);
 }
 
+namespace {
+
+void check_prompt_options(const ChatPromptOptions& o, const std::string& last_role) {
+  NC_CHECK_AS(ErrorKind::InvalidArgument, !(o.continue_final_message && o.add_generation_prompt),
+              "continue_final_message and add_generation_prompt cannot both be true");
+  NC_CHECK_AS(ErrorKind::InvalidArgument, !o.continue_final_message || last_role == "assistant",
+              "continue_final_message needs the last message to be the assistant's, not '{}'",
+              last_role);
+}
+
+// The final message's text the prompt continues: its content, or its last text part's.
+std::string final_text(const nlohmann::ordered_json& message) {
+  const auto c = message.find("content");
+  if (c != message.end() && c->is_string()) return c->get<std::string>();
+  if (c != message.end() && c->is_array())
+    for (auto p = c->rbegin(); p != c->rend(); ++p)
+      if (p->is_object() && p->contains("text") && (*p)["text"].is_string())
+        return (*p)["text"].get<std::string>();
+  return "";
+}
+
+}  // namespace
+
 ChatPrompt Engine::chat_prompt(const std::vector<ChatMessage>& messages,
-                               bool add_generation_prompt) const {
-  RenderedChat chat = impl_->codec->render_chat(messages, add_generation_prompt);
+                               const ChatPromptOptions& options) const {
+  check_prompt_options(options, messages.empty() ? "" : messages.back().role);
+  RenderedChat chat = impl_->codec->render_chat(messages, options.add_generation_prompt);
+  if (options.continue_final_message) continue_final_message(chat, messages.back().content);
   std::vector<int32_t> ids = impl_->codec->encode_rendered(chat);
   return ChatPrompt{std::move(chat.text), std::move(ids)};
 }
@@ -322,11 +347,16 @@ nlohmann::ordered_json parse_chat_json(const std::string& text, const char* what
 }  // namespace
 
 ChatPrompt Engine::chat_prompt_json(const std::string& messages_json, const std::string& tools_json,
-                                    bool add_generation_prompt,
-                                    const std::string& template_kwargs_json) const {
+                                    const ChatPromptOptions& options) const {
+  const nlohmann::ordered_json messages = parse_chat_json(messages_json, "messages");
+  const nlohmann::ordered_json* last =
+      messages.is_array() && !messages.empty() && messages.back().is_object() ? &messages.back()
+                                                                              : nullptr;
+  check_prompt_options(options, last ? last->value("role", "") : "");
   RenderedChat chat = impl_->codec->render_chat_json(
-      parse_chat_json(messages_json, "messages"), parse_chat_json(tools_json, "tools"),
-      add_generation_prompt, parse_chat_json(template_kwargs_json, "template kwargs"));
+      messages, parse_chat_json(tools_json, "tools"), options.add_generation_prompt,
+      parse_chat_json(options.template_kwargs_json, "template kwargs"));
+  if (options.continue_final_message) continue_final_message(chat, final_text(*last));
   std::vector<int32_t> ids = impl_->codec->encode_rendered(chat);
   return ChatPrompt{std::move(chat.text), std::move(ids)};
 }

@@ -130,11 +130,6 @@ ojson chat_messages(const ojson& b) {
       throw field_error(at + ".role", fmt::format("'{}' is not one of user, assistant", role));
     }
   }
-  // A last assistant turn asks the model to continue it; the chat path closes every turn, so
-  // the answer would not continue that text: refused rather than answered wrongly.
-  if (ms->back().is_object() && ms->back().value("role", "") == "assistant")
-    throw unsupported(fmt::format("messages.{}", ms->size() - 1),
-                      "a last assistant turn (prefill)");
   return messages;
 }
 
@@ -207,6 +202,9 @@ ojson chat_body(const ojson& b) {
   refuse_chat_field("response_format");
   for (const char* k : kGuidedFields) refuse_chat_field(k);
   ojson chat = {{"messages", chat_messages(b)}};
+  // A last assistant turn (prefill) is continued: the answer is the text that follows it.
+  if (chat["messages"].back().value("role", "") == "assistant")
+    chat["continue_final_message"] = true;
   for (const char* k : {"model", "max_tokens", "temperature", "top_p", "top_k", "stream"})
     if (const ojson* v = present_field(b, k)) chat[k] = *v;
   if (const ojson* v = present_field(b, "stop_sequences")) {

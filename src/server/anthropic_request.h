@@ -19,9 +19,10 @@
 // Blocks the model cannot read (image, document, search_result, ...) become a text placeholder
 // ("[image omitted: this model reads text only]"), not an error: agents resend the whole history,
 // so one refused turn would fail every later one. A tool_result with is_error is prefixed
-// "Error: ". Refused with 400 (unsupported): tools with a type other than "custom" (web_search,
-// code_execution, bash_..., ...) and a last assistant turn (prefill: the chat path would not
-// continue it). Errors name the Anthropic field.
+// "Error: ". A last assistant turn (prefill) is continued (chat's continue_final_message): the
+// answer is the text after it; a prefill without text is a 400. Refused with 400 (unsupported):
+// tools with a type other than "custom" (web_search, code_execution, bash_..., ...). Errors name
+// the Anthropic field.
 #pragma once
 #include <string>
 #include <string_view>

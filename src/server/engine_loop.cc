@@ -134,21 +134,21 @@ void EngineLoop::release(RequestHandle& h) {
 }
 
 ChatPrompt render_chat(const Engine& engine, const std::vector<ChatMessage>& messages,
-                       const ToolRequest& tools, bool add_generation_prompt, OutputFormat& format) {
+                       const ToolRequest& tools, ChatPromptOptions ending, OutputFormat& format) {
   // As Engine::add_chat_request: the template's markers are control tokens, contents are text.
   if (tools.active) {
     // Tools and tool turns go through the model's Jinja template, call ids fitted to its format.
     const std::string tmpl = engine.chat_template_text(tools.tools.is_array());
     const nlohmann::ordered_json msgs = template_messages(tools, template_tool_format(tmpl));
-    ChatPrompt prompt = engine.chat_prompt_json(
-        msgs.dump(), tools.tools.dump(), add_generation_prompt, tools.template_kwargs.dump());
+    ending.template_kwargs_json = tools.template_kwargs.dump();
+    ChatPrompt prompt = engine.chat_prompt_json(msgs.dump(), tools.tools.dump(), ending);
     format = detect_output_format(tmpl, prompt.text, tools.parse_calls());
     if (format.tools == ToolFormat::QwenXml)
       format.param_types =
           std::make_shared<ParamTypeTable>(ParamTypeTable{param_types_of(tools.tools)});
     return prompt;
   }
-  ChatPrompt prompt = engine.chat_prompt(messages, add_generation_prompt);
+  ChatPrompt prompt = engine.chat_prompt(messages, ending);
   // Only the prompt's end matters (a generation prompt opening <think>).
   format = detect_output_format("", prompt.text, false);
   return prompt;
@@ -156,7 +156,7 @@ ChatPrompt render_chat(const Engine& engine, const std::vector<ChatMessage>& mes
 
 std::vector<int32_t> EngineLoop::tokenize(const ParsedRequest& r, OutputFormat& format) const {
   if (r.kind == ApiKind::Chat) {
-    ChatPrompt prompt = render_chat(engine_, r.messages, r.tools, true, format);
+    ChatPrompt prompt = render_chat(engine_, r.messages, r.tools, r.prompt_ending, format);
     format.forced_calls = r.tools.active && r.structured_param == "tool_choice";
     // The grammar writes the calls at once: no reasoning block, even where the prompt opened
     // one (QwQ's and R1 distills' generation prompts end in <think>).

@@ -31,11 +31,13 @@ namespace nc::server {
 // max_tokens of a /v1/completions request that gives none (the OpenAI reference's default).
 inline constexpr int kCompletionsDefaultMaxTokens = 16;
 
-// A chat's prompt as a chat request renders it: with tools or tool turns (tools.active) through
-// the model's Jinja template, call ids fitted to its tool format; otherwise Engine::chat_prompt.
-// format: the tool format and reasoning state the prompt implies (forced_calls left false).
+// A chat's prompt as a chat request renders it: with tools, tool turns or template kwargs
+// (tools.active) through the model's Jinja template, call ids fitted to its tool format;
+// otherwise Engine::chat_prompt. ending: add_generation_prompt and continue_final_message (its
+// template kwargs are the request's). format: the tool format and reasoning state the prompt
+// implies (forced_calls left false).
 ChatPrompt render_chat(const Engine& engine, const std::vector<ChatMessage>& messages,
-                       const ToolRequest& tools, bool add_generation_prompt, OutputFormat& format);
+                       const ToolRequest& tools, ChatPromptOptions ending, OutputFormat& format);
 
 class EngineLoop;
 

@@ -277,6 +277,20 @@ void parse_special_flag(const json& body, ApiKind kind, ParsedRequest& r) {
 
 }  // namespace
 
+// vLLM's add_generation_prompt (default true) and continue_final_message (default false; it
+// turns the generation prompt's default off).
+ChatPromptOptions prompt_ending(const json& body) {
+  const bool cont = get_bool(body, "continue_final_message").value_or(false);
+  const std::optional<bool> agp = get_bool(body, "add_generation_prompt");
+  if (cont && agp.value_or(false))
+    throw invalid_param("continue_final_message",
+                        "'continue_final_message' and 'add_generation_prompt' cannot both be true");
+  ChatPromptOptions o;
+  o.add_generation_prompt = agp.value_or(!cont);
+  o.continue_final_message = cont;
+  return o;
+}
+
 TokenizeRequest parse_tokenize(std::string_view body_text) {
   const json body = parse_json_object(body_text);
   TokenizeRequest r;
@@ -287,7 +301,7 @@ TokenizeRequest parse_tokenize(std::string_view body_text) {
     if (needs_tool_request(body))
       r.tools =
           parse_tool_request(nlohmann::ordered_json::parse(body_text.begin(), body_text.end()));
-    r.add_generation_prompt = get_bool(body, "add_generation_prompt").value_or(true);
+    r.prompt_ending = prompt_ending(body);
     r.add_special_tokens = get_bool(body, "add_special_tokens").value_or(false);
     return r;
   }
@@ -319,6 +333,7 @@ ParsedRequest parse_request(ApiKind kind, std::string_view body_text, const Pars
 
   if (kind == ApiKind::Chat) {
     r.messages = parse_messages(body);
+    r.prompt_ending = prompt_ending(body);
     // Tools and tool turns reach the template: parsed again keeping the keys' order.
     if (needs_tool_request(body))
       r.tools =

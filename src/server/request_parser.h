@@ -28,6 +28,9 @@ struct ParsedRequest {
   std::string model;                  // empty: not given (the served model)
   std::vector<ChatMessage> messages;  // Chat
   ToolRequest tools;  // Chat: tools, tool_choice and tool turns (server/tool_request.h)
+  // Chat: how the prompt ends (vLLM's add_generation_prompt and continue_final_message; the
+  // Messages API's prefill continues the last assistant turn).
+  ChatPromptOptions prompt_ending;
   // Completion: a text prompt, or token ids when prompt_is_ids.
   std::string prompt;
   std::vector<int32_t> prompt_ids;
@@ -82,7 +85,7 @@ struct TokenizeRequest {
   std::vector<ChatMessage> messages;
   ToolRequest tools;  // tools and tool turns, rendered as a chat request renders them
   bool add_special_tokens = true;
-  bool add_generation_prompt = true;
+  ChatPromptOptions prompt_ending;  // add_generation_prompt, continue_final_message
   bool parse_special = false;
 };
 TokenizeRequest parse_tokenize(std::string_view body);

@@ -147,7 +147,7 @@ void Server::Impl::handle_anthropic_count(const Request& req, const std::string&
     OutputFormat format;
     size_t n = 0;
     try {
-      n = render_chat(engine, r.messages, r.tools, true, format).ids.size();
+      n = render_chat(engine, r.messages, r.tools, r.prompt_ending, format).ids.size();
     } catch (const Error& e) {
       throw api_error_from(e, "messages");
     }
@@ -319,7 +319,7 @@ void Server::Impl::handle_tokenize(const std::string& body, Response& res) {
     std::vector<int32_t> ids;
     try {
       OutputFormat format;
-      ids = r.chat ? render_chat(engine, r.messages, r.tools, r.add_generation_prompt, format).ids
+      ids = r.chat ? render_chat(engine, r.messages, r.tools, r.prompt_ending, format).ids
                    : engine.encode(r.prompt, r.add_special_tokens, r.parse_special);
     } catch (const Error& e) {
       throw api_error_from(e, r.chat ? "messages" : "prompt");

@@ -1,5 +1,7 @@
 #include "tokenizer/chat_template.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "tokenizer/jinja_render.h"
 #include "tokenizer/unicode.h"
@@ -361,6 +363,29 @@ RenderedChat render_chat_template(const std::string& template_str,
   for (const ChatMessage& m : messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
   return render_chat_template_json(template_str, msgs, nullptr, add_generation_prompt, bos_token,
                                    eos_token);
+}
+
+void continue_final_message(RenderedChat& chat, const std::string& final_text) {
+  const size_t b = final_text.find_first_not_of(" \t\r\n");
+  NC_CHECK_AS(ErrorKind::InvalidArgument, b != std::string::npos,
+              "continue_final_message: the final assistant message has no text to continue");
+  size_t at = chat.text.rfind(final_text);
+  size_t len = final_text.size();
+  if (at == std::string::npos) {  // a template that trims contents (Llama 3's)
+    len = final_text.find_last_not_of(" \t\r\n") - b + 1;
+    at = chat.text.rfind(final_text.substr(b, len));
+  }
+  NC_CHECK_AS(ErrorKind::InvalidArgument, at != std::string::npos,
+              "continue_final_message: the chat template does not write the final message's text "
+              "as given, so it cannot be continued");
+  const size_t cut = at + len;
+  chat.text.resize(cut);
+  std::vector<TextSpan> kept;
+  for (const TextSpan& s : chat.markers) {
+    if (s.offset >= cut) break;
+    kept.push_back({s.offset, std::min(s.length, cut - s.offset)});
+  }
+  chat.markers = std::move(kept);
 }
 
 std::string select_chat_template(const nlohmann::json& value, bool with_tools) {

@@ -116,6 +116,39 @@ class AnthropicTest(ServerTestCase):
                         output_config={"format": {"type": "json_schema", "schema": schema}})
         self.assertIsInstance(json.loads(m.content[0].text)["city"], str)
 
+    def test_prefill_is_continued(self):
+        # A last assistant turn is continued (chat's continue_final_message): the answer is the
+        # text after it, the same as the completions API gives for the prompt /tokenize renders.
+        prefill = "The capital of France is"
+        convo = [{"role": "user", "content": PROMPT}, {"role": "assistant", "content": prefill}]
+        m = self.create(max_tokens=8, messages=convo)
+        ref = self.chat(convo, max_tokens=8, extra_body={"continue_final_message": True})
+        self.assertEqual(m.content[0].text, ref.choices[0].message.content)
+        self.assertEqual(m.usage.input_tokens, ref.usage.prompt_tokens)
+        import urllib.request
+        req = urllib.request.Request(
+            self.root + "/tokenize", headers={"Content-Type": "application/json",
+                                              "Authorization": "Bearer " + API_KEY},
+            data=json.dumps({"messages": convo, "continue_final_message": True}).encode())
+        with urllib.request.urlopen(req, timeout=60) as r:
+            tokens = json.loads(r.read())["tokens"]
+        self.assertEqual(len(tokens), ref.usage.prompt_tokens)
+        done = self.openai_client.completions.create(model=MODEL_ID, prompt=tokens, max_tokens=8,
+                                                     temperature=0)
+        self.assertEqual(done.choices[0].text, m.content[0].text)
+        self.assertEqual(self.claude.messages.count_tokens(model=MODEL_ID,
+                                                           messages=convo).input_tokens,
+                         len(tokens))
+        # Closed instead, the prompt is longer (the turn's end and a new generation prompt).
+        closed = self.chat(convo, max_tokens=1)
+        self.assertGreater(closed.usage.prompt_tokens, len(tokens))
+        # A prefill with no text to continue is a 400.
+        with self.assertRaises(self.anthropic.BadRequestError):
+            self.create(max_tokens=5, messages=[
+                {"role": "user", "content": PROMPT},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1",
+                                                   "name": "get_weather", "input": {}}]}])
+
     def test_errors(self):
         a = self.anthropic
         with self.assertRaises(a.BadRequestError) as e:  # a server tool
