@@ -296,6 +296,16 @@ TEST(ChatTemplateJinja, ContinueFinalMessageCutsAfterItsText) {
                                 nullptr, false);
   continue_final_message(r, "The capital is ");
   EXPECT_EQ(r.text, "[Capital of France?][The capital is");
+  // The final text with its blank also in an earlier message: still cut after the final one.
+  const ojson echo = ojson::parse(R"([{"role": "user", "content": "Reply like: Answer: 42"},
+                                      {"role": "assistant", "content": "Answer: "}])");
+  r = render_chat_template_json("{% for m in messages %}[{{ m.content | trim }}]{% endfor %}", echo,
+                                nullptr, false);
+  continue_final_message(r, "Answer: ");
+  EXPECT_EQ(r.text, "[Reply like: Answer: 42][Answer:");
+  r = render_chat_template_json(chatml, echo, nullptr, false);
+  continue_final_message(r, "Answer: ");  // the template kept the blank: so does the cut
+  EXPECT_TRUE(r.text.ends_with("<|im_start|>assistant\nAnswer: ")) << r.text;
   for (const std::string& text : {std::string(" \n"), std::string("not in the chat")}) {
     r = render_chat_template_json(chatml, msgs, nullptr, false);
     EXPECT_THROW(continue_final_message(r, text), Error) << text;
@@ -319,7 +329,7 @@ TEST(ChatTemplateJinja, TemplateKwargsAreVariablesAndTheirTextIsInput) {
   ASSERT_EQ(r.markers.size(), 1u);
   EXPECT_EQ(r.text.substr(r.markers[0].offset, r.markers[0].length), "<|im_start|><think></think>");
   for (const char* name : {"messages", "tools", "add_generation_prompt", "bos_token",
-                           "raise_exception", "documents"}) {
+                           "raise_exception", "documents", "false", "None", "namespace", "range"}) {
     try {
       render_chat_template_json(tmpl, msgs, nullptr, false, "", "", 0, ojson{{name, 1}});
       ADD_FAILURE() << name << " accepted";

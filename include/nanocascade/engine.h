@@ -241,9 +241,9 @@ struct ChatPrompt {
 // How a chat prompt ends, and what more its template reads.
 struct ChatPromptOptions {
   bool add_generation_prompt = true;  // the header of the assistant's turn
-  // Leave the last message (an assistant's, with text) open, so that the output continues it
-  // (Hugging Face's and vLLM's continue_final_message; Anthropic's prefill). Not with
-  // add_generation_prompt.
+  // Leave the last message (usually an assistant's; it must have text) open, so that the output
+  // continues it (Hugging Face's and vLLM's continue_final_message; Anthropic's prefill). Not
+  // with add_generation_prompt.
   bool continue_final_message = false;
   // More variables for the template (a JSON object's text, e.g. {"enable_thinking": false};
   // "null" for none). Only the JSON chat (chat_prompt_json) takes them.
@@ -322,7 +322,7 @@ class Engine {
                                    bool add_generation_prompt = true) const;
   // The chat prompt rendered once: its text (the server reads the output format from it) and
   // its ids, as encode_chat makes them. Throws nc::Error (InvalidArgument) for options that do
-  // not fit the messages (continue_final_message without a last assistant message).
+  // not fit the messages (continue_final_message with no final text).
   ChatPrompt chat_prompt(const std::vector<ChatMessage>& messages,
                          const ChatPromptOptions& options = {}) const;
   // OpenAI-style chat (TextCodec::render_chat_json): messages and tools as JSON text (a JSON

@@ -306,12 +306,12 @@ std::vector<int32_t> Engine::encode_chat(const std::vector<ChatMessage>& message
 
 namespace {
 
-void check_prompt_options(const ChatPromptOptions& o, const std::string& last_role) {
+// The final message may be any role's, as in Hugging Face's and vLLM's: it must have text.
+void check_prompt_options(const ChatPromptOptions& o, bool has_messages) {
   NC_CHECK_AS(ErrorKind::InvalidArgument, !(o.continue_final_message && o.add_generation_prompt),
               "continue_final_message and add_generation_prompt cannot both be true");
-  NC_CHECK_AS(ErrorKind::InvalidArgument, !o.continue_final_message || last_role == "assistant",
-              "continue_final_message needs the last message to be the assistant's, not '{}'",
-              last_role);
+  NC_CHECK_AS(ErrorKind::InvalidArgument, !o.continue_final_message || has_messages,
+              "continue_final_message needs a final message to continue");
 }
 
 // The final message's text the prompt continues: its content, or its last text part's.
@@ -329,7 +329,7 @@ std::string final_text(const nlohmann::ordered_json& message) {
 
 ChatPrompt Engine::chat_prompt(const std::vector<ChatMessage>& messages,
                                const ChatPromptOptions& options) const {
-  check_prompt_options(options, messages.empty() ? "" : messages.back().role);
+  check_prompt_options(options, !messages.empty());
   RenderedChat chat = impl_->codec->render_chat(messages, options.add_generation_prompt);
   if (options.continue_final_message) continue_final_message(chat, messages.back().content);
   std::vector<int32_t> ids = impl_->codec->encode_rendered(chat);
@@ -352,7 +352,7 @@ ChatPrompt Engine::chat_prompt_json(const std::string& messages_json, const std:
   const nlohmann::ordered_json* last =
       messages.is_array() && !messages.empty() && messages.back().is_object() ? &messages.back()
                                                                               : nullptr;
-  check_prompt_options(options, last ? last->value("role", "") : "");
+  check_prompt_options(options, last != nullptr);
   RenderedChat chat = impl_->codec->render_chat_json(
       messages, parse_chat_json(tools_json, "tools"), options.add_generation_prompt,
       parse_chat_json(options.template_kwargs_json, "template kwargs"));

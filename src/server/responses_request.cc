@@ -197,10 +197,13 @@ void check_outputs_answer_calls(const ojson& b, const ojson& conversation) {
     const std::string id = m.value("tool_call_id", "");
     if (made.count(id)) continue;
     std::string at = "input";
+    auto is = [](const ojson& item, const char* key, const std::string& want) {
+      const ojson* v = present_field(item, key);  // item: an object (conversation_of checked)
+      return v != nullptr && v->is_string() && v->get_ref<const std::string&>() == want;
+    };
     if (const ojson* input = present_field(b, "input"); input && input->is_array())
       for (size_t i = 0; i < input->size(); ++i)
-        if ((*input)[i].value("type", "") == "function_call_output" &&
-            (*input)[i].value("call_id", "") == id) {
+        if (is((*input)[i], "type", "function_call_output") && is((*input)[i], "call_id", id)) {
           at = fmt::format("input[{}]", i);
           break;
         }

@@ -369,16 +369,17 @@ void continue_final_message(RenderedChat& chat, const std::string& final_text) {
   const size_t b = final_text.find_first_not_of(" \t\r\n");
   NC_CHECK_AS(ErrorKind::InvalidArgument, b != std::string::npos,
               "continue_final_message: the final assistant message has no text to continue");
-  size_t at = chat.text.rfind(final_text);
-  size_t len = final_text.size();
-  if (at == std::string::npos) {  // a template that trims contents (Llama 3's)
-    len = final_text.find_last_not_of(" \t\r\n") - b + 1;
-    at = chat.text.rfind(final_text.substr(b, len));
-  }
+  // The trimmed text first: templates that trim contents (Llama 3's) do not write the blanks
+  // after it, and the whole text could then be found inside an earlier message instead.
+  const size_t len = final_text.find_last_not_of(" \t\r\n") - b + 1;
+  const size_t at = chat.text.rfind(final_text.substr(b, len));
   NC_CHECK_AS(ErrorKind::InvalidArgument, at != std::string::npos,
               "continue_final_message: the chat template does not write the final message's text "
               "as given, so it cannot be continued");
-  const size_t cut = at + len;
+  size_t cut = at + len;
+  // Its trailing blanks too where the template wrote them.
+  const std::string trailing = final_text.substr(b + len);
+  if (chat.text.compare(cut, trailing.size(), trailing) == 0) cut += trailing.size();
   chat.text.resize(cut);
   std::vector<TextSpan> kept;
   for (const TextSpan& s : chat.markers) {

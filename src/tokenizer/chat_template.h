@@ -74,10 +74,10 @@ RenderedChat render_chat_template(const std::string& template_str,
 
 // Leaves the last message open (Hugging Face's and vLLM's continue_final_message; Anthropic's
 // prefill): the rendered chat (rendered without a generation prompt) is cut right after the last
-// place it holds the final message's text (`final_text`, or that text without its surrounding
-// blanks, as templates that trim contents write it), so the output continues that text; markers
-// past the cut go. Throws nc::Error (InvalidArgument) when the text is empty or the template did
-// not write it.
+// place it holds the final message's text without its surrounding blanks (templates that trim
+// contents write it so), and after its trailing blanks where the template wrote them, so the
+// output continues that text; markers past the cut go. Throws nc::Error (InvalidArgument) when the
+// text is empty or the template did not write it.
 void continue_final_message(RenderedChat& chat, const std::string& final_text);
 
 // The text of render_chat_template.

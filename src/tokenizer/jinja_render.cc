@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "core/error.h"
 #include "jinja/caps.h"
@@ -58,11 +59,15 @@ void fill_context(jinja::context& ctx, const JinjaChatInput& in) {
   if (!in.extra.is_null()) {
     NC_CHECK_AS(ErrorKind::InvalidArgument, in.extra.is_object(),
                 "chat_template_kwargs must be an object, got {}", in.extra.type_name());
+    // Names the engine defines (the server's variables, true/false/none, built-in functions)
+    // are not a request's to replace: Jinja2 would not let `false` or `range` be redefined.
     for (const auto& [k, v] : in.extra.items())
-      NC_CHECK_AS(
-          ErrorKind::InvalidArgument,
-          !user.contains(k) && !own.contains(k) && k != "raise_exception" && k != "strftime_now",
-          "chat_template_kwargs: '{}' is set by the server, not by a request", k);
+      NC_CHECK_AS(ErrorKind::InvalidArgument,
+                  ctx.get_val(k)->is_undefined() && !jinja::global_builtins().count(k) &&
+                      k != "raise_exception" && k != "strftime_now",
+                  "chat_template_kwargs: '{}' is a name the template engine defines (a variable "
+                  "the server sets, a literal or a built-in function), not a request's",
+                  k);
     jinja::global_from_json(ctx, to_engine_json(in.extra), /*mark_input=*/true);
   }
   ctx.current_time = in.now != 0 ? in.now : std::time(nullptr);
@@ -127,31 +132,46 @@ std::string json_quoted(const std::string& s) {
   return out + "\"";
 }
 
-// Every string of j that the engine marks as input (all but the messages' roles).
-void collect_input_strings(const nlohmann::ordered_json& j, bool is_role,
-                           std::vector<std::string>& out) {
+// The input's strings the engine marks (every string value but the messages' own roles), and
+// its objects' keys, which tojson writes (the engine does not mark keys: a template that loops
+// over an object and writes its keys itself writes them as template text, a gap left open).
+struct InputStrings {
+  std::vector<std::string> values;
+  std::set<std::string> keys;
+};
+
+void collect_input_strings(const nlohmann::ordered_json& j, bool is_message, InputStrings& out) {
   if (j.is_string()) {
-    if (!is_role && !j.get_ref<const std::string&>().empty()) out.push_back(j.get<std::string>());
+    if (!j.get_ref<const std::string&>().empty()) out.values.push_back(j.get<std::string>());
   } else if (j.is_array()) {
     for (const auto& e : j) collect_input_strings(e, false, out);
   } else if (j.is_object()) {
-    for (const auto& [k, v] : j.items()) collect_input_strings(v, k == "role", out);
+    for (const auto& [k, v] : j.items()) {
+      if (is_message && k == "role") continue;  // template text (see unmark_roles)
+      if (!k.empty()) out.keys.insert(k);
+      collect_input_strings(v, false, out);
+    }
   }
 }
 
-// The engine's tojson drops the input mark: where a template span holds a user string as tojson
-// writes it ("..." with JSON escapes), that range is taken out of the span (text, not markers).
+// Each place the text holds `s` goes into holes.
+void add_holes(const std::string& text, const std::string& s, std::vector<TextSpan>& holes) {
+  for (size_t at = text.find(s); at != std::string::npos; at = text.find(s, at + 1))
+    holes.push_back({at, s.size()});
+}
+
+// The engine's tojson drops the input mark: where a template span holds a user string or key as
+// tojson writes it ("..." with JSON escapes), that range is taken out of the span (text, not
+// markers). Only the quoted form: a bare key ("start") would cut the template's own markers.
 void unmark_json_copies(const JinjaChatInput& in, JinjaRendered& r) {
-  std::vector<std::string> strings;
-  for (const auto& m : in.messages) collect_input_strings(m, false, strings);
+  InputStrings strings;
+  for (const auto& m : in.messages) collect_input_strings(m, true, strings);
   collect_input_strings(in.tools, false, strings);
-  collect_input_strings(in.extra, false, strings);
+  if (in.extra.is_object())  // its own keys are variable names, not text
+    for (const auto& [k, v] : in.extra.items()) collect_input_strings(v, false, strings);
   std::vector<TextSpan> holes;
-  for (const std::string& s : strings) {
-    const std::string q = json_quoted(s);
-    for (size_t at = r.text.find(q); at != std::string::npos; at = r.text.find(q, at + 1))
-      holes.push_back({at, q.size()});
-  }
+  for (const std::string& s : strings.values) add_holes(r.text, json_quoted(s), holes);
+  for (const std::string& k : strings.keys) add_holes(r.text, json_quoted(k), holes);
   if (holes.empty()) return;
   std::sort(holes.begin(), holes.end(),
             [](const TextSpan& a, const TextSpan& b) { return a.offset < b.offset; });

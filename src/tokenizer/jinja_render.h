@@ -38,8 +38,9 @@ struct JinjaChatInput {
   std::time_t now = 0;
   // More variables from the request (chat_template_kwargs: an object, e.g.
   // {"enable_thinking": false}); null for none. Their strings are input, as the messages' are;
-  // a name the renderer sets itself (messages, tools, documents, add_generation_prompt,
-  // bos_token, eos_token, raise_exception, strftime_now) is refused (InvalidArgument).
+  // a name the engine defines (messages, tools, documents, add_generation_prompt, bos_token,
+  // eos_token, true/false/none, raise_exception, strftime_now, built-ins such as range) is
+  // refused (InvalidArgument).
   nlohmann::ordered_json extra;
 };
 
