@@ -1,5 +1,6 @@
 #include "server/tool_calls.h"
 
+#include "server/json_fields.h"
 #include "server/tool_call_id.h"
 #include "server/tool_call_sections.h"
 #include "server/tool_call_stream.h"
@@ -42,31 +43,6 @@ size_t partial_tag(std::string_view s, std::string_view tag) {
   return 0;
 }
 
-// Model output is untrusted: nesting deeper than this is not a call (bounds the recursion of
-// the parsed value's destructor and dump()).
-constexpr int kMaxCallDepth = 64;
-
-bool nesting_within(std::string_view text, int limit) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char ch = text[i];
-    if (in_string) {
-      if (ch == '\\')
-        ++i;
-      else if (ch == '"')
-        in_string = false;
-    } else if (ch == '"') {
-      in_string = true;
-    } else if (ch == '{' || ch == '[') {
-      if (++depth > limit) return false;
-    } else if (ch == '}' || ch == ']') {
-      --depth;
-    }
-  }
-  return true;
-}
-
 // Calls are read in the order the model wrote their keys (arguments are dumped again).
 using ojson = nlohmann::ordered_json;
 
@@ -75,8 +51,8 @@ using ojson = nlohmann::ordered_json;
 // bare JSON needs them (else any JSON answer with a "name" would be a call). The id is given
 // later (parse_output), whatever id the model wrote.
 bool call_from_json(std::string_view text, ToolCall& out, bool need_arguments = false) {
-  if (!nesting_within(text, kMaxCallDepth)) return false;
-  const ojson j = ojson::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  // Model output is untrusted: nested past kMaxJsonDepth it is no call (parse_bounded).
+  const ojson j = parse_bounded(text);
   if (!j.is_object()) return false;
   auto name = j.find("name");
   if (name == j.end() || !name->is_string()) return false;
@@ -160,8 +136,7 @@ void parse_llama3(std::string_view text, ParsedOutput& out) {
 // Mistral's list form: a JSON array of calls (or one call object); false when it is not one.
 bool mistral_json_calls(std::string_view body, std::vector<ToolCall>& calls) {
   const std::string t = trim(body);
-  if (!nesting_within(t, kMaxCallDepth)) return false;
-  const ojson j = ojson::parse(t, nullptr, /*allow_exceptions=*/false);
+  const ojson j = parse_bounded(t);
   if (j.is_object()) return call_from_json(t, calls.emplace_back());
   if (!j.is_array() || j.empty()) return false;
   for (const ojson& c : j) {
@@ -181,8 +156,8 @@ bool mistral_named_call(std::string_view body, ToolCall& call) {
     name = name.substr(0, id);
   const std::string n = trim(name);
   const std::string a = trim(body.substr(args + kMistralArgs.size()));
-  if (n.empty() || !nesting_within(a, kMaxCallDepth)) return false;
-  const ojson j = ojson::parse(a, nullptr, /*allow_exceptions=*/false);
+  if (n.empty()) return false;
+  const ojson j = parse_bounded(a);
   if (!j.is_object()) return false;
   call.name = n;
   call.arguments = j.dump();
