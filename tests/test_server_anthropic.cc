@@ -157,6 +157,26 @@ TEST(AnthropicRequest, APrefillIsContinued) {
   EXPECT_EQ(r.messages[1].content, "The capital is");
 }
 
+// thinking enabled / disabled is the templates' switch (chat_template_kwargs); other types leave
+// the template's default.
+TEST(AnthropicRequest, ThinkingSwitchesTheTemplatesReasoning) {
+  const json user = {{{"role", "user"}, {"content", "x"}}};
+  ParsedRequest r = read({{"max_tokens", 5}, {"messages", user}});
+  EXPECT_TRUE(r.tools.template_kwargs.is_null());
+  r = read({{"max_tokens", 5}, {"messages", user}, {"thinking", {{"type", "disabled"}}}});
+  EXPECT_EQ(json::parse(r.tools.template_kwargs.dump()),
+            json({{"enable_thinking", false}, {"thinking", false}}));
+  EXPECT_TRUE(r.tools.active);  // rendered through the Jinja template, which reads them
+  r = read({{"max_tokens", 5},
+            {"messages", user},
+            {"thinking", {{"type", "enabled"}, {"budget_tokens", 1024}}}});
+  EXPECT_EQ(r.tools.template_kwargs["enable_thinking"], true);
+  r = read({{"max_tokens", 5}, {"messages", user}, {"thinking", {{"type", "adaptive"}}}});
+  EXPECT_TRUE(r.tools.template_kwargs.is_null());
+  EXPECT_EQ(error_reading({{"max_tokens", 5}, {"messages", user}, {"thinking", "on"}}).param(),
+            "thinking");
+}
+
 TEST(AnthropicRequest, ErrorsNameTheAnthropicField) {
   const json user = {{{"role", "user"}, {"content", "x"}}};
   struct Case {

@@ -188,6 +188,16 @@ void add_output_format(const ojson& oc, ojson& chat) {
                              {"json_schema", {{"name", "output"}, {"schema", *schema}}}};
 }
 
+// thinking {type: enabled | disabled}: the templates' switch for reasoning (Qwen3's
+// enable_thinking, DeepSeek V3.1's thinking); absent or another type: the template's default.
+void add_thinking(const ojson& t, ojson& chat) {
+  if (!t.is_object()) throw field_error("thinking", "must be an object");
+  const std::string& type = required_string(t, "type", "thinking");
+  if (type != "enabled" && type != "disabled") return;  // e.g. "adaptive": the default
+  const bool on = type == "enabled";
+  chat["chat_template_kwargs"] = {{"enable_thinking", on}, {"thinking", on}};
+}
+
 ojson chat_body(const ojson& b) {
   if (const ojson* t = present_field(b, "temperature"); t && t->is_number())
     if (t->get<double>() < 0.0 || t->get<double>() > 1.0)
@@ -214,6 +224,7 @@ ojson chat_body(const ojson& b) {
   if (const ojson* v = present_field(b, "tools")) chat["tools"] = chat_tools(*v);
   if (const ojson* v = present_field(b, "tool_choice")) add_tool_choice(*v, chat);
   if (const ojson* oc = present_field(b, "output_config")) add_output_format(*oc, chat);
+  if (const ojson* t = present_field(b, "thinking")) add_thinking(*t, chat);
   if (const ojson* m = present_field(b, "metadata"); m && m->is_object())
     if (const ojson* u = present_field(*m, "user_id")) chat["user"] = *u;
   return chat;

@@ -15,7 +15,9 @@
 //   max_tokens (required; a bound: lowered to what the context leaves after the prompt, since
 //   clients send their model's output limit), temperature, top_p, top_k, stream;
 //   stop_sequences -> stop; output_config.format (json_schema) -> response_format;
-//   metadata.user_id -> user. thinking is accepted and ignored.
+//   metadata.user_id -> user; thinking.type enabled / disabled -> chat_template_kwargs
+//   {enable_thinking, thinking} (Qwen3's and DeepSeek V3.1's switches; other types, and
+//   budget_tokens, leave the template's default).
 // Blocks the model cannot read (image, document, search_result, ...) become a text placeholder
 // ("[image omitted: this model reads text only]"), not an error: agents resend the whole history,
 // so one refused turn would fail every later one. A tool_result with is_error is prefixed
