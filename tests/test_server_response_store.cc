@@ -62,8 +62,22 @@ TEST(ResponseStore, AChainIsItsTurnsInOrderAndBreaksWithALink) {
   EXPECT_EQ((*c)[2]["content"], "three");
   EXPECT_EQ(s.conversation("r1")->size(), 1u);
   s.erase("r2");
-  EXPECT_FALSE(s.conversation("r3"));  // an earlier link dropped: the chain is unknown
+  std::string missing;
+  EXPECT_FALSE(s.conversation("r3", &missing));  // an earlier link dropped: the chain is unknown
+  EXPECT_EQ(missing, "r2");
   EXPECT_TRUE(s.conversation("r1"));
+  // A request continuing r3 is told which link is gone.
+  const HistoryLookup history = [&](const std::string& id, std::string& gone) {
+    return s.conversation(id, &gone);
+  };
+  try {
+    parse_responses_request(R"({"previous_response_id": "r3", "input": "go on"})", {}, history);
+    ADD_FAILURE() << "accepted";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.param(), "previous_response_id");
+    EXPECT_NE(std::string(e.what()).find("response 'r2', which 'r3' continues"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(ResponseStore, KeepsTextCutInsideACharacterAsReplacement) {
@@ -82,7 +96,7 @@ TEST(ResponseStore, KeepsTextCutInsideACharacterAsReplacement) {
 TEST(ResponsesRequest, PreviousResponseContinuesItsConversation) {
   const ojson stored = ojson::array(
       {{{"role", "user"}, {"content", "first"}}, {{"role", "assistant"}, {"content", "answer"}}});
-  const HistoryLookup history = [&](const std::string& id) -> std::optional<ojson> {
+  const HistoryLookup history = [&](const std::string& id, std::string&) -> std::optional<ojson> {
     if (id == "resp_a") return stored;
     return std::nullopt;
   };
@@ -144,7 +158,9 @@ TEST(ResponsesRequest, AChainReadsAsItsRequestsReadIt) {
        {{{"type", "message"}, {"content", {{{"type", "output_text"}, {"text", "ok"}}}}}}}};
   s.put("r1", {"", with_output_turn(ojson::array({{{"role", "user"}, {"content", "go"}}}), answer),
                answer});
-  const HistoryLookup history = [&](const std::string& id) { return s.conversation(id); };
+  const HistoryLookup history = [&](const std::string& id, std::string& missing) {
+    return s.conversation(id, &missing);
+  };
   const json body = {
       {"previous_response_id", "r1"},
       {"input",
@@ -179,7 +195,9 @@ TEST(ResponsesRequest, AStoredCallWhoseArgumentsAreNoObjectStillContinues) {
                             {"arguments", "x=1"}}}}};
   const ojson stored =
       with_output_turn(ojson::array({{{"role", "user"}, {"content", "go"}}}), response);
-  const HistoryLookup history = [&](const std::string&) -> std::optional<ojson> { return stored; };
+  const HistoryLookup history = [&](const std::string&, std::string&) -> std::optional<ojson> {
+    return stored;
+  };
   const json body = {
       {"previous_response_id", "resp_a"},
       {"input", {{{"type", "function_call_output"}, {"call_id", "call_1"}, {"output", "ok"}}}}};

@@ -73,13 +73,17 @@ std::optional<ResponseStore::Entry> ResponseStore::get(const std::string& id) {
                nlohmann::json::parse(response)};
 }
 
-std::optional<nlohmann::ordered_json> ResponseStore::conversation(const std::string& id) {
+std::optional<nlohmann::ordered_json> ResponseStore::conversation(const std::string& id,
+                                                                  std::string* missing) {
   std::vector<std::string> turns;  // the last response's first
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (std::string at = id; !at.empty();) {
       auto it = slots_.find(at);
-      if (it == slots_.end() || turns.size() > slots_.size()) return std::nullopt;
+      if (it == slots_.end() || turns.size() > slots_.size()) {
+        if (missing != nullptr) *missing = at;
+        return std::nullopt;
+      }
       lru_.splice(lru_.begin(), lru_, it->second.age);
       turns.push_back(it->second.turn);
       at = it->second.parent;

@@ -47,8 +47,10 @@ class ResponseStore {
   std::optional<Entry> get(const std::string& id);  // and marks it recently used
   // The chain's turns, the first response's first: the conversation a request continuing `id`
   // comes after (a turn that starts with calls alone joins them to the assistant message before
-  // it, as its request read them). nullopt when `id` or a link before it is not held.
-  std::optional<nlohmann::ordered_json> conversation(const std::string& id);
+  // it, as its request read them). nullopt when `id` or a link before it is not held; then
+  // *missing (when given) is the first id of the chain not held.
+  std::optional<nlohmann::ordered_json> conversation(const std::string& id,
+                                                     std::string* missing = nullptr);
   bool erase(const std::string& id);
   size_t bytes() const;
   size_t size() const;

@@ -49,12 +49,17 @@ ojson earlier_conversation(const ojson& b, const HistoryLookup& history) {
                       "'previous_response_id' (this server stores no responses: send the whole "
                       "conversation in 'input')");
   if (!prev->is_string()) throw field_error("previous_response_id", "must be a string");
-  std::optional<ojson> h = history(prev->get<std::string>());
+  const std::string& id = prev->get_ref<const std::string&>();
+  std::string missing = id;
+  std::optional<ojson> h = history(id, missing);
   if (!h) {
+    const std::string which =
+        missing == id ? fmt::format("previous response '{}'", id)
+                      : fmt::format("response '{}', which '{}' continues,", missing, id);
     throw ApiError(400,
-                   fmt::format("previous response '{}' not found (responses are kept in memory, "
-                               "the least recently used dropped first)",
-                               prev->get<std::string>()),
+                   fmt::format("{} not found (responses are kept in memory, the least recently "
+                               "used dropped first)",
+                               which),
                    "invalid_request_error", "previous_response_id", "previous_response_not_found");
   }
   return std::move(*h);

@@ -58,9 +58,10 @@ struct ResponsesRequest {
   nlohmann::json echo;
 };
 
-// A stored response's conversation by id (nullopt: not held).
-using HistoryLookup =
-    std::function<std::optional<nlohmann::ordered_json>(const std::string& response_id)>;
+// A stored response's conversation by id (nullopt: not held; then `missing` names the link of
+// its chain that is not, which may be an earlier one).
+using HistoryLookup = std::function<std::optional<nlohmann::ordered_json>(
+    const std::string& response_id, std::string& missing)>;
 
 // Throws ApiError (400) naming the bad Responses field.
 ResponsesRequest parse_responses_request(std::string_view body, const ParseLimits& limits = {},

@@ -100,7 +100,9 @@ void Server::Impl::handle_responses(const Request& req, const std::string& body,
     check_content_type(req);
     HistoryLookup history;
     if (responses.enabled()) {
-      history = [this](const std::string& id) { return responses.conversation(id); };
+      history = [this](const std::string& id, std::string& missing) {
+        return responses.conversation(id, &missing);
+      };
     }
     ResponsesRequest r = parse_responses_request(body, ParseLimits{opts.max_n}, history);
     const bool keep = r.store && responses.enabled();
