@@ -1,7 +1,7 @@
 // DeepSeek's and Kimi-K2's tool calls (server/tool_call_sections.h): the format is told from the
 // template, DeepSeek V3/R1's fenced shape and V3.1's bare shape and Kimi's are all read, text
-// outside the calls is content, a streamed answer sends the calls whole at the end with the whole
-// parse's arguments, and a forced call (the grammar's Hermes tag) is read too.
+// outside the calls is content, a streamed answer streams each call's arguments as they come (the
+// whole parse's object), and a forced call (the grammar's Hermes tag) is read too.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -134,11 +134,13 @@ TEST(ToolCallSections, StreamedCallsEqualTheWholeParse) {
       OutputStream s(f);
       std::string content;
       std::map<int, ToolCall> calls;
+      std::map<int, int> fragments;
       auto take = [&](const OutputStream::Delta& d) {
         content += d.content;
         for (const ToolCallDelta& c : d.calls) {
           if (c.first) calls[c.index].name = c.name;
           calls[c.index].arguments += c.arguments;
+          fragments[c.index] += !c.arguments.empty();
         }
       };
       for (size_t i = 0; i < text.size(); i += step) take(s.add(text.substr(i, step)));
@@ -149,10 +151,34 @@ TEST(ToolCallSections, StreamedCallsEqualTheWholeParse) {
       ASSERT_EQ(calls.size(), 2u);
       for (int k = 0; k < 2; ++k) {
         EXPECT_EQ(calls[k].name, whole.calls[size_t(k)].name);
-        EXPECT_EQ(calls[k].arguments, whole.calls[size_t(k)].arguments);
+        // The arguments as the model wrote them: the same object the whole parse re-serialised.
+        EXPECT_EQ(json::parse(calls[k].arguments), json::parse(whole.calls[size_t(k)].arguments));
+        if (step == 1) EXPECT_GT(fragments[k], 5) << "streamed as they come, not whole";
       }
     }
   }
+}
+
+// max_tokens inside the second call's arguments: it went out as far as written, is no content,
+// and the first call is not sent twice.
+TEST(ToolCallSections, AStreamCutInsideACall) {
+  const std::string text = kV31Calls.substr(0, kV31Calls.find("{\"text") + 4);
+  OutputStream s(deepseek_format());
+  std::string content;
+  std::map<int, std::string> args;
+  for (size_t i = 0; i < text.size(); i += 5) {
+    const OutputStream::Delta d = s.add(text.substr(i, 5));
+    content += d.content;
+    for (const ToolCallDelta& c : d.calls) args[c.index] += c.arguments;
+  }
+  const OutputStream::Delta d = s.finish();
+  content += d.content;
+  for (const ToolCallDelta& c : d.calls) args[c.index] += c.arguments;
+  EXPECT_TRUE(s.call_cut());
+  EXPECT_EQ(content, "");
+  ASSERT_EQ(args.size(), 2u);
+  EXPECT_EQ(json::parse(args[0]), json::parse(R"({"city": "Paris", "days": 3})"));
+  EXPECT_EQ(args[1], "{\"te");
 }
 
 TEST(ToolCallSections, AForcedCallIsTheGrammarsHermesTag) {

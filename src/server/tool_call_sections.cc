@@ -93,6 +93,10 @@ std::string_view section_begin_token(ToolFormat format) {
   return tokens_of(format).calls_begin;
 }
 
+std::string_view section_call_token(ToolFormat format) {
+  return tokens_of(format).call_begin;
+}
+
 void parse_section_calls(std::string_view text, ToolFormat format, ParsedOutput& out) {
   const SectionTokens& t = tokens_of(format);
   const size_t section = text.find(t.calls_begin);

@@ -16,9 +16,9 @@
 // server/json_fields.h). What is not a call stays in the content as written, but for a last call
 // the end cut short (no end token: max_tokens), which is dropped; text before the section and
 // after it is content too. The tokens may be special in the tokenizer: the server keeps special
-// tokens in the text for these formats (engine_loop.cc). Streamed answers send the calls whole
-// at the end, as for Qwen's XML calls; a forced call is the grammar's Hermes tag (a grammar over
-// text cannot write special tokens), which tool_calls.cc reads.
+// tokens in the text for these formats (engine_loop.cc). Streamed answers stream each call's
+// arguments as they come (server/tool_call_stream.h); a forced call is the grammar's Hermes tag (a
+// grammar over text cannot write special tokens), which tool_calls.cc reads.
 #pragma once
 #include <string_view>
 
@@ -33,8 +33,10 @@ inline bool is_section_format(ToolFormat f) {
 // DeepSeek or Kimi when the template writes that format's section token, else None.
 ToolFormat section_template_format(std::string_view template_text);
 
-// The token that opens the format's section of calls (OutputStream holds the text from it on).
+// The token that opens the format's section of calls (OutputStream holds the text from it on),
+// and the one that opens each call (CallArgStreamer reads a call's header after it).
 std::string_view section_begin_token(ToolFormat format);
+std::string_view section_call_token(ToolFormat format);
 
 // Reads the calls of `text` (after any reasoning block) into out.calls (each call's `at`: where
 // its call-begin token starts) and the rest into out.content, trimmed. format: DeepSeek or Kimi.

@@ -49,6 +49,21 @@ const std::regex& mistral_named_header() {
   return re;
 }
 
+// DeepSeek, after <｜tool▁call▁begin｜>: V3's "function<｜tool▁sep｜>NAME\n```json\n{" (group 1)
+// or V3.1's "NAME<｜tool▁sep｜>{" (group 2).
+const std::regex& deepseek_header() {
+  static const std::regex re(
+      "\\s*(?:function<｜tool▁sep｜>\\s*([^\\n<]+?)\\s*\\n\\s*```(?:json)?\\s*\\{|"
+      "([^<\\s][^<]*?)\\s*<｜tool▁sep｜>\\s*\\{)");
+  return re;
+}
+// Kimi, after <|tool_call_begin|>: "functions.NAME:K<|tool_call_argument_begin|>{"; group 1: NAME.
+const std::regex& kimi_header() {
+  static const std::regex re(
+      R"re(\s*(?:functions\.)?([^<\s][^<]*?)(?::\d+)?\s*<\|tool_call_argument_begin\|>\s*\{)re");
+  return re;
+}
+
 // A call's header is short. std::regex recurses once per repeated character (a model that wrote
 // 30k blanks after <tool_call> overflowed the stack and ended the server) and a failed match is
 // retried on every delta, so a header is looked for in this many bytes only; one that does not
@@ -72,10 +87,8 @@ CallArgStreamer::CallArgStreamer(ToolFormat format, bool forced)
       state_(forced && format == ToolFormat::Mistral ? State::Header : State::Open) {
   // Llama 3's output is held from its first character only when it may be a call.
   if (format == ToolFormat::Llama3Json) state_ = State::Header;
-  // Nothing to stream: no calls, or XML, DeepSeek and Kimi calls (sent whole once the output
-  // is parsed).
-  if (format == ToolFormat::None || format == ToolFormat::QwenXml || is_section_format(format))
-    state_ = State::Done;
+  // Nothing to stream: no calls, or XML calls (sent whole once the output is parsed).
+  if (format == ToolFormat::None || format == ToolFormat::QwenXml) state_ = State::Done;
 }
 
 std::vector<ToolCallDelta> CallArgStreamer::update(std::string_view held) {
@@ -92,7 +105,9 @@ std::vector<ToolCallDelta> CallArgStreamer::update(std::string_view held) {
 }
 
 bool CallArgStreamer::find_open(std::string_view held) {
-  const std::string_view tag = format_ == ToolFormat::Hermes ? "<tool_call>" : "[TOOL_CALLS]";
+  const std::string_view tag = format_ == ToolFormat::Hermes ? "<tool_call>"
+                               : is_section_format(format_)  ? section_call_token(format_)
+                                                             : "[TOOL_CALLS]";
   const size_t at = held.find(tag, pos_);
   if (at == std::string_view::npos) return false;
   call_start_ = at;
@@ -113,6 +128,12 @@ bool CallArgStreamer::read_header(std::string_view held, std::vector<ToolCallDel
   if (format_ == ToolFormat::Hermes) {
     if (!match_at(held, pos_, hermes_header(), m)) return false;
     name = unescape_name(m[1].str());
+  } else if (format_ == ToolFormat::DeepSeek) {
+    if (!match_at(held, pos_, deepseek_header(), m)) return false;
+    name = m[1].matched ? m[1].str() : m[2].str();
+  } else if (format_ == ToolFormat::Kimi) {
+    if (!match_at(held, pos_, kimi_header(), m)) return false;
+    name = m[1].str();
   } else if (format_ == ToolFormat::Llama3Json) {
     if (!match_at(held, pos_, ids_.empty() ? llama_first_header() : llama_next_header(), m))
       return false;
@@ -130,7 +151,8 @@ bool CallArgStreamer::read_header(std::string_view held, std::vector<ToolCallDel
   } else {
     return false;
   }
-  if (format_ != ToolFormat::Hermes) call_start_ = pos_;  // Hermes: its tag (find_open)
+  // Hermes and the sections: where its tag starts (find_open).
+  if (format_ != ToolFormat::Hermes && !is_section_format(format_)) call_start_ = pos_;
   // From the arguments' opening brace on.
   pos_ += size_t(m.length(0)) - 1;
   depth_ = 0;
@@ -182,10 +204,11 @@ std::optional<size_t> CallArgStreamer::cut_call_start() const {
   return call_start_;
 }
 
-// The announced call a parsed one is: Hermes by where its tag starts (a streamed call the whole
-// parse refused must not take a later call's place), the other formats by order.
+// The announced call a parsed one is: Hermes and the sections by where its tag starts (a streamed
+// call the whole parse refused must not take a later call's place), the other formats by order.
 std::optional<size_t> CallArgStreamer::announced_as(const ToolCall& call, size_t k) const {
-  if (format_ != ToolFormat::Hermes) return k < ids_.size() ? std::optional(k) : std::nullopt;
+  if (format_ != ToolFormat::Hermes && !is_section_format(format_))
+    return k < ids_.size() ? std::optional(k) : std::nullopt;
   for (size_t j = 0; j < starts_.size(); ++j)
     if (starts_[j] == call.at) return j;
   return std::nullopt;

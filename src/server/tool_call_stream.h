@@ -10,7 +10,10 @@
 //            skipped, as Nemo's template writes one) and [TOOL_CALLS]f[ARGS]{...}
 //            (one [TOOL_CALLS] per call); a forced call list (tool_choice) starts at once;
 //   Llama 3  {"name": "f", "parameters": {...}}; {...} (an optional <|python_tag|> first), from
-//            the output's start.
+//            the output's start;
+//   DeepSeek <｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{...} (V3, R1) and
+//            <｜tool▁call▁begin｜>f<｜tool▁sep｜>{...} (V3.1), inside the section of calls;
+//   Kimi     <|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>{...}.
 // The arguments must be a JSON object (a string-valued "arguments" is not streamed). A call's
 // fragments concatenate to the object's text as written (whitespace included): the whole-text
 // parser (parse_output) gives the same object, re-serialised.

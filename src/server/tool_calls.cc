@@ -375,7 +375,8 @@ OutputStream::Delta OutputStream::finish() {
   std::string_view whole = held_;
   if (const std::optional<size_t> cut = calls_->cut_call_start()) {
     call_cut_ = true;
-    whole = f_.tools == ToolFormat::Hermes ? whole.substr(0, *cut) : std::string_view();
+    whole = f_.tools == ToolFormat::Hermes || is_section_format(f_.tools) ? whole.substr(0, *cut)
+                                                                          : std::string_view();
   }
   ParsedOutput p = parse_output(std::string(whole), f);
   held_.clear();

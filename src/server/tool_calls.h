@@ -24,7 +24,7 @@
 // reasoning and content go out as they come (holding back only text that may be the start of a
 // tag), and text from the first tool call on is held: Hermes, Mistral and Llama 3 calls stream
 // as OpenAI streams them (a first delta with index, id and name, then argument fragments as they
-// come: server/tool_call_stream.h; XML, DeepSeek and Kimi calls go out whole at the end); the held
+// come: server/tool_call_stream.h; XML calls go out whole at the end); the held
 // text is parsed at the end, which sends any call not streamed whole (and the content outside the
 // calls).
 #pragma once
