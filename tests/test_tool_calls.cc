@@ -384,6 +384,17 @@ TEST(ToolCalls, ACallTheEndCutIsNotContent) {
   EXPECT_FALSE(c.call_cut());
 }
 
+// Found by test_tool_call_random.cc: a call names its function (an empty name is content), and
+// a second <think> block after the first is the answer's text, streamed or whole.
+TEST(ToolCalls, RandomMutationFindings) {
+  const ParsedOutput p = parse_output(R"({"name": "", "parameters": {"a": 1}})", kLlama);
+  EXPECT_TRUE(p.calls.empty());
+  EXPECT_EQ(p.content, R"({"name": "", "parameters": {"a": 1}})");
+  OutputFormat forced = kHermes;
+  forced.forced_calls = true;
+  expect_stream_matches("<think>x</think><think>y</think>A", forced);
+}
+
 TEST(ToolCalls, StreamSendsContentBeforeTheCall) {
   OutputStream s(kHermes);
   // "<tool" held: it may be a tag; the blank too, until text follows it.

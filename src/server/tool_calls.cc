@@ -55,7 +55,8 @@ bool call_from_json(std::string_view text, ToolCall& out, bool need_arguments = 
   const ojson j = parse_bounded(text);
   if (!j.is_object()) return false;
   auto name = j.find("name");
-  if (name == j.end() || !name->is_string()) return false;
+  if (name == j.end() || !name->is_string() || name->get_ref<const std::string&>().empty())
+    return false;  // a call names its function
   auto args = j.find("arguments");
   if (args == j.end()) args = j.find("parameters");
   if (need_arguments && args == j.end()) return false;
@@ -223,20 +224,10 @@ OutputFormat detect_output_format(const std::string& template_text, const std::s
   return f;
 }
 
-ParsedOutput parse_output(const std::string& text, const OutputFormat& f) {
-  ParsedOutput out;
-  std::string_view rest = text;
-  const bool think = f.starts_in_think || ltrim(rest).starts_with(kThinkOpen);
-  if (!think && f.tools == ToolFormat::None) {
-    out.content = text;  // nothing to read: the text as the model wrote it
-    return out;
-  }
-  if (think) {
-    if (!f.starts_in_think) rest = ltrim(rest).substr(kThinkOpen.size());
-    const size_t close = rest.find(kThinkClose);
-    out.reasoning = std::string(rest.substr(0, close));
-    rest = close == std::string_view::npos ? std::string_view() : rest.substr(close + 8);
-  }
+namespace {
+
+// The calls and content of what follows the reasoning block, in the format's way; ids given.
+void parse_answer(std::string_view rest, const OutputFormat& f, ParsedOutput& out) {
   switch (f.tools) {
     case ToolFormat::Hermes:
       parse_hermes(rest, out);
@@ -260,6 +251,25 @@ ParsedOutput parse_output(const std::string& text, const OutputFormat& f) {
   }
   std::vector<std::string> ids;
   for (ToolCall& call : out.calls) ids.push_back(call.id = new_tool_call_id(f.tools, ids));
+}
+
+}  // namespace
+
+ParsedOutput parse_output(const std::string& text, const OutputFormat& f) {
+  ParsedOutput out;
+  std::string_view rest = text;
+  const bool think = f.starts_in_think || ltrim(rest).starts_with(kThinkOpen);
+  if (!think && f.tools == ToolFormat::None) {
+    out.content = text;  // nothing to read: the text as the model wrote it
+    return out;
+  }
+  if (think) {
+    if (!f.starts_in_think) rest = ltrim(rest).substr(kThinkOpen.size());
+    const size_t close = rest.find(kThinkClose);
+    out.reasoning = std::string(rest.substr(0, close));
+    rest = close == std::string_view::npos ? std::string_view() : rest.substr(close + 8);
+  }
+  parse_answer(rest, f, out);
   return out;
 }
 
@@ -370,15 +380,15 @@ OutputStream::Delta OutputStream::finish() {
   if (state_ != State::Held) route(d, true);
   if (state_ != State::Held) return d;
   stream_calls(d);
-  OutputFormat f = f_;
-  f.starts_in_think = false;
   std::string_view whole = held_;
   if (const std::optional<size_t> cut = calls_->cut_call_start()) {
     call_cut_ = true;
     whole = f_.tools == ToolFormat::Hermes || is_section_format(f_.tools) ? whole.substr(0, *cut)
                                                                           : std::string_view();
   }
-  ParsedOutput p = parse_output(std::string(whole), f);
+  // The reasoning block was routed already: a <think> in the held text is the answer's.
+  ParsedOutput p;
+  parse_answer(whole, f_, p);
   held_.clear();
   if (!p.content.empty()) send_content(d, p.content);
   std::vector<ToolCallDelta> rest = calls_->reconcile(p.calls);
