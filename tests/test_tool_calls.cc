@@ -193,6 +193,8 @@ TEST(ToolCalls, StreamMatchesWholeParseInEveryChunking) {
       "{}}</tool_call>",
       kHermes);
   expect_stream_matches("<think>a</think>\n\nThe answer.\n\n", kPlain);
+  expect_stream_matches("Hi <tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call> bye\n",
+                        kHermes);
   expect_stream_matches("  plain text, kept as written \n", kPlain);
   // Cut by max_tokens inside the closing tag: one call, no markup as content, streamed or whole.
   expect_stream_matches("<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</", kHermes);

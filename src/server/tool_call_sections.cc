@@ -101,7 +101,7 @@ void parse_section_calls(std::string_view text, ToolFormat format, ParsedOutput&
   const SectionTokens& t = tokens_of(format);
   const size_t section = text.find(t.calls_begin);
   if (section == std::string_view::npos) {
-    out.content = std::string(trimmed(text));
+    out.content = std::string(text);
     return;
   }
   std::string content(text.substr(0, section));
@@ -127,7 +127,7 @@ void parse_section_calls(std::string_view text, ToolFormat format, ParsedOutput&
   content += trimmed(text.substr(pos, stop - pos));
   if (section_end != std::string_view::npos)
     content += text.substr(section_end + t.calls_end.size());
-  out.content = std::string(trimmed(content));
+  out.content = std::move(content);
 }
 
 }  // namespace nc::server

@@ -39,7 +39,8 @@ std::string_view section_begin_token(ToolFormat format);
 std::string_view section_call_token(ToolFormat format);
 
 // Reads the calls of `text` (after any reasoning block) into out.calls (each call's `at`: where
-// its call-begin token starts) and the rest into out.content, trimmed. format: DeepSeek or Kimi.
+// its call-begin token starts) and the rest into out.content (untrimmed: parse_output trims it).
+// format: DeepSeek or Kimi.
 void parse_section_calls(std::string_view text, ToolFormat format, ParsedOutput& out);
 
 }  // namespace nc::server

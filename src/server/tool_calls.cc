@@ -101,7 +101,7 @@ void parse_hermes(std::string_view text, ParsedOutput& out, bool xml = false,
     pos = close == std::string_view::npos ? text.size() : close + kCallClose.size();
   }
   content += text.substr(pos);
-  out.content = trim(content);
+  out.content = std::move(content);
 }
 
 // Llama 3: the whole output is one call's JSON, or several separated by ';'.
@@ -130,7 +130,7 @@ void parse_llama3(std::string_view text, ParsedOutput& out) {
   if (ok && !calls.empty()) {
     out.calls = std::move(calls);
   } else {
-    out.content = trim(text);
+    out.content = std::string(text);
   }
 }
 
@@ -176,7 +176,7 @@ void parse_mistral(std::string_view text, bool forced, ParsedOutput& out) {
       out.calls = std::move(calls);
       return;
     }
-    out.content = trim(text);
+    out.content = std::string(text);
     return;
   }
   std::string_view rest = text.substr(open + kMistralCalls.size());
@@ -192,7 +192,7 @@ void parse_mistral(std::string_view text, bool forced, ParsedOutput& out) {
                                           : rest.substr(next + kMistralCalls.size());
   }
   if (!ok) calls.clear();
-  out.content = trim(ok ? text.substr(0, open) : text);
+  out.content = std::string(ok ? text.substr(0, open) : text);
   out.calls = std::move(calls);
 }
 
@@ -226,7 +226,9 @@ OutputFormat detect_output_format(const std::string& template_text, const std::s
 
 namespace {
 
-// The calls and content of what follows the reasoning block, in the format's way; ids given.
+// The calls and content of what follows the reasoning block, in the format's way; ids given. The
+// content is not trimmed here: the whole parse trims it, the stream sends it after what it sent
+// (send_content holds blanks the same way), so both give the same text.
 void parse_answer(std::string_view rest, const OutputFormat& f, ParsedOutput& out) {
   switch (f.tools) {
     case ToolFormat::Hermes:
@@ -246,7 +248,7 @@ void parse_answer(std::string_view rest, const OutputFormat& f, ParsedOutput& ou
       f.forced_calls ? parse_hermes(rest, out) : parse_section_calls(rest, f.tools, out);
       break;
     case ToolFormat::None:
-      out.content = trim(rest);
+      out.content = std::string(rest);
       break;
   }
   std::vector<std::string> ids;
@@ -270,6 +272,7 @@ ParsedOutput parse_output(const std::string& text, const OutputFormat& f) {
     rest = close == std::string_view::npos ? std::string_view() : rest.substr(close + 8);
   }
   parse_answer(rest, f, out);
+  out.content = trim(out.content);
   return out;
 }
 
