@@ -5,6 +5,7 @@
 // and numbered in order, and both end with the same status or stop reason.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -40,10 +41,20 @@ struct Output {
   FinishReason end = FinishReason::Stop;
 };
 
-Output random_output(std::mt19937& rng) {
+// Pieces of calls the model broke off or got wrong.
+const std::vector<std::string> kBroken = {"<tool_call>{\"name\": ",
+                                          "\"h\", \"arguments\": {\"b\": [",
+                                          "broken}",
+                                          "</tool_call>",
+                                          "<tool_call>",
+                                          "tru",
+                                          "\"x"};
+
+Output random_output(std::mt19937& rng, bool broken = false) {
   auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
   std::string text;
-  for (size_t n = 1 + pick(8); n > 0; --n) text += kPieces[pick(kPieces.size())];
+  for (size_t n = 1 + pick(8); n > 0; --n)
+    text += broken && pick(2) == 0 ? kBroken[pick(kBroken.size())] : kPieces[pick(kPieces.size())];
   Output out;
   for (size_t i = 0; i < text.size();) {
     const size_t n = 1 + pick(12);
@@ -153,6 +164,31 @@ TEST(BuilderRandom, StreamsRebuildTheWholeAnswer) {
                  << "round " << round << " end " << int(o.end) << " text " << text);
     check_responses(o);
     check_messages(o);
+    if (::testing::Test::HasFailure()) return;
+  }
+}
+
+// Whatever the model broke, a tool_use's streamed input_json is a JSON prefix: Anthropic's SDKs
+// read it with a partial-JSON parser, which raises on anything else.
+TEST(BuilderRandom, BrokenCallsStreamJsonPrefixes) {
+  std::mt19937 rng(7);
+  for (int round = 0; round < 600; ++round) {
+    const Output o = random_output(rng, /*broken=*/true);
+    AnthropicBuilder b("msg_r", "m", accepted());
+    std::string body = b.start();
+    for (const StreamEvent& ev : test::output_events(o.chunks, o.end)) body += b.stream(ev);
+    body += b.end();
+    std::map<size_t, std::string> partial;
+    for (const json& e : test::typed_sse_events(body))
+      if (e["type"] == "content_block_delta" && e["delta"]["type"] == "input_json_delta")
+        partial[e["index"].get<size_t>()] += e["delta"]["partial_json"].get<std::string>();
+    for (const auto& [index, text] : partial) {
+      try {
+        (void)json::parse(text);
+      } catch (const json::parse_error& e) {
+        EXPECT_GT(e.byte, text.size()) << "not a JSON prefix: " << text;  // past the end: a prefix
+      }
+    }
     if (::testing::Test::HasFailure()) return;
   }
 }

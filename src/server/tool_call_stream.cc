@@ -155,8 +155,10 @@ bool CallArgStreamer::read_header(std::string_view held, std::vector<ToolCallDel
   if (format_ != ToolFormat::Hermes && !is_section_format(format_)) call_start_ = pos_;
   // From the arguments' opening brace on.
   pos_ += size_t(m.length(0)) - 1;
-  depth_ = 0;
-  in_string_ = escape_ = false;
+  in_string_ = escape_ = in_number_ = false;
+  literal_ = {};
+  stack_.clear();
+  expect_ = Expect::Value;
   ToolCallDelta d;
   d.index = int(ids_.size());
   d.first = true;
@@ -169,23 +171,100 @@ bool CallArgStreamer::read_header(std::string_view held, std::vector<ToolCallDel
   return true;
 }
 
+// One byte of the arguments outside their strings; false when no JSON can go on with it (a tag
+// the model began inside unclosed arguments, a word after a value, a key in a list). What a
+// client has accumulated then stays a JSON prefix, which partial-JSON readers (Anthropic's SDKs)
+// need: they raise on anything else. Numbers are read loosely (their characters, not their form).
+bool CallArgStreamer::json_continues(char c, bool& closed) {
+  if (!literal_.empty()) {  // inside true / false / null
+    if (c != literal_.front()) return false;
+    literal_.remove_prefix(1);
+    if (literal_.empty()) expect_ = Expect::CommaOrClose;
+    return true;
+  }
+  if (in_number_) {
+    if (std::string_view("0123456789+-.eE").find(c) != std::string_view::npos) return true;
+    in_number_ = false;
+    expect_ = Expect::CommaOrClose;
+  }
+  if (c == ' ' || c == '\t' || c == '\r' || c == '\n') return true;
+  const bool in_object = !stack_.empty() && stack_.back() == '{';
+  switch (expect_) {
+    case Expect::Colon:
+      if (c != ':') return false;
+      expect_ = Expect::Value;
+      return true;
+    case Expect::CommaOrClose:
+      if (c == ',') {
+        expect_ = in_object ? Expect::Key : Expect::Value;
+        return true;
+      }
+      return close(c, closed);
+    case Expect::KeyOrClose:
+      if (c == '}') return close(c, closed);
+      [[fallthrough]];
+    case Expect::Key:
+      if (c != '"') return false;
+      in_string_ = true;
+      return true;
+    case Expect::ValueOrClose:
+      if (c == ']') return close(c, closed);
+      [[fallthrough]];
+    case Expect::Value:
+      break;
+  }
+  if (c == '"') {
+    in_string_ = true;
+  } else if (c == '{' || c == '[') {
+    stack_.push_back(c);
+    expect_ = c == '{' ? Expect::KeyOrClose : Expect::ValueOrClose;
+  } else if (c == 't' || c == 'f' || c == 'n') {
+    literal_ = c == 't' ? "rue" : c == 'f' ? "alse" : "ull";
+  } else if (c == '-' || (c >= '0' && c <= '9')) {
+    in_number_ = true;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// A '}' or ']' closing the innermost container (false when it is the other kind).
+bool CallArgStreamer::close(char c, bool& closed) {
+  if (stack_.empty() || (c == '}') != (stack_.back() == '{') || (c != '}' && c != ']'))
+    return false;
+  stack_.pop_back();
+  expect_ = Expect::CommaOrClose;
+  closed = stack_.empty();
+  return true;
+}
+
+// After a string: a key wants its colon, a value a separator or a close.
+void CallArgStreamer::string_ended() {
+  expect_ = expect_ == Expect::Key || expect_ == Expect::KeyOrClose ? Expect::Colon
+                                                                    : Expect::CommaOrClose;
+}
+
 void CallArgStreamer::scan_args(std::string_view held, std::vector<ToolCallDelta>& out) {
   const size_t from = pos_;
   size_t i = pos_;
-  bool closed = false;
+  bool closed = false, broken = false;
   for (; i < held.size() && !closed; ++i) {
     const char c = held[i];
     if (escape_) {
       escape_ = false;
     } else if (in_string_) {
+      if (static_cast<unsigned char>(c) < 0x20) {  // a raw control byte: no JSON string
+        broken = true;
+        break;
+      }
       if (c == '\\') escape_ = true;
-      if (c == '"') in_string_ = false;
-    } else if (c == '"') {
-      in_string_ = true;
-    } else if (c == '{' || c == '[') {
-      ++depth_;
-    } else if ((c == '}' || c == ']') && --depth_ == 0) {
-      closed = true;
+      if (c == '"') {
+        in_string_ = false;
+        string_ended();
+      }
+    } else if (!json_continues(c, closed)) {
+      broken = true;  // stop before it: the whole parse decides what this was
+      break;
     }
   }
   pos_ = i;
@@ -197,6 +276,7 @@ void CallArgStreamer::scan_args(std::string_view held, std::vector<ToolCallDelta
   }
   // The next call: the list goes on (Mistral), or after the next opening tag.
   if (closed) state_ = in_list_ || format_ == ToolFormat::Llama3Json ? State::Header : State::Open;
+  if (broken) state_ = State::Done;
 }
 
 std::optional<size_t> CallArgStreamer::cut_call_start() const {

@@ -54,16 +54,24 @@ class CallArgStreamer {
   bool read_header(std::string_view held, std::vector<ToolCallDelta>& out);
   std::optional<size_t> announced_as(const ToolCall& call, size_t k) const;
   void scan_args(std::string_view held, std::vector<ToolCallDelta>& out);
+  bool json_continues(char c, bool& closed);
+  bool close(char c, bool& closed);
+  void string_ended();
 
   ToolFormat format_;
   State state_;
   size_t pos_ = 0;         // how far the held text has been read
   size_t call_start_ = 0;  // where the call being read starts
-  // Args: the object's nesting depth, and the string state of the scan.
-  int depth_ = 0;
+  // Args: the scan's string state, and what the JSON allows next outside strings
+  // (json_continues).
   bool in_string_ = false;
   bool escape_ = false;
-  bool in_list_ = false;  // Mistral: inside a [...] call list
+  enum class Expect { Value, ValueOrClose, Key, KeyOrClose, Colon, CommaOrClose };
+  Expect expect_ = Expect::Value;
+  std::vector<char> stack_;  // the open containers, '{' or '['
+  bool in_number_ = false;
+  std::string_view literal_;  // the rest of the true / false / null being read
+  bool in_list_ = false;      // Mistral: inside a [...] call list
   std::vector<std::string> ids_;
   std::vector<size_t> starts_;  // per announced call, where it starts (call_start_)
 };
