@@ -181,6 +181,51 @@ TEST(ToolCallSections, AStreamCutInsideACall) {
   EXPECT_EQ(args[1], "{\"te");
 }
 
+// Review of 2026-12-07: a header of blanks is read in linear time (a regex took minutes over
+// 1,000 of them fed a byte at a time); no call is read after the section's end; a call's end
+// token inside an unclosed string ends its streaming there, and the text after it is not lost.
+TEST(ToolCallSections, HostileStreamsStayCheapAndBounded) {
+  const OutputFormat f = deepseek_format();
+  auto stream = [&](const std::string& text, size_t step) {
+    OutputStream s(f);
+    ParsedOutput got;
+    std::map<int, ToolCall> calls;
+    auto take = [&](const OutputStream::Delta& d) {
+      got.content += d.content;
+      for (const ToolCallDelta& c : d.calls) {
+        if (c.first) calls[c.index].name = c.name;
+        calls[c.index].arguments += c.arguments;
+      }
+    };
+    for (size_t i = 0; i < text.size(); i += step) take(s.add(text.substr(i, step)));
+    take(s.finish());
+    for (auto& [k, c] : calls) got.calls.push_back(c);
+    return got;
+  };
+  const std::string blanks = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f" +
+                             std::string(500, ' ') + std::string(500, '\n');
+  EXPECT_TRUE(stream(blanks, 1).calls.empty());
+  const std::string after_end =
+      "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{\"x\": 1}<｜tool▁call▁end｜>"
+      "<｜tool▁calls▁end｜>after <｜tool▁call▁begin｜>h<｜tool▁sep｜>{\"y\": 2}<｜tool▁call▁end｜>";
+  const ParsedOutput whole = parse_output(after_end, f);
+  for (size_t step : {size_t(1), size_t(7), after_end.size()}) {
+    const ParsedOutput s = stream(after_end, step);
+    ASSERT_EQ(s.calls.size(), 1u) << step;
+    EXPECT_EQ(s.calls[0].name, "f");
+    EXPECT_EQ(s.content, whole.content);
+  }
+  const std::string unclosed =
+      "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{\"a\": \"x}<｜tool▁call▁end｜>"
+      "<｜tool▁calls▁end｜>Done, thanks";
+  for (size_t step : {size_t(1), size_t(5), unclosed.size()}) {
+    const ParsedOutput s = stream(unclosed, step);
+    EXPECT_NE(s.content.find("Done, thanks"), std::string::npos) << step << ": " << s.content;
+    for (const ToolCall& c : s.calls)
+      EXPECT_EQ(c.arguments.find("<｜"), std::string::npos) << c.arguments;
+  }
+}
+
 TEST(ToolCallSections, AForcedCallIsTheGrammarsHermesTag) {
   for (const std::string& tmpl : {kTemplate, kKimiTemplate}) {
     OutputFormat f = detect_output_format(tmpl, "", true);

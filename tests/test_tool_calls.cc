@@ -395,6 +395,9 @@ TEST(ToolCalls, RandomMutationFindings) {
   OutputFormat forced = kHermes;
   forced.forced_calls = true;
   expect_stream_matches("<think>x</think><think>y</think>A", forced);
+  // Nor is a streamed header with an empty name a call (review of 2026-12-07).
+  expect_stream_matches("<tool_call>{\"name\": \"\", \"arguments\": {\"a\": 1}}</tool_call>",
+                        kHermes);
 }
 
 TEST(ToolCalls, StreamSendsContentBeforeTheCall) {

@@ -97,6 +97,45 @@ std::string_view section_call_token(ToolFormat format) {
   return tokens_of(format).call_begin;
 }
 
+std::string_view section_call_end_token(ToolFormat format) {
+  return tokens_of(format).call_end;
+}
+
+std::string_view section_end_token(ToolFormat format) {
+  return tokens_of(format).calls_end;
+}
+
+std::optional<SectionCallHeader> section_call_header(std::string_view body, ToolFormat format) {
+  const std::string_view sep_token = tokens_of(format).sep;
+  const size_t sep = body.find(sep_token);
+  if (sep == std::string_view::npos) return std::nullopt;
+  std::string_view name = trimmed(body.substr(0, sep));
+  size_t at = sep + sep_token.size();
+  auto skip_blanks = [&] {
+    while (at < body.size() && std::string_view(" \t\r\n").find(body[at]) != std::string_view::npos)
+      ++at;
+  };
+  skip_blanks();
+  if (format == ToolFormat::Kimi) {
+    name = kimi_name(name);
+  } else if (name == "function" && at < body.size() && body[at] != '{') {
+    // V3's "NAME\n```json\n{": the name's line, then the fence's (as split_fenced reads them).
+    const size_t line_end = body.find('\n', at);
+    if (line_end == std::string_view::npos) return std::nullopt;
+    name = trimmed(body.substr(at, line_end - at));
+    at = line_end + 1;
+    skip_blanks();
+    if (body.substr(at).starts_with(kFence)) {
+      const size_t fence_end = body.find('\n', at);
+      if (fence_end == std::string_view::npos) return std::nullopt;
+      at = fence_end + 1;
+      skip_blanks();
+    }
+  }
+  if (name.empty() || at >= body.size() || body[at] != '{') return std::nullopt;
+  return SectionCallHeader{std::string(name), at};
+}
+
 void parse_section_calls(std::string_view text, ToolFormat format, ParsedOutput& out) {
   const SectionTokens& t = tokens_of(format);
   const size_t section = text.find(t.calls_begin);

@@ -20,6 +20,8 @@
 // arguments as they come (server/tool_call_stream.h); a forced call is the grammar's Hermes tag (a
 // grammar over text cannot write special tokens), which tool_calls.cc reads.
 #pragma once
+#include <optional>
+#include <string>
 #include <string_view>
 
 #include "server/tool_calls.h"
@@ -37,6 +39,19 @@ ToolFormat section_template_format(std::string_view template_text);
 // and the one that opens each call (CallArgStreamer reads a call's header after it).
 std::string_view section_begin_token(ToolFormat format);
 std::string_view section_call_token(ToolFormat format);
+
+// The header of a call whose body (after its call token) starts `body`: the function's name, as
+// the whole parse reads it, and where its arguments' '{' is. nullopt while the header is not
+// whole yet, or when it is no call's (linear in body: it is retried as the stream grows).
+struct SectionCallHeader {
+  std::string name;
+  size_t args_at = 0;
+};
+std::optional<SectionCallHeader> section_call_header(std::string_view body, ToolFormat format);
+
+// The tokens that end a call and the section (a streamed call's arguments stop at them).
+std::string_view section_call_end_token(ToolFormat format);
+std::string_view section_end_token(ToolFormat format);
 
 // Reads the calls of `text` (after any reasoning block) into out.calls (each call's `at`: where
 // its call-begin token starts) and the rest into out.content (untrimmed: parse_output trims it).

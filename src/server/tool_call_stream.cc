@@ -14,7 +14,7 @@ namespace {
 
 // A call object's start up to its arguments' opening brace; group 1: the name's JSON text.
 constexpr const char* kJsonCall =
-    R"re(\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"(?:arguments|parameters)"\s*:\s*\{)re";
+    R"re(\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)+)"\s*,\s*"(?:arguments|parameters)"\s*:\s*\{)re";
 
 const std::regex& hermes_header() {
   static const std::regex re(std::string(R"(\s*)") + kJsonCall);
@@ -46,21 +46,6 @@ const std::regex& llama_next_header() {
 // Mistral's named form: name[ARGS]{ (an optional [CALL_ID]id before [ARGS]); group 1: the name.
 const std::regex& mistral_named_header() {
   static const std::regex re(R"re(\s*([^\[\]\s"{}]+)(?:\[CALL_ID\][^\[]*)?\[ARGS\]\s*\{)re");
-  return re;
-}
-
-// DeepSeek, after <｜tool▁call▁begin｜>: V3's "function<｜tool▁sep｜>NAME\n```json\n{" (group 1)
-// or V3.1's "NAME<｜tool▁sep｜>{" (group 2).
-const std::regex& deepseek_header() {
-  static const std::regex re(
-      "\\s*(?:function<｜tool▁sep｜>\\s*([^\\n<]+?)\\s*\\n\\s*```(?:json)?\\s*\\{|"
-      "([^<\\s][^<]*?)\\s*<｜tool▁sep｜>\\s*\\{)");
-  return re;
-}
-// Kimi, after <|tool_call_begin|>: "functions.NAME:K<|tool_call_argument_begin|>{"; group 1: NAME.
-const std::regex& kimi_header() {
-  static const std::regex re(
-      R"re(\s*(?:functions\.)?([^<\s][^<]*?)(?::\d+)?\s*<\|tool_call_argument_begin\|>\s*\{)re");
   return re;
 }
 
@@ -110,6 +95,12 @@ bool CallArgStreamer::find_open(std::string_view held) {
                                                              : "[TOOL_CALLS]";
   const size_t at = held.find(tag, pos_);
   if (at == std::string_view::npos) return false;
+  // Past the end of DeepSeek's or Kimi's section no call is read (the whole parse's rule).
+  if (is_section_format(format_) &&
+      held.substr(0, at).find(section_end_token(format_), pos_) != std::string_view::npos) {
+    state_ = State::Done;
+    return false;
+  }
   call_start_ = at;
   pos_ = at + tag.size();
   state_ = State::Header;
@@ -125,15 +116,16 @@ bool CallArgStreamer::match_header(std::string_view held, std::vector<ToolCallDe
 bool CallArgStreamer::read_header(std::string_view held, std::vector<ToolCallDelta>& out) {
   std::cmatch m;
   std::string name;
+  size_t header_bytes = 0;  // up to and with the arguments' '{'
   if (format_ == ToolFormat::Hermes) {
     if (!match_at(held, pos_, hermes_header(), m)) return false;
     name = unescape_name(m[1].str());
-  } else if (format_ == ToolFormat::DeepSeek) {
-    if (!match_at(held, pos_, deepseek_header(), m)) return false;
-    name = m[1].matched ? m[1].str() : m[2].str();
-  } else if (format_ == ToolFormat::Kimi) {
-    if (!match_at(held, pos_, kimi_header(), m)) return false;
-    name = m[1].str();
+  } else if (is_section_format(format_)) {
+    const std::optional<SectionCallHeader> h = section_call_header(
+        held.substr(pos_, std::min(held.size() - pos_, kMaxHeaderBytes)), format_);
+    if (!h) return false;
+    name = h->name;
+    header_bytes = h->args_at + 1;
   } else if (format_ == ToolFormat::Llama3Json) {
     if (!match_at(held, pos_, ids_.empty() ? llama_first_header() : llama_next_header(), m))
       return false;
@@ -154,7 +146,7 @@ bool CallArgStreamer::read_header(std::string_view held, std::vector<ToolCallDel
   // Hermes and the sections: where its tag starts (find_open).
   if (format_ != ToolFormat::Hermes && !is_section_format(format_)) call_start_ = pos_;
   // From the arguments' opening brace on.
-  pos_ += size_t(m.length(0)) - 1;
+  pos_ += (header_bytes != 0 ? header_bytes : size_t(m.length(0))) - 1;
   in_string_ = escape_ = in_number_ = false;
   literal_ = {};
   stack_.clear();
@@ -244,6 +236,18 @@ void CallArgStreamer::string_ended() {
                                                                     : Expect::CommaOrClose;
 }
 
+std::optional<bool> CallArgStreamer::end_tag_at(std::string_view rest) const {
+  std::vector<std::string_view> tags;
+  if (format_ == ToolFormat::Hermes) tags = {"</tool_call>"};
+  if (is_section_format(format_))
+    tags = {section_call_end_token(format_), section_end_token(format_)};
+  for (const std::string_view t : tags) {
+    if (rest.starts_with(t)) return true;
+    if (t.starts_with(rest)) return false;
+  }
+  return std::nullopt;
+}
+
 void CallArgStreamer::scan_args(std::string_view held, std::vector<ToolCallDelta>& out) {
   const size_t from = pos_;
   size_t i = pos_;
@@ -256,6 +260,14 @@ void CallArgStreamer::scan_args(std::string_view held, std::vector<ToolCallDelta
       if (static_cast<unsigned char>(c) < 0x20) {  // a raw control byte: no JSON string
         broken = true;
         break;
+      }
+      // The call's end tag inside a string: the whole parse ends the call there (no JSON).
+      if (c == '<') {
+        const std::optional<bool> tag = end_tag_at(held.substr(i));
+        if (tag) {
+          broken = *tag;  // else its start: wait for the rest
+          break;
+        }
       }
       if (c == '\\') escape_ = true;
       if (c == '"') {

@@ -55,6 +55,9 @@ class CallArgStreamer {
   std::optional<size_t> announced_as(const ToolCall& call, size_t k) const;
   void scan_args(std::string_view held, std::vector<ToolCallDelta>& out);
   bool json_continues(char c, bool& closed);
+  // Whether `rest` starts with the call's end tag (true) or with the start of one (false: wait);
+  // nullopt when neither.
+  std::optional<bool> end_tag_at(std::string_view rest) const;
   bool close(char c, bool& closed);
   void string_ended();
 
