@@ -165,8 +165,8 @@ TEST(ToolCallRandom, MutatedOutputsNeverBreakTheParser) {
     const std::string text = mutate(kSeeds[size_t(round) % kSeeds.size()], rng);
     for (const OutputFormat& f : formats()) {
       SCOPED_TRACE(::testing::Message() << "round " << round << " format " << int(f.tools)
-                                      << " think " << f.starts_in_think << " forced "
-                                      << f.forced_calls << " text " << text.substr(0, 300));
+                                        << " think " << f.starts_in_think << " forced "
+                                        << f.forced_calls << " text " << text.substr(0, 300));
       check(text, f, rng);
       if (::testing::Test::HasFailure()) return;
     }
