@@ -36,22 +36,6 @@ std::string_view trimmed(std::string_view s) {
   return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
 }
 
-// DeepSeek V3's "NAME\n```json\n{...}\n```": the name and the fenced arguments (unfenced: the
-// rest).
-void split_fenced(std::string_view after_sep, std::string_view& name, std::string_view& args) {
-  const size_t line_end = after_sep.find('\n');
-  name = trimmed(after_sep.substr(0, line_end));
-  args = line_end == std::string_view::npos ? std::string_view() : after_sep.substr(line_end + 1);
-  args = trimmed(args);
-  if (args.starts_with(kFence)) {
-    const size_t body = args.find('\n');
-    args = body == std::string_view::npos ? std::string_view() : args.substr(body + 1);
-    if (const size_t close = args.rfind(kFence); close != std::string_view::npos)
-      args = args.substr(0, close);
-  }
-  args = trimmed(args);
-}
-
 // Kimi's "functions.NAME:K": NAME (an id of another shape is taken as the name).
 std::string_view kimi_name(std::string_view id) {
   if (id.starts_with("functions.")) id.remove_prefix(10);
@@ -62,21 +46,22 @@ std::string_view kimi_name(std::string_view id) {
   return id;
 }
 
-// One call's body (between its begin and end tokens); false when it is not a call.
+}  // namespace
+
+namespace {
+
+// One call's body (between its begin and end tokens); false when it is not a call. Its header is
+// read as the stream reads it (section_call_header).
 bool section_call(std::string_view body, ToolFormat format, ToolCall& call) {
-  const std::string_view sep_token = tokens_of(format).sep;
-  const size_t sep = body.find(sep_token);
-  if (sep == std::string_view::npos) return false;
-  std::string_view name = trimmed(body.substr(0, sep));
-  std::string_view args = trimmed(body.substr(sep + sep_token.size()));
-  if (format == ToolFormat::Kimi)
-    name = kimi_name(name);
-  else if (name == "function" && !args.starts_with('{'))
-    split_fenced(args, name, args);
-  if (name.empty()) return false;
-  const nlohmann::ordered_json j = parse_bounded(args);
+  const std::optional<SectionCallHeader> h = section_call_header(body, format);
+  if (!h) return false;
+  std::string_view args = body.substr(h->args_at);
+  if (h->fenced)  // V3's closing fence
+    if (const size_t close = args.rfind(kFence); close != std::string_view::npos)
+      args = args.substr(0, close);
+  const nlohmann::ordered_json j = parse_bounded(trimmed(args));
   if (!j.is_object()) return false;
-  call.name = std::string(name);
+  call.name = h->name;
   call.arguments = j.dump();
   return true;
 }
@@ -111,6 +96,7 @@ std::optional<SectionCallHeader> section_call_header(std::string_view body, Tool
   if (sep == std::string_view::npos) return std::nullopt;
   std::string_view name = trimmed(body.substr(0, sep));
   size_t at = sep + sep_token.size();
+  bool fenced = false;
   auto skip_blanks = [&] {
     while (at < body.size() && std::string_view(" \t\r\n").find(body[at]) != std::string_view::npos)
       ++at;
@@ -119,13 +105,14 @@ std::optional<SectionCallHeader> section_call_header(std::string_view body, Tool
   if (format == ToolFormat::Kimi) {
     name = kimi_name(name);
   } else if (name == "function" && at < body.size() && body[at] != '{') {
-    // V3's "NAME\n```json\n{": the name's line, then the fence's (as split_fenced reads them).
+    // V3's "NAME\n```json\n{": the name's line, then the fence's line.
     const size_t line_end = body.find('\n', at);
     if (line_end == std::string_view::npos) return std::nullopt;
     name = trimmed(body.substr(at, line_end - at));
     at = line_end + 1;
     skip_blanks();
-    if (body.substr(at).starts_with(kFence)) {
+    fenced = body.substr(at).starts_with(kFence);
+    if (fenced) {
       const size_t fence_end = body.find('\n', at);
       if (fence_end == std::string_view::npos) return std::nullopt;
       at = fence_end + 1;
@@ -133,7 +120,7 @@ std::optional<SectionCallHeader> section_call_header(std::string_view body, Tool
     }
   }
   if (name.empty() || at >= body.size() || body[at] != '{') return std::nullopt;
-  return SectionCallHeader{std::string(name), at};
+  return SectionCallHeader{std::string(name), at, fenced};
 }
 
 void parse_section_calls(std::string_view text, ToolFormat format, ParsedOutput& out) {

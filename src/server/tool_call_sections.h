@@ -42,10 +42,12 @@ std::string_view section_call_token(ToolFormat format);
 
 // The header of a call whose body (after its call token) starts `body`: the function's name, as
 // the whole parse reads it, and where its arguments' '{' is. nullopt while the header is not
-// whole yet, or when it is no call's (linear in body: it is retried as the stream grows).
+// whole yet, or when it is no call's (linear in body: it is retried as the stream grows). The
+// whole parse reads each call's header with it too.
 struct SectionCallHeader {
   std::string name;
   size_t args_at = 0;
+  bool fenced = false;  // DeepSeek V3's ```json block: the arguments end at its closing fence
 };
 std::optional<SectionCallHeader> section_call_header(std::string_view body, ToolFormat format);
 
