@@ -66,11 +66,7 @@ Output random_output(std::mt19937& rng, bool broken = false) {
 }
 
 StreamEvent accepted() {
-  StreamEvent ev;
-  ev.kind = StreamEvent::Kind::Accepted;
-  ev.num_prompt_tokens = 3;
-  ev.format = OutputFormat{ToolFormat::Hermes, false};
-  return ev;
+  return test::accepted_event(ToolFormat::Hermes, 3);
 }
 
 // The Responses API: items rebuilt from the stream's deltas against the whole response's.

@@ -225,11 +225,7 @@ TEST(AnthropicRequest, ErrorsNameTheAnthropicField) {
 // --- the builder over known events ---------------------------------------------------------------
 
 StreamEvent accepted() {
-  StreamEvent ev;
-  ev.kind = StreamEvent::Kind::Accepted;
-  ev.num_prompt_tokens = 7;
-  ev.format = OutputFormat{ToolFormat::Hermes, false};
-  return ev;
+  return test::accepted_event(ToolFormat::Hermes, 7);
 }
 
 TEST(AnthropicBuilder, WholeAndStreamedBlocksAgree) {

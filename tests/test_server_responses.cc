@@ -199,11 +199,7 @@ TEST(ResponsesRequest, ErrorsNameTheResponsesField) {
 // --- the builder over known events -------------------------------------------------------------
 
 StreamEvent accepted(ToolFormat tools) {
-  StreamEvent ev;
-  ev.kind = StreamEvent::Kind::Accepted;
-  ev.num_prompt_tokens = 12;
-  ev.format = OutputFormat{tools, false};
-  return ev;
+  return test::accepted_event(tools, 12);
 }
 
 ResponsesMeta meta() {

@@ -4,8 +4,8 @@
 // whole parse's object), and a forced call (the grammar's Hermes tag) is read too.
 #include <gtest/gtest.h>
 
-#include <map>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -58,6 +58,36 @@ void expect_two_calls(const ParsedOutput& p) {
   EXPECT_EQ(json::parse(p.calls[1].arguments), json::parse(R"({"text": "a\nb"})"));
   EXPECT_NE(p.calls[0].id, p.calls[1].id);
   EXPECT_TRUE(p.calls[0].id.starts_with("call_")) << p.calls[0].id;
+}
+
+// What a client gets from streaming `text` in pieces of `step` bytes.
+struct Streamed {
+  std::string content;
+  std::vector<ToolCall> calls;  // by index: name and the arguments' fragments joined
+  std::vector<int> fragments;   // per call, how many non-empty argument fragments
+  bool has_calls = false, cut = false;
+};
+
+Streamed stream(const std::string& text, const OutputFormat& f, size_t step) {
+  OutputStream s(f);
+  Streamed got;
+  auto take = [&](const OutputStream::Delta& d) {
+    got.content += d.content;
+    for (const ToolCallDelta& c : d.calls) {
+      if (c.first) {
+        got.calls.resize(size_t(c.index) + 1);
+        got.fragments.resize(size_t(c.index) + 1);
+        got.calls[size_t(c.index)].name = c.name;
+      }
+      got.calls.at(size_t(c.index)).arguments += c.arguments;
+      got.fragments.at(size_t(c.index)) += !c.arguments.empty();
+    }
+  };
+  for (size_t i = 0; i < text.size(); i += step) take(s.add(text.substr(i, step)));
+  take(s.finish());
+  got.has_calls = s.has_calls();
+  got.cut = s.call_cut();
+  return got;
 }
 
 TEST(ToolCallSections, TheTemplateTellsTheFormat) {
@@ -131,29 +161,16 @@ TEST(ToolCallSections, StreamedCallsEqualTheWholeParse) {
         text == kKimiCalls ? detect_output_format(kKimiTemplate, "", true) : deepseek_format();
     const ParsedOutput whole = parse_output(text, f);
     for (size_t step : {size_t(1), size_t(3), size_t(40), text.size()}) {
-      OutputStream s(f);
-      std::string content;
-      std::map<int, ToolCall> calls;
-      std::map<int, int> fragments;
-      auto take = [&](const OutputStream::Delta& d) {
-        content += d.content;
-        for (const ToolCallDelta& c : d.calls) {
-          if (c.first) calls[c.index].name = c.name;
-          calls[c.index].arguments += c.arguments;
-          fragments[c.index] += !c.arguments.empty();
-        }
-      };
-      for (size_t i = 0; i < text.size(); i += step) take(s.add(text.substr(i, step)));
-      take(s.finish());
+      const Streamed got = stream(text, f, step);
       SCOPED_TRACE(step);
-      EXPECT_EQ(content, whole.content);  // no piece of a token leaks into the content
-      EXPECT_TRUE(s.has_calls());
-      ASSERT_EQ(calls.size(), 2u);
-      for (int k = 0; k < 2; ++k) {
-        EXPECT_EQ(calls[k].name, whole.calls[size_t(k)].name);
+      EXPECT_EQ(got.content, whole.content);  // no piece of a token leaks into the content
+      EXPECT_TRUE(got.has_calls);
+      ASSERT_EQ(got.calls.size(), 2u);
+      for (size_t k = 0; k < 2; ++k) {
+        EXPECT_EQ(got.calls[k].name, whole.calls[k].name);
         // The arguments as the model wrote them: the same object the whole parse re-serialised.
-        EXPECT_EQ(json::parse(calls[k].arguments), json::parse(whole.calls[size_t(k)].arguments));
-        if (step == 1) EXPECT_GT(fragments[k], 5) << "streamed as they come, not whole";
+        EXPECT_EQ(json::parse(got.calls[k].arguments), json::parse(whole.calls[k].arguments));
+        if (step == 1) EXPECT_GT(got.fragments[k], 5) << "streamed as they come, not whole";
       }
     }
   }
@@ -163,22 +180,12 @@ TEST(ToolCallSections, StreamedCallsEqualTheWholeParse) {
 // and the first call is not sent twice.
 TEST(ToolCallSections, AStreamCutInsideACall) {
   const std::string text = kV31Calls.substr(0, kV31Calls.find("{\"text") + 4);
-  OutputStream s(deepseek_format());
-  std::string content;
-  std::map<int, std::string> args;
-  for (size_t i = 0; i < text.size(); i += 5) {
-    const OutputStream::Delta d = s.add(text.substr(i, 5));
-    content += d.content;
-    for (const ToolCallDelta& c : d.calls) args[c.index] += c.arguments;
-  }
-  const OutputStream::Delta d = s.finish();
-  content += d.content;
-  for (const ToolCallDelta& c : d.calls) args[c.index] += c.arguments;
-  EXPECT_TRUE(s.call_cut());
-  EXPECT_EQ(content, "");
-  ASSERT_EQ(args.size(), 2u);
-  EXPECT_EQ(json::parse(args[0]), json::parse(R"({"city": "Paris", "days": 3})"));
-  EXPECT_EQ(args[1], "{\"te");
+  const Streamed got = stream(text, deepseek_format(), 5);
+  EXPECT_TRUE(got.cut);
+  EXPECT_EQ(got.content, "");
+  ASSERT_EQ(got.calls.size(), 2u);
+  EXPECT_EQ(json::parse(got.calls[0].arguments), json::parse(R"({"city": "Paris", "days": 3})"));
+  EXPECT_EQ(got.calls[1].arguments, "{\"te");
 }
 
 // Review of 2026-12-07: a header of blanks is read in linear time (a regex took minutes over
@@ -186,31 +193,15 @@ TEST(ToolCallSections, AStreamCutInsideACall) {
 // token inside an unclosed string ends its streaming there, and the text after it is not lost.
 TEST(ToolCallSections, HostileStreamsStayCheapAndBounded) {
   const OutputFormat f = deepseek_format();
-  auto stream = [&](const std::string& text, size_t step) {
-    OutputStream s(f);
-    ParsedOutput got;
-    std::map<int, ToolCall> calls;
-    auto take = [&](const OutputStream::Delta& d) {
-      got.content += d.content;
-      for (const ToolCallDelta& c : d.calls) {
-        if (c.first) calls[c.index].name = c.name;
-        calls[c.index].arguments += c.arguments;
-      }
-    };
-    for (size_t i = 0; i < text.size(); i += step) take(s.add(text.substr(i, step)));
-    take(s.finish());
-    for (auto& [k, c] : calls) got.calls.push_back(c);
-    return got;
-  };
   const std::string blanks = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f" +
                              std::string(500, ' ') + std::string(500, '\n');
-  EXPECT_TRUE(stream(blanks, 1).calls.empty());
+  EXPECT_TRUE(stream(blanks, f, 1).calls.empty());
   const std::string after_end =
       "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{\"x\": 1}<｜tool▁call▁end｜>"
       "<｜tool▁calls▁end｜>after <｜tool▁call▁begin｜>h<｜tool▁sep｜>{\"y\": 2}<｜tool▁call▁end｜>";
   const ParsedOutput whole = parse_output(after_end, f);
   for (size_t step : {size_t(1), size_t(7), after_end.size()}) {
-    const ParsedOutput s = stream(after_end, step);
+    const Streamed s = stream(after_end, f, step);
     ASSERT_EQ(s.calls.size(), 1u) << step;
     EXPECT_EQ(s.calls[0].name, "f");
     EXPECT_EQ(s.content, whole.content);
@@ -219,7 +210,7 @@ TEST(ToolCallSections, HostileStreamsStayCheapAndBounded) {
       "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{\"a\": \"x}<｜tool▁call▁end｜>"
       "<｜tool▁calls▁end｜>Done, thanks";
   for (size_t step : {size_t(1), size_t(5), unclosed.size()}) {
-    const ParsedOutput s = stream(unclosed, step);
+    const Streamed s = stream(unclosed, f, step);
     EXPECT_NE(s.content.find("Done, thanks"), std::string::npos) << step << ": " << s.content;
     for (const ToolCall& c : s.calls)
       EXPECT_EQ(c.arguments.find("<｜"), std::string::npos) << c.arguments;
@@ -240,18 +231,10 @@ TEST(ToolCallSections, AForcedCallIsTheGrammarsHermesTag) {
     const std::string text =
         "<tool_call>\n{\"name\": \"note\", \"arguments\": {\"text\": \"hello "
         "there\"}}\n</tool_call>";
-    OutputStream s(f);
-    std::string args;
-    int fragments = 0;
-    for (size_t i = 0; i < text.size(); i += 4) {
-      for (const ToolCallDelta& c : s.add(text.substr(i, 4)).calls) {
-        args += c.arguments;
-        fragments += !c.arguments.empty();
-      }
-    }
-    for (const ToolCallDelta& c : s.finish().calls) args += c.arguments;
-    EXPECT_GT(fragments, 2);
-    EXPECT_EQ(json::parse(args), json::parse(R"({"text": "hello there"})"));
+    const Streamed got = stream(text, f, 4);
+    ASSERT_EQ(got.calls.size(), 1u);
+    EXPECT_GT(got.fragments[0], 2);
+    EXPECT_EQ(json::parse(got.calls[0].arguments), json::parse(R"({"text": "hello there"})"));
   }
 }
 

@@ -1,6 +1,6 @@
 // Test helpers for the answer builders (server/output_builder.h):
-// a request's Output events made from text pieces, the same events fed to a whole and a
-// streaming builder, and the typed SSE events of a stream body, each checked to be well formed
+// a request's Accepted and Output events made from text pieces, the same events fed to a whole and
+// a streaming builder, and the typed SSE events of a stream body, each checked to be well formed
 // and to name its type in both lines.
 #pragma once
 #include <gtest/gtest.h>
@@ -14,6 +14,15 @@
 #include "server/output_builder.h"
 
 namespace nc::test {
+
+// The Accepted event an answer starts with: the prompt's tokens and the output's tool format.
+inline server::StreamEvent accepted_event(server::ToolFormat tools, int prompt_tokens) {
+  server::StreamEvent ev;
+  ev.kind = server::StreamEvent::Kind::Accepted;
+  ev.num_prompt_tokens = prompt_tokens;
+  ev.format = server::OutputFormat{tools, false};
+  return ev;
+}
 
 // One Output event per piece, a token each; the last finishes with `end`.
 inline std::vector<server::StreamEvent> output_events(const std::vector<std::string>& pieces,

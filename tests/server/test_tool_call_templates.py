@@ -18,10 +18,10 @@ import os
 import re
 import sys
 import unittest
-import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_openai_api import post  # noqa: E402
 from test_openai_client import MODEL, MODEL_ID, ServerTestCase, run_suite  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -179,17 +179,6 @@ class KimiK2TemplateToolCallTest(RoundTrip, ServerTestCase):
     TEMPLATE = "Kimi-K2-Instruct.jinja"
 
 
-def post_json(root, path, body):
-    """(status, parsed body) of a POST, errors included."""
-    req = urllib.request.Request(root + path, data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
 @unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
 class ChatTemplateKwargsTest(ServerTestCase):
     """vLLM's chat_template_kwargs reach the template: Qwen3's enable_thinking: false writes its
@@ -197,8 +186,8 @@ class ChatTemplateKwargsTest(ServerTestCase):
     SERVER_ARGS = ("--chat-template", os.path.join(TEMPLATES, "Qwen-Qwen3-0.6B.jinja"))
 
     def prompt(self, **extra):
-        status, body = post_json(self.root, "/tokenize",
-                                 {"messages": QUESTION, "add_generation_prompt": True, **extra})
+        status, body = post(self.root + "/tokenize",
+                            {"messages": QUESTION, "add_generation_prompt": True, **extra})
         self.assertEqual(status, 200, body)
         return body["tokens"]
 
@@ -217,9 +206,9 @@ class ChatTemplateKwargsTest(ServerTestCase):
     def test_bad_kwargs_are_400s(self):
         for kwargs, word in (([1], "chat_template_kwargs"), ({"messages": []}, "'messages'")):
             with self.subTest(kwargs=kwargs):
-                status, body = post_json(self.root, "/v1/chat/completions",
-                                         {"model": MODEL_ID, "messages": QUESTION,
-                                          "max_tokens": 1, "chat_template_kwargs": kwargs})
+                status, body = post(self.root + "/v1/chat/completions",
+                                    {"model": MODEL_ID, "messages": QUESTION,
+                                     "max_tokens": 1, "chat_template_kwargs": kwargs})
                 self.assertEqual(status, 400, body)
                 self.assertIn(word, body["error"]["message"])
 
