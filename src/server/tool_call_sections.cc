@@ -30,12 +30,6 @@ const SectionTokens& tokens_of(ToolFormat format) {
   return format == ToolFormat::Kimi ? kKimi : kDeepSeek;
 }
 
-std::string_view trimmed(std::string_view s) {
-  const size_t b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string_view::npos) return {};
-  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
-}
-
 // Kimi's "functions.NAME:K": NAME (an id of another shape is taken as the name).
 std::string_view kimi_name(std::string_view id) {
   if (id.starts_with("functions.")) id.remove_prefix(10);
@@ -59,7 +53,7 @@ bool section_call(std::string_view body, ToolFormat format, ToolCall& call) {
   if (h->fenced)  // V3's closing fence
     if (const size_t close = args.rfind(kFence); close != std::string_view::npos)
       args = args.substr(0, close);
-  const nlohmann::ordered_json j = parse_bounded(trimmed(args));
+  const nlohmann::ordered_json j = parse_bounded(trim_blanks(args));
   if (!j.is_object()) return false;
   call.name = h->name;
   call.arguments = j.dump();
@@ -94,7 +88,7 @@ std::optional<SectionCallHeader> section_call_header(std::string_view body, Tool
   const std::string_view sep_token = tokens_of(format).sep;
   const size_t sep = body.find(sep_token);
   if (sep == std::string_view::npos) return std::nullopt;
-  std::string_view name = trimmed(body.substr(0, sep));
+  std::string_view name = trim_blanks(body.substr(0, sep));
   size_t at = sep + sep_token.size();
   bool fenced = false;
   auto skip_blanks = [&] {
@@ -108,7 +102,7 @@ std::optional<SectionCallHeader> section_call_header(std::string_view body, Tool
     // V3's "NAME\n```json\n{": the name's line, then the fence's line.
     const size_t line_end = body.find('\n', at);
     if (line_end == std::string_view::npos) return std::nullopt;
-    name = trimmed(body.substr(at, line_end - at));
+    name = trim_blanks(body.substr(at, line_end - at));
     at = line_end + 1;
     skip_blanks();
     fenced = body.substr(at).starts_with(kFence);
@@ -137,7 +131,7 @@ void parse_section_calls(std::string_view text, ToolFormat format, ParsedOutput&
   while (pos < stop) {
     const size_t open = text.find(t.call_begin, pos);
     if (open == std::string_view::npos || open >= stop) break;
-    content += trimmed(text.substr(pos, open - pos));  // stray text between calls
+    content += trim_blanks(text.substr(pos, open - pos));  // stray text between calls
     const size_t body = open + t.call_begin.size();
     const size_t close = std::min(text.find(t.call_end, body), stop);
     const size_t next = close == stop ? stop : close + t.call_end.size();
@@ -150,7 +144,7 @@ void parse_section_calls(std::string_view text, ToolFormat format, ParsedOutput&
     }  // else cut by the end inside the call (max_tokens): neither a call nor content
     pos = next;
   }
-  content += trimmed(text.substr(pos, stop - pos));
+  content += trim_blanks(text.substr(pos, stop - pos));
   if (section_end != std::string_view::npos)
     content += text.substr(section_end + t.calls_end.size());
   out.content = std::move(content);

@@ -237,11 +237,12 @@ void CallArgStreamer::string_ended() {
 }
 
 std::optional<bool> CallArgStreamer::end_tag_at(std::string_view rest) const {
-  std::vector<std::string_view> tags;
-  if (format_ == ToolFormat::Hermes) tags = {"</tool_call>"};
+  std::string_view tags[2];  // no allocation: this runs at each '<' inside arguments' strings
+  if (format_ == ToolFormat::Hermes) tags[0] = "</tool_call>";
   if (is_section_format(format_))
-    tags = {section_call_end_token(format_), section_end_token(format_)};
+    tags[0] = section_call_end_token(format_), tags[1] = section_end_token(format_);
   for (const std::string_view t : tags) {
+    if (t.empty()) continue;
     if (rest.starts_with(t)) return true;
     if (t.starts_with(rest)) return false;
   }

@@ -29,9 +29,7 @@ std::string_view ltrim(std::string_view s) {
 }
 
 std::string trim(std::string_view s) {
-  s = ltrim(s);
-  const size_t p = s.find_last_not_of(" \t\r\n");
-  return std::string(p == std::string_view::npos ? std::string_view() : s.substr(0, p + 1));
+  return std::string(trim_blanks(s));
 }
 
 // The length of the longest proper prefix of tag that s ends with (text to hold back: it may
@@ -197,6 +195,12 @@ void parse_mistral(std::string_view text, bool forced, ParsedOutput& out) {
 }
 
 }  // namespace
+
+std::string_view trim_blanks(std::string_view s) {
+  s = ltrim(s);
+  const size_t p = s.find_last_not_of(" \t\r\n");
+  return p == std::string_view::npos ? std::string_view() : s.substr(0, p + 1);
+}
 
 ToolFormat template_tool_format(const std::string& template_text) {
   const std::string_view t = template_text;

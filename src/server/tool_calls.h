@@ -74,6 +74,9 @@ struct ParsedOutput {
 
 ParsedOutput parse_output(const std::string& text, const OutputFormat& f);
 
+// `s` without its leading and trailing blanks (space, tab, CR, LF), as the parsers trim.
+std::string_view trim_blanks(std::string_view s);
+
 // One streamed piece of a tool call (OpenAI's delta.tool_calls entry).
 struct ToolCallDelta {
   int index = 0;
