@@ -122,6 +122,39 @@ TEST(HttpLimits, MalformedOrNegativeContentLengthIsA400AtOnce) {
   EXPECT_TRUE(gzip.read(10).starts_with("HTTP/1.1 400"));
 }
 
+// A request whose method no handler serves gets its 404 or 405 at once, body or not: without a
+// Content-Length httplib would read a body until the connection closed, so these waited for the
+// body deadline. A DELETE of a stored response is still routed.
+TEST(HttpLimits, AnUnservedMethodIsAnsweredAtOnceWithoutAContentLength) {
+  LimitServer s(small_body_opts());
+  struct Case {
+    const char* request_line;
+    const char* status;
+    const char* allow;
+  };
+  for (const Case& k :
+       {Case{"POST /nowhere", "404", nullptr}, Case{"PUT /v1/completions", "405", "Allow: POST"},
+        Case{"POST /v1/models", "405", "Allow: GET"}, Case{"PATCH /health", "405", "Allow: GET"},
+        Case{"DELETE /v1/chat/completions", "405", "Allow: POST"}}) {
+    Raw c(s.port());
+    ASSERT_TRUE(c.ok());
+    const auto t0 = Clock::now();
+    ASSERT_TRUE(c.send(fmt::format("{} HTTP/1.1\r\nHost: a\r\n\r\n", k.request_line)));
+    const std::string r = c.read(10);
+    EXPECT_TRUE(r.starts_with(fmt::format("HTTP/1.1 {}", k.status))) << k.request_line << ": " << r;
+    if (k.allow) {
+      EXPECT_NE(r.find(k.allow), std::string::npos) << k.request_line << ": " << r;
+    }
+    EXPECT_LT(seconds_since(t0), 2.0) << k.request_line;
+    EXPECT_TRUE(c.closed()) << k.request_line;
+  }
+  Raw del(s.port());
+  ASSERT_TRUE(del.send("DELETE /v1/responses/resp_none HTTP/1.1\r\nHost: a\r\n\r\n"));
+  const std::string r = del.read(10, "}}");
+  EXPECT_TRUE(r.starts_with("HTTP/1.1 404")) << r;
+  EXPECT_NE(r.find("resp_none"), std::string::npos) << r;
+}
+
 std::string chunk(const std::string& data) {
   return fmt::format("{:x}\r\n{}\r\n", data.size(), data);
 }

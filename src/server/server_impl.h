@@ -48,6 +48,7 @@ class CancelGuard {
 std::string lower(std::string s);
 std::string trim(const std::string& s);
 void send_json(Response& res, int status, const json& j);
+void send_ordered_json(Response& res, int status, const nlohmann::ordered_json& j);
 void send_error(Response& res, const ApiError& e);
 void send_anthropic_error(Response& res, const ApiError& e);
 // The error in the shape of the API the request's path belongs to (Anthropic's for /v1/messages).
@@ -85,6 +86,7 @@ struct Server::Impl {
 
   void setup_routes();
   void setup_checks();
+  void send_unrouted(const Request& req, Response& res, const std::string& allow);  // 404/405
   HttpLimits limits() const;
   using BodyHandler = std::function<void(const std::string& body)>;
   // Reads a POST body within the cap, then hands it on (413/408/400 otherwise).

@@ -29,7 +29,28 @@ std::string allowed_method(const std::string& path) {
   return "";
 }
 
+// Whether a handler serves req's method on its path: GET, HEAD and OPTIONS anywhere (httplib
+// answers an unknown GET with 404 itself), the route's own method, and DELETE of a stored response.
+// A request with a body that no handler reads is not routed, except a GET's.
+bool routed(const httplib::Request& req, const std::string& allow) {
+  if (req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS") return true;
+  if (req.method == allow) return true;
+  return req.method == "DELETE" && req.path.starts_with("/v1/responses/") && !has_body(req);
+}
+
 }  // namespace
+
+void Server::Impl::send_unrouted(const Request& req, Response& res, const std::string& allow) {
+  if (allow.empty()) {
+    send_error_for(req, res, http_error(req, 404, opts.max_body_bytes));
+    return;
+  }
+  res.set_header("Allow", allow);
+  send_error_for(
+      req, res,
+      ApiError(405, fmt::format("{} is not allowed on {} (use {})", req.method, req.path, allow),
+               "invalid_request_error", "", "method_not_allowed"));
+}
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -43,6 +64,11 @@ std::string trim(const std::string& s) {
 }
 
 void send_json(Response& res, int status, const json& j) {
+  res.status = status;
+  res.set_content(dump_json(j), "application/json");
+}
+
+void send_ordered_json(Response& res, int status, const nlohmann::ordered_json& j) {
   res.status = status;
   res.set_content(dump_json(j), "application/json");
 }
@@ -108,21 +134,15 @@ void Server::Impl::setup_checks() {
       return HR::Handled;
     }
     const std::string allow = allowed_method(req.path);
+    if (!routed(req, allow)) {
+      // Answered before httplib reads a body: without a Content-Length it would read one until
+      // the connection closes, so an unframed POST to no route would wait for its deadline.
+      close_connection_after(res);  // any body stays unread
+      send_unrouted(req, res, allow);
+      return HR::Handled;
+    }
     if (has_body(req) && !(allow == "POST" && req.method == "POST")) {
-      close_connection_after(res);  // the body stays unread
-      if (req.method != "GET" && req.method != "HEAD" && req.method != allow) {
-        if (allow.empty()) {
-          send_error_for(req, res, http_error(req, 404, opts.max_body_bytes));
-        } else {
-          res.set_header("Allow", allow);
-          send_error_for(
-              req, res,
-              ApiError(405,
-                       fmt::format("{} is not allowed on {} (use {})", req.method, req.path, allow),
-                       "invalid_request_error", "", "method_not_allowed"));
-        }
-        return HR::Handled;
-      }
+      close_connection_after(res);  // a GET's body stays unread
     }
     const bool guarded = req.path == "/v1" || req.path.starts_with("/v1/") ||
                          req.path == "/tokenize" || req.path == "/detokenize";
