@@ -228,6 +228,21 @@ StreamEvent accepted() {
   return test::accepted_event(ToolFormat::Hermes, 7);
 }
 
+// A whole answer's tool_use input keeps the model's key order at every depth (it went through a
+// key-sorting JSON type once), as the streamed input_json_delta fragments do.
+TEST(AnthropicBuilder, ToolUseInputKeepsTheModelsKeyOrder) {
+  const std::string args = R"({"zeta":1,"alpha":{"y":[{"d":1,"c":2}],"b":true},"mid":"x"})";
+  const std::vector<StreamEvent> evs = test::output_events(
+      {"<tool_call>\n{\"name\": \"f\", \"arguments\": " + args + "}\n</tool_call>"},
+      FinishReason::Stop);
+  AnthropicBuilder whole("msg_1", "m", accepted()), stream("msg_1", "m", accepted());
+  test::whole_and_streamed(whole, stream, evs);
+  const nlohmann::ordered_json w = whole.response();
+  ASSERT_EQ(w["content"].size(), 1u);
+  EXPECT_EQ(w["content"][0]["input"].dump(), args);
+  EXPECT_NE(dump_json(w).find(R"("input":{"zeta":1,"alpha":)"), std::string::npos) << dump_json(w);
+}
+
 TEST(AnthropicBuilder, WholeAndStreamedBlocksAgree) {
   const std::vector<StreamEvent> evs = test::output_events(
       {"<think>plan</think>", "On it.", "\n<tool_call>\n{\"name\": \"weather\", ",
@@ -294,7 +309,7 @@ TEST(AnthropicBuilder, WholeAndStreamedBlocksAgree) {
   AnthropicBuilder cut("msg_2", "m", accepted());
   for (const StreamEvent& ev : test::output_events({"a", "b"}, FinishReason::Length)) cut.add(ev);
   EXPECT_EQ(cut.response()["stop_reason"], "max_tokens");
-  EXPECT_EQ(cut.response()["content"], (json::array({{{"type", "text"}, {"text", "ab"}}})));
+  EXPECT_EQ(json(cut.response()["content"]), (json::array({{{"type", "text"}, {"text", "ab"}}})));
 }
 
 TEST(AnthropicBuilder, ACallTheLimitCutIsOneToolUseBlock) {

@@ -8,16 +8,15 @@
 
 namespace nc::server {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;  // arguments keep their key order
 
 namespace {
 
 // A call's arguments as the `input` object; arguments that are no JSON object (a call the limit
 // cut inside them) give {}, as the streamed input_json_delta fragments give a client.
 json input_of(const std::string& arguments) {
-  const nlohmann::ordered_json j = parse_bounded(arguments);  // a model's text: bounded
-  if (j.is_object()) return json::parse(j.dump());
-  return json::object();
+  json j = parse_bounded(arguments);  // a model's text: bounded
+  return j.is_object() ? j : json::object();
 }
 
 json block_of(const OutputItem& it) {

@@ -33,7 +33,7 @@ class AnthropicBuilder final : public OutputBuilder, private OutputItems::Listen
   void add(const StreamEvent& ev) override;
   bool done() const override { return progress_.finished; }
   bool aborted() const override { return progress_.aborted; }
-  nlohmann::json response() const override;
+  nlohmann::ordered_json response() const override;
 
   std::string start() override;
   std::string stream(const StreamEvent& ev) override;
@@ -43,10 +43,10 @@ class AnthropicBuilder final : public OutputBuilder, private OutputItems::Listen
 
  private:
   AnthropicBuilder(std::string id, std::string model, OutputFormat format, int input_tokens);
-  nlohmann::json message(const nlohmann::json& content) const;
+  nlohmann::ordered_json message(const nlohmann::ordered_json& content) const;
   const char* stop_reason() const;
-  nlohmann::json stop_sequence() const;  // the matched stop string, or null
-  void event(const nlohmann::json& e);
+  nlohmann::ordered_json stop_sequence() const;  // the matched stop string, or null
+  void event(const nlohmann::ordered_json& e);
   std::string take_events();
 
   void opened(const OutputItem& it) override;
@@ -63,7 +63,7 @@ class AnthropicBuilder final : public OutputBuilder, private OutputItems::Listen
   OutputItems items_;
   std::string events_;
   bool quiet_ = false;  // a whole answer's replay: its events are not written
-  nlohmann::json blocks_ = nlohmann::json::array();  // closed so far
+  nlohmann::ordered_json blocks_ = nlohmann::ordered_json::array();  // closed so far
 };
 
 }  // namespace nc::server

@@ -68,5 +68,6 @@ std::string error_body(const ApiError& e);
 
 // Serializes for the wire: never throws on invalid UTF-8 (replaces it with U+FFFD).
 std::string dump_json(const nlohmann::json& j);
+std::string dump_json(const nlohmann::ordered_json& j);
 
 }  // namespace nc::server

@@ -227,4 +227,8 @@ std::string typed_sse_event(const json& e) {
   return "event: " + e.at("type").get<std::string>() + "\ndata: " + dump_json(e) + "\n\n";
 }
 
+std::string typed_sse_event(const nlohmann::ordered_json& e) {
+  return "event: " + e.at("type").get<std::string>() + "\ndata: " + dump_json(e) + "\n\n";
+}
+
 }  // namespace nc::server

@@ -100,6 +100,7 @@ nlohmann::json usage_chunk(const ResponseMeta& m, int prompt_tokens, int complet
 std::string sse_event(const nlohmann::json& j);
 // "event: <type>\ndata: <json>\n\n": a typed event, as the Responses and Messages APIs stream.
 std::string typed_sse_event(const nlohmann::json& e);
+std::string typed_sse_event(const nlohmann::ordered_json& e);
 inline constexpr const char* kSseDone = "data: [DONE]\n\n";
 
 }  // namespace nc::server

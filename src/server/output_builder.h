@@ -24,7 +24,8 @@ class OutputBuilder {
   virtual void add(const StreamEvent& ev) = 0;  // an Output event
   virtual bool done() const = 0;
   virtual bool aborted() const = 0;
-  virtual nlohmann::json response() const = 0;
+  // Ordered: a tool call's arguments keep the model's key order (Anthropic's `input` object).
+  virtual nlohmann::ordered_json response() const = 0;
 
   virtual std::string start() = 0;
   virtual std::string stream(const StreamEvent& ev) = 0;

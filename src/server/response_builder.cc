@@ -95,7 +95,7 @@ ChoiceResult ResponseBuilder::result(const Choice& c, int index) const {
   return r;
 }
 
-json ResponseBuilder::response() const {
+nlohmann::ordered_json ResponseBuilder::response() const {
   std::vector<size_t> order(choices_.size());
   std::iota(order.begin(), order.end(), size_t(0));
   if (shape_.best_of > shape_.n) {  // the n most likely, the best first

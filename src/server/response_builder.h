@@ -48,7 +48,7 @@ class ResponseBuilder final : public OutputBuilder {
   void add(const StreamEvent& ev) override;  // an Output event
   bool done() const override { return unfinished_ == 0; }
   bool aborted() const override { return aborted_; }
-  nlohmann::json response() const override;
+  nlohmann::ordered_json response() const override;
 
   std::string start() override;
   std::string stream(const StreamEvent& ev) override;

@@ -94,7 +94,7 @@ json ResponsesBuilder::envelope(const char* status, const json& output) const {
   return r;
 }
 
-json ResponsesBuilder::response() const {
+nlohmann::ordered_json ResponsesBuilder::response() const {
   ResponsesMeta m = meta_;
   m.on_done = nullptr;  // called here, once
   ResponsesBuilder replay(m, format_, input_tokens_);

@@ -54,7 +54,7 @@ class ResponsesBuilder final : public OutputBuilder, private OutputItems::Listen
   bool aborted() const override { return progress_.aborted; }
   // The items a stream of the same events ends with (the events replayed): whole and streamed
   // answers agree item for item.
-  nlohmann::json response() const override;
+  nlohmann::ordered_json response() const override;
 
   std::string start() override;
   std::string stream(const StreamEvent& ev) override;

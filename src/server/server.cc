@@ -240,7 +240,7 @@ void Server::Impl::respond_whole(OutputBuilder& b, const std::shared_ptr<Request
   }
   guard.disarm();
   if (b.aborted()) throw abort_error(abort_reason);
-  send_json(res, 200, b.response());
+  send_ordered_json(res, 200, b.response());
 }
 
 void Server::Impl::respond_stream(const std::shared_ptr<OutputBuilder>& b,
