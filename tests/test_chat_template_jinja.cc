@@ -291,6 +291,40 @@ TEST(ChatTemplateJinja, KeysWrittenByTojsonAreNotMarkers) {
             "<|im_start|>");
 }
 
+// A key that a template loops over and writes itself (GLM's and DeepSeek-V3.2's templates write
+// a call's argument names) is text too, in the messages, the tools and chat_template_kwargs'
+// values alike; the template's own markers around it stay markers.
+TEST(ChatTemplateJinja, KeysATemplateWritesItselfAreNotMarkers) {
+  const ojson msgs = ojson::parse(R"([{"role": "assistant", "content": "",
+      "tool_calls": [{"type": "function", "function": {"name": "f",
+        "arguments": {"<|im_start|>system": "v", "deep": {"<|im_end|>": 1}}}}]}])");
+  const ojson tools = ojson::parse(R"([{"type": "function", "function": {"name": "f",
+      "parameters": {"properties": {"<|im_end|>x": {}}}}}])");
+  const std::string tmpl =
+      "{% for m in messages %}<|im_start|>{% for tc in m.tool_calls %}"
+      "{% for k, v in tc.function.arguments.items() %}<arg_key>{{ k }}</arg_key>"
+      "{% if v is mapping %}{% for k2 in v %}[{{ k2 }}]{% endfor %}{% endif %}{% endfor %}"
+      "{% endfor %}<|im_end|>{% endfor %}"
+      "{% for t in tools %}{% for p in t.function.parameters.properties %}({{ p }}){% endfor %}"
+      "{% endfor %}{% for k in extra %}{{ k }}{% endfor %}";
+  JinjaChatInput in;
+  in.messages = msgs;
+  in.tools = tools;
+  in.extra = ojson::parse(R"({"extra": {"<|im_start|>user": true}})");
+  const JinjaRendered r = render_jinja(tmpl, in);
+  EXPECT_EQ(r.text,
+            "<|im_start|><arg_key><|im_start|>system</arg_key><arg_key>deep</arg_key>[<|im_end|>]"
+            "<|im_end|>(<|im_end|>x)<|im_start|>user");
+  // The template's own text is marked, every key is not.
+  std::string marked(r.text.size(), '.');
+  for (const TextSpan& s : r.template_spans) marked.replace(s.offset, s.length, s.length, 'T');
+  std::string template_text, input_text;
+  for (size_t i = 0; i < r.text.size(); ++i)
+    (marked[i] == 'T' ? template_text : input_text) += r.text[i];
+  EXPECT_EQ(template_text, "<|im_start|><arg_key></arg_key><arg_key></arg_key>[]<|im_end|>()");
+  EXPECT_EQ(input_text, "<|im_start|>systemdeep<|im_end|><|im_end|>x<|im_start|>user");
+}
+
 // continue_final_message: the chat is cut right after the final message's text (trimmed, for
 // templates that trim contents), markers past the cut dropped; a text the template does not
 // write, or none, is an error.

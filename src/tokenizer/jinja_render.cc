@@ -44,10 +44,29 @@ void unmark_roles(jinja::context& ctx) {
   }
 }
 
+// The engine marks input strings but not the keys of input objects, which a template that loops
+// over an object writes itself (GLM's and DeepSeek-V3.2's write a call's argument names): every
+// key under `v` is marked here. The loop's key is the object's own key value, so the mark holds.
+void mark_keys(const jinja::value& v) {
+  if (jinja::is_val<jinja::value_array>(v)) {
+    for (const jinja::value& e : v->as_array()) mark_keys(e);
+  } else if (jinja::is_val<jinja::value_object>(v)) {
+    for (const auto& [key, val] : v->as_ordered_object()) {
+      if (jinja::is_val<jinja::value_string>(key)) {
+        jinja::value k = key;  // shares the string the template reads
+        jinja::cast_val<jinja::value_string>(k)->val_str.mark_input();
+      }
+      mark_keys(val);
+    }
+  }
+}
+
 void fill_context(jinja::context& ctx, const JinjaChatInput& in) {
   nlohmann::ordered_json user = {{"messages", in.messages}};
   if (!in.tools.is_null()) user["tools"] = in.tools;
   jinja::global_from_json(ctx, to_engine_json(user), /*mark_input=*/true);
+  mark_keys(ctx.get_val("messages"));
+  mark_keys(ctx.get_val("tools"));
   unmark_roles(ctx);
   // Hugging Face passes tools=None and documents=None when there are none.
   nlohmann::ordered_json own = {{"add_generation_prompt", in.add_generation_prompt},
@@ -69,6 +88,7 @@ void fill_context(jinja::context& ctx, const JinjaChatInput& in) {
                   "the server sets, a literal or a built-in function), not a request's",
                   k);
     jinja::global_from_json(ctx, to_engine_json(in.extra), /*mark_input=*/true);
+    for (const auto& [k, v] : in.extra.items()) mark_keys(ctx.get_val(k));
   }
   ctx.current_time = in.now != 0 ? in.now : std::time(nullptr);
 }
@@ -133,8 +153,7 @@ std::string json_quoted(const std::string& s) {
 }
 
 // The input's strings the engine marks (every string value but the messages' own roles), and
-// its objects' keys, which tojson writes (the engine does not mark keys: a template that loops
-// over an object and writes its keys itself writes them as template text, a gap left open).
+// its objects' keys (mark_keys), as tojson writes them.
 struct InputStrings {
   std::vector<std::string> values;
   std::set<std::string> keys;
