@@ -161,7 +161,8 @@ std::vector<std::string> templates() {
       "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"};
   const std::string dir = NC_FIXTURES_DIR "/../../third_party/llama-jinja/templates/";
   for (const char* name : {"Qwen-Qwen3-0.6B.jinja", "deepseek-ai-DeepSeek-V3.1.jinja",
-                           "Kimi-K2-Instruct.jinja", "meta-llama-Llama-3.1-8B-Instruct.jinja"}) {
+                           "Kimi-K2-Instruct.jinja", "meta-llama-Llama-3.1-8B-Instruct.jinja",
+                           "GLM-4.6.jinja", "deepseek-ai-DeepSeek-V3.2.jinja"}) {
     const std::string t = read_file(dir + name);
     if (!t.empty()) out.push_back(t);
   }

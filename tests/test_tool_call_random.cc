@@ -32,6 +32,12 @@ const std::vector<std::string> kSeeds = {
     "<think>x</think>A<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n"
     "{\"a\": 1}\n```<｜tool▁call▁end｜><｜tool▁call▁begin｜>g<｜tool▁sep｜>{\"b\": [2]}"
     "<｜tool▁call▁end｜><｜tool▁calls▁end｜> B",
+    "<think>p</think>\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris"
+    "</arg_value>\n<arg_key>days</arg_key>\n<arg_value>3</arg_value>\n</tool_call><tool_call>g"
+    "<arg_key>o</arg_key><arg_value>{\"a\": [1]}</arg_value></tool_call>",
+    "A<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"a\" "
+    "string=\"true\">x</｜DSML｜parameter>\n<｜DSML｜parameter name=\"b\" string=\"false\">"
+    "[1]</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>B",
     "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>"
     "{\"a\": \"\\u00e9\"}<|tool_call_end|><|tool_call_begin|>functions.g:1"
     "<|tool_call_argument_begin|>{}<|tool_call_end|><|tool_calls_section_end|>",
@@ -50,6 +56,16 @@ const std::vector<std::string> kPieces = {"<tool_call>",
                                           "<parameter=p>",
                                           "</parameter>",
                                           "</function>",
+                                          "<｜DSML｜function_calls>",
+                                          "</｜DSML｜tool_calls>",
+                                          "<｜DSML｜invoke name=\"g\">",
+                                          "</｜DSML｜invoke>",
+                                          "<｜DSML｜parameter name=\"p\" string=\"false\">",
+                                          "</｜DSML｜parameter>",
+                                          "<arg_key>",
+                                          "</arg_key>",
+                                          "<arg_value>",
+                                          "</arg_value>",
                                           "<｜tool▁calls▁begin｜>",
                                           "<｜tool▁call▁begin｜>",
                                           "<｜tool▁sep｜>",
@@ -106,16 +122,16 @@ std::string mutate(std::string s, std::mt19937& rng) {
 const std::vector<OutputFormat>& formats() {
   static const std::vector<OutputFormat> all = [] {
     std::vector<OutputFormat> out;
-    for (ToolFormat t :
-         {ToolFormat::None, ToolFormat::Hermes, ToolFormat::Llama3Json, ToolFormat::Mistral,
-          ToolFormat::QwenXml, ToolFormat::DeepSeek, ToolFormat::Kimi}) {
+    for (ToolFormat t : {ToolFormat::None, ToolFormat::Hermes, ToolFormat::Llama3Json,
+                         ToolFormat::Mistral, ToolFormat::QwenXml, ToolFormat::GlmXml,
+                         ToolFormat::DeepSeek, ToolFormat::Kimi, ToolFormat::Dsml}) {
       for (bool think : {false, true}) {
         for (bool forced : {false, true}) {
           OutputFormat f;
           f.tools = t;
           f.starts_in_think = think;
           f.forced_calls = forced && t != ToolFormat::None;
-          if (t == ToolFormat::QwenXml)
+          if (is_tagged_format(t))
             f.param_types = std::make_shared<ParamTypeTable>(ParamTypeTable{param_types_of(
                 nlohmann::ordered_json::parse(R"([{"type": "function", "function": {"name":
                   "get_weather", "parameters": {"properties": {"days": {"type": "integer"}}}}}])"))});
@@ -156,7 +172,9 @@ void check(const std::string& text, const OutputFormat& f, std::mt19937& rng) {
   }
   take(s.finish());
   EXPECT_EQ(reasoning, whole.reasoning);
-  if (!s.call_cut()) EXPECT_EQ(content, whole.content);
+  if (!s.call_cut()) {
+    EXPECT_EQ(content, whole.content);
+  }
 }
 
 TEST(ToolCallRandom, MutatedOutputsNeverBreakTheParser) {

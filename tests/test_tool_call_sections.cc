@@ -170,7 +170,9 @@ TEST(ToolCallSections, StreamedCallsEqualTheWholeParse) {
         EXPECT_EQ(got.calls[k].name, whole.calls[k].name);
         // The arguments as the model wrote them: the same object the whole parse re-serialised.
         EXPECT_EQ(json::parse(got.calls[k].arguments), json::parse(whole.calls[k].arguments));
-        if (step == 1) EXPECT_GT(got.fragments[k], 5) << "streamed as they come, not whole";
+        if (step == 1) {
+          EXPECT_GT(got.fragments[k], 5) << "streamed as they come, not whole";
+        }
       }
     }
   }

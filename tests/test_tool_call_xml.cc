@@ -1,7 +1,7 @@
-// Qwen3-Coder's XML tool calls (server/tool_call_xml.h): the format is told from the template,
-// values are typed by the request's tool schema (as vLLM's qwen3_coder parser types them), the
-// streamed answer sends each call whole at the end with the same arguments, and a forced call's
-// JSON body (the grammar's) is read too.
+// Qwen3-Coder's XML and GLM's tagged tool calls (server/tool_call_xml.h): the format is told from
+// the template, values are typed by the request's tool schema (as vLLM's qwen3_coder and glm45
+// parsers type them), the streamed answer sends each call whole at the end with the same
+// arguments, and a forced call's JSON body (the grammar's) is read too.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -62,30 +62,42 @@ TEST(ToolCallXml, ValuesAreTypedByTheToolSchema) {
   EXPECT_NE(p.calls[0].id, p.calls[1].id);
 }
 
-TEST(ToolCallXml, StreamedCallsEqualTheWholeParse) {
-  const OutputFormat f = xml_format();
-  const ParsedOutput whole = parse_output(kTwoCalls, f);
-  for (size_t step : {size_t(1), size_t(5), size_t(64), kTwoCalls.size()}) {
-    OutputStream s(f);
-    std::string content;
-    std::map<int, ToolCall> calls;
-    auto take = [&](const OutputStream::Delta& d) {
-      content += d.content;
-      for (const ToolCallDelta& c : d.calls) {
-        if (c.first) calls[c.index].name = c.name;
-        calls[c.index].arguments += c.arguments;
-      }
-    };
-    for (size_t i = 0; i < kTwoCalls.size(); i += step) take(s.add(kTwoCalls.substr(i, step)));
-    take(s.finish());
+// Streams `text` in chunks of `step` bytes: the content and the calls as a client collects them.
+ParsedOutput streamed(const std::string& text, const OutputFormat& f, size_t step) {
+  OutputStream s(f);
+  ParsedOutput out;
+  std::map<int, ToolCall> calls;
+  auto take = [&](const OutputStream::Delta& d) {
+    out.content += d.content;
+    for (const ToolCallDelta& c : d.calls) {
+      if (c.first) calls[c.index].name = c.name;
+      calls[c.index].arguments += c.arguments;
+    }
+  };
+  for (size_t i = 0; i < text.size(); i += step) take(s.add(text.substr(i, step)));
+  take(s.finish());
+  for (auto& [index, call] : calls) out.calls.push_back(call);
+  return out;
+}
+
+// The stream gives the whole parse's content and calls (the calls go out whole at the end).
+void expect_streamed_equal(const std::string& text, const OutputFormat& f) {
+  const ParsedOutput whole = parse_output(text, f);
+  for (size_t step : {size_t(1), size_t(5), size_t(64), text.size()}) {
     SCOPED_TRACE(step);
-    EXPECT_EQ(content.substr(0, content.find_last_not_of(" \n") + 1), whole.content);
-    ASSERT_EQ(calls.size(), 2u);
-    for (int k = 0; k < 2; ++k) {
-      EXPECT_EQ(calls[k].name, whole.calls[size_t(k)].name);
-      EXPECT_EQ(json::parse(calls[k].arguments), json::parse(whole.calls[size_t(k)].arguments));
+    const ParsedOutput s = streamed(text, f, step);
+    EXPECT_EQ(s.content.substr(0, s.content.find_last_not_of(" \n") + 1), whole.content);
+    ASSERT_EQ(s.calls.size(), whole.calls.size());
+    for (size_t k = 0; k < s.calls.size(); ++k) {
+      EXPECT_EQ(s.calls[k].name, whole.calls[k].name);
+      EXPECT_EQ(json::parse(s.calls[k].arguments), json::parse(whole.calls[k].arguments));
     }
   }
+}
+
+TEST(ToolCallXml, StreamedCallsEqualTheWholeParse) {
+  ASSERT_EQ(parse_output(kTwoCalls, xml_format()).calls.size(), 2u);
+  expect_streamed_equal(kTwoCalls, xml_format());
 }
 
 TEST(ToolCallXml, AForcedJsonBodyAndACutValueAreCalls) {
@@ -126,6 +138,78 @@ TEST(ToolCallXml, OptionalTypesNullsAndHostileValues) {
   EXPECT_EQ(args_of("<parameter=d>\n" + deep + "\n</parameter>")["d"], deep);
   const json cut = args_of("<parameter=e>\nsnow \xE2\x9D");  // U+2744 cut after 2 bytes
   EXPECT_EQ(cut["e"].get<std::string>().substr(0, 5), "snow ");
+}
+
+// --- GLM-4.5/4.6/4.7 --------------------------------------------------------------------------
+
+// What GLM-4.6's template writes about its format (an excerpt), and an assistant turn's calls.
+const std::string kGlmTemplate =
+    "<tool_call>{function-name}\n<arg_key>{arg-key-1}</arg_key>\n<arg_value>{arg-value-1}"
+    "</arg_value>\n</tool_call>{%- endif -%}";
+
+OutputFormat glm_format() {
+  OutputFormat f = xml_format();  // the same tools
+  f.tools = detect_output_format(kGlmTemplate, "", true).tools;
+  return f;
+}
+
+// 4.6's layout (newlines between tags) and 4.7's (none), in one answer.
+const std::string kGlmCalls =
+    "<think>Need the weather.</think>\nLet me check.\n<tool_call>get_weather\n"
+    "<arg_key>city</arg_key>\n<arg_value>San Francisco</arg_value>\n<arg_key>days</arg_key>\n"
+    "<arg_value>3</arg_value>\n<arg_key>metric</arg_key>\n<arg_value>true</arg_value>\n"
+    "<arg_key>where</arg_key>\n<arg_value>{\"lat\": 37.7}</arg_value>\n<arg_key>zip</arg_key>\n"
+    "<arg_value>94103</arg_value>\n<arg_key>extra</arg_key>\n<arg_value>[7, null]</arg_value>\n"
+    "<arg_key>more</arg_key>\n<arg_value>not json</arg_value>\n</tool_call>"
+    "<tool_call>note<arg_key>text</arg_key><arg_value>\nline 1\nline 2</arg_value></tool_call>";
+
+TEST(ToolCallGlm, TheTemplateTellsTheFormat) {
+  EXPECT_EQ(glm_format().tools, ToolFormat::GlmXml);
+  EXPECT_TRUE(is_tagged_format(ToolFormat::GlmXml));
+}
+
+TEST(ToolCallGlm, ValuesAreTypedByTheSchemaAndUnnamedOnesReadAsJson) {
+  const ParsedOutput p = parse_output(kGlmCalls, glm_format());
+  EXPECT_EQ(p.reasoning, "Need the weather.");
+  EXPECT_EQ(p.content, "Let me check.");
+  ASSERT_EQ(p.calls.size(), 2u);
+  EXPECT_EQ(p.calls[0].name, "get_weather");
+  // The model's key order is kept; a string parameter stays text even when it looks like JSON.
+  EXPECT_EQ(p.calls[0].arguments,
+            R"({"city":"San Francisco","days":3,"metric":true,"where":{"lat":37.7},)"
+            R"("zip":"94103","extra":[7,null],"more":"not json"})");
+  EXPECT_EQ(p.calls[1].name, "note");
+  // Values are exactly what is between the tags: no layout to strip.
+  EXPECT_EQ(json::parse(p.calls[1].arguments), json::parse(R"({"text": "\nline 1\nline 2"})"));
+  expect_streamed_equal(kGlmCalls, glm_format());
+}
+
+TEST(ToolCallGlm, ForcedJsonBodiesCutCallsAndNonCalls) {
+  const OutputFormat f = glm_format();
+  ParsedOutput p = parse_output(
+      "<tool_call>\n{\"name\": \"note\", \"arguments\": {\"text\": \"hi\"}}\n</tool_call>", f);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(json::parse(p.calls[0].arguments), json::parse(R"({"text": "hi"})"));
+  // max_tokens inside a value: the value so far; inside a key: the arguments before it.
+  p = parse_output("<tool_call>note\n<arg_key>text</arg_key>\n<arg_value>half a sent", f);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(json::parse(p.calls[0].arguments), json::parse(R"({"text": "half a sent"})"));
+  p = parse_output("<tool_call>get_weather<arg_key>days</arg_key><arg_value>2</arg_value><arg_ke",
+                   f);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(json::parse(p.calls[0].arguments), json::parse(R"({"days": 2})"));
+  // A call with no arguments; no name, or a name with blanks inside, is no call.
+  p = parse_output("<tool_call>ping</tool_call>", f);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0].name, "ping");
+  EXPECT_EQ(p.calls[0].arguments, "{}");
+  for (const std::string no :
+       {"<tool_call>\n<arg_key>a</arg_key><arg_value>1</arg_value></tool_call>",
+        "<tool_call>two words</tool_call>"}) {
+    p = parse_output(no, f);
+    EXPECT_TRUE(p.calls.empty()) << no;
+    EXPECT_EQ(p.content, no);
+  }
 }
 
 }  // namespace

@@ -143,7 +143,7 @@ ChatPrompt render_chat(const Engine& engine, const std::vector<ChatMessage>& mes
     ending.template_kwargs_json = tools.template_kwargs.dump();
     ChatPrompt prompt = engine.chat_prompt_json(msgs.dump(), tools.tools.dump(), ending);
     format = detect_output_format(tmpl, prompt.text, tools.parse_calls());
-    if (format.tools == ToolFormat::QwenXml)
+    if (is_tagged_format(format.tools))
       format.param_types =
           std::make_shared<ParamTypeTable>(ParamTypeTable{param_types_of(tools.tools)});
     return prompt;
@@ -222,10 +222,7 @@ void EngineLoop::admit(const std::shared_ptr<RequestHandle>& h) {
     // template); its error's kind says which HTTP answer it gets. Choices after the first
     // share the first one's prompt pages (Engine::add_requests).
     SamplingParams sp = engine_sampling(r, n);
-    // Mistral's [TOOL_CALLS] is a control token (DeepSeek's and Kimi's may be special): the
-    // parser must see it in the text.
-    if (ev.format.tools == ToolFormat::Mistral || is_section_format(ev.format.tools))
-      sp.skip_special_tokens = false;
+    if (keeps_special_tokens(ev.format.tools)) sp.skip_special_tokens = false;
     h->ids_ = engine_.add_requests(ids, sp, r.best_of);
     h->unfinished_ = int(h->ids_.size());
     for (size_t i = 0; i < h->ids_.size(); ++i) {

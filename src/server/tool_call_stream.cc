@@ -72,8 +72,8 @@ CallArgStreamer::CallArgStreamer(ToolFormat format, bool forced)
       state_(forced && format == ToolFormat::Mistral ? State::Header : State::Open) {
   // Llama 3's output is held from its first character only when it may be a call.
   if (format == ToolFormat::Llama3Json) state_ = State::Header;
-  // Nothing to stream: no calls, or XML calls (sent whole once the output is parsed).
-  if (format == ToolFormat::None || format == ToolFormat::QwenXml) state_ = State::Done;
+  // Nothing to stream: no calls, or XML, GLM and DSML calls (sent whole once the output is parsed).
+  if (format == ToolFormat::None || calls_sent_whole(format)) state_ = State::Done;
 }
 
 std::vector<ToolCallDelta> CallArgStreamer::update(std::string_view held) {

@@ -1,4 +1,4 @@
-// Qwen3-Coder's XML tool calls (server/tool_call_xml.h).
+// Qwen3-Coder's and GLM's tagged tool calls (server/tool_call_xml.h).
 #include "server/tool_call_xml.h"
 
 #include "server/json_fields.h"
@@ -15,6 +15,10 @@ constexpr std::string_view kFunctionOpen = "<function=";
 constexpr std::string_view kFunctionClose = "</function>";
 constexpr std::string_view kParamOpen = "<parameter=";
 constexpr std::string_view kParamClose = "</parameter>";
+constexpr std::string_view kKeyOpen = "<arg_key>";
+constexpr std::string_view kKeyClose = "</arg_key>";
+constexpr std::string_view kValueOpen = "<arg_value>";
+constexpr std::string_view kValueClose = "</arg_value>";
 
 std::string_view strip_layout(std::string_view v) {
   if (v.starts_with('\n')) v.remove_prefix(1);
@@ -65,6 +69,29 @@ std::vector<std::string> schema_types(const ojson& schema) {
   return out;
 }
 
+using FunctionParams = std::map<std::string, std::vector<std::string>>;
+
+// The schema's parameters of function `name`, or null.
+const FunctionParams* params_of(const ParamTypes* types, const std::string& name) {
+  if (types == nullptr) return nullptr;
+  const auto it = types->find(name);
+  return it == types->end() ? nullptr : &it->second;
+}
+
+// The types a parameter's text is read as; `unnamed` for one the schema does not name.
+const std::vector<std::string>& types_of(const FunctionParams* params, const std::string& key,
+                                         const std::vector<std::string>& unnamed) {
+  if (params != nullptr)
+    if (auto it = params->find(key); it != params->end()) return it->second;
+  return unnamed;
+}
+
+// The call's arguments as JSON text (a value cut inside a UTF-8 character by max_tokens is
+// replaced, not a 500).
+std::string dump_arguments(const ojson& args) {
+  return args.dump(-1, ' ', false, ojson::error_handler_t::replace);
+}
+
 }  // namespace
 
 ParamTypes param_types_of(const nlohmann::ordered_json& tools) {
@@ -90,9 +117,7 @@ bool xml_call(std::string_view body, const ParamTypes* types, ToolCall& out) {
   const std::string name(
       body.substr(f + kFunctionOpen.size(), name_end - f - kFunctionOpen.size()));
   if (name.empty()) return false;
-  const std::map<std::string, std::vector<std::string>>* param_types = nullptr;
-  if (types != nullptr)
-    if (auto it = types->find(name); it != types->end()) param_types = &it->second;
+  const FunctionParams* params = params_of(types, name);
   std::string_view rest = body.substr(name_end + 1);
   rest = rest.substr(0, rest.find(kFunctionClose));
   ojson args = ojson::object();
@@ -106,16 +131,40 @@ bool xml_call(std::string_view body, const ParamTypes* types, ToolCall& out) {
     const std::string_view value = strip_layout(rest.substr(
         key_end + 1, (close == std::string_view::npos ? rest.size() : close) - key_end - 1));
     static const std::vector<std::string> kText;
-    const std::vector<std::string>* types_of_key = &kText;
-    if (param_types != nullptr)
-      if (auto it = param_types->find(key); it != param_types->end()) types_of_key = &it->second;
-    args[key] = typed_value(value, *types_of_key);
+    args[key] = typed_value(value, types_of(params, key, kText));
     if (close == std::string_view::npos) break;
     from = close + kParamClose.size();
   }
   out.name = name;
-  // A value cut inside a UTF-8 character (max_tokens) is replaced, not a 500.
-  out.arguments = args.dump(-1, ' ', false, ojson::error_handler_t::replace);
+  out.arguments = dump_arguments(args);
+  return true;
+}
+
+bool glm_call(std::string_view body, const ParamTypes* types, ToolCall& out) {
+  const size_t first_tag = body.find('<');
+  const std::string name(trim_blanks(body.substr(0, first_tag)));
+  if (name.empty() || name.find_first_of(" \t\r\n") != std::string::npos) return false;
+  const FunctionParams* params = params_of(types, name);
+  // The template writes any value but a string as JSON: an unnamed parameter is read as JSON.
+  static const std::vector<std::string> kJson = {"boolean", "number", "object", "array"};
+  ojson args = ojson::object();
+  std::string_view rest = first_tag == std::string_view::npos ? "" : body.substr(first_tag);
+  for (size_t k; (k = rest.find(kKeyOpen)) != std::string_view::npos;) {
+    const size_t key_end = rest.find(kKeyClose, k);
+    if (key_end == std::string_view::npos) break;  // cut inside a key: no argument
+    const std::string key(rest.substr(k + kKeyOpen.size(), key_end - k - kKeyOpen.size()));
+    rest = rest.substr(key_end + kKeyClose.size());
+    const size_t v = rest.find(kValueOpen);
+    if (v == std::string_view::npos || !trim_blanks(rest.substr(0, v)).empty()) break;
+    rest = rest.substr(v + kValueOpen.size());
+    // Cut by the end inside a value: the value so far (the call is cut: finish_reason length).
+    const size_t close = rest.find(kValueClose);
+    args[key] = typed_value(rest.substr(0, close), types_of(params, key, kJson));
+    if (close == std::string_view::npos) break;
+    rest = rest.substr(close + kValueClose.size());
+  }
+  out.name = name;
+  out.arguments = dump_arguments(args);
   return true;
 }
 

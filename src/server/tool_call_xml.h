@@ -1,4 +1,7 @@
-// Qwen3-Coder's (and Qwen3.5's) XML tool calls: inside <tool_call>...</tool_call>,
+// The tool calls whose arguments are tagged text, not JSON: Qwen3-Coder's (and Qwen3.5's) and
+// GLM-4.5/4.6/4.7's.
+//
+// Qwen3-Coder's XML: inside <tool_call>...</tool_call>,
 //
 //   <function=get_weather>
 //   <parameter=city>
@@ -13,6 +16,16 @@
 // a parameter the schema does not name stays a string. Model output is untrusted: a value
 // nested deeper than kMaxJsonDepth (64, parse_bounded) stays text, and bytes that are not UTF-8 are
 // replaced.
+//
+// GLM's: inside <tool_call>...</tool_call>, the function's name, then per argument
+//
+//   <arg_key>city</arg_key>
+//   <arg_value>Paris</arg_value>
+//
+// (a newline between the tags in 4.5 and 4.6, none in 4.7; both are read). The templates write a
+// string as it is and any other value as JSON, so a value is typed by the schema as above, and a
+// parameter the schema does not name is the JSON its text parses as (an object, array, number,
+// boolean or null), else the text, as vLLM's glm45 parser reads it.
 #pragma once
 #include <map>
 #include <string>
@@ -38,5 +51,8 @@ ParamTypes param_types_of(const nlohmann::ordered_json& tools);
 // One call's body (the text between <tool_call> and </tool_call>, the end possibly cut) as a
 // call; false when it holds no <function=...>. types may be null.
 bool xml_call(std::string_view body, const ParamTypes* types, ToolCall& out);
+
+// One GLM call's body as a call; false when it names no function. types may be null.
+bool glm_call(std::string_view body, const ParamTypes* types, ToolCall& out);
 
 }  // namespace nc::server

@@ -1,6 +1,7 @@
 #include "server/tool_calls.h"
 
 #include "server/json_fields.h"
+#include "server/tool_call_dsml.h"
 #include "server/tool_call_id.h"
 #include "server/tool_call_sections.h"
 #include "server/tool_call_stream.h"
@@ -69,10 +70,13 @@ bool call_from_json(std::string_view text, ToolCall& out, bool need_arguments = 
   return true;
 }
 
+// A <tool_call> body that is not JSON: Qwen3-Coder's XML or GLM's tagged arguments.
+using TaggedBody = bool (*)(std::string_view body, const ParamTypes* types, ToolCall& out);
+
 // Hermes/Qwen: every <tool_call>...</tool_call> (the last may be cut off by the end) whose body
-// is a call; what is not a call stays in the content. xml: Qwen3-Coder's bodies (a JSON body,
-// as a forced call's grammar writes it, is read too).
-void parse_hermes(std::string_view text, ParsedOutput& out, bool xml = false,
+// is a call; what is not a call stays in the content. tagged: how bodies are read that are not
+// JSON (Qwen3-Coder's, GLM's; a JSON body, as a forced call's grammar writes it, is read too).
+void parse_hermes(std::string_view text, ParsedOutput& out, TaggedBody tagged = nullptr,
                   const ParamTypes* types = nullptr) {
   std::string content;
   size_t pos = 0;
@@ -88,7 +92,7 @@ void parse_hermes(std::string_view text, ParsedOutput& out, bool xml = false,
         close == std::string_view::npos ? text.size() - partial_tag(text, kCallClose) : close;
     ToolCall call;
     const std::string b = trim(text.substr(body, body_end - body));
-    if (xml && !b.starts_with('{') ? xml_call(b, types, call) : call_from_json(b, call)) {
+    if (tagged && !b.starts_with('{') ? tagged(b, types, call) : call_from_json(b, call)) {
       call.at = open;
       out.calls.push_back(std::move(call));
     } else {  // not a call: its text as written, closing tag and all
@@ -196,6 +200,19 @@ void parse_mistral(std::string_view text, bool forced, ParsedOutput& out) {
 
 }  // namespace
 
+bool is_tagged_format(ToolFormat f) {
+  return f == ToolFormat::QwenXml || f == ToolFormat::GlmXml;
+}
+
+bool keeps_special_tokens(ToolFormat f) {
+  return f == ToolFormat::Mistral || is_section_format(f) || f == ToolFormat::Dsml ||
+         f == ToolFormat::GlmXml;
+}
+
+bool calls_sent_whole(ToolFormat f) {
+  return is_tagged_format(f) || f == ToolFormat::Dsml;
+}
+
 std::string_view trim_blanks(std::string_view s) {
   s = ltrim(s);
   const size_t p = s.find_last_not_of(" \t\r\n");
@@ -205,10 +222,12 @@ std::string_view trim_blanks(std::string_view s) {
 ToolFormat template_tool_format(const std::string& template_text) {
   const std::string_view t = template_text;
   if (const ToolFormat f = section_template_format(t); f != ToolFormat::None) return f;
-  // Qwen3-Coder / Qwen3.5: <tool_call> around XML (before Hermes, whose tag it shares).
+  if (is_dsml_template(t)) return ToolFormat::Dsml;
+  // Qwen3-Coder / Qwen3.5 and GLM: <tool_call> around tags (before Hermes, whose tag they share).
   if (t.find("<function=") != std::string_view::npos &&
       t.find("<parameter=") != std::string_view::npos)
     return ToolFormat::QwenXml;
+  if (t.find("<arg_key>") != std::string_view::npos) return ToolFormat::GlmXml;
   if (t.find(kCallOpen) != std::string_view::npos) return ToolFormat::Hermes;
   // Before Llama 3: Mistral's tools' schemas say "parameters" too.
   if (t.find(kMistralCalls) != std::string_view::npos) return ToolFormat::Mistral;
@@ -239,7 +258,9 @@ void parse_answer(std::string_view rest, const OutputFormat& f, ParsedOutput& ou
       parse_hermes(rest, out);
       break;
     case ToolFormat::QwenXml:
-      parse_hermes(rest, out, true, f.param_types ? &f.param_types->types : nullptr);
+    case ToolFormat::GlmXml:
+      parse_hermes(rest, out, f.tools == ToolFormat::QwenXml ? xml_call : glm_call,
+                   f.param_types ? &f.param_types->types : nullptr);
       break;
     case ToolFormat::Llama3Json:
       parse_llama3(rest, out);
@@ -251,12 +272,22 @@ void parse_answer(std::string_view rest, const OutputFormat& f, ParsedOutput& ou
     case ToolFormat::Kimi:  // a forced call is the grammar's Hermes tag
       f.forced_calls ? parse_hermes(rest, out) : parse_section_calls(rest, f.tools, out);
       break;
+    case ToolFormat::Dsml:
+      f.forced_calls ? parse_hermes(rest, out) : parse_dsml_calls(rest, out);
+      break;
     case ToolFormat::None:
       out.content = std::string(rest);
       break;
   }
   std::vector<std::string> ids;
   for (ToolCall& call : out.calls) ids.push_back(call.id = new_tool_call_id(f.tools, ids));
+}
+
+// The format whose calls the stream reads: a forced DeepSeek, Kimi, DSML, Qwen3-Coder or GLM call
+// is the grammar's Hermes tag, so it streams as one.
+ToolFormat streamed_format(const OutputFormat& f) {
+  const bool hermes_body = is_section_format(f.tools) || calls_sent_whole(f.tools);
+  return f.forced_calls && hermes_body ? ToolFormat::Hermes : f.tools;
 }
 
 }  // namespace
@@ -284,10 +315,7 @@ OutputStream::OutputStream(const OutputFormat& f)
     : f_(f),
       state_(f.starts_in_think ? State::Think : State::Start),
       trims_(f.tools != ToolFormat::None || f.starts_in_think),
-      // A forced DeepSeek or Kimi call is the grammar's Hermes tag: it streams as one.
-      calls_(std::make_unique<CallArgStreamer>(
-          f.forced_calls && is_section_format(f.tools) ? ToolFormat::Hermes : f.tools,
-          f.forced_calls)) {}
+      calls_(std::make_unique<CallArgStreamer>(streamed_format(f), f.forced_calls)) {}
 OutputStream::~OutputStream() = default;
 OutputStream::OutputStream(OutputStream&&) noexcept = default;
 
@@ -360,10 +388,11 @@ void OutputStream::route(Delta& d, bool at_end) {
     if (!at_end && (t.empty() || std::string_view(kPythonTag).starts_with(t))) return;
     f_.tools = ToolFormat::None;  // content, not a call
   }
-  if (f_.tools == ToolFormat::Hermes || f_.tools == ToolFormat::QwenXml ||
+  if (f_.tools == ToolFormat::Hermes || calls_sent_whole(f_.tools) ||
       f_.tools == ToolFormat::Mistral || is_section_format(f_.tools)) {
     const std::string_view tag = f_.tools == ToolFormat::Mistral ? kMistralCalls
                                  : is_section_format(f_.tools)   ? section_begin_token(f_.tools)
+                                 : f_.tools == ToolFormat::Dsml  ? kDsmlPrefix
                                                                  : kCallOpen;
     const size_t open = f_.forced_calls ? 0 : pending_.find(tag);
     if (open != std::string::npos) {
@@ -390,8 +419,9 @@ OutputStream::Delta OutputStream::finish() {
   std::string_view whole = held_;
   if (const std::optional<size_t> cut = calls_->cut_call_start()) {
     call_cut_ = true;
-    whole = f_.tools == ToolFormat::Hermes || is_section_format(f_.tools) ? whole.substr(0, *cut)
-                                                                          : std::string_view();
+    const ToolFormat s = streamed_format(f_);
+    whole = s == ToolFormat::Hermes || is_section_format(s) ? whole.substr(0, *cut)
+                                                            : std::string_view();
   }
   // The reasoning block was routed already: a <think> in the held text is the answer's.
   ParsedOutput p;

@@ -9,11 +9,15 @@
 // most common format). Qwen3-Coder's and Qwen3.5's XML calls (`<tool_call><function=name>
 // <parameter=p>value</parameter></function></tool_call>`, server/tool_call_xml.h) when the
 // template writes "<function=" and "<parameter="; a forced call there is Hermes' JSON body (the
-// grammar's), which the XML format's parser reads too. DeepSeek's (V3, R1, V3.1) and Kimi-K2's
+// grammar's), which the XML format's parser reads too. GLM-4.5/4.6/4.7's (`<tool_call>name
+// <arg_key>k</arg_key><arg_value>v</arg_value></tool_call>`, server/tool_call_xml.h) when it
+// writes "<arg_key>", read and forced the same way. DeepSeek's (V3, R1, V3.1) and Kimi-K2's
 // sections of calls between control tokens (server/tool_call_sections.h) when the template
 // writes the section's first token (special tokens are then kept in the text, as for Mistral); a
 // forced call there is Hermes' tag with its JSON body (the grammar's; those tokens may be
-// special, which a grammar over text cannot write). Tool calls are only looked for when the request
+// special, which a grammar over text cannot write). DeepSeek-V3.2's and V4's DSML blocks
+// (server/tool_call_dsml.h) when the template writes "｜DSML｜", kept and forced the same way. Tool
+// calls are only looked for when the request
 // has tools and tool_choice is not "none".
 //
 // Reasoning: an output that starts with `<think>` (Qwen3, DeepSeek-R1 distills) has the block's
@@ -24,7 +28,8 @@
 // reasoning and content go out as they come (holding back only text that may be the start of a
 // tag), and text from the first tool call on is held: Hermes, Mistral and Llama 3 calls stream
 // as OpenAI streams them (a first delta with index, id and name, then argument fragments as they
-// come: server/tool_call_stream.h; XML calls go out whole at the end); the held
+// come: server/tool_call_stream.h; XML, GLM and DSML calls go out whole at the end, unless forced:
+// the grammar's Hermes body streams as Hermes' does); the held
 // text is parsed at the end, which sends any call not streamed whole (and the content outside the
 // calls).
 #pragma once
@@ -35,7 +40,7 @@
 
 namespace nc::server {
 
-enum class ToolFormat { None, Hermes, Llama3Json, Mistral, QwenXml, DeepSeek, Kimi };
+enum class ToolFormat { None, Hermes, Llama3Json, Mistral, QwenXml, GlmXml, DeepSeek, Kimi, Dsml };
 
 struct ParamTypeTable;  // server/tool_call_xml.h
 
@@ -45,7 +50,8 @@ struct OutputFormat {
   // tool_choice forced a call through a grammar (server/structured_request.h): for Mistral the
   // output is the call list without its [TOOL_CALLS] control token.
   bool forced_calls = false;
-  // QwenXml: the request's tools' parameter types, which type the calls' values (may be null).
+  // QwenXml, GlmXml: the request's tools' parameter types, which type the calls' values (may be
+  // null).
   std::shared_ptr<const ParamTypeTable> param_types = nullptr;
 };
 
@@ -76,6 +82,18 @@ ParsedOutput parse_output(const std::string& text, const OutputFormat& f);
 
 // `s` without its leading and trailing blanks (space, tab, CR, LF), as the parsers trim.
 std::string_view trim_blanks(std::string_view s);
+
+// Qwen3-Coder's and GLM's: <tool_call> around tagged arguments, typed by the request's schemas.
+bool is_tagged_format(ToolFormat f);
+
+// The formats whose markup may be special tokens, which the output's text must then keep for the
+// parser to see: Mistral's [TOOL_CALLS] is a control token; DeepSeek's, Kimi's, DSML's and
+// GLM's tags may be special in their tokenizers.
+bool keeps_special_tokens(ToolFormat f);
+
+// The formats whose calls a stream sends whole once the output is parsed (tagged and DSML ones),
+// unless forced (the grammar's Hermes body streams as Hermes' does).
+bool calls_sent_whole(ToolFormat f);
 
 // One streamed piece of a tool call (OpenAI's delta.tool_calls entry).
 struct ToolCallDelta {

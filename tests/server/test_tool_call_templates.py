@@ -180,6 +180,32 @@ class KimiK2TemplateToolCallTest(RoundTrip, ServerTestCase):
 
 
 @unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
+class DeepSeekV32TemplateToolCallTest(RoundTrip, ServerTestCase):
+    # <｜DSML｜function_calls><｜DSML｜invoke name="..."><｜DSML｜parameter name="k" string="true">
+    # v</｜DSML｜parameter></｜DSML｜invoke></｜DSML｜function_calls>; results in <function_results>.
+    TEMPLATE = "deepseek-ai-DeepSeek-V3.2.jinja"
+
+
+@unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
+class DeepSeekV4TemplateToolCallTest(RoundTrip, ServerTestCase):
+    # V4's block is <｜DSML｜tool_calls>.
+    TEMPLATE = "deepseek-ai-DeepSeek-V4.jinja"
+
+
+@unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
+class Glm46TemplateToolCallTest(RoundTrip, ServerTestCase):
+    # <tool_call>name\n<arg_key>k</arg_key>\n<arg_value>v</arg_value>\n</tool_call>: the template
+    # writes the history's arguments key by key (strings as they are, other values as JSON).
+    TEMPLATE = "GLM-4.6.jinja"
+
+
+@unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
+class Glm47TemplateToolCallTest(RoundTrip, ServerTestCase):
+    # GLM-4.7's layout: the same tags with no newlines between them.
+    TEMPLATE = "GLM-4.7-Flash.jinja"
+
+
+@unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
 class ChatTemplateKwargsTest(ServerTestCase):
     """vLLM's chat_template_kwargs reach the template: Qwen3's enable_thinking: false writes its
     empty think block into the generation prompt; bad values are 400s naming the field."""
