@@ -121,6 +121,18 @@ TEST(ToolCallDsml, CutCallsBlocksWithoutCallsAndForcedCalls) {
     EXPECT_TRUE(p.calls.empty()) << no;
     EXPECT_EQ(p.content, no);
   }
+  // Many blocks, some of each name: every call read, in order.
+  std::string many;
+  for (int i = 0; i < 3000; ++i)
+    many += i % 100 == 0 ? "<｜DSML｜tool_calls><｜DSML｜invoke name=\"g\"></｜DSML｜invoke>"
+                           "</｜DSML｜tool_calls>"
+                         : "<｜DSML｜function_calls><｜DSML｜invoke name=\"f\"></｜DSML｜invoke>"
+                           "</｜DSML｜function_calls>";
+  p = parse_output(many, dsml_format());
+  ASSERT_EQ(p.calls.size(), 3000u);
+  EXPECT_EQ(p.calls[100].name, "g");
+  EXPECT_EQ(p.calls[2999].name, "f");
+  EXPECT_EQ(p.content, "");
   // A forced call is the grammar's Hermes tag.
   p = parse_output(
       "<tool_call>\n{\"name\": \"note\", \"arguments\": {\"text\": \"hi\"}}\n</tool_call>",

@@ -184,6 +184,27 @@ TEST(ToolCallGlm, ValuesAreTypedByTheSchemaAndUnnamedOnesReadAsJson) {
   expect_streamed_equal(kGlmCalls, glm_format());
 }
 
+// As vLLM's glm45 parser: a string parameter is its text (`null` too); one whose schema gives
+// no type ($ref, enum) is read as JSON; blanks or the two characters \n may stand between a key
+// and its value, other text there drops that pair only.
+TEST(ToolCallGlm, StringsStayTextUntypedParametersAreJsonAndGapsAreLayout) {
+  const nlohmann::ordered_json tools = nlohmann::ordered_json::parse(R"([{"type": "function",
+    "function": {"name": "f", "parameters": {"type": "object", "properties": {
+      "s": {"type": "string"}, "loc": {"$ref": "#/$defs/Loc"},
+      "opt": {"anyOf": [{"$ref": "#/$defs/X"}, {"type": "null"}]}, "n": {"type": "integer"}}}}}])");
+  OutputFormat f = glm_format();
+  f.param_types = std::make_shared<ParamTypeTable>(ParamTypeTable{param_types_of(tools)});
+  const ParsedOutput p = parse_output(
+      "<tool_call>f<arg_key>s</arg_key><arg_value>null</arg_value>"
+      "<arg_key>loc</arg_key>\\n<arg_value>{\"lat\": 1}</arg_value>"
+      "<arg_key>opt</arg_key> \\n\n<arg_value>[1,2]</arg_value>"
+      "<arg_key>lost</arg_key>junk<arg_value>1</arg_value>"
+      "<arg_key>n</arg_key><arg_value>7</arg_value></tool_call>",
+      f);
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0].arguments, R"({"s":"null","loc":{"lat":1},"opt":[1,2],"n":7})");
+}
+
 TEST(ToolCallGlm, ForcedJsonBodiesCutCallsAndNonCalls) {
   const OutputFormat f = glm_format();
   ParsedOutput p = parse_output(

@@ -29,6 +29,16 @@ std::string allowed_method(const std::string& path) {
   return "";
 }
 
+// 405, with the methods the route takes.
+void send_not_allowed(const httplib::Request& req, httplib::Response& res,
+                      const std::string& allow) {
+  res.set_header("Allow", allow);
+  send_error_for(
+      req, res,
+      ApiError(405, fmt::format("{} is not allowed on {} (use {})", req.method, req.path, allow),
+               "invalid_request_error", "", "method_not_allowed"));
+}
+
 // Whether a handler serves req's method on its path: GET, HEAD and OPTIONS anywhere (httplib
 // answers an unknown GET with 404 itself), the route's own method, and DELETE of a stored response.
 // A request with a body that no handler reads is not routed, except a GET's.
@@ -45,11 +55,8 @@ void Server::Impl::send_unrouted(const Request& req, Response& res, const std::s
     send_error_for(req, res, http_error(req, 404, opts.max_body_bytes));
     return;
   }
-  res.set_header("Allow", allow);
-  send_error_for(
-      req, res,
-      ApiError(405, fmt::format("{} is not allowed on {} (use {})", req.method, req.path, allow),
-               "invalid_request_error", "", "method_not_allowed"));
+  // A stored response is read and deleted.
+  send_not_allowed(req, res, req.path.starts_with("/v1/responses/") ? "GET, DELETE" : allow);
 }
 
 std::string lower(std::string s) {
@@ -265,31 +272,12 @@ void Server::Impl::setup_routes() {
     res.set_content(metrics.render(loop.stats()), "text/plain; version=0.0.4; charset=utf-8");
   });
 
-  // 405 for the known routes under the wrong method.
-  auto not_allowed = [](const char* allow) {
-    return [allow](const Request& req, Response& res) {
-      res.set_header("Allow", allow);
-      send_error_for(
-          req, res,
-          ApiError(405,
-                   fmt::format("{} is not allowed on {} (use {})", req.method, req.path, allow),
-                   "invalid_request_error", "", "method_not_allowed"));
-    };
-  };
+  // 405 for a GET of the POST routes (other methods no route serves: send_unrouted, before the
+  // body).
   for (const char* path :
        {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages",
         "/v1/messages/count_tokens", "/tokenize", "/detokenize"}) {
-    http->Get(path, not_allowed("POST"));
-    http->Put(path, not_allowed("POST"));
-    http->Patch(path, not_allowed("POST"));
-    http->Delete(path, not_allowed("POST"));
-  }
-  for (const char* path :
-       {"/v1/models", "/health", "/metrics", "/get_model_info", "/get_server_info"}) {
-    http->Post(path, not_allowed("GET"));
-    http->Put(path, not_allowed("GET"));
-    http->Patch(path, not_allowed("GET"));
-    http->Delete(path, not_allowed("GET"));
+    http->Get(path, [](const Request& req, Response& res) { send_not_allowed(req, res, "POST"); });
   }
 
   http->set_error_handler(

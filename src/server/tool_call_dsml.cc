@@ -1,6 +1,7 @@
 // DeepSeek-V3.2's and V4's DSML tool calls (server/tool_call_dsml.h).
 #include "server/tool_call_dsml.h"
 
+#include <iterator>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,22 +28,39 @@ struct Block {
   size_t open = 0, body = 0, close = 0, end = 0;
 };
 
-std::optional<Block> next_block(std::string_view text, size_t from) {
+// Where each block name's open tag is next, searched again only once passed: one scan of the
+// text per name, not one per block (a text of many blocks of one name is not quadratic).
+class BlockFinder {
+ public:
+  explicit BlockFinder(std::string_view text) : text_(text) {}
+  std::optional<Block> next(size_t from);
+
+ private:
+  std::string_view text_;
+  size_t next_at_[std::size(kBlockNames)] = {0, 0};
+  bool searched_[std::size(kBlockNames)] = {false, false};
+};
+
+std::optional<Block> BlockFinder::next(size_t from) {
   Block b;
   b.open = npos;
   std::string close_tag;
-  for (std::string_view name : kBlockNames) {
-    const std::string open_tag = std::string(kDsmlPrefix).append(name).append(">");
-    const size_t at = text.find(open_tag, from);
+  for (size_t n = 0; n < std::size(kBlockNames); ++n) {
+    const std::string open_tag = std::string(kDsmlPrefix).append(kBlockNames[n]).append(">");
+    if (!searched_[n] || (next_at_[n] != npos && next_at_[n] < from)) {
+      next_at_[n] = text_.find(open_tag, from);
+      searched_[n] = true;
+    }
+    const size_t at = next_at_[n];
     if (at == npos || at >= b.open) continue;
     b.open = at;
     b.body = at + open_tag.size();
-    close_tag = "</｜DSML｜" + std::string(name) + ">";
+    close_tag = "</｜DSML｜" + std::string(kBlockNames[n]) + ">";
   }
   if (b.open == npos) return std::nullopt;
-  const size_t c = text.find(close_tag, b.body);
-  b.close = c == npos ? text.size() : c;
-  b.end = c == npos ? text.size() : c + close_tag.size();
+  const size_t c = text_.find(close_tag, b.body);
+  b.close = c == npos ? text_.size() : c;
+  b.end = c == npos ? text_.size() : c + close_tag.size();
   return b;
 }
 
@@ -124,7 +142,8 @@ bool is_dsml_template(std::string_view template_text) {
 
 void parse_dsml_calls(std::string_view text, ParsedOutput& out) {
   size_t pos = 0;
-  while (std::optional<Block> b = next_block(text, pos)) {
+  BlockFinder blocks(text);
+  while (std::optional<Block> b = blocks.next(pos)) {
     std::vector<ToolCall> calls =
         read_invocations(text.substr(b->body, b->close - b->body), b->body);
     // A block with no call in it stays in the content as written.

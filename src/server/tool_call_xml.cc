@@ -140,13 +140,34 @@ bool xml_call(std::string_view body, const ParamTypes* types, ToolCall& out) {
   return true;
 }
 
+// Whether `gap` (between a GLM key's and its value's tags) is layout: blanks, and the two
+// characters \n that GLM-4.7 models write there at times.
+bool glm_layout(std::string_view gap) {
+  for (size_t i = 0; i < gap.size(); ++i) {
+    if (gap.substr(i).starts_with("\\n")) {
+      ++i;
+    } else if (std::string_view(" \t\r\n").find(gap[i]) == std::string_view::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A GLM value by its parameter's schema: a string parameter's text as written (the template
+// writes strings as they are, `null` too); any other, or one without types, as JSON where the
+// text parses as JSON of an allowed type (vLLM's glm45 parser decodes all but strings).
+ojson glm_value(std::string_view text, const std::vector<std::string>& types) {
+  static const std::vector<std::string> kJson = {"boolean", "number", "object", "array"};
+  if (types.size() == 1 && types[0] == "string") return std::string(text);
+  return typed_value(text, types.empty() ? kJson : types);
+}
+
 bool glm_call(std::string_view body, const ParamTypes* types, ToolCall& out) {
   const size_t first_tag = body.find('<');
   const std::string name(trim_blanks(body.substr(0, first_tag)));
   if (name.empty() || name.find_first_of(" \t\r\n") != std::string::npos) return false;
   const FunctionParams* params = params_of(types, name);
-  // The template writes any value but a string as JSON: an unnamed parameter is read as JSON.
-  static const std::vector<std::string> kJson = {"boolean", "number", "object", "array"};
+  static const std::vector<std::string> kUnnamed;  // read as JSON (glm_value)
   ojson args = ojson::object();
   std::string_view rest = first_tag == std::string_view::npos ? "" : body.substr(first_tag);
   for (size_t k; (k = rest.find(kKeyOpen)) != std::string_view::npos;) {
@@ -155,11 +176,13 @@ bool glm_call(std::string_view body, const ParamTypes* types, ToolCall& out) {
     const std::string key(rest.substr(k + kKeyOpen.size(), key_end - k - kKeyOpen.size()));
     rest = rest.substr(key_end + kKeyClose.size());
     const size_t v = rest.find(kValueOpen);
-    if (v == std::string_view::npos || !trim_blanks(rest.substr(0, v)).empty()) break;
+    if (v == std::string_view::npos) break;  // cut before the value
+    const bool paired = glm_layout(rest.substr(0, v));
     rest = rest.substr(v + kValueOpen.size());
     // Cut by the end inside a value: the value so far (the call is cut: finish_reason length).
     const size_t close = rest.find(kValueClose);
-    args[key] = typed_value(rest.substr(0, close), types_of(params, key, kJson));
+    // A value after other text is not the key's: the pair is skipped, the next ones read.
+    if (paired) args[key] = glm_value(rest.substr(0, close), types_of(params, key, kUnnamed));
     if (close == std::string_view::npos) break;
     rest = rest.substr(close + kValueClose.size());
   }

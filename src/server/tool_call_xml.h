@@ -22,10 +22,12 @@
 //   <arg_key>city</arg_key>
 //   <arg_value>Paris</arg_value>
 //
-// (a newline between the tags in 4.5 and 4.6, none in 4.7; both are read). The templates write a
-// string as it is and any other value as JSON, so a value is typed by the schema as above, and a
-// parameter the schema does not name is the JSON its text parses as (an object, array, number,
-// boolean or null), else the text, as vLLM's glm45 parser reads it.
+// (a newline between the tags in 4.5 and 4.6, none in 4.7, at times the two characters \n; all
+// are read; a value after other text is not its key's, and that pair is skipped). The templates
+// write a string as it is and any other value as JSON, so, as vLLM's glm45 parser reads them, a
+// string parameter's value is its text (`null` too), and any other parameter's is typed by the
+// schema as above, or, where the schema names no type ($ref, enum) or not the parameter, is the
+// JSON its text parses as (an object, array, number, boolean or null), else the text.
 #pragma once
 #include <map>
 #include <string>
