@@ -47,6 +47,11 @@ TEST(ToolCallId, ShapePerFormatAndDistinct) {
   EXPECT_FALSE(tool_call_id_fits(ToolFormat::Mistral, "abcXYZ01"));
   EXPECT_FALSE(tool_call_id_fits(ToolFormat::Mistral, "abc_XYZ01"));
   EXPECT_TRUE(tool_call_id_fits(ToolFormat::Hermes, "anything at all"));
+  // Kimi's: functions.NAME:K, K after the history's calls and the output's earlier ones.
+  EXPECT_EQ(new_tool_call_id(CallIds{ToolFormat::Kimi, 0}, "get_weather", {}),
+            "functions.get_weather:0");
+  EXPECT_EQ(new_tool_call_id(CallIds{ToolFormat::Kimi, 3}, "f", {"a", "b"}), "functions.f:5");
+  EXPECT_TRUE(is_openai_id(new_tool_call_id(CallIds{ToolFormat::Hermes, 3}, "f", {})));
 }
 
 TEST(ToolCallId, WholeParseGivesTheFormatsIds) {

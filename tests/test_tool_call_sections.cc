@@ -57,7 +57,12 @@ void expect_two_calls(const ParsedOutput& p) {
   EXPECT_EQ(p.calls[1].name, "note");
   EXPECT_EQ(json::parse(p.calls[1].arguments), json::parse(R"({"text": "a\nb"})"));
   EXPECT_NE(p.calls[0].id, p.calls[1].id);
-  EXPECT_TRUE(p.calls[0].id.starts_with("call_")) << p.calls[0].id;
+  if (p.calls[0].id.starts_with("functions.")) {  // Kimi's own shape
+    EXPECT_EQ(p.calls[0].id, "functions.get_weather:0");
+    EXPECT_EQ(p.calls[1].id, "functions.note:1");
+  } else {
+    EXPECT_TRUE(p.calls[0].id.starts_with("call_")) << p.calls[0].id;
+  }
 }
 
 // What a client gets from streaming `text` in pieces of `step` bytes.
@@ -78,6 +83,7 @@ Streamed stream(const std::string& text, const OutputFormat& f, size_t step) {
         got.calls.resize(size_t(c.index) + 1);
         got.fragments.resize(size_t(c.index) + 1);
         got.calls[size_t(c.index)].name = c.name;
+        got.calls[size_t(c.index)].id = c.id;
       }
       got.calls.at(size_t(c.index)).arguments += c.arguments;
       got.fragments.at(size_t(c.index)) += !c.arguments.empty();
@@ -124,6 +130,27 @@ TEST(ToolCallSections, KimiIdsGiveTheName) {
   EXPECT_EQ(name_of("lookup"), "lookup");
   EXPECT_EQ(name_of("functions.a:b"), "a:b");  // not a call number
   EXPECT_EQ(name_of(""), "(no call)");
+}
+
+// Kimi's ids are its templates' "functions.NAME:K", K going on from the calls in the history,
+// the same streamed and whole, forced or not (a forced call streams as Hermes' tag).
+TEST(ToolCallSections, KimiIdsNumberOnFromTheHistory) {
+  OutputFormat f = detect_output_format(kKimiTemplate, "", true);
+  f.first_call_index = 3;
+  const ParsedOutput whole = parse_output(kKimiCalls, f);
+  ASSERT_EQ(whole.calls.size(), 2u);
+  EXPECT_EQ(whole.calls[0].id, "functions.get_weather:3");
+  EXPECT_EQ(whole.calls[1].id, "functions.note:4");
+  for (size_t step : {size_t(1), size_t(7), kKimiCalls.size()}) {
+    const Streamed got = stream(kKimiCalls, f, step);
+    ASSERT_EQ(got.calls.size(), 2u);
+    EXPECT_EQ(got.calls[0].id, "functions.get_weather:3");
+    EXPECT_EQ(got.calls[1].id, "functions.note:4");
+  }
+  f.forced_calls = true;
+  const std::string forced = "<tool_call>\n{\"name\": \"note\", \"arguments\": {}}\n</tool_call>";
+  EXPECT_EQ(parse_output(forced, f).calls.at(0).id, "functions.note:3");
+  EXPECT_EQ(stream(forced, f, 5).calls.at(0).id, "functions.note:3");
 }
 
 TEST(ToolCallSections, WhatIsNoCallStaysContent) {

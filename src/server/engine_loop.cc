@@ -25,6 +25,16 @@ ApiError shutting_down() {
   return ApiError(503, "the server is shutting down", "server_error", "", "shutting_down");
 }
 
+// The tool calls of the history's assistant turns (Kimi numbers its call ids across them).
+int calls_in(const nlohmann::ordered_json& messages) {
+  int n = 0;
+  for (const auto& m : messages) {
+    if (!m.is_object()) continue;
+    if (const auto c = m.find("tool_calls"); c != m.end() && c->is_array()) n += int(c->size());
+  }
+  return n;
+}
+
 }  // namespace
 
 // ---- RequestHandle ----
@@ -143,6 +153,7 @@ ChatPrompt render_chat(const Engine& engine, const std::vector<ChatMessage>& mes
     ending.template_kwargs_json = tools.template_kwargs.dump();
     ChatPrompt prompt = engine.chat_prompt_json(msgs.dump(), tools.tools.dump(), ending);
     format = detect_output_format(tmpl, prompt.text, tools.parse_calls());
+    format.first_call_index = calls_in(msgs);
     if (is_tagged_format(format.tools))
       format.param_types =
           std::make_shared<ParamTypeTable>(ParamTypeTable{param_types_of(tools.tools)});

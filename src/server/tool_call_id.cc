@@ -50,6 +50,13 @@ std::string new_tool_call_id(ToolFormat format, const std::vector<std::string>& 
   return id;
 }
 
+std::string new_tool_call_id(const CallIds& ids, std::string_view name,
+                             const std::vector<std::string>& taken) {
+  if (ids.format != ToolFormat::Kimi) return new_tool_call_id(ids.format, taken);
+  // Distinct within the output: K grows with every id given.
+  return fmt::format("functions.{}:{}", name, ids.first_index + int(taken.size()));
+}
+
 bool tool_call_id_fits(ToolFormat format, std::string_view id) {
   if (format != ToolFormat::Mistral) return true;
   return id.size() == kMistralIdLength && std::all_of(id.begin(), id.end(), is_alnum);

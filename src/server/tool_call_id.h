@@ -3,7 +3,10 @@
 //
 // Shapes: Mistral's templates (Nemo, Small 3.x, Devstral) raise unless an id is exactly 9
 // characters (Mistral's tokenizer makes them from [A-Za-z0-9]), so Mistral calls get 9 random
-// alphanumerics; every other format gets OpenAI's shape, "call_" and 24 random hex digits. Both
+// alphanumerics; Kimi-K2's are "functions.NAME:K", K counting the conversation's calls from 0 as
+// its templates number them (the older template writes the id a tool result names, so the model
+// reads the ids it was trained on; K goes on from the calls in the request's history); every
+// other format gets OpenAI's shape, "call_" and 24 random hex digits. Both
 // the whole-text parser (parse_output) and the streamer (CallArgStreamer) draw ids here, so a
 // streamed call and a returned one look the same. An id is never the model's own (a Mistral
 // model may write "id" or [CALL_ID] itself, copying an earlier turn's): a call's id must be
@@ -29,6 +32,18 @@ namespace nc::server {
 
 // A new id in the format's shape, not equal to any of `taken`.
 std::string new_tool_call_id(ToolFormat format, const std::vector<std::string>& taken = {});
+
+// The ids of one output's calls: the format's shape; for Kimi, the number of calls in the
+// conversation before this output (CallIds::first_index).
+struct CallIds {
+  ToolFormat format = ToolFormat::None;
+  int first_index = 0;
+};
+
+// The id of a call named `name`, after the output's `taken` ones (Kimi: "functions.NAME:K" with
+// K = first_index + taken.size(); other formats as above).
+std::string new_tool_call_id(const CallIds& ids, std::string_view name,
+                             const std::vector<std::string>& taken);
 
 // Whether `id` has the shape the format's templates accept (Mistral: 9 alphanumerics; any string
 // for the others).

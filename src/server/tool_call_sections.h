@@ -11,8 +11,8 @@
 // Told from the template: these templates write the tokens for earlier calls. A DeepSeek body
 // before its separator of exactly "function", followed by no JSON object, is V3's shape; any
 // other is V3.1's (so a V3.1 tool named "function" still reads right). Kimi's call id
-// "functions.NAME:K" gives the name (its templates number the calls themselves, so the server's
-// ids stay OpenAI's). The arguments must be a JSON object (nested at most kMaxJsonDepth:
+// "functions.NAME:K" gives the name (the server gives ids of that shape, numbered its own way:
+// server/tool_call_id.h). The arguments must be a JSON object (nested at most kMaxJsonDepth:
 // server/json_fields.h). What is not a call stays in the content as written, but for a last call
 // the end cut short (no end token: max_tokens), which is dropped; text before the section and
 // after it is content too. The tokens may be special in the tokenizer: the server keeps special

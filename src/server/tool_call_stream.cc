@@ -67,8 +67,9 @@ std::string unescape_name(const std::string& json_text) {
 
 }  // namespace
 
-CallArgStreamer::CallArgStreamer(ToolFormat format, bool forced)
+CallArgStreamer::CallArgStreamer(ToolFormat format, bool forced, CallIds ids)
     : format_(format),
+      id_shape_(ids),
       state_(forced && format == ToolFormat::Mistral ? State::Header : State::Open) {
   // Llama 3's output is held from its first character only when it may be a call.
   if (format == ToolFormat::Llama3Json) state_ = State::Header;
@@ -154,7 +155,7 @@ bool CallArgStreamer::read_header(std::string_view held, std::vector<ToolCallDel
   ToolCallDelta d;
   d.index = int(ids_.size());
   d.first = true;
-  d.id = new_tool_call_id(format_, ids_);
+  d.id = new_tool_call_id(id_shape_, name, ids_);
   d.name = std::move(name);
   ids_.push_back(d.id);
   starts_.push_back(call_start_);
@@ -317,7 +318,7 @@ std::vector<ToolCallDelta> CallArgStreamer::reconcile(std::vector<ToolCall>& cal
       continue;
     }
     // The whole parse drew its ids apart from each other, not from the streamed ones.
-    calls[k].id = new_tool_call_id(format_, taken);
+    calls[k].id = new_tool_call_id(id_shape_, calls[k].name, taken);
     taken.push_back(calls[k].id);
     ToolCallDelta d;
     d.index = next_index++;

@@ -28,13 +28,16 @@
 #include <string_view>
 #include <vector>
 
+#include "server/tool_call_id.h"
 #include "server/tool_calls.h"
 
 namespace nc::server {
 
 class CallArgStreamer {
  public:
-  CallArgStreamer(ToolFormat format, bool forced);
+  // `ids`: the shape of the calls' ids (the output's format, which a forced call streams apart
+  // from).
+  CallArgStreamer(ToolFormat format, bool forced, CallIds ids);
   // `held`: all the held text so far (it only grows). The deltas new since the last call.
   std::vector<ToolCallDelta> update(std::string_view held);
   // The whole-text parse's calls at the end: the announced ones take their ids, the others get
@@ -62,6 +65,7 @@ class CallArgStreamer {
   void string_ended();
 
   ToolFormat format_;
+  CallIds id_shape_;
   State state_;
   size_t pos_ = 0;         // how far the held text has been read
   size_t call_start_ = 0;  // where the call being read starts

@@ -280,7 +280,8 @@ void parse_answer(std::string_view rest, const OutputFormat& f, ParsedOutput& ou
       break;
   }
   std::vector<std::string> ids;
-  for (ToolCall& call : out.calls) ids.push_back(call.id = new_tool_call_id(f.tools, ids));
+  for (ToolCall& call : out.calls)
+    ids.push_back(call.id = new_tool_call_id(CallIds{f.tools, f.first_call_index}, call.name, ids));
 }
 
 // The format whose calls the stream reads: a forced DeepSeek, Kimi, DSML, Qwen3-Coder or GLM call
@@ -315,7 +316,8 @@ OutputStream::OutputStream(const OutputFormat& f)
     : f_(f),
       state_(f.starts_in_think ? State::Think : State::Start),
       trims_(f.tools != ToolFormat::None || f.starts_in_think),
-      calls_(std::make_unique<CallArgStreamer>(streamed_format(f), f.forced_calls)) {}
+      calls_(std::make_unique<CallArgStreamer>(streamed_format(f), f.forced_calls,
+                                               CallIds{f.tools, f.first_call_index})) {}
 OutputStream::~OutputStream() = default;
 OutputStream::OutputStream(OutputStream&&) noexcept = default;
 

@@ -50,6 +50,9 @@ struct OutputFormat {
   // tool_choice forced a call through a grammar (server/structured_request.h): for Mistral the
   // output is the call list without its [TOOL_CALLS] control token.
   bool forced_calls = false;
+  // Kimi: how many tool calls the request's history holds (its ids number on from there:
+  // server/tool_call_id.h).
+  int first_call_index = 0;
   // QwenXml, GlmXml: the request's tools' parameter types, which type the calls' values (may be
   // null).
   std::shared_ptr<const ParamTypeTable> param_types = nullptr;

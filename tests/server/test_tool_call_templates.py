@@ -35,6 +35,7 @@ FORCED = {"type": "function", "function": {"name": "get_weather"}}
 QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 OPENAI_ID = re.compile(r"call_[0-9a-f]{24}")
 MISTRAL_ID = re.compile(r"[A-Za-z0-9]{9}")
+KIMI_FIRST_ID = re.compile(r"functions\.get_weather:0")
 
 
 def with_result(call_id, arguments, result="22 C and sunny"):
@@ -50,6 +51,7 @@ class RoundTrip:
     """The round trip for one template (TEMPLATE); ID: the shape of the server's call ids."""
     TEMPLATE = None
     ID = OPENAI_ID
+    RANDOM_IDS = True  # a new id each time (Kimi's number the conversation's calls instead)
     SERVED = MODEL_ID  # the model id the server answers to
 
     @classmethod
@@ -120,7 +122,10 @@ class RoundTrip:
                     whole = (call_id, json.loads(args))
                 else:
                     self.assertEqual(json.loads(args), whole[1])
-                    self.assertNotEqual(call_id, whole[0])
+                    if self.RANDOM_IDS:
+                        self.assertNotEqual(call_id, whole[0])
+                    else:
+                        self.assertEqual(call_id, whole[0])
                 # The id goes back as the server gave it (a Mistral template raises on any other
                 # length: a 400 here).
                 reason, answered = self.answer(with_result(call_id, args), stream)
@@ -177,6 +182,24 @@ class KimiK2TemplateToolCallTest(RoundTrip, ServerTestCase):
     # <|tool_calls_section_begin|><|tool_call_begin|>functions.name:0<|tool_call_argument_begin|>
     # {...}<|tool_call_end|>: the template numbers the calls itself.
     TEMPLATE = "Kimi-K2-Instruct.jinja"
+    ID = KIMI_FIRST_ID
+    RANDOM_IDS = False
+
+    def test_ids_number_on_from_the_history(self):
+        # One call and its result in the history: the next call is the conversation's second.
+        history = with_result("functions.get_weather:0", '{"city": "Paris"}') + [
+            {"role": "user", "content": "And in Rome?"}]
+        r = self.chat(messages=history, tools=TOOLS, tool_choice=FORCED)
+        self.assertEqual(r.choices[0].message.tool_calls[0].id, "functions.get_weather:1")
+
+
+@unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
+class KimiK2OlderTemplateToolCallTest(RoundTrip, ServerTestCase):
+    # The first Kimi-K2 template writes a tool result's tool_call_id as it comes ("## Return of
+    # functions.get_weather:0"): the ids the server gives are the ones the model was trained on.
+    TEMPLATE = "moonshotai-Kimi-K2.jinja"
+    ID = KIMI_FIRST_ID
+    RANDOM_IDS = False
 
 
 @unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
