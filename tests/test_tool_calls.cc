@@ -130,6 +130,31 @@ TEST(ToolCalls, ThinkBlockIsReasoning) {
   EXPECT_EQ(p.content, "a <think>b</think>");
 }
 
+// Mistral's reasoning models (Magistral, Ministral reasoning): [THINK] ... [/THINK] when the
+// template writes [THINK], read and streamed as <think> is; the control tokens are kept in the
+// text; a prompt ending in [THINK] starts the output in reasoning.
+TEST(ToolCalls, MistralThinkBlockIsReasoning) {
+  const std::string tmpl = "{{- '[THINK]' + block['thinking'] + '[/THINK]' }}[TOOL_CALLS]";
+  OutputFormat f = detect_output_format(tmpl, "[INST]q[/INST]", true);
+  EXPECT_EQ(f.think_open, "[THINK]");
+  EXPECT_EQ(f.tools, ToolFormat::Mistral);
+  EXPECT_FALSE(f.starts_in_think);
+  EXPECT_TRUE(keeps_special_tokens(detect_output_format(tmpl, "", false)));
+  EXPECT_FALSE(keeps_special_tokens(kPlain));
+  ParsedOutput p = parse_output("[THINK]step 1[/THINK]The answer.[TOOL_CALLS]f[ARGS]{\"a\": 1}", f);
+  EXPECT_EQ(p.reasoning, "step 1");
+  EXPECT_EQ(p.content, "The answer.");
+  ASSERT_EQ(p.calls.size(), 1u);
+  // <think> is content for such a template, [THINK] for any other.
+  EXPECT_EQ(parse_output("<think>x</think>y", f).content, "<think>x</think>y");
+  EXPECT_EQ(parse_output("[THINK]x[/THINK]y", kPlain).content, "[THINK]x[/THINK]y");
+  const OutputFormat opened = detect_output_format(tmpl, "[INST]q[/INST][THINK]\n", false);
+  EXPECT_TRUE(opened.starts_in_think);
+  p = parse_output("still[/THINK] done", opened);
+  EXPECT_EQ(p.reasoning, "still");
+  EXPECT_EQ(p.content, "done");
+}
+
 // Feeds text in chunks of `step` bytes; the concatenated deltas must equal parse_output's (a
 // streamed call's argument fragments concatenate to the same JSON object).
 void expect_stream_matches(const std::string& text, const OutputFormat& f) {
@@ -199,6 +224,9 @@ TEST(ToolCalls, StreamMatchesWholeParseInEveryChunking) {
   // Cut by max_tokens inside the closing tag: one call, no markup as content, streamed or whole.
   expect_stream_matches("<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</", kHermes);
   expect_stream_matches("<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_c", kHermes);
+  const OutputFormat mistral_think = detect_output_format("[THINK][TOOL_CALLS]", "", true);
+  expect_stream_matches("[THINK]a [/THIN b[/THINK] The answer.[TOOL_CALLS]f[ARGS]{}",
+                        mistral_think);
 }
 
 // A call streamed from its header that the whole parse then refuses (an extra '}') must not take

@@ -160,8 +160,8 @@ ChatPrompt render_chat(const Engine& engine, const std::vector<ChatMessage>& mes
     return prompt;
   }
   ChatPrompt prompt = engine.chat_prompt(messages, ending);
-  // Only the prompt's end matters (a generation prompt opening <think>).
-  format = detect_output_format("", prompt.text, false);
+  // The reasoning block's markers and whether the generation prompt opened one.
+  format = detect_output_format(engine.chat_template_text(false), prompt.text, false);
   return prompt;
 }
 
@@ -233,7 +233,7 @@ void EngineLoop::admit(const std::shared_ptr<RequestHandle>& h) {
     // template); its error's kind says which HTTP answer it gets. Choices after the first
     // share the first one's prompt pages (Engine::add_requests).
     SamplingParams sp = engine_sampling(r, n);
-    if (keeps_special_tokens(ev.format.tools)) sp.skip_special_tokens = false;
+    if (keeps_special_tokens(ev.format)) sp.skip_special_tokens = false;
     h->ids_ = engine_.add_requests(ids, sp, r.best_of);
     h->unfinished_ = int(h->ids_.size());
     for (size_t i = 0; i < h->ids_.size(); ++i) {

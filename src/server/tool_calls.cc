@@ -15,8 +15,8 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr std::string_view kThinkOpen = "<think>";
-constexpr std::string_view kThinkClose = "</think>";
+constexpr std::string_view kMistralThinkOpen = "[THINK]";
+constexpr std::string_view kMistralThinkClose = "[/THINK]";
 constexpr std::string_view kCallOpen = "<tool_call>";
 constexpr std::string_view kCallClose = "</tool_call>";
 constexpr std::string_view kMistralCalls = "[TOOL_CALLS]";
@@ -209,6 +209,10 @@ bool keeps_special_tokens(ToolFormat f) {
          f == ToolFormat::GlmXml;
 }
 
+bool keeps_special_tokens(const OutputFormat& f) {
+  return keeps_special_tokens(f.tools) || f.think_open == kMistralThinkOpen;
+}
+
 bool calls_sent_whole(ToolFormat f) {
   return is_tagged_format(f) || f == ToolFormat::Dsml;
 }
@@ -240,9 +244,14 @@ ToolFormat template_tool_format(const std::string& template_text) {
 OutputFormat detect_output_format(const std::string& template_text, const std::string& prompt_text,
                                   bool tools_on) {
   OutputFormat f;
+  if (template_text.find(kMistralThinkOpen) != std::string::npos) {
+    f.think_open = kMistralThinkOpen;
+    f.think_close = kMistralThinkClose;
+  }
   const std::string_view p = prompt_text;
   const size_t tail = p.find_last_not_of(" \t\r\n");
-  f.starts_in_think = tail != std::string_view::npos && p.substr(0, tail + 1).ends_with(kThinkOpen);
+  f.starts_in_think =
+      tail != std::string_view::npos && p.substr(0, tail + 1).ends_with(f.think_open);
   if (tools_on) f.tools = template_tool_format(template_text);
   return f;
 }
@@ -296,16 +305,17 @@ ToolFormat streamed_format(const OutputFormat& f) {
 ParsedOutput parse_output(const std::string& text, const OutputFormat& f) {
   ParsedOutput out;
   std::string_view rest = text;
-  const bool think = f.starts_in_think || ltrim(rest).starts_with(kThinkOpen);
+  const bool think = f.starts_in_think || ltrim(rest).starts_with(f.think_open);
   if (!think && f.tools == ToolFormat::None) {
     out.content = text;  // nothing to read: the text as the model wrote it
     return out;
   }
   if (think) {
-    if (!f.starts_in_think) rest = ltrim(rest).substr(kThinkOpen.size());
-    const size_t close = rest.find(kThinkClose);
+    if (!f.starts_in_think) rest = ltrim(rest).substr(f.think_open.size());
+    const size_t close = rest.find(f.think_close);
     out.reasoning = std::string(rest.substr(0, close));
-    rest = close == std::string_view::npos ? std::string_view() : rest.substr(close + 8);
+    rest = close == std::string_view::npos ? std::string_view()
+                                           : rest.substr(close + f.think_close.size());
   }
   parse_answer(rest, f, out);
   out.content = trim(out.content);
@@ -356,26 +366,26 @@ void OutputStream::send_content(Delta& d, std::string_view text) {
 void OutputStream::route(Delta& d, bool at_end) {
   if (state_ == State::Start) {
     const std::string_view t = ltrim(pending_);
-    if (t.starts_with(kThinkOpen)) {
-      pending_ = std::string(t.substr(kThinkOpen.size()));
+    if (t.starts_with(f_.think_open)) {
+      pending_ = std::string(t.substr(f_.think_open.size()));
       state_ = State::Think;
       trims_ = true;
-    } else if (!at_end && (t.empty() || std::string_view(kThinkOpen).starts_with(t))) {
+    } else if (!at_end && (t.empty() || f_.think_open.starts_with(t))) {
       return;  // may still become <think>
     } else {
       state_ = State::Content;
     }
   }
   if (state_ == State::Think) {
-    const size_t close = pending_.find(kThinkClose);
+    const size_t close = pending_.find(f_.think_close);
     if (close == std::string::npos) {
-      const size_t keep = at_end ? 0 : partial_tag(pending_, kThinkClose);
+      const size_t keep = at_end ? 0 : partial_tag(pending_, f_.think_close);
       d.reasoning += pending_.substr(0, pending_.size() - keep);
       pending_.erase(0, pending_.size() - keep);
       return;
     }
     d.reasoning += pending_.substr(0, close);
-    pending_ = std::string(ltrim(std::string_view(pending_).substr(close + kThinkClose.size())));
+    pending_ = std::string(ltrim(std::string_view(pending_).substr(close + f_.think_close.size())));
     state_ = State::Content;
   }
   if (f_.tools == ToolFormat::Llama3Json) {

@@ -22,7 +22,9 @@
 //
 // Reasoning: an output that starts with `<think>` (Qwen3, DeepSeek-R1 distills) has the block's
 // text as reasoning_content, stripped from content; a prompt that ends inside `<think>` (R1
-// distills' generation prompt) makes the output start in reasoning until `</think>`.
+// distills' generation prompt) makes the output start in reasoning until `</think>`. Mistral's
+// reasoning models write [THINK] ... [/THINK] instead, read the same way when their template
+// writes [THINK].
 //
 // parse_output() reads a whole text. OutputStream does the same incrementally for streaming:
 // reasoning and content go out as they come (holding back only text that may be the start of a
@@ -53,6 +55,11 @@ struct OutputFormat {
   // Kimi: how many tool calls the request's history holds (its ids number on from there:
   // server/tool_call_id.h).
   int first_call_index = 0;
+  // The reasoning block's markers: <think> and </think>, or Mistral's [THINK] and [/THINK]
+  // (Magistral, Ministral's reasoning models; control tokens, kept in the text) when the template
+  // writes [THINK].
+  std::string_view think_open = "<think>";
+  std::string_view think_close = "</think>";
   // QwenXml, GlmXml: the request's tools' parameter types, which type the calls' values (may be
   // null).
   std::shared_ptr<const ParamTypeTable> param_types = nullptr;
@@ -93,6 +100,8 @@ bool is_tagged_format(ToolFormat f);
 // parser to see: Mistral's [TOOL_CALLS] is a control token; DeepSeek's, Kimi's, DSML's and
 // GLM's tags may be special in their tokenizers.
 bool keeps_special_tokens(ToolFormat f);
+// The same for an output: its tool format's, or Mistral's [THINK] markers.
+bool keeps_special_tokens(const OutputFormat& f);
 
 // The formats whose calls a stream sends whole once the output is parsed (tagged and DSML ones),
 // unless forced (the grammar's Hermes body streams as Hermes' does).

@@ -171,6 +171,26 @@ class MistralSmallTemplateToolCallTest(MistralRoundTrip, ServerTestCase):
 
 
 @unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
+class MinistralReasoningTemplateToolCallTest(MistralRoundTrip, ServerTestCase):
+    # A reasoning model's template ([THINK] ... [/THINK] blocks, read as reasoning).
+    TEMPLATE = "mistralai-Ministral-3-14B-Reasoning-2512.jinja"
+
+    def test_think_block_is_reasoning(self):
+        # A 135M model does not write [THINK] itself: a regex makes it write a block.
+        kw = dict(messages=QUESTION, max_tokens=40,
+                  extra_body={"guided_regex": r"\[THINK\]plan it\[/THINK\]Sunny\."})
+        m = self.chat(**kw).choices[0].message
+        self.assertEqual(getattr(m, "reasoning_content", None), "plan it")
+        self.assertEqual(m.content, "Sunny.")
+        reasoning, content = "", ""
+        for chunk in self.chat(stream=True, **kw):
+            for c in chunk.choices:
+                reasoning += getattr(c.delta, "reasoning_content", None) or ""
+                content += c.delta.content or ""
+        self.assertEqual((reasoning, content), ("plan it", "Sunny."))
+
+
+@unittest.skipUnless(os.path.isdir(TEMPLATES), "no templates: run tools/setup.sh")
 class DeepSeekV31TemplateToolCallTest(RoundTrip, ServerTestCase):
     # <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>name<｜tool▁sep｜>{...}<｜tool▁call▁end｜>: the format
     # the server reads from this template; a forced call is the grammar's Hermes tag.
