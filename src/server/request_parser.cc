@@ -89,25 +89,42 @@ std::vector<int32_t> token_ids(const json& arr, const std::string& param) {
   return ids;
 }
 
-// prompt: a string, a list of token ids, or a batch of one of either.
+// One prompt: a string or a list of token ids (`param` names it in errors).
+ParsedRequest::BatchPrompt one_prompt(const json& p, const std::string& param) {
+  ParsedRequest::BatchPrompt out;
+  if (p.is_string()) {
+    out.text = p.get<std::string>();
+    if (out.text.empty()) throw invalid_param(param, fmt::format("'{}' must not be empty", param));
+  } else if (p.is_array()) {
+    out.ids = token_ids(p, param);
+    out.is_ids = true;
+    if (out.ids.empty()) throw invalid_param(param, fmt::format("'{}' must not be empty", param));
+  } else {
+    throw wrong_type(param, "a string or an array of token ids", p);
+  }
+  return out;
+}
+
+// prompt: a string, a list of token ids, or a batch (a list) of either.
 void parse_prompt(const json& body, ParsedRequest& r) {
   const json* p = present_field(body, "prompt");
   if (!p) throw invalid_param("prompt", "'prompt' is required");
-  if (p->is_array() && p->size() == 1 && ((*p)[0].is_string() || (*p)[0].is_array())) {
-    p = &(*p)[0];  // a batch of one
-  } else if (p->is_array() && !p->empty() && ((*p)[0].is_string() || (*p)[0].is_array())) {
-    throw unsupported("prompt", "a batch of several prompts");
-  }
-  if (p->is_string()) {
-    r.prompt = p->get<std::string>();
-    if (r.prompt.empty()) throw invalid_param("prompt", "'prompt' must not be empty");
-  } else if (p->is_array()) {
-    r.prompt_ids = token_ids(*p, "prompt");
-    r.prompt_is_ids = true;
-    if (r.prompt_ids.empty()) throw invalid_param("prompt", "'prompt' must not be empty");
+  std::vector<ParsedRequest::BatchPrompt> prompts;
+  if (p->is_array() && !p->empty() && ((*p)[0].is_string() || (*p)[0].is_array())) {
+    if (p->size() > size_t(kMaxBatchPrompts))
+      throw invalid_param("prompt", fmt::format("at most {} prompts in a batch, got {}",
+                                                kMaxBatchPrompts, p->size()));
+    for (size_t i = 0; i < p->size(); ++i)
+      prompts.push_back(
+          one_prompt((*p)[i], p->size() == 1 ? "prompt" : fmt::format("prompt[{}]", i)));
   } else {
-    throw wrong_type("prompt", "a string or an array of token ids", *p);
+    prompts.push_back(one_prompt(*p, "prompt"));
   }
+  r.prompt = std::move(prompts[0].text);
+  r.prompt_ids = std::move(prompts[0].ids);
+  r.prompt_is_ids = prompts[0].is_ids;
+  r.more_prompts.assign(std::make_move_iterator(prompts.begin() + 1),
+                        std::make_move_iterator(prompts.end()));
 }
 
 void parse_stop(const json& body, SamplingParams& sp) {

@@ -35,6 +35,15 @@ struct ParsedRequest {
   std::string prompt;
   std::vector<int32_t> prompt_ids;
   bool prompt_is_ids = false;
+  // Completion: a batch's further prompts (`prompt` a list of several), as prompt / prompt_ids
+  // hold the first; each is its own engine request with the same parameters, answered together
+  // (server/completion_batch.h).
+  struct BatchPrompt {
+    std::string text;
+    std::vector<int32_t> ids;
+    bool is_ids = false;
+  };
+  std::vector<BatchPrompt> more_prompts;
   // Completion: read special-token texts in the prompt as control tokens (the `parse_special`
   // field, as llama.cpp's tokenizer flag). Off: the prompt is ordinary text.
   bool parse_special = false;
@@ -74,6 +83,9 @@ inline constexpr int kMaxLogitBiasEntries = 1024;
 struct ParseLimits {
   int max_n = 16;  // n and best_of at most (--max-n)
 };
+
+// Prompts in one completions request at most (a batch: `prompt` as a list).
+inline constexpr int kMaxBatchPrompts = 256;
 
 // POST /tokenize (vLLM's shape): {"prompt": text, "add_special_tokens": true} or
 // {"messages": [...], "add_generation_prompt": true}; "model" optional; "parse_special" as in

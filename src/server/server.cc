@@ -85,6 +85,7 @@ void Server::Impl::handle_generate(ApiKind kind, const Request& req, const std::
   try {
     check_content_type(req);
     ParsedRequest pr = parse_request(kind, body, ParseLimits{opts.max_n});
+    if (!pr.more_prompts.empty()) return generate_batch(std::move(pr), req, res);
     const ResponseShape shape = ResponseShape::of(pr);  // what the response needs
     generate(std::move(pr), req, res, [&](const StreamEvent& accepted) {
       const ResponseMeta meta{kind, new_response_id(kind), int64_t(std::time(nullptr)), model_name};
@@ -225,12 +226,12 @@ void Server::Impl::prepare_structured(ParsedRequest& pr) const {
   }
 }
 
-void Server::Impl::respond_whole(OutputBuilder& b, const std::shared_ptr<RequestHandle>& h,
-                                 CancelGuard& guard, ClientConnection& conn, Response& res) {
+bool Server::Impl::collect_whole(OutputBuilder& b, RequestHandle& h, CancelGuard& guard,
+                                 ClientConnection& conn) {
   std::string abort_reason;  // the first choice's, when the request was at fault
   while (!b.done()) {
     StreamEvent ev;
-    if (!wait_event(*h, conn, ev)) return;  // the client left
+    if (!wait_event(h, conn, ev)) return false;  // the client left
     if (ev.kind == StreamEvent::Kind::Error) {
       guard.disarm();
       throw *ev.error;
@@ -240,7 +241,12 @@ void Server::Impl::respond_whole(OutputBuilder& b, const std::shared_ptr<Request
   }
   guard.disarm();
   if (b.aborted()) throw abort_error(abort_reason);
-  send_ordered_json(res, 200, b.response());
+  return true;
+}
+
+void Server::Impl::respond_whole(OutputBuilder& b, const std::shared_ptr<RequestHandle>& h,
+                                 CancelGuard& guard, ClientConnection& conn, Response& res) {
+  if (collect_whole(b, *h, guard, conn)) send_ordered_json(res, 200, b.response());
 }
 
 void Server::Impl::respond_stream(const std::shared_ptr<OutputBuilder>& b,

@@ -114,8 +114,14 @@ struct Server::Impl {
   // format), and the request's grammar is compiled here, on the HTTP thread, so that the engine
   // thread finds it cached; one that does not compile (in time) is a 400 naming its field.
   void prepare_structured(ParsedRequest& pr) const;
+  // A completions batch (server/completion_batch.h): every prompt submitted, then answered as one.
+  void generate_batch(ParsedRequest pr, const Request& req, Response& res);
   void respond_whole(OutputBuilder& b, const std::shared_ptr<RequestHandle>& h, CancelGuard& guard,
                      ClientConnection& conn, Response& res);
+  // Adds the request's events to b until it is done; false when the client left. Throws the
+  // request's error, or its abort's.
+  bool collect_whole(OutputBuilder& b, RequestHandle& h, CancelGuard& guard,
+                     ClientConnection& conn);
   void respond_stream(const std::shared_ptr<OutputBuilder>& b,
                       const std::shared_ptr<RequestHandle>& h, CancelGuard& guard,
                       const Request& req, Response& res);

@@ -173,6 +173,27 @@ class OpenAIClientTest(unittest.TestCase):
             self.assertEqual(r2.choices[0].text, text[:text.find(stop)])
             self.assertEqual(r2.choices[0].finish_reason, "stop")
 
+    def test_a_batch_of_prompts_answers_each_as_alone(self):
+        # lm-evaluation-harness's way: several prompts in one request, echo and logprobs for
+        # log-likelihoods. Each prompt's choice is what the prompt alone gives.
+        prompts = ["Once upon a time", "The capital of France is", "1, 2, 3,"]
+        kw = dict(model=MODEL_ID, max_tokens=8, temperature=0, logprobs=1, echo=True)
+        r = self.client.completions.create(prompt=prompts, **kw)
+        self.assertEqual([c.index for c in r.choices], [0, 1, 2])
+        alone = [self.client.completions.create(prompt=p, **kw) for p in prompts]
+        for c, a in zip(r.choices, alone):
+            self.assertEqual(c.text, a.choices[0].text)
+            self.assertTrue(c.text.startswith(prompts[c.index]))
+            self.assertEqual(c.logprobs.tokens, a.choices[0].logprobs.tokens)
+            for x, y in zip(c.logprobs.token_logprobs[1:], a.choices[0].logprobs.token_logprobs[1:]):
+                self.assertAlmostEqual(x, y, places=3)
+        self.assertEqual(r.usage.prompt_tokens, sum(a.usage.prompt_tokens for a in alone))
+        self.assertEqual(r.usage.completion_tokens,
+                         sum(a.usage.completion_tokens for a in alone))
+        with self.assertRaises(self.openai.BadRequestError) as e:
+            self.client.completions.create(prompt=prompts, stream=True, **kw)
+        self.assertEqual(e.exception.param, "stream")
+
     def test_seeded_sampling_is_reproducible(self):
         kw = dict(model=MODEL_ID, messages=[{"role": "user", "content": "Tell me a joke."}],
                   max_tokens=16, temperature=0.8, top_p=0.95, seed=7)
